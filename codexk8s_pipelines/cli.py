@@ -1,0 +1,137 @@
+"""The `codexk8s` command: explain trigger decisions, check the configuration, run the local platform."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from . import settings
+from .config import ConfigError, PlatformConfig, load_config, load_config_from_environment
+from .domain.stages import Permission
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(x.strip() for x in (value or "").split(",") if x.strip())
+
+
+def _permission(value: str) -> Permission:
+    try:
+        return Permission(value.strip().lower())
+    except ValueError:
+        allowed = ", ".join(p.value for p in Permission)
+        raise argparse.ArgumentTypeError(f"{value!r} is not a permission; expected one of: {allowed}") from None
+
+
+def _config(path: str | None) -> PlatformConfig:
+    return load_config(path) if path else load_config_from_environment()
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from .explain import ExplainInputError, ExplainRequest, explain, render_json, render_text
+
+    request = ExplainRequest(
+        labels=_split(args.labels),
+        actor=args.actor,
+        actor_type=args.actor_type,
+        permission=args.permission,
+        added=args.added,
+        pull_request=args.pr,
+        review=args.review,
+        issue_labels=_split(args.issue_labels),
+        history=_split(args.history),
+        dev_run_exists=args.dev_run,
+    )
+    try:
+        decision = explain(request, _config(args.config).rules())
+    except ExplainInputError as exc:
+        print(f"codexk8s triggers explain: {exc}", file=sys.stderr)
+        return 2
+    print(render_json(decision) if args.json else render_text(decision))
+    return 0
+
+
+def _cmd_config_check(args: argparse.Namespace) -> int:
+    path = Path(args.path) if args.path else settings.config_location().path
+    config = load_config(path)
+    print(
+        f"{path}: valid — {len(config.repositories)} repositories, locale {config.locale}, "
+        f"trigger permission ≥ {config.triggers.min_permission.value}, "
+        f"{len(config.stages)} stage overrides, profiles: {', '.join(config.launch_profiles)}"
+    )
+    return 0
+
+
+def _cmd_db_migrate(args: argparse.Namespace) -> int:
+    from .store import PlatformStore
+
+    url = settings.database_url()
+    if not url:
+        print(f"codexk8s db migrate: set {settings.DATABASE_URL_VAR}", file=sys.stderr)
+        return 2
+    store = PlatformStore(url)
+    applied = store.migrate()
+    print(f"schema version {store.schema_version()}; applied now: {applied or 'nothing'}")
+    return 0
+
+
+def _cmd_dev(args: argparse.Namespace) -> int:
+    from .local_stack import run_local_stack
+
+    return run_local_stack(host=args.host, port=args.port, workspace=Path(args.workspace))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="codexk8s", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    triggers = sub.add_parser("triggers", help="trigger decisions").add_subparsers(dest="action", required=True)
+    ex = triggers.add_parser(
+        "explain",
+        help="print the decision for a described label or review event",
+        description="Why did (or would) a label start a run? Prints the decision the sensors make.",
+    )
+    ex.add_argument("--labels", default="", help="comma-separated labels on the issue (or on the PR with --pr)")
+    ex.add_argument("--added", help="the label that was added")
+    ex.add_argument("--actor", required=True, help="GitHub login of who added the label or reviewed")
+    ex.add_argument("--actor-type", default="User", help="GitHub account type: User, Bot, Organization")
+    ex.add_argument("--permission", type=_permission, help="the actor's permission on the repository")
+    ex.add_argument("--pr", action="store_true", help="the event is on a pull request")
+    ex.add_argument("--review", help="a submitted review's state (changes_requested, approved, commented)")
+    ex.add_argument("--issue-labels", default="", help="with --review: labels of the PR's linked issue")
+    ex.add_argument("--history", default="", help="with --review: stages of earlier runs, newest first")
+    ex.add_argument("--dev-run", action="store_true", help="the issue already had a run:dev run")
+    ex.add_argument("--config", help="configuration file (default: $CODEXK8S_CONFIG or ./codexk8s.yaml)")
+    ex.add_argument("--json", action="store_true", help="print one JSON object")
+    ex.set_defaults(func=_cmd_explain)
+
+    cfg = sub.add_parser("config", help="platform configuration").add_subparsers(dest="action", required=True)
+    check = cfg.add_parser("check", help="validate the configuration file")
+    check.add_argument("path", nargs="?")
+    check.set_defaults(func=_cmd_config_check)
+
+    db = sub.add_parser("db", help="platform database").add_subparsers(dest="action", required=True)
+    db.add_parser("migrate", help=f"apply migrations to ${settings.DATABASE_URL_VAR}").set_defaults(
+        func=_cmd_db_migrate
+    )
+
+    dev = sub.add_parser("dev", help="run the local platform: embedded database and the Dagster UI")
+    dev.add_argument("--host", default="127.0.0.1")
+    dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument("--workspace", default="workspace.yaml")
+    dev.set_defaults(func=_cmd_dev)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (ConfigError, settings.SettingsError) as exc:
+        print(str(exc), file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

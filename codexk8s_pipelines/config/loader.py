@@ -1,0 +1,105 @@
+"""Read and validate `codexk8s.yaml` once; every error names the file, the key path and what was expected."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from .. import settings
+from .models import PlatformConfig
+
+_SECRET_HINTS = ("token", "password", "secret", "private_key", "privatekey", "api_key")
+
+
+class ConfigError(ValueError):
+    """The configuration file cannot be used; `problems` holds one line per problem."""
+
+    def __init__(self, path: Path | str, problems: list[str]) -> None:
+        self.path = str(path)
+        self.problems = problems
+        super().__init__("\n".join(f"{self.path}: {p}" for p in problems))
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the last key of `loc`, to list the keys it allows."""
+    model: Any = PlatformConfig
+    for part in loc:
+        if isinstance(part, int) or (
+            isinstance(model, type) and issubclass(model, BaseModel) and part not in model.model_fields
+        ):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        annotation = model.model_fields[part].annotation
+        model = _unwrap(annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _unwrap(annotation: Any) -> Any:
+    for arg in getattr(annotation, "__args__", ()) or ():
+        inner = _unwrap(arg)
+        if isinstance(inner, type) and issubclass(inner, BaseModel):
+            return inner
+    return annotation
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = tuple(p for p in error["loc"] if p != "[key]")
+    path = ".".join(str(p) for p in loc) or "(top level)"
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        owner = _model_at(loc[:-1])
+        allowed = ", ".join(owner.model_fields) if owner else "see the sample codexk8s.yaml"
+        hint = ""
+        if any(h in key.lower() for h in _SECRET_HINTS):
+            hint = "; secrets are read from the environment only (see README), never from this file"
+        return f"{path}: unknown key {key!r}; expected one of: {allowed}{hint}"
+    msg = error["msg"].removeprefix("Value error, ")
+    if kind in {"missing"}:
+        return f"{path}: required key is missing"
+    got = error.get("input")
+    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    return f"{path}: {msg}{shown}"
+
+
+def parse_config(text: str, source: Path | str) -> PlatformConfig:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [f"{where}not valid YAML: {problem}"]) from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [f"(top level): expected a mapping of settings, got {type(raw).__name__}"])
+    try:
+        return PlatformConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(source, [_describe(e) for e in exc.errors()]) from None
+
+
+def load_config(path: Path | str) -> PlatformConfig:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(p, ["file not found"]) from None
+    except OSError as exc:
+        raise ConfigError(p, [f"cannot read: {exc.strerror}"]) from None
+    return parse_config(text, p)
+
+
+@functools.cache
+def load_config_from_environment() -> PlatformConfig:
+    """The configuration of this process: `$CODEXK8S_CONFIG`, else `./codexk8s.yaml`, else the defaults."""
+    where = settings.config_location()
+    if not where.explicit and not where.path.exists():
+        return PlatformConfig()
+    return load_config(where.path)

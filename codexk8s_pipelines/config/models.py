@@ -1,0 +1,161 @@
+"""Pydantic models of `codexk8s.yaml`. Unknown keys are errors: a typo must not silently change behaviour."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from ..domain.labels import DEFAULT_MODELS, DEFAULT_REASONING, LabelScheme
+from ..domain.rules import DEFAULT_LAUNCH_PROFILES, Rules, TriggerPolicy
+from ..domain.stages import MAIN_PATH, STAGE_NAMES, STAGES, ApprovalRule, Permission, RuntimeProfile
+
+_GITHUB_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+
+
+def _known_stage(name: str) -> str:
+    key = name.strip().lower()
+    if key not in STAGES:
+        raise ValueError(f"unknown stage {name!r}; expected one of: {', '.join(STAGE_NAMES)}")
+    return key
+
+
+def _main_path_stage(name: str) -> str:
+    key = _known_stage(name)
+    if key not in MAIN_PATH:
+        raise ValueError(f"{name!r} is not on the main path; a launch profile lists stages of: {', '.join(MAIN_PATH)}")
+    return key
+
+
+StageName = Annotated[str, AfterValidator(_known_stage)]
+MainPathStage = Annotated[str, AfterValidator(_main_path_stage)]
+Login = Annotated[str, AfterValidator(lambda s: s.strip().lower())]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RepositoryConfig(_Strict):
+    """A watched repository: a GitHub `owner/name`, or a local git checkout (`path`) for work without GitHub."""
+
+    github: str | None = Field(default=None, description="owner/name on GitHub")
+    path: str | None = Field(default=None, description="a local git checkout, relative to the config file")
+    default_branch: str = "main"
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RepositoryConfig:
+        if (self.github is None) == (self.path is None):
+            raise ValueError("give exactly one of 'github' (owner/name) or 'path' (a local checkout)")
+        if self.github is not None and not _GITHUB_NAME.match(self.github):
+            raise ValueError(f"github: {self.github!r} is not of the form owner/name")
+        return self
+
+    @property
+    def key(self) -> str:
+        return self.github or f"local:{self.path}"
+
+
+class TriggerConfig(_Strict):
+    min_permission: Permission = Permission.WRITE
+    allow_logins: list[Login] = Field(default_factory=list)
+
+
+class ApprovalConfig(_Strict):
+    required: bool = True
+    min_permission: Permission = Permission.ADMIN
+    approvers: list[Login] = Field(default_factory=list)
+    ttl_hours: float = Field(default=24.0, gt=0)
+
+
+class StageOverride(_Strict):
+    approval: ApprovalConfig | None = None
+    runtime_profile: RuntimeProfile | None = None
+    timeout_minutes: int | None = Field(default=None, gt=0, le=24 * 60)
+    label: str | None = Field(default=None, min_length=1, description="custom trigger label name")
+    revise_label: str | None = Field(default=None, min_length=1)
+
+
+class ModelsConfig(_Strict):
+    default: str = "gpt-5.4"
+    reasoning: str = "high"
+    known: list[str] = Field(default_factory=lambda: list(DEFAULT_MODELS))
+    reasoning_levels: list[str] = Field(default_factory=lambda: list(DEFAULT_REASONING))
+
+    @model_validator(mode="after")
+    def _defaults_known(self) -> ModelsConfig:
+        if self.default not in self.known:
+            raise ValueError(f"default model {self.default!r} is not in known: {', '.join(self.known)}")
+        if self.reasoning not in self.reasoning_levels:
+            raise ValueError(
+                f"default reasoning {self.reasoning!r} is not in reasoning_levels: {', '.join(self.reasoning_levels)}"
+            )
+        return self
+
+
+def _ordered_profile(stages: list[str]) -> list[str]:
+    if not stages:
+        raise ValueError("a launch profile needs at least one stage")
+    indexes = [MAIN_PATH.index(s) for s in stages]
+    if indexes != sorted(set(indexes)):
+        raise ValueError(f"stages must follow the main path order without repeats: {' → '.join(MAIN_PATH)}")
+    return stages
+
+
+class PlatformConfig(_Strict):
+    locale: Literal["en", "ru"] = "en"
+    repositories: list[RepositoryConfig] = Field(default_factory=list)
+    triggers: TriggerConfig = Field(default_factory=TriggerConfig)
+    stages: dict[StageName, StageOverride] = Field(default_factory=dict)
+    launch_profiles: dict[str, Annotated[list[MainPathStage], AfterValidator(_ordered_profile)]] = Field(
+        default_factory=lambda: {k: list(v) for k, v in DEFAULT_LAUNCH_PROFILES.items()}
+    )
+    models: ModelsConfig = Field(default_factory=ModelsConfig)
+
+    @model_validator(mode="after")
+    def _labels_unique(self) -> PlatformConfig:
+        names = [n.strip().lower() for n in self.label_scheme().trigger_labels()]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"trigger labels must be distinct; used twice: {', '.join(dupes)}")
+        return self
+
+    def label_scheme(self) -> LabelScheme:
+        overrides: dict[str, str] = {}
+        for stage, override in self.stages.items():
+            if override.label:
+                overrides[stage] = override.label
+            if override.revise_label:
+                overrides[f"{stage}:revise"] = override.revise_label
+        return LabelScheme(
+            models=tuple(self.models.known),
+            reasoning_levels=tuple(self.models.reasoning_levels),
+            stage_overrides=overrides,
+        )
+
+    def rules(self) -> Rules:
+        """The domain's rules with this file's overrides applied."""
+        stages = dict(STAGES)
+        for name, override in self.stages.items():
+            stage = stages[name]
+            if override.approval is not None:
+                a = override.approval
+                stage = replace(
+                    stage,
+                    approval=ApprovalRule(a.required, a.min_permission, frozenset(a.approvers), a.ttl_hours),
+                )
+            if override.runtime_profile is not None:
+                stage = replace(stage, runtime_profile=override.runtime_profile)
+            if override.timeout_minutes is not None:
+                stage = replace(stage, timeout_minutes=override.timeout_minutes)
+            stages[name] = stage
+        return Rules(
+            stages=stages,
+            labels=self.label_scheme(),
+            policy=TriggerPolicy(self.triggers.min_permission, frozenset(self.triggers.allow_logins)),
+            launch_profiles={k: tuple(v) for k, v in self.launch_profiles.items()},
+            default_model=self.models.default,
+            default_reasoning=self.models.reasoning,
+        )

@@ -1,0 +1,31 @@
+"""The correlation key: the identity of a run across the sensor, Dagster and the platform database."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_KEY = re.compile(r"^(?P<repo>[^#\s]+/[^#\s]+)#(?P<number>\d+):(?P<label>.+):(?P<event>[^:]+)$")
+
+
+@dataclass(frozen=True)
+class CorrelationKey:
+    repository: str
+    number: int
+    trigger_label: str
+    event_id: str
+
+    def __str__(self) -> str:
+        return f"{self.repository}#{self.number}:{self.trigger_label}:{self.event_id}"
+
+
+def correlation_key(repository: str, number: int, trigger_label: str, event_id: str | int) -> str:
+    """`<owner>/<repo>#<number>:<trigger label>:<GitHub event id>`: one GitHub event, one run."""
+    return str(CorrelationKey(repository.strip().lower(), int(number), trigger_label.strip().lower(), str(event_id)))
+
+
+def parse_correlation_key(key: str) -> CorrelationKey:
+    m = _KEY.match(key)
+    if not m:
+        raise ValueError(f"{key!r} is not a correlation key <owner>/<repo>#<number>:<label>:<event id>")
+    return CorrelationKey(m["repo"], int(m["number"]), m["label"], m["event"])

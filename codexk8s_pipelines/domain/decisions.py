@@ -1,0 +1,435 @@
+"""Trigger decisions: given what happened on GitHub and what the platform knows, run or say why not.
+
+The same functions serve the sensors, `codexk8s triggers explain` and the tests, so the answer a user gets
+from the CLI is the one the sensor acted on. Reasons are stable codes (audited, shown in comments); the
+message is the sentence a human reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+from .labels import LabelKind, ParsedLabel, normalize
+from .rules import Actor, Rules
+from .stages import REVIEWER_JOB_NAME, Role, WriteScope
+
+
+class DecisionKind(StrEnum):
+    RUN = "run"
+    IGNORED = "ignored"
+    CONFLICT = "conflict"
+    APPROVAL_REQUIRED = "approval_required"
+
+
+class Reason(StrEnum):
+    # run
+    TRIGGER_LABEL = "trigger_label"
+    REVIEWER_REQUESTED = "reviewer_requested"
+    REVIEW_CHANGES_REQUESTED = "review_changes_requested"
+    APPROVED = "approved"
+    # ignored
+    NOT_A_TRIGGER_LABEL = "not_a_trigger_label"
+    UNKNOWN_TRIGGER_LABEL = "unknown_trigger_label"
+    RUN_LABEL_ON_PULL_REQUEST = "run_label_on_pull_request"
+    ACTOR_NOT_PERMITTED = "actor_not_permitted"
+    REVIEW_NOT_CHANGES_REQUESTED = "review_not_changes_requested"
+    STAGE_AMBIGUOUS = "stage_ambiguous"
+    STAGE_NOT_RESOLVED = "stage_not_resolved"
+    DEV_RUN_MISSING = "dev_run_missing"
+    APPROVER_NOT_PERMITTED = "approver_not_permitted"
+    APPROVAL_EXPIRED = "approval_expired"
+    # conflict
+    MULTIPLE_TRIGGER_LABELS = "multiple_trigger_labels"
+    MULTIPLE_MODEL_LABELS = "multiple_model_labels"
+    MULTIPLE_REASONING_LABELS = "multiple_reasoning_labels"
+    UNKNOWN_MODEL_LABEL = "unknown_model_label"
+    UNKNOWN_REASONING_LABEL = "unknown_reasoning_label"
+    # approval
+    APPROVAL_REQUIRED = "approval_required"
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: DecisionKind
+    reason: Reason
+    message: str
+    stage: str | None = None
+    revise: bool = False
+    role: str | None = None
+    job_name: str | None = None
+    trigger_label: str | None = None
+    model: str | None = None
+    reasoning: str | None = None
+    profile: str | None = None
+    write_scope: str | None = None
+    discussion: bool = False
+    labels: tuple[str, ...] = ()
+    add_labels: tuple[str, ...] = ()
+    suggested_labels: tuple[str, ...] = ()
+    approvers: str | None = None
+    resolved_from: str | None = None
+
+    @property
+    def runs(self) -> bool:
+        return self.kind is DecisionKind.RUN
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["kind"] = self.kind.value
+        data["reason"] = self.reason.value
+        for key in ("labels", "add_labels", "suggested_labels"):
+            data[key] = list(data[key])
+        return data
+
+
+# -- events -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IssueLabelEvent:
+    """A label was added to an issue. `labels` are the issue's labels after the event."""
+
+    labels: tuple[str, ...]
+    added: str
+    actor: Actor
+    dev_run_exists: bool = False
+
+
+@dataclass(frozen=True)
+class PullRequestLabelEvent:
+    labels: tuple[str, ...]
+    added: str
+    actor: Actor
+
+
+@dataclass(frozen=True)
+class PullRequestReviewEvent:
+    """A review was submitted. Stage sources in the order they are consulted; `history_stages` newest first."""
+
+    review_state: str
+    actor: Actor
+    pr_labels: tuple[str, ...] = ()
+    issue_labels: tuple[str, ...] = ()
+    history_stages: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PendingApproval:
+    stage: str
+    revise: bool
+    requested_at: datetime
+    trigger_label: str
+    model: str | None = None
+    reasoning: str | None = None
+
+
+# -- helpers ------------------------------------------------------------------------------------------------
+def _ignored(reason: Reason, message: str, **kw: Any) -> Decision:
+    return Decision(DecisionKind.IGNORED, reason, message, **kw)
+
+
+def _conflict(reason: Reason, message: str, labels: Iterable[str]) -> Decision:
+    return Decision(DecisionKind.CONFLICT, reason, message, labels=tuple(sorted(labels, key=normalize)))
+
+
+def _with_added(labels: Sequence[str], added: str) -> list[str]:
+    out = list(labels)
+    if normalize(added) not in {normalize(x) for x in labels}:
+        out.append(added)
+    return out
+
+
+def _group_choice(parsed: Sequence[ParsedLabel], rules: Rules) -> tuple[str | None, str | None, Decision | None]:
+    """The model and reasoning chosen by labels, or a conflict decision when a group is contradictory."""
+    models = [p for p in parsed if p.kind is LabelKind.MODEL]
+    levels = [p for p in parsed if p.kind is LabelKind.REASONING]
+    if len(models) > 1:
+        names = [p.name for p in models]
+        return (
+            None,
+            None,
+            _conflict(
+                Reason.MULTIPLE_MODEL_LABELS, f"more than one model label: {', '.join(sorted(names))}; keep one", names
+            ),
+        )
+    if len(levels) > 1:
+        names = [p.name for p in levels]
+        return (
+            None,
+            None,
+            _conflict(
+                Reason.MULTIPLE_REASONING_LABELS,
+                f"more than one reasoning label: {', '.join(sorted(names))}; keep one",
+                names,
+            ),
+        )
+    model = models[0].value if models else None
+    level = levels[0].value if levels else None
+    if model is not None and not rules.labels.is_known_model(model):
+        known = ", ".join(rules.labels.model_label(m) for m in rules.labels.models)
+        return (
+            None,
+            None,
+            _conflict(
+                Reason.UNKNOWN_MODEL_LABEL,
+                f"{models[0].name} names no configured model; known: {known}",
+                [models[0].name],
+            ),
+        )
+    if level is not None and not rules.labels.is_known_reasoning(level):
+        known = ", ".join(rules.labels.reasoning_label(r) for r in rules.labels.reasoning_levels)
+        return (
+            None,
+            None,
+            _conflict(
+                Reason.UNKNOWN_REASONING_LABEL,
+                f"{levels[0].name} names no reasoning level; known: {known}",
+                [levels[0].name],
+            ),
+        )
+    return model, level, None
+
+
+def _run(
+    rules: Rules,
+    stage_name: str,
+    revise: bool,
+    actor: Actor,
+    reason: Reason,
+    message: str,
+    model: str | None,
+    reasoning: str | None,
+    discussion: bool = False,
+    resolved_from: str | None = None,
+) -> Decision:
+    """A run decision, or approval_required when the stage needs an approver and the actor is not one."""
+    stage = rules.stage(stage_name)
+    label = rules.labels.run_label(stage_name, revise)
+    common: dict[str, Any] = {
+        "stage": stage_name,
+        "revise": revise,
+        "role": stage.role.value,
+        "job_name": stage.job_name,
+        "trigger_label": label,
+        "model": model or rules.default_model,
+        "reasoning": reasoning or rules.default_reasoning,
+        "profile": stage.runtime_profile.value,
+        "write_scope": (WriteScope.NONE if discussion else stage.write_scope).value,
+        "discussion": discussion,
+        "resolved_from": resolved_from,
+    }
+    rule = stage.approval
+    if rule.required and not rule.may_approve(actor.login, actor.permission):
+        return Decision(
+            DecisionKind.APPROVAL_REQUIRED,
+            Reason.APPROVAL_REQUIRED,
+            f"{label} needs approval: {rule.describe_approvers()} adds {rules.labels.approved}",
+            approvers=rule.describe_approvers(),
+            **common,
+        )
+    return Decision(DecisionKind.RUN, reason, message, **common)
+
+
+# -- decisions ----------------------------------------------------------------------------------------------
+def decide_issue_label(event: IssueLabelEvent, rules: Rules) -> Decision:
+    """An issue was labelled: start the stage the label names, or say why not."""
+    scheme = rules.labels
+    added = scheme.parse(event.added)
+    if added.kind is not LabelKind.RUN:
+        return _ignored(Reason.NOT_A_TRIGGER_LABEL, f"{added.name!r} is not a trigger label", labels=(added.name,))
+    if added.stage is None:
+        known = sorted(scheme.run_label(s, r) for s, r in scheme.trigger_labels().values())
+        return _ignored(
+            Reason.UNKNOWN_TRIGGER_LABEL,
+            f"{added.name!r} names no stage (or a stage without a revise loop)",
+            labels=(added.name,),
+            suggested_labels=tuple(known),
+        )
+    refusal = rules.policy.refusal(event.actor)
+    if refusal is not None:
+        return _ignored(Reason.ACTOR_NOT_PERMITTED, refusal, stage=added.stage, trigger_label=added.name)
+
+    parsed = scheme.parse_all(_with_added(event.labels, event.added))
+    runs = [p for p in parsed if p.kind is LabelKind.RUN]
+    if len(runs) > 1:
+        names = [p.name for p in runs]
+        return _conflict(
+            Reason.MULTIPLE_TRIGGER_LABELS,
+            f"the issue carries {len(runs)} trigger labels ({', '.join(sorted(names))}); keep exactly one",
+            names,
+        )
+    model, reasoning, conflict = _group_choice(parsed, rules)
+    if conflict is not None:
+        return conflict
+
+    stage = rules.stage(added.stage)
+    if stage.requires_dev_run and not event.dev_run_exists:
+        return _ignored(
+            Reason.DEV_RUN_MISSING,
+            f"{added.name} needs an earlier {scheme.run_label('dev')} run of this issue; none was found",
+            stage=added.stage,
+            revise=added.revise,
+            trigger_label=added.name,
+            add_labels=(scheme.need_input,),
+            suggested_labels=(scheme.run_label("dev"), scheme.run_label("dev", revise=True)),
+        )
+    discussion = any(p.kind is LabelKind.MODE for p in parsed)
+    return _run(
+        rules,
+        added.stage,
+        added.revise,
+        event.actor,
+        Reason.TRIGGER_LABEL,
+        f"{added.name} added by {event.actor.login} starts {stage.job_name}",
+        model,
+        reasoning,
+        discussion=discussion,
+    )
+
+
+def decide_pull_request_label(event: PullRequestLabelEvent, rules: Rules) -> Decision:
+    """A PR was labelled: only `need:reviewer` starts something there, a comment-only reviewer run."""
+    scheme = rules.labels
+    added = scheme.parse(event.added)
+    if added.kind is LabelKind.RUN:
+        return _ignored(
+            Reason.RUN_LABEL_ON_PULL_REQUEST,
+            f"{added.name!r} is on a pull request; trigger labels start runs on issues, on a PR only "
+            f"{scheme.need_reviewer} does",
+            labels=(added.name,),
+        )
+    if normalize(added.name) != normalize(scheme.need_reviewer):
+        return _ignored(Reason.NOT_A_TRIGGER_LABEL, f"{added.name!r} is not a trigger label", labels=(added.name,))
+    refusal = rules.policy.refusal(event.actor)
+    if refusal is not None:
+        return _ignored(Reason.ACTOR_NOT_PERMITTED, refusal, trigger_label=added.name)
+    parsed = scheme.parse_all(_with_added(event.labels, event.added))
+    model, reasoning, conflict = _group_choice(parsed, rules)
+    if conflict is not None:
+        return conflict
+    return Decision(
+        DecisionKind.RUN,
+        Reason.REVIEWER_REQUESTED,
+        f"{added.name} added by {event.actor.login} starts a comment-only reviewer run",
+        role=Role.REVIEWER.value,
+        job_name=REVIEWER_JOB_NAME,
+        trigger_label=added.name,
+        model=model or rules.default_model,
+        reasoning=reasoning or rules.default_reasoning,
+        profile="code-only",
+        write_scope=WriteScope.NONE.value,
+    )
+
+
+def _stages_in(labels: Sequence[str], rules: Rules) -> list[str]:
+    found: list[str] = []
+    for p in rules.labels.parse_all(labels):
+        if p.kind is LabelKind.RUN and p.stage and rules.stage(p.stage).has_revise and p.stage not in found:
+            found.append(p.stage)
+    return found
+
+
+def decide_review(event: PullRequestReviewEvent, rules: Rules) -> Decision:
+    """A review asked for changes: revise the one stage the PR (or its issue, or its history) carries."""
+    scheme = rules.labels
+    state = normalize(event.review_state).replace(" ", "_")
+    if state != "changes_requested":
+        return _ignored(
+            Reason.REVIEW_NOT_CHANGES_REQUESTED, f"a review in state {state!r} starts nothing; only changes_requested"
+        )
+    refusal = rules.policy.refusal(event.actor)
+    if refusal is not None:
+        return _ignored(Reason.ACTOR_NOT_PERMITTED, refusal)
+
+    need_input = (scheme.need_input,)
+    stage_name: str | None = None
+    source: str | None = None
+    for source_name, labels in (("pr_labels", event.pr_labels), ("issue_labels", event.issue_labels)):
+        stages = _stages_in(labels, rules)
+        if len(stages) > 1:
+            revise_labels = tuple(scheme.run_label(s, revise=True) for s in stages)
+            where = "pull request" if source_name == "pr_labels" else "linked issue"
+            return _ignored(
+                Reason.STAGE_AMBIGUOUS,
+                f"the {where} carries labels of {len(stages)} stages ({', '.join(stages)}); "
+                f"add the one revise label to run",
+                labels=revise_labels,
+                add_labels=need_input,
+                suggested_labels=revise_labels,
+                resolved_from=source_name,
+            )
+        if stages:
+            stage_name, source = stages[0], source_name
+            break
+    if stage_name is None:
+        for name in event.history_stages:
+            if name in rules.stages and rules.stage(name).has_revise:
+                stage_name, source = name, "run_history"
+                break
+    if stage_name is None:
+        suggested = tuple(scheme.run_label(s, revise=True) for s in rules.stages if rules.stage(s).has_revise)
+        return _ignored(
+            Reason.STAGE_NOT_RESOLVED,
+            "no stage label on the pull request or its issue, and no earlier run: add the revise label to run",
+            add_labels=need_input,
+            suggested_labels=suggested,
+            resolved_from="stage_not_resolved",
+        )
+    # Model and reasoning: the issue's labels win over the PR's (sticky profile of the reference system).
+    issue_model, issue_reasoning, conflict = _group_choice(scheme.parse_all(event.issue_labels), rules)
+    if conflict is not None:
+        return conflict
+    pr_model, pr_reasoning, conflict = _group_choice(scheme.parse_all(event.pr_labels), rules)
+    if conflict is not None:
+        return conflict
+    return _run(
+        rules,
+        stage_name,
+        True,
+        event.actor,
+        Reason.REVIEW_CHANGES_REQUESTED,
+        f"changes requested by {event.actor.login}: revise of {stage_name} (stage from {source})",
+        issue_model or pr_model,
+        issue_reasoning or pr_reasoning,
+        resolved_from=source,
+    )
+
+
+def approval_expired(requested_at: datetime, now: datetime, ttl_hours: float) -> bool:
+    return now - requested_at > timedelta(hours=ttl_hours)
+
+
+def decide_approval(pending: PendingApproval, approver: Actor, now: datetime, rules: Rules) -> Decision:
+    """`state:approved` was added while a run waits for approval: run it, or say why the approval does not count."""
+    stage = rules.stage(pending.stage)
+    rule = stage.approval
+    if approval_expired(pending.requested_at, now, rule.ttl_hours):
+        return _ignored(
+            Reason.APPROVAL_EXPIRED,
+            f"the approval request for {pending.trigger_label} is older than {rule.ttl_hours:g} h; "
+            f"add {pending.trigger_label} again",
+            stage=pending.stage,
+            revise=pending.revise,
+            trigger_label=pending.trigger_label,
+        )
+    if not approver.is_human or not rule.may_approve(approver.login, approver.permission):
+        return _ignored(
+            Reason.APPROVER_NOT_PERMITTED,
+            f"{approver.login} may not approve {pending.trigger_label}: needs {rule.describe_approvers()}",
+            stage=pending.stage,
+            revise=pending.revise,
+            trigger_label=pending.trigger_label,
+            approvers=rule.describe_approvers(),
+        )
+    return _run(
+        rules,
+        pending.stage,
+        pending.revise,
+        approver,
+        Reason.APPROVED,
+        f"{pending.trigger_label} approved by {approver.login}",
+        pending.model,
+        pending.reasoning,
+    )

@@ -1,0 +1,30 @@
+"""Dagster resources shared by every job. Settings come from the environment, never from run config."""
+
+import dagster as dg
+
+from . import settings
+from .config import PlatformConfig, load_config_from_environment
+from .store import PlatformStore
+
+
+class PlatformDatabase(dg.ConfigurableResource):
+    """The platform database (runs, audit, approvals). The URL is an `EnvVar`: it may hold a password."""
+
+    url: str
+
+    def store(self) -> PlatformStore:
+        return PlatformStore(self.url)
+
+
+class PlatformConfigResource(dg.ConfigurableResource):
+    """`codexk8s.yaml`, from `$CODEXK8S_CONFIG` (or `./codexk8s.yaml`), validated once per process."""
+
+    def get(self) -> PlatformConfig:
+        return load_config_from_environment()
+
+
+def platform_resources() -> dict[str, dg.ConfigurableResource]:
+    return {
+        "platform_db": PlatformDatabase(url=dg.EnvVar(settings.DATABASE_URL_VAR)),
+        "platform_config": PlatformConfigResource(),
+    }

@@ -1,0 +1,64 @@
+"""Every environment variable the platform reads, in one place.
+
+Secrets (GitHub tokens, App keys, database passwords) are read here from the environment only; they are never
+part of the YAML configuration or of Dagster run config, which the UI shows.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+
+class Environment(StrEnum):
+    LOCAL = "local"
+    KUBERNETES = "kubernetes"
+
+
+ENV_VAR = "CODEXK8S_ENV"
+CONFIG_VAR = "CODEXK8S_CONFIG"
+DATABASE_URL_VAR = "CODEXK8S_DATABASE_URL"
+HOME_VAR = "CODEXK8S_HOME"
+GITHUB_TOKEN_VAR = "CODEXK8S_GITHUB_TOKEN"
+GITHUB_API_URL_VAR = "CODEXK8S_GITHUB_API_URL"
+GITHUB_APP_ID_VAR = "CODEXK8S_GITHUB_APP_ID"
+GITHUB_APP_PRIVATE_KEY_VAR = "CODEXK8S_GITHUB_APP_PRIVATE_KEY"
+
+DEFAULT_CONFIG_FILE = "codexk8s.yaml"
+
+
+class SettingsError(ValueError):
+    """An environment variable holds a value the platform cannot use."""
+
+
+def environment() -> Environment:
+    raw = os.environ.get(ENV_VAR, Environment.LOCAL.value).strip().lower()
+    try:
+        return Environment(raw)
+    except ValueError:
+        allowed = ", ".join(e.value for e in Environment)
+        raise SettingsError(f"{ENV_VAR}={raw!r} is not an environment; expected one of: {allowed}") from None
+
+
+def state_dir() -> Path:
+    """Where the local environment keeps its embedded database and DAGSTER_HOME (git-ignored)."""
+    return Path(os.environ.get(HOME_VAR, ".codexk8s")).resolve()
+
+
+@dataclass(frozen=True)
+class ConfigLocation:
+    path: Path
+    explicit: bool
+
+
+def config_location() -> ConfigLocation:
+    raw = os.environ.get(CONFIG_VAR)
+    if raw:
+        return ConfigLocation(Path(raw), explicit=True)
+    return ConfigLocation(Path(DEFAULT_CONFIG_FILE), explicit=False)
+
+
+def database_url() -> str | None:
+    return os.environ.get(DATABASE_URL_VAR) or None

