@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from functools import cached_property
 
 from .stages import STAGE_NAMES, STAGES
 
@@ -102,14 +103,27 @@ class LabelScheme:
     def in_review(self) -> str:
         return self.state_label("in-review")
 
-    def trigger_labels(self) -> dict[str, tuple[str, bool]]:
+    def trigger_labels(self) -> Mapping[str, tuple[str, bool]]:
         """Every trigger label (normalised) → (stage, revise). Stages without a revise loop have no revise label."""
+        return self._trigger_table
+
+    @cached_property
+    def _trigger_table(self) -> dict[str, tuple[str, bool]]:
+        # Computed once per scheme: parsing runs for every label of every event a sensor tick sees.
         table: dict[str, tuple[str, bool]] = {}
         for name in STAGE_NAMES:
             table[normalize(self.run_label(name))] = (name, False)
             if STAGES[name].has_revise:
                 table[normalize(self.run_label(name, revise=True))] = (name, True)
         return table
+
+    @cached_property
+    def _known_models(self) -> frozenset[str]:
+        return frozenset(normalize(m) for m in self.models)
+
+    @cached_property
+    def _known_reasoning(self) -> frozenset[str]:
+        return frozenset(normalize(r) for r in self.reasoning_levels)
 
     # -- parsing -----------------------------------------------------------------------------------------
     def parse(self, label: str) -> ParsedLabel:
@@ -145,10 +159,10 @@ class LabelScheme:
         return parsed
 
     def is_known_model(self, value: str) -> bool:
-        return value in {normalize(m) for m in self.models}
+        return value in self._known_models
 
     def is_known_reasoning(self, value: str) -> bool:
-        return value in {normalize(r) for r in self.reasoning_levels}
+        return value in self._known_reasoning
 
     def all_labels(self) -> list[str]:
         """Every label the platform uses, for creating them in a repository and for documentation."""
