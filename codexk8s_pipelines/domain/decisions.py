@@ -15,7 +15,7 @@ from typing import Any
 
 from .labels import LabelKind, ParsedLabel, normalize
 from .rules import Actor, Rules
-from .stages import REVIEWER_JOB_NAME, Role, WriteScope
+from .stages import REVIEWER_JOB_NAME, Role, RuntimeProfile, WriteScope
 
 
 class DecisionKind(StrEnum):
@@ -215,7 +215,8 @@ def _run(
         "trigger_label": label,
         "model": model or rules.default_model,
         "reasoning": reasoning or rules.default_reasoning,
-        "profile": stage.runtime_profile.value,
+        # A discussion only comments: no environment, no production access, nothing written.
+        "profile": (RuntimeProfile.CODE_ONLY if discussion else stage.runtime_profile).value,
         "write_scope": (WriteScope.NONE if discussion else stage.write_scope).value,
         "discussion": discussion,
         "resolved_from": resolved_from,
@@ -318,7 +319,7 @@ def decide_pull_request_label(event: PullRequestLabelEvent, rules: Rules) -> Dec
         trigger_label=added.name,
         model=model or rules.default_model,
         reasoning=reasoning or rules.default_reasoning,
-        profile="code-only",
+        profile=RuntimeProfile.CODE_ONLY.value,
         write_scope=WriteScope.NONE.value,
     )
 

@@ -92,7 +92,8 @@ def next_steps(stage: str, rules: Rules, pr_exists: bool = False) -> list[NextSt
         restart = {"new-service": "restart_full", "feature": "restart_shortened", "quick-fix": "restart_very_short"}
         for name, path in rules.launch_profiles.items():
             # The full path restarts at its beginning; shorter profiles keep the intake and restart after it.
-            target = path[0] if tuple(path) == MAIN_PATH else profile_next_stage(path[0], path)
+            keeps_intake = tuple(path) != MAIN_PATH and path[0] == "intake"
+            target = profile_next_stage("intake", path) if keeps_intake else path[0]
             if target is not None:
                 steps.append(NextStep(restart.get(name, f"restart_{name}"), labels.run_label(target), profiles=(name,)))
         return _dedupe(steps)

@@ -40,6 +40,9 @@ class TriggerPolicy:
     min_permission: Permission = Permission.WRITE
     allow_logins: frozenset[str] = frozenset()
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "allow_logins", frozenset(a.strip().lower() for a in self.allow_logins))
+
     def refusal(self, actor: Actor) -> str | None:
         """None when the actor may trigger, else a sentence saying why not."""
         if not actor.login.strip():

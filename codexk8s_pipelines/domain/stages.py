@@ -71,6 +71,10 @@ class ApprovalRule:
     approvers: frozenset[str] = frozenset()
     ttl_hours: float = 24.0
 
+    def __post_init__(self) -> None:
+        # GitHub logins are case-insensitive: compare them in one case whoever built the rule.
+        object.__setattr__(self, "approvers", frozenset(a.strip().lower() for a in self.approvers))
+
     def may_approve(self, login: str, permission: Permission | None) -> bool:
         if login.strip().lower() in self.approvers:
             return True

@@ -25,7 +25,7 @@ def scope_violations(
     scope: WriteScope, changed_paths: Iterable[str], allow: Sequence[str] = DEFAULT_SELF_IMPROVE_ALLOW
 ) -> list[str]:
     """The changed paths the scope does not allow, sorted; empty means the diff may be pushed."""
-    paths = sorted({p.strip().lstrip("./") if p.startswith("./") else p.strip() for p in changed_paths if p.strip()})
+    paths = sorted({p.strip().removeprefix("./") for p in changed_paths if p.strip()})
     if scope is WriteScope.ANY_FILE:
         return []
     if scope is WriteScope.NONE:

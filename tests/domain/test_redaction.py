@@ -1,0 +1,141 @@
+"""Secrets never reach audit payloads, comments or logs."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+
+from codexk8s_pipelines.domain.redaction import REDACTED, redact, redact_text
+
+GHP = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
+GHS = "ghs_" + "Z" * 36
+PAT = "github_pat_" + "11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyz"
+PEM_BEGIN = "-----BEGIN " + "RSA PRIVATE KEY-----"
+PEM_END = "-----END " + "RSA PRIVATE KEY-----"
+PEM = PEM_BEGIN + "\nMIIEowIBAAKCAQEAx1y2z3\nabcdefghijklmnop\n" + PEM_END
+OPENSSH_PEM = "-----BEGIN " + "OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXk\n-----END " + "OPENSSH PRIVATE KEY-----"
+
+
+def test_redacted_marker() -> None:
+    assert REDACTED == "[redacted]"
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "token",
+        "github_token",
+        "GITHUB_TOKEN",
+        "access_token",
+        "password",
+        "db_Password",
+        "passwd",
+        "client_secret",
+        "private_key",
+        "private-key",
+        "privateKey",
+        "Authorization",
+        "api_key",
+        "api-key",
+        "apikey",
+    ],
+)
+def test_secret_keys_are_redacted(key: str) -> None:
+    assert redact({key: "hunter2", "user": "alice"}) == {key: REDACTED, "user": "alice"}
+
+
+def test_secret_key_hides_structured_values_too() -> None:
+    assert redact({"secret": {"a": 1, "b": [1, 2]}}) == {"secret": REDACTED}
+
+
+@pytest.mark.parametrize("token", [GHP, GHS, "gho_" + "x" * 30, "ghu_" + "9" * 40, "ghr_" + "Ab" * 15, PAT])
+def test_github_tokens_in_text(token: str) -> None:
+    text = f"cloning with {token} now"
+    assert redact_text(text) == f"cloning with {REDACTED} now"
+    assert redact({"note": text}) == {"note": f"cloning with {REDACTED} now"}
+
+
+@pytest.mark.parametrize("pem", [PEM, OPENSSH_PEM])
+def test_pem_private_keys(pem: str) -> None:
+    out = redact_text(f"key:\n{pem}\nend")
+    assert out == f"key:\n{REDACTED}\nend"
+    assert "PRIVATE KEY" not in out
+    assert "MII" not in out
+
+
+def test_two_pem_keys_are_redacted_separately() -> None:
+    out = redact_text(f"{PEM} keep me {PEM}")
+    assert out == f"{REDACTED} keep me {REDACTED}"
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("https://user:s3cr3t@github.com/o/r.git", f"https://{REDACTED}@github.com/o/r.git"),
+        ("postgresql://app:pa55w0rd@db:5432/platform", f"postgresql://{REDACTED}@db:5432/platform"),
+        ("https://x-access-token:abc123@github.com", f"https://{REDACTED}@github.com"),
+    ],
+)
+def test_url_passwords(url: str, expected: str) -> None:
+    assert redact_text(url) == expected
+    assert redact({"remote": url}) == {"remote": expected}
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://github.com/o/r.git", "https://user@github.com/o/r", "postgresql://db:5432/platform", "mailto:a@b.c"],
+)
+def test_urls_without_password_unchanged(url: str) -> None:
+    assert redact_text(url) == url
+
+
+def test_nested_dicts_and_lists() -> None:
+    payload = {
+        "repo": "o/r",
+        "number": 7,
+        "labels": ["run:dev", f"token is {GHP}"],
+        "nested": {
+            "env": [{"name": "GITHUB_TOKEN", "token": "abc"}, {"remote": "https://u:p@h/x"}],
+            "ok": True,
+            "Authorization": "Bearer xyz",
+        },
+        "tuple": ("plain", GHS),
+    }
+    original = copy.deepcopy(payload)
+    assert redact(payload) == {
+        "repo": "o/r",
+        "number": 7,
+        "labels": ["run:dev", f"token is {REDACTED}"],
+        "nested": {
+            "env": [{"name": "GITHUB_TOKEN", "token": REDACTED}, {"remote": f"https://{REDACTED}@h/x"}],
+            "ok": True,
+            "Authorization": REDACTED,
+        },
+        "tuple": ["plain", REDACTED],
+    }
+    assert payload == original  # a copy; the input is not modified
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        0,
+        3.5,
+        True,
+        "",
+        "run:dev added by alice",
+        "ghp_short",
+        "see docs/ghp_policy.md",
+        "-----BEGIN CERTIFICATE-----",
+        {"user": "alice", "count": 3},
+        ["a", "b"],
+    ],
+)
+def test_non_secret_values_unchanged(value: object) -> None:
+    assert redact(value) == value
+
+
+def test_non_string_keys() -> None:
+    assert redact({1: "one", 2: GHP}) == {1: "one", 2: REDACTED}
