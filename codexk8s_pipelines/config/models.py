@@ -42,7 +42,7 @@ class RepositoryConfig(_Strict):
     """A watched repository: a GitHub `owner/name`, or a local git checkout (`path`) for work without GitHub."""
 
     github: str | None = Field(default=None, description="owner/name on GitHub")
-    path: str | None = Field(default=None, description="a local git checkout, relative to the config file")
+    path: str | None = Field(default=None, description="a local git checkout, relative to the working directory")
     default_branch: str = "main"
 
     @model_validator(mode="after")
@@ -95,6 +95,34 @@ class ModelsConfig(_Strict):
         return self
 
 
+class LabelsConfig(_Strict):
+    """Label name parts, for a repository whose labels already mean something else. Stage names are appended."""
+
+    run_prefix: str = Field(default="run:", min_length=1)
+    revise_suffix: str = Field(default=":revise", min_length=1)
+    state_prefix: str = Field(default="state:", min_length=1)
+    need_prefix: str = Field(default="need:", min_length=1)
+    discussion: str = Field(default="mode:discussion", min_length=1)
+    model_prefix: str = Field(default="[ai-model-", min_length=1)
+    reasoning_prefix: str = Field(default="[ai-reasoning-", min_length=1)
+    group_suffix: str = "]"
+
+    @model_validator(mode="after")
+    def _prefixes_distinct(self) -> LabelsConfig:
+        prefixes = {
+            "run_prefix": self.run_prefix,
+            "state_prefix": self.state_prefix,
+            "need_prefix": self.need_prefix,
+            "model_prefix": self.model_prefix,
+            "reasoning_prefix": self.reasoning_prefix,
+        }
+        for a, pa in prefixes.items():
+            for b, pb in prefixes.items():
+                if a < b and (pa.lower().startswith(pb.lower()) or pb.lower().startswith(pa.lower())):
+                    raise ValueError(f"{a} {pa!r} and {b} {pb!r} overlap: a label could belong to both groups")
+        return self
+
+
 def _ordered_profile(stages: list[str]) -> list[str]:
     if not stages:
         raise ValueError("a launch profile needs at least one stage")
@@ -113,6 +141,7 @@ class PlatformConfig(_Strict):
         default_factory=lambda: {k: list(v) for k, v in DEFAULT_LAUNCH_PROFILES.items()}
     )
     models: ModelsConfig = Field(default_factory=ModelsConfig)
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
 
     @model_validator(mode="after")
     def _labels_unique(self) -> PlatformConfig:
@@ -137,6 +166,7 @@ class PlatformConfig(_Strict):
             if override.revise_label:
                 overrides[f"{stage}:revise"] = override.revise_label
         return LabelScheme(
+            **self.labels.model_dump(),
             models=tuple(self.models.known),
             reasoning_levels=tuple(self.models.reasoning_levels),
             stage_overrides=overrides,

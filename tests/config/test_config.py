@@ -150,3 +150,32 @@ def test_the_configuration_is_loaded_once_per_process(tmp_path: Path, monkeypatc
     first = load_config_from_environment()
     path.write_text("locale: en\n")
     assert load_config_from_environment() is first
+
+
+def test_label_names_are_configurable() -> None:
+    rules = parse_config(
+        """
+        labels:
+          run_prefix: "codex/"
+          state_prefix: "status/"
+          need_prefix: "needs/"
+          discussion: "talk"
+          model_prefix: "model:"
+          reasoning_prefix: "effort:"
+          group_suffix: ""
+        """,
+        "x.yaml",
+    ).rules()
+    scheme = rules.labels
+    assert scheme.run_label("dev") == "codex/dev" and scheme.run_label("dev", revise=True) == "codex/dev:revise"
+    assert (scheme.parse("Codex/QA:revise").stage, scheme.parse("Codex/QA:revise").revise) == ("qa", True)
+    assert scheme.need_input == "needs/input" and scheme.approved == "status/approved"
+    assert scheme.parse("model:gpt-5.2").value == "gpt-5.2" and scheme.parse("effort:low").value == "low"
+    assert scheme.parse("talk").kind.value == "mode"
+    assert scheme.parse("run:dev").kind.value == "other"  # the default names no longer trigger
+
+
+def test_overlapping_label_prefixes_are_refused() -> None:
+    assert _errors("labels: {state_prefix: 'run:'}\n") == [
+        "labels: run_prefix 'run:' and state_prefix 'run:' overlap: a label could belong to both groups"
+    ]
