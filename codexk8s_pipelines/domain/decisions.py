@@ -143,53 +143,25 @@ def _with_added(labels: Sequence[str], added: str) -> list[str]:
 
 def _group_choice(parsed: Sequence[ParsedLabel], rules: Rules) -> tuple[str | None, str | None, Decision | None]:
     """The model and reasoning chosen by labels, or a conflict decision when a group is contradictory."""
-    models = [p for p in parsed if p.kind is LabelKind.MODEL]
-    levels = [p for p in parsed if p.kind is LabelKind.REASONING]
-    if len(models) > 1:
-        names = [p.name for p in models]
-        return (
-            None,
-            None,
-            _conflict(
-                Reason.MULTIPLE_MODEL_LABELS, f"more than one model label: {', '.join(sorted(names))}; keep one", names
-            ),
-        )
-    if len(levels) > 1:
-        names = [p.name for p in levels]
-        return (
-            None,
-            None,
-            _conflict(
-                Reason.MULTIPLE_REASONING_LABELS,
-                f"more than one reasoning label: {', '.join(sorted(names))}; keep one",
-                names,
-            ),
-        )
-    model = models[0].value if models else None
-    level = levels[0].value if levels else None
-    if model is not None and not rules.labels.is_known_model(model):
-        known = ", ".join(rules.labels.model_label(m) for m in rules.labels.models)
-        return (
-            None,
-            None,
-            _conflict(
-                Reason.UNKNOWN_MODEL_LABEL,
-                f"{models[0].name} names no configured model; known: {known}",
-                [models[0].name],
-            ),
-        )
-    if level is not None and not rules.labels.is_known_reasoning(level):
-        known = ", ".join(rules.labels.reasoning_label(r) for r in rules.labels.reasoning_levels)
-        return (
-            None,
-            None,
-            _conflict(
-                Reason.UNKNOWN_REASONING_LABEL,
-                f"{levels[0].name} names no reasoning level; known: {known}",
-                [levels[0].name],
-            ),
-        )
-    return model, level, None
+    scheme = rules.labels
+    groups = (
+        (LabelKind.MODEL, "model", Reason.MULTIPLE_MODEL_LABELS, Reason.UNKNOWN_MODEL_LABEL,
+         scheme.is_known_model, [scheme.model_label(m) for m in scheme.models]),
+        (LabelKind.REASONING, "reasoning", Reason.MULTIPLE_REASONING_LABELS, Reason.UNKNOWN_REASONING_LABEL,
+         scheme.is_known_reasoning, [scheme.reasoning_label(r) for r in scheme.reasoning_levels]),
+    )  # fmt: skip
+    chosen: list[str | None] = []
+    for kind, noun, several, unknown, is_known, known in groups:
+        found = [p for p in parsed if p.kind is kind]
+        if len(found) > 1:
+            names = [p.name for p in found]
+            message = f"more than one {noun} label: {', '.join(sorted(names, key=normalize))}; keep one"
+            return None, None, _conflict(several, message, names)
+        if found and not is_known(found[0].value or ""):
+            message = f"{found[0].name} names no configured {noun}; known: {', '.join(known)}"
+            return None, None, _conflict(unknown, message, [found[0].name])
+        chosen.append(found[0].value if found else None)
+    return chosen[0], chosen[1], None
 
 
 def _run(
