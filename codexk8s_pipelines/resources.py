@@ -4,6 +4,7 @@ import dagster as dg
 
 from . import settings
 from .config import PlatformConfig, load_config_from_environment
+from .github.resource import GitHubResource
 from .store import PlatformStore
 
 
@@ -27,4 +28,5 @@ def platform_resources() -> dict[str, dg.ConfigurableResource]:
     return {
         "platform_db": PlatformDatabase(url=dg.EnvVar(settings.DATABASE_URL_VAR)),
         "platform_config": PlatformConfigResource(),
+        "github": GitHubResource(),
     }

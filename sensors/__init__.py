@@ -1,13 +1,12 @@
-"""GitHub polling sensors: they decide, through the domain's trigger decisions, which stage runs start.
+"""Sensors: they decide, through the domain's trigger decisions, which stage runs start and with which key.
 
-The GitHub-driven sensors (issue labels, PR labels and reviews) belong to issue #3; until they land the code
-location has none, and this function is the one place `definitions` collects them from.
+`github.py` holds the two GitHub sensors; `intake.py` the plain-Python polling and decision path they share.
 """
-
-from __future__ import annotations
 
 import dagster as dg
 
 
 def all_sensors() -> list[dg.SensorDefinition]:
-    return []
+    from .github import github_issue_labels_sensor, github_pull_requests_sensor
+
+    return [github_issue_labels_sensor, github_pull_requests_sensor]

@@ -146,6 +146,15 @@ class PlatformStore:
             assert row is not None
             return int(row["id"])
 
+    def has_event(self, correlation_key: str, event_type: str) -> bool:
+        """Whether the key already has an event of this type: the ledger that makes side effects happen once."""
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM flow_events WHERE correlation_key = %s AND event_type = %s LIMIT 1",
+                (correlation_key, event_type),
+            ).fetchone()
+            return row is not None
+
     def events(self, correlation_key: str) -> list[dict[str, Any]]:
         with self.connect() as conn:
             return conn.execute(

@@ -1,0 +1,148 @@
+"""The part of GitHub's REST API the platform uses, on PyGithub's requester, returning plain JSON.
+
+Why the requester and not PyGithub's object model: polling needs conditional requests (If-None-Match → a
+free 304) and exact control of how many requests a tick makes; PyGithub's requester still does the auth,
+retries and error-to-exception mapping.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
+from typing import Any
+from urllib.parse import quote
+
+import github
+from github.Requester import Requester
+
+_NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
+
+
+@dataclass(frozen=True)
+class Listing:
+    """Issues and PRs updated since a time; `not_modified` when GitHub answered 304 to the ETag."""
+
+    not_modified: bool
+    etag: str | None
+    items: list[dict[str, Any]]
+
+
+def _header(headers: dict[str, Any], name: str) -> str | None:
+    for key, value in headers.items():
+        if key.lower() == name:
+            return str(value)
+    return None
+
+
+class RepoApi:
+    def __init__(self, gh: github.Github, full_name: str) -> None:
+        self.gh = gh
+        self.full_name = full_name
+        self.base = f"/repos/{full_name}"
+
+    @property
+    def _requester(self) -> Requester:
+        return self.gh.requester
+
+    def _raise_for(self, status: int, headers: dict[str, Any], body: str) -> None:
+        try:
+            data = json.loads(body) if body else {}
+        except ValueError:
+            data = {"message": body[:200]}
+        raise Requester.createException(status, headers, data if isinstance(data, dict) else {"data": data})
+
+    def _get_pages(
+        self, path: str, params: dict[str, Any], headers: dict[str, str] | None = None, max_pages: int = 20
+    ) -> tuple[int, dict[str, Any], list[Any]]:
+        status, resp_headers, body = self._requester.requestJson("GET", path, parameters=params, headers=headers)
+        if status == 304:
+            return status, resp_headers, []
+        if status >= 400:
+            self._raise_for(status, resp_headers, body)
+        items: list[Any] = json.loads(body) if body else []
+        link = _header(resp_headers, "link")
+        pages = 1
+        while link and pages < max_pages:
+            m = _NEXT.search(link)
+            if not m:
+                break
+            s, h, b = self._requester.requestJson("GET", m.group(1))
+            if s >= 400:
+                self._raise_for(s, h, b)
+            items.extend(json.loads(b) if b else [])
+            link = _header(h, "link")
+            pages += 1
+        return status, resp_headers, items
+
+    # -- polling ---------------------------------------------------------------------------------------------
+    def updated_since(self, since: str, etag: str | None) -> Listing:
+        params = {"state": "all", "sort": "updated", "direction": "asc", "since": since, "per_page": 100}
+        headers = {"If-None-Match": etag} if etag else None
+        status, resp_headers, items = self._get_pages(f"{self.base}/issues", params, headers)
+        if status == 304:
+            return Listing(True, etag, [])
+        return Listing(False, _header(resp_headers, "etag"), items)
+
+    def latest_update(self) -> str | None:
+        """The newest `updated_at` of the repository's issues and PRs: where a new cursor starts."""
+        params = {"state": "all", "sort": "updated", "direction": "desc", "per_page": 1}
+        status, headers, body = self._requester.requestJson("GET", f"{self.base}/issues", parameters=params)
+        if status >= 400:
+            self._raise_for(status, headers, body)
+        items = json.loads(body) if body else []
+        if items:
+            return str(items[0]["updated_at"])
+        date = _header(headers, "date")  # an empty repository: start at GitHub's own clock
+        if date:
+            return parsedate_to_datetime(date).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return None
+
+    def issue_events(self, number: int) -> list[dict[str, Any]]:
+        return self._get_pages(f"{self.base}/issues/{number}/events", {"per_page": 100})[2]
+
+    def pull_reviews(self, number: int) -> list[dict[str, Any]]:
+        return self._get_pages(f"{self.base}/pulls/{number}/reviews", {"per_page": 100})[2]
+
+    def issue(self, number: int) -> dict[str, Any]:
+        return self._requester.requestJsonAndCheck("GET", f"{self.base}/issues/{number}")[1]
+
+    def pull(self, number: int) -> dict[str, Any]:
+        return self._requester.requestJsonAndCheck("GET", f"{self.base}/pulls/{number}")[1]
+
+    def permission(self, login: str) -> str:
+        """The login's permission level (admin, maintain, write, triage, read, none)."""
+        data = self._requester.requestJsonAndCheck(
+            "GET", f"{self.base}/collaborators/{quote(login, safe='')}/permission"
+        )[1]
+        role = str(data.get("role_name") or data.get("permission") or "none").lower()
+        return {"pull": "read", "push": "write"}.get(role, role)
+
+    # -- writes ----------------------------------------------------------------------------------------------
+    def add_labels(self, number: int, labels: list[str]) -> None:
+        self._requester.requestJsonAndCheck("POST", f"{self.base}/issues/{number}/labels", input={"labels": labels})
+
+    def remove_label(self, number: int, label: str) -> bool:
+        status, headers, body = self._requester.requestJson(
+            "DELETE", f"{self.base}/issues/{number}/labels/{quote(label, safe='')}"
+        )
+        if status == 404:
+            return False
+        if status >= 400:
+            self._raise_for(status, headers, body)
+        return True
+
+    def comments(self, number: int) -> list[dict[str, Any]]:
+        return self._get_pages(f"{self.base}/issues/{number}/comments", {"per_page": 100})[2]
+
+    def create_comment(self, number: int, body: str) -> dict[str, Any]:
+        return self._requester.requestJsonAndCheck(
+            "POST", f"{self.base}/issues/{number}/comments", input={"body": body}
+        )[1]
+
+    def edit_comment(self, comment_id: int, body: str) -> dict[str, Any]:
+        return self._requester.requestJsonAndCheck(
+            "PATCH", f"{self.base}/issues/comments/{comment_id}", input={"body": body}
+        )[1]

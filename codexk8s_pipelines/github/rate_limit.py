@@ -1,0 +1,57 @@
+"""Recognise GitHub's primary and secondary rate limits so that callers back off instead of retrying."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from github.GithubException import GithubException
+
+DEFAULT_SECONDARY_BACKOFF = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    kind: str  # "primary" | "secondary"
+    resume_at: datetime
+    message: str
+
+    def describe(self, now: datetime) -> str:
+        wait = max(0, int((self.resume_at - now).total_seconds()))
+        return f"GitHub {self.kind} rate limit: backing off for {wait} s, until {self.resume_at:%H:%M:%S} UTC"
+
+
+def _header(headers: dict[str, str] | None, name: str) -> str | None:
+    for key, value in (headers or {}).items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def rate_limit_of(exc: BaseException, now: datetime | None = None) -> RateLimit | None:
+    """The rate limit an exception reports, or None when it is not a rate limit."""
+    if not isinstance(exc, GithubException) or exc.status not in (403, 429):
+        return None
+    now = now or datetime.now(UTC)
+    headers = exc.headers
+    message = str((exc.data or {}).get("message", "")) if isinstance(exc.data, dict) else ""
+    retry_after = _header(headers, "retry-after")
+    if retry_after is not None:
+        try:
+            seconds = max(1, int(float(retry_after)))
+        except ValueError:
+            seconds = int(DEFAULT_SECONDARY_BACKOFF.total_seconds())
+        return RateLimit("secondary", now + timedelta(seconds=seconds), message)
+    remaining = _header(headers, "x-ratelimit-remaining")
+    reset = _header(headers, "x-ratelimit-reset")
+    if remaining == "0" and reset is not None:
+        try:
+            resume = datetime.fromtimestamp(int(reset), UTC)
+        except ValueError:
+            resume = now + DEFAULT_SECONDARY_BACKOFF
+        return RateLimit("primary", max(resume, now + timedelta(seconds=1)), message)
+    if exc.status == 429 or "secondary rate limit" in message.lower():
+        return RateLimit("secondary", now + DEFAULT_SECONDARY_BACKOFF, message)
+    if "rate limit" in message.lower():
+        return RateLimit("primary", now + DEFAULT_SECONDARY_BACKOFF, message)
+    return None
