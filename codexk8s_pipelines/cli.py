@@ -28,9 +28,48 @@ def _config(path: str | None) -> PlatformConfig:
     return load_config(path) if path else load_config_from_environment()
 
 
+def _cmd_explain_live(args: argparse.Namespace) -> int:
+    import json
+
+    from sensors.explain_live import NoHistory, explain_live, parse_target, render_live_text
+    from sensors.intake import TickContext, now_utc
+
+    from .github.api import RepoApi
+    from .github.client import GitHubConnector, GitHubCredentials
+    from .store import PlatformStore
+
+    try:
+        repository, number = parse_target(args.target)
+    except ValueError as exc:
+        print(f"codexk8s triggers explain: {exc}", file=sys.stderr)
+        return 2
+    credentials = GitHubCredentials.from_environment()
+    if not credentials.configured:
+        print(f"codexk8s triggers explain: {credentials.missing_reason()}", file=sys.stderr)
+        return 2
+    url = settings.database_url()
+    store = PlatformStore(url) if url else NoHistory()
+    ctx = TickContext(rules=_config(args.config).rules(), store=store, now=now_utc())  # type: ignore[arg-type]
+    api = RepoApi(GitHubConnector(credentials).for_repository(repository), repository)
+    try:
+        result = explain_live(api, ctx, number)
+    except Exception as exc:  # GitHub said no: show what and why, never a traceback
+        status = getattr(exc, "status", None)
+        print(f"codexk8s triggers explain: {args.target}: GitHub answered {status or type(exc).__name__}: "
+              f"{getattr(exc, 'data', None) or exc}", file=sys.stderr)  # fmt: skip
+        return 1
+    print(json.dumps(result.to_dict(), sort_keys=True, default=str) if args.json else render_live_text(result))
+    return 0
+
+
 def _cmd_explain(args: argparse.Namespace) -> int:
     from .explain import ExplainInputError, ExplainRequest, explain, render_json, render_text
 
+    if args.target:
+        return _cmd_explain_live(args)
+    if not args.actor:
+        print("codexk8s triggers explain: give owner/repo#N, or describe an event with --actor", file=sys.stderr)
+        return 2
     request = ExplainRequest(
         labels=_split(args.labels),
         actor=args.actor,
@@ -92,9 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the decision for a described label or review event",
         description="Why did (or would) a label start a run? Prints the decision the sensors make.",
     )
+    ex.add_argument("target", nargs="?", help="a live issue or PR, owner/repo#N (needs GitHub credentials)")
     ex.add_argument("--labels", default="", help="comma-separated labels on the issue (or on the PR with --pr)")
     ex.add_argument("--added", help="the label that was added")
-    ex.add_argument("--actor", required=True, help="GitHub login of who added the label or reviewed")
+    ex.add_argument("--actor", help="GitHub login of who added the label or reviewed")
     ex.add_argument("--actor-type", default="User", help="GitHub account type: User, Bot, Organization")
     ex.add_argument("--permission", type=_permission, help="the actor's permission on the repository")
     ex.add_argument("--pr", action="store_true", help="the event is on a pull request")

@@ -293,14 +293,7 @@ def _decide_issue(
             if intent:
                 intents.append(intent)
         elif parsed.kind is LabelKind.RUN:
-            actor = _actor(api, ctx, event.get("actor"))
-            dev_run = (
-                parsed.stage is not None
-                and ctx.rules.stage(parsed.stage).requires_dev_run
-                and (ctx.store.has_stage_run(api.full_name.lower(), number, "dev"))
-            )
-            decision = decide_issue_label(IssueLabelEvent(labels, label, actor, bool(dev_run)), ctx.rules)
-            key = correlation_key(api.full_name, number, decision.trigger_label or label, event["id"])
+            key, decision, actor = issue_label_decision(api, ctx, number, event, labels)
             intent = _record(
                 api, ctx, key, decision, number=number, issue_number=number, pr_number=None,
                 actor=actor, event_id=str(event["id"]), label=label,
@@ -308,6 +301,70 @@ def _decide_issue(
             if intent:
                 intents.append(intent)
         cursor.mark(event["id"], event["created_at"])
+
+
+def issue_label_decision(
+    api: RepoApi, ctx: TickContext, number: int, event: dict[str, Any], labels: tuple[str, ...]
+) -> tuple[str, Decision, Actor]:
+    """The decision for one label event on an issue, without side effects (the sensor and explain share it)."""
+    label = _label_name(event)
+    parsed = ctx.rules.labels.parse(label)
+    actor = _actor(api, ctx, event.get("actor"))
+    dev_run = (
+        parsed.stage is not None
+        and ctx.rules.stage(parsed.stage).requires_dev_run
+        and ctx.store.has_stage_run(api.full_name.lower(), number, "dev")
+    )
+    decision = decide_issue_label(IssueLabelEvent(labels, label, actor, bool(dev_run)), ctx.rules)
+    return correlation_key(api.full_name, number, decision.trigger_label or label, event["id"]), decision, actor
+
+
+def pull_label_decision(
+    api: RepoApi, ctx: TickContext, number: int, event: dict[str, Any], labels: tuple[str, ...]
+) -> tuple[str, Decision, Actor]:
+    label = _label_name(event)
+    actor = _actor(api, ctx, event.get("actor"))
+    decision = decide_pull_request_label(PullRequestLabelEvent(labels, label, actor), ctx.rules)
+    return correlation_key(api.full_name, number, label, event["id"]), decision, actor
+
+
+@dataclass(frozen=True)
+class PullContext:
+    """What a review decision needs to know about its PR: labels, linked issue and its labels, run history."""
+
+    pr_labels: tuple[str, ...]
+    issue_number: int | None
+    issue_labels: tuple[str, ...]
+    history: tuple[str, ...]
+
+
+def pull_context(api: RepoApi, ctx: TickContext, number: int) -> PullContext:
+    pr = api.pull(number)
+    issue_number = linked_issue(pr)
+    issue_labels: tuple[str, ...] = ()
+    if issue_number is not None:
+        try:
+            linked = api.issue(issue_number)
+        except UnknownObjectException:
+            linked, issue_number = {}, None  # the PR names an issue that does not exist
+        issue_labels = tuple(str(x.get("name")) for x in linked.get("labels") or [])
+    history = tuple(ctx.store.recent_stages(api.full_name.lower(), pr_number=number))
+    if issue_number is not None:
+        history += tuple(ctx.store.recent_stages(api.full_name.lower(), issue_number=issue_number))
+    pr_labels = tuple(str(x.get("name")) for x in pr.get("labels") or [])
+    return PullContext(pr_labels, issue_number, issue_labels, history)
+
+
+def review_decision(
+    api: RepoApi, ctx: TickContext, number: int, review: dict[str, Any], pull: PullContext
+) -> tuple[str, Decision, Actor]:
+    actor = _actor(api, ctx, review.get("user"))
+    event = PullRequestReviewEvent(
+        str(review.get("state") or ""), actor, pull.pr_labels, pull.issue_labels, pull.history
+    )
+    decision = decide_review(event, ctx.rules)
+    label = decision.trigger_label or "review:changes_requested"
+    return correlation_key(api.full_name, number, label, f"review-{review['id']}"), decision, actor
 
 
 def linked_issue(pr: dict[str, Any]) -> int | None:
@@ -330,9 +387,7 @@ def _decide_pull(
         label = _label_name(event)
         parsed = ctx.rules.labels.parse(label)
         if parsed.kind is LabelKind.RUN or normalize(label) == normalize(ctx.rules.labels.need_reviewer):
-            actor = _actor(api, ctx, event.get("actor"))
-            decision = decide_pull_request_label(PullRequestLabelEvent(labels, label, actor), ctx.rules)
-            key = correlation_key(api.full_name, number, label, event["id"])
+            key, decision, actor = pull_label_decision(api, ctx, number, event, labels)
             intent = _record(
                 api, ctx, key, decision, number=number, issue_number=None, pr_number=number,
                 actor=actor, event_id=str(event["id"]), label=label,
@@ -347,30 +402,13 @@ def _decide_pull(
         if r.get("submitted_at") and cursor.is_new(f"review-{r['id']}", r["submitted_at"])
     ]
     if new_reviews:
-        pr = api.pull(number)
-        pr_labels = tuple(str(x.get("name")) for x in pr.get("labels") or [])
-        issue_number = linked_issue(pr)
-        issue_labels: tuple[str, ...] = ()
-        if issue_number is not None:
-            try:
-                linked = api.issue(issue_number)
-            except UnknownObjectException:
-                linked, issue_number = {}, None  # the PR names an issue that does not exist
-            issue_labels = tuple(str(x.get("name")) for x in linked.get("labels") or [])
-        history = tuple(ctx.store.recent_stages(api.full_name.lower(), pr_number=number))
-        if issue_number is not None:
-            history += tuple(ctx.store.recent_stages(api.full_name.lower(), issue_number=issue_number))
+        pull = pull_context(api, ctx, number)
         for review in sorted(new_reviews, key=lambda r: (r["submitted_at"], r["id"])):
-            state = str(review.get("state") or "")
-            if normalize(state) == "changes_requested":
-                actor = _actor(api, ctx, review.get("user"))
-                event = PullRequestReviewEvent(state, actor, pr_labels, issue_labels, history)
-                decision = decide_review(event, ctx.rules)
-                label = decision.trigger_label or "review:changes_requested"
-                key = correlation_key(api.full_name, number, label, f"review-{review['id']}")
+            if normalize(str(review.get("state") or "")) == "changes_requested":
+                key, decision, actor = review_decision(api, ctx, number, review, pull)
                 intent = _record(
-                    api, ctx, key, decision, number=number, issue_number=issue_number, pr_number=number,
-                    actor=actor, event_id=f"review-{review['id']}", label=label,
+                    api, ctx, key, decision, number=number, issue_number=pull.issue_number, pr_number=number,
+                    actor=actor, event_id=f"review-{review['id']}", label=decision.trigger_label or "review",
                 )  # fmt: skip
                 if intent:
                     intents.append(intent)

@@ -1,0 +1,96 @@
+"""`codexk8s triggers explain owner/repo#N` against the fake GitHub: the sensor's decision, with its evidence,
+and no side effect at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from sensors.github import github_issue_labels_sensor as issue_sensor
+
+from .conftest import REPO, Intake
+
+CODEXK8S = Path(sys.executable).with_name("codexk8s")
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def explain(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    environ = dict(os.environ, **(env or {}))
+    return subprocess.run(
+        [str(CODEXK8S), "triggers", "explain", *args], cwd=REPO_ROOT, env=environ, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+
+
+def _flow_event_count(intake: Intake) -> int:
+    with intake.store.connect() as conn:
+        return int(conn.execute("SELECT count(*) AS n FROM flow_events").fetchone()["n"])
+
+
+def test_live_issue_shows_labels_events_decision_and_run(intake: Intake) -> None:
+    number = intake.state.add_issue(REPO, "Checkout fails")
+    intake.tick(issue_sensor)
+    intake.state.label(REPO, number, "bug", actor="carol")
+    event_id = intake.state.label(REPO, number, "run:dev", actor="alice")
+    before = _flow_event_count(intake)
+
+    result = explain(f"{REPO}#{number}")
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    assert f"{REPO}#{number} (issue) 'Checkout fails'" in out
+    assert "+ bug  by carol (User)" in out and "+ run:dev  by alice (User)" in out
+    assert "decided:  label run:dev added by alice" in out
+    assert "decision: run" in out and "job: stage_dev" in out
+    assert f"run key:  {REPO}#{number}:run:dev:{event_id}  → no run recorded" in out
+    assert _flow_event_count(intake) == before and intake.state.comments(REPO, number) == []
+
+    intake.tick(issue_sensor)
+    data = json.loads(explain(f"{REPO}#{number}", "--json").stdout)
+    assert (data["kind"], data["stage"], data["reason"], data["run_status"]) == (
+        "run",
+        "dev",
+        "trigger_label",
+        "requested",
+    )
+    assert [e["label"] for e in data["label_events"]] == ["bug", "run:dev"]
+
+
+def test_live_explain_says_why_not(intake: Intake) -> None:
+    number = intake.state.add_issue(REPO, "Two triggers")
+    intake.state.label(REPO, number, "run:dev", actor="alice")
+    intake.state.label(REPO, number, "run:qa", actor="carol")
+    data = json.loads(explain(f"{REPO}#{number}", "--json").stdout)
+    assert (data["kind"], data["reason"]) == ("ignored", "actor_not_permitted")
+    assert "carol has read permission" in data["message"]
+    intake.state.unlabel(REPO, number, "run:qa", actor="carol")
+    intake.state.label(REPO, number, "run:qa", actor="alice")
+    data = json.loads(explain(f"{REPO}#{number}", "--json").stdout)
+    assert (data["kind"], data["reason"], data["labels"]) == (
+        "conflict",
+        "multiple_trigger_labels",
+        ["run:dev", "run:qa"],
+    )
+
+
+def test_live_pull_request_review(intake: Intake) -> None:
+    pr = intake.state.add_pull(REPO, "Fix", labels=("run:dev",), head="feature/x")
+    intake.state.review(REPO, pr, "CHANGES_REQUESTED", user="bob")
+    data = json.loads(explain(f"{REPO}#{pr}", "--json").stdout)
+    assert (data["item_kind"], data["kind"], data["stage"], data["revise"]) == ("pull_request", "run", "dev", True)
+    assert data["decided_event"].startswith("review ") and "by bob" in data["decided_event"]
+
+
+def test_live_explain_errors_are_plain_sentences(intake: Intake) -> None:
+    bad = explain("acme-shop-12")
+    assert bad.returncode == 2 and "'acme-shop-12' is not owner/repo#N" in bad.stderr
+    missing = explain(f"{REPO}#404")
+    assert missing.returncode == 1 and f"{REPO}#404: GitHub answered 404" in missing.stderr
+    assert "Traceback" not in missing.stderr
+    nothing = intake.state.add_issue(REPO, "Quiet")
+    quiet = explain(f"{REPO}#{nothing}")
+    assert quiet.returncode == 0 and "no trigger label was ever added here" in quiet.stdout
+    no_token = explain(f"{REPO}#{nothing}", env={"CODEXK8S_GITHUB_TOKEN": ""})
+    assert no_token.returncode == 2 and "no GitHub credentials" in no_token.stderr
