@@ -75,33 +75,32 @@ def evaluate(
     return dg.SensorResult(skip_reason=reason, cursor=outcome.cursor.to_json())
 
 
-@dg.sensor(
-    name="github_issue_labels_sensor",
-    description="Trigger labels (run:*) on issues, and state:approved for runs waiting for approval.",
-    jobs=STAGE_JOBS,
-    minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
-)
-def github_issue_labels_sensor(
-    context: dg.SensorEvaluationContext,
-    github: GitHubResource,
-    platform_db: PlatformDatabase,
-    platform_config: PlatformConfigResource,
-) -> dg.SensorResult | dg.SkipReason:
-    return evaluate(IntakeKind.ISSUE_LABELS, context.cursor, github, platform_db, platform_config, context.log.warning)
+def _github_sensor(name: str, description: str, kind: IntakeKind) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=name,
+        description=description,
+        jobs=STAGE_JOBS,
+        minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+    )
+    def _sensor(
+        context: dg.SensorEvaluationContext,
+        github: GitHubResource,
+        platform_db: PlatformDatabase,
+        platform_config: PlatformConfigResource,
+    ) -> dg.SensorResult | dg.SkipReason:
+        return evaluate(kind, context.cursor, github, platform_db, platform_config, context.log.warning)
+
+    return _sensor
 
 
-@dg.sensor(
-    name="github_pull_requests_sensor",
-    description="need:reviewer on pull requests, and reviews requesting changes (revise of the PR's stage).",
-    jobs=STAGE_JOBS,
-    minimum_interval_seconds=MINIMUM_INTERVAL_SECONDS,
-    default_status=dg.DefaultSensorStatus.RUNNING,
+github_issue_labels_sensor = _github_sensor(
+    "github_issue_labels_sensor",
+    "Trigger labels (run:*) on issues, and state:approved for runs waiting for approval.",
+    IntakeKind.ISSUE_LABELS,
 )
-def github_pull_requests_sensor(
-    context: dg.SensorEvaluationContext,
-    github: GitHubResource,
-    platform_db: PlatformDatabase,
-    platform_config: PlatformConfigResource,
-) -> dg.SensorResult | dg.SkipReason:
-    return evaluate(IntakeKind.PULL_REQUESTS, context.cursor, github, platform_db, platform_config, context.log.warning)
+github_pull_requests_sensor = _github_sensor(
+    "github_pull_requests_sensor",
+    "need:reviewer on pull requests, and reviews requesting changes (revise of the PR's stage).",
+    IntakeKind.PULL_REQUESTS,
+)

@@ -1495,6 +1495,23 @@ class GitHubServer:
         self.stop()
 
 
+def app_key_pair() -> tuple[str, str]:
+    """A fresh RSA key pair for a test GitHub App: (private PEM, public PEM). Made at run time, never stored."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    private = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        key.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return private, public
+
+
 @pytest.fixture
 def github_server() -> Iterator[GitHubServer]:
     """A fresh fake GitHub per test; `.url` is a PyGithub base_url, `.state` the data, `.token` a valid token."""

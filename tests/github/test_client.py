@@ -7,29 +7,14 @@ from datetime import UTC, datetime
 
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from github.GithubException import GithubException
 
 from codexk8s_pipelines.github.api import RepoApi
 from codexk8s_pipelines.github.client import GitHubConnector, GitHubCredentials
 from codexk8s_pipelines.github.rate_limit import rate_limit_of
-from tests.github_server import GitHubServer, github_server  # noqa: F401
+from tests.github_server import GitHubServer, app_key_pair, github_server  # noqa: F401
 
 REPO = "acme/shop"
-
-
-def _key_pair() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
 
 
 def _api(server: GitHubServer, **kw: object) -> RepoApi:
@@ -38,7 +23,7 @@ def _api(server: GitHubServer, **kw: object) -> RepoApi:
 
 
 def test_github_app_installation_auth(github_server: GitHubServer) -> None:  # noqa: F811
-    private, public = _key_pair()
+    private, public = app_key_pair()
     github_server.state.add_repo(REPO)
     number = github_server.state.add_issue(REPO, "hello")
     github_server.state.add_app("4242", public, repos=[REPO])
@@ -53,7 +38,7 @@ def test_github_app_installation_auth(github_server: GitHubServer) -> None:  # n
 
 
 def test_credentials_from_the_environment_never_show_secrets(tmp_path, monkeypatch) -> None:
-    private, _ = _key_pair()
+    private, _ = app_key_pair()
     key_file = tmp_path / "app.pem"
     key_file.write_text(private)
     monkeypatch.setenv("CODEXK8S_GITHUB_APP_ID", "7")

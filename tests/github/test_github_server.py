@@ -9,14 +9,13 @@ from urllib.parse import parse_qs, urlsplit
 import github
 import pytest
 import requests
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from github import Auth, GithubException
 
 from tests.github_server import (
     DEFAULT_APP_BOT_LOGIN,
     GitHubServer,
     GitHubState,
+    app_key_pair,
     github_server,  # noqa: F401  (the fixture, used by name)
     pygithub_client,
 )
@@ -410,15 +409,7 @@ def test_pagination_over_250_issues(server: GitHubServer) -> None:
 
 
 def test_app_installation_auth(server: GitHubServer) -> None:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    private_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public_pem = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
+    private_pem, public_pem = app_key_pair()
     installation_id = server.state.add_app(12345, public_pem)
     app_auth = Auth.AppAuth(12345, private_pem)
 
@@ -430,10 +421,7 @@ def test_app_installation_auth(server: GitHubServer) -> None:
     gh.get_repo(REPO).get_issue(number).add_to_labels("codex:plan")
     assert server.state.events(REPO, number)[0]["actor"]["login"] == DEFAULT_APP_BOT_LOGIN
 
-    other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    forged_pem = other.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
+    forged_pem, _ = app_key_pair()
     forged = pygithub_client(server, auth=Auth.AppAuth(12345, forged_pem).get_installation_auth(installation_id))
     with pytest.raises(GithubException) as caught:
         forged.get_repo(REPO)
