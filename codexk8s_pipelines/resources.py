@@ -3,6 +3,7 @@
 import dagster as dg
 
 from . import settings
+from .agents.runtime import SubprocessAgentRuntime
 from .config import PlatformConfig, load_config_from_environment
 from .github.resource import GitHubResource
 from .store import PlatformStore
@@ -29,4 +30,5 @@ def platform_resources() -> dict[str, dg.ConfigurableResource]:
         "platform_db": PlatformDatabase(url=dg.EnvVar(settings.DATABASE_URL_VAR)),
         "platform_config": PlatformConfigResource(),
         "github": GitHubResource(),
+        "agent_runtime": SubprocessAgentRuntime(),
     }

@@ -1,6 +1,7 @@
 """Sensors: they decide, through the domain's trigger decisions, which stage runs start and with which key.
 
-`github.py` holds the two GitHub sensors; `intake.py` the plain-Python polling and decision path they share.
+`github.py` holds the two GitHub sensors; `intake.py` the plain-Python polling and decision path they share;
+`run_status.py` reports stage runs that end outside their ops.
 """
 
 import dagster as dg
@@ -8,5 +9,11 @@ import dagster as dg
 
 def all_sensors() -> list[dg.SensorDefinition]:
     from .github import github_issue_labels_sensor, github_pull_requests_sensor
+    from .run_status import stage_run_canceled_sensor, stage_run_failure_sensor
 
-    return [github_issue_labels_sensor, github_pull_requests_sensor]
+    return [
+        github_issue_labels_sensor,
+        github_pull_requests_sensor,
+        stage_run_failure_sensor,
+        stage_run_canceled_sensor,
+    ]

@@ -24,9 +24,9 @@ class ConfigError(ValueError):
         super().__init__("\n".join(f"{self.path}: {p}" for p in problems))
 
 
-def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+def _model_at(loc: tuple[Any, ...], root_model: type[BaseModel] = PlatformConfig) -> type[BaseModel] | None:
     """The pydantic model that owns the last key of `loc`, to list the keys it allows."""
-    model: Any = PlatformConfig
+    model: Any = root_model
     for part in loc:
         if isinstance(part, int) or (
             isinstance(model, type) and issubclass(model, BaseModel) and part not in model.model_fields
@@ -47,14 +47,22 @@ def _unwrap(annotation: Any) -> Any:
     return annotation
 
 
-def _describe(error: dict[str, Any]) -> str:
+# Errors raised with this type carry a secret-looking input: the message names the key, never the value.
+SECRET_INPUT_ERROR = "secret_value"
+
+
+def _describe(
+    error: Any,
+    root_model: type[BaseModel] = PlatformConfig,
+    unknown_key_hint: str = "see the sample codexk8s.yaml",
+) -> str:
     loc = tuple(p for p in error["loc"] if p != "[key]")
     path = ".".join(str(p) for p in loc) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
         key = str(loc[-1])
-        owner = _model_at(loc[:-1])
-        allowed = ", ".join(owner.model_fields) if owner else "see the sample codexk8s.yaml"
+        owner = _model_at(loc[:-1], root_model)
+        allowed = ", ".join(owner.model_fields) if owner else unknown_key_hint
         hint = ""
         if any(h in key.lower() for h in _SECRET_HINTS):
             hint = "; secrets are read from the environment only (see README), never from this file"
@@ -63,8 +71,27 @@ def _describe(error: dict[str, Any]) -> str:
     if kind in {"missing"}:
         return f"{path}: required key is missing"
     got = error.get("input")
-    shown = "" if isinstance(got, dict | list) or got is None else f" (got {got!r})"
+    secret = kind == SECRET_INPUT_ERROR
+    shown = "" if secret or isinstance(got, dict | list) or got is None else f" (got {got!r})"
     return f"{path}: {msg}{shown}"
+
+
+def format_validation_error(
+    exc: ValidationError,
+    source: Path | str,
+    root_model: type[BaseModel],
+    *,
+    unknown_key_hint: str | None = None,
+) -> list[str]:
+    """One line per problem, `<key.path>: <what was expected>`, for any strict model read from a YAML file.
+
+    Shared by every file the platform validates (this config, the agent catalog) so that all of them report
+    mistakes the same way. `source` is the file the data came from: an unknown key under a mapping whose
+    model cannot be resolved points the reader at it unless `unknown_key_hint` says better. An error of type
+    `SECRET_INPUT_ERROR` never echoes its input, so a refused token does not end up in a log.
+    """
+    hint = unknown_key_hint or f"see the documented keys of {Path(str(source)).name}"
+    return [_describe(e, root_model, hint) for e in exc.errors()]
 
 
 def parse_config(text: str, source: Path | str) -> PlatformConfig:
@@ -82,7 +109,8 @@ def parse_config(text: str, source: Path | str) -> PlatformConfig:
     try:
         return PlatformConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(source, [_describe(e) for e in exc.errors()]) from None
+        problems = format_validation_error(exc, source, PlatformConfig, unknown_key_hint="see the sample codexk8s.yaml")
+        raise ConfigError(source, problems) from None
 
 
 def load_config(path: Path | str) -> PlatformConfig:

@@ -44,6 +44,9 @@ class RepositoryConfig(_Strict):
     github: str | None = Field(default=None, description="owner/name on GitHub")
     path: str | None = Field(default=None, description="a local git checkout, relative to the working directory")
     default_branch: str = "main"
+    git_url: str | None = Field(
+        default=None, description="where agents clone and push; default: the GitHub host's https URL of `github`"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> RepositoryConfig:
@@ -56,6 +59,16 @@ class RepositoryConfig(_Strict):
     @property
     def key(self) -> str:
         return self.github or f"local:{self.path}"
+
+    def clone_url(self, api_url: str) -> str:
+        """The git remote of the repository: `git_url`, the local checkout, or the GitHub host's https URL."""
+        if self.git_url:
+            return self.git_url
+        if self.path is not None:
+            return self.path
+        host = api_url.rstrip("/")
+        host = "https://github.com" if host == "https://api.github.com" else host.removesuffix("/api/v3")
+        return f"{host}/{self.github}.git"
 
 
 class TriggerConfig(_Strict):
@@ -157,6 +170,10 @@ class PlatformConfig(_Strict):
                 f"each trigger label must start one stage; used twice: {'; '.join(clashes)} — see stages.<stage>.label"
             )
         return self
+
+    def repository(self, name: str) -> RepositoryConfig | None:
+        key = name.strip().lower()
+        return next((r for r in self.repositories if (r.github or "").lower() == key or r.key == key), None)
 
     def label_scheme(self) -> LabelScheme:
         overrides: dict[str, str] = {}

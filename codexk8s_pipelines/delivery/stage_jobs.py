@@ -1,20 +1,32 @@
-"""The `stage_<stage>` jobs the sensors launch, built by one factory from the stage catalog.
+"""The `stage_<stage>` jobs: context → prompt → agent step → publish, built by one factory from the catalog.
 
-What exists now: the typed run config the sensors fill in, and `prepare_context`, which marks the platform's run
-as running (it also registers runs launched by hand from the UI) and audits `run.started`. The agent step is
-issue #4's work; until it lands `run_agent` fails the run with that explanation and records the failure, so a
-label never ends in a run that silently "succeeds" without an agent.
+Each op is thin: GitHub reading lives in `context`, the comment and PR in `publish`, the agent in the runtime,
+the rules in `domain`. Every step is audited under the run's correlation key.
 """
 
+import re
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
+from dagster import DagsterExecutionInterruptedError
 
-from ..domain.stages import REVIEWER_JOB_NAME, STAGES
-from ..resources import PlatformDatabase
+from .. import settings
+from ..agents.catalog import load_catalog
+from ..agents.prompts import RESULT_FILE, PromptInputs, render_prompt
+from ..agents.runner_spec import RunnerResult, RunnerSpec
+from ..agents.runtime import SubprocessAgentRuntime
+from ..domain.redaction import redact_text
+from ..domain.stages import REVIEWER_JOB_NAME, STAGES, Role, WriteScope
+from ..github.api import RepoApi
+from ..github.resource import GitHubResource
+from ..resources import PlatformConfigResource, PlatformDatabase
 from ..store.database import RunRecord
+from . import publish
+from .context import StageContext, gather
 
 TAG_PREFIX = "codexk8s"
+ACTOR = "dagster"
 
 
 class StageRunConfig(dg.Config):
@@ -55,40 +67,262 @@ def stage_run_tags(config: StageRunConfig) -> dict[str, str]:
     return tags
 
 
-@dg.op(description="Mark the platform's run as running and collect what the agent works on.")
-def prepare_context(context: dg.OpExecutionContext, config: StageRunConfig, platform_db: PlatformDatabase) -> dict:
+def _api(github: GitHubResource, repository: str) -> RepoApi:
+    credentials = github.credentials()
+    if not credentials.configured:
+        raise dg.Failure(description=f"cannot reach GitHub: {credentials.missing_reason()}")
+    return RepoApi(github.connector().for_repository(repository), repository)
+
+
+def _run_dir(run_id: str) -> Path:
+    return settings.state_dir() / "runs" / run_id
+
+
+def _workdir(ctx: StageContext) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{ctx.repository}/{ctx.branch}")
+    return settings.state_dir() / "workspaces" / safe
+
+
+@dg.op(description="Mark the run as running, read the issue/PR from GitHub and say so in the service comment.")
+def prepare_context(
+    context: dg.OpExecutionContext,
+    config: StageRunConfig,
+    platform_db: PlatformDatabase,
+    platform_config: PlatformConfigResource,
+    github: GitHubResource,
+) -> dict:
     store = platform_db.store()
-    store.register_run(
-        RunRecord(
-            correlation_key=config.correlation_key,
-            repository=config.repository,
-            role=config.role,
-            stage=config.stage,
-            revise=config.revise,
-            issue_number=config.issue_number,
-            pr_number=config.pr_number,
+    record = RunRecord(
+        correlation_key=config.correlation_key,
+        repository=config.repository,
+        role=config.role,
+        stage=config.stage,
+        revise=config.revise,
+        issue_number=config.issue_number,
+        pr_number=config.pr_number,
+    )
+    store.register_run(record)  # a run launched by hand from the UI is registered here
+    store.set_run_status(config.correlation_key, "running", dagster_run_id=context.run_id)
+    store.append_event(config.correlation_key, "run.started", "system", ACTOR, {"dagster_run_id": context.run_id})
+    platform = platform_config.get()
+    repo_config = platform.repository(config.repository)
+    api = _api(github, config.repository)
+    ctx = gather(
+        api,
+        correlation_key=config.correlation_key,
+        stage=config.stage,
+        revise=config.revise,
+        role=config.role,
+        issue_number=config.issue_number,
+        pr_number=config.pr_number,
+        default_branch=repo_config.default_branch if repo_config else "main",
+        trigger_label=config.trigger_label,
+        model=config.model,
+        reasoning=config.reasoning,
+        actor=config.actor,
+    )
+    publish.show(api, store, ctx, publish.view_of(ctx, "started", context.run_id, platform.locale))
+    context.add_output_metadata({"branch": ctx.branch, "mode": ctx.mode, "comment_on": ctx.comment_number})
+    return ctx.to_dict()
+
+
+@dg.op(description="Render the stage's prompt (saved as run metadata) and the agent's command line.")
+def render_prompt_op(
+    context: dg.OpExecutionContext,
+    stage_context: dict,
+    platform_db: PlatformDatabase,
+    platform_config: PlatformConfigResource,
+) -> dict:
+    ctx = StageContext.from_dict(stage_context)
+    platform = platform_config.get()
+    agent = load_catalog().for_role(Role(ctx.role))
+    stage = STAGES[ctx.stage] if ctx.stage else None
+    scope = stage.write_scope if stage else WriteScope.NONE
+    rendered = render_prompt(
+        PromptInputs(
+            stage=ctx.stage,
+            kind="reviewer" if ctx.stage is None else ("revise" if ctx.revise else "work"),
+            role=Role(ctx.role),
+            locale=platform.locale,
+            repository=ctx.repository,
+            branch=ctx.branch,
+            write_scope=scope,
+            issue_number=ctx.issue_number,
+            issue_title=ctx.issue_title,
+            issue_body=ctx.issue_body,
+            comments=ctx.comments,
+            pr_number=ctx.pr_number,
+            pr_title=ctx.pr_title or None,
+            pr_body=ctx.pr_body or None,
+            review_threads=ctx.review_threads,
+            model=ctx.model,
+            reasoning=ctx.reasoning,
         )
     )
-    store.set_run_status(config.correlation_key, "running", dagster_run_id=context.run_id)
-    store.append_event(config.correlation_key, "run.started", "system", "dagster", {"dagster_run_id": context.run_id})
-    return config.model_dump()
+    text = redact_text(rendered.text)
+    run_dir = _run_dir(context.run_id)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    prompt_file = run_dir / "prompt.md"
+    prompt_file.write_text(text, encoding="utf-8")
+    workdir = _workdir(ctx)
+    command = agent.render_command(ctx.model, ctx.reasoning, workdir, prompt_file)
+    context.add_output_metadata(
+        {
+            "prompt": dg.MetadataValue.md(text),
+            "templates": dg.MetadataValue.json(list(rendered.templates)),
+            "locale": rendered.locale,
+            "agent": agent.name,
+        }
+    )
+    payload = {
+        "templates": list(rendered.templates),
+        "locale": rendered.locale,
+        "chars": len(text),
+        "agent": agent.name,
+    }
+    platform_db.store().append_event(ctx.correlation_key, "prompt.context.assembled", "system", ACTOR, payload)
+    return {
+        "prompt_file": str(prompt_file),
+        "prompt_via": agent.prompt_via,
+        "command": command,
+        "workdir": str(workdir),
+        "write_scope": scope.value,
+        "timeout_seconds": (stage.timeout_minutes if stage else agent.timeout_minutes) * 60,
+    }
 
 
-@dg.op(description="Run the stage's agent (the agent runtime is issue #4; until then the run fails saying so).")
-def run_agent(context: dg.OpExecutionContext, stage_context: dict, platform_db: PlatformDatabase) -> None:
-    key = stage_context["correlation_key"]
-    reason = "agent_runtime_unavailable"
-    message = "the agent runtime is not installed in this version (issue #4); nothing was changed"
+@dg.op(description="Run the agent through Dagster Pipes: checkout, agent, write-scope check, commit, push.")
+def run_agent(
+    context: dg.OpExecutionContext,
+    stage_context: dict,
+    prepared: dict,
+    platform_db: PlatformDatabase,
+    platform_config: PlatformConfigResource,
+    github: GitHubResource,
+    agent_runtime: SubprocessAgentRuntime,
+) -> dict:
+    ctx = StageContext.from_dict(stage_context)
+    platform = platform_config.get()
+    repo_config = platform.repository(ctx.repository)
+    remote = repo_config.clone_url(github.credentials().api_url) if repo_config else ctx.repository
+    spec = RunnerSpec(
+        remote_url=remote,
+        base_branch=ctx.base_branch,
+        branch=ctx.branch,
+        mode=ctx.mode,  # type: ignore[arg-type]
+        workdir=prepared["workdir"],
+        command=prepared["command"],
+        prompt_file=prepared["prompt_file"],
+        prompt_via=prepared["prompt_via"],
+        write_scope=WriteScope(prepared["write_scope"]),
+        commit_message=_commit_message(ctx),
+        author_name="codex-k8s agent",
+        author_email="codexk8s-agent@users.noreply.github.com",
+        timeout_seconds=prepared["timeout_seconds"],
+        result_file=RESULT_FILE,
+    )
     store = platform_db.store()
-    store.append_event(key, "run.failed.precondition", "system", "dagster", {"reason": reason, "message": message})
-    store.set_run_status(key, "failed", dagster_run_id=context.run_id)
-    raise dg.Failure(description=message, metadata={"reason": reason, "correlation_key": key})
+    store.append_event(
+        ctx.correlation_key, "run.agent.started", "system", ACTOR, {"branch": ctx.branch, "mode": ctx.mode}
+    )
+    try:
+        result = agent_runtime.run(context, spec, _run_dir(context.run_id))
+    except DagsterExecutionInterruptedError:
+        _cancelled(context, ctx, platform_db, platform_config, github)
+        raise
+    payload = result.model_dump(exclude={"diagnosis"})
+    store.append_event(ctx.correlation_key, "run.agent.finished", "system", ACTOR, payload)
+    context.add_output_metadata(
+        {
+            "status": result.status,
+            "reason": result.reason,
+            "changed_files": dg.MetadataValue.json(result.changed_files),
+            "duration_seconds": result.duration_seconds,
+        }
+    )
+    return result.model_dump()
+
+
+def _commit_message(ctx: StageContext) -> str:
+    stage = ctx.stage or "review"
+    what = f"#{ctx.issue_number}" if ctx.issue_number is not None else f"PR #{ctx.pr_number}"
+    return f"{stage}{' (revise)' if ctx.revise else ''}: {what} {ctx.issue_title}".strip()
+
+
+def _cancelled(
+    context: dg.OpExecutionContext,
+    ctx: StageContext,
+    platform_db: PlatformDatabase,
+    platform_config: PlatformConfigResource,
+    github: GitHubResource,
+) -> None:
+    store = platform_db.store()
+    store.set_run_status(ctx.correlation_key, "canceled")
+    store.append_event(ctx.correlation_key, "run.canceled", "system", ACTOR, {"dagster_run_id": context.run_id})
+    view = publish.view_of(
+        ctx, "cancelled", context.run_id, platform_config.get().locale, reason="cancelled",
+        message="the run was cancelled in Dagster; the agent process was stopped and nothing was pushed",
+    )  # fmt: skip
+    publish.show(_api(github, ctx.repository), store, ctx, view)
+
+
+@dg.op(description="Open or update the PR, relabel, finish the service comment; a failed agent fails the run.")
+def publish_result(
+    context: dg.OpExecutionContext,
+    stage_context: dict,
+    result: dict,
+    platform_db: PlatformDatabase,
+    platform_config: PlatformConfigResource,
+    github: GitHubResource,
+) -> None:
+    ctx = StageContext.from_dict(stage_context)
+    outcome = RunnerResult.model_validate(result)
+    platform = platform_config.get()
+    rules = platform.rules()
+    store = platform_db.store()
+    api = _api(github, ctx.repository)
+    if outcome.status != "succeeded":
+        status = "canceled" if outcome.status == "cancelled" else "failed"
+        event = "run.failed.precondition" if outcome.status == "failed_precondition" else f"run.{status}"
+        store.set_run_status(ctx.correlation_key, status)
+        store.append_event(
+            ctx.correlation_key, event, "system", ACTOR, {"reason": outcome.reason, "message": outcome.message}
+        )
+        phase = "cancelled" if status == "canceled" else "failed"
+        view = publish.view_of(
+            ctx, phase, context.run_id, platform.locale, reason=outcome.reason, message=outcome.message,
+            summary=outcome.summary, changed_files=tuple(outcome.violations or outcome.changed_files),
+        )  # fmt: skip
+        publish.show(api, store, ctx, view)
+        raise dg.Failure(
+            description=f"{outcome.status}: {outcome.reason}: {outcome.message}",
+            metadata={"reason": outcome.reason, "violations": dg.MetadataValue.json(outcome.violations)},
+        )
+    pr: dict | None = None
+    if outcome.pushed and ctx.mode != "comment_only":
+        pr = publish.open_or_update_pull(api, store, ctx, outcome.summary)
+    elif ctx.pr_number is not None:
+        pr = {"number": ctx.pr_number, "html_url": ctx.pr_url}
+    publish.relabel_after_success(api, store, ctx, rules, pr)
+    store.set_run_status(ctx.correlation_key, "succeeded")
+    store.append_event(ctx.correlation_key, "run.succeeded", "system", ACTOR, {"pr": (pr or {}).get("html_url")})
+    view = publish.view_of(
+        ctx, "finished", context.run_id, platform.locale, summary=outcome.summary or outcome.message,
+        changed_files=tuple(outcome.changed_files), pr_url=(pr or {}).get("html_url"),
+        next_steps=publish.next_steps_for(ctx, rules, pr_exists=pr is not None),
+    )  # fmt: skip
+    publish.show(api, store, ctx, view)
+    context.add_output_metadata(
+        {"pull_request": (pr or {}).get("html_url") or "", "changed": len(outcome.changed_files)}
+    )
 
 
 def _build(name: str, description: str) -> dg.JobDefinition:
     @dg.job(name=name, description=description, tags={f"{TAG_PREFIX}/kind": "stage"})
     def _job() -> None:
-        run_agent(prepare_context())
+        stage_context = prepare_context()
+        result = run_agent(stage_context, render_prompt_op(stage_context))
+        publish_result(stage_context, result)
 
     return _job
 

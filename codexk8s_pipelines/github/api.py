@@ -146,3 +146,19 @@ class RepoApi:
         return self._requester.requestJsonAndCheck(
             "PATCH", f"{self.base}/issues/comments/{comment_id}", input={"body": body}
         )[1]
+
+    # -- pull requests ---------------------------------------------------------------------------------------
+    def open_pull_for_branch(self, branch: str) -> dict[str, Any] | None:
+        owner = self.full_name.split("/", 1)[0]
+        pulls = self._get_pages(f"{self.base}/pulls", {"state": "open", "head": f"{owner}:{branch}", "per_page": 100})[
+            2
+        ]
+        return next((p for p in pulls if (p.get("head") or {}).get("ref") == branch), None)
+
+    def create_pull(self, title: str, head: str, base: str, body: str) -> dict[str, Any]:
+        return self._requester.requestJsonAndCheck(
+            "POST", f"{self.base}/pulls", input={"title": title, "head": head, "base": base, "body": body}
+        )[1]
+
+    def update_pull(self, number: int, body: str) -> dict[str, Any]:
+        return self._requester.requestJsonAndCheck("PATCH", f"{self.base}/pulls/{number}", input={"body": body})[1]

@@ -1,0 +1,268 @@
+"""The agent's checkout: clone or reuse it, put it on the right branch, then diff, commit and push what changed.
+
+Plain `git` subprocesses, because the same code runs in a slim pod image and locally, and because git's own
+behaviour (auth headers through GIT_CONFIG_*, hooks, pathspecs) is what has to be controlled precisely.
+
+Security notes, since the agent runs arbitrary code in this checkout between `prepare` and `commit`:
+- the token never reaches git's command line, the remote URL or any log: it travels as an `http.<url>.extraHeader`
+  config entry in GIT_CONFIG_* environment variables, scoped to the remote URL, and only for network commands;
+- `.git/config` is restored from a snapshot after the agent ran, and hooks / fsmonitor are disabled on every
+  runner git command, so an agent cannot plant a hook or filter that runs with the runner's environment.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from ..domain.redaction import REDACTED, redact_text
+
+Mode = Literal["work", "revise", "comment_only"]
+
+# Always-on overrides: no hooks, no fsmonitor, no signing prompts, no pager; they beat any repository config.
+_SAFE_CONFIG = (
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "commit.gpgSign=false",
+    "-c",
+    "core.pager=cat",
+    "-c",
+    "advice.detachedHead=false",
+)
+_SCRUBBED_ENV_PREFIXES = ("GIT_CONFIG_", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY")
+_LEFTOVER_STATE = ("index.lock", "MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "rebase-merge", "rebase-apply")
+_URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[^/\s]+@[^/\s]+:")
+
+
+class GitError(RuntimeError):
+    """A git command failed; the message is already redacted and safe to log or report."""
+
+    reason = "git_error"
+
+
+class BranchNotFound(GitError):
+    """A branch the mode requires is not on the remote: a precondition, not a crash."""
+
+    def __init__(self, message: str, reason: str = "branch_not_found") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Checkout:
+    """Where `prepare` left the workspace; `start_commit` is what every later diff is taken against."""
+
+    path: Path
+    local_branch: str
+    source_ref: str
+    branch_on_remote: bool
+    start_commit: str
+
+
+def basic_auth_header(token: str) -> str:
+    """The header GitHub accepts for an installation or personal token over https."""
+    encoded = base64.b64encode(f"x-access-token:{token}".encode()).decode("ascii")
+    return f"Authorization: Basic {encoded}"
+
+
+def auth_config_env(remote_url: str, token: str | None) -> dict[str, str]:
+    """GIT_CONFIG_* variables that add the auth header for this remote only; empty when there is nothing to add."""
+    if not token or not remote_url.lower().startswith(("https://", "http://")):
+        return {}
+    return {
+        "GIT_CONFIG_COUNT": "1",
+        "GIT_CONFIG_KEY_0": f"http.{remote_url}.extraHeader",
+        "GIT_CONFIG_VALUE_0": basic_auth_header(token),
+    }
+
+
+def normalize_remote(remote_url: str) -> str:
+    """Local paths become absolute, since git runs inside the workdir where a relative path means something else."""
+    if _URL_LIKE.match(remote_url):
+        return remote_url
+    return str(Path(remote_url).expanduser().resolve())
+
+
+def parse_name_status(output: str) -> list[str]:
+    """Paths from `git diff --name-status -z`; renames and copies contribute both their old and new path."""
+    fields = output.split("\0")
+    paths: list[str] = []
+    i = 0
+    while i < len(fields) and fields[i]:
+        status = fields[i]
+        count = 2 if status[:1] in ("R", "C") else 1
+        paths.extend(fields[i + 1 : i + 1 + count])
+        i += 1 + count
+    return sorted(set(paths))
+
+
+class GitWorkspace:
+    """One checkout at `workdir` of `remote_url`, driven by subprocess git."""
+
+    def __init__(
+        self,
+        workdir: str | Path,
+        remote_url: str,
+        *,
+        token: str | None = None,
+        timeout_seconds: float = 300,
+        base_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.path = Path(workdir).expanduser().resolve()
+        self.remote_url = normalize_remote(remote_url)
+        self.timeout_seconds = timeout_seconds
+        # The raw token and its base64 header form: either could surface in a verbose git or curl message.
+        self._secrets = [token, basic_auth_header(token).rsplit(" ", 1)[1]] if token else []
+        self._auth_env = auth_config_env(self.remote_url, token)
+        self._env = self._git_env(os.environ if base_env is None else base_env)
+        self._config_snapshot: bytes | None = None
+
+    # ---------------------------------------------------------------- plumbing
+
+    @staticmethod
+    def _git_env(base: Mapping[str, str]) -> dict[str, str]:
+        """The caller's env without tokens or inherited git redirections, and never waiting for a password."""
+        env = {
+            k: v
+            for k, v in base.items()
+            if not k.startswith(_SCRUBBED_ENV_PREFIXES) and not k.upper().endswith(("_TOKEN", "_PRIVATE_KEY"))
+        }
+        env.update({"GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never", "LC_ALL": "C"})
+        return env
+
+    def scrub(self, text: str) -> str:
+        """Redact the known secrets (whatever their shape) and anything that looks like one."""
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return redact_text(text)
+
+    def git(
+        self, *args: str, network: bool = False, env: Mapping[str, str] | None = None, check: bool = True
+    ) -> subprocess.CompletedProcess[str]:
+        """Run one git command in the checkout; failures become GitError with a redacted message."""
+        full_env = {**self._env, **(self._auth_env if network else {}), **(env or {})}
+        try:
+            proc = subprocess.run(
+                ["git", *_SAFE_CONFIG, *args],
+                cwd=self.path,
+                env=full_env,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                timeout=self.timeout_seconds,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise GitError(f"git {args[0]} timed out after {self.timeout_seconds:g}s") from None
+        except OSError as exc:
+            raise GitError(self.scrub(f"cannot run git: {exc}")) from None
+        if check and proc.returncode != 0:
+            detail = (proc.stderr or proc.stdout).strip()
+            raise GitError(self.scrub(f"git {args[0]} failed (exit {proc.returncode}): {detail}"))
+        return proc
+
+    # ---------------------------------------------------------------- preparing
+
+    def prepare(self, branch: str, base_branch: str, mode: Mode) -> Checkout:
+        """Put a clean checkout on the branch the mode asks for, discarding anything a previous run left."""
+        self._ensure_repository()
+        on_remote = self.remote_heads([branch, base_branch])
+        source = self._source_branch(branch, base_branch, mode, on_remote)
+        self.git(
+            "fetch",
+            "--quiet",
+            "--prune",
+            "--no-tags",
+            "origin",
+            f"+refs/heads/{source}:refs/remotes/origin/{source}",
+            network=True,
+        )
+        local = branch if mode != "comment_only" or branch in on_remote else base_branch
+        self.git("checkout", "--quiet", "--force", "--no-track", "-B", local, f"refs/remotes/origin/{source}")
+        self.git("reset", "--quiet", "--hard")
+        self.git("clean", "-ffdxq")
+        start = self.head()
+        self._config_snapshot = (self.path / ".git" / "config").read_bytes()
+        return Checkout(self.path, local, f"origin/{source}", branch in on_remote, start)
+
+    def _ensure_repository(self) -> None:
+        """Init in place (works for an empty volume mount as for a leftover checkout) and point origin at the remote."""
+        self.path.mkdir(parents=True, exist_ok=True)
+        git_dir = self.path / ".git"
+        if not git_dir.is_dir():
+            if git_dir.exists() or git_dir.is_symlink():
+                git_dir.unlink()
+            self.git("init", "--quiet")
+        for name in _LEFTOVER_STATE:
+            leftover = git_dir / name
+            if leftover.is_dir() and not leftover.is_symlink():
+                shutil.rmtree(leftover)
+            elif leftover.exists() or leftover.is_symlink():
+                leftover.unlink()
+        self.git("config", "remote.origin.url", self.remote_url)
+        self.git("config", "--replace-all", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
+
+    def remote_heads(self, names: Sequence[str]) -> set[str]:
+        """Which of these branch names exist on the remote, asked directly rather than trusting stale refs."""
+        refs = [f"refs/heads/{n}" for n in dict.fromkeys(names)]
+        out = self.git("ls-remote", "--heads", "origin", *refs, network=True).stdout
+        found = {line.split("\t", 1)[1] for line in out.splitlines() if "\t" in line}
+        return {n for n in names if f"refs/heads/{n}" in found}
+
+    @staticmethod
+    def _source_branch(branch: str, base_branch: str, mode: Mode, on_remote: set[str]) -> str:
+        if branch in on_remote:
+            return branch
+        if mode == "revise":
+            raise BranchNotFound(f"branch {branch!r} does not exist on the remote; a revise needs its pull request")
+        if base_branch not in on_remote:
+            raise BranchNotFound(f"base branch {base_branch!r} does not exist on the remote", "base_branch_not_found")
+        return base_branch
+
+    # ---------------------------------------------------------------- after the agent
+
+    def restore_git_config(self) -> None:
+        """Undo whatever the agent wrote into .git/config (filters, url rewrites, credential helpers)."""
+        if self._config_snapshot is not None:
+            (self.path / ".git" / "config").write_bytes(self._config_snapshot)
+
+    def head(self) -> str:
+        return self.git("rev-parse", "--verify", "HEAD").stdout.strip()
+
+    def changed_files(self, start_commit: str, exclude: Sequence[str] = (".codexk8s",)) -> list[str]:
+        """Every path that differs from the start: edits, deletions, both sides of renames, new files.
+
+        Staging first makes untracked files and renames visible in one diff; comparing against the start
+        commit (not HEAD) also catches changes the agent committed itself.
+        """
+        excludes = [f":(exclude){e}" for e in exclude]
+        self.git("add", "--all", "--", ".", *excludes)
+        out = self.git("diff", "--cached", "--name-status", "-z", "--find-renames", start_commit, "--").stdout
+        return parse_name_status(out)
+
+    def commit(self, start_commit: str, message: str, author_name: str, author_email: str) -> str:
+        """One commit on top of the start, by the given author, squashing anything the agent committed itself."""
+        self.git("reset", "--quiet", "--soft", start_commit)
+        identity = {
+            "GIT_AUTHOR_NAME": author_name,
+            "GIT_AUTHOR_EMAIL": author_email,
+            "GIT_COMMITTER_NAME": author_name,
+            "GIT_COMMITTER_EMAIL": author_email,
+        }
+        self.git("commit", "--quiet", "--no-verify", "--allow-empty-message", "-m", message, env=identity)
+        return self.head()
+
+    def push(self, branch: str) -> None:
+        """Fast-forward only: a branch that moved on the remote meanwhile fails rather than being overwritten."""
+        self.git("push", "--quiet", "--no-verify", self.remote_url, f"HEAD:refs/heads/{branch}", network=True)

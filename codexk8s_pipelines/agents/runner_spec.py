@@ -1,0 +1,143 @@
+"""What the agent runner is asked to do, and what it reports back.
+
+The spec is a JSON file because the same runner runs as a local subprocess and in a pod: a file is the one
+transport both share. The result mirrors it so Dagster (through Pipes) and a `--result` file see the same thing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ..domain.stages import WriteScope
+from ..domain.write_scope import DEFAULT_SELF_IMPROVE_ALLOW
+
+TOKEN_ENV_VAR = "CODEXK8S_GITHUB_TOKEN"
+DEFAULT_RESULT_FILE = ".codexk8s/result.json"
+
+RunnerMode = Literal["work", "revise", "comment_only"]
+RunnerStatus = Literal["succeeded", "failed_precondition", "failed", "timed_out", "cancelled"]
+
+# A conservative subset of `git check-ref-format --branch`: no option-looking names, no `..`, no spaces.
+_BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/+-]+(?<![./])$")
+
+
+class SpecError(ValueError):
+    """The spec file is missing, is not JSON, or does not validate; the message says which and where."""
+
+
+class RunnerSpec(BaseModel):
+    """One agent run: where the code is, which branch, what to run, and what it may change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    remote_url: str = Field(min_length=1, description="git URL, or local path of a bare repository")
+    base_branch: str = "main"
+    branch: str = Field(description="the work branch, e.g. codex/issue-12")
+    mode: RunnerMode = "work"
+    workdir: str = Field(min_length=1, description="where the checkout is cloned or reused")
+    command: list[str] = Field(min_length=1, description="the rendered agent command")
+    prompt_file: str
+    prompt_via: Literal["stdin", "file"] = "stdin"
+    write_scope: WriteScope
+    allow_globs: list[str] = Field(default_factory=lambda: list(DEFAULT_SELF_IMPROVE_ALLOW))
+    commit_message: str = Field(min_length=1)
+    author_name: str = Field(min_length=1)
+    author_email: str = Field(min_length=3)
+    push: bool = True
+    timeout_seconds: int = Field(default=3600, gt=0)
+    git_timeout_seconds: int = Field(default=300, gt=0)
+    result_file: str = DEFAULT_RESULT_FILE
+    env: dict[str, str] = Field(default_factory=dict)
+    pass_env: list[str] = Field(
+        default_factory=list,
+        description="inherited variables the agent needs although they look secret (e.g. its own API token)",
+    )
+
+    @field_validator("branch", "base_branch")
+    @classmethod
+    def _valid_branch(cls, value: str) -> str:
+        if not _BRANCH_RE.match(value) or value.endswith(".lock"):
+            raise ValueError(f"not a safe git branch name: {value!r}")
+        return value
+
+    @field_validator("result_file")
+    @classmethod
+    def _relative_result_file(cls, value: str) -> str:
+        path = Path(value)
+        if path.is_absolute() or ".." in path.parts or not path.parts:
+            raise ValueError("result_file must be a path inside the checkout")
+        return value
+
+    @field_validator("env")
+    @classmethod
+    def _no_github_token_in_env(cls, value: dict[str, str]) -> dict[str, str]:
+        if TOKEN_ENV_VAR in value:
+            raise ValueError(f"{TOKEN_ENV_VAR} is for the runner's git push only and is never given to the agent")
+        return value
+
+    @field_validator("pass_env")
+    @classmethod
+    def _no_github_token_passed(cls, value: list[str]) -> list[str]:
+        if TOKEN_ENV_VAR in value:
+            raise ValueError(f"{TOKEN_ENV_VAR} cannot be passed to the agent")
+        return value
+
+    @property
+    def effective_scope(self) -> WriteScope:
+        """comment_only runs may change nothing, whatever the stage's scope says."""
+        return WriteScope.NONE if self.mode == "comment_only" else self.write_scope
+
+
+class RunnerResult(BaseModel):
+    """What one run ended with; `reason` is a stable code for machines, `message` the sentence for people."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    status: RunnerStatus
+    reason: str
+    message: str
+    summary: str | None = None
+    diagnosis: str | None = None
+    next_step_hint: str | None = None
+    agent_status: str | None = None
+    branch: str
+    commit: str | None = None
+    changed_files: list[str] = Field(default_factory=list)
+    violations: list[str] = Field(default_factory=list)
+    pushed: bool = False
+    agent_exit_code: int | None = None
+    duration_seconds: float = 0.0
+
+
+def load_spec(path: str | Path) -> RunnerSpec:
+    """Read and validate a spec file, turning every failure into one readable SpecError."""
+    path = Path(path)
+    try:
+        raw = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"cannot read spec file {path}: {exc.strerror or exc}") from exc
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise SpecError(
+            f"spec file {path} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from exc
+    if not isinstance(data, dict):
+        raise SpecError(f"spec file {path} must hold a JSON object, not {type(data).__name__}")
+    try:
+        return RunnerSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(f"spec file {path} is invalid: {_describe_errors(exc)}") from exc
+
+
+def _describe_errors(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors(include_url=False, include_input=False):
+        where = ".".join(str(p) for p in err["loc"]) or "(root)"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)

@@ -1,0 +1,95 @@
+"""Tell the humans: the service comment through the phases, the PR, the labels, and the audit of each step."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..domain.next_steps import next_steps
+from ..domain.rules import Rules
+from ..github.api import RepoApi
+from ..github.service_comment import RunView, upsert
+from ..store import PlatformStore
+from .context import StageContext
+
+ACTOR = "dagster"
+DAGSTER_URL_VAR = "CODEXK8S_DAGSTER_URL"
+
+
+def run_url(run_id: str) -> str:
+    base = os.environ.get(DAGSTER_URL_VAR, "http://127.0.0.1:3000").rstrip("/")
+    return f"{base}/runs/{run_id}"
+
+
+def comment_id(store: PlatformStore, key: str) -> int | None:
+    ids = [e["payload"].get("comment_id") for e in store.events(key) if e["event_type"] == "service_comment.upserted"]
+    return int(ids[-1]) if ids and ids[-1] is not None else None
+
+
+def show(api: RepoApi, store: PlatformStore, ctx: StageContext, view: RunView) -> int:
+    """Upsert the run's comment and audit it; the comment id is remembered in the audit trail."""
+    posted = upsert(api, ctx.comment_number, view, comment_id(store, ctx.correlation_key))
+    payload = {"comment_id": posted, "phase": view.phase}
+    store.append_event(ctx.correlation_key, "service_comment.upserted", "system", ACTOR, payload)
+    return posted
+
+
+def view_of(ctx: StageContext, phase: str, dagster_run_id: str, locale: str, **kw: Any) -> RunView:
+    return RunView(
+        correlation_key=ctx.correlation_key,
+        phase=phase,
+        stage=ctx.stage,
+        revise=ctx.revise,
+        role=ctx.role,
+        locale=locale,
+        run_url=run_url(dagster_run_id),
+        model=ctx.model,
+        reasoning=ctx.reasoning,
+        pr_url=kw.pop("pr_url", ctx.pr_url),
+        **kw,
+    )
+
+
+def open_or_update_pull(api: RepoApi, store: PlatformStore, ctx: StageContext, summary: str | None) -> dict[str, Any]:
+    """The PR of the work branch, opened when missing, its body kept linked to the issue with `Closes #N`."""
+    closes = f"Closes #{ctx.issue_number}" if ctx.issue_number is not None else ""
+    body = "\n\n".join(x for x in (summary or "", closes, f"<!-- codexk8s:pr {ctx.correlation_key} -->") if x)
+    existing = api.open_pull_for_branch(ctx.branch)
+    if existing is None:
+        title = ctx.issue_title or f"{ctx.stage}: {ctx.branch}"
+        pr = api.create_pull(f"[{ctx.stage}] {title}", ctx.branch, ctx.base_branch, body)
+        event = "run.pr.created"
+    else:
+        old = str(existing.get("body") or "")
+        pr = existing if closes and closes in old else api.update_pull(int(existing["number"]), f"{old}\n\n{closes}")
+        event = "run.pr.updated"
+    store.append_event(
+        ctx.correlation_key, event, "system", ACTOR, {"number": pr.get("number"), "url": pr.get("html_url")}
+    )
+    return pr
+
+
+def relabel_after_success(api: RepoApi, store: PlatformStore, ctx: StageContext, rules: Rules, pr: dict | None) -> None:
+    """The trigger label comes off; `state:in-review` goes on the issue and on the PR."""
+    removed = False
+    if ctx.issue_number is not None and ctx.comment_number == ctx.issue_number:
+        removed = api.remove_label(ctx.issue_number, ctx.trigger_label)
+    targets = [n for n in (ctx.issue_number, (pr or {}).get("number")) if n is not None]
+    for number in targets:
+        api.add_labels(int(number), [rules.labels.in_review])
+    store.append_event(
+        ctx.correlation_key,
+        "run.labels.changed",
+        "system",
+        ACTOR,
+        {
+            "removed": [ctx.trigger_label] if removed else [],
+            "added": {str(n): [rules.labels.in_review] for n in targets},
+        },
+    )
+
+
+def next_steps_for(ctx: StageContext, rules: Rules, pr_exists: bool) -> tuple:
+    if ctx.stage is None:
+        return ()
+    return tuple(next_steps(ctx.stage, rules, pr_exists=pr_exists))

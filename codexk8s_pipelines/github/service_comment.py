@@ -1,0 +1,143 @@
+"""The one service comment a run keeps on its issue (or PR): found by a hidden marker, edited in place.
+
+Humans read the phase, the Dagster run link, the result, the changed files and what they can do next; the
+platform finds its own comment again by the marker, whatever else was said in the thread since.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..domain.next_steps import NextStep, StepTarget
+from ..domain.redaction import redact_text
+from .api import RepoApi
+
+MARKER = "<!-- codexk8s:run {key} -->"
+
+_TEXT: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "AI agent run",
+        "created": "👀 Run requested",
+        "started": "▶️ Agent working",
+        "finished": "✅ Run finished",
+        "failed": "⚠️ Run failed",
+        "cancelled": "⏹ Run cancelled",
+        "stage": "Stage",
+        "run": "Dagster run",
+        "model": "Model",
+        "pr": "Pull request",
+        "result": "Result",
+        "why": "Why",
+        "changed": "Changed files",
+        "next": "Next steps",
+        "revise": "Revise this stage",
+        "next_stage": "Next stage",
+        "go_to_dev": "Go straight to development",
+        "reviewer": "Ask for a pre-review (on the PR)",
+        "rethink": "Rethink the task",
+        "doc_audit": "Audit the docs",
+        "self_improve": "Improve the agents",
+        "prepare_plan": "Prepare a plan",
+        "go_to_qa": "Verify the fixes",
+        "restart": "Restart",
+        "add": "add",
+    },
+    "ru": {
+        "title": "Запуск AI-агента",
+        "created": "👀 Запуск запрошен",
+        "started": "▶️ Агент работает",
+        "finished": "✅ Запуск завершён",
+        "failed": "⚠️ Запуск завершился с ошибкой",
+        "cancelled": "⏹ Запуск отменён",
+        "stage": "Этап",
+        "run": "Запуск Dagster",
+        "model": "Модель",
+        "pr": "Pull request",
+        "result": "Результат",
+        "why": "Причина",
+        "changed": "Изменённые файлы",
+        "next": "Следующие шаги",
+        "revise": "Доработать этот этап",
+        "next_stage": "Следующий этап",
+        "go_to_dev": "Сразу к разработке",
+        "reviewer": "Запросить pre-review (на PR)",
+        "rethink": "Переосмыслить задачу",
+        "doc_audit": "Аудит документации",
+        "self_improve": "Улучшить агентов",
+        "prepare_plan": "Подготовить план",
+        "go_to_qa": "Проверить исправления",
+        "restart": "Начать заново",
+        "add": "поставьте",
+    },
+}
+
+
+@dataclass(frozen=True)
+class RunView:
+    """What the comment shows about a run at one phase."""
+
+    correlation_key: str
+    phase: str  # created | started | finished | failed | cancelled
+    stage: str | None
+    revise: bool
+    role: str
+    locale: str = "en"
+    run_url: str | None = None
+    model: str | None = None
+    reasoning: str | None = None
+    pr_url: str | None = None
+    summary: str | None = None
+    reason: str | None = None
+    message: str | None = None
+    changed_files: tuple[str, ...] = ()
+    next_steps: tuple[NextStep, ...] = field(default_factory=tuple)
+
+
+def _step_line(step: NextStep, t: dict[str, str]) -> str:
+    key = "restart" if step.action.startswith("restart") else step.action
+    title = t.get(key, step.action)
+    flows = f" ({', '.join(step.profiles)})" if step.profiles else ""
+    where = " — PR" if step.target is StepTarget.PULL_REQUEST else ""
+    return f"- {title}{flows}: {t['add']} `{step.label}`{where}"
+
+
+def render(view: RunView) -> str:
+    t = _TEXT.get(view.locale, _TEXT["en"])
+    stage = (view.stage or "reviewer") + (":revise" if view.revise else "")
+    lines = [MARKER.format(key=view.correlation_key), f"### 🤖 {t['title']}: {t[view.phase]}", ""]
+    lines.append(f"- {t['stage']}: `{stage}` ({view.role})")
+    if view.run_url:
+        lines.append(f"- {t['run']}: [{view.run_url.rsplit('/', 1)[-1][:8]}]({view.run_url})")
+    if view.model:
+        lines.append(f"- {t['model']}: `{view.model}` / `{view.reasoning}`")
+    if view.pr_url:
+        lines.append(f"- {t['pr']}: {view.pr_url}")
+    if view.summary:
+        lines += ["", f"**{t['result']}:** {view.summary}"]
+    if view.reason:
+        lines += ["", f"**{t['why']}:** `{view.reason}` — {view.message or ''}"]
+    if view.changed_files:
+        shown = ", ".join(f"`{f}`" for f in view.changed_files[:30])
+        more = f" (+{len(view.changed_files) - 30})" if len(view.changed_files) > 30 else ""
+        lines += ["", f"**{t['changed']}:** {shown}{more}"]
+    if view.next_steps:
+        lines += ["", f"**{t['next']}:**", *(_step_line(s, t) for s in view.next_steps)]
+    return redact_text("\n".join(lines))
+
+
+def find_comment(api: RepoApi, number: int, correlation_key: str) -> dict[str, Any] | None:
+    marker = MARKER.format(key=correlation_key)
+    return next((c for c in api.comments(number) if marker in str(c.get("body") or "")), None)
+
+
+def upsert(api: RepoApi, number: int, view: RunView, comment_id: int | None = None) -> int:
+    """Edit the run's comment (known id, else found by marker) or create it; returns the comment id."""
+    body = render(view)
+    if comment_id is None:
+        found = find_comment(api, number, view.correlation_key)
+        comment_id = int(found["id"]) if found else None
+    if comment_id is not None:
+        api.edit_comment(comment_id, body)
+        return comment_id
+    return int(api.create_comment(number, body)["id"])

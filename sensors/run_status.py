@@ -1,0 +1,94 @@
+"""Stage runs that end outside their ops (a launch error, a crash, a cancellation while queued) still tell the
+issue and the audit trail why: the ops cover their own failures, these sensors cover the rest."""
+
+import dagster as dg
+
+from codexk8s_pipelines.delivery import publish
+from codexk8s_pipelines.delivery.stage_jobs import STAGE_JOBS, TAG_PREFIX
+from codexk8s_pipelines.domain.correlation import parse_correlation_key
+from codexk8s_pipelines.github.api import RepoApi
+from codexk8s_pipelines.github.resource import GitHubResource
+from codexk8s_pipelines.github.service_comment import RunView, upsert
+from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
+
+FINISHED = ("failed", "canceled", "succeeded")
+
+
+def report_outside_failure(
+    dagster_run: dg.DagsterRun,
+    phase: str,
+    message: str,
+    github: GitHubResource,
+    platform_db: PlatformDatabase,
+    platform_config: PlatformConfigResource,
+) -> str:
+    """Record and show a run that ended without its ops saying so; returns what was done, for the tick's log."""
+    key = dagster_run.tags.get(f"{TAG_PREFIX}/correlation_key")
+    if not key:
+        return "not a stage run started by the platform"
+    store = platform_db.store()
+    run = store.get_run(key)
+    if run is None or run["status"] in FINISHED:
+        return f"{key}: already reported"
+    status = "canceled" if phase == "cancelled" else "failed"
+    store.set_run_status(key, status, dagster_run_id=dagster_run.run_id)
+    event = "run.canceled" if status == "canceled" else "run.failed.outside_ops"
+    store.append_event(key, event, "system", "dagster", {"dagster_run_id": dagster_run.run_id, "message": message})
+    credentials = github.credentials()
+    if not credentials.configured:
+        return f"{key}: recorded; no GitHub credentials to update the comment"
+    repository = dagster_run.tags.get(f"{TAG_PREFIX}/repository", "")
+    number = parse_correlation_key(key).number
+    stage = dagster_run.tags.get(f"{TAG_PREFIX}/stage")
+    view = RunView(
+        correlation_key=key,
+        phase=phase,
+        stage=stage.removesuffix(":revise") if stage else None,
+        revise=bool(stage and stage.endswith(":revise")),
+        role=dagster_run.tags.get(f"{TAG_PREFIX}/role", ""),
+        locale=platform_config.get().locale,
+        run_url=publish.run_url(dagster_run.run_id),
+        reason="run_" + status,
+        message=message[:500],
+    )
+    api = RepoApi(github.connector().for_repository(repository), repository)
+    comment_id = upsert(api, number, view, publish.comment_id(store, key))
+    store.append_event(key, "service_comment.upserted", "system", "dagster", {"comment_id": comment_id, "phase": phase})
+    return f"{key}: {status}, comment {comment_id} updated"
+
+
+@dg.run_failure_sensor(
+    name="stage_run_failure_sensor",
+    description="Tells the issue and the audit trail about stage runs that failed outside their ops.",
+    monitored_jobs=STAGE_JOBS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def stage_run_failure_sensor(
+    context: dg.RunFailureSensorContext,
+    github: GitHubResource,
+    platform_db: PlatformDatabase,
+    platform_config: PlatformConfigResource,
+) -> None:
+    message = context.failure_event.message or "the run failed before its steps could report"
+    context.log.info(
+        report_outside_failure(context.dagster_run, "failed", message, github, platform_db, platform_config)
+    )
+
+
+@dg.run_status_sensor(
+    name="stage_run_canceled_sensor",
+    description="Tells the issue and the audit trail about stage runs cancelled before their agent step.",
+    run_status=dg.DagsterRunStatus.CANCELED,
+    monitored_jobs=STAGE_JOBS,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+)
+def stage_run_canceled_sensor(
+    context: dg.RunStatusSensorContext,
+    github: GitHubResource,
+    platform_db: PlatformDatabase,
+    platform_config: PlatformConfigResource,
+) -> None:
+    message = "the run was cancelled in Dagster before the agent finished; nothing was pushed"
+    context.log.info(
+        report_outside_failure(context.dagster_run, "cancelled", message, github, platform_db, platform_config)
+    )

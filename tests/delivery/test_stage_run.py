@@ -1,0 +1,103 @@
+"""From a label to a pushed branch, a PR, a service comment, relabelled issue and an audit trail."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .conftest import REPO, Stage, github_pull_requests_sensor
+
+
+def _issue(stage: Stage, title: str = "Checkout fails on an empty cart") -> int:
+    number = stage.state.add_issue(REPO, title, body="Steps: open the cart, pay. Expected: no crash.")
+    stage.trigger()  # the sensor's first look
+    return number
+
+
+def _service_comment(stage: Stage, number: int) -> str:
+    bodies = [c["body"] for c in stage.state.comments(REPO, number) if "<!-- codexk8s:run " in c["body"]]
+    assert len(bodies) == 1, bodies  # one comment per run, edited in place
+    return bodies[0]
+
+
+def test_run_dev_ends_with_a_pushed_branch_a_pr_a_comment_and_an_audit_trail(stage: Stage) -> None:
+    number = _issue(stage)
+    stage.state.label(REPO, number, "run:dev", actor="alice")
+    (request,) = stage.trigger()
+    result = stage.execute(request)
+    assert result.success
+
+    branch = f"codex/issue-{number}"
+    assert stage.branches() == sorted([branch, "main"])
+    assert stage.log(branch)[0].startswith(f"dev: #{number}")
+
+    comment = _service_comment(stage, number)
+    assert "Run finished" in comment and "Empty carts no longer crash the checkout." in comment
+    assert "`src/app.py`" in comment and "`run:dev:revise`" in comment and "`run:qa`" in comment
+    labels = stage.state.labels(REPO, number)
+    assert "run:dev" not in labels and "state:in-review" in labels
+
+    key = request.run_key
+    run = stage.store.get_run(key or "")
+    assert run is not None and run["status"] == "succeeded" and run["dagster_run_id"] == result.run_id
+    events = [e["event_type"] for e in stage.store.events(key or "")]
+    for expected in (
+        "run.requested", "run.started", "service_comment.upserted", "prompt.context.assembled",
+        "run.agent.started", "run.agent.finished", "run.pr.created", "run.labels.changed", "run.succeeded",
+    ):  # fmt: skip
+        assert expected in events, (expected, events)
+    pr_events = [e for e in stage.store.events(key or "") if e["event_type"] == "run.pr.created"]
+    pr_number = pr_events[0]["payload"]["number"]
+    pr = stage.state.issue(REPO, pr_number)
+    assert f"Closes #{number}" in pr.body and "state:in-review" in stage.state.labels(REPO, pr_number)
+
+    prompt = result.output_for_node("render_prompt_op")["prompt_file"]
+    assert "Checkout fails on an empty cart" in Path(prompt).read_text(encoding="utf-8")
+
+
+def test_a_markdown_only_stage_editing_code_fails_and_pushes_nothing(stage: Stage) -> None:
+    number = _issue(stage, "Plan the refactoring")
+    stage.state.label(REPO, number, "run:plan", actor="alice")
+    (request,) = stage.trigger()
+    result = stage.execute(request)
+    assert not result.success
+    assert stage.branches() == ["main"]
+    comment = _service_comment(stage, number)
+    assert "Run failed" in comment and "write_scope_violation" in comment and "`src/app.py`" in comment
+    assert stage.store.get_run(request.run_key or "")["status"] == "failed"  # type: ignore[index]
+    assert "run.failed.precondition" in [e["event_type"] for e in stage.store.events(request.run_key or "")]
+    assert "run:plan" in stage.state.labels(REPO, number)  # nothing to review: the trigger label stays
+
+
+def test_revise_reuses_the_pr_branch_and_reviewer_runs_change_nothing(stage: Stage) -> None:
+    number = _issue(stage)
+    stage.state.label(REPO, number, "run:dev", actor="alice")
+    (first,) = stage.trigger()
+    assert stage.execute(first).success
+    branch = f"codex/issue-{number}"
+    commits = len(stage.log(branch))
+
+    stage.state.label(REPO, number, "run:dev:revise", actor="alice")
+    (revise,) = stage.trigger()
+    assert stage.execute(revise).success
+    assert len(stage.log(branch)) == commits + 1  # on top of the same branch
+    pulls = [e for e in stage.store.events(revise.run_key or "") if e["event_type"].startswith("run.pr.")]
+    assert [e["event_type"] for e in pulls] == ["run.pr.updated"]
+    pr_number = pulls[0]["payload"]["number"]
+
+    stage.intake.tick(github_pull_requests_sensor)
+    stage.state.label(REPO, pr_number, "need:reviewer", actor="alice")
+    (review,) = stage.intake.tick(github_pull_requests_sensor).run_requests
+    result = stage.execute(review)
+    assert result.success
+    assert len(stage.log(branch)) == commits + 1  # the reviewer pushed nothing
+    comment = _service_comment(stage, pr_number)  # on the PR, where need:reviewer was put
+    assert "Looks right; one nit" in comment
+
+
+def test_revise_without_a_branch_fails_as_a_precondition(stage: Stage) -> None:
+    number = _issue(stage)
+    stage.state.label(REPO, number, "run:dev:revise", actor="alice")
+    (request,) = stage.trigger()
+    assert not stage.execute(request).success
+    assert "branch_not_found" in _service_comment(stage, number)
+    assert stage.branches() == ["main"]
