@@ -16,23 +16,17 @@ import time
 from pathlib import Path
 
 from . import settings
+from .config import load_config_from_environment
+from .instance import local_instance_yaml
 from .store import EmbeddedPostgres, PlatformStore
 
 log = logging.getLogger("codexk8s.dev")
-
-DAGSTER_YAML = """\
-# Written by `codexk8s dev` for the local environment: runs, event logs and schedules in SQLite here.
-telemetry:
-  enabled: false
-"""
 
 
 def prepare_dagster_home(home: Path) -> Path:
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
-    config = dagster_home / "dagster.yaml"
-    if not config.exists():
-        config.write_text(DAGSTER_YAML)
+    (dagster_home / "dagster.yaml").write_text(local_instance_yaml(load_config_from_environment()))
     return dagster_home
 
 

@@ -39,7 +39,17 @@ _SAFE_CONFIG = (
     "-c",
     "advice.detachedHead=false",
 )
-_SCRUBBED_ENV_PREFIXES = ("GIT_CONFIG_", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY")
+# Inherited redirections would point git at another repository; tracing would print request headers.
+_SCRUBBED_ENV_PREFIXES = (
+    "GIT_CONFIG_",
+    "GIT_DIR",
+    "GIT_WORK_TREE",
+    "GIT_INDEX_FILE",
+    "GIT_OBJECT_DIRECTORY",
+    "GIT_TRACE",
+    "GIT_CURL_VERBOSE",
+)
+_MAX_ERROR_CHARS = 2000
 _LEFTOVER_STATE = ("index.lock", "MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "rebase-merge", "rebase-apply")
 _URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[^/\s]+@[^/\s]+:")
 
@@ -168,7 +178,7 @@ class GitWorkspace:
         except OSError as exc:
             raise GitError(self.scrub(f"cannot run git: {exc}")) from None
         if check and proc.returncode != 0:
-            detail = (proc.stderr or proc.stdout).strip()
+            detail = (proc.stderr or proc.stdout).strip()[-_MAX_ERROR_CHARS:]
             raise GitError(self.scrub(f"git {args[0]} failed (exit {proc.returncode}): {detail}"))
         return proc
 

@@ -145,6 +145,13 @@ def _ordered_profile(stages: list[str]) -> list[str]:
     return stages
 
 
+class ConcurrencyConfig(_Strict):
+    """Run-queue limits: one active run per issue or PR is a rule, not a setting; these are the knobs."""
+
+    per_repository: int = Field(default=3, gt=0, le=100)
+    max_concurrent_runs: int = Field(default=10, gt=0, le=1000)
+
+
 class PlatformConfig(_Strict):
     locale: Literal["en", "ru"] = "en"
     repositories: list[RepositoryConfig] = Field(default_factory=list)
@@ -155,6 +162,7 @@ class PlatformConfig(_Strict):
     )
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
 
     @model_validator(mode="after")
     def _labels_unique(self) -> PlatformConfig:

@@ -1,0 +1,79 @@
+"""Cancelling a stage run stops the agent process and leaves the service comment saying so."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from .conftest import REPO, Stage
+
+SLOW_AGENT = """
+    import os, pathlib, sys, time
+    sys.stdin.read()
+    pathlib.Path(os.environ["AGENT_PID_FILE"]).write_text(str(os.getpid()))
+    time.sleep(120)
+"""
+
+RUN_JOB = """
+    import json, sys
+    from codexk8s_pipelines.definitions import build_definitions
+    from codexk8s_pipelines.settings import Environment
+    request = json.loads(sys.argv[1])
+    job = build_definitions(Environment.LOCAL).resolve_job_def(request["job"])
+    result = job.execute_in_process(run_config=request["run_config"], tags=request["tags"], raise_on_error=False)
+    print("RUN_ID", result.run_id, "SUCCESS", result.success, flush=True)
+"""
+
+
+@pytest.mark.timeout(180)
+def test_an_interrupted_run_stops_the_agent_and_says_so(stage: Stage, tmp_path: Path, monkeypatch) -> None:
+    agent = tmp_path / "slow_agent.py"
+    agent.write_text(textwrap.dedent(SLOW_AGENT))
+    catalog = tmp_path / "slow.yaml"
+    catalog.write_text(f"agents:\n  dev:\n    command: ['{sys.executable}', '{agent}']\n")
+    monkeypatch.setenv("CODEXK8S_AGENT_CATALOG", str(catalog))
+    pid_file = tmp_path / "agent.pid"
+    monkeypatch.setenv("AGENT_PID_FILE", str(pid_file))
+
+    number = stage.state.add_issue(REPO, "Long task")
+    stage.trigger()
+    stage.state.label(REPO, number, "run:dev", actor="alice")
+    (request,) = stage.trigger()
+    payload = json.dumps({"job": request.job_name, "run_config": request.run_config, "tags": request.tags})
+    worker = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(RUN_JOB), payload],
+        env=dict(os.environ), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 90
+        while not pid_file.exists() and time.monotonic() < deadline and worker.poll() is None:
+            time.sleep(0.2)
+        assert pid_file.exists(), worker.stdout.read() if worker.stdout else ""
+        agent_pid = int(pid_file.read_text())
+        assert psutil.pid_exists(agent_pid)
+
+        os.kill(worker.pid, signal.SIGINT)  # what terminating the run does to its worker process
+        output, _ = worker.communicate(timeout=90)
+    finally:
+        if worker.poll() is None:
+            os.killpg(worker.pid, signal.SIGKILL)
+
+    assert "SUCCESS False" in output, output[-3000:]
+    deadline = time.monotonic() + 10
+    while psutil.pid_exists(agent_pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not psutil.pid_exists(agent_pid) or psutil.Process(agent_pid).status() == psutil.STATUS_ZOMBIE
+    bodies = [c["body"] for c in stage.state.comments(REPO, number) if "codexk8s:run" in c["body"]]
+    assert len(bodies) == 1 and "Run cancelled" in bodies[0], bodies
+    assert stage.store.get_run(request.run_key or "")["status"] == "canceled"  # type: ignore[index]
+    assert "run.canceled" in [e["event_type"] for e in stage.store.events(request.run_key or "")]
+    assert stage.branches() == ["main"]
