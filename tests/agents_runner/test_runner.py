@@ -1,0 +1,451 @@
+"""The runner end to end: a real bare remote, scripted agents, the runner as a subprocess (and once under Pipes)."""
+
+import base64
+import http.server
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+from dagster import DagsterInstance, OpExecutionContext, PipesSubprocessClient, job, op
+
+from codexk8s_pipelines.agents.runner import agent_env, exit_code_for
+from codexk8s_pipelines.agents.runner_spec import SpecError, load_spec
+
+from .test_git_workspace import make_remote, push_branch, remote_file, remote_head, remote_log
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BRANCH = "codex/issue-12"
+AUTHOR = ("codex-bot", "codex-bot@example.com")
+
+AGENT_PRELUDE = """\
+import json, os, pathlib, subprocess, sys, time
+ROOT = pathlib.Path.cwd()
+PROMPT = sys.stdin.read()
+
+def write(path, text):
+    p = ROOT / path
+    p.parent.mkdir(parents=True, exist_ok=True)
+    p.write_text(text)
+
+def result(**fields):
+    write(".codexk8s/result.json", json.dumps(fields))
+"""
+
+
+def make_agent(tmp_path: Path, body: str, name: str = "agent.py") -> list[str]:
+    """A scripted agent: the prelude (reads the prompt from stdin) followed by `body`."""
+    script = tmp_path / name
+    script.write_text(AGENT_PRELUDE + textwrap.dedent(body))
+    return [sys.executable, str(script)]
+
+
+def make_spec(tmp_path: Path, remote: Path | str, command: list[str], **overrides: Any) -> Path:
+    prompt = tmp_path / "prompt.md"
+    prompt.write_text("Fix issue 12: say goodbye.\n")
+    spec: dict[str, Any] = {
+        "remote_url": str(remote),
+        "branch": BRANCH,
+        "mode": "work",
+        "workdir": str(tmp_path / "workdir"),
+        "command": command,
+        "prompt_file": str(prompt),
+        "write_scope": "any-file",
+        "commit_message": "codex: issue 12",
+        "author_name": AUTHOR[0],
+        "author_email": AUTHOR[1],
+        "timeout_seconds": 60,
+        "git_timeout_seconds": 20,
+    }
+    spec.update(overrides)
+    path = tmp_path / f"spec-{time.monotonic_ns()}.json"
+    path.write_text(json.dumps(spec))
+    return path
+
+
+def runner_cmd(spec: Path, result: Path) -> list[str]:
+    return [sys.executable, "-m", "codexk8s_pipelines.agents.runner", "--spec", str(spec), "--result", str(result)]
+
+
+def run_runner(
+    spec: Path, tmp_path: Path, env: dict[str, str] | None = None
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    result = tmp_path / f"result-{time.monotonic_ns()}.json"
+    proc = subprocess.run(
+        runner_cmd(spec, result),
+        cwd=REPO_ROOT,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.exists(), proc.stdout + proc.stderr
+    return proc, json.loads(result.read_text())
+
+
+def gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_for(path: Path, seconds: float = 30) -> str:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} never appeared")
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    return make_remote(tmp_path)
+
+
+EDIT_CODE = """\
+write("src/app.py", "print('goodbye')\\n")
+write("docs/prompt-seen.md", PROMPT)
+result(summary="Said goodbye", status="done", diagnosis=None, next_step_hint="review the PR")
+"""
+
+
+# ------------------------------------------------------------------------------------------------ work / revise
+
+
+def test_work_mode_pushes_one_commit_by_the_author(remote: Path, tmp_path: Path) -> None:
+    proc, result = run_runner(make_spec(tmp_path, remote, make_agent(tmp_path, EDIT_CODE)), tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert result["status"] == "succeeded" and result["reason"] == "pushed" and result["pushed"]
+    assert result["summary"] == "Said goodbye" and result["next_step_hint"] == "review the PR"
+    assert result["changed_files"] == ["docs/prompt-seen.md", "src/app.py"]
+    log = remote_log(remote, BRANCH)
+    assert len(log) == 2
+    assert log[0] == f"{result['commit']} codex-bot <codex-bot@example.com> codex: issue 12"
+    assert remote_file(remote, BRANCH, "src/app.py") == "print('goodbye')\n"
+    assert remote_file(remote, BRANCH, "docs/prompt-seen.md") == "Fix issue 12: say goodbye.\n"
+    files = subprocess.run(
+        ["git", f"--git-dir={remote}", "ls-tree", "-r", "--name-only", f"refs/heads/{BRANCH}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    assert ".codexk8s/result.json" not in files
+    assert "[agent:stderr]" not in proc.stdout
+    assert "[runner] pushed:" in proc.stdout
+
+
+def test_markdown_only_scope_rejects_code_edit(remote: Path, tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, remote, make_agent(tmp_path, EDIT_CODE), write_scope="markdown-only")
+    proc, result = run_runner(spec, tmp_path)
+    assert proc.returncode == 2
+    assert result["status"] == "failed_precondition" and result["reason"] == "write_scope_violation"
+    assert result["violations"] == ["src/app.py"] and not result["pushed"] and result["commit"] is None
+    assert remote_head(remote, BRANCH) is None
+
+
+def test_markdown_only_scope_rejection_leaves_existing_branch_unchanged(remote: Path, tmp_path: Path) -> None:
+    before = push_branch(remote, tmp_path, BRANCH, "docs/a.md", "a\n")
+    spec = make_spec(tmp_path, remote, make_agent(tmp_path, EDIT_CODE), write_scope="markdown-only", mode="revise")
+    proc, result = run_runner(spec, tmp_path)
+    assert (proc.returncode, result["reason"]) == (2, "write_scope_violation")
+    assert remote_head(remote, BRANCH) == before
+
+
+def test_revise_without_branch_is_failed_precondition(remote: Path, tmp_path: Path) -> None:
+    proc, result = run_runner(make_spec(tmp_path, remote, make_agent(tmp_path, EDIT_CODE), mode="revise"), tmp_path)
+    assert proc.returncode == 2
+    assert (result["status"], result["reason"]) == ("failed_precondition", "branch_not_found")
+    assert remote_head(remote, BRANCH) is None
+
+
+def test_revise_adds_a_commit_on_top_of_the_branch(remote: Path, tmp_path: Path) -> None:
+    before = push_branch(remote, tmp_path, BRANCH, "docs/a.md", "a\n")
+    agent = make_agent(tmp_path, 'write("docs/a.md", "a, revised\\n")\nresult(summary="revised")\n')
+    proc, result = run_runner(make_spec(tmp_path, remote, agent, mode="revise"), tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    assert result["changed_files"] == ["docs/a.md"]
+    parents = remote_log(remote, BRANCH, "%H %P")
+    assert parents[0] == f"{result['commit']} {before}"
+    assert remote_file(remote, BRANCH, "docs/a.md") == "a, revised\n"
+
+
+def test_no_changes_succeeds_without_pushing(remote: Path, tmp_path: Path) -> None:
+    proc, result = run_runner(
+        make_spec(tmp_path, remote, make_agent(tmp_path, 'result(summary="nothing")\n')), tmp_path
+    )
+    assert proc.returncode == 0
+    assert (result["status"], result["reason"], result["pushed"]) == ("succeeded", "no_changes", False)
+    assert remote_head(remote, BRANCH) is None
+
+
+def test_agent_commits_and_hooks_are_squashed_and_ignored(remote: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "hook-ran"
+    body = f"""\
+    write("notes.md", "n\\n")
+    hook = ROOT / ".git" / "hooks" / "pre-push"
+    hook.write_text("#!/bin/sh\\ntouch {marker}\\n")
+    hook.chmod(0o755)
+    subprocess.run(["git", "config", "core.hooksPath", ".git/hooks"], check=True)
+    subprocess.run(["git", "add", "-A"], check=True)
+    subprocess.run(["git", "-c", "user.name=Agent", "-c", "user.email=a@x", "commit", "-qm", "mine"], check=True)
+    result(summary="committed myself")
+    """
+    proc, result = run_runner(make_spec(tmp_path, remote, make_agent(tmp_path, body)), tmp_path)
+    assert proc.returncode == 0, proc.stdout
+    assert remote_log(remote, BRANCH, "%H %an")[0] == f"{result['commit']} codex-bot"
+    assert len(remote_log(remote, BRANCH)) == 2
+    assert not marker.exists()
+
+
+def test_missing_or_invalid_result_file_is_a_diagnosis_not_a_crash(remote: Path, tmp_path: Path) -> None:
+    agent = make_agent(tmp_path, 'write("docs/x.md", "x\\n")\n')
+    proc, result = run_runner(make_spec(tmp_path, remote, agent), tmp_path)
+    assert proc.returncode == 0
+    assert result["summary"] is None and "no result file" in result["diagnosis"]
+
+    agent = make_agent(tmp_path, 'write(".codexk8s/result.json", "{not json")\n', name="bad.py")
+    proc, result = run_runner(make_spec(tmp_path, remote, agent, workdir=str(tmp_path / "wd2")), tmp_path)
+    assert result["summary"] is None and "not valid JSON" in result["diagnosis"]
+
+
+# ------------------------------------------------------------------------------------------------ comment_only
+
+
+def test_comment_only_without_changes_succeeds_and_pushes_nothing(remote: Path, tmp_path: Path) -> None:
+    agent = make_agent(tmp_path, 'result(summary="Looks fine", diagnosis="root cause: none")\n')
+    proc, result = run_runner(make_spec(tmp_path, remote, agent, mode="comment_only"), tmp_path)
+    assert proc.returncode == 0
+    assert (result["status"], result["pushed"], result["diagnosis"]) == ("succeeded", False, "root cause: none")
+    assert remote_head(remote, BRANCH) is None
+
+
+def test_comment_only_with_a_change_is_a_violation(remote: Path, tmp_path: Path) -> None:
+    agent = make_agent(tmp_path, 'write("README.md", "changed\\n")\nresult(summary="oops")\n')
+    proc, result = run_runner(make_spec(tmp_path, remote, agent, mode="comment_only"), tmp_path)
+    assert proc.returncode == 2
+    assert result["reason"] == "write_scope_violation" and result["violations"] == ["README.md"]
+    assert remote_head(remote, BRANCH) is None and remote_log(remote, "main") == remote_log(remote, "main")[:1]
+
+
+# ------------------------------------------------------------------------------------------------ failures
+
+
+def test_agent_nonzero_exit_fails_and_pushes_nothing(remote: Path, tmp_path: Path) -> None:
+    body = 'write("src/app.py", "x\\n")\nresult(diagnosis="tests fail")\nprint("boom", file=sys.stderr)\nsys.exit(3)\n'
+    proc, result = run_runner(make_spec(tmp_path, remote, make_agent(tmp_path, body)), tmp_path)
+    assert proc.returncode == 1
+    assert (result["status"], result["reason"], result["agent_exit_code"]) == ("failed", "agent_exit_code", 3)
+    assert result["diagnosis"] == "tests fail" and "boom" in result["message"]
+    assert "[agent:stderr] boom" in proc.stdout
+    assert remote_head(remote, BRANCH) is None
+
+
+def test_missing_agent_executable(remote: Path, tmp_path: Path) -> None:
+    proc, result = run_runner(make_spec(tmp_path, remote, ["/nonexistent/agent-binary"]), tmp_path)
+    assert (proc.returncode, result["reason"]) == (1, "agent_not_found")
+
+
+SPAWNING_AGENT = """\
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+write("docs/late.md", "never pushed\\n")
+(ROOT.parent / "pids.txt").write_text(f"{os.getpid()} {child.pid}")
+print("working", flush=True)
+time.sleep(300)
+"""
+
+
+def test_timeout_kills_the_agent_process_group(remote: Path, tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, remote, make_agent(tmp_path, SPAWNING_AGENT), timeout_seconds=3)
+    proc, result = run_runner(spec, tmp_path)
+    assert proc.returncode == 1
+    assert (result["status"], result["reason"]) == ("timed_out", "agent_timeout")
+    assert "[agent] working" in proc.stdout
+    pids = [int(p) for p in (tmp_path / "pids.txt").read_text().split()]
+    assert all(gone(pid) for pid in pids)
+    assert remote_head(remote, BRANCH) is None
+
+
+def test_sigterm_cancels_and_kills_the_agent_group(remote: Path, tmp_path: Path) -> None:
+    result_path = tmp_path / "result.json"
+    spec = make_spec(tmp_path, remote, make_agent(tmp_path, SPAWNING_AGENT))
+    runner = subprocess.Popen(
+        runner_cmd(spec, result_path), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    pids = [int(p) for p in wait_for(tmp_path / "pids.txt").split()]
+    runner.send_signal(signal.SIGTERM)
+    out, err = runner.communicate(timeout=30)
+    assert runner.returncode == 1, out + err
+    result = json.loads(result_path.read_text())
+    assert (result["status"], result["reason"]) == ("cancelled", "cancelled")
+    assert "SIGTERM" in result["message"]
+    assert all(gone(pid) for pid in pids)
+    assert remote_head(remote, BRANCH) is None
+
+
+def test_invalid_spec_is_failed_precondition(tmp_path: Path) -> None:
+    spec = tmp_path / "spec.json"
+    spec.write_text(json.dumps({"remote_url": "x", "branch": "-rf", "surprise": 1}))
+    proc, result = run_runner(spec, tmp_path)
+    assert proc.returncode == 2
+    assert result["reason"] == "invalid_spec"
+    assert "surprise" in result["message"] and "branch" in result["message"]
+
+
+def test_load_spec_errors_are_readable(tmp_path: Path) -> None:
+    with pytest.raises(SpecError, match="cannot read"):
+        load_spec(tmp_path / "missing.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"a": ')
+    with pytest.raises(SpecError, match=r"not valid JSON.*line 1"):
+        load_spec(bad)
+    bad.write_text("[]")
+    with pytest.raises(SpecError, match="JSON object"):
+        load_spec(bad)
+
+
+def test_exit_codes() -> None:
+    assert [exit_code_for(s) for s in ("succeeded", "failed_precondition", "failed", "timed_out", "cancelled")] == [
+        0,
+        2,
+        1,
+        1,
+        1,
+    ]
+
+
+# ------------------------------------------------------------------------------------------------ workspace reuse
+
+
+def test_reuse_of_a_dirty_workdir(remote: Path, tmp_path: Path) -> None:
+    proc, first = run_runner(make_spec(tmp_path, remote, make_agent(tmp_path, EDIT_CODE)), tmp_path)
+    assert proc.returncode == 0
+    workdir = tmp_path / "workdir"
+    (workdir / "README.md").write_text("leftover edit\n")
+    (workdir / "leftover.txt").write_text("junk\n")
+    (workdir / ".git" / "index.lock").write_text("")
+    agent = make_agent(tmp_path, 'write("docs/second.md", "second\\n")\nresult(summary="second")\n', name="a2.py")
+    proc, second = run_runner(make_spec(tmp_path, remote, agent), tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert second["changed_files"] == ["docs/second.md"]
+    assert remote_log(remote, BRANCH, "%H")[:2] == [second["commit"], first["commit"]]
+    assert remote_file(remote, BRANCH, "README.md") == "# demo\n"
+
+
+# ------------------------------------------------------------------------------------------------ secrets
+
+
+def test_agent_env_drops_secrets_but_keeps_what_was_asked_for() -> None:
+    base = {
+        "PATH": "/bin",
+        "CODEXK8S_GITHUB_TOKEN": "t",
+        "GH_TOKEN": "t",
+        "app_private_key": "k",
+        "DAGSTER_PIPES_CONTEXT": "c",
+        "OPENAI_API_TOKEN": "o",
+    }
+    env = agent_env(base, {"EXTRA": "1"}, pass_env=["OPENAI_API_TOKEN", "CODEXK8S_GITHUB_TOKEN"])
+    assert env == {"PATH": "/bin", "EXTRA": "1", "OPENAI_API_TOKEN": "o"}
+
+
+class _HeaderRecorder(http.server.BaseHTTPRequestHandler):
+    seen: list[str | None] = []  # noqa: RUF012 - class-level on purpose: the server instantiates per request
+
+    def do_GET(self) -> None:
+        type(self).seen.append(self.headers.get("Authorization"))
+        self.send_response(404)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def header_server() -> Iterator[tuple[str, list[str | None]]]:
+    _HeaderRecorder.seen = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _HeaderRecorder)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/o/r.git", _HeaderRecorder.seen
+    server.shutdown()
+
+
+def test_agent_never_sees_the_token_that_the_runner_uses(
+    remote: Path, tmp_path: Path, header_server: tuple[str, list[str | None]]
+) -> None:
+    token = "plain-secret-value-42"
+    body = 'write("docs/env.md", "x\\n")\n(ROOT.parent / "agent-env.json").write_text(json.dumps(dict(os.environ)))\n'
+    secrets = {"CODEXK8S_GITHUB_TOKEN": token, "OTHER_TOKEN": "other", "MY_API_TOKEN": "mine"}
+    spec = make_spec(tmp_path, remote, make_agent(tmp_path, body), pass_env=["MY_API_TOKEN"])
+    proc, result = run_runner(spec, tmp_path, env=secrets)
+    assert proc.returncode == 0, proc.stdout
+    seen = json.loads((tmp_path / "agent-env.json").read_text())
+    assert "CODEXK8S_GITHUB_TOKEN" not in seen and "OTHER_TOKEN" not in seen
+    assert token not in json.dumps(seen)
+    assert seen["MY_API_TOKEN"] == "mine" and seen["CODEXK8S_BRANCH"] == BRANCH
+
+    # The runner itself did have it: git sent it as the auth header to the (recording) https-like remote.
+    # Unredacted curl tracing in the environment would make git print the header: it must not reach the output.
+    url, headers = header_server
+    noisy = {**secrets, "GIT_CURL_VERBOSE": "1", "GIT_TRACE_REDACT": "0"}
+    proc, result = run_runner(make_spec(tmp_path, url, ["true"], workdir=str(tmp_path / "wd-http")), tmp_path, noisy)
+    assert (proc.returncode, result["reason"]) == (1, "workspace_error")
+    expected = "Basic " + base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    assert expected in headers
+    assert token not in proc.stdout + proc.stderr + json.dumps(result)
+    assert expected.split()[1] not in proc.stdout + proc.stderr + json.dumps(result)
+
+
+def test_token_never_leaks_when_git_fails_on_https(tmp_path: Path) -> None:
+    token = "ghp_" + "A1b2C3d4" * 5
+    plain = "plain-secret-value-42"
+    url = "https://127.0.0.1:9/x.git"
+    for secret in (token, plain):
+        spec = make_spec(tmp_path, url, ["true"], git_timeout_seconds=10)
+        proc, result = run_runner(spec, tmp_path, env={"CODEXK8S_GITHUB_TOKEN": secret, "GIT_TRACE": "1"})
+        assert proc.returncode == 1 and result["reason"] == "workspace_error"
+        everything = proc.stdout + proc.stderr + json.dumps(result)
+        assert secret not in everything
+        assert base64.b64encode(f"x-access-token:{secret}".encode()).decode() not in everything
+
+
+# ------------------------------------------------------------------------------------------------ Dagster Pipes
+
+
+def test_runner_reports_through_dagster_pipes(remote: Path, tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, remote, make_agent(tmp_path, EDIT_CODE))
+
+    @op
+    def run_agent_op(context: OpExecutionContext) -> list:
+        command = [sys.executable, "-m", "codexk8s_pipelines.agents.runner", "--spec", str(spec)]
+        invocation = PipesSubprocessClient().run(command=command, context=context, cwd=str(REPO_ROOT))
+        return list(invocation.get_custom_messages())
+
+    @job
+    def agent_job() -> None:
+        run_agent_op()
+
+    with DagsterInstance.ephemeral() as instance:
+        outcome = agent_job.execute_in_process(instance=instance)
+        assert outcome.success
+        messages = outcome.output_for_node("run_agent_op")
+        logs = [e.user_message for e in instance.all_logs(outcome.run_id)]
+
+    phases = [m["phase"] for m in messages if m["type"] == "status"]
+    assert phases == ["workspace_ready", "agent_started", "agent_finished", "scope_checked", "pushed"]
+    final = messages[-1]
+    assert final["type"] == "result" and final["status"] == "succeeded" and final["reason"] == "pushed"
+    assert final["commit"] == remote_head(remote, BRANCH)
+    assert any("[runner] pushed:" in line for line in logs)
+    assert any("[runner] succeeded (pushed)" in line for line in logs)
