@@ -35,3 +35,36 @@ def local_instance_yaml(config: PlatformConfig) -> str:
     body = {"telemetry": {"enabled": False}, "run_coordinator": run_queue(config)}
     header = "# Written by `codexk8s dev` at every start from codexk8s.yaml; edit that file instead.\n"
     return header + yaml.safe_dump(body, sort_keys=False)
+
+
+def kubernetes_instance(config: PlatformConfig) -> dict[str, Any]:
+    """dagster.yaml of the Kubernetes environment: runs, events and schedules in PostgreSQL (dagster-postgres,
+    psycopg2 driver named explicitly: SQLAlchemy ≥ 2.1 reads a bare `postgresql://` as psycopg 3), one pod per run
+    (K8sRunLauncher), and the same run queue as locally. Every credential is an environment reference."""
+    return {
+        "telemetry": {"enabled": False},
+        "storage": {
+            "postgres": {
+                "postgres_db": {
+                    "username": {"env": "DAGSTER_PG_USERNAME"},
+                    "password": {"env": "DAGSTER_PG_PASSWORD"},
+                    "hostname": {"env": "DAGSTER_PG_HOST"},
+                    "db_name": {"env": "DAGSTER_PG_DB"},
+                    "port": 5432,
+                    "scheme": "postgresql+psycopg2",
+                }
+            }
+        },
+        "run_launcher": {
+            "module": "dagster_k8s",
+            "class": "K8sRunLauncher",
+            "config": {
+                "job_namespace": {"env": "DAGSTER_K8S_JOB_NAMESPACE"},
+                "service_account_name": {"env": "DAGSTER_K8S_SERVICE_ACCOUNT"},
+                "instance_config_map": {"env": "DAGSTER_K8S_INSTANCE_CONFIG_MAP"},
+                "env_secrets": ["codexk8s-github", "codexk8s-database"],
+                "load_incluster_config": True,
+            },
+        },
+        "run_coordinator": run_queue(config),
+    }
