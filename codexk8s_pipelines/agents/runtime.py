@@ -11,6 +11,7 @@ from pathlib import Path
 import dagster as dg
 from dagster._core.errors import DagsterPipesExecutionError
 
+from .catalog import AgentSpec
 from .runner_spec import RunnerResult, RunnerSpec
 
 RUNNER_MODULE = "codexk8s_pipelines.agents.runner"
@@ -31,10 +32,21 @@ def _result_from_messages(messages: list[dict], spec: RunnerSpec, fallback: str)
     return RunnerResult(status="failed", reason="runner_crashed", message=fallback, branch=spec.branch)
 
 
-class SubprocessAgentRuntime(dg.ConfigurableResource):
+class AgentRuntime(dg.ConfigurableResource):
+    """Where agents run; the environment switch picks the subclass (`definitions.py`)."""
+
+    def run(
+        self, context: dg.OpExecutionContext, spec: RunnerSpec, run_dir: Path, agent: AgentSpec | None = None
+    ) -> RunnerResult:
+        raise NotImplementedError
+
+
+class SubprocessAgentRuntime(AgentRuntime):
     """The local runtime: `python -m codexk8s_pipelines.agents.runner` under `PipesSubprocessClient`."""
 
-    def run(self, context: dg.OpExecutionContext, spec: RunnerSpec, run_dir: Path) -> RunnerResult:
+    def run(
+        self, context: dg.OpExecutionContext, spec: RunnerSpec, run_dir: Path, agent: AgentSpec | None = None
+    ) -> RunnerResult:
         run_dir.mkdir(parents=True, exist_ok=True)
         spec_file, result_file = run_dir / "spec.json", run_dir / "result.json"
         result_file.unlink(missing_ok=True)

@@ -15,7 +15,7 @@ from .. import settings
 from ..agents.catalog import load_catalog
 from ..agents.prompts import RESULT_FILE, PromptInputs, render_prompt
 from ..agents.runner_spec import RunnerResult, RunnerSpec
-from ..agents.runtime import SubprocessAgentRuntime
+from ..agents.runtime import AgentRuntime
 from ..domain.redaction import redact_text
 from ..domain.stages import REVIEWER_JOB_NAME, STAGES, Role, WriteScope
 from ..github.api import RepoApi
@@ -182,6 +182,7 @@ def render_prompt_op(
     }
     platform_db.store().append_event(ctx.correlation_key, "prompt.context.assembled", "system", ACTOR, payload)
     return {
+        "agent": agent.name,
         "prompt_file": str(prompt_file),
         "prompt_via": agent.prompt_via,
         "command": command,
@@ -199,7 +200,7 @@ def run_agent(
     platform_db: PlatformDatabase,
     platform_config: PlatformConfigResource,
     github: GitHubResource,
-    agent_runtime: SubprocessAgentRuntime,
+    agent_runtime: AgentRuntime,
 ) -> dict:
     ctx = StageContext.from_dict(stage_context)
     platform = platform_config.get()
@@ -226,7 +227,8 @@ def run_agent(
         ctx.correlation_key, "run.agent.started", "system", ACTOR, {"branch": ctx.branch, "mode": ctx.mode}
     )
     try:
-        result = agent_runtime.run(context, spec, _run_dir(context.run_id))
+        agent = load_catalog().agent(prepared["agent"])
+        result = agent_runtime.run(context, spec, _run_dir(context.run_id), agent)
     except DagsterExecutionInterruptedError:
         _cancelled(context, ctx, platform_db, platform_config, github)
         raise
