@@ -22,7 +22,7 @@ def build_definitions(env: settings.Environment | None = None) -> dg.Definitions
         jobs=[platform_migrate, *STAGE_JOBS],
         sensors=sensors.all_sensors(),
         schedules=schedules.all_schedules(),
-        resources=platform_resources(),
+        resources=platform_resources(env),
         executor=executor,
     )
 

@@ -69,3 +69,13 @@ def _output_metadata(result: dg.ExecuteInProcessResult) -> dict[str, object]:
         if event.event_type_value == "STEP_OUTPUT":
             return {k: v.value for k, v in event.step_output_data.metadata.items()}  # type: ignore[union-attr]
     raise AssertionError("no step output")
+
+
+def test_the_switch_picks_the_agent_runtime(monkeypatch: pytest.MonkeyPatch) -> None:
+    from codexk8s_pipelines.agents.k8s_runtime import KubernetesAgentRuntime
+    from codexk8s_pipelines.agents.runtime import SubprocessAgentRuntime
+
+    assert isinstance(build_definitions(settings.Environment.LOCAL).resources["agent_runtime"], SubprocessAgentRuntime)
+    monkeypatch.setenv("CODEXK8S_K8S_NAMESPACE", "agents-prod")
+    runtime = build_definitions(settings.Environment.KUBERNETES).resources["agent_runtime"]
+    assert isinstance(runtime, KubernetesAgentRuntime) and runtime.namespace == "agents-prod"

@@ -19,11 +19,12 @@ import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
+from .. import settings
 from ..config.loader import SECRET_INPUT_ERROR, ConfigError, format_validation_error
 from ..domain.redaction import redact_text
 from ..domain.stages import Role
 
-CATALOG_ENV_VAR = "CODEXK8S_AGENT_CATALOG"
+CATALOG_ENV_VAR = settings.AGENT_CATALOG_VAR
 DEFAULT_CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
 
 DEFAULT_IMAGE = "ghcr.io/codex-k8s/agent-runner:latest"

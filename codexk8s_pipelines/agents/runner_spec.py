@@ -13,10 +13,11 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .. import settings
 from ..domain.stages import WriteScope
 from ..domain.write_scope import DEFAULT_SELF_IMPROVE_ALLOW
 
-TOKEN_ENV_VAR = "CODEXK8S_GITHUB_TOKEN"
+TOKEN_ENV_VAR = settings.GITHUB_TOKEN_VAR
 DEFAULT_RESULT_FILE = ".codexk8s/result.json"
 
 RunnerMode = Literal["work", "revise", "comment_only"]

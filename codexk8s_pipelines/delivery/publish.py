@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from .. import settings
 from ..domain.next_steps import next_steps
 from ..domain.rules import Rules
 from ..github.api import RepoApi
@@ -13,11 +14,10 @@ from ..store import PlatformStore
 from .context import StageContext
 
 ACTOR = "dagster"
-DAGSTER_URL_VAR = "CODEXK8S_DAGSTER_URL"
 
 
 def run_url(run_id: str) -> str:
-    base = os.environ.get(DAGSTER_URL_VAR, "http://127.0.0.1:3000").rstrip("/")
+    base = os.environ.get(settings.DAGSTER_URL_VAR, "http://127.0.0.1:3000").rstrip("/")
     return f"{base}/runs/{run_id}"
 
 

@@ -1,0 +1,518 @@
+"""The production runtime: the agent runner in its own pod, launched and followed by `dagster_k8s.PipesK8sClient`.
+
+The op hands over the same `RunnerSpec` as locally and gets a `RunnerResult` back. What differs:
+
+- the pod is built from the catalog agent (image, cpu, memory, secrets) by the pure `build_pod_spec`, so a test
+  can validate exactly what `run` sends against the Kubernetes schema;
+- the spec and the prompt travel as environment variables (no shared volume between the run pod and the agent
+  pod); neither holds a secret: the GitHub token and the agent's own secrets are `secretKeyRef`s that only the
+  kubelet resolves, so no secret value is ever part of the pod object, of run config, or of the event log;
+- `PipesK8sClient` raises on a non-zero exit before handing back the Pipes session, yet the runner reports its
+  result as a Pipes message before it exits. A message reader that keeps its handler recovers that message;
+  if the pod failed before its logs were followed, the result is read back from the pod's log tail. We delete
+  the pod ourselves (`delete_pod_on_completion=False`) so that it still exists while we read it, and on every
+  path out, including `DagsterExecutionInterruptedError` (re-raised).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import dagster as dg
+import kubernetes
+from dagster._core.errors import DagsterPipesExecutionError
+from dagster._core.pipes.context import PipesMessageHandler
+from dagster._core.pipes.utils import PipesParams
+from dagster_k8s.client import DagsterK8sError, DagsterKubernetesClient
+from dagster_k8s.pipes import PipesK8sClient, PipesK8sPodLogsMessageReader
+from pydantic import Field, ValidationError
+from urllib3.exceptions import HTTPError
+
+from .. import settings
+from ..domain.redaction import redact_text
+from ..domain.stages import Role
+from .catalog import AgentSpec
+from .runner_spec import TOKEN_ENV_VAR, RunnerResult, RunnerSpec
+from .runtime import AgentRuntime
+
+RUNNER_MODULE = "codexk8s_pipelines.agents.runner"
+CONTAINER_NAME = "agent-runner"
+WORKSPACE_VOLUME = "workspace"
+WORKSPACE_DIR = PurePosixPath("/workspace")
+CHECKOUT_DIR = WORKSPACE_DIR / "checkout"
+PROMPT_PATH = WORKSPACE_DIR / "prompt.md"
+SPEC_PATH = PurePosixPath("/tmp/spec.json")
+SPEC_ENV_VAR = "CODEXK8S_RUNNER_SPEC"
+PROMPT_ENV_VAR = "CODEXK8S_PROMPT"
+# Linux refuses to exec with one "NAME=value" string over 128 KiB (MAX_ARG_STRLEN); stay clear of it.
+MAX_ENV_VALUE_BYTES = 120_000
+# The run tag the stage jobs set (delivery.stage_jobs.stage_run_tags); read here, as the agents layer may not
+# import delivery.
+CORRELATION_TAG = "codexk8s/correlation_key"
+LABEL_PREFIX = "codexk8s.io"
+INVOCATION_LABEL = f"{LABEL_PREFIX}/invocation"
+
+_LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9._-]+")
+_LABEL_VALUE_MAX = 63
+_MESSAGE_MAX_CHARS = 4000
+
+
+class PodSpecError(ValueError):
+    """The spec cannot be turned into a pod (e.g. the prompt is too large for an environment variable)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def label_value(raw: str) -> str:
+    """`raw` as a valid label value: at most 63 of [A-Za-z0-9._-], alphanumeric at both ends.
+
+    A correlation key (`owner/repo#12:label:event`) has `/`, `#` and `:`; a long one is cut and suffixed with a
+    hash of the whole, so that two keys sharing a long prefix still get different labels.
+    """
+    value = _LABEL_VALUE_BAD.sub("-", raw).strip("-._")
+    if len(value) > _LABEL_VALUE_MAX:
+        digest = hashlib.sha256(raw.encode("utf-8")).hexdigest()[:10]
+        value = value[: _LABEL_VALUE_MAX - len(digest) - 1].rstrip("-._") + "-" + digest
+    return value
+
+
+def _secret_env(name: str, ref: str) -> dict[str, Any]:
+    """An env entry the kubelet fills from a secret: the pod object carries the reference, never the value."""
+    secret_name, _, key = ref.partition("/")
+    return {"name": name, "valueFrom": {"secretKeyRef": {"name": secret_name, "key": key}}}
+
+
+def _relocate(value: str, moves: Sequence[tuple[str, str]]) -> str:
+    # A whole path component only: moving `/w/repo` must leave `/w/repo2` alone.
+    for old, new in moves:
+        value = re.sub(re.escape(old) + r"(?=$|[/\s\"'=,;:])", lambda _, new=new: new, value)
+    return value
+
+
+def pod_runner_spec(spec: RunnerSpec, *, relocate_prompt: bool = True) -> RunnerSpec:
+    """The spec as the pod sees it: the checkout under the workspace volume, the prompt next to it.
+
+    The op rendered the agent command with its own paths (`--cd <workdir>`, `{prompt_file}`), which do not exist
+    in the pod; absolute occurrences are rewritten in the command too. The prompt lives outside the checkout so
+    that it never shows up in the diff the write scope is checked against.
+    """
+    moves: list[tuple[str, str]] = []
+    if PurePosixPath(spec.workdir).is_absolute() and spec.workdir != "/":
+        moves.append((spec.workdir.rstrip("/"), str(CHECKOUT_DIR)))
+    prompt_file = spec.prompt_file
+    if relocate_prompt:
+        if PurePosixPath(spec.prompt_file).is_absolute():
+            moves.append((spec.prompt_file, str(PROMPT_PATH)))
+        prompt_file = str(PROMPT_PATH)
+    moves.sort(key=lambda move: len(move[0]), reverse=True)  # a prompt inside the workdir moves as itself
+    data = spec.model_dump(mode="json")
+    data.update(
+        workdir=str(CHECKOUT_DIR),
+        prompt_file=prompt_file,
+        command=[_relocate(arg, moves) for arg in spec.command],
+    )
+    return RunnerSpec.model_validate(data)
+
+
+def _runner_command(with_prompt: bool) -> list[str]:
+    # The values are written with printf (no echo escapes), then unset so that the agent, which inherits the
+    # runner's environment, does not carry a second copy of them. `exec` replaces the shell, so the runner itself
+    # receives the SIGTERM of a pod deletion and can stop the agent and report `cancelled`.
+    steps = [f'printf %s "${SPEC_ENV_VAR}" > {SPEC_PATH}']
+    if with_prompt:
+        steps.append(f'printf %s "${PROMPT_ENV_VAR}" > {PROMPT_PATH}')
+    steps.append(f"unset {SPEC_ENV_VAR} {PROMPT_ENV_VAR}")
+    steps.append(f"exec python -m {RUNNER_MODULE} --spec {SPEC_PATH}")
+    return ["sh", "-c", " && ".join(steps)]
+
+
+def _check_env_size(name: str, value: str, reason: str) -> None:
+    size = len(name) + 1 + len(value.encode("utf-8"))
+    if size > MAX_ENV_VALUE_BYTES:
+        raise PodSpecError(reason, f"{name} would be {size} bytes; a pod can take at most {MAX_ENV_VALUE_BYTES}")
+
+
+def build_pod_spec(
+    spec: RunnerSpec,
+    agent: AgentSpec,
+    runtime: KubernetesAgentRuntime,
+    *,
+    prompt: str | None = None,
+) -> dict[str, Any]:
+    """The pod `spec` (camelCase, as the API takes it) that `KubernetesAgentRuntime.run` hands to PipesK8sClient.
+
+    `prompt` is the prompt text, written to `/workspace/prompt.md` in the pod (the op's prompt file is on another
+    machine); without it the spec's `prompt_file` is kept as is and must exist in the image. Raises
+    `PodSpecError` when the spec or the prompt is too large to travel as an environment variable.
+    """
+    pod_spec_json = pod_runner_spec(spec, relocate_prompt=prompt is not None).model_dump_json()
+    _check_env_size(SPEC_ENV_VAR, pod_spec_json, "spec_too_large")
+    env: list[dict[str, Any]] = [{"name": SPEC_ENV_VAR, "value": pod_spec_json}]
+    if prompt is not None:
+        _check_env_size(PROMPT_ENV_VAR, prompt, "prompt_too_large")
+        env.append({"name": PROMPT_ENV_VAR, "value": prompt})
+    env.append({"name": "PYTHONUNBUFFERED", "value": "1"})  # Pipes messages reach the log as they are written
+    env.append(_secret_env(TOKEN_ENV_VAR, f"{runtime.token_secret_name}/{runtime.token_secret_key}"))
+    env.extend(_secret_env(name, ref) for name, ref in sorted(agent.env_from_secrets.items()))
+
+    quantities = {"cpu": agent.cpu, "memory": agent.memory}
+    workspace: dict[str, Any] = {"sizeLimit": runtime.workspace_size_limit} if runtime.workspace_size_limit else {}
+    container: dict[str, Any] = {
+        "name": CONTAINER_NAME,
+        "image": agent.image,
+        "imagePullPolicy": runtime.image_pull_policy,
+        "command": _runner_command(with_prompt=prompt is not None),
+        "env": env,
+        "resources": {"requests": dict(quantities), "limits": dict(quantities)},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": False,  # the agent CLI writes its home and caches
+            "runAsNonRoot": True,
+        },
+        "volumeMounts": [{"name": WORKSPACE_VOLUME, "mountPath": str(WORKSPACE_DIR)}],
+    }
+    return {
+        "containers": [container],
+        "restartPolicy": "Never",
+        # The runner's own timeout fires first and reports `timed_out`; the margin covers clone and push.
+        "activeDeadlineSeconds": spec.timeout_seconds + runtime.deadline_margin_seconds,
+        "terminationGracePeriodSeconds": runtime.termination_grace_period_seconds,
+        "serviceAccountName": runtime.service_account,
+        "automountServiceAccountToken": False,  # the agent has no business with the Kubernetes API
+        "enableServiceLinks": False,  # no env var per service in the namespace leaking into the agent
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": runtime.run_as_user,
+            "runAsGroup": runtime.run_as_user,
+            "fsGroup": runtime.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumes": [{"name": WORKSPACE_VOLUME, "emptyDir": workspace}],
+    }
+
+
+def build_pod_meta(
+    spec: RunnerSpec,
+    agent: AgentSpec,
+    *,
+    invocation_id: str,
+    run_id: str | None = None,
+    correlation_key: str | None = None,
+) -> dict[str, Any]:
+    """Labels to find the pod by (`kubectl get pods -l codexk8s.io/correlation-key=...`), annotations to read.
+
+    Label values are sanitised; the correlation key and branch are kept verbatim as annotations. The name is
+    PipesK8sClient's to choose.
+    """
+    labels = {
+        "app.kubernetes.io/name": "codexk8s-agent",
+        "app.kubernetes.io/component": CONTAINER_NAME,
+        f"{LABEL_PREFIX}/agent": label_value(agent.name),
+        f"{LABEL_PREFIX}/role": label_value(agent.role.value),
+        INVOCATION_LABEL: label_value(invocation_id),
+    }
+    annotations = {f"{LABEL_PREFIX}/branch": spec.branch, f"{LABEL_PREFIX}/mode": spec.mode}
+    if run_id:
+        labels["dagster/run-id"] = label_value(run_id)
+    if correlation_key:
+        labels[f"{LABEL_PREFIX}/correlation-key"] = label_value(correlation_key)
+        annotations[f"{LABEL_PREFIX}/correlation-key"] = correlation_key
+    return {"labels": labels, "annotations": annotations}
+
+
+def default_agent() -> AgentSpec:
+    """What runs when the op names no catalog agent: the default image with the catalog's default limits."""
+    return AgentSpec(name="default", role=Role.DEV)
+
+
+def _pipes_payloads(lines: Sequence[str]) -> list[Any]:
+    """The `report_custom_message` payloads among raw log lines (Pipes writes one JSON message per line)."""
+    payloads = []
+    for line in lines:
+        text = line.strip()
+        if not text.startswith("{"):
+            continue
+        try:
+            message = json.loads(text)
+        except ValueError:
+            continue
+        if (
+            isinstance(message, dict)
+            and "__dagster_pipes_version" in message
+            and message.get("method") == "report_custom_message"
+        ):
+            payloads.append((message.get("params") or {}).get("payload"))
+    return payloads
+
+
+def _result_from_payloads(payloads: Sequence[Any], spec: RunnerSpec) -> RunnerResult | None:
+    """The last `result` message; one that does not validate (an image with another runner version) is a failure."""
+    for payload in reversed(payloads):
+        if isinstance(payload, dict) and payload.get("type") == "result":
+            try:
+                return RunnerResult.model_validate({k: v for k, v in payload.items() if k != "type"})
+            except ValidationError as exc:
+                message = f"the runner's result does not match this platform's RunnerResult: {exc}"
+                return RunnerResult(
+                    status="failed", reason="invalid_result", message=_shorten(message), branch=spec.branch
+                )
+    return None
+
+
+def _shorten(text: str, limit: int = _MESSAGE_MAX_CHARS) -> str:
+    text = redact_text(text)
+    return text if len(text) <= limit else "..." + text[-limit:]
+
+
+class _RecordingPodLogsReader(PipesK8sPodLogsMessageReader):
+    """The default pod-log reader, keeping the session's handler so messages outlive a raising `run`."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.handler: PipesMessageHandler | None = None
+
+    @contextmanager
+    def read_messages(self, handler: PipesMessageHandler) -> Iterator[PipesParams]:
+        self.handler = handler
+        with super().read_messages(handler) as params:
+            yield params
+
+    def custom_messages(self) -> list[Any]:
+        return list(self.handler.get_custom_messages()) if self.handler is not None else []
+
+
+class _AgentPipesK8sClient(PipesK8sClient):
+    """PipesK8sClient that remembers which pod it launched, so the runtime can read it back and delete it."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.pod: tuple[str, str] | None = None  # (namespace, name)
+        self.k8s: DagsterKubernetesClient | None = None
+
+    @contextmanager
+    def consume_pod_logs(
+        self,
+        context: dg.OpExecutionContext | dg.AssetExecutionContext,
+        client: DagsterKubernetesClient,
+        namespace: str,
+        pod_name: str,
+        enable_multi_container_logs: bool = False,
+        ignore_containers: set | None = None,
+    ) -> Iterator[None]:
+        # Called right after the pod is created: the one place where its generated name is handed out.
+        self.pod = (namespace, pod_name)
+        self.k8s = client
+        with super().consume_pod_logs(
+            context=context,
+            client=client,
+            namespace=namespace,
+            pod_name=pod_name,
+            enable_multi_container_logs=enable_multi_container_logs,
+            ignore_containers=ignore_containers,
+        ):
+            yield
+
+
+class KubernetesAgentRuntime(AgentRuntime):
+    """The Kubernetes runtime: one pod per agent run, through `PipesK8sClient`.
+
+    Every field is a setting, none a secret: the token is referenced by secret name and key, and the resource is
+    configured from the environment in production.
+    """
+
+    namespace: str = Field(default="codexk8s-agents", description="where agent pods run")
+    service_account: str = Field(default="codexk8s-agent", description="the agent pods' service account")
+    token_secret_name: str = Field(default="codexk8s-github", description="secret holding the GitHub push token")
+    token_secret_key: str = Field(default="token", description="key of the token in that secret")
+    image_pull_policy: str = "IfNotPresent"
+    run_as_user: int = Field(default=1000, gt=0, description="uid, gid and fsGroup of the agent pod")
+    load_incluster_config: bool = Field(default=True, description="False: use kubeconfig_file (or the default)")
+    kubeconfig_file: str | None = None
+    kube_context: str | None = None
+    poll_interval_seconds: float = Field(default=5.0, gt=0, description="pod status polling interval")
+    deadline_margin_seconds: int = Field(default=300, ge=0, description="added to the spec timeout for clone/push")
+    pending_timeout_seconds: int = Field(
+        default=1800, ge=0, description="how long the pod may take to be scheduled and pull its image"
+    )
+    termination_grace_period_seconds: int = Field(default=30, ge=0)
+    workspace_size_limit: str | None = Field(default=None, description="sizeLimit of the /workspace emptyDir")
+    log_tail_lines: int = Field(default=200, gt=0, description="log lines read back from a failed pod")
+
+    def run(
+        self,
+        context: dg.OpExecutionContext,
+        spec: RunnerSpec,
+        run_dir: Path,
+        agent: AgentSpec | None = None,
+    ) -> RunnerResult:
+        """Run `spec` in a pod of `agent`'s image and return the runner's result, also when the pod failed."""
+        if agent is None:
+            context.log.warning("no catalog agent given: running the default agent image with default limits")
+            agent = default_agent()
+        try:
+            prompt = Path(spec.prompt_file).read_text(encoding="utf-8")
+        except OSError as exc:
+            message = f"prompt file {spec.prompt_file} cannot be read: {exc.strerror or exc}"
+            return RunnerResult(
+                status="failed_precondition", reason="prompt_not_found", message=message, branch=spec.branch
+            )
+        try:
+            pod_spec = build_pod_spec(spec, agent, self, prompt=prompt)
+        except PodSpecError as exc:
+            return RunnerResult(status="failed_precondition", reason=exc.reason, message=str(exc), branch=spec.branch)
+        invocation_id = uuid.uuid4().hex
+        pod_meta = build_pod_meta(
+            spec,
+            agent,
+            invocation_id=invocation_id,
+            run_id=context.run_id,
+            correlation_key=context.run.tags.get(CORRELATION_TAG),
+        )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / "pod-spec.json").write_text(json.dumps(pod_spec, indent=2), encoding="utf-8")  # no secret in it
+
+        reader = _RecordingPodLogsReader()
+        client = _AgentPipesK8sClient(
+            message_reader=reader,
+            load_incluster_config=self.load_incluster_config,
+            kubeconfig_file=None if self.load_incluster_config else self.kubeconfig_file,
+            kube_context=None if self.load_incluster_config else self.kube_context,
+            poll_interval=self.poll_interval_seconds,
+        )
+        wait_timeout = pod_spec["activeDeadlineSeconds"] + self.pending_timeout_seconds
+        try:
+            try:
+                invocation = client.run(
+                    context=context,
+                    namespace=self.namespace,
+                    base_pod_meta=pod_meta,
+                    base_pod_spec=pod_spec,
+                    pod_wait_timeout=wait_timeout,
+                    delete_pod_on_completion=False,  # ours to delete, after reading a failed pod back
+                )
+            except (DagsterK8sError, DagsterPipesExecutionError, kubernetes.client.ApiException, HTTPError) as exc:
+                result = self._recover(context, client, reader, spec, exc)
+            else:
+                result = _result_from_payloads(invocation.get_custom_messages(), spec) or RunnerResult(
+                    status="failed",
+                    reason="runner_crashed",
+                    message="the agent pod exited 0 but the runner reported no result",
+                    branch=spec.branch,
+                )
+        finally:
+            # Success, failure, or DagsterExecutionInterruptedError (run cancelled): the pod goes either way.
+            self._delete_pod(context, client, invocation_id)
+        (run_dir / "result.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
+        return result
+
+    def _recover(
+        self,
+        context: dg.OpExecutionContext,
+        client: _AgentPipesK8sClient,
+        reader: _RecordingPodLogsReader,
+        spec: RunnerSpec,
+        exc: BaseException,
+    ) -> RunnerResult:
+        """The runner's result after PipesK8sClient raised: from the followed messages, else the pod's log tail."""
+        result = _result_from_payloads(reader.custom_messages(), spec)
+        if result is not None:
+            return result
+        lines: list[str] = []
+        pod_reason = None
+        if client.pod is not None and client.k8s is not None:
+            namespace, name = client.pod
+            try:
+                # Not core_api.read_namespaced_pod_log: with its content preloaded it mangles the text
+                # (kubernetes-client/python#811); dagster-k8s's helper reads it raw.
+                logs = client.k8s.retrieve_pod_logs(
+                    name, namespace, container_name=CONTAINER_NAME, tail_lines=self.log_tail_lines
+                )
+                lines = logs.splitlines()
+                pod = client.k8s.core_api.read_namespaced_pod(name, namespace)
+                pod_reason = pod.status.reason if pod.status else None
+            except (kubernetes.client.ApiException, HTTPError, ValueError) as read_exc:
+                context.log.warning(f"could not read back agent pod {name}: {_shorten(str(read_exc), 500)}")
+        result = _result_from_payloads(_pipes_payloads(lines), spec)
+        if result is not None:
+            return result
+        human_lines = [line for line in lines if '"__dagster_pipes_version"' not in line][-20:]
+        detail = f"{type(exc).__name__}: {exc}"
+        if human_lines:
+            detail += "\nlast log lines:\n" + "\n".join(human_lines)
+        if pod_reason == "DeadlineExceeded":
+            return RunnerResult(
+                status="timed_out",
+                reason="pod_deadline_exceeded",
+                message=_shorten(f"the agent pod ran past its activeDeadlineSeconds. {detail}"),
+                branch=spec.branch,
+            )
+        return RunnerResult(
+            status="failed",
+            reason="pod_failed",
+            message=_shorten(f"the agent pod failed without reporting a result. {detail}"),
+            branch=spec.branch,
+        )
+
+    def _delete_pod(self, context: dg.OpExecutionContext, client: _AgentPipesK8sClient, invocation_id: str) -> None:
+        """Delete the launched pod (found by name, else by its invocation label); a missing pod is fine."""
+        try:
+            core_api = client.k8s.core_api if client.k8s is not None else kubernetes.client.CoreV1Api()
+            if client.pod is not None:
+                targets = [client.pod]
+            else:  # interrupted between create and log-following, or create failed: look it up
+                selector = f"{INVOCATION_LABEL}={invocation_id}"
+                pods = core_api.list_namespaced_pod(self.namespace, label_selector=selector).items
+                targets = [
+                    (self.namespace, pod.metadata.name)
+                    for pod in pods
+                    if (pod.metadata.labels or {}).get(INVOCATION_LABEL) == invocation_id
+                ]
+            for namespace, name in targets:
+                try:
+                    core_api.delete_namespaced_pod(name, namespace)
+                except kubernetes.client.ApiException as exc:
+                    if exc.status != 404:
+                        raise
+        except (kubernetes.client.ApiException, HTTPError, kubernetes.config.ConfigException) as exc:
+            context.log.warning(f"could not look up or delete the agent pod: {_shorten(str(exc), 500)}")
+
+
+def runtime_from_environment(environ: Mapping[str, str]) -> KubernetesAgentRuntime:
+    """The runtime with any `CODEXK8S_K8S_*` overrides present in `environ` (non-secret settings only).
+
+    Resources read their settings from the environment, never from run config (shown in the UI); unlike
+    `dg.EnvVar`, an unset variable keeps the default instead of failing the launch.
+    """
+    fields = {
+        "namespace": settings.K8S_NAMESPACE_VAR,
+        "service_account": settings.K8S_SERVICE_ACCOUNT_VAR,
+        "token_secret_name": settings.K8S_TOKEN_SECRET_VAR,
+        "token_secret_key": settings.K8S_TOKEN_SECRET_KEY_VAR,
+        "image_pull_policy": settings.K8S_IMAGE_PULL_POLICY_VAR,
+    }
+    values = {field: environ[var] for field, var in fields.items() if environ.get(var)}
+    return KubernetesAgentRuntime(**values)
+
+
+__all__ = [
+    "CONTAINER_NAME",
+    "CORRELATION_TAG",
+    "KubernetesAgentRuntime",
+    "PodSpecError",
+    "build_pod_meta",
+    "build_pod_spec",
+    "default_agent",
+    "label_value",
+    "pod_runner_spec",
+    "runtime_from_environment",
+]

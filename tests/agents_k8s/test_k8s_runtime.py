@@ -1,0 +1,365 @@
+"""The Kubernetes runtime: the pod it builds is valid and secret-free, and a run through the real kubernetes
+client and dagster-k8s against an emulated API server returns the runner's result on every path out."""
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import kubernetes_validate
+import pytest
+from dagster._core.errors import DagsterExecutionInterruptedError
+from dagster_k8s.pipes import PipesK8sPodLogsMessageReader
+
+from codexk8s_pipelines.agents.catalog import AgentSpec
+from codexk8s_pipelines.agents.k8s_runtime import (
+    CORRELATION_TAG,
+    INVOCATION_LABEL,
+    KubernetesAgentRuntime,
+    PodSpecError,
+    build_pod_meta,
+    build_pod_spec,
+    default_agent,
+    label_value,
+    runtime_from_environment,
+)
+from codexk8s_pipelines.agents.runner_spec import TOKEN_ENV_VAR, RunnerResult, RunnerSpec
+from codexk8s_pipelines.domain.stages import Role, WriteScope
+
+from .conftest import KubeApi
+
+SCHEMA_VERSION = kubernetes_validate.latest_version()
+LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+CORRELATION_KEY = "octo-org/octo-repo#42:run:dev:delivery-0123456789abcdef"
+LOCAL_WORKDIR = "/home/dagster/.codexk8s/work/octo-org-octo-repo"
+PROMPT = "Implement issue #42: add a health endpoint.\n"
+
+
+def _agent() -> AgentSpec:
+    return AgentSpec(
+        name="dev",
+        role=Role.DEV,
+        image="ghcr.io/codex-k8s/agent-runner:1.2.3",
+        cpu="1500m",
+        memory="3Gi",
+        timeout_minutes=30,
+        env_from_secrets={"OPENAI_API_KEY": "openai/api-key"},
+    )
+
+
+def _spec(prompt_file: Path | str, timeout_seconds: int = 1800) -> RunnerSpec:
+    agent = _agent()
+    return RunnerSpec(
+        remote_url="https://github.com/octo-org/octo-repo.git",
+        branch="codex/issue-42",
+        workdir=LOCAL_WORKDIR,
+        command=agent.render_command(None, None, LOCAL_WORKDIR, prompt_file),
+        prompt_file=str(prompt_file),
+        write_scope=WriteScope.ANY_FILE,
+        commit_message="dev: #42 add a health endpoint",
+        author_name="codex-k8s agent",
+        author_email="codexk8s-agent@users.noreply.github.com",
+        timeout_seconds=timeout_seconds,
+    )
+
+
+def _manifest(pod_spec: dict[str, Any], meta: dict[str, Any], name: str = "agent-pod") -> dict[str, Any]:
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, **meta}, "spec": pod_spec}
+
+
+def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {entry["name"]: entry for entry in container["env"]}
+
+
+# ------------------------------------------------------------------------------------------------ pod spec
+
+
+@pytest.mark.timeout(30)
+def test_pod_spec_is_a_valid_restricted_pod_without_secret_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    fake_token = "ghp_" + "Z" * 36
+    monkeypatch.setenv(TOKEN_ENV_VAR, fake_token)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-never-in-a-pod")
+    runtime = KubernetesAgentRuntime(token_secret_name="gh-push", token_secret_key="pat")
+    spec = _spec("/tmp/run-1/prompt.md")
+
+    pod_spec = build_pod_spec(spec, _agent(), runtime, prompt=PROMPT)
+    meta = build_pod_meta(
+        spec, _agent(), invocation_id="f" * 32, run_id="1b2c3d4e-0000", correlation_key=CORRELATION_KEY
+    )
+    manifest = _manifest(pod_spec, meta)
+
+    kubernetes_validate.validate(manifest, SCHEMA_VERSION, strict=True)  # raises on any schema violation
+    (container,) = pod_spec["containers"]
+    assert container["name"] == "agent-runner"
+    assert container["image"] == "ghcr.io/codex-k8s/agent-runner:1.2.3"
+    assert container["resources"] == {
+        "requests": {"cpu": "1500m", "memory": "3Gi"},
+        "limits": {"cpu": "1500m", "memory": "3Gi"},
+    }
+    assert pod_spec["activeDeadlineSeconds"] == 1800 + 300
+    assert pod_spec["restartPolicy"] == "Never"
+    assert pod_spec["serviceAccountName"] == "codexk8s-agent"
+    assert pod_spec["automountServiceAccountToken"] is False
+    assert pod_spec["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 1000,
+        "runAsGroup": 1000,
+        "fsGroup": 1000,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
+    assert container["volumeMounts"] == [{"name": "workspace", "mountPath": "/workspace"}]
+    assert pod_spec["volumes"] == [{"name": "workspace", "emptyDir": {}}]
+    assert container["command"][:2] == ["sh", "-c"]
+    assert "exec python -m codexk8s_pipelines.agents.runner --spec /tmp/spec.json" in container["command"][2]
+
+    env = _env(container)
+    assert env[TOKEN_ENV_VAR] == {
+        "name": TOKEN_ENV_VAR,
+        "valueFrom": {"secretKeyRef": {"name": "gh-push", "key": "pat"}},
+    }
+    assert env["OPENAI_API_KEY"] == {
+        "name": "OPENAI_API_KEY",
+        "valueFrom": {"secretKeyRef": {"name": "openai", "key": "api-key"}},
+    }
+    assert env["CODEXK8S_PROMPT"]["value"] == PROMPT
+    pod_runner_spec = RunnerSpec.model_validate_json(env["CODEXK8S_RUNNER_SPEC"]["value"])
+    assert pod_runner_spec.workdir == "/workspace/checkout"
+    assert pod_runner_spec.prompt_file == "/workspace/prompt.md"
+    assert pod_runner_spec.command[pod_runner_spec.command.index("--cd") + 1] == "/workspace/checkout"
+    assert pod_runner_spec.model_dump(exclude={"workdir", "prompt_file", "command"}) == spec.model_dump(
+        exclude={"workdir", "prompt_file", "command"}
+    )
+
+    text = json.dumps(manifest)
+    assert fake_token not in text
+    assert "sk-never-in-a-pod" not in text
+    assert LOCAL_WORKDIR not in text  # the op's paths mean nothing in the pod
+
+
+@pytest.mark.timeout(30)
+def test_labels_are_valid_label_values_and_keep_long_keys_apart() -> None:
+    long_a = "an-org-with-a-long-name/a-repository-with-a-long-name#1234:run:dev:aaaaaaaaaaaaaaaa"
+    long_b = long_a[:-1] + "b"
+    for raw in (CORRELATION_KEY, long_a, "#:/", "-leading.and.trailing_", "ok"):
+        value = label_value(raw)
+        assert len(value) <= 63 and LABEL_VALUE.match(value), (raw, value)
+    assert label_value(long_a) != label_value(long_b)
+    assert label_value("octo/repo#1:run:dev:9") == "octo-repo-1-run-dev-9"
+
+    meta = build_pod_meta(_spec("/p"), _agent(), invocation_id="abc", run_id="r-1", correlation_key=long_a)
+    assert meta["annotations"]["codexk8s.io/correlation-key"] == long_a  # verbatim where any text is allowed
+    kubernetes_validate.validate(
+        _manifest(build_pod_spec(_spec("/p"), _agent(), KubernetesAgentRuntime()), meta), SCHEMA_VERSION, strict=True
+    )
+
+
+@pytest.mark.timeout(30)
+def test_a_prompt_too_large_for_the_pod_fails_the_precondition_before_kubernetes_is_called(tmp_path: Path) -> None:
+    prompt_file = tmp_path / "prompt.md"
+    prompt_file.write_text("x" * 200_000, encoding="utf-8")
+    spec = _spec(prompt_file)
+    with pytest.raises(PodSpecError, match="CODEXK8S_PROMPT"):
+        build_pod_spec(spec, _agent(), KubernetesAgentRuntime(), prompt=prompt_file.read_text())
+
+    # No kubeconfig anywhere: reaching Kubernetes would fail differently.
+    runtime = KubernetesAgentRuntime(load_incluster_config=False, kubeconfig_file=str(tmp_path / "missing"))
+    result = runtime.run(dg.build_op_context(), spec, tmp_path / "run", _agent())
+    assert (result.status, result.reason) == ("failed_precondition", "prompt_too_large")
+
+
+@pytest.mark.timeout(30)
+def test_settings_come_from_the_environment_and_the_default_agent_builds_a_valid_pod() -> None:
+    runtime = runtime_from_environment(
+        {"CODEXK8S_K8S_NAMESPACE": "agents-prod", "CODEXK8S_K8S_TOKEN_SECRET": "gh-app-token", "UNRELATED": "x"}
+    )
+    assert (runtime.namespace, runtime.token_secret_name, runtime.service_account) == (
+        "agents-prod",
+        "gh-app-token",
+        "codexk8s-agent",
+    )
+    pod_spec = build_pod_spec(_spec("/p"), default_agent(), runtime)
+    kubernetes_validate.validate(_manifest(pod_spec, {}), SCHEMA_VERSION, strict=True)
+    assert pod_spec["containers"][0]["image"] == default_agent().image
+
+
+# ------------------------------------------------------------------------------------------------ against kmock
+
+
+def _runtime(kube_api: KubeApi) -> KubernetesAgentRuntime:
+    return KubernetesAgentRuntime(
+        namespace="agents-test",
+        load_incluster_config=False,
+        kubeconfig_file=str(kube_api.kubeconfig),
+        poll_interval_seconds=0.05,
+    )
+
+
+def _run_in_op(runtime: KubernetesAgentRuntime, spec: RunnerSpec, run_dir: Path) -> RunnerResult:
+    """`runtime.run` inside a real op of a real job, as the stage job calls it."""
+    seen: dict[str, RunnerResult] = {}
+
+    @dg.op
+    def run_agent(context: dg.OpExecutionContext, agent_runtime: KubernetesAgentRuntime) -> None:
+        seen["result"] = agent_runtime.run(context, spec, run_dir, _agent())
+
+    @dg.job
+    def agent_job() -> None:
+        run_agent()
+
+    outcome = agent_job.execute_in_process(
+        resources={"agent_runtime": runtime}, tags={CORRELATION_TAG: CORRELATION_KEY}
+    )
+    assert outcome.success
+    return seen["result"]
+
+
+def _only_pod(kube_api: KubeApi) -> tuple[str, dict[str, Any]]:
+    pods = kube_api.pods()
+    assert len(pods) == 1, pods
+    return next(iter(pods.items()))
+
+
+@pytest.fixture
+def prompt_file(tmp_path: Path) -> Path:
+    path = tmp_path / "run" / "prompt.md"
+    path.parent.mkdir(parents=True)
+    path.write_text(PROMPT, encoding="utf-8")
+    return path
+
+
+@pytest.mark.timeout(90)
+def test_run_creates_the_built_pod_and_returns_the_runners_pipes_result(
+    kube_api: KubeApi, fake_secrets: dict[str, dict[str, str]], prompt_file: Path, tmp_path: Path
+) -> None:
+    runtime = _runtime(kube_api)
+    spec = _spec(prompt_file)
+    kube_api.kubelet.behaviour = "succeed"
+
+    result = _run_in_op(runtime, spec, tmp_path / "run")
+
+    assert (result.status, result.reason, result.commit, result.pushed) == ("succeeded", "ok", "0123abc", True)
+    facts = json.loads(result.summary or "{}")
+    assert facts["via_pipes"] is True  # the runner found the Pipes context PipesK8sClient injected
+    assert facts["workdir"] == "/workspace/checkout"
+    assert facts["prompt_file"] == "/workspace/prompt.md"
+    assert facts["prompt"] == PROMPT
+    token = fake_secrets["codexk8s-github"]["token"]
+    assert facts["token_sha256"] == hashlib.sha256(token.encode()).hexdigest()  # resolved from the secretKeyRef
+    openai = fake_secrets["openai"]["api-key"]
+    assert facts["openai_sha256"] == hashlib.sha256(openai.encode()).hexdigest()
+
+    name, pod = _only_pod(kube_api)
+    assert pod["namespace"] == "agents-test"
+    assert pod["deleted"], "the pod is deleted once the run is over"
+    created = pod["created"]
+    # What reached the API server is build_pod_spec's pod, plus only the Pipes bootstrap variables.
+    expected = build_pod_spec(spec, _agent(), runtime, prompt=PROMPT)
+    (sent,) = created["spec"]["containers"]
+    (built,) = expected["containers"]
+    pipes_env = [e for e in sent["env"] if e["name"].startswith("DAGSTER_PIPES_")]
+    assert {e["name"] for e in pipes_env} == {"DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES"}
+    assert [e for e in sent["env"] if e not in pipes_env] == built["env"]
+    assert {**sent, "env": built["env"]} == built
+    assert {k: v for k, v in created["spec"].items() if k != "containers"} == {
+        k: v for k, v in expected.items() if k != "containers"
+    }
+    labels = created["metadata"]["labels"]
+    assert labels["codexk8s.io/correlation-key"] == label_value(CORRELATION_KEY)
+    assert labels["codexk8s.io/agent"] == "dev" and INVOCATION_LABEL in labels
+    assert created["metadata"]["annotations"]["codexk8s.io/correlation-key"] == CORRELATION_KEY
+    # The recorded manifest is a valid Pod (PipesK8sClient's body carries no apiVersion/kind; the URL says it).
+    kubernetes_validate.validate({"apiVersion": "v1", "kind": "Pod", **created}, SCHEMA_VERSION, strict=True)
+    text = json.dumps(created)
+    assert token not in text and openai not in text
+    assert ("DELETE", f"/api/v1/namespaces/agents-test/pods/{name}", {}) in kube_api.requests()
+    assert json.loads((tmp_path / "run" / "pod-spec.json").read_text()) == expected
+
+
+@pytest.mark.timeout(90)
+def test_a_failed_pod_still_returns_the_result_the_runner_reported(
+    kube_api: KubeApi, prompt_file: Path, tmp_path: Path
+) -> None:
+    kube_api.kubelet.behaviour = "fail"  # runs, reports `failed`, exits 1: PipesK8sClient raises
+
+    result = _run_in_op(_runtime(kube_api), _spec(prompt_file), tmp_path / "run")
+
+    assert (result.status, result.reason, result.agent_exit_code) == ("failed", "agent_failed", 1)
+    name, pod = _only_pod(kube_api)
+    assert pod["deleted"]
+    log_reads = [query for method, path, query in kube_api.requests() if path.endswith(f"/pods/{name}/log")]
+    assert log_reads[0] == {"follow": "True", "timestamps": "True"}
+    assert {"container": "agent-runner", "tailLines": "200"} not in log_reads, "the followed stream had the result"
+
+
+@pytest.mark.timeout(90)
+def test_a_pod_that_failed_before_its_logs_were_followed_is_read_back(
+    kube_api: KubeApi, prompt_file: Path, tmp_path: Path
+) -> None:
+    # The container ends before the first status poll sees it running: dagster-k8s raises without reading logs.
+    kube_api.kubelet.behaviour = "fail_fast"
+
+    result = _run_in_op(_runtime(kube_api), _spec(prompt_file), tmp_path / "run")
+
+    assert (result.status, result.reason) == ("failed", "agent_failed"), result.message
+    name, pod = _only_pod(kube_api)
+    assert pod["deleted"]
+    log_reads = [query for method, path, query in kube_api.requests() if path.endswith(f"/pods/{name}/log")]
+    assert {"container": "agent-runner", "tailLines": "200"} in log_reads, "read back after the failure"
+
+
+@pytest.mark.timeout(90)
+def test_a_crash_without_a_result_is_pod_failed_with_the_log_tail_redacted(
+    kube_api: KubeApi, fake_secrets: dict[str, dict[str, str]], prompt_file: Path, tmp_path: Path
+) -> None:
+    kube_api.kubelet.behaviour = "crash"  # prints the token in a traceback and exits 3, no Pipes at all
+
+    result = _run_in_op(_runtime(kube_api), _spec(prompt_file), tmp_path / "run")
+
+    assert (result.status, result.reason, result.branch) == ("failed", "pod_failed", "codex/issue-42")
+    assert "git push refused for [redacted]" in result.message
+    assert fake_secrets["codexk8s-github"]["token"] not in result.message
+    assert _only_pod(kube_api)[1]["deleted"]
+
+
+@pytest.mark.timeout(90)
+def test_a_pod_past_its_deadline_is_timed_out(kube_api: KubeApi, prompt_file: Path, tmp_path: Path) -> None:
+    kube_api.kubelet.behaviour = "deadline"
+
+    result = _run_in_op(_runtime(kube_api), _spec(prompt_file), tmp_path / "run")
+
+    assert (result.status, result.reason) == ("timed_out", "pod_deadline_exceeded")
+    assert _only_pod(kube_api)[1]["deleted"]
+
+
+@pytest.mark.timeout(90)
+def test_an_interrupted_run_deletes_the_pod_and_reraises(
+    kube_api: KubeApi, prompt_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kube_api.kubelet.behaviour = "hang"
+    seen: dict[str, Any] = {}
+
+    def interrupted(self: PipesK8sPodLogsMessageReader, *, pod_name: str, **kwargs: Any) -> None:
+        # The run is cancelled while its logs are followed: Dagster raises this in the op's thread.
+        seen["alive_when_interrupted"] = not kube_api.pods()[pod_name]["deleted"]
+        raise DagsterExecutionInterruptedError()
+
+    monkeypatch.setattr(PipesK8sPodLogsMessageReader, "consume_pod_logs", interrupted)
+    runtime, spec = _runtime(kube_api), _spec(prompt_file)
+
+    @dg.op
+    def run_agent(context: dg.OpExecutionContext, agent_runtime: KubernetesAgentRuntime) -> None:
+        with pytest.raises(DagsterExecutionInterruptedError):
+            agent_runtime.run(context, spec, tmp_path / "run", _agent())
+        seen["reraised"] = True
+
+    @dg.job
+    def agent_job() -> None:
+        run_agent()
+
+    assert agent_job.execute_in_process(resources={"agent_runtime": runtime}).success
+    assert seen == {"alive_when_interrupted": True, "reraised": True}
+    assert _only_pod(kube_api)[1]["deleted"]
