@@ -13,14 +13,13 @@ import re
 import string
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
-import yaml
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 
 from .. import settings
-from ..config.loader import SECRET_INPUT_ERROR, ConfigError, format_validation_error
+from ..config.loader import SECRET_INPUT_ERROR, ConfigError, format_validation_error, read_text, yaml_mapping
 from ..domain.redaction import redact_text
 from ..domain.stages import Role
 
@@ -48,15 +47,6 @@ DEFAULT_COMMAND: tuple[str, ...] = (
 DEFAULT_REASONING_ALIASES: dict[str, str] = {"extra-high": "xhigh"}
 
 PLACEHOLDERS: tuple[str, ...] = ("model", "reasoning", "workdir", "prompt_file")
-MCP_TOOLS: tuple[str, ...] = (
-    "docs_search",
-    "docs_change_impact",
-    "runs_list",
-    "run_lookup",
-    "run_status_report",
-    "github_labels_list",
-    "github_labels_transition",
-)
 McpTool = Literal[
     "docs_search",
     "docs_change_impact",
@@ -66,6 +56,7 @@ McpTool = Literal[
     "github_labels_list",
     "github_labels_transition",
 ]
+MCP_TOOLS: tuple[str, ...] = get_args(McpTool)
 
 _QUANTITY = re.compile(r"^(\d+(\.\d+)?|\.\d+)(m|k|M|G|T|P|E|Ki|Mi|Gi|Ti|Pi|Ei)?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -242,23 +233,7 @@ class AgentCatalog(BaseModel):
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(path, ["file not found"]) from None
-    except OSError as exc:
-        raise ConfigError(path, [f"cannot read: {exc.strerror}"]) from None
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        raise ConfigError(path, [f"{where}not valid YAML: {getattr(exc, 'problem', None) or exc}"]) from None
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError(path, [f"(top level): expected a mapping with 'agents', got {type(raw).__name__}"])
-    return raw
+    return yaml_mapping(read_text(path), path, expected="a mapping with 'agents'")
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:

@@ -94,7 +94,8 @@ def format_validation_error(
     return [_describe(e, root_model, hint) for e in exc.errors()]
 
 
-def parse_config(text: str, source: Path | str) -> PlatformConfig:
+def yaml_mapping(text: str, source: Path | str, expected: str = "a mapping of settings") -> dict[str, Any]:
+    """The YAML text as a mapping; a syntax error names the line and column, an empty file is an empty mapping."""
     try:
         raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -103,9 +104,24 @@ def parse_config(text: str, source: Path | str) -> PlatformConfig:
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(source, [f"{where}not valid YAML: {problem}"]) from None
     if raw is None:
-        raw = {}
+        return {}
     if not isinstance(raw, dict):
-        raise ConfigError(source, [f"(top level): expected a mapping of settings, got {type(raw).__name__}"])
+        raise ConfigError(source, [f"(top level): expected {expected}, got {type(raw).__name__}"])
+    return raw
+
+
+def read_text(path: Path | str) -> str:
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(p, ["file not found"]) from None
+    except OSError as exc:
+        raise ConfigError(p, [f"cannot read: {exc.strerror}"]) from None
+
+
+def parse_config(text: str, source: Path | str) -> PlatformConfig:
+    raw = yaml_mapping(text, source)
     try:
         return PlatformConfig.model_validate(raw)
     except ValidationError as exc:
@@ -114,14 +130,7 @@ def parse_config(text: str, source: Path | str) -> PlatformConfig:
 
 
 def load_config(path: Path | str) -> PlatformConfig:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(p, ["file not found"]) from None
-    except OSError as exc:
-        raise ConfigError(p, [f"cannot read: {exc.strerror}"]) from None
-    return parse_config(text, p)
+    return parse_config(read_text(path), Path(path))
 
 
 @functools.cache
