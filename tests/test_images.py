@@ -1,0 +1,112 @@
+"""The image recipes: hadolint clean, non-root, tini as PID 1, pinned, and the image's command really serves
+the code location (run here as the image would run it, with CODEXK8S_ENV=kubernetes)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import tomllib
+from pathlib import Path
+
+import dockerfile
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+
+
+def _stages(path: Path) -> list[list[dockerfile.Command]]:
+    stages: list[list[dockerfile.Command]] = []
+    for command in dockerfile.parse_file(str(path)):
+        if command.cmd == "FROM":
+            stages.append([])
+        if stages:
+            stages[-1].append(command)
+    return stages
+
+
+def _last(stage: list[dockerfile.Command], cmd: str) -> dockerfile.Command:
+    return [c for c in stage if c.cmd == cmd][-1]
+
+
+@pytest.mark.parametrize("name", ["Dockerfile", "Dockerfile.agent"])
+def test_hadolint_finds_nothing(name: str) -> None:
+    result = subprocess.run(
+        [str(BIN / "hadolint"), "--config", str(ROOT / ".hadolint.yaml"), "--no-color", name],
+        cwd=ROOT, capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_platform_image_is_multi_stage_non_root_with_tini_and_the_code_server() -> None:
+    stages = _stages(ROOT / "Dockerfile")
+    assert len(stages) >= 2
+    final = stages[-1]
+    user = _last(final, "USER").value[0]
+    assert user.split(":")[0].isdigit() and int(user.split(":")[0]) != 0
+    assert _last(final, "ENTRYPOINT").value[:2] == ("/usr/bin/tini", "--")
+    cmd = _last(final, "CMD").value
+    assert cmd[:3] == ("dagster", "code-server", "start") and "codexk8s_pipelines.definitions" in cmd
+    assert "3030" in cmd and "3030" in _last(final, "EXPOSE").value
+    env = " ".join(" ".join(c.value) for c in final if c.cmd == "ENV")
+    assert "HF_HUB_OFFLINE 1" in env and "CODEXK8S_ENV kubernetes" in env
+
+
+def test_platform_image_installs_what_pyproject_pins_and_ships_every_package() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    torch_pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith("torch=="))
+    assert torch_pin in text  # the CPU build of the same torch, installed before the package
+    copied = {c.value[0] for c in _stages(ROOT / "Dockerfile")[0] if c.cmd == "COPY"}
+    for package in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]:
+        assert package.rstrip("*") in copied, package
+    assert re.search(r"pip install \.", text)
+
+
+def test_agent_image_adds_a_pinned_codex_cli_and_stays_non_root() -> None:
+    text = (ROOT / "Dockerfile.agent").read_text()
+    assert re.search(r"@openai/codex@\$\{CODEX_VERSION\}", text) and re.search(r"CODEX_VERSION=\d+\.\d+\.\d+", text)
+    final = _stages(ROOT / "Dockerfile.agent")[-1]
+    assert _last(final, "USER").value[0].split(":")[0] not in ("0", "root")
+    assert "codexk8s_pipelines.agents.runner" in _last(final, "CMD").value
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.timeout(180)
+def test_the_image_command_serves_the_code_location(tmp_path: Path) -> None:
+    cmd = list(_last(_stages(ROOT / "Dockerfile")[-1], "CMD").value)
+    port = _free_port()
+    cmd[cmd.index("-h") + 1] = "127.0.0.1"
+    cmd[cmd.index("-p") + 1] = str(port)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CODEXK8S_", "DAGSTER_"))}
+    env.update(CODEXK8S_ENV="kubernetes", DAGSTER_HOME=str(tmp_path), HF_HUB_OFFLINE="1", PATH=f"{BIN}:{env['PATH']}")
+    server = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                              start_new_session=True)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        healthy = False
+        while time.monotonic() < deadline and server.poll() is None:
+            check = subprocess.run(
+                [str(BIN / "dagster"), "api", "grpc-health-check", "-p", str(port)],
+                env=env, capture_output=True, text=True, timeout=30,
+            )  # fmt: skip
+            if check.returncode == 0:
+                healthy = True
+                break
+            time.sleep(1)
+        assert healthy, server.stdout.read() if server.poll() is not None and server.stdout else "not healthy in time"
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, 9)
