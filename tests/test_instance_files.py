@@ -1,0 +1,61 @@
+"""The dagster.yaml of both environments, kept in instance/: generated from the sample configuration, and
+loaded by a real DagsterInstance — the Kubernetes one with dagster-postgres on the embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import dagster as dg
+import kubernetes
+import pytest
+from dagster_k8s import K8sRunLauncher
+
+from codexk8s_pipelines.config import load_config
+from codexk8s_pipelines.instance import instance_yaml, kubernetes_instance, local_instance
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize(("env", "build"), [("local", local_instance), ("kubernetes", kubernetes_instance)])
+def test_committed_instance_files_match_the_generator(env: str, build) -> None:
+    expected = instance_yaml(build(load_config(ROOT / "codexk8s.yaml")))
+    assert (ROOT / "instance" / env / "dagster.yaml").read_text() == expected
+
+
+def test_local_instance_loads_with_sqlite_the_default_launcher_and_the_queue(tmp_path: Path) -> None:
+    shutil.copy(ROOT / "instance" / "local" / "dagster.yaml", tmp_path / "dagster.yaml")
+    instance = dg.DagsterInstance.from_config(str(tmp_path))
+    assert type(instance.run_storage).__name__ == "SqliteRunStorage"
+    assert type(instance.run_launcher).__name__ == "DefaultRunLauncher"
+    limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits  # type: ignore[union-attr]
+    assert {x["key"] for x in limits} == {"codexk8s/issue", "codexk8s/pr", "codexk8s/repository"}
+
+
+def test_kubernetes_instance_loads_against_postgres_with_the_k8s_launcher(
+    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    base, _, query = database_url.partition("?")
+    monkeypatch.setenv("DAGSTER_PG_URL", base.replace("postgresql://", "postgresql+psycopg2://", 1) + "?" + query)
+    monkeypatch.setenv("DAGSTER_K8S_JOB_NAMESPACE", "codexk8s")
+    monkeypatch.setenv("DAGSTER_K8S_SERVICE_ACCOUNT", "codexk8s-runs")
+    monkeypatch.setenv("DAGSTER_K8S_INSTANCE_CONFIG_MAP", "dagster-instance")
+    loaded: list[bool] = []
+    # Outside a cluster there is no service-account token to read: stand in for the in-cluster loader only.
+    monkeypatch.setattr(kubernetes.config, "load_incluster_config", lambda *a, **k: loaded.append(True))
+    shutil.copy(ROOT / "instance" / "kubernetes" / "dagster.yaml", tmp_path / "dagster.yaml")
+
+    instance = dg.DagsterInstance.from_config(str(tmp_path))
+    launcher = instance.run_launcher
+    assert isinstance(launcher, K8sRunLauncher) and loaded == [True]
+    assert launcher.job_namespace == "codexk8s" and launcher.service_account_name == "codexk8s-runs"
+    assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+
+    run = instance.create_run_for_job(
+        dg.GraphDefinition(name="noop", node_defs=[]).to_job(), tags={"codexk8s/issue": "a/b#1"}
+    )
+    (stored,) = instance.get_runs(dg.RunsFilter(tags={"codexk8s/issue": "a/b#1"}))
+    assert stored.run_id == run.run_id
+    limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits  # type: ignore[union-attr]
+    assert {x["key"]: x["limit"] for x in limits}["codexk8s/issue"] == 1
+    assert instance.run_monitoring_enabled
