@@ -115,6 +115,12 @@ def _cmd_db_migrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_doctor
+
+    return run_doctor(args.skip, as_json=args.json, kubernetes=args.kubernetes, kubeconfig=args.kubeconfig)
+
+
 def _cmd_dev(args: argparse.Namespace) -> int:
     from .local_stack import run_local_stack
 
@@ -155,6 +161,24 @@ def build_parser() -> argparse.ArgumentParser:
     db.add_parser("migrate", help=f"apply migrations to ${settings.DATABASE_URL_VAR}").set_defaults(
         func=_cmd_db_migrate
     )
+
+    from .doctor import GROUPS, parse_skip
+
+    doc = sub.add_parser(
+        "doctor",
+        help="check this deployment: config, database, GitHub, Kubernetes",
+        description="Check the environment, one line per check: ok, warn, skip or FAIL with its fix. "
+        "Exit 0 when nothing failed, 1 otherwise.",
+    )
+    doc.add_argument("--json", action="store_true", help="print one JSON object")
+    doc.add_argument(
+        "--skip", type=parse_skip, default=(), help=f"comma-separated groups to leave out: {','.join(GROUPS)}"
+    )
+    doc.add_argument(
+        "--kubernetes", action="store_true", help="check the cluster even when CODEXK8S_ENV is not kubernetes"
+    )
+    doc.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG, in-cluster, ~/.kube/config)")
+    doc.set_defaults(func=_cmd_doctor)
 
     dev = sub.add_parser("dev", help="run the local platform: embedded database and the Dagster UI")
     dev.add_argument("--host", default="127.0.0.1")

@@ -1,0 +1,175 @@
+"""Fixtures for `codexk8s doctor`: a healthy deployment (database, fake GitHub, kmock cluster) to break piece by piece.
+
+The cluster is the agents_k8s emulator (`kube_api`) plus what doctor reads there: the agent namespace (kmock
+parses `/api/v1/namespaces/<name>` as a namespace filter, not an object, so it is served by a reaction), the agent
+service account, the token Secret, and SelfSubjectAccessReview answering allowed per request body unless the
+(verb, resource, subresource) is in `Cluster.denied`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import kmock
+import psycopg
+import pytest
+import yaml
+
+from codexk8s_pipelines.domain.stages import Role
+from codexk8s_pipelines.store import PlatformStore
+from tests.agents_k8s.conftest import KubeApi, fake_secrets, kube_api  # noqa: F401  (fixtures)
+from tests.github_server import DEFAULT_TOKEN_LOGIN, GitHubServer, github_server  # noqa: F401  (fixture)
+
+NAMESPACE = "codexk8s-agents"
+SERVICE_ACCOUNT = "codexk8s-agent"
+SECRET = "codexk8s-github"
+REPO = "acme/shop"
+PINNED_IMAGE = "ghcr.io/codex-k8s/agent-runner:1.4.2"
+SSAR = kmock.resource("authorization.k8s.io/v1/selfsubjectaccessreviews")
+SECRETS = kmock.resource("v1/secrets")
+VERSION = {
+    "major": "1",
+    "minor": "33",
+    "gitVersion": "v1.33.1-kmock",
+    "gitCommit": "0" * 40,
+    "gitTreeState": "clean",
+    "buildDate": "2025-05-15T00:00:00Z",
+    "goVersion": "go1.24.2",
+    "compiler": "gc",
+    "platform": "linux/amd64",
+}
+
+
+@dataclass
+class Cluster:
+    api: KubeApi
+    namespaces: set[str] = field(default_factory=lambda: {NAMESPACE})
+    denied: set[tuple[str, str, str]] = field(default_factory=set)
+    reviews: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def kubeconfig(self) -> Path:
+        return self.api.kubeconfig
+
+    def run(self, fn: Callable[[kmock.KubernetesEmulator], Any]) -> Any:
+        emulator = self.api.emulator
+        return self.api.call(lambda: fn(emulator))
+
+    def delete_secret(self) -> None:
+        self.run(lambda em: em.objects[SECRETS, NAMESPACE, SECRET].delete())
+
+    def forbid_secrets(self) -> None:
+        def forbidden(request: kmock.Request) -> None:
+            raise kmock.KubernetesError(
+                status=403,
+                reason="Forbidden",
+                message=f'secrets "{request.name}" is forbidden: User cannot get resource "secrets"',
+            )
+
+        self.run(lambda em: em[kmock.action.FETCH, SECRETS] << forbidden)
+
+
+@pytest.fixture
+def cluster(kube_api: KubeApi) -> Cluster:  # noqa: F811
+    state = Cluster(kube_api)
+
+    def setup(em: kmock.KubernetesEmulator) -> None:
+        em.objects[kmock.resource("v1/serviceaccounts"), NAMESPACE, SERVICE_ACCOUNT] = {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "metadata": {"name": SERVICE_ACCOUNT, "namespace": NAMESPACE},
+        }
+        em.objects[SECRETS, NAMESPACE, SECRET] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": SECRET, "namespace": NAMESPACE},
+            "data": {"token": "Z2hwX25vdF9hX3JlYWxfdG9rZW4="},
+        }
+
+        def namespace(request: kmock.Request) -> dict[str, Any]:
+            if NAMESPACE not in state.namespaces:
+                raise kmock.KubernetesObjectNotFoundError(message=f'namespaces "{NAMESPACE}" not found')
+            meta = {"name": NAMESPACE}
+            return {"apiVersion": "v1", "kind": "Namespace", "metadata": meta, "status": {"phase": "Active"}}
+
+        def review(request: kmock.Request) -> dict[str, Any]:
+            # The emulator stores every created object under (resource, namespace, name); a review has no name, so
+            # the stored one is dropped at once, or the next review would be a 409 conflict.
+            em.objects[SSAR, None, None].delete()
+            attrs = request.data["spec"]["resourceAttributes"]
+            state.reviews.append(attrs)
+            wanted = (attrs.get("verb"), attrs.get("resource"), attrs.get("subresource") or "")
+            return {**request.data, "status": {"allowed": wanted not in state.denied}}
+
+        em["get /version/"] << VERSION  # the kubernetes client asks with a trailing slash; kmock serves /version
+        em[f"get /api/v1/namespaces/{NAMESPACE}"] << namespace
+        em[kmock.action.CREATE, SSAR] << review
+
+    state.run(setup)
+    return state
+
+
+def write_catalog(path: Path, images: dict[str, str] | None = None) -> Path:
+    """A user catalog pinning every role's agent to PINNED_IMAGE, except the `images` given."""
+    agents = {role.value: {"image": (images or {}).get(role.value, PINNED_IMAGE)} for role in Role}
+    path.write_text(yaml.safe_dump({"agents": agents}), encoding="utf-8")
+    return path
+
+
+@dataclass
+class Deployment:
+    monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path
+    database_url: str
+    github: GitHubServer
+    cluster: Cluster
+
+    def set(self, name: str, value: str | None) -> None:
+        if value is None:
+            self.monkeypatch.delenv(name, raising=False)
+        else:
+            self.monkeypatch.setenv(name, value)
+
+    def watch(self, *repos: str) -> None:
+        config = self.tmp_path / "codexk8s.yaml"
+        config.write_text(yaml.safe_dump({"repositories": [{"github": r} for r in repos]}), encoding="utf-8")
+        self.set("CODEXK8S_CONFIG", str(config))
+
+    def catalog(self, images: dict[str, str] | None = None) -> None:
+        self.set("CODEXK8S_AGENT_CATALOG", str(write_catalog(self.tmp_path / "agents.yaml", images)))
+
+
+@pytest.fixture
+def deployment(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    store: PlatformStore,
+    github_server: GitHubServer,  # noqa: F811
+    cluster: Cluster,
+) -> Deployment:
+    """Everything healthy: migrated database with pgvector installed, the token may push, the cluster is ready."""
+    with psycopg.connect(store.url, autocommit=True) as conn:
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+    github_server.state.add_repo(REPO, collaborators={DEFAULT_TOKEN_LOGIN: "write"})
+    d = Deployment(monkeypatch, tmp_path, store.url, github_server, cluster)
+    for name in (
+        "CODEXK8S_GITHUB_APP_ID",
+        "CODEXK8S_GITHUB_APP_PRIVATE_KEY",
+        "CODEXK8S_K8S_NAMESPACE",
+        "CODEXK8S_K8S_SERVICE_ACCOUNT",
+        "CODEXK8S_K8S_TOKEN_SECRET",
+        "CODEXK8S_K8S_TOKEN_SECRET_KEY",
+        "KUBERNETES_SERVICE_HOST",
+    ):
+        d.set(name, None)
+    d.set("CODEXK8S_ENV", "kubernetes")
+    d.set("CODEXK8S_DATABASE_URL", store.url)
+    d.set("CODEXK8S_GITHUB_TOKEN", github_server.token)
+    d.set("CODEXK8S_GITHUB_API_URL", github_server.url)
+    d.set("KUBECONFIG", str(cluster.kubeconfig))
+    d.watch(REPO)
+    d.catalog()
+    return d

@@ -1,0 +1,502 @@
+"""`codexk8s doctor`: a healthy deployment passes every check; each broken piece is exactly one FAIL line with its fix.
+
+The deployment is real where it can be: the embedded PostgreSQL (migrated, pgvector), the fake GitHub over HTTP
+with PyGithub, the kmock Kubernetes emulator with the kubernetes client. Nothing is mocked inside doctor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+from codexk8s_pipelines import doctor as doctor_module
+from codexk8s_pipelines.cli import main
+from codexk8s_pipelines.store import EmbeddedPostgres
+from codexk8s_pipelines.store.migrations import available_migrations
+from tests.conftest import database_url_for
+from tests.github_server import DEFAULT_TOKEN_LOGIN, app_key_pair
+
+from .conftest import NAMESPACE, PINNED_IMAGE, REPO, SECRET, Deployment
+
+CODEXK8S = Path(sys.executable).with_name("codexk8s")
+NAMES = [
+    "environment",
+    "config",
+    "catalog",
+    "database.url",
+    "database.connect",
+    "database.migrations",
+    "database.pgvector",
+    "github.credentials",
+    "github.auth",
+    f"github.repo {REPO}",
+    "github.rate_limit",
+    "kubernetes.api",
+    "kubernetes.namespace",
+    "kubernetes.rbac",
+    "kubernetes.service_account",
+    "kubernetes.secret",
+    "kubernetes.images",
+]
+LATEST = max(m.version for m in available_migrations())
+LINE = re.compile(r"^(ok  |FAIL|skip|warn) (?P<name>[^:]+): ")
+
+
+def doctor(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, list[str]]:
+    code = main(["doctor", *args])
+    return code, capsys.readouterr().out.splitlines()
+
+
+def names(lines: list[str]) -> list[str]:
+    found = []
+    for line in lines:
+        match = LINE.match(line)
+        assert match, f"not a doctor line: {line!r}"
+        found.append(match.group("name"))
+    return found
+
+
+def with_status(lines: list[str], label: str) -> list[str]:
+    return [line for line in lines if line.startswith(label + " ")]
+
+
+def only_fail(lines: list[str]) -> str:
+    fails = with_status(lines, "FAIL")
+    assert len(fails) == 1, "\n".join(lines)
+    return fails[0]
+
+
+@pytest.fixture
+def empty_database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
+    """A second, never-migrated database on the embedded server."""
+    assert pg_server.url is not None
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    yield database_url_for(pg_server.url, name)
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# -- healthy ---------------------------------------------------------------------------------------------------
+def test_a_healthy_deployment_passes_every_check(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines = doctor(capsys)
+
+    assert code == 0, "\n".join(lines)
+    assert names(lines) == NAMES
+    assert all(line.startswith("ok   ") for line in lines), "\n".join(lines)
+    assert "ok   environment: kubernetes (CODEXK8S_ENV=kubernetes)" in lines
+    assert f"ok   database.migrations: schema version {LATEST} (latest)" in lines
+    assert any(re.fullmatch(r"ok   database\.pgvector: available \(\S+\), installed \(\S+\)", x) for x in lines)
+    assert f"ok   github.repo {REPO}: reachable; the token may push (push, triage, pull)" in lines
+    assert f"ok   kubernetes.namespace: {NAMESPACE} exists (Active)" in lines
+    assert (
+        "ok   kubernetes.rbac: may create pods, get pods, list pods, delete pods, get pods/log "
+        f"in namespace {NAMESPACE}"
+    ) in lines
+    assert f"ok   kubernetes.service_account: codexk8s-agent exists in {NAMESPACE}" in lines
+    assert f"ok   kubernetes.secret: {SECRET} exists in {NAMESPACE} (metadata only; its keys are not read)" in lines
+    assert f"ok   kubernetes.images: 8 agents, images pinned: {PINNED_IMAGE} (" in "\n".join(lines)
+    # One SelfSubjectAccessReview per verb the run pod needs, each for the agent namespace.
+    asked = [(r["verb"], r["resource"], r.get("subresource") or "", r["namespace"]) for r in deployment.cluster.reviews]
+    assert asked == [(v, r, s, NAMESPACE) for v, r, s in doctor_module.POD_VERBS]
+    # The Secret is asked for as metadata only.
+    secret_reads = deployment.cluster.run(
+        lambda em: [dict(r.headers) for r in list(em) if r.url.path.endswith(f"/secrets/{SECRET}")]
+    )
+    assert len(secret_reads) == 1
+    assert "as=PartialObjectMetadata" in secret_reads[0]["Accept"]
+    assert "Z2hwX25vdF9hX3JlYWxfdG9rZW4=" not in "\n".join(lines)
+
+
+def test_json_output_has_every_check(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines = doctor(capsys, "--json")
+
+    assert code == 0
+    assert len(lines) == 1
+    report = json.loads(lines[0])
+    assert report["ok"] is True and report["failed"] == 0
+    assert [c["name"] for c in report["checks"]] == NAMES
+    assert {c["status"] for c in report["checks"]} == {"ok"}
+    assert set(report["checks"][0]) == {"name", "status", "message", "fix"}
+
+
+def test_the_installed_command_runs_doctor(deployment: Deployment) -> None:
+    result = subprocess.run(
+        [str(CODEXK8S), "doctor"], env=dict(os.environ), capture_output=True, text=True, timeout=120, check=False
+    )
+
+    lines = result.stdout.splitlines()
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert names(lines) == NAMES
+    assert all(line.startswith("ok   ") for line in lines), result.stdout
+
+
+def test_the_installed_command_exits_1_on_a_failure(deployment: Deployment) -> None:
+    env = {**os.environ, "CODEXK8S_GITHUB_TOKEN": "revoked-token-123"}
+    result = subprocess.run(
+        [str(CODEXK8S), "doctor", "--skip", "kubernetes"], env=env, capture_output=True, text=True, timeout=120
+    )
+
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert only_fail(result.stdout.splitlines()).startswith("FAIL github.auth: GitHub answered 401")
+    assert "revoked-token-123" not in result.stdout + result.stderr
+
+
+# -- database --------------------------------------------------------------------------------------------------
+def test_database_url_unset(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    deployment.set("CODEXK8S_DATABASE_URL", None)
+    code, lines = doctor(capsys)
+
+    assert code == 1
+    assert only_fail(lines) == (
+        "FAIL database.url: CODEXK8S_DATABASE_URL is not set — fix: set CODEXK8S_DATABASE_URL to the platform "
+        "database's URL (postgresql://user@host:5432/dbname, with :password after the user); locally, "
+        "`codexk8s dev` starts an embedded database and sets it"
+    )
+    assert not [n for n in names(lines) if n.startswith("database.") and n != "database.url"]
+
+
+def test_database_unreachable(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    password = "S3cret-Passw0rd"
+    deployment.set("CODEXK8S_DATABASE_URL", f"postgresql://doctor:{password}@127.0.0.1:1/platform")
+    code, lines = doctor(capsys)
+
+    assert code == 1
+    assert "ok   database.url: CODEXK8S_DATABASE_URL is set (postgresql://[redacted]@127.0.0.1:1/platform)" in lines
+    assert re.fullmatch(
+        r"FAIL database\.connect: cannot connect to postgresql://\[redacted\]@127\.0\.0\.1:1/platform: "
+        r".*[Cc]onnection refused.* — fix: check that the server is running and reachable from here, "
+        r"and the host and port in CODEXK8S_DATABASE_URL",
+        only_fail(lines),
+    )
+    assert "database.migrations" not in names(lines)
+    assert password not in "\n".join(lines)
+
+
+def test_database_not_migrated(
+    deployment: Deployment, empty_database_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment.set("CODEXK8S_DATABASE_URL", empty_database_url)
+    code, lines = doctor(capsys)
+
+    pending = ", ".join(str(m.version) for m in available_migrations())
+    assert code == 1
+    assert only_fail(lines) == (
+        f"FAIL database.migrations: schema version 0, latest is {LATEST} (pending: {pending}) "
+        "— fix: codexk8s db migrate"
+    )
+    assert any(
+        re.fullmatch(r"ok   database\.pgvector: available \(\S+\), not installed in this database yet", x)
+        for x in lines
+    )
+
+
+@pytest.mark.parametrize("where", ["userinfo", "query"])
+def test_the_database_password_never_appears(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str], where: str
+) -> None:
+    password = "Sup3r-Secret-pw-" + uuid.uuid4().hex[:8]
+    base = deployment.database_url  # postgresql://postgres:@/<db>?host=<socket dir>: trust auth ignores a password
+    url = base.replace("postgres:@", f"postgres:{password}@") if where == "userinfo" else f"{base}&password={password}"
+    assert password in url
+    deployment.set("CODEXK8S_DATABASE_URL", url)
+
+    code, lines = doctor(capsys)
+    json_code, json_lines = doctor(capsys, "--json")
+
+    assert code == 0 and json_code == 0, "\n".join(lines)
+    output = "\n".join(lines + json_lines)
+    assert password not in output
+    assert "[redacted]" in output
+    assert any(line.startswith("ok   database.connect: connected to postgresql://") for line in lines)
+
+
+# -- github ----------------------------------------------------------------------------------------------------
+def test_github_token_refused(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    deployment.set("CODEXK8S_GITHUB_TOKEN", "expired-token-abc")
+    code, lines = doctor(capsys)
+
+    assert code == 1
+    assert only_fail(lines) == (
+        "FAIL github.auth: GitHub answered 401 (Bad credentials) to the token "
+        "— fix: the token is invalid or expired; set CODEXK8S_GITHUB_TOKEN to a valid one"
+    )
+    assert f"skip github.repo {REPO}: the credentials were refused" in lines
+    assert "expired-token-abc" not in "\n".join(lines)
+
+
+def test_github_repository_not_accessible(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    deployment.watch(REPO, "acme/hidden")
+    code, lines = doctor(capsys)
+
+    assert code == 1
+    assert only_fail(lines) == (
+        "FAIL github.repo acme/hidden: acme/hidden is not found or not visible to the token (404) "
+        "— fix: grant the token/App access to acme/hidden"
+    )
+    assert f"ok   github.repo {REPO}: reachable; the token may push (push, triage, pull)" in lines
+
+
+@pytest.mark.parametrize("level", ["read", "triage"])
+def test_github_read_only_permission(deployment: Deployment, capsys: pytest.CaptureFixture[str], level: str) -> None:
+    deployment.github.state.set_permission(REPO, DEFAULT_TOKEN_LOGIN, level)
+    code, lines = doctor(capsys)
+
+    assert code == 1
+    assert only_fail(lines) == (
+        f"FAIL github.repo {REPO}: the token has {level} access only (push: false); the platform writes labels, "
+        f"comments and pull requests — fix: give the token write (push) access to {REPO}"
+    )
+
+
+def test_github_rate_limit_exhausted(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    deployment.github.state.rate_limit_remaining = 0
+    code, lines = doctor(capsys)
+
+    assert code == 1
+    fails = with_status(lines, "FAIL")
+    assert fails[0].startswith(f"FAIL github.repo {REPO}: rate limited by GitHub (403: API rate limit exceeded")
+    assert fails[0].endswith("— fix: retry after the reset")
+    assert re.fullmatch(
+        r"FAIL github\.rate_limit: 0 of 5000 requests left this hour, resets at \d\d:\d\d UTC — fix: wait for the "
+        r"reset, or spread the load \(fewer watched repositories, longer ticks\)",
+        fails[1],
+    )
+    assert len(fails) == 2
+
+
+def test_github_credentials_missing(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    deployment.set("CODEXK8S_GITHUB_TOKEN", None)
+    code, lines = doctor(capsys)
+
+    assert code == 1
+    assert only_fail(lines) == (
+        "FAIL github.credentials: no GitHub credentials: set CODEXK8S_GITHUB_TOKEN, or CODEXK8S_GITHUB_APP_ID and "
+        "CODEXK8S_GITHUB_APP_PRIVATE_KEY (1 `github:` repositories are watched) — fix: set CODEXK8S_GITHUB_TOKEN, "
+        "or CODEXK8S_GITHUB_APP_ID and CODEXK8S_GITHUB_APP_PRIVATE_KEY (the PEM text or a path to it)"
+    )
+
+
+def test_github_app_installed_on_the_repository(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    private_pem, public_pem = app_key_pair()
+    installation = deployment.github.state.add_app(4242, public_pem, repos=[REPO])
+    deployment.set("CODEXK8S_GITHUB_TOKEN", None)
+    deployment.set("CODEXK8S_GITHUB_APP_ID", "4242")
+    deployment.set("CODEXK8S_GITHUB_APP_PRIVATE_KEY", private_pem)
+
+    code, lines = doctor(capsys)
+
+    assert code == 0, "\n".join(lines)
+    assert f"ok   github.credentials: GitHub App 4242 (CODEXK8S_GITHUB_APP_ID) at {deployment.github.url}" in lines
+    assert "ok   github.auth: the App's JWT and installation tokens are accepted" in lines
+    assert (
+        f"ok   github.repo {REPO}: reachable; installation {installation} may write issues and pull requests"
+    ) in lines
+    assert "BEGIN PRIVATE KEY" not in "\n".join(lines)
+
+
+def test_github_app_not_installed_on_the_repository(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    private_pem, public_pem = app_key_pair()
+    deployment.github.state.add_app(4242, public_pem, repos=["acme/other"])
+    deployment.set("CODEXK8S_GITHUB_TOKEN", None)
+    deployment.set("CODEXK8S_GITHUB_APP_ID", "4242")
+    deployment.set("CODEXK8S_GITHUB_APP_PRIVATE_KEY", private_pem)
+
+    code, lines = doctor(capsys)
+
+    assert code == 1
+    assert only_fail(lines) == (
+        f"FAIL github.repo {REPO}: App 4242 is not installed on {REPO} (404) "
+        f"— fix: grant the token/App access to {REPO}"
+    )
+
+
+# -- kubernetes ------------------------------------------------------------------------------------------------
+def test_agent_namespace_missing(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    deployment.cluster.namespaces.clear()
+    code, lines = doctor(capsys)
+
+    assert code == 1
+    assert only_fail(lines) == (
+        f"FAIL kubernetes.namespace: namespace {NAMESPACE} does not exist — fix: create it "
+        f"(kubectl create namespace {NAMESPACE}), or set CODEXK8S_K8S_NAMESPACE to the agent namespace"
+    )
+    assert f"skip kubernetes.secret: namespace {NAMESPACE} does not exist" in lines
+    assert f"skip kubernetes.service_account: namespace {NAMESPACE} does not exist" in lines
+
+
+@pytest.mark.parametrize(
+    ("denied", "expected"),
+    [
+        (
+            ("delete", "pods", ""),
+            f'FAIL kubernetes.rbac: may not delete pods in namespace {NAMESPACE} — fix: add verb "delete" on "pods" '
+            f"to the platform's Role in {NAMESPACE} (kubectl auth can-i delete pods -n {NAMESPACE})",
+        ),
+        (
+            ("get", "pods", "log"),
+            f'FAIL kubernetes.rbac: may not get pods/log in namespace {NAMESPACE} — fix: add verb "get" on '
+            f'"pods/log" to the platform\'s Role in {NAMESPACE} (kubectl auth can-i get pods --subresource=log '
+            f"-n {NAMESPACE})",
+        ),
+    ],
+)
+def test_a_missing_rbac_verb(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str], denied: tuple[str, str, str], expected: str
+) -> None:
+    deployment.cluster.denied.add(denied)
+    code, lines = doctor(capsys)
+
+    assert code == 1
+    assert only_fail(lines) == expected
+
+
+def test_every_missing_verb_is_its_own_line(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    deployment.cluster.denied.update({("create", "pods", ""), ("delete", "pods", "")})
+    code, lines = doctor(capsys)
+
+    assert code == 1
+    fails = with_status(lines, "FAIL")
+    assert [f.split(" — ")[0] for f in fails] == [
+        f"FAIL kubernetes.rbac: may not create pods in namespace {NAMESPACE}",
+        f"FAIL kubernetes.rbac: may not delete pods in namespace {NAMESPACE}",
+    ]
+
+
+def test_token_secret_missing(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    deployment.cluster.delete_secret()
+    code, lines = doctor(capsys)
+
+    assert code == 1
+    assert only_fail(lines) == (
+        f"FAIL kubernetes.secret: secret {SECRET} (the GitHub token of the agent pods) does not exist in {NAMESPACE} "
+        f"— fix: create it: kubectl -n {NAMESPACE} create secret generic {SECRET} --from-literal=token=<token> "
+        "(or set CODEXK8S_K8S_TOKEN_SECRET to the existing one)"
+    )
+
+
+def test_secrets_not_readable_is_not_a_failure(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    deployment.cluster.forbid_secrets()
+    code, lines = doctor(capsys)
+
+    assert code == 0, "\n".join(lines)
+    assert (
+        f"skip kubernetes.secret: could not be checked: the platform may not read secrets in {NAMESPACE} (403), "
+        f"which it does not need; check by hand: kubectl -n {NAMESPACE} get secret {SECRET}"
+    ) in lines
+
+
+def test_agent_image_tagged_latest_is_a_warning(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    deployment.catalog({"dev": "ghcr.io/acme/dev-agent:latest", "qa": "registry.local:5000/qa-agent"})
+    code, lines = doctor(capsys)
+
+    assert code == 0, "\n".join(lines)
+    fix = "pin a version tag or a digest in the agent catalog ($CODEXK8S_AGENT_CATALOG)"
+    assert with_status(lines, "warn") == [
+        "warn kubernetes.images: ghcr.io/acme/dev-agent:latest uses the tag latest (agents: dev); runs may differ "
+        f"as the tag moves — fix: {fix}",
+        "warn kubernetes.images: registry.local:5000/qa-agent has no tag, so latest (agents: qa); runs may differ "
+        f"as the tag moves — fix: {fix}",
+    ]
+    assert not with_status(lines, "FAIL")
+
+
+def test_kubernetes_api_unreachable(deployment: Deployment, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    config = yaml.safe_load(deployment.cluster.kubeconfig.read_text())
+    config["clusters"][0]["cluster"]["server"] = "http://127.0.0.1:1"
+    dead = tmp_path / "dead-kubeconfig"
+    dead.write_text(yaml.safe_dump(config))
+
+    code, lines = doctor(capsys, "--kubeconfig", str(dead))
+
+    assert code == 1
+    assert re.fullmatch(
+        rf"FAIL kubernetes\.api: cannot reach http://127\.0\.0\.1:1 via kubeconfig {re.escape(str(dead))} "
+        r"\(--kubeconfig\): .*[Cc]onnection refused.* — fix: check the API server address in the kubeconfig "
+        r"and that this host can reach it",
+        only_fail(lines),
+    )
+    assert "skip kubernetes.namespace: the Kubernetes API is not reachable" in lines
+
+
+def test_local_environment_skips_kubernetes(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    deployment.set("CODEXK8S_ENV", None)
+    code, lines = doctor(capsys)
+
+    assert code == 0
+    assert lines[-1] == "skip kubernetes: CODEXK8S_ENV=local; pass --kubernetes to check a cluster anyway"
+    assert not [n for n in names(lines) if n.startswith("kubernetes.")]
+
+    code, lines = doctor(capsys, "--kubernetes")
+    assert code == 0
+    assert names(lines) == NAMES
+
+
+def test_skip_groups(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    deployment.set("CODEXK8S_DATABASE_URL", None)  # broken, but skipped
+    code, lines = doctor(capsys, "--skip", "database,kubernetes")
+
+    assert code == 0
+    assert "skip database: skipped (--skip)" in lines
+    assert lines[-1] == "skip kubernetes: skipped (--skip)"
+    assert not [n for n in names(lines) if n.startswith(("database.", "kubernetes."))]
+
+
+def test_bad_arguments_exit_2(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["doctor", "--skip", "network"])
+
+    assert exc.value.code == 2
+    assert "unknown check group(s): network" in capsys.readouterr().err
+
+
+# -- config ----------------------------------------------------------------------------------------------------
+def test_config_errors_name_the_file_and_key(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    config = deployment.tmp_path / "broken.yaml"
+    config.write_text("repositories:\n  - github: acme/shop\ntriggers:\n  github_token: x\n")
+    deployment.set("CODEXK8S_CONFIG", str(config))
+
+    code, lines = doctor(capsys)
+
+    assert code == 1
+    assert only_fail(lines) == (
+        f"FAIL config: {config}: triggers.github_token: unknown key 'github_token'; expected one of: min_permission, "
+        "allow_logins; secrets are read from the environment only (see README), never from this file "
+        f"— fix: correct the configuration in {config} (the line names the key path)"
+    )
+    assert "skip github.repos: the configuration did not load (see config)" in lines
+
+
+def test_catalog_errors_name_the_file_and_key(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    catalog = deployment.tmp_path / "bad-agents.yaml"
+    catalog.write_text("agents:\n  dev:\n    cpu: lots\n")
+    deployment.set("CODEXK8S_AGENT_CATALOG", str(catalog))
+
+    code, lines = doctor(capsys)
+
+    assert code == 1
+    assert only_fail(lines).startswith(f"FAIL catalog: {catalog}: agents.dev.cpu: expected a positive Kubernetes")
+    assert "skip kubernetes.images: the agent catalog did not load (see catalog)" in lines
+
+
+def test_run_checks_never_raises(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(ctx: object) -> list[doctor_module.Check]:
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(doctor_module, "check_database", broken)
+    checks = doctor_module.run_checks(skip_groups=("kubernetes",))
+
+    assert [c.line() for c in checks if c.failed] == [
+        "FAIL database: the check itself failed: RuntimeError: boom — fix: report this with the line above"
+    ]
