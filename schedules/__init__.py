@@ -1,12 +1,10 @@
-"""Cron schedules of the periodic runs (security scan, freshness, docs index, drift, self-improve).
-
-They belong to issue #6; this function is the one place `definitions` collects them from.
-"""
-
-from __future__ import annotations
+"""Cron schedules of the periodic runs: the hourly docs index now; security, freshness, drift and self-improve
+arrive with their issue. This function is the one place `definitions` collects them from."""
 
 import dagster as dg
 
 
 def all_schedules() -> list[dg.ScheduleDefinition]:
-    return []
+    from .docs import docs_index_hourly
+
+    return [docs_index_hourly]

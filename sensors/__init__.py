@@ -8,6 +8,7 @@ import dagster as dg
 
 
 def all_sensors() -> list[dg.SensorDefinition]:
+    from .docs import docs_index_sensor
     from .github import github_issue_labels_sensor, github_pull_requests_sensor
     from .run_status import stage_run_canceled_sensor, stage_run_failure_sensor
 
@@ -16,4 +17,5 @@ def all_sensors() -> list[dg.SensorDefinition]:
         github_pull_requests_sensor,
         stage_run_failure_sensor,
         stage_run_canceled_sensor,
+        docs_index_sensor,
     ]

@@ -1,0 +1,62 @@
+"""Keeps one `docs_index` partition per watched repository and re-indexes a repository when its default
+branch moves, so agents read docs of the code they change, not of last night's."""
+
+import json
+
+import dagster as dg
+
+from codexk8s_pipelines.autonomous.checkouts import remote_head
+from codexk8s_pipelines.autonomous.docs_index import REPOSITORY_PARTITIONS, docs_index_job
+from codexk8s_pipelines.github.resource import GitHubResource
+from codexk8s_pipelines.resources import PlatformConfigResource
+
+PARTITIONS = REPOSITORY_PARTITIONS.name or "repositories"
+
+
+@dg.sensor(
+    name="docs_index_sensor",
+    job=docs_index_job,
+    minimum_interval_seconds=60,
+    default_status=dg.DefaultSensorStatus.RUNNING,
+    description="Adds/removes repository partitions from codexk8s.yaml; indexes a repository whose head moved.",
+)
+def docs_index_sensor(
+    context: dg.SensorEvaluationContext, platform_config: PlatformConfigResource, github: GitHubResource
+) -> dg.SensorResult:
+    repositories = {(r.github or r.key).lower(): r for r in platform_config.get().repositories}
+    existing = set(context.instance.get_dynamic_partitions(PARTITIONS))
+    heads: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    credentials = github.credentials()
+    requests, notes = [], []
+    for key, repo in repositories.items():
+        try:
+            head = remote_head(repo, credentials)
+        except Exception as exc:  # one unreachable repository must not stop the others
+            notes.append(f"{key}: cannot read the default branch: {str(exc)[:200]}")
+            continue
+        # A new repository's partition is added now and indexed from the next tick on, once it exists.
+        if key in existing and heads.get(key) != head:
+            heads[key] = head
+            requests.append(dg.RunRequest(run_key=f"docs:{key}:{head}", partition_key=key))
+    for key in list(heads):
+        if key not in repositories:
+            heads.pop(key)
+    partition_requests = []
+    if added := sorted(set(repositories) - existing):
+        partition_requests.append(REPOSITORY_PARTITIONS.build_add_request(added))
+    if removed := sorted(existing - set(repositories)):
+        partition_requests.append(REPOSITORY_PARTITIONS.build_delete_request(removed))
+    for note in notes:
+        context.log.warning(note)
+    return dg.SensorResult(
+        run_requests=requests,
+        dynamic_partitions_requests=partition_requests,
+        cursor=json.dumps(heads, sort_keys=True),
+        skip_reason=None if requests else ("; ".join(notes) or _idle_reason(partition_requests)),
+    )
+
+
+def _idle_reason(partition_requests: list) -> str:
+    return (
+        "repository partitions updated; indexing starts next tick" if partition_requests else "no default branch moved"
+    )

@@ -1,0 +1,151 @@
+"""docs_index: one partition per watched repository, re-indexed when the default branch moves, hourly for all,
+incremental (an unchanged chunk is never embedded twice) — with the real model on the embedded PostgreSQL."""
+
+from __future__ import annotations
+
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from codexk8s_pipelines.autonomous.docs_index import docs_index, docs_index_job
+from codexk8s_pipelines.github.resource import GitHubResource
+from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
+from codexk8s_pipelines.store import PlatformStore
+from schedules.docs import docs_index_hourly
+from sensors.docs import docs_index_sensor
+
+DOCS = {
+    "README.md": "# Shop\n\nThe shop sells things.\n\n## Checkout\n\nPayment goes through the cart service.\n",
+    "docs/deploy.md": "# Deploying\n\nRun `make release` and watch the rollout.\n",
+}
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def _commit(repo: Path, files: dict[str, str], message: str) -> None:
+    for name, text in files.items():
+        (repo / name).parent.mkdir(parents=True, exist_ok=True)
+        (repo / name).write_text(text)
+    git("add", ".", cwd=repo)
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", message, cwd=repo)
+
+
+@pytest.fixture
+def docs_env(tmp_path: Path, store: PlatformStore, monkeypatch: pytest.MonkeyPatch) -> dict:
+    local = tmp_path / "local"
+    local.mkdir()
+    git("init", "-q", "-b", "main", str(local))
+    _commit(local, DOCS, "docs")
+    remote = tmp_path / "remote.git"
+    git("init", "-q", "--bare", "-b", "main", str(remote))
+    seed = tmp_path / "seed"
+    git("clone", "-q", str(remote), str(seed))
+    git("checkout", "-q", "-b", "main", cwd=seed)
+    _commit(seed, {"guide.md": "# Guide\n\nAsk the on-call engineer before a release.\n"}, "guide")
+    git("push", "-q", "origin", "main", cwd=seed)
+    config = tmp_path / "codexk8s.yaml"
+    config.write_text(f"repositories:\n  - path: {local}\n  - github: acme/docs\n    git_url: {remote}\n")
+    monkeypatch.setenv("CODEXK8S_CONFIG", str(config))
+    monkeypatch.setenv("CODEXK8S_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("CODEXK8S_GITHUB_TOKEN", raising=False)
+    resources = {
+        "platform_db": PlatformDatabase(url=store.url),
+        "platform_config": PlatformConfigResource(),
+        "github": GitHubResource(),
+    }
+    return {"local": local, "seed": seed, "config": config, "resources": resources, "local_key": f"local:{local}"}
+
+
+def _tick(instance: dg.DagsterInstance, cursor: str | None, resources: dict) -> dg.SensorExecutionData:
+    defs = dg.Definitions(assets=[docs_index], jobs=[docs_index_job], sensors=[docs_index_sensor], resources=resources)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, resources=resources, definitions=defs)
+    with dg.partition_loading_context(dynamic_partitions_store=instance):  # the daemon threads the instance so
+        data = docs_index_sensor.evaluate_tick(context)
+    for request in data.dynamic_partitions_requests or []:
+        if isinstance(request, dg.AddDynamicPartitionsRequest):
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        else:
+            for key in request.partition_keys:
+                instance.delete_dynamic_partition(request.partitions_def_name, key)
+    return data
+
+
+def test_sensor_keeps_partitions_and_reindexes_when_the_branch_moves(docs_env: dict) -> None:
+    with dg.instance_for_test() as instance:
+        _sensor_story(instance, docs_env)
+
+
+def _sensor_story(instance: dg.DagsterInstance, docs_env: dict) -> None:
+    added = _tick(instance, None, docs_env["resources"])
+    assert added.run_requests == [] and "partitions updated" in (added.skip_message or "")
+    assert sorted(instance.get_dynamic_partitions("repositories")) == sorted(["acme/docs", docs_env["local_key"]])
+    first = _tick(instance, added.cursor, docs_env["resources"])
+    assert sorted(r.partition_key for r in first.run_requests) == sorted(["acme/docs", docs_env["local_key"]])
+
+    idle = _tick(instance, first.cursor, docs_env["resources"])
+    assert idle.run_requests == [] and "no default branch moved" in (idle.skip_message or "")
+
+    _commit(docs_env["seed"], {"guide.md": "# Guide\n\nRollbacks need two approvals.\n"}, "edit")
+    git("push", "-q", "origin", "main", cwd=docs_env["seed"])
+    moved = _tick(instance, idle.cursor, docs_env["resources"])
+    assert [r.partition_key for r in moved.run_requests] == ["acme/docs"]
+
+    docs_env["config"].write_text(f"repositories:\n  - path: {docs_env['local']}\n")
+    from codexk8s_pipelines.config import load_config_from_environment
+
+    load_config_from_environment.cache_clear()
+    _tick(instance, moved.cursor, docs_env["resources"])
+    assert instance.get_dynamic_partitions("repositories") == [docs_env["local_key"]]
+
+
+@pytest.mark.timeout(300)
+def test_materialising_is_incremental_and_reports_what_it_did(docs_env: dict, store: PlatformStore) -> None:
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("repositories", ["acme/docs", docs_env["local_key"]])
+
+    def materialize(key: str) -> dict:
+        result = dg.materialize([docs_index], partition_key=key, instance=instance, resources=docs_env["resources"])
+        assert result.success
+        (event,) = result.get_asset_materialization_events()
+        return {k: v.value for k, v in event.materialization.metadata.items()}
+
+    first = materialize(docs_env["local_key"])
+    assert first["files"] == 2 and first["embedded_now"] == first["chunks"] > 0 and first["commit"]
+    again = materialize(docs_env["local_key"])
+    assert again["embedded_now"] == 0 and again["reused"] == first["chunks"]
+
+    mirrored = materialize("acme/docs")  # cloned from the remote into the platform's mirror
+    assert mirrored["files"] == 1 and mirrored["embedded_now"] > 0
+
+    from codexk8s_pipelines.knowledge.search import search
+
+    (hit, *_) = search(store.url, "who do I ask before releasing?", repository="acme/docs", k=3)
+    assert hit.path == "guide.md"
+
+
+def test_hourly_schedule_requests_every_repository(docs_env: dict) -> None:
+    with dg.instance_for_test() as instance:
+        _schedule_story(instance, docs_env)
+
+
+def _schedule_story(instance: dg.DagsterInstance, docs_env: dict) -> None:
+    defs = dg.Definitions(
+        assets=[docs_index], jobs=[docs_index_job], schedules=[docs_index_hourly], resources=docs_env["resources"]
+    )
+    repository = defs.get_repository_def()
+    empty = docs_index_hourly.evaluate_tick(dg.build_schedule_context(instance=instance, repository_def=repository))
+    assert "no repository partition yet" in (empty.skip_message or "")
+    instance.add_dynamic_partitions("repositories", ["acme/docs", docs_env["local_key"]])
+    when = datetime(2026, 11, 23, 10, 17, tzinfo=UTC)
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when, repository_def=repository)
+    data = docs_index_hourly.evaluate_tick(context)
+    assert sorted(r.partition_key for r in data.run_requests or []) == sorted(["acme/docs", docs_env["local_key"]])
+    assert {r.run_key for r in data.run_requests or []} == {
+        "docs:acme/docs:20261123T1017",
+        f"docs:{docs_env['local_key']}:20261123T1017",
+    }
