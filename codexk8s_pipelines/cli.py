@@ -127,6 +127,44 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     return run_local_stack(host=args.host, port=args.port, workspace=Path(args.workspace))
 
 
+def _cmd_mcp_serve(args: argparse.Namespace) -> int:
+    from .mcp.server import serve
+    from .mcp.tools import McpConfigError
+
+    try:
+        serve(args.transport, host=args.host, port=args.port)
+    except McpConfigError as exc:
+        print(f"codexk8s mcp serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_mcp_token(args: argparse.Namespace) -> int:
+    """Mint a run-scoped token; the run's repository, issue and PR come from the platform database if known."""
+    from .mcp.tokens import TokenError, issue_token
+
+    repository, issue, pr = args.repository, args.issue, args.pr
+    url = settings.database_url()
+    if url and (repository is None or (issue is None and pr is None)):
+        from .store import PlatformStore
+
+        run = PlatformStore(url).get_run(args.run)
+        if run is not None:
+            repository = repository or run["repository"]
+            if issue is None and pr is None:
+                issue, pr = run["issue_number"], run["pr_number"]
+    if not repository or (issue is None and pr is None):
+        print(f"codexk8s mcp token: run {args.run!r} is unknown: give --repository and --issue or --pr",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    try:
+        print(issue_token(args.run, repository, issue_number=issue, pr_number=pr, ttl_seconds=args.ttl))
+    except (TokenError, ValueError) as exc:
+        print(f"codexk8s mcp token: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="codexk8s", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -162,6 +200,11 @@ def build_parser() -> argparse.ArgumentParser:
         func=_cmd_db_migrate
     )
 
+    # docs index|search|impact: the knowledge index (torch and the model load only when one runs).
+    from .knowledge.cli import add_docs_commands
+
+    add_docs_commands(sub)
+
     from .doctor import GROUPS, parse_skip
 
     doc = sub.add_parser(
@@ -185,6 +228,25 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--workspace", default="workspace.yaml")
     dev.set_defaults(func=_cmd_dev)
+
+    mcp = sub.add_parser("mcp", help="the MCP server of run-scoped agent tools").add_subparsers(
+        dest="action", required=True
+    )
+    serve = mcp.add_parser(
+        "serve",
+        help="serve the MCP tools (database from $CODEXK8S_DATABASE_URL, token secret from $CODEXK8S_MCP_SECRET)",
+    )
+    serve.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="stdio or streamable HTTP")
+    serve.add_argument("--host", default="127.0.0.1", help="with --transport http")
+    serve.add_argument("--port", type=int, default=8765, help="with --transport http; the endpoint is /mcp")
+    serve.set_defaults(func=_cmd_mcp_serve)
+    token = mcp.add_parser("token", help="print a run-scoped token for an agent (signed with $CODEXK8S_MCP_SECRET)")
+    token.add_argument("--run", required=True, help="the run's correlation key")
+    token.add_argument("--repository", help="owner/name (default: the run's, from the platform database)")
+    token.add_argument("--issue", type=int, help="the run's issue number (default: the run's)")
+    token.add_argument("--pr", type=int, help="the run's pull request number (default: the run's)")
+    token.add_argument("--ttl", type=int, default=6 * 3600, help="seconds until the token expires")
+    token.set_defaults(func=_cmd_mcp_token)
     return parser
 
 

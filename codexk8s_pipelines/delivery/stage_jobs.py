@@ -4,6 +4,7 @@ Each op is thin: GitHub reading lives in `context`, the comment and PR in `publi
 the rules in `domain`. Every step is audited under the run's correlation key.
 """
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -221,6 +222,7 @@ def run_agent(
         author_email="codexk8s-agent@users.noreply.github.com",
         timeout_seconds=prepared["timeout_seconds"],
         result_file=RESULT_FILE,
+        **_mcp_access(ctx, prepared["timeout_seconds"]),
     )
     store = platform_db.store()
     store.append_event(
@@ -243,6 +245,21 @@ def run_agent(
         }
     )
     return result.model_dump()
+
+
+def _mcp_access(ctx: StageContext, timeout_seconds: int) -> dict[str, Any]:
+    """A run-scoped MCP token for the agent when the platform signs them: it can reach this run's issue/PR only,
+    and expires shortly after the run's own deadline."""
+    if not os.environ.get(settings.MCP_SECRET_VAR):
+        return {}
+    from ..mcp.tokens import issue_token
+
+    token = issue_token(
+        ctx.correlation_key, ctx.repository, issue_number=ctx.issue_number, pr_number=ctx.pr_number,
+        ttl_seconds=timeout_seconds + 900,
+    )  # fmt: skip
+    env = {settings.MCP_TOKEN_VAR: token, settings.MCP_URL_VAR: os.environ.get(settings.MCP_URL_VAR, "")}
+    return {"env": env, "pass_env": [settings.MCP_TOKEN_VAR]}
 
 
 def _commit_message(ctx: StageContext) -> str:

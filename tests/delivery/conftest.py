@@ -30,6 +30,8 @@ AGENTS = {
         app = root / "src" / "app.py"
         app.write_text(app.read_text() + "\\n# handled the empty cart\\n")
         (root / ".codexk8s").mkdir(exist_ok=True)
+        import os
+        (root / ".codexk8s" / "mcp_token").write_text(os.environ.get("CODEXK8S_MCP_TOKEN", ""))
         (root / ".codexk8s" / "result.json").write_text(json.dumps({
             "summary": "Empty carts no longer crash the checkout.", "status": "done",
             "diagnosis": None, "next_step_hint": "run:qa", "prompt_chars": len(prompt)}))
@@ -118,6 +120,7 @@ def stage(
     monkeypatch.setenv("CODEXK8S_GITHUB_TOKEN", github_server.token)
     monkeypatch.setenv("CODEXK8S_GITHUB_API_URL", github_server.url)
     monkeypatch.setenv("CODEXK8S_DATABASE_URL", store.url)
+    monkeypatch.setenv("CODEXK8S_MCP_SECRET", "test-mcp-secret-" + "x" * 24)
     state = github_server.state
     state.add_repo(REPO, collaborators={"alice": "write", "bob": "maintain"})
     intake = Intake(github_server, store, state, {})

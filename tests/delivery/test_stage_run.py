@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from codexk8s_pipelines.mcp.tokens import verify_token
+
 from .conftest import REPO, Stage, github_pull_requests_sensor
 
 
@@ -49,6 +51,11 @@ def test_run_dev_ends_with_a_pushed_branch_a_pr_a_comment_and_an_audit_trail(sta
     pr_number = pr_events[0]["payload"]["number"]
     pr = stage.state.issue(REPO, pr_number)
     assert f"Closes #{number}" in pr.body and "state:in-review" in stage.state.labels(REPO, pr_number)
+
+    # The agent got a run-scoped MCP token for this run's issue, and nothing else.
+    workdir = Path(result.output_for_node("render_prompt_op")["workdir"])
+    scope = verify_token((workdir / ".codexk8s" / "mcp_token").read_text())
+    assert (scope.run_key, scope.repository, scope.issue_number) == (key, REPO, number)
 
     prompt = result.output_for_node("render_prompt_op")["prompt_file"]
     assert "Checkout fails on an empty cart" in Path(prompt).read_text(encoding="utf-8")

@@ -1,0 +1,323 @@
+"""The platform's MCP server (official SDK, `MCPServer`): run-scoped tools for the agent of one run.
+
+Why a guard around every call rather than checks inside each tool: the audit trail must show every call,
+including the ones the SDK would reject before a tool body runs (a missing argument, a wrong type). The guard
+is an SDK `Extension` whose `intercept_tool_call` wraps `tools/call`: it verifies the token, writes
+`mcp.tool.called` under the token's run key, checks the arguments (types and ranges from the tool's own
+schema, and any `repository`/`issue`/`pr` argument against the token's scope), runs the tool, then writes
+`mcp.tool.succeeded` or `mcp.tool.failed` with the reason. A call whose token does not verify is audited
+under `mcp:unverified` (an expired token, whose signature was good, under its own run key).
+
+Failures are tool results with `isError: true` and a message naming the argument or the check, the MCP way
+for errors the model should read and correct; protocol errors are left to the SDK.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+import anyio.to_thread
+from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
+from mcp.server.mcpserver import Extension, MCPServer
+from mcp.server.mcpserver.tools import Tool
+from mcp_types import CallToolRequestParams, CallToolResult, TextContent, ToolAnnotations
+from pydantic import Field, ValidationError
+
+from ..domain.redaction import redact, redact_text
+from .tokens import RunScope, TokenError, redact_tokens
+from .tools import ACTOR, MAX_K, MAX_RUNS, ArgumentError, McpServices, PlatformTools
+
+logger = logging.getLogger(__name__)
+
+SERVER_NAME = "codexk8s"
+UNVERIFIED_KEY = "mcp:unverified"
+DEFAULT_HTTP_PATH = "/mcp"
+MAX_AUDITED_CHARS = 1000
+# Arguments no tool declares but an agent may well send: tolerated when they repeat the token's scope, refused
+# (naming the argument) when they point anywhere else.
+SCOPE_ARGUMENTS = {
+    "repository": "repository",
+    "repo": "repository",
+    "issue": "issue",
+    "issue_number": "issue",
+    "pr": "pr",
+    "pr_number": "pr",
+    "pull_request": "pr",
+    "run": "run",
+    "run_key": "run",
+    "correlation_key": "run",
+}
+INSTRUCTIONS = """\
+Platform tools for the agent of one codex-k8s run. Every tool takes `token`: the run-scoped token the platform
+gave you (environment variable CODEXK8S_MCP_TOKEN). The token fixes the repository, the issue/PR and the run;
+the tools never act elsewhere. Failures come back as tool errors naming the argument or the check that failed."""
+
+Token = Annotated[str, Field(description="The run-scoped token the platform gave this agent.")]
+TopK = Annotated[int, Field(ge=1, le=MAX_K, description=f"How many results, 1..{MAX_K}.")]
+
+
+def _error(tool: str, message: str) -> CallToolResult:
+    text = redact_tokens(redact_text(f"Error executing tool {tool}: {message}"))
+    return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
+
+
+def _scrub(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact_tokens(value)
+    if isinstance(value, dict):
+        return {k: _scrub(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_scrub(v) for v in value]
+    return value
+
+
+def _safe(result: dict[str, Any]) -> dict[str, Any]:
+    """Results pass the same redaction as the audit: an indexed doc or an echoed argument never hands a
+    credential-looking string (GitHub's or one of our run tokens) to the model."""
+    return _scrub(redact(result))
+
+
+def _result_text(result: CallToolResult) -> str:
+    text = " ".join(c.text for c in result.content if isinstance(c, TextContent))
+    return text.split(": ", 1)[1] if text.startswith("Error executing tool ") and ": " in text else text
+
+
+def _audited_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The arguments as the audit keeps them: no token at all, long text (a diff) as its length only."""
+    out: dict[str, Any] = {}
+    for name, value in arguments.items():
+        if name == "token":
+            continue
+        if isinstance(value, str) and len(value) > MAX_AUDITED_CHARS:
+            out[name] = f"<{len(value)} characters>"
+        elif isinstance(value, str):
+            out[name] = redact_tokens(value)
+        elif isinstance(value, list):
+            kept = [redact_tokens(v) if isinstance(v, str) else v for v in value[:50]]
+            out[name] = kept + ([f"<{len(value) - 50} more>"] if len(value) > 50 else [])
+        else:
+            out[name] = value
+    return redact(out)
+
+
+def _summary(result: CallToolResult) -> dict[str, Any]:
+    """What the audit says about a success: the sizes of the lists returned, not their (possibly long) text."""
+    data = result.structured_content
+    if not isinstance(data, dict):
+        return {}
+    return {f"{key}_count": len(value) for key, value in data.items() if isinstance(value, list)}
+
+
+def _validation_problems(exc: ValidationError) -> str:
+    """Each failed argument by name, with pydantic's reason but never the rejected value (it may be long)."""
+    problems = []
+    for err in exc.errors():
+        loc = [str(part) for part in err.get("loc", ())]
+        name = loc[0] if loc else "arguments"
+        where = f"{name}[{'.'.join(loc[1:])}]" if len(loc) > 1 else name
+        if err.get("type") == "missing":
+            problems.append(f"argument '{where}' is required")
+        else:
+            problems.append(f"argument '{where}': {err.get('msg', 'invalid')}")
+    return "; ".join(problems)
+
+
+class RunScopeGuard(Extension):
+    """Token, scope, arguments and audit around every `tools/call` (see the module docstring)."""
+
+    identifier = "dev.codexk8s/run-scope"
+
+    def __init__(self, platform: PlatformTools, tools: Mapping[str, Tool]) -> None:
+        self.platform = platform
+        self._by_name = dict(tools)
+
+    def settings(self) -> dict[str, Any]:
+        return {"token": "every tool takes the run-scoped `token` argument"}
+
+    async def _audit(self, key: str, event: str, payload: dict[str, Any]) -> None:
+        store = self.platform.services.store
+        await anyio.to_thread.run_sync(lambda: store.append_event(key, event, "agent", ACTOR, payload))
+
+    async def _refuse(self, key: str, tool: str, arguments: dict[str, Any], reason: str) -> CallToolResult:
+        """A call refused before the tool ran: still two audit rows, so the trail has every attempt."""
+        try:
+            await self._audit(key, "mcp.tool.called", {"tool": tool, "arguments": arguments})
+            await self._audit(key, "mcp.tool.failed", {"tool": tool, "reason": reason})
+        except Exception as exc:
+            logger.warning("could not audit a refused MCP call of %s: %s", tool, type(exc).__name__)
+        return _error(tool, reason)
+
+    def _scope_problem(self, tool: Tool, arguments: Mapping[str, Any], scope: RunScope) -> str | None:
+        declared = set(tool.parameters.get("properties", {}))
+        for name, value in arguments.items():
+            if name in declared:
+                continue
+            kind = SCOPE_ARGUMENTS.get(name)
+            if kind is None:
+                return f"unknown argument '{name}'; {tool.name} takes: {', '.join(sorted(declared))}"
+            if kind == "repository":
+                ok = isinstance(value, str) and scope.owns_repository(value)
+                own = scope.repository
+            elif kind == "run":
+                ok, own = value == scope.run_key, scope.run_key
+            else:
+                mine = scope.issue_number if kind == "issue" else scope.pr_number
+                ok = mine is not None and not isinstance(value, bool) and value == mine
+                own = f"#{mine}" if mine is not None else "none"
+            if not ok:
+                shown = repr(value) if len(repr(value)) <= 100 else f"{repr(value)[:100]}..."
+                return f"argument '{name}': {shown} is outside this token's scope ({kind} {own})"
+        return None
+
+    async def intercept_tool_call(
+        self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
+    ) -> HandlerResult:
+        name = params.name
+        arguments = dict(params.arguments or {})
+        audited = _audited_arguments(arguments)
+        try:
+            scope = self.platform.verify(arguments.get("token"))
+        except (TokenError, ArgumentError) as exc:
+            expired = exc.scope if isinstance(exc, TokenError) else None
+            key = expired.run_key if expired else UNVERIFIED_KEY
+            return await self._refuse(key, name, audited, redact_tokens(str(exc)))
+        try:
+            await self._audit(scope.run_key, "mcp.tool.called", {"tool": name, "arguments": audited})
+        except Exception as exc:
+            logger.warning("could not audit an MCP call of %s: %s", name, type(exc).__name__)
+            return _error(name, "the platform database is unavailable; calls are refused when they cannot be audited")
+
+        problem: str | None
+        tool = self._by_name.get(name)
+        if tool is None:
+            problem = f"unknown tool {name!r}; tools: {', '.join(sorted(self._by_name))}"
+        else:
+            problem = self._scope_problem(tool, arguments, scope)
+            if problem is None:
+                try:
+                    tool.fn_metadata.validate_arguments(arguments)
+                except ValidationError as exc:
+                    problem = _validation_problems(exc)
+                except Exception as exc:  # a value pydantic could not even look at
+                    problem = f"the arguments could not be read ({type(exc).__name__})"
+        if problem is not None:
+            await self._finish(scope.run_key, "mcp.tool.failed", {"tool": name, "reason": redact_tokens(problem)})
+            return _error(name, problem)
+
+        try:
+            result = await call_next(ctx)
+        except Exception as exc:  # a protocol error (MCPError) goes back as such, but never unaudited
+            await self._finish(scope.run_key, "mcp.tool.failed", {"tool": name, "reason": type(exc).__name__})
+            raise
+        if isinstance(result, CallToolResult) and result.is_error:
+            reason = redact_tokens(_result_text(result))
+            await self._finish(scope.run_key, "mcp.tool.failed", {"tool": name, "reason": reason})
+            return _error(name, reason)
+        summary = _summary(result) if isinstance(result, CallToolResult) else {}
+        await self._finish(scope.run_key, "mcp.tool.succeeded", {"tool": name, **summary})
+        return result
+
+    async def _finish(self, key: str, event: str, payload: dict[str, Any]) -> None:
+        try:
+            await self._audit(key, event, payload)
+        except Exception as exc:  # the call already happened; losing its outcome row must not hide its result
+            logger.warning("could not audit the outcome of an MCP call (%s): %s", event, type(exc).__name__)
+
+
+def _tools(platform: PlatformTools) -> list[Tool]:
+    """The tool functions: their signatures are the input schemas agents see, their docstrings the descriptions."""
+
+    def docs_search(
+        token: Token,
+        query: Annotated[str, Field(min_length=1, description="What to look for, in words.")],
+        path_prefix: Annotated[str | None, Field(description="Only docs under this path, e.g. 'docs/'.")] = None,
+        k: TopK = 10,
+    ) -> dict[str, Any]:
+        """Search the docs of this run's repository (hybrid full-text and vector index); returns chunks with
+        their path, heading path, line range, score and text."""
+        return _safe(platform.docs_search(token, query, path_prefix, k))
+
+    def docs_change_impact(
+        token: Token,
+        diff: Annotated[str | None, Field(description="A unified diff of the change.")] = None,
+        files: Annotated[list[str] | None, Field(description="Changed paths, instead of a diff.")] = None,
+        k: TopK = 10,
+    ) -> dict[str, Any]:
+        """Which docs of this run's repository a change concerns (give `diff` or `files`, not both); returns
+        doc chunks with the reasons they were picked."""
+        return _safe(platform.docs_change_impact(token, diff, files, k))
+
+    def runs_list(
+        token: Token,
+        limit: Annotated[int, Field(ge=1, le=MAX_RUNS, description=f"At most this many runs, 1..{MAX_RUNS}.")] = 20,
+    ) -> dict[str, Any]:
+        """The platform runs of this run's issue/PR, newest first: stage, status, times, Dagster run id."""
+        return _safe(platform.runs_list(token, limit))
+
+    def run_lookup(
+        token: Token,
+        issue: Annotated[int | None, Field(description="An issue of this repository (default: this run's).")] = None,
+        pr: Annotated[int | None, Field(description="A pull request of this repository, instead of an issue.")] = None,
+    ) -> dict[str, Any]:
+        """Runs of an issue or PR of this run's repository with their last audit events (what earlier runs
+        decided and did), newest run first."""
+        return _safe(platform.run_lookup(token, issue, pr))
+
+    def run_status_report(
+        token: Token,
+        status_line: Annotated[str, Field(min_length=1, description="One line: what you are doing now.")],
+    ) -> dict[str, Any]:
+        """Report progress: audited for this run and shown as the latest agent status in its service comment."""
+        return _safe(platform.run_status_report(token, status_line))
+
+    def github_labels_list(token: Token) -> dict[str, Any]:
+        """The labels of this run's issue and/or PR, each with its kind (run, state, need, mode, model, ...)."""
+        return _safe(platform.github_labels_list(token))
+
+    def github_labels_transition(
+        token: Token,
+        add: Annotated[list[str] | None, Field(description="state:* / need:* labels to add.")] = None,
+        remove: Annotated[list[str] | None, Field(description="state:* / need:* labels to remove.")] = None,
+        number: Annotated[int | None, Field(description="This run's issue or PR (default: the issue).")] = None,
+    ) -> dict[str, Any]:
+        """Add or remove platform state:/need: labels on this run's own issue or PR. run:* labels (which start
+        runs), state:approved (a human's approval) and labels outside those groups are refused."""
+        return _safe(platform.github_labels_transition(token, add, remove, number))
+
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+    writes = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
+    return [
+        Tool.from_function(docs_search, annotations=read_only),
+        Tool.from_function(docs_change_impact, annotations=read_only),
+        Tool.from_function(runs_list, annotations=read_only),
+        Tool.from_function(run_lookup, annotations=read_only),
+        Tool.from_function(run_status_report, annotations=writes),
+        Tool.from_function(github_labels_list, annotations=ToolAnnotations(read_only_hint=True)),
+        Tool.from_function(github_labels_transition, annotations=writes),
+    ]
+
+
+def build_server(
+    services: McpServices, *, log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"
+) -> MCPServer[Any]:
+    """One server for one set of services; `mcp.Client(server)` talks to it in-process (tests)."""
+    platform = PlatformTools(services)
+    tools = _tools(platform)
+    return MCPServer(
+        SERVER_NAME,
+        instructions=INSTRUCTIONS,
+        tools=tools,
+        extensions=[RunScopeGuard(platform, {t.name: t for t in tools})],
+        log_level=log_level,
+    )
+
+
+def serve(transport: Literal["stdio", "http"] = "stdio", host: str = "127.0.0.1", port: int = 8765) -> None:
+    """Run until stopped: stdio for an agent that starts the server itself, streamable HTTP at `/mcp` otherwise."""
+    server = build_server(McpServices.from_environment(), log_level="INFO")
+    if transport == "stdio":
+        server.run("stdio")
+    else:
+        server.run("streamable-http", host=host, port=port, streamable_http_path=DEFAULT_HTTP_PATH)

@@ -1,0 +1,518 @@
+"""What each MCP tool does, given a verified run scope: plain synchronous Python over the store and GitHub.
+
+Kept apart from the SDK wiring (`server.py`) so the rules — which runs an agent may see, which labels it may
+set, how its status reaches the service comment — read as platform code, not as protocol plumbing. Every
+refusal raises `ToolError` (the SDK turns it into an `isError` tool result the model can read and correct);
+an argument problem raises `ArgumentError`, whose message always starts with the argument's name.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property
+from typing import Any
+
+from mcp.server.mcpserver.exceptions import ToolError
+
+from .. import settings
+from ..domain.correlation import parse_correlation_key
+from ..domain.labels import DEFAULT_SCHEME, NEED_VALUES, STATE_VALUES, LabelKind, LabelScheme
+from ..domain.redaction import redact_text
+from ..github.client import GitHubConnector, GitHubCredentials
+from ..store import PlatformStore
+from .tokens import RunScope, TokenError, load_secret, redact_tokens, verify_token
+
+ACTOR = "mcp"
+MAX_K = 50
+MAX_STATUS_CHARS = 500
+MAX_DIFF_CHARS = 2_000_000
+MAX_FILES = 500
+MAX_LABELS = 10
+MAX_RUNS = 100
+EVENTS_PER_RUN = 10
+STATUS_MARKER = "<!-- codexk8s:agent-status -->"
+# Labels an agent may never set or remove even inside the state:/need: groups: approval is a human decision.
+HUMAN_ONLY_STATES = ("approved",)
+_STATUS_TITLE = {"en": "Latest agent status", "ru": "Последний статус агента"}
+_WS = re.compile(r"\s+")
+
+
+class McpConfigError(RuntimeError):
+    """The server cannot start: a required setting (database, token secret) is missing or unusable."""
+
+
+class ArgumentError(ToolError):
+    """A wrong argument; `argument` is its name, and the message starts with it so the model knows what to fix."""
+
+    def __init__(self, argument: str, problem: str) -> None:
+        super().__init__(f"argument '{argument}': {problem}")
+        self.argument = argument
+
+
+def _iso(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return str(value)
+
+
+def comment_number(scope: RunScope) -> int:
+    """Where the run's service comment lives: the number of its correlation key (the issue, or the PR for a
+    PR-triggered run), as `delivery.context` decides; a free-form key falls back to the issue, then the PR."""
+    try:
+        return parse_correlation_key(scope.run_key).number
+    except ValueError:
+        return scope.numbers[0]
+
+
+@dataclass
+class McpServices:
+    """Everything the tools need from outside, built once per server from the environment (or by tests)."""
+
+    database_url: str
+    secret: bytes
+    credentials: GitHubCredentials = field(default_factory=GitHubCredentials)
+    labels: LabelScheme = DEFAULT_SCHEME
+    locale: str = "en"
+    clock: Callable[[], float] = time.time
+    # Overrides of the knowledge core's functions (tests, or another index); None imports the real ones lazily.
+    search: Callable[..., Sequence[Any]] | None = None
+    change_impact: Callable[..., Sequence[Any]] | None = None
+    embedder: Any = None
+
+    @classmethod
+    def from_environment(cls) -> McpServices:
+        """The database from `$CODEXK8S_DATABASE_URL`, the secret from `$CODEXK8S_MCP_SECRET`, GitHub and the
+        label scheme as every other part of the platform reads them. Missing database or secret: an error."""
+        url = settings.database_url()
+        if not url:
+            raise McpConfigError(f"no platform database: set {settings.DATABASE_URL_VAR}")
+        try:
+            secret = load_secret(os.environ)
+        except TokenError as exc:
+            raise McpConfigError(str(exc)) from None
+        from ..config import load_config_from_environment
+
+        config = load_config_from_environment()
+        return cls(
+            database_url=url,
+            secret=secret,
+            credentials=GitHubCredentials.from_environment(),
+            labels=config.label_scheme(),
+            locale=config.locale,
+        )
+
+    @cached_property
+    def store(self) -> PlatformStore:
+        return PlatformStore(self.database_url)
+
+    @cached_property
+    def _connector(self) -> GitHubConnector:
+        return GitHubConnector(self.credentials)
+
+    def github_missing_reason(self) -> str | None:
+        return self.credentials.missing_reason()
+
+    def repo_api(self, repository: str) -> Any:
+        """A `RepoApi` for the repository, or None when GitHub is not configured."""
+        if not self.credentials.configured:
+            return None
+        from ..github.api import RepoApi
+
+        return RepoApi(self._connector.for_repository(repository), repository)
+
+
+def _github_failure(action: str, exc: Exception) -> ToolError:
+    """GitHub's own answer (status and message), never the request's headers or our credentials."""
+    status = getattr(exc, "status", None)
+    data = getattr(exc, "data", None)
+    message = data.get("message") if isinstance(data, dict) else None
+    detail = message or type(exc).__name__
+    return ToolError(redact_text(f"{action}: GitHub answered {status or 'an error'}: {detail}"))
+
+
+class PlatformTools:
+    """The tool implementations. Each method takes the raw token first and verifies it itself, so a tool is
+    safe even when called without the server's guard (which verifies too, for the audit trail)."""
+
+    def __init__(self, services: McpServices) -> None:
+        self.services = services
+
+    # -- scope -----------------------------------------------------------------------------------------------
+    def verify(self, token: Any) -> RunScope:
+        if not isinstance(token, str) or not token.strip():
+            raise ArgumentError("token", "is required: the run-scoped token the platform gave this agent")
+        return verify_token(token, self.services.clock(), secret=self.services.secret)
+
+    def scope(self, token: Any) -> RunScope:
+        try:
+            return self.verify(token)
+        except TokenError as exc:
+            raise ToolError(str(exc)) from None
+
+    # -- docs ------------------------------------------------------------------------------------------------
+    def _knowledge(self, name: str) -> Callable[..., Sequence[Any]]:
+        override = self.services.search if name == "search" else self.services.change_impact
+        if override is not None:
+            return override
+        try:
+            if name == "search":
+                from ..knowledge.search import search
+
+                return search
+            from ..knowledge.impact import change_impact
+
+            return change_impact
+        except ImportError:
+            raise ToolError(
+                "the docs index is not available in this deployment (codexk8s_pipelines.knowledge is missing)"
+            ) from None
+
+    @staticmethod
+    def _k(k: int) -> int:
+        if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
+            raise ArgumentError("k", f"must be an integer from 1 to {MAX_K}")
+        return k
+
+    @staticmethod
+    def _hit(hit: Any, extra: Sequence[str] = ()) -> dict[str, Any]:
+        out = {
+            "repository": getattr(hit, "repository", None),
+            "path": getattr(hit, "path", None),
+            "heading_path": list(getattr(hit, "heading_path", ()) or ()),
+            "start_line": getattr(hit, "start_line", None),
+            "end_line": getattr(hit, "end_line", None),
+            "score": float(getattr(hit, "score", 0.0) or 0.0),
+        }
+        for name in extra:
+            value = getattr(hit, name, None)
+            out[name] = list(value) if isinstance(value, tuple | list) else value
+        return out
+
+    def _call_index(self, what: str, fn: Callable[..., Sequence[Any]], *args: Any, **kw: Any) -> Sequence[Any]:
+        try:
+            return fn(*args, **kw)
+        except ToolError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise ToolError(redact_text(f"{what} failed: {exc}")) from None
+        except Exception as exc:  # the index is a dependency: say what failed, never a traceback
+            raise ToolError(redact_text(f"{what} failed: {type(exc).__name__}: {str(exc)[:300]}")) from None
+
+    def docs_search(self, token: str, query: str, path_prefix: str | None, k: int) -> dict[str, Any]:
+        scope = self.scope(token)
+        if not isinstance(query, str) or not query.strip():
+            raise ArgumentError("query", "must not be empty: say what you are looking for")
+        prefix = path_prefix.strip().lstrip("/") if isinstance(path_prefix, str) and path_prefix.strip() else None
+        if prefix is not None and ".." in prefix.split("/"):
+            raise ArgumentError("path_prefix", "must be a path inside the repository (no '..')")
+        fn = self._knowledge("search")
+        hits = self._call_index(
+            "docs search",
+            fn,
+            self.services.database_url,
+            query.strip(),
+            repository=scope.repository,
+            path_prefix=prefix,
+            k=self._k(k),
+            embedder=self.services.embedder,
+        )
+        rows = [self._hit(h, ("text",)) for h in hits]
+        return {"repository": scope.repository, "query": query.strip(), "path_prefix": prefix, "hits": rows}
+
+    def docs_change_impact(self, token: str, diff: str | None, files: list[str] | None, k: int) -> dict[str, Any]:
+        scope = self.scope(token)
+        if diff is not None and files is not None:
+            raise ArgumentError("diff", "give either 'diff' or 'files', not both")
+        if diff is None and files is None:
+            raise ArgumentError("diff", "give 'diff' (a unified diff) or 'files' (changed paths)")
+        if diff is not None:
+            if not diff.strip():
+                raise ArgumentError("diff", "must not be empty")
+            if len(diff) > MAX_DIFF_CHARS:
+                raise ArgumentError("diff", f"is longer than {MAX_DIFF_CHARS} characters; pass 'files' instead")
+        paths: list[str] | None = None
+        if files is not None:
+            paths = [f.strip() for f in files if isinstance(f, str) and f.strip()]
+            if not paths:
+                raise ArgumentError("files", "must list at least one changed path")
+            if len(paths) > MAX_FILES:
+                raise ArgumentError("files", f"lists more than {MAX_FILES} paths")
+        fn = self._knowledge("change_impact")
+        hits = self._call_index(
+            "change impact",
+            fn,
+            self.services.database_url,
+            scope.repository,
+            diff=diff,
+            files=paths,
+            k=self._k(k),
+            embedder=self.services.embedder,
+        )
+        rows = [self._hit(h, ("reasons",)) for h in hits]
+        return {"repository": scope.repository, "input": "diff" if diff is not None else "files", "hits": rows}
+
+    # -- runs ------------------------------------------------------------------------------------------------
+    def _runs(self, repository: str, issue: int | None, pr: int | None, limit: int) -> list[dict[str, Any]]:
+        with self.services.store.connect() as conn:
+            return conn.execute(
+                "SELECT * FROM runs WHERE lower(repository) = lower(%s)"
+                " AND ((%s::int IS NOT NULL AND issue_number = %s) OR (%s::int IS NOT NULL AND pr_number = %s))"
+                " ORDER BY created_at DESC, id DESC LIMIT %s",
+                (repository, issue, issue, pr, pr, limit),
+            ).fetchall()
+
+    def _last_events(self, keys: Sequence[str], per_run: int) -> dict[str, list[dict[str, Any]]]:
+        """The newest events of each run, oldest first, leaving out the MCP call log itself (`mcp.*`): an
+        agent asking what happened wants the run's decisions, not a page of its own tool calls."""
+        if not keys:
+            return {}
+        with self.services.store.connect() as conn:
+            rows = conn.execute(
+                "SELECT * FROM (SELECT e.*, row_number() OVER (PARTITION BY correlation_key ORDER BY id DESC) AS rn"
+                " FROM flow_events e WHERE correlation_key = ANY(%s) AND event_type NOT LIKE 'mcp.%%') last"
+                " WHERE rn <= %s ORDER BY correlation_key, id",
+                (list(keys), per_run),
+            ).fetchall()
+        out: dict[str, list[dict[str, Any]]] = {k: [] for k in keys}
+        for r in rows:
+            out[r["correlation_key"]].append(
+                {
+                    "type": r["event_type"],
+                    "actor": f"{r['actor_type']}:{r['actor_id']}",
+                    "at": _iso(r["created_at"]),
+                    "payload": r["payload"],
+                }
+            )
+        return out
+
+    @staticmethod
+    def _run(row: dict[str, Any], scope: RunScope) -> dict[str, Any]:
+        return {
+            "run": row["correlation_key"],
+            "current": row["correlation_key"] == scope.run_key,
+            "stage": row["stage"],
+            "revise": bool(row["revise"]),
+            "role": row["role"],
+            "status": row["status"],
+            "issue": row["issue_number"],
+            "pr": row["pr_number"],
+            "dagster_run_id": row["dagster_run_id"],
+            "created_at": _iso(row["created_at"]),
+            "started_at": _iso(row["started_at"]),
+            "finished_at": _iso(row["finished_at"]),
+        }
+
+    def runs_list(self, token: str, limit: int) -> dict[str, Any]:
+        scope = self.scope(token)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_RUNS:
+            raise ArgumentError("limit", f"must be an integer from 1 to {MAX_RUNS}")
+        rows = self._runs(scope.repository, scope.issue_number, scope.pr_number, limit)
+        return {
+            "repository": scope.repository,
+            "issue": scope.issue_number,
+            "pr": scope.pr_number,
+            "runs": [self._run(r, scope) for r in rows],
+        }
+
+    def run_lookup(self, token: str, issue: int | None, pr: int | None) -> dict[str, Any]:
+        """Any issue or PR of the token's repository (history is read-only and useful across linked issues and
+        PRs); never another repository — the token decides which one."""
+        scope = self.scope(token)
+        if issue is not None and pr is not None:
+            raise ArgumentError("issue", "give either 'issue' or 'pr', not both")
+        for name, value in (("issue", issue), ("pr", pr)):
+            if value is not None and (isinstance(value, bool) or value <= 0):
+                raise ArgumentError(name, "must be a positive issue/PR number")
+        if issue is None and pr is None:
+            issue, pr = scope.issue_number, scope.pr_number
+        rows = self._runs(scope.repository, issue, pr, 20)
+        events = self._last_events([r["correlation_key"] for r in rows], EVENTS_PER_RUN)
+        runs = [{**self._run(r, scope), "last_events": events.get(r["correlation_key"], [])} for r in rows]
+        return {"repository": scope.repository, "issue": issue, "pr": pr, "runs": runs}
+
+    # -- status ----------------------------------------------------------------------------------------------
+    @staticmethod
+    def _status_line(text: str, title: str, at: float) -> str:
+        """One line, in inline code: no mention pings, no markdown or HTML from the agent reaches the thread."""
+        when = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return f"{STATUS_MARKER} **{title}** ({when}): `{text.replace('`', chr(39))}`"
+
+    @staticmethod
+    def with_status(body: str, line: str) -> str:
+        kept = [x for x in body.splitlines() if STATUS_MARKER not in x]
+        while kept and not kept[-1].strip():
+            kept.pop()
+        return "\n".join([*kept, "", line])
+
+    def _update_comment(self, scope: RunScope, run: dict[str, Any] | None, status: str, at: float) -> dict[str, Any]:
+        from ..delivery.publish import comment_id, run_url
+        from ..github.service_comment import RunView, find_comment, render
+
+        missing = self.services.github_missing_reason()
+        if missing:
+            return {"updated": False, "reason": f"GitHub is not configured ({missing}); the status is audited only"}
+        store = self.services.store
+        number = comment_number(scope)
+        title = _STATUS_TITLE.get(self.services.locale, _STATUS_TITLE["en"])
+        line = self._status_line(status, title, at)
+        try:
+            api = self.services.repo_api(scope.repository)
+            found = find_comment(api, number, scope.run_key)
+            if found is not None:
+                posted = int(found["id"])
+                api.edit_comment(posted, redact_text(self.with_status(str(found.get("body") or ""), line)))
+                action = "edited"
+            elif run is not None:
+                dagster_run = run.get("dagster_run_id")
+                view = RunView(
+                    correlation_key=scope.run_key,
+                    phase="started",
+                    stage=run.get("stage"),
+                    revise=bool(run.get("revise")),
+                    role=str(run.get("role") or "agent"),
+                    locale=self.services.locale,
+                    run_url=run_url(dagster_run) if dagster_run else None,
+                )
+                body = redact_text(self.with_status(render(view), line))
+                posted = int(api.create_comment(number, body)["id"])
+                action = "created"
+            else:
+                return {"updated": False, "reason": "the run has no service comment and no run record to start one"}
+        except ToolError:
+            raise
+        except Exception as exc:  # the status is already audited; the comment is best effort
+            return {"updated": False, "reason": str(_github_failure("service comment", exc))}
+        if comment_id(store, scope.run_key) != posted:
+            store.append_event(
+                scope.run_key, "service_comment.upserted", "system", ACTOR, {"comment_id": posted, "phase": "status"}
+            )
+        return {"updated": True, "action": action, "number": number, "comment_id": posted}
+
+    def run_status_report(self, token: str, status_line: str) -> dict[str, Any]:
+        scope = self.scope(token)
+        if not isinstance(status_line, str) or not status_line.strip():
+            raise ArgumentError("status_line", "must not be empty: one line saying what you are doing")
+        text = redact_tokens(redact_text(_WS.sub(" ", status_line).strip()))
+        if len(text) > MAX_STATUS_CHARS:
+            raise ArgumentError("status_line", f"is longer than {MAX_STATUS_CHARS} characters; keep it to one line")
+        at = self.services.clock()
+        store = self.services.store
+        event_id = store.append_event(
+            scope.run_key, "run.agent.status_reported", "agent", ACTOR, {"status": text, "via": "mcp"}
+        )
+        run = store.get_run(scope.run_key)
+        comment = self._update_comment(scope, run, text, at)
+        return {"run": scope.run_key, "status": text, "event_id": event_id, "comment": comment}
+
+    # -- labels ----------------------------------------------------------------------------------------------
+    def _api(self, scope: RunScope) -> Any:
+        missing = self.services.github_missing_reason()
+        if missing:
+            raise ToolError(f"GitHub is not configured: {missing}")
+        return self.services.repo_api(scope.repository)
+
+    def _describe_labels(self, names: Sequence[str]) -> list[dict[str, str]]:
+        return [{"name": n, "kind": self.services.labels.parse(n).kind.value} for n in names]
+
+    @staticmethod
+    def _names(data: dict[str, Any]) -> list[str]:
+        return [str(lb.get("name")) for lb in data.get("labels") or [] if isinstance(lb, dict)]
+
+    def github_labels_list(self, token: str) -> dict[str, Any]:
+        scope = self.scope(token)
+        api = self._api(scope)
+        items = []
+        for number in scope.numbers:
+            try:
+                data = api.issue(number)
+            except Exception as exc:
+                raise _github_failure(f"reading #{number}", exc) from None
+            items.append(
+                {
+                    "number": number,
+                    "pull_request": "pull_request" in data,
+                    "labels": self._describe_labels(self._names(data)),
+                }
+            )
+        return {"repository": scope.repository, "items": items}
+
+    def _allowed(self, argument: str, label: str) -> str:
+        """The canonical name of a label an agent may set or remove, or an `ArgumentError` saying why not.
+
+        Only `state:*` and `need:*` labels the platform defines: `run:*` starts runs (an agent must not trigger
+        runs — that is a human's decision, checked by permission at intake), model/reasoning labels choose what a
+        run costs, `mode:*` and foreign labels belong to the humans, and `state:approved` is an approval."""
+        scheme = self.services.labels
+        parsed = scheme.parse(label)
+        if parsed.kind is LabelKind.RUN:
+            raise ArgumentError(argument, f"'{label}' is a run:* trigger label; agents cannot start or stop runs")
+        if parsed.kind is LabelKind.STATE and parsed.value in STATE_VALUES:
+            if parsed.value in HUMAN_ONLY_STATES:
+                raise ArgumentError(argument, f"'{label}' is an approval; only a human can give or take it back")
+            return scheme.state_label(parsed.value)
+        if parsed.kind is LabelKind.NEED and parsed.value in NEED_VALUES:
+            return scheme.need_label(parsed.value)
+        groups = f"{scheme.state_prefix}{{{','.join(STATE_VALUES)}}}, {scheme.need_prefix}{{{','.join(NEED_VALUES)}}}"
+        raise ArgumentError(argument, f"'{label}' is outside the platform's label groups an agent may use: {groups}")
+
+    def _label_list(self, argument: str, values: list[str] | None) -> list[str]:
+        if values is None:
+            return []
+        out: list[str] = []
+        for value in values:
+            if not isinstance(value, str) or not value.strip():
+                raise ArgumentError(argument, "labels must be non-empty strings")
+            name = self._allowed(argument, value.strip())
+            if name.lower() not in (x.lower() for x in out):
+                out.append(name)
+        if len(out) > MAX_LABELS:
+            raise ArgumentError(argument, f"more than {MAX_LABELS} labels at once")
+        return out
+
+    def github_labels_transition(
+        self, token: str, add: list[str] | None, remove: list[str] | None, number: int | None
+    ) -> dict[str, Any]:
+        scope = self.scope(token)
+        if number is not None and number not in scope.numbers:
+            own = ", ".join(f"#{n}" for n in scope.numbers)
+            raise ArgumentError("number", f"#{number} is not this run's issue/PR ({own}); the token allows only those")
+        target = number if number is not None else scope.numbers[0]
+        to_add, to_remove = self._label_list("add", add), self._label_list("remove", remove)
+        if not to_add and not to_remove:
+            raise ArgumentError("add", "give at least one label in 'add' or 'remove'")
+        both = sorted({a.lower() for a in to_add} & {r.lower() for r in to_remove})
+        if both:
+            raise ArgumentError("remove", f"{', '.join(both)} is both added and removed")
+        api = self._api(scope)
+        removed: list[str] = []
+        absent: list[str] = []
+        try:
+            if to_add:
+                api.add_labels(target, to_add)
+            for name in to_remove:
+                (removed if api.remove_label(target, name) else absent).append(name)
+            after = self._names(api.issue(target))
+        except Exception as exc:
+            raise _github_failure(f"changing labels on #{target}", exc) from None
+        self.services.store.append_event(
+            scope.run_key,
+            "run.labels.changed",
+            "agent",
+            ACTOR,
+            {"number": target, "added": {str(target): to_add}, "removed": removed, "via": "mcp"},
+        )
+        return {
+            "repository": scope.repository,
+            "number": target,
+            "added": to_add,
+            "removed": removed,
+            "not_present": absent,
+            "labels": self._describe_labels(after),
+        }

@@ -1,0 +1,170 @@
+"""Fixtures for the MCP tools: the embedded database, the fake GitHub, a run, its token, and an in-process
+SDK client (`mcp.Client(server)`), so every test goes through the protocol as an agent would."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from mcp import Client
+from mcp_types import CallToolResult, TextContent
+
+from codexk8s_pipelines.domain.correlation import correlation_key
+from codexk8s_pipelines.mcp.server import build_server
+from codexk8s_pipelines.mcp.tokens import issue_token
+from codexk8s_pipelines.mcp.tools import McpServices
+from codexk8s_pipelines.store import PlatformStore
+from codexk8s_pipelines.store.database import RunRecord
+from tests.github_server import GitHubServer, GitHubState, github_server  # noqa: F401  (fixture)
+
+REPO = "acme/shop"
+SECRET = "mcp-test-secret-5f1c0b8e2d7a4c39"
+# Looks like a real GitHub token, so the redaction patterns would catch it if it ever reached a payload.
+GITHUB_TOKEN = "ghp_" + "A1b2C3d4E5f6G7h8I9j0" * 2
+NOW = 1_900_000_000.0
+CONFIG = """
+repositories:
+  - github: acme/shop
+"""
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """The knowledge core's hit shape (codexk8s_pipelines.knowledge.search.SearchHit)."""
+
+    repository: str
+    path: str
+    heading_path: tuple[str, ...]
+    start_line: int
+    end_line: int
+    score: float
+    text: str
+
+
+@dataclass(frozen=True)
+class ImpactHit:
+    """The knowledge core's change-impact hit shape (codexk8s_pipelines.knowledge.impact.ImpactHit)."""
+
+    repository: str
+    path: str
+    heading_path: tuple[str, ...]
+    start_line: int
+    end_line: int
+    score: float
+    reasons: tuple[str, ...]
+
+
+@dataclass
+class FakeIndex:
+    """Stands in for the knowledge core (being written in parallel); records how the tools called it."""
+
+    calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
+
+    def search(self, conn_url: str, query: str, **kw: Any) -> list[SearchHit]:
+        self.calls.append(("search", (conn_url, query), kw))
+        return [
+            SearchHit(kw["repository"], "docs/checkout.md", ("Checkout", "Empty cart"), 10, 24, 0.91, "An empty..."),
+            SearchHit(kw["repository"], "README.md", ("Usage",), 1, 5, 0.42, "Run make run"),
+        ][: kw["k"]]
+
+    def change_impact(self, conn_url: str, repository: str, **kw: Any) -> list[ImpactHit]:
+        self.calls.append(("change_impact", (conn_url, repository), kw))
+        return [ImpactHit(repository, "docs/checkout.md", ("Checkout",), 10, 24, 0.8, ("mentions cart.py",))]
+
+
+@dataclass
+class Platform:
+    """One test's world: the store, the fake GitHub, the run and its token, and the server under test."""
+
+    store: PlatformStore
+    state: GitHubState
+    issue: int
+    key: str
+    token: str
+    index: FakeIndex
+    services: McpServices
+    results: list[CallToolResult] = field(default_factory=list)
+
+    def client(self) -> Client:
+        return Client(build_server(self.services), read_timeout_seconds=30)
+
+    def run(self, body: Callable[[Client], Awaitable[Any]]) -> Any:
+        """Run `body` against a connected in-process client, bounded so a hang fails instead of blocking."""
+
+        async def main() -> Any:
+            with anyio.fail_after(60):
+                async with self.client() as client:
+                    return await body(client)
+
+        return anyio.run(main)
+
+    def call(self, tool: str, arguments: dict[str, Any]) -> CallToolResult:
+        """One tools/call through the SDK client; every result is kept for the no-secrets checks."""
+
+        async def body(client: Client) -> CallToolResult:
+            return await client.call_tool(tool, arguments)
+
+        result = self.run(body)
+        self.results.append(result)
+        return result
+
+    def token_for(self, **kw: Any) -> str:
+        args: dict[str, Any] = {"issue_number": self.issue, "expires_at": int(NOW) + 3600, "secret": SECRET}
+        args.update(kw)
+        return issue_token(args.pop("run_key", self.key), args.pop("repository", REPO), **args)
+
+    def events(self, key: str | None = None) -> list[dict[str, Any]]:
+        return self.store.events(key or self.key)
+
+    def event_types(self, key: str | None = None) -> list[str]:
+        return [e["event_type"] for e in self.events(key)]
+
+
+def text_of(result: CallToolResult) -> str:
+    return " ".join(c.text for c in result.content if isinstance(c, TextContent))
+
+
+def data_of(result: CallToolResult) -> dict[str, Any]:
+    assert not result.is_error, text_of(result)
+    assert isinstance(result.structured_content, dict)
+    json.dumps(result.structured_content)  # JSON-serialisable, as the brief of every tool says
+    return result.structured_content
+
+
+@pytest.fixture
+def platform(
+    github_server: GitHubServer,  # noqa: F811
+    store: PlatformStore,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Platform]:
+    config = tmp_path / "codexk8s.yaml"
+    config.write_text(CONFIG)
+    state = github_server.state
+    state.add_token(GITHUB_TOKEN, "codexk8s[bot]", type="Bot")
+    monkeypatch.setenv("CODEXK8S_CONFIG", str(config))
+    monkeypatch.setenv("CODEXK8S_DATABASE_URL", store.url)
+    monkeypatch.setenv("CODEXK8S_MCP_SECRET", SECRET)
+    monkeypatch.setenv("CODEXK8S_GITHUB_TOKEN", GITHUB_TOKEN)
+    monkeypatch.setenv("CODEXK8S_GITHUB_API_URL", github_server.url)
+    monkeypatch.delenv("CODEXK8S_GITHUB_APP_ID", raising=False)
+    monkeypatch.delenv("CODEXK8S_GITHUB_APP_PRIVATE_KEY", raising=False)
+    state.add_repo(REPO, collaborators={"alice": "write"})
+    state.add_repo("acme/other")
+    issue = state.add_issue(REPO, "Checkout fails on empty cart", labels=["run:dev", "bug"])
+    key = correlation_key(REPO, issue, "run:dev", 901)
+    store.register_run(RunRecord(key, REPO, role="dev", stage="dev", issue_number=issue))
+
+    index = FakeIndex()
+    services = McpServices.from_environment()
+    services.clock = lambda: NOW
+    services.search = index.search
+    services.change_impact = index.change_impact
+    world = Platform(store, state, issue, key, "", index, services)
+    world.token = world.token_for()
+    yield world

@@ -1,0 +1,115 @@
+"""Run-scoped tokens: the format, the three refusals (malformed, bad signature, expired), the secret's setting,
+and the `codexk8s mcp token` command that mints one."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from codexk8s_pipelines import cli
+from codexk8s_pipelines.mcp.tokens import (
+    MCP_SECRET_VAR,
+    RunScope,
+    TokenError,
+    issue_token,
+    load_secret,
+    verify_token,
+)
+from codexk8s_pipelines.store import PlatformStore
+from codexk8s_pipelines.store.database import RunRecord
+
+SECRET = "unit-test-secret-0123456789"
+KEY = "acme/shop#12:run:dev:901"
+
+
+def _token(**kw: object) -> str:
+    args: dict[str, object] = {"issue_number": 12, "expires_at": 2_000, "secret": SECRET}
+    args.update(kw)
+    return issue_token(KEY, "acme/shop", **args)  # type: ignore[arg-type]
+
+
+def test_round_trip_and_format() -> None:
+    token = _token(pr_number=34)
+    head, payload, signature = token.split(".")
+    assert head == "ck8s1"
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims == {"v": 1, "run": KEY, "repo": "acme/shop", "issue": 12, "pr": 34, "exp": 2_000}
+    assert len(base64.urlsafe_b64decode(signature + "=" * (-len(signature) % 4))) == 32
+    assert verify_token(token, 1_999, secret=SECRET) == RunScope(KEY, "acme/shop", 12, 34, 2_000)
+    assert SECRET not in token
+
+
+def test_expired_names_the_check_and_keeps_the_scope() -> None:
+    with pytest.raises(TokenError, match="token expired at") as caught:
+        verify_token(_token(), 2_000, secret=SECRET)
+    assert caught.value.reason == "expired"
+    assert caught.value.scope is not None and caught.value.scope.run_key == KEY
+
+
+def test_bad_signature() -> None:
+    with pytest.raises(TokenError, match="bad signature") as caught:
+        verify_token(_token(), 1_000, secret="some-other-secret-entirely")
+    assert caught.value.reason == "bad_signature" and caught.value.scope is None
+    head, _payload, signature = _token().split(".")
+    widened = base64.urlsafe_b64encode(
+        json.dumps({"v": 1, "run": KEY, "repo": "acme/other", "issue": 12, "pr": None, "exp": 9_999}).encode()
+    )
+    with pytest.raises(TokenError, match="bad signature"):
+        verify_token(f"{head}.{widened.decode().rstrip('=')}.{signature}", 1_000, secret=SECRET)
+
+
+@pytest.mark.parametrize("token", ["", "abc", "ck8s1.a.b.c", "jwt.a.b", "ck8s1.e30.!!", "x" * 5000])
+def test_malformed(token: str) -> None:
+    with pytest.raises(TokenError, match="token malformed") as caught:
+        verify_token(token, 1_000, secret=SECRET)
+    assert caught.value.reason == "malformed"
+
+
+def test_secret_setting(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(MCP_SECRET_VAR, raising=False)
+    with pytest.raises(TokenError, match=MCP_SECRET_VAR):
+        load_secret()
+    monkeypatch.setenv(MCP_SECRET_VAR, "short")
+    with pytest.raises(TokenError, match="too short") as caught:
+        verify_token(_token(), 1_000)
+    assert "short'" not in str(caught.value) and caught.value.reason == "not_configured"
+    monkeypatch.setenv(MCP_SECRET_VAR, SECRET)
+    assert verify_token(_token(secret=None), 1_000).repository == "acme/shop"
+
+
+def test_issue_refuses_an_inconsistent_scope() -> None:
+    with pytest.raises(ValueError, match="issue_number or a pr_number"):
+        issue_token(KEY, "acme/shop", secret=SECRET)
+    with pytest.raises(ValueError, match="belongs to acme/shop"):
+        issue_token(KEY, "acme/other", issue_number=12, secret=SECRET)
+    with pytest.raises(ValueError, match="positive"):
+        issue_token(KEY, "acme/shop", issue_number=0, secret=SECRET)
+
+
+def test_cli_token_reads_the_run_scope_from_the_database(
+    store: PlatformStore, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store.register_run(RunRecord(KEY, "acme/shop", role="dev", stage="dev", issue_number=12, pr_number=34))
+    monkeypatch.setenv("CODEXK8S_DATABASE_URL", store.url)
+    monkeypatch.setenv(MCP_SECRET_VAR, SECRET)
+    assert cli.main(["mcp", "token", "--run", KEY, "--ttl", "60"]) == 0
+    scope = verify_token(capsys.readouterr().out.strip())
+    assert (scope.repository, scope.issue_number, scope.pr_number) == ("acme/shop", 12, 34)
+
+    assert cli.main(["mcp", "token", "--run", "acme/shop#5:run:qa:1"]) == 2
+    assert "unknown" in capsys.readouterr().err
+    assert cli.main(["mcp", "token", "--run", "acme/shop#5:run:qa:1", "--repository", "acme/shop", "--issue", "5"]) == 0
+
+
+def test_cli_serve_without_settings_exits_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.delenv("CODEXK8S_DATABASE_URL", raising=False)
+    assert cli.main(["mcp", "serve"]) == 2
+    assert "CODEXK8S_DATABASE_URL" in capsys.readouterr().err
+    monkeypatch.setenv("CODEXK8S_DATABASE_URL", "postgresql://127.0.0.1:1/x")
+    monkeypatch.delenv(MCP_SECRET_VAR, raising=False)
+    assert cli.main(["mcp", "serve", "--transport", "http"]) == 2
+    assert MCP_SECRET_VAR in capsys.readouterr().err
