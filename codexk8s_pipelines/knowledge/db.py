@@ -1,0 +1,74 @@
+"""Connections to the platform database for the knowledge index, with pgvector's types registered.
+
+One short connection per call, as everywhere in the platform: index, search and impact run from the CLI,
+Dagster ops and the MCP server, in many processes.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from pgvector.psycopg import register_vector
+
+from ..store import PlatformStore
+
+EMBEDDING_DIM = 384  # doc_chunks.embedding is vector(384): the dimension of all-MiniLM-L6-v2
+
+
+class KnowledgeError(RuntimeError):
+    """The knowledge index cannot answer: no database URL, no index in the database, a model mismatch."""
+
+
+def normalise_url(conn_url: str) -> str:
+    """A libpq URL from the platform's database URL (which may carry a SQLAlchemy driver suffix)."""
+    if not conn_url:
+        raise ValueError("conn_url: no platform database URL (set CODEXK8S_DATABASE_URL)")
+    return PlatformStore(conn_url).url
+
+
+_NO_INDEX = (
+    "this database has no docs index (table doc_chunks): run `codexk8s docs index PATH` or `codexk8s db migrate`"
+)
+_vector_versions: dict[str, tuple[int, int]] = {}
+
+
+def connect(conn_url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
+    """A connection with the `vector` type adapted to numpy; fails clearly when the index was never created.
+
+    A search costs a handful of round trips, so this adds none of its own beyond pgvector's type lookup."""
+    conn = psycopg.connect(normalise_url(conn_url), autocommit=autocommit, connect_timeout=10)
+    try:
+        register_vector(conn)
+        if not autocommit:
+            conn.commit()
+    except psycopg.ProgrammingError as exc:  # the vector type is unknown: migration 0002 never ran here
+        conn.close()
+        raise KnowledgeError(_NO_INDEX) from exc
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def missing_index(exc: BaseException) -> KnowledgeError | None:
+    """The clear error for a query that failed because `doc_chunks` does not exist, else None."""
+    if isinstance(exc, psycopg.errors.UndefinedTable):
+        return KnowledgeError(_NO_INDEX)
+    return None
+
+
+def vector_version(conn: psycopg.Connection[Any], conn_url: str) -> tuple[int, int]:
+    """The installed pgvector's (major, minor), read once per database per process."""
+    if conn_url not in _vector_versions:
+        row = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+        major, minor = [*str(row[0]).split("."), "0"][:2] if row else ("0", "0")
+        _vector_versions[conn_url] = (int(major), int(minor))
+    return _vector_versions[conn_url]
+
+
+def check_dimension(dim: int) -> None:
+    if dim != EMBEDDING_DIM:
+        raise KnowledgeError(
+            f"the embedder makes {dim}-dimensional vectors; the docs index stores {EMBEDDING_DIM} (all-MiniLM-L6-v2)"
+        )

@@ -1,0 +1,90 @@
+"""Which files of a checkout are documentation: glob patterns over POSIX paths, with tool and vendor dirs pruned.
+
+Why a walk instead of `Path.glob("**/*.md")`: a checkout's `.venv` or `node_modules` holds tens of thousands of
+files (and Markdown of other projects); pruning them while walking keeps indexing of a repository fast and its
+results about that repository only.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
+from pathlib import Path
+
+IGNORED_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        ".venv",
+        "venv",
+        ".tox",
+        ".nox",
+        "node_modules",
+        "__pycache__",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".eggs",
+        "site-packages",
+        "dist",
+        "build",
+        ".codexk8s",
+        ".idea",
+        ".vscode",
+    }
+)
+MAX_FILE_BYTES = 2_000_000  # a bigger "doc" is generated output, not something to read in search results
+
+
+@lru_cache(maxsize=64)
+def glob_regex(pattern: str) -> re.Pattern[str]:
+    """A glob over `/`-separated relative paths: `**/` any directories (or none), `*` and `?` within one name."""
+    out, i = [], 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out.append("(?:.*/)?")
+            i += 3
+        elif pattern.startswith("**", i):
+            out.append(".*")
+            i += 2
+        elif pattern[i] == "*":
+            out.append("[^/]*")
+            i += 1
+        elif pattern[i] == "?":
+            out.append("[^/]")
+            i += 1
+        else:
+            out.append(re.escape(pattern[i]))
+            i += 1
+    return re.compile("".join(out) + r"\Z")
+
+
+def matches(path: str, globs: Sequence[str]) -> bool:
+    return any(glob_regex(g).match(path) for g in globs)
+
+
+def discover(root: Path, globs: Sequence[str]) -> Iterator[tuple[str, Path]]:
+    """(relative POSIX path, file) of every regular file under `root` matching one of `globs`, sorted."""
+    root = root.resolve()
+    found: list[tuple[str, Path]] = []
+    for directory, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS and not d.endswith(".egg-info"))
+        base = Path(directory)
+        for name in filenames:
+            file = base / name
+            rel = file.relative_to(root).as_posix()
+            if not matches(rel, globs):
+                continue
+            try:
+                if file.is_symlink() and not file.resolve().is_relative_to(root):
+                    continue  # a link out of the checkout is not this repository's documentation
+                if not file.is_file() or file.stat().st_size > MAX_FILE_BYTES:
+                    continue
+            except OSError:
+                continue
+            found.append((rel, file))
+    found.sort()
+    yield from found

@@ -1,0 +1,294 @@
+"""Index a checkout's documentation into `doc_chunks`, incrementally.
+
+Why incremental: embedding is the expensive part (~40 chunks/s on two cores) while a nightly run usually sees
+a handful of edited sections. A chunk whose content hash and model are already stored anywhere reuses that
+vector (also when the section moved within the file or to another file); rows that did not change are not
+rewritten at all; chunks of deleted files and the tail of shortened files are removed. Only the final write
+is one transaction, so readers never see a half-indexed repository and the model runs outside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..store.migrations import apply_migrations
+from .chunking import Chunk, chunk_document
+from .db import EMBEDDING_DIM, check_dimension, connect, normalise_url
+from .embedding import Embedder, default_embedder, resolve_model
+from .files import IGNORED_DIRS, discover
+
+log = logging.getLogger(__name__)
+
+DEFAULT_GLOBS: tuple[str, ...] = ("**/*.md", "**/*.rst")
+EMBED_BATCH = 64  # texts per progress step: small enough for a lively bar, big enough for full model batches
+
+__all__ = ["DEFAULT_GLOBS", "IGNORED_DIRS", "IndexStats", "index_repository"]
+
+
+@dataclass
+class IndexStats:
+    """What one indexing pass did. `reused` counts current chunks whose vector was not computed in this pass;
+    `index_bytes` is the size of `doc_chunks` with its indexes (all repositories) after the pass."""
+
+    repository: str
+    files: int
+    chunks: int
+    embedded: int
+    reused: int
+    deleted: int
+    seconds: float
+    index_bytes: int
+
+
+@dataclass(frozen=True)
+class _Stored:
+    content_hash: str
+    model: str
+    heading_path: tuple[str, ...]
+    start_line: int
+    end_line: int
+    content: str
+
+
+def _git_head(root: Path) -> str | None:
+    """The checkout's HEAD commit, so that every chunk says which version of the docs it was read from."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--verify", "-q", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    sha = out.stdout.strip()
+    return sha if out.returncode == 0 and sha else None
+
+
+def read_chunks(root: Path, globs: Sequence[str]) -> dict[str, list[Chunk]]:
+    """Every matching document of the checkout, chunked, by relative path."""
+    documents: dict[str, list[Chunk]] = {}
+    for rel, file in discover(root, globs):
+        try:
+            text = file.read_text(encoding="utf-8", errors="replace")
+        except OSError as exc:
+            log.warning("skipping %s: %s", rel, exc)
+            continue
+        documents[rel] = chunk_document(text.replace("\x00", ""), rel)  # PostgreSQL text cannot hold NUL
+    return documents
+
+
+def _same(stored: _Stored | None, chunk: Chunk, model: str) -> bool:
+    return (
+        stored is not None
+        and stored.content_hash == chunk.content_hash
+        and stored.model == model
+        and stored.heading_path == chunk.heading_path
+        and stored.start_line == chunk.start_line
+        and stored.end_line == chunk.end_line
+        and stored.content == chunk.text
+    )
+
+
+def _validate(conn_url: str, repository: str, root: Path, globs: Sequence[str]) -> Path:
+    if not conn_url:
+        raise ValueError("conn_url: no platform database URL (set CODEXK8S_DATABASE_URL)")
+    if not repository or not repository.strip():
+        raise ValueError("repository: give the repository's name (owner/name or local:<path>)")
+    if isinstance(globs, str) or not globs:
+        raise ValueError(f"globs: give a sequence of glob patterns such as {DEFAULT_GLOBS}, not {globs!r}")
+    root = Path(root)
+    if not root.is_dir():
+        raise ValueError(f"root: {root} is not a directory")
+    return root
+
+
+def index_repository(
+    conn_url: str,
+    repository: str,
+    root: Path,
+    *,
+    commit: str | None = None,
+    globs: Sequence[str] = DEFAULT_GLOBS,
+    embedder: Embedder | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> IndexStats:
+    """Bring the repository's docs index in line with the checkout at `root`; migrates the database first.
+
+    `commit` defaults to the checkout's git HEAD (None outside git). `progress(done, total)` is called as the
+    chunks that need a new vector are embedded (once with total 0 when there are none). Without `embedder`,
+    the default model is loaded only if something needs embedding.
+    """
+    started = time.perf_counter()
+    root = _validate(conn_url, repository, root, globs)
+    if embedder is not None:
+        check_dimension(embedder.dim)
+    # The model's name is known without loading it: a pass with nothing new to embed never loads the model.
+    model = embedder.model_name if embedder is not None else resolve_model()[1]
+    commit = commit or _git_head(root)
+
+    with connect_for_migration(conn_url) as mconn:
+        apply_migrations(mconn)
+    documents = read_chunks(root, globs)
+
+    with connect(conn_url, autocommit=True) as conn:
+        # Two passes over one repository at once would both embed and both write; the second simply waits.
+        # The session lock goes with the connection, whatever happens below.
+        conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"doc_chunks:{repository}",))
+        stored = _stored_rows(conn, repository)
+        to_write = [
+            c
+            for path, chunks in documents.items()
+            for c in chunks
+            if not _same(stored.get((path, c.chunk_index)), c, model)
+        ]
+        vectors = _stored_vectors(conn, model, {c.content_hash for c in to_write})
+        fresh = _embed_missing(embedder or _LazyDefault(), to_write, vectors, progress)
+        deleted = _write(conn, repository, documents, to_write, vectors, stored, model, commit)
+        size = conn.execute("SELECT pg_total_relation_size('doc_chunks')").fetchone()
+
+    total = sum(len(chunks) for chunks in documents.values())
+    fresh_rows = sum(1 for c in to_write if c.content_hash in fresh)
+    return IndexStats(
+        repository=repository,
+        files=len(documents),
+        chunks=total,
+        embedded=len(fresh),
+        reused=total - fresh_rows,
+        deleted=deleted,
+        seconds=round(time.perf_counter() - started, 3),
+        index_bytes=int(size[0]) if size else 0,
+    )
+
+
+def connect_for_migration(conn_url: str) -> Any:
+    """A plain connection (no pgvector types: the extension may not exist before migration 0002)."""
+    import psycopg
+
+    return psycopg.connect(normalise_url(conn_url), connect_timeout=10)
+
+
+def _stored_rows(conn: Any, repository: str) -> dict[tuple[str, int], _Stored]:
+    rows = conn.execute(
+        "SELECT path, chunk_index, content_hash, model, heading_path, start_line, end_line, content"
+        " FROM doc_chunks WHERE repository = %s",
+        (repository,),
+    ).fetchall()
+    return {(r[0], r[1]): _Stored(r[2], r[3], tuple(r[4] or ()), r[5], r[6], r[7]) for r in rows}
+
+
+def _stored_vectors(conn: Any, model: str, hashes: set[str]) -> dict[str, np.ndarray]:
+    """Vectors already computed by this model for these contents, in any repository or position."""
+    if not hashes:
+        return {}
+    rows = conn.execute(
+        "SELECT DISTINCT ON (content_hash) content_hash, embedding FROM doc_chunks"
+        " WHERE model = %s AND content_hash = ANY(%s)",
+        (model, sorted(hashes)),
+    ).fetchall()
+    return {r[0]: _as_array(r[1]) for r in rows}
+
+
+def _as_array(value: Any) -> np.ndarray:
+    """pgvector's psycopg adapter returns numpy arrays or `Vector` objects depending on the wire format."""
+    return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32)
+
+
+class _LazyDefault:
+    """The default embedder, loaded on the first `encode` (the model costs seconds and ~100 MB to load)."""
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        embedder = default_embedder()
+        check_dimension(embedder.dim)
+        return embedder.encode(texts)
+
+
+def _embed_missing(
+    embedder: Embedder | _LazyDefault,
+    chunks: list[Chunk],
+    vectors: dict[str, np.ndarray],
+    progress: Callable[[int, int], None] | None,
+) -> set[str]:
+    """Embed each distinct content not in `vectors` once, adding it there; return the hashes embedded now."""
+    pending: dict[str, str] = {}
+    for c in chunks:
+        if c.content_hash not in vectors:
+            pending.setdefault(c.content_hash, c.embedding_text)
+    items = list(pending.items())
+    if progress:
+        progress(0, len(items))
+    for start in range(0, len(items), EMBED_BATCH):
+        batch = items[start : start + EMBED_BATCH]
+        encoded = np.asarray(embedder.encode([text for _, text in batch]), dtype=np.float32)
+        if encoded.shape != (len(batch), EMBEDDING_DIM):
+            raise ValueError(f"embedder returned shape {encoded.shape} for {len(batch)} texts; expected 384 columns")
+        for (content_hash, _), vector in zip(batch, encoded, strict=True):
+            vectors[content_hash] = vector
+        if progress:
+            progress(min(start + len(batch), len(items)), len(items))
+    return set(pending)
+
+
+def _write(
+    conn: Any,
+    repository: str,
+    documents: dict[str, list[Chunk]],
+    to_write: list[Chunk],
+    vectors: dict[str, np.ndarray],
+    stored: dict[tuple[str, int], _Stored],
+    model: str,
+    commit: str | None,
+) -> int:
+    """Apply the pass in one transaction; return how many stored chunks were removed."""
+    gone = [(path, index) for path, index in stored if path not in documents or index >= len(documents[path])]
+    with conn.transaction(), conn.cursor() as cur:
+        if gone:
+            cur.execute(
+                "DELETE FROM doc_chunks d USING unnest(%s::text[], %s::int[]) AS g(path, chunk_index)"
+                " WHERE d.repository = %s AND d.path = g.path AND d.chunk_index = g.chunk_index",
+                ([p for p, _ in gone], [i for _, i in gone], repository),
+            )
+        if to_write:
+            cur.executemany(
+                "INSERT INTO doc_chunks (repository, path, chunk_index, heading_path, heading_text, start_line,"
+                " end_line, content, content_hash, commit, model, embedding)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (repository, path, chunk_index) DO UPDATE SET heading_path = EXCLUDED.heading_path,"
+                " heading_text = EXCLUDED.heading_text, start_line = EXCLUDED.start_line,"
+                " end_line = EXCLUDED.end_line, content = EXCLUDED.content, content_hash = EXCLUDED.content_hash,"
+                " commit = EXCLUDED.commit, model = EXCLUDED.model, embedding = EXCLUDED.embedding,"
+                " updated_at = now()",
+                [
+                    (
+                        repository,
+                        c.path,
+                        c.chunk_index,
+                        list(c.heading_path),
+                        " > ".join(c.heading_path),
+                        c.start_line,
+                        c.end_line,
+                        c.text,
+                        c.content_hash,
+                        commit,
+                        model,
+                        vectors[c.content_hash],
+                    )
+                    for c in to_write
+                ],
+            )
+        if commit:
+            # Unchanged chunks were read from this commit too.
+            cur.execute(
+                "UPDATE doc_chunks SET commit = %s WHERE repository = %s AND commit IS DISTINCT FROM %s",
+                (commit, repository, commit),
+            )
+    return len(gone)
