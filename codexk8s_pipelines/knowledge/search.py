@@ -54,6 +54,10 @@ class Row:
     content: str
 
 
+# The HNSW candidate list: below ~200 recall@10 drops fast at 100,000 chunks (bench/knowledge.py).
+EF_SEARCH_FLOOR = 200
+
+
 def candidate_pool(k: int) -> int:
     """How many candidates each ranking contributes, and the HNSW `ef_search` that can return them."""
     return max(40, 4 * k)
@@ -75,7 +79,7 @@ def filters(repository: str | None, path_prefix: str | None) -> tuple[sql.Compos
 def prepare_vector_scan(conn: Any, pool: int, version: tuple[int, int]) -> None:
     """Transaction-local HNSW settings: a candidate list as long as the pool and, on pgvector ≥ 0.8, iterative
     scanning, which keeps reading the graph until filtered rows fill the LIMIT instead of returning fewer."""
-    statement = f"SET LOCAL hnsw.ef_search = {min(max(40, int(pool)), 1000)}"
+    statement = f"SET LOCAL hnsw.ef_search = {min(max(EF_SEARCH_FLOOR, int(pool)), 1000)}"
     if version >= (0, 8):
         statement += "; SET LOCAL hnsw.iterative_scan = relaxed_order"
     conn.execute(statement)

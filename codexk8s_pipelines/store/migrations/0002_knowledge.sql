@@ -27,7 +27,10 @@ CREATE TABLE doc_chunks (
     UNIQUE (repository, path, chunk_index)
 );
 
-CREATE INDEX doc_chunks_embedding_idx ON doc_chunks USING hnsw (embedding vector_cosine_ops);
+-- A denser graph than pgvector's default (m 16, ef_construction 64): measured in bench/knowledge.py, it lifts
+-- recall@10 at 100,000 chunks from 0.45 to 0.93 (ef_search 200) for a slower build.
+CREATE INDEX doc_chunks_embedding_idx ON doc_chunks USING hnsw (embedding vector_cosine_ops)
+    WITH (m = 32, ef_construction = 200);
 CREATE INDEX doc_chunks_tsv_idx ON doc_chunks USING gin (tsv);
 CREATE INDEX doc_chunks_repository_path_idx ON doc_chunks (repository, path);
 -- Vector reuse looks chunks up by what they say, wherever they moved.
