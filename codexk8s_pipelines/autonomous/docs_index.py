@@ -26,7 +26,7 @@ def docs_index(
     platform_config: PlatformConfigResource,
     github: GitHubResource,
 ) -> dg.MaterializeResult:
-    from ..knowledge.index import index_repository
+    from ..knowledge.index import DEFAULT_GLOBS, index_repository
 
     key = context.partition_key
     repo = platform_config.get().repository(key)
@@ -38,7 +38,8 @@ def docs_index(
         if total and (done == total or done % 200 == 0):
             context.log.info(f"{key}: embedded {done}/{total} chunks")
 
-    stats = index_repository(platform_db.store().url, key, root, commit=commit, progress=progress)
+    globs = tuple(repo.docs_globs) if repo.docs_globs else DEFAULT_GLOBS
+    stats = index_repository(platform_db.store().url, key, root, commit=commit, globs=globs, progress=progress)
     return dg.MaterializeResult(
         metadata={
             "commit": commit or "",
@@ -48,6 +49,7 @@ def docs_index(
             "reused": stats.reused,
             "deleted": stats.deleted,
             "seconds": round(stats.seconds, 3),
+            "globs": dg.MetadataValue.json(list(globs)),
             "index_size": dg.MetadataValue.int(stats.index_bytes),
         }
     )

@@ -47,6 +47,9 @@ class RepositoryConfig(_Strict):
     git_url: str | None = Field(
         default=None, description="where agents clone and push; default: the GitHub host's https URL of `github`"
     )
+    docs_globs: list[str] | None = Field(
+        default=None, min_length=1, description="which files the docs index reads; default **/*.md and **/*.rst"
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> RepositoryConfig:

@@ -122,6 +122,17 @@ def test_materialising_is_incremental_and_reports_what_it_did(docs_env: dict, st
     mirrored = materialize("acme/docs")  # cloned from the remote into the platform's mirror
     assert mirrored["files"] == 1 and mirrored["embedded_now"] > 0
 
+    # Per-repository globs: only the deploy guide of the local checkout.
+    docs_env["config"].write_text(
+        f"repositories:\n  - path: {docs_env['local']}\n    docs_globs: ['docs/**/*.md']\n"
+        f"  - github: acme/docs\n    git_url: {docs_env['seed']}\n"
+    )
+    from codexk8s_pipelines.config import load_config_from_environment
+
+    load_config_from_environment.cache_clear()
+    narrowed = materialize(docs_env["local_key"])
+    assert narrowed["files"] == 1 and narrowed["deleted"] > 0 and narrowed["globs"] == ["docs/**/*.md"]
+
     from codexk8s_pipelines.knowledge.search import search
 
     (hit, *_) = search(store.url, "who do I ask before releasing?", repository="acme/docs", k=3)
