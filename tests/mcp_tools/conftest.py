@@ -15,6 +15,8 @@ from mcp import Client
 from mcp_types import CallToolResult, TextContent
 
 from codexk8s_pipelines.domain.correlation import correlation_key
+from codexk8s_pipelines.knowledge.impact import ImpactHit
+from codexk8s_pipelines.knowledge.search import SearchHit
 from codexk8s_pipelines.mcp.server import build_server
 from codexk8s_pipelines.mcp.tokens import issue_token
 from codexk8s_pipelines.mcp.tools import McpServices
@@ -33,35 +35,10 @@ repositories:
 """
 
 
-@dataclass(frozen=True)
-class SearchHit:
-    """The knowledge core's hit shape (codexk8s_pipelines.knowledge.search.SearchHit)."""
-
-    repository: str
-    path: str
-    heading_path: tuple[str, ...]
-    start_line: int
-    end_line: int
-    score: float
-    text: str
-
-
-@dataclass(frozen=True)
-class ImpactHit:
-    """The knowledge core's change-impact hit shape (codexk8s_pipelines.knowledge.impact.ImpactHit)."""
-
-    repository: str
-    path: str
-    heading_path: tuple[str, ...]
-    start_line: int
-    end_line: int
-    score: float
-    reasons: tuple[str, ...]
-
-
 @dataclass
 class FakeIndex:
-    """Stands in for the knowledge core (being written in parallel); records how the tools called it."""
+    """Stands in for the knowledge index (no model, no corpus needed) and records how the tools called it; the
+    hits are the knowledge core's own types."""
 
     calls: list[tuple[str, tuple[Any, ...], dict[str, Any]]] = field(default_factory=list)
 
