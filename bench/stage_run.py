@@ -24,8 +24,8 @@ from codexk8s_pipelines.definitions import build_definitions
 from codexk8s_pipelines.delivery.stage_jobs import StageRunConfig, stage_run_config, stage_run_tags
 from codexk8s_pipelines.settings import Environment
 from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore
-from tests.delivery.conftest import git
 from tests.github_server import GitHubServer
+from tests.helpers import git
 
 AGENT = """
     import json, pathlib, sys, time

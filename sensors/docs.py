@@ -2,15 +2,18 @@
 branch moves, so agents read docs of the code they change, not of last night's."""
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 
 import dagster as dg
 
 from codexk8s_pipelines.autonomous.checkouts import remote_head
 from codexk8s_pipelines.autonomous.docs_index import REPOSITORY_PARTITIONS, docs_index_job
+from codexk8s_pipelines.config.models import RepositoryConfig
 from codexk8s_pipelines.github.resource import GitHubResource
 from codexk8s_pipelines.resources import PlatformConfigResource
 
 PARTITIONS = REPOSITORY_PARTITIONS.name or "repositories"
+MAX_WORKERS = 8
 
 
 @dg.sensor(
@@ -27,12 +30,20 @@ def docs_index_sensor(
     existing = set(context.instance.get_dynamic_partitions(PARTITIONS))
     heads: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     credentials = github.credentials()
-    requests, notes = [], []
-    for key, repo in repositories.items():
+
+    def lookup(repo: RepositoryConfig) -> str | Exception:
         try:
-            head = remote_head(repo, credentials)
+            return remote_head(repo, credentials)
         except Exception as exc:  # one unreachable repository must not stop the others
-            notes.append(f"{key}: cannot read the default branch: {str(exc)[:200]}")
+            return exc
+
+    # One `git ls-remote` per repository: network round trips, so several at once to stay inside the tick.
+    with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
+        found = dict(zip(repositories, pool.map(lookup, repositories.values()), strict=True))
+    requests, notes = [], []
+    for key, head in found.items():
+        if isinstance(head, Exception):
+            notes.append(f"{key}: cannot read the default branch: {str(head)[:200]}")
             continue
         # A new repository's partition is added now and indexed from the next tick on, once it exists.
         if key in existing and heads.get(key) != head:

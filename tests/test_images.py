@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 
 import dockerfile
 import pytest
+
+from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -75,16 +76,10 @@ def test_agent_image_adds_a_pinned_codex_cli_and_stays_non_root() -> None:
     assert "codexk8s_pipelines.agents.runner" in _last(final, "CMD").value
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.timeout(180)
 def test_the_image_command_serves_the_code_location(tmp_path: Path) -> None:
     cmd = list(_last(_stages(ROOT / "Dockerfile")[-1], "CMD").value)
-    port = _free_port()
+    port = free_port()
     cmd[cmd.index("-h") + 1] = "127.0.0.1"
     cmd[cmd.index("-p") + 1] = str(port)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CODEXK8S_", "DAGSTER_"))}

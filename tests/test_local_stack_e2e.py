@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,6 +13,8 @@ from pathlib import Path
 import psutil
 import pytest
 import requests
+
+from tests.helpers import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 CODEXK8S = Path(sys.executable).with_name("codexk8s")
@@ -44,12 +45,6 @@ WORKSPACE_QUERY = """
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _query(port: int, query: str) -> dict:
     response = requests.post(f"http://127.0.0.1:{port}/graphql", json={"query": query}, timeout=10)
     response.raise_for_status()
@@ -60,7 +55,7 @@ def _query(port: int, query: str) -> dict:
 
 @pytest.mark.timeout(240)
 def test_make_run_serves_the_code_location_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DAGSTER_", "CODEXK8S_"))}
     env.update({"CODEXK8S_HOME": str(tmp_path / "state"), "LC_ALL": "C.UTF-8", "DAGSTER_DISABLE_TELEMETRY": "1"})
     log = (tmp_path / "dev.log").open("wb")

@@ -3,7 +3,6 @@ incremental (an unchanged chunk is never embedded twice) — with the real model
 
 from __future__ import annotations
 
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,15 +15,12 @@ from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabas
 from codexk8s_pipelines.store import PlatformStore
 from schedules.docs import docs_index_hourly
 from sensors.docs import docs_index_sensor
+from tests.helpers import git
 
 DOCS = {
     "README.md": "# Shop\n\nThe shop sells things.\n\n## Checkout\n\nPayment goes through the cart service.\n",
     "docs/deploy.md": "# Deploying\n\nRun `make release` and watch the rollout.\n",
 }
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
 def _commit(repo: Path, files: dict[str, str], message: str) -> None:

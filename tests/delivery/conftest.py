@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from codexk8s_pipelines.settings import Environment
 from codexk8s_pipelines.store import PlatformStore
 from sensors.github import github_issue_labels_sensor, github_pull_requests_sensor
 from tests.github_server import GitHubServer, GitHubState, github_server  # noqa: F401
+from tests.helpers import git
 from tests.sensors.conftest import Intake
 
 REPO = "acme/shop"
@@ -54,10 +54,6 @@ AGENTS = {
             "next_step_hint": None}))
     """,
 }
-
-
-def git(*args: str, cwd: Path | None = None) -> str:
-    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
 
 
 @dataclass

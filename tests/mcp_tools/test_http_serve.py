@@ -20,16 +20,11 @@ from codexk8s_pipelines.domain.correlation import correlation_key
 from codexk8s_pipelines.mcp.tokens import issue_token
 from codexk8s_pipelines.store import PlatformStore
 from codexk8s_pipelines.store.database import RunRecord
+from tests.helpers import free_port
 
 from .conftest import SECRET, data_of
 
 START_TIMEOUT = 60.0
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _command() -> list[str]:
@@ -55,7 +50,7 @@ def _wait_for_port(proc: subprocess.Popen[bytes], port: int, log: Path) -> None:
 
 @pytest.fixture
 def http_server(store: PlatformStore, tmp_path: Path) -> Iterator[str]:
-    port = _free_port()
+    port = free_port()
     env = {
         key: value
         for key, value in os.environ.items()
