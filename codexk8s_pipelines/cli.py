@@ -205,6 +205,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_docs_commands(sub)
 
+    # scan / freshness: the periodic checks' scanners from a terminal.
+    from .freshness.cli import add_freshness_commands
+    from .security.cli import add_scan_commands
+
+    add_scan_commands(sub)
+    add_freshness_commands(sub)
+
     from .doctor import GROUPS, parse_skip
 
     doc = sub.add_parser(

@@ -9,6 +9,7 @@ import sensors
 
 from . import settings
 from .autonomous.docs_index import docs_index, docs_index_job
+from .autonomous.jobs import PERIODIC_ASSETS, PERIODIC_JOBS
 from .delivery.stage_jobs import STAGE_JOBS
 from .platform_jobs import platform_migrate
 from .resources import platform_resources
@@ -20,8 +21,8 @@ def build_definitions(env: settings.Environment | None = None) -> dg.Definitions
     # in the instance's dagster.yaml) and its steps share that pod's process.
     executor = dg.multiprocess_executor if env is settings.Environment.LOCAL else dg.in_process_executor
     return dg.Definitions(
-        assets=[docs_index],
-        jobs=[platform_migrate, docs_index_job, *STAGE_JOBS],
+        assets=[docs_index, *PERIODIC_ASSETS],
+        jobs=[platform_migrate, docs_index_job, *PERIODIC_JOBS, *STAGE_JOBS],
         sensors=sensors.all_sensors(),
         schedules=schedules.all_schedules(),
         resources=platform_resources(env),

@@ -7,6 +7,7 @@ part of the YAML configuration or of Dagster run config, which the UI shows.
 from __future__ import annotations
 
 import os
+import shutil
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -38,6 +39,8 @@ K8S_SERVICE_ACCOUNT_VAR = "CODEXK8S_K8S_SERVICE_ACCOUNT"
 K8S_TOKEN_SECRET_VAR = "CODEXK8S_K8S_TOKEN_SECRET"
 K8S_TOKEN_SECRET_KEY_VAR = "CODEXK8S_K8S_TOKEN_SECRET_KEY"
 K8S_IMAGE_PULL_POLICY_VAR = "CODEXK8S_K8S_IMAGE_PULL_POLICY"
+KUBECONFIG_VAR = "KUBECONFIG"  # the cluster the ops drift check reads (in-cluster config when unset)
+HELM_VAR = "CODEXK8S_HELM"  # the helm binary that renders a repository's chart for the drift check
 
 DEFAULT_CONFIG_FILE = "codexk8s.yaml"
 
@@ -75,3 +78,20 @@ def config_location() -> ConfigLocation:
 
 def database_url() -> str | None:
     return os.environ.get(DATABASE_URL_VAR) or None
+
+
+def helm_binary() -> str | None:
+    """`$CODEXK8S_HELM`, else `helm` on PATH, else the copy `make test` fetches into `.tools/`."""
+    configured = os.environ.get(HELM_VAR)
+    if configured:
+        return configured
+    found = shutil.which("helm")
+    if found:
+        return found
+    fetched = Path(".tools/helm")
+    return str(fetched.resolve()) if fetched.is_file() else None
+
+
+def osv_database_dir(configured: str | None) -> Path:
+    """The OSV database directory: the configured one, else `<state dir>/osv` where `osv_refresh` writes."""
+    return Path(configured).expanduser().resolve() if configured else state_dir() / "osv"

@@ -2,7 +2,8 @@
 
 import dagster as dg
 
-from codexk8s_pipelines.autonomous.docs_index import REPOSITORY_PARTITIONS, docs_index_job
+from codexk8s_pipelines.autonomous.docs_index import docs_index_job
+from codexk8s_pipelines.autonomous.partitions import REPOSITORY_PARTITIONS
 
 DOCS_INDEX_CRON = "17 * * * *"
 

@@ -7,7 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 
 from codexk8s_pipelines.autonomous.checkouts import remote_head
-from codexk8s_pipelines.autonomous.docs_index import REPOSITORY_PARTITIONS, docs_index_job
+from codexk8s_pipelines.autonomous.docs_index import docs_index_job
+from codexk8s_pipelines.autonomous.partitions import REPOSITORY_PARTITIONS
 from codexk8s_pipelines.config.models import RepositoryConfig
 from codexk8s_pipelines.github.resource import GitHubResource
 from codexk8s_pipelines.resources import PlatformConfigResource

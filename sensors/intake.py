@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -44,6 +44,7 @@ from codexk8s_pipelines.github.api import RepoApi
 from codexk8s_pipelines.github.rate_limit import rate_limit_of
 from codexk8s_pipelines.store import PlatformStore
 from codexk8s_pipelines.store.database import RunRecord
+from codexk8s_pipelines.store.findings import platform_issue_by_number
 
 from .cursor import IntakeCursor, RepoCursor, format_time, parse_time
 
@@ -112,6 +113,17 @@ def _actor(api: RepoApi, ctx: TickContext, user: dict[str, Any] | None) -> Actor
     actor = Actor(login, kind)
     if login and actor.is_human:
         return Actor(login, kind, ctx.permission(api, login))
+    return actor
+
+
+def _platform_prepared(ctx: TickContext, repository: str, number: int, label: str, actor: Actor) -> Actor:
+    """A bot's label counts only on an issue the platform opened for exactly that label, as that same login."""
+    if actor.is_human or not actor.login:
+        return actor
+    for row in platform_issue_by_number(ctx.store, repository.lower(), number):
+        same_label = bool(row["trigger_label"]) and normalize(row["trigger_label"]) == normalize(label)
+        if same_label and str(row["opened_by"]).lower() == actor.login.lower():
+            return replace(actor, platform_prepared=True)
     return actor
 
 
@@ -309,7 +321,7 @@ def issue_label_decision(
     """The decision for one label event on an issue, without side effects (the sensor and explain share it)."""
     label = _label_name(event)
     parsed = ctx.rules.labels.parse(label)
-    actor = _actor(api, ctx, event.get("actor"))
+    actor = _platform_prepared(ctx, api.full_name, number, label, _actor(api, ctx, event.get("actor")))
     dev_run = (
         parsed.stage is not None
         and ctx.rules.stage(parsed.stage).requires_dev_run

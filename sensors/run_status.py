@@ -6,7 +6,6 @@ import dagster as dg
 from codexk8s_pipelines.delivery import publish
 from codexk8s_pipelines.delivery.stage_jobs import STAGE_JOBS, TAG_PREFIX
 from codexk8s_pipelines.domain.correlation import parse_correlation_key
-from codexk8s_pipelines.github.api import RepoApi
 from codexk8s_pipelines.github.resource import GitHubResource
 from codexk8s_pipelines.github.service_comment import RunView, upsert
 from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
@@ -51,7 +50,7 @@ def report_outside_failure(
         reason="run_" + status,
         message=message[:500],
     )
-    api = RepoApi(github.connector().for_repository(repository), repository)
+    api = github.repo_api(repository)
     comment_id = upsert(api, number, view, publish.comment_id(store, key))
     store.append_event(key, "service_comment.upserted", "system", "dagster", {"comment_id": comment_id, "phase": phase})
     return f"{key}: {status}, comment {comment_id} updated"

@@ -92,12 +92,18 @@ def test_make_run_serves_the_code_location_and_ctrl_c_stops_everything(tmp_path:
         (repository,) = location["repositories"]
         jobs = {j["name"]: j["description"] for j in repository["jobs"]}
         assert "platform_migrate" in jobs and "schema up to date" in jobs["platform_migrate"]
-        # Every sensor and schedule the code defines is served (none exist before the GitHub and periodic issues).
+        # Every sensor and schedule the code defines is served, the periodic checks' among them.
         from codexk8s_pipelines.definitions import build_definitions
 
         defs = build_definitions()
         assert sorted(s["name"] for s in repository["sensors"]) == sorted(s.name for s in defs.sensors or [])
         assert sorted(s["name"] for s in repository["schedules"]) == sorted(s.name for s in defs.schedules or [])
+        periodic = {"security_scan_job", "dependency_freshness_job", "ops_drift_job", "osv_refresh", "self_improve_job"}
+        assert periodic <= set(jobs)
+        assert {"security_scan_schedule", "dependency_freshness_schedule", "ops_drift_schedule",
+                "self_improve_cadence", "osv_refresh_schedule", "docs_index_hourly"} <= {
+            s["name"] for s in repository["schedules"]
+        }  # fmt: skip
 
         # The platform database that `make run` started is up and migrated.
         pgdata = tmp_path / "state" / "pgdata"

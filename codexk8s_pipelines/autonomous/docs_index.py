@@ -9,8 +9,7 @@ import dagster as dg
 from ..github.resource import GitHubResource
 from ..resources import PlatformConfigResource, PlatformDatabase
 from .checkouts import checkout
-
-REPOSITORY_PARTITIONS = dg.DynamicPartitionsDefinition(name="repositories")
+from .partitions import REPOSITORY_PARTITIONS
 
 
 @dg.asset(

@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from ..domain.labels import DEFAULT_MODELS, DEFAULT_REASONING, LabelScheme
 from ..domain.rules import DEFAULT_LAUNCH_PROFILES, Rules, TriggerPolicy
 from ..domain.stages import MAIN_PATH, STAGE_NAMES, STAGES, ApprovalRule, Permission, RuntimeProfile
+from .periodic import PeriodicConfig, RepositoryDriftConfig, RepositoryPolicyConfig
 
 _GITHUB_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
@@ -50,6 +51,8 @@ class RepositoryConfig(_Strict):
     docs_globs: list[str] | None = Field(
         default=None, min_length=1, description="which files the docs index reads; default **/*.md and **/*.rst"
     )
+    drift: RepositoryDriftConfig | None = Field(default=None, description="desired state for the ops drift check")
+    policy: RepositoryPolicyConfig = Field(default_factory=RepositoryPolicyConfig)
 
     @model_validator(mode="after")
     def _one_source(self) -> RepositoryConfig:
@@ -166,6 +169,7 @@ class PlatformConfig(_Strict):
     models: ModelsConfig = Field(default_factory=ModelsConfig)
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
+    periodic: PeriodicConfig = Field(default_factory=PeriodicConfig)
 
     @model_validator(mode="after")
     def _labels_unique(self) -> PlatformConfig:

@@ -72,7 +72,7 @@ def _api(github: GitHubResource, repository: str) -> RepoApi:
     credentials = github.credentials()
     if not credentials.configured:
         raise dg.Failure(description=f"cannot reach GitHub: {credentials.missing_reason()}")
-    return RepoApi(github.connector().for_repository(repository), repository)
+    return github.repo_api(repository)
 
 
 def _run_dir(run_id: str) -> Path:

@@ -27,6 +27,10 @@ class Actor:
     login: str
     type: str = "User"
     permission: Permission | None = None
+    # The platform's own trigger label on an issue it opened for that label (the self-improve evidence issue, the
+    # fix issue of a critical finding): the one case a bot starts a run. Agents cannot forge it: the sensor sets
+    # it only when the login and the label match what the platform recorded when it opened the issue.
+    platform_prepared: bool = False
 
     @property
     def is_human(self) -> bool:
@@ -35,7 +39,8 @@ class Actor:
 
 @dataclass(frozen=True)
 class TriggerPolicy:
-    """Who may start runs: humans with at least `min_permission`, or on the allow-list. Bots never."""
+    """Who may start runs: humans with at least `min_permission`, or on the allow-list. Bots never, except the
+    platform's own label on an issue it prepared (see `Actor.platform_prepared`)."""
 
     min_permission: Permission = Permission.WRITE
     allow_logins: frozenset[str] = frozenset()
@@ -47,6 +52,8 @@ class TriggerPolicy:
         """None when the actor may trigger, else a sentence saying why not."""
         if not actor.login.strip():
             return "the event has no actor login"
+        if actor.platform_prepared:
+            return None
         if not actor.is_human:
             return f"{actor.login} is a {actor.type.strip() or 'non-user'} account; only humans can trigger runs"
         if actor.login.strip().lower() in self.allow_logins:

@@ -134,6 +134,18 @@ class RepoApi:
             self._raise_for(status, headers, body)
         return True
 
+    def create_issue(self, title: str, body: str, labels: list[str] | None = None) -> dict[str, Any]:
+        payload: dict[str, Any] = {"title": title, "body": body}
+        if labels:
+            payload["labels"] = labels
+        return self._requester.requestJsonAndCheck("POST", f"{self.base}/issues", input=payload)[1]
+
+    def edit_issue(
+        self, number: int, *, title: str | None = None, body: str | None = None, state: str | None = None
+    ) -> dict[str, Any]:
+        payload = {k: v for k, v in (("title", title), ("body", body), ("state", state)) if v is not None}
+        return self._requester.requestJsonAndCheck("PATCH", f"{self.base}/issues/{number}", input=payload)[1]
+
     def comments(self, number: int) -> list[dict[str, Any]]:
         return self._get_pages(f"{self.base}/issues/{number}/comments", {"per_page": 100})[2]
 

@@ -4,6 +4,7 @@ import threading
 
 import dagster as dg
 
+from .api import RepoApi
 from .client import GitHubConnector, GitHubCredentials
 
 _connectors: dict[tuple[str, str | None, str | None], GitHubConnector] = {}
@@ -25,3 +26,7 @@ class GitHubResource(dg.ConfigurableResource):
             if connector is None or connector.credentials != creds:
                 connector = _connectors[key] = GitHubConnector(creds)
             return connector
+
+    def repo_api(self, full_name: str) -> RepoApi:
+        """The REST calls the platform makes on one repository, through the shared connector."""
+        return RepoApi(self.connector().for_repository(full_name), full_name)

@@ -27,6 +27,7 @@ from codexk8s_pipelines.agents.k8s_runtime import build_pod_meta, build_pod_spec
 from codexk8s_pipelines.agents.runner_spec import RunnerSpec
 from codexk8s_pipelines.config import PlatformConfig
 from codexk8s_pipelines.config import models as config_models
+from codexk8s_pipelines.config import periodic as periodic_models
 from codexk8s_pipelines.config.loader import parse_config
 from codexk8s_pipelines.domain.stages import Role, WriteScope
 from codexk8s_pipelines.instance import kubernetes_instance, run_queue
@@ -78,7 +79,17 @@ FULL_VALUES: dict[str, Any] = {
         "agentToken": {"existingSecret": "agent-push-token", "key": "push-token"},
         "dagsterPostgresql": {"enabled": True, "existingSecret": "dagster-pg", "key": "password"},
     },
-    "platformConfig": {"repositories": [{"github": "acme/shop"}, {"github": "acme/api", "default_branch": "trunk"}]},
+    "platformConfig": {
+        "repositories": [
+            {"github": "acme/shop", "policy": {"fix_critical": True}},
+            {
+                "github": "acme/api",
+                "default_branch": "trunk",
+                "drift": {"helm_chart": "deploy/chart", "namespace": "api", "ignore": [{"pointer": "/spec/replicas"}]},
+            },
+        ],
+        "periodic": {"security": {"cron": "0 3 * * *", "max_age_days": 3}, "self_improve": {"min_finished_runs": 10}},
+    },
     "agents": {
         "namespaces": ["codexk8s-agents", "codexk8s-agents-batch"],
         "createNamespace": True,
@@ -595,6 +606,20 @@ def test_values_schema_follows_the_platform_models() -> None:
     assert set(platform["properties"]["repositories"]["items"]["properties"]) == set(
         config_models.RepositoryConfig.model_fields
     )
+    repository = platform["properties"]["repositories"]["items"]
+    assert _schema_properties(repository, "drift") == set(periodic_models.RepositoryDriftConfig.model_fields)
+    assert _schema_properties(repository, "policy") == set(periodic_models.RepositoryPolicyConfig.model_fields)
+    assert set(repository["properties"]["drift"]["properties"]["ignore"]["items"]["properties"]) == set(
+        periodic_models.DriftIgnoreRule.model_fields
+    )
+    assert _schema_properties(platform, "periodic") == set(periodic_models.PeriodicConfig.model_fields)
+    for key, model in {
+        "security": periodic_models.SecurityScanConfig,
+        "freshness": periodic_models.FreshnessConfig,
+        "drift": periodic_models.DriftConfig,
+        "self_improve": periodic_models.SelfImproveConfig,
+    }.items():
+        assert _schema_properties(platform, "periodic", key) == set(model.model_fields), key
     stage = platform["properties"]["stages"]["additionalProperties"]
     assert set(stage["properties"]) == set(config_models.StageOverride.model_fields)
     assert set(stage["properties"]["approval"]["properties"]) == set(config_models.ApprovalConfig.model_fields)

@@ -1,0 +1,116 @@
+"""`ops_drift`: a repository's rendered manifests against the live cluster. Warn-only: it reports, never applies.
+
+Only repositories with a `drift:` section are checked (the schedule fans out over those). Objects the check could
+not read keep their findings open: an unreachable API is not a fix.
+"""
+
+import os
+from typing import Any
+
+import dagster as dg
+
+from .. import settings
+from ..config.models import RepositoryConfig
+from ..github.resource import GitHubResource
+from ..resources import PlatformConfigResource, PlatformDatabase
+from ..store.findings import FindingInput
+from .checkouts import checkout
+from .partitions import REPOSITORY_PARTITIONS
+from .periodic import publish_findings, watched_repository
+
+
+def _value(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    return (text[:60] + "…") if len(text) > 60 else text
+
+
+def finding_input(item: Any) -> FindingInput:
+    if item.drift == "changed":
+        what = f"`{item.path or item.pointer}`: desired `{_value(item.desired)}`, live `{_value(item.live)}`"
+        severity = "MEDIUM"
+    elif item.drift == "missing":
+        what, severity = "missing from the cluster", "HIGH"
+    else:
+        what, severity = "in the cluster, not in the manifests", "LOW"
+    return FindingInput(
+        fingerprint=item.fingerprint,
+        title=f"{item.drift} · `{item.key}` · {what}",
+        severity=severity,
+        details={"object": str(item.key), "drift": item.drift, "pointer": item.pointer},
+    )
+
+
+def desired_state(repo: RepositoryConfig, root: Any) -> Any:
+    from ..drift import load_manifests, render_helm
+
+    cfg = repo.drift
+    assert cfg is not None
+    if cfg.manifests is not None:
+        return load_manifests(root / cfg.manifests, namespace=cfg.namespace, release=cfg.release)
+    helm = settings.helm_binary()
+    if helm is None:
+        raise dg.Failure(
+            description=f"{repo.key}: drift needs a helm binary: set {settings.HELM_VAR} or put helm on PATH"
+        )
+    release = cfg.release or (repo.github or repo.key).rsplit("/", 1)[-1]
+    return render_helm(
+        root / str(cfg.helm_chart), release=release, namespace=cfg.namespace,
+        values_files=[root / v for v in cfg.helm_values], helm_bin=helm,
+    )  # fmt: skip
+
+
+def _cluster() -> Any:
+    from ..drift import api_client_from_kubeconfig
+
+    try:
+        return api_client_from_kubeconfig(os.environ.get(settings.KUBECONFIG_VAR))
+    except Exception as exc:
+        raise dg.Failure(
+            description=f"no cluster to compare with: {exc} (set {settings.KUBECONFIG_VAR}, or run in the cluster)"
+        ) from exc
+
+
+@dg.asset(
+    name="ops_drift",
+    partitions_def=REPOSITORY_PARTITIONS,
+    group_name="periodic",
+    description="Rendered manifests (YAML or helm template) compared with the live cluster, ignoring "
+    "server-populated fields and configured JSON pointers; warn-only, on a dashboard issue.",
+    kinds={"kubernetes", "github"},
+)
+def ops_drift(
+    context: dg.AssetExecutionContext,
+    platform_db: PlatformDatabase,
+    platform_config: PlatformConfigResource,
+    github: GitHubResource,
+) -> dg.MaterializeResult:
+    from ..drift import DriftError, check_drift, render_markdown
+
+    platform = platform_config.get()
+    repo = watched_repository(platform, context.partition_key)
+    if repo.drift is None:
+        return dg.MaterializeResult(metadata={"skipped": "no drift section for this repository in codexk8s.yaml"})
+    root, commit = checkout(repo, github.credentials())
+    try:
+        desired = desired_state(repo, root)
+    except DriftError as exc:
+        raise dg.Failure(description=f"{repo.key}: {exc}") from exc
+    ignore = [{"pointer": r.pointer, "kind": r.kind, "name": r.name} for r in repo.drift.ignore]
+    report = check_drift(desired, _cluster(), ignore=ignore, managed_selector=repo.drift.selector)
+    # Objects the check could not read keep their findings: an unreachable API is not a fix.
+    unchecked = {str(key) for key in report.unchecked} | {str(p.key) for p in report.errors if p.key is not None}
+    notes = [f"{p}" for p in report.errors]
+    metadata, _ = publish_findings(
+        context, store=platform_db.store(), github=github, platform=platform, repo=repo, kind="drift",
+        findings=[finding_input(i) for i in report.items], notes=notes,
+        preserve=lambda details: details.get("object") in unchecked or bool(report.errors and not report.checked),
+    )  # fmt: skip
+    metadata.update(
+        {
+            "commit": commit or "",
+            **{f"drift_{k}": v for k, v in report.counts.items()},
+            "selector": report.selector or "",
+            "report": dg.MetadataValue.md(render_markdown(report)),
+        }
+    )
+    return dg.MaterializeResult(metadata=metadata)

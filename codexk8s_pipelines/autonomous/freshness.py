@@ -1,0 +1,139 @@
+"""`dependency_freshness`: how far each dependency is behind its registry's latest release, in libyears.
+
+An outdated dependency is a finding (one per package and ecosystem: bumping it to another old version keeps
+the same finding, with a new title); the full table and a libyear plot are in the materialisation metadata.
+"""
+
+import base64
+from typing import Any
+
+import dagster as dg
+
+from .. import settings
+from ..github.resource import GitHubResource
+from ..resources import PlatformConfigResource, PlatformDatabase
+from ..store.findings import FindingInput
+from .checkouts import checkout
+from .partitions import REPOSITORY_PARTITIONS
+from .periodic import publish_findings, watched_repository
+
+
+def fingerprint(ecosystem: str, name: str) -> str:
+    import hashlib
+
+    return hashlib.sha256("\0".join(("freshness", ecosystem, name)).encode()).hexdigest()
+
+
+def finding_input(row: Any) -> FindingInput:
+    behind = row.behind
+    severity = "MEDIUM" if behind is not None and behind.major else "LOW"
+    years = f"{row.libyear:.1f} libyears" if row.libyear is not None else "release dates unknown"
+    files = ", ".join(f"`{f}`" for f in row.files[:3]) + (" …" if len(row.files) > 3 else "")
+    return FindingInput(
+        fingerprint=fingerprint(row.ecosystem, row.name),
+        title=f"`{row.name}` ({row.ecosystem}) {row.version} → {row.latest} · {behind} behind · {years} · {files}",
+        severity=severity,
+        details={
+            "ecosystem": row.ecosystem,
+            "package": row.name,
+            "version": row.version,
+            "latest": row.latest,
+            "libyear": row.libyear,
+            "behind": str(behind),
+            "files": list(row.files),
+        },
+    )
+
+
+def _table(frame: Any) -> dg.TableMetadataValue:
+    columns = [c for c in ("ecosystem", "name", "version", "latest", "status", "libyear") if c in frame.columns]
+    records = []
+    for values in frame[columns].itertuples(index=False):
+        cells = {}
+        for col, value in zip(columns, values, strict=True):
+            cells[col] = (
+                None if value is None or value != value else (round(value, 3) if col == "libyear" else str(value))
+            )
+        records.append(dg.TableRecord(cells))
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, "float" if c == "libyear" else "string") for c in columns])
+    return dg.MetadataValue.table(records=records, schema=schema)
+
+
+@dg.asset(
+    name="dependency_freshness",
+    partitions_def=REPOSITORY_PARTITIONS,
+    group_name="periodic",
+    description="Latest releases from PyPI, npm, the Go proxy and crates.io against the repository's lockfiles: "
+    "versions behind and libyears; outdated dependencies on a dashboard issue.",
+    kinds={"python", "pandas", "github"},
+)
+def dependency_freshness(
+    context: dg.AssetExecutionContext,
+    platform_db: PlatformDatabase,
+    platform_config: PlatformConfigResource,
+    github: GitHubResource,
+) -> dg.MaterializeResult:
+    from ..freshness.check import check_freshness
+    from ..freshness.registries import RegistryUrls
+    from ..security.lockfiles import extract_dependencies
+
+    platform = platform_config.get()
+    cfg = platform.periodic.freshness
+    repo = watched_repository(platform, context.partition_key)
+    root, commit = checkout(repo, github.credentials())
+    extraction = extract_dependencies(root)
+    registries = RegistryUrls(cfg.pypi_url, cfg.npm_url, cfg.go_proxy_url, cfg.crates_url)
+    report = check_freshness(extraction.dependencies, registries=registries, workers=cfg.workers)
+    outdated = [r for r in report.rows if r.outdated and (r.libyear is None or r.libyear >= cfg.min_libyear)]
+    # A package the registry did not answer for (or whose lockfile broke) keeps its finding until it is asked.
+    unanswered = {(e.ecosystem, e.name) for e in report.errors}
+    broken_files = {e.file for e in extraction.errors}
+    notes = [f"`{e}`: not checked" for e in extraction.errors]
+    notes += [f"{e.ecosystem} `{e.name}`: {e.reason}" for e in report.errors]
+
+    def preserve(details: Any) -> bool:
+        files = set(details.get("files") or [])
+        return (details.get("ecosystem"), details.get("package")) in unanswered or bool(files & broken_files)
+
+    metadata, _ = publish_findings(
+        context,
+        store=platform_db.store(),
+        github=github,
+        platform=platform,
+        repo=repo,
+        kind="freshness",
+        findings=[finding_input(r) for r in outdated],
+        notes=notes,
+        preserve=preserve,
+    )
+    totals = report.totals
+    metadata.update(
+        {
+            "commit": commit or "",
+            "dependencies": totals.dependencies,
+            "outdated": totals.outdated,
+            "unpinned": totals.unpinned,
+            "registry_errors": totals.errors,
+            "libyear_total": round(totals.libyear, 3),
+            "by_ecosystem": dg.MetadataValue.json(
+                {
+                    k: {"dependencies": v.dependencies, "outdated": v.outdated, "libyear": round(v.libyear, 3)}
+                    for k, v in totals.by_ecosystem.items()
+                }
+            ),
+        }
+    )
+    frame = report.frame()
+    if len(frame):
+        metadata["table"] = _table(frame)
+    if outdated:
+        png = report.plot_png()
+        plot_dir = settings.state_dir() / "plots"
+        plot_dir.mkdir(parents=True, exist_ok=True)
+        path = plot_dir / f"libyear-{context.run.run_id}.png"
+        path.write_bytes(png)
+        metadata["libyear_plot"] = dg.MetadataValue.md(
+            f"![libyear per dependency](data:image/png;base64,{base64.b64encode(png).decode()})"
+        )
+        metadata["libyear_plot_file"] = dg.MetadataValue.path(str(path))
+    return dg.MaterializeResult(metadata=metadata)

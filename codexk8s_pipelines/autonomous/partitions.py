@@ -1,0 +1,14 @@
+"""One partition per watched repository, shared by every periodic asset.
+
+`docs_index_sensor` keeps the set in step with `codexk8s.yaml` (partition keys are `owner/name`, lowercase, or
+`local:<path>`); every periodic schedule fans out over the same keys.
+"""
+
+import dagster as dg
+
+REPOSITORY_PARTITIONS = dg.DynamicPartitionsDefinition(name="repositories")
+PARTITIONS_NAME = "repositories"
+
+
+def repository_keys(instance: dg.DagsterInstance) -> list[str]:
+    return sorted(instance.get_dynamic_partitions(PARTITIONS_NAME))

@@ -1,0 +1,127 @@
+"""What every periodic check does with its findings: store them with history, audit, keep the dashboard issue.
+
+The three assets differ only in how they find things; from "here is what I see now" on, they share this path so
+that a finding means the same thing (fingerprint, resolved-not-deleted, one issue per repository and kind)
+whichever check produced it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import dagster as dg
+
+from ..config.models import PlatformConfig, RepositoryConfig
+from ..github.api import RepoApi
+from ..github.resource import GitHubResource
+from ..store import PlatformStore
+from ..store.findings import FindingInput, dashboard_findings, remember_platform_issue, sync_findings
+from .dashboard import DashboardOutcome, render_dashboard, sync_dashboard
+
+ACTOR = "codexk8s-periodic"
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def periodic_key(repository: str, kind: str) -> str:
+    """The correlation key of a repository's periodic check in `flow_events`."""
+    return f"periodic:{repository}:{kind}"
+
+
+def watched_repository(platform: PlatformConfig, key: str) -> RepositoryConfig:
+    repo = platform.repository(key)
+    if repo is None:
+        raise dg.Failure(description=f"{key} is not a watched repository any more (see codexk8s.yaml)")
+    return repo
+
+
+def publish_findings(
+    context: dg.AssetExecutionContext,
+    *,
+    store: PlatformStore,
+    github: GitHubResource,
+    platform: PlatformConfig,
+    repo: RepositoryConfig,
+    kind: str,
+    findings: Iterable[FindingInput],
+    notes: Sequence[str] = (),
+    preserve: Callable[[Mapping[str, Any]], bool] | None = None,
+    now: datetime | None = None,
+) -> tuple[dict[str, Any], Any]:
+    """Sync, audit and publish; returns the metadata to attach to the materialisation and the sync result."""
+    now = now or now_utc()
+    repository = repo.key.lower()
+    synced = sync_findings(store, repository, kind, findings, now, preserve=preserve)
+    counts = synced.counts()
+    keep = timedelta(days=platform.periodic.keep_resolved_days)
+    open_rows, resolved_rows = dashboard_findings(store, repository, kind, now, keep)
+    outcome = _publish_dashboard(context, store, github, repo, kind, open_rows, resolved_rows, notes, keep.days)
+    store.append_event(
+        periodic_key(repository, kind),
+        "findings.synced",
+        "system",
+        ACTOR,
+        {
+            **counts,
+            "open": len(open_rows),
+            "dagster_run_id": context.run.run_id,
+            "dashboard": outcome.action,
+            "dashboard_issue": outcome.issue_number,
+            "notes": list(notes),
+        },
+    )
+    metadata: dict[str, Any] = {
+        "open": len(open_rows),
+        **{k: v for k, v in counts.items()},
+        "dashboard": outcome.action,
+    }
+    if outcome.url:
+        metadata["dashboard_issue"] = dg.MetadataValue.url(outcome.url)
+    if notes:
+        metadata["notes"] = dg.MetadataValue.md("\n".join(f"- {n}" for n in notes))
+    return metadata, synced
+
+
+def _publish_dashboard(
+    context: dg.AssetExecutionContext,
+    store: PlatformStore,
+    github: GitHubResource,
+    repo: RepositoryConfig,
+    kind: str,
+    open_rows: list[dict[str, Any]],
+    resolved_rows: list[dict[str, Any]],
+    notes: Sequence[str],
+    keep_days: int,
+) -> DashboardOutcome:
+    """The dashboard lives on GitHub: a local (`path:`) repository or missing credentials keep findings in the
+    database and the asset's metadata only, said once in the log."""
+    if repo.github is None:
+        return DashboardOutcome("skipped")
+    credentials = github.credentials()
+    if not credentials.configured:
+        context.log.warning(f"{repo.key}: no dashboard issue: {credentials.missing_reason()}")
+        return DashboardOutcome("skipped")
+    body = render_dashboard(kind, repo.github, open_rows, resolved_rows, notes, keep_days)
+    outcome = sync_dashboard(github.repo_api(repo.github), store, repo.key.lower(), kind, body, bool(open_rows))
+    context.log.info(f"{repo.key}: {kind} dashboard issue {outcome.action} (#{outcome.issue_number})")
+    return outcome
+
+
+def open_labelled_issue(
+    api: RepoApi, store: PlatformStore, repository: str, purpose: str, title: str, body: str, label: str
+) -> int:
+    """Open an issue the platform means to start a run on, then label it.
+
+    The record (which login opened it, for which label) is written before the label is put, so the intake sensor
+    can never see the label event before it knows the issue is the platform's own.
+    """
+    created = api.create_issue(title, body)
+    number = int(created["number"])
+    login = str((created.get("user") or {}).get("login") or "")
+    remember_platform_issue(store, repository, purpose, number, login, trigger_label=label)
+    api.add_labels(number, [label])
+    return number

@@ -1,0 +1,134 @@
+"""`self_improve_evidence`: when enough runs finished, an issue with the self-improve label and the evidence.
+
+The schedule in `schedules/periodic.py` decides when (runs finished since the last evidence issue); this asset
+gathers the evidence from the platform database and opens the issue, or refreshes the body of the one still
+open. The label is put by the platform on an issue it opened, which the intake sensor accepts as a trigger (see
+`Actor.platform_prepared`), so the self-improve agent starts with its evidence already in the issue.
+"""
+
+from collections.abc import Sequence
+
+import dagster as dg
+from github import GithubException
+
+from ..github.resource import GitHubResource
+from ..resources import PlatformConfigResource, PlatformDatabase
+from ..store.evidence import PREPARED_EVENT, RunEvidence, cadence_key, gather_evidence, last_prepared
+from ..store.findings import platform_issue
+from .partitions import REPOSITORY_PARTITIONS
+from .periodic import ACTOR, now_utc, open_labelled_issue, watched_repository
+
+MARKER = "<!-- codexk8s:self-improve -->"
+PURPOSE = "self-improve"
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return lines
+
+
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
+def render_evidence(evidence: RunEvidence, trigger_label: str) -> str:
+    """The issue body: the evidence a self-improve agent starts from, as tables a human can check."""
+    since = f"since {evidence.since:%Y-%m-%d %H:%M} UTC" if evidence.since else "since the platform started"
+    statuses = ", ".join(f"{s} {n}" for s, n in sorted(evidence.by_status.items())) or "none"
+    lines = [
+        MARKER,
+        f"**Self-improve evidence** for `{evidence.repository}`: {evidence.finished} runs finished {since} "
+        f"(until {evidence.until:%Y-%m-%d %H:%M} UTC; {statuses}).",
+        f"Prepared by codex-k8s from its run history; `{trigger_label}` on this issue starts the self-improve "
+        "agent, which proposes changes to prompts, docs and agent instructions from this evidence.",
+        "",
+        "### Failures by reason",
+    ]
+    lines += _table(("reason", "runs"), evidence.failures_by_reason) if evidence.failures_by_reason else ["None."]
+    lines += ["", "### Revise runs per stage"]
+    lines += _table(("stage", "revise runs"), evidence.revise_by_stage) if evidence.revise_by_stage else ["None."]
+    lines += ["", "### Slowest stages"]
+    if evidence.slowest_stages:
+        rows = [
+            (t.stage, t.runs, _duration(t.median_seconds), _duration(t.max_seconds)) for t in evidence.slowest_stages
+        ]
+        lines += _table(("stage", "runs", "median", "longest"), rows)
+    else:
+        lines.append("No timed runs.")
+    lines += ["", "### Latest agent status lines"]
+    if evidence.status_lines:
+        for row in evidence.status_lines:
+            text = " ".join(str(row["text"]).split())[:300]
+            when = f"{row['created_at']:%Y-%m-%d %H:%M}"
+            lines.append(f"- `{when}` {row['stage'] or '?'} (`{row['correlation_key']}`): {text}")
+    else:
+        lines.append("None reported.")
+    return "\n".join(lines) + "\n"
+
+
+@dg.asset(
+    name="self_improve_evidence",
+    partitions_def=REPOSITORY_PARTITIONS,
+    group_name="periodic",
+    description="Run evidence (failures, revise counts, slow stages, agent status) in an issue labelled for the "
+    "self-improve agent; opened when enough runs finished since the last one.",
+    kinds={"github", "postgres"},
+)
+def self_improve_evidence(
+    context: dg.AssetExecutionContext,
+    platform_db: PlatformDatabase,
+    platform_config: PlatformConfigResource,
+    github: GitHubResource,
+) -> dg.MaterializeResult:
+    platform = platform_config.get()
+    repo = watched_repository(platform, context.partition_key)
+    repository = repo.key.lower()
+    store = platform_db.store()
+    now = now_utc()
+    evidence = gather_evidence(
+        store, repository, last_prepared(store, repository), now, platform.periodic.self_improve.status_lines
+    )
+    label = platform.label_scheme().run_label("self-improve", False)
+    body = render_evidence(evidence, label)
+    metadata: dict = {"finished_runs": evidence.finished, "failed": evidence.by_status.get("failed", 0)}
+    metadata["evidence"] = dg.MetadataValue.md(body)
+    if repo.github is None or not github.credentials().configured:
+        reason = "a local repository" if repo.github is None else github.credentials().missing_reason()
+        context.log.warning(f"{repo.key}: evidence prepared but no issue opened: {reason}")
+        action, number = "skipped", None
+    else:
+        action, number = _open_or_update(github, store, repo.github, repository, body, label)
+        metadata["issue"] = number
+    store.append_event(
+        cadence_key(repository), PREPARED_EVENT, "system", ACTOR,
+        {"finished": evidence.finished, "issue": number, "action": action, "dagster_run_id": context.run.run_id},
+    )  # fmt: skip
+    metadata["action"] = action
+    return dg.MaterializeResult(metadata=metadata)
+
+
+def _open_or_update(
+    github: GitHubResource, store, full_name: str, repository: str, body: str, label: str
+) -> tuple[str, int]:
+    api = github.repo_api(full_name)
+    record = platform_issue(store, repository, PURPOSE)
+    if record is not None:
+        try:
+            issue = api.issue(int(record["issue_number"]))
+        except GithubException as exc:
+            if exc.status not in (404, 410):
+                raise
+            issue = None
+        if issue is not None and issue.get("state") == "open":
+            api.edit_issue(int(issue["number"]), body=body)
+            return "updated", int(issue["number"])
+    number = open_labelled_issue(api, store, repository, PURPOSE, "codex-k8s: self-improve evidence", body, label)
+    return "opened", number
+
+
+self_improve_job = dg.define_asset_job(
+    "self_improve_job", selection=[self_improve_evidence], tags={"codexk8s/kind": "periodic"}
+)

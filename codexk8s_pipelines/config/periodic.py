@@ -1,0 +1,110 @@
+"""`periodic:` and the per-repository `drift:`/`policy:` sections of `codexk8s.yaml`: the autonomous checks.
+
+Defaults are what a team gets without writing anything: a daily security scan, a weekly freshness check, an
+hourly drift check (for repositories that say where their manifests are) and a daily look at whether enough runs
+finished to prepare a self-improve issue.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+DEFAULT_OSV_URL = "https://osv-vulnerabilities.storage.googleapis.com"
+
+
+def _cron(value: str) -> str:
+    from dagster._utils.schedules import is_valid_cron_string
+
+    text = value.strip()
+    if not is_valid_cron_string(text):
+        raise ValueError(f"{value!r} is not a cron expression (five fields, e.g. '0 3 * * *', or @daily)")
+    return text
+
+
+Cron = Annotated[str, AfterValidator(_cron)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SecurityScanConfig(_Strict):
+    cron: Cron = "23 2 * * *"
+    refresh_cron: Cron = Field(default="5 1 * * *", description="when osv_refresh fetches OSV's all.zip exports")
+    osv_db: str | None = Field(
+        default=None, description="directory of OSV records or <Ecosystem>/all.zip; default <state dir>/osv"
+    )
+    osv_url: str = DEFAULT_OSV_URL
+    max_age_days: float = Field(default=7.0, gt=0, description="older databases are reported stale (still used)")
+    ecosystems: list[str] = Field(default_factory=lambda: ["PyPI", "npm", "Go", "crates.io"], min_length=1)
+
+
+class FreshnessConfig(_Strict):
+    cron: Cron = "41 3 * * 1"
+    pypi_url: str = "https://pypi.org"
+    npm_url: str = "https://registry.npmjs.org"
+    go_proxy_url: str = "https://proxy.golang.org"
+    crates_url: str = "https://crates.io"
+    workers: int = Field(default=8, gt=0, le=64)
+    min_libyear: float = Field(default=0.0, ge=0, description="dependencies fewer years behind are not findings")
+
+
+class DriftConfig(_Strict):
+    cron: Cron = "7 * * * *"
+
+
+class SelfImproveConfig(_Strict):
+    cron: Cron = "53 4 * * *"
+    min_finished_runs: int = Field(default=20, gt=0, description="runs finished since the last evidence issue")
+    status_lines: int = Field(default=20, gt=0, le=200, description="latest agent status lines quoted")
+
+
+class PeriodicConfig(_Strict):
+    security: SecurityScanConfig = Field(default_factory=SecurityScanConfig)
+    freshness: FreshnessConfig = Field(default_factory=FreshnessConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    self_improve: SelfImproveConfig = Field(default_factory=SelfImproveConfig)
+    keep_resolved_days: int = Field(default=30, gt=0, description="resolved findings stay on a dashboard this long")
+
+
+class DriftIgnoreRule(_Strict):
+    """A JSON pointer (RFC 6901) into an object that drift must not report, optionally for one kind/name."""
+
+    pointer: str = Field(min_length=1)
+    kind: str | None = None
+    name: str | None = None
+
+    @model_validator(mode="after")
+    def _pointer(self) -> DriftIgnoreRule:
+        if not self.pointer.startswith("/"):
+            raise ValueError(f"pointer {self.pointer!r} must start with '/' (a JSON pointer, e.g. /spec/replicas)")
+        return self
+
+
+class RepositoryDriftConfig(_Strict):
+    """Where a repository's desired state is: a directory of manifests or a Helm chart, both inside the repo."""
+
+    manifests: str | None = Field(default=None, description="directory or file of YAML manifests")
+    helm_chart: str | None = Field(default=None, description="chart directory rendered with `helm template`")
+    helm_values: list[str] = Field(default_factory=list, description="values files, relative to the repository")
+    release: str | None = Field(default=None, description="Helm release name; default: the repository name")
+    namespace: str = "default"
+    selector: str | None = Field(
+        default=None, description="label selector of objects that count as managed (for 'extra' objects)"
+    )
+    ignore: list[DriftIgnoreRule] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> RepositoryDriftConfig:
+        if (self.manifests is None) == (self.helm_chart is None):
+            raise ValueError("give exactly one of 'manifests' (YAML directory) or 'helm_chart' (chart directory)")
+        return self
+
+
+class RepositoryPolicyConfig(_Strict):
+    fix_critical: bool = Field(
+        default=False,
+        description="open an issue labelled with the dev trigger label for each new critical security finding",
+    )

@@ -1,0 +1,209 @@
+"""The desired state: what a repository says should run, from plain manifests or a rendered Helm chart.
+
+Documents are parsed one at a time (the text is split on `---` lines first), so one broken document costs
+only itself: its problem names the file and the document's position, and every other object still loads.
+Helm hooks (`helm.sh/hook`) are left out: they are jobs and tests Helm runs and often deletes, not state the
+release keeps in the cluster.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import re
+import subprocess
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .model import CLUSTER_SCOPED_KINDS, DriftError, ObjectKey, Problem, api_group
+
+HELM_TIMEOUT_SECONDS = 120
+HOOK_ANNOTATION = "helm.sh/hook"
+MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+# A document starts at a `---` line (optionally followed by content); `helm template` also names each
+# document's template in a `# Source:` comment right after it.
+_DOC_START = re.compile(r"^---(?=[ \t]|$)", re.MULTILINE)
+_HELM_SOURCE = re.compile(r"^# Source: (\S.*)$", re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class DesiredObject:
+    """One object as the repository declares it, and where it was declared (for the report)."""
+
+    key: ObjectKey
+    api_version: str
+    manifest: dict[str, Any]
+    source: str
+
+
+@dataclass
+class DesiredState:
+    """Every desired object by key, plus the documents that could not be used.
+
+    `namespace` is where objects without one go (as `kubectl apply -n` or `helm --namespace` would put
+    them); `release` names the Helm release, which is what tells this release's objects from others when
+    looking for extra ones.
+    """
+
+    namespace: str = "default"
+    release: str | None = None
+    objects: dict[ObjectKey, DesiredObject] = field(default_factory=dict)
+    problems: list[Problem] = field(default_factory=list)
+
+    @property
+    def namespaces(self) -> list[str]:
+        """The namespaces this state manages: its default one and every namespace an object names."""
+        found = {key.namespace for key in self.objects if key.namespace is not None}
+        return sorted(found | {self.namespace})
+
+    def add(self, doc: Mapping[str, Any], source: str) -> None:
+        """Validate one object and key it; a bad or duplicate one becomes a problem instead."""
+        kind = doc.get("kind")
+        api_version = doc.get("apiVersion")
+        metadata = doc.get("metadata")
+        if not isinstance(kind, str) or not kind:
+            self.problems.append(Problem(source, "no `kind`: not a Kubernetes object"))
+            return
+        if not isinstance(api_version, str) or not api_version:
+            self.problems.append(Problem(source, f"{kind} without `apiVersion`"))
+            return
+        name = metadata.get("name") if isinstance(metadata, Mapping) else None
+        if not isinstance(name, str) or not name:
+            hint = " (generateName objects get a new name each time and cannot be tracked)"
+            generated = isinstance(metadata, Mapping) and "generateName" in metadata
+            self.problems.append(Problem(source, f"{kind} without `metadata.name`{hint if generated else ''}"))
+            return
+        assert isinstance(metadata, Mapping)
+        annotations = metadata.get("annotations")
+        if isinstance(annotations, Mapping) and HOOK_ANNOTATION in annotations:
+            return
+        namespace: str | None = None
+        if kind not in CLUSTER_SCOPED_KINDS:
+            given = metadata.get("namespace")
+            namespace = given if isinstance(given, str) and given else self.namespace
+        key = ObjectKey(api_group(api_version), kind, namespace, name)
+        if key in self.objects:
+            first = self.objects[key].source
+            self.problems.append(Problem(source, f"duplicate object, already declared in {first}", key=key))
+            return
+        self.objects[key] = DesiredObject(key, api_version, copy.deepcopy(dict(doc)), source)
+
+    def add_text(self, text: str, source: str) -> None:
+        """Add every object of a multi-document YAML text; `List` objects contribute their items."""
+        for number, label, doc in _documents(text, source):
+            where = label or f"{source}, document {number}"
+            if isinstance(doc, Exception):
+                self.problems.append(Problem(where, f"invalid YAML: {_yaml_message(doc)}"))
+            elif doc is not None:
+                self._add_document(doc, where)
+
+    def _add_document(self, doc: Any, where: str) -> None:
+        if not isinstance(doc, Mapping):
+            self.problems.append(Problem(where, f"a {type(doc).__name__}, not a Kubernetes object"))
+        elif _is_list(doc):
+            for index, item in enumerate(doc["items"]):
+                self._add_document(item, f"{where}, item {index}")
+        else:
+            self.add(doc, where)
+
+
+def _is_list(doc: Mapping[str, Any]) -> bool:
+    kind = doc.get("kind")
+    return isinstance(kind, str) and kind.endswith("List") and isinstance(doc.get("items"), list)
+
+
+def _yaml_message(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def _documents(text: str, source: str) -> Iterator[tuple[int, str | None, Any]]:
+    """(1-based document number, helm template name or None, the parsed document or its parse error).
+
+    Splitting before parsing is what lets the documents after a broken one load: PyYAML's stream parser
+    cannot resume after an error.
+    """
+    starts = [m.start() for m in _DOC_START.finditer(text)]
+    if not starts or not _only_comments(text[: starts[0]]):
+        starts.insert(0, 0)  # content before the first `---` is a document; comments alone are not
+    bounds = [*starts, len(text)]
+    for number, (begin, end) in enumerate(itertools.pairwise(bounds), start=1):
+        chunk = text[begin:end]
+        named = _HELM_SOURCE.search(chunk)
+        label = f"{named.group(1).strip()} (document {number})" if named else None
+        try:
+            yield number, label, yaml.safe_load(chunk)
+        except yaml.YAMLError as exc:
+            yield number, label, exc
+
+
+def _only_comments(text: str) -> bool:
+    return all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())
+
+
+def load_manifests(path: Path, *, namespace: str = "default", release: str | None = None) -> DesiredState:
+    """Load `*.yaml`/`*.yml` under `path` (recursively, in sorted order), or the single file `path`.
+
+    A path that does not exist raises; unreadable files and bad documents become problems of the state.
+    """
+    state = DesiredState(namespace=namespace, release=release)
+    if path.is_file():
+        files = [path]
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES)
+    else:
+        raise DriftError(f"no manifests at {path}: not a file or directory")
+    for file in files:
+        try:
+            text = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            state.problems.append(Problem(str(file), f"cannot be read: {exc}"))
+            continue
+        state.add_text(text, str(file))
+    return state
+
+
+def render_helm(
+    chart: Path,
+    *,
+    release: str,
+    namespace: str,
+    values_files: Sequence[Path | str] = (),
+    helm_bin: str,
+    timeout: float = HELM_TIMEOUT_SECONDS,
+    include_crds: bool = False,
+    env: Mapping[str, str] | None = None,
+) -> DesiredState:
+    """Render `chart` with `helm template` as `release` in `namespace` and load what it prints.
+
+    Nothing is sent to a cluster: `helm template` renders offline. A helm failure raises `DriftError`
+    carrying helm's own stderr, which is where the template or values error is explained.
+    """
+    command = [helm_bin, "template", release, str(chart), "--namespace", namespace]
+    for values in values_files:
+        command += ["--values", str(values)]
+    if include_crds:
+        command.append("--include-crds")
+    try:
+        done = subprocess.run(
+            command,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=dict(env) if env is not None else None,
+        )
+    except FileNotFoundError as exc:
+        raise DriftError(f"helm binary not found: {helm_bin}") from exc
+    except subprocess.TimeoutExpired as exc:
+        raise DriftError(f"helm template {chart} did not finish within {timeout:g}s") from exc
+    if done.returncode != 0:
+        detail = done.stderr.strip() or done.stdout.strip() or "no output"
+        raise DriftError(f"helm template {chart} failed (exit {done.returncode}): {detail}")
+    state = DesiredState(namespace=namespace, release=release)
+    state.add_text(done.stdout, f"helm template {chart}")
+    return state

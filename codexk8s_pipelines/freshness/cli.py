@@ -1,0 +1,89 @@
+"""`codexk8s freshness PATH`: how far behind their registries a checkout's dependencies are.
+
+Exit codes let CI gate on it: 0 every dependency is up to date, 1 something is outdated, 2 the check could not
+run (no such directory). A registry that fails for some packages is reported, not fatal: one flaky registry must
+not turn a whole repository's answer into "error".
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .registries import DEFAULT_REGISTRIES, DEFAULT_TIMEOUT, DEFAULT_WORKERS, RegistryUrls
+
+EXIT_UP_TO_DATE = 0
+EXIT_OUTDATED = 1
+EXIT_ERROR = 2
+
+
+def _positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not ≥ 1")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
+    if not number > 0:
+        raise argparse.ArgumentTypeError(f"{value} is not > 0")
+    return number
+
+
+def cmd_freshness(args: argparse.Namespace) -> int:
+    root = Path(args.path)
+    if not root.is_dir():
+        print(f"codexk8s freshness: {args.path}: not a directory", file=sys.stderr)
+        return EXIT_ERROR
+    from ..security.lockfiles import extract_dependencies
+    from .check import check_freshness
+
+    extraction = extract_dependencies(root)
+    registries = RegistryUrls(pypi=args.pypi_url, npm=args.npm_url, go=args.go_proxy_url, crates=args.crates_url)
+    report = check_freshness(extraction.dependencies, registries=registries, workers=args.workers, timeout=args.timeout)
+    if args.format == "json":
+        data = report.to_dict()
+        data["path"] = str(root)
+        data["files"] = list(extraction.files)
+        data["extraction_errors"] = [{"file": e.file, "line": e.line, "message": e.message} for e in extraction.errors]
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    else:
+        for error in extraction.errors:
+            print(f"codexk8s freshness: skipped {error}", file=sys.stderr)
+        if not extraction.files:
+            print(f"no manifest or lockfile found under {root}")
+        sys.stdout.write(report.to_text())
+    return EXIT_OUTDATED if report.totals.outdated else EXIT_UP_TO_DATE
+
+
+def add_freshness_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register `freshness` on the main parser."""
+    parser = sub.add_parser(
+        "freshness",
+        help="how far behind their registries a checkout's dependencies are (versions behind, libyear)",
+        description="Read the manifests and lockfiles under PATH, ask PyPI, npm, the Go module proxy and "
+        "crates.io for each dependency's latest release, and print versions behind and libyear. "
+        "Exit 0 when everything is up to date, 1 when something is outdated, 2 when the check cannot run.",
+    )
+    parser.add_argument("path", help="a checkout (directory) to read manifests and lockfiles from")
+    parser.add_argument("--format", choices=("table", "json"), default="table", help="output format (table)")
+    parser.add_argument("--pypi-url", default=DEFAULT_REGISTRIES.pypi, help="PyPI base URL (%(default)s)")
+    parser.add_argument("--npm-url", default=DEFAULT_REGISTRIES.npm, help="npm registry base URL (%(default)s)")
+    parser.add_argument("--go-proxy-url", default=DEFAULT_REGISTRIES.go, help="Go module proxy URL (%(default)s)")
+    parser.add_argument("--crates-url", default=DEFAULT_REGISTRIES.crates, help="crates.io base URL (%(default)s)")
+    parser.add_argument(
+        "--workers", type=_positive_int, default=DEFAULT_WORKERS, help="concurrent registry requests (%(default)s)"
+    )
+    parser.add_argument(
+        "--timeout", type=_positive_float, default=DEFAULT_TIMEOUT, help="seconds per request (%(default)s)"
+    )
+    parser.set_defaults(func=cmd_freshness)

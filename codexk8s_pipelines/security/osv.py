@@ -1,0 +1,552 @@
+"""An offline OSV advisory database: records from a directory tree and/or OSV's per-ecosystem `all.zip` exports.
+
+The scan runs nightly on every watched repository and from a terminal, so the database is read from disk, never
+from the network at scan time (`refresh.py` downloads it beforehand). Loading is tolerant by design: one broken
+record among thousands is reported in `errors` and the rest stays usable, because a scanner that refuses to run
+reports nothing at all.
+
+What is kept per record is only what matching and reporting need (ids, aliases, summary, severity, one URL and
+the affected entries of ecosystems we can order): the `details` text and the long reference lists are dropped,
+and ranges are compiled into parsed versions only when a dependency first looks them up (see `matching.py`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from codexk8s_pipelines.security.dependencies import normalise_name
+from codexk8s_pipelines.security.versions import SUPPORTED
+
+__all__ = [
+    "DEFAULT_MAX_AGE",
+    "MARKER_NAME",
+    "Advisory",
+    "Affected",
+    "AliasGroup",
+    "DatabaseSummary",
+    "OsvDatabase",
+    "Range",
+    "RecordError",
+    "read_marker",
+]
+
+DEFAULT_MAX_AGE = timedelta(days=7)
+# Written by `refresh.py` at the database root; a dot-file so the record walk never mistakes it for a record.
+MARKER_NAME = ".codexk8s-osv.json"
+RECORD_SUFFIXES = (".json", ".yaml", ".yml")
+EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
+MATCHED_RANGE_TYPES = ("ECOSYSTEM", "SEMVER")  # GIT ranges need the repository's commit graph: not evaluated
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+try:  # libyaml: about ten times faster than the pure-Python loader on the PyPI advisory tree
+    _YamlLoader: Any = yaml.CSafeLoader
+except AttributeError:  # pragma: no cover - PyYAML built without libyaml
+    _YamlLoader = yaml.SafeLoader
+
+
+@dataclass(frozen=True, slots=True)
+class RecordError:
+    """A record file (or zip member, `archive.zip!member.json`) that could not be used; the load goes on."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}"
+
+
+class _Malformed(ValueError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """One ECOSYSTEM or SEMVER range, its events as (kind, version) pairs in the record's order."""
+
+    type: str
+    events: tuple[tuple[str, str], ...]
+
+
+@dataclass(eq=False, slots=True)
+class Affected:
+    """One `affected[]` entry of a supported ecosystem. `compiled` is matching's cache of parsed versions, filled
+    on first lookup so that loading never pays for parsing the versions of packages nobody depends on."""
+
+    advisory: Advisory
+    ecosystem: str  # OSV's base ecosystem name, a `:release` suffix removed
+    name: str  # normalised with `normalise_name`
+    ranges: tuple[Range, ...]
+    versions: frozenset[str]
+    severity: tuple[Mapping[str, Any], ...]  # package-level severity, which overrides the record's when present
+    compiled: Any = None
+
+
+@dataclass(eq=False, slots=True)
+class Advisory:
+    id: str
+    aliases: tuple[str, ...]
+    summary: str
+    modified: datetime | None
+    severity: tuple[Mapping[str, Any], ...]
+    database_severity: str | None  # e.g. GHSA's `database_specific.severity`: "HIGH", "MODERATE"
+    url: str | None  # first ADVISORY reference
+    source: str
+    affected: tuple[Affected, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AliasGroup:
+    """Records that are one vulnerability under several names (a PYSEC, its GHSA and its CVE).
+
+    `canonical` is the lexicographically smallest CVE id of the group, or of all its ids when it has no CVE: CVE
+    ids are the names people search for, and the choice must not depend on which databases happen to be loaded
+    first. `ids` holds every id (records and bare aliases), `records` the ids of loaded records."""
+
+    canonical: str
+    ids: tuple[str, ...]
+    records: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseSummary:
+    """What a scan report says about the database it used."""
+
+    path: str
+    records: int
+    withdrawn: int
+    skipped: int
+    duplicates: int
+    errors: int
+    snapshot: datetime | None
+    snapshot_source: str | None  # "marker" (refresh time) or "records" (newest `modified`), None when unknown
+    age_days: float | None
+    max_age_days: float | None
+    stale: bool
+    stale_message: str | None
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[str, str] = {}
+
+    def find(self, item: str) -> str:
+        parent = self.parent.setdefault(item, item)
+        root = item
+        while parent != root:
+            root, parent = parent, self.parent[parent]
+        while item != root:  # path compression keeps later finds O(1)
+            item, self.parent[item] = self.parent[item], root
+        return root
+
+    def union(self, a: str, b: str) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+
+def _canonical(ids: Sequence[str]) -> str:
+    cves = [i for i in ids if i.startswith("CVE-")]
+    return min(cves or ids)
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """`modified` as an aware datetime; libyaml already turns unquoted timestamps into datetimes. Go's vulndb
+    writes the zero time (0001-01-01) in its repository copy, which says nothing about age: None."""
+    if isinstance(value, datetime):
+        stamp = value
+    elif isinstance(value, str):
+        try:
+            stamp = datetime.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    else:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)
+    return stamp if stamp > _EPOCH else None
+
+
+def _str_list(raw: Mapping[str, Any], key: str) -> list[str]:
+    value = raw.get(key)
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise _Malformed(f"`{key}` is not a list of strings")
+    return value
+
+
+def _ranges(raw_ranges: Any, where: str) -> tuple[Range, ...]:
+    if raw_ranges is None:
+        return ()
+    if not isinstance(raw_ranges, list):
+        raise _Malformed(f"{where}.ranges is not a list")
+    ranges: list[Range] = []
+    for n, raw in enumerate(raw_ranges):
+        here = f"{where}.ranges[{n}]"
+        if not isinstance(raw, Mapping) or not isinstance(raw.get("type"), str):
+            raise _Malformed(f"{here} is not a mapping with a `type`")
+        events = raw.get("events")
+        if not isinstance(events, list) or not events:
+            raise _Malformed(f"{here}.events is not a non-empty list")
+        pairs: list[tuple[str, str]] = []
+        for m, event in enumerate(events):
+            if not isinstance(event, Mapping) or len(event) != 1:
+                raise _Malformed(f"{here}.events[{m}] is not a mapping with exactly one event")
+            ((kind, version),) = event.items()
+            if kind not in EVENT_KINDS:
+                raise _Malformed(f"{here}.events[{m}]: unknown event {kind!r}")
+            if not isinstance(version, str) or not version:
+                raise _Malformed(f"{here}.events[{m}].{kind} is not a version string")
+            pairs.append((kind, version))
+        if not any(kind == "introduced" for kind, _ in pairs):
+            raise _Malformed(f"{here} has no `introduced` event")
+        if raw["type"] in MATCHED_RANGE_TYPES:
+            ranges.append(Range(raw["type"], tuple(pairs)))
+    return tuple(ranges)
+
+
+def _severity_list(raw: Any, where: str) -> tuple[Mapping[str, Any], ...]:
+    if raw is None:
+        return ()
+    if not isinstance(raw, list) or not all(isinstance(s, Mapping) for s in raw):
+        raise _Malformed(f"{where} is not a list of mappings")
+    return tuple(raw)
+
+
+def _summary(raw: Mapping[str, Any]) -> str:
+    """OSV's `summary`, or the first sentence-ish line of `details` (PYSEC records have no summary)."""
+    text = raw.get("summary")
+    if not isinstance(text, str) or not text.strip():
+        details = raw.get("details")
+        text = details if isinstance(details, str) else ""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= 160 else flat[:159] + "…"
+
+
+def _first_advisory_url(raw: Mapping[str, Any]) -> str | None:
+    refs = raw.get("references")
+    if not isinstance(refs, list):
+        return None
+    for ref in refs:
+        if isinstance(ref, Mapping) and ref.get("type") == "ADVISORY" and isinstance(ref.get("url"), str):
+            return str(ref["url"])
+    return None
+
+
+@dataclass(slots=True)
+class _Parsed:
+    """Outcome of reading one record: an advisory, or why it was not indexed."""
+
+    advisory: Advisory | None = None
+    withdrawn: bool = False
+    unsupported: tuple[str, ...] = ()
+    modified: datetime | None = None
+
+
+def _build(raw: Any, source: str) -> _Parsed:
+    if not isinstance(raw, Mapping):
+        raise _Malformed(f"record is not a mapping (got {type(raw).__name__})")
+    record_id = raw.get("id")
+    if not isinstance(record_id, str) or not record_id.strip():
+        raise _Malformed("missing `id`")
+    modified = _timestamp(raw.get("modified"))
+    if raw.get("withdrawn"):
+        return _Parsed(withdrawn=True, modified=modified)
+    aliases = tuple(a for a in _str_list(raw, "aliases") if a != record_id)
+    database_specific = raw.get("database_specific")
+    db_severity = database_specific.get("severity") if isinstance(database_specific, Mapping) else None
+    advisory = Advisory(
+        id=record_id,
+        aliases=aliases,
+        summary=_summary(raw),
+        modified=modified,
+        severity=_severity_list(raw.get("severity"), "severity"),
+        database_severity=db_severity if isinstance(db_severity, str) else None,
+        url=_first_advisory_url(raw),
+        source=source,
+    )
+    affected_raw = raw.get("affected")
+    if affected_raw is None:
+        affected_raw = []
+    if not isinstance(affected_raw, list):
+        raise _Malformed("`affected` is not a list")
+    affected: list[Affected] = []
+    unsupported: list[str] = []
+    for n, entry in enumerate(affected_raw):
+        where = f"affected[{n}]"
+        package = entry.get("package") if isinstance(entry, Mapping) else None
+        if not isinstance(package, Mapping):
+            raise _Malformed(f"{where}.package is missing")
+        ecosystem, name = package.get("ecosystem"), package.get("name")
+        if not isinstance(ecosystem, str) or not isinstance(name, str) or not name.strip():
+            raise _Malformed(f"{where}.package needs `ecosystem` and `name` strings")
+        base = ecosystem.split(":", 1)[0].strip()
+        if base not in SUPPORTED:
+            unsupported.append(base)
+            continue
+        affected.append(
+            Affected(
+                advisory=advisory,
+                ecosystem=base,
+                name=normalise_name(base, name),
+                ranges=_ranges(entry.get("ranges"), where),
+                versions=frozenset(_str_list(entry, "versions")),
+                severity=_severity_list(entry.get("severity"), f"{where}.severity"),
+            )
+        )
+    if not affected:
+        return _Parsed(unsupported=tuple(unsupported) or ("(none)",), modified=modified)
+    advisory.affected = tuple(affected)
+    return _Parsed(advisory=advisory, modified=modified)
+
+
+def _parse_bytes(data: bytes, name: str) -> Any:
+    if name.endswith(".json"):
+        return json.loads(data)
+    return yaml.load(data, Loader=_YamlLoader)  # a safe loader: no arbitrary objects
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    """Record files and zips under `root`, in a stable order, skipping dot-files and dot-directories (the refresh
+    marker, `.git`, editors' temporaries)."""
+    if root.is_file():
+        yield root
+        return
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for filename in sorted(filenames):
+            if filename.startswith("."):
+                continue
+            if filename.endswith(RECORD_SUFFIXES) or filename.endswith(".zip"):
+                yield Path(dirpath, filename)
+
+
+def read_marker(root: Path) -> dict[str, Any] | None:
+    """The refresh marker at the database root, None when absent or unreadable (then records' dates decide)."""
+    try:
+        data = json.loads((root / MARKER_NAME).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def _marker_snapshot(marker: Mapping[str, Any] | None) -> datetime | None:
+    """The oldest per-ecosystem download time: a refresh that failed for one ecosystem leaves that ecosystem's
+    older data in place, and the database is as old as its oldest part."""
+    if not marker:
+        return None
+    stamps: list[datetime] = []
+    ecosystems = marker.get("ecosystems")
+    if isinstance(ecosystems, Mapping):
+        for entry in ecosystems.values():
+            if isinstance(entry, Mapping) and (stamp := _timestamp(entry.get("fetched_at"))):
+                stamps.append(stamp)
+    if not stamps and (stamp := _timestamp(marker.get("fetched_at"))):
+        stamps.append(stamp)
+    return min(stamps) if stamps else None
+
+
+@dataclass(eq=False)
+class OsvDatabase:
+    """Advisories indexed by (ecosystem, normalised package name), with their alias groups and freshness."""
+
+    path: Path
+    now: datetime
+    max_age: timedelta | None = DEFAULT_MAX_AGE
+    advisories: dict[str, Advisory] = field(default_factory=dict)
+    errors: list[RecordError] = field(default_factory=list)
+    withdrawn: int = 0
+    skipped: int = 0  # records with no affected package in a supported ecosystem
+    skipped_ecosystems: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0  # the same id read twice (a tree and a zip of it): the newer `modified` is kept
+    files: int = 0  # record files and zip members read
+    snapshot: datetime | None = None
+    snapshot_source: str | None = None
+    _index: dict[tuple[str, str], list[Affected]] = field(default_factory=dict, repr=False)
+    _groups: dict[str, AliasGroup] = field(default_factory=dict, repr=False)
+
+    # -- loading -------------------------------------------------------------------------------------------
+    @classmethod
+    def load(
+        cls, path: Path, *, max_age: timedelta | None = DEFAULT_MAX_AGE, now: datetime | None = None
+    ) -> OsvDatabase:
+        """Read every record under `path` (a directory, one record file or one zip). A missing path raises
+        FileNotFoundError: that is the caller's mistake, unlike a broken record, which is only reported."""
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"no such OSV database: {path}")
+        db = cls(path=path, now=now or datetime.now(UTC), max_age=max_age)
+        newest: datetime | None = None
+        for file in _walk(path):
+            for parsed in db._read(file):
+                if parsed.modified and (newest is None or parsed.modified > newest):
+                    newest = parsed.modified
+                if parsed.withdrawn:
+                    db.withdrawn += 1
+                elif parsed.advisory is None:
+                    db.skipped += 1
+                    db.skipped_ecosystems.update(parsed.unsupported)
+                else:
+                    db._add(parsed.advisory)
+        db._build_index()
+        marker_time = _marker_snapshot(read_marker(path)) if path.is_dir() else None
+        if marker_time is not None:
+            db.snapshot, db.snapshot_source = marker_time, "marker"
+        elif newest is not None:
+            db.snapshot, db.snapshot_source = newest, "records"
+        return db
+
+    def _read(self, file: Path) -> Iterator[_Parsed]:
+        if file.suffix == ".zip":
+            yield from self._read_zip(file)
+            return
+        self.files += 1
+        try:
+            data = file.read_bytes()
+            yield _build(_parse_bytes(data, file.name), str(file))
+        except (_Malformed, ValueError, yaml.YAMLError, OSError) as exc:
+            self.errors.append(RecordError(str(file), _describe(exc)))
+
+    def _read_zip(self, file: Path) -> Iterator[_Parsed]:
+        try:
+            archive = zipfile.ZipFile(file)
+        except (zipfile.BadZipFile, OSError) as exc:
+            self.errors.append(RecordError(str(file), f"not a readable zip archive: {exc}"))
+            return
+        with archive:
+            for info in archive.infolist():
+                if info.is_dir() or not info.filename.endswith(RECORD_SUFFIXES):
+                    continue
+                self.files += 1
+                source = f"{file}!{info.filename}"
+                try:
+                    yield _build(_parse_bytes(archive.read(info), info.filename), source)
+                except (_Malformed, ValueError, yaml.YAMLError, OSError, zipfile.BadZipFile) as exc:
+                    self.errors.append(RecordError(source, _describe(exc)))
+
+    def _add(self, advisory: Advisory) -> None:
+        previous = self.advisories.get(advisory.id)
+        if previous is not None:
+            self.duplicates += 1
+            if (previous.modified or _EPOCH) >= (advisory.modified or _EPOCH):
+                return
+        self.advisories[advisory.id] = advisory
+
+    def _build_index(self) -> None:
+        index: dict[tuple[str, str], list[Affected]] = {}
+        groups = _UnionFind()
+        for advisory in self.advisories.values():
+            for affected in advisory.affected:
+                index.setdefault((affected.ecosystem, affected.name), []).append(affected)
+            groups.find(advisory.id)
+            for alias in advisory.aliases:
+                groups.union(advisory.id, alias)
+        members: dict[str, list[str]] = {}
+        for item in list(groups.parent):
+            members.setdefault(groups.find(item), []).append(item)
+        by_id: dict[str, AliasGroup] = {}
+        for ids in members.values():
+            ids.sort()
+            group = AliasGroup(
+                canonical=_canonical(ids), ids=tuple(ids), records=tuple(i for i in ids if i in self.advisories)
+            )
+            for i in ids:
+                by_id[i] = group
+        self._index, self._groups = index, by_id
+
+    # -- queries -------------------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.advisories)
+
+    def lookup(self, ecosystem: str, name: str) -> Sequence[Affected]:
+        """Affected entries for a package; `name` is normalised here, so callers may pass it as written."""
+        return self._index.get((ecosystem, normalise_name(ecosystem, name)), ())
+
+    def packages(self) -> list[tuple[str, str]]:
+        """Every (ecosystem, normalised name) with at least one advisory."""
+        return list(self._index)
+
+    def group(self, advisory_id: str) -> AliasGroup:
+        """The alias group of an id; an id no record mentions is a group of its own."""
+        found = self._groups.get(advisory_id)
+        return found or AliasGroup(advisory_id, (advisory_id,), (advisory_id,) if advisory_id in self else ())
+
+    def __contains__(self, advisory_id: object) -> bool:
+        return advisory_id in self.advisories
+
+    # -- freshness -----------------------------------------------------------------------------------------
+    @property
+    def age(self) -> timedelta | None:
+        return None if self.snapshot is None else self.now - self.snapshot
+
+    @property
+    def stale(self) -> bool:
+        """Older than `max_age`; a database whose age cannot be told counts as stale, since a scan against
+        advisories of unknown date can silently miss everything published since."""
+        if self.max_age is None:
+            return False
+        age = self.age
+        return age is None or age > self.max_age
+
+    def staleness_message(self) -> str | None:
+        """One sentence for every report format, None when the database is fresh enough."""
+        if not self.stale or self.max_age is None:
+            return None
+        limit = _days(self.max_age)
+        age = self.age
+        if age is None or self.snapshot is None:
+            return (
+                f"OSV database age is unknown (no refresh marker and no record `modified` date), "
+                f"it may be older than {limit}: refresh it"
+            )
+        return (
+            f"OSV database is {age.days} days old (snapshot {self.snapshot.date().isoformat()}), "
+            f"older than {limit}: refresh it"
+        )
+
+    def summary(self) -> DatabaseSummary:
+        age = self.age
+        return DatabaseSummary(
+            path=str(self.path),
+            records=len(self.advisories),
+            withdrawn=self.withdrawn,
+            skipped=self.skipped,
+            duplicates=self.duplicates,
+            errors=len(self.errors),
+            snapshot=self.snapshot,
+            snapshot_source=self.snapshot_source,
+            age_days=None if age is None else round(age.total_seconds() / 86400, 2),
+            max_age_days=None if self.max_age is None else self.max_age.total_seconds() / 86400,
+            stale=self.stale,
+            stale_message=self.staleness_message(),
+        )
+
+
+def _days(delta: timedelta) -> str:
+    days = delta.total_seconds() / 86400
+    text = f"{days:g}"
+    return f"{text} day" if text == "1" else f"{text} days"
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, _Malformed):
+        return str(exc)
+    if isinstance(exc, json.JSONDecodeError):
+        return f"invalid JSON: {exc}"
+    if isinstance(exc, yaml.YAMLError):
+        return "invalid YAML: " + " ".join(str(exc).split())
+    if isinstance(exc, UnicodeDecodeError):
+        return f"not UTF-8 text: {exc}"
+    if isinstance(exc, OSError):
+        return f"cannot read: {exc.strerror or exc}"
+    return str(exc)

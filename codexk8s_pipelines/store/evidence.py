@@ -1,0 +1,119 @@
+"""Run evidence for the self-improve cadence: what went wrong and where time went since the last look.
+
+Read from the platform's own memory (runs and the audit trail), never from Dagster's event log, so the evidence
+is the same whichever Dagster instance ran the stages.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .database import FINISHED, PlatformStore
+
+PREPARED_EVENT = "self_improve.prepared"
+
+
+def cadence_key(repository: str) -> str:
+    """The correlation key of a repository's self-improve cadence in `flow_events`."""
+    return f"periodic:{repository}:self-improve"
+
+
+@dataclass(frozen=True)
+class StageTiming:
+    stage: str
+    runs: int
+    median_seconds: float
+    max_seconds: float
+
+
+@dataclass
+class RunEvidence:
+    repository: str
+    since: datetime | None
+    until: datetime
+    finished: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+    failures_by_reason: list[tuple[str, int]] = field(default_factory=list)
+    revise_by_stage: list[tuple[str, int]] = field(default_factory=list)
+    slowest_stages: list[StageTiming] = field(default_factory=list)
+    status_lines: list[dict[str, Any]] = field(default_factory=list)  # created_at, correlation_key, stage, text
+
+
+def last_prepared(store: PlatformStore, repository: str) -> datetime | None:
+    with store.connect() as conn:
+        row = conn.execute(
+            "SELECT max(created_at) AS at FROM flow_events WHERE correlation_key = %s AND event_type = %s",
+            (cadence_key(repository), PREPARED_EVENT),
+        ).fetchone()
+    return row["at"] if row else None
+
+
+def finished_runs_since(store: PlatformStore, repository: str, since: datetime | None) -> int:
+    with store.connect() as conn:
+        row = conn.execute(
+            "SELECT count(*) AS n FROM runs WHERE repository = %s AND status = ANY(%s)"
+            " AND (%s::timestamptz IS NULL OR finished_at > %s)",
+            (repository, list(FINISHED), since, since),
+        ).fetchone()
+    return int(row["n"]) if row else 0
+
+
+def gather_evidence(
+    store: PlatformStore, repository: str, since: datetime | None, until: datetime, status_lines: int = 20
+) -> RunEvidence:
+    """Failures by reason, revise runs per stage, slowest stages and the latest agent status lines."""
+    evidence = RunEvidence(repository, since, until)
+    window = (
+        "repository = %s AND status = ANY(%s) AND finished_at <= %s AND (%s::timestamptz IS NULL OR finished_at > %s)"
+    )
+    args = (repository, list(FINISHED), until, since, since)
+    with store.connect() as conn:
+        for row in conn.execute(f"SELECT status, count(*) AS n FROM runs WHERE {window} GROUP BY status", args):
+            evidence.by_status[row["status"]] = int(row["n"])
+        evidence.finished = sum(evidence.by_status.values())
+        # The reason of a failed run is the one its last failure event gave (the op's outcome, or the run-status
+        # sensor's when the run died outside its steps).
+        evidence.failures_by_reason = [
+            (r["reason"], int(r["n"]))
+            for r in conn.execute(
+                "SELECT coalesce(f.reason, 'unknown') AS reason, count(*) AS n FROM runs r"
+                " LEFT JOIN LATERAL (SELECT payload->>'reason' AS reason FROM flow_events e"
+                "   WHERE e.correlation_key = r.correlation_key AND e.event_type LIKE 'run.failed%%'"
+                "   ORDER BY e.id DESC LIMIT 1) f ON TRUE"
+                f" WHERE r.status = 'failed' AND {window.replace('repository', 'r.repository')}"
+                " GROUP BY 1 ORDER BY 2 DESC, 1",
+                args,
+            )
+        ]
+        evidence.revise_by_stage = [
+            (r["stage"], int(r["n"]))
+            for r in conn.execute(
+                f"SELECT stage, count(*) AS n FROM runs WHERE revise AND stage IS NOT NULL AND {window}"
+                " GROUP BY stage ORDER BY 2 DESC, 1",
+                args,
+            )
+        ]
+        evidence.slowest_stages = [
+            StageTiming(r["stage"], int(r["n"]), float(r["median"]), float(r["longest"]))
+            for r in conn.execute(
+                "SELECT stage, count(*) AS n,"
+                " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at)) AS median,"
+                " max(extract(epoch FROM finished_at - started_at)) AS longest"
+                f" FROM runs WHERE stage IS NOT NULL AND started_at IS NOT NULL AND {window}"
+                " GROUP BY stage ORDER BY median DESC, stage LIMIT 5",
+                args,
+            )
+        ]
+        evidence.status_lines = conn.execute(
+            "SELECT e.created_at, e.correlation_key, r.stage,"
+            " coalesce(e.payload->>'status', e.payload->>'agent_status') AS text FROM flow_events e"
+            " JOIN runs r ON r.correlation_key = e.correlation_key"
+            " WHERE r.repository = %s AND e.created_at <= %s AND (%s::timestamptz IS NULL OR e.created_at > %s)"
+            " AND ((e.event_type = 'run.agent.status_reported' AND e.payload ? 'status')"
+            "   OR (e.event_type = 'run.agent.finished' AND coalesce(e.payload->>'agent_status', '') <> ''))"
+            " ORDER BY e.id DESC LIMIT %s",
+            (repository, until, since, since, status_lines),
+        ).fetchall()
+    return evidence

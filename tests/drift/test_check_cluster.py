@@ -1,0 +1,458 @@
+"""`check_drift` against kmock's API server: objects made through the real client, read back by the real client."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import kmock
+import kubernetes
+import pytest
+import yaml
+
+from codexk8s_pipelines.drift import (
+    DesiredState,
+    DriftError,
+    DriftReport,
+    IgnoreRule,
+    ObjectKey,
+    PointerError,
+    check_drift,
+    load_manifests,
+    render_helm,
+)
+
+from .conftest import Cluster
+
+RELEASE = "shop"
+NS = "shop"
+OWNED = {"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/instance": RELEASE}
+WEB = ObjectKey("apps", "Deployment", NS, "web")
+SETTINGS = ObjectKey("", "ConfigMap", NS, "settings")
+
+
+def deployment() -> dict[str, Any]:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": NS, "labels": {**OWNED, "app": "web"}},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": {"app": "web"}},
+            "template": {
+                "metadata": {"labels": {"app": "web"}},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": "nginx:1.27",
+                            "env": [{"name": "LOG_LEVEL", "value": "info"}, {"name": "MODE", "value": "prod"}],
+                            "ports": [{"name": "http", "containerPort": 8080}],
+                            "resources": {"requests": {"cpu": "0.5", "memory": "1Gi"}, "limits": {"cpu": 1}},
+                        },
+                        {"name": "sidecar", "image": "busybox:1.36", "args": ["sleep", "infinity"]},
+                    ]
+                },
+            },
+        },
+    }
+
+
+def config_map(name: str = "settings", labels: dict[str, str] | None = None, **data: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": NS, "labels": OWNED if labels is None else labels},
+        "data": data or {"greeting": "hello"},
+    }
+
+
+def service() -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web", "labels": OWNED},  # no namespace: the release's
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "targetPort": "http"}]},
+    }
+
+
+def cluster_role(verbs: list[str] | None = None) -> dict[str, Any]:
+    return {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "shop-reader", "labels": OWNED},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": verbs or ["get", "list"]}],
+    }
+
+
+def as_stored(obj: dict[str, Any]) -> dict[str, Any]:
+    """`obj` as an API server returns it: its own metadata, status, and defaults the manifest never set."""
+    stored = copy.deepcopy(obj)
+    stored["metadata"].update(
+        {
+            "uid": "0b6c4a4e-4b0e-4c39-9f43-6f1f3c0d9a10",
+            "resourceVersion": "4711",
+            "generation": 3,
+            "creationTimestamp": "2026-01-02T03:04:05Z",
+            "managedFields": [{"manager": "helm", "operation": "Update", "apiVersion": obj["apiVersion"]}],
+        }
+    )
+    stored["metadata"].setdefault("annotations", {})["deployment.kubernetes.io/revision"] = "7"
+    if obj["kind"] == "Deployment":
+        spec = stored["spec"]
+        spec.update({"revisionHistoryLimit": 10, "progressDeadlineSeconds": 600})
+        spec["strategy"] = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}
+        pod = spec["template"]["spec"]
+        pod.update({"restartPolicy": "Always", "dnsPolicy": "ClusterFirst", "schedulerName": "default-scheduler"})
+        for container in pod["containers"]:
+            container.update({"imagePullPolicy": "IfNotPresent", "terminationMessagePath": "/dev/termination-log"})
+            for port in container.get("ports", []):
+                port["protocol"] = "TCP"
+        web = pod["containers"][0]
+        web["resources"] = {"requests": {"cpu": "500m", "memory": "1024Mi"}, "limits": {"cpu": "1"}}
+        stored["status"] = {"replicas": 2, "readyReplicas": 2, "observedGeneration": 3}
+    return stored
+
+
+def desired_state(tmp_path: Path, *docs: dict[str, Any]) -> DesiredState:
+    """The manifests written as one multi-document file and loaded as the repository's would be."""
+    path = tmp_path / "manifests" / "all.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(yaml.safe_dump_all(docs, sort_keys=False), encoding="utf-8")
+    state = load_manifests(path.parent, namespace=NS, release=RELEASE)
+    assert state.problems == []
+    return state
+
+
+def changes(report: DriftReport) -> dict[tuple[ObjectKey, str | None], tuple[Any, Any]]:
+    return {(i.key, i.pointer): (i.desired, i.live) for i in report.items if i.drift == "changed"}
+
+
+def test_identical_object_with_server_fields_and_defaults_is_no_drift(cluster: Cluster, tmp_path: Path) -> None:
+    desired = desired_state(tmp_path, deployment(), config_map())
+    cluster.create(as_stored(deployment()), as_stored(config_map()), namespace=NS)
+
+    report = check_drift(desired, cluster.api_client)
+
+    assert report.items == [], report.items
+    assert report.errors == []
+    assert report.counts["checked"] == 2
+    assert report.selector == "app.kubernetes.io/managed-by=Helm,app.kubernetes.io/instance=shop"
+
+
+def test_changed_fields_are_reported_with_exact_pointers_and_values(cluster: Cluster, tmp_path: Path) -> None:
+    desired = desired_state(tmp_path, deployment(), config_map())
+    live = as_stored(deployment())
+    live["spec"]["replicas"] = 3
+    containers = live["spec"]["template"]["spec"]["containers"]
+    containers.reverse()  # order differs: matched by name, not position
+    web = containers[1]
+    web["image"] = "nginx:1.25"
+    web["env"] = [{"name": "MODE", "value": "prod"}, {"name": "LOG_LEVEL", "value": "debug"}]
+    cluster.create(live, as_stored(config_map(greeting="hi")), namespace=NS)
+
+    report = check_drift(desired, cluster.api_client)
+
+    assert changes(report) == {
+        (WEB, "/spec/replicas"): (2, 3),
+        (WEB, "/spec/template/spec/containers/0/image"): ("nginx:1.27", "nginx:1.25"),
+        (WEB, "/spec/template/spec/containers/0/env/0/value"): ("info", "debug"),
+        (SETTINGS, "/data/greeting"): ("hello", "hi"),
+    }
+    paths = {i.pointer: i.path for i in report.items}
+    assert paths["/spec/template/spec/containers/0/env/0/value"] == (
+        "spec.template.spec.containers[name=web].env[name=LOG_LEVEL].value"
+    )
+    assert report.counts["changed"] == 4
+
+    hpa = IgnoreRule("/spec/replicas", kind="Deployment", reason="scaled by the HPA")
+    elsewhere = IgnoreRule("/spec/replicas", kind="StatefulSet")
+    ignored = check_drift(desired, cluster.api_client, ignore=[hpa])
+    assert (WEB, "/spec/replicas") not in changes(ignored)
+    assert len(ignored.items) == 3 and ignored.ignored == 1
+    assert (WEB, "/spec/replicas") in changes(check_drift(desired, cluster.api_client, ignore=[elsewhere]))
+    as_data = check_drift(desired, cluster.api_client, ignore=[{"kind": "Deployment", "pointer": "/spec/replicas"}])
+    assert [i.fingerprint for i in as_data.items] == [i.fingerprint for i in ignored.items]
+    assert [i.fingerprint for i in check_drift(desired, cluster.api_client).items] == [
+        i.fingerprint for i in report.items
+    ]
+
+
+def test_quantities_are_compared_by_amount(cluster: Cluster, tmp_path: Path) -> None:
+    equal, smaller = deployment(), deployment()
+    smaller["metadata"]["name"] = "smaller"
+    desired = desired_state(tmp_path, equal, smaller)  # both ask for cpu 0.5, memory 1Gi, cpu limit 1
+    for obj, cpu in ((equal, "500m"), (smaller, "250m")):
+        live = as_stored(obj)
+        requests = {"cpu": cpu, "memory": "1073741824"}
+        live["spec"]["template"]["spec"]["containers"][0]["resources"] = {
+            "requests": requests,
+            "limits": {"cpu": "1000m"},
+        }
+        cluster.create(live, namespace=NS)
+
+    report = check_drift(desired, cluster.api_client)
+
+    key = ObjectKey("apps", "Deployment", NS, "smaller")
+    assert changes(report) == {(key, "/spec/template/spec/containers/0/resources/requests/cpu"): ("0.5", "250m")}
+
+
+def test_missing_and_extra_objects_only_count_objects_carrying_the_release_labels(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    desired = desired_state(tmp_path, config_map(), service())
+    cluster.create(
+        as_stored(config_map()),
+        config_map("leftover"),  # the release's labels, gone from the chart: extra
+        config_map("unrelated", labels={"team": "someone-else"}),  # shares the namespace: not ours
+        config_map("other-release", labels={**OWNED, "app.kubernetes.io/instance": "blog"}),
+        namespace=NS,
+    )
+    cluster.create({**config_map("elsewhere"), "metadata": {"name": "elsewhere", "labels": OWNED}}, namespace="other")
+
+    report = check_drift(desired, cluster.api_client)
+
+    found = {(i.drift, i.key) for i in report.items}
+    assert found == {
+        ("missing", ObjectKey("", "Service", NS, "web")),
+        ("extra", ObjectKey("", "ConfigMap", NS, "leftover")),
+    }
+    assert report.errors == []
+
+    by_selector = check_drift(desired, cluster.api_client, managed_selector="team in (someone-else, nobody)")
+    assert {(i.drift, i.key.name) for i in by_selector.items} == {("missing", "web"), ("extra", "unrelated")}
+
+    whole = IgnoreRule("", kind="ConfigMap", name="leftover")
+    assert {i.drift for i in check_drift(desired, cluster.api_client, ignore=[whole]).items} == {"missing"}
+
+
+def test_cluster_scoped_objects_have_no_namespace(cluster: Cluster, tmp_path: Path) -> None:
+    desired = desired_state(tmp_path, cluster_role())
+    assert list(desired.objects) == [ObjectKey("rbac.authorization.k8s.io", "ClusterRole", None, "shop-reader")]
+    extra_role = cluster_role()
+    extra_role["metadata"]["name"] = "shop-old"
+    cluster.create(as_stored(cluster_role(["get", "list", "watch"])), extra_role)
+
+    report = check_drift(desired, cluster.api_client)
+
+    key = ObjectKey("rbac.authorization.k8s.io", "ClusterRole", None, "shop-reader")
+    assert changes(report) == {(key, "/rules/0/verbs"): (["get", "list"], ["get", "list", "watch"])}
+    assert [(i.drift, str(i.key)) for i in report.items if i.drift != "changed"] == [
+        ("extra", "ClusterRole.rbac.authorization.k8s.io shop-old")
+    ]
+
+
+def test_forbidden_and_unknown_kinds_are_errors_not_crashes(cluster: Cluster, tmp_path: Path) -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "stringData": {"token": "x"}}
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}}
+    desired = desired_state(tmp_path, config_map(), secret, widget)
+    cluster.create(as_stored(config_map(greeting="hi")), namespace=NS)
+    cluster.forbid("v1/secrets")
+
+    report = check_drift(desired, cluster.api_client)
+
+    assert changes(report) == {(SETTINGS, "/data/greeting"): ("hello", "hi")}
+    forbidden = [e for e in report.errors if e.status == 403]
+    assert [e.key for e in forbidden] == [ObjectKey("", "Secret", NS, "creds")]
+    assert "forbidden" in forbidden[0].message.lower()
+    assert any("example.com/v1" in e.source for e in report.errors)
+    assert ("missing", ObjectKey("example.com", "Widget", NS, "w")) in {(i.drift, i.key) for i in report.items}
+
+
+def test_an_unreadable_api_description_leaves_its_objects_unchecked(cluster: Cluster, tmp_path: Path) -> None:
+    desired = desired_state(tmp_path, deployment(), config_map())
+    cluster.create(as_stored(config_map()), namespace=NS)
+    cluster.fail(
+        kmock.KubernetesError(status=503, reason="ServiceUnavailable", message="etcd is sad"), "get /apis/apps/v1"
+    )
+
+    report = check_drift(desired, cluster.api_client)
+
+    assert report.items == []
+    assert report.unchecked == [WEB]
+    assert report.counts["checked"] == 1 and report.counts["unchecked"] == 1
+    [error] = report.errors
+    assert (error.key, error.status, error.source) == (WEB, 503, "discovery apps/v1")
+    assert "etcd is sad" in error.message
+
+
+def test_a_custom_cluster_scoped_kind_is_not_its_own_extra(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.declare("example.com/v1/gizmos", "Gizmo", namespaced=False)
+    gizmo = {
+        "apiVersion": "example.com/v1",
+        "kind": "Gizmo",
+        "metadata": {"name": "g", "labels": OWNED},
+        "spec": {"n": 1},
+    }
+    desired = desired_state(tmp_path, gizmo, config_map())
+    assert ObjectKey("example.com", "Gizmo", NS, "g") in desired.objects  # offline, it could not know
+    custom = kubernetes.client.CustomObjectsApi(cluster.api_client)
+    custom.create_cluster_custom_object("example.com", "v1", "gizmos", {**gizmo, "spec": {"n": 2}})
+    custom.create_cluster_custom_object(
+        "example.com", "v1", "gizmos", {**gizmo, "metadata": {"name": "old", "labels": OWNED}}
+    )
+    cluster.create(as_stored(config_map()), namespace=NS)
+
+    report = check_drift(desired, cluster.api_client)
+
+    assert [(i.drift, i.key, i.pointer) for i in report.items] == [
+        ("extra", ObjectKey("example.com", "Gizmo", None, "old"), None),
+        ("changed", ObjectKey("example.com", "Gizmo", NS, "g"), "/spec/n"),
+    ]
+
+
+def test_secret_values_never_reach_the_report(cluster: Cluster, tmp_path: Path) -> None:
+    secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "creds"}, "stringData": {"token": "s3cr3t"}}
+    desired = desired_state(tmp_path, secret)
+    live = {**secret, "metadata": {"name": "creds", "namespace": NS}, "data": {"token": "b3RoZXI="}}
+    del live["stringData"]
+    cluster.create(live, namespace=NS)
+
+    report = check_drift(desired, cluster.api_client)
+
+    assert [(i.pointer, i.desired, i.live) for i in report.items] == [("/data/token", "<redacted>", "<redacted>")]
+    same = {**live, "metadata": {"name": "creds2", "namespace": NS}, "data": {"token": "czNjcjN0"}}
+    cluster.create(same, namespace=NS)
+    twin = {**secret, "metadata": {"name": "creds2"}}
+    assert check_drift(desired_state(tmp_path, twin), cluster.api_client).items == []
+
+
+def test_a_drift_check_only_reads(cluster: Cluster, tmp_path: Path) -> None:
+    desired = desired_state(tmp_path, deployment(), config_map(), service(), cluster_role())
+    live = as_stored(deployment())
+    live["spec"]["replicas"] = 5
+    cluster.create(live, config_map("leftover"), namespace=NS)
+    cluster.create(as_stored(cluster_role()))
+    before = len(cluster.requests())
+
+    report = check_drift(desired, cluster.api_client)
+
+    assert report.has_drift
+    seen = cluster.requests()[before:]
+    assert seen, "the check made no request at all"
+    assert {method for method, _, _ in seen} == {"GET"}, seen
+    lists = [(path, query) for _, path, query in seen if path.endswith(("/configmaps", "/clusterroles"))]
+    assert lists and all(q.get("labelSelector") == report.selector for _, q in lists)
+
+
+def test_malformed_ignore_pointer_fails_before_any_request(cluster: Cluster, tmp_path: Path) -> None:
+    desired = desired_state(tmp_path, config_map())
+    before = len(cluster.requests())
+    with pytest.raises(PointerError, match="must be empty or start with '/'"):
+        check_drift(desired, cluster.api_client, ignore=[{"pointer": "spec/replicas", "kind": "Deployment"}])
+    assert len(cluster.requests()) == before
+
+
+def test_unreachable_cluster_is_an_error_in_the_report(tmp_path: Path) -> None:
+    configuration = kubernetes.client.Configuration()
+    configuration.host = "http://127.0.0.1:9"  # discard port: nothing listens
+    configuration.retries = 0
+    desired = desired_state(tmp_path, config_map())
+    with kubernetes.client.ApiClient(configuration) as api_client:
+        report = check_drift(desired, api_client, timeout=2)
+    assert report.items == []
+    assert report.counts["checked"] == 0
+    assert [e.source for e in report.errors] == ["discovery v1"]
+
+
+CHART_YAML = """apiVersion: v2
+name: tiny
+version: 0.1.0
+"""
+VALUES_YAML = """greeting: hello
+image: nginx:1.27
+"""
+TEMPLATE = """{{- define "tiny.labels" -}}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: {{ .Release.Name }}-settings
+  labels:
+    {{- include "tiny.labels" . | nindent 4 }}
+data:
+  greeting: {{ .Values.greeting | quote }}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: Role
+metadata:
+  name: {{ .Release.Name }}-reader
+  namespace: {{ .Release.Namespace }}
+  labels:
+    {{- include "tiny.labels" . | nindent 4 }}
+rules:
+  - apiGroups: [""]
+    resources: ["configmaps"]
+    verbs: ["get"]
+---
+apiVersion: v1
+kind: Pod
+metadata:
+  name: {{ .Release.Name }}-test
+  annotations:
+    helm.sh/hook: test
+spec:
+  containers:
+    - name: test
+      image: {{ .Values.image }}
+"""
+
+
+def write_chart(root: Path, template: str = TEMPLATE) -> Path:
+    chart = root / "tiny"
+    (chart / "templates").mkdir(parents=True)
+    (chart / "Chart.yaml").write_text(CHART_YAML, encoding="utf-8")
+    (chart / "values.yaml").write_text(VALUES_YAML, encoding="utf-8")
+    (chart / "templates" / "all.yaml").write_text(template, encoding="utf-8")
+    return chart
+
+
+def test_a_rendered_helm_chart_compared_with_the_cluster(cluster: Cluster, tmp_path: Path, helm_bin: str) -> None:
+    chart = write_chart(tmp_path)
+    overrides = tmp_path / "prod.yaml"
+    overrides.write_text("greeting: bonjour\n", encoding="utf-8")
+
+    desired = render_helm(chart, release=RELEASE, namespace=NS, values_files=[overrides], helm_bin=helm_bin)
+
+    assert desired.problems == []
+    assert desired.release == RELEASE
+    assert sorted(desired.objects) == [
+        ObjectKey("", "ConfigMap", NS, "shop-settings"),
+        ObjectKey("rbac.authorization.k8s.io", "Role", NS, "shop-reader"),
+    ]  # the test hook is not release state
+    source = desired.objects[ObjectKey("", "ConfigMap", NS, "shop-settings")].source
+    assert source.startswith("tiny/templates/all.yaml")
+
+    for obj in desired.objects.values():
+        live = as_stored(obj.manifest)
+        live["metadata"]["namespace"] = NS
+        if obj.key.kind == "ConfigMap":
+            live["data"]["greeting"] = "hello"
+        cluster.create(live, namespace=NS)
+
+    report = check_drift(desired, cluster.api_client)
+
+    key = ObjectKey("", "ConfigMap", NS, "shop-settings")
+    assert changes(report) == {(key, "/data/greeting"): ("bonjour", "hello")}
+    assert [i.drift for i in report.items] == ["changed"]
+
+
+def test_a_failing_helm_render_raises_with_helms_stderr(tmp_path: Path, helm_bin: str) -> None:
+    chart = write_chart(tmp_path, "kind: ConfigMap\n{{ .Values.nope.deeper }}\n")
+    with pytest.raises(
+        DriftError, match=r"helm template \S+ failed \(exit 1\): Error: tiny/templates/all.yaml"
+    ) as caught:
+        render_helm(chart, release=RELEASE, namespace=NS, helm_bin=helm_bin)
+    assert "nil pointer evaluating interface {}.deeper" in str(caught.value)
+    with pytest.raises(DriftError, match="helm binary not found"):
+        render_helm(chart, release=RELEASE, namespace=NS, helm_bin=str(tmp_path / "no-helm"))
+
+
+def test_kmock_request_log_is_what_the_assertion_reads(cluster: Cluster) -> None:
+    """Guards the GET-only assertion: a write through the client does show up as a non-GET request."""
+    cluster.create(config_map("probe"), namespace=NS)
+    methods = [m for m, path, _ in cluster.requests() if path.endswith("/configmaps")]
+    assert methods == ["POST"]

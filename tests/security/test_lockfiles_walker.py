@@ -1,0 +1,220 @@
+"""The tree walk: which files are read, excluded directories, symlinks, oversized and unreadable files, a mixed
+tree of every format, and that nothing raises out of `extract_dependencies`."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from codexk8s_pipelines.security import lockfiles
+from codexk8s_pipelines.security.dependencies import CRATES, GO, NPM, PYPI
+from codexk8s_pipelines.security.lockfiles import (
+    DEFAULT_EXCLUDES,
+    KNOWN_FILES,
+    KnownFile,
+    extract_dependencies,
+    known_file,
+    parse_file,
+)
+from codexk8s_pipelines.security.lockfiles._common import json_key_lines
+from tests.security.test_lockfiles_go_cargo import CARGO_LOCK, GO_MOD, GO_SUM
+from tests.security.test_lockfiles_npm import PACKAGE_LOCK_V3, PNPM_V9, YARN_BERRY, YARN_CLASSIC
+from tests.security.test_lockfiles_python import PEP621, PIP_COMPILE, PIPFILE_LOCK, POETRY_LOCK, UV_LOCK
+
+
+def write(root: Path, relative: str, text: str) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize(
+    ("relative", "pattern"),
+    [
+        ("requirements.txt", "requirements*.txt"),
+        ("a/b/requirements-dev.txt", "requirements*.txt"),
+        ("test-requirements.txt", "*-requirements.txt"),
+        ("requirements/base.txt", "requirements/*.txt"),
+        ("svc/pyproject.toml", "pyproject.toml"),
+        ("web/npm-shrinkwrap.json", "npm-shrinkwrap.json"),
+        ("Cargo.lock", "Cargo.lock"),
+        ("notes.txt", None),
+        ("requirements.in", None),
+        ("package.json", None),
+        ("cargo.lock", None),
+    ],
+)
+def test_known_file_names(relative: str, pattern: str | None) -> None:
+    known = known_file(relative)
+    assert (known.pattern if known else None) == pattern
+
+
+def test_every_known_file_names_an_ecosystem() -> None:
+    assert {known.ecosystem for known in KNOWN_FILES} == {PYPI, NPM, GO, CRATES}
+
+
+def test_mixed_tree_counts_per_ecosystem(tmp_path: Path) -> None:
+    write(tmp_path, "requirements/prod.txt", PIP_COMPILE)
+    write(tmp_path, "pyproject.toml", PEP621)
+    write(tmp_path, "services/legacy/poetry.lock", POETRY_LOCK)
+    write(tmp_path, "services/uv/uv.lock", UV_LOCK)
+    write(tmp_path, "services/pipenv/Pipfile.lock", PIPFILE_LOCK)
+    write(tmp_path, "web/package-lock.json", PACKAGE_LOCK_V3)
+    write(tmp_path, "web/legacy/yarn.lock", YARN_CLASSIC)
+    write(tmp_path, "web/berry/yarn.lock", YARN_BERRY)
+    write(tmp_path, "web/pnpm/pnpm-lock.yaml", PNPM_V9)
+    write(tmp_path, "go/go.mod", GO_MOD)
+    write(tmp_path, "go/go.sum", GO_SUM)
+    write(tmp_path, "rust/Cargo.lock", CARGO_LOCK)
+    write(tmp_path, "README.md", "# not a manifest\n")
+
+    extraction = extract_dependencies(tmp_path)
+
+    assert extraction.files == [
+        "go/go.mod",
+        "go/go.sum",
+        "pyproject.toml",
+        "requirements/prod.txt",
+        "rust/Cargo.lock",
+        "services/legacy/poetry.lock",
+        "services/pipenv/Pipfile.lock",
+        "services/uv/uv.lock",
+        "web/berry/yarn.lock",
+        "web/legacy/yarn.lock",
+        "web/package-lock.json",
+        "web/pnpm/pnpm-lock.yaml",
+    ]
+    # requirements 4 + pyproject 8 + poetry.lock 2 + uv.lock 4 + Pipfile.lock 2 = 20
+    # package-lock 8 + yarn classic 3 + yarn berry 4 + pnpm 7 = 22; go.mod 7 + go.sum 1 (pflag) = 8; Cargo 5
+    assert Counter(d.ecosystem for d in extraction.dependencies) == {PYPI: 20, NPM: 22, GO: 8, CRATES: 5}
+    # the format fixtures' own deliberate errors, nothing else
+    assert sorted({e.file for e in extraction.errors}) == [
+        "services/pipenv/Pipfile.lock",
+        "web/berry/yarn.lock",
+        "web/legacy/yarn.lock",
+    ]
+    keys = [(d.file, d.line or 0, d.name) for d in extraction.dependencies]
+    assert keys == sorted(keys)
+
+
+def test_excluded_directories_are_not_entered(tmp_path: Path) -> None:
+    write(tmp_path, "requirements.txt", "flask==3.0.0\n")
+    for excluded in ("node_modules/left-pad", ".venv/lib", "venv", ".git", "__pycache__", "target", "vendor", ".tox"):
+        write(tmp_path, f"{excluded}/requirements.txt", "hidden==1.0\n")
+    write(tmp_path, "dist/pkg/requirements.txt", "hidden==1.0\n")
+    write(tmp_path, "build/requirements.txt", "hidden==1.0\n")
+    write(tmp_path, "app/node_modules/x/package-lock.json", '{"packages": {"node_modules/y": {"version": "1.0.0"}}}')
+    write(tmp_path, "app/requirements-dev.txt", "pytest==8.0.0\n")
+
+    extraction = extract_dependencies(tmp_path)
+    assert extraction.files == ["app/requirements-dev.txt", "requirements.txt"]
+    assert [(d.name, d.file) for d in extraction.dependencies] == [
+        ("pytest", "app/requirements-dev.txt"),
+        ("flask", "requirements.txt"),
+    ]
+
+    narrower = extract_dependencies(tmp_path, exclude_dirs=frozenset({".git"}))
+    assert "node_modules/left-pad/requirements.txt" in narrower.files
+    assert ".git/requirements.txt" not in narrower.files
+    assert {".git", "node_modules", ".venv", "venv", "__pycache__", "target", "vendor", ".tox"} <= DEFAULT_EXCLUDES
+
+
+def test_included_file_is_reported_once(tmp_path: Path) -> None:
+    write(tmp_path, "requirements.txt", "-r requirements-base.txt\nflask==3.0.0\n")
+    write(tmp_path, "requirements-base.txt", "click==8.1.7\n")
+    extraction = extract_dependencies(tmp_path)
+    assert extraction.files == ["requirements-base.txt", "requirements.txt"]
+    assert [(d.name, d.file, d.line) for d in extraction.dependencies] == [
+        ("click", "requirements-base.txt", 1),
+        ("flask", "requirements.txt", 2),
+    ]
+
+
+def test_symlinks_out_of_the_tree_are_not_followed(tmp_path: Path) -> None:
+    outside = write(tmp_path, "outside/requirements.txt", "secret==1.0\n")
+    root = tmp_path / "repo"
+    write(root, "real/requirements.txt", "flask==3.0.0\n")
+    (root / "requirements.txt").symlink_to(outside)
+    (root / "linked-dir").symlink_to(tmp_path / "outside", target_is_directory=True)
+    (root / "requirements-same.txt").symlink_to(root / "real" / "requirements.txt")
+    (root / "requirements-dangling.txt").symlink_to(root / "missing.txt")
+
+    extraction = extract_dependencies(root)
+    assert extraction.files == ["real/requirements.txt", "requirements-same.txt"]
+    assert [(d.name, d.file) for d in extraction.dependencies] == [
+        ("flask", "real/requirements.txt"),
+        ("flask", "requirements-same.txt"),
+    ]
+    assert [str(e) for e in extraction.errors] == [
+        "requirements-dangling.txt: broken symlink: not read",
+        "requirements.txt: symlink to outside the scanned tree: not followed",
+    ]
+
+
+def test_oversized_and_undecodable_files_are_reported_not_read(tmp_path: Path) -> None:
+    with (tmp_path / "package-lock.json").open("wb") as handle:
+        handle.truncate(21 * 1024 * 1024)  # sparse: the size is what is checked, nothing is written
+    (tmp_path / "requirements.txt").write_bytes(b"caf\xe9==1.0\n")
+    write(tmp_path, "go.mod", "module m\n\nrequire github.com/a/b v1.0.0\n")
+
+    extraction = extract_dependencies(tmp_path)
+    assert extraction.files == ["go.mod"]
+    assert len(extraction.dependencies) == 1
+    assert [(e.file, e.message) for e in extraction.errors] == [
+        ("package-lock.json", "file is 21.0 MB, over the 20 MB limit: not read"),
+        ("requirements.txt", "not UTF-8 text (invalid continuation byte at byte 3)"),
+    ]
+
+
+def test_a_parser_crash_is_an_error_not_an_exception(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def explode(text: str, sink: object) -> None:
+        raise KeyError("boom")
+
+    crashing = tuple(
+        KnownFile(k.pattern, k.ecosystem, k.lockfile, explode) if k.pattern == "go.sum" else k for k in KNOWN_FILES
+    )
+    monkeypatch.setattr(lockfiles, "KNOWN_FILES", crashing)
+    write(tmp_path, "go.sum", GO_SUM)
+    write(tmp_path, "go.mod", "module m\n\nrequire github.com/a/b v1.0.0\n")
+    extraction = extract_dependencies(tmp_path)
+    assert [d.name for d in extraction.dependencies] == ["github.com/a/b"]
+    assert [str(e) for e in extraction.errors] == ["go.sum: could not be parsed (KeyError: 'boom')"]
+
+
+def test_missing_root_and_unknown_file(tmp_path: Path) -> None:
+    extraction = extract_dependencies(tmp_path / "nope")
+    assert extraction.dependencies == [] and extraction.files == []
+    assert extraction.errors[0].message.startswith("cannot read the scan root")
+    path = write(tmp_path, "notes.txt", "flask==3.0.0\n")
+    assert parse_file(path, "notes.txt")[1][0].message == "not a recognised manifest or lockfile name"
+
+
+def test_json_key_lines_tracks_nesting_arrays_and_escapes() -> None:
+    text = '{\n  "a": {\n    "b\\"q": [\n      {"c": {}},\n      {"d": []}\n    ],\n    "e": 1\n  },\n  "f": {}\n}\n'
+    expected = {
+        ("a",): 2,
+        ("a", 'b"q'): 3,
+        ("a", 'b"q', "", "c"): 4,
+        ("a", 'b"q', "", "d"): 5,
+        ("f",): 9,
+    }
+    assert json_key_lines(text) == expected  # the token scan
+    assert json_key_lines(text, json.loads(text)) == expected  # the fast pairing with the parsed document
+    assert json_key_lines(text, json.loads(text), max_depth=1) == {("a",): 2, ("f",): 9}
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a\\\\": {"x": 1},\n "b": "\\": {",\n "c": ["x\\": [", {"d\\"e": {}}]}',  # escaped look-alikes
+        '{"k": ": {",\n "m": {}}',  # a value that looks like a key ending
+        '{"dup": {},\n "dup": {"x": {}}}',  # duplicate keys: json.loads keeps the last
+        '{"k":{"k":{}},"k2":[{"z":[]}]}',  # compact
+    ],
+)
+def test_json_key_lines_fast_path_agrees_with_the_scan(text: str) -> None:
+    assert json_key_lines(text, json.loads(text)) == json_key_lines(text)
