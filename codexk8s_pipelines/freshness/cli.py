@@ -12,31 +12,12 @@ import json
 import sys
 from pathlib import Path
 
+from ..cli_args import positive_float, positive_int
 from .registries import DEFAULT_REGISTRIES, DEFAULT_TIMEOUT, DEFAULT_WORKERS, RegistryUrls
 
 EXIT_UP_TO_DATE = 0
 EXIT_OUTDATED = 1
 EXIT_ERROR = 2
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not ≥ 1")
-    return number
-
-
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a number") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"{value} is not > 0")
-    return number
 
 
 def cmd_freshness(args: argparse.Namespace) -> int:
@@ -81,9 +62,9 @@ def add_freshness_commands(sub: argparse._SubParsersAction) -> None:  # type: ig
     parser.add_argument("--go-proxy-url", default=DEFAULT_REGISTRIES.go, help="Go module proxy URL (%(default)s)")
     parser.add_argument("--crates-url", default=DEFAULT_REGISTRIES.crates, help="crates.io base URL (%(default)s)")
     parser.add_argument(
-        "--workers", type=_positive_int, default=DEFAULT_WORKERS, help="concurrent registry requests (%(default)s)"
+        "--workers", type=positive_int, default=DEFAULT_WORKERS, help="concurrent registry requests (%(default)s)"
     )
     parser.add_argument(
-        "--timeout", type=_positive_float, default=DEFAULT_TIMEOUT, help="seconds per request (%(default)s)"
+        "--timeout", type=positive_float, default=DEFAULT_TIMEOUT, help="seconds per request (%(default)s)"
     )
     parser.set_defaults(func=cmd_freshness)

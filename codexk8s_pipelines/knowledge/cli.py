@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from .. import settings
+from ..cli_args import positive_int
 
 
 class ProgressBar:
@@ -176,16 +177,6 @@ def cmd_impact(args: argparse.Namespace) -> int:
     return 0
 
 
-def _positive(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not ≥ 1")
-    return number
-
-
 def add_docs_commands(sub: Any) -> None:
     """Register `docs index|search|impact` on the main parser's subcommands."""
     docs = sub.add_parser("docs", help="the docs knowledge index: index, search, change impact").add_subparsers(
@@ -205,7 +196,7 @@ def add_docs_commands(sub: Any) -> None:
     search.add_argument("query", help='a question or words; websearch syntax: "a phrase", -excluded, or')
     search.add_argument("--repo", help="only this repository")
     search.add_argument("--path-prefix", help="only docs whose path starts with this (e.g. docs/)")
-    search.add_argument("-k", type=_positive, default=10, help="number of hits (default 10)")
+    search.add_argument("-k", type=positive_int, default=10, help="number of hits (default 10)")
     search.add_argument("--json", action="store_true", help="print one JSON array")
     search.set_defaults(func=cmd_search)
 
@@ -215,6 +206,6 @@ def add_docs_commands(sub: Any) -> None:
     given.add_argument("--diff", metavar="FILE", help="a unified diff (git diff output); - reads stdin")
     given.add_argument("--files", metavar="A,B", help="comma-separated changed paths")
     impact.add_argument("--repo", help="repository name (default: local:PATH)")
-    impact.add_argument("-k", type=_positive, default=10, help="number of hits (default 10)")
+    impact.add_argument("-k", type=positive_int, default=10, help="number of hits (default 10)")
     impact.add_argument("--json", action="store_true", help="print one JSON array")
     impact.set_defaults(func=cmd_impact)

@@ -15,20 +15,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
+from ..cli_args import positive_int
+
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_ERROR = 2
 FORMATS = ("table", "json", "sarif")
-
-
-def _positive_int(value: str) -> int:
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"{value} is not ≥ 1")
-    return number
 
 
 def _one_line_errors(parser: argparse.ArgumentParser, prog: str) -> None:
@@ -129,7 +121,7 @@ def add_scan_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     scan.add_argument("--format", choices=FORMATS, default="table", help="table (default), json or sarif")
     scan.add_argument(
         "--max-age-days",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_MAX_AGE.days,
         metavar="N",
         help=f"warn when the database is older than N days (default {DEFAULT_MAX_AGE.days})",

@@ -28,7 +28,8 @@ from typing import Any
 import kmock
 import kubernetes
 import pytest
-import yaml
+
+from tests.helpers import kmock_kubeconfig
 
 # The agent runner's stand-in: checks what the pod gave it, reports through the runner's own Reporter.
 FAKE_RUNNER = r"""
@@ -270,19 +271,6 @@ class KubeApi:
         return self.call(lambda: [(r.method.value.upper(), r.url.path, dict(r.params)) for r in list(self.emulator)])
 
 
-def _kubeconfig(path: Path, server: str) -> Path:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "kmock", "cluster": {"server": server}}],
-        "users": [{"name": "tester", "user": {"token": "not-a-secret"}}],
-        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "tester"}}],
-        "current-context": "kmock",
-    }
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
-
-
 @pytest.fixture
 def fake_secrets() -> dict[str, dict[str, str]]:
     """The cluster's secrets as the kubelet resolves them; values shaped like real tokens so redaction sees them."""
@@ -319,7 +307,7 @@ def kube_api(tmp_path: Path, fake_secrets: dict[str, dict[str, str]]) -> Iterato
         return emulator, kubelet, asyncio.create_task(kubelet.loop())
 
     emulator, kubelet, task = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=10)
-    api = KubeApi(emulator, kubelet, _kubeconfig(tmp_path / "kubeconfig", str(emulator.url)), loop)
+    api = KubeApi(emulator, kubelet, kmock_kubeconfig(tmp_path / "kubeconfig", str(emulator.url)), loop)
     try:
         yield api
     finally:

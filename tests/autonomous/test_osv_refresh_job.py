@@ -22,9 +22,9 @@ def _configure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, url: str, ecosys
 
 
 def test_the_job_fetches_the_exports_and_the_scan_sees_a_fresh_database(
-    server: _Server,
+    server: _Server,  # noqa: F811
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     zips = _real_zips()
     server.routes = {"/PyPI/all.zip": (200, zips["PyPI"], None), "/Go/all.zip": (200, zips["Go"], None),
@@ -39,9 +39,9 @@ def test_the_job_fetches_the_exports_and_the_scan_sees_a_fresh_database(
 
 
 def test_nothing_fetched_fails_the_run_and_keeps_what_was_there(
-    server: _Server,
+    server: _Server,  # noqa: F811
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     server.routes = {"/PyPI/all.zip": (500, b"error", None)}
     _configure(tmp_path, monkeypatch, server.url, "PyPI")

@@ -19,9 +19,9 @@ from typing import Any
 import kmock
 import kubernetes
 import pytest
-import yaml
 
 from codexk8s_pipelines.drift import api_client_from_kubeconfig
+from tests.helpers import kmock_kubeconfig
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -86,19 +86,6 @@ class Cluster:
         self.call(install)
 
 
-def _kubeconfig(path: Path, server: str) -> Path:
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "kmock", "cluster": {"server": server}}],
-        "users": [{"name": "tester", "user": {"token": "not-a-secret"}}],
-        "contexts": [{"name": "kmock", "context": {"cluster": "kmock", "user": "tester"}}],
-        "current-context": "kmock",
-    }
-    path.write_text(yaml.safe_dump(config), encoding="utf-8")
-    return path
-
-
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[Cluster]:
     loop = asyncio.new_event_loop()
@@ -114,7 +101,7 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         return emulator
 
     emulator = asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=10)
-    kubeconfig = _kubeconfig(tmp_path / "kubeconfig", str(emulator.url))
+    kubeconfig = kmock_kubeconfig(tmp_path / "kubeconfig", str(emulator.url))
     api_client = api_client_from_kubeconfig(str(kubeconfig))
     try:
         yield Cluster(emulator, loop, api_client, kubeconfig)
