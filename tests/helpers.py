@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 from pathlib import Path
@@ -33,3 +34,26 @@ def kmock_kubeconfig(path: Path, server: str) -> Path:
     }
     path.write_text(yaml.safe_dump(config), encoding="utf-8")
     return path
+
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA_VAR = "CODEXK8S_SHARED_DATA"
+
+
+def shared_data_dir() -> Path:
+    """The offline reference data (OSV advisories, version vectors): `$CODEXK8S_SHARED_DATA`, else `shared/data`
+    beside this checkout, else beside the repository this checkout was cloned from (a CI clone in a temporary
+    directory). The path of the first candidate is returned when none exists, for the skip message to name."""
+    candidates = []
+    if os.environ.get(SHARED_DATA_VAR):
+        candidates.append(Path(os.environ[SHARED_DATA_VAR]))
+    candidates.append(REPO_ROOT.parent / "shared" / "data")
+    try:
+        origin = subprocess.run(
+            ["git", "config", "--get", "remote.origin.url"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        origin = ""
+    if origin and "://" not in origin and ":" not in origin.split("/", 1)[0] and Path(origin).is_dir():
+        candidates.append(Path(origin).resolve().parent / "shared" / "data")
+    return next((c for c in candidates if c.is_dir()), candidates[0])

@@ -10,10 +10,11 @@ import pytest
 
 from codexk8s_pipelines.autonomous.security import security_findings
 from codexk8s_pipelines.store.findings import open_findings
+from tests.helpers import shared_data_dir
 
 from .conftest import REPO, Watched
 
-SHARED_PYPI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "osv" / "PyPI" / "vulns"
+SHARED_PYPI = shared_data_dir() / "osv" / "PyPI" / "vulns"
 ADVISORIES = ("llama-index/PYSEC-2023-148.yaml", "jinja2/PYSEC-2019-217.yaml")  # CVSS 9.8 / no severity
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from codexk8s_pipelines.security.matching import MatchingError, is_affected, suggest_fix
 from codexk8s_pipelines.security.osv import Affected, OsvDatabase
+from tests.helpers import shared_data_dir
 
-SHARED_OSV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "osv"
+SHARED_OSV = shared_data_dir() / "osv"
 PYPI_VULNS = SHARED_OSV / "PyPI" / "vulns"
 GO_VULNS = SHARED_OSV / "Go" / "osv"
 

@@ -19,9 +19,9 @@ from codexk8s_pipelines.security.dependencies import Dependency
 from codexk8s_pipelines.security.osv import MARKER_NAME, OsvDatabase
 from codexk8s_pipelines.security.refresh import refresh_osv_database
 from codexk8s_pipelines.security.scan import scan_dependencies
-from tests.helpers import free_port
+from tests.helpers import free_port, shared_data_dir
 
-SHARED_OSV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "osv"
+SHARED_OSV = shared_data_dir() / "osv"
 NOW = datetime(2024, 11, 23, 12, 0, tzinfo=UTC)
 
 

@@ -13,9 +13,10 @@ from jsonschema import Draft4Validator
 from codexk8s_pipelines.security.osv import OsvDatabase
 from codexk8s_pipelines.security.sarif import FINGERPRINT_KEY, to_sarif
 from codexk8s_pipelines.security.scan import scan_path
+from tests.helpers import shared_data_dir
 
 SCHEMA = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text())
-SHARED_OSV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "osv"
+SHARED_OSV = shared_data_dir() / "osv"
 NOW = datetime(2024, 11, 23, 12, 0, tzinfo=UTC)
 REAL_RECORDS = [
     "PyPI/vulns/werkzeug/PYSEC-2023-221.yaml",  # CVSS 3.1, 7.5 HIGH

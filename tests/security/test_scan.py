@@ -12,8 +12,9 @@ import pytest
 from codexk8s_pipelines.security.dependencies import Dependency
 from codexk8s_pipelines.security.osv import OsvDatabase
 from codexk8s_pipelines.security.scan import finding_fingerprint, scan_dependencies, scan_path
+from tests.helpers import shared_data_dir
 
-SHARED_OSV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "osv"
+SHARED_OSV = shared_data_dir() / "osv"
 NOW = datetime(2024, 11, 23, 12, 0, tzinfo=UTC)
 
 needs_shared = pytest.mark.skipif(not SHARED_OSV.is_dir(), reason=f"shared OSV data not found at {SHARED_OSV}")

@@ -12,8 +12,9 @@ from jsonschema import Draft4Validator
 
 from codexk8s_pipelines.cli import main
 from codexk8s_pipelines.security.osv import MARKER_NAME
+from tests.helpers import shared_data_dir
 
-SHARED_OSV = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "osv"
+SHARED_OSV = shared_data_dir() / "osv"
 SCHEMA = json.loads((Path(__file__).parent / "data" / "sarif-schema-2.1.0.json").read_text())
 REAL_RECORDS = [
     "PyPI/vulns/oslo-middleware/PYSEC-2018-104.yaml",

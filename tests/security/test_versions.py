@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import random
 import re
-from pathlib import Path
 
 import pytest
 
@@ -20,8 +19,9 @@ from codexk8s_pipelines.security.versions import (
     release_triple,
     sort_key,
 )
+from tests.helpers import shared_data_dir
 
-VECTORS_DIR = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "version-ordering"
+VECTORS_DIR = shared_data_dir() / "version-ordering"
 _OPS = {"<": -1, "=": 0, ">": 1}
 _LINE = re.compile(r"(\S+)\s+([<>=])\s+(\S+)")
 # Go shares the SemVer rules (see the module docstring), so every SemVer vector line applies to it as well.
