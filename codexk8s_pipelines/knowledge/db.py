@@ -1,7 +1,8 @@
 """Connections to the platform database for the knowledge index, with pgvector's types registered.
 
-One short connection per call, as everywhere in the platform: index, search and impact run from the CLI,
-Dagster ops and the MCP server, in many processes.
+Index and impact open one short connection per call, as everywhere in the platform: they run from the CLI,
+Dagster ops and the MCP server, in many processes, and take seconds anyway. Search keeps its connections
+(`search.Searcher` and its per-URL pool), because at its latency budget a new connection is a third of it.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ _vector_versions: dict[str, tuple[int, int]] = {}
 def connect(conn_url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
     """A connection with the `vector` type adapted to numpy; fails clearly when the index was never created.
 
-    A search costs a handful of round trips, so this adds none of its own beyond pgvector's type lookup."""
+    pgvector's type lookup is one round trip per connection: kept connections (search) pay it once."""
     conn = psycopg.connect(normalise_url(conn_url), autocommit=autocommit, connect_timeout=10)
     try:
         register_vector(conn)

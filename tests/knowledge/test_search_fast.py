@@ -1,0 +1,245 @@
+"""What keeps search within its latency budget without changing its answers: kept connections (pool and
+`Searcher`), one prepared statement per search, the cap on full-text matches, and the exact-or-HNSW choice made
+inside the statement. Each is checked against the slower, obvious way of computing the same answer."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import psycopg
+import pytest
+from psycopg import sql
+
+import codexk8s_pipelines.knowledge.search as search_module
+from codexk8s_pipelines.knowledge.db import connect
+from codexk8s_pipelines.knowledge.embedding import Embedder, HashingEmbedder
+from codexk8s_pipelines.knowledge.search import (
+    MAX_TEXT_MATCHES,
+    Searcher,
+    _search_statement,
+    candidate_pool,
+    filters,
+    rrf,
+    search,
+    text_ranking,
+    use_exact_scan,
+    vector_ranking,
+)
+
+
+@pytest.fixture
+def counted_connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every connection search opens, by URL."""
+    opened: list[str] = []
+
+    def counting(conn_url: str, **kw: Any) -> psycopg.Connection[Any]:
+        opened.append(conn_url)
+        return connect(conn_url, **kw)
+
+    monkeypatch.setattr(search_module, "connect", counting)
+    return opened
+
+
+def test_a_second_search_reuses_the_pooled_connection(indexed_url: str, counted_connects: list[str]) -> None:
+    hashing = HashingEmbedder()
+    search_module._POOL.close_all()
+    first = search(indexed_url, "refund", k=3, embedder=hashing)
+    assert counted_connects == [indexed_url]
+    for _ in range(3):
+        assert search(indexed_url, "refund", k=3, embedder=hashing) == first
+    assert counted_connects == [indexed_url], "later searches borrow the idle connection"
+
+
+def test_concurrent_searches_each_borrow_their_own_connection(indexed_url: str, counted_connects: list[str]) -> None:
+    hashing = HashingEmbedder()
+    search_module._POOL.close_all()
+    barrier = threading.Barrier(3)
+    results: list[Any] = []
+
+    def run() -> None:
+        barrier.wait()
+        results.append([h.path for h in search(indexed_url, "money back", k=5, embedder=hashing)])
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(results) == 3 and results[0] == results[1] == results[2]
+    assert 1 <= len(counted_connects) <= 3
+    opened = len(counted_connects)
+    search(indexed_url, "money back", k=5, embedder=hashing)
+    assert len(counted_connects) == opened, "the connections went back to the pool"
+
+
+def test_one_statement_per_search_on_a_kept_connection(indexed_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    statements: list[str] = []
+    original = psycopg.Connection.execute
+
+    def counting(self: psycopg.Connection[Any], query: Any, *args: Any, **kw: Any) -> Any:
+        statements.append(str(query)[:40])
+        return original(self, query, *args, **kw)
+
+    with Searcher(indexed_url, embedder=HashingEmbedder()) as searcher:
+        searcher.search("refund", repository="acme/shop", k=5)  # opens, sets the session up
+        monkeypatch.setattr(psycopg.Connection, "execute", counting)
+        for query in ("refund", "rollback", '"exchange rates"'):
+            searcher.search(query, repository="acme/shop", k=5)
+        assert len(statements) == 3, statements
+        pool = candidate_pool(150)
+        assert pool > search_module.EF_SEARCH_FLOOR
+        searcher.search("refund", k=150)  # a pool past the ef_search floor: the setting follows, once
+        assert len(statements) == 5 and "ef_search" in statements[3], statements
+        assert searcher.connections_opened == 1
+
+
+def test_a_searcher_reconnects_after_the_server_dropped_its_connection(indexed_url: str) -> None:
+    with Searcher(indexed_url, embedder=HashingEmbedder()) as searcher:
+        before = searcher.search("refund", k=3)
+        conn = searcher._conn
+        assert conn is not None
+        pid = conn.info.backend_pid
+        with psycopg.connect(indexed_url, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        assert searcher.search("refund", k=3) == before
+        assert searcher.connections_opened == 2
+
+
+def _expected_fusion(url: str, text: str, vector: np.ndarray, repository: str | None, k: int) -> list[tuple]:
+    """search()'s answer computed step by step with the separate rankings and Python's `rrf`."""
+    pool = candidate_pool(k)
+    where, params = filters(repository, None)
+    with connect(url) as conn, conn.transaction():
+        search_module.prepare_vector_scan(conn, pool, (0, 8))
+        exact = use_exact_scan(conn, where, params)
+        by_meaning = [i for i, _ in vector_ranking(conn, vector, where, params, pool, exact=exact)]
+        by_words = text_ranking(conn, text, where, params, pool)
+        fused = rrf(by_meaning, by_words)
+        position = {i: n for n, i in enumerate(by_meaning)}
+        top = sorted(fused, key=lambda i: (-fused[i], position.get(i, len(position)), i))[:k]
+        rows = search_module.fetch_rows(conn, top)
+    return [(rows[i].path, rows[i].start_line, round(fused[i], 6)) for i in top]
+
+
+@pytest.mark.parametrize("repository", [None, "acme/shop"])
+@pytest.mark.parametrize("text", ["refund", "How do I undo a bad deploy?", "customer refund helicopter", "zzzqx"])
+def test_the_fused_statement_equals_python_rrf_over_both_rankings(
+    indexed_url: str, embedder: Embedder, repository: str | None, text: str
+) -> None:
+    vector = np.asarray(embedder.encode([text]), dtype=np.float32)[0]
+    hits = search(indexed_url, text, repository=repository, k=8, embedder=embedder)
+    assert [(h.path, h.start_line, h.score) for h in hits] == _expected_fusion(indexed_url, text, vector, repository, 8)
+
+
+def _plan_branches(url: str, repository: str) -> tuple[int, int]:
+    """(rows from the HNSW branch, rows from the exact branch) when search()'s statement runs for a filter."""
+    where, params = filters(repository, None)
+    vector = HashingEmbedder().encode(["refund"])[0]
+    statement, statement_params = _search_statement(vector, "refund", where, params, 40, 10)
+    with connect(url, autocommit=True) as conn:
+        conn.execute("SET hnsw.iterative_scan = relaxed_order")
+        row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(statement), statement_params).fetchone()
+    assert row is not None
+    rows = {"hnsw": 0, "exact": 0}
+
+    def walk(node: dict[str, Any]) -> None:
+        key = f"{node.get('Sort Key', '')} {node.get('Order By', '')}"
+        if "<=>" in key:  # the exact branch orders by `distance + 0`, the HNSW one by the distance itself
+            rows["exact" if "+ '0'" in key else "hnsw"] += int(node["Actual Rows"])
+        for child in node.get("Plans", []):
+            walk(child)
+
+    walk(row[0][0]["Plan"])
+    return rows["hnsw"], rows["exact"]
+
+
+def test_the_statement_runs_only_the_branch_the_filter_size_calls_for(
+    indexed_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hnsw, exact = _plan_branches(indexed_url, "acme/other")
+    assert (hnsw, exact) == (0, 2), "two chunks: ranked exactly, the graph is not walked"
+    monkeypatch.setattr(search_module, "EXACT_SCAN_ROWS", 0)
+    hnsw, exact = _plan_branches(indexed_url, "acme/other")
+    assert (hnsw, exact) == (2, 0), "more chunks than the exact-scan limit: the HNSW walk"
+
+
+ROWS = 3 * MAX_TEXT_MATCHES
+
+
+@pytest.fixture
+def crowded_url(migrated_url: str) -> Iterator[str]:
+    """ROWS chunks that all have "exchange" and "rates" (apart), then one with the phrase "exchange rates",
+    stored last, in other repositories and folders too."""
+    vector = "[" + ",".join(["0.051"] * 384) + "]"
+    with (
+        psycopg.connect(migrated_url) as conn,
+        conn.cursor().copy(
+            "COPY doc_chunks (repository, path, chunk_index, heading_text, start_line, end_line, content, content_hash,"
+            " model, embedding) FROM STDIN"
+        ) as copy,
+    ):
+        for i in range(ROWS):
+            text = f"The exchange desk {i} publishes daily rates for every currency."
+            copy.write_row((f"acme/r{i % 2}", f"docs/n{i}.md", 0, "Desk", 1, 1, text, f"h{i}", "m", vector))
+        phrase = "Prices convert at the exchange rates of the central bank."
+        copy.write_row(("acme/r1", "guide/prices.md", 0, "Prices", 1, 1, phrase, "hp", "m", vector))
+    with psycopg.connect(migrated_url, autocommit=True) as conn:
+        conn.execute("ANALYZE doc_chunks")
+    yield migrated_url
+    search_module._POOL.close_all()
+
+
+def test_the_text_cap_still_finds_a_quoted_phrase_among_many_rows_with_its_words(crowded_url: str) -> None:
+    hashing = HashingEmbedder()
+    for repository in (None, "acme/r1"):
+        where, params = filters(repository, None)
+        with connect(crowded_url) as conn:
+            assert len(text_ranking(conn, "exchange rates", where, params, 10_000)) == MAX_TEXT_MATCHES
+            assert len(text_ranking(conn, "exchange OR currency", where, params, 10_000)) == MAX_TEXT_MATCHES
+            phrase = text_ranking(conn, '"exchange rates"', where, params, 10_000)
+            assert [r.path for r in search_module.fetch_rows(conn, phrase).values()] == ["guide/prices.md"]
+        # Every chunk has the same vector: the meaning ranking is by id, so the phrase (stored last) is in the
+        # top hits by its rank-1 full-text score alone.
+        hits = search(crowded_url, '"exchange rates"', repository=repository, k=5, embedder=hashing)
+        scores = {h.path: h.score for h in hits}
+        assert scores.get("guide/prices.md") == round(1 / 61, 6), scores
+
+
+def test_filters_hold_with_the_cap(crowded_url: str) -> None:
+    hashing = HashingEmbedder()
+    hits = search(crowded_url, "exchange rates", repository="acme/r0", k=50, embedder=hashing)
+    assert len(hits) == 50 and {h.repository for h in hits} == {"acme/r0"}
+    hits = search(crowded_url, "exchange rates", path_prefix="guide/", k=50, embedder=hashing)
+    assert [h.path for h in hits] == ["guide/prices.md"]
+    where, params = filters(None, None)
+    with connect(crowded_url) as conn:
+        assert len(text_ranking(conn, "exchange -desk", where, params, 10_000)) == 1  # no any-word fallback
+
+
+def test_the_any_word_fallback_skips_words_most_chunks_have(crowded_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No chunk has all three words: the fallback ranks any-word matches, but "desk" (in every chunk but one)
+    would only bury the one chunk that shares the rare word "bank" under capped, arbitrary matches."""
+    where, params = filters(None, None)
+    with connect(crowded_url) as conn:
+        assert len(text_ranking(conn, "desk bank helicopter", where, params, 10_000)) == MAX_TEXT_MATCHES
+        monkeypatch.setattr(search_module, "MAX_WORD_MATCHES", ROWS // 2)
+        ids = text_ranking(conn, "desk bank helicopter", where, params, 10_000)
+        assert [r.path for r in search_module.fetch_rows(conn, ids).values()] == ["guide/prices.md"]
+        assert text_ranking(conn, "desk helicopter", where, params, 10_000) == []
+        assert len(text_ranking(conn, "desk exchange", where, params, 10_000)) == MAX_TEXT_MATCHES  # strict: all
+
+
+def test_the_meaning_ranking_orders_by_the_expression_the_hnsw_index_is_built_on(indexed_url: str) -> None:
+    """The index holds half-precision vectors (migration 0004): a query ordering by anything else would rank
+    every chunk exactly, correct but slow. On the small fixture PostgreSQL prefers sorting unless told not to."""
+    vector = HashingEmbedder().encode(["refund"])[0]
+    for repository in (None, "acme/shop"):
+        where, params = filters(repository, None)
+        statement, statement_params = _search_statement(vector, "refund", where, params, 40, 10)
+        with connect(indexed_url) as conn, conn.transaction():
+            conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off")
+            plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN {}").format(statement), statement_params))
+        assert "doc_chunks_embedding_idx" in plan, plan
