@@ -81,15 +81,8 @@ def database_url() -> str | None:
 
 
 def helm_binary() -> str | None:
-    """`$CODEXK8S_HELM`, else `helm` on PATH, else the copy `make test` fetches into `.tools/`."""
-    configured = os.environ.get(HELM_VAR)
-    if configured:
-        return configured
-    found = shutil.which("helm")
-    if found:
-        return found
-    fetched = Path(".tools/helm")
-    return str(fetched.resolve()) if fetched.is_file() else None
+    """`$CODEXK8S_HELM` (`make test` points it at the copy it fetches), else `helm` on PATH."""
+    return os.environ.get(HELM_VAR) or shutil.which("helm")
 
 
 def osv_database_dir(configured: str | None) -> Path:

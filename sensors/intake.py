@@ -321,7 +321,9 @@ def issue_label_decision(
     """The decision for one label event on an issue, without side effects (the sensor and explain share it)."""
     label = _label_name(event)
     parsed = ctx.rules.labels.parse(label)
-    actor = _platform_prepared(ctx, api.full_name, number, label, _actor(api, ctx, event.get("actor")))
+    actor = _actor(api, ctx, event.get("actor"))
+    if parsed.kind is LabelKind.RUN:  # the database is asked only for a bot's trigger label, not its state labels
+        actor = _platform_prepared(ctx, api.full_name, number, label, actor)
     dev_run = (
         parsed.stage is not None
         and ctx.rules.stage(parsed.stage).requires_dev_run

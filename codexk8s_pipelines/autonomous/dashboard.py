@@ -12,11 +12,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from github import GithubException
-
 from ..github.api import RepoApi
 from ..store import PlatformStore
-from ..store.findings import platform_issue, remember_platform_issue
+from ..store.findings import remember_platform_issue
+from .platform_issues import recorded_issue
 
 MARKER = "<!-- codexk8s:dashboard {kind} -->"
 MAX_LINES = 200  # GitHub caps an issue body at 65,536 characters; the asset's metadata has the full list
@@ -95,15 +94,7 @@ def sync_dashboard(
     someone deleted or transferred it, a new one is opened and recorded. Nothing is opened while nothing is open.
     """
     purpose = f"dashboard:{kind}"
-    record = platform_issue(store, repository, purpose)
-    issue: dict[str, Any] | None = None
-    if record is not None:
-        try:
-            issue = api.issue(int(record["issue_number"]))
-        except GithubException as exc:
-            if exc.status not in (404, 410):
-                raise
-            issue = None
+    issue = recorded_issue(api, store, repository, purpose)
     if issue is None:
         if not has_open:
             return DashboardOutcome("skipped")

@@ -5,6 +5,7 @@ the same finding, with a new title); the full table and a libyear plot are in th
 """
 
 import base64
+import hashlib
 from typing import Any
 
 import dagster as dg
@@ -19,8 +20,6 @@ from .periodic import publish_findings, watched_repository
 
 
 def fingerprint(ecosystem: str, name: str) -> str:
-    import hashlib
-
     return hashlib.sha256("\0".join(("freshness", ecosystem, name)).encode()).hexdigest()
 
 

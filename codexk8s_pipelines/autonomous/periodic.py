@@ -14,10 +14,9 @@ from typing import Any
 import dagster as dg
 
 from ..config.models import PlatformConfig, RepositoryConfig
-from ..github.api import RepoApi
 from ..github.resource import GitHubResource
 from ..store import PlatformStore
-from ..store.findings import FindingInput, dashboard_findings, remember_platform_issue, sync_findings
+from ..store.findings import FindingInput, dashboard_findings, sync_findings
 from .dashboard import DashboardOutcome, render_dashboard, sync_dashboard
 
 ACTOR = "codexk8s-periodic"
@@ -76,7 +75,7 @@ def publish_findings(
     )
     metadata: dict[str, Any] = {
         "open": len(open_rows),
-        **{k: v for k, v in counts.items()},
+        **counts,
         "dashboard": outcome.action,
     }
     if outcome.url:
@@ -109,19 +108,3 @@ def _publish_dashboard(
     outcome = sync_dashboard(github.repo_api(repo.github), store, repo.key.lower(), kind, body, bool(open_rows))
     context.log.info(f"{repo.key}: {kind} dashboard issue {outcome.action} (#{outcome.issue_number})")
     return outcome
-
-
-def open_labelled_issue(
-    api: RepoApi, store: PlatformStore, repository: str, purpose: str, title: str, body: str, label: str
-) -> int:
-    """Open an issue the platform means to start a run on, then label it.
-
-    The record (which login opened it, for which label) is written before the label is put, so the intake sensor
-    can never see the label event before it knows the issue is the platform's own.
-    """
-    created = api.create_issue(title, body)
-    number = int(created["number"])
-    login = str((created.get("user") or {}).get("login") or "")
-    remember_platform_issue(store, repository, purpose, number, login, trigger_label=label)
-    api.add_labels(number, [label])
-    return number

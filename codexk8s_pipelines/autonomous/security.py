@@ -18,7 +18,8 @@ from ..store import PlatformStore
 from ..store.findings import FindingInput, platform_issue
 from .checkouts import checkout
 from .partitions import REPOSITORY_PARTITIONS
-from .periodic import open_labelled_issue, publish_findings, watched_repository
+from .periodic import publish_findings, watched_repository
+from .platform_issues import open_labelled_issue
 
 
 def _title(f: Any) -> str:

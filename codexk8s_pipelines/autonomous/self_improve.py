@@ -9,14 +9,14 @@ open. The label is put by the platform on an issue it opened, which the intake s
 from collections.abc import Sequence
 
 import dagster as dg
-from github import GithubException
 
 from ..github.resource import GitHubResource
 from ..resources import PlatformConfigResource, PlatformDatabase
+from ..store import PlatformStore
 from ..store.evidence import PREPARED_EVENT, RunEvidence, cadence_key, gather_evidence, last_prepared
-from ..store.findings import platform_issue
 from .partitions import REPOSITORY_PARTITIONS
-from .periodic import ACTOR, now_utc, open_labelled_issue, watched_repository
+from .periodic import ACTOR, now_utc, watched_repository
+from .platform_issues import open_labelled_issue, recorded_issue
 
 MARKER = "<!-- codexk8s:self-improve -->"
 PURPOSE = "self-improve"
@@ -111,20 +111,13 @@ def self_improve_evidence(
 
 
 def _open_or_update(
-    github: GitHubResource, store, full_name: str, repository: str, body: str, label: str
+    github: GitHubResource, store: PlatformStore, full_name: str, repository: str, body: str, label: str
 ) -> tuple[str, int]:
     api = github.repo_api(full_name)
-    record = platform_issue(store, repository, PURPOSE)
-    if record is not None:
-        try:
-            issue = api.issue(int(record["issue_number"]))
-        except GithubException as exc:
-            if exc.status not in (404, 410):
-                raise
-            issue = None
-        if issue is not None and issue.get("state") == "open":
-            api.edit_issue(int(issue["number"]), body=body)
-            return "updated", int(issue["number"])
+    issue = recorded_issue(api, store, repository, PURPOSE)
+    if issue is not None and issue.get("state") == "open":
+        api.edit_issue(int(issue["number"]), body=body)
+        return "updated", int(issue["number"])
     number = open_labelled_issue(api, store, repository, PURPOSE, "codex-k8s: self-improve evidence", body, label)
     return "opened", number
 

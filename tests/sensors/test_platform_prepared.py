@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from codexk8s_pipelines.autonomous.periodic import open_labelled_issue
+from codexk8s_pipelines.autonomous.platform_issues import open_labelled_issue
 from codexk8s_pipelines.github.api import RepoApi
 from sensors.github import github_issue_labels_sensor as issue_sensor
 from tests.github_server import DEFAULT_TOKEN_LOGIN, pygithub_client
