@@ -5,8 +5,9 @@
 2. Re-index of the unchanged corpus as a ratio of the full index (goal ≤ 0.05).
 3. Search at 100,000 chunks spread over 20 repositories (the HNSW index built as the migration defines it):
    latency p50/p95 of `search()` (goal p95 ≤ 20 ms) and recall@10 of what `search()` returns against exact
-   nearest neighbours (goal ≥ 0.95), with no filter, a repository filter (5% of the chunks: ranked exactly)
-   and a path-prefix filter (11%: the filtered HNSW walk), on two data sets:
+   nearest neighbours (goal ≥ 0.95), with no filter, a repository filter (5% of the chunks: ranked exactly,
+   from the index that keeps a repository's vectors together) and a path-prefix filter (11%: the filtered HNSW
+   walk), on two data sets:
 
    - `clustered`: random points around 1,000 centres (σ 0.6 in 384 dimensions). Every cluster fills all 384
      dimensions, so a point's neighbours are nearly equidistant: adversarial for HNSW, a lower bound.
@@ -26,7 +27,8 @@
 
 Run: .venv/bin/python bench/knowledge.py [--chunks 100000] [--data-dir DIR] [--skip-indexing]
 With --data-dir the server's data stays in DIR and a later run reuses data sets already built there (same size
-and generator), skipping the ~150 s HNSW build per data set; without it everything is built fresh in a temp dir.
+and generator; migrations added since are applied to them, as to an installation), skipping the ~150 s HNSW build
+per data set; without it everything is built fresh in a temp dir.
 """
 
 from __future__ import annotations
@@ -121,7 +123,12 @@ def _corpus(root: Path, files: int = 40, sections: int = 6) -> None:
         path.write_text("\n".join(lines))
 
 
+INDEXING_ROUNDS = 3
+
+
 def bench_indexing(url: str, tmp: Path) -> None:
+    """Bare encoding and a full index of the same chunks, alternated INDEXING_ROUNDS times; medians compared, so
+    a slow moment of a shared machine lands on both sides instead of deciding the ratio."""
     from sentence_transformers import SentenceTransformer
 
     root = tmp / "corpus"
@@ -130,24 +137,31 @@ def bench_indexing(url: str, tmp: Path) -> None:
     model_dir, _ = resolve_model()
     bare = SentenceTransformer(str(model_dir), device="cpu")
     bare.encode(texts[:8], normalize_embeddings=True)  # warm-up, as the index's cached model is warm too
-    t = time.perf_counter()
-    bare.encode(texts, batch_size=64, normalize_embeddings=True)
-    encode_s = time.perf_counter() - t
     index_repository(url, "bench/warmup", root / "docs/area0")  # loads and warms the platform's model
-    t = time.perf_counter()
-    full = index_repository(url, "bench/docs", root)
-    index_s = time.perf_counter() - t
+    encode_s: list[float] = []
+    index_s: list[float] = []
+    for _ in range(INDEXING_ROUNDS):
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("DELETE FROM doc_chunks")  # nothing to reuse: every chunk is embedded
+        t = time.perf_counter()
+        bare.encode(texts, batch_size=64, normalize_embeddings=True)
+        encode_s.append(time.perf_counter() - t)
+        t = time.perf_counter()
+        full = index_repository(url, "bench/docs", root)
+        index_s.append(time.perf_counter() - t)
+        assert full.embedded == len(texts), (full, len(texts))
     t = time.perf_counter()
     again = index_repository(url, "bench/docs", root)
     reindex_s = time.perf_counter() - t
     assert again.embedded == 0, again
-    encode_rate, index_rate = len(texts) / encode_s, full.embedded / index_s
+    encode_rate, index_rate = len(texts) / statistics.median(encode_s), len(texts) / statistics.median(index_s)
     print(
-        f"indexing {full.chunks} chunks: bare encode {encode_rate:6.1f} chunks/s, index_repository "
-        f"{index_rate:6.1f} chunks/s, ratio {index_rate / encode_rate:4.2f} (goal ≥ 0.9)"
+        f"indexing {len(texts)} chunks (median of {INDEXING_ROUNDS}): bare encode {encode_rate:6.1f} chunks/s,"
+        f" index_repository {index_rate:6.1f} chunks/s, ratio {index_rate / encode_rate:4.2f} (goal ≥ 0.9)"
     )
-    ratio = reindex_s / index_s
-    print(f"re-index unchanged: {reindex_s:5.2f} s vs full {index_s:5.2f} s, ratio {ratio:5.3f} (goal ≤ 0.05)")
+    full_s = statistics.median(index_s)
+    ratio = reindex_s / full_s
+    print(f"re-index unchanged: {reindex_s:5.2f} s vs full {full_s:5.2f} s, ratio {ratio:5.3f} (goal ≤ 0.05)")
 
 
 def _index_ddl() -> str:
@@ -252,20 +266,22 @@ def _database(server_url: str, name: str) -> str:
 
 
 def _reusable(url: str, name: str, n: int) -> str | None:
-    """The note of data set `name` at `n` chunks if this database holds it, built by this generator version on
-    the current schema (all migrations) with its HNSW index; None when it must be built."""
-    latest = max(m.version for m in available_migrations())
+    """The note of data set `name` at `n` chunks if this database holds it, built by this generator version,
+    brought up to the current schema as an installation would be (pending migrations applied, then vacuumed as
+    autovacuum would); None when it must be built."""
     try:
         with psycopg.connect(url) as conn:
             row = conn.execute("SELECT name, chunks, version, note FROM bench_dataset").fetchone()
-            state = conn.execute(
-                "SELECT max(version), to_regclass('doc_chunks_embedding_idx') IS NOT NULL FROM schema_migrations"
-            ).fetchone()
     except psycopg.Error:
         return None
-    if not row or not state or tuple(row[:3]) != (name, n, DATASET_VERSION) or tuple(state) != (latest, True):
+    if not row or tuple(row[:3]) != (name, n, DATASET_VERSION):
         return None
-    return str(row[3])
+    if PlatformStore(url).migrate():
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute("VACUUM ANALYZE doc_chunks")
+    with psycopg.connect(url) as conn:
+        state = conn.execute("SELECT to_regclass('doc_chunks_embedding_idx') IS NOT NULL").fetchone()
+    return str(row[3]) if state and state[0] else None
 
 
 def load_dataset(server_url: str, name: str, n: int, make: Callable[[int], Dataset]) -> tuple[str, str, bool]:
