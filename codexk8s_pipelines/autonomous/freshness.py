@@ -6,6 +6,7 @@ the same finding, with a new title); the full table and a libyear plot are in th
 
 import base64
 import hashlib
+import re
 from typing import Any
 
 import dagster as dg
@@ -127,9 +128,12 @@ def dependency_freshness(
         metadata["table"] = _table(frame)
     if outdated:
         png = report.plot_png()
+        # One file per repository, replaced by each run: the metadata above keeps every run's own copy, and a
+        # file per run would grow the state directory by one image per repository a week, forever.
         plot_dir = settings.state_dir() / "plots"
         plot_dir.mkdir(parents=True, exist_ok=True)
-        path = plot_dir / f"libyear-{context.run.run_id}.png"
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", repo.key).strip("-.")[:80]
+        path = plot_dir / f"libyear-{slug}-{hashlib.sha256(repo.key.encode()).hexdigest()[:8]}.png"
         path.write_bytes(png)
         metadata["libyear_plot"] = dg.MetadataValue.md(
             f"![libyear per dependency](data:image/png;base64,{base64.b64encode(png).decode()})"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -47,6 +48,10 @@ def test_outdated_dependencies_are_findings_with_a_table_and_a_plot(
     assert "data:image/png;base64," in first["libyear_plot"]
     png = base64.b64decode(first["libyear_plot"].split("base64,", 1)[1].rstrip(")"))
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    plot_file = Path(first["libyear_plot_file"])
+    assert plot_file.read_bytes() == png
+    again = env.materialize(dependency_freshness)  # the weekly run again: the repository's file is replaced
+    assert again["libyear_plot_file"] == str(plot_file) and list(plot_file.parent.iterdir()) == [plot_file]
     (number,) = env.state.repo(REPO).issues
     body = env.state.issue(REPO, number).body
     assert "- [ ] `requests` (PyPI) 2.20.0 → 2.32.3 · 0 major behind" not in body  # behind is the real count
