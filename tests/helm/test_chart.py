@@ -108,6 +108,11 @@ FULL_VALUES: dict[str, Any] = {
         },
     },
     "cleanup": {"enabled": True, "ttl": "36h", "schedule": "*/30 * * * *"},
+    "driftReader": {
+        "enabled": True,
+        "namespaces": ["api", "web"],
+        "extraSubjects": [{"kind": "ServiceAccount", "name": "dagster", "namespace": NAMESPACE}],
+    },
 }
 
 # Secrets given as values: the chart creates them.
@@ -285,6 +290,10 @@ def test_a_values_typo_fails_lint_and_names_the_key(helm: Helm, values: str, key
         ("runPods:\n  resources:\n    limits: {cpu: '1', memory: null}\n", "missing property 'memory'"),
         ("cleanup:\n  ttl: 24 hours\n", "/cleanup/ttl"),
         ("agents:\n  namespaces: []\n", "/agents/namespaces"),
+        (
+            "driftReader:\n  rules:\n    - {apiGroups: [apps], resources: [deployments], verbs: [get, patch]}\n",
+            "/driftReader/rules/0/verbs/1",
+        ),
     ],
 )
 def test_values_that_break_the_pod_rules_fail_lint(helm: Helm, values: str, where: str) -> None:
@@ -701,6 +710,54 @@ def test_cleanup_cronjob_deletes_old_agent_pods_in_every_agent_namespace(
     assert command[5:] == namespaces
     script = _one(objects, "ConfigMap", f"{RELEASE}-agent-cleanup")["data"]["cleanup_agent_pods.py"]
     compile(script, "cleanup_agent_pods.py", "exec")
+
+
+def _resource(obj: dict[str, Any]) -> tuple[str, str]:
+    """(API group, resource) of an object, the way an RBAC rule names it."""
+    group = obj["apiVersion"].rpartition("/")[0]
+    kind = obj["kind"].lower()
+    return group, (kind[:-1] + "ies" if kind.endswith("y") else kind + "s")
+
+
+def _drift_reader(objects: list[dict[str, Any]], kind: str) -> dict[str, dict[str, Any]]:
+    return {
+        o["metadata"]["namespace"]: o
+        for o in objects
+        if o["kind"] == kind and o["metadata"]["name"] == f"{RELEASE}-drift-reader"
+    }
+
+
+def test_ops_drift_may_read_but_not_write_the_namespaces_drift_sections_name(rendered: dict[str, str]) -> None:
+    objects = _objects(rendered["full"])
+    roles = _drift_reader(objects, "Role")
+    assert sorted(roles) == ["api", "web"], "acme/api's drift namespace and driftReader.namespaces, each once"
+    bindings = _drift_reader(objects, "RoleBinding")
+    assert sorted(bindings) == ["api", "web"]
+    for namespace, binding in bindings.items():
+        assert binding["roleRef"]["name"] == roles[namespace]["metadata"]["name"]
+        assert binding["subjects"] == [
+            {"kind": "ServiceAccount", "name": "codexk8s-platform", "namespace": NAMESPACE},
+            {"kind": "ServiceAccount", "name": "dagster", "namespace": NAMESPACE},
+        ]
+    grants = {
+        (group, resource): set(rule["verbs"])
+        for rule in roles["api"]["rules"]
+        for group in rule["apiGroups"]
+        for resource in rule["resources"]
+    }
+    assert all(verbs <= {"get", "list"} for verbs in grants.values()), grants
+    # ops_drift pointed at this chart's own release could read every namespaced kind it renders but Secrets.
+    namespaced = {_resource(o) for o in objects if o["metadata"].get("namespace") and o["kind"] != "Secret"}
+    assert namespaced and not namespaced - set(grants), namespaced - set(grants)
+    assert not _drift_reader(_objects(rendered["default"]), "Role"), "no drift section, no reader"
+
+
+def test_a_drift_section_without_a_namespace_is_read_in_default(helm: Helm) -> None:
+    values = {"platformConfig": {"repositories": [{"github": "acme/web", "drift": {"manifests": "deploy"}}]}}
+    objects = _objects(helm.template(values, name="drift-default-namespace"))
+    assert sorted(_drift_reader(objects, "Role")) == sorted(_drift_reader(objects, "RoleBinding")) == ["default"]
+    off = _objects(helm.template({**values, "driftReader": {"enabled": False}}, name="drift-reader-off"))
+    assert not _drift_reader(off, "Role")
 
 
 # --- the official dagster chart's values ------------------------------------------------------------------------
