@@ -32,8 +32,7 @@ from codexk8s_pipelines.security.versions import InvalidVersion, compare
 REPO = Path(__file__).resolve().parent.parent
 
 
-def bench_load(root: Path) -> dict[str, OsvDatabase]:
-    loaded: dict[str, OsvDatabase] = {}
+def bench_load(root: Path) -> None:
     for name in ("PyPI", "Go"):
         t = time.perf_counter()
         db = OsvDatabase.load(root / name)
@@ -42,12 +41,10 @@ def bench_load(root: Path) -> dict[str, OsvDatabase]:
         OsvDatabase.load(root / name)
         _, peak = tracemalloc.get_traced_memory()
         tracemalloc.stop()
-        loaded[name] = db
         print(
             f"load {name:<5} {db.files:5d} files  {seconds:6.2f} s  peak {peak / 1e6:6.1f} MB   "
             f"records {len(db)}, withdrawn {db.withdrawn}, errors {len(db.errors)}, packages {len(db.packages())}"
         )
-    return loaded
 
 
 def _versions_of(entry: Affected) -> tuple[list[str], list[str]]:
@@ -206,11 +203,10 @@ def main() -> None:
     parser.add_argument("--deps", type=int, default=5000)
     parser.add_argument("--naive-budget", type=float, default=60.0, help="seconds the naive run may take")
     args = parser.parse_args()
-    loaded = bench_load(args.osv_root)
+    bench_load(args.osv_root)
     t = time.perf_counter()
     both = OsvDatabase.load(args.osv_root)
     print(f"load both ({args.osv_root}): {time.perf_counter() - t:6.2f} s, {len(both)} records")
-    del loaded
     bench_scan(both, args.deps, args.naive_budget)
 
 

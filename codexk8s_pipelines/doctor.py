@@ -30,6 +30,7 @@ from typing import Any, Literal
 
 from . import settings
 from .domain.redaction import REDACTED, redact_text
+from .kube import KubeClient, load_kube
 
 Status = Literal["ok", "fail", "skip", "warn"]
 GROUPS: tuple[str, ...] = ("config", "database", "github", "kubernetes")
@@ -218,21 +219,11 @@ def check_catalog(ctx: _Context) -> list[Check]:
 
 
 # -- database ------------------------------------------------------------------------------------------------
-def _db_password(url: str) -> str | None:
-    import psycopg.conninfo
-
-    try:
-        return psycopg.conninfo.conninfo_to_dict(url).get("password") or None  # type: ignore[return-value]
-    except Exception:
-        return None
-
-
 def check_database(ctx: _Context) -> list[Check]:
     import psycopg
     import psycopg.conninfo
 
     from .store import PlatformStore
-    from .store.migrations import available_migrations, current_version
 
     var = settings.DATABASE_URL_VAR
     raw = settings.database_url()
@@ -246,12 +237,8 @@ def check_database(ctx: _Context) -> list[Check]:
             )
         ]
     url = PlatformStore(raw).url
-    password = _db_password(url)
-    if password:
-        ctx.secrets.add(password)
-    shown = ctx.scrub(url)
     try:
-        psycopg.conninfo.conninfo_to_dict(url)
+        password = psycopg.conninfo.conninfo_to_dict(url).get("password")
     except Exception as exc:
         return [
             fail(
@@ -260,6 +247,9 @@ def check_database(ctx: _Context) -> list[Check]:
                 f"set {var} to a URL like {_URL_EXAMPLE}",
             )
         ]
+    if password:
+        ctx.secrets.add(str(password))
+    shown = ctx.scrub(url)
     checks = [ok("database.url", f"{var} is set ({shown})")]
     try:
         conn = psycopg.connect(url, connect_timeout=DB_CONNECT_TIMEOUT_SECONDS, autocommit=True)
@@ -275,22 +265,25 @@ def check_database(ctx: _Context) -> list[Check]:
     with conn:
         version = conn.info.server_version
         checks.append(ok("database.connect", f"connected to {shown} (PostgreSQL {version // 10000}.{version % 10000})"))
-        checks.append(_check_migrations(conn, current_version, available_migrations))
+        checks.append(_check_migrations(conn))
         checks.append(_check_pgvector(conn))
     return checks
 
 
-def _check_migrations(conn: Any, current_version: Callable[[Any], int], available: Callable[[], list[Any]]) -> Check:
+def _check_migrations(conn: Any) -> Check:
+    from .store.migrations import available_migrations, current_version
+
     name = "database.migrations"
     try:
-        latest = max(m.version for m in available())
+        migrations = available_migrations()
+        latest = max(m.version for m in migrations)
         current = current_version(conn)
     except Exception as exc:
         return fail(name, f"cannot read the schema version: {_cause(exc)}", "check the database user's rights")
     if current == latest:
         return ok(name, f"schema version {current} (latest)")
     if current < latest:
-        pending = ", ".join(str(m.version) for m in available() if m.version > current)
+        pending = ", ".join(str(m.version) for m in migrations if m.version > current)
         return fail(name, f"schema version {current}, latest is {latest} (pending: {pending})", "codexk8s db migrate")
     return fail(
         name,
@@ -320,13 +313,6 @@ def _check_pgvector(conn: Any) -> Check:
 
 
 # -- github --------------------------------------------------------------------------------------------------
-def _header(headers: dict[str, Any], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name.lower():
-            return str(value)
-    return None
-
-
 def _gh_message(body: str) -> str:
     try:
         data = json.loads(body) if body else {}
@@ -336,10 +322,12 @@ def _gh_message(body: str) -> str:
 
 
 def _rate_limit_check(status: int, headers: dict[str, Any], body: str) -> Check:
+    from .github.rate_limit import header
+
     name = "github.rate_limit"
-    remaining = _header(headers, "x-ratelimit-remaining")
-    limit = _header(headers, "x-ratelimit-limit")
-    reset = _header(headers, "x-ratelimit-reset")
+    remaining = header(headers, "x-ratelimit-remaining")
+    limit = header(headers, "x-ratelimit-limit")
+    reset = header(headers, "x-ratelimit-reset")
     if status == 200:
         try:
             core = json.loads(body)["resources"]["core"]
@@ -360,6 +348,7 @@ def _rate_limit_check(status: int, headers: dict[str, Any], body: str) -> Check:
 
 
 def _github_kwargs(credentials: Any) -> dict[str, Any]:
+    """The doctor's own client settings, not `GitHubConnector`'s: a short timeout, no retry, no throttling."""
     return {
         "base_url": credentials.api_url,
         "timeout": GITHUB_TIMEOUT_SECONDS,
@@ -372,7 +361,7 @@ def _github_kwargs(credentials: Any) -> dict[str, Any]:
 def check_github(ctx: _Context) -> list[Check]:
     from .github.client import GitHubCredentials
 
-    credentials = replace(GitHubCredentials.from_environment(), timeout_seconds=GITHUB_TIMEOUT_SECONDS, retries=0)
+    credentials = GitHubCredentials.from_environment()
     for secret in (credentials.token, credentials.app_private_key):
         if secret:
             ctx.secrets.add(secret)
@@ -406,6 +395,8 @@ def check_github(ctx: _Context) -> list[Check]:
 def _check_github_token(credentials: Any, repos: list[str], repos_error: str | None) -> list[Check]:
     import github
 
+    from .github.rate_limit import header
+
     gh = github.Github(auth=github.Auth.Token(credentials.token or ""), **_github_kwargs(credentials))
     requester = gh.requester
     try:
@@ -437,7 +428,7 @@ def _check_github_token(credentials: Any, repos: list[str], repos_error: str | N
             ),
             *[skip(f"github.repo {r}", "the credentials could not be verified") for r in repos],
         ]
-    scopes = _header(headers, "x-oauth-scopes")
+    scopes = header(headers, "x-oauth-scopes")
     if scopes is None:
         scope_text = "no X-OAuth-Scopes header (fine-grained or installation token)"
     else:
@@ -461,12 +452,14 @@ def _grant_fix(repo: str) -> str:
 
 
 def _check_repo_with_token(requester: Any, repo: str) -> Check:
+    from .github.rate_limit import header
+
     name = f"github.repo {repo}"
     try:
         status, headers, body = requester.requestJson("GET", f"/repos/{repo}")
     except Exception as exc:
         return fail(name, f"cannot reach GitHub: {_cause(exc)}", "retry later; check the network")
-    if status in (403, 429) and (_header(headers, "x-ratelimit-remaining") == "0" or _header(headers, "retry-after")):
+    if status in (403, 429) and (header(headers, "x-ratelimit-remaining") == "0" or header(headers, "retry-after")):
         return fail(name, f"rate limited by GitHub ({status}: {_gh_message(body)})", "retry after the reset")
     if status == 404:
         return fail(name, f"{repo} is not found or not visible to the token (404)", _grant_fix(repo))
@@ -565,38 +558,6 @@ def _check_github_app(credentials: Any, repos: list[str], repos_error: str | Non
 
 
 # -- kubernetes ----------------------------------------------------------------------------------------------
-@dataclass
-class _Kube:
-    api: Any
-    source: str
-    host: str
-
-
-def _load_kube(kubeconfig: str | None) -> _Kube:
-    import kubernetes
-
-    configuration = kubernetes.client.Configuration()
-    env_kubeconfig = os.environ.get("KUBECONFIG")
-    if kubeconfig:
-        path = os.path.expanduser(kubeconfig)
-        kubernetes.config.load_kube_config(config_file=path, client_configuration=configuration)
-        source = f"kubeconfig {path} (--kubeconfig)"
-    elif env_kubeconfig:
-        kubernetes.config.load_kube_config(config_file=env_kubeconfig, client_configuration=configuration)
-        source = f"kubeconfig {env_kubeconfig} (KUBECONFIG)"
-    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-        kubernetes.config.load_incluster_config(client_configuration=configuration)
-        source = "in-cluster service account"
-    else:
-        path = os.path.expanduser("~/.kube/config")
-        if not os.path.exists(path):
-            raise FileNotFoundError("not in a cluster, KUBECONFIG is unset and there is no ~/.kube/config")
-        kubernetes.config.load_kube_config(config_file=path, client_configuration=configuration)
-        source = f"kubeconfig {path}"
-    configuration.retries = 0
-    return _Kube(kubernetes.client.ApiClient(configuration), source, configuration.host)
-
-
 def _api_error(exc: BaseException) -> tuple[int | None, str]:
     import kubernetes
 
@@ -613,15 +574,15 @@ def check_kubernetes(ctx: _Context, kubeconfig: str | None) -> list[Check]:
 
     runtime = runtime_from_environment(os.environ)
     checks: list[Check] = []
-    kube: _Kube | None = None
+    kube: KubeClient | None = None
     try:
-        kube = _load_kube(kubeconfig)
+        kube = load_kube(kubeconfig)
     except Exception as exc:
         checks.append(
             fail(
                 "kubernetes.api",
                 f"no usable Kubernetes configuration: {_cause(exc)}",
-                "run inside the cluster, or set KUBECONFIG / pass --kubeconfig",
+                f"run inside the cluster, or set {settings.KUBECONFIG_VAR} / pass --kubeconfig",
             )
         )
     if kube is not None:
@@ -631,7 +592,7 @@ def check_kubernetes(ctx: _Context, kubeconfig: str | None) -> list[Check]:
     return checks
 
 
-def _check_cluster(kube: _Kube, runtime: Any) -> list[Check]:
+def _check_cluster(kube: KubeClient, runtime: Any) -> list[Check]:
     import kubernetes
 
     ns = runtime.namespace
@@ -688,7 +649,7 @@ def _check_cluster(kube: _Kube, runtime: Any) -> list[Check]:
     return checks
 
 
-def _check_rbac(kube: _Kube, ns: str) -> list[Check]:
+def _check_rbac(kube: KubeClient, ns: str) -> list[Check]:
     import kubernetes
 
     authz = kubernetes.client.AuthorizationV1Api(kube.api)
@@ -752,7 +713,7 @@ def _check_service_account(core: Any, ns: str, name: str) -> Check:
     return ok(check, f"{name} exists in {ns}")
 
 
-def _check_secret(kube: _Kube, ns: str, name: str, key: str) -> Check:
+def _check_secret(kube: KubeClient, ns: str, name: str, key: str) -> Check:
     """The token Secret's existence, reading its metadata only (PartialObjectMetadata): no value is fetched."""
     check = "kubernetes.secret"
     try:

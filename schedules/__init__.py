@@ -18,7 +18,8 @@ def all_schedules() -> list[dg.ScheduleDefinition]:
     try:
         config = load_config_from_environment()
     except ConfigError as exc:
-        # The code location still loads: each schedule's tick reports the configuration error itself.
+        # The code location still loads on default crons; the runs (and the ticks that read the file) then
+        # report the configuration error.
         log.warning("codexk8s.yaml cannot be read, periodic schedules use their default crons: %s", exc)
         config = PlatformConfig()
     return [docs_index_hourly, *build_periodic_schedules(config)]

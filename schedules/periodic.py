@@ -20,7 +20,12 @@ def _stamp(context: dg.ScheduleEvaluationContext) -> str:
     return when.strftime("%Y%m%dT%H%M") if when else datetime.now().strftime("%Y%m%dT%H%M%S")
 
 
-def _fan_out(name: str, cron: str, job: Any, description: str) -> dg.ScheduleDefinition:
+def fan_out(
+    name: str, cron: str, job: Any, description: str, run_key_prefix: str | None = None
+) -> dg.ScheduleDefinition:
+    """A RUNNING schedule that requests one run of `job` per repository partition at each tick."""
+    prefix = run_key_prefix or name
+
     @dg.schedule(
         name=name, cron_schedule=cron, job=job, default_status=dg.DefaultScheduleStatus.RUNNING,
         description=description,
@@ -30,7 +35,7 @@ def _fan_out(name: str, cron: str, job: Any, description: str) -> dg.ScheduleDef
         if not keys:
             return dg.SkipReason("no repository partition yet: docs_index_sensor adds them from codexk8s.yaml")
         stamp = _stamp(context)
-        return [dg.RunRequest(run_key=f"{name}:{key}:{stamp}", partition_key=key) for key in keys]
+        return [dg.RunRequest(run_key=f"{prefix}:{key}:{stamp}", partition_key=key) for key in keys]
 
     return _schedule
 
@@ -90,11 +95,11 @@ def build_periodic_schedules(config: PlatformConfig) -> list[dg.ScheduleDefiniti
         description="Fetch OSV's per-ecosystem all.zip exports; on failure the previous database is kept.",
     )  # fmt: skip
     return [
-        _fan_out(
+        fan_out(
             "security_scan_schedule", periodic.security.cron, security_scan_job,
             "Match every watched repository's lockfiles against the OSV database.",
         ),
-        _fan_out(
+        fan_out(
             "dependency_freshness_schedule", periodic.freshness.cron, dependency_freshness_job,
             "Compare every watched repository's dependencies with the registries' latest releases.",
         ),

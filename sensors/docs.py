@@ -8,13 +8,14 @@ import dagster as dg
 
 from codexk8s_pipelines.autonomous.checkouts import remote_head
 from codexk8s_pipelines.autonomous.docs_index import docs_index_job
-from codexk8s_pipelines.autonomous.partitions import REPOSITORY_PARTITIONS
+from codexk8s_pipelines.autonomous.partitions import PARTITIONS_NAME, REPOSITORY_PARTITIONS
 from codexk8s_pipelines.config.models import RepositoryConfig
 from codexk8s_pipelines.github.resource import GitHubResource
 from codexk8s_pipelines.resources import PlatformConfigResource
 
-PARTITIONS = REPOSITORY_PARTITIONS.name or "repositories"
 MAX_WORKERS = 8
+# A sensor tick has 60 s: a remote that hangs costs its worker this long, not the whole tick.
+LS_REMOTE_TIMEOUT_SECONDS = 20
 
 
 @dg.sensor(
@@ -27,14 +28,14 @@ MAX_WORKERS = 8
 def docs_index_sensor(
     context: dg.SensorEvaluationContext, platform_config: PlatformConfigResource, github: GitHubResource
 ) -> dg.SensorResult:
-    repositories = {(r.github or r.key).lower(): r for r in platform_config.get().repositories}
-    existing = set(context.instance.get_dynamic_partitions(PARTITIONS))
+    repositories = {r.key.lower(): r for r in platform_config.get().repositories}
+    existing = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
     heads: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     credentials = github.credentials()
 
     def lookup(repo: RepositoryConfig) -> str | Exception:
         try:
-            return remote_head(repo, credentials)
+            return remote_head(repo, credentials, timeout=LS_REMOTE_TIMEOUT_SECONDS)
         except Exception as exc:  # one unreachable repository must not stop the others
             return exc
 

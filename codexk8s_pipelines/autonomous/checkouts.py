@@ -23,15 +23,15 @@ def _git(*args: str, cwd: Path | None = None, timeout: float = 60) -> str:
     return done.stdout.strip()
 
 
-def remote_head(repo: RepositoryConfig, credentials: GitHubCredentials) -> str:
+def remote_head(repo: RepositoryConfig, credentials: GitHubCredentials, timeout: float = 60) -> str:
     """The commit the default branch points at now, asked of the remote (cheap: no clone)."""
     if repo.path is not None:
-        return _git("rev-parse", "--verify", "HEAD", cwd=Path(repo.path))
+        return _git("rev-parse", "--verify", "HEAD", cwd=Path(repo.path), timeout=timeout)
     url = normalize_remote(repo.clone_url(credentials.api_url))
     env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **auth_config_env(url, credentials.token)}
     done = subprocess.run(
         ["git", "ls-remote", url, f"refs/heads/{repo.default_branch}"],
-        capture_output=True, text=True, timeout=60, env=env, check=False,
+        capture_output=True, text=True, timeout=timeout, env=env, check=False,
     )  # fmt: skip
     if done.returncode != 0:
         raise LookupError(f"{repo.key}: git ls-remote failed: {redact_text(done.stderr.strip())[:300]}")

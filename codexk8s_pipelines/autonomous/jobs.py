@@ -7,7 +7,7 @@ from ..resources import PlatformConfigResource
 from .drift import ops_drift
 from .freshness import dependency_freshness
 from .security import security_findings
-from .self_improve import self_improve_evidence, self_improve_job
+from .self_improve import self_improve_evidence
 
 PERIODIC_TAGS = {"codexk8s/kind": "periodic"}
 
@@ -16,6 +16,7 @@ dependency_freshness_job = dg.define_asset_job(
     "dependency_freshness_job", selection=[dependency_freshness], tags=PERIODIC_TAGS
 )
 ops_drift_job = dg.define_asset_job("ops_drift_job", selection=[ops_drift], tags=PERIODIC_TAGS)
+self_improve_job = dg.define_asset_job("self_improve_job", selection=[self_improve_evidence], tags=PERIODIC_TAGS)
 
 
 @dg.op(description="Download OSV's all.zip per configured ecosystem into the OSV database directory.")

@@ -6,8 +6,8 @@
 
 import dagster as dg
 
-REPOSITORY_PARTITIONS = dg.DynamicPartitionsDefinition(name="repositories")
 PARTITIONS_NAME = "repositories"
+REPOSITORY_PARTITIONS = dg.DynamicPartitionsDefinition(name=PARTITIONS_NAME)
 
 
 def repository_keys(instance: dg.DagsterInstance) -> list[str]:

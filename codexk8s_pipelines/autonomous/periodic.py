@@ -16,7 +16,7 @@ import dagster as dg
 from ..config.models import PlatformConfig, RepositoryConfig
 from ..github.resource import GitHubResource
 from ..store import PlatformStore
-from ..store.findings import FindingInput, dashboard_findings, sync_findings
+from ..store.findings import FindingInput, dashboard_findings, periodic_key, sync_findings
 from .dashboard import DashboardOutcome, render_dashboard, sync_dashboard
 
 ACTOR = "codexk8s-periodic"
@@ -24,11 +24,6 @@ ACTOR = "codexk8s-periodic"
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
-
-
-def periodic_key(repository: str, kind: str) -> str:
-    """The correlation key of a repository's periodic check in `flow_events`."""
-    return f"periodic:{repository}:{kind}"
 
 
 def watched_repository(platform: PlatformConfig, key: str) -> RepositoryConfig:
@@ -49,10 +44,9 @@ def publish_findings(
     findings: Iterable[FindingInput],
     notes: Sequence[str] = (),
     preserve: Callable[[Mapping[str, Any]], bool] | None = None,
-    now: datetime | None = None,
 ) -> tuple[dict[str, Any], Any]:
     """Sync, audit and publish; returns the metadata to attach to the materialisation and the sync result."""
-    now = now or now_utc()
+    now = now_utc()
     repository = repo.key.lower()
     synced = sync_findings(store, repository, kind, findings, now, preserve=preserve)
     counts = synced.counts()

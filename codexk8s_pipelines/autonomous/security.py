@@ -14,6 +14,7 @@ from .. import settings
 from ..config.models import PlatformConfig, RepositoryConfig
 from ..github.resource import GitHubResource
 from ..resources import PlatformConfigResource, PlatformDatabase
+from ..security.dependencies import location
 from ..store import PlatformStore
 from ..store.findings import FindingInput, platform_issue
 from .checkouts import checkout
@@ -23,7 +24,7 @@ from .platform_issues import open_labelled_issue
 
 
 def _title(f: Any) -> str:
-    where = f"{f.file}:{f.line}" if f.line else f.file
+    where = location(f.file, f.line)
     fix = f"fix: {f.fixed_version}" if f.fixed_version else "no fixed version published"
     summary = " ".join(str(f.summary or "").split())[:120]
     return (
@@ -56,12 +57,14 @@ def finding_input(f: Any) -> FindingInput:
 def stale_note(db: Any) -> str | None:
     """A sentence that stays the same from one night to the next (no day count), so a stale database alone does
     not edit the dashboard every day."""
+    from ..security.osv import format_days
+
     if not db.stale:
         return None
     snapshot = f"snapshot {db.snapshot:%Y-%m-%d}" if db.snapshot else "snapshot date unknown"
-    days = int(db.max_age.total_seconds() // 86400) if db.max_age else 0
+    limit = format_days(db.max_age)
     return (
-        f"The OSV database ({snapshot}) is older than {days} days: advisories published since are missing. "
+        f"The OSV database ({snapshot}) is older than {limit}: advisories published since are missing. "
         "Run the `osv_refresh` job (it needs network access to OSV)."
     )
 
@@ -113,9 +116,6 @@ def security_findings(
         preserve=lambda details: details.get("file") in broken_files,
     )  # fmt: skip
     fixes = _open_fix_issues(context, store, github, platform, repo, synced.new + synced.reopened)
-    by_rating: dict[str, int] = {}
-    for f in result.findings:
-        by_rating[f.severity.rating] = by_rating.get(f.severity.rating, 0) + 1
     metadata.update(
         {
             "commit": commit or "",
@@ -123,8 +123,8 @@ def security_findings(
             "unpinned": result.unpinned,
             "files": dg.MetadataValue.json(result.files),
             "findings": len(result.findings),
-            "by_severity": dg.MetadataValue.json(by_rating),
-            "osv_records": db.summary().records,
+            "by_severity": dg.MetadataValue.json(result.by_severity()),
+            "osv_records": len(db),
             "osv_stale": db.stale,
             "fix_issues_opened": fixes,
         }

@@ -120,8 +120,3 @@ def _open_or_update(
         return "updated", int(issue["number"])
     number = open_labelled_issue(api, store, repository, PURPOSE, "codex-k8s: self-improve evidence", body, label)
     return "opened", number
-
-
-self_improve_job = dg.define_asset_job(
-    "self_improve_job", selection=[self_improve_evidence], tags={"codexk8s/kind": "periodic"}
-)

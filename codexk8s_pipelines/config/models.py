@@ -187,8 +187,8 @@ class PlatformConfig(_Strict):
         return self
 
     def repository(self, name: str) -> RepositoryConfig | None:
-        key = name.strip().lower()
-        return next((r for r in self.repositories if (r.github or "").lower() == key or r.key == key), None)
+        key = name.strip().lower()  # partition keys, run records and audit rows hold repositories lower-cased
+        return next((r for r in self.repositories if r.key.lower() == key), None)
 
     def label_scheme(self) -> LabelScheme:
         overrides: dict[str, str] = {}

@@ -11,6 +11,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
+from ..drift.ignore import parse_pointer
+
 DEFAULT_OSV_URL = "https://osv-vulnerabilities.storage.googleapis.com"
 
 
@@ -80,6 +82,7 @@ class DriftIgnoreRule(_Strict):
     def _pointer(self) -> DriftIgnoreRule:
         if not self.pointer.startswith("/"):
             raise ValueError(f"pointer {self.pointer!r} must start with '/' (a JSON pointer, e.g. /spec/replicas)")
+        parse_pointer(self.pointer)  # the drift check's own rules (RFC 6901 escapes): refused here, not at run time
         return self
 
 

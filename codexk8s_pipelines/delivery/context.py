@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..domain.correlation import parse_correlation_key
+from ..domain.correlation import comment_number
 from ..github.api import RepoApi
 
 MAX_COMMENTS = 30
@@ -49,13 +49,6 @@ class StageContext:
         data["comments"] = tuple(tuple(c) for c in data["comments"])
         data["review_threads"] = tuple(tuple(t) for t in data["review_threads"])
         return cls(**data)
-
-
-def _trigger_number(key: str, issue_number: int | None, pr_number: int | None) -> int:
-    try:
-        return parse_correlation_key(key).number
-    except ValueError:  # a run launched by hand from the UI with a free-form key
-        return int(issue_number if issue_number is not None else pr_number or 0)
 
 
 def work_branch(issue_number: int | None, pr_number: int | None) -> str:
@@ -122,5 +115,5 @@ def gather(
         reasoning=reasoning,
         actor=actor,
         # The comment lives where the trigger happened: the issue for a label, the PR for a review or need:reviewer.
-        comment_number=_trigger_number(correlation_key, issue_number, pr_number),
+        comment_number=comment_number(correlation_key, issue_number, pr_number),
     )

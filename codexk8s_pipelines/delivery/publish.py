@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
-from .. import settings
 from ..domain.next_steps import next_steps
 from ..domain.rules import Rules
 from ..github.api import RepoApi
-from ..github.service_comment import RunView, upsert
+from ..github.service_comment import COMMENT_EVENT, RunView, comment_id, run_url, upsert
 from ..store import PlatformStore
 from .context import StageContext
 
 ACTOR = "dagster"
 
 
-def run_url(run_id: str) -> str:
-    base = os.environ.get(settings.DAGSTER_URL_VAR, "http://127.0.0.1:3000").rstrip("/")
-    return f"{base}/runs/{run_id}"
-
-
-def comment_id(store: PlatformStore, key: str) -> int | None:
-    ids = [e["payload"].get("comment_id") for e in store.events(key) if e["event_type"] == "service_comment.upserted"]
-    return int(ids[-1]) if ids and ids[-1] is not None else None
-
-
 def show(api: RepoApi, store: PlatformStore, ctx: StageContext, view: RunView) -> int:
     """Upsert the run's comment and audit it; the comment id is remembered in the audit trail."""
     posted = upsert(api, ctx.comment_number, view, comment_id(store, ctx.correlation_key))
     payload = {"comment_id": posted, "phase": view.phase}
-    store.append_event(ctx.correlation_key, "service_comment.upserted", "system", ACTOR, payload)
+    store.append_event(ctx.correlation_key, COMMENT_EVENT, "system", ACTOR, payload)
     return posted
 
 

@@ -29,3 +29,13 @@ def parse_correlation_key(key: str) -> CorrelationKey:
     if not m:
         raise ValueError(f"{key!r} is not a correlation key <owner>/<repo>#<number>:<label>:<event id>")
     return CorrelationKey(m["repo"], int(m["number"]), m["label"], m["event"])
+
+
+def comment_number(key: str, issue_number: int | None, pr_number: int | None) -> int:
+    """Where a run's service comment lives: the number of its correlation key (the issue for a label, the PR for
+    a review or need:reviewer); a free-form key (a run launched by hand from the UI) falls back to the issue,
+    then the PR."""
+    try:
+        return parse_correlation_key(key).number
+    except ValueError:
+        return int(issue_number if issue_number is not None else pr_number or 0)

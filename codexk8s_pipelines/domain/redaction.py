@@ -6,12 +6,15 @@ import re
 from typing import Any
 
 REDACTED = "[redacted]"
+# The platform's own run-scoped MCP tokens (mcp/tokens.py: `ck8s1.<payload>.<signature>`) are credentials too.
+RUN_TOKEN_PREFIX = "ck8s1"
 _SECRET_KEY = re.compile(r"(token|password|passwd|secret|private[_-]?key|authorization|api[_-]?key)", re.I)
 _SECRET_VALUE = re.compile(
     r"gh[pousr]_[A-Za-z0-9]{20,}"
     r"|github_pat_[A-Za-z0-9_]{20,}"
     r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"
     r"|(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"  # user:password@ in URLs
+    rf"|{RUN_TOKEN_PREFIX}\.[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]{{16,}}"
 )
 
 

@@ -42,10 +42,10 @@ def helm_selector(release: str) -> str:
 
 
 def api_client_from_kubeconfig(kubeconfig: str | None = None) -> Any:
-    """An ApiClient from `kubeconfig`, else `$KUBECONFIG`, in-cluster, or `~/.kube/config`, as `doctor` does."""
-    from ..doctor import _load_kube
+    """An ApiClient from `kubeconfig`, else `$KUBECONFIG`, in-cluster, or `~/.kube/config` (`kube.load_kube`)."""
+    from ..kube import load_kube
 
-    return _load_kube(kubeconfig).api
+    return load_kube(kubeconfig).api
 
 
 @dataclass

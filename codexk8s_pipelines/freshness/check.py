@@ -41,13 +41,11 @@ from .registries import (
 UP_TO_DATE = "up-to-date"
 OUTDATED = "outdated"
 UNPINNED = "unpinned"
-STATUSES: tuple[str, ...] = (OUTDATED, UP_TO_DATE, UNPINNED)
 
 SECONDS_PER_YEAR = 365.25 * 24 * 3600
 
 __all__ = [
     "OUTDATED",
-    "STATUSES",
     "UNPINNED",
     "UP_TO_DATE",
     "Behind",

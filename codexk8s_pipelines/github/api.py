@@ -18,6 +18,8 @@ from urllib.parse import quote
 import github
 from github.Requester import Requester
 
+from .rate_limit import header
+
 _NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 
 
@@ -28,13 +30,6 @@ class Listing:
     not_modified: bool
     etag: str | None
     items: list[dict[str, Any]]
-
-
-def _header(headers: dict[str, Any], name: str) -> str | None:
-    for key, value in headers.items():
-        if key.lower() == name:
-            return str(value)
-    return None
 
 
 class RepoApi:
@@ -63,7 +58,7 @@ class RepoApi:
         if status >= 400:
             self._raise_for(status, resp_headers, body)
         items: list[Any] = json.loads(body) if body else []
-        link = _header(resp_headers, "link")
+        link = header(resp_headers, "link")
         pages = 1
         while link and pages < max_pages:
             m = _NEXT.search(link)
@@ -73,7 +68,7 @@ class RepoApi:
             if s >= 400:
                 self._raise_for(s, h, b)
             items.extend(json.loads(b) if b else [])
-            link = _header(h, "link")
+            link = header(h, "link")
             pages += 1
         return status, resp_headers, items
 
@@ -84,7 +79,7 @@ class RepoApi:
         status, resp_headers, items = self._get_pages(f"{self.base}/issues", params, headers)
         if status == 304:
             return Listing(True, etag, [])
-        return Listing(False, _header(resp_headers, "etag"), items)
+        return Listing(False, header(resp_headers, "etag"), items)
 
     def latest_update(self) -> str | None:
         """The newest `updated_at` of the repository's issues and PRs: where a new cursor starts."""
@@ -95,7 +90,7 @@ class RepoApi:
         items = json.loads(body) if body else []
         if items:
             return str(items[0]["updated_at"])
-        date = _header(headers, "date")  # an empty repository: start at GitHub's own clock
+        date = header(headers, "date")  # an empty repository: start at GitHub's own clock
         if date:
             return parsedate_to_datetime(date).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         return None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from github.GithubException import GithubException
 
@@ -21,10 +23,11 @@ class RateLimit:
         return f"GitHub {self.kind} rate limit: backing off for {wait} s, until {self.resume_at:%H:%M:%S} UTC"
 
 
-def _header(headers: dict[str, str] | None, name: str) -> str | None:
+def header(headers: Mapping[str, Any] | None, name: str) -> str | None:
+    """The value of the header `name` (any case) in a response's headers, None when absent."""
     for key, value in (headers or {}).items():
-        if key.lower() == name:
-            return value
+        if key.lower() == name.lower():
+            return str(value)
     return None
 
 
@@ -35,15 +38,15 @@ def rate_limit_of(exc: BaseException, now: datetime | None = None) -> RateLimit 
     now = now or datetime.now(UTC)
     headers = exc.headers
     message = str((exc.data or {}).get("message", "")) if isinstance(exc.data, dict) else ""
-    retry_after = _header(headers, "retry-after")
+    retry_after = header(headers, "retry-after")
     if retry_after is not None:
         try:
             seconds = max(1, int(float(retry_after)))
         except ValueError:
             seconds = int(DEFAULT_SECONDARY_BACKOFF.total_seconds())
         return RateLimit("secondary", now + timedelta(seconds=seconds), message)
-    remaining = _header(headers, "x-ratelimit-remaining")
-    reset = _header(headers, "x-ratelimit-reset")
+    remaining = header(headers, "x-ratelimit-remaining")
+    reset = header(headers, "x-ratelimit-reset")
     if remaining == "0" and reset is not None:
         try:
             resume = datetime.fromtimestamp(int(reset), UTC)

@@ -6,14 +6,31 @@ platform finds its own comment again by the marker, whatever else was said in th
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import settings
 from ..domain.next_steps import NextStep, StepTarget
 from ..domain.redaction import redact_text
+from ..store import PlatformStore
 from .api import RepoApi
 
 MARKER = "<!-- codexk8s:run {key} -->"
+COMMENT_EVENT = "service_comment.upserted"  # the audit row that remembers which comment is the run's
+
+
+def run_url(run_id: str) -> str:
+    """The Dagster UI page of a run, as the comment links it ($CODEXK8S_DAGSTER_URL, else the local UI)."""
+    base = os.environ.get(settings.DAGSTER_URL_VAR, "http://127.0.0.1:3000").rstrip("/")
+    return f"{base}/runs/{run_id}"
+
+
+def comment_id(store: PlatformStore, key: str) -> int | None:
+    """The id of the run's comment, as the last COMMENT_EVENT of its audit trail says (None before the first)."""
+    ids = [e["payload"].get("comment_id") for e in store.events(key) if e["event_type"] == COMMENT_EVENT]
+    return int(ids[-1]) if ids and ids[-1] is not None else None
+
 
 _TEXT: dict[str, dict[str, str]] = {
     "en": {

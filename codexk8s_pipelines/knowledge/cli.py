@@ -76,8 +76,9 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 
 def _default_repository(path: str) -> str:
-    """The name `codexk8s.yaml` gives a `path:` repository, `local:<path as written>`."""
-    return f"local:{path.rstrip('/') or '/'}"
+    """The name `codexk8s.yaml` gives a `path:` repository, `local:<path as written>`, lower-cased as the
+    docs_index asset's partition key is (so both index and search the same rows)."""
+    return f"local:{path.rstrip('/') or '/'}".lower()
 
 
 def _lines(path: str, start: int, end: int) -> str:

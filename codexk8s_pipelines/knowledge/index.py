@@ -19,18 +19,18 @@ from typing import Any
 
 import numpy as np
 
-from ..store.migrations import apply_migrations
+from ..store import PlatformStore
 from .chunking import Chunk, chunk_document
-from .db import EMBEDDING_DIM, check_dimension, connect, normalise_url
+from .db import EMBEDDING_DIM, check_dimension, connect
 from .embedding import Embedder, default_embedder, resolve_model
-from .files import IGNORED_DIRS, discover
+from .files import discover
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GLOBS: tuple[str, ...] = ("**/*.md", "**/*.rst")
 EMBED_BATCH = 64  # texts per progress step: small enough for a lively bar, big enough for full model batches
 
-__all__ = ["DEFAULT_GLOBS", "IGNORED_DIRS", "IndexStats", "index_repository"]
+__all__ = ["DEFAULT_GLOBS", "IndexStats", "index_repository"]
 
 
 @dataclass
@@ -55,7 +55,6 @@ class _Stored:
     heading_path: tuple[str, ...]
     start_line: int
     end_line: int
-    content: str
 
 
 def _git_head(root: Path) -> str | None:
@@ -95,8 +94,7 @@ def _same(stored: _Stored | None, chunk: Chunk, model: str) -> bool:
         and stored.heading_path == chunk.heading_path
         and stored.start_line == chunk.start_line
         and stored.end_line == chunk.end_line
-        and stored.content == chunk.text
-    )
+    )  # the hash covers heading path and text: equal hash and heading path, equal text
 
 
 def _validate(conn_url: str, repository: str, root: Path, globs: Sequence[str]) -> Path:
@@ -136,8 +134,7 @@ def index_repository(
     model = embedder.model_name if embedder is not None else resolve_model()[1]
     commit = commit or _git_head(root)
 
-    with connect_for_migration(conn_url) as mconn:
-        apply_migrations(mconn)
+    PlatformStore(conn_url).migrate()
     documents = read_chunks(root, globs)
 
     with connect(conn_url, autocommit=True) as conn:
@@ -170,20 +167,13 @@ def index_repository(
     )
 
 
-def connect_for_migration(conn_url: str) -> Any:
-    """A plain connection (no pgvector types: the extension may not exist before migration 0002)."""
-    import psycopg
-
-    return psycopg.connect(normalise_url(conn_url), connect_timeout=10)
-
-
 def _stored_rows(conn: Any, repository: str) -> dict[tuple[str, int], _Stored]:
     rows = conn.execute(
-        "SELECT path, chunk_index, content_hash, model, heading_path, start_line, end_line, content"
+        "SELECT path, chunk_index, content_hash, model, heading_path, start_line, end_line"
         " FROM doc_chunks WHERE repository = %s",
         (repository,),
     ).fetchall()
-    return {(r[0], r[1]): _Stored(r[2], r[3], tuple(r[4] or ()), r[5], r[6], r[7]) for r in rows}
+    return {(r[0], r[1]): _Stored(r[2], r[3], tuple(r[4] or ()), r[5], r[6]) for r in rows}
 
 
 def _stored_vectors(conn: Any, model: str, hashes: set[str]) -> dict[str, np.ndarray]:

@@ -26,7 +26,7 @@ from mcp_types import CallToolRequestParams, CallToolResult, TextContent, ToolAn
 from pydantic import Field, ValidationError
 
 from ..domain.redaction import redact, redact_text
-from .tokens import RunScope, TokenError, redact_tokens
+from .tokens import RunScope, TokenError
 from .tools import ACTOR, MAX_K, MAX_RUNS, ArgumentError, McpServices, PlatformTools
 
 logger = logging.getLogger(__name__)
@@ -59,24 +59,14 @@ TopK = Annotated[int, Field(ge=1, le=MAX_K, description=f"How many results, 1..{
 
 
 def _error(tool: str, message: str) -> CallToolResult:
-    text = redact_tokens(redact_text(f"Error executing tool {tool}: {message}"))
+    text = redact_text(f"Error executing tool {tool}: {message}")
     return CallToolResult(content=[TextContent(type="text", text=text)], is_error=True)
-
-
-def _scrub(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact_tokens(value)
-    if isinstance(value, dict):
-        return {k: _scrub(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_scrub(v) for v in value]
-    return value
 
 
 def _safe(result: dict[str, Any]) -> dict[str, Any]:
     """Results pass the same redaction as the audit: an indexed doc or an echoed argument never hands a
     credential-looking string (GitHub's or one of our run tokens) to the model."""
-    return _scrub(redact(result))
+    return redact(result)
 
 
 def _result_text(result: CallToolResult) -> str:
@@ -92,10 +82,8 @@ def _audited_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
             continue
         if isinstance(value, str) and len(value) > MAX_AUDITED_CHARS:
             out[name] = f"<{len(value)} characters>"
-        elif isinstance(value, str):
-            out[name] = redact_tokens(value)
         elif isinstance(value, list):
-            kept = [redact_tokens(v) if isinstance(v, str) else v for v in value[:50]]
+            kept = value[:50]
             out[name] = kept + ([f"<{len(value) - 50} more>"] if len(value) > 50 else [])
         else:
             out[name] = value
@@ -182,7 +170,7 @@ class RunScopeGuard(Extension):
         except (TokenError, ArgumentError) as exc:
             expired = exc.scope if isinstance(exc, TokenError) else None
             key = expired.run_key if expired else UNVERIFIED_KEY
-            return await self._refuse(key, name, audited, redact_tokens(str(exc)))
+            return await self._refuse(key, name, audited, redact_text(str(exc)))
         try:
             await self._audit(scope.run_key, "mcp.tool.called", {"tool": name, "arguments": audited})
         except Exception as exc:
@@ -203,7 +191,7 @@ class RunScopeGuard(Extension):
                 except Exception as exc:  # a value pydantic could not even look at
                     problem = f"the arguments could not be read ({type(exc).__name__})"
         if problem is not None:
-            await self._finish(scope.run_key, "mcp.tool.failed", {"tool": name, "reason": redact_tokens(problem)})
+            await self._finish(scope.run_key, "mcp.tool.failed", {"tool": name, "reason": redact_text(problem)})
             return _error(name, problem)
 
         try:
@@ -212,7 +200,7 @@ class RunScopeGuard(Extension):
             await self._finish(scope.run_key, "mcp.tool.failed", {"tool": name, "reason": type(exc).__name__})
             raise
         if isinstance(result, CallToolResult) and result.is_error:
-            reason = redact_tokens(_result_text(result))
+            reason = redact_text(_result_text(result))
             await self._finish(scope.run_key, "mcp.tool.failed", {"tool": name, "reason": reason})
             return _error(name, reason)
         summary = _summary(result) if isinstance(result, CallToolResult) else {}

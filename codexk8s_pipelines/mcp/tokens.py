@@ -22,7 +22,6 @@ import hashlib
 import hmac
 import json
 import os
-import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,16 +30,14 @@ from typing import Any, Literal
 
 from .. import settings
 from ..domain.correlation import parse_correlation_key
+from ..domain.redaction import RUN_TOKEN_PREFIX
 
 MCP_SECRET_VAR = settings.MCP_SECRET_VAR
-TOKEN_PREFIX = "ck8s1"
+TOKEN_PREFIX = RUN_TOKEN_PREFIX
 TOKEN_VERSION = 1
 MIN_SECRET_BYTES = 16
 DEFAULT_TTL_SECONDS = 6 * 3600  # longer than any stage's agent deadline, short enough to be useless tomorrow
 MAX_TOKEN_CHARS = 4096
-
-# Anything shaped like one of our tokens, wherever it turns up in text an agent wrote (a status line, a label).
-_TOKEN_TEXT = re.compile(rf"{TOKEN_PREFIX}\.[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]{{16,}}")
 
 TokenFailure = Literal["malformed", "bad_signature", "expired", "not_configured"]
 
@@ -73,20 +70,6 @@ class RunScope:
     def owns_repository(self, repository: str) -> bool:
         """GitHub names are case-insensitive; correlation keys store them lower-cased."""
         return repository.strip().lower() == self.repository.lower()
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run": self.run_key,
-            "repository": self.repository,
-            "issue": self.issue_number,
-            "pr": self.pr_number,
-            "expires_at": datetime.fromtimestamp(self.expires_at, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
-
-
-def redact_tokens(text: str) -> str:
-    """Run tokens are credentials too: `domain.redaction` knows GitHub's shapes, this knows ours."""
-    return _TOKEN_TEXT.sub("[redacted]", text)
 
 
 def load_secret(environ: Mapping[str, str] | None = None) -> bytes:

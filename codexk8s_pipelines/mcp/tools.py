@@ -20,12 +20,12 @@ from typing import Any
 from mcp.server.mcpserver.exceptions import ToolError
 
 from .. import settings
-from ..domain.correlation import parse_correlation_key
+from ..domain.correlation import comment_number
 from ..domain.labels import DEFAULT_SCHEME, NEED_VALUES, STATE_VALUES, LabelKind, LabelScheme
 from ..domain.redaction import redact_text
 from ..github.client import GitHubConnector, GitHubCredentials
 from ..store import PlatformStore
-from .tokens import RunScope, TokenError, load_secret, redact_tokens, verify_token
+from .tokens import RunScope, TokenError, load_secret, verify_token
 
 ACTOR = "mcp"
 MAX_K = 50
@@ -60,15 +60,6 @@ def _iso(value: Any) -> str | None:
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     return str(value)
-
-
-def comment_number(scope: RunScope) -> int:
-    """Where the run's service comment lives: the number of its correlation key (the issue, or the PR for a
-    PR-triggered run), as `delivery.context` decides; a free-form key falls back to the issue, then the PR."""
-    try:
-        return parse_correlation_key(scope.run_key).number
-    except ValueError:
-        return scope.numbers[0]
 
 
 @dataclass
@@ -352,14 +343,13 @@ class PlatformTools:
         return "\n".join([*kept, "", line])
 
     def _update_comment(self, scope: RunScope, run: dict[str, Any] | None, status: str, at: float) -> dict[str, Any]:
-        from ..delivery.publish import comment_id, run_url
-        from ..github.service_comment import RunView, find_comment, render
+        from ..github.service_comment import COMMENT_EVENT, RunView, comment_id, find_comment, render, run_url
 
         missing = self.services.github_missing_reason()
         if missing:
             return {"updated": False, "reason": f"GitHub is not configured ({missing}); the status is audited only"}
         store = self.services.store
-        number = comment_number(scope)
+        number = comment_number(scope.run_key, scope.issue_number, scope.pr_number)
         title = _STATUS_TITLE.get(self.services.locale, _STATUS_TITLE["en"])
         line = self._status_line(status, title, at)
         try:
@@ -390,16 +380,14 @@ class PlatformTools:
         except Exception as exc:  # the status is already audited; the comment is best effort
             return {"updated": False, "reason": str(_github_failure("service comment", exc))}
         if comment_id(store, scope.run_key) != posted:
-            store.append_event(
-                scope.run_key, "service_comment.upserted", "system", ACTOR, {"comment_id": posted, "phase": "status"}
-            )
+            store.append_event(scope.run_key, COMMENT_EVENT, "system", ACTOR, {"comment_id": posted, "phase": "status"})
         return {"updated": True, "action": action, "number": number, "comment_id": posted}
 
     def run_status_report(self, token: str, status_line: str) -> dict[str, Any]:
         scope = self.scope(token)
         if not isinstance(status_line, str) or not status_line.strip():
             raise ArgumentError("status_line", "must not be empty: one line saying what you are doing")
-        text = redact_tokens(redact_text(_WS.sub(" ", status_line).strip()))
+        text = redact_text(_WS.sub(" ", status_line).strip())
         if len(text) > MAX_STATUS_CHARS:
             raise ArgumentError("status_line", f"is longer than {MAX_STATUS_CHARS} characters; keep it to one line")
         at = self.services.clock()

@@ -15,7 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..cli_args import positive_int
+from ..cli_args import positive_float, positive_int
 
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
@@ -104,6 +104,7 @@ def cmd_osv_refresh(args: argparse.Namespace) -> int:
 
 def add_scan_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register `scan` and `osv refresh` on the main parser."""
+    from .dependencies import ECOSYSTEMS
     from .osv import DEFAULT_MAX_AGE
     from .refresh import DEFAULT_BASE_URL
 
@@ -133,7 +134,7 @@ def add_scan_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     refresh = osv.add_parser("refresh", help="download OSV's all.zip exports for some ecosystems")
     _one_line_errors(refresh, "codexk8s osv refresh")
     refresh.add_argument("--osv-db", required=True, metavar="DIR", help="the database directory to update")
-    refresh.add_argument("--ecosystems", default="PyPI,npm,Go,crates.io", help="comma-separated OSV ecosystems")
+    refresh.add_argument("--ecosystems", default=",".join(ECOSYSTEMS), help="comma-separated OSV ecosystems")
     refresh.add_argument("--base-url", default=DEFAULT_BASE_URL, help="OSV's export bucket (or a mirror)")
-    refresh.add_argument("--timeout", type=float, default=30.0, help="seconds per network operation")
+    refresh.add_argument("--timeout", type=positive_float, default=30.0, help="seconds per network operation")
     refresh.set_defaults(func=cmd_osv_refresh)

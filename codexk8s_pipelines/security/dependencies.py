@@ -27,6 +27,11 @@ def normalise_name(ecosystem: str, name: str) -> str:
     return name
 
 
+def location(file: str, line: int | None) -> str:
+    """`file:line` as reports write a place, or only `file` when the line is unknown."""
+    return f"{file}:{line}" if line else file
+
+
 @dataclass(frozen=True, slots=True)
 class Dependency:
     """One resolved (or declared) dependency where it was found.
@@ -54,8 +59,7 @@ class ExtractionError:
     message: str
 
     def __str__(self) -> str:
-        where = f"{self.file}:{self.line}" if self.line else self.file
-        return f"{where}: {self.message}"
+        return f"{location(self.file, self.line)}: {self.message}"
 
 
 @dataclass(slots=True)

@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from codexk8s_pipelines.security.dependencies import normalise_name
+from codexk8s_pipelines.security.lockfiles._common import YAML_LOADER as _YamlLoader
 from codexk8s_pipelines.security.versions import SUPPORTED
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "OsvDatabase",
     "Range",
     "RecordError",
+    "format_days",
     "read_marker",
 ]
 
@@ -47,11 +49,6 @@ RECORD_SUFFIXES = (".json", ".yaml", ".yml")
 EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
 MATCHED_RANGE_TYPES = ("ECOSYSTEM", "SEMVER")  # GIT ranges need the repository's commit graph: not evaluated
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-try:  # libyaml: about ten times faster than the pure-Python loader on the PyPI advisory tree
-    _YamlLoader: Any = yaml.CSafeLoader
-except AttributeError:  # pragma: no cover - PyYAML built without libyaml
-    _YamlLoader = yaml.SafeLoader
 
 
 @dataclass(frozen=True, slots=True)
@@ -502,7 +499,7 @@ class OsvDatabase:
         """One sentence for every report format, None when the database is fresh enough."""
         if not self.stale or self.max_age is None:
             return None
-        limit = _days(self.max_age)
+        limit = format_days(self.max_age)
         age = self.age
         if age is None or self.snapshot is None:
             return (
@@ -532,7 +529,8 @@ class OsvDatabase:
         )
 
 
-def _days(delta: timedelta) -> str:
+def format_days(delta: timedelta) -> str:
+    """`7 days`, `1 day`, `0.5 days`: a duration as reports word it."""
     days = delta.total_seconds() / 86400
     text = f"{days:g}"
     return f"{text} day" if text == "1" else f"{text} days"

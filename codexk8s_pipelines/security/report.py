@@ -10,6 +10,7 @@ import json
 from datetime import datetime
 from typing import Any
 
+from codexk8s_pipelines.security.dependencies import location
 from codexk8s_pipelines.security.scan import Finding, ScanResult
 
 __all__ = ["JSON_FORMAT_VERSION", "render_json", "render_table", "result_to_dict"]
@@ -61,9 +62,6 @@ def result_to_dict(result: ScanResult) -> dict[str, Any]:
     - `database`: {`path`, `records`, `withdrawn`, `skipped`, `duplicates`, `errors`, `snapshot` (ISO time or
       null), `snapshot_source`, `age_days`, `max_age_days`, `stale`, `stale_message`}.
     """
-    by_severity: dict[str, int] = {}
-    for finding in result.findings:
-        by_severity[finding.severity.rating] = by_severity.get(finding.severity.rating, 0) + 1
     db = result.database
     return {
         "format_version": JSON_FORMAT_VERSION,
@@ -73,7 +71,7 @@ def result_to_dict(result: ScanResult) -> dict[str, Any]:
             "unpinned": result.unpinned,
             "unsupported": result.unsupported,
             "findings": len(result.findings),
-            "by_severity": by_severity,
+            "by_severity": result.by_severity(),
         },
         "files": list(result.files),
         "extraction_errors": [{"file": e.file, "line": e.line, "message": e.message} for e in result.extraction_errors],
@@ -108,10 +106,6 @@ def render_json(result: ScanResult) -> str:
     return json.dumps(result_to_dict(result), indent=2, ensure_ascii=False) + "\n"
 
 
-def _location(finding: Finding) -> str:
-    return f"{finding.file}:{finding.line}" if finding.line else finding.file
-
-
 def render_table(result: ScanResult) -> str:
     """One row per finding, then a footer: what was scanned, the database, warnings and errors."""
     lines: list[str] = []
@@ -124,7 +118,7 @@ def render_table(result: ScanResult) -> str:
                 f.version + (f" (+{', '.join(f.other_versions)})" if f.other_versions else ""),
                 f.fixed_version or "-",
                 f.advisory_id,
-                _location(f),
+                location(f.file, f.line),
             )
             for f in result.findings
         ]
@@ -132,10 +126,7 @@ def render_table(result: ScanResult) -> str:
         for row in [header, *rows]:
             lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
         lines.append("")
-    counts: dict[str, int] = {}
-    for finding in result.findings:
-        counts[finding.severity.rating] = counts.get(finding.severity.rating, 0) + 1
-    breakdown = ", ".join(f"{n} {rating.lower()}" for rating, n in counts.items())
+    breakdown = ", ".join(f"{n} {rating.lower()}" for rating, n in result.by_severity().items())
     found = f"{len(result.findings)} findings" + (f" ({breakdown})" if breakdown else "")
     lines.append(
         f"{found} in {result.dependencies} dependencies scanned"

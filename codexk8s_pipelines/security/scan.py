@@ -64,6 +64,13 @@ class ScanResult:
     database: DatabaseSummary
     files: list[str] = field(default_factory=list)  # manifests and lockfiles read (scan_path only)
 
+    def by_severity(self) -> dict[str, int]:
+        """Findings per severity rating, in the order the ratings first appear (findings are worst first)."""
+        counts: dict[str, int] = {}
+        for finding in self.findings:
+            counts[finding.severity.rating] = counts.get(finding.severity.rating, 0) + 1
+        return counts
+
 
 @dataclass(frozen=True, slots=True)
 class _Hit:

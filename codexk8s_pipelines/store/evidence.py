@@ -11,13 +11,14 @@ from datetime import datetime
 from typing import Any
 
 from .database import FINISHED, PlatformStore
+from .findings import periodic_key
 
 PREPARED_EVENT = "self_improve.prepared"
 
 
 def cadence_key(repository: str) -> str:
     """The correlation key of a repository's self-improve cadence in `flow_events`."""
-    return f"periodic:{repository}:self-improve"
+    return periodic_key(repository, "self-improve")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,13 @@ from psycopg.types.json import Jsonb
 from ..domain.redaction import redact
 from .database import PlatformStore, StoreError
 
+
+def periodic_key(repository: str, kind: str) -> str:
+    """The correlation key of a repository's periodic check (security, freshness, drift, self-improve) in
+    `flow_events`."""
+    return f"periodic:{repository}:{kind}"
+
+
 FINDING_KINDS = ("security", "freshness", "drift")
 
 
@@ -179,12 +186,4 @@ def remember_platform_issue(
             " issue_number = EXCLUDED.issue_number, opened_by = EXCLUDED.opened_by,"
             " trigger_label = EXCLUDED.trigger_label, updated_at = now()",
             (repository, purpose, issue_number, opened_by, trigger_label),
-        )
-
-
-def touch_platform_issue(store: PlatformStore, repository: str, purpose: str) -> None:
-    with store.connect() as conn:
-        conn.execute(
-            "UPDATE platform_issues SET updated_at = now() WHERE repository = %s AND purpose = %s",
-            (repository, purpose),
         )

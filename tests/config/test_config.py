@@ -179,3 +179,20 @@ def test_overlapping_label_prefixes_are_refused() -> None:
     assert _errors("labels: {state_prefix: 'run:'}\n") == [
         "labels: run_prefix 'run:' and state_prefix 'run:' overlap: a label could belong to both groups"
     ]
+
+
+def test_a_repository_is_found_by_its_lower_cased_key_as_partitions_and_records_hold_it() -> None:
+    config = parse_config("repositories:\n  - github: Acme/Shop\n  - path: ../Docs/Site\n", "x.yaml")
+    assert config.repository("acme/shop") is config.repositories[0]
+    assert config.repository("local:../docs/site") is config.repositories[1]
+    assert config.repository(" LOCAL:../Docs/Site ") is config.repositories[1]
+    assert config.repository("local:../other") is None
+
+
+def test_a_drift_ignore_pointer_the_drift_check_would_refuse_is_a_configuration_error() -> None:
+    text = (
+        "repositories:\n  - github: a/b\n    drift:\n      manifests: deploy\n      ignore:\n        - pointer: /a~2b\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_config(text, "x.yaml")
+    assert "x.yaml: repositories.0.drift.ignore.0: malformed JSON pointer '/a~2b'" in str(caught.value)

@@ -9,6 +9,7 @@ import json
 import pytest
 
 from codexk8s_pipelines import cli
+from codexk8s_pipelines.domain.redaction import redact, redact_text
 from codexk8s_pipelines.mcp.tokens import (
     MCP_SECRET_VAR,
     RunScope,
@@ -113,3 +114,10 @@ def test_cli_serve_without_settings_exits_2(
     monkeypatch.delenv(MCP_SECRET_VAR, raising=False)
     assert cli.main(["mcp", "serve", "--transport", "http"]) == 2
     assert MCP_SECRET_VAR in capsys.readouterr().err
+
+
+def test_a_run_token_is_redacted_wherever_the_platform_writes_text() -> None:
+    """The shared redaction (audit, comments, logs, tool results) knows the platform's own tokens."""
+    token = _token()
+    assert redact_text(f"agent said: use {token} please") == "agent said: use [redacted] please"
+    assert redact({"note": [f"x {token}"]}) == {"note": ["x [redacted]"]}

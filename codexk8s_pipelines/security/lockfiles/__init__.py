@@ -82,9 +82,12 @@ class KnownFile:
     parser: Parser
 
     def matches(self, relative: str) -> bool:
+        return self.matches_parts(PurePosixPath(relative).parts)
+
+    def matches_parts(self, parts: tuple[str, ...]) -> bool:
+        """`matches` for a path already split into its components."""
         depth = self.pattern.count("/") + 1
-        tail = "/".join(PurePosixPath(relative).parts[-depth:])
-        return fnmatchcase(tail, self.pattern)
+        return fnmatchcase("/".join(parts[-depth:]), self.pattern)
 
 
 KNOWN_FILES: tuple[KnownFile, ...] = (
@@ -108,8 +111,9 @@ KNOWN_FILES: tuple[KnownFile, ...] = (
 
 def known_file(relative: str) -> KnownFile | None:
     """The format of a file by its path, or None if it is not one this package reads."""
+    parts = PurePosixPath(relative).parts
     for known in KNOWN_FILES:
-        if known.matches(relative):
+        if known.matches_parts(parts):
             return known
     return None
 

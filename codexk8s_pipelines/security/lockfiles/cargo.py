@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from codexk8s_pipelines.security.dependencies import CRATES
-from codexk8s_pipelines.security.lockfiles._common import Sink, array_table_lines, load_toml
+from codexk8s_pipelines.security.lockfiles._common import Sink, array_tables, load_toml
 
 _NOT_REGISTRY = ("git+", "path+")
 
@@ -19,17 +19,10 @@ def parse_cargo_lock(text: str, sink: Sink) -> None:
     data = load_toml(text, sink)
     if data is None:
         return
-    packages = data.get("package", [])
-    if not isinstance(packages, list):
-        sink.error(None, "`package` is not an array of tables")
-        return
-    lines = array_table_lines(text, "package", len(packages))
-    members = [entry for entry in packages if isinstance(entry, dict) and "source" not in entry]
+    entries = array_tables(data, text, "package", sink)
+    members = [entry for entry, _line in entries if "source" not in entry]
     direct = _direct(members)
-    for entry, line in zip(packages, lines, strict=True):
-        if not isinstance(entry, dict):
-            sink.error(line, "[[package]] entry is not a table")
-            continue
+    for entry, line in entries:
         name, version, source = entry.get("name"), entry.get("version"), entry.get("source")
         if not isinstance(name, str) or not name:
             sink.error(line, "[[package]] entry without a name")

@@ -88,7 +88,7 @@ def _replace(
 
 
 def parse_go_sum(text: str, sink: Sink) -> None:
-    seen: set[tuple[str, str]] = set()
+    """A version on several lines is reported once, at its first: go.sum is a lockfile, so `dedupe` sees to it."""
     for number, raw in enumerate(text.splitlines(), 1):
         fields = raw.split()
         if not fields:
@@ -97,7 +97,6 @@ def parse_go_sum(text: str, sink: Sink) -> None:
             sink.error(number, f"malformed go.sum line: {raw.strip()!r}")
             continue
         module, version, _hash = fields
-        if version.endswith("/go.mod") or (module, version) in seen:
+        if version.endswith("/go.mod"):
             continue
-        seen.add((module, version))
         sink.add(GO, module, version, number)

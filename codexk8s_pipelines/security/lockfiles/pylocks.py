@@ -12,7 +12,7 @@ from typing import Any
 from codexk8s_pipelines.security.dependencies import PYPI, normalise_name
 from codexk8s_pipelines.security.lockfiles._common import (
     Sink,
-    array_table_lines,
+    array_tables,
     json_key_lines,
     load_json,
     load_toml,
@@ -21,21 +21,6 @@ from codexk8s_pipelines.security.lockfiles._common import (
 _POETRY_LOCAL = {"directory", "file", "git", "url"}
 _UV_PROJECT = {"editable", "virtual"}  # the project and its workspace members
 _UV_LOCAL = {"git", "url", "path", "directory"}
-
-
-def _packages(data: dict[str, Any], text: str, key: str, sink: Sink) -> list[tuple[dict[str, Any], int | None]]:
-    """The `[[key]]` tables with their header lines; entries that are not tables are reported and left out."""
-    packages = data.get(key, [])
-    if not isinstance(packages, list):
-        sink.error(None, f"`{key}` is not an array of tables")
-        return []
-    result = []
-    for entry, line in zip(packages, array_table_lines(text, key, len(packages)), strict=True):
-        if isinstance(entry, dict):
-            result.append((entry, line))
-        else:
-            sink.error(line, f"[[{key}]] entry is not a table")
-    return result
 
 
 def _name_version(entry: dict[str, Any], line: int | None, key: str, sink: Sink) -> tuple[str, str | None] | None:
@@ -54,7 +39,7 @@ def parse_poetry_lock(text: str, sink: Sink) -> None:
     data = load_toml(text, sink)
     if data is None:
         return
-    for entry, line in _packages(data, text, "package", sink):
+    for entry, line in array_tables(data, text, "package", sink):
         found = _name_version(entry, line, "package", sink)
         if found is None:
             continue
@@ -73,7 +58,7 @@ def parse_uv_lock(text: str, sink: Sink) -> None:
     if data is None:
         return
     key = "distribution" if "distribution" in data and "package" not in data else "package"  # pre-0.3 uv.lock
-    entries = _packages(data, text, key, sink)
+    entries = array_tables(data, text, key, sink)
     direct = _uv_direct_names(entry for entry, _line in entries)
     for entry, line in entries:
         found = _name_version(entry, line, key, sink)

@@ -1,0 +1,49 @@
+"""The Kubernetes API client the platform's cluster readers share (`codexk8s doctor`, the ops drift check).
+
+Which cluster: `--kubeconfig` when given, else `$KUBECONFIG`, else the in-cluster service account, else
+`~/.kube/config`. The client never retries: a caller against a dead API server fails fast and says so.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from . import settings
+
+
+@dataclass
+class KubeClient:
+    """An `ApiClient`, where its configuration came from (for messages) and the API server it talks to."""
+
+    api: Any
+    source: str
+    host: str
+
+
+def load_kube(kubeconfig: str | None = None) -> KubeClient:
+    import kubernetes
+
+    configuration = kubernetes.client.Configuration()
+    env_kubeconfig = os.environ.get(settings.KUBECONFIG_VAR)
+    if kubeconfig:
+        path = os.path.expanduser(kubeconfig)
+        kubernetes.config.load_kube_config(config_file=path, client_configuration=configuration)
+        source = f"kubeconfig {path} (--kubeconfig)"
+    elif env_kubeconfig:
+        kubernetes.config.load_kube_config(config_file=env_kubeconfig, client_configuration=configuration)
+        source = f"kubeconfig {env_kubeconfig} ({settings.KUBECONFIG_VAR})"
+    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+        kubernetes.config.load_incluster_config(client_configuration=configuration)
+        source = "in-cluster service account"
+    else:
+        path = os.path.expanduser("~/.kube/config")
+        if not os.path.exists(path):
+            raise FileNotFoundError(
+                f"not in a cluster, {settings.KUBECONFIG_VAR} is unset and there is no ~/.kube/config"
+            )
+        kubernetes.config.load_kube_config(config_file=path, client_configuration=configuration)
+        source = f"kubeconfig {path}"
+    configuration.retries = 0
+    return KubeClient(kubernetes.client.ApiClient(configuration), source, configuration.host)
