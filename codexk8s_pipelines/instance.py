@@ -38,8 +38,11 @@ HEADER = (
 
 def local_instance(config: PlatformConfig) -> dict[str, Any]:
     """The local instance: SQLite storage under DAGSTER_HOME and the default launcher (both Dagster's defaults),
-    with the platform's run queue."""
-    return {"telemetry": {"enabled": False}, "run_coordinator": run_queue(config)}
+    with the platform's run queue; its coordinator (`run_tags.PlatformRunCoordinator`, the same queue) also tags
+    runs launched by hand from the UI, so the limits hold for them too."""
+    queue = run_queue(config)
+    queue.update({"module": "codexk8s_pipelines.run_tags", "class": "PlatformRunCoordinator"})
+    return {"telemetry": {"enabled": False}, "run_coordinator": queue}
 
 
 def kubernetes_instance(config: PlatformConfig) -> dict[str, Any]:

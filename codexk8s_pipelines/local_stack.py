@@ -19,8 +19,11 @@ from . import settings
 from .config import load_config_from_environment
 from .instance import local_instance_yaml
 from .store import EmbeddedPostgres, PlatformStore
+from .store.roles import APP_ROLE
 
 log = logging.getLogger("codexk8s.dev")
+# The platform's database on the embedded server (owned by the migrator role; `postgres` stays the admin's).
+LOCAL_DATABASE = "codexk8s"
 
 
 def prepare_dagster_home(home: Path) -> Path:
@@ -71,9 +74,18 @@ def run_local_stack(host: str, port: int, workspace: Path) -> int:
     previous = {s: signal.signal(s, _request_stop) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     proc: subprocess.Popen[bytes] | None = None
     try:
-        url = database.start()
-        applied = PlatformStore(url).migrate()
-        log.info("platform database ready in %s (migrations applied now: %s)", database.data_dir, applied or "none")
+        database.start()
+        # As in production: the migrator owns and migrates the schema, the platform runs as the application role.
+        urls = database.prepare_database(LOCAL_DATABASE)
+        applied = PlatformStore(urls.migrator).migrate(grant_to=APP_ROLE)
+        url = urls.app
+        log.info(
+            "platform database %s ready in %s (migrations applied now: %s; the platform connects as %s)",
+            LOCAL_DATABASE,
+            database.data_dir,
+            applied or "none",
+            APP_ROLE,
+        )
         env = dict(os.environ)
         env.update(
             {

@@ -21,12 +21,16 @@ class Environment(StrEnum):
 ENV_VAR = "CODEXK8S_ENV"
 CONFIG_VAR = "CODEXK8S_CONFIG"
 DATABASE_URL_VAR = "CODEXK8S_DATABASE_URL"
+# `codexk8s db migrate` (run as the migrator) re-grants this role, the one the platform connects as, its rights.
+DATABASE_APP_ROLE_VAR = "CODEXK8S_DATABASE_APP_ROLE"
 HOME_VAR = "CODEXK8S_HOME"
 GITHUB_TOKEN_VAR = "CODEXK8S_GITHUB_TOKEN"
 GITHUB_API_URL_VAR = "CODEXK8S_GITHUB_API_URL"
 GITHUB_APP_ID_VAR = "CODEXK8S_GITHUB_APP_ID"
 GITHUB_APP_PRIVATE_KEY_VAR = "CODEXK8S_GITHUB_APP_PRIVATE_KEY"
 AGENT_CATALOG_VAR = "CODEXK8S_AGENT_CATALOG"
+# Runs agents without the local sandbox (no namespaces, no process cap): unsafe, off by default, logged loudly.
+UNSAFE_NO_AGENT_SANDBOX_VAR = "CODEXK8S_UNSAFE_NO_AGENT_SANDBOX"
 EMBEDDING_MODEL_VAR = "CODEXK8S_EMBEDDING_MODEL"
 # MCP: the secret that signs run-scoped tokens (a secret), the token a run hands its agent, the server's URL.
 MCP_SECRET_VAR = "CODEXK8S_MCP_SECRET"
@@ -78,6 +82,10 @@ def config_location() -> ConfigLocation:
 
 def database_url() -> str | None:
     return os.environ.get(DATABASE_URL_VAR) or None
+
+
+def database_app_role() -> str | None:
+    return (os.environ.get(DATABASE_APP_ROLE_VAR) or "").strip() or None
 
 
 def helm_binary() -> str | None:

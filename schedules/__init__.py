@@ -12,7 +12,6 @@ log = logging.getLogger(__name__)
 def all_schedules() -> list[dg.ScheduleDefinition]:
     from codexk8s_pipelines.config import ConfigError, PlatformConfig, load_config_from_environment
 
-    from .docs import docs_index_hourly
     from .periodic import build_periodic_schedules
 
     try:
@@ -22,4 +21,4 @@ def all_schedules() -> list[dg.ScheduleDefinition]:
         # report the configuration error.
         log.warning("codexk8s.yaml cannot be read, periodic schedules use their default crons: %s", exc)
         config = PlatformConfig()
-    return [docs_index_hourly, *build_periodic_schedules(config)]
+    return build_periodic_schedules(config)

@@ -1,15 +1,12 @@
-"""The hourly docs index: one run per watched repository (the partitions `docs_index_sensor` keeps in sync)."""
+"""The hourly docs index, as the registry derives it (the code location collects it with the other checks)."""
 
-from codexk8s_pipelines.autonomous.docs_index import docs_index_job
+from codexk8s_pipelines.autonomous.registry import DOCS_INDEX_CRON, PERIODIC_CHECKS
+from codexk8s_pipelines.config.models import PlatformConfig
 
-from .periodic import fan_out
+from .periodic import schedule_for
 
-DOCS_INDEX_CRON = "17 * * * *"
-
-docs_index_hourly = fan_out(
-    "docs_index_hourly",
-    DOCS_INDEX_CRON,
-    docs_index_job,
-    "Re-index every watched repository's docs (incremental: unchanged chunks are not re-embedded).",
-    run_key_prefix="docs",
+docs_index_hourly = schedule_for(
+    next(c for c in PERIODIC_CHECKS if c.schedule == "docs_index_hourly"), PlatformConfig()
 )
+
+__all__ = ["DOCS_INDEX_CRON", "docs_index_hourly"]

@@ -1,9 +1,17 @@
 """The sensors' cursor: per repository, how far GitHub has been read and what was already decided.
 
-Why both a watermark and a set of decided ids: GitHub's `since` has one-second resolution and is inclusive, so
-the items at the watermark are listed again; the decided event and review ids (kept only for a grace window
-behind the watermark) make that re-reading free of duplicates, and a tick that stops half-way simply leaves
-the watermark at the last item it fully decided.
+Why each part:
+- `since` and `etag` are one pair: the ETag is only good for the query that produced it, so `since` stays put
+  while the ETag holds, and an idle repository costs a free 304 from the first idle tick on. `since` moves
+  forward (dropping the ETag, so one listing is counted) only when the listing has grown past `ADVANCE`.
+- `items`: per issue or PR, the `updated_at` at which it was fully decided. A listing skips what it already
+  decided, so a fault costs a retry of one item, never of the whole second (a bulk edit of 100 issues), and
+  a new `since` re-reads no events.
+- `unsettled`: items GitHub served in the same second as their last change. A later change in that second
+  (a review submitted right after a label) would not show in `updated_at`, so they are read once more.
+- `decided`: event and review ids already decided, kept for a grace window: re-reading is free of duplicates.
+- `polled_at`: when the listing was last asked; with healthy webhooks polling is only reconciliation and runs
+  at a longer interval.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 GRACE = timedelta(minutes=10)
+ADVANCE = timedelta(minutes=5)  # how far the newest change may run ahead of `since` before `since` follows
 
 
 def parse_time(value: str) -> datetime:
@@ -31,10 +40,13 @@ def format_time(value: datetime) -> str:
 class RepoCursor:
     since: str | None = None
     floor: str | None = None  # when the cursor was created: earlier events are history, never decided
-    etag: str | None = None
+    etag: str | None = None  # the ETag of the listing `since` asked for, and of no other query
     decided: dict[str, str] = field(default_factory=dict)  # event/review id -> created_at
+    items: dict[str, str] = field(default_factory=dict)  # issue/PR number -> updated_at it was decided at
+    unsettled: list[int] = field(default_factory=list)
     backoff_until: str | None = None
     backoff_reason: str | None = None
+    polled_at: str | None = None
 
     def is_new(self, item_id: str | int, created_at: str) -> bool:
         if str(item_id) in self.decided:
@@ -49,14 +61,37 @@ class RepoCursor:
     def mark(self, item_id: str | int, created_at: str) -> None:
         self.decided[str(item_id)] = created_at
 
+    def item_done(self, number: int, updated_at: str) -> bool:
+        """Whether the item was fully decided at exactly this `updated_at` (and is not waiting to settle)."""
+        return self.items.get(str(number)) == updated_at and number not in self.unsettled
+
+    def finish_item(self, number: int, updated_at: str, served_at: str | None) -> None:
+        """Record an item as decided; it stays unsettled when GitHub served it in the second of its change."""
+        self.items[str(number)] = updated_at
+        settled = served_at is None or parse_time(updated_at) < parse_time(served_at)
+        if settled and number in self.unsettled:
+            self.unsettled.remove(number)
+        elif not settled and number not in self.unsettled:
+            self.unsettled.append(number)
+
+    def maybe_advance(self, watermark: str) -> None:
+        """Move `since` (and drop its ETag) once the newest change is `ADVANCE` ahead of it."""
+        if self.since is not None and parse_time(watermark) - parse_time(self.since) >= ADVANCE:
+            self.since = watermark
+            self.etag = None
+
     def prune(self) -> None:
         if self.since is None:
             return
         floor = parse_time(self.since) - GRACE
         self.decided = {k: v for k, v in self.decided.items() if parse_time(v) >= floor}
+        self.items = {k: v for k, v in self.items.items() if parse_time(v) >= floor}
 
     def backing_off(self, now: datetime) -> bool:
         return self.backoff_until is not None and parse_time(self.backoff_until) > now
+
+    def poll_due(self, now: datetime, interval: timedelta) -> bool:
+        return self.polled_at is None or now - parse_time(self.polled_at) >= interval
 
 
 @dataclass
@@ -69,12 +104,17 @@ class IntakeCursor:
 
     def to_json(self) -> str:
         return json.dumps(
-            {"v": 1, "next_index": self.next_index, "repos": {k: asdict(v) for k, v in self.repos.items()}}
+            {
+                "v": 2,
+                "next_index": self.next_index,
+                "repos": {k: asdict(v) for k, v in self.repos.items()},
+            }
         )
 
     @classmethod
     def from_json(cls, raw: str | None) -> IntakeCursor:
-        """A cursor from its JSON; an unreadable cursor starts fresh (logged) rather than failing every tick."""
+        """A cursor from its JSON (version 1 cursors included); an unreadable cursor starts fresh (logged) rather
+        than failing every tick."""
         if not raw:
             return cls()
         try:

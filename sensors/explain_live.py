@@ -11,17 +11,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from codexk8s_pipelines.domain.decisions import Decision
-from codexk8s_pipelines.domain.labels import LabelKind, normalize
+from codexk8s_pipelines.domain.labels import LabelKind
 from codexk8s_pipelines.github.api import RepoApi
+from codexk8s_pipelines.github.payloads import IssueEvent, IssueItem, Review
 
-from .intake import (
+from .decide import (
     TickContext,
-    _replay,
     issue_label_decision,
+    parse_events,
     pull_context,
     pull_label_decision,
+    pull_trigger,
+    replay,
     review_decision,
 )
+from .history import NoHistory
+
+__all__ = ["LiveExplanation", "NoHistory", "explain_live", "parse_target", "render_live_text"]
 
 _TARGET = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)#(?P<number>\d+)$")
 
@@ -31,19 +37,6 @@ def parse_target(value: str) -> tuple[str, int]:
     if not m:
         raise ValueError(f"{value!r} is not owner/repo#N (for example acme/shop#12)")
     return m["repo"].lower(), int(m["number"])
-
-
-class NoHistory:
-    """Stands in for the platform database when none is reachable: no earlier runs, no approvals."""
-
-    def has_stage_run(self, *args: Any, **kw: Any) -> bool:
-        return False
-
-    def recent_stages(self, *args: Any, **kw: Any) -> list[str]:
-        return []
-
-    def get_run(self, key: str) -> None:
-        return None
 
 
 @dataclass
@@ -75,65 +68,55 @@ class LiveExplanation:
         return base
 
 
+def _shown(e: IssueEvent) -> dict[str, Any]:
+    action = "added" if e.event == "labeled" else "removed"
+    return {"id": e.id, "at": e.created_at, "action": action, "label": e.label, "actor": e.actor.login,
+            "actor_type": e.actor.type}  # fmt: skip
+
+
 def explain_live(api: RepoApi, ctx: TickContext, number: int, shown: int = 5) -> LiveExplanation:
-    item = api.issue(number)
-    is_pull = "pull_request" in item
-    replayed = list(_replay(api.issue_events(number)))
+    item = IssueItem.parse(api.issue(number))
+    moments = replay(parse_events(api.issue_events(number)))
     scheme = ctx.rules.labels
-    events = []
-    for event, _ in replayed[-shown:]:
-        actor = event.get("actor") or {}
-        events.append(
-            {
-                "id": event["id"],
-                "at": event.get("created_at"),
-                "action": "added" if event.get("event") == "labeled" else "removed",
-                "label": (event.get("label") or {}).get("name"),
-                "actor": actor.get("login"),
-                "actor_type": actor.get("type"),
-            }
-        )
+    flat = [e for m in moments for e in m.events]
     result = LiveExplanation(
         target=f"{api.full_name}#{number}",
-        kind="pull_request" if is_pull else "issue",
-        title=str(item.get("title") or ""),
-        labels=[str(x.get("name")) for x in item.get("labels") or []],
-        label_events=events,
+        kind="pull_request" if item.is_pull else "issue",
+        title=item.title,
+        labels=list(item.labels),
+        label_events=[_shown(e) for e in flat[-shown:]],
     )
 
-    def relevant(event: dict[str, Any]) -> bool:
-        name = str((event.get("label") or {}).get("name") or "")
-        return event.get("event") == "labeled" and (
-            scheme.parse(name).kind is LabelKind.RUN or (is_pull and normalize(name) == normalize(scheme.need_reviewer))
-        )
+    def trigger(events: tuple[IssueEvent, ...]) -> IssueEvent | None:
+        if item.is_pull:
+            return pull_trigger(ctx, events)
+        runs = [e for e in events if e.event == "labeled" and scheme.parse(e.label).kind is LabelKind.RUN]
+        return runs[0] if runs else None
 
-    label_candidates = [(e, labels) for e, labels in replayed if relevant(e)]
-    latest_label = label_candidates[-1] if label_candidates else None
-    review = None
-    if is_pull:
-        changes = [r for r in api.pull_reviews(number) if normalize(str(r.get("state") or "")) == "changes_requested"]
-        review = max(changes, key=lambda r: (r.get("submitted_at") or "", r["id"])) if changes else None
+    candidates = [(t, m.labels) for m in moments if (t := trigger(m.events)) is not None]
+    latest_label = candidates[-1] if candidates else None
+    review: Review | None = None
+    if item.is_pull:
+        changes = [r for r in (Review.parse(x) for x in api.pull_reviews(number)) if r.requests_changes]
+        review = max(changes, key=lambda r: (r.submitted_at or "", r.id)) if changes else None
 
-    if review is not None and (latest_label is None or review["submitted_at"] >= latest_label[0]["created_at"]):
+    if review is not None and (latest_label is None or (review.submitted_at or "") >= latest_label[0].created_at):
         key, decision, _ = review_decision(api, ctx, number, review, pull_context(api, ctx, number))
-        result.decided_event = f"review {review['id']} (changes requested) by {(review.get('user') or {}).get('login')}"
+        result.decided_event = f"review {review.id} (changes requested) by {review.user.login}"
     elif latest_label is not None:
         event, labels = latest_label
-        decide = pull_label_decision if is_pull else issue_label_decision
+        decide = pull_label_decision if item.is_pull else issue_label_decision
         key, decision, actor = decide(api, ctx, number, event, labels)
-        label = (event.get("label") or {}).get("name")
-        result.decided_event = (
-            f"label {label} added by {actor.login} at {event.get('created_at')} (event {event['id']})"
-        )
+        result.decided_event = f"label {event.label} added by {actor.login} at {event.created_at} (event {event.id})"
     else:
         result.notes.append(
-            "no trigger label was ever added here" + (" and no review asked for changes" if is_pull else "")
+            "no trigger label was ever added here" + (" and no review asked for changes" if item.is_pull else "")
         )
         return result
     result.correlation_key, result.decision = key, decision
-    run = ctx.store.get_run(key)
+    run = ctx.history.get_run(key)
     result.run_status = run["status"] if run else None
-    if isinstance(ctx.store, NoHistory):
+    if ctx.store is None:
         result.notes.append("platform database not reachable (CODEXK8S_DATABASE_URL): run history assumed empty")
     return result
 

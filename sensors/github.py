@@ -1,6 +1,14 @@
-"""The GitHub sensors: thin Dagster glue around the intake. They decide by calling the domain, nothing else."""
+"""The GitHub sensors: thin Dagster glue around the intake. They decide by calling the domain, nothing else.
 
+Each sensor evaluates every few seconds: it drains the webhook deliveries of its kind (one database query, no
+GitHub request when none arrived) and polls a repository's listing only when its polling interval is due:
+`CODEXK8S_INTAKE_POLL_SECONDS` (30) normally, `CODEXK8S_INTAKE_RECONCILE_SECONDS` (300) while the repository's
+webhook delivered within the last hour, when polling is only the safety net for missed deliveries.
+"""
+
+import os
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 
 import dagster as dg
 
@@ -9,11 +17,31 @@ from codexk8s_pipelines.github.api import RepoApi
 from codexk8s_pipelines.github.resource import GitHubResource
 from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
 
+from codexk8s_pipelines.store.intake import mark_drained, pending_deliveries, recent_delivery_repositories
+
 from .cursor import IntakeCursor
 from .intake import IntakeKind, RunIntent, TickContext, now_utc, run_tick
 
 TICK_BUDGET_SECONDS = 40.0  # of Dagster's 60 s per tick, leaving room to launch the run requests
-MINIMUM_INTERVAL_SECONDS = 30
+MINIMUM_INTERVAL_SECONDS = 5  # how often webhook deliveries are drained
+POLL_SECONDS_VAR = "CODEXK8S_INTAKE_POLL_SECONDS"
+RECONCILE_SECONDS_VAR = "CODEXK8S_INTAKE_RECONCILE_SECONDS"
+WEBHOOK_HEALTHY = timedelta(hours=1)
+
+
+def _seconds(var: str, default: float, notes: list[str]) -> timedelta:
+    """A polling interval from the environment; a bad value is named in the tick's notes, never a crash."""
+    raw = os.environ.get(var, "").strip()
+    if not raw:
+        return timedelta(seconds=default)
+    try:
+        value = float(raw)
+        if value < 0:
+            raise ValueError
+    except ValueError:
+        notes.append(f"{var}={raw!r} is not a number of seconds >= 0; using {default:g}")
+        return timedelta(seconds=default)
+    return timedelta(seconds=value)
 
 
 def run_request(intent: RunIntent) -> dg.RunRequest:
@@ -56,7 +84,16 @@ def evaluate(
     if not repositories:
         return dg.SkipReason("no GitHub repository is watched: add `github: owner/name` under repositories")
     connector = github.connector()
-    ctx = TickContext(rules=config.rules(), store=platform_db.store(), now=now_utc())
+    store = platform_db.store()
+    ctx = TickContext(rules=config.rules(), store=store, now=now_utc())
+    notes: list[str] = []
+    poll = _seconds(POLL_SECONDS_VAR, 30, notes)
+    reconcile = _seconds(RECONCILE_SECONDS_VAR, 300, notes)
+    healthy = recent_delivery_repositories(store, ctx.now - WEBHOOK_HEALTHY)
+    pending = pending_deliveries(store, kind.value)
+    hints: dict[str, list[int]] = {}
+    for delivery in pending:
+        hints.setdefault(delivery.repository, []).append(delivery.item_number)
     outcome = run_tick(
         kind,
         repositories,
@@ -64,14 +101,25 @@ def evaluate(
         IntakeCursor.from_json(cursor),
         ctx,
         budget_seconds=TICK_BUDGET_SECONDS,
+        hints=hints,
+        poll_interval=lambda name: reconcile if name.lower() in healthy else poll,
     )
-    for note in outcome.notes:
+    watched = {r.lower() for r in repositories}
+    drained = [
+        d.id
+        for d in pending
+        if d.repository not in watched or d.item_number in outcome.decided.get(d.repository, set())
+    ]
+    mark_drained(store, drained, ctx.now)
+    for note in notes + outcome.notes:
         if log:
             log(note)
     requests = [run_request(i) for i in outcome.intents]
     if requests:
         return dg.SensorResult(run_requests=requests, cursor=outcome.cursor.to_json())
-    reason = "; ".join(outcome.notes) or f"nothing new in {outcome.repositories_polled} repositories"
+    reason = "; ".join(notes + outcome.notes) or (
+        f"nothing new in {outcome.repositories_polled} repositories polled and {len(pending)} webhook deliveries"
+    )
     return dg.SensorResult(skip_reason=reason, cursor=outcome.cursor.to_json())
 
 

@@ -11,7 +11,8 @@ import psycopg
 import pytest
 
 from codexk8s_pipelines.config import loader
-from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore
+from codexk8s_pipelines.store import DatabaseUrls, EmbeddedPostgres, PlatformStore
+from codexk8s_pipelines.store.roles import APP_ROLE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("LC_ALL", "C.UTF-8")
@@ -32,15 +33,44 @@ def database_url_for(server_url: str, database: str) -> str:
     return f"{base.rsplit('/', 1)[0]}/{database}?{query}"
 
 
+@pytest.fixture(scope="session")
+def migrated_template(pg_server: EmbeddedPostgres) -> str:
+    """A database migrated once per session by the migrator role, copied for each test (faster than migrating)."""
+    urls = pg_server.prepare_database(f"template_{uuid.uuid4().hex[:8]}")
+    PlatformStore(urls.migrator).migrate(grant_to=APP_ROLE)
+    return urls.name
+
+
 @pytest.fixture
-def database_url(pg_server: EmbeddedPostgres) -> Iterator[str]:
+def platform_database(pg_server: EmbeddedPostgres, migrated_template: str) -> Iterator[DatabaseUrls]:
+    """A fresh migrated database per test, as `make run` prepares it: owned by the migrator, used by the app role."""
     name = f"t_{uuid.uuid4().hex[:12]}"
     assert pg_server.url is not None
-    with psycopg.connect(pg_server.url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield database_url_for(pg_server.url, name)
+    yield pg_server.prepare_database(name, template=migrated_template)
     with psycopg.connect(pg_server.url, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def bare_database(pg_server: EmbeddedPostgres) -> Iterator[DatabaseUrls]:
+    """A fresh database with pgvector but no schema yet (for the migrations themselves)."""
+    name = f"b_{uuid.uuid4().hex[:12]}"
+    assert pg_server.url is not None
+    yield pg_server.prepare_database(name)
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def database_url(platform_database: DatabaseUrls) -> str:
+    """The application role's URL: what every platform process connects with (no superuser, owns nothing)."""
+    return platform_database.app
+
+
+@pytest.fixture
+def migrator_database_url(platform_database: DatabaseUrls) -> str:
+    """The schema owner's URL of the same database (DDL in tests, Dagster's own storage tables)."""
+    return platform_database.migrator
 
 
 @pytest.fixture

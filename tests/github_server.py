@@ -11,20 +11,31 @@ What it models, and why:
 - a controllable clock (`GitHubState.now`, 1 s per mutation) makes `updated_at` strictly increasing and
   `since` cursors deterministic;
 - rate-limit headers, ETags with free 304s, pagination `Link` headers and injectable faults, so clients'
-  caching, paging and retry behaviour can be exercised against the real PyGithub code paths.
+  caching, paging and retry behaviour can be exercised against the real PyGithub code paths;
+- one API request that changes several labels (`POST …/labels`, an issue opened with labels) stamps all its
+  events with one second, as GitHub does; `same_moment()` does the same for test set-up, and the `Date` header
+  is the fake clock, so "changed in the second it was read" can be reproduced;
+- custom repository roles (`role_name` names the role, `permission` and the user's flags its base role);
+- webhooks: `add_webhook(url, secret)` makes label changes, issues opened and reviews POST signed deliveries
+  (`X-Hub-Signature-256`, `X-GitHub-Delivery`) shaped on GitHub's published examples, from a sender thread.
 """
 
 from __future__ import annotations
 
 import base64
+import contextlib
 import email.utils
 import hashlib
+import hmac
 import json
 import math
 import random
 import re
 import threading
 import time
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -170,6 +181,28 @@ class Repo:
     labels: dict[str, tuple[int, str]] = field(default_factory=dict)  # name -> (id, color)
     files: dict[tuple[str, str], str] = field(default_factory=dict)  # (ref, path) -> text
     next_number: int = 1
+    custom_roles: dict[str, str] = field(default_factory=dict)  # custom role name -> the base role it builds on
+
+
+@dataclass
+class Webhook:
+    url: str
+    secret: str
+    repos: set[str] | None  # None: every repository
+
+
+@dataclass
+class Delivery:
+    """One webhook delivery as GitHub keeps it: redeliverable, with the status the receiver answered."""
+
+    id: str
+    event: str
+    url: str
+    secret: str
+    payload: dict[str, Any]
+    created: float  # time.monotonic() when GitHub emitted it
+    status: int | None = None
+    answered: float | None = None
 
 
 @dataclass
@@ -214,7 +247,12 @@ class GitHubState:
         self.timeout_seconds = 3.0
         self.base_url = "http://127.0.0.1"  # set by GitHubServer so JSON URLs point back at it
         self._clock = CLOCK_START
+        self._pinned: datetime | None = None
         self._next_id = 1
+        self._webhooks: list[Webhook] = []
+        self.deliveries: list[Delivery] = []
+        self.outbox = threading.Condition(self.lock)
+        self._unsent: list[Delivery] = []
         self._users: dict[str, User] = {}
         self._repos: dict[str, Repo] = {}
         self._tokens: dict[str, Identity] = {}
@@ -232,7 +270,22 @@ class GitHubState:
     def now(self) -> datetime:
         """The fake clock; the next mutation is stamped with this time, then the clock moves on 1 s."""
         with self.lock:
-            return self._clock
+            return self._pinned or self._clock
+
+    @contextlib.contextmanager
+    def same_moment(self) -> Iterator[datetime]:
+        """Everything changed inside carries one timestamp, as the events of one GitHub request do; the `Date`
+        header says that second too, so a reader sees changes made in the second it reads."""
+        with self.lock:
+            if self._pinned is not None:
+                yield self._pinned
+                return
+            self._pinned = self.tick()
+        try:
+            yield self._pinned
+        finally:
+            with self.lock:
+                self._pinned = None
 
     def advance(self, seconds: float) -> datetime:
         """Move the fake clock forward, e.g. to separate a `since` cursor from earlier changes."""
@@ -242,6 +295,8 @@ class GitHubState:
 
     def tick(self) -> datetime:
         """Stamp a mutation with the current fake time and move the clock on, so stamps strictly increase."""
+        if self._pinned is not None:
+            return self._pinned
         stamp = self._clock
         self._clock += timedelta(seconds=1)
         return stamp
@@ -329,17 +384,30 @@ class GitHubState:
             for login, perm in (collaborators or {}).items():
                 self.set_permission(full_name, login, perm)
 
-    def set_permission(self, full_name: str, login: str, perm: str) -> None:
-        if perm not in PERMISSION_LEVELS:
-            raise ValueError(f"unknown permission {perm!r}; expected one of {PERMISSION_LEVELS}")
+    def add_custom_role(self, full_name: str, name: str, base: str) -> None:
+        """A custom repository role (an organisation feature) built on one of the base roles."""
+        if base not in PERMISSION_LEVELS:
+            raise ValueError(f"unknown base role {base!r}; expected one of {PERMISSION_LEVELS}")
         with self.lock:
+            self.repo(full_name).custom_roles[name] = base
+
+    def set_permission(self, full_name: str, login: str, perm: str) -> None:
+        with self.lock:
+            if perm not in PERMISSION_LEVELS and perm not in self.repo(full_name).custom_roles:
+                raise ValueError(f"unknown permission {perm!r}; expected one of {PERMISSION_LEVELS} or a custom role")
             self.user(login)
             self.repo(full_name).collaborators[login.lower()] = perm
 
     def permission(self, full_name: str, login: str) -> str:
-        """The exact role of `login` on the repo; strangers have "none" (GitHub does not 404 here)."""
+        """The exact role of `login` on the repo (a custom role by its name); strangers have "none"."""
         with self.lock:
             return self.repo(full_name).collaborators.get(login.lower(), "none")
+
+    def base_permission(self, full_name: str, login: str) -> str:
+        """The base role of `login`: a custom role's base, else the role itself."""
+        with self.lock:
+            role = self.permission(full_name, login)
+            return self.repo(full_name).custom_roles.get(role, role)
 
     def repo(self, full_name: str) -> Repo:
         with self.lock:
@@ -401,6 +469,15 @@ class GitHubState:
             issue.labels.append(name)
         return number
 
+    def label_many(
+        self, repo: str, number: int, names: Iterable[str], actor: str = "alice", actor_type: str = "User"
+    ) -> list[int]:
+        """Add several labels in one request (`POST …/labels`): one second, one actor; returns the event ids."""
+        with self.lock, self.same_moment():
+            user = self.user(actor, actor_type)
+            events = [self.change_label(repo, number, name, user, add=True) for name in names]
+            return [e for e in events if e is not None]
+
     def label(self, repo: str, number: int, name: str, actor: str = "alice", actor_type: str = "User") -> int:
         """Add a label as `actor` and record the `labeled` event; returns the event id."""
         with self.lock:
@@ -429,7 +506,10 @@ class GitHubState:
         else:
             issue.labels = [label for label in issue.labels if label.lower() != name.lower()]
         color = record.labels.get(name.lower(), (0, "ededed"))[1]
-        return self._record_event(issue, "labeled" if add else "unlabeled", actor, label={"name": name, "color": color})
+        action = "labeled" if add else "unlabeled"
+        event = self._record_event(issue, action, actor, label={"name": name, "color": color})
+        self.emit("pull_request" if issue.pull else "issues", action, record, issue, actor.login, label=name)
+        return event
 
     def _ensure_label(self, record: Repo, name: str) -> None:
         if name.lower() not in record.labels:
@@ -493,7 +573,40 @@ class GitHubState:
             review = Review(self._new_id(), state, reviewer.login, body, stamp, issue.pull.head_sha)
             issue.reviews.append(review)
             issue.updated_at = stamp
+            self.emit("pull_request_review", "submitted", self.repo(repo), issue, reviewer.login, review=review)
             return review.id
+
+    # -- webhooks --------------------------------------------------------------------------------------
+
+    def add_webhook(self, url: str, secret: str, repos: Iterable[str] | None = None) -> None:
+        """Deliver `issues`, `pull_request` and `pull_request_review` events of `repos` (all when None) to `url`."""
+        with self.lock:
+            chosen = None if repos is None else {name.lower() for name in repos}
+            self._webhooks.append(Webhook(url, secret, chosen))
+
+    def emit(self, event: str, action: str, repo: Repo, issue: Issue, sender: str, **extra: Any) -> None:
+        """Queue a delivery for every webhook of the repo, its payload rendered now (GitHub snapshots it)."""
+        hooks = [h for h in self._webhooks if h.repos is None or repo.full_name.lower() in h.repos]
+        if not hooks:
+            return
+        payload = Renderer(self).webhook(event, action, repo, issue, sender, **extra)
+        for hook in hooks:
+            delivery = Delivery(str(uuid.uuid4()), event, hook.url, hook.secret, payload, time.monotonic())
+            self.deliveries.append(delivery)
+            self._unsent.append(delivery)
+        self.outbox.notify_all()
+
+    def redeliver(self, delivery_id: str) -> None:
+        """GitHub's "Redeliver": the same delivery id and body once more."""
+        with self.lock:
+            self._unsent.append(next(d for d in self.deliveries if d.id == delivery_id))
+            self.outbox.notify_all()
+
+    def next_unsent(self, stop: threading.Event) -> Delivery | None:
+        with self.lock:
+            while not self._unsent and not stop.is_set():
+                self.outbox.wait(0.1)
+            return self._unsent.pop(0) if self._unsent else None
 
     # -- read back -------------------------------------------------------------------------------------
 
@@ -691,7 +804,7 @@ class Renderer:
             "updated_at": iso(repo.created_at),
         }
         if viewer is not None:
-            data["permissions"] = permission_flags(repo.collaborators.get(viewer.lower(), "none"))
+            data["permissions"] = permission_flags(self.state.base_permission(repo.full_name, viewer))
         return data
 
     def label(self, repo: Repo, name: str) -> dict[str, Any]:
@@ -796,11 +909,47 @@ class Renderer:
             "commit_id": None,
             "commit_url": None,
             "created_at": iso(event["created_at"]),
-            "performed_via_github_app": None,
+            "performed_via_github_app": self.app_of(event["actor"]),
         }
         if "label" in event:
             data["label"] = dict(event["label"])
         return data
+
+    def app_of(self, login: str) -> dict[str, Any] | None:
+        """The GitHub App a bot login acts for (`performed_via_github_app`), None for people and plain tokens."""
+        app = next((a for a in self.state._apps.values() if a.bot_login == login), None)
+        if app is None:
+            return None
+        slug = login.removesuffix("[bot]")
+        return {
+            "id": int(app.app_id) if app.app_id.isdigit() else app.app_id,
+            "slug": slug,
+            "node_id": f"A_{app.app_id}",
+            "name": slug,
+            "owner": None,
+            "events": ["issues", "pull_request", "pull_request_review"],
+            "permissions": {"issues": "write", "pull_requests": "write", "contents": "read"},
+        }
+
+    def webhook(self, event: str, action: str, repo: Repo, issue: Issue, sender: str, **extra: Any) -> dict[str, Any]:
+        """A webhook payload shaped on GitHub's published examples for `issues`, `pull_request` and
+        `pull_request_review`."""
+        payload: dict[str, Any] = {"action": action}
+        if event == "issues":
+            payload["issue"] = self.issue(repo, issue)
+        else:
+            payload["number"] = issue.number
+            payload["pull_request"] = self.pull(repo, issue)
+        if "label" in extra:
+            payload["label"] = self.label(repo, extra["label"])
+        if "review" in extra:
+            payload["review"] = self.review(repo, issue, extra["review"])
+        payload["repository"] = self.repo(repo)
+        payload["sender"] = self.user(sender)
+        app = self.state.app_for_repo(repo.full_name)
+        if app is not None:
+            payload["installation"] = {"id": app.installation_id, "node_id": f"MDIz_{app.installation_id}"}
+        return payload
 
     def comment(self, repo: Repo, comment: Comment) -> dict[str, Any]:
         return {
@@ -1022,8 +1171,9 @@ class Api:
         repo = self.repo_for(request)
         login = request.params["login"]
         role = self.state.permission(repo.full_name, login)
-        user = {**self.render.user(login), "permissions": permission_flags(role), "role_name": role}
-        return Response(200, {"permission": LEGACY_PERMISSION[role], "role_name": role, "user": user})
+        base = self.state.base_permission(repo.full_name, login)
+        user = {**self.render.user(login), "permissions": permission_flags(base), "role_name": role}
+        return Response(200, {"permission": LEGACY_PERMISSION[base], "role_name": role, "user": user})
 
     def list_issues(self, request: Request) -> Response:
         repo = self.repo_for(request)
@@ -1033,10 +1183,14 @@ class Api:
     def create_issue(self, request: Request) -> Response:
         repo = self.repo_for(request)
         body = require_fields(request.body, "title")
-        number = self.state.add_issue(
-            repo.full_name, body["title"], body.get("body") or "", label_names(body), request.identity.login
-        )
-        return Response(201, self.render.issue(repo, repo.issues[number]))
+        with self.state.same_moment():  # GitHub records the labels of a new issue as events of its creation
+            login = request.identity.login
+            number = self.state.add_issue(repo.full_name, body["title"], body.get("body") or "", (), login)
+            issue = repo.issues[number]
+            self.state.emit("issues", "opened", repo, issue, request.identity.login)
+            for name in label_names(body):
+                self.state.change_label(repo.full_name, number, name, self.actor(request), add=True)
+        return Response(201, self.render.issue(repo, issue))
 
     def list_repo_events(self, request: Request) -> Response:
         repo = self.repo_for(request)
@@ -1094,8 +1248,9 @@ class Api:
 
     def add_labels(self, request: Request) -> Response:
         repo, issue = self.issue_for(request)
-        for name in label_names(request.body):
-            self.state.change_label(repo.full_name, issue.number, name, self.actor(request), add=True)
+        with self.state.same_moment():
+            for name in label_names(request.body):
+                self.state.change_label(repo.full_name, issue.number, name, self.actor(request), add=True)
         return Response(200, [self.render.label(repo, name) for name in issue.labels])
 
     def set_labels(self, request: Request) -> Response:
@@ -1104,6 +1259,10 @@ class Api:
         return Response(200, [self.render.label(repo, name) for name in issue.labels])
 
     def replace_labels(self, repo: Repo, issue: Issue, names: list[str], actor: User) -> None:
+        with self.state.same_moment():
+            self._replace_labels(repo, issue, names, actor)
+
+    def _replace_labels(self, repo: Repo, issue: Issue, names: list[str], actor: User) -> None:
         wanted = {name.lower() for name in names}
         for name in [name for name in issue.labels if name.lower() not in wanted]:
             self.state.change_label(repo.full_name, issue.number, name, actor, add=False)
@@ -1450,6 +1609,10 @@ class _RequestHandler(BaseHTTPRequestHandler):
 
     do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """GitHub's clock is the fake clock: the `Date` header says the second the state is in."""
+        return email.utils.format_datetime(self.server.dispatcher.state.now(), usegmt=True)
+
     def log_message(self, format: str, *args: Any) -> None:
         """Silent: `state.requests` is the log tests look at."""
 
@@ -1460,6 +1623,40 @@ class _HTTPServer(ThreadingHTTPServer):
     def __init__(self, dispatcher: Dispatcher) -> None:
         super().__init__(("127.0.0.1", 0), _RequestHandler)
         self.dispatcher = dispatcher
+
+
+def sign(secret: str, body: bytes) -> str:
+    """GitHub's `X-Hub-Signature-256`: HMAC-SHA256 of the raw body with the webhook secret."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _send_deliveries(state: GitHubState, stop: threading.Event) -> None:
+    """GitHub's delivery worker: POST each queued delivery once (10 s timeout), keep the answer's status."""
+    while not stop.is_set():
+        delivery = state.next_unsent(stop)
+        if delivery is None:
+            continue
+        body = json.dumps(delivery.payload).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": "GitHub-Hookshot/fake",
+            "X-GitHub-Event": delivery.event,
+            "X-GitHub-Delivery": delivery.id,
+            "X-GitHub-Hook-ID": "1",
+            "X-GitHub-Hook-Installation-Target-Type": "repository",
+            "X-Hub-Signature": "sha1=" + hmac.new(delivery.secret.encode(), body, hashlib.sha1).hexdigest(),
+            "X-Hub-Signature-256": sign(delivery.secret, body),
+        }
+        request = urllib.request.Request(delivery.url, data=body, headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                status = response.status
+        except urllib.error.HTTPError as error:
+            status = error.code
+        except OSError:
+            status = 0  # no answer: GitHub shows the delivery as failed
+        with state.lock:
+            delivery.status, delivery.answered = status, time.monotonic()
 
 
 class GitHubServer:
@@ -1476,9 +1673,13 @@ class GitHubServer:
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-github", daemon=True
         )
+        self._sender = threading.Thread(
+            target=_send_deliveries, args=(self.state, self._stop), name="fake-github-hooks", daemon=True
+        )
 
     def start(self) -> GitHubServer:
         self._thread.start()
+        self._sender.start()
         return self
 
     def stop(self) -> None:
@@ -1487,6 +1688,7 @@ class GitHubServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
+        self._sender.join(timeout=12)
 
     def __enter__(self) -> GitHubServer:
         return self.start()

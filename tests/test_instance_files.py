@@ -13,6 +13,7 @@ from dagster_k8s import K8sRunLauncher
 
 from codexk8s_pipelines.config import load_config
 from codexk8s_pipelines.instance import instance_yaml, kubernetes_instance, local_instance
+from codexk8s_pipelines.store import DatabaseUrls
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -33,9 +34,10 @@ def test_local_instance_loads_with_sqlite_the_default_launcher_and_the_queue(tmp
 
 
 def test_kubernetes_instance_loads_against_postgres_with_the_k8s_launcher(
-    database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bare_database: DatabaseUrls, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    base, _, query = database_url.partition("?")
+    # Dagster's own storage creates its tables: an empty database, the owner's URL (the app role creates nothing).
+    base, _, query = bare_database.migrator.partition("?")
     monkeypatch.setenv("DAGSTER_PG_URL", base.replace("postgresql://", "postgresql+psycopg2://", 1) + "?" + query)
     monkeypatch.setenv("DAGSTER_K8S_JOB_NAMESPACE", "codexk8s")
     monkeypatch.setenv("DAGSTER_K8S_SERVICE_ACCOUNT", "codexk8s-runs")

@@ -15,23 +15,39 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from .. import settings
 from ..config.loader import SECRET_INPUT_ERROR, ConfigError, format_validation_error, read_text, yaml_mapping
 from ..domain.redaction import redact_text
 from ..domain.stages import Role
+from .agent_env import platform_secret_reason
+from .agent_kinds import AgentKindSpec, apply_kind, merge_kinds
+from .agent_setup import ModelEndpoint, NetworkPolicy, SandboxChoice
+from .transcript import AgentKind
 
 CATALOG_ENV_VAR = settings.AGENT_CATALOG_VAR
 DEFAULT_CATALOG_PATH = Path(__file__).with_name("catalog.yaml")
 
 DEFAULT_IMAGE = "ghcr.io/codex-k8s/agent-runner:latest"
 # The Codex CLI (`codex exec`): non-interactive, sandboxed to the checkout, the prompt read from stdin (`-`).
-# `--skip-git-repo-check` because the runner may hand over a worktree the CLI does not recognise as trusted.
+# `--skip-git-repo-check` because the runner may hand over a worktree the CLI does not recognise as trusted;
+# `--json` because the runner judges the run and reads the usage from its events (agent_kinds: the presets of the
+# four agent programs in catalog.yaml `kinds:`; agent_setup: their endpoint, MCP, sandbox and session settings).
 DEFAULT_COMMAND: tuple[str, ...] = (
     "codex",
     "exec",
+    "--json",
     "--model",
     "{model}",
     "--config",
@@ -52,6 +68,7 @@ McpTool = Literal[
     "docs_change_impact",
     "runs_list",
     "run_lookup",
+    "issue_trace",
     "run_status_report",
     "github_labels_list",
     "github_labels_transition",
@@ -123,7 +140,7 @@ class AgentSpec(BaseModel):
     image: str = Field(default=DEFAULT_IMAGE, min_length=1)
     command: list[CommandArg] = Field(default_factory=lambda: list(DEFAULT_COMMAND), min_length=1)
     prompt_via: Literal["stdin", "file"] = "stdin"
-    default_model: str = Field(default="gpt-5.4", min_length=1)
+    default_model: str = Field(default="gpt-5.5", min_length=1)
     default_reasoning: str = Field(default="high", min_length=1)
     reasoning_aliases: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_REASONING_ALIASES))
     timeout_minutes: int = Field(default=60, gt=0)
@@ -131,6 +148,22 @@ class AgentSpec(BaseModel):
     memory: Quantity = "2Gi"
     env_from_secrets: dict[EnvName, SecretRef] = Field(default_factory=dict)
     mcp_tools: list[McpTool] = Field(default_factory=list)
+    # The agent program (catalog.yaml `kinds:`); a user entry with its own `command` and no kind is `custom`.
+    kind: AgentKind = "codex"
+    known_models: list[str] = Field(default_factory=list)
+    endpoint: ModelEndpoint = Field(default_factory=ModelEndpoint)
+    network: NetworkPolicy = Field(default_factory=NetworkPolicy)
+    sandbox: SandboxChoice = "auto"
+
+    @field_validator("env_from_secrets")
+    @classmethod
+    def _no_platform_secret(cls, value: dict[str, str]) -> dict[str, str]:
+        # The agent is untrusted: a catalog entry may declare its own model keys, never the platform's secrets.
+        for name in value:
+            reason = platform_secret_reason(name)
+            if reason is not None:
+                raise ValueError(f"{name} cannot be given to an agent: {reason}")
+        return value
 
     @model_validator(mode="after")
     def _prompt_file_is_passed(self) -> AgentSpec:
@@ -178,14 +211,17 @@ class AgentCatalog(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     agents: dict[str, AgentSpec]
+    kinds: dict[AgentKind, AgentKindSpec] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
     def _names_from_keys(cls, data: Any) -> Any:
         # The mapping key is the agent's name; writing it twice in YAML would only invite a mismatch.
+        # Fields an entry leaves out come from its kind's preset (agent_kinds.apply_kind).
         if isinstance(data, dict) and isinstance(data.get("agents"), dict):
+            kinds = data.get("kinds") if isinstance(data.get("kinds"), dict) else {}
             agents = {
-                key: ({"name": key, **entry} if isinstance(entry, dict) else entry)
+                key: (apply_kind({"name": key, **entry}, kinds) if isinstance(entry, dict) else entry)
                 for key, entry in data["agents"].items()
             }
             data = {**data, "agents": agents}
@@ -239,6 +275,9 @@ def _read_mapping(path: Path) -> dict[str, Any]:
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     """The user's file over the packaged one: an entry of the same name has its given fields replaced."""
     merged = {**override, "agents": dict(base.get("agents") or {})}
+    if "kinds" in base or "kinds" in override:
+        kinds = override.get("kinds")
+        merged["kinds"] = merge_kinds(base.get("kinds"), kinds) if isinstance(kinds, dict | None) else kinds
     user_agents = override.get("agents")
     if not isinstance(user_agents, dict):
         if "agents" in override:

@@ -2,9 +2,11 @@
 
     python -m codexk8s_pipelines.agents.runner --spec spec.json [--result result.json]
 
-Order of business: prepare the checkout, run the agent (prompt on stdin or named in its command), read the
-result file it wrote, check the diff against the stage's write scope, then commit and push. Nothing is
-committed or pushed unless the agent exited 0 within its timeout and every changed path is in scope.
+Order of business: prepare the checkout (the runner's git directory outside the worktree), run the agent inside the
+sandbox (`sandbox.py`: own namespaces, an allow-listed environment, nothing outlives it), read the result file it
+wrote, and once every agent process is gone build the commit itself, check the write scope on that commit's tree
+diff against the start by content (`domain.write_scope.tree_violations`), and push exactly that commit by SHA
+(`verified_push.py`). Nothing is pushed unless the agent exited 0 within its timeout and every change is in scope.
 
 Reporting goes through Dagster Pipes when Pipes launched us (status custom messages per phase and one final
 `result` message), and to plain stdout otherwise; `--result` additionally writes the result JSON to a file.
@@ -16,8 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
+import shutil
 import signal
+import stat
 import subprocess
 import sys
 import threading
@@ -30,16 +33,19 @@ from pathlib import Path, PurePosixPath
 from types import FrameType
 from typing import IO, Any
 
+from .. import settings
 from ..domain.redaction import REDACTED, redact_text
-from ..domain.write_scope import scope_violations
-from .git_workspace import BranchNotFound, GitError, GitWorkspace, basic_auth_header
+from ..domain.write_scope import tree_violations
+from . import sandbox as sb
+from .agent_env import build_agent_env
+from .git_workspace import BranchNotFound, GitError, basic_auth_header
 from .runner_spec import TOKEN_ENV_VAR, RunnerResult, RunnerSpec, RunnerStatus, SpecError, load_spec
+from .verified_push import RunnerRepository
 
 EXIT_CODES: dict[str, int] = {"succeeded": 0, "failed_precondition": 2}
 KILL_GRACE_SECONDS = 5.0
 OUTPUT_TAIL_LINES = 40
-_SECRET_ENV_NAME = re.compile(r"(_TOKEN|_PRIVATE_KEY)$", re.IGNORECASE)
-_NEVER_TO_AGENT_PREFIXES = ("DAGSTER_PIPES_", "GIT_CONFIG_")
+RESULT_FILE_MAX_BYTES = 1_000_000
 
 
 def exit_code_for(status: RunnerStatus | str) -> int:
@@ -63,23 +69,6 @@ def make_scrubber(token: str | None) -> Callable[[str], str]:
         return redact_text(text)
 
     return scrub
-
-
-def agent_env(base: Mapping[str, str], extra: Mapping[str, str], pass_env: Sequence[str] = ()) -> dict[str, str]:
-    """The agent's environment: ours plus the spec's, minus anything it could leak or misuse.
-
-    The GitHub token is for the runner's push only; other `*_TOKEN` / `*_PRIVATE_KEY` variables are dropped
-    unless the spec names them in `pass_env`; the Pipes channel is ours, so the agent cannot forge messages.
-    """
-    allowed = set(pass_env) - {TOKEN_ENV_VAR}
-    merged = {**base, **extra}
-    return {
-        k: v
-        for k, v in merged.items()
-        if k != TOKEN_ENV_VAR
-        and not k.startswith(_NEVER_TO_AGENT_PREFIXES)
-        and (k in allowed or not _SECRET_ENV_NAME.search(k))
-    }
 
 
 # ------------------------------------------------------------------------------------------------ reporting
@@ -212,30 +201,59 @@ def _pump(stream: IO[bytes], label: str, reporter: Reporter, tail: deque[str]) -
     stream.close()
 
 
-@contextmanager
-def _agent_process(
-    command: Sequence[str], cwd: Path, env: Mapping[str, str], stdin: IO[bytes] | int
-) -> Iterator[subprocess.Popen[bytes]]:
-    """The agent in its own session, so one killpg reaches everything it spawned, whatever way we leave."""
-    proc = subprocess.Popen(
-        list(command),
+@dataclass(frozen=True)
+class AgentLaunch:
+    """How the agent is started: bare (`bwrap` None, the loud opt-out) or inside bubblewrap with `plan`."""
+
+    bwrap: str | None
+    plan: sb.SandboxPlan | None
+    cap: sb.ProcessCap | None = None
+
+
+def launch_agent(
+    command: Sequence[str], cwd: Path, env: Mapping[str, str], stdin: IO[bytes] | int, launch: AgentLaunch
+) -> subprocess.Popen[bytes]:
+    """THE one place an agent command is started: in the sandbox (or bare, when opted out), in its own session.
+
+    Every agent (scripted in tests, codex, claude, opencode, aider) goes through here, so the boundary is the same.
+    """
+    argv = list(command)
+    found = shutil.which(argv[0], path=env.get("PATH", "")) if os.sep not in argv[0] else argv[0]
+    if found is None or not os.access(found, os.X_OK):  # inside bwrap this would only be "exit 1"
+        raise FileNotFoundError(argv[0])
+    if launch.bwrap is not None and launch.plan is not None:
+        path_env = env.get("PATH", "")
+        argv = [launch.bwrap, *sb.bwrap_args(launch.plan, command, path_env), "--", *argv]
+    return subprocess.Popen(
+        argv,
         cwd=cwd,
         env=dict(env),
         stdin=stdin,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         start_new_session=True,
+        preexec_fn=launch.cap.preexec() if launch.cap is not None else None,
     )
+
+
+@contextmanager
+def _agent_process(
+    command: Sequence[str], cwd: Path, env: Mapping[str, str], stdin: IO[bytes] | int, launch: AgentLaunch
+) -> Iterator[subprocess.Popen[bytes]]:
+    """The agent, killed with its whole session (and so its sandbox) whatever way we leave."""
+    proc = launch_agent(command, cwd, env, stdin, launch)
     try:
         yield proc
     finally:
         kill_process_group(proc.pid, proc if proc.poll() is None else None)
 
 
-def run_agent(spec: RunnerSpec, cwd: Path, env: Mapping[str, str], reporter: Reporter) -> AgentOutcome:
+def run_agent(
+    spec: RunnerSpec, cwd: Path, env: Mapping[str, str], reporter: Reporter, launch: AgentLaunch
+) -> AgentOutcome:
     """Run the agent to completion or timeout, streaming its output; `Cancelled` passes through after the kill."""
     tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
-    with _stdin_for(spec) as stdin, _agent_process(spec.command, cwd, env, stdin) as proc:
+    with _stdin_for(spec) as stdin, _agent_process(spec.command, cwd, env, stdin, launch) as proc:
         pumps = [
             threading.Thread(target=_pump, args=(proc.stdout, "", reporter, tail), daemon=True),
             threading.Thread(target=_pump, args=(proc.stderr, ":stderr", reporter, tail), daemon=True),
@@ -262,13 +280,32 @@ def _stdin_for(spec: RunnerSpec) -> Iterator[IO[bytes] | int]:
         yield handle
 
 
-def read_agent_report(path: Path) -> AgentReport:
+def read_untrusted_file(root: Path, relative: str, max_bytes: int) -> bytes:
+    """A regular file the agent wrote under `root`, following no symlink on the way (a result file linked to
+    `/etc/shadow` would otherwise be read with the runner's rights and end up in the service comment)."""
+    path = root
+    for part in PurePosixPath(relative).parts[:-1]:
+        path = path / part
+        if path.is_symlink():
+            raise ValueError(f"{relative}: {part} is a symlink")
+    path = path / PurePosixPath(relative).name
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ValueError(f"{path.name} is not a regular file")
+        data = handle.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise ValueError(f"{path.name} is over {max_bytes} bytes")
+    return data
+
+
+def read_agent_report(root: Path, relative: str) -> AgentReport:
     """The agent's result file, tolerating its absence or garbage: a bad report is a diagnosis, not a crash."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json.loads(read_untrusted_file(root, relative, RESULT_FILE_MAX_BYTES).decode("utf-8"))
     except FileNotFoundError:
-        return AgentReport(problem=f"the agent wrote no result file ({path.name} missing)")
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return AgentReport(problem=f"the agent wrote no result file ({PurePosixPath(relative).name} missing)")
+    except (OSError, ValueError) as exc:
         return AgentReport(problem=f"the agent's result file is not valid JSON: {exc}")
     if not isinstance(data, dict):
         return AgentReport(problem="the agent's result file does not hold a JSON object")
@@ -286,13 +323,26 @@ def read_agent_report(path: Path) -> AgentReport:
 class AgentRun:
     """One spec from checkout to push; every exit path goes through `_finish` so results look alike."""
 
-    def __init__(self, spec: RunnerSpec, reporter: Reporter, token: str | None) -> None:
+    def __init__(
+        self,
+        spec: RunnerSpec,
+        reporter: Reporter,
+        token: str | None,
+        environ: Mapping[str, str] | None = None,
+        private_dirs: Sequence[Path] = (),
+    ) -> None:
         self.spec = spec
+        self.private_dirs = tuple(private_dirs)  # e.g. where the spec file is: hidden from the agent
         self.reporter = reporter
+        self.environ = dict(os.environ if environ is None else environ)
         self.started = time.monotonic()
         self.fields: dict[str, Any] = {}
-        self.workspace = GitWorkspace(
-            spec.workdir, spec.remote_url, token=token, timeout_seconds=spec.git_timeout_seconds
+        self.repo = RunnerRepository(
+            spec.workdir,
+            spec.remote_url,
+            git_dir=spec.git_dir,
+            token=token,
+            timeout_seconds=spec.git_timeout_seconds,
         )
 
     def run(self) -> RunnerResult:
@@ -300,6 +350,8 @@ class AgentRun:
             return self._run()
         except Cancelled as exc:
             return self._finish("cancelled", "cancelled", f"the runner received {exc}; the agent was stopped")
+        except sb.SandboxUnavailable as exc:
+            return self._finish("failed_precondition", "sandbox_unavailable", str(exc))
         except GitError as exc:
             return self._finish("failed", exc.reason, str(exc))
         except Exception as exc:  # the verdict must still be reported, whatever broke
@@ -309,8 +361,9 @@ class AgentRun:
         spec = self.spec
         if not Path(spec.prompt_file).is_file():
             return self._finish("failed_precondition", "prompt_not_found", f"prompt file {spec.prompt_file} missing")
+        bwrap = self._sandbox_binary()
         try:
-            checkout = self.workspace.prepare(spec.branch, spec.base_branch, spec.mode)
+            checkout = self.repo.prepare(spec.branch, spec.base_branch, spec.mode)
         except BranchNotFound as exc:
             return self._finish("failed_precondition", exc.reason, str(exc))
         except GitError as exc:
@@ -323,7 +376,7 @@ class AgentRun:
             start_commit=checkout.start_commit,
         )
 
-        outcome = self._run_agent(checkout.path)
+        outcome = self._run_agent(checkout.path, bwrap)
         if outcome is None:
             return self._finish("failed", "agent_not_found", f"cannot start the agent command {spec.command[0]!r}")
         if outcome.timed_out:
@@ -331,20 +384,63 @@ class AgentRun:
         if outcome.exit_code != 0:
             last = " | ".join(outcome.tail[-5:])
             return self._finish("failed", "agent_exit_code", f"the agent exited {outcome.exit_code}; last: {last}")
-        return self._check_and_push(checkout.start_commit)
+        return self._verify_and_push(checkout.start_commit)
 
-    def _run_agent(self, checkout: Path) -> AgentOutcome | None:
+    # ---------------------------------------------------------------- the agent's turn
+
+    def _sandbox_binary(self) -> str | None:
+        """bwrap's path once it proved it works here; None only with the explicit, loudly logged opt-out."""
+        if sb.opted_out(self.environ):
+            warning = (
+                f"{sb.OPT_OUT_ENV_VAR} is set: the agent runs WITHOUT a sandbox; it can read this runner's "
+                "environment and files and leave processes behind. Never use this with untrusted input."
+            )
+            sys.stderr.write(f"[runner] WARNING: {warning}\n")
+            self.reporter.status("sandbox_disabled", warning)
+            self.fields["sandboxed"] = False
+            return None
+        bwrap = sb.bwrap_binary(self.environ)
+        sb.probe(bwrap)
+        self.fields["sandboxed"] = True
+        return bwrap
+
+    def _sandbox_plan(self, checkout: Path) -> sb.SandboxPlan:
+        """What the agent may see: the checkout read-write, the prompt read-only; the platform's places hidden."""
         spec = self.spec
-        result_path = checkout / spec.result_file
-        env = agent_env(os.environ, {**spec.env, **self._agent_context(checkout)}, spec.pass_env)
+        hide = [self.repo.git_dir, settings.state_dir(), Path.home()]
+        hide += [Path(self.environ[v]) for v in ("HOME", "DAGSTER_HOME") if self.environ.get(v)]
+        hide += list(self.private_dirs)
+        read_only = [Path(spec.prompt_file).resolve(), self.repo.git_dir / "objects"]
+        return sb.SandboxPlan(
+            workspace=checkout,
+            hide=tuple(p.resolve() for p in hide),
+            read_only=tuple(read_only),
+            memory_bytes=spec.memory_bytes,
+            max_processes=spec.max_processes,
+        )
+
+    def _run_agent(self, checkout: Path, bwrap: str | None) -> AgentOutcome | None:
+        spec = self.spec
+        env = build_agent_env(
+            self.environ,
+            home=sb.AGENT_HOME if bwrap else str(self._bare_home()),
+            declared=spec.pass_env,
+            extra={**spec.env, **self._agent_context(checkout)},
+        )
         self.reporter.status("agent_started", f"{Path(spec.command[0]).name} in {checkout}", command=spec.command[0])
         try:
-            outcome = run_agent(spec, checkout, env, self.reporter)
+            if bwrap is None:
+                outcome = run_agent(spec, checkout, env, self.reporter, AgentLaunch(None, None))
+            else:
+                with sb.process_cap(spec.max_processes, spec.memory_bytes) as cap:
+                    launch = AgentLaunch(bwrap, self._sandbox_plan(checkout), cap)
+                    outcome = run_agent(spec, checkout, env, self.reporter, launch)
+                    left = cap.kill_remaining()
+                    if left:
+                        self.reporter.status("agent_leftovers_killed", f"{len(left)} agent process(es) were left")
         except (FileNotFoundError, PermissionError):
             return None
-        finally:
-            self.workspace.restore_git_config()
-        report = read_agent_report(result_path)
+        report = read_agent_report(checkout, spec.result_file)
         self.fields.update(
             agent_exit_code=outcome.exit_code,
             summary=report.summary,
@@ -360,6 +456,11 @@ class AgentRun:
         )
         return outcome
 
+    def _bare_home(self) -> Path:
+        home = self.repo.worktree.parent / f".{self.repo.worktree.name}.agent-home"
+        home.mkdir(mode=0o700, exist_ok=True)
+        return home
+
     def _agent_context(self, checkout: Path) -> dict[str, str]:
         """Where things are, so an agent (or a wrapper script) need not be told twice."""
         return {
@@ -370,31 +471,44 @@ class AgentRun:
             "CODEXK8S_WRITE_SCOPE": self.spec.write_scope.value,
         }
 
-    def _check_and_push(self, start_commit: str) -> RunnerResult:
+    # ---------------------------------------------------------------- the runner's turn: verify, then push
+
+    def _verify_and_push(self, start_commit: str) -> RunnerResult:
+        """Commit what is in the worktree now (no agent process is left), judge that commit, push exactly it."""
         spec = self.spec
-        changed = self.workspace.changed_files(start_commit, exclude=[_result_dir(spec.result_file)])
-        violations = scope_violations(spec.effective_scope, changed, spec.allow_globs)
-        self.fields.update(changed_files=changed, violations=violations)
+        scope = spec.effective_scope
+        try:
+            _tree, commit = self.repo.build_commit(
+                start_commit, spec.commit_message, spec.author_name, spec.author_email,
+                exclude=[_result_dir(spec.result_file)],
+            )  # fmt: skip
+            changes = self.repo.tree_changes(start_commit, commit, spec.max_text_bytes)
+        except GitError as exc:
+            return self._finish("failed", "commit_failed", str(exc))
+        changed = sorted({c.path for c in changes})
+        violations = tree_violations(scope, changes, spec.allow_globs, spec.max_text_bytes)
+        self.fields.update(
+            changed_files=changed,
+            violations=sorted({v.path for v in violations}),
+            violation_rules=[str(v) for v in violations],
+        )
         self.reporter.status(
             "scope_checked",
-            f"{len(changed)} changed, {len(violations)} outside {spec.effective_scope.value}",
+            f"{len(changed)} changed, {len(violations)} outside {scope.value}",
             changed_files=changed,
-            violations=violations,
+            violations=[str(v) for v in violations],
         )
         if violations:
-            message = f"{len(violations)} path(s) outside the {spec.effective_scope.value} scope; nothing pushed"
+            listed = "; ".join(str(v) for v in violations[:5]) + ("; ..." if len(violations) > 5 else "")
+            message = f"{len(violations)} change(s) outside the {scope.value} scope, nothing pushed: {listed}"
             return self._finish("failed_precondition", "write_scope_violation", message)
         if not changed:
             return self._finish("succeeded", "no_changes", "the agent changed nothing; nothing pushed")
-        try:
-            commit = self.workspace.commit(start_commit, spec.commit_message, spec.author_name, spec.author_email)
-        except GitError as exc:
-            return self._finish("failed", "commit_failed", str(exc))
         self.fields["commit"] = commit
         if not spec.push:
             return self._finish("succeeded", "committed", f"committed {commit[:12]}; push disabled")
         try:
-            self.workspace.push(spec.branch)
+            self.repo.push(commit, spec.branch)
         except GitError as exc:
             return self._finish("failed", "push_failed", str(exc))
         self.fields["pushed"] = True
@@ -454,7 +568,7 @@ def _execute(spec_path: str, reporter: Reporter, token: str | None) -> RunnerRes
         spec = load_spec(spec_path)
     except SpecError as exc:
         return RunnerResult(status="failed_precondition", reason="invalid_spec", message=str(exc), branch="")
-    return AgentRun(spec, reporter, token).run()
+    return AgentRun(spec, reporter, token, private_dirs=[Path(spec_path).resolve().parent]).run()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

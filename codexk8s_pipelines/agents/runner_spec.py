@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -15,7 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from .. import settings
 from ..domain.stages import WriteScope
-from ..domain.write_scope import DEFAULT_SELF_IMPROVE_ALLOW
+from ..domain.write_scope import DEFAULT_MAX_TEXT_BYTES, DEFAULT_SELF_IMPROVE_ALLOW
+from .agent_env import platform_secret_reason
 
 TOKEN_ENV_VAR = settings.GITHUB_TOKEN_VAR
 DEFAULT_RESULT_FILE = ".codexk8s/result.json"
@@ -56,8 +58,15 @@ class RunnerSpec(BaseModel):
     env: dict[str, str] = Field(default_factory=dict)
     pass_env: list[str] = Field(
         default_factory=list,
-        description="inherited variables the agent needs although they look secret (e.g. its own API token)",
+        description="variables the agent's catalog entry declares (its model API key...), passed from the runner's"
+        " environment; everything else of it stays behind",
     )
+    git_dir: str | None = Field(
+        default=None, description="the runner's git directory, outside the agent's reach (default: beside workdir)"
+    )
+    max_text_bytes: int = Field(default=DEFAULT_MAX_TEXT_BYTES, gt=0, description="size cap of a markdown file")
+    memory_bytes: int | None = Field(default=None, gt=0, description="per-process data cap of the agent")
+    max_processes: int = Field(default=512, gt=0, description="how many processes the agent may have at once")
 
     @field_validator("branch", "base_branch")
     @classmethod
@@ -76,22 +85,27 @@ class RunnerSpec(BaseModel):
 
     @field_validator("env")
     @classmethod
-    def _no_github_token_in_env(cls, value: dict[str, str]) -> dict[str, str]:
-        if TOKEN_ENV_VAR in value:
-            raise ValueError(f"{TOKEN_ENV_VAR} is for the runner's git push only and is never given to the agent")
+    def _no_platform_secret_in_env(cls, value: dict[str, str]) -> dict[str, str]:
+        _refuse_platform_secrets(value)
         return value
 
     @field_validator("pass_env")
     @classmethod
-    def _no_github_token_passed(cls, value: list[str]) -> list[str]:
-        if TOKEN_ENV_VAR in value:
-            raise ValueError(f"{TOKEN_ENV_VAR} cannot be passed to the agent")
+    def _no_platform_secret_passed(cls, value: list[str]) -> list[str]:
+        _refuse_platform_secrets(value)
         return value
 
     @property
     def effective_scope(self) -> WriteScope:
         """comment_only runs may change nothing, whatever the stage's scope says."""
         return WriteScope.NONE if self.mode == "comment_only" else self.write_scope
+
+
+def _refuse_platform_secrets(names: Iterable[str]) -> None:
+    for name in names:
+        reason = platform_secret_reason(name)
+        if reason is not None:
+            raise ValueError(f"{name} is never given to the agent: {reason}")
 
 
 class RunnerResult(BaseModel):
@@ -109,9 +123,11 @@ class RunnerResult(BaseModel):
     branch: str
     commit: str | None = None
     changed_files: list[str] = Field(default_factory=list)
-    violations: list[str] = Field(default_factory=list)
+    violations: list[str] = Field(default_factory=list, description="paths outside the write scope")
+    violation_rules: list[str] = Field(default_factory=list, description="each violation with the rule it broke")
     pushed: bool = False
     agent_exit_code: int | None = None
+    sandboxed: bool | None = Field(default=None, description="False: the agent ran bare (the unsafe opt-out)")
     duration_seconds: float = 0.0
 
 

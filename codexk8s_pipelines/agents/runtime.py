@@ -3,9 +3,15 @@
 The op does not care which: it hands over a `RunnerSpec` and gets a `RunnerResult`. The runner reports its
 phases and its result as Pipes messages; locally it also writes the result to a file, which survives a non-zero
 exit (Pipes clients raise on those before returning the messages).
+
+Run-scoped files that may hold a secret or issue text (the spec with the run's MCP token, the prompt) are created
+mode 600 in a mode-700 run directory and removed when the run ends, whatever way it ends.
 """
 
+import os
+import re
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 
 import dagster as dg
@@ -32,6 +38,46 @@ def _result_from_messages(messages: list[dict], spec: RunnerSpec, fallback: str)
     return RunnerResult(status="failed", reason="runner_crashed", message=fallback, branch=spec.branch)
 
 
+_BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
+_DECIMAL_SUFFIXES = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
+_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
+
+
+def quantity_bytes(quantity: str) -> int | None:
+    """A Kubernetes memory quantity ('2Gi', '512M', '1000000') in bytes; None for one this does not read."""
+    match = _QUANTITY.match(quantity.strip())
+    if match is None:
+        return None
+    number, suffix = float(match.group(1)), match.group(2) or ""
+    return int(number * (_BINARY_SUFFIXES.get(suffix) or _DECIMAL_SUFFIXES[suffix]))
+
+
+def write_private_file(path: Path, text: str) -> None:
+    """`text` into `path`, readable by its owner only from the first byte on (no window at the umask's mode)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.chmod(path.parent, 0o700)
+    path.unlink(missing_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def remove_run_files(paths: Iterable[Path]) -> None:
+    """Run-scoped secrets and prompts do not outlive the run."""
+    for path in paths:
+        path.unlink(missing_ok=True)
+
+
+def with_agent_limits(spec: RunnerSpec, agent: AgentSpec | None) -> RunnerSpec:
+    """The spec with what the catalog entry declares: its variables (passed from the runner's environment) and its
+    memory as the sandbox's per-process cap."""
+    if agent is None:
+        return spec
+    declared = list(dict.fromkeys([*spec.pass_env, *agent.env_from_secrets]))
+    memory = spec.memory_bytes or quantity_bytes(agent.memory)
+    return spec.model_copy(update={"pass_env": declared, "memory_bytes": memory})
+
+
 class AgentRuntime(dg.ConfigurableResource):
     """Where agents run; the environment switch picks the subclass (`definitions.py`)."""
 
@@ -47,16 +93,21 @@ class SubprocessAgentRuntime(AgentRuntime):
     def run(
         self, context: dg.OpExecutionContext, spec: RunnerSpec, run_dir: Path, agent: AgentSpec | None = None
     ) -> RunnerResult:
-        run_dir.mkdir(parents=True, exist_ok=True)
+        spec = with_agent_limits(spec, agent)
         spec_file, result_file = run_dir / "spec.json", run_dir / "result.json"
+        write_private_file(spec_file, spec.model_dump_json(indent=2))  # holds the run's MCP token
         result_file.unlink(missing_ok=True)
-        spec_file.write_text(spec.model_dump_json(indent=2), encoding="utf-8")
+        prompt = Path(spec.prompt_file)
+        if prompt.is_file():
+            os.chmod(prompt, 0o600)
         command = [sys.executable, "-m", RUNNER_MODULE, "--spec", str(spec_file), "--result", str(result_file)]
         client = dg.PipesSubprocessClient(termination_timeout_seconds=30)
         try:
             invocation = client.run(command=command, context=context, env={"PYTHONUNBUFFERED": "1"})
         except DagsterPipesExecutionError as exc:
             return _read_result(result_file, spec, f"the agent runner failed: {exc}")
+        finally:
+            remove_run_files([spec_file, *([prompt] if prompt.parent == run_dir else [])])
         messages = invocation.get_custom_messages()
         if result_file.exists():
             return _read_result(result_file, spec, "the agent runner wrote no result")

@@ -44,8 +44,9 @@ def publish_findings(
     findings: Iterable[FindingInput],
     notes: Sequence[str] = (),
     preserve: Callable[[Mapping[str, Any]], bool] | None = None,
-) -> tuple[dict[str, Any], Any]:
-    """Sync, audit and publish; returns the metadata to attach to the materialisation and the sync result."""
+) -> tuple[dict[str, Any], Any, list[dict[str, Any]]]:
+    """Sync, audit and publish; returns the metadata to attach to the materialisation, the sync result and the
+    open findings (the asset checks judge those: a finding kept open because its file broke still counts)."""
     now = now_utc()
     repository = repo.key.lower()
     synced = sync_findings(store, repository, kind, findings, now, preserve=preserve)
@@ -76,7 +77,7 @@ def publish_findings(
         metadata["dashboard_issue"] = dg.MetadataValue.url(outcome.url)
     if notes:
         metadata["notes"] = dg.MetadataValue.md("\n".join(f"- {n}" for n in notes))
-    return metadata, synced
+    return metadata, synced, open_rows
 
 
 def _publish_dashboard(

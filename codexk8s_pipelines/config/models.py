@@ -12,6 +12,7 @@ from ..domain.labels import DEFAULT_MODELS, DEFAULT_REASONING, LabelScheme
 from ..domain.rules import DEFAULT_LAUNCH_PROFILES, Rules, TriggerPolicy
 from ..domain.stages import MAIN_PATH, STAGE_NAMES, STAGES, ApprovalRule, Permission, RuntimeProfile
 from .periodic import PeriodicConfig, RepositoryDriftConfig, RepositoryPolicyConfig
+from .spend import BudgetsConfig, PricingConfig
 
 _GITHUB_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
 
@@ -158,6 +159,16 @@ class ConcurrencyConfig(_Strict):
     max_concurrent_runs: int = Field(default=10, gt=0, le=1000)
 
 
+class SloConfig(_Strict):
+    """Delivery targets the insight assets' checks hold (docs/runbook.md says what to do when one fails)."""
+
+    approval_latency_p95_hours: float = Field(default=24.0, gt=0, le=24 * 90)
+    # Share of first run:dev / run:self-improve runs that must pass without a manual intervention (the roadmap's
+    # MVP completion targets).
+    dev_without_bypass: float = Field(default=0.95, ge=0, le=1)
+    self_improve_without_bypass: float = Field(default=0.85, ge=0, le=1)
+
+
 class PlatformConfig(_Strict):
     locale: Literal["en", "ru"] = "en"
     repositories: list[RepositoryConfig] = Field(default_factory=list)
@@ -170,6 +181,9 @@ class PlatformConfig(_Strict):
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     concurrency: ConcurrencyConfig = Field(default_factory=ConcurrencyConfig)
     periodic: PeriodicConfig = Field(default_factory=PeriodicConfig)
+    slo: SloConfig = Field(default_factory=SloConfig)
+    pricing: PricingConfig = Field(default_factory=PricingConfig)
+    budgets: BudgetsConfig = Field(default_factory=BudgetsConfig)
 
     @model_validator(mode="after")
     def _labels_unique(self) -> PlatformConfig:

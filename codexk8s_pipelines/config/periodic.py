@@ -7,13 +7,27 @@ finished to prepare a self-improve issue.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from ..drift.ignore import parse_pointer
 
 DEFAULT_OSV_URL = "https://osv-vulnerabilities.storage.googleapis.com"
+
+# The asset checks of the periodic assets and how a failure shows by default (ERROR: red; WARN: yellow);
+# `periodic.check_severity` overrides them by name.
+CheckSeverityName = Literal["error", "warn"]
+CHECK_DEFAULT_SEVERITY: dict[str, CheckSeverityName] = {
+    "no_severe_findings": "error",
+    "osv_database_fresh": "warn",
+    "all_dependencies_checked": "error",
+    "libyears_within_budget": "warn",
+    "no_drift": "warn",
+    "index_at_head": "error",
+    "evidence_issue_open": "warn",
+}
+FindingSeverity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"]
 
 
 def _cron(value: str) -> str:
@@ -39,6 +53,14 @@ class SecurityScanConfig(_Strict):
         default=None, description="directory of OSV records or <Ecosystem>/all.zip; default <state dir>/osv"
     )
     osv_url: str = DEFAULT_OSV_URL
+    osv_source: str | None = Field(
+        default=None,
+        description="where osv_refresh takes the database from: a directory of OSV records or <Ecosystem>/all.zip, "
+        "or a zip file (offline installs); default: osv_url over the network",
+    )
+    fail_on: FindingSeverity = Field(
+        default="HIGH", description="the no_severe_findings check fails on an open finding at or above this"
+    )
     max_age_days: float = Field(default=7.0, gt=0, description="older databases are reported stale (still used)")
     ecosystems: list[str] = Field(default_factory=lambda: ["PyPI", "npm", "Go", "crates.io"], min_length=1)
 
@@ -51,6 +73,9 @@ class FreshnessConfig(_Strict):
     crates_url: str = "https://crates.io"
     workers: int = Field(default=8, gt=0, le=64)
     min_libyear: float = Field(default=0.0, ge=0, description="dependencies fewer years behind are not findings")
+    libyear_budget: float = Field(
+        default=50.0, gt=0, description="the libyears_within_budget check fails when the total is above this"
+    )
 
 
 class DriftConfig(_Strict):
@@ -69,6 +94,23 @@ class PeriodicConfig(_Strict):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     self_improve: SelfImproveConfig = Field(default_factory=SelfImproveConfig)
     keep_resolved_days: int = Field(default=30, gt=0, description="resolved findings stay on a dashboard this long")
+    check_severity: dict[str, CheckSeverityName] = Field(
+        default_factory=dict, description="asset check name -> error | warn (how its failure shows in Dagster)"
+    )
+
+    @model_validator(mode="after")
+    def _known_checks(self) -> PeriodicConfig:
+        unknown = sorted(set(self.check_severity) - set(CHECK_DEFAULT_SEVERITY))
+        if unknown:
+            raise ValueError(
+                f"periodic.check_severity: unknown check {', '.join(map(repr, unknown))}; "
+                f"known: {', '.join(CHECK_DEFAULT_SEVERITY)}"
+            )
+        return self
+
+    def severity_of(self, check: str) -> CheckSeverityName:
+        """The configured severity of an asset check, else its default."""
+        return self.check_severity.get(check, CHECK_DEFAULT_SEVERITY[check])
 
 
 class DriftIgnoreRule(_Strict):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+from dataclasses import replace
 from typing import Any
 
 from ..domain.next_steps import next_steps
@@ -12,10 +14,27 @@ from ..store import PlatformStore
 from .context import StageContext
 
 ACTOR = "dagster"
+log = logging.getLogger(__name__)
+
+
+def history_of(store: PlatformStore, ctx: StageContext) -> str | None:
+    """The issue's story so far for the comment's collapsed "History" (`codexk8s trace` has all of it). A
+    courtesy: a failure to read it is logged and the comment goes out without it."""
+    from ..domain.issue_trace import render_history_markdown
+    from ..insight.trace import issue_trace
+
+    number = ctx.issue_number if ctx.issue_number is not None else ctx.comment_number
+    try:
+        return render_history_markdown(issue_trace(store, ctx.repository, number)) or None
+    except Exception as exc:
+        log.warning("no history for %s#%s in the service comment: %s", ctx.repository, number, exc)
+        return None
 
 
 def show(api: RepoApi, store: PlatformStore, ctx: StageContext, view: RunView) -> int:
     """Upsert the run's comment and audit it; the comment id is remembered in the audit trail."""
+    if view.history is None:
+        view = replace(view, history=history_of(store, ctx))
     posted = upsert(api, ctx.comment_number, view, comment_id(store, ctx.correlation_key))
     payload = {"comment_id": posted, "phase": view.phase}
     store.append_event(ctx.correlation_key, COMMENT_EVENT, "system", ACTOR, payload)

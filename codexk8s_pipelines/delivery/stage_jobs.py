@@ -4,6 +4,8 @@ Each op is thin: GitHub reading lives in `context`, the comment and PR in `publi
 the rules in `domain`. Every step is audited under the run's correlation key.
 """
 
+import contextlib
+import json
 import os
 import re
 from pathlib import Path
@@ -16,7 +18,7 @@ from .. import settings
 from ..agents.catalog import load_catalog
 from ..agents.prompts import RESULT_FILE, PromptInputs, render_prompt
 from ..agents.runner_spec import RunnerResult, RunnerSpec
-from ..agents.runtime import AgentRuntime
+from ..agents.runtime import AgentRuntime, write_private_file
 from ..domain.redaction import redact_text
 from ..domain.stages import REVIEWER_JOB_NAME, STAGES, Role, WriteScope
 from ..github.api import RepoApi
@@ -50,9 +52,42 @@ def stage_run_config(config: StageRunConfig) -> dict[str, Any]:
     return {"ops": {"prepare_context": {"config": config.model_dump()}}}
 
 
+# Dagster's run monitoring ends a run older than this tag (seconds): a hung run frees its issue's queue slot, and
+# the failure sensor's service comment says "Exceeded maximum runtime". The margin is beyond the agent's own
+# timeout: pod start, checkout, prompt, verify-and-push, publishing.
+MAX_RUNTIME_TAG = "dagster/max_runtime"
+RUN_DEADLINE_MARGIN_SECONDS = 30 * 60
+# The run's Kubernetes Job gets a hard deadline too (K8sRunLauncher merges this tag into the Job), a little after
+# the daemon's, so that a run ends even while the daemon is down; run monitoring then fails the run (its pod died).
+K8S_CONFIG_TAG = "dagster-k8s/config"
+JOB_DEADLINE_GRACE_SECONDS = 5 * 60
+
+
+def stage_timeout_seconds(config: StageRunConfig) -> int:
+    """The longest the agent step of this run may take: the stage's timeout (domain or configuration override,
+    whichever is longer, as the step uses the former) or, for a reviewer run, its agent's. Never raises: a tick
+    must not fail over a configuration error, which the run itself then reports."""
+    from ..config import load_config_from_environment
+
+    candidates = [STAGES[config.stage].timeout_minutes] if config.stage in STAGES else []
+    with contextlib.suppress(Exception):  # the domain's timeout (or the default) stands in
+        stages = load_config_from_environment().rules().stages
+        if config.stage in stages:
+            candidates.append(stages[config.stage].timeout_minutes)
+    if not config.stage:
+        with contextlib.suppress(Exception):
+            candidates.append(load_catalog().for_role(Role(config.role)).timeout_minutes)
+    return max(candidates or [60]) * 60
+
+
 def stage_run_tags(config: StageRunConfig) -> dict[str, str]:
-    """Tags shown in the UI and used by the run queue's concurrency limits (per issue, per repository)."""
+    """Tags shown in the UI and used by the run queue's concurrency limits (per issue, per repository), and the
+    run's deadline (`dagster/max_runtime`)."""
+    deadline = stage_timeout_seconds(config) + RUN_DEADLINE_MARGIN_SECONDS
+    job_deadline = {"job_spec_config": {"active_deadline_seconds": deadline + JOB_DEADLINE_GRACE_SECONDS}}
     tags = {
+        MAX_RUNTIME_TAG: str(deadline),
+        K8S_CONFIG_TAG: json.dumps(job_deadline, separators=(",", ":")),
         f"{TAG_PREFIX}/repository": config.repository,
         f"{TAG_PREFIX}/role": config.role,
         f"{TAG_PREFIX}/trigger": config.trigger_label,
@@ -164,7 +199,7 @@ def render_prompt_op(
     run_dir = _run_dir(context.run_id)
     run_dir.mkdir(parents=True, exist_ok=True)
     prompt_file = run_dir / "prompt.md"
-    prompt_file.write_text(text, encoding="utf-8")
+    write_private_file(prompt_file, text)  # issue text: mode 600, removed when the agent step ends
     workdir = _workdir(ctx)
     command = agent.render_command(ctx.model, ctx.reasoning, workdir, prompt_file)
     context.add_output_metadata(

@@ -28,6 +28,8 @@ from typing import Any, NamedTuple
 from ..security.dependencies import Dependency, normalise_name
 from ..security.versions import InvalidVersion, UnsupportedEcosystem, compare, release_triple
 from .registries import (
+    DEFAULT_DEADLINE,
+    DEFAULT_MAX_BYTES,
     DEFAULT_REGISTRIES,
     DEFAULT_TIMEOUT,
     DEFAULT_WORKERS,
@@ -322,18 +324,23 @@ def check_freshness(
     now: datetime | None = None,
     workers: int = DEFAULT_WORKERS,
     timeout: float = DEFAULT_TIMEOUT,
+    deadline: float | None = DEFAULT_DEADLINE,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> FreshnessReport:
     """Ask each registry once per distinct package, concurrently, and measure every dependency against it.
 
     Never raises for a registry's sake: each failure is a `FreshnessError` of the dependencies it concerns.
-    `now` stamps the report (tests pass a fixed one)."""
+    `now` stamps the report (tests pass a fixed one). `deadline` bounds the whole check in seconds and
+    `max_bytes` each registry answer (see `registries.py`)."""
     groups = _group(deps)
     packages: dict[tuple[str, str], set[str]] = {}
     for (ecosystem, name, version), _ in groups.items():
         used = packages.setdefault((ecosystem, name), set())
         if version is not None:
             used.add(version)
-    answers = fetch_packages(packages, urls=registries, workers=workers, timeout=timeout)
+    answers = fetch_packages(
+        packages, urls=registries, workers=workers, timeout=timeout, deadline=deadline, max_bytes=max_bytes
+    )
     rows: list[FreshnessRow] = []
     errors: list[FreshnessError] = []
     for (ecosystem, name, _), group in groups.items():

@@ -18,6 +18,18 @@ Choosing "latest" is the same everywhere: the highest version by the ecosystem's
   not move a module that has a go.mod onto them. Retractions (in the latest go.mod) are not consulted. A module
   with no tagged version falls back to the proxy's `@latest` (then a pseudo-version: there is nothing else).
 - crates.io: the `yanked` flag; the API refuses requests without a User-Agent, so every request names us.
+- Maven Central: the search API's `gav` core lists every version with its upload time (ms since the epoch).
+- RubyGems: `/api/v1/versions/<gem>.json`; yanked versions are not listed; one entry per platform, the earliest
+  date kept.
+- Packagist: `/p2/<vendor>/<name>.json` (Composer v2 metadata); branches (`dev-*`) are not releases.
+- NuGet: the registration index (`<id>/index.json`); pages that are not inlined are fetched; unlisted versions
+  (`listed: false`, or the sentinel 1900-01-01 publish date) count as yanked.
+- pub.dev: `/api/packages/<name>`; `retracted` versions count as yanked.
+- hex.pm: `/api/packages/<name>`; retired releases count as yanked.
+
+Every answer is read against a size cap (`max_bytes`: a registry that sends hundreds of MB is refused, not
+buffered) and every call against the check's total deadline (`Deadline`): a registry that trickles one byte a
+second ends at the deadline, at most one per-request timeout late, instead of hanging the check.
 """
 
 from __future__ import annotations
@@ -25,6 +37,7 @@ from __future__ import annotations
 import http.client
 import json
 import re
+import time
 from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -34,18 +47,24 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import quote
 from urllib.request import Request, urlopen
 
-from ..security.dependencies import CRATES, GO, NPM, PYPI
+from ..security.dependencies import CRATES, GO, HEX, MAVEN, NPM, NUGET, PACKAGIST, PUB, PYPI, RUBYGEMS
 from ..security.versions import InvalidVersion, UnsupportedEcosystem, compare, is_prerelease, sort_key
 
 USER_AGENT = "codexk8s-pipelines (freshness check)"
 DEFAULT_TIMEOUT = 10.0
 DEFAULT_WORKERS = 8
+DEFAULT_DEADLINE = 600.0  # seconds for the whole check
+DEFAULT_MAX_BYTES = 64 * 1024 * 1024  # per answer; npm's largest package documents are tens of MB
+_CHUNK = 64 * 1024
 
 __all__ = [
+    "DEFAULT_DEADLINE",
+    "DEFAULT_MAX_BYTES",
     "DEFAULT_REGISTRIES",
     "DEFAULT_TIMEOUT",
     "DEFAULT_WORKERS",
     "USER_AGENT",
+    "Deadline",
     "PackageInfo",
     "RegistryError",
     "RegistryUrls",
@@ -66,6 +85,12 @@ class RegistryUrls:
     npm: str = "https://registry.npmjs.org"
     go: str = "https://proxy.golang.org"
     crates: str = "https://crates.io"
+    maven: str = "https://search.maven.org"
+    rubygems: str = "https://rubygems.org"
+    packagist: str = "https://repo.packagist.org"
+    nuget: str = "https://api.nuget.org/v3/registration5-semver1"
+    pub: str = "https://pub.dev"
+    hex: str = "https://hex.pm"
 
 
 DEFAULT_REGISTRIES = RegistryUrls()
@@ -123,7 +148,18 @@ def _same_build(a: str, b: str) -> bool:
     return a.partition("+")[2] == b.partition("+")[2]
 
 
-_NAMES = {PYPI: "PyPI", NPM: "npm", GO: "the Go module proxy", CRATES: "crates.io"}
+_NAMES = {
+    PYPI: "PyPI",
+    NPM: "npm",
+    GO: "the Go module proxy",
+    CRATES: "crates.io",
+    MAVEN: "Maven Central",
+    RUBYGEMS: "RubyGems.org",
+    PACKAGIST: "Packagist",
+    NUGET: "NuGet",
+    PUB: "pub.dev",
+    HEX: "hex.pm",
+}
 
 
 def registry_name(ecosystem: str) -> str:
@@ -159,27 +195,81 @@ def latest_version(ecosystem: str, versions: Iterable[str]) -> str | None:
     return best
 
 
-class _Http:
-    """GET with our User-Agent and timeout; every failure mode becomes a `RegistryError` in plain words."""
+class Deadline:
+    """The end of the whole check, shared by every request of it (monotonic clock)."""
 
-    def __init__(self, registry: str, timeout: float) -> None:
+    def __init__(self, seconds: float | None) -> None:
+        self.seconds = seconds
+        self.end = None if seconds is None else time.monotonic() + seconds
+
+    def remaining(self) -> float | None:
+        return None if self.end is None else self.end - time.monotonic()
+
+    def passed(self) -> bool:
+        remaining = self.remaining()
+        return remaining is not None and remaining <= 0
+
+    def message(self, registry: str) -> str:
+        return f"no complete answer from {registry} within the check's total deadline of {self.seconds:g} s"
+
+
+_NO_DEADLINE = Deadline(None)
+
+
+class _Http:
+    """GET with our User-Agent and timeout, read against the size cap and the total deadline; every failure
+    mode becomes a `RegistryError` in plain words."""
+
+    def __init__(
+        self, registry: str, timeout: float, deadline: Deadline = _NO_DEADLINE, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> None:
         self.registry = registry
         self.timeout = timeout
+        self.deadline = deadline
+        self.max_bytes = max_bytes
+
+    def _too_big(self) -> RegistryError:
+        return RegistryError(
+            self.registry, f"answer from {self.registry} is over the {self.max_bytes / 1024 / 1024:g} MB cap: not read"
+        )
+
+    def _read(self, response: Any) -> bytes:
+        length = response.headers.get("Content-Length")
+        if length and length.isdigit() and int(length) > self.max_bytes:
+            raise self._too_big()
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            if self.deadline.passed():
+                raise RegistryError(self.registry, self.deadline.message(self.registry))
+            chunk = response.read1(_CHUNK)
+            if not chunk:
+                return b"".join(chunks)
+            total += len(chunk)
+            if total > self.max_bytes:
+                raise self._too_big()
+            chunks.append(chunk)
 
     def get(self, url: str, accept: str = "application/json") -> bytes:
+        if self.deadline.passed():
+            raise RegistryError(self.registry, self.deadline.message(self.registry))
+        remaining = self.deadline.remaining()
+        timeout = self.timeout if remaining is None else max(0.05, min(self.timeout, remaining))
         request = Request(url, headers={"User-Agent": USER_AGENT, "Accept": accept})
         try:
-            with urlopen(request, timeout=self.timeout) as response:
-                return bytes(response.read())
+            with urlopen(request, timeout=timeout) as response:
+                return self._read(response)
+        except RegistryError:
+            raise
         except HTTPError as exc:
             if exc.code in (404, 410):
                 raise _NotFound(self.registry, f"not found on {self.registry}") from None
             raise RegistryError(self.registry, f"HTTP {exc.code} from {self.registry}") from None
         except TimeoutError:
-            raise RegistryError(self.registry, self._timed_out()) from None
+            raise RegistryError(self.registry, self._timed_out(timeout)) from None
         except URLError as exc:
             if isinstance(exc.reason, TimeoutError):
-                raise RegistryError(self.registry, self._timed_out()) from None
+                raise RegistryError(self.registry, self._timed_out(timeout)) from None
             raise RegistryError(self.registry, f"cannot reach {self.registry}: {exc.reason}") from None
         except (http.client.HTTPException, OSError) as exc:
             raise RegistryError(self.registry, f"connection to {self.registry} failed: {exc}") from None
@@ -191,7 +281,9 @@ class _Http:
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise RegistryError(self.registry, f"invalid JSON from {self.registry}") from None
 
-    def _timed_out(self) -> str:
+    def _timed_out(self, timeout: float) -> str:
+        if timeout < self.timeout:  # cut short by the total deadline
+            return self.deadline.message(self.registry)
         return f"no answer from {self.registry} within {self.timeout:g} s"
 
     def unexpected(self, what: str) -> RegistryError:
@@ -207,9 +299,9 @@ def _mapping(http: _Http, value: Any, what: str) -> Mapping[str, Any]:
 class _PyPI:
     ecosystem = PYPI
 
-    def __init__(self, base: str, timeout: float) -> None:
+    def __init__(self, base: str, timeout: float, *limits: Any) -> None:
         self.base = base.rstrip("/")
-        self.http = _Http(registry_name(PYPI), timeout)
+        self.http = _Http(registry_name(PYPI), timeout, *limits)
 
     def fetch(self, name: str, used: Collection[str]) -> PackageInfo:
         document = _mapping(self.http, self.http.get_json(f"{self.base}/pypi/{quote(name, safe='')}/json"), "body")
@@ -240,9 +332,9 @@ def _npm_path(name: str) -> str:
 class _Npm:
     ecosystem = NPM
 
-    def __init__(self, base: str, timeout: float) -> None:
+    def __init__(self, base: str, timeout: float, *limits: Any) -> None:
         self.base = base.rstrip("/")
-        self.http = _Http(registry_name(NPM), timeout)
+        self.http = _Http(registry_name(NPM), timeout, *limits)
 
     def fetch(self, name: str, used: Collection[str]) -> PackageInfo:
         document = _mapping(self.http, self.http.get_json(f"{self.base}/{_npm_path(name)}"), "body")
@@ -279,9 +371,9 @@ def _go_version(version: str) -> str:
 class _GoProxy:
     ecosystem = GO
 
-    def __init__(self, base: str, timeout: float) -> None:
+    def __init__(self, base: str, timeout: float, *limits: Any) -> None:
         self.base = base.rstrip("/")
-        self.http = _Http(registry_name(GO), timeout)
+        self.http = _Http(registry_name(GO), timeout, *limits)
 
     def _info(self, module: str, version: str) -> Release:
         info = self.http.get_json(f"{self.base}/{module}/@v/{escape_go_path(version)}.info")
@@ -334,9 +426,9 @@ class _GoProxy:
 class _Crates:
     ecosystem = CRATES
 
-    def __init__(self, base: str, timeout: float) -> None:
+    def __init__(self, base: str, timeout: float, *limits: Any) -> None:
         self.base = base.rstrip("/")
-        self.http = _Http(registry_name(CRATES), timeout)
+        self.http = _Http(registry_name(CRATES), timeout, *limits)
 
     def fetch(self, name: str, used: Collection[str]) -> PackageInfo:
         document = _mapping(self.http, self.http.get_json(f"{self.base}/api/v1/crates/{quote(name, safe='')}"), "body")
@@ -353,23 +445,190 @@ class _Crates:
         return PackageInfo(CRATES, name, self.http.registry, latest, releases)
 
 
-_Client = _PyPI | _Npm | _GoProxy | _Crates
+class _Base:
+    """Shared constructor of the registries added with the Java, Ruby, PHP, .NET, Dart and Elixir ecosystems."""
+
+    ecosystem = ""
+
+    def __init__(self, base: str, timeout: float, *limits: Any) -> None:
+        self.base = base.rstrip("/")
+        self.http = _Http(registry_name(self.ecosystem), timeout, *limits)
+
+    def _info(self, name: str, releases: dict[str, Release], notes: tuple[str, ...] = ()) -> PackageInfo:
+        latest = latest_version(self.ecosystem, (v for v, r in releases.items() if not r.yanked))
+        return PackageInfo(self.ecosystem, name, self.http.registry, latest, releases, notes)
 
 
-def _client(ecosystem: str, urls: RegistryUrls, timeout: float) -> _Client:
-    if ecosystem == PYPI:
-        return _PyPI(urls.pypi, timeout)
-    if ecosystem == NPM:
-        return _Npm(urls.npm, timeout)
-    if ecosystem == GO:
-        return _GoProxy(urls.go, timeout)
-    if ecosystem == CRATES:
-        return _Crates(urls.crates, timeout)
-    raise RegistryError(ecosystem, f"no registry client for ecosystem {ecosystem!r}")
+def _epoch_ms(value: Any) -> datetime | None:
+    if isinstance(value, int | float) and value > 0:
+        return datetime.fromtimestamp(value / 1000, tz=UTC)
+    return None
 
 
-def _fetch_one(ecosystem: str, name: str, used: Collection[str], urls: RegistryUrls, timeout: float) -> PackageInfo:
-    client = _client(ecosystem, urls, timeout)
+class _MavenCentral(_Base):
+    ecosystem = MAVEN
+
+    def fetch(self, name: str, used: Collection[str]) -> PackageInfo:
+        group, sep, artifact = name.partition(":")
+        if not sep or not group or not artifact:
+            raise RegistryError(self.http.registry, f"not a Maven `group:artifact` name: {name!r}")
+        query = f'g:"{group}" AND a:"{artifact}"'
+        url = f"{self.base}/solrsearch/select?q={quote(query)}&core=gav&rows=1000&wt=json"
+        document = _mapping(self.http, self.http.get_json(url), "body")
+        response = _mapping(self.http, document.get("response"), "`response`")
+        docs = response.get("docs")
+        if not isinstance(docs, list):
+            raise self.http.unexpected("`response.docs` is not a list")
+        if not docs:
+            raise _NotFound(self.http.registry, f"not found on {self.http.registry}")
+        releases: dict[str, Release] = {}
+        for doc in docs:
+            if not isinstance(doc, Mapping) or not isinstance(doc.get("v"), str):
+                raise self.http.unexpected("a `docs` entry has no `v`")
+            releases[doc["v"]] = Release(doc["v"], _epoch_ms(doc.get("timestamp")))
+        return self._info(name, releases)
+
+
+class _RubyGems(_Base):
+    ecosystem = RUBYGEMS
+
+    def fetch(self, name: str, used: Collection[str]) -> PackageInfo:
+        entries = self.http.get_json(f"{self.base}/api/v1/versions/{quote(name, safe='')}.json")
+        if not isinstance(entries, list):
+            raise self.http.unexpected("the versions answer is not a list")
+        releases: dict[str, Release] = {}
+        for entry in entries:
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("number"), str):
+                raise self.http.unexpected("a version entry has no `number`")
+            number, published = entry["number"], parse_time(entry.get("created_at"))
+            known = releases.get(number)  # one entry per platform: the earliest is the release
+            if known is None or (published and (known.published is None or published < known.published)):
+                releases[number] = Release(number, published)
+        return self._info(name, releases)
+
+
+class _Packagist(_Base):
+    ecosystem = PACKAGIST
+
+    def fetch(self, name: str, used: Collection[str]) -> PackageInfo:
+        vendor, sep, package = name.partition("/")
+        if not sep:
+            raise RegistryError(self.http.registry, f"not a `vendor/name` Composer package: {name!r}")
+        url = f"{self.base}/p2/{quote(vendor, safe='')}/{quote(package, safe='')}.json"
+        document = _mapping(self.http, self.http.get_json(url), "body")
+        packages = _mapping(self.http, document.get("packages"), "`packages`")
+        entries = packages.get(name) or packages.get(name.lower())
+        if not isinstance(entries, list):
+            raise self.http.unexpected(f"`packages[{name!r}]` is not a list")
+        releases: dict[str, Release] = {}
+        for entry in entries:
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("version"), str):
+                raise self.http.unexpected("a package entry has no `version`")
+            version = entry["version"]
+            if version.startswith("dev-") or version.endswith("-dev"):
+                continue
+            releases[version] = Release(version, parse_time(entry.get("time")))
+        return self._info(name, releases)
+
+
+_NUGET_UNLISTED = datetime(1900, 1, 1, tzinfo=UTC)
+
+
+class _NuGet(_Base):
+    ecosystem = NUGET
+
+    def fetch(self, name: str, used: Collection[str]) -> PackageInfo:
+        index = _mapping(
+            self.http, self.http.get_json(f"{self.base}/{quote(name.lower(), safe='')}/index.json"), "body"
+        )
+        pages = index.get("items")
+        if not isinstance(pages, list):
+            raise self.http.unexpected("`items` is not a list")
+        releases: dict[str, Release] = {}
+        for page in pages:
+            page = _mapping(self.http, page, "a registration page")
+            leaves = page.get("items")
+            if leaves is None and isinstance(page.get("@id"), str):  # large packages: pages are not inlined
+                page = _mapping(self.http, self.http.get_json(page["@id"]), "a registration page")
+                leaves = page.get("items")
+            if not isinstance(leaves, list):
+                raise self.http.unexpected("a page's `items` is not a list")
+            for leaf in leaves:
+                entry = leaf.get("catalogEntry") if isinstance(leaf, Mapping) else None
+                if not isinstance(entry, Mapping) or not isinstance(entry.get("version"), str):
+                    raise self.http.unexpected("a leaf has no `catalogEntry.version`")
+                version = entry["version"].split("+", 1)[0]
+                published = parse_time(entry.get("published"))
+                unlisted = entry.get("listed") is False or (published is not None and published <= _NUGET_UNLISTED)
+                releases[version] = Release(version, None if unlisted else published, yanked=unlisted)
+        return self._info(name, releases)
+
+
+class _PubDev(_Base):
+    ecosystem = PUB
+
+    def fetch(self, name: str, used: Collection[str]) -> PackageInfo:
+        document = _mapping(self.http, self.http.get_json(f"{self.base}/api/packages/{quote(name, safe='')}"), "body")
+        entries = document.get("versions")
+        if not isinstance(entries, list):
+            raise self.http.unexpected("`versions` is not a list")
+        releases: dict[str, Release] = {}
+        for entry in entries:
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("version"), str):
+                raise self.http.unexpected("a `versions` entry has no `version`")
+            version = entry["version"]
+            releases[version] = Release(
+                version, parse_time(entry.get("published")), yanked=bool(entry.get("retracted"))
+            )
+        return self._info(name, releases)
+
+
+class _HexPm(_Base):
+    ecosystem = HEX
+
+    def fetch(self, name: str, used: Collection[str]) -> PackageInfo:
+        document = _mapping(self.http, self.http.get_json(f"{self.base}/api/packages/{quote(name, safe='')}"), "body")
+        entries = document.get("releases")
+        if not isinstance(entries, list):
+            raise self.http.unexpected("`releases` is not a list")
+        retired = document.get("retirements")
+        retired = retired if isinstance(retired, Mapping) else {}
+        releases: dict[str, Release] = {}
+        for entry in entries:
+            if not isinstance(entry, Mapping) or not isinstance(entry.get("version"), str):
+                raise self.http.unexpected("a `releases` entry has no `version`")
+            version = entry["version"]
+            releases[version] = Release(version, parse_time(entry.get("inserted_at")), yanked=version in retired)
+        return self._info(name, releases)
+
+
+_Client = _PyPI | _Npm | _GoProxy | _Crates | _Base
+_CLIENTS: dict[str, tuple[str, Any]] = {
+    PYPI: ("pypi", _PyPI),
+    NPM: ("npm", _Npm),
+    GO: ("go", _GoProxy),
+    CRATES: ("crates", _Crates),
+    MAVEN: ("maven", _MavenCentral),
+    RUBYGEMS: ("rubygems", _RubyGems),
+    PACKAGIST: ("packagist", _Packagist),
+    NUGET: ("nuget", _NuGet),
+    PUB: ("pub", _PubDev),
+    HEX: ("hex", _HexPm),
+}
+
+
+def _client(ecosystem: str, urls: RegistryUrls, timeout: float, *limits: Any) -> _Client:
+    found = _CLIENTS.get(ecosystem)
+    if found is None:
+        raise RegistryError(ecosystem, f"no registry client for ecosystem {ecosystem!r}")
+    field_name, cls = found
+    return cls(getattr(urls, field_name), timeout, *limits)  # type: ignore[no-any-return]
+
+
+def _fetch_one(
+    ecosystem: str, name: str, used: Collection[str], urls: RegistryUrls, timeout: float, *limits: Any
+) -> PackageInfo:
+    client = _client(ecosystem, urls, timeout, *limits)
     try:
         return client.fetch(name, used)
     except RegistryError:
@@ -384,14 +643,18 @@ def fetch_packages(
     urls: RegistryUrls = DEFAULT_REGISTRIES,
     workers: int = DEFAULT_WORKERS,
     timeout: float = DEFAULT_TIMEOUT,
+    deadline: float | None = DEFAULT_DEADLINE,
+    max_bytes: int = DEFAULT_MAX_BYTES,
 ) -> dict[tuple[str, str], PackageInfo | RegistryError]:
     """Ask the registries about each (ecosystem, name) once, `workers` at a time; the used versions go along
     because the Go proxy dates only the versions it is asked about. Each answer is a `PackageInfo` or the
-    `RegistryError` that explains why there is none."""
+    `RegistryError` that explains why there is none. `deadline` (seconds, None for none) bounds the whole
+    call: packages not answered by then get an error saying so; `max_bytes` caps each answer."""
+    limit = Deadline(deadline)
 
     def run(key: tuple[str, str]) -> PackageInfo | RegistryError:
         try:
-            return _fetch_one(key[0], key[1], packages[key], urls, timeout)
+            return _fetch_one(key[0], key[1], packages[key], urls, timeout, limit, max_bytes)
         except RegistryError as exc:
             return exc
 

@@ -18,18 +18,32 @@ from urllib.parse import quote
 import github
 from github.Requester import Requester
 
+from .payloads import RepositoryPermission
 from .rate_limit import header
 
 _NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 
 
+def _http_date(value: str | None) -> str | None:
+    """An HTTP `Date` header as GitHub's timestamp format, or None when absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, ValueError):
+        return None
+
+
 @dataclass(frozen=True)
 class Listing:
-    """Issues and PRs updated since a time; `not_modified` when GitHub answered 304 to the ETag."""
+    """Issues and PRs updated since a time; `not_modified` when GitHub answered 304 to the ETag. `served_at` is
+    GitHub's own clock (the `Date` header, to the second): an item changed in that very second may still change
+    within it without its `updated_at` moving."""
 
     not_modified: bool
     etag: str | None
     items: list[dict[str, Any]]
+    served_at: str | None = None
 
 
 class RepoApi:
@@ -77,9 +91,10 @@ class RepoApi:
         params = {"state": "all", "sort": "updated", "direction": "asc", "since": since, "per_page": 100}
         headers = {"If-None-Match": etag} if etag else None
         status, resp_headers, items = self._get_pages(f"{self.base}/issues", params, headers)
+        served_at = _http_date(header(resp_headers, "date"))
         if status == 304:
-            return Listing(True, etag, [])
-        return Listing(False, header(resp_headers, "etag"), items)
+            return Listing(True, etag, [], served_at)
+        return Listing(False, header(resp_headers, "etag"), items, served_at)
 
     def latest_update(self) -> str | None:
         """The newest `updated_at` of the repository's issues and PRs: where a new cursor starts."""
@@ -90,10 +105,7 @@ class RepoApi:
         items = json.loads(body) if body else []
         if items:
             return str(items[0]["updated_at"])
-        date = header(headers, "date")  # an empty repository: start at GitHub's own clock
-        if date:
-            return parsedate_to_datetime(date).astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return None
+        return _http_date(header(headers, "date"))  # an empty repository: start at GitHub's own clock
 
     def issue_events(self, number: int) -> list[dict[str, Any]]:
         return self._get_pages(f"{self.base}/issues/{number}/events", {"per_page": 100})[2]
@@ -107,13 +119,12 @@ class RepoApi:
     def pull(self, number: int) -> dict[str, Any]:
         return self._requester.requestJsonAndCheck("GET", f"{self.base}/pulls/{number}")[1]
 
-    def permission(self, login: str) -> str:
-        """The login's permission level (admin, maintain, write, triage, read, none)."""
+    def permission(self, login: str) -> RepositoryPermission:
+        """The login's permission on the repository (a custom role resolves to the base role it is built on)."""
         data = self._requester.requestJsonAndCheck(
             "GET", f"{self.base}/collaborators/{quote(login, safe='')}/permission"
         )[1]
-        role = str(data.get("role_name") or data.get("permission") or "none").lower()
-        return {"pull": "read", "push": "write"}.get(role, role)
+        return RepositoryPermission.parse(data, f"permission of {login} on {self.full_name}")
 
     # -- writes ----------------------------------------------------------------------------------------------
     def add_labels(self, number: int, labels: list[str]) -> None:

@@ -109,6 +109,7 @@ class RunView:
     message: str | None = None
     changed_files: tuple[str, ...] = ()
     next_steps: tuple[NextStep, ...] = field(default_factory=tuple)
+    history: str | None = None  # the story so far, collapsed (markdown `<details>`), shown last
 
 
 def _step_line(step: NextStep, t: dict[str, str]) -> str:
@@ -140,6 +141,8 @@ def render(view: RunView) -> str:
         lines += ["", f"**{t['changed']}:** {shown}{more}"]
     if view.next_steps:
         lines += ["", f"**{t['next']}:**", *(_step_line(s, t) for s in view.next_steps)]
+    if view.history:
+        lines += ["", view.history]
     return redact_text("\n".join(lines))
 
 

@@ -54,13 +54,27 @@ class Chunk:
     start_line: int
     end_line: int
     text: str
+    title: str = ""  # the document's title (front matter `title:`, else its first top-level heading)
+
+    @property
+    def context(self) -> tuple[str, ...]:
+        """The document title, then the heading path (the title once, when the path already starts with it)."""
+        if self.title and self.heading_path[:1] != (self.title,):
+            return (self.title, *self.heading_path)
+        return self.heading_path
+
+    @property
+    def heading_text(self) -> str:
+        """What the full-text index weights above the body: title and heading path."""
+        return " > ".join(self.context)
 
     @property
     def embedding_text(self) -> str:
-        """What the model reads: the heading path first, so a continuation piece still knows its section."""
-        if not self.heading_path:
+        """What the model reads: title and heading path first, so a continuation piece still knows its section
+        and a section of a short heading ("Usage") still says which document it belongs to."""
+        if not self.context:
             return self.text
-        return " > ".join(self.heading_path) + "\n\n" + self.text
+        return self.heading_text + "\n\n" + self.text
 
     @property
     def content_hash(self) -> str:
@@ -107,7 +121,7 @@ def _markdown_sections(lines: Sequence[str]) -> list[Section]:
         if setext and i > 0 and _is_setext_title(lines, i - 1, starts):
             level = 1 if setext.group(1)[0] == "=" else 2
             starts.append(_Start(i - 1, level, lines[i - 1].strip(), 2))
-    return _sections_from_starts(lines, starts)
+    return _sections_from_starts(lines, starts, body=front_matter_end + 1)
 
 
 def _front_matter_end(lines: Sequence[str]) -> int:
@@ -154,15 +168,16 @@ def _rst_sections(lines: Sequence[str]) -> list[Section]:
     return _sections_from_starts(lines, starts)
 
 
-def _sections_from_starts(lines: Sequence[str], starts: list[_Start]) -> list[Section]:
+def _sections_from_starts(lines: Sequence[str], starts: list[_Start], body: int = 0) -> list[Section]:
     """Sections between consecutive headings. A heading directly followed by a sub-heading makes no section of
-    its own: its title lives on in the heading path of the sections below it."""
+    its own: its title lives on in the heading path of the sections below it. Lines before `body` (Markdown
+    front matter: metadata, not text) belong to no section."""
     sections: list[Section] = []
     stack: list[tuple[int, str]] = []
     bounds = [*starts, _Start(len(lines), 0, "", 0)]
     first = starts[0].line if starts else len(lines)
-    if any(x.strip() for x in lines[:first]):
-        sections.append(Section((), 1, tuple(lines[:first])))
+    if any(x.strip() for x in lines[body:first]):
+        sections.append(Section((), body + 1, tuple(lines[body:first])))
     for head, following in itertools.pairwise(bounds):
         while stack and stack[-1][0] >= head.level:
             stack.pop()
@@ -171,6 +186,22 @@ def _sections_from_starts(lines: Sequence[str], starts: list[_Start]) -> list[Se
             path = tuple(t for _, t in stack if t)
             sections.append(Section(path, head.line + 1, tuple(lines[head.line : following.line])))
     return sections
+
+
+_FRONT_TITLE = re.compile(r"""^title:[ \t]*(?P<q>["']?)(?P<title>.*?)(?P=q)[ \t]*$""")
+
+
+def document_title(text: str, path: str) -> str:
+    """The title of a document: its front matter's `title:` (Markdown), else its first top-level heading."""
+    lines = text.splitlines()
+    if not path.lower().endswith((".rst", ".rest")):
+        for line in lines[1 : max(_front_matter_end(lines), 0)]:
+            m = _FRONT_TITLE.match(line)
+            if m and m.group("title").strip():
+                return m.group("title").strip()
+    sections = split_sections(text, path)
+    heads = [s.heading_path[0] for s in sections if s.heading_path]
+    return heads[0] if heads else ""
 
 
 def split_sections(text: str, path: str) -> list[Section]:
@@ -259,9 +290,11 @@ def chunk_document(
             f"max_tokens must be ≥ 20 and overlap_tokens in [0, max_tokens/2), not {max_tokens}, {overlap_tokens}"
         )
     chunks: list[Chunk] = []
+    title = document_title(text, path)
     for section in split_sections(text, path):
-        # The heading path is embedded with every piece: it takes its share of the model's window.
-        budget = max(max_tokens - estimate_tokens(" > ".join(section.heading_path)) - 2, max_tokens // 2)
+        # Title and heading path are embedded with every piece: they take their share of the model's window.
+        context = Chunk(path, 0, section.heading_path, 1, 1, "", title).heading_text
+        budget = max(max_tokens - estimate_tokens(context) - 2, max_tokens // 2)
         units = _units(section, budget)
         for start, end in _windows(units, budget, overlap_tokens):
             piece = units[start:end]
@@ -279,6 +312,7 @@ def chunk_document(
                     start_line=piece[0].line,
                     end_line=piece[-1].line,
                     text=_join(piece),
+                    title=title,
                 )
             )
     return chunks

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -66,9 +67,31 @@ def matches(path: str, globs: Sequence[str]) -> bool:
     return any(glob_regex(g).match(path) for g in globs)
 
 
-def discover(root: Path, globs: Sequence[str]) -> Iterator[tuple[str, Path]]:
-    """(relative POSIX path, file) of every regular file under `root` matching one of `globs`, sorted."""
+@dataclass
+class Skipped:
+    """Files `discover` left out, so the indexer can say so: binary files named like docs are counted, oversized
+    ones listed (someone may want to split them), links that loop or leave the checkout counted."""
+
+    binary: list[str] = field(default_factory=list)
+    oversized: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+
+
+def _looks_binary(file: Path) -> bool:
+    """A NUL byte in the first 8 kB: what git and grep take as binary. UTF-16 text counts as binary too."""
+    with file.open("rb") as handle:
+        return b"\x00" in handle.read(8192)
+
+
+def discover(root: Path, globs: Sequence[str], skipped: Skipped | None = None) -> Iterator[tuple[str, Path]]:
+    """(relative POSIX path, file) of every regular file under `root` matching one of `globs`, sorted.
+
+    Symbolic links are followed only to files inside the checkout (a link elsewhere is not this repository's
+    documentation; a link loop raises RuntimeError or OSError from `resolve`, and is skipped, not fatal).
+    Directories are walked without following links. Binary and oversized files are skipped and noted in
+    `skipped`."""
     root = root.resolve()
+    skipped = skipped if skipped is not None else Skipped()
     found: list[tuple[str, Path]] = []
     for directory, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS and not d.endswith(".egg-info"))
@@ -79,11 +102,19 @@ def discover(root: Path, globs: Sequence[str]) -> Iterator[tuple[str, Path]]:
             if not matches(rel, globs):
                 continue
             try:
-                if file.is_symlink() and not file.resolve().is_relative_to(root):
-                    continue  # a link out of the checkout is not this repository's documentation
-                if not file.is_file() or file.stat().st_size > MAX_FILE_BYTES:
+                if file.is_symlink() and not file.resolve(strict=True).is_relative_to(root):
+                    skipped.links.append(rel)
                     continue
-            except OSError:
+                if not file.is_file():
+                    continue
+                if file.stat().st_size > MAX_FILE_BYTES:
+                    skipped.oversized.append(rel)
+                    continue
+                if _looks_binary(file):
+                    skipped.binary.append(rel)
+                    continue
+            except (OSError, RuntimeError):  # a dangling link, a link loop, a file gone or unreadable meanwhile
+                skipped.links.append(rel)
                 continue
             found.append((rel, file))
     found.sort()

@@ -23,11 +23,14 @@ from ..store import PlatformStore
 from .chunking import Chunk, chunk_document
 from .db import EMBEDDING_DIM, check_dimension, connect
 from .embedding import Embedder, default_embedder, resolve_model
-from .files import discover
+from .files import MAX_FILE_BYTES, Skipped, discover
 
 log = logging.getLogger(__name__)
 
 DEFAULT_GLOBS: tuple[str, ...] = ("**/*.md", "**/*.rst")
+DEFAULT_LANGUAGE = "english"  # PostgreSQL text search configuration: stemming and stop words of the docs' language
+# The platform's locales (codexk8s.yaml `locale`) and the text search configuration of their docs.
+LOCALE_LANGUAGES = {"en": "english", "ru": "russian"}
 EMBED_BATCH = 64  # texts per progress step: small enough for a lively bar, big enough for full model batches
 
 __all__ = ["DEFAULT_GLOBS", "IndexStats", "index_repository"]
@@ -46,6 +49,9 @@ class IndexStats:
     deleted: int
     seconds: float
     index_bytes: int
+    binary_skipped: int = 0  # files named like docs that hold binary data (NUL bytes)
+    oversized: tuple[str, ...] = ()  # docs over MAX_FILE_BYTES, not indexed: worth splitting
+    links_skipped: int = 0  # links out of the checkout, dangling or looping
 
 
 @dataclass(frozen=True)
@@ -73,10 +79,10 @@ def _git_head(root: Path) -> str | None:
     return sha if out.returncode == 0 and sha else None
 
 
-def read_chunks(root: Path, globs: Sequence[str]) -> dict[str, list[Chunk]]:
-    """Every matching document of the checkout, chunked, by relative path."""
+def read_chunks(root: Path, globs: Sequence[str], skipped: Skipped | None = None) -> dict[str, list[Chunk]]:
+    """Every matching document of the checkout, chunked, by relative path (what was left out, in `skipped`)."""
     documents: dict[str, list[Chunk]] = {}
-    for rel, file in discover(root, globs):
+    for rel, file in discover(root, globs, skipped):
         try:
             text = file.read_text(encoding="utf-8", errors="replace")
         except OSError as exc:
@@ -119,12 +125,15 @@ def index_repository(
     globs: Sequence[str] = DEFAULT_GLOBS,
     embedder: Embedder | None = None,
     progress: Callable[[int, int], None] | None = None,
+    language: str = DEFAULT_LANGUAGE,
 ) -> IndexStats:
     """Bring the repository's docs index in line with the checkout at `root`; migrates the database first.
 
     `commit` defaults to the checkout's git HEAD (None outside git). `progress(done, total)` is called as the
     chunks that need a new vector are embedded (once with total 0 when there are none). Without `embedder`,
-    the default model is loaded only if something needs embedding.
+    the default model is loaded only if something needs embedding. `language` is the PostgreSQL text search
+    configuration of the docs (english, russian, simple, ...): it stems and drops stop words for the words
+    ranking, and queries of this repository are parsed in it.
     """
     started = time.perf_counter()
     root = _validate(conn_url, repository, root, globs)
@@ -135,9 +144,13 @@ def index_repository(
     commit = commit or _git_head(root)
 
     PlatformStore(conn_url).migrate()
-    documents = read_chunks(root, globs)
+    skipped = Skipped()
+    documents = read_chunks(root, globs, skipped)
+    for rel in skipped.oversized:
+        log.warning("not indexed: %s is larger than %d bytes", rel, MAX_FILE_BYTES)
 
     with connect(conn_url, autocommit=True) as conn:
+        language = _text_config(conn, language)
         # Two passes over one repository at once would both embed and both write; the second simply waits.
         # The session lock goes with the connection, whatever happens below.
         conn.execute("SELECT pg_advisory_lock(hashtextextended(%s, 0))", (f"doc_chunks:{repository}",))
@@ -150,7 +163,7 @@ def index_repository(
         ]
         vectors = _stored_vectors(conn, model, {c.content_hash for c in to_write})
         fresh = _embed_missing(embedder or _LazyDefault(), to_write, vectors, progress)
-        deleted = _write(conn, repository, documents, to_write, vectors, stored, model, commit)
+        deleted = _write(conn, repository, documents, to_write, vectors, stored, model, commit, language)
         size = conn.execute("SELECT pg_total_relation_size('doc_chunks')").fetchone()
 
     total = sum(len(chunks) for chunks in documents.values())
@@ -164,7 +177,21 @@ def index_repository(
         deleted=deleted,
         seconds=round(time.perf_counter() - started, 3),
         index_bytes=int(size[0]) if size else 0,
+        binary_skipped=len(skipped.binary),
+        oversized=tuple(skipped.oversized),
+        links_skipped=len(skipped.links),
     )
+
+
+def _text_config(conn: Any, language: str) -> str:
+    """The text search configuration named `language`, or a ValueError listing the installed ones."""
+    if not isinstance(language, str) or not language.strip():
+        raise ValueError("language: give a PostgreSQL text search configuration such as 'english'")
+    row = conn.execute("SELECT cfgname FROM pg_ts_config WHERE cfgname = lower(%s)", (language.strip(),)).fetchone()
+    if row is None:
+        names = [r[0] for r in conn.execute("SELECT cfgname FROM pg_ts_config ORDER BY 1").fetchall()]
+        raise ValueError(f"language: {language!r} is not a text search configuration; one of {', '.join(names)}")
+    return str(row[0])
 
 
 def _stored_rows(conn: Any, repository: str) -> dict[tuple[str, int], _Stored]:
@@ -237,8 +264,11 @@ def _write(
     stored: dict[tuple[str, int], _Stored],
     model: str,
     commit: str | None,
+    language: str,
 ) -> int:
-    """Apply the pass in one transaction; return how many stored chunks were removed."""
+    """Apply the pass in one transaction; return how many stored chunks were removed. The repository's term
+    statistics (BM25's document frequencies and lengths) are rewritten in it when anything changed, so a
+    search never ranks the new chunks with the old statistics."""
     gone = [(path, index) for path, index in stored if path not in documents or index >= len(documents[path])]
     with conn.transaction(), conn.cursor() as cur:
         if gone:
@@ -247,23 +277,27 @@ def _write(
                 " WHERE d.repository = %s AND d.path = g.path AND d.chunk_index = g.chunk_index",
                 ([p for p, _ in gone], [i for _, i in gone], repository),
             )
+        relanguage = cur.execute(
+            "UPDATE doc_chunks SET text_config = %s::regconfig WHERE repository = %s AND text_config <> %s::regconfig",
+            (language, repository, language),
+        ).rowcount
         if to_write:
             cur.executemany(
                 "INSERT INTO doc_chunks (repository, path, chunk_index, heading_path, heading_text, start_line,"
-                " end_line, content, content_hash, commit, model, embedding)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " end_line, content, content_hash, commit, model, embedding, text_config)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s::regconfig)"
                 " ON CONFLICT (repository, path, chunk_index) DO UPDATE SET heading_path = EXCLUDED.heading_path,"
                 " heading_text = EXCLUDED.heading_text, start_line = EXCLUDED.start_line,"
                 " end_line = EXCLUDED.end_line, content = EXCLUDED.content, content_hash = EXCLUDED.content_hash,"
                 " commit = EXCLUDED.commit, model = EXCLUDED.model, embedding = EXCLUDED.embedding,"
-                " updated_at = now()",
+                " text_config = EXCLUDED.text_config, updated_at = now()",
                 [
                     (
                         repository,
                         c.path,
                         c.chunk_index,
                         list(c.heading_path),
-                        " > ".join(c.heading_path),
+                        c.heading_text,
                         c.start_line,
                         c.end_line,
                         c.text,
@@ -271,6 +305,7 @@ def _write(
                         commit,
                         model,
                         vectors[c.content_hash],
+                        language,
                     )
                     for c in to_write
                 ],
@@ -281,4 +316,25 @@ def _write(
                 "UPDATE doc_chunks SET commit = %s WHERE repository = %s AND commit IS DISTINCT FROM %s",
                 (commit, repository, commit),
             )
+        counted = cur.execute("SELECT 1 FROM doc_corpus WHERE repository = %s", (repository,)).fetchone()
+        if gone or to_write or relanguage or counted is None:
+            refresh_term_stats(cur, repository)
     return len(gone)
+
+
+def refresh_term_stats(cur: Any, repository: str) -> None:
+    """Rewrite a repository's BM25 statistics from its chunks (migration 0007): per lexeme, in how many chunks
+    it occurs; per repository, the chunk count, the total length and the text search language."""
+    cur.execute("DELETE FROM doc_terms WHERE repository = %s", (repository,))
+    cur.execute("DELETE FROM doc_corpus WHERE repository = %s", (repository,))
+    cur.execute(
+        "INSERT INTO doc_terms (repository, lexeme, chunks) SELECT %s, u.lexeme, count(*)"
+        " FROM doc_chunks AS d, unnest(d.tsv) AS u WHERE d.repository = %s GROUP BY u.lexeme",
+        (repository, repository),
+    )
+    cur.execute(
+        "INSERT INTO doc_corpus (repository, text_config, chunks, lexemes)"
+        " SELECT repository, min(text_config::text)::regconfig, count(*), sum(length(tsv)) FROM doc_chunks"
+        " WHERE repository = %s GROUP BY repository",
+        (repository,),
+    )

@@ -1,10 +1,11 @@
-"""Hybrid docs search: nearest chunks by meaning (pgvector HNSW, cosine) and by words (PostgreSQL full text),
-fused by reciprocal rank.
+"""Hybrid docs search: nearest chunks by meaning (pgvector HNSW, cosine) and by words (BM25 over PostgreSQL
+full-text vectors), fused by normalised scores, at most MAX_PER_FILE chunks of one file.
 
 Why both: the model finds "how do I point the platform at my database" in a section that never says those
-words, while full text finds exact identifiers (`CODEXK8S_DATABASE_URL`, `hnsw.ef_search`) that a small model
-blurs. Reciprocal rank fusion (k = 60) needs no score calibration between the two. Filters (repository, path
-prefix) are applied inside both queries, and the HNSW scan is iterative so a narrow filter still fills top-k.
+words, while BM25 finds exact identifiers (`CODEXK8S_DATABASE_URL`, `hnsw.ef_search`) and rare terms that a
+small model blurs. bench/retrieval.py measures the hybrid against each half on two real documentation sets
+(Poetry's and Click's docs): it must never score below the better half. Filters (repository, path prefix)
+are applied inside both rankings, and the HNSW scan is iterative so a narrow filter still fills top-k.
 The HNSW graph holds half-precision copies of the vectors (migration 0004); its candidates are re-ranked by
 full-precision distance.
 
@@ -34,14 +35,18 @@ from psycopg import sql
 from .db import EMBEDDING_DIM, check_dimension, connect, missing_index, vector_version
 from .embedding import Embedder, default_embedder
 
-RRF_K = 60
 MAX_K = 1000
-# Ranking a match costs ~15 µs (its tsvector is read out of line, then cover density), and when thousands of
-# sections match, the words say little: the meaning ranking carries such queries. The cap bounds a search's
-# cost on any corpus; matches are capped after the full test (phrases, exclusions), so a quoted phrase still
-# finds its few sections among many that have its words.
-MAX_TEXT_MATCHES = 100
-MAX_WORD_MATCHES = 2000  # the any-word fallback skips words in more chunks than this (see _text_ctes)
+# The fusion (see `fuse`): the meaning ranking's share of the fused score, and how many chunks of one file a
+# search returns by default (more would crowd other files out of a short list; `per_file=None` keeps all).
+MEANING_WEIGHT = 0.4
+MAX_PER_FILE = 2
+# BM25 (see _text_ctes). k1 and b are the usual values; HEADING_TF counts a word of the title or heading path
+# as that many extra occurrences. bench/retrieval.py measured 0, 1, 2 (and b 0.5): 0 ranked best on both sets,
+# as title and heading words are already in the text the words ranking reads.
+BM25_K1 = 1.2
+BM25_B = 0.75
+HEADING_TF = 0
+MAX_WORD_MATCHES = 2000  # words in more chunks than this do not make candidates on their own (see _text_ctes)
 EXACT_SCAN_ROWS = 5000  # a filter keeping at most this many chunks is ranked exactly (see use_exact_scan)
 _EXCLUDES = re.compile(r"(?:^|\s)-\S")  # websearch syntax for "without this word"
 
@@ -183,7 +188,7 @@ Fragment = tuple[sql.Composable, list[Any]]
 
 
 def _vector_ctes(vector: np.ndarray, repository: str | None, path_prefix: str | None, pool: int) -> Fragment:
-    """CTE `by_meaning(id, rank)`: the pool nearest chunks under the filter, ranked by full-precision distance
+    """CTE `by_meaning(id, sim, rank)`: the pool nearest chunks under the filter, ranked by full-precision distance
     (the HNSW walk orders by half precision).
 
     With a filter, the exact-or-HNSW choice of `use_exact_scan` is made in the statement: a count capped at
@@ -217,71 +222,144 @@ def _vector_ctes(vector: np.ndarray, repository: str | None, path_prefix: str | 
         )
         nearest_params = [vector, *walk_params, vector, vector, *params, vector]
     query = sql.SQL(
-        "{gate}{nearest}, by_meaning AS (SELECT id, row_number() OVER (ORDER BY dist, id) AS rank FROM nearest)"
+        "{gate}{nearest}, by_meaning AS (SELECT id, 1 - dist AS sim, row_number() OVER (ORDER BY dist, id) AS rank"
+        " FROM nearest)"
     )
     return query.format(gate=gate[0], nearest=nearest), [*gate[1], *nearest_params]
 
 
-def _text_ctes(text: str, where: sql.Composable, params: Sequence[Any], limit: int) -> Fragment:
-    """CTE `by_words(id, rank)`: chunks matching `websearch_to_tsquery` (all words, "phrases", -exclusions),
-    best cover density first.
+def _corpus_where(repository: str | None) -> Fragment:
+    return (sql.SQL("repository = %s"), [repository]) if repository else (sql.SQL("TRUE"), [])
 
-    A natural-language question rarely has every word in one section; when the strict query finds nothing
-    (and excludes nothing), any-word matching ranks sections by how many of the words they cover. That
-    fallback leaves out words the column statistics put in more than MAX_WORD_MATCHES chunks: looking one
-    up reads its whole posting list (a few ms each at 100,000 chunks) for matches that `ts_rank_cd`, which
-    knows nothing of rarity, would rank as high as a shared rare word. The limit is a count, not a share, as
-    it bounds that cost: at 100,000 chunks it drops words in more than 2% of them (measured in
-    bench/knowledge.py: server time p95 of an unfiltered search 14-15 ms with 5,000, 10 ms with 2,000). Both
-    forms stop at MAX_TEXT_MATCHES matching rows before ranking."""
-    loose_allowed = not _EXCLUDES.search(text)
+
+def uses_operators(text: str) -> bool:
+    """Whether a query uses websearch syntax that must hold, not just rank: a "quoted phrase" or a -exclusion."""
+    return '"' in text or bool(_EXCLUDES.search(text))
+
+
+def _text_ctes(text: str, repository: str | None, path_prefix: str | None, limit: int) -> Fragment:
+    """CTE `by_words(id, score, rank)`: Okapi BM25 over every chunk that has at least one of the query's words,
+    best first, at most `limit` rows.
+
+    Why BM25 over all matches: natural-language questions rarely have all their words in one section, and
+    which section has the *rare* ones decides. Ranking a capped, unordered sample of matches by cover density
+    (the former way) lost to both halves of the hybrid on a real corpus (issue 19). Document frequencies and
+    lengths come from doc_terms/doc_corpus (migration 0007), written with the chunks; the query is parsed in
+    the repository's text search language.
+
+    A term in a chunk's title or heading path (weight A) counts HEADING_TF extra occurrences. Words in more
+    than MAX_WORD_MATCHES chunks do not make a chunk a candidate when the query has rarer ones (reading their
+    whole posting list costs milliseconds, and with BM25's low weight for them such chunks rarely reach the
+    top); they still add to the score of every candidate that has them. Phrases and -exclusions
+    (`websearch_to_tsquery`) filter the candidates."""
+    corpus_where, corpus_params = _corpus_where(repository)
+    where, params = filters(repository, path_prefix)
     query = sql.SQL(
-        "common_words AS MATERIALIZED (SELECT e.lexeme FROM pg_class AS c"
-        " JOIN pg_namespace AS n ON n.oid = c.relnamespace"
-        " JOIN pg_stats AS s ON s.schemaname = n.nspname AND s.tablename = c.relname AND s.attname = 'tsv',"
-        " unnest(s.most_common_elems::text::text[], s.most_common_elem_freqs) AS e(lexeme, freq)"
-        " WHERE c.oid = 'doc_chunks'::regclass AND e.lexeme IS NOT NULL AND e.freq * c.reltuples > %s),"
-        " text_query AS MATERIALIZED (SELECT websearch_to_tsquery('english', %s) AS strict,"
-        r" (SELECT string_agg('''' || replace(replace(w.lexeme, '\', '\\'), '''', '''''') || '''', ' | ')"
-        " FROM unnest(tsvector_to_array(to_tsvector('english', %s))) AS w(lexeme)"
-        " WHERE w.lexeme NOT IN (SELECT lexeme FROM common_words))::tsquery AS loose),"
-        " strict_matches AS MATERIALIZED (SELECT id, tsv FROM doc_chunks"
-        " WHERE tsv @@ (SELECT strict FROM text_query) AND {where} LIMIT {cap}),"
-        " loose_matches AS (SELECT id, tsv FROM doc_chunks WHERE %s AND NOT EXISTS (SELECT FROM strict_matches)"
-        " AND tsv @@ (SELECT loose FROM text_query) AND {where} LIMIT {cap}),"
-        " by_words AS (SELECT id, rank FROM (SELECT id, row_number() OVER (ORDER BY ts_rank_cd(tsv, q) DESC, id)"
-        " AS rank FROM (SELECT id, tsv, (SELECT strict FROM text_query) AS q FROM strict_matches"
-        " UNION ALL SELECT id, tsv, (SELECT loose FROM text_query) FROM loose_matches) AS m) AS r"
-        " WHERE rank <= %s)"
-    ).format(where=where, cap=sql.Literal(MAX_TEXT_MATCHES))
-    return query, [MAX_WORD_MATCHES, text, text, *params, loose_allowed, *params, limit]
+        "corpus AS MATERIALIZED (SELECT coalesce(sum(chunks), 0)::float8 AS n,"
+        " coalesce(sum(lexemes)::float8 / nullif(sum(chunks), 0), 1) AS avgdl,"
+        " coalesce(min(text_config::text), 'english')::regconfig AS cfg FROM doc_corpus WHERE {corpus_where}),"
+        " query_terms AS MATERIALIZED (SELECT w.lexeme, coalesce((SELECT sum(t.chunks) FROM doc_terms AS t"
+        " WHERE t.lexeme = w.lexeme AND {corpus_where}), 0)::float8 AS df"
+        " FROM corpus, unnest(tsvector_to_array(to_tsvector(corpus.cfg, %s))) AS w(lexeme)),"
+        " term_weights AS MATERIALIZED (SELECT q.lexeme, q.df,"
+        " ln(1 + (greatest(c.n, q.df) - q.df + 0.5) / (q.df + 0.5)) AS idf FROM query_terms AS q, corpus AS c),"
+        " text_query AS MATERIALIZED (SELECT websearch_to_tsquery((SELECT cfg FROM corpus), %s) AS strict,"
+        r" (SELECT string_agg('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''', ' | ')"
+        " FROM term_weights WHERE df > 0 AND (df <= {common} OR NOT EXISTS"
+        " (SELECT FROM term_weights WHERE df > 0 AND df <= {common})))::tsquery AS loose),"
+        " word_matches AS (SELECT id, tsv FROM doc_chunks WHERE tsv @@ (SELECT loose FROM text_query) AND {where}"
+        " AND (NOT %s OR tsv @@ (SELECT strict FROM text_query))),"
+        " bm25 AS (SELECT m.id,"
+        " sum(w.idf * (x.tf * {k1p1}) / (x.tf + {k1} * (1 - {b} + {b} * length(m.tsv) / c.avgdl))) AS score"
+        " FROM word_matches AS m CROSS JOIN corpus AS c CROSS JOIN LATERAL (SELECT u.lexeme,"
+        " cardinality(u.positions) + CASE WHEN 'A' = ANY(u.weights) THEN {heading} ELSE 0 END AS tf"
+        " FROM unnest(m.tsv) AS u) AS x JOIN term_weights AS w ON w.lexeme = x.lexeme GROUP BY m.id),"
+        " by_words AS (SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank FROM bm25"
+        " ORDER BY score DESC, id LIMIT %s)"
+    ).format(
+        corpus_where=corpus_where,
+        where=where,
+        common=sql.Literal(MAX_WORD_MATCHES),
+        k1=sql.Literal(BM25_K1),
+        k1p1=sql.Literal(BM25_K1 + 1),
+        b=sql.Literal(BM25_B),
+        heading=sql.Literal(HEADING_TF),
+    )
+    return query, [*corpus_params, *corpus_params, text, text, *params, uses_operators(text), limit]
+
+
+def fuse(
+    meaning: Sequence[tuple[int, float]], words: Sequence[tuple[int, float]]
+) -> list[tuple[int, float]]:
+    """The hybrid ranking from the meaning ranking (id, cosine similarity) and the words ranking (id, BM25), as
+    `search()`'s statement computes it: (id, fused score), best first.
+
+    Score normalisation (bench/retrieval.py compares it with reciprocal rank fusion on both evaluation sets):
+    each ranking's scores are scaled to [0, 1] over its own candidates (cosine min-max, BM25 divided by the best
+    BM25), weighted MEANING_WEIGHT and 1 - MEANING_WEIGHT, and summed; a chunk absent from a ranking gets 0
+    from it. Unlike RRF, a ranking whose top is far ahead of the rest keeps that lead, and a weak ranking
+    (few words in common, nearly equal cosines) cannot push noise to the top. Equal scores go to the better
+    meaning rank, then the lower id."""
+    out: dict[int, float] = {}
+    if meaning:
+        lo, hi = min(s for _, s in meaning), max(s for _, s in meaning)
+        for i, s in meaning:
+            out[i] = MEANING_WEIGHT * ((s - lo) / (hi - lo) if hi > lo else 1.0)
+    if words:
+        top = max(s for _, s in words)
+        for i, s in words:
+            out[i] = out.get(i, 0.0) + (1.0 - MEANING_WEIGHT) * (s / top if top > 0 else 0.0)
+    position = {i: n for n, (i, _) in enumerate(meaning)}
+    order = sorted(out, key=lambda i: (-out[i], position.get(i, len(meaning)), i))
+    return [(i, out[i]) for i in order]
 
 
 def _search_statement(
-    vector: np.ndarray, text: str, repository: str | None, path_prefix: str | None, pool: int, k: int
+    vector: np.ndarray,
+    text: str,
+    repository: str | None,
+    path_prefix: str | None,
+    pool: int,
+    k: int,
+    per_file: int | None = None,
 ) -> Fragment:
-    """Both rankings, their fusion and the top-k rows, in one statement: one round trip per search.
-
-    RRF as `rrf()` computes it, in float8: 1 / (60 + rank) from each ranking an id is in; equal scores go to
-    the better meaning rank (the model read the whole question), then the lower id."""
+    """Both rankings, their fusion (`fuse()`, in float8), at most `per_file` chunks of one file, and the top-k
+    rows, in one statement: one round trip per search."""
     meaning, meaning_params = _vector_ctes(vector, repository, path_prefix, pool)
-    words, words_params = _text_ctes(text, *filters(repository, path_prefix), pool)
+    words, words_params = _text_ctes(text, repository, path_prefix, pool)
     query = sql.SQL(
         "WITH {meaning}, {words},"
-        " fused AS (SELECT id, COALESCE(1.0::float8 / (%s + m.rank), 0) + COALESCE(1.0::float8 / (%s + w.rank), 0)"
-        " AS score, COALESCE(m.rank, %s) AS tie FROM by_meaning AS m FULL JOIN by_words AS w USING (id)),"
-        " top AS (SELECT id, score, tie FROM fused ORDER BY score DESC, tie, id LIMIT %s)"
+        " spans AS (SELECT (SELECT min(sim) FROM by_meaning) AS lo, (SELECT max(sim) FROM by_meaning) AS hi,"
+        " (SELECT max(score) FROM by_words) AS top),"
+        " fused AS (SELECT id, COALESCE({wm} * CASE WHEN s.hi > s.lo THEN (m.sim - s.lo) / (s.hi - s.lo) ELSE 1.0 END,"
+        " 0) + COALESCE({ww} * CASE WHEN s.top > 0 THEN w.score / s.top ELSE 0.0 END, 0) AS score,"
+        " COALESCE(m.rank, %s) AS tie FROM by_meaning AS m FULL JOIN by_words AS w USING (id) CROSS JOIN spans AS s),"
+        " placed AS (SELECT f.id, f.score, f.tie, row_number() OVER (PARTITION BY c.repository, c.path"
+        " ORDER BY f.score DESC, f.tie, f.id) AS nth FROM fused AS f JOIN doc_chunks AS c USING (id)),"
+        " top AS (SELECT id, score, tie FROM placed WHERE nth <= %s ORDER BY score DESC, tie, id LIMIT %s)"
         " SELECT c.id, c.repository, c.path, c.heading_path, c.start_line, c.end_line, c.content, top.score"
         " FROM top JOIN doc_chunks AS c USING (id) ORDER BY top.score DESC, top.tie, top.id"
-    ).format(meaning=meaning, words=words)
-    return query, [*meaning_params, *words_params, RRF_K, RRF_K, pool + 1, k]
+    ).format(
+        meaning=meaning,
+        words=words,
+        wm=sql.Literal(float(MEANING_WEIGHT)),
+        ww=sql.Literal(float(1.0 - MEANING_WEIGHT)),
+    )
+    return query, [*meaning_params, *words_params, pool + 1, per_file or MAX_K, k]
 
 
-def text_ranking(conn: Any, text: str, where: sql.Composable, params: Sequence[Any], limit: int) -> list[int]:
-    """Chunk ids of the full-text ranking `search()` fuses (same SQL), best first."""
-    words, words_params = _text_ctes(text, where, params, limit)
-    query = sql.SQL("WITH {words} SELECT id FROM by_words ORDER BY rank").format(words=words)
-    return [int(r[0]) for r in conn.execute(query, words_params).fetchall()]
+def text_scores(
+    conn: Any, text: str, repository: str | None, path_prefix: str | None, limit: int
+) -> list[tuple[int, float]]:
+    """(chunk id, BM25 score) of the words ranking `search()` fuses (same SQL), best first."""
+    words, words_params = _text_ctes(text, repository, path_prefix, limit)
+    query = sql.SQL("WITH {words} SELECT id, score FROM by_words ORDER BY rank").format(words=words)
+    return [(int(r[0]), float(r[1])) for r in conn.execute(query, words_params).fetchall()]
+
+
+def text_ranking(conn: Any, text: str, repository: str | None, path_prefix: str | None, limit: int) -> list[int]:
+    """Chunk ids of the words ranking, best first."""
+    return [i for i, _ in text_scores(conn, text, repository, path_prefix, limit)]
 
 
 def fetch_rows(conn: Any, ids: Sequence[int]) -> dict[int, Row]:
@@ -292,22 +370,22 @@ def fetch_rows(conn: Any, ids: Sequence[int]) -> dict[int, Row]:
     return {int(r[0]): Row(int(r[0]), r[1], r[2], tuple(r[3] or ()), r[4], r[5], r[6]) for r in rows}
 
 
-def rrf(*rankings: Sequence[int], k: int = RRF_K) -> dict[int, float]:
-    """Reciprocal rank fusion: each ranking adds 1 / (k + rank) (rank from 1) to each id it lists."""
-    scores: dict[int, float] = {}
-    for ranking in rankings:
-        for rank, item in enumerate(ranking, start=1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
-    return scores
+MAX_QUERY_CHARS = 2000
 
 
-def _validate(conn_url: str, query: str, k: int) -> None:
+def _validate(conn_url: str, query: str, k: int, per_file: int | None = MAX_PER_FILE) -> None:
     if not conn_url:
         raise ValueError("conn_url: no platform database URL (set CODEXK8S_DATABASE_URL)")
     if not isinstance(query, str) or not query.strip():
         raise ValueError("query: give the words or the question to search the docs for")
+    if "\x00" in query:  # PostgreSQL text cannot hold NUL: without this check the database would refuse it
+        raise ValueError("query: must not contain NUL characters (\\x00)")
+    if len(query) > MAX_QUERY_CHARS:
+        raise ValueError(f"query: at most {MAX_QUERY_CHARS} characters, not {len(query)}")
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise ValueError(f"k: the number of hits must be an integer from 1 to {MAX_K}, not {k!r}")
+    if per_file is not None and (isinstance(per_file, bool) or not isinstance(per_file, int) or per_file < 1):
+        raise ValueError(f"per_file: at most this many chunks of one file, an integer ≥ 1 or None, not {per_file!r}")
 
 
 class Searcher:
@@ -359,10 +437,11 @@ class Searcher:
         path_prefix: str | None = None,
         k: int = 10,
         embedder: Embedder | None = None,
+        per_file: int | None = MAX_PER_FILE,
     ) -> list[SearchHit]:
-        """The top-k chunks for `query`, best first; `score` is the fused reciprocal-rank score (higher is
-        better)."""
-        _validate(self.conn_url, query, k)
+        """The top-k chunks for `query`, best first, at most `per_file` of one file (None: no limit); `score`
+        is the fused score of `fuse()` (higher is better, at most 1)."""
+        _validate(self.conn_url, query, k, per_file)
         embedder = embedder or self.embedder
         if embedder is not None:
             check_dimension(embedder.dim)
@@ -373,7 +452,9 @@ class Searcher:
         check_dimension(embedder.dim)
         vector = np.asarray(embedder.encode([query.strip()]), dtype=np.float32)[0]
         pool = candidate_pool(k)
-        statement, statement_params = _search_statement(vector, query.strip(), repository, path_prefix, pool, k)
+        statement, statement_params = _search_statement(
+            vector, query.strip(), repository, path_prefix, pool, k, per_file
+        )
         try:
             rows = self._run(conn, pool, statement, statement_params)
         except psycopg.OperationalError:
@@ -467,12 +548,16 @@ def search(
     path_prefix: str | None = None,
     k: int = 10,
     embedder: Embedder | None = None,
+    per_file: int | None = MAX_PER_FILE,
 ) -> list[SearchHit]:
-    """The top-k chunks for `query`, best first; `score` is the fused reciprocal-rank score (higher is better).
+    """The top-k chunks for `query`, best first, at most `per_file` of one file (None: all); `score` is the
+    fused score (higher is better).
 
     Runs on a pooled connection to `conn_url`: a process that searches again reuses it."""
-    _validate(conn_url, query, k)
+    _validate(conn_url, query, k, per_file)
     if embedder is not None:
         check_dimension(embedder.dim)
     with _POOL.borrow(conn_url) as searcher:
-        return searcher.search(query, repository=repository, path_prefix=path_prefix, k=k, embedder=embedder)
+        return searcher.search(
+            query, repository=repository, path_prefix=path_prefix, k=k, embedder=embedder, per_file=per_file
+        )

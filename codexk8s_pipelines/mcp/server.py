@@ -253,6 +253,15 @@ def _tools(platform: PlatformTools) -> list[Tool]:
         decided and did), newest run first."""
         return _safe(platform.run_lookup(token, issue, pr))
 
+    def issue_trace(
+        token: Token,
+        issue: Annotated[int | None, Field(description="An issue of this repository (default: this run's).")] = None,
+    ) -> dict[str, Any]:
+        """The whole story of an issue of this run's repository, oldest first: every label decision (run,
+        refused, conflict, approval requested/granted/expired), every run with its Dagster link, outcome,
+        duration, tokens and cost, the PRs, reviews and revise loops, and who did what."""
+        return _safe(platform.issue_trace(token, issue))
+
     def run_status_report(
         token: Token,
         status_line: Annotated[str, Field(min_length=1, description="One line: what you are doing now.")],
@@ -281,6 +290,7 @@ def _tools(platform: PlatformTools) -> list[Tool]:
         Tool.from_function(docs_change_impact, annotations=read_only),
         Tool.from_function(runs_list, annotations=read_only),
         Tool.from_function(run_lookup, annotations=read_only),
+        Tool.from_function(issue_trace, annotations=read_only),
         Tool.from_function(run_status_report, annotations=writes),
         Tool.from_function(github_labels_list, annotations=ToolAnnotations(read_only_hint=True)),
         Tool.from_function(github_labels_transition, annotations=writes),

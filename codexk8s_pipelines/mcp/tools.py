@@ -328,6 +328,19 @@ class PlatformTools:
         runs = [{**self._run(r, scope), "last_events": events.get(r["correlation_key"], [])} for r in rows]
         return {"repository": scope.repository, "issue": issue, "pr": pr, "runs": runs}
 
+    def issue_trace(self, token: str, issue: int | None) -> dict[str, Any]:
+        """The whole story of an issue of the token's repository (label decisions, approvals, runs with their
+        outcome and cost, PRs, reviews), oldest first; the same timeline as `codexk8s trace`."""
+        from ..insight.trace import issue_trace
+
+        scope = self.scope(token)
+        if issue is not None and (isinstance(issue, bool) or issue <= 0):
+            raise ArgumentError("issue", "must be a positive issue number")
+        number = issue if issue is not None else (scope.issue_number or scope.pr_number)
+        if number is None:
+            raise ArgumentError("issue", "this run has no issue: give one")
+        return issue_trace(self.services.store, scope.repository, number).to_dict()
+
     # -- status ----------------------------------------------------------------------------------------------
     @staticmethod
     def _status_line(text: str, title: str, at: float) -> str:

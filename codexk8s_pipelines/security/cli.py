@@ -20,7 +20,7 @@ from ..cli_args import positive_float, positive_int
 EXIT_CLEAN = 0
 EXIT_FINDINGS = 1
 EXIT_ERROR = 2
-FORMATS = ("table", "json", "sarif")
+FORMATS = ("table", "json", "sarif", "cyclonedx")
 
 
 def _one_line_errors(parser: argparse.ArgumentParser, prog: str) -> None:
@@ -64,8 +64,9 @@ def cmd_scan(args: argparse.Namespace) -> int:
             return _fail(f"--output {args.output}: {exc.strerror or exc}")
     else:
         sys.stdout.write(text)
-    if result.database.stale_message and (args.output or args.format != "table"):
-        print(f"codexk8s scan: warning: {result.database.stale_message}", file=sys.stderr)
+    if args.output or args.format != "table":
+        for warning in result.warnings():
+            print(f"codexk8s scan: warning: {warning}", file=sys.stderr)
     if args.output:
         print(f"codexk8s scan: {len(result.findings)} findings written to {args.output}", file=sys.stderr)
     return EXIT_FINDINGS if result.findings else EXIT_CLEAN
@@ -80,6 +81,10 @@ def _render(result: Any, fmt: str, root: Path) -> str:
         from .sarif import to_sarif
 
         return json.dumps(to_sarif(result, root), indent=2, ensure_ascii=False) + "\n"
+    if fmt == "cyclonedx":
+        from .cyclonedx import to_cyclonedx
+
+        return to_cyclonedx(result)
     from .report import render_table
 
     return render_table(result)
@@ -119,7 +124,13 @@ def add_scan_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
     scan.add_argument(
         "--osv-db", required=True, metavar="DIR", help="OSV records (*.json, *.yaml) and/or <Ecosystem>/all.zip"
     )
-    scan.add_argument("--format", choices=FORMATS, default="table", help="table (default), json or sarif")
+    scan.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="table (default), json (findings, coverage per ecosystem and the dependency inventory), sarif, "
+        "or cyclonedx (a CycloneDX 1.6 SBOM with the findings as vulnerabilities)",
+    )
     scan.add_argument(
         "--max-age-days",
         type=positive_int,

@@ -13,17 +13,28 @@ PYPI = "PyPI"
 NPM = "npm"
 GO = "Go"
 CRATES = "crates.io"
-ECOSYSTEMS: tuple[str, ...] = (PYPI, NPM, GO, CRATES)
+MAVEN = "Maven"
+RUBYGEMS = "RubyGems"
+PACKAGIST = "Packagist"
+NUGET = "NuGet"
+PUB = "Pub"
+HEX = "Hex"
+CRAN = "CRAN"
+ECOSYSTEMS: tuple[str, ...] = (PYPI, NPM, GO, CRATES, MAVEN, RUBYGEMS, PACKAGIST, NUGET, PUB, HEX, CRAN)
+_CASE_INSENSITIVE = frozenset({NUGET, PACKAGIST})
 
 _PEP503 = re.compile(r"[-_.]+")
 
 
 def normalise_name(ecosystem: str, name: str) -> str:
-    """PyPI names per PEP 503 (case and `-_.` runs are not significant); npm, Go and crates names are exact
-    (npm and crates.io already require lowercase names; Go module paths are case-sensitive)."""
+    """PyPI names per PEP 503 (case and `-_.` runs are not significant); NuGet and Packagist names are
+    case-insensitive (lowercased); the others are exact (npm, crates.io, Pub and Hex already require lowercase
+    names; Go module paths, Maven coordinates, gems and CRAN packages are case-sensitive)."""
     name = name.strip()
     if ecosystem == PYPI:
         return _PEP503.sub("-", name).lower()
+    if ecosystem in _CASE_INSENSITIVE:
+        return name.lower()
     return name
 
 
@@ -48,6 +59,19 @@ class Dependency:
     line: int | None = None  # 1-based line of the entry in `file`, when the format has lines
     spec: str | None = None
     direct: bool | None = None  # True for manifest entries, False for transitive lock entries, None if unknown
+    # Why an entry without a version has none when it is not a plain range: `direct URL (git)`, `direct URL`.
+    # Such entries cannot be matched, and the reports say so instead of letting them vanish.
+    unpinned_reason: str | None = None
+
+
+def url_reason(url: str) -> str:
+    """How reports name a requirement that points at a URL instead of a registry release."""
+    scheme = url.split(":", 1)[0].lower()
+    if scheme.startswith(("git", "hg", "svn", "bzr")):
+        return f"direct URL ({scheme.split('+', 1)[0]}): not a registry release"
+    if scheme == "file":
+        return "local path: not a registry release"
+    return "direct URL: not a registry release"
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from codexk8s_pipelines.security.dependencies import PYPI
 from codexk8s_pipelines.security.osv import Affected
-from codexk8s_pipelines.security.versions import SEMVER, InvalidVersion, UnsupportedEcosystem, sort_key
+from codexk8s_pipelines.security.versions import SEMVER, InvalidVersion, UnsupportedEcosystem, is_legacy, sort_key
 
 __all__ = ["MatchError", "MatchingError", "fixed_versions", "is_affected", "ordering", "suggest_fix"]
 
@@ -75,6 +76,26 @@ def _key(order: str, version: str) -> tuple[Any, ...]:
         raise MatchingError(str(exc)) from None
 
 
+def _bound(order: str, version: str) -> tuple[Any, ...]:
+    """A range event's version. Stricter than a dependency's version: a PyPI bound that is not PEP 440
+    (`0.2.0-n653`, `2019-09-12`) would sort as a legacy version before every release and make the range cover
+    nothing (or everything) without a word, so it is an error; an installed legacy version still orders."""
+    key = _key(order, version)
+    if order == PYPI and is_legacy(PYPI, version):
+        raise MatchingError(f"range bound {version!r} is not a PEP 440 version")
+    return key
+
+
+def _check_pairs(events: Sequence[tuple[str, str]], keys: Sequence[tuple[Any, ...] | None]) -> None:
+    """An `introduced` directly followed by a `fixed`/`last_affected` below it is a reversed pair (a typo in
+    the record): sorted, it would open a range that never closes."""
+    for n in range(len(events) - 1):
+        (kind, version), (next_kind, next_version) = events[n], events[n + 1]
+        here, there = keys[n], keys[n + 1]
+        if kind == "introduced" and next_kind in ("fixed", "last_affected") and here and there and there < here:
+            raise MatchingError(f"reversed range: {next_kind} {next_version!r} precedes introduced {version!r}")
+
+
 def _compile(affected: Affected) -> _Compiled:
     ranges: list[_CompiledRange] = []
     try:
@@ -82,18 +103,25 @@ def _compile(affected: Affected) -> _Compiled:
             order = ordering(affected.ecosystem, rng.type)
             events: list[tuple[tuple[Any, ...], int]] = []
             limits: list[tuple[Any, ...]] = []
+            keys: list[tuple[Any, ...] | None] = []
             unbounded = False
             for kind, version in rng.events:
+                key: tuple[Any, ...] | None = None
                 if kind == "introduced":
-                    events.append((_ZERO if version == "0" else _key(order, version), _INTRODUCED))
+                    key = _ZERO if version == "0" else _bound(order, version)
+                    events.append((key, _INTRODUCED))
                 elif kind == "fixed":
-                    events.append((_key(order, version), _FIXED))
+                    key = _bound(order, version)
+                    events.append((key, _FIXED))
                 elif kind == "last_affected":
-                    events.append((_key(order, version), _LAST_AFFECTED))
+                    key = _bound(order, version)
+                    events.append((key, _LAST_AFFECTED))
                 elif "*" in version:
                     unbounded = True
                 else:
-                    limits.append(_key(order, version))
+                    limits.append(_bound(order, version))
+                keys.append(key)
+            _check_pairs(rng.events, keys)
             events.sort()
             ranges.append(_CompiledRange(order, tuple(events), () if unbounded else tuple(limits)))
     except MatchingError as exc:

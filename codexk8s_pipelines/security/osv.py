@@ -26,6 +26,13 @@ import yaml
 
 from codexk8s_pipelines.security.dependencies import normalise_name
 from codexk8s_pipelines.security.lockfiles._common import YAML_LOADER as _YamlLoader
+from codexk8s_pipelines.security.safe_files import (
+    UnsafeFile,
+    open_regular_file,
+    read_member,
+    read_regular_file,
+    resolve_inside,
+)
 from codexk8s_pipelines.security.versions import SUPPORTED
 
 __all__ = [
@@ -48,6 +55,14 @@ MARKER_NAME = ".codexk8s-osv.json"
 RECORD_SUFFIXES = (".json", ".yaml", ".yml")
 EVENT_KINDS = ("introduced", "fixed", "last_affected", "limit")
 MATCHED_RANGE_TYPES = ("ECOSYSTEM", "SEMVER")  # GIT ranges need the repository's commit graph: not evaluated
+KNOWN_RANGE_TYPES = (*MATCHED_RANGE_TYPES, "GIT")
+# Bounds on what one record may cost. The largest real records (PyPI's with every version listed) are ~1 MB;
+# an all.zip of every ecosystem inflates to a few GB.
+MAX_RECORD_BYTES = 16 * 1024 * 1024
+MAX_ZIP_INFLATED_BYTES = 8 * 1024 * 1024 * 1024
+MAX_ARCHIVE_BYTES = 4 * 1024 * 1024 * 1024
+# Records dated later than this past the load time are not believed for the database's age (clock skew aside).
+FUTURE_TOLERANCE = timedelta(days=1)
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
@@ -86,6 +101,8 @@ class Affected:
     versions: frozenset[str]
     severity: tuple[Mapping[str, Any], ...]  # package-level severity, which overrides the record's when present
     compiled: Any = None
+    # (source, word) of the entry's own rating: `ecosystem_specific.severity`, `database_specific.severity`
+    ratings: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(eq=False, slots=True)
@@ -130,6 +147,9 @@ class DatabaseSummary:
     max_age_days: float | None
     stale: bool
     stale_message: str | None
+    warnings: tuple[str, ...] = ()  # records used in part, records dated in the future (see OsvDatabase)
+    future_dated: int = 0
+    error_messages: tuple[str, ...] = ()  # `path: reason` of each unreadable record, for the reports
 
 
 class _UnionFind:
@@ -182,7 +202,7 @@ def _str_list(raw: Mapping[str, Any], key: str) -> list[str]:
     return value
 
 
-def _ranges(raw_ranges: Any, where: str) -> tuple[Range, ...]:
+def _ranges(raw_ranges: Any, where: str, warnings: list[str]) -> tuple[Range, ...]:
     if raw_ranges is None:
         return ()
     if not isinstance(raw_ranges, list):
@@ -209,6 +229,8 @@ def _ranges(raw_ranges: Any, where: str) -> tuple[Range, ...]:
             raise _Malformed(f"{here} has no `introduced` event")
         if raw["type"] in MATCHED_RANGE_TYPES:
             ranges.append(Range(raw["type"], tuple(pairs)))
+        elif raw["type"] not in KNOWN_RANGE_TYPES:
+            warnings.append(f"{here}: unknown range type {raw['type']!r}, not evaluated")
     return tuple(ranges)
 
 
@@ -218,6 +240,16 @@ def _severity_list(raw: Any, where: str) -> tuple[Mapping[str, Any], ...]:
     if not isinstance(raw, list) or not all(isinstance(s, Mapping) for s in raw):
         raise _Malformed(f"{where} is not a list of mappings")
     return tuple(raw)
+
+
+def _package_ratings(entry: Mapping[str, Any]) -> tuple[tuple[str, str], ...]:
+    ratings = []
+    for key in ("ecosystem_specific", "database_specific"):
+        specific = entry.get(key)
+        word = specific.get("severity") if isinstance(specific, Mapping) else None
+        if isinstance(word, str) and word.strip():
+            ratings.append((f"affected[].{key}.severity", word))
+    return tuple(ratings)
 
 
 def _summary(raw: Mapping[str, Any]) -> str:
@@ -248,6 +280,7 @@ class _Parsed:
     withdrawn: bool = False
     unsupported: tuple[str, ...] = ()
     modified: datetime | None = None
+    warnings: tuple[str, ...] = ()  # the record is used, but part of it was not understood
 
 
 def _build(raw: Any, source: str) -> _Parsed:
@@ -257,8 +290,14 @@ def _build(raw: Any, source: str) -> _Parsed:
     if not isinstance(record_id, str) or not record_id.strip():
         raise _Malformed("missing `id`")
     modified = _timestamp(raw.get("modified"))
-    if raw.get("withdrawn"):
-        return _Parsed(withdrawn=True, modified=modified)
+    warnings: list[str] = []
+    withdrawn = raw.get("withdrawn")
+    if withdrawn:
+        if _timestamp(withdrawn) is not None:
+            return _Parsed(withdrawn=True, modified=modified)
+        # A withdrawal must say when; a value that is no timestamp is a broken record, and dropping its
+        # findings on that word alone would hide a live vulnerability.
+        warnings.append(f"`withdrawn` is not a timestamp ({str(withdrawn)[:40]!r}): the record is kept")
     aliases = tuple(a for a in _str_list(raw, "aliases") if a != record_id)
     database_specific = raw.get("database_specific")
     db_severity = database_specific.get("severity") if isinstance(database_specific, Mapping) else None
@@ -296,15 +335,16 @@ def _build(raw: Any, source: str) -> _Parsed:
                 advisory=advisory,
                 ecosystem=base,
                 name=normalise_name(base, name),
-                ranges=_ranges(entry.get("ranges"), where),
+                ranges=_ranges(entry.get("ranges"), where, warnings),
                 versions=frozenset(_str_list(entry, "versions")),
                 severity=_severity_list(entry.get("severity"), f"{where}.severity"),
+                ratings=_package_ratings(entry),
             )
         )
     if not affected:
-        return _Parsed(unsupported=tuple(unsupported) or ("(none)",), modified=modified)
+        return _Parsed(unsupported=tuple(unsupported) or ("(none)",), modified=modified, warnings=tuple(warnings))
     advisory.affected = tuple(affected)
-    return _Parsed(advisory=advisory, modified=modified)
+    return _Parsed(advisory=advisory, modified=modified, warnings=tuple(warnings))
 
 
 def _parse_bytes(data: bytes, name: str) -> Any:
@@ -315,8 +355,8 @@ def _parse_bytes(data: bytes, name: str) -> Any:
 
 def _walk(root: Path) -> Iterator[Path]:
     """Record files and zips under `root`, in a stable order, skipping dot-files and dot-directories (the refresh
-    marker, `.git`, editors' temporaries)."""
-    if root.is_file():
+    marker, `.git`, editors' temporaries). Directory symlinks are not entered (os.walk's default)."""
+    if not root.is_dir():
         yield root
         return
     for dirpath, dirnames, filenames in os.walk(root):
@@ -362,6 +402,10 @@ class OsvDatabase:
     max_age: timedelta | None = DEFAULT_MAX_AGE
     advisories: dict[str, Advisory] = field(default_factory=dict)
     errors: list[RecordError] = field(default_factory=list)
+    # Records that are used although part of them was not understood (an unknown range type, a `withdrawn`
+    # that is no date), and records dated in the future: reported, never silently dropped.
+    warnings: list[RecordError] = field(default_factory=list)
+    future_dated: int = 0
     withdrawn: int = 0
     skipped: int = 0  # records with no affected package in a supported ecosystem
     skipped_ecosystems: Counter[str] = field(default_factory=Counter)
@@ -369,24 +413,39 @@ class OsvDatabase:
     files: int = 0  # record files and zip members read
     snapshot: datetime | None = None
     snapshot_source: str | None = None
+    max_inflated: int = MAX_ZIP_INFLATED_BYTES
+    _root: Path = field(default=Path("."), repr=False)
+    _per_ecosystem: dict[str, int] | None = field(default=None, repr=False)
     _index: dict[tuple[str, str], list[Affected]] = field(default_factory=dict, repr=False)
     _groups: dict[str, AliasGroup] = field(default_factory=dict, repr=False)
 
     # -- loading -------------------------------------------------------------------------------------------
     @classmethod
     def load(
-        cls, path: Path, *, max_age: timedelta | None = DEFAULT_MAX_AGE, now: datetime | None = None
+        cls,
+        path: Path,
+        *,
+        max_age: timedelta | None = DEFAULT_MAX_AGE,
+        now: datetime | None = None,
+        max_inflated: int = MAX_ZIP_INFLATED_BYTES,
     ) -> OsvDatabase:
         """Read every record under `path` (a directory, one record file or one zip). A missing path raises
-        FileNotFoundError: that is the caller's mistake, unlike a broken record, which is only reported."""
+        FileNotFoundError: that is the caller's mistake, unlike a broken record, which is only reported.
+        `max_inflated` bounds what each zip may inflate to in all (a record is bounded by MAX_RECORD_BYTES)."""
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"no such OSV database: {path}")
-        db = cls(path=path, now=now or datetime.now(UTC), max_age=max_age)
+        db = cls(path=path, now=now or datetime.now(UTC), max_age=max_age, max_inflated=max_inflated)
+        db._root = path.resolve() if path.is_dir() else path.resolve().parent
         newest: datetime | None = None
+        horizon = db.now + FUTURE_TOLERANCE
+        future: list[tuple[datetime, str]] = []
         for file in _walk(path):
-            for parsed in db._read(file):
-                if parsed.modified and (newest is None or parsed.modified > newest):
+            for parsed, source in db._read(file):
+                db.warnings.extend(RecordError(source, message) for message in parsed.warnings)
+                if parsed.modified and parsed.modified > horizon:
+                    future.append((parsed.modified, source))
+                elif parsed.modified and (newest is None or parsed.modified > newest):
                     newest = parsed.modified
                 if parsed.withdrawn:
                     db.withdrawn += 1
@@ -396,6 +455,16 @@ class OsvDatabase:
                 else:
                     db._add(parsed.advisory)
         db._build_index()
+        if future:
+            db.future_dated = len(future)
+            latest, where = max(future)
+            db.warnings.append(
+                RecordError(
+                    where,
+                    f"{len(future)} record(s) dated in the future (latest `modified` {latest.date().isoformat()}): "
+                    "ignored for the database's age",
+                )
+            )
         marker_time = _marker_snapshot(read_marker(path)) if path.is_dir() else None
         if marker_time is not None:
             db.snapshot, db.snapshot_source = marker_time, "marker"
@@ -403,32 +472,66 @@ class OsvDatabase:
             db.snapshot, db.snapshot_source = newest, "records"
         return db
 
-    def _read(self, file: Path) -> Iterator[_Parsed]:
+    def _open(self, file: Path, max_bytes: int, *, stream: bool = False) -> Any:
+        """The file's bytes (or a binary stream), None with the reason recorded: symlinks must stay inside the
+        database, and FIFOs, devices and oversized files are refused before reading."""
+        try:
+            if file.is_symlink():
+                file = resolve_inside(file, self._root)
+            if stream:
+                return open_regular_file(file, max_bytes=max_bytes)
+            return read_regular_file(file, max_bytes=max_bytes)
+        except UnsafeFile as exc:
+            self.errors.append(RecordError(str(file), str(exc)))
+            return None
+
+    def _read(self, file: Path) -> Iterator[tuple[_Parsed, str]]:
         if file.suffix == ".zip":
             yield from self._read_zip(file)
             return
         self.files += 1
+        data = self._open(file, MAX_RECORD_BYTES)
+        if data is None:
+            return
         try:
-            data = file.read_bytes()
-            yield _build(_parse_bytes(data, file.name), str(file))
-        except (_Malformed, ValueError, yaml.YAMLError, OSError) as exc:
+            yield _build(_parse_bytes(data, file.name), str(file)), str(file)
+        except (_Malformed, ValueError, yaml.YAMLError, OSError, RecursionError) as exc:
             self.errors.append(RecordError(str(file), _describe(exc)))
 
-    def _read_zip(self, file: Path) -> Iterator[_Parsed]:
+    def _read_zip(self, file: Path) -> Iterator[tuple[_Parsed, str]]:
+        handle = self._open(file, MAX_ARCHIVE_BYTES, stream=True)
+        if handle is None:
+            return
         try:
-            archive = zipfile.ZipFile(file)
+            archive = zipfile.ZipFile(handle)
         except (zipfile.BadZipFile, OSError) as exc:
+            handle.close()
             self.errors.append(RecordError(str(file), f"not a readable zip archive: {exc}"))
             return
-        with archive:
+        inflated = 0
+        with handle, archive:
             for info in archive.infolist():
                 if info.is_dir() or not info.filename.endswith(RECORD_SUFFIXES):
                     continue
                 self.files += 1
                 source = f"{file}!{info.filename}"
+                if inflated + info.file_size > self.max_inflated:
+                    self.errors.append(
+                        RecordError(
+                            source,
+                            f"the archive inflates to over {self.max_inflated / 1024**3:g} GB: "
+                            "this and the remaining members were not read",
+                        )
+                    )
+                    return
                 try:
-                    yield _build(_parse_bytes(archive.read(info), info.filename), source)
-                except (_Malformed, ValueError, yaml.YAMLError, OSError, zipfile.BadZipFile) as exc:
+                    member = read_member(archive, info, max_bytes=MAX_RECORD_BYTES)
+                    inflated += len(member)
+                    yield _build(_parse_bytes(member, info.filename), source), source
+                except UnsafeFile as exc:
+                    inflated += info.file_size
+                    self.errors.append(RecordError(source, str(exc)))
+                except (_Malformed, ValueError, yaml.YAMLError, OSError, RecursionError, zipfile.BadZipFile) as exc:
                     self.errors.append(RecordError(source, _describe(exc)))
 
     def _add(self, advisory: Advisory) -> None:
@@ -468,6 +571,16 @@ class OsvDatabase:
     def lookup(self, ecosystem: str, name: str) -> Sequence[Affected]:
         """Affected entries for a package; `name` is normalised here, so callers may pass it as written."""
         return self._index.get((ecosystem, normalise_name(ecosystem, name)), ())
+
+    def advisories_per_ecosystem(self) -> dict[str, int]:
+        """How many records name at least one package of each ecosystem: the "against how many advisories" of
+        the scan's coverage, which makes an ecosystem whose advisories were never loaded visible."""
+        if self._per_ecosystem is None:
+            counts: Counter[str] = Counter()
+            for advisory in self.advisories.values():
+                counts.update({affected.ecosystem for affected in advisory.affected})
+            self._per_ecosystem = dict(counts)
+        return dict(self._per_ecosystem)
 
     def packages(self) -> list[tuple[str, str]]:
         """Every (ecosystem, normalised name) with at least one advisory."""
@@ -526,6 +639,9 @@ class OsvDatabase:
             max_age_days=None if self.max_age is None else self.max_age.total_seconds() / 86400,
             stale=self.stale,
             stale_message=self.staleness_message(),
+            warnings=tuple(str(w) for w in self.warnings),
+            future_dated=self.future_dated,
+            error_messages=tuple(str(e) for e in self.errors),
         )
 
 
@@ -547,4 +663,6 @@ def _describe(exc: BaseException) -> str:
         return f"not UTF-8 text: {exc}"
     if isinstance(exc, OSError):
         return f"cannot read: {exc.strerror or exc}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to be an OSV record"
     return str(exc)

@@ -13,6 +13,7 @@ import hashlib
 import http.client
 import json
 import os
+import shutil
 import tempfile
 import urllib.error
 import urllib.parse
@@ -26,7 +27,14 @@ from typing import Any
 
 from codexk8s_pipelines.security.osv import MARKER_NAME, read_marker
 
-__all__ = ["DEFAULT_BASE_URL", "EcosystemRefresh", "RefreshResult", "refresh_osv_database"]
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "EcosystemRefresh",
+    "OsvSourceError",
+    "RefreshResult",
+    "import_osv_source",
+    "refresh_osv_database",
+]
 
 DEFAULT_BASE_URL = "https://osv-vulnerabilities.storage.googleapis.com"
 _CHUNK = 1 << 20
@@ -108,6 +116,7 @@ def _fetch(ecosystem: str, dest: Path, base_url: str, timeout: float) -> Ecosyst
     if not _valid_name(ecosystem):
         return EcosystemRefresh(ecosystem, False, old, error="not a valid ecosystem name")
     url = f"{base_url.rstrip('/')}/{urllib.parse.quote(ecosystem)}/all.zip"
+    created = not final.parent.exists()
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, temp_name = tempfile.mkstemp(prefix=".all.zip.", suffix=".part", dir=final.parent)
     os.close(fd)
@@ -118,6 +127,8 @@ def _fetch(ecosystem: str, dest: Path, base_url: str, timeout: float) -> Ecosyst
         os.replace(temp, final)
     except (OSError, http.client.HTTPException, zipfile.BadZipFile, ValueError) as exc:
         temp.unlink(missing_ok=True)
+        if created:
+            final.parent.rmdir()  # a failed first download leaves no empty directory that looks like a database
         return EcosystemRefresh(ecosystem, False, old, error=f"{url}: {_describe(exc)}")
     return EcosystemRefresh(ecosystem, True, final, size, records, sha256)
 
@@ -156,10 +167,70 @@ def refresh_osv_database(
     """Fetch `<base_url>/<ecosystem>/all.zip` into `dest/<ecosystem>/all.zip` for each ecosystem, then update
     the marker. Never raises for network, HTTP or archive problems: see `RefreshResult.failed`."""
     dest = Path(dest)
+    created = not dest.exists()
     dest.mkdir(parents=True, exist_ok=True)
     result = RefreshResult(dest=dest, fetched_at=now or datetime.now(UTC))
     for ecosystem in dict.fromkeys(ecosystems):
         result.ecosystems.append(_fetch(ecosystem, dest, base_url, timeout))
     if any(entry.ok for entry in result.ecosystems):
         _write_marker(dest, result)
+    elif created and not any(dest.iterdir()):
+        dest.rmdir()
+    return result
+
+
+class OsvSourceError(ValueError):
+    """A configured local OSV source that cannot be used: missing, or holding no record file or zip."""
+
+
+def _record_files(source: Path) -> list[Path]:
+    from codexk8s_pipelines.security.osv import _walk
+
+    return [source] if source.is_file() else list(_walk(source))
+
+
+def import_osv_source(source: Path, dest: Path, *, now: datetime | None = None) -> RefreshResult:
+    """Make `dest` a copy of a local OSV export (a directory of records or `<Ecosystem>/all.zip`, or one zip):
+    the offline way to get a database. The copy is built next to `dest` and swapped in whole, so a scan never
+    sees half of it; the marker records where it came from but no fetch time, so the database's age is that of
+    its newest record (importing an old export does not make it fresh)."""
+    source, dest = Path(source).expanduser().resolve(), Path(dest)
+    if not source.exists():
+        raise OsvSourceError(f"periodic.security.osv_source: {source} does not exist")
+    files = _record_files(source)
+    if source.is_file():
+        if source.suffix != ".zip":
+            raise OsvSourceError(f"periodic.security.osv_source: {source} is a file but not a zip of OSV records")
+        try:
+            _count_records(source)  # a truncated zip is refused here, not half-read by every scan
+        except (OSError, zipfile.BadZipFile) as exc:
+            raise OsvSourceError(f"periodic.security.osv_source: {source} is {_describe(exc)}") from None
+    elif not files:
+        raise OsvSourceError(f"periodic.security.osv_source: {source} holds no OSV record (.json/.yaml) or zip")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{dest.name}.import.", dir=dest.parent))
+    result = RefreshResult(dest=dest, fetched_at=now or datetime.now(UTC))
+    try:
+        for file in files:
+            relative = Path(file.name) if source.is_file() else file.relative_to(source)
+            target = staging / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(file, target)
+        counts: dict[str, int] = {}
+        for file in _record_files(staging):
+            label = file.relative_to(staging).parts[0] if file.parent != staging else file.name
+            counts[label] = counts.get(label, 0) + (_count_records(file) if file.suffix == ".zip" else 1)
+        for label, records in sorted(counts.items()):
+            result.ecosystems.append(EcosystemRefresh(label, True, staging / label, records=records))
+        marker = {"source": str(source), "imported_at": result.fetched_at.isoformat()}
+        (staging / MARKER_NAME).write_text(json.dumps(marker, indent=2, sort_keys=True), encoding="utf-8")
+        old = dest.with_name(f".{dest.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        if dest.exists():
+            os.replace(dest, old)
+        os.replace(staging, dest)
+        shutil.rmtree(old, ignore_errors=True)
+    except (OSError, zipfile.BadZipFile) as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise OsvSourceError(f"periodic.security.osv_source: cannot import {source}: {_describe(exc)}") from None
     return result

@@ -10,11 +10,13 @@ import json
 from datetime import datetime
 from typing import Any
 
-from codexk8s_pipelines.security.dependencies import location
-from codexk8s_pipelines.security.scan import Finding, ScanResult
+from codexk8s_pipelines.security.dependencies import Dependency, location
+from codexk8s_pipelines.security.scan import EcosystemCoverage, Finding, ScanResult
 
 __all__ = ["JSON_FORMAT_VERSION", "render_json", "render_table", "result_to_dict"]
 
+# Additions (`coverage`, `warnings`, `dependencies`, `severity.source`, `counts.unpinned_reasons`) keep version 1:
+# readers of version 1 still find every key they knew.
 JSON_FORMAT_VERSION = 1
 
 
@@ -41,9 +43,35 @@ def finding_to_dict(finding: Finding) -> dict[str, Any]:
             "vector": finding.severity.vector,
             "type": finding.severity.type,
             "error": finding.severity.error,
+            "source": finding.severity.source,
         },
         "fixed_version": finding.fixed_version,
         "url": finding.url,
+    }
+
+
+def dependency_to_dict(dep: Dependency) -> dict[str, Any]:
+    return {
+        "ecosystem": dep.ecosystem,
+        "name": dep.name,
+        "version": dep.version,
+        "file": dep.file,
+        "line": dep.line,
+        "direct": dep.direct,
+        "spec": dep.spec,
+        "unpinned_reason": dep.unpinned_reason,
+    }
+
+
+def coverage_to_dict(coverage: EcosystemCoverage) -> dict[str, Any]:
+    return {
+        "ecosystem": coverage.ecosystem,
+        "dependencies": coverage.dependencies,
+        "checked": coverage.checked,
+        "unpinned": coverage.unpinned,
+        "advisories": coverage.advisories,
+        "supported": coverage.supported,
+        "warning": coverage.warning,
     }
 
 
@@ -55,7 +83,13 @@ def result_to_dict(result: ScanResult) -> dict[str, Any]:
       `ecosystem`, `package`, `version`, `other_versions`, `file`, `line` (null when unknown), `severity`
       {`rating`, `score` (null without a CVSS vector), `vector`, `type`, `error`}, `fixed_version` (null when
       no fix is known), `url`;
-    - `counts`: `dependencies`, `unpinned`, `unsupported`, `findings`, and `by_severity` {rating: count};
+    - `counts`: `dependencies`, `unpinned`, `unsupported`, `findings`, `by_severity` {rating: count} and
+      `unpinned_reasons` {reason: count} (URL and VCS requirements);
+    - `coverage`: per ecosystem {`ecosystem`, `dependencies`, `checked`, `unpinned`, `advisories` (records of
+      that ecosystem in the database), `supported`, `warning` (null, or why the check says nothing)};
+    - `warnings`: every coverage, staleness and record warning, as sentences;
+    - `dependencies`: the inventory, [{`ecosystem`, `name`, `version`, `file`, `line`, `direct` (null when the
+      file does not say), `spec`, `unpinned_reason`}];
     - `files`: the manifests and lockfiles read;
     - `extraction_errors`: [{`file`, `line`, `message`}]; `matching_errors`: [{`advisory_id`, `ecosystem`,
       `package`, `version`, `message`}];
@@ -72,7 +106,11 @@ def result_to_dict(result: ScanResult) -> dict[str, Any]:
             "unsupported": result.unsupported,
             "findings": len(result.findings),
             "by_severity": result.by_severity(),
+            "unpinned_reasons": result.unpinned_reasons(),
         },
+        "coverage": [coverage_to_dict(c) for c in result.coverage],
+        "warnings": result.warnings(),
+        "dependencies": [dependency_to_dict(d) for d in result.inventory],
         "files": list(result.files),
         "extraction_errors": [{"file": e.file, "line": e.line, "message": e.message} for e in result.extraction_errors],
         "matching_errors": [
@@ -98,6 +136,8 @@ def result_to_dict(result: ScanResult) -> dict[str, Any]:
             "max_age_days": db.max_age_days,
             "stale": db.stale,
             "stale_message": db.stale_message,
+            "future_dated": db.future_dated,
+            "warnings": list(db.warnings),
         },
     }
 
@@ -134,14 +174,24 @@ def render_table(result: ScanResult) -> str:
         + (f"; {result.unsupported} in unsupported ecosystems" if result.unsupported else "")
         + f") from {len(result.files)} files"
     )
+    reasons = result.unpinned_reasons()
+    if reasons:
+        lines.append("unpinned, not matched: " + "; ".join(f"{n} {reason}" for reason, n in sorted(reasons.items())))
+    for c in result.coverage:
+        if c.supported:
+            lines.append(
+                f"  {c.ecosystem}: {c.checked} of {c.dependencies} dependencies checked"
+                f" against {c.advisories} advisories"
+            )
+        else:
+            lines.append(f"  {c.ecosystem}: {c.dependencies} dependencies, not checked (no version ordering)")
     db = result.database
     snapshot = db.snapshot.date().isoformat() if db.snapshot else "unknown"
     lines.append(
         f"OSV database {db.path}: {db.records} records, snapshot {snapshot}"
         f" ({db.withdrawn} withdrawn, {db.skipped} other ecosystems, {db.errors} unreadable)"
     )
-    if db.stale_message:
-        lines.append(f"WARNING: {db.stale_message}")
+    lines.extend(f"WARNING: {warning}" for warning in result.warnings())
     if result.extraction_errors:
         lines.append(f"{len(result.extraction_errors)} extraction errors:")
         lines.extend(f"  {error}" for error in result.extraction_errors)

@@ -117,6 +117,7 @@ def to_sarif(result: ScanResult, root: Path) -> dict[str, Any]:
                     "version": finding.version,
                     "fixedVersion": finding.fixed_version,
                     "severity": finding.severity.rating,
+                    "severitySource": finding.severity.source,
                 },
             }
         )
@@ -131,6 +132,11 @@ def to_sarif(result: ScanResult, root: Path) -> dict[str, Any]:
         notifications.append(_notification("extraction-error", "warning", error.message, error.file, error.line))
     for problem in result.matching_errors:
         notifications.append(_notification("advisory-not-evaluated", "note", str(problem)))
+    for coverage in result.coverage:
+        if coverage.warning:
+            notifications.append(_notification("ecosystem-not-covered", "warning", coverage.warning))
+    for warning in db.warnings:
+        notifications.append(_notification("osv-record-warning", "warning", warning))
 
     root_uri = Path(root).resolve().as_uri().rstrip("/") + "/"
     run: dict[str, Any] = {
@@ -148,6 +154,15 @@ def to_sarif(result: ScanResult, root: Path) -> dict[str, Any]:
         "properties": {
             "dependencies": result.dependencies,
             "unpinned": result.unpinned,
+            "coverage": [
+                {
+                    "ecosystem": c.ecosystem,
+                    "dependencies": c.dependencies,
+                    "checked": c.checked,
+                    "advisories": c.advisories,
+                }
+                for c in result.coverage
+            ],
             "osvDatabase": {
                 "records": db.records,
                 "snapshot": db.snapshot.isoformat() if db.snapshot else None,

@@ -24,7 +24,15 @@ from codexk8s_pipelines.security.osv import Advisory, Affected, AliasGroup, Data
 from codexk8s_pipelines.security.severity import UNRATED, Severity, severity_of, severity_rank
 from codexk8s_pipelines.security.versions import SUPPORTED, InvalidVersion, UnsupportedEcosystem, sort_key
 
-__all__ = ["Finding", "ScanResult", "finding_fingerprint", "scan_dependencies", "scan_path"]
+__all__ = [
+    "EcosystemCoverage",
+    "Finding",
+    "ScanResult",
+    "coverage_of",
+    "finding_fingerprint",
+    "scan_dependencies",
+    "scan_path",
+]
 
 OSV_URL = "https://osv.dev/vulnerability/"
 
@@ -53,6 +61,50 @@ class Finding:
     other_versions: tuple[str, ...] = ()  # further affected versions of the package in the same file
 
 
+@dataclass(frozen=True, slots=True)
+class EcosystemCoverage:
+    """What one ecosystem's part of a scan was checked against. `warning` is set when the scan could not say
+    anything about its dependencies: no advisories of that ecosystem loaded, or no version ordering for it."""
+
+    ecosystem: str
+    dependencies: int
+    checked: int  # pinned dependencies matched against the database
+    unpinned: int
+    advisories: int  # records of the database that name a package of this ecosystem
+    supported: bool
+
+    @property
+    def warning(self) -> str | None:
+        if not self.supported:
+            return (
+                f"{self.ecosystem}: {self.dependencies} dependencies in an ecosystem without a version ordering: "
+                "not checked"
+            )
+        if self.checked and not self.advisories:
+            return (
+                f"{self.ecosystem}: {self.checked} dependencies checked against 0 {self.ecosystem} advisories: "
+                "the database has none for this ecosystem, so no finding means nothing"
+            )
+        return None
+
+
+def coverage_of(deps: Sequence[Dependency], advisories: dict[str, int]) -> list[EcosystemCoverage]:
+    """Per ecosystem present among `deps`: how many dependencies, how many checked, against how many records."""
+    totals: dict[str, list[int]] = {}
+    for dep in deps:
+        row = totals.setdefault(dep.ecosystem, [0, 0, 0])
+        row[0] += 1
+        if dep.ecosystem in SUPPORTED:
+            if (dep.version or "").strip():
+                row[1] += 1
+            else:
+                row[2] += 1
+    return [
+        EcosystemCoverage(eco, n, checked, unpinned, advisories.get(eco, 0), eco in SUPPORTED)
+        for eco, (n, checked, unpinned) in sorted(totals.items())
+    ]
+
+
 @dataclass(slots=True)
 class ScanResult:
     findings: list[Finding]
@@ -63,6 +115,25 @@ class ScanResult:
     matching_errors: list[MatchError]
     database: DatabaseSummary
     files: list[str] = field(default_factory=list)  # manifests and lockfiles read (scan_path only)
+    coverage: list[EcosystemCoverage] = field(default_factory=list)
+    inventory: list[Dependency] = field(default_factory=list)  # every dependency looked at, in file order
+
+    def warnings(self) -> list[str]:
+        """What every report format must say besides the findings: coverage gaps, a stale database, records
+        dated in the future or used only in part."""
+        found = [c.warning for c in self.coverage if c.warning]
+        if self.database.stale_message:
+            found.append(self.database.stale_message)
+        found.extend(self.database.warnings)
+        return found
+
+    def unpinned_reasons(self) -> dict[str, int]:
+        """Unpinned dependencies by why they have no version (`direct URL (git)...`); plain ranges are left out."""
+        counts: dict[str, int] = {}
+        for dep in self.inventory:
+            if dep.unpinned_reason:
+                counts[dep.unpinned_reason] = counts.get(dep.unpinned_reason, 0) + 1
+        return counts
 
     def by_severity(self) -> dict[str, int]:
         """Findings per severity rating, in the order the ratings first appear (findings are worst first)."""
@@ -133,7 +204,9 @@ class _Scanner:
         cached = self._severity.get(id(entry))
         if cached is None:
             advisory = entry.advisory
-            cached = severity_of(entry.severity or advisory.severity, advisory.database_severity)
+            cached = severity_of(
+                entry.severity or advisory.severity, advisory.database_severity, package_ratings=entry.ratings
+            )
             self._severity[id(entry)] = cached
         return cached
 
@@ -238,6 +311,8 @@ def _scan(deps: Sequence[Dependency], db: OsvDatabase, scanner: _Scanner) -> Sca
         extraction_errors=[],
         matching_errors=sorted(scanner.errors.values(), key=lambda e: (e.advisory_id, e.package, e.version or "")),
         database=db.summary(),
+        coverage=coverage_of(deps, db.advisories_per_ecosystem()),
+        inventory=list(deps),
     )
 
 

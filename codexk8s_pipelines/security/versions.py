@@ -6,7 +6,8 @@ if `1.2.10` sorts before `1.2.5`, so every comparison goes through here. Ecosyst
 - PyPI follows PEP 440 (`packaging`). Strings PEP 440 rejects but old `packaging` accepted as "legacy" versions
   (`0.1-bulbasaur`) still appear in PyPI's history and OSV's version lists; they sort before every PEP 440
   version, as `packaging` sorted them before 22.0, instead of making a whole advisory unusable.
-- npm, crates.io, Go and OSV's `SemVer` follow SemVer 2.0.0 precedence, parsed leniently the way OSV does: a
+- Maven, RubyGems, Packagist, NuGet, Pub and CRAN: see `orderings.py`. Hex is SemVer 2.0.
+- npm, crates.io, Go, Hex and OSV's `SemVer` follow SemVer 2.0.0 precedence, parsed leniently the way OSV does: a
   leading `v`, missing minor/patch (`1.2` is `1.2.0`), and numeric components beyond the third, which are
   ignored like build metadata (`1.1.3.4` orders as `1.1.3`). Go shares these rules: canonical Go module versions
   are SemVer, `+incompatible` is build metadata and pseudo-versions are prereleases, so they order correctly.
@@ -21,10 +22,12 @@ from typing import Any
 from packaging.version import InvalidVersion as _PackagingInvalidVersion
 from packaging.version import Version
 
-from codexk8s_pipelines.security.dependencies import CRATES, GO, NPM, PYPI
+from codexk8s_pipelines.security import orderings
+from codexk8s_pipelines.security.dependencies import CRATES, GO, HEX, NPM, PYPI
 
 SEMVER = "SemVer"
-SUPPORTED: frozenset[str] = frozenset({PYPI, NPM, GO, CRATES, SEMVER})
+_SEMVER_LIKE = frozenset({NPM, GO, CRATES, HEX, SEMVER})
+SUPPORTED: frozenset[str] = frozenset({PYPI, *_SEMVER_LIKE, *orderings.PARSERS})
 
 __all__ = [
     "SEMVER",
@@ -32,6 +35,7 @@ __all__ = [
     "InvalidVersion",
     "UnsupportedEcosystem",
     "compare",
+    "is_legacy",
     "is_prerelease",
     "release_triple",
     "sort_key",
@@ -127,6 +131,11 @@ def _parse(ecosystem: str, version: str) -> tuple[tuple[Any, ...], bool, tuple[i
             lead = _LEADING_RELEASE.match(text)
             return (0, _legacy_key(text)), False, (_triple(*lead.groups()) if lead else (0, 0, 0))
         return (1, parsed), parsed.is_prerelease, _triple(*parsed.release[:3])
+    if ecosystem not in _SEMVER_LIKE:
+        try:
+            return orderings.parse(ecosystem, text)
+        except ValueError:
+            raise InvalidVersion(ecosystem, version) from None
     match = _SEMVER.fullmatch(text)
     if match is None:
         raise InvalidVersion(ecosystem, version)
@@ -147,6 +156,12 @@ def compare(ecosystem: str, a: str, b: str) -> int:
     _check(ecosystem)
     ka, kb = _parse(ecosystem, a)[0], _parse(ecosystem, b)[0]
     return (ka > kb) - (ka < kb)
+
+
+def is_legacy(ecosystem: str, version: str) -> bool:
+    """Whether a PyPI version is ordered by the legacy (pre-PEP 440) rules; always False elsewhere."""
+    _check(ecosystem)
+    return ecosystem == PYPI and _parse(ecosystem, version)[0][0] == 0
 
 
 def is_prerelease(ecosystem: str, version: str) -> bool:

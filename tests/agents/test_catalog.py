@@ -103,6 +103,7 @@ def test_render_command_fills_every_placeholder() -> None:
     assert command == [
         "codex",
         "exec",
+        "--json",
         "--model",
         "gpt-5.2",
         "--config",
@@ -114,7 +115,7 @@ def test_render_command_fills_every_placeholder() -> None:
         "/work/repo",
         "-",
     ]
-    assert catalog.render_command(dev, None, None, "/w", None)[3] == "gpt-5.4"  # the agent's defaults
+    assert catalog.render_command(dev, None, None, "/w", None)[4] == "gpt-5.5"  # the agent's defaults
 
 
 def test_a_prompt_file_agent_gets_the_path_and_literal_braces_survive() -> None:

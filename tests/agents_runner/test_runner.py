@@ -18,7 +18,8 @@ import psutil
 import pytest
 from dagster import DagsterInstance, OpExecutionContext, PipesSubprocessClient, job, op
 
-from codexk8s_pipelines.agents.runner import agent_env, exit_code_for
+from codexk8s_pipelines.agents.agent_env import build_agent_env
+from codexk8s_pipelines.agents.runner import exit_code_for
 from codexk8s_pipelines.agents.runner_spec import SpecError, load_spec
 
 from .test_git_workspace import make_remote, push_branch, remote_file, remote_head, remote_log
@@ -93,11 +94,17 @@ def run_runner(
     return proc, json.loads(result.read_text())
 
 
-def gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
+def agent_processes(marker: str) -> list[psutil.Process]:
+    """Live host processes whose command line names `marker` (e.g. the agent script's path). Inside the sandbox
+    an agent only knows its namespace PIDs, so the test finds its processes from outside, by command line."""
+    found = []
+    for proc in psutil.process_iter(["cmdline", "status"]):
+        try:
+            if proc.info["status"] != psutil.STATUS_ZOMBIE and marker in " ".join(proc.info["cmdline"] or ()):
+                found.append(proc)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found
 
 
 def wait_for(path: Path, seconds: float = 30) -> str:
@@ -258,39 +265,43 @@ def test_missing_agent_executable(remote: Path, tmp_path: Path) -> None:
 
 
 SPAWNING_AGENT = """\
-child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)", sys.argv[0]])
 write("docs/late.md", "never pushed\\n")
-(ROOT.parent / "pids.txt").write_text(f"{os.getpid()} {child.pid}")
+write(".codexk8s/pids.txt", f"{os.getpid()} {child.pid}")
 print("working", flush=True)
 time.sleep(300)
 """
 
 
 def test_timeout_kills_the_agent_process_group(remote: Path, tmp_path: Path) -> None:
-    spec = make_spec(tmp_path, remote, make_agent(tmp_path, SPAWNING_AGENT), timeout_seconds=3)
+    command = make_agent(tmp_path, SPAWNING_AGENT)
+    spec = make_spec(tmp_path, remote, command, timeout_seconds=3)
     proc, result = run_runner(spec, tmp_path)
     assert proc.returncode == 1
     assert (result["status"], result["reason"]) == ("timed_out", "agent_timeout")
     assert "[agent] working" in proc.stdout
-    pids = [int(p) for p in (tmp_path / "pids.txt").read_text().split()]
-    assert all(gone(pid) for pid in pids)
+    assert (tmp_path / "workdir" / ".codexk8s" / "pids.txt").exists()
+    assert agent_processes(command[1]) == []
     assert remote_head(remote, BRANCH) is None
 
 
 def test_sigterm_cancels_and_kills_the_agent_group(remote: Path, tmp_path: Path) -> None:
     result_path = tmp_path / "result.json"
-    spec = make_spec(tmp_path, remote, make_agent(tmp_path, SPAWNING_AGENT))
+    command = make_agent(tmp_path, SPAWNING_AGENT)
+    spec = make_spec(tmp_path, remote, command)
     runner = subprocess.Popen(
         runner_cmd(spec, result_path), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
-    pids = [int(p) for p in wait_for(tmp_path / "pids.txt").split()]
+    wait_for(tmp_path / "workdir" / ".codexk8s" / "pids.txt")
+    seen = [p for p in agent_processes(command[1]) if p.name() != "bwrap"]
+    assert len(seen) == 2  # the agent and its child, seen from outside
     runner.send_signal(signal.SIGTERM)
     out, err = runner.communicate(timeout=30)
     assert runner.returncode == 1, out + err
     result = json.loads(result_path.read_text())
     assert (result["status"], result["reason"]) == ("cancelled", "cancelled")
     assert "SIGTERM" in result["message"]
-    assert all(gone(pid) for pid in pids)
+    assert agent_processes(command[1]) == []
     assert remote_head(remote, BRANCH) is None
 
 
@@ -346,17 +357,38 @@ def test_reuse_of_a_dirty_workdir(remote: Path, tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ secrets
 
 
-def test_agent_env_drops_secrets_but_keeps_what_was_asked_for() -> None:
+def test_agent_env_is_an_allow_list() -> None:
     base = {
         "PATH": "/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "TERM": "xterm",
+        "HOME": "/root",
         "CODEXK8S_GITHUB_TOKEN": "t",
+        "CODEXK8S_MCP_SECRET": "s",
+        "CODEXK8S_DATABASE_URL": "postgresql://u:p@h/db",
         "GH_TOKEN": "t",
         "app_private_key": "k",
         "DAGSTER_PIPES_CONTEXT": "c",
-        "OPENAI_API_TOKEN": "o",
+        "OPENAI_API_KEY": "o",
+        "UNRELATED": "u",
     }
-    env = agent_env(base, {"EXTRA": "1"}, pass_env=["OPENAI_API_TOKEN", "CODEXK8S_GITHUB_TOKEN"])
-    assert env == {"PATH": "/bin", "EXTRA": "1", "OPENAI_API_TOKEN": "o"}
+    env = build_agent_env(
+        base,
+        home="/home/agent",
+        declared=["OPENAI_API_KEY", "CODEXK8S_GITHUB_TOKEN", "CODEXK8S_MCP_SECRET"],
+        extra={"CODEXK8S_MCP_TOKEN": "run", "CODEXK8S_DATABASE_URL": "x", "CODEXK8S_BRANCH": "b"},
+    )
+    assert env == {
+        "PATH": "/bin",
+        "LANG": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
+        "TERM": "xterm",
+        "HOME": "/home/agent",
+        "OPENAI_API_KEY": "o",
+        "CODEXK8S_MCP_TOKEN": "run",
+        "CODEXK8S_BRANCH": "b",
+    }
 
 
 class _HeaderRecorder(http.server.BaseHTTPRequestHandler):
@@ -385,12 +417,12 @@ def test_agent_never_sees_the_token_that_the_runner_uses(
     remote: Path, tmp_path: Path, header_server: tuple[str, list[str | None]]
 ) -> None:
     token = "plain-secret-value-42"
-    body = 'write("docs/env.md", "x\\n")\n(ROOT.parent / "agent-env.json").write_text(json.dumps(dict(os.environ)))\n'
+    body = 'write("docs/env.md", "x\\n")\nwrite(".codexk8s/agent-env.json", json.dumps(dict(os.environ)))\n'
     secrets = {"CODEXK8S_GITHUB_TOKEN": token, "OTHER_TOKEN": "other", "MY_API_TOKEN": "mine"}
     spec = make_spec(tmp_path, remote, make_agent(tmp_path, body), pass_env=["MY_API_TOKEN"])
     proc, result = run_runner(spec, tmp_path, env=secrets)
     assert proc.returncode == 0, proc.stdout
-    seen = json.loads((tmp_path / "agent-env.json").read_text())
+    seen = json.loads((tmp_path / "workdir" / ".codexk8s" / "agent-env.json").read_text())
     assert "CODEXK8S_GITHUB_TOKEN" not in seen and "OTHER_TOKEN" not in seen
     assert token not in json.dumps(seen)
     assert seen["MY_API_TOKEN"] == "mine" and seen["CODEXK8S_BRANCH"] == BRANCH

@@ -50,8 +50,33 @@ class Watched:
         (event,) = result.get_asset_materialization_events()
         return {k: v.value for k, v in event.materialization.metadata.items()}
 
+    def checks(self, asset: dg.AssetsDefinition) -> dict[str, dg.AssetCheckEvaluation]:
+        """The asset checks the last materialization of `asset` reported, by name, as Dagster stored them."""
+        return latest_checks(self.instance, asset)
+
+    def fail(self, asset: dg.AssetsDefinition) -> str:
+        """Materialize, expecting a failure: the failure's description."""
+        result = dg.materialize(
+            [asset], partition_key=REPO, instance=self.instance, resources=self.resources, raise_on_error=False
+        )
+        assert not result.success
+        (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+        return failure.step_failure_data.user_failure_data.description
+
     def writes(self) -> list[tuple[str, str]]:
         return [(m, p) for m, p, _ in self.state.requests if m in ("POST", "PATCH", "PUT", "DELETE")]
+
+
+def latest_checks(instance: dg.DagsterInstance, asset: dg.AssetsDefinition) -> dict[str, dg.AssetCheckEvaluation]:
+    """Read back from the instance (what the UI's Checks tab shows), not from the function's return value."""
+    found: dict[str, dg.AssetCheckEvaluation] = {}
+    for key in asset.check_keys:
+        records = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+        if records:
+            event = records[0].event
+            assert event is not None and event.dagster_event is not None
+            found[key.name] = event.dagster_event.event_specific_data
+    return found
 
 
 @pytest.fixture

@@ -45,13 +45,14 @@ def test_outdated_dependencies_are_findings_with_a_table_and_a_plot(
     table = {row.data["name"]: row.data for row in first["table"].records}
     assert table["requests"]["latest"] == "2.32.3" and table["idna"]["status"] == "up-to-date"
     assert table["pyyaml"]["latest"] == "6.0.2"  # the release candidate is not "latest"
-    assert "data:image/png;base64," in first["libyear_plot"]
-    png = base64.b64decode(first["libyear_plot"].split("base64,", 1)[1].rstrip(")"))
+    assert "data:image/png;base64," in first["libyear_plot_image"]
+    png = base64.b64decode(first["libyear_plot_image"].split("base64,", 1)[1].rstrip(")"))
     assert png.startswith(b"\x89PNG\r\n\x1a\n")
-    plot_file = Path(first["libyear_plot_file"])
+    plot_file = Path(first["libyear_plot"])
     assert plot_file.read_bytes() == png
+    assert isinstance(first["libyear_total"], float)
     again = env.materialize(dependency_freshness)  # the weekly run again: the repository's file is replaced
-    assert again["libyear_plot_file"] == str(plot_file) and list(plot_file.parent.iterdir()) == [plot_file]
+    assert again["libyear_plot"] == str(plot_file) and list(plot_file.parent.iterdir()) == [plot_file]
     (number,) = env.state.repo(REPO).issues
     body = env.state.issue(REPO, number).body
     assert "- [ ] `requests` (PyPI) 2.20.0 → 2.32.3 · 0 major behind" not in body  # behind is the real count
@@ -142,4 +143,4 @@ def test_drift_without_a_section_is_skipped_by_the_schedule(watched: Callable[..
         instance=env.instance, resources=env.resources, repository_def=defs.get_repository_def()
     ) as context:  # as a context: it leaves no Dagster instance state behind
         data = schedule.evaluate_tick(context)
-    assert not data.run_requests and "no watched repository has a drift section" in (data.skip_message or "")
+    assert not data.run_requests and data.skip_message == f"{REPO}: no drift section"

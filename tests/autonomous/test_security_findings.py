@@ -71,6 +71,37 @@ def test_findings_reach_one_dashboard_and_a_fix_is_checked_off(watched: Callable
     assert len([i for i in env.state.repo(REPO).issues.values() if "security findings" in i.title]) == 1
 
 
+def test_the_checks_fail_on_a_severe_finding_and_pass_once_it_is_fixed(
+    watched: Callable[..., Watched], osv_dir: Path
+) -> None:
+    import dagster as dg
+
+    env = watched({"requirements.txt": "llama-index==0.7.0\n"}, f"periodic:\n  security: {{osv_db: {osv_dir}}}\n")
+    env.materialize(security_findings)
+    checks = env.checks(security_findings)
+    severe = checks["no_severe_findings"]
+    assert severe.passed is False and severe.severity == dg.AssetCheckSeverity.ERROR
+    assert severe.description == "1 open finding(s) at or above HIGH: 1 CRITICAL"
+    fresh = checks["osv_database_fresh"]  # the shared 2023 records are older than 7 days
+    assert fresh.passed is False and fresh.severity == dg.AssetCheckSeverity.WARN
+
+    # The user decides how red: a warning only, and a database allowed to be old.
+    env.configure(
+        f"periodic:\n  check_severity: {{no_severe_findings: warn}}\n"
+        f"  security: {{osv_db: {osv_dir}, max_age_days: 100000}}\n"
+    )
+    env.materialize(security_findings)
+    checks = env.checks(security_findings)
+    assert checks["no_severe_findings"].passed is False
+    assert checks["no_severe_findings"].severity == dg.AssetCheckSeverity.WARN
+    assert checks["osv_database_fresh"].passed is True
+
+    env.push({"requirements.txt": "llama-index==0.7.14\n"}, "fix")
+    env.materialize(security_findings)
+    severe = env.checks(security_findings)["no_severe_findings"]
+    assert severe.passed is True and severe.description == "no open finding at or above HIGH (0 open below it)"
+
+
 def test_a_broken_lockfile_is_a_note_not_a_fix(watched: Callable[..., Watched], osv_dir: Path) -> None:
     env = watched({"poetry.lock": _poetry_lock("2.10")}, f"periodic:\n  security: {{osv_db: {osv_dir}}}\n")
     assert env.materialize(security_findings)["findings"] == 1
@@ -89,9 +120,9 @@ def test_a_missing_database_fails_the_run_with_the_fix(watched: Callable[..., Wa
     )
     assert not result.success
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
-    assert "no OSV database at" in str(failure.event_specific_data.error) and "osv_refresh" in str(
-        failure.event_specific_data.error
-    )
+    message = failure.step_failure_data.user_failure_data.description
+    assert message.startswith(f"no OSV database at {tmp_path / 'nope'}: materialize osv_database first")
+    assert "osv_source" in message
 
 
 def _poetry_lock(version: str) -> str:

@@ -21,7 +21,7 @@ import yaml
 
 from codexk8s_pipelines import doctor as doctor_module
 from codexk8s_pipelines.cli import main
-from codexk8s_pipelines.store import EmbeddedPostgres
+from codexk8s_pipelines.store import DatabaseUrls, EmbeddedPostgres
 from codexk8s_pipelines.store.migrations import available_migrations
 from tests.conftest import database_url_for
 from tests.github_server import DEFAULT_TOKEN_LOGIN, app_key_pair
@@ -37,6 +37,7 @@ NAMES = [
     "database.connect",
     "database.migrations",
     "database.pgvector",
+    "database.role",
     "github.credentials",
     "github.auth",
     f"github.repo {REPO}",
@@ -202,13 +203,38 @@ def test_database_not_migrated(
     )
 
 
+def test_a_database_role_that_could_rewrite_the_audit_is_a_warning(
+    deployment: Deployment,
+    platform_database: DatabaseUrls,
+    pg_server: EmbeddedPostgres,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert "database.role: codexk8s_app: no superuser, owns nothing" in "\n".join(doctor(capsys)[1])
+
+    deployment.set("CODEXK8S_DATABASE_URL", platform_database.migrator)  # the schema owner's URL given to the platform
+    code, lines = doctor(capsys)
+    assert code == 0  # a warning, not a failure: the platform works, the audit is weaker
+    (line,) = [x for x in lines if x.startswith("warn database.role")]
+    assert line.startswith(
+        "warn database.role: codexk8s_migrator owns the audit table flow_events: it can disable its triggers or "
+        "drop it — fix: connect the platform as a role that owns nothing and is no superuser (e.g. codexk8s_app)"
+    )
+
+    assert pg_server.url is not None
+    deployment.set("CODEXK8S_DATABASE_URL", database_url_for(pg_server.url, platform_database.name))
+    code, lines = doctor(capsys)
+    assert "warn database.role: postgres is a superuser: it can switch off the audit trail's append-only triggers" in (
+        "\n".join(lines)
+    )
+
+
 @pytest.mark.parametrize("where", ["userinfo", "query"])
 def test_the_database_password_never_appears(
     deployment: Deployment, capsys: pytest.CaptureFixture[str], where: str
 ) -> None:
     password = "Sup3r-Secret-pw-" + uuid.uuid4().hex[:8]
-    base = deployment.database_url  # postgresql://postgres:@/<db>?host=<socket dir>: trust auth ignores a password
-    url = base.replace("postgres:@", f"postgres:{password}@") if where == "userinfo" else f"{base}&password={password}"
+    base = deployment.database_url  # postgresql://<role>:@/<db>?host=<socket dir>: trust auth ignores a password
+    url = base.replace(":@", f":{password}@", 1) if where == "userinfo" else f"{base}&password={password}"
     assert password in url
     deployment.set("CODEXK8S_DATABASE_URL", url)
 

@@ -35,6 +35,7 @@ class Route:
     body: bytes = b""
     content_type: str = "application/json"
     delay: float = 0.0
+    trickle: float = 0.0  # seconds between single bytes of the body: a registry that never quite stops
 
 
 @dataclass(frozen=True)
@@ -258,7 +259,13 @@ class FakeRegistry:
                     self.send_header("Content-Type", route.content_type)
                     self.send_header("Content-Length", str(len(route.body)))
                     self.end_headers()
-                    self.wfile.write(route.body)
+                    if route.trickle:
+                        for index in range(len(route.body)):
+                            self.wfile.write(route.body[index : index + 1])
+                            self.wfile.flush()
+                            time.sleep(route.trickle)
+                    else:
+                        self.wfile.write(route.body)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client gave up waiting (a timeout test): nothing to answer
 
@@ -308,6 +315,10 @@ class FakeRegistry:
         with self._lock:
             route = self.routes.setdefault(path, Route(body=b"{}"))
             route.delay = seconds
+
+    def trickle(self, path: str, body: bytes, seconds_per_byte: float) -> None:
+        with self._lock:
+            self.routes[path] = Route(200, body, trickle=seconds_per_byte)
 
     def garble(self, path: str) -> None:
         self.serve(path, b'{"info": {"name": "truncated', content_type="application/json")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from codexk8s_pipelines.cli import main
+from tests.helpers import free_port
 
 from .registry_server import FakeRegistry
 
@@ -155,3 +156,10 @@ def test_workers_must_be_positive(tree: Path, capsys: pytest.CaptureFixture[str]
         main(["freshness", str(tree), "--workers", "0"])
     assert exit_info.value.code == 2
     assert "is not ≥ 1" in capsys.readouterr().err
+
+
+def test_no_registry_answering_exits_2_not_up_to_date(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "requirements.txt").write_text("requests==2.20.0\n")
+    closed = f"http://127.0.0.1:{free_port()}"
+    assert main(["freshness", str(tmp_path), "--pypi-url", closed, "--timeout", "2"]) == 2
+    assert "nothing could be checked: no answer from PyPI" in capsys.readouterr().err

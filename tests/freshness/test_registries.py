@@ -183,10 +183,10 @@ def test_an_unreachable_registry_and_an_unknown_ecosystem_are_errors_too() -> No
     from tests.helpers import free_port
 
     closed = f"http://127.0.0.1:{free_port()}"
-    answers = fetch_packages({("npm", "x"): set(), ("Maven", "y"): set()}, urls=RegistryUrls(npm=closed), timeout=2)
+    answers = fetch_packages({("npm", "x"): set(), ("CRAN", "y"): set()}, urls=RegistryUrls(npm=closed), timeout=2)
     assert isinstance(answers[("npm", "x")], RegistryError)
     assert answers[("npm", "x")].reason.startswith("cannot reach npm")  # type: ignore[union-attr]
-    assert answers[("Maven", "y")].reason == "no registry client for ecosystem 'Maven'"  # type: ignore[union-attr]
+    assert answers[("CRAN", "y")].reason == "no registry client for ecosystem 'CRAN'"  # type: ignore[union-attr]
 
 
 def test_escape_go_path_and_latest_version_helpers() -> None:

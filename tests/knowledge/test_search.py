@@ -19,6 +19,7 @@ from codexk8s_pipelines.knowledge.search import (
     text_ranking,
     use_exact_scan,
 )
+from codexk8s_pipelines.store import EmbeddedPostgres
 
 from .docs_tree import DOCS
 
@@ -145,12 +146,20 @@ def test_bad_arguments_are_clear_errors(indexed_url: str) -> None:
         search(indexed_url, "refund", embedder=HashingEmbedder(dim=16))
 
 
-def test_a_database_without_the_index_says_how_to_create_it(database_url: str, store_url: str) -> None:
+def test_a_database_without_the_index_says_how_to_create_it(no_vector_url: str, store_url: str) -> None:
     hashing = HashingEmbedder()
     with pytest.raises(KnowledgeError, match="codexk8s docs index"):
-        search(database_url, "refund", embedder=hashing)  # not migrated: no vector type, no table
+        search(no_vector_url, "refund", embedder=hashing)  # not migrated: no vector type, no table
     with pytest.raises(KnowledgeError, match="codexk8s docs index"):
         search(store_url, "refund", embedder=hashing)  # vector exists, doc_chunks does not
+
+
+@pytest.fixture
+def no_vector_url(pg_server: EmbeddedPostgres) -> str:
+    """An empty database without pgvector, as the application role reaches it."""
+    import uuid
+
+    return pg_server.prepare_database(f"n_{uuid.uuid4().hex[:12]}", vector=False).app
 
 
 @pytest.fixture

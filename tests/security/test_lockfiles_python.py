@@ -62,9 +62,19 @@ def test_requirements_pins_ranges_extras_markers_and_includes(tmp_path: Path) ->
         (PYPI, "django-rest-framework", "3.14.0", "requirements.txt", 4, True),
         (PYPI, "requests", None, "requirements.txt", 5, True),
         (PYPI, "uvicorn", "0.24.0.post1", "requirements.txt", 6, True),
+        (PYPI, "other", None, "requirements.txt", 8, True),
+        (PYPI, "pkg", None, "requirements.txt", 9, True),
+        (PYPI, "mylib", None, "requirements.txt", 11, True),
         (PYPI, "numpy", "1.26.2", "requirements.txt", 13, True),
         (PYPI, "pandas", None, "requirements.txt", 14, True),
     ]
+    # URL and VCS requirements are kept, unpinned, with the reason instead of vanishing
+    reasons = {d.name: d.unpinned_reason for d in dependencies if d.unpinned_reason}
+    assert reasons == {
+        "other": "direct URL (git): not a registry release",
+        "pkg": "direct URL: not a registry release",
+        "mylib": "direct URL: not a registry release",
+    }
     specs = {d.name: d.spec for d in dependencies}
     assert specs["requests"] == 'requests[socks,security]>=2.31,<3 ; python_version < "3.12"'
     assert specs["django-rest-framework"] == "Django_REST.framework==3.14.0"
@@ -167,6 +177,7 @@ def test_pyproject_pep621_extras_and_dependency_groups(tmp_path: Path) -> None:
         (PYPI, "httpx", "0.27.0", "pyproject.toml", 9, True),
         (PYPI, "pydantic", None, "pyproject.toml", 10, True),
         (PYPI, "tomli", "2.0.1", "pyproject.toml", 11, True),
+        (PYPI, "mylib", None, "pyproject.toml", 12, True),
         (PYPI, "pytest", "8.2.0", "pyproject.toml", 16, True),
         (PYPI, "pytest-cov", None, "pyproject.toml", 16, True),
         (PYPI, "mkdocs", "1.6.0", "pyproject.toml", 18, True),

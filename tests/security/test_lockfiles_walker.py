@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from codexk8s_pipelines.security import lockfiles
-from codexk8s_pipelines.security.dependencies import CRATES, GO, NPM, PYPI
+from codexk8s_pipelines.security.dependencies import CRATES, ECOSYSTEMS, GO, NPM, PYPI
 from codexk8s_pipelines.security.lockfiles import (
     DEFAULT_EXCLUDES,
     KNOWN_FILES,
@@ -54,7 +54,7 @@ def test_known_file_names(relative: str, pattern: str | None) -> None:
 
 
 def test_every_known_file_names_an_ecosystem() -> None:
-    assert {known.ecosystem for known in KNOWN_FILES} == {PYPI, NPM, GO, CRATES}
+    assert {known.ecosystem for known in KNOWN_FILES} == set(ECOSYSTEMS)
 
 
 def test_mixed_tree_counts_per_ecosystem(tmp_path: Path) -> None:
@@ -88,9 +88,9 @@ def test_mixed_tree_counts_per_ecosystem(tmp_path: Path) -> None:
         "web/package-lock.json",
         "web/pnpm/pnpm-lock.yaml",
     ]
-    # requirements 4 + pyproject 8 + poetry.lock 2 + uv.lock 4 + Pipfile.lock 2 = 20
+    # requirements 4 + pyproject 9 (one `name @ git+...`, unpinned) + poetry.lock 2 + uv.lock 4 + Pipfile.lock 2 = 21
     # package-lock 8 + yarn classic 3 + yarn berry 4 + pnpm 7 = 22; go.mod 7 + go.sum 1 (pflag) = 8; Cargo 5
-    assert Counter(d.ecosystem for d in extraction.dependencies) == {PYPI: 20, NPM: 22, GO: 8, CRATES: 5}
+    assert Counter(d.ecosystem for d in extraction.dependencies) == {PYPI: 21, NPM: 22, GO: 8, CRATES: 5}
     # the format fixtures' own deliberate errors, nothing else
     assert sorted({e.file for e in extraction.errors}) == [
         "services/pipenv/Pipfile.lock",

@@ -189,7 +189,7 @@ def test_only_supported_ecosystems_are_indexed_and_suffixes_are_dropped(tmp_path
     both["affected"].append({"package": {"ecosystem": "PyPI", "name": "Demo_Pkg"}, "versions": ["1.0"]})
     write(tmp_path / "both.json", both)
     write(tmp_path / "alpine.json", record("ALPINE-1", "openssl", "Alpine:v3.16"))
-    write(tmp_path / "maven.json", record("GHSA-mmmm-mmmm-mmmm", "org.x:y", "Maven"))
+    write(tmp_path / "hackage.json", record("HSEC-2023-0001", "aeson", "Hackage"))
     write(tmp_path / "go.json", record("GO-2024-1", "example.com/mod", "Go"))
 
     db = OsvDatabase.load(tmp_path, now=NOW)
@@ -199,7 +199,7 @@ def test_only_supported_ecosystems_are_indexed_and_suffixes_are_dropped(tmp_path
     assert db.lookup("PyPI", "demo-pkg")[0].advisory.id == "DSA-1-1"
     assert db.lookup("Debian", "demo") == ()
     assert db.skipped == 2
-    assert db.skipped_ecosystems == {"Alpine": 1, "Maven": 1}
+    assert db.skipped_ecosystems == {"Alpine": 1, "Hackage": 1}
 
 
 def test_all_zip_exports_are_read_and_a_newer_duplicate_wins(tmp_path: Path) -> None:

@@ -264,7 +264,7 @@ def test_withdrawn_unpinned_and_unevaluable_advisories(tmp_path: Path) -> None:
         Dependency("npm", "demo", "1.2.0", "package-lock.json", 10),
         Dependency("npm", "demo", None, "package.json", 3, spec="^1.0.0"),
         Dependency("npm", "left-pad", "1.0.0", "package-lock.json", 20),
-        Dependency("Maven", "org.x:y", "1.0", "pom.xml", 1),
+        Dependency("Hackage", "aeson", "1.0", "aeson.cabal", 1),
     ]
 
     result = scan_dependencies(deps, db)

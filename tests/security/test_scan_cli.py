@@ -103,7 +103,12 @@ def test_json_format_is_the_whole_result(capsys: pytest.CaptureFixture[str], db_
         "unsupported": 0,
         "findings": 4,
         "by_severity": {"HIGH": 1, "UNKNOWN": 3},
+        "unpinned_reasons": {},
     }
+    # the inventory: every dependency, with where it is declared
+    assert len(data["dependencies"]) == 4
+    assert {d["ecosystem"] for d in data["dependencies"]} == {c["ecosystem"] for c in data["coverage"]}
+    assert sum(c["dependencies"] for c in data["coverage"]) == 4
     first = data["findings"][0]
     assert first["advisory_id"] == "CVE-2023-46136" and first["fixed_version"] == "3.0.1"
     assert first["severity"] == {
@@ -112,6 +117,7 @@ def test_json_format_is_the_whole_result(capsys: pytest.CaptureFixture[str], db_
         "vector": "CVSS:3.1/AV:N/AC:L/PR:N/UI:N/S:U/C:N/I:N/A:H",
         "type": "CVSS_V3",
         "error": None,
+        "source": "CVSS_V3 vector",
     }
     assert (first["file"], first["line"]) == ("requirements.txt", 1)
     assert len(first["fingerprint"]) == 64

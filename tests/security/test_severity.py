@@ -18,7 +18,9 @@ V2_HIGH = "AV:N/AC:L/Au:N/C:P/I:P/A:P"
 
 
 def test_cvss_v3_critical() -> None:
-    assert score_vector("CVSS_V3", V31_CRITICAL) == Severity(9.8, "CRITICAL", V31_CRITICAL, "CVSS_V3")
+    assert score_vector("CVSS_V3", V31_CRITICAL) == Severity(
+        9.8, "CRITICAL", V31_CRITICAL, "CVSS_V3", source="CVSS_V3 vector"
+    )
 
 
 def test_cvss_v3_0_and_a_real_shared_vector() -> None:
@@ -73,8 +75,8 @@ def test_the_newest_cvss_version_is_preferred() -> None:
 
 
 def test_database_rating_is_the_fallback_without_a_score() -> None:
-    assert severity_of([], "MODERATE") == Severity(None, "MEDIUM")
-    assert severity_of([], "high") == Severity(None, "HIGH")
+    assert severity_of([], "MODERATE") == Severity(None, "MEDIUM", source="database_specific.severity")
+    assert severity_of([], "high") == Severity(None, "HIGH", source="database_specific.severity")
     assert severity_of([], None) == Severity(None, "UNKNOWN")
     assert severity_of([], "whatever") == Severity(None, "UNKNOWN")
     # a vector, when there is one, wins over the database's word

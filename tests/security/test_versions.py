@@ -227,7 +227,7 @@ def test_invalid_version(ecosystem: str, bad: str) -> None:
         release_triple(ecosystem, bad)
 
 
-@pytest.mark.parametrize("ecosystem", ["Maven", "pypi", "NPM", ""])
+@pytest.mark.parametrize("ecosystem", ["Debian", "pypi", "NPM", ""])
 def test_unsupported_ecosystem(ecosystem: str) -> None:
     for call in (
         lambda: compare(ecosystem, "1.0.0", "1.0.1"),

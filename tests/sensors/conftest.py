@@ -60,6 +60,7 @@ def intake(
     monkeypatch.setenv("CODEXK8S_GITHUB_TOKEN", github_server.token)
     monkeypatch.setenv("CODEXK8S_GITHUB_API_URL", github_server.url)
     monkeypatch.setenv("CODEXK8S_DATABASE_URL", store.url)
+    monkeypatch.setenv("CODEXK8S_INTAKE_POLL_SECONDS", "0")  # every tick of a test polls, as the daemon's would
     state = github_server.state
     state.add_repo(REPO, collaborators={"alice": "write", "bob": "maintain", "carol": "read", "erin": "write"})
     yield Intake(github_server, store, state, {})

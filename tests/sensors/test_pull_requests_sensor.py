@@ -138,5 +138,5 @@ def test_a_permanent_error_on_one_pr_is_audited_and_skipped(intake: Intake, monk
         rows = conn.execute("SELECT correlation_key, payload FROM flow_events WHERE event_type = 'intake.item_failed'")
         (row,) = rows.fetchall()
     assert row["correlation_key"].startswith(f"{REPO}#{broken}:intake:")
-    assert row["payload"]["error"] == "KeyError: 'id'"
+    assert row["payload"]["error"] == f"PayloadError: review on {REPO}#{broken}: field 'id' is missing"
     assert intake.tick(pr_sensor).run_requests == []

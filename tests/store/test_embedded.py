@@ -14,8 +14,10 @@ import psycopg
 from codexk8s_pipelines.store import EmbeddedPostgres
 
 
-def test_pgvector_hnsw_index_answers_nearest_neighbour_queries(pg_server: EmbeddedPostgres, database_url: str) -> None:
-    with psycopg.connect(database_url, autocommit=True) as conn:
+def test_pgvector_hnsw_index_answers_nearest_neighbour_queries(
+    pg_server: EmbeddedPostgres, migrator_database_url: str
+) -> None:
+    with psycopg.connect(migrator_database_url, autocommit=True) as conn:
         conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
         version = conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
         assert version is not None and tuple(int(x) for x in version[0].split(".")[:2]) >= (0, 8)

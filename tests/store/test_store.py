@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import psycopg
 import pytest
 
-from codexk8s_pipelines.store import PlatformStore
+from codexk8s_pipelines.store import DatabaseUrls, PlatformStore
 from codexk8s_pipelines.store.database import RunRecord, StoreError
 from codexk8s_pipelines.store.migrations import available_migrations
 
@@ -21,25 +21,25 @@ def _run(key: str = KEY, **kw: object) -> RunRecord:
     return RunRecord(correlation_key=key, **fields)  # type: ignore[arg-type]
 
 
-def test_migrations_apply_once_and_are_idempotent(database_url: str) -> None:
-    store = PlatformStore(database_url)
+def test_migrations_apply_once_and_are_idempotent(bare_database: DatabaseUrls) -> None:
+    store = PlatformStore(bare_database.migrator)
     assert store.schema_version() == 0
     latest = max(m.version for m in available_migrations())
     assert store.migrate() == [m.version for m in available_migrations()]
     assert store.migrate() == []
     assert store.schema_version() == latest
-    with psycopg.connect(database_url) as conn:
+    with psycopg.connect(bare_database.migrator) as conn:
         tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")}
     assert {"runs", "flow_events", "approvals", "schema_migrations"} <= tables
 
 
-def test_concurrent_starters_apply_each_migration_once(database_url: str) -> None:
+def test_concurrent_starters_apply_each_migration_once(bare_database: DatabaseUrls) -> None:
     results: list[list[int]] = []
     errors: list[BaseException] = []
 
     def migrate() -> None:
         try:
-            results.append(PlatformStore(database_url).migrate())
+            results.append(PlatformStore(bare_database.migrator).migrate())
         except BaseException as exc:  # collected and asserted below
             errors.append(exc)
 
@@ -95,15 +95,17 @@ def test_run_history_for_revise_and_dev_precondition(store: PlatformStore) -> No
     assert store.recent_stages("other/repo", issue_number=7) == []
 
 
-def test_flow_events_are_append_only_in_the_database(store: PlatformStore) -> None:
+def test_flow_events_are_append_only_in_the_database(store: PlatformStore, migrator_database_url: str) -> None:
+    """The triggers refuse even the table's owner (the application role is refused earlier: test_roles.py)."""
     first = store.append_event(KEY, "run.requested", "system", "sensor", {"stage": "dev"})
     store.append_event(KEY, "run.started", "system", "dagster", {})
+    owner = PlatformStore(migrator_database_url)
     for statement in (
         "UPDATE flow_events SET event_type = 'forged'",
         "DELETE FROM flow_events",
         "TRUNCATE flow_events",
     ):
-        with store.connect() as conn, pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+        with owner.connect() as conn, pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
             conn.execute(statement)
     events = store.events(KEY)
     assert [e["event_type"] for e in events] == ["run.requested", "run.started"]

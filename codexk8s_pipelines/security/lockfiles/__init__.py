@@ -19,26 +19,55 @@ from fnmatch import fnmatchcase
 from pathlib import Path, PurePosixPath
 
 from codexk8s_pipelines.security.dependencies import (
+    CRAN,
     CRATES,
     GO,
+    HEX,
+    MAVEN,
     NPM,
+    NUGET,
+    PACKAGIST,
+    PUB,
     PYPI,
+    RUBYGEMS,
     Dependency,
     Extraction,
     ExtractionError,
 )
-from codexk8s_pipelines.security.lockfiles import cargo, go, npm, pnpm, pylocks, pyproject, requirements, yarn
+from codexk8s_pipelines.security.lockfiles import (
+    cargo,
+    dart,
+    dotnet,
+    elixir,
+    go,
+    jvm,
+    npm,
+    php,
+    pnpm,
+    pylocks,
+    pyproject,
+    r,
+    requirements,
+    ruby,
+    yarn,
+)
 from codexk8s_pipelines.security.lockfiles._common import MAX_FILE_BYTES, Parser, Sink, dedupe
+from codexk8s_pipelines.security.safe_files import UnsafeFile, resolve_inside
 
 __all__ = [
     "DEFAULT_EXCLUDES",
     "KNOWN_FILES",
+    "MAX_DEPTH",
     "MAX_FILE_BYTES",
     "KnownFile",
     "extract_dependencies",
     "known_file",
     "parse_file",
 ]
+
+# Real projects nest manifests a dozen levels deep at most; a deeper tree is generated, or built to make the walk
+# (and every report path) explode.
+MAX_DEPTH = 32
 
 DEFAULT_EXCLUDES: frozenset[str] = frozenset(
     {
@@ -106,6 +135,15 @@ KNOWN_FILES: tuple[KnownFile, ...] = (
     KnownFile("go.mod", GO, False, go.parse_go_mod),
     KnownFile("go.sum", GO, True, go.parse_go_sum),
     KnownFile("Cargo.lock", CRATES, True, cargo.parse_cargo_lock),
+    KnownFile("pom.xml", MAVEN, False, jvm.parse_pom),
+    KnownFile("gradle.lockfile", MAVEN, True, jvm.parse_gradle_lockfile),
+    KnownFile("buildscript-gradle.lockfile", MAVEN, True, jvm.parse_gradle_lockfile),
+    KnownFile("Gemfile.lock", RUBYGEMS, True, ruby.parse_gemfile_lock),
+    KnownFile("composer.lock", PACKAGIST, True, php.parse_composer_lock),
+    KnownFile("packages.lock.json", NUGET, True, dotnet.parse_packages_lock),
+    KnownFile("pubspec.lock", PUB, True, dart.parse_pubspec_lock),
+    KnownFile("mix.lock", HEX, True, elixir.parse_mix_lock),
+    KnownFile("renv.lock", CRAN, True, r.parse_renv_lock),
 )
 
 
@@ -150,6 +188,13 @@ def extract_dependencies(root: Path, *, exclude_dirs: frozenset[str] = DEFAULT_E
 
     for directory, dirnames, filenames in os.walk(base, onerror=unlistable):
         dirnames[:] = sorted(name for name in dirnames if name not in exclude_dirs)
+        if dirnames and len(Path(directory).relative_to(base).parts) >= MAX_DEPTH:
+            for name in dirnames:
+                where = _relative(Path(directory, name), base)
+                errors.add(
+                    ExtractionError(where, None, f"directory nested deeper than {MAX_DEPTH} levels: not entered")
+                )
+            dirnames[:] = []
         for filename in sorted(filenames):
             path = Path(directory, filename)
             relative = _relative(path, base)
@@ -158,12 +203,9 @@ def extract_dependencies(root: Path, *, exclude_dirs: frozenset[str] = DEFAULT_E
                 continue
             if path.is_symlink():
                 try:
-                    target = path.resolve(strict=True)
-                except OSError:
-                    errors.add(ExtractionError(relative, None, "broken symlink: not read"))
-                    continue
-                if not target.is_relative_to(base):
-                    errors.add(ExtractionError(relative, None, "symlink to outside the scanned tree: not followed"))
+                    path = resolve_inside(path, base)
+                except UnsafeFile as exc:
+                    errors.add(ExtractionError(relative, None, str(exc)))
                     continue
             sink = _parse(path, relative, base, known)
             dependencies.update(sink.dependencies)

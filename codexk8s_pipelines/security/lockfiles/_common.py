@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 
 from codexk8s_pipelines.security.dependencies import Dependency, ExtractionError, normalise_name
+from codexk8s_pipelines.security.safe_files import UnsafeFile, read_regular_file
 
 MAX_FILE_BYTES = 20 * 1024 * 1024
 
@@ -44,9 +45,19 @@ class Sink:
         spec: str | None = None,
         direct: bool | None = None,
         file: str | None = None,
+        unpinned_reason: str | None = None,
     ) -> None:
         self.dependencies.append(
-            Dependency(ecosystem, normalise_name(ecosystem, name), version, file or self.relative, line, spec, direct)
+            Dependency(
+                ecosystem,
+                normalise_name(ecosystem, name),
+                version,
+                file or self.relative,
+                line,
+                spec,
+                direct,
+                unpinned_reason,
+            )
         )
 
     def error(self, line: int | None, message: str, *, file: str | None = None) -> None:
@@ -56,16 +67,9 @@ class Sink:
         """The file's text, or None with the reason recorded: an oversized or undecodable file is a finding of
         the scan, not a crash of it."""
         try:
-            size = path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                limit = MAX_FILE_BYTES // 1024 // 1024
-                self.error(
-                    None, f"file is {size / 1024 / 1024:.1f} MB, over the {limit} MB limit: not read", file=relative
-                )
-                return None
-            data = path.read_bytes()
-        except OSError as exc:
-            self.error(None, f"cannot read: {exc.strerror or exc}", file=relative)
+            data = read_regular_file(path, max_bytes=MAX_FILE_BYTES)
+        except UnsafeFile as exc:
+            self.error(None, str(exc), file=relative)
             return None
         try:
             text = data.decode("utf-8-sig")
@@ -295,30 +299,51 @@ class YamlList:
 
 
 def load_yaml(text: str, sink: Sink) -> Any:
-    """The document as str/None/YamlMap/YamlList, or None: empty, or invalid with the error recorded."""
+    """The document as str/None/YamlMap/YamlList, or None: empty, or invalid with the error recorded. A stream
+    of several documents is reported and only the first is returned; formats that do write several documents
+    (pnpm 10) use `load_yaml_documents`."""
+    documents = load_yaml_documents(text, sink)
+    if len(documents) > 1:
+        sink.error(None, f"{len(documents)} YAML documents where one was expected: only the first was read")
+    return documents[0] if documents else None
+
+
+# Nesting deeper than this is no lockfile: it is there to exhaust the recursion of the reader.
+MAX_YAML_DEPTH = 64
+
+
+def load_yaml_documents(text: str, sink: Sink) -> list[Any]:
+    """Every document of the stream, each as `load_yaml` returns one; the documents read before an error are
+    kept, the error is recorded with its line."""
     loader = YAML_LOADER(text)
+    documents: list[Any] = []
     try:
         loader.get_event()  # stream start
-        if loader.check_event(yaml.StreamEndEvent):
-            return None
-        loader.get_event()  # document start
-        document = _yaml_value(loader)
-        loader.get_event()  # document end
-        if not loader.check_event(yaml.StreamEndEvent):
-            sink.error(None, "more than one YAML document")
-        return document
+        while not loader.check_event(yaml.StreamEndEvent):
+            loader.get_event()  # document start
+            documents.append(_yaml_value(loader, 0))
+            loader.get_event()  # document end
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         sink.error(mark.line + 1 if mark is not None else None, f"invalid YAML: {problem}")
-        return None
+    except _TooDeep as exc:
+        sink.error(exc.line, f"invalid YAML: nested deeper than {MAX_YAML_DEPTH} levels")
     finally:
         loader.dispose()
+    return documents
 
 
-def _yaml_value(loader: Any) -> Any:
+class _TooDeep(Exception):
+    def __init__(self, line: int) -> None:
+        self.line = line
+
+
+def _yaml_value(loader: Any, depth: int) -> Any:
     event = loader.get_event()
     line = event.start_mark.line + 1
+    if depth > MAX_YAML_DEPTH:
+        raise _TooDeep(line)
     if isinstance(event, yaml.ScalarEvent):
         plain = event.implicit[0] and not event.style  # CParser writes "" for plain style, the Python parser None
         return None if plain and event.value in _YAML_NULLS else event.value
@@ -326,14 +351,14 @@ def _yaml_value(loader: Any) -> Any:
         items = []
         while not loader.check_event(yaml.MappingEndEvent):
             key_line = loader.peek_event().start_mark.line + 1
-            key = _yaml_value(loader)
-            items.append((key if isinstance(key, str) else "", key_line, _yaml_value(loader)))
+            key = _yaml_value(loader, depth + 1)
+            items.append((key if isinstance(key, str) else "", key_line, _yaml_value(loader, depth + 1)))
         loader.get_event()
         return YamlMap(items, line)
     if isinstance(event, yaml.SequenceStartEvent):
         values = []
         while not loader.check_event(yaml.SequenceEndEvent):
-            values.append(_yaml_value(loader))
+            values.append(_yaml_value(loader, depth + 1))
         loader.get_event()
         return YamlList(values, line)
     return None  # an alias: lock writers use none

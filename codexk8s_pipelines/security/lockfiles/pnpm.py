@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 
 from codexk8s_pipelines.security.dependencies import NPM
-from codexk8s_pipelines.security.lockfiles._common import Sink, YamlList, YamlMap, is_semver_like, load_yaml
+from codexk8s_pipelines.security.lockfiles._common import Sink, YamlList, YamlMap, is_semver_like, load_yaml_documents
 
-_DECLARED = ("dependencies", "devDependencies", "optionalDependencies")
+_DECLARED = ("dependencies", "devDependencies", "optionalDependencies", "packageManagerDependencies")
 _NAME = re.compile(r"^(?:@[^/@]+/)?[^/@]+$")
 
 
@@ -53,12 +53,18 @@ def split_key(key: str) -> tuple[str, str]:
 
 
 def parse_pnpm_lock(text: str, sink: Sink) -> None:
-    root = load_yaml(text, sink)
-    if root is None:
-        return
-    if not isinstance(root, YamlMap):
-        sink.error(1, "pnpm-lock.yaml is not a mapping")
-        return
+    """Every document of the lock: pnpm 10 writes the package manager's own dependencies
+    (`packageManagerDependencies`) as a first document before the project's, and both are installed."""
+    for root in load_yaml_documents(text, sink):
+        if root is None:
+            continue
+        if not isinstance(root, YamlMap):
+            sink.error(1, "pnpm-lock.yaml document is not a mapping")
+            continue
+        _parse_document(root, sink)
+
+
+def _parse_document(root: YamlMap, sink: Sink) -> None:
     packages = root.get("packages")
     if packages is None:
         return

@@ -15,7 +15,7 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
-from codexk8s_pipelines.security.dependencies import PYPI
+from codexk8s_pipelines.security.dependencies import PYPI, url_reason
 from codexk8s_pipelines.security.lockfiles._common import Sink, load_toml
 from codexk8s_pipelines.security.lockfiles.requirements import pinned_version
 
@@ -115,8 +115,11 @@ def _pep508_list(items: Any, where: str, tables: Sequence[str], locator: TomlLoc
             continue
         by_name = re.compile(rf"[\"']\s*{re.escape(requirement.name)}(?![A-Za-z0-9._-])")
         line = locator.find([exact, by_name], [*tables, None])
-        if requirement.url:
-            continue  # `name @ https://...` / VCS: not a registry release
+        if requirement.url:  # `name @ https://...` / VCS: kept, unpinned, with the reason
+            sink.add(
+                PYPI, requirement.name, None, line, spec=item, direct=True, unpinned_reason=url_reason(requirement.url)
+            )
+            continue
         sink.add(PYPI, requirement.name, pinned_version(requirement.specifier), line, spec=item, direct=True)
 
 

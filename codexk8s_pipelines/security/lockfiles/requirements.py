@@ -16,13 +16,14 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 
-from codexk8s_pipelines.security.dependencies import PYPI
+from codexk8s_pipelines.security.dependencies import PYPI, url_reason
 from codexk8s_pipelines.security.lockfiles._common import Sink
 
 _COMMENT = re.compile(r"(^|\s)#.*$")
 _INCLUDE = re.compile(r"^(?:--requirement|-r)\s*=?\s*(?P<target>\S+)")
 _PER_REQUIREMENT_OPTION = re.compile(r"\s--[A-Za-z]")
 _URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+_EGG = re.compile(r"[#&]egg=([A-Za-z0-9][A-Za-z0-9._-]*)")
 _ARCHIVE = (".whl", ".tar.gz", ".tgz", ".tar.bz2", ".zip")
 _DIRECT_SOURCES = ("(pyproject.toml)", "(setup.py)", "(setup.cfg)")
 
@@ -37,6 +38,21 @@ def pinned_version(specifier: SpecifierSet) -> str | None:
     specs = list(specifier)
     if len(specs) == 1 and specs[0].operator in ("==", "===") and "*" not in specs[0].version:
         return specs[0].version
+    return None
+
+
+def _name_of_url(url: str) -> str | None:
+    """The project name a bare URL requirement installs: its `#egg=` fragment, else the archive's file name
+    (`pkg-1.0-py3-none-any.whl`, `pkg-1.0.tar.gz`); None when neither says."""
+    egg = _EGG.search(url)
+    if egg:
+        return egg.group(1)
+    filename = url.split("#", 1)[0].split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1]
+    if filename.endswith(".whl"):
+        return filename.split("-", 1)[0] or None
+    for suffix in _ARCHIVE:
+        if filename.endswith(suffix) and "-" in filename:
+            return filename[: -len(suffix)].rsplit("-", 1)[0] or None
     return None
 
 
@@ -106,16 +122,23 @@ def _parse(text: str, sink: Sink, path: Path, relative: str, visited: set[Path])
             # -c constraints only bound versions of what is required elsewhere; -e, -i, -f, --hash... install
             # nothing from an index by name. None of them is a dependency.
             continue
-        if _URL.match(content) or content.startswith((".", "/", "~")) or content.endswith(_ARCHIVE):
-            continue  # a URL, VCS or local path: not a registry release
+        if _URL.match(content):  # a bare URL or VCS reference: counted by its `#egg=` name, else reported
+            url = content.split()[0]
+            name = _name_of_url(url)
+            if name:
+                reason = url_reason(url)
+                sink.add(PYPI, name, None, number, spec=content, direct=True, file=relative, unpinned_reason=reason)
+            else:
+                sink.error(number, f"{url_reason(url)} and without a package name, not matched: {url}", file=relative)
+            continue
+        if content.startswith((".", "/", "~")) or (content.endswith(_ARCHIVE) and "@" not in content):
+            continue  # a local path: the project's own code, not a dependency
         option = _PER_REQUIREMENT_OPTION.search(content)
         requirement_text = content[: option.start()].strip() if option else content
         try:
             requirement = Requirement(requirement_text)
         except InvalidRequirement as exc:
             sink.error(number, f"cannot parse requirement {requirement_text!r}: {exc}", file=relative)
-            continue
-        if requirement.url:
             continue
         end = index + 1
         while end < len(lines) and lines[end][1].strip().startswith("#"):
@@ -124,11 +147,12 @@ def _parse(text: str, sink: Sink, path: Path, relative: str, visited: set[Path])
         sink.add(
             PYPI,
             requirement.name,
-            pinned_version(requirement.specifier),
+            None if requirement.url else pinned_version(requirement.specifier),
             number,
             spec=requirement_text,
             direct=_is_direct(_via_sources(comment, following)),
             file=relative,
+            unpinned_reason=url_reason(requirement.url) if requirement.url else None,
         )
 
 
@@ -139,7 +163,11 @@ def _include(target: str, line: int, sink: Sink, path: Path, relative: str, visi
         sink.error(line, f"include of a URL is not fetched: {target}", file=relative)
         return
     root = sink.root.resolve()
-    resolved = (path.parent / target).resolve()
+    try:
+        resolved = (path.parent / target).resolve()
+    except RuntimeError:  # Python 3.11 raises it for a symlink loop
+        sink.error(line, f"include is a symlink loop, not read: {target}", file=relative)
+        return
     if not resolved.is_relative_to(root):
         sink.error(line, f"include outside the scanned tree is not read: {target}", file=relative)
         return

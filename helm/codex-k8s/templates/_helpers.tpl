@@ -139,6 +139,11 @@ a settings.*_VAR of codexk8s_pipelines; secrets are secretKeyRefs only.
 {{- if or $db.existingSecret $db.url }}
 {{ include "codexk8s.secretEnv" (dict "env" "CODEXK8S_DATABASE_URL" "secret" (default $db.name $db.existingSecret) "key" $db.keys.url) }}
 {{- end }}
+{{- if .Values.mcp.enabled }}
+- name: CODEXK8S_MCP_URL
+  value: {{ include "codexk8s.mcp.url" . | quote }}
+{{ include "codexk8s.secretEnv" (dict "env" "CODEXK8S_MCP_SECRET" "secret" .Values.mcp.secret.existingSecret "key" .Values.mcp.secret.key) }}
+{{- end }}
 {{- end -}}
 
 {{/* The configuration volume and its mount, shared by the code location and the run pods. */}}
@@ -183,4 +188,26 @@ location (the dagster chart's user-deployments subchart does the same for its ow
 {{- $unit := trimPrefix (regexFind "^[0-9]+" $ttl) $ttl -}}
 {{- $factor := get (dict "s" 1 "m" 60 "h" 3600 "d" 86400) $unit -}}
 {{- mul $n $factor -}}
+{{- end -}}
+
+{{/* The MCP server's Deployment and Service name. */}}
+{{- define "codexk8s.mcp.name" -}}
+{{- printf "%s-mcp" (include "codexk8s.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* CODEXK8S_MCP_URL: the MCP Service's in-cluster address (agent pods run in another namespace). */}}
+{{- define "codexk8s.mcp.url" -}}
+{{- printf "http://%s.%s.svc:%v/mcp" (include "codexk8s.mcp.name" .) .Release.Namespace .Values.mcp.port -}}
+{{- end -}}
+
+{{/* The catalog's `kinds:` endpoints from modelCredentials: the key Secret (name/key) and a gateway base URL. */}}
+{{- define "codexk8s.modelKinds" -}}
+{{- $kinds := dict -}}
+{{- range $kind, $c := .Values.modelCredentials -}}
+{{- $endpoint := dict -}}
+{{- if $c.existingSecret -}}{{- $_ := set $endpoint "key_secret" (printf "%s/%s" $c.existingSecret $c.key) -}}{{- end -}}
+{{- if $c.baseUrl -}}{{- $_ := set $endpoint "base_url" $c.baseUrl -}}{{- end -}}
+{{- if $endpoint -}}{{- $_ := set $kinds $kind (dict "endpoint" $endpoint) -}}{{- end -}}
+{{- end -}}
+{{- toYaml $kinds -}}
 {{- end -}}

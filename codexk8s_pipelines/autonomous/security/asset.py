@@ -3,6 +3,8 @@
 The scanner (`security/`) does the work; this asset loads the offline database, finds the checkout, and hands
 the findings to the shared periodic path. Optionally (per repository, off by default) a new critical finding
 gets its own issue labelled for the dev stage, so an agent proposes the fix.
+
+Its checks: no open finding at or above `periodic.security.fail_on`, and a database younger than `max_age_days`.
 """
 
 from datetime import timedelta
@@ -10,17 +12,21 @@ from typing import Any
 
 import dagster as dg
 
-from .. import settings
-from ..config.models import PlatformConfig, RepositoryConfig
-from ..github.resource import GitHubResource
-from ..resources import PlatformConfigResource, PlatformDatabase
-from ..security.dependencies import location
-from ..store import PlatformStore
-from ..store.findings import FindingInput, platform_issue
-from .checkouts import checkout
-from .partitions import REPOSITORY_PARTITIONS
-from .periodic import publish_findings, watched_repository
-from .platform_issues import open_labelled_issue
+from ... import settings
+from ...config.models import PlatformConfig, RepositoryConfig
+from ...github.resource import GitHubResource
+from ...resources import PlatformConfigResource, PlatformDatabase
+from ...security.dependencies import location
+from ...store import PlatformStore
+from ...store.findings import FindingInput, platform_issue
+from ..dashboard import SEVERITY_ORDER
+from ..factory import CHECKOUT, check_result, open_partition, periodic_asset
+from ..periodic import publish_findings
+from ..platform_issues import open_labelled_issue
+from .osv_database import OSV_DATABASE, offline_hint
+
+NO_SEVERE = "no_severe_findings"
+FRESH_DATABASE = "osv_database_fresh"
 
 
 def _title(f: Any) -> str:
@@ -57,7 +63,7 @@ def finding_input(f: Any) -> FindingInput:
 def stale_note(db: Any) -> str | None:
     """A sentence that stays the same from one night to the next (no day count), so a stale database alone does
     not edit the dashboard every day."""
-    from ..security.osv import format_days
+    from ...security.osv import format_days
 
     if not db.stale:
         return None
@@ -65,33 +71,40 @@ def stale_note(db: Any) -> str | None:
     limit = format_days(db.max_age)
     return (
         f"The OSV database ({snapshot}) is older than {limit}: advisories published since are missing. "
-        "Run the `osv_refresh` job (it needs network access to OSV)."
+        "Materialize `osv_database` (job `osv_refresh`; it needs network access to OSV, or "
+        "`periodic.security.osv_source` pointing at a local export)."
     )
 
 
 def load_osv(platform: PlatformConfig) -> Any:
-    from ..security.osv import OsvDatabase
+    from ...security.osv import OsvDatabase
 
     cfg = platform.periodic.security
     path = settings.osv_database_dir(cfg.osv_db)
-    if not path.exists():
+    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
         raise dg.Failure(
-            description=f"no OSV database at {path}: run the osv_refresh job, or set periodic.security.osv_db "
-            "in codexk8s.yaml to a directory of OSV records"
-        )
+            description=f"no OSV database at {path}: materialize osv_database first (job osv_refresh, needs "
+            f"network access to {cfg.osv_url}). {offline_hint(path)}"
+        ) from None
     db = OsvDatabase.load(path, max_age=timedelta(days=cfg.max_age_days))
     if not db.advisories:
-        raise dg.Failure(description=f"the OSV database at {path} has no usable record ({len(db.errors)} errors)")
+        raise dg.Failure(
+            description=f"the OSV database at {path} has no usable record ({len(db.errors)} unreadable): "
+            f"materialize osv_database again. {offline_hint(path)}"
+        ) from None
     return db
 
 
-@dg.asset(
-    name="security_findings",
-    partitions_def=REPOSITORY_PARTITIONS,
-    group_name="periodic",
+@periodic_asset(
+    "security_findings",
     description="OSV advisories (offline database) matched against the repository's lockfiles and manifests; "
     "one dashboard issue per repository, edited in place.",
-    kinds={"python", "postgres", "github"},
+    kinds={"postgres", "github"},
+    deps=(CHECKOUT, OSV_DATABASE),
+    checks={
+        NO_SEVERE: "No open finding at or above periodic.security.fail_on (default HIGH).",
+        FRESH_DATABASE: "The OSV database the scan used is younger than periodic.security.max_age_days.",
+    },
 )
 def security_findings(
     context: dg.AssetExecutionContext,
@@ -99,18 +112,17 @@ def security_findings(
     platform_config: PlatformConfigResource,
     github: GitHubResource,
 ) -> dg.MaterializeResult:
-    from ..security.scan import scan_path
+    from ...security.scan import scan_path
 
-    platform = platform_config.get()
-    repo = watched_repository(platform, context.partition_key)
-    db = load_osv(platform)
-    root, commit = checkout(repo, github.credentials())
+    db = load_osv(platform_config.get())
+    run = open_partition(context, platform_db, platform_config, github)
+    platform, repo, root, commit = run.platform, run.repo, run.root, run.commit
     result = scan_path(root, db)
     broken_files = {e.file for e in result.extraction_errors}
     notes = [n for n in [stale_note(db)] if n]
     notes += [f"`{e}`: not scanned" for e in result.extraction_errors]
-    store = platform_db.store()
-    metadata, synced = publish_findings(
+    store = run.store
+    metadata, synced, open_rows = publish_findings(
         context, store=store, github=github, platform=platform, repo=repo, kind="security",
         findings=[finding_input(f) for f in result.findings], notes=notes,
         preserve=lambda details: details.get("file") in broken_files,
@@ -130,12 +142,60 @@ def security_findings(
         }
     )
     if result.findings:
-        rows = [f"| {f.severity.label()} | `{f.package}` {f.version} | {f.advisory_id} | {f.fixed_version or '—'} |"
-                f" `{f.file}` |" for f in result.findings]  # fmt: skip
-        metadata["table"] = dg.MetadataValue.md(
-            "| severity | package | advisory | fix | file |\n|---|---|---|---|---|\n" + "\n".join(rows)
+        metadata["table"] = findings_table(result.findings)
+    checks = [severe_check(platform, open_rows), fresh_check(platform, db)]
+    return dg.MaterializeResult(metadata=metadata, check_results=checks)
+
+
+def findings_table(findings: list[Any]) -> dg.TableMetadataValue:
+    columns = ("severity", "score", "package", "version", "advisory", "fix", "file")
+    types = {"score": "float"}
+    records = [
+        dg.TableRecord(
+            {
+                "severity": f.severity.label(),
+                "score": float(f.severity.score) if f.severity.score is not None else None,
+                "package": f.package,
+                "version": f.version,
+                "advisory": f.advisory_id,
+                "fix": f.fixed_version or "",
+                "file": location(f.file, f.line),
+            }
         )
-    return dg.MaterializeResult(metadata=metadata)
+        for f in findings
+    ]
+    schema = dg.TableSchema(columns=[dg.TableColumn(c, types.get(c, "string")) for c in columns])
+    return dg.MetadataValue.table(records=records, schema=schema)
+
+
+def severe_check(platform: PlatformConfig, open_rows: list[dict[str, Any]]) -> dg.AssetCheckResult:
+    """Open findings (the preserved ones too: a file that broke is not a fix) at or above the threshold."""
+    threshold = platform.periodic.security.fail_on
+    limit = SEVERITY_ORDER[threshold]
+    severe = [r for r in open_rows if SEVERITY_ORDER.get(str(r.get("severity") or "UNKNOWN").upper(), 9) <= limit]
+    counts: dict[str, int] = {}
+    for row in severe:
+        counts[str(row["severity"]).upper()] = counts.get(str(row["severity"]).upper(), 0) + 1
+    if severe:
+        summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items(), key=lambda kv: SEVERITY_ORDER[kv[0]]))
+        text = f"{len(severe)} open finding(s) at or above {threshold}: {summary}"
+    else:
+        text = f"no open finding at or above {threshold} ({len(open_rows)} open below it)"
+    return check_result(platform, NO_SEVERE, not severe, text, threshold=threshold, open_at_or_above=len(severe))
+
+
+def fresh_check(platform: PlatformConfig, db: Any) -> dg.AssetCheckResult:
+    limit = float(platform.periodic.security.max_age_days)
+    age = db.age
+    age_days = float(round(age.total_seconds() / 86400, 2)) if age is not None else None
+    snapshot = db.snapshot.date().isoformat() if db.snapshot else "unknown"
+    if db.stale:
+        text = (db.staleness_message() or "the OSV database is stale") + ": materialize osv_database"
+    else:
+        text = f"snapshot {snapshot}, {age_days:g} days old (limit {limit:g})"
+    return check_result(
+        platform, FRESH_DATABASE, not db.stale, text, snapshot=snapshot, age_days=age_days, max_age_days=limit
+    )
 
 
 def _open_fix_issues(

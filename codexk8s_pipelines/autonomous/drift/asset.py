@@ -2,6 +2,9 @@
 
 Only repositories with a `drift:` section are checked (the schedule fans out over those). Objects the check could
 not read keep their findings open: an unreachable API is not a fix.
+
+Its check: no drifted object. A repository without a `drift:` section has nothing to compare: the run fails and
+says what to add, rather than turning green for work it did not do.
 """
 
 import os
@@ -9,14 +12,15 @@ from typing import Any
 
 import dagster as dg
 
-from .. import settings
-from ..config.models import RepositoryConfig
-from ..github.resource import GitHubResource
-from ..resources import PlatformConfigResource, PlatformDatabase
-from ..store.findings import FindingInput
-from .checkouts import checkout
-from .partitions import REPOSITORY_PARTITIONS
-from .periodic import publish_findings, watched_repository
+from ... import settings
+from ...config.models import RepositoryConfig
+from ...github.resource import GitHubResource
+from ...resources import PlatformConfigResource, PlatformDatabase
+from ...store.findings import FindingInput
+from ..factory import check_result, open_partition, periodic_asset
+from ..periodic import publish_findings
+
+NO_DRIFT = "no_drift"
 
 
 def _value(value: Any) -> str:
@@ -41,7 +45,7 @@ def finding_input(item: Any) -> FindingInput:
 
 
 def desired_state(repo: RepositoryConfig, root: Any) -> Any:
-    from ..drift import load_manifests, render_helm
+    from ...drift import load_manifests, render_helm
 
     cfg = repo.drift
     assert cfg is not None
@@ -60,23 +64,22 @@ def desired_state(repo: RepositoryConfig, root: Any) -> Any:
 
 
 def _cluster() -> Any:
-    from ..drift import api_client_from_kubeconfig
+    from ...drift import api_client_from_kubeconfig
 
     try:
         return api_client_from_kubeconfig(os.environ.get(settings.KUBECONFIG_VAR))
     except Exception as exc:
         raise dg.Failure(
             description=f"no cluster to compare with: {exc} (set {settings.KUBECONFIG_VAR}, or run in the cluster)"
-        ) from exc
+        ) from None
 
 
-@dg.asset(
-    name="ops_drift",
-    partitions_def=REPOSITORY_PARTITIONS,
-    group_name="periodic",
+@periodic_asset(
+    "ops_drift",
     description="Rendered manifests (YAML or helm template) compared with the live cluster, ignoring "
     "server-populated fields and configured JSON pointers; warn-only, on a dashboard issue.",
     kinds={"kubernetes", "github"},
+    checks={NO_DRIFT: "No object differs between the repository's manifests and the live cluster."},
 )
 def ops_drift(
     context: dg.AssetExecutionContext,
@@ -84,24 +87,28 @@ def ops_drift(
     platform_config: PlatformConfigResource,
     github: GitHubResource,
 ) -> dg.MaterializeResult:
-    from ..drift import DriftError, check_drift, render_markdown
+    from ...drift import DriftError, check_drift, render_markdown
 
-    platform = platform_config.get()
-    repo = watched_repository(platform, context.partition_key)
+    run = open_partition(context, platform_db, platform_config, github, with_checkout=False)
+    platform, repo = run.platform, run.repo
     if repo.drift is None:
-        return dg.MaterializeResult(metadata={"skipped": "no drift section for this repository in codexk8s.yaml"})
-    root, commit = checkout(repo, github.credentials())
+        raise dg.Failure(
+            description=f"{repo.key} has no drift section in codexk8s.yaml: nothing to compare. Add "
+            "`drift: {manifests: DIR}` (or helm_chart) to the repository; ops_drift_schedule only runs those."
+        )
+    run = open_partition(context, platform_db, platform_config, github)
+    root, commit = run.root, run.commit
     try:
         desired = desired_state(repo, root)
     except DriftError as exc:
-        raise dg.Failure(description=f"{repo.key}: {exc}") from exc
+        raise dg.Failure(description=f"{repo.key}: {exc}") from None
     ignore = [{"pointer": r.pointer, "kind": r.kind, "name": r.name} for r in repo.drift.ignore]
     report = check_drift(desired, _cluster(), ignore=ignore, managed_selector=repo.drift.selector)
     # Objects the check could not read keep their findings: an unreachable API is not a fix.
     unchecked = {str(key) for key in report.unchecked} | {str(p.key) for p in report.errors if p.key is not None}
     notes = [f"{p}" for p in report.errors]
-    metadata, _ = publish_findings(
-        context, store=platform_db.store(), github=github, platform=platform, repo=repo, kind="drift",
+    metadata, _, open_rows = publish_findings(
+        context, store=run.store, github=github, platform=platform, repo=repo, kind="drift",
         findings=[finding_input(i) for i in report.items], notes=notes,
         preserve=lambda details: details.get("object") in unchecked or bool(report.errors and not report.checked),
     )  # fmt: skip
@@ -113,4 +120,17 @@ def ops_drift(
             "report": dg.MetadataValue.md(render_markdown(report)),
         }
     )
-    return dg.MaterializeResult(metadata=metadata)
+    drifted = len(report.items)
+    if report.errors and not report.checked:
+        text = f"nothing could be read from the cluster: {report.errors[0]}"
+    elif drifted:
+        text = f"{drifted} drifted object(s): " + ", ".join(
+            f"{n} {k}" for k, n in report.counts.items() if k in ("changed", "missing", "extra") and n
+        )
+    else:
+        text = f"no drift ({report.checked} object(s) compared)"
+    if report.errors and report.checked:
+        text += f"; {len(report.errors)} could not be read"
+    passed = not drifted and not report.errors
+    check = check_result(platform, NO_DRIFT, passed, text, drifted=drifted, open=len(open_rows))
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])

@@ -2,6 +2,9 @@
 
 An outdated dependency is a finding (one per package and ecosystem: bumping it to another old version keeps
 the same finding, with a new title); the full table and a libyear plot are in the materialisation metadata.
+
+Its checks: every dependency was answered for (registry errors fail it and name the registries), and the total
+libyears stay under `periodic.freshness.libyear_budget`.
 """
 
 import base64
@@ -11,13 +14,16 @@ from typing import Any
 
 import dagster as dg
 
-from .. import settings
-from ..github.resource import GitHubResource
-from ..resources import PlatformConfigResource, PlatformDatabase
-from ..store.findings import FindingInput
-from .checkouts import checkout
-from .partitions import REPOSITORY_PARTITIONS
-from .periodic import publish_findings, watched_repository
+from ... import settings
+from ...config.models import PlatformConfig
+from ...github.resource import GitHubResource
+from ...resources import PlatformConfigResource, PlatformDatabase
+from ...store.findings import FindingInput
+from ..factory import check_result, open_partition, periodic_asset
+from ..periodic import publish_findings
+
+ALL_CHECKED = "all_dependencies_checked"
+WITHIN_BUDGET = "libyears_within_budget"
 
 
 def fingerprint(ecosystem: str, name: str) -> str:
@@ -59,13 +65,15 @@ def _table(frame: Any) -> dg.TableMetadataValue:
     return dg.MetadataValue.table(records=records, schema=schema)
 
 
-@dg.asset(
-    name="dependency_freshness",
-    partitions_def=REPOSITORY_PARTITIONS,
-    group_name="periodic",
+@periodic_asset(
+    "dependency_freshness",
     description="Latest releases from PyPI, npm, the Go proxy and crates.io against the repository's lockfiles: "
     "versions behind and libyears; outdated dependencies on a dashboard issue.",
-    kinds={"python", "pandas", "github"},
+    kinds={"postgres", "github"},
+    checks={
+        ALL_CHECKED: "Every dependency was answered for by its registry and every lockfile could be read.",
+        WITHIN_BUDGET: "Total libyears under periodic.freshness.libyear_budget.",
+    },
 )
 def dependency_freshness(
     context: dg.AssetExecutionContext,
@@ -73,14 +81,13 @@ def dependency_freshness(
     platform_config: PlatformConfigResource,
     github: GitHubResource,
 ) -> dg.MaterializeResult:
-    from ..freshness.check import check_freshness
-    from ..freshness.registries import RegistryUrls
-    from ..security.lockfiles import extract_dependencies
+    from ...freshness.check import check_freshness
+    from ...freshness.registries import RegistryUrls
+    from ...security.lockfiles import extract_dependencies
 
-    platform = platform_config.get()
+    run = open_partition(context, platform_db, platform_config, github)
+    platform, repo, root, commit = run.platform, run.repo, run.root, run.commit
     cfg = platform.periodic.freshness
-    repo = watched_repository(platform, context.partition_key)
-    root, commit = checkout(repo, github.credentials())
     extraction = extract_dependencies(root)
     registries = RegistryUrls(cfg.pypi_url, cfg.npm_url, cfg.go_proxy_url, cfg.crates_url)
     report = check_freshness(extraction.dependencies, registries=registries, workers=cfg.workers)
@@ -95,9 +102,9 @@ def dependency_freshness(
         files = set(details.get("files") or [])
         return (details.get("ecosystem"), details.get("package")) in unanswered or bool(files & broken_files)
 
-    metadata, _ = publish_findings(
+    metadata, _, _ = publish_findings(
         context,
-        store=platform_db.store(),
+        store=run.store,
         github=github,
         platform=platform,
         repo=repo,
@@ -111,10 +118,11 @@ def dependency_freshness(
         {
             "commit": commit or "",
             "dependencies": totals.dependencies,
+            "checked": totals.dependencies - totals.errors,
             "outdated": totals.outdated,
             "unpinned": totals.unpinned,
             "registry_errors": totals.errors,
-            "libyear_total": round(totals.libyear, 3),
+            "libyear_total": float(round(totals.libyear, 3)),
             "by_ecosystem": dg.MetadataValue.json(
                 {
                     k: {"dependencies": v.dependencies, "outdated": v.outdated, "libyear": round(v.libyear, 3)}
@@ -126,6 +134,9 @@ def dependency_freshness(
     frame = report.frame()
     if len(frame):
         metadata["table"] = _table(frame)
+    if report.errors:
+        metadata["unchecked"] = _errors_table(report.errors)
+    checks = [all_checked(platform, report, extraction.errors), budget_check(platform, report)]
     if outdated:
         png = report.plot_png()
         # One file per repository, replaced by each run: the metadata above keeps every run's own copy, and a
@@ -135,8 +146,53 @@ def dependency_freshness(
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", repo.key).strip("-.")[:80]
         path = plot_dir / f"libyear-{slug}-{hashlib.sha256(repo.key.encode()).hexdigest()[:8]}.png"
         path.write_bytes(png)
-        metadata["libyear_plot"] = dg.MetadataValue.md(
+        metadata["libyear_plot"] = dg.MetadataValue.path(str(path))
+        # The same image rendered in the UI's metadata view (its Markdown viewer shows data: images).
+        metadata["libyear_plot_image"] = dg.MetadataValue.md(
             f"![libyear per dependency](data:image/png;base64,{base64.b64encode(png).decode()})"
         )
-        metadata["libyear_plot_file"] = dg.MetadataValue.path(str(path))
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata, check_results=checks)
+
+
+def _errors_table(errors: Any) -> dg.TableMetadataValue:
+    columns = ("registry", "ecosystem", "package", "reason")
+    records = [
+        dg.TableRecord({"registry": e.registry, "ecosystem": e.ecosystem, "package": e.name, "reason": e.reason})
+        for e in errors
+    ]
+    return dg.MetadataValue.table(records=records, schema=dg.TableSchema(columns=[dg.TableColumn(c) for c in columns]))
+
+
+def all_checked(platform: PlatformConfig, report: Any, extraction_errors: Any) -> dg.AssetCheckResult:
+    """Fails when a registry did not answer (naming the registries and why) or a lockfile could not be read."""
+    totals = report.totals
+    by_registry: dict[str, list[Any]] = {}
+    for error in report.errors:
+        by_registry.setdefault(error.registry, []).append(error)
+    parts = [
+        f"{registry}: {len(items)} unanswered ({items[0].reason})" for registry, items in sorted(by_registry.items())
+    ]
+    parts += [f"{e.file}: not read" for e in extraction_errors]
+    if not parts:
+        text = f"all {totals.dependencies} dependencies checked"
+    elif totals.errors and totals.errors >= totals.dependencies:
+        text = f"nothing could be checked: {'; '.join(parts)}"
+    else:
+        text = f"{totals.dependencies - totals.errors} of {totals.dependencies} checked; {'; '.join(parts)}"
+    return check_result(
+        platform, ALL_CHECKED, not parts, text, registries=dg.MetadataValue.json(sorted(by_registry)),
+        unanswered=totals.errors, unreadable_files=len(extraction_errors),
+    )  # fmt: skip
+
+
+def budget_check(platform: PlatformConfig, report: Any) -> dg.AssetCheckResult:
+    budget = float(platform.periodic.freshness.libyear_budget)
+    total = float(round(report.totals.libyear, 3))
+    totals = report.totals
+    if totals.dependencies and totals.errors >= totals.dependencies:  # 0 libyears of nothing is not "within"
+        text = f"unknown: no dependency could be checked (budget {budget:g})"
+        return check_result(platform, WITHIN_BUDGET, False, text, libyear_total=None, budget=budget)
+    text = f"{total:g} libyears of a budget of {budget:g}"
+    if report.errors:
+        text += f" ({report.totals.errors} dependencies unanswered are not counted)"
+    return check_result(platform, WITHIN_BUDGET, total <= budget, text, libyear_total=total, budget=budget)

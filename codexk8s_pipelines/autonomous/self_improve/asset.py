@@ -4,19 +4,25 @@ The schedule in `schedules/periodic.py` decides when (runs finished since the la
 gathers the evidence from the platform database and opens the issue, or refreshes the body of the one still
 open. The label is put by the platform on an issue it opened, which the intake sensor accepts as a trigger (see
 `Actor.platform_prepared`), so the self-improve agent starts with its evidence already in the issue.
+
+Its check: the evidence issue is open on GitHub where it should be (read back after the run); a GitHub repository
+without credentials fails it, a local repository has no issue to keep.
 """
 
 from collections.abc import Sequence
 
 import dagster as dg
 
-from ..github.resource import GitHubResource
-from ..resources import PlatformConfigResource, PlatformDatabase
-from ..store import PlatformStore
-from ..store.evidence import PREPARED_EVENT, RunEvidence, cadence_key, gather_evidence, last_prepared
-from .partitions import REPOSITORY_PARTITIONS
-from .periodic import ACTOR, now_utc, watched_repository
-from .platform_issues import open_labelled_issue, recorded_issue
+from ...config.models import PlatformConfig
+from ...github.resource import GitHubResource
+from ...resources import PlatformConfigResource, PlatformDatabase
+from ...store import PlatformStore
+from ...store.evidence import PREPARED_EVENT, RunEvidence, cadence_key, gather_evidence, last_prepared
+from ..factory import check_result, open_partition, periodic_asset
+from ..periodic import ACTOR, now_utc
+from ..platform_issues import open_labelled_issue, recorded_issue
+
+ISSUE_OPEN = "evidence_issue_open"
 
 MARKER = "<!-- codexk8s:self-improve -->"
 PURPOSE = "self-improve"
@@ -69,13 +75,13 @@ def render_evidence(evidence: RunEvidence, trigger_label: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-@dg.asset(
-    name="self_improve_evidence",
-    partitions_def=REPOSITORY_PARTITIONS,
-    group_name="periodic",
+@periodic_asset(
+    "self_improve_evidence",
     description="Run evidence (failures, revise counts, slow stages, agent status) in an issue labelled for the "
     "self-improve agent; opened when enough runs finished since the last one.",
     kinds={"github", "postgres"},
+    deps=(),
+    checks={ISSUE_OPEN: "The evidence issue is open on GitHub (GitHub repositories; a local one keeps none)."},
 )
 def self_improve_evidence(
     context: dg.AssetExecutionContext,
@@ -83,10 +89,9 @@ def self_improve_evidence(
     platform_config: PlatformConfigResource,
     github: GitHubResource,
 ) -> dg.MaterializeResult:
-    platform = platform_config.get()
-    repo = watched_repository(platform, context.partition_key)
+    run = open_partition(context, platform_db, platform_config, github, with_checkout=False)
+    platform, repo, store = run.platform, run.repo, run.store
     repository = repo.key.lower()
-    store = platform_db.store()
     now = now_utc()
     evidence = gather_evidence(
         store, repository, last_prepared(store, repository), now, platform.periodic.self_improve.status_lines
@@ -99,15 +104,29 @@ def self_improve_evidence(
         reason = "a local repository" if repo.github is None else github.credentials().missing_reason()
         context.log.warning(f"{repo.key}: evidence prepared but no issue opened: {reason}")
         action, number = "skipped", None
+        check = check_result(platform, ISSUE_OPEN, repo.github is None, f"no evidence issue: {reason}")
     else:
         action, number = _open_or_update(github, store, repo.github, repository, body, label)
         metadata["issue"] = number
+        check = issue_check(platform, github, store, repo.github, repository)
     store.append_event(
         cadence_key(repository), PREPARED_EVENT, "system", ACTOR,
         {"finished": evidence.finished, "issue": number, "action": action, "dagster_run_id": context.run.run_id},
     )  # fmt: skip
     metadata["action"] = action
-    return dg.MaterializeResult(metadata=metadata)
+    return dg.MaterializeResult(metadata=metadata, check_results=[check])
+
+
+def issue_check(
+    platform: PlatformConfig, github: GitHubResource, store: PlatformStore, full_name: str, repository: str
+) -> dg.AssetCheckResult:
+    """Read the issue back from GitHub: recorded, still there and open."""
+    issue = recorded_issue(github.repo_api(full_name), store, repository, PURPOSE)
+    if issue is None:
+        return check_result(platform, ISSUE_OPEN, False, f"the evidence issue of {full_name} is gone from GitHub")
+    number, state = int(issue["number"]), str(issue.get("state"))
+    text = f"#{number} is {state}" + ("" if state == "open" else ": the self-improve agent will not see it")
+    return check_result(platform, ISSUE_OPEN, state == "open", text, issue=number)
 
 
 def _open_or_update(

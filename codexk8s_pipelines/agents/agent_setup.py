@@ -1,0 +1,484 @@
+"""Make a real agent program ready to run: its model endpoint, its MCP access, its sandbox flag, the settings
+that stop calls home and stalls, and the session it resumes, each written in that agent's own terms.
+
+The catalog says *what* (an agent kind, a model endpoint set once, the MCP tools of the role, a network policy);
+this module says *how* for each kind, inside the runner, so both runtimes (a local subprocess, a pod) apply it
+the same way and no user restates a command line to use a gateway:
+
+- **Codex CLI**: a `config.toml` in a private `CODEX_HOME` (a custom `model_providers` entry with the endpoint's
+  base URL and key variable, since Codex ignores `OPENAI_BASE_URL`; bounded retries; analytics off;
+  `mcp_servers.codexk8s` with the role's tools; `sandbox_workspace_write.network_access` from the policy), and
+  the `--sandbox` flag chosen by a probe (`workspace-write` needs user namespaces, which a container's default
+  seccomp profile forbids: Codex then fails every command silently). Resume: `codex exec resume <id> -`.
+- **Claude Code**: `ANTHROPIC_BASE_URL`, the key as `ANTHROPIC_API_KEY`, no non-essential traffic, bounded
+  retries, an `--mcp-config` file and the MCP tools added to `--allowedTools`. Resume: `--resume <id>`.
+- **OpenCode**: an `OPENCODE_CONFIG` file with an OpenAI-compatible provider, the model, permissions and `mcp`;
+  no model-list fetch, no autoupdate, no sharing. Resume: `--session <id>`.
+- **aider**: `OPENAI_API_BASE` and the key as `OPENAI_API_KEY`, a pre-seeded price list (else it downloads one),
+  its history files and analytics log outside the checkout (the log is where its usage is read from).
+
+Session files of Codex and Claude Code are archived per branch after a run and put back before a revise, so the
+revise continues the conversation; when that is impossible the revise starts fresh and the notes say why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .. import settings
+from .agent_env import platform_secret_reason
+from .transcript import AgentKind
+
+SandboxChoice = Literal["auto", "workspace-write", "danger-full-access"]
+PROVIDER_ID = "codexk8s"
+MCP_SERVER_NAME = "codexk8s"
+SESSION_RECORD = "session.json"
+UNSHARE_PROBE = ("unshare", "-Ur", "true")
+PROBE_TIMEOUT_SECONDS = 5.0
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# Where each agent keeps a resumable session under its HOME, by session id.
+_SESSION_GLOBS: dict[str, tuple[str, ...]] = {
+    "codex": (".codex/sessions/**/*{id}.jsonl",),
+    "claude-code": (".claude/projects/*/{id}.jsonl",),
+}
+
+
+class ModelEndpoint(BaseModel):
+    """Where an agent's model is: set once per agent kind (or agent), used by every runtime."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    base_url: str | None = Field(
+        default=None, description="the provider's base URL (a gateway); unset: the agent's own default provider"
+    )
+    key_env: str = Field(default="OPENAI_API_KEY", description="the variable holding the API key in the runner")
+    key_secret: str | None = Field(
+        default=None, description="kubernetes: the Secret 'name/key' the key comes from in the pod"
+    )
+
+    @field_validator("key_env")
+    @classmethod
+    def _a_model_key_not_a_platform_secret(cls, value: str) -> str:
+        if not _ENV_NAME.match(value):
+            raise ValueError(f"{value!r} is not an environment variable name (letters, digits, '_')")
+        reason = platform_secret_reason(value)
+        if reason is not None:
+            raise ValueError(f"{value} cannot be given to an agent as its model key: {reason}")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s/]+", value):
+            raise ValueError(f"expected an http(s) URL such as 'http://gateway:8080/v1', got {value!r}")
+        return value
+
+
+class NetworkPolicy(BaseModel):
+    """What the agent may reach while it works, beyond its model endpoint (always reached by the agent itself)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    mcp: bool = Field(default=True, description="the platform's MCP server")
+    package_indexes: bool = Field(
+        default=False, description="the network from the commands it runs (package indexes for installs and tests)"
+    )
+
+
+class AgentLaunch(BaseModel):
+    """What the runner needs to set a real agent up; travels in the runner spec (no secret in it)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: AgentKind = "custom"
+    model: str = ""
+    reasoning: str = ""
+    endpoint: ModelEndpoint = Field(default_factory=ModelEndpoint)
+    network: NetworkPolicy = Field(default_factory=NetworkPolicy)
+    sandbox: SandboxChoice = "auto"
+    mcp_tools: list[str] = Field(default_factory=list)
+    resume: bool = Field(default=False, description="a revise: continue the branch's previous session if possible")
+    session_dir: str | None = Field(default=None, description="where this branch's session is kept between runs")
+    unreachable_grace_seconds: float = Field(default=60.0, gt=0)
+
+
+@dataclass
+class PreparedAgent:
+    """The agent's final command line and the environment the setup adds; `notes` go to the log and audit."""
+
+    command: list[str]
+    env: dict[str, str] = field(default_factory=dict)
+    declared: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    sandbox: str | None = None
+    resumed_session: str | None = None
+    previous_session: str | None = None
+    previous_usage: dict[str, Any] | None = None
+    analytics_log: Path | None = None
+    home: Path | None = None
+    agent_home: str = ""
+    """The home as the agent sees it (inside the platform's sandbox it is mounted elsewhere than on the host)."""
+
+    def seen(self, *parts: str) -> str:
+        """A path under the agent's home, spelled the way the agent sees it."""
+        return "/".join([self.agent_home.rstrip("/"), *parts])
+
+
+# ------------------------------------------------------------------------------------------------ probes
+
+
+def user_namespaces_work(env: Mapping[str, str] | None = None) -> bool:
+    """`unshare -Ur true`: whether Codex's `workspace-write` sandbox (bubblewrap) can work here."""
+    if shutil.which(UNSHARE_PROBE[0]) is None:
+        return False
+    try:
+        done = subprocess.run(
+            UNSHARE_PROBE, env=dict(env) if env else None, capture_output=True, timeout=PROBE_TIMEOUT_SECONDS
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def choose_sandbox(choice: SandboxChoice, probe: bool | None = None) -> tuple[str, str | None]:
+    """The Codex sandbox flag for `choice`, and a note when `auto` had to fall back."""
+    if choice != "auto":
+        return choice, None
+    works = user_namespaces_work() if probe is None else probe
+    if works:
+        return "workspace-write", None
+    return "danger-full-access", (
+        "sandbox: danger-full-access, because user namespaces are unavailable here (`unshare -Ur true` failed); "
+        "the platform's own sandbox and the pod's limits contain the agent"
+    )
+
+
+# ------------------------------------------------------------------------------------------------ sessions
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    kind: str
+    session_id: str
+    usage: dict[str, Any] | None = None
+
+
+def read_session_record(session_dir: str | os.PathLike[str] | None) -> SessionRecord | None:
+    if not session_dir:
+        return None
+    try:
+        data = json.loads((Path(session_dir) / SESSION_RECORD).read_text(encoding="utf-8"))
+        return SessionRecord(str(data["kind"]), str(data["session_id"]), data.get("usage"))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def archive_session(
+    kind: str, home: Path, session_dir: str | os.PathLike[str] | None, session_id: str | None, usage: dict | None
+) -> str | None:
+    """Keep the session files of this run for the branch's next revise; a note when nothing could be kept."""
+    if not session_dir or not session_id:
+        return None
+    globs = _SESSION_GLOBS.get(kind)
+    if not globs:
+        return f"session {session_id} not kept: {kind} sessions cannot be resumed by the platform"
+    found = [p for pattern in globs for p in home.glob(pattern.format(id=session_id)) if p.is_file()]
+    if not found:
+        return f"session {session_id} not kept: its file was not found under the agent's home"
+    target = Path(session_dir)
+    files = target / "files"
+    shutil.rmtree(files, ignore_errors=True)
+    for path in found:
+        dest = files / path.relative_to(home)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dest)
+    record = {"kind": kind, "session_id": session_id, "usage": usage}
+    (target / SESSION_RECORD).write_text(json.dumps(record), encoding="utf-8")
+    return None
+
+
+def _restore_session(kind: str, home: Path, session_dir: str | None) -> tuple[SessionRecord | None, str | None]:
+    """The previous session put back under `home`, or why a fresh session starts instead."""
+    record = read_session_record(session_dir)
+    if record is None:
+        return None, "resume: no earlier session of this branch was kept; starting a fresh session"
+    if record.kind != kind:
+        return None, f"resume: the earlier session {record.session_id} is {record.kind}'s, not {kind}'s; fresh session"
+    if kind not in _SESSION_GLOBS:
+        return None, f"resume: {kind} sessions cannot be resumed by the platform; starting a fresh session"
+    files = Path(session_dir or "") / "files"
+    if not files.is_dir():
+        return None, f"resume: the files of session {record.session_id} are gone; starting a fresh session"
+    shutil.copytree(files, home, dirs_exist_ok=True)
+    return record, None
+
+
+# ------------------------------------------------------------------------------------------------ per agent
+
+
+def _toml_str(value: str) -> str:
+    return json.dumps(value)  # a JSON string is a valid TOML basic string
+
+
+def codex_config(launch: AgentLaunch, mcp_url: str | None, *, network_access: bool, key_env: str) -> str:
+    """The `config.toml` of one Codex run."""
+    lines = ["check_for_update_on_startup = false"]
+    if launch.endpoint.base_url:
+        lines.insert(0, f"model_provider = {_toml_str(PROVIDER_ID)}")
+    lines += ["", "[analytics]", "enabled = false"]
+    if launch.endpoint.base_url:
+        lines += [
+            "",
+            f"[model_providers.{PROVIDER_ID}]",
+            'name = "codex-k8s model endpoint"',
+            f"base_url = {_toml_str(launch.endpoint.base_url)}",
+            f"env_key = {_toml_str(key_env)}",
+            'wire_api = "responses"',
+            "request_max_retries = 1",
+            "stream_max_retries = 1",
+            "stream_idle_timeout_ms = 300000",
+        ]
+    lines += ["", "[sandbox_workspace_write]", f"network_access = {'true' if network_access else 'false'}"]
+    # Codex hides every *TOKEN*/*KEY*/*SECRET* variable from the commands it runs; the run-scoped MCP token is
+    # meant for the agent (its MCP tools take it as an argument), the model key is not.
+    lines += [
+        "",
+        "[shell_environment_policy]",
+        "ignore_default_excludes = true",
+        f'exclude = ["*KEY*", "*SECRET*", "*PASSWORD*", {_toml_str(key_env)}]',
+    ]
+    if mcp_url:
+        tools = ", ".join(_toml_str(t) for t in launch.mcp_tools)
+        lines += [
+            "",
+            f"[mcp_servers.{MCP_SERVER_NAME}]",
+            f"url = {_toml_str(mcp_url)}",
+            f"enabled_tools = [{tools}]",
+            # `codex exec` runs with approval policy "never": without this every MCP call is refused.
+            'default_tools_approval_mode = "approve"',
+            "startup_timeout_sec = 20",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _under_tmp(path: Path) -> bool:
+    resolved = path.resolve()
+    return resolved == Path("/tmp") or Path("/tmp") in resolved.parents
+
+
+def _set_flag(command: list[str], flag: str, value: str) -> list[str]:
+    """`flag value` in `command`: replaced where present, else inserted before a trailing `-`."""
+    out = list(command)
+    if flag in out and out.index(flag) + 1 < len(out):
+        out[out.index(flag) + 1] = value
+        return out
+    at = len(out) - 1 if out and out[-1] == "-" else len(out)
+    return [*out[:at], flag, value, *out[at:]]
+
+
+def _prepare_codex(launch: AgentLaunch, command: list[str], home: Path, mcp_url: str | None, p: PreparedAgent) -> None:
+    codex_home = home / ".codex"
+    codex_home.mkdir(parents=True, exist_ok=True)
+    sandbox, note = choose_sandbox(launch.sandbox)
+    if sandbox == "workspace-write" and _under_tmp(Path(p.seen(".codex"))):
+        # bubblewrap mounts a fresh /tmp: Codex's sandbox helper, linked under CODEX_HOME, would vanish and every
+        # command would fail (measured with 0.169.0).
+        sandbox = "danger-full-access"
+        note = "sandbox: danger-full-access, because the agent's home is under /tmp where Codex's sandbox helper fails"
+    if note:
+        p.notes.append(note)
+    p.sandbox = sandbox
+    if launch.endpoint.base_url:
+        key_env = launch.endpoint.key_env
+    else:
+        key_env = "CODEX_API_KEY"  # `codex exec` reads this one for its default provider
+        p.env["CODEX_API_KEY"] = os.environ.get(launch.endpoint.key_env, "")
+    (codex_home / "config.toml").write_text(
+        codex_config(launch, mcp_url, network_access=launch.network.package_indexes, key_env=key_env),
+        encoding="utf-8",
+    )
+    p.env["CODEX_HOME"] = p.seen(".codex")
+    cmd = _set_flag(command, "--sandbox", sandbox)
+    if "--json" not in cmd and len(cmd) > 1:
+        cmd.insert(2, "--json")
+    if p.resumed_session:
+        at = len(cmd) - 1 if cmd and cmd[-1] == "-" else len(cmd)
+        cmd = [*cmd[:at], "resume", p.resumed_session, *cmd[at:]]
+    p.command = cmd
+
+
+def _prepare_claude(launch: AgentLaunch, command: list[str], home: Path, mcp_url: str | None, p: PreparedAgent) -> None:
+    if launch.endpoint.base_url:
+        p.env["ANTHROPIC_BASE_URL"] = launch.endpoint.base_url.removesuffix("/v1")
+    if launch.endpoint.key_env != "ANTHROPIC_API_KEY":
+        p.env["ANTHROPIC_API_KEY"] = os.environ.get(launch.endpoint.key_env, "")
+    p.env.update(
+        {
+            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",  # no update checks, telemetry or error reports
+            "CLAUDE_CODE_MAX_RETRIES": "1",  # a dead endpoint fails in seconds, not minutes
+            "DISABLE_AUTOUPDATER": "1",
+        }
+    )
+    cmd = list(command)
+    if mcp_url:
+        config = home / ".codexk8s-mcp.json"
+        servers = {MCP_SERVER_NAME: {"type": "http", "url": mcp_url}}
+        config.write_text(json.dumps({"mcpServers": servers}), encoding="utf-8")
+        cmd += ["--mcp-config", p.seen(config.name)]
+        tools = [f"mcp__{MCP_SERVER_NAME}__{t}" for t in launch.mcp_tools]
+        if "--allowedTools" in cmd and tools:
+            at = cmd.index("--allowedTools") + 1
+            cmd[at] = ",".join([cmd[at], *tools])
+    if not launch.network.package_indexes:
+        cmd += ["--disallowedTools", "WebFetch,WebSearch"]
+    if p.resumed_session:
+        cmd += ["--resume", p.resumed_session]
+    p.command = cmd
+
+
+def opencode_config(launch: AgentLaunch, mcp_url: str | None) -> dict[str, Any]:
+    """The `OPENCODE_CONFIG` of one OpenCode run."""
+    model = launch.model
+    config: dict[str, Any] = {
+        "$schema": "https://opencode.ai/config.json",
+        "autoupdate": False,
+        "share": "disabled",
+        "permission": {
+            "edit": "allow",
+            "bash": "allow",
+            "webfetch": "allow" if launch.network.package_indexes else "deny",
+        },
+    }
+    if launch.endpoint.base_url:
+        config["provider"] = {
+            PROVIDER_ID: {
+                "npm": "@ai-sdk/openai-compatible",
+                "name": "codex-k8s model endpoint",
+                "options": {"baseURL": launch.endpoint.base_url, "apiKey": "{env:" + launch.endpoint.key_env + "}"},
+                "models": {model: {"name": model}},
+            }
+        }
+        config["model"] = f"{PROVIDER_ID}/{model}"
+    if mcp_url:
+        config["mcp"] = {MCP_SERVER_NAME: {"type": "remote", "url": mcp_url, "enabled": True}}
+    return config
+
+
+def _prepare_opencode(
+    launch: AgentLaunch, command: list[str], home: Path, mcp_url: str | None, p: PreparedAgent
+) -> None:
+    config = home / "opencode.json"
+    config.write_text(json.dumps(opencode_config(launch, mcp_url), indent=2), encoding="utf-8")
+    p.env.update(
+        {
+            "OPENCODE_CONFIG": p.seen(config.name),
+            "OPENCODE_DISABLE_MODELS_FETCH": "1",
+            "OPENCODE_DISABLE_AUTOUPDATE": "1",
+            "OPENCODE_DISABLE_LSP_DOWNLOAD": "1",
+            "OPENCODE_DISABLE_DEFAULT_PLUGINS": "1",
+            "OPENCODE_DISABLE_SHARE": "1",
+            "XDG_DATA_HOME": p.seen(".local", "share"),
+            "XDG_CONFIG_HOME": p.seen(".config"),
+            "XDG_CACHE_HOME": p.seen(".cache"),
+            "XDG_STATE_HOME": p.seen(".local", "state"),
+        }
+    )
+    cmd = list(command)
+    if launch.endpoint.base_url:
+        cmd = _set_flag(cmd, "--model", f"{PROVIDER_ID}/{launch.model}")
+    p.command = cmd
+
+
+def _aider_price_list() -> Path | None:
+    """litellm's bundled price list (beside the `aider` on PATH), which aider would otherwise download."""
+    aider = shutil.which("aider")
+    if aider is None:
+        return None
+    lib = Path(aider).resolve().parent.parent / "lib"
+    found = sorted(lib.glob("python3*/site-packages/litellm/model_prices_and_context_window_backup.json"))
+    return found[0] if found else None
+
+
+def _prepare_aider(launch: AgentLaunch, command: list[str], home: Path, mcp_url: str | None, p: PreparedAgent) -> None:
+    caches = home / ".aider" / "caches"
+    caches.mkdir(parents=True, exist_ok=True)
+    prices = _aider_price_list()
+    if prices is not None:
+        shutil.copyfile(prices, caches / "model_prices_and_context_window.json")
+    else:
+        (caches / "model_prices_and_context_window.json").write_text("{}", encoding="utf-8")
+        p.notes.append("aider: no price list found to pre-seed; its cost stays unknown")
+    if launch.endpoint.base_url:
+        p.env["OPENAI_API_BASE"] = launch.endpoint.base_url
+    if launch.endpoint.key_env != "OPENAI_API_KEY":
+        p.env["OPENAI_API_KEY"] = os.environ.get(launch.endpoint.key_env, "")
+    p.analytics_log = home / "aider-analytics.jsonl"
+    p.env.update(
+        {
+            "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+            "AIDER_ANALYTICS_LOG": p.seen(p.analytics_log.name),
+            "AIDER_CHAT_HISTORY_FILE": p.seen("aider-chat.md"),
+            "AIDER_INPUT_HISTORY_FILE": p.seen("aider-input"),
+            "AIDER_CHECK_UPDATE": "false",
+            "AIDER_ANALYTICS": "false",
+            "AIDER_GITIGNORE": "false",
+        }
+    )
+    if mcp_url:
+        p.notes.append("aider has no MCP client: the platform's MCP tools are not available to it")
+    p.command = list(command)
+
+
+_PREPARERS = {
+    "codex": _prepare_codex,
+    "claude-code": _prepare_claude,
+    "opencode": _prepare_opencode,
+    "aider": _prepare_aider,
+}
+
+
+def prepare(
+    launch: AgentLaunch | None,
+    command: Sequence[str],
+    home: Path,
+    env: Mapping[str, str],
+    *,
+    agent_home: str | None = None,
+) -> PreparedAgent:
+    """Write the agent's configuration under its private `home` and return the command and environment to use.
+
+    `env` is what the runner would hand the agent so far (the MCP URL comes from it); `agent_home` is where the
+    agent sees `home` (default: the same path). A custom agent (or no launch settings) runs its command unchanged.
+    """
+    prepared = PreparedAgent(command=list(command), home=home, agent_home=agent_home or str(home))
+    if launch is None or launch.kind not in _PREPARERS:
+        return prepared
+    home.mkdir(parents=True, exist_ok=True)
+    prepared.declared.append(launch.endpoint.key_env)
+    if launch.resume:
+        record, note = _restore_session(launch.kind, home, launch.session_dir)
+        if note:
+            prepared.notes.append(note)
+        if record is not None:
+            prepared.resumed_session = record.session_id
+            prepared.previous_session = record.session_id
+            prepared.previous_usage = record.usage
+            prepared.notes.append(f"resume: continuing session {record.session_id}")
+    else:
+        previous = read_session_record(launch.session_dir)
+        prepared.previous_session = previous.session_id if previous else None
+    mcp_url = env.get(settings.MCP_URL_VAR) or None
+    if not launch.network.mcp:
+        mcp_url = None
+    _PREPARERS[launch.kind](launch, list(command), home, mcp_url, prepared)
+    return prepared

@@ -1,0 +1,219 @@
+"""Usage per run, as each agent reports it: tokens (input, cached input, output, reasoning) and cost where the
+agent gives one.
+
+The figures come from the agent's own report, never from an estimate of ours: Codex's `turn.completed` events,
+Claude Code's final `result` object, OpenCode's `step_finish` events, aider's local analytics log (its
+`message_send` events, written with `--analytics-log` while sending nothing anywhere). A figure the agent did not
+report is `None` ("unknown"), never 0: a budget built on a made-up zero would be wrong in the cheap direction.
+
+A resumed session may report totals for the whole session (Codex's token counts, Claude Code's cost); `since`
+takes the previous run's figures off so that each run counts its own.
+
+Pure: no I/O but reading the optional aider log file handed in.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from .transcript import Transcript
+
+UNKNOWN = "unknown"
+# What a resumed session reports as a session total rather than for the turn (measured with the pinned versions).
+CUMULATIVE_ON_RESUME: dict[str, tuple[str, ...]] = {
+    "codex": ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens"),
+    "claude-code": ("cost_usd",),
+}
+
+
+@dataclass(frozen=True)
+class Usage:
+    """One run's consumption; `None` means the agent did not say."""
+
+    agent: str
+    input_tokens: int | None = None
+    cached_input_tokens: int | None = None
+    output_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    cost_usd: float | None = None
+    model_requests: int | None = None
+    source: str = ""
+
+    @property
+    def known(self) -> bool:
+        return self.input_tokens is not None or self.output_tokens is not None or self.cost_usd is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Usage | None:
+        if not data:
+            return None
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names})
+
+    def since(self, previous: Usage | None) -> Usage:
+        """This run's own share when the agent reported session totals after a resume."""
+        cumulative = CUMULATIVE_ON_RESUME.get(self.agent, ())
+        if previous is None or not cumulative:
+            return self
+        changes: dict[str, Any] = {}
+        for name in cumulative:
+            now, before = getattr(self, name), getattr(previous, name)
+            if now is not None and before is not None and now >= before:
+                changes[name] = round(now - before, 6) if isinstance(now, float) else now - before
+        return replace(self, **changes)
+
+    def summary(self) -> str:
+        """One line for the service comment and the logs: `1,200 in (200 cached) · 80 out · $0.0128`."""
+        if not self.known:
+            return f"usage {UNKNOWN} ({self.agent} reported none)"
+
+        def n(value: int | None) -> str:
+            return UNKNOWN if value is None else f"{value:,}"
+
+        tokens_in = f"{n(self.input_tokens)} in" + (
+            f" ({n(self.cached_input_tokens)} cached)" if self.cached_input_tokens else ""
+        )
+        tokens_out = f"{n(self.output_tokens)} out" + (
+            f" ({n(self.reasoning_tokens)} reasoning)" if self.reasoning_tokens else ""
+        )
+        cost = f"cost {UNKNOWN}" if self.cost_usd is None else f"${self.cost_usd:.4f}"
+        return f"{tokens_in} · {tokens_out} tokens · {cost}"
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        return int(value)
+    return None
+
+
+def _add(a: int | None, b: int | None) -> int | None:
+    if b is None:
+        return a
+    return b if a is None else a + b
+
+
+def codex_usage(transcript: Transcript) -> Usage:
+    """Sum of `turn.completed` usage: one per turn of `codex exec` (a resume reports the session's total)."""
+    usage = Usage("codex", source="codex --json turn.completed")
+    turns = 0
+    for event in transcript.events:
+        if event.get("type") != "turn.completed":
+            continue
+        u = event.get("usage") or {}
+        turns += 1
+        usage = replace(
+            usage,
+            input_tokens=_add(usage.input_tokens, _int(u.get("input_tokens"))),
+            cached_input_tokens=_add(usage.cached_input_tokens, _int(u.get("cached_input_tokens"))),
+            output_tokens=_add(usage.output_tokens, _int(u.get("output_tokens"))),
+            reasoning_tokens=_add(usage.reasoning_tokens, _int(u.get("reasoning_output_tokens"))),
+        )
+    return usage if turns else Usage("codex", source="codex reported no usage")
+
+
+def claude_usage(transcript: Transcript) -> Usage:
+    """The final `result` object: `usage` (input excludes cache reads and writes, so they are added) and cost."""
+    result = next((e for e in reversed(transcript.events) if e.get("type") == "result"), None)
+    if result is None:
+        return Usage("claude-code", source="claude reported no result")
+    u = result.get("usage") or {}
+    fresh, read, write = (
+        _int(u.get("input_tokens")),
+        _int(u.get("cache_read_input_tokens")),
+        _int(u.get("cache_creation_input_tokens")),
+    )
+    total_in = None if fresh is None else fresh + (read or 0) + (write or 0)
+    details = u.get("output_tokens_details") or {}
+    cost = result.get("total_cost_usd")
+    requests = sum(1 for e in transcript.events if e.get("type") == "assistant") or _int(result.get("num_turns"))
+    return Usage(
+        "claude-code",
+        input_tokens=total_in,
+        cached_input_tokens=read,
+        output_tokens=_int(u.get("output_tokens")),
+        reasoning_tokens=_int(details.get("thinking_tokens")) or None,
+        cost_usd=float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+        model_requests=requests,
+        source="claude result",
+    )
+
+
+def opencode_usage(transcript: Transcript) -> Usage:
+    """Sum of `step_finish` tokens (input excludes the cache, so it is added) and cost."""
+    usage = Usage("opencode", source="opencode step_finish")
+    steps = 0
+    cost: float | None = None
+    for event in transcript.events:
+        if event.get("type") != "step_finish":
+            continue
+        part = event.get("part") or {}
+        tokens = part.get("tokens") or {}
+        cache = tokens.get("cache") or {}
+        steps += 1
+        fresh = _int(tokens.get("input"))
+        total_in = None if fresh is None else fresh + (_int(cache.get("read")) or 0) + (_int(cache.get("write")) or 0)
+        usage = replace(
+            usage,
+            input_tokens=_add(usage.input_tokens, total_in),
+            cached_input_tokens=_add(usage.cached_input_tokens, _int(cache.get("read"))),
+            output_tokens=_add(usage.output_tokens, _int(tokens.get("output"))),
+            reasoning_tokens=_add(usage.reasoning_tokens, _int(tokens.get("reasoning"))),
+        )
+        if isinstance(part.get("cost"), int | float):
+            cost = (cost or 0.0) + float(part["cost"])
+    if not steps:
+        return Usage("opencode", source="opencode reported no step")
+    # OpenCode reports cost 0 for a model it has no price for: that is "unknown", not free.
+    return replace(usage, cost_usd=cost if cost else None, model_requests=steps)
+
+
+def aider_usage(analytics_lines: Iterable[str]) -> Usage:
+    """aider's `message_send` events from its local analytics log: tokens sent/received and cost per message."""
+    usage = Usage("aider", source="aider analytics log")
+    messages = 0
+    total_cost: float | None = None
+    for line in analytics_lines:
+        try:
+            event = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if not isinstance(event, dict) or event.get("event") != "message_send":
+            continue
+        props = event.get("properties") or {}
+        messages += 1
+        usage = replace(
+            usage,
+            input_tokens=_add(usage.input_tokens, _int(props.get("prompt_tokens"))),
+            output_tokens=_add(usage.output_tokens, _int(props.get("completion_tokens"))),
+        )
+        if isinstance(props.get("total_cost"), int | float):
+            total_cost = float(props["total_cost"])
+    if not messages:
+        return Usage("aider", source="aider reported no message")
+    return replace(usage, cost_usd=total_cost if total_cost else None, model_requests=messages)
+
+
+def parse_usage(kind: str, transcript: Transcript, aider_log: Path | None = None) -> Usage:
+    """The usage of one run of agent `kind`; a custom agent's is unknown."""
+    if kind == "codex":
+        return codex_usage(transcript)
+    if kind == "claude-code":
+        return claude_usage(transcript)
+    if kind == "opencode":
+        return opencode_usage(transcript)
+    if kind == "aider":
+        try:
+            lines = aider_log.read_text(encoding="utf-8").splitlines() if aider_log else []
+        except OSError:
+            lines = []
+        return aider_usage(lines)
+    return Usage(kind or "custom", source="a custom agent reports no usage")

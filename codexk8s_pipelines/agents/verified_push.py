@@ -1,0 +1,304 @@
+"""The runner's side of the checkout: git metadata the agent cannot reach, a commit it builds itself, push by SHA.
+
+Why not just `git add && git commit && git push` in the agent's checkout: everything in that checkout was writable
+by untrusted code. Refs (a lingering process swapped `refs/heads/<branch>` after the runner committed), `.git/config`
+(filters, `core.hooksPath`, url rewrites, or a symlink that turns a "restore" into a write elsewhere), hooks,
+`info/attributes`, `~/.gitconfig`. So:
+
+- the runner's git directory (`git_dir`) lives outside the worktree, where the sandbox does not bind it writable
+  (in Kubernetes: a volume the agent's container does not mount); every runner git command names it with
+  `--git-dir` and the worktree with `--work-tree`, runs with `GIT_CONFIG_GLOBAL=/dev/null`, `GIT_CONFIG_NOSYSTEM=1`,
+  its own `HOME`, hooks, fsmonitor and attribute files off;
+- the agent gets a `.git` of its own in the worktree (objects borrowed read-only through `alternates`) so that it
+  can diff and commit as it likes; the runner never reads it;
+- after every agent process is gone, the runner stages the worktree into its own index, writes the tree, makes the
+  commit with `commit-tree` (parent: the start commit), describes the tree diff against the start (`TreeChange`:
+  path, mode, size, content) for the write-scope check, and pushes exactly that SHA (`<sha>:refs/heads/<branch>`).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from ..domain.redaction import REDACTED, redact_text
+from ..domain.write_scope import TreeChange
+from .git_workspace import (
+    _MAX_ERROR_CHARS,
+    _SCRUBBED_ENV_PREFIXES,
+    BranchNotFound,
+    Checkout,
+    GitError,
+    Mode,
+    auth_config_env,
+    basic_auth_header,
+    normalize_remote,
+)
+
+# Beats any config file: no hooks, no fsmonitor, no attribute file, no pager, no signing, no ext:: transport.
+_HARDENED_CONFIG = (
+    "-c",
+    "core.hooksPath=/dev/null",
+    "-c",
+    "core.fsmonitor=false",
+    "-c",
+    "core.attributesFile=/dev/null",
+    "-c",
+    "core.excludesFile=/dev/null",
+    "-c",
+    "core.pager=cat",
+    "-c",
+    "commit.gpgSign=false",
+    "-c",
+    "protocol.ext.allow=never",
+    "-c",
+    "protocol.file.allow=always",
+    "-c",
+    "advice.detachedHead=false",
+    "-c",
+    "core.symlinks=true",
+)
+# How much of a changed blob is read to judge it (size cap + 1: a bigger one is a violation anyway).
+_READ_LIMIT_SLACK = 1
+
+
+def runner_git_dir(workdir: str | Path) -> Path:
+    """The default place of the runner's git directory: beside the worktree, never inside it."""
+    work = Path(workdir).expanduser().resolve()
+    return work.parent / f".{work.name}.runner-git"
+
+
+class RunnerRepository:
+    """The runner's git directory `git_dir` driving the worktree `workdir` of `remote_url`."""
+
+    def __init__(
+        self,
+        workdir: str | Path,
+        remote_url: str,
+        *,
+        git_dir: str | Path | None = None,
+        token: str | None = None,
+        timeout_seconds: float = 300,
+        base_env: Mapping[str, str] | None = None,
+    ) -> None:
+        self.worktree = Path(workdir).expanduser().resolve()
+        self.git_dir = Path(git_dir).expanduser().resolve() if git_dir else runner_git_dir(self.worktree)
+        self.home = self.git_dir / "runner-home"
+        self.remote_url = normalize_remote(remote_url)
+        self.timeout_seconds = timeout_seconds
+        self._secrets = [token, basic_auth_header(token).rsplit(" ", 1)[1]] if token else []
+        self._auth_env = auth_config_env(self.remote_url, token)
+        base = os.environ if base_env is None else base_env
+        self._env = {
+            k: v
+            for k, v in base.items()
+            if not k.startswith(_SCRUBBED_ENV_PREFIXES) and not k.upper().endswith(("_TOKEN", "_PRIVATE_KEY"))
+        }
+        self._env.update(
+            {
+                "GIT_CONFIG_GLOBAL": "/dev/null",
+                "GIT_CONFIG_NOSYSTEM": "1",
+                "HOME": str(self.home),
+                "XDG_CONFIG_HOME": str(self.home / ".config"),
+                "GIT_TERMINAL_PROMPT": "0",
+                "GCM_INTERACTIVE": "never",
+                "LC_ALL": "C",
+            }
+        )
+
+    # ---------------------------------------------------------------- plumbing
+
+    def scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, REDACTED)
+        return redact_text(text)
+
+    def git(
+        self,
+        *args: str,
+        network: bool = False,
+        env: Mapping[str, str] | None = None,
+        input_bytes: bytes | None = None,
+        check: bool = True,
+        git_dir: Path | None = None,
+    ) -> subprocess.CompletedProcess[bytes]:
+        """One git command on the runner's git dir and the worktree; failures become a redacted GitError."""
+        full_env = {**self._env, **(self._auth_env if network else {}), **(env or {})}
+        target = git_dir or self.git_dir
+        cmd = ["git", *_HARDENED_CONFIG, f"--git-dir={target}", f"--work-tree={self.worktree}", *args]
+        try:
+            proc = subprocess.run(
+                cmd,
+                cwd=self.git_dir,
+                env=full_env,
+                input=input_bytes,
+                stdin=None if input_bytes is not None else subprocess.DEVNULL,
+                capture_output=True,
+                timeout=self.timeout_seconds,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise GitError(f"git {args[0]} timed out after {self.timeout_seconds:g}s") from None
+        except OSError as exc:
+            raise GitError(self.scrub(f"cannot run git: {exc}")) from None
+        if check and proc.returncode != 0:
+            detail = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip()[-_MAX_ERROR_CHARS:]
+            raise GitError(self.scrub(f"git {args[0]} failed (exit {proc.returncode}): {detail}"))
+        return proc
+
+    def out(self, *args: str, **kwargs: object) -> str:
+        return self.git(*args, **kwargs).stdout.decode("utf-8", "replace")  # type: ignore[arg-type]
+
+    # ---------------------------------------------------------------- before the agent
+
+    def prepare(self, branch: str, base_branch: str, mode: Mode) -> Checkout:
+        """A fresh worktree of the branch the mode asks for; nothing a previous run (or agent) left is reused."""
+        self._ensure_git_dir()
+        on_remote = self.remote_heads([branch, base_branch])
+        source = _source_branch(branch, base_branch, mode, on_remote)
+        self.git(
+            "fetch", "--quiet", "--prune", "--no-tags", "origin",
+            f"+refs/heads/{source}:refs/remotes/origin/{source}", network=True,
+        )  # fmt: skip
+        local = branch if mode != "comment_only" or branch in on_remote else base_branch
+        self._wipe_worktree()
+        self.git("symbolic-ref", "HEAD", f"refs/heads/{local}")
+        self.git("update-ref", f"refs/heads/{local}", f"refs/remotes/origin/{source}")
+        self.git("read-tree", "--reset", "-u", "HEAD")
+        start = self.out("rev-parse", "--verify", "HEAD").strip()
+        self._agent_git(local, start)
+        return Checkout(self.worktree, local, f"origin/{source}", branch in on_remote, start)
+
+    def _ensure_git_dir(self) -> None:
+        if not (self.git_dir / "HEAD").is_file():
+            if self.git_dir.exists() or self.git_dir.is_symlink():
+                _remove(self.git_dir)
+            self.git_dir.mkdir(parents=True, mode=0o700)
+            self.git("init", "--quiet")
+        os.chmod(self.git_dir, 0o700)
+        self.home.mkdir(exist_ok=True, mode=0o700)
+        for leftover in ("index.lock", "shallow.lock", "HEAD.lock"):
+            (self.git_dir / leftover).unlink(missing_ok=True)
+        self.git("config", "remote.origin.url", self.remote_url)
+        self.git("config", "--replace-all", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
+
+    def _wipe_worktree(self) -> None:
+        """Empty the worktree (symlinks removed, never followed); it is recreated by `read-tree -u`."""
+        if self.worktree.is_symlink() or (self.worktree.exists() and not self.worktree.is_dir()):
+            self.worktree.unlink()
+        self.worktree.mkdir(parents=True, exist_ok=True)
+        for entry in self.worktree.iterdir():
+            _remove(entry)
+        (self.git_dir / "index").unlink(missing_ok=True)
+
+    def _agent_git(self, local: str, start: str) -> None:
+        """A `.git` for the agent in the worktree, borrowing the runner's objects read-only; never read back."""
+        agent_dir = self.worktree / ".git"
+        self.git("init", "--quiet", git_dir=agent_dir)
+        alternates = agent_dir / "objects" / "info" / "alternates"
+        alternates.write_text(str(self.git_dir / "objects") + "\n", encoding="utf-8")
+        self.git("symbolic-ref", "HEAD", f"refs/heads/{local}", git_dir=agent_dir)
+        self.git("update-ref", f"refs/heads/{local}", start, git_dir=agent_dir)
+        self.git("reset", "--quiet", git_dir=agent_dir)
+
+    def remote_heads(self, names: Sequence[str]) -> set[str]:
+        refs = [f"refs/heads/{n}" for n in dict.fromkeys(names)]
+        out = self.out("ls-remote", "--heads", "origin", *refs, network=True)
+        found = {line.split("\t", 1)[1] for line in out.splitlines() if "\t" in line}
+        return {n for n in names if f"refs/heads/{n}" in found}
+
+    # ---------------------------------------------------------------- after the agent
+
+    def build_commit(
+        self, start_commit: str, message: str, author_name: str, author_email: str, exclude: Sequence[str]
+    ) -> tuple[str, str]:
+        """(tree, commit) of the worktree as it is now, on top of `start_commit`; call only once the agent is gone.
+
+        The index is the runner's own and rebuilt from the start tree each time; `exclude` (the result directory)
+        never enters the tree. The commit is not put on any branch: it is pushed by SHA.
+        """
+        self.git("read-tree", "--reset", start_commit)
+        excludes = [f":(exclude,top){e}" for e in exclude]
+        self.git("add", "--all", "--", ":(top)", *excludes)  # an excluded path keeps what the start tree had
+        tree = self.out("write-tree").strip()
+        identity = {
+            "GIT_AUTHOR_NAME": author_name,
+            "GIT_AUTHOR_EMAIL": author_email,
+            "GIT_COMMITTER_NAME": author_name,
+            "GIT_COMMITTER_EMAIL": author_email,
+        }
+        commit = self.out("commit-tree", tree, "-p", start_commit, "-m", message, env=identity).strip()
+        self.git("update-ref", "refs/codexk8s/verified", commit)
+        return tree, commit
+
+    def tree_changes(self, start_commit: str, commit: str, read_limit: int) -> list[TreeChange]:
+        """Every path that differs between the two trees, with its new mode and (for blobs) size and content."""
+        raw = self.git("diff-tree", "-r", "-z", "--no-renames", "--raw", start_commit, commit).stdout
+        fields = raw.split(b"\0")
+        changes: list[TreeChange] = []
+        i = 0
+        while i + 1 < len(fields) and fields[i].startswith(b":"):
+            meta = fields[i][1:].decode("ascii").split()
+            path = fields[i + 1].decode("utf-8", "surrogateescape")
+            _, new_mode, _, new_sha, status = meta
+            i += 2
+            if status.startswith("D"):
+                changes.append(TreeChange(path, deleted=True))
+                continue
+            changes.append(TreeChange(path, mode=new_mode, sha=new_sha))
+        blobs = [c.sha for c in changes if c.sha and c.mode in ("100644", "100755", "120000")]
+        sizes, contents = self._read_blobs(blobs, read_limit + _READ_LIMIT_SLACK)
+        return [
+            TreeChange(c.path, deleted=c.deleted, mode=c.mode, sha=c.sha, size=sizes.get(c.sha or ""),
+                       content=contents.get(c.sha or ""))
+            for c in changes
+        ]  # fmt: skip
+
+    def _read_blobs(self, shas: Sequence[str], limit: int) -> tuple[dict[str, int], dict[str, bytes]]:
+        """Sizes of all blobs (one `cat-file --batch-check`), then the content of those within `limit`."""
+        if not shas:
+            return {}, {}
+        unique = list(dict.fromkeys(shas))
+        out = self.git("cat-file", "--batch-check=%(objectname) %(objectsize)", input_bytes="\n".join(unique).encode())
+        sizes = {}
+        for line in out.stdout.decode("ascii").splitlines():
+            sha, size = line.split()
+            sizes[sha] = int(size)
+        small = [s for s in unique if sizes.get(s, limit + 1) <= limit]
+        contents: dict[str, bytes] = {}
+        if small:
+            raw = self.git("cat-file", "--batch", input_bytes="\n".join(small).encode()).stdout
+            pos = 0
+            for sha in small:
+                header_end = raw.index(b"\n", pos)
+                size = int(raw[pos:header_end].split()[2])
+                contents[sha] = raw[header_end + 1 : header_end + 1 + size]
+                pos = header_end + 1 + size + 1
+        return sizes, contents
+
+    def push(self, commit: str, branch: str) -> None:
+        """Exactly `commit`, by SHA; fast-forward only, so a branch that moved meanwhile fails rather than loses."""
+        self.git("push", "--quiet", "--no-verify", self.remote_url, f"{commit}:refs/heads/{branch}", network=True)
+
+
+def _source_branch(branch: str, base_branch: str, mode: Mode, on_remote: set[str]) -> str:
+    if branch in on_remote:
+        return branch
+    if mode == "revise":
+        raise BranchNotFound(f"branch {branch!r} does not exist on the remote; a revise needs its pull request")
+    if base_branch not in on_remote:
+        raise BranchNotFound(f"base branch {base_branch!r} does not exist on the remote", "base_branch_not_found")
+    return base_branch
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+__all__ = ["RunnerRepository", "runner_git_dir"]

@@ -1,0 +1,89 @@
+"""`docs_index`: every watched repository's documentation in pgvector + full text, one partition each.
+
+Materialised by the hourly schedule and by `docs_index_sensor` when a default branch moves; the knowledge
+package does the work, this asset only finds the checkout and reports what was done. Its check compares the
+commit the index holds with the head of the default branch, asked of the remote after the run.
+"""
+
+from typing import Any
+
+import dagster as dg
+
+from ...config.models import PlatformConfig, RepositoryConfig
+from ...github.client import GitHubCredentials
+from ...github.resource import GitHubResource
+from ...resources import PlatformConfigResource, PlatformDatabase
+from ...store import PlatformStore
+from ...store.doc_index import indexed_commits
+from ..checkouts import remote_head
+from ..factory import check_result, open_partition, periodic_asset
+
+AT_HEAD = "index_at_head"
+
+
+@periodic_asset(
+    "docs_index",
+    group_name="knowledge",
+    description="Docs of a watched repository chunked by heading, embedded and indexed (HNSW + full text).",
+    kinds={"postgres", "pgvector"},
+    checks={AT_HEAD: "Every indexed chunk was read from the commit the default branch points at now."},
+)
+def docs_index(
+    context: dg.AssetExecutionContext,
+    platform_db: PlatformDatabase,
+    platform_config: PlatformConfigResource,
+    github: GitHubResource,
+) -> dg.MaterializeResult:
+    from ...knowledge.index import DEFAULT_GLOBS, index_repository
+
+    key = context.partition_key
+    run = open_partition(context, platform_db, platform_config, github)
+    repo, root, commit = run.repo, run.root, run.commit
+
+    def progress(done: int, total: int) -> None:
+        if total and (done == total or done % 200 == 0):
+            context.log.info(f"{key}: embedded {done}/{total} chunks")
+
+    globs = tuple(repo.docs_globs) if repo.docs_globs else DEFAULT_GLOBS
+    stats = index_repository(run.store.url, key, root, commit=commit, globs=globs, progress=progress)
+    check = head_check(run.platform, run.store, repo, key, github.credentials())
+    return dg.MaterializeResult(
+        metadata={
+            "commit": commit or "",
+            "files": stats.files,
+            "chunks": stats.chunks,
+            "embedded_now": stats.embedded,
+            "reused": stats.reused,
+            "deleted": stats.deleted,
+            "seconds": float(round(stats.seconds, 3)),
+            "globs": dg.MetadataValue.json(list(globs)),
+            "index_size": dg.MetadataValue.int(stats.index_bytes),
+        },
+        check_results=[check],
+    )
+
+
+def head_check(
+    platform: PlatformConfig, store: PlatformStore, repo: RepositoryConfig, key: str, credentials: GitHubCredentials
+) -> dg.AssetCheckResult:
+    commits = indexed_commits(store, key)
+    try:
+        head: str | None = remote_head(repo, credentials)
+    except Exception as exc:  # a plain directory has no head; an unreachable remote is said, not raised
+        head, why = None, str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
+    else:
+        why = ""
+    meta: dict[str, Any] = {"head": head or "", "indexed_commits": dg.MetadataValue.json(sorted(map(str, commits)))}
+    if not commits:
+        return check_result(platform, AT_HEAD, True, "no document to index (nothing matched the globs)", **meta)
+    if head is None:
+        if repo.path is not None and set(commits) == {None}:
+            return check_result(platform, AT_HEAD, True, "a plain directory (no git): indexed as it is", **meta)
+        return check_result(platform, AT_HEAD, False, f"the head of {repo.default_branch!r} is unknown: {why}", **meta)
+    stale = {c: n for c, n in commits.items() if c != head}
+    if not stale:
+        return check_result(platform, AT_HEAD, True, f"all {sum(commits.values())} chunks at {head[:12]}", **meta)
+    older = ", ".join(f"{n} chunk(s) at {(c or 'no commit')[:12]}" for c, n in stale.items())
+    return check_result(
+        platform, AT_HEAD, False, f"{repo.default_branch} is at {head[:12]} but the index has {older}", **meta
+    )

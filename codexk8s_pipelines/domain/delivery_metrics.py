@@ -1,0 +1,610 @@
+"""Delivery insight from the audit trail: stage runs, approval latency, lead time and policy bypasses.
+
+Pure functions over `AuditEvent`s (rows of `flow_events`, read by `store/insight.py`): the daily metric assets,
+the self-improve evidence, `codexk8s trace` and the MCP tool `issue_trace` all read the same facts computed here,
+so a dashboard and an evidence issue can never disagree on what a number means.
+
+Definitions (the runbook and the asset descriptions repeat them):
+- a run is identified by its correlation key; it *finished* at its first finish event (succeeded, failed,
+  failed.precondition, failed.outside_ops, canceled); its duration is first finish − first `run.started`;
+- a *revise* run is one of a `:revise` label; the revise rate of a stage is revise runs per first run;
+- approval latency is `approval.approved` − `approval.requested` on the same key, counted on the day it was granted;
+- lead time runs from the first trigger-label decision on an issue to the merge of its PR (`pr.merged`); waiting
+  is approval (requested → decided) plus queue (requested → started); working is started → finished;
+- a first `run:dev` / `run:self-improve` run *needed a manual intervention* when, since the previous attempt of
+  the same stage on the issue, `need:input` was set on it (by its agent, or by a decision on its trigger label),
+  the run was launched by hand (no label decision: an override), it reruns an attempt that ended
+  `failed_precondition`, or a PR of the issue was edited by hand (`pr.hand_edited`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from .correlation import parse_correlation_key
+
+# Finish events of a run and the outcome each stands for.
+FINISH_EVENTS: Mapping[str, str] = {
+    "run.succeeded": "succeeded",
+    "run.failed": "failed",
+    "run.failed.precondition": "failed",
+    "run.failed.outside_ops": "failed",
+    "run.canceled": "canceled",
+}
+DECISION_EVENTS = ("run.requested", "approval.requested", "trigger.ignored", "trigger.conflict")
+APPROVAL_DECIDED = ("approval.approved", "approval.expired", "approval.denied")
+MERGED_EVENT = "pr.merged"
+HAND_EDITED_EVENT = "pr.hand_edited"
+BYPASS_STAGES = ("dev", "self-improve")
+INTERVENTIONS = ("need_input", "override", "rerun_after_failed_precondition", "hand_edited_pr")
+REVIEWER = "reviewer"  # the stage column of a comment-only reviewer run (no stage of its own)
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """One row of `flow_events`."""
+
+    id: int
+    correlation_key: str
+    event_type: str
+    actor_type: str
+    actor_id: str
+    payload: Mapping[str, Any]
+    at: datetime
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the platform's run table knows of a run (used when no label decision carries it: a manual launch)."""
+
+    stage: str | None
+    revise: bool
+    issue_number: int | None = None
+    pr_number: int | None = None
+
+
+@dataclass(frozen=True)
+class RunFact:
+    correlation_key: str
+    repository: str
+    number: int
+    stage: str
+    revise: bool
+    trigger_label: str
+    requested_at: datetime | None
+    started_at: datetime | None
+    finished_at: datetime | None
+    outcome: str | None  # succeeded | failed | canceled; None while running
+    reason: str | None
+    precondition_failed: bool
+    manual_launch: bool
+    dagster_run_id: str | None
+    actor: str | None
+    tokens: int | None = None
+    cost_usd: float | None = None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return (self.finished_at - self.started_at).total_seconds()
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The q-th percentile (0..100) with linear interpolation between closest ranks (PostgreSQL's
+    percentile_cont, numpy's default); None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100.0
+    low = math.floor(rank)
+    high = math.ceil(rank)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def group_by_key(events: Iterable[AuditEvent]) -> dict[str, list[AuditEvent]]:
+    grouped: dict[str, list[AuditEvent]] = defaultdict(list)
+    for event in events:
+        grouped[event.correlation_key].append(event)
+    for rows in grouped.values():
+        rows.sort(key=lambda e: e.id)
+    return dict(grouped)
+
+
+def _first(events: Sequence[AuditEvent], *types: str) -> AuditEvent | None:
+    return next((e for e in events if e.event_type in types), None)
+
+
+def _number(value: Any) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _usage(payload: Mapping[str, Any]) -> tuple[int | None, float | None]:
+    """Tokens and cost of an agent step, where the runner reported them (`usage` of `run.agent.finished`); a
+    figure that is missing or not a number (the audit's redaction, an agent that said nothing) is unknown."""
+    usage = payload.get("usage") or {}
+    if not isinstance(usage, Mapping):
+        return None, None
+    total = _number(usage.get("total_tokens"))
+    parts = [_number(usage.get(k)) for k in ("input_tokens", "output_tokens")]
+    if total is None and any(p is not None for p in parts):
+        total = sum(p or 0.0 for p in parts)
+    cost = _number(usage.get("cost_usd"))
+    return (int(total) if total is not None else None), cost
+
+
+def run_fact(key: str, events: Sequence[AuditEvent], info: RunInfo | None = None) -> RunFact | None:
+    """The facts of one run from its own audit rows; None when the key is not a run's (no start, no decision)."""
+    try:
+        parsed = parse_correlation_key(key)
+    except ValueError:
+        return None
+    requested = [e for e in events if e.event_type == "run.requested"]
+    started = _first(events, "run.started")
+    finish = _first(events, *FINISH_EVENTS)
+    if not requested and started is None and finish is None:
+        return None
+    decision = requested[0].payload if requested else {}
+    stage = (info.stage if info else None) or decision.get("stage") or REVIEWER
+    revise = bool(info.revise) if info else bool(decision.get("revise"))
+    agent = _first(events, "run.agent.finished")
+    tokens, cost = _usage(agent.payload) if agent else (None, None)
+    reason: str | None = None
+    if finish is not None and FINISH_EVENTS[finish.event_type] == "failed":
+        reason = str(finish.payload.get("reason") or "") or (
+            "outside_ops" if finish.event_type == "run.failed.outside_ops" else "unknown"
+        )
+    elif finish is not None and finish.event_type == "run.canceled":
+        reason = "cancelled"
+    # The latest request before the start: after an approval the run is requested again when it is granted.
+    before_start = [e for e in requested if started is None or e.id < started.id]
+    approvals = any(e.event_type.startswith("approval.") for e in events)
+    return RunFact(
+        correlation_key=key,
+        repository=parsed.repository,
+        number=parsed.number,
+        stage=stage,
+        revise=revise,
+        trigger_label=parsed.trigger_label,
+        requested_at=before_start[-1].at if before_start else None,
+        started_at=started.at if started else None,
+        finished_at=finish.at if finish else None,
+        outcome=FINISH_EVENTS[finish.event_type] if finish else None,
+        reason=reason,
+        precondition_failed=finish is not None and finish.event_type == "run.failed.precondition",
+        manual_launch=not requested and not approvals,
+        dagster_run_id=str(started.payload.get("dagster_run_id")) if started else None,
+        actor=str(requested[0].actor_id) if requested else None,
+        tokens=tokens,
+        cost_usd=cost,
+    )
+
+
+def run_facts(
+    events: Iterable[AuditEvent], infos: Mapping[str, RunInfo] | None = None
+) -> list[RunFact]:
+    facts = []
+    for key, rows in group_by_key(events).items():
+        fact = run_fact(key, rows, (infos or {}).get(key))
+        if fact is not None:
+            facts.append(fact)
+    return facts
+
+
+def finished_between(facts: Iterable[RunFact], start: datetime, end: datetime) -> list[RunFact]:
+    return [f for f in facts if f.finished_at is not None and start <= f.finished_at < end]
+
+
+# -- stage_metrics ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class StageMetric:
+    repository: str
+    stage: str
+    runs: int
+    first_runs: int
+    revise_runs: int
+    succeeded: int
+    failed: int
+    canceled: int
+    success_rate: float
+    p50_seconds: float | None
+    p95_seconds: float | None
+    revise_rate: float | None  # revise runs per first run; None without a first run
+    failure_reasons: Mapping[str, int] = field(default_factory=dict)
+    untimed: int = 0  # finished without a recorded start: a hole in the trace
+
+
+def stage_metrics(finished: Iterable[RunFact]) -> list[StageMetric]:
+    """Per repository and stage: runs finished, success rate, failure reasons, p50/p95 duration, revise rate."""
+    groups: dict[tuple[str, str], list[RunFact]] = defaultdict(list)
+    for fact in finished:
+        groups[(fact.repository, fact.stage)].append(fact)
+    rows = []
+    for (repository, stage), facts in sorted(groups.items()):
+        outcomes = Counter(f.outcome for f in facts)
+        durations = [d for f in facts if (d := f.duration_seconds) is not None]
+        first = sum(1 for f in facts if not f.revise)
+        revise = len(facts) - first
+        rows.append(
+            StageMetric(
+                repository=repository,
+                stage=stage,
+                runs=len(facts),
+                first_runs=first,
+                revise_runs=revise,
+                succeeded=outcomes["succeeded"],
+                failed=outcomes["failed"],
+                canceled=outcomes["canceled"],
+                success_rate=outcomes["succeeded"] / len(facts),
+                p50_seconds=percentile(durations, 50),
+                p95_seconds=percentile(durations, 95),
+                revise_rate=revise / first if first else None,
+                failure_reasons=dict(sorted(Counter(f.reason for f in facts if f.outcome == "failed").items())),
+                untimed=len(facts) - len(durations),
+            )
+        )
+    return rows
+
+
+# -- approval_latency ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ApprovalFact:
+    correlation_key: str
+    repository: str
+    stage: str
+    requested_at: datetime | None
+    granted_at: datetime | None
+    expired_at: datetime | None
+
+    @property
+    def latency_hours(self) -> float | None:
+        if self.requested_at is None or self.granted_at is None:
+            return None
+        return (self.granted_at - self.requested_at).total_seconds() / 3600.0
+
+
+def approval_fact(key: str, events: Sequence[AuditEvent]) -> ApprovalFact | None:
+    requested = _first(events, "approval.requested")
+    granted = _first(events, "approval.approved")
+    expired = _first(events, "approval.expired")
+    if requested is None and granted is None and expired is None:
+        return None
+    try:
+        repository = parse_correlation_key(key).repository
+    except ValueError:
+        return None
+    stage = str((requested.payload if requested else {}).get("stage") or "unknown")
+    return ApprovalFact(
+        key,
+        repository,
+        stage,
+        requested.at if requested else None,
+        granted.at if granted else None,
+        expired.at if expired else None,
+    )
+
+
+@dataclass(frozen=True)
+class ApprovalLatency:
+    repository: str
+    stage: str
+    granted: int
+    expired: int
+    p50_hours: float | None
+    p95_hours: float | None
+    max_hours: float | None
+
+
+@dataclass(frozen=True)
+class ApprovalSummary:
+    rows: list[ApprovalLatency]
+    granted: int
+    expired: int
+    p50_hours: float | None
+    p95_hours: float | None
+
+
+def approval_latency(facts: Iterable[ApprovalFact], start: datetime, end: datetime) -> ApprovalSummary:
+    """Approvals granted in [start, end) and their latency per stage and repository; requests expired in it."""
+    groups: dict[tuple[str, str], tuple[list[float], list[ApprovalFact]]] = defaultdict(lambda: ([], []))
+    every: list[float] = []
+    expired_total = 0
+    for fact in facts:
+        if fact.granted_at is not None and start <= fact.granted_at < end and fact.latency_hours is not None:
+            groups[(fact.repository, fact.stage)][0].append(fact.latency_hours)
+            every.append(fact.latency_hours)
+        if fact.expired_at is not None and start <= fact.expired_at < end:
+            groups[(fact.repository, fact.stage)][1].append(fact)
+            expired_total += 1
+    rows = [
+        ApprovalLatency(
+            repository, stage, len(lat), len(exp), percentile(lat, 50), percentile(lat, 95), max(lat, default=None)
+        )
+        for (repository, stage), (lat, exp) in sorted(groups.items())
+    ]
+    return ApprovalSummary(rows, len(every), expired_total, percentile(every, 50), percentile(every, 95))
+
+
+@dataclass(frozen=True)
+class SloVerdict:
+    passed: bool
+    description: str
+    breaches: tuple[str, ...] = ()
+
+
+def approval_slo(summary: ApprovalSummary, slo_hours: float) -> SloVerdict:
+    """The day's p95 approval latency against the SLO; stage/repository groups above it are named."""
+    breaches = tuple(
+        f"{r.repository} {r.stage}: p95 {r.p95_hours:.2f} h"
+        for r in summary.rows
+        if r.p95_hours is not None and r.p95_hours > slo_hours
+    )
+    if summary.p95_hours is None:
+        return SloVerdict(True, f"no approval granted this day (SLO p95 ≤ {slo_hours:g} h)", breaches)
+    passed = summary.p95_hours <= slo_hours
+    word = "within" if passed else "above"
+    return SloVerdict(
+        passed,
+        f"p95 approval latency {summary.p95_hours:.2f} h over {summary.granted} approvals is {word} the SLO "
+        f"of {slo_hours:g} h",
+        breaches,
+    )
+
+
+# -- lead_time ----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class IssueFlow:
+    repository: str
+    issue_number: int
+    pr_number: int | None
+    first_trigger_at: datetime
+    merged_at: datetime
+    profile: str
+    approval_wait_seconds: float
+    queue_wait_seconds: float
+    working_seconds: float
+
+    @property
+    def lead_seconds(self) -> float:
+        return (self.merged_at - self.first_trigger_at).total_seconds()
+
+    @property
+    def waiting_seconds(self) -> float:
+        return self.approval_wait_seconds + self.queue_wait_seconds
+
+
+def infer_profile(stages: Iterable[str], launch_profiles: Mapping[str, Sequence[str]]) -> str:
+    """The shortest launch profile whose path holds every main-path stage the issue ran; `unknown` when none
+    does (an issue records no profile of its own: its stages say which path it took)."""
+    on_path = set(stages) & {s for path in launch_profiles.values() for s in path}
+    fitting = [(len(path), name) for name, path in launch_profiles.items() if on_path <= set(path)]
+    return min(fitting)[1] if fitting else "unknown"
+
+
+def issue_flow(
+    repository: str,
+    issue_number: int,
+    events: Sequence[AuditEvent],
+    launch_profiles: Mapping[str, Sequence[str]],
+    run_prefix: str = "run:",
+) -> IssueFlow | None:
+    """Lead time of an issue whose PR merged: None when it has no merge or no trigger-label decision before it."""
+    ordered = sorted(events, key=lambda e: (e.at, e.id))
+    merge = _first(ordered, MERGED_EVENT)
+    if merge is None:
+        return None
+    merged_at = merge.at
+    before = [e for e in ordered if e.at <= merged_at]
+
+    def is_trigger(e: AuditEvent) -> bool:
+        if e.event_type not in DECISION_EVENTS:
+            return False
+        try:
+            return parse_correlation_key(e.correlation_key).trigger_label.startswith(run_prefix)
+        except ValueError:
+            return False
+
+    first = next((e for e in before if is_trigger(e)), None)
+    if first is None:
+        return None
+    approval_wait = queue_wait = working = 0.0
+    stages: set[str] = set()
+    for key, rows in group_by_key(before).items():
+        asked = _first(rows, "approval.requested")
+        if asked is not None:
+            decided = _first(rows, *APPROVAL_DECIDED)
+            approval_wait += ((decided.at if decided else merged_at) - asked.at).total_seconds()
+        fact = run_fact(key, rows)
+        if fact is None:
+            continue
+        if fact.stage != REVIEWER:
+            stages.add(fact.stage)
+        if fact.started_at is not None:
+            if fact.requested_at is not None:
+                queue_wait += (fact.started_at - fact.requested_at).total_seconds()
+            working += ((fact.finished_at or merged_at) - fact.started_at).total_seconds()
+    return IssueFlow(
+        repository,
+        issue_number,
+        int(merge.payload["number"]) if merge.payload.get("number") is not None else None,
+        first.at,
+        merged_at,
+        infer_profile(stages, launch_profiles),
+        approval_wait,
+        queue_wait,
+        working,
+    )
+
+
+@dataclass(frozen=True)
+class LeadTime:
+    profile: str
+    issues: int
+    p50_hours: float | None
+    p95_hours: float | None
+    waiting_hours: float
+    working_hours: float
+    other_hours: float  # neither waiting nor an agent at work: humans reviewing, the issue idle
+
+    @property
+    def waiting_share(self) -> float | None:
+        total = self.waiting_hours + self.working_hours + self.other_hours
+        return self.waiting_hours / total if total > 0 else None
+
+
+def lead_time(flows: Iterable[IssueFlow]) -> list[LeadTime]:
+    groups: dict[str, list[IssueFlow]] = defaultdict(list)
+    for flow in flows:
+        groups[flow.profile].append(flow)
+    rows = []
+    for profile, items in sorted(groups.items()):
+        lead = [f.lead_seconds / 3600.0 for f in items]
+        waiting = sum(f.waiting_seconds for f in items) / 3600.0
+        working = sum(f.working_seconds for f in items) / 3600.0
+        rows.append(
+            LeadTime(
+                profile,
+                len(items),
+                percentile(lead, 50),
+                percentile(lead, 95),
+                waiting,
+                working,
+                sum(lead) - waiting - working,
+            )
+        )
+    return rows
+
+
+# -- policy_bypass_rate -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class BypassFact:
+    correlation_key: str
+    repository: str
+    issue_number: int
+    stage: str
+    finished_at: datetime
+    interventions: tuple[str, ...]
+
+
+def bypass_facts(
+    issue_events: Sequence[AuditEvent],
+    start: datetime,
+    end: datetime,
+    need_input_label: str = "need:input",
+    stages: Sequence[str] = BYPASS_STAGES,
+    infos: Mapping[str, RunInfo] | None = None,
+) -> list[BypassFact]:
+    """The first (not revise) runs of `stages` that finished in [start, end), each with the manual interventions
+    seen since the previous attempt of the same stage on the same issue (see the module's definitions)."""
+    facts = sorted(
+        (f for f in run_facts(issue_events, infos) if f.stage in stages and not f.revise),
+        key=lambda f: (f.finished_at or datetime.max.replace(tzinfo=start.tzinfo), f.correlation_key),
+    )
+    need = need_input_label.strip().lower()
+    # Each issue's events, oldest first, with their parsed labels: every fact looks only at its own issue.
+    by_issue: dict[tuple[str, int], list[tuple[AuditEvent, str]]] = defaultdict(list)
+    for event in sorted(issue_events, key=lambda e: (e.at, e.id)):
+        try:
+            parsed = parse_correlation_key(event.correlation_key)
+        except ValueError:
+            continue
+        by_issue[(parsed.repository, parsed.number)].append((event, parsed.trigger_label))
+    attempts: dict[tuple[str, int, str], list[RunFact]] = defaultdict(list)
+    result = []
+    for fact in facts:
+        if fact.finished_at is None:
+            continue
+        earlier = attempts[(fact.repository, fact.number, fact.stage)]
+        previous = earlier[-1] if earlier else None
+        earlier.append(fact)
+        if not (start <= fact.finished_at < end):
+            continue
+        since = previous.finished_at if previous else None
+        window = [
+            (e, label)
+            for e, label in by_issue[(fact.repository, fact.number)]
+            if (since is None or e.at > since) and e.at <= fact.finished_at
+        ]
+        found: list[str] = []
+        # need:input counts when it concerns this attempt: set on the run itself (the agent asked), or by a
+        # decision on the same trigger label (conflicting labels, a refused actor) before it could start.
+        if any(
+            _sets_label(e, need)
+            for e, label in window
+            if e.correlation_key == fact.correlation_key
+            or (e.event_type in DECISION_EVENTS and label == fact.trigger_label)
+        ):
+            found.append("need_input")
+        if fact.manual_launch:
+            found.append("override")
+        if previous is not None and previous.precondition_failed:
+            found.append("rerun_after_failed_precondition")
+        if any(e.event_type == HAND_EDITED_EVENT for e, _ in window):
+            found.append("hand_edited_pr")
+        result.append(
+            BypassFact(fact.correlation_key, fact.repository, fact.number, fact.stage, fact.finished_at, tuple(found))
+        )
+    return result
+
+
+def _sets_label(event: AuditEvent, label: str) -> bool:
+    """A decision that put the label on, or a label change (by a run or an agent through MCP) that added it."""
+    payload = event.payload
+    if event.event_type in DECISION_EVENTS:
+        return any(str(x).strip().lower() == label for x in payload.get("add_labels") or ())
+    if event.event_type == "run.labels.changed":
+        added = payload.get("added") or ()
+        if isinstance(added, Mapping):
+            added = [x for values in added.values() for x in (values or ())]
+        return any(str(x).strip().lower() == label for x in added)
+    return False
+
+
+@dataclass(frozen=True)
+class BypassRate:
+    stage: str
+    runs: int
+    with_intervention: int
+    by_kind: Mapping[str, int]
+
+    @property
+    def rate(self) -> float | None:
+        return self.with_intervention / self.runs if self.runs else None
+
+    @property
+    def without_bypass(self) -> float | None:
+        return 1.0 - self.with_intervention / self.runs if self.runs else None
+
+
+def bypass_rates(facts: Iterable[BypassFact], stages: Sequence[str] = BYPASS_STAGES) -> list[BypassRate]:
+    groups: dict[str, list[BypassFact]] = {s: [] for s in stages}
+    for fact in facts:
+        groups.setdefault(fact.stage, []).append(fact)
+    return [
+        BypassRate(
+            stage,
+            len(items),
+            sum(1 for f in items if f.interventions),
+            {k: sum(1 for f in items if k in f.interventions) for k in INTERVENTIONS},
+        )
+        for stage, items in groups.items()
+    ]
+
+
+def bypass_target(rate: BypassRate, target: float) -> SloVerdict:
+    """The roadmap's target: at least `target` of the stage's runs pass without a manual intervention."""
+    if not rate.runs:
+        return SloVerdict(True, f"no first run:{rate.stage} run finished this day (target {target:.0%})")
+    share = rate.without_bypass or 0.0
+    passed = share >= target
+    return SloVerdict(
+        passed,
+        f"{share:.1%} of {rate.runs} run:{rate.stage} runs passed without a manual intervention "
+        f"({'meets' if passed else 'below'} the target {target:.0%})",
+        tuple(f"{k}: {n}" for k, n in rate.by_kind.items() if n),
+    )

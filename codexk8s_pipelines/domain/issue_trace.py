@@ -1,0 +1,225 @@
+"""The story of one issue, in order: every label decision, approval, run, PR and review the platform recorded.
+
+Pure: built from `AuditEvent`s (`store/insight.issue_story_events`) and rendered as text for `codexk8s trace`, as
+JSON for the MCP tool `issue_trace`, and as the collapsed "History" of the service comment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from .correlation import parse_correlation_key
+from .delivery_metrics import AuditEvent, RunFact, RunInfo, group_by_key, run_fact
+
+# Bookkeeping rows that say nothing a human follows the story by (they stay in the audit trail).
+QUIET_EVENTS = frozenset({"comment.posted", "service_comment.upserted", "prompt.context.assembled"})
+
+
+@dataclass(frozen=True)
+class TraceStep:
+    at: datetime
+    actor: str
+    actor_type: str
+    label: str  # the trigger label (or the review) of the key the step belongs to
+    event_type: str
+    text: str
+    correlation_key: str
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["at"] = self.at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class TraceRun:
+    correlation_key: str
+    label: str
+    stage: str
+    revise: bool
+    outcome: str | None
+    reason: str | None
+    duration_seconds: float | None
+    tokens: int | None
+    cost_usd: float | None
+    run_url: str | None
+    requested_by: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class IssueTrace:
+    repository: str
+    number: int
+    steps: list[TraceStep]
+    runs: list[TraceRun]
+    revise_loops: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "number": self.number,
+            "revise_loops": self.revise_loops,
+            "steps": [s.to_dict() for s in self.steps],
+            "runs": [r.to_dict() for r in self.runs],
+        }
+
+
+def duration_text(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    minutes, secs = divmod(round(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {secs:02d}s"
+
+
+def _label_of(key: str) -> str:
+    try:
+        return parse_correlation_key(key).trigger_label
+    except ValueError:
+        return key
+
+
+def _describe(event: AuditEvent, run_url: Callable[[str], str], facts: Mapping[str, RunFact]) -> str:
+    p = event.payload
+    kind = event.event_type
+    label = _label_of(event.correlation_key)
+    stage = p.get("stage")
+    stage_text = f"{stage}{' (revise)' if p.get('revise') else ''}" if stage else "reviewer"
+    reason = p.get("reason")
+    message = str(p.get("message") or "").strip()
+    if kind == "run.requested":
+        return f"`{label}`: run requested → {stage_text}"
+    if kind == "trigger.ignored":
+        return f"`{label}`: refused ({reason}) {message}".rstrip()
+    if kind == "trigger.conflict":
+        return f"`{label}`: conflict ({reason}) {message}".rstrip()
+    if kind == "approval.requested":
+        return f"`{label}`: approval requested for {stage_text}"
+    if kind == "approval.approved":
+        return "approval granted"
+    if kind == "approval.applied":
+        return "approved run released"
+    if kind == "approval.expired":
+        return "approval expired"
+    if kind == "approval.denied":
+        return f"approval refused ({reason}) {message}".rstrip()
+    if kind == "run.started":
+        run_id = str(p.get("dagster_run_id") or "")
+        return f"run started: {run_url(run_id)}" if run_id else "run started"
+    if kind == "run.agent.started":
+        return f"agent started on `{p.get('branch')}` ({p.get('mode')})"
+    if kind == "run.agent.finished":
+        return f"agent {p.get('status')} ({p.get('reason')}) in {duration_text(p.get('duration_seconds'))}"
+    if kind == "run.agent.status_reported":
+        return "agent status: " + " ".join(str(p.get("status") or "").split())[:200]
+    if kind in ("run.succeeded", "run.failed", "run.failed.precondition", "run.failed.outside_ops", "run.canceled"):
+        fact = facts.get(event.correlation_key)
+        took = f" after {duration_text(fact.duration_seconds)}" if fact and fact.duration_seconds is not None else ""
+        if kind == "run.succeeded":
+            return f"run succeeded{took}" + (f": {p.get('pr')}" if p.get("pr") else "")
+        if kind == "run.canceled":
+            return f"run cancelled{took}" + (f": {message}" if message else "")
+        why = reason or ("failed_precondition" if kind == "run.failed.precondition" else "outside_ops")
+        return f"run failed{took} ({why})" + (f": {message}" if message else "")
+    if kind in ("run.pr.created", "run.pr.updated"):
+        verb = "opened" if kind == "run.pr.created" else "updated"
+        return f"PR #{p.get('number')} {verb}: {p.get('url')}"
+    if kind == "pr.merged":
+        return f"PR #{p.get('number')} merged" + (f" by {p.get('merged_by')}" if p.get("merged_by") else "")
+    if kind == "pr.hand_edited":
+        return f"PR #{p.get('number')} edited by hand"
+    if kind == "run.labels.changed":
+        added = p.get("added") or []
+        if isinstance(added, Mapping):
+            added = sorted({x for values in added.values() for x in values or ()})
+        parts = [f"-{x}" for x in p.get("removed") or []] + [f"+{x}" for x in added]
+        return "labels " + " ".join(parts) if parts else "labels unchanged"
+    if kind == "intake.item_failed":
+        return f"intake failed: {p.get('error')}"
+    return kind
+
+
+def build_trace(
+    repository: str,
+    number: int,
+    events: Sequence[AuditEvent],
+    run_url: Callable[[str], str],
+    infos: Mapping[str, RunInfo] | None = None,
+    verbose: bool = False,
+) -> IssueTrace:
+    """The issue's steps in the order they happened (time, then audit id) and one line per run."""
+    facts: dict[str, RunFact] = {}
+    for key, rows in group_by_key(events).items():
+        fact = run_fact(key, rows, (infos or {}).get(key))
+        if fact is not None and (fact.started_at is not None or fact.requested_at is not None):
+            facts[key] = fact
+    steps = [
+        TraceStep(
+            e.at, e.actor_id, e.actor_type, _label_of(e.correlation_key), e.event_type,
+            _describe(e, run_url, facts), e.correlation_key,
+        )  # fmt: skip
+        for e in sorted(events, key=lambda e: (e.at, e.id))
+        if verbose or (e.event_type not in QUIET_EVENTS and not e.event_type.startswith("mcp."))
+    ]
+    runs = [
+        TraceRun(
+            f.correlation_key, f.trigger_label, f.stage, f.revise, f.outcome, f.reason, f.duration_seconds,
+            f.tokens, f.cost_usd, run_url(f.dagster_run_id) if f.dagster_run_id else None, f.actor,
+        )  # fmt: skip
+        for f in sorted(facts.values(), key=lambda f: (f.started_at or f.requested_at or f.finished_at, f.correlation_key))
+    ]
+    return IssueTrace(repository, number, steps, runs, sum(1 for r in runs if r.revise))
+
+
+def render_trace(trace: IssueTrace) -> str:
+    lines = [
+        f"{trace.repository}#{trace.number}: {len(trace.steps)} steps, {len(trace.runs)} runs, "
+        f"{trace.revise_loops} revise loops"
+    ]
+    if not trace.steps:
+        lines.append("nothing recorded for this issue")
+        return "\n".join(lines)
+    width = max(len(s.actor) for s in trace.steps)
+    for step in trace.steps:
+        when = step.at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        lines.append(f"  {when}  {step.actor:<{width}}  {step.text}")
+    if trace.runs:
+        lines += ["", "runs:"]
+        for run in trace.runs:
+            lines.append("  " + run_line(run))
+    return "\n".join(lines)
+
+
+def run_line(run: TraceRun) -> str:
+    outcome = {"canceled": "cancelled", None: "not finished"}.get(run.outcome, run.outcome or "")
+    if run.reason and run.outcome == "failed":
+        outcome += f" ({run.reason})"
+    parts = [f"`{run.label}`", f"{run.stage}{' (revise)' if run.revise else ''}", outcome, duration_text(run.duration_seconds)]
+    if run.tokens is not None:
+        parts.append(f"{run.tokens} tokens")
+    if run.cost_usd is not None:
+        parts.append(f"${run.cost_usd:.2f}")
+    if run.run_url:
+        parts.append(run.run_url)
+    return " · ".join(parts)
+
+
+def render_history_markdown(trace: IssueTrace, limit: int = 40) -> str:
+    """The collapsed "History" of the service comment: the latest `limit` steps, oldest first."""
+    if not trace.steps:
+        return ""
+    shown = trace.steps[-limit:]
+    lines = ["<details><summary>History</summary>", ""]
+    if len(trace.steps) > len(shown):
+        lines.append(f"_{len(trace.steps) - len(shown)} earlier steps: `codexk8s trace {trace.repository}#{trace.number}`_")
+        lines.append("")
+    for step in shown:
+        lines.append(f"- `{step.at:%Y-%m-%d %H:%M}` {step.actor}: {step.text}")
+    lines += ["", "</details>"]
+    return "\n".join(lines)

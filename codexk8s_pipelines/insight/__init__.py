@@ -1,0 +1,1 @@
+"""Delivery insight: the daily metric assets over the audit trail, and the story of one issue (`trace`)."""

@@ -1,0 +1,83 @@
+"""The delivery metrics of a time window, read from the platform database: the assets, the self-improve evidence
+and the CLI call these, so that every place shows the same numbers. No Dagster here."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from ..domain import delivery_metrics as dm
+from ..store import PlatformStore
+from ..store import insight as q
+
+
+def day_window(partition_key: str) -> tuple[datetime, datetime]:
+    """[start, end) in UTC of a daily partition key `YYYY-MM-DD`; a clear error for anything else."""
+    try:
+        day = datetime.strptime(partition_key, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError as exc:
+        raise ValueError(f"partition key {partition_key!r} is not a day YYYY-MM-DD") from exc
+    return day, day + timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class StageMetricsResult:
+    rows: list[dm.StageMetric]
+    runs: list[dm.RunFact]
+
+
+def stage_metrics(store: PlatformStore, start: datetime, end: datetime) -> StageMetricsResult:
+    events = q.finished_run_events(store, start, end)
+    keys = {e.correlation_key for e in events}
+    facts = dm.finished_between(dm.run_facts(events, q.run_infos(store, keys)), start, end)
+    return StageMetricsResult(dm.stage_metrics(facts), facts)
+
+
+def approval_latency(store: PlatformStore, start: datetime, end: datetime) -> dm.ApprovalSummary:
+    facts = []
+    for key, rows in dm.group_by_key(q.approval_events(store, start, end)).items():
+        fact = dm.approval_fact(key, rows)
+        if fact is not None:
+            facts.append(fact)
+    return dm.approval_latency(facts, start, end)
+
+
+@dataclass(frozen=True)
+class LeadTimeResult:
+    rows: list[dm.LeadTime]
+    flows: list[dm.IssueFlow]
+    untraced: list[tuple[str, int]]  # merged, but no trigger-label decision recorded before the merge
+
+
+def lead_time(
+    store: PlatformStore,
+    start: datetime,
+    end: datetime,
+    launch_profiles: Mapping[str, Sequence[str]],
+    run_prefix: str = "run:",
+) -> LeadTimeResult:
+    flows, untraced = [], []
+    stories = q.stories_events(store, q.merged_issues(store, start, end))
+    for (repository, number), events in sorted(stories.items()):
+        flow = dm.issue_flow(repository, number, events, launch_profiles, run_prefix)
+        if flow is not None and start <= flow.merged_at < end:
+            flows.append(flow)
+        elif flow is None:
+            untraced.append((repository, number))
+    return LeadTimeResult(dm.lead_time(flows), flows, untraced)
+
+
+@dataclass(frozen=True)
+class BypassResult:
+    rates: list[dm.BypassRate]
+    runs: list[dm.BypassFact]
+
+
+def policy_bypass(store: PlatformStore, start: datetime, end: datetime, need_input_label: str) -> BypassResult:
+    day = stage_metrics(store, start, end).runs
+    issues = {(f.repository, f.number) for f in day if f.stage in dm.BYPASS_STAGES and not f.revise}
+    events = q.issues_events(store, issues)
+    infos = q.run_infos(store, {e.correlation_key for e in events})
+    facts = dm.bypass_facts(events, start, end, need_input_label, infos=infos)
+    return BypassResult(dm.bypass_rates(facts), facts)

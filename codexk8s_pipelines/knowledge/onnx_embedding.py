@@ -1,0 +1,177 @@
+"""The packaged MiniLM on ONNX Runtime: the same vectors as sentence-transformers without importing torch.
+
+Why: `codexk8s docs search` embeds one question and exits. Importing sentence-transformers (torch,
+transformers) took ~8 s of its ~8.5 s; ONNX Runtime with the `tokenizers` library loads in well under a second.
+The index stays valid because the vectors are the same: the ONNX graph is exported once from the installed
+package's own weights (never downloaded), and tokenisation, mean pooling and normalisation follow the package's
+sentence-transformers configuration (tests/knowledge/test_onnx_embedding.py: cosine ≥ 1 - 1e-5 against it).
+
+The export needs torch and the `onnx` package and takes a few seconds; it runs at the first use (or
+`export_onnx()` at install time) and is cached under the checkout (`.codexk8s/onnx/`, or
+$CODEXK8S_ONNX_CACHE), keyed by the weights file's size and modification time, so a new model version gets
+a new export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .embedding import EmbeddingModelError, resolve_model
+
+ONNX_CACHE_VAR = "CODEXK8S_ONNX_CACHE"
+_DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".codexk8s" / "onnx"
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(ONNX_CACHE_VAR) or _DEFAULT_CACHE).expanduser()
+
+
+def _weights(model_dir: Path) -> Path:
+    for name in ("model.safetensors", "pytorch_model.bin"):
+        if (model_dir / name).is_file():
+            return model_dir / name
+    raise EmbeddingModelError(f"{model_dir}: no model.safetensors or pytorch_model.bin to export to ONNX")
+
+
+def onnx_path(model_dir: Path) -> Path:
+    """Where the export of this model's weights lives: a changed weights file never reuses an old export."""
+    stat = _weights(model_dir).stat()
+    key = f"{model_dir.name}-{stat.st_size}-{stat.st_mtime_ns}"
+    place = hashlib.sha256(str(model_dir.resolve()).encode("utf-8")).hexdigest()[:12]
+    return cache_dir() / f"{place}-{key}.onnx"
+
+
+def _max_seq_length(model_dir: Path) -> int:
+    config = model_dir / "sentence_bert_config.json"
+    if config.is_file():
+        return int(json.loads(config.read_text(encoding="utf-8")).get("max_seq_length") or 256)
+    return 256
+
+
+def _check_pipeline(model_dir: Path) -> None:
+    """Only Transformer → mean pooling → normalise (the packaged MiniLM) is reproduced here; anything else
+    must stay on sentence-transformers."""
+    modules = model_dir / "modules.json"
+    pooling = model_dir / "1_Pooling" / "config.json"
+    if not modules.is_file() or not pooling.is_file():
+        raise EmbeddingModelError(f"{model_dir}: not a sentence-transformers model with a pooling layer")
+    kinds = [m.get("type", "").rsplit(".", 1)[-1] for m in json.loads(modules.read_text(encoding="utf-8"))]
+    config = json.loads(pooling.read_text(encoding="utf-8"))
+    if kinds != ["Transformer", "Pooling", "Normalize"] or not config.get("pooling_mode_mean_tokens"):
+        raise EmbeddingModelError(f"{model_dir}: ONNX path supports mean-pooled, normalised models only ({kinds})")
+
+
+def export_onnx(model: str | None = None) -> Path:
+    """Export the configured model's transformer to ONNX (once; a cached export is returned as is)."""
+    model_dir, _ = resolve_model(model)
+    _check_pipeline(model_dir)
+    target = onnx_path(model_dir)
+    if target.is_file():
+        return target
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    try:
+        import torch
+        from transformers import AutoModel
+    except ImportError as exc:  # pragma: no cover - torch ships with the platform
+        raise EmbeddingModelError(f"exporting the model to ONNX needs torch and transformers: {exc}") from exc
+
+    class _Encoder(torch.nn.Module):
+        def __init__(self, inner: Any) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids: Any, attention_mask: Any, token_type_ids: Any) -> Any:
+            out = self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
+            return out.last_hidden_state
+
+    encoder = _Encoder(AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval())
+    sample = torch.ones(1, 8, dtype=torch.long)
+    axes = {"0": "batch", "1": "tokens"}
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Written beside the target and renamed: a concurrent reader never loads a half-written graph.
+    fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")
+    os.close(fd)
+    try:
+        with torch.no_grad():
+            torch.onnx.export(
+                encoder,
+                (sample, sample, torch.zeros_like(sample)),
+                tmp,
+                input_names=list(_INPUTS),
+                output_names=["last_hidden_state"],
+                dynamic_axes={name: {int(k): v for k, v in axes.items()} for name in (*_INPUTS, "last_hidden_state")},
+                opset_version=17,
+                dynamo=False,
+            )
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+class OnnxEmbedder:
+    """The `Embedder` protocol on ONNX Runtime: tokenise (tokenizers), run the exported graph, mean-pool over
+    the attention mask, L2-normalise — sentence-transformers' steps for this model."""
+
+    def __init__(self, model: str | None = None, *, export: bool = True) -> None:
+        model_dir, name = resolve_model(model)
+        _check_pipeline(model_dir)
+        path = onnx_path(model_dir)
+        if not path.is_file():
+            if not export:
+                raise EmbeddingModelError(f"no ONNX export of {name} at {path} (run export_onnx())")
+            path = export_onnx(model)
+        import onnxruntime
+        from tokenizers import Tokenizer
+
+        self.model_name = name
+        self.max_seq_length = _max_seq_length(model_dir)
+        self._tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
+        self._tokenizer.enable_truncation(self.max_seq_length)
+        self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
+        options = onnxruntime.SessionOptions()
+        options.log_severity_level = 3
+        self._session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        self.dim = int(self._session.get_outputs()[0].shape[-1] or 384)
+        self._lock = threading.Lock()
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        out: list[np.ndarray] = []
+        for start in range(0, len(texts), 32):
+            encodings = self._tokenizer.encode_batch(list(texts[start : start + 32]))
+            ids = np.asarray([e.ids for e in encodings], dtype=np.int64)
+            mask = np.asarray([e.attention_mask for e in encodings], dtype=np.int64)
+            feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+            with self._lock:
+                hidden = self._session.run(None, feeds)[0]
+            weights = mask[:, :, None].astype(np.float32)
+            pooled = (hidden * weights).sum(axis=1) / np.clip(weights.sum(axis=1), 1e-9, None)
+            norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+            out.append(pooled / np.clip(norms, 1e-12, None))
+        return np.concatenate(out).astype(np.float32)
+
+
+_CACHE: dict[str, OnnxEmbedder] = {}
+_LOCK = threading.Lock()
+
+
+def onnx_embedder(model: str | None = None) -> OnnxEmbedder:
+    """The ONNX embedder for `model`, loaded once per process."""
+    _, name = resolve_model(model)
+    with _LOCK:
+        if name not in _CACHE:
+            _CACHE[name] = OnnxEmbedder(model)
+        return _CACHE[name]

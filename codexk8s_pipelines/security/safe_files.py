@@ -1,0 +1,127 @@
+"""Reading files that someone else (an agent, a contributor, a mirror) put on disk, without trusting them.
+
+The scan and the advisory load walk trees that anybody with push access shapes. Each of these has happened:
+a symlink loop (`Path.resolve` raises RuntimeError on Python 3.11), a symlink to `/etc/passwd`, a FIFO named
+`yarn.lock` (a plain `open` blocks forever waiting for a writer), a 2 GB "lockfile", a zip of 1 MB that inflates
+to 1 GB. Everything here turns such a file into an `UnsafeFile` whose message says what is wrong, so callers
+report it by name and go on with the next file.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import stat
+import zipfile
+from pathlib import Path
+from typing import BinaryIO
+
+__all__ = ["UnsafeFile", "open_regular_file", "read_member", "read_regular_file", "resolve_inside"]
+
+_CHUNK = 1 << 20
+
+
+class UnsafeFile(ValueError):
+    """A file that is not read, with the reason in words (`symlink loop`, `not a regular file (FIFO)`...)."""
+
+
+def _megabytes(size: int) -> str:
+    return f"{size / 1024 / 1024:.1f} MB"
+
+
+def _limit(size: int) -> str:
+    return f"{size / 1024 / 1024:g} MB"
+
+
+def _kind(mode: int) -> str:
+    for test, name in (
+        (stat.S_ISFIFO, "FIFO"),
+        (stat.S_ISSOCK, "socket"),
+        (stat.S_ISCHR, "character device"),
+        (stat.S_ISBLK, "block device"),
+        (stat.S_ISDIR, "directory"),
+    ):
+        if test(mode):
+            return name
+    return "special file"
+
+
+def resolve_inside(path: Path, root: Path) -> Path:
+    """The real path of `path` when it stays inside `root` (itself already resolved); UnsafeFile otherwise.
+
+    Symlinks inside the tree are fine (monorepos link shared lockfiles); loops, dangling links and links that
+    leave the tree are not."""
+    try:
+        target = path.resolve(strict=True)
+    except RuntimeError:  # Python 3.11: "Symlink loop from ..."
+        raise UnsafeFile("symlink loop: not followed") from None
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # ELOOP on newer Pythons
+            raise UnsafeFile("symlink loop: not followed") from None
+        raise UnsafeFile("broken symlink: not read" if path.is_symlink() else f"cannot read: {exc.strerror}") from None
+    if not target.is_relative_to(root):
+        raise UnsafeFile("symlink to outside the scanned tree: not followed")
+    return target
+
+
+def _open_checked(path: Path, max_bytes: int) -> int:
+    """A descriptor of a regular file of at most `max_bytes`, opened without following a final symlink and
+    without blocking (a FIFO is refused by its type before any read)."""
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # the last component is a symlink
+            raise UnsafeFile("is a symlink: not followed") from None
+        raise UnsafeFile(f"cannot read: {exc.strerror or exc}") from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise UnsafeFile(f"not a regular file ({_kind(info.st_mode)}): not read")
+        if info.st_size > max_bytes:
+            raise UnsafeFile(f"file is {_megabytes(info.st_size)}, over the {_limit(max_bytes)} limit: not read")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def open_regular_file(path: Path, *, max_bytes: int) -> BinaryIO:
+    """`read_regular_file`'s checks, then a binary file object to stream from (zip archives)."""
+    return os.fdopen(_open_checked(path, max_bytes), "rb")
+
+
+def read_regular_file(path: Path, *, max_bytes: int) -> bytes:
+    """The bytes of a regular file of at most `max_bytes` (see `_open_checked`). Raises UnsafeFile."""
+    fd = _open_checked(path, max_bytes)
+    try:
+        chunks: list[bytes] = []
+        total = 0
+        while chunk := os.read(fd, min(_CHUNK, max_bytes + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:  # grew while we read it
+                raise UnsafeFile(f"file grew over the {_limit(max_bytes)} limit while read: not read")
+        return b"".join(chunks)
+    except OSError as exc:
+        raise UnsafeFile(f"cannot read: {exc.strerror or exc}") from None
+    finally:
+        os.close(fd)
+
+
+def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, *, max_bytes: int) -> bytes:
+    """One zip member inflated to at most `max_bytes`. The size in the header is checked first, then the
+    inflated stream is counted as it is read, because a crafted header can understate it."""
+    if info.file_size > max_bytes:
+        raise UnsafeFile(
+            f"inflates to {_megabytes(info.file_size)}, over the {_limit(max_bytes)} limit per record: not read"
+        )
+    chunks: list[bytes] = []
+    total = 0
+    with archive.open(info) as stream:
+        while chunk := stream.read(min(_CHUNK, max_bytes + 1 - total)):
+            chunks.append(chunk)
+            total += len(chunk)
+            if total > max_bytes:
+                raise UnsafeFile(f"inflates to over the {_limit(max_bytes)} limit per record: not read")
+    return b"".join(chunks)

@@ -1,0 +1,146 @@
+"""The `spend` asset: one partition per UTC day, a table per repository, agent and model, the cost of the 30 days
+up to that day as a plot, and a check that fails when a repository's monthly budget is 80% used."""
+
+from datetime import UTC, datetime, timedelta
+
+import dagster as dg
+
+from .. import settings
+from ..insight.assets import START_DATE
+from ..insight.plots import bar_chart
+from ..resources import PlatformConfigResource, PlatformDatabase
+from ..store.usage import daily_cost
+from .report import WARN_SHARE, build_report
+
+CHECK = "monthly_budget_headroom"
+# Today is a partition too (end_offset 1): spend nearing a cap must show the same day, not after midnight.
+DAILY_WITH_TODAY = dg.DailyPartitionsDefinition(start_date=START_DATE, timezone="UTC", end_offset=1)
+PLOT_DAYS = 30
+
+
+def _day(partition_key: str) -> tuple[datetime, datetime]:
+    start = datetime.fromisoformat(partition_key).replace(tzinfo=UTC)
+    return start, start + timedelta(days=1)
+
+
+@dg.asset(
+    name="spend",
+    partitions_def=DAILY_WITH_TODAY,
+    group_name="spend",
+    kinds={"postgres"},
+    owners=["team:platform"],
+    check_specs=[
+        dg.AssetCheckSpec(
+            CHECK,
+            asset="spend",
+            description=f"No repository has used {WARN_SHARE:.0%} of its monthly budget (budgets.per_repository.month)"
+            " as of this day. When it fails: docs/runbook.md#check-monthly_budget_headroom",
+        )
+    ],
+    description="What the agents' runs of this UTC day cost, per repository, agent and model (tokens from each "
+    "agent's own report, money from `pricing:`), the 30 days up to it, and each repository's monthly budget use.",
+)
+def spend(
+    context: dg.AssetExecutionContext, platform_db: PlatformDatabase, platform_config: PlatformConfigResource
+) -> dg.MaterializeResult:
+    config = platform_config.get()
+    store = platform_db.store()
+    start, end = _day(context.partition_key)
+    month_limit = config.budgets.budgets().repository_month
+    report = build_report(
+        store,
+        config.pricing.currency,
+        month_limit,
+        start,
+        end,
+        repositories=[r.key for r in config.repositories],
+    )
+    days = [(end - timedelta(days=PLOT_DAYS - i)).date().isoformat() for i in range(PLOT_DAYS)]
+    costs = daily_cost(store, end - timedelta(days=PLOT_DAYS), end)
+    png = bar_chart(
+        f"Cost per day, {days[0]} → {days[-1]}",
+        days,
+        {report.currency: [float(costs.get(d, 0)) for d in days]},
+        report.currency,
+        "No run recorded usage in these 30 days",
+    )
+    plot_dir = settings.state_dir() / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    plot = plot_dir / "spend-30-days.png"
+    plot.write_bytes(png)
+    schema = dg.TableSchema(
+        columns=[
+            dg.TableColumn("repository", "string"),
+            dg.TableColumn("agent", "string"),
+            dg.TableColumn("model", "string"),
+            dg.TableColumn("runs", "int"),
+            dg.TableColumn("runs_usage_unknown", "int"),
+            dg.TableColumn("input_tokens", "int"),
+            dg.TableColumn("cached_input_tokens", "int"),
+            dg.TableColumn("output_tokens", "int"),
+            dg.TableColumn("cost", "float"),
+        ]
+    )
+    records = [
+        dg.TableRecord(
+            {
+                "repository": r.repository,
+                "agent": r.agent,
+                "model": r.model,
+                "runs": r.runs,
+                "runs_usage_unknown": r.unknown_runs,
+                "input_tokens": r.input_tokens,
+                "cached_input_tokens": r.cached_input_tokens,
+                "output_tokens": r.output_tokens,
+                "cost": float(r.cost),
+            }
+        )
+        for r in report.rows
+    ]
+    over = report.over()
+    worst = max((b.share or 0.0 for b in report.budgets), default=0.0)
+    if month_limit.empty:
+        summary = "no monthly budget is configured (budgets.per_repository.month)"
+    elif over:
+        summary = "; ".join(b.text(report.currency) for b in over)
+    else:
+        summary = f"every repository under {WARN_SHARE:.0%} of its monthly budget (highest {worst:.0%})"
+    return dg.MaterializeResult(
+        metadata={
+            "runs": report.runs,
+            "runs_usage_unknown": report.unknown_runs,
+            "tokens": report.total_tokens,
+            "cost": float(report.total_cost),
+            "currency": report.currency,
+            "spend": dg.MetadataValue.table(records=records, schema=schema),
+            "cost_plot": dg.MetadataValue.path(str(plot)),
+            "monthly_budget_used": float(round(worst, 4)),
+        },
+        check_results=[
+            dg.AssetCheckResult(
+                check_name=CHECK,
+                asset_key=dg.AssetKey("spend"),
+                passed=not over,
+                severity=dg.AssetCheckSeverity.ERROR
+                if any((b.share or 0) >= 1 for b in over)
+                else dg.AssetCheckSeverity.WARN,
+                metadata={"summary": summary, "highest_share": float(round(worst, 4))},
+            )
+        ],
+    )
+
+
+spend_daily_job = dg.define_asset_job("spend_daily", selection=[spend], tags={"codexk8s/kind": "spend"})
+
+
+@dg.schedule(
+    name="spend_hourly",
+    job=spend_daily_job,
+    cron_schedule="29 * * * *",
+    execution_timezone="UTC",
+    default_status=dg.DefaultScheduleStatus.RUNNING,
+    description="Today's spend partition, hourly: a budget nearing its cap shows the same day, not the next.",
+)
+def spend_hourly_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
+    day = context.scheduled_execution_time.astimezone(UTC).date().isoformat()
+    return dg.RunRequest(partition_key=day, run_key=None)

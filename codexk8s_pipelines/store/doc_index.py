@@ -1,0 +1,15 @@
+"""What the docs index holds for a repository, as the `docs_index` asset check asks it."""
+
+from __future__ import annotations
+
+from .database import PlatformStore
+
+
+def indexed_commits(store: PlatformStore, repository: str) -> dict[str | None, int]:
+    """Chunks per commit they were read from: one key (the head) after a whole run; more means a run stopped
+    half-way, none means nothing is indexed."""
+    with store.connect() as conn:
+        rows = conn.execute(
+            "SELECT commit, count(*) AS chunks FROM doc_chunks WHERE repository = %s GROUP BY commit", (repository,)
+        ).fetchall()
+    return {row["commit"]: int(row["chunks"]) for row in rows}

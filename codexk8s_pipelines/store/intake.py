@@ -1,0 +1,120 @@
+"""What the GitHub intake keeps beyond runs and the audit: webhook deliveries, and the approvals it looks back on.
+
+A webhook delivery is stored before the receiver answers GitHub, with GitHub's `X-GitHub-Delivery` UNIQUE, so
+a redelivery changes nothing; the intake sensors drain pending deliveries of their kind and mark them drained
+only once the item they name was fully decided, so a receiver or a sensor that dies in between loses nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from psycopg.types.json import Jsonb
+
+from .database import PlatformStore
+
+DELIVERY_STATUSES = ("pending", "drained", "ignored", "rejected")
+
+
+@dataclass(frozen=True)
+class DeliveryRecord:
+    """One webhook delivery as the receiver stores it. `intake` is the sensor that drains it (None: nothing to
+    drain: an ignored action, a ping, or a rejected payload kept for the record)."""
+
+    delivery_id: str
+    event: str
+    action: str | None
+    repository: str | None
+    item_number: int | None
+    intake: str | None
+    status: str = "pending"
+    reason: str | None = None
+    payload: Mapping[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class PendingDelivery:
+    id: int
+    delivery_id: str
+    event: str
+    action: str | None
+    repository: str
+    item_number: int
+    received_at: datetime
+
+
+def store_delivery(store: PlatformStore, record: DeliveryRecord) -> bool:
+    """Insert a delivery; False when GitHub's delivery id is already stored (a redelivery: a no-op)."""
+    if record.status not in DELIVERY_STATUSES:
+        raise ValueError(f"unknown delivery status {record.status!r}; expected one of {', '.join(DELIVERY_STATUSES)}")
+    with store.connect() as conn:
+        row = conn.execute(
+            "INSERT INTO webhook_deliveries (delivery_id, event, action, repository, item_number, intake, status,"
+            " reason, payload) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+            " ON CONFLICT (delivery_id) DO NOTHING RETURNING id",
+            (
+                record.delivery_id,
+                record.event,
+                record.action,
+                record.repository.lower() if record.repository else None,
+                record.item_number,
+                record.intake,
+                record.status,
+                record.reason,
+                Jsonb(dict(record.payload or {})),
+            ),
+        ).fetchone()
+        return row is not None
+
+
+def pending_deliveries(store: PlatformStore, intake: str, limit: int = 500) -> list[PendingDelivery]:
+    """Deliveries waiting for the sensor of `intake`, oldest first (one cheap indexed query when none are)."""
+    with store.connect() as conn:
+        rows = conn.execute(
+            "SELECT id, delivery_id, event, action, repository, item_number, received_at FROM webhook_deliveries"
+            " WHERE status = 'pending' AND intake = %s ORDER BY id LIMIT %s",
+            (intake, limit),
+        ).fetchall()
+    return [PendingDelivery(**r) for r in rows]
+
+
+def mark_drained(store: PlatformStore, ids: Iterable[int], now: datetime) -> int:
+    ids = list(ids)
+    if not ids:
+        return 0
+    with store.connect() as conn:
+        cur = conn.execute(
+            "UPDATE webhook_deliveries SET status = 'drained', drained_at = %s"
+            " WHERE id = ANY(%s) AND status = 'pending'",
+            (now, ids),
+        )
+        return cur.rowcount
+
+
+def recent_delivery_repositories(store: PlatformStore, since: datetime) -> set[str]:
+    """Repositories whose webhook delivered a valid event since `since`: for them polling is reconciliation."""
+    with store.connect() as conn:
+        rows = conn.execute(
+            "SELECT DISTINCT repository FROM webhook_deliveries"
+            " WHERE received_at >= %s AND status <> 'rejected' AND repository IS NOT NULL",
+            (since,),
+        ).fetchall()
+    return {str(r["repository"]) for r in rows}
+
+
+def delivery_status(store: PlatformStore, delivery_id: str) -> dict[str, Any] | None:
+    with store.connect() as conn:
+        return conn.execute("SELECT * FROM webhook_deliveries WHERE delivery_id = %s", (delivery_id,)).fetchone()
+
+
+def latest_approval_for_issue(store: PlatformStore, repository: str, issue_number: int) -> dict[str, Any] | None:
+    """The issue's newest approval request, whatever its state (a late `state:approved` looks at an expired one)."""
+    with store.connect() as conn:
+        return conn.execute(
+            "SELECT * FROM approvals WHERE repository = %s AND issue_number = %s ORDER BY requested_at DESC, id DESC"
+            " LIMIT 1",
+            (repository, issue_number),
+        ).fetchone()

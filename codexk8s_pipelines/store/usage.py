@@ -1,0 +1,296 @@
+"""Run usage and budget reservations in the platform database.
+
+A launch reserves its hold under one advisory lock, after summing what its scopes already spent and hold, in the
+same transaction: two sensors deciding at the same moment are serialised there, so a budget with room for one run
+starts one. The hold is released when the run's usage is recorded, or when the run ends without a report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+from ..domain.spend import Amount, Breach, Budgets, Cost, Scope, TokenCounts, launch_breaches
+from .database import PlatformStore
+
+_BUDGET_LOCK = 0x62756467  # "budg": one lock for every budget decision (they are rare; exactness matters)
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """One run's usage as the runner parsed it, with its cost already computed from the price table."""
+
+    correlation_key: str
+    repository: str
+    agent: str
+    tokens: TokenCounts
+    cost: Cost
+    issue_number: int | None = None
+    stage: str | None = None
+    model: str | None = None
+    reasoning_tokens: int | None = None
+
+
+@dataclass(frozen=True)
+class SpendRow:
+    """Spend of one repository, agent and model over a period."""
+
+    repository: str
+    agent: str
+    model: str
+    runs: int
+    unknown_runs: int
+    input_tokens: int
+    cached_input_tokens: int
+    output_tokens: int
+    cost: Decimal
+    currency: str
+
+
+def day_start(now: datetime) -> datetime:
+    now = now.astimezone(UTC)
+    return now.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def month_start(now: datetime) -> datetime:
+    return day_start(now).replace(day=1)
+
+
+def record_usage(store: PlatformStore, usage: UsageRecord, at: datetime | None = None) -> None:
+    """Write a run's usage (once per run: a second report replaces the first) and release its hold."""
+    t = usage.tokens
+    with store.connect() as conn, conn.transaction():
+        conn.execute(
+            "INSERT INTO run_usage (correlation_key, repository, issue_number, stage, agent, model, input_tokens,"
+            " cached_input_tokens, output_tokens, reasoning_tokens, cost, currency, cost_source, recorded_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()))"
+            " ON CONFLICT (correlation_key) DO UPDATE SET input_tokens = EXCLUDED.input_tokens,"
+            " cached_input_tokens = EXCLUDED.cached_input_tokens, output_tokens = EXCLUDED.output_tokens,"
+            " reasoning_tokens = EXCLUDED.reasoning_tokens, cost = EXCLUDED.cost, currency = EXCLUDED.currency,"
+            " cost_source = EXCLUDED.cost_source, model = EXCLUDED.model",
+            (
+                usage.correlation_key,
+                usage.repository.lower(),
+                usage.issue_number,
+                usage.stage,
+                usage.agent,
+                usage.model,
+                t.input,
+                t.cached_input,
+                t.output,
+                usage.reasoning_tokens,
+                usage.cost.amount,
+                usage.cost.currency,
+                usage.cost.source.value,
+                at,
+            ),
+        )
+        conn.execute(
+            "UPDATE budget_reservations SET released_at = now() WHERE correlation_key = %s AND released_at IS NULL",
+            (usage.correlation_key,),
+        )
+
+
+def release_reservation(store: PlatformStore, correlation_key: str) -> bool:
+    """A run that ended without a usage report gives its hold back; True when there was one."""
+    with store.connect() as conn:
+        cur = conn.execute(
+            "UPDATE budget_reservations SET released_at = now() WHERE correlation_key = %s AND released_at IS NULL",
+            (correlation_key,),
+        )
+        return cur.rowcount > 0
+
+
+_SPENT = """
+WITH used AS (
+    SELECT issue_number, agent, recorded_at AS at, coalesce(input_tokens, 0) + coalesce(output_tokens, 0) AS tokens,
+           coalesce(cost, 0) AS cost, (input_tokens IS NULL AND output_tokens IS NULL AND cost IS NULL) AS unknown,
+           repository
+      FROM run_usage
+     WHERE (repository = %(repo)s AND (recorded_at >= %(month)s OR issue_number = %(issue)s))
+        OR (agent = %(agent)s AND recorded_at >= %(day)s)
+    UNION ALL
+    SELECT issue_number, agent, created_at, tokens, cost, false, repository
+      FROM budget_reservations
+     WHERE released_at IS NULL
+       AND ((repository = %(repo)s AND (created_at >= %(month)s OR issue_number = %(issue)s))
+            OR (agent = %(agent)s AND created_at >= %(day)s))
+)
+SELECT
+  sum(tokens) FILTER (WHERE repository = %(repo)s AND issue_number = %(issue)s) AS issue_tokens,
+  sum(cost) FILTER (WHERE repository = %(repo)s AND issue_number = %(issue)s) AS issue_cost,
+  count(*) FILTER (WHERE repository = %(repo)s AND issue_number = %(issue)s) AS issue_runs,
+  count(*) FILTER (WHERE repository = %(repo)s AND issue_number = %(issue)s AND unknown) AS issue_unknown,
+  sum(tokens) FILTER (WHERE repository = %(repo)s AND at >= %(day)s) AS day_tokens,
+  sum(cost) FILTER (WHERE repository = %(repo)s AND at >= %(day)s) AS day_cost,
+  count(*) FILTER (WHERE repository = %(repo)s AND at >= %(day)s) AS day_runs,
+  count(*) FILTER (WHERE repository = %(repo)s AND at >= %(day)s AND unknown) AS day_unknown,
+  sum(tokens) FILTER (WHERE repository = %(repo)s AND at >= %(month)s) AS month_tokens,
+  sum(cost) FILTER (WHERE repository = %(repo)s AND at >= %(month)s) AS month_cost,
+  count(*) FILTER (WHERE repository = %(repo)s AND at >= %(month)s) AS month_runs,
+  count(*) FILTER (WHERE repository = %(repo)s AND at >= %(month)s AND unknown) AS month_unknown,
+  sum(tokens) FILTER (WHERE agent = %(agent)s AND at >= %(day)s) AS agent_tokens,
+  sum(cost) FILTER (WHERE agent = %(agent)s AND at >= %(day)s) AS agent_cost,
+  count(*) FILTER (WHERE agent = %(agent)s AND at >= %(day)s) AS agent_runs,
+  count(*) FILTER (WHERE agent = %(agent)s AND at >= %(day)s AND unknown) AS agent_unknown
+FROM used
+"""
+
+
+def _amount(row: Mapping[str, Any], prefix: str) -> Amount:
+    return Amount(
+        int(row[f"{prefix}_tokens"] or 0),
+        Decimal(row[f"{prefix}_cost"] or 0),
+        int(row[f"{prefix}_runs"] or 0),
+        int(row[f"{prefix}_unknown"] or 0),
+    )
+
+
+def _spent(conn: Any, repository: str, issue_number: int | None, agent: str, now: datetime) -> dict[Scope, Amount]:
+    row = conn.execute(
+        _SPENT,
+        {
+            "repo": repository.lower(),
+            "issue": issue_number,
+            "agent": agent,
+            "day": day_start(now),
+            "month": month_start(now),
+        },
+    ).fetchone()
+    amounts = {
+        Scope.REPOSITORY_DAY: _amount(row, "day"),
+        Scope.REPOSITORY_MONTH: _amount(row, "month"),
+        Scope.AGENT_DAY: _amount(row, "agent"),
+    }
+    if issue_number is not None:
+        amounts[Scope.ISSUE] = _amount(row, "issue")
+    return amounts
+
+
+def spent(
+    store: PlatformStore, repository: str, issue_number: int | None, agent: str, now: datetime | None = None
+) -> dict[Scope, Amount]:
+    """What each budget scope of a prospective run has spent and holds now."""
+    with store.connect() as conn:
+        return _spent(conn, repository, issue_number, agent, now or datetime.now(UTC))
+
+
+def reserve(
+    store: PlatformStore,
+    budgets: Budgets,
+    correlation_key: str,
+    repository: str,
+    issue_number: int | None,
+    agent: str,
+    now: datetime | None = None,
+) -> list[Breach]:
+    """Hold a launch's reservation if every budget has room; the breaches when one has not (nothing is held).
+
+    Idempotent per run: a key that already holds (a sensor tick retried after a crash) keeps its hold."""
+    now = now or datetime.now(UTC)
+    with store.connect() as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_BUDGET_LOCK,))
+        held = conn.execute(
+            "SELECT 1 FROM budget_reservations WHERE correlation_key = %s", (correlation_key,)
+        ).fetchone()
+        if held is not None:
+            return []
+        breaches = launch_breaches(budgets, _spent(conn, repository, issue_number, agent, now))
+        if breaches:
+            return breaches
+        hold = budgets.reservation()
+        conn.execute(
+            "INSERT INTO budget_reservations (correlation_key, repository, issue_number, agent, tokens, cost,"
+            " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s)",
+            (correlation_key, repository.lower(), issue_number, agent, hold.tokens, hold.cost, now),
+        )
+        return []
+
+
+def issue_runs(store: PlatformStore, repository: str, issue_number: int) -> list[Amount]:
+    """Every recorded run of one issue, oldest first: the service comment's running total."""
+    with store.connect() as conn:
+        rows = conn.execute(
+            "SELECT input_tokens, output_tokens, cost FROM run_usage WHERE repository = %s AND issue_number = %s"
+            " ORDER BY recorded_at, id",
+            (repository.lower(), issue_number),
+        ).fetchall()
+    return [
+        Amount.of(
+            None
+            if r["input_tokens"] is None and r["output_tokens"] is None
+            else (r["input_tokens"] or 0) + (r["output_tokens"] or 0),
+            r["cost"],
+        )
+        for r in rows
+    ]
+
+
+def run_usage(store: PlatformStore, correlation_key: str) -> dict[str, Any] | None:
+    with store.connect() as conn:
+        return conn.execute("SELECT * FROM run_usage WHERE correlation_key = %s", (correlation_key,)).fetchone()
+
+
+def spend_by(store: PlatformStore, start: datetime, end: datetime, repository: str | None = None) -> list[SpendRow]:
+    """Spend per repository, agent and model in [start, end), largest first."""
+    with store.connect() as conn:
+        rows = conn.execute(
+            "SELECT repository, agent, coalesce(model, '(unknown)') AS model, currency, count(*) AS runs,"
+            " count(*) FILTER (WHERE input_tokens IS NULL AND output_tokens IS NULL AND cost IS NULL) AS unknown_runs,"
+            " coalesce(sum(input_tokens), 0) AS input_tokens,"
+            " coalesce(sum(cached_input_tokens), 0) AS cached_input_tokens,"
+            " coalesce(sum(output_tokens), 0) AS output_tokens, coalesce(sum(cost), 0) AS cost"
+            " FROM run_usage WHERE recorded_at >= %s AND recorded_at < %s"
+            " AND (%s::text IS NULL OR repository = %s)"
+            " GROUP BY repository, agent, coalesce(model, '(unknown)'), currency"
+            " ORDER BY sum(cost) DESC NULLS LAST, repository, agent, 3",
+            (start, end, repository and repository.lower(), repository and repository.lower()),
+        ).fetchall()
+    return [
+        SpendRow(
+            r["repository"],
+            r["agent"],
+            r["model"],
+            int(r["runs"]),
+            int(r["unknown_runs"]),
+            int(r["input_tokens"]),
+            int(r["cached_input_tokens"]),
+            int(r["output_tokens"]),
+            Decimal(r["cost"]),
+            r["currency"],
+        )
+        for r in rows
+    ]
+
+
+def monthly_spend(store: PlatformStore, now: datetime, repositories: Sequence[str]) -> dict[str, Amount]:
+    """Each repository's spend this month (UTC) up to `now`: the monthly budget check's figure. One index range
+    per repository, so 100,000 runs of history cost what this month's rows cost."""
+    start = month_start(now)
+    out: dict[str, Amount] = {}
+    with store.connect() as conn:
+        for repo in repositories:
+            row = conn.execute(
+                "SELECT count(*) AS runs, coalesce(sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)), 0)"
+                " AS tokens, coalesce(sum(cost), 0) AS cost,"
+                " count(*) FILTER (WHERE input_tokens IS NULL AND output_tokens IS NULL AND cost IS NULL) AS unknown"
+                " FROM run_usage WHERE repository = %s AND recorded_at >= %s AND recorded_at <= %s",
+                (repo.lower(), start, now),
+            ).fetchone()
+            assert row is not None
+            out[repo.lower()] = Amount(int(row["tokens"]), Decimal(row["cost"]), int(row["runs"]), int(row["unknown"]))
+    return out
+
+
+def daily_cost(store: PlatformStore, start: datetime, end: datetime) -> dict[str, Decimal]:
+    """Cost per UTC day (ISO date) in [start, end): the spend plot's series."""
+    with store.connect() as conn:
+        rows = conn.execute(
+            "SELECT to_char(recorded_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS day, coalesce(sum(cost), 0) AS cost"
+            " FROM run_usage WHERE recorded_at >= %s AND recorded_at < %s GROUP BY 1 ORDER BY 1",
+            (start, end),
+        ).fetchall()
+    return {r["day"]: Decimal(r["cost"]) for r in rows}

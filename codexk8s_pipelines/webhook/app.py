@@ -1,0 +1,182 @@
+"""The webhook receiver: a small ASGI app (Starlette, which Dagster's webserver already brings) that takes
+GitHub's deliveries, stores them, and answers — nothing more.
+
+Why so little: GitHub waits at most 10 s for an answer and retries nothing by itself, so the receiver does no
+GitHub work on the request path. It verifies `X-Hub-Signature-256` (HMAC-SHA256 with the shared secret,
+compared in constant time), stores the delivery in the platform database under GitHub's `X-GitHub-Delivery`
+(UNIQUE: a redelivery is a no-op that still answers 2xx) and answers. The intake sensors drain what it stored
+with the same decision path as polling, so a label seen both ways runs once.
+
+Answers: 202 stored; 200 a redelivery or a ping; 202 an action the intake does not take (kept as `ignored`);
+401 an unsigned or wrongly signed body; 400 bad JSON, an event not taken or no delivery id; 422 missing
+fields; 413 an oversized body; 503 when the database is unreachable (GitHub shows the delivery as failed and
+it can be redelivered). Every refusal is one `webhook.rejected` row in `flow_events`; a signed body that is
+refused is also kept in `webhook_deliveries` as `rejected`, so nothing GitHub sent is lost.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from ..github.payloads import EVENTS, PayloadError, WebhookEvent
+from ..store import PlatformStore
+from ..store.intake import DeliveryRecord, store_delivery
+
+log = logging.getLogger(__name__)
+
+SECRET_VAR = "CODEXK8S_WEBHOOK_SECRET"
+MAX_BODY_VAR = "CODEXK8S_WEBHOOK_MAX_BYTES"
+DEFAULT_MAX_BODY = 2 * 1024 * 1024  # issue and PR payloads are tens of kilobytes; GitHub caps any at 25 MB
+KEPT_REJECTED_BYTES = 64 * 1024
+ACTOR = "webhook-receiver"
+
+
+class WebhookConfigError(RuntimeError):
+    pass
+
+
+@dataclass(frozen=True)
+class ReceiverSettings:
+    secret: str
+    max_body: int = DEFAULT_MAX_BODY
+
+    def __repr__(self) -> str:  # the secret never reaches a log
+        return f"ReceiverSettings(max_body={self.max_body})"
+
+    @classmethod
+    def from_environment(cls, environ: dict[str, str]) -> ReceiverSettings:
+        secret = environ.get(SECRET_VAR, "")
+        if not secret.strip():
+            raise WebhookConfigError(f"{SECRET_VAR} is not set: the receiver cannot verify GitHub's signatures")
+        raw = environ.get(MAX_BODY_VAR, "").strip()
+        try:
+            max_body = int(raw) if raw else DEFAULT_MAX_BODY
+            if max_body <= 0:
+                raise ValueError
+        except ValueError:
+            raise WebhookConfigError(f"{MAX_BODY_VAR}={raw!r} is not a positive number of bytes") from None
+        return cls(secret, max_body)
+
+
+def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
+    """GitHub's `X-Hub-Signature-256: sha256=<hex HMAC of the raw body>`, compared in constant time."""
+    if not header or not header.startswith("sha256="):
+        return False
+    expected = "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(expected.encode(), header.strip().encode())
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _TooLarge
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def create_app(store: PlatformStore, settings: ReceiverSettings) -> Starlette:
+    def audit(delivery: str, status: int, reason: str, event: str, remote: str | None) -> None:
+        payload = {"status": status, "reason": reason, "event": event, "delivery": delivery, "remote": remote}
+        store.append_event(f"webhook:{delivery or 'none'}", "webhook.rejected", "system", ACTOR, payload)
+
+    async def refuse(request: Request, status: int, reason: str, *, keep: DeliveryRecord | None = None) -> JSONResponse:
+        delivery = request.headers.get("x-github-delivery", "")
+        event = request.headers.get("x-github-event", "")
+        remote = request.client.host if request.client else None
+        log.warning("webhook delivery %s (%s) refused with %s: %s", delivery or "-", event or "-", status, reason)
+        try:
+            if keep is not None:
+                await run_in_threadpool(store_delivery, store, keep)
+            await run_in_threadpool(audit, delivery, status, reason, event, remote)
+        except Exception as exc:  # the refusal stands even when the audit cannot be written
+            log.error("cannot audit the refused delivery %s: %s", delivery or "-", exc)
+        return JSONResponse({"error": reason}, status_code=status)
+
+    async def receive(request: Request) -> JSONResponse:
+        try:
+            body = await _read_body(request, settings.max_body)
+        except _TooLarge:
+            return await refuse(request, 413, f"body larger than {settings.max_body} bytes")
+        if not signature_ok(settings.secret, body, request.headers.get("x-hub-signature-256")):
+            missing = "x-hub-signature-256" not in request.headers
+            return await refuse(request, 401, "no X-Hub-Signature-256" if missing else "signature does not match")
+        delivery = request.headers.get("x-github-delivery", "").strip()
+        event = request.headers.get("x-github-event", "").strip()
+        if not delivery or len(delivery) > 200:
+            return await refuse(request, 400, "no usable X-GitHub-Delivery header")
+
+        def rejected(reason: str) -> DeliveryRecord:
+            kept = {"raw": body[:KEPT_REJECTED_BYTES].decode("utf-8", "replace")}
+            return DeliveryRecord(delivery, event or "?", None, None, None, None, "rejected", reason, kept)
+
+        try:
+            data: Any = json.loads(body)
+        except ValueError as exc:
+            reason = f"body is not JSON: {exc}"
+            return await refuse(request, 400, reason, keep=rejected(reason))
+        try:
+            parsed = WebhookEvent.parse(event, data)
+        except PayloadError as exc:
+            status = 400 if event not in EVENTS else 422
+            return await refuse(request, status, str(exc), keep=rejected(str(exc)))
+        status_word = "pending" if parsed.intake else "ignored"
+        record = DeliveryRecord(
+            delivery, event, parsed.action, parsed.repository, parsed.number, parsed.intake, status_word,
+            None if parsed.intake else f"{event}.{parsed.action or '-'} is not taken", data,
+        )  # fmt: skip
+        try:
+            new = await run_in_threadpool(store_delivery, store, record)
+        except Exception as exc:
+            log.error("cannot store webhook delivery %s: %s", delivery, exc)
+            return JSONResponse({"error": "the platform database is unavailable; redeliver later"}, status_code=503)
+        if not new:
+            return JSONResponse({"delivery": delivery, "duplicate": True}, status_code=200)
+        if event == "ping":
+            return JSONResponse({"delivery": delivery, "pong": True}, status_code=200)
+        return JSONResponse({"delivery": delivery, "stored": status_word}, status_code=202)
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"ok": True})
+
+    return Starlette(
+        routes=[
+            Route("/webhook", receive, methods=["POST"]),
+            Route("/", receive, methods=["POST"]),
+            Route("/healthz", health, methods=["GET"]),
+        ]
+    )
+
+
+def serve(host: str, port: int, environ: dict[str, str]) -> None:
+    """Run the receiver with uvicorn until interrupted (`codexk8s webhook serve`)."""
+    import uvicorn
+
+    from .. import settings as platform_settings
+
+    receiver = ReceiverSettings.from_environment(environ)
+    url = platform_settings.database_url()
+    if not url:
+        raise WebhookConfigError(f"{platform_settings.DATABASE_URL_VAR} is not set: deliveries need the database")
+    store = PlatformStore(url)  # the schema is migrated by the code location (or `codexk8s db migrate`)
+    uvicorn.run(create_app(store, receiver), host=host, port=port, log_level="info", access_log=False)

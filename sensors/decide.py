@@ -1,0 +1,305 @@
+"""Deciding, without acting: GitHub's events of one issue or PR → the domain's decisions, with their keys.
+
+Nothing here writes anything: it reads GitHub (events, reviews, permissions) and the decision history, and
+returns `Decided` values; `intake.apply` acts on them (audit, run registration, approvals, comments). The sensor,
+the webhook drain and `codexk8s triggers explain` all decide through these functions, so the answer explain
+gives is the one the sensor acted on, and a label seen by webhook and by polling gets one key.
+
+Events of one moment (one API request: the same second and the same actor, e.g. `POST …/labels` with two
+labels, or an issue opened with its labels) are applied together and then decided once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+
+from codexk8s_pipelines.domain.correlation import correlation_key
+from codexk8s_pipelines.domain.decisions import (
+    Decision,
+    DecisionKind,
+    IssueLabelEvent,
+    PendingApproval,
+    PullRequestLabelEvent,
+    PullRequestReviewEvent,
+    Reason,
+    decide_approval,
+    decide_issue_label,
+    decide_pull_request_label,
+    decide_review,
+)
+from codexk8s_pipelines.domain.labels import LabelKind, normalize
+from codexk8s_pipelines.domain.rules import Actor, Rules
+from codexk8s_pipelines.domain.stages import Permission
+from codexk8s_pipelines.github.api import RepoApi
+from codexk8s_pipelines.github.payloads import GitHubUser, IssueEvent, IssueItem, PayloadError, PullRequest, Review
+from codexk8s_pipelines.store import PlatformStore
+
+from .history import DecisionHistory, NoHistory, StoreHistory
+
+
+@dataclass
+class TickContext:
+    """What one tick shares across repositories: the rules, the history it decides with, the store it acts on
+    (None for explain, which never acts), the clock and a permission cache."""
+
+    rules: Rules
+    store: PlatformStore | None
+    now: datetime
+    history: DecisionHistory = field(default_factory=NoHistory)
+    _permissions: dict[tuple[str, str], Permission | None] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        if self.store is not None and isinstance(self.history, NoHistory):
+            self.history = StoreHistory(self.store)
+
+    @property
+    def platform(self) -> PlatformStore:
+        if self.store is None:
+            raise RuntimeError("acting on a decision needs the platform database (CODEXK8S_DATABASE_URL)")
+        return self.store
+
+    def permission(self, api: RepoApi, login: str) -> Permission | None:
+        key = (api.full_name.lower(), login.lower())
+        with self._lock:
+            if key in self._permissions:
+                return self._permissions[key]
+        try:
+            value = api.permission(login).level
+        except PayloadError:
+            value = None
+        with self._lock:
+            self._permissions[key] = value
+        return value
+
+
+@dataclass(frozen=True)
+class ApprovalStep:
+    """What a `state:approved` does to the waiting run `original`: approved (run it), expired or denied (say so),
+    late (the request had already expired: say so, once), reapplied (a lost tick: the run is asked for again)."""
+
+    original: str
+    outcome: str
+
+
+@dataclass(frozen=True)
+class Decided:
+    """One decision and what acting on it needs. No side effect has happened yet."""
+
+    key: str
+    decision: Decision
+    actor: Actor
+    number: int  # where a comment goes
+    issue_number: int | None
+    pr_number: int | None
+    event_id: str
+    label: str
+    approval: ApprovalStep | None = None
+    comment: bool = True  # False: decided and audited, but the people concerned were already told
+
+
+@dataclass(frozen=True)
+class Moment:
+    """The label changes of one API request, oldest first, and the labels after all of them."""
+
+    events: tuple[IssueEvent, ...]
+    labels: tuple[str, ...]
+
+
+def parse_events(raw: Sequence[object], where: str = "issue event") -> list[IssueEvent]:
+    return [IssueEvent.parse(e, where) for e in raw]
+
+
+def replay(events: Sequence[IssueEvent]) -> list[Moment]:
+    """Label changes grouped by moment (consecutive events of one second and one actor), each with the labels
+    the issue had right after its moment."""
+    current: dict[str, str] = {}
+    moments: list[Moment] = []
+    group: list[IssueEvent] = []
+    for event in sorted((e for e in events if e.is_label_change), key=lambda e: (e.created_at, int(e.id))):
+        if group and group[-1].moment != event.moment:
+            moments.append(Moment(tuple(group), tuple(current.values())))
+            group = []
+        if event.event == "labeled":
+            current[normalize(event.label)] = event.label
+        else:
+            current.pop(normalize(event.label), None)
+        group.append(event)
+    if group:
+        moments.append(Moment(tuple(group), tuple(current.values())))
+    return moments
+
+
+def actor_of(api: RepoApi, ctx: TickContext, user: GitHubUser) -> Actor:
+    actor = Actor(user.login, user.type)
+    if user.login and actor.is_human:
+        return Actor(user.login, user.type, ctx.permission(api, user.login))
+    return actor
+
+
+def _platform_prepared(ctx: TickContext, repository: str, number: int, label: str, actor: Actor) -> Actor:
+    """A bot's label counts only on an issue the platform opened for exactly that label, as that same login."""
+    if actor.is_human or not actor.login:
+        return actor
+    for row in ctx.history.platform_issues(repository.lower(), number):
+        same_label = bool(row["trigger_label"]) and normalize(row["trigger_label"]) == normalize(label)
+        if same_label and str(row["opened_by"]).lower() == actor.login.lower():
+            return replace(actor, platform_prepared=True)
+    return actor
+
+
+# -- issues ---------------------------------------------------------------------------------------------------
+def issue_label_decision(
+    api: RepoApi, ctx: TickContext, number: int, event: IssueEvent, labels: tuple[str, ...]
+) -> tuple[str, Decision, Actor]:
+    """The decision for one label event on an issue, given the labels after its moment."""
+    parsed = ctx.rules.labels.parse(event.label)
+    actor = actor_of(api, ctx, event.actor)
+    if parsed.kind is LabelKind.RUN:  # the database is asked only for a bot's trigger label, not its state labels
+        actor = _platform_prepared(ctx, api.full_name, number, event.label, actor)
+    dev_run = (
+        parsed.stage is not None
+        and ctx.rules.stage(parsed.stage).requires_dev_run
+        and ctx.history.has_stage_run(api.full_name.lower(), number, "dev")
+    )
+    decision = decide_issue_label(IssueLabelEvent(labels, event.label, actor, bool(dev_run)), ctx.rules)
+    return correlation_key(api.full_name, number, decision.trigger_label or event.label, event.id), decision, actor
+
+
+def _pending(row: dict[str, object], history: DecisionHistory) -> PendingApproval:
+    original = str(row["correlation_key"])
+    requested = [e for e in history.events(original) if e["event_type"] == "approval.requested"]
+    payload = requested[0]["payload"] if requested else {}
+    requested_at = row["requested_at"]
+    assert isinstance(requested_at, datetime)
+    return PendingApproval(
+        stage=str(row["stage"]),
+        revise=bool(row["revise"]),
+        requested_at=requested_at,
+        trigger_label=str(row["trigger_label"]),
+        model=payload.get("model"),
+        reasoning=payload.get("reasoning"),
+    )
+
+
+def approval_decision(api: RepoApi, ctx: TickContext, number: int, event: IssueEvent) -> Decided | None:
+    """`state:approved` on an issue: the waiting run starts under its own key, or the approver hears why not.
+
+    An approval that arrives after the request expired (the expiry sweep may have marked it first) is answered
+    too, once per request: the approver learns that it expired and which label starts it again."""
+    repository = api.full_name.lower()
+    row = ctx.history.open_approval(repository, number)
+    late = False
+    if row is None:
+        row = ctx.history.latest_approval(repository, number)
+        if row is None:
+            return None
+        original = str(row["correlation_key"])
+        if row["status"] in ("approved", "applied"):
+            approved = [e for e in ctx.history.events(original) if e["event_type"] == "approval.approved"]
+            if not any(str(e["payload"].get("event_id")) == event.id for e in approved):
+                return None
+            pending = _pending(row, ctx.history)
+            actor = actor_of(api, ctx, event.actor)
+            decision = decide_approval(pending, actor, pending.requested_at, ctx.rules)  # decided then: a lost tick
+            return Decided(original, decision, actor, number, number, None, event.id, pending.trigger_label,
+                           ApprovalStep(original, "reapplied"))  # fmt: skip
+        if row["status"] != "expired":
+            return None
+        late = True
+    original = str(row["correlation_key"])
+    pending = _pending(row, ctx.history)
+    actor = actor_of(api, ctx, event.actor)
+    decision = decide_approval(pending, actor, ctx.now, ctx.rules)
+    event_key = correlation_key(api.full_name, number, event.label, event.id)
+    if late:
+        if decision.kind is DecisionKind.RUN:  # the TTL was raised after the sweep expired it: it stays expired
+            return None
+        told = ctx.history.has_event(original, "approval.late")
+        return Decided(event_key, decision, actor, number, number, None, event.id, event.label,
+                       ApprovalStep(original, "late"), comment=not told)  # fmt: skip
+    if decision.kind is DecisionKind.RUN:
+        return Decided(original, decision, actor, number, number, None, event.id, pending.trigger_label,
+                       ApprovalStep(original, "approved"))  # fmt: skip
+    outcome = "expired" if decision.reason is Reason.APPROVAL_EXPIRED else "denied"
+    return Decided(event_key, decision, actor, number, number, None, event.id, event.label,
+                   ApprovalStep(original, outcome))  # fmt: skip
+
+
+def decide_issue_moment(
+    api: RepoApi, ctx: TickContext, number: int, moment: Moment, new: Sequence[IssueEvent]
+) -> list[Decided]:
+    """The decisions of one moment's new events: approvals, then its trigger labels decided once together."""
+    scheme = ctx.rules.labels
+    added = [e for e in new if e.event == "labeled"]
+    out: list[Decided] = []
+    for event in added:
+        parsed = scheme.parse(event.label)
+        if parsed.kind is LabelKind.STATE and parsed.value == "approved":
+            decided = approval_decision(api, ctx, number, event)
+            if decided is not None:
+                out.append(decided)
+    runs = [e for e in added if scheme.parse(e.label).kind is LabelKind.RUN]
+    if runs:
+        key, decision, actor = issue_label_decision(api, ctx, number, runs[0], moment.labels)
+        out.append(Decided(key, decision, actor, number, number, None, runs[0].id, runs[0].label))
+    return out
+
+
+# -- pull requests --------------------------------------------------------------------------------------------
+def pull_trigger(ctx: TickContext, events: Sequence[IssueEvent]) -> IssueEvent | None:
+    """The one label of a PR moment worth deciding: `need:reviewer` if added, else a trigger label (refused)."""
+    scheme = ctx.rules.labels
+    added = [e for e in events if e.event == "labeled"]
+    reviewer = [e for e in added if normalize(e.label) == normalize(scheme.need_reviewer)]
+    runs = [e for e in added if scheme.parse(e.label).kind is LabelKind.RUN]
+    return (reviewer or runs or [None])[0]
+
+
+def pull_label_decision(
+    api: RepoApi, ctx: TickContext, number: int, event: IssueEvent, labels: tuple[str, ...]
+) -> tuple[str, Decision, Actor]:
+    actor = actor_of(api, ctx, event.actor)
+    decision = decide_pull_request_label(PullRequestLabelEvent(labels, event.label, actor), ctx.rules)
+    return correlation_key(api.full_name, number, event.label, event.id), decision, actor
+
+
+@dataclass(frozen=True)
+class PullContext:
+    """What a review decision needs to know about its PR: labels, linked issue and its labels, run history."""
+
+    pr_labels: tuple[str, ...]
+    issue_number: int | None
+    issue_labels: tuple[str, ...]
+    history: tuple[str, ...]
+
+
+def pull_context(api: RepoApi, ctx: TickContext, number: int) -> PullContext:
+    from github.GithubException import UnknownObjectException
+
+    pr = PullRequest.parse(api.pull(number))
+    issue_number = pr.linked_issue
+    issue_labels: tuple[str, ...] = ()
+    if issue_number is not None:
+        try:
+            issue_labels = IssueItem.parse(api.issue(issue_number)).labels
+        except UnknownObjectException:
+            issue_number = None  # the PR names an issue that does not exist
+    repository = api.full_name.lower()
+    history = tuple(ctx.history.recent_stages(repository, None, number))
+    if issue_number is not None:
+        history += tuple(ctx.history.recent_stages(repository, issue_number, None))
+    return PullContext(pr.labels, issue_number, issue_labels, history)
+
+
+def review_decision(
+    api: RepoApi, ctx: TickContext, number: int, review: Review, pull: PullContext
+) -> tuple[str, Decision, Actor]:
+    actor = actor_of(api, ctx, review.user)
+    event = PullRequestReviewEvent(review.state, actor, pull.pr_labels, pull.issue_labels, pull.history)
+    decision = decide_review(event, ctx.rules)
+    label = decision.trigger_label or "review:changes_requested"
+    return correlation_key(api.full_name, number, label, review.event_id), decision, actor

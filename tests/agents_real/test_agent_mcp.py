@@ -1,0 +1,52 @@
+"""The real Codex CLI reaches the platform's MCP server (a real `codexk8s mcp serve --transport http`) through the
+configuration the platform writes for it: the model asks for `run_status_report`, the status lands in the audit."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from codexk8s_pipelines.domain.correlation import correlation_key
+from codexk8s_pipelines.mcp.tokens import issue_token
+from codexk8s_pipelines.store import PlatformStore
+from codexk8s_pipelines.store.database import RunRecord
+from tests.mcp_tools.conftest import SECRET
+from tests.mcp_tools.test_http_serve import http_server  # noqa: F401 - the fixture
+from tests.model_server import LAST_OUTPUT, CallTool, ModelServer, Say, Shell
+
+from .conftest import run_direct
+
+
+@pytest.mark.timeout(180)
+def test_codex_calls_the_platforms_mcp_tool_with_its_run_token(
+    model: ModelServer,
+    checkout: Path,
+    tmp_path: Path,
+    store: PlatformStore,
+    http_server: str,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("CODEXK8S_MCP_SECRET", SECRET)
+    key = correlation_key("acme/shop", 12, "run:dev", "901")
+    store.register_run(RunRecord(correlation_key=key, repository="acme/shop", role="dev", stage="dev", issue_number=12))
+    token = issue_token(key, "acme/shop", issue_number=12, ttl_seconds=600)
+    model.script(
+        Shell("printenv CODEXK8S_MCP_TOKEN"),
+        CallTool("run_status_report", {"token": LAST_OUTPUT, "status_line": "Reading the cart code via MCP"}),
+        Say("Reported my status."),
+        workdir=checkout,
+    )
+    run = run_direct(
+        "codex", checkout, tmp_path / "home", "Report your status.", base_url=model.v1, mcp_url=http_server,
+        extra_env={"CODEXK8S_MCP_TOKEN": token},
+    )  # fmt: skip
+    assert run.exit_code == 0, run.lines[-15:]
+    offered = model.turns()[-1].tool_names()  # Codex defers MCP tools: found through its tool search
+    mcp_tools = [name for name in offered if "run_status_report" in name]
+    assert mcp_tools, offered  # the role's MCP tools reach the model ...
+    assert not [name for name in offered if "github_labels_transition" in name]  # ... and only those
+    statuses = [e for e in store.events(key) if e["event_type"] == "run.agent.status_reported"]
+    assert [e["payload"]["status"] for e in statuses] == ["Reading the cart code via MCP"]
+    assert any(t.kind == "mcp" and t.ok for t in run.transcript.tools)
+    assert "OPENAI_API_KEY" not in model.turns()[1].text  # the model key stays hidden from the agent's commands

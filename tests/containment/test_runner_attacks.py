@@ -1,0 +1,359 @@
+"""The agent as an attacker, against the real runner: real processes, real git, a real bare remote.
+
+Each test is one attack that worked before the sandbox and the verified push (issue 12), run through
+`python -m codexk8s_pipelines.agents.runner` exactly as Dagster runs it. After every run: no process of the agent is
+left on the host, and none of the runner's secrets reached anything the agent could write.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.agents_runner.test_git_workspace import git, make_remote, remote_file, remote_head
+from tests.agents_runner.test_runner import BRANCH, agent_processes, make_agent, make_spec, run_runner
+
+SECRETS = {
+    "CODEXK8S_GITHUB_TOKEN": "ghs_runnerTokenValue0123456789abcdefXYZ",
+    "CODEXK8S_GITHUB_APP_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----\nMIIEapp-key-body\n-----END-----",
+    "CODEXK8S_MCP_SECRET": "mcp-signing-secret-4f1c9e2a7b",
+    "CODEXK8S_DATABASE_URL": "postgresql://postgres:db-superuser-pw-77@127.0.0.1:5432/codexk8s",
+}
+
+
+@pytest.fixture
+def remote(tmp_path: Path) -> Path:
+    return make_remote(tmp_path)
+
+
+@pytest.fixture
+def attack(tmp_path: Path, remote: Path) -> Iterator[dict[str, Any]]:
+    """Runs one attacking agent; afterwards, nothing of it may be alive and no secret may be in its reach."""
+    state: dict[str, Any] = {"markers": []}
+
+    def run(body: str, **spec: Any) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+        command = make_agent(tmp_path, body, name=f"attack-{len(state['markers'])}.py")
+        state["markers"].append(command[1])
+        env = {**SECRETS, **spec.pop("runner_env", {})}
+        return run_runner(make_spec(tmp_path, remote, command, **spec), tmp_path, env)
+
+    state["run"] = run
+    yield state
+    for marker in state["markers"]:
+        assert agent_processes(marker) == [], f"agent processes left behind by {marker}"
+    workdir = tmp_path / "workdir"
+    for path in workdir.rglob("*") if workdir.exists() else ():
+        if path.is_file() and not path.is_symlink():
+            text = path.read_bytes()
+            for name, secret in SECRETS.items():
+                assert secret.encode() not in text, f"{name} readable by the agent: found in {path}"
+
+
+def remote_paths(remote: Path, ref: str) -> list[str]:
+    return git(f"--git-dir={remote}", "ls-tree", "-r", "--name-only", ref).split()
+
+
+# ------------------------------------------------------------------------------------------------ lingering daemons
+
+DAEMON = """\
+write("docs/plan.md", "# Plan\\n")
+result(summary="plan written")
+if os.fork() == 0:
+    os.setsid()
+    if os.fork() == 0:
+        # The daemon of the attack: wait for the runner's commit, then swap in a commit of its own making.
+        time.sleep(1.5)
+        write("src/app.py", "print('pwned')\\n")
+        write("docs/late.md", "written after the agent's exit\\n")
+        env = {**os.environ, "GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@x", "GIT_COMMITTER_NAME": "x",
+               "GIT_COMMITTER_EMAIL": "x@x"}
+        subprocess.run(["git", "add", "-A"], env=env)
+        subprocess.run(["git", "commit", "-qm", "evil"], env=env)
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+        for git_dir in [ROOT / ".git", *ROOT.parent.glob(".*runner-git")]:
+            ref = git_dir / "refs" / "heads" / BRANCH_NAME
+            try:
+                ref.parent.mkdir(parents=True, exist_ok=True)
+                ref.write_text(sha + "\\n")
+            except OSError:
+                pass
+        time.sleep(60)
+        os._exit(0)
+    os._exit(0)
+"""
+
+
+def test_a_lingering_daemon_cannot_swap_the_pushed_commit_nor_edit_after_exit(
+    attack: dict[str, Any], remote: Path, tmp_path: Path
+) -> None:
+    body = f"BRANCH_NAME = {BRANCH!r}\n" + DAEMON
+    proc, result = attack["run"](body, write_scope="markdown-only")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (result["status"], result["reason"]) == ("succeeded", "pushed")
+    time.sleep(2.5)  # past the moment the daemon would have struck
+    assert result["changed_files"] == ["docs/plan.md"]
+    assert remote_head(remote, BRANCH) == result["commit"]
+    assert remote_paths(remote, BRANCH) == ["README.md", "docs/plan.md", "src/app.py"]
+    assert remote_file(remote, BRANCH, "src/app.py") == "print('hello')\n"
+    assert not (tmp_path / "workdir" / "docs" / "late.md").exists()
+    assert not (tmp_path / "workdir" / "src" / "app.py").read_text().startswith("print('pwned')")
+
+
+# ------------------------------------------------------------------------------------------------ secrets
+
+
+LOOT = """\
+loot = {"env": dict(os.environ), "proc": {}, "files": {}}
+for pid in os.listdir("/proc"):
+    if pid.isdigit():
+        try:
+            loot["proc"][pid] = pathlib.Path(f"/proc/{pid}/environ").read_bytes().decode("utf-8", "replace")
+        except OSError as exc:
+            loot["proc"][pid] = str(exc)
+for path in TARGETS:
+    try:
+        loot["files"][path] = pathlib.Path(path).read_text()
+    except OSError as exc:
+        loot["files"][path] = "unreadable: " + type(exc).__name__
+loot["ppid"] = os.getppid()
+loot["pids"] = sorted(int(p) for p in os.listdir("/proc") if p.isdigit())
+write(".codexk8s/loot.json", json.dumps(loot))
+write("docs/loot.md", json.dumps(loot))
+result(summary=json.dumps(loot)[:3000])
+"""
+
+
+def test_the_agent_sees_no_secret_in_its_environment_in_proc_or_on_disk(
+    attack: dict[str, Any], tmp_path: Path, remote: Path
+) -> None:
+    secret_file = tmp_path / "runner-home" / "credentials"
+    secret_file.parent.mkdir()
+    secret_file.write_text(SECRETS["CODEXK8S_GITHUB_TOKEN"])
+    targets = [str(secret_file), str(tmp_path / "spec-0.json"), "/root/.gitconfig", "/etc/shadow"]
+    body = f"TARGETS = {targets!r}\n" + LOOT
+    proc, result = attack["run"](
+        body, runner_env={"HOME": str(secret_file.parent), "OPENAI_API_KEY": "sk-declared"},
+        pass_env=["OPENAI_API_KEY"],
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    loot = json.loads((tmp_path / "workdir" / ".codexk8s" / "loot.json").read_text())
+    everything = json.dumps(loot)
+    for name, secret in SECRETS.items():
+        assert secret not in everything, name
+        assert name not in loot["env"]
+    # The allow-list: what the catalog declared, the runner's pointers, a private HOME; nothing else of the runner.
+    assert loot["env"]["OPENAI_API_KEY"] == "sk-declared"
+    assert loot["env"]["HOME"] == "/home/agent"
+    assert not {k for k in loot["env"] if k.startswith(("DAGSTER_", "GIT_"))}
+    # Its own PID namespace: it is PID 2 under bwrap's init and sees no platform process.
+    assert loot["ppid"] == 1 and loot["pids"] == sorted(int(p) for p in loot["proc"])
+    assert len(loot["pids"]) <= 3
+    for path in targets:
+        assert loot["files"][path].startswith("unreadable"), path
+    assert result["pushed"]  # docs/loot.md was pushed, and it holds no secret (checked above)
+
+
+# ------------------------------------------------------------------------------------------------ git metadata
+
+GIT_TRAPS = """\
+pwn = f"touch {MARKER}"
+home = pathlib.Path(os.environ["HOME"])
+gitconfig = f"[filter \\"x\\"]\\n\\tclean = sh -c '{pwn}; cat'\\n[core]\\n\\thooksPath = {ROOT}/hooks\\n"
+gitconfig = gitconfig
+(home / ".gitconfig").write_text(gitconfig)
+(ROOT / ".gitattributes").write_text("* filter=x\\n")
+git_dir = ROOT / ".git"
+(git_dir / "info").mkdir(exist_ok=True)
+(git_dir / "info" / "attributes").write_text("* filter=x\\n")
+hooks = ROOT / "hooks"
+hooks.mkdir()
+for name in ("pre-commit", "post-commit", "pre-push", "reference-transaction"):
+    (hooks / name).write_text(f"#!/bin/sh\\n{pwn}\\n")
+    (hooks / name).chmod(0o755)
+subprocess.run(["git", "config", "core.hooksPath", str(hooks)], check=True)
+subprocess.run(["git", "config", "filter.x.clean", f"sh -c '{pwn}; cat'"], check=True)
+(git_dir / "config").unlink()
+(git_dir / "config").symlink_to(OUTSIDE)
+for runner_git in ROOT.parent.glob(".*runner-git"):
+    try:
+        (runner_git / "config").write_text("[core]\\n\\thooksPath = /tmp\\n")
+    except OSError:
+        pass
+write("docs/notes.md", "notes\\n")
+result(summary="set traps")
+"""
+
+
+def test_git_config_filters_hooks_and_a_symlinked_config_never_run_or_write(
+    attack: dict[str, Any], tmp_path: Path, remote: Path
+) -> None:
+    marker, outside = tmp_path / "pwned", tmp_path / "outside-config"
+    runner_home = tmp_path / "runner-home"
+    runner_home.mkdir()
+    # Even a poisoned ~/.gitconfig of the runner itself is ignored (GIT_CONFIG_GLOBAL=/dev/null).
+    (runner_home / ".gitconfig").write_text(
+        f'[core]\n\thooksPath = {tmp_path}\n[filter "x"]\n\tclean = touch {marker}\n'
+    )
+    body = f"MARKER = {str(marker)!r}\nOUTSIDE = {str(outside)!r}\n" + GIT_TRAPS
+    proc, result = attack["run"](body, runner_env={"HOME": str(runner_home)})
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert result["reason"] == "pushed"
+    assert not marker.exists()
+    assert not outside.exists()
+    assert sorted(result["changed_files"]) == [
+        ".gitattributes",
+        "docs/notes.md",
+        "hooks/post-commit",
+        "hooks/pre-commit",
+        "hooks/pre-push",
+        "hooks/reference-transaction",
+    ]
+    # The content went up as written (no filter ran on it), by the runner's author.
+    assert remote_file(remote, BRANCH, "docs/notes.md") == "notes\n"
+    assert git(f"--git-dir={remote}", "log", "-1", "--format=%an", BRANCH).strip() == "codex-bot"
+
+
+# ---------------------------------------------------------------------------------------------- write scope by content
+
+CONTENT_TRICKS = """\
+docs = ROOT / "docs"
+docs.mkdir()
+(docs / "passwd.md").symlink_to("/etc/passwd")
+(docs / "blob.md").write_bytes(b"\\0" * (2 * 1024 * 1024))
+(docs / "small-binary.md").write_bytes(b"# title\\n\\0\\1\\2")
+(docs / "latin1.md").write_bytes("caf\\xe9".encode("latin-1"))
+(docs / "run.md").write_text("#!/bin/sh\\n")
+(docs / "run.md").chmod(0o755)
+(docs / "new\\nline.md").write_text("x\\n")
+(docs / "trailing.md ").write_text("x\\n")
+(docs / "fine.md").write_text("# fine\\n")
+sub = docs / "evil.md"
+sub.mkdir()
+env = {**os.environ, "GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@x", "GIT_COMMITTER_NAME": "x",
+       "GIT_COMMITTER_EMAIL": "x@x"}
+subprocess.run(["git", "init", "-q"], cwd=sub, check=True)
+(sub / "x").write_text("x")
+subprocess.run(["git", "add", "x"], cwd=sub, check=True, env=env)
+subprocess.run(["git", "commit", "-qm", "x"], cwd=sub, check=True, env=env)
+result(summary="only markdown, honest")
+"""
+
+
+def test_markdown_only_judges_content_not_names(attack: dict[str, Any], remote: Path) -> None:
+    proc, result = attack["run"](CONTENT_TRICKS, write_scope="markdown-only")
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert (result["status"], result["reason"]) == ("failed_precondition", "write_scope_violation")
+    assert remote_head(remote, BRANCH) is None and not result["pushed"]
+    rules = dict(rule.split(": ", 1) for rule in result["violation_rules"])
+    assert rules == {
+        "'docs/blob.md'": "2097152 bytes, over the 1000000-byte cap for text files",
+        "'docs/evil.md'": "a gitlink (submodule pointer), not a file",
+        "'docs/latin1.md'": "not valid UTF-8 text",
+        "'docs/new\\nline.md'": "the name holds a control character",
+        "'docs/passwd.md'": "a symlink (only regular files are allowed)",
+        "'docs/run.md'": "an executable file (mode 100755); only mode 100644 is allowed",
+        "'docs/small-binary.md'": "binary content (NUL bytes)",
+        "'docs/trailing.md '": "a name part starts or ends with whitespace or ends with a dot",
+    }
+    assert "docs/fine.md" in result["changed_files"] and "docs/fine.md" not in result["violations"]
+    assert "docs/passwd.md" in result["message"] and "symlink" in result["message"]
+
+
+def test_markdown_only_size_cap_is_configurable(attack: dict[str, Any], remote: Path) -> None:
+    body = 'write("docs/big.md", "word " * 400)\nresult(summary="2 kB")\n'
+    _proc, result = attack["run"](body, write_scope="markdown-only", max_text_bytes=1000)
+    assert result["violation_rules"] == ["'docs/big.md': 2000 bytes, over the 1000-byte cap for text files"]
+    _proc, result = attack["run"](body, write_scope="markdown-only", max_text_bytes=4000)
+    assert (result["reason"], result["changed_files"]) == ("pushed", ["docs/big.md"])
+
+
+ANY_FILE_TRICKS = """\
+(ROOT / "etc-link").symlink_to("/etc/passwd")
+(ROOT / "src" / "up.py").symlink_to("../../outside.py")
+(ROOT / "src" / "inside.py").symlink_to("app.py")
+sub = ROOT / "vendor"
+sub.mkdir()
+env = {**os.environ, "GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@x", "GIT_COMMITTER_NAME": "x",
+       "GIT_COMMITTER_EMAIL": "x@x"}
+subprocess.run(["git", "init", "-q"], cwd=sub, check=True)
+(sub / "x").write_text("x")
+subprocess.run(["git", "add", "x"], cwd=sub, check=True, env=env)
+subprocess.run(["git", "commit", "-qm", "x"], cwd=sub, check=True, env=env)
+result(summary="links")
+"""
+
+
+def test_any_file_still_refuses_gitlinks_and_symlinks_out_of_the_repository(
+    attack: dict[str, Any], remote: Path
+) -> None:
+    _proc, result = attack["run"](ANY_FILE_TRICKS)
+    assert result["reason"] == "write_scope_violation"
+    assert result["violation_rules"] == [
+        "'etc-link': a symlink pointing outside the repository",
+        "'src/up.py': a symlink pointing outside the repository",
+        "'vendor': a gitlink (submodule pointer) is never pushed",
+    ]
+    assert "src/inside.py" in result["changed_files"] and remote_head(remote, BRANCH) is None
+
+
+# ------------------------------------------------------------------------------------------------ resources
+
+FORK_BOMB = """\
+write("docs/bomb.md", "boom\\n")
+while True:
+    if os.fork() == 0:
+        time.sleep(120)
+        os._exit(0)
+"""
+
+MEMORY_HOG = """\
+write("docs/hog.md", "hog\\n")
+hog = bytearray(8 * 1024 ** 3)
+result(summary="got 8 GiB")
+"""
+
+
+def test_a_fork_bomb_is_contained_and_the_run_fails(attack: dict[str, Any], remote: Path) -> None:
+    before = len(psutil.pids())
+    started = time.monotonic()
+    _proc, result = attack["run"](FORK_BOMB, max_processes=48, timeout_seconds=20)
+    assert result["status"] in ("failed", "timed_out"), result
+    assert "BlockingIOError" in result["message"] or result["status"] == "timed_out"
+    assert time.monotonic() - started < 60
+    assert remote_head(remote, BRANCH) is None
+    assert len(psutil.pids()) < before + 10  # the host's process table is back where it was
+    assert subprocess.run(["true"], check=False).returncode == 0  # and the platform can still start processes
+
+
+def test_a_memory_hog_is_contained_and_the_run_fails(attack: dict[str, Any], remote: Path) -> None:
+    _proc, result = attack["run"](MEMORY_HOG, memory_bytes=512 * 1024 * 1024)
+    assert (result["status"], result["reason"]) == ("failed", "agent_exit_code"), result
+    assert "MemoryError" in result["message"]
+    assert remote_head(remote, BRANCH) is None
+
+
+# ------------------------------------------------------------------------------------------------ no sandbox, no run
+
+
+def test_without_bubblewrap_the_run_is_a_failed_precondition(attack: dict[str, Any], remote: Path) -> None:
+    body = 'write("docs/x.md", "x\\n")\nresult(summary="x")\n'
+    proc, result = attack["run"](body, runner_env={"CODEXK8S_BWRAP": "/nonexistent/bwrap"})
+    assert proc.returncode == 2
+    assert (result["status"], result["reason"]) == ("failed_precondition", "sandbox_unavailable")
+    assert "bubblewrap" in result["message"] and "/nonexistent/bwrap" in result["message"]
+    assert remote_head(remote, BRANCH) is None
+
+
+def test_the_unsafe_opt_out_runs_bare_and_says_so_loudly(attack: dict[str, Any], remote: Path) -> None:
+    body = 'write("docs/x.md", "x\\n")\nresult(summary="x")\n'
+    env = {"CODEXK8S_UNSAFE_NO_AGENT_SANDBOX": "1", "CODEXK8S_BWRAP": "/nonexistent/bwrap"}
+    proc, result = attack["run"](body, runner_env=env)
+    assert proc.returncode == 0 and result["sandboxed"] is False
+    assert "WITHOUT a sandbox" in proc.stdout and "WITHOUT a sandbox" in proc.stderr

@@ -1,0 +1,408 @@
+"""Maven (pom.xml, Gradle lockfiles), RubyGems, Packagist, NuGet, Pub, Hex and CRAN lockfiles, written from each
+format's documentation, then scanned end to end against one advisory per ecosystem."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+
+from codexk8s_pipelines.security.dependencies import CRAN, HEX, MAVEN, NUGET, PACKAGIST, PUB, RUBYGEMS
+from codexk8s_pipelines.security.lockfiles import extract_dependencies, parse_file
+from codexk8s_pipelines.security.osv import OsvDatabase
+from codexk8s_pipelines.security.scan import scan_path
+
+POM = """\
+<?xml version="1.0" encoding="UTF-8"?>
+<project xmlns="http://maven.apache.org/POM/4.0.0"
+         xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+         xsi:schemaLocation="http://maven.apache.org/POM/4.0.0 https://maven.apache.org/xsd/maven-4.0.0.xsd">
+  <modelVersion>4.0.0</modelVersion>
+  <parent>
+    <groupId>org.springframework.boot</groupId>
+    <artifactId>spring-boot-starter-parent</artifactId>
+    <version>2.7.0</version>
+  </parent>
+  <groupId>com.example</groupId>
+  <artifactId>demo</artifactId>
+  <version>1.4.0</version>
+  <properties>
+    <log4j.version>2.14.1</log4j.version>
+    <jackson.line>2.13</jackson.line>
+    <jackson.version>${jackson.line}.2</jackson.version>
+  </properties>
+  <dependencyManagement>
+    <dependencies>
+      <dependency>
+        <groupId>com.google.guava</groupId>
+        <artifactId>guava</artifactId>
+        <version>31.1-jre</version>
+      </dependency>
+    </dependencies>
+  </dependencyManagement>
+  <dependencies>
+    <dependency>
+      <groupId>org.apache.logging.log4j</groupId>
+      <artifactId>log4j-core</artifactId>
+      <version>${log4j.version}</version>
+    </dependency>
+    <dependency>
+      <groupId>com.fasterxml.jackson.core</groupId>
+      <artifactId>jackson-databind</artifactId>
+      <version>${jackson.version}</version>
+    </dependency>
+    <dependency>
+      <groupId>com.google.guava</groupId>
+      <artifactId>guava</artifactId>
+    </dependency>
+    <dependency>
+      <groupId>org.springframework.boot</groupId>
+      <artifactId>spring-boot-starter-web</artifactId>
+    </dependency>
+    <dependency>
+      <groupId>com.example</groupId>
+      <artifactId>demo-common</artifactId>
+      <version>${project.version}</version>
+    </dependency>
+    <dependency>
+      <groupId>junit</groupId>
+      <artifactId>junit</artifactId>
+      <version>[4.13.2]</version>
+      <scope>test</scope>
+    </dependency>
+    <dependency>
+      <groupId>org.slf4j</groupId>
+      <artifactId>slf4j-api</artifactId>
+      <version>[1.7,2.0)</version>
+    </dependency>
+    <dependency>
+      <groupId>io.netty</groupId>
+      <artifactId>netty-all</artifactId>
+      <version>${netty.version}</version>
+    </dependency>
+  </dependencies>
+</project>
+"""
+
+GRADLE_LOCKFILE = """\
+# This is a Gradle generated file for dependency locking.
+# Manual edits can break the build and are not advised.
+# This file is expected to be part of source control.
+com.fasterxml.jackson.core:jackson-databind:2.13.2=compileClasspath,runtimeClasspath
+org.apache.logging.log4j:log4j-core:2.14.1=runtimeClasspath
+empty=annotationProcessor
+"""
+
+BUILDSCRIPT_LOCKFILE = """\
+# This is a Gradle generated file for dependency locking.
+org.jetbrains.kotlin:kotlin-gradle-plugin:1.6.21=classpath
+empty=
+"""
+
+GEMFILE_LOCK = """\
+GIT
+  remote: https://github.com/rails/rails.git
+  revision: 0123456789abcdef0123456789abcdef01234567
+  specs:
+    activesupport (7.1.0.alpha)
+
+GEM
+  remote: https://rubygems.org/
+  specs:
+    concurrent-ruby (1.1.10)
+    nokogiri (1.13.10-x86_64-linux)
+      racc (~> 1.4)
+    racc (1.6.1)
+    rack (2.2.3)
+
+PLATFORMS
+  x86_64-linux
+
+DEPENDENCIES
+  activesupport!
+  nokogiri (~> 1.13)
+  rack (= 2.2.3)
+
+BUNDLED WITH
+   2.3.26
+"""
+
+COMPOSER_LOCK = json.dumps(
+    {
+        "_readme": ["This file locks the dependencies of your project to a known state"],
+        "content-hash": "0123",
+        "packages": [
+            {"name": "guzzlehttp/guzzle", "version": "7.4.4", "source": {"type": "git"}},
+            {"name": "symfony/http-kernel", "version": "v5.4.19", "type": "library"},
+            {"name": "acme/internal", "version": "dev-main", "type": "library"},
+        ],
+        "packages-dev": [{"name": "phpunit/phpunit", "version": "9.5.27"}],
+    },
+    indent=4,
+)
+
+PACKAGES_LOCK = json.dumps(
+    {
+        "version": 1,
+        "dependencies": {
+            "net6.0": {
+                "Newtonsoft.Json": {"type": "Direct", "requested": "[13.0.1, )", "resolved": "13.0.1"},
+                "System.Text.Encodings.Web": {"type": "Transitive", "resolved": "4.7.1"},
+                "MyCompany.Shared": {"type": "Project"},
+            },
+            "net7.0": {"Newtonsoft.Json": {"type": "Direct", "requested": "[13.0.1, )", "resolved": "13.0.1"}},
+        },
+    },
+    indent=2,
+)
+
+PUBSPEC_LOCK = """\
+# Generated by pub
+# See https://dart.dev/tools/pub/glossary#lockfile
+packages:
+  async:
+    dependency: transitive
+    description:
+      name: async
+      sha256: "947bfcf187f74dbc5e146c9eb9c0f10c9f8b30743e341481c1e2ed3ecc18c20c"
+      url: "https://pub.dev"
+    source: hosted
+    version: "2.11.0"
+  flutter:
+    dependency: "direct main"
+    description: flutter
+    source: sdk
+    version: "0.0.0"
+  http:
+    dependency: "direct main"
+    description:
+      name: http
+      url: "https://pub.dev"
+    source: hosted
+    version: "0.13.4"
+  my_fork:
+    dependency: "direct main"
+    description:
+      path: "."
+      ref: HEAD
+      url: "https://github.com/me/my_fork.git"
+    source: git
+    version: "1.0.0"
+sdks:
+  dart: ">=3.0.0 <4.0.0"
+"""
+
+MIX_LOCK = """\
+%{
+  "cowboy": {:hex, :cowboy, "2.9.0", "865dd8b6607e14cf03282e10e934023a1bd8be6f6bacf921a7e2a96d800cd452", [:make, :rebar3], [{:cowlib, "2.11.0", [hex: :cowlib, repo: "hexpm", optional: false]}], "hexpm", "2c729f934b4e1aa149aff882f57c6372c15399a20d54f65c8d67bef583021bde"},
+  "plug": {:hex, :plug, "1.14.0", "ba4f558468f69cbd9f6b356d25443d0b796fbdc887e03fa89001384a9cac638f", [:mix], [], "hexpm", "bf020432c7d4feb7b3af16a0c2701455cbbbb95e5b6866132cb09eb0c29adc14"},
+  "my_dep": {:git, "https://github.com/me/my_dep.git", "0123456789abcdef", []},
+}
+"""
+
+RENV_LOCK = json.dumps(
+    {
+        "R": {"Version": "4.2.1", "Repositories": [{"Name": "CRAN", "URL": "https://cloud.r-project.org"}]},
+        "Packages": {
+            "commonmark": {"Package": "commonmark", "Version": "1.8.0", "Source": "Repository", "Repository": "CRAN"},
+            "jsonlite": {"Package": "jsonlite", "Version": "1.8.7", "Source": "Repository", "Repository": "CRAN"},
+            "mypkg": {"Package": "mypkg", "Version": "0.1.0", "Source": "GitHub", "RemoteUsername": "me"},
+        },
+    },
+    indent=2,
+)
+
+FILES = {
+    "java/pom.xml": POM,
+    "java/gradle.lockfile": GRADLE_LOCKFILE,
+    "java/buildscript-gradle.lockfile": BUILDSCRIPT_LOCKFILE,
+    "ruby/Gemfile.lock": GEMFILE_LOCK,
+    "php/composer.lock": COMPOSER_LOCK,
+    "dotnet/packages.lock.json": PACKAGES_LOCK,
+    "dart/pubspec.lock": PUBSPEC_LOCK,
+    "elixir/mix.lock": MIX_LOCK,
+    "r/renv.lock": RENV_LOCK,
+}
+
+
+def write(root: Path, relative: str, text: str) -> Path:
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def rows(path: Path, relative: str) -> list[tuple[str, str | None, int | None, bool | None, str | None]]:
+    dependencies, errors = parse_file(path, relative)
+    assert errors == []
+    return [(d.name, d.version, d.line, d.direct, d.unpinned_reason) for d in dependencies]
+
+
+def test_pom_properties_dependency_management_pins_and_ranges(tmp_path: Path) -> None:
+    got = rows(write(tmp_path, "pom.xml", POM), "pom.xml")
+    assert got == [
+        ("org.apache.logging.log4j:log4j-core", "2.14.1", 29, True, None),
+        ("com.fasterxml.jackson.core:jackson-databind", "2.13.2", 34, True, None),
+        ("com.google.guava:guava", "31.1-jre", 39, True, None),
+        (
+            "org.springframework.boot:spring-boot-starter-web",
+            None,
+            43,
+            True,
+            "version managed by a parent pom or an imported BOM that is not in this file",
+        ),
+        ("com.example:demo-common", "1.4.0", 47, True, None),
+        ("junit:junit", "4.13.2", 52, True, None),
+        ("org.slf4j:slf4j-api", None, 58, True, "version range"),
+        ("io.netty:netty-all", None, 63, True, "version property ${netty.version} is not defined in this file"),
+    ]
+
+
+def test_pom_with_entities_is_refused_not_expanded(tmp_path: Path) -> None:
+    bomb = (
+        '<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;">]>\n'
+        "<project><dependencies><dependency><groupId>&lol2;</groupId><artifactId>a</artifactId>"
+        "<version>1</version></dependency></dependencies></project>\n"
+    )
+    dependencies, errors = parse_file(write(tmp_path, "pom.xml", bomb), "pom.xml")
+    assert dependencies == []
+    assert [e.message for e in errors] == ["refused XML: DTDForbidden (DTDs and entities are not read)"]
+
+
+def test_gradle_lockfiles(tmp_path: Path) -> None:
+    assert rows(write(tmp_path, "gradle.lockfile", GRADLE_LOCKFILE), "gradle.lockfile") == [
+        ("com.fasterxml.jackson.core:jackson-databind", "2.13.2", 4, None, None),
+        ("org.apache.logging.log4j:log4j-core", "2.14.1", 5, None, None),
+    ]
+    path = write(tmp_path, "buildscript-gradle.lockfile", BUILDSCRIPT_LOCKFILE)
+    assert rows(path, "buildscript-gradle.lockfile") == [
+        ("org.jetbrains.kotlin:kotlin-gradle-plugin", "1.6.21", 2, None, None)
+    ]
+
+
+def test_gemfile_lock_platforms_git_sources_and_direct(tmp_path: Path) -> None:
+    assert rows(write(tmp_path, "Gemfile.lock", GEMFILE_LOCK), "Gemfile.lock") == [
+        ("activesupport", None, 5, True, "git source: not a registry release"),
+        ("concurrent-ruby", "1.1.10", 10, False, None),
+        ("nokogiri", "1.13.10", 11, True, None),
+        ("racc", "1.6.1", 13, False, None),
+        ("rack", "2.2.3", 14, True, None),
+    ]
+
+
+def test_composer_lock_packages_dev_and_branches(tmp_path: Path) -> None:
+    assert rows(write(tmp_path, "composer.lock", COMPOSER_LOCK), "composer.lock") == [
+        ("guzzlehttp/guzzle", "7.4.4", 8, None, None),
+        ("symfony/http-kernel", "v5.4.19", 15, None, None),
+        ("acme/internal", None, 20, None, "branch dev-main: not a release"),
+        ("phpunit/phpunit", "9.5.27", 27, None, None),
+    ]
+
+
+def test_nuget_packages_lock_frameworks_and_projects(tmp_path: Path) -> None:
+    assert rows(write(tmp_path, "packages.lock.json", PACKAGES_LOCK), "packages.lock.json") == [
+        ("newtonsoft.json", "13.0.1", 5, True, None),
+        ("system.text.encodings.web", "4.7.1", 10, False, None),
+    ]
+
+
+def test_pubspec_lock_sources(tmp_path: Path) -> None:
+    assert rows(write(tmp_path, "pubspec.lock", PUBSPEC_LOCK), "pubspec.lock") == [
+        ("async", "2.11.0", 4, False, None),
+        ("http", "0.13.4", 17, True, None),
+        ("my_fork", None, 24, True, "git source: not a registry release"),
+    ]
+
+
+def test_mix_lock_hex_and_git(tmp_path: Path) -> None:
+    assert rows(write(tmp_path, "mix.lock", MIX_LOCK), "mix.lock") == [
+        ("cowboy", "2.9.0", 2, None, None),
+        ("plug", "1.14.0", 3, None, None),
+        ("my_dep", None, 4, None, "git source: not a registry release"),
+    ]
+
+
+def test_renv_lock_sources(tmp_path: Path) -> None:
+    assert rows(write(tmp_path, "renv.lock", RENV_LOCK), "renv.lock") == [
+        ("commonmark", "1.8.0", 12, None, None),
+        ("jsonlite", "1.8.7", 18, None, None),
+        ("mypkg", None, 24, None, "GitHub source: not a CRAN release"),
+    ]
+
+
+def _advisory(osv_id: str, ecosystem: str, name: str, introduced: str, fixed: str, severity: str) -> dict:
+    return {
+        "id": osv_id,
+        "modified": "2026-12-01T00:00:00Z",
+        "summary": f"demo advisory for {name}",
+        "database_specific": {"severity": severity},
+        "affected": [
+            {
+                "package": {"ecosystem": ecosystem, "name": name},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": introduced}, {"fixed": fixed}]}],
+            }
+        ],
+    }
+
+
+ADVISORIES = [
+    _advisory("GHSA-jfh8-c2jp-5v3q", MAVEN, "org.apache.logging.log4j:log4j-core", "2.0-beta9", "2.15.0", "CRITICAL"),
+    _advisory("GHSA-rack-0000-0001", RUBYGEMS, "rack", "2.2.0", "2.2.3.1", "HIGH"),
+    _advisory("GHSA-guzz-0000-0001", PACKAGIST, "guzzlehttp/guzzle", "7.0.0", "7.4.5", "HIGH"),
+    _advisory("GHSA-5crp-9r3c-p9vr", NUGET, "Newtonsoft.Json", "0", "13.0.1", "HIGH"),  # 13.0.1 is fixed
+    _advisory("GHSA-http-0000-0001", PUB, "http", "0", "0.13.3", "MODERATE"),  # 0.13.4 is fixed
+    _advisory("GHSA-plug-0000-0001", HEX, "plug", "1.14.0", "1.14.1", "MODERATE"),
+    _advisory("RSEC-2023-6", CRAN, "commonmark", "0.2", "1.8.1", "LOW"),
+]
+
+
+def test_every_new_ecosystem_is_scanned_end_to_end(tmp_path: Path) -> None:
+    root = tmp_path / "repo"
+    for relative, text in FILES.items():
+        write(root, relative, text)
+    db_dir = tmp_path / "osv"
+    for advisory in ADVISORIES:
+        write(db_dir, f"{advisory['id']}.json", json.dumps(advisory))
+    db = OsvDatabase.load(db_dir, now=datetime(2026, 12, 2, tzinfo=UTC))
+
+    result = scan_path(root, db)
+
+    assert result.extraction_errors == [] and result.matching_errors == []
+    found = sorted((f.ecosystem, f.package, f.version, f.fixed_version, f.severity.rating) for f in result.findings)
+    assert found == [
+        (CRAN, "commonmark", "1.8.0", "1.8.1", "LOW"),
+        (HEX, "plug", "1.14.0", "1.14.1", "MEDIUM"),
+        (MAVEN, "org.apache.logging.log4j:log4j-core", "2.14.1", "2.15.0", "CRITICAL"),
+        (MAVEN, "org.apache.logging.log4j:log4j-core", "2.14.1", "2.15.0", "CRITICAL"),
+        (PACKAGIST, "guzzlehttp/guzzle", "7.4.4", "7.4.5", "HIGH"),
+        (RUBYGEMS, "rack", "2.2.3", "2.2.3.1", "HIGH"),
+    ]
+    assert {f.file for f in result.findings if f.ecosystem == MAVEN} == {"java/gradle.lockfile", "java/pom.xml"}
+    coverage = {c.ecosystem: (c.dependencies, c.checked, c.advisories) for c in result.coverage}
+    assert coverage == {
+        CRAN: (3, 2, 1),
+        HEX: (3, 2, 1),
+        MAVEN: (11, 8, 1),
+        NUGET: (2, 2, 1),
+        PACKAGIST: (4, 3, 1),
+        PUB: (3, 2, 1),
+        RUBYGEMS: (5, 4, 1),
+    }
+    assert all(c.warning is None for c in result.coverage)
+
+
+def test_extraction_counts_per_new_ecosystem(tmp_path: Path) -> None:
+    for relative, text in FILES.items():
+        write(tmp_path, relative, text)
+    extraction = extract_dependencies(tmp_path)
+    assert extraction.errors == []
+    assert Counter(d.ecosystem for d in extraction.dependencies) == {
+        MAVEN: 11,
+        RUBYGEMS: 5,
+        PACKAGIST: 4,
+        NUGET: 2,
+        PUB: 3,
+        HEX: 3,
+        CRAN: 3,
+    }

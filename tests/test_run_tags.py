@@ -1,0 +1,60 @@
+"""Every run carries the platform's tags, however it was launched: a UI materialization of a periodic asset and a
+stage run from the Launchpad are queued by the same coordinator the UI uses, and come out tagged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import dagster as dg
+from dagster._core.run_coordinator import SubmitRunContext
+
+from codexk8s_pipelines.config.loader import parse_config
+from codexk8s_pipelines.definitions import build_definitions
+from codexk8s_pipelines.delivery.stage_jobs import StageRunConfig, stage_run_config
+from codexk8s_pipelines.instance import local_instance_yaml
+from codexk8s_pipelines.run_tags import PlatformRunCoordinator
+
+
+def _instance(tmp_path: Path) -> dg.DagsterInstance:
+    (tmp_path / "dagster.yaml").write_text(local_instance_yaml(parse_config("concurrency: {per_repository: 2}\n", "c")))
+    return dg.DagsterInstance.from_config(str(tmp_path))
+
+
+def _queued(instance: dg.DagsterInstance, run: dg.DagsterRun) -> dg.DagsterRun:
+    """What the webserver does with a launched run: hand it to the instance's coordinator."""
+    assert isinstance(instance.run_coordinator, PlatformRunCoordinator)
+    queued = instance.run_coordinator.submit_run(SubmitRunContext(run, workspace=None))  # type: ignore[arg-type]
+    stored = instance.get_run_by_id(run.run_id)
+    assert stored is not None and stored.status == dg.DagsterRunStatus.QUEUED and stored.tags == queued.tags
+    return stored
+
+
+def test_a_ui_materialization_of_a_periodic_asset_is_tagged(tmp_path: Path) -> None:
+    defs = build_definitions()
+    job = defs.resolve_implicit_global_asset_job_def()  # `__ASSET_JOB`: what an asset page's Materialize runs
+    with _instance(tmp_path) as instance:
+        run = instance.create_run_for_job(
+            job, asset_selection=frozenset({dg.AssetKey("security_findings")}), tags={"dagster/partition": "acme/shop"}
+        )
+        assert "codexk8s/kind" not in run.tags
+        tagged = _queued(instance, run)
+        assert tagged.tags["codexk8s/kind"] == "periodic" and tagged.tags["dagster/partition"] == "acme/shop"
+
+
+def test_a_launchpad_stage_run_gets_the_issue_and_repository_tags_the_limits_use(tmp_path: Path) -> None:
+    config = StageRunConfig(
+        repository="acme/shop", correlation_key="acme/shop#7:manual", issue_number=7, stage="dev", role="dev",
+        trigger_label="run:dev", model="gpt-5.4", reasoning="high",
+    )  # fmt: skip
+    job = build_definitions().resolve_job_def("stage_dev")
+    with _instance(tmp_path) as instance:
+        # From the Launchpad: the job's own tag and the config the user typed; none of the sensor's tags.
+        run = instance.create_run_for_job(job, run_config=stage_run_config(config), tags={"codexk8s/kind": "stage"})
+        tagged = _queued(instance, run)
+        assert tagged.tags["codexk8s/issue"] == "acme/shop#7" and tagged.tags["codexk8s/repository"] == "acme/shop"
+        queue = instance.run_coordinator.get_run_queue_config()  # type: ignore[union-attr]
+        from dagster._utils.tags import TagConcurrencyLimitsCounter
+
+        second = instance.create_run_for_job(job, run_config=stage_run_config(config), tags={})
+        blocked = TagConcurrencyLimitsCounter(queue.tag_concurrency_limits, [tagged])
+        assert blocked.is_blocked(_queued(instance, second))  # one active run per issue, for manual runs too
