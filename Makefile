@@ -22,20 +22,30 @@ AGENT_NPM := @openai/codex@0.169.0 @anthropic-ai/claude-code@2.1.332 opencode-ai
 AGENT_PIP := aider-chat==0.86.2
 AGENTS_STAMP := .tools/agents/.installed-$(shell echo '$(AGENT_NPM) $(AGENT_PIP)' | cksum | cut -d' ' -f1)
 
-.PHONY: run test lint venv clean agents
+.PHONY: run test lint typecheck venv clean agents sandbox
 
 venv: $(STAMP)
 
 $(STAMP): pyproject.toml
+	@echo "codexk8s: setting up $(VENV) (first start or changed dependencies; a few minutes, once)"
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	# The CPU build of torch on this machine first: any other torch pulls gigabytes of CUDA packages.
-	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e '.[test]'
+	@echo "codexk8s: [1/3] pip"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check --upgrade pip
+	@# The CPU build of torch on this machine first: any other torch pulls gigabytes of CUDA packages.
+	@echo "codexk8s: [2/3] torch (CPU build)"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check torch==2.13.0
+	@echo "codexk8s: [3/3] the project and its test tools"
+	@$(BIN)/python -m pip install -q --disable-pip-version-check -e '.[test]'
 	@rm -f $(VENV)/.installed-*
 	@touch $@
+	@echo "codexk8s: $(VENV) ready"
 
-run: venv
+# bubblewrap (bwrap) is the local agent sandbox: without it no agent runs. Installed when missing and root (CI).
+sandbox:
+	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq bubblewrap; } \
+		|| echo "codexk8s: bubblewrap (bwrap) is missing: install the Debian package 'bubblewrap' to run agents"
+
+run: venv sandbox
 	$(BIN)/codexk8s dev --host 127.0.0.1 --port 3000
 
 $(HELM):
@@ -56,9 +66,14 @@ $(AGENTS_STAMP):
 	ln -sf ../aider-venv/bin/aider .tools/bin/aider
 	@touch $@
 
-test: venv $(HELM) $(AGENTS_STAMP)
+test: venv sandbox $(HELM) $(AGENTS_STAMP)
 	$(BIN)/ruff check .
+	$(BIN)/pyright
 	$(BIN)/python -m pytest
+
+# Types of codexk8s_pipelines/, sensors/ and schedules/ (pyrightconfig.json: basic, strict for the intake).
+typecheck: venv
+	$(BIN)/pyright
 
 lint: venv
 	$(BIN)/ruff check .

@@ -3,9 +3,13 @@
 - an idle repository: GitHub requests per tick and rate-limit units spent (goal: 0 — a 304 is free);
 - an active repository (one new label): requests and rate-limit units per tick;
 - tick time for 500 watched repositories with 30 ms of server latency per request, polled by 8 workers
-  against 1 worker, and as a share of Dagster's 60 s tick.
+  against 1 worker, and as a share of Dagster's 60 s tick;
+- webhook against polling, through the real sensor evaluation (`sensors.github.evaluate`) and the real receiver
+  (uvicorn, signed deliveries from the fake GitHub): latency from a label to its RunRequest, p50 and p95 over 100
+  labels added at random moments, with the sensor ticking at its interval (5 s drain for webhooks, the 30 s
+  polling interval otherwise); and GitHub requests and rate-limit units per idle repository and tick.
 
-Run: .venv/bin/python bench/github_intake.py
+Run: .venv/bin/python bench/github_intake.py [--webhook-only]
 """
 
 from __future__ import annotations
@@ -96,10 +100,107 @@ def bench_500(store: PlatformStore) -> None:
     )
 
 
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))]
+
+
+def _latency_run(store: PlatformStore, tmp: Path, webhook: bool, labels: int = 100, spread: float = 60.0) -> dict:
+    """Labels at random moments over `spread` seconds; the sensor ticks at its interval; label → RunRequest."""
+    import random
+    import threading
+
+    from codexk8s_pipelines.config import loader
+    from codexk8s_pipelines.github.resource import GitHubResource
+    from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
+    from sensors.github import MINIMUM_INTERVAL_SECONDS, IntakeKind, evaluate
+    from tests.webhook.conftest import SECRET, Receiver
+
+    prefix = "hook" if webhook else "poll"
+    repos = [f"{prefix}/svc{i}" for i in range(10)]
+    interval = float(MINIMUM_INTERVAL_SECONDS if webhook else 30)
+    config = tmp / f"{prefix}.yaml"
+    config.write_text("repositories:\n" + "".join(f"  - github: {r}\n" for r in repos))
+    with GitHubServer() as server, Receiver(store) as receiver:
+        os.environ.update(
+            CODEXK8S_CONFIG=str(config), CODEXK8S_GITHUB_TOKEN=server.token, CODEXK8S_GITHUB_API_URL=server.url,
+            CODEXK8S_INTAKE_POLL_SECONDS="3600" if webhook else "0",  # 0: the tick's own 30 s interval decides
+            CODEXK8S_INTAKE_RECONCILE_SECONDS="3600",
+        )  # fmt: skip
+        loader.load_config_from_environment.cache_clear()
+        for repo in repos:
+            server.state.add_repo(repo, collaborators={"alice": "write"})
+            for n in range(labels // len(repos)):
+                server.state.add_issue(repo, f"issue {n}")
+        resources = (GitHubResource(), PlatformDatabase(url=store.url), PlatformConfigResource())
+        cursor: list[str | None] = [None]
+
+        def tick() -> list[str]:
+            result = evaluate(IntakeKind.ISSUE_LABELS, cursor[0], *resources)
+            cursor[0] = getattr(result, "cursor", cursor[0])
+            return [r.run_key for r in getattr(result, "run_requests", None) or []]
+
+        tick()  # the first look
+        if webhook:
+            server.state.add_webhook(receiver.url, SECRET)
+        labelled: dict[str, float] = {}
+        rng = random.Random(7)
+        plan = sorted((rng.uniform(0, spread), repos[i % len(repos)], 1 + i // len(repos)) for i in range(labels))
+        start = time.monotonic()
+
+        def add_labels() -> None:
+            for at, repo, number in plan:
+                time.sleep(max(0.0, start + at - time.monotonic()))
+                event = server.state.label(repo, number, "run:plan", actor="alice")
+                labelled[f"{repo}#{number}:run:plan:{event}"] = time.monotonic()
+
+        labeller = threading.Thread(target=add_labels, daemon=True)
+        labeller.start()
+        latencies: dict[str, float] = {}
+        next_tick = start + rng.uniform(0, interval)  # the daemon's phase is unrelated to the labels
+        while len(latencies) < labels and time.monotonic() < start + spread + 3 * interval:
+            time.sleep(max(0.0, next_tick - time.monotonic()))
+            next_tick += interval
+            for key in tick():
+                latencies.setdefault(key, time.monotonic() - labelled[key])
+        labeller.join()
+        tick()
+        server.state.clear_requests()
+        before = server.state.rate_limit_remaining
+        idle_ticks = 3
+        for _ in range(idle_ticks):
+            tick()
+        requests = len(server.state.requests) / idle_ticks / len(repos)
+        units = (before - server.state.rate_limit_remaining) / idle_ticks / len(repos)
+    values = list(latencies.values())
+    return {
+        "decided": len(values), "p50": _percentile(values, 0.5), "p95": _percentile(values, 0.95),
+        "idle_requests": requests, "idle_units": units, "interval": interval,
+    }  # fmt: skip
+
+
+def bench_webhook_vs_polling(store: PlatformStore, tmp: Path) -> None:
+    hook = _latency_run(store, tmp, webhook=True)
+    poll = _latency_run(store, tmp, webhook=False)
+    for name, r in (("webhook", hook), ("polling", poll)):
+        print(
+            f"{name:8s} label→RunRequest over {r['decided']:3d} labels: p50 {r['p50']:5.1f} s  p95 {r['p95']:5.1f} s"
+            f"  (tick every {r['interval']:g} s)   idle repository: {r['idle_requests']:.1f} requests/tick, "
+            f"{r['idle_units']:.1f} rate-limit units/tick"
+        )
+    print(
+        f"webhook/polling p95 ratio {hook['p95'] / poll['p95']:.2f}  (goal: webhook p95 <= 5 s: "
+        f"{'met' if hook['p95'] <= 5 else 'NOT met'}; 0 requests per idle repository by webhook: "
+        f"{'met' if hook['idle_requests'] == 0 else 'NOT met'})"
+    )
+
+
 if __name__ == "__main__":
     os.environ.setdefault("LC_ALL", "C.UTF-8")
     with tempfile.TemporaryDirectory() as tmp, EmbeddedPostgres(Path(tmp) / "data") as pg:
         store = PlatformStore(pg.url or "")
         store.migrate()
-        bench_costs(store)
-        bench_500(store)
+        if "--webhook-only" not in sys.argv:
+            bench_costs(store)
+            bench_500(store)
+        bench_webhook_vs_polling(store, Path(tmp))

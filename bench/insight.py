@@ -139,23 +139,14 @@ def _show(label: str, timings: dict[str, float], rows: int) -> None:
 
 def _explain(store: PlatformStore, day: int) -> None:
     start = START + timedelta(days=day)
-    sql = (
-        "WITH day AS (SELECT DISTINCT correlation_key FROM flow_events"
-        "  WHERE event_type = ANY(%s) AND created_at >= %s AND created_at < %s)"
-        " SELECT e.* FROM day JOIN flow_events e ON e.correlation_key = day.correlation_key ORDER BY e.id"
-    )
+    sql = q.DAY_KEYS_EVENTS_SQL + " ORDER BY e.id"
     print("\nEXPLAIN the day's finished runs and their rows:")
     print(q.explain_plan(store, sql, (list(FINISH_EVENTS), start, start + timedelta(days=1))))
     issues = q.merged_issues(store, start, start + timedelta(days=1))[:5]
     prefixes = [q.issue_prefix(r, n) for r, n in issues]
     print("\nEXPLAIN the rows of the day's merged issues (one index range per issue):")
     print(
-        q.explain_plan(
-            store,
-            "SELECT e.* FROM unnest(%s::text[], %s::text[]) AS p(low, high) JOIN LATERAL (SELECT * FROM flow_events f"
-            " WHERE f.correlation_key ~>=~ p.low AND f.correlation_key ~<~ p.high) e ON TRUE ORDER BY e.id",
-            (prefixes, [p[:-1] + ";" for p in prefixes]),
-        )
+        q.explain_plan(store, q.ISSUES_EVENTS_SQL + " ORDER BY e.id", (prefixes, [q.upper_bound(p) for p in prefixes]))
     )
 
 
@@ -194,9 +185,8 @@ def main() -> None:
 
         table_ratio = sum(early_big.values()) / sum(early_small.values())
         day_ratio = sum(double.values()) / sum(normal.values())
-        print(
-            f"\nsame day, table {big / small:.1f}x larger: time ratio {table_ratio:.2f} (goal ≈ 1: independent of the table)"
-        )
+        print(f"\nsame day, table {big / small:.1f}x larger: time ratio {table_ratio:.2f} "
+              "(goal ≈ 1: independent of the table)")  # fmt: skip
         print(f"day with {_day_rows(store, double_day) / _day_rows(store, normal_day):.1f}x the rows: time ratio "
               f"{day_ratio:.2f} (goal ≈ the rows' ratio: cost follows the day's rows)")  # fmt: skip
         slowest = max(max(x.values()) for x in (early_big, normal, double))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -114,7 +115,7 @@ def _cmd_db_migrate(args: argparse.Namespace) -> int:
 
     url = settings.database_url()
     if not url:
-        print(f"codexk8s db migrate: set {settings.DATABASE_URL_VAR}", file=sys.stderr)
+        print(f"codexk8s db migrate: {NO_DATABASE}", file=sys.stderr)
         return 2
     store = PlatformStore(url)
     if not store.wait_until_reachable(args.wait):
@@ -131,6 +132,40 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import run_doctor
 
     return run_doctor(args.skip, as_json=args.json, kubernetes=args.kubernetes, kubeconfig=args.kubeconfig)
+
+
+NO_DATABASE = (
+    f"no platform database: set {settings.DATABASE_URL_VAR}, or start the local platform with `make run` "
+    "(the commands then find its database by themselves)"
+)
+# Commands that read the platform database: without CODEXK8S_DATABASE_URL they use the running `make run`'s.
+DATABASE_COMMANDS = {"db", "docs", "doctor", "triggers", "mcp"}
+
+
+def _adopt_running_platform(command: str) -> None:
+    if command not in DATABASE_COMMANDS or settings.database_url():
+        return
+    from .local_stack import running_platform
+
+    platform = running_platform()
+    if platform is not None:
+        os.environ[settings.DATABASE_URL_VAR] = platform.database_url
+
+
+def _cmd_env(args: argparse.Namespace) -> int:
+    """The shell lines that point this terminal at the checkout's running platform."""
+    from .local_stack import running_platform
+
+    platform = running_platform()
+    if platform is None:
+        print(
+            f"codexk8s env: no platform runs for this checkout (state in {settings.state_dir()}): start it with "
+            "`make run`, then run: eval \"$(.venv/bin/codexk8s env)\"",
+            file=sys.stderr,
+        )
+        return 1
+    print("\n".join(platform.env_lines()))
+    return 0
 
 
 def _cmd_dev(args: argparse.Namespace) -> int:
@@ -276,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=3000)
     dev.add_argument("--workspace", default="workspace.yaml")
     dev.set_defaults(func=_cmd_dev)
+    env = sub.add_parser(
+        "env",
+        help="print the export lines of this checkout's running platform: eval \"$(.venv/bin/codexk8s env)\"",
+    )
+    env.set_defaults(func=_cmd_env)
 
     mcp = sub.add_parser("mcp", help="the MCP server of run-scoped agent tools").add_subparsers(
         dest="action", required=True
@@ -309,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    _adopt_running_platform(args.command)
     try:
         return int(args.func(args))
     except (ConfigError, settings.SettingsError) as exc:

@@ -59,11 +59,24 @@ def kubernetes_instance(config: PlatformConfig) -> dict[str, Any]:
                 "job_namespace": {"env": "DAGSTER_K8S_JOB_NAMESPACE"},
                 "service_account_name": {"env": "DAGSTER_K8S_SERVICE_ACCOUNT"},
                 "instance_config_map": {"env": "DAGSTER_K8S_INSTANCE_CONFIG_MAP"},
-                "env_secrets": ["codexk8s-github", "codexk8s-database"],
+                "env_secrets": ["codexk8s-github", "codexk8s-database", "codexk8s-compute-logs"],
                 "load_incluster_config": True,
             },
         },
-        "run_monitoring": {"enabled": True, "start_timeout_seconds": 300, "max_resume_run_attempts": 0},
+        # A run whose pod died is failed (never resumed: an agent run is not idempotent half-way); a run past its
+        # `dagster/max_runtime` tag (stage_jobs: the stage's timeout plus a margin) is ended.
+        "run_monitoring": {
+            "enabled": True,
+            "start_timeout_seconds": 300,
+            "max_resume_run_attempts": 0,
+            "poll_interval_seconds": 120,
+        },
+        # Step output kept where the UI reads it (the Secret codexk8s-compute-logs holds the bucket's credentials).
+        "compute_logs": {
+            "module": "dagster_aws.s3.compute_log_manager",
+            "class": "S3ComputeLogManager",
+            "config": {"bucket": "codexk8s-compute-logs", "prefix": "compute-logs"},
+        },
         "run_coordinator": run_queue(config),
     }
 

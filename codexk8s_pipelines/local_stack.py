@@ -3,17 +3,27 @@
 `dagster dev` runs in its own session so that this process decides how it stops: a Ctrl-C (or SIGTERM)
 here is forwarded to its whole process group, then, once the UI, daemon and code servers are gone, the
 database is stopped. Nothing is left running.
+
+A `kill -9` of this process leaves no chance to stop anything, so each start records itself in
+`<state dir>/dev.json` (this process, the Dagster process group, the UI's URL, the database URL). The next start
+reads it: a Dagster group whose owner has died is stopped (as a stale database is), a live owner means the
+platform already runs and a second one is refused. `codexk8s env` and the CLI commands that need the database
+read the same record to find the running platform of this checkout.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import psutil
 
 from . import settings
 from .config import load_config_from_environment
@@ -24,6 +34,128 @@ from .store.roles import APP_ROLE
 log = logging.getLogger("codexk8s.dev")
 # The platform's database on the embedded server (owned by the migrator role; `postgres` stays the admin's).
 LOCAL_DATABASE = "codexk8s"
+
+
+RECORD_FILE = "dev.json"
+
+
+@dataclass(frozen=True)
+class RunningPlatform:
+    """What a running `codexk8s dev` recorded about itself."""
+
+    owner_pid: int  # the `codexk8s dev` process
+    dagster_pgid: int  # the process group of `dagster dev` (webserver, daemon, code servers)
+    ui_url: str
+    database_url: str
+    dagster_home: str
+    state_dir: str
+
+    def env_lines(self) -> list[str]:
+        """Shell lines that point another terminal at this platform (`eval "$(codexk8s env)"`)."""
+        import shlex
+
+        values = {
+            settings.DATABASE_URL_VAR: self.database_url,
+            settings.HOME_VAR: self.state_dir,
+            "DAGSTER_HOME": self.dagster_home,
+            settings.DAGSTER_URL_VAR: self.ui_url,
+        }
+        return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
+
+
+def _record_path(home: Path) -> Path:
+    return home / RECORD_FILE
+
+
+def read_record(home: Path | None = None) -> RunningPlatform | None:
+    try:
+        data = json.loads(_record_path(home or settings.state_dir()).read_text())
+        return RunningPlatform(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _write_record(home: Path, record: RunningPlatform) -> None:
+    temp = _record_path(home).with_suffix(".part")
+    temp.write_text(json.dumps(asdict(record), indent=2))
+    os.replace(temp, _record_path(home))
+
+
+def _is_dev_process(pid: int) -> bool:
+    """A live `codexk8s dev` (not a recycled pid of something else)."""
+    try:
+        cmdline = " ".join(psutil.Process(pid).cmdline())
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return False
+    return " dev" in cmdline and "codexk8s" in cmdline
+
+
+def running_platform(home: Path | None = None) -> RunningPlatform | None:
+    """The platform this checkout's `make run` runs now, None when none does."""
+    record = read_record(home)
+    if record is None or not _is_dev_process(record.owner_pid):
+        return None
+    return record
+
+
+def _group_members(pgid: int) -> list[psutil.Process]:
+    members = []
+    for proc in psutil.process_iter(["pid"]):
+        try:
+            if os.getpgid(proc.pid) == pgid:
+                members.append(proc)
+        except (ProcessLookupError, PermissionError, psutil.Error):
+            continue
+    return members
+
+
+def stop_orphaned_dagster(home: Path) -> int:
+    """Stop the Dagster process group an earlier `codexk8s dev` of this state directory recorded and left behind
+    (its owner killed with -9). Returns how many processes were stopped. Only a group that still holds a Dagster
+    process is touched: a recycled group id of something else is left alone."""
+    record = read_record(home)
+    if record is None or _is_dev_process(record.owner_pid):
+        return 0
+    members = _group_members(record.dagster_pgid)
+    if not any("dagster" in " ".join(_cmdline(p)) for p in members):
+        _record_path(home).unlink(missing_ok=True)
+        return 0
+    log.warning(
+        "stopping an orphaned Dagster (process group %s, %s processes) left by a killed codexk8s dev",
+        record.dagster_pgid,
+        len(members),
+    )
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(record.dagster_pgid, sig)
+        except ProcessLookupError:
+            break
+        _, alive = psutil.wait_procs(members, timeout=wait)
+        if not alive:
+            break
+    _record_path(home).unlink(missing_ok=True)
+    return len(members)
+
+
+def _cmdline(proc: psutil.Process) -> list[str]:
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
+def _dagster_env(env: dict[str, str]) -> dict[str, str]:
+    """Quiet the start: Dagster's own notices about APIs this project chose on purpose (`dagster dev` rather than
+    the `dg` CLI, beta parameters Dagster passes itself)."""
+    # By message: PYTHONWARNINGS is read before site-packages can be imported, so Dagster's own warning classes
+    # cannot be named here.
+    quiet = [
+        "ignore:Function `dev_command` is superseded",
+        "ignore:Parameter `owners` of initializer",
+    ]
+    existing = env.get("PYTHONWARNINGS")
+    env["PYTHONWARNINGS"] = ",".join([*([existing] if existing else []), *quiet])
+    return env
 
 
 def prepare_dagster_home(home: Path) -> Path:
@@ -64,6 +196,18 @@ def run_local_stack(host: str, port: int, workspace: Path) -> int:
         return 2
     home = settings.state_dir()
     home.mkdir(parents=True, exist_ok=True)
+    if not os.environ.get("XDG_RUNTIME_DIR"):  # else platformdirs warns at every start, here and in Dagster
+        (home / "run").mkdir(mode=0o700, exist_ok=True)
+        os.environ["XDG_RUNTIME_DIR"] = str(home / "run")
+    already = running_platform(home)
+    if already is not None:
+        print(
+            f"codexk8s dev: the platform of this checkout already runs (pid {already.owner_pid}, UI {already.ui_url});"
+            " use it, or stop it with Ctrl-C in its terminal first",
+            file=sys.stderr,
+        )
+        return 2
+    stop_orphaned_dagster(home)
     database = EmbeddedPostgres(home / "pgdata")
     stop_requested = False
 
@@ -86,7 +230,7 @@ def run_local_stack(host: str, port: int, workspace: Path) -> int:
             applied or "none",
             APP_ROLE,
         )
-        env = dict(os.environ)
+        env = _dagster_env(dict(os.environ))
         env.update(
             {
                 "DAGSTER_HOME": str(prepare_dagster_home(home)),
@@ -96,8 +240,15 @@ def run_local_stack(host: str, port: int, workspace: Path) -> int:
         )
         dagster = Path(sys.executable).with_name("dagster")
         cmd = [str(dagster), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
-        log.info("starting the Dagster UI on http://%s:%s", host, port)
+        ui_url = f"http://{host}:{port}"
+        log.info("starting the Dagster UI on %s (the first start takes a minute)", ui_url)
         proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+        _write_record(
+            home,
+            RunningPlatform(os.getpid(), proc.pid, ui_url, url, env["DAGSTER_HOME"], str(home)),
+        )
+        log.info("the UI: %s", ui_url)
+        log.info('from another terminal, to use this platform: eval "$(.venv/bin/codexk8s env)"')
         while not stop_requested and proc.poll() is None:
             time.sleep(0.2)
         if proc.poll() is not None and not stop_requested:
@@ -107,6 +258,7 @@ def run_local_stack(host: str, port: int, workspace: Path) -> int:
         if proc is not None:
             log.info("stopping the Dagster UI")
             _stop_group(proc)
+            _record_path(home).unlink(missing_ok=True)
         log.info("stopping the platform database")
         database.stop()
         for sig, handler in previous.items():

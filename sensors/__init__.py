@@ -1,6 +1,8 @@
 """Sensors: they decide, through the domain's trigger decisions, which stage runs start and with which key.
 
-`github.py` holds the two GitHub sensors; `intake.py` the plain-Python polling and decision path they share;
+`github.py` holds the two GitHub sensors (webhook drain and polling); `intake.py` the plain-Python path they share
+(what to read, then acting on decisions), `decide.py` the deciding (no side effect; explain uses it too),
+`history.py` what deciding may read of the platform's memory, `cursor.py` how far GitHub was read;
 `run_status.py` reports stage runs that end outside their ops.
 """
 

@@ -41,9 +41,9 @@ class RepoCursor:
     since: str | None = None
     floor: str | None = None  # when the cursor was created: earlier events are history, never decided
     etag: str | None = None  # the ETag of the listing `since` asked for, and of no other query
-    decided: dict[str, str] = field(default_factory=dict)  # event/review id -> created_at
-    items: dict[str, str] = field(default_factory=dict)  # issue/PR number -> updated_at it was decided at
-    unsettled: list[int] = field(default_factory=list)
+    decided: dict[str, str] = field(default_factory=dict[str, str])  # event/review id -> created_at
+    items: dict[str, str] = field(default_factory=dict[str, str])  # issue/PR number -> updated_at it was decided at
+    unsettled: list[int] = field(default_factory=list[int])
     backoff_until: str | None = None
     backoff_reason: str | None = None
     polled_at: str | None = None
@@ -96,7 +96,7 @@ class RepoCursor:
 
 @dataclass
 class IntakeCursor:
-    repos: dict[str, RepoCursor] = field(default_factory=dict)
+    repos: dict[str, RepoCursor] = field(default_factory=dict[str, RepoCursor])
     next_index: int = 0
 
     def repo(self, name: str) -> RepoCursor:

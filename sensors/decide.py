@@ -15,6 +15,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from typing import Any
 
 from codexk8s_pipelines.domain.correlation import correlation_key
 from codexk8s_pipelines.domain.decisions import (
@@ -49,7 +50,9 @@ class TickContext:
     store: PlatformStore | None
     now: datetime
     history: DecisionHistory = field(default_factory=NoHistory)
-    _permissions: dict[tuple[str, str], Permission | None] = field(default_factory=dict)
+    _permissions: dict[tuple[str, str], Permission | None] = field(
+        default_factory=dict[tuple[str, str], Permission | None]
+    )
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
@@ -172,7 +175,7 @@ def issue_label_decision(
 def _pending(row: dict[str, object], history: DecisionHistory) -> PendingApproval:
     original = str(row["correlation_key"])
     requested = [e for e in history.events(original) if e["event_type"] == "approval.requested"]
-    payload = requested[0]["payload"] if requested else {}
+    payload: dict[str, Any] = requested[0]["payload"] if requested else {}
     requested_at = row["requested_at"]
     assert isinstance(requested_at, datetime)
     return PendingApproval(

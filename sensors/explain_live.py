@@ -50,10 +50,11 @@ class LiveExplanation:
     correlation_key: str | None = None
     decision: Decision | None = None
     run_status: str | None = None
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list[str])
 
     def to_dict(self) -> dict[str, Any]:
-        base = self.decision.to_dict() if self.decision else {"kind": None, "reason": None, "stage": None}
+        empty: dict[str, Any] = {"kind": None, "reason": None, "stage": None}
+        base = self.decision.to_dict() if self.decision else empty
         base.update(
             target=self.target,
             item_kind=self.kind,

@@ -25,9 +25,10 @@ from github.GithubException import GithubException
 
 from codexk8s_pipelines.domain.decisions import Decision, DecisionKind, Reason
 from codexk8s_pipelines.github.api import RepoApi
-from codexk8s_pipelines.github.payloads import IssueItem, PayloadError, Review
+from codexk8s_pipelines.github.payloads import IssueItem, PayloadError, PullRequest, Review
 from codexk8s_pipelines.github.rate_limit import rate_limit_of
 from codexk8s_pipelines.store.database import RunRecord, StoreError
+from codexk8s_pipelines.store.insight import record_merge
 
 from .cursor import IntakeCursor, RepoCursor, format_time, parse_time
 from .decide import (
@@ -71,18 +72,19 @@ class RunIntent:
 
 @dataclass
 class TickOutcome:
-    intents: list[RunIntent] = field(default_factory=list)
+    intents: list[RunIntent] = field(default_factory=list[RunIntent])
     cursor: IntakeCursor = field(default_factory=IntakeCursor)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list[str])
     repositories_polled: int = 0
-    decided: dict[str, set[int]] = field(default_factory=dict)  # repository -> items fully decided this tick
+    # repository -> the items fully decided this tick
+    decided: dict[str, set[int]] = field(default_factory=dict[str, set[int]])
 
 
 @dataclass
 class RepoResult:
-    intents: list[RunIntent] = field(default_factory=list)
+    intents: list[RunIntent] = field(default_factory=list[RunIntent])
     note: str | None = None
-    decided: set[int] = field(default_factory=set)
+    decided: set[int] = field(default_factory=set[int])
     polled: bool = False
 
 
@@ -221,8 +223,14 @@ def _decide_issue(api: RepoApi, ctx: TickContext, cursor: RepoCursor, number: in
 
 
 def _decide_pull(api: RepoApi, ctx: TickContext, cursor: RepoCursor, number: int, intents: list[RunIntent]) -> None:
-    """Decide a PR's new label moments (need:reviewer) and new reviews (changes requested → revise)."""
-    for moment in replay(parse_events(api.issue_events(number), f"event of {api.full_name}#{number}")):
+    """Decide a PR's new label moments (need:reviewer) and new reviews (changes requested → revise); record its
+    merge (the end of its issue's lead time)."""
+    events = parse_events(api.issue_events(number), f"event of {api.full_name}#{number}")
+    for merge in (e for e in events if e.event == "merged" and cursor.is_new(e.id, e.created_at)):
+        issue = PullRequest.parse(api.pull(number)).linked_issue
+        record_merge(ctx.platform, api.full_name, issue, number, merge.actor.login, parse_time(merge.created_at))
+        cursor.mark(merge.id, merge.created_at)
+    for moment in replay(events):
         new = [e for e in moment.events if cursor.is_new(e.id, e.created_at)]
         if not new:
             continue

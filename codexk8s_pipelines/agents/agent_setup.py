@@ -95,7 +95,7 @@ class NetworkPolicy(BaseModel):
     )
 
 
-class AgentLaunch(BaseModel):
+class AgentSettings(BaseModel):
     """What the runner needs to set a real agent up; travels in the runner spec (no secret in it)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -126,6 +126,8 @@ class PreparedAgent:
     previous_usage: dict[str, Any] | None = None
     analytics_log: Path | None = None
     home: Path | None = None
+    namespaces: bool | None = None
+    """Whether user namespaces work where the agent runs (None: probe here)."""
     agent_home: str = ""
     """The home as the agent sees it (inside the platform's sandbox it is mounted elsewhere than on the host)."""
 
@@ -158,8 +160,8 @@ def choose_sandbox(choice: SandboxChoice, probe: bool | None = None) -> tuple[st
     if works:
         return "workspace-write", None
     return "danger-full-access", (
-        "sandbox: danger-full-access, because user namespaces are unavailable here (`unshare -Ur true` failed); "
-        "the platform's own sandbox and the pod's limits contain the agent"
+        "sandbox: danger-full-access, because user namespaces are not available where the agent runs (inside the "
+        "platform's own sandbox, or `unshare -Ur true` failed); that sandbox or the pod contains the agent"
     )
 
 
@@ -230,7 +232,7 @@ def _toml_str(value: str) -> str:
     return json.dumps(value)  # a JSON string is a valid TOML basic string
 
 
-def codex_config(launch: AgentLaunch, mcp_url: str | None, *, network_access: bool, key_env: str) -> str:
+def codex_config(launch: AgentSettings, mcp_url: str | None, *, network_access: bool, key_env: str) -> str:
     """The `config.toml` of one Codex run."""
     lines = ["check_for_update_on_startup = false"]
     if launch.endpoint.base_url:
@@ -286,10 +288,12 @@ def _set_flag(command: list[str], flag: str, value: str) -> list[str]:
     return [*out[:at], flag, value, *out[at:]]
 
 
-def _prepare_codex(launch: AgentLaunch, command: list[str], home: Path, mcp_url: str | None, p: PreparedAgent) -> None:
+def _prepare_codex(
+    launch: AgentSettings, command: list[str], home: Path, mcp_url: str | None, p: PreparedAgent
+) -> None:
     codex_home = home / ".codex"
     codex_home.mkdir(parents=True, exist_ok=True)
-    sandbox, note = choose_sandbox(launch.sandbox)
+    sandbox, note = choose_sandbox(launch.sandbox, probe=p.namespaces)
     if sandbox == "workspace-write" and _under_tmp(Path(p.seen(".codex"))):
         # bubblewrap mounts a fresh /tmp: Codex's sandbox helper, linked under CODEX_HOME, would vanish and every
         # command would fail (measured with 0.169.0).
@@ -317,7 +321,9 @@ def _prepare_codex(launch: AgentLaunch, command: list[str], home: Path, mcp_url:
     p.command = cmd
 
 
-def _prepare_claude(launch: AgentLaunch, command: list[str], home: Path, mcp_url: str | None, p: PreparedAgent) -> None:
+def _prepare_claude(
+    launch: AgentSettings, command: list[str], home: Path, mcp_url: str | None, p: PreparedAgent
+) -> None:
     if launch.endpoint.base_url:
         p.env["ANTHROPIC_BASE_URL"] = launch.endpoint.base_url.removesuffix("/v1")
     if launch.endpoint.key_env != "ANTHROPIC_API_KEY":
@@ -346,13 +352,14 @@ def _prepare_claude(launch: AgentLaunch, command: list[str], home: Path, mcp_url
     p.command = cmd
 
 
-def opencode_config(launch: AgentLaunch, mcp_url: str | None) -> dict[str, Any]:
+def opencode_config(launch: AgentSettings, mcp_url: str | None) -> dict[str, Any]:
     """The `OPENCODE_CONFIG` of one OpenCode run."""
     model = launch.model
     config: dict[str, Any] = {
         "$schema": "https://opencode.ai/config.json",
         "autoupdate": False,
         "share": "disabled",
+        "snapshot": False,  # its own git copy of the checkout for undo: slow, and the runner keeps the history
         "permission": {
             "edit": "allow",
             "bash": "allow",
@@ -375,7 +382,7 @@ def opencode_config(launch: AgentLaunch, mcp_url: str | None) -> dict[str, Any]:
 
 
 def _prepare_opencode(
-    launch: AgentLaunch, command: list[str], home: Path, mcp_url: str | None, p: PreparedAgent
+    launch: AgentSettings, command: list[str], home: Path, mcp_url: str | None, p: PreparedAgent
 ) -> None:
     config = home / "opencode.json"
     config.write_text(json.dumps(opencode_config(launch, mcp_url), indent=2), encoding="utf-8")
@@ -409,7 +416,9 @@ def _aider_price_list() -> Path | None:
     return found[0] if found else None
 
 
-def _prepare_aider(launch: AgentLaunch, command: list[str], home: Path, mcp_url: str | None, p: PreparedAgent) -> None:
+def _prepare_aider(
+    launch: AgentSettings, command: list[str], home: Path, mcp_url: str | None, p: PreparedAgent
+) -> None:
     caches = home / ".aider" / "caches"
     caches.mkdir(parents=True, exist_ok=True)
     prices = _aider_price_list()
@@ -448,19 +457,24 @@ _PREPARERS = {
 
 
 def prepare(
-    launch: AgentLaunch | None,
+    launch: AgentSettings | None,
     command: Sequence[str],
     home: Path,
     env: Mapping[str, str],
     *,
     agent_home: str | None = None,
+    namespaces: bool | None = None,
 ) -> PreparedAgent:
     """Write the agent's configuration under its private `home` and return the command and environment to use.
 
     `env` is what the runner would hand the agent so far (the MCP URL comes from it); `agent_home` is where the
-    agent sees `home` (default: the same path). A custom agent (or no launch settings) runs its command unchanged.
+    agent sees `home` (default: the same path); `namespaces` False says user namespaces do not work where the agent
+    runs (inside the platform's own sandbox), None probes them here. A custom agent (or no launch settings) runs its
+    command unchanged.
     """
-    prepared = PreparedAgent(command=list(command), home=home, agent_home=agent_home or str(home))
+    prepared = PreparedAgent(
+        command=list(command), home=home, agent_home=agent_home or str(home), namespaces=namespaces
+    )
     if launch is None or launch.kind not in _PREPARERS:
         return prepared
     home.mkdir(parents=True, exist_ok=True)

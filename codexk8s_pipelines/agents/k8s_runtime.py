@@ -3,7 +3,12 @@
 The op hands over the same `RunnerSpec` as locally and gets a `RunnerResult` back. What differs:
 
 - the pod is built from the catalog agent (image, cpu, memory, secrets) by the pure `build_pod_spec`, so a test
-  can validate exactly what `run` sends against the Kubernetes schema;
+  can validate exactly what `run` sends against the Kubernetes schema. It has three containers that run one after
+  the other (issue 12: the agent is untrusted): the init container `checkout` (the runner, with the GitHub token)
+  prepares the checkout; the init container `agent` runs the agent under another uid, with its own secrets but no
+  GitHub token and the runner's volume read-only, and everything it started ends with it; the main container
+  `agent-runner` (the runner again, with the token) builds the commit, checks the write scope by content and
+  pushes that commit by SHA. `shareProcessNamespace` is false, so the agent never sees the runner's processes;
 - the spec and the prompt travel as environment variables (no shared volume between the run pod and the agent
   pod); neither holds a secret: the GitHub token and the agent's own secrets are `secretKeyRef`s that only the
   kubelet resolves, so no secret value is ever part of the pod object, of run config, or of the event log;
@@ -29,10 +34,10 @@ import dagster as dg
 import kubernetes
 from dagster._core.errors import DagsterPipesExecutionError
 from dagster._core.pipes.context import PipesMessageHandler
-from dagster._core.pipes.utils import PipesParams
 from dagster_k8s.client import DagsterK8sError, DagsterKubernetesClient
 from dagster_k8s.pipes import PipesK8sClient, PipesK8sPodLogsMessageReader
-from pydantic import Field, ValidationError
+from dagster_pipes import PipesParams
+from pydantic import Field, ValidationError, model_validator
 from urllib3.exceptions import HTTPError
 
 from .. import settings
@@ -43,11 +48,16 @@ from .runner_spec import TOKEN_ENV_VAR, RunnerResult, RunnerSpec
 from .runtime import AgentRuntime
 
 RUNNER_MODULE = "codexk8s_pipelines.agents.runner"
-CONTAINER_NAME = "agent-runner"
+CONTAINER_NAME = "agent-runner"  # the main container: verify and push (the one Pipes follows)
+CHECKOUT_CONTAINER = "checkout"
+AGENT_CONTAINER = "agent"
 WORKSPACE_VOLUME = "workspace"
 WORKSPACE_DIR = PurePosixPath("/workspace")
 CHECKOUT_DIR = WORKSPACE_DIR / "checkout"
 PROMPT_PATH = WORKSPACE_DIR / "prompt.md"
+RUNNER_VOLUME = "runner"
+RUNNER_DIR = PurePosixPath("/runner")
+RUNNER_GIT_DIR = RUNNER_DIR / "git"
 SPEC_PATH = PurePosixPath("/tmp/spec.json")
 SPEC_ENV_VAR = "CODEXK8S_RUNNER_SPEC"
 PROMPT_ENV_VAR = "CODEXK8S_PROMPT"
@@ -117,22 +127,36 @@ def pod_runner_spec(spec: RunnerSpec, *, relocate_prompt: bool = True) -> Runner
     data = spec.model_dump(mode="json")
     data.update(
         workdir=str(CHECKOUT_DIR),
+        git_dir=str(RUNNER_GIT_DIR),
         prompt_file=prompt_file,
         command=[_relocate(arg, moves) for arg in spec.command],
     )
     return RunnerSpec.model_validate(data)
 
 
-def _runner_command(with_prompt: bool) -> list[str]:
+def _runner_command(phase: str, with_prompt: bool = False) -> list[str]:
     # The values are written with printf (no echo escapes), then unset so that the agent, which inherits the
     # runner's environment, does not carry a second copy of them. `exec` replaces the shell, so the runner itself
-    # receives the SIGTERM of a pod deletion and can stop the agent and report `cancelled`.
-    steps = [f'printf %s "${SPEC_ENV_VAR}" > {SPEC_PATH}']
+    # receives the SIGTERM of a pod deletion and can stop the agent and report `cancelled`. umask 002: the
+    # containers run under different uids and share the pod's fsGroup, which must be able to write the checkout.
+    steps = ["umask 002", f'printf %s "${SPEC_ENV_VAR}" > {SPEC_PATH}']
     if with_prompt:
         steps.append(f'printf %s "${PROMPT_ENV_VAR}" > {PROMPT_PATH}')
     steps.append(f"unset {SPEC_ENV_VAR} {PROMPT_ENV_VAR}")
-    steps.append(f"exec python -m {RUNNER_MODULE} --spec {SPEC_PATH}")
+    steps.append(f"exec python -m {RUNNER_MODULE} --phase {phase} --spec {SPEC_PATH}")
     return ["sh", "-c", " && ".join(steps)]
+
+
+def _security_context(uid: int) -> dict[str, Any]:
+    """Pod Security "restricted" for one container, under its own uid and gid."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "readOnlyRootFilesystem": False,  # the agent CLI writes its home and caches
+        "runAsNonRoot": True,
+        "runAsUser": uid,
+        "runAsGroup": uid,
+    }
 
 
 def _check_env_size(name: str, value: str, reason: str) -> None:
@@ -156,34 +180,51 @@ def build_pod_spec(
     """
     pod_spec_json = pod_runner_spec(spec, relocate_prompt=prompt is not None).model_dump_json()
     _check_env_size(SPEC_ENV_VAR, pod_spec_json, "spec_too_large")
-    env: list[dict[str, Any]] = [{"name": SPEC_ENV_VAR, "value": pod_spec_json}]
+    spec_env = {"name": SPEC_ENV_VAR, "value": pod_spec_json}
+    unbuffered = {"name": "PYTHONUNBUFFERED", "value": "1"}  # Pipes messages reach the log as they are written
+    token = _secret_env(TOKEN_ENV_VAR, f"{runtime.token_secret_name}/{runtime.token_secret_key}")
+    agent_env: list[dict[str, Any]] = [spec_env]
     if prompt is not None:
         _check_env_size(PROMPT_ENV_VAR, prompt, "prompt_too_large")
-        env.append({"name": PROMPT_ENV_VAR, "value": prompt})
-    env.append({"name": "PYTHONUNBUFFERED", "value": "1"})  # Pipes messages reach the log as they are written
-    env.append(_secret_env(TOKEN_ENV_VAR, f"{runtime.token_secret_name}/{runtime.token_secret_key}"))
-    env.extend(_secret_env(name, ref) for name, ref in sorted(agent.env_from_secrets.items()))
+        agent_env.append({"name": PROMPT_ENV_VAR, "value": prompt})
+    agent_env.append(unbuffered)
+    agent_env.extend(_secret_env(name, ref) for name, ref in sorted(agent.env_from_secrets.items()))
 
-    quantities = {"cpu": agent.cpu, "memory": agent.memory}
-    workspace: dict[str, Any] = {"sizeLimit": runtime.workspace_size_limit} if runtime.workspace_size_limit else {}
-    container: dict[str, Any] = {
-        "name": CONTAINER_NAME,
+    workspace_mount = {"name": WORKSPACE_VOLUME, "mountPath": str(WORKSPACE_DIR)}
+    runner_mount = {"name": RUNNER_VOLUME, "mountPath": str(RUNNER_DIR)}
+    runner_resources = {"cpu": runtime.runner_cpu, "memory": runtime.runner_memory}
+    agent_resources = {"cpu": agent.cpu, "memory": agent.memory}
+    image = runtime.runner_image or agent.image
+
+    def runner_container(name: str, phase: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "image": image,
+            "imagePullPolicy": runtime.image_pull_policy,
+            "command": _runner_command(phase),
+            "env": [spec_env, unbuffered, token],
+            "resources": {"requests": dict(runner_resources), "limits": dict(runner_resources)},
+            "securityContext": _security_context(runtime.run_as_user),
+            "volumeMounts": [workspace_mount, runner_mount],
+        }
+
+    agent_container: dict[str, Any] = {
+        "name": AGENT_CONTAINER,
         "image": agent.image,
         "imagePullPolicy": runtime.image_pull_policy,
-        "command": _runner_command(with_prompt=prompt is not None),
-        "env": env,
-        "resources": {"requests": dict(quantities), "limits": dict(quantities)},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "readOnlyRootFilesystem": False,  # the agent CLI writes its home and caches
-            "runAsNonRoot": True,
-        },
-        "volumeMounts": [{"name": WORKSPACE_VOLUME, "mountPath": str(WORKSPACE_DIR)}],
+        "command": _runner_command("agent", with_prompt=prompt is not None),
+        "env": agent_env,  # no GitHub token: the push is the runner's
+        "resources": {"requests": dict(agent_resources), "limits": dict(agent_resources)},
+        "securityContext": _security_context(runtime.agent_run_as_user),
+        # The runner's git directory read-only: the agent's own .git borrows its objects, and cannot touch it.
+        "volumeMounts": [workspace_mount, {**runner_mount, "readOnly": True}],
     }
+    workspace: dict[str, Any] = {"sizeLimit": runtime.workspace_size_limit} if runtime.workspace_size_limit else {}
     return {
-        "containers": [container],
+        "initContainers": [runner_container(CHECKOUT_CONTAINER, "prepare"), agent_container],
+        "containers": [runner_container(CONTAINER_NAME, "finish")],
         "restartPolicy": "Never",
+        "shareProcessNamespace": False,  # the agent must not see the runner's processes (nor their environment)
         # The runner's own timeout fires first and reports `timed_out`; the margin covers clone and push.
         "activeDeadlineSeconds": spec.timeout_seconds + runtime.deadline_margin_seconds,
         "terminationGracePeriodSeconds": runtime.termination_grace_period_seconds,
@@ -192,12 +233,13 @@ def build_pod_spec(
         "enableServiceLinks": False,  # no env var per service in the namespace leaking into the agent
         "securityContext": {
             "runAsNonRoot": True,
-            "runAsUser": runtime.run_as_user,
-            "runAsGroup": runtime.run_as_user,
-            "fsGroup": runtime.run_as_user,
+            "fsGroup": runtime.fs_group,  # shared by the runner's and the agent's uid: both write the checkout
             "seccompProfile": {"type": "RuntimeDefault"},
         },
-        "volumes": [{"name": WORKSPACE_VOLUME, "emptyDir": workspace}],
+        "volumes": [
+            {"name": WORKSPACE_VOLUME, "emptyDir": workspace},
+            {"name": RUNNER_VOLUME, "emptyDir": {}},
+        ],
     }
 
 
@@ -335,7 +377,12 @@ class KubernetesAgentRuntime(AgentRuntime):
     token_secret_name: str = Field(default="codexk8s-github", description="secret holding the GitHub push token")
     token_secret_key: str = Field(default="token", description="key of the token in that secret")
     image_pull_policy: str = "IfNotPresent"
-    run_as_user: int = Field(default=1000, gt=0, description="uid, gid and fsGroup of the agent pod")
+    run_as_user: int = Field(default=1000, gt=0, description="uid and gid of the runner's containers")
+    agent_run_as_user: int = Field(default=1001, gt=0, description="uid and gid of the agent's container")
+    fs_group: int = Field(default=2000, gt=0, description="the pod's fsGroup, shared by runner and agent")
+    runner_image: str | None = Field(default=None, description="the runner's image (default: the agent's image)")
+    runner_cpu: str = Field(default="500m", description="cpu of each runner container (checkout, verify-and-push)")
+    runner_memory: str = Field(default="512Mi", description="memory of each runner container")
     load_incluster_config: bool = Field(default=True, description="False: use kubeconfig_file (or the default)")
     kubeconfig_file: str | None = None
     kube_context: str | None = None
@@ -347,6 +394,15 @@ class KubernetesAgentRuntime(AgentRuntime):
     termination_grace_period_seconds: int = Field(default=30, ge=0)
     workspace_size_limit: str | None = Field(default=None, description="sizeLimit of the /workspace emptyDir")
     log_tail_lines: int = Field(default=200, gt=0, description="log lines read back from a failed pod")
+
+    @model_validator(mode="after")
+    def _agent_has_its_own_uid(self) -> KubernetesAgentRuntime:
+        if self.agent_run_as_user == self.run_as_user:
+            raise ValueError(
+                f"agent_run_as_user must differ from run_as_user ({self.run_as_user}): the agent's container must "
+                "not share the runner's uid"
+            )
+        return self
 
     def run(
         self,
@@ -471,7 +527,8 @@ class KubernetesAgentRuntime(AgentRuntime):
                 targets = [client.pod]
             else:  # interrupted between create and log-following, or create failed: look it up
                 selector = f"{INVOCATION_LABEL}={invocation_id}"
-                pods = core_api.list_namespaced_pod(self.namespace, label_selector=selector).items
+                listed: Any = core_api.list_namespaced_pod(self.namespace, label_selector=selector)
+                pods = listed.items
                 targets = [
                     (self.namespace, pod.metadata.name)
                     for pod in pods
@@ -500,7 +557,7 @@ def runtime_from_environment(environ: Mapping[str, str]) -> KubernetesAgentRunti
         "token_secret_key": settings.K8S_TOKEN_SECRET_KEY_VAR,
         "image_pull_policy": settings.K8S_IMAGE_PULL_POLICY_VAR,
     }
-    values = {field: environ[var] for field, var in fields.items() if environ.get(var)}
+    values: dict[str, Any] = {field: environ[var] for field, var in fields.items() if environ.get(var)}
     return KubernetesAgentRuntime(**values)
 
 

@@ -40,6 +40,8 @@ class Evidence:
     report_problem: str | None = None
     unreachable: str | None = None
     """Set by the runner when its probe (or watchdog) found the model endpoint unreachable: the cause."""
+    require_result: bool = True
+    """The prompt's output contract: no result file, no success. A user's own `custom` command is not held to it."""
 
 
 @dataclass(frozen=True)
@@ -53,7 +55,10 @@ class Outcome:
 def _agent_words(t: Transcript) -> str | None:
     if t.errors:
         return "; ".join(dict.fromkeys(e for e in t.errors if e))[:600] or None
-    return t.final_message[:600] if t.final_message else None
+    if t.final_message:
+        return t.final_message[:600]
+    last = [line.strip() for line in t.text_lines if line.strip()][-3:]  # a text agent (aider): its last lines
+    return " | ".join(last)[:600] or None
 
 
 def judge(evidence: Evidence) -> Outcome:
@@ -94,8 +99,8 @@ def judge(evidence: Evidence) -> Outcome:
             f"all {len(t.tools)} tool call(s) of the agent failed and nothing changed",
             f"every tool call failed: {failed}.{claim}",
         )
-    if evidence.report_problem or not evidence.report_status:
-        problem = evidence.report_problem or "the result file has no status"
+    if evidence.report_problem and evidence.require_result:
+        problem = evidence.report_problem
         words = _agent_words(t)
         return Outcome(
             "failed",
@@ -103,7 +108,7 @@ def judge(evidence: Evidence) -> Outcome:
             f"the agent did not deliver its result ({problem})",
             f"{problem}; the agent's last words: {words}" if words else problem,
         )
-    status = evidence.report_status.strip().lower()
+    status = (evidence.report_status or "done").strip().lower()  # a result without a status reads as done
     if status == "blocked":
         return Outcome(
             "blocked",

@@ -38,7 +38,7 @@ from ..domain.redaction import REDACTED, redact_text
 from ..domain.write_scope import tree_violations
 from . import sandbox as sb
 from .agent_env import build_agent_env
-from .git_workspace import BranchNotFound, GitError, basic_auth_header
+from .git_workspace import BranchNotFound, Checkout, GitError, basic_auth_header
 from .runner_spec import TOKEN_ENV_VAR, RunnerResult, RunnerSpec, RunnerStatus, SpecError, load_spec
 from .verified_push import RunnerRepository
 
@@ -46,6 +46,7 @@ EXIT_CODES: dict[str, int] = {"succeeded": 0, "failed_precondition": 2}
 KILL_GRACE_SECONDS = 5.0
 OUTPUT_TAIL_LINES = 40
 RESULT_FILE_MAX_BYTES = 1_000_000
+PHASES = ("all", "prepare", "agent", "finish")
 
 
 def exit_code_for(status: RunnerStatus | str) -> int:
@@ -345,8 +346,16 @@ class AgentRun:
             timeout_seconds=spec.git_timeout_seconds,
         )
 
-    def run(self) -> RunnerResult:
+    def run(self, phase: str = "all") -> RunnerResult:
+        """The whole run ("all"), or one of the three steps of a Kubernetes pod: "prepare" (the checkout container,
+        with the token), "agent" (the agent's own container, without it), "finish" (verify and push)."""
         try:
+            if phase == "prepare":
+                return self._prepare_phase()
+            if phase == "agent":
+                return self._agent_phase()
+            if phase == "finish":
+                return self._finish_phase()
             return self._run()
         except Cancelled as exc:
             return self._finish("cancelled", "cancelled", f"the runner received {exc}; the agent was stopped")
@@ -362,6 +371,14 @@ class AgentRun:
         if not Path(spec.prompt_file).is_file():
             return self._finish("failed_precondition", "prompt_not_found", f"prompt file {spec.prompt_file} missing")
         bwrap = self._sandbox_binary()
+        checkout = self._prepare()
+        if isinstance(checkout, RunnerResult):
+            return checkout
+        outcome = self._launch(checkout.path, bwrap)
+        return self._judge(checkout, outcome)
+
+    def _prepare(self) -> Checkout | RunnerResult:
+        spec = self.spec
         try:
             checkout = self.repo.prepare(spec.branch, spec.base_branch, spec.mode)
         except BranchNotFound as exc:
@@ -375,16 +392,86 @@ class AgentRun:
             source_ref=checkout.source_ref,
             start_commit=checkout.start_commit,
         )
+        return checkout
 
-        outcome = self._run_agent(checkout.path, bwrap)
+    def _judge(self, checkout: Checkout, outcome: AgentOutcome | None) -> RunnerResult:
+        spec = self.spec
         if outcome is None:
             return self._finish("failed", "agent_not_found", f"cannot start the agent command {spec.command[0]!r}")
+        self._take_report(checkout.path, outcome)
         if outcome.timed_out:
             return self._finish("timed_out", "agent_timeout", f"the agent ran over {spec.timeout_seconds}s")
         if outcome.exit_code != 0:
             last = " | ".join(outcome.tail[-5:])
             return self._finish("failed", "agent_exit_code", f"the agent exited {outcome.exit_code}; last: {last}")
         return self._verify_and_push(checkout.start_commit)
+
+    # ---------------------------------------------------------------- the three containers of a Kubernetes pod
+
+    @property
+    def _state_file(self) -> Path:
+        return self.repo.git_dir / "codexk8s-state.json"  # the runner's volume: read-only for the agent
+
+    @property
+    def _outcome_file(self) -> Path:
+        return self.repo.worktree.parent / "agent-outcome.json"  # the workspace volume, outside the checkout
+
+    def _prepare_phase(self) -> RunnerResult:
+        checkout = self._prepare()
+        state: dict[str, Any] = {}
+        if isinstance(checkout, RunnerResult):
+            state["failed"] = checkout.model_dump(mode="json")
+            result = checkout
+        else:
+            state["checkout"] = {
+                "local_branch": checkout.local_branch,
+                "source_ref": checkout.source_ref,
+                "branch_on_remote": checkout.branch_on_remote,
+                "start_commit": checkout.start_commit,
+            }
+            result = self._finish("succeeded", "prepared", f"checkout at {checkout.start_commit[:12]}")
+        self._state_file.parent.mkdir(parents=True, exist_ok=True)
+        self._state_file.write_text(json.dumps(state), encoding="utf-8")
+        return result
+
+    def _read_state(self) -> Checkout | RunnerResult:
+        try:
+            state = json.loads(self._state_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            return self._finish("failed", "workspace_error", f"the checkout step left no state: {exc}")
+        if "failed" in state:
+            return RunnerResult.model_validate(state["failed"])
+        return Checkout(path=self.repo.worktree, **state["checkout"])
+
+    def _agent_phase(self) -> RunnerResult:
+        """In the agent's container: its own uid, no GitHub token, the container its boundary (nothing outlives it)."""
+        checkout = self._read_state()
+        if isinstance(checkout, RunnerResult):
+            return checkout
+        self._outcome_file.unlink(missing_ok=True)
+        outcome = self._launch(checkout.path, None)
+        record = None if outcome is None else {"exit_code": outcome.exit_code, "timed_out": outcome.timed_out,
+                                               "tail": outcome.tail}  # fmt: skip
+        self._outcome_file.write_text(json.dumps({"outcome": record}), encoding="utf-8")
+        return self._finish("succeeded", "agent_ran", "the agent's turn is over")
+
+    def _finish_phase(self) -> RunnerResult:
+        """In the runner's container, once the agent's container has ended: judge and push. The outcome file was
+        written in the agent's container, so it is only believed about the agent's own failure."""
+        checkout = self._read_state()
+        if isinstance(checkout, RunnerResult):
+            return checkout
+        self.fields["sandboxed"] = True  # its own container, uid and process namespace
+        try:
+            raw = json.loads(read_untrusted_file(self._outcome_file.parent, self._outcome_file.name, 1_000_000))
+            record = raw["outcome"]
+            outcome = None if record is None else AgentOutcome(
+                None if record["exit_code"] is None else int(record["exit_code"]), bool(record["timed_out"]),
+                [str(line) for line in record["tail"]][-OUTPUT_TAIL_LINES:],
+            )  # fmt: skip
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            return self._finish("failed", "agent_no_outcome", f"the agent's container left no outcome: {exc}")
+        return self._judge(checkout, outcome)
 
     # ---------------------------------------------------------------- the agent's turn
 
@@ -419,7 +506,8 @@ class AgentRun:
             max_processes=spec.max_processes,
         )
 
-    def _run_agent(self, checkout: Path, bwrap: str | None) -> AgentOutcome | None:
+    def _launch(self, checkout: Path, bwrap: str | None) -> AgentOutcome | None:
+        """The agent's turn: in the sandbox (bwrap) or, with None, bare (its own container, or the opt-out)."""
         spec = self.spec
         env = build_agent_env(
             self.environ,
@@ -440,14 +528,6 @@ class AgentRun:
                         self.reporter.status("agent_leftovers_killed", f"{len(left)} agent process(es) were left")
         except (FileNotFoundError, PermissionError):
             return None
-        report = read_agent_report(checkout, spec.result_file)
-        self.fields.update(
-            agent_exit_code=outcome.exit_code,
-            summary=report.summary,
-            agent_status=report.status,
-            diagnosis=report.diagnosis or report.problem,
-            next_step_hint=report.next_step_hint,
-        )
         self.reporter.status(
             "agent_finished",
             "timed out" if outcome.timed_out else f"exit code {outcome.exit_code}",
@@ -455,6 +535,16 @@ class AgentRun:
             timed_out=outcome.timed_out,
         )
         return outcome
+
+    def _take_report(self, checkout: Path, outcome: AgentOutcome) -> None:
+        report = read_agent_report(checkout, self.spec.result_file)
+        self.fields.update(
+            agent_exit_code=outcome.exit_code,
+            summary=report.summary,
+            agent_status=report.status,
+            diagnosis=report.diagnosis or report.problem,
+            next_step_hint=report.next_step_hint,
+        )
 
     def _bare_home(self) -> Path:
         home = self.repo.worktree.parent / f".{self.repo.worktree.name}.agent-home"
@@ -557,18 +647,25 @@ def write_result(path: Path, result: RunnerResult) -> None:
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="codexk8s_pipelines.agents.runner", description=__doc__.splitlines()[0])
+    summary = (__doc__ or "").splitlines()[0]
+    parser = argparse.ArgumentParser(prog="codexk8s_pipelines.agents.runner", description=summary)
     parser.add_argument("--spec", required=True, help="runner spec JSON file")
     parser.add_argument("--result", help="also write the result JSON here")
+    parser.add_argument(
+        "--phase",
+        choices=PHASES,
+        default="all",
+        help="all (local) or one container of a Kubernetes pod: prepare, agent, finish",
+    )
     return parser.parse_args(argv)
 
 
-def _execute(spec_path: str, reporter: Reporter, token: str | None) -> RunnerResult:
+def _execute(spec_path: str, reporter: Reporter, token: str | None, phase: str = "all") -> RunnerResult:
     try:
         spec = load_spec(spec_path)
     except SpecError as exc:
         return RunnerResult(status="failed_precondition", reason="invalid_spec", message=str(exc), branch="")
-    return AgentRun(spec, reporter, token, private_dirs=[Path(spec_path).resolve().parent]).run()
+    return AgentRun(spec, reporter, token, private_dirs=[Path(spec_path).resolve().parent]).run(phase)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -579,7 +676,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reporter = Reporter.open(scrub)
     try:
         try:
-            result = _execute(args.spec, reporter, token)
+            result = _execute(args.spec, reporter, token, args.phase)
         except Cancelled as exc:  # before the run had started, e.g. while loading the spec
             result = RunnerResult(status="cancelled", reason="cancelled", message=f"received {exc}", branch="")
         guard.finalizing()
@@ -589,6 +686,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         reporter.result(result)
     finally:
         reporter.close()
+    if args.phase in ("prepare", "agent"):  # their verdict travels to the finish step, which reports it
+        return 0
     return exit_code_for(result.status)
 
 

@@ -13,6 +13,7 @@ import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 from dagster._core.errors import DagsterPipesExecutionError
@@ -30,7 +31,7 @@ def _read_result(path: Path, spec: RunnerSpec, fallback: str) -> RunnerResult:
         return RunnerResult(status="failed", reason="runner_crashed", message=fallback, branch=spec.branch)
 
 
-def _result_from_messages(messages: list[dict], spec: RunnerSpec, fallback: str) -> RunnerResult:
+def _result_from_messages(messages: list[Any], spec: RunnerSpec, fallback: str) -> RunnerResult:
     for message in reversed(messages):
         if isinstance(message, dict) and message.get("type") == "result":
             payload = {k: v for k, v in message.items() if k != "type"}
@@ -108,7 +109,7 @@ class SubprocessAgentRuntime(AgentRuntime):
             return _read_result(result_file, spec, f"the agent runner failed: {exc}")
         finally:
             remove_run_files([spec_file, *([prompt] if prompt.parent == run_dir else [])])
-        messages = invocation.get_custom_messages()
+        messages = list(invocation.get_custom_messages())
         if result_file.exists():
             return _read_result(result_file, spec, "the agent runner wrote no result")
         return _result_from_messages(messages, spec, "the agent runner reported no result")

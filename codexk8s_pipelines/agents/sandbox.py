@@ -217,16 +217,15 @@ class ProcessCap:
 
     def kill_remaining(self, wait_seconds: float = 5.0) -> list[int]:
         """SIGKILL whatever is left in the cgroup; returns what was found left (should be nothing)."""
-        left = self.remaining()
+        found = left = self.remaining()
         deadline = time.monotonic() + wait_seconds
         while left and time.monotonic() < deadline:
             for pid in left:
                 with suppress(ProcessLookupError, PermissionError):
                     os.kill(pid, 9)
-            time.sleep(0.05)
-            if not self.remaining():
-                break
-        return left
+            time.sleep(0.01)
+            left = self.remaining()
+        return found
 
 
 def _own_pids_cgroup() -> Path | None:
@@ -282,12 +281,12 @@ def process_cap(max_processes: int, memory_bytes: int | None) -> Iterator[Proces
     finally:
         if group is not None:
             cap.kill_remaining()
-            for _ in range(100):
+            for _ in range(400):  # the kernel empties the cgroup a moment after the namespace's last process
                 try:
                     group.rmdir()
                     break
                 except OSError:
-                    time.sleep(0.02)
+                    time.sleep(0.005)
 
 
 # ------------------------------------------------------------------------------------------------ probing

@@ -25,27 +25,28 @@ from .transcript import Transcript
 UNKNOWN = "unknown"
 # What a resumed session reports as a session total rather than for the turn (measured with the pinned versions).
 CUMULATIVE_ON_RESUME: dict[str, tuple[str, ...]] = {
-    "codex": ("input_tokens", "cached_input_tokens", "output_tokens", "reasoning_tokens"),
+    "codex": ("input", "cached_input", "output", "reasoning"),
     "claude-code": ("cost_usd",),
 }
 
 
 @dataclass(frozen=True)
 class Usage:
-    """One run's consumption; `None` means the agent did not say."""
+    """One run's consumption; `None` means the agent did not say. Token counts are named without "token" (as
+`domain.spend.TokenCounts`), so that the audit's redaction of secret-looking keys leaves them readable."""
 
     agent: str
-    input_tokens: int | None = None
-    cached_input_tokens: int | None = None
-    output_tokens: int | None = None
-    reasoning_tokens: int | None = None
+    input: int | None = None
+    cached_input: int | None = None
+    output: int | None = None
+    reasoning: int | None = None
     cost_usd: float | None = None
     model_requests: int | None = None
     source: str = ""
 
     @property
     def known(self) -> bool:
-        return self.input_tokens is not None or self.output_tokens is not None or self.cost_usd is not None
+        return self.input is not None or self.output is not None or self.cost_usd is not None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -77,11 +78,11 @@ class Usage:
         def n(value: int | None) -> str:
             return UNKNOWN if value is None else f"{value:,}"
 
-        tokens_in = f"{n(self.input_tokens)} in" + (
-            f" ({n(self.cached_input_tokens)} cached)" if self.cached_input_tokens else ""
+        tokens_in = f"{n(self.input)} in" + (
+            f" ({n(self.cached_input)} cached)" if self.cached_input else ""
         )
-        tokens_out = f"{n(self.output_tokens)} out" + (
-            f" ({n(self.reasoning_tokens)} reasoning)" if self.reasoning_tokens else ""
+        tokens_out = f"{n(self.output)} out" + (
+            f" ({n(self.reasoning)} reasoning)" if self.reasoning else ""
         )
         cost = f"cost {UNKNOWN}" if self.cost_usd is None else f"${self.cost_usd:.4f}"
         return f"{tokens_in} · {tokens_out} tokens · {cost}"
@@ -112,10 +113,10 @@ def codex_usage(transcript: Transcript) -> Usage:
         turns += 1
         usage = replace(
             usage,
-            input_tokens=_add(usage.input_tokens, _int(u.get("input_tokens"))),
-            cached_input_tokens=_add(usage.cached_input_tokens, _int(u.get("cached_input_tokens"))),
-            output_tokens=_add(usage.output_tokens, _int(u.get("output_tokens"))),
-            reasoning_tokens=_add(usage.reasoning_tokens, _int(u.get("reasoning_output_tokens"))),
+            input=_add(usage.input, _int(u.get("input_tokens"))),
+            cached_input=_add(usage.cached_input, _int(u.get("cached_input_tokens"))),
+            output=_add(usage.output, _int(u.get("output_tokens"))),
+            reasoning=_add(usage.reasoning, _int(u.get("reasoning_output_tokens"))),
         )
     return usage if turns else Usage("codex", source="codex reported no usage")
 
@@ -137,10 +138,10 @@ def claude_usage(transcript: Transcript) -> Usage:
     requests = sum(1 for e in transcript.events if e.get("type") == "assistant") or _int(result.get("num_turns"))
     return Usage(
         "claude-code",
-        input_tokens=total_in,
-        cached_input_tokens=read,
-        output_tokens=_int(u.get("output_tokens")),
-        reasoning_tokens=_int(details.get("thinking_tokens")) or None,
+        input=total_in,
+        cached_input=read,
+        output=_int(u.get("output_tokens")),
+        reasoning=_int(details.get("thinking_tokens")) or None,
         cost_usd=float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
         model_requests=requests,
         source="claude result",
@@ -163,10 +164,10 @@ def opencode_usage(transcript: Transcript) -> Usage:
         total_in = None if fresh is None else fresh + (_int(cache.get("read")) or 0) + (_int(cache.get("write")) or 0)
         usage = replace(
             usage,
-            input_tokens=_add(usage.input_tokens, total_in),
-            cached_input_tokens=_add(usage.cached_input_tokens, _int(cache.get("read"))),
-            output_tokens=_add(usage.output_tokens, _int(tokens.get("output"))),
-            reasoning_tokens=_add(usage.reasoning_tokens, _int(tokens.get("reasoning"))),
+            input=_add(usage.input, total_in),
+            cached_input=_add(usage.cached_input, _int(cache.get("read"))),
+            output=_add(usage.output, _int(tokens.get("output"))),
+            reasoning=_add(usage.reasoning, _int(tokens.get("reasoning"))),
         )
         if isinstance(part.get("cost"), int | float):
             cost = (cost or 0.0) + float(part["cost"])
@@ -192,8 +193,8 @@ def aider_usage(analytics_lines: Iterable[str]) -> Usage:
         messages += 1
         usage = replace(
             usage,
-            input_tokens=_add(usage.input_tokens, _int(props.get("prompt_tokens"))),
-            output_tokens=_add(usage.output_tokens, _int(props.get("completion_tokens"))),
+            input=_add(usage.input, _int(props.get("prompt_tokens"))),
+            output=_add(usage.output, _int(props.get("completion_tokens"))),
         )
         if isinstance(props.get("total_cost"), int | float):
             total_cost = float(props["total_cost"])

@@ -176,9 +176,9 @@ class RunnerRepository:
         if not (self.git_dir / "HEAD").is_file():
             if self.git_dir.exists() or self.git_dir.is_symlink():
                 _remove(self.git_dir)
-            self.git_dir.mkdir(parents=True, mode=0o700)
+            self.git_dir.mkdir(parents=True, mode=0o750)
             self.git("init", "--quiet")
-        os.chmod(self.git_dir, 0o700)
+        os.chmod(self.git_dir, 0o750)  # others: nothing; the agent's group (a pod's fsGroup) may borrow objects
         self.home.mkdir(exist_ok=True, mode=0o700)
         for leftover in ("index.lock", "shallow.lock", "HEAD.lock"):
             (self.git_dir / leftover).unlink(missing_ok=True)

@@ -64,7 +64,7 @@ def periodic_asset(
     *,
     description: str,
     kinds: set[str],
-    checks: Mapping[str, str] = {},  # noqa: B006  (read only)
+    checks: Mapping[str, str] = {},
     group_name: str = "periodic",
     deps: Sequence[Any] = (CHECKOUT,),
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:

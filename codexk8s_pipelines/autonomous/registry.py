@@ -94,7 +94,3 @@ JOBS: dict[str, dg.UnresolvedAssetJobDefinition] = {
     for c in PERIODIC_CHECKS
 }
 ASSETS = [repository_checkout, *(c.asset for c in PERIODIC_CHECKS)]
-
-
-def check_for_asset(key: dg.AssetKey) -> PeriodicCheck | None:
-    return next((c for c in PERIODIC_CHECKS if c.asset.key == key), None)

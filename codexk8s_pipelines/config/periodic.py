@@ -62,7 +62,24 @@ class SecurityScanConfig(_Strict):
         default="HIGH", description="the no_severe_findings check fails on an open finding at or above this"
     )
     max_age_days: float = Field(default=7.0, gt=0, description="older databases are reported stale (still used)")
-    ecosystems: list[str] = Field(default_factory=lambda: ["PyPI", "npm", "Go", "crates.io"], min_length=1)
+    # every ecosystem the scan orders (security/dependencies.py ECOSYSTEMS): one left out here has its
+    # dependencies checked against no advisory, which the scan reports as a coverage warning
+    ecosystems: list[str] = Field(
+        default_factory=lambda: [
+            "PyPI",
+            "npm",
+            "Go",
+            "crates.io",
+            "Maven",
+            "RubyGems",
+            "Packagist",
+            "NuGet",
+            "Pub",
+            "Hex",
+            "CRAN",
+        ],
+        min_length=1,
+    )
 
 
 class FreshnessConfig(_Strict):
@@ -71,7 +88,15 @@ class FreshnessConfig(_Strict):
     npm_url: str = "https://registry.npmjs.org"
     go_proxy_url: str = "https://proxy.golang.org"
     crates_url: str = "https://crates.io"
+    maven_url: str = "https://search.maven.org"
+    rubygems_url: str = "https://rubygems.org"
+    packagist_url: str = "https://repo.packagist.org"
+    nuget_url: str = "https://api.nuget.org/v3/registration5-semver1"
+    pub_url: str = "https://pub.dev"
+    hex_url: str = "https://hex.pm"
     workers: int = Field(default=8, gt=0, le=64)
+    deadline_seconds: float = Field(default=600.0, gt=0, description="the whole check ends by then")
+    max_answer_mb: float = Field(default=64.0, gt=0, description="a larger registry answer is refused")
     min_libyear: float = Field(default=0.0, ge=0, description="dependencies fewer years behind are not findings")
     libyear_budget: float = Field(
         default=50.0, gt=0, description="the libyears_within_budget check fails when the total is above this"

@@ -11,6 +11,7 @@ from typing import Any
 
 from ..domain.correlation import comment_number
 from ..github.api import RepoApi
+from ..github.payloads import Comment, IssueItem, PullRequest, Review
 
 MAX_COMMENTS = 30
 
@@ -56,12 +57,8 @@ def work_branch(issue_number: int | None, pr_number: int | None) -> str:
 
 
 def _comments(api: RepoApi, number: int) -> tuple[tuple[str, str], ...]:
-    rows = api.comments(number)[-MAX_COMMENTS:]
-    return tuple(
-        (str((c.get("user") or {}).get("login") or ""), str(c.get("body") or ""))
-        for c in rows
-        if "<!-- codexk8s:" not in str(c.get("body") or "")  # the platform's own comments are not input
-    )
+    rows = [Comment.parse(c) for c in api.comments(number)[-MAX_COMMENTS:]]
+    return tuple((c.author, c.body) for c in rows if "<!-- codexk8s:" not in c.body)  # the platform's are not input
 
 
 def gather(
@@ -79,19 +76,17 @@ def gather(
     reasoning: str,
     actor: str,
 ) -> StageContext:
-    issue: dict[str, Any] = api.issue(issue_number) if issue_number is not None else {}
+    issue = IssueItem.parse(api.issue(issue_number)) if issue_number is not None else None
     branch = work_branch(issue_number, pr_number)
-    pr: dict[str, Any] | None = api.pull(pr_number) if pr_number is not None else api.open_pull_for_branch(branch)
+    raw_pr = api.pull(pr_number) if pr_number is not None else api.open_pull_for_branch(branch)
+    pr = PullRequest.parse(raw_pr) if raw_pr is not None else None
     if pr is not None:
-        branch = str((pr.get("head") or {}).get("ref") or branch)
+        branch = pr.head_ref or branch
     mode = "comment_only" if stage is None else ("revise" if revise else "work")
     threads: tuple[tuple[str, str, int | None, str], ...] = ()
     if pr is not None and (revise or stage is None):
-        threads = tuple(
-            (str((r.get("user") or {}).get("login") or ""), "", None, str(r.get("body") or ""))
-            for r in api.pull_reviews(int(pr["number"]))
-            if str(r.get("state") or "").upper() == "CHANGES_REQUESTED" and r.get("body")
-        )
+        reviews = [Review.parse(r) for r in api.pull_reviews(pr.number)]
+        threads = tuple((r.user.login, "", None, r.body) for r in reviews if r.requests_changes and r.body)
     return StageContext(
         repository=api.full_name.lower(),
         correlation_key=correlation_key,
@@ -102,13 +97,13 @@ def gather(
         branch=branch,
         base_branch=default_branch,
         issue_number=issue_number,
-        issue_title=str(issue.get("title") or ""),
-        issue_body=str(issue.get("body") or ""),
+        issue_title=issue.title if issue else "",
+        issue_body=issue.body if issue else "",
         comments=_comments(api, issue_number) if issue_number is not None else (),
-        pr_number=int(pr["number"]) if pr is not None else None,
-        pr_title=str((pr or {}).get("title") or ""),
-        pr_body=str((pr or {}).get("body") or ""),
-        pr_url=(pr or {}).get("html_url"),
+        pr_number=pr.number if pr is not None else None,
+        pr_title=pr.title if pr else "",
+        pr_body=pr.body if pr else "",
+        pr_url=pr.html_url if pr else None,
         review_threads=threads,
         trigger_label=trigger_label,
         model=model,

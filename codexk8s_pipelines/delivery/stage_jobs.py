@@ -127,6 +127,13 @@ def prepare_context(
     platform_config: PlatformConfigResource,
     github: GitHubResource,
 ) -> dict:
+    if LAUNCHPAD_REPOSITORY in (config.repository, config.correlation_key.split("#", 1)[0]) or (
+        config.issue_number is None and config.pr_number is None
+    ):
+        raise dg.Failure(
+            description="fill in the run config: repository (owner/name), issue_number or pr_number, and a "
+            f"correlation_key (e.g. owner/name#7:manual); got repository={config.repository!r}"
+        )
     store = platform_db.store()
     record = RunRecord(
         correlation_key=config.correlation_key,
@@ -371,8 +378,39 @@ def publish_result(
     )
 
 
-def _build(name: str, description: str) -> dg.JobDefinition:
-    @dg.job(name=name, description=description, tags={f"{TAG_PREFIX}/kind": "stage"})
+LAUNCHPAD_REPOSITORY = "OWNER/NAME"
+NEEDS_GITHUB = (
+    " Needs GitHub credentials (CODEXK8S_GITHUB_TOKEN, or a GitHub App) and fails at once without them. Started "
+    "by the label sensors; from the Launchpad, replace OWNER/NAME and ISSUE in the default config and add "
+    "issue_number (or pr_number)."
+)
+
+
+def launchpad_config(role: str, trigger_label: str) -> dict[str, Any]:
+    """The Launchpad's default config: what a manual run must fill in is spelled out, the rest has the defaults
+    a sensor would use. Only required fields are set here: the sensors' own config overrides them, and an
+    optional default (an issue number) would leak into a PR run."""
+    from ..config.models import ModelsConfig
+
+    models = ModelsConfig()
+    fields = {
+        "repository": LAUNCHPAD_REPOSITORY,
+        "correlation_key": f"{LAUNCHPAD_REPOSITORY}#ISSUE:manual",
+        "role": role,
+        "trigger_label": trigger_label,
+        "model": models.default,
+        "reasoning": models.reasoning,
+    }
+    return {"ops": {"prepare_context": {"config": fields}}}
+
+
+def _build(name: str, description: str, role: str, trigger_label: str) -> dg.JobDefinition:
+    @dg.job(
+        name=name,
+        description=description + NEEDS_GITHUB,
+        tags={f"{TAG_PREFIX}/kind": "stage"},
+        config=launchpad_config(role, trigger_label),
+    )
     def _job() -> None:
         stage_context = prepare_context()
         result = run_agent(stage_context, render_prompt_op(stage_context))
@@ -383,10 +421,22 @@ def _build(name: str, description: str) -> dg.JobDefinition:
 
 def stage_jobs() -> list[dg.JobDefinition]:
     jobs = [
-        _build(stage.job_name, f"Stage {name}: role {stage.role.value}, write scope {stage.write_scope.value}.")
+        _build(
+            stage.job_name,
+            f"Stage {name}: role {stage.role.value}, write scope {stage.write_scope.value}.",
+            stage.role.value,
+            f"run:{name}",
+        )
         for name, stage in STAGES.items()
     ]
-    jobs.append(_build(REVIEWER_JOB_NAME, "Comment-only reviewer run on a pull request (need:reviewer)."))
+    jobs.append(
+        _build(
+            REVIEWER_JOB_NAME,
+            "Comment-only reviewer run on a pull request (need:reviewer).",
+            Role.REVIEWER.value,
+            "need:reviewer",
+        )
+    )
     return jobs
 
 

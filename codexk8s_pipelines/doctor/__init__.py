@@ -33,6 +33,7 @@ from .config_checks import check_catalog, check_config, check_environment
 from .database_checks import check_database
 from .github_checks import check_github
 from .kubernetes_checks import POD_VERBS, check_images, check_kubernetes
+from .osv_checks import check_osv
 
 GROUPS: tuple[str, ...] = ("config", "database", "github", "kubernetes")
 __all__ = [
@@ -109,7 +110,12 @@ def run_checks(
             checks.extend(_guarded(name, run))
 
     def config_group() -> list[Check]:
-        return [check_environment(), *_guarded("config", lambda: check_config(ctx)), *check_catalog(ctx)]
+        return [
+            check_environment(),
+            *_guarded("config", lambda: check_config(ctx)),
+            *check_catalog(ctx),
+            *_guarded("periodic.osv_database", lambda: check_osv(ctx)),
+        ]
 
     group("config", config_group)
     group("database", lambda: check_database(ctx))

@@ -11,6 +11,7 @@ from typing import Any
 
 from .. import settings
 from ..kube import KubeClient, load_kube
+from .agent_checks import check_mcp, check_model_keys
 from .base import Check, Context, cause, fail, ok, one_line, skip, warn
 
 K8S_TIMEOUT_SECONDS = 5
@@ -53,8 +54,11 @@ def check_kubernetes(ctx: Context, kubeconfig: str | None) -> list[Check]:
         )
     if kube is not None:
         checks.extend(_check_cluster(kube, runtime))
+        if not any(c.name == "kubernetes.namespace" and c.failed for c in checks):
+            checks.extend(check_model_keys(ctx, kube, runtime.namespace))
         kube.api.close()
     checks.extend(check_images(ctx))
+    checks.append(check_mcp(dict(os.environ)))
     return checks
 
 

@@ -13,8 +13,8 @@ Definitions (the runbook and the asset descriptions repeat them):
   is approval (requested → decided) plus queue (requested → started); working is started → finished;
 - a first `run:dev` / `run:self-improve` run *needed a manual intervention* when, since the previous attempt of
   the same stage on the issue, `need:input` was set on it (by its agent, or by a decision on its trigger label),
-  the run was launched by hand (no label decision: an override), it reruns an attempt that ended
-  `failed_precondition`, or a PR of the issue was edited by hand (`pr.hand_edited`).
+  the run was launched or re-executed by hand (no label decision, or a second start: an override), it reruns
+  an attempt that ended `failed_precondition`, or a PR of the issue was edited by hand (`pr.hand_edited`).
 """
 
 from __future__ import annotations
@@ -60,12 +60,16 @@ class AuditEvent:
 
 @dataclass(frozen=True)
 class RunInfo:
-    """What the platform's run table knows of a run (used when no label decision carries it: a manual launch)."""
+    """What the platform's run table knows of a run (authoritative for a manual launch, which no label decision
+    describes), and its usage as recorded (`run_usage`: the agent's own report, priced)."""
 
     stage: str | None
-    revise: bool
+    revise: bool | None
     issue_number: int | None = None
     pr_number: int | None = None
+    tokens: int | None = None
+    cost: float | None = None
+    currency: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,10 +87,12 @@ class RunFact:
     reason: str | None
     precondition_failed: bool
     manual_launch: bool
+    relaunched: bool  # started again after its first start: re-executed by hand from the Dagster UI
     dagster_run_id: str | None
     actor: str | None
     tokens: int | None = None
-    cost_usd: float | None = None
+    cost: float | None = None
+    currency: str | None = None
 
     @property
     def duration_seconds(self) -> float | None:
@@ -151,9 +157,14 @@ def run_fact(key: str, events: Sequence[AuditEvent], info: RunInfo | None = None
         return None
     decision = requested[0].payload if requested else {}
     stage = (info.stage if info else None) or decision.get("stage") or REVIEWER
-    revise = bool(info.revise) if info else bool(decision.get("revise"))
+    revise = info.revise if info is not None and info.revise is not None else bool(decision.get("revise"))
     agent = _first(events, "run.agent.finished")
     tokens, cost = _usage(agent.payload) if agent else (None, None)
+    currency = "USD" if cost is not None else None
+    if info is not None and info.tokens is not None:
+        tokens = info.tokens
+    if info is not None and info.cost is not None:
+        cost, currency = info.cost, info.currency
     reason: str | None = None
     if finish is not None and FINISH_EVENTS[finish.event_type] == "failed":
         reason = str(finish.payload.get("reason") or "") or (
@@ -178,16 +189,16 @@ def run_fact(key: str, events: Sequence[AuditEvent], info: RunInfo | None = None
         reason=reason,
         precondition_failed=finish is not None and finish.event_type == "run.failed.precondition",
         manual_launch=not requested and not approvals,
+        relaunched=sum(1 for e in events if e.event_type == "run.started") > 1,
         dagster_run_id=str(started.payload.get("dagster_run_id")) if started else None,
         actor=str(requested[0].actor_id) if requested else None,
         tokens=tokens,
-        cost_usd=cost,
+        cost=cost,
+        currency=currency,
     )
 
 
-def run_facts(
-    events: Iterable[AuditEvent], infos: Mapping[str, RunInfo] | None = None
-) -> list[RunFact]:
+def run_facts(events: Iterable[AuditEvent], infos: Mapping[str, RunInfo] | None = None) -> list[RunFact]:
     facts = []
     for key, rows in group_by_key(events).items():
         fact = run_fact(key, rows, (infos or {}).get(key))
@@ -540,7 +551,7 @@ def bypass_facts(
             or (e.event_type in DECISION_EVENTS and label == fact.trigger_label)
         ):
             found.append("need_input")
-        if fact.manual_launch:
+        if fact.manual_launch or fact.relaunched:
             found.append("override")
         if previous is not None and previous.precondition_failed:
             found.append("rerun_after_failed_precondition")

@@ -44,7 +44,8 @@ class TraceRun:
     reason: str | None
     duration_seconds: float | None
     tokens: int | None
-    cost_usd: float | None
+    cost: float | None
+    currency: str | None
     run_url: str | None
     requested_by: str | None
 
@@ -161,18 +162,35 @@ def build_trace(
             facts[key] = fact
     steps = [
         TraceStep(
-            e.at, e.actor_id, e.actor_type, _label_of(e.correlation_key), e.event_type,
-            _describe(e, run_url, facts), e.correlation_key,
-        )  # fmt: skip
+            e.at,
+            e.actor_id,
+            e.actor_type,
+            _label_of(e.correlation_key),
+            e.event_type,
+            _describe(e, run_url, facts),
+            e.correlation_key,
+        )
         for e in sorted(events, key=lambda e: (e.at, e.id))
         if verbose or (e.event_type not in QUIET_EVENTS and not e.event_type.startswith("mcp."))
     ]
     runs = [
         TraceRun(
-            f.correlation_key, f.trigger_label, f.stage, f.revise, f.outcome, f.reason, f.duration_seconds,
-            f.tokens, f.cost_usd, run_url(f.dagster_run_id) if f.dagster_run_id else None, f.actor,
-        )  # fmt: skip
-        for f in sorted(facts.values(), key=lambda f: (f.started_at or f.requested_at or f.finished_at, f.correlation_key))
+            f.correlation_key,
+            f.trigger_label,
+            f.stage,
+            f.revise,
+            f.outcome,
+            f.reason,
+            f.duration_seconds,
+            f.tokens,
+            f.cost,
+            f.currency,
+            run_url(f.dagster_run_id) if f.dagster_run_id else None,
+            f.actor,
+        )
+        for f in sorted(
+            facts.values(), key=lambda f: (f.started_at or f.requested_at or f.finished_at, f.correlation_key)
+        )
     ]
     return IssueTrace(repository, number, steps, runs, sum(1 for r in runs if r.revise))
 
@@ -200,11 +218,16 @@ def run_line(run: TraceRun) -> str:
     outcome = {"canceled": "cancelled", None: "not finished"}.get(run.outcome, run.outcome or "")
     if run.reason and run.outcome == "failed":
         outcome += f" ({run.reason})"
-    parts = [f"`{run.label}`", f"{run.stage}{' (revise)' if run.revise else ''}", outcome, duration_text(run.duration_seconds)]
+    parts = [
+        f"`{run.label}`",
+        f"{run.stage}{' (revise)' if run.revise else ''}",
+        outcome,
+        duration_text(run.duration_seconds),
+    ]
     if run.tokens is not None:
         parts.append(f"{run.tokens} tokens")
-    if run.cost_usd is not None:
-        parts.append(f"${run.cost_usd:.2f}")
+    if run.cost is not None:
+        parts.append(f"${run.cost:.2f}" if run.currency in (None, "USD") else f"{run.cost:.2f} {run.currency}")
     if run.run_url:
         parts.append(run.run_url)
     return " · ".join(parts)
@@ -217,7 +240,9 @@ def render_history_markdown(trace: IssueTrace, limit: int = 40) -> str:
     shown = trace.steps[-limit:]
     lines = ["<details><summary>History</summary>", ""]
     if len(trace.steps) > len(shown):
-        lines.append(f"_{len(trace.steps) - len(shown)} earlier steps: `codexk8s trace {trace.repository}#{trace.number}`_")
+        lines.append(
+            f"_{len(trace.steps) - len(shown)} earlier steps: `codexk8s trace {trace.repository}#{trace.number}`_"
+        )
         lines.append("")
     for step in shown:
         lines.append(f"- `{step.at:%Y-%m-%d %H:%M}` {step.actor}: {step.text}")

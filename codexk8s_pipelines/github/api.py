@@ -12,13 +12,13 @@ import re
 from dataclasses import dataclass
 from datetime import UTC
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote
 
 import github
 from github.Requester import Requester
 
-from .payloads import RepositoryPermission
+from .payloads import PullRequest, RepositoryPermission
 from .rate_limit import header
 
 _NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
@@ -58,10 +58,11 @@ class RepoApi:
 
     def _raise_for(self, status: int, headers: dict[str, Any], body: str) -> None:
         try:
-            data = json.loads(body) if body else {}
+            data: Any = json.loads(body) if body else {}
         except ValueError:
             data = {"message": body[:200]}
-        raise Requester.createException(status, headers, data if isinstance(data, dict) else {"data": data})
+        output: dict[str, Any] = cast(dict[str, Any], data) if isinstance(data, dict) else {"data": data}
+        raise Requester.createException(status, headers, output)
 
     def _get_pages(
         self, path: str, params: dict[str, Any], headers: dict[str, str] | None = None, max_pages: int = 20
@@ -102,7 +103,7 @@ class RepoApi:
         status, headers, body = self._requester.requestJson("GET", f"{self.base}/issues", parameters=params)
         if status >= 400:
             self._raise_for(status, headers, body)
-        items = json.loads(body) if body else []
+        items: list[Any] = json.loads(body) if body else []
         if items:
             return str(items[0]["updated_at"])
         return _http_date(header(headers, "date"))  # an empty repository: start at GitHub's own clock
@@ -171,7 +172,7 @@ class RepoApi:
         pulls = self._get_pages(f"{self.base}/pulls", {"state": "open", "head": f"{owner}:{branch}", "per_page": 100})[
             2
         ]
-        return next((p for p in pulls if (p.get("head") or {}).get("ref") == branch), None)
+        return next((p for p in pulls if PullRequest.parse(p).head_ref == branch), None)
 
     def create_pull(self, title: str, head: str, base: str, body: str) -> dict[str, Any]:
         return self._requester.requestJsonAndCheck(

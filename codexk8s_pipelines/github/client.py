@@ -89,16 +89,12 @@ class GitHubConnector:
         self._lock = threading.Lock()
         self._clients: dict[str, github.Github] = {}
 
-    def _kwargs(self) -> dict[str, object]:
+    def _github(self, auth: github.Auth.Auth) -> github.Github:
         c = self.credentials
-        return {
-            "base_url": c.api_url,
-            "timeout": c.timeout_seconds,
-            "retry": _retry(c.retries),
-            "seconds_between_requests": c.seconds_between_requests,
-            "seconds_between_writes": c.seconds_between_requests,
-            "per_page": 100,
-        }
+        return github.Github(
+            auth=auth, base_url=c.api_url, timeout=c.timeout_seconds, retry=_retry(c.retries), per_page=100,
+            seconds_between_requests=c.seconds_between_requests, seconds_between_writes=c.seconds_between_requests,
+        )  # fmt: skip
 
     def for_repository(self, full_name: str) -> github.Github:
         c = self.credentials
@@ -115,9 +111,12 @@ class GitHubConnector:
     def _build(self, full_name: str) -> github.Github:
         c = self.credentials
         if not c.uses_app:
-            return github.Github(auth=github.Auth.Token(c.token or ""), **self._kwargs())  # type: ignore[arg-type]
+            return self._github(github.Auth.Token(c.token or ""))
         app_auth = github.Auth.AppAuth(c.app_id or "", c.app_private_key or "")
-        integration = github.GithubIntegration(auth=app_auth, **self._kwargs())  # type: ignore[arg-type]
+        integration = github.GithubIntegration(
+            auth=app_auth, base_url=c.api_url, timeout=c.timeout_seconds, retry=_retry(c.retries), per_page=100,
+            seconds_between_requests=c.seconds_between_requests, seconds_between_writes=c.seconds_between_requests,
+        )  # fmt: skip
         owner, repo = full_name.split("/", 1)
         installation = integration.get_repo_installation(owner, repo)
-        return github.Github(auth=app_auth.get_installation_auth(installation.id), **self._kwargs())  # type: ignore[arg-type]
+        return self._github(app_auth.get_installation_auth(installation.id))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from ..domain.stages import Permission
 
@@ -30,7 +30,7 @@ class PayloadError(ValueError):
 def _obj(data: object, where: str) -> Mapping[str, Any]:
     if not isinstance(data, Mapping):
         raise PayloadError(f"{where}: expected a JSON object, got {type(data).__name__}")
-    return data
+    return cast(Mapping[str, Any], data)
 
 
 def _opt_obj(data: Mapping[str, Any], key: str, where: str) -> Mapping[str, Any]:
@@ -63,10 +63,20 @@ def _str(data: Mapping[str, Any], key: str) -> str:
 
 
 def _labels(data: Mapping[str, Any], where: str) -> tuple[str, ...]:
-    raw = data.get("labels") or []
+    raw: Any = data.get("labels") or []
     if not isinstance(raw, list):
         raise PayloadError(f"{where}: field 'labels' is not a list")
-    return tuple(str(x.get("name")) for x in raw if isinstance(x, Mapping) and x.get("name"))
+    names: list[str] = []
+    for entry in cast(list[Any], raw):
+        name = _str(cast(Mapping[str, Any], entry), "name") if isinstance(entry, Mapping) else ""
+        if name:
+            names.append(name)
+    return tuple(names)
+
+
+def label_names(data: object, where: str = "issue") -> tuple[str, ...]:
+    """The label names of an issue or PR object."""
+    return _labels(_obj(data, where), where)
 
 
 @dataclass(frozen=True)
@@ -103,14 +113,14 @@ class IssueEvent:
         obj = _obj(data, where)
         event_id = str(_int(obj, "id", where))
         where = f"{where} {event_id}"
-        app = obj.get("performed_via_github_app")
+        app = _opt_obj(obj, "performed_via_github_app", where)
         return cls(
             id=event_id,
             event=str(_req(obj, "event", where)),
             created_at=str(_req(obj, "created_at", where)),
             actor=GitHubUser.parse(obj.get("actor"), f"{where}.actor"),
             label=_str(_opt_obj(obj, "label", where), "name"),
-            via_app=(_str(app, "slug") or _str(app, "name") or None) if isinstance(app, Mapping) else None,
+            via_app=_str(app, "slug") or _str(app, "name") or None,
         )
 
     @property

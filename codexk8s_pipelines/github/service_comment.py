@@ -39,7 +39,10 @@ _TEXT: dict[str, dict[str, str]] = {
         "started": "▶️ Agent working",
         "finished": "✅ Run finished",
         "failed": "⚠️ Run failed",
+        "blocked": "🧱 Agent blocked",
         "cancelled": "⏹ Run cancelled",
+        "diagnosis": "Diagnosis",
+        "usage": "Usage",
         "stage": "Stage",
         "run": "Dagster run",
         "model": "Model",
@@ -66,7 +69,10 @@ _TEXT: dict[str, dict[str, str]] = {
         "started": "▶️ Агент работает",
         "finished": "✅ Запуск завершён",
         "failed": "⚠️ Запуск завершился с ошибкой",
+        "blocked": "🧱 Агент заблокирован",
         "cancelled": "⏹ Запуск отменён",
+        "diagnosis": "Диагноз",
+        "usage": "Расход",
         "stage": "Этап",
         "run": "Запуск Dagster",
         "model": "Модель",
@@ -95,7 +101,7 @@ class RunView:
     """What the comment shows about a run at one phase."""
 
     correlation_key: str
-    phase: str  # created | started | finished | failed | cancelled
+    phase: str  # created | started | finished | failed | blocked | cancelled
     stage: str | None
     revise: bool
     role: str
@@ -110,6 +116,8 @@ class RunView:
     changed_files: tuple[str, ...] = ()
     next_steps: tuple[NextStep, ...] = field(default_factory=tuple)
     history: str | None = None  # the issue's story so far, collapsed (markdown `<details>`), shown last
+    diagnosis: str | None = None  # why the agent failed or is blocked: its own words, else the runner's cause
+    usage: str | None = None  # the agent's own usage report (agents.usage.Usage.summary)
 
 
 def _step_line(step: NextStep, t: dict[str, str]) -> str:
@@ -135,6 +143,10 @@ def render(view: RunView) -> str:
         lines += ["", f"**{t['result']}:** {view.summary}"]
     if view.reason:
         lines += ["", f"**{t['why']}:** `{view.reason}` — {view.message or ''}"]
+    if view.diagnosis:
+        lines += ["", f"**{t['diagnosis']}:** {view.diagnosis}"]
+    if view.usage:
+        lines += ["", f"- {t['usage']}: {view.usage}"]
     if view.changed_files:
         shown = ", ".join(f"`{f}`" for f in view.changed_files[:30])
         more = f" (+{len(view.changed_files) - 30})" if len(view.changed_files) > 30 else ""

@@ -5,7 +5,6 @@
 links to the section of docs/runbook.md that says what a failure means, where to look and what to do.
 """
 
-
 from collections.abc import Sequence
 from typing import Any
 
@@ -301,10 +300,15 @@ def policy_bypass_rate(
         needed = [f.correlation_key for f in result.runs if f.stage == stage and f.interventions]
         checks.append(
             _result(
-                name, verdict.passed, verdict.description, dg.AssetCheckSeverity.ERROR, target=target,
-                runs=rate.runs, interventions=dg.MetadataValue.json(list(verdict.breaches)),
+                name,
+                verdict.passed,
+                verdict.description,
+                dg.AssetCheckSeverity.ERROR,
+                target=target,
+                runs=rate.runs,
+                interventions=dg.MetadataValue.json(list(verdict.breaches)),
                 examples=dg.MetadataValue.json(needed[:20]),
-            )  # fmt: skip
+            )
         )
     return dg.MaterializeResult(
         metadata={

@@ -27,18 +27,26 @@ class StageMetricsResult:
     runs: list[dm.RunFact]
 
 
-def stage_metrics(store: PlatformStore, start: datetime, end: datetime) -> StageMetricsResult:
+def stage_metrics(
+    store: PlatformStore, start: datetime, end: datetime, repository: str | None = None
+) -> StageMetricsResult:
+    """Runs finished in [start, end) (of one repository, when given) and their metrics per stage."""
     events = q.finished_run_events(store, start, end)
     keys = {e.correlation_key for e in events}
     facts = dm.finished_between(dm.run_facts(events, q.run_infos(store, keys)), start, end)
+    if repository is not None:
+        facts = [f for f in facts if f.repository == repository.strip().lower()]
     return StageMetricsResult(dm.stage_metrics(facts), facts)
 
 
-def approval_latency(store: PlatformStore, start: datetime, end: datetime) -> dm.ApprovalSummary:
+def approval_latency(
+    store: PlatformStore, start: datetime, end: datetime, repository: str | None = None
+) -> dm.ApprovalSummary:
+    """Approvals granted (and requests expired) in [start, end), of one repository when given."""
     facts = []
     for key, rows in dm.group_by_key(q.approval_events(store, start, end)).items():
         fact = dm.approval_fact(key, rows)
-        if fact is not None:
+        if fact is not None and (repository is None or fact.repository == repository.strip().lower()):
             facts.append(fact)
     return dm.approval_latency(facts, start, end)
 
@@ -74,10 +82,15 @@ class BypassResult:
     runs: list[dm.BypassFact]
 
 
-def policy_bypass(store: PlatformStore, start: datetime, end: datetime, need_input_label: str) -> BypassResult:
-    day = stage_metrics(store, start, end).runs
-    issues = {(f.repository, f.number) for f in day if f.stage in dm.BYPASS_STAGES and not f.revise}
-    events = q.issues_events(store, issues)
+def policy_bypass(
+    store: PlatformStore, start: datetime, end: datetime, need_input_label: str, repository: str | None = None
+) -> BypassResult:
+    # Every issue with a run finished this day; its rows hold that run and its earlier attempts (an agent's MCP
+    # calls are left out: they never decide an intervention, and they are most of the rows).
+    issues = q.issues_finished_on_day(store, start, end)
+    if repository is not None:
+        issues = [i for i in issues if i[0] == repository.strip().lower()]
+    events = q.issues_events(store, issues, without_prefix="mcp.")
     infos = q.run_infos(store, {e.correlation_key for e in events})
     facts = dm.bypass_facts(events, start, end, need_input_label, infos=infos)
     return BypassResult(dm.bypass_rates(facts), facts)

@@ -99,7 +99,12 @@ def cmd_index(args: argparse.Namespace) -> int:
     repository = args.repo or _default_repository(args.path)
     try:
         stats = index_repository(
-            url, repository, Path(args.path), commit=args.commit, progress=ProgressBar("embedding")
+            url,
+            repository,
+            Path(args.path),
+            commit=args.commit,
+            progress=ProgressBar("embedding"),
+            language=args.language,
         )
     except _expected_errors() as exc:
         return _fail("index", exc)
@@ -111,6 +116,17 @@ def cmd_index(args: argparse.Namespace) -> int:
             f" (embedded {stats.embedded}, reused {stats.reused}, deleted {stats.deleted})"
             f" in {stats.seconds:.1f} s; index size {stats.index_bytes / 1e6:.1f} MB"
         )
+        skipped = []
+        if stats.binary_skipped:
+            skipped.append(f"{stats.binary_skipped} binary")
+        if stats.links_skipped:
+            skipped.append(f"{stats.links_skipped} links out of the checkout, dangling or looping")
+        if skipped:
+            print(f"skipped: {', '.join(skipped)}")
+        from .files import MAX_FILE_BYTES
+
+        for rel in stats.oversized:
+            print(f"not indexed (larger than {MAX_FILE_BYTES:,} bytes): {rel}", file=sys.stderr)
     return 0
 
 
@@ -122,14 +138,37 @@ def _hit_json(hit: Any) -> dict[str, Any]:
     return data
 
 
+def _query_embedder() -> Any:
+    """The ONNX Runtime embedder (same vectors, no torch import: the command answers in about a second), or the
+    sentence-transformers one where ONNX Runtime is missing or the model cannot be exported."""
+    try:
+        from .onnx_embedding import onnx_embedder
+
+        return onnx_embedder()
+    except ImportError:
+        return None
+    except Exception as exc:  # an export that failed: slower, still correct
+        print(f"codexk8s docs search: ONNX model unavailable ({exc}); loading sentence-transformers", file=sys.stderr)
+        return None
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     url = _database_url("search")
     if not url:
         return 2
-    from .search import search
+    from .search import MAX_PER_FILE, search
 
+    per_file = None if args.all_chunks else MAX_PER_FILE
     try:
-        hits = search(url, args.query, repository=args.repo, path_prefix=args.path_prefix, k=args.k)
+        hits = search(
+            url,
+            args.query,
+            repository=args.repo,
+            path_prefix=args.path_prefix,
+            k=args.k,
+            per_file=per_file,
+            embedder=_query_embedder(),
+        )
     except _expected_errors() as exc:
         return _fail("search", exc)
     if args.json:
@@ -190,6 +229,11 @@ def add_docs_commands(sub: Any) -> None:
     index.add_argument("path", help="the repository checkout")
     index.add_argument("--repo", help="repository name (default: local:PATH, as codexk8s.yaml names it)")
     index.add_argument("--commit", help="the commit the checkout is at (default: its git HEAD)")
+    index.add_argument(
+        "--language",
+        default="english",
+        help="the docs' language: a PostgreSQL text search configuration (english, russian, simple, ...)",
+    )
     index.add_argument("--json", action="store_true", help="print the statistics as one JSON object")
     index.set_defaults(func=cmd_index)
 
@@ -198,6 +242,9 @@ def add_docs_commands(sub: Any) -> None:
     search.add_argument("--repo", help="only this repository")
     search.add_argument("--path-prefix", help="only docs whose path starts with this (e.g. docs/)")
     search.add_argument("-k", type=positive_int, default=10, help="number of hits (default 10)")
+    search.add_argument(
+        "--all-chunks", action="store_true", help="every matching chunk of a file (default: at most 2 per file)"
+    )
     search.add_argument("--json", action="store_true", help="print one JSON array")
     search.set_defaults(func=cmd_search)
 

@@ -14,6 +14,8 @@ for errors the model should read and correct; protocol errors are left to the SD
 
 from __future__ import annotations
 
+import importlib.metadata
+import inspect
 import logging
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -23,7 +25,7 @@ from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Extension, MCPServer
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolRequestParams, CallToolResult, TextContent, ToolAnnotations
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from ..domain.redaction import redact, redact_text
 from .tokens import RunScope, TokenError
@@ -74,20 +76,62 @@ def _result_text(result: CallToolResult) -> str:
     return text.split(": ", 1)[1] if text.startswith("Error executing tool ") and ": " in text else text
 
 
+def _storable(value: Any) -> Any:
+    """A value PostgreSQL's jsonb can hold: it refuses the NUL character, so an argument carrying one would make
+    the audit fail and the call look like a database outage. NUL is written as the visible "\\u0000"."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\\u0000")
+    if isinstance(value, list):
+        return [_storable(v) for v in value]
+    if isinstance(value, dict):
+        return {_storable(str(k)): _storable(v) for k, v in value.items()}
+    return value
+
+
 def _audited_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """The arguments as the audit keeps them: no token at all, long text (a diff) as its length only."""
+    """The arguments as the audit keeps them: no token at all, long text (a diff) as its length only, NUL
+    characters made visible."""
     out: dict[str, Any] = {}
     for name, value in arguments.items():
         if name == "token":
             continue
         if isinstance(value, str) and len(value) > MAX_AUDITED_CHARS:
-            out[name] = f"<{len(value)} characters>"
+            out[_storable(name)] = f"<{len(value)} characters>"
         elif isinstance(value, list):
             kept = value[:50]
-            out[name] = kept + ([f"<{len(value) - 50} more>"] if len(value) > 50 else [])
+            out[_storable(name)] = _storable(kept + ([f"<{len(value) - 50} more>"] if len(value) > 50 else []))
         else:
-            out[name] = value
+            out[_storable(name)] = _storable(value)
     return redact(out)
+
+
+def _schema_types(schema: Mapping[str, Any]) -> set[str]:
+    """The JSON types a property's schema allows (`type`, or the types of its `anyOf` branches)."""
+    types = {schema["type"]} if isinstance(schema.get("type"), str) else set(schema.get("type") or ())
+    for branch in schema.get("anyOf") or ():
+        types |= _schema_types(branch)
+    return types
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def _type_problem(tool: Tool, arguments: Mapping[str, Any]) -> str | None:
+    """What pydantic's lax mode would let through although the schema says otherwise: a JSON boolean for an
+    integer (`k: true` would become 1), and NUL characters, which no text in the platform can hold."""
+    properties = tool.parameters.get("properties", {})
+    for name, value in arguments.items():
+        if _has_nul(value) or "\x00" in name:
+            return f"argument '{_storable(name)}': must not contain NUL characters (\\u0000)"
+        types = _schema_types(properties.get(name) or {})
+        if isinstance(value, bool) and "integer" in types and "boolean" not in types:
+            return f"argument '{name}': must be an integer, not a boolean ({str(value).lower()})"
+    return None
 
 
 def _summary(result: CallToolResult) -> dict[str, Any]:
@@ -182,7 +226,7 @@ class RunScopeGuard(Extension):
         if tool is None:
             problem = f"unknown tool {name!r}; tools: {', '.join(sorted(self._by_name))}"
         else:
-            problem = self._scope_problem(tool, arguments, scope)
+            problem = _type_problem(tool, arguments) or self._scope_problem(tool, arguments, scope)
             if problem is None:
                 try:
                     tool.fn_metadata.validate_arguments(arguments)
@@ -214,6 +258,60 @@ class RunScopeGuard(Extension):
             logger.warning("could not audit the outcome of an MCP call (%s): %s", event, type(exc).__name__)
 
 
+class DocsHit(BaseModel):
+    """One chunk of documentation: where it is (file, heading path, 1-based line range) and what it says."""
+
+    repository: str
+    path: str
+    heading_path: list[str]
+    start_line: int
+    end_line: int
+    score: float = Field(description="Fused relevance, higher is better (at most 1).")
+    text: str
+
+
+class DocsSearchResult(BaseModel):
+    repository: str
+    query: str
+    path_prefix: str | None
+    hits: list[DocsHit]
+
+
+class ImpactHit(BaseModel):
+    """A chunk a change concerns, with why (mentions of changed paths, similar meaning)."""
+
+    repository: str
+    path: str
+    heading_path: list[str]
+    start_line: int
+    end_line: int
+    score: float
+    reasons: list[str]
+
+
+class DocsImpactResult(BaseModel):
+    repository: str
+    input: Literal["diff", "files"]
+    hits: list[ImpactHit]
+
+
+def _tool(fn: Any, *, annotations: ToolAnnotations) -> Tool:
+    """A tool as clients show it: the docstring without its source indentation as the description, and an
+    input schema that says the declared arguments are all there is (`additionalProperties: false`; the guard
+    still tolerates scope arguments that repeat the token's own scope)."""
+    tool = Tool.from_function(fn, description=inspect.cleandoc(fn.__doc__ or ""), annotations=annotations)
+    tool.parameters["additionalProperties"] = False
+    return tool
+
+
+def _version() -> str:
+    """The installed package's version: clients (the MCP Inspector) show it, and an empty one looks broken."""
+    try:
+        return importlib.metadata.version("codexk8s-pipelines")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
 def _tools(platform: PlatformTools) -> list[Tool]:
     """The tool functions: their signatures are the input schemas agents see, their docstrings the descriptions."""
 
@@ -222,20 +320,23 @@ def _tools(platform: PlatformTools) -> list[Tool]:
         query: Annotated[str, Field(min_length=1, description="What to look for, in words.")],
         path_prefix: Annotated[str | None, Field(description="Only docs under this path, e.g. 'docs/'.")] = None,
         k: TopK = 10,
-    ) -> dict[str, Any]:
-        """Search the docs of this run's repository (hybrid full-text and vector index); returns chunks with
-        their path, heading path, line range, score and text."""
-        return _safe(platform.docs_search(token, query, path_prefix, k))
+        all_chunks: Annotated[
+            bool, Field(description="Every matching chunk of a file (default: at most 2 per file).")
+        ] = False,
+    ) -> DocsSearchResult:
+        """Search the docs of this run's repository (meaning and words, fused); returns chunks with their
+        path, heading path, line range, score and text, at most two per file unless `all_chunks`."""
+        return DocsSearchResult.model_validate(_safe(platform.docs_search(token, query, path_prefix, k, all_chunks)))
 
     def docs_change_impact(
         token: Token,
         diff: Annotated[str | None, Field(description="A unified diff of the change.")] = None,
         files: Annotated[list[str] | None, Field(description="Changed paths, instead of a diff.")] = None,
         k: TopK = 10,
-    ) -> dict[str, Any]:
+    ) -> DocsImpactResult:
         """Which docs of this run's repository a change concerns (give `diff` or `files`, not both); returns
         doc chunks with the reasons they were picked."""
-        return _safe(platform.docs_change_impact(token, diff, files, k))
+        return DocsImpactResult.model_validate(_safe(platform.docs_change_impact(token, diff, files, k)))
 
     def runs_list(
         token: Token,
@@ -286,14 +387,14 @@ def _tools(platform: PlatformTools) -> list[Tool]:
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
     writes = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
     return [
-        Tool.from_function(docs_search, annotations=read_only),
-        Tool.from_function(docs_change_impact, annotations=read_only),
-        Tool.from_function(runs_list, annotations=read_only),
-        Tool.from_function(run_lookup, annotations=read_only),
-        Tool.from_function(issue_trace, annotations=read_only),
-        Tool.from_function(run_status_report, annotations=writes),
-        Tool.from_function(github_labels_list, annotations=ToolAnnotations(read_only_hint=True)),
-        Tool.from_function(github_labels_transition, annotations=writes),
+        _tool(docs_search, annotations=read_only),
+        _tool(docs_change_impact, annotations=read_only),
+        _tool(runs_list, annotations=read_only),
+        _tool(run_lookup, annotations=read_only),
+        _tool(issue_trace, annotations=read_only),
+        _tool(run_status_report, annotations=writes),
+        _tool(github_labels_list, annotations=ToolAnnotations(read_only_hint=True)),
+        _tool(github_labels_transition, annotations=writes),
     ]
 
 
@@ -306,6 +407,7 @@ def build_server(
     return MCPServer(
         SERVER_NAME,
         instructions=INSTRUCTIONS,
+        version=_version(),
         tools=tools,
         extensions=[RunScopeGuard(platform, {t.name: t for t in tools})],
         log_level=log_level,

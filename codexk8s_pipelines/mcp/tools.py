@@ -24,6 +24,7 @@ from ..domain.correlation import comment_number
 from ..domain.labels import DEFAULT_SCHEME, NEED_VALUES, STATE_VALUES, LabelKind, LabelScheme
 from ..domain.redaction import redact_text
 from ..github.client import GitHubConnector, GitHubCredentials
+from ..github.payloads import label_names
 from ..store import PlatformStore
 from .tokens import RunScope, TokenError, load_secret, verify_token
 
@@ -196,10 +197,15 @@ class PlatformTools:
         except Exception as exc:  # the index is a dependency: say what failed, never a traceback
             raise ToolError(redact_text(f"{what} failed: {type(exc).__name__}: {str(exc)[:300]}")) from None
 
-    def docs_search(self, token: str, query: str, path_prefix: str | None, k: int) -> dict[str, Any]:
+    def docs_search(
+        self, token: str, query: str, path_prefix: str | None, k: int, all_chunks: bool = False
+    ) -> dict[str, Any]:
         scope = self.scope(token)
         if not isinstance(query, str) or not query.strip():
             raise ArgumentError("query", "must not be empty: say what you are looking for")
+        if "\x00" in query:
+            raise ArgumentError("query", "must not contain NUL characters (\\u0000)")
+        from ..knowledge.search import MAX_PER_FILE  # numpy and the SQL load only for a docs search
         prefix = path_prefix.strip().lstrip("/") if isinstance(path_prefix, str) and path_prefix.strip() else None
         if prefix is not None and ".." in prefix.split("/"):
             raise ArgumentError("path_prefix", "must be a path inside the repository (no '..')")
@@ -213,6 +219,7 @@ class PlatformTools:
             path_prefix=prefix,
             k=self._k(k),
             embedder=self.services.embedder,
+            per_file=None if all_chunks else MAX_PER_FILE,
         )
         rows = [self._hit(h, ("text",)) for h in hits]
         return {"repository": scope.repository, "query": query.strip(), "path_prefix": prefix, "hits": rows}
@@ -424,7 +431,7 @@ class PlatformTools:
 
     @staticmethod
     def _names(data: dict[str, Any]) -> list[str]:
-        return [str(lb.get("name")) for lb in data.get("labels") or [] if isinstance(lb, dict)]
+        return list(label_names(data))
 
     def github_labels_list(self, token: str) -> dict[str, Any]:
         scope = self.scope(token)

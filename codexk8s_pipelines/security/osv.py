@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zipfile
 from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
@@ -347,9 +348,34 @@ def _build(raw: Any, source: str) -> _Parsed:
     return _Parsed(advisory=advisory, modified=modified, warnings=tuple(warnings))
 
 
+# Real records nest a handful of levels. libyaml's composer recurses in C, and a record nested 100,000 deep
+# kills the whole process with a segmentation fault (no exception to catch), so depth is measured first.
+MAX_RECORD_DEPTH = 64
+_MAYBE_DEEP = re.compile(rb"[\[{]{32}|\n {128}")
+
+
+def _yaml_depth_exceeds(data: bytes, limit: int) -> bool:
+    """Whether the YAML nests deeper than `limit`, told from the parser's events (libyaml's parser, unlike its
+    composer, is iterative). Only documents that could be deep are walked: the cheap gate is a run of opening
+    brackets or a deeply indented line."""
+    if _MAYBE_DEEP.search(data) is None:
+        return False
+    depth = 0
+    for event in yaml.parse(data, Loader=_YamlLoader):
+        if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+            depth += 1
+            if depth > limit:
+                return True
+        elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+            depth -= 1
+    return False
+
+
 def _parse_bytes(data: bytes, name: str) -> Any:
     if name.endswith(".json"):
         return json.loads(data)
+    if _yaml_depth_exceeds(data, MAX_RECORD_DEPTH):
+        raise RecursionError("nested too deeply")
     return yaml.load(data, Loader=_YamlLoader)  # a safe loader: no arbitrary objects
 
 
@@ -466,6 +492,15 @@ class OsvDatabase:
                 )
             )
         marker_time = _marker_snapshot(read_marker(path)) if path.is_dir() else None
+        if marker_time is not None and marker_time > horizon:
+            db.warnings.append(
+                RecordError(
+                    str(path / MARKER_NAME),
+                    f"refresh marker dated in the future ({marker_time.date().isoformat()}): "
+                    "ignored for the database's age",
+                )
+            )
+            marker_time = None
         if marker_time is not None:
             db.snapshot, db.snapshot_source = marker_time, "marker"
         elif newest is not None:

@@ -13,7 +13,7 @@ from typing import Any
 from codexk8s_pipelines.security.dependencies import Dependency, location
 from codexk8s_pipelines.security.scan import EcosystemCoverage, Finding, ScanResult
 
-__all__ = ["JSON_FORMAT_VERSION", "render_json", "render_table", "result_to_dict"]
+__all__ = ["JSON_FORMAT_VERSION", "coverage_notes", "render_json", "render_table", "result_to_dict"]
 
 # Additions (`coverage`, `warnings`, `dependencies`, `severity.source`, `counts.unpinned_reasons`) keep version 1:
 # readers of version 1 still find every key they knew.
@@ -140,6 +140,23 @@ def result_to_dict(result: ScanResult) -> dict[str, Any]:
             "warnings": list(db.warnings),
         },
     }
+
+
+def coverage_notes(result: ScanResult) -> list[str]:
+    """The dashboard issue's sentences about coverage: one per ecosystem (dependencies checked against how many
+    advisories), then every warning of the scan (an ecosystem checked against none, records dated in the
+    future...). The database's staleness is left out: the dashboard words it itself."""
+    notes = []
+    for c in result.coverage:
+        if c.supported:
+            notes.append(
+                f"{c.ecosystem}: {c.checked} of {c.dependencies} dependencies checked against {c.advisories} advisories"
+            )
+        else:
+            notes.append(f"{c.ecosystem}: {c.dependencies} dependencies not checked (no version ordering)")
+    stale = result.database.stale_message
+    notes += [f"**warning**: {w}" for w in result.warnings() if w != stale]
+    return notes
 
 
 def render_json(result: ScanResult) -> str:

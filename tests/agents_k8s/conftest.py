@@ -1,11 +1,13 @@
 """A Kubernetes API server for the runtime tests: kmock's emulator, plus a fake kubelet that runs pods locally.
 
 kmock stores what the real kubernetes client creates, lists, fetches and deletes, but it has no nodes: a pod
-never gets a status and has no logs. The fake kubelet below plays the node. When a pod appears it resolves the
-first container's environment (plain values, and `secretKeyRef`s from the secrets the test declares), runs a
-stand-in for the agent runner as a local process with that environment, serves its output as the pod log
-(timestamped, as `kubectl logs --timestamps`), and moves the pod's status through Pending, Running and
-Terminated. The stand-in reports through the real runner's `Reporter`, so the Pipes messages are the runner's.
+never gets a status and has no logs. The fake kubelet below plays the node. When a pod appears it runs its init
+containers one after the other, then its first container, each as a local process with that container's own
+environment (plain values, and `secretKeyRef`s from the secrets the test declares), serves the main container's
+output as the pod log (timestamped, as `kubectl logs --timestamps`), and moves the pod's status through Pending
+(init containers), Running and Terminated. The processes are stand-ins for the runner's phases: an init container
+records what it was given (which variables, a digest of the token) in a directory of the pod, and the main one
+reports those facts through the real runner's `Reporter`, so the Pipes messages are the runner's.
 
 The emulator runs on its own event loop in a background thread: the code under test (the kubernetes client,
 dagster-k8s, Dagster itself) is synchronous and runs in the test's main thread, as it does in production.
@@ -18,6 +20,7 @@ import contextlib
 import copy
 import datetime
 import sys
+import tempfile
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -37,10 +40,19 @@ import hashlib, json, os, sys
 from codexk8s_pipelines.agents.runner import Reporter, make_scrubber
 from codexk8s_pipelines.agents.runner_spec import RunnerResult, RunnerSpec
 
-behaviour = sys.argv[1]
+behaviour, container = sys.argv[1], sys.argv[2]
 token = os.environ.get("CODEXK8S_GITHUB_TOKEN")
 digest = lambda v: hashlib.sha256(v.encode()).hexdigest() if v else None
 spec = RunnerSpec.model_validate_json(os.environ["CODEXK8S_RUNNER_SPEC"])
+pod_dir = os.environ["FAKE_POD_DIR"]
+if container != "agent-runner":  # an init container: record what it was given, in order
+    seen = {"env": sorted(k for k in os.environ if k != "FAKE_POD_DIR"), "token_sha256": digest(token),
+            "openai_sha256": digest(os.environ.get("OPENAI_API_KEY")), "prompt": os.environ.get("CODEXK8S_PROMPT"),
+            "after": sorted(os.listdir(pod_dir))}
+    with open(os.path.join(pod_dir, container + ".json"), "w") as handle:
+        json.dump(seen, handle)
+    print(container + " done", flush=True)
+    sys.exit(0)
 if behaviour == "crash":
     print("Traceback (most recent call last): git push refused for " + str(token), flush=True)
     sys.exit(3)
@@ -55,6 +67,7 @@ try:
         "token_sha256": digest(token),
         "openai_sha256": digest(os.environ.get("OPENAI_API_KEY")),
         "via_pipes": reporter.via_pipes,
+        "init": {name[:-5]: json.load(open(os.path.join(pod_dir, name))) for name in sorted(os.listdir(pod_dir))},
     }
     ok = behaviour == "succeed"
     result = RunnerResult(
@@ -100,6 +113,8 @@ class FakePod:
 
     key: Any
     logs: list[str] = field(default_factory=list)
+    init_logs: dict[str, list[str]] = field(default_factory=dict)
+    init_statuses: list[dict[str, Any]] = field(default_factory=list)
     done: asyncio.Event = field(default_factory=asyncio.Event)
     process: asyncio.subprocess.Process | None = None
     last_ts: datetime.datetime | None = None
@@ -144,6 +159,8 @@ class FakeKubelet:
         return env
 
     def _status(self, pod: FakePod, status: dict[str, Any]) -> None:
+        if pod.init_statuses and "initContainerStatuses" not in status:  # ended init containers stay listed
+            status = {**status, "initContainerStatuses": pod.init_statuses}
         obj = self.emulator.objects[pod.key]
         if not obj.deleted:
             obj.patch({"status": status})
@@ -179,12 +196,30 @@ class FakeKubelet:
                 while not self.emulator.objects[pod.key].deleted:
                     await asyncio.sleep(0.02)
                 return
+            pod_dir = tempfile.mkdtemp(prefix="fake-pod-")
+            inits = raw["spec"].get("initContainers") or []
+            done = pod.init_statuses
+            for init in inits:  # one after the other, each with its own environment, as the kubelet does
+                running_init = _container_status(init["name"], init["image"], {"running": {"startedAt": _now()}})
+                init_waiting = {"waiting": {"reason": "PodInitializing"}}
+                self._status(pod, {"phase": "Pending", "initContainerStatuses": [*done, running_init],
+                                   "containerStatuses": [_container_status(name, image, init_waiting)]})  # fmt: skip
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable, "-c", FAKE_RUNNER, behaviour, init["name"],
+                    env={**self._env(init), "FAKE_POD_DIR": pod_dir},
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+                )  # fmt: skip
+                out, _ = await proc.communicate()
+                pod.init_logs[init["name"]] = out.decode("utf-8", "replace").splitlines()
+                ended = {"terminated": {"exitCode": proc.returncode, "reason": "Completed"}}
+                done.append(_container_status(init["name"], init["image"], ended))
             pod.process = await asyncio.create_subprocess_exec(
                 sys.executable,
                 "-c",
                 FAKE_RUNNER,
                 behaviour,
-                env=self._env(container),
+                name,
+                env={**self._env(container), "FAKE_POD_DIR": pod_dir},
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
             )

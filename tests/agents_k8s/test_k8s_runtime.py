@@ -73,6 +73,23 @@ def _env(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {entry["name"]: entry for entry in container["env"]}
 
 
+def assert_pod_security_restricted(pod_spec: dict[str, Any]) -> None:
+    """The Pod Security Standard "restricted" profile, every rule that applies to this pod's fields."""
+    pod_ctx = pod_spec["securityContext"]
+    assert pod_ctx["seccompProfile"]["type"] in ("RuntimeDefault", "Localhost")
+    assert not pod_spec.get("hostNetwork") and not pod_spec.get("hostPID") and not pod_spec.get("hostIPC")
+    for volume in pod_spec["volumes"]:
+        assert set(volume) - {"name"} <= {"emptyDir", "configMap", "secret", "projected", "persistentVolumeClaim"}
+    for container in [*pod_spec.get("initContainers", []), *pod_spec["containers"]]:
+        ctx = container["securityContext"]
+        assert ctx["allowPrivilegeEscalation"] is False, container["name"]
+        assert ctx["capabilities"]["drop"] == ["ALL"] and not ctx["capabilities"].get("add"), container["name"]
+        assert ctx.get("runAsNonRoot", pod_ctx.get("runAsNonRoot")) is True, container["name"]
+        assert ctx.get("runAsUser", pod_ctx.get("runAsUser", 1)) != 0, container["name"]
+        assert not ctx.get("privileged"), container["name"]
+        assert not any("hostPort" in port for port in container.get("ports", [])), container["name"]
+
+
 # ------------------------------------------------------------------------------------------------ pod spec
 
 
@@ -91,47 +108,59 @@ def test_pod_spec_is_a_valid_restricted_pod_without_secret_values(monkeypatch: p
     manifest = _manifest(pod_spec, meta)
 
     kubernetes_validate.validate(manifest, SCHEMA_VERSION, strict=True)  # raises on any schema violation
-    (container,) = pod_spec["containers"]
-    assert container["name"] == "agent-runner"
-    assert container["image"] == "ghcr.io/codex-k8s/agent-runner:1.2.3"
-    assert container["resources"] == {
+    assert_pod_security_restricted(pod_spec)
+    checkout, agent = pod_spec["initContainers"]
+    (runner,) = pod_spec["containers"]
+    assert [checkout["name"], agent["name"], runner["name"]] == ["checkout", "agent", "agent-runner"]
+    assert {c["image"] for c in (checkout, agent, runner)} == {"ghcr.io/codex-k8s/agent-runner:1.2.3"}
+    # The agent's limits are the catalog entry's; the runner's own steps are small.
+    assert agent["resources"] == {
         "requests": {"cpu": "1500m", "memory": "3Gi"},
         "limits": {"cpu": "1500m", "memory": "3Gi"},
     }
+    assert runner["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi"}
     assert pod_spec["activeDeadlineSeconds"] == 1800 + 300
     assert pod_spec["restartPolicy"] == "Never"
+    assert pod_spec["shareProcessNamespace"] is False
     assert pod_spec["serviceAccountName"] == "codexk8s-agent"
     assert pod_spec["automountServiceAccountToken"] is False
     assert pod_spec["securityContext"] == {
         "runAsNonRoot": True,
-        "runAsUser": 1000,
-        "runAsGroup": 1000,
-        "fsGroup": 1000,
+        "fsGroup": 2000,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
-    assert container["securityContext"]["allowPrivilegeEscalation"] is False
-    assert container["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    assert container["volumeMounts"] == [{"name": "workspace", "mountPath": "/workspace"}]
-    assert pod_spec["volumes"] == [{"name": "workspace", "emptyDir": {}}]
-    assert container["command"][:2] == ["sh", "-c"]
-    assert "exec python -m codexk8s_pipelines.agents.runner --spec /tmp/spec.json" in container["command"][2]
+    # The agent under its own uid, the runner's steps under another.
+    assert (checkout["securityContext"]["runAsUser"], runner["securityContext"]["runAsUser"]) == (1000, 1000)
+    assert agent["securityContext"]["runAsUser"] == agent["securityContext"]["runAsGroup"] == 1001
+    workspace = {"name": "workspace", "mountPath": "/workspace"}
+    assert checkout["volumeMounts"] == runner["volumeMounts"] == [workspace, {"name": "runner", "mountPath": "/runner"}]
+    assert agent["volumeMounts"] == [workspace, {"name": "runner", "mountPath": "/runner", "readOnly": True}]
+    assert pod_spec["volumes"] == [{"name": "workspace", "emptyDir": {}}, {"name": "runner", "emptyDir": {}}]
+    for container, phase in ((checkout, "prepare"), (agent, "agent"), (runner, "finish")):
+        assert container["command"][:2] == ["sh", "-c"]
+        assert (
+            f"exec python -m codexk8s_pipelines.agents.runner --phase {phase} --spec /tmp/spec.json"
+            in (container["command"][2])
+        )
 
-    env = _env(container)
-    assert env[TOKEN_ENV_VAR] == {
-        "name": TOKEN_ENV_VAR,
-        "valueFrom": {"secretKeyRef": {"name": "gh-push", "key": "pat"}},
-    }
+    token_ref = {"name": TOKEN_ENV_VAR, "valueFrom": {"secretKeyRef": {"name": "gh-push", "key": "pat"}}}
+    assert _env(checkout)[TOKEN_ENV_VAR] == _env(runner)[TOKEN_ENV_VAR] == token_ref
+    assert TOKEN_ENV_VAR not in _env(agent)  # the agent's container never holds the GitHub token
+    assert "OPENAI_API_KEY" not in _env(checkout) and "OPENAI_API_KEY" not in _env(runner)
+    env = _env(agent)
     assert env["OPENAI_API_KEY"] == {
         "name": "OPENAI_API_KEY",
         "valueFrom": {"secretKeyRef": {"name": "openai", "key": "api-key"}},
     }
     assert env["CODEXK8S_PROMPT"]["value"] == PROMPT
+    assert "CODEXK8S_PROMPT" not in _env(runner)
     pod_runner_spec = RunnerSpec.model_validate_json(env["CODEXK8S_RUNNER_SPEC"]["value"])
     assert pod_runner_spec.workdir == "/workspace/checkout"
+    assert pod_runner_spec.git_dir == "/runner/git"
     assert pod_runner_spec.prompt_file == "/workspace/prompt.md"
     assert pod_runner_spec.command[pod_runner_spec.command.index("--cd") + 1] == "/workspace/checkout"
-    assert pod_runner_spec.model_dump(exclude={"workdir", "prompt_file", "command"}) == spec.model_dump(
-        exclude={"workdir", "prompt_file", "command"}
+    assert pod_runner_spec.model_dump(exclude={"workdir", "prompt_file", "command", "git_dir"}) == spec.model_dump(
+        exclude={"workdir", "prompt_file", "command", "git_dir"}
     )
 
     text = json.dumps(manifest)
@@ -246,11 +275,18 @@ def test_run_creates_the_built_pod_and_returns_the_runners_pipes_result(
     assert facts["via_pipes"] is True  # the runner found the Pipes context PipesK8sClient injected
     assert facts["workdir"] == "/workspace/checkout"
     assert facts["prompt_file"] == "/workspace/prompt.md"
-    assert facts["prompt"] == PROMPT
     token = fake_secrets["codexk8s-github"]["token"]
-    assert facts["token_sha256"] == hashlib.sha256(token.encode()).hexdigest()  # resolved from the secretKeyRef
+    token_sha = hashlib.sha256(token.encode()).hexdigest()
+    assert facts["token_sha256"] == token_sha  # resolved from the secretKeyRef, for the push
+    assert facts["prompt"] is None and facts["openai_sha256"] is None  # the verify-and-push step needs neither
     openai = fake_secrets["openai"]["api-key"]
-    assert facts["openai_sha256"] == hashlib.sha256(openai.encode()).hexdigest()
+    # The init containers ran first, in order: the checkout (with the token), then the agent (without it).
+    checkout, agent = facts["init"]["checkout"], facts["init"]["agent"]
+    assert checkout["after"] == [] and agent["after"] == ["checkout.json"]
+    assert checkout["token_sha256"] == token_sha and checkout["openai_sha256"] is None
+    assert agent["token_sha256"] is None and "CODEXK8S_GITHUB_TOKEN" not in agent["env"]
+    assert agent["openai_sha256"] == hashlib.sha256(openai.encode()).hexdigest()
+    assert agent["prompt"] == PROMPT
 
     name, pod = _only_pod(kube_api)
     assert pod["namespace"] == "agents-test"
@@ -258,14 +294,16 @@ def test_run_creates_the_built_pod_and_returns_the_runners_pipes_result(
     created = pod["created"]
     # What reached the API server is build_pod_spec's pod, plus only the Pipes bootstrap variables.
     expected = build_pod_spec(spec, _agent(), runtime, prompt=PROMPT)
-    (sent,) = created["spec"]["containers"]
-    (built,) = expected["containers"]
-    pipes_env = [e for e in sent["env"] if e["name"].startswith("DAGSTER_PIPES_")]
-    assert {e["name"] for e in pipes_env} == {"DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES"}
-    assert [e for e in sent["env"] if e not in pipes_env] == built["env"]
-    assert {**sent, "env": built["env"]} == built
-    assert {k: v for k, v in created["spec"].items() if k != "containers"} == {
-        k: v for k, v in expected.items() if k != "containers"
+    sent_all = [*created["spec"]["initContainers"], *created["spec"]["containers"]]
+    built_all = [*expected["initContainers"], *expected["containers"]]
+    assert [c["name"] for c in sent_all] == [c["name"] for c in built_all] == ["checkout", "agent", "agent-runner"]
+    for sent, built in zip(sent_all, built_all, strict=True):
+        pipes_env = [e for e in sent["env"] if e["name"].startswith("DAGSTER_PIPES_")]
+        assert {e["name"] for e in pipes_env} == {"DAGSTER_PIPES_CONTEXT", "DAGSTER_PIPES_MESSAGES"}
+        assert [e for e in sent["env"] if e not in pipes_env] == built["env"]
+        assert {**sent, "env": built["env"]} == built
+    assert {k: v for k, v in created["spec"].items() if k not in ("containers", "initContainers")} == {
+        k: v for k, v in expected.items() if k not in ("containers", "initContainers")
     }
     labels = created["metadata"]["labels"]
     assert labels["codexk8s.io/correlation-key"] == label_value(CORRELATION_KEY)

@@ -158,4 +158,4 @@ def run_direct(
     return DirectRun(exit_code, lines, transcript, usage, prepared, seconds, timed_out, changed_files(checkout))
 
 
-__all__ = ["KINDS", "MODEL_KEY", "DirectRun", "agent_path", "agent_spec", "require_agent", "run_direct", "os"]
+__all__ = ["KINDS", "MODEL_KEY", "DirectRun", "agent_path", "agent_spec", "os", "require_agent", "run_direct"]

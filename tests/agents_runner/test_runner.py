@@ -481,3 +481,49 @@ def test_runner_reports_through_dagster_pipes(remote: Path, tmp_path: Path) -> N
     assert final["commit"] == remote_head(remote, BRANCH)
     assert any("[runner] pushed:" in line for line in logs)
     assert any("[runner] succeeded (pushed)" in line for line in logs)
+
+
+# ------------------------------------------------------------------------------------------------ pod steps
+
+
+def _phase(spec: Path, tmp_path: Path, phase: str, env: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    result = tmp_path / f"result-{phase}.json"
+    proc = subprocess.run(
+        [*runner_cmd(spec, result), "--phase", phase],
+        cwd=REPO_ROOT,
+        env={k: v for k, v in {**os.environ, **env}.items() if k != "CODEXK8S_GITHUB_TOKEN" or phase != "agent"},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return proc.returncode, json.loads(result.read_text())
+
+
+def test_the_three_pod_steps_prepare_agent_finish_push_what_was_verified(remote: Path, tmp_path: Path) -> None:
+    """What the pod's containers run, in order: the checkout with the token, the agent without it (its own git
+    sees nothing of the runner's), then verify-and-push with the token."""
+    git_dir = tmp_path / "runner-volume" / "git"
+    body = EDIT_CODE + 'write(".codexk8s/env.json", json.dumps(dict(os.environ)))\n'
+    spec = make_spec(tmp_path, remote, make_agent(tmp_path, body), git_dir=str(git_dir))
+    env = {"CODEXK8S_GITHUB_TOKEN": "plain-secret-value-42"}
+
+    code, prepared = _phase(spec, tmp_path, "prepare", env)
+    assert (code, prepared["reason"]) == (0, "prepared") and (git_dir / "codexk8s-state.json").exists()
+    assert remote_head(remote, BRANCH) is None
+    code, ran = _phase(spec, tmp_path, "agent", env)
+    assert (code, ran["reason"]) == (0, "agent_ran") and remote_head(remote, BRANCH) is None
+    seen = json.loads((tmp_path / "workdir" / ".codexk8s" / "env.json").read_text())
+    assert "CODEXK8S_GITHUB_TOKEN" not in seen
+    code, finished = _phase(spec, tmp_path, "finish", env)
+    assert code == 0 and (finished["status"], finished["reason"]) == ("succeeded", "pushed")
+    assert finished["changed_files"] == ["docs/prompt-seen.md", "src/app.py"]
+    assert remote_head(remote, BRANCH) == finished["commit"] and finished["summary"] == "Said goodbye"
+
+
+def test_a_failed_checkout_step_is_reported_by_the_finish_step(remote: Path, tmp_path: Path) -> None:
+    spec = make_spec(tmp_path, remote, make_agent(tmp_path, EDIT_CODE), mode="revise", git_dir=str(tmp_path / "g"))
+    assert _phase(spec, tmp_path, "prepare", {})[0] == 0  # the pod goes on: the verdict travels to the last step
+    assert _phase(spec, tmp_path, "agent", {})[1]["reason"] == "branch_not_found"
+    code, finished = _phase(spec, tmp_path, "finish", {})
+    assert (code, finished["status"], finished["reason"]) == (2, "failed_precondition", "branch_not_found")

@@ -4,7 +4,6 @@ each fails on purpose, then passes, with the severity the user configured."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import dagster as dg
 import pytest

@@ -58,7 +58,9 @@ def test_run_dev_ends_with_a_pushed_branch_a_pr_a_comment_and_an_audit_trail(sta
     assert (scope.run_key, scope.repository, scope.issue_number) == (key, REPO, number)
 
     prompt = result.output_for_node("render_prompt_op")["prompt_file"]
-    assert "Checkout fails on an empty cart" in Path(prompt).read_text(encoding="utf-8")
+    outputs = [e for e in result.events_for_node("render_prompt_op") if e.event_type_value == "STEP_OUTPUT"]
+    assert "Checkout fails on an empty cart" in outputs[0].event_specific_data.metadata["prompt"].value
+    assert not Path(prompt).exists()  # issue text on disk does not outlive the agent step (issue 12)
 
 
 def test_a_markdown_only_stage_editing_code_fails_and_pushes_nothing(stage: Stage) -> None:

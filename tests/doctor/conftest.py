@@ -8,7 +8,12 @@ service account, the token Secret, and SelfSubjectAccessReview answering allowed
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,12 +27,15 @@ from codexk8s_pipelines.domain.stages import Role
 from codexk8s_pipelines.store import PlatformStore
 from tests.agents_k8s.conftest import KubeApi, fake_secrets, kube_api  # noqa: F401  (fixtures)
 from tests.github_server import DEFAULT_TOKEN_LOGIN, GitHubServer, github_server  # noqa: F401  (fixture)
+from tests.helpers import free_port
 
 NAMESPACE = "codexk8s-agents"
 SERVICE_ACCOUNT = "codexk8s-agent"
 SECRET = "codexk8s-github"
 REPO = "acme/shop"
 PINNED_IMAGE = "ghcr.io/codex-k8s/agent-runner:1.4.2"
+MODEL_SECRET = "codexk8s-model-keys"
+MCP_SECRET = "doctor-test-mcp-signing-secret-0123456789abcdef"
 SSAR = kmock.resource("authorization.k8s.io/v1/selfsubjectaccessreviews")
 SECRETS = kmock.resource("v1/secrets")
 VERSION = {
@@ -88,6 +96,12 @@ def cluster(kube_api: KubeApi) -> Cluster:  # noqa: F811
             "metadata": {"name": SECRET, "namespace": NAMESPACE},
             "data": {"token": "Z2hwX25vdF9hX3JlYWxfdG9rZW4="},
         }
+        em.objects[SECRETS, NAMESPACE, MODEL_SECRET] = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": MODEL_SECRET, "namespace": NAMESPACE},
+            "data": {"OPENAI_API_KEY": "c2stbm90LWEtcmVhbC1rZXk="},
+        }
 
         def namespace(request: kmock.Request) -> dict[str, Any]:
             if NAMESPACE not in state.namespaces:
@@ -114,7 +128,13 @@ def cluster(kube_api: KubeApi) -> Cluster:  # noqa: F811
 
 def write_catalog(path: Path, images: dict[str, str] | None = None) -> Path:
     """A user catalog pinning every role's agent to PINNED_IMAGE, except the `images` given."""
-    agents = {role.value: {"image": (images or {}).get(role.value, PINNED_IMAGE)} for role in Role}
+    agents = {
+        role.value: {
+            "image": (images or {}).get(role.value, PINNED_IMAGE),
+            "endpoint": {"key_secret": f"{MODEL_SECRET}/OPENAI_API_KEY"},  # as the chart's modelCredentials render
+        }
+        for role in Role
+    }
     path.write_text(yaml.safe_dump({"agents": agents}), encoding="utf-8")
     return path
 
@@ -141,6 +161,46 @@ class Deployment:
     def catalog(self, images: dict[str, str] | None = None) -> None:
         self.set("CODEXK8S_AGENT_CATALOG", str(write_catalog(self.tmp_path / "agents.yaml", images)))
 
+    def osv_database(self) -> None:
+        """A fresh one-record OSV database where the platform looks by default (`<CODEXK8S_HOME>/osv`)."""
+        import json
+        from datetime import UTC, datetime
+
+        home = self.tmp_path / "home"
+        record = {"id": "PYSEC-0000-1", "modified": datetime.now(UTC).isoformat(), "affected": [
+            {"package": {"ecosystem": "PyPI", "name": "x"}, "ranges": [
+                {"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.0"}]}]}]}  # fmt: skip
+        (home / "osv").mkdir(parents=True, exist_ok=True)
+        (home / "osv" / "PYSEC-0000-1.json").write_text(json.dumps(record), encoding="utf-8")
+        self.set("CODEXK8S_HOME", str(home))
+
+
+@pytest.fixture(scope="session")
+def mcp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The real MCP server (`codexk8s mcp serve --transport http`), once per session: doctor only asks whether it
+    answers, which needs no database."""
+    port = free_port()
+    env = {**os.environ, "CODEXK8S_MCP_SECRET": MCP_SECRET, "CODEXK8S_HOME": str(tmp_path_factory.mktemp("mcp"))}
+    env.pop("CODEXK8S_DATABASE_URL", None)
+    cmd = [str(Path(sys.executable).with_name("codexk8s")), "mcp", "serve", "--transport", "http", "--port", str(port)]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert proc.poll() is None, f"the MCP server exited with {proc.returncode}"
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", port)) == 0:
+                    break
+            time.sleep(0.2)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
 
 @pytest.fixture
 def deployment(
@@ -149,6 +209,7 @@ def deployment(
     store: PlatformStore,
     github_server: GitHubServer,  # noqa: F811
     cluster: Cluster,
+    mcp_url: str,
 ) -> Deployment:
     """Everything healthy: migrated database with pgvector installed, the token may push, the cluster is ready."""
     with psycopg.connect(store.url, autocommit=True) as conn:
@@ -170,6 +231,9 @@ def deployment(
     d.set("CODEXK8S_GITHUB_TOKEN", github_server.token)
     d.set("CODEXK8S_GITHUB_API_URL", github_server.url)
     d.set("KUBECONFIG", str(cluster.kubeconfig))
+    d.set("CODEXK8S_MCP_URL", mcp_url)
+    d.set("CODEXK8S_MCP_SECRET", MCP_SECRET)
     d.watch(REPO)
     d.catalog()
+    d.osv_database()
     return d

@@ -33,6 +33,7 @@ NAMES = [
     "environment",
     "config",
     "catalog",
+    "periodic.osv_database",
     "database.url",
     "database.connect",
     "database.migrations",
@@ -47,7 +48,9 @@ NAMES = [
     "kubernetes.rbac",
     "kubernetes.service_account",
     "kubernetes.secret",
+    "kubernetes.model_keys",
     "kubernetes.images",
+    "kubernetes.mcp",
 ]
 LATEST = max(m.version for m in available_migrations())
 LINE = re.compile(r"^(ok  |FAIL|skip|warn) (?P<name>[^:]+): ")

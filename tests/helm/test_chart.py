@@ -242,7 +242,7 @@ def _pod_specs(objects: list[dict[str, Any]]) -> Iterator[tuple[str, dict[str, A
 
 
 def _deployment_env(objects: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    container = _one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    container = _one(objects, "Deployment", RELEASE)["spec"]["template"]["spec"]["containers"][0]
     return {entry["name"]: entry for entry in container["env"]}
 
 
@@ -387,27 +387,32 @@ def test_agent_namespaces_get_rbac_quota_limits_and_network_policy(rendered: dic
             {"kind": "ServiceAccount", "name": f"{RELEASE}-agent-cleanup", "namespace": NAMESPACE}
         ]
 
-        policy = _one(in_ns, "NetworkPolicy")["spec"]
+        policy = _one(in_ns, "NetworkPolicy", f"{RELEASE}-agents")["spec"]
         assert policy["policyTypes"] == ["Ingress", "Egress"]
         assert policy["ingress"] == []
         ports = {(p["protocol"], p["port"]) for rule in policy["egress"] for p in rule.get("ports", [])}
-        assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 22), ("TCP", 3128)}
+        assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 22), ("TCP", 3128), ("TCP", 8765)}
 
         assert _one(in_ns, "ResourceQuota")["spec"]["hard"]["pods"] == "20"
         assert _one(in_ns, "LimitRange")["spec"]["limits"][0]["type"] == "Container"
 
 
 def test_default_network_policy_allows_only_dns_and_https(rendered: dict[str, str]) -> None:
-    policy = _one(_objects(rendered["default"]), "NetworkPolicy")["spec"]
+    policy = _one(_objects(rendered["default"]), "NetworkPolicy", f"{RELEASE}-agents")["spec"]
     ports = {(p["protocol"], p["port"]) for rule in policy["egress"] for p in rule.get("ports", [])}
-    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 443)}
+    assert ports == {("UDP", 53), ("TCP", 53), ("TCP", 443), ("TCP", 8765)}
     assert policy["ingress"] == []
+    # The MCP port only towards the MCP server's pods in the release namespace, not anywhere.
+    (mcp_rule,) = [r for r in policy["egress"] if any(p["port"] == 8765 for p in r.get("ports", []))]
+    (peer,) = mcp_rule["to"]
+    assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}}
+    assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "mcp"
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_pod_is_non_root_with_resource_limits(rendered: dict[str, str], variant: str) -> None:
     pods = list(_pod_specs(_objects(rendered[variant])))
-    assert {name.split("/")[0] for name, _ in pods} == {"Deployment", "CronJob"}
+    assert {name.split("/")[0] for name, _ in pods} == {"Deployment", "CronJob", "Job"}
     for name, spec in pods:
         assert spec["securityContext"]["runAsNonRoot"] is True, name
         assert spec["securityContext"].get("runAsUser", 1) > 0, name
@@ -427,7 +432,7 @@ def test_run_pods_get_config_identity_non_root_and_limits_through_the_container_
     raw = _container_context(objects)
     context = K8sContainerContext.create_from_config(raw)
     run = context.run_k8s_config
-    platform_sa = _one(objects, "Deployment")["spec"]["template"]["spec"]["serviceAccountName"]
+    platform_sa = _one(objects, "Deployment", RELEASE)["spec"]["template"]["spec"]["serviceAccountName"]
     assert run.pod_spec_config["service_account_name"] == platform_sa
     assert run.pod_spec_config["security_context"]["run_as_non_root"] is True
     assert run.container_config["security_context"]["run_as_non_root"] is True
@@ -443,12 +448,13 @@ def test_run_pods_get_config_identity_non_root_and_limits_through_the_container_
 
 def test_code_location_deployment_and_service(rendered: dict[str, str]) -> None:
     objects = _objects(rendered["default"])
-    deployment = _one(objects, "Deployment")
+    deployment = _one(objects, "Deployment", RELEASE)
     container = deployment["spec"]["template"]["spec"]["containers"][0]
-    assert container["command"] == [
-        "dagster",
-        "code-server",
-        "start",
+    assert "command" not in container  # the image's entrypoint (tini, PID 1) stays: SIGTERM reaches dagster
+    assert container["args"] == [
+        "python",
+        "-m",
+        "codexk8s_pipelines.code_server",
         "-h",
         "0.0.0.0",
         "-p",
@@ -468,7 +474,7 @@ def test_code_location_deployment_and_service(rendered: dict[str, str]) -> None:
     volumes = {v["name"]: v for v in deployment["spec"]["template"]["spec"]["volumes"]}
     assert volumes[mounts["/etc/codexk8s"]]["configMap"]["name"] == f"{RELEASE}-config"
 
-    service = _one(objects, "Service")
+    service = _one(objects, "Service", RELEASE)
     assert service["metadata"]["name"] == RELEASE
     assert service["spec"]["ports"] == [{"name": "grpc", "port": 3030, "targetPort": "grpc", "protocol": "TCP"}]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
@@ -489,7 +495,7 @@ def test_deployment_env_names_are_known_to_settings(rendered: dict[str, str], va
     names += [entry["name"] for entry in _container_context(objects)["k8s"]["env"]]
     unknown = sorted(n for n in names if n not in known and not n.startswith("DAGSTER_"))
     assert not unknown, f"environment variables that no settings.*_VAR names: {unknown}"
-    container = _one(objects, "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    container = _one(objects, "Deployment", RELEASE)["spec"]["template"]["spec"]["containers"][0]
     assert len(container["env"]) == len(_deployment_env(objects)), "an environment variable is set twice"
 
 
@@ -500,7 +506,10 @@ def test_defaults_create_no_secret_and_reference_none_but_the_dagster_password(r
     objects = _objects(rendered["default"])
     assert not [o for o in objects if o["kind"] == "Secret"]
     refs = {name: e["valueFrom"]["secretKeyRef"] for name, e in _deployment_env(objects).items() if "valueFrom" in e}
-    assert refs == {"DAGSTER_PG_PASSWORD": {"name": "codexk8s-dagster-postgresql", "key": "postgresql-password"}}
+    assert refs == {
+        "DAGSTER_PG_PASSWORD": {"name": "codexk8s-dagster-postgresql", "key": "postgresql-password"},
+        "CODEXK8S_MCP_SECRET": {"name": "codexk8s-mcp", "key": "CODEXK8S_MCP_SECRET"},
+    }
 
 
 def test_existing_secrets_are_referenced_and_no_secret_is_rendered(rendered: dict[str, str]) -> None:
@@ -518,6 +527,7 @@ def test_existing_secrets_are_referenced_and_no_secret_is_rendered(rendered: dic
         },
         "CODEXK8S_DATABASE_URL": {"name": "platform-db", "key": "CODEXK8S_DATABASE_URL"},
         "DAGSTER_PG_PASSWORD": {"name": "dagster-pg", "key": "password"},
+        "CODEXK8S_MCP_SECRET": {"name": "codexk8s-mcp", "key": "CODEXK8S_MCP_SECRET"},
     }
     assert env["CODEXK8S_K8S_TOKEN_SECRET"]["value"] == "agent-push-token"
     assert env["CODEXK8S_K8S_TOKEN_SECRET_KEY"]["value"] == "push-token"
@@ -554,7 +564,7 @@ def test_secret_values_become_chart_secrets_referenced_by_key(rendered: dict[str
     for name, entry in _deployment_env(objects).items():
         if "valueFrom" in entry:
             ref = entry["valueFrom"]["secretKeyRef"]
-            if name != "DAGSTER_PG_PASSWORD":
+            if name not in ("DAGSTER_PG_PASSWORD", "CODEXK8S_MCP_SECRET"):  # always an existingSecret
                 assert ref["key"] in secrets[(NAMESPACE, ref["name"])]["data"], name
                 assert "optional" not in ref
     env = _deployment_env(objects)
@@ -584,12 +594,22 @@ def test_configmap_platform_config_parses(rendered: dict[str, str], variant: str
 @pytest.mark.parametrize("variant", ["default", "full"])
 def test_configmap_agent_catalog_parses(rendered: dict[str, str], variant: str, tmp_path: Path) -> None:
     text = _config_data(_objects(rendered[variant]))["agents.yaml"]
-    catalog = parse_catalog(yaml.safe_load(text), f"{variant}: agents.yaml")
+    override = yaml.safe_load(text)
+    catalog = parse_catalog({"agents": override["agents"]}, f"{variant}: agents.yaml")
     assert {a.role for a in catalog.agents.values()} == set(Role)
-    # As the platform loads it: merged over the packaged catalog; the defaults change nothing.
+    # As the platform loads it: merged over the packaged catalog; the defaults change nothing but the model keys,
+    # which every agent now takes from the Secret of modelCredentials (the key variable of its kind).
     path = tmp_path / "agents.yaml"
     path.write_text(text, encoding="utf-8")
-    assert load_catalog(path) == load_catalog()
+    merged, packaged = load_catalog(path), load_catalog()
+    assert set(merged.agents) == set(packaged.agents)
+    for name, agent in merged.agents.items():
+        base = packaged.agents[name]
+        assert agent.endpoint.key_secret == f"codexk8s-model-keys/{agent.endpoint.key_env}", name
+        assert agent.env_from_secrets[agent.endpoint.key_env] == agent.endpoint.key_secret, name
+        assert agent.image == "ghcr.io/codex-k8s/agent-runner:0.1.0" or variant == "full", name  # the release's tag
+        same = {"endpoint": base.endpoint, "env_from_secrets": base.env_from_secrets, "image": base.image}
+        assert agent.model_copy(update=same) == base
 
 
 def _schema_properties(schema: dict[str, Any], *path: str) -> set[str]:
@@ -609,6 +629,7 @@ def test_values_schema_follows_the_platform_models() -> None:
         "models": config_models.ModelsConfig,
         "labels": config_models.LabelsConfig,
         "concurrency": config_models.ConcurrencyConfig,
+        "slo": config_models.SloConfig,
     }
     for key, model in nested.items():
         assert _schema_properties(platform, key) == set(model.model_fields), key
@@ -664,7 +685,9 @@ def _agent_spec() -> RunnerSpec:
 
 
 @pytest.mark.parametrize("variant", ["default", "full"])
-def test_agent_pods_built_from_the_chart_env_fit_the_agent_namespace(rendered: dict[str, str], variant: str) -> None:
+def test_agent_pods_built_from_the_chart_env_fit_the_agent_namespace(
+    rendered: dict[str, str], variant: str, tmp_path: Path
+) -> None:
     objects = _objects(rendered[variant])
     env = {name: e["value"] for name, e in _deployment_env(objects).items() if "value" in e}
     runtime = runtime_from_environment(env)
@@ -673,7 +696,8 @@ def test_agent_pods_built_from_the_chart_env_fit_the_agent_namespace(rendered: d
     agent_sa = [o for o in objects if o["kind"] == "ServiceAccount" and o["metadata"]["namespace"] == runtime.namespace]
     assert runtime.service_account in {sa["metadata"]["name"] for sa in agent_sa}
 
-    catalog = parse_catalog(yaml.safe_load(_config_data(objects)["agents.yaml"]), "agents.yaml")
+    (tmp_path / "agents.yaml").write_text(_config_data(objects)["agents.yaml"], encoding="utf-8")
+    catalog = load_catalog(tmp_path / "agents.yaml")  # as the platform loads it: over the packaged catalog
     pod_spec = build_pod_spec(_agent_spec(), catalog.for_role(Role.DEV), runtime, prompt="do it")
     meta = build_pod_meta(_agent_spec(), catalog.for_role(Role.DEV), invocation_id="abc")
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "agent", **meta}, "spec": pod_spec}
@@ -686,6 +710,15 @@ def test_agent_pods_built_from_the_chart_env_fit_the_agent_namespace(rendered: d
         "name": env["CODEXK8S_K8S_TOKEN_SECRET"],
         "key": env["CODEXK8S_K8S_TOKEN_SECRET_KEY"],
     }
+    # The model key (modelCredentials) reaches one container only, the agent's, as a reference to its Secret.
+    containers = pod_spec.get("initContainers", []) + pod_spec["containers"]
+    model_refs = [
+        (c["name"], e["valueFrom"]["secretKeyRef"])
+        for c in containers
+        for e in c["env"]
+        if e["name"] == "OPENAI_API_KEY"
+    ]
+    assert len(model_refs) == 1 and model_refs[0][1] == {"name": "codexk8s-model-keys", "key": "OPENAI_API_KEY"}
     # The NetworkPolicy and the clean-up select exactly the pods the runtime labels.
     for ns in agent_namespaces:
         policy = next(o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["namespace"] == ns)
@@ -800,6 +833,8 @@ def test_dagster_values_match_the_kubernetes_instance(dagster_values: dict[str, 
     assert monitoring["enabled"] is expected["enabled"] is True
     assert monitoring["startTimeoutSeconds"] == expected["start_timeout_seconds"]
     assert monitoring["maxResumeRunAttempts"] == expected["max_resume_run_attempts"]
+    assert monitoring["pollIntervalSeconds"] == expected["poll_interval_seconds"]
+    assert dagster_values["computeLogManager"]["type"] == instance["compute_logs"]["class"]
     daemon = dagster_values["dagsterDaemon"]
     assert daemon["sensors"]["useThreads"] is True and daemon["schedules"]["useThreads"] is True
 
@@ -819,7 +854,7 @@ def test_dagster_values_point_at_the_charts_code_location(
     assert user["enabled"] is True and user["enableSubchart"] is False
     assert dagster_values["dagsterWebserver"]["workspace"]["enabled"] is False  # host = deployment name
     (deployment,) = user["deployments"]
-    service = _one(objects, "Service")
+    service = _one(objects, "Service", RELEASE)
     assert deployment["name"] == service["metadata"]["name"]
     assert deployment["port"] == service["spec"]["ports"][0]["port"] == chart_values["codeLocation"]["port"]
     assert deployment["codeServerArgs"] == ["-m", chart_values["codeLocation"]["module"]]
@@ -831,7 +866,11 @@ def test_dagster_values_point_at_the_charts_code_location(
     assert password == {"name": dagster_values["global"]["postgresqlSecretName"], "key": "postgresql-password"}
     # The run launcher's envSecrets are the chart's default Secret names, whose keys are env var names.
     env_secrets = {s["name"] for s in dagster_values["runLauncher"]["config"]["k8sRunLauncher"]["envSecrets"]}
-    assert env_secrets == {chart_values["secrets"]["github"]["name"], chart_values["secrets"]["database"]["name"]}
+    assert env_secrets == {
+        chart_values["secrets"]["github"]["name"],
+        chart_values["secrets"]["database"]["name"],
+        "codexk8s-compute-logs",  # the compute-log bucket's AWS_* credentials (helm/README.md)
+    }
     assert (
         set(chart_values["secrets"]["github"]["keys"].values()) | {chart_values["secrets"]["database"]["keys"]["url"]}
         <= _known_env_names()

@@ -1,4 +1,4 @@
-"""One synthetic history of 1,000 issues per module (written once: the metrics only read it)."""
+"""One synthetic history of 1,000 issues for the whole package (written once: the metrics only read it)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from tests.conftest import database_url_for
 from tests.insight.history import Truth, generate
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def history(pg_server: EmbeddedPostgres) -> Iterator[tuple[PlatformStore, Truth, str]]:
     name = f"t_{uuid.uuid4().hex[:12]}"
     assert pg_server.url is not None

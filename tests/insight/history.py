@@ -80,7 +80,9 @@ class _Writer:
         self.next_event += 1
         return self.next_event
 
-    def add(self, key: str, event_type: str, at: datetime, actor: str = "dagster", actor_type: str = "system", **payload):
+    def add(
+        self, key: str, event_type: str, at: datetime, actor: str = "dagster", actor_type: str = "system", **payload
+    ):
         self.events.append(EventRecord(key, event_type, actor_type, actor, payload, at))
 
     def seconds(self, low: int, high: int) -> timedelta:
@@ -143,6 +145,11 @@ class _Writer:
         elif outcome == "failed":
             truth.outcome, truth.reason = "failed", self.rng.choice(FAIL_REASONS)
             self.add(key, "run.failed", finished, reason=truth.reason, message="it broke")
+            if self.rng.random() < 0.25:  # someone re-executes the failed Dagster run from the UI: an override
+                again = finished + self.seconds(60, 600)
+                self.add(key, "run.started", again, dagster_run_id=f"run-{self.event_id():08d}")
+                self.add(key, "run.failed.outside_ops", again + self.seconds(5, 60), message="crashed again")
+                truth.interventions.add("override")
         elif outcome == "precondition":
             truth.outcome, truth.reason, truth.precondition = "failed", "no_branch", True
             self.add(key, "run.failed.precondition", finished, reason="no_branch", message="branch missing")

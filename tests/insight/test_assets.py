@@ -93,7 +93,10 @@ def test_the_daily_schedule_materialises_the_day_before() -> None:
     defs = dg.Definitions(
         assets=INSIGHT_ASSETS,
         schedules=[insight_daily_schedule],
-        resources={"platform_db": PlatformDatabase(url="postgresql://unused"), "platform_config": PlatformConfigResource()},
+        resources={
+            "platform_db": PlatformDatabase(url="postgresql://unused"),
+            "platform_config": PlatformConfigResource(),
+        },
     )
     schedule = defs.get_schedule_def("delivery_insight_daily_schedule")
     assert schedule.cron_schedule == "17 0 * * *"

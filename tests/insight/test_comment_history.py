@@ -25,7 +25,9 @@ def _context(issue: int, key: str) -> StageContext:
 
 
 def test_the_service_comment_shows_the_history_collapsed(
-    store: PlatformStore, github_server: GitHubServer, monkeypatch: pytest.MonkeyPatch  # noqa: F811
+    store: PlatformStore,
+    github_server: GitHubServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("CODEXK8S_GITHUB_TOKEN", GITHUB_TOKEN)
     monkeypatch.setenv("CODEXK8S_GITHUB_API_URL", github_server.url)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 SOURCES = {
-    "codexk8s_pipelines/agents/runner.py": r'_finish\(\s*"[a-z_]+",\s*"([a-z_]+)"',
+    "codexk8s_pipelines/agents/runner.py": r'_finish\(\s*"(?!succeeded)[a-z_]+",\s*"([a-z_]+)"',
     "codexk8s_pipelines/agents/outcome.py": r'Outcome\(\s*"(?:failed|blocked)",\s*"([a-z_]+)"',
     "codexk8s_pipelines/agents/k8s_runtime.py": r'reason="([a-z_]+)"',
     "codexk8s_pipelines/agents/runtime.py": r'reason="([a-z_]+)"',

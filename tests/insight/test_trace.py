@@ -4,14 +4,17 @@ a revise loop and a merge, told step by step in the order it happened."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 
 from codexk8s_pipelines.cli import main
 from codexk8s_pipelines.domain.correlation import correlation_key
 from codexk8s_pipelines.domain.issue_trace import render_history_markdown
+from codexk8s_pipelines.domain.spend import Cost, CostSource, TokenCounts
 from codexk8s_pipelines.insight.trace import issue_trace
 from codexk8s_pipelines.store import PlatformStore
+from codexk8s_pipelines.store.usage import UsageRecord, record_usage
 from tests.github_server import github_server  # noqa: F401  (fixture)
 from tests.mcp_tools.conftest import Platform, data_of, platform  # noqa: F401  (fixture)
 
@@ -103,6 +106,12 @@ def test_trace_prints_every_step_in_order(
     monkeypatch.setenv("CODEXK8S_DATABASE_URL", store.url)
     monkeypatch.delenv("CODEXK8S_DAGSTER_URL", raising=False)
     expected = write_story(store, 7)
+    # The dev run's usage as the spend accounting records it: the trace shows its tokens and cost.
+    usage = UsageRecord(
+        correlation_key(REPO, 7, "run:dev", 5), REPO, "codex", TokenCounts(1200, None, 300),
+        Cost(Decimal("0.07"), "USD", CostSource.AGENT), issue_number=7, stage="dev",
+    )  # fmt: skip
+    record_usage(store, usage)
     assert main(["trace", "acme/Shop#7"]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
@@ -116,7 +125,7 @@ def test_trace_prints_every_step_in_order(
     assert runs == [
         "  `run:plan` · plan · succeeded · 20m 00s · $0.50 · http://127.0.0.1:3000/runs/aaaa1111-plan",
         "  `run:dev` · dev · cancelled · 8m 00s · http://127.0.0.1:3000/runs/bbbb2222-cancel",
-        "  `run:dev` · dev · succeeded · 50m 00s · http://127.0.0.1:3000/runs/cccc3333-dev",
+        "  `run:dev` · dev · succeeded · 50m 00s · 1500 tokens · $0.07 · http://127.0.0.1:3000/runs/cccc3333-dev",
         "  `run:dev:revise` · dev (revise) · failed (agent_timeout) · 8m 00s · http://127.0.0.1:3000/runs/dddd4444-revise",
         "  `run:dev:revise` · dev (revise) · succeeded · 20m 00s · http://127.0.0.1:3000/runs/eeee5555-revise",
     ]

@@ -101,10 +101,29 @@ def test_code_fences_are_never_headings() -> None:
     assert (chunks[0].start_line, chunks[0].end_line) == (1, 15)
 
 
-def test_yaml_front_matter_is_not_a_heading() -> None:
+def test_yaml_front_matter_is_not_a_heading_nor_text_but_gives_the_title() -> None:
     text = "---\ntitle: Guide\n---\n\n# Guide\n\nBody.\n"
     chunks = chunk_document(text, "a.md")
-    assert [(c.heading_path, c.start_line) for c in chunks] == [((), 1), (("Guide",), 5)]
+    assert [(c.heading_path, c.start_line, c.title) for c in chunks] == [(("Guide",), 5, "Guide")]
+    assert chunks[0].embedding_text == "Guide\n\n# Guide\n\nBody."  # the title once, as the path starts with it
+
+
+def test_the_document_title_goes_into_what_is_embedded_and_indexed() -> None:
+    text = (
+        '---\ntitle: "Managing environments"\nweight: 3\n---\n\n'
+        "## Switching\n\nUse `env use`.\n\n```sh\n# not a heading\n```\n"
+    )
+    chunks = chunk_document(text, "docs/envs.md")
+    assert [(c.heading_path, c.title) for c in chunks] == [(("Switching",), "Managing environments")]
+    assert chunks[0].heading_text == "Managing environments > Switching"
+    assert chunks[0].embedding_text.startswith("Managing environments > Switching\n\n## Switching")
+    assert "# not a heading" in chunks[0].text and "weight: 3" not in chunks[0].text
+    # Without front matter, the first top-level heading is the title.
+    plain = chunk_document("# Tool\n\nIntro.\n\n## Install\n\npip install tool\n", "README.md")
+    assert [(c.heading_path, c.heading_text) for c in plain] == [
+        (("Tool",), "Tool"),
+        (("Tool", "Install"), "Tool > Install"),
+    ]
 
 
 def test_rst_titles_over_and_underlined_with_levels_in_order_of_appearance() -> None:

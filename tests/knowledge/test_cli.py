@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -83,8 +84,8 @@ def test_without_a_database_url_the_commands_say_what_to_set(args: tuple[str, ..
     assert "Traceback" not in result.stderr
 
 
-def test_usage_errors_exit_2_without_a_traceback(database_url: str, tmp_path: Path) -> None:
-    no_index = docs("search", "refund", url=database_url, cwd=tmp_path)
+def test_usage_errors_exit_2_without_a_traceback(database_url: str, bare_database: Any, tmp_path: Path) -> None:
+    no_index = docs("search", "refund", url=bare_database.migrator, cwd=tmp_path)
     assert no_index.returncode == 2 and "no docs index" in no_index.stderr and "Traceback" not in no_index.stderr
     not_a_dir = docs("index", str(tmp_path / "missing"), url=database_url, cwd=tmp_path)
     assert not_a_dir.returncode == 2 and "not a directory" in not_a_dir.stderr

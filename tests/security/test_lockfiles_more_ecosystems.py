@@ -193,13 +193,16 @@ sdks:
   dart: ">=3.0.0 <4.0.0"
 """
 
-MIX_LOCK = """\
-%{
-  "cowboy": {:hex, :cowboy, "2.9.0", "865dd8b6607e14cf03282e10e934023a1bd8be6f6bacf921a7e2a96d800cd452", [:make, :rebar3], [{:cowlib, "2.11.0", [hex: :cowlib, repo: "hexpm", optional: false]}], "hexpm", "2c729f934b4e1aa149aff882f57c6372c15399a20d54f65c8d67bef583021bde"},
-  "plug": {:hex, :plug, "1.14.0", "ba4f558468f69cbd9f6b356d25443d0b796fbdc887e03fa89001384a9cac638f", [:mix], [], "hexpm", "bf020432c7d4feb7b3af16a0c2701455cbbbb95e5b6866132cb09eb0c29adc14"},
-  "my_dep": {:git, "https://github.com/me/my_dep.git", "0123456789abcdef", []},
-}
-"""
+MIX_LOCK = (
+    "%{\n"
+    '  "cowboy": {:hex, :cowboy, "2.9.0", "865dd8b6607e14cf03282e10e934023a1bd8be6f6bacf921a7e2a96d800cd452", '
+    '[:make, :rebar3], [{:cowlib, "2.11.0", [hex: :cowlib, repo: "hexpm", optional: false]}], "hexpm", '
+    '"2c729f934b4e1aa149aff882f57c6372c15399a20d54f65c8d67bef583021bde"},\n'
+    '  "plug": {:hex, :plug, "1.14.0", "ba4f558468f69cbd9f6b356d25443d0b796fbdc887e03fa89001384a9cac638f", '
+    '[:mix], [], "hexpm", "bf020432c7d4feb7b3af16a0c2701455cbbbb95e5b6866132cb09eb0c29adc14"},\n'
+    '  "my_dep": {:git, "https://github.com/me/my_dep.git", "0123456789abcdef", []},\n'
+    "}\n"
+)
 
 RENV_LOCK = json.dumps(
     {

@@ -14,6 +14,7 @@ from codexk8s_pipelines.security.dependencies import CRATES, ECOSYSTEMS, GO, NPM
 from codexk8s_pipelines.security.lockfiles import (
     DEFAULT_EXCLUDES,
     KNOWN_FILES,
+    MAX_FILE_BYTES,
     KnownFile,
     extract_dependencies,
     known_file,
@@ -157,7 +158,7 @@ def test_symlinks_out_of_the_tree_are_not_followed(tmp_path: Path) -> None:
 
 def test_oversized_and_undecodable_files_are_reported_not_read(tmp_path: Path) -> None:
     with (tmp_path / "package-lock.json").open("wb") as handle:
-        handle.truncate(21 * 1024 * 1024)  # sparse: the size is what is checked, nothing is written
+        handle.truncate(MAX_FILE_BYTES + 1024 * 1024)  # sparse: the size is what is checked, nothing is written
     (tmp_path / "requirements.txt").write_bytes(b"caf\xe9==1.0\n")
     write(tmp_path, "go.mod", "module m\n\nrequire github.com/a/b v1.0.0\n")
 
@@ -165,7 +166,7 @@ def test_oversized_and_undecodable_files_are_reported_not_read(tmp_path: Path) -
     assert extraction.files == ["go.mod"]
     assert len(extraction.dependencies) == 1
     assert [(e.file, e.message) for e in extraction.errors] == [
-        ("package-lock.json", "file is 21.0 MB, over the 20 MB limit: not read"),
+        ("package-lock.json", "file is 65.0 MB, over the 64 MB limit: not read"),
         ("requirements.txt", "not UTF-8 text (invalid continuation byte at byte 3)"),
     ]
 

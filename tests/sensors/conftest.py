@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 from codexk8s_pipelines.github.resource import GitHubResource
 from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
 from codexk8s_pipelines.store import PlatformStore
+from sensors.github import POLL_SECONDS_VAR
 from tests.github_server import GitHubServer, GitHubState, github_server  # noqa: F401  (fixture)
 
 REPO = "acme/shop"
@@ -35,11 +37,15 @@ class Intake:
     cursors: dict[str, str | None]
 
     def tick(self, sensor: dg.SensorDefinition) -> dg.SensorExecutionData:
-        """One evaluation with the cursor the previous one left, as the daemon does."""
+        """One evaluation with the cursor the previous one left, as the daemon does. Unless a test sets the
+        polling interval, every tick polls, as if the interval had passed since the previous one."""
         resources = {"github": GitHubResource(), "platform_db": PlatformDatabase(url=self.store.url),
                      "platform_config": PlatformConfigResource()}  # fmt: skip
-        with dg.build_sensor_context(cursor=self.cursors.get(sensor.name), resources=resources) as context:
-            data = sensor.evaluate_tick(context)
+        with pytest.MonkeyPatch.context() as mp:
+            if POLL_SECONDS_VAR not in os.environ:
+                mp.setenv(POLL_SECONDS_VAR, "0")
+            with dg.build_sensor_context(cursor=self.cursors.get(sensor.name), resources=resources) as context:
+                data = sensor.evaluate_tick(context)
         self.cursors[sensor.name] = data.cursor
         return data
 
@@ -60,7 +66,6 @@ def intake(
     monkeypatch.setenv("CODEXK8S_GITHUB_TOKEN", github_server.token)
     monkeypatch.setenv("CODEXK8S_GITHUB_API_URL", github_server.url)
     monkeypatch.setenv("CODEXK8S_DATABASE_URL", store.url)
-    monkeypatch.setenv("CODEXK8S_INTAKE_POLL_SECONDS", "0")  # every tick of a test polls, as the daemon's would
     state = github_server.state
     state.add_repo(REPO, collaborators={"alice": "write", "bob": "maintain", "carol": "read", "erin": "write"})
     yield Intake(github_server, store, state, {})

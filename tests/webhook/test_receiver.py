@@ -233,3 +233,50 @@ def test_a_receiver_killed_after_storing_loses_nothing(intake: Intake, monkeypat
     assert request.run_key == f"{REPO}#{number}:run:dev:{event}"
     assert delivery_status(intake.store, intake.state.deliveries[0].id)["status"] == "drained"  # type: ignore[index]
     assert intake.tick(issue_sensor).run_requests == []
+
+
+def test_without_the_database_the_receiver_answers_503_so_github_can_redeliver() -> None:
+    from codexk8s_pipelines.store import PlatformStore
+
+    gone = PlatformStore("postgresql://nobody@127.0.0.1:1/none?connect_timeout=2")
+    with Receiver(gone) as down:
+        answer = _post(down.url, "issues", _labeled(), delivery="d-db-down")
+    assert answer.status_code == 503 and "redeliver" in answer.json()["error"]
+
+
+def test_serve_refuses_to_start_without_a_secret(intake: Intake) -> None:
+    env = {**os.environ, "CODEXK8S_WEBHOOK_SECRET": "", "CODEXK8S_DATABASE_URL": intake.store.url}
+    result = subprocess.run(
+        [str(CODEXK8S), "webhook", "serve", "--port", str(_free_port())], env=env, capture_output=True, text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert result.returncode == 2 and "CODEXK8S_WEBHOOK_SECRET is not set" in result.stderr
+
+
+def test_a_bad_polling_interval_is_named_not_fatal(intake: Intake, monkeypatch: pytest.MonkeyPatch) -> None:
+    intake.state.add_issue(REPO, "Quiet")
+    monkeypatch.setenv("CODEXK8S_INTAKE_POLL_SECONDS", "soon")
+    data = intake.tick(issue_sensor)
+    assert data.run_requests == []
+    assert "CODEXK8S_INTAKE_POLL_SECONDS='soon' is not a number of seconds >= 0; using 30" in (data.skip_message or "")
+
+
+def test_a_working_webhook_turns_polling_into_reconciliation(
+    intake: Intake, receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    number = intake.state.add_issue(REPO, "Checkout fails")
+    monkeypatch.setenv("CODEXK8S_INTAKE_POLL_SECONDS", "0")
+    monkeypatch.setenv("CODEXK8S_INTAKE_RECONCILE_SECONDS", "3600")
+    intake.tick(issue_sensor)  # the first look
+    intake.tick(issue_sensor)  # the issue at the watermark, read once
+    intake.state.clear_requests()
+    intake.tick(issue_sensor)
+    assert [status for _, _, status in intake.state.requests] == [304]  # no webhook yet: every tick polls
+    intake.state.add_webhook(receiver.url, SECRET)
+    intake.state.label(REPO, number, "bug", actor="alice")
+    _delivered(intake)
+    intake.tick(issue_sensor)  # drains the delivery, and the repository's poll is due once more
+    intake.state.clear_requests()
+    for _ in range(3):
+        assert intake.tick(issue_sensor).run_requests == []
+    assert intake.state.requests == []  # the webhook works: polling waits for the reconciliation interval

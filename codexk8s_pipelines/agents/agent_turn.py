@@ -1,0 +1,152 @@
+"""The runner's side of one real agent's turn: set it up, watch it, read what it said, judge it, keep its session.
+
+The runner (`runner.py`) owns the checkout, the sandbox, the process and the push; this object owns what is
+specific to the agent program (`agent_setup`, `agent_watch`, `transcript`, `usage`, `outcome`), so the runner
+calls it at five points:
+
+1. `prepare(command, env)` before the start: config files in the agent's private home, the final command line;
+2. `probe()`: the model endpoint answers a TCP connect, else the run ends `model_unreachable` without starting;
+3. `started(kill)` / `line(text)` while it runs: every output line is kept for the transcript and shown in a short
+   form (no JSON walls, no echo of the prompt), and the unreachable-model watch can stop it;
+4. `finish(exit_code)` after it: transcript, usage (`since` the resumed session's previous figures), the session
+   kept for the branch's next revise;
+5. `judge(...)`: the outcome from what it did (see `outcome.py`).
+
+A custom agent (a user's own command) goes through the same calls; it simply has no setup, no usage and no
+session, and its output is shown as it is.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from .agent_setup import AgentSettings, PreparedAgent, archive_session, prepare
+from .agent_watch import UnreachableWatch, probe_endpoint
+from .outcome import Evidence, Outcome, judge
+from .transcript import Transcript, describe_line, read_transcript
+from .usage import Usage, parse_usage
+
+MAX_KEPT_LINES = 20_000
+
+
+class AgentTurn:
+    def __init__(
+        self,
+        launch: AgentSettings | None,
+        host_home: Path,
+        agent_home: str | None = None,
+        *,
+        nested: bool = False,
+    ) -> None:
+        """`nested`: the agent runs inside the platform's own sandbox, where Codex's bubblewrap cannot nest."""
+        self.launch = launch
+        self.nested = nested
+        self.kind = launch.kind if launch is not None else "custom"
+        self.host_home = host_home
+        self.agent_home = agent_home or str(host_home)
+        self.lines: list[str] = []
+        self.prepared: PreparedAgent | None = None
+        self.watch: UnreachableWatch | None = None
+        self.unreachable: str | None = None
+        self.transcript: Transcript | None = None
+        self.usage: Usage | None = None
+        self.notes: list[str] = []
+
+    # 1 -------------------------------------------------------------------------------------------------------
+    def prepare(self, command: Sequence[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
+        """The command to run and the variables to add to the agent's environment (config paths, settings)."""
+        shutil.rmtree(self.host_home, ignore_errors=True)  # nothing of an earlier run leaks into this one
+        self.host_home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        namespaces = False if self.nested else None
+        self.prepared = prepare(
+            self.launch, command, self.host_home, env, agent_home=self.agent_home, namespaces=namespaces
+        )
+        self.notes.extend(self.prepared.notes)
+        return self.prepared.command, dict(self.prepared.env)
+
+    @property
+    def declared(self) -> list[str]:
+        """Variables the agent reads from the runner's environment (its model key)."""
+        return list(self.prepared.declared) if self.prepared else []
+
+    # 2 -------------------------------------------------------------------------------------------------------
+    def probe(self) -> str | None:
+        if self.launch is None or self.launch.kind == "custom":
+            return None
+        cause = probe_endpoint(self.launch.endpoint.base_url)
+        if cause:
+            self.unreachable = f"{self.launch.endpoint.base_url}: {cause}"
+        return self.unreachable
+
+    # 3 -------------------------------------------------------------------------------------------------------
+    def started(self, kill: Callable[[], None]) -> None:
+        if self.launch is not None and self.launch.kind != "custom":
+            self.watch = UnreachableWatch(self.kind, self.launch.unreachable_grace_seconds, kill)
+
+    def line(self, text: str) -> str | None:
+        """Keep the line; return what the log shows of it (None: nothing)."""
+        if len(self.lines) < MAX_KEPT_LINES:
+            self.lines.append(text)
+        if self.watch is not None:
+            self.watch.feed(text)
+        return describe_line(self.kind, text) if self.kind != "custom" else text
+
+    # 4 -------------------------------------------------------------------------------------------------------
+    def finish(self) -> None:
+        if self.watch is not None:
+            self.watch.close()
+            self.unreachable = self.unreachable or self.watch.verdict
+        self.transcript = read_transcript(self.kind, self.lines)
+        analytics = None
+        if self.prepared is not None and self.prepared.analytics_log is not None:
+            analytics = self.host_home / self.prepared.analytics_log.name
+        reported = parse_usage(self.kind, self.transcript, analytics)
+        previous = Usage.from_dict(self.prepared.previous_usage) if self.prepared else None
+        resumed = bool(self.prepared and self.prepared.resumed_session)
+        self.usage = reported.since(previous) if resumed else reported
+        if self.launch is not None and self.launch.session_dir and self.transcript.session_id:
+            note = archive_session(
+                self.kind, self.host_home, self.launch.session_dir, self.transcript.session_id, reported.to_dict()
+            )
+            if note:
+                self.notes.append(note)
+
+    # 5 -------------------------------------------------------------------------------------------------------
+    def judge(
+        self,
+        exit_code: int | None,
+        changed_files: Sequence[str],
+        report_status: str | None,
+        report_summary: str | None,
+        report_diagnosis: str | None,
+        report_problem: str | None,
+    ) -> Outcome:
+        transcript = self.transcript or read_transcript(self.kind, self.lines)
+        return judge(
+            Evidence(
+                transcript,
+                exit_code,
+                changed_files=list(changed_files),
+                report_status=report_status,
+                report_summary=report_summary,
+                report_diagnosis=report_diagnosis,
+                report_problem=report_problem,
+                unreachable=self.unreachable,
+                require_result=self.kind != "custom",
+            )
+        )
+
+    def result_fields(self) -> dict[str, Any]:
+        """What goes into the runner's result (and from there run metadata, `flow_events`, the comment)."""
+        prepared = self.prepared
+        return {
+            "agent_kind": self.kind,
+            "usage": self.usage.to_dict() if self.usage is not None and self.kind != "custom" else None,
+            "session_id": self.transcript.session_id if self.transcript else None,
+            "previous_session_id": prepared.previous_session if prepared else None,
+            "resumed": bool(prepared and prepared.resumed_session),
+            "agent_notes": list(self.notes),
+        }

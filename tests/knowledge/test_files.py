@@ -1,0 +1,49 @@
+"""Which files the indexer reads (issue 20): links that loop or leave the checkout never crash or leak a pass,
+binary files named like docs are skipped and counted, oversized docs are reported, not silently dropped."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+import codexk8s_pipelines.knowledge.files as files_module
+from codexk8s_pipelines.knowledge.embedding import HashingEmbedder
+from codexk8s_pipelines.knowledge.files import Skipped, discover
+from codexk8s_pipelines.knowledge.index import index_repository
+
+
+@pytest.fixture
+def tricky(tmp_path: Path) -> Path:
+    root = tmp_path / "repo"
+    (root / "docs").mkdir(parents=True)
+    outside = tmp_path / "secret.md"
+    outside.write_text("# Outside\n\nNot this repository's documentation.\n")
+    (root / "docs" / "guide.md").write_text("# Guide\n\nHow to use the tool.\n")
+    (root / "docs" / "same.md").symlink_to(root / "docs" / "guide.md")  # inside: followed
+    (root / "docs" / "out.md").symlink_to(outside)  # out of the checkout: never read
+    (root / "docs" / "loop.md").symlink_to(root / "docs" / "loop2.md")
+    (root / "docs" / "loop2.md").symlink_to(root / "docs" / "loop.md")  # a loop: resolve() raises
+    (root / "docs" / "dangling.md").symlink_to(root / "docs" / "nowhere.md")
+    (root / "docs" / "dir-loop").symlink_to(root / "docs", target_is_directory=True)  # never walked into
+    (root / "docs" / "image.md").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    (root / "docs" / "big.md").write_text("# Big\n\n" + "generated line\n" * 200)
+    return root
+
+
+def test_discover_skips_loops_outside_links_and_binary_files(tricky: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(files_module, "MAX_FILE_BYTES", 1000)
+    skipped = Skipped()
+    found = [rel for rel, _ in discover(tricky, ("**/*.md",), skipped)]
+    assert found == ["docs/guide.md", "docs/same.md"]
+    assert skipped.binary == ["docs/image.md"]
+    assert skipped.oversized == ["docs/big.md"]
+    assert sorted(skipped.links) == ["docs/dangling.md", "docs/loop.md", "docs/loop2.md", "docs/out.md"]
+
+
+def test_index_reports_what_it_skipped(migrated_url: str, tricky: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(files_module, "MAX_FILE_BYTES", 1000)
+    stats = index_repository(migrated_url, "acme/tricky", tricky, embedder=HashingEmbedder())
+    assert (stats.files, stats.binary_skipped, stats.oversized, stats.links_skipped) == (2, 1, ("docs/big.md",), 4)
+    assert os.path.islink(tricky / "docs" / "loop.md")  # nothing was touched
