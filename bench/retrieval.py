@@ -89,9 +89,7 @@ def scores(rankings: Sequence[Ranked], questions: Sequence[Question]) -> dict[st
         hit1 += rank == 1
         hit5 += rank is not None and rank <= 5
         mrr += 1 / rank if rank else 0.0
-        sec5 += any(
-            path == q.file and _norm(q.heading) in {_norm(h) for h in heads} for path, heads in ranked.hits[:5]
-        )
+        sec5 += any(path == q.file and _norm(q.heading) in {_norm(h) for h in heads} for path, heads in ranked.hits[:5])
     n = len(questions)
     return {"hit@1": hit1 / n, "hit@5": hit5 / n, "MRR": mrr / n, "sec@5": sec5 / n}
 
@@ -180,7 +178,9 @@ def main() -> None:
     parser.add_argument("--sets", default="poetry,click", help="comma-separated: poetry, click")
     parser.add_argument("--poetry", type=Path, help="the Poetry set's folder (default ../shared/data/docs-eval)")
     parser.add_argument("--no-fusion-table", action="store_true", help="skip the fusion method comparison")
-    parser.add_argument("--data-dir", type=Path, help="keep the server's data here; a later run re-indexes incrementally")
+    parser.add_argument(
+        "--data-dir", type=Path, help="keep the server's data here; a later run re-indexes incrementally"
+    )
     args = parser.parse_args()
     os.environ.setdefault("LC_ALL", "C.UTF-8")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")

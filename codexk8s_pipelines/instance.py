@@ -42,7 +42,8 @@ def local_instance(config: PlatformConfig) -> dict[str, Any]:
     runs launched by hand from the UI, so the limits hold for them too."""
     queue = run_queue(config)
     queue.update({"module": "codexk8s_pipelines.run_tags", "class": "PlatformRunCoordinator"})
-    return {"telemetry": {"enabled": False}, "run_coordinator": queue}
+    # `nux`: no "join the community" dialog over every first page a new user opens.
+    return {"telemetry": {"enabled": False}, "nux": {"enabled": False}, "run_coordinator": queue}
 
 
 def kubernetes_instance(config: PlatformConfig) -> dict[str, Any]:

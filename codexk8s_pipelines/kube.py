@@ -45,5 +45,6 @@ def load_kube(kubeconfig: str | None = None) -> KubeClient:
             )
         kubernetes.config.load_kube_config(config_file=path, client_configuration=configuration)
         source = f"kubeconfig {path}"
-    configuration.retries = 0
+    # kubernetes' Configuration declares `retries` only by `self.retries = None` (no annotation); it takes an int.
+    configuration.retries = 0  # pyright: ignore[reportAttributeAccessIssue]
     return KubeClient(kubernetes.client.ApiClient(configuration), source, configuration.host)

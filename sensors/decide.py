@@ -12,7 +12,7 @@ labels, or an issue opened with its labels) are applied together and then decide
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
@@ -33,10 +33,12 @@ from codexk8s_pipelines.domain.decisions import (
 )
 from codexk8s_pipelines.domain.labels import LabelKind, normalize
 from codexk8s_pipelines.domain.rules import Actor, Rules
+from codexk8s_pipelines.domain.spend import Budgets
 from codexk8s_pipelines.domain.stages import Permission
 from codexk8s_pipelines.github.api import RepoApi
 from codexk8s_pipelines.github.payloads import GitHubUser, IssueEvent, IssueItem, PayloadError, PullRequest, Review
 from codexk8s_pipelines.store import PlatformStore
+from codexk8s_pipelines.store.usage import BudgetHold, open_holds
 
 from .history import DecisionHistory, NoHistory, StoreHistory
 
@@ -50,6 +52,10 @@ class TickContext:
     store: PlatformStore | None
     now: datetime
     history: DecisionHistory = field(default_factory=NoHistory)
+    budgets: Budgets = field(default_factory=Budgets)
+    budgets_currency: str = "USD"
+    # role -> the catalog's agent for it: the per-agent budget's key
+    agents: Mapping[str, str] = field(default_factory=dict[str, str])
     _permissions: dict[tuple[str, str], Permission | None] = field(
         default_factory=dict[tuple[str, str], Permission | None]
     )
@@ -58,6 +64,9 @@ class TickContext:
     def __post_init__(self) -> None:
         if self.store is not None and isinstance(self.history, NoHistory):
             self.history = StoreHistory(self.store)
+
+    def agent_for(self, role: str | None) -> str:
+        return self.agents.get(role or "", role or "unknown")
 
     @property
     def platform(self) -> PlatformStore:
@@ -102,6 +111,7 @@ class Decided:
     label: str
     approval: ApprovalStep | None = None
     comment: bool = True  # False: decided and audited, but the people concerned were already told
+    budget_override: BudgetHold | None = None  # an approver's override label starts this run the budgets held
 
 
 @dataclass(frozen=True)
@@ -232,6 +242,34 @@ def approval_decision(api: RepoApi, ctx: TickContext, number: int, event: IssueE
                    ApprovalStep(original, outcome))  # fmt: skip
 
 
+def budget_override_decision(api: RepoApi, ctx: TickContext, number: int, event: IssueEvent) -> Decided | None:
+    """The override label on an issue whose run the budgets hold: an approver of that stage starts it; anyone
+    else hears who may. Without a held run the label means nothing here."""
+    if ctx.store is None:
+        return None
+    holds = open_holds(ctx.store, api.full_name, number)
+    if not holds:
+        return None
+    hold = holds[0]
+    held = Decision.from_dict(hold.decision)
+    actor = actor_of(api, ctx, event.actor)
+    rule = ctx.rules.stage(held.stage or "dev").approval
+    if actor.is_human and rule.may_approve(actor.login, actor.permission):
+        return Decided(hold.correlation_key, held, actor, number, hold.issue_number, hold.pr_number, event.id,
+                       held.trigger_label or event.label, budget_override=hold)  # fmt: skip
+    refused = Decision(
+        DecisionKind.IGNORED,
+        Reason.APPROVER_NOT_PERMITTED,
+        f"{actor.login} may not override the budget for {held.trigger_label}: needs {rule.describe_approvers()}",
+        stage=held.stage,
+        revise=held.revise,
+        trigger_label=held.trigger_label,
+        approvers=rule.describe_approvers(),
+    )
+    key = correlation_key(api.full_name, number, event.label, event.id)
+    return Decided(key, refused, actor, number, number, None, event.id, event.label)
+
+
 def decide_issue_moment(
     api: RepoApi, ctx: TickContext, number: int, moment: Moment, new: Sequence[IssueEvent]
 ) -> list[Decided]:
@@ -243,6 +281,10 @@ def decide_issue_moment(
         parsed = scheme.parse(event.label)
         if parsed.kind is LabelKind.STATE and parsed.value == "approved":
             decided = approval_decision(api, ctx, number, event)
+            if decided is not None:
+                out.append(decided)
+        elif normalize(event.label) == normalize(ctx.budgets.override_label):
+            decided = budget_override_decision(api, ctx, number, event)
             if decided is not None:
                 out.append(decided)
     runs = [e for e in added if scheme.parse(e.label).kind is LabelKind.RUN]

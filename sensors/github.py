@@ -44,6 +44,19 @@ def _seconds(var: str, default: float, notes: list[str]) -> timedelta:
     return timedelta(seconds=value)
 
 
+def agents_by_role() -> dict[str, str]:
+    """Which catalog agent each role runs (the per-agent budgets' key); a catalog that does not load leaves the
+    role names, and the stage run itself reports the catalog's error."""
+    from codexk8s_pipelines.agents.catalog import load_catalog
+    from codexk8s_pipelines.domain.stages import Role
+
+    try:
+        catalog = load_catalog()
+        return {role.value: catalog.for_role(role).name for role in Role}
+    except Exception:
+        return {}
+
+
 def run_request(intent: RunIntent) -> dg.RunRequest:
     d = intent.decision
     config = StageRunConfig(
@@ -85,7 +98,14 @@ def evaluate(
         return dg.SkipReason("no GitHub repository is watched: add `github: owner/name` under repositories")
     connector = github.connector()
     store = platform_db.store()
-    ctx = TickContext(rules=config.rules(), store=store, now=now_utc())
+    ctx = TickContext(
+        rules=config.rules(),
+        store=store,
+        now=now_utc(),
+        budgets=config.budgets.budgets(),
+        budgets_currency=config.pricing.currency,
+        agents=agents_by_role(),
+    )
     notes: list[str] = []
     poll = _seconds(POLL_SECONDS_VAR, 30, notes)
     reconcile = _seconds(RECONCILE_SECONDS_VAR, 300, notes)

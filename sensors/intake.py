@@ -30,6 +30,7 @@ from codexk8s_pipelines.github.rate_limit import rate_limit_of
 from codexk8s_pipelines.store.database import RunRecord, StoreError
 from codexk8s_pipelines.store.insight import record_merge
 
+from . import budget_gate
 from .cursor import IntakeCursor, RepoCursor, format_time, parse_time
 from .decide import (
     Decided,
@@ -135,9 +136,13 @@ def _record(api: RepoApi, ctx: TickContext, d: Decided) -> RunIntent | None:
     """Audit one decision and make its side effects, each at most once per GitHub event."""
     store = ctx.platform
     decision, actor, key = d.decision, d.actor, d.key
+    if decision.kind is DecisionKind.RUN and not budget_gate.admit(api, ctx, d):
+        return None  # held until the budget allows it or an approver overrides (audited and told there)
     event_type = _audit_type(decision)
     if not store.has_event(key, event_type):
         payload = {**decision.to_dict(), "actor": actor.login, "actor_type": actor.type, "event_id": d.event_id}
+        if d.budget_override is not None:
+            payload["budget_override_by"] = actor.login
         payload["permission"] = actor.permission.value if actor.permission else None
         actor_type = "human" if actor.is_human else "system"
         store.append_event(key, event_type, actor_type, actor.login or SYSTEM_ACTOR, payload)
@@ -179,6 +184,8 @@ def _transition(ctx: TickContext, original: str, status: str, approver: str | No
 
 def apply(api: RepoApi, ctx: TickContext, d: Decided) -> RunIntent | None:
     """Act on one decision: the approval's state and audit first, then the decision's own record."""
+    if d.budget_override is not None:
+        return _record(api, ctx, d) if budget_gate.record_override(ctx, d) else None
     step = d.approval
     if step is None:
         return _record(api, ctx, d)
@@ -227,8 +234,9 @@ def _decide_pull(api: RepoApi, ctx: TickContext, cursor: RepoCursor, number: int
     merge (the end of its issue's lead time)."""
     events = parse_events(api.issue_events(number), f"event of {api.full_name}#{number}")
     for merge in (e for e in events if e.event == "merged" and cursor.is_new(e.id, e.created_at)):
-        issue = PullRequest.parse(api.pull(number)).linked_issue
-        record_merge(ctx.platform, api.full_name, issue, number, merge.actor.login, parse_time(merge.created_at))
+        pull = PullRequest.parse(api.pull(number))
+        at = parse_time(merge.created_at)
+        record_merge(ctx.platform, api.full_name, pull.linked_issue, number, merge.actor.login, at, pull.head_sha)
         cursor.mark(merge.id, merge.created_at)
     for moment in replay(events):
         new = [e for e in moment.events if cursor.is_new(e.id, e.created_at)]
@@ -383,6 +391,7 @@ def run_tick(
             ctx.platform.append_event(
                 key, "approval.expired", "system", SYSTEM_ACTOR, {"expired_at": format_time(ctx.now)}
             )
+        outcome.intents.extend(_released_runs(ctx))
     if not repositories:
         return outcome
     hints = {k.lower(): v for k, v in (hints or {}).items()}
@@ -425,6 +434,30 @@ def run_tick(
         outcome.notes.append(f"{len(skipped)} repositories left for the next tick (tick budget {budget_seconds:g} s)")
         cursor.next_index = list(repositories).index(skipped[0])
     return outcome
+
+
+def _released_runs(ctx: TickContext) -> list[RunIntent]:
+    """Runs the budgets held that now have room: requested under their own key, as if decided now."""
+    intents = []
+    for hold, decision in budget_gate.released_by_budget(ctx):
+        store = ctx.platform
+        if not store.has_event(hold.correlation_key, "run.requested"):
+            payload = {**decision.to_dict(), "actor": hold.actor, "released_from_budget_hold": True}
+            store.append_event(hold.correlation_key, "run.requested", "system", SYSTEM_ACTOR, payload)
+        store.register_run(
+            RunRecord(
+                correlation_key=hold.correlation_key,
+                repository=hold.repository,
+                role=decision.role or "",
+                stage=decision.stage,
+                revise=decision.revise,
+                issue_number=hold.issue_number,
+                pr_number=hold.pr_number,
+            )
+        )
+        intents.append(RunIntent(hold.correlation_key, decision, hold.repository, hold.issue_number, hold.pr_number,
+                                 hold.actor))  # fmt: skip
+    return intents
 
 
 def now_utc() -> datetime:

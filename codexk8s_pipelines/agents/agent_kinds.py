@@ -85,7 +85,8 @@ def apply_kind(entry: dict[str, Any], kinds: dict[str, Any]) -> dict[str, Any]:
     endpoint = merged.get("endpoint")
     if isinstance(endpoint, dict) and endpoint.get("key_secret") and endpoint.get("key_env"):
         # Kubernetes: the key comes from the Secret in the pod, like any other declared secret of the agent.
-        secrets = merged.get("env_from_secrets") if isinstance(merged.get("env_from_secrets"), dict) else {}
+        declared = merged.get("env_from_secrets")
+        secrets = declared if isinstance(declared, dict) else {}
         merged["env_from_secrets"] = {endpoint["key_env"]: endpoint["key_secret"], **secrets}
     return merged
 

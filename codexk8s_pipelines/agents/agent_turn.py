@@ -108,9 +108,12 @@ class AgentTurn:
         resumed = bool(self.prepared and self.prepared.resumed_session)
         self.usage = reported.since(previous) if resumed else reported
         if self.launch is not None and self.launch.session_dir and self.transcript.session_id:
-            note = archive_session(
-                self.kind, self.host_home, self.launch.session_dir, self.transcript.session_id, reported.to_dict()
-            )
+            try:
+                note = archive_session(
+                    self.kind, self.host_home, self.launch.session_dir, self.transcript.session_id, reported.to_dict()
+                )
+            except OSError as exc:  # e.g. a pod's read-only file system: the next revise starts fresh
+                note = f"session {self.transcript.session_id} not kept: {exc}"
             if note:
                 self.notes.append(note)
 
@@ -138,6 +141,17 @@ class AgentTurn:
                 require_result=self.kind != "custom",
             )
         )
+
+    def handover_lines(self, max_bytes: int = 500_000) -> list[str]:
+        """The newest output lines within `max_bytes`: what a pod's agent container hands to its finish step."""
+        kept: list[str] = []
+        size = 0
+        for line in reversed(self.lines):
+            size += len(line.encode("utf-8", "replace")) + 1
+            if size > max_bytes:
+                break
+            kept.append(line)
+        return kept[::-1]
 
     def result_fields(self) -> dict[str, Any]:
         """What goes into the runner's result (and from there run metadata, `flow_events`, the comment)."""

@@ -219,7 +219,8 @@ class AgentCatalog(BaseModel):
         # The mapping key is the agent's name; writing it twice in YAML would only invite a mismatch.
         # Fields an entry leaves out come from its kind's preset (agent_kinds.apply_kind).
         if isinstance(data, dict) and isinstance(data.get("agents"), dict):
-            kinds = data.get("kinds") if isinstance(data.get("kinds"), dict) else {}
+            declared = data.get("kinds")
+            kinds = declared if isinstance(declared, dict) else {}
             agents = {
                 key: (apply_kind({"name": key, **entry}, kinds) if isinstance(entry, dict) else entry)
                 for key, entry in data["agents"].items()
@@ -286,7 +287,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     for name, entry in user_agents.items():
         previous = merged["agents"].get(name)
         both_maps = isinstance(previous, dict) and isinstance(entry, dict)
-        merged["agents"][name] = {**previous, **entry} if both_maps else entry  # type: ignore[dict-item]
+        merged["agents"][name] = {**previous, **entry} if both_maps else entry
     return merged
 
 

@@ -45,7 +45,7 @@ from ..domain.redaction import redact_text
 from ..domain.stages import Role
 from .catalog import AgentSpec
 from .runner_spec import TOKEN_ENV_VAR, RunnerResult, RunnerSpec
-from .runtime import AgentRuntime
+from .runtime import AgentRuntime, remove_run_files
 
 RUNNER_MODULE = "codexk8s_pipelines.agents.runner"
 CONTAINER_NAME = "agent-runner"  # the main container: verify and push (the one Pipes follows)
@@ -466,8 +466,11 @@ class KubernetesAgentRuntime(AgentRuntime):
                     branch=spec.branch,
                 )
         finally:
-            # Success, failure, or DagsterExecutionInterruptedError (run cancelled): the pod goes either way.
+            # Success, failure, or DagsterExecutionInterruptedError (run cancelled): the pod goes either way,
+            # and so does the prompt (issue text) on this side.
             self._delete_pod(context, client, invocation_id)
+            if Path(spec.prompt_file).parent == run_dir:
+                remove_run_files([Path(spec.prompt_file)])
         (run_dir / "result.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
         return result
 

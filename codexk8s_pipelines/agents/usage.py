@@ -33,7 +33,7 @@ CUMULATIVE_ON_RESUME: dict[str, tuple[str, ...]] = {
 @dataclass(frozen=True)
 class Usage:
     """One run's consumption; `None` means the agent did not say. Token counts are named without "token" (as
-`domain.spend.TokenCounts`), so that the audit's redaction of secret-looking keys leaves them readable."""
+    `domain.spend.TokenCounts`), so that the audit's redaction of secret-looking keys leaves them readable."""
 
     agent: str
     input: int | None = None
@@ -78,12 +78,8 @@ class Usage:
         def n(value: int | None) -> str:
             return UNKNOWN if value is None else f"{value:,}"
 
-        tokens_in = f"{n(self.input)} in" + (
-            f" ({n(self.cached_input)} cached)" if self.cached_input else ""
-        )
-        tokens_out = f"{n(self.output)} out" + (
-            f" ({n(self.reasoning)} reasoning)" if self.reasoning else ""
-        )
+        tokens_in = f"{n(self.input)} in" + (f" ({n(self.cached_input)} cached)" if self.cached_input else "")
+        tokens_out = f"{n(self.output)} out" + (f" ({n(self.reasoning)} reasoning)" if self.reasoning else "")
         cost = f"cost {UNKNOWN}" if self.cost_usd is None else f"${self.cost_usd:.4f}"
         return f"{tokens_in} · {tokens_out} tokens · {cost}"
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-from typing import Any
+from typing import Any, cast
 
 from .. import settings
 from ..kube import KubeClient, load_kube
@@ -67,7 +67,11 @@ def _check_cluster(kube: KubeClient, runtime: Any) -> list[Check]:
 
     ns = runtime.namespace
     try:
-        version = kubernetes.client.VersionApi(kube.api).get_code(_request_timeout=K8S_TIMEOUT_SECONDS)
+        # The generated client's methods return an inferred union of every deserialised type: name the model.
+        version = cast(
+            "kubernetes.client.VersionInfo",
+            kubernetes.client.VersionApi(kube.api).get_code(_request_timeout=K8S_TIMEOUT_SECONDS),
+        )
     except Exception as exc:
         status, cause = _api_error(exc)
         if status in (401, 403):
@@ -87,7 +91,7 @@ def _check_cluster(kube: KubeClient, runtime: Any) -> list[Check]:
     core = kubernetes.client.CoreV1Api(kube.api)
     namespace_missing = False
     try:
-        found = core.read_namespace(ns, _request_timeout=K8S_TIMEOUT_SECONDS)
+        found = cast("kubernetes.client.V1Namespace", core.read_namespace(ns, _request_timeout=K8S_TIMEOUT_SECONDS))
         phase = getattr(found.status, "phase", None) or "phase unknown"
         checks.append(ok("kubernetes.namespace", f"{ns} exists ({phase})"))
     except Exception as exc:
@@ -135,7 +139,10 @@ def _check_rbac(kube: KubeClient, ns: str) -> list[Check]:
             )
         )
         try:
-            answer = authz.create_self_subject_access_review(review, _request_timeout=K8S_TIMEOUT_SECONDS)
+            answer = cast(
+                "kubernetes.client.V1SelfSubjectAccessReview",
+                authz.create_self_subject_access_review(review, _request_timeout=K8S_TIMEOUT_SECONDS),
+            )
         except Exception as exc:
             _status, cause = _api_error(exc)
             checks.append(

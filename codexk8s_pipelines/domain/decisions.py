@@ -7,8 +7,8 @@ message is the sentence a human reads.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -84,6 +84,17 @@ class Decision:
         for key in ("labels", "add_labels", "suggested_labels"):
             data[key] = list(data[key])
         return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Decision:
+        """The decision `to_dict` wrote (a run held by the budgets is started later from it)."""
+        names = {f.name for f in fields(cls)}
+        values = {k: v for k, v in data.items() if k in names}
+        values["kind"] = DecisionKind(values["kind"])
+        values["reason"] = Reason(values["reason"])
+        for key in ("labels", "add_labels", "suggested_labels"):
+            values[key] = tuple(values.get(key) or ())
+        return cls(**values)
 
 
 # -- events -------------------------------------------------------------------------------------------------

@@ -14,7 +14,8 @@ Definitions (the runbook and the asset descriptions repeat them):
 - a first `run:dev` / `run:self-improve` run *needed a manual intervention* when, since the previous attempt of
   the same stage on the issue, `need:input` was set on it (by its agent, or by a decision on its trigger label),
   the run was launched or re-executed by hand (no label decision, or a second start: an override), it reruns
-  an attempt that ended `failed_precondition`, or a PR of the issue was edited by hand (`pr.hand_edited`).
+  an attempt that ended `failed_precondition`, or the PR was edited by hand after it (`pr.hand_edited`, seen at
+  the merge: it counts for the last attempt before it, once the partition is materialised after the merge).
 """
 
 from __future__ import annotations
@@ -461,6 +462,8 @@ class LeadTime:
     waiting_hours: float
     working_hours: float
     other_hours: float  # neither waiting nor an agent at work: humans reviewing, the issue idle
+    approval_hours: float = 0.0  # the approval part of waiting
+    queue_hours: float = 0.0  # the queue part of waiting (requested → started)
 
     @property
     def waiting_share(self) -> float | None:
@@ -486,6 +489,8 @@ def lead_time(flows: Iterable[IssueFlow]) -> list[LeadTime]:
                 waiting,
                 working,
                 sum(lead) - waiting - working,
+                sum(f.approval_wait_seconds for f in items) / 3600.0,
+                sum(f.queue_wait_seconds for f in items) / 3600.0,
             )
         )
     return rows
@@ -526,40 +531,45 @@ def bypass_facts(
             continue
         by_issue[(parsed.repository, parsed.number)].append((event, parsed.trigger_label))
     attempts: dict[tuple[str, int, str], list[RunFact]] = defaultdict(list)
-    result = []
     for fact in facts:
-        if fact.finished_at is None:
-            continue
-        earlier = attempts[(fact.repository, fact.number, fact.stage)]
-        previous = earlier[-1] if earlier else None
-        earlier.append(fact)
-        if not (start <= fact.finished_at < end):
-            continue
-        since = previous.finished_at if previous else None
-        window = [
-            (e, label)
-            for e, label in by_issue[(fact.repository, fact.number)]
-            if (since is None or e.at > since) and e.at <= fact.finished_at
-        ]
-        found: list[str] = []
-        # need:input counts when it concerns this attempt: set on the run itself (the agent asked), or by a
-        # decision on the same trigger label (conflicting labels, a refused actor) before it could start.
-        if any(
-            _sets_label(e, need)
-            for e, label in window
-            if e.correlation_key == fact.correlation_key
-            or (e.event_type in DECISION_EVENTS and label == fact.trigger_label)
-        ):
-            found.append("need_input")
-        if fact.manual_launch or fact.relaunched:
-            found.append("override")
-        if previous is not None and previous.precondition_failed:
-            found.append("rerun_after_failed_precondition")
-        if any(e.event_type == HAND_EDITED_EVENT for e, _ in window):
-            found.append("hand_edited_pr")
-        result.append(
-            BypassFact(fact.correlation_key, fact.repository, fact.number, fact.stage, fact.finished_at, tuple(found))
-        )
+        if fact.finished_at is not None:
+            attempts[(fact.repository, fact.number, fact.stage)].append(fact)
+    result = []
+    for (repository, number, _), tries in attempts.items():
+        for i, fact in enumerate(tries):
+            assert fact.finished_at is not None
+            if not (start <= fact.finished_at < end):
+                continue
+            previous = tries[i - 1] if i else None
+            following = tries[i + 1] if i + 1 < len(tries) else None
+            since = previous.finished_at if previous else None
+            events = by_issue[(repository, number)]
+            window = [(e, label) for e, label in events if (since is None or e.at > since) and e.at <= fact.finished_at]
+            found: list[str] = []
+            # need:input counts when it concerns this attempt: set on the run itself (the agent asked), or by a
+            # decision on the same trigger label (conflicting labels, a refused actor) before it could start.
+            if any(
+                _sets_label(e, need)
+                for e, label in window
+                if e.correlation_key == fact.correlation_key
+                or (e.event_type in DECISION_EVENTS and label == fact.trigger_label)
+            ):
+                found.append("need_input")
+            if fact.manual_launch or fact.relaunched:
+                found.append("override")
+            if previous is not None and previous.precondition_failed:
+                found.append("rerun_after_failed_precondition")
+            # A hand edit is seen when the PR merges, after the run: it belongs to the last attempt before it.
+            until = following.finished_at if following else None
+            if any(
+                e.event_type == HAND_EDITED_EVENT and e.at > fact.finished_at and (until is None or e.at <= until)
+                for e, _ in events
+            ):
+                found.append("hand_edited_pr")
+            result.append(
+                BypassFact(fact.correlation_key, repository, number, fact.stage, fact.finished_at, tuple(found))
+            )
+    result.sort(key=lambda f: (f.finished_at, f.correlation_key))
     return result
 
 

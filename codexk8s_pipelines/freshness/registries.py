@@ -280,6 +280,8 @@ class _Http:
             return json.loads(body)
         except (UnicodeDecodeError, json.JSONDecodeError):
             raise RegistryError(self.registry, f"invalid JSON from {self.registry}") from None
+        except RecursionError:
+            raise RegistryError(self.registry, f"invalid JSON from {self.registry}: nested too deeply") from None
 
     def _timed_out(self, timeout: float) -> str:
         if timeout < self.timeout:  # cut short by the total deadline

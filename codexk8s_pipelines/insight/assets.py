@@ -233,16 +233,19 @@ def lead_time(
     )
     columns = [
         ("profile", "string"), ("issues", "int"), ("p50_hours", "float"), ("p95_hours", "float"),
-        ("waiting_hours", "float"), ("working_hours", "float"), ("other_hours", "float"), ("waiting_share", "float"),
+        ("waiting_hours", "float"), ("approval_hours", "float"), ("queue_hours", "float"), ("working_hours", "float"),
+        ("other_hours", "float"), ("waiting_share", "float"),
     ]  # fmt: skip
     data = [
         (r.profile, r.issues, _round(r.p50_hours, 3), _round(r.p95_hours, 3), _round(r.waiting_hours, 3),
-         _round(r.working_hours, 3), _round(r.other_hours, 3), _round(r.waiting_share, 4))
+         _round(r.approval_hours, 3), _round(r.queue_hours, 3), _round(r.working_hours, 3), _round(r.other_hours, 3),
+         _round(r.waiting_share, 4))
         for r in result.rows
     ]  # fmt: skip
     png = bar_chart(
         f"Lead time {context.partition_key} (hours, summed over issues)", [r.profile for r in result.rows],
-        {"waiting": [r.waiting_hours for r in result.rows], "working": [r.working_hours for r in result.rows],
+        {"approval": [r.approval_hours for r in result.rows], "queue": [r.queue_hours for r in result.rows],
+         "working": [r.working_hours for r in result.rows],
          "other": [r.other_hours for r in result.rows]},
         "hours", "No PR merged this day",
     )  # fmt: skip

@@ -288,9 +288,7 @@ def _text_ctes(text: str, repository: str | None, path_prefix: str | None, limit
     return query, [*corpus_params, *corpus_params, text, text, *params, uses_operators(text), limit]
 
 
-def fuse(
-    meaning: Sequence[tuple[int, float]], words: Sequence[tuple[int, float]]
-) -> list[tuple[int, float]]:
+def fuse(meaning: Sequence[tuple[int, float]], words: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
     """The hybrid ranking from the meaning ranking (id, cosine similarity) and the words ranking (id, BM25), as
     `search()`'s statement computes it: (id, fused score), best first.
 

@@ -10,6 +10,7 @@ Findings become `vulnerabilities` that point at their component.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from decimal import Decimal
 
 from cyclonedx.model import Property
 from cyclonedx.model.bom import Bom
@@ -94,7 +95,8 @@ def _components(dependencies: Iterable[Dependency]) -> dict[tuple[str, str, str 
 def _vulnerability(finding: Finding, component: Component | None) -> Vulnerability:
     severity = finding.severity
     rating = VulnerabilityRating(
-        score=severity.score,
+        # A Decimal, as the model declares: a float is written as a JSON string ("9.8"), which the schema rejects.
+        score=Decimal(str(severity.score)) if severity.score is not None else None,
         severity=VulnerabilitySeverity(severity.rating.lower()),
         method=_METHODS.get(severity.type or ""),
         vector=severity.vector,

@@ -15,6 +15,7 @@ from typing import Any
 from ..domain.correlation import correlation_key
 from ..domain.delivery_metrics import (
     FINISH_EVENTS,
+    HAND_EDITED_EVENT,
     MERGED_EVENT,
     AuditEvent,
     RunInfo,
@@ -211,18 +212,42 @@ def merged_issues(store: PlatformStore, start: datetime, end: datetime) -> list[
     return sorted({head for r in rows if (head := _key_head(str(r["correlation_key"]))) is not None})
 
 
+def last_pushed_commit(store: PlatformStore, repository: str, numbers: Iterable[int]) -> str | None:
+    """The last commit a run of the platform pushed for these issues/PRs (`run.agent.finished`), if any."""
+    pushed = [
+        e
+        for e in issues_events(store, [(repository, n) for n in numbers], without_prefix="mcp.")
+        if e.event_type == "run.agent.finished" and e.payload.get("pushed") and e.payload.get("commit")
+    ]
+    return str(pushed[-1].payload["commit"]) if pushed else None
+
+
 def record_merge(
-    store: PlatformStore, repository: str, issue_number: int | None, pr_number: int, merged_by: str, at: datetime
+    store: PlatformStore,
+    repository: str,
+    issue_number: int | None,
+    pr_number: int,
+    merged_by: str,
+    at: datetime,
+    head_sha: str | None = None,
 ) -> bool:
     """Audit a PR's merge once, keyed by the issue it works on (`<repo>#<issue>:pr:merged:<pr>`; the PR's own
-    number when it names no issue): the end of the issue's lead time. False when it was already recorded."""
-    key = correlation_key(repository, issue_number if issue_number is not None else pr_number, "pr:merged", pr_number)
+    number when it names no issue): the end of the issue's lead time. When the merged head is not the last commit
+    a run pushed, someone edited the PR by hand: `pr.hand_edited` first (a manual intervention of the policy
+    bypass rate). False when the merge was already recorded."""
+    number = issue_number if issue_number is not None else pr_number
+    key = correlation_key(repository, number, "pr:merged", pr_number)
     if store.has_event(key, MERGED_EVENT):
         return False
+    if head_sha:
+        platform_commit = last_pushed_commit(store, repository, {number, pr_number})
+        if platform_commit and platform_commit != head_sha:
+            payload = {"number": pr_number, "head": head_sha, "platform_commit": platform_commit}
+            hand_key = correlation_key(repository, number, "pr:hand_edited", pr_number)
+            store.append_event(hand_key, HAND_EDITED_EVENT, "system", "github-sensor", payload, at=at)
     actor_type = "human" if merged_by and not merged_by.endswith("[bot]") else "system"
-    store.append_event(
-        key, MERGED_EVENT, actor_type, merged_by or "github", {"number": pr_number, "merged_by": merged_by}, at=at
-    )
+    payload = {"number": pr_number, "merged_by": merged_by}
+    store.append_event(key, MERGED_EVENT, actor_type, merged_by or "github", payload, at=at)
     return True
 
 

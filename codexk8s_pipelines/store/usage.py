@@ -294,3 +294,111 @@ def daily_cost(store: PlatformStore, start: datetime, end: datetime) -> dict[str
             (start, end),
         ).fetchall()
     return {r["day"]: Decimal(r["cost"]) for r in rows}
+
+
+# -- runs the budgets refused ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BudgetHold:
+    correlation_key: str
+    repository: str
+    issue_number: int | None
+    pr_number: int | None
+    agent: str
+    actor: str
+    decision: Mapping[str, Any]
+    held_at: datetime
+
+
+def _hold(row: Mapping[str, Any]) -> BudgetHold:
+    return BudgetHold(
+        row["correlation_key"],
+        row["repository"],
+        row["issue_number"],
+        row["pr_number"],
+        row["agent"],
+        row["actor"],
+        row["decision"],
+        row["held_at"],
+    )
+
+
+def hold_run(store: PlatformStore, hold: BudgetHold) -> bool:
+    """Keep a refused run until the budget allows it or an approver overrides; False when it is already held."""
+    from psycopg.types.json import Jsonb
+
+    with store.connect() as conn:
+        row = conn.execute(
+            "INSERT INTO budget_holds (correlation_key, repository, issue_number, pr_number, agent, actor, decision,"
+            " held_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (correlation_key) DO NOTHING RETURNING 1",
+            (
+                hold.correlation_key,
+                hold.repository.lower(),
+                hold.issue_number,
+                hold.pr_number,
+                hold.agent,
+                hold.actor,
+                Jsonb(dict(hold.decision)),
+                hold.held_at,
+            ),
+        ).fetchone()
+        return row is not None
+
+
+def open_holds(
+    store: PlatformStore, repository: str | None = None, issue_number: int | None = None
+) -> list[BudgetHold]:
+    """Held runs, oldest first (optionally of one repository or issue)."""
+    with store.connect() as conn:
+        rows = conn.execute(
+            "SELECT * FROM budget_holds WHERE released_at IS NULL AND (%s::text IS NULL OR repository = %s)"
+            " AND (%s::int IS NULL OR issue_number = %s) ORDER BY held_at, correlation_key",
+            (repository and repository.lower(), repository and repository.lower(), issue_number, issue_number),
+        ).fetchall()
+    return [_hold(r) for r in rows]
+
+
+def release_hold(
+    store: PlatformStore,
+    budgets: Budgets,
+    hold: BudgetHold,
+    how: str,
+    by: str,
+    now: datetime | None = None,
+) -> list[Breach] | None:
+    """Start a held run: `budget` when the budgets now have room (its reservation is made in the same
+    transaction), `override` whatever they say (the reservation is recorded all the same, so later launches see
+    it). The breaches when the budget still has no room; None when someone else released it first."""
+    now = now or datetime.now(UTC)
+    with store.connect() as conn, conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_BUDGET_LOCK,))
+        still = conn.execute(
+            "SELECT 1 FROM budget_holds WHERE correlation_key = %s AND released_at IS NULL FOR UPDATE",
+            (hold.correlation_key,),
+        ).fetchone()
+        if still is None:
+            return None
+        if how == "budget":
+            breaches = launch_breaches(budgets, _spent(conn, hold.repository, hold.issue_number, hold.agent, now))
+            if breaches:
+                return breaches
+        reservation = budgets.reservation()
+        conn.execute(
+            "INSERT INTO budget_reservations (correlation_key, repository, issue_number, agent, tokens, cost,"
+            " created_at) VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (correlation_key) DO NOTHING",
+            (
+                hold.correlation_key,
+                hold.repository,
+                hold.issue_number,
+                hold.agent,
+                reservation.tokens,
+                reservation.cost,
+                now,
+            ),
+        )
+        conn.execute(
+            "UPDATE budget_holds SET released_at = %s, released_how = %s, released_by = %s WHERE correlation_key = %s",
+            (now, how, by, hold.correlation_key),
+        )
+        return []

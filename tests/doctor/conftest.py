@@ -178,10 +178,10 @@ class Deployment:
 @pytest.fixture(scope="session")
 def mcp_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The real MCP server (`codexk8s mcp serve --transport http`), once per session: doctor only asks whether it
-    answers, which needs no database."""
+    answers, which touches no database (the URL names a closed port)."""
     port = free_port()
     env = {**os.environ, "CODEXK8S_MCP_SECRET": MCP_SECRET, "CODEXK8S_HOME": str(tmp_path_factory.mktemp("mcp"))}
-    env.pop("CODEXK8S_DATABASE_URL", None)
+    env["CODEXK8S_DATABASE_URL"] = "postgresql://nobody@127.0.0.1:1/none"
     cmd = [str(Path(sys.executable).with_name("codexk8s")), "mcp", "serve", "--transport", "http", "--port", str(port)]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}/mcp"

@@ -26,7 +26,7 @@ from codexk8s_pipelines.store.migrations import available_migrations
 from tests.conftest import database_url_for
 from tests.github_server import DEFAULT_TOKEN_LOGIN, app_key_pair
 
-from .conftest import NAMESPACE, PINNED_IMAGE, REPO, SECRET, Deployment
+from .conftest import MODEL_SECRET, NAMESPACE, PINNED_IMAGE, REPO, SECRET, SECRETS, Deployment
 
 CODEXK8S = Path(sys.executable).with_name("codexk8s")
 NAMES = [
@@ -529,3 +529,54 @@ def test_run_checks_never_raises(deployment: Deployment, monkeypatch: pytest.Mon
     assert [c.line() for c in checks if c.failed] == [
         "FAIL database: the check itself failed: RuntimeError: boom — fix: report this with the line above"
     ]
+
+
+# -- agents: model keys and the MCP server -------------------------------------------------------------------------
+def test_a_missing_model_key_secret_is_one_fail_line(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment.cluster.run(lambda em: em.objects[SECRETS, NAMESPACE, MODEL_SECRET].delete())
+    code, lines = doctor(capsys)
+
+    assert code == 1
+    assert only_fail(lines) == (
+        f"FAIL kubernetes.model_keys: secret {MODEL_SECRET} (model key OPENAI_API_KEY of pm, sa, em, dev, reviewer, "
+        f"qa, sre, km) does not exist in {NAMESPACE} — fix: kubectl -n {NAMESPACE} create secret generic "
+        f"{MODEL_SECRET} --from-literal=OPENAI_API_KEY=<the API key>"
+    )
+
+
+def test_agents_without_a_model_key_fail(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    catalog = deployment.tmp_path / "keyless.yaml"
+    catalog.write_text("agents:\n  dev:\n    image: " + PINNED_IMAGE + "\n", encoding="utf-8")
+    deployment.set("CODEXK8S_AGENT_CATALOG", str(catalog))
+    code, lines = doctor(capsys)
+
+    assert code == 1
+    line = next(x for x in lines if x.startswith("FAIL kubernetes.model_keys"))
+    assert "agents without a model key Secret: pm (OPENAI_API_KEY)" in line and "modelCredentials" in line
+
+
+def test_mcp_server_unreachable_or_unset(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    from tests.helpers import free_port
+
+    dead = f"http://127.0.0.1:{free_port()}/mcp"
+    deployment.set("CODEXK8S_MCP_URL", dead)
+    code, lines = doctor(capsys)
+    assert code == 1
+    assert only_fail(lines).startswith(f"FAIL kubernetes.mcp: the MCP server at {dead} does not answer: ")
+
+    deployment.set("CODEXK8S_MCP_URL", None)
+    code, lines = doctor(capsys)
+    assert code == 0
+    assert "warn kubernetes.mcp: CODEXK8S_MCP_URL is not set: agents get no MCP tools" in "\n".join(lines)
+
+
+def test_a_healthy_mcp_server_and_model_keys_are_ok(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
+    code, lines = doctor(capsys)
+    assert code == 0
+    mcp_ok = re.compile(r"ok   kubernetes\.mcp: the MCP server at http://127\.0\.0\.1:\d+/mcp answers \(HTTP \d+\)")
+    assert any(mcp_ok.fullmatch(x) for x in lines)
+    assert f"ok   kubernetes.model_keys: model key Secrets exist in {NAMESPACE}: {MODEL_SECRET}/OPENAI_API_KEY" in (
+        "\n".join(lines)
+    )

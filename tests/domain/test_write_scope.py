@@ -5,7 +5,16 @@ from __future__ import annotations
 import pytest
 
 from codexk8s_pipelines.domain.stages import WriteScope
-from codexk8s_pipelines.domain.write_scope import DEFAULT_SELF_IMPROVE_ALLOW, scope_violations
+from codexk8s_pipelines.domain.write_scope import (
+    DEFAULT_SELF_IMPROVE_ALLOW,
+    MODE_EXECUTABLE,
+    MODE_FILE,
+    MODE_GITLINK,
+    MODE_SYMLINK,
+    TreeChange,
+    scope_violations,
+    tree_violations,
+)
 
 CODE = ["src/app.py", "Dockerfile", "deploy/values.yaml", ".github/workflows/ci.yml", "README.txt"]
 DOCS = ["README.md", "docs/design/ARCH.MD", "notes/changelog.markdown", "a/b/c/d.Md"]
@@ -101,3 +110,82 @@ def test_prompts_and_docs_with_custom_allow_list() -> None:
 )
 def test_dot_slash_prefix(scope: WriteScope, changed: list[str], expected: list[str]) -> None:
     assert scope_violations(scope, changed) == expected
+
+
+# ------------------------------------------------------------------------------------------------ by content
+
+
+def _file(path: str, content: bytes = b"# ok\n", mode: str = MODE_FILE) -> TreeChange:
+    return TreeChange(path, mode=mode, size=len(content), content=content)
+
+
+def _rules(scope: WriteScope, *changes: TreeChange, **kwargs: int) -> dict[str, str]:
+    return {v.path: v.rule for v in tree_violations(scope, changes, **kwargs)}  # type: ignore[arg-type]
+
+
+def test_markdown_only_allows_regular_utf8_markdown_and_rest_files_and_their_deletion() -> None:
+    changes = [_file("docs/a.md"), _file("b.rst", "é ü\n".encode()), TreeChange("old.md", deleted=True)]
+    assert tree_violations(WriteScope.MARKDOWN_ONLY, changes) == []
+
+
+@pytest.mark.parametrize(
+    ("change", "rule"),
+    [
+        pytest.param(_file("docs/p.md", b"/etc/passwd", MODE_SYMLINK), "a symlink (only regular files", id="symlink"),
+        pytest.param(TreeChange("docs/s.md", mode=MODE_GITLINK), "a gitlink (submodule pointer)", id="gitlink"),
+        pytest.param(_file("docs/x.md", b"#!/bin/sh\n", MODE_EXECUTABLE), "an executable file", id="executable"),
+        pytest.param(_file("docs/b.md", b"a\0b"), "binary content (NUL bytes)", id="binary"),
+        pytest.param(_file("docs/l.md", b"caf\xe9"), "not valid UTF-8 text", id="latin1"),
+        pytest.param(TreeChange("docs/big.md", mode=MODE_FILE, size=2_000_000), "2000000 bytes, over", id="big"),
+        pytest.param(_file("docs/a\nb.md"), "control character", id="newline"),
+        pytest.param(_file("docs/a\x1b[31m.md"), "control character", id="escape"),
+        pytest.param(_file("docs/x.md "), "starts or ends with whitespace", id="trailing-space"),
+        pytest.param(_file(" docs/x.md"), "starts or ends with whitespace", id="leading-space"),
+        pytest.param(_file("docs/x.py"), "not a Markdown or reST file name (markdown-only)", id="code"),
+        pytest.param(TreeChange("src/app.py", deleted=True), "not a Markdown or reST file name", id="code-deleted"),
+    ],
+)
+def test_markdown_only_refuses_by_content_and_names_path_and_rule(change: TreeChange, rule: str) -> None:
+    (violation,) = tree_violations(WriteScope.MARKDOWN_ONLY, [change])
+    assert violation.path == change.path and rule in violation.rule
+    assert str(violation).startswith(repr(change.path) + ": ")
+
+
+def test_the_size_cap_is_a_parameter() -> None:
+    change = _file("docs/a.md", b"x" * 2000)
+    assert _rules(WriteScope.MARKDOWN_ONLY, change, max_text_bytes=1000) == {
+        "docs/a.md": "2000 bytes, over the 1000-byte cap for text files"
+    }
+    assert _rules(WriteScope.MARKDOWN_ONLY, change, max_text_bytes=2000) == {}
+
+
+def test_any_file_refuses_gitlinks_and_symlinks_out_of_the_repository_only() -> None:
+    changes = [
+        _file("bin/tool", b"\x7fELF\0", MODE_EXECUTABLE),
+        _file("link-in", b"src/app.py", MODE_SYMLINK),
+        _file("src/up", b"../README.md", MODE_SYMLINK),
+        _file("src/out", b"../../etc/passwd", MODE_SYMLINK),
+        _file("abs", b"/etc/passwd", MODE_SYMLINK),
+        TreeChange("vendor/lib", mode=MODE_GITLINK),
+        TreeChange("gone", deleted=True),
+    ]
+    assert _rules(WriteScope.ANY_FILE, *changes) == {
+        "abs": "a symlink pointing outside the repository",
+        "src/out": "a symlink pointing outside the repository",
+        "vendor/lib": "a gitlink (submodule pointer) is never pushed",
+    }
+
+
+def test_prompts_and_docs_applies_the_content_rules_to_allow_listed_files() -> None:
+    ok = _file("prompts/review.txt", b"Review it.\n")
+    link = _file("prompts/evil.txt", b"/etc/shadow", MODE_SYMLINK)
+    assert _rules(WriteScope.PROMPTS_AND_DOCS, ok, link) == {
+        "prompts/evil.txt": "a symlink (only regular files are allowed)"
+    }
+
+
+def test_none_refuses_every_change() -> None:
+    assert _rules(WriteScope.NONE, _file("a.md"), TreeChange("b", deleted=True)) == {
+        "a.md": "this run may change nothing",
+        "b": "this run may change nothing",
+    }

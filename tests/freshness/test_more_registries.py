@@ -222,6 +222,15 @@ def test_an_oversized_answer_is_refused(registry: FakeRegistry) -> None:
             "unexpected response from hex.pm: `releases` is not a list",
         ),
         (PUB, "http", "/pub/api/packages/http", b"\xff\xfe not json", "invalid JSON from pub.dev"),
+        (
+            HEX,
+            "deep",
+            "/hex/api/packages/deep",
+            b"[" * 200_000 + b"]" * 200_000,
+            "invalid JSON from hex.pm: nested too deeply",
+        ),
+        (PUB, "nul", "/pub/api/packages/nul", b"null", "unexpected response from pub.dev: body is not an object"),
+        (RUBYGEMS, "gone", None, None, "not found on RubyGems.org"),
     ],
 )
 def test_bad_registry_answers_are_named_errors(

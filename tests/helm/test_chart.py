@@ -698,7 +698,11 @@ def test_agent_pods_built_from_the_chart_env_fit_the_agent_namespace(
 
     (tmp_path / "agents.yaml").write_text(_config_data(objects)["agents.yaml"], encoding="utf-8")
     catalog = load_catalog(tmp_path / "agents.yaml")  # as the platform loads it: over the packaged catalog
-    pod_spec = build_pod_spec(_agent_spec(), catalog.for_role(Role.DEV), runtime, prompt="do it")
+    # As stage_jobs hands the run's MCP access to the runtime: the URL from the run pod's environment (the chart's).
+    mcp_url = env[settings.MCP_URL_VAR]
+    assert mcp_url == f"http://{RELEASE}-mcp.{NAMESPACE}.svc:8765/mcp"
+    spec = _agent_spec().model_copy(update={"env": {settings.MCP_URL_VAR: mcp_url}})
+    pod_spec = build_pod_spec(spec, catalog.for_role(Role.DEV), runtime, prompt="do it")
     meta = build_pod_meta(_agent_spec(), catalog.for_role(Role.DEV), invocation_id="abc")
     pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "agent", **meta}, "spec": pod_spec}
     kubernetes_validate.validate(pod, K8S_VERSIONS[-1], strict=True)
@@ -719,6 +723,10 @@ def test_agent_pods_built_from_the_chart_env_fit_the_agent_namespace(
         if e["name"] == "OPENAI_API_KEY"
     ]
     assert len(model_refs) == 1 and model_refs[0][1] == {"name": "codexk8s-model-keys", "key": "OPENAI_API_KEY"}
+    # The agent's container gets the MCP URL (in the runner spec it runs with), the one the agent NetworkPolicy allows.
+    agent_container = next(c for c in containers if c["name"] == model_refs[0][0])
+    runner_spec = next(e["value"] for e in agent_container["env"] if e["name"] == "CODEXK8S_RUNNER_SPEC")
+    assert RunnerSpec.model_validate_json(runner_spec).env[settings.MCP_URL_VAR] == mcp_url
     # The NetworkPolicy and the clean-up select exactly the pods the runtime labels.
     for ns in agent_namespaces:
         policy = next(o for o in objects if o["kind"] == "NetworkPolicy" and o["metadata"]["namespace"] == ns)
@@ -882,3 +890,69 @@ def test_chart_metadata() -> None:
     assert chart["apiVersion"] == "v2"
     assert chart["version"] == "0.1.0"
     assert str(chart["appVersion"]) == "0.1.0"
+
+
+# --- migrations, MCP server, platform network policies -----------------------------------------------------------
+
+
+def test_migrations_run_as_a_pre_install_and_pre_upgrade_hook_with_the_migrator(rendered: dict[str, str]) -> None:
+    job = _one(_objects(rendered["default"]), "Job", f"{RELEASE}-migrate")
+    annotations = job["metadata"]["annotations"]
+    assert annotations["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert "before-hook-creation" in annotations["helm.sh/hook-delete-policy"]
+    pod = job["spec"]["template"]["spec"]
+    assert pod["restartPolicy"] == "Never" and pod["automountServiceAccountToken"] is False
+    assert "serviceAccountName" not in pod  # a pre-install hook runs before the chart's service account exists
+    (container,) = pod["containers"]
+    assert "command" not in container  # tini stays PID 1
+    assert container["args"] == ["codexk8s", "db", "migrate", "--wait", "300"]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["CODEXK8S_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "codexk8s-database-migrator",
+        "key": "CODEXK8S_DATABASE_URL",
+    }
+    assert env["CODEXK8S_DATABASE_APP_ROLE"]["value"] == "codexk8s_app"
+    assert set(env) <= _known_env_names()
+    # The platform itself never gets the migrator's Secret.
+    assert "codexk8s-database-migrator" not in json.dumps(_one(_objects(rendered["default"]), "Deployment", RELEASE))
+
+
+def test_the_mcp_server_is_deployed_with_its_secret_by_reference(rendered: dict[str, str]) -> None:
+    objects = _objects(rendered["default"])
+    deployment = _one(objects, "Deployment", f"{RELEASE}-mcp")
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["args"][:5] == ["codexk8s", "mcp", "serve", "--transport", "http"]
+    assert container["args"][-2:] == ["--port", "8765"] and "command" not in container
+    env = {e["name"]: e for e in container["env"]}
+    assert env["CODEXK8S_MCP_SECRET"]["valueFrom"]["secretKeyRef"] == {
+        "name": "codexk8s-mcp",
+        "key": "CODEXK8S_MCP_SECRET",
+    }
+    assert "value" not in env["CODEXK8S_MCP_SECRET"]
+    service = _one(objects, "Service", f"{RELEASE}-mcp")
+    assert service["spec"]["ports"][0]["port"] == 8765
+    assert service["spec"]["selector"].items() <= deployment["spec"]["template"]["metadata"]["labels"].items()
+    # The code location and the run pods sign tokens with the same Secret and hand agents the Service's address.
+    code_env = _deployment_env(objects)
+    assert code_env["CODEXK8S_MCP_URL"]["value"] == f"http://{RELEASE}-mcp.{NAMESPACE}.svc:8765/mcp"
+    assert code_env["CODEXK8S_MCP_SECRET"] == env["CODEXK8S_MCP_SECRET"]
+    run_env = {e["name"]: e for e in _container_context(objects)["k8s"]["env"]}
+    assert run_env["CODEXK8S_MCP_URL"] == code_env["CODEXK8S_MCP_URL"]
+
+
+def test_platform_namespace_admits_the_code_server_and_mcp_clients_only(rendered: dict[str, str]) -> None:
+    objects = [o for o in _objects(rendered["full"]) if o["metadata"].get("namespace") == NAMESPACE]
+    code = _one(objects, "NetworkPolicy", f"{RELEASE}-code-location")["spec"]
+    assert code["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "code-location"
+    assert code["policyTypes"] == ["Ingress"]
+    (rule,) = code["ingress"]
+    assert rule["from"] == [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "dagster"}}}]
+    assert rule["ports"] == [{"protocol": "TCP", "port": 3030}]
+    mcp = _one(objects, "NetworkPolicy", f"{RELEASE}-mcp")["spec"]
+    (rule,) = mcp["ingress"]
+    (peer,) = rule["from"]
+    agent_namespaces = [o["metadata"]["name"] for o in _objects(rendered["full"]) if o["kind"] == "Namespace"]
+    assert peer["namespaceSelector"]["matchExpressions"] == [
+        {"key": "kubernetes.io/metadata.name", "operator": "In", "values": agent_namespaces}
+    ]
+    assert peer["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "codexk8s-agent"}}

@@ -217,6 +217,10 @@ def generate(store: PlatformStore, issues: int = 1000, seed: int = 18) -> Truth:
             at = w.truth.runs[-1].finished + w.seconds(60, 4 * 3600)
         if w.rng.random() < 0.7:
             issue.merged = at + w.seconds(600, 48 * 3600)
+            if w.rng.random() < 0.1:  # someone pushed to the PR by hand: seen when it merges
+                hand = correlation_key(repo, number, "pr:hand_edited", pr)
+                w.add(hand, "pr.hand_edited", issue.merged, "github-sensor", number=pr, head="a", platform_commit="b")
+                last_dev.interventions.add("hand_edited_pr")
             key = correlation_key(repo, number, "pr:merged", pr)
             w.add(key, "pr.merged", issue.merged, "bob", "human", number=pr, merged_by="bob")
         w.truth.issues.append(issue)

@@ -50,3 +50,26 @@ def test_a_merge_is_recorded_once_and_ends_the_lead_time(intake: Intake) -> None
     assert (flow.issue_number, flow.pr_number, flow.profile) == (issue, pr, "quick-fix")
     assert flow.working_seconds == 3600 and flow.queue_wait_seconds == 3600
     assert flow.lead_seconds == 3 * 3600
+
+
+def test_a_merge_of_a_commit_the_platform_did_not_push_records_a_hand_edit(intake: Intake) -> None:  # noqa: F811
+    prs = {}
+    for pushed in ("same", "other"):
+        issue = intake.state.add_issue(REPO, f"Checkout {pushed}")
+        pr = intake.state.add_pull(REPO, "Fix", linked_issue=issue, head=f"codex/issue-{issue}")
+        head = intake.state.issue(REPO, pr).pull.head_sha
+        commit = head if pushed == "same" else "0" * 40  # the runner pushed another commit than the merged head
+        payload = {"status": "succeeded", "pushed": True, "commit": commit}
+        intake.store.append_event(f"{REPO}#{issue}:run:dev:{pr}", "run.agent.finished", "system", "dagster", payload)
+        prs[pushed] = (issue, pr, head)
+    assert intake.tick(pr_sensor).run_requests == []  # the sensor's first look
+    for _, pr, _ in prs.values():
+        _merge(intake, pr, "bob")
+    intake.tick(pr_sensor)
+    issue, pr, _ = prs["same"]
+    assert intake.store.events(f"{REPO}#{issue}:pr:hand_edited:{pr}") == []
+    issue, pr, head = prs["other"]
+    (hand,) = intake.store.events(f"{REPO}#{issue}:pr:hand_edited:{pr}")
+    assert hand["payload"] == {"number": pr, "head": head, "platform_commit": "0" * 40}
+    (merged,) = intake.store.events(f"{REPO}#{issue}:pr:merged:{pr}")
+    assert hand["id"] < merged["id"] and hand["created_at"] == merged["created_at"]

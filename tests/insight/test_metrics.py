@@ -131,6 +131,8 @@ def test_lead_time_equals_the_independent_figures(history) -> None:
         assert row.p50_hours == pytest.approx(_pct(lead, 50), abs=1e-9)
         assert row.p95_hours == pytest.approx(_pct(lead, 95), abs=1e-9)
         assert row.waiting_hours == pytest.approx(waiting, abs=1e-9)
+        assert row.approval_hours == pytest.approx(sum(i.approval_wait for i in issues) / 3600, abs=1e-9)
+        assert row.queue_hours == pytest.approx(sum(i.queue_wait for i in issues) / 3600, abs=1e-9)
         assert row.working_hours == pytest.approx(working, abs=1e-9)
         assert row.other_hours == pytest.approx(sum(lead) - waiting - working, abs=1e-6)
 
@@ -149,6 +151,7 @@ def test_policy_bypass_rate_equals_the_independent_figures(history) -> None:
             assert rates[stage].by_kind[kind] == expected, (stage, kind)
     kinds = Counter(k for f in result.runs for k in f.interventions)
     assert kinds["need_input"] and kinds["override"] and kinds["rerun_after_failed_precondition"]
+    assert kinds["hand_edited_pr"]
     got = {f.correlation_key: set(f.interventions) for f in result.runs}
     want = {
         r.key: r.interventions & set(dm.INTERVENTIONS)

@@ -323,6 +323,11 @@ TREE_CASES = [
         ],
     ),
     TreeCase(
+        "requirements-include-fifo",
+        _both(_files(**{"requirements.txt": "-r pipe.txt\n"}), _fifo("pipe.txt")),
+        [("pipe.txt", None, "not a regular file (FIFO): not read")],
+    ),
+    TreeCase(
         "requirements-include-outside",
         _files(**{"requirements.txt": "-r ../../etc/passwd\n"}),
         [("requirements.txt", 1, "include outside the scanned tree is not read: ../../etc/passwd")],
@@ -441,6 +446,14 @@ def test_tree_case(tmp_path: Path, case: TreeCase) -> None:
         assert (
             entry.unpinned_reason == "version property ${(substitutions nested too deeply)} is not defined in this file"
         )
+
+
+def test_a_scan_root_that_is_a_symlink_loop(tmp_path: Path) -> None:
+    (tmp_path / "a").symlink_to(tmp_path / "b")
+    (tmp_path / "b").symlink_to(tmp_path / "a")
+    extraction = bounded(lambda: extract_dependencies(tmp_path / "a"))
+    assert extraction.errors == [ExtractionError(".", None, "cannot read the scan root: symlink loop")]
+    assert extraction.dependencies == []
 
 
 def test_two_document_pnpm_lock_reads_both_documents(tmp_path: Path) -> None:

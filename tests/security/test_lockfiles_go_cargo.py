@@ -207,7 +207,9 @@ def test_cargo_lock(tmp_path: Path) -> None:
         (CRATES, "rand", "0.7.3", 28, False),  # the member asked for rand 0.8.5
         (CRATES, "rand_core", "0.6.4", 33, False),  # crates.io names are exact: `_` stays
         (CRATES, "serde", "1.0.197", 38, True),
+        (CRATES, "mygit", None, 43, False),  # a git source: kept unpinned, with the reason (asserted below)
     ]
+    assert dependencies[-1].unpinned_reason == "direct URL (git): not a registry release"
 
 
 def test_cargo_lock_errors(tmp_path: Path) -> None:

@@ -118,8 +118,12 @@ def test_package_lock_v3(tmp_path: Path) -> None:
         ("lodash", "4.17.21", 37, True),
         ("string-width", "4.2.3", 41, False),
         ("typescript", "5.4.5", 46, True),
+        ("mygit", None, 54, None),  # a git dependency: kept unpinned, with the reason
         ("react", "18.2.0", 64, True),
         ("react", "17.0.2", 67, False),
+    ]
+    assert [d.unpinned_reason for d in dependencies if d.version is None] == [
+        "direct URL (git): not a registry release"
     ]
 
 
@@ -235,7 +239,9 @@ def test_yarn_classic(tmp_path: Path) -> None:
         ("@babel/code-frame", "7.22.13", 5, None),
         ("lodash", "4.17.21", 13, None),
         ("strip-ansi", "6.0.1", 17, None),
+        ("mylib", None, 21, None),  # a git dependency: kept unpinned, with the reason; `file:` is the project's
     ]
+    assert dependencies[-1].unpinned_reason == "direct URL (git): not a registry release"
     assert messages(errors) == ["yarn.lock:28: entry 'broken@^1.0.0' without a version"]
 
 

@@ -315,7 +315,9 @@ def test_poetry_lock(tmp_path: Path) -> None:
     assert rows(dependencies) == [
         (PYPI, "certifi", "2024.2.2", "poetry.lock", 3, None),
         (PYPI, "django", "4.2.11", "poetry.lock", 13, None),
+        (PYPI, "mylib", None, "poetry.lock", 24, None),  # a git source: kept unpinned, with the reason
     ]
+    assert dependencies[-1].unpinned_reason == "direct URL (git): not a registry release"
 
 
 def test_poetry_lock_errors(tmp_path: Path) -> None:
@@ -414,7 +416,9 @@ def test_uv_lock_skips_the_project_and_marks_its_direct_dependencies(tmp_path: P
         (PYPI, "idna", "3.7", "uv.lock", 36, False),
         (PYPI, "pytest", "8.2.0", "uv.lock", 41, True),
         (PYPI, "sniffio", "1.3.1", "uv.lock", 46, False),
+        (PYPI, "fork", None, "uv.lock", 55, False),  # a git source: kept unpinned, with the reason
     ]
+    assert dependencies[-1].unpinned_reason == "direct URL (git): not a registry release"
 
 
 def test_uv_lock_entry_without_version(tmp_path: Path) -> None:
@@ -483,8 +487,10 @@ def test_pipfile_lock(tmp_path: Path) -> None:
     dependencies, errors = parse_file(path, "Pipfile.lock")
     assert rows(dependencies) == [
         (PYPI, "requests", "2.31.0", "Pipfile.lock", 19, None),
+        (PYPI, "mylib", None, "Pipfile.lock", 27, None),  # a git source: kept unpinned, with the reason
         (PYPI, "pytest", "8.0.0", "Pipfile.lock", 33, None),
     ]
+    assert dependencies[1].unpinned_reason == "direct URL (git): not a registry release"
     assert messages(errors) == [
         "Pipfile.lock:37: develop.nover without a version",
         "Pipfile.lock:40: develop.ranged: version '>=1.0' is not an exact pin",

@@ -105,3 +105,36 @@ def test_granting_to_a_missing_or_superuser_role_is_refused(bare_database: Datab
             grant_application_role(conn, "nobody_here")
         with pytest.raises(RoleError, match="'postgres' is a superuser"):
             grant_application_role(conn, "postgres")
+
+
+def test_db_migrate_as_the_migrator_grants_the_app_role(
+    bare_database: DatabaseUrls, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the Helm hook Job runs: `codexk8s db migrate --wait N` with the migrator's URL and the app role named."""
+    from codexk8s_pipelines.cli import main
+
+    monkeypatch.setenv("CODEXK8S_DATABASE_URL", bare_database.migrator)
+    monkeypatch.setenv("CODEXK8S_DATABASE_APP_ROLE", APP_ROLE)
+    assert main(["db", "migrate", "--wait", "5"]) == 0
+    latest = max(m.version for m in available_migrations())
+    assert f"schema version {latest}; applied now: [" in capsys.readouterr().out
+    assert main(["db", "migrate"]) == 0  # idempotent: an upgrade with nothing new
+    assert (
+        f"schema version {latest}; applied now: nothing; rights of role {APP_ROLE} granted" in capsys.readouterr().out
+    )
+    PlatformStore(bare_database.app).append_event(KEY, "run.requested", "system", "sensor", {})
+
+
+def test_db_migrate_waits_for_the_database_then_says_it_did_not_come(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import time
+
+    from codexk8s_pipelines.cli import main
+    from tests.helpers import free_port
+
+    monkeypatch.setenv("CODEXK8S_DATABASE_URL", f"postgresql://nobody@127.0.0.1:{free_port()}/none")
+    started = time.monotonic()
+    assert main(["db", "migrate", "--wait", "3"]) == 1
+    assert 2 <= time.monotonic() - started < 15
+    assert "did not accept connections within 3 s" in capsys.readouterr().err

@@ -171,6 +171,9 @@ def extract_dependencies(root: Path, *, exclude_dirs: frozenset[str] = DEFAULT_E
     result = Extraction()
     try:
         base = root.resolve(strict=True)
+    except RuntimeError:  # Python 3.11's word for a symlink loop
+        result.errors.append(ExtractionError(".", None, "cannot read the scan root: symlink loop"))
+        return result
     except OSError as exc:
         result.errors.append(ExtractionError(".", None, f"cannot read the scan root: {exc.strerror or exc}"))
         return result

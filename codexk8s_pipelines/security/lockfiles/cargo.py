@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from codexk8s_pipelines.security.dependencies import CRATES
+from codexk8s_pipelines.security.dependencies import CRATES, url_reason
 from codexk8s_pipelines.security.lockfiles._common import Sink, array_tables, load_toml
 
 _NOT_REGISTRY = ("git+", "path+")
@@ -31,6 +31,10 @@ def parse_cargo_lock(text: str, sink: Sink) -> None:
             continue  # a workspace member: the project itself
         if not isinstance(source, str):
             sink.error(line, f"[[package]] entry {name!r} has a non-string source")
+            continue
+        if source.startswith("git+"):  # kept, unpinned, with the reason
+            is_direct = ((name, version) in direct or (name, None) in direct) if members else None
+            sink.add(CRATES, name, None, line, direct=is_direct, unpinned_reason=url_reason(source))
             continue
         if source.startswith(_NOT_REGISTRY):
             continue

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from codexk8s_pipelines.security.dependencies import NPM
+from codexk8s_pipelines.security.dependencies import NPM, url_reason
 from codexk8s_pipelines.security.lockfiles._common import Sink, is_semver_like, json_key_lines, load_json
 
 _NOT_REGISTRY = ("git+", "git:", "git@", "github:", "gitlab:", "bitbucket:", "file:", "link:")
 _DECLARED = ("dependencies", "devDependencies", "optionalDependencies", "peerDependencies")
 _MODULES = "node_modules/"
+_REMOTE = ("git+", "git:", "git@", "github:", "gitlab:", "bitbucket:")
 
 
 def parse_package_lock(text: str, sink: Sink) -> None:
@@ -67,6 +68,14 @@ def _packages(packages: dict[str, Any], lines: dict[tuple[str, ...], int], sink:
             continue
         resolved = entry.get("resolved")
         if isinstance(resolved, str) and resolved.startswith(_NOT_REGISTRY):
+            if resolved.startswith(_REMOTE):  # kept, unpinned, with the reason; local folders are the project's
+                sink.add(
+                    NPM,
+                    name,
+                    None,
+                    line,
+                    unpinned_reason=url_reason(resolved.replace("github:", "git+https://github.com/")),
+                )
             continue
         version = entry.get("version")
         if not isinstance(version, str) or not version.strip():

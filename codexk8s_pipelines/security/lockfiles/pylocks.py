@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from codexk8s_pipelines.security.dependencies import PYPI, normalise_name
+from codexk8s_pipelines.security.dependencies import PYPI, normalise_name, url_reason
 from codexk8s_pipelines.security.lockfiles._common import (
     Sink,
     array_tables,
@@ -21,6 +21,13 @@ from codexk8s_pipelines.security.lockfiles._common import (
 _POETRY_LOCAL = {"directory", "file", "git", "url"}
 _UV_PROJECT = {"editable", "virtual"}  # the project and its workspace members
 _UV_LOCAL = {"git", "url", "path", "directory"}
+
+
+_REMOTE = {"git", "url"}
+
+
+def _remote_reason(kind: Any, url: Any) -> str:
+    return url_reason(f"git+{url}" if kind == "git" else str(url or "https:"))
 
 
 def _name_version(entry: dict[str, Any], line: int | None, key: str, sink: Sink) -> tuple[str, str | None] | None:
@@ -46,6 +53,8 @@ def parse_poetry_lock(text: str, sink: Sink) -> None:
         name, version = found
         source = entry.get("source")
         if isinstance(source, dict) and source.get("type") in _POETRY_LOCAL:
+            if source.get("type") in _REMOTE:  # kept, unpinned, with the reason; local code is the project's own
+                sink.add(PYPI, name, None, line, unpinned_reason=_remote_reason(source.get("type"), source.get("url")))
             continue
         if version is None:
             sink.error(line, f"[[package]] entry without a version: {name!r}")
@@ -68,6 +77,11 @@ def parse_uv_lock(text: str, sink: Sink) -> None:
         source = entry.get("source")
         kinds = set(source) if isinstance(source, dict) else set()
         if kinds & (_UV_PROJECT | _UV_LOCAL):
+            remote = sorted(kinds & _REMOTE)
+            if remote and not kinds & _UV_PROJECT:
+                reason = _remote_reason(remote[0], source.get(remote[0]))  # type: ignore[union-attr]
+                sink.add(PYPI, name, None, line, direct=normalise_name(PYPI, name) in direct if direct else None,
+                         unpinned_reason=reason)  # fmt: skip
             continue
         if version is None:
             sink.error(line, f"[[{key}]] entry without a version: {name!r}")
@@ -112,8 +126,11 @@ def parse_pipfile_lock(text: str, sink: Sink) -> None:
             if not isinstance(entry, dict):
                 sink.error(line, f"{section}.{name} is not an object")
                 continue
-            if any(key in entry for key in ("git", "path", "file")):
-                continue  # VCS or local source
+            if "git" in entry:  # a VCS source: kept, unpinned, with the reason
+                sink.add(PYPI, name, None, line, unpinned_reason=_remote_reason("git", entry["git"]))
+                continue
+            if any(key in entry for key in ("path", "file")):
+                continue  # local code: the project's own
             version = entry.get("version")
             if not isinstance(version, str) or not version.strip():
                 sink.error(line, f"{section}.{name} without a version")

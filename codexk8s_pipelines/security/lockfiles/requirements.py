@@ -175,9 +175,9 @@ def _include(target: str, line: int, sink: Sink, path: Path, relative: str, visi
         return
     visited.add(resolved)
     included = resolved.relative_to(root).as_posix()
-    if not resolved.is_file():
+    if not resolved.exists():
         sink.error(line, f"included file not found: {target}", file=relative)
-        return
+        return  # anything else that is not a regular file (a FIFO, a directory) is refused by `read` by name
     text = sink.read(resolved, included)
     if text is not None:
         _parse(text, sink, resolved, included, visited)

@@ -12,11 +12,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from codexk8s_pipelines.security.dependencies import NPM
+from codexk8s_pipelines.security.dependencies import NPM, url_reason
 from codexk8s_pipelines.security.lockfiles._common import Sink, YamlMap, load_yaml
 
 _BERRY = re.compile(r"^__metadata:", re.MULTILINE)
 _CLASSIC_VERSION = re.compile(r'^  version:?\s+"?(?P<version>[^"\s]+)"?\s*$')
+
+
+_LOCAL = ("file:", "link:", "portal:", "workspace:", ".", "/")
+
+
+def _reason(spec: str) -> str:
+    if spec.startswith(("http:", "https:")) and ".git" not in spec:
+        return url_reason(spec)
+    return url_reason("git+" + spec if not spec.startswith("git") else spec)
 
 
 def parse_yarn_lock(text: str, sink: Sink) -> None:
@@ -69,7 +78,9 @@ def _classic_entry(entry: _Entry | None, sink: Sink) -> None:
     if spec.startswith("npm:"):  # alias: "strip-ansi-cjs@npm:strip-ansi@^6.0.1"
         name, spec = split_descriptor(spec[4:])
     if ":" in spec or "/" in spec:
-        return  # git, github shorthand, tarball URL, file: or link:
+        if not spec.startswith(_LOCAL):  # git, a GitHub shorthand, a tarball URL: kept unpinned, with the reason
+            sink.add(NPM, name, None, entry.line, spec=spec, unpinned_reason=_reason(spec))
+        return  # file:, link: and portal: are the project's own code
     if entry.version is None:
         sink.error(entry.line, f"entry {entry.descriptor!r} without a version")
         return
@@ -95,6 +106,8 @@ def _berry(text: str, sink: Sink) -> None:
         name, reference = split_descriptor(resolution)
         protocol = reference.partition(":")[0] if ":" in reference else "npm"
         if protocol != "npm":
+            if not reference.startswith(_LOCAL) and protocol not in ("workspace", "patch", "exec"):
+                sink.add(NPM, name, None, line, spec=reference, unpinned_reason=_reason(reference))
             continue
         version = entry.get("version")
         if not isinstance(version, str) or not version:

@@ -38,3 +38,20 @@ CREATE TABLE budget_reservations (
     released_at          TIMESTAMPTZ
 );
 CREATE INDEX budget_reservations_held_idx ON budget_reservations (repository, created_at) WHERE released_at IS NULL;
+
+-- A run the budgets refused: what it would have been, until the budget is raised (the next tick starts it) or
+-- an approver adds the override label.
+CREATE TABLE budget_holds (
+    correlation_key      TEXT PRIMARY KEY,
+    repository           TEXT NOT NULL,
+    issue_number         INTEGER,
+    pr_number            INTEGER,
+    agent                TEXT NOT NULL,
+    actor                TEXT NOT NULL,
+    decision             JSONB NOT NULL,
+    held_at              TIMESTAMPTZ NOT NULL DEFAULT now(),
+    released_at          TIMESTAMPTZ,
+    released_how         TEXT CHECK (released_how IN ('budget', 'override')),
+    released_by          TEXT
+);
+CREATE INDEX budget_holds_open_idx ON budget_holds (repository, issue_number) WHERE released_at IS NULL;

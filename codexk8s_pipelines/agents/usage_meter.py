@@ -1,0 +1,179 @@
+"""The running usage of one agent process, line by line, so the runner can end it the moment it passes its cap or
+loops — not after the money is spent.
+
+`transcript.py` reads a finished run; this reads the same machine-readable lines as they come. Usage increments
+are what each agent reports while it works: Codex `turn.completed`, OpenCode `step_finish`, Claude Code's
+per-message `usage` on `assistant` events (one API call may appear as several events, one per content block, so a
+message id counts once) and its final `result`, which replaces the running sum with the agent's own total. aider
+reports only into its analytics log: its cap is checked when it exits.
+
+A loop turn is one model answer that called tools: its call signatures (tool + arguments) and whether it edited a
+file. A turn of only shell commands may have changed files, so it never counts as idle; the same signatures turn
+after turn do count. An agent without turn events (aider, a custom one) is never judged a loop.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Any
+
+from ..domain.spend import Breach, Budgets, LoopDetector, PriceTable, TokenCounts, Turn, run_cap_reached
+from .transcript import read_transcript
+from .usage import Usage, parse_usage
+
+# Tools that only look: a turn of these changed nothing.
+_READ_ONLY = frozenset(
+    {"read", "grep", "glob", "ls", "list", "webfetch", "websearch", "todowrite", "todoread", "task", "view"}
+)
+_EDITS = frozenset({"edit", "write", "multiedit", "notebookedit", "patch", "apply_patch"})
+
+
+@dataclass(frozen=True)
+class Stop:
+    """Why the runner ends the agent now: `budget_exceeded` or `agent_loop`, with the figures."""
+
+    reason: str
+    detail: str
+
+
+def _sum(a: int | None, b: int | None) -> int | None:
+    if b is None:
+        return a
+    return b if a is None else a + b
+
+
+def _add(total: Usage, delta: Usage) -> Usage:
+    cost = total.cost_usd if delta.cost_usd is None else (total.cost_usd or 0.0) + delta.cost_usd
+    return replace(
+        total,
+        input=_sum(total.input, delta.input),
+        cached_input=_sum(total.cached_input, delta.cached_input),
+        output=_sum(total.output, delta.output),
+        reasoning=_sum(total.reasoning, delta.reasoning),
+        cost_usd=cost,
+        model_requests=_sum(total.model_requests, delta.model_requests),
+    )
+
+
+def _claude_message_usage(event: dict[str, Any]) -> tuple[str, Usage] | None:
+    message = event.get("message") or {}
+    u = message.get("usage")
+    if event.get("type") != "assistant" or not isinstance(u, dict) or message.get("model") == "<synthetic>":
+        return None
+
+    def n(key: str) -> int:
+        v = u.get(key)
+        return v if isinstance(v, int) and not isinstance(v, bool) else 0
+
+    read = n("cache_read_input_tokens")
+    total_in = n("input_tokens") + read + n("cache_creation_input_tokens")
+    usage = Usage("claude-code", total_in, read, n("output_tokens"), model_requests=1, source="claude message usage")
+    return str(message.get("id") or id(event)), usage
+
+
+def _signature(name: str, args: Any) -> str:
+    try:
+        text = json.dumps(args, sort_keys=True, default=str)
+    except (TypeError, ValueError):
+        text = str(args)
+    return f"{name}:{text[:500]}"
+
+
+def _turn(kind: str, event: dict[str, Any]) -> Turn | None:
+    """The loop check's view of one event: a turn with its calls, or None when the event is not one."""
+    etype = event.get("type")
+    if kind == "codex" and etype == "item.completed":
+        item = event.get("item") or {}
+        itype = item.get("type")
+        if itype == "command_execution":
+            return Turn((_signature("command", item.get("command")),), changed=True)
+        if itype == "file_change":
+            return Turn((_signature("edit", item.get("changes")),), changed=True)
+        if itype == "mcp_tool_call":
+            name = f"mcp:{item.get('server')}.{item.get('tool')}"
+            return Turn((_signature(name, item.get("arguments")),), changed=False)
+        return None
+    if kind == "claude-code" and etype == "assistant":
+        blocks = [b for b in (event.get("message") or {}).get("content") or [] if isinstance(b, dict)]
+        calls = [b for b in blocks if b.get("type") == "tool_use"]
+        if not calls:
+            return None
+        names = [str(b.get("name") or "").lower() for b in calls]
+        changed = any(n in _EDITS or (n not in _READ_ONLY and not n.startswith("mcp__")) for n in names)
+        return Turn(tuple(_signature(str(b.get("name")), b.get("input")) for b in calls), changed)
+    if kind == "opencode" and etype == "tool_use":
+        part = event.get("part") or {}
+        name = str(part.get("tool") or "").lower()
+        changed = name in _EDITS or (name not in _READ_ONLY and "_" not in name)
+        return Turn((_signature(name, (part.get("state") or {}).get("input")),), changed)
+    return None
+
+
+@dataclass
+class UsageMeter:
+    """Feed it the agent's output lines; it answers when the run must stop."""
+
+    kind: str
+    model: str | None
+    prices: PriceTable
+    budgets: Budgets
+    loop_turns: int = 0
+    usage: Usage = field(init=False)
+    _claude_seen: set[str] = field(default_factory=set, init=False)
+    _loops: LoopDetector = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.usage = Usage(self.kind, source="running")
+        self._loops = LoopDetector(self.loop_turns if self.kind in ("codex", "claude-code", "opencode") else 0)
+
+    @property
+    def tokens(self) -> TokenCounts:
+        return TokenCounts(self.usage.input, self.usage.cached_input, self.usage.output)
+
+    def cost(self) -> Decimal | None:
+        return self.prices.cost(self.model, self.tokens, self.usage.cost_usd).amount
+
+    def feed(self, line: str) -> Stop | None:
+        if not line.startswith("{"):
+            return None
+        transcript = read_transcript(self.kind, [line])
+        if not transcript.events:
+            return None
+        event = transcript.events[0]
+        counted = self._count(event, transcript)
+        turn = _turn(self.kind, event)
+        if turn is not None:
+            looping = self._loops.feed(turn)
+            if looping:
+                return Stop("agent_loop", looping)
+        if counted:
+            breach = self.cap_breach()
+            if breach is not None:
+                return Stop("budget_exceeded", breach.text(self.prices.currency))
+        return None
+
+    def cap_breach(self) -> Breach | None:
+        return run_cap_reached(self.budgets, self.tokens.total, self.cost())
+
+    def _count(self, event: dict[str, Any], transcript: Any) -> bool:
+        if self.kind == "claude-code":
+            if event.get("type") == "result":
+                final = parse_usage("claude-code", transcript)
+                if final.known:
+                    self.usage = replace(final, source="running")
+                    return True
+                return False
+            seen = _claude_message_usage(event)
+            if seen is None or seen[0] in self._claude_seen:
+                return False
+            self._claude_seen.add(seen[0])
+            self.usage = _add(self.usage, seen[1])
+            return True
+        if self.kind in ("codex", "opencode") and event.get("type") in ("turn.completed", "step_finish"):
+            delta = parse_usage(self.kind, transcript)
+            if delta.known:
+                self.usage = _add(self.usage, delta)
+                return True
+        return False

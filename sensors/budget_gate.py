@@ -1,0 +1,104 @@
+"""Budgets at launch: a run whose budget has no room is held, not started, and the issue is told once.
+
+The reservation is made in the platform database under one lock (`store.usage.reserve`), so two runs deciding at
+the same moment against room for one start one. A held run starts later, under its own correlation key, when
+the budget allows it again (raised in `codexk8s.yaml`, or a new day or month: every tick looks) or when an
+approver of its stage adds the override label (`budgets.override_label`, default `budget:override`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from codexk8s_pipelines.domain.decisions import Decision
+from codexk8s_pipelines.domain.spend import Breach
+from codexk8s_pipelines.github.api import RepoApi
+from codexk8s_pipelines.store.usage import BudgetHold, hold_run, open_holds, release_hold, reserve
+
+from .decide import Decided, TickContext
+
+log = logging.getLogger(__name__)
+
+SYSTEM_ACTOR = "github-sensor"
+MARKER = "<!-- codexk8s:budget {key} -->"
+
+
+def _comment(ctx: TickContext, d: Decided, breaches: Sequence[Breach]) -> str:
+    currency = ctx.budgets_currency
+    label = d.decision.trigger_label or d.label
+    rule = ctx.rules.stage(d.decision.stage or "dev").approval
+    lines = [
+        MARKER.format(key=d.key),
+        f"**Budget exhausted: no run started** for `{label}`.",
+        *(f"- {b.text(currency)}" for b in breaches),
+        "To start it: raise the budget under `budgets:` in codexk8s.yaml (the next sensor tick starts it), or an "
+        f"approver ({rule.describe_approvers()}) adds `{ctx.budgets.override_label}`.",
+        f"Set: `{ctx.rules.labels.need_input}`",
+        "Reason code: `budget_exceeded`",
+    ]
+    return "\n\n".join(lines)
+
+
+def admit(api: RepoApi, ctx: TickContext, d: Decided) -> bool:
+    """Whether a decided run may start now; when it may not, it is held, audited and explained (each once)."""
+    if not ctx.budgets.any or d.budget_override is not None:
+        return True
+    store = ctx.platform
+    repository = api.full_name.lower()
+    agent = ctx.agent_for(d.decision.role)
+    breaches = reserve(store, ctx.budgets, d.key, repository, d.issue_number, agent, now=ctx.now)
+    if not breaches:
+        return True
+    hold_run(
+        store,
+        BudgetHold(d.key, repository, d.issue_number, d.pr_number, agent, d.actor.login, d.decision.to_dict(), ctx.now),
+    )
+    if not store.has_event(d.key, "budget.exceeded"):
+        payload = {
+            "agent": agent,
+            "stage": d.decision.stage,
+            "breaches": [b.text(ctx.budgets_currency) for b in breaches],
+            "actor": d.actor.login,
+            "event_id": d.event_id,
+        }
+        store.append_event(d.key, "budget.exceeded", "system", SYSTEM_ACTOR, payload)
+    if not store.has_event(d.key, "budget.comment.posted"):
+        api.add_labels(d.number, [ctx.rules.labels.need_input])
+        comment = api.create_comment(d.number, _comment(ctx, d, breaches))
+        store.append_event(d.key, "budget.comment.posted", "system", SYSTEM_ACTOR, {"comment_id": comment.get("id")})
+    return False
+
+
+def record_override(ctx: TickContext, d: Decided) -> bool:
+    """An approver's override: the hold is released (with a reservation, so later launches count it); False
+    when it was already released (a tick redone after a crash), so nothing starts twice."""
+    assert d.budget_override is not None
+    released = release_hold(ctx.platform, ctx.budgets, d.budget_override, "override", d.actor.login, ctx.now)
+    if released is None:
+        return False
+    ctx.platform.append_event(
+        d.key,
+        "budget.overridden",
+        "human",
+        d.actor.login,
+        {"label": ctx.budgets.override_label, "event_id": d.event_id},
+    )
+    return True
+
+
+def released_by_budget(ctx: TickContext) -> list[tuple[BudgetHold, Decision]]:
+    """The held runs the budgets now have room for, released oldest first (each in its own locked transaction,
+    so a run released here counts against the next one)."""
+    if ctx.store is None:
+        return []
+    released: list[tuple[BudgetHold, Decision]] = []
+    for hold in open_holds(ctx.store):
+        try:
+            breaches = release_hold(ctx.store, ctx.budgets, hold, "budget", SYSTEM_ACTOR, ctx.now)
+            if breaches == []:
+                ctx.store.append_event(hold.correlation_key, "budget.released", "system", SYSTEM_ACTOR, {})
+                released.append((hold, Decision.from_dict(hold.decision)))
+        except Exception as exc:  # one bad row must not stop the tick; it is retried next tick
+            log.warning("budget hold %s: %s", hold.correlation_key, exc)
+    return released

@@ -1,0 +1,112 @@
+"""Each agent kind as a Kubernetes pod, through the real kubernetes client and dagster-k8s against the emulated API
+server: the pod carries the agent's setup (kind, model, endpoint) in its runner spec, the command of that agent,
+its model key only as a `secretKeyRef`, and no secret value anywhere."""
+
+import json
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import kubernetes_validate
+import pytest
+
+from codexk8s_pipelines.agents.agent_kinds import launch_settings
+from codexk8s_pipelines.agents.catalog import load_catalog
+from codexk8s_pipelines.agents.k8s_runtime import CORRELATION_TAG, KubernetesAgentRuntime, build_pod_spec
+from codexk8s_pipelines.agents.runner_spec import RunnerSpec
+from codexk8s_pipelines.domain.stages import WriteScope
+from tests.agents_k8s.conftest import KubeApi, fake_secrets, kube_api  # noqa: F401 - fixtures
+
+from .conftest import KINDS
+
+GATEWAY = "http://model-gateway.agents.svc:8080/v1"
+SPEC_ENV = "CODEXK8S_RUNNER_SPEC"
+
+
+def _catalog(tmp_path: Path, kind: str) -> Any:
+    path = tmp_path / f"{kind}.yaml"
+    path.write_text(
+        f"kinds:\n  {kind}: {{endpoint: {{base_url: '{GATEWAY}', key_secret: model-gateway/api-key}}}}\n"
+        f"agents:\n  dev: {{kind: {kind}}}\n"
+    )
+    return load_catalog(path)
+
+
+def _spec(agent: Any, prompt_file: Path) -> RunnerSpec:
+    workdir = "/home/dagster/.codexk8s/work/acme-shop"
+    model = agent.default_model
+    return RunnerSpec(
+        remote_url="https://github.com/acme/shop.git",
+        branch="codex/issue-7",
+        workdir=workdir,
+        command=agent.render_command(model, "high", workdir, prompt_file),
+        prompt_file=str(prompt_file),
+        prompt_via=agent.prompt_via,
+        write_scope=WriteScope.ANY_FILE,
+        commit_message="dev: #7",
+        author_name="codex-k8s agent",
+        author_email="codexk8s-agent@users.noreply.github.com",
+        pass_env=[agent.endpoint.key_env],
+        agent=launch_settings(agent, model, "high"),
+    )
+
+
+def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    spec = pod.get("spec", pod)
+    return [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]
+
+
+@pytest.mark.timeout(120)
+def test_each_agent_kind_becomes_a_pod_with_its_setup_command_and_key_reference(
+    kube_api: KubeApi,  # noqa: F811
+    fake_secrets: dict[str, dict[str, str]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    prompt_file = tmp_path / "prompt.md"
+    prompt_file.write_text("Implement issue #7.\n", encoding="utf-8")
+    runtime = KubernetesAgentRuntime(
+        namespace="agents-test", load_incluster_config=False, kubeconfig_file=str(kube_api.kubeconfig),
+        poll_interval_seconds=0.05,
+    )  # fmt: skip
+    kube_api.kubelet.behaviour = "succeed"
+    programs = {"codex": "codex", "claude-code": "claude", "opencode": "opencode", "aider": "aider"}
+    for kind in KINDS:
+        agent = _catalog(tmp_path, kind).for_role("dev")
+        spec = _spec(agent, prompt_file)
+        pod_spec = build_pod_spec(spec, agent, runtime, prompt=prompt_file.read_text())
+        manifest = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": f"p-{kind}"}, "spec": pod_spec}
+        kubernetes_validate.validate(manifest, kubernetes_validate.latest_version(), strict=True)
+
+        @dg.op
+        def run_agent(context: dg.OpExecutionContext, agent_runtime: KubernetesAgentRuntime) -> None:
+            agent_runtime.run(context, spec, tmp_path / f"run-{kind}", agent)  # noqa: B023 - run at once
+
+        @dg.job(name=f"agent_pod_{kind.replace('-', '_')}")
+        def agent_job() -> None:
+            run_agent()
+
+        assert agent_job.execute_in_process(
+            resources={"agent_runtime": runtime}, tags={CORRELATION_TAG: f"acme/shop#7:run:dev:{kind}"}
+        ).success
+
+    pods = list(kube_api.pods().values())
+    assert len(pods) == len(KINDS)
+    seen: dict[str, dict[str, Any]] = {}
+    for pod in pods:
+        for container in _containers(pod):
+            env = {e["name"]: e for e in container.get("env") or []}
+            if SPEC_ENV not in env:
+                continue
+            runner_spec = json.loads(env[SPEC_ENV]["value"])
+            settings = runner_spec["agent"]
+            seen[settings["kind"]] = {"spec": runner_spec, "env": env}
+    assert set(seen) == set(KINDS)
+    for kind, found in seen.items():
+        runner_spec, env = found["spec"], found["env"]
+        assert runner_spec["command"][0] == programs[kind]
+        assert runner_spec["agent"]["endpoint"]["base_url"] == GATEWAY  # the gateway, set once in the catalog
+        key_env = runner_spec["agent"]["endpoint"]["key_env"]
+        assert env[key_env]["valueFrom"]["secretKeyRef"] == {"name": "model-gateway", "key": "api-key"}
+        assert "value" not in env[key_env]  # the key itself never is part of the pod object
+        for secret in (v for values in fake_secrets.values() for v in values.values()):
+            assert secret not in json.dumps(runner_spec)

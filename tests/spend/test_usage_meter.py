@@ -1,0 +1,97 @@
+"""The runner's running meter over the agents' real event formats: a cap passed ends the run at that report, a
+loop ends it after N turns, an agent without turn events is never a loop."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from codexk8s_pipelines.agents.usage_meter import UsageMeter
+from codexk8s_pipelines.domain.spend import Budgets, Limit, Price, PriceTable
+
+PRICES = PriceTable("USD", {"gpt-5.5": Price(Decimal("1.25"), Decimal("0.125"), Decimal(10))})
+
+
+def _codex_turn(inp: int, cached: int, out: int) -> str:
+    return json.dumps(
+        {"type": "turn.completed", "usage": {"input_tokens": inp, "cached_input_tokens": cached, "output_tokens": out}}
+    )
+
+
+def _codex_command(cmd: str) -> str:
+    item = {"id": "i", "type": "command_execution", "command": cmd, "status": "completed", "exit_code": 0}
+    return json.dumps({"type": "item.completed", "item": item})
+
+
+def test_codex_usage_sums_and_stops_at_the_report_that_passes_the_cap() -> None:
+    meter = UsageMeter("codex", "gpt-5.5", PRICES, Budgets(per_run=Limit(tokens=25_000)))
+    assert meter.feed(json.dumps({"type": "thread.started", "thread_id": "t"})) is None
+    assert meter.feed(_codex_turn(10_000, 2_000, 1_000)) is None
+    stop = meter.feed(_codex_turn(12_000, 0, 3_000))
+    assert stop is not None and stop.reason == "budget_exceeded"
+    assert "26,000 tokens spent" in stop.detail or "26,000" in stop.detail
+    assert (meter.usage.input, meter.usage.cached_input, meter.usage.output) == (
+        22_000,
+        2_000,
+        4_000,
+    )
+    # 20,000 fresh × 1.25 + 2,000 cached × 0.125 + 4,000 × 10, per million
+    assert meter.cost() == Decimal("0.065250")
+
+
+def test_money_cap_from_the_price_table() -> None:
+    meter = UsageMeter("codex", "gpt-5.5", PRICES, Budgets(per_run=Limit(cost=Decimal("0.05"))))
+    assert meter.feed(_codex_turn(10_000, 0, 3_000)) is None  # $0.0425
+    stop = meter.feed(_codex_turn(1_000, 0, 1_000))  # $0.05375
+    assert stop is not None and stop.reason == "budget_exceeded" and "$0.0538" in stop.detail
+
+
+def test_claude_counts_a_message_once_and_takes_the_final_total() -> None:
+    meter = UsageMeter("claude-code", "claude-x", PRICES, Budgets(per_run=Limit(tokens=10_000)))
+    msg = {
+        "id": "msg_1",
+        "model": "claude-x",
+        "usage": {"input_tokens": 100, "cache_read_input_tokens": 900, "output_tokens": 50},
+        "content": [{"type": "text", "text": "hi"}],
+    }
+    line = json.dumps({"type": "assistant", "message": msg, "session_id": "s"})
+    assert meter.feed(line) is None and meter.feed(line) is None  # two content blocks of one message
+    assert meter.usage.input == 1000 and meter.usage.output == 50
+    result = {
+        "type": "result",
+        "subtype": "success",
+        "is_error": False,
+        "total_cost_usd": 0.02,
+        "num_turns": 1,
+        "usage": {"input_tokens": 200, "cache_read_input_tokens": 900, "output_tokens": 70},
+    }
+    assert meter.feed(json.dumps(result)) is None
+    assert meter.usage.input == 1100 and meter.usage.output == 70
+    assert meter.cost() == Decimal("0.020000")  # no price for claude-x: the agent's own USD figure
+
+
+def test_the_same_call_n_turns_in_a_row_is_a_loop() -> None:
+    meter = UsageMeter("codex", "gpt-5.5", PRICES, Budgets(), loop_turns=3)
+    assert meter.feed(_codex_command("pytest -q")) is None
+    assert meter.feed(_codex_command("pytest -q")) is None
+    stop = meter.feed(_codex_command("pytest -q"))
+    assert stop is not None and stop.reason == "agent_loop" and "3 turns in a row" in stop.detail
+
+
+def test_reading_without_changing_is_a_loop_for_claude() -> None:
+    meter = UsageMeter("claude-code", None, PRICES, Budgets(), loop_turns=3)
+    for i in range(2):
+        block = {"type": "tool_use", "id": f"t{i}", "name": "Read", "input": {"file_path": f"/w/f{i}.py"}}
+        msg = {"id": f"m{i}", "model": "claude-x", "content": [block]}
+        assert meter.feed(json.dumps({"type": "assistant", "message": msg})) is None
+    block = {"type": "tool_use", "id": "t9", "name": "Grep", "input": {"pattern": "x"}}
+    stop = meter.feed(json.dumps({"type": "assistant", "message": {"id": "m9", "model": "c", "content": [block]}}))
+    assert stop is not None and stop.reason == "agent_loop" and "no change" in stop.detail
+
+
+def test_varied_work_is_not_a_loop_and_aider_is_never_judged() -> None:
+    meter = UsageMeter("codex", "gpt-5.5", PRICES, Budgets(), loop_turns=3)
+    assert all(meter.feed(_codex_command(f"step {i}")) is None for i in range(20))
+    aider = UsageMeter("aider", None, PRICES, Budgets(), loop_turns=1)
+    assert all(aider.feed(line) is None for line in ["Applied edit to a.py"] * 5)
+    assert aider.usage.known is False
