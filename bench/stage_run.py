@@ -37,7 +37,7 @@ AGENT = """
     (root / ".codexk8s").mkdir(exist_ok=True)
     (root / ".codexk8s" / "result.json").write_text(json.dumps({"summary": "no-op", "status": "done",
         "diagnosis": None, "next_step_hint": None}))
-    pathlib.Path(sys.argv[3]).write_text(json.dumps({"start": start, "end": time.time()}))
+    (root / ".codexk8s" / "times.json").write_text(json.dumps({"start": start, "end": time.time()}))
 """
 
 
@@ -80,7 +80,9 @@ def main(agent_seconds: float = 2.0, runs: int = 3) -> None:
                 result = job.execute_in_process(run_config=stage_run_config(config), tags=stage_run_tags(config))
                 t1 = time.time()
                 assert result.success
-                agent_times = json.loads(times.read_text())
+                # The agent is sandboxed: it can only write its checkout (its `.codexk8s/` is never committed).
+                workdir = Path(result.output_for_node("render_prompt_op")["workdir"])
+                agent_times = json.loads((workdir / ".codexk8s" / "times.json").read_text())
                 before.append(agent_times["start"] - t0)
                 after.append(t1 - agent_times["end"])
             b, a = sorted(before)[len(before) // 2], sorted(after)[len(after) // 2]

@@ -7,10 +7,14 @@ import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import settings
 from .config import ConfigError, PlatformConfig, load_config, load_config_from_environment
 from .domain.stages import Permission
+
+if TYPE_CHECKING:
+    from .store import PlatformStore
 
 
 def _split(value: str | None) -> tuple[str, ...]:
@@ -125,7 +129,22 @@ def _cmd_db_migrate(args: argparse.Namespace) -> int:
     applied = store.migrate(grant_to=grant_to)
     granted = f"; rights of role {grant_to} granted" if grant_to else ""
     print(f"schema version {store.schema_version()}; applied now: {applied or 'nothing'}{granted}")
+    _rekey_repositories(store)
     return 0
+
+
+def _rekey_repositories(store: PlatformStore) -> None:
+    """Move rows of renamed repositories (`local:<path>` → the directory's name) when the configuration is known."""
+    from .store.rekey import rekey_repositories
+
+    try:
+        config = load_config_from_environment()
+    except ConfigError as exc:
+        print(f"repository keys not checked (no readable codexk8s.yaml: {exc.problems[0]})", file=sys.stderr)
+        return
+    moved = rekey_repositories(store, config.renamed_repositories())
+    if moved:
+        print("repository keys renamed: " + ", ".join(f"{table} {count}" for table, count in sorted(moved.items())))
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:

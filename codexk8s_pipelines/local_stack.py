@@ -158,6 +158,15 @@ def _dagster_env(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def _rekey_repositories(store: PlatformStore) -> None:
+    """Stored rows of a local checkout follow its readable name (`local:.` → `main`) before Dagster starts."""
+    from .store.rekey import rekey_repositories
+
+    moved = rekey_repositories(store, load_config_from_environment().renamed_repositories())
+    if moved:
+        log.info("repository keys renamed: %s", ", ".join(f"{t} {n}" for t, n in sorted(moved.items())))
+
+
 def prepare_dagster_home(home: Path) -> Path:
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -222,6 +231,7 @@ def run_local_stack(host: str, port: int, workspace: Path) -> int:
         # As in production: the migrator owns and migrates the schema, the platform runs as the application role.
         urls = database.prepare_database(LOCAL_DATABASE)
         applied = PlatformStore(urls.migrator).migrate(grant_to=APP_ROLE)
+        _rekey_repositories(PlatformStore(urls.migrator))
         url = urls.app
         log.info(
             "platform database %s ready in %s (migrations applied now: %s; the platform connects as %s)",

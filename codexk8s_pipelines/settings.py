@@ -31,6 +31,7 @@ GITHUB_APP_PRIVATE_KEY_VAR = "CODEXK8S_GITHUB_APP_PRIVATE_KEY"
 AGENT_CATALOG_VAR = "CODEXK8S_AGENT_CATALOG"
 # Runs agents without the local sandbox (no namespaces, no process cap): unsafe, off by default, logged loudly.
 UNSAFE_NO_AGENT_SANDBOX_VAR = "CODEXK8S_UNSAFE_NO_AGENT_SANDBOX"
+BWRAP_VAR = "CODEXK8S_BWRAP"  # the bubblewrap binary of the agent sandbox (default: bwrap on PATH)
 EMBEDDING_MODEL_VAR = "CODEXK8S_EMBEDDING_MODEL"
 # MCP: the secret that signs run-scoped tokens (a secret), the token a run hands its agent, the server's URL.
 MCP_SECRET_VAR = "CODEXK8S_MCP_SECRET"

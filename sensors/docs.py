@@ -11,7 +11,8 @@ from codexk8s_pipelines.autonomous.docs_index import docs_index_job
 from codexk8s_pipelines.autonomous.partitions import PARTITIONS_NAME, REPOSITORY_PARTITIONS
 from codexk8s_pipelines.config.models import RepositoryConfig
 from codexk8s_pipelines.github.resource import GitHubResource
-from codexk8s_pipelines.resources import PlatformConfigResource
+from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
+from codexk8s_pipelines.store.rekey import rekey_repositories
 
 MAX_WORKERS = 8
 # A sensor tick has 60 s: a remote that hangs costs its worker this long, not the whole tick.
@@ -26,10 +27,20 @@ LS_REMOTE_TIMEOUT_SECONDS = 20
     description="Adds/removes repository partitions from codexk8s.yaml; indexes a repository whose head moved.",
 )
 def docs_index_sensor(
-    context: dg.SensorEvaluationContext, platform_config: PlatformConfigResource, github: GitHubResource
+    context: dg.SensorEvaluationContext,
+    platform_config: PlatformConfigResource,
+    platform_db: PlatformDatabase,
+    github: GitHubResource,
 ) -> dg.SensorResult:
-    repositories = {r.key.lower(): r for r in platform_config.get().repositories}
+    platform = platform_config.get()
+    repositories = {r.key.lower(): r for r in platform.repositories}
     existing = set(context.instance.get_dynamic_partitions(PARTITIONS_NAME))
+    renamed = platform.renamed_repositories()
+    if stale := {old: renamed[old] for old in sorted(existing) if old in renamed}:
+        # A partition under a local checkout's old key (`local:<path>`): its stored rows move to the readable
+        # key before the partition is replaced below, so findings and the docs index carry over.
+        moved = rekey_repositories(platform_db.store(), stale)
+        context.log.info(f"renamed repository partitions {stale}; rows moved: {moved or 'none'}")
     heads: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     credentials = github.credentials()
 

@@ -234,9 +234,9 @@ def _decide_pull(api: RepoApi, ctx: TickContext, cursor: RepoCursor, number: int
     merge (the end of its issue's lead time)."""
     events = parse_events(api.issue_events(number), f"event of {api.full_name}#{number}")
     for merge in (e for e in events if e.event == "merged" and cursor.is_new(e.id, e.created_at)):
-        pull = PullRequest.parse(api.pull(number))
+        merged = PullRequest.parse(api.pull(number))
         at = parse_time(merge.created_at)
-        record_merge(ctx.platform, api.full_name, pull.linked_issue, number, merge.actor.login, at, pull.head_sha)
+        record_merge(ctx.platform, api.full_name, merged.linked_issue, number, merge.actor.login, at, merged.head_sha)
         cursor.mark(merge.id, merge.created_at)
     for moment in replay(events):
         new = [e for e in moment.events if cursor.is_new(e.id, e.created_at)]
@@ -438,7 +438,7 @@ def run_tick(
 
 def _released_runs(ctx: TickContext) -> list[RunIntent]:
     """Runs the budgets held that now have room: requested under their own key, as if decided now."""
-    intents = []
+    intents: list[RunIntent] = []
     for hold, decision in budget_gate.released_by_budget(ctx):
         store = ctx.platform
         if not store.has_event(hold.correlation_key, "run.requested"):

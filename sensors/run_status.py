@@ -49,6 +49,7 @@ def report_outside_failure(
         run_url=publish.run_url(dagster_run.run_id),
         reason="run_" + status,
         message=message[:500],
+        history=publish.history_for(store, repository, number),
     )
     api = github.repo_api(repository)
     comment_id = upsert(api, number, view, publish.comment_id(store, key))

@@ -235,7 +235,8 @@ def _last_output(body: Any) -> str:
         for block in message.get("content") if isinstance(message.get("content"), list) else []:
             if isinstance(block, dict) and block.get("type") == "tool_result":
                 outputs.append(text_of(block.get("content")))
-    lines = [line.strip() for line in (outputs[-1] if outputs else "").splitlines() if line.strip()]
+    newest = re.sub(r"<system-reminder>.*?</system-reminder>", "", outputs[-1] if outputs else "", flags=re.S)
+    lines = [line.strip() for line in newest.splitlines() if line.strip()]
     return lines[-1] if lines else ""
 
 

@@ -112,3 +112,25 @@ def test_stage_jobs_say_they_need_github_and_name_what_the_launchpad_must_fill_i
     config = defaults.default_value["config"]
     assert config["repository"] == "OWNER/NAME" and config["role"] == "dev" and config["trigger_label"] == "run:dev"
     assert "issue_number" not in config  # an optional default would leak into a sensor's PR run
+
+
+def test_the_github_sensors_say_why_they_skip_in_their_description(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sensors.status import with_status
+
+    for name in ("CODEXK8S_GITHUB_TOKEN", "CODEXK8S_GITHUB_APP_ID", "CODEXK8S_GITHUB_APP_PRIVATE_KEY"):
+        monkeypatch.delenv(name, raising=False)
+    config = tmp_path / "codexk8s.yaml"
+    config.write_text("repositories:\n  - path: .\n")
+    monkeypatch.setenv("CODEXK8S_CONFIG", str(config))
+    assert with_status("Labels.") == (
+        "Labels. SKIPPING EVERY TICK: no GitHub credentials: set CODEXK8S_GITHUB_TOKEN, or CODEXK8S_GITHUB_APP_ID "
+        "and CODEXK8S_GITHUB_APP_PRIVATE_KEY."
+    )
+    monkeypatch.setenv("CODEXK8S_GITHUB_TOKEN", "t0ken")
+    assert with_status("Labels.").endswith("SKIPPING EVERY TICK: no GitHub repository is watched: add `github: "
+                                           "owner/name` under repositories in codexk8s.yaml.")  # fmt: skip
+    config.write_text("repositories:\n  - github: acme/shop\n")
+    from codexk8s_pipelines.config import load_config_from_environment
+
+    load_config_from_environment.cache_clear()
+    assert with_status("Labels.") == "Labels."

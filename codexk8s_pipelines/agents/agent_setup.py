@@ -333,6 +333,7 @@ def _prepare_claude(
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",  # no update checks, telemetry or error reports
             "CLAUDE_CODE_MAX_RETRIES": "1",  # a dead endpoint fails in seconds, not minutes
             "DISABLE_AUTOUPDATER": "1",
+            "ENABLE_TOOL_SEARCH": "false",  # the role's few MCP tools offered directly, not behind a tool search
         }
     )
     cmd = list(command)

@@ -1,4 +1,8 @@
-"""The agent's checkout: clone or reuse it, put it on the right branch, then diff, commit and push what changed.
+"""A checkout driven by subprocess git: clone or reuse it, put it on a branch, diff, commit, push.
+
+The platform's own mirrors (periodic scans) use `GitWorkspace`; the agent runner does not any more: it keeps its git
+directory out of the agent's reach and pushes a commit it built itself (`verified_push.RunnerRepository`, issue 12),
+and shares this module's auth, error and redaction helpers.
 
 Plain `git` subprocesses, because the same code runs in a slim pod image and locally, and because git's own
 behaviour (auth headers through GIT_CONFIG_*, hooks, pathspecs) is what has to be controlled precisely.

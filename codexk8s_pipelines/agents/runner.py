@@ -16,6 +16,7 @@ Exit code: 0 succeeded, 2 failed_precondition, 1 anything else (failed, timed_ou
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import os
 import shutil
@@ -38,6 +39,7 @@ from ..domain.redaction import REDACTED, redact_text
 from ..domain.write_scope import tree_violations
 from . import sandbox as sb
 from .agent_env import build_agent_env
+from .agent_turn import AgentTurn
 from .git_workspace import BranchNotFound, Checkout, GitError, basic_auth_header
 from .runner_spec import TOKEN_ENV_VAR, RunnerResult, RunnerSpec, RunnerStatus, SpecError, load_spec
 from .verified_push import RunnerRepository
@@ -47,6 +49,7 @@ KILL_GRACE_SECONDS = 5.0
 OUTPUT_TAIL_LINES = 40
 RESULT_FILE_MAX_BYTES = 1_000_000
 PHASES = ("all", "prepare", "agent", "finish")
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def exit_code_for(status: RunnerStatus | str) -> int:
@@ -194,11 +197,13 @@ def kill_process_group(pgid: int, proc: subprocess.Popen[bytes] | None = None) -
         proc.wait()
 
 
-def _pump(stream: IO[bytes], label: str, reporter: Reporter, tail: deque[str]) -> None:
+def _pump(stream: IO[bytes], label: str, reporter: Reporter, tail: deque[str], turn: AgentTurn | None = None) -> None:
     for raw in iter(stream.readline, b""):
         text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         tail.append(text)
-        reporter.line(f"[agent{label}] {text}")
+        shown = turn.line(text) if turn is not None else text  # JSON events in short form, the prompt not echoed
+        if shown is not None:
+            reporter.line(f"[agent{label}] {shown}")
     stream.close()
 
 
@@ -250,14 +255,23 @@ def _agent_process(
 
 
 def run_agent(
-    spec: RunnerSpec, cwd: Path, env: Mapping[str, str], reporter: Reporter, launch: AgentLaunch
+    spec: RunnerSpec,
+    cwd: Path,
+    env: Mapping[str, str],
+    reporter: Reporter,
+    launch: AgentLaunch,
+    turn: AgentTurn | None = None,
 ) -> AgentOutcome:
-    """Run the agent to completion or timeout, streaming its output; `Cancelled` passes through after the kill."""
+    """Run the agent to completion or timeout, streaming its output; `Cancelled` passes through after the kill.
+
+    `turn` (agent_turn.py) sees every line, and may stop an agent stuck on an unreachable model endpoint."""
     tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
     with _stdin_for(spec) as stdin, _agent_process(spec.command, cwd, env, stdin, launch) as proc:
+        if turn is not None:
+            turn.started(lambda: kill_process_group(proc.pid))
         pumps = [
-            threading.Thread(target=_pump, args=(proc.stdout, "", reporter, tail), daemon=True),
-            threading.Thread(target=_pump, args=(proc.stderr, ":stderr", reporter, tail), daemon=True),
+            threading.Thread(target=_pump, args=(proc.stdout, "", reporter, tail, turn), daemon=True),
+            threading.Thread(target=_pump, args=(proc.stderr, ":stderr", reporter, tail, turn), daemon=True),
         ]
         for pump in pumps:
             pump.start()
@@ -338,6 +352,8 @@ class AgentRun:
         self.environ = dict(os.environ if environ is None else environ)
         self.started = time.monotonic()
         self.fields: dict[str, Any] = {}
+        self.turn: AgentTurn | None = None  # the real agent program's side of the turn (agent_turn.py)
+        self._report: AgentReport | None = None
         self.repo = RunnerRepository(
             spec.workdir,
             spec.remote_url,
@@ -399,8 +415,11 @@ class AgentRun:
         if outcome is None:
             return self._finish("failed", "agent_not_found", f"cannot start the agent command {spec.command[0]!r}")
         self._take_report(checkout.path, outcome)
-        if outcome.timed_out:
+        unreachable = self.turn is not None and self.turn.unreachable is not None
+        if outcome.timed_out and not unreachable:
             return self._finish("timed_out", "agent_timeout", f"the agent ran over {spec.timeout_seconds}s")
+        if self.turn is not None and self.turn.kind != "custom" and (unreachable or outcome.exit_code != 0):
+            return self._verdict(outcome.exit_code, []) or self._finish("failed", "agent_exit_code", "")
         if outcome.exit_code != 0:
             last = " | ".join(outcome.tail[-5:])
             return self._finish("failed", "agent_exit_code", f"the agent exited {outcome.exit_code}; last: {last}")
@@ -452,6 +471,8 @@ class AgentRun:
         outcome = self._launch(checkout.path, None)
         record = None if outcome is None else {"exit_code": outcome.exit_code, "timed_out": outcome.timed_out,
                                                "tail": outcome.tail}  # fmt: skip
+        if record is not None and self.turn is not None:  # the finish step reads the agent's own report
+            record["lines"] = self.turn.handover_lines()
         self._outcome_file.write_text(json.dumps({"outcome": record}), encoding="utf-8")
         return self._finish("succeeded", "agent_ran", "the agent's turn is over")
 
@@ -471,6 +492,11 @@ class AgentRun:
             )  # fmt: skip
         except (OSError, ValueError, KeyError, TypeError) as exc:
             return self._finish("failed", "agent_no_outcome", f"the agent's container left no outcome: {exc}")
+        if isinstance(record, dict) and self.spec.agent is not None:  # transcript and usage from its output
+            self.turn = AgentTurn(self.spec.agent, self._bare_home())
+            self.turn.lines = [str(line) for line in record.get("lines") or []]
+            self.turn.finish()
+            self.fields.update(self.turn.result_fields())
         return self._judge(checkout, outcome)
 
     # ---------------------------------------------------------------- the agent's turn
@@ -500,6 +526,7 @@ class AgentRun:
         read_only = [Path(spec.prompt_file).resolve(), self.repo.git_dir / "objects"]
         return sb.SandboxPlan(
             workspace=checkout,
+            home=self._bare_home(),
             hide=tuple(p.resolve() for p in hide),
             read_only=tuple(read_only),
             memory_bytes=spec.memory_bytes,
@@ -509,25 +536,40 @@ class AgentRun:
     def _launch(self, checkout: Path, bwrap: str | None) -> AgentOutcome | None:
         """The agent's turn: in the sandbox (bwrap) or, with None, bare (its own container, or the opt-out)."""
         spec = self.spec
+        self.turn = turn = AgentTurn(
+            spec.agent, self._bare_home(), sb.AGENT_HOME if bwrap else None, nested=bwrap is not None
+        )
+        command, agent_vars = turn.prepare(spec.command, spec.env)
+        spec = spec.model_copy(update={"command": command})
         env = build_agent_env(
             self.environ,
             home=sb.AGENT_HOME if bwrap else str(self._bare_home()),
-            declared=spec.pass_env,
-            extra={**spec.env, **self._agent_context(checkout)},
+            declared=[*spec.pass_env, *turn.declared],
+            extra={**spec.env, **agent_vars, **self._agent_context(checkout)},
         )
+        for note in turn.notes:
+            self.reporter.status("agent_setup", note)
+        if turn.probe() is not None:  # a dead model endpoint: fail in seconds instead of a hang to the timeout
+            self.fields.update(turn.result_fields())
+            self.reporter.status("model_unreachable", turn.unreachable or "")
+            return AgentOutcome(None)
         self.reporter.status("agent_started", f"{Path(spec.command[0]).name} in {checkout}", command=spec.command[0])
         try:
             if bwrap is None:
-                outcome = run_agent(spec, checkout, env, self.reporter, AgentLaunch(None, None))
+                outcome = run_agent(spec, checkout, env, self.reporter, AgentLaunch(None, None), turn)
             else:
                 with sb.process_cap(spec.max_processes, spec.memory_bytes) as cap:
                     launch = AgentLaunch(bwrap, self._sandbox_plan(checkout), cap)
-                    outcome = run_agent(spec, checkout, env, self.reporter, launch)
+                    outcome = run_agent(spec, checkout, env, self.reporter, launch, turn)
                     left = cap.kill_remaining()
                     if left:
                         self.reporter.status("agent_leftovers_killed", f"{len(left)} agent process(es) were left")
         except (FileNotFoundError, PermissionError):
             return None
+        turn.finish()
+        self.fields.update(turn.result_fields())
+        if turn.usage is not None and turn.kind != "custom":
+            self.reporter.status("agent_usage", turn.usage.summary(), usage=turn.usage.to_dict())
         self.reporter.status(
             "agent_finished",
             "timed out" if outcome.timed_out else f"exit code {outcome.exit_code}",
@@ -536,8 +578,20 @@ class AgentRun:
         )
         return outcome
 
+    def _verdict(self, exit_code: int | None, changed: list[str]) -> RunnerResult | None:
+        """The run's end when what the agent did says it failed or is blocked (outcome.py), else None."""
+        report = self._report or AgentReport()
+        turn = self.turn or AgentTurn(None, Path(self.spec.workdir))
+        outcome = turn.judge(exit_code, changed, report.status, report.summary, report.diagnosis, report.problem)
+        if outcome.verdict == "succeeded":
+            return None
+        self.fields["diagnosis"] = outcome.diagnosis
+        self.reporter.status("agent_judged", f"{outcome.reason}: {outcome.message}", reason=outcome.reason)
+        return self._finish("blocked" if outcome.verdict == "blocked" else "failed", outcome.reason, outcome.message)
+
     def _take_report(self, checkout: Path, outcome: AgentOutcome) -> None:
         report = read_agent_report(checkout, self.spec.result_file)
+        self._report = report
         self.fields.update(
             agent_exit_code=outcome.exit_code,
             summary=report.summary,
@@ -547,7 +601,11 @@ class AgentRun:
         )
 
     def _bare_home(self) -> Path:
+        """The agent's private HOME on the host, beside the checkout (never inside it, so never committed); inside
+        the sandbox it is mounted at `sandbox.AGENT_HOME`. Agent setups write their configuration here."""
         home = self.repo.worktree.parent / f".{self.repo.worktree.name}.agent-home"
+        if home.is_symlink():
+            home.unlink()
         home.mkdir(mode=0o700, exist_ok=True)
         return home
 
@@ -592,6 +650,9 @@ class AgentRun:
             listed = "; ".join(str(v) for v in violations[:5]) + ("; ..." if len(violations) > 5 else "")
             message = f"{len(violations)} change(s) outside the {scope.value} scope, nothing pushed: {listed}"
             return self._finish("failed_precondition", "write_scope_violation", message)
+        refused = self._verdict(0, changed)
+        if refused is not None:
+            return refused
         if not changed:
             return self._finish("succeeded", "no_changes", "the agent changed nothing; nothing pushed")
         self.fields["commit"] = commit
@@ -668,6 +729,22 @@ def _execute(spec_path: str, reporter: Reporter, token: str | None, phase: str =
     return AgentRun(spec, reporter, token, private_dirs=[Path(spec_path).resolve().parent]).run(phase)
 
 
+def _term_when_parent_dies() -> None:
+    """A runner whose Dagster step process died must not run on until its timeout with the agent: the parent's
+    death sends us SIGTERM, which `CancelGuard` turns into a cancelled run (agent stopped, nothing pushed).
+    Not for a pod's PID 1 (no parent to lose)."""
+    parent = os.getppid()
+    if not sys.platform.startswith("linux") or parent <= 1:
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # it died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     token = os.environ.get(TOKEN_ENV_VAR) or None
@@ -676,6 +753,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reporter = Reporter.open(scrub)
     try:
         try:
+            _term_when_parent_dies()
             result = _execute(args.spec, reporter, token, args.phase)
         except Cancelled as exc:  # before the run had started, e.g. while loading the spec
             result = RunnerResult(status="cancelled", reason="cancelled", message=f"received {exc}", branch="")

@@ -10,7 +10,7 @@ import json
 import re
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -18,12 +18,13 @@ from .. import settings
 from ..domain.stages import WriteScope
 from ..domain.write_scope import DEFAULT_MAX_TEXT_BYTES, DEFAULT_SELF_IMPROVE_ALLOW
 from .agent_env import platform_secret_reason
+from .agent_setup import AgentSettings
 
 TOKEN_ENV_VAR = settings.GITHUB_TOKEN_VAR
 DEFAULT_RESULT_FILE = ".codexk8s/result.json"
 
 RunnerMode = Literal["work", "revise", "comment_only"]
-RunnerStatus = Literal["succeeded", "failed_precondition", "failed", "timed_out", "cancelled"]
+RunnerStatus = Literal["succeeded", "failed_precondition", "failed", "blocked", "timed_out", "cancelled"]
 
 # A conservative subset of `git check-ref-format --branch`: no option-looking names, no `..`, no spaces.
 _BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/+-]+(?<![./])$")
@@ -60,6 +61,9 @@ class RunnerSpec(BaseModel):
         default_factory=list,
         description="variables the agent's catalog entry declares (its model API key...), passed from the runner's"
         " environment; everything else of it stays behind",
+    )
+    agent: AgentSettings | None = Field(
+        default=None, description="a real agent program's setup (agent_setup.py); None: the command runs as written"
     )
     git_dir: str | None = Field(
         default=None, description="the runner's git directory, outside the agent's reach (default: beside workdir)"
@@ -127,6 +131,12 @@ class RunnerResult(BaseModel):
     violation_rules: list[str] = Field(default_factory=list, description="each violation with the rule it broke")
     pushed: bool = False
     agent_exit_code: int | None = None
+    agent_kind: str | None = None
+    usage: dict[str, Any] | None = Field(default=None, description="the agent's own report (agents.usage.Usage)")
+    session_id: str | None = Field(default=None, description="the agent's session, resumed by the next revise")
+    previous_session_id: str | None = None
+    resumed: bool = False
+    agent_notes: list[str] = Field(default_factory=list, description="setup notes: sandbox flag, model, resume")
     sandboxed: bool | None = Field(default=None, description="False: the agent ran bare (the unsafe opt-out)")
     duration_seconds: float = 0.0
 

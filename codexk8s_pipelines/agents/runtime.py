@@ -74,7 +74,10 @@ def with_agent_limits(spec: RunnerSpec, agent: AgentSpec | None) -> RunnerSpec:
     memory as the sandbox's per-process cap."""
     if agent is None:
         return spec
-    declared = list(dict.fromkeys([*spec.pass_env, *agent.env_from_secrets]))
+    # A model endpoint's key variable (agent_kinds) is declared like a secret of the entry.
+    key = getattr(getattr(agent, "endpoint", None), "key_env", None)
+    key_env = [key] if isinstance(key, str) and key else []
+    declared = list(dict.fromkeys([*spec.pass_env, *agent.env_from_secrets, *key_env]))
     memory = spec.memory_bytes or quantity_bytes(agent.memory)
     return spec.model_copy(update={"pass_env": declared, "memory_bytes": memory})
 

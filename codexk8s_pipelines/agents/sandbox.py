@@ -36,7 +36,7 @@ from pathlib import Path
 
 from .. import settings
 
-BWRAP_ENV_VAR = "CODEXK8S_BWRAP"
+BWRAP_ENV_VAR = settings.BWRAP_VAR
 OPT_OUT_ENV_VAR = settings.UNSAFE_NO_AGENT_SANDBOX_VAR
 AGENT_UID = 1000
 AGENT_GID = 1000
@@ -65,6 +65,7 @@ class SandboxPlan:
     """What the agent may see and use; paths are absolute host paths, bound at the same place inside."""
 
     workspace: Path
+    home: Path | None = None  # bound read-write at AGENT_HOME (agent config, kept sessions); None: an empty tmpfs
     hide: tuple[Path, ...] = ()
     read_only: tuple[Path, ...] = ()
     memory_bytes: int | None = None
@@ -81,6 +82,20 @@ def _interpreter_prefix(executable: str, path_env: str) -> Path | None:
     return real.parent.parent if real.parent.name == "bin" else real.parent
 
 
+def _shebang_interpreter(executable: str, path_env: str) -> str | None:
+    """The interpreter named on a script's `#!` line (an absolute path), or None for a binary."""
+    found = executable if os.sep in executable else shutil.which(executable, path=path_env)
+    try:
+        with open(found or "", "rb") as handle:
+            first = handle.readline(256)
+    except OSError:
+        return None
+    if not first.startswith(b"#!"):
+        return None
+    words = first[2:].decode("utf-8", "replace").split()
+    return words[0] if words and words[0].startswith("/") else None
+
+
 def command_paths(command: Sequence[str], path_env: str) -> list[Path]:
     """Host paths the agent needs to start: its interpreter's installation and absolute paths in its arguments."""
     paths: list[Path] = []
@@ -89,6 +104,9 @@ def command_paths(command: Sequence[str], path_env: str) -> list[Path]:
         paths.append(prefix)
     if os.sep in command[0]:
         paths.append(Path(command[0]))  # the venv's symlink itself, besides where it points
+    interpreter = _shebang_interpreter(command[0], path_env)  # a script agent (aider): its Python too
+    if interpreter is not None:
+        paths += [p for p in (_interpreter_prefix(interpreter, path_env), Path(interpreter)) if p is not None]
     for arg in command[1:]:
         candidate = arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg
         if candidate.startswith("/") and os.path.exists(candidate):
@@ -125,7 +143,8 @@ def bwrap_args(plan: SandboxPlan, command: Sequence[str], path_env: str) -> list
             args += ["--symlink", os.readlink(host), str(host)]
         elif host.is_dir():
             args += ["--ro-bind", str(host), str(host)]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--tmpfs", AGENT_HOME]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    args += ["--bind", str(plan.home), AGENT_HOME] if plan.home is not None else ["--tmpfs", AGENT_HOME]
     for private in _private_system_paths():
         args += ["--tmpfs", private] if os.path.isdir(private) else ["--ro-bind", "/dev/null", private]
     workspace = plan.workspace.resolve()

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import dagster as dg
 
@@ -37,6 +37,36 @@ class PeriodicRun:
     commit: str | None = None
 
 
+if TYPE_CHECKING:
+
+    class CheckedOutRun(PeriodicRun):
+        """For the checker only: a `PeriodicRun` with its checkout, what `open_partition` returns unless
+        `with_checkout=False`."""
+
+        root: Path
+
+else:
+    CheckedOutRun = PeriodicRun
+
+
+@overload
+def open_partition(
+    context: dg.AssetExecutionContext,
+    platform_db: PlatformDatabase,
+    platform_config: PlatformConfigResource,
+    github: GitHubResource,
+    *,
+    with_checkout: Literal[True] = True,
+) -> CheckedOutRun: ...
+@overload
+def open_partition(
+    context: dg.AssetExecutionContext,
+    platform_db: PlatformDatabase,
+    platform_config: PlatformConfigResource,
+    github: GitHubResource,
+    *,
+    with_checkout: bool,
+) -> PeriodicRun: ...
 def open_partition(
     context: dg.AssetExecutionContext,
     platform_db: PlatformDatabase,

@@ -1,7 +1,8 @@
 """One partition per watched repository, shared by every periodic asset.
 
-`docs_index_sensor` keeps the set in step with `codexk8s.yaml` (partition keys are `owner/name`, lowercase, or
-`local:<path>`); every periodic schedule fans out over the same keys.
+`docs_index_sensor` keeps the set in step with `codexk8s.yaml` (partition keys are the repositories' readable
+names, lowercase: `owner/name`, or a local checkout's directory name such as `main`; see
+`config/repository_keys.py`); every periodic schedule fans out over the same keys.
 """
 
 import dagster as dg

@@ -6,12 +6,13 @@ import re
 from dataclasses import replace
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from ..domain.labels import DEFAULT_MODELS, DEFAULT_REASONING, LabelScheme
 from ..domain.rules import DEFAULT_LAUNCH_PROFILES, Rules, TriggerPolicy
 from ..domain.stages import MAIN_PATH, STAGE_NAMES, STAGES, ApprovalRule, Permission, RuntimeProfile
 from .periodic import PeriodicConfig, RepositoryDriftConfig, RepositoryPolicyConfig
+from .repository_keys import LEGACY_LOCAL_PREFIX, local_keys
 from .spend import BudgetsConfig, PricingConfig
 
 _GITHUB_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
@@ -63,9 +64,22 @@ class RepositoryConfig(_Strict):
             raise ValueError(f"github: {self.github!r} is not of the form owner/name")
         return self
 
+    # A local checkout's key, given by `PlatformConfig` (which sees every repository and keeps the keys unique).
+    _local_key: str | None = PrivateAttr(default=None)
+
     @property
     def key(self) -> str:
-        return self.github or f"local:{self.path}"
+        """The repository's readable name: partition key, store rows, run tags. `owner/name` for GitHub; for a
+        local checkout its directory's name (see `repository_keys.local_keys` for the rule)."""
+        if self.github is not None:
+            return self.github
+        return self._local_key or local_keys([self.path or "."])[0]
+
+    @property
+    def legacy_key(self) -> str | None:
+        """What a local checkout was called before it had a readable name (`local:<path>`): old partitions, runs
+        and links still name it so, and the re-keying step moves stored rows from it."""
+        return None if self.path is None else f"{LEGACY_LOCAL_PREFIX}{self.path}"
 
     def clone_url(self, api_url: str) -> str:
         """The git remote of the repository: `git_url`, the local checkout, or the GitHub host's https URL."""
@@ -200,9 +214,26 @@ class PlatformConfig(_Strict):
             )
         return self
 
+    @model_validator(mode="after")
+    def _name_local_checkouts(self) -> PlatformConfig:
+        local = [r for r in self.repositories if r.path is not None]
+        for repo, key in zip(local, local_keys([r.path or "." for r in local]), strict=True):
+            repo._local_key = key
+        return self
+
     def repository(self, name: str) -> RepositoryConfig | None:
+        """The repository of a key: its readable name, or the `local:<path>` an older run or link still holds."""
         key = name.strip().lower()  # partition keys, run records and audit rows hold repositories lower-cased
-        return next((r for r in self.repositories if r.key.lower() == key), None)
+        found = next((r for r in self.repositories if r.key.lower() == key), None)
+        return found or next((r for r in self.repositories if (r.legacy_key or "").lower() == key), None)
+
+    def renamed_repositories(self) -> dict[str, str]:
+        """Old key → readable key of each local checkout, lower-cased as stored: what the re-keying step moves."""
+        return {
+            r.legacy_key.lower(): r.key.lower()
+            for r in self.repositories
+            if r.legacy_key is not None and r.legacy_key.lower() != r.key.lower()
+        }
 
     def label_scheme(self) -> LabelScheme:
         overrides: dict[str, str] = {}

@@ -6,6 +6,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from ..agents.usage import Usage
 from ..domain.next_steps import next_steps
 from ..domain.rules import Rules
 from ..github.api import RepoApi
@@ -17,18 +18,22 @@ ACTOR = "dagster"
 log = logging.getLogger(__name__)
 
 
-def history_of(store: PlatformStore, ctx: StageContext) -> str | None:
+def history_for(store: PlatformStore, repository: str, number: int) -> str | None:
     """The issue's story so far for the comment's collapsed "History" (`codexk8s trace` has all of it). A
     courtesy: a failure to read it is logged and the comment goes out without it."""
     from ..domain.issue_trace import render_history_markdown
     from ..insight.trace import issue_trace
 
-    number = ctx.issue_number if ctx.issue_number is not None else ctx.comment_number
     try:
-        return render_history_markdown(issue_trace(store, ctx.repository, number)) or None
+        return render_history_markdown(issue_trace(store, repository, number)) or None
     except Exception as exc:
-        log.warning("no history for %s#%s in the service comment: %s", ctx.repository, number, exc)
+        log.warning("no history for %s#%s in the service comment: %s", repository, number, exc)
         return None
+
+
+def history_of(store: PlatformStore, ctx: StageContext) -> str | None:
+    number = ctx.issue_number if ctx.issue_number is not None else ctx.comment_number
+    return history_for(store, ctx.repository, number)
 
 
 def show(api: RepoApi, store: PlatformStore, ctx: StageContext, view: RunView) -> int:
@@ -94,6 +99,22 @@ def relabel_after_success(api: RepoApi, store: PlatformStore, ctx: StageContext,
             "added": {str(n): [rules.labels.in_review] for n in targets},
         },
     )
+
+
+def usage_line(usage: dict[str, Any] | None) -> str | None:
+    """The agent's own usage report as one line of the service comment (None for a custom agent)."""
+    parsed = Usage.from_dict(usage)
+    return parsed.summary() if parsed is not None else None
+
+
+def mark_blocked(api: RepoApi, store: PlatformStore, ctx: StageContext, rules: Rules) -> None:
+    """A blocked run: `state:blocked` on the issue (the trigger label stays, so a human sees what was asked)."""
+    if ctx.issue_number is None:
+        return
+    label = rules.labels.state_label("blocked")
+    api.add_labels(ctx.issue_number, [label])
+    payload = {"removed": [], "added": {str(ctx.issue_number): [label]}}
+    store.append_event(ctx.correlation_key, "run.labels.changed", "system", ACTOR, payload)
 
 
 def next_steps_for(ctx: StageContext, rules: Rules, pr_exists: bool) -> tuple:

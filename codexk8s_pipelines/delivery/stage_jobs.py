@@ -15,6 +15,8 @@ import dagster as dg
 from dagster import DagsterExecutionInterruptedError
 
 from .. import settings
+from ..agents.agent_kinds import effective_model, launch_settings
+from ..agents.agent_setup import AgentSettings
 from ..agents.catalog import load_catalog
 from ..agents.prompts import RESULT_FILE, PromptInputs, render_prompt
 from ..agents.runner_spec import RunnerResult, RunnerSpec
@@ -72,7 +74,7 @@ def stage_timeout_seconds(config: StageRunConfig) -> int:
     candidates = [STAGES[config.stage].timeout_minutes] if config.stage in STAGES else []
     with contextlib.suppress(Exception):  # the domain's timeout (or the default) stands in
         stages = load_config_from_environment().rules().stages
-        if config.stage in stages:
+        if config.stage is not None and config.stage in stages:
             candidates.append(stages[config.stage].timeout_minutes)
     if not config.stage:
         with contextlib.suppress(Exception):
@@ -150,6 +152,7 @@ def prepare_context(
     platform = platform_config.get()
     repo_config = platform.repository(config.repository)
     api = _api(github, config.repository)
+    model = _model_for_agent(store, config)
     ctx = gather(
         api,
         correlation_key=config.correlation_key,
@@ -160,7 +163,7 @@ def prepare_context(
         pr_number=config.pr_number,
         default_branch=repo_config.default_branch if repo_config else "main",
         trigger_label=config.trigger_label,
-        model=config.model,
+        model=model,
         reasoning=config.reasoning,
         actor=config.actor,
     )
@@ -209,6 +212,10 @@ def render_prompt_op(
     write_private_file(prompt_file, text)  # issue text: mode 600, removed when the agent step ends
     workdir = _workdir(ctx)
     command = agent.render_command(ctx.model, ctx.reasoning, workdir, prompt_file)
+    # A revise continues the branch's agent session when one was kept (agents.agent_setup); else it starts fresh.
+    agent_settings = launch_settings(
+        agent, ctx.model, ctx.reasoning, resume=ctx.revise, session_dir=str(_session_dir(ctx, agent.kind))
+    )
     context.add_output_metadata(
         {
             "prompt": dg.MetadataValue.md(text),
@@ -232,6 +239,7 @@ def render_prompt_op(
         "workdir": str(workdir),
         "write_scope": scope.value,
         "timeout_seconds": (stage.timeout_minutes if stage else agent.timeout_minutes) * 60,
+        "agent_settings": agent_settings.model_dump(mode="json"),
     }
 
 
@@ -264,7 +272,7 @@ def run_agent(
         author_email="codexk8s-agent@users.noreply.github.com",
         timeout_seconds=prepared["timeout_seconds"],
         result_file=RESULT_FILE,
-        **_mcp_access(ctx, prepared["timeout_seconds"]),
+        **_agent_access(ctx, prepared),
     )
     store = platform_db.store()
     store.append_event(
@@ -284,6 +292,8 @@ def run_agent(
             "reason": result.reason,
             "changed_files": dg.MetadataValue.json(result.changed_files),
             "duration_seconds": result.duration_seconds,
+            "usage": dg.MetadataValue.json(result.usage or {}),
+            "agent_session": result.session_id or "",
         }
     )
     return result.model_dump()
@@ -302,6 +312,32 @@ def _mcp_access(ctx: StageContext, timeout_seconds: int) -> dict[str, Any]:
     )  # fmt: skip
     env = {settings.MCP_TOKEN_VAR: token, settings.MCP_URL_VAR: os.environ.get(settings.MCP_URL_VAR, "")}
     return {"env": env, "pass_env": [settings.MCP_TOKEN_VAR]}
+
+
+def _agent_access(ctx: StageContext, prepared: dict) -> dict[str, Any]:
+    """The runner spec's agent part: the agent's setup, its MCP pair, and the model key it may read."""
+    access = _mcp_access(ctx, prepared["timeout_seconds"])
+    raw = prepared.get("agent_settings")
+    agent = AgentSettings.model_validate(raw) if raw else None
+    if agent is not None and agent.kind != "custom":
+        access["pass_env"] = [*access.get("pass_env", []), agent.endpoint.key_env]
+    return {**access, "agent": agent}
+
+
+def _model_for_agent(store: Any, config: StageRunConfig) -> str:
+    """The run's model, unless the pinned agent of the role does not know it: then its default, audited."""
+    agent = load_catalog().for_role(Role(config.role))
+    model, note = effective_model(config.model, agent.default_model, agent.known_models)
+    if note:
+        payload = {"requested": config.model, "model": model, "agent": agent.name, "note": note}
+        store.append_event(config.correlation_key, "run.model.substituted", "system", ACTOR, payload)
+    return model
+
+
+def _session_dir(ctx: StageContext, kind: str) -> Path:
+    """Where a branch's agent session is kept between its runs (local state; a pod starts fresh)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{ctx.repository}/{ctx.branch}")
+    return settings.state_dir() / "agent-sessions" / safe / kind
 
 
 def _commit_message(ctx: StageContext) -> str:
@@ -342,17 +378,22 @@ def publish_result(
     rules = platform.rules()
     store = platform_db.store()
     api = _api(github, ctx.repository)
+    usage = publish.usage_line(outcome.usage)
     if outcome.status != "succeeded":
         status = "canceled" if outcome.status == "cancelled" else "failed"
         event = "run.failed.precondition" if outcome.status == "failed_precondition" else f"run.{status}"
+        if outcome.status == "blocked":  # the agent's own "I cannot": a human must answer, nothing is opened
+            event = "run.blocked"
+            publish.mark_blocked(api, store, ctx, rules)
         store.set_run_status(ctx.correlation_key, status)
         store.append_event(
             ctx.correlation_key, event, "system", ACTOR, {"reason": outcome.reason, "message": outcome.message}
         )
-        phase = "cancelled" if status == "canceled" else "failed"
+        phase = "cancelled" if status == "canceled" else ("blocked" if outcome.status == "blocked" else "failed")
         view = publish.view_of(
             ctx, phase, context.run_id, platform.locale, reason=outcome.reason, message=outcome.message,
             summary=outcome.summary, changed_files=tuple(outcome.violations or outcome.changed_files),
+            diagnosis=outcome.diagnosis, usage=usage,
         )  # fmt: skip
         publish.show(api, store, ctx, view)
         raise dg.Failure(
@@ -369,7 +410,7 @@ def publish_result(
     store.append_event(ctx.correlation_key, "run.succeeded", "system", ACTOR, {"pr": (pr or {}).get("html_url")})
     view = publish.view_of(
         ctx, "finished", context.run_id, platform.locale, summary=outcome.summary or outcome.message,
-        changed_files=tuple(outcome.changed_files), pr_url=(pr or {}).get("html_url"),
+        changed_files=tuple(outcome.changed_files), pr_url=(pr or {}).get("html_url"), usage=usage,
         next_steps=publish.next_steps_for(ctx, rules, pr_exists=pr is not None),
     )  # fmt: skip
     publish.show(api, store, ctx, view)

@@ -9,14 +9,16 @@ Groups (each can be left out with `--skip`): `config` (the environment switch, t
 the agent catalog), `database` (URL, connection, migrations, pgvector), `github` (credentials, their validity,
 each watched `github:` repository and the permissions on it, the rate limit) and `kubernetes` (only when
 `CODEXK8S_ENV=kubernetes` or `--kubernetes`: the API, the agent namespace, the RBAC the run pods need there, the
-agent service account, the token Secret, the agent images).
+agent service account, the token Secret, the model key Secrets, the agent images, the MCP server). The database
+group also warns when the platform's role could rewrite the audit trail (a superuser, or the owner of flow_events).
 
 Every check catches its own errors and turns them into one FAIL line naming the cause: `run_checks` never
 raises. No secret is ever printed: every line goes through `redact_text`, and the database password, the GitHub
 token and the App key are scrubbed from the output literally as well. The Secret is read as metadata only.
 Every network call has a short timeout, so a doctor run against a dead host ends in seconds.
 
-One module per group (`config_checks`, `database_checks`, `github_checks`, `kubernetes_checks`), sharing
+One module per group (`config_checks`, `database_checks`, `github_checks`, `kubernetes_checks` with
+`agent_checks`), sharing
 `base` (the `Check` line and the `Context` loaded once per run). A new group is a new module: name it in
 `GROUPS` and call it from `run_checks`.
 """

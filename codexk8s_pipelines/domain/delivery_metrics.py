@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from .correlation import parse_correlation_key
+from .stages import MAIN_PATH
 
 # Finish events of a run and the outcome each stands for.
 FINISH_EVENTS: Mapping[str, str] = {
@@ -256,7 +257,10 @@ def stage_metrics(finished: Iterable[RunFact]) -> list[StageMetric]:
                 p50_seconds=percentile(durations, 50),
                 p95_seconds=percentile(durations, 95),
                 revise_rate=revise / first if first else None,
-                failure_reasons=dict(sorted(Counter(f.reason for f in facts if f.outcome == "failed").items())),
+                # A failed run always has a reason (run_fact); the None test only says so to the type checker.
+                failure_reasons=dict(
+                    sorted(Counter(f.reason for f in facts if f.outcome == "failed" and f.reason is not None).items())
+                ),
                 untimed=len(facts) - len(durations),
             )
         )
@@ -393,7 +397,7 @@ class IssueFlow:
 def infer_profile(stages: Iterable[str], launch_profiles: Mapping[str, Sequence[str]]) -> str:
     """The shortest launch profile whose path holds every main-path stage the issue ran; `unknown` when none
     does (an issue records no profile of its own: its stages say which path it took)."""
-    on_path = set(stages) & {s for path in launch_profiles.values() for s in path}
+    on_path = set(stages) & set(MAIN_PATH)
     fitting = [(len(path), name) for name, path in launch_profiles.items() if on_path <= set(path)]
     return min(fitting)[1] if fitting else "unknown"
 

@@ -290,7 +290,7 @@ def _list_extra(
     # A custom cluster-scoped kind the manifests could not know as such was keyed with a namespace.
     declared = {(k.group, k.kind, k.name) for k in desired.objects}
     for item in listed.get("items") or []:
-        if not isinstance(item, Mapping):
+        if not isinstance(item, dict):  # JSON: an object is a dict
             continue
         metadata = item.get("metadata") or {}
         name = metadata.get("name")

@@ -77,7 +77,7 @@ def cmd_freshness(args: argparse.Namespace) -> int:
     return EXIT_OUTDATED if totals.outdated else EXIT_UP_TO_DATE
 
 
-def add_freshness_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_freshness_commands(sub: argparse._SubParsersAction) -> None:
     """Register `freshness` on the main parser."""
     parser = sub.add_parser(
         "freshness",

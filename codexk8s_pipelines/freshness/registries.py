@@ -38,11 +38,11 @@ import http.client
 import json
 import re
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote
 from urllib.request import Request, urlopen
@@ -604,8 +604,15 @@ class _HexPm(_Base):
         return self._info(name, releases)
 
 
-_Client = _PyPI | _Npm | _GoProxy | _Crates | _Base
-_CLIENTS: dict[str, tuple[str, Any]] = {
+class _Client(Protocol):
+    """What every registry client has: its HTTP session and `fetch`."""
+
+    http: _Http
+
+    def fetch(self, name: str, used: Collection[str]) -> PackageInfo: ...
+
+
+_CLIENTS: dict[str, tuple[str, Callable[..., _Client]]] = {
     PYPI: ("pypi", _PyPI),
     NPM: ("npm", _Npm),
     GO: ("go", _GoProxy),
@@ -624,7 +631,7 @@ def _client(ecosystem: str, urls: RegistryUrls, timeout: float, *limits: Any) ->
     if found is None:
         raise RegistryError(ecosystem, f"no registry client for ecosystem {ecosystem!r}")
     field_name, cls = found
-    return cls(getattr(urls, field_name), timeout, *limits)  # type: ignore[no-any-return]
+    return cls(getattr(urls, field_name), timeout, *limits)
 
 
 def _fetch_one(

@@ -20,6 +20,8 @@ _EXPORTS = {
     "EmbeddingModelError": "embedding",
     "HashingEmbedder": "embedding",
     "default_embedder": "embedding",
+    "OnnxEmbedder": "onnx_embedding",
+    "onnx_embedder": "onnx_embedding",
     "DEFAULT_GLOBS": "index",
     "IndexStats": "index",
     "index_repository": "index",

@@ -61,7 +61,7 @@ def _database_url(command: str) -> str | None:
     return url
 
 
-def _fail(command: str, exc: BaseException) -> int:
+def _fail(command: str, exc: BaseException | str) -> int:
     print(f"codexk8s docs {command}: {exc}", file=sys.stderr)
     return 2
 
@@ -76,9 +76,21 @@ def _expected_errors() -> tuple[type[BaseException], ...]:
 
 
 def _default_repository(path: str) -> str:
-    """The name `codexk8s.yaml` gives a `path:` repository, `local:<path as written>`, lower-cased as the
-    docs_index asset's partition key is (so both index and search the same rows)."""
-    return f"local:{path.rstrip('/') or '/'}".lower()
+    """The name `codexk8s.yaml` gives the checkout at `path` (its directory's name, unique among the watched
+    repositories), lower-cased as the docs_index asset's partition key is, so both index and search the same rows;
+    a checkout the file does not list is named after its directory by the same rule."""
+    from ..config import ConfigError, load_config_from_environment
+    from ..config.repository_keys import local_keys
+
+    target = Path(path).expanduser().resolve()
+    try:
+        repositories = load_config_from_environment().repositories
+    except ConfigError:
+        repositories = []
+    for repo in repositories:
+        if repo.path is not None and Path(repo.path).expanduser().resolve() == target:
+            return repo.key.lower()
+    return local_keys([path])[0]
 
 
 def _lines(path: str, start: int, end: int) -> str:
@@ -227,7 +239,7 @@ def add_docs_commands(sub: Any) -> None:
         help="index a checkout's Markdown and reST docs (incremental: unchanged sections are not re-embedded)",
     )
     index.add_argument("path", help="the repository checkout")
-    index.add_argument("--repo", help="repository name (default: local:PATH, as codexk8s.yaml names it)")
+    index.add_argument("--repo", help="repository name (default: the name codexk8s.yaml gives PATH: its directory's)")
     index.add_argument("--commit", help="the commit the checkout is at (default: its git HEAD)")
     index.add_argument(
         "--language",
@@ -249,11 +261,11 @@ def add_docs_commands(sub: Any) -> None:
     search.set_defaults(func=cmd_search)
 
     impact = docs.add_parser("impact", help="which docs a change concerns, with the reasons")
-    impact.add_argument("path", help="the repository checkout (names the repository: local:PATH)")
+    impact.add_argument("path", help="the repository checkout (names the repository, as codexk8s.yaml does)")
     given = impact.add_mutually_exclusive_group(required=True)
     given.add_argument("--diff", metavar="FILE", help="a unified diff (git diff output); - reads stdin")
     given.add_argument("--files", metavar="A,B", help="comma-separated changed paths")
-    impact.add_argument("--repo", help="repository name (default: local:PATH)")
+    impact.add_argument("--repo", help="repository name (default: the name codexk8s.yaml gives PATH)")
     impact.add_argument("-k", type=positive_int, default=10, help="number of hits (default 10)")
     impact.add_argument("--json", action="store_true", help="print one JSON array")
     impact.set_defaults(func=cmd_impact)

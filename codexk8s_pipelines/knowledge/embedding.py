@@ -12,6 +12,7 @@ import importlib
 import os
 import re
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -133,7 +134,7 @@ def _package_model_dir(package: str) -> Path:
             f"embedding model package {package!r} is not installed (set {EMBEDDING_MODEL_VAR} to a local"
             " model directory or an installed model package; nothing is downloaded)"
         ) from exc
-    getter = getattr(module, "get_model_path", None)
+    getter: Callable[[], str | os.PathLike[str]] | None = getattr(module, "get_model_path", None)
     directory = Path(getter()) if callable(getter) else getattr(module, "MODEL_DIR", None)
     if directory is None or not Path(directory).is_dir():
         raise EmbeddingModelError(f"package {package!r} ships no model directory (get_model_path() or MODEL_DIR)")

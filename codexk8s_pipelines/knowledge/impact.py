@@ -182,7 +182,7 @@ def change_impact(
     if not conn_url:
         raise ValueError("conn_url: no platform database URL (set CODEXK8S_DATABASE_URL)")
     if not repository or not repository.strip():
-        raise ValueError("repository: give the repository whose docs to rank (owner/name or local:<path>)")
+        raise ValueError("repository: give the repository whose docs to rank (owner/name or the checkout's name)")
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= MAX_K:
         raise ValueError(f"k: the number of hits must be an integer from 1 to {MAX_K}, not {k!r}")
     changes = _changes(diff, files)

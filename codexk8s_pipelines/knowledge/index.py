@@ -107,7 +107,7 @@ def _validate(conn_url: str, repository: str, root: Path, globs: Sequence[str]) 
     if not conn_url:
         raise ValueError("conn_url: no platform database URL (set CODEXK8S_DATABASE_URL)")
     if not repository or not repository.strip():
-        raise ValueError("repository: give the repository's name (owner/name or local:<path>)")
+        raise ValueError("repository: give the repository's name (owner/name, or a local checkout's directory name)")
     if isinstance(globs, str) or not globs:
         raise ValueError(f"globs: give a sequence of glob patterns such as {DEFAULT_GLOBS}, not {globs!r}")
     root = Path(root)
@@ -240,7 +240,10 @@ def _embed_missing(
     for c in chunks:
         if c.content_hash not in vectors:
             pending.setdefault(c.content_hash, c.embedding_text)
-    items = list(pending.items())
+    # By length, as sentence-transformers orders one encode() call: a batch of similar lengths pads little. The
+    # bare encoder sorts all the texts at once; batches of EMBED_BATCH texts in file order padded each to its
+    # longest text (0.84 × the bare encoder's throughput, issue 19).
+    items = sorted(pending.items(), key=lambda item: len(item[1]))
     if progress:
         progress(0, len(items))
     for start in range(0, len(items), EMBED_BATCH):

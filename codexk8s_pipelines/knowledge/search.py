@@ -26,7 +26,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, LiteralString, cast
 
 import numpy as np
 import psycopg
@@ -82,7 +82,8 @@ EF_SEARCH_FLOOR = 350
 
 
 # The expression the HNSW index is built on (migration 0004): the graph holds half-precision vectors.
-HNSW_ORDER = f"embedding::halfvec({EMBEDDING_DIM}) <=> %s::halfvec({EMBEDDING_DIM})"
+# Made of constants only: SQL text psycopg may take as such (an f-string is not a LiteralString to the checker).
+HNSW_ORDER = cast(LiteralString, f"embedding::halfvec({EMBEDDING_DIM}) <=> %s::halfvec({EMBEDDING_DIM})")
 
 
 def candidate_pool(k: int) -> int:
@@ -320,7 +321,7 @@ def _search_statement(
     pool: int,
     k: int,
     per_file: int | None = None,
-) -> Fragment:
+) -> tuple[sql.Composed, list[Any]]:
     """Both rankings, their fusion (`fuse()`, in float8), at most `per_file` chunks of one file, and the top-k
     rows, in one statement: one round trip per search."""
     meaning, meaning_params = _vector_ctes(vector, repository, path_prefix, pool)
@@ -416,7 +417,7 @@ class Searcher:
             # The statement's plan does not depend on its values (the exact-or-HNSW choice is made as it runs,
             # the tsquery is computed inside it): planning once per connection saves ~2 ms a search, and a
             # custom plan would estimate no better. ANALYZE of a grown table still invalidates the plan.
-            settings = ["SET plan_cache_mode = force_generic_plan"]
+            settings: list[LiteralString] = ["SET plan_cache_mode = force_generic_plan"]
             if vector_version(conn, self.conn_url) >= (0, 8):
                 settings.append("SET hnsw.iterative_scan = relaxed_order")
             conn.execute("; ".join(settings))
@@ -463,7 +464,7 @@ class Searcher:
             rows = self._run(conn, pool, statement, statement_params)
         return [SearchHit(r[1], r[2], tuple(r[3] or ()), r[4], r[5], round(float(r[7]), 6), r[6]) for r in rows]
 
-    def _run(self, conn: psycopg.Connection[Any], pool: int, statement: sql.Composable, params: list[Any]) -> list[Any]:
+    def _run(self, conn: psycopg.Connection[Any], pool: int, statement: sql.Composed, params: list[Any]) -> list[Any]:
         ef = ef_search_for(pool, self.ef_floor)
         try:
             if ef != self._ef:  # a session setting: sent again only when a bigger k needs a longer list

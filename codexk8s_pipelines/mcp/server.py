@@ -107,7 +107,7 @@ def _audited_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
 
 def _schema_types(schema: Mapping[str, Any]) -> set[str]:
     """The JSON types a property's schema allows (`type`, or the types of its `anyOf` branches)."""
-    types = {schema["type"]} if isinstance(schema.get("type"), str) else set(schema.get("type") or ())
+    types: set[str] = {schema["type"]} if isinstance(schema.get("type"), str) else set(schema.get("type") or ())
     for branch in schema.get("anyOf") or ():
         types |= _schema_types(branch)
     return types

@@ -29,7 +29,7 @@ def _one_line_errors(parser: argparse.ArgumentParser, prog: str) -> None:
     def error(message: str) -> NoReturn:
         parser.exit(EXIT_ERROR, f"{prog}: {message} (see {prog} --help)\n")
 
-    parser.error = error  # type: ignore[method-assign]
+    parser.error = error
 
 
 def _fail(message: str) -> int:
@@ -107,7 +107,7 @@ def cmd_osv_refresh(args: argparse.Namespace) -> int:
     return EXIT_CLEAN if result.ok else EXIT_FINDINGS
 
 
-def add_scan_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_scan_commands(sub: argparse._SubParsersAction) -> None:
     """Register `scan` and `osv refresh` on the main parser."""
     from .dependencies import ECOSYSTEMS
     from .osv import DEFAULT_MAX_AGE
@@ -117,7 +117,9 @@ def add_scan_commands(sub: argparse._SubParsersAction) -> None:  # type: ignore[
         "scan",
         help="match a checkout's dependencies against an offline OSV database",
         description="Extract dependencies from manifests and lockfiles under PATH and report known "
-        "vulnerabilities. Exit 0 with no finding, 1 with findings, 2 when the scan could not run.",
+        "vulnerabilities. Exit 0 with no finding, 1 with findings, 2 when the scan could not run (no such PATH, "
+        "no usable OSV record). Unreadable files and records, a stale database and ecosystems checked against no "
+        "advisory are reported as warnings and do not change the exit code.",
     )
     _one_line_errors(scan, "codexk8s scan")
     scan.add_argument("path", metavar="PATH", help="the checkout to scan")

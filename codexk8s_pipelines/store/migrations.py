@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import LiteralString, cast
 
 import psycopg
 
@@ -25,7 +26,8 @@ class Migration:
 
 def available_migrations() -> list[Migration]:
     found = []
-    for entry in resources.files(__package__).joinpath("migrations").iterdir():
+    package = cast(str, __package__)  # a module of a package: never None here
+    for entry in resources.files(package).joinpath("migrations").iterdir():
         m = _NAME.match(entry.name)
         if m:
             found.append(Migration(int(m.group(1)), m.group(2), entry.read_text(encoding="utf-8")))
@@ -76,7 +78,7 @@ def _apply(conn: psycopg.Connection, available: list[Migration], grant_to: str |
         for migration in available:
             if migration.version in done:
                 continue
-            conn.execute(migration.sql)
+            conn.execute(cast(LiteralString, migration.sql))  # SQL text shipped in this package, not input
             conn.execute(
                 "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)", (migration.version, migration.name)
             )

@@ -69,6 +69,7 @@ def test_each_agent_kind_becomes_a_pod_with_its_setup_command_and_key_reference(
         poll_interval_seconds=0.05,
     )  # fmt: skip
     kube_api.kubelet.behaviour = "succeed"
+    fake_secrets["model-gateway"] = {"api-key": "gw-key-" + "9" * 24}  # resolved only by the (fake) kubelet
     programs = {"codex": "codex", "claude-code": "claude", "opencode": "opencode", "aider": "aider"}
     for kind in KINDS:
         agent = _catalog(tmp_path, kind).for_role("dev")
@@ -93,17 +94,20 @@ def test_each_agent_kind_becomes_a_pod_with_its_setup_command_and_key_reference(
     assert len(pods) == len(KINDS)
     seen: dict[str, dict[str, Any]] = {}
     for pod in pods:
-        for container in _containers(pod):
+        for container in _containers(pod["created"]):
             env = {e["name"]: e for e in container.get("env") or []}
             if SPEC_ENV not in env:
                 continue
             runner_spec = json.loads(env[SPEC_ENV]["value"])
             settings = runner_spec["agent"]
-            seen[settings["kind"]] = {"spec": runner_spec, "env": env}
+            if settings["endpoint"]["key_env"] in env:  # the agent's own container: the only one with the key
+                seen[settings["kind"]] = {"spec": runner_spec, "env": env, "name": container["name"]}
+            else:  # the checkout and the verify-and-push containers never see the model key
+                assert container["name"] != "agent", container["name"]
     assert set(seen) == set(KINDS)
     for kind, found in seen.items():
         runner_spec, env = found["spec"], found["env"]
-        assert runner_spec["command"][0] == programs[kind]
+        assert found["name"] == "agent" and runner_spec["command"][0] == programs[kind]
         assert runner_spec["agent"]["endpoint"]["base_url"] == GATEWAY  # the gateway, set once in the catalog
         key_env = runner_spec["agent"]["endpoint"]["key_env"]
         assert env[key_env]["valueFrom"]["secretKeyRef"] == {"name": "model-gateway", "key": "api-key"}

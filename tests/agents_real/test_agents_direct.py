@@ -12,7 +12,7 @@ from codexk8s_pipelines.agents.usage import Usage
 from tests.helpers import free_port
 from tests.model_server import USAGE, HttpError, ModelServer, Say, Shell, WriteFile
 
-from .conftest import KINDS, MODEL_KEY, run_direct
+from .conftest import MODEL_KEY, run_direct
 
 PROMPT = "Fix the empty-cart crash in src/app.py. Marker: PROMPT-7f3a."
 
@@ -21,33 +21,28 @@ def _auth(model: ModelServer) -> set[str]:
     return {r.headers.get("authorization") or r.headers.get("x-api-key") or "" for r in model.turns()}
 
 
-@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("kind", ["codex", "claude-code"])  # OpenCode and aider: test_stage_real (slow starts)
 def test_the_agent_edits_the_checkout_as_scripted_and_reports_its_usage(
     kind: str, model: ModelServer, checkout: Path, tmp_path: Path
 ) -> None:
-    steps = [Shell("echo ran > ran.txt"), WriteFile("NOTES.md", "# Notes\nempty carts handled\n"), Say("Done.")]
-    if kind == "aider":  # aider has no tools: its edit is SEARCH/REPLACE text in its one answer
-        steps = [steps[1]]
-    model.script(*steps, workdir=checkout)
+    model.script(
+        Shell("echo ran > ran.txt"), WriteFile("NOTES.md", "# Notes\nempty carts handled\n"), Say("Done."),
+        workdir=checkout,
+    )  # fmt: skip
     run = run_direct(kind, checkout, tmp_path / "home", PROMPT, base_url=model.v1)
 
     assert run.exit_code == 0, run.lines[-20:]
     assert (checkout / "NOTES.md").read_text() == "# Notes\nempty carts handled\n"
-    if kind != "aider":
-        assert (checkout / "ran.txt").read_text().strip() == "ran"
-    assert not [p for p in run.changed if p.startswith(".aider")]  # nothing of the agent's own in the checkout
+    assert (checkout / "ran.txt").read_text().strip() == "ran"
     assert model.remaining == 0
     turns = model.turns()
     assert "PROMPT-7f3a" in turns[0].text  # the platform's prompt reached the model
     assert all(MODEL_KEY in a for a in _auth(model))  # with the key named by the endpoint
     # The model and the reasoning effort the platform chose, in the agent's own request format.
     body = turns[0].body
-    expected_model = {"codex": "gpt-5.5", "claude-code": "claude-sonnet-4-6", "opencode": "gpt-5.5"}
-    assert body["model"] == expected_model.get(kind, "gpt-5.2")
+    assert body["model"] == {"codex": "gpt-5.5", "claude-code": "claude-sonnet-4-6"}[kind]
     if kind == "codex":
         assert body["reasoning"]["effort"] == "high"
-    if kind == "aider":
-        assert body["reasoning_effort"] == "high"
 
     usage = run.usage
     assert usage.known and usage.agent == kind
@@ -57,18 +52,14 @@ def test_the_agent_edits_the_checkout_as_scripted_and_reports_its_usage(
             n * USAGE["input"], n * USAGE["cached"], n * USAGE["output"], n * USAGE["reasoning"],
         )  # fmt: skip
         assert usage.cost_usd is None  # Codex reports no cost: unknown, never 0
-    elif kind == "claude-code":
-        assert usage.input == n * USAGE["input"] and usage.output == n * USAGE["output"]
-        assert usage.cost_usd is not None and usage.cost_usd > 0
-    elif kind == "opencode":
-        assert usage.input == n * USAGE["input"] and usage.model_requests == n
     else:
-        assert usage.input and usage.input > 0 and usage.model_requests == 1
-    assert run.transcript.session_id or kind == "aider"
+        assert usage.input == n * USAGE["input"] and usage.output == n * USAGE["output"]
+        assert usage.cost_usd is not None and usage.cost_usd > 0  # Claude prices its own usage
+    assert run.transcript.session_id
     assert run.judge().verdict == "succeeded"
 
 
-@pytest.mark.parametrize("kind", ["codex", "claude-code", "opencode"])
+@pytest.mark.parametrize("kind", ["codex", "claude-code"])
 def test_an_agent_whose_tools_all_failed_is_judged_failed_although_it_exits_0(
     kind: str, model: ModelServer, checkout: Path, tmp_path: Path
 ) -> None:

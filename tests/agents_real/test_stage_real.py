@@ -120,12 +120,29 @@ def test_run_dev_with_a_real_agent_pushes_opens_the_pr_and_reports_usage(
     assert stage.branches() == sorted([branch, "main"])
     assert "Empty carts no longer crash." in comment and "`src/cart_guard.py`" in comment
     assert "Usage" in comment and "tokens" in comment  # the agent's own figures, in the comment
-    assert "Checkout fails on an empty cart" in model.turns()[0].text  # the platform's prompt reached the model
+    turns = model.turns()
+    assert "Checkout fails on an empty cart" in turns[0].text  # the platform's prompt reached the model
+    # A model the pinned agent knows (the platform default gpt-5.4 is not in Codex's, Claude's or aider's list, so
+    # their default stands in; OpenCode declares the gateway's model itself), the reasoning effort in the agent's
+    # own request format, and the key the endpoint names.
+    expected = {"codex": "gpt-5.5", "claude-code": "claude-sonnet-4-6", "opencode": "gpt-5.4", "aider": "gpt-5.2"}
+    assert turns[0].body["model"] == expected[kind]
+    effort = {"codex": ("reasoning", "effort"), "aider": ("reasoning_effort",)}.get(kind)
+    if effort:
+        value = turns[0].body
+        for key in effort:
+            value = value[key]
+        assert value == "high"
+    auth = {r.headers.get("authorization") or r.headers.get("x-api-key") or "" for r in turns}
+    assert all(MODEL_KEY in a for a in auth)
     events = stage.store.events(request.run_key or "")
     finished = next(e for e in events if e["event_type"] == "run.agent.finished")
+    assert finished["payload"]["sandboxed"] is True  # the real program ran inside the platform's own sandbox
     usage = finished["payload"]["usage"]
     assert usage["agent"] == kind and usage["input"] and usage["input"] > 0
-    assert "run.pr.created" in [e["event_type"] for e in events]
+    types = [e["event_type"] for e in events]
+    assert "run.pr.created" in types
+    assert ("run.model.substituted" in types) == (kind != "opencode")  # audited where the default stood in
 
 
 @pytest.mark.timeout(240)
@@ -228,6 +245,30 @@ def test_codex_reports_its_status_through_the_platforms_mcp_server_into_the_serv
     assert stage.execute(request).success
     statuses = [e for e in stage.store.events(request.run_key or "") if e["event_type"] == "run.agent.status_reported"]
     assert [e["payload"]["status"] for e in statuses] == ["Reading the cart code through MCP"]
+    assert "Reading the cart code through MCP" in _comment(stage, _number)  # the agent's status, for the humans
 
 
 __all__ = ["github_server", "stage"]
+
+
+@pytest.mark.timeout(240)
+def test_a_blocked_agent_opens_no_pr_and_its_diagnosis_is_in_the_comment(
+    stage: Stage,
+    model: ModelServer,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    _use_agent(stage, model, monkeypatch, tmp_path, "codex")
+    blocked = json.dumps(
+        {"summary": "Not done.", "status": "blocked", "diagnosis": "Which currency should an empty cart show?",
+         "next_step_hint": None}
+    )  # fmt: skip
+    model.script(WriteFile("src/cart_guard.py", CART), WriteFile(".codexk8s/result.json", blocked), Say("Blocked."))
+    number, request = _issue_run(stage)
+    assert not stage.execute(request).success
+    comment = _comment(stage, number)
+    assert "Agent blocked" in comment and "Which currency should an empty cart show?" in comment
+    assert "Run finished" not in comment and stage.branches() == ["main"]
+    labels = stage.state.labels(REPO, number)
+    assert "state:blocked" in labels and "state:in-review" not in labels
+    assert "run.blocked" in [e["event_type"] for e in stage.store.events(request.run_key or "")]

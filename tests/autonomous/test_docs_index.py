@@ -54,7 +54,7 @@ def docs_env(tmp_path: Path, store: PlatformStore, monkeypatch: pytest.MonkeyPat
         "platform_config": PlatformConfigResource(),
         "github": GitHubResource(),
     }
-    return {"local": local, "seed": seed, "config": config, "resources": resources, "local_key": f"local:{local}"}
+    return {"local": local, "seed": seed, "config": config, "resources": resources, "local_key": "local"}
 
 
 def _tick(instance: dg.DagsterInstance, cursor: str | None, resources: dict) -> dg.SensorExecutionData:
@@ -156,3 +156,19 @@ def _schedule_story(instance: dg.DagsterInstance, docs_env: dict) -> None:
         "docs:acme/docs:20261123T1017",
         f"docs:{docs_env['local_key']}:20261123T1017",
     }
+
+
+def test_an_old_local_partition_is_replaced_by_the_readable_name_and_its_rows_follow(
+    docs_env: dict, store: PlatformStore
+) -> None:
+    from codexk8s_pipelines.store.findings import FindingInput, open_findings, sync_findings
+
+    old = f"local:{docs_env['local']}".lower()  # what an installation before readable names registered
+    sync_findings(store, old, "security", [FindingInput("ghsa-1", "lodash", "HIGH", {})], datetime.now(UTC))
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("repositories", [old, "acme/docs"])
+        _tick(instance, None, docs_env["resources"])
+        keys = instance.get_dynamic_partitions("repositories")
+    assert sorted(keys) == ["acme/docs", "local"] and not any(":" in k for k in keys)
+    assert [r["fingerprint"] for r in open_findings(store, "local", "security")] == ["ghsa-1"]
+    assert open_findings(store, old, "security") == []

@@ -196,3 +196,16 @@ def test_a_drift_ignore_pointer_the_drift_check_would_refuse_is_a_configuration_
     with pytest.raises(ConfigError) as caught:
         parse_config(text, "x.yaml")
     assert "x.yaml: repositories.0.drift.ignore.0: malformed JSON pointer '/a~2b'" in str(caught.value)
+
+
+def test_a_local_checkout_is_named_after_its_directory_and_two_of_the_same_name_stay_distinct(tmp_path: Path) -> None:
+    first, second = tmp_path / "a" / "main", tmp_path / "b" / "main"
+    text = f"repositories:\n  - path: {first}\n  - github: Acme/Shop\n  - path: {second}\n"
+    config = parse_config(text, "x.yaml")
+    assert [r.key for r in config.repositories] == ["main", "Acme/Shop", "b-main"]
+    # Appending a repository never renames an earlier one; old `local:<path>` keys still find theirs.
+    assert parse_config(text + f"  - path: {tmp_path / 'c' / 'main'}\n", "x.yaml").repositories[0].key == "main"
+    assert config.repository("main") is config.repositories[0]
+    assert config.repository("B-Main") is config.repositories[2]
+    assert config.repository(f"local:{second}") is config.repositories[2]
+    assert config.renamed_repositories() == {f"local:{first}".lower(): "main", f"local:{second}".lower(): "b-main"}

@@ -8,8 +8,10 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
-from dagster._core.storage.dagster_run import IN_PROGRESS_RUN_STATUSES
+from dagster._core.launcher import RunLauncher
+from dagster._core.storage.dagster_run import ACTIVE_RUN_STATUSES
 from dagster._daemon.monitoring import run_monitoring
+from dagster._serdes import ConfigurableClass, ConfigurableClassData
 from dagster_k8s.container_context import K8sContainerContext
 from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job
 
@@ -55,10 +57,37 @@ def test_a_broken_configuration_does_not_break_the_tags(tmp_path: Path, monkeypa
     assert stage_run_tags(_config("dev"))[MAX_RUNTIME_TAG] == str(120 * 60 + MARGIN)
 
 
+class JobDeletingLauncher(RunLauncher, ConfigurableClass):
+    """Terminates as K8sRunLauncher does once it has deleted the run's Job: successfully (no cluster here)."""
+
+    def __init__(self, inst_data: ConfigurableClassData | None = None) -> None:
+        self._inst_data = inst_data
+        super().__init__()
+
+    @property
+    def inst_data(self) -> ConfigurableClassData | None:
+        return self._inst_data
+
+    @classmethod
+    def config_type(cls) -> dict:
+        return {}
+
+    @classmethod
+    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: dict) -> JobDeletingLauncher:
+        return cls(inst_data)
+
+    def launch_run(self, context: object) -> None:
+        raise NotImplementedError
+
+    def terminate(self, run_id: str) -> bool:
+        return True
+
+
 def test_run_monitoring_ends_a_run_past_its_deadline_and_frees_its_slot(monkeypatch: pytest.MonkeyPatch) -> None:
     tags = stage_run_tags(_config("dev"))
     deadline = int(tags[MAX_RUNTIME_TAG])
-    with dg.instance_for_test() as instance:
+    launcher = {"module": __name__, "class": "JobDeletingLauncher"}
+    with dg.instance_for_test(overrides={"run_launcher": launcher}) as instance:
         job = dg.GraphDefinition(name="stage_dev", node_defs=[]).to_job()
         hung = instance.create_run_for_job(job, tags=tags)
         fresh = instance.create_run_for_job(job, tags=tags)
@@ -80,12 +109,15 @@ def test_run_monitoring_ends_a_run_past_its_deadline_and_frees_its_slot(monkeypa
         monkeypatch.setattr(run_monitoring, "get_current_timestamp", lambda: 1_000.0 + deadline + 1)
         run_monitoring.check_run_timeout(instance, started, log, 0)
         ended = instance.get_run_by_id(hung.run_id)
-        assert ended is not None and ended.status not in IN_PROGRESS_RUN_STATUSES[:2]  # no longer STARTING/STARTED
+        assert ended is not None and ended.status == dg.DagsterRunStatus.FAILURE
         messages = [e.message for e in instance.all_logs(hung.run_id)]
         assert f"Canceling due to exceeding maximum runtime of {deadline} seconds." in messages
-        # The queue counts runs by the issue's tag: only the untouched run still holds the issue's slot.
+        # The failure event the stage_run_failure_sensor puts into the service comment says why.
+        (failure,) = instance.all_logs(hung.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
+        assert failure.message == f"Exceeded maximum runtime of {deadline} seconds."
+        # The queue counts active runs by the issue's tag: only the untouched run still holds the issue's slot.
         holding = instance.get_runs(
-            dg.RunsFilter(tags={"codexk8s/issue": "acme/shop#7"}, statuses=[dg.DagsterRunStatus.STARTED])
+            dg.RunsFilter(tags={"codexk8s/issue": "acme/shop#7"}, statuses=list(ACTIVE_RUN_STATUSES))
         )
         assert [r.run_id for r in holding] == [fresh.run_id]
 

@@ -812,22 +812,32 @@ def dagster_values() -> dict[str, Any]:
 def test_dagster_values_tag_limits_equal_the_platform_run_queue(dagster_values: dict[str, Any]) -> None:
     coordinator = dagster_values["dagsterDaemon"]["runCoordinator"]
     assert coordinator["enabled"] is True
-    assert coordinator["type"] == "QueuedRunCoordinator"
-    queued = coordinator["config"]["queuedRunCoordinator"]
-    expected = run_queue(PlatformConfig())
-    assert expected["class"] == "QueuedRunCoordinator"
-    assert queued["maxConcurrentRuns"] == expected["config"]["max_concurrent_runs"]
-    assert queued["tagConcurrencyLimits"] == expected["config"]["tag_concurrency_limits"]
+    # The platform's coordinator (Dagster's queue that first tags hand-launched runs), as kubernetes_instance().
+    assert coordinator["type"] == "CustomRunCoordinator"
+    custom = coordinator["config"]["customRunCoordinator"]
+    expected = kubernetes_instance(PlatformConfig())["run_coordinator"]
+    assert (custom["module"], custom["class"]) == (expected["module"], expected["class"]) == (
+        "codexk8s_pipelines.run_tags",
+        "PlatformRunCoordinator",
+    )
+    assert custom["config"]["max_concurrent_runs"] == expected["config"]["max_concurrent_runs"]
+    assert custom["config"]["tag_concurrency_limits"] == expected["config"]["tag_concurrency_limits"]
+    assert expected["config"] == run_queue(PlatformConfig())["config"]
+    # The coordinator is imported where runs are submitted: the webserver and the daemon run the platform image.
+    platform_image = dagster_values["dagster-user-deployments"]["deployments"][0]["image"]
+    for component in ("dagsterWebserver", "dagsterDaemon"):
+        image = dagster_values[component]["image"]
+        assert (image["repository"], image["tag"]) == (platform_image["repository"], platform_image["tag"]), component
 
 
 def test_dagster_values_run_queue_equals_the_charts_platform_config(
     dagster_values: dict[str, Any], rendered: dict[str, str]
 ) -> None:
     config = parse_config(_config_data(_objects(rendered["default"]))["codexk8s.yaml"], "codexk8s.yaml")
-    queued = dagster_values["dagsterDaemon"]["runCoordinator"]["config"]["queuedRunCoordinator"]
+    queued = dagster_values["dagsterDaemon"]["runCoordinator"]["config"]["customRunCoordinator"]["config"]
     expected = run_queue(config)["config"]
-    assert queued["maxConcurrentRuns"] == expected["max_concurrent_runs"]
-    assert queued["tagConcurrencyLimits"] == expected["tag_concurrency_limits"]
+    assert queued["max_concurrent_runs"] == expected["max_concurrent_runs"]
+    assert queued["tag_concurrency_limits"] == expected["tag_concurrency_limits"]
 
 
 def test_dagster_values_match_the_kubernetes_instance(dagster_values: dict[str, Any]) -> None:

@@ -61,9 +61,9 @@ def test_index_search_and_impact_from_the_command_line(migrated_url: str, shop: 
     top = json.loads(impact.stdout)[0]
     assert top["path"] == "docs/payments.md" and top["reasons"][0] == "mentions src/payments/refunds.py"
 
-    # The repository defaults to local:PATH, as codexk8s.yaml names a `path:` repository.
+    # The repository defaults to the checkout's directory name, as codexk8s.yaml names a `path:` repository.
     local = docs("index", "shop", url=migrated_url, cwd=shop.parent)
-    assert local.returncode == 0 and local.stdout.startswith("indexed local:shop: 10 files"), local.stderr
+    assert local.returncode == 0 and local.stdout.startswith("indexed shop: 10 files"), local.stderr
     listed = docs("impact", "shop", "--files", "src/payments/refunds.py,src/other.py", "-k", "2",
                   url=migrated_url, cwd=shop.parent)  # fmt: skip
     assert listed.returncode == 0, listed.stderr

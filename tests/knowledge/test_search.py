@@ -137,6 +137,10 @@ def test_bad_arguments_are_clear_errors(indexed_url: str) -> None:
     hashing = HashingEmbedder()
     with pytest.raises(ValueError, match=r"^query:"):
         search(indexed_url, "   ", embedder=hashing)
+    with pytest.raises(ValueError, match=r"^query: must not contain NUL"):
+        search(indexed_url, "refund\x00policy", embedder=hashing)
+    with pytest.raises(ValueError, match=r"^query: at most 2000 characters"):
+        search(indexed_url, "refund " * 400, embedder=hashing)
     with pytest.raises(ValueError, match=r"^k:"):
         search(indexed_url, "refund", k=0, embedder=hashing)
     with pytest.raises(ValueError, match=r"^k:"):

@@ -402,7 +402,9 @@ def test_pnpm_v9(tmp_path: Path) -> None:
         ("react-dom", "18.2.0", 37, True),
         ("react", "18.2.0", 42, False),
         ("string-width", "4.2.3", 46, True),
+        ("mylib", None, 49, None),  # a tarball URL: kept unpinned, with the reason
     ]
+    assert dependencies[-1].unpinned_reason == "direct URL: not a registry release"
 
 
 PNPM_V6 = """\

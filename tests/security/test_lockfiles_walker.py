@@ -90,9 +90,9 @@ def test_mixed_tree_counts_per_ecosystem(tmp_path: Path) -> None:
         "web/pnpm/pnpm-lock.yaml",
     ]
     # requirements 4 + pyproject 9 + poetry.lock 3 + uv.lock 5 + Pipfile.lock 3 = 24 (each with one git source,
-    # kept unpinned); package-lock 9 (one git) + yarn classic 4 (one git) + yarn berry 4 + pnpm 7 = 24; go.mod 7 +
-    # go.sum 1 (pflag) = 8; Cargo 6 (one git)
-    assert Counter(d.ecosystem for d in extraction.dependencies) == {PYPI: 24, NPM: 24, GO: 8, CRATES: 6}
+    # kept unpinned); package-lock 9 (one git) + yarn classic 4 (one git) + yarn berry 4 + pnpm 8 (one URL) = 25;
+    # go.mod 7 + go.sum 1 (pflag) = 8; Cargo 6 (one git)
+    assert Counter(d.ecosystem for d in extraction.dependencies) == {PYPI: 24, NPM: 25, GO: 8, CRATES: 6}
     # the format fixtures' own deliberate errors, nothing else
     assert sorted({e.file for e in extraction.errors}) == [
         "services/pipenv/Pipfile.lock",

@@ -37,7 +37,7 @@ class _LineBuilder(ET.TreeBuilder):
         self.lines: dict[int, int] = {}
         self.parser: Any = None
 
-    def start(self, tag: str, attrs: dict[str, str]) -> ET.Element:  # type: ignore[override]
+    def start(self, tag: str, attrs: dict[str, str]) -> ET.Element:
         element = super().start(tag, attrs)
         self.lines[id(element)] = self.parser.parser.CurrentLineNumber
         return element

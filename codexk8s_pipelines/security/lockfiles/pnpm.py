@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from codexk8s_pipelines.security.dependencies import NPM
+from codexk8s_pipelines.security.dependencies import NPM, url_reason
 from codexk8s_pipelines.security.lockfiles._common import Sink, YamlList, YamlMap, is_semver_like, load_yaml_documents
 
 _DECLARED = ("dependencies", "devDependencies", "optionalDependencies", "packageManagerDependencies")
@@ -52,6 +52,22 @@ def split_key(key: str) -> tuple[str, str]:
     raise NotRegistryKey(key)
 
 
+_LOCAL = ("file:", "link:", "workspace:")
+_GIT_HOSTS = ("github.com/", "gitlab.com/", "bitbucket.org/")
+
+
+def _remote(key: str) -> tuple[str, str] | None:
+    """(name, reference) of a key for code from a git host or a URL; None for local folders and the like."""
+    body = key.lstrip("/")
+    at = body.find("@", 1)
+    if at > 0 and _NAME.match(body[:at]) and not body[at + 1 :].startswith(_LOCAL):
+        reference = body[at + 1 :]
+        return body[:at], reference if ":" in reference else f"git+https://{reference}"
+    if body.startswith(_GIT_HOSTS) and body.count("/") >= 2:
+        return body.split("/")[2], f"git+https://{body}"
+    return None
+
+
 def parse_pnpm_lock(text: str, sink: Sink) -> None:
     """Every document of the lock: pnpm 10 writes the package manager's own dependencies
     (`packageManagerDependencies`) as a first document before the project's, and both are installed."""
@@ -76,6 +92,9 @@ def _parse_document(root: YamlMap, sink: Sink) -> None:
         try:
             name, version = split_key(key)
         except NotRegistryKey:
+            remote = _remote(key)
+            if remote is not None:  # git or a tarball URL: kept, unpinned, with the reason
+                sink.add(NPM, remote[0], None, line, unpinned_reason=url_reason(remote[1]))
             continue
         except ValueError as exc:
             sink.error(line, str(exc))

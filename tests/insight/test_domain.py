@@ -1,0 +1,48 @@
+"""The pure parts of delivery insight: percentiles, launch profiles, verdicts on empty days, odd keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import numpy as np
+import pytest
+
+from codexk8s_pipelines.domain import delivery_metrics as dm
+from codexk8s_pipelines.domain.rules import DEFAULT_LAUNCH_PROFILES
+
+T = datetime(2026, 3, 2, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("values", [[5.0], [1.0, 2.0], [3.0, 1.0, 2.0, 10.0], list(np.arange(0, 97, 3.5))])
+def test_percentile_interpolates_like_numpy(values: list[float]) -> None:
+    for q in (0, 50, 95, 100):
+        assert dm.percentile(values, q) == pytest.approx(float(np.percentile(values, q)), abs=1e-12)
+    assert dm.percentile([], 50) is None
+
+
+def test_launch_profile_is_the_shortest_path_holding_every_stage() -> None:
+    profiles = DEFAULT_LAUNCH_PROFILES
+    assert dm.infer_profile(["plan", "dev", "qa"], profiles) == "quick-fix"
+    assert dm.infer_profile(["prd", "dev"], profiles) == "feature"
+    assert dm.infer_profile(["vision", "dev", "doc-audit"], profiles) == "new-service"  # off-path stages ignored
+    assert dm.infer_profile([], profiles) == "quick-fix"
+    assert dm.infer_profile(["dev"], {"only-plan": ("plan",)}) == "unknown"
+
+
+def test_an_empty_day_passes_its_checks_and_says_why() -> None:
+    empty = dm.approval_latency([], T, T + timedelta(days=1))
+    verdict = dm.approval_slo(empty, 24)
+    assert verdict.passed and "no approval granted" in verdict.description
+    target = dm.bypass_target(dm.BypassRate("dev", 0, 0, {}), 0.95)
+    assert target.passed and "no first run:dev run finished" in target.description
+
+
+def test_keys_that_are_not_runs_are_skipped() -> None:
+    def ev(key: str, kind: str) -> dm.AuditEvent:
+        return dm.AuditEvent(1, key, kind, "system", "x", {}, T)
+
+    assert dm.run_fact("acme/shop#1:intake:2026-03-02T00:00:00Z", [ev("k", "intake.item_failed")]) is None
+    assert dm.run_fact("not a key", [ev("not a key", "run.started")]) is None
+    assert dm.run_fact("acme/shop#1:run:dev:1", [ev("acme/shop#1:run:dev:1", "approval.requested")]) is None
+    fact = dm.run_fact("acme/shop#1:run:dev:1", [ev("acme/shop#1:run:dev:1", "run.failed")])
+    assert fact is not None and fact.outcome == "failed" and fact.reason == "unknown" and fact.duration_seconds is None
