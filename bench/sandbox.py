@@ -8,6 +8,9 @@ RLIMIT_NPROC, the memory cap), alternating, and timed from spawn to exit:
 - `python -c pass`: an interpreter start, what scripted agents pay;
 - a 2 s no-op agent (`sleep 2`): the goal of issue 12 is an added cost under 0.1 s, or 5 %, of it.
 
+Each sandboxed start runs with the egress relay on, as a run does (egress.py: the agent's own network namespace,
+the runner's relay thread, and the forwarder started inside before the agent); `--no-egress` measures without it.
+
 Run: .venv/bin/python bench/sandbox.py [rounds]
 """
 
@@ -22,6 +25,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from codexk8s_pipelines.agents import egress
 from codexk8s_pipelines.agents import sandbox as sb
 from codexk8s_pipelines.agents.agent_env import build_agent_env
 from codexk8s_pipelines.agents.runner import AgentLaunch, launch_agent
@@ -30,15 +34,16 @@ GOAL_SECONDS = 0.1
 GOAL_RATIO = 0.05
 
 
-def _once(command: list[str], workspace: Path, bwrap: str | None) -> float:
+def _once(command: list[str], workspace: Path, bwrap: str | None, relay: bool = True) -> float:
     env = build_agent_env({"PATH": "/usr/local/bin:/usr/bin:/bin"}, home=sb.AGENT_HOME if bwrap else str(workspace))
     started = time.perf_counter()
     if bwrap is None:
         proc = launch_agent(command, workspace, env, subprocess.DEVNULL, AgentLaunch(None, None))
         proc.communicate()
     else:
-        with sb.process_cap(512, 2 * 1024**3) as cap:
-            plan = sb.SandboxPlan(workspace=workspace, memory_bytes=2 * 1024**3)
+        allowed = egress.allow_list(None, {}, ["127.0.0.1:4000", "127.0.0.1:8765"])  # a model and an MCP port
+        with sb.process_cap(512, 2 * 1024**3) as cap, egress.open_relay(allowed) as door:
+            plan = sb.SandboxPlan(workspace=workspace, memory_bytes=2 * 1024**3, egress=door.mount() if relay else None)
             proc = launch_agent(command, workspace, env, subprocess.DEVNULL, AgentLaunch(bwrap, plan, cap))
             proc.communicate()
     elapsed = time.perf_counter() - started
@@ -47,7 +52,7 @@ def _once(command: list[str], workspace: Path, bwrap: str | None) -> float:
     return elapsed
 
 
-def main(rounds: int = 15) -> None:
+def main(rounds: int = 15, relay: bool = True) -> None:
     bwrap = sb.bwrap_binary({})
     sb.probe(bwrap)
     cases = {
@@ -55,18 +60,18 @@ def main(rounds: int = 15) -> None:
         "python -c pass": [sys.executable, "-c", "pass"],
         "no-op agent (sleep 2)": ["sleep", "2"],
     }
-    print(f"sandbox start-up cost, median of {rounds} alternated runs each (bwrap: {bwrap})")
+    print(f"sandbox start-up cost, median of {rounds} alternated runs each (bwrap: {bwrap}; egress relay: {relay})")
     print(f"{'agent':<24} {'bare s':>8} {'sandboxed s':>12} {'added s':>8} {'ratio':>7}")
     with tempfile.TemporaryDirectory() as tmp:
         workspace = Path(tmp) / "checkout"
         workspace.mkdir()
         for name, command in cases.items():
             n = rounds if "sleep" not in name else max(3, rounds // 5)
-            _once(command, workspace, bwrap)  # warm caches (the /etc scan is once per process)
+            _once(command, workspace, bwrap, relay)  # warm caches (the /etc scan is once per process)
             bare, boxed = [], []
             for _ in range(n):
                 bare.append(_once(command, workspace, None))
-                boxed.append(_once(command, workspace, bwrap))
+                boxed.append(_once(command, workspace, bwrap, relay))
             b, s = statistics.median(bare), statistics.median(boxed)
             print(f"{name:<24} {b:>8.3f} {s:>12.3f} {s - b:>8.3f} {s / b:>7.2f}x")
             if "sleep" in name:
@@ -77,4 +82,5 @@ def main(rounds: int = 15) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 15)
+    numbers = [a for a in sys.argv[1:] if a.isdigit()]
+    main(int(numbers[0]) if numbers else 15, relay="--no-egress" not in sys.argv[1:])

@@ -29,7 +29,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from types import FrameType
 from typing import IO, Any
@@ -37,6 +37,7 @@ from typing import IO, Any
 from .. import settings
 from ..domain.redaction import REDACTED, redact_text
 from ..domain.write_scope import tree_violations
+from . import egress
 from . import sandbox as sb
 from .agent_env import build_agent_env
 from .agent_turn import AgentTurn
@@ -50,6 +51,7 @@ OUTPUT_TAIL_LINES = 40
 RESULT_FILE_MAX_BYTES = 1_000_000
 PHASES = ("all", "prepare", "agent", "finish")
 PR_SET_PDEATHSIG = 1  # prctl(2)
+EGRESS_REFUSALS_REPORTED = 20  # status lines; the result lists every refused destination
 
 
 def exit_code_for(status: RunnerStatus | str) -> int:
@@ -229,7 +231,7 @@ def launch_agent(
         raise FileNotFoundError(argv[0])
     if launch.bwrap is not None and launch.plan is not None:
         path_env = env.get("PATH", "")
-        argv = [launch.bwrap, *sb.bwrap_args(launch.plan, command, path_env), "--", *argv]
+        argv = sb.sandboxed_argv(launch.bwrap, launch.plan, command, path_env)  # with the egress forwarder
     return subprocess.Popen(
         argv,
         cwd=cwd,
@@ -533,6 +535,28 @@ class AgentRun:
             max_processes=spec.max_processes,
         )
 
+    # ---------------------------------------------------------------- egress (egress.py): the agent's network
+
+    @contextmanager
+    def _egress_relay(self, agent_env: Mapping[str, str]) -> Iterator[egress.EgressMount]:
+        """The run's egress relay for the sandboxed agent, closed with its turn: the allow-list from the settings,
+        each refusal reported (the first few) and all of them kept in the result."""
+        allowed = egress.allow_list(self.spec.agent, agent_env, self.spec.egress_allow)
+        shown = [str(e) for e in allowed.entries]
+        self.reporter.status("egress", f"the agent may reach: {allowed.describe()}", allowed=shown)
+        reported: list[str] = []
+
+        def refused(refusal: egress.Refusal) -> None:
+            if len(reported) < EGRESS_REFUSALS_REPORTED:
+                reported.append(refusal.destination)
+                self.reporter.status("egress_refused", refusal.reason, destination=refusal.destination)
+
+        with egress.open_relay(allowed, refused) as relay:
+            try:
+                yield relay.mount()
+            finally:
+                self.fields["egress_refusals"] = sorted({r.destination for r in relay.refusals})
+
     def _launch(self, checkout: Path, bwrap: str | None) -> AgentOutcome | None:
         """The agent's turn: in the sandbox (bwrap) or, with None, bare (its own container, or the opt-out)."""
         spec = self.spec
@@ -558,8 +582,8 @@ class AgentRun:
             if bwrap is None:
                 outcome = run_agent(spec, checkout, env, self.reporter, AgentLaunch(None, None), turn)
             else:
-                with sb.process_cap(spec.max_processes, spec.memory_bytes) as cap:
-                    launch = AgentLaunch(bwrap, self._sandbox_plan(checkout), cap)
+                with sb.process_cap(spec.max_processes, spec.memory_bytes) as cap, self._egress_relay(env) as mount:
+                    launch = AgentLaunch(bwrap, replace(self._sandbox_plan(checkout), egress=mount), cap)
                     outcome = run_agent(spec, checkout, env, self.reporter, launch, turn)
                     left = cap.kill_remaining()
                     if left:

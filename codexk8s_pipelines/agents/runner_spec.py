@@ -19,6 +19,7 @@ from ..domain.stages import WriteScope
 from ..domain.write_scope import DEFAULT_MAX_TEXT_BYTES, DEFAULT_SELF_IMPROVE_ALLOW
 from .agent_env import platform_secret_reason
 from .agent_setup import AgentSettings
+from .egress import Endpoint
 
 TOKEN_ENV_VAR = settings.GITHUB_TOKEN_VAR
 DEFAULT_RESULT_FILE = ".codexk8s/result.json"
@@ -71,6 +72,11 @@ class RunnerSpec(BaseModel):
     max_text_bytes: int = Field(default=DEFAULT_MAX_TEXT_BYTES, gt=0, description="size cap of a markdown file")
     memory_bytes: int | None = Field(default=None, gt=0, description="per-process data cap of the agent")
     max_processes: int = Field(default=512, gt=0, description="how many processes the agent may have at once")
+    # ---- egress (egress.py): besides its model endpoint, MCP and package indexes (catalog `endpoint`/`network`)
+    egress_allow: list[str] = Field(
+        default_factory=list,
+        description="more host:port endpoints the sandboxed agent may reach through the runner's egress relay",
+    )
 
     @field_validator("branch", "base_branch")
     @classmethod
@@ -97,6 +103,13 @@ class RunnerSpec(BaseModel):
     @classmethod
     def _no_platform_secret_passed(cls, value: list[str]) -> list[str]:
         _refuse_platform_secrets(value)
+        return value
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _host_port(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            Endpoint.parse(entry)  # EgressError is a ValueError: a readable spec error
         return value
 
     @property
@@ -138,6 +151,9 @@ class RunnerResult(BaseModel):
     resumed: bool = False
     agent_notes: list[str] = Field(default_factory=list, description="setup notes: sandbox flag, model, resume")
     sandboxed: bool | None = Field(default=None, description="False: the agent ran bare (the unsafe opt-out)")
+    egress_refusals: list[str] = Field(
+        default_factory=list, description="destinations the egress relay refused the agent (egress.py)"
+    )
     duration_seconds: float = 0.0
 
 

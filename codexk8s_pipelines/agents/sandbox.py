@@ -35,6 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import settings
+from .egress import INSIDE_DIR as EGRESS_INSIDE_DIR
+from .egress import EgressMount
 
 BWRAP_ENV_VAR = settings.BWRAP_VAR
 OPT_OUT_ENV_VAR = settings.UNSAFE_NO_AGENT_SANDBOX_VAR
@@ -70,7 +72,9 @@ class SandboxPlan:
     read_only: tuple[Path, ...] = ()
     memory_bytes: int | None = None
     max_processes: int = DEFAULT_MAX_PROCESSES
-    share_net: bool = True  # the agent talks to its model API and the MCP server
+    # False: its own network namespace, only its own loopback; what it may reach comes through `egress` (egress.py).
+    share_net: bool = False
+    egress: EgressMount | None = None
 
 
 def _interpreter_prefix(executable: str, path_env: str) -> Path | None:
@@ -135,6 +139,14 @@ def bwrap_args(plan: SandboxPlan, command: Sequence[str], path_env: str) -> list
     ]
     if not plan.share_net:
         args.append("--unshare-net")
+    extra_paths: list[Path] = []
+    if plan.egress is not None:
+        extra_paths.append(Path(plan.egress.python))
+        prefix = _interpreter_prefix(plan.egress.python, path_env)
+        if prefix is not None:
+            extra_paths.append(prefix)
+        for name, value in plan.egress.proxy_env().items():
+            args += ["--setenv", name, value]
     for entry in sorted(os.listdir("/")):
         host = Path("/") / entry
         if entry in _NEVER_BOUND:
@@ -152,7 +164,7 @@ def bwrap_args(plan: SandboxPlan, command: Sequence[str], path_env: str) -> list
     for path in hidden:
         args += ["--tmpfs", str(path)]
     bound: set[str] = set()
-    for path in [*plan.read_only, *command_paths(command, path_env)]:
+    for path in [*plan.read_only, *command_paths(command, path_env), *extra_paths]:
         if not path.exists() or _inside(path, workspace) or str(path) in bound:
             continue
         parts = path.parts
@@ -161,7 +173,18 @@ def bwrap_args(plan: SandboxPlan, command: Sequence[str], path_env: str) -> list
             args += ["--ro-bind", str(path), str(path)]
             bound.add(str(path))
     args += ["--bind", str(workspace), str(workspace), "--chdir", str(workspace)]
+    if plan.egress is not None:  # after every tmpfs: the relay's socket and the forwarder, read-only
+        args += ["--ro-bind", str(plan.egress.host_dir), EGRESS_INSIDE_DIR]
     return args
+
+
+def sandboxed_argv(bwrap: str, plan: SandboxPlan, command: Sequence[str], path_env: str) -> list[str]:
+    """The full argv that runs `command` in the sandbox: bwrap, its arguments, and with an egress relay the
+    forwarder (egress_forwarder.py), which opens the agent's way out and then becomes the agent (`exec`)."""
+    inner = list(command)
+    if plan.egress is not None:
+        inner = [*plan.egress.forwarder_argv(), "--", *inner]
+    return [bwrap, *bwrap_args(plan, command, path_env), "--", *inner]
 
 
 @functools.cache
@@ -348,4 +371,5 @@ __all__ = [
     "opted_out",
     "probe",
     "process_cap",
+    "sandboxed_argv",
 ]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, overload
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, overload
 
 import dagster as dg
 
@@ -85,8 +85,21 @@ def open_partition(
     try:
         root, commit = checkout(repo, github.credentials())
     except Exception as exc:  # git's own message says why (auth, network, branch); no traceback is more useful
-        raise dg.Failure(description=f"{repo.key}: cannot check out {repo.default_branch!r}: {exc}") from None
+        cannot(f"{repo.key}: cannot check out {repo.default_branch!r}: {exc}")
     return PeriodicRun(platform, repo, store, root, commit)
+
+
+def cannot(description: str, **metadata: Any) -> NoReturn:
+    """Fail the step with one clear message: what is wrong and what to do.
+
+    `dg.Failure` is Dagster's way to say "this could not be done" rather than "this code broke": the run page shows
+    the description as the error, with the metadata beside it. `from None`: called from an `except` block, the
+    caught exception is not chained, so no second message and stack follow ("During handling of…"). Not retried
+    (`allow_retries=False`): a missing database or an unreachable checkout does not fix itself in seconds.
+    Dagster 1.13 still stores the stack from here to its step executor and the UI prints it under the message
+    (LogsRowStructuredContent: any non-empty `error.stack`); there is no supported way to drop it.
+    """
+    raise dg.Failure(description=description, metadata=metadata or None, allow_retries=False) from None
 
 
 def periodic_asset(

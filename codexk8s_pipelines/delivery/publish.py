@@ -107,6 +107,12 @@ def usage_line(usage: dict[str, Any] | None) -> str | None:
     return parsed.summary() if parsed is not None else None
 
 
+def session_line(notes: list[str]) -> str | None:
+    """What a revise did with the branch's agent session (continued it, or started fresh and why)."""
+    said = [n.removeprefix("resume: ") for n in notes if n.startswith("resume: ")]
+    return "; ".join(said) or None
+
+
 def mark_blocked(api: RepoApi, store: PlatformStore, ctx: StageContext, rules: Rules) -> None:
     """A blocked run: `state:blocked` on the issue (the trigger label stays, so a human sees what was asked)."""
     if ctx.issue_number is None:

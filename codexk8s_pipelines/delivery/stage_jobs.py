@@ -393,7 +393,7 @@ def publish_result(
         view = publish.view_of(
             ctx, phase, context.run_id, platform.locale, reason=outcome.reason, message=outcome.message,
             summary=outcome.summary, changed_files=tuple(outcome.violations or outcome.changed_files),
-            diagnosis=outcome.diagnosis, usage=usage,
+            diagnosis=outcome.diagnosis, usage=usage, session=publish.session_line(outcome.agent_notes),
         )  # fmt: skip
         publish.show(api, store, ctx, view)
         raise dg.Failure(
@@ -411,6 +411,7 @@ def publish_result(
     view = publish.view_of(
         ctx, "finished", context.run_id, platform.locale, summary=outcome.summary or outcome.message,
         changed_files=tuple(outcome.changed_files), pr_url=(pr or {}).get("html_url"), usage=usage,
+        session=publish.session_line(outcome.agent_notes),
         next_steps=publish.next_steps_for(ctx, rules, pr_exists=pr is not None),
     )  # fmt: skip
     publish.show(api, store, ctx, view)

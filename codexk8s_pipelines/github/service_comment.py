@@ -43,6 +43,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "cancelled": "⏹ Run cancelled",
         "diagnosis": "Diagnosis",
         "usage": "Usage",
+        "session": "Agent session",
         "stage": "Stage",
         "run": "Dagster run",
         "model": "Model",
@@ -73,6 +74,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "cancelled": "⏹ Запуск отменён",
         "diagnosis": "Диагноз",
         "usage": "Расход",
+        "session": "Сессия агента",
         "stage": "Этап",
         "run": "Запуск Dagster",
         "model": "Модель",
@@ -118,6 +120,7 @@ class RunView:
     history: str | None = None  # the story so far, collapsed (markdown `<details>`), shown last
     diagnosis: str | None = None  # why the agent failed or is blocked: its own words, else the runner's cause
     usage: str | None = None  # the agent's own usage report (agents.usage.Usage.summary)
+    session: str | None = None  # a revise: the agent session it continued, or why it started fresh
 
 
 def _step_line(step: NextStep, t: dict[str, str]) -> str:
@@ -147,6 +150,8 @@ def render(view: RunView) -> str:
         lines += ["", f"**{t['diagnosis']}:** {view.diagnosis}"]
     if view.usage:
         lines += ["", f"- {t['usage']}: {view.usage}"]
+    if view.session:
+        lines.append(f"- {t['session']}: {view.session}")
     if view.changed_files:
         shown = ", ".join(f"`{f}`" for f in view.changed_files[:30])
         more = f" (+{len(view.changed_files) - 30})" if len(view.changed_files) > 30 else ""

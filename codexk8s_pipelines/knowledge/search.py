@@ -238,7 +238,9 @@ def uses_operators(text: str) -> bool:
     return '"' in text or bool(_EXCLUDES.search(text))
 
 
-def _text_ctes(text: str, repository: str | None, path_prefix: str | None, limit: int) -> Fragment:
+def _text_ctes(
+    text: str, repository: str | None, path_prefix: str | None, limit: int, *, within_meaning: bool = False
+) -> Fragment:
     """CTE `by_words(id, score, rank)`: Okapi BM25 over every chunk that has at least one of the query's words,
     best first, at most `limit` rows.
 
@@ -252,9 +254,30 @@ def _text_ctes(text: str, repository: str | None, path_prefix: str | None, limit
     than MAX_WORD_MATCHES chunks do not make a chunk a candidate when the query has rarer ones (reading their
     whole posting list costs milliseconds, and with BM25's low weight for them such chunks rarely reach the
     top); they still add to the score of every candidate that has them. Phrases and -exclusions
-    (`websearch_to_tsquery`) filter the candidates."""
+    (`websearch_to_tsquery`) filter the candidates.
+
+    A query of common words only cannot single a chunk out by its words, and scoring every chunk that has one
+    of them is the whole table at 100,000 chunks (bench/knowledge.py). With `within_meaning` (in `search()`,
+    after the `by_meaning` CTE), such a query's words re-rank the meaning ranking's candidates instead."""
     corpus_where, corpus_params = _corpus_where(repository)
     where, params = filters(repository, path_prefix)
+    strict = uses_operators(text)
+    every_match = sql.SQL(
+        "SELECT id, tsv FROM doc_chunks WHERE {gate}tsv @@ (SELECT loose FROM text_query) AND {where}"
+        " AND (NOT %s OR tsv @@ (SELECT strict FROM text_query))"
+    )
+    if within_meaning:
+        matches: sql.Composable = sql.SQL(
+            # Each candidate by its primary key (LATERAL keeps it so): offered `id IN (...)`, PostgreSQL may
+            # rather read the posting lists of the common words and filter those tens of thousands of rows.
+            "{rare} UNION ALL SELECT c.id, c.tsv FROM by_meaning AS bm CROSS JOIN LATERAL"
+            " (SELECT id, tsv FROM doc_chunks WHERE id = bm.id) AS c WHERE NOT (SELECT has_rare FROM text_query)"
+            " AND c.tsv @@ (SELECT loose FROM text_query) AND (NOT %s OR c.tsv @@ (SELECT strict FROM text_query))"
+        ).format(rare=every_match.format(gate=sql.SQL("(SELECT has_rare FROM text_query) AND "), where=where))
+        matches_params: list[Any] = [*params, strict, strict]
+    else:
+        matches = every_match.format(gate=sql.SQL(""), where=where)
+        matches_params = [*params, strict]
     query = sql.SQL(
         "corpus AS MATERIALIZED (SELECT coalesce(sum(chunks), 0)::float8 AS n,"
         " coalesce(sum(lexemes)::float8 / nullif(sum(chunks), 0), 1) AS avgdl,"
@@ -267,9 +290,9 @@ def _text_ctes(text: str, repository: str | None, path_prefix: str | None, limit
         " text_query AS MATERIALIZED (SELECT websearch_to_tsquery((SELECT cfg FROM corpus), %s) AS strict,"
         r" (SELECT string_agg('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''', ' | ')"
         " FROM term_weights WHERE df > 0 AND (df <= {common} OR NOT EXISTS"
-        " (SELECT FROM term_weights WHERE df > 0 AND df <= {common})))::tsquery AS loose),"
-        " word_matches AS (SELECT id, tsv FROM doc_chunks WHERE tsv @@ (SELECT loose FROM text_query) AND {where}"
-        " AND (NOT %s OR tsv @@ (SELECT strict FROM text_query))),"
+        " (SELECT FROM term_weights WHERE df > 0 AND df <= {common})))::tsquery AS loose,"
+        " EXISTS (SELECT FROM term_weights WHERE df > 0 AND df <= {common}) AS has_rare),"
+        " word_matches AS ({matches}),"
         " bm25 AS (SELECT m.id,"
         " sum(w.idf * (x.tf * {k1p1}) / (x.tf + {k1} * (1 - {b} + {b} * length(m.tsv) / c.avgdl))) AS score"
         " FROM word_matches AS m CROSS JOIN corpus AS c CROSS JOIN LATERAL (SELECT u.lexeme,"
@@ -279,14 +302,14 @@ def _text_ctes(text: str, repository: str | None, path_prefix: str | None, limit
         " ORDER BY score DESC, id LIMIT %s)"
     ).format(
         corpus_where=corpus_where,
-        where=where,
+        matches=matches,
         common=sql.Literal(MAX_WORD_MATCHES),
         k1=sql.Literal(BM25_K1),
         k1p1=sql.Literal(BM25_K1 + 1),
         b=sql.Literal(BM25_B),
         heading=sql.Literal(HEADING_TF),
     )
-    return query, [*corpus_params, *corpus_params, text, text, *params, uses_operators(text), limit]
+    return query, [*corpus_params, *corpus_params, text, text, *matches_params, limit]
 
 
 def fuse(meaning: Sequence[tuple[int, float]], words: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
@@ -325,7 +348,7 @@ def _search_statement(
     """Both rankings, their fusion (`fuse()`, in float8), at most `per_file` chunks of one file, and the top-k
     rows, in one statement: one round trip per search."""
     meaning, meaning_params = _vector_ctes(vector, repository, path_prefix, pool)
-    words, words_params = _text_ctes(text, repository, path_prefix, pool)
+    words, words_params = _text_ctes(text, repository, path_prefix, pool, within_meaning=True)
     query = sql.SQL(
         "WITH {meaning}, {words},"
         " spans AS (SELECT (SELECT min(sim) FROM by_meaning) AS lo, (SELECT max(sim) FROM by_meaning) AS hi,"

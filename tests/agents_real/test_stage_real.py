@@ -224,6 +224,9 @@ def test_a_codex_revise_resumes_the_session_of_the_branch_and_audits_it(
     done = next(e for e in stage.store.events(revise.run_key or "") if e["event_type"] == "run.agent.finished")
     assert done["payload"]["previous_session_id"] == session and done["payload"]["session_id"] == session
     assert done["payload"]["usage"]["input"] == 3 * 1200  # its own turns only, not the session's total
+    marker = f"<!-- codexk8s:run {revise.run_key} -->"
+    (comment,) = [c["body"] for c in stage.state.comments(REPO, number) if marker in c["body"]]
+    assert f"continuing session {session}" in comment  # the humans see that the conversation went on
 
 
 @pytest.mark.timeout(300)

@@ -475,7 +475,7 @@ def test_runner_reports_through_dagster_pipes(remote: Path, tmp_path: Path) -> N
         logs = [e.user_message for e in instance.all_logs(outcome.run_id)]
 
     phases = [m["phase"] for m in messages if m["type"] == "status"]
-    assert phases == ["workspace_ready", "agent_started", "agent_finished", "scope_checked", "pushed"]
+    assert phases == ["workspace_ready", "agent_started", "egress", "agent_finished", "scope_checked", "pushed"]
     final = messages[-1]
     assert final["type"] == "result" and final["status"] == "succeeded" and final["reason"] == "pushed"
     assert final["commit"] == remote_head(remote, BRANCH)

@@ -51,6 +51,7 @@ def test_findings_reach_one_dashboard_and_a_fix_is_checked_off(watched: Callable
     assert "fix: 0.7.14" in body and "`requirements.txt:1`" in body
     assert "- [ ] **UNKNOWN** `jinja2` 2.10 · [CVE-2019-10906](" in body and "fix: 2.10.1" in body
     assert "older than 7 days" in body  # the 2023 snapshot is stale, and said so
+    assert "- PyPI: 2 of 3 dependencies checked against 2 advisories" in body  # coverage, per ecosystem
     # policy.fix_critical: one issue for the critical finding, labelled for the dev stage.
     issues = env.state.repo(REPO).issues.values()
     (fix,) = [i for i in issues if i.title.startswith("Fix CVE-2023-39662 in llama-index 0.7.0")]

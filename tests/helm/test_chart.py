@@ -816,10 +816,8 @@ def test_dagster_values_tag_limits_equal_the_platform_run_queue(dagster_values: 
     assert coordinator["type"] == "CustomRunCoordinator"
     custom = coordinator["config"]["customRunCoordinator"]
     expected = kubernetes_instance(PlatformConfig())["run_coordinator"]
-    assert (custom["module"], custom["class"]) == (expected["module"], expected["class"]) == (
-        "codexk8s_pipelines.run_tags",
-        "PlatformRunCoordinator",
-    )
+    platform_coordinator = ("codexk8s_pipelines.run_tags", "PlatformRunCoordinator")
+    assert (custom["module"], custom["class"]) == (expected["module"], expected["class"]) == platform_coordinator
     assert custom["config"]["max_concurrent_runs"] == expected["config"]["max_concurrent_runs"]
     assert custom["config"]["tag_concurrency_limits"] == expected["config"]["tag_concurrency_limits"]
     assert expected["config"] == run_queue(PlatformConfig())["config"]

@@ -159,7 +159,14 @@ def test_run_limits_rendered_by_the_official_chart_equal_the_platform_charts(
     ]
     platform = parse_config(config_map["data"]["codexk8s.yaml"], "codexk8s.yaml")
     expected = run_queue(platform)["config"]
-    rendered = _instance(dagster_objects)["run_coordinator"]["config"]
+    coordinator = _instance(dagster_objects)["run_coordinator"]
+    # The daemon's queue is the platform's coordinator, which also tags runs launched by hand from the UI.
+    assert (coordinator["module"], coordinator["class"]) == ("codexk8s_pipelines.run_tags", "PlatformRunCoordinator")
+    images = {name: spec["containers"][0]["image"] for name, spec in pod_specs(dagster_objects + platform_objects)}
+    # ... which the webserver (Launchpad, Materialize) and the daemon import: they run the platform's image.
+    platform_image = images["Deployment/codex-k8s"]
+    assert images["Deployment/dagster-dagster-webserver"] == images["Deployment/dagster-daemon"] == platform_image
+    rendered = coordinator["config"]
     assert rendered["max_concurrent_runs"] == expected["max_concurrent_runs"]
     as_set = lambda limits: {json.dumps(x, sort_keys=True) for x in limits}  # noqa: E731
     assert as_set(rendered["tag_concurrency_limits"]) == as_set(expected["tag_concurrency_limits"])

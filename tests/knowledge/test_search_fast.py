@@ -368,3 +368,22 @@ def test_the_graph_walk_gets_a_folder_filter_no_index_range_serves(crowded_url: 
     exact_branch = plan.split("One-Time Filter: (InitPlan")[1]
     assert "starts_with(path" in hnsw_branch and "doc_chunks_path_idx" not in hnsw_branch, hnsw_branch
     assert "doc_chunks_path_idx" in exact_branch, exact_branch
+
+
+def test_a_query_of_common_words_only_reranks_the_meaning_candidates(
+    crowded_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ "desk" is in every chunk but one: scoring all of its matches would read the whole table at 100,000
+    chunks, and the word cannot single a chunk out anyway. In search() it re-ranks the meaning ranking's pool."""
+    monkeypatch.setattr(search_module, "MAX_WORD_MATCHES", ROWS // 2)
+    vector = HashingEmbedder().encode(["desk"])[0]
+    pool = candidate_pool(10)
+    meaning, meaning_params = search_module._vector_ctes(vector, None, None, pool)
+    words, words_params = search_module._text_ctes("desk", None, None, pool, within_meaning=True)
+    counted = sql.SQL("WITH {}, {} SELECT count(*) FROM word_matches").format(meaning, words)
+    with connect(crowded_url) as conn:
+        scored = conn.execute(counted, [*meaning_params, *words_params]).fetchone()
+        assert scored is not None and 0 < scored[0] <= pool
+        assert len(text_ranking(conn, "desk", None, None, 10_000)) == ROWS  # alone, it still ranks every match
+    hits = search(crowded_url, "desk", k=5, embedder=HashingEmbedder(), per_file=None)
+    assert len(hits) == 5

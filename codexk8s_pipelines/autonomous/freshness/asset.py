@@ -89,8 +89,14 @@ def dependency_freshness(
     platform, repo, root, commit = run.platform, run.repo, run.root, run.commit
     cfg = platform.periodic.freshness
     extraction = extract_dependencies(root)
-    registries = RegistryUrls(cfg.pypi_url, cfg.npm_url, cfg.go_proxy_url, cfg.crates_url)
-    report = check_freshness(extraction.dependencies, registries=registries, workers=cfg.workers)
+    registries = RegistryUrls(
+        cfg.pypi_url, cfg.npm_url, cfg.go_proxy_url, cfg.crates_url, cfg.maven_url, cfg.rubygems_url,
+        cfg.packagist_url, cfg.nuget_url, cfg.pub_url, cfg.hex_url,
+    )  # fmt: skip
+    report = check_freshness(
+        extraction.dependencies, registries=registries, workers=cfg.workers, deadline=cfg.deadline_seconds,
+        max_bytes=int(cfg.max_answer_mb * 1024 * 1024),
+    )  # fmt: skip
     outdated = [r for r in report.rows if r.outdated and (r.libyear is None or r.libyear >= cfg.min_libyear)]
     # A package the registry did not answer for (or whose lockfile broke) keeps its finding until it is asked.
     unanswered = {(e.ecosystem, e.name) for e in report.errors}

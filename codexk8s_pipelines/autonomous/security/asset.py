@@ -112,6 +112,7 @@ def security_findings(
     platform_config: PlatformConfigResource,
     github: GitHubResource,
 ) -> dg.MaterializeResult:
+    from ...security.report import coverage_notes
     from ...security.scan import scan_path
 
     db = load_osv(platform_config.get())
@@ -120,6 +121,7 @@ def security_findings(
     result = scan_path(root, db)
     broken_files = {e.file for e in result.extraction_errors}
     notes = [n for n in [stale_note(db)] if n]
+    notes += coverage_notes(result)  # per ecosystem: dependencies checked against how many advisories
     notes += [f"`{e}`: not scanned" for e in result.extraction_errors]
     store = run.store
     metadata, synced, open_rows = publish_findings(

@@ -15,6 +15,8 @@ import dagster as dg
 
 from ...config.models import PlatformConfig
 from ...github.resource import GitHubResource
+from ...insight.evidence import apply as with_delivery_metrics
+from ...insight.evidence import delivery_evidence, render_targets
 from ...resources import PlatformConfigResource, PlatformDatabase
 from ...store import PlatformStore
 from ...store.evidence import PREPARED_EVENT, RunEvidence, cadence_key, gather_evidence, last_prepared
@@ -93,11 +95,14 @@ def self_improve_evidence(
     platform, repo, store = run.platform, run.repo, run.store
     repository = repo.key.lower()
     now = now_utc()
-    evidence = gather_evidence(
-        store, repository, last_prepared(store, repository), now, platform.periodic.self_improve.status_lines
-    )
+    since = last_prepared(store, repository)
+    evidence = gather_evidence(store, repository, since, now, platform.periodic.self_improve.status_lines)
+    # Counts, failures, revise runs and slow stages as the delivery insight assets compute them, and the delivery
+    # targets' verdicts: the evidence issue and the dashboards agree.
+    delivery = delivery_evidence(store, platform, repository, since, now)
+    evidence = with_delivery_metrics(evidence, delivery)
     label = platform.label_scheme().run_label("self-improve", False)
-    body = render_evidence(evidence, label)
+    body = render_evidence(evidence, label) + "\n" + render_targets(delivery)
     metadata: dict = {"finished_runs": evidence.finished, "failed": evidence.by_status.get("failed", 0)}
     metadata["evidence"] = dg.MetadataValue.md(body)
     if repo.github is None or not github.credentials().configured:

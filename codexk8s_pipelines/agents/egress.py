@@ -1,0 +1,400 @@
+"""The agent's network: an explicit allow-list, enforced by a relay the runner owns.
+
+Why: the agent is untrusted code. Sharing the host's network would let it reach every loopback service (the Dagster
+webserver's GraphQL, which launches runs and wipes assets without authentication; the MCP server with any path;
+the webhook receiver) and any host on the internet. So the sandbox gets its own network namespace (only its own
+loopback), and everything it may reach goes through one door:
+
+- **the relay** (`EgressRelay`, a thread of the runner, closed with the run): a Unix socket in a run-private host
+  directory, bound read-only into the sandbox. A client sends `CONNECT <host> <port>`; the relay answers
+  `REFUSED <why>` at once for anything not on the allow-list (and records it: what, where), or resolves and
+  connects itself, answers `OK` and splices bytes. Nothing is resolved or sent for a refused destination;
+- **the forwarder** (`egress_forwarder.py`, started by the sandbox before the agent, stdlib only): inside, an HTTP(S)
+  proxy on 127.0.0.1 for `HTTPS_PROXY`/`HTTP_PROXY`/`ALL_PROXY`, and a plain TCP listener on each allow-listed
+  loopback port at the same number, so an agent configured with `http://127.0.0.1:<p>` works unchanged.
+
+The allow-list is a setting, not an accident of a sandbox flag (`allow_list`): the agent's model endpoint (its
+catalog `endpoint.base_url`, else its program's default provider), the platform's MCP server (catalog
+`network.mcp`), the package indexes only when catalog `network.package_indexes` is true, and the spec's
+`egress_allow` entries.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import select
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+from .. import settings
+
+if TYPE_CHECKING:
+    from .agent_setup import AgentSettings
+
+INSIDE_DIR = "/run/codexk8s-egress"  # where the relay's directory appears inside the sandbox
+SOCKET_NAME = "egress.sock"
+FORWARDER_NAME = "forwarder.py"
+DEFAULT_PROXY_PORT = 3128
+CONNECT_TIMEOUT_SECONDS = 10.0
+REQUEST_TIMEOUT_SECONDS = 10.0
+MAX_REQUEST_BYTES = 1024
+# The programs' own providers, when the catalog sets no endpoint of its own.
+DEFAULT_PROVIDERS: dict[str, tuple[str, ...]] = {
+    "codex": ("api.openai.com:443",),
+    "claude-code": ("api.anthropic.com:443",),
+    "opencode": ("api.openai.com:443",),
+    "aider": ("api.openai.com:443",),
+}
+# Opened only with the catalog's `network.package_indexes: true`.
+PACKAGE_INDEXES: tuple[str, ...] = (
+    "pypi.org:443",
+    "files.pythonhosted.org:443",
+    "registry.npmjs.org:443",
+    "proxy.golang.org:443",
+    "sum.golang.org:443",
+    "index.crates.io:443",
+    "static.crates.io:443",
+)
+_FORWARDER_SOURCE = Path(__file__).with_name("egress_forwarder.py")
+
+
+class EgressError(ValueError):
+    """An allow-list entry that is not `host:port`."""
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    """One `host:port` the agent may reach; the host lower-cased, an IPv6 literal without brackets."""
+
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, text: str) -> Endpoint:
+        value = text.strip()
+        host, sep, port = value.rpartition(":")
+        host = host.strip("[]").lower()
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise EgressError(f"{text!r} is not host:port (e.g. 'pypi.org:443', '127.0.0.1:8080')")
+        return cls(host, int(port))
+
+    @classmethod
+    def from_url(cls, url: str) -> Endpoint | None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https", "ws", "wss") or not parts.hostname:
+            return None
+        default = 443 if parts.scheme in ("https", "wss") else 80
+        return cls(parts.hostname.lower(), parts.port or default)
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback(self.host)
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class AllowList:
+    """What the agent may reach, each with why (shown in the run's log)."""
+
+    entries: dict[Endpoint, str] = field(default_factory=dict)
+
+    def allows(self, endpoint: Endpoint) -> bool:
+        return endpoint in self.entries
+
+    @property
+    def loopback_ports(self) -> tuple[int, ...]:
+        """Ports forwarded at the same number inside: a loopback endpoint, as the agent's config names it."""
+        return tuple(sorted({e.port for e in self.entries if e.loopback}))
+
+    def describe(self) -> str:
+        return ", ".join(f"{e} ({why})" for e, why in sorted(self.entries.items())) or "nothing"
+
+
+def allow_list(agent: AgentSettings | None, env: Mapping[str, str], extra: Iterable[str] = ()) -> AllowList:
+    """The run's allow-list from its settings: model endpoint, MCP, package indexes if allowed, extra entries."""
+    entries: dict[Endpoint, str] = {}
+    if agent is not None and agent.kind != "custom":
+        if agent.endpoint.base_url:
+            found = Endpoint.from_url(agent.endpoint.base_url)
+            if found is not None:
+                entries[found] = "model endpoint"
+        else:
+            for text in DEFAULT_PROVIDERS.get(agent.kind, ()):
+                entries[Endpoint.parse(text)] = f"{agent.kind}'s default model provider"
+        if agent.network.package_indexes:
+            for text in PACKAGE_INDEXES:
+                entries.setdefault(Endpoint.parse(text), "package index")
+    mcp_url = env.get(settings.MCP_URL_VAR) or ""
+    if mcp_url and (agent is None or agent.network.mcp):
+        found = Endpoint.from_url(mcp_url)
+        if found is not None:
+            entries.setdefault(found, "MCP server")
+    for text in extra:
+        entries.setdefault(Endpoint.parse(text), "egress_allow setting")
+    return AllowList(entries)
+
+
+# ------------------------------------------------------------------------------------------------ the relay
+
+
+@dataclass(frozen=True)
+class EgressMount:
+    """What the sandbox needs to start the forwarder: the host directory with the socket and the forwarder."""
+
+    host_dir: Path
+    python: str
+    proxy_port: int
+    forwards: tuple[int, ...]
+
+    def forwarder_argv(self) -> list[str]:
+        """The command that runs before the agent inside the sandbox (the agent's argv follows `--`)."""
+        argv = [self.python, "-I", "-S", f"{INSIDE_DIR}/{FORWARDER_NAME}", f"{INSIDE_DIR}/{SOCKET_NAME}"]
+        argv += [str(self.proxy_port), ",".join(str(p) for p in self.forwards)]
+        return argv
+
+    def proxy_env(self) -> dict[str, str]:
+        proxy = f"http://127.0.0.1:{self.proxy_port}"
+        no_proxy = "localhost,127.0.0.1,::1"
+        names = ("HTTPS_PROXY", "HTTP_PROXY", "ALL_PROXY")
+        return {
+            **{n: proxy for n in names},
+            **{n.lower(): proxy for n in names},
+            "NO_PROXY": no_proxy,
+            "no_proxy": no_proxy,
+        }
+
+
+@dataclass(frozen=True)
+class Refusal:
+    destination: str
+    reason: str
+    at: float
+
+
+def forwarder_python() -> str:
+    """A python3 the sandbox shows read-only: the system's (no venv, no site), else this runner's interpreter."""
+    for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
+        if os.access(candidate, os.X_OK):
+            return candidate
+    import sys
+
+    return str(Path(sys.executable).resolve())
+
+
+class EgressRelay:
+    """The runner's side of the door: accept, check the allow-list, connect, splice; refusals recorded.
+
+    Runs as daemon threads of the runner; `close()` (or leaving `open_relay`) stops them all and removes the socket.
+    """
+
+    def __init__(
+        self,
+        allowed: AllowList,
+        on_refusal: Callable[[Refusal], None] | None = None,
+        connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
+    ) -> None:
+        self.allowed = allowed
+        self.refusals: list[Refusal] = []
+        self.connected: list[str] = []
+        self._on_refusal = on_refusal
+        self._connect_timeout = connect_timeout
+        self._dir = Path(tempfile.mkdtemp(prefix="codexk8s-egress-"))
+        os.chmod(self._dir, 0o700)
+        self.socket_path = self._dir / SOCKET_NAME
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._listener.bind(str(self.socket_path))
+        self._listener.listen(64)
+        shutil.copyfile(_FORWARDER_SOURCE, self._dir / FORWARDER_NAME)
+        self._lock = threading.Lock()
+        self._open: set[socket.socket] = set()
+        self._threads: list[threading.Thread] = []
+        self._closed = False
+        self._acceptor = threading.Thread(target=self._accept, name="codexk8s-egress-accept", daemon=True)
+        self._acceptor.start()
+
+    @property
+    def host_dir(self) -> Path:
+        return self._dir
+
+    def mount(self, proxy_port: int = DEFAULT_PROXY_PORT) -> EgressMount:
+        forwards = self.allowed.loopback_ports
+        while proxy_port in forwards:
+            proxy_port += 1
+        return EgressMount(self._dir, forwarder_python(), proxy_port, forwards)
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            with self._lock:
+                if self._closed:
+                    client.close()
+                    return
+                self._open.add(client)
+                worker = threading.Thread(target=self._serve, args=(client,), name="codexk8s-egress-conn", daemon=True)
+                self._threads = [t for t in self._threads if t.is_alive()] + [worker]
+            worker.start()
+
+    def _refuse(self, client: socket.socket, destination: str, reason: str) -> None:
+        refusal = Refusal(destination, reason, time.time())
+        with self._lock:
+            self.refusals.append(refusal)
+        if self._on_refusal is not None:
+            with suppress(Exception):
+                self._on_refusal(refusal)
+        with suppress(OSError):
+            client.sendall(f"REFUSED {reason}\n".encode())
+
+    def _serve(self, client: socket.socket) -> None:
+        upstream: socket.socket | None = None
+        try:
+            client.settimeout(REQUEST_TIMEOUT_SECONDS)
+            line = _read_line(client, MAX_REQUEST_BYTES)
+            words = line.split()
+            if len(words) != 3 or words[0] != "CONNECT":
+                self._refuse(client, line[:80], "malformed request to the egress relay")
+                return
+            try:
+                wanted = Endpoint.parse(f"{words[1]}:{words[2]}")
+            except EgressError:
+                self._refuse(client, line[:80], "not host:port")
+                return
+            if not self.allowed.allows(wanted):
+                self._refuse(client, str(wanted), f"{wanted} is not on the agent's egress allow-list")
+                return
+            try:
+                upstream = self._connect(wanted)
+            except OSError as exc:
+                with suppress(OSError):
+                    client.sendall(f"FAILED {wanted}: {exc.strerror or exc}\n".encode())
+                return
+            with self._lock:
+                self._open.add(upstream)
+                self.connected.append(str(wanted))
+            client.settimeout(None)
+            client.sendall(b"OK\n")
+            splice(client, upstream)
+        except OSError:
+            return
+        finally:
+            with self._lock:
+                for sock in (client, upstream):
+                    if sock is not None:
+                        self._open.discard(sock)
+            for sock in (client, upstream):
+                if sock is not None:
+                    sock.close()
+
+    def _connect(self, wanted: Endpoint) -> socket.socket:
+        """Resolve and connect; a name allowed as a remote host must not lead back to this machine's loopback."""
+        last: OSError = OSError(f"{wanted}: no address")
+        for family, kind, proto, _, address in socket.getaddrinfo(wanted.host, wanted.port, type=socket.SOCK_STREAM):
+            if not wanted.loopback and is_loopback(str(address[0])):
+                raise OSError(f"{wanted.host} resolves to loopback {address[0]}: refused")
+            sock = socket.socket(family, kind, proto)
+            sock.settimeout(self._connect_timeout)
+            try:
+                sock.connect(address)
+            except OSError as exc:
+                sock.close()
+                last = exc
+                continue
+            sock.settimeout(None)
+            return sock
+        raise last
+
+    def close(self) -> None:
+        """Stop accepting, cut every open connection, wait for the threads, remove the directory."""
+        with self._lock:
+            self._closed = True
+            live = list(self._open)
+        with suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        for sock in live:
+            with suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+        self._acceptor.join(timeout=5)
+        for thread in list(self._threads):
+            thread.join(timeout=5)
+        shutil.rmtree(self._dir, ignore_errors=True)
+
+    def threads_alive(self) -> list[threading.Thread]:
+        return [t for t in [self._acceptor, *self._threads] if t.is_alive()]
+
+
+@contextmanager
+def open_relay(allowed: AllowList, on_refusal: Callable[[Refusal], None] | None = None) -> Iterator[EgressRelay]:
+    relay = EgressRelay(allowed, on_refusal)
+    try:
+        yield relay
+    finally:
+        relay.close()
+
+
+def _read_line(sock: socket.socket, limit: int) -> str:
+    data = b""
+    while not data.endswith(b"\n") and len(data) < limit:
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data.decode("ascii", "replace").strip()
+
+
+def splice(a: socket.socket, b: socket.socket, idle_seconds: float | None = None) -> None:
+    """Copy both ways until both sides are done (a half-close is passed on)."""
+    peers = {a: b, b: a}
+    open_reads = {a, b}
+    while open_reads:
+        ready, _, _ = select.select(list(open_reads), [], [], idle_seconds)
+        if not ready:
+            return
+        for src in ready:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            if data:
+                try:
+                    peers[src].sendall(data)
+                except OSError:
+                    return
+            else:
+                open_reads.discard(src)
+                with suppress(OSError):
+                    peers[src].shutdown(socket.SHUT_WR)
+
+
+__all__ = [
+    "AllowList",
+    "EgressMount",
+    "EgressRelay",
+    "Endpoint",
+    "Refusal",
+    "allow_list",
+    "open_relay",
+]

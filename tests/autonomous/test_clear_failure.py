@@ -1,0 +1,48 @@
+"""A periodic asset that cannot do its job fails with one clear message: Dagster's `Failure`, as the run page shows
+it (the step failure's error and failure data, what GraphQL's `error { message stack errorChain }` resolves)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import dagster as dg
+
+from codexk8s_pipelines.autonomous.freshness import dependency_freshness
+from codexk8s_pipelines.config import load_config_from_environment
+
+from .conftest import REPO, Watched
+
+AUTONOMOUS = str(Path(__file__).resolve().parents[2] / "codexk8s_pipelines" / "autonomous")
+FACTORY = f"{AUTONOMOUS}/factory.py"
+
+
+def test_an_unreachable_checkout_fails_with_one_message_no_chained_error_and_no_retry(
+    watched: Callable[..., Watched], tmp_path: Path
+) -> None:
+    env = watched({"requirements.txt": "requests==2.0.0\n"})
+    env.config.write_text(f"repositories:\n  - github: {REPO}\n    git_url: {tmp_path / 'gone.git'}\n")
+    load_config_from_environment.cache_clear()
+
+    # A job with a retry policy, as a user might add: the Failure bypasses it (a missing remote stays missing).
+    job = dg.define_asset_job("freshness_with_retries", [dependency_freshness], op_retry_policy=dg.RetryPolicy(3))
+    defs = dg.Definitions(assets=[dependency_freshness], jobs=[job], resources=env.resources)
+    result = defs.resolve_job_def(job.name).execute_in_process(
+        partition_key=REPO, instance=env.instance, raise_on_error=False
+    )
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    data = failure.step_failure_data
+    assert data.user_failure_data is not None
+    description = data.user_failure_data.description or ""
+    assert description.startswith(f"{REPO}: cannot check out 'main': ") and "git" in description
+    assert "Traceback" not in description
+    # The UI prints the error's message, then its stack, then each chained error with its own stack: git's error
+    # is not chained (one message), and the only frame of ours in the stack is the line that gives up.
+    error = data.error
+    assert error is not None and error.cls_name == "Failure" and description in error.message
+    assert error.cause is None and error.context is None
+    ours = [frame for frame in error.stack if "/site-packages/" not in frame]
+    assert all(AUTONOMOUS in frame for frame in ours) and len(ours) <= 3  # the asset, open_partition, cannot()
+    assert FACTORY in ours[-1] and "raise dg.Failure" in ours[-1]
+    assert not [e for e in result.all_events if e.event_type_value == "STEP_UP_FOR_RETRY"]

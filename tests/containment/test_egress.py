@@ -1,0 +1,305 @@
+"""The agent's network is an allow-list: real bubblewrap, a real relay, real sockets, scripted agents.
+
+Inside the sandbox the agent has only its own loopback. It reaches its model endpoint and the MCP server (forwarded
+at the same port number), and anything else on the allow-list through the HTTP proxy; a loopback service that is
+not on the list (the Dagster UI's unauthenticated GraphQL, stood in for by an HTTP server) and any external host are
+refused at once, with the relay's reason, and recorded. No traffic leaves loopback: the external destinations are
+refused by the relay before it resolves or connects anything, which the in-process test proves with a spy.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from codexk8s_pipelines.agents import egress
+from codexk8s_pipelines.agents import sandbox as sb
+from codexk8s_pipelines.agents.agent_env import build_agent_env
+from codexk8s_pipelines.agents.agent_setup import AgentSettings, ModelEndpoint, NetworkPolicy
+from codexk8s_pipelines.agents.runner import AgentLaunch, launch_agent
+from tests.agents_runner.test_git_workspace import make_remote
+from tests.agents_runner.test_runner import agent_processes, make_agent, make_spec, run_runner
+
+BOUND_SECONDS = 5.0  # every refused attempt ends well within this: an error, never a hang
+
+
+class _Recorder(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.server.seen.append(self.path)  # type: ignore[attr-defined]
+        body = f"{self.server.name} saw {self.path}".encode()  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return
+
+
+@pytest.fixture
+def servers() -> Iterator[dict[str, Any]]:
+    """Three loopback HTTP servers: the model endpoint, the MCP server, and the Dagster UI (never to be reached)."""
+    found: dict[str, Any] = {}
+    for name in ("model", "mcp", "dagster_ui"):
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+        server.name, server.seen = name, []  # type: ignore[attr-defined]
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        found[name] = server
+    yield found
+    for server in found.values():
+        server.shutdown()
+        server.server_close()
+
+
+def port(server: Any) -> int:
+    return int(server.server_address[1])
+
+
+# The scripted agent's attempts, run inside the sandbox; TARGETS is prepended as JSON.
+PROBE = """\
+import json, os, socket, time, urllib.error, urllib.request
+
+PROXY = os.environ.get("HTTPS_PROXY", "")
+
+def timed(fn):
+    started = time.monotonic()
+    try:
+        out = fn()
+    except Exception as exc:
+        if isinstance(exc, urllib.error.URLError) and isinstance(exc.reason, Exception):
+            exc = exc.reason
+        out = {"error": f"{type(exc).__name__}: {exc}"}
+    out["seconds"] = round(time.monotonic() - started, 3)
+    return out
+
+def http(url, via_proxy):
+    proxies = {"http": PROXY, "https": PROXY} if via_proxy else {}
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler(proxies))
+    try:
+        with opener.open(url, timeout=20) as response:
+            return {"status": response.status, "body": response.read().decode()}
+    except urllib.error.HTTPError as exc:
+        return {"status": exc.code, "body": exc.read().decode()}
+
+def tunnel(target):
+    host, port = PROXY.rsplit("/", 1)[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=20) as sock:
+        sock.sendall(f"CONNECT {target} HTTP/1.1\\r\\nHost: {target}\\r\\n\\r\\n".encode())
+        data = b""
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        head, _, body = data.partition(b"\\r\\n\\r\\n")
+        return {"status": int(head.split()[1]), "body": body.decode()}
+
+def raw(host, port):
+    with socket.create_connection((host, port), timeout=20) as sock:
+        sock.sendall(b"GET / HTTP/1.0\\r\\n\\r\\n")
+        return {"answer": sock.recv(100).decode()}
+
+out = {"env_proxy": PROXY, "no_proxy": os.environ.pop("NO_PROXY", None)}
+os.environ.pop("no_proxy", None)  # urllib would bypass the proxy for 127.0.0.1 even when asked to use it
+out["model"] = timed(lambda: http(f"http://127.0.0.1:{TARGETS['model']}/v1/models", False))
+out["mcp"] = timed(lambda: http(f"http://127.0.0.1:{TARGETS['mcp']}/mcp", False))
+out["model_via_proxy"] = timed(lambda: http(f"http://127.0.0.1:{TARGETS['model']}/v1/proxied", True))
+out["ui_direct"] = timed(lambda: http(f"http://127.0.0.1:{TARGETS['ui']}/graphql", False))
+out["ui_localhost"] = timed(lambda: http(f"http://localhost:{TARGETS['ui']}/graphql", False))
+out["ui_via_proxy"] = timed(lambda: http(f"http://127.0.0.1:{TARGETS['ui']}/graphql", True))
+out["ui_tunnel"] = timed(lambda: tunnel(f"127.0.0.1:{TARGETS['ui']}"))
+out["ui_raw"] = timed(lambda: raw("127.0.0.1", TARGETS["ui"]))
+out["other_raw"] = timed(lambda: raw("127.0.0.1", TARGETS["other"]))
+for name, target in TARGETS.get("external", {}).items():
+    out[name] = timed(lambda: tunnel(target))
+"""
+
+
+def probe_script(targets: dict[str, Any]) -> str:
+    return f"TARGETS = {json.dumps(targets)}\n" + PROBE
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def assert_contained(out: dict[str, Any], servers: dict[str, Any], ui_port: int) -> None:
+    assert out["env_proxy"].startswith("http://127.0.0.1:"), out
+    assert out["model"]["status"] == 200 and out["model"]["body"] == "model saw /v1/models", out["model"]
+    assert out["mcp"]["status"] == 200 and out["mcp"]["body"] == "mcp saw /mcp", out["mcp"]
+    assert out["model_via_proxy"]["status"] == 200, out["model_via_proxy"]
+    assert out["model_via_proxy"]["body"] == "model saw /v1/proxied"
+    # The Dagster UI stand-in: nothing listens on its port inside, and the relay refuses it by name.
+    for attempt in ("ui_direct", "ui_localhost", "ui_raw"):
+        assert "ConnectionRefusedError" in out[attempt].get("error", ""), (attempt, out[attempt])
+    for attempt in ("ui_via_proxy", "ui_tunnel"):
+        assert out[attempt]["status"] == 403, (attempt, out[attempt])
+        assert f"127.0.0.1:{ui_port} is not on the agent's egress allow-list" in out[attempt]["body"], out[attempt]
+    assert "ConnectionRefusedError" in out["other_raw"].get("error", ""), out["other_raw"]
+    for name, attempt in out.items():
+        if isinstance(attempt, dict):
+            assert attempt["seconds"] < BOUND_SECONDS, (name, attempt)
+    assert servers["dagster_ui"].seen == [], "the agent reached the Dagster UI stand-in"
+    assert servers["model"].seen == ["/v1/models", "/v1/proxied"]
+    assert servers["mcp"].seen == ["/mcp"]
+
+
+# ------------------------------------------------------------------------------------------------ allow-list
+
+
+def test_the_allow_list_comes_from_the_settings_not_from_the_sandbox() -> None:
+    mcp_env = {"CODEXK8S_MCP_URL": "http://127.0.0.1:8765/mcp"}
+    gateway = AgentSettings(kind="codex", endpoint=ModelEndpoint(base_url="http://127.0.0.1:4000/v1"))
+    allowed = egress.allow_list(gateway, mcp_env)
+    assert {str(e): why for e, why in allowed.entries.items()} == {
+        "127.0.0.1:4000": "model endpoint",
+        "127.0.0.1:8765": "MCP server",
+    }
+    assert allowed.loopback_ports == (4000, 8765)
+    # No endpoint of its own: the program's provider. No MCP when the catalog says so. Indexes only when allowed.
+    claude = AgentSettings(kind="claude-code", network=NetworkPolicy(mcp=False, package_indexes=True))
+    names = {str(e) for e in egress.allow_list(claude, mcp_env).entries}
+    assert "api.anthropic.com:443" in names and "pypi.org:443" in names and "127.0.0.1:8765" not in names
+    assert not any("pypi" in str(e) for e in egress.allow_list(gateway, mcp_env).entries)
+    # A custom command gets MCP and what the spec's `egress_allow` adds, nothing else.
+    custom = egress.allow_list(None, mcp_env, ["gateway.internal:8443", "[::1]:9000"])
+    assert sorted(str(e) for e in custom.entries) == ["127.0.0.1:8765", "[::1]:9000", "gateway.internal:8443"]
+    with pytest.raises(egress.EgressError):
+        egress.Endpoint.parse("no-port.example")
+
+
+def test_the_sandbox_has_its_own_network_namespace_by_default(tmp_path: Path) -> None:
+    args = sb.bwrap_args(sb.SandboxPlan(workspace=tmp_path), ["true"], "/usr/bin:/bin")
+    assert "--unshare-net" in args
+
+
+# ------------------------------------------------------------------------------------------------ the relay itself
+
+
+def test_refused_destinations_are_never_resolved_nor_connected_and_the_relay_ends_with_the_run(
+    tmp_path: Path, servers: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process relay, real bwrap: an external name and a TEST-NET address are refused before any lookup or
+    connect (the spy fails the test otherwise), and closing the relay leaves no thread and no socket behind."""
+    lookups: list[tuple[str, int]] = []
+    real_getaddrinfo = socket.getaddrinfo
+
+    def spy(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        lookups.append((str(host), int(port)))
+        if not egress.is_loopback(str(host)):
+            raise AssertionError(f"the relay tried to resolve {host}: traffic would leave loopback")
+        return real_getaddrinfo(host, port, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", spy)
+    bwrap = sb.bwrap_binary({})
+    sb.probe(bwrap)
+    assert bwrap is not None
+    ui_port = port(servers["dagster_ui"])
+    targets = {
+        "model": port(servers["model"]),
+        "mcp": port(servers["mcp"]),
+        "ui": ui_port,
+        "other": free_port(),
+        "external": {"external_name": "blocked.invalid:443", "external_ip": "192.0.2.1:443"},
+    }
+    allowed = egress.allow_list(
+        None, {"CODEXK8S_MCP_URL": f"http://127.0.0.1:{targets['mcp']}/mcp"}, [f"127.0.0.1:{targets['model']}"]
+    )
+    workspace = tmp_path / "checkout"
+    workspace.mkdir()
+    script = workspace.parent / "probe.py"
+    script.write_text(probe_script(targets) + "\nprint(json.dumps(out))\n")
+    env = build_agent_env({"PATH": "/usr/local/bin:/usr/bin:/bin"}, home=sb.AGENT_HOME)
+    refused: list[egress.Refusal] = []
+    relay = egress.EgressRelay(allowed, refused.append)
+    try:
+        with sb.process_cap(64, 2 * 1024**3) as cap:
+            plan = sb.SandboxPlan(workspace=workspace, egress=relay.mount())
+            command = [egress.forwarder_python(), str(script)]
+            proc = launch_agent(command, workspace, env, subprocess.DEVNULL, AgentLaunch(bwrap, plan, cap))
+            stdout, stderr = proc.communicate(timeout=60)
+        assert proc.returncode == 0, stderr.decode()
+        out = json.loads(stdout.decode().strip().splitlines()[-1])
+        assert_contained(out, servers, ui_port)
+        for name, target in targets["external"].items():  # type: ignore[union-attr]
+            assert out[name]["status"] == 403, (name, out[name])
+            assert f"{egress.Endpoint.parse(target)} is not on the agent's egress allow-list" in out[name]["body"]
+        assert sorted({r.destination for r in refused}) == sorted(
+            [f"127.0.0.1:{ui_port}", "blocked.invalid:443", "192.0.2.1:443"]
+        )
+        assert all(egress.is_loopback(host) for host, _ in lookups), lookups
+        assert sorted(set(relay.connected)) == sorted({f"127.0.0.1:{targets['model']}", f"127.0.0.1:{targets['mcp']}"})
+    finally:
+        relay.close()
+    assert relay.threads_alive() == []
+    assert not [t for t in threading.enumerate() if t.name.startswith("codexk8s-egress")]
+    assert not relay.host_dir.exists()
+    assert agent_processes(str(script)) == []
+
+
+# ------------------------------------------------------------------------------------------------ through the runner
+
+
+def test_through_the_runner_the_agent_reaches_its_model_and_mcp_and_nothing_else(
+    tmp_path: Path, servers: dict[str, Any]
+) -> None:
+    ui_port = port(servers["dagster_ui"])
+    targets = {"model": port(servers["model"]), "mcp": port(servers["mcp"]), "ui": ui_port, "other": free_port()}
+    body = probe_script(targets) + 'write(".codexk8s/egress.json", json.dumps(out))\nresult(summary="probed")\n'
+    command = make_agent(tmp_path, body, name="egress-agent.py")
+    spec = make_spec(
+        tmp_path,
+        make_remote(tmp_path),
+        command,
+        env={"CODEXK8S_MCP_URL": f"http://127.0.0.1:{targets['mcp']}/mcp"},
+        egress_allow=[f"127.0.0.1:{targets['model']}"],
+    )
+    started = time.monotonic()
+    proc, result = run_runner(spec, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert result["status"] == "succeeded" and result["sandboxed"] is True, result
+    out = json.loads((tmp_path / "workdir" / ".codexk8s" / "egress.json").read_text())
+    assert_contained(out, servers, ui_port)
+    # Audited: the allow-list at the start, each refusal with what and where, and the list in the result.
+    assert f"127.0.0.1:{targets['model']} (egress_allow setting)" in proc.stdout
+    assert f"127.0.0.1:{targets['mcp']} (MCP server)" in proc.stdout and "egress: the agent may reach:" in proc.stdout
+    assert f"egress_refused: 127.0.0.1:{ui_port} is not on the agent's egress allow-list" in proc.stdout
+    assert result["egress_refusals"] == [f"127.0.0.1:{ui_port}"]
+    assert time.monotonic() - started < 60
+    assert agent_processes(command[1]) == []
+
+
+def test_an_agent_with_no_allowed_endpoint_has_no_network_at_all(tmp_path: Path, servers: dict[str, Any]) -> None:
+    ui_port = port(servers["dagster_ui"])
+    body = f"""\
+import socket
+outcome = {{}}
+for name, port in (("ui", {ui_port}), ("model", {port(servers["model"])})):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
+        outcome[name] = "connected"
+    except OSError as exc:
+        outcome[name] = type(exc).__name__
+result(summary=json.dumps(outcome))
+"""
+    proc, result = run_runner(make_spec(tmp_path, make_remote(tmp_path), make_agent(tmp_path, body)), tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert json.loads(result["summary"]) == {"ui": "ConnectionRefusedError", "model": "ConnectionRefusedError"}
+    assert "egress: the agent may reach: nothing" in proc.stdout
+    assert servers["dagster_ui"].seen == [] and servers["model"].seen == []
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(pytest.main([__file__, "-q"]))
