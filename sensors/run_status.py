@@ -9,6 +9,7 @@ from codexk8s_pipelines.domain.correlation import parse_correlation_key
 from codexk8s_pipelines.github.resource import GitHubResource
 from codexk8s_pipelines.github.service_comment import RunView, upsert
 from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
+from codexk8s_pipelines.store.usage import release_reservation
 
 FINISHED = ("failed", "canceled", "succeeded")
 
@@ -33,6 +34,7 @@ def report_outside_failure(
     store.set_run_status(key, status, dagster_run_id=dagster_run.run_id)
     event = "run.canceled" if status == "canceled" else "run.failed.outside_ops"
     store.append_event(key, event, "system", "dagster", {"dagster_run_id": dagster_run.run_id, "message": message})
+    release_reservation(store, key)  # no usage will be reported: its budget hold goes back
     credentials = github.credentials()
     if not credentials.configured:
         return f"{key}: recorded; no GitHub credentials to update the comment"

@@ -20,14 +20,17 @@ from __future__ import annotations
 
 import shutil
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from .agent_setup import AgentSettings, PreparedAgent, archive_session, prepare
 from .agent_watch import UnreachableWatch, probe_endpoint
 from .outcome import Evidence, Outcome, judge
+from .runner_spec import SpendGuard
 from .transcript import Transcript, describe_line, read_transcript
 from .usage import Usage, parse_usage
+from .usage_meter import Stop, UsageMeter
 
 MAX_KEPT_LINES = 20_000
 
@@ -54,6 +57,9 @@ class AgentTurn:
         self.transcript: Transcript | None = None
         self.usage: Usage | None = None
         self.notes: list[str] = []
+        self.meter: UsageMeter | None = None  # the run's cap and loop rule (usage_meter.py), when metered
+        self.stop: Stop | None = None  # why the meter ended the agent
+        self._kill: Callable[[], None] | None = None
 
     # 1 -------------------------------------------------------------------------------------------------------
     def prepare(self, command: Sequence[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
@@ -82,7 +88,13 @@ class AgentTurn:
         return self.unreachable
 
     # 3 -------------------------------------------------------------------------------------------------------
+    def metered(self, guard: SpendGuard | None) -> None:
+        """Watch the run's usage and turns as they come (a custom agent's output has neither: never stopped)."""
+        if guard is not None:
+            self.meter = UsageMeter(self.kind, guard.model, guard.prices(), guard.budgets(), guard.loop_turns)
+
     def started(self, kill: Callable[[], None]) -> None:
+        self._kill = kill
         if self.launch is not None and self.launch.kind != "custom":
             self.watch = UnreachableWatch(self.kind, self.launch.unreachable_grace_seconds, kill)
 
@@ -92,6 +104,10 @@ class AgentTurn:
             self.lines.append(text)
         if self.watch is not None:
             self.watch.feed(text)
+        if self.meter is not None and self.stop is None:
+            self.stop = self.meter.feed(text)
+            if self.stop is not None and self._kill is not None:
+                self._kill()  # at the report that passed the cap (or the turn that closed a loop), not later
         return describe_line(self.kind, text) if self.kind != "custom" else text
 
     # 4 -------------------------------------------------------------------------------------------------------
@@ -104,6 +120,9 @@ class AgentTurn:
         if self.prepared is not None and self.prepared.analytics_log is not None:
             analytics = self.host_home / self.prepared.analytics_log.name
         reported = parse_usage(self.kind, self.transcript, analytics)
+        if not reported.known and self.meter is not None and self.meter.usage.known:
+            # Ended before its final report (the cap or a loop stopped it): what it reported on the way counts.
+            reported = replace(self.meter.usage, source=f"{self.meter.usage.agent} reports before it was stopped")
         previous = Usage.from_dict(self.prepared.previous_usage) if self.prepared else None
         resumed = bool(self.prepared and self.prepared.resumed_session)
         self.usage = reported.since(previous) if resumed else reported

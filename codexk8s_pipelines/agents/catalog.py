@@ -69,6 +69,7 @@ McpTool = Literal[
     "runs_list",
     "run_lookup",
     "issue_trace",
+    "budget_status",
     "run_status_report",
     "github_labels_list",
     "github_labels_transition",

@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import select
 import shutil
 import socket
+import sys
 import tempfile
 import threading
 import time
@@ -48,6 +50,8 @@ DEFAULT_PROXY_PORT = 3128
 CONNECT_TIMEOUT_SECONDS = 10.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 MAX_REQUEST_BYTES = 1024
+MAX_CONNECTIONS = 256  # at once: an agent opening sockets in a loop must not spawn unbounded relay threads
+MAX_REFUSALS_KEPT = 1000
 # The programs' own providers, when the catalog sets no endpoint of its own.
 DEFAULT_PROVIDERS: dict[str, tuple[str, ...]] = {
     "codex": ("api.openai.com:443",),
@@ -65,7 +69,14 @@ PACKAGE_INDEXES: tuple[str, ...] = (
     "index.crates.io:443",
     "static.crates.io:443",
 )
-_FORWARDER_SOURCE = Path(__file__).with_name("egress_forwarder.py")
+SERVER_NAME = "server.py"  # egress_forwarder.SERVER_NAME
+_FORWARDER_SOURCES = {
+    FORWARDER_NAME: Path(__file__).with_name("egress_forwarder.py"),
+    SERVER_NAME: Path(__file__).with_name("egress_forwarder_server.py"),
+}
+
+
+_HOST = re.compile(r"^[a-z0-9_.:%-]{1,253}$")  # a DNS name or an IP literal; nothing an agent could smuggle into logs
 
 
 class EgressError(ValueError):
@@ -84,7 +95,7 @@ class Endpoint:
         value = text.strip()
         host, sep, port = value.rpartition(":")
         host = host.strip("[]").lower()
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        if not sep or not _HOST.match(host) or not port.isdigit() or not 0 < int(port) < 65536:
             raise EgressError(f"{text!r} is not host:port (e.g. 'pypi.org:443', '127.0.0.1:8080')")
         return cls(host, int(port))
 
@@ -119,8 +130,17 @@ class AllowList:
 
     entries: dict[Endpoint, str] = field(default_factory=dict)
 
+    def match(self, endpoint: Endpoint) -> Endpoint | None:
+        """The allowed entry `endpoint` stands for, or None. Loopback names are one host: the forwarder asks for
+        127.0.0.1:<p> whether the setting said `localhost`, `127.0.0.1` or `[::1]`."""
+        if endpoint in self.entries:
+            return endpoint
+        if endpoint.loopback:
+            return next((e for e in sorted(self.entries) if e.loopback and e.port == endpoint.port), None)
+        return None
+
     def allows(self, endpoint: Endpoint) -> bool:
-        return endpoint in self.entries
+        return self.match(endpoint) is not None
 
     @property
     def loopback_ports(self) -> tuple[int, ...]:
@@ -197,9 +217,11 @@ def forwarder_python() -> str:
     for candidate in ("/usr/bin/python3", "/usr/local/bin/python3"):
         if os.access(candidate, os.X_OK):
             return candidate
-    import sys
-
     return str(Path(sys.executable).resolve())
+
+
+class _LoopbackRefused(OSError):
+    """A remote name that resolves to the runner's own loopback: the way to the Dagster UI by DNS."""
 
 
 class EgressRelay:
@@ -215,8 +237,9 @@ class EgressRelay:
         connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
     ) -> None:
         self.allowed = allowed
-        self.refusals: list[Refusal] = []
-        self.connected: list[str] = []
+        self.refusals: list[Refusal] = []  # the first MAX_REFUSALS_KEPT; `refused_count` counts them all
+        self.refused_count = 0
+        self.connected: set[str] = set()  # destinations reached (each once)
         self._on_refusal = on_refusal
         self._connect_timeout = connect_timeout
         self._dir = Path(tempfile.mkdtemp(prefix="codexk8s-egress-"))
@@ -225,7 +248,8 @@ class EgressRelay:
         self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._listener.bind(str(self.socket_path))
         self._listener.listen(64)
-        shutil.copyfile(_FORWARDER_SOURCE, self._dir / FORWARDER_NAME)
+        for name, source in _FORWARDER_SOURCES.items():
+            shutil.copyfile(source, self._dir / name)
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
         self._threads: list[threading.Thread] = []
@@ -253,6 +277,11 @@ class EgressRelay:
                 if self._closed:
                     client.close()
                     return
+                if len(self._open) >= 2 * MAX_CONNECTIONS:  # each connection holds two sockets
+                    with suppress(OSError):
+                        client.sendall(b"FAILED too many connections through the egress relay at once\n")
+                    client.close()
+                    continue
                 self._open.add(client)
                 worker = threading.Thread(target=self._serve, args=(client,), name="codexk8s-egress-conn", daemon=True)
                 self._threads = [t for t in self._threads if t.is_alive()] + [worker]
@@ -261,7 +290,9 @@ class EgressRelay:
     def _refuse(self, client: socket.socket, destination: str, reason: str) -> None:
         refusal = Refusal(destination, reason, time.time())
         with self._lock:
-            self.refusals.append(refusal)
+            self.refused_count += 1
+            if len(self.refusals) < MAX_REFUSALS_KEPT:
+                self.refusals.append(refusal)
         if self._on_refusal is not None:
             with suppress(Exception):
                 self._on_refusal(refusal)
@@ -282,18 +313,22 @@ class EgressRelay:
             except EgressError:
                 self._refuse(client, line[:80], "not host:port")
                 return
-            if not self.allowed.allows(wanted):
+            entry = self.allowed.match(wanted)
+            if entry is None:
                 self._refuse(client, str(wanted), f"{wanted} is not on the agent's egress allow-list")
                 return
             try:
-                upstream = self._connect(wanted)
+                upstream = self._connect(entry)
+            except _LoopbackRefused as exc:
+                self._refuse(client, str(wanted), str(exc))
+                return
             except OSError as exc:
                 with suppress(OSError):
                     client.sendall(f"FAILED {wanted}: {exc.strerror or exc}\n".encode())
                 return
             with self._lock:
                 self._open.add(upstream)
-                self.connected.append(str(wanted))
+                self.connected.add(str(entry))
             client.settimeout(None)
             client.sendall(b"OK\n")
             splice(client, upstream)
@@ -313,7 +348,7 @@ class EgressRelay:
         last: OSError = OSError(f"{wanted}: no address")
         for family, kind, proto, _, address in socket.getaddrinfo(wanted.host, wanted.port, type=socket.SOCK_STREAM):
             if not wanted.loopback and is_loopback(str(address[0])):
-                raise OSError(f"{wanted.host} resolves to loopback {address[0]}: refused")
+                raise _LoopbackRefused(f"{wanted} resolves to this machine's loopback ({address[0]}): refused")
             sock = socket.socket(family, kind, proto)
             sock.settimeout(self._connect_timeout)
             try:
@@ -365,28 +400,32 @@ def _read_line(sock: socket.socket, limit: int) -> str:
     return data.decode("ascii", "replace").strip()
 
 
-def splice(a: socket.socket, b: socket.socket, idle_seconds: float | None = None) -> None:
-    """Copy both ways until both sides are done (a half-close is passed on)."""
-    peers = {a: b, b: a}
-    open_reads = {a, b}
-    while open_reads:
-        ready, _, _ = select.select(list(open_reads), [], [], idle_seconds)
-        if not ready:
-            return
-        for src in ready:
+def splice(a: socket.socket, b: socket.socket) -> None:
+    """Copy both ways until both sides are done (a half-close is passed on); poll, so any fd number works."""
+    peers = {a.fileno(): (a, b), b.fileno(): (b, a)}
+    poller = select.poll()
+    for fd in peers:
+        poller.register(fd, select.POLLIN)
+    reading = set(peers)
+    while reading:
+        for fd, _events in poller.poll():
+            if fd not in reading:
+                continue
+            src, dst = peers[fd]
             try:
                 data = src.recv(65536)
             except OSError:
                 data = b""
             if data:
                 try:
-                    peers[src].sendall(data)
+                    dst.sendall(data)
                 except OSError:
                     return
             else:
-                open_reads.discard(src)
+                reading.discard(fd)
+                poller.unregister(fd)
                 with suppress(OSError):
-                    peers[src].shutdown(socket.SHUT_WR)
+                    dst.shutdown(socket.SHUT_WR)
 
 
 __all__ = [

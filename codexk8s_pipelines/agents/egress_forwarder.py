@@ -2,254 +2,73 @@
 
     python3 -I -S forwarder.py <relay socket> <proxy port> <port,port,...> -- <agent argv...>
 
-Why a separate, stdlib-only script: it runs under the host's python3 inside bubblewrap, before the agent, and must
-start in milliseconds without the platform's packages. It opens its listeners, forks a server child (which
-re-executes itself with `--serve` and the inherited listeners, so the agent's command line is not on it), and
-`exec`s the agent in its own place: the agent's exit code, stdin and stdout are untouched, and the server dies
-with the sandbox (bubblewrap's PID 1 ends when the agent ends, and the kernel kills the rest of the namespace).
-
-The server exposes, on the namespace's own loopback:
-- an HTTP proxy (CONNECT for HTTPS, absolute-form requests for plain HTTP) for HTTPS_PROXY/HTTP_PROXY/ALL_PROXY;
-- a plain TCP listener on each allow-listed loopback port, at the same number as outside.
-Every connection asks the runner's relay (a Unix socket): `CONNECT host port`; a refusal becomes an HTTP 403 with
-the relay's reason (or a closed connection for a raw forward), never a hang.
+Why this shape: it runs under the host's python3 inside bubblewrap, on the agent's start-up path, so it does as
+little as it can there (no import beyond `os`, `sys` and `_socket`): it opens the listeners on the namespace's
+loopback (the HTTP proxy, and each allow-listed loopback port at the same number as outside), double-forks the
+server (`egress_forwarder_server.py`) with those listeners, and `exec`s the agent in its own place.
+Once the listeners exist the agent can connect (the server accepts them when it is up), so there is no race; the
+agent's exit code, stdin and stdout are untouched; the server's command line does not carry the agent's; and the
+server dies with the sandbox (bubblewrap's PID 1 ends when the agent ends, and the kernel kills the rest).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import select
-import socket
 import sys
-import threading
-from urllib.parse import urlsplit
 
-RELAY_TIMEOUT_SECONDS = 30.0
-HEAD_TIMEOUT_SECONDS = 30.0
-MAX_HEAD_BYTES = 65536
+SERVER_NAME = "server.py"  # beside this file, where the runner's relay directory is mounted
 
 
-def ask_relay(relay_path: str, host: str, port: int) -> tuple[socket.socket | None, str]:
-    """A socket spliced to host:port by the relay, or None and the relay's reason."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(RELAY_TIMEOUT_SECONDS)
-    try:
-        sock.connect(relay_path)
-        sock.sendall(f"CONNECT {host} {port}\n".encode())
-        reply = b""
-        while not reply.endswith(b"\n") and len(reply) < 4096:
-            chunk = sock.recv(1)
-            if not chunk:
-                break
-            reply += chunk
-    except OSError as exc:
-        sock.close()
-        return None, f"FAILED the egress relay is not reachable: {exc}"
-    text = reply.decode("utf-8", "replace").strip()
-    if text != "OK":
-        sock.close()
-        return None, text or "FAILED the egress relay closed the connection"
-    sock.settimeout(None)
-    return sock, "OK"
+def _listen(port: int) -> list[int]:
+    """Listening fds on 127.0.0.1:<port>, and [::1]:<port> where the namespace has IPv6 (`localhost` as ::1)."""
+    import _socket
 
-
-def splice(a: socket.socket, b: socket.socket) -> None:
-    peers = {a: b, b: a}
-    open_reads = {a, b}
-    while open_reads:
-        ready, _, _ = select.select(list(open_reads), [], [])
-        for src in ready:
-            try:
-                data = src.recv(65536)
-            except OSError:
-                data = b""
-            if data:
-                try:
-                    peers[src].sendall(data)
-                except OSError:
-                    return
-            else:
-                open_reads.discard(src)
-                with contextlib.suppress(OSError):
-                    peers[src].shutdown(socket.SHUT_WR)
-
-
-def _respond(client: socket.socket, code: int, reason: str, text: str) -> None:
-    body = (text + "\n").encode("utf-8", "replace")
-    head = (
-        f"HTTP/1.1 {code} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nX-Codexk8s-Egress: {reason}\r\n"
-        f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
-    )
-    with contextlib.suppress(OSError):
-        client.sendall(head.encode() + body)
-
-
-def _refusal_response(client: socket.socket, reply: str) -> None:
-    verdict, _, why = reply.partition(" ")
-    if verdict == "REFUSED":
-        _respond(client, 403, "Forbidden", f"codex-k8s egress: refused: {why}")
-    else:
-        _respond(client, 502, "Bad Gateway", f"codex-k8s egress: {why or reply}")
-
-
-def _read_head(client: socket.socket) -> tuple[bytes, bytes]:
-    data = b""
-    client.settimeout(HEAD_TIMEOUT_SECONDS)
-    while b"\r\n\r\n" not in data and len(data) < MAX_HEAD_BYTES:
-        chunk = client.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    client.settimeout(None)
-    head, sep, rest = data.partition(b"\r\n\r\n")
-    return (head, rest) if sep else (b"", b"")
-
-
-def _origin_form_head(head: bytes, method: str, path: str, version: str) -> bytes:
-    """The request line in origin form, proxy headers dropped, and one request per connection (so a keep-alive
-    connection cannot carry a second request to another destination)."""
-    lines = head.split(b"\r\n")[1:]
-    kept = [
-        line
-        for line in lines
-        if not line.lower().startswith((b"proxy-connection:", b"proxy-authorization:", b"connection:"))
-    ]
-    first = f"{method} {path} {version}".encode()
-    return b"\r\n".join([first, *kept, b"Connection: close"]) + b"\r\n\r\n"
-
-
-def serve_proxy(client: socket.socket, relay_path: str) -> None:
-    head, rest = _read_head(client)
-    words = head.split(b"\r\n", 1)[0].decode("latin-1").split()
-    if len(words) != 3:
-        _respond(client, 400, "Bad Request", "codex-k8s egress: not an HTTP proxy request")
-        return
-    method, target, version = words
-    if method.upper() == "CONNECT":
-        host, _, port = target.rpartition(":")
-        host = host.strip("[]")
-        if not host or not port.isdigit():
-            _respond(client, 400, "Bad Request", f"codex-k8s egress: CONNECT needs host:port, got {target}")
-            return
-        upstream, reply = ask_relay(relay_path, host, int(port))
-        if upstream is None:
-            _refusal_response(client, reply)
-            return
-        client.sendall(b"HTTP/1.1 200 Connection established\r\n\r\n")
-        if rest:
-            upstream.sendall(rest)
-    else:
-        url = urlsplit(target)
-        if url.scheme != "http" or not url.hostname:
-            _respond(client, 400, "Bad Request", f"codex-k8s egress: expected http://host/path, got {target[:200]}")
-            return
-        upstream, reply = ask_relay(relay_path, url.hostname, url.port or 80)
-        if upstream is None:
-            _refusal_response(client, reply)
-            return
-        path = (url.path or "/") + (f"?{url.query}" if url.query else "")
-        upstream.sendall(_origin_form_head(head, method, path, version) + rest)
-    try:
-        splice(client, upstream)
-    finally:
-        upstream.close()
-
-
-def serve_forward(client: socket.socket, relay_path: str, port: int) -> None:
-    upstream, _reply = ask_relay(relay_path, "127.0.0.1", port)
-    if upstream is None:
-        return  # the client sees the connection closed at once
-    try:
-        splice(client, upstream)
-    finally:
-        upstream.close()
-
-
-def _handle(client: socket.socket, relay_path: str, port: int | None) -> None:
-    try:
-        if port is None:
-            serve_proxy(client, relay_path)
-        else:
-            serve_forward(client, relay_path, port)
-    except OSError:
-        pass
-    finally:
-        client.close()
-
-
-def _accept_loop(listener: socket.socket, relay_path: str, port: int | None) -> None:
-    while True:
-        try:
-            client, _ = listener.accept()
-        except OSError:
-            return
-        threading.Thread(target=_handle, args=(client, relay_path, port), daemon=True).start()
-
-
-def _listen(port: int) -> list[socket.socket]:
-    """127.0.0.1:<port>, and [::1]:<port> where the namespace has IPv6 (a `localhost` that resolves to ::1)."""
     found = []
-    for family, address in ((socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")):
+    for family, address in ((_socket.AF_INET, "127.0.0.1"), (_socket.AF_INET6, "::1")):
         try:
-            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock = _socket.socket(family, _socket.SOCK_STREAM)
         except OSError:
             continue
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            if family == socket.AF_INET6:
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.setsockopt(_socket.SOL_SOCKET, _socket.SO_REUSEADDR, 1)
+            if family == _socket.AF_INET6:
+                sock.setsockopt(_socket.IPPROTO_IPV6, _socket.IPV6_V6ONLY, 1)
             sock.bind((address, port))
             sock.listen(64)
         except OSError:
             sock.close()
-            if family == socket.AF_INET:
+            if family == _socket.AF_INET:
                 raise
             continue
-        found.append(sock)
+        found.append(sock.detach())
     return found
 
 
-def serve(relay_path: str, spec: str) -> int:
-    """The server process: accept on the inherited listeners (`fd:port`, port `-` for the proxy) until the
-    sandbox ends."""
-    threads = []
-    for item in spec.split(","):
-        fd, _, port = item.partition(":")
-        listener = socket.socket(fileno=int(fd))
-        target = None if port == "-" else int(port)
-        threads.append(threading.Thread(target=_accept_loop, args=(listener, relay_path, target), daemon=True))
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return 0
-
-
 def main(argv: list[str]) -> int:
-    if argv[:1] == ["--serve"] and len(argv) == 3:
-        return serve(argv[1], argv[2])
     if "--" not in argv or argv.index("--") != 3 or len(argv) < 5:
         sys.stderr.write("usage: forwarder.py <relay socket> <proxy port> <ports,...> -- <command...>\n")
         return 127
     relay_path, proxy_port = argv[0], int(argv[1])
     forwards = [int(p) for p in argv[2].split(",") if p]
     command = argv[4:]
-    listeners: list[tuple[socket.socket, int | None]] = [(s, None) for s in _listen(proxy_port)]
+    listeners = [(fd, "-") for fd in _listen(proxy_port)]
     for port in forwards:
-        listeners += [(s, port) for s in _listen(port)]
-    if os.fork() == 0:
-        # The server re-executes itself with a short command line (the agent's would otherwise show on it) and
-        # without the agent's std streams, so the runner's pipes close when the agent ends.
-        devnull = os.open(os.devnull, os.O_RDWR)
-        for fd in (0, 1, 2):
-            os.dup2(devnull, fd)
-        spec = ",".join(f"{s.fileno()}:{'-' if p is None else p}" for s, p in listeners)
-        for sock, _ in listeners:
-            sock.set_inheritable(True)
-        os.execv(sys.executable, [sys.executable, "-I", "-S", os.path.abspath(__file__), "--serve", relay_path, spec])
-    for sock, _ in listeners:
-        sock.close()
+        listeners += [(fd, str(port)) for fd in _listen(port)]
+    child = os.fork()
+    if child == 0:  # forks again and ends: the server is bubblewrap's init's child, never one the agent may wait for
+        if os.fork() == 0:  # the server, without the agent's std streams: the runner's pipes close with the agent
+            devnull = os.open(os.devnull, os.O_RDWR)
+            for fd in (0, 1, 2):
+                os.dup2(devnull, fd)
+            for fd, _ in listeners:
+                os.set_inheritable(fd, True)
+            server = os.path.join(os.path.dirname(os.path.abspath(__file__)), SERVER_NAME)
+            spec = ",".join(f"{fd}:{port}" for fd, port in listeners)
+            os.execv(sys.executable, [sys.executable, "-I", "-S", server, relay_path, spec])
+        os._exit(0)
+    os.waitpid(child, 0)
+    for fd, _ in listeners:
+        os.close(fd)
     try:
         os.execvp(command[0], command)
     except OSError as exc:

@@ -417,6 +417,9 @@ class AgentRun:
         if outcome is None:
             return self._finish("failed", "agent_not_found", f"cannot start the agent command {spec.command[0]!r}")
         self._take_report(checkout.path, outcome)
+        stopped = self._stopped_by_meter(checkout)
+        if stopped is not None:
+            return stopped
         unreachable = self.turn is not None and self.turn.unreachable is not None
         if outcome.timed_out and not unreachable:
             return self._finish("timed_out", "agent_timeout", f"the agent ran over {spec.timeout_seconds}s")
@@ -426,6 +429,20 @@ class AgentRun:
             last = " | ".join(outcome.tail[-5:])
             return self._finish("failed", "agent_exit_code", f"the agent exited {outcome.exit_code}; last: {last}")
         return self._verify_and_push(checkout.start_commit)
+
+    def _stopped_by_meter(self, checkout: Checkout) -> RunnerResult | None:
+        """The run's cap passed (`budget_exceeded`) or a loop (`agent_loop`): the agent was ended, and nothing is
+        pushed unless `budgets.push_partial_work` says so (then the partial work goes through the same checks)."""
+        stop = self.turn.stop if self.turn is not None else None
+        if stop is None:
+            return None
+        self.reporter.status("agent_stopped", f"{stop.reason}: {stop.detail}", reason=stop.reason)
+        guard = self.spec.spend
+        if stop.reason == "budget_exceeded" and guard is not None and guard.push_partial_work:
+            partial = self._verify_and_push(checkout.start_commit)
+            what = f"partial work pushed ({(partial.commit or '')[:12]})" if partial.pushed else partial.message
+            return self._finish("failed", stop.reason, f"{stop.detail}; the agent was stopped; {what}")
+        return self._finish("failed", stop.reason, f"{stop.detail}; the agent was stopped and nothing was pushed")
 
     # ---------------------------------------------------------------- the three containers of a Kubernetes pod
 
@@ -497,6 +514,10 @@ class AgentRun:
         if isinstance(record, dict) and self.spec.agent is not None:  # transcript and usage from its output
             self.turn = AgentTurn(self.spec.agent, self._bare_home())
             self.turn.lines = [str(line) for line in record.get("lines") or []]
+            self.turn.metered(self.spec.spend)  # the agent container's meter, replayed: the same stop, if any
+            meter = self.turn.meter
+            if meter is not None:
+                self.turn.stop = next(filter(None, map(meter.feed, self.turn.lines)), None)
             self.turn.finish()
             self.fields.update(self.turn.result_fields())
         return self._judge(checkout, outcome)
@@ -563,6 +584,7 @@ class AgentRun:
         self.turn = turn = AgentTurn(
             spec.agent, self._bare_home(), sb.AGENT_HOME if bwrap else None, nested=bwrap is not None
         )
+        turn.metered(spec.spend)
         command, agent_vars = turn.prepare(spec.command, spec.env)
         spec = spec.model_copy(update={"command": command})
         env = build_agent_env(

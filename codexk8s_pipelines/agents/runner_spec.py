@@ -9,12 +9,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .. import settings
+from ..domain.spend import Budgets, Limit, Price, PriceTable
 from ..domain.stages import WriteScope
 from ..domain.write_scope import DEFAULT_MAX_TEXT_BYTES, DEFAULT_SELF_IMPROVE_ALLOW
 from .agent_env import platform_secret_reason
@@ -33,6 +35,32 @@ _BRANCH_RE = re.compile(r"^(?!-)(?!.*\.\.)(?!.*//)(?!.*@\{)[A-Za-z0-9._/+-]+(?<!
 
 class SpecError(ValueError):
     """The spec file is missing, is not JSON, or does not validate; the message says which and where."""
+
+
+class SpendGuard(BaseModel):
+    """The run's own cap and the loop rule (`budgets:`), with the model's price (`pricing:`): what the runner
+    needs to end the agent at the usage report that passes the cap, not after the money is spent."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = None
+    currency: str = "USD"
+    price_input: Decimal | None = Field(default=None, ge=0, description="per million tokens")
+    price_cached_input: Decimal | None = Field(default=None, ge=0)
+    price_output: Decimal | None = Field(default=None, ge=0)
+    max_tokens: int | None = Field(default=None, gt=0)
+    max_cost: Decimal | None = Field(default=None, gt=0)
+    loop_turns: int = Field(default=0, ge=0)
+    push_partial_work: bool = False
+
+    def prices(self) -> PriceTable:
+        if self.model and self.price_input is not None and self.price_output is not None:
+            cached = self.price_cached_input if self.price_cached_input is not None else self.price_input
+            return PriceTable(self.currency, {self.model: Price(self.price_input, cached, self.price_output)})
+        return PriceTable(self.currency)
+
+    def budgets(self) -> Budgets:
+        return Budgets(per_run=Limit(self.max_tokens, self.max_cost), push_partial_work=self.push_partial_work)
 
 
 class RunnerSpec(BaseModel):
@@ -73,6 +101,7 @@ class RunnerSpec(BaseModel):
     memory_bytes: int | None = Field(default=None, gt=0, description="per-process data cap of the agent")
     max_processes: int = Field(default=512, gt=0, description="how many processes the agent may have at once")
     # ---- egress (egress.py): besides its model endpoint, MCP and package indexes (catalog `endpoint`/`network`)
+    spend: SpendGuard | None = Field(default=None, description="the run's cap and loop rule; None: unmetered")
     egress_allow: list[str] = Field(
         default_factory=list,
         description="more host:port endpoints the sandboxed agent may reach through the runner's egress relay",

@@ -13,7 +13,11 @@ checkout after the runner verified it, and fork or allocate until the machine fa
   path. Absolute paths on the agent's command line (its script, a prompt file) and its interpreter's installation
   are bound read-only so that it can start;
 - a process cap (a pids cgroup, else RLIMIT_NPROC when the runner is not root; as root, where RLIMIT_NPROC does not
-  apply, no cgroup means no sandbox) and a per-process data cap (RLIMIT_DATA).
+  apply, no cgroup means no sandbox) and a per-process data cap (RLIMIT_DATA);
+- its own network namespace: only its own loopback. With `SandboxPlan.egress` (egress.py) the runner's relay socket
+  is bound in read-only and a forwarder starts before the agent (`sandboxed_argv`), giving it an HTTP(S) proxy and
+  its allow-listed loopback ports; nothing else of the host's network (the Dagster UI, other loopback services, the
+  internet) is reachable.
 
 Where the sandbox cannot be made, `SandboxUnavailable` says what is missing and the run is a `failed_precondition`.
 `CODEXK8S_UNSAFE_NO_AGENT_SANDBOX=1` runs the agent bare (every boundary above gone); the runner logs it loudly.

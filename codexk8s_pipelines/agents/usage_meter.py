@@ -3,9 +3,9 @@ loops — not after the money is spent.
 
 `transcript.py` reads a finished run; this reads the same machine-readable lines as they come. Usage increments
 are what each agent reports while it works: Codex `turn.completed`, OpenCode `step_finish`, Claude Code's
-per-message `usage` on `assistant` events (one API call may appear as several events, one per content block, so a
-message id counts once) and its final `result`, which replaces the running sum with the agent's own total. aider
-reports only into its analytics log: its cap is checked when it exits.
+per-message `usage` on `assistant` events (one API call may appear as several events, one per content block: a
+message id counts once, with its latest figure) and its final `result`, which replaces the running sum with the
+agent's own total. aider reports only into its analytics log: its cap is checked when it exits.
 
 A loop turn is one model answer that called tools: its call signatures (tool + arguments) and whether it edited a
 file. A turn of only shell commands may have changed files, so it never counts as idle; the same signatures turn
@@ -121,7 +121,7 @@ class UsageMeter:
     budgets: Budgets
     loop_turns: int = 0
     usage: Usage = field(init=False)
-    _claude_seen: set[str] = field(default_factory=set, init=False)
+    _claude_messages: dict[str, Usage] = field(default_factory=dict, init=False)
     _loops: LoopDetector = field(init=False)
 
     def __post_init__(self) -> None:
@@ -166,10 +166,15 @@ class UsageMeter:
                     return True
                 return False
             seen = _claude_message_usage(event)
-            if seen is None or seen[0] in self._claude_seen:
+            if seen is None:
                 return False
-            self._claude_seen.add(seen[0])
-            self.usage = _add(self.usage, seen[1])
+            # One API call may show as several events (a content block each), its output count growing: the
+            # message's latest figure counts, once.
+            self._claude_messages[seen[0]] = seen[1]
+            total = Usage(self.kind, source="running")
+            for usage in self._claude_messages.values():
+                total = _add(total, usage)
+            self.usage = total
             return True
         if self.kind in ("codex", "opencode") and event.get("type") in ("turn.completed", "step_finish"):
             delta = parse_usage(self.kind, transcript)

@@ -83,10 +83,11 @@ class BudgetsConfig(_Strict):
     push_partial_work: bool = Field(default=False, description="push what a run did before its cap ended it")
     override_label: str = Field(default="budget:override", min_length=1)
     loop_turns: int = Field(
-        default=8,
+        default=12,
         ge=0,
         le=1000,
-        description="end an agent repeating one tool call or changing nothing this many turns; 0 = off",
+        description="end an agent repeating one tool call this many turns in a row, or changing nothing for twice as"
+        " many; 0 = off",
     )
 
     def budgets(self) -> Budgets:

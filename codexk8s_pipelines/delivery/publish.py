@@ -6,7 +6,6 @@ import logging
 from dataclasses import replace
 from typing import Any
 
-from ..agents.usage import Usage
 from ..domain.next_steps import next_steps
 from ..domain.rules import Rules
 from ..github.api import RepoApi
@@ -99,12 +98,6 @@ def relabel_after_success(api: RepoApi, store: PlatformStore, ctx: StageContext,
             "added": {str(n): [rules.labels.in_review] for n in targets},
         },
     )
-
-
-def usage_line(usage: dict[str, Any] | None) -> str | None:
-    """The agent's own usage report as one line of the service comment (None for a custom agent)."""
-    parsed = Usage.from_dict(usage)
-    return parsed.summary() if parsed is not None else None
 
 
 def session_line(notes: list[str]) -> str | None:

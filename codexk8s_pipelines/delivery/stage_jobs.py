@@ -29,6 +29,7 @@ from ..resources import PlatformConfigResource, PlatformDatabase
 from ..store.database import RunRecord
 from . import publish
 from .context import StageContext, gather
+from .spend import comment_line, record_run, spend_guard
 
 TAG_PREFIX = "codexk8s"
 ACTOR = "dagster"
@@ -272,6 +273,7 @@ def run_agent(
         author_email="codexk8s-agent@users.noreply.github.com",
         timeout_seconds=prepared["timeout_seconds"],
         result_file=RESULT_FILE,
+        spend=spend_guard(platform, ctx.model),
         **_agent_access(ctx, prepared),
     )
     store = platform_db.store()
@@ -286,6 +288,7 @@ def run_agent(
         raise
     payload = result.model_dump(exclude={"diagnosis"})
     store.append_event(ctx.correlation_key, "run.agent.finished", "system", ACTOR, payload)
+    spent = record_run(store, platform, ctx, prepared["agent"], result)
     context.add_output_metadata(
         {
             "status": result.status,
@@ -293,6 +296,7 @@ def run_agent(
             "changed_files": dg.MetadataValue.json(result.changed_files),
             "duration_seconds": result.duration_seconds,
             "usage": dg.MetadataValue.json(result.usage or {}),
+            "cost": spent["cost"] or "unknown",
             "agent_session": result.session_id or "",
         }
     )
@@ -378,7 +382,7 @@ def publish_result(
     rules = platform.rules()
     store = platform_db.store()
     api = _api(github, ctx.repository)
-    usage = publish.usage_line(outcome.usage)
+    usage = comment_line(store, platform, ctx, outcome)
     if outcome.status != "succeeded":
         status = "canceled" if outcome.status == "cancelled" else "failed"
         event = "run.failed.precondition" if outcome.status == "failed_precondition" else f"run.{status}"

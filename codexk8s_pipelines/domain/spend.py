@@ -136,12 +136,14 @@ class Limit:
 
 @dataclass(frozen=True)
 class Amount:
-    """Spent (or held) in one scope: tokens, money, and how many runs reported neither."""
+    """Spent (or held) in one scope: tokens, money, how many runs reported neither (`unknown_runs`), and how many
+    have no money figure (`unpriced`: no price for their model and no cost of the agent's own)."""
 
     tokens: int = 0
     cost: Decimal = Decimal(0)
     runs: int = 0
     unknown_runs: int = 0
+    unpriced: int = 0
 
     def __add__(self, other: Amount) -> Amount:
         return Amount(
@@ -149,11 +151,13 @@ class Amount:
             self.cost + other.cost,
             self.runs + other.runs,
             self.unknown_runs + other.unknown_runs,
+            self.unpriced + other.unpriced,
         )
 
     @classmethod
     def of(cls, tokens: int | None, cost: Decimal | None) -> Amount:
-        return cls(tokens or 0, cost or Decimal(0), 1, 1 if tokens is None and cost is None else 0)
+        unknown = 1 if tokens is None and cost is None else 0
+        return cls(tokens or 0, cost or Decimal(0), 1, unknown, 1 if cost is None else 0)
 
 
 @dataclass(frozen=True)
@@ -201,6 +205,15 @@ class Breach:
     requested: Amount
 
     def text(self, currency: str) -> str:
+        if self.scope is Scope.RUN:  # a running run against its own cap: nothing more is asked for
+            used = []
+            if self.limit.cost is not None:
+                used.append(
+                    f"{format_money(self.spent.cost, currency)} used > {format_money(self.limit.cost, currency)}"
+                )
+            if self.limit.tokens is not None:
+                used.append(f"{self.spent.tokens:,} tokens used > {self.limit.tokens:,}")
+            return "run budget: " + "; ".join(used)
         parts = []
         if self.limit.cost is not None:
             parts.append(
@@ -264,7 +277,12 @@ def issue_total_line(runs: Sequence[Amount], currency: str) -> str:
     """`3 runs · 412k tokens · $1.84` for the service comment; unknown runs are said, never counted as zero."""
     total = sum(runs, Amount())
     parts = [f"{total.runs} run{'s' if total.runs != 1 else ''}", format_tokens(total.tokens)]
-    parts.append(format_money(total.cost, currency) if total.runs > total.unknown_runs else "cost unknown")
+    if total.unpriced >= total.runs:
+        parts.append("cost unknown")
+    else:
+        money = format_money(total.cost, currency)
+        unpriced = total.unpriced - total.unknown_runs  # a run with usage unknown is said below, once
+        parts.append(money if not unpriced else f"{money} + {unpriced} run(s) without a price")
     if total.unknown_runs:
         parts.append(f"{total.unknown_runs} with usage unknown")
     return " · ".join(parts)
@@ -284,7 +302,8 @@ class Turn:
 
 @dataclass
 class LoopDetector:
-    """Ends an agent that repeats the same tool call, or changes nothing, `limit` turns in a row.
+    """Ends an agent that repeats the same tool call `limit` turns in a row, or changes nothing for twice as many
+    (an agent reads a while before its first edit: exploring is not looping).
 
     Off (limit 0) for an agent that gives no turn events: silence is not a loop."""
 
@@ -304,7 +323,7 @@ class LoopDetector:
         self._idle = 0 if turn.changed else self._idle + 1
         if self._same >= self.limit:
             return f"the same tool call {turn.calls[0]!r} {self._same} turns in a row"
-        if self._idle >= self.limit:
+        if self._idle >= 2 * self.limit:
             return f"no change to the workspace for {self._idle} turns"
         return None
 

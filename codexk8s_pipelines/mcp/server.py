@@ -363,6 +363,12 @@ def _tools(platform: PlatformTools) -> list[Tool]:
         duration, tokens and cost, the PRs, reviews and revise loops, and who did what."""
         return _safe(platform.issue_trace(token, issue))
 
+    def budget_status(token: Token) -> dict[str, Any]:
+        """What the budgets of this run have left: its own cap, and its issue's, repository's (day, month) and
+        agent's (day) budgets with what is used and held. Each entry: scope, unit (a currency or tokens), cap,
+        used, left."""
+        return _safe(platform.budget_status(token))
+
     def run_status_report(
         token: Token,
         status_line: Annotated[str, Field(min_length=1, description="One line: what you are doing now.")],
@@ -392,6 +398,7 @@ def _tools(platform: PlatformTools) -> list[Tool]:
         _tool(runs_list, annotations=read_only),
         _tool(run_lookup, annotations=read_only),
         _tool(issue_trace, annotations=read_only),
+        _tool(budget_status, annotations=read_only),
         _tool(run_status_report, annotations=writes),
         _tool(github_labels_list, annotations=ToolAnnotations(read_only_hint=True)),
         _tool(github_labels_transition, annotations=writes),

@@ -20,12 +20,16 @@ from typing import Any
 from mcp.server.mcpserver.exceptions import ToolError
 
 from .. import settings
+from ..agents.catalog import load_catalog
+from ..config import load_config_from_environment
 from ..domain.correlation import comment_number
 from ..domain.labels import DEFAULT_SCHEME, NEED_VALUES, STATE_VALUES, LabelKind, LabelScheme
 from ..domain.redaction import redact_text
+from ..domain.spend import Amount, Scope
 from ..github.client import GitHubConnector, GitHubCredentials
 from ..github.payloads import label_names
 from ..store import PlatformStore
+from ..store.usage import spent, usage_for_runs
 from .tokens import RunScope, TokenError, load_secret, verify_token
 
 ACTOR = "mcp"
@@ -53,6 +57,37 @@ class ArgumentError(ToolError):
     def __init__(self, argument: str, problem: str) -> None:
         super().__init__(f"argument '{argument}': {problem}")
         self.argument = argument
+
+
+def _usage(row: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A run's recorded usage without the word the audit redacts: `input`/`output` counts, cost as text."""
+    if row is None:
+        return None
+    cost = row["cost"]
+    return {
+        "agent": row["agent"],
+        "model": row["model"],
+        "input": row["input_tokens"],
+        "cached_input": row["cached_input_tokens"],
+        "output": row["output_tokens"],
+        "cost": None if cost is None else str(cost),
+        "currency": row["currency"],
+    }
+
+
+def _left(scope: Scope, unit: str, cap: Any, used: Any) -> dict[str, Any]:
+    entry: dict[str, Any] = {"scope": scope.value, "unit": unit, "cap": str(cap)}
+    if used is not None:
+        entry |= {"used": str(used), "left": str(max(cap - used, 0))}
+    return entry
+
+
+def agent_for_role(role: str) -> str:
+    """The catalog's agent for a role (the per-agent budget's key); the role itself when the catalog fails."""
+    try:
+        return load_catalog().for_role(role).name
+    except Exception:
+        return role or "unknown"
 
 
 def _iso(value: Any) -> str | None:
@@ -206,6 +241,7 @@ class PlatformTools:
         if "\x00" in query:
             raise ArgumentError("query", "must not contain NUL characters (\\u0000)")
         from ..knowledge.search import MAX_PER_FILE  # numpy and the SQL load only for a docs search
+
         prefix = path_prefix.strip().lstrip("/") if isinstance(path_prefix, str) and path_prefix.strip() else None
         if prefix is not None and ".." in prefix.split("/"):
             raise ArgumentError("path_prefix", "must be a path inside the repository (no '..')")
@@ -331,9 +367,46 @@ class PlatformTools:
         if issue is None and pr is None:
             issue, pr = scope.issue_number, scope.pr_number
         rows = self._runs(scope.repository, issue, pr, 20)
-        events = self._last_events([r["correlation_key"] for r in rows], EVENTS_PER_RUN)
-        runs = [{**self._run(r, scope), "last_events": events.get(r["correlation_key"], [])} for r in rows]
+        keys = [r["correlation_key"] for r in rows]
+        events = self._last_events(keys, EVENTS_PER_RUN)
+        usage = usage_for_runs(self.services.store, keys)
+        runs = [
+            {**self._run(r, scope), "usage": _usage(usage.get(r["correlation_key"])),
+             "last_events": events.get(r["correlation_key"], [])}
+            for r in rows
+        ]  # fmt: skip
         return {"repository": scope.repository, "issue": issue, "pr": pr, "runs": runs}
+
+    def budget_status(self, token: str) -> dict[str, Any]:
+        """What this run's budgets have left: the run's own cap (enforced by the runner as the agent reports its
+        usage), and the issue, repository and agent budgets as spent and held so far."""
+        scope = self.scope(token)
+        config = load_config_from_environment()
+        budgets = config.budgets.budgets()
+        currency = config.pricing.currency
+        run = self.services.store.get_run(scope.run_key)
+        agent = agent_for_role(run["role"] if run else "")
+        spent_now = spent(self.services.store, scope.repository, scope.issue_number, agent)
+        limits: list[dict[str, Any]] = []
+        for budget_scope in Scope:
+            limit = budgets.limit(budget_scope)
+            used = spent_now.get(budget_scope, Amount()) if budget_scope is not Scope.RUN else None
+            if limit.cost is not None:
+                limits.append(_left(budget_scope, currency, limit.cost, used.cost if used else None))
+            if limit.tokens is not None:
+                limits.append(_left(budget_scope, "tokens", limit.tokens, used.tokens if used else None))
+        return {
+            "repository": scope.repository,
+            "issue": scope.issue_number,
+            "agent": agent,
+            "limits": limits,
+            "note": "no budget is configured"
+            if not limits
+            else (
+                "the run's own cap is checked against your usage reports as you work; "
+                "other scopes count spent and held amounts of every run"
+            ),
+        }
 
     def issue_trace(self, token: str, issue: int | None) -> dict[str, Any]:
         """The whole story of an issue of the token's repository (label decisions, approvals, runs with their

@@ -402,3 +402,12 @@ def release_hold(
             (now, how, by, hold.correlation_key),
         )
         return []
+
+
+def usage_for_runs(store: PlatformStore, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The recorded usage of each of these runs (absent: not recorded yet, or the run is still going)."""
+    if not keys:
+        return {}
+    with store.connect() as conn:
+        rows = conn.execute("SELECT * FROM run_usage WHERE correlation_key = ANY(%s)", (list(keys),)).fetchall()
+    return {r["correlation_key"]: r for r in rows}

@@ -23,7 +23,8 @@ T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
 
 def _run(store: PlatformStore, n: int, stage: str, status: str, minutes: float, *, revise: bool = False,
-         reason: str | None = None, agent_status: str | None = None, repository: str = REPO) -> None:  # fmt: skip
+         reason: str | None = None, agent_status: str | None = None, repository: str = REPO,
+         finished_now: bool = False) -> None:  # fmt: skip
     key = f"{repository}#{n}:run:{stage}:{n}"
     store.register_run(RunRecord(key, repository, stage, stage=stage, revise=revise, issue_number=n))
     start = T0 + timedelta(hours=n)
@@ -32,8 +33,14 @@ def _run(store: PlatformStore, n: int, stage: str, status: str, minutes: float, 
             "UPDATE runs SET status = %s, started_at = %s, finished_at = %s WHERE correlation_key = %s",
             (status, start, start + timedelta(minutes=minutes), key),
         )
+    # The audit rows a run leaves (its start and its end), at the run's own times: the evidence's counts come
+    # from them, as the delivery insight assets' do.
+    store.append_event(key, "run.started", "system", "t", {"dagster_run_id": f"run-{n}"}, at=start)
+    finished = datetime.now(UTC) if finished_now else start + timedelta(minutes=minutes)
     if reason:
-        store.append_event(key, "run.failed", "system", "t", {"reason": reason, "message": "m"})
+        store.append_event(key, "run.failed", "system", "t", {"reason": reason, "message": "m"}, at=finished)
+    else:
+        store.append_event(key, f"run.{status}", "system", "t", {}, at=finished)
     if agent_status:
         store.append_event(key, "run.agent.status_reported", "agent", "t", {"status": agent_status})
 
@@ -120,7 +127,7 @@ def test_cadence_waits_for_enough_runs_then_opens_one_labelled_issue(cadence: di
     # Evidence taken: the count starts again from zero, so the cadence waits.
     assert "0 of 5 runs finished" in (_cadence_tick(cadence).skip_message or "")
     for n in range(10, 15):
-        _run(store, n, "qa", "failed", 3, reason="tests_failed")
+        _run(store, n, "qa", "failed", 3, reason="tests_failed", finished_now=True)
     with store.connect() as conn:  # those runs finished after the evidence was taken
         conn.execute("UPDATE runs SET finished_at = now() WHERE issue_number >= 10")
     assert len(_cadence_tick(cadence).run_requests) == 1
@@ -131,7 +138,7 @@ def test_cadence_waits_for_enough_runs_then_opens_one_labelled_issue(cadence: di
 
     cadence["state"].set_issue_state(REPO, first["issue"], "closed")
     for n in range(20, 25):
-        _run(store, n, "dev", "succeeded", 3)
+        _run(store, n, "dev", "succeeded", 3, finished_now=True)
     with store.connect() as conn:
         conn.execute("UPDATE runs SET finished_at = now() WHERE issue_number >= 20")
     third = _materialize(cadence)

@@ -176,8 +176,14 @@ def test_the_allow_list_comes_from_the_settings_not_from_the_sandbox() -> None:
     # A custom command gets MCP and what the spec's `egress_allow` adds, nothing else.
     custom = egress.allow_list(None, mcp_env, ["gateway.internal:8443", "[::1]:9000"])
     assert sorted(str(e) for e in custom.entries) == ["127.0.0.1:8765", "[::1]:9000", "gateway.internal:8443"]
-    with pytest.raises(egress.EgressError):
-        egress.Endpoint.parse("no-port.example")
+    for bad in ("no-port.example", "evil\x1b[2J.example:443", "host with space:80", "example.com:70000"):
+        with pytest.raises(egress.EgressError):
+            egress.Endpoint.parse(bad)
+    # An MCP URL naming `localhost` is the forwarded 127.0.0.1 port inside; another port on loopback is not.
+    by_name = egress.allow_list(None, {"CODEXK8S_MCP_URL": "http://localhost:8765/mcp"})
+    assert by_name.match(egress.Endpoint("127.0.0.1", 8765)) == egress.Endpoint("localhost", 8765)
+    assert not by_name.allows(egress.Endpoint("127.0.0.1", 3000))
+    assert not by_name.allows(egress.Endpoint("example.com", 8765))
 
 
 def test_the_sandbox_has_its_own_network_namespace_by_default(tmp_path: Path) -> None:
@@ -230,17 +236,22 @@ def test_refused_destinations_are_never_resolved_nor_connected_and_the_relay_end
             command = [egress.forwarder_python(), str(script)]
             proc = launch_agent(command, workspace, env, subprocess.DEVNULL, AgentLaunch(bwrap, plan, cap))
             stdout, stderr = proc.communicate(timeout=60)
+            # The forwarder's server lived in the sandbox: it is gone with the agent (the kernel ends the namespace).
+            deadline = time.monotonic() + 5
+            while cap.remaining() and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert cap.cgroup is None or cap.remaining() == [], "a process of the sandbox outlived the agent"
         assert proc.returncode == 0, stderr.decode()
         out = json.loads(stdout.decode().strip().splitlines()[-1])
         assert_contained(out, servers, ui_port)
-        for name, target in targets["external"].items():  # type: ignore[union-attr]
+        for name, target in targets["external"].items():
             assert out[name]["status"] == 403, (name, out[name])
             assert f"{egress.Endpoint.parse(target)} is not on the agent's egress allow-list" in out[name]["body"]
         assert sorted({r.destination for r in refused}) == sorted(
             [f"127.0.0.1:{ui_port}", "blocked.invalid:443", "192.0.2.1:443"]
         )
         assert all(egress.is_loopback(host) for host, _ in lookups), lookups
-        assert sorted(set(relay.connected)) == sorted({f"127.0.0.1:{targets['model']}", f"127.0.0.1:{targets['mcp']}"})
+        assert relay.connected == {f"127.0.0.1:{targets['model']}", f"127.0.0.1:{targets['mcp']}"}
     finally:
         relay.close()
     assert relay.threads_alive() == []

@@ -54,6 +54,12 @@ def test_unknown_usage_is_never_zero() -> None:
     assert line == "2 runs · 1k tokens · $0.5000 · 1 with usage unknown"
 
 
+def test_a_run_without_a_price_is_not_shown_as_free() -> None:
+    assert issue_total_line([Amount.of(2402, None)], "USD") == "1 run · 2k tokens · cost unknown"
+    line = issue_total_line([Amount.of(2402, None), Amount.of(1000, Decimal("0.25"))], "USD")
+    assert line == "2 runs · 3k tokens · $0.2500 + 1 run(s) without a price"
+
+
 def test_issue_total_line_adds_up() -> None:
     runs = [
         Amount.of(200_000, Decimal("0.84")),
@@ -93,9 +99,10 @@ def test_loop_detector_repeated_call_and_idle_turns() -> None:
     d = LoopDetector(limit=3)
     assert d.feed(same) is None and d.feed(same) is None
     assert d.feed(same) == "the same tool call 'exec_command:pytest -q' 3 turns in a row"
-    idle = LoopDetector(limit=3)
-    assert idle.feed_all([Turn(("a",), False), Turn(("b",), False), Turn(("c",), True), Turn(("d",), False)]) is None
-    assert idle.feed_all([Turn(("e",), False), Turn(("f",), False)]) == "no change to the workspace for 3 turns"
+    idle = LoopDetector(limit=3)  # no change: twice the limit, since reading before the first edit is normal
+    reads = [Turn((f"read {i}",), False) for i in range(5)]
+    assert idle.feed_all([*reads, Turn(("edit",), True), *reads]) is None
+    assert idle.feed(Turn(("read 9",), False)) == "no change to the workspace for 6 turns"
     assert LoopDetector(limit=0).feed_all([same] * 50) is None
 
 

@@ -80,7 +80,7 @@ def test_the_same_call_n_turns_in_a_row_is_a_loop() -> None:
 
 def test_reading_without_changing_is_a_loop_for_claude() -> None:
     meter = UsageMeter("claude-code", None, PRICES, Budgets(), loop_turns=3)
-    for i in range(2):
+    for i in range(5):
         block = {"type": "tool_use", "id": f"t{i}", "name": "Read", "input": {"file_path": f"/w/f{i}.py"}}
         msg = {"id": f"m{i}", "model": "claude-x", "content": [block]}
         assert meter.feed(json.dumps({"type": "assistant", "message": msg})) is None

@@ -45,7 +45,7 @@ def test_usage_recorded_exactly_and_unknown_stays_unknown(store: PlatformStore) 
     assert row["cost"] == Decimal("0.012800") and row["model"] == "gpt-5.5"
     unknown = run_usage(store, "acme/shop#7:run:qa:2")
     assert unknown is not None and unknown["input_tokens"] is None and unknown["cost"] is None
-    assert issue_runs(store, "acme/shop", 7) == [Amount(1280, Decimal("0.0128"), 1, 0), Amount(0, Decimal(0), 1, 1)]
+    assert issue_runs(store, "acme/shop", 7) == [Amount(1280, Decimal("0.0128"), 1, 0), Amount(0, Decimal(0), 1, 1, 1)]
 
 
 def test_spent_per_scope_counts_usage_and_holds(store: PlatformStore) -> None:

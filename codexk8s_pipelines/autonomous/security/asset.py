@@ -20,7 +20,7 @@ from ...security.dependencies import location
 from ...store import PlatformStore
 from ...store.findings import FindingInput, platform_issue
 from ..dashboard import SEVERITY_ORDER
-from ..factory import CHECKOUT, check_result, open_partition, periodic_asset
+from ..factory import CHECKOUT, cannot, check_result, open_partition, periodic_asset
 from ..periodic import publish_findings
 from ..platform_issues import open_labelled_issue
 from .osv_database import OSV_DATABASE, offline_hint
@@ -82,16 +82,16 @@ def load_osv(platform: PlatformConfig) -> Any:
     cfg = platform.periodic.security
     path = settings.osv_database_dir(cfg.osv_db)
     if not path.exists() or (path.is_dir() and not any(path.iterdir())):
-        raise dg.Failure(
-            description=f"no OSV database at {path}: materialize osv_database first (job osv_refresh, needs "
+        cannot(
+            f"no OSV database at {path}: materialize osv_database first (job osv_refresh, needs "
             f"network access to {cfg.osv_url}). {offline_hint(path)}"
-        ) from None
+        )
     db = OsvDatabase.load(path, max_age=timedelta(days=cfg.max_age_days))
     if not db.advisories:
-        raise dg.Failure(
-            description=f"the OSV database at {path} has no usable record ({len(db.errors)} unreadable): "
+        cannot(
+            f"the OSV database at {path} has no usable record ({len(db.errors)} unreadable): "
             f"materialize osv_database again. {offline_hint(path)}"
-        ) from None
+        )
     return db
 
 

@@ -1,0 +1,87 @@
+"""A stage run's spend: the cap and loop rule handed to the runner, the usage recorded when it ends, and the line
+the service comment shows ("this run … · this issue: 3 runs · 412k tokens · $1.84")."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..agents.runner_spec import RunnerResult, SpendGuard
+from ..agents.usage import Usage
+from ..config.models import PlatformConfig
+from ..domain.spend import TokenCounts, issue_total_line
+from ..store.database import PlatformStore
+from ..store.usage import UsageRecord, issue_runs, record_usage
+from .context import StageContext
+
+ACTOR = "dagster"
+
+
+def spend_guard(platform: PlatformConfig, model: str | None) -> SpendGuard | None:
+    """What the runner enforces while the agent works; None when no per-run cap and no loop rule is set."""
+    budgets = platform.budgets
+    if budgets.per_run is None and budgets.loop_turns == 0:
+        return None
+    price = platform.pricing.models.get(model or "") or platform.pricing.models.get((model or "").lower())
+    return SpendGuard(
+        model=(model or "").lower() or None,
+        currency=platform.pricing.currency,
+        price_input=price.input if price else None,
+        price_cached_input=(price.cached_input if price.cached_input is not None else price.input) if price else None,
+        price_output=price.output if price else None,
+        max_tokens=budgets.per_run.tokens if budgets.per_run else None,
+        max_cost=budgets.per_run.cost if budgets.per_run else None,
+        loop_turns=budgets.loop_turns,
+        push_partial_work=budgets.push_partial_work,
+    )
+
+
+def record_run(
+    store: PlatformStore, platform: PlatformConfig, ctx: StageContext, agent: str, result: RunnerResult
+) -> dict[str, Any]:
+    """Write the run's usage (unknown stays unknown) with its cost from the price table, release its budget hold,
+    and return what the audit and the run metadata show."""
+    usage = Usage.from_dict(result.usage)
+    tokens = TokenCounts(usage.input, usage.cached_input, usage.output) if usage else TokenCounts()
+    cost = platform.pricing.table().cost(ctx.model, tokens, usage.cost_usd if usage else None)
+    record_usage(
+        store,
+        UsageRecord(
+            correlation_key=ctx.correlation_key,
+            repository=ctx.repository,
+            agent=agent,
+            tokens=tokens,
+            cost=cost,
+            issue_number=ctx.issue_number,
+            stage=ctx.stage,
+            model=ctx.model,
+            reasoning_tokens=usage.reasoning if usage else None,
+        ),
+    )
+    figures = {
+        "agent": agent,
+        "model": ctx.model,
+        "input": tokens.input,
+        "cached_input": tokens.cached_input,
+        "output": tokens.output,
+        "cost": None if cost.amount is None else str(cost.amount),
+        "currency": cost.currency,
+        "cost_source": cost.source.value,
+    }
+    store.append_event(ctx.correlation_key, "run.usage.recorded", "system", ACTOR, figures)
+    return figures
+
+
+def comment_line(store: PlatformStore, platform: PlatformConfig, ctx: StageContext, result: RunnerResult) -> str:
+    """This run's usage (the agent's own words, priced) and the issue's total so far."""
+    usage = Usage.from_dict(result.usage)
+    tokens = TokenCounts(usage.input, usage.cached_input, usage.output) if usage else TokenCounts()
+    cost = platform.pricing.table().cost(ctx.model, tokens, usage.cost_usd if usage else None)
+    if usage is not None and usage.known:
+        this_run = f"{usage.summary().rsplit(' · ', 1)[0]} · {cost.text()}"
+    else:
+        this_run = f"usage unknown ({result.agent_kind or 'the agent'} reported none)"
+    line = f"this run: {this_run}"
+    if ctx.issue_number is not None:
+        total = issue_total_line(issue_runs(store, ctx.repository, ctx.issue_number), platform.pricing.currency)
+        line += f" — this issue so far: {total}"
+    return line

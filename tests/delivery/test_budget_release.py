@@ -1,0 +1,52 @@
+"""A run that dies before it can report its usage gives its budget hold back, so it does not block the next run."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dagster as dg
+
+from codexk8s_pipelines.config import load_config_from_environment
+from sensors.run_status import stage_run_failure_sensor
+
+from .conftest import REPO, Stage
+from .test_run_status_sensors import _resources
+
+
+def _held(stage: Stage) -> int:
+    with stage.store.connect() as conn:
+        row = conn.execute("SELECT count(*) AS n FROM budget_reservations WHERE released_at IS NULL").fetchone()
+    assert row is not None
+    return int(row["n"])
+
+
+def test_a_run_that_dies_before_reporting_releases_its_hold(stage: Stage) -> None:
+    path = Path(os.environ["CODEXK8S_CONFIG"])
+    path.write_text(path.read_text() + "budgets:\n  per_run: {cost: 2}\n  per_issue: {cost: 3}\n")
+    load_config_from_environment.cache_clear()
+    number = stage.state.add_issue(REPO, "Broken while GitHub is down")
+    stage.trigger()
+    stage.state.label(REPO, number, "run:dev", actor="alice")
+    (request,) = stage.trigger()
+    assert _held(stage) == 1  # the launch reserved its per-run cap
+    stage.state.inject("502", path_regex=rf".*/issues/{number}$", times=3)
+    instance = dg.DagsterInstance.ephemeral()
+    result = stage.defs.resolve_job_def("stage_dev").execute_in_process(
+        run_config=request.run_config, tags=request.tags, instance=instance, raise_on_error=False
+    )
+    assert not result.success
+    context = dg.build_run_status_sensor_context(
+        sensor_name=stage_run_failure_sensor.name,
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_failure_event(),
+        resources=_resources(stage),
+    ).for_run_failure()
+    stage_run_failure_sensor(context)
+    assert _held(stage) == 0
+    # With the hold gone, the issue's budget has room for the next run again (3 - 0 ≥ 2).
+    stage.state.unlabel(REPO, number, "run:dev")
+    stage.state.label(REPO, number, "run:dev", actor="alice")
+    (again,) = stage.trigger()
+    assert again.run_key != request.run_key
