@@ -9,6 +9,7 @@ import pytest
 
 from codexk8s_pipelines import settings
 from codexk8s_pipelines.definitions import build_definitions
+from codexk8s_pipelines.store import DatabaseUrls
 from codexk8s_pipelines.store.migrations import available_migrations
 
 
@@ -38,8 +39,10 @@ def test_database_url_comes_from_the_environment_not_from_run_config(monkeypatch
 
 
 def test_platform_migrate_runs_against_the_platform_database(
-    database_url: str, monkeypatch: pytest.MonkeyPatch
+    bare_database: DatabaseUrls, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # A database with no schema yet, reached as the migrator (the app role may only check an up-to-date schema).
+    database_url = bare_database.migrator
     monkeypatch.setenv("CODEXK8S_DATABASE_URL", database_url)
     job = build_definitions(settings.Environment.LOCAL).resolve_job_def("platform_migrate")
     latest = max(m.version for m in available_migrations())

@@ -135,8 +135,16 @@ def _recorded_group(state: Path) -> int:
     return int(json.loads((state / "dev.json").read_text())["dagster_pgid"])
 
 
+def _command_line(proc: psutil.Process) -> str:
+    """A process's command line; "" for one that is gone or a zombie (an exited child not yet reaped)."""
+    try:
+        return " ".join(proc.cmdline())
+    except psutil.Error:
+        return ""
+
+
 def _dagster_processes(root: psutil.Process) -> list[psutil.Process]:
-    return [p for p in root.children(recursive=True) if "dagster" in " ".join(p.cmdline())]
+    return [p for p in root.children(recursive=True) if "dagster" in _command_line(p)]
 
 
 def _materialize(port: int, asset: str, partition: str | None, log: Path, proc: subprocess.Popen) -> dict:
@@ -256,7 +264,7 @@ def test_make_run_serves_checks_and_sensor_status_survives_a_kill_9_and_stops_on
         _wait("the code location after the restart", lambda: _repository(port), 240, log, second)
         dagster_groups.append(_recorded_group(state))
         running = _dagster_processes(psutil.Process(second.pid))
-        assert len([p for p in running if " dev " in " ".join(p.cmdline())]) == 1, [p.cmdline() for p in running]
+        assert len([p for p in running if " dev " in _command_line(p)]) == 1, [_command_line(p) for p in running]
         text = log.read_text()
         assert "address already in use" not in text.lower() and "still sending heartbeats" not in text
         # A quiet start: none of the notices `make run` used to print next to its own lines.

@@ -24,7 +24,6 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
-import select
 import shutil
 import socket
 import sys
@@ -39,6 +38,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .. import settings
+from .egress_forwarder_server import splice  # one copy: that file is stdlib-only, as it runs in the sandbox
 
 if TYPE_CHECKING:
     from .agent_setup import AgentSettings
@@ -398,34 +398,6 @@ def _read_line(sock: socket.socket, limit: int) -> str:
             break
         data += chunk
     return data.decode("ascii", "replace").strip()
-
-
-def splice(a: socket.socket, b: socket.socket) -> None:
-    """Copy both ways until both sides are done (a half-close is passed on); poll, so any fd number works."""
-    peers = {a.fileno(): (a, b), b.fileno(): (b, a)}
-    poller = select.poll()
-    for fd in peers:
-        poller.register(fd, select.POLLIN)
-    reading = set(peers)
-    while reading:
-        for fd, _events in poller.poll():
-            if fd not in reading:
-                continue
-            src, dst = peers[fd]
-            try:
-                data = src.recv(65536)
-            except OSError:
-                data = b""
-            if data:
-                try:
-                    dst.sendall(data)
-                except OSError:
-                    return
-            else:
-                reading.discard(fd)
-                poller.unregister(fd)
-                with suppress(OSError):
-                    dst.shutdown(socket.SHUT_WR)
 
 
 __all__ = [

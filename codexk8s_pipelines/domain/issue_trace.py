@@ -15,7 +15,9 @@ from .correlation import parse_correlation_key
 from .delivery_metrics import AuditEvent, RunFact, RunInfo, group_by_key, run_fact
 
 # Bookkeeping rows that say nothing a human follows the story by (they stay in the audit trail).
-QUIET_EVENTS = frozenset({"comment.posted", "service_comment.upserted", "prompt.context.assembled"})
+QUIET_EVENTS = frozenset(
+    {"comment.posted", "service_comment.upserted", "prompt.context.assembled", "budget.comment.posted"}
+)
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,19 @@ def _describe(event: AuditEvent, run_url: Callable[[str], str], facts: Mapping[s
             added = sorted({x for values in added.values() for x in values or ()})
         parts = [f"-{x}" for x in p.get("removed") or []] + [f"+{x}" for x in added]
         return "labels " + " ".join(parts) if parts else "labels unchanged"
+    if kind == "run.usage.recorded":
+        if p.get("input") is None and p.get("output") is None:
+            return f"usage unknown ({p.get('agent')} reported none)"
+        cost = f"{p.get('cost')} {p.get('currency')}" if p.get("cost") is not None else "cost unknown"
+        return f"usage: {p.get('input')} in · {p.get('output')} out ({p.get('model')}) · {cost}"
+    if kind == "run.model.substituted":
+        return f"model {p.get('requested')} unknown to {p.get('agent')}: {p.get('model')} instead"
+    if kind == "budget.exceeded":
+        return "budget exhausted, run held: " + "; ".join(str(b) for b in p.get("breaches") or [])
+    if kind == "budget.overridden":
+        return f"budget overridden ({p.get('label')})"
+    if kind == "budget.released":
+        return "budget has room again: held run released"
     if kind == "intake.item_failed":
         return f"intake failed: {p.get('error')}"
     return kind

@@ -18,12 +18,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from psycopg import sql
 
 from ..store import PlatformStore
 from .chunking import Chunk, chunk_document
 from .db import EMBEDDING_DIM, check_dimension, connect
 from .embedding import Embedder, default_embedder, resolve_model
 from .files import MAX_FILE_BYTES, Skipped, discover
+from .search import BM25_B, BM25_K1
 
 log = logging.getLogger(__name__)
 
@@ -327,7 +329,8 @@ def _write(
 
 def refresh_term_stats(cur: Any, repository: str) -> None:
     """Rewrite a repository's BM25 statistics from its chunks (migration 0007): per lexeme, in how many chunks
-    it occurs; per repository, the chunk count, the total length and the text search language."""
+    it occurs; per repository, the chunk count, the total length and the text search language; and its
+    impact-ordered postings (migration 0010: each chunk's BM25 weight of each of its lexemes, without the idf)."""
     cur.execute("DELETE FROM doc_terms WHERE repository = %s", (repository,))
     cur.execute("DELETE FROM doc_corpus WHERE repository = %s", (repository,))
     cur.execute(
@@ -339,5 +342,17 @@ def refresh_term_stats(cur: Any, repository: str) -> None:
         "INSERT INTO doc_corpus (repository, text_config, chunks, lexemes)"
         " SELECT repository, min(text_config::text)::regconfig, count(*), sum(length(tsv)) FROM doc_chunks"
         " WHERE repository = %s GROUP BY repository",
+        (repository,),
+    )
+    # The postings' weights depend on the repository's average length: all of them are rewritten (migration 0010).
+    cur.execute("DELETE FROM doc_postings WHERE repository = %s", (repository,))
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO doc_postings (lexeme, repository, impact, id, path) SELECT u.lexeme, d.repository,"
+            " (cardinality(u.positions) * {k1p1} / (cardinality(u.positions) + {k1} * (1 - {b} + {b} * length(d.tsv)"
+            " / greatest(c.lexemes::float8 / greatest(c.chunks, 1), 1))))::real, d.id, d.path"
+            " FROM doc_chunks AS d JOIN doc_corpus AS c USING (repository), unnest(d.tsv) AS u"
+            " WHERE d.repository = %s"
+        ).format(k1=sql.Literal(BM25_K1), k1p1=sql.Literal(BM25_K1 + 1), b=sql.Literal(BM25_B)),
         (repository,),
     )

@@ -46,9 +46,11 @@ MAX_PER_FILE = 2
 BM25_K1 = 1.2
 BM25_B = 0.75
 HEADING_TF = 0
-# Candidates of the words ranking come from the rarest query words whose chunk counts add up to at most this
-# (see _text_ctes): it bounds the chunks BM25 scores per search (each ~15-25 µs) on any corpus and filter.
-MAX_WORD_MATCHES = 2000
+# Candidates of the words ranking (see _text_ctes): every chunk with a query word while the words have at most
+# MAX_WORD_MATCHES postings in the filter's scope, else each word's WORD_CANDIDATES heaviest postings. It bounds
+# the chunks BM25 scores per search (each ~8-15 µs) on any corpus and filter.
+MAX_WORD_MATCHES = 1000
+WORD_CANDIDATES = 100
 EXACT_SCAN_ROWS = 5000  # a filter keeping at most this many chunks is ranked exactly (see use_exact_scan)
 _EXCLUDES = re.compile(r"(?:^|\s)-\S")  # websearch syntax for "without this word"
 
@@ -252,35 +254,36 @@ def _text_ctes(
     lengths come from doc_terms/doc_corpus (migration 0007), written with the chunks; the query is parsed in
     the repository's text search language.
 
-    A term in a chunk's title or heading path (weight A) counts HEADING_TF extra occurrences. Candidates come
-    from the rarest query words, as many as keep the sum of their chunk counts within MAX_WORD_MATCHES (at
-    100,000 chunks a repository filter left ~3,500 matches of three words to score: 110 ms); the other words
-    still add to the score of every candidate that has them, and with BM25's low weight for common words,
-    chunks that have only those rarely reach the top. Phrases and -exclusions
-    (`websearch_to_tsquery`) filter the candidates.
-
-    A query of common words only cannot single a chunk out by its words, and scoring every chunk that has one
-    of them is the whole table at 100,000 chunks (bench/knowledge.py). With `within_meaning` (in `search()`,
-    after the `by_meaning` CTE), such a query's words re-rank the meaning ranking's candidates instead."""
+    A term in a chunk's title or heading path (weight A) counts HEADING_TF extra occurrences. While the query's
+    words have at most MAX_WORD_MATCHES postings in the filter's scope, every chunk with one of them is scored.
+    Beyond that (at 100,000 chunks a repository filter left ~1,700 matches of three words to score: ~27 ms),
+    each word makes candidates of its WORD_CANDIDATES heaviest postings only (migration 0010: postings ordered
+    by their BM25 weight without the idf, which is the same for every chunk of the scope), read as one index
+    range; every candidate is then scored by all the query's words. With `within_meaning` (in `search()`, after
+    the `by_meaning` CTE), the meaning ranking's candidates are scored by the words too. Phrases and
+    -exclusions (`websearch_to_tsquery`) filter the candidates."""
     corpus_where, corpus_params = _corpus_where(repository)
     where, params = filters(repository, path_prefix)
     strict = uses_operators(text)
-    every_match = sql.SQL(
-        "SELECT id, tsv FROM doc_chunks WHERE {gate}tsv @@ (SELECT loose FROM text_query) AND {where}"
-        " AND (NOT %s OR tsv @@ (SELECT strict FROM text_query))"
-    )
+    # Each query word's heaviest postings in the filter's scope: one index range, heaviest first (migration 0010).
+    postings = sql.SQL(
+        "SELECT p.id FROM term_weights AS t CROSS JOIN LATERAL (SELECT id FROM doc_postings"
+        " WHERE lexeme = t.lexeme AND {where} ORDER BY impact DESC LIMIT CASE WHEN"
+        " (SELECT sum(df) FROM term_weights) <= {every} THEN NULL ELSE {per_word} END) AS p WHERE t.df > 0"
+    ).format(where=where, every=sql.Literal(MAX_WORD_MATCHES), per_word=sql.Literal(WORD_CANDIDATES))
     if within_meaning:
-        matches: sql.Composable = sql.SQL(
-            # Each candidate by its primary key (LATERAL keeps it so): offered `id IN (...)`, PostgreSQL may
-            # rather read the posting lists of the common words and filter those tens of thousands of rows.
-            "{rare} UNION ALL SELECT c.id, c.tsv FROM by_meaning AS bm CROSS JOIN LATERAL"
-            " (SELECT id, tsv FROM doc_chunks WHERE id = bm.id) AS c WHERE NOT (SELECT has_rare FROM text_query)"
-            " AND c.tsv @@ (SELECT loose FROM text_query) AND (NOT %s OR c.tsv @@ (SELECT strict FROM text_query))"
-        ).format(rare=every_match.format(gate=sql.SQL("(SELECT has_rare FROM text_query) AND "), where=where))
-        matches_params: list[Any] = [*params, strict, strict]
+        candidates: sql.Composable = sql.SQL("{postings} UNION SELECT id FROM by_meaning").format(postings=postings)
     else:
-        matches = every_match.format(gate=sql.SQL(""), where=where)
-        matches_params = [*params, strict]
+        candidates = sql.SQL("{postings} GROUP BY p.id").format(postings=postings)
+    # Each candidate by its primary key: a LATERAL subquery with a LIMIT is not flattened into a join, which
+    # PostgreSQL (guessing thousands of candidates) would serve by reading every chunk in id order (measured:
+    # 150 ms at 100,000 chunks). Phrases and -exclusions must hold.
+    matches = sql.SQL(
+        "SELECT c.id, c.tsv FROM ({candidates}) AS k CROSS JOIN LATERAL"
+        " (SELECT id, tsv FROM doc_chunks WHERE id = k.id LIMIT 1) AS c"
+        " WHERE NOT %s OR c.tsv @@ (SELECT strict FROM text_query)"
+    ).format(candidates=candidates)
+    matches_params: list[Any] = [*params, strict]
     query = sql.SQL(
         "corpus AS MATERIALIZED (SELECT coalesce(sum(chunks), 0)::float8 AS n,"
         " coalesce(sum(lexemes)::float8 / nullif(sum(chunks), 0), 1) AS avgdl,"
@@ -290,12 +293,7 @@ def _text_ctes(
         " FROM corpus, unnest(tsvector_to_array(to_tsvector(corpus.cfg, %s))) AS w(lexeme)),"
         " term_weights AS MATERIALIZED (SELECT q.lexeme, q.df,"
         " ln(1 + (greatest(c.n, q.df) - q.df + 0.5) / (q.df + 0.5)) AS idf FROM query_terms AS q, corpus AS c),"
-        " text_query AS MATERIALIZED (SELECT websearch_to_tsquery((SELECT cfg FROM corpus), %s) AS strict,"
-        r" (SELECT string_agg('''' || replace(replace(lexeme, '\', '\\'), '''', '''''') || '''', ' | ')"
-        " FROM (SELECT lexeme, sum(df) OVER (ORDER BY df, lexeme) AS upto FROM term_weights WHERE df > 0) AS t"
-        " WHERE upto <= {common} OR NOT EXISTS (SELECT FROM term_weights WHERE df > 0 AND df <= {common})"
-        ")::tsquery AS loose,"
-        " EXISTS (SELECT FROM term_weights WHERE df > 0 AND df <= {common}) AS has_rare),"
+        " text_query AS MATERIALIZED (SELECT websearch_to_tsquery((SELECT cfg FROM corpus), %s) AS strict),"
         " word_matches AS ({matches}),"
         " bm25 AS (SELECT m.id,"
         " sum(w.idf * (x.tf * {k1p1}) / (x.tf + {k1} * (1 - {b} + {b} * length(m.tsv) / c.avgdl))) AS score"
@@ -307,7 +305,6 @@ def _text_ctes(
     ).format(
         corpus_where=corpus_where,
         matches=matches,
-        common=sql.Literal(MAX_WORD_MATCHES),
         k1=sql.Literal(BM25_K1),
         k1p1=sql.Literal(BM25_K1 + 1),
         b=sql.Literal(BM25_B),

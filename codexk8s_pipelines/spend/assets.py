@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from .. import settings
-from ..insight.assets import START_DATE
+from ..insight.assets import START_DATE, table
 from ..insight.plots import bar_chart
 from ..resources import PlatformConfigResource, PlatformDatabase
 from ..store.usage import daily_cost
@@ -68,35 +68,16 @@ def spend(
     plot_dir.mkdir(parents=True, exist_ok=True)
     plot = plot_dir / "spend-30-days.png"
     plot.write_bytes(png)
-    schema = dg.TableSchema(
-        columns=[
-            dg.TableColumn("repository", "string"),
-            dg.TableColumn("agent", "string"),
-            dg.TableColumn("model", "string"),
-            dg.TableColumn("runs", "int"),
-            dg.TableColumn("runs_usage_unknown", "int"),
-            dg.TableColumn("input_tokens", "int"),
-            dg.TableColumn("cached_input_tokens", "int"),
-            dg.TableColumn("output_tokens", "int"),
-            dg.TableColumn("cost", "float"),
-        ]
-    )
-    records = [
-        dg.TableRecord(
-            {
-                "repository": r.repository,
-                "agent": r.agent,
-                "model": r.model,
-                "runs": r.runs,
-                "runs_usage_unknown": r.unknown_runs,
-                "input_tokens": r.input_tokens,
-                "cached_input_tokens": r.cached_input_tokens,
-                "output_tokens": r.output_tokens,
-                "cost": float(r.cost),
-            }
-        )
+    columns = [
+        ("repository", "string"), ("agent", "string"), ("model", "string"), ("runs", "int"),
+        ("runs_usage_unknown", "int"), ("input_tokens", "int"), ("cached_input_tokens", "int"),
+        ("output_tokens", "int"), ("cost", "float"),
+    ]  # fmt: skip
+    rows = [
+        (r.repository, r.agent, r.model, r.runs, r.unknown_runs, r.input_tokens, r.cached_input_tokens,
+         r.output_tokens, float(r.cost))
         for r in report.rows
-    ]
+    ]  # fmt: skip
     over = report.over()
     worst = max((b.share or 0.0 for b in report.budgets), default=0.0)
     if month_limit.empty:
@@ -112,7 +93,7 @@ def spend(
             "tokens": report.total_tokens,
             "cost": float(report.total_cost),
             "currency": report.currency,
-            "spend": dg.MetadataValue.table(records=records, schema=schema),
+            "spend": table(columns, rows),
             "cost_plot": dg.MetadataValue.path(str(plot)),
             "monthly_budget_used": float(round(worst, 4)),
         },

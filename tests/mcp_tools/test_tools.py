@@ -19,6 +19,7 @@ TOOLS = {
     "docs_change_impact",
     "runs_list",
     "run_lookup",
+    "budget_status",
     "issue_trace",
     "run_status_report",
     "github_labels_list",
@@ -45,6 +46,8 @@ def test_lists_the_tools_with_their_input_schemas(platform: Platform) -> None:
     assert set(listed["run_lookup"].input_schema["properties"]) == {"token", "issue", "pr"}
     assert set(listed["issue_trace"].input_schema["properties"]) == {"token", "issue"}
     assert listed["issue_trace"].annotations is not None and listed["issue_trace"].annotations.read_only_hint
+    assert set(listed["budget_status"].input_schema["properties"]) == {"token"}
+    assert listed["budget_status"].annotations is not None and listed["budget_status"].annotations.read_only_hint
     assert listed["run_status_report"].input_schema["required"] == ["token", "status_line"]
     assert set(listed["github_labels_transition"].input_schema["properties"]) == {"token", "add", "remove", "number"}
     assert listed["runs_list"].annotations is not None and listed["runs_list"].annotations.read_only_hint
