@@ -49,8 +49,10 @@ HEADING_TF = 0
 # Candidates of the words ranking (see _text_ctes): every chunk with a query word while the words have at most
 # MAX_WORD_MATCHES postings in the filter's scope, else each word's WORD_CANDIDATES heaviest postings. It bounds
 # the chunks BM25 scores per search (each ~8-15 µs) on any corpus and filter.
+# A query with a phrase or an exclusion takes each word's PHRASE_MATCHES heaviest instead.
 MAX_WORD_MATCHES = 1000
 WORD_CANDIDATES = 100
+PHRASE_MATCHES = 2000
 EXACT_SCAN_ROWS = 5000  # a filter keeping at most this many chunks is ranked exactly (see use_exact_scan)
 _EXCLUDES = re.compile(r"(?:^|\s)-\S")  # websearch syntax for "without this word"
 
@@ -245,8 +247,8 @@ def uses_operators(text: str) -> bool:
 def _text_ctes(
     text: str, repository: str | None, path_prefix: str | None, limit: int, *, within_meaning: bool = False
 ) -> Fragment:
-    """CTE `by_words(id, score, rank)`: Okapi BM25 over every chunk that has at least one of the query's words,
-    best first, at most `limit` rows.
+    """CTE `by_words(id, score, rank)`: Okapi BM25 over the chunks that have the query's words (all of them, or
+    each word's heaviest: see below), best first, at most `limit` rows.
 
     Why BM25 over all matches: natural-language questions rarely have all their words in one section, and
     which section has the *rare* ones decides. Ranking a capped, unordered sample of matches by cover density
@@ -259,9 +261,11 @@ def _text_ctes(
     Beyond that (at 100,000 chunks a repository filter left ~1,700 matches of three words to score: ~27 ms),
     each word makes candidates of its WORD_CANDIDATES heaviest postings only (migration 0010: postings ordered
     by their BM25 weight without the idf, which is the same for every chunk of the scope), read as one index
-    range; every candidate is then scored by all the query's words. With `within_meaning` (in `search()`, after
-    the `by_meaning` CTE), the meaning ranking's candidates are scored by the words too. Phrases and
-    -exclusions (`websearch_to_tsquery`) filter the candidates."""
+    range; every candidate is then scored by all the query's words. A query with a phrase or an exclusion
+    takes each word's PHRASE_MATCHES heaviest postings (a phrase's chunk has all its words, so it is found
+    whenever one of them is in at most that many chunks, however common the others). With `within_meaning`
+    (in `search()`, after the `by_meaning` CTE), the meaning ranking's candidates are scored by the words too.
+    Phrases and -exclusions (`websearch_to_tsquery`) filter the candidates."""
     corpus_where, corpus_params = _corpus_where(repository)
     where, params = filters(repository, path_prefix)
     strict = uses_operators(text)
@@ -270,7 +274,13 @@ def _text_ctes(
         "SELECT p.id FROM term_weights AS t CROSS JOIN LATERAL (SELECT id FROM doc_postings"
         " WHERE lexeme = t.lexeme AND {where} ORDER BY impact DESC LIMIT CASE WHEN"
         " (SELECT sum(df) FROM term_weights) <= {every} THEN NULL ELSE {per_word} END) AS p WHERE t.df > 0"
-    ).format(where=where, every=sql.Literal(MAX_WORD_MATCHES), per_word=sql.Literal(WORD_CANDIDATES))
+    ).format(
+        where=where,
+        every=sql.Literal(MAX_WORD_MATCHES),
+        # A phrase or an exclusion filters the candidates: every chunk of a word in at most PHRASE_MATCHES chunks
+        # is one, so the chunk with the phrase is found, not only if it is among a word's heaviest.
+        per_word=sql.Literal(PHRASE_MATCHES if strict else WORD_CANDIDATES),
+    )
     if within_meaning:
         candidates: sql.Composable = sql.SQL("{postings} UNION SELECT id FROM by_meaning").format(postings=postings)
     else:

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 import dagster as dg
 
 from .. import settings
+from ..autonomous.factory import OWNERS
 from ..insight.assets import START_DATE, table
-from ..insight.plots import bar_chart
+from ..insight.plots import bar_chart, markdown_image
 from ..resources import PlatformConfigResource, PlatformDatabase
 from ..store.usage import daily_cost
 from .report import WARN_SHARE, build_report
@@ -28,7 +29,7 @@ def _day(partition_key: str) -> tuple[datetime, datetime]:
     partitions_def=DAILY_WITH_TODAY,
     group_name="spend",
     kinds={"postgres"},
-    owners=["team:platform"],
+    owners=OWNERS,
     check_specs=[
         dg.AssetCheckSpec(
             CHECK,
@@ -91,10 +92,11 @@ def spend(
             "runs": report.runs,
             "runs_usage_unknown": report.unknown_runs,
             "tokens": report.total_tokens,
-            "cost": float(report.total_cost),
+            "cost": round(float(report.total_cost), 4),
             "currency": report.currency,
             "spend": table(columns, rows),
             "cost_plot": dg.MetadataValue.path(str(plot)),
+            "cost_plot_image": dg.MetadataValue.md(markdown_image(png, "cost per day, last 30 days")),
             "monthly_budget_used": float(round(worst, 4)),
         },
         check_results=[

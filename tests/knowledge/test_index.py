@@ -139,6 +139,14 @@ def test_deleting_and_shortening_files_removes_their_chunks(migrated_url: str, s
     assert stats.embedded == 0 and stats.files == len(DOCS) - 1
     hits = search(migrated_url, "report a vulnerability", repository=REPO, k=10, embedder=embedder)
     assert all(h.path != "docs/security.md" for h in hits)
+    with psycopg.connect(migrated_url) as conn:  # the postings were rewritten with the chunks (migration 0010)
+        postings = conn.execute(
+            "SELECT count(*), count(*) FILTER (WHERE NOT EXISTS (SELECT FROM doc_chunks AS d WHERE d.id = p.id"
+            " AND d.path = p.path AND d.repository = p.repository)) FROM doc_postings AS p WHERE repository = %s",
+            (REPO,),
+        ).fetchone()
+        terms = conn.execute("SELECT sum(chunks) FROM doc_terms WHERE repository = %s", (REPO,)).fetchone()
+    assert postings is not None and terms is not None and postings == (terms[0], 0)
 
 
 def test_a_model_change_reembeds_everything_and_other_repositories_are_untouched(

@@ -232,6 +232,25 @@ def test_filters_hold_in_the_words_ranking(crowded_url: str) -> None:
         assert len(text_ranking(conn, "exchange -desk", None, None, 10_000)) == 1  # an exclusion filters
 
 
+def test_postings_hold_each_chunk_s_words_with_their_bm25_weight(crowded_url: str) -> None:
+    """Migration 0010: one posting per (lexeme, chunk), as many as doc_terms counts, whose weight times the
+    word's idf is the BM25 score the words ranking gives the chunk for that word."""
+    with connect(crowded_url) as conn:
+        for repository in ("acme/r0", "acme/r1"):
+            counts = conn.execute(
+                "SELECT (SELECT count(*) FROM doc_postings WHERE repository = %s),"
+                " (SELECT sum(chunks) FROM doc_terms WHERE repository = %s)",
+                (repository, repository),
+            ).fetchone()
+            assert counts is not None and counts[0] == counts[1] > 0
+        [(chunk, score)] = text_scores(conn, "bank", "acme/r1", None, 10)
+        row = conn.execute("SELECT impact FROM doc_postings WHERE lexeme = 'bank' AND id = %s", (chunk,)).fetchone()
+        assert row is not None
+        chunks = ROWS // 2 + 1
+        idf = float(np.log(1 + (chunks - 1 + 0.5) / (1 + 0.5)))
+        assert abs(idf * row[0] - score) < 1e-5 * score
+
+
 def test_words_in_many_chunks_make_only_their_heaviest_postings_candidates(
     crowded_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -245,6 +264,9 @@ def test_words_in_many_chunks_make_only_their_heaviest_postings_candidates(
         assert search_module.fetch_rows(conn, ids[:1])[ids[0]].path == "guide/prices.md"
         assert len(ids) == 5 + 1
         assert len(text_ranking(conn, "desk helicopter", None, None, 10_000)) == 5  # the heaviest of ROWS
+        # A phrase filters: its chunk is found wherever its words' postings put it.
+        phrase = text_ranking(conn, '"exchange rates"', None, None, 10_000)
+        assert [r.path for r in search_module.fetch_rows(conn, phrase).values()] == ["guide/prices.md"]
 
 
 def test_the_meaning_ranking_orders_by_the_expression_the_hnsw_index_is_built_on(indexed_url: str) -> None:
