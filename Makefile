@@ -40,9 +40,11 @@ $(STAMP): pyproject.toml
 	@touch $@
 	@echo "codexk8s: $(VENV) ready"
 
-# bubblewrap (bwrap) is the local agent sandbox: without it no agent runs. Installed when missing and root (CI).
+# bubblewrap (bwrap) is the local agent sandbox: without it no agent runs. tini is the images' init, which the
+# code server's SIGTERM test runs as PID 1. Installed when missing and root (CI).
 sandbox:
-	@command -v bwrap >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq bubblewrap; } \
+	@command -v bwrap >/dev/null && command -v tini >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq \
+		&& apt-get install -y -qq bubblewrap tini; } \
 		|| echo "codexk8s: bubblewrap (bwrap) is missing: install the Debian package 'bubblewrap' to run agents"
 
 run: venv sandbox

@@ -5,7 +5,6 @@ reading the value.
 
 from __future__ import annotations
 
-import json
 import urllib.error
 import urllib.request
 from typing import Any
@@ -18,20 +17,10 @@ MCP_TIMEOUT_SECONDS = 5
 
 def _secret_exists(kube: Any, ns: str, name: str) -> tuple[bool | None, str]:
     """(True, "") found, (False, "") missing, (None, why) unknown; metadata only (PartialObjectMetadata)."""
-    from .kubernetes_checks import K8S_TIMEOUT_SECONDS, _api_error
+    from .kubernetes_checks import _api_error, secret_metadata
 
     try:
-        response = kube.api.call_api(
-            "/api/v1/namespaces/{namespace}/secrets/{name}",
-            "GET",
-            path_params={"namespace": ns, "name": name},
-            header_params={"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"},
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=K8S_TIMEOUT_SECONDS,
-        )
-        raw = response[0] if isinstance(response, tuple) else response
-        json.loads(raw.data or b"{}").get("metadata")  # nothing but the metadata is kept
+        secret_metadata(kube, ns, name)
     except Exception as exc:
         status, why = _api_error(exc)
         if status == 404:

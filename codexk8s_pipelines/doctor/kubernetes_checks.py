@@ -190,21 +190,26 @@ def _check_service_account(core: Any, ns: str, name: str) -> Check:
     return ok(check, f"{name} exists in {ns}")
 
 
+def secret_metadata(kube: KubeClient, ns: str, name: str) -> dict[str, Any]:
+    """A Secret's metadata only (PartialObjectMetadata): its values are never fetched. Raises the API's error."""
+    response = kube.api.call_api(
+        "/api/v1/namespaces/{namespace}/secrets/{name}",
+        "GET",
+        path_params={"namespace": ns, "name": name},
+        header_params={"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"},
+        auth_settings=["BearerToken"],
+        _preload_content=False,
+        _request_timeout=K8S_TIMEOUT_SECONDS,
+    )
+    raw = response[0] if isinstance(response, tuple) else response
+    return json.loads(raw.data or b"{}").get("metadata") or {}  # nothing but the metadata is kept
+
+
 def _check_secret(kube: KubeClient, ns: str, name: str, key: str) -> Check:
     """The token Secret's existence, reading its metadata only (PartialObjectMetadata): no value is fetched."""
     check = "kubernetes.secret"
     try:
-        response = kube.api.call_api(
-            "/api/v1/namespaces/{namespace}/secrets/{name}",
-            "GET",
-            path_params={"namespace": ns, "name": name},
-            header_params={"Accept": "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json"},
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-            _request_timeout=K8S_TIMEOUT_SECONDS,
-        )
-        raw = response[0] if isinstance(response, tuple) else response
-        metadata = json.loads(raw.data or b"{}").get("metadata") or {}  # nothing but the metadata is kept
+        metadata = secret_metadata(kube, ns, name)
     except Exception as exc:
         status, cause = _api_error(exc)
         if status == 404:

@@ -51,7 +51,7 @@ HEADING_TF = 0
 # the chunks BM25 scores per search (each ~8-15 µs) on any corpus and filter.
 # A query with a phrase or an exclusion takes each word's PHRASE_MATCHES heaviest instead.
 MAX_WORD_MATCHES = 1000
-WORD_CANDIDATES = 100
+WORD_CANDIDATES = 50
 PHRASE_MATCHES = 2000
 EXACT_SCAN_ROWS = 5000  # a filter keeping at most this many chunks is ranked exactly (see use_exact_scan)
 _EXCLUDES = re.compile(r"(?:^|\s)-\S")  # websearch syntax for "without this word"

@@ -63,12 +63,12 @@ def _rekey_one(conn: psycopg.Connection[Any], old: str, new: str) -> dict[str, i
     counts["platform_issues"] = conn.execute(
         "UPDATE platform_issues SET repository = %s WHERE repository = %s", (new, old)
     ).rowcount
-    # The docs index is one unit per repository (chunks, terms, corpus): an index under the new key replaces it.
+    # The docs index is one unit per repository (chunks, terms, corpus, postings): one under the new key replaces it.
     row = conn.execute("SELECT 1 FROM doc_corpus WHERE repository = %s", (new,)).fetchone()
     has_new = (
         row is not None or conn.execute("SELECT 1 FROM doc_chunks WHERE repository = %s LIMIT 1", (new,)).fetchone()
     )
-    for table in ("doc_chunks", "doc_terms", "doc_corpus"):
+    for table in ("doc_chunks", "doc_terms", "doc_corpus", "doc_postings"):
         name = sql.Identifier(table)
         if has_new:
             conn.execute(sql.SQL("DELETE FROM {} WHERE repository = %s").format(name), (old,))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from codexk8s_pipelines.security.osv import OsvDatabase
 from codexk8s_pipelines.security.report import coverage_notes, render_table, result_to_dict
 from codexk8s_pipelines.security.sarif import to_sarif
 from codexk8s_pipelines.security.scan import scan_path
+from tests.helpers import shared_data_dir
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 
@@ -224,3 +226,21 @@ def test_cli_cyclonedx_and_a_hostile_tree(
         ("yarn.lock", "not a regular file (FIFO): not read"),
         ("pnpm-lock.yaml", "symlink loop: not followed"),
     }
+
+
+def test_a_cvss_score_is_a_number_in_the_sbom(tmp_path: Path) -> None:
+    """A real CVSS 9.8 advisory: the rating's score is a JSON number, as the CycloneDX 1.6 schema requires."""
+    shared = shared_data_dir() / "osv" / "PyPI" / "vulns" / "llama-index" / "PYSEC-2023-148.yaml"
+    if not shared.is_file():
+        pytest.skip(f"the shared OSV data is not at {shared}")
+    db_dir = tmp_path / "osv"
+    db_dir.mkdir()
+    shutil.copy(shared, db_dir / shared.name)
+    root = tmp_path / "repo"
+    root.mkdir()
+    (root / "requirements.txt").write_text("llama-index==0.7.0\n")
+    text = to_cyclonedx(scan_path(root, OsvDatabase.load(db_dir, now=NOW)))
+    assert JsonStrictValidator(SchemaVersion.V1_6).validate_str(text) is None
+    (vuln,) = json.loads(text)["vulnerabilities"]
+    rating = next(r for r in vuln["ratings"] if "score" in r)
+    assert rating["score"] == 9.8 and rating["severity"] == "critical"

@@ -41,6 +41,11 @@ def _seed_docs(store: PlatformStore, repository: str) -> None:
             "INSERT INTO doc_corpus (repository, text_config, chunks, lexemes) VALUES (%s, 'english', 1, 2)",
             (repository,),
         )
+        conn.execute(
+            "INSERT INTO doc_postings (lexeme, repository, impact, id, path)"
+            " SELECT 'refund', %s, 1.0, id, path FROM doc_chunks WHERE repository = %s",
+            (repository, repository),
+        )
 
 
 def _rows(store: PlatformStore, table: str, repository: str) -> int:
@@ -81,14 +86,9 @@ def test_rows_under_the_old_local_key_move_to_the_readable_name_once(
     assert finding["fingerprint"] == "ghsa-1" and finding["first_seen"] == T0
     issue = platform_issue(store, "main", "dashboard:security")
     assert issue is not None and issue["issue_number"] == 7
-    assert [_rows(store, t, "main") for t in ("doc_chunks", "doc_terms", "doc_corpus")] == [1, 2, 1]
-    assert [_rows(store, t, old) for t in ("findings", "platform_issues", "doc_chunks", "doc_terms", "doc_corpus")] == [
-        0,
-        0,
-        0,
-        0,
-        0,
-    ]
+    assert [_rows(store, t, "main") for t in ("doc_chunks", "doc_terms", "doc_corpus", "doc_postings")] == [1, 2, 1, 1]
+    moved = ("findings", "platform_issues", "doc_chunks", "doc_terms", "doc_corpus", "doc_postings")
+    assert [_rows(store, t, old) for t in moved] == [0, 0, 0, 0, 0, 0]
     # The audit trail is append-only: its periodic rows are copied under the new key at their original time.
     assert last_prepared(store, "main") == T0
     assert _events(store, periodic_key("main", "security")) == 1 and _events(store, cadence_key(old)) == 1
