@@ -179,7 +179,7 @@ def _cmd_env(args: argparse.Namespace) -> int:
     if platform is None:
         print(
             f"codexk8s env: no platform runs for this checkout (state in {settings.state_dir()}): start it with "
-            "`make run`, then run: eval \"$(.venv/bin/codexk8s env)\"",
+            '`make run`, then run: eval "$(.venv/bin/codexk8s env)"',
             file=sys.stderr,
         )
         return 1
@@ -332,7 +332,7 @@ def build_parser() -> argparse.ArgumentParser:
     dev.set_defaults(func=_cmd_dev)
     env = sub.add_parser(
         "env",
-        help="print the export lines of this checkout's running platform: eval \"$(.venv/bin/codexk8s env)\"",
+        help='print the export lines of this checkout\'s running platform: eval "$(.venv/bin/codexk8s env)"',
     )
     env.set_defaults(func=_cmd_env)
 
