@@ -112,6 +112,15 @@ def command_paths(command: Sequence[str], path_env: str) -> list[Path]:
         paths.append(prefix)
     if os.sep in command[0]:
         paths.append(Path(command[0]))  # the venv's symlink itself, besides where it points
+    found = shutil.which(command[0], path=path_env) if os.sep not in command[0] else None
+    if found is not None and Path(found).is_symlink():
+        # Found through PATH as a link into its installation (`.tools/bin/codex` → node_modules): the directory
+        # of links, so that the name resolves inside as outside (a checkout under /tmp is not shown otherwise).
+        paths.append(Path(found).parent)
+    real = Path(found or command[0]).resolve() if (found or os.sep in command[0]) else None
+    modules = next((p for p in real.parents if p.name == "node_modules"), None) if real is not None else None
+    if modules is not None:
+        paths.append(modules)  # an npm agent's launcher finds its platform binary in a package beside its own
     interpreter = _shebang_interpreter(command[0], path_env)  # a script agent (aider): its Python too
     if interpreter is not None:
         paths += [p for p in (_interpreter_prefix(interpreter, path_env), Path(interpreter)) if p is not None]
@@ -168,9 +177,10 @@ def bwrap_args(plan: SandboxPlan, command: Sequence[str], path_env: str) -> list
     for path in hidden:
         args += ["--tmpfs", str(path)]
     bound: set[str] = set()
-    for path in [*plan.read_only, *command_paths(command, path_env), *extra_paths]:
-        if not path.exists() or _inside(path, workspace) or str(path) in bound:
-            continue
+    wanted = [*plan.read_only, *command_paths(command, path_env), *extra_paths]
+    for path in sorted(wanted, key=lambda p: len(p.parts)):  # a directory before what lies in it
+        if not path.exists() or _inside(path, workspace) or any(_inside(path, Path(b)) for b in bound):
+            continue  # inside a bound directory already: a second mount there cannot be made (read-only)
         parts = path.parts
         shown = len(parts) > 1 and parts[1] not in _NEVER_BOUND and not any(path.is_relative_to(h) for h in hidden)
         if not shown:  # under a hidden or unbound directory: bring just this path back, read-only

@@ -25,11 +25,12 @@ import yaml
 
 from codexk8s_pipelines.config.loader import parse_config
 from codexk8s_pipelines.instance import run_queue
+from tests.helpers import shared_data_dir
 
 from .pod_security import pod_specs, restricted_violations
 
 REPO = Path(__file__).resolve().parents[2]
-DAGSTER_CHART = REPO.parent / "shared" / "data" / "dagster-chart" / "dagster"
+DAGSTER_CHART = shared_data_dir() / "dagster-chart" / "dagster"
 DAGSTER_VALUES = REPO / "helm" / "dagster-values.yaml"
 CHART = REPO / "helm" / "codex-k8s"
 NAMESPACE = "codexk8s"
