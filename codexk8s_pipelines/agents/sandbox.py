@@ -179,8 +179,8 @@ def bwrap_args(plan: SandboxPlan, command: Sequence[str], path_env: str) -> list
     bound: set[str] = set()
     wanted = [*plan.read_only, *command_paths(command, path_env), *extra_paths]
     for path in sorted(wanted, key=lambda p: len(p.parts)):  # a directory before what lies in it
-        if not path.exists() or _inside(path, workspace) or any(_inside(path, Path(b)) for b in bound):
-            continue  # inside a bound directory already: a second mount there cannot be made (read-only)
+        if not path.exists() or _inside(path, workspace) or any(path.is_relative_to(b) for b in bound):
+            continue  # lies (as written, not resolved) in a directory bound already: no second mount can go there
         parts = path.parts
         shown = len(parts) > 1 and parts[1] not in _NEVER_BOUND and not any(path.is_relative_to(h) for h in hidden)
         if not shown:  # under a hidden or unbound directory: bring just this path back, read-only
