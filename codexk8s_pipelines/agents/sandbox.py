@@ -271,9 +271,16 @@ class ProcessCap:
         except OSError:
             return []
 
-    def kill_remaining(self, wait_seconds: float = 5.0) -> list[int]:
-        """SIGKILL whatever is left in the cgroup; returns what was found left (should be nothing)."""
+    def kill_remaining(self, wait_seconds: float = 5.0, settle_seconds: float = 0.5) -> list[int]:
+        """SIGKILL whatever is left in the cgroup; returns what was found left (should be nothing).
+
+        The namespace's other processes (the egress forwarder) are being torn down by the kernel as bwrap's PID 1
+        ends: they get `settle_seconds` to leave the cgroup before they count as left behind."""
+        settle = time.monotonic() + settle_seconds
         found = left = self.remaining()
+        while left and time.monotonic() < settle:
+            time.sleep(0.01)
+            found = left = self.remaining()
         deadline = time.monotonic() + wait_seconds
         while left and time.monotonic() < deadline:
             for pid in left:
