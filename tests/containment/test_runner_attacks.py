@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import subprocess
 import sys
 import time
@@ -30,11 +31,14 @@ from tests.agents_runner.test_runner import (
     wait_for,
 )
 
+# Sentinels built at run time (never a key-shaped literal in the tree): each unique, so a leak is unambiguous.
+_NONCE = secrets.token_hex(8)
+_PEM = "-----{} RSA PRIVATE KEY-----"
 SECRETS = {
-    "CODEXK8S_GITHUB_TOKEN": "ghs_runnerTokenValue0123456789abcdefXYZ",
-    "CODEXK8S_GITHUB_APP_PRIVATE_KEY": "-----BEGIN RSA PRIVATE KEY-----\nMIIEapp-key-body\n-----END-----",
-    "CODEXK8S_MCP_SECRET": "mcp-signing-secret-4f1c9e2a7b",
-    "CODEXK8S_DATABASE_URL": "postgresql://postgres:db-superuser-pw-77@127.0.0.1:5432/codexk8s",
+    "CODEXK8S_GITHUB_TOKEN": "ghs_" + "runnerToken" + _NONCE,
+    "CODEXK8S_GITHUB_APP_PRIVATE_KEY": f"{_PEM.format('BEGIN')}\nappkey{_NONCE}\n{_PEM.format('END')}",
+    "CODEXK8S_MCP_SECRET": f"mcp-signing-secret-{_NONCE}",
+    "CODEXK8S_DATABASE_URL": f"postgresql://postgres:db-pw-{_NONCE}@127.0.0.1:5432/codexk8s",
 }
 
 
