@@ -98,13 +98,14 @@ def evaluate(
         return dg.SkipReason("no GitHub repository is watched: add `github: owner/name` under repositories")
     connector = github.connector()
     store = platform_db.store()
+    budgets = config.budgets.budgets()
     ctx = TickContext(
         rules=config.rules(),
         store=store,
         now=now_utc(),
-        budgets=config.budgets.budgets(),
+        budgets=budgets,
         budgets_currency=config.pricing.currency,
-        agents=agents_by_role(),
+        agents=agents_by_role() if budgets.any else {},  # the catalog is read only when a budget needs its names
     )
     notes: list[str] = []
     poll = _seconds(POLL_SECONDS_VAR, 30, notes)

@@ -58,6 +58,19 @@ class Usage:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in data.items() if k in names})
 
+    def plus(self, other: Usage) -> Usage:
+        """Both reports together (a running sum of turns); a figure neither gave stays unknown."""
+        cost = self.cost_usd if other.cost_usd is None else (self.cost_usd or 0.0) + other.cost_usd
+        return replace(
+            self,
+            input=_add(self.input, other.input),
+            cached_input=_add(self.cached_input, other.cached_input),
+            output=_add(self.output, other.output),
+            reasoning=_add(self.reasoning, other.reasoning),
+            cost_usd=cost,
+            model_requests=_add(self.model_requests, other.model_requests),
+        )
+
     def since(self, previous: Usage | None) -> Usage:
         """This run's own share when the agent reported session totals after a resume."""
         cumulative = CUMULATIVE_ON_RESUME.get(self.agent, ())

@@ -38,25 +38,6 @@ class Stop:
     detail: str
 
 
-def _sum(a: int | None, b: int | None) -> int | None:
-    if b is None:
-        return a
-    return b if a is None else a + b
-
-
-def _add(total: Usage, delta: Usage) -> Usage:
-    cost = total.cost_usd if delta.cost_usd is None else (total.cost_usd or 0.0) + delta.cost_usd
-    return replace(
-        total,
-        input=_sum(total.input, delta.input),
-        cached_input=_sum(total.cached_input, delta.cached_input),
-        output=_sum(total.output, delta.output),
-        reasoning=_sum(total.reasoning, delta.reasoning),
-        cost_usd=cost,
-        model_requests=_sum(total.model_requests, delta.model_requests),
-    )
-
-
 def _claude_message_usage(event: dict[str, Any]) -> tuple[str, Usage] | None:
     message = event.get("message") or {}
     u = message.get("usage")
@@ -173,12 +154,12 @@ class UsageMeter:
             self._claude_messages[seen[0]] = seen[1]
             total = Usage(self.kind, source="running")
             for usage in self._claude_messages.values():
-                total = _add(total, usage)
+                total = total.plus(usage)
             self.usage = total
             return True
         if self.kind in ("codex", "opencode") and event.get("type") in ("turn.completed", "step_finish"):
             delta = parse_usage(self.kind, transcript)
             if delta.known:
-                self.usage = _add(self.usage, delta)
+                self.usage = self.usage.plus(delta)
                 return True
         return False

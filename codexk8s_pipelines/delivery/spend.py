@@ -8,7 +8,7 @@ from typing import Any
 from ..agents.runner_spec import RunnerResult, SpendGuard
 from ..agents.usage import Usage
 from ..config.models import PlatformConfig
-from ..domain.spend import TokenCounts, issue_total_line
+from ..domain.spend import Cost, TokenCounts, issue_total_line
 from ..store.database import PlatformStore
 from ..store.usage import UsageRecord, issue_runs, record_usage
 from .context import StageContext
@@ -35,14 +35,21 @@ def spend_guard(platform: PlatformConfig, model: str | None) -> SpendGuard | Non
     )
 
 
+def _priced(
+    platform: PlatformConfig, ctx: StageContext, result: RunnerResult
+) -> tuple[Usage | None, TokenCounts, Cost]:
+    """The agent's own report, its token counts, and its cost from the price table (or the agent's own figure)."""
+    usage = Usage.from_dict(result.usage)
+    tokens = TokenCounts(usage.input, usage.cached_input, usage.output) if usage else TokenCounts()
+    return usage, tokens, platform.pricing.table().cost(ctx.model, tokens, usage.cost_usd if usage else None)
+
+
 def record_run(
     store: PlatformStore, platform: PlatformConfig, ctx: StageContext, agent: str, result: RunnerResult
 ) -> dict[str, Any]:
     """Write the run's usage (unknown stays unknown) with its cost from the price table, release its budget hold,
     and return what the audit and the run metadata show."""
-    usage = Usage.from_dict(result.usage)
-    tokens = TokenCounts(usage.input, usage.cached_input, usage.output) if usage else TokenCounts()
-    cost = platform.pricing.table().cost(ctx.model, tokens, usage.cost_usd if usage else None)
+    usage, tokens, cost = _priced(platform, ctx, result)
     record_usage(
         store,
         UsageRecord(
@@ -73,9 +80,7 @@ def record_run(
 
 def comment_line(store: PlatformStore, platform: PlatformConfig, ctx: StageContext, result: RunnerResult) -> str:
     """This run's usage (the agent's own words, priced) and the issue's total so far."""
-    usage = Usage.from_dict(result.usage)
-    tokens = TokenCounts(usage.input, usage.cached_input, usage.output) if usage else TokenCounts()
-    cost = platform.pricing.table().cost(ctx.model, tokens, usage.cost_usd if usage else None)
+    usage, _, cost = _priced(platform, ctx, result)
     if usage is not None and usage.known:
         this_run = f"{usage.summary().rsplit(' · ', 1)[0]} · {cost.text()}"
     else:
