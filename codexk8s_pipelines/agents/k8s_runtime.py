@@ -45,7 +45,7 @@ from ..domain.redaction import redact_text
 from ..domain.stages import Role
 from .catalog import AgentSpec
 from .runner_spec import TOKEN_ENV_VAR, RunnerResult, RunnerSpec
-from .runtime import AgentRuntime, remove_run_files
+from .runtime import AgentRuntime, remove_run_files, with_agent_limits
 
 RUNNER_MODULE = "codexk8s_pipelines.agents.runner"
 CONTAINER_NAME = "agent-runner"  # the main container: verify and push (the one Pipes follows)
@@ -415,6 +415,7 @@ class KubernetesAgentRuntime(AgentRuntime):
         if agent is None:
             context.log.warning("no catalog agent given: running the default agent image with default limits")
             agent = default_agent()
+        spec = with_agent_limits(spec, agent)  # as locally: the entry's declared variables reach the agent's env
         try:
             prompt = Path(spec.prompt_file).read_text(encoding="utf-8")
         except OSError as exc:

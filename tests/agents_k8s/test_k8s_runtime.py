@@ -26,6 +26,7 @@ from codexk8s_pipelines.agents.k8s_runtime import (
     runtime_from_environment,
 )
 from codexk8s_pipelines.agents.runner_spec import TOKEN_ENV_VAR, RunnerResult, RunnerSpec
+from codexk8s_pipelines.agents.runtime import with_agent_limits
 from codexk8s_pipelines.domain.stages import Role, WriteScope
 
 from .conftest import KubeApi
@@ -293,7 +294,11 @@ def test_run_creates_the_built_pod_and_returns_the_runners_pipes_result(
     assert pod["deleted"], "the pod is deleted once the run is over"
     created = pod["created"]
     # What reached the API server is build_pod_spec's pod, plus only the Pipes bootstrap variables.
-    expected = build_pod_spec(spec, _agent(), runtime, prompt=PROMPT)
+    # The runtime applies the catalog entry to the spec first, as the local one does: its declared variables
+    # are passed to the agent (they were dropped in the pod before), its memory is the agent's cap.
+    limited = with_agent_limits(spec, _agent())
+    assert "OPENAI_API_KEY" in limited.pass_env
+    expected = build_pod_spec(limited, _agent(), runtime, prompt=PROMPT)
     sent_all = [*created["spec"]["initContainers"], *created["spec"]["containers"]]
     built_all = [*expected["initContainers"], *expected["containers"]]
     assert [c["name"] for c in sent_all] == [c["name"] for c in built_all] == ["checkout", "agent", "agent-runner"]
