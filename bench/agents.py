@@ -18,36 +18,24 @@ import json
 import os
 import sys
 import tempfile
-import textwrap
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.stage_run import seed_remote, shell_agent_catalog
 from codexk8s_pipelines.config import load_config_from_environment
 from codexk8s_pipelines.definitions import build_definitions
 from codexk8s_pipelines.delivery.stage_jobs import StageRunConfig, stage_run_config, stage_run_tags
 from codexk8s_pipelines.settings import Environment
 from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore
 from tests.github_server import GitHubServer
-from tests.helpers import REPO_ROOT, git
+from tests.helpers import REPO_ROOT
 from tests.model_server import ModelServer, Say, Shell, WriteFile
 
 MODEL_SECONDS = 2.0
 TURNS = 4
 RESULT = json.dumps({"summary": "bench", "status": "done", "diagnosis": None, "next_step_hint": None})
-SHELL_AGENT = """
-    import json, pathlib, sys, time
-    sys.stdin.read()
-    root = pathlib.Path(sys.argv[1])
-    start = time.time()
-    time.sleep(float(sys.argv[2]))
-    (root / "notes.md").write_text("noted\\n")
-    (root / ".codexk8s").mkdir(exist_ok=True)
-    (root / ".codexk8s" / "result.json").write_text(json.dumps({"summary": "no-op", "status": "done",
-        "diagnosis": None, "next_step_hint": None}))
-    (root / ".codexk8s" / "times.json").write_text(json.dumps({"start": start, "end": time.time()}))
-"""
 
 
 def _median(values: list[float]) -> float:
@@ -66,19 +54,10 @@ def main(runs: int = 3) -> None:
         with EmbeddedPostgres(tmp / "pg") as pg:
             store = PlatformStore(pg.url or "")
             store.migrate()
-            remote, seed = tmp / "remote.git", tmp / "seed"
-            git("init", "--bare", "-b", "main", str(remote))
-            git("init", "-b", "main", str(seed))
-            (seed / "README.md").write_text("# bench\n")
-            git("add", ".", cwd=seed)
-            git("-c", "user.name=b", "-c", "user.email=b@example.com", "commit", "-m", "seed", cwd=seed)
-            git("push", str(remote), "main", cwd=seed)
-            shell_agent = tmp / "agent.py"  # it writes its times beside its result: the sandbox allows nothing else
-            shell_agent.write_text(textwrap.dedent(SHELL_AGENT))
+            remote = seed_remote(tmp)
             catalogs = {
                 "codex": f"kinds:\n  codex: {{endpoint: {{base_url: '{model.v1}', key_env: BENCH_MODEL_KEY}}}}\n",
-                "shell": "agents:\n  dev:\n    command: "
-                f"['{sys.executable}', '{shell_agent}', '{{workdir}}', '{MODEL_SECONDS}']\n",
+                "shell": shell_agent_catalog(tmp, MODEL_SECONDS),
             }
             for name, text in catalogs.items():
                 (tmp / f"{name}.yaml").write_text(text)

@@ -140,10 +140,10 @@ def evaluate(url: str, repository: str, questions: Sequence[Question], fusion_ta
         "rrf k=60": lambda d, w: _rrf(d, w, 60),
         "rrf k=20": lambda d, w: _rrf(d, w, 20),
         "rrf k=5": lambda d, w: _rrf(d, w, 5),
-        "minmax a=0.3": lambda d, w: _minmax(d, w, 0.3),
-        "minmax a=0.4": lambda d, w: _minmax(d, w, 0.4),
-        "minmax a=0.5": lambda d, w: _minmax(d, w, 0.5),
-        "minmax a=0.7": lambda d, w: _minmax(d, w, 0.7),
+        "minmax a=0.3": lambda d, w: [i for i, _ in fuse(d, w, 0.3)],
+        "minmax a=0.4": lambda d, w: [i for i, _ in fuse(d, w, 0.4)],
+        "minmax a=0.5": lambda d, w: [i for i, _ in fuse(d, w, 0.5)],
+        "minmax a=0.7": lambda d, w: [i for i, _ in fuse(d, w, 0.7)],
         "fuse() (search.py)": lambda d, w: [i for i, _ in fuse(d, w)],
     }
     print("  fusion of the same two rankings   hit@1  hit@5  MRR    sec@5")
@@ -157,20 +157,6 @@ def _rrf(dense: list[tuple[int, float]], words: list[tuple[int, float]], k: int)
         for rank, (i, _) in enumerate(ranking, start=1):
             fused[i] = fused.get(i, 0.0) + 1 / (k + rank)
     return sorted(fused, key=lambda i: -fused[i])
-
-
-def _minmax(dense: list[tuple[int, float]], words: list[tuple[int, float]], alpha: float) -> list[int]:
-    """alpha × min-max normalised cosine + (1 - alpha) × BM25 / best BM25; absent from a ranking: 0."""
-    out: dict[int, float] = {}
-    if dense:
-        lo, hi = min(s for _, s in dense), max(s for _, s in dense)
-        for i, s in dense:
-            out[i] = out.get(i, 0.0) + alpha * ((s - lo) / (hi - lo) if hi > lo else 1.0)
-    if words:
-        top = max(s for _, s in words)
-        for i, s in words:
-            out[i] = out.get(i, 0.0) + (1 - alpha) * (s / top if top > 0 else 0.0)
-    return sorted(out, key=lambda i: -out[i])
 
 
 def main() -> None:

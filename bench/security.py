@@ -257,7 +257,6 @@ def merged(*databases: OsvDatabase) -> OsvDatabase:
         for advisory in other.advisories.values():
             first._add(advisory)
     first._build_index()
-    first._per_ecosystem = None
     return first
 
 

@@ -41,25 +41,36 @@ AGENT = """
 """
 
 
+def seed_remote(tmp: Path) -> Path:
+    """A bare remote under `tmp` whose `main` holds one commit (a README)."""
+    remote, seed = tmp / "remote.git", tmp / "seed"
+    git("init", "--bare", "-b", "main", str(remote))
+    git("init", "-b", "main", str(seed))
+    (seed / "README.md").write_text("# bench\n")
+    git("add", ".", cwd=seed)
+    git("-c", "user.name=b", "-c", "user.email=b@example.com", "commit", "-m", "seed", cwd=seed)
+    git("push", str(remote), "main", cwd=seed)
+    return remote
+
+
+def shell_agent_catalog(tmp: Path, agent_seconds: float) -> str:
+    """An agent catalog whose `dev` is the no-op agent (written to `tmp/agent.py`), sleeping `agent_seconds`.
+
+    It writes its times beside its result (`.codexk8s/times.json`): the sandbox lets it write nothing else.
+    """
+    agent = tmp / "agent.py"
+    agent.write_text(textwrap.dedent(AGENT))
+    return f"agents:\n  dev:\n    command: ['{sys.executable}', '{agent}', '{{workdir}}', '{agent_seconds}']\n"
+
+
 def main(agent_seconds: float = 2.0, runs: int = 3) -> None:
     with tempfile.TemporaryDirectory() as tmp_name, GitHubServer() as server:
         tmp = Path(tmp_name)
         with EmbeddedPostgres(tmp / "pg") as pg:
             store = PlatformStore(pg.url or "")
             store.migrate()
-            remote, seed = tmp / "remote.git", tmp / "seed"
-            git("init", "--bare", "-b", "main", str(remote))
-            git("init", "-b", "main", str(seed))
-            (seed / "README.md").write_text("# bench\n")
-            git("add", ".", cwd=seed)
-            git("-c", "user.name=b", "-c", "user.email=b@example.com", "commit", "-m", "seed", cwd=seed)
-            git("push", str(remote), "main", cwd=seed)
-            agent, times = tmp / "agent.py", tmp / "times.json"
-            agent.write_text(textwrap.dedent(AGENT))
-            (tmp / "agents.yaml").write_text(
-                "agents:\n  dev:\n    command: "
-                f"['{sys.executable}', '{agent}', '{{workdir}}', '{agent_seconds}', '{times}']\n"
-            )
+            remote = seed_remote(tmp)
+            (tmp / "agents.yaml").write_text(shell_agent_catalog(tmp, agent_seconds))
             (tmp / "codexk8s.yaml").write_text(f"repositories:\n  - github: acme/bench\n    git_url: {remote}\n")
             os.environ.update(
                 CODEXK8S_CONFIG=str(tmp / "codexk8s.yaml"), CODEXK8S_AGENT_CATALOG=str(tmp / "agents.yaml"),

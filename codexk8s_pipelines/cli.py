@@ -39,9 +39,10 @@ def _cmd_explain_live(args: argparse.Namespace) -> int:
     import requests
     from github.GithubException import GithubException
 
-    from sensors.explain_live import explain_live, parse_target, render_live_text
+    from sensors.explain_live import explain_live, render_live_text
     from sensors.intake import TickContext, now_utc
 
+    from .domain.correlation import parse_target
     from .github.api import RepoApi
     from .github.client import GitHubConnector, GitHubCredentials
     from .store import PlatformStore
@@ -119,7 +120,7 @@ def _cmd_db_migrate(args: argparse.Namespace) -> int:
 
     url = settings.database_url()
     if not url:
-        print(f"codexk8s db migrate: {NO_DATABASE}", file=sys.stderr)
+        print(f"codexk8s db migrate: {settings.NO_DATABASE}", file=sys.stderr)
         return 2
     store = PlatformStore(url)
     if not store.wait_until_reachable(args.wait):
@@ -135,16 +136,16 @@ def _cmd_db_migrate(args: argparse.Namespace) -> int:
 
 def _rekey_repositories(store: PlatformStore) -> None:
     """Move rows of renamed repositories (`local:<path>` → the directory's name) when the configuration is known."""
-    from .store.rekey import rekey_repositories
+    from .store.rekey import rekey_summary
 
     try:
         config = load_config_from_environment()
     except ConfigError as exc:
         print(f"repository keys not checked (no readable codexk8s.yaml: {exc.problems[0]})", file=sys.stderr)
         return
-    moved = rekey_repositories(store, config.renamed_repositories())
-    if moved:
-        print("repository keys renamed: " + ", ".join(f"{table} {count}" for table, count in sorted(moved.items())))
+    renamed = rekey_summary(store, config.renamed_repositories())
+    if renamed:
+        print(renamed)
 
 
 def _cmd_doctor(args: argparse.Namespace) -> int:
@@ -153,12 +154,8 @@ def _cmd_doctor(args: argparse.Namespace) -> int:
     return run_doctor(args.skip, as_json=args.json, kubernetes=args.kubernetes, kubeconfig=args.kubeconfig)
 
 
-NO_DATABASE = (
-    f"no platform database: set {settings.DATABASE_URL_VAR}, or start the local platform with `make run` "
-    "(the commands then find its database by themselves)"
-)
 # Commands that read the platform database: without CODEXK8S_DATABASE_URL they use the running `make run`'s.
-DATABASE_COMMANDS = {"db", "docs", "doctor", "triggers", "mcp"}
+DATABASE_COMMANDS = {"db", "docs", "doctor", "triggers", "mcp", "trace", "spend"}
 
 
 def _adopt_running_platform(command: str) -> None:

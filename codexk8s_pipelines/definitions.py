@@ -10,7 +10,7 @@ import schedules
 import sensors
 
 from . import settings
-from .autonomous.jobs import PERIODIC_ASSETS, PERIODIC_JOBS
+from .autonomous import registry as periodic
 from .delivery.stage_jobs import STAGE_JOBS
 from .insight.assets import INSIGHT_ASSETS, insight_daily_job, insight_daily_schedule
 from .platform_jobs import platform_migrate
@@ -32,8 +32,8 @@ def build_definitions(env: settings.Environment | None = None) -> dg.Definitions
     # in the instance's dagster.yaml) and its steps share that pod's process.
     executor = dg.multiprocess_executor if env is settings.Environment.LOCAL else dg.in_process_executor
     return dg.Definitions(
-        assets=_with_code_references([*PERIODIC_ASSETS, *INSIGHT_ASSETS, spend]),
-        jobs=[platform_migrate, *PERIODIC_JOBS, insight_daily_job, spend_daily_job, *STAGE_JOBS],
+        assets=_with_code_references([*periodic.ASSETS, *INSIGHT_ASSETS, spend]),
+        jobs=[platform_migrate, *periodic.JOBS.values(), insight_daily_job, spend_daily_job, *STAGE_JOBS],
         sensors=sensors.all_sensors(),
         schedules=[*schedules.all_schedules(), insight_daily_schedule, spend_hourly_schedule],
         resources=platform_resources(env),

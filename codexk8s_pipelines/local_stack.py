@@ -20,6 +20,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from . import settings
 from .config import load_config_from_environment
 from .instance import local_instance_yaml
 from .store import EmbeddedPostgres, PlatformStore
+from .store.rekey import rekey_summary
 from .store.roles import APP_ROLE
 
 log = logging.getLogger("codexk8s.dev")
@@ -125,14 +127,11 @@ def stop_orphaned_dagster(home: Path) -> int:
         record.dagster_pgid,
         len(members),
     )
-    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-        try:
-            os.killpg(record.dagster_pgid, sig)
-        except ProcessLookupError:
-            break
-        _, alive = psutil.wait_procs(members, timeout=wait)
-        if not alive:
-            break
+    _signal_group(
+        record.dagster_pgid,
+        ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)),
+        lambda wait: not psutil.wait_procs(members, timeout=wait)[1],
+    )
     _record_path(home).unlink(missing_ok=True)
     return len(members)
 
@@ -158,15 +157,6 @@ def _dagster_env(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def _rekey_repositories(store: PlatformStore) -> None:
-    """Stored rows of a local checkout follow its readable name (`local:.` → `main`) before Dagster starts."""
-    from .store.rekey import rekey_repositories
-
-    moved = rekey_repositories(store, load_config_from_environment().renamed_repositories())
-    if moved:
-        log.info("repository keys renamed: %s", ", ".join(f"{t} {n}" for t, n in sorted(moved.items())))
-
-
 def prepare_dagster_home(home: Path) -> Path:
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -174,18 +164,30 @@ def prepare_dagster_home(home: Path) -> Path:
     return dagster_home
 
 
-def _stop_group(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
-    """SIGINT the group (dagster dev's own clean shutdown), then SIGTERM, then SIGKILL: by PID, not by hope."""
-    for sig, wait in ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+def _signal_group(pgid: int, steps: Sequence[tuple[signal.Signals, float]], gone: Callable[[float], bool]) -> None:
+    """Send the group each signal of `steps` in turn, until it is gone: `gone(wait)` waits up to `wait` seconds
+    and says whether it ended. A group that no longer exists needs no further signal."""
+    for sig, wait in steps:
         try:
-            os.killpg(proc.pid, sig)
+            os.killpg(pgid, sig)
         except ProcessLookupError:
             return
+        if gone(wait):
+            return
+
+
+def _stop_group(proc: subprocess.Popen[bytes], grace: float = 20.0) -> None:
+    """SIGINT the group (dagster dev's own clean shutdown), then SIGTERM, then SIGKILL: by PID, not by hope."""
+
+    def gone(wait: float) -> bool:
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
             if proc.poll() is not None and not _group_alive(proc.pid):
-                return
+                return True
             time.sleep(0.2)
+        return False
+
+    _signal_group(proc.pid, ((signal.SIGINT, grace), (signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)), gone)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -231,7 +233,10 @@ def run_local_stack(host: str, port: int, workspace: Path) -> int:
         # As in production: the migrator owns and migrates the schema, the platform runs as the application role.
         urls = database.prepare_database(LOCAL_DATABASE)
         applied = PlatformStore(urls.migrator).migrate(grant_to=APP_ROLE)
-        _rekey_repositories(PlatformStore(urls.migrator))
+        # Stored rows of a local checkout follow its readable name (`local:.` → `main`) before Dagster starts.
+        renamed = rekey_summary(PlatformStore(urls.migrator), load_config_from_environment().renamed_repositories())
+        if renamed:
+            log.info("%s", renamed)
         url = urls.app
         log.info(
             "platform database %s ready in %s (migrations applied now: %s; the platform connects as %s)",

@@ -87,6 +87,14 @@ def database_url() -> str | None:
     return os.environ.get(DATABASE_URL_VAR) or None
 
 
+# What a command that reads the platform database says when it has none (the `codexk8s` commands in
+# `cli.DATABASE_COMMANDS` first look for the running `make run`'s).
+NO_DATABASE = (
+    f"no platform database: set {DATABASE_URL_VAR}, or start the local platform with `make run` "
+    "(the commands then find its database by themselves)"
+)
+
+
 def database_app_role() -> str | None:
     return (os.environ.get(DATABASE_APP_ROLE_VAR) or "").strip() or None
 

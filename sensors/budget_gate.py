@@ -16,11 +16,10 @@ from codexk8s_pipelines.domain.spend import Breach
 from codexk8s_pipelines.github.api import RepoApi
 from codexk8s_pipelines.store.usage import BudgetHold, hold_run, open_holds, release_hold, reserve
 
-from .decide import Decided, TickContext
+from .decide import SYSTEM_ACTOR, Decided, TickContext, post_once
 
 log = logging.getLogger(__name__)
 
-SYSTEM_ACTOR = "github-sensor"
 MARKER = "<!-- codexk8s:budget {key} -->"
 
 
@@ -63,10 +62,8 @@ def admit(api: RepoApi, ctx: TickContext, d: Decided) -> bool:
             "event_id": d.event_id,
         }
         store.append_event(d.key, "budget.exceeded", "system", SYSTEM_ACTOR, payload)
-    if not store.has_event(d.key, "budget.comment.posted"):
-        api.add_labels(d.number, [ctx.rules.labels.need_input])
-        comment = api.create_comment(d.number, _comment(ctx, d, breaches))
-        store.append_event(d.key, "budget.comment.posted", "system", SYSTEM_ACTOR, {"comment_id": comment.get("id")})
+    body = _comment(ctx, d, breaches)
+    post_once(api, store, d.key, "budget.comment.posted", d.number, [ctx.rules.labels.need_input], body)
     return False
 
 

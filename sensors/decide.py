@@ -1,7 +1,8 @@
 """Deciding, without acting: GitHub's events of one issue or PR → the domain's decisions, with their keys.
 
 Nothing here writes anything: it reads GitHub (events, reviews, permissions) and the decision history, and
-returns `Decided` values; `intake.apply` acts on them (audit, run registration, approvals, comments). The sensor,
+returns `Decided` values; `intake.apply` acts on them (audit, run registration, approvals, comments). The one
+helper for acting kept here, `post_once`, is the comment both `intake` and `budget_gate` make. The sensor,
 the webhook drain and `codexk8s triggers explain` all decide through these functions, so the answer explain
 gives is the one the sensor acted on, and a label seen by webhook and by polling gets one key.
 
@@ -38,9 +39,11 @@ from codexk8s_pipelines.domain.stages import Permission
 from codexk8s_pipelines.github.api import RepoApi
 from codexk8s_pipelines.github.payloads import GitHubUser, IssueEvent, IssueItem, PayloadError, PullRequest, Review
 from codexk8s_pipelines.store import PlatformStore
-from codexk8s_pipelines.store.usage import BudgetHold, open_holds
+from codexk8s_pipelines.store.usage import BudgetHold
 
 from .history import DecisionHistory, NoHistory, StoreHistory
+
+SYSTEM_ACTOR = "github-sensor"  # the audit's actor for what the intake does on its own
 
 
 @dataclass
@@ -146,6 +149,19 @@ def replay(events: Sequence[IssueEvent]) -> list[Moment]:
     return moments
 
 
+def post_once(
+    api: RepoApi, store: PlatformStore, key: str, ledger_event: str, number: int, labels: Sequence[str], body: str
+) -> None:
+    """Set `labels` and comment `body` on item `number`, once per `key`: the audit's `ledger_event` (with the
+    comment's id) says it was done, so a tick redone after a crash does not comment again."""
+    if store.has_event(key, ledger_event):
+        return
+    if labels:
+        api.add_labels(number, list(labels))
+    comment = api.create_comment(number, body)
+    store.append_event(key, ledger_event, "system", SYSTEM_ACTOR, {"comment_id": comment.get("id")})
+
+
 def actor_of(api: RepoApi, ctx: TickContext, user: GitHubUser) -> Actor:
     actor = Actor(user.login, user.type)
     if user.login and actor.is_human:
@@ -245,9 +261,7 @@ def approval_decision(api: RepoApi, ctx: TickContext, number: int, event: IssueE
 def budget_override_decision(api: RepoApi, ctx: TickContext, number: int, event: IssueEvent) -> Decided | None:
     """The override label on an issue whose run the budgets hold: an approver of that stage starts it; anyone
     else hears who may. Without a held run the label means nothing here."""
-    if ctx.store is None:
-        return None
-    holds = open_holds(ctx.store, api.full_name, number)
+    holds = ctx.history.open_holds(api.full_name, number)
     if not holds:
         return None
     hold = holds[0]

@@ -7,8 +7,8 @@ from concurrent.futures import ThreadPoolExecutor
 import dagster as dg
 
 from codexk8s_pipelines.autonomous.checkouts import remote_head
-from codexk8s_pipelines.autonomous.docs_index import docs_index_job
 from codexk8s_pipelines.autonomous.partitions import PARTITIONS_NAME, REPOSITORY_PARTITIONS
+from codexk8s_pipelines.autonomous.registry import JOBS
 from codexk8s_pipelines.config.models import RepositoryConfig
 from codexk8s_pipelines.github.resource import GitHubResource
 from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
@@ -21,7 +21,7 @@ LS_REMOTE_TIMEOUT_SECONDS = 20
 
 @dg.sensor(
     name="docs_index_sensor",
-    job=docs_index_job,
+    job=JOBS["docs_index_job"],
     minimum_interval_seconds=60,
     default_status=dg.DefaultSensorStatus.RUNNING,
     description="Adds/removes repository partitions from codexk8s.yaml; indexes a repository whose head moved.",

@@ -6,10 +6,10 @@ trigger-relevant event with the same functions, without any side effect: no comm
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from codexk8s_pipelines.domain.correlation import parse_target
 from codexk8s_pipelines.domain.decisions import Decision
 from codexk8s_pipelines.domain.labels import LabelKind
 from codexk8s_pipelines.github.api import RepoApi
@@ -25,18 +25,8 @@ from .decide import (
     replay,
     review_decision,
 )
-from .history import NoHistory
 
-__all__ = ["LiveExplanation", "NoHistory", "explain_live", "parse_target", "render_live_text"]
-
-_TARGET = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)#(?P<number>\d+)$")
-
-
-def parse_target(value: str) -> tuple[str, int]:
-    m = _TARGET.match(value.strip())
-    if not m:
-        raise ValueError(f"{value!r} is not owner/repo#N (for example acme/shop#12)")
-    return m["repo"].lower(), int(m["number"])
+__all__ = ["LiveExplanation", "explain_live", "parse_target", "render_live_text"]
 
 
 @dataclass

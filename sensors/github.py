@@ -16,11 +16,11 @@ from codexk8s_pipelines.delivery.stage_jobs import STAGE_JOBS, StageRunConfig, s
 from codexk8s_pipelines.github.api import RepoApi
 from codexk8s_pipelines.github.resource import GitHubResource
 from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
-from codexk8s_pipelines.store.intake import mark_drained, pending_deliveries, recent_delivery_repositories
+from codexk8s_pipelines.store.intake import mark_drained, read_inbox
 
 from .cursor import IntakeCursor
 from .intake import IntakeKind, RunIntent, TickContext, now_utc, run_tick
-from .status import with_status
+from .status import skip_reason, with_status
 
 TICK_BUDGET_SECONDS = 40.0  # of Dagster's 60 s per tick, leaving room to launch the run requests
 MINIMUM_INTERVAL_SECONDS = 3  # how often webhook deliveries are drained (p95 label → run request under 5 s)
@@ -45,16 +45,11 @@ def _seconds(var: str, default: float, notes: list[str]) -> timedelta:
 
 
 def agents_by_role() -> dict[str, str]:
-    """Which catalog agent each role runs (the per-agent budgets' key); a catalog that does not load leaves the
-    role names, and the stage run itself reports the catalog's error."""
-    from codexk8s_pipelines.agents.catalog import load_catalog
+    """Which catalog agent each role runs: the per-agent budgets' key."""
+    from codexk8s_pipelines.agents.catalog import agent_name_for_role
     from codexk8s_pipelines.domain.stages import Role
 
-    try:
-        catalog = load_catalog()
-        return {role.value: catalog.for_role(role).name for role in Role}
-    except Exception:
-        return {}
+    return {role.value: agent_name_for_role(role) for role in Role}
 
 
 def run_request(intent: RunIntent) -> dg.RunRequest:
@@ -89,13 +84,11 @@ def evaluate(
     log: Callable[[str], None] | None = None,
 ) -> dg.SensorResult | dg.SkipReason:
     """One tick: the whole decision path, callable from a test with the same resources as the daemon."""
-    credentials = github.credentials()
-    if not credentials.configured:
-        return dg.SkipReason(credentials.missing_reason())
+    reason = skip_reason(github.credentials(), platform_config.get)
+    if reason is not None:
+        return dg.SkipReason(reason)
     config = platform_config.get()
     repositories: Sequence[str] = [r.github.lower() for r in config.repositories if r.github]
-    if not repositories:
-        return dg.SkipReason("no GitHub repository is watched: add `github: owner/name` under repositories")
     connector = github.connector()
     store = platform_db.store()
     budgets = config.budgets.budgets()
@@ -110,8 +103,8 @@ def evaluate(
     notes: list[str] = []
     poll = _seconds(POLL_SECONDS_VAR, 30, notes)
     reconcile = _seconds(RECONCILE_SECONDS_VAR, 300, notes)
-    healthy = recent_delivery_repositories(store, ctx.now - WEBHOOK_HEALTHY)
-    pending = pending_deliveries(store, kind.value)
+    inbox = read_inbox(store, kind.value, ctx.now - WEBHOOK_HEALTHY)
+    healthy, pending = inbox.healthy, inbox.pending
     hints: dict[str, list[int]] = {}
     for delivery in pending:
         hints.setdefault(delivery.repository, []).append(delivery.item_number)

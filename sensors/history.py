@@ -1,10 +1,10 @@
 """What deciding a trigger may read of the platform's memory, as a typed protocol with two implementations.
 
 Why a protocol: deciding needs a few read-only answers (did this issue have a dev run, which stages ran, is an
-approval waiting, which issues did the platform open itself), and `codexk8s triggers explain` must be able
-to decide without a database at all. The sensor reads them from the platform store (`StoreHistory`); explain
-without `CODEXK8S_DATABASE_URL` uses `NoHistory`, which knows nothing. Writing is not part of deciding: the
-sensor acts on its decisions with the `PlatformStore` itself.
+approval waiting, which issues did the platform open itself, which runs do the budgets hold), and `codexk8s
+triggers explain` must be able to decide without a database at all. The sensor reads them from the platform
+store (`StoreHistory`); explain without `CODEXK8S_DATABASE_URL` uses `NoHistory`, which knows nothing. Writing
+is not part of deciding: the sensor acts on its decisions with the `PlatformStore` itself.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 from codexk8s_pipelines.store import PlatformStore
 from codexk8s_pipelines.store.findings import platform_issue_by_number
-from codexk8s_pipelines.store.intake import latest_approval_for_issue
+from codexk8s_pipelines.store.usage import BudgetHold, open_holds
 
 
 class DecisionHistory(Protocol):
@@ -32,6 +32,8 @@ class DecisionHistory(Protocol):
     def open_approval(self, repository: str, number: int) -> dict[str, Any] | None: ...
 
     def latest_approval(self, repository: str, number: int) -> dict[str, Any] | None: ...
+
+    def open_holds(self, repository: str, number: int) -> list[BudgetHold]: ...
 
 
 class StoreHistory:
@@ -59,10 +61,13 @@ class StoreHistory:
         return platform_issue_by_number(self.store, repository, number)
 
     def open_approval(self, repository: str, number: int) -> dict[str, Any] | None:
-        return self.store.open_approval_for_issue(repository, number)
+        return self.store.approval_for_issue(repository, number, "requested")
 
     def latest_approval(self, repository: str, number: int) -> dict[str, Any] | None:
-        return latest_approval_for_issue(self.store, repository, number)
+        return self.store.approval_for_issue(repository, number)
+
+    def open_holds(self, repository: str, number: int) -> list[BudgetHold]:
+        return open_holds(self.store, repository, number)
 
 
 class NoHistory:
@@ -92,3 +97,6 @@ class NoHistory:
 
     def latest_approval(self, repository: str, number: int) -> dict[str, Any] | None:
         return None
+
+    def open_holds(self, repository: str, number: int) -> list[BudgetHold]:
+        return []

@@ -18,14 +18,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 
 import requests
 from github.GithubException import GithubException
 
 from codexk8s_pipelines.domain.decisions import Decision, DecisionKind, Reason
 from codexk8s_pipelines.github.api import RepoApi
-from codexk8s_pipelines.github.payloads import IssueItem, PayloadError, PullRequest, Review
+from codexk8s_pipelines.github.payloads import IntakeKind, IssueItem, PayloadError, PullRequest, Review
 from codexk8s_pipelines.github.rate_limit import rate_limit_of
 from codexk8s_pipelines.store.database import RunRecord, StoreError
 from codexk8s_pipelines.store.insight import record_merge
@@ -33,11 +32,13 @@ from codexk8s_pipelines.store.insight import record_merge
 from . import budget_gate
 from .cursor import IntakeCursor, RepoCursor, format_time, parse_time
 from .decide import (
+    SYSTEM_ACTOR,
     Decided,
     PullContext,
     TickContext,
     decide_issue_moment,
     parse_events,
+    post_once,
     pull_context,
     pull_label_decision,
     pull_trigger,
@@ -49,14 +50,8 @@ __all__ = ["IntakeKind", "RunIntent", "TickContext", "TickOutcome", "now_utc", "
 
 log = logging.getLogger(__name__)
 
-SYSTEM_ACTOR = "github-sensor"
 MARKER = "<!-- codexk8s:decision {key} -->"
 MAX_TRANSIENT_PER_TICK = 3  # item faults one repository may absorb in a tick before it stops for the next
-
-
-class IntakeKind(StrEnum):
-    ISSUE_LABELS = "issue_labels"
-    PULL_REQUESTS = "pull_requests"
 
 
 @dataclass(frozen=True)
@@ -148,30 +143,41 @@ def _record(api: RepoApi, ctx: TickContext, d: Decided) -> RunIntent | None:
         store.append_event(key, event_type, actor_type, actor.login or SYSTEM_ACTOR, payload)
     repository = api.full_name.lower()
     if decision.kind is DecisionKind.RUN:
-        store.register_run(
-            RunRecord(
-                correlation_key=key,
-                repository=repository,
-                role=decision.role or "",
-                stage=decision.stage,
-                revise=decision.revise,
-                issue_number=d.issue_number,
-                pr_number=d.pr_number,
-            )
-        )
-        return RunIntent(key, decision, repository, d.issue_number, d.pr_number, actor.login)
+        return _register_run(ctx, key, decision, repository, d.issue_number, d.pr_number, actor.login)
     if decision.kind is DecisionKind.APPROVAL_REQUIRED and decision.stage:
         ttl = ctx.rules.stage(decision.stage).approval.ttl_hours
         store.request_approval(
             key, repository, d.issue_number, decision.stage, decision.revise, decision.trigger_label or d.label,
             actor.login, timedelta(hours=ttl), ctx.now,
         )  # fmt: skip
-    if d.comment and _needs_comment(decision) and not store.has_event(key, "comment.posted"):
-        if decision.add_labels:
-            api.add_labels(d.number, list(decision.add_labels))
-        comment = api.create_comment(d.number, _comment_text(decision, key, d.label))
-        store.append_event(key, "comment.posted", "system", SYSTEM_ACTOR, {"comment_id": comment.get("id")})
+    if d.comment and _needs_comment(decision):
+        body = _comment_text(decision, key, d.label)
+        post_once(api, store, key, "comment.posted", d.number, decision.add_labels, body)
     return None
+
+
+def _register_run(
+    ctx: TickContext,
+    key: str,
+    decision: Decision,
+    repository: str,
+    issue_number: int | None,
+    pr_number: int | None,
+    actor: str,
+) -> RunIntent:
+    """Register a decided run (idempotent: a tick redone registers it once) and hand back its intent."""
+    ctx.platform.register_run(
+        RunRecord(
+            correlation_key=key,
+            repository=repository,
+            role=decision.role or "",
+            stage=decision.stage,
+            revise=decision.revise,
+            issue_number=issue_number,
+            pr_number=pr_number,
+        )
+    )
+    return RunIntent(key, decision, repository, issue_number, pr_number, actor)
 
 
 def _transition(ctx: TickContext, original: str, status: str, approver: str | None = None) -> None:
@@ -444,19 +450,11 @@ def _released_runs(ctx: TickContext) -> list[RunIntent]:
         if not store.has_event(hold.correlation_key, "run.requested"):
             payload = {**decision.to_dict(), "actor": hold.actor, "released_from_budget_hold": True}
             store.append_event(hold.correlation_key, "run.requested", "system", SYSTEM_ACTOR, payload)
-        store.register_run(
-            RunRecord(
-                correlation_key=hold.correlation_key,
-                repository=hold.repository,
-                role=decision.role or "",
-                stage=decision.stage,
-                revise=decision.revise,
-                issue_number=hold.issue_number,
-                pr_number=hold.pr_number,
+        intents.append(
+            _register_run(
+                ctx, hold.correlation_key, decision, hold.repository, hold.issue_number, hold.pr_number, hold.actor
             )
         )
-        intents.append(RunIntent(hold.correlation_key, decision, hold.repository, hold.issue_number, hold.pr_number,
-                                 hold.actor))  # fmt: skip
     return intents
 
 

@@ -9,8 +9,26 @@ happens on the first screen.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from codexk8s_pipelines.config.models import PlatformConfig
+    from codexk8s_pipelines.github.client import GitHubCredentials
 
 log = logging.getLogger(__name__)
+
+NO_REPOSITORY = "no GitHub repository is watched: add `github: owner/name` under repositories in codexk8s.yaml"
+
+
+def skip_reason(credentials: GitHubCredentials, config: Callable[[], PlatformConfig]) -> str | None:
+    """Why a tick of the GitHub sensors skips (no credentials; no GitHub repository watched), or None. `config`
+    is read only once the credentials are there."""
+    if not credentials.configured:
+        return credentials.missing_reason()
+    if not any(r.github for r in config().repositories):
+        return NO_REPOSITORY
+    return None
 
 
 def standing_skip_reason() -> str | None:
@@ -18,16 +36,10 @@ def standing_skip_reason() -> str | None:
     from codexk8s_pipelines.config import ConfigError, load_config_from_environment
     from codexk8s_pipelines.github.client import GitHubCredentials
 
-    credentials = GitHubCredentials.from_environment()
-    if not credentials.configured:
-        return credentials.missing_reason()
     try:
-        config = load_config_from_environment()
+        return skip_reason(GitHubCredentials.from_environment(), load_config_from_environment)
     except ConfigError as exc:
         return f"codexk8s.yaml cannot be read: {str(exc).splitlines()[0]}"
-    if not any(r.github for r in config.repositories):
-        return "no GitHub repository is watched: add `github: owner/name` under repositories in codexk8s.yaml"
-    return None
 
 
 def with_status(description: str) -> str:

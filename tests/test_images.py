@@ -134,3 +134,15 @@ def test_the_agent_image_is_built_from_its_own_base_and_names_agree() -> None:
     platform = "ghcr.io/codex-k8s/codexk8s-pipelines"
     assert platform in (ROOT / "Dockerfile").read_text()
     assert f"repository: {platform}" in values and f"repository: {platform}" in dagster_values
+
+
+def test_the_agent_image_pins_the_runner_dependencies_as_pyproject_does() -> None:
+    """Dockerfile.agent installs the runner's few dependencies by hand, then `--no-deps .`: at pyproject's pins."""
+    text = (ROOT / "Dockerfile.agent").read_text()
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    pins = dict(d.split("==", 1) for d in pyproject["project"]["dependencies"] if "==" in d)
+    installed = re.search(r"/opt/venv/bin/pip install ((?:[\w.\[\]-]+==[\w.]+ ?)+)", text)
+    assert installed, "Dockerfile.agent: no pinned pip install of the runner's dependencies"
+    agent = dict(p.split("==", 1) for p in installed.group(1).split())
+    assert {"pydantic", "dagster-pipes", "pyyaml"} <= agent.keys()
+    assert {name: pins.get(name) for name in agent} == agent

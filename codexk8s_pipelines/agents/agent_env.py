@@ -65,12 +65,15 @@ def platform_secret_reason(name: str) -> str | None:
     return None
 
 
-def check_declared(names: Iterable[str], where: str) -> None:
-    """Raise ValueError naming `where` and the variable if any of `names` is a platform secret."""
+def refuse_platform_secrets(
+    names: Iterable[str], message: str = "{name} cannot be given to an agent: {reason}"
+) -> None:
+    """Raise ValueError (`message` filled with the variable's `name` and the `reason`) if any of `names` is a
+    platform secret: the spec's and the catalog's validators, each with its own wording."""
     for name in names:
         reason = platform_secret_reason(name)
         if reason is not None:
-            raise ValueError(f"{where}: {name} cannot be given to an agent: {reason}")
+            raise ValueError(message.format(name=name, reason=reason))
 
 
 def build_agent_env(
@@ -79,13 +82,16 @@ def build_agent_env(
     home: str,
     declared: Iterable[str] = (),
     extra: Mapping[str, str] | None = None,
+    aliases: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """The agent's whole environment.
 
     `base` is the runner's environment; only the base variables, locale, and the `declared` names (the catalog
     entry's variables, e.g. `OPENAI_API_KEY`) are read from it. `extra` are values the runner sets itself: the
-    spec's MCP pair and the runner context. A platform secret among `declared` or `extra` is dropped here too
-    (the spec and the catalog refuse them earlier, with an error); this is the last line, not the first.
+    spec's MCP pair and the runner context. `aliases` ({name: variable}) give the agent a variable of `base` under
+    the name it reads (a model key: `CODEX_API_KEY` from the endpoint's `key_env`; empty when unset). A platform
+    secret among `declared`, `extra` or the aliased variables is dropped here too (the spec and the catalog refuse
+    them earlier, with an error); this is the last line, not the first.
     """
     env: dict[str, str] = {}
     for name, value in base.items():
@@ -98,6 +104,9 @@ def build_agent_env(
     for name, value in (extra or {}).items():
         if name in RUNNER_CONTEXT or platform_secret_reason(name) is None:
             env[name] = value
+    for name, source in (aliases or {}).items():
+        if platform_secret_reason(name) is None and platform_secret_reason(source) is None:
+            env[name] = base.get(source, "")
     env["HOME"] = home
     return env
 
@@ -107,6 +116,6 @@ __all__ = [
     "MCP_PAIR",
     "RUNNER_CONTEXT",
     "build_agent_env",
-    "check_declared",
     "platform_secret_reason",
+    "refuse_platform_secrets",
 ]

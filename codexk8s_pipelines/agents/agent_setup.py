@@ -36,7 +36,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import settings
-from .agent_env import platform_secret_reason
+from .agent_env import refuse_platform_secrets
 from .transcript import AgentKind
 
 SandboxChoice = Literal["auto", "workspace-write", "danger-full-access"]
@@ -71,9 +71,7 @@ class ModelEndpoint(BaseModel):
     def _a_model_key_not_a_platform_secret(cls, value: str) -> str:
         if not _ENV_NAME.match(value):
             raise ValueError(f"{value!r} is not an environment variable name (letters, digits, '_')")
-        reason = platform_secret_reason(value)
-        if reason is not None:
-            raise ValueError(f"{value} cannot be given to an agent as its model key: {reason}")
+        refuse_platform_secrets([value], "{name} cannot be given to an agent as its model key: {reason}")
         return value
 
     @field_validator("base_url")
@@ -119,6 +117,9 @@ class PreparedAgent:
     command: list[str]
     env: dict[str, str] = field(default_factory=dict)
     declared: list[str] = field(default_factory=list)
+    key_aliases: dict[str, str] = field(default_factory=dict)
+    """{variable the agent reads its model key from: the variable holding it in the runner}; the runner copies the
+    value from its own environment (`agent_env.build_agent_env`)."""
     notes: list[str] = field(default_factory=list)
     sandbox: str | None = None
     resumed_session: str | None = None
@@ -306,7 +307,7 @@ def _prepare_codex(
         key_env = launch.endpoint.key_env
     else:
         key_env = "CODEX_API_KEY"  # `codex exec` reads this one for its default provider
-        p.env["CODEX_API_KEY"] = os.environ.get(launch.endpoint.key_env, "")
+        p.key_aliases["CODEX_API_KEY"] = launch.endpoint.key_env
     (codex_home / "config.toml").write_text(
         codex_config(launch, mcp_url, network_access=launch.network.package_indexes, key_env=key_env),
         encoding="utf-8",
@@ -327,7 +328,7 @@ def _prepare_claude(
     if launch.endpoint.base_url:
         p.env["ANTHROPIC_BASE_URL"] = launch.endpoint.base_url.removesuffix("/v1")
     if launch.endpoint.key_env != "ANTHROPIC_API_KEY":
-        p.env["ANTHROPIC_API_KEY"] = os.environ.get(launch.endpoint.key_env, "")
+        p.key_aliases["ANTHROPIC_API_KEY"] = launch.endpoint.key_env
     p.env.update(
         {
             "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",  # no update checks, telemetry or error reports
@@ -431,7 +432,7 @@ def _prepare_aider(
     if launch.endpoint.base_url:
         p.env["OPENAI_API_BASE"] = launch.endpoint.base_url
     if launch.endpoint.key_env != "OPENAI_API_KEY":
-        p.env["OPENAI_API_KEY"] = os.environ.get(launch.endpoint.key_env, "")
+        p.key_aliases["OPENAI_API_KEY"] = launch.endpoint.key_env
     p.analytics_log = home / "aider-analytics.jsonl"
     p.env.update(
         {

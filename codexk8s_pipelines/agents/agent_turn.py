@@ -78,6 +78,11 @@ class AgentTurn:
         """Variables the agent reads from the runner's environment (its model key)."""
         return list(self.prepared.declared) if self.prepared else []
 
+    @property
+    def key_aliases(self) -> dict[str, str]:
+        """{name the agent reads its model key from: the runner's variable holding it} (`PreparedAgent`)."""
+        return dict(self.prepared.key_aliases) if self.prepared else {}
+
     # 2 -------------------------------------------------------------------------------------------------------
     def probe(self) -> str | None:
         if self.launch is None or self.launch.kind == "custom":
@@ -102,13 +107,16 @@ class AgentTurn:
         """Keep the line; return what the log shows of it (None: nothing)."""
         if len(self.lines) < MAX_KEPT_LINES:
             self.lines.append(text)
+        if self.kind == "custom" and self.meter is None:
+            return text
+        one = read_transcript(self.kind, [text])  # parsed once for the watch, the meter and the log line
         if self.watch is not None:
-            self.watch.feed(text)
+            self.watch.feed(text, one)
         if self.meter is not None and self.stop is None:
-            self.stop = self.meter.feed(text)
+            self.stop = self.meter.feed(text, one)
             if self.stop is not None and self._kill is not None:
                 self._kill()  # at the report that passed the cap (or the turn that closed a loop), not later
-        return describe_line(self.kind, text) if self.kind != "custom" else text
+        return describe_line(self.kind, text, one) if self.kind != "custom" else text
 
     # 4 -------------------------------------------------------------------------------------------------------
     def finish(self) -> None:

@@ -15,9 +15,9 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
-from .transcript import read_transcript
+from .egress import Endpoint
+from .transcript import Transcript, read_transcript
 
 PROBE_TIMEOUT_SECONDS = 5.0
 
@@ -26,14 +26,13 @@ def probe_endpoint(base_url: str | None, timeout: float = PROBE_TIMEOUT_SECONDS)
     """None when the endpoint accepts a connection (or none is configured), else why it does not."""
     if not base_url:
         return None
-    parts = urlsplit(base_url)
-    host = parts.hostname
-    if not host:
-        return f"{base_url}: no host in the URL"
     try:
-        port = parts.port or (443 if parts.scheme == "https" else 80)
+        endpoint = Endpoint.from_url(base_url)
     except ValueError:
         return f"{base_url}: not a valid port"
+    if endpoint is None:
+        return f"{base_url}: no host in the URL"
+    host, port = endpoint.host, endpoint.port
     try:
         with socket.create_connection((host, port), timeout=timeout):
             return None
@@ -61,8 +60,9 @@ class UnreachableWatch:
         self._timer: threading.Timer | None = None
         self._lock = threading.Lock()
 
-    def feed(self, line: str) -> None:
-        one = read_transcript(self.kind, [line])
+    def feed(self, line: str, one: Transcript | None = None) -> None:
+        """`one`: the line already read as a transcript (`read_transcript(kind, [line])`), when the caller has it."""
+        one = one if one is not None else read_transcript(self.kind, [line])
         with self._lock:
             if one.model_answered:
                 self._answered = True

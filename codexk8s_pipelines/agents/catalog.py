@@ -8,6 +8,7 @@ start-up with `<file>: <key.path>: <what was expected>`, not in the middle of a 
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import string
@@ -31,7 +32,7 @@ from .. import settings
 from ..config.loader import SECRET_INPUT_ERROR, ConfigError, format_validation_error, read_text, yaml_mapping
 from ..domain.redaction import redact_text
 from ..domain.stages import Role
-from .agent_env import platform_secret_reason
+from .agent_env import refuse_platform_secrets
 from .agent_kinds import AgentKindSpec, apply_kind, merge_kinds
 from .agent_setup import ModelEndpoint, NetworkPolicy, SandboxChoice
 from .transcript import AgentKind
@@ -160,10 +161,7 @@ class AgentSpec(BaseModel):
     @classmethod
     def _no_platform_secret(cls, value: dict[str, str]) -> dict[str, str]:
         # The agent is untrusted: a catalog entry may declare its own model keys, never the platform's secrets.
-        for name in value:
-            reason = platform_secret_reason(name)
-            if reason is not None:
-                raise ValueError(f"{name} cannot be given to an agent: {reason}")
+        refuse_platform_secrets(value)
         return value
 
     @model_validator(mode="after")
@@ -336,3 +334,28 @@ def load_catalog(path: Path | str | None = None) -> AgentCatalog:
         return default
     user_path = Path(path)
     return parse_catalog(_merge(default_raw, _read_mapping(user_path)), user_path)
+
+
+@functools.lru_cache(maxsize=8)
+def _catalog_at(path: str, mtime_ns: int) -> AgentCatalog:
+    return load_catalog(path or None)
+
+
+def current_catalog() -> AgentCatalog:
+    """This process's catalog, read again only when `$CODEXK8S_AGENT_CATALOG` names another file or the file
+    changes: the sensors ask on every tick, and parsing it each time is work for nothing."""
+    path = os.environ.get(CATALOG_ENV_VAR, "").strip()
+    try:
+        mtime_ns = Path(path).stat().st_mtime_ns if path else 0
+    except OSError:
+        mtime_ns = -1  # missing: load_catalog says so (a failure is not cached)
+    return _catalog_at(path, mtime_ns)
+
+
+def agent_name_for_role(role: Role | str) -> str:
+    """The catalog agent a role runs (the per-agent budgets' key); the role itself when the catalog does not load
+    (the stage run reports the catalog's error)."""
+    try:
+        return current_catalog().for_role(role).name
+    except Exception:
+        return str(role) or "unknown"

@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from .. import settings
-from .egress_forwarder_server import splice  # one copy: that file is stdlib-only, as it runs in the sandbox
+from .egress_forwarder import SERVER_NAME  # one copy: the forwarder files are stdlib-only (they run in the sandbox)
+from .egress_forwarder_server import read_line, splice
 
 if TYPE_CHECKING:
     from .agent_setup import AgentSettings
@@ -69,7 +70,6 @@ PACKAGE_INDEXES: tuple[str, ...] = (
     "index.crates.io:443",
     "static.crates.io:443",
 )
-SERVER_NAME = "server.py"  # egress_forwarder.SERVER_NAME
 _FORWARDER_SOURCES = {
     FORWARDER_NAME: Path(__file__).with_name("egress_forwarder.py"),
     SERVER_NAME: Path(__file__).with_name("egress_forwarder_server.py"),
@@ -237,8 +237,7 @@ class EgressRelay:
         connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
     ) -> None:
         self.allowed = allowed
-        self.refusals: list[Refusal] = []  # the first MAX_REFUSALS_KEPT; `refused_count` counts them all
-        self.refused_count = 0
+        self.refusals: list[Refusal] = []  # the first MAX_REFUSALS_KEPT
         self.connected: set[str] = set()  # destinations reached (each once)
         self._on_refusal = on_refusal
         self._connect_timeout = connect_timeout
@@ -290,7 +289,6 @@ class EgressRelay:
     def _refuse(self, client: socket.socket, destination: str, reason: str) -> None:
         refusal = Refusal(destination, reason, time.time())
         with self._lock:
-            self.refused_count += 1
             if len(self.refusals) < MAX_REFUSALS_KEPT:
                 self.refusals.append(refusal)
         if self._on_refusal is not None:
@@ -303,7 +301,7 @@ class EgressRelay:
         upstream: socket.socket | None = None
         try:
             client.settimeout(REQUEST_TIMEOUT_SECONDS)
-            line = _read_line(client, MAX_REQUEST_BYTES)
+            line = read_line(client, MAX_REQUEST_BYTES).decode("ascii", "replace").strip()
             words = line.split()
             if len(words) != 3 or words[0] != "CONNECT":
                 self._refuse(client, line[:80], "malformed request to the egress relay")
@@ -388,16 +386,6 @@ def open_relay(allowed: AllowList, on_refusal: Callable[[Refusal], None] | None 
         yield relay
     finally:
         relay.close()
-
-
-def _read_line(sock: socket.socket, limit: int) -> str:
-    data = b""
-    while not data.endswith(b"\n") and len(data) < limit:
-        chunk = sock.recv(1)
-        if not chunk:
-            break
-        data += chunk
-    return data.decode("ascii", "replace").strip()
 
 
 __all__ = [

@@ -31,12 +31,7 @@ def ask_relay(relay_path: str, host: str, port: int) -> tuple[socket.socket | No
     try:
         sock.connect(relay_path)
         sock.sendall(f"CONNECT {host} {port}\n".encode())
-        reply = b""
-        while not reply.endswith(b"\n") and len(reply) < 4096:
-            chunk = sock.recv(1)
-            if not chunk:
-                break
-            reply += chunk
+        reply = read_line(sock, 4096)
     except OSError as exc:
         sock.close()
         return None, f"FAILED the egress relay is not reachable: {exc}"
@@ -46,6 +41,18 @@ def ask_relay(relay_path: str, host: str, port: int) -> tuple[socket.socket | No
         return None, text or "FAILED the egress relay closed the connection"
     sock.settimeout(None)
     return sock, "OK"
+
+
+def read_line(sock: socket.socket, limit: int) -> bytes:
+    """Bytes up to and including a newline (at most `limit`, less when the peer closes), read one at a time so that
+    nothing after the line is consumed."""
+    data = b""
+    while not data.endswith(b"\n") and len(data) < limit:
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
 
 def splice(a: socket.socket, b: socket.socket) -> None:

@@ -1,17 +1,16 @@
-"""A checkout driven by subprocess git: clone or reuse it, put it on a branch, diff, commit, push.
+"""Subprocess git for a checkout of a remote: clone or reuse it, put it on a branch; and the git layer shared with
+the agent runner's repository.
 
-The platform's own mirrors (periodic scans) use `GitWorkspace`; the agent runner does not any more: it keeps its git
-directory out of the agent's reach and pushes a commit it built itself (`verified_push.RunnerRepository`, issue 12),
-and shares this module's auth, error and redaction helpers.
+`GitWorkspace` is the platform's own mirror of a repository (the periodic scans read it: `autonomous.checkouts`);
+no agent runs in it. The agent runner keeps its git directory out of the agent's reach and pushes a commit it built
+itself (`verified_push.RunnerRepository`, issue 12); both drive git through this module's helpers: the auth header
+(`auth_config_env`), the scrubbed environment (`git_env`), the redactor (`token_scrubber`), the error wrapping
+(`run_git`), which branch a mode starts from (`source_branch`) and which branches the remote has (`remote_heads`).
 
 Plain `git` subprocesses, because the same code runs in a slim pod image and locally, and because git's own
-behaviour (auth headers through GIT_CONFIG_*, hooks, pathspecs) is what has to be controlled precisely.
-
-Security notes, since the agent runs arbitrary code in this checkout between `prepare` and `commit`:
-- the token never reaches git's command line, the remote URL or any log: it travels as an `http.<url>.extraHeader`
-  config entry in GIT_CONFIG_* environment variables, scoped to the remote URL, and only for network commands;
-- `.git/config` is restored from a snapshot after the agent ran, and hooks / fsmonitor are disabled on every
-  runner git command, so an agent cannot plant a hook or filter that runs with the runner's environment.
+behaviour (auth headers through GIT_CONFIG_*, hooks, pathspecs) is what has to be controlled precisely. The token
+never reaches git's command line, the remote URL or any log: it travels as an `http.<url>.extraHeader` config
+entry in GIT_CONFIG_* environment variables, scoped to the remote URL, and only for network commands.
 """
 
 from __future__ import annotations
@@ -21,10 +20,10 @@ import os
 import re
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from ..domain.redaction import REDACTED, redact_text
 
@@ -107,17 +106,67 @@ def normalize_remote(remote_url: str) -> str:
     return str(Path(remote_url).expanduser().resolve())
 
 
-def parse_name_status(output: str) -> list[str]:
-    """Paths from `git diff --name-status -z`; renames and copies contribute both their old and new path."""
-    fields = output.split("\0")
-    paths: list[str] = []
-    i = 0
-    while i < len(fields) and fields[i]:
-        status = fields[i]
-        count = 2 if status[:1] in ("R", "C") else 1
-        paths.extend(fields[i + 1 : i + 1 + count])
-        i += 1 + count
-    return sorted(set(paths))
+def token_scrubber(token: str | None) -> Callable[[str], str]:
+    """A redactor that knows the literal token and its header form (shapes `redact_text` may not recognise), and
+    redacts anything else that looks like a secret."""
+    secrets = [token, basic_auth_header(token).rsplit(" ", 1)[1]] if token else []
+
+    def scrub(text: str) -> str:
+        for secret in secrets:
+            text = text.replace(secret, REDACTED)
+        return redact_text(text)
+
+    return scrub
+
+
+def git_env(base: Mapping[str, str]) -> dict[str, str]:
+    """The caller's env without tokens or inherited git redirections, and never waiting for a password."""
+    env = {
+        k: v
+        for k, v in base.items()
+        if not k.startswith(_SCRUBBED_ENV_PREFIXES) and not k.upper().endswith(("_TOKEN", "_PRIVATE_KEY"))
+    }
+    env.update({"GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never", "LC_ALL": "C"})
+    return env
+
+
+def run_git(
+    cmd: Sequence[str], what: str, *, scrub: Callable[[str], str], timeout: float, check: bool = True, **kwargs: Any
+) -> subprocess.CompletedProcess[Any]:
+    """`subprocess.run(cmd)` with its output captured; a timeout, a missing git or (with `check`) a failure of git
+    command `what` becomes a GitError whose message went through `scrub`."""
+    try:
+        proc = subprocess.run(list(cmd), capture_output=True, timeout=timeout, check=False, **kwargs)
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {what} timed out after {timeout:g}s") from None
+    except OSError as exc:
+        raise GitError(scrub(f"cannot run git: {exc}")) from None
+    if check and proc.returncode != 0:
+        raw = proc.stderr or proc.stdout
+        detail = (raw.decode("utf-8", "replace") if isinstance(raw, bytes) else raw).strip()[-_MAX_ERROR_CHARS:]
+        raise GitError(scrub(f"git {what} failed (exit {proc.returncode}): {detail}"))
+    return proc
+
+
+def remote_heads(names: Sequence[str], ls_remote: Callable[[Sequence[str]], str]) -> set[str]:
+    """Which of these branch names exist on the remote, asked directly (`ls_remote(refs)` runs `git ls-remote
+    --heads origin <refs>`) rather than trusting stale refs."""
+    refs = [f"refs/heads/{n}" for n in dict.fromkeys(names)]
+    out = ls_remote(refs)
+    found = {line.split("\t", 1)[1] for line in out.splitlines() if "\t" in line}
+    return {n for n in names if f"refs/heads/{n}" in found}
+
+
+def source_branch(branch: str, base_branch: str, mode: Mode, on_remote: set[str]) -> str:
+    """The remote branch a run of `mode` starts from: its own branch when it exists, else the base (a revise
+    needs its own branch; a missing base is a precondition)."""
+    if branch in on_remote:
+        return branch
+    if mode == "revise":
+        raise BranchNotFound(f"branch {branch!r} does not exist on the remote; a revise needs its pull request")
+    if base_branch not in on_remote:
+        raise BranchNotFound(f"base branch {base_branch!r} does not exist on the remote", "base_branch_not_found")
+    return base_branch
 
 
 class GitWorkspace:
@@ -135,56 +184,29 @@ class GitWorkspace:
         self.path = Path(workdir).expanduser().resolve()
         self.remote_url = normalize_remote(remote_url)
         self.timeout_seconds = timeout_seconds
-        # The raw token and its base64 header form: either could surface in a verbose git or curl message.
-        self._secrets = [token, basic_auth_header(token).rsplit(" ", 1)[1]] if token else []
+        # Redacts the raw token and its base64 header form: either could surface in a verbose git or curl message.
+        self.scrub = token_scrubber(token)
         self._auth_env = auth_config_env(self.remote_url, token)
-        self._env = self._git_env(os.environ if base_env is None else base_env)
-        self._config_snapshot: bytes | None = None
+        self._env = git_env(os.environ if base_env is None else base_env)
 
     # ---------------------------------------------------------------- plumbing
-
-    @staticmethod
-    def _git_env(base: Mapping[str, str]) -> dict[str, str]:
-        """The caller's env without tokens or inherited git redirections, and never waiting for a password."""
-        env = {
-            k: v
-            for k, v in base.items()
-            if not k.startswith(_SCRUBBED_ENV_PREFIXES) and not k.upper().endswith(("_TOKEN", "_PRIVATE_KEY"))
-        }
-        env.update({"GIT_TERMINAL_PROMPT": "0", "GCM_INTERACTIVE": "never", "LC_ALL": "C"})
-        return env
-
-    def scrub(self, text: str) -> str:
-        """Redact the known secrets (whatever their shape) and anything that looks like one."""
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return redact_text(text)
 
     def git(
         self, *args: str, network: bool = False, env: Mapping[str, str] | None = None, check: bool = True
     ) -> subprocess.CompletedProcess[str]:
         """Run one git command in the checkout; failures become GitError with a redacted message."""
-        full_env = {**self._env, **(self._auth_env if network else {}), **(env or {})}
-        try:
-            proc = subprocess.run(
-                ["git", *_SAFE_CONFIG, *args],
-                cwd=self.path,
-                env=full_env,
-                stdin=subprocess.DEVNULL,
-                capture_output=True,
-                text=True,
-                errors="replace",
-                timeout=self.timeout_seconds,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise GitError(f"git {args[0]} timed out after {self.timeout_seconds:g}s") from None
-        except OSError as exc:
-            raise GitError(self.scrub(f"cannot run git: {exc}")) from None
-        if check and proc.returncode != 0:
-            detail = (proc.stderr or proc.stdout).strip()[-_MAX_ERROR_CHARS:]
-            raise GitError(self.scrub(f"git {args[0]} failed (exit {proc.returncode}): {detail}"))
-        return proc
+        return run_git(
+            ["git", *_SAFE_CONFIG, *args],
+            args[0],
+            scrub=self.scrub,
+            timeout=self.timeout_seconds,
+            check=check,
+            cwd=self.path,
+            env={**self._env, **(self._auth_env if network else {}), **(env or {})},
+            stdin=subprocess.DEVNULL,
+            text=True,
+            errors="replace",
+        )
 
     # ---------------------------------------------------------------- preparing
 
@@ -192,7 +214,7 @@ class GitWorkspace:
         """Put a clean checkout on the branch the mode asks for, discarding anything a previous run left."""
         self._ensure_repository()
         on_remote = self.remote_heads([branch, base_branch])
-        source = self._source_branch(branch, base_branch, mode, on_remote)
+        source = source_branch(branch, base_branch, mode, on_remote)
         self.git(
             "fetch",
             "--quiet",
@@ -207,7 +229,6 @@ class GitWorkspace:
         self.git("reset", "--quiet", "--hard")
         self.git("clean", "-ffdxq")
         start = self.head()
-        self._config_snapshot = (self.path / ".git" / "config").read_bytes()
         return Checkout(self.path, local, f"origin/{source}", branch in on_remote, start)
 
     def _ensure_repository(self) -> None:
@@ -228,55 +249,7 @@ class GitWorkspace:
         self.git("config", "--replace-all", "remote.origin.fetch", "+refs/heads/*:refs/remotes/origin/*")
 
     def remote_heads(self, names: Sequence[str]) -> set[str]:
-        """Which of these branch names exist on the remote, asked directly rather than trusting stale refs."""
-        refs = [f"refs/heads/{n}" for n in dict.fromkeys(names)]
-        out = self.git("ls-remote", "--heads", "origin", *refs, network=True).stdout
-        found = {line.split("\t", 1)[1] for line in out.splitlines() if "\t" in line}
-        return {n for n in names if f"refs/heads/{n}" in found}
-
-    @staticmethod
-    def _source_branch(branch: str, base_branch: str, mode: Mode, on_remote: set[str]) -> str:
-        if branch in on_remote:
-            return branch
-        if mode == "revise":
-            raise BranchNotFound(f"branch {branch!r} does not exist on the remote; a revise needs its pull request")
-        if base_branch not in on_remote:
-            raise BranchNotFound(f"base branch {base_branch!r} does not exist on the remote", "base_branch_not_found")
-        return base_branch
-
-    # ---------------------------------------------------------------- after the agent
-
-    def restore_git_config(self) -> None:
-        """Undo whatever the agent wrote into .git/config (filters, url rewrites, credential helpers)."""
-        if self._config_snapshot is not None:
-            (self.path / ".git" / "config").write_bytes(self._config_snapshot)
+        return remote_heads(names, lambda refs: self.git("ls-remote", "--heads", "origin", *refs, network=True).stdout)
 
     def head(self) -> str:
         return self.git("rev-parse", "--verify", "HEAD").stdout.strip()
-
-    def changed_files(self, start_commit: str, exclude: Sequence[str] = (".codexk8s",)) -> list[str]:
-        """Every path that differs from the start: edits, deletions, both sides of renames, new files.
-
-        Staging first makes untracked files and renames visible in one diff; comparing against the start
-        commit (not HEAD) also catches changes the agent committed itself.
-        """
-        excludes = [f":(exclude){e}" for e in exclude]
-        self.git("add", "--all", "--", ".", *excludes)
-        out = self.git("diff", "--cached", "--name-status", "-z", "--find-renames", start_commit, "--").stdout
-        return parse_name_status(out)
-
-    def commit(self, start_commit: str, message: str, author_name: str, author_email: str) -> str:
-        """One commit on top of the start, by the given author, squashing anything the agent committed itself."""
-        self.git("reset", "--quiet", "--soft", start_commit)
-        identity = {
-            "GIT_AUTHOR_NAME": author_name,
-            "GIT_AUTHOR_EMAIL": author_email,
-            "GIT_COMMITTER_NAME": author_name,
-            "GIT_COMMITTER_EMAIL": author_email,
-        }
-        self.git("commit", "--quiet", "--no-verify", "--allow-empty-message", "-m", message, env=identity)
-        return self.head()
-
-    def push(self, branch: str) -> None:
-        """Fast-forward only: a branch that moved on the remote meanwhile fails rather than being overwritten."""
-        self.git("push", "--quiet", "--no-verify", self.remote_url, f"HEAD:refs/heads/{branch}", network=True)

@@ -19,7 +19,6 @@ import argparse
 import ctypes
 import json
 import os
-import shutil
 import signal
 import stat
 import subprocess
@@ -35,13 +34,12 @@ from types import FrameType
 from typing import IO, Any
 
 from .. import settings
-from ..domain.redaction import REDACTED, redact_text
 from ..domain.write_scope import tree_violations
 from . import egress
 from . import sandbox as sb
 from .agent_env import build_agent_env
 from .agent_turn import AgentTurn
-from .git_workspace import BranchNotFound, Checkout, GitError, basic_auth_header
+from .git_workspace import BranchNotFound, Checkout, GitError, token_scrubber
 from .runner_spec import TOKEN_ENV_VAR, RunnerResult, RunnerSpec, RunnerStatus, SpecError, load_spec
 from .verified_push import RunnerRepository
 
@@ -60,21 +58,6 @@ def exit_code_for(status: RunnerStatus | str) -> int:
 
 class Cancelled(BaseException):
     """SIGTERM/SIGINT arrived. A BaseException so no `except Exception` on the way swallows it."""
-
-
-# ------------------------------------------------------------------------------------------------ secrets
-
-
-def make_scrubber(token: str | None) -> Callable[[str], str]:
-    """A redactor that also knows the literal token, whose shape `redact_text` may not recognise."""
-    secrets = [token, basic_auth_header(token).rsplit(" ", 1)[1]] if token else []
-
-    def scrub(text: str) -> str:
-        for secret in secrets:
-            text = text.replace(secret, REDACTED)
-        return redact_text(text)
-
-    return scrub
 
 
 # ------------------------------------------------------------------------------------------------ reporting
@@ -226,7 +209,7 @@ def launch_agent(
     Every agent (scripted in tests, codex, claude, opencode, aider) goes through here, so the boundary is the same.
     """
     argv = list(command)
-    found = shutil.which(argv[0], path=env.get("PATH", "")) if os.sep not in argv[0] else argv[0]
+    found = sb.resolve_executable(argv[0], env.get("PATH", ""))
     if found is None or not os.access(found, os.X_OK):  # inside bwrap this would only be "exit 1"
         raise FileNotFoundError(argv[0])
     if launch.bwrap is not None and launch.plan is not None:
@@ -592,6 +575,7 @@ class AgentRun:
             home=sb.AGENT_HOME if bwrap else str(self._bare_home()),
             declared=[*spec.pass_env, *turn.declared],
             extra={**spec.env, **agent_vars, **self._agent_context(checkout)},
+            aliases=turn.key_aliases,
         )
         for note in turn.notes:
             self.reporter.status("agent_setup", note)
@@ -794,7 +778,7 @@ def _term_when_parent_dies() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     token = os.environ.get(TOKEN_ENV_VAR) or None
-    scrub = make_scrubber(token)
+    scrub = token_scrubber(token)
     guard = CancelGuard().install()
     reporter = Reporter.open(scrub)
     try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
@@ -19,7 +18,7 @@ from .. import settings
 from ..domain.spend import Budgets, Limit, Price, PriceTable
 from ..domain.stages import WriteScope
 from ..domain.write_scope import DEFAULT_MAX_TEXT_BYTES, DEFAULT_SELF_IMPROVE_ALLOW
-from .agent_env import platform_secret_reason
+from .agent_env import refuse_platform_secrets
 from .agent_setup import AgentSettings
 from .egress import Endpoint
 
@@ -125,13 +124,13 @@ class RunnerSpec(BaseModel):
     @field_validator("env")
     @classmethod
     def _no_platform_secret_in_env(cls, value: dict[str, str]) -> dict[str, str]:
-        _refuse_platform_secrets(value)
+        refuse_platform_secrets(value, "{name} is never given to the agent: {reason}")
         return value
 
     @field_validator("pass_env")
     @classmethod
     def _no_platform_secret_passed(cls, value: list[str]) -> list[str]:
-        _refuse_platform_secrets(value)
+        refuse_platform_secrets(value, "{name} is never given to the agent: {reason}")
         return value
 
     @field_validator("egress_allow")
@@ -145,13 +144,6 @@ class RunnerSpec(BaseModel):
     def effective_scope(self) -> WriteScope:
         """comment_only runs may change nothing, whatever the stage's scope says."""
         return WriteScope.NONE if self.mode == "comment_only" else self.write_scope
-
-
-def _refuse_platform_secrets(names: Iterable[str]) -> None:
-    for name in names:
-        reason = platform_secret_reason(name)
-        if reason is not None:
-            raise ValueError(f"{name} is never given to the agent: {reason}")
 
 
 class RunnerResult(BaseModel):

@@ -9,7 +9,6 @@ mode 600 in a mode-700 run directory and removed when the run ends, whatever way
 """
 
 import os
-import re
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -39,18 +38,16 @@ def _result_from_messages(messages: list[Any], spec: RunnerSpec, fallback: str) 
     return RunnerResult(status="failed", reason="runner_crashed", message=fallback, branch=spec.branch)
 
 
-_BINARY_SUFFIXES = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40}
-_DECIMAL_SUFFIXES = {"": 1, "k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}
-_QUANTITY = re.compile(r"^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|k|M|G|T)?$")
-
-
 def quantity_bytes(quantity: str) -> int | None:
-    """A Kubernetes memory quantity ('2Gi', '512M', '1000000') in bytes; None for one this does not read."""
-    match = _QUANTITY.match(quantity.strip())
-    if match is None:
+    """A Kubernetes memory quantity ('2Gi', '512M', '1000000') in bytes; None for one that is not a quantity or
+    comes to less than a byte."""
+    from kubernetes.utils import parse_quantity  # the client is heavy; only a run with a catalog agent needs it
+
+    try:
+        size = int(parse_quantity(quantity.strip()))
+    except (ValueError, ArithmeticError):
         return None
-    number, suffix = float(match.group(1)), match.group(2) or ""
-    return int(number * (_BINARY_SUFFIXES.get(suffix) or _DECIMAL_SUFFIXES[suffix]))
+    return size if size > 0 else None
 
 
 def write_private_file(path: Path, text: str) -> None:

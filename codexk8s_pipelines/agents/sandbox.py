@@ -81,18 +81,21 @@ class SandboxPlan:
     egress: EgressMount | None = None
 
 
-def _interpreter_prefix(executable: str, path_env: str) -> Path | None:
+def resolve_executable(executable: str, path_env: str) -> str | None:
+    """Where `executable` is: itself when it is a path, else its first match on `path_env` (None: not found)."""
+    return executable if os.sep in executable else shutil.which(executable, path=path_env)
+
+
+def _interpreter_prefix(found: str | None) -> Path | None:
     """`<prefix>` of the resolved `<prefix>/bin/<exe>`: an interpreter needs its library directory as well."""
-    found = executable if os.sep in executable else shutil.which(executable, path=path_env)
     if not found:
         return None
     real = Path(found).resolve()
     return real.parent.parent if real.parent.name == "bin" else real.parent
 
 
-def _shebang_interpreter(executable: str, path_env: str) -> str | None:
-    """The interpreter named on a script's `#!` line (an absolute path), or None for a binary."""
-    found = executable if os.sep in executable else shutil.which(executable, path=path_env)
+def _shebang_interpreter(found: str | None) -> str | None:
+    """The interpreter named on the `#!` line of the script at `found` (an absolute path), or None for a binary."""
     try:
         with open(found or "", "rb") as handle:
             first = handle.readline(256)
@@ -107,23 +110,23 @@ def _shebang_interpreter(executable: str, path_env: str) -> str | None:
 def command_paths(command: Sequence[str], path_env: str) -> list[Path]:
     """Host paths the agent needs to start: its interpreter's installation and absolute paths in its arguments."""
     paths: list[Path] = []
-    prefix = _interpreter_prefix(command[0], path_env)
+    found = resolve_executable(command[0], path_env)  # the one PATH lookup
+    prefix = _interpreter_prefix(found)
     if prefix is not None:
         paths.append(prefix)
     if os.sep in command[0]:
         paths.append(Path(command[0]))  # the venv's symlink itself, besides where it points
-    found = shutil.which(command[0], path=path_env) if os.sep not in command[0] else None
-    if found is not None and Path(found).is_symlink():
+    elif found is not None and Path(found).is_symlink():
         # Found through PATH as a link into its installation (`.tools/bin/codex` → node_modules): the directory
         # of links, so that the name resolves inside as outside (a checkout under /tmp is not shown otherwise).
         paths.append(Path(found).parent)
-    real = Path(found or command[0]).resolve() if (found or os.sep in command[0]) else None
+    real = Path(found).resolve() if found else None
     modules = next((p for p in real.parents if p.name == "node_modules"), None) if real is not None else None
     if modules is not None:
         paths.append(modules)  # an npm agent's launcher finds its platform binary in a package beside its own
-    interpreter = _shebang_interpreter(command[0], path_env)  # a script agent (aider): its Python too
+    interpreter = _shebang_interpreter(found)  # a script agent (aider): its Python too
     if interpreter is not None:
-        paths += [p for p in (_interpreter_prefix(interpreter, path_env), Path(interpreter)) if p is not None]
+        paths += [p for p in (_interpreter_prefix(interpreter), Path(interpreter)) if p is not None]
     for arg in command[1:]:
         candidate = arg.split("=", 1)[1] if arg.startswith("-") and "=" in arg else arg
         if candidate.startswith("/") and os.path.exists(candidate):
@@ -155,7 +158,7 @@ def bwrap_args(plan: SandboxPlan, command: Sequence[str], path_env: str) -> list
     extra_paths: list[Path] = []
     if plan.egress is not None:
         extra_paths.append(Path(plan.egress.python))
-        prefix = _interpreter_prefix(plan.egress.python, path_env)
+        prefix = _interpreter_prefix(resolve_executable(plan.egress.python, path_env))
         if prefix is not None:
             extra_paths.append(prefix)
         for name, value in plan.egress.proxy_env().items():

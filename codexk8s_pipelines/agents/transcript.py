@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 AgentKind = Literal["codex", "claude-code", "opencode", "aider", "custom"]
-AGENT_KINDS: tuple[str, ...] = ("codex", "claude-code", "opencode", "aider", "custom")
 
 # What the agents print while their model endpoint cannot be reached (Codex retries forever; aider for 80 s).
 _UNREACHABLE = re.compile(
@@ -56,10 +55,6 @@ class Transcript:
     unreachable: bool = False
     events: list[dict[str, Any]] = field(default_factory=list)
     text_lines: list[str] = field(default_factory=list)
-
-    @property
-    def tools_failed(self) -> int:
-        return sum(1 for t in self.tools if not t.ok)
 
     @property
     def all_tools_failed(self) -> bool:
@@ -228,13 +223,15 @@ def _read_aider_text(t: Transcript) -> None:
 _READERS = {"codex": _codex, "claude-code": _claude, "opencode": _opencode}
 
 
-def describe_line(kind: str, line: str) -> str | None:
+def describe_line(kind: str, line: str, one: Transcript | None = None) -> str | None:
     """A short human line for one output line of the agent, or None to leave it out of the log.
 
     The machine-readable modes print whole JSON objects (the first one can echo the prompt); the log shows what
-    happened instead: commands with their exit code, edits, tool calls, messages and errors.
+    happened instead: commands with their exit code, edits, tool calls, messages and errors. `one`: the line
+    already read as a transcript (`read_transcript(kind, [line])`), when the caller has it.
     """
-    event = _json(line)
+    parsed = one.events if one is not None else [_json(line)]
+    event = parsed[0] if parsed else None
     if event is None:
         return line
     etype = str(event.get("type") or "")

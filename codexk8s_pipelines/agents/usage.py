@@ -111,6 +111,11 @@ def _add(a: int | None, b: int | None) -> int | None:
     return b if a is None else a + b
 
 
+def input_total(fresh: int | None, cache_read: int | None, cache_write: int | None) -> int | None:
+    """All input tokens of a report whose input count excludes the cache (Claude, OpenCode): unknown without it."""
+    return None if fresh is None else fresh + (cache_read or 0) + (cache_write or 0)
+
+
 def codex_usage(transcript: Transcript) -> Usage:
     """Sum of `turn.completed` usage: one per turn of `codex exec` (a resume reports the session's total)."""
     usage = Usage("codex", source="codex --json turn.completed")
@@ -120,12 +125,14 @@ def codex_usage(transcript: Transcript) -> Usage:
             continue
         u = event.get("usage") or {}
         turns += 1
-        usage = replace(
-            usage,
-            input=_add(usage.input, _int(u.get("input_tokens"))),
-            cached_input=_add(usage.cached_input, _int(u.get("cached_input_tokens"))),
-            output=_add(usage.output, _int(u.get("output_tokens"))),
-            reasoning=_add(usage.reasoning, _int(u.get("reasoning_output_tokens"))),
+        usage = usage.plus(
+            Usage(
+                "codex",
+                input=_int(u.get("input_tokens")),
+                cached_input=_int(u.get("cached_input_tokens")),
+                output=_int(u.get("output_tokens")),
+                reasoning=_int(u.get("reasoning_output_tokens")),
+            )
         )
     return usage if turns else Usage("codex", source="codex reported no usage")
 
@@ -136,12 +143,8 @@ def claude_usage(transcript: Transcript) -> Usage:
     if result is None:
         return Usage("claude-code", source="claude reported no result")
     u = result.get("usage") or {}
-    fresh, read, write = (
-        _int(u.get("input_tokens")),
-        _int(u.get("cache_read_input_tokens")),
-        _int(u.get("cache_creation_input_tokens")),
-    )
-    total_in = None if fresh is None else fresh + (read or 0) + (write or 0)
+    read = _int(u.get("cache_read_input_tokens"))
+    total_in = input_total(_int(u.get("input_tokens")), read, _int(u.get("cache_creation_input_tokens")))
     details = u.get("output_tokens_details") or {}
     cost = result.get("total_cost_usd")
     requests = sum(1 for e in transcript.events if e.get("type") == "assistant") or _int(result.get("num_turns"))
@@ -161,7 +164,6 @@ def opencode_usage(transcript: Transcript) -> Usage:
     """Sum of `step_finish` tokens (input excludes the cache, so it is added) and cost."""
     usage = Usage("opencode", source="opencode step_finish")
     steps = 0
-    cost: float | None = None
     for event in transcript.events:
         if event.get("type") != "step_finish":
             continue
@@ -169,21 +171,21 @@ def opencode_usage(transcript: Transcript) -> Usage:
         tokens = part.get("tokens") or {}
         cache = tokens.get("cache") or {}
         steps += 1
-        fresh = _int(tokens.get("input"))
-        total_in = None if fresh is None else fresh + (_int(cache.get("read")) or 0) + (_int(cache.get("write")) or 0)
-        usage = replace(
-            usage,
-            input=_add(usage.input, total_in),
-            cached_input=_add(usage.cached_input, _int(cache.get("read"))),
-            output=_add(usage.output, _int(tokens.get("output"))),
-            reasoning=_add(usage.reasoning, _int(tokens.get("reasoning"))),
+        cost = part.get("cost")
+        usage = usage.plus(
+            Usage(
+                "opencode",
+                input=input_total(_int(tokens.get("input")), _int(cache.get("read")), _int(cache.get("write"))),
+                cached_input=_int(cache.get("read")),
+                output=_int(tokens.get("output")),
+                reasoning=_int(tokens.get("reasoning")),
+                cost_usd=float(cost) if isinstance(cost, int | float) else None,
+            )
         )
-        if isinstance(part.get("cost"), int | float):
-            cost = (cost or 0.0) + float(part["cost"])
     if not steps:
         return Usage("opencode", source="opencode reported no step")
     # OpenCode reports cost 0 for a model it has no price for: that is "unknown", not free.
-    return replace(usage, cost_usd=cost if cost else None, model_requests=steps)
+    return replace(usage, cost_usd=usage.cost_usd if usage.cost_usd else None, model_requests=steps)
 
 
 def aider_usage(analytics_lines: Iterable[str]) -> Usage:
@@ -200,10 +202,8 @@ def aider_usage(analytics_lines: Iterable[str]) -> Usage:
             continue
         props = event.get("properties") or {}
         messages += 1
-        usage = replace(
-            usage,
-            input=_add(usage.input, _int(props.get("prompt_tokens"))),
-            output=_add(usage.output, _int(props.get("completion_tokens"))),
+        usage = usage.plus(
+            Usage("aider", input=_int(props.get("prompt_tokens")), output=_int(props.get("completion_tokens")))
         )
         if isinstance(props.get("total_cost"), int | float):
             total_cost = float(props["total_cost"])

@@ -20,8 +20,8 @@ from decimal import Decimal
 from typing import Any
 
 from ..domain.spend import Breach, Budgets, LoopDetector, PriceTable, TokenCounts, Turn, run_cap_reached
-from .transcript import read_transcript
-from .usage import Usage, parse_usage
+from .transcript import Transcript, read_transcript
+from .usage import Usage, input_total, parse_usage
 
 # Tools that only look: a turn of these changed nothing.
 _READ_ONLY = frozenset(
@@ -49,7 +49,7 @@ def _claude_message_usage(event: dict[str, Any]) -> tuple[str, Usage] | None:
         return v if isinstance(v, int) and not isinstance(v, bool) else 0
 
     read = n("cache_read_input_tokens")
-    total_in = n("input_tokens") + read + n("cache_creation_input_tokens")
+    total_in = input_total(n("input_tokens"), read, n("cache_creation_input_tokens"))
     usage = Usage("claude-code", total_in, read, n("output_tokens"), model_requests=1, source="claude message usage")
     return str(message.get("id") or id(event)), usage
 
@@ -116,10 +116,11 @@ class UsageMeter:
     def cost(self) -> Decimal | None:
         return self.prices.cost(self.model, self.tokens, self.usage.cost_usd).amount
 
-    def feed(self, line: str) -> Stop | None:
+    def feed(self, line: str, one: Transcript | None = None) -> Stop | None:
+        """`one`: the line already read as a transcript (`read_transcript(kind, [line])`), when the caller has it."""
         if not line.startswith("{"):
             return None
-        transcript = read_transcript(self.kind, [line])
+        transcript = one if one is not None else read_transcript(self.kind, [line])
         if not transcript.events:
             return None
         event = transcript.events[0]
@@ -138,7 +139,7 @@ class UsageMeter:
     def cap_breach(self) -> Breach | None:
         return run_cap_reached(self.budgets, self.tokens.total, self.cost())
 
-    def _count(self, event: dict[str, Any], transcript: Any) -> bool:
+    def _count(self, event: dict[str, Any], transcript: Transcript) -> bool:
         if self.kind == "claude-code":
             if event.get("type") == "result":
                 final = parse_usage("claude-code", transcript)

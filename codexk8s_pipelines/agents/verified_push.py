@@ -24,18 +24,17 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..domain.redaction import REDACTED, redact_text
 from ..domain.write_scope import TreeChange
 from .git_workspace import (
-    _MAX_ERROR_CHARS,
-    _SCRUBBED_ENV_PREFIXES,
-    BranchNotFound,
     Checkout,
-    GitError,
     Mode,
     auth_config_env,
-    basic_auth_header,
+    git_env,
     normalize_remote,
+    remote_heads,
+    run_git,
+    source_branch,
+    token_scrubber,
 )
 
 # Beats any config file: no hooks, no fsmonitor, no attribute file, no pager, no signing, no ext:: transport.
@@ -89,32 +88,19 @@ class RunnerRepository:
         self.home = self.git_dir / "runner-home"
         self.remote_url = normalize_remote(remote_url)
         self.timeout_seconds = timeout_seconds
-        self._secrets = [token, basic_auth_header(token).rsplit(" ", 1)[1]] if token else []
+        self.scrub = token_scrubber(token)
         self._auth_env = auth_config_env(self.remote_url, token)
-        base = os.environ if base_env is None else base_env
-        self._env = {
-            k: v
-            for k, v in base.items()
-            if not k.startswith(_SCRUBBED_ENV_PREFIXES) and not k.upper().endswith(("_TOKEN", "_PRIVATE_KEY"))
-        }
+        self._env = git_env(os.environ if base_env is None else base_env)
         self._env.update(
             {
                 "GIT_CONFIG_GLOBAL": "/dev/null",
                 "GIT_CONFIG_NOSYSTEM": "1",
                 "HOME": str(self.home),
                 "XDG_CONFIG_HOME": str(self.home / ".config"),
-                "GIT_TERMINAL_PROMPT": "0",
-                "GCM_INTERACTIVE": "never",
-                "LC_ALL": "C",
             }
         )
 
     # ---------------------------------------------------------------- plumbing
-
-    def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return redact_text(text)
 
     def git(
         self,
@@ -126,28 +112,18 @@ class RunnerRepository:
         git_dir: Path | None = None,
     ) -> subprocess.CompletedProcess[bytes]:
         """One git command on the runner's git dir and the worktree; failures become a redacted GitError."""
-        full_env = {**self._env, **(self._auth_env if network else {}), **(env or {})}
         target = git_dir or self.git_dir
-        cmd = ["git", *_HARDENED_CONFIG, f"--git-dir={target}", f"--work-tree={self.worktree}", *args]
-        try:
-            proc = subprocess.run(
-                cmd,
-                cwd=self.git_dir,
-                env=full_env,
-                input=input_bytes,
-                stdin=None if input_bytes is not None else subprocess.DEVNULL,
-                capture_output=True,
-                timeout=self.timeout_seconds,
-                check=False,
-            )
-        except subprocess.TimeoutExpired:
-            raise GitError(f"git {args[0]} timed out after {self.timeout_seconds:g}s") from None
-        except OSError as exc:
-            raise GitError(self.scrub(f"cannot run git: {exc}")) from None
-        if check and proc.returncode != 0:
-            detail = (proc.stderr or proc.stdout).decode("utf-8", "replace").strip()[-_MAX_ERROR_CHARS:]
-            raise GitError(self.scrub(f"git {args[0]} failed (exit {proc.returncode}): {detail}"))
-        return proc
+        return run_git(
+            ["git", *_HARDENED_CONFIG, f"--git-dir={target}", f"--work-tree={self.worktree}", *args],
+            args[0],
+            scrub=self.scrub,
+            timeout=self.timeout_seconds,
+            check=check,
+            cwd=self.git_dir,
+            env={**self._env, **(self._auth_env if network else {}), **(env or {})},
+            input=input_bytes,
+            stdin=None if input_bytes is not None else subprocess.DEVNULL,
+        )
 
     def out(self, *args: str, **kwargs: object) -> str:
         return self.git(*args, **kwargs).stdout.decode("utf-8", "replace")  # type: ignore[arg-type]
@@ -158,7 +134,7 @@ class RunnerRepository:
         """A fresh worktree of the branch the mode asks for; nothing a previous run (or agent) left is reused."""
         self._ensure_git_dir()
         on_remote = self.remote_heads([branch, base_branch])
-        source = _source_branch(branch, base_branch, mode, on_remote)
+        source = source_branch(branch, base_branch, mode, on_remote)
         self.git(
             "fetch", "--quiet", "--prune", "--no-tags", "origin",
             f"+refs/heads/{source}:refs/remotes/origin/{source}", network=True,
@@ -205,10 +181,7 @@ class RunnerRepository:
         self.git("reset", "--quiet", git_dir=agent_dir)
 
     def remote_heads(self, names: Sequence[str]) -> set[str]:
-        refs = [f"refs/heads/{n}" for n in dict.fromkeys(names)]
-        out = self.out("ls-remote", "--heads", "origin", *refs, network=True)
-        found = {line.split("\t", 1)[1] for line in out.splitlines() if "\t" in line}
-        return {n for n in names if f"refs/heads/{n}" in found}
+        return remote_heads(names, lambda refs: self.out("ls-remote", "--heads", "origin", *refs, network=True))
 
     # ---------------------------------------------------------------- after the agent
 
@@ -282,16 +255,6 @@ class RunnerRepository:
     def push(self, commit: str, branch: str) -> None:
         """Exactly `commit`, by SHA; fast-forward only, so a branch that moved meanwhile fails rather than loses."""
         self.git("push", "--quiet", "--no-verify", self.remote_url, f"{commit}:refs/heads/{branch}", network=True)
-
-
-def _source_branch(branch: str, base_branch: str, mode: Mode, on_remote: set[str]) -> str:
-    if branch in on_remote:
-        return branch
-    if mode == "revise":
-        raise BranchNotFound(f"branch {branch!r} does not exist on the remote; a revise needs its pull request")
-    if base_branch not in on_remote:
-        raise BranchNotFound(f"base branch {base_branch!r} does not exist on the remote", "base_branch_not_found")
-    return base_branch
 
 
 def _remove(path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, NoReturn, overload
+from typing import Any, NoReturn
 
 import dagster as dg
 
@@ -28,65 +28,38 @@ CHECKOUT = dg.AssetKey("repository_checkout")  # the external asset each reposit
 
 @dataclass(frozen=True)
 class PeriodicRun:
-    """What a periodic asset works on: the configuration, the repository of its partition, and its checkout."""
+    """What a periodic asset works on: the configuration, the repository of its partition, and the store."""
 
     platform: PlatformConfig
     repo: RepositoryConfig
     store: PlatformStore
-    root: Path | None = None
+
+    def checked_out(self, github: GitHubResource) -> CheckedOutRun:
+        """The same run with a fresh checkout of the repository's default branch (a clear failure when git
+        cannot make one)."""
+        try:
+            root, commit = checkout(self.repo, github.credentials())
+        except Exception as exc:  # git's own message says why (auth, network, branch); no traceback is more useful
+            cannot(f"{self.repo.key}: cannot check out {self.repo.default_branch!r}: {exc}")
+        return CheckedOutRun(self.platform, self.repo, self.store, root, commit)
+
+
+@dataclass(frozen=True)
+class CheckedOutRun(PeriodicRun):
+    """A `PeriodicRun` with its checkout: the working tree and the commit it is at."""
+
+    root: Path
     commit: str | None = None
 
 
-if TYPE_CHECKING:
-
-    class CheckedOutRun(PeriodicRun):
-        """For the checker only: a `PeriodicRun` with its checkout, what `open_partition` returns unless
-        `with_checkout=False`."""
-
-        root: Path
-
-else:
-    CheckedOutRun = PeriodicRun
-
-
-@overload
 def open_partition(
-    context: dg.AssetExecutionContext,
-    platform_db: PlatformDatabase,
-    platform_config: PlatformConfigResource,
-    github: GitHubResource,
-    *,
-    with_checkout: Literal[True] = True,
-) -> CheckedOutRun: ...
-@overload
-def open_partition(
-    context: dg.AssetExecutionContext,
-    platform_db: PlatformDatabase,
-    platform_config: PlatformConfigResource,
-    github: GitHubResource,
-    *,
-    with_checkout: bool,
-) -> PeriodicRun: ...
-def open_partition(
-    context: dg.AssetExecutionContext,
-    platform_db: PlatformDatabase,
-    platform_config: PlatformConfigResource,
-    github: GitHubResource,
-    *,
-    with_checkout: bool = True,
+    context: dg.AssetExecutionContext, platform_db: PlatformDatabase, platform_config: PlatformConfigResource
 ) -> PeriodicRun:
-    """The configuration, the partition's repository (a clear failure when it is no longer watched) and, unless
-    the check needs none, a fresh checkout of its default branch."""
+    """The configuration and the partition's repository (a clear failure when it is no longer watched); a check
+    that reads the repository's files asks for its checkout next (`.checked_out(github)`)."""
     platform = platform_config.get()
     repo = watched_repository(platform, context.partition_key)
-    store = platform_db.store()
-    if not with_checkout:
-        return PeriodicRun(platform, repo, store)
-    try:
-        root, commit = checkout(repo, github.credentials())
-    except Exception as exc:  # git's own message says why (auth, network, branch); no traceback is more useful
-        cannot(f"{repo.key}: cannot check out {repo.default_branch!r}: {exc}")
-    return PeriodicRun(platform, repo, store, root, commit)
+    return PeriodicRun(platform, repo, platform_db.store())
 
 
 def cannot(description: str, **metadata: Any) -> NoReturn:

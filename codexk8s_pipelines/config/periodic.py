@@ -15,17 +15,26 @@ from ..drift.ignore import parse_pointer
 
 DEFAULT_OSV_URL = "https://osv-vulnerabilities.storage.googleapis.com"
 
-# The asset checks of the periodic assets and how a failure shows by default (ERROR: red; WARN: yellow);
-# `periodic.check_severity` overrides them by name.
+# The asset checks of the periodic assets, named once: each asset declares its checks with these names, and
+# `periodic.check_severity` refers to them.
+NO_SEVERE_FINDINGS = "no_severe_findings"
+OSV_DATABASE_FRESH = "osv_database_fresh"
+ALL_DEPENDENCIES_CHECKED = "all_dependencies_checked"
+LIBYEARS_WITHIN_BUDGET = "libyears_within_budget"
+NO_DRIFT = "no_drift"
+INDEX_AT_HEAD = "index_at_head"
+EVIDENCE_ISSUE_OPEN = "evidence_issue_open"
+
+# How a check's failure shows by default (ERROR: red; WARN: yellow); `periodic.check_severity` overrides it by name.
 CheckSeverityName = Literal["error", "warn"]
 CHECK_DEFAULT_SEVERITY: dict[str, CheckSeverityName] = {
-    "no_severe_findings": "error",
-    "osv_database_fresh": "warn",
-    "all_dependencies_checked": "error",
-    "libyears_within_budget": "warn",
-    "no_drift": "warn",
-    "index_at_head": "error",
-    "evidence_issue_open": "warn",
+    NO_SEVERE_FINDINGS: "error",
+    OSV_DATABASE_FRESH: "warn",
+    ALL_DEPENDENCIES_CHECKED: "error",
+    LIBYEARS_WITHIN_BUDGET: "warn",
+    NO_DRIFT: "warn",
+    INDEX_AT_HEAD: "error",
+    EVIDENCE_ISSUE_OPEN: "warn",
 }
 FindingSeverity = Literal["CRITICAL", "HIGH", "MEDIUM", "LOW"]
 

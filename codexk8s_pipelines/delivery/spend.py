@@ -10,7 +10,7 @@ from ..agents.usage import Usage
 from ..config.models import PlatformConfig
 from ..domain.spend import Cost, TokenCounts, issue_total_line
 from ..store.database import PlatformStore
-from ..store.usage import UsageRecord, issue_runs, record_usage
+from ..store.usage import UsageRecord, issue_runs, record_usage, usage_figures
 from .context import StageContext
 
 ACTOR = "dagster"
@@ -21,12 +21,12 @@ def spend_guard(platform: PlatformConfig, model: str | None) -> SpendGuard | Non
     budgets = platform.budgets
     if budgets.per_run is None and budgets.loop_turns == 0:
         return None
-    price = platform.pricing.models.get(model or "") or platform.pricing.models.get((model or "").lower())
+    price = platform.pricing.table().price(model)
     return SpendGuard(
         model=(model or "").lower() or None,
         currency=platform.pricing.currency,
         price_input=price.input if price else None,
-        price_cached_input=(price.cached_input if price.cached_input is not None else price.input) if price else None,
+        price_cached_input=price.cached_input if price else None,
         price_output=price.output if price else None,
         max_tokens=budgets.per_run.tokens if budgets.per_run else None,
         max_cost=budgets.per_run.cost if budgets.per_run else None,
@@ -65,13 +65,7 @@ def record_run(
         ),
     )
     figures = {
-        "agent": agent,
-        "model": ctx.model,
-        "input": tokens.input,
-        "cached_input": tokens.cached_input,
-        "output": tokens.output,
-        "cost": None if cost.amount is None else str(cost.amount),
-        "currency": cost.currency,
+        **usage_figures(agent, ctx.model, tokens, cost.amount, cost.currency),
         "cost_source": cost.source.value,
     }
     store.append_event(ctx.correlation_key, "run.usage.recorded", "system", ACTOR, figures)

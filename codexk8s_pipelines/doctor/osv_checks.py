@@ -29,7 +29,9 @@ def check_osv(ctx: Context) -> list[Check]:
             )
         ]
     source = f"from {cfg.osv_source}" if cfg.osv_source else f"from {cfg.osv_url} (needs network access)"
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+    from ..security.osv import OsvDatabase, osv_database_present
+
+    if not osv_database_present(path):
         return [  # a warning: everything but the security scan works without it
             warn(
                 NAME,
@@ -37,8 +39,6 @@ def check_osv(ctx: Context) -> list[Check]:
                 f"{materialize} {source}; offline, set periodic.security.osv_source to a local export first",
             )
         ]
-    from ..security.osv import OsvDatabase
-
     try:
         db = OsvDatabase.load(path, max_age=timedelta(days=cfg.max_age_days))
     except Exception as exc:

@@ -6,6 +6,7 @@ import re
 from dataclasses import dataclass
 
 _KEY = re.compile(r"^(?P<repo>[^#\s]+/[^#\s]+)#(?P<number>\d+):(?P<label>.+):(?P<event>[^:]+)$")
+_TARGET = re.compile(r"^(?P<repo>[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+)#(?P<number>\d+)$")
 
 
 @dataclass(frozen=True)
@@ -39,3 +40,11 @@ def comment_number(key: str, issue_number: int | None, pr_number: int | None) ->
         return parse_correlation_key(key).number
     except ValueError:
         return int(issue_number if issue_number is not None else pr_number or 0)
+
+
+def parse_target(value: str) -> tuple[str, int]:
+    """An issue or PR as a person types it, `owner/repo#N`: the repository (lower case) and the number."""
+    m = _TARGET.match(value.strip())
+    if not m:
+        raise ValueError(f"{value!r} is not owner/repo#N (for example acme/shop#12)")
+    return m["repo"].lower(), int(m["number"])

@@ -28,6 +28,7 @@ from datetime import datetime
 from typing import Any
 
 from .correlation import parse_correlation_key
+from .spend import TokenCounts
 from .stages import MAIN_PATH
 
 # Finish events of a run and the outcome each stands for.
@@ -133,17 +134,18 @@ def _number(value: Any) -> float | None:
 
 
 def _usage(payload: Mapping[str, Any]) -> tuple[int | None, float | None]:
-    """Tokens and cost of an agent step, where the runner reported them (`usage` of `run.agent.finished`); a
-    figure that is missing or not a number (the audit's redaction, an agent that said nothing) is unknown."""
+    """Tokens and cost of an agent step, where the runner reported them (`usage` of `run.agent.finished`:
+    `agents.usage.Usage.to_dict()`, tokens as `input`/`output`); a figure that is missing or not a number (the
+    audit's redaction, an agent that said nothing) is unknown."""
     usage = payload.get("usage") or {}
     if not isinstance(usage, Mapping):
         return None, None
-    total = _number(usage.get("total_tokens"))
-    parts = [_number(usage.get(k)) for k in ("input_tokens", "output_tokens")]
-    if total is None and any(p is not None for p in parts):
-        total = sum(p or 0.0 for p in parts)
-    cost = _number(usage.get("cost_usd"))
-    return (int(total) if total is not None else None), cost
+    input_tokens, output_tokens = (_number(usage.get(k)) for k in ("input", "output"))
+    tokens = TokenCounts(
+        input=int(input_tokens) if input_tokens is not None else None,
+        output=int(output_tokens) if output_tokens is not None else None,
+    ).total
+    return tokens, _number(usage.get("cost_usd"))
 
 
 def run_fact(key: str, events: Sequence[AuditEvent], info: RunInfo | None = None) -> RunFact | None:

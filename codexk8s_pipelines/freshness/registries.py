@@ -38,11 +38,11 @@ import http.client
 import json
 import re
 import time
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 from urllib.error import HTTPError, URLError
 from urllib.parse import quote
 from urllib.request import Request, urlopen
@@ -298,12 +298,29 @@ def _mapping(http: _Http, value: Any, what: str) -> Mapping[str, Any]:
     return value
 
 
-class _PyPI:
-    ecosystem = PYPI
+class _Base:
+    """What every registry client shares: its base URL, its HTTP session, and the answer from its releases."""
 
-    def __init__(self, base: str, timeout: float, *limits: Any) -> None:
+    ecosystem = ""
+
+    def __init__(
+        self, base: str, timeout: float, deadline: Deadline = _NO_DEADLINE, max_bytes: int = DEFAULT_MAX_BYTES
+    ) -> None:
         self.base = base.rstrip("/")
-        self.http = _Http(registry_name(PYPI), timeout, *limits)
+        self.http = _Http(registry_name(self.ecosystem), timeout, deadline, max_bytes)
+
+    def fetch(self, name: str, used: Collection[str]) -> PackageInfo:
+        """What the registry knows about `name`; `used` are the versions the project uses."""
+        raise NotImplementedError
+
+    def _info(self, name: str, releases: dict[str, Release], notes: tuple[str, ...] = ()) -> PackageInfo:
+        """The package's answer: the latest release not yanked, and every release."""
+        latest = latest_version(self.ecosystem, (v for v, r in releases.items() if not r.yanked))
+        return PackageInfo(self.ecosystem, name, self.http.registry, latest, releases, notes)
+
+
+class _PyPI(_Base):
+    ecosystem = PYPI
 
     def fetch(self, name: str, used: Collection[str]) -> PackageInfo:
         document = _mapping(self.http, self.http.get_json(f"{self.base}/pypi/{quote(name, safe='')}/json"), "body")
@@ -319,8 +336,7 @@ class _PyPI:
             releases[version] = Release(
                 version, min(dates) if dates else None, yanked=all(bool(f.get("yanked")) for f in files)
             )
-        latest = latest_version(PYPI, (v for v, r in releases.items() if not r.yanked))
-        return PackageInfo(PYPI, name, self.http.registry, latest, releases)
+        return self._info(name, releases)
 
 
 def _npm_path(name: str) -> str:
@@ -331,12 +347,8 @@ def _npm_path(name: str) -> str:
     return quote(name, safe="")
 
 
-class _Npm:
+class _Npm(_Base):
     ecosystem = NPM
-
-    def __init__(self, base: str, timeout: float, *limits: Any) -> None:
-        self.base = base.rstrip("/")
-        self.http = _Http(registry_name(NPM), timeout, *limits)
 
     def fetch(self, name: str, used: Collection[str]) -> PackageInfo:
         document = _mapping(self.http, self.http.get_json(f"{self.base}/{_npm_path(name)}"), "body")
@@ -348,13 +360,12 @@ class _Npm:
             raise RegistryError(self.http.registry, f"unpublished from {self.http.registry}")
         versions = _mapping(self.http, versions, "`versions`")
         releases = {v: Release(v, parse_time(times.get(v))) for v in versions}
-        latest = latest_version(NPM, releases)
-        notes: tuple[str, ...] = ()
+        info = self._info(name, releases)  # npm has no yanked release: the latest of all of them
         tags = document.get("dist-tags")
         tagged = tags.get("latest") if isinstance(tags, Mapping) else None
-        if isinstance(tagged, str) and latest is not None and tagged != latest:
-            notes = (f"dist-tags.latest is {tagged}",)
-        return PackageInfo(NPM, name, self.http.registry, latest, releases, notes)
+        if isinstance(tagged, str) and info.latest is not None and tagged != info.latest:
+            return replace(info, notes=(f"dist-tags.latest is {tagged}",))
+        return info
 
 
 _UPPER = re.compile(r"[A-Z]")
@@ -370,14 +381,10 @@ def _go_version(version: str) -> str:
     return version if version.startswith("v") else f"v{version}"
 
 
-class _GoProxy:
+class _GoProxy(_Base):
     ecosystem = GO
 
-    def __init__(self, base: str, timeout: float, *limits: Any) -> None:
-        self.base = base.rstrip("/")
-        self.http = _Http(registry_name(GO), timeout, *limits)
-
-    def _info(self, module: str, version: str) -> Release:
+    def _release(self, module: str, version: str) -> Release:
         info = self.http.get_json(f"{self.base}/{module}/@v/{escape_go_path(version)}.info")
         info = _mapping(self.http, info, f"{version}.info")
         if not isinstance(info.get("Version"), str):
@@ -406,7 +413,7 @@ class _GoProxy:
             if releases.get(version) is not None and releases[version].published is not None:
                 continue
             try:
-                releases[version] = self._info(module, version)
+                releases[version] = self._release(module, version)
             except _NotFound:
                 releases.pop(version, None)  # listed but gone, or a pseudo-version that never existed
         return PackageInfo(GO, name, self.http.registry, latest, releases)
@@ -425,12 +432,8 @@ class _GoProxy:
         return best
 
 
-class _Crates:
+class _Crates(_Base):
     ecosystem = CRATES
-
-    def __init__(self, base: str, timeout: float, *limits: Any) -> None:
-        self.base = base.rstrip("/")
-        self.http = _Http(registry_name(CRATES), timeout, *limits)
 
     def fetch(self, name: str, used: Collection[str]) -> PackageInfo:
         document = _mapping(self.http, self.http.get_json(f"{self.base}/api/v1/crates/{quote(name, safe='')}"), "body")
@@ -443,22 +446,7 @@ class _Crates:
                 raise self.http.unexpected("a `versions` entry has no `num`")
             num = entry["num"]
             releases[num] = Release(num, parse_time(entry.get("created_at")), yanked=bool(entry.get("yanked")))
-        latest = latest_version(CRATES, (v for v, r in releases.items() if not r.yanked))
-        return PackageInfo(CRATES, name, self.http.registry, latest, releases)
-
-
-class _Base:
-    """Shared constructor of the registries added with the Java, Ruby, PHP, .NET, Dart and Elixir ecosystems."""
-
-    ecosystem = ""
-
-    def __init__(self, base: str, timeout: float, *limits: Any) -> None:
-        self.base = base.rstrip("/")
-        self.http = _Http(registry_name(self.ecosystem), timeout, *limits)
-
-    def _info(self, name: str, releases: dict[str, Release], notes: tuple[str, ...] = ()) -> PackageInfo:
-        latest = latest_version(self.ecosystem, (v for v, r in releases.items() if not r.yanked))
-        return PackageInfo(self.ecosystem, name, self.http.registry, latest, releases, notes)
+        return self._info(name, releases)
 
 
 def _epoch_ms(value: Any) -> datetime | None:
@@ -604,15 +592,7 @@ class _HexPm(_Base):
         return self._info(name, releases)
 
 
-class _Client(Protocol):
-    """What every registry client has: its HTTP session and `fetch`."""
-
-    http: _Http
-
-    def fetch(self, name: str, used: Collection[str]) -> PackageInfo: ...
-
-
-_CLIENTS: dict[str, tuple[str, Callable[..., _Client]]] = {
+_CLIENTS: dict[str, tuple[str, type[_Base]]] = {
     PYPI: ("pypi", _PyPI),
     NPM: ("npm", _Npm),
     GO: ("go", _GoProxy),
@@ -626,18 +606,24 @@ _CLIENTS: dict[str, tuple[str, Callable[..., _Client]]] = {
 }
 
 
-def _client(ecosystem: str, urls: RegistryUrls, timeout: float, *limits: Any) -> _Client:
+def _client(ecosystem: str, urls: RegistryUrls, timeout: float, deadline: Deadline, max_bytes: int) -> _Base:
     found = _CLIENTS.get(ecosystem)
     if found is None:
         raise RegistryError(ecosystem, f"no registry client for ecosystem {ecosystem!r}")
     field_name, cls = found
-    return cls(getattr(urls, field_name), timeout, *limits)
+    return cls(getattr(urls, field_name), timeout, deadline, max_bytes)
 
 
 def _fetch_one(
-    ecosystem: str, name: str, used: Collection[str], urls: RegistryUrls, timeout: float, *limits: Any
+    ecosystem: str,
+    name: str,
+    used: Collection[str],
+    urls: RegistryUrls,
+    timeout: float,
+    deadline: Deadline,
+    max_bytes: int,
 ) -> PackageInfo:
-    client = _client(ecosystem, urls, timeout, *limits)
+    client = _client(ecosystem, urls, timeout, deadline, max_bytes)
     try:
         return client.fetch(name, used)
     except RegistryError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 import github
 from urllib3.util.retry import Retry
@@ -89,12 +90,20 @@ class GitHubConnector:
         self._lock = threading.Lock()
         self._clients: dict[str, github.Github] = {}
 
-    def _github(self, auth: github.Auth.Auth) -> github.Github:
+    def _options(self) -> dict[str, Any]:
+        """The request settings every client gets (see the module's docstring), written once for both kinds."""
         c = self.credentials
-        return github.Github(
-            auth=auth, base_url=c.api_url, timeout=c.timeout_seconds, retry=_retry(c.retries), per_page=100,
-            seconds_between_requests=c.seconds_between_requests, seconds_between_writes=c.seconds_between_requests,
-        )  # fmt: skip
+        return {
+            "base_url": c.api_url,
+            "timeout": c.timeout_seconds,
+            "retry": _retry(c.retries),
+            "per_page": 100,
+            "seconds_between_requests": c.seconds_between_requests,
+            "seconds_between_writes": c.seconds_between_requests,
+        }
+
+    def _github(self, auth: github.Auth.Auth) -> github.Github:
+        return github.Github(auth=auth, **self._options())
 
     def for_repository(self, full_name: str) -> github.Github:
         c = self.credentials
@@ -113,10 +122,7 @@ class GitHubConnector:
         if not c.uses_app:
             return self._github(github.Auth.Token(c.token or ""))
         app_auth = github.Auth.AppAuth(c.app_id or "", c.app_private_key or "")
-        integration = github.GithubIntegration(
-            auth=app_auth, base_url=c.api_url, timeout=c.timeout_seconds, retry=_retry(c.retries), per_page=100,
-            seconds_between_requests=c.seconds_between_requests, seconds_between_writes=c.seconds_between_requests,
-        )  # fmt: skip
+        integration = github.GithubIntegration(auth=app_auth, **self._options())
         owner, repo = full_name.split("/", 1)
         installation = integration.get_repo_installation(owner, repo)
         return self._github(app_auth.get_installation_auth(installation.id))

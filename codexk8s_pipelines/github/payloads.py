@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any, cast
 
 from ..domain.stages import Permission
@@ -275,15 +276,20 @@ class RepositoryPermission:
 
 
 # -- webhooks -------------------------------------------------------------------------------------------------
-ISSUE_LABELS = "issue_labels"
-PULL_REQUESTS = "pull_requests"
+class IntakeKind(StrEnum):
+    """The two GitHub intakes: the sensor that decides an item, and the `intake` a webhook delivery is kept under."""
+
+    ISSUE_LABELS = "issue_labels"
+    PULL_REQUESTS = "pull_requests"
+
+
 # The (event, action) pairs the intake takes, and the sensor that drains each.
-TAKEN: dict[tuple[str, str], str] = {
-    ("issues", "labeled"): ISSUE_LABELS,
-    ("issues", "unlabeled"): ISSUE_LABELS,
-    ("issues", "opened"): ISSUE_LABELS,
-    ("pull_request", "labeled"): PULL_REQUESTS,
-    ("pull_request_review", "submitted"): PULL_REQUESTS,
+TAKEN: dict[tuple[str, str], IntakeKind] = {
+    ("issues", "labeled"): IntakeKind.ISSUE_LABELS,
+    ("issues", "unlabeled"): IntakeKind.ISSUE_LABELS,
+    ("issues", "opened"): IntakeKind.ISSUE_LABELS,
+    ("pull_request", "labeled"): IntakeKind.PULL_REQUESTS,
+    ("pull_request_review", "submitted"): IntakeKind.PULL_REQUESTS,
 }
 EVENTS = frozenset({"ping", *(event for event, _ in TAKEN)})
 
@@ -299,7 +305,7 @@ class WebhookEvent:
     action: str | None
     repository: str | None
     number: int | None
-    intake: str | None  # None: an event or action the intake does not take
+    intake: IntakeKind | None  # None: an event or action the intake does not take
 
     @classmethod
     def parse(cls, event: str, body: object) -> WebhookEvent:

@@ -25,40 +25,41 @@ def runbook(anchor: str) -> str:
     return f"{RUNBOOK}#{anchor}"
 
 
-def _check(name: str, asset: str, what: str, anchor: str, blocking: bool = False) -> dg.AssetCheckSpec:
+def check_spec(name: str, asset: str, what: str, anchor: str, blocking: bool = False) -> dg.AssetCheckSpec:
+    """An asset check whose description says what it holds and where the runbook explains a failure."""
     return dg.AssetCheckSpec(
         name, asset=asset, description=f"{what} When it fails: {runbook(anchor)}", blocking=blocking
     )
 
 
 CHECKS = {
-    "stage_runs_traced": _check(
+    "stage_runs_traced": check_spec(
         "stage_runs_traced", "stage_metrics",
         "Every run that finished this day has a recorded start (Dagster run) and a stage.", "check-stage_runs_traced",
     ),
-    "failure_reasons_known": _check(
+    "failure_reasons_known": check_spec(
         "failure_reasons_known", "stage_metrics",
         "Every failed run of this day says why (a reason code, not `unknown`).", "check-failure_reasons_known",
     ),
-    "approval_latency_slo": _check(
+    "approval_latency_slo": check_spec(
         "approval_latency_slo", "approval_latency",
         "The p95 of approval latency (approval.requested → approval.granted) is within "
         "slo.approval_latency_p95_hours.", "check-approval_latency_slo",
     ),
-    "no_expired_approvals": _check(
+    "no_expired_approvals": check_spec(
         "no_expired_approvals", "approval_latency",
         "No approval request expired this day.", "check-no_expired_approvals",
     ),
-    "merges_traced": _check(
+    "merges_traced": check_spec(
         "merges_traced", "lead_time",
         "Every PR merged this day traces back to a trigger label on its issue.", "check-merges_traced",
     ),
-    "dev_without_bypass": _check(
+    "dev_without_bypass": check_spec(
         "dev_without_bypass", "policy_bypass_rate",
         "At least slo.dev_without_bypass (default 95%) of first run:dev runs need no manual intervention.",
         "check-dev_without_bypass",
     ),
-    "self_improve_without_bypass": _check(
+    "self_improve_without_bypass": check_spec(
         "self_improve_without_bypass", "policy_bypass_rate",
         "At least slo.self_improve_without_bypass (default 85%) of first run:self-improve runs need no manual "
         "intervention.", "check-self_improve_without_bypass",
@@ -88,10 +89,6 @@ def table(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> 
     return dg.MetadataValue.table(records=records, schema=schema)
 
 
-def _store(platform_db: PlatformDatabase):
-    return platform_db.store()
-
-
 # -- stage_metrics ------------------------------------------------------------------------------------------
 @dg.asset(
     name="stage_metrics",
@@ -104,7 +101,7 @@ def _store(platform_db: PlatformDatabase):
 )
 def stage_metrics(context: dg.AssetExecutionContext, platform_db: PlatformDatabase) -> dg.MaterializeResult:
     start, end = metrics.day_window(context.partition_key)
-    result = metrics.stage_metrics(_store(platform_db), start, end)
+    result = metrics.stage_metrics(platform_db.store(), start, end)
     rows = result.rows
     data = [
         (
@@ -172,7 +169,7 @@ def approval_latency(
 ) -> dg.MaterializeResult:
     slo = platform_config.get().slo.approval_latency_p95_hours
     start, end = metrics.day_window(context.partition_key)
-    summary = metrics.approval_latency(_store(platform_db), start, end)
+    summary = metrics.approval_latency(platform_db.store(), start, end)
     verdict = dm.approval_slo(summary, slo)
     columns = [
         ("repository", "string"), ("stage", "string"), ("granted", "int"), ("expired", "int"),
@@ -229,7 +226,7 @@ def lead_time(
     platform = platform_config.get()
     start, end = metrics.day_window(context.partition_key)
     result = metrics.lead_time(
-        _store(platform_db), start, end, platform.launch_profiles, platform.label_scheme().run_prefix
+        platform_db.store(), start, end, platform.launch_profiles, platform.label_scheme().run_prefix
     )
     columns = [
         ("profile", "string"), ("issues", "int"), ("p50_hours", "float"), ("p95_hours", "float"),
@@ -281,8 +278,7 @@ def policy_bypass_rate(
 ) -> dg.MaterializeResult:
     platform = platform_config.get()
     start, end = metrics.day_window(context.partition_key)
-    result = metrics.policy_bypass(_store(platform_db), start, end, platform.label_scheme().need_input)
-    rates = {r.stage: r for r in result.rates}
+    result = metrics.policy_bypass(platform_db.store(), start, end, platform.label_scheme().need_input)
     columns = [("stage", "string"), ("runs", "int"), ("with_intervention", "int"), ("bypass_rate", "float")]
     columns += [(k, "int") for k in dm.INTERVENTIONS]
     data = [
@@ -294,12 +290,9 @@ def policy_bypass_rate(
         {"share": [r.without_bypass for r in result.rates]}, "share of first runs", "No run finished this day",
     )  # fmt: skip
     checks = []
-    for name, stage, target in (
-        ("dev_without_bypass", "dev", platform.slo.dev_without_bypass),
-        ("self_improve_without_bypass", "self-improve", platform.slo.self_improve_without_bypass),
-    ):
-        rate = rates.get(stage) or dm.BypassRate(stage, 0, 0, {})
-        verdict = dm.bypass_target(rate, target)
+    verdicts = metrics.bypass_verdicts(platform, result)
+    for name, stage in (("dev_without_bypass", "dev"), ("self_improve_without_bypass", "self-improve")):
+        target, rate, verdict = verdicts[stage].target, verdicts[stage].rate, verdicts[stage].verdict
         needed = [f.correlation_key for f in result.runs if f.stage == stage and f.interventions]
         checks.append(
             _result(

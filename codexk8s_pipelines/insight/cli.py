@@ -10,8 +10,7 @@ from .. import settings
 
 
 def _cmd_trace(args: argparse.Namespace) -> int:
-    from sensors.explain_live import parse_target
-
+    from ..domain.correlation import parse_target
     from ..domain.issue_trace import render_trace
     from ..store import PlatformStore
     from .trace import issue_trace
@@ -23,8 +22,7 @@ def _cmd_trace(args: argparse.Namespace) -> int:
         return 2
     url = settings.database_url()
     if not url:
-        print(f"codexk8s trace: set {settings.DATABASE_URL_VAR} (the platform database holds the history)",
-              file=sys.stderr)  # fmt: skip
+        print(f"codexk8s trace: {settings.NO_DATABASE}", file=sys.stderr)
         return 2
     trace = issue_trace(PlatformStore(url), repository, number, verbose=args.verbose)
     print(json.dumps(trace.to_dict(), indent=2, default=str) if args.json else render_trace(trace))

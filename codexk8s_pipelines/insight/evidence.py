@@ -21,7 +21,7 @@ class DeliveryEvidence:
     stages: metrics.StageMetricsResult
     approvals: dm.ApprovalSummary
     approval_slo: dm.SloVerdict
-    bypass: dict[str, tuple[dm.BypassRate, dm.SloVerdict]]
+    bypass: dict[str, metrics.BypassVerdict]
 
 
 def delivery_evidence(
@@ -31,17 +31,11 @@ def delivery_evidence(
     start = since or EPOCH
     approvals = metrics.approval_latency(store, start, until, repository)
     bypass = metrics.policy_bypass(store, start, until, platform.label_scheme().need_input, repository)
-    rates = {r.stage: r for r in bypass.rates}
-    targets = {"dev": platform.slo.dev_without_bypass, "self-improve": platform.slo.self_improve_without_bypass}
     return DeliveryEvidence(
         metrics.stage_metrics(store, start, until, repository),
         approvals,
         dm.approval_slo(approvals, platform.slo.approval_latency_p95_hours),
-        {
-            stage: (rate, dm.bypass_target(rate, target))
-            for stage, target in targets.items()
-            for rate in [rates.get(stage) or dm.BypassRate(stage, 0, 0, {})]
-        },
+        metrics.bypass_verdicts(platform, bypass),
     )
 
 
@@ -79,9 +73,9 @@ def render_targets(delivery: DeliveryEvidence) -> str:
         f"| approval latency p95 | {'—' if p95 is None else f'{p95:.2f} h'} over {delivery.approvals.granted} "
         f"approvals, {delivery.approvals.expired} expired | {'met' if slo.passed else 'missed'} |"
     )
-    for stage, (rate, verdict) in delivery.bypass.items():
-        share = rate.without_bypass
-        figure = "no run" if share is None else f"{share:.1%} of {rate.runs} without a manual intervention"
-        lines.append(f"| run:{stage} | {figure} | {'met' if verdict.passed else 'missed'} |")
+    for stage, bypass in delivery.bypass.items():
+        share = bypass.rate.without_bypass
+        figure = "no run" if share is None else f"{share:.1%} of {bypass.rate.runs} without a manual intervention"
+        lines.append(f"| run:{stage} | {figure} | {'met' if bypass.verdict.passed else 'missed'} |")
     lines += ["", "What a missed target means and what to do: docs/runbook.md (section *Asset checks*)."]
     return "\n".join(lines) + "\n"

@@ -1,5 +1,9 @@
 """The delivery metrics of a time window, read from the platform database: the assets, the self-improve evidence
-and the CLI call these, so that every place shows the same numbers. No Dagster here."""
+and the CLI call these, so that every place shows the same numbers. No Dagster here.
+
+With a repository, the store reads only that repository's range of correlation keys (`<repo>#…`); the filters
+below on the parsed repository stay the definition (a key in the range that does not parse as the repository's
+is still left out)."""
 
 from __future__ import annotations
 
@@ -7,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from ..config import PlatformConfig
 from ..domain import delivery_metrics as dm
 from ..store import PlatformStore
 from ..store import insight as q
@@ -31,7 +36,7 @@ def stage_metrics(
     store: PlatformStore, start: datetime, end: datetime, repository: str | None = None
 ) -> StageMetricsResult:
     """Runs finished in [start, end) (of one repository, when given) and their metrics per stage."""
-    events = q.finished_run_events(store, start, end)
+    events = q.finished_run_events(store, start, end, repository)
     keys = {e.correlation_key for e in events}
     facts = dm.finished_between(dm.run_facts(events, q.run_infos(store, keys)), start, end)
     if repository is not None:
@@ -44,7 +49,7 @@ def approval_latency(
 ) -> dm.ApprovalSummary:
     """Approvals granted (and requests expired) in [start, end), of one repository when given."""
     facts = []
-    for key, rows in dm.group_by_key(q.approval_events(store, start, end)).items():
+    for key, rows in dm.group_by_key(q.approval_events(store, start, end, repository)).items():
         fact = dm.approval_fact(key, rows)
         if fact is not None and (repository is None or fact.repository == repository.strip().lower()):
             facts.append(fact)
@@ -87,10 +92,31 @@ def policy_bypass(
 ) -> BypassResult:
     # Every issue with a run finished this day; its rows hold that run and its earlier attempts (an agent's MCP
     # calls are left out: they never decide an intervention, and they are most of the rows).
-    issues = q.issues_finished_on_day(store, start, end)
+    issues = q.issues_finished_on_day(store, start, end, repository)
     if repository is not None:
         issues = [i for i in issues if i[0] == repository.strip().lower()]
     events = q.issues_events(store, issues, without_prefix="mcp.")
     infos = q.run_infos(store, {e.correlation_key for e in events})
     facts = dm.bypass_facts(events, start, end, need_input_label, infos=infos)
     return BypassResult(dm.bypass_rates(facts), facts)
+
+
+@dataclass(frozen=True)
+class BypassVerdict:
+    """A stage's bypass rate against its target (`slo.dev_without_bypass`, `slo.self_improve_without_bypass`)."""
+
+    target: float
+    rate: dm.BypassRate
+    verdict: dm.SloVerdict
+
+
+def bypass_verdicts(platform: PlatformConfig, result: BypassResult) -> dict[str, BypassVerdict]:
+    """The verdict of each stage with a bypass target (dev, then self-improve); a stage without a finished first
+    run has an empty rate, which meets its target."""
+    rates = {r.stage: r for r in result.rates}
+    targets = {"dev": platform.slo.dev_without_bypass, "self-improve": platform.slo.self_improve_without_bypass}
+    verdicts = {}
+    for stage, target in targets.items():
+        rate = rates.get(stage) or dm.BypassRate(stage, 0, 0, {})
+        verdicts[stage] = BypassVerdict(target, rate, dm.bypass_target(rate, target))
+    return verdicts

@@ -6,6 +6,9 @@ from __future__ import annotations
 import base64
 import io
 from collections.abc import Sequence
+from pathlib import Path
+
+from .. import settings
 
 
 def bar_chart(
@@ -44,3 +47,13 @@ def bar_chart(
 
 def markdown_image(png: bytes, alt: str) -> str:
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def save_plot(name: str, png: bytes) -> Path:
+    """Write a chart to `<state dir>/plots/<name>`, replacing the previous run's: the asset's metadata keeps each
+    run's own copy (`markdown_image`), the file is the latest one to open."""
+    plot_dir = settings.state_dir() / "plots"
+    plot_dir.mkdir(parents=True, exist_ok=True)
+    path = plot_dir / name
+    path.write_bytes(png)
+    return path

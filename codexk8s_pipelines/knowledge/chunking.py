@@ -44,6 +44,18 @@ def estimate_tokens(text: str) -> int:
     return count
 
 
+def heading_context(title: str, heading_path: tuple[str, ...]) -> tuple[str, ...]:
+    """The document title, then the heading path (the title once, when the path already starts with it)."""
+    if title and heading_path[:1] != (title,):
+        return (title, *heading_path)
+    return heading_path
+
+
+def heading_text(title: str, heading_path: tuple[str, ...]) -> str:
+    """What the full-text index weights above the body (and the model reads first): title and heading path."""
+    return " > ".join(heading_context(title, heading_path))
+
+
 @dataclass(frozen=True)
 class Chunk:
     """One indexed piece of a document: what it says, where it is, under which headings."""
@@ -59,14 +71,12 @@ class Chunk:
     @property
     def context(self) -> tuple[str, ...]:
         """The document title, then the heading path (the title once, when the path already starts with it)."""
-        if self.title and self.heading_path[:1] != (self.title,):
-            return (self.title, *self.heading_path)
-        return self.heading_path
+        return heading_context(self.title, self.heading_path)
 
     @property
     def heading_text(self) -> str:
         """What the full-text index weights above the body: title and heading path."""
-        return " > ".join(self.context)
+        return heading_text(self.title, self.heading_path)
 
     @property
     def embedding_text(self) -> str:
@@ -194,19 +204,26 @@ _FRONT_TITLE = re.compile(r"""^title:[ \t]*(?P<q>["']?)(?P<title>.*?)(?P=q)[ \t]
 def document_title(text: str, path: str) -> str:
     """The title of a document: its front matter's `title:` (Markdown), else its first top-level heading."""
     lines = text.splitlines()
+    return _title(lines, path, _split(lines, path))
+
+
+def _title(lines: Sequence[str], path: str, sections: Sequence[Section]) -> str:
+    """`document_title` from the document's lines and its sections, already split."""
     if not path.lower().endswith((".rst", ".rest")):
         for line in lines[1 : max(_front_matter_end(lines), 0)]:
             m = _FRONT_TITLE.match(line)
             if m and m.group("title").strip():
                 return m.group("title").strip()
-    sections = split_sections(text, path)
     heads = [s.heading_path[0] for s in sections if s.heading_path]
     return heads[0] if heads else ""
 
 
 def split_sections(text: str, path: str) -> list[Section]:
     """The document's sections in order; `.rst`/`.rest`/`.txt` use reST titles, anything else Markdown."""
-    lines = text.splitlines()
+    return _split(text.splitlines(), path)
+
+
+def _split(lines: Sequence[str], path: str) -> list[Section]:
     if path.lower().endswith((".rst", ".rest")):
         return _rst_sections(lines)
     return _markdown_sections(lines)
@@ -290,11 +307,13 @@ def chunk_document(
             f"max_tokens must be ≥ 20 and overlap_tokens in [0, max_tokens/2), not {max_tokens}, {overlap_tokens}"
         )
     chunks: list[Chunk] = []
-    title = document_title(text, path)
-    for section in split_sections(text, path):
+    lines = text.splitlines()
+    sections = _split(lines, path)  # split once: the title comes from the same sections
+    title = _title(lines, path, sections)
+    for section in sections:
         # Title and heading path are embedded with every piece: they take their share of the model's window.
-        context = Chunk(path, 0, section.heading_path, 1, 1, "", title).heading_text
-        budget = max(max_tokens - estimate_tokens(context) - 2, max_tokens // 2)
+        heading = heading_text(title, section.heading_path)
+        budget = max(max_tokens - estimate_tokens(heading) - 2, max_tokens // 2)
         units = _units(section, budget)
         for start, end in _windows(units, budget, overlap_tokens):
             piece = units[start:end]

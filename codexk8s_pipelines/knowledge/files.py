@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
+from ..security.safe_files import UnsafeFile, resolve_inside
+
 IGNORED_DIRS = frozenset(
     {
         ".git",
@@ -102,9 +104,8 @@ def discover(root: Path, globs: Sequence[str], skipped: Skipped | None = None) -
             if not matches(rel, globs):
                 continue
             try:
-                if file.is_symlink() and not file.resolve(strict=True).is_relative_to(root):
-                    skipped.links.append(rel)
-                    continue
+                if file.is_symlink():
+                    resolve_inside(file, root)  # a link out of the checkout, dangling or looping: UnsafeFile
                 if not file.is_file():
                     continue
                 if file.stat().st_size > MAX_FILE_BYTES:
@@ -113,7 +114,7 @@ def discover(root: Path, globs: Sequence[str], skipped: Skipped | None = None) -
                 if _looks_binary(file):
                     skipped.binary.append(rel)
                     continue
-            except (OSError, RuntimeError):  # a dangling link, a link loop, a file gone or unreadable meanwhile
+            except (UnsafeFile, OSError, RuntimeError):  # such a link, or a file gone or unreadable meanwhile
                 skipped.links.append(rel)
                 continue
             found.append((rel, file))

@@ -134,17 +134,18 @@ def _session(onnxruntime: Any, path: Path) -> Any:
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
         return onnxruntime.InferenceSession(str(optimised), options, providers=["CPUExecutionProvider"])
     options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".opt.tmp")
-    os.close(fd)
-    options.optimized_model_filepath = tmp
+    tmp: str | None = None
     try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".opt.tmp")
+        os.close(fd)
+        options.optimized_model_filepath = tmp
         session = onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared by the checkout's users
         os.replace(tmp, optimised)
     except OSError:  # a read-only cache: the session still works, it just is not saved
         session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     finally:
-        if os.path.exists(tmp):
+        if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)
     return session
 

@@ -235,10 +235,6 @@ def _vector_ctes(vector: np.ndarray, repository: str | None, path_prefix: str | 
     return query.format(gate=gate[0], nearest=nearest), [*gate[1], *nearest_params]
 
 
-def _corpus_where(repository: str | None) -> Fragment:
-    return (sql.SQL("repository = %s"), [repository]) if repository else (sql.SQL("TRUE"), [])
-
-
 def uses_operators(text: str) -> bool:
     """Whether a query uses websearch syntax that must hold, not just rank: a "quoted phrase" or a -exclusion."""
     return '"' in text or bool(_EXCLUDES.search(text))
@@ -266,7 +262,7 @@ def _text_ctes(
     whenever one of them is in at most that many chunks, however common the others). With `within_meaning`
     (in `search()`, after the `by_meaning` CTE), the meaning ranking's candidates are scored by the words too.
     Phrases and -exclusions (`websearch_to_tsquery`) filter the candidates."""
-    corpus_where, corpus_params = _corpus_where(repository)
+    corpus_where, corpus_params = filters(repository, None)
     where, params = filters(repository, path_prefix)
     strict = uses_operators(text)
     # Each query word's heaviest postings in the filter's scope: one index range, heaviest first (migration 0010).
@@ -323,13 +319,15 @@ def _text_ctes(
     return query, [*corpus_params, *corpus_params, text, text, *matches_params, limit]
 
 
-def fuse(meaning: Sequence[tuple[int, float]], words: Sequence[tuple[int, float]]) -> list[tuple[int, float]]:
+def fuse(
+    meaning: Sequence[tuple[int, float]], words: Sequence[tuple[int, float]], weight: float = MEANING_WEIGHT
+) -> list[tuple[int, float]]:
     """The hybrid ranking from the meaning ranking (id, cosine similarity) and the words ranking (id, BM25), as
     `search()`'s statement computes it: (id, fused score), best first.
 
     Score normalisation (bench/retrieval.py compares it with reciprocal rank fusion on both evaluation sets):
     each ranking's scores are scaled to [0, 1] over its own candidates (cosine min-max, BM25 divided by the best
-    BM25), weighted MEANING_WEIGHT and 1 - MEANING_WEIGHT, and summed; a chunk absent from a ranking gets 0
+    BM25), weighted `weight` (MEANING_WEIGHT) and 1 - `weight`, and summed; a chunk absent from a ranking gets 0
     from it. Unlike RRF, a ranking whose top is far ahead of the rest keeps that lead, and a weak ranking
     (few words in common, nearly equal cosines) cannot push noise to the top. Equal scores go to the better
     meaning rank, then the lower id."""
@@ -337,11 +335,11 @@ def fuse(meaning: Sequence[tuple[int, float]], words: Sequence[tuple[int, float]
     if meaning:
         lo, hi = min(s for _, s in meaning), max(s for _, s in meaning)
         for i, s in meaning:
-            out[i] = MEANING_WEIGHT * ((s - lo) / (hi - lo) if hi > lo else 1.0)
+            out[i] = weight * ((s - lo) / (hi - lo) if hi > lo else 1.0)
     if words:
         top = max(s for _, s in words)
         for i, s in words:
-            out[i] = out.get(i, 0.0) + (1.0 - MEANING_WEIGHT) * (s / top if top > 0 else 0.0)
+            out[i] = out.get(i, 0.0) + (1.0 - weight) * (s / top if top > 0 else 0.0)
     position = {i: n for n, (i, _) in enumerate(meaning)}
     order = sorted(out, key=lambda i: (-out[i], position.get(i, len(meaning)), i))
     return [(i, out[i]) for i in order]

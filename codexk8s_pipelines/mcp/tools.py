@@ -20,16 +20,16 @@ from typing import Any
 from mcp.server.mcpserver.exceptions import ToolError
 
 from .. import settings
-from ..agents.catalog import load_catalog
+from ..agents.catalog import agent_name_for_role
 from ..config import load_config_from_environment
 from ..domain.correlation import comment_number
 from ..domain.labels import DEFAULT_SCHEME, NEED_VALUES, STATE_VALUES, LabelKind, LabelScheme
 from ..domain.redaction import redact_text
-from ..domain.spend import Amount, Scope
+from ..domain.spend import Amount, Scope, TokenCounts
 from ..github.client import GitHubConnector, GitHubCredentials
 from ..github.payloads import label_names
 from ..store import PlatformStore
-from ..store.usage import spent, usage_for_runs
+from ..store.usage import spent, usage_figures, usage_for_runs
 from .tokens import RunScope, TokenError, load_secret, verify_token
 
 ACTOR = "mcp"
@@ -63,16 +63,8 @@ def _usage(row: dict[str, Any] | None) -> dict[str, Any] | None:
     """A run's recorded usage without the word the audit redacts: `input`/`output` counts, cost as text."""
     if row is None:
         return None
-    cost = row["cost"]
-    return {
-        "agent": row["agent"],
-        "model": row["model"],
-        "input": row["input_tokens"],
-        "cached_input": row["cached_input_tokens"],
-        "output": row["output_tokens"],
-        "cost": None if cost is None else str(cost),
-        "currency": row["currency"],
-    }
+    tokens = TokenCounts(row["input_tokens"], row["cached_input_tokens"], row["output_tokens"])
+    return usage_figures(row["agent"], row["model"], tokens, row["cost"], row["currency"])
 
 
 def _left(scope: Scope, unit: str, cap: Any, used: Any) -> dict[str, Any]:
@@ -80,14 +72,6 @@ def _left(scope: Scope, unit: str, cap: Any, used: Any) -> dict[str, Any]:
     if used is not None:
         entry |= {"used": str(used), "left": str(max(cap - used, 0))}
     return entry
-
-
-def agent_for_role(role: str) -> str:
-    """The catalog's agent for a role (the per-agent budget's key); the role itself when the catalog fails."""
-    try:
-        return load_catalog().for_role(role).name
-    except Exception:
-        return role or "unknown"
 
 
 def _iso(value: Any) -> str | None:
@@ -124,8 +108,6 @@ class McpServices:
             secret = load_secret(os.environ)
         except TokenError as exc:
             raise McpConfigError(str(exc)) from None
-        from ..config import load_config_from_environment
-
         config = load_config_from_environment()
         return cls(
             database_url=url,
@@ -385,7 +367,7 @@ class PlatformTools:
         budgets = config.budgets.budgets()
         currency = config.pricing.currency
         run = self.services.store.get_run(scope.run_key)
-        agent = agent_for_role(run["role"] if run else "")
+        agent = agent_name_for_role(run["role"] if run else "")
         spent_now = spent(self.services.store, scope.repository, scope.issue_number, agent)
         limits: list[dict[str, Any]] = []
         for budget_scope in Scope:

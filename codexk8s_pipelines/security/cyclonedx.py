@@ -64,10 +64,6 @@ def purl_of(ecosystem: str, name: str, version: str | None) -> PackageURL:
     return PackageURL(type=kind, namespace=namespace, name=name, version=version or None)
 
 
-def _ref(dep: Dependency) -> str:
-    return f"{purl_of(dep.ecosystem, dep.name, dep.version).to_string()}"
-
-
 def _components(dependencies: Iterable[Dependency]) -> dict[tuple[str, str, str | None], Component]:
     components: dict[tuple[str, str, str | None], Component] = {}
     for dep in dependencies:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Any
 
 __all__ = ["CmpKey", "ParsedVersion", "parse"]
@@ -71,9 +70,21 @@ def _sign(value: int) -> int:
     return (value > 0) - (value < 0)
 
 
-def _triple(numbers: list[int]) -> tuple[int, int, int]:
-    padded = [*numbers[:3], 0, 0, 0]
+def triple(*parts: str | int | None) -> tuple[int, int, int]:
+    """(major, minor, patch) from the leading parts (ints or digit strings); a missing or None part is 0."""
+    padded = [*(int(part or 0) for part in parts[:3]), 0, 0, 0]
     return padded[0], padded[1], padded[2]
+
+
+def identifiers(text: str) -> tuple[tuple[int, int, str], ...]:
+    """Dot-separated identifiers (SemVer §11): numeric ones by value, before alphanumeric ones in ASCII order."""
+    return tuple((0, int(i), "") if i.isdigit() else (1, 0, i) for i in text.split("."))
+
+
+def prerelease_key(pre: str | None) -> tuple[Any, ...]:
+    """SemVer §11: a release outranks its prereleases; identifiers compare numerically when all digits, else in
+    ASCII order, numeric before alphanumeric, and a longer list wins when it extends a shorter one."""
+    return (1,) if pre is None else (0, identifiers(pre))
 
 
 _LEADING_NUMBERS = re.compile(r"v?(\d+)(?:[.](\d+))?(?:[.](\d+))?", re.IGNORECASE)
@@ -81,7 +92,7 @@ _LEADING_NUMBERS = re.compile(r"v?(\d+)(?:[.](\d+))?(?:[.](\d+))?", re.IGNORECAS
 
 def _leading_triple(version: str) -> tuple[int, int, int]:
     match = _LEADING_NUMBERS.match(version)
-    return _triple([int(g) for g in match.groups() if g is not None]) if match else (0, 0, 0)
+    return triple(*match.groups()) if match else (0, 0, 0)
 
 
 # --- Maven ------------------------------------------------------------------------------------------------------
@@ -248,18 +259,14 @@ _PUB = re.compile(
 )
 
 
-def _identifiers(text: str) -> tuple[tuple[int, int, str], ...]:
-    return tuple((0, int(i), "") if i.isdigit() else (1, 0, i) for i in text.split("."))
-
-
 def _pub(version: str) -> ParsedVersion:
     match = _PUB.fullmatch(version)
     if match is None:
         raise ValueError(version)
     triple = (int(match["major"]), int(match["minor"] or 0), int(match["patch"] or 0))
     more = tuple(int(n) for n in match["more"].split(".")[1:])
-    pre = (1,) if match["pre"] is None else (0, _identifiers(match["pre"]))
-    build = (0,) if match["build"] is None else (1, _identifiers(match["build"]))  # a build sorts after none
+    pre = prerelease_key(match["pre"])
+    build = (0,) if match["build"] is None else (1, identifiers(match["build"]))  # a build sorts after none
     return (*triple, more, pre, build), match["pre"] is not None, triple
 
 
@@ -272,7 +279,7 @@ def _cran(version: str) -> ParsedVersion:
     if not _CRAN.fullmatch(version):
         raise ValueError(version)
     numbers = [int(n) for n in re.split(r"[.-]", version)]
-    return tuple(numbers), False, _triple(numbers)
+    return tuple(numbers), False, triple(*numbers)
 
 
 PARSERS: dict[str, Callable[[str], ParsedVersion]] = {
@@ -285,7 +292,7 @@ PARSERS: dict[str, Callable[[str], ParsedVersion]] = {
 }
 
 
-@lru_cache(maxsize=65536)
 def parse(ecosystem: str, version: str) -> ParsedVersion:
-    """(key, prerelease, triple) for one of `PARSERS`; ValueError when the version is not one of its kind."""
+    """(key, prerelease, triple) for one of `PARSERS`; ValueError when the version is not one of its kind.
+    Not cached here: its caller, `versions._parse`, is."""
     return PARSERS[ecosystem](version)

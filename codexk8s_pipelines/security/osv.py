@@ -394,6 +394,12 @@ def _walk(root: Path) -> Iterator[Path]:
                 yield Path(dirpath, filename)
 
 
+def osv_database_present(path: Path) -> bool:
+    """Something to load at `path`: one zip file, or a directory that is not empty (a fresh install has neither
+    until `osv_database` is materialized)."""
+    return path.exists() and (not path.is_dir() or any(path.iterdir()))
+
+
 def read_marker(root: Path) -> dict[str, Any] | None:
     """The refresh marker at the database root, None when absent or unreadable (then records' dates decide)."""
     try:
@@ -598,6 +604,7 @@ class OsvDatabase:
             for i in ids:
                 by_id[i] = group
         self._index, self._groups = index, by_id
+        self._per_ecosystem = None  # counted again from the advisories indexed now, when asked
 
     # -- queries -------------------------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -201,10 +201,6 @@ def import_osv_source(source: Path, dest: Path, *, now: datetime | None = None) 
     if source.is_file():
         if source.suffix != ".zip":
             raise OsvSourceError(f"periodic.security.osv_source: {source} is a file but not a zip of OSV records")
-        try:
-            _count_records(source)  # a truncated zip is refused here, not half-read by every scan
-        except (OSError, zipfile.BadZipFile) as exc:
-            raise OsvSourceError(f"periodic.security.osv_source: {source} is {_describe(exc)}") from None
     elif not files:
         raise OsvSourceError(f"periodic.security.osv_source: {source} holds no OSV record (.json/.yaml) or zip")
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -219,7 +215,13 @@ def import_osv_source(source: Path, dest: Path, *, now: datetime | None = None) 
         counts: dict[str, int] = {}
         for file in _record_files(staging):
             label = file.relative_to(staging).parts[0] if file.parent != staging else file.name
-            counts[label] = counts.get(label, 0) + (_count_records(file) if file.suffix == ".zip" else 1)
+            try:
+                records = _count_records(file) if file.suffix == ".zip" else 1
+            except (OSError, zipfile.BadZipFile) as exc:
+                if source.is_file():  # a truncated zip is refused here, not half-read by every scan
+                    raise OsvSourceError(f"periodic.security.osv_source: {source} is {_describe(exc)}") from None
+                raise
+            counts[label] = counts.get(label, 0) + records
         for label, records in sorted(counts.items()):
             result.ecosystems.append(EcosystemRefresh(label, True, staging / label, records=records))
         marker = {"source": str(source), "imported_at": result.fetched_at.isoformat()}
@@ -230,6 +232,9 @@ def import_osv_source(source: Path, dest: Path, *, now: datetime | None = None) 
             os.replace(dest, old)
         os.replace(staging, dest)
         shutil.rmtree(old, ignore_errors=True)
+    except OsvSourceError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     except (OSError, zipfile.BadZipFile) as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise OsvSourceError(f"periodic.security.osv_source: cannot import {source}: {_describe(exc)}") from None

@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from codexk8s_pipelines.security.dependencies import Dependency, location
-from codexk8s_pipelines.security.scan import EcosystemCoverage, Finding, ScanResult
+from codexk8s_pipelines.security.scan import Finding, ScanResult
 
 __all__ = ["JSON_FORMAT_VERSION", "coverage_notes", "render_json", "render_table", "result_to_dict"]
 
@@ -63,18 +63,6 @@ def dependency_to_dict(dep: Dependency) -> dict[str, Any]:
     }
 
 
-def coverage_to_dict(coverage: EcosystemCoverage) -> dict[str, Any]:
-    return {
-        "ecosystem": coverage.ecosystem,
-        "dependencies": coverage.dependencies,
-        "checked": coverage.checked,
-        "unpinned": coverage.unpinned,
-        "advisories": coverage.advisories,
-        "supported": coverage.supported,
-        "warning": coverage.warning,
-    }
-
-
 def result_to_dict(result: ScanResult) -> dict[str, Any]:
     """The whole scan as plain JSON types. Keys (format_version 1):
 
@@ -108,7 +96,7 @@ def result_to_dict(result: ScanResult) -> dict[str, Any]:
             "by_severity": result.by_severity(),
             "unpinned_reasons": result.unpinned_reasons(),
         },
-        "coverage": [coverage_to_dict(c) for c in result.coverage],
+        "coverage": [c.to_dict() for c in result.coverage],
         "warnings": result.warnings(),
         "dependencies": [dependency_to_dict(d) for d in result.inventory],
         "files": list(result.files),
@@ -146,14 +134,7 @@ def coverage_notes(result: ScanResult) -> list[str]:
     """The dashboard issue's sentences about coverage: one per ecosystem (dependencies checked against how many
     advisories), then every warning of the scan (an ecosystem checked against none, records dated in the
     future...). The database's staleness is left out: the dashboard words it itself."""
-    notes = []
-    for c in result.coverage:
-        if c.supported:
-            notes.append(
-                f"{c.ecosystem}: {c.checked} of {c.dependencies} dependencies checked against {c.advisories} advisories"
-            )
-        else:
-            notes.append(f"{c.ecosystem}: {c.dependencies} dependencies not checked (no version ordering)")
+    notes = [c.summary for c in result.coverage]
     stale = result.database.stale_message
     notes += [f"**warning**: {w}" for w in result.warnings() if w != stale]
     return notes
@@ -194,14 +175,7 @@ def render_table(result: ScanResult) -> str:
     reasons = result.unpinned_reasons()
     if reasons:
         lines.append("unpinned, not matched: " + "; ".join(f"{n} {reason}" for reason, n in sorted(reasons.items())))
-    for c in result.coverage:
-        if c.supported:
-            lines.append(
-                f"  {c.ecosystem}: {c.checked} of {c.dependencies} dependencies checked"
-                f" against {c.advisories} advisories"
-            )
-        else:
-            lines.append(f"  {c.ecosystem}: {c.dependencies} dependencies, not checked (no version ordering)")
+    lines += [f"  {c.summary}" for c in result.coverage]
     db = result.database
     snapshot = db.snapshot.date().isoformat() if db.snapshot else "unknown"
     lines.append(

@@ -28,6 +28,7 @@ FINGERPRINT_KEY = "codexk8sFinding/v1"
 SRCROOT = "%SRCROOT%"
 _LEVELS = {"CRITICAL": "error", "HIGH": "error", "MEDIUM": "warning"}  # LOW, UNKNOWN, NONE: note
 _BAND_FLOOR = {"CRITICAL": "9.0", "HIGH": "7.0", "MEDIUM": "4.0", "LOW": "0.1", "NONE": "0.0"}
+_COVERAGE_KEYS = ("ecosystem", "dependencies", "checked", "advisories")  # of EcosystemCoverage.to_dict()
 
 
 def _tool_version() -> str:
@@ -154,15 +155,7 @@ def to_sarif(result: ScanResult, root: Path) -> dict[str, Any]:
         "properties": {
             "dependencies": result.dependencies,
             "unpinned": result.unpinned,
-            "coverage": [
-                {
-                    "ecosystem": c.ecosystem,
-                    "dependencies": c.dependencies,
-                    "checked": c.checked,
-                    "advisories": c.advisories,
-                }
-                for c in result.coverage
-            ],
+            "coverage": [{key: c.to_dict()[key] for key in _COVERAGE_KEYS} for c in result.coverage],
             "osvDatabase": {
                 "records": db.records,
                 "snapshot": db.snapshot.isoformat() if db.snapshot else None,

@@ -17,6 +17,7 @@ import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from codexk8s_pipelines.security.dependencies import Dependency, ExtractionError, normalise_name
 from codexk8s_pipelines.security.matching import MatchError, MatchingError, is_affected, suggest_fix
@@ -86,6 +87,29 @@ class EcosystemCoverage:
                 "the database has none for this ecosystem, so no finding means nothing"
             )
         return None
+
+    @property
+    def summary(self) -> str:
+        """The coverage sentence of the dashboard issue and the table: dependencies checked against how many
+        advisories, or why none was checked."""
+        if self.supported:
+            return (
+                f"{self.ecosystem}: {self.checked} of {self.dependencies} dependencies checked"
+                f" against {self.advisories} advisories"
+            )
+        return f"{self.ecosystem}: {self.dependencies} dependencies not checked (no version ordering)"
+
+    def to_dict(self) -> dict[str, Any]:
+        """As plain JSON types: the JSON report's `coverage` entries (SARIF carries a subset of the keys)."""
+        return {
+            "ecosystem": self.ecosystem,
+            "dependencies": self.dependencies,
+            "checked": self.checked,
+            "unpinned": self.unpinned,
+            "advisories": self.advisories,
+            "supported": self.supported,
+            "warning": self.warning,
+        }
 
 
 def coverage_of(deps: Sequence[Dependency], advisories: dict[str, int]) -> list[EcosystemCoverage]:

@@ -98,18 +98,6 @@ def _legacy_key(version: str) -> tuple[str, ...]:
     return tuple(parts)
 
 
-def _prerelease_key(pre: str | None) -> tuple[Any, ...]:
-    """SemVer §11: a release outranks its prereleases; identifiers compare numerically when all digits, else in
-    ASCII order, numeric before alphanumeric, and a longer list wins when it extends a shorter one."""
-    if pre is None:
-        return (1,)
-    return (0, tuple((0, int(i), "") if i.isdigit() else (1, 0, i) for i in pre.split(".")))
-
-
-def _triple(major: str | int, minor: str | int | None = None, patch: str | int | None = None) -> tuple[int, int, int]:
-    return int(major), int(minor or 0), int(patch or 0)
-
-
 def _check(ecosystem: str) -> None:
     if ecosystem not in SUPPORTED:
         raise UnsupportedEcosystem(ecosystem)
@@ -129,8 +117,8 @@ def _parse(ecosystem: str, version: str) -> tuple[tuple[Any, ...], bool, tuple[i
             if not _LEGACY.fullmatch(text):
                 raise InvalidVersion(ecosystem, version) from None
             lead = _LEADING_RELEASE.match(text)
-            return (0, _legacy_key(text)), False, (_triple(*lead.groups()) if lead else (0, 0, 0))
-        return (1, parsed), parsed.is_prerelease, _triple(*parsed.release[:3])
+            return (0, _legacy_key(text)), False, (orderings.triple(*lead.groups()) if lead else (0, 0, 0))
+        return (1, parsed), parsed.is_prerelease, orderings.triple(*parsed.release[:3])
     if ecosystem not in _SEMVER_LIKE:
         try:
             return orderings.parse(ecosystem, text)
@@ -139,8 +127,8 @@ def _parse(ecosystem: str, version: str) -> tuple[tuple[Any, ...], bool, tuple[i
     match = _SEMVER.fullmatch(text)
     if match is None:
         raise InvalidVersion(ecosystem, version)
-    triple = _triple(match["major"], match["minor"], match["patch"])
-    return (*triple, _prerelease_key(match["pre"])), match["pre"] is not None, triple
+    triple = orderings.triple(match["major"], match["minor"], match["patch"])
+    return (*triple, orderings.prerelease_key(match["pre"])), match["pre"] is not None, triple
 
 
 def sort_key(ecosystem: str, version: str) -> tuple[Any, ...]:

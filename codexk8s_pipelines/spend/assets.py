@@ -1,14 +1,14 @@
 """The `spend` asset: one partition per UTC day, a table per repository, agent and model, the cost of the 30 days
 up to that day as a plot, and a check that fails when a repository's monthly budget is 80% used."""
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, timedelta
 
 import dagster as dg
 
-from .. import settings
 from ..autonomous.factory import OWNERS
-from ..insight.assets import START_DATE, table
-from ..insight.plots import bar_chart, markdown_image
+from ..insight.assets import START_DATE, check_spec, table
+from ..insight.metrics import day_window
+from ..insight.plots import bar_chart, markdown_image, save_plot
 from ..resources import PlatformConfigResource, PlatformDatabase
 from ..store.usage import daily_cost
 from .report import WARN_SHARE, build_report
@@ -19,11 +19,6 @@ DAILY_WITH_TODAY = dg.DailyPartitionsDefinition(start_date=START_DATE, timezone=
 PLOT_DAYS = 30
 
 
-def _day(partition_key: str) -> tuple[datetime, datetime]:
-    start = datetime.fromisoformat(partition_key).replace(tzinfo=UTC)
-    return start, start + timedelta(days=1)
-
-
 @dg.asset(
     name="spend",
     partitions_def=DAILY_WITH_TODAY,
@@ -31,11 +26,12 @@ def _day(partition_key: str) -> tuple[datetime, datetime]:
     kinds={"postgres"},
     owners=OWNERS,
     check_specs=[
-        dg.AssetCheckSpec(
+        check_spec(
             CHECK,
-            asset="spend",
-            description=f"No repository has used {WARN_SHARE:.0%} of its monthly budget (budgets.per_repository.month)"
-            " as of this day. When it fails: docs/runbook.md#check-monthly_budget_headroom",
+            "spend",
+            f"No repository has used {WARN_SHARE:.0%} of its monthly budget (budgets.per_repository.month) as of "
+            "this day.",
+            f"check-{CHECK}",
         )
     ],
     description="What the agents' runs of this UTC day cost, per repository, agent and model (tokens from each "
@@ -46,7 +42,7 @@ def spend(
 ) -> dg.MaterializeResult:
     config = platform_config.get()
     store = platform_db.store()
-    start, end = _day(context.partition_key)
+    start, end = day_window(context.partition_key)
     month_limit = config.budgets.budgets().repository_month
     report = build_report(
         store,
@@ -65,10 +61,7 @@ def spend(
         report.currency,
         "No run recorded usage in these 30 days",
     )
-    plot_dir = settings.state_dir() / "plots"
-    plot_dir.mkdir(parents=True, exist_ok=True)
-    plot = plot_dir / "spend-30-days.png"
-    plot.write_bytes(png)
+    plot = save_plot("spend-30-days.png", png)
     columns = [
         ("repository", "string"), ("agent", "string"), ("model", "string"), ("runs", "int"),
         ("runs_usage_unknown", "int"), ("input_tokens", "int"), ("cached_input_tokens", "int"),

@@ -26,9 +26,7 @@ def _cmd_spend(args: argparse.Namespace) -> int:
 
     url = settings.database_url()
     if not url:
-        print(
-            f"codexk8s spend: set {settings.DATABASE_URL_VAR} (the platform database holds the usage)", file=sys.stderr
-        )
+        print(f"codexk8s spend: {settings.NO_DATABASE}", file=sys.stderr)
         return 2
     config = load_config_from_environment()
     now = datetime.now(UTC)

@@ -243,13 +243,20 @@ class PlatformStore:
         with self.connect() as conn:
             return conn.execute("SELECT * FROM approvals WHERE correlation_key = %s", (correlation_key,)).fetchone()
 
-    def open_approval_for_issue(self, repository: str, issue_number: int) -> dict[str, Any] | None:
+    def approval_for_issue(
+        self, repository: str, issue_number: int, status: str | None = None
+    ) -> dict[str, Any] | None:
+        """The issue's newest approval request in `status`, or whatever its state (a late `state:approved` looks
+        at an expired one)."""
         with self.connect() as conn:
             return conn.execute(
-                "SELECT * FROM approvals WHERE repository = %s AND issue_number = %s AND status = 'requested'"
-                " ORDER BY requested_at DESC LIMIT 1",
-                (repository, issue_number),
+                "SELECT * FROM approvals WHERE repository = %s AND issue_number = %s"
+                " AND (%s::text IS NULL OR status = %s) ORDER BY requested_at DESC, id DESC LIMIT 1",
+                (repository, issue_number, status, status),
             ).fetchone()
+
+    def open_approval_for_issue(self, repository: str, issue_number: int) -> dict[str, Any] | None:
+        return self.approval_for_issue(repository, issue_number, "requested")
 
     def transition_approval(
         self, correlation_key: str, status: str, now: datetime, approver: str | None = None

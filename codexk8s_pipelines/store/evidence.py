@@ -107,14 +107,29 @@ def gather_evidence(
                 args,
             )
         ]
-        evidence.status_lines = conn.execute(
-            "SELECT e.created_at, e.correlation_key, r.stage,"
-            " coalesce(e.payload->>'status', e.payload->>'agent_status') AS text FROM flow_events e"
-            " JOIN runs r ON r.correlation_key = e.correlation_key"
-            " WHERE r.repository = %s AND e.created_at <= %s AND (%s::timestamptz IS NULL OR e.created_at > %s)"
-            " AND ((e.event_type = 'run.agent.status_reported' AND e.payload ? 'status')"
-            "   OR (e.event_type = 'run.agent.finished' AND coalesce(e.payload->>'agent_status', '') <> ''))"
-            " ORDER BY e.id DESC LIMIT %s",
-            (repository, until, since, since, status_lines),
-        ).fetchall()
+        evidence.status_lines = _status_lines(conn, repository, since, until, status_lines)
     return evidence
+
+
+def agent_status_lines(
+    store: PlatformStore, repository: str, since: datetime | None, until: datetime, limit: int = 20
+) -> list[dict[str, Any]]:
+    """The latest status lines the agents reported in (since, until], newest first: created_at, correlation_key,
+    stage, text."""
+    with store.connect() as conn:
+        return _status_lines(conn, repository, since, until, limit)
+
+
+def _status_lines(
+    conn: Any, repository: str, since: datetime | None, until: datetime, limit: int
+) -> list[dict[str, Any]]:
+    return conn.execute(
+        "SELECT e.created_at, e.correlation_key, r.stage,"
+        " coalesce(e.payload->>'status', e.payload->>'agent_status') AS text FROM flow_events e"
+        " JOIN runs r ON r.correlation_key = e.correlation_key"
+        " WHERE r.repository = %s AND e.created_at <= %s AND (%s::timestamptz IS NULL OR e.created_at > %s)"
+        " AND ((e.event_type = 'run.agent.status_reported' AND e.payload ? 'status')"
+        "   OR (e.event_type = 'run.agent.finished' AND coalesce(e.payload->>'agent_status', '') <> ''))"
+        " ORDER BY e.id DESC LIMIT %s",
+        (repository, until, since, since, limit),
+    ).fetchall()

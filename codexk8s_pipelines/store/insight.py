@@ -27,11 +27,17 @@ APPROVAL_DAY_EVENTS = ("approval.approved", "approval.expired")
 # Every statement below walks from a few keys (or issue prefixes) into flow_events through an index, one lookup
 # each. `OFFSET 0` keeps each lookup a separate subquery: flattened into a join, the planner may prefer one walk
 # over the whole table in id order (measured: 4 s instead of 20 ms at 1,000,000 rows).
-DAY_KEYS_EVENTS_SQL = (
-    f"SELECT {_COLUMNS} FROM (SELECT DISTINCT correlation_key FROM flow_events"
-    "  WHERE event_type = ANY(%s) AND created_at >= %s AND created_at < %s) day"
+_DAY_KEYS_SQL = (
+    "SELECT DISTINCT correlation_key FROM flow_events"
+    " WHERE event_type = ANY(%s) AND created_at >= %s AND created_at < %s"
+)
+# One repository's keys: the range of keys starting with `<repo>#` (`repository_prefix`, `upper_bound`).
+_IN_KEY_RANGE_SQL = " AND correlation_key ~>=~ %s AND correlation_key ~<~ %s"
+_KEYS_EVENTS_SQL = (
     " JOIN LATERAL (SELECT * FROM flow_events f WHERE f.correlation_key = day.correlation_key OFFSET 0) e ON TRUE"
 )
+DAY_KEYS_EVENTS_SQL = f"SELECT {_COLUMNS} FROM ({_DAY_KEYS_SQL}) day{_KEYS_EVENTS_SQL}"
+REPOSITORY_DAY_KEYS_EVENTS_SQL = f"SELECT {_COLUMNS} FROM ({_DAY_KEYS_SQL}{_IN_KEY_RANGE_SQL}) day{_KEYS_EVENTS_SQL}"
 ISSUES_EVENTS_SQL = (
     f"SELECT {_COLUMNS} FROM unnest(%s::text[], %s::text[]) AS p(low, high)"
     " JOIN LATERAL (SELECT * FROM flow_events f"
@@ -57,31 +63,49 @@ def issue_prefix(repository: str, number: int) -> str:
     return f"{repository.strip().lower()}#{int(number)}:"
 
 
+def repository_prefix(repository: str) -> str:
+    """Every correlation key of a repository starts with this."""
+    return f"{repository.strip().lower()}#"
+
+
 def upper_bound(prefix: str) -> str:
-    """The smallest string above every string starting with `prefix` (its last character is ':')."""
+    """The smallest string above every string starting with `prefix` (its last character is ':' or '#')."""
     return prefix[:-1] + chr(ord(prefix[-1]) + 1)
 
 
+def _key_range(repository: str) -> tuple[str, str]:
+    prefix = repository_prefix(repository)
+    return prefix, upper_bound(prefix)
+
+
 def events_of_keys_on_day(
-    store: PlatformStore, event_types: Sequence[str], start: datetime, end: datetime
+    store: PlatformStore, event_types: Sequence[str], start: datetime, end: datetime, repository: str | None = None
 ) -> list[AuditEvent]:
-    """Every event of the keys that have an event of `event_types` in [start, end)."""
+    """Every event of the keys that have an event of `event_types` in [start, end) (of one repository's keys,
+    when given)."""
+    day = (list(event_types), start, end)
     with store.connect() as conn:
-        rows = conn.execute(
-            f"{DAY_KEYS_EVENTS_SQL} ORDER BY e.id",
-            (list(event_types), start, end),
-        ).fetchall()
+        if repository is None:
+            rows = conn.execute(f"{DAY_KEYS_EVENTS_SQL} ORDER BY e.id", day).fetchall()
+        else:
+            rows = conn.execute(
+                f"{REPOSITORY_DAY_KEYS_EVENTS_SQL} ORDER BY e.id", (*day, *_key_range(repository))
+            ).fetchall()
     return [_event(r) for r in rows]
 
 
-def finished_run_events(store: PlatformStore, start: datetime, end: datetime) -> list[AuditEvent]:
-    """The events of every run with a finish event in [start, end)."""
-    return events_of_keys_on_day(store, tuple(FINISH_EVENTS), start, end)
+def finished_run_events(
+    store: PlatformStore, start: datetime, end: datetime, repository: str | None = None
+) -> list[AuditEvent]:
+    """The events of every run with a finish event in [start, end) (of one repository, when given)."""
+    return events_of_keys_on_day(store, tuple(FINISH_EVENTS), start, end, repository)
 
 
-def approval_events(store: PlatformStore, start: datetime, end: datetime) -> list[AuditEvent]:
-    """The events of every approval granted or expired in [start, end)."""
-    return events_of_keys_on_day(store, APPROVAL_DAY_EVENTS, start, end)
+def approval_events(
+    store: PlatformStore, start: datetime, end: datetime, repository: str | None = None
+) -> list[AuditEvent]:
+    """The events of every approval granted or expired in [start, end) (of one repository, when given)."""
+    return events_of_keys_on_day(store, APPROVAL_DAY_EVENTS, start, end, repository)
 
 
 def run_infos(store: PlatformStore, keys: Iterable[str]) -> dict[str, RunInfo]:
@@ -131,14 +155,17 @@ def issues_events(
     return [_event(r) for r in rows]
 
 
-def issues_finished_on_day(store: PlatformStore, start: datetime, end: datetime) -> list[tuple[str, int]]:
-    """The issues (and PRs) with a run that finished in [start, end), from the keys of the day's finish rows."""
+def issues_finished_on_day(
+    store: PlatformStore, start: datetime, end: datetime, repository: str | None = None
+) -> list[tuple[str, int]]:
+    """The issues (and PRs) with a run that finished in [start, end), from the keys of the day's finish rows (of
+    one repository's keys, when given)."""
+    day = (list(FINISH_EVENTS), start, end)
     with store.connect() as conn:
-        rows = conn.execute(
-            "SELECT DISTINCT correlation_key FROM flow_events"
-            " WHERE event_type = ANY(%s) AND created_at >= %s AND created_at < %s",
-            (list(FINISH_EVENTS), start, end),
-        ).fetchall()
+        if repository is None:
+            rows = conn.execute(_DAY_KEYS_SQL, day).fetchall()
+        else:
+            rows = conn.execute(f"{_DAY_KEYS_SQL}{_IN_KEY_RANGE_SQL}", (*day, *_key_range(repository))).fetchall()
     return sorted({head for r in rows if (head := _key_head(str(r["correlation_key"]))) is not None})
 
 

@@ -1,4 +1,4 @@
-"""What the GitHub intake keeps beyond runs and the audit: webhook deliveries, and the approvals it looks back on.
+"""What the GitHub intake keeps beyond runs and the audit: webhook deliveries.
 
 A webhook delivery is stored before the receiver answers GitHub, with GitHub's `X-GitHub-Delivery` UNIQUE, so
 a redelivery changes nothing; the intake sensors drain pending deliveries of their kind and mark them drained
@@ -70,15 +70,29 @@ def store_delivery(store: PlatformStore, record: DeliveryRecord) -> bool:
         return row is not None
 
 
-def pending_deliveries(store: PlatformStore, intake: str, limit: int = 500) -> list[PendingDelivery]:
-    """Deliveries waiting for the sensor of `intake`, oldest first (one cheap indexed query when none are)."""
+@dataclass(frozen=True)
+class Inbox:
+    """What one sensor tick reads of the webhook deliveries: those waiting for it, oldest first, and the
+    repositories whose webhook delivered lately (for them polling is reconciliation)."""
+
+    pending: list[PendingDelivery]
+    healthy: set[str]
+
+
+def read_inbox(store: PlatformStore, intake: str, healthy_since: datetime, limit: int = 500) -> Inbox:
+    """The tick's deliveries on one connection (two cheap indexed queries when none are waiting)."""
     with store.connect() as conn:
-        rows = conn.execute(
+        healthy = conn.execute(
+            "SELECT DISTINCT repository FROM webhook_deliveries"
+            " WHERE received_at >= %s AND status <> 'rejected' AND repository IS NOT NULL",
+            (healthy_since,),
+        ).fetchall()
+        pending = conn.execute(
             "SELECT id, delivery_id, event, action, repository, item_number, received_at FROM webhook_deliveries"
             " WHERE status = 'pending' AND intake = %s ORDER BY id LIMIT %s",
             (intake, limit),
         ).fetchall()
-    return [PendingDelivery(**r) for r in rows]
+    return Inbox([PendingDelivery(**r) for r in pending], {str(r["repository"]) for r in healthy})
 
 
 def mark_drained(store: PlatformStore, ids: Iterable[int], now: datetime) -> int:
@@ -94,27 +108,6 @@ def mark_drained(store: PlatformStore, ids: Iterable[int], now: datetime) -> int
         return cur.rowcount
 
 
-def recent_delivery_repositories(store: PlatformStore, since: datetime) -> set[str]:
-    """Repositories whose webhook delivered a valid event since `since`: for them polling is reconciliation."""
-    with store.connect() as conn:
-        rows = conn.execute(
-            "SELECT DISTINCT repository FROM webhook_deliveries"
-            " WHERE received_at >= %s AND status <> 'rejected' AND repository IS NOT NULL",
-            (since,),
-        ).fetchall()
-    return {str(r["repository"]) for r in rows}
-
-
 def delivery_status(store: PlatformStore, delivery_id: str) -> dict[str, Any] | None:
     with store.connect() as conn:
         return conn.execute("SELECT * FROM webhook_deliveries WHERE delivery_id = %s", (delivery_id,)).fetchone()
-
-
-def latest_approval_for_issue(store: PlatformStore, repository: str, issue_number: int) -> dict[str, Any] | None:
-    """The issue's newest approval request, whatever its state (a late `state:approved` looks at an expired one)."""
-    with store.connect() as conn:
-        return conn.execute(
-            "SELECT * FROM approvals WHERE repository = %s AND issue_number = %s ORDER BY requested_at DESC, id DESC"
-            " LIMIT 1",
-            (repository, issue_number),
-        ).fetchone()

@@ -26,6 +26,15 @@ from .findings import periodic_key
 _LOCK_ID = 0x72656B79  # "reky": one re-keying at a time across every starter
 
 
+def rekey_summary(store: PlatformStore, renames: Mapping[str, str]) -> str | None:
+    """`rekey_repositories`, told as one line for a person (`repository keys renamed: findings 2, …`); None when
+    nothing moved. `codexk8s db migrate` and `make run`'s start both say it."""
+    moved = rekey_repositories(store, renames)
+    if not moved:
+        return None
+    return "repository keys renamed: " + ", ".join(f"{table} {count}" for table, count in sorted(moved.items()))
+
+
 def rekey_repositories(store: PlatformStore, renames: Mapping[str, str]) -> dict[str, int]:
     """Apply `old key → new key` (lower-cased, as stored); return how many rows moved or were copied per table."""
     moved: dict[str, int] = {}

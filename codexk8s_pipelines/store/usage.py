@@ -34,6 +34,21 @@ class UsageRecord:
     reasoning_tokens: int | None = None
 
 
+def usage_figures(
+    agent: str, model: str | None, tokens: TokenCounts, cost: Decimal | None, currency: str
+) -> dict[str, Any]:
+    """A run's usage as the audit and the MCP tools show it: `input`/`output` counts, the cost as text."""
+    return {
+        "agent": agent,
+        "model": model,
+        "input": tokens.input,
+        "cached_input": tokens.cached_input,
+        "output": tokens.output,
+        "cost": None if cost is None else str(cost),
+        "currency": currency,
+    }
+
+
 @dataclass(frozen=True)
 class SpendRow:
     """Spend of one repository, agent and model over a period."""

@@ -37,7 +37,8 @@ from tests.helpers import kmock_kubeconfig
 # The agent runner's stand-in: checks what the pod gave it, reports through the runner's own Reporter.
 FAKE_RUNNER = r"""
 import hashlib, json, os, sys
-from codexk8s_pipelines.agents.runner import Reporter, make_scrubber
+from codexk8s_pipelines.agents.git_workspace import token_scrubber
+from codexk8s_pipelines.agents.runner import Reporter
 from codexk8s_pipelines.agents.runner_spec import RunnerResult, RunnerSpec
 
 behaviour, container = sys.argv[1], sys.argv[2]
@@ -56,7 +57,7 @@ if container != "agent-runner":  # an init container: record what it was given, 
 if behaviour == "crash":
     print("Traceback (most recent call last): git push refused for " + str(token), flush=True)
     sys.exit(3)
-reporter = Reporter.open(make_scrubber(token))
+reporter = Reporter.open(token_scrubber(token))
 try:
     reporter.status("checkout", "cloning " + spec.remote_url + " into " + spec.workdir)
     facts = {

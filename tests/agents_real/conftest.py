@@ -138,7 +138,7 @@ def run_direct(
         base_env["CODEXK8S_MCP_URL"] = mcp_url
     base_env.update(extra_env or {})
     prepared = prepare(launch, command, home, base_env)
-    env = {**base_env, **prepared.env}
+    env = {**base_env, **prepared.env, **{a: base_env.get(k, "") for a, k in prepared.key_aliases.items()}}
     started = time.monotonic()
     timed_out = False
     stdin = prompt.encode() if spec.prompt_via == "stdin" else b""

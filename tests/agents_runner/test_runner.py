@@ -18,7 +18,6 @@ import psutil
 import pytest
 from dagster import DagsterInstance, OpExecutionContext, PipesSubprocessClient, job, op
 
-from codexk8s_pipelines.agents.agent_env import build_agent_env
 from codexk8s_pipelines.agents.runner import exit_code_for
 from codexk8s_pipelines.agents.runner_spec import SpecError, load_spec
 
@@ -28,7 +27,27 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 BRANCH = "codex/issue-12"
 AUTHOR = ("codex-bot", "codex-bot@example.com")
 
-AGENT_PRELUDE = """\
+# For attack scripts: git as a stranger (its own identity), committing everything, or a nested repository (a gitlink).
+GIT_PRELUDE = """\
+import os, subprocess
+GIT_ENV = {**os.environ, "GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@x", "GIT_COMMITTER_NAME": "x",
+           "GIT_COMMITTER_EMAIL": "x@x"}
+
+def commit_all(message, cwd=None):
+    subprocess.run(["git", "add", "-A"], cwd=cwd, env=GIT_ENV)
+    subprocess.run(["git", "commit", "-qm", message], cwd=cwd, env=GIT_ENV)
+
+def make_submodule(path):
+    path.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=path, check=True)
+    (path / "x").write_text("x")
+    subprocess.run(["git", "add", "x"], cwd=path, check=True, env=GIT_ENV)
+    subprocess.run(["git", "commit", "-qm", "x"], cwd=path, check=True, env=GIT_ENV)
+"""
+
+AGENT_PRELUDE = (
+    GIT_PRELUDE
+    + """\
 import json, os, pathlib, subprocess, sys, time
 ROOT = pathlib.Path.cwd()
 PROMPT = sys.stdin.read()
@@ -41,6 +60,7 @@ def write(path, text):
 def result(**fields):
     write(".codexk8s/result.json", json.dumps(fields))
 """
+)
 
 
 def make_agent(tmp_path: Path, body: str, name: str = "agent.py") -> list[str]:
@@ -355,40 +375,6 @@ def test_reuse_of_a_dirty_workdir(remote: Path, tmp_path: Path) -> None:
 
 
 # ------------------------------------------------------------------------------------------------ secrets
-
-
-def test_agent_env_is_an_allow_list() -> None:
-    base = {
-        "PATH": "/bin",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "TERM": "xterm",
-        "HOME": "/root",
-        "CODEXK8S_GITHUB_TOKEN": "t",
-        "CODEXK8S_MCP_SECRET": "s",
-        "CODEXK8S_DATABASE_URL": "postgresql://u:p@h/db",
-        "GH_TOKEN": "t",
-        "app_private_key": "k",
-        "DAGSTER_PIPES_CONTEXT": "c",
-        "OPENAI_API_KEY": "o",
-        "UNRELATED": "u",
-    }
-    env = build_agent_env(
-        base,
-        home="/home/agent",
-        declared=["OPENAI_API_KEY", "CODEXK8S_GITHUB_TOKEN", "CODEXK8S_MCP_SECRET"],
-        extra={"CODEXK8S_MCP_TOKEN": "run", "CODEXK8S_DATABASE_URL": "x", "CODEXK8S_BRANCH": "b"},
-    )
-    assert env == {
-        "PATH": "/bin",
-        "LANG": "C.UTF-8",
-        "LC_ALL": "C.UTF-8",
-        "TERM": "xterm",
-        "HOME": "/home/agent",
-        "OPENAI_API_KEY": "o",
-        "CODEXK8S_MCP_TOKEN": "run",
-        "CODEXK8S_BRANCH": "b",
-    }
 
 
 class _HeaderRecorder(http.server.BaseHTTPRequestHandler):

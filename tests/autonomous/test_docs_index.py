@@ -9,11 +9,13 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from codexk8s_pipelines.autonomous.docs_index import docs_index, docs_index_job
+from codexk8s_pipelines.autonomous.docs_index import docs_index
+from codexk8s_pipelines.autonomous.registry import JOBS, PERIODIC_CHECKS
+from codexk8s_pipelines.config.models import PlatformConfig
 from codexk8s_pipelines.github.resource import GitHubResource
 from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
 from codexk8s_pipelines.store import PlatformStore
-from schedules.docs import docs_index_hourly
+from schedules.periodic import schedule_for
 from sensors.docs import docs_index_sensor
 from tests.helpers import git
 
@@ -21,6 +23,10 @@ DOCS = {
     "README.md": "# Shop\n\nThe shop sells things.\n\n## Checkout\n\nPayment goes through the cart service.\n",
     "docs/deploy.md": "# Deploying\n\nRun `make release` and watch the rollout.\n",
 }
+docs_index_job = JOBS["docs_index_job"]
+docs_index_hourly = schedule_for(
+    next(c for c in PERIODIC_CHECKS if c.schedule == "docs_index_hourly"), PlatformConfig()
+)
 
 
 def _commit(repo: Path, files: dict[str, str], message: str) -> None:
@@ -172,3 +178,25 @@ def test_an_old_local_partition_is_replaced_by_the_readable_name_and_its_rows_fo
     assert sorted(keys) == ["acme/docs", "local"] and not any(":" in k for k in keys)
     assert [r["fingerprint"] for r in open_findings(store, "local", "security")] == ["ghsa-1"]
     assert open_findings(store, old, "security") == []
+
+
+@pytest.mark.timeout(300)
+def test_a_ru_installation_indexes_its_docs_with_russian_stemming(docs_env: dict, store: PlatformStore) -> None:
+    """`locale: ru` means Russian docs: the asset indexes them with the `russian` text search configuration."""
+    import psycopg
+
+    from codexk8s_pipelines.config import load_config_from_environment
+
+    docs_env["config"].write_text(f"locale: ru\nrepositories:\n  - path: {docs_env['local']}\n")
+    load_config_from_environment.cache_clear()
+    instance = dg.DagsterInstance.ephemeral()
+    instance.add_dynamic_partitions("repositories", [docs_env["local_key"]])
+    key = docs_env["local_key"]
+    result = dg.materialize([docs_index], partition_key=key, instance=instance, resources=docs_env["resources"])
+    assert result.success
+    with psycopg.connect(store.url) as conn:
+        configs = conn.execute(
+            "SELECT DISTINCT text_config::text FROM doc_chunks WHERE repository = %s", (key,)
+        ).fetchall()
+        corpus = conn.execute("SELECT text_config::text FROM doc_corpus WHERE repository = %s", (key,)).fetchone()
+    assert configs == [("russian",)] and corpus == ("russian",)

@@ -79,22 +79,31 @@ def test_the_environment_is_built_from_the_allow_list_only() -> None:
         "PATH": "/usr/bin",
         "LANG": "C.UTF-8",
         "LC_CTYPE": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
         "TERM": "dumb",
         "HOME": "/root",
         "SSH_AUTH_SOCK": "/run/agent.sock",
         "AWS_SECRET_ACCESS_KEY": "aws",
+        "app_private_key": "k",
+        "UNRELATED": "u",
         "OPENAI_API_KEY": "sk-1",
     }
     env = build_agent_env(
         runner_env,
         home="/home/agent",
-        declared=["OPENAI_API_KEY", "CODEXK8S_MCP_SECRET"],
-        extra={"CODEXK8S_MCP_TOKEN": "t", "CODEXK8S_MCP_URL": "http://127.0.0.1:9/mcp", "CODEXK8S_BRANCH": "b"},
+        declared=["OPENAI_API_KEY", "CODEXK8S_GITHUB_TOKEN", "CODEXK8S_MCP_SECRET"],
+        extra={
+            "CODEXK8S_MCP_TOKEN": "t",
+            "CODEXK8S_MCP_URL": "http://127.0.0.1:9/mcp",
+            "CODEXK8S_DATABASE_URL": "x",
+            "CODEXK8S_BRANCH": "b",
+        },
     )
     assert env == {
         "PATH": "/usr/bin",
         "LANG": "C.UTF-8",
         "LC_CTYPE": "C.UTF-8",
+        "LC_ALL": "C.UTF-8",
         "TERM": "dumb",
         "HOME": "/home/agent",
         "OPENAI_API_KEY": "sk-1",
@@ -131,3 +140,12 @@ def test_run_scoped_files_are_private_from_the_first_byte(tmp_path: Path) -> Non
     target.chmod(0o644)
     write_private_file(target, "again")  # an existing file is replaced, not reused with its old mode
     assert stat.S_IMODE(target.stat().st_mode) == 0o600 and target.read_text() == "again"
+
+
+def test_a_model_key_alias_is_read_from_the_runner_environment_never_from_a_platform_secret() -> None:
+    env = build_agent_env(
+        {"PATH": "/usr/bin", "MY_KEY": "sk-mine", "CODEXK8S_GITHUB_TOKEN": "ghs-runner"},
+        home="/home/agent",
+        aliases={"CODEX_API_KEY": "MY_KEY", "ANTHROPIC_API_KEY": "UNSET", "OPENAI_API_KEY": "CODEXK8S_GITHUB_TOKEN"},
+    )
+    assert env == {"PATH": "/usr/bin", "HOME": "/home/agent", "CODEX_API_KEY": "sk-mine", "ANTHROPIC_API_KEY": ""}

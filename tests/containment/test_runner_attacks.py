@@ -86,10 +86,7 @@ if os.fork() == 0:
         time.sleep(1.5)
         write("src/app.py", "print('pwned')\\n")
         write("docs/late.md", "written after the agent's exit\\n")
-        env = {**os.environ, "GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@x", "GIT_COMMITTER_NAME": "x",
-               "GIT_COMMITTER_EMAIL": "x@x"}
-        subprocess.run(["git", "add", "-A"], env=env)
-        subprocess.run(["git", "commit", "-qm", "evil"], env=env)
+        commit_all("evil")
         sha = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
         for git_dir in [ROOT / ".git", *ROOT.parent.glob(".*runner-git")]:
             ref = git_dir / "refs" / "heads" / BRANCH_NAME
@@ -256,14 +253,7 @@ docs.mkdir()
 (docs / "new\\nline.md").write_text("x\\n")
 (docs / "trailing.md ").write_text("x\\n")
 (docs / "fine.md").write_text("# fine\\n")
-sub = docs / "evil.md"
-sub.mkdir()
-env = {**os.environ, "GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@x", "GIT_COMMITTER_NAME": "x",
-       "GIT_COMMITTER_EMAIL": "x@x"}
-subprocess.run(["git", "init", "-q"], cwd=sub, check=True)
-(sub / "x").write_text("x")
-subprocess.run(["git", "add", "x"], cwd=sub, check=True, env=env)
-subprocess.run(["git", "commit", "-qm", "x"], cwd=sub, check=True, env=env)
+make_submodule(docs / "evil.md")
 result(summary="only markdown, honest")
 """
 
@@ -300,14 +290,7 @@ ANY_FILE_TRICKS = """\
 (ROOT / "etc-link").symlink_to("/etc/passwd")
 (ROOT / "src" / "up.py").symlink_to("../../outside.py")
 (ROOT / "src" / "inside.py").symlink_to("app.py")
-sub = ROOT / "vendor"
-sub.mkdir()
-env = {**os.environ, "GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@x", "GIT_COMMITTER_NAME": "x",
-       "GIT_COMMITTER_EMAIL": "x@x"}
-subprocess.run(["git", "init", "-q"], cwd=sub, check=True)
-(sub / "x").write_text("x")
-subprocess.run(["git", "add", "x"], cwd=sub, check=True, env=env)
-subprocess.run(["git", "commit", "-qm", "x"], cwd=sub, check=True, env=env)
+make_submodule(ROOT / "vendor")
 result(summary="links")
 """
 

@@ -19,7 +19,7 @@ import pytest
 
 from codexk8s_pipelines.delivery.stage_jobs import StageRunConfig, stage_run_config, stage_run_tags
 from codexk8s_pipelines.store.database import RunRecord
-from tests.agents_runner.test_runner import agent_processes
+from tests.agents_runner.test_runner import GIT_PRELUDE, agent_processes
 from tests.delivery.conftest import REPO, Stage, stage  # noqa: F401
 from tests.github_server import github_server  # noqa: F401
 from tests.helpers import git
@@ -44,10 +44,7 @@ ATTACKER = """
         if os.fork() == 0:
             time.sleep(1.5)
             (root / "src" / "app.py").write_text("print('pwned')\\n")
-            env = {**os.environ, "GIT_AUTHOR_NAME": "x", "GIT_AUTHOR_EMAIL": "x@x", "GIT_COMMITTER_NAME": "x",
-                   "GIT_COMMITTER_EMAIL": "x@x"}
-            subprocess.run(["git", "add", "-A"], cwd=root, env=env)
-            subprocess.run(["git", "commit", "-qm", "evil"], cwd=root, env=env)
+            commit_all("evil", cwd=root)
             sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout
             for ref in root.parent.glob(".*runner-git/refs/heads/codex/*"):
                 try:
@@ -79,7 +76,7 @@ def test_a_markdown_only_stage_run_pushes_only_the_verified_plan(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     script = tmp_path / "attacker.py"
-    script.write_text(textwrap.dedent(ATTACKER))
+    script.write_text(GIT_PRELUDE + textwrap.dedent(ATTACKER))
     catalog = tmp_path / "attack-agents.yaml"
     catalog.write_text(f"agents:\n  em:\n    command: ['{sys.executable}', '{script}', '{{workdir}}']\n")
     monkeypatch.setenv("CODEXK8S_AGENT_CATALOG", str(catalog))

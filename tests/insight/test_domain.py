@@ -46,3 +46,25 @@ def test_keys_that_are_not_runs_are_skipped() -> None:
     assert dm.run_fact("acme/shop#1:run:dev:1", [ev("acme/shop#1:run:dev:1", "approval.requested")]) is None
     fact = dm.run_fact("acme/shop#1:run:dev:1", [ev("acme/shop#1:run:dev:1", "run.failed")])
     assert fact is not None and fact.outcome == "failed" and fact.reason == "unknown" and fact.duration_seconds is None
+
+
+def test_tokens_of_an_agent_step_are_read_from_the_usage_the_runner_writes() -> None:
+    # `run.agent.finished` carries `Usage.to_dict()`: tokens as `input`/`output` (cached input inside input).
+    from codexk8s_pipelines.agents.usage import Usage
+
+    key = "acme/shop#1:run:dev:1"
+    usage = Usage("codex", input=1200, cached_input=200, output=300, reasoning=50, cost_usd=0.25)
+
+    def ev(i: int, kind: str, payload: dict[str, object]) -> dm.AuditEvent:
+        return dm.AuditEvent(i, key, kind, "system", "x", payload, T + timedelta(minutes=i))
+
+    events = [
+        ev(1, "run.started", {}),
+        ev(2, "run.agent.finished", {"usage": usage.to_dict()}),
+        ev(3, "run.succeeded", {}),
+    ]
+    fact = dm.run_fact(key, events)
+    assert fact is not None
+    assert (fact.tokens, fact.cost, fact.currency) == (1500, 0.25, "USD")
+    silent = dm.run_fact(key, [events[0], ev(2, "run.agent.finished", {"usage": Usage("aider").to_dict()}), events[2]])
+    assert silent is not None and (silent.tokens, silent.cost, silent.currency) == (None, None, None)

@@ -174,3 +174,30 @@ def test_bypass_targets_pass_and_fail_at_the_threshold(history, margin: float) -
         share = _truth_bypass(truth, rate.stage)
         verdict = dm.bypass_target(rate, share + margin)
         assert verdict.passed is (margin < 0)
+
+
+def test_one_repositorys_reads_hold_exactly_its_keys(history) -> None:
+    """With a repository the store reads only its range of keys: the same rows, facts and figures as reading every
+    repository and keeping its own."""
+    from codexk8s_pipelines.store import insight as q
+
+    store, truth, _ = history
+    repositories = sorted({r.repository for r in truth.runs})
+    assert len(repositories) > 1
+    for repo in repositories:
+
+        def own(key: str, repo: str = repo) -> bool:
+            return key.startswith(f"{repo}#")
+
+        finished = q.finished_run_events(store, START, END, repo)
+        assert finished and finished == [e for e in q.finished_run_events(store, START, END) if own(e.correlation_key)]
+        approvals = q.approval_events(store, START, END, repo)
+        assert approvals == [e for e in q.approval_events(store, START, END) if own(e.correlation_key)]
+        issues = q.issues_finished_on_day(store, START, END, repo)
+        assert issues and issues == [i for i in q.issues_finished_on_day(store, START, END) if i[0] == repo]
+        every = metrics.stage_metrics(store, START, END)
+        assert metrics.stage_metrics(store, START, END, repo).runs == [f for f in every.runs if f.repository == repo]
+        bypass = metrics.policy_bypass(store, START, END, "need:input", repo)
+        assert bypass.runs == [
+            f for f in metrics.policy_bypass(store, START, END, "need:input").runs if f.repository == repo
+        ]

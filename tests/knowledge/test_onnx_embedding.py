@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from codexk8s_pipelines.knowledge.embedding import Embedder
 from codexk8s_pipelines.knowledge.onnx_embedding import OnnxEmbedder, onnx_embedder, onnx_path
@@ -66,3 +67,45 @@ def test_a_search_from_the_command_line_never_imports_torch(indexed_url: str, tm
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "NO-TORCH"
     assert "docs/payments.md" in done.stdout.splitlines()[0] and "Refunds" in done.stdout.splitlines()[0]
+
+
+class _FakeOnnxRuntime:
+    """Just enough of onnxruntime for `_session`: records the sessions it is asked for."""
+
+    class GraphOptimizationLevel:
+        ORT_DISABLE_ALL = "disable-all"
+        ORT_ENABLE_EXTENDED = "extended"
+
+    class SessionOptions:
+        log_severity_level = 0
+        graph_optimization_level = ""
+        optimized_model_filepath = ""
+
+    def __init__(self) -> None:
+        self.sessions: list[tuple[str, object]] = []
+
+    def InferenceSession(self, path: str, options: object = None, providers: object = None) -> str:
+        self.sessions.append((path, options))
+        return f"session:{path}"
+
+
+def test_a_read_only_cache_falls_back_to_an_unsaved_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """uid 1000 in the image cannot write beside a root-owned export: the session still loads, unsaved."""
+    import tempfile
+
+    from codexk8s_pipelines.knowledge import onnx_embedding
+
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    graph = cache / "model.onnx"
+    graph.write_bytes(b"graph")
+
+    def read_only(*args: object, **kwargs: object) -> tuple[int, str]:
+        raise PermissionError(13, "Permission denied", str(cache))
+
+    monkeypatch.setattr(tempfile, "mkstemp", read_only)
+    runtime = _FakeOnnxRuntime()
+    session = onnx_embedding._session(runtime, graph)
+    assert session == f"session:{graph}"
+    assert runtime.sessions == [(str(graph), None)]
+    assert sorted(p.name for p in cache.iterdir()) == ["model.onnx"]

@@ -10,6 +10,7 @@ from typing import Any
 import dagster as dg
 
 from ...config.models import PlatformConfig, RepositoryConfig
+from ...config.periodic import INDEX_AT_HEAD
 from ...github.client import GitHubCredentials
 from ...github.resource import GitHubResource
 from ...resources import PlatformConfigResource, PlatformDatabase
@@ -18,7 +19,7 @@ from ...store.doc_index import indexed_commits
 from ..checkouts import remote_head
 from ..factory import check_result, open_partition, periodic_asset
 
-AT_HEAD = "index_at_head"
+AT_HEAD = INDEX_AT_HEAD
 
 
 @periodic_asset(
@@ -34,10 +35,10 @@ def docs_index(
     platform_config: PlatformConfigResource,
     github: GitHubResource,
 ) -> dg.MaterializeResult:
-    from ...knowledge.index import DEFAULT_GLOBS, index_repository
+    from ...knowledge.index import DEFAULT_GLOBS, LOCALE_LANGUAGES, index_repository
 
     key = context.partition_key
-    run = open_partition(context, platform_db, platform_config, github)
+    run = open_partition(context, platform_db, platform_config).checked_out(github)
     repo, root, commit = run.repo, run.root, run.commit
 
     def progress(done: int, total: int) -> None:
@@ -45,7 +46,8 @@ def docs_index(
             context.log.info(f"{key}: embedded {done}/{total} chunks")
 
     globs = tuple(repo.docs_globs) if repo.docs_globs else DEFAULT_GLOBS
-    stats = index_repository(run.store.url, key, root, commit=commit, globs=globs, progress=progress)
+    language = LOCALE_LANGUAGES[run.platform.locale]  # the docs' stemming: a ru installation's docs are Russian
+    stats = index_repository(run.store.url, key, root, commit=commit, globs=globs, progress=progress, language=language)
     check = head_check(run.platform, run.store, repo, key, github.credentials())
     return dg.MaterializeResult(
         metadata={

@@ -14,13 +14,12 @@ import dagster as dg
 
 from ... import settings
 from ...config.models import RepositoryConfig
+from ...config.periodic import NO_DRIFT
 from ...github.resource import GitHubResource
 from ...resources import PlatformConfigResource, PlatformDatabase
 from ...store.findings import FindingInput
-from ..factory import check_result, open_partition, periodic_asset
+from ..factory import cannot, check_result, open_partition, periodic_asset
 from ..periodic import publish_findings
-
-NO_DRIFT = "no_drift"
 
 
 def _value(value: Any) -> str:
@@ -53,9 +52,7 @@ def desired_state(repo: RepositoryConfig, root: Any) -> Any:
         return load_manifests(root / cfg.manifests, namespace=cfg.namespace, release=cfg.release)
     helm = settings.helm_binary()
     if helm is None:
-        raise dg.Failure(
-            description=f"{repo.key}: drift needs a helm binary: set {settings.HELM_VAR} or put helm on PATH"
-        )
+        cannot(f"{repo.key}: drift needs a helm binary: set {settings.HELM_VAR} or put helm on PATH")
     release = cfg.release or (repo.github or repo.key).rsplit("/", 1)[-1]
     return render_helm(
         root / str(cfg.helm_chart), release=release, namespace=cfg.namespace,
@@ -69,9 +66,7 @@ def _cluster() -> Any:
     try:
         return api_client_from_kubeconfig(os.environ.get(settings.KUBECONFIG_VAR))
     except Exception as exc:
-        raise dg.Failure(
-            description=f"no cluster to compare with: {exc} (set {settings.KUBECONFIG_VAR}, or run in the cluster)"
-        ) from None
+        cannot(f"no cluster to compare with: {exc} (set {settings.KUBECONFIG_VAR}, or run in the cluster)")
 
 
 @periodic_asset(
@@ -89,19 +84,19 @@ def ops_drift(
 ) -> dg.MaterializeResult:
     from ...drift import DriftError, check_drift, render_markdown
 
-    run = open_partition(context, platform_db, platform_config, github, with_checkout=False)
-    platform, repo = run.platform, run.repo
+    opened = open_partition(context, platform_db, platform_config)
+    platform, repo = opened.platform, opened.repo
     if repo.drift is None:
-        raise dg.Failure(
-            description=f"{repo.key} has no drift section in codexk8s.yaml: nothing to compare. Add "
+        cannot(
+            f"{repo.key} has no drift section in codexk8s.yaml: nothing to compare. Add "
             "`drift: {manifests: DIR}` (or helm_chart) to the repository; ops_drift_schedule only runs those."
         )
-    run = open_partition(context, platform_db, platform_config, github)
+    run = opened.checked_out(github)
     root, commit = run.root, run.commit
     try:
         desired = desired_state(repo, root)
     except DriftError as exc:
-        raise dg.Failure(description=f"{repo.key}: {exc}") from None
+        cannot(f"{repo.key}: {exc}")
     ignore = [{"pointer": r.pointer, "kind": r.kind, "name": r.name} for r in repo.drift.ignore]
     report = check_drift(desired, _cluster(), ignore=ignore, managed_selector=repo.drift.selector)
     # Objects the check could not read keep their findings: an unreachable API is not a fix.

@@ -7,23 +7,23 @@ Its checks: every dependency was answered for (registry errors fail it and name 
 libyears stay under `periodic.freshness.libyear_budget`.
 """
 
-import base64
 import hashlib
 import re
 from typing import Any
 
 import dagster as dg
 
-from ... import settings
 from ...config.models import PlatformConfig
+from ...config.periodic import ALL_DEPENDENCIES_CHECKED, LIBYEARS_WITHIN_BUDGET
 from ...github.resource import GitHubResource
+from ...insight.plots import markdown_image, save_plot
 from ...resources import PlatformConfigResource, PlatformDatabase
 from ...store.findings import FindingInput
 from ..factory import check_result, open_partition, periodic_asset
 from ..periodic import publish_findings
 
-ALL_CHECKED = "all_dependencies_checked"
-WITHIN_BUDGET = "libyears_within_budget"
+ALL_CHECKED = ALL_DEPENDENCIES_CHECKED
+WITHIN_BUDGET = LIBYEARS_WITHIN_BUDGET
 
 
 def fingerprint(ecosystem: str, name: str) -> str:
@@ -85,7 +85,7 @@ def dependency_freshness(
     from ...freshness.registries import RegistryUrls
     from ...security.lockfiles import extract_dependencies
 
-    run = open_partition(context, platform_db, platform_config, github)
+    run = open_partition(context, platform_db, platform_config).checked_out(github)
     platform, repo, root, commit = run.platform, run.repo, run.root, run.commit
     cfg = platform.periodic.freshness
     extraction = extract_dependencies(root)
@@ -147,16 +147,11 @@ def dependency_freshness(
         png = report.plot_png()
         # One file per repository, replaced by each run: the metadata above keeps every run's own copy, and a
         # file per run would grow the state directory by one image per repository a week, forever.
-        plot_dir = settings.state_dir() / "plots"
-        plot_dir.mkdir(parents=True, exist_ok=True)
         slug = re.sub(r"[^A-Za-z0-9._-]+", "-", repo.key).strip("-.")[:80]
-        path = plot_dir / f"libyear-{slug}-{hashlib.sha256(repo.key.encode()).hexdigest()[:8]}.png"
-        path.write_bytes(png)
+        path = save_plot(f"libyear-{slug}-{hashlib.sha256(repo.key.encode()).hexdigest()[:8]}.png", png)
         metadata["libyear_plot"] = dg.MetadataValue.path(str(path))
         # The same image rendered in the UI's metadata view (its Markdown viewer shows data: images).
-        metadata["libyear_plot_image"] = dg.MetadataValue.md(
-            f"![libyear per dependency](data:image/png;base64,{base64.b64encode(png).decode()})"
-        )
+        metadata["libyear_plot_image"] = dg.MetadataValue.md(markdown_image(png, "libyear per dependency"))
     return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 

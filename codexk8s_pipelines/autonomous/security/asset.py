@@ -14,6 +14,7 @@ import dagster as dg
 
 from ... import settings
 from ...config.models import PlatformConfig, RepositoryConfig
+from ...config.periodic import NO_SEVERE_FINDINGS, OSV_DATABASE_FRESH
 from ...github.resource import GitHubResource
 from ...resources import PlatformConfigResource, PlatformDatabase
 from ...security.dependencies import location
@@ -25,8 +26,8 @@ from ..periodic import publish_findings
 from ..platform_issues import open_labelled_issue
 from .osv_database import OSV_DATABASE, offline_hint
 
-NO_SEVERE = "no_severe_findings"
-FRESH_DATABASE = "osv_database_fresh"
+NO_SEVERE = NO_SEVERE_FINDINGS
+FRESH_DATABASE = OSV_DATABASE_FRESH
 
 
 def _title(f: Any) -> str:
@@ -77,11 +78,11 @@ def stale_note(db: Any) -> str | None:
 
 
 def load_osv(platform: PlatformConfig) -> Any:
-    from ...security.osv import OsvDatabase
+    from ...security.osv import OsvDatabase, osv_database_present
 
     cfg = platform.periodic.security
     path = settings.osv_database_dir(cfg.osv_db)
-    if not path.exists() or (path.is_dir() and not any(path.iterdir())):
+    if not osv_database_present(path):
         cannot(
             f"no OSV database at {path}: materialize osv_database first (job osv_refresh, needs "
             f"network access to {cfg.osv_url}). {offline_hint(path)}"
@@ -116,7 +117,7 @@ def security_findings(
     from ...security.scan import scan_path
 
     db = load_osv(platform_config.get())
-    run = open_partition(context, platform_db, platform_config, github)
+    run = open_partition(context, platform_db, platform_config).checked_out(github)
     platform, repo, root, commit = run.platform, run.repo, run.root, run.commit
     result = scan_path(root, db)
     broken_files = {e.file for e in result.extraction_errors}
@@ -188,9 +189,9 @@ def severe_check(platform: PlatformConfig, open_rows: list[dict[str, Any]]) -> d
 
 def fresh_check(platform: PlatformConfig, db: Any) -> dg.AssetCheckResult:
     limit = float(platform.periodic.security.max_age_days)
-    age = db.age
-    age_days = float(round(age.total_seconds() / 86400, 2)) if age is not None else None
-    snapshot = db.snapshot.date().isoformat() if db.snapshot else "unknown"
+    summary = db.summary()
+    age_days = summary.age_days
+    snapshot = summary.snapshot.date().isoformat() if summary.snapshot else "unknown"
     if db.stale:
         text = (db.staleness_message() or "the OSV database is stale") + ": materialize osv_database"
     else:

@@ -14,7 +14,7 @@ import dagster as dg
 from ... import settings
 from ...config.periodic import SecurityScanConfig
 from ...resources import PlatformConfigResource
-from ..factory import OWNERS
+from ..factory import OWNERS, cannot
 
 OSV_DATABASE = dg.AssetKey("osv_database")
 
@@ -33,11 +33,8 @@ def database_metadata(path: Path, max_age_days: float) -> dict[str, Any]:
     from ...security.osv import OsvDatabase
 
     db = OsvDatabase.load(path, max_age=timedelta(days=max_age_days))
-    per_ecosystem: dict[str, int] = {}
-    for advisory in db.advisories.values():
-        for ecosystem in sorted({a.ecosystem for a in advisory.affected}):
-            per_ecosystem[ecosystem] = per_ecosystem.get(ecosystem, 0) + 1
-    age = db.age
+    summary = db.summary()
+    per_ecosystem = db.advisories_per_ecosystem()
     return {
         "path": dg.MetadataValue.path(str(path)),
         "records": len(db),
@@ -45,24 +42,25 @@ def database_metadata(path: Path, max_age_days: float) -> dict[str, Any]:
             records=[dg.TableRecord({"ecosystem": k, "records": v}) for k, v in sorted(per_ecosystem.items())],
             schema=dg.TableSchema(columns=[dg.TableColumn("ecosystem", "string"), dg.TableColumn("records", "int")]),
         ),
-        "snapshot": db.snapshot.date().isoformat() if db.snapshot else "unknown",
-        "age_days": float(round(age.total_seconds() / 86400, 2)) if age is not None else float("nan"),
-        "stale": db.stale,
-        "unreadable_records": len(db.errors),
+        "snapshot": summary.snapshot.date().isoformat() if summary.snapshot else "unknown",
+        "age_days": summary.age_days if summary.age_days is not None else float("nan"),
+        "stale": summary.stale,
+        "unreadable_records": summary.errors,
     }
 
 
 def _refresh(context: dg.AssetExecutionContext, cfg: SecurityScanConfig, dest: Path) -> dict[str, Any]:
+    from ...security.osv import osv_database_present
     from ...security.refresh import OsvSourceError, import_osv_source, refresh_osv_database
 
     if cfg.osv_source:
         try:
             result = import_osv_source(Path(cfg.osv_source), dest)
         except OsvSourceError as exc:
-            raise dg.Failure(description=str(exc)) from None
+            cannot(str(exc))
         context.log.info(f"OSV database imported from {cfg.osv_source} into {dest}")
         return {"source": cfg.osv_source}
-    had_database = dest.exists() and any(dest.iterdir())
+    had_database = osv_database_present(dest)
     result = refresh_osv_database(dest, cfg.ecosystems, base_url=cfg.osv_url)
     failed = {e.ecosystem: e.error for e in result.failed}
     for ecosystem, error in failed.items():
@@ -74,9 +72,9 @@ def _refresh(context: dg.AssetExecutionContext, cfg: SecurityScanConfig, dest: P
         else:
             what = f"there is no OSV database yet at {dest}, so security_findings cannot run. {offline_hint(dest)}"
         first = next(iter(failed.values()), "no ecosystem configured")
-        raise dg.Failure(
-            description=f"no OSV export could be fetched from {cfg.osv_url} ({first}); {what}",
-            metadata={"errors": dg.MetadataValue.json(failed)},
+        cannot(
+            f"no OSV export could be fetched from {cfg.osv_url} ({first}); {what}",
+            errors=dg.MetadataValue.json(failed),
         )
     return {"source": cfg.osv_url, "failed_ecosystems": dg.MetadataValue.json(failed)}
 

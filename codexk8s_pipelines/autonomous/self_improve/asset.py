@@ -14,17 +14,18 @@ from collections.abc import Sequence
 import dagster as dg
 
 from ...config.models import PlatformConfig
+from ...config.periodic import EVIDENCE_ISSUE_OPEN
 from ...github.resource import GitHubResource
 from ...insight.evidence import apply as with_delivery_metrics
 from ...insight.evidence import delivery_evidence, render_targets
 from ...resources import PlatformConfigResource, PlatformDatabase
 from ...store import PlatformStore
-from ...store.evidence import PREPARED_EVENT, RunEvidence, cadence_key, gather_evidence, last_prepared
+from ...store.evidence import PREPARED_EVENT, RunEvidence, agent_status_lines, cadence_key, last_prepared
 from ..factory import check_result, open_partition, periodic_asset
 from ..periodic import ACTOR, now_utc
 from ..platform_issues import open_labelled_issue, recorded_issue
 
-ISSUE_OPEN = "evidence_issue_open"
+ISSUE_OPEN = EVIDENCE_ISSUE_OPEN
 
 MARKER = "<!-- codexk8s:self-improve -->"
 PURPOSE = "self-improve"
@@ -91,16 +92,16 @@ def self_improve_evidence(
     platform_config: PlatformConfigResource,
     github: GitHubResource,
 ) -> dg.MaterializeResult:
-    run = open_partition(context, platform_db, platform_config, github, with_checkout=False)
+    run = open_partition(context, platform_db, platform_config)
     platform, repo, store = run.platform, run.repo, run.store
     repository = repo.key.lower()
     now = now_utc()
     since = last_prepared(store, repository)
-    evidence = gather_evidence(store, repository, since, now, platform.periodic.self_improve.status_lines)
+    lines = agent_status_lines(store, repository, since, now, platform.periodic.self_improve.status_lines)
     # Counts, failures, revise runs and slow stages as the delivery insight assets compute them, and the delivery
     # targets' verdicts: the evidence issue and the dashboards agree.
     delivery = delivery_evidence(store, platform, repository, since, now)
-    evidence = with_delivery_metrics(evidence, delivery)
+    evidence = with_delivery_metrics(RunEvidence(repository, since, now, status_lines=lines), delivery)
     label = platform.label_scheme().run_label("self-improve", False)
     body = render_evidence(evidence, label) + "\n" + render_targets(delivery)
     metadata: dict = {"finished_runs": evidence.finished, "failed": evidence.by_status.get("failed", 0)}

@@ -17,12 +17,15 @@ from codexk8s_pipelines.security.lockfiles._common import Sink, load_json
 
 def _name_lines(text: str) -> dict[str, int]:
     lines: dict[str, int] = {}
+    line, position = 1, 0  # a running count: counting from the start for every match is quadratic
     for match in re.finditer(r'"name"\s*:\s*"((?:[^"\\]|\\.)*)"', text):
+        line += text.count("\n", position, match.start())
+        position = match.start()
         try:
             name = json.loads(f'"{match.group(1)}"')
         except json.JSONDecodeError:
             continue
-        lines.setdefault(name, text.count("\n", 0, match.start()) + 1)
+        lines.setdefault(name, line)
     return lines
 
 

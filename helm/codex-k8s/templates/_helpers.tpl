@@ -90,13 +90,20 @@ app.kubernetes.io/part-of: codex-k8s
       {{- end }}
 {{- end -}}
 
+{{/* CODEXK8S_DATABASE_URL from the database Secret (existingSecret, else the chart's); "" when there is none. */}}
+{{- define "codexk8s.databaseEnv" -}}
+{{- $db := .Values.secrets.database -}}
+{{- if or $db.existingSecret $db.url -}}
+{{ include "codexk8s.secretEnv" (dict "env" "CODEXK8S_DATABASE_URL" "secret" (default $db.name $db.existingSecret) "key" $db.keys.url) }}
+{{- end -}}
+{{- end -}}
+
 {{/*
 The platform's environment: the code location's, and through the container context the run pods'. Every name is
 a settings.*_VAR of codexk8s_pipelines; secrets are secretKeyRefs only.
 */}}
 {{- define "codexk8s.platformEnv" -}}
 {{- $gh := .Values.secrets.github -}}
-{{- $db := .Values.secrets.database -}}
 - name: CODEXK8S_ENV
   value: kubernetes
 - name: CODEXK8S_CONFIG
@@ -136,8 +143,8 @@ a settings.*_VAR of codexk8s_pipelines; secrets are secretKeyRefs only.
 {{ include "codexk8s.secretEnv" (dict "env" "CODEXK8S_GITHUB_APP_PRIVATE_KEY" "secret" $gh.name "key" $gh.keys.appPrivateKey) }}
 {{- end }}
 {{- end }}
-{{- if or $db.existingSecret $db.url }}
-{{ include "codexk8s.secretEnv" (dict "env" "CODEXK8S_DATABASE_URL" "secret" (default $db.name $db.existingSecret) "key" $db.keys.url) }}
+{{- with include "codexk8s.databaseEnv" . }}
+{{ . }}
 {{- end }}
 {{- if .Values.mcp.enabled }}
 - name: CODEXK8S_MCP_URL
@@ -193,6 +200,11 @@ location (the dagster chart's user-deployments subchart does the same for its ow
 {{/* The MCP server's Deployment and Service name. */}}
 {{- define "codexk8s.mcp.name" -}}
 {{- printf "%s-mcp" (include "codexk8s.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The webhook receiver's Deployment, Service, NetworkPolicy and Ingress name. */}}
+{{- define "codexk8s.webhook.name" -}}
+{{- printf "%s-webhook" (include "codexk8s.fullname" .) | trunc 63 | trimSuffix "-" -}}
 {{- end -}}
 
 {{/* CODEXK8S_MCP_URL: the MCP Service's in-cluster address (agent pods run in another namespace). */}}
