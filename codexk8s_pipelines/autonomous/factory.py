@@ -7,7 +7,8 @@ asset and its asset checks; `registry.py` lists the folders and derives jobs and
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+import functools
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NoReturn
@@ -62,6 +63,12 @@ def open_partition(
     return PeriodicRun(platform, repo, platform_db.store())
 
 
+class CannotDoItsJob(dg.Failure):
+    """The asset could not do its job (no checkout, no database, no cluster): a `dg.Failure`, so that it fails the
+    step as one anywhere it is raised, and a type of its own, so that `periodic_asset` can also report it on the
+    asset's checks."""
+
+
 def cannot(description: str, **metadata: Any) -> NoReturn:
     """Fail the step with one clear message: what is wrong and what to do.
 
@@ -69,10 +76,41 @@ def cannot(description: str, **metadata: Any) -> NoReturn:
     the description as the error, with the metadata beside it. `from None`: called from an `except` block, the
     caught exception is not chained, so no second message and stack follow ("During handling of…"). Not retried
     (`allow_retries=False`): a missing database or an unreachable checkout does not fix itself in seconds.
-    Dagster 1.13 still stores the stack from here to its step executor and the UI prints it under the message
-    (LogsRowStructuredContent: any non-empty `error.stack`); there is no supported way to drop it.
+    Dagster 1.13 still stores the stack from the raise to its step executor and the run page prints it under the
+    message (LogsRowStructuredContent: any non-empty `error.stack`); there is no supported way to drop it. So a
+    periodic asset also reports the message on each of its checks (see `periodic_asset`), where it shows alone.
     """
-    raise dg.Failure(description=description, metadata=metadata or None, allow_retries=False) from None
+    raise CannotDoItsJob(description=description, metadata=metadata or None, allow_retries=False) from None
+
+
+def reporting_cannot(fn: Callable[..., Any], checks: Sequence[str] = ()) -> Callable[..., Any]:
+    """`fn` as a generator that, when `fn` cannot do its job, first fails each of the asset's checks with the
+    message, then fails the step.
+
+    Why both: the failed run is what run-failure alerts (a `run_failure_sensor`, Dagster+ alerts) act on, so a
+    scan that did not happen must not end green; the failed checks put the one clear message on the asset's
+    Checks tab, the catalog and the run's event log without the stack Dagster prints under a step failure. ERROR
+    whatever the configured severity: a check that could not look has not found the repository clean. The step's
+    Failure is raised here, anew, so that its stack holds one frame of ours (and the run page names it `Failure`).
+    An asset without checks (`osv_database`) takes it as a bare decorator, for that last point."""
+
+    @functools.wraps(fn)
+    def compute(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        try:
+            result = fn(*args, **kwargs)
+        except CannotDoItsJob as exc:
+            description = exc.description or "the asset could not do its job"
+            for check in checks:
+                yield dg.AssetCheckResult(
+                    check_name=check,
+                    passed=False,
+                    severity=dg.AssetCheckSeverity.ERROR,
+                    description=f"not checked: {description}",
+                )
+            raise dg.Failure(description=description, metadata=exc.metadata, allow_retries=False) from None
+        yield result
+
+    return compute
 
 
 def periodic_asset(
@@ -85,9 +123,10 @@ def periodic_asset(
     deps: Sequence[Any] = (CHECKOUT,),
 ) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
     """`@dg.asset` with what every periodic asset shares: one partition per repository, the owners, the checkout
-    as upstream, and its asset checks (name → description), reported by the materialization itself."""
+    as upstream, and its asset checks (name → description), reported by the materialization itself, or failed
+    with the message when the asset cannot do its job (`cannot`)."""
     specs = [dg.AssetCheckSpec(check, asset=name, description=text) for check, text in checks.items()]
-    return dg.asset(
+    decorate = dg.asset(
         name=name,
         partitions_def=REPOSITORY_PARTITIONS,
         group_name=group_name,
@@ -97,6 +136,7 @@ def periodic_asset(
         deps=list(deps),
         check_specs=specs or None,
     )
+    return lambda fn: decorate(reporting_cannot(fn, list(checks)))
 
 
 def check_result(

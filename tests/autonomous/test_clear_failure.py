@@ -1,5 +1,6 @@
 """A periodic asset that cannot do its job fails with one clear message: Dagster's `Failure`, as the run page shows
-it (the step failure's error and failure data, what GraphQL's `error { message stack errorChain }` resolves)."""
+it (the step failure's error and failure data, what GraphQL's `error { message stack errorChain }` resolves), and
+each of its checks fails with that message, as the Checks tab shows it (no stack there)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from codexk8s_pipelines.autonomous.freshness import dependency_freshness
 from codexk8s_pipelines.autonomous.security import security_findings
 from codexk8s_pipelines.config import load_config_from_environment
 
-from .conftest import REPO, Watched
+from .conftest import REPO, Watched, latest_checks
 
 AUTONOMOUS = str(Path(__file__).resolve().parents[2] / "codexk8s_pipelines" / "autonomous")
 FACTORY = f"{AUTONOMOUS}/factory.py"
@@ -48,6 +49,15 @@ def _one_clear_message(result: dg.ExecuteInProcessResult) -> str:
     return description
 
 
+def _checks_say(env: Watched, asset: dg.AssetsDefinition, description: str) -> None:
+    """Every check of the asset failed, at ERROR, with the failure's message and nothing else."""
+    checks = latest_checks(env.instance, asset)
+    assert sorted(checks) == sorted(key.name for key in asset.check_keys) and checks
+    for evaluation in checks.values():
+        assert evaluation.passed is False and evaluation.severity == dg.AssetCheckSeverity.ERROR
+        assert evaluation.description == f"not checked: {description}"
+
+
 def test_an_unreachable_checkout_fails_with_one_message_and_no_retry(
     watched: Callable[..., Watched], tmp_path: Path
 ) -> None:
@@ -57,6 +67,7 @@ def test_an_unreachable_checkout_fails_with_one_message_and_no_retry(
 
     description = _one_clear_message(_fail_with_retries(env, dependency_freshness))
     assert description.startswith(f"{REPO}: cannot check out 'main': ") and "git" in description
+    _checks_say(env, dependency_freshness, description)
 
 
 def test_security_findings_without_an_osv_database_says_what_to_do(
@@ -67,3 +78,4 @@ def test_security_findings_without_an_osv_database_says_what_to_do(
     description = _one_clear_message(_fail_with_retries(env, security_findings))
     assert description.startswith(f"no OSV database at {tmp_path / 'nope'}: materialize osv_database first")
     assert "osv_source" in description
+    _checks_say(env, security_findings, description)

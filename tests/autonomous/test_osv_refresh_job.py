@@ -48,6 +48,7 @@ def _metadata(result: dg.ExecuteInProcessResult) -> dict:
 def _failure(result: dg.ExecuteInProcessResult) -> str:
     assert not result.success
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failure.step_failure_data.error.cls_name == "Failure"  # what the run page names it
     return failure.step_failure_data.user_failure_data.description
 
 

@@ -14,7 +14,7 @@ import dagster as dg
 from ... import settings
 from ...config.periodic import SecurityScanConfig
 from ...resources import PlatformConfigResource
-from ..factory import OWNERS, cannot
+from ..factory import OWNERS, cannot, reporting_cannot
 
 OSV_DATABASE = dg.AssetKey("osv_database")
 
@@ -88,6 +88,7 @@ def _refresh(context: dg.AssetExecutionContext, cfg: SecurityScanConfig, dest: P
     kinds={"file"},
     owners=OWNERS,
 )
+@reporting_cannot
 def osv_database(context: dg.AssetExecutionContext, platform_config: PlatformConfigResource) -> dg.MaterializeResult:
     cfg = platform_config.get().periodic.security
     dest = settings.osv_database_dir(cfg.osv_db)
