@@ -54,7 +54,16 @@ MAX_WORD_MATCHES = 1000
 WORD_CANDIDATES = 50
 PHRASE_MATCHES = 2000
 EXACT_SCAN_ROWS = 5000  # a filter keeping at most this many chunks is ranked exactly (see use_exact_scan)
-_EXCLUDES = re.compile(r"(?:^|\s)-\S")  # websearch syntax for "without this word"
+_EXCLUDES = re.compile(r"(?:^|\s)-[\w\"]")  # websearch syntax for "without this word (or phrase)"
+# Dashes that exclude nothing: a run of them (a Markdown rule `-----`, a flag `--verbose`) or one before a space or
+# a sign. websearch_to_tsquery reads each as a NOT, and more than 32 in a row fail the statement ("tsquery stack
+# too small"); a pasted heading underline must not break a search, nor `x --- y` exclude y.
+_STRAY_DASHES = re.compile(r"-{2,}|-(?![\w\"])")
+
+
+def websearch_text(text: str) -> str:
+    """The query as `websearch_to_tsquery` should read it: words, "phrases", OR, and `-word` exclusions only."""
+    return _STRAY_DASHES.sub(" ", text)
 
 
 @dataclass(frozen=True)
@@ -264,6 +273,7 @@ def _text_ctes(
     Phrases and -exclusions (`websearch_to_tsquery`) filter the candidates."""
     corpus_where, corpus_params = filters(repository, None)
     where, params = filters(repository, path_prefix)
+    text = websearch_text(text)
     strict = uses_operators(text)
     # Each query word's heaviest postings in the filter's scope: one index range, heaviest first (migration 0010).
     postings = sql.SQL(

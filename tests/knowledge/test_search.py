@@ -86,6 +86,12 @@ def test_full_text_ranking_speaks_websearch_syntax(indexed_url: str) -> None:
     # A question whose words are never all in one section: every section with any of them, ranked by BM25.
     assert headings("customer refund within days helicopter")[0] == "Refunds"
     assert headings('nothing "matches" -this') == []
+    # Dashes that exclude nothing neither exclude nor break the statement (33 NOTs in a row overflow PostgreSQL's
+    # tsquery stack): a pasted Markdown underline, a spaced dash, a flag.
+    assert headings("exchange rates\n" + "-" * 40) == headings("exchange rates")
+    assert headings("refund - - " + "- " * 40 + "rollback") == headings("refund rollback")
+    assert headings("exchange --- lookup") == headings("exchange lookup")
+    assert headings("--lookup") == headings("lookup") != []
 
 
 def test_repository_filter(indexed_url: str, embedder: Embedder) -> None:
