@@ -68,8 +68,9 @@ JOB_DEADLINE_GRACE_SECONDS = 5 * 60
 
 def stage_timeout_seconds(config: StageRunConfig) -> int:
     """The longest the agent step of this run may take: the stage's timeout (domain or configuration override,
-    whichever is longer, as the step uses the former) or, for a reviewer run, its agent's. Never raises: a tick
-    must not fail over a configuration error, which the run itself then reports."""
+    whichever is longer: the step reads the configuration when it runs, which may have changed since the tick)
+    or, for a reviewer run, its agent's. Never raises: a tick must not fail over a configuration error, which
+    the run itself then reports."""
     from ..config import load_config_from_environment
 
     candidates = [STAGES[config.stage].timeout_minutes] if config.stage in STAGES else []
@@ -183,7 +184,8 @@ def render_prompt_op(
     ctx = StageContext.from_dict(stage_context)
     platform = platform_config.get()
     agent = load_catalog().for_role(Role(ctx.role))
-    stage = STAGES[ctx.stage] if ctx.stage else None
+    # The stage as this installation configured it (codexk8s.yaml `stages:` may lengthen its timeout).
+    stage = platform.rules().stages[ctx.stage] if ctx.stage else None
     scope = stage.write_scope if stage else WriteScope.NONE
     rendered = render_prompt(
         PromptInputs(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from codexk8s_pipelines.mcp.tokens import verify_token
@@ -61,6 +62,20 @@ def test_run_dev_ends_with_a_pushed_branch_a_pr_a_comment_and_an_audit_trail(sta
     outputs = [e for e in result.events_for_node("render_prompt_op") if e.event_type_value == "STEP_OUTPUT"]
     assert "Checkout fails on an empty cart" in outputs[0].event_specific_data.metadata["prompt"].value
     assert not Path(prompt).exists()  # issue text on disk does not outlive the agent step (issue 12)
+
+
+def test_the_configured_stage_timeout_is_the_agent_steps_timeout(stage: Stage) -> None:
+    from codexk8s_pipelines.config import load_config_from_environment
+
+    config = Path(os.environ["CODEXK8S_CONFIG"])
+    config.write_text(config.read_text() + "stages:\n  dev: {timeout_minutes: 300}\n")
+    load_config_from_environment.cache_clear()
+    number = _issue(stage)
+    stage.state.label(REPO, number, "run:dev", actor="alice")
+    (request,) = stage.trigger()
+    result = stage.execute(request)
+    assert result.success
+    assert result.output_for_node("render_prompt_op")["timeout_seconds"] == 300 * 60  # the domain's dev: 120 min
 
 
 def test_a_markdown_only_stage_editing_code_fails_and_pushes_nothing(stage: Stage) -> None:
