@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 
-from codexk8s_pipelines.domain.decisions import Decision
+from codexk8s_pipelines.domain.decisions import Decision, budget_override_rule
 from codexk8s_pipelines.domain.spend import Breach
 from codexk8s_pipelines.github.api import RepoApi
 from codexk8s_pipelines.store.usage import BudgetHold, hold_run, open_holds, release_hold, reserve
@@ -26,7 +26,7 @@ MARKER = "<!-- codexk8s:budget {key} -->"
 def _comment(ctx: TickContext, d: Decided, breaches: Sequence[Breach]) -> str:
     currency = ctx.budgets_currency
     label = d.decision.trigger_label or d.label
-    rule = ctx.rules.stage(d.decision.stage or "dev").approval
+    rule = budget_override_rule(d.decision, ctx.rules)
     lines = [
         MARKER.format(key=d.key),
         f"**Budget exhausted: no run started** for `{label}`.",

@@ -28,6 +28,7 @@ from codexk8s_pipelines.domain.decisions import (
     PullRequestReviewEvent,
     Reason,
     decide_approval,
+    decide_budget_override,
     decide_issue_label,
     decide_pull_request_label,
     decide_review,
@@ -267,21 +268,12 @@ def budget_override_decision(api: RepoApi, ctx: TickContext, number: int, event:
     hold = holds[0]
     held = Decision.from_dict(hold.decision)
     actor = actor_of(api, ctx, event.actor)
-    rule = ctx.rules.stage(held.stage or "dev").approval
-    if actor.is_human and rule.may_approve(actor.login, actor.permission):
+    decision = decide_budget_override(held, actor, ctx.rules)
+    if decision is held:
         return Decided(hold.correlation_key, held, actor, number, hold.issue_number, hold.pr_number, event.id,
                        held.trigger_label or event.label, budget_override=hold)  # fmt: skip
-    refused = Decision(
-        DecisionKind.IGNORED,
-        Reason.APPROVER_NOT_PERMITTED,
-        f"{actor.login} may not override the budget for {held.trigger_label}: needs {rule.describe_approvers()}",
-        stage=held.stage,
-        revise=held.revise,
-        trigger_label=held.trigger_label,
-        approvers=rule.describe_approvers(),
-    )
     key = correlation_key(api.full_name, number, event.label, event.id)
-    return Decided(key, refused, actor, number, number, None, event.id, event.label)
+    return Decided(key, decision, actor, number, number, None, event.id, event.label)
 
 
 def decide_issue_moment(

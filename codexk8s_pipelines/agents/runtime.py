@@ -72,8 +72,7 @@ def with_agent_limits(spec: RunnerSpec, agent: AgentSpec | None) -> RunnerSpec:
     if agent is None:
         return spec
     # A model endpoint's key variable (agent_kinds) is declared like a secret of the entry.
-    key = getattr(getattr(agent, "endpoint", None), "key_env", None)
-    key_env = [key] if isinstance(key, str) and key else []
+    key_env = [agent.endpoint.key_env] if agent.endpoint.key_env else []
     declared = list(dict.fromkeys([*spec.pass_env, *agent.env_from_secrets, *key_env]))
     memory = spec.memory_bytes or quantity_bytes(agent.memory)
     return spec.model_copy(update={"pass_env": declared, "memory_bytes": memory})

@@ -17,7 +17,7 @@ from dagster import DagsterExecutionInterruptedError
 from .. import settings
 from ..agents.agent_kinds import effective_model, launch_settings
 from ..agents.agent_setup import AgentSettings
-from ..agents.catalog import load_catalog
+from ..agents.catalog import current_catalog, load_catalog
 from ..agents.prompts import RESULT_FILE, PromptInputs, render_prompt
 from ..agents.runner_spec import RunnerResult, RunnerSpec
 from ..agents.runtime import AgentRuntime, write_private_file
@@ -80,7 +80,7 @@ def stage_timeout_seconds(config: StageRunConfig) -> int:
             candidates.append(stages[config.stage].timeout_minutes)
     if not config.stage:
         with contextlib.suppress(Exception):
-            candidates.append(load_catalog().for_role(Role(config.role)).timeout_minutes)
+            candidates.append(current_catalog().for_role(Role(config.role)).timeout_minutes)  # on the tick
     return max(candidates or [60]) * 60
 
 
@@ -118,9 +118,13 @@ def _run_dir(run_id: str) -> Path:
     return settings.state_dir() / "runs" / run_id
 
 
+def _branch_folder(ctx: StageContext) -> str:
+    """The branch's folder name under the state directory (its checkout, its kept agent session)."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", f"{ctx.repository}/{ctx.branch}")
+
+
 def _workdir(ctx: StageContext) -> Path:
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{ctx.repository}/{ctx.branch}")
-    return settings.state_dir() / "workspaces" / safe
+    return settings.state_dir() / "workspaces" / _branch_folder(ctx)
 
 
 @dg.op(description="Mark the run as running, read the issue/PR from GitHub and say so in the service comment.")
@@ -321,13 +325,11 @@ def _mcp_access(ctx: StageContext, timeout_seconds: int) -> dict[str, Any]:
 
 
 def _agent_access(ctx: StageContext, prepared: dict) -> dict[str, Any]:
-    """The runner spec's agent part: the agent's setup, its MCP pair, and the model key it may read."""
+    """The runner spec's agent part: the agent's setup and its MCP pair. The model key it may read is declared
+    with the catalog entry, by the runtime (`with_agent_limits`), locally and in a pod alike."""
     access = _mcp_access(ctx, prepared["timeout_seconds"])
     raw = prepared.get("agent_settings")
-    agent = AgentSettings.model_validate(raw) if raw else None
-    if agent is not None and agent.kind != "custom":
-        access["pass_env"] = [*access.get("pass_env", []), agent.endpoint.key_env]
-    return {**access, "agent": agent}
+    return {**access, "agent": AgentSettings.model_validate(raw) if raw else None}
 
 
 def _model_for_agent(store: Any, config: StageRunConfig) -> str:
@@ -342,8 +344,7 @@ def _model_for_agent(store: Any, config: StageRunConfig) -> str:
 
 def _session_dir(ctx: StageContext, kind: str) -> Path:
     """Where a branch's agent session is kept between its runs (local state; a pod starts fresh)."""
-    safe = re.sub(r"[^A-Za-z0-9._-]+", "_", f"{ctx.repository}/{ctx.branch}")
-    return settings.state_dir() / "agent-sessions" / safe / kind
+    return settings.state_dir() / "agent-sessions" / _branch_folder(ctx) / kind
 
 
 def _commit_message(ctx: StageContext) -> str:

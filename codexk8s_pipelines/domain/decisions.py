@@ -15,7 +15,7 @@ from typing import Any
 
 from .labels import LabelKind, ParsedLabel, normalize
 from .rules import Actor, Rules
-from .stages import REVIEWER_JOB_NAME, Role, RuntimeProfile, WriteScope
+from .stages import REVIEWER_JOB_NAME, ApprovalRule, Role, RuntimeProfile, WriteScope
 
 
 class DecisionKind(StrEnum):
@@ -416,4 +416,25 @@ def decide_approval(pending: PendingApproval, approver: Actor, now: datetime, ru
         f"{pending.trigger_label} approved by {approver.login}",
         pending.model,
         pending.reasoning,
+    )
+
+
+def budget_override_rule(held: Decision, rules: Rules) -> ApprovalRule:
+    """Who may override the budget for a held run: the approvers of its stage (a reviewer run counts as dev)."""
+    return rules.stage(held.stage or "dev").approval
+
+
+def decide_budget_override(held: Decision, actor: Actor, rules: Rules) -> Decision:
+    """The budget override label on an issue whose run the budgets hold: an approver of the held run's stage
+    starts it (the held decision stands); anyone else is told who may, as for an approval."""
+    rule = budget_override_rule(held, rules)
+    if actor.is_human and rule.may_approve(actor.login, actor.permission):
+        return held
+    return _ignored(
+        Reason.APPROVER_NOT_PERMITTED,
+        f"{actor.login} may not override the budget for {held.trigger_label}: needs {rule.describe_approvers()}",
+        stage=held.stage,
+        revise=held.revise,
+        trigger_label=held.trigger_label,
+        approvers=rule.describe_approvers(),
     )

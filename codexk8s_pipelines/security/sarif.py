@@ -155,7 +155,7 @@ def to_sarif(result: ScanResult, root: Path) -> dict[str, Any]:
         "properties": {
             "dependencies": result.dependencies,
             "unpinned": result.unpinned,
-            "coverage": [{key: c.to_dict()[key] for key in _COVERAGE_KEYS} for c in result.coverage],
+            "coverage": [{key: d[key] for key in _COVERAGE_KEYS} for d in (c.to_dict() for c in result.coverage)],
             "osvDatabase": {
                 "records": db.records,
                 "snapshot": db.snapshot.isoformat() if db.snapshot else None,

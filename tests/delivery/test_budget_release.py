@@ -8,10 +8,9 @@ from pathlib import Path
 import dagster as dg
 
 from codexk8s_pipelines.config import load_config_from_environment
-from sensors.run_status import stage_run_failure_sensor
 
 from .conftest import REPO, Stage
-from .test_run_status_sensors import _resources
+from .test_run_status_sensors import run_failure_sensor_on
 
 
 def _held(stage: Stage) -> int:
@@ -36,14 +35,7 @@ def test_a_run_that_dies_before_reporting_releases_its_hold(stage: Stage) -> Non
         run_config=request.run_config, tags=request.tags, instance=instance, raise_on_error=False
     )
     assert not result.success
-    context = dg.build_run_status_sensor_context(
-        sensor_name=stage_run_failure_sensor.name,
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        dagster_event=result.get_run_failure_event(),
-        resources=_resources(stage),
-    ).for_run_failure()
-    stage_run_failure_sensor(context)
+    run_failure_sensor_on(stage, instance, result)
     assert _held(stage) == 0
     # With the hold gone, the budget has room for the next run again (3 - 0 ≥ 2).
     stage.state.unlabel(REPO, number, "run:dev")

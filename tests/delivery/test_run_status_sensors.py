@@ -19,6 +19,18 @@ def _resources(stage: Stage) -> dict:
     }
 
 
+def run_failure_sensor_on(stage: Stage, instance: dg.DagsterInstance, result: dg.ExecuteInProcessResult) -> None:
+    """Evaluate `stage_run_failure_sensor` on a failed run, as the daemon does once the run has ended."""
+    context = dg.build_run_status_sensor_context(
+        sensor_name=stage_run_failure_sensor.name,
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        dagster_event=result.get_run_failure_event(),
+        resources=_resources(stage),
+    ).for_run_failure()
+    stage_run_failure_sensor(context)
+
+
 def test_a_run_failing_before_it_can_report_is_reported_by_the_sensor(stage: Stage) -> None:
     number = stage.state.add_issue(REPO, "Broken while GitHub is down")
     stage.trigger()
@@ -33,14 +45,7 @@ def test_a_run_failing_before_it_can_report_is_reported_by_the_sensor(stage: Sta
     assert not result.success
     assert stage.state.comments(REPO, number) == []  # the op died before it could say anything
 
-    context = dg.build_run_status_sensor_context(
-        sensor_name=stage_run_failure_sensor.name,
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        dagster_event=result.get_run_failure_event(),
-        resources=_resources(stage),
-    ).for_run_failure()
-    stage_run_failure_sensor(context)
+    run_failure_sensor_on(stage, instance, result)
 
     key = request.run_key or ""
     assert stage.store.get_run(key)["status"] == "failed"  # type: ignore[index]
@@ -50,7 +55,7 @@ def test_a_run_failing_before_it_can_report_is_reported_by_the_sensor(stage: Sta
     assert "Run failed" in comment["body"] and "run_failed" in comment["body"] and result.run_id[:8] in comment["body"]
 
     # A second report of the same run changes nothing.
-    stage_run_failure_sensor(context)
+    run_failure_sensor_on(stage, instance, result)
     assert len(stage.state.comments(REPO, number)) == 1
     assert [e["event_type"] for e in stage.store.events(key)].count("run.failed.outside_ops") == 1
 

@@ -20,6 +20,7 @@ from codexk8s_pipelines.domain.decisions import (
     Reason,
     approval_expired,
     decide_approval,
+    decide_budget_override,
     decide_issue_label,
     decide_pull_request_label,
     decide_review,
@@ -768,3 +769,15 @@ def test_reason_is_produced(reason: Reason) -> None:
 def test_every_reason_code_is_covered() -> None:
     assert set(REASON_CASES) == set(Reason)
     assert len(Reason) == 20
+
+
+def test_a_budget_override_starts_the_held_run_only_for_an_approver_of_its_stage() -> None:
+    held = on_issue("run:release", rules=RELEASE_RULES)
+    boss = Actor("boss", "User", Permission.MAINTAIN)
+    assert decide_budget_override(held, boss, RELEASE_RULES) is held
+    refused = decide_budget_override(held, HUMAN, RELEASE_RULES)
+    assert (refused.kind, refused.reason) == (DecisionKind.IGNORED, Reason.APPROVER_NOT_PERMITTED)
+    assert refused.message.startswith("alice may not override the budget for run:release: needs ")
+    assert (refused.stage, refused.trigger_label) == ("release", "run:release")
+    bot = Actor("boss[bot]", "Bot", Permission.ADMIN)
+    assert decide_budget_override(held, bot, RELEASE_RULES).reason is Reason.APPROVER_NOT_PERMITTED

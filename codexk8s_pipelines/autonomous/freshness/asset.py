@@ -90,8 +90,8 @@ def dependency_freshness(
     cfg = platform.periodic.freshness
     extraction = extract_dependencies(root)
     registries = RegistryUrls(
-        cfg.pypi_url, cfg.npm_url, cfg.go_proxy_url, cfg.crates_url, cfg.maven_url, cfg.rubygems_url,
-        cfg.packagist_url, cfg.nuget_url, cfg.pub_url, cfg.hex_url,
+        pypi=cfg.pypi_url, npm=cfg.npm_url, go=cfg.go_proxy_url, crates=cfg.crates_url, maven=cfg.maven_url,
+        rubygems=cfg.rubygems_url, packagist=cfg.packagist_url, nuget=cfg.nuget_url, pub=cfg.pub_url, hex=cfg.hex_url,
     )  # fmt: skip
     report = check_freshness(
         extraction.dependencies, registries=registries, workers=cfg.workers, deadline=cfg.deadline_seconds,
