@@ -7,10 +7,14 @@
    defines it): latency p50/p95 of `search()`'s statement and, separately, end to end with the ONNX query
    embedding (goals, issue 19: p95 ≤ 12 ms, ≤ 15 ms with a path filter, no slower at 10,000 than at 100,000),
    recall@10 of what `search()` returns against exact nearest neighbours (goal ≥ 0.98), with no filter,
-   a repository filter (5% of the chunks: ranked exactly,
-   from the index that keeps a repository's vectors together) and a path-prefix filter (11%: the filtered HNSW
-   walk), on two data sets:
+   a repository filter (5% of the chunks) and a path-prefix filter (11%), both ranked exactly (at most
+   EXACT_SCAN_ROWS chunks; a repository's from the index that keeps its vectors together), on three data sets:
 
+   - `real`: real documentation, nothing copied or synthesised: the docstrings of the installed Python packages
+     (modules, classes, functions), chunked by the platform's chunker (cut at 80 estimated tokens: the model still
+     takes ~26 minutes for 100,000 of them on two cores; keep them with --data-dir) and each embedded by the
+     model. What a large docs corpus is, and what the goals are about. Queries are 100 held-out chunks, as a
+     heading plus a few words.
    - `clustered`: random points around 1,000 centres (σ 0.6 in 384 dimensions). Every cluster fills all 384
      dimensions, so a point's neighbours are nearly equidistant: adversarial for HNSW, a lower bound.
    - `docs`: real all-MiniLM-L6-v2 embeddings of real documentation (the READMEs of the installed Python
@@ -18,9 +22,15 @@
      the real vectors' own covariance (so copies stay on the shape real text embeddings have, not spread over
      all 384 dimensions). Queries are 100 held-out chunks, as a heading plus a few words, embedded by the model.
      Rows carry the real text, so they are as long as real chunks (vectors stored as the migrations say), and
-     the copies of one chunk share a repository, as a repository's sections share its topics.
+     the copies of one chunk share a repository, as a repository's sections share its topics. Each text stands
+     for 33 near-copies, which no real corpus has: tuning (below) makes its questions about indexed chunks, and
+     here those sit among their own copies while the held-out queries do not, so the list it measures is short.
 
-   In both, row i is in repository i mod 20, so one repository's rows are spread over the whole table.
+   In all, row i is in repository i mod 20, so one repository's rows are spread over the whole table.
+
+   Before measuring, each data set is tuned as the docs_index asset tunes an installation (knowledge/tuning.py:
+   the shortest HNSW candidate list reaching recall@10 0.995 for questions about 200 of its chunks), and the
+   tuning is printed.
 
    Latency runs `search()` with its query text and a fixed query vector (the model's own time per question is
    not the database's and is left out). Recall runs `search()` with a text no chunk contains, so its hits are
@@ -57,10 +67,11 @@ from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from codexk8s_pipelines.knowledge.db import connect
+from codexk8s_pipelines.knowledge.db import as_array, connect
 from codexk8s_pipelines.knowledge.embedding import resolve_model
 from codexk8s_pipelines.knowledge.index import DEFAULT_GLOBS, index_repository, read_chunks, refresh_term_stats
-from codexk8s_pipelines.knowledge.search import EF_SEARCH_FLOOR, EXACT_SCAN_ROWS, Searcher, filters, use_exact_scan
+from codexk8s_pipelines.knowledge.search import EXACT_SCAN_ROWS, Searcher, filters, use_exact_scan
+from codexk8s_pipelines.knowledge.tuning import question_text, tune
 from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore
 from codexk8s_pipelines.store.migrations import available_migrations
 
@@ -229,7 +240,7 @@ def _dependency_doc_chunks() -> list[tuple[str, str]]:
             words = chunk.text.split()
             if len(words) < 12:
                 continue
-            question = " ".join([*chunk.heading_path[-1:], *words[:8]])
+            question = question_text(chunk.heading_path, chunk.text)
             seen.setdefault(chunk.embedding_text, question)
     return sorted(seen.items())
 
@@ -274,6 +285,84 @@ def docs_dataset(n: int, base: int = 3000) -> Dataset:
     return Dataset("docs", vectors, texts, queries, query_texts, note)
 
 
+REAL_CHUNK_TOKENS = 80  # real chunks cut short: the model's time grows with length, the vectors stay real text's
+_REAL_CHUNKS: list[tuple[str, str]] = []
+
+
+def _docstring_chunks(limit: int) -> list[tuple[str, str]]:
+    """(embedding text, query text) of `limit` real documentation chunks, each distinct: the docstrings of the
+    installed Python packages (modules, classes, functions), each a section headed by its qualified name in a
+    document titled by its module, chunked by the platform's chunker at REAL_CHUNK_TOKENS. Files are read in a
+    seeded random order, so a prefix of the list (the 10,000 set) mixes packages as the whole does."""
+    import ast
+    import sysconfig
+
+    from codexk8s_pipelines.knowledge.chunking import chunk_document
+
+    if len(_REAL_CHUNKS) >= limit:
+        return _REAL_CHUNKS[:limit]
+    site = Path(sysconfig.get_paths()["purelib"])
+    files = sorted(site.rglob("*.py"))
+    random.Random(31).shuffle(files)
+    _REAL_CHUNKS.clear()
+    seen: set[str] = set()
+    for file in files:
+        try:
+            tree = ast.parse(file.read_text(encoding="utf-8"))
+        except (SyntaxError, UnicodeDecodeError, ValueError, OSError):
+            continue
+        module = ".".join(file.relative_to(site).with_suffix("").parts)
+        sections: list[str] = []
+        nodes: list[tuple[ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef, str]] = [(tree, "")]
+        while nodes:
+            node, name = nodes.pop(0)
+            doc = ast.get_docstring(node, clean=True)
+            if doc and len(doc.split()) >= 12:
+                sections.append(f"## {name or module}\n\n{doc}\n")
+            for child in ast.iter_child_nodes(node):
+                if isinstance(child, (ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+                    nodes.append((child, f"{name}.{child.name}" if name else child.name))
+        if not sections:
+            continue
+        document = f"# {module}\n\n" + "\n".join(sections)
+        for chunk in chunk_document(document, f"{module}.md", max_tokens=REAL_CHUNK_TOKENS, overlap_tokens=10):
+            words = chunk.text.split()
+            if len(words) < 12 or chunk.embedding_text in seen:
+                continue
+            seen.add(chunk.embedding_text)
+            question = question_text(chunk.heading_path, chunk.text)
+            _REAL_CHUNKS.append((chunk.embedding_text, question))
+        if len(_REAL_CHUNKS) >= limit:
+            return _REAL_CHUNKS[:limit]
+    raise RuntimeError(f"the installed packages have {len(_REAL_CHUNKS):,} docstring chunks, fewer than {limit:,}")
+
+
+_VECTORS: dict[str, np.ndarray] = {}
+
+
+def _embed(texts: Sequence[str]) -> np.ndarray:
+    """The model's vectors for `texts`, each text embedded once per run (the sizes share their chunks)."""
+    from codexk8s_pipelines.knowledge.embedding import default_embedder
+
+    missing = list(dict.fromkeys(t for t in texts if t not in _VECTORS))
+    if missing:
+        vectors = np.asarray(default_embedder().encode(missing), dtype=np.float32)
+        _VECTORS.update(zip(missing, vectors, strict=True))
+    return np.stack([_VECTORS[t] for t in texts])
+
+
+def real_dataset(n: int) -> Dataset:
+    """`n` real chunks, each its own real text embedded by the model, nothing copied or synthesised: what a
+    large docs corpus is. Queries are QUERIES further chunks held out, as a heading plus a few words."""
+    chunks = _docstring_chunks(QUERIES + n)
+    held_out, sources = chunks[:QUERIES], chunks[QUERIES:]
+    t = time.perf_counter()
+    vectors = _embed([text for text, _ in sources])
+    queries = _embed([question for _, question in held_out])
+    note = f"{n:,} real docstring chunks of the installed packages; embedded in {time.perf_counter() - t:.0f} s"
+    return Dataset("real", vectors, [text for text, _ in sources], queries, [q for _, q in held_out], note)
+
+
 def _database(server_url: str, name: str) -> str:
     return make_conninfo(server_url, dbname=name)
 
@@ -292,7 +381,7 @@ def _reusable(url: str, name: str, n: int) -> str | None:
     if PlatformStore(url).migrate():
         _term_stats(url)
         with psycopg.connect(url, autocommit=True) as conn:
-            conn.execute("VACUUM ANALYZE doc_chunks")
+            conn.execute("VACUUM ANALYZE")
     with psycopg.connect(url) as conn:
         state = conn.execute("SELECT to_regclass('doc_chunks_embedding_idx') IS NOT NULL").fetchone()
     return str(row[3]) if state and state[0] else None
@@ -331,7 +420,7 @@ def load_dataset(server_url: str, name: str, n: int, make: Callable[[int], Datas
         t = time.perf_counter()
         conn.execute(INDEX_DDL)
         print(f"[{name}] HNSW build over {n:,} vectors: {time.perf_counter() - t:5.1f} s")
-        conn.execute("VACUUM ANALYZE doc_chunks")  # a table in steady state: visibility map set, statistics fresh
+        conn.execute("VACUUM ANALYZE")  # tables in steady state: visibility maps set, statistics fresh
         conn.execute("CREATE TABLE bench_queries (n INTEGER PRIMARY KEY, text TEXT NOT NULL, embedding vector(384))")
         with conn.cursor().copy("COPY bench_queries (n, text, embedding) FROM STDIN") as copy:
             for i, (v, text) in enumerate(zip(data.query_vectors, data.query_texts, strict=True)):
@@ -357,7 +446,7 @@ class FixedEmbedder:
 def _queries(url: str) -> list[tuple[str, np.ndarray]]:
     with connect(url) as conn:
         rows = conn.execute("SELECT text, embedding FROM bench_queries ORDER BY n").fetchall()
-    return [(str(text), np.asarray(vec.to_numpy() if hasattr(vec, "to_numpy") else vec)) for text, vec in rows]
+    return [(str(text), as_array(vec)) for text, vec in rows]
 
 
 def _truth(url: str, queries: Sequence[np.ndarray], repository: str | None, prefix: str | None) -> list[set[str]]:
@@ -510,16 +599,17 @@ def main() -> None:
     parser.add_argument("--skip-cli", action="store_true", help="skip the CLI cold-start figures")
     parser.add_argument("--data-dir", type=Path, help="keep the server's data here and reuse data sets built before")
     parser.add_argument("--skip-indexing", action="store_true", help="only the search figures")
-    parser.add_argument("--datasets", default="clustered,docs", help="comma-separated: clustered, docs")
+    parser.add_argument("--retune", action="store_true", help="measure the search tuning of reused data sets again")
+    parser.add_argument("--datasets", default="real,clustered,docs", help="comma-separated: real, clustered, docs")
     parser.add_argument(
         "--ef",
         default="100,200,300,400,500",
-        help=f"ef_search values for the trade-off table (search itself uses {EF_SEARCH_FLOOR})",
+        help="ef_search values for the trade-off table (search itself uses the list measured by `tune`)",
     )
     args = parser.parse_args()
     os.environ.setdefault("LC_ALL", "C.UTF-8")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    makers = {"clustered": clustered_dataset, "docs": docs_dataset}
+    makers = {"clustered": clustered_dataset, "docs": docs_dataset, "real": real_dataset}
     ef_values = [int(v) for v in args.ef.split(",") if v.strip()]
     with tempfile.TemporaryDirectory() as tmp_name:
         data_dir = args.data_dir.resolve() if args.data_dir else Path(tmp_name) / "pg"
@@ -538,6 +628,13 @@ def main() -> None:
                 for n in sizes:
                     url, note, reused = load_dataset(server_url, name, n, makers[name])
                     print(f"[{name}] {note}{' (reused from --data-dir)' if reused else ''}")
+                    tuning = tune(url, force=args.retune)  # as the docs_index asset does after indexing
+                    if tuning:
+                        print(
+                            f"[{name}] search tuned at {n:,} chunks: ef_search {tuning.ef_search}, recall@10"
+                            f" {tuning.recall:.3f} on {tuning.sample} of its chunks, measured in {tuning.seconds:.1f} s"
+                            f"{'' if tuning.fresh else ' (stored)'}"
+                        )
                     by_size[n] = bench_search(url, name, n, ef_values)
                     bench_end_to_end(url, name, n)
                 if len(sizes) > 1:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
 
@@ -66,6 +67,12 @@ def vector_version(conn: psycopg.Connection[Any], conn_url: str) -> tuple[int, i
         major, minor = [*str(row[0]).split("."), "0"][:2] if row else ("0", "0")
         _vector_versions[conn_url] = (int(major), int(minor))
     return _vector_versions[conn_url]
+
+
+def as_array(value: Any) -> np.ndarray:
+    """A stored vector as float32 numpy: pgvector's psycopg adapter returns numpy arrays or `Vector` objects
+    depending on the wire format."""
+    return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32)
 
 
 def check_dimension(dim: int) -> None:

@@ -22,7 +22,7 @@ from psycopg import sql
 
 from ..store import PlatformStore
 from .chunking import Chunk, chunk_document
-from .db import EMBEDDING_DIM, check_dimension, connect
+from .db import EMBEDDING_DIM, as_array, check_dimension, connect
 from .embedding import Embedder, default_embedder, resolve_model
 from .files import MAX_FILE_BYTES, Skipped, discover
 from .search import BM25_B, BM25_K1
@@ -214,12 +214,7 @@ def _stored_vectors(conn: Any, model: str, hashes: set[str]) -> dict[str, np.nda
         " WHERE model = %s AND content_hash = ANY(%s)",
         (model, sorted(hashes)),
     ).fetchall()
-    return {r[0]: _as_array(r[1]) for r in rows}
-
-
-def _as_array(value: Any) -> np.ndarray:
-    """pgvector's psycopg adapter returns numpy arrays or `Vector` objects depending on the wire format."""
-    return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32)
+    return {r[0]: as_array(r[1]) for r in rows}
 
 
 class _LazyDefault:

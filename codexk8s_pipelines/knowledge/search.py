@@ -7,9 +7,9 @@ small model blurs. bench/retrieval.py measures the hybrid against each half on t
 (Poetry's and Click's docs): it must never score below the better half. Filters (repository, path prefix)
 are applied inside both rankings, and the HNSW scan is iterative so a narrow filter still fills top-k.
 The HNSW graph holds half-precision copies of the vectors (migration 0004); its candidates are re-ranked by
-full-precision distance.
+full-precision distance. Its candidate list is the one measured on the corpus after indexing (`tuning`).
 
-Why one statement on a kept connection: at 100,000 chunks the goal is p95 ≤ 20 ms, and a new connection
+Why one statement on a kept connection: at 100,000 chunks the goal is p95 ≤ 12 ms, and a new connection
 (~6 ms), pgvector's type lookup, planning and one round trip per step each take a visible share of it. A
 `Searcher` keeps its connection with the HNSW settings applied and the statement prepared; `search()` borrows
 one from a small per-URL pool, so every caller (CLI, MCP tools, Dagster ops) gets that without owning one.
@@ -22,6 +22,7 @@ import os
 import re
 import sys
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -34,21 +35,21 @@ from psycopg import sql
 
 from .db import EMBEDDING_DIM, check_dimension, connect, missing_index, vector_version
 from .embedding import Embedder, default_embedder
+from .tuning import tuned_ef_search
 
 MAX_K = 1000
 # The fusion (see `fuse`): the meaning ranking's share of the fused score, and how many chunks of one file a
 # search returns by default (more would crowd other files out of a short list; `per_file=None` keeps all).
 MEANING_WEIGHT = 0.4
 MAX_PER_FILE = 2
-# BM25 (see _text_ctes). k1 and b are the usual values; HEADING_TF counts a word of the title or heading path
-# as that many extra occurrences. bench/retrieval.py measured 0, 1, 2 (and b 0.5): 0 ranked best on both sets,
-# as title and heading words are already in the text the words ranking reads.
+# BM25 (see _text_ctes). k1 and b are the usual values. A word of the title or heading path counts as often as it
+# occurs: bench/retrieval.py measured 0, 1, 2 extra occurrences (and b 0.5), and 0 ranked best on both sets, as
+# title and heading words are already in the text the words ranking reads.
 BM25_K1 = 1.2
 BM25_B = 0.75
-HEADING_TF = 0
 # Candidates of the words ranking (see _text_ctes): every chunk with a query word while the words have at most
 # MAX_WORD_MATCHES postings in the filter's scope, else each word's WORD_CANDIDATES heaviest postings. It bounds
-# the chunks BM25 scores per search (each ~8-15 µs) on any corpus and filter.
+# the chunks BM25 scores per search (each ~5-9 µs, from its postings) on any corpus and filter.
 # A query with a phrase or an exclusion takes each word's PHRASE_MATCHES heaviest instead.
 MAX_WORD_MATCHES = 1000
 WORD_CANDIDATES = 50
@@ -94,12 +95,6 @@ class Row:
     content: str
 
 
-# The HNSW candidate list. bench/knowledge.py prints ef_search → p95, recall@10 at 100,000 chunks: real-text
-# embeddings reach recall 0.99 from 200, the adversarial clustered set 0.95 only from 300 (0.98 at 400), while
-# p95 on the half-precision index nears 20 ms at 400 on a shared 2-core machine. 350: both goals, some margin.
-EF_SEARCH_FLOOR = 350
-
-
 # The expression the HNSW index is built on (migration 0004): the graph holds half-precision vectors.
 # Made of constants only: SQL text psycopg may take as such (an f-string is not a LiteralString to the checker).
 HNSW_ORDER = cast(LiteralString, f"embedding::halfvec({EMBEDDING_DIM}) <=> %s::halfvec({EMBEDDING_DIM})")
@@ -110,9 +105,10 @@ def candidate_pool(k: int) -> int:
     return max(40, 4 * k)
 
 
-def ef_search_for(pool: int, floor: int | None = None) -> int:
-    """The HNSW candidate list for a pool: never below the floor, never above pgvector's maximum (1000)."""
-    return min(max(EF_SEARCH_FLOOR if floor is None else floor, int(pool)), 1000)
+def ef_search_for(pool: int, floor: int) -> int:
+    """The HNSW candidate list for a pool: never below the corpus's measured list (`tuning`), never above
+    pgvector's maximum (1000)."""
+    return min(max(floor, int(pool)), 1000)
 
 
 def prefix_end(prefix: str) -> str | None:
@@ -159,9 +155,10 @@ def filters(repository: str | None, path_prefix: str | None, *, walk: bool = Fal
 
 
 def prepare_vector_scan(conn: Any, pool: int, version: tuple[int, int]) -> None:
-    """Transaction-local HNSW settings: a candidate list as long as the pool and, on pgvector ≥ 0.8, iterative
-    scanning, which keeps reading the graph until filtered rows fill the LIMIT instead of returning fewer."""
-    statement = f"SET LOCAL hnsw.ef_search = {ef_search_for(pool)}"
+    """Transaction-local HNSW settings: a candidate list as long as the pool (at least the corpus's measured one)
+    and, on pgvector ≥ 0.8, iterative scanning, which keeps reading the graph until filtered rows fill the LIMIT
+    instead of returning fewer."""
+    statement = f"SET LOCAL hnsw.ef_search = {ef_search_for(pool, tuned_ef_search(conn))}"
     if version >= (0, 8):
         statement += "; SET LOCAL hnsw.iterative_scan = relaxed_order"
     conn.execute(statement)
@@ -261,20 +258,21 @@ def _text_ctes(
 
     Why BM25 over all matches: natural-language questions rarely have all their words in one section, and
     which section has the *rare* ones decides. Ranking a capped, unordered sample of matches by cover density
-    (the former way) lost to both halves of the hybrid on a real corpus (issue 19). Document frequencies and
-    lengths come from doc_terms/doc_corpus (migration 0007), written with the chunks; the query is parsed in
-    the repository's text search language.
+    (the former way) lost to both halves of the hybrid on a real corpus (issue 19). Document frequencies come
+    from doc_terms/doc_corpus (migration 0007), written with the chunks; the query is parsed in the repository's
+    text search language. A candidate's score is read from its own postings (migration 0012): each (word, chunk)
+    weight was computed by the indexer with the chunk's length against its repository's average length, so
+    across repositories a chunk is long or short by its own repository's measure.
 
-    A term in a chunk's title or heading path (weight A) counts HEADING_TF extra occurrences. While the query's
-    words have at most MAX_WORD_MATCHES postings in the filter's scope, every chunk with one of them is scored.
-    Beyond that (at 100,000 chunks a repository filter left ~1,700 matches of three words to score: ~27 ms),
-    each word makes candidates of its WORD_CANDIDATES heaviest postings only (migration 0010: postings ordered
-    by their BM25 weight without the idf, which is the same for every chunk of the scope), read as one index
-    range; every candidate is then scored by all the query's words. A query with a phrase or an exclusion
-    takes each word's PHRASE_MATCHES heaviest postings (a phrase's chunk has all its words, so it is found
-    whenever one of them is in at most that many chunks, however common the others). With `within_meaning`
-    (in `search()`, after the `by_meaning` CTE), the meaning ranking's candidates are scored by the words too.
-    Phrases and -exclusions (`websearch_to_tsquery`) filter the candidates."""
+    While the query's words have at most MAX_WORD_MATCHES postings in the filter's scope, every chunk with one of
+    them is scored. Beyond that (at 100,000 chunks a repository filter left ~1,700 matches of three words to score:
+    ~27 ms), each word makes candidates of its WORD_CANDIDATES heaviest postings only (migration 0010: postings
+    ordered by their BM25 weight without the idf, which is the same for every chunk of the scope), read as one index
+    range; every candidate is then scored by all the query's words. A query with a phrase or an exclusion takes each
+    word's PHRASE_MATCHES heaviest postings (a phrase's chunk has all its words, so it is found whenever one of them
+    is in at most that many chunks, however common the others). With `within_meaning` (in `search()`, after the
+    `by_meaning` CTE), the meaning ranking's candidates are scored by the words too. Phrases and -exclusions
+    (`websearch_to_tsquery`) filter the candidates."""
     corpus_where, corpus_params = filters(repository, None)
     where, params = filters(repository, path_prefix)
     text = websearch_text(text)
@@ -295,18 +293,17 @@ def _text_ctes(
         candidates: sql.Composable = sql.SQL("{postings} UNION SELECT id FROM by_meaning").format(postings=postings)
     else:
         candidates = sql.SQL("{postings} GROUP BY p.id").format(postings=postings)
-    # Each candidate by its primary key: a LATERAL subquery with a LIMIT is not flattened into a join, which
-    # PostgreSQL (guessing thousands of candidates) would serve by reading every chunk in id order (measured:
-    # 150 ms at 100,000 chunks). Phrases and -exclusions must hold.
+    # Phrases and -exclusions must hold: only then are the candidates' rows read (their full-text vectors), each by
+    # its primary key; otherwise the postings alone score them. Each candidate's score is a LATERAL read of its own
+    # postings: as one join of candidates and postings, the generic plan read postings far beyond the candidates'
+    # (measured: 170 ms instead of 8 ms at 100,000 chunks, bench/knowledge.py `real`, one repository).
     matches = sql.SQL(
-        "SELECT c.id, c.tsv FROM ({candidates}) AS k CROSS JOIN LATERAL"
-        " (SELECT id, tsv FROM doc_chunks WHERE id = k.id LIMIT 1) AS c"
-        " WHERE NOT %s OR c.tsv @@ (SELECT strict FROM text_query)"
+        "SELECT k.id FROM ({candidates}) AS k WHERE NOT %s OR EXISTS (SELECT 1 FROM doc_chunks AS c"
+        " WHERE c.id = k.id AND c.tsv @@ (SELECT strict FROM text_query))"
     ).format(candidates=candidates)
     matches_params: list[Any] = [*params, strict]
     query = sql.SQL(
         "corpus AS MATERIALIZED (SELECT coalesce(sum(chunks), 0)::float8 AS n,"
-        " coalesce(sum(lexemes)::float8 / nullif(sum(chunks), 0), 1) AS avgdl,"
         " coalesce(min(text_config::text), 'english')::regconfig AS cfg FROM doc_corpus WHERE {corpus_where}),"
         " query_terms AS MATERIALIZED (SELECT w.lexeme, coalesce((SELECT sum(t.chunks) FROM doc_terms AS t"
         " WHERE t.lexeme = w.lexeme AND {corpus_where}), 0)::float8 AS df"
@@ -315,21 +312,12 @@ def _text_ctes(
         " ln(1 + (greatest(c.n, q.df) - q.df + 0.5) / (q.df + 0.5)) AS idf FROM query_terms AS q, corpus AS c),"
         " text_query AS MATERIALIZED (SELECT websearch_to_tsquery((SELECT cfg FROM corpus), %s) AS strict),"
         " word_matches AS ({matches}),"
-        " bm25 AS (SELECT m.id,"
-        " sum(w.idf * (x.tf * {k1p1}) / (x.tf + {k1} * (1 - {b} + {b} * length(m.tsv) / c.avgdl))) AS score"
-        " FROM word_matches AS m CROSS JOIN corpus AS c CROSS JOIN LATERAL (SELECT u.lexeme,"
-        " cardinality(u.positions) + CASE WHEN 'A' = ANY(u.weights) THEN {heading} ELSE 0 END AS tf"
-        " FROM unnest(m.tsv) AS u) AS x JOIN term_weights AS w ON w.lexeme = x.lexeme GROUP BY m.id),"
+        " bm25 AS (SELECT m.id, s.score FROM word_matches AS m CROSS JOIN LATERAL (SELECT sum(w.idf * p.impact)"
+        " AS score FROM doc_postings AS p JOIN term_weights AS w USING (lexeme) WHERE p.id = m.id"
+        " AND p.lexeme = ANY((SELECT array_agg(lexeme) FROM term_weights)::text[])) AS s WHERE s.score IS NOT NULL),"
         " by_words AS (SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank FROM bm25"
         " ORDER BY score DESC, id LIMIT %s)"
-    ).format(
-        corpus_where=corpus_where,
-        matches=matches,
-        k1=sql.Literal(BM25_K1),
-        k1p1=sql.Literal(BM25_K1 + 1),
-        b=sql.Literal(BM25_B),
-        heading=sql.Literal(HEADING_TF),
-    )
+    ).format(corpus_where=corpus_where, matches=matches)
     return query, [*corpus_params, *corpus_params, text, text, *matches_params, limit]
 
 
@@ -438,7 +426,11 @@ class Searcher:
 
     Not thread-safe: one search at a time (`search()` hands each thread its own from the pool). The connection
     opens on the first search and reopens after the server dropped it; `close()` (or `with`) ends it.
-    `ef_search` overrides the HNSW candidate-list floor (the bench's trade-off table)."""
+    The HNSW candidate list is the corpus's measured one (`tuning`), read when the connection opens and again
+    when TUNING_MAX_AGE has passed, so a retuned index is searched with its new list within a minute.
+    `ef_search` overrides it (the bench's trade-off table)."""
+
+    TUNING_MAX_AGE = 60.0
 
     def __init__(self, conn_url: str, *, embedder: Embedder | None = None, ef_search: int | None = None) -> None:
         if not conn_url:
@@ -451,6 +443,7 @@ class Searcher:
         self.connections_opened = 0
         self._conn: psycopg.Connection[Any] | None = None
         self._ef: int | None = None
+        self._tuned: tuple[int, float] | None = None  # (measured ef_search, monotonic time read)
 
     def _connection(self) -> tuple[psycopg.Connection[Any], bool]:
         """The kept connection (and whether it was just opened): autocommit, as the one statement needs no
@@ -474,7 +467,7 @@ class Searcher:
         except BaseException:
             conn.close()
             raise
-        self._conn, self._ef = conn, None
+        self._conn, self._ef, self._tuned = conn, None, None
         self.connections_opened += 1
         return conn, True
 
@@ -515,8 +508,8 @@ class Searcher:
         return [SearchHit(r[1], r[2], tuple(r[3] or ()), r[4], r[5], round(float(r[7]), 6), r[6]) for r in rows]
 
     def _run(self, conn: psycopg.Connection[Any], pool: int, statement: sql.Composed, params: list[Any]) -> list[Any]:
-        ef = ef_search_for(pool, self.ef_floor)
         try:
+            ef = ef_search_for(pool, self.ef_floor or self._tuned_ef(conn))
             if ef != self._ef:  # a session setting: sent again only when a bigger k needs a longer list
                 conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(ef)))
                 self._ef = ef
@@ -526,6 +519,12 @@ class Searcher:
             if error is None:
                 raise
             raise error from exc
+
+    def _tuned_ef(self, conn: psycopg.Connection[Any]) -> int:
+        now = time.monotonic()
+        if self._tuned is None or now - self._tuned[1] > self.TUNING_MAX_AGE:
+            self._tuned = (tuned_ef_search(conn), now)
+        return self._tuned[0]
 
     def close(self) -> None:
         if self._conn is not None:

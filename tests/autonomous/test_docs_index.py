@@ -118,6 +118,14 @@ def test_materialising_is_incremental_and_reports_what_it_did(docs_env: dict, st
 
     first = materialize(docs_env["local_key"])
     assert first["files"] == 2 and first["embedded_now"] == first["chunks"] > 0 and first["commit"]
+    # The search's HNSW candidate list, measured on the chunks just indexed and stored for every searcher.
+    from codexk8s_pipelines.knowledge.db import connect
+    from codexk8s_pipelines.knowledge.tuning import LADDER, TARGET_RECALL, current_tuning
+
+    with connect(store.url) as conn:
+        tuning = current_tuning(conn)
+    assert tuning and tuning.chunks == first["chunks"] and tuning.ef_search in LADDER
+    assert first["search_ef_search"] == tuning.ef_search and first["search_recall_at_10"] >= TARGET_RECALL
     again = materialize(docs_env["local_key"])
     assert again["embedded_now"] == 0 and again["reused"] == first["chunks"]
 

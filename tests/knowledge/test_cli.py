@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from codexk8s_pipelines.knowledge.tuning import LADDER, TARGET_RECALL
 
 from .test_impact import REFUNDS_DIFF
 
@@ -33,11 +36,17 @@ def test_index_search_and_impact_from_the_command_line(migrated_url: str, shop: 
     assert indexed.stdout.startswith("indexed acme/shop: 10 files, ")
     assert "(embedded " in indexed.stdout and ", reused 0, deleted 0)" in indexed.stdout
     assert "embedding [" in indexed.stderr and "#" * 30 in indexed.stderr  # the bar reached the end
+    tuned = re.search(
+        r"^search tuned: HNSW ef_search (\d+), recall@10 ([\d.]+) against exact search", indexed.stdout, re.M
+    )
+    assert tuned and int(tuned[1]) in LADDER and float(tuned[2]) >= TARGET_RECALL, indexed.stdout
 
     again = docs("index", str(shop), "--repo", "acme/shop", "--json", url=migrated_url, cwd=tmp_path)
     assert again.returncode == 0, again.stderr
     stats = json.loads(again.stdout)
     assert stats["embedded"] == 0 and stats["files"] == 10 and stats["reused"] == stats["chunks"]
+    assert "search tuned" not in again.stdout  # the corpus did not move: measured once
+    assert stats["search_ef_search"] == int(tuned[1])
 
     found = docs("search", "How do I undo a bad deploy?", "--repo", "acme/shop", "-k", "3", "--json",
                  url=migrated_url, cwd=tmp_path)  # fmt: skip

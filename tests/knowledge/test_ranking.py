@@ -5,6 +5,7 @@ at most two chunks of a file unless asked otherwise, and the words ranking follo
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import psycopg
@@ -141,3 +142,43 @@ def test_stemming_and_stop_words_follow_the_repository_language(
         )
     with pytest.raises(ValueError, match=r"^language: 'klingon' is not a text search configuration"):
         index_repository(migrated_url, "acme/ru", root, embedder=embedder, language="klingon")
+
+
+@pytest.mark.parametrize(("query", "repository"), [("refund money back", "acme/shop"), ("deploy release", None)])
+def test_the_words_ranking_is_okapi_bm25_of_each_chunk_s_repository(
+    indexed_url: str, query: str, repository: str | None
+) -> None:
+    """The scores, read from the postings (migration 0012), equal Okapi BM25 computed here from the chunks'
+    full-text vectors: idf over the search's scope, each chunk's length against its own repository's average."""
+    from codexk8s_pipelines.knowledge.search import BM25_B, BM25_K1, text_scores
+
+    with connect(indexed_url) as conn:
+        rows = conn.execute(
+            "SELECT d.id, d.repository, u.lexeme, cardinality(u.positions), length(d.tsv)"
+            " FROM doc_chunks AS d, unnest(d.tsv) AS u WHERE %s::text IS NULL OR d.repository = %s",
+            (repository, repository),
+        ).fetchall()
+        terms = [r[0] for r in conn.execute("SELECT unnest(tsvector_to_array(to_tsvector('english', %s)))", (query,))]
+        scores = dict(text_scores(conn, query, repository, None, 1000))
+    chunks: dict[int, tuple[str, int, dict[str, int]]] = {}
+    for chunk, repo, lexeme, tf, length in rows:
+        chunks.setdefault(chunk, (repo, length, {}))[2][lexeme] = tf
+    lengths: dict[str, list[int]] = {}
+    for repo, length, _ in chunks.values():
+        lengths.setdefault(repo, []).append(length)
+    n = len(chunks)
+    expected: dict[int, float] = {}
+    for chunk, (repo, length, tfs) in chunks.items():
+        avgdl = sum(lengths[repo]) / len(lengths[repo])
+        score = 0.0
+        for term in terms:
+            if term in tfs:
+                df = sum(1 for _, _, other in chunks.values() if term in other)
+                idf = math.log(1 + (n - df + 0.5) / (df + 0.5))
+                tf = tfs[term]
+                score += idf * tf * (BM25_K1 + 1) / (tf + BM25_K1 * (1 - BM25_B + BM25_B * length / avgdl))
+        if score:
+            expected[chunk] = score
+    assert expected and set(scores) == set(expected)
+    for chunk, score in expected.items():
+        assert scores[chunk] == pytest.approx(score, rel=1e-6), chunk

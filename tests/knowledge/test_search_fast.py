@@ -32,6 +32,7 @@ from codexk8s_pipelines.knowledge.search import (
     use_exact_scan,
     vector_ranking,
 )
+from codexk8s_pipelines.knowledge.tuning import UNTUNED_EF_SEARCH
 
 
 @pytest.fixture
@@ -94,8 +95,8 @@ def test_one_statement_per_search_on_a_kept_connection(indexed_url: str, monkeyp
             searcher.search(query, repository="acme/shop", k=5)
         assert len(statements) == 3, statements
         pool = candidate_pool(150)
-        assert pool > search_module.EF_SEARCH_FLOOR
-        searcher.search("refund", k=150)  # a pool past the ef_search floor: the setting follows, once
+        assert pool > UNTUNED_EF_SEARCH  # the fixture index was never tuned
+        searcher.search("refund", k=150)  # a pool past the measured list: the setting follows, once
         assert len(statements) == 5 and "ef_search" in statements[3], statements
         assert searcher.connections_opened == 1
 

@@ -36,6 +36,7 @@ def docs_index(
     github: GitHubResource,
 ) -> dg.MaterializeResult:
     from ...knowledge.index import DEFAULT_GLOBS, LOCALE_LANGUAGES, index_repository
+    from ...knowledge.tuning import tune
 
     key = context.partition_key
     run = open_partition(context, platform_db, platform_config).checked_out(github)
@@ -48,6 +49,12 @@ def docs_index(
     globs = tuple(repo.docs_globs) if repo.docs_globs else DEFAULT_GLOBS
     language = LOCALE_LANGUAGES[run.platform.locale]  # the docs' stemming: a ru installation's docs are Russian
     stats = index_repository(run.store.url, key, root, commit=commit, globs=globs, progress=progress, language=language)
+    tuning = tune(run.store.url)  # measured again only when the corpus moved by a tenth
+    if tuning and tuning.fresh:
+        context.log.info(
+            f"search tuned: HNSW ef_search {tuning.ef_search}, recall@10 {tuning.recall:.3f} on {tuning.sample} of"
+            f" {tuning.chunks} chunks ({tuning.seconds:.1f} s)"
+        )
     check = head_check(run.platform, run.store, repo, key, github.credentials())
     return dg.MaterializeResult(
         metadata={
@@ -60,6 +67,8 @@ def docs_index(
             "seconds": float(round(stats.seconds, 3)),
             "globs": dg.MetadataValue.json(list(globs)),
             "index_size": dg.MetadataValue.int(stats.index_bytes),
+            "search_ef_search": tuning.ef_search if tuning else 0,
+            "search_recall_at_10": float(round(tuning.recall, 3)) if tuning else 0.0,
         },
         check_results=[check],
     )

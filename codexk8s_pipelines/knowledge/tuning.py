@@ -1,0 +1,193 @@
+"""The HNSW candidate list (`hnsw.ef_search`) measured on the corpus it searches, instead of one guess for all.
+
+Why measured: how long the list must be for recall@10 ≥ 0.98 against exact search depends on the vectors, by a
+factor of five. bench/knowledge.py at 100,000 chunks: real documentation (`real`) gets there from 140, while an
+adversarial synthetic set (`clustered`, every point nearly equidistant from its neighbours) needs 560, at four
+times the latency. A fixed value is either slow on every real corpus or loses recall on a hard one.
+
+How: `tune()` makes questions as people type them (a section's last heading and its first words) about a fixed
+sample of the index's chunks, embeds them with the model, ranks each exactly once, then walks the HNSW graph
+exactly as `search()` does at each length of LADDER, shortest first, and keeps the first length whose recall@10
+reaches TARGET_RECALL. Questions, not the chunks' own vectors: a stored vector finds its neighbours far more
+easily than a question does (measured on `real`: recall 0.99 from a list of 60 for chunk vectors, where questions
+needed 200), so tuning on them would cut the list below what searches need. A question's own chunk is left out
+of its answers, as if the section it asks about were not indexed: questions about indexed sections alone were
+still easier than held-out ones. Recall counts a hit when its
+distance is within the exact 10th distance, so chunks that are copies of each other (a licence section in every
+repository) do not count as misses. The result is one row of `doc_search_tuning` (migration 0011), which
+`Searcher` reads. The docs_index asset and `codexk8s docs index` tune again when the number of chunks has moved
+by RETUNE_CHANGE since the last measurement; a database never tuned searches with UNTUNED_EF_SEARCH.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+import psycopg
+from psycopg import sql
+
+from .db import connect
+from .embedding import Embedder, default_embedder
+
+log = logging.getLogger(__name__)
+
+# Above the 0.98 goal: the questions are made up, real ones may be harder. Measured on `real` (100,000 chunks,
+# bench/knowledge.py): 0.99 on these questions chose a list of 100, where held-out questions got 0.965; 0.995
+# chose 140, where they got 0.987. 200 questions: recall moves in steps of 0.0005.
+TARGET_RECALL = 0.995
+SAMPLE = 200
+# From 100: shorter lists save little (`real` at 10,000 chunks: p50 3.1 ms at 100), and there the made-up
+# questions overstate the recall of held-out ones most (`real` at 10,000: 0.997 at 60 for them, 0.965 held out;
+# 0.988 held out at 100).
+LADDER = (100, 140, 200, 280, 400, 560, 800, 1000)
+RETUNE_CHANGE = 0.1
+# Without a measurement (before the first indexing run after migrating): well past what real documentation needs
+# (140 at 100,000 chunks), short of the adversarial set's 560 (bench/knowledge.py).
+UNTUNED_EF_SEARCH = 400
+K = 10
+POOL = 40  # search()'s candidate pool for k = 10 (search.candidate_pool)
+QUESTION_WORDS = 8
+
+
+@dataclass(frozen=True)
+class SearchTuning:
+    """The shortest measured candidate list reaching the target recall, and what it was measured on."""
+
+    ef_search: int
+    recall: float
+    chunks: int
+    sample: int
+    seconds: float
+    measured_at: datetime | None = None
+    fresh: bool = False  # measured by this call (not read back)
+
+
+def current_tuning(conn: psycopg.Connection[Any]) -> SearchTuning | None:
+    """The stored measurement, or None (never measured, or a database from before migration 0011)."""
+    try:
+        with conn.transaction():
+            row = conn.execute(
+                "SELECT ef_search, recall, chunks, sample, seconds, measured_at FROM doc_search_tuning"
+            ).fetchone()
+    except psycopg.errors.UndefinedTable:
+        return None
+    if row is None:
+        return None
+    return SearchTuning(int(row[0]), float(row[1]), int(row[2]), int(row[3]), float(row[4]), row[5])
+
+
+def tuned_ef_search(conn: psycopg.Connection[Any]) -> int:
+    """The candidate list searches on this database use: the measured one, else UNTUNED_EF_SEARCH."""
+    tuning = current_tuning(conn)
+    return tuning.ef_search if tuning else UNTUNED_EF_SEARCH
+
+
+def needs_tuning(tuning: SearchTuning | None, chunks: int) -> bool:
+    """Whether the corpus moved enough since `tuning` to measure again (every first time there are chunks)."""
+    if chunks < 2:
+        return False
+    if tuning is None:
+        return True
+    return abs(chunks - tuning.chunks) > RETUNE_CHANGE * max(tuning.chunks, 1)
+
+
+def _recall(found: list[float], exact: list[float]) -> float:
+    """Share of the exact top-k matched: a found distance counts while it is within the exact k-th one."""
+    if not exact:
+        return 1.0
+    bound = exact[-1] + 1e-6
+    return min(sum(1 for d in found[: len(exact)] if d <= bound), len(exact)) / len(exact)
+
+
+def question_text(heading_path: Sequence[str], content: str, words: int = QUESTION_WORDS) -> str:
+    """A question as people type it about a section: its last heading and the first few words it says."""
+    return " ".join([*heading_path[-1:], *content.split()[:words]])
+
+
+Question = tuple[int, np.ndarray]  # (the chunk it is about, its vector)
+
+
+def _questions(conn: psycopg.Connection[Any], size: int, embedder: Embedder) -> list[Question]:
+    """Questions about a fixed spread of chunks (ordered by a hash of the id, so the same corpus gives the same
+    sample), embedded as searches embed theirs."""
+    rows = conn.execute(
+        "SELECT id, heading_path, content FROM doc_chunks ORDER BY hashint8(id), id LIMIT %s", (size,)
+    ).fetchall()
+    if not rows:
+        return []
+    vectors = np.asarray(embedder.encode([question_text(tuple(r[1] or ()), str(r[2])) for r in rows]), np.float32)
+    return [(int(r[0]), v) for r, v in zip(rows, vectors, strict=True)]
+
+
+def _exact(conn: psycopg.Connection[Any], questions: list[Question]) -> list[list[float]]:
+    """Each question's K smallest distances to the chunks other than its own (`+ 0` keeps the HNSW index out)."""
+    statement = "SELECT embedding <=> %s FROM doc_chunks WHERE id <> %s ORDER BY (embedding <=> %s) + 0 LIMIT %s"
+    return [[float(r[0]) for r in conn.execute(statement, (v, i, v, K)).fetchall()] for i, v in questions]
+
+
+def _walk(conn: psycopg.Connection[Any], questions: list[Question], ef_search: int) -> list[list[float]]:
+    """Each question's distances as search() serves them: POOL candidates of the graph walk (one more, for the
+    question's own chunk, which is dropped) re-sorted by full precision."""
+    from .search import HNSW_ORDER
+
+    statement = sql.SQL(
+        "SELECT id, dist FROM (SELECT id, embedding <=> %s AS dist FROM doc_chunks ORDER BY {order} LIMIT %s)"
+        " AS nearest ORDER BY dist, id"
+    ).format(order=sql.SQL(HNSW_ORDER))
+    with conn.transaction():
+        conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(int(ef_search))))
+        return [
+            [float(r[1]) for r in conn.execute(statement, (v, v, POOL + 1)).fetchall() if int(r[0]) != i][:POOL]
+            for i, v in questions
+        ]
+
+
+def tune(
+    conn_url: str, *, force: bool = False, sample: int = SAMPLE, embedder: Embedder | None = None
+) -> SearchTuning | None:
+    """Measure and store the candidate list for this database when the corpus moved (or `force`); returns the
+    tuning in effect (None while the index has fewer than two chunks). Concurrent callers (docs_index partitions)
+    measure once: the others skip while one holds the lock, and keep the tuning it stores. `embedder` embeds the
+    questions (default: the platform's model, as the index's vectors were made)."""
+    with connect(conn_url, autocommit=True) as conn:
+        row = conn.execute("SELECT count(*) FROM doc_chunks").fetchone()
+        chunks = int(row[0]) if row else 0
+        tuning = current_tuning(conn)
+        if not force and not needs_tuning(tuning, chunks):
+            return tuning
+        if chunks < 2:
+            return tuning
+        locked = conn.execute("SELECT pg_try_advisory_lock(hashtextextended('doc_search_tuning', 0))").fetchone()
+        if not locked or not locked[0]:
+            return tuning
+        try:
+            started = time.perf_counter()
+            queries = _questions(conn, sample, embedder or default_embedder())
+            exact = _exact(conn, queries)
+            ef, recall = LADDER[-1], 0.0
+            for ef in LADDER:
+                found = _walk(conn, queries, ef)
+                recall = float(np.mean([_recall(f, e) for f, e in zip(found, exact, strict=True)]))
+                if recall >= TARGET_RECALL:
+                    break
+            seconds = time.perf_counter() - started
+            measured = conn.execute(
+                "INSERT INTO doc_search_tuning (ef_search, recall, chunks, sample, seconds) VALUES (%s, %s, %s, %s, %s)"
+                " ON CONFLICT (singleton) DO UPDATE SET ef_search = excluded.ef_search, recall = excluded.recall,"
+                " chunks = excluded.chunks, sample = excluded.sample, seconds = excluded.seconds, measured_at = now()"
+                " RETURNING measured_at",
+                (ef, recall, chunks, len(queries), seconds),
+            ).fetchone()
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(hashtextextended('doc_search_tuning', 0))")
+    if recall < TARGET_RECALL:
+        log.warning(
+            "docs search: recall@10 %.3f at the longest candidate list (%d), below %.2f", recall, ef, TARGET_RECALL
+        )
+    return SearchTuning(ef, recall, chunks, len(queries), seconds, measured[0] if measured else None, fresh=True)
