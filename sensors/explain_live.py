@@ -9,7 +9,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from codexk8s_pipelines.domain.correlation import parse_target
 from codexk8s_pipelines.domain.decisions import Decision
 from codexk8s_pipelines.domain.labels import LabelKind
 from codexk8s_pipelines.github.api import RepoApi
@@ -26,7 +25,7 @@ from .decide import (
     review_decision,
 )
 
-__all__ = ["LiveExplanation", "explain_live", "parse_target", "render_live_text"]
+__all__ = ["LiveExplanation", "explain_live", "render_live_text"]
 
 
 @dataclass

@@ -61,7 +61,7 @@ class StoreHistory:
         return platform_issue_by_number(self.store, repository, number)
 
     def open_approval(self, repository: str, number: int) -> dict[str, Any] | None:
-        return self.store.approval_for_issue(repository, number, "requested")
+        return self.store.open_approval_for_issue(repository, number)
 
     def latest_approval(self, repository: str, number: int) -> dict[str, Any] | None:
         return self.store.approval_for_issue(repository, number)

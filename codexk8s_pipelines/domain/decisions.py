@@ -399,14 +399,7 @@ def decide_approval(pending: PendingApproval, approver: Actor, now: datetime, ru
             trigger_label=pending.trigger_label,
         )
     if not approver.is_human or not rule.may_approve(approver.login, approver.permission):
-        return _ignored(
-            Reason.APPROVER_NOT_PERMITTED,
-            f"{approver.login} may not approve {pending.trigger_label}: needs {rule.describe_approvers()}",
-            stage=pending.stage,
-            revise=pending.revise,
-            trigger_label=pending.trigger_label,
-            approvers=rule.describe_approvers(),
-        )
+        return _not_an_approver(approver, f"approve {pending.trigger_label}", rule, pending)
     return _run(
         rules,
         pending.stage,
@@ -416,6 +409,18 @@ def decide_approval(pending: PendingApproval, approver: Actor, now: datetime, ru
         f"{pending.trigger_label} approved by {approver.login}",
         pending.model,
         pending.reasoning,
+    )
+
+
+def _not_an_approver(actor: Actor, act: str, rule: ApprovalRule, run: Decision | PendingApproval) -> Decision:
+    """`actor` may not `act` on this run: ignored, saying who may (the stage's approvers)."""
+    return _ignored(
+        Reason.APPROVER_NOT_PERMITTED,
+        f"{actor.login} may not {act}: needs {rule.describe_approvers()}",
+        stage=run.stage,
+        revise=run.revise,
+        trigger_label=run.trigger_label,
+        approvers=rule.describe_approvers(),
     )
 
 
@@ -430,11 +435,4 @@ def decide_budget_override(held: Decision, actor: Actor, rules: Rules) -> Decisi
     rule = budget_override_rule(held, rules)
     if actor.is_human and rule.may_approve(actor.login, actor.permission):
         return held
-    return _ignored(
-        Reason.APPROVER_NOT_PERMITTED,
-        f"{actor.login} may not override the budget for {held.trigger_label}: needs {rule.describe_approvers()}",
-        stage=held.stage,
-        revise=held.revise,
-        trigger_label=held.trigger_label,
-        approvers=rule.describe_approvers(),
-    )
+    return _not_an_approver(actor, f"override the budget for {held.trigger_label}", rule, held)

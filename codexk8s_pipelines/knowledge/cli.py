@@ -143,10 +143,7 @@ def cmd_index(args: argparse.Namespace) -> int:
         for rel in stats.oversized:
             print(f"not indexed (larger than {MAX_FILE_BYTES:,} bytes): {rel}", file=sys.stderr)
         if tuning and tuning.fresh:
-            print(
-                f"search tuned: HNSW ef_search {tuning.ef_search}, recall@10 {tuning.recall:.3f} against exact search"
-                f" on {tuning.sample} of {tuning.chunks} chunks ({tuning.seconds:.1f} s)"
-            )
+            print(f"search tuned: {tuning.describe()}")
     return 0
 
 

@@ -7,7 +7,7 @@ Dagster ops and the MCP server, in many processes, and take seconds anyway. Sear
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, LiteralString, cast
 
 import numpy as np
 import psycopg
@@ -16,6 +16,10 @@ from pgvector.psycopg import register_vector
 from ..store import PlatformStore
 
 EMBEDDING_DIM = 384  # doc_chunks.embedding is vector(384): the dimension of all-MiniLM-L6-v2
+# The expression the HNSW index is built on (migration 0004): the graph holds half-precision vectors. Search and
+# tuning order by it, so PostgreSQL walks the graph. Made of constants only: SQL text psycopg may take as such
+# (an f-string is not a LiteralString to the checker).
+HNSW_ORDER = cast(LiteralString, f"embedding::halfvec({EMBEDDING_DIM}) <=> %s::halfvec({EMBEDDING_DIM})")
 
 
 class KnowledgeError(RuntimeError):

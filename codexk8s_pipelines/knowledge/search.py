@@ -27,13 +27,13 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, LiteralString, cast
+from typing import Any, LiteralString
 
 import numpy as np
 import psycopg
 from psycopg import sql
 
-from .db import EMBEDDING_DIM, check_dimension, connect, missing_index, vector_version
+from .db import HNSW_ORDER, check_dimension, connect, missing_index, vector_version
 from .embedding import Embedder, default_embedder
 from .tuning import tuned_ef_search
 
@@ -93,11 +93,6 @@ class Row:
     start_line: int
     end_line: int
     content: str
-
-
-# The expression the HNSW index is built on (migration 0004): the graph holds half-precision vectors.
-# Made of constants only: SQL text psycopg may take as such (an f-string is not a LiteralString to the checker).
-HNSW_ORDER = cast(LiteralString, f"embedding::halfvec({EMBEDDING_DIM}) <=> %s::halfvec({EMBEDDING_DIM})")
 
 
 def candidate_pool(k: int) -> int:

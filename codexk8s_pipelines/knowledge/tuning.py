@@ -32,7 +32,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from .db import connect
+from .db import HNSW_ORDER, connect
 from .embedding import Embedder, default_embedder
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,13 @@ class SearchTuning:
     seconds: float
     measured_at: datetime | None = None
     fresh: bool = False  # measured by this call (not read back)
+
+    def describe(self) -> str:
+        """One line for logs and the CLI: the list, its recall and what it was measured on."""
+        return (
+            f"HNSW ef_search {self.ef_search}, recall@10 {self.recall:.3f} against exact search on {self.sample}"
+            f" of {self.chunks} chunks ({self.seconds:.1f} s)"
+        )
 
 
 def current_tuning(conn: psycopg.Connection[Any]) -> SearchTuning | None:
@@ -134,8 +141,6 @@ def _exact(conn: psycopg.Connection[Any], questions: list[Question]) -> list[lis
 def _walk(conn: psycopg.Connection[Any], questions: list[Question], ef_search: int) -> list[list[float]]:
     """Each question's distances as search() serves them: POOL candidates of the graph walk (one more, for the
     question's own chunk, which is dropped) re-sorted by full precision."""
-    from .search import HNSW_ORDER
-
     statement = sql.SQL(
         "SELECT id, dist FROM (SELECT id, embedding <=> %s AS dist FROM doc_chunks ORDER BY {order} LIMIT %s)"
         " AS nearest ORDER BY dist, id"

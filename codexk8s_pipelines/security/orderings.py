@@ -263,11 +263,11 @@ def _pub(version: str) -> ParsedVersion:
     match = _PUB.fullmatch(version)
     if match is None:
         raise ValueError(version)
-    triple = (int(match["major"]), int(match["minor"] or 0), int(match["patch"] or 0))
+    release = triple(match["major"], match["minor"], match["patch"])
     more = tuple(int(n) for n in match["more"].split(".")[1:])
     pre = prerelease_key(match["pre"])
     build = (0,) if match["build"] is None else (1, identifiers(match["build"]))  # a build sorts after none
-    return (*triple, more, pre, build), match["pre"] is not None, triple
+    return (*release, more, pre, build), match["pre"] is not None, release
 
 
 # --- CRAN -------------------------------------------------------------------------------------------------------

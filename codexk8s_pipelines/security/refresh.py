@@ -232,10 +232,8 @@ def import_osv_source(source: Path, dest: Path, *, now: datetime | None = None) 
             os.replace(dest, old)
         os.replace(staging, dest)
         shutil.rmtree(old, ignore_errors=True)
-    except OsvSourceError:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     except (OSError, zipfile.BadZipFile) as exc:
-        shutil.rmtree(staging, ignore_errors=True)
         raise OsvSourceError(f"periodic.security.osv_source: cannot import {source}: {_describe(exc)}") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)  # nothing left after a success: it became `dest`
     return result

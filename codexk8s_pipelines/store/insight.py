@@ -60,7 +60,7 @@ def _event(row: dict[str, Any]) -> AuditEvent:
 
 def issue_prefix(repository: str, number: int) -> str:
     """Every correlation key of an issue (or PR) starts with this."""
-    return f"{repository.strip().lower()}#{int(number)}:"
+    return f"{repository_prefix(repository)}{int(number)}:"
 
 
 def repository_prefix(repository: str) -> str:

@@ -34,6 +34,8 @@ from codexk8s_pipelines.knowledge.search import (
 )
 from codexk8s_pipelines.knowledge.tuning import UNTUNED_EF_SEARCH
 
+from .chunk_rows import copy_chunks
+
 
 @pytest.fixture
 def counted_connects(monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -176,18 +178,12 @@ def crowded_url(migrated_url: str) -> Iterator[str]:
     """ROWS chunks that all have "exchange" and "rates" (apart), then one with the phrase "exchange rates",
     stored last, in other repositories and folders too; term statistics written as the indexer writes them."""
     vector = "[" + ",".join(["0.051"] * 384) + "]"
-    with (
-        psycopg.connect(migrated_url) as conn,
-        conn.cursor().copy(
-            "COPY doc_chunks (repository, path, chunk_index, heading_text, start_line, end_line, content, content_hash,"
-            " model, embedding) FROM STDIN"
-        ) as copy,
-    ):
-        for i in range(ROWS):
-            text = f"The exchange desk {i} publishes daily rates for every currency."
-            copy.write_row((f"acme/r{i % 2}", f"docs/n{i}.md", 0, "Desk", 1, 1, text, f"h{i}", "m", vector))
-        phrase = "Prices convert at the exchange rates of the central bank."
-        copy.write_row(("acme/r1", "guide/prices.md", 0, "Prices", 1, 1, phrase, "hp", "m", vector))
+    desks = [
+        (f"acme/r{i % 2}", f"docs/n{i}.md", "Desk", f"The exchange desk {i} publishes daily rates for every currency.")
+        for i in range(ROWS)
+    ]
+    phrase = ("acme/r1", "guide/prices.md", "Prices", "Prices convert at the exchange rates of the central bank.")
+    copy_chunks(migrated_url, [(*row, vector) for row in [*desks, phrase]])
     with psycopg.connect(migrated_url) as conn, conn.cursor() as cur:
         for repository in ("acme/r0", "acme/r1"):
             refresh_term_stats(cur, repository)

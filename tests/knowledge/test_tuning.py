@@ -12,9 +12,9 @@ import pytest
 
 import codexk8s_pipelines.knowledge.search as search_module
 import codexk8s_pipelines.knowledge.tuning as tuning_module
-from codexk8s_pipelines.knowledge.db import as_array, connect
+from codexk8s_pipelines.knowledge.db import HNSW_ORDER, as_array, connect
 from codexk8s_pipelines.knowledge.embedding import Embedder, HashingEmbedder
-from codexk8s_pipelines.knowledge.search import HNSW_ORDER, Searcher
+from codexk8s_pipelines.knowledge.search import Searcher
 from codexk8s_pipelines.knowledge.tuning import (
     SAMPLE,
     TARGET_RECALL,
@@ -24,6 +24,8 @@ from codexk8s_pipelines.knowledge.tuning import (
     question_text,
     tune,
 )
+
+from .chunk_rows import copy_chunks
 
 ROWS = 2000
 
@@ -37,16 +39,13 @@ def _clustered(n: int, seed: int) -> np.ndarray:
 
 
 def _load(url: str, vectors: np.ndarray, start: int = 0) -> None:
-    with (
-        psycopg.connect(url) as conn,
-        conn.cursor().copy(
-            "COPY doc_chunks (repository, path, chunk_index, heading_text, start_line, end_line, content, content_hash,"
-            " model, embedding) FROM STDIN"
-        ) as copy,
-    ):
-        for i, v in enumerate(vectors, start):
-            vec = "[" + ",".join(f"{x:.7f}" for x in v) + "]"
-            copy.write_row((f"acme/r{i % 3}", f"docs/n{i}.md", 0, "N", 1, 1, f"chunk {i}", f"h{i}", "m", vec))
+    copy_chunks(
+        url,
+        (
+            (f"acme/r{i % 3}", f"docs/n{i}.md", "N", f"chunk {i}", "[" + ",".join(f"{x:.7f}" for x in v) + "]")
+            for i, v in enumerate(vectors, start)
+        ),
+    )
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("VACUUM ANALYZE doc_chunks")
 

@@ -19,15 +19,13 @@ from ...store.doc_index import indexed_commits
 from ..checkouts import remote_head
 from ..factory import check_result, open_partition, periodic_asset
 
-AT_HEAD = INDEX_AT_HEAD
-
 
 @periodic_asset(
     "docs_index",
     group_name="knowledge",
     description="Docs of a watched repository chunked by heading, embedded and indexed (HNSW + full text).",
     kinds={"postgres", "pgvector"},
-    checks={AT_HEAD: "Every indexed chunk was read from the commit the default branch points at now."},
+    checks={INDEX_AT_HEAD: "Every indexed chunk was read from the commit the default branch points at now."},
 )
 def docs_index(
     context: dg.AssetExecutionContext,
@@ -51,10 +49,7 @@ def docs_index(
     stats = index_repository(run.store.url, key, root, commit=commit, globs=globs, progress=progress, language=language)
     tuning = tune(run.store.url)  # measured again only when the corpus moved by a tenth
     if tuning and tuning.fresh:
-        context.log.info(
-            f"search tuned: HNSW ef_search {tuning.ef_search}, recall@10 {tuning.recall:.3f} on {tuning.sample} of"
-            f" {tuning.chunks} chunks ({tuning.seconds:.1f} s)"
-        )
+        context.log.info(f"search tuned: {tuning.describe()}")
     check = head_check(run.platform, run.store, repo, key, github.credentials())
     return dg.MaterializeResult(
         metadata={
@@ -86,15 +81,17 @@ def head_check(
         why = ""
     meta: dict[str, Any] = {"head": head or "", "indexed_commits": dg.MetadataValue.json(sorted(map(str, commits)))}
     if not commits:
-        return check_result(platform, AT_HEAD, True, "no document to index (nothing matched the globs)", **meta)
+        return check_result(platform, INDEX_AT_HEAD, True, "no document to index (nothing matched the globs)", **meta)
     if head is None:
         if repo.path is not None and set(commits) == {None}:
-            return check_result(platform, AT_HEAD, True, "a plain directory (no git): indexed as it is", **meta)
-        return check_result(platform, AT_HEAD, False, f"the head of {repo.default_branch!r} is unknown: {why}", **meta)
+            return check_result(platform, INDEX_AT_HEAD, True, "a plain directory (no git): indexed as it is", **meta)
+        return check_result(
+            platform, INDEX_AT_HEAD, False, f"the head of {repo.default_branch!r} is unknown: {why}", **meta
+        )
     stale = {c: n for c, n in commits.items() if c != head}
     if not stale:
-        return check_result(platform, AT_HEAD, True, f"all {sum(commits.values())} chunks at {head[:12]}", **meta)
+        return check_result(platform, INDEX_AT_HEAD, True, f"all {sum(commits.values())} chunks at {head[:12]}", **meta)
     older = ", ".join(f"{n} chunk(s) at {(c or 'no commit')[:12]}" for c, n in stale.items())
     return check_result(
-        platform, AT_HEAD, False, f"{repo.default_branch} is at {head[:12]} but the index has {older}", **meta
+        platform, INDEX_AT_HEAD, False, f"{repo.default_branch} is at {head[:12]} but the index has {older}", **meta
     )

@@ -22,9 +22,6 @@ from ...store.findings import FindingInput
 from ..factory import check_result, open_partition, periodic_asset
 from ..periodic import publish_findings
 
-ALL_CHECKED = ALL_DEPENDENCIES_CHECKED
-WITHIN_BUDGET = LIBYEARS_WITHIN_BUDGET
-
 
 def fingerprint(ecosystem: str, name: str) -> str:
     return hashlib.sha256("\0".join(("freshness", ecosystem, name)).encode()).hexdigest()
@@ -71,8 +68,8 @@ def _table(frame: Any) -> dg.TableMetadataValue:
     "versions behind and libyears; outdated dependencies on a dashboard issue.",
     kinds={"postgres", "github"},
     checks={
-        ALL_CHECKED: "Every dependency was answered for by its registry and every lockfile could be read.",
-        WITHIN_BUDGET: "Total libyears under periodic.freshness.libyear_budget.",
+        ALL_DEPENDENCIES_CHECKED: "Every dependency was answered for by its registry and every lockfile could be read.",
+        LIBYEARS_WITHIN_BUDGET: "Total libyears under periodic.freshness.libyear_budget.",
     },
 )
 def dependency_freshness(
@@ -181,7 +178,7 @@ def all_checked(platform: PlatformConfig, report: Any, extraction_errors: Any) -
     else:
         text = f"{totals.dependencies - totals.errors} of {totals.dependencies} checked; {'; '.join(parts)}"
     return check_result(
-        platform, ALL_CHECKED, not parts, text, registries=dg.MetadataValue.json(sorted(by_registry)),
+        platform, ALL_DEPENDENCIES_CHECKED, not parts, text, registries=dg.MetadataValue.json(sorted(by_registry)),
         unanswered=totals.errors, unreadable_files=len(extraction_errors),
     )  # fmt: skip
 
@@ -192,8 +189,8 @@ def budget_check(platform: PlatformConfig, report: Any) -> dg.AssetCheckResult:
     totals = report.totals
     if totals.dependencies and totals.errors >= totals.dependencies:  # 0 libyears of nothing is not "within"
         text = f"unknown: no dependency could be checked (budget {budget:g})"
-        return check_result(platform, WITHIN_BUDGET, False, text, libyear_total=None, budget=budget)
+        return check_result(platform, LIBYEARS_WITHIN_BUDGET, False, text, libyear_total=None, budget=budget)
     text = f"{total:g} libyears of a budget of {budget:g}"
     if report.errors:
         text += f" ({report.totals.errors} dependencies unanswered are not counted)"
-    return check_result(platform, WITHIN_BUDGET, total <= budget, text, libyear_total=total, budget=budget)
+    return check_result(platform, LIBYEARS_WITHIN_BUDGET, total <= budget, text, libyear_total=total, budget=budget)

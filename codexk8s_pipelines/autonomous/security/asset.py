@@ -8,7 +8,7 @@ Its checks: no open finding at or above `periodic.security.fail_on`, and a datab
 """
 
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import dagster as dg
 
@@ -26,8 +26,8 @@ from ..periodic import publish_findings
 from ..platform_issues import open_labelled_issue
 from .osv_database import OSV_DATABASE, offline_hint
 
-NO_SEVERE = NO_SEVERE_FINDINGS
-FRESH_DATABASE = OSV_DATABASE_FRESH
+if TYPE_CHECKING:  # the security package loads with the scan, not with the code location
+    from ...security.osv import DatabaseSummary
 
 
 def _title(f: Any) -> str:
@@ -103,8 +103,8 @@ def load_osv(platform: PlatformConfig) -> Any:
     kinds={"postgres", "github"},
     deps=(CHECKOUT, OSV_DATABASE),
     checks={
-        NO_SEVERE: "No open finding at or above periodic.security.fail_on (default HIGH).",
-        FRESH_DATABASE: "The OSV database the scan used is younger than periodic.security.max_age_days.",
+        NO_SEVERE_FINDINGS: "No open finding at or above periodic.security.fail_on (default HIGH).",
+        OSV_DATABASE_FRESH: "The OSV database the scan used is younger than periodic.security.max_age_days.",
     },
 )
 def security_findings(
@@ -146,7 +146,7 @@ def security_findings(
     )
     if result.findings:
         metadata["table"] = findings_table(result.findings)
-    checks = [severe_check(platform, open_rows), fresh_check(platform, db)]
+    checks = [severe_check(platform, open_rows), fresh_check(platform, result.database)]
     return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
 
@@ -184,20 +184,27 @@ def severe_check(platform: PlatformConfig, open_rows: list[dict[str, Any]]) -> d
         text = f"{len(severe)} open finding(s) at or above {threshold}: {summary}"
     else:
         text = f"no open finding at or above {threshold} ({len(open_rows)} open below it)"
-    return check_result(platform, NO_SEVERE, not severe, text, threshold=threshold, open_at_or_above=len(severe))
-
-
-def fresh_check(platform: PlatformConfig, db: Any) -> dg.AssetCheckResult:
-    limit = float(platform.periodic.security.max_age_days)
-    summary = db.summary()
-    age_days = summary.age_days
-    snapshot = summary.snapshot.date().isoformat() if summary.snapshot else "unknown"
-    if db.stale:
-        text = (db.staleness_message() or "the OSV database is stale") + ": materialize osv_database"
-    else:
-        text = f"snapshot {snapshot}, {age_days:g} days old (limit {limit:g})"
     return check_result(
-        platform, FRESH_DATABASE, not db.stale, text, snapshot=snapshot, age_days=age_days, max_age_days=limit
+        platform, NO_SEVERE_FINDINGS, not severe, text, threshold=threshold, open_at_or_above=len(severe)
+    )
+
+
+def fresh_check(platform: PlatformConfig, database: "DatabaseSummary") -> dg.AssetCheckResult:
+    """The OSV database the scan used, from the scan's own summary of it."""
+    limit = float(platform.periodic.security.max_age_days)
+    snapshot = database.snapshot.date().isoformat() if database.snapshot else "unknown"
+    if database.stale:
+        text = (database.stale_message or "the OSV database is stale") + ": materialize osv_database"
+    else:
+        text = f"snapshot {snapshot}, {database.age_days:g} days old (limit {limit:g})"
+    return check_result(
+        platform,
+        OSV_DATABASE_FRESH,
+        not database.stale,
+        text,
+        snapshot=snapshot,
+        age_days=database.age_days,
+        max_age_days=limit,
     )
 
 

@@ -25,8 +25,6 @@ from ..factory import check_result, open_partition, periodic_asset
 from ..periodic import ACTOR, now_utc
 from ..platform_issues import open_labelled_issue, recorded_issue
 
-ISSUE_OPEN = EVIDENCE_ISSUE_OPEN
-
 MARKER = "<!-- codexk8s:self-improve -->"
 PURPOSE = "self-improve"
 
@@ -84,7 +82,7 @@ def render_evidence(evidence: RunEvidence, trigger_label: str) -> str:
     "self-improve agent; opened when enough runs finished since the last one.",
     kinds={"github", "postgres"},
     deps=(),
-    checks={ISSUE_OPEN: "The evidence issue is open on GitHub (GitHub repositories; a local one keeps none)."},
+    checks={EVIDENCE_ISSUE_OPEN: "The evidence issue is open on GitHub (GitHub repositories; a local one keeps none)."},
 )
 def self_improve_evidence(
     context: dg.AssetExecutionContext,
@@ -110,7 +108,7 @@ def self_improve_evidence(
         reason = "a local repository" if repo.github is None else github.credentials().missing_reason()
         context.log.warning(f"{repo.key}: evidence prepared but no issue opened: {reason}")
         action, number = "skipped", None
-        check = check_result(platform, ISSUE_OPEN, repo.github is None, f"no evidence issue: {reason}")
+        check = check_result(platform, EVIDENCE_ISSUE_OPEN, repo.github is None, f"no evidence issue: {reason}")
     else:
         action, number = _open_or_update(github, store, repo.github, repository, body, label)
         metadata["issue"] = number
@@ -129,10 +127,12 @@ def issue_check(
     """Read the issue back from GitHub: recorded, still there and open."""
     issue = recorded_issue(github.repo_api(full_name), store, repository, PURPOSE)
     if issue is None:
-        return check_result(platform, ISSUE_OPEN, False, f"the evidence issue of {full_name} is gone from GitHub")
+        return check_result(
+            platform, EVIDENCE_ISSUE_OPEN, False, f"the evidence issue of {full_name} is gone from GitHub"
+        )
     number, state = int(issue["number"]), str(issue.get("state"))
     text = f"#{number} is {state}" + ("" if state == "open" else ": the self-improve agent will not see it")
-    return check_result(platform, ISSUE_OPEN, state == "open", text, issue=number)
+    return check_result(platform, EVIDENCE_ISSUE_OPEN, state == "open", text, issue=number)
 
 
 def _open_or_update(
