@@ -20,6 +20,10 @@ EMBEDDING_DIM = 384  # doc_chunks.embedding is vector(384): the dimension of all
 # tuning order by it, so PostgreSQL walks the graph. Made of constants only: SQL text psycopg may take as such
 # (an f-string is not a LiteralString to the checker).
 HNSW_ORDER = cast(LiteralString, f"embedding::halfvec({EMBEDDING_DIM}) <=> %s::halfvec({EMBEDDING_DIM})")
+# The same distance from the stored half-precision copy (migration 0014), which the filters' covering indexes hold:
+# an exact ranking under a filter reads it from an index instead of every chunk's row. The query vector is cast
+# once, in a subquery: in a generic plan a cast of the parameter would be computed again for every row.
+HALF_ORDER = cast(LiteralString, f"embedding_half <=> (SELECT %s::halfvec({EMBEDDING_DIM}))")
 
 
 class KnowledgeError(RuntimeError):

@@ -33,7 +33,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from .db import HNSW_ORDER, check_dimension, connect, missing_index, vector_version
+from .db import HALF_ORDER, HNSW_ORDER, check_dimension, connect, missing_index, vector_version
 from .embedding import Embedder, default_embedder
 from .tuning import tuned_ef_search
 
@@ -54,11 +54,14 @@ BM25_B = 0.75
 MAX_WORD_MATCHES = 1000
 WORD_CANDIDATES = 50
 PHRASE_MATCHES = 2000
-# A filter keeping at most this many chunks is ranked exactly (see use_exact_scan). Exact costs ~0.8 µs a row with
-# the vectors in their rows (migration 0004); a filtered HNSW walk costs more the fewer rows the filter keeps.
-# bench/knowledge.py, 100,000 chunks, a folder of 11,111: exact p50 12.4 ms, recall 1.000; the walk p50 21.7 ms,
-# recall 0.958 (measured side by side with 5,000 here).
+# A filter keeping at most this many chunks is ranked exactly (see use_exact_scan). Exact costs ~0.3 µs a row, read
+# from a covering index with half-precision vectors (migration 0014); a filtered HNSW walk costs more the fewer rows
+# the filter keeps. bench/knowledge.py, 100,000 chunks, a folder of 11,111: exact p50 12.4 ms, recall 1.000; the
+# walk p50 21.7 ms, recall 0.958 (measured side by side with 5,000 here, before migration 0014 halved the former).
 EXACT_SCAN_ROWS = 15000
+# An exact ranking orders by half-precision distance (see `exact_nearest`), then re-ranks this many times the rows it
+# returns by full precision, so that rounding cannot move a chunk across its limit.
+EXACT_RERANK = 2
 _EXCLUDES = re.compile(r"(?:^|\s)-[\w\"]")  # websearch syntax for "without this word (or phrase)"
 # Dashes that exclude nothing: a run of them (a Markdown rule `-----`, a flag `--verbose`) or one before a space or
 # a sign. websearch_to_tsquery reads each as a NOT, and more than 32 in a row fail the statement ("tsquery stack
@@ -163,10 +166,10 @@ def use_exact_scan(conn: Any, where: sql.Composable, params: Sequence[Any]) -> b
     """Whether a filtered ranking should read every matching row instead of walking the HNSW graph.
 
     A filter that keeps few rows (one repository among many, a docs folder) makes the graph walk visit many
-    rows it then throws away; reading those few rows exactly is faster and has perfect recall. A repository's
-    ids and vectors are read from doc_chunks_repository_vectors_idx (migration 0005), one key range, not from
-    table pages wherever the chunks were written. Counting stops at the limit, so the check costs a few index
-    pages. `search()` makes the same decision inside its one statement (see `_vector_ctes`); impact, which
+    rows it then throws away; reading those few rows exactly is faster and has perfect recall. A repository's or
+    a folder's ids and vectors are read from a covering index (migration 0014, see `exact_nearest`), one key
+    range, not from table pages wherever the chunks were written. Counting stops at the limit, so the check costs
+    a few index pages. `search()` makes the same decision inside its one statement (see `_vector_ctes`); impact, which
     ranks many vectors under one filter, asks once here."""
     if not params:
         return False
@@ -175,19 +178,40 @@ def use_exact_scan(conn: Any, where: sql.Composable, params: Sequence[Any]) -> b
     return bool(row) and int(row[0]) <= EXACT_SCAN_ROWS
 
 
+Fragment = tuple[sql.Composable, list[Any]]  # SQL text and the parameters it takes, in order
+
+
+def exact_nearest(vector: np.ndarray, where: sql.Composable, params: Sequence[Any], limit: int) -> Fragment:
+    """SELECT (id, dist): the `limit` chunks under the filter nearest to `vector` by full-precision cosine distance,
+    in no order, every filtered row ranked.
+
+    Every filtered row is ordered by its half-precision copy (migration 0014), which the filters' covering indexes
+    hold, so PostgreSQL reads the filter's key range of one index instead of each chunk's row (a path prefix:
+    1,238 index pages instead of 4,186 table pages, 3.4 ms instead of 7.8 ms, bench/knowledge.py `real`). The
+    EXACT_RERANK × `limit` nearest are then re-ranked by full precision and cut to `limit`. The `+ 0` keeps an
+    index on the distance out of it."""
+    query = sql.SQL(
+        "SELECT c.id, c.embedding <=> %s AS dist FROM (SELECT id FROM doc_chunks WHERE {where}"
+        " ORDER BY (" + HALF_ORDER + ") + 0 LIMIT {rerank}) AS h JOIN doc_chunks AS c USING (id)"
+        " ORDER BY dist, c.id LIMIT {limit}"
+    ).format(where=where, rerank=sql.Literal(EXACT_RERANK * limit), limit=sql.Literal(limit))
+    return query, [vector, *params, vector]
+
+
 def vector_ranking(
     conn: Any, vector: np.ndarray, where: sql.Composable, params: Sequence[Any], limit: int, *, exact: bool = False
 ) -> list[tuple[int, float]]:
     """(chunk id, cosine similarity), most similar first. The HNSW index orders by half-precision distance and
     relaxed ordering may return its candidates slightly out of order, so the outer query sorts them again by
-    the full-precision similarity it returns. `exact` orders by an expression the HNSW index cannot serve, so
-    PostgreSQL filters by the btree indexes and sorts every remaining row."""
-    order = "(embedding <=> %s) + 0" if exact else HNSW_ORDER
-    query = sql.SQL(
-        "SELECT id, 1 - dist FROM (SELECT id, embedding <=> %s AS dist FROM doc_chunks WHERE {where}"
-        " ORDER BY {order} LIMIT %s) AS nearest ORDER BY dist, id"
-    ).format(where=where, order=sql.SQL(order))
-    rows = conn.execute(query, [vector, *params, vector, limit]).fetchall()
+    the full-precision similarity it returns. `exact` ranks every filtered row (`exact_nearest`)."""
+    if exact:
+        nearest, nearest_params = exact_nearest(vector, where, params, limit)
+    else:
+        walk = "SELECT id, embedding <=> %s AS dist FROM doc_chunks WHERE {where} ORDER BY " + HNSW_ORDER
+        nearest = sql.SQL(walk + " LIMIT {limit}").format(where=where, limit=sql.Literal(limit))
+        nearest_params = [vector, *params, vector]
+    query = sql.SQL("SELECT id, 1 - dist FROM ({nearest}) AS nearest ORDER BY dist, id").format(nearest=nearest)
+    rows = conn.execute(query, nearest_params).fetchall()
     return [(int(r[0]), float(r[1])) for r in rows]
 
 
@@ -196,7 +220,6 @@ def vector_ranking(
 # very same SQL. Every CTE below is small (at most a pool or a cap of rows). Row limits are literals, not
 # parameters: the plan is generic (see Searcher), and with an unknown LIMIT PostgreSQL assumes a tenth of the
 # table and sorts the filtered rows instead of walking the HNSW index.
-Fragment = tuple[sql.Composable, list[Any]]
 
 
 def _vector_ctes(vector: np.ndarray, repository: str | None, path_prefix: str | None, pool: int) -> Fragment:
@@ -205,14 +228,11 @@ def _vector_ctes(vector: np.ndarray, repository: str | None, path_prefix: str | 
 
     With a filter, the exact-or-HNSW choice of `use_exact_scan` is made in the statement: a count capped at
     EXACT_SCAN_ROWS + 1 gates two branches, and PostgreSQL runs only the branch whose one-time filter holds.
-    The count and the exact branch read the filters' indexes; the HNSW branch gets them in a form those
-    indexes cannot serve (see `filters`)."""
+    The count and the exact branch (`exact_nearest`) read the filters' indexes; the HNSW branch gets them in a form
+    those indexes cannot serve (see `filters`)."""
     where, params = filters(repository, path_prefix)
     walk, walk_params = filters(repository, path_prefix, walk=True)
     hnsw = sql.SQL("SELECT id, embedding <=> %s AS dist FROM doc_chunks WHERE {where}{gate} ORDER BY " + HNSW_ORDER)
-    exact = sql.SQL(
-        "SELECT id, embedding <=> %s AS dist FROM doc_chunks WHERE {where}{gate} ORDER BY (embedding <=> %s) + 0"
-    )
     if not params:
         nearest = sql.SQL("nearest AS ({hnsw} LIMIT {pool})").format(
             hnsw=hnsw.format(where=walk, gate=sql.SQL("")), pool=sql.Literal(pool)
@@ -227,12 +247,15 @@ def _vector_ctes(vector: np.ndarray, repository: str | None, path_prefix: str | 
             ).format(where=where, rows=sql.Literal(EXACT_SCAN_ROWS), limit=sql.Literal(EXACT_SCAN_ROWS + 1)),
             list(params),
         )
-        nearest = sql.SQL("nearest AS (({hnsw} LIMIT {pool}) UNION ALL ({exact} LIMIT {pool}))").format(
+        exact, exact_params = exact_nearest(
+            vector, sql.SQL("{where} AND (SELECT exact FROM gate)").format(where=where), params, pool
+        )
+        nearest = sql.SQL("nearest AS (({hnsw} LIMIT {pool}) UNION ALL ({exact}))").format(
             hnsw=hnsw.format(where=walk, gate=sql.SQL(" AND NOT (SELECT exact FROM gate)")),
-            exact=exact.format(where=where, gate=sql.SQL(" AND (SELECT exact FROM gate)")),
+            exact=exact,
             pool=sql.Literal(pool),
         )
-        nearest_params = [vector, *walk_params, vector, vector, *params, vector]
+        nearest_params = [vector, *walk_params, vector, *exact_params]
     query = sql.SQL(
         "{gate}{nearest}, by_meaning AS (SELECT id, 1 - dist AS sim, row_number() OVER (ORDER BY dist, id) AS rank"
         " FROM nearest)"
@@ -307,9 +330,9 @@ def _text_ctes(
         " ln(1 + (greatest(c.n, q.df) - q.df + 0.5) / (q.df + 0.5)) AS idf FROM query_terms AS q, corpus AS c),"
         " text_query AS MATERIALIZED (SELECT websearch_to_tsquery((SELECT cfg FROM corpus), %s) AS strict),"
         " word_matches AS ({matches}),"
-        " bm25 AS (SELECT m.id, s.score FROM word_matches AS m CROSS JOIN LATERAL (SELECT sum(w.idf * p.impact)"
-        " AS score FROM doc_postings AS p JOIN term_weights AS w USING (lexeme) WHERE p.id = m.id"
-        " AND p.lexeme = ANY((SELECT array_agg(lexeme) FROM term_weights)::text[])) AS s WHERE s.score IS NOT NULL),"
+        " bm25 AS (SELECT p.id, sum(w.idf * p.impact) AS score FROM doc_postings AS p JOIN term_weights AS w"
+        " USING (lexeme) WHERE p.id = ANY((SELECT array_agg(id) FROM word_matches)::bigint[])"
+        " GROUP BY p.id),"
         " by_words AS (SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank FROM bm25"
         " ORDER BY score DESC, id LIMIT %s)"
     ).format(corpus_where=corpus_where, matches=matches)

@@ -61,56 +61,6 @@ def finished_runs_since(store: PlatformStore, repository: str, since: datetime |
     return int(row["n"]) if row else 0
 
 
-def gather_evidence(
-    store: PlatformStore, repository: str, since: datetime | None, until: datetime, status_lines: int = 20
-) -> RunEvidence:
-    """Failures by reason, revise runs per stage, slowest stages and the latest agent status lines."""
-    evidence = RunEvidence(repository, since, until)
-    window = (
-        "repository = %s AND status = ANY(%s) AND finished_at <= %s AND (%s::timestamptz IS NULL OR finished_at > %s)"
-    )
-    args = (repository, list(FINISHED), until, since, since)
-    with store.connect() as conn:
-        for row in conn.execute(f"SELECT status, count(*) AS n FROM runs WHERE {window} GROUP BY status", args):
-            evidence.by_status[row["status"]] = int(row["n"])
-        evidence.finished = sum(evidence.by_status.values())
-        # The reason of a failed run is the one its last failure event gave (the op's outcome, or the run-status
-        # sensor's when the run died outside its steps).
-        evidence.failures_by_reason = [
-            (r["reason"], int(r["n"]))
-            for r in conn.execute(
-                "SELECT coalesce(f.reason, 'unknown') AS reason, count(*) AS n FROM runs r"
-                " LEFT JOIN LATERAL (SELECT payload->>'reason' AS reason FROM flow_events e"
-                "   WHERE e.correlation_key = r.correlation_key AND e.event_type LIKE 'run.failed%%'"
-                "   ORDER BY e.id DESC LIMIT 1) f ON TRUE"
-                f" WHERE r.status = 'failed' AND {window.replace('repository', 'r.repository')}"
-                " GROUP BY 1 ORDER BY 2 DESC, 1",
-                args,
-            )
-        ]
-        evidence.revise_by_stage = [
-            (r["stage"], int(r["n"]))
-            for r in conn.execute(
-                f"SELECT stage, count(*) AS n FROM runs WHERE revise AND stage IS NOT NULL AND {window}"
-                " GROUP BY stage ORDER BY 2 DESC, 1",
-                args,
-            )
-        ]
-        evidence.slowest_stages = [
-            StageTiming(r["stage"], int(r["n"]), float(r["median"]), float(r["longest"]))
-            for r in conn.execute(
-                "SELECT stage, count(*) AS n,"
-                " percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - started_at)) AS median,"
-                " max(extract(epoch FROM finished_at - started_at)) AS longest"
-                f" FROM runs WHERE stage IS NOT NULL AND started_at IS NOT NULL AND {window}"
-                " GROUP BY stage ORDER BY median DESC, stage LIMIT 5",
-                args,
-            )
-        ]
-        evidence.status_lines = _status_lines(conn, repository, since, until, status_lines)
-    return evidence
-
-
 def agent_status_lines(
     store: PlatformStore, repository: str, since: datetime | None, until: datetime, limit: int = 20
 ) -> list[dict[str, Any]]:

@@ -10,11 +10,13 @@ import dagster as dg
 import pytest
 
 from codexk8s_pipelines.autonomous.self_improve import self_improve_evidence
+from codexk8s_pipelines.config import PlatformConfig
 from codexk8s_pipelines.github.resource import GitHubResource
+from codexk8s_pipelines.insight.evidence import apply, delivery_evidence
 from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
 from codexk8s_pipelines.store import PlatformStore
 from codexk8s_pipelines.store.database import RunRecord
-from codexk8s_pipelines.store.evidence import finished_runs_since, gather_evidence, last_prepared
+from codexk8s_pipelines.store.evidence import RunEvidence, agent_status_lines, finished_runs_since, last_prepared
 from schedules import all_schedules
 from tests.github_server import GitHubServer, github_server  # noqa: F401  (fixture)
 
@@ -57,7 +59,11 @@ def _history(store: PlatformStore) -> None:
 
 def test_evidence_counts_failures_revises_and_slow_stages(store: PlatformStore) -> None:
     _history(store)
-    evidence = gather_evidence(store, REPO, None, datetime.now(UTC))
+    now = datetime.now(UTC)
+    # As the asset gathers it: the counts from the delivery metrics, the status lines from the audit trail.
+    lines = agent_status_lines(store, REPO, None, now)
+    delivery = delivery_evidence(store, PlatformConfig(), REPO, None, now)
+    evidence = apply(RunEvidence(REPO, None, now, status_lines=lines), delivery)
     assert evidence.finished == 6
     assert evidence.by_status == {"succeeded": 2, "failed": 3, "canceled": 1}
     assert evidence.failures_by_reason == [("write_scope_violation", 2), ("agent_timeout", 1)]

@@ -150,9 +150,14 @@ def _plan_branches(url: str, repository: str) -> tuple[int, int]:
     rows = {"hnsw": 0, "exact": 0}
 
     def walk(node: dict[str, Any]) -> None:
+        # The HNSW branch orders by the graph's expression (the vector cast to half precision); the exact branch
+        # sorts every filtered row by the stored half-precision copy (its re-ranking of those rows by full
+        # precision, `c.embedding <=> ...`, is neither).
         key = f"{node.get('Sort Key', '')} {node.get('Order By', '')}"
-        if "<=>" in key:  # the exact branch orders by `distance + 0`, the HNSW one by the distance itself
-            rows["exact" if "+ '0'" in key else "hnsw"] += int(node["Actual Rows"])
+        if "embedding)::halfvec" in key:
+            rows["hnsw"] += int(node["Actual Rows"])
+        elif "embedding_half <=>" in key:
+            rows["exact"] += int(node["Actual Rows"])
         for child in node.get("Plans", []):
             walk(child)
 
@@ -286,29 +291,32 @@ def _index_nodes(plan: dict[str, Any], index: str) -> list[dict[str, Any]]:
     return found
 
 
-def test_a_repository_is_ranked_exactly_from_its_vectors_index_without_reading_the_table(
-    crowded_url: str, migrator_database_url: str
+@pytest.mark.parametrize(
+    ("repository", "prefix", "index", "rows"),
+    [
+        ("acme/r1", None, "doc_chunks_repository_vectors_idx", ROWS // 2 + 1),
+        (None, "docs/", "doc_chunks_path_vectors_idx", ROWS),
+    ],
+)
+def test_a_filter_is_ranked_exactly_from_its_vectors_index_without_reading_the_table(
+    crowded_url: str, migrator_database_url: str, repository: str | None, prefix: str | None, index: str, rows: int
 ) -> None:
-    """Migration 0005: one repository's ids and vectors sit side by side in doc_chunks_repository_vectors_idx,
-    so the exact ranking is an index-only scan of its key range, with no table page read per chunk (what makes
-    a spread-out repository slow). On this small table PostgreSQL would rather read the whole table, hence the
-    settings; what is checked is that the index alone can answer the statement search() runs."""
+    """Migration 0014: a repository's or a folder's ids and half-precision vectors sit side by side in a covering
+    index, so the exact ranking is an index-only scan of the filter's key range, with no table page read per chunk
+    (what made a spread-out repository or a folder across repositories slow). Only the few nearest are then read
+    from the table, to re-rank them by full precision. On this small table PostgreSQL would rather read the whole
+    table, hence the settings; what is checked is that the index alone can rank what search() ranks."""
     with psycopg.connect(migrator_database_url, autocommit=True) as conn:  # the owner: the app role cannot vacuum
         conn.execute("VACUUM ANALYZE doc_chunks")  # sets the visibility map, as autovacuum does
     vector = HashingEmbedder().encode(["exchange"])[0]
-    statement, statement_params = _search_statement(vector, "exchange", "acme/r1", None, 40, 10)
+    statement, statement_params = _search_statement(vector, "exchange", repository, prefix, 40, 10)
     with connect(crowded_url) as conn, conn.transaction():
         conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
         row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(statement), statement_params).fetchone()
     assert row is not None
-    nodes = [n for n in _index_nodes(row[0][0]["Plan"], "doc_chunks_repository_vectors_idx") if n["Actual Loops"]]
-    # The reads of the repository's key range (the gate's count and the exact ranking); the words ranking may
-    # read the same range from the table (it needs the full-text vectors, which this index does not hold).
-    ranged = [n for n in nodes if "repository =" in str(n.get("Index Cond")) and n["Node Type"] != "Index Scan"]
-    assert ranged, nodes
-    assert {(n["Node Type"], n["Actual Rows"], n["Heap Fetches"]) for n in ranged} == {
-        ("Index Only Scan", ROWS // 2 + 1, 0)
-    }
+    nodes = [n for n in _index_nodes(row[0][0]["Plan"], index) if n["Actual Loops"]]
+    assert {(n["Node Type"], n["Actual Rows"], n["Heap Fetches"]) for n in nodes} == {("Index Only Scan", rows, 0)}
+    assert search(crowded_url, "exchange", repository=repository, path_prefix=prefix, embedder=HashingEmbedder())
 
 
 @pytest.mark.parametrize(
@@ -351,18 +359,22 @@ def test_the_path_filter_keeps_exactly_the_paths_that_start_with_the_prefix(migr
 
 
 def test_a_folder_filter_finds_its_chunks_through_the_path_index(crowded_url: str) -> None:
-    """Without a repository, a path prefix is an index range of doc_chunks_path_idx: counting the folder's
-    chunks (is it small enough to rank exactly?) reads that folder's entries, not every chunk's path."""
+    """Without a repository, a path prefix is an index range of a path index: counting the folder's chunks (is it
+    small enough to rank exactly?) and ranking them read that folder's entries, not every chunk's path."""
     vector = HashingEmbedder().encode(["exchange"])[0]
     statement, statement_params = _search_statement(vector, "exchange", None, "guide/", 40, 10)
     with connect(crowded_url) as conn, conn.transaction():
         conn.execute("SET LOCAL enable_seqscan = off")
         row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(statement), statement_params).fetchone()
     assert row is not None
-    nodes = [n for n in _index_nodes(row[0][0]["Plan"], "doc_chunks_path_idx") if n["Actual Loops"]]
+    plan = row[0][0]["Plan"]
+    nodes = [n for i in PATH_INDEXES for n in _index_nodes(plan, i) if n["Actual Loops"]]
     assert nodes and all("Index Cond" in n and n["Actual Rows"] == 1 for n in nodes), nodes
     hits = search(crowded_url, "exchange", path_prefix="guide/", k=5, embedder=HashingEmbedder())
     assert [h.path for h in hits] == ["guide/prices.md"]
+
+
+PATH_INDEXES = ("doc_chunks_path_idx", "doc_chunks_path_vectors_idx")  # migrations 0005 and 0014
 
 
 def _generic_plan(url: str, statement: sql.Composable, params: list[Any]) -> str:
@@ -388,8 +400,8 @@ def test_the_graph_walk_gets_a_folder_filter_no_index_range_serves(crowded_url: 
     plan = _generic_plan(crowded_url, statement, params)
     hnsw_branch = plan.split("One-Time Filter: (NOT (InitPlan")[1].split("One-Time Filter: (InitPlan")[0]
     exact_branch = plan.split("One-Time Filter: (InitPlan")[1]
-    assert "starts_with(path" in hnsw_branch and "doc_chunks_path_idx" not in hnsw_branch, hnsw_branch
-    assert "doc_chunks_path_idx" in exact_branch, exact_branch
+    assert "starts_with(path" in hnsw_branch and not any(i in hnsw_branch for i in PATH_INDEXES), hnsw_branch
+    assert "doc_chunks_path_vectors_idx" in exact_branch, exact_branch
 
 
 def test_a_query_of_common_words_only_scores_its_heaviest_and_the_meaning_candidates(
@@ -410,3 +422,48 @@ def test_a_query_of_common_words_only_scores_its_heaviest_and_the_meaning_candid
         assert len(text_ranking(conn, "desk", None, None, 10_000)) == 5  # alone, its heaviest postings
     hits = search(crowded_url, "desk", k=5, embedder=HashingEmbedder(), per_file=None)
     assert len(hits) == 5
+
+
+def _half_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity as pgvector computes it for halfvec: components rounded to half precision."""
+    a16, b16 = a.astype(np.float16).astype(np.float64), b.astype(np.float16).astype(np.float64)
+    return float(a16 @ b16 / np.linalg.norm(a16) / np.linalg.norm(b16))
+
+
+def _rounding_flips_a_pair(seed: int = 7) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(query, nearer, farther): `nearer` is the nearer by full precision, `farther` by half precision."""
+    rng = np.random.default_rng(seed)
+    query = rng.normal(size=384).astype(np.float32)
+    query /= np.linalg.norm(query)
+    for _ in range(100_000):
+        x = query + 0.5 * rng.normal(size=384).astype(np.float32) / np.sqrt(384)
+        y = x + 2e-3 * rng.normal(size=384).astype(np.float32) / np.sqrt(384)
+        x, y = (v / np.linalg.norm(v) for v in (x, y))
+        full = float(query @ x) - float(query @ y)
+        half = _half_cosine(query, x) - _half_cosine(query, y)
+        if abs(full) > 1e-5 and abs(half) > 1e-5 and (full > 0) != (half > 0):
+            return (query, x, y) if full > 0 else (query, y, x)
+    raise AssertionError("no pair that half-precision rounding reorders")
+
+
+def test_an_exact_ranking_orders_by_full_precision_where_half_precision_would_not(migrated_url: str) -> None:
+    """Migration 0014: a filter's chunks are ordered by their half-precision copies, then the nearest are re-ranked
+    by full precision. Here two chunks' order flips with rounding (and 30 far ones fill the folder): the exact
+    ranking, for impact and in search()'s exact branch, puts the nearer by full precision first, with its
+    full-precision similarity."""
+    query, nearer, farther = _rounding_flips_a_pair()
+    far = [-query + 0.01 * np.eye(384, dtype=np.float32)[i] for i in range(30)]
+    rows = [("acme/a", "docs/nearer.md", nearer), ("acme/a", "docs/farther.md", farther)]
+    rows += [("acme/a", f"docs/far{i}.md", v / np.linalg.norm(v)) for i, v in enumerate(far)]
+    copy_chunks(migrated_url, [(r, p, "H", "text", "[" + ",".join(f"{x:.9g}" for x in v) + "]") for r, p, v in rows])
+    where, params = filters(None, "docs/")
+    meaning, meaning_params = search_module._vector_ctes(query, None, "docs/", 1)
+    nearest = sql.SQL("WITH {} SELECT c.path, m.sim FROM by_meaning AS m JOIN doc_chunks AS c USING (id)")
+    with connect(migrated_url) as conn:
+        assert use_exact_scan(conn, where, params)
+        ranked = vector_ranking(conn, query, where, params, 1, exact=True)
+        paths = search_module.fetch_rows(conn, [i for i, _ in ranked])
+        in_search = conn.execute(nearest.format(meaning), meaning_params).fetchall()
+    assert [paths[i].path for i, _ in ranked] == ["docs/nearer.md"]
+    assert ranked[0][1] == pytest.approx(float(query @ nearer), abs=1e-6)
+    assert [(p, round(s, 6)) for p, s in in_search] == [("docs/nearer.md", round(float(query @ nearer), 6))]
