@@ -50,7 +50,8 @@ BM25_B = 0.75
 # Candidates of the words ranking (see _text_ctes): every chunk with a query word while the words have at most
 # MAX_WORD_MATCHES postings in the filter's scope, else each word's WORD_CANDIDATES heaviest postings. It bounds
 # the chunks BM25 scores per search (each ~5-9 µs, from its postings) on any corpus and filter.
-# A query with a phrase or an exclusion takes each word's PHRASE_MATCHES heaviest instead.
+# A query with a phrase or an exclusion scores every chunk that satisfies it while at most PHRASE_MATCHES do, else
+# each word's PHRASE_MATCHES heaviest postings that satisfy it.
 MAX_WORD_MATCHES = 1000
 WORD_CANDIDATES = 50
 PHRASE_MATCHES = 2000
@@ -286,11 +287,15 @@ def _text_ctes(
     them is scored. Beyond that (at 100,000 chunks a repository filter left ~1,700 matches of three words to score:
     ~27 ms), each word makes candidates of its WORD_CANDIDATES heaviest postings only (migration 0010: postings
     ordered by their BM25 weight without the idf, which is the same for every chunk of the scope), read as one index
-    range; every candidate is then scored by all the query's words. A query with a phrase or an exclusion takes each
-    word's PHRASE_MATCHES heaviest postings (a phrase's chunk has all its words, so it is found whenever one of them
-    is in at most that many chunks, however common the others). With `within_meaning` (in `search()`, after the
-    `by_meaning` CTE), the meaning ranking's candidates are scored by the words too. Phrases and -exclusions
-    (`websearch_to_tsquery`) filter the candidates."""
+    range; every candidate is then scored by all the query's words. With `within_meaning` (in `search()`, after the
+    `by_meaning` CTE), the meaning ranking's candidates are scored by the words too.
+
+    A query with a phrase or an exclusion (`websearch_to_tsquery`: every word, each phrase, no excluded word) is
+    answered by the full-text GIN index: while at most PHRASE_MATCHES chunks satisfy it, exactly those are scored,
+    found however common their words are. Beyond that, each word's PHRASE_MATCHES heaviest postings that satisfy it
+    are (a phrase's chunk has all its words, so it is found whenever one of them is in at most that many chunks).
+    Checking each word's heaviest postings against the query (the former way, always) read up to 2,000 chunks' rows
+    a word: a pasted snippet with quoted words took 40 ms at 100,000 chunks (bench/knowledge.py `real`)."""
     corpus_where, corpus_params = filters(repository, None)
     where, params = filters(repository, path_prefix)
     text = websearch_text(text)
@@ -311,18 +316,30 @@ def _text_ctes(
         candidates: sql.Composable = sql.SQL("{postings} UNION SELECT id FROM by_meaning").format(postings=postings)
     else:
         candidates = sql.SQL("{postings} GROUP BY p.id").format(postings=postings)
-    # Phrases and -exclusions must hold: only then are the candidates' rows read (their full-text vectors), each by
-    # its primary key; otherwise the postings alone score them. The candidates' scores come from one scan of
-    # doc_postings_chunk_idx for the array of their ids, joined with the query's terms by hash: all postings of ~300
-    # candidates, ~0.8 ms at 100,000 chunks (bench/knowledge.py `real`). Two other forms measured slower: a LATERAL
-    # read per candidate (~6 µs each), and the same scan also filtered by `lexeme = ANY(...)`, for which the generic
-    # plan reads every posting of the query's words from the lexeme index instead (p50 13.6 ms). A plain join of
-    # candidates and postings was worse still (170 ms).
-    matches = sql.SQL(
-        "SELECT k.id FROM ({candidates}) AS k WHERE NOT %s OR EXISTS (SELECT 1 FROM doc_chunks AS c"
-        " WHERE c.id = k.id AND c.tsv @@ (SELECT strict FROM text_query))"
-    ).format(candidates=candidates)
-    matches_params: list[Any] = [*params, strict]
+    matches: sql.Composable = sql.SQL("SELECT id FROM ({candidates}) AS k").format(candidates=candidates)
+    matches_params: list[Any] = [*params]
+    if strict:
+        # The chunks that satisfy the query, from the GIN index (doc_chunks_tsv_idx), counted up to one past the
+        # cap; the first branch runs while they are few enough, the second (each candidate's row read) beyond.
+        matches = sql.SQL(
+            "WITH strict_matches AS MATERIALIZED (SELECT id FROM doc_chunks WHERE {where}"
+            " AND tsv @@ (SELECT strict FROM text_query) LIMIT {over}),"
+            " few AS MATERIALIZED (SELECT count(*) <= {cap} AS few FROM strict_matches)"
+            " SELECT id FROM strict_matches WHERE (SELECT few FROM few)"
+            " UNION ALL SELECT k.id FROM ({candidates}) AS k WHERE NOT (SELECT few FROM few) AND EXISTS"
+            " (SELECT 1 FROM doc_chunks AS c WHERE c.id = k.id AND c.tsv @@ (SELECT strict FROM text_query))"
+        ).format(
+            where=where,
+            over=sql.Literal(PHRASE_MATCHES + 1),
+            cap=sql.Literal(PHRASE_MATCHES),
+            candidates=candidates,
+        )
+        matches_params = [*params, *params]
+    # The candidates' scores come from one scan of doc_postings_chunk_idx for the array of their ids, joined with the
+    # query's terms by hash: all postings of ~300 candidates, ~0.8 ms at 100,000 chunks (bench/knowledge.py `real`).
+    # Two other forms measured slower: a LATERAL read per candidate (~6 µs each), and the same scan also filtered by
+    # `lexeme = ANY(...)`, for which the generic plan reads every posting of the query's words from the lexeme index
+    # instead (p50 13.6 ms). A plain join of candidates and postings was worse still (170 ms).
     query = sql.SQL(
         "corpus AS MATERIALIZED (SELECT coalesce(sum(chunks), 0)::float8 AS n,"
         " coalesce(min(text_config::text), 'english')::regconfig AS cfg FROM doc_corpus WHERE {corpus_where}),"

@@ -211,6 +211,27 @@ def test_every_match_is_ranked_and_a_quoted_phrase_filters(crowded_url: str) -> 
         assert hits[0].path == "guide/prices.md", [(h.path, h.score) for h in hits]
 
 
+def test_a_phrase_of_common_words_is_found_by_the_full_text_index(migrated_url: str) -> None:
+    """More than PHRASE_MATCHES chunks have both words of a phrase, apart, and each weighs more than the one long
+    chunk that has the phrase: that chunk is among neither word's heaviest postings, but it is the only chunk that
+    satisfies the quoted query, so the full-text index finds it. A query that more than PHRASE_MATCHES chunks
+    satisfy still scores a bounded number of them: each word's heaviest that satisfy it."""
+    vector = "[" + ",".join(["0.051"] * 384) + "]"
+    common = search_module.PHRASE_MATCHES + 300
+    rows = [("acme/a", f"docs/n{i}.md", "Desk", f"Exchange desk {i} publishes rates.", vector) for i in range(common)]
+    long = "Filler about banking and ledgers. " * 40 + "It converts at the exchange rates of the central bank."
+    copy_chunks(migrated_url, [*rows, ("acme/a", "guide/long.md", "Prices", long, vector)])
+    with psycopg.connect(migrated_url) as conn, conn.cursor() as cur:
+        refresh_term_stats(cur, "acme/a")
+    with connect(migrated_url) as conn:
+        phrase = text_ranking(conn, '"exchange rates"', None, None, 10)
+        assert [r.path for r in search_module.fetch_rows(conn, phrase).values()] == ["guide/long.md"]
+        both = text_ranking(conn, 'exchange "rates"', None, None, 10_000)  # every chunk has both words
+        assert search_module.PHRASE_MATCHES <= len(both) <= 2 * search_module.PHRASE_MATCHES, len(both)
+    hits = search(migrated_url, 'bank "exchange rates"', k=3, embedder=HashingEmbedder())
+    assert hits[0].path == "guide/long.md", [(h.path, h.score) for h in hits]
+
+
 def test_a_rare_word_in_the_chunk_stored_last_ranks_it_first(crowded_url: str) -> None:
     """The bug of issue 19: matches were cut to 100 rows in no order before ranking, so a chunk stored after
     them could never come from the words ranking. Now every match is ranked, and "bank" (in one chunk) outweighs
