@@ -51,6 +51,7 @@ import argparse
 import importlib.metadata
 import os
 import random
+import re
 import statistics
 import subprocess
 import sys
@@ -525,6 +526,39 @@ def bench_search(url: str, name: str, n: int, ef_values: Sequence[int]) -> dict[
     return results
 
 
+def quoted(text: str) -> str:
+    """The question with its longest word in quotes, as agents quote an identifier: the words must then hold."""
+    words = re.findall(r"[A-Za-z_][A-Za-z0-9_]{3,}", text)
+    if not words:
+        return text
+    word = max(words, key=len)
+    return text.replace(word, f'"{word}"', 1)
+
+
+def bench_quoted(url: str, name: str, n: int) -> None:
+    """The same questions plain and with a quoted word (which makes the words ranking a filter: every word, and the
+    quoted one, must be in a chunk), side by side through one warm Searcher each; goal: quoting costs at most half
+    again as much."""
+    queries = [(text, vector) for text, vector in _queries(url) if '"' not in text]
+    timings: dict[str, list[float]] = {"plain": [], "quoted": []}
+    embedder = FixedEmbedder()
+    with Searcher(url, embedder=embedder) as plain, Searcher(url, embedder=embedder) as strict:
+        for text, embedder.vector in queries:  # warm: connections, prepared statements, pages
+            plain.search(text, k=10)
+            strict.search(quoted(text), k=10)
+        for i in range(LATENCY_RUNS):
+            text, embedder.vector = queries[i % len(queries)]
+            for label, searcher, question in (("plain", plain, text), ("quoted", strict, quoted(text))):
+                t = time.perf_counter()
+                searcher.search(question, k=10)
+                timings[label].append((time.perf_counter() - t) * 1000)
+    (p50, p95), (q50, q95) = _percentiles(timings["plain"]), _percentiles(timings["quoted"])
+    print(
+        f"[{name}] quoted word at {n:,} chunks (SQL): p50 {q50:5.1f} ms  p95 {q95:5.1f} ms, plain p50 {p50:5.1f} ms"
+        f"  p95 {p95:5.1f} ms; p95 ratio {q95 / p95:4.2f} (goal ≤ 1.5)"
+    )
+
+
 def bench_end_to_end(url: str, name: str, n: int) -> None:
     """Warm search as a service runs it: the ONNX embedder on the query text, then the statement."""
     from codexk8s_pipelines.knowledge.onnx_embedding import onnx_embedder
@@ -636,6 +670,7 @@ def main() -> None:
                             f"{'' if tuning.fresh else ' (stored)'}"
                         )
                     by_size[n] = bench_search(url, name, n, ef_values)
+                    bench_quoted(url, name, n)
                     bench_end_to_end(url, name, n)
                 if len(sizes) > 1:
                     small, large = min(sizes), max(sizes)
