@@ -8,7 +8,8 @@
    embedding (goals, issue 19: p95 ≤ 12 ms, ≤ 15 ms with a path filter, no slower at 10,000 than at 100,000),
    recall@10 of what `search()` returns against exact nearest neighbours (goal ≥ 0.98), with no filter,
    a repository filter (5% of the chunks) and a path-prefix filter (11%), both ranked exactly (at most
-   EXACT_SCAN_ROWS chunks; a repository's from the index that keeps its vectors together), on three data sets:
+   EXACT_SCAN_ROWS chunks, from the covering indexes that keep their half-precision vectors together), on three
+   data sets:
 
    - `real`: real documentation, nothing copied or synthesised: the docstrings of the installed Python packages
      (modules, classes, functions), chunked by the platform's chunker (cut at 80 estimated tokens: the model still
@@ -664,11 +665,7 @@ def main() -> None:
                     print(f"[{name}] {note}{' (reused from --data-dir)' if reused else ''}")
                     tuning = tune(url, force=args.retune)  # as the docs_index asset does after indexing
                     if tuning:
-                        print(
-                            f"[{name}] search tuned at {n:,} chunks: ef_search {tuning.ef_search}, recall@10"
-                            f" {tuning.recall:.3f} on {tuning.sample} of its chunks, measured in {tuning.seconds:.1f} s"
-                            f"{'' if tuning.fresh else ' (stored)'}"
-                        )
+                        print(f"[{name}] search tuned: {tuning.describe()}{'' if tuning.fresh else ' (stored)'}")
                     by_size[n] = bench_search(url, name, n, ef_values)
                     bench_quoted(url, name, n)
                     bench_end_to_end(url, name, n)

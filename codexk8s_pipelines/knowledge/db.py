@@ -7,11 +7,13 @@ Dagster ops and the MCP server, in many processes, and take seconds anyway. Sear
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, LiteralString, cast
 
 import numpy as np
 import psycopg
 from pgvector.psycopg import register_vector
+from psycopg import sql
 
 from ..store import PlatformStore
 
@@ -24,6 +26,19 @@ HNSW_ORDER = cast(LiteralString, f"embedding::halfvec({EMBEDDING_DIM}) <=> %s::h
 # an exact ranking under a filter reads it from an index instead of every chunk's row. The query vector is cast
 # once, in a subquery: in a generic plan a cast of the parameter would be computed again for every row.
 HALF_ORDER = cast(LiteralString, f"embedding_half <=> (SELECT %s::halfvec({EMBEDDING_DIM}))")
+
+
+def hnsw_nearest(
+    vector: np.ndarray, where: sql.Composable, params: Sequence[Any], limit: int
+) -> tuple[sql.Composed, list[Any]]:
+    """SELECT (id, dist): the graph walk's `limit` nearest chunks under `where`, with their full-precision cosine
+    distance, in the walk's order (half precision; relaxed ordering may return them slightly out of order, so
+    callers sort by `dist`). One statement for search, impact and tuning: tuning measures the walk searches make.
+    The limit is a literal: in a generic plan an unknown LIMIT makes PostgreSQL sort instead of walk."""
+    query = sql.SQL(
+        "SELECT id, embedding <=> %s AS dist FROM doc_chunks WHERE {where} ORDER BY " + HNSW_ORDER + " LIMIT {limit}"
+    ).format(where=where, limit=sql.Literal(limit))
+    return query, [vector, *params, vector]
 
 
 class KnowledgeError(RuntimeError):

@@ -33,9 +33,9 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from .db import HALF_ORDER, HNSW_ORDER, check_dimension, connect, missing_index, vector_version
+from .db import HALF_ORDER, check_dimension, connect, hnsw_nearest, missing_index, vector_version
 from .embedding import Embedder, default_embedder
-from .tuning import tuned_ef_search
+from .tuning import candidate_pool, tuned_ef_search
 
 MAX_K = 1000
 # The fusion (see `fuse`): the meaning ranking's share of the fused score, and how many chunks of one file a
@@ -97,11 +97,6 @@ class Row:
     start_line: int
     end_line: int
     content: str
-
-
-def candidate_pool(k: int) -> int:
-    """How many candidates each ranking contributes, and the HNSW `ef_search` that can return them."""
-    return max(40, 4 * k)
 
 
 def ef_search_for(pool: int, floor: int) -> int:
@@ -205,12 +200,8 @@ def vector_ranking(
     """(chunk id, cosine similarity), most similar first. The HNSW index orders by half-precision distance and
     relaxed ordering may return its candidates slightly out of order, so the outer query sorts them again by
     the full-precision similarity it returns. `exact` ranks every filtered row (`exact_nearest`)."""
-    if exact:
-        nearest, nearest_params = exact_nearest(vector, where, params, limit)
-    else:
-        walk = "SELECT id, embedding <=> %s AS dist FROM doc_chunks WHERE {where} ORDER BY " + HNSW_ORDER
-        nearest = sql.SQL(walk + " LIMIT {limit}").format(where=where, limit=sql.Literal(limit))
-        nearest_params = [vector, *params, vector]
+    rank = exact_nearest if exact else hnsw_nearest
+    nearest, nearest_params = rank(vector, where, params, limit)
     query = sql.SQL("SELECT id, 1 - dist FROM ({nearest}) AS nearest ORDER BY dist, id").format(nearest=nearest)
     rows = conn.execute(query, nearest_params).fetchall()
     return [(int(r[0]), float(r[1])) for r in rows]
@@ -233,12 +224,9 @@ def _vector_ctes(vector: np.ndarray, repository: str | None, path_prefix: str | 
     those indexes cannot serve (see `filters`)."""
     where, params = filters(repository, path_prefix)
     walk, walk_params = filters(repository, path_prefix, walk=True)
-    hnsw = sql.SQL("SELECT id, embedding <=> %s AS dist FROM doc_chunks WHERE {where}{gate} ORDER BY " + HNSW_ORDER)
     if not params:
-        nearest = sql.SQL("nearest AS ({hnsw} LIMIT {pool})").format(
-            hnsw=hnsw.format(where=walk, gate=sql.SQL("")), pool=sql.Literal(pool)
-        )
-        nearest_params: list[Any] = [vector, vector]
+        hnsw, nearest_params = hnsw_nearest(vector, walk, walk_params, pool)
+        nearest = sql.SQL("nearest AS ({hnsw})").format(hnsw=hnsw)
         gate: Fragment = (sql.SQL(""), [])
     else:
         gate = (
@@ -251,12 +239,11 @@ def _vector_ctes(vector: np.ndarray, repository: str | None, path_prefix: str | 
         exact, exact_params = exact_nearest(
             vector, sql.SQL("{where} AND (SELECT exact FROM gate)").format(where=where), params, pool
         )
-        nearest = sql.SQL("nearest AS (({hnsw} LIMIT {pool}) UNION ALL ({exact}))").format(
-            hnsw=hnsw.format(where=walk, gate=sql.SQL(" AND NOT (SELECT exact FROM gate)")),
-            exact=exact,
-            pool=sql.Literal(pool),
+        hnsw, hnsw_params = hnsw_nearest(
+            vector, sql.SQL("{walk} AND NOT (SELECT exact FROM gate)").format(walk=walk), walk_params, pool
         )
-        nearest_params = [vector, *walk_params, vector, *exact_params]
+        nearest = sql.SQL("nearest AS (({hnsw}) UNION ALL ({exact}))").format(hnsw=hnsw, exact=exact)
+        nearest_params = [*hnsw_params, *exact_params]
     query = sql.SQL(
         "{gate}{nearest}, by_meaning AS (SELECT id, 1 - dist AS sim, row_number() OVER (ORDER BY dist, id) AS rank"
         " FROM nearest)"

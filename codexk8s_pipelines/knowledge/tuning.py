@@ -32,7 +32,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from .db import HNSW_ORDER, connect
+from .db import connect, hnsw_nearest
 from .embedding import Embedder, default_embedder
 
 log = logging.getLogger(__name__)
@@ -51,8 +51,18 @@ RETUNE_CHANGE = 0.1
 # (140 at 100,000 chunks), short of the adversarial set's 560 (bench/knowledge.py).
 UNTUNED_EF_SEARCH = 400
 K = 10
-POOL = 40  # search()'s candidate pool for k = 10 (search.candidate_pool)
 QUESTION_WORDS = 8
+# One measurement at a time across processes (docs_index partitions run in parallel).
+_LOCK_KEY = "hashtextextended('doc_search_tuning', 0)"
+
+
+def candidate_pool(k: int) -> int:
+    """How many candidates each ranking of search() contributes for k hits, and the HNSW `ef_search` that can return
+    them (the measured list is never shorter than this)."""
+    return max(40, 4 * k)
+
+
+POOL = candidate_pool(K)  # what search() asks the graph walk for at the default k
 
 
 @dataclass(frozen=True)
@@ -141,16 +151,16 @@ def _exact(conn: psycopg.Connection[Any], questions: list[Question]) -> list[lis
 def _walk(conn: psycopg.Connection[Any], questions: list[Question], ef_search: int) -> list[list[float]]:
     """Each question's distances as search() serves them: POOL candidates of the graph walk (one more, for the
     question's own chunk, which is dropped) re-sorted by full precision."""
-    statement = sql.SQL(
-        "SELECT id, dist FROM (SELECT id, embedding <=> %s AS dist FROM doc_chunks ORDER BY {order} LIMIT %s)"
-        " AS nearest ORDER BY dist, id"
-    ).format(order=sql.SQL(HNSW_ORDER))
+
+    def nearest(question: Question) -> list[float]:
+        chunk, vector = question
+        walk, params = hnsw_nearest(vector, sql.SQL("TRUE"), [], POOL + 1)
+        rows = conn.execute(sql.SQL("SELECT id, dist FROM ({}) AS nearest ORDER BY dist, id").format(walk), params)
+        return [float(r[1]) for r in rows.fetchall() if int(r[0]) != chunk][:POOL]
+
     with conn.transaction():
         conn.execute(sql.SQL("SET LOCAL hnsw.ef_search = {}").format(sql.Literal(int(ef_search))))
-        return [
-            [float(r[1]) for r in conn.execute(statement, (v, v, POOL + 1)).fetchall() if int(r[0]) != i][:POOL]
-            for i, v in questions
-        ]
+        return [nearest(q) for q in questions]
 
 
 def tune(
@@ -168,7 +178,7 @@ def tune(
             return tuning
         if chunks < 2:
             return tuning
-        locked = conn.execute("SELECT pg_try_advisory_lock(hashtextextended('doc_search_tuning', 0))").fetchone()
+        locked = conn.execute(f"SELECT pg_try_advisory_lock({_LOCK_KEY})").fetchone()
         if not locked or not locked[0]:
             return tuning
         try:
@@ -190,7 +200,7 @@ def tune(
                 (ef, recall, chunks, len(queries), seconds),
             ).fetchone()
         finally:
-            conn.execute("SELECT pg_advisory_unlock(hashtextextended('doc_search_tuning', 0))")
+            conn.execute(f"SELECT pg_advisory_unlock({_LOCK_KEY})")
     if recall < TARGET_RECALL:
         log.warning(
             "docs search: recall@10 %.3f at the longest candidate list (%d), below %.2f", recall, ef, TARGET_RECALL
