@@ -38,6 +38,9 @@
    its vector ranking exactly as served (pool, HNSW settings, exact-scan rule), against an exact ranking of the
    same rows. A table of `ef_search` → p95, recall shows the trade-off the default sits on.
 
+   `bench/retrieval.py --at-scale DIR` searches real users' questions (its evaluation sets) among the `real`
+   chunks kept in DIR: their quality across repositories and their latency end to end.
+
 4. `codexk8s docs search` cold (a new process), against the former sentence-transformers way (goal < 2 s).
 
 Run: .venv/bin/python bench/knowledge.py [--chunks 10000,100000] [--data-dir DIR] [--skip-indexing]
@@ -650,6 +653,9 @@ def main() -> None:
         data_dir = args.data_dir.resolve() if args.data_dir else Path(tmp_name) / "pg"
         with EmbeddedPostgres(data_dir) as pg:
             server_url = pg.url or ""
+            with psycopg.connect(server_url) as conn:
+                row = conn.execute("SELECT current_setting('shared_buffers')").fetchone()
+            print(f"[server] shared_buffers {row[0] if row else '?'} (store/embedded.py: a quarter of memory, ≤ 1 GB)")
             if not args.skip_indexing:
                 url = _database(server_url, "bench_indexing")
                 with psycopg.connect(server_url, autocommit=True) as conn:

@@ -12,6 +12,7 @@ import psutil
 import psycopg
 
 from codexk8s_pipelines.store import EmbeddedPostgres
+from codexk8s_pipelines.store.embedded import SETTINGS_FILE, server_settings
 
 
 def test_pgvector_hnsw_index_answers_nearest_neighbour_queries(
@@ -97,3 +98,36 @@ def test_a_live_owners_server_is_adopted_not_stopped(pg_server: EmbeddedPostgres
     assert pg_server.url is not None
     with psycopg.connect(pg_server.url) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_shared_buffers_follow_the_machines_memory() -> None:
+    gib = 1 << 30
+    assert server_settings(24 * gib) == {"shared_buffers": "1024MB"}  # capped: a 100,000-chunk index's hot pages
+    assert server_settings(2 * gib) == {"shared_buffers": "512MB"}  # a quarter of memory
+    assert server_settings(gib // 4) == {"shared_buffers": "128MB"}  # never below PostgreSQL's own default
+
+
+def _shared_buffers(url: str) -> tuple[int, str]:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT setting::bigint * 8192, sourcefile FROM pg_settings WHERE name = 'shared_buffers'"
+        ).fetchone()
+    assert row is not None
+    return int(row[0]), str(row[1])
+
+
+def test_the_embedded_server_runs_with_the_platform_settings_and_an_operators_override_wins(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with EmbeddedPostgres(data) as pg:
+        assert pg.url is not None
+        size, source = _shared_buffers(pg.url)
+        expected = server_settings(psutil.virtual_memory().total)["shared_buffers"]
+        assert size == int(expected.removesuffix("MB")) << 20  # not PostgreSQL's 128 MB default
+        assert source == str(data / SETTINGS_FILE)
+        with psycopg.connect(pg.url, autocommit=True) as conn:
+            conn.execute("ALTER SYSTEM SET shared_buffers = '200MB'")
+    with EmbeddedPostgres(data) as again:  # a restart writes the settings again; ALTER SYSTEM still wins
+        assert again.url is not None
+        assert _shared_buffers(again.url) == (200 << 20, str(data / "postgresql.auto.conf"))
+    includes = [line for line in (data / "postgresql.conf").read_text().splitlines() if SETTINGS_FILE in line]
+    assert includes == [f"include_if_exists = '{SETTINGS_FILE}'"]
