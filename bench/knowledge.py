@@ -462,7 +462,8 @@ def _truth(url: str, queries: Sequence[np.ndarray], repository: str | None, pref
         return [{r[0] for r in conn.execute(statement.format(where), [*params, q]).fetchall()} for q in queries]
 
 
-def _percentiles(timings: list[float]) -> tuple[float, float]:
+def percentiles(timings: Sequence[float]) -> tuple[float, float]:
+    """(p50, p95) of the timings, as every latency figure of the benches reads them."""
     timings = sorted(timings)
     return timings[len(timings) // 2], timings[int(len(timings) * 0.95)]
 
@@ -494,7 +495,7 @@ def measure(
             embedder.vector = vector
             hits = searcher.search(NO_TEXT_MATCH, repository=repository, path_prefix=prefix, k=10)
             found.append(len({h.path for h in hits} & exact) / 10)
-    p50, p95 = _percentiles(timings)
+    p50, p95 = percentiles(timings)
     return p50, p95, statistics.mean(found)
 
 
@@ -556,7 +557,7 @@ def bench_quoted(url: str, name: str, n: int) -> None:
                 t = time.perf_counter()
                 searcher.search(question, k=10)
                 timings[label].append((time.perf_counter() - t) * 1000)
-    (p50, p95), (q50, q95) = _percentiles(timings["plain"]), _percentiles(timings["quoted"])
+    (p50, p95), (q50, q95) = percentiles(timings["plain"]), percentiles(timings["quoted"])
     print(
         f"[{name}] quoted word at {n:,} chunks (SQL): p50 {q50:5.1f} ms  p95 {q95:5.1f} ms, plain p50 {p50:5.1f} ms"
         f"  p95 {p95:5.1f} ms; p95 ratio {q95 / p95:4.2f} (goal ≤ 1.5)"
@@ -584,12 +585,12 @@ def bench_end_to_end(url: str, name: str, n: int) -> None:
                 t = time.perf_counter()
                 searcher.search(texts[i % len(texts)], repository=repo, path_prefix=prefix, k=10)
                 timings.append((time.perf_counter() - t) * 1000)
-        p50, p95 = _percentiles(timings)
+        p50, p95 = percentiles(timings)
         print(
             f"[{name}] end to end at {n:,} chunks, {label:16}: p50 {p50:5.1f} ms  p95 {p95:5.1f} ms,"
             f" {p95 / goal:4.2f} × the goal ({goal} ms)"
         )
-    e50, e95 = _percentiles(embed_ms)
+    e50, e95 = percentiles(embed_ms)
     print(f"[{name}] one query embedding (ONNX): p50 {e50:4.1f} ms  p95 {e95:4.1f} ms")
 
 

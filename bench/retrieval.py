@@ -45,6 +45,8 @@ from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from knowledge import percentiles  # bench/knowledge.py, beside this script
+
 from codexk8s_pipelines.knowledge import search as search_module
 from codexk8s_pipelines.knowledge.db import connect
 from codexk8s_pipelines.knowledge.index import index_repository
@@ -129,11 +131,6 @@ def every_match_scored() -> Iterator[None]:
         search_module.MAX_WORD_MATCHES = saved
 
 
-def _percentiles(timings: Sequence[float]) -> tuple[float, float]:
-    ordered = sorted(timings)
-    return ordered[len(ordered) // 2], ordered[int(len(ordered) * 0.95)]
-
-
 def evaluate(
     url: str, repository: str, questions: Sequence[Question], fusion_table: bool, *, across: bool = False
 ) -> None:
@@ -191,7 +188,7 @@ def evaluate(
     best = {m: max(results[half][m] for half in halves) for m in ("hit@1", "hit@5", "MRR")}
     ratios = "  ".join(f"{m} {results['hybrid-all (no grouping)'][m] / best[m]:.3f}" for m in best if best[m])
     print(f"  hybrid-all / better half: {ratios}   (goal: every ratio >= 1)")
-    p50, p95 = _percentiles(timings)
+    p50, p95 = percentiles(timings)
     print(f"  search() end to end (ONNX embedding + SQL, warm): p50 {p50:.1f} ms  p95 {p95:.1f} ms", end="")
     print(f", {p95 / LATENCY_GOAL_MS:.2f} × the goal ({LATENCY_GOAL_MS:.0f} ms)" if across else "")
     if across:
