@@ -43,8 +43,9 @@ def server_settings(memory_bytes: int) -> dict[str, str]:
     chunks, and with the 128 MB default an all-repositories search read ~200 of them back from the kernel's cache
     each time. bench/knowledge.py `real`, end to end, the two settings alternated three or four times on one
     server, in three runs: p50 11.5 → 10.3, 13.0 → 9.7 and 12.9 → 10.5 ms; p95 16.9 → 14.9, 19.1 → 13.1 and
-    18.3 → 14.8 ms (2 GB measured no better). One repository's or a folder's searches, whose pages fit either way,
-    moved within the noise (±1.5 ms). The memory is taken as pages are used, so a small database costs no more."""
+    18.3 → 14.8 ms (2 GB, in one run, was not better across repositories). One repository's or a folder's
+    searches, whose pages fit either way, moved within the noise (±1.5 ms). The memory is taken as pages are used,
+    so a small database costs no more."""
     shared = min(1024 * _MB, max(128 * _MB, memory_bytes // 4))
     return {"shared_buffers": f"{shared // _MB}MB"}
 
