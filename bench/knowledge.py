@@ -372,6 +372,11 @@ def _database(server_url: str, name: str) -> str:
     return make_conninfo(server_url, dbname=name)
 
 
+def dataset_database(name: str, n: int) -> str:
+    """The database that holds data set `name` at `n` chunks (bench/retrieval.py --at-scale copies `real`'s)."""
+    return f"bench_{name}_{n}"
+
+
 def _reusable(url: str, name: str, n: int) -> str | None:
     """The note of data set `name` at `n` chunks if this database holds it, built by this generator version,
     brought up to the current schema as an installation would be (pending migrations applied, then vacuumed as
@@ -401,13 +406,14 @@ def _term_stats(url: str) -> None:
 
 def load_dataset(server_url: str, name: str, n: int, make: Callable[[int], Dataset]) -> tuple[str, str, bool]:
     """The database holding data set `name` at `n` chunks (built now unless an identical one is there)."""
-    url = _database(server_url, f"bench_{name}_{n}")
+    database = dataset_database(name, n)
+    url = _database(server_url, database)
     note = _reusable(url, name, n)
     if note is not None:
         return url, note, True
     with psycopg.connect(server_url, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "bench_{name}_{n}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "bench_{name}_{n}"')
+        conn.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        conn.execute(f'CREATE DATABASE "{database}"')
     PlatformStore(url).migrate()
     data = make(n)
     with psycopg.connect(url, autocommit=True) as conn:

@@ -46,7 +46,7 @@ from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from knowledge import percentiles  # bench/knowledge.py, beside this script
+from knowledge import dataset_database, percentiles  # bench/knowledge.py, beside this script
 
 from codexk8s_pipelines.knowledge import search as search_module
 from codexk8s_pipelines.knowledge.db import connect
@@ -70,7 +70,7 @@ SETS = {
     "click": (HERE / "data" / "click-docs", HERE / "data" / "click-questions.json"),
 }
 TOP = 10
-SCALE_DATASET = "bench_real_100000"  # bench/knowledge.py's `real` data set at 100,000 chunks
+SCALE_DATASET = dataset_database("real", 100_000)  # bench/knowledge.py's `real` data set at 100,000 chunks
 SCALE_DATABASE = "bench_retrieval_scale"
 LATENCY_GOAL_MS = 12.0
 LATENCY_RUNS = 200  # timed searches, the questions in turn: a p95 of 51 questions would be their third slowest
@@ -236,6 +236,8 @@ def _set_files(name: str, poetry: Path | None) -> tuple[Path, list[Question]]:
 
 
 def _create(server_url: str, name: str, template: str | None = None) -> str:
+    """Database `name`, migrated: kept when there (a later run re-indexes incrementally), or, as a copy of
+    `template`, made afresh each run (the copy must not keep a former run's sets)."""
     with psycopg.connect(server_url, autocommit=True) as conn:
         if template is not None:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -171,6 +171,8 @@ class EmbeddedPostgres:
         import psycopg
 
         with psycopg.connect(url, autocommit=True) as conn:
+            # A setting a reload applies, so it reaches an adopted server too; settings that need a restart are
+            # written before the start instead (`server_settings`).
             # HNSW builds on many rows spill to disk with the 64 MB default and take minutes.
             conn.execute("ALTER SYSTEM SET maintenance_work_mem = '512MB'")
             conn.execute("SELECT pg_reload_conf()")
