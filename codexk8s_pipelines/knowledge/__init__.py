@@ -20,6 +20,7 @@ _EXPORTS = {
     "EmbeddingModelError": "embedding",
     "HashingEmbedder": "embedding",
     "default_embedder": "embedding",
+    "query_embedder": "embedding",
     "OnnxEmbedder": "onnx_embedding",
     "onnx_embedder": "onnx_embedding",
     "DEFAULT_GLOBS": "index",

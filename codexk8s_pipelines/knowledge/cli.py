@@ -155,20 +155,6 @@ def _hit_json(hit: Any) -> dict[str, Any]:
     return data
 
 
-def _query_embedder() -> Any:
-    """The ONNX Runtime embedder (same vectors, no torch import: the command answers in about a second), or the
-    sentence-transformers one where ONNX Runtime is missing or the model cannot be exported."""
-    try:
-        from .onnx_embedding import onnx_embedder
-
-        return onnx_embedder()
-    except ImportError:
-        return None
-    except Exception as exc:  # an export that failed: slower, still correct
-        print(f"codexk8s docs search: ONNX model unavailable ({exc}); loading sentence-transformers", file=sys.stderr)
-        return None
-
-
 def cmd_search(args: argparse.Namespace) -> int:
     url = _database_url("search")
     if not url:
@@ -184,7 +170,6 @@ def cmd_search(args: argparse.Namespace) -> int:
             path_prefix=args.path_prefix,
             k=args.k,
             per_file=per_file,
-            embedder=_query_embedder(),
         )
     except _expected_errors() as exc:
         return _fail("search", exc)

@@ -21,7 +21,7 @@ import psycopg
 from .chunking import estimate_tokens
 from .db import check_dimension, connect, missing_index, vector_version
 from .diffs import FileChange, parse_unified_diff
-from .embedding import Embedder, default_embedder
+from .embedding import Embedder, query_embedder
 from .search import (
     MAX_K,
     candidate_pool,
@@ -194,7 +194,7 @@ def change_impact(
     evidence: dict[int, _Evidence] = {}
     with connect(conn_url) as conn:  # first: a database without the index fails before the model loads
         version = vector_version(conn, conn_url)
-        embedder = embedder or default_embedder()
+        embedder = embedder or query_embedder()
         check_dimension(embedder.dim)
         vectors = np.asarray(embedder.encode([_query_text(c) for c in embedded]), dtype=np.float32)
         try:
@@ -203,7 +203,7 @@ def change_impact(
                 pool = candidate_pool(k)
                 prepare_vector_scan(conn, pool, version)
                 where, params = filters(repository, None)
-                exact = use_exact_scan(conn, where, params)
+                exact = use_exact_scan(conn, repository, None)
                 for change, vector in zip(embedded, vectors, strict=True):
                     for chunk_id, similarity in vector_ranking(conn, vector, where, params, pool, exact=exact):
                         if similarity >= MIN_SIMILARITY:

@@ -8,27 +8,38 @@ sentence-transformers configuration (tests/knowledge/test_onnx_embedding.py: cos
 
 The export needs torch and the `onnx` package and takes a few seconds; it runs at the first use (or
 `export_onnx()` at install time) and is cached under the checkout (`.codexk8s/onnx/`, or
-$CODEXK8S_ONNX_CACHE), keyed by the weights file's size and modification time, so a new model version gets
-a new export.
+$CODEXK8S_ONNX_CACHE), keyed by the weights file's size and modification time and by EXPORT_FORMAT, so a new
+model version or a new way of exporting gets a new export.
+
+The exported graph runs each layer's attention, the embeddings' and the residual layer norms and the GELU as
+ONNX Runtime's fused BERT operators (`onnxruntime.transformers.optimizer`), not as ~40 small operators a layer.
+Measured on bench/knowledge.py's 100 `real` queries, one at a time, the former and the fused graph alternating in
+ten runs: the fused one was faster in all ten, its p50 by 0.1-2.2 ms (median 0.27 ms, ~5%), with the same vectors
+(cosine ≥ 1 - 2e-7 against sentence-transformers).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import tempfile
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .embedding import EmbeddingModelError, resolve_model
+from .embedding import EmbeddingModelError, _quiet_transformers, resolve_model
 
 ONNX_CACHE_VAR = "CODEXK8S_ONNX_CACHE"
 _DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".codexk8s" / "onnx"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# Part of the export's file name: a change to how the graph is made (here: fused attention) must not reuse an older
+# export that a checkout or an image already holds.
+EXPORT_FORMAT = "fused1"
 
 
 def cache_dir() -> Path:
@@ -45,7 +56,7 @@ def _weights(model_dir: Path) -> Path:
 def onnx_path(model_dir: Path) -> Path:
     """Where the export of this model's weights lives: a changed weights file never reuses an old export."""
     stat = _weights(model_dir).stat()
-    key = f"{model_dir.name}-{stat.st_size}-{stat.st_mtime_ns}"
+    key = f"{model_dir.name}-{stat.st_size}-{stat.st_mtime_ns}-{EXPORT_FORMAT}"
     place = hashlib.sha256(str(model_dir.resolve()).encode("utf-8")).hexdigest()[:12]
     return cache_dir() / f"{place}-{key}.onnx"
 
@@ -68,6 +79,15 @@ def _check_pipeline(model_dir: Path) -> None:
     config = json.loads(pooling.read_text(encoding="utf-8"))
     if kinds != ["Transformer", "Pooling", "Normalize"] or not config.get("pooling_mode_mean_tokens"):
         raise EmbeddingModelError(f"{model_dir}: ONNX path supports mean-pooled, normalised models only ({kinds})")
+
+
+def supports_onnx(model: str | None = None) -> bool:
+    """Whether this path reproduces `model`'s vectors (a mean-pooled, normalised sentence-transformers model)."""
+    try:
+        _check_pipeline(resolve_model(model)[0])
+    except EmbeddingModelError:
+        return False
+    return True
 
 
 def export_onnx(model: str | None = None) -> Path:
@@ -94,7 +114,11 @@ def export_onnx(model: str | None = None) -> Path:
             out = self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
             return out.last_hidden_state
 
-    encoder = _Encoder(AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval())
+    _quiet_transformers()
+    # Eager attention: the graph of PyTorch's fused attention (SDPA) is not one that ONNX Runtime's attention fusion
+    # recognises, so every layer would stay ~40 small operators (see `_fuse`).
+    inner = AutoModel.from_pretrained(str(model_dir), local_files_only=True, attn_implementation="eager").eval()
+    encoder = _Encoder(inner)
     sample = torch.ones(1, 8, dtype=torch.long)
     axes = {"0": "batch", "1": "tokens"}
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -102,7 +126,9 @@ def export_onnx(model: str | None = None) -> Path:
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".onnx.tmp")
     os.close(fd)
     try:
-        with torch.no_grad():
+        # The tracer's warnings are about shapes this graph never sees (a cache, negative indexes): noise on stderr.
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             torch.onnx.export(
                 encoder,
                 (sample, sample, torch.zeros_like(sample)),
@@ -113,12 +139,50 @@ def export_onnx(model: str | None = None) -> Path:
                 opset_version=17,
                 dynamo=False,
             )
+        _fuse(tmp, int(inner.config.num_attention_heads), int(inner.config.hidden_size))
         os.chmod(tmp, 0o644)
         os.replace(tmp, target)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+    _remove_stale_exports(target)
     return target
+
+
+def _remove_stale_exports(target: Path) -> None:
+    """Remove this model directory's former exports (older weights or EXPORT_FORMAT): ~180 MB each, never read again.
+    A process that loaded one keeps its session: the graph is read into memory when the session is made."""
+    place = target.name.split("-", 1)[0]
+    for old in target.parent.glob(f"{place}-*.onnx"):
+        if old.name not in (target.name, target.with_suffix(".opt.onnx").name):
+            with contextlib.suppress(OSError):  # a cache another user owns: left as it is
+                old.unlink()
+
+
+def _fuse(path: str, heads: int, hidden: int) -> None:
+    """Rewrite the exported graph in place with ONNX Runtime's fused BERT operators (Attention,
+    EmbedLayerNormalization, SkipLayerNormalization, BiasGelu).
+
+    Why not leave it to the session's own graph optimisation: its "extended" level fuses the layer norms and GELU
+    but not a layer's attention, which stays ~40 small operators. Fusing is plain float32 arithmetic in fewer
+    operators: the vectors stay those of sentence-transformers (tests/knowledge/test_onnx_embedding.py). If a
+    transformers version's attention graph is not recognised, the graph is kept as exported (same vectors, ~5%
+    slower) with a warning; the test that the export is fused fails then."""
+    import logging
+    import sys
+
+    path_before = list(sys.path)
+    try:
+        from onnxruntime.transformers.optimizer import optimize_model
+    finally:
+        sys.path[:] = path_before  # the package puts its own folder first on sys.path, for its flat imports
+
+    model = optimize_model(path, model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
+    fused = model.get_fused_operator_statistics()
+    if fused.get("Attention", 0) < 1:
+        logging.getLogger(__name__).warning("ONNX export: attention was not fused (%s); keeping the plain graph", fused)
+        return
+    model.save_model_to_file(path)
 
 
 def _session(onnxruntime: Any, path: Path) -> Any:

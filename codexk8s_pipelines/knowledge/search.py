@@ -34,7 +34,7 @@ import psycopg
 from psycopg import sql
 
 from .db import HALF_ORDER, check_dimension, connect, hnsw_nearest, missing_index, vector_version
-from .embedding import Embedder, default_embedder
+from .embedding import Embedder, query_embedder
 from .tuning import candidate_pool, tuned_ef_search
 
 MAX_K = 1000
@@ -158,23 +158,39 @@ def prepare_vector_scan(conn: Any, pool: int, version: tuple[int, int]) -> None:
     conn.execute(statement)
 
 
-def use_exact_scan(conn: Any, where: sql.Composable, params: Sequence[Any]) -> bool:
+def use_exact_scan(conn: Any, repository: str | None, path_prefix: str | None) -> bool:
     """Whether a filtered ranking should read every matching row instead of walking the HNSW graph.
 
     A filter that keeps few rows (one repository among many, a docs folder) makes the graph walk visit many
     rows it then throws away; reading those few rows exactly is faster and has perfect recall. A repository's or
     a folder's ids and vectors are read from a covering index (migration 0014, see `exact_nearest`), one key
-    range, not from table pages wherever the chunks were written. Counting stops at the limit, so the check costs
-    a few index pages. `search()` makes the same decision inside its one statement (see `_vector_ctes`); impact, which
-    ranks many vectors under one filter, asks once here."""
-    if not params:
+    range, not from table pages wherever the chunks were written. `search()` makes the same decision inside its one
+    statement (see `_vector_ctes`); impact, which ranks many vectors under one filter, asks once here."""
+    if not repository and not path_prefix:
         return False
-    query = sql.SQL("SELECT count(*) FROM (SELECT 1 FROM doc_chunks WHERE {where} LIMIT %s) AS f").format(where=where)
-    row = conn.execute(query, [*params, EXACT_SCAN_ROWS + 1]).fetchone()
-    return bool(row) and int(row[0]) <= EXACT_SCAN_ROWS
+    gate, params = exact_gate(repository, path_prefix)
+    row = conn.execute(gate, params).fetchone()
+    return bool(row and row[0])
 
 
 Fragment = tuple[sql.Composable, list[Any]]  # SQL text and the parameters it takes, in order
+
+
+def exact_gate(repository: str | None, path_prefix: str | None) -> Fragment:
+    """SELECT (exact): whether the filter keeps at most EXACT_SCAN_ROWS chunks (see `use_exact_scan`).
+
+    A repository alone: its chunk count, one row of doc_corpus, which the indexer writes with the chunks. Counting
+    the repository's index entries instead cost ~0.7 ms for 5,000 chunks and ~2 ms near the limit, a tenth of a
+    search (bench/knowledge.py `real`, 100,000 chunks). A path prefix: its chunks counted from the path index,
+    stopping one past the limit."""
+    if repository and not path_prefix:
+        query = sql.SQL("SELECT coalesce(sum(chunks), 0) <= {rows} AS exact FROM doc_corpus WHERE repository = %s")
+        return query.format(rows=sql.Literal(EXACT_SCAN_ROWS)), [repository]
+    where, params = filters(repository, path_prefix)
+    query = sql.SQL(
+        "SELECT count(*) <= {rows} AS exact FROM (SELECT 1 FROM doc_chunks WHERE {where} LIMIT {limit}) AS f"
+    )
+    return query.format(where=where, rows=sql.Literal(EXACT_SCAN_ROWS), limit=sql.Literal(EXACT_SCAN_ROWS + 1)), params
 
 
 def exact_nearest(vector: np.ndarray, where: sql.Composable, params: Sequence[Any], limit: int) -> Fragment:
@@ -218,10 +234,10 @@ def _vector_ctes(vector: np.ndarray, repository: str | None, path_prefix: str | 
     """CTE `by_meaning(id, sim, rank)`: the pool nearest chunks under the filter, ranked by full-precision distance
     (the HNSW walk orders by half precision).
 
-    With a filter, the exact-or-HNSW choice of `use_exact_scan` is made in the statement: a count capped at
-    EXACT_SCAN_ROWS + 1 gates two branches, and PostgreSQL runs only the branch whose one-time filter holds.
-    The count and the exact branch (`exact_nearest`) read the filters' indexes; the HNSW branch gets them in a form
-    those indexes cannot serve (see `filters`)."""
+    With a filter, the exact-or-HNSW choice of `use_exact_scan` is made in the statement: `exact_gate` gates two
+    branches, and PostgreSQL runs only the branch whose one-time filter holds. The gate's count and the exact branch
+    (`exact_nearest`) read the filters' indexes; the HNSW branch gets them in a form those indexes cannot serve (see
+    `filters`)."""
     where, params = filters(repository, path_prefix)
     walk, walk_params = filters(repository, path_prefix, walk=True)
     if not params:
@@ -229,13 +245,8 @@ def _vector_ctes(vector: np.ndarray, repository: str | None, path_prefix: str | 
         nearest = sql.SQL("nearest AS ({hnsw})").format(hnsw=hnsw)
         gate: Fragment = (sql.SQL(""), [])
     else:
-        gate = (
-            sql.SQL(
-                "gate AS MATERIALIZED (SELECT count(*) <= {rows} AS exact"
-                " FROM (SELECT 1 FROM doc_chunks WHERE {where} LIMIT {limit}) AS f), "
-            ).format(where=where, rows=sql.Literal(EXACT_SCAN_ROWS), limit=sql.Literal(EXACT_SCAN_ROWS + 1)),
-            list(params),
-        )
+        decide, decide_params = exact_gate(repository, path_prefix)
+        gate = (sql.SQL("gate AS MATERIALIZED ({decide}), ").format(decide=decide), decide_params)
         exact, exact_params = exact_nearest(
             vector, sql.SQL("{where} AND (SELECT exact FROM gate)").format(where=where), params, pool
         )
@@ -515,7 +526,7 @@ class Searcher:
         if path_prefix:
             path_prefix = path_prefix.removeprefix("./")
         conn, fresh = self._connection()  # first: a database without the index fails before the model loads
-        embedder = embedder or default_embedder()
+        embedder = embedder or query_embedder()
         check_dimension(embedder.dim)
         vector = np.asarray(embedder.encode([query.strip()]), dtype=np.float32)[0]
         pool = candidate_pool(k)

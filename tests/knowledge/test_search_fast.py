@@ -121,7 +121,7 @@ def _expected_fusion(url: str, text: str, vector: np.ndarray, repository: str | 
     where, params = filters(repository, None)
     with connect(url) as conn, conn.transaction():
         search_module.prepare_vector_scan(conn, pool, (0, 8))
-        exact = use_exact_scan(conn, where, params)
+        exact = use_exact_scan(conn, repository, None)
         by_meaning = vector_ranking(conn, vector, where, params, pool, exact=exact)
         by_words = text_scores(conn, text, repository, None, pool)
         top = fuse(by_meaning, by_words)[:k]
@@ -340,6 +340,29 @@ def test_a_filter_is_ranked_exactly_from_its_vectors_index_without_reading_the_t
     assert search(crowded_url, "exchange", repository=repository, path_prefix=prefix, embedder=HashingEmbedder())
 
 
+def test_a_repository_s_size_is_read_from_its_chunk_count_and_a_folder_s_is_counted(migrated_url: str) -> None:
+    """A repository's exact-or-walk decision reads its chunk count (doc_corpus, written with its chunks): counting its
+    index entries took ~0.7 ms for 5,000 chunks and ~2 ms near the limit, in every search. A folder has no count
+    kept, so its chunks are counted. Here acme/big has 3 chunks but is recorded as past the limit: the decision
+    follows the record (the graph is walked); its folder is counted (3 chunks, ranked exactly)."""
+    vectors = HashingEmbedder().encode(["refund policy", "refund window", "shipping"])
+    rows = [
+        ("acme/big", f"docs/{n}.md", "H", "refund", "[" + ",".join(f"{x:.9g}" for x in v) + "]")
+        for n, v in enumerate(vectors)
+    ]
+    copy_chunks(migrated_url, rows)
+    with connect(migrated_url, autocommit=True) as conn:
+        refresh_term_stats(conn.cursor(), "acme/big")
+        assert conn.execute("SELECT chunks FROM doc_corpus WHERE repository = 'acme/big'").fetchone() == (3,)
+        assert use_exact_scan(conn, "acme/big", None)
+        conn.execute(
+            "UPDATE doc_corpus SET chunks = %s WHERE repository = 'acme/big'", (search_module.EXACT_SCAN_ROWS + 1,)
+        )
+        assert not use_exact_scan(conn, "acme/big", None)
+        assert use_exact_scan(conn, "acme/big", "docs/") and use_exact_scan(conn, None, "docs/")
+    assert _plan_branches(migrated_url, "acme/big") == (3, 0)
+
+
 @pytest.mark.parametrize(
     ("prefix", "end"),
     [("docs/", "docs0"), ("a", "b"), ("guide/é", "guide/ê"), ("x\ud7ff", "x\ue000"), ("d\U0010ffff", "e"), ("", None)],
@@ -481,7 +504,7 @@ def test_an_exact_ranking_orders_by_full_precision_where_half_precision_would_no
     meaning, meaning_params = search_module._vector_ctes(query, None, "docs/", 1)
     nearest = sql.SQL("WITH {} SELECT c.path, m.sim FROM by_meaning AS m JOIN doc_chunks AS c USING (id)")
     with connect(migrated_url) as conn:
-        assert use_exact_scan(conn, where, params)
+        assert use_exact_scan(conn, None, "docs/")
         ranked = vector_ranking(conn, query, where, params, 1, exact=True)
         paths = search_module.fetch_rows(conn, [i for i, _ in ranked])
         in_search = conn.execute(nearest.format(meaning), meaning_params).fetchall()
