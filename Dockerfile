@@ -51,9 +51,9 @@ ENV PATH=/opt/venv/bin:$PATH \
     DAGSTER_HOME=/opt/dagster/home \
     CODEXK8S_ENV=kubernetes \
     CODEXK8S_ONNX_CACHE=/opt/codexk8s/onnx
-# The ONNX export of the model (and its optimised graph) for `codexk8s docs search`, made once here into a
-# directory the image owns: the package's default cache is under the root-owned site-packages, so uid 1000
-# could never write it there and every search would fall back to torch.
+# The ONNX export of the model (and its optimised graph) that embeds questions (`codexk8s docs search`, the MCP
+# docs tools, ops), made once here into a directory the image owns: the package's default cache is under the
+# root-owned site-packages, so uid 1000 could never write it there and every search would fall back to torch.
 RUN python -c "from codexk8s_pipelines.knowledge.onnx_embedding import onnx_embedder; onnx_embedder()" \
  && chown -R 1000:1000 /opt/codexk8s
 WORKDIR /opt/dagster/app
