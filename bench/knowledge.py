@@ -611,6 +611,33 @@ def bench_end_to_end(url: str, name: str, n: int) -> None:
         f" sentence-transformers p50 {s50:4.1f} ms  p95 {s95:4.1f} ms; ONNX / sentence-transformers p50"
         f" {o50 / s50:4.2f}"
     )
+    token_count = getattr(embedder, "token_count", None)
+    if token_count is not None:
+        print_embedding_by_length(name, texts, times["ONNX"], token_count)
+
+
+# Query lengths (tokens the model reads) for the embedding's time by length: the model's work grows with them, so
+# the longest queries make the end-to-end p95.
+LENGTH_BANDS = ((0, 15), (15, 30), (30, 45), (45, 10_000))
+
+
+def print_embedding_by_length(
+    name: str, texts: Sequence[str], timings: Sequence[float], token_count: Callable[[str], int]
+) -> None:
+    """The ONNX embedding's p50 per query length, and its cost per token (least squares over all queries)."""
+    lengths = [token_count(text) for text in texts]
+    bands = []
+    for lo, hi in LENGTH_BANDS:
+        band = [t for t, n in zip(timings, lengths, strict=True) if lo <= n < hi]
+        if band:
+            label = f"{lo}-{hi - 1}" if hi < 10_000 else f"≥{lo}"
+            bands.append(f"{label} tokens {statistics.median(band):4.1f} ms ({len(band)})")
+    slope, intercept = np.polyfit(np.asarray(lengths, dtype=float), np.asarray(timings, dtype=float), 1)
+    print(
+        f"[{name}] ONNX embedding by query length (p50, queries): {'; '.join(bands)}."
+        f" Fit: {intercept:.2f} ms + {slope * 1000:.0f} µs a token; query lengths p50"
+        f" {statistics.median(lengths):.0f}, longest {max(lengths)} tokens"
+    )
 
 
 def bench_cli(url: str, runs: int = 5) -> None:

@@ -240,6 +240,11 @@ class OnnxEmbedder:
         self.dim = int(self._session.get_outputs()[0].shape[-1] or 384)
         self._lock = threading.Lock()
 
+    def token_count(self, text: str) -> int:
+        """How many tokens the model reads for `text` (with its start and end tokens, after truncation): a query's
+        embedding time grows with them (bench/knowledge.py prints it by length)."""
+        return len(self._tokenizer.encode(text).ids)
+
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)

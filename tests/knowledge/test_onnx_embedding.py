@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from codexk8s_pipelines.knowledge.embedding import Embedder
+from codexk8s_pipelines.knowledge.embedding import Embedder, SentenceTransformerEmbedder
 from codexk8s_pipelines.knowledge.onnx_embedding import OnnxEmbedder, onnx_embedder, onnx_path
 
 TEXTS = [
@@ -37,6 +37,17 @@ def test_onnx_vectors_equal_the_sentence_transformers_ones(embedder: Embedder) -
     # One at a time (no padding) equals the batch (padded to its longest text).
     assert np.allclose(onnx.encode(TEXTS[:1])[0], ours[0], atol=1e-5)
     assert onnx.encode([]).shape == (0, 384)
+
+
+def test_token_counts_are_the_word_pieces_the_model_reads(embedder: Embedder) -> None:
+    """The bench reports the embedding's time by query length: the count must be what the model reads, start and end
+    tokens included and cut where the model cuts (256 for this model), as sentence-transformers tokenises."""
+    onnx = onnx_embedder()
+    assert isinstance(embedder, SentenceTransformerEmbedder)
+    library = embedder._model  # the SentenceTransformer behind the indexer's embedder
+    counts = [onnx.token_count(text) for text in TEXTS]
+    assert counts == [int(library.tokenize([text])["attention_mask"].sum()) for text in TEXTS]
+    assert counts[1] > 2 and counts[3] == onnx.max_seq_length == 256 and counts[4] == 3
 
 
 def test_the_export_is_cached_and_reused(tmp_path: Path) -> None:
