@@ -181,16 +181,15 @@ def exact_gate(repository: str | None, path_prefix: str | None) -> Fragment:
 
     A repository alone: its chunk count, one row of doc_corpus, which the indexer writes with the chunks. Counting
     the repository's index entries instead cost ~0.7 ms for 5,000 chunks and ~2 ms near the limit, a tenth of a
-    search (bench/knowledge.py `real`, 100,000 chunks). A path prefix: its chunks counted from the path index,
-    stopping one past the limit."""
+    search (bench/knowledge.py `real`, 100,000 chunks). A path prefix: whether the path index has an entry past the
+    limit, read in order from the range's start (the former `count(*)` over the first EXACT_SCAN_ROWS + 1 entries
+    read as many and aggregated them: p50 0.77 against 0.61 ms for a folder of 11,111, same server, alternating)."""
     if repository and not path_prefix:
         query = sql.SQL("SELECT coalesce(sum(chunks), 0) <= {rows} AS exact FROM doc_corpus WHERE repository = %s")
         return query.format(rows=sql.Literal(EXACT_SCAN_ROWS)), [repository]
     where, params = filters(repository, path_prefix)
-    query = sql.SQL(
-        "SELECT count(*) <= {rows} AS exact FROM (SELECT 1 FROM doc_chunks WHERE {where} LIMIT {limit}) AS f"
-    )
-    return query.format(where=where, rows=sql.Literal(EXACT_SCAN_ROWS), limit=sql.Literal(EXACT_SCAN_ROWS + 1)), params
+    query = sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM doc_chunks WHERE {where} OFFSET {rows}) AS exact")
+    return query.format(where=where, rows=sql.Literal(EXACT_SCAN_ROWS)), params
 
 
 def exact_nearest(vector: np.ndarray, where: sql.Composable, params: Sequence[Any], limit: int) -> Fragment:

@@ -363,6 +363,32 @@ def test_a_repository_s_size_is_read_from_its_chunk_count_and_a_folder_s_is_coun
     assert _plan_branches(migrated_url, "acme/big") == (3, 0)
 
 
+def test_a_folder_at_the_limit_is_ranked_exactly_and_one_past_it_walks_the_graph(
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A folder's size is read from the path index up to one entry past EXACT_SCAN_ROWS: exactly at the limit it is
+    ranked exactly, one chunk more walks the graph. Chunks of a sibling folder whose name starts the same way
+    (`docs2/`) and of other repositories under the same folder count only when they match the filter."""
+    vectors = HashingEmbedder().encode([f"refund {n}" for n in range(5)])
+    places = [("acme/a", "docs/1.md"), ("acme/a", "docs/2.md"), ("acme/b", "docs/3.md"), ("acme/a", "docs2/4.md")]
+    places.append(("acme/a", "guide/5.md"))
+    rows = [
+        (r, p, "H", "refund", "[" + ",".join(f"{x:.9g}" for x in v) + "]")
+        for (r, p), v in zip(places, vectors, strict=True)
+    ]
+    copy_chunks(migrated_url, rows)
+    with connect(migrated_url, autocommit=True) as conn:
+        monkeypatch.setattr(search_module, "EXACT_SCAN_ROWS", 3)
+        assert use_exact_scan(conn, None, "docs/")  # three chunks under docs/, in two repositories
+        assert not use_exact_scan(conn, None, "docs")  # four with docs2/
+        assert use_exact_scan(conn, "acme/a", "docs")  # acme/a has three there
+        monkeypatch.setattr(search_module, "EXACT_SCAN_ROWS", 2)
+        assert not use_exact_scan(conn, None, "docs/")
+        assert use_exact_scan(conn, "acme/a", "docs/") and use_exact_scan(conn, None, "guide/")
+        monkeypatch.setattr(search_module, "EXACT_SCAN_ROWS", 0)
+        assert use_exact_scan(conn, None, "nothing/") and not use_exact_scan(conn, None, "guide/")
+
+
 @pytest.mark.parametrize(
     ("prefix", "end"),
     [("docs/", "docs0"), ("a", "b"), ("guide/é", "guide/ê"), ("x\ud7ff", "x\ue000"), ("d\U0010ffff", "e"), ("", None)],
