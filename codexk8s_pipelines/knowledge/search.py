@@ -49,10 +49,16 @@ BM25_K1 = 1.2
 BM25_B = 0.75
 # Candidates of the words ranking (see _text_ctes): every chunk with a query word while the words have at most
 # MAX_WORD_MATCHES postings in the filter's scope, else each word's WORD_CANDIDATES heaviest postings. It bounds
-# the chunks BM25 scores per search (each ~5-9 µs, from its postings) on any corpus and filter.
+# the chunks BM25 scores per search (each ~5-9 µs, from its postings) on any corpus and filter. MAX_WORD_MATCHES is
+# about what the heaviest postings make for a usual question (6 words: 300, and the meaning ranking's 40): with
+# 1,000, a search at 10,000 chunks scored up to twice the candidates one at 100,000 did, and its SQL p95 was as
+# long (bench/knowledge.py `real`, the two sizes searched alternately: 7.9 against 8.5 ms). Measured side by side
+# at 10,000 chunks: 1,000 → 500 took p95 7.7 → 5.5 ms (p50 4.2 → 3.7), and the top 10 kept 0.940 of the chunks
+# that scoring every match finds (1,000: 0.952); bench/retrieval.py scores both alike (Poetry MRR 0.856 → 0.855,
+# Click 0.804 both), and at 100,000 chunks nothing changed (p95 6.6 and 6.3 ms).
 # A query with a phrase or an exclusion scores every chunk that satisfies it while at most PHRASE_MATCHES do, else
 # each word's PHRASE_MATCHES heaviest postings that satisfy it.
-MAX_WORD_MATCHES = 1000
+MAX_WORD_MATCHES = 500
 WORD_CANDIDATES = 50
 PHRASE_MATCHES = 2000
 # A filter keeping at most this many chunks is ranked exactly (see use_exact_scan). Exact costs ~0.3 µs a row, read

@@ -198,7 +198,10 @@ def crowded_url(migrated_url: str) -> Iterator[str]:
     search_module._POOL.close_all()
 
 
-def test_every_match_is_ranked_and_a_quoted_phrase_filters(crowded_url: str) -> None:
+def test_every_match_is_ranked_and_a_quoted_phrase_filters(crowded_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While the query's words have at most MAX_WORD_MATCHES postings, every chunk with one of them is ranked (past
+    it, each word's heaviest: see the tests below). "exchange" and "rates" are in every chunk: 602 postings."""
+    monkeypatch.setattr(search_module, "MAX_WORD_MATCHES", 2 * (ROWS + 1))
     hashing = HashingEmbedder()
     for repository, rows in ((None, ROWS + 1), ("acme/r1", ROWS // 2 + 1)):
         with connect(crowded_url) as conn:
