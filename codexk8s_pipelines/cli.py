@@ -161,7 +161,7 @@ DATABASE_COMMANDS = {"db", "docs", "doctor", "triggers", "mcp", "trace", "spend"
 def _adopt_running_platform(command: str) -> None:
     if command not in DATABASE_COMMANDS or settings.database_url():
         return
-    from .local_stack import running_platform
+    from .platform_record import running_platform
 
     platform = running_platform()
     if platform is not None:
@@ -170,7 +170,7 @@ def _adopt_running_platform(command: str) -> None:
 
 def _cmd_env(args: argparse.Namespace) -> int:
     """The shell lines that point this terminal at the checkout's running platform."""
-    from .local_stack import running_platform
+    from .platform_record import running_platform
 
     platform = running_platform()
     if platform is None:

@@ -8,12 +8,11 @@ A `kill -9` of this process leaves no chance to stop anything, so each start rec
 `<state dir>/dev.json` (this process, the Dagster process group, the UI's URL, the database URL). The next start
 reads it: a Dagster group whose owner has died is stopped (as a stale database is), a live owner means the
 platform already runs and a second one is refused. `codexk8s env` and the CLI commands that need the database
-read the same record to find the running platform of this checkout.
+read the same record (platform_record.py, which imports no Dagster) to find the running platform of this checkout.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -21,7 +20,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import psutil
@@ -29,6 +27,7 @@ import psutil
 from . import settings
 from .config import load_config_from_environment
 from .instance import local_instance_yaml
+from .platform_record import RunningPlatform, is_dev_process, read_record, record_path, running_platform, write_record
 from .store import EmbeddedPostgres, PlatformStore
 from .store.rekey import rekey_summary
 from .store.roles import APP_ROLE
@@ -36,68 +35,6 @@ from .store.roles import APP_ROLE
 log = logging.getLogger("codexk8s.dev")
 # The platform's database on the embedded server (owned by the migrator role; `postgres` stays the admin's).
 LOCAL_DATABASE = "codexk8s"
-
-
-RECORD_FILE = "dev.json"
-
-
-@dataclass(frozen=True)
-class RunningPlatform:
-    """What a running `codexk8s dev` recorded about itself."""
-
-    owner_pid: int  # the `codexk8s dev` process
-    dagster_pgid: int  # the process group of `dagster dev` (webserver, daemon, code servers)
-    ui_url: str
-    database_url: str
-    dagster_home: str
-    state_dir: str
-
-    def env_lines(self) -> list[str]:
-        """Shell lines that point another terminal at this platform (`eval "$(codexk8s env)"`)."""
-        import shlex
-
-        values = {
-            settings.DATABASE_URL_VAR: self.database_url,
-            settings.HOME_VAR: self.state_dir,
-            "DAGSTER_HOME": self.dagster_home,
-            settings.DAGSTER_URL_VAR: self.ui_url,
-        }
-        return [f"export {name}={shlex.quote(value)}" for name, value in values.items()]
-
-
-def _record_path(home: Path) -> Path:
-    return home / RECORD_FILE
-
-
-def read_record(home: Path | None = None) -> RunningPlatform | None:
-    try:
-        data = json.loads(_record_path(home or settings.state_dir()).read_text())
-        return RunningPlatform(**data)
-    except (OSError, ValueError, TypeError):
-        return None
-
-
-def _write_record(home: Path, record: RunningPlatform) -> None:
-    temp = _record_path(home).with_suffix(".part")
-    temp.write_text(json.dumps(asdict(record), indent=2))
-    os.replace(temp, _record_path(home))
-
-
-def _is_dev_process(pid: int) -> bool:
-    """A live `codexk8s dev` (not a recycled pid of something else)."""
-    try:
-        cmdline = " ".join(psutil.Process(pid).cmdline())
-    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-        return False
-    return " dev" in cmdline and "codexk8s" in cmdline
-
-
-def running_platform(home: Path | None = None) -> RunningPlatform | None:
-    """The platform this checkout's `make run` runs now, None when none does."""
-    record = read_record(home)
-    if record is None or not _is_dev_process(record.owner_pid):
-        return None
-    return record
 
 
 def _group_members(pgid: int) -> list[psutil.Process]:
@@ -116,11 +53,11 @@ def stop_orphaned_dagster(home: Path) -> int:
     (its owner killed with -9). Returns how many processes were stopped. Only a group that still holds a Dagster
     process is touched: a recycled group id of something else is left alone."""
     record = read_record(home)
-    if record is None or _is_dev_process(record.owner_pid):
+    if record is None or is_dev_process(record.owner_pid):
         return 0
     members = _group_members(record.dagster_pgid)
     if not any("dagster" in " ".join(_cmdline(p)) for p in members):
-        _record_path(home).unlink(missing_ok=True)
+        record_path(home).unlink(missing_ok=True)
         return 0
     log.warning(
         "stopping an orphaned Dagster (process group %s, %s processes) left by a killed codexk8s dev",
@@ -132,7 +69,7 @@ def stop_orphaned_dagster(home: Path) -> int:
         ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)),
         lambda wait: not psutil.wait_procs(members, timeout=wait)[1],
     )
-    _record_path(home).unlink(missing_ok=True)
+    record_path(home).unlink(missing_ok=True)
     return len(members)
 
 
@@ -258,7 +195,7 @@ def run_local_stack(host: str, port: int, workspace: Path) -> int:
         ui_url = f"http://{host}:{port}"
         log.info("starting the Dagster UI on %s (the first start takes a minute)", ui_url)
         proc = subprocess.Popen(cmd, env=env, start_new_session=True)
-        _write_record(
+        write_record(
             home,
             RunningPlatform(os.getpid(), proc.pid, ui_url, url, env["DAGSTER_HOME"], str(home)),
         )
@@ -273,7 +210,7 @@ def run_local_stack(host: str, port: int, workspace: Path) -> int:
         if proc is not None:
             log.info("stopping the Dagster UI")
             _stop_group(proc)
-            _record_path(home).unlink(missing_ok=True)
+            record_path(home).unlink(missing_ok=True)
         log.info("stopping the platform database")
         database.stop()
         for sig, handler in previous.items():
