@@ -25,7 +25,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import logging
 import os
+import sys
 import tempfile
 import threading
 import warnings
@@ -36,6 +38,7 @@ import numpy as np
 
 from .embedding import EmbeddingModelError, quiet_transformers, resolve_model
 
+log = logging.getLogger(__name__)
 ONNX_CACHE_VAR = "CODEXK8S_ONNX_CACHE"
 _DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".codexk8s" / "onnx"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
@@ -170,9 +173,6 @@ def _fuse(path: str, heads: int, hidden: int) -> None:
     operators: the vectors stay those of sentence-transformers (tests/knowledge/test_onnx_embedding.py). If a
     transformers version's attention graph is not recognised, the graph is kept as exported (same vectors, ~5%
     slower) with a warning; the test that the export is fused fails then."""
-    import logging
-    import sys
-
     path_before = list(sys.path)
     try:
         from onnxruntime.transformers.optimizer import optimize_model
@@ -182,7 +182,7 @@ def _fuse(path: str, heads: int, hidden: int) -> None:
     model = optimize_model(path, model_type="bert", num_heads=heads, hidden_size=hidden, opt_level=0)
     fused = model.get_fused_operator_statistics()
     if fused.get("Attention", 0) < 1:
-        logging.getLogger(__name__).warning("ONNX export: attention was not fused (%s); keeping the plain graph", fused)
+        log.warning("ONNX export: attention was not fused (%s); keeping the plain graph", fused)
         return
     model.save_model_to_file(path)
 

@@ -132,7 +132,7 @@ def filters(repository: str | None, path_prefix: str | None, *, walk: bool = Fal
 
     A path prefix is a range of paths in "C" order (see `prefix_end`), which doc_chunks_path_idx (migration
     0005) serves even in a generic plan, where PostgreSQL cannot turn `starts_with()` of a parameter into an
-    index range: counting a folder's chunks, ranking them exactly and matching their words read that folder's
+    index range: sizing a folder (`exact_gate`), ranking it exactly and matching its words read that folder's
     entries, not every chunk's path. `walk=True` gives the same rows as `starts_with()`, for the HNSW walk:
     offered an index range it guesses small, PostgreSQL would sort the whole range instead of walking the
     graph (measured: 21 ms for a folder of 11,111 chunks, bench/knowledge.py)."""
@@ -240,7 +240,7 @@ def _vector_ctes(vector: np.ndarray, repository: str | None, path_prefix: str | 
     (the HNSW walk orders by half precision).
 
     With a filter, the exact-or-HNSW choice of `use_exact_scan` is made in the statement: `exact_gate` gates two
-    branches, and PostgreSQL runs only the branch whose one-time filter holds. The gate's count and the exact branch
+    branches, and PostgreSQL runs only the branch whose one-time filter holds. The gate and the exact branch
     (`exact_nearest`) read the filters' indexes; the HNSW branch gets them in a form those indexes cannot serve (see
     `filters`)."""
     where, params = filters(repository, path_prefix)
