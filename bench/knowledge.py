@@ -79,8 +79,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from codexk8s_pipelines.knowledge.db import as_array, connect
 from codexk8s_pipelines.knowledge.embedding import resolve_model
 from codexk8s_pipelines.knowledge.index import DEFAULT_GLOBS, index_repository, read_chunks, refresh_term_stats
-from codexk8s_pipelines.knowledge.search import EXACT_SCAN_ROWS, Searcher, filters, use_exact_scan
-from codexk8s_pipelines.knowledge.tuning import question_text, tune
+from codexk8s_pipelines.knowledge.search import EXACT_SCAN_ROWS, Searcher, exact_gate, filters, use_exact_scan
+from codexk8s_pipelines.knowledge.tuning import current_tuning, question_text, tune
 from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore
 from codexk8s_pipelines.store.migrations import available_migrations
 
@@ -531,11 +531,69 @@ def bench_search(url: str, name: str, n: int, ef_values: Sequence[int]) -> None:
         )
         with connect(url) as conn:
             if use_exact_scan(conn, repo, prefix):  # ef_search does not apply: rows would repeat this one
-                print(f"[{name}]    {label}: at most {EXACT_SCAN_ROWS:,} chunks, ranked exactly (no ef_search)")
+                how = "by binary codes first (see below)" if _ranked_by_codes(conn, repo, prefix) else "exactly"
+                print(f"[{name}]    {label}: at most {EXACT_SCAN_ROWS:,} chunks, ranked {how} (no ef_search)")
                 continue
         for ef in ef_values:
             p50, p95, recall = measure(url, queries, truth, repo, prefix, ef)
             print(f"[{name}]    {label:16} ef_search {ef:4}: p50 {p50:5.1f} ms  p95 {p95:5.1f} ms  recall {recall:.3f}")
+
+
+def _ranked_by_codes(conn: psycopg.Connection, repository: str | None, prefix: str | None) -> bool:
+    """Whether search() ranks this filter by binary codes first: the corpus has a measured count, and the filter
+    keeps more than CODE_SCAN_ROWS chunks and at most EXACT_SCAN_ROWS (the statement's own gate, asked alone)."""
+    tuning = current_tuning(conn)
+    if not (repository or prefix) or tuning is None or tuning.code_candidates is None:
+        return False
+    gate, params = exact_gate(repository, prefix, codes=True)
+    row = conn.execute(gate, params).fetchone()
+    return bool(row and row[0] and row[1])
+
+
+def compare_codes(url: str, name: str, n: int) -> None:
+    """Each filter that search() ranks by binary codes first (migration 0015, the count measured by tuning.py),
+    against ranking it exactly, side by side: two warm Searchers searched alternately query by query (SQL, fixed
+    vectors), and each one's recall@10 against exact search."""
+    with connect(url) as conn:
+        tuning = current_tuning(conn)
+        codes = tuning.code_candidates if tuning else None
+        coded = [s for s in SCENARIOS if _ranked_by_codes(conn, s[1], s[2])]
+    if codes is None or not coded:
+        why = "none measured (filters ranked exactly)" if codes is None else "no filter here is large enough"
+        print(f"[{name}] binary codes at {n:,} chunks: {why}")
+        return
+    queries = _queries(url)
+    for label, repo, prefix in coded:
+        truth = _truth(url, [q for _, q in queries], repo, prefix)
+        embedders = [FixedEmbedder(), FixedEmbedder()]
+        with (
+            Searcher(url, embedder=embedders[0], exact_filters=True) as exact,
+            Searcher(url, embedder=embedders[1]) as by_codes,
+        ):
+            searchers = (exact, by_codes)
+            for searcher, embedder in zip(searchers, embedders, strict=True):
+                for text, embedder.vector in queries:  # warm, as `measure` does
+                    searcher.search(text, repository=repo, path_prefix=prefix, k=10)
+            timings: list[list[float]] = [[], []]
+            for i in range(LATENCY_RUNS):
+                for side in (0, 1) if i % 2 == 0 else (1, 0):
+                    text, embedders[side].vector = queries[i % len(queries)]
+                    t = time.perf_counter()
+                    searchers[side].search(text, repository=repo, path_prefix=prefix, k=10)
+                    timings[side].append((time.perf_counter() - t) * 1000)
+            recalls = []
+            for searcher, embedder in zip(searchers, embedders, strict=True):
+                found = []
+                for (_, embedder.vector), paths in zip(queries, truth, strict=True):
+                    hits = searcher.search(NO_TEXT_MATCH, repository=repo, path_prefix=prefix, k=10)
+                    found.append(len({h.path for h in hits} & paths) / 10)
+                recalls.append(statistics.mean(found))
+        (e50, e95), (c50, c95) = percentiles(timings[0]), percentiles(timings[1])
+        print(
+            f"[{name}] {label} at {n:,} chunks, {codes} binary codes first: p50 {c50:5.1f} ms  p95 {c95:5.1f} ms"
+            f"  recall@10 {recalls[1]:.3f}; ranked exactly: p50 {e50:5.1f} ms  p95 {e95:5.1f} ms  recall@10"
+            f" {recalls[0]:.3f}; p95 ratio {c95 / e95:4.2f} (SQL, searched alternately)"
+        )
 
 
 def compare_sizes(name: str, small: tuple[int, str], large: tuple[int, str]) -> None:
@@ -768,6 +826,7 @@ def main() -> None:
                         print(f"[{name}] search tuned: {tuning.describe()}{'' if tuning.fresh else ' (stored)'}")
                     urls[n] = url
                     bench_search(url, name, n, ef_values)
+                    compare_codes(url, name, n)
                     bench_quoted(url, name, n)
                     bench_end_to_end(url, name, n)
                 if len(sizes) > 1:

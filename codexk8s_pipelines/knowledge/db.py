@@ -26,6 +26,11 @@ HNSW_ORDER = cast(LiteralString, f"embedding::halfvec({EMBEDDING_DIM}) <=> %s::h
 # an exact ranking under a filter reads it from an index instead of every chunk's row. The query vector is cast
 # once, in a subquery: in a generic plan a cast of the parameter would be computed again for every row.
 HALF_ORDER = cast(LiteralString, f"embedding_half <=> (SELECT %s::halfvec({EMBEDDING_DIM}))")
+# The Hamming distance of the stored binary codes (migration 0015: one bit a dimension, its sign) to the query's code,
+# which the filters' other covering indexes hold; the query's code is computed once, in a subquery, as above.
+CODE_ORDER = cast(
+    LiteralString, f"embedding_bits <~> (SELECT binary_quantize(%s::vector({EMBEDDING_DIM}))::bit({EMBEDDING_DIM}))"
+)
 
 
 def hnsw_nearest(

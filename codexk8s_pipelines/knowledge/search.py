@@ -33,9 +33,9 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from .db import HALF_ORDER, check_dimension, connect, hnsw_nearest, missing_index, vector_version
+from .db import CODE_ORDER, HALF_ORDER, check_dimension, connect, hnsw_nearest, missing_index, vector_version
 from .embedding import Embedder, query_embedder
-from .tuning import candidate_pool, tuned_ef_search
+from .tuning import POOL, UNTUNED_EF_SEARCH, candidate_pool, current_tuning, tuned_ef_search
 
 MAX_K = 1000
 # The fusion (see `fuse`): the meaning ranking's share of the fused score, and how many chunks of one file a
@@ -69,6 +69,11 @@ EXACT_SCAN_ROWS = 15000
 # An exact ranking orders by half-precision distance (see `exact_nearest`), then re-ranks this many times the rows it
 # returns by full precision, so that rounding cannot move a chunk across its limit.
 EXACT_RERANK = 2
+# A filter keeping more than CODE_SCAN_ROWS chunks (and at most EXACT_SCAN_ROWS) is ranked by binary codes first,
+# where the corpus's measurement allows (`code_nearest`, tuning.py). Smaller filters gain too little for the recall
+# they would give up: a repository of 5,000 chunks (bench/knowledge.py `real`) p50 2.4 ms exact, 2.0 ms with 400
+# codes at recall 0.989.
+CODE_SCAN_ROWS = 8000
 _EXCLUDES = re.compile(r"(?:^|\s)-[\w\"]")  # websearch syntax for "without this word (or phrase)"
 # Dashes that exclude nothing: a run of them (a Markdown rule `-----`, a flag `--verbose`) or one before a space or
 # a sign. websearch_to_tsquery reads each as a NOT, and more than 32 in a row fail the statement ("tsquery stack
@@ -182,20 +187,31 @@ def use_exact_scan(conn: Any, repository: str | None, path_prefix: str | None) -
 Fragment = tuple[sql.Composable, list[Any]]  # SQL text and the parameters it takes, in order
 
 
-def exact_gate(repository: str | None, path_prefix: str | None) -> Fragment:
-    """SELECT (exact): whether the filter keeps at most EXACT_SCAN_ROWS chunks (see `use_exact_scan`).
+def exact_gate(repository: str | None, path_prefix: str | None, *, codes: bool = False) -> Fragment:
+    """SELECT (exact): whether the filter keeps at most EXACT_SCAN_ROWS chunks (see `use_exact_scan`); with `codes`,
+    also (coarse) whether it keeps more than CODE_SCAN_ROWS (then `search()` ranks it by binary codes first).
 
     A repository alone: its chunk count, one row of doc_corpus, which the indexer writes with the chunks. Counting
     the repository's index entries instead cost ~0.7 ms for 5,000 chunks and ~2 ms near the limit, a tenth of a
     search (bench/knowledge.py `real`, 100,000 chunks). A path prefix: whether the path index has an entry past the
     limit, read in order from the range's start (the former `count(*)` over the first EXACT_SCAN_ROWS + 1 entries
-    read as many and aggregated them: p50 0.77 against 0.61 ms for a folder of 11,111, same server, alternating)."""
+    read as many and aggregated them: p50 0.77 against 0.61 ms for a folder of 11,111, same server, alternating).
+    With `codes` a folder's entries are counted that former way, up to one past the limit: one read answers both."""
     if repository and not path_prefix:
-        query = sql.SQL("SELECT coalesce(sum(chunks), 0) <= {rows} AS exact FROM doc_corpus WHERE repository = %s")
-        return query.format(rows=sql.Literal(EXACT_SCAN_ROWS)), [repository]
-    where, params = filters(repository, path_prefix)
-    query = sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM doc_chunks WHERE {where} OFFSET {rows}) AS exact")
-    return query.format(where=where, rows=sql.Literal(EXACT_SCAN_ROWS)), params
+        count: sql.Composable = sql.SQL("SELECT coalesce(sum(chunks), 0) AS n FROM doc_corpus WHERE repository = %s")
+        params: list[Any] = [repository]
+    elif not codes:
+        where, params = filters(repository, path_prefix)
+        query = sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM doc_chunks WHERE {where} OFFSET {rows}) AS exact")
+        return query.format(where=where, rows=sql.Literal(EXACT_SCAN_ROWS)), params
+    else:
+        where, params = filters(repository, path_prefix)
+        count = sql.SQL("SELECT count(*) AS n FROM (SELECT 1 FROM doc_chunks WHERE {where} LIMIT {over}) AS f").format(
+            where=where, over=sql.Literal(EXACT_SCAN_ROWS + 1)
+        )
+    coarse = sql.SQL(", n > {rows} AS coarse").format(rows=sql.Literal(CODE_SCAN_ROWS)) if codes else sql.SQL("")
+    query = sql.SQL("SELECT n <= {rows} AS exact{coarse} FROM ({count}) AS size")
+    return query.format(rows=sql.Literal(EXACT_SCAN_ROWS), coarse=coarse, count=count), params
 
 
 def exact_nearest(vector: np.ndarray, where: sql.Composable, params: Sequence[Any], limit: int) -> Fragment:
@@ -212,6 +228,26 @@ def exact_nearest(vector: np.ndarray, where: sql.Composable, params: Sequence[An
         " ORDER BY (" + HALF_ORDER + ") + 0 LIMIT {rerank}) AS h JOIN doc_chunks AS c USING (id)"
         " ORDER BY dist, c.id LIMIT {limit}"
     ).format(where=where, rerank=sql.Literal(EXACT_RERANK * limit), limit=sql.Literal(limit))
+    return query, [vector, *params, vector]
+
+
+def code_nearest(
+    vector: np.ndarray, where: sql.Composable, params: Sequence[Any], limit: int, candidates: int
+) -> Fragment:
+    """SELECT (id, dist): the `limit` chunks under the filter nearest to `vector` by full-precision cosine distance,
+    nearest first, among the `candidates` (more for a pool above the default, in proportion) whose binary codes are
+    nearest to its code.
+
+    Every filtered row's code (48 bytes, migration 0015) is read from the filters' covering indexes and compared by
+    Hamming distance, where `exact_nearest` reads 768 bytes a row and computes a half-precision distance: for a large
+    filter that is most of its cost. The candidates are re-ranked by their full-precision distance, read from the
+    table. Not exact: a near chunk whose code is far can be missed, hence a count measured on the corpus (tuning.py)."""
+    codes = max(candidates, candidates * limit // POOL)
+    query = sql.SQL(
+        "SELECT c.id, c.embedding <=> %s AS dist FROM (SELECT id FROM doc_chunks WHERE {where}"
+        " ORDER BY (" + CODE_ORDER + ") + 0 LIMIT {codes}) AS h JOIN doc_chunks AS c USING (id)"
+        " ORDER BY dist, c.id LIMIT {limit}"
+    ).format(where=where, codes=sql.Literal(codes), limit=sql.Literal(limit))
     return query, [vector, *params, vector]
 
 
@@ -235,14 +271,17 @@ def vector_ranking(
 # table and sorts the filtered rows instead of walking the HNSW index.
 
 
-def _vector_ctes(vector: np.ndarray, repository: str | None, path_prefix: str | None, pool: int) -> Fragment:
+def _vector_ctes(
+    vector: np.ndarray, repository: str | None, path_prefix: str | None, pool: int, codes: int | None = None
+) -> Fragment:
     """CTE `by_meaning(id, sim, rank)`: the pool nearest chunks under the filter, ranked by full-precision distance
     (the HNSW walk orders by half precision).
 
-    With a filter, the exact-or-HNSW choice of `use_exact_scan` is made in the statement: `exact_gate` gates two
+    With a filter, the exact-or-HNSW choice of `use_exact_scan` is made in the statement: `exact_gate` gates the
     branches, and PostgreSQL runs only the branch whose one-time filter holds. The gate and the exact branch
     (`exact_nearest`) read the filters' indexes; the HNSW branch gets them in a form those indexes cannot serve (see
-    `filters`)."""
+    `filters`). With `codes` (the corpus's measured count, tuning.py), a filter of more than CODE_SCAN_ROWS chunks
+    takes a third branch instead of the exact one: `code_nearest`, from the same filters' code indexes."""
     where, params = filters(repository, path_prefix)
     walk, walk_params = filters(repository, path_prefix, walk=True)
     if not params:
@@ -250,16 +289,23 @@ def _vector_ctes(vector: np.ndarray, repository: str | None, path_prefix: str | 
         nearest = sql.SQL("nearest AS ({hnsw})").format(hnsw=hnsw)
         gate: Fragment = (sql.SQL(""), [])
     else:
-        decide, decide_params = exact_gate(repository, path_prefix)
+        decide, decide_params = exact_gate(repository, path_prefix, codes=codes is not None)
         gate = (sql.SQL("gate AS MATERIALIZED ({decide}), ").format(decide=decide), decide_params)
+        ranked = sql.SQL("exact AND NOT coarse" if codes is not None else "exact")
         exact, exact_params = exact_nearest(
-            vector, sql.SQL("{where} AND (SELECT exact FROM gate)").format(where=where), params, pool
+            vector, sql.SQL("{where} AND (SELECT {ranked} FROM gate)").format(where=where, ranked=ranked), params, pool
         )
         hnsw, hnsw_params = hnsw_nearest(
             vector, sql.SQL("{walk} AND NOT (SELECT exact FROM gate)").format(walk=walk), walk_params, pool
         )
-        nearest = sql.SQL("nearest AS (({hnsw}) UNION ALL ({exact}))").format(hnsw=hnsw, exact=exact)
-        nearest_params = [*hnsw_params, *exact_params]
+        branches, nearest_params = [hnsw, exact], [*hnsw_params, *exact_params]
+        if codes is not None:
+            large = sql.SQL("{where} AND (SELECT exact AND coarse FROM gate)").format(where=where)
+            coarse, coarse_params = code_nearest(vector, large, params, pool, codes)
+            branches.append(coarse)
+            nearest_params += coarse_params
+        union = sql.SQL(" UNION ALL ").join(sql.SQL("({})").format(branch) for branch in branches)
+        nearest = sql.SQL("nearest AS ({union})").format(union=union)
     query = sql.SQL(
         "{gate}{nearest}, by_meaning AS (SELECT id, 1 - dist AS sim, row_number() OVER (ORDER BY dist, id) AS rank"
         " FROM nearest)"
@@ -396,10 +442,11 @@ def _search_statement(
     pool: int,
     k: int,
     per_file: int | None = None,
+    codes: int | None = None,
 ) -> tuple[sql.Composed, list[Any]]:
     """Both rankings, their fusion (`fuse()`, in float8), at most `per_file` chunks of one file, and the top-k
-    rows, in one statement: one round trip per search."""
-    meaning, meaning_params = _vector_ctes(vector, repository, path_prefix, pool)
+    rows, in one statement: one round trip per search. `codes`: see `_vector_ctes`."""
+    meaning, meaning_params = _vector_ctes(vector, repository, path_prefix, pool, codes)
     words, words_params = _text_ctes(text, repository, path_prefix, pool, within_meaning=True)
     query = sql.SQL(
         "WITH {meaning}, {words},"
@@ -467,13 +514,21 @@ class Searcher:
 
     Not thread-safe: one search at a time (`search()` hands each thread its own from the pool). The connection
     opens on the first search and reopens after the server dropped it; `close()` (or `with`) ends it.
-    The HNSW candidate list is the corpus's measured one (`tuning`), read when the connection opens and again
-    when TUNING_MAX_AGE has passed, so a retuned index is searched with its new list within a minute.
-    `ef_search` overrides it (the bench's trade-off table)."""
+    The HNSW candidate list and the binary codes a large filter re-ranks are the corpus's measured ones (`tuning`),
+    read when the connection opens and again when TUNING_MAX_AGE has passed, so a retuned index is searched with
+    its new values within a minute. `ef_search` overrides the list (the bench's trade-off table); `exact_filters`
+    ranks every filter exactly, as a corpus without codes is (the bench's side-by-side comparison)."""
 
     TUNING_MAX_AGE = 60.0
 
-    def __init__(self, conn_url: str, *, embedder: Embedder | None = None, ef_search: int | None = None) -> None:
+    def __init__(
+        self,
+        conn_url: str,
+        *,
+        embedder: Embedder | None = None,
+        ef_search: int | None = None,
+        exact_filters: bool = False,
+    ) -> None:
         if not conn_url:
             raise ValueError("conn_url: no platform database URL (set CODEXK8S_DATABASE_URL)")
         if embedder is not None:
@@ -481,10 +536,11 @@ class Searcher:
         self.conn_url = conn_url
         self.embedder = embedder
         self.ef_floor = ef_search
+        self.exact_filters = exact_filters
         self.connections_opened = 0
         self._conn: psycopg.Connection[Any] | None = None
         self._ef: int | None = None
-        self._tuned: tuple[int, float] | None = None  # (measured ef_search, monotonic time read)
+        self._tuned: tuple[int, int | None, float] | None = None  # (ef_search, codes, monotonic time read)
 
     def _connection(self) -> tuple[psycopg.Connection[Any], bool]:
         """The kept connection (and whether it was just opened): autocommit, as the one statement needs no
@@ -535,8 +591,9 @@ class Searcher:
         check_dimension(embedder.dim)
         vector = np.asarray(embedder.encode([query.strip()]), dtype=np.float32)[0]
         pool = candidate_pool(k)
+        codes = None if self.exact_filters else self._tuning(conn)[1]
         statement, statement_params = _search_statement(
-            vector, query.strip(), repository, path_prefix, pool, k, per_file
+            vector, query.strip(), repository, path_prefix, pool, k, per_file, codes
         )
         try:
             rows = self._run(conn, pool, statement, statement_params)
@@ -550,7 +607,7 @@ class Searcher:
 
     def _run(self, conn: psycopg.Connection[Any], pool: int, statement: sql.Composed, params: list[Any]) -> list[Any]:
         try:
-            ef = ef_search_for(pool, self.ef_floor or self._tuned_ef(conn))
+            ef = ef_search_for(pool, self.ef_floor or self._tuning(conn)[0])
             if ef != self._ef:  # a session setting: sent again only when a bigger k needs a longer list
                 conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(ef)))
                 self._ef = ef
@@ -561,11 +618,16 @@ class Searcher:
                 raise
             raise error from exc
 
-    def _tuned_ef(self, conn: psycopg.Connection[Any]) -> int:
+    def _tuning(self, conn: psycopg.Connection[Any]) -> tuple[int, int | None]:
+        """(HNSW ef_search, binary codes or None) measured for this corpus, else the untuned list and no codes."""
         now = time.monotonic()
-        if self._tuned is None or now - self._tuned[1] > self.TUNING_MAX_AGE:
-            self._tuned = (tuned_ef_search(conn), now)
-        return self._tuned[0]
+        if self._tuned is None or now - self._tuned[2] > self.TUNING_MAX_AGE:
+            tuning = current_tuning(conn)
+            if tuning is None:
+                self._tuned = (UNTUNED_EF_SEARCH, None, now)
+            else:
+                self._tuned = (tuning.ef_search, tuning.code_candidates, now)
+        return self._tuned[0], self._tuned[1]
 
     def close(self) -> None:
         if self._conn is not None:

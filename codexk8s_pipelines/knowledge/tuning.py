@@ -17,6 +17,10 @@ distance is within the exact 10th distance, so chunks that are copies of each ot
 repository) do not count as misses. The result is one row of `doc_search_tuning` (migration 0011), which
 `Searcher` reads. The docs_index asset and `codexk8s docs index` tune again when the number of chunks has moved
 by RETUNE_CHANGE since the last measurement; a database never tuned searches with UNTUNED_EF_SEARCH.
+
+The same questions measure how many binary codes (migration 0015) a large filter's ranking must re-rank by full
+precision (`code_candidates`, see search.py `code_nearest`): the shortest length of CODE_LADDER whose recall@10
+reaches TARGET_RECALL, times CODE_MARGIN, or none (filters are then ranked exactly).
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from .db import connect, hnsw_nearest
+from .db import CODE_ORDER, connect, hnsw_nearest
 from .embedding import Embedder, default_embedder
 
 log = logging.getLogger(__name__)
@@ -50,6 +54,14 @@ RETUNE_CHANGE = 0.1
 # Without a measurement (before the first indexing run after migrating): well past what real documentation needs
 # (140 at 100,000 chunks), short of the adversarial set's 560 (bench/knowledge.py).
 UNTUNED_EF_SEARCH = 400
+# More codes than the ladder's last times the margin would cost a filter more than ranking it exactly (~2 µs a code,
+# read from the table: bench/knowledge.py `real`, a folder of 11,111 chunks, p50 5.0 ms exact, 3.0 ms with 400
+# codes, 3.8 ms with 800). The margin: made-up questions find their neighbours' codes more easily than the bench's
+# queries do. On `real` (100,000 chunks) 100 / 200 / 400 / 800 codes gave 0.977 / 0.995 / 0.999 / 1.000 on the
+# made-up questions over the whole corpus, and 0.920 / 0.973 / 0.991 / 1.000 on the bench's queries within that
+# folder; 200 is the first to reach the target, so 400 are used. On `clustered` not even 3,200 reached 0.995.
+CODE_LADDER = (100, 200, 400)
+CODE_MARGIN = 2
 K = 10
 QUESTION_WORDS = 8
 # One measurement at a time across processes (docs_index partitions run in parallel).
@@ -76,27 +88,30 @@ class SearchTuning:
     seconds: float
     measured_at: datetime | None = None
     fresh: bool = False  # measured by this call (not read back)
+    code_candidates: int | None = None  # binary codes a large filter re-ranks; None: filters are ranked exactly
 
     def describe(self) -> str:
-        """One line for logs and the CLI: the list, its recall and what it was measured on."""
+        """One line for logs and the CLI: the list, its recall, the codes and what they were measured on."""
+        codes = f"{self.code_candidates} binary codes" if self.code_candidates else "no binary codes (exact)"
         return (
-            f"HNSW ef_search {self.ef_search}, recall@10 {self.recall:.3f} against exact search on {self.sample}"
-            f" of {self.chunks} chunks ({self.seconds:.1f} s)"
+            f"HNSW ef_search {self.ef_search}, recall@10 {self.recall:.3f} against exact search; large filters:"
+            f" {codes}; measured on {self.sample} of {self.chunks} chunks ({self.seconds:.1f} s)"
         )
 
 
 def current_tuning(conn: psycopg.Connection[Any]) -> SearchTuning | None:
-    """The stored measurement, or None (never measured, or a database from before migration 0011)."""
+    """The stored measurement, or None (never measured, or a database from before migration 0015)."""
     try:
         with conn.transaction():
             row = conn.execute(
-                "SELECT ef_search, recall, chunks, sample, seconds, measured_at FROM doc_search_tuning"
+                "SELECT ef_search, recall, chunks, sample, seconds, measured_at, code_candidates FROM doc_search_tuning"
             ).fetchone()
-    except psycopg.errors.UndefinedTable:
+    except (psycopg.errors.UndefinedTable, psycopg.errors.UndefinedColumn):
         return None
     if row is None:
         return None
-    return SearchTuning(int(row[0]), float(row[1]), int(row[2]), int(row[3]), float(row[4]), row[5])
+    codes = int(row[6]) if row[6] is not None else None
+    return SearchTuning(int(row[0]), float(row[1]), int(row[2]), int(row[3]), float(row[4]), row[5], False, codes)
 
 
 def tuned_ef_search(conn: psycopg.Connection[Any]) -> int:
@@ -163,6 +178,28 @@ def _walk(conn: psycopg.Connection[Any], questions: list[Question], ef_search: i
         return [nearest(q) for q in questions]
 
 
+def _code_distances(conn: psycopg.Connection[Any], questions: list[Question]) -> list[list[float]]:
+    """Each question's full-precision distances to the max(CODE_LADDER) chunks other than its own nearest by binary
+    code, in code order (ties by id): the first n are what a search re-ranks with n codes. Over the whole corpus: a
+    filter ranked by codes keeps at most EXACT_SCAN_ROWS chunks of it, where fewer compete for the same n."""
+    statement = sql.SQL(
+        "SELECT c.embedding <=> %s FROM (SELECT id, " + CODE_ORDER + " AS ham FROM doc_chunks WHERE id <> %s"
+        " ORDER BY ham, id LIMIT {n}) AS h JOIN doc_chunks AS c USING (id) ORDER BY h.ham, h.id"
+    ).format(n=sql.Literal(max(CODE_LADDER)))
+    with conn.transaction():
+        conn.execute("SET LOCAL enable_seqscan = off")  # the codes from a covering index, not every chunk's row
+        return [[float(r[0]) for r in conn.execute(statement, (v, v, i)).fetchall()] for i, v in questions]
+
+
+def code_candidates(by_code: list[list[float]], exact: list[list[float]]) -> int | None:
+    """CODE_MARGIN times the fewest codes of CODE_LADDER whose re-ranking reaches TARGET_RECALL, or None."""
+    for n in CODE_LADDER:
+        recall = float(np.mean([_recall(sorted(f[:n]), e) for f, e in zip(by_code, exact, strict=True)]))
+        if recall >= TARGET_RECALL:
+            return CODE_MARGIN * n
+    return None
+
+
 def tune(
     conn_url: str, *, force: bool = False, sample: int = SAMPLE, embedder: Embedder | None = None
 ) -> SearchTuning | None:
@@ -191,13 +228,15 @@ def tune(
                 recall = float(np.mean([_recall(f, e) for f, e in zip(found, exact, strict=True)]))
                 if recall >= TARGET_RECALL:
                     break
+            codes = code_candidates(_code_distances(conn, queries), exact)
             seconds = time.perf_counter() - started
             measured = conn.execute(
-                "INSERT INTO doc_search_tuning (ef_search, recall, chunks, sample, seconds) VALUES (%s, %s, %s, %s, %s)"
-                " ON CONFLICT (singleton) DO UPDATE SET ef_search = excluded.ef_search, recall = excluded.recall,"
-                " chunks = excluded.chunks, sample = excluded.sample, seconds = excluded.seconds, measured_at = now()"
+                "INSERT INTO doc_search_tuning (ef_search, recall, chunks, sample, seconds, code_candidates)"
+                " VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (singleton) DO UPDATE SET ef_search = excluded.ef_search,"
+                " recall = excluded.recall, chunks = excluded.chunks, sample = excluded.sample,"
+                " seconds = excluded.seconds, code_candidates = excluded.code_candidates, measured_at = now()"
                 " RETURNING measured_at",
-                (ef, recall, chunks, len(queries), seconds),
+                (ef, recall, chunks, len(queries), seconds, codes),
             ).fetchone()
         finally:
             conn.execute(f"SELECT pg_advisory_unlock({_LOCK_KEY})")
@@ -205,4 +244,5 @@ def tune(
         log.warning(
             "docs search: recall@10 %.3f at the longest candidate list (%d), below %.2f", recall, ef, TARGET_RECALL
         )
-    return SearchTuning(ef, recall, chunks, len(queries), seconds, measured[0] if measured else None, fresh=True)
+    measured_at = measured[0] if measured else None
+    return SearchTuning(ef, recall, chunks, len(queries), seconds, measured_at, fresh=True, code_candidates=codes)

@@ -139,40 +139,142 @@ def test_the_fused_statement_equals_python_fusion_over_both_rankings(
     assert [(h.path, h.start_line, h.score) for h in hits] == _expected_fusion(indexed_url, text, vector, repository, 8)
 
 
-def _plan_branches(url: str, repository: str) -> tuple[int, int]:
-    """(rows from the HNSW branch, rows from the exact branch) when search()'s statement runs for a filter."""
+def _plan_branches(url: str, repository: str, codes: int | None = None) -> tuple[int, int, int]:
+    """(rows from the HNSW branch, from the exact branch, from the binary-code branch) when search()'s statement runs
+    for a filter, with `codes` as a corpus's measured count."""
     vector = HashingEmbedder().encode(["refund"])[0]
-    statement, statement_params = _search_statement(vector, "refund", repository, None, 40, 10)
+    statement, statement_params = _search_statement(vector, "refund", repository, None, 40, 10, codes=codes)
     with connect(url, autocommit=True) as conn:
         conn.execute("SET hnsw.iterative_scan = relaxed_order")
         row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(statement), statement_params).fetchone()
     assert row is not None
-    rows = {"hnsw": 0, "exact": 0}
+    rows = {"hnsw": 0, "exact": 0, "codes": 0}
 
     def walk(node: dict[str, Any]) -> None:
         # The HNSW branch orders by the graph's expression (the vector cast to half precision); the exact branch
-        # sorts every filtered row by the stored half-precision copy (its re-ranking of those rows by full
-        # precision, `c.embedding <=> ...`, is neither).
+        # sorts every filtered row by the stored half-precision copy, the code branch by the stored binary code
+        # (their re-ranking of the nearest by full precision, `c.embedding <=> ...`, is none of these).
         key = f"{node.get('Sort Key', '')} {node.get('Order By', '')}"
         if "embedding)::halfvec" in key:
             rows["hnsw"] += int(node["Actual Rows"])
         elif "embedding_half <=>" in key:
             rows["exact"] += int(node["Actual Rows"])
+        elif "embedding_bits <~>" in key:
+            rows["codes"] += int(node["Actual Rows"])
         for child in node.get("Plans", []):
             walk(child)
 
     walk(row[0][0]["Plan"])
-    return rows["hnsw"], rows["exact"]
+    return rows["hnsw"], rows["exact"], rows["codes"]
 
 
 def test_the_statement_runs_only_the_branch_the_filter_size_calls_for(
     indexed_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    hnsw, exact = _plan_branches(indexed_url, "acme/other")
-    assert (hnsw, exact) == (0, 2), "two chunks: ranked exactly, the graph is not walked"
-    monkeypatch.setattr(search_module, "EXACT_SCAN_ROWS", 0)
-    hnsw, exact = _plan_branches(indexed_url, "acme/other")
-    assert (hnsw, exact) == (2, 0), "more chunks than the exact-scan limit: the HNSW walk"
+    assert _plan_branches(indexed_url, "acme/other") == (0, 2, 0), "two chunks: ranked exactly, no graph walk"
+    assert _plan_branches(indexed_url, "acme/other", codes=400) == (0, 2, 0), "codes only above CODE_SCAN_ROWS"
+    monkeypatch.setattr(search_module, "CODE_SCAN_ROWS", 1)
+    assert _plan_branches(indexed_url, "acme/other", codes=400) == (0, 0, 2), "above CODE_SCAN_ROWS: codes first"
+    assert _plan_branches(indexed_url, "acme/other") == (0, 2, 0), "no measured count: ranked exactly"
+    monkeypatch.setattr(search_module, "EXACT_SCAN_ROWS", 1)
+    for codes in (None, 400):
+        assert _plan_branches(indexed_url, "acme/other", codes) == (2, 0, 0), "above the exact-scan limit: the walk"
+
+
+@pytest.mark.parametrize(("repository", "path"), [("acme/shop", None), (None, "docs/"), ("acme/shop", "docs/")])
+def test_a_large_filter_ranked_by_binary_codes_first_gets_the_exact_answer_when_all_are_candidates(
+    indexed_url: str, embedder: Embedder, monkeypatch: pytest.MonkeyPatch, repository: str | None, path: str | None
+) -> None:
+    """Above CODE_SCAN_ROWS a filter's chunks are ranked by their binary codes (migration 0015) and the nearest are
+    re-ranked by full precision. With as many codes as the filter has chunks, the answer, scores included, must be
+    the exact ranking's; with one code (per default pool), only the chunk nearest by code can lead the meaning half."""
+    question = "How long do I have to ask for my money back?"
+    vector = np.asarray(embedder.encode([question]), dtype=np.float32)[0]
+    monkeypatch.setattr(search_module, "CODE_SCAN_ROWS", 1)
+
+    def ranked(codes: int | None) -> list[tuple[str, int, float]]:
+        statement, params = _search_statement(vector, question, repository, path, 40, 8, 2, codes)
+        with connect(indexed_url, autocommit=True) as conn:
+            return [(r[2], r[4], round(float(r[7]), 6)) for r in conn.execute(statement, params).fetchall()]
+
+    exact = ranked(None)
+    assert exact and ranked(1000) == exact
+    with connect(indexed_url, autocommit=True) as conn:
+        meaning, params = search_module._vector_ctes(vector, repository, path, 40, 1)
+        nearest = conn.execute(sql.SQL("WITH {} SELECT id FROM by_meaning").format(meaning), params).fetchall()
+    assert len(nearest) == 1, "one code a pool of its default size: one candidate"
+
+
+def test_chunks_with_the_same_binary_code_are_ordered_by_full_precision(
+    migrated_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two chunks whose vectors have the same signs have the same code (Hamming distance 0 to each other): the
+    code ranking cannot order them, the full-precision re-rank must choose the nearest. The farther one is stored
+    first (lower id), so an order by code and id would keep it."""
+    rng = np.random.default_rng(7)
+    query = rng.normal(size=384).astype(np.float32)
+    query /= np.linalg.norm(query)
+    near, far = query + 0.05 * np.abs(rng.normal(size=384)) * np.sign(query), query * rng.uniform(0.2, 3.0, 384)
+    vectors = [v / np.linalg.norm(v) for v in (far, near)]
+    assert (np.sign(vectors[0]) == np.sign(vectors[1])).all() and float(query @ vectors[1]) > float(query @ vectors[0])
+    rows = [
+        ("acme/a", f"docs/{name}.md", "H", "text", "[" + ",".join(f"{x:.9g}" for x in v) + "]")
+        for name, v in zip(("far", "near"), vectors, strict=True)
+    ]
+    copy_chunks(migrated_url, rows)
+    monkeypatch.setattr(search_module, "CODE_SCAN_ROWS", 1)
+    meaning, meaning_params = search_module._vector_ctes(query, None, "docs/", 1, 400)  # the nearest one only
+    nearest = sql.SQL(
+        "WITH {} SELECT c.path, m.sim FROM by_meaning AS m JOIN doc_chunks AS c USING (id) ORDER BY m.rank"
+    )
+    with connect(migrated_url) as conn:
+        ranked = conn.execute(nearest.format(meaning), meaning_params).fetchall()
+        codes = conn.execute("SELECT count(DISTINCT embedding_bits) FROM doc_chunks").fetchone()
+    assert codes == (1,)
+    assert [p for p, _ in ranked] == ["docs/near.md"]
+    assert ranked[0][1] == pytest.approx(float(query @ vectors[1]), abs=1e-6)
+
+
+def test_a_searcher_ranks_large_filters_by_the_corpus_s_measured_codes(
+    migrated_url: str, migrator_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The count tuning stores is what a Searcher's statements use (read again as the HNSW list is); without one, or
+    with `exact_filters`, a large filter is ranked exactly. Seen in the answer: a stored count of one code leaves the
+    meaning ranking one candidate, so a question whose words match nothing gets one hit instead of three."""
+    monkeypatch.setattr(search_module, "CODE_SCAN_ROWS", 1)
+    monkeypatch.setattr(Searcher, "TUNING_MAX_AGE", 0.0)
+    hashing = HashingEmbedder()
+    texts = ["refund policy", "refund window", "shipping times", "exchange rates"]
+    copy_chunks(
+        migrated_url,
+        [
+            ("acme/a", f"docs/{n}.md", "H", text, "[" + ",".join(f"{x:.9g}" for x in v) + "]")
+            for n, (text, v) in enumerate(zip(texts, hashing.encode(texts), strict=True))
+        ],
+    )
+
+    def hits(searcher: Searcher) -> int:
+        return len(searcher.search("zzzqx", path_prefix="docs/", k=3, per_file=None))
+
+    def store(codes: int | None) -> None:
+        with psycopg.connect(migrator_database_url, autocommit=True) as conn:
+            conn.execute(
+                "INSERT INTO doc_search_tuning (ef_search, recall, chunks, sample, seconds, code_candidates)"
+                " VALUES (100, 1.0, 10, 10, 0.1, %s) ON CONFLICT (singleton) DO UPDATE"
+                " SET code_candidates = excluded.code_candidates",
+                [codes],
+            )
+
+    with (
+        Searcher(migrated_url, embedder=hashing) as searcher,
+        Searcher(migrated_url, embedder=hashing, exact_filters=True) as exact,
+    ):
+        assert hits(searcher) == 3, "never measured: ranked exactly"
+        store(1)
+        assert hits(searcher) == 1, "the measured count: the folder ranked by codes first"
+        assert hits(exact) == 3, "exact_filters: ranked exactly"
+        store(None)
+        assert hits(searcher) == 3, "measured again without codes: ranked exactly"
 
 
 ROWS = 300
@@ -316,29 +418,42 @@ def _index_nodes(plan: dict[str, Any], index: str) -> list[dict[str, Any]]:
 
 
 @pytest.mark.parametrize(
-    ("repository", "prefix", "index", "rows"),
+    ("repository", "prefix", "index", "rows", "codes"),
     [
-        ("acme/r1", None, "doc_chunks_repository_vectors_idx", ROWS // 2 + 1),
-        (None, "docs/", "doc_chunks_path_vectors_idx", ROWS),
+        ("acme/r1", None, "doc_chunks_repository_vectors_idx", ROWS // 2 + 1, None),
+        (None, "docs/", "doc_chunks_path_vectors_idx", ROWS, None),
+        ("acme/r1", None, "doc_chunks_repository_bits_idx", ROWS // 2 + 1, 400),
+        (None, "docs/", "doc_chunks_path_bits_idx", ROWS, 400),
     ],
 )
 def test_a_filter_is_ranked_exactly_from_its_vectors_index_without_reading_the_table(
-    crowded_url: str, migrator_database_url: str, repository: str | None, prefix: str | None, index: str, rows: int
+    crowded_url: str,
+    migrator_database_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    repository: str | None,
+    prefix: str | None,
+    index: str,
+    rows: int,
+    codes: int | None,
 ) -> None:
     """Migration 0014: a repository's or a folder's ids and half-precision vectors sit side by side in a covering
     index, so the exact ranking is an index-only scan of the filter's key range, with no table page read per chunk
     (what made a spread-out repository or a folder across repositories slow). Only the few nearest are then read
-    from the table, to re-rank them by full precision. On this small table PostgreSQL would rather read the whole
-    table, hence the settings; what is checked is that the index alone can rank what search() ranks."""
+    from the table, to re-rank them by full precision. Migration 0015: the same for the binary codes a large
+    filter is ranked by first. On this small table PostgreSQL would rather read the whole table, hence the
+    settings; what is checked is that the index alone can rank what search() ranks."""
+    monkeypatch.setattr(search_module, "CODE_SCAN_ROWS", 1)
     with psycopg.connect(migrator_database_url, autocommit=True) as conn:  # the owner: the app role cannot vacuum
         conn.execute("VACUUM ANALYZE doc_chunks")  # sets the visibility map, as autovacuum does
     vector = HashingEmbedder().encode(["exchange"])[0]
-    statement, statement_params = _search_statement(vector, "exchange", repository, prefix, 40, 10)
+    statement, statement_params = _search_statement(vector, "exchange", repository, prefix, 40, 10, codes=codes)
     with connect(crowded_url) as conn, conn.transaction():
         conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
         row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(statement), statement_params).fetchone()
     assert row is not None
-    nodes = [n for n in _index_nodes(row[0][0]["Plan"], index) if n["Actual Loops"]]
+    # The filter's key range (an Index Cond): with sequential and bitmap scans off, this small table may also be read
+    # whole through a small index (the gate's count), which is no ranking.
+    nodes = [n for n in _index_nodes(row[0][0]["Plan"], index) if n["Actual Loops"] and "Index Cond" in n]
     assert {(n["Node Type"], n["Actual Rows"], n["Heap Fetches"]) for n in nodes} == {("Index Only Scan", rows, 0)}
     assert search(crowded_url, "exchange", repository=repository, path_prefix=prefix, embedder=HashingEmbedder())
 
@@ -363,7 +478,10 @@ def test_a_repository_s_size_is_read_from_its_chunk_count_and_a_folder_s_is_coun
         )
         assert not use_exact_scan(conn, "acme/big", None)
         assert use_exact_scan(conn, "acme/big", "docs/") and use_exact_scan(conn, None, "docs/")
-    assert _plan_branches(migrated_url, "acme/big") == (3, 0)
+    assert _plan_branches(migrated_url, "acme/big") == (3, 0, 0)
+    assert _plan_branches(migrated_url, "acme/big", codes=400) == (3, 0, 0), (
+        "past the limit by its record, with codes too"
+    )
 
 
 def test_a_folder_at_the_limit_is_ranked_exactly_and_one_past_it_walks_the_graph(
@@ -447,7 +565,7 @@ def test_a_folder_filter_finds_its_chunks_through_the_path_index(crowded_url: st
     assert [h.path for h in hits] == ["guide/prices.md"]
 
 
-PATH_INDEXES = ("doc_chunks_path_idx", "doc_chunks_path_vectors_idx")  # migrations 0005 and 0014
+PATH_INDEXES = ("doc_chunks_path_idx", "doc_chunks_path_vectors_idx", "doc_chunks_path_bits_idx")  # 0005, 0014, 0015
 
 
 def _generic_plan(url: str, statement: sql.Composable, params: list[Any]) -> str:
@@ -474,7 +592,9 @@ def test_the_graph_walk_gets_a_folder_filter_no_index_range_serves(crowded_url: 
     hnsw_branch = plan.split("One-Time Filter: (NOT (InitPlan")[1].split("One-Time Filter: (InitPlan")[0]
     exact_branch = plan.split("One-Time Filter: (InitPlan")[1]
     assert "starts_with(path" in hnsw_branch and not any(i in hnsw_branch for i in PATH_INDEXES), hnsw_branch
-    assert "doc_chunks_path_vectors_idx" in exact_branch, exact_branch
+    # The exact branch reads the folder's range of a path index (on this small table, any of them; at scale the
+    # covering one, see test_a_filter_is_ranked_exactly_from_its_vectors_index_without_reading_the_table).
+    assert any(i in exact_branch for i in PATH_INDEXES) and "starts_with" not in exact_branch, exact_branch
 
 
 def test_a_query_of_common_words_only_scores_its_heaviest_and_the_meaning_candidates(

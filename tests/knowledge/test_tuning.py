@@ -4,6 +4,7 @@ again only when the corpus moved, and used by every search."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 
 import numpy as np
@@ -16,6 +17,8 @@ from codexk8s_pipelines.knowledge.db import HNSW_ORDER, as_array, connect
 from codexk8s_pipelines.knowledge.embedding import Embedder, HashingEmbedder
 from codexk8s_pipelines.knowledge.search import Searcher
 from codexk8s_pipelines.knowledge.tuning import (
+    CODE_LADDER,
+    CODE_MARGIN,
     SAMPLE,
     TARGET_RECALL,
     UNTUNED_EF_SEARCH,
@@ -24,17 +27,18 @@ from codexk8s_pipelines.knowledge.tuning import (
     question_text,
     tune,
 )
+from codexk8s_pipelines.store.migrations import available_migrations
 
 from .chunk_rows import copy_chunks
 
 ROWS = 2000
 
 
-def _clustered(n: int, seed: int) -> np.ndarray:
+def _clustered(n: int, seed: int, spread: float = 0.8) -> np.ndarray:
     """Points around 50 centres in all 384 dimensions: neighbours nearly equidistant, hard for a short list."""
     rng = np.random.default_rng(seed)
     centres = rng.standard_normal((50, 384))
-    points = centres[rng.integers(0, 50, n)] + 0.8 * rng.standard_normal((n, 384))
+    points = centres[rng.integers(0, 50, n)] + spread * rng.standard_normal((n, 384))
     return (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
 
 
@@ -107,6 +111,98 @@ def test_the_shortest_list_reaching_the_target_is_kept(
     assert tuning.recall == pytest.approx(recalls[first_enough], abs=1e-6)
     with connect(hard_url) as conn:
         assert current_tuning(conn) == tuning.__class__(**{**tuning.__dict__, "fresh": False})
+
+
+def _independent_code_recalls(url: str, questions: list[tuple[int, np.ndarray]]) -> dict[int, float]:
+    """Recall@10 per count of CODE_LADDER of re-ranking the chunks nearest by binary code (numpy: a bit per
+    dimension, set where the stored value is positive; Hamming distance, ties by id), against numpy's exact ranking,
+    each question without its own chunk."""
+    with connect(url) as conn:
+        rows = conn.execute("SELECT id, embedding FROM doc_chunks ORDER BY id").fetchall()
+    ids = np.array([int(r[0]) for r in rows])
+    matrix = np.stack([as_array(r[1]).astype(np.float64) for r in rows])
+    codes = matrix > 0
+    recalls: dict[int, list[float]] = {n: [] for n in CODE_LADDER}
+    for own, q in questions:
+        keep = ids != own
+        dist = (1 - matrix @ q / np.linalg.norm(matrix, axis=1) / np.linalg.norm(q))[keep]
+        hamming = (codes[keep] != (q > 0)).sum(axis=1)
+        order = np.lexsort((ids[keep], hamming))
+        tenth = np.sort(dist)[9]
+        for n in CODE_LADDER:
+            found = np.sort(dist[order[:n]])[:10]
+            recalls[n].append(float((found <= tenth + 1e-6).sum()) / 10)
+    return {n: float(np.mean(r)) for n, r in recalls.items()}
+
+
+SUBJECTS = (
+    "The deploy",
+    "A rollback",
+    "The cache",
+    "Each worker",
+    "The scheduler",
+    "A migration",
+    "The index",
+    "A sensor",
+)
+ACTIONS = ("retries", "blocks", "restarts", "logs", "skips", "pauses", "verifies", "rebuilds", "drops", "copies")
+OBJECTS = ("the queue", "every lock", "old tokens", "the backups", "stale pages", "its config", "the mirrors")
+
+
+def _sentences(url: str, embedder: Embedder) -> None:
+    """560 short sentences about operations, embedded by the model: real text vectors, whose codes find their
+    neighbours."""
+    texts = [
+        f"{s} {a} {o} on node {i % 9}." for i, (s, a, o) in enumerate(itertools.product(SUBJECTS, ACTIONS, OBJECTS))
+    ]
+    vectors = embedder.encode(texts)
+    copy_chunks(
+        url,
+        (
+            (f"acme/r{i % 3}", f"docs/s{i}.md", "Ops", text, "[" + ",".join(f"{x:.7f}" for x in v) + "]")
+            for i, (text, v) in enumerate(zip(texts, vectors, strict=True))
+        ),
+    )
+
+
+def test_the_binary_codes_are_the_fewest_reaching_the_target_with_the_margin_or_none(
+    migrated_url: str, embedder: Embedder
+) -> None:
+    """On the hard set no count of codes finds the neighbours, and filters stay exact; on real sentences the fewest
+    codes that reach the target are kept, doubled. Both against an independent numpy computation."""
+    outcomes = []
+    for load in (lambda: _load(migrated_url, _clustered(ROWS, 3)), lambda: _sentences(migrated_url, embedder)):
+        with psycopg.connect(migrated_url, autocommit=True) as conn:
+            conn.execute("DELETE FROM doc_chunks")
+        load()
+        tuning = tune(migrated_url, force=True, embedder=embedder)
+        assert tuning and tuning.fresh
+        recalls = _independent_code_recalls(migrated_url, _questions(migrated_url, embedder))
+        enough = [n for n in CODE_LADDER if recalls[n] >= TARGET_RECALL]
+        assert tuning.code_candidates == (CODE_MARGIN * enough[0] if enough else None), recalls
+        with connect(migrated_url) as conn:
+            stored = current_tuning(conn)
+        assert stored and stored.code_candidates == tuning.code_candidates
+        outcomes.append((tuning.code_candidates, recalls))
+    assert outcomes[0][0] is None and outcomes[1][0] is not None, outcomes
+
+
+def test_migration_0015_drops_the_measurement_its_table_rewrite_made_stale(
+    hard_url: str, migrator_database_url: str
+) -> None:
+    """Adding the code column rewrites the table and rebuilds the HNSW graph the list was measured on, and a stored
+    measurement has no codes: after the migration the next indexing run measures again, though the corpus has not
+    moved, and searches meanwhile use the untuned list."""
+    first = tune(hard_url)
+    assert first and not needs_tuning(first, ROWS)
+    migration = next(m for m in available_migrations() if m.version == 15)
+    with psycopg.connect(migrator_database_url, autocommit=True) as conn:
+        conn.execute(migration.sql)
+    with connect(hard_url) as conn:
+        assert current_tuning(conn) is None
+        assert tuning_module.tuned_ef_search(conn) == UNTUNED_EF_SEARCH
+    again = tune(hard_url)
+    assert again and again.fresh
 
 
 def test_measured_again_only_when_the_corpus_moved_by_a_tenth(hard_url: str) -> None:
