@@ -7,8 +7,10 @@
    defines it): latency p50/p95 of `search()`'s statement and, separately, end to end with the ONNX query
    embedding (goals, issue 19: p95 ≤ 12 ms, ≤ 15 ms with a path filter, no slower at 10,000 than at 100,000),
    recall@10 of what `search()` returns against exact nearest neighbours (goal ≥ 0.98), with no filter,
-   a repository filter (5% of the chunks) and a path-prefix filter (11%), both ranked exactly (at most
-   EXACT_SCAN_ROWS chunks, from the covering indexes that keep their half-precision vectors together), on three
+   a repository filter (5% of the chunks) and a path-prefix filter (11%), both at most EXACT_SCAN_ROWS chunks:
+   ranked exactly from the covering indexes that keep their half-precision vectors together, or, above
+   CODE_SCAN_ROWS where the corpus's tuning found a count of binary codes that keeps the recall (migration
+   0015), by those codes first; that path filter is then also ranked both ways side by side. On three
    data sets:
 
    - `real`: real documentation, nothing copied or synthesised: the docstrings of the installed Python packages
@@ -30,8 +32,8 @@
    In all, row i is in repository i mod 20, so one repository's rows are spread over the whole table.
 
    Before measuring, each data set is tuned as the docs_index asset tunes an installation (knowledge/tuning.py:
-   the shortest HNSW candidate list reaching recall@10 0.995 for questions about 200 of its chunks), and the
-   tuning is printed.
+   the shortest HNSW candidate list reaching recall@10 0.995 for questions about 200 of its chunks, and the
+   binary codes a large filter re-ranks), and the tuning is printed.
 
    The 10,000 versus 100,000 comparison searches the two data sets alternately, query by query.
 

@@ -126,6 +126,7 @@ def test_materialising_is_incremental_and_reports_what_it_did(docs_env: dict, st
         tuning = current_tuning(conn)
     assert tuning and tuning.chunks == first["chunks"] and tuning.ef_search in LADDER
     assert first["search_ef_search"] == tuning.ef_search and first["search_recall_at_10"] >= TARGET_RECALL
+    assert first["search_code_candidates"] == (tuning.code_candidates or 0)  # the binary codes large filters use
     again = materialize(docs_env["local_key"])
     assert again["embedded_now"] == 0 and again["reused"] == first["chunks"]
 

@@ -64,6 +64,8 @@ def docs_index(
             "index_size": dg.MetadataValue.int(stats.index_bytes),
             "search_ef_search": tuning.ef_search if tuning else 0,
             "search_recall_at_10": float(round(tuning.recall, 3)) if tuning else 0.0,
+            # 0: large filters are ranked exactly (no count of binary codes reached the recall)
+            "search_code_candidates": (tuning.code_candidates or 0) if tuning else 0,
         },
         check_results=[check],
     )
