@@ -35,7 +35,7 @@ from psycopg import sql
 
 from .db import CODE_ORDER, HALF_ORDER, check_dimension, connect, hnsw_nearest, missing_index, vector_version
 from .embedding import Embedder, query_embedder
-from .tuning import POOL, UNTUNED_EF_SEARCH, candidate_pool, current_tuning, tuned_ef_search
+from .tuning import POOL, SearchTuning, candidate_pool, current_tuning, ef_search_of, tuned_ef_search
 
 MAX_K = 1000
 # The fusion (see `fuse`): the meaning ranking's share of the fused score, and how many chunks of one file a
@@ -200,12 +200,11 @@ def exact_gate(repository: str | None, path_prefix: str | None, *, codes: bool =
     if repository and not path_prefix:
         count: sql.Composable = sql.SQL("SELECT coalesce(sum(chunks), 0) AS n FROM doc_corpus WHERE repository = %s")
         params: list[Any] = [repository]
-    elif not codes:
-        where, params = filters(repository, path_prefix)
-        query = sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM doc_chunks WHERE {where} OFFSET {rows}) AS exact")
-        return query.format(where=where, rows=sql.Literal(EXACT_SCAN_ROWS)), params
     else:
         where, params = filters(repository, path_prefix)
+        if not codes:
+            query = sql.SQL("SELECT NOT EXISTS (SELECT 1 FROM doc_chunks WHERE {where} OFFSET {rows}) AS exact")
+            return query.format(where=where, rows=sql.Literal(EXACT_SCAN_ROWS)), params
         count = sql.SQL("SELECT count(*) AS n FROM (SELECT 1 FROM doc_chunks WHERE {where} LIMIT {over}) AS f").format(
             where=where, over=sql.Literal(EXACT_SCAN_ROWS + 1)
         )
@@ -540,7 +539,7 @@ class Searcher:
         self.connections_opened = 0
         self._conn: psycopg.Connection[Any] | None = None
         self._ef: int | None = None
-        self._tuned: tuple[int, int | None, float] | None = None  # (ef_search, codes, monotonic time read)
+        self._tuned: tuple[SearchTuning | None, float] | None = None  # (the measurement, monotonic time read)
 
     def _connection(self) -> tuple[psycopg.Connection[Any], bool]:
         """The kept connection (and whether it was just opened): autocommit, as the one statement needs no
@@ -621,13 +620,10 @@ class Searcher:
     def _tuning(self, conn: psycopg.Connection[Any]) -> tuple[int, int | None]:
         """(HNSW ef_search, binary codes or None) measured for this corpus, else the untuned list and no codes."""
         now = time.monotonic()
-        if self._tuned is None or now - self._tuned[2] > self.TUNING_MAX_AGE:
-            tuning = current_tuning(conn)
-            if tuning is None:
-                self._tuned = (UNTUNED_EF_SEARCH, None, now)
-            else:
-                self._tuned = (tuning.ef_search, tuning.code_candidates, now)
-        return self._tuned[0], self._tuned[1]
+        if self._tuned is None or now - self._tuned[1] > self.TUNING_MAX_AGE:
+            self._tuned = (current_tuning(conn), now)
+        tuning = self._tuned[0]
+        return ef_search_of(tuning), tuning.code_candidates if tuning else None
 
     def close(self) -> None:
         if self._conn is not None:

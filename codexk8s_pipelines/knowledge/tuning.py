@@ -114,10 +114,14 @@ def current_tuning(conn: psycopg.Connection[Any]) -> SearchTuning | None:
     return SearchTuning(int(row[0]), float(row[1]), int(row[2]), int(row[3]), float(row[4]), row[5], False, codes)
 
 
-def tuned_ef_search(conn: psycopg.Connection[Any]) -> int:
-    """The candidate list searches on this database use: the measured one, else UNTUNED_EF_SEARCH."""
-    tuning = current_tuning(conn)
+def ef_search_of(tuning: SearchTuning | None) -> int:
+    """The candidate list searches use under `tuning`: the measured one, else UNTUNED_EF_SEARCH."""
     return tuning.ef_search if tuning else UNTUNED_EF_SEARCH
+
+
+def tuned_ef_search(conn: psycopg.Connection[Any]) -> int:
+    """The candidate list searches on this database use (see `ef_search_of`)."""
+    return ef_search_of(current_tuning(conn))
 
 
 def needs_tuning(tuning: SearchTuning | None, chunks: int) -> bool:

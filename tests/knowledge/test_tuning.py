@@ -61,13 +61,18 @@ def hard_url(migrated_url: str) -> Iterator[str]:
     search_module._POOL.close_all()
 
 
+def _stored_vectors(url: str) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, vectors) of every chunk, in id order, for numpy's independent rankings."""
+    with connect(url) as conn:
+        rows = conn.execute("SELECT id, embedding FROM doc_chunks ORDER BY id").fetchall()
+    return np.array([int(r[0]) for r in rows]), np.stack([as_array(r[1]).astype(np.float64) for r in rows])
+
+
 def _independent_recall(url: str, ef: int, questions: list[tuple[int, np.ndarray]]) -> float:
     """Recall@10 of the graph walk at `ef` for the questions (each without its own chunk), against numpy's exact
     ranking of all vectors."""
+    ids, matrix = _stored_vectors(url)
     with connect(url, autocommit=True) as conn:
-        rows = conn.execute("SELECT id, embedding FROM doc_chunks").fetchall()
-        ids = np.array([int(r[0]) for r in rows])
-        matrix = np.stack([as_array(r[1]).astype(np.float64) for r in rows])
         conn.execute(f"SET hnsw.ef_search = {ef}")
         recalls = []
         for own, q in questions:
@@ -117,10 +122,7 @@ def _independent_code_recalls(url: str, questions: list[tuple[int, np.ndarray]])
     """Recall@10 per count of CODE_LADDER of re-ranking the chunks nearest by binary code (numpy: a bit per
     dimension, set where the stored value is positive; Hamming distance, ties by id), against numpy's exact ranking,
     each question without its own chunk."""
-    with connect(url) as conn:
-        rows = conn.execute("SELECT id, embedding FROM doc_chunks ORDER BY id").fetchall()
-    ids = np.array([int(r[0]) for r in rows])
-    matrix = np.stack([as_array(r[1]).astype(np.float64) for r in rows])
+    ids, matrix = _stored_vectors(url)
     codes = matrix > 0
     recalls: dict[int, list[float]] = {n: [] for n in CODE_LADDER}
     for own, q in questions:
