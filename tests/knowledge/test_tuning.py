@@ -189,15 +189,16 @@ def test_the_binary_codes_are_the_fewest_reaching_the_target_with_the_margin_or_
     assert outcomes[0][0] is None and outcomes[1][0] is not None, outcomes
 
 
-def test_migration_0015_drops_the_measurement_its_table_rewrite_made_stale(
-    hard_url: str, migrator_database_url: str
+@pytest.mark.parametrize("version", [15, 16])
+def test_a_migration_that_rebuilds_the_graph_drops_the_measurement_it_made_stale(
+    hard_url: str, migrator_database_url: str, version: int
 ) -> None:
-    """Adding the code column rewrites the table and rebuilds the HNSW graph the list was measured on, and a stored
-    measurement has no codes: after the migration the next indexing run measures again, though the corpus has not
-    moved, and searches meanwhile use the untuned list."""
+    """0015 adds the code column, which rewrites the table and so rebuilds the HNSW graph the list was measured on (and
+    a stored measurement has no codes); 0016 builds the graph again with a longer construction list. After either, the
+    next indexing run measures again, though the corpus has not moved, and searches meanwhile use the untuned list."""
     first = tune(hard_url)
     assert first and not needs_tuning(first, ROWS)
-    migration = next(m for m in available_migrations() if m.version == 15)
+    migration = next(m for m in available_migrations() if m.version == version)
     with psycopg.connect(migrator_database_url, autocommit=True) as conn:
         conn.execute(migration.sql)
     with connect(hard_url) as conn:
@@ -205,6 +206,15 @@ def test_migration_0015_drops_the_measurement_its_table_rewrite_made_stale(
         assert tuning_module.tuned_ef_search(conn) == UNTUNED_EF_SEARCH
     again = tune(hard_url)
     assert again and again.fresh
+
+
+def test_the_graph_is_built_with_the_longer_construction_list(migrated_url: str) -> None:
+    """Migration 0016: with a construction list of 400 the tuned list at 100,000 real chunks is 100, not 140, and a
+    rebuild no longer brings recall under the goal (the migration's measurements). A later migration or a manual
+    REINDEX that dropped the option would silently bring the former graph back."""
+    with connect(migrated_url) as conn:
+        row = conn.execute("SELECT reloptions FROM pg_class WHERE relname = 'doc_chunks_embedding_idx'").fetchone()
+    assert row and sorted(row[0]) == ["ef_construction=400", "m=16"]
 
 
 def test_measured_again_only_when_the_corpus_moved_by_a_tenth(hard_url: str) -> None:
