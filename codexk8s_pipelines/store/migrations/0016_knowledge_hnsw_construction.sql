@@ -8,9 +8,9 @@
 --   construction 200, eight builds: 0.964-0.989 at a list of 140 (three of them under the 0.98 goal), 0.967-0.974
 --   at 100;
 --   construction 400, eight builds: 0.985-0.992 at 100, 0.993-0.996 at 140.
--- The tuned list at that scale is now 100 where it was 140 (knowledge/tuning.py), and the time of the walk is the
--- same: three pairs of builds searched alternately, p50 1.66-2.03 ms at 100 on the new graph against 1.71-2.21 ms at
--- 140 on the former one.
+-- At a list of 100 the walk on the new graph takes as long as at 140 on the former one: three pairs of builds
+-- searched alternately, p50 1.66-2.03 against 1.71-2.21 ms. (Those questions came from a few files; held out across
+-- the whole corpus they need a list of 200 on this graph, the shortest tuning chooses: knowledge/tuning.py.)
 -- Its price: building takes about twice as long (45-49 s against 23-26 s at 100,000 real chunks here; 167 s on the
 -- adversarial `clustered` set, whose tuned list went from 800-1000 to 560), and so does adding a chunk to a large graph
 -- (2.9 against 1.9 ms a chunk at 100,000; embedding a chunk takes ~15 ms). A construction list of 800 reached 0.981 at
