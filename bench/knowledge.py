@@ -514,13 +514,49 @@ def measure(
             t = time.perf_counter()
             searcher.search(text, repository=repository, path_prefix=prefix, k=10)
             timings.append((time.perf_counter() - t) * 1000)
-        found = []
-        for (_, vector), exact in zip(queries, truth, strict=True):
-            embedder.vector = vector
-            hits = searcher.search(NO_TEXT_MATCH, repository=repository, path_prefix=prefix, k=10)
-            found.append(len({h.path for h in hits} & exact) / 10)
+        recall = vector_recall(searcher, embedder, queries, truth, repository, prefix)
     p50, p95 = percentiles(timings)
-    return p50, p95, statistics.mean(found)
+    return p50, p95, recall
+
+
+def vector_recall(
+    searcher: Searcher,
+    embedder: FixedEmbedder,
+    queries: list[tuple[str, np.ndarray]],
+    truth: list[set[str]],
+    repository: str | None,
+    prefix: str | None,
+) -> float:
+    """Recall@10 of `searcher`'s vector ranking as served: each query vector searched with a text no chunk contains,
+    its hits' paths against the exact top 10."""
+    found = []
+    for (_, embedder.vector), exact in zip(queries, truth, strict=True):
+        hits = searcher.search(NO_TEXT_MATCH, repository=repository, path_prefix=prefix, k=10)
+        found.append(len({h.path for h in hits} & exact) / 10)
+    return statistics.mean(found)
+
+
+def alternate(
+    searchers: Sequence[Searcher],
+    embedders: Sequence[FixedEmbedder],
+    queries: Sequence[list[tuple[str, np.ndarray]]],
+    repository: str | None,
+    prefix: str | None,
+) -> list[list[float]]:
+    """Each searcher's timings (ms) over LATENCY_RUNS searches, the two searched alternately query by query (which
+    goes first alternates too), after one warm pass each: a change in this machine's load weighs on both alike."""
+    for searcher, embedder, own in zip(searchers, embedders, queries, strict=True):
+        for text, embedder.vector in own:  # warm, as `measure` does
+            searcher.search(text, repository=repository, path_prefix=prefix, k=10)
+    timings: list[list[float]] = [[], []]
+    for i in range(LATENCY_RUNS):
+        for side in (0, 1) if i % 2 == 0 else (1, 0):
+            own = queries[side]
+            text, embedders[side].vector = own[i % len(own)]
+            t = time.perf_counter()
+            searchers[side].search(text, repository=repository, path_prefix=prefix, k=10)
+            timings[side].append((time.perf_counter() - t) * 1000)
+    return timings
 
 
 # The filters measured: none; one repository (a twentieth of the chunks, few enough to rank exactly); and a
@@ -585,23 +621,11 @@ def compare_codes(url: str, name: str, n: int) -> None:
             Searcher(url, embedder=embedders[1]) as by_codes,
         ):
             searchers = (exact, by_codes)
-            for searcher, embedder in zip(searchers, embedders, strict=True):
-                for text, embedder.vector in queries:  # warm, as `measure` does
-                    searcher.search(text, repository=repo, path_prefix=prefix, k=10)
-            timings: list[list[float]] = [[], []]
-            for i in range(LATENCY_RUNS):
-                for side in (0, 1) if i % 2 == 0 else (1, 0):
-                    text, embedders[side].vector = queries[i % len(queries)]
-                    t = time.perf_counter()
-                    searchers[side].search(text, repository=repo, path_prefix=prefix, k=10)
-                    timings[side].append((time.perf_counter() - t) * 1000)
-            recalls = []
-            for searcher, embedder in zip(searchers, embedders, strict=True):
-                found = []
-                for (_, embedder.vector), paths in zip(queries, truth, strict=True):
-                    hits = searcher.search(NO_TEXT_MATCH, repository=repo, path_prefix=prefix, k=10)
-                    found.append(len({h.path for h in hits} & paths) / 10)
-                recalls.append(statistics.mean(found))
+            timings = alternate(searchers, embedders, [queries, queries], repo, prefix)
+            recalls = [
+                vector_recall(searcher, embedder, queries, truth, repo, prefix)
+                for searcher, embedder in zip(searchers, embedders, strict=True)
+            ]
         (e50, e95), (c50, c95) = percentiles(timings[0]), percentiles(timings[1])
         print(
             f"[{name}] {label} at {n:,} chunks, {codes} binary codes first: p50 {c50:5.1f} ms  p95 {c95:5.1f} ms"
@@ -612,25 +636,13 @@ def compare_codes(url: str, name: str, n: int) -> None:
 
 def compare_sizes(name: str, small: tuple[int, str], large: tuple[int, str]) -> None:
     """The smaller data set against the larger (goal: no slower when smaller), per scenario, side by side: one warm
-    Searcher on each, the two searched alternately query by query (which goes first alternates too), so that a
-    change in this machine's load during the run weighs on both alike. Measured one after the other, the ratio
+    Searcher on each, searched alternately (`alternate`). Measured one after the other, the ratio
     across all repositories moved with the load: 0.64 in one run, 1.33 in a later one, on the same data."""
     sides = [(n, url, _queries(url)) for n, url in (small, large)]
     for label, repo, prefix in SCENARIOS:
         embedders = [FixedEmbedder() for _ in sides]
         with Searcher(sides[0][1], embedder=embedders[0]) as a, Searcher(sides[1][1], embedder=embedders[1]) as b:
-            searchers = (a, b)
-            for (_, _, queries), searcher, embedder in zip(sides, searchers, embedders, strict=True):
-                for text, embedder.vector in queries:  # warm, as `measure` does
-                    searcher.search(text, repository=repo, path_prefix=prefix, k=10)
-            timings: list[list[float]] = [[], []]
-            for i in range(LATENCY_RUNS):
-                for side in (0, 1) if i % 2 == 0 else (1, 0):
-                    queries = sides[side][2]
-                    text, embedders[side].vector = queries[i % len(queries)]
-                    t = time.perf_counter()
-                    searchers[side].search(text, repository=repo, path_prefix=prefix, k=10)
-                    timings[side].append((time.perf_counter() - t) * 1000)
+            timings = alternate((a, b), embedders, [queries for _, _, queries in sides], repo, prefix)
         (_, p95_small), (_, p95_large) = percentiles(timings[0]), percentiles(timings[1])
         print(
             f"[{name}] p95 at {small[0]:,} / p95 at {large[0]:,} chunks, {label}: {p95_small / p95_large:4.2f}"
