@@ -81,7 +81,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from codexk8s_pipelines.knowledge.db import as_array, connect
 from codexk8s_pipelines.knowledge.embedding import resolve_model
 from codexk8s_pipelines.knowledge.index import DEFAULT_GLOBS, index_repository, read_chunks, refresh_term_stats
-from codexk8s_pipelines.knowledge.search import EXACT_SCAN_ROWS, Searcher, exact_gate, filters, use_exact_scan
+from codexk8s_pipelines.knowledge.search import EXACT_SCAN_ROWS, Searcher, filter_gate, filters, use_exact_scan
 from codexk8s_pipelines.knowledge.tuning import current_tuning, question_text, tune
 from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore
 from codexk8s_pipelines.store.migrations import available_migrations
@@ -591,13 +591,12 @@ def bench_search(url: str, name: str, n: int, ef_values: Sequence[int]) -> None:
 
 def _ranked_by_codes(conn: psycopg.Connection, repository: str | None, prefix: str | None) -> bool:
     """Whether search() ranks this filter by binary codes first: the corpus has a measured count, and the filter
-    keeps more than CODE_SCAN_ROWS chunks and at most EXACT_SCAN_ROWS (the statement's own gate, asked alone)."""
+    keeps more than CODE_SCAN_ROWS chunks and at most EXACT_SCAN_ROWS (the filter's gate, as search() asks it)."""
     tuning = current_tuning(conn)
     if not (repository or prefix) or tuning is None or tuning.code_candidates is None:
         return False
-    gate, params = exact_gate(repository, prefix, codes=True)
-    row = conn.execute(gate, params).fetchone()
-    return bool(row and row[0] and row[1])
+    gate = filter_gate(conn, repository, prefix, codes=True)
+    return gate.exact and gate.coarse
 
 
 def compare_codes(url: str, name: str, n: int) -> None:

@@ -27,7 +27,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, LiteralString
+from typing import Any, LiteralString, NamedTuple
 
 import numpy as np
 import psycopg
@@ -175,16 +175,30 @@ def use_exact_scan(conn: Any, repository: str | None, path_prefix: str | None) -
     A filter that keeps few rows (one repository among many, a docs folder) makes the graph walk visit many
     rows it then throws away; reading those few rows exactly is faster and has perfect recall. A repository's or
     a folder's ids and vectors are read from a covering index (migration 0014, see `exact_nearest`), one key
-    range, not from table pages wherever the chunks were written. `search()` makes the same decision inside its one
-    statement (see `_vector_ctes`); impact, which ranks many vectors under one filter, asks once here."""
-    if not repository and not path_prefix:
-        return False
-    gate, params = exact_gate(repository, path_prefix)
-    row = conn.execute(gate, params).fetchone()
-    return bool(row and row[0])
+    range, not from table pages wherever the chunks were written. `search()` makes the same decision (`filter_gate`,
+    which a `Searcher` keeps a while); impact, which ranks many vectors under one filter, asks once here."""
+    return filter_gate(conn, repository, path_prefix).exact
 
 
 Fragment = tuple[sql.Composable, list[Any]]  # SQL text and the parameters it takes, in order
+
+
+class Gate(NamedTuple):
+    """How a filter's chunks are ranked: `exact`, every one of them (at most EXACT_SCAN_ROWS), else by the graph walk;
+    `coarse`, when ranked exactly with a corpus's measured codes, by binary codes first (more than CODE_SCAN_ROWS)."""
+
+    exact: bool
+    coarse: bool = False
+
+
+def filter_gate(conn: Any, repository: str | None, path_prefix: str | None, *, codes: bool = False) -> Gate:
+    """The filter's `Gate`, asked of the database (`exact_gate`); `codes`: whether `coarse` is asked too. No filter:
+    the graph walk."""
+    if not repository and not path_prefix:
+        return Gate(exact=False)
+    gate, params = exact_gate(repository, path_prefix, codes=codes)
+    row = conn.execute(gate, params).fetchone()
+    return Gate(exact=bool(row and row[0]), coarse=bool(codes and row and row[1]))
 
 
 def exact_gate(repository: str | None, path_prefix: str | None, *, codes: bool = False) -> Fragment:
@@ -271,25 +285,35 @@ def vector_ranking(
 
 
 def _vector_ctes(
-    vector: np.ndarray, repository: str | None, path_prefix: str | None, pool: int, codes: int | None = None
+    vector: np.ndarray,
+    repository: str | None,
+    path_prefix: str | None,
+    pool: int,
+    codes: int | None = None,
+    gate: Gate | None = None,
 ) -> Fragment:
     """CTE `by_meaning(id, sim, rank)`: the pool nearest chunks under the filter, ranked by full-precision distance
     (the HNSW walk orders by half precision).
 
-    With a filter, the exact-or-HNSW choice of `use_exact_scan` is made in the statement: `exact_gate` gates the
-    branches, and PostgreSQL runs only the branch whose one-time filter holds. The gate and the exact branch
-    (`exact_nearest`) read the filters' indexes; the HNSW branch gets them in a form those indexes cannot serve (see
-    `filters`). With `codes` (the corpus's measured count, tuning.py), a filter of more than CODE_SCAN_ROWS chunks
-    takes a third branch instead of the exact one: `code_nearest`, from the same filters' code indexes."""
+    With a filter, the exact-or-HNSW choice is the filter's `gate` (`filter_gate`, with `coarse` asked when `codes`),
+    given as parameters: the plan holds every branch and PostgreSQL runs only the one whose one-time filter holds, so
+    one prepared statement serves every filter. The exact branch (`exact_nearest`) reads the filters' indexes; the
+    HNSW branch gets them in a form those indexes cannot serve (see `filters`). With `codes` (the corpus's measured
+    count, tuning.py), a filter of more than CODE_SCAN_ROWS chunks takes a third branch instead of the exact one:
+    `code_nearest`, from the same filters' code indexes."""
     where, params = filters(repository, path_prefix)
     walk, walk_params = filters(repository, path_prefix, walk=True)
     if not params:
         hnsw, nearest_params = hnsw_nearest(vector, walk, walk_params, pool)
         nearest = sql.SQL("nearest AS ({hnsw})").format(hnsw=hnsw)
-        gate: Fragment = (sql.SQL(""), [])
+        decided: Fragment = (sql.SQL(""), [])
     else:
-        decide, decide_params = exact_gate(repository, path_prefix, codes=codes is not None)
-        gate = (sql.SQL("gate AS MATERIALIZED ({decide}), ").format(decide=decide), decide_params)
+        if gate is None:
+            raise ValueError("gate: a filtered ranking needs its filter's gate (filter_gate)")
+        decided = (
+            sql.SQL("gate AS MATERIALIZED (SELECT %s::boolean AS exact, %s::boolean AS coarse), "),
+            [gate.exact, gate.coarse],
+        )
         ranked = sql.SQL("exact AND NOT coarse" if codes is not None else "exact")
         exact, exact_params = exact_nearest(
             vector, sql.SQL("{where} AND (SELECT {ranked} FROM gate)").format(where=where, ranked=ranked), params, pool
@@ -309,7 +333,7 @@ def _vector_ctes(
         "{gate}{nearest}, by_meaning AS (SELECT id, 1 - dist AS sim, row_number() OVER (ORDER BY dist, id) AS rank"
         " FROM nearest)"
     )
-    return query.format(gate=gate[0], nearest=nearest), [*gate[1], *nearest_params]
+    return query.format(gate=decided[0], nearest=nearest), [*decided[1], *nearest_params]
 
 
 def uses_operators(text: str) -> bool:
@@ -442,10 +466,11 @@ def _search_statement(
     k: int,
     per_file: int | None = None,
     codes: int | None = None,
+    gate: Gate | None = None,
 ) -> tuple[sql.Composed, list[Any]]:
     """Both rankings, their fusion (`fuse()`, in float8), at most `per_file` chunks of one file, and the top-k
-    rows, in one statement: one round trip per search. `codes`: see `_vector_ctes`."""
-    meaning, meaning_params = _vector_ctes(vector, repository, path_prefix, pool, codes)
+    rows, in one statement: one round trip per search. `codes`, `gate`: see `_vector_ctes`."""
+    meaning, meaning_params = _vector_ctes(vector, repository, path_prefix, pool, codes, gate)
     words, words_params = _text_ctes(text, repository, path_prefix, pool, within_meaning=True)
     query = sql.SQL(
         "WITH {meaning}, {words},"
@@ -515,10 +540,15 @@ class Searcher:
     opens on the first search and reopens after the server dropped it; `close()` (or `with`) ends it.
     The HNSW candidate list and the binary codes a large filter re-ranks are the corpus's measured ones (`tuning`),
     read when the connection opens and again when TUNING_MAX_AGE has passed, so a retuned index is searched with
-    its new values within a minute. `ef_search` overrides the list (the bench's trade-off table); `exact_filters`
-    ranks every filter exactly, as a corpus without codes is (the bench's side-by-side comparison)."""
+    its new values within a minute. So is each filter's `Gate` (how many chunks it keeps decides how it is ranked):
+    asked when the filter is first searched and again after TUNING_MAX_AGE, not in every search, because counting a
+    folder's chunks took ~0.8 ms of each search (p50 6.1 → 5.3 ms, SQL, a folder of 11,111 at 100,000 chunks,
+    bench/knowledge.py `real`). A folder indexed past a limit meanwhile is ranked the former way for at most that
+    long: still correctly, only at the other speed. `ef_search` overrides the list (the bench's trade-off table);
+    `exact_filters` ranks every filter exactly, as a corpus without codes is (the bench's side-by-side comparison)."""
 
     TUNING_MAX_AGE = 60.0
+    MAX_GATES = 256  # filters whose gate is kept; past that the kept ones are dropped and asked again
 
     def __init__(
         self,
@@ -540,6 +570,7 @@ class Searcher:
         self._conn: psycopg.Connection[Any] | None = None
         self._ef: int | None = None
         self._tuned: tuple[SearchTuning | None, float] | None = None  # (the measurement, monotonic time read)
+        self._gates: dict[tuple[str | None, str | None, bool], tuple[Gate, float]] = {}  # (gate, monotonic time read)
 
     def _connection(self) -> tuple[psycopg.Connection[Any], bool]:
         """The kept connection (and whether it was just opened): autocommit, as the one statement needs no
@@ -563,7 +594,7 @@ class Searcher:
         except BaseException:
             conn.close()
             raise
-        self._conn, self._ef, self._tuned = conn, None, None
+        self._conn, self._ef, self._tuned, self._gates = conn, None, None, {}
         self.connections_opened += 1
         return conn, True
 
@@ -590,22 +621,33 @@ class Searcher:
         check_dimension(embedder.dim)
         vector = np.asarray(embedder.encode([query.strip()]), dtype=np.float32)[0]
         pool = candidate_pool(k)
-        codes = None if self.exact_filters else self._tuning(conn)[1]
-        statement, statement_params = _search_statement(
-            vector, query.strip(), repository, path_prefix, pool, k, per_file, codes
-        )
+        place = (repository, path_prefix)
         try:
-            rows = self._run(conn, pool, statement, statement_params)
+            rows = self._run(conn, vector, query.strip(), place, pool, k, per_file)
         except psycopg.OperationalError:
             if fresh or not (conn.closed or conn.broken):
                 raise
             # The kept connection died while idle (server restart, idle timeout): one retry on a new one.
             conn, _ = self._connection()
-            rows = self._run(conn, pool, statement, statement_params)
+            rows = self._run(conn, vector, query.strip(), place, pool, k, per_file)
         return [SearchHit(r[1], r[2], tuple(r[3] or ()), r[4], r[5], round(float(r[7]), 6), r[6]) for r in rows]
 
-    def _run(self, conn: psycopg.Connection[Any], pool: int, statement: sql.Composed, params: list[Any]) -> list[Any]:
+    def _run(
+        self,
+        conn: psycopg.Connection[Any],
+        vector: np.ndarray,
+        text: str,
+        place: tuple[str | None, str | None],
+        pool: int,
+        k: int,
+        per_file: int | None,
+    ) -> list[Any]:
+        """The search's statement for (repository, path prefix) `place`, composed with the corpus's tuning and the
+        filter's gate, run on `conn`."""
         try:
+            codes = None if self.exact_filters else self._tuning(conn)[1]
+            gate = self._gate(conn, *place, codes=codes is not None)
+            statement, params = _search_statement(vector, text, *place, pool, k, per_file, codes, gate)
             ef = ef_search_for(pool, self.ef_floor or self._tuning(conn)[0])
             if ef != self._ef:  # a session setting: sent again only when a bigger k needs a longer list
                 conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(ef)))
@@ -624,6 +666,20 @@ class Searcher:
             self._tuned = (current_tuning(conn), now)
         tuning = self._tuned[0]
         return ef_search_of(tuning), tuning.code_candidates if tuning else None
+
+    def _gate(
+        self, conn: psycopg.Connection[Any], repository: str | None, path_prefix: str | None, *, codes: bool
+    ) -> Gate | None:
+        """The filter's gate (`filter_gate`), asked again when TUNING_MAX_AGE has passed; None without a filter."""
+        if not repository and not path_prefix:
+            return None
+        key, now = (repository, path_prefix, codes), time.monotonic()
+        kept = self._gates.get(key)
+        if kept is None or now - kept[1] > self.TUNING_MAX_AGE:
+            if len(self._gates) >= self.MAX_GATES:
+                self._gates.clear()
+            kept = self._gates[key] = (filter_gate(conn, repository, path_prefix, codes=codes), now)
+        return kept[0]
 
     def close(self) -> None:
         if self._conn is not None:

@@ -20,9 +20,11 @@ from codexk8s_pipelines.knowledge.db import connect
 from codexk8s_pipelines.knowledge.embedding import Embedder, HashingEmbedder
 from codexk8s_pipelines.knowledge.index import refresh_term_stats
 from codexk8s_pipelines.knowledge.search import (
+    Gate,
     Searcher,
     _search_statement,
     candidate_pool,
+    filter_gate,
     filters,
     fuse,
     prefix_end,
@@ -143,8 +145,9 @@ def _plan_branches(url: str, repository: str, codes: int | None = None) -> tuple
     """(rows from the HNSW branch, from the exact branch, from the binary-code branch) when search()'s statement runs
     for a filter, with `codes` as a corpus's measured count."""
     vector = HashingEmbedder().encode(["refund"])[0]
-    statement, statement_params = _search_statement(vector, "refund", repository, None, 40, 10, codes=codes)
     with connect(url, autocommit=True) as conn:
+        gate = filter_gate(conn, repository, None, codes=codes is not None)
+        statement, statement_params = _search_statement(vector, "refund", repository, None, 40, 10, None, codes, gate)
         conn.execute("SET hnsw.iterative_scan = relaxed_order")
         row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(statement), statement_params).fetchone()
     assert row is not None
@@ -193,14 +196,16 @@ def test_a_large_filter_ranked_by_binary_codes_first_gets_the_exact_answer_when_
     monkeypatch.setattr(search_module, "CODE_SCAN_ROWS", 1)
 
     def ranked(codes: int | None) -> list[tuple[str, int, float]]:
-        statement, params = _search_statement(vector, question, repository, path, 40, 8, 2, codes)
         with connect(indexed_url, autocommit=True) as conn:
+            gate = filter_gate(conn, repository, path, codes=codes is not None)
+            statement, params = _search_statement(vector, question, repository, path, 40, 8, 2, codes, gate)
             return [(r[2], r[4], round(float(r[7]), 6)) for r in conn.execute(statement, params).fetchall()]
 
     exact = ranked(None)
     assert exact and ranked(1000) == exact
     with connect(indexed_url, autocommit=True) as conn:
-        meaning, params = search_module._vector_ctes(vector, repository, path, 40, 1)
+        gate = filter_gate(conn, repository, path, codes=True)
+        meaning, params = search_module._vector_ctes(vector, repository, path, 40, 1, gate)
         nearest = conn.execute(sql.SQL("WITH {} SELECT id FROM by_meaning").format(meaning), params).fetchall()
     assert len(nearest) == 1, "one code a pool of its default size: one candidate"
 
@@ -223,11 +228,13 @@ def test_chunks_with_the_same_binary_code_are_ordered_by_full_precision(
     ]
     copy_chunks(migrated_url, rows)
     monkeypatch.setattr(search_module, "CODE_SCAN_ROWS", 1)
-    meaning, meaning_params = search_module._vector_ctes(query, None, "docs/", 1, 400)  # the nearest one only
     nearest = sql.SQL(
         "WITH {} SELECT c.path, m.sim FROM by_meaning AS m JOIN doc_chunks AS c USING (id) ORDER BY m.rank"
     )
     with connect(migrated_url) as conn:
+        gate = filter_gate(conn, None, "docs/", codes=True)
+        assert gate == Gate(exact=True, coarse=True)
+        meaning, meaning_params = search_module._vector_ctes(query, None, "docs/", 1, 400, gate)  # the nearest only
         ranked = conn.execute(nearest.format(meaning), meaning_params).fetchall()
         codes = conn.execute("SELECT count(DISTINCT embedding_bits) FROM doc_chunks").fetchone()
     assert codes == (1,)
@@ -275,6 +282,35 @@ def test_a_searcher_ranks_large_filters_by_the_corpus_s_measured_codes(
         assert hits(exact) == 3, "exact_filters: ranked exactly"
         store(None)
         assert hits(searcher) == 3, "measured again without codes: ranked exactly"
+
+
+def test_a_searcher_asks_a_filter_s_gate_once_a_while_not_in_every_search(
+    indexed_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whether a filter is ranked exactly, by codes or by the walk depends on how many chunks it keeps; counting a
+    folder's took ~0.8 ms of every search. A Searcher asks once per filter and again after TUNING_MAX_AGE."""
+    asked: list[str] = []
+    original = psycopg.Connection.execute
+
+    def counting(self: psycopg.Connection[Any], query: Any, *args: Any, **kw: Any) -> Any:
+        text = query.as_string(self) if isinstance(query, sql.Composable) else str(query)
+        if text.startswith(("SELECT NOT EXISTS", "SELECT n <=")):  # exact_gate's two forms
+            asked.append(text)
+        return original(self, query, *args, **kw)
+
+    with Searcher(indexed_url, embedder=HashingEmbedder()) as searcher:
+        monkeypatch.setattr(psycopg.Connection, "execute", counting)
+        in_docs = [searcher.search("refund", path_prefix="docs/", k=3) for _ in range(3)]
+        assert len(asked) == 1 and in_docs[0] and in_docs[0] == in_docs[1] == in_docs[2]
+        searcher.search("refund", repository="acme/shop", k=3)
+        searcher.search("refund", k=3)  # no filter: the walk, nothing to ask
+        assert len(asked) == 2, "another filter is asked once too"
+        monkeypatch.setattr(Searcher, "TUNING_MAX_AGE", 0.0)
+        assert searcher.search("refund", path_prefix="docs/", k=3) == in_docs[0]
+        assert len(asked) == 3, "asked again once the age has passed"
+        monkeypatch.setattr(search_module, "EXACT_SCAN_ROWS", 0)  # the folder now counts as past the limit
+        walked = searcher.search("refund", path_prefix="docs/", k=3)  # now by the graph walk
+        assert len(asked) == 4 and walked and all(h.path.startswith("docs/") for h in walked)
 
 
 ROWS = 300
@@ -402,8 +438,9 @@ def test_the_meaning_ranking_orders_by_the_expression_the_hnsw_index_is_built_on
     every chunk exactly, correct but slow. On the small fixture PostgreSQL prefers sorting unless told not to."""
     vector = HashingEmbedder().encode(["refund"])[0]
     for repository in (None, "acme/shop"):
-        statement, statement_params = _search_statement(vector, "refund", repository, None, 40, 10)
         with connect(indexed_url) as conn, conn.transaction():
+            gate = filter_gate(conn, repository, None)
+            statement, statement_params = _search_statement(vector, "refund", repository, None, 40, 10, gate=gate)
             conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_sort = off")
             plan = "\n".join(r[0] for r in conn.execute(sql.SQL("EXPLAIN {}").format(statement), statement_params))
         assert "doc_chunks_embedding_idx" in plan, plan
@@ -446,8 +483,11 @@ def test_a_filter_is_ranked_exactly_from_its_vectors_index_without_reading_the_t
     with psycopg.connect(migrator_database_url, autocommit=True) as conn:  # the owner: the app role cannot vacuum
         conn.execute("VACUUM ANALYZE doc_chunks")  # sets the visibility map, as autovacuum does
     vector = HashingEmbedder().encode(["exchange"])[0]
-    statement, statement_params = _search_statement(vector, "exchange", repository, prefix, 40, 10, codes=codes)
     with connect(crowded_url) as conn, conn.transaction():
+        gate = filter_gate(conn, repository, prefix, codes=codes is not None)
+        statement, statement_params = _search_statement(
+            vector, "exchange", repository, prefix, 40, 10, None, codes, gate
+        )
         conn.execute("SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off")
         row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(statement), statement_params).fetchone()
     assert row is not None
@@ -553,14 +593,20 @@ def test_a_folder_filter_finds_its_chunks_through_the_path_index(crowded_url: st
     """Without a repository, a path prefix is an index range of a path index: counting the folder's chunks (is it
     small enough to rank exactly?) and ranking them read that folder's entries, not every chunk's path."""
     vector = HashingEmbedder().encode(["exchange"])[0]
-    statement, statement_params = _search_statement(vector, "exchange", None, "guide/", 40, 10)
+    gate, gate_params = search_module.exact_gate(None, "guide/")
     with connect(crowded_url) as conn, conn.transaction():
         conn.execute("SET LOCAL enable_seqscan = off")
-        row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(statement), statement_params).fetchone()
-    assert row is not None
-    plan = row[0][0]["Plan"]
-    nodes = [n for i in PATH_INDEXES for n in _index_nodes(plan, i) if n["Actual Loops"]]
-    assert nodes and all("Index Cond" in n and n["Actual Rows"] == 1 for n in nodes), nodes
+        statement, statement_params = _search_statement(
+            vector, "exchange", None, "guide/", 40, 10, gate=filter_gate(conn, None, "guide/")
+        )
+        nodes: list[dict[str, Any]] = []
+        for query, params in ((gate, gate_params), (statement, statement_params)):  # the count, then the ranking
+            row = conn.execute(sql.SQL("EXPLAIN (ANALYZE, FORMAT JSON) {}").format(query), params).fetchone()
+            assert row is not None
+            read = [n for i in PATH_INDEXES for n in _index_nodes(row[0][0]["Plan"], i) if n["Actual Loops"]]
+            assert read, query
+            nodes += read
+    assert all("Index Cond" in n and n["Actual Rows"] == 1 for n in nodes), nodes
     hits = search(crowded_url, "exchange", path_prefix="guide/", k=5, embedder=HashingEmbedder())
     assert [h.path for h in hits] == ["guide/prices.md"]
 
@@ -587,7 +633,7 @@ def test_the_graph_walk_gets_a_folder_filter_no_index_range_serves(crowded_url: 
     instead of walking the graph: at 100,000 chunks a folder of 11,111 took 21 ms that way (bench/knowledge.py).
     On this small table any plan sorts; what is checked is that the path index is not offered to that branch."""
     vector = HashingEmbedder().encode(["exchange"])[0].tolist()
-    statement, params = _search_statement(vector, "exchange", None, "docs/", 40, 10)
+    statement, params = _search_statement(vector, "exchange", None, "docs/", 40, 10, gate=Gate(exact=False))
     plan = _generic_plan(crowded_url, statement, params)
     hnsw_branch = plan.split("One-Time Filter: (NOT (InitPlan")[1].split("One-Time Filter: (InitPlan")[0]
     exact_branch = plan.split("One-Time Filter: (InitPlan")[1]
@@ -650,7 +696,7 @@ def test_an_exact_ranking_orders_by_full_precision_where_half_precision_would_no
     rows += [("acme/a", f"docs/far{i}.md", v / np.linalg.norm(v)) for i, v in enumerate(far)]
     copy_chunks(migrated_url, [(r, p, "H", "text", "[" + ",".join(f"{x:.9g}" for x in v) + "]") for r, p, v in rows])
     where, params = filters(None, "docs/")
-    meaning, meaning_params = search_module._vector_ctes(query, None, "docs/", 1)
+    meaning, meaning_params = search_module._vector_ctes(query, None, "docs/", 1, None, Gate(exact=True))
     nearest = sql.SQL("WITH {} SELECT c.path, m.sim FROM by_meaning AS m JOIN doc_chunks AS c USING (id)")
     with connect(migrated_url) as conn:
         assert use_exact_scan(conn, None, "docs/")
