@@ -574,7 +574,8 @@ class Searcher:
 
     def _connection(self) -> tuple[psycopg.Connection[Any], bool]:
         """The kept connection (and whether it was just opened): autocommit, as the one statement needs no
-        transaction, and iterative HNSW scans for the session, so a search sends nothing but its statement."""
+        transaction, and iterative HNSW scans for the session, so a search sends nothing but its statement (and, once a
+        minute, a filter's gate)."""
         if self._conn is not None and not self._conn.closed and not self._conn.broken:
             return self._conn, False
         self.close()

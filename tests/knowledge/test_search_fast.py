@@ -1,6 +1,7 @@
 """What keeps search within its latency budget without changing its answers: kept connections (pool and
 `Searcher`), one prepared statement per search, BM25 over every word match, and the exact-or-HNSW choice made
-inside the statement. Each is checked against the slower, obvious way of computing the same answer."""
+as the statement runs, from a filter's gate that a `Searcher` asks once a minute. Each is checked against the
+slower, obvious way of computing the same answer."""
 
 from __future__ import annotations
 
