@@ -646,10 +646,11 @@ class Searcher:
         """The search's statement for (repository, path prefix) `place`, composed with the corpus's tuning and the
         filter's gate, run on `conn`."""
         try:
-            codes = None if self.exact_filters else self._tuning(conn)[1]
+            tuned_ef, codes = self._tuning(conn)
+            codes = None if self.exact_filters else codes
             gate = self._gate(conn, *place, codes=codes is not None)
             statement, params = _search_statement(vector, text, *place, pool, k, per_file, codes, gate)
-            ef = ef_search_for(pool, self.ef_floor or self._tuning(conn)[0])
+            ef = ef_search_for(pool, self.ef_floor or tuned_ef)
             if ef != self._ef:  # a session setting: sent again only when a bigger k needs a longer list
                 conn.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(ef)))
                 self._ef = ef
@@ -662,25 +663,26 @@ class Searcher:
 
     def _tuning(self, conn: psycopg.Connection[Any]) -> tuple[int, int | None]:
         """(HNSW ef_search, binary codes or None) measured for this corpus, else the untuned list and no codes."""
-        now = time.monotonic()
-        if self._tuned is None or now - self._tuned[1] > self.TUNING_MAX_AGE:
-            self._tuned = (current_tuning(conn), now)
+        if self._tuned is None or self._expired(self._tuned[1]):
+            self._tuned = (current_tuning(conn), time.monotonic())
         tuning = self._tuned[0]
         return ef_search_of(tuning), tuning.code_candidates if tuning else None
 
     def _gate(
         self, conn: psycopg.Connection[Any], repository: str | None, path_prefix: str | None, *, codes: bool
-    ) -> Gate | None:
-        """The filter's gate (`filter_gate`), asked again when TUNING_MAX_AGE has passed; None without a filter."""
-        if not repository and not path_prefix:
-            return None
-        key, now = (repository, path_prefix, codes), time.monotonic()
+    ) -> Gate:
+        """The filter's gate (`filter_gate`), asked again when TUNING_MAX_AGE has passed."""
+        key = (repository, path_prefix, codes)
         kept = self._gates.get(key)
-        if kept is None or now - kept[1] > self.TUNING_MAX_AGE:
+        if kept is None or self._expired(kept[1]):
             if len(self._gates) >= self.MAX_GATES:
                 self._gates.clear()
-            kept = self._gates[key] = (filter_gate(conn, repository, path_prefix, codes=codes), now)
+            kept = self._gates[key] = (filter_gate(conn, repository, path_prefix, codes=codes), time.monotonic())
         return kept[0]
+
+    def _expired(self, read_at: float) -> bool:
+        """Whether a reading kept since `read_at` (monotonic) is older than TUNING_MAX_AGE."""
+        return time.monotonic() - read_at > self.TUNING_MAX_AGE
 
     def close(self) -> None:
         if self._conn is not None:
