@@ -31,6 +31,13 @@ HALF_ORDER = cast(LiteralString, f"embedding_half <=> (SELECT %s::halfvec({EMBED
 CODE_ORDER = cast(
     LiteralString, f"embedding_bits <~> (SELECT binary_quantize(%s::vector({EMBEDDING_DIM}))::bit({EMBEDDING_DIM}))"
 )
+# A chunk's BM25 weights, or a query's idf, as one sparse vector (migration 0017): one dimension a lexeme, numbered
+# in doc_lexemes, from rows that have `dim` and `weight`. Every such vector has pgvector's largest sparse dimension, as
+# inner_product needs equal dimensions; the REAL text of a weight reads back as the same REAL.
+WORD_WEIGHTS = cast(
+    LiteralString,
+    "('{' || string_agg(dim::text || ':' || weight::real::text, ',' ORDER BY dim) || '}/1000000000')::sparsevec",
+)
 
 
 def hnsw_nearest(

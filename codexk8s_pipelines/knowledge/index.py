@@ -22,7 +22,7 @@ from psycopg import sql
 
 from ..store import PlatformStore
 from .chunking import Chunk, chunk_document
-from .db import EMBEDDING_DIM, as_array, check_dimension, connect
+from .db import EMBEDDING_DIM, WORD_WEIGHTS, as_array, check_dimension, connect
 from .embedding import Embedder, default_embedder, resolve_model
 from .files import MAX_FILE_BYTES, Skipped, discover
 from .search import BM25_B, BM25_K1
@@ -324,8 +324,9 @@ def _write(
 
 def refresh_term_stats(cur: Any, repository: str) -> None:
     """Rewrite a repository's BM25 statistics from its chunks (migration 0007): per lexeme, in how many chunks
-    it occurs; per repository, the chunk count, the total length and the text search language; and its
-    impact-ordered postings (migration 0010: each chunk's BM25 weight of each of its lexemes, without the idf)."""
+    it occurs; per repository, the chunk count, the total length and the text search language; its impact-ordered
+    postings (migration 0010: each chunk's BM25 weight of each of its lexemes, without the idf); and each chunk's
+    weights as one sparse vector (migration 0017)."""
     cur.execute("DELETE FROM doc_terms WHERE repository = %s", (repository,))
     cur.execute("DELETE FROM doc_corpus WHERE repository = %s", (repository,))
     cur.execute(
@@ -349,5 +350,24 @@ def refresh_term_stats(cur: Any, repository: str) -> None:
             " FROM doc_chunks AS d JOIN doc_corpus AS c USING (repository), unnest(d.tsv) AS u"
             " WHERE d.repository = %s"
         ).format(k1=sql.Literal(BM25_K1), k1p1=sql.Literal(BM25_K1 + 1), b=sql.Literal(BM25_B)),
+        (repository,),
+    )
+    # The same weights as one sparse vector a chunk, which search scores its candidates with (migration 0017). The
+    # repository's new lexemes are numbered first, only those: an identity spends a number on every row it is offered,
+    # taken or not, and numbers end at pgvector's largest sparse dimension.
+    cur.execute(
+        "INSERT INTO doc_lexemes (lexeme) SELECT DISTINCT p.lexeme FROM doc_postings AS p WHERE p.repository = %s"
+        " AND NOT EXISTS (SELECT 1 FROM doc_lexemes AS l WHERE l.lexeme = p.lexeme) ORDER BY 1"
+        " ON CONFLICT (lexeme) DO NOTHING",
+        (repository,),
+    )
+    cur.execute(
+        "DELETE FROM doc_chunk_weights AS w USING doc_chunks AS d WHERE d.id = w.id AND d.repository = %s",
+        (repository,),
+    )
+    cur.execute(
+        "INSERT INTO doc_chunk_weights (id, weights) SELECT id, " + WORD_WEIGHTS + " FROM (SELECT p.id, l.dim,"
+        " p.impact AS weight FROM doc_postings AS p JOIN doc_lexemes AS l USING (lexeme) WHERE p.repository = %s) AS w"
+        " GROUP BY id",
         (repository,),
     )

@@ -33,7 +33,16 @@ import numpy as np
 import psycopg
 from psycopg import sql
 
-from .db import CODE_ORDER, HALF_ORDER, check_dimension, connect, hnsw_nearest, missing_index, vector_version
+from .db import (
+    CODE_ORDER,
+    HALF_ORDER,
+    WORD_WEIGHTS,
+    check_dimension,
+    connect,
+    hnsw_nearest,
+    missing_index,
+    vector_version,
+)
 from .embedding import Embedder, query_embedder
 from .tuning import POOL, SearchTuning, candidate_pool, current_tuning, ef_search_of, tuned_ef_search
 
@@ -351,9 +360,10 @@ def _text_ctes(
     which section has the *rare* ones decides. Ranking a capped, unordered sample of matches by cover density
     (the former way) lost to both halves of the hybrid on a real corpus (issue 19). Document frequencies come
     from doc_terms/doc_corpus (migration 0007), written with the chunks; the query is parsed in the repository's
-    text search language. A candidate's score is read from its own postings (migration 0012): each (word, chunk)
-    weight was computed by the indexer with the chunk's length against its repository's average length, so
-    across repositories a chunk is long or short by its own repository's measure.
+    text search language. A candidate's score is the inner product of its postings, kept as one sparse vector a chunk
+    (migration 0017), with the query words' idf: each (word, chunk) weight was computed by the indexer with the
+    chunk's length against its repository's average length, so across repositories a chunk is long or short by its
+    own repository's measure.
 
     While the query's words have at most MAX_WORD_MATCHES postings in the filter's scope, every chunk with one of
     them is scored. Beyond that (at 100,000 chunks a repository filter left ~1,700 matches of three words to score:
@@ -407,11 +417,12 @@ def _text_ctes(
             candidates=candidates,
         )
         matches_params = [*params, *params]
-    # The candidates' scores come from one scan of doc_postings_chunk_idx for the array of their ids, joined with the
-    # query's terms by hash: all postings of ~300 candidates, ~0.8 ms at 100,000 chunks (bench/knowledge.py `real`).
-    # Two other forms measured slower: a LATERAL read per candidate (~6 µs each), and the same scan also filtered by
-    # `lexeme = ANY(...)`, for which the generic plan reads every posting of the query's words from the lexeme index
-    # instead (p50 13.6 ms). A plain join of candidates and postings was worse still (170 ms).
+    # The candidates' scores: each candidate's weights are one row (migration 0017: a sparse vector over the lexemes),
+    # read by its id, and its BM25 is their inner product with the query words' idf, also a sparse vector. Reading the
+    # candidates' postings instead (~18 a chunk) and joining them with the query's words by hash took most of the
+    # words ranking: the whole statement p50 4.32 / p95 5.57 ms against 3.65 / 4.90 ms this way (bench/knowledge.py
+    # `real`, 100,000 chunks, side by side, same top 10). A candidate without any query word scores 0 and is dropped,
+    # as it had no posting to join before.
     query = sql.SQL(
         "corpus AS MATERIALIZED (SELECT coalesce(sum(chunks), 0)::float8 AS n,"
         " coalesce(min(text_config::text), 'english')::regconfig AS cfg FROM doc_corpus WHERE {corpus_where}),"
@@ -422,12 +433,14 @@ def _text_ctes(
         " ln(1 + (greatest(c.n, q.df) - q.df + 0.5) / (q.df + 0.5)) AS idf FROM query_terms AS q, corpus AS c),"
         " text_query AS MATERIALIZED (SELECT websearch_to_tsquery((SELECT cfg FROM corpus), %s) AS strict),"
         " word_matches AS ({matches}),"
-        " bm25 AS (SELECT p.id, sum(w.idf * p.impact) AS score FROM doc_postings AS p JOIN term_weights AS w"
-        " USING (lexeme) WHERE p.id = ANY((SELECT array_agg(id) FROM word_matches)::bigint[])"
-        " GROUP BY p.id),"
+        " query_weights AS MATERIALIZED (SELECT {weights} AS v FROM (SELECT l.dim, w.idf AS weight"
+        " FROM term_weights AS w JOIN doc_lexemes AS l USING (lexeme)) AS q),"
+        " bm25 AS (SELECT s.id, s.score FROM (SELECT c.id, inner_product(c.weights, (SELECT v FROM query_weights))"
+        " AS score FROM doc_chunk_weights AS c WHERE c.id = ANY((SELECT array_agg(id) FROM word_matches)::bigint[]))"
+        " AS s WHERE s.score > 0),"
         " by_words AS (SELECT id, score, row_number() OVER (ORDER BY score DESC, id) AS rank FROM bm25"
         " ORDER BY score DESC, id LIMIT %s)"
-    ).format(corpus_where=corpus_where, matches=matches)
+    ).format(corpus_where=corpus_where, matches=matches, weights=sql.SQL(WORD_WEIGHTS))
     return query, [*corpus_params, *corpus_params, text, text, *matches_params, limit]
 
 

@@ -15,8 +15,9 @@ from codexk8s_pipelines.knowledge.chunking import chunk_document
 from codexk8s_pipelines.knowledge.db import KnowledgeError
 from codexk8s_pipelines.knowledge.embedding import Embedder, HashingEmbedder
 from codexk8s_pipelines.knowledge.index import IndexStats, index_repository
-from codexk8s_pipelines.knowledge.search import search
-from codexk8s_pipelines.store import DatabaseUrls
+from codexk8s_pipelines.knowledge.search import search, text_scores
+from codexk8s_pipelines.store import DatabaseUrls, PlatformStore
+from codexk8s_pipelines.store.roles import APP_ROLE
 
 from .docs_tree import DOCS
 
@@ -202,3 +203,87 @@ def test_hashing_embedder_is_deterministic_and_normalised() -> None:
     a, b = HashingEmbedder().encode(["refund the order", "refund the order"]), HashingEmbedder().encode(["x y"])
     assert a.dtype == np.float32 and a.shape == (2, 384)
     assert np.allclose(a[0], a[1]) and np.isclose(np.linalg.norm(a[0]), 1.0) and np.isclose(np.linalg.norm(b), 1.0)
+
+
+def chunk_weights(url: str) -> dict[int, dict[str, float]]:
+    """Each chunk's sparse vector of BM25 weights (migration 0017), with its dimensions read back as lexemes."""
+    with psycopg.connect(url) as conn:
+        names = dict(conn.execute("SELECT dim, lexeme FROM doc_lexemes").fetchall())
+        stored = conn.execute("SELECT id, weights::text FROM doc_chunk_weights").fetchall()
+    out: dict[int, dict[str, float]] = {}
+    for chunk, text in stored:
+        body, dims = text.split("/")
+        assert dims == "1000000000"
+        pairs = [item.split(":") for item in body.strip("{}").split(",")]
+        out[chunk] = {names[int(dim)]: float(np.float32(value)) for dim, value in pairs}
+    return out
+
+
+def postings(url: str) -> dict[int, dict[str, float]]:
+    with psycopg.connect(url) as conn:
+        found: dict[int, dict[str, float]] = {}
+        for chunk, lexeme, impact in conn.execute("SELECT id, lexeme, impact FROM doc_postings").fetchall():
+            found.setdefault(chunk, {})[lexeme] = float(np.float32(impact))
+    return found
+
+
+def test_each_chunk_s_weights_are_its_postings_over_lexemes_numbered_once(
+    migrated_url: str, shop: Path, embedder: Embedder
+) -> None:
+    """Search scores a candidate by the inner product of its sparse vector with the query's idf (migration 0017): the
+    vector must hold exactly the chunk's postings, follow them when files change, and keep each lexeme's number, as
+    a number spent by every indexing run would run out (pgvector's dimensions end at 1,000,000,000)."""
+    index_repository(migrated_url, REPO, shop, embedder=embedder)
+    index_repository(migrated_url, "acme/fork", shop, embedder=embedder)
+    weights = chunk_weights(migrated_url)
+    assert weights == postings(migrated_url) and len(weights) == len(rows(migrated_url)) * 2
+    with psycopg.connect(migrated_url) as conn:
+        numbered = conn.execute("SELECT max(dim), count(*), count(DISTINCT lexeme) FROM doc_lexemes").fetchone()
+        assert numbered is not None and numbered[0] == numbered[1] == numbered[2]
+        numbers = dict(conn.execute("SELECT lexeme, dim FROM doc_lexemes").fetchall())
+
+    (shop / "docs/security.md").unlink()
+    (shop / "docs/new.md").write_text("# Helicopters\n\nThe platform never lands helicopters on the roof.\n")
+    index_repository(migrated_url, REPO, shop, embedder=embedder)
+    index_repository(migrated_url, "acme/fork", shop, embedder=embedder)
+    after = chunk_weights(migrated_url)
+    assert after == postings(migrated_url) and len(after) == len(rows(migrated_url)) * 2
+    with psycopg.connect(migrated_url) as conn:
+        gone = conn.execute(
+            "SELECT count(*) FROM doc_chunk_weights AS w WHERE NOT EXISTS (SELECT FROM doc_chunks AS d"
+            " WHERE d.id = w.id)"
+        ).fetchone()
+        renumbered = dict(conn.execute("SELECT lexeme, dim FROM doc_lexemes").fetchall())
+    assert gone == (0,)
+    assert {k: v for k, v in renumbered.items() if k in numbers} == numbers  # a lexeme keeps its number
+    added = sorted(v for k, v in renumbered.items() if k not in numbers)
+    assert "helicopt" in renumbered and added == list(range(len(numbers) + 1, len(numbers) + 1 + len(added)))
+
+
+def test_migrating_an_indexed_database_writes_the_weights_its_postings_hold(
+    platform_database: DatabaseUrls, shop: Path, embedder: Embedder
+) -> None:
+    """An installation indexed before migration 0017 has postings but no sparse vectors: the migration writes them
+    from the postings, so its searches score as a new index does, without indexing again."""
+    url = platform_database.app
+    index_repository(url, REPO, shop, embedder=embedder)
+    index_repository(url, "acme/fork", shop, embedder=embedder)
+    questions = [("refund money back", None), ("deploy release rollback", REPO), ("report a vulnerability", None)]
+    with psycopg.connect(url) as conn:
+        before = [dict(text_scores(conn, q, repo, None, 1000)) for q, repo in questions]
+    assert all(before)
+    with psycopg.connect(platform_database.migrator, autocommit=True) as conn:  # the schema as 0016 left it
+        conn.execute("DROP TABLE doc_chunk_weights, doc_lexemes")
+        conn.execute("CREATE INDEX doc_postings_chunk_idx ON doc_postings (id, lexeme) INCLUDE (impact)")
+        conn.execute("DELETE FROM schema_migrations WHERE version = 17")
+
+    assert PlatformStore(platform_database.migrator).migrate(grant_to=APP_ROLE) == [17]
+    assert chunk_weights(url) == postings(url) and len(chunk_weights(url)) == 2 * len(rows(url))
+    with psycopg.connect(url) as conn:
+        after = [dict(text_scores(conn, q, repo, None, 1000)) for q, repo in questions]
+        assert conn.execute("SELECT to_regclass('doc_postings_chunk_idx')").fetchone() == (None,)
+    for old, new in zip(before, after, strict=True):
+        assert new.keys() == old.keys()
+        assert all(new[chunk] == pytest.approx(score, rel=1e-6) for chunk, score in old.items())
+    index_repository(url, REPO, shop, embedder=embedder)  # and the indexer goes on from the migration's numbers
+    assert chunk_weights(url) == postings(url)

@@ -148,7 +148,7 @@ def test_stemming_and_stop_words_follow_the_repository_language(
 def test_the_words_ranking_is_okapi_bm25_of_each_chunk_s_repository(
     indexed_url: str, query: str, repository: str | None
 ) -> None:
-    """The scores, read from the postings (migration 0012), equal Okapi BM25 computed here from the chunks'
+    """The scores, read from each chunk's weights (migration 0017), equal Okapi BM25 computed here from the chunks'
     full-text vectors: idf over the search's scope, each chunk's length against its own repository's average."""
     from codexk8s_pipelines.knowledge.search import BM25_B, BM25_K1, text_scores
 
