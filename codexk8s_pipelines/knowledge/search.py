@@ -58,7 +58,8 @@ BM25_K1 = 1.2
 BM25_B = 0.75
 # Candidates of the words ranking (see _text_ctes): every chunk with a query word while the words have at most
 # MAX_WORD_MATCHES postings in the filter's scope, else each word's WORD_CANDIDATES heaviest postings. It bounds
-# the chunks BM25 scores per search (each ~5-9 µs, from its postings) on any corpus and filter. MAX_WORD_MATCHES is
+# the chunks BM25 scores per search on any corpus and filter: each ~1.5 µs since migration 0017 (one row, one inner
+# product), ~5-9 µs from its postings when these limits were measured (below). MAX_WORD_MATCHES is
 # about what the heaviest postings make for a usual question (6 words: 300, and the meaning ranking's 40): with
 # 1,000, a search at 10,000 chunks scored up to twice the candidates one at 100,000 did, and its SQL p95 was as
 # long (bench/knowledge.py `real`, the two sizes searched alternately: 7.9 against 8.5 ms). Measured side by side
