@@ -418,12 +418,9 @@ def _text_ctes(
             candidates=candidates,
         )
         matches_params = [*params, *params]
-    # The candidates' scores: each candidate's weights are one row (migration 0017: a sparse vector over the lexemes),
-    # read by its id, and its BM25 is their inner product with the query words' idf, also a sparse vector. Reading the
-    # candidates' postings instead (~18 a chunk) and joining them with the query's words by hash took most of the
-    # words ranking: the whole statement p50 4.32 / p95 5.57 ms against 3.65 / 4.90 ms this way (bench/knowledge.py
-    # `real`, 100,000 chunks, side by side, same top 10). A candidate without any query word scores 0 and is dropped,
-    # as it had no posting to join before.
+    # The candidates' scores: one row of each candidate's weights, read by its id, times the query words' idf, both
+    # sparse vectors (`WORD_WEIGHTS`; why, and what it saved, in migration 0017). A candidate without any query word
+    # scores 0 and is dropped, as it had no posting to join before.
     query = sql.SQL(
         "corpus AS MATERIALIZED (SELECT coalesce(sum(chunks), 0)::float8 AS n,"
         " coalesce(min(text_config::text), 'english')::regconfig AS cfg FROM doc_corpus WHERE {corpus_where}),"
