@@ -22,6 +22,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from .. import settings
+from .cpu_budget import compute_threads
 
 EMBEDDING_MODEL_VAR = settings.EMBEDDING_MODEL_VAR
 DEFAULT_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -57,6 +58,7 @@ class SentenceTransformerEmbedder:
         from sentence_transformers import SentenceTransformer
 
         self._model: Any = SentenceTransformer(str(model_dir), local_files_only=True)
+        _cap_torch_threads()
         self.model_name = model_name
         self.dim = int(self._model.get_embedding_dimension())
         self.max_seq_length = int(self._model.max_seq_length)
@@ -70,6 +72,17 @@ class SentenceTransformerEmbedder:
                 list(texts), batch_size=BATCH_SIZE, normalize_embeddings=True, show_progress_bar=False
             )
         return np.asarray(vectors, dtype=np.float32)
+
+
+def _cap_torch_threads() -> None:
+    """No more torch threads than the physical cores this process may use under its CPU limit
+    (`cpu_budget.compute_threads`: torch ignores a pod's limit), unless the operator sized them with OMP_NUM_THREADS.
+    Never raises torch's own choice."""
+    import torch
+
+    budget = compute_threads()
+    if not os.environ.get("OMP_NUM_THREADS") and torch.get_num_threads() > budget:
+        torch.set_num_threads(budget)
 
 
 def quiet_transformers() -> None:

@@ -36,12 +36,15 @@ from typing import Any
 
 import numpy as np
 
+from .cpu_budget import compute_threads
 from .embedding import EmbeddingModelError, quiet_transformers, resolve_model
 
 log = logging.getLogger(__name__)
 ONNX_CACHE_VAR = "CODEXK8S_ONNX_CACHE"
 _DEFAULT_CACHE = Path(__file__).resolve().parents[2] / ".codexk8s" / "onnx"
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+# ONNX Runtime's own variable for its default intra-op pool: set, it decides instead of `cpu_budget`.
+ORT_THREADS_VAR = "ORT_INTRA_OP_NUM_THREADS"
 # Part of the export's file name: a change to how the graph is made (here: fused attention) must not reuse an older
 # export that a checkout or an image already holds.
 EXPORT_FORMAT = "fused1"
@@ -187,6 +190,18 @@ def _fuse(path: str, heads: int, hidden: int) -> None:
     model.save_model_to_file(path)
 
 
+def _options(onnxruntime: Any, level: Any) -> Any:
+    """Session options: quiet, the given graph optimisation level, and an intra-op pool of the physical cores this
+    process may use under its CPU limit (`cpu_budget.compute_threads`: ONNX Runtime counts the machine's cores and
+    ignores a pod's limit), unless the operator sized the pool with ONNX Runtime's own variable."""
+    options = onnxruntime.SessionOptions()
+    options.log_severity_level = 3
+    options.graph_optimization_level = level
+    if not os.environ.get(ORT_THREADS_VAR):
+        options.intra_op_num_threads = compute_threads()
+    return options
+
+
 def _session(onnxruntime: Any, path: Path) -> Any:
     """An inference session, from the graph optimised once and saved beside the export when it is there.
 
@@ -194,12 +209,11 @@ def _session(onnxruntime: Any, path: Path) -> Any:
     graph loads without it. "Extended" optimisations only: the fully optimised graph may be specific to the
     machine that wrote it, and the cache may be shared."""
     optimised = path.with_suffix(".opt.onnx")
-    options = onnxruntime.SessionOptions()
-    options.log_severity_level = 3
+    levels = onnxruntime.GraphOptimizationLevel
     if optimised.is_file():
-        options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_DISABLE_ALL
+        options = _options(onnxruntime, levels.ORT_DISABLE_ALL)
         return onnxruntime.InferenceSession(str(optimised), options, providers=["CPUExecutionProvider"])
-    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+    options = _options(onnxruntime, levels.ORT_ENABLE_EXTENDED)
     tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".opt.tmp")
@@ -209,7 +223,8 @@ def _session(onnxruntime: Any, path: Path) -> Any:
         os.chmod(tmp, 0o644)  # mkstemp makes it private; the cache is shared by the checkout's users
         os.replace(tmp, optimised)
     except OSError:  # a read-only cache: the session still works, it just is not saved
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        unsaved = _options(onnxruntime, levels.ORT_ENABLE_EXTENDED)
+        session = onnxruntime.InferenceSession(str(path), unsaved, providers=["CPUExecutionProvider"])
     finally:
         if tmp is not None and os.path.exists(tmp):
             os.unlink(tmp)

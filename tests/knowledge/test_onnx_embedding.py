@@ -198,5 +198,7 @@ def test_a_read_only_cache_falls_back_to_an_unsaved_session(tmp_path: Path, monk
     runtime = _FakeOnnxRuntime()
     session = onnx_embedding._session(runtime, graph)
     assert session == f"session:{graph}"
-    assert runtime.sessions == [(str(graph), None)]
+    assert [path for path, _ in runtime.sessions] == [str(graph)]
+    options = runtime.sessions[0][1]
+    assert options.optimized_model_filepath == "" and options.graph_optimization_level == "extended"
     assert sorted(p.name for p in cache.iterdir()) == ["model.onnx"]
