@@ -18,6 +18,11 @@ def _since(value: str) -> datetime:
     return (day if day.tzinfo else day.replace(tzinfo=UTC)).astimezone(UTC)
 
 
+def _now() -> datetime:
+    """The report's clock: its last day and the month its budgets are counted in (tests set it)."""
+    return datetime.now(UTC)
+
+
 def _cmd_spend(args: argparse.Namespace) -> int:
     from ..config import load_config_from_environment
     from ..store import PlatformStore
@@ -29,7 +34,7 @@ def _cmd_spend(args: argparse.Namespace) -> int:
         print(f"codexk8s spend: {settings.NO_DATABASE}", file=sys.stderr)
         return 2
     config = load_config_from_environment()
-    now = datetime.now(UTC)
+    now = _now()
     start = args.since or day_start(now) - timedelta(days=29)
     end = day_start(now) + timedelta(days=1)
     report = build_report(

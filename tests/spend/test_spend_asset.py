@@ -15,6 +15,7 @@ from codexk8s_pipelines import cli
 from codexk8s_pipelines.config import load_config_from_environment
 from codexk8s_pipelines.domain.spend import Cost, CostSource, TokenCounts
 from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
+from codexk8s_pipelines.spend import cli as spend_cli
 from codexk8s_pipelines.spend.assets import CHECK, spend, spend_daily_job, spend_hourly_schedule
 from codexk8s_pipelines.store import PlatformStore
 from codexk8s_pipelines.store.usage import UsageRecord, record_usage
@@ -88,7 +89,11 @@ def test_check_passes_under_80_percent_and_errors_over_the_cap(configured, store
     assert not check.passed and check.severity is dg.AssetCheckSeverity.ERROR
 
 
-def test_cli_prints_the_same_figures(configured, store: PlatformStore, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_prints_the_same_figures(
+    configured, store: PlatformStore, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The report ends today and counts this month's budget: a fixed day, so the figures hold on any date.
+    monkeypatch.setattr(spend_cli, "_now", lambda: datetime(2026, 12, 6, 15, tzinfo=UTC))
     configured(100)
     assert cli.main(["spend", "--since", "2026-12-01", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
