@@ -36,8 +36,14 @@ _IN_KEY_RANGE_SQL = " AND correlation_key ~>=~ %s AND correlation_key ~<~ %s"
 _KEYS_EVENTS_SQL = (
     " JOIN LATERAL (SELECT * FROM flow_events f WHERE f.correlation_key = day.correlation_key OFFSET 0) e ON TRUE"
 )
-DAY_KEYS_EVENTS_SQL = f"SELECT {_COLUMNS} FROM ({_DAY_KEYS_SQL}) day{_KEYS_EVENTS_SQL}"
-REPOSITORY_DAY_KEYS_EVENTS_SQL = f"SELECT {_COLUMNS} FROM ({_DAY_KEYS_SQL}{_IN_KEY_RANGE_SQL}) day{_KEYS_EVENTS_SQL}"
+
+
+def _events_of(keys_sql: LiteralString) -> LiteralString:
+    """Every event of the keys `keys_sql` selects."""
+    return f"SELECT {_COLUMNS} FROM ({keys_sql}) day{_KEYS_EVENTS_SQL}"
+
+
+DAY_KEYS_EVENTS_SQL = _events_of(_DAY_KEYS_SQL)
 ISSUES_EVENTS_SQL = (
     f"SELECT {_COLUMNS} FROM unnest(%s::text[], %s::text[]) AS p(low, high)"
     " JOIN LATERAL (SELECT * FROM flow_events f"
@@ -78,19 +84,25 @@ def _key_range(repository: str) -> tuple[str, str]:
     return prefix, upper_bound(prefix)
 
 
+def _day_keys(
+    event_types: Iterable[str], start: datetime, end: datetime, repository: str | None
+) -> tuple[LiteralString, tuple[Any, ...]]:
+    """SQL selecting the keys with an event of `event_types` in [start, end), of one repository's keys when given,
+    and its parameters."""
+    day = (list(event_types), start, end)
+    if repository is None:
+        return _DAY_KEYS_SQL, day
+    return f"{_DAY_KEYS_SQL}{_IN_KEY_RANGE_SQL}", (*day, *_key_range(repository))
+
+
 def events_of_keys_on_day(
     store: PlatformStore, event_types: Sequence[str], start: datetime, end: datetime, repository: str | None = None
 ) -> list[AuditEvent]:
     """Every event of the keys that have an event of `event_types` in [start, end) (of one repository's keys,
     when given)."""
-    day = (list(event_types), start, end)
+    keys, params = _day_keys(event_types, start, end, repository)
     with store.connect() as conn:
-        if repository is None:
-            rows = conn.execute(f"{DAY_KEYS_EVENTS_SQL} ORDER BY e.id", day).fetchall()
-        else:
-            rows = conn.execute(
-                f"{REPOSITORY_DAY_KEYS_EVENTS_SQL} ORDER BY e.id", (*day, *_key_range(repository))
-            ).fetchall()
+        rows = conn.execute(f"{_events_of(keys)} ORDER BY e.id", params).fetchall()
     return [_event(r) for r in rows]
 
 
@@ -160,12 +172,9 @@ def issues_finished_on_day(
 ) -> list[tuple[str, int]]:
     """The issues (and PRs) with a run that finished in [start, end), from the keys of the day's finish rows (of
     one repository's keys, when given)."""
-    day = (list(FINISH_EVENTS), start, end)
+    keys, params = _day_keys(FINISH_EVENTS, start, end, repository)
     with store.connect() as conn:
-        if repository is None:
-            rows = conn.execute(_DAY_KEYS_SQL, day).fetchall()
-        else:
-            rows = conn.execute(f"{_DAY_KEYS_SQL}{_IN_KEY_RANGE_SQL}", (*day, *_key_range(repository))).fetchall()
+        rows = conn.execute(keys, params).fetchall()
     return sorted({head for r in rows if (head := _key_head(str(r["correlation_key"]))) is not None})
 
 
