@@ -145,9 +145,9 @@ def _explain(store: PlatformStore, day: int) -> None:
     issues = q.merged_issues(store, start, start + timedelta(days=1))[:5]
     prefixes = [q.issue_prefix(r, n) for r, n in issues]
     print("\nEXPLAIN the rows of the day's merged issues (one index range per issue):")
-    print(
-        q.explain_plan(store, q.ISSUES_EVENTS_SQL + " ORDER BY e.id", (prefixes, [q.upper_bound(p) for p in prefixes]))
-    )
+    # No event type left out (`issues_events(..., without_prefix=None)`), as the day's figures read them.
+    params = (prefixes, [q.upper_bound(p) for p in prefixes], None, None)
+    print(q.explain_plan(store, q.ISSUES_EVENTS_SQL + " ORDER BY e.id", params))
 
 
 def main() -> None:
