@@ -16,7 +16,8 @@ from codexk8s_pipelines.domain.spend import Breach
 from codexk8s_pipelines.github.api import RepoApi
 from codexk8s_pipelines.store.usage import BudgetHold, hold_run, open_holds, release_hold, reserve
 
-from .decide import SYSTEM_ACTOR, Decided, TickContext, post_once
+from .comment_once import post_once
+from .decide import SYSTEM_ACTOR, Decided, TickContext
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Deciding, without acting: GitHub's events of one issue or PR → the domain's decisions, with their keys.
 
 Nothing here writes anything: it reads GitHub (events, reviews, permissions) and the decision history, and
-returns `Decided` values; `intake.apply` acts on them (audit, run registration, approvals, comments). The one
-helper for acting kept here, `post_once`, is the comment both `intake` and `budget_gate` make. The sensor,
+returns `Decided` values; `intake.apply` acts on them (audit, run registration, approvals, comments; the comment
+both it and `budget_gate` make is `comment_once.post_once`). The sensor,
 the webhook drain and `codexk8s triggers explain` all decide through these functions, so the answer explain
 gives is the one the sensor acted on, and a label seen by webhook and by polling gets one key.
 
@@ -148,19 +148,6 @@ def replay(events: Sequence[IssueEvent]) -> list[Moment]:
     if group:
         moments.append(Moment(tuple(group), tuple(current.values())))
     return moments
-
-
-def post_once(
-    api: RepoApi, store: PlatformStore, key: str, ledger_event: str, number: int, labels: Sequence[str], body: str
-) -> None:
-    """Set `labels` and comment `body` on item `number`, once per `key`: the audit's `ledger_event` (with the
-    comment's id) says it was done, so a tick redone after a crash does not comment again."""
-    if store.has_event(key, ledger_event):
-        return
-    if labels:
-        api.add_labels(number, list(labels))
-    comment = api.create_comment(number, body)
-    store.append_event(key, ledger_event, "system", SYSTEM_ACTOR, {"comment_id": comment.get("id")})
 
 
 def actor_of(api: RepoApi, ctx: TickContext, user: GitHubUser) -> Actor:

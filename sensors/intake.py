@@ -30,6 +30,7 @@ from codexk8s_pipelines.store.database import RunRecord, StoreError
 from codexk8s_pipelines.store.insight import record_merge
 
 from . import budget_gate
+from .comment_once import post_once
 from .cursor import IntakeCursor, RepoCursor, format_time, parse_time
 from .decide import (
     SYSTEM_ACTOR,
@@ -38,7 +39,6 @@ from .decide import (
     TickContext,
     decide_issue_moment,
     parse_events,
-    post_once,
     pull_context,
     pull_label_decision,
     pull_trigger,
