@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import settings
+from ..cgroups import CGROUP_ROOT, own_cgroups
 from .egress import INSIDE_DIR as EGRESS_INSIDE_DIR
 from .egress import EgressMount
 
@@ -50,7 +51,6 @@ AGENT_HOME = "/home/agent"
 DEFAULT_MAX_PROCESSES = 512
 # Host top-level directories never shown to the agent (kernel views, other users' homes, runtime sockets).
 _NEVER_BOUND = frozenset({"proc", "dev", "sys", "tmp", "run", "home", "root", "mnt", "media", "lost+found", "var"})
-_CGROUP_ROOT = Path("/sys/fs/cgroup")
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -296,20 +296,18 @@ class ProcessCap:
 
 def _own_pids_cgroup() -> Path | None:
     """The pids-controller directory of this process's cgroup (v1 `pids` hierarchy, or v2 with pids enabled)."""
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
+    groups = own_cgroups()
+    if groups is None:
         return None
-    for line in lines:
-        _, controllers, path = line.split(":", 2)
-        if "pids" in controllers.split(","):
-            base = _CGROUP_ROOT / "pids" / path.lstrip("/")
+    for group in groups:
+        if "pids" in group.controllers:
+            base = CGROUP_ROOT / "pids" / group.path.lstrip("/")
             return base if base.is_dir() else None
-    for line in lines:
-        if line.startswith("0::"):
-            base = _CGROUP_ROOT / line[3:].lstrip("/")
+    for group in groups:
+        if group.unified:
+            base = CGROUP_ROOT / group.path.lstrip("/")
             try:
-                if "pids" in (_CGROUP_ROOT / "cgroup.controllers").read_text().split():
+                if "pids" in (CGROUP_ROOT / "cgroup.controllers").read_text().split():
                     return base
             except OSError:
                 return None

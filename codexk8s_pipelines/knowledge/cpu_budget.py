@@ -21,9 +21,9 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+from ..cgroups import CGROUP_ROOT, PROC_CGROUP, own_cgroups
+
 log = logging.getLogger(__name__)
-CGROUP_ROOT = Path("/sys/fs/cgroup")
-PROC_CGROUP = Path("/proc/self/cgroup")
 SYSFS_CPUS = Path("/sys/devices/system/cpu")
 
 
@@ -57,22 +57,14 @@ def physical_cores(sysfs: Path = SYSFS_CPUS, cpus: set[int] | None = None) -> in
 
 def cgroup_cpu_limit(root: Path = CGROUP_ROOT, proc_cgroup: Path = PROC_CGROUP) -> float | None:
     """CPUs the process's cgroups allow (quota / period, the smallest along its path), or None without a limit."""
-    try:
-        lines = proc_cgroup.read_text(encoding="utf-8").splitlines()
-    except OSError:
-        return None
     limits: list[float] = []
-    for line in lines:
-        parts = line.split(":", 2)
-        if len(parts) != 3:
-            continue
-        _, controllers, path = parts
-        if controllers == "":  # cgroup v2: one hierarchy, mounted at the root
-            limits += _limits_along(root, path, _v2_limit)
-        elif "cpu" in controllers.split(","):  # cgroup v1: the cpu controller's own hierarchy
-            for mount in (root / controllers, root / "cpu", root / "cpu,cpuacct"):
+    for group in own_cgroups(proc_cgroup) or []:
+        if group.unified:  # cgroup v2: one hierarchy, mounted at the root
+            limits += _limits_along(root, group.path, _v2_limit)
+        elif "cpu" in group.controllers:  # cgroup v1: the cpu controller's own hierarchy
+            for mount in (root / ",".join(group.controllers), root / "cpu", root / "cpu,cpuacct"):
                 if mount.is_dir():
-                    limits += _limits_along(mount, path, _v1_limit)
+                    limits += _limits_along(mount, group.path, _v1_limit)
                     break
     return min(limits) if limits else None
 
