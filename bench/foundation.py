@@ -19,7 +19,7 @@ from pathlib import Path
 from codexk8s_pipelines.domain.decisions import IssueLabelEvent, decide_issue_label
 from codexk8s_pipelines.domain.rules import DEFAULT_RULES, Actor
 from codexk8s_pipelines.domain.stages import STAGE_NAMES, Permission
-from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore
+from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore, sigterm_as_interrupt
 
 TICK_SECONDS = 60.0
 
@@ -35,14 +35,18 @@ def bench_database(rounds: int = 3) -> None:
     for _ in range(rounds):
         with tempfile.TemporaryDirectory() as tmp:
             pg = EmbeddedPostgres(Path(tmp) / "data")
-            cold.append(_timed(pg.start))
-            store = PlatformStore(pg.url or "")
-            first.append(_timed(store.migrate))
-            again.append(statistics.median(_timed(store.migrate) for _ in range(5)))
-            pg.stop()
+            try:  # stopped however the bench ends (stop() leaves alone a server it did not start)
+                cold.append(_timed(pg.start))
+                store = PlatformStore(pg.url or "")
+                first.append(_timed(store.migrate))
+                again.append(statistics.median(_timed(store.migrate) for _ in range(5)))
+            finally:
+                pg.stop()
             pg2 = EmbeddedPostgres(Path(tmp) / "data")
-            warm.append(_timed(pg2.start))
-            pg2.stop()
+            try:
+                warm.append(_timed(pg2.start))
+            finally:
+                pg2.stop()
     c, w = statistics.median(cold), statistics.median(warm)
     f, a = statistics.median(first), statistics.median(again)
     print(f"embedded PostgreSQL  cold start {c:6.2f} s   warm start {w:6.2f} s   cold/warm {c / w:5.1f}x")
@@ -67,5 +71,6 @@ def bench_decisions(n: int = 20000) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("LC_ALL", "C.UTF-8")
-    bench_database()
-    bench_decisions()
+    with sigterm_as_interrupt():
+        bench_database()
+        bench_decisions()

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from codexk8s_pipelines.domain.rules import DEFAULT_RULES
 from codexk8s_pipelines.github.api import RepoApi
 from codexk8s_pipelines.github.client import GitHubConnector, GitHubCredentials
-from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore
+from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore, sigterm_as_interrupt
 from sensors.cursor import IntakeCursor
 from sensors.intake import IntakeKind, TickContext, run_tick
 from tests.github_server import GitHubServer
@@ -197,7 +197,7 @@ def bench_webhook_vs_polling(store: PlatformStore, tmp: Path) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("LC_ALL", "C.UTF-8")
-    with tempfile.TemporaryDirectory() as tmp, EmbeddedPostgres(Path(tmp) / "data") as pg:
+    with sigterm_as_interrupt(), tempfile.TemporaryDirectory() as tmp, EmbeddedPostgres(Path(tmp) / "data") as pg:
         store = PlatformStore(pg.url or "")
         store.migrate()
         if "--webhook-only" not in sys.argv:

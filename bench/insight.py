@@ -29,7 +29,7 @@ from codexk8s_pipelines.config import PlatformConfig
 from codexk8s_pipelines.domain.correlation import correlation_key
 from codexk8s_pipelines.domain.delivery_metrics import FINISH_EVENTS
 from codexk8s_pipelines.insight import metrics
-from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore
+from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore, sigterm_as_interrupt
 from codexk8s_pipelines.store import insight as q
 from codexk8s_pipelines.store.database import EventRecord
 
@@ -195,4 +195,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with sigterm_as_interrupt():
+        main()

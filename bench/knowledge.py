@@ -83,7 +83,7 @@ from codexk8s_pipelines.knowledge.embedding import resolve_model
 from codexk8s_pipelines.knowledge.index import DEFAULT_GLOBS, index_repository, read_chunks, refresh_term_stats
 from codexk8s_pipelines.knowledge.search import EXACT_SCAN_ROWS, Searcher, filter_gate, filters, use_exact_scan
 from codexk8s_pipelines.knowledge.tuning import current_tuning, question_text, tune
-from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore
+from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore, sigterm_as_interrupt
 from codexk8s_pipelines.store.migrations import available_migrations
 
 WORDS = (
@@ -862,4 +862,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with sigterm_as_interrupt():
+        main()

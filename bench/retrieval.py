@@ -62,7 +62,7 @@ from codexk8s_pipelines.knowledge.search import (
     text_scores,
     vector_ranking,
 )
-from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore
+from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore, sigterm_as_interrupt
 
 HERE = Path(__file__).resolve().parent
 SETS = {
@@ -304,4 +304,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    with sigterm_as_interrupt():
+        main()

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from codexk8s_pipelines.agents.usage_meter import UsageMeter
 from codexk8s_pipelines.domain.spend import Budgets, Limit, Price, PriceTable
-from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore
+from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore, sigterm_as_interrupt
 from codexk8s_pipelines.store.usage import monthly_spend, spent
 
 PRICES = PriceTable("USD", {"gpt-5.5": Price(Decimal("1.25"), Decimal("0.125"), Decimal(10))})
@@ -149,5 +149,6 @@ def bench_queries() -> None:
 
 
 if __name__ == "__main__":
-    bench_meter()
-    bench_queries()
+    with sigterm_as_interrupt():
+        bench_meter()
+        bench_queries()

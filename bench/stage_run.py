@@ -23,7 +23,7 @@ from codexk8s_pipelines.config import load_config_from_environment
 from codexk8s_pipelines.definitions import build_definitions
 from codexk8s_pipelines.delivery.stage_jobs import StageRunConfig, stage_run_config, stage_run_tags
 from codexk8s_pipelines.settings import Environment
-from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore
+from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore, sigterm_as_interrupt
 from tests.github_server import GitHubServer
 from tests.helpers import git
 
@@ -106,4 +106,5 @@ def main(agent_seconds: float = 2.0, runs: int = 3) -> None:
 
 if __name__ == "__main__":
     os.environ.setdefault("LC_ALL", "C.UTF-8")
-    main()
+    with sigterm_as_interrupt():
+        main()

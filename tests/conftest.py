@@ -11,7 +11,7 @@ import psycopg
 import pytest
 
 from codexk8s_pipelines.config import loader
-from codexk8s_pipelines.store import DatabaseUrls, EmbeddedPostgres, PlatformStore
+from codexk8s_pipelines.store import DatabaseUrls, EmbeddedPostgres, PlatformStore, sigterm_as_interrupt
 from codexk8s_pipelines.store.roles import APP_ROLE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -21,10 +21,15 @@ os.environ.setdefault("DAGSTER_DISABLE_TELEMETRY", "1")
 
 @pytest.fixture(scope="session")
 def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedPostgres]:
-    server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
-    server.start()
-    yield server
-    server.stop()
+    """The session's server. A run stopped by SIGTERM (`timeout`, a killed job) is interrupted as by Ctrl-C, so this
+    still stops it: its directory is a temporary one that no later run starts again."""
+    with sigterm_as_interrupt():
+        server = EmbeddedPostgres(tmp_path_factory.mktemp("pg") / "data")
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()
 
 
 def database_url_for(server_url: str, database: str) -> str:

@@ -15,7 +15,11 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import signal
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -48,6 +52,36 @@ def server_settings(memory_bytes: int) -> dict[str, str]:
     so a small database costs no more."""
     shared = min(1024 * _MB, max(128 * _MB, memory_bytes // 4))
     return {"shared_buffers": f"{shared // _MB}MB"}
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Inside, SIGTERM is taken as Ctrl-C (KeyboardInterrupt), so the `with EmbeddedPostgres(...)` blocks and
+    fixtures around the work unwind and stop the servers this process owns.
+
+    Why: Python ends a process on SIGTERM at once, without `finally`, `__exit__` or atexit. A bench stopped by
+    `timeout`, or a test run killed that way, then left its PostgreSQL running with its shared memory. A later
+    start in the same data directory finds and stops such a server, but a temporary directory is never started
+    again (and pytest deletes an old base directory under the running server). `make run` has its own handler
+    (local_stack.py). Only the main thread can set a handler, and one already set by someone else is kept: both
+    cases leave SIGTERM as it was.
+
+    One SIGTERM interrupts; later ones are ignored until the block is left. `timeout` signals the process and then
+    its process group, so a second one arrives while the first unwinds, and it interrupted the server's stop."""
+    previous = signal.getsignal(signal.SIGTERM)
+    if threading.current_thread() is not threading.main_thread() or previous is not signal.SIG_DFL:
+        yield
+        return
+
+    def interrupt(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise KeyboardInterrupt(f"signal {signum} (SIGTERM)")
+
+    signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class EmbeddedPostgresError(RuntimeError):

@@ -1,17 +1,21 @@
-"""The embedded PostgreSQL of the local environment: pgvector with HNSW, a clean stop, a stale server stopped."""
+"""The embedded PostgreSQL of the local environment: pgvector with HNSW, a clean stop, a stale server stopped, a
+SIGTERM to its owner stops it too."""
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from pathlib import Path
 
 import psutil
 import psycopg
+import pytest
 
-from codexk8s_pipelines.store import EmbeddedPostgres
+from codexk8s_pipelines.store import EmbeddedPostgres, sigterm_as_interrupt
 from codexk8s_pipelines.store.embedded import SETTINGS_FILE, server_settings
 
 
@@ -65,7 +69,7 @@ def test_server_of_a_killed_owner_is_detected_and_replaced(tmp_path: Path) -> No
     script = textwrap.dedent(
         f"""
         import os
-        from codexk8s_pipelines.store import EmbeddedPostgres
+        from codexk8s_pipelines.store import EmbeddedPostgres, sigterm_as_interrupt
         EmbeddedPostgres({str(data)!r}).start()
         os._exit(0)
         """
@@ -131,3 +135,96 @@ def test_the_embedded_server_runs_with_the_platform_settings_and_an_operators_ov
         assert _shared_buffers(again.url) == (200 << 20, str(data / "postgresql.auto.conf"))
     includes = [line for line in (data / "postgresql.conf").read_text().splitlines() if SETTINGS_FILE in line]
     assert includes == [f"include_if_exists = '{SETTINGS_FILE}'"]
+
+
+def _owner_killed_by_sigterm(data: Path, *, interrupt: bool, signals: int = 1) -> tuple[int, int]:
+    """A bench-like owner: starts the server in `data` (inside `sigterm_as_interrupt()` when `interrupt`), says so,
+    and works until SIGTERM. `signals` 2 sends a second one as the first unwinds into the server's stop, as
+    `timeout` can (it signals the process, then its group). (exit code, the server's pid)."""
+    body = (
+        "with EmbeddedPostgres(data):\n    try:\n        print('ready', flush=True)\n        time.sleep(120)\n"
+        "    finally:\n        print('unwinding', flush=True)\n"
+    )
+    if interrupt:
+        body = "with sigterm_as_interrupt():\n" + textwrap.indent(body, "    ")
+    script = (
+        "import time\nfrom codexk8s_pipelines.store import EmbeddedPostgres, sigterm_as_interrupt\n"
+        f"data = {str(data)!r}\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script + body], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready", proc.stderr
+        server = int((data / "postmaster.pid").read_text().splitlines()[0])
+        proc.send_signal(signal.SIGTERM)
+        if signals > 1 and proc.stdout.readline().strip() == b"unwinding":
+            proc.send_signal(signal.SIGTERM)  # while the server is being stopped
+        return proc.wait(timeout=60), server
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_a_sigterm_to_the_owner_stops_its_server_inside_sigterm_as_interrupt(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    code, server = _owner_killed_by_sigterm(data, interrupt=True, signals=2)
+    assert code != 0  # interrupted, not finished
+    assert _gone(server), "the owner unwound but its server still runs"
+    assert not EmbeddedPostgres(data).is_running()
+    assert not list(tmp_path.glob(".data.*pid"))  # the owner file went with the server
+
+
+def test_without_it_a_sigterm_leaves_the_server_running_until_a_later_start(tmp_path: Path) -> None:
+    """What `sigterm_as_interrupt` is for: Python's default SIGTERM skips every `with` block."""
+    data = tmp_path / "data"
+    code, server = _owner_killed_by_sigterm(data, interrupt=False)
+    assert code == -signal.SIGTERM
+    assert psutil.pid_exists(server)
+    pg = EmbeddedPostgres(data)
+    assert pg.stale_server_pid() == server
+    with pg:  # a later start in the same directory finds it and stops it
+        assert _gone(server)
+    assert not pg.is_running()
+
+
+def test_sigterm_as_interrupt_interrupts_once_restores_the_handler_and_keeps_anyone_elses() -> None:
+    before = signal.getsignal(signal.SIGTERM)  # the session's own while pg_server runs
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    try:
+        with sigterm_as_interrupt():
+            handler = signal.getsignal(signal.SIGTERM)
+            assert callable(handler)
+            with pytest.raises(KeyboardInterrupt):
+                handler(signal.SIGTERM, None)
+            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN  # the next one must not break the unwinding
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+        def own(signum: int, frame: object) -> None:
+            pass
+
+        signal.signal(signal.SIGTERM, own)
+        with sigterm_as_interrupt():
+            assert signal.getsignal(signal.SIGTERM) is own  # a process that decided for itself keeps its handler
+        assert signal.getsignal(signal.SIGTERM) is own
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+        seen: list[object] = []
+
+        def elsewhere() -> None:  # only the main thread may set a handler: elsewhere it changes nothing
+            with sigterm_as_interrupt():
+                seen.append(signal.getsignal(signal.SIGTERM))
+
+        thread = threading.Thread(target=elsewhere)
+        thread.start()
+        thread.join()
+        assert seen == [signal.SIG_DFL]
+    finally:
+        signal.signal(signal.SIGTERM, before)
