@@ -8,9 +8,24 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from . import settings
+
+
+def quantity(value: object) -> Decimal | None:
+    """A Kubernetes resource quantity ('2Gi', '500m', 3) as a number, read by the client's own parser; None for
+    anything that is not one. The ops drift check compares quantities with it, and the agent runtime sizes an agent's
+    memory cap."""
+    if not isinstance(value, str | int | float) or isinstance(value, bool):
+        return None
+    from kubernetes.utils import parse_quantity  # the client is heavy: imported when a quantity is first read
+
+    try:
+        return parse_quantity(value)
+    except (ValueError, ArithmeticError):
+        return None
 
 
 @dataclass

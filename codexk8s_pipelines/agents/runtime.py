@@ -17,6 +17,7 @@ from typing import Any
 import dagster as dg
 from dagster._core.errors import DagsterPipesExecutionError
 
+from .. import kube
 from .catalog import AgentSpec
 from .runner_spec import RunnerResult, RunnerSpec
 
@@ -41,13 +42,8 @@ def _result_from_messages(messages: list[Any], spec: RunnerSpec, fallback: str) 
 def quantity_bytes(quantity: str) -> int | None:
     """A Kubernetes memory quantity ('2Gi', '512M', '1000000') in bytes; None for one that is not a quantity or
     comes to less than a byte."""
-    from kubernetes.utils import parse_quantity  # the client is heavy; only a run with a catalog agent needs it
-
-    try:
-        size = int(parse_quantity(quantity.strip()))
-    except (ValueError, ArithmeticError):
-        return None
-    return size if size > 0 else None
+    size = kube.quantity(quantity.strip())
+    return int(size) if size is not None and int(size) > 0 else None
 
 
 def write_private_file(path: Path, text: str) -> None:

@@ -18,9 +18,9 @@ import base64
 import hashlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from typing import Any, Literal
 
+from ..kube import quantity
 from .ignore import BUILTIN_RULES, IgnoreRule, format_pointer, parse_ignore_rules, parse_pointer, pointer_covers
 from .live import LiveState
 from .manifests import DesiredState
@@ -246,7 +246,7 @@ def _same(want: Any, have: Any, tokens: Sequence[str]) -> bool:
     if want == have:
         return True
     if _is_quantity_field(tokens):
-        amount_want, amount_have = _quantity(want), _quantity(have)
+        amount_want, amount_have = quantity(want), quantity(have)
         if amount_want is not None and amount_want == amount_have:
             return True
     if isinstance(want, str) != isinstance(have, str) and all(isinstance(v, str | int | float) for v in (want, have)):
@@ -256,17 +256,6 @@ def _same(want: Any, have: Any, tokens: Sequence[str]) -> bool:
 
 def _is_quantity_field(tokens: Sequence[str]) -> bool:
     return bool(tokens) and (tokens[-1] in _QUANTITY_KEYS or (len(tokens) > 1 and tokens[-2] in _QUANTITY_PARENTS))
-
-
-def _quantity(value: Any) -> Decimal | None:
-    from kubernetes.utils import parse_quantity
-
-    if not isinstance(value, str | int | float) or isinstance(value, bool):
-        return None
-    try:
-        return parse_quantity(value)
-    except (ValueError, ArithmeticError):
-        return None
 
 
 def _is_empty(value: Any) -> bool:
