@@ -12,14 +12,25 @@ import subprocess
 from pathlib import Path
 
 from .. import settings
-from ..agents.git_workspace import GitWorkspace, auth_config_env, normalize_remote
+from ..agents.git_workspace import (
+    GitError,
+    GitWorkspace,
+    auth_config_env,
+    git_env,
+    normalize_remote,
+    run_git,
+    token_scrubber,
+)
 from ..config.models import RepositoryConfig
-from ..domain.redaction import redact_text
 from ..github.client import GitHubCredentials
 
 
 def _git(*args: str, cwd: Path | None = None, timeout: float = 60) -> str:
-    done = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=True)
+    """A local checkout's git, in the same environment as the remote's (`git_env`): an inherited GIT_DIR or
+    GIT_WORK_TREE (a shell inside a git hook) must not make it read another repository."""
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=True, env=git_env(os.environ)
+    )
     return done.stdout.strip()
 
 
@@ -28,13 +39,17 @@ def remote_head(repo: RepositoryConfig, credentials: GitHubCredentials, timeout:
     if repo.path is not None:
         return _git("rev-parse", "--verify", "HEAD", cwd=Path(repo.path), timeout=timeout)
     url = normalize_remote(repo.clone_url(credentials.api_url))
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0", **auth_config_env(url, credentials.token)}
-    done = subprocess.run(
-        ["git", "ls-remote", url, f"refs/heads/{repo.default_branch}"],
-        capture_output=True, text=True, timeout=timeout, env=env, check=False,
-    )  # fmt: skip
-    if done.returncode != 0:
-        raise LookupError(f"{repo.key}: git ls-remote failed: {redact_text(done.stderr.strip())[:300]}")
+    # The agent runner's git environment (`git_env`): no inherited GIT_CONFIG_*/GIT_DIR redirection (an
+    # `insteadOf` there would answer with another repository's head) and no tokens beyond the auth header; errors
+    # redacted with the token's header form too.
+    env = {**git_env(os.environ), **auth_config_env(url, credentials.token)}
+    try:
+        done = run_git(
+            ["git", "ls-remote", url, f"refs/heads/{repo.default_branch}"], "ls-remote",
+            scrub=token_scrubber(credentials.token), timeout=timeout, env=env, text=True,
+        )  # fmt: skip
+    except GitError as exc:
+        raise LookupError(f"{repo.key}: {exc}") from None
     if not done.stdout.strip():
         raise LookupError(f"{repo.key}: branch {repo.default_branch!r} not found on the remote")
     return done.stdout.split()[0]

@@ -1,0 +1,102 @@
+"""The head of a watched repository's default branch, as the docs sensor and the index-at-head check read it: the
+repository configured, whatever git variables the platform's process inherited, and failures that name it."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from codexk8s_pipelines.autonomous.checkouts import remote_head
+from codexk8s_pipelines.config.models import RepositoryConfig
+from codexk8s_pipelines.github.client import GitHubCredentials
+from tests.helpers import free_port, git
+
+
+def _repository(root: Path, text: str) -> tuple[Path, str]:
+    """A bare repository with one commit on main, and that commit."""
+    bare, work = root / "bare.git", root / "work"
+    git("init", "-q", "--bare", "-b", "main", str(bare))
+    git("init", "-q", "-b", "main", str(work))
+    (work / "README.md").write_text(text)
+    git("add", ".", cwd=work)
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "-m", text, cwd=work)
+    git("push", "-q", str(bare), "main", cwd=work)
+    return bare, git("rev-parse", "HEAD", cwd=work)
+
+
+@pytest.fixture
+def two_remotes(tmp_path: Path) -> tuple[Path, str, Path, str]:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "decoy").mkdir()
+    real, real_head = _repository(tmp_path / "real", "# the watched docs\n")
+    decoy, decoy_head = _repository(tmp_path / "decoy", "# somebody else's\n")
+    assert real_head != decoy_head
+    return real, real_head, decoy, decoy_head
+
+
+def test_an_inherited_git_redirection_does_not_change_which_remote_answers(
+    two_remotes: tuple[Path, str, Path, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real, real_head, decoy, _ = two_remotes
+    # git reads configuration from these variables: an `insteadOf` in the platform's environment would send the
+    # ls-remote to another repository, and the index would be checked against that repository's head.
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", f"url.{decoy}.insteadOf")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", str(real))
+    repo = RepositoryConfig(github="acme/docs", git_url=str(real))
+    assert remote_head(repo, GitHubCredentials()) == real_head
+
+
+def test_a_local_checkout_is_read_where_it_is_whatever_git_dir_the_process_inherited(
+    two_remotes: tuple[Path, str, Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real, real_head, decoy, _ = two_remotes
+    local = tmp_path / "local"
+    git("clone", "-q", str(real), str(local))
+    monkeypatch.setenv("GIT_DIR", str(decoy))  # as in a shell that a git hook started
+    assert remote_head(RepositoryConfig(path=str(local)), GitHubCredentials()) == real_head
+
+
+def test_an_unreachable_remote_is_a_lookup_error_naming_the_repository_without_the_token() -> None:
+    token = "ghs_" + "x" * 36
+    repo = RepositoryConfig(github="acme/docs", git_url=f"http://127.0.0.1:{free_port()}/acme/docs.git")
+    with pytest.raises(LookupError) as raised:
+        remote_head(repo, GitHubCredentials(token=token), timeout=30)
+    message = str(raised.value)
+    assert message.startswith("acme/docs: git ls-remote failed (exit 128)"), message
+    assert token not in message
+
+
+@pytest.fixture
+def silent_server() -> Iterator[str]:
+    """An HTTP address that accepts connections and never answers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/acme/docs.git"
+    stop.set()
+    thread.join()
+    for conn in accepted:
+        conn.close()
+    server.close()
+
+
+def test_a_remote_that_never_answers_is_given_up_after_the_timeout_and_said(silent_server: str) -> None:
+    repo = RepositoryConfig(github="acme/docs", git_url=silent_server)
+    with pytest.raises(LookupError, match=r"^acme/docs: git ls-remote timed out after 1s$"):
+        remote_head(repo, GitHubCredentials(token="ghs_" + "y" * 36), timeout=1)
