@@ -2,7 +2,10 @@
 branch moves, so agents read docs of the code they change, not of last night's."""
 
 import json
+import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 import dagster as dg
 
@@ -14,9 +17,51 @@ from codexk8s_pipelines.github.resource import GitHubResource
 from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
 from codexk8s_pipelines.store.rekey import rekey_repositories
 
+log = logging.getLogger(__name__)
+
 MAX_WORKERS = 8
 # A sensor tick has 60 s: a remote that hangs costs its worker this long, not the whole tick.
 LS_REMOTE_TIMEOUT_SECONDS = 20
+# The lookups' share of the tick (as the GitHub sensors', sensors/github.py); the rest adds partitions and launches
+# runs. A lookup never runs past it, and none starts with less than MIN_LOOKUP_SECONDS left: those repositories are
+# asked first on the next tick (round robin), so a blackholed Git host or a long list of repositories costs ticks,
+# never a failed one.
+TICK_BUDGET_SECONDS = 40.0
+MIN_LOOKUP_SECONDS = 1.0
+
+
+@dataclass
+class DocsCursor:
+    """Per repository key, the default branch head last indexed; and where the next tick's lookups start."""
+
+    heads: dict[str, str] = field(default_factory=dict[str, str])
+    next_key: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps({"v": 2, "heads": self.heads, "next": self.next_key}, sort_keys=True)
+
+    @classmethod
+    def from_json(cls, raw: str | None) -> "DocsCursor":
+        """Version 1 was the heads alone. An unreadable cursor starts over (logged): every repository is then looked
+        up and indexed once more, which is safe, where failing would stop every later tick."""
+        if not raw:
+            return cls()
+        try:
+            data = json.loads(raw)
+            if isinstance(data, dict) and data.get("v") == 2:
+                heads, next_key = data.get("heads") or {}, data.get("next")
+            else:
+                heads, next_key = data, None
+            if not isinstance(heads, dict) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in heads.items()
+            ):
+                raise ValueError("heads: not an object of repository keys to commits")
+            if next_key is not None and not isinstance(next_key, str):
+                raise ValueError("next: not a repository key")
+            return cls(dict(heads), next_key)
+        except ValueError as exc:
+            log.warning("docs_index_sensor: unreadable cursor (%s); starting over", exc)
+            return cls()
 
 
 @dg.sensor(
@@ -41,20 +86,33 @@ def docs_index_sensor(
         # key before the partition is replaced below, so findings and the docs index carry over.
         moved = rekey_repositories(platform_db.store(), stale)
         context.log.info(f"renamed repository partitions {stale}; rows moved: {moved or 'none'}")
-    heads: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    cursor = DocsCursor.from_json(context.cursor)
+    heads = cursor.heads
     credentials = github.credentials()
+    deadline = time.monotonic() + TICK_BUDGET_SECONDS
 
-    def lookup(repo: RepositoryConfig) -> str | Exception:
+    def lookup(repo: RepositoryConfig) -> str | Exception | None:
+        """The head, the reason it is unknown, or None when the tick's budget ran out before the lookup began."""
+        left = deadline - time.monotonic()
+        if left < MIN_LOOKUP_SECONDS:
+            return None
         try:
-            return remote_head(repo, credentials, timeout=LS_REMOTE_TIMEOUT_SECONDS)
+            return remote_head(repo, credentials, timeout=min(LS_REMOTE_TIMEOUT_SECONDS, left))
         except Exception as exc:  # one unreachable repository must not stop the others
             return exc
 
-    # One `git ls-remote` per repository: network round trips, so several at once to stay inside the tick.
+    # One `git ls-remote` per repository: network round trips, so several at once to stay inside the tick, in
+    # order from where the last tick ran out of time.
+    keys = list(repositories)
+    start = keys.index(cursor.next_key) if cursor.next_key in repositories else 0
+    order = keys[start:] + keys[:start]
     with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
-        found = dict(zip(repositories, pool.map(lookup, repositories.values()), strict=True))
+        found = dict(zip(order, pool.map(lookup, [repositories[k] for k in order]), strict=True))
+    left_over = [key for key in order if found[key] is None]
     requests, notes = [], []
     for key, head in found.items():
+        if head is None:
+            continue
         if isinstance(head, Exception):
             notes.append(f"{key}: cannot read the default branch: {str(head)[:200]}")
             continue
@@ -70,12 +128,18 @@ def docs_index_sensor(
         partition_requests.append(REPOSITORY_PARTITIONS.build_add_request(added))
     if removed := sorted(existing - set(repositories)):
         partition_requests.append(REPOSITORY_PARTITIONS.build_delete_request(removed))
+    if left_over:
+        notes.append(
+            f"{len(left_over)} of {len(order)} repositories left for the next tick (tick budget"
+            f" {TICK_BUDGET_SECONDS:g} s): {', '.join(left_over[:5])}{' …' if len(left_over) > 5 else ''}"
+        )
     for note in notes:
         context.log.warning(note)
+    next_cursor = DocsCursor(heads, left_over[0] if left_over else None)
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=partition_requests,
-        cursor=json.dumps(heads, sort_keys=True),
+        cursor=next_cursor.to_json(),
         skip_reason=None if requests else ("; ".join(notes) or _idle_reason(partition_requests)),
     )
 

@@ -3,9 +3,6 @@ repository configured, whatever git variables the platform's process inherited, 
 
 from __future__ import annotations
 
-import socket
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,7 +10,7 @@ import pytest
 from codexk8s_pipelines.autonomous.checkouts import remote_head
 from codexk8s_pipelines.config.models import RepositoryConfig
 from codexk8s_pipelines.github.client import GitHubCredentials
-from tests.helpers import free_port, git
+from tests.helpers import free_port, git, silent_http_server
 
 
 def _repository(root: Path, text: str) -> tuple[Path, str]:
@@ -71,32 +68,8 @@ def test_an_unreachable_remote_is_a_lookup_error_naming_the_repository_without_t
     assert token not in message
 
 
-@pytest.fixture
-def silent_server() -> Iterator[str]:
-    """An HTTP address that accepts connections and never answers."""
-    server = socket.create_server(("127.0.0.1", 0))
-    accepted: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                accepted.append(server.accept()[0])
-            except TimeoutError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.getsockname()[1]}/acme/docs.git"
-    stop.set()
-    thread.join()
-    for conn in accepted:
-        conn.close()
-    server.close()
-
-
-def test_a_remote_that_never_answers_is_given_up_after_the_timeout_and_said(silent_server: str) -> None:
-    repo = RepositoryConfig(github="acme/docs", git_url=silent_server)
-    with pytest.raises(LookupError, match=r"^acme/docs: git ls-remote timed out after 1s$"):
-        remote_head(repo, GitHubCredentials(token="ghs_" + "y" * 36), timeout=1)
+def test_a_remote_that_never_answers_is_given_up_after_the_timeout_and_said() -> None:
+    with silent_http_server() as silent:
+        repo = RepositoryConfig(github="acme/docs", git_url=f"{silent}/acme/docs.git")
+        with pytest.raises(LookupError, match=r"^acme/docs: git ls-remote timed out after 1s$"):
+            remote_head(repo, GitHubCredentials(token="ghs_" + "y" * 36), timeout=1)

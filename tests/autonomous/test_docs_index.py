@@ -3,12 +3,15 @@ incremental (an unchanged chunk is never embedded twice) — with the real model
 
 from __future__ import annotations
 
+import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
+import sensors.docs
 from codexk8s_pipelines.autonomous.docs_index import docs_index
 from codexk8s_pipelines.autonomous.registry import JOBS, PERIODIC_CHECKS
 from codexk8s_pipelines.config.models import PlatformConfig
@@ -17,7 +20,7 @@ from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabas
 from codexk8s_pipelines.store import PlatformStore
 from schedules.periodic import schedule_for
 from sensors.docs import docs_index_sensor
-from tests.helpers import git
+from tests.helpers import git, silent_http_server
 
 DOCS = {
     "README.md": "# Shop\n\nThe shop sells things.\n\n## Checkout\n\nPayment goes through the cart service.\n",
@@ -103,6 +106,52 @@ def _sensor_story(instance: dg.DagsterInstance, docs_env: dict) -> None:
     load_config_from_environment.cache_clear()
     _tick(instance, moved.cursor, docs_env["resources"])
     assert instance.get_dynamic_partitions("repositories") == [docs_env["local_key"]]
+
+
+def test_a_hanging_git_host_costs_ticks_not_a_failed_one_and_every_repository_gets_its_turn(
+    docs_env: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """20 repositories whose remote accepts and never answers, listed before the one that answers: each tick stays
+    inside its budget (a tick has 60 s; here the budget is 2 s, a lookup's own timeout 10 s), says which
+    repositories wait, and the next tick starts with them, so the answering one is indexed within a few ticks."""
+    budget = 2.0
+    monkeypatch.setattr(sensors.docs, "TICK_BUDGET_SECONDS", budget)
+    monkeypatch.setattr(sensors.docs, "LS_REMOTE_TIMEOUT_SECONDS", 10)
+    remote = docs_env["config"].read_text().split("git_url: ", 1)[1].strip()
+    with silent_http_server() as silent, dg.instance_for_test() as instance:
+        hanging = "".join(f"  - github: acme/hang{i}\n    git_url: {silent}/acme/hang{i}.git\n" for i in range(20))
+        docs_env["config"].write_text(f"repositories:\n{hanging}  - github: acme/docs\n    git_url: {remote}\n")
+        cursor, took, waiting = None, [], []
+        for _ in range(6):
+            started = time.monotonic()
+            data = _tick(instance, cursor, docs_env["resources"])
+            took.append(time.monotonic() - started)
+            cursor = data.cursor
+            if any(r.partition_key == "acme/docs" for r in data.run_requests):
+                break
+            waiting.append(data.skip_message or "")
+        else:
+            pytest.fail(f"acme/docs was never looked up: {waiting}")
+    assert max(took) < budget + 1.5, took  # was: 20 lookups × 10 s over 8 workers, past the tick's 60 s
+    assert any("repositories left for the next tick (tick budget 2 s): acme/hang" in w for w in waiting), waiting
+    assert any("acme/hang0: cannot read the default branch: acme/hang0: git ls-remote timed out" in w for w in waiting)
+    assert json.loads(cursor or "")["heads"]["acme/docs"]
+
+
+def test_a_former_cursor_is_read_and_a_broken_one_starts_over(docs_env: dict) -> None:
+    with dg.instance_for_test() as instance:
+        added = _tick(instance, None, docs_env["resources"])
+        first = _tick(instance, added.cursor, docs_env["resources"])
+        heads = json.loads(first.cursor or "")["heads"]
+        assert sorted(heads) == sorted(["acme/docs", docs_env["local_key"]])
+        # The former cursor was the heads alone: nothing moved, so nothing is indexed again.
+        former = _tick(instance, json.dumps(heads), docs_env["resources"])
+        assert former.run_requests == [] and "no default branch moved" in (former.skip_message or "")
+        # An unreadable one is not a failed tick: every repository is looked up (and indexed) once more.
+        for broken in ("{not json", json.dumps({"v": 2, "heads": ["x"]}), json.dumps({"acme/docs": 7})):
+            again = _tick(instance, broken, docs_env["resources"])
+            assert sorted(r.partition_key for r in again.run_requests) == sorted(heads), broken
+            assert json.loads(again.cursor or "")["heads"] == heads
 
 
 @pytest.mark.timeout(300)
