@@ -10,6 +10,7 @@ is one transaction, so readers never see a half-indexed repository and the model
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 from psycopg import sql
 
+from ..agents.git_workspace import git_env
 from ..store import PlatformStore
 from .chunking import Chunk, chunk_document
 from .db import EMBEDDING_DIM, WORD_WEIGHTS, as_array, check_dimension, connect
@@ -74,6 +76,7 @@ def _git_head(root: Path) -> str | None:
             text=True,
             timeout=10,
             check=False,
+            env=git_env(os.environ),  # an inherited GIT_DIR would stamp the chunks with another repository's commit
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -163,12 +163,22 @@ def test_a_model_change_reembeds_everything_and_other_repositories_are_untouched
     assert rows(migrated_url, "acme/fork") == fork_before
 
 
-def test_the_commit_defaults_to_the_checkouts_git_head(migrated_url: str, shop: Path) -> None:
-    git = ["git", "-C", str(shop), "-c", "user.name=t", "-c", "user.email=t@example.com"]
-    subprocess.run([*git, "init", "-q"], check=True)
-    subprocess.run([*git, "add", "-A"], check=True)
-    subprocess.run([*git, "commit", "-q", "-m", "docs"], check=True)
-    head = subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+def test_the_commit_defaults_to_the_checkouts_git_head(
+    migrated_url: str, shop: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def commit(root: Path) -> str:
+        git = ["git", "-C", str(root), "-c", "user.name=t", "-c", "user.email=t@example.com"]
+        subprocess.run([*git, "init", "-q"], check=True)
+        subprocess.run([*git, "add", "-A"], check=True)
+        subprocess.run([*git, "commit", "-q", "--allow-empty", "-m", f"docs of {root.name}"], check=True)
+        return subprocess.run([*git, "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+
+    head = commit(shop)
+    other = tmp_path / "other"
+    other.mkdir()
+    assert commit(other) != head
+    # As in a shell a git hook started: the checkout indexed is still the one read.
+    monkeypatch.setenv("GIT_DIR", str(other / ".git"))
     index_repository(migrated_url, REPO, shop, embedder=HashingEmbedder())
     assert {r["commit"] for r in rows(migrated_url).values()} == {head}
 
