@@ -299,9 +299,16 @@ def poll_repository(
     *,
     listing_due: bool = True,
     hinted: Iterable[int] = (),
+    deadline: float | None = None,
 ) -> RepoResult:
     """Decide what is new in one repository: the items webhooks named (`hinted`), the items still settling and,
-    when `listing_due`, everything the conditional listing shows changed."""
+    when `listing_due`, everything the conditional listing shows changed.
+
+    No item is started after `deadline` (time.monotonic()): a bulk edit of a few hundred issues takes a request or
+    two each, and at GitHub's usual 0.2-0.5 s a request that alone outlasts a tick. A tick that overruns is
+    discarded with its cursor, so the next one would repeat the same work and never get through. The items left
+    are decided next tick: the listing is asked again without its ETag and `since` stays, and webhook deliveries of
+    undecided items stay pending."""
     result = RepoResult()
     if cursor.backing_off(ctx.now):
         result.note = f"{api.full_name}: {cursor.backoff_reason or 'backing off'}"
@@ -336,8 +343,13 @@ def poll_repository(
         for number in [*(cursor.unsettled if listing_due else ()), *hinted]:
             work.setdefault(number, None)
         decide = _decide_issue if kind is IntakeKind.ISSUE_LABELS else _decide_pull
-        failures = 0
-        for number, updated_at in sorted(work.items(), key=lambda kv: (kv[1] or "~", kv[0])):
+        failures = left = 0
+        ordered = sorted(work.items(), key=lambda kv: (kv[1] or "~", kv[0]))  # oldest change first
+        for done, (number, updated_at) in enumerate(ordered):
+            if deadline is not None and time.monotonic() > deadline:
+                left = len(ordered) - done
+                result.note = f"{api.full_name}: {left} of {len(ordered)} changed items left for the next tick"
+                break
             try:
                 decide(api, ctx, cursor, number, result.intents)
             except Exception as exc:
@@ -354,13 +366,15 @@ def poll_repository(
             known = updated_at or cursor.items.get(str(number))
             if known is not None and (updated_at is not None or served_at is not None):
                 cursor.finish_item(number, known, served_at)
-        if listing is not None and failures == 0:
+        if listing is not None and failures == 0 and left == 0:
             if not listing.not_modified:
                 cursor.etag = listing.etag  # paired with `since`, which has not moved
             if watermark is not None:
                 cursor.maybe_advance(watermark)
-        elif failures:
+        elif failures or left:
             cursor.etag = None  # the listing was not fully decided: ask again without the ETag
+            if left and listing is not None:
+                cursor.polled_at = None  # and next tick, not a reconciliation interval later
         cursor.backoff_until = cursor.backoff_reason = None
         cursor.prune()
         return result
@@ -423,7 +437,9 @@ def run_tick(
         except Exception as exc:
             results[name] = RepoResult(note=f"{name}: cannot connect: {exc}")
             return
-        results[name] = poll_repository(kind, api, cursor.repo(name), ctx, listing_due=listing_due, hinted=hinted)
+        results[name] = poll_repository(
+            kind, api, cursor.repo(name), ctx, listing_due=listing_due, hinted=hinted, deadline=deadline
+        )
 
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
         list(pool.map(work, order))

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -171,6 +172,49 @@ def test_a_bulk_edit_of_106_issues_gets_through_20_percent_faults(intake: Intake
     assert set(launched) == expected, f"{len(set(launched))} of 106 after {ticks} ticks"
     assert len(launched) == len(expected)  # none twice
     assert sum(1 for r in state.requests if r[2] >= 400 or r[2] == 0) > 10  # the faults really happened
+
+
+@pytest.mark.timeout(300)
+def test_a_bulk_edit_too_big_for_one_tick_is_decided_over_several_within_the_budget(intake: Intake) -> None:
+    """60 issues labelled in one second, GitHub answering in 50 ms: deciding them takes longer than the tick's budget
+    (1 s here, 40 s in the sensor). No tick may run much past it, since the daemon discards a tick that overruns
+    (with its cursor) and the next would repeat the same work forever; each tick decides what fits and leaves the
+    rest, oldest change first, for the next."""
+    rules = load_config_from_environment().rules()
+    state = intake.state
+    numbers = [state.add_issue(REPO, f"issue {i}") for i in range(60)]
+    credentials = GitHubCredentials(api_url=intake.server.url, token=intake.server.token)
+    clock = [datetime.now(UTC)]
+    cursor = IntakeCursor()
+    budget = 1.0
+
+    def tick() -> tuple[list[str], float, list[str]]:
+        connector = GitHubConnector(credentials)
+        ctx = TickContext(rules=rules, store=intake.store, now=clock[0])
+        api_for = lambda name: RepoApi(connector.for_repository(name), name)  # noqa: E731
+        started = time.monotonic()
+        outcome = run_tick(IntakeKind.ISSUE_LABELS, [REPO], api_for, cursor, ctx, budget_seconds=budget)
+        clock[0] += timedelta(seconds=31)
+        return [i.correlation_key for i in outcome.intents], time.monotonic() - started, outcome.notes
+
+    tick()
+    with state.same_moment():
+        expected = {f"{REPO}#{n}:run:plan:{state.label(REPO, n, 'run:plan', actor='alice')}" for n in numbers}
+    state.latency = 0.05
+    launched: list[str] = []
+    took: list[float] = []
+    notes: list[str] = []
+    while len(took) < 30 and set(launched) != expected:
+        keys, seconds, said = tick()
+        launched += keys
+        took.append(seconds)
+        notes += said
+    state.latency = 0.0
+    assert set(launched) == expected, f"{len(set(launched))} of 60 after {len(took)} ticks"
+    assert len(launched) == len(expected)  # none twice
+    assert len(took) > 1  # it did not fit in one tick: the budget is what this is about
+    assert max(took) < budget + 1.0, took  # one item's requests past the budget at most
+    assert any(f"{REPO}: " in n and "changed items left for the next tick" in n for n in notes), notes
 
 
 # -- 5. a late approval is answered, once ------------------------------------------------------------------
