@@ -16,9 +16,11 @@ entry in GIT_CONFIG_* environment variables, scoped to the remote URL, and only 
 from __future__ import annotations
 
 import base64
+import contextlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -130,13 +132,34 @@ def git_env(base: Mapping[str, str]) -> dict[str, str]:
     return env
 
 
+def _run_whole(cmd: list[str], timeout: float, input: Any = None, **kwargs: Any) -> subprocess.CompletedProcess[Any]:
+    """`subprocess.run(cmd, capture_output=True, timeout=timeout)`, except that a timeout also kills what git started.
+
+    Why: git talks to a remote through a helper process (`git-remote-http`, `ssh`). On a timeout `subprocess.run`
+    kills git alone; the helper lives on with its connection to a host that never answers, and it has no timeout of
+    its own. In the long-running code location, each docs sensor tick against a blackholed Git host left one more
+    per repository. So git runs in a process group of its own, and the group is killed."""
+    if input is not None:
+        kwargs["stdin"] = subprocess.PIPE
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0, **kwargs) as proc:
+        try:
+            out, err = proc.communicate(input, timeout=timeout)
+        except BaseException as exc:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            if isinstance(exc, subprocess.TimeoutExpired):
+                proc.communicate()  # reaped, and its pipes drained: nothing holds them open any more
+            raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def run_git(
     cmd: Sequence[str], what: str, *, scrub: Callable[[str], str], timeout: float, check: bool = True, **kwargs: Any
 ) -> subprocess.CompletedProcess[Any]:
     """`subprocess.run(cmd)` with its output captured; a timeout, a missing git or (with `check`) a failure of git
     command `what` becomes a GitError whose message went through `scrub`."""
     try:
-        proc = subprocess.run(list(cmd), capture_output=True, timeout=timeout, check=False, **kwargs)
+        proc = _run_whole(list(cmd), timeout, **kwargs)
     except subprocess.TimeoutExpired:
         raise GitError(f"git {what} timed out after {timeout:g}s") from None
     except OSError as exc:

@@ -3,8 +3,10 @@ repository configured, whatever git variables the platform's process inherited, 
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 from codexk8s_pipelines.autonomous.checkouts import remote_head
@@ -68,8 +70,24 @@ def test_an_unreachable_remote_is_a_lookup_error_naming_the_repository_without_t
     assert token not in message
 
 
+def _processes_reaching(url: str) -> list[str]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmdline = proc.info["cmdline"] or []
+        if any(url in part for part in cmdline):
+            found.append(" ".join(cmdline))
+    return found
+
+
 def test_a_remote_that_never_answers_is_given_up_after_the_timeout_and_said() -> None:
     with silent_http_server() as silent:
-        repo = RepositoryConfig(github="acme/docs", git_url=f"{silent}/acme/docs.git")
+        url = f"{silent}/acme/docs.git"
+        repo = RepositoryConfig(github="acme/docs", git_url=url)
         with pytest.raises(LookupError, match=r"^acme/docs: git ls-remote timed out after 1s$"):
             remote_head(repo, GitHubCredentials(token="ghs_" + "y" * 36), timeout=1)
+        # git's transport helper (git-remote-http) went with it, while the host is still silent: a sensor that asks
+        # every minute must not leave one more behind each time.
+        deadline = time.monotonic() + 5
+        while _processes_reaching(url) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _processes_reaching(url) == []
