@@ -37,8 +37,8 @@ from tests.github_server import GitHubServer
 TICK = 60.0
 
 
-def _setup(server: GitHubServer, n: int) -> list[str]:
-    repos = [f"org/svc{i:03d}" for i in range(n)]
+def _setup(server: GitHubServer, n: int, prefix: str = "org/svc") -> list[str]:
+    repos = [f"{prefix}{i:03d}" for i in range(n)]
     for repo in repos:
         server.state.add_repo(repo, collaborators={"alice": "write"})
         server.state.add_issue(repo, "first")
@@ -116,7 +116,9 @@ def bench_bulk_edit(store: PlatformStore, issues: int = 300, budget: float = 5.0
     ticks: dict[str, list[float]] = {}
     for label, limit in (("budget", budget), ("one tick", 3600.0)):
         with GitHubServer() as server:
-            (repo,) = _setup(server, 1)
+            # A repository of its own per case: the store is shared, and the same keys would find the audit rows
+            # and comments of the other case already there.
+            (repo,) = _setup(server, 1, f"org/bulk-{'budget' if limit == budget else 'one'}-")
             numbers = [server.state.add_issue(repo, f"issue {i}") for i in range(issues)]
             cursor = IntakeCursor()
             now = datetime.now(UTC)

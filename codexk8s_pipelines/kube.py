@@ -23,9 +23,10 @@ def quantity(value: object) -> Decimal | None:
     from kubernetes.utils import parse_quantity  # the client is heavy: imported when a quantity is first read
 
     try:
-        return parse_quantity(value)
+        parsed = parse_quantity(value)
     except (ValueError, ArithmeticError):
         return None
+    return parsed if parsed.is_finite() else None  # the parser takes 'inf' and 'NaN'; Kubernetes does not
 
 
 @dataclass

@@ -44,16 +44,10 @@ _SAFE_CONFIG = (
     "-c",
     "advice.detachedHead=false",
 )
-# Inherited redirections would point git at another repository; tracing would print request headers.
-_SCRUBBED_ENV_PREFIXES = (
-    "GIT_CONFIG_",
-    "GIT_DIR",
-    "GIT_WORK_TREE",
-    "GIT_INDEX_FILE",
-    "GIT_OBJECT_DIRECTORY",
-    "GIT_TRACE",
-    "GIT_CURL_VERBOSE",
-)
+# Variables that point git at another repository than the directory it runs in.
+_REPOSITORY_ENV_PREFIXES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR")
+# For a remote, also inherited configuration (an `insteadOf` sends it elsewhere) and tracing (prints request headers).
+_SCRUBBED_ENV_PREFIXES = ("GIT_CONFIG_", *_REPOSITORY_ENV_PREFIXES, "GIT_TRACE", "GIT_CURL_VERBOSE")
 _MAX_ERROR_CHARS = 2000
 _LEFTOVER_STATE = ("index.lock", "MERGE_HEAD", "CHERRY_PICK_HEAD", "REVERT_HEAD", "rebase-merge", "rebase-apply")
 _URL_LIKE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://|^[^/\s]+@[^/\s]+:")
@@ -121,6 +115,14 @@ def token_scrubber(token: str | None) -> Callable[[str], str]:
     return scrub
 
 
+def local_git_env(base: Mapping[str, str]) -> dict[str, str]:
+    """For git reading a local checkout that the operator configured (`path:`): the caller's env without what points
+    git at another repository (an inherited GIT_DIR: a shell that a git hook started). Their git configuration stays:
+    a container often passes `safe.directory` for a mounted checkout as GIT_CONFIG_* variables, and without it git
+    refuses a checkout owned by another user."""
+    return {k: v for k, v in base.items() if not k.startswith(_REPOSITORY_ENV_PREFIXES)}
+
+
 def git_env(base: Mapping[str, str]) -> dict[str, str]:
     """The caller's env without tokens or inherited git redirections, and never waiting for a password."""
     env = {
@@ -138,19 +140,50 @@ def _run_whole(cmd: list[str], timeout: float, input: Any = None, **kwargs: Any)
     Why: git talks to a remote through a helper process (`git-remote-http`, `ssh`). On a timeout `subprocess.run`
     kills git alone; the helper lives on with its connection to a host that never answers, and it has no timeout of
     its own. In the long-running code location, each docs sensor tick against a blackholed Git host left one more
-    per repository. So git runs in a process group of its own, and the group is killed."""
+    per repository. git stays in the caller's process group (a signal to the group still reaches it, and ssh may
+    still ask at the terminal); its descendants are found and killed with it."""
     if input is not None:
         kwargs["stdin"] = subprocess.PIPE
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, process_group=0, **kwargs) as proc:
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs) as proc:
         try:
             out, err = proc.communicate(input, timeout=timeout)
-        except BaseException as exc:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            if isinstance(exc, subprocess.TimeoutExpired):
-                proc.communicate()  # reaped, and its pipes drained: nothing holds them open any more
+        except BaseException:
+            for pid in [*_descendants(proc.pid), proc.pid]:  # found before git dies: then they are init's
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            # Reaped, as subprocess.run does; not by reading the pipes to their end: a helper missed here (started
+            # after the scan) would hold them open.
+            proc.wait()
             raise
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes `pid` started, and theirs, from /proc (Linux); none where /proc cannot be read. Not psutil: the
+    agent image installs the runner with three dependencies only."""
+    children: dict[int, list[int]] = {}
+    try:
+        entries = os.listdir("/proc")
+    except OSError:
+        return []
+    for entry in entries:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as handle:
+                stat = handle.read()
+        except OSError:
+            continue  # gone meanwhile
+        # pid (comm) state ppid ...: comm may hold spaces and parentheses, so read after its last ')'.
+        fields = stat[stat.rfind(b")") + 2 :].split()
+        if len(fields) > 1 and fields[1].isdigit():
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def run_git(

@@ -17,6 +17,7 @@ from ..agents.git_workspace import (
     GitWorkspace,
     auth_config_env,
     git_env,
+    local_git_env,
     normalize_remote,
     run_git,
     token_scrubber,
@@ -26,10 +27,16 @@ from ..github.client import GitHubCredentials
 
 
 def _git(*args: str, cwd: Path | None = None, timeout: float = 60) -> str:
-    """A local checkout's git, in the same environment as the remote's (`git_env`): an inherited GIT_DIR or
-    GIT_WORK_TREE (a shell inside a git hook) must not make it read another repository."""
+    """A local checkout's git: an inherited GIT_DIR or GIT_WORK_TREE (a shell inside a git hook) must not make it
+    read another repository (`local_git_env`)."""
     done = subprocess.run(
-        ["git", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, check=True, env=git_env(os.environ)
+        ["git", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=True,
+        env=local_git_env(os.environ),
     )
     return done.stdout.strip()
 

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from psycopg import sql
 
-from ..agents.git_workspace import git_env
+from ..agents.git_workspace import local_git_env
 from ..store import PlatformStore
 from .chunking import Chunk, chunk_document
 from .db import EMBEDDING_DIM, WORD_WEIGHTS, as_array, check_dimension, connect
@@ -76,7 +76,7 @@ def _git_head(root: Path) -> str | None:
             text=True,
             timeout=10,
             check=False,
-            env=git_env(os.environ),  # an inherited GIT_DIR would stamp the chunks with another repository's commit
+            env=local_git_env(os.environ),  # an inherited GIT_DIR would stamp the chunks with another's commit
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -18,6 +18,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -54,6 +55,9 @@ def server_settings(memory_bytes: int) -> dict[str, str]:
     return {"shared_buffers": f"{shared // _MB}MB"}
 
 
+REPEATED_SIGTERM_GRACE = 5.0  # seconds (see sigterm_as_interrupt)
+
+
 @contextmanager
 def sigterm_as_interrupt() -> Iterator[None]:
     """Inside, SIGTERM is taken as Ctrl-C (KeyboardInterrupt), so the `with EmbeddedPostgres(...)` blocks and
@@ -66,16 +70,23 @@ def sigterm_as_interrupt() -> Iterator[None]:
     (local_stack.py). Only the main thread can set a handler, and one already set by someone else is kept: both
     cases leave SIGTERM as it was.
 
-    One SIGTERM interrupts; later ones are ignored until the block is left. `timeout` signals the process and then
-    its process group, so a second one arrives while the first unwinds, and it interrupted the server's stop."""
+    One SIGTERM interrupts. Another within REPEATED_SIGTERM_GRACE seconds is ignored: `timeout` signals the process
+    and then its process group, so a second one arrives while the first unwinds, and it interrupted the server's
+    stop. One sent later ends the process as SIGTERM does, so an unwinding that hangs can still be stopped."""
     previous = signal.getsignal(signal.SIGTERM)
     if threading.current_thread() is not threading.main_thread() or previous is not signal.SIG_DFL:
         yield
         return
+    first: list[float] = []
 
     def interrupt(signum: int, frame: object) -> None:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise KeyboardInterrupt(f"signal {signum} (SIGTERM)")
+        if not first:
+            first.append(time.monotonic())
+            raise KeyboardInterrupt(f"signal {signum} (SIGTERM)")
+        if time.monotonic() - first[0] < REPEATED_SIGTERM_GRACE:
+            return
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGTERM)
 
     signal.signal(signal.SIGTERM, interrupt)
     try:

@@ -3,6 +3,8 @@ repository configured, whatever git variables the platform's process inherited, 
 
 from __future__ import annotations
 
+import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -58,6 +60,27 @@ def test_a_local_checkout_is_read_where_it_is_whatever_git_dir_the_process_inher
     git("clone", "-q", str(real), str(local))
     monkeypatch.setenv("GIT_DIR", str(decoy))  # as in a shell that a git hook started
     assert remote_head(RepositoryConfig(path=str(local)), GitHubCredentials()) == real_head
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the checkout to another user")
+def test_a_local_checkout_keeps_the_git_settings_the_operator_passed_in_the_environment(
+    two_remotes: tuple[Path, str, Path, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A checkout mounted into a container is often owned by another user, and git refuses it unless
+    `safe.directory` says otherwise, which containers pass as GIT_CONFIG_* variables."""
+    real, real_head, _, _ = two_remotes
+    local = tmp_path / "mounted"
+    git("clone", "-q", str(real), str(local))
+    nobody = 65534
+    for path in [local, *local.rglob("*")]:
+        os.lchown(path, nobody, nobody)
+    monkeypatch.setenv("GIT_CONFIG_COUNT", "1")
+    monkeypatch.setenv("GIT_CONFIG_KEY_0", "safe.directory")
+    monkeypatch.setenv("GIT_CONFIG_VALUE_0", str(local))
+    assert remote_head(RepositoryConfig(path=str(local)), GitHubCredentials()) == real_head
+    monkeypatch.delenv("GIT_CONFIG_COUNT")  # without it git refuses, which is what the setting is for
+    with pytest.raises(subprocess.CalledProcessError):
+        remote_head(RepositoryConfig(path=str(local)), GitHubCredentials())
 
 
 def test_an_unreachable_remote_is_a_lookup_error_naming_the_repository_without_the_token() -> None:

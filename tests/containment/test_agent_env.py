@@ -126,8 +126,8 @@ def test_catalog_limits_reach_the_spec() -> None:
     limited = with_agent_limits(spec, agent)
     assert limited.pass_env == ["CODEXK8S_MCP_TOKEN", "OPENAI_API_KEY"]
     assert limited.memory_bytes == 3 * 1024**3
-    assert [quantity_bytes(q) for q in ("512Mi", "1G", "1000", "1.5Gi", "lots")] == [
-        512 * 1024**2, 10**9, 1000, int(1.5 * 1024**3), None,
+    assert [quantity_bytes(q) for q in ("512Mi", "1G", "1000", "1.5Gi", "lots", "inf", "NaN", "sNaN", "0")] == [
+        512 * 1024**2, 10**9, 1000, int(1.5 * 1024**3), None, None, None, None, None,
     ]  # fmt: skip
 
 

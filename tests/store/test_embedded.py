@@ -167,7 +167,10 @@ def _owner_killed_by_sigterm(data: Path, *, interrupt: bool, signals: int = 1) -
 def _gone(pid: int, within: float = 10.0) -> bool:
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
             return True
         time.sleep(0.1)
     return False
@@ -195,6 +198,37 @@ def test_without_it_a_sigterm_leaves_the_server_running_until_a_later_start(tmp_
     assert not pg.is_running()
 
 
+def test_a_sigterm_well_after_the_first_ends_an_unwinding_that_hangs() -> None:
+    script = textwrap.dedent(
+        """
+        import time
+        from codexk8s_pipelines.store import embedded
+        embedded.REPEATED_SIGTERM_GRACE = 0.5
+        with embedded.sigterm_as_interrupt():
+            try:
+                print("ready", flush=True)
+                time.sleep(60)
+            finally:
+                print("unwinding", flush=True)
+                time.sleep(60)  # a teardown that never ends
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE)
+    try:
+        assert proc.stdout is not None and proc.stdout.readline().strip() == b"ready"
+        proc.send_signal(signal.SIGTERM)
+        assert proc.stdout.readline().strip() == b"unwinding"
+        proc.send_signal(signal.SIGTERM)  # as `timeout` repeats it to the group: ignored
+        time.sleep(0.3)
+        assert proc.poll() is None
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)  # asked again later: it ends
+        assert proc.wait(timeout=10) == -signal.SIGTERM
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
 def test_sigterm_as_interrupt_interrupts_once_restores_the_handler_and_keeps_anyone_elses() -> None:
     before = signal.getsignal(signal.SIGTERM)  # the session's own while pg_server runs
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
@@ -204,7 +238,7 @@ def test_sigterm_as_interrupt_interrupts_once_restores_the_handler_and_keeps_any
             assert callable(handler)
             with pytest.raises(KeyboardInterrupt):
                 handler(signal.SIGTERM, None)
-            assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN  # the next one must not break the unwinding
+            assert handler(signal.SIGTERM, None) is None  # the next one, right after, must not break the unwinding
         assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
 
         def own(signum: int, frame: object) -> None:
