@@ -20,8 +20,7 @@ from codexk8s_pipelines.domain.decisions import IssueLabelEvent, decide_issue_la
 from codexk8s_pipelines.domain.rules import DEFAULT_RULES, Actor
 from codexk8s_pipelines.domain.stages import STAGE_NAMES, Permission
 from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore, sigterm_as_interrupt
-
-TICK_SECONDS = 60.0
+from sensors.tick import TICK_SECONDS
 
 
 def _timed(fn) -> float:  # type: ignore[no-untyped-def]

@@ -32,9 +32,8 @@ from codexk8s_pipelines.github.client import GitHubConnector, GitHubCredentials
 from codexk8s_pipelines.store import EmbeddedPostgres, PlatformStore, sigterm_as_interrupt
 from sensors.cursor import IntakeCursor
 from sensors.intake import IntakeKind, TickContext, run_tick
+from sensors.tick import TICK_SECONDS
 from tests.github_server import GitHubServer
-
-TICK = 60.0
 
 
 def _setup(server: GitHubServer, n: int, prefix: str = "org/svc") -> list[str]:
@@ -107,7 +106,7 @@ def bench_500(store: PlatformStore) -> None:
     one, eight = timings[1], timings[8]
     print(
         f"500 repositories, 30 ms latency, 10% active: 1 worker {one:6.2f} s   8 workers {eight:6.2f} s   "
-        f"speed-up {one / eight:4.1f}x   8 workers use {eight / TICK:.0%} of a 60 s tick"
+        f"speed-up {one / eight:4.1f}x   8 workers use {eight / TICK_SECONDS:.0%} of a 60 s tick"
     )
 
 

@@ -17,16 +17,17 @@ from codexk8s_pipelines.github.resource import GitHubResource
 from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
 from codexk8s_pipelines.store.rekey import rekey_repositories
 
+from . import tick
+
 log = logging.getLogger(__name__)
 
 MAX_WORKERS = 8
 # A sensor tick has 60 s: a remote that hangs costs its worker this long, not the whole tick.
 LS_REMOTE_TIMEOUT_SECONDS = 20
-# The lookups' share of the tick (as the GitHub sensors', sensors/github.py); the rest adds partitions and launches
-# runs. A lookup never runs past it, and none starts with less than MIN_LOOKUP_SECONDS left: those repositories are
-# asked first on the next tick (round robin), so a blackholed Git host or a long list of repositories costs ticks,
-# never a failed one.
-TICK_BUDGET_SECONDS = 40.0
+# The lookups share the tick's budget (sensors/tick.py). A lookup never runs past it, and none starts with less than
+# MIN_LOOKUP_SECONDS left: those repositories are asked first on the next tick, so a blackholed Git host or a long
+# list of repositories costs ticks, never a failed one.
+TICK_BUDGET_SECONDS = tick.TICK_BUDGET_SECONDS
 MIN_LOOKUP_SECONDS = 1.0
 
 
@@ -104,8 +105,7 @@ def docs_index_sensor(
     # One `git ls-remote` per repository: network round trips, so several at once to stay inside the tick, in
     # order from where the last tick ran out of time.
     keys = list(repositories)
-    start = keys.index(cursor.next_key) if cursor.next_key in repositories else 0
-    order = keys[start:] + keys[:start]
+    order = tick.rotated(keys, keys.index(cursor.next_key) if cursor.next_key in repositories else 0)
     with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
         found = dict(zip(order, pool.map(lookup, [repositories[k] for k in order]), strict=True))
     left_over = [key for key in order if found[key] is None]

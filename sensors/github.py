@@ -21,8 +21,8 @@ from codexk8s_pipelines.store.intake import mark_drained, read_inbox
 from .cursor import IntakeCursor
 from .intake import IntakeKind, RunIntent, TickContext, now_utc, run_tick
 from .status import skip_reason, with_status
+from .tick import TICK_BUDGET_SECONDS
 
-TICK_BUDGET_SECONDS = 40.0  # of Dagster's 60 s per tick, leaving room to launch the run requests
 MINIMUM_INTERVAL_SECONDS = 3  # how often webhook deliveries are drained (p95 label → run request under 5 s)
 POLL_SECONDS_VAR = "CODEXK8S_INTAKE_POLL_SECONDS"
 RECONCILE_SECONDS_VAR = "CODEXK8S_INTAKE_RECONCILE_SECONDS"

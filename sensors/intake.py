@@ -45,6 +45,7 @@ from .decide import (
     replay,
     review_decision,
 )
+from .tick import TICK_BUDGET_SECONDS, rotated
 
 __all__ = ["IntakeKind", "RunIntent", "TickContext", "TickOutcome", "now_utc", "poll_repository", "run_tick"]
 
@@ -397,7 +398,7 @@ def run_tick(
     api_for: Callable[[str], RepoApi],
     cursor: IntakeCursor,
     ctx: TickContext,
-    budget_seconds: float = 40.0,
+    budget_seconds: float = TICK_BUDGET_SECONDS,
     max_workers: int = 8,
     *,
     hints: Mapping[str, Sequence[int]] | None = None,
@@ -415,8 +416,7 @@ def run_tick(
     if not repositories:
         return outcome
     hints = {k.lower(): v for k, v in (hints or {}).items()}
-    start = cursor.next_index % len(repositories)
-    order = list(repositories[start:]) + list(repositories[:start])
+    order = rotated(repositories, cursor.next_index)
 
     def due(name: str) -> bool:
         return poll_interval is None or cursor.repo(name).poll_due(ctx.now, poll_interval(name))

@@ -43,7 +43,7 @@ def quantity_bytes(quantity: str) -> int | None:
     """A Kubernetes memory quantity ('2Gi', '512M', '1000000') in bytes; None for one that is not a quantity or
     comes to less than a byte."""
     size = kube.quantity(quantity.strip())
-    return int(size) if size is not None and int(size) > 0 else None
+    return None if size is None or size < 1 else int(size)
 
 
 def write_private_file(path: Path, text: str) -> None:
