@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import copy
 import datetime
+import os
 import sys
 import tempfile
 import threading
@@ -108,6 +109,33 @@ def _container_status(name: str, image: str, state: dict[str, Any], *, ready: bo
     }
 
 
+_NOT_FROM_HOST = {"proc", "dev", "sys", "tmp", "run", "workspace", "runner"}
+
+
+def _real_argv(container: dict[str, Any], pod_dir: Path, writable: list[Path]) -> list[str]:
+    """The container's own `command` as its node would run it, in bubblewrap: the host's filesystem read-only in
+    place of the image (python with this package, git, the agent CLIs), its own /tmp, PID namespace and /proc, and
+    the pod's emptyDir volumes at their mount paths, read-only where the container mounts them so. The containers of
+    one pod share those volumes and nothing else, as on a node."""
+    args = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--new-session"]
+    for entry in sorted(Path("/").iterdir()):
+        if entry.name in _NOT_FROM_HOST:
+            continue
+        if entry.is_symlink():
+            args += ["--symlink", os.readlink(entry), str(entry)]
+        elif entry.is_dir():
+            args += ["--ro-bind", str(entry), str(entry)]
+    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for path in writable:
+        args += ["--bind", str(path), str(path)]
+    for mount in container.get("volumeMounts") or []:
+        volume = pod_dir / mount["name"]
+        volume.mkdir(exist_ok=True)
+        os.chmod(volume, 0o777)
+        args += ["--ro-bind" if mount.get("readOnly") else "--bind", str(volume), mount["mountPath"]]
+    return [*args, "--chdir", "/", "--", *container["command"]]
+
+
 @dataclass
 class FakePod:
     """What the fake kubelet knows of one pod: its log lines (timestamped) and whether its container ended."""
@@ -136,6 +164,10 @@ class FakeKubelet:
     emulator: kmock.KubernetesEmulator
     secrets: dict[str, dict[str, str]]
     behaviour: str = "succeed"
+    # behaviour "real": the containers' own commands, each in a bubblewrap sandbox (see `_real_argv`), with these
+    # host paths writable as well (a test's git remote) and this PATH (the image's: the venv, the agent CLIs).
+    real_binds: list[Path] = field(default_factory=list)
+    real_path: str = "/usr/bin:/bin"
     pods: dict[Any, FakePod] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -149,8 +181,17 @@ class FakeKubelet:
                     task.add_done_callback(self.tasks.discard)
             await asyncio.sleep(0.02)
 
+    def _argv(self, container: dict[str, Any], pod_dir: str) -> list[str]:
+        if self.behaviour == "real":
+            return _real_argv(container, Path(pod_dir), self.real_binds)
+        return [sys.executable, "-c", FAKE_RUNNER, self.behaviour, container["name"]]
+
     def _env(self, container: dict[str, Any]) -> dict[str, str]:
-        env = {"PATH": "/usr/bin:/bin", "HOME": "/tmp", "LC_ALL": "C.UTF-8"}
+        env = {
+            "PATH": self.real_path if self.behaviour == "real" else "/usr/bin:/bin",
+            "HOME": "/tmp",
+            "LC_ALL": "C.UTF-8",
+        }
         for entry in container.get("env") or []:
             if "value" in entry:
                 env[entry["name"]] = entry["value"]
@@ -206,8 +247,7 @@ class FakeKubelet:
                 self._status(pod, {"phase": "Pending", "initContainerStatuses": [*done, running_init],
                                    "containerStatuses": [_container_status(name, image, init_waiting)]})  # fmt: skip
                 proc = await asyncio.create_subprocess_exec(
-                    sys.executable, "-c", FAKE_RUNNER, behaviour, init["name"],
-                    env={**self._env(init), "FAKE_POD_DIR": pod_dir},
+                    *self._argv(init, pod_dir), env={**self._env(init), "FAKE_POD_DIR": pod_dir},
                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 )  # fmt: skip
                 out, _ = await proc.communicate()
@@ -215,11 +255,7 @@ class FakeKubelet:
                 ended = {"terminated": {"exitCode": proc.returncode, "reason": "Completed"}}
                 done.append(_container_status(init["name"], init["image"], ended))
             pod.process = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-c",
-                FAKE_RUNNER,
-                behaviour,
-                name,
+                *self._argv(container, pod_dir),
                 env={**self._env(container), "FAKE_POD_DIR": pod_dir},
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,

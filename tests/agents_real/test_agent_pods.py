@@ -16,8 +16,10 @@ from codexk8s_pipelines.agents.k8s_runtime import CORRELATION_TAG, KubernetesAge
 from codexk8s_pipelines.agents.runner_spec import RunnerSpec
 from codexk8s_pipelines.domain.stages import WriteScope
 from tests.agents_k8s.conftest import KubeApi, fake_secrets, kube_api  # noqa: F401 - fixtures
+from tests.helpers import REPO_ROOT, git
+from tests.model_server import ModelServer, Say, WriteFile
 
-from .conftest import KINDS
+from .conftest import KINDS, MODEL_KEY, agent_path, require_agent
 
 GATEWAY = "http://model-gateway.agents.svc:8080/v1"
 SPEC_ENV = "CODEXK8S_RUNNER_SPEC"
@@ -114,3 +116,74 @@ def test_each_agent_kind_becomes_a_pod_with_its_setup_command_and_key_reference(
         assert "value" not in env[key_env]  # the key itself never is part of the pod object
         for secret in (v for values in fake_secrets.values() for v in values.values()):
             assert secret not in json.dumps(runner_spec)
+
+
+@pytest.mark.timeout(240)
+def test_codex_in_its_pod_edits_and_the_runner_pushes_through_the_emulated_cluster(
+    kube_api: KubeApi,  # noqa: F811
+    fake_secrets: dict[str, dict[str, str]],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The real pod path end to end: dagster-k8s creates the pod, the fake kubelet runs its three containers' own
+    commands (the real runner's checkout, the real Codex against the scripted model without the GitHub token,
+    the runner's verify-and-push), and the commit lands on the remote."""
+    require_agent("codex")
+    remote = tmp_path / "remote.git"
+    seed = tmp_path / "seed"
+    git("init", "-q", "--bare", "-b", "main", str(remote))
+    git("init", "-q", "-b", "main", str(seed))
+    (seed / "README.md").write_text("# shop\n")
+    git("add", ".", cwd=seed)
+    git("-c", "user.name=seed", "-c", "user.email=seed@example.com", "commit", "-qm", "seed", cwd=seed)
+    git("push", "-q", str(remote), "main", cwd=seed)
+    prompt_file = tmp_path / "prompt.md"
+    prompt_file.write_text("Write the notes. Marker: POD-PROMPT-5c1e.\n", encoding="utf-8")
+    fake_secrets["openai"] = {"api-key": MODEL_KEY}
+    token = fake_secrets["codexk8s-github"]["token"]
+    with ModelServer() as model:
+        done = json.dumps({"summary": "Notes written.", "status": "done", "diagnosis": None, "next_step_hint": None})
+        model.script(
+            WriteFile("NOTES.md", "# Notes\nwritten in the pod\n"), WriteFile(".codexk8s/result.json", done),
+            Say("Done."), workdir="/workspace/checkout",
+        )  # fmt: skip
+        catalog = tmp_path / "codex.yaml"
+        catalog.write_text(
+            f"kinds:\n  codex: {{endpoint: {{base_url: '{model.v1}', key_secret: openai/api-key}}}}\n"
+            "agents:\n  dev: {kind: codex}\n"
+        )
+        agent = load_catalog(catalog).for_role("dev")
+        spec = _spec(agent, prompt_file).model_copy(update={"remote_url": str(remote)})
+        runtime = KubernetesAgentRuntime(
+            namespace="agents-test", load_incluster_config=False, kubeconfig_file=str(kube_api.kubeconfig),
+            poll_interval_seconds=0.05,
+        )  # fmt: skip
+        kube_api.kubelet.behaviour = "real"
+        kube_api.kubelet.real_binds = [tmp_path]
+        kube_api.kubelet.real_path = f"{REPO_ROOT / '.venv' / 'bin'}:{agent_path()}"
+        seen: dict[str, Any] = {}
+
+        @dg.op
+        def run_agent(context: dg.OpExecutionContext, agent_runtime: KubernetesAgentRuntime) -> None:
+            seen["result"] = agent_runtime.run(context, spec, tmp_path / "run", agent)
+
+        @dg.job
+        def real_pod_job() -> None:
+            run_agent()
+
+        assert real_pod_job.execute_in_process(
+            resources={"agent_runtime": runtime}, tags={CORRELATION_TAG: "acme/shop#7:run:dev:pod"}
+        ).success
+        turns = model.turns()
+    result = seen["result"]
+    pods = kube_api.kubelet.pods.values()
+    logs = [line for pod in pods for lines in [pod.logs, *pod.init_logs.values()] for line in lines]
+    assert (result.status, result.pushed) == ("succeeded", True), (result, logs[-30:])
+    assert result.summary == "Notes written."
+    assert git("show", f"{spec.branch}:NOTES.md", cwd=remote) == "# Notes\nwritten in the pod"
+    assert git("log", "-1", "--format=%s", spec.branch, cwd=remote) == "dev: #7"
+    assert "POD-PROMPT-5c1e" in turns[0].text  # the prompt reached the model through the pod's volume
+    assert all(MODEL_KEY in (t.headers.get("authorization") or "") for t in turns)  # the key from its Secret
+    assert (
+        result.usage is not None and result.usage.get("agent") == "codex" and result.usage.get("input")
+    )  # reached the runner
+    assert token not in "\n".join(logs)
