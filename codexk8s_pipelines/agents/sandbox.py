@@ -163,14 +163,7 @@ def bwrap_args(plan: SandboxPlan, command: Sequence[str], path_env: str) -> list
             extra_paths.append(prefix)
         for name, value in plan.egress.proxy_env().items():
             args += ["--setenv", name, value]
-    for entry in sorted(os.listdir("/")):
-        host = Path("/") / entry
-        if entry in _NEVER_BOUND:
-            continue
-        if host.is_symlink():
-            args += ["--symlink", os.readlink(host), str(host)]
-        elif host.is_dir():
-            args += ["--ro-bind", str(host), str(host)]
+    args += host_root_args(_NEVER_BOUND)
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     args += ["--bind", str(plan.home), AGENT_HOME] if plan.home is not None else ["--tmpfs", AGENT_HOME]
     for private in _private_system_paths():
@@ -292,6 +285,21 @@ class ProcessCap:
             time.sleep(0.01)
             left = self.remaining()
         return found
+
+
+def host_root_args(skip: frozenset[str] | set[str]) -> list[str]:
+    """bwrap arguments that show the host's top-level directories read-only in place (a symlink as the same symlink:
+    /bin -> usr/bin), except those named in `skip`."""
+    args: list[str] = []
+    for entry in sorted(os.listdir("/")):
+        host = Path("/") / entry
+        if entry in skip:
+            continue
+        if host.is_symlink():
+            args += ["--symlink", os.readlink(host), str(host)]
+        elif host.is_dir():
+            args += ["--ro-bind", str(host), str(host)]
+    return args
 
 
 def _own_pids_cgroup() -> Path | None:

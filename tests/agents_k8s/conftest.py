@@ -33,6 +33,7 @@ import kmock
 import kubernetes
 import pytest
 
+from codexk8s_pipelines.agents.sandbox import host_root_args
 from tests.helpers import kmock_kubeconfig
 
 # The agent runner's stand-in: checks what the pod gave it, reports through the runner's own Reporter.
@@ -118,14 +119,7 @@ def _real_argv(container: dict[str, Any], pod_dir: Path, writable: list[Path]) -
     the pod's emptyDir volumes at their mount paths, read-only where the container mounts them so. The containers of
     one pod share those volumes and nothing else, as on a node."""
     args = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--new-session"]
-    for entry in sorted(Path("/").iterdir()):
-        if entry.name in _NOT_FROM_HOST:
-            continue
-        if entry.is_symlink():
-            args += ["--symlink", os.readlink(entry), str(entry)]
-        elif entry.is_dir():
-            args += ["--ro-bind", str(entry), str(entry)]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    args += [*host_root_args(_NOT_FROM_HOST), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
     for path in writable:
         args += ["--bind", str(path), str(path)]
     for mount in container.get("volumeMounts") or []:
