@@ -113,13 +113,15 @@ def _container_status(name: str, image: str, state: dict[str, Any], *, ready: bo
 _NOT_FROM_HOST = {"proc", "dev", "sys", "tmp", "run", "workspace", "runner"}
 
 
-def _real_argv(container: dict[str, Any], pod_dir: Path, writable: list[Path]) -> list[str]:
+def _real_argv(container: dict[str, Any], pod_dir: Path, writable: list[Path], read_only: list[Path]) -> list[str]:
     """The container's own `command` as its node would run it, in bubblewrap: the host's filesystem read-only in
     place of the image (python with this package, git, the agent CLIs), its own /tmp, PID namespace and /proc, and
     the pod's emptyDir volumes at their mount paths, read-only where the container mounts them so. The containers of
     one pod share those volumes and nothing else, as on a node."""
     args = ["bwrap", "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--new-session"]
     args += [*host_root_args(_NOT_FROM_HOST), "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    for path in read_only:
+        args += ["--ro-bind", str(path), str(path)]
     for path in writable:
         args += ["--bind", str(path), str(path)]
     for mount in container.get("volumeMounts") or []:
@@ -161,6 +163,7 @@ class FakeKubelet:
     # behaviour "real": the containers' own commands, each in a bubblewrap sandbox (see `_real_argv`), with these
     # host paths writable as well (a test's git remote) and this PATH (the image's: the venv, the agent CLIs).
     real_binds: list[Path] = field(default_factory=list)
+    real_read_only: list[Path] = field(default_factory=list)  # shown again over the pod's own /tmp (a checkout there)
     real_path: str = "/usr/bin:/bin"
     pods: dict[Any, FakePod] = field(default_factory=dict)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -177,7 +180,7 @@ class FakeKubelet:
 
     def _argv(self, container: dict[str, Any], pod_dir: str) -> list[str]:
         if self.behaviour == "real":
-            return _real_argv(container, Path(pod_dir), self.real_binds)
+            return _real_argv(container, Path(pod_dir), self.real_binds, self.real_read_only)
         return [sys.executable, "-c", FAKE_RUNNER, self.behaviour, container["name"]]
 
     def _env(self, container: dict[str, Any]) -> dict[str, str]:

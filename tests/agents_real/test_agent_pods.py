@@ -159,6 +159,7 @@ def test_codex_in_its_pod_edits_and_the_runner_pushes_through_the_emulated_clust
         )  # fmt: skip
         kube_api.kubelet.behaviour = "real"
         kube_api.kubelet.real_binds = [tmp_path]
+        kube_api.kubelet.real_read_only = [REPO_ROOT]  # the venv and the agent CLIs, also from a clone under /tmp
         kube_api.kubelet.real_path = f"{REPO_ROOT / '.venv' / 'bin'}:{agent_path()}"
         seen: dict[str, Any] = {}
 
