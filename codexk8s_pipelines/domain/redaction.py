@@ -1,4 +1,10 @@
-"""Keep secrets out of anything the platform writes down (audit payloads, comments, logs)."""
+"""Keep secrets out of anything the platform writes down (audit payloads, comments, logs).
+
+Every pattern here runs on text an untrusted caller chose (an agent's arguments, before its token is even
+checked), so each must be linear in the text's length: no lazy or nested quantifier that rescans the rest of
+the text from many starting points. A PEM private key is found by its BEGIN line and then one search for its
+END line; a key without an END line is masked to the end of the text (fail closed).
+"""
 
 from __future__ import annotations
 
@@ -12,20 +18,56 @@ _SECRET_KEY = re.compile(r"(token|password|passwd|secret|private[_-]?key|authori
 _SECRET_VALUE = re.compile(
     r"gh[pousr]_[A-Za-z0-9]{20,}"
     r"|github_pat_[A-Za-z0-9_]{20,}"
-    r"|-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]*?-----END [A-Z ]*PRIVATE KEY-----"
     r"|(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"  # user:password@ in URLs
     rf"|{RUN_TOKEN_PREFIX}\.[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]{{16,}}"
 )
+# Bounded key-type words ("RSA", "OPENSSH", "ENCRYPTED"): a fixed amount of work per BEGIN, whatever follows.
+_PEM_BEGIN = re.compile(r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----")
+_PEM_END = re.compile(r"-----END [A-Z ]{0,40}PRIVATE KEY-----")
+
+
+def _mask_private_keys(text: str) -> str:
+    """Each BEGIN…END private key block replaced by REDACTED, in one left-to-right pass: after a BEGIN, one search
+    for the next END; with none, the rest of the text is the key's (a truncated key is still a secret)."""
+    if "PRIVATE KEY-----" not in text:
+        return text
+    parts: list[str] = []
+    pos = 0
+    while (begin := _PEM_BEGIN.search(text, pos)) is not None:
+        parts += [text[pos : begin.start()], REDACTED]
+        end = _PEM_END.search(text, begin.end())
+        if end is None:
+            return "".join(parts)
+        pos = end.end()
+    parts.append(text[pos:])
+    return "".join(parts)
 
 
 def redact_text(text: str) -> str:
-    return _SECRET_VALUE.sub(REDACTED, text)
+    return _SECRET_VALUE.sub(REDACTED, _mask_private_keys(text))
+
+
+def _key(key: Any, taken: dict[Any, Any]) -> Any:
+    """A dict key with any secret in it masked (an agent can send a token as an argument *name*); a masked key
+    that collides with one already kept gets a number, so no value is lost."""
+    if not isinstance(key, str):
+        return key
+    masked = redact_text(key)
+    if masked not in taken:
+        return masked
+    n = 2
+    while f"{masked} ({n})" in taken:
+        n += 1
+    return f"{masked} ({n})"
 
 
 def redact(value: Any) -> Any:
-    """A copy of `value` with secret-looking keys' values and secret-looking strings replaced."""
+    """A copy of `value` with secret-looking keys' values, secret-looking strings and secrets inside keys replaced."""
     if isinstance(value, dict):
-        return {k: (REDACTED if _SECRET_KEY.search(str(k)) else redact(v)) for k, v in value.items()}
+        out: dict[Any, Any] = {}
+        for k, v in value.items():
+            out[_key(k, out)] = REDACTED if _SECRET_KEY.search(str(k)) else redact(v)
+        return out
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]
     if isinstance(value, str):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import inspect
+import json
 import logging
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -36,7 +37,12 @@ logger = logging.getLogger(__name__)
 SERVER_NAME = "codexk8s"
 UNVERIFIED_KEY = "mcp:unverified"
 DEFAULT_HTTP_PATH = "/mcp"
-MAX_AUDITED_CHARS = 1000
+# Bounds on what one call can make the server keep or echo, applied before any redaction pattern runs: the
+# arguments come from anyone who can reach the server, before their token is checked (attack review 26a).
+MAX_AUDITED_CHARS = 1000  # a string argument (or list item) kept whole up to this; longer ones by length only
+MAX_NAME_CHARS = 100  # a tool or argument name as audited and echoed
+MAX_LIST_ITEMS = 50
+MAX_AUDIT_CHARS = 8000  # all the arguments of one `mcp.tool.called` row, as JSON
 # Arguments no tool declares but an agent may well send: tolerated when they repeat the token's scope, refused
 # (naming the argument) when they point anywhere else.
 SCOPE_ARGUMENTS = {
@@ -88,21 +94,52 @@ def _storable(value: Any) -> Any:
     return value
 
 
-def _audited_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """The arguments as the audit keeps them: no token at all, long text (a diff) as its length only, NUL
-    characters made visible."""
+def _shown(name: str, limit: int = MAX_NAME_CHARS) -> str:
+    """A caller's name (of a tool or an argument) as the audit and our messages show it: NUL made visible, secrets
+    masked, at most `limit` characters and then its length. Only a bounded prefix is ever redacted (a secret
+    starting inside the kept part is whole in it, or masked to its end)."""
+    head = redact_text(_storable(name[: limit + 300]))
+    return head if len(name) <= limit and len(head) <= limit else f"{head[:limit]}... <{len(name)} characters>"
+
+
+def _audited_value(value: Any, top: bool = True) -> Any:
+    """One argument as the audit keeps it: long text (a diff) as its length, a list as its first items, anything
+    nested (no tool takes it) as its size only."""
+    if isinstance(value, str):
+        return f"<{len(value)} characters>" if len(value) > MAX_AUDITED_CHARS else _storable(value)
+    if isinstance(value, list):
+        if not top:
+            return f"<list of {len(value)} items>"
+        kept = [_audited_value(v, top=False) for v in value[:MAX_LIST_ITEMS]]
+        return kept + ([f"<{len(value) - MAX_LIST_ITEMS} more>"] if len(value) > MAX_LIST_ITEMS else [])
+    if isinstance(value, dict):
+        return f"<object with {len(value)} keys>"
+    return value
+
+
+def _called_payload(tool: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The `mcp.tool.called` row: the (shown) tool name and the arguments with no token at all, each bounded, and
+    all of them within MAX_AUDIT_CHARS; when some do not fit, `truncated` says how many were left out."""
     out: dict[str, Any] = {}
-    for name, value in arguments.items():
-        if name == "token":
-            continue
-        if isinstance(value, str) and len(value) > MAX_AUDITED_CHARS:
-            out[_storable(name)] = f"<{len(value)} characters>"
-        elif isinstance(value, list):
-            kept = value[:50]
-            out[_storable(name)] = _storable(kept + ([f"<{len(value) - 50} more>"] if len(value) > 50 else []))
-        else:
-            out[_storable(name)] = _storable(value)
-    return redact(out)
+    size = 0
+    names = [n for n in arguments if n != "token"]
+    for i, name in enumerate(names):
+        entry = redact({_shown(str(name)): _audited_value(arguments[name])})
+        key, value = next(iter(entry.items()))
+        cost = len(json.dumps(entry, ensure_ascii=False, default=str))
+        if size + cost > MAX_AUDIT_CHARS:
+            left = len(names) - i
+            return {
+                "tool": tool,
+                "arguments": out,
+                "truncated": f"{left} of {len(names)} arguments left out: the audit keeps {MAX_AUDIT_CHARS}"
+                " characters of arguments per call",
+            }
+        while key in out:  # two long names cut to the same prefix
+            key = f"{key} ({i})"
+        out[key] = value
+        size += cost
+    return {"tool": tool, "arguments": out}
 
 
 def _schema_types(schema: Mapping[str, Any]) -> set[str]:
@@ -127,7 +164,7 @@ def _type_problem(tool: Tool, arguments: Mapping[str, Any]) -> str | None:
     properties = tool.parameters.get("properties", {})
     for name, value in arguments.items():
         if _has_nul(value) or "\x00" in name:
-            return f"argument '{_storable(name)}': must not contain NUL characters (\\u0000)"
+            return f"argument '{_shown(name)}': must not contain NUL characters (\\u0000)"
         types = _schema_types(properties.get(name) or {})
         if isinstance(value, bool) and "integer" in types and "boolean" not in types:
             return f"argument '{name}': must be an integer, not a boolean ({str(value).lower()})"
@@ -172,10 +209,10 @@ class RunScopeGuard(Extension):
         store = self.platform.services.store
         await anyio.to_thread.run_sync(lambda: store.append_event(key, event, "agent", ACTOR, payload))
 
-    async def _refuse(self, key: str, tool: str, arguments: dict[str, Any], reason: str) -> CallToolResult:
+    async def _refuse(self, key: str, tool: str, called: dict[str, Any], reason: str) -> CallToolResult:
         """A call refused before the tool ran: still two audit rows, so the trail has every attempt."""
         try:
-            await self._audit(key, "mcp.tool.called", {"tool": tool, "arguments": arguments})
+            await self._audit(key, "mcp.tool.called", called)
             await self._audit(key, "mcp.tool.failed", {"tool": tool, "reason": reason})
         except Exception as exc:
             logger.warning("could not audit a refused MCP call of %s: %s", tool, type(exc).__name__)
@@ -188,7 +225,7 @@ class RunScopeGuard(Extension):
                 continue
             kind = SCOPE_ARGUMENTS.get(name)
             if kind is None:
-                return f"unknown argument '{name}'; {tool.name} takes: {', '.join(sorted(declared))}"
+                return f"unknown argument '{_shown(name)}'; {tool.name} takes: {', '.join(sorted(declared))}"
             if kind == "repository":
                 ok = isinstance(value, str) and scope.owns_repository(value)
                 own = scope.repository
@@ -206,25 +243,26 @@ class RunScopeGuard(Extension):
     async def intercept_tool_call(
         self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
-        name = params.name
+        # `name` is the caller's text: audited and echoed only as `_shown` (bounded, NUL visible, secrets masked).
+        name = _shown(params.name)
         arguments = dict(params.arguments or {})
-        audited = _audited_arguments(arguments)
+        called = _called_payload(name, arguments)
         try:
             scope = self.platform.verify(arguments.get("token"))
         except (TokenError, ArgumentError) as exc:
             expired = exc.scope if isinstance(exc, TokenError) else None
             key = expired.run_key if expired else UNVERIFIED_KEY
-            return await self._refuse(key, name, audited, redact_text(str(exc)))
+            return await self._refuse(key, name, called, redact_text(str(exc)))
         try:
-            await self._audit(scope.run_key, "mcp.tool.called", {"tool": name, "arguments": audited})
+            await self._audit(scope.run_key, "mcp.tool.called", called)
         except Exception as exc:
             logger.warning("could not audit an MCP call of %s: %s", name, type(exc).__name__)
             return _error(name, "the platform database is unavailable; calls are refused when they cannot be audited")
 
         problem: str | None
-        tool = self._by_name.get(name)
+        tool = self._by_name.get(params.name)
         if tool is None:
-            problem = f"unknown tool {name!r}; tools: {', '.join(sorted(self._by_name))}"
+            problem = f"unknown tool '{name}'; tools: {', '.join(sorted(self._by_name))}"
         else:
             problem = _type_problem(tool, arguments) or self._scope_problem(tool, arguments, scope)
             if problem is None:

@@ -35,6 +35,8 @@ from .tokens import RunScope, TokenError, load_secret, verify_token
 ACTOR = "mcp"
 MAX_K = 50
 MAX_STATUS_CHARS = 500
+# What a status line may be before its whitespace is collapsed: room for indentation and line breaks, no more.
+MAX_STATUS_RAW_CHARS = 4 * MAX_STATUS_CHARS
 MAX_DIFF_CHARS = 2_000_000
 MAX_FILES = 500
 MAX_LABELS = 10
@@ -462,9 +464,12 @@ class PlatformTools:
         scope = self.scope(token)
         if not isinstance(status_line, str) or not status_line.strip():
             raise ArgumentError("status_line", "must not be empty: one line saying what you are doing")
+        too_long = ArgumentError("status_line", f"is longer than {MAX_STATUS_CHARS} characters; keep it to one line")
+        if len(status_line) > MAX_STATUS_RAW_CHARS:  # before any pattern runs on it: the text is the agent's
+            raise too_long
         text = redact_text(_WS.sub(" ", status_line).strip())
         if len(text) > MAX_STATUS_CHARS:
-            raise ArgumentError("status_line", f"is longer than {MAX_STATUS_CHARS} characters; keep it to one line")
+            raise too_long
         at = self.services.clock()
         store = self.services.store
         event_id = store.append_event(

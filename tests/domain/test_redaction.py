@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import time
 
 import pytest
 
@@ -139,3 +140,40 @@ def test_non_secret_values_unchanged(value: object) -> None:
 
 def test_non_string_keys() -> None:
     assert redact({1: "one", 2: GHP}) == {1: "one", 2: REDACTED}
+
+
+def test_unterminated_private_key_is_masked_to_the_end() -> None:
+    """No END marker: everything from BEGIN on is masked (fail closed), the text before it is kept."""
+    out = redact_text(f"before {PEM_BEGIN}\nMIIEowIBAAKCAQEAx1y2z3\nno end here")
+    assert out == f"before {REDACTED}"
+
+
+def test_private_key_masking_is_linear_on_adversarial_input() -> None:
+    """Many BEGIN markers and no END made the lazy `[\\s\\S]*?` scan to the end from each one: 200 kB took minutes.
+    The whole text is one unterminated key, so all of it is masked, in well under a second."""
+    evil = "-----BEGIN " + "PRIVATE KEY-----"
+    text = evil * (200_000 // len(evil))
+    started = time.perf_counter()
+    out = redact_text(text)
+    assert time.perf_counter() - started < 0.5
+    assert out == REDACTED
+    # Many complete keys, and BEGIN markers of other kinds, stay linear too.
+    many = (PEM + " x ") * 5_000 + "-----BEGIN CERTIFICATE-----" * 5_000
+    started = time.perf_counter()
+    out = redact_text(many)
+    assert time.perf_counter() - started < 0.5
+    assert out.count(REDACTED) == 5_000 and "MII" not in out
+
+
+@pytest.mark.parametrize("secret", [GHP, PAT, PEM, "ck8s1.eyJydW4iOiJ4In0.c2lnbmF0dXJlLW9mLWxlbmd0aA"])
+def test_secret_looking_keys_are_masked_too(secret: str) -> None:
+    """A secret used as a dict key (an agent's argument name) is masked like one in a value."""
+    out = redact({secret: 1, "user": "alice", f"note {GHS}": 2})
+    assert out == {REDACTED: 1, "user": "alice", f"note {REDACTED}": 2}
+    assert secret not in repr(out)
+
+
+def test_masked_keys_that_collide_keep_every_value() -> None:
+    out = redact({GHP: 1, GHS: 2})
+    assert sorted(out.values()) == [1, 2]
+    assert GHP not in repr(out) and GHS not in repr(out)
