@@ -36,6 +36,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import settings
+from ..security.safe_files import copy_regular_file, no_symlink_on_the_way
 from .agent_env import refuse_platform_secrets
 from .transcript import AgentKind
 
@@ -47,6 +48,10 @@ UNSHARE_PROBE = ("unshare", "-Ur", "true")
 PROBE_TIMEOUT_SECONDS = 5.0
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # Where each agent keeps a resumable session under its HOME, by session id.
+# A session id as the agents make them (UUIDs, thread ids): nothing a glob or a path would read differently.
+_SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
+# A kept session file's cap: a Codex rollout of a long run is a few MB; the archive lives in the platform's state.
+SESSION_FILE_MAX_BYTES = 64 * 1024 * 1024
 _SESSION_GLOBS: dict[str, tuple[str, ...]] = {
     "codex": (".codex/sessions/**/*{id}.jsonl",),
     "claude-code": (".claude/projects/*/{id}.jsonl",),
@@ -189,24 +194,55 @@ def read_session_record(session_dir: str | os.PathLike[str] | None) -> SessionRe
 def archive_session(
     kind: str, home: Path, session_dir: str | os.PathLike[str] | None, session_id: str | None, usage: dict | None
 ) -> str | None:
-    """Keep the session files of this run for the branch's next revise; a note when nothing could be kept."""
+    """Keep the session files of this run for the branch's next revise; a note when nothing could be kept.
+
+    Both the id (from the agent's own output) and the files (under the agent's HOME) are the agent's: an id must be
+    a plain name (a `*` would glob other files), and a file is copied only if it is a regular file reached through
+    no symlink (`security.safe_files`). A session file linked to `/proc/self/environ` would otherwise put the runner's
+    own environment, its GitHub token among it, into the next agent's HOME."""
     if not session_dir or not session_id:
         return None
+    if not _SESSION_ID.fullmatch(session_id):
+        return f"session {session_id[:80]!r} not kept: not a session id the platform can resume"
     globs = _SESSION_GLOBS.get(kind)
     if not globs:
         return f"session {session_id} not kept: {kind} sessions cannot be resumed by the platform"
-    found = [p for pattern in globs for p in home.glob(pattern.format(id=session_id)) if p.is_file()]
-    if not found:
+    linked = [d for pattern in globs if (d := _symlinked_prefix(home, pattern))]
+    if linked:  # globbing under it would walk wherever it points, with the runner's rights
+        return f"session {session_id} not kept: {linked[0]} is a symlink"
+    matches = {p.relative_to(home).as_posix() for pattern in globs for p in home.glob(pattern.format(id=session_id))}
+    if not matches:
         return f"session {session_id} not kept: its file was not found under the agent's home"
     target = Path(session_dir)
-    files = target / "files"
-    shutil.rmtree(files, ignore_errors=True)
-    for path in found:
-        dest = files / path.relative_to(home)
+    staging, files = target / "files.partial", target / "files"
+    shutil.rmtree(staging, ignore_errors=True)
+    refused: list[str] = []
+    for relative in sorted(matches):
+        dest = staging / relative
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, dest)
+        try:
+            copy_regular_file(no_symlink_on_the_way(home, relative), dest, max_bytes=SESSION_FILE_MAX_BYTES)
+        except (OSError, ValueError) as exc:
+            refused.append(f"{relative}: {exc}")
+    if refused:
+        shutil.rmtree(staging, ignore_errors=True)
+        return f"session {session_id} not kept: " + "; ".join(refused)[:500]
+    shutil.rmtree(files, ignore_errors=True)
+    staging.rename(files)
     record = {"kind": kind, "session_id": session_id, "usage": usage}
     (target / SESSION_RECORD).write_text(json.dumps(record), encoding="utf-8")
+    return None
+
+
+def _symlinked_prefix(home: Path, pattern: str) -> str | None:
+    """The first folder of `pattern`'s literal part (before any wildcard) that is a symlink under `home`, or None."""
+    path = home
+    for part in Path(pattern).parts[:-1]:
+        if any(ch in part for ch in "*?["):
+            break
+        path = path / part
+        if path.is_symlink():
+            return path.relative_to(home).as_posix()
     return None
 
 

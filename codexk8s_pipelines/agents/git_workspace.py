@@ -32,7 +32,7 @@ from ..domain.redaction import REDACTED, redact_text
 Mode = Literal["work", "revise", "comment_only"]
 
 # Always-on overrides: no hooks, no fsmonitor, no signing prompts, no pager; they beat any repository config.
-_SAFE_CONFIG = (
+SAFE_CONFIG = (
     "-c",
     "core.hooksPath=/dev/null",
     "-c",
@@ -43,6 +43,14 @@ _SAFE_CONFIG = (
     "core.pager=cat",
     "-c",
     "advice.detachedHead=false",
+    # Never into a nested repository of the worktree: its config (an `uploadpack`, an `sshCommand`) is whoever made
+    # it, and a recursing fetch would run that with the token's header in its environment.
+    "-c",
+    "submodule.recurse=false",
+    "-c",
+    "fetch.recurseSubmodules=false",
+    "-c",
+    "push.recurseSubmodules=no",
 )
 # Variables that point git at another repository than the directory it runs in.
 _REPOSITORY_ENV_PREFIXES = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY", "GIT_COMMON_DIR")
@@ -252,7 +260,7 @@ class GitWorkspace:
     ) -> subprocess.CompletedProcess[str]:
         """Run one git command in the checkout; failures become GitError with a redacted message."""
         return run_git(
-            ["git", *_SAFE_CONFIG, *args],
+            ["git", *SAFE_CONFIG, *args],
             args[0],
             scrub=self.scrub,
             timeout=self.timeout_seconds,
@@ -276,6 +284,7 @@ class GitWorkspace:
             "--quiet",
             "--prune",
             "--no-tags",
+            "--no-recurse-submodules",
             "origin",
             f"+refs/heads/{source}:refs/remotes/origin/{source}",
             network=True,

@@ -20,7 +20,6 @@ import ctypes
 import json
 import os
 import signal
-import stat
 import subprocess
 import sys
 import threading
@@ -34,7 +33,9 @@ from types import FrameType
 from typing import IO, Any
 
 from .. import settings
-from ..domain.write_scope import tree_violations
+from ..domain.stages import WriteScope
+from ..domain.write_scope import MODE_SYMLINK, tree_violations
+from ..security.safe_files import no_symlink_on_the_way, read_regular_file
 from . import egress
 from . import sandbox as sb
 from .agent_env import build_agent_env
@@ -283,20 +284,10 @@ def _stdin_for(spec: RunnerSpec) -> Iterator[IO[bytes] | int]:
 def read_untrusted_file(root: Path, relative: str, max_bytes: int) -> bytes:
     """A regular file the agent wrote under `root`, following no symlink on the way (a result file linked to
     `/etc/shadow` would otherwise be read with the runner's rights and end up in the service comment)."""
-    path = root
-    for part in PurePosixPath(relative).parts[:-1]:
-        path = path / part
-        if path.is_symlink():
-            raise ValueError(f"{relative}: {part} is a symlink")
-    path = path / PurePosixPath(relative).name
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            raise ValueError(f"{path.name} is not a regular file")
-        data = handle.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise ValueError(f"{path.name} is over {max_bytes} bytes")
-    return data
+    path = no_symlink_on_the_way(root, relative)
+    if not os.path.lexists(path):
+        raise FileNotFoundError(relative)  # not written at all: callers say so, not "cannot read"
+    return read_regular_file(path, max_bytes=max_bytes)
 
 
 def read_agent_report(root: Path, relative: str) -> AgentReport:
@@ -661,10 +652,13 @@ class AgentRun:
                 exclude=[_result_dir(spec.result_file)],
             )  # fmt: skip
             changes = self.repo.tree_changes(start_commit, commit, spec.max_text_bytes)
+            links = None
+            if scope is WriteScope.ANY_FILE and any(c.mode == MODE_SYMLINK for c in changes):
+                links = self.repo.tree_symlinks(commit, spec.max_text_bytes)
         except GitError as exc:
             return self._finish("failed", "commit_failed", str(exc))
         changed = sorted({c.path for c in changes})
-        violations = tree_violations(scope, changes, spec.allow_globs, spec.max_text_bytes)
+        violations = tree_violations(scope, changes, spec.allow_globs, spec.max_text_bytes, links)
         self.fields.update(
             changed_files=changed,
             violations=sorted({v.path for v in violations}),
@@ -721,7 +715,9 @@ def scrub_result(result: RunnerResult, scrub: Callable[[str], str]) -> RunnerRes
 
     def clean(value: Any) -> Any:
         if isinstance(value, str):
-            return scrub(value)
+            # A lone surrogate (a path that is not UTF-8, a `\udcff` escape in the agent's JSON) cannot be written as
+            # UTF-8: the result file and the Pipes message would fail after a push. It is kept visible, escaped.
+            return scrub(value.encode("utf-8", "backslashreplace").decode("utf-8"))
         if isinstance(value, list):
             return [clean(v) for v in value]
         return value

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from ..domain.write_scope import TreeChange
 from .git_workspace import (
+    SAFE_CONFIG,
     Checkout,
     Mode,
     auth_config_env,
@@ -37,26 +38,18 @@ from .git_workspace import (
     token_scrubber,
 )
 
-# Beats any config file: no hooks, no fsmonitor, no attribute file, no pager, no signing, no ext:: transport.
+# Beats any config file: git_workspace's safe settings (no hooks, fsmonitor, pager, signing, nor recursion into
+# nested repositories), and no attribute or exclude file, no ext:: transport.
 _HARDENED_CONFIG = (
-    "-c",
-    "core.hooksPath=/dev/null",
-    "-c",
-    "core.fsmonitor=false",
+    *SAFE_CONFIG,
     "-c",
     "core.attributesFile=/dev/null",
     "-c",
     "core.excludesFile=/dev/null",
     "-c",
-    "core.pager=cat",
-    "-c",
-    "commit.gpgSign=false",
-    "-c",
     "protocol.ext.allow=never",
     "-c",
     "protocol.file.allow=always",
-    "-c",
-    "advice.detachedHead=false",
     "-c",
     "core.symlinks=true",
 )
@@ -131,16 +124,20 @@ class RunnerRepository:
     # ---------------------------------------------------------------- before the agent
 
     def prepare(self, branch: str, base_branch: str, mode: Mode) -> Checkout:
-        """A fresh worktree of the branch the mode asks for; nothing a previous run (or agent) left is reused."""
+        """A fresh worktree of the branch the mode asks for; nothing a previous run (or agent) left is reused.
+
+        The worktree and the index go first, before any git command: a workdir is reused run after run on a branch
+        (delivery.stage_jobs), and what the last agent left there (a nested repository with its own config, the
+        gitlinks its commit staged) must never be read by a git command that holds the token."""
+        self._wipe_worktree()
         self._ensure_git_dir()
         on_remote = self.remote_heads([branch, base_branch])
         source = source_branch(branch, base_branch, mode, on_remote)
         self.git(
-            "fetch", "--quiet", "--prune", "--no-tags", "origin",
+            "fetch", "--quiet", "--prune", "--no-tags", "--no-recurse-submodules", "origin",
             f"+refs/heads/{source}:refs/remotes/origin/{source}", network=True,
         )  # fmt: skip
         local = branch if mode != "comment_only" or branch in on_remote else base_branch
-        self._wipe_worktree()
         self.git("symbolic-ref", "HEAD", f"refs/heads/{local}")
         self.git("update-ref", f"refs/heads/{local}", f"refs/remotes/origin/{source}")
         self.git("read-tree", "--reset", "-u", "HEAD")
@@ -205,11 +202,18 @@ class RunnerRepository:
         }
         commit = self.out("commit-tree", tree, "-p", start_commit, "-m", message, env=identity).strip()
         self.git("update-ref", "refs/codexk8s/verified", commit)
+        # The index now holds what the agent left, gitlinks of its nested repositories too: no later command reads it.
+        (self.git_dir / "index").unlink(missing_ok=True)
         return tree, commit
 
     def tree_changes(self, start_commit: str, commit: str, read_limit: int) -> list[TreeChange]:
-        """Every path that differs between the two trees, with its new mode and (for blobs) size and content."""
-        raw = self.git("diff-tree", "-r", "-z", "--no-renames", "--raw", start_commit, commit).stdout
+        """Every path that differs between the two trees, with its new mode and (for blobs) size and content.
+
+        `--ignore-submodules=none`: otherwise diff-tree honours `ignore = all` in the worktree's `.gitmodules`, and a
+        gitlink the agent staged (its `.gitmodules` kept out of the commit by a `.gitignore`) would be pushed unseen."""
+        raw = self.git(
+            "diff-tree", "-r", "-z", "--no-renames", "--ignore-submodules=none", "--raw", start_commit, commit
+        ).stdout
         fields = raw.split(b"\0")
         changes: list[TreeChange] = []
         i = 0
@@ -229,6 +233,19 @@ class RunnerRepository:
                        content=contents.get(c.sha or ""))
             for c in changes
         ]  # fmt: skip
+
+    def tree_symlinks(self, commit: str, read_limit: int) -> dict[str, bytes | None]:
+        """Every symlink of the commit's tree, path → target (None when over `read_limit`): a changed link is judged
+        by following it through the others (`domain.write_scope.escaping_symlinks`)."""
+        raw = self.git("ls-tree", "-r", "-z", "--full-tree", commit).stdout
+        links: dict[str, str] = {}
+        for entry in raw.split(b"\0"):
+            meta, _, path = entry.partition(b"\t")
+            fields = meta.split()
+            if len(fields) == 3 and fields[0] == b"120000":
+                links[path.decode("utf-8", "surrogateescape")] = fields[2].decode("ascii")
+        _sizes, contents = self._read_blobs(list(links.values()), read_limit)
+        return {path: contents.get(sha) for path, sha in links.items()}
 
     def _read_blobs(self, shas: Sequence[str], limit: int) -> tuple[dict[str, int], dict[str, bytes]]:
         """Sizes of all blobs (one `cat-file --batch-check`), then the content of those within `limit`."""

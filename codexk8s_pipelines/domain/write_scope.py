@@ -4,15 +4,20 @@ Two levels. `scope_violations` judges names only (what `triggers explain` and th
 `tree_violations` is what the runner enforces: the same name rule plus the entry's content, because a name proves
 nothing: `docs/passwd.md` can be a symlink to `/etc/passwd`, `docs/evil.md` a submodule pointer, `docs/blob.md`
 50 MB of binary. Under `markdown-only` a change must be a regular, non-executable file (mode 100644) with a Markdown
-or reST extension, valid UTF-8 text without NUL bytes, within a size cap, under a name without control characters
-or stray whitespace. Under `any-file`, gitlinks and symlinks pointing out of the repository are still refused.
+or reST extension, valid UTF-8 text without NUL bytes, within a size cap, under a name without stray whitespace.
+Under `any-file`, gitlinks and symlinks pointing out of the repository are still refused; a symlink is followed as a
+file system would, through the tree's other symlinks (`escaping_symlinks`). Under every scope a new name must be
+valid UTF-8 without control, invisible formatting (bidi overrides, zero-width) or line separator characters: such a
+name shows in a review as another one (`invoice\u202egpj.md` reads `invoicedm.jpg`).
 Every violation names the path and the rule.
 """
 
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Iterable, Sequence
+import unicodedata
+from collections import deque
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 
@@ -72,9 +77,29 @@ class Violation:
         return f"{self.path!r}: {self.rule}"
 
 
+# Unicode categories refused in a name: controls (C0, DEL, C1), invisible formatting (bidi overrides, zero-width),
+# surrogates (a byte that is not UTF-8, as git's path decodes with `surrogateescape`), line and paragraph separators.
+_HIDDEN_CATEGORIES = {"Cc": "a control", "Cf": "an invisible formatting", "Zl": "a line separator",
+                      "Zp": "a paragraph separator"}  # fmt: skip
+# How many symlinks one path may pass through, as Linux allows (ELOOP): beyond, it is a loop.
+MAX_SYMLINK_HOPS = 40
+
+
+def _character_problem(path: str) -> str | None:
+    """Why the name cannot be shown as it is: not UTF-8, or a character that hides or reorders what one reads."""
+    for ch in path:
+        category = unicodedata.category(ch)
+        if category == "Cs":
+            return "the name is not valid UTF-8"
+        if category in _HIDDEN_CATEGORIES:
+            return f"the name holds {_HIDDEN_CATEGORIES[category]} character (U+{ord(ch):04X})"
+    return None
+
+
 def _name_problem(path: str) -> str | None:
-    if any(ord(ch) < 0x20 or ord(ch) == 0x7F for ch in path):
-        return "the name holds a control character"
+    character = _character_problem(path)
+    if character is not None:
+        return character
     if any(part != part.strip() or part.endswith(".") for part in path.split("/")):
         return "a name part starts or ends with whitespace or ends with a dot"
     return None
@@ -103,12 +128,60 @@ def _text_problem(change: TreeChange, max_bytes: int) -> str | None:
     return None
 
 
-def _symlink_escapes(change: TreeChange) -> bool:
-    target = (change.content or b"").decode("utf-8", "replace")
-    if change.content is None or target.startswith("/"):
-        return True
-    resolved = posixpath.normpath(posixpath.join(posixpath.dirname(change.path), target))
-    return resolved == ".." or resolved.startswith("../")
+def _target(content: bytes | None) -> str | None:
+    """A symlink's target as text, or None when it could not be read (too big: it cannot be shown to stay inside)."""
+    return None if content is None else content.decode("utf-8", "surrogateescape")
+
+
+def _resolve(path: str, links: Mapping[str, bytes | None]) -> tuple[str | None, set[str]]:
+    """Follow the symlink `path` as a file system would, through the tree's other symlinks `links`: why it leaves
+    the repository's root (or None), and the symlinks it passed through. A step above the root counts even if a later
+    one comes back: that is a path out of the checkout and into whatever sits beside it."""
+    passed = {path}
+    here = [part for part in posixpath.dirname(path).split("/") if part]
+    target = _target(links.get(path))
+    if target is None:
+        return "a symlink whose target could not be read", passed
+    pending = deque(target.split("/"))
+    if target.startswith("/"):
+        return "a symlink pointing outside the repository", passed
+    hops = 0
+    while pending:
+        part = pending.popleft()
+        if part in ("", "."):
+            continue
+        if part == "..":
+            if not here:
+                return "a symlink pointing outside the repository", passed
+            here.pop()
+            continue
+        here.append(part)
+        name = "/".join(here)
+        if name not in links:
+            continue
+        hops += 1
+        passed.add(name)
+        inner = _target(links[name])
+        if hops > MAX_SYMLINK_HOPS:
+            return "a symlink loop", passed
+        if inner is None or inner.startswith("/"):
+            return "a symlink pointing outside the repository", passed
+        here.pop()
+        pending.extendleft(reversed(inner.split("/")))
+    return None, passed
+
+
+def escaping_symlinks(links: Mapping[str, bytes | None], changed: Iterable[str]) -> dict[str, str]:
+    """{path: rule} of the symlinks that leave the repository, among `links` (every symlink of the new tree, path →
+    target): each changed one, and each unchanged one that now leaves it through a changed one. A link that only
+    resolves through unchanged links was there before, and is not this commit's doing."""
+    changed = set(changed)
+    found: dict[str, str] = {}
+    for path in sorted(links):
+        rule, passed = _resolve(path, links)
+        if rule is not None and passed & changed:
+            found[path] = rule if path in changed else f"{rule} (through {', '.join(sorted(passed & changed))})"
+    return found
 
 
 def tree_violations(
@@ -116,14 +189,25 @@ def tree_violations(
     changes: Iterable[TreeChange],
     allow: Sequence[str] = DEFAULT_SELF_IMPROVE_ALLOW,
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
+    tree_symlinks: Mapping[str, bytes | None] | None = None,
 ) -> list[Violation]:
-    """Every change the scope forbids, by path; empty means the commit may be pushed."""
+    """Every change the scope forbids, by path; empty means the commit may be pushed.
+
+    `tree_symlinks`: every symlink of the new tree (path → target), for `any-file` when a symlink changed, so that a
+    link is followed through the others; without it, through the changed ones only."""
+    changes = sorted(changes, key=lambda c: c.path)
+    escapes: dict[str, str] = {}
+    if scope is WriteScope.ANY_FILE:
+        new_links = {c.path: c.content for c in changes if c.mode == MODE_SYMLINK and not c.deleted}
+        if new_links:
+            escapes = escaping_symlinks({**(tree_symlinks or {}), **new_links}, new_links)
     found: list[Violation] = []
-    for change in sorted(changes, key=lambda c: c.path):
-        rule = _change_problem(scope, change, allow, max_text_bytes)
+    for change in changes:
+        rule = _change_problem(scope, change, allow, max_text_bytes) or escapes.pop(change.path, None)
         if rule is not None:
             found.append(Violation(change.path, rule))
-    return found
+    found += [Violation(path, rule) for path, rule in escapes.items()]  # unchanged links, now out through a new one
+    return sorted(found, key=lambda v: v.path)
 
 
 def _change_problem(scope: WriteScope, change: TreeChange, allow: Sequence[str], max_bytes: int) -> str | None:
@@ -135,9 +219,7 @@ def _change_problem(scope: WriteScope, change: TreeChange, allow: Sequence[str],
             return None
         if change.mode == MODE_GITLINK:
             return "a gitlink (submodule pointer) is never pushed"
-        if change.mode == MODE_SYMLINK and _symlink_escapes(change):
-            return "a symlink pointing outside the repository"
-        return None
+        return _character_problem(path)  # symlinks: see escaping_symlinks
     name = _name_problem(path)
     if name is not None:
         return name

@@ -16,7 +16,15 @@ import zipfile
 from pathlib import Path
 from typing import BinaryIO
 
-__all__ = ["UnsafeFile", "open_regular_file", "read_member", "read_regular_file", "resolve_inside"]
+__all__ = [
+    "UnsafeFile",
+    "copy_regular_file",
+    "no_symlink_on_the_way",
+    "open_regular_file",
+    "read_member",
+    "read_regular_file",
+    "resolve_inside",
+]
 
 _CHUNK = 1 << 20
 
@@ -64,6 +72,24 @@ def resolve_inside(path: Path, root: Path) -> Path:
     return target
 
 
+def no_symlink_on_the_way(root: Path, relative: str) -> Path:
+    """`root / relative` when it names something under `root` through no symlink at all; UnsafeFile otherwise.
+
+    Stricter than `resolve_inside`, for files an agent wrote that the runner reads with its own rights: a result
+    file linked to `/etc/shadow`, a session file linked to `/proc/self/environ` (the runner's environment, its token
+    among it). Nothing of the agent runs by then, so no component is swapped between this check and the open,
+    whose O_NOFOLLOW guards the last one anyway."""
+    parts = Path(relative).parts
+    if not parts or Path(relative).is_absolute() or ".." in parts:
+        raise UnsafeFile(f"{relative}: not a path inside {root}")
+    path = root
+    for part in parts:
+        path = path / part
+        if path.is_symlink():
+            raise UnsafeFile(f"{path.relative_to(root)} is a symlink: not followed")
+    return path
+
+
 def _open_checked(path: Path, max_bytes: int) -> int:
     """A descriptor of a regular file of at most `max_bytes`, opened without following a final symlink and
     without blocking (a FIFO is refused by its type before any read)."""
@@ -107,6 +133,23 @@ def read_regular_file(path: Path, *, max_bytes: int) -> bytes:
         raise UnsafeFile(f"cannot read: {exc.strerror or exc}") from None
     finally:
         os.close(fd)
+
+
+def copy_regular_file(path: Path, dest: Path, *, max_bytes: int) -> None:
+    """Copy a regular file of at most `max_bytes` (see `_open_checked`) to `dest`, counting as it goes (it may grow
+    while read); nothing is left at `dest` when it is refused. Raises UnsafeFile."""
+    copied = 0
+    with open_regular_file(path, max_bytes=max_bytes) as source, open(dest, "wb") as target:
+        try:
+            while chunk := source.read(_CHUNK):
+                copied += len(chunk)
+                if copied > max_bytes:
+                    raise UnsafeFile(f"file grew over the {_limit(max_bytes)} limit while read: not read")
+                target.write(chunk)
+        except BaseException:
+            target.close()
+            dest.unlink(missing_ok=True)
+            raise
 
 
 def read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, *, max_bytes: int) -> bytes:

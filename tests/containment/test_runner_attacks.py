@@ -30,6 +30,7 @@ from tests.agents_runner.test_runner import (
     runner_cmd,
     wait_for,
 )
+from tests.helpers import silent_http_server
 
 # Sentinels built at run time (never a key-shaped literal in the tree): each unique, so a leak is unambiguous.
 _NONCE = secrets.token_hex(8)
@@ -268,7 +269,7 @@ def test_markdown_only_judges_content_not_names(attack: dict[str, Any], remote: 
         "'docs/blob.md'": "2097152 bytes, over the 1000000-byte cap for text files",
         "'docs/evil.md'": "a gitlink (submodule pointer), not a file",
         "'docs/latin1.md'": "not valid UTF-8 text",
-        "'docs/new\\nline.md'": "the name holds a control character",
+        "'docs/new\\nline.md'": "the name holds a control character (U+000A)",
         "'docs/passwd.md'": "a symlink (only regular files are allowed)",
         "'docs/run.md'": "an executable file (mode 100755); only mode 100644 is allowed",
         "'docs/small-binary.md'": "binary content (NUL bytes)",
@@ -306,6 +307,164 @@ def test_any_file_still_refuses_gitlinks_and_symlinks_out_of_the_repository(
         "'vendor': a gitlink (submodule pointer) is never pushed",
     ]
     assert "src/inside.py" in result["changed_files"] and remote_head(remote, BRANCH) is None
+
+
+# ------------------------------------------------------------------------------------------------ hidden entries
+
+HIDDEN_GITLINK = """\
+make_submodule(ROOT / "vendor")
+write(".gitmodules", '[submodule "v"]\\n\\tpath = vendor\\n\\turl = https://a.example/p.git\\n\\tignore = all\\n')
+write(".gitignore", ".gitignore\\n.gitmodules\\n")
+write("docs/plan.md", "# plan\\n")
+result(summary="plan written")
+"""
+
+
+@pytest.mark.parametrize(
+    ("scope", "rule"),
+    [
+        ("any-file", "a gitlink (submodule pointer) is never pushed"),
+        ("markdown-only", "not a Markdown or reST file name (markdown-only)"),
+    ],
+)
+def test_a_gitlink_hidden_by_its_own_gitmodules_ignore_setting_is_still_seen_and_refused(
+    attack: dict[str, Any], remote: Path, scope: str, rule: str
+) -> None:
+    """`ignore = all` in a `.gitmodules` that a `.gitignore` keeps out of the commit: diff-tree would honour it and
+    leave the gitlink out of the changes it reports, and the commit with it would be pushed."""
+    _proc, result = attack["run"](HIDDEN_GITLINK, write_scope=scope)
+    assert result["reason"] == "write_scope_violation"
+    assert result["violation_rules"] == [f"'vendor': {rule}"]
+    assert "vendor" in result["changed_files"] and remote_head(remote, BRANCH) is None
+
+
+SYMLINK_CHAIN = """\
+(ROOT / "docs").mkdir(exist_ok=True)
+os.symlink("..", ROOT / "docs" / "loop")
+os.symlink("docs/loop/..", ROOT / "up")
+os.symlink("docs/loop/src/app.py", ROOT / "app-link")
+result(summary="links")
+"""
+
+
+def test_any_file_follows_a_symlink_through_the_others_before_it_lets_it_through(
+    attack: dict[str, Any], remote: Path
+) -> None:
+    """`docs/loop -> ..` stays inside, and `up -> docs/loop/..` reads as `docs` when taken alone; followed as a file
+    system does, `up` is the checkout's parent folder."""
+    _proc, result = attack["run"](SYMLINK_CHAIN)
+    assert result["reason"] == "write_scope_violation"
+    assert result["violation_rules"] == ["'up': a symlink pointing outside the repository"]
+    assert remote_head(remote, BRANCH) is None
+
+
+BAD_NAMES = """\
+(ROOT / "docs").mkdir(exist_ok=True)
+open(os.fsencode(str(ROOT / "docs")) + b"/notes-\\xff.md", "w").write("# notes\\n")
+write("docs/invoice\\u202egpj.md", "# invoice\\n")
+write("docs/\\u200bREADME.md", "# readme\\n")
+write("docs/a\\x85b.md", "# next line\\n")
+result(summary="notes")
+"""
+
+
+@pytest.mark.parametrize("scope", ["markdown-only", "any-file"])
+def test_names_that_are_not_utf8_or_hide_characters_are_refused_and_the_result_is_still_written(
+    attack: dict[str, Any], remote: Path, scope: str
+) -> None:
+    """A name that is not UTF-8 was pushed, and then the result could not be written (the run read as crashed with
+    the commit on GitHub); bidi overrides and zero-width characters make a name read as another one."""
+    proc, result = attack["run"](BAD_NAMES, write_scope=scope)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert result["reason"] == "write_scope_violation" and remote_head(remote, BRANCH) is None
+    rules = sorted(rule.split(": ", 1)[1] for rule in result["violation_rules"])
+    assert rules == [
+        "the name holds a control character (U+0085)",
+        "the name holds an invisible formatting character (U+200B)",
+        "the name holds an invisible formatting character (U+202E)",
+        "the name is not valid UTF-8",
+    ]
+    assert "'docs/notes-\\udcff.md': the name is not valid UTF-8" in result["violation_rules"]
+
+
+def test_a_result_with_a_lone_surrogate_is_written_after_the_push(attack: dict[str, Any], remote: Path) -> None:
+    """JSON allows `\\udcff`; the agent's summary carried one into the result, whose writing then failed after the
+    push: the platform recorded a crashed runner while the commit was on GitHub."""
+    body = 'write("docs/ok.md", "# ok\\n")\nresult(summary="caf\\udcff")\n'
+    proc, result = attack["run"](body, write_scope="markdown-only")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (result["reason"], result["summary"]) == ("pushed", "caf\\udcff")
+    assert remote_file(remote, BRANCH, "docs/ok.md") == "# ok\n"
+
+
+# ------------------------------------------------------------------------------------------------ a reused workdir
+
+NESTED_REPO_WITH_A_COMMAND = """\
+evil = ROOT / "evil"
+make_submodule(evil)
+subprocess.run(["git", "config", "remote.origin.url", "/nonexistent"], cwd=evil, check=True)
+subprocess.run(["git", "config", "remote.origin.uploadpack", "sh -c 'env > {marker}; exit 1' --"], cwd=evil, check=True)
+write(".gitmodules", '[submodule "evil"]\\n\\tpath = evil\\n\\turl = ./x\\n\\tfetchRecurseSubmodules = true\\n')
+write("docs/plan.md", "# plan\\n")
+result(summary="plan written")
+"""
+
+
+def test_a_nested_repository_left_for_the_next_run_never_runs_its_command_on_the_host(
+    attack: dict[str, Any], remote: Path, tmp_path: Path
+) -> None:
+    """The workdir is reused run after run on a branch. A refused run left a nested repository whose config names
+    a command, staged as a gitlink; the next run's fetch recursed into it and ran that command outside the sandbox,
+    with the token's header in its environment (over HTTPS)."""
+    marker = tmp_path / "ran-on-the-host"
+    _proc, first = attack["run"](NESTED_REPO_WITH_A_COMMAND.format(marker=marker), write_scope="markdown-only")
+    assert first["reason"] == "write_scope_violation" and not marker.exists()
+    body = 'write("docs/plan.md", "# plan v2\\n")\nresult(summary="plan rewritten")\n'
+    _proc, second = attack["run"](body, write_scope="markdown-only")
+    assert not marker.exists(), f"the agent's command ran on the host: {marker.read_text()[:300]}"
+    assert (second["status"], second["reason"]) == ("succeeded", "pushed"), second["message"]
+    assert remote_file(remote, BRANCH, "docs/plan.md") == "# plan v2\n"
+    assert "evil" not in remote_paths(remote, BRANCH)
+
+
+SESSION_LINKED_TO_THE_RUNNERS_ENVIRONMENT = """\
+home = pathlib.Path(os.environ["HOME"])
+folder = home / ".codex" / "sessions" / "x"
+folder.mkdir(parents=True, exist_ok=True)
+os.symlink("/proc/self/environ", folder / "rollout-PWN.jsonl")
+print(json.dumps({"type": "thread.started", "thread_id": "PWN"}), flush=True)
+write("docs/a.md", "a\\n")
+result(summary="ok")
+"""
+
+
+def test_a_session_file_linked_to_the_runners_environment_is_not_kept_for_the_next_agent(
+    attack: dict[str, Any], remote: Path, tmp_path: Path
+) -> None:
+    """The runner keeps a Codex session for the branch's next revise, copying it out of the agent's HOME with its
+    own rights. A session file linked to `/proc/self/environ` was the runner's environment, the token among it, and
+    the next revise put that into the next agent's HOME."""
+    sessions = tmp_path / "agent-sessions" / "codex"
+    with silent_http_server() as model:
+        agent = {
+            "kind": "codex",
+            "model": "m",
+            "session_dir": str(sessions),
+            "endpoint": {"base_url": f"{model}/v1", "key_env": "OPENAI_API_KEY"},
+        }
+        _proc, result = attack["run"](
+            SESSION_LINKED_TO_THE_RUNNERS_ENVIRONMENT,
+            agent=agent,
+            write_scope="markdown-only",
+            runner_env={"OPENAI_API_KEY": "sk-model"},
+        )
+    assert result["reason"] == "pushed"
+    assert any("session PWN not kept: " in note and "symlink" in note for note in result["agent_notes"]), result
+    kept = [p for p in sessions.rglob("*") if p.is_file()] if sessions.exists() else []
+    for path in kept:
+        for name, secret in SECRETS.items():
+            assert secret.encode() not in path.read_bytes(), f"{name} kept for the next agent in {path}"
+    assert not (sessions / "session.json").exists()
 
 
 # ------------------------------------------------------------------------------------------------ resources

@@ -12,6 +12,7 @@ from codexk8s_pipelines.domain.write_scope import (
     MODE_GITLINK,
     MODE_SYMLINK,
     TreeChange,
+    escaping_symlinks,
     scope_violations,
     tree_violations,
 )
@@ -189,3 +190,73 @@ def test_none_refuses_every_change() -> None:
         "a.md": "this run may change nothing",
         "b": "this run may change nothing",
     }
+
+
+# ------------------------------------------------------------------------------------------------ symlinks, followed
+
+
+def _link(path: str, target: str) -> TreeChange:
+    return _file(path, target.encode(), MODE_SYMLINK)
+
+
+def test_any_file_follows_a_symlink_through_the_trees_other_symlinks() -> None:
+    """Each alone stays inside: `docs/loop -> ..` is the root, `up -> docs/loop/..` reads as `docs`. Followed as a
+    file system does, `up` is the root's parent."""
+    changes = [_link("docs/loop", ".."), _link("up", "docs/loop/.."), _link("fine", "docs/loop/src/app.py")]
+    assert _rules(WriteScope.ANY_FILE, *changes) == {"up": "a symlink pointing outside the repository"}
+
+
+def test_an_unchanged_symlink_that_now_leaves_through_a_changed_one_is_named() -> None:
+    tree = {"up": b"docs/loop/..", "docs/loop": b"..", "etc-config": b"/etc/app.conf"}
+    violations = tree_violations(WriteScope.ANY_FILE, [_link("docs/loop", "..")], tree_symlinks=tree)
+    assert [str(v) for v in violations] == ["'up': a symlink pointing outside the repository (through docs/loop)"]
+
+
+def test_a_symlink_the_commit_does_not_touch_is_not_its_doing() -> None:
+    """A repository may hold an absolute link already; a commit that adds an unrelated link is not refused for it."""
+    tree = {"etc-config": b"/etc/app.conf", "docs/guide": b"../README.md"}
+    assert tree_violations(WriteScope.ANY_FILE, [_link("docs/guide", "../README.md")], tree_symlinks=tree) == []
+
+
+def test_a_new_symlink_through_an_old_one_that_leaves_is_refused() -> None:
+    tree = {"config": b"/etc", "app.conf": b"config/app.conf"}
+    assert _rules(WriteScope.ANY_FILE, _link("app.conf", "config/app.conf")) == {}  # the changed links alone
+    violations = tree_violations(WriteScope.ANY_FILE, [_link("app.conf", "config/app.conf")], tree_symlinks=tree)
+    assert [str(v) for v in violations] == ["'app.conf': a symlink pointing outside the repository"]
+
+
+def test_a_symlink_loop_and_an_unreadable_target_are_refused() -> None:
+    loop = [_link("a", "b"), _link("b", "a/x")]
+    assert _rules(WriteScope.ANY_FILE, *loop) == {"a": "a symlink loop", "b": "a symlink loop"}
+    huge = TreeChange("big-link", mode=MODE_SYMLINK, size=5_000_000)
+    assert _rules(WriteScope.ANY_FILE, huge) == {"big-link": "a symlink whose target could not be read"}
+
+
+def test_escaping_symlinks_counts_a_step_above_the_root_even_if_it_comes_back() -> None:
+    links = {"x": b"../repo/README.md", "y": b"a/../b", "z": b"./docs//./a.md"}
+    assert escaping_symlinks(links, links) == {"x": "a symlink pointing outside the repository"}
+
+
+# ------------------------------------------------------------------------------------------------ names, every scope
+
+
+@pytest.mark.parametrize("scope", [WriteScope.ANY_FILE, WriteScope.MARKDOWN_ONLY, WriteScope.PROMPTS_AND_DOCS])
+@pytest.mark.parametrize(
+    ("name", "rule"),
+    [
+        ("docs/invoice\u202egpj.md", "an invisible formatting character (U+202E)"),
+        ("docs/\u200bREADME.md", "an invisible formatting character (U+200B)"),
+        ("docs/a\x85b.md", "a control character (U+0085)"),
+        ("docs/a\u2028b.md", "a line separator character (U+2028)"),
+        ("docs/notes-\udcff.md", "the name is not valid UTF-8"),
+    ],
+)
+def test_names_that_hide_or_are_not_utf8_are_refused_in_every_scope(scope: WriteScope, name: str, rule: str) -> None:
+    (violation,) = tree_violations(scope, [_file(name)])
+    assert violation.path == name and rule in violation.rule
+
+
+def test_any_file_may_delete_a_file_whatever_its_name_and_keeps_ordinary_unicode() -> None:
+    changes = [TreeChange("old\u202e.txt", deleted=True), _file("docs/café ü 文档.md"), _file("src/naïve.py")]
+    assert tree_violations(WriteScope.ANY_FILE, changes) == []
+    assert tree_violations(WriteScope.MARKDOWN_ONLY, changes[1:2]) == []
