@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from ..domain.redaction import redact, redact_text
 from .tokens import RunScope, TokenError
-from .tools import ACTOR, MAX_K, MAX_RUNS, ArgumentError, McpServices, PlatformTools
+from .tools import ACTOR, MAX_K, MAX_NUMBER, MAX_RUNS, ArgumentError, McpServices, PlatformTools
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,16 @@ the tools never act elsewhere. Failures come back as tool errors naming the argu
 
 Token = Annotated[str, Field(description="The run-scoped token the platform gave this agent.")]
 TopK = Annotated[int, Field(ge=1, le=MAX_K, description=f"How many results, 1..{MAX_K}.")]
+
+
+def _number(description: str) -> Any:
+    """An optional issue/PR number argument, bounded in the schema as the platform's tables store it."""
+    return Annotated[int | None, Field(ge=1, le=MAX_NUMBER, description=description)]
+
+
+IssueArg = _number("An issue of this repository (default: this run's).")
+PrArg = _number("A pull request of this repository, instead of an issue.")
+NumberArg = _number("This run's issue or PR (default: the issue).")
 
 
 def _error(tool: str, message: str) -> CallToolResult:
@@ -158,16 +168,36 @@ def _has_nul(value: Any) -> bool:
     return False
 
 
+_TYPE_NAMES = {"integer": "an integer", "number": "a number", "boolean": "a boolean", "string": "a string"}
+
+
+def _json_type(value: Any) -> str | None:
+    """The JSON type of a scalar as the schema names it (2.0 is a number: pydantic then decides if it is whole)."""
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return None
+
+
 def _type_problem(tool: Tool, arguments: Mapping[str, Any]) -> str | None:
-    """What pydantic's lax mode would let through although the schema says otherwise: a JSON boolean for an
-    integer (`k: true` would become 1), and NUL characters, which no text in the platform can hold."""
+    """What pydantic's lax mode would let through although the schema says otherwise — a boolean for an integer
+    (`k: true` would become 1), a string for a number or a boolean (`k: "3"`, `all_chunks: "yes"`), a number for a
+    boolean (`all_chunks: 1`) — and NUL characters, which no text in the platform can hold. The schema is the
+    contract an agent reads; the server takes what it says, no more."""
     properties = tool.parameters.get("properties", {})
     for name, value in arguments.items():
         if _has_nul(value) or "\x00" in name:
             return f"argument '{_shown(name)}': must not contain NUL characters (\\u0000)"
-        types = _schema_types(properties.get(name) or {})
-        if isinstance(value, bool) and "integer" in types and "boolean" not in types:
-            return f"argument '{name}': must be an integer, not a boolean ({str(value).lower()})"
+        types = _schema_types(properties.get(name) or {}) - {"null"}
+        kind = _json_type(value)
+        if not types or kind is None or kind in types or (kind == "number" and "integer" in types):
+            continue
+        wanted = " or ".join(_TYPE_NAMES.get(t, t) for t in sorted(types))
+        shown = json.dumps(value[:40] if isinstance(value, str) else value)
+        return f"argument '{_shown(name)}': must be {wanted}, not {_TYPE_NAMES[kind]} ({shown})"
     return None
 
 
@@ -385,8 +415,8 @@ def _tools(platform: PlatformTools) -> list[Tool]:
 
     def run_lookup(
         token: Token,
-        issue: Annotated[int | None, Field(description="An issue of this repository (default: this run's).")] = None,
-        pr: Annotated[int | None, Field(description="A pull request of this repository, instead of an issue.")] = None,
+        issue: IssueArg = None,
+        pr: PrArg = None,
     ) -> dict[str, Any]:
         """Runs of an issue or PR of this run's repository with their last audit events (what earlier runs
         decided and did), newest run first."""
@@ -394,7 +424,7 @@ def _tools(platform: PlatformTools) -> list[Tool]:
 
     def issue_trace(
         token: Token,
-        issue: Annotated[int | None, Field(description="An issue of this repository (default: this run's).")] = None,
+        issue: IssueArg = None,
     ) -> dict[str, Any]:
         """The whole story of an issue of this run's repository, oldest first: every label decision (run,
         refused, conflict, approval requested/granted/expired), every run with its Dagster link, outcome,
@@ -422,7 +452,7 @@ def _tools(platform: PlatformTools) -> list[Tool]:
         token: Token,
         add: Annotated[list[str] | None, Field(description="state:* / need:* labels to add.")] = None,
         remove: Annotated[list[str] | None, Field(description="state:* / need:* labels to remove.")] = None,
-        number: Annotated[int | None, Field(description="This run's issue or PR (default: the issue).")] = None,
+        number: NumberArg = None,
     ) -> dict[str, Any]:
         """Add or remove platform state:/need: labels on this run's own issue or PR. run:* labels (which start
         runs), state:approved (a human's approval) and labels outside those groups are refused."""

@@ -41,6 +41,9 @@ MAX_DIFF_CHARS = 2_000_000
 MAX_FILES = 500
 MAX_LABELS = 10
 MAX_RUNS = 100
+# Issue and PR numbers are PostgreSQL `integer`s in the platform's tables: a larger one is an argument error, not
+# a database error.
+MAX_NUMBER = 2_147_483_647
 EVENTS_PER_RUN = 10
 STATUS_MARKER = "<!-- codexk8s:agent-status -->"
 # Labels an agent may never set or remove even inside the state:/need: groups: approval is a human decision.
@@ -346,8 +349,8 @@ class PlatformTools:
         if issue is not None and pr is not None:
             raise ArgumentError("issue", "give either 'issue' or 'pr', not both")
         for name, value in (("issue", issue), ("pr", pr)):
-            if value is not None and (isinstance(value, bool) or value <= 0):
-                raise ArgumentError(name, "must be a positive issue/PR number")
+            if value is not None and (isinstance(value, bool) or not 1 <= value <= MAX_NUMBER):
+                raise ArgumentError(name, f"must be an issue/PR number from 1 to {MAX_NUMBER}")
         if issue is None and pr is None:
             issue, pr = scope.issue_number, scope.pr_number
         rows = self._runs(scope.repository, issue, pr, 20)
@@ -398,8 +401,8 @@ class PlatformTools:
         from ..insight.trace import issue_trace
 
         scope = self.scope(token)
-        if issue is not None and (isinstance(issue, bool) or issue <= 0):
-            raise ArgumentError("issue", "must be a positive issue number")
+        if issue is not None and (isinstance(issue, bool) or not 1 <= issue <= MAX_NUMBER):
+            raise ArgumentError("issue", f"must be an issue number from 1 to {MAX_NUMBER}")
         number = issue if issue is not None else (scope.issue_number or scope.pr_number)
         if number is None:
             raise ArgumentError("issue", "this run has no issue: give one")

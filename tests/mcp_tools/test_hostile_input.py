@@ -9,6 +9,7 @@ import time
 from typing import Any
 
 import anyio
+import pytest
 from mcp import Client
 
 from codexk8s_pipelines.mcp.server import UNVERIFIED_KEY
@@ -116,3 +117,79 @@ def test_a_secret_used_as_an_argument_name_is_masked_in_the_audit(platform: Plat
     for text in (audit, shown):
         assert GITHUB_TOKEN not in text and platform.token not in text
     assert "[redacted]" in audit
+
+
+# -- finding 6: numbers beyond PostgreSQL's integer -------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("tool", "arguments", "argument"),
+    [
+        ("run_lookup", {"issue": 2_147_483_648}, "issue"),
+        ("run_lookup", {"pr": 10**20}, "pr"),
+        ("issue_trace", {"issue": 2_147_483_648}, "issue"),
+        ("github_labels_transition", {"add": ["need:qa"], "number": 2_147_483_648}, "number"),
+    ],
+)
+def test_a_number_beyond_an_integer_is_a_clear_argument_error(
+    platform: Platform, tool: str, arguments: dict[str, Any], argument: str
+) -> None:
+    result = platform.call(tool, {"token": platform.token, **arguments})
+    message = text_of(result)
+    assert result.is_error and f"argument '{argument}'" in message and "2147483647" in message, message
+    assert platform.event_types()[-1] == "mcp.tool.failed"
+    assert f"argument '{argument}'" in platform.events()[-1]["payload"]["reason"]
+
+
+def test_the_schemas_say_the_numbers_bounds(platform: Platform) -> None:
+    async def body(client: Client) -> Any:
+        return await client.list_tools()
+
+    listed = {t.name: t.input_schema for t in platform.run(body).tools}
+    for tool, argument in [("run_lookup", "issue"), ("run_lookup", "pr"), ("issue_trace", "issue"),
+                           ("github_labels_transition", "number")]:  # fmt: skip
+        branch = next(b for b in listed[tool]["properties"][argument]["anyOf"] if b.get("type") == "integer")
+        assert (branch["minimum"], branch["maximum"]) == (1, 2_147_483_647), (tool, argument)
+
+
+# -- finding 7: NUL in the tool name -----------------------------------------------------------------------------------
+def test_a_nul_in_the_tool_name_is_an_unknown_tool_and_audited(platform: Platform) -> None:
+    result = platform.call("runs_list\x00", {"token": platform.token})
+    message = text_of(result)
+    assert result.is_error and "unknown tool 'runs_list\\u0000'" in message, message
+    assert "database" not in message
+    called, failed = (e["payload"] for e in platform.events()[-2:])
+    assert called == {"tool": "runs_list\\u0000", "arguments": {}}
+    assert failed["tool"] == "runs_list\\u0000" and "unknown tool" in failed["reason"]
+    # With a token that does not verify, the refusal is audited as well.
+    platform.call("runs_list\x00", {"token": "junk"})
+    assert [e["payload"]["tool"] for e in platform.events(UNVERIFIED_KEY)] == ["runs_list\\u0000"] * 2
+
+
+# -- finding 9: strict types ------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    ("tool", "arguments", "argument", "expected"),
+    [
+        ("docs_search", {"query": "x", "k": "3"}, "k", "integer"),
+        ("docs_search", {"query": "x", "k": 3.5}, "k", "integer"),
+        ("docs_search", {"query": "x", "all_chunks": "yes"}, "all_chunks", "boolean"),
+        ("docs_search", {"query": "x", "all_chunks": 1}, "all_chunks", "boolean"),
+        ("docs_search", {"query": 5}, "query", "string"),
+        ("runs_list", {"limit": "20"}, "limit", "integer"),
+        ("run_lookup", {"issue": "12"}, "issue", "integer"),
+        ("run_lookup", {"pr": True}, "pr", "integer"),
+        ("github_labels_transition", {"add": ["need:qa"], "number": "1"}, "number", "integer"),
+        ("run_status_report", {"status_line": 42}, "status_line", "string"),
+    ],
+)
+def test_a_value_of_another_type_is_refused_naming_the_argument(
+    platform: Platform, tool: str, arguments: dict[str, Any], argument: str, expected: str
+) -> None:
+    result = platform.call(tool, {"token": platform.token, **arguments})
+    message = text_of(result)
+    assert result.is_error and f"argument '{argument}'" in message and expected in message, message
+    assert platform.event_types()[-1] == "mcp.tool.failed" and not platform.index.calls
+
+
+def test_whole_numbers_and_booleans_as_json_has_them_are_accepted(platform: Platform) -> None:
+    data_of(platform.call("docs_search", {"token": platform.token, "query": "x", "k": 2, "all_chunks": True}))
+    data_of(platform.call("docs_search", {"token": platform.token, "query": "x", "k": 2.0}))  # JSON: an integer
+    assert [c[2]["k"] for c in platform.index.calls] == [2, 2]
