@@ -1,7 +1,9 @@
 """The one service comment a run keeps on its issue (or PR): found by a hidden marker, edited in place.
 
 Humans read the phase, the Dagster run link, the result, the changed files and what they can do next; the
-platform finds its own comment again by the marker, whatever else was said in the thread since.
+platform finds its own comment again by its recorded id, else by the marker that starts it, whatever else was said
+in the thread since. Text an agent wrote (its status, summary, diagnosis, file names) can hold no HTML comment
+(`inert`), so it can never carry another run's marker into a comment and have that run's updates land there.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from ..store import PlatformStore
 from .api import RepoApi
 
 MARKER = "<!-- codexk8s:run {key} -->"
+_COMMENT_OPENER = "<!--"
+_INERT_OPENER = "‹!--"  # reads the same to a human, is no HTML comment to GitHub or to a marker search
 COMMENT_EVENT = "service_comment.upserted"  # the audit row that remembers which comment is the run's
 
 
@@ -24,6 +28,11 @@ def run_url(run_id: str) -> str:
     """The Dagster UI page of a run, as the comment links it ($CODEXK8S_DAGSTER_URL, else the local UI)."""
     base = os.environ.get(settings.DAGSTER_URL_VAR, "http://127.0.0.1:3000").rstrip("/")
     return f"{base}/runs/{run_id}"
+
+
+def inert(text: str) -> str:
+    """`text` with every HTML comment opener made visible text: what the platform shows of an agent's words."""
+    return text.replace(_COMMENT_OPENER, _INERT_OPENER)
 
 
 def comment_id(store: PlatformStore, key: str) -> int | None:
@@ -160,12 +169,21 @@ def render(view: RunView) -> str:
         lines += ["", f"**{t['next']}:**", *(_step_line(s, t) for s in view.next_steps)]
     if view.history:
         lines += ["", view.history]
-    return redact_text("\n".join(lines))
+    # Only the first line is the platform's marker; below it, summaries, diagnoses and file names are agents' text.
+    return redact_text("\n".join([lines[0], *(inert(line) for line in lines[1:])]))
 
 
-def find_comment(api: RepoApi, number: int, correlation_key: str) -> dict[str, Any] | None:
+def find_comment(api: RepoApi, number: int, correlation_key: str, recorded: int | None = None) -> dict[str, Any] | None:
+    """The run's comment: the `recorded` one (the run's audit trail says which) when it is still there, else the
+    first comment that *starts* with the run's marker, as the platform writes it. A marker elsewhere in a comment
+    (quoted, or pasted by someone else) does not count."""
+    comments = api.comments(number)
+    if recorded is not None:
+        found = next((c for c in comments if c.get("id") == recorded), None)
+        if found is not None:
+            return found
     marker = MARKER.format(key=correlation_key)
-    return next((c for c in api.comments(number) if marker in str(c.get("body") or "")), None)
+    return next((c for c in comments if str(c.get("body") or "").startswith(marker)), None)
 
 
 def upsert(api: RepoApi, number: int, view: RunView, comment_id: int | None = None) -> int:

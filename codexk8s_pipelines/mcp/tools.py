@@ -411,9 +411,13 @@ class PlatformTools:
     # -- status ----------------------------------------------------------------------------------------------
     @staticmethod
     def _status_line(text: str, title: str, at: float) -> str:
-        """One line, in inline code: no mention pings, no markdown or HTML from the agent reaches the thread."""
+        """One line, in inline code: no mention pings, no markdown or HTML from the agent reaches the thread, and
+        no HTML comment (`inert`): another run's marker in it would make the platform take this comment for that
+        run's."""
+        from ..github.service_comment import inert
+
         when = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
-        return f"{STATUS_MARKER} **{title}** ({when}): `{text.replace('`', chr(39))}`"
+        return f"{STATUS_MARKER} **{title}** ({when}): `{inert(text.replace('`', chr(39)))}`"
 
     @staticmethod
     def with_status(body: str, line: str) -> str:
@@ -434,7 +438,7 @@ class PlatformTools:
         line = self._status_line(status, title, at)
         try:
             api = self.services.repo_api(scope.repository)
-            found = find_comment(api, number, scope.run_key)
+            found = find_comment(api, number, scope.run_key, comment_id(store, scope.run_key))
             if found is not None:
                 posted = int(found["id"])
                 api.edit_comment(posted, redact_text(self.with_status(str(found.get("body") or ""), line)))
