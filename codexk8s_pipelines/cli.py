@@ -216,25 +216,35 @@ def _cmd_mcp_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_mcp_token(args: argparse.Namespace) -> int:
-    """Mint a run-scoped token; the run's repository, issue and PR come from the platform database if known."""
+    """Mint a run-scoped token; the run's repository, issue, PR and role come from the platform database if known.
+    The token carries the role's MCP tools from the agent catalog, which the server enforces; without a role it
+    may only read."""
+    from .agents.catalog import UnknownAgentError, current_catalog
     from .mcp.tokens import TokenError, issue_token
 
-    repository, issue, pr = args.repository, args.issue, args.pr
+    repository, issue, pr, role = args.repository, args.issue, args.pr, args.role
     url = settings.database_url()
-    if url and (repository is None or (issue is None and pr is None)):
+    if url and (repository is None or (issue is None and pr is None) or role is None):
         from .store import PlatformStore
 
         run = PlatformStore(url).get_run(args.run)
         if run is not None:
             repository = repository or run["repository"]
+            role = role or run["role"] or None
             if issue is None and pr is None:
                 issue, pr = run["issue_number"], run["pr_number"]
+    try:
+        tools = list(current_catalog().for_role(role).mcp_tools) if role else None
+    except UnknownAgentError as exc:
+        print(f"codexk8s mcp token: no agent for role {role!r}: {exc}", file=sys.stderr)
+        return 2
     if not repository or (issue is None and pr is None):
         print(f"codexk8s mcp token: run {args.run!r} is unknown: give --repository and --issue or --pr",
               file=sys.stderr)  # fmt: skip
         return 2
     try:
-        print(issue_token(args.run, repository, issue_number=issue, pr_number=pr, ttl_seconds=args.ttl))
+        print(issue_token(args.run, repository, issue_number=issue, pr_number=pr, ttl_seconds=args.ttl, role=role,
+                          tools=tools))  # fmt: skip
     except (TokenError, ValueError) as exc:
         print(f"codexk8s mcp token: {exc}", file=sys.stderr)
         return 2
@@ -358,6 +368,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--repository", help="owner/name (default: the run's, from the platform database)")
     token.add_argument("--issue", type=int, help="the run's issue number (default: the run's)")
     token.add_argument("--pr", type=int, help="the run's pull request number (default: the run's)")
+    token.add_argument("--role", help="the run's agent role, whose MCP tools the token allows (default: the run's)")
     token.add_argument("--ttl", type=int, default=6 * 3600, help="seconds until the token expires")
     token.set_defaults(func=_cmd_mcp_token)
     return parser

@@ -309,16 +309,17 @@ def run_agent(
     return result.model_dump()
 
 
-def _mcp_access(ctx: StageContext, timeout_seconds: int) -> dict[str, Any]:
+def _mcp_access(ctx: StageContext, timeout_seconds: int, tools: list[str] | None) -> dict[str, Any]:
     """A run-scoped MCP token for the agent when the platform signs them: it can reach this run's issue/PR only,
-    and expires shortly after the run's own deadline."""
+    call only `tools` (the MCP tools its client is configured with; the server enforces the signed list, since
+    the agent can reach the server without that client), and expires shortly after the run's own deadline."""
     if not os.environ.get(settings.MCP_SECRET_VAR):
         return {}
     from ..mcp.tokens import issue_token
 
     token = issue_token(
         ctx.correlation_key, ctx.repository, issue_number=ctx.issue_number, pr_number=ctx.pr_number,
-        ttl_seconds=timeout_seconds + 900,
+        ttl_seconds=timeout_seconds + 900, role=ctx.role, tools=tools,
     )  # fmt: skip
     env = {settings.MCP_TOKEN_VAR: token, settings.MCP_URL_VAR: os.environ.get(settings.MCP_URL_VAR, "")}
     return {"env": env, "pass_env": [settings.MCP_TOKEN_VAR]}
@@ -327,9 +328,10 @@ def _mcp_access(ctx: StageContext, timeout_seconds: int) -> dict[str, Any]:
 def _agent_access(ctx: StageContext, prepared: dict) -> dict[str, Any]:
     """The runner spec's agent part: the agent's setup and its MCP pair. The model key it may read is declared
     with the catalog entry, by the runtime (`with_agent_limits`), locally and in a pod alike."""
-    access = _mcp_access(ctx, prepared["timeout_seconds"])
     raw = prepared.get("agent_settings")
-    return {**access, "agent": AgentSettings.model_validate(raw) if raw else None}
+    agent = AgentSettings.model_validate(raw) if raw else None
+    access = _mcp_access(ctx, prepared["timeout_seconds"], list(agent.mcp_tools) if agent else None)
+    return {**access, "agent": agent}
 
 
 def _model_for_agent(store: Any, config: StageRunConfig) -> str:

@@ -294,7 +294,8 @@ class RunScopeGuard(Extension):
         if tool is None:
             problem = f"unknown tool '{name}'; tools: {', '.join(sorted(self._by_name))}"
         else:
-            problem = _type_problem(tool, arguments) or self._scope_problem(tool, arguments, scope)
+            problem = await self._permission_problem(scope, tool.name)
+            problem = problem or _type_problem(tool, arguments) or self._scope_problem(tool, arguments, scope)
             if problem is None:
                 try:
                     tool.fn_metadata.validate_arguments(arguments)
@@ -318,6 +319,14 @@ class RunScopeGuard(Extension):
         summary = _summary(result) if isinstance(result, CallToolResult) else {}
         await self._finish(scope.run_key, "mcp.tool.succeeded", {"tool": name, **summary})
         return result
+
+    async def _permission_problem(self, scope: RunScope, tool: str) -> str | None:
+        """The run's role and state decide before the arguments (`PlatformTools.permission_problem`)."""
+        try:
+            return await anyio.to_thread.run_sync(lambda: self.platform.permission_problem(scope, tool))
+        except Exception as exc:
+            logger.warning("could not check the run of an MCP call of %s: %s", tool, type(exc).__name__)
+            return "the platform database is unavailable; the run's role and state could not be checked"
 
     async def _finish(self, key: str, event: str, payload: dict[str, Any]) -> None:
         try:

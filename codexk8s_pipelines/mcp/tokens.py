@@ -2,13 +2,17 @@
 
 Format (compact, URL-safe, one line): ``ck8s1.<payload>.<signature>`` where ``payload`` is the base64url
 (unpadded) of a compact JSON object ``{"v": 1, "run": <correlation key>, "repo": "owner/name", "issue": N|null,
-"pr": N|null, "exp": <epoch seconds>}`` and ``signature`` is the base64url HMAC-SHA256, keyed with the secret
-from ``$CODEXK8S_MCP_SECRET``, of the ASCII text ``ck8s1.<payload>``.
+"pr": N|null, "exp": <epoch seconds>, "role": "<agent role>", "tools": ["<tool>", ...]}`` and ``signature`` is
+the base64url HMAC-SHA256, keyed with the secret from ``$CODEXK8S_MCP_SECRET``, of the ASCII text
+``ck8s1.<payload>``. ``role`` and ``tools`` (the MCP tools the run's agent was given, from the agent catalog) are
+left out of a token minted without them; the server then decides by the run's recorded role (`mcp/tools.py`).
 
 Why HMAC and not a JWT library: one issuer and one verifier share a secret inside one platform, the claims are
 fixed, and a 60-line format with no algorithm negotiation has no ``alg: none`` class of mistakes. Why the
 scope is in the token rather than looked up: the MCP server must refuse another repository or issue even when
-the database is slow or the run row is missing, and an agent cannot widen a scope it cannot re-sign.
+the database is slow or the run row is missing, and an agent cannot widen a scope it cannot re-sign. The tool list
+is signed for the same reason: the agent's own MCP client is configured with it, but the agent is untrusted and
+can reach the server without that client, so the server enforces exactly the list the client was given.
 
 The secret never leaves this module: errors name the variable, never its value, and a `TokenError` says only
 which check failed (malformed, bad signature, expired).
@@ -23,7 +27,7 @@ import hmac
 import json
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -54,13 +58,16 @@ class TokenError(ValueError):
 
 @dataclass(frozen=True)
 class RunScope:
-    """What a verified token allows: one run, one repository, its issue and/or PR, until `expires_at`."""
+    """What a verified token allows: one run, one repository, its issue and/or PR, until `expires_at`; `tools` are
+    the MCP tools of the run's `role` (None: the token does not say, an older one or one minted by hand)."""
 
     run_key: str
     repository: str
     issue_number: int | None
     pr_number: int | None
     expires_at: int
+    role: str | None = None
+    tools: frozenset[str] | None = None
 
     @property
     def numbers(self) -> tuple[int, ...]:
@@ -124,6 +131,18 @@ def _number(value: Any, name: str) -> int | None:
     return value
 
 
+def _text(value: Any, name: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string")
+    return value.strip()
+
+
+def _tool_names(value: Any) -> list[str]:
+    if isinstance(value, str) or not isinstance(value, Sequence):
+        raise ValueError("tools must be a list of tool names")
+    return sorted({_text(v, "each tool") for v in value})
+
+
 def issue_token(
     run_key: str,
     repository: str,
@@ -134,8 +153,12 @@ def issue_token(
     ttl_seconds: int = DEFAULT_TTL_SECONDS,
     now: float | int | datetime | None = None,
     secret: str | bytes | None = None,
+    role: str | None = None,
+    tools: Sequence[str] | None = None,
 ) -> str:
     """Mint a token for one run. The secret defaults to `$CODEXK8S_MCP_SECRET`; expiry to now + `ttl_seconds`.
+    `role` and `tools` are the run's agent role and the MCP tools its agent is given (the catalog's `mcp_tools`):
+    the server refuses any other tool.
 
     A correlation key that names another repository than `repository` is refused: a token whose two halves
     disagree would make the audit trail (keyed by run) and the scope checks (by repository) tell two stories.
@@ -156,7 +179,11 @@ def issue_token(
     if parsed is not None and parsed.repository.lower() != repo.lower():
         raise ValueError(f"run key {key!r} belongs to {parsed.repository}, not {repo}")
     exp = int(expires_at) if expires_at is not None else int(_epoch(now)) + int(ttl_seconds)
-    payload = {"v": TOKEN_VERSION, "run": key, "repo": repo, "issue": issue, "pr": pr, "exp": exp}
+    payload: dict[str, Any] = {"v": TOKEN_VERSION, "run": key, "repo": repo, "issue": issue, "pr": pr, "exp": exp}
+    if role is not None:
+        payload["role"] = _text(role, "role")
+    if tools is not None:
+        payload["tools"] = _tool_names(tools)
     body = _b64encode(json.dumps(payload, separators=(",", ":"), sort_keys=True).encode("utf-8"))
     signing_input = f"{TOKEN_PREFIX}.{body}"
     return f"{signing_input}.{_b64encode(_sign(_secret(secret), signing_input))}"
@@ -206,9 +233,13 @@ def verify_token(
         issue, pr = _number(payload.get("issue"), "issue"), _number(payload.get("pr"), "pr")
         if issue is None and pr is None:
             raise ValueError("issue or pr is required")
+        role = _text(payload["role"], "role") if "role" in payload else None
+        tools = frozenset(_tool_names(payload["tools"])) if "tools" in payload else None
     except ValueError as exc:
         raise _malformed(str(exc)) from None
-    scope = RunScope(run_key=run, repository=repo, issue_number=issue, pr_number=pr, expires_at=exp)
+    scope = RunScope(
+        run_key=run, repository=repo, issue_number=issue, pr_number=pr, expires_at=exp, role=role, tools=tools
+    )
     if _epoch(now) >= exp:
         when = datetime.fromtimestamp(exp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         raise TokenError("expired", f"token expired at {when} (run {run}); ask the platform for a new one", scope)

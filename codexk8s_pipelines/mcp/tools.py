@@ -20,7 +20,7 @@ from typing import Any
 from mcp.server.mcpserver.exceptions import ToolError
 
 from .. import settings
-from ..agents.catalog import agent_name_for_role
+from ..agents.catalog import agent_name_for_role, current_catalog
 from ..config import load_config_from_environment
 from ..domain.correlation import comment_number
 from ..domain.labels import DEFAULT_SCHEME, NEED_VALUES, STATE_VALUES, LabelKind, LabelScheme
@@ -29,6 +29,7 @@ from ..domain.spend import Amount, Scope, TokenCounts
 from ..github.client import GitHubConnector, GitHubCredentials
 from ..github.payloads import label_names
 from ..store import PlatformStore
+from ..store.database import FINISHED
 from ..store.usage import spent, usage_figures, usage_for_runs
 from .tokens import RunScope, TokenError, load_secret, verify_token
 
@@ -46,6 +47,9 @@ MAX_RUNS = 100
 MAX_NUMBER = 2_147_483_647
 EVENTS_PER_RUN = 10
 STATUS_MARKER = "<!-- codexk8s:agent-status -->"
+# The tools that change something besides the audit (GitHub labels, the service comment): refused to a token whose
+# run's role is unknown, and once the run has finished. server.py annotates the same ones as not read-only.
+WRITE_TOOLS = frozenset({"run_status_report", "github_labels_transition"})
 # Labels an agent may never set or remove even inside the state:/need: groups: approval is a human decision.
 HUMAN_ONLY_STATES = ("approved",)
 _STATUS_TITLE = {"en": "Latest agent status", "ru": "Последний статус агента"}
@@ -142,6 +146,14 @@ class McpServices:
         return RepoApi(self._connector.for_repository(repository), repository)
 
 
+def _role_tools(role: str) -> frozenset[str] | None:
+    """The MCP tools the catalog gives the agent of `role`; None when the role or the catalog is unknown here."""
+    try:
+        return frozenset(current_catalog().for_role(role).mcp_tools)
+    except Exception:
+        return None
+
+
 def _github_failure(action: str, exc: Exception) -> ToolError:
     """GitHub's own answer (status and message), never the request's headers or our credentials."""
     status = getattr(exc, "status", None)
@@ -169,6 +181,43 @@ class PlatformTools:
             return self.verify(token)
         except TokenError as exc:
             raise ToolError(str(exc)) from None
+
+    def permission_problem(self, scope: RunScope, tool: str) -> str | None:
+        """Why this token may not call `tool` now, or None.
+
+        The catalog gives each role its MCP tools and the agent's own client is configured with them, but the agent
+        is untrusted and can call the server without that client: so the token's signed tool list decides here. A
+        token without one (minted before tokens carried it, or by hand) gets the tools of its run's recorded role,
+        and only the read tools when neither the run nor its role is known. A write tool is refused once the run
+        has finished: its token may read until it expires, but changes nothing after the run.
+        """
+        allowed, role = scope.tools, scope.role
+        run = self.services.store.get_run(scope.run_key) if allowed is None or tool in WRITE_TOOLS else None
+        if allowed is None and run is not None and run.get("role"):
+            role = str(run["role"])
+            allowed = _role_tools(role)
+        if allowed is None:
+            if tool in WRITE_TOOLS:
+                return (
+                    f"{tool} is refused: this token names no role and run {scope.run_key} has no known role, so it"
+                    " may only read; ask the platform for a new token"
+                )
+        elif tool not in allowed:
+            return (
+                f"{tool} is not one of the tools of this run's role ({role or 'unknown'}): {', '.join(sorted(allowed))}"
+            )
+        if tool in WRITE_TOOLS and run is not None and run.get("status") in FINISHED:
+            return (
+                f"{tool} is refused: run {scope.run_key} has finished ({run['status']}); its token can still read until"
+                " it expires, but no longer changes labels or the service comment"
+            )
+        return None
+
+    def _may(self, scope: RunScope, tool: str) -> None:
+        """`permission_problem` as a refusal, for a tool called without the server's guard."""
+        problem = self.permission_problem(scope, tool)
+        if problem is not None:
+            raise ToolError(problem)
 
     # -- docs ------------------------------------------------------------------------------------------------
     def _knowledge(self, name: str) -> Callable[..., Sequence[Any]]:
@@ -469,6 +518,7 @@ class PlatformTools:
 
     def run_status_report(self, token: str, status_line: str) -> dict[str, Any]:
         scope = self.scope(token)
+        self._may(scope, "run_status_report")
         if not isinstance(status_line, str) or not status_line.strip():
             raise ArgumentError("status_line", "must not be empty: one line saying what you are doing")
         too_long = ArgumentError("status_line", f"is longer than {MAX_STATUS_CHARS} characters; keep it to one line")
@@ -555,6 +605,7 @@ class PlatformTools:
         self, token: str, add: list[str] | None, remove: list[str] | None, number: int | None
     ) -> dict[str, Any]:
         scope = self.scope(token)
+        self._may(scope, "github_labels_transition")
         if number is not None and number not in scope.numbers:
             own = ", ".join(f"#{n}" for n in scope.numbers)
             raise ArgumentError("number", f"#{number} is not this run's issue/PR ({own}); the token allows only those")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from codexk8s_pipelines.agents.catalog import load_catalog
 from codexk8s_pipelines.mcp.tokens import verify_token
 
 from .conftest import REPO, Stage, github_pull_requests_sensor
@@ -57,6 +58,8 @@ def test_run_dev_ends_with_a_pushed_branch_a_pr_a_comment_and_an_audit_trail(sta
     workdir = Path(result.output_for_node("render_prompt_op")["workdir"])
     scope = verify_token((workdir / ".codexk8s" / "mcp_token").read_text())
     assert (scope.run_key, scope.repository, scope.issue_number) == (key, REPO, number)
+    # ... and the dev role's MCP tools, which the server enforces (the label tools are not among them).
+    assert scope.role == "dev" and scope.tools == frozenset(load_catalog().for_role("dev").mcp_tools)
 
     prompt = result.output_for_node("render_prompt_op")["prompt_file"]
     outputs = [e for e in result.events_for_node("render_prompt_op") if e.event_type_value == "STEP_OUTPUT"]

@@ -3,6 +3,7 @@ SDK client (`mcp.Client(server)`), so every test goes through the protocol as an
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ import pytest
 from mcp import Client
 from mcp_types import CallToolResult, TextContent
 
+from codexk8s_pipelines.agents.catalog import load_catalog
 from codexk8s_pipelines.domain.correlation import correlation_key
 from codexk8s_pipelines.knowledge.impact import ImpactHit
 from codexk8s_pipelines.knowledge.search import SearchHit
@@ -56,7 +58,8 @@ class FakeIndex:
 
 @dataclass
 class Platform:
-    """One test's world: the store, the fake GitHub, the run and its token, and the server under test."""
+    """One test's world: the store, the fake GitHub, the run and its token, and the server under test. The token
+    carries the run's role and that role's MCP tools, as the stage job mints it."""
 
     store: PlatformStore
     state: GitHubState
@@ -66,6 +69,15 @@ class Platform:
     index: FakeIndex
     services: McpServices
     results: list[CallToolResult] = field(default_factory=list)
+    role: str = "dev"
+
+    def with_run(self, trigger: str, role: str, stage: str, event: int) -> Platform:
+        """The same world seen from another run of the same issue (registered with its role), with its own token."""
+        key = correlation_key(REPO, self.issue, trigger, event)
+        self.store.register_run(RunRecord(key, REPO, role=role, stage=stage, issue_number=self.issue))
+        other = dataclasses.replace(self, key=key, role=role)
+        other.token = other.token_for()
+        return other
 
     def client(self) -> Client:
         return Client(build_server(self.services), read_timeout_seconds=30)
@@ -91,8 +103,12 @@ class Platform:
         return result
 
     def token_for(self, **kw: Any) -> str:
+        """A token of this run (or of what `kw` says); `role=None` mints one without role and tools (an old one)."""
         args: dict[str, Any] = {"issue_number": self.issue, "expires_at": int(NOW) + 3600, "secret": SECRET}
         args.update(kw)
+        role = args.setdefault("role", self.role)
+        if role is not None and "tools" not in args:
+            args["tools"] = load_catalog().for_role(role).mcp_tools
         return issue_token(args.pop("run_key", self.key), args.pop("repository", REPO), **args)
 
     def events(self, key: str | None = None) -> list[dict[str, Any]]:
@@ -145,3 +161,9 @@ def platform(
     world = Platform(store, state, issue, key, "", index, services)
     world.token = world.token_for()
     yield world
+
+
+@pytest.fixture
+def em_platform(platform: Platform) -> Platform:
+    """The world of an em (plan) run of the same issue: the only role whose tools include the label tools."""
+    return platform.with_run("run:plan", "em", "plan", 902)

@@ -68,7 +68,8 @@ def test_another_repository_is_refused_naming_the_argument(platform: Platform) -
     data_of(platform.call("runs_list", {"token": platform.token, "repository": "ACME/shop", "issue": platform.issue}))
 
 
-def test_another_issue_is_refused_naming_the_argument(platform: Platform) -> None:
+def test_another_issue_is_refused_naming_the_argument(em_platform: Platform) -> None:
+    platform = em_platform  # the role whose tools include the label tools
     _refused(
         platform, "github_labels_transition", {"token": platform.token, "add": ["need:qa"], "issue": 99}, "'issue'"
     )
@@ -117,8 +118,10 @@ def test_token_for_another_repository_never_reaches_this_one(platform: Platform)
     ],
 )
 def test_wrong_arguments_name_the_argument(
-    platform: Platform, tool: str, arguments: dict[str, Any], argument: str
+    platform: Platform, em_platform: Platform, tool: str, arguments: dict[str, Any], argument: str
 ) -> None:
+    if tool.startswith("github_labels"):
+        platform = em_platform  # the role whose tools include the label tools
     message = _refused(platform, tool, {"token": platform.token, **arguments}, f"'{argument}")
     assert argument in _last_failure(platform)["reason"], message
     assert platform.index.calls == []  # nothing ran
@@ -144,21 +147,24 @@ def test_unknown_tool_is_refused_and_audited(platform: Platform) -> None:
     ],
 )
 def test_labels_transition_refuses_labels_outside_the_policy(
-    platform: Platform, arguments: dict[str, Any], needles: tuple[str, ...]
+    em_platform: Platform, arguments: dict[str, Any], needles: tuple[str, ...]
 ) -> None:
+    platform = em_platform  # the role whose tools include the label tools
     _refused(platform, "github_labels_transition", {"token": platform.token, **arguments}, *needles)
     assert sorted(platform.state.labels(REPO, platform.issue)) == ["bug", "run:dev"]
     assert "run.labels.changed" not in platform.event_types()
 
 
-def test_labels_need_github(platform: Platform) -> None:
+def test_labels_need_github(em_platform: Platform) -> None:
+    platform = em_platform  # the role whose tools include the label tools
     platform.services.credentials = type(platform.services.credentials)()
     _refused(platform, "github_labels_list", {"token": platform.token}, "GitHub is not configured")
     assert "GitHub is not configured" in _last_failure(platform)["reason"]
 
 
 # -- audit --------------------------------------------------------------------------------------------------------
-def test_every_call_is_audited_called_then_outcome(platform: Platform) -> None:
+def test_every_call_is_audited_called_then_outcome(em_platform: Platform) -> None:
+    platform = em_platform  # the role whose tools include every tool called here
     calls = [
         ("runs_list", {"token": platform.token}),
         ("docs_search", {"token": platform.token, "query": "cart", "k": 2}),
@@ -193,8 +199,9 @@ def test_long_arguments_are_audited_by_length(platform: Platform) -> None:
 def test_no_secret_in_results_or_audit(platform: Platform) -> None:
     leak = f"pushed with {GITHUB_TOKEN} oops"
     platform.call("run_status_report", {"token": platform.token, "status_line": leak})
-    platform.call("github_labels_transition", {"token": platform.token, "add": ["need:qa"]})
-    platform.call("github_labels_transition", {"token": platform.token, "add": [GITHUB_TOKEN]})
+    em = platform.with_run("run:plan", "em", "plan", 902)  # the label tools are the em role's
+    platform.call("github_labels_transition", {"token": em.token, "add": ["need:qa"]})
+    platform.call("github_labels_transition", {"token": em.token, "add": [GITHUB_TOKEN]})
     platform.call("docs_search", {"token": platform.token, "query": GITHUB_TOKEN})
     platform.call("runs_list", {"token": platform.token, "secret": SECRET})
     platform.call("runs_list", {"token": platform.token.replace(".", ".x", 1)})

@@ -98,10 +98,15 @@ def test_cli_token_reads_the_run_scope_from_the_database(
     assert cli.main(["mcp", "token", "--run", KEY, "--ttl", "60"]) == 0
     scope = verify_token(capsys.readouterr().out.strip())
     assert (scope.repository, scope.issue_number, scope.pr_number) == ("acme/shop", 12, 34)
+    assert scope.role == "dev" and scope.tools is not None and "github_labels_transition" not in scope.tools
+    assert cli.main(["mcp", "token", "--run", KEY, "--role", "em"]) == 0
+    em = verify_token(capsys.readouterr().out.strip())
+    assert em.role == "em" and em.tools is not None and "github_labels_transition" in em.tools
 
     assert cli.main(["mcp", "token", "--run", "acme/shop#5:run:qa:1"]) == 2
     assert "unknown" in capsys.readouterr().err
     assert cli.main(["mcp", "token", "--run", "acme/shop#5:run:qa:1", "--repository", "acme/shop", "--issue", "5"]) == 0
+    assert verify_token(capsys.readouterr().out.strip()).tools is None  # no role known: the server lets it read only
 
 
 def test_cli_serve_without_settings_exits_2(
@@ -121,3 +126,19 @@ def test_a_run_token_is_redacted_wherever_the_platform_writes_text() -> None:
     token = _token()
     assert redact_text(f"agent said: use {token} please") == "agent said: use [redacted] please"
     assert redact({"note": [f"x {token}"]}) == {"note": ["x [redacted]"]}
+
+
+def test_role_and_tools_are_signed_claims() -> None:
+    token = _token(role="em", tools=["runs_list", "github_labels_transition", "runs_list"])
+    payload = token.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert (claims["role"], claims["tools"]) == ("em", ["github_labels_transition", "runs_list"])
+    scope = verify_token(token, 1_000, secret=SECRET)
+    assert scope.role == "em" and scope.tools == frozenset({"runs_list", "github_labels_transition"})
+    head, _payload, signature = token.split(".")
+    widened = dict(claims, tools=[*claims["tools"], "docs_search"])
+    forged = base64.urlsafe_b64encode(json.dumps(widened).encode()).decode().rstrip("=")
+    with pytest.raises(TokenError, match="bad signature"):
+        verify_token(f"{head}.{forged}.{signature}", 1_000, secret=SECRET)
+    with pytest.raises(ValueError, match="tools"):
+        _token(role="em", tools="runs_list")

@@ -184,7 +184,8 @@ def test_status_report_without_github_is_audited_only(platform: Platform) -> Non
     assert platform.state.comments(REPO, platform.issue) == []
 
 
-def test_labels_list_shows_the_run_issue_labels_with_their_kinds(platform: Platform) -> None:
+def test_labels_list_shows_the_run_issue_labels_with_their_kinds(em_platform: Platform) -> None:
+    platform = em_platform  # the role whose tools include the label tools
     data = data_of(platform.call("github_labels_list", {"token": platform.token}))
     assert data["repository"] == REPO
     assert data["items"] == [
@@ -196,7 +197,8 @@ def test_labels_list_shows_the_run_issue_labels_with_their_kinds(platform: Platf
     ]
 
 
-def test_labels_transition_adds_and_removes_platform_labels(platform: Platform) -> None:
+def test_labels_transition_adds_and_removes_platform_labels(em_platform: Platform) -> None:
+    platform = em_platform  # the role whose tools include the label tools (a dev run's are refused: test_roles.py)
     platform.state.label(REPO, platform.issue, "state:in-review")
     data = data_of(
         platform.call(
@@ -219,7 +221,8 @@ def test_labels_transition_adds_and_removes_platform_labels(platform: Platform) 
     }
 
 
-def test_labels_transition_on_the_run_pull_request(platform: Platform) -> None:
+def test_labels_transition_on_the_run_pull_request(em_platform: Platform) -> None:
+    platform = em_platform  # the role whose tools include the label tools
     pr = platform.state.add_pull(REPO, "Fix checkout", head=f"codex/issue-{platform.issue}")
     token = platform.token_for(pr_number=pr)
     data = data_of(platform.call("github_labels_transition", {"token": token, "add": ["need:reviewer"], "number": pr}))
