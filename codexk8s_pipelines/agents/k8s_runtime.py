@@ -143,7 +143,11 @@ def _runner_command(phase: str, with_prompt: bool = False) -> list[str]:
     if with_prompt:
         steps.append(f'printf %s "${PROMPT_ENV_VAR}" > {PROMPT_PATH}')
     steps.append(f"unset {SPEC_ENV_VAR} {PROMPT_ENV_VAR}")
-    steps.append(f"exec python -m {RUNNER_MODULE} --phase {phase} --spec {SPEC_PATH}")
+    # `-I` (isolated): no current directory on sys.path, no user site, no PYTHON* variables. The image's working
+    # directory is the shared workspace the agent writes: a `codexk8s_pipelines/agents/runner.py` or an
+    # `argparse.py` it left there would otherwise be what the finish container runs, with the GitHub token.
+    # `-u` stands in for PYTHONUNBUFFERED, which `-I` ignores: Pipes messages reach the log as they are written.
+    steps.append(f"exec python -I -u -m {RUNNER_MODULE} --phase {phase} --spec {SPEC_PATH}")
     return ["sh", "-c", " && ".join(steps)]
 
 
@@ -202,6 +206,7 @@ def build_pod_spec(
             "image": image,
             "imagePullPolicy": runtime.image_pull_policy,
             "command": _runner_command(phase),
+            "workingDir": str(RUNNER_DIR),  # not the image's: the workspace is the agent's to write
             "env": [spec_env, unbuffered, token],
             "resources": {"requests": dict(runner_resources), "limits": dict(runner_resources)},
             "securityContext": _security_context(runtime.run_as_user),

@@ -111,6 +111,7 @@ def _container_status(name: str, image: str, state: dict[str, Any], *, ready: bo
 
 
 _NOT_FROM_HOST = {"proc", "dev", "sys", "tmp", "run", "workspace", "runner"}
+IMAGE_WORKDIR = "/workspace"  # Dockerfile.agent's WORKDIR: where a container without `workingDir` starts
 
 
 def _real_argv(container: dict[str, Any], pod_dir: Path, writable: list[Path], read_only: list[Path]) -> list[str]:
@@ -129,7 +130,7 @@ def _real_argv(container: dict[str, Any], pod_dir: Path, writable: list[Path], r
         volume.mkdir(exist_ok=True)
         os.chmod(volume, 0o777)
         args += ["--ro-bind" if mount.get("readOnly") else "--bind", str(volume), mount["mountPath"]]
-    return [*args, "--chdir", "/", "--", *container["command"]]
+    return [*args, "--chdir", container.get("workingDir") or IMAGE_WORKDIR, "--", *container["command"]]
 
 
 @dataclass

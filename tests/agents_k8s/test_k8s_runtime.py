@@ -136,11 +136,13 @@ def test_pod_spec_is_a_valid_restricted_pod_without_secret_values(monkeypatch: p
     workspace = {"name": "workspace", "mountPath": "/workspace"}
     assert checkout["volumeMounts"] == runner["volumeMounts"] == [workspace, {"name": "runner", "mountPath": "/runner"}]
     assert agent["volumeMounts"] == [workspace, {"name": "runner", "mountPath": "/runner", "readOnly": True}]
+    # The token's containers start in the runner's volume, not in the image's /workspace, which the agent writes.
+    assert checkout["workingDir"] == runner["workingDir"] == "/runner" and "workingDir" not in agent
     assert pod_spec["volumes"] == [{"name": "workspace", "emptyDir": {}}, {"name": "runner", "emptyDir": {}}]
     for container, phase in ((checkout, "prepare"), (agent, "agent"), (runner, "finish")):
         assert container["command"][:2] == ["sh", "-c"]
         assert (
-            f"exec python -m codexk8s_pipelines.agents.runner --phase {phase} --spec /tmp/spec.json"
+            f"exec python -I -u -m codexk8s_pipelines.agents.runner --phase {phase} --spec /tmp/spec.json"
             in (container["command"][2])
         )
 
