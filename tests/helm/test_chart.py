@@ -407,6 +407,13 @@ def test_default_network_policy_allows_only_dns_and_https(rendered: dict[str, st
     (peer,) = mcp_rule["to"]
     assert peer["namespaceSelector"] == {"matchLabels": {"kubernetes.io/metadata.name": NAMESPACE}}
     assert peer["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == "mcp"
+    # HTTPS anywhere public, but not the cluster's own addresses: its API server, internal services, the metadata IP.
+    (https_rule,) = [r for r in policy["egress"] if any(p["port"] == 443 for p in r.get("ports", []))]
+    (block,) = https_rule["to"]
+    assert block["ipBlock"]["cidr"] == "0.0.0.0/0"
+    assert set(block["ipBlock"]["except"]) == {
+        "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "169.254.0.0/16"
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
