@@ -37,12 +37,13 @@ from dagster._core.pipes.context import PipesMessageHandler
 from dagster_k8s.client import DagsterK8sError, DagsterKubernetesClient
 from dagster_k8s.pipes import PipesK8sClient, PipesK8sPodLogsMessageReader
 from dagster_pipes import PipesParams
-from pydantic import Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 from urllib3.exceptions import HTTPError
 
 from .. import settings
 from ..domain.redaction import redact_text
 from ..domain.stages import Role
+from ..kube import quantity
 from .catalog import AgentSpec
 from .runner_spec import TOKEN_ENV_VAR, RunnerResult, RunnerSpec
 from .runtime import AgentRuntime, remove_run_files, with_agent_limits
@@ -196,8 +197,12 @@ def build_pod_spec(
 
     workspace_mount = {"name": WORKSPACE_VOLUME, "mountPath": str(WORKSPACE_DIR)}
     runner_mount = {"name": RUNNER_VOLUME, "mountPath": str(RUNNER_DIR)}
-    runner_resources = {"cpu": runtime.runner_cpu, "memory": runtime.runner_memory}
-    agent_resources = {"cpu": agent.cpu, "memory": agent.memory}
+    runner_resources = {
+        "cpu": runtime.runner_cpu,
+        "memory": runtime.runner_memory,
+        "ephemeral-storage": runtime.runner_ephemeral_storage,
+    }
+    agent_resources = {"cpu": agent.cpu, "memory": agent.memory, "ephemeral-storage": runtime.agent_ephemeral_storage}
     image = runtime.runner_image or agent.image
 
     def runner_container(name: str, phase: str) -> dict[str, Any]:
@@ -397,8 +402,23 @@ class KubernetesAgentRuntime(AgentRuntime):
         default=1800, ge=0, description="how long the pod may take to be scheduled and pull its image"
     )
     termination_grace_period_seconds: int = Field(default=30, ge=0)
-    workspace_size_limit: str | None = Field(default=None, description="sizeLimit of the /workspace emptyDir")
+    # Disk: without bounds an agent fills its node's disk (the shared /workspace, or its own writable layer), the
+    # node comes under disk pressure and evicts other pods. With them, the kubelet evicts this pod alone.
+    workspace_size_limit: str | None = Field(
+        default="10Gi", description="sizeLimit of the /workspace emptyDir (None: unbounded)"
+    )
+    agent_ephemeral_storage: str = Field(default="4Gi", description="the agent container's own disk: home, caches")
+    runner_ephemeral_storage: str = Field(default="1Gi", description="each runner container's own disk")
     log_tail_lines: int = Field(default=200, gt=0, description="log lines read back from a failed pod")
+
+    @field_validator("workspace_size_limit", "agent_ephemeral_storage", "runner_ephemeral_storage")
+    @classmethod
+    def _a_quantity(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """A quantity the API server takes ('10Gi'): a typo in a chart value fails here, naming the setting, not
+        as every agent pod's creation error."""
+        if value is not None and (quantity(value) is None or quantity(value) <= 0):
+            raise ValueError(f"{info.field_name}: {value!r} is not a positive Kubernetes quantity such as '10Gi'")
+        return value
 
     @model_validator(mode="after")
     def _agent_has_its_own_uid(self) -> KubernetesAgentRuntime:
@@ -565,6 +585,9 @@ def runtime_from_environment(environ: Mapping[str, str]) -> KubernetesAgentRunti
         "token_secret_name": settings.K8S_TOKEN_SECRET_VAR,
         "token_secret_key": settings.K8S_TOKEN_SECRET_KEY_VAR,
         "image_pull_policy": settings.K8S_IMAGE_PULL_POLICY_VAR,
+        "runner_image": settings.K8S_RUNNER_IMAGE_VAR,
+        "workspace_size_limit": settings.K8S_WORKSPACE_SIZE_VAR,
+        "agent_ephemeral_storage": settings.K8S_AGENT_STORAGE_VAR,
     }
     values: dict[str, Any] = {field: environ[var] for field, var in fields.items() if environ.get(var)}
     return KubernetesAgentRuntime(**values)

@@ -12,6 +12,7 @@ import kubernetes_validate
 import pytest
 from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster_k8s.pipes import PipesK8sPodLogsMessageReader
+from pydantic import ValidationError
 
 from codexk8s_pipelines.agents.catalog import AgentSpec
 from codexk8s_pipelines.agents.k8s_runtime import (
@@ -116,10 +117,10 @@ def test_pod_spec_is_a_valid_restricted_pod_without_secret_values(monkeypatch: p
     assert {c["image"] for c in (checkout, agent, runner)} == {"ghcr.io/codex-k8s/agent-runner:1.2.3"}
     # The agent's limits are the catalog entry's; the runner's own steps are small.
     assert agent["resources"] == {
-        "requests": {"cpu": "1500m", "memory": "3Gi"},
-        "limits": {"cpu": "1500m", "memory": "3Gi"},
+        "requests": {"cpu": "1500m", "memory": "3Gi", "ephemeral-storage": "4Gi"},
+        "limits": {"cpu": "1500m", "memory": "3Gi", "ephemeral-storage": "4Gi"},
     }
-    assert runner["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi"}
+    assert runner["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "1Gi"}
     assert pod_spec["activeDeadlineSeconds"] == 1800 + 300
     assert pod_spec["restartPolicy"] == "Never"
     assert pod_spec["shareProcessNamespace"] is False
@@ -138,7 +139,11 @@ def test_pod_spec_is_a_valid_restricted_pod_without_secret_values(monkeypatch: p
     assert agent["volumeMounts"] == [workspace, {"name": "runner", "mountPath": "/runner", "readOnly": True}]
     # The token's containers start in the runner's volume, not in the image's /workspace, which the agent writes.
     assert checkout["workingDir"] == runner["workingDir"] == "/runner" and "workingDir" not in agent
-    assert pod_spec["volumes"] == [{"name": "workspace", "emptyDir": {}}, {"name": "runner", "emptyDir": {}}]
+    # Bounded disk: over it the kubelet evicts this pod alone, not every pod of a node whose disk filled up.
+    assert pod_spec["volumes"] == [
+        {"name": "workspace", "emptyDir": {"sizeLimit": "10Gi"}},
+        {"name": "runner", "emptyDir": {}},
+    ]
     for container, phase in ((checkout, "prepare"), (agent, "agent"), (runner, "finish")):
         assert container["command"][:2] == ["sh", "-c"]
         assert (
@@ -216,6 +221,27 @@ def test_settings_come_from_the_environment_and_the_default_agent_builds_a_valid
     pod_spec = build_pod_spec(_spec("/p"), default_agent(), runtime)
     kubernetes_validate.validate(_manifest(pod_spec, {}), SCHEMA_VERSION, strict=True)
     assert pod_spec["containers"][0]["image"] == default_agent().image
+
+    # The token's containers may run an image of their own (pinned by digest), and the disk bounds are settings.
+    pinned = "ghcr.io/codex-k8s/agent-runner@sha256:" + "a" * 64
+    runtime = runtime_from_environment(
+        {
+            "CODEXK8S_K8S_RUNNER_IMAGE": pinned,
+            "CODEXK8S_K8S_WORKSPACE_SIZE": "20Gi",
+            "CODEXK8S_K8S_AGENT_EPHEMERAL_STORAGE": "8Gi",
+        }
+    )
+    pod_spec = build_pod_spec(_spec("/p"), default_agent(), runtime)
+    checkout, agent = pod_spec["initContainers"]
+    assert checkout["image"] == pod_spec["containers"][0]["image"] == pinned != agent["image"]
+    assert pod_spec["volumes"][0] == {"name": "workspace", "emptyDir": {"sizeLimit": "20Gi"}}
+    assert agent["resources"]["limits"]["ephemeral-storage"] == "8Gi"
+
+
+@pytest.mark.parametrize("value", ["10 GB", "-1Gi", "0", "lots", "inf"])
+def test_a_disk_bound_that_is_not_a_quantity_is_refused_naming_the_setting(value: str) -> None:
+    with pytest.raises(ValidationError, match=r"workspace_size_limit: .* is not a positive Kubernetes quantity"):
+        runtime_from_environment({"CODEXK8S_K8S_WORKSPACE_SIZE": value})
 
 
 # ------------------------------------------------------------------------------------------------ against kmock

@@ -120,6 +120,14 @@ a settings.*_VAR of codexk8s_pipelines; secrets are secretKeyRefs only.
   value: {{ .Values.secrets.agentToken.key | quote }}
 - name: CODEXK8S_K8S_IMAGE_PULL_POLICY
   value: {{ .Values.agents.imagePullPolicy | quote }}
+- name: CODEXK8S_K8S_WORKSPACE_SIZE
+  value: {{ .Values.agents.workspaceSizeLimit | quote }}
+- name: CODEXK8S_K8S_AGENT_EPHEMERAL_STORAGE
+  value: {{ .Values.agents.agentEphemeralStorage | quote }}
+{{- with .Values.agents.runnerImage }}
+- name: CODEXK8S_K8S_RUNNER_IMAGE
+  value: {{ . | quote }}
+{{- end }}
 {{- with .Values.codeLocation.dagsterUrl }}
 - name: CODEXK8S_DAGSTER_URL
   value: {{ . | quote }}
