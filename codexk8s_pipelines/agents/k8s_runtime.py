@@ -10,8 +10,11 @@ The op hands over the same `RunnerSpec` as locally and gets a `RunnerResult` bac
   `agent-runner` (the runner again, with the token) builds the commit, checks the write scope by content and
   pushes that commit by SHA. `shareProcessNamespace` is false, so the agent never sees the runner's processes;
 - the spec and the prompt travel as environment variables (no shared volume between the run pod and the agent
-  pod); neither holds a secret: the GitHub token and the agent's own secrets are `secretKeyRef`s that only the
-  kubelet resolves, so no secret value is ever part of the pod object, of run config, or of the event log;
+  pod); the GitHub token and the agent's own secrets are `secretKeyRef`s that only the kubelet resolves, so they
+  are never part of the pod object, of run config, or of the event log. The one value in the pod object that
+  grants anything is the run's MCP token, in the agent container's spec only (the runner's containers and the
+  `pod-spec.json` kept with the run get the spec without it): it is scoped to the run's issue, expires with the
+  run, and may only read once the run has finished; whoever may read pods in the agent namespace can read it;
 - `PipesK8sClient` raises on a non-zero exit before handing back the Pipes session, yet the runner reports its
   result as a Pipes message before it exits. A message reader that keeps its handler recovers that message;
   if the pod failed before its logs were followed, the result is read back from the pod's log tail. We delete
@@ -164,6 +167,23 @@ def _security_context(uid: int) -> dict[str, Any]:
     }
 
 
+def without_mcp_token(spec: RunnerSpec) -> str:
+    """The spec as JSON without the run's MCP token: for the containers that do not run the agent, and for the copy
+    of the pod spec kept with the run (`pod-spec.json`)."""
+    env = {name: value for name, value in spec.env.items() if name != settings.MCP_TOKEN_VAR}
+    return spec.model_copy(update={"env": env}).model_dump_json()
+
+
+def _redacted_pod_spec(pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """`pod_spec` with the agent container's MCP token taken out of its runner spec: what `pod-spec.json` keeps."""
+    copy = json.loads(json.dumps(pod_spec))
+    for container in [*copy.get("initContainers", []), *copy.get("containers", [])]:
+        for entry in container.get("env") or []:
+            if entry.get("name") == SPEC_ENV_VAR and "value" in entry:
+                entry["value"] = without_mcp_token(RunnerSpec.model_validate_json(entry["value"]))
+    return copy
+
+
 def _check_env_size(name: str, value: str, reason: str) -> None:
     size = len(name) + 1 + len(value.encode("utf-8"))
     if size > MAX_ENV_VALUE_BYTES:
@@ -186,6 +206,8 @@ def build_pod_spec(
     pod_spec_json = pod_runner_spec(spec, relocate_prompt=prompt is not None).model_dump_json()
     _check_env_size(SPEC_ENV_VAR, pod_spec_json, "spec_too_large")
     spec_env = {"name": SPEC_ENV_VAR, "value": pod_spec_json}
+    # The runner's own containers never pass the run's MCP token on: their copy of the spec has none.
+    runner_spec_env = {"name": SPEC_ENV_VAR, "value": without_mcp_token(RunnerSpec.model_validate_json(pod_spec_json))}
     unbuffered = {"name": "PYTHONUNBUFFERED", "value": "1"}  # Pipes messages reach the log as they are written
     token = _secret_env(TOKEN_ENV_VAR, f"{runtime.token_secret_name}/{runtime.token_secret_key}")
     agent_env: list[dict[str, Any]] = [spec_env]
@@ -212,7 +234,7 @@ def build_pod_spec(
             "imagePullPolicy": runtime.image_pull_policy,
             "command": _runner_command(phase),
             "workingDir": str(RUNNER_DIR),  # not the image's: the workspace is the agent's to write
-            "env": [spec_env, unbuffered, token],
+            "env": [runner_spec_env, unbuffered, token],
             "resources": {"requests": dict(runner_resources), "limits": dict(runner_resources)},
             "securityContext": _security_context(runtime.run_as_user),
             "volumeMounts": [workspace_mount, runner_mount],
@@ -461,7 +483,8 @@ class KubernetesAgentRuntime(AgentRuntime):
             correlation_key=context.run.tags.get(CORRELATION_TAG),
         )
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "pod-spec.json").write_text(json.dumps(pod_spec, indent=2), encoding="utf-8")  # no secret in it
+        # As sent, less the run's MCP token: the agent's other secrets are references already.
+        (run_dir / "pod-spec.json").write_text(json.dumps(_redacted_pod_spec(pod_spec), indent=2), encoding="utf-8")
 
         reader = _RecordingPodLogsReader()
         client = _AgentPipesK8sClient(

@@ -14,10 +14,12 @@ from dagster._core.errors import DagsterExecutionInterruptedError
 from dagster_k8s.pipes import PipesK8sPodLogsMessageReader
 from pydantic import ValidationError
 
+from codexk8s_pipelines import settings
 from codexk8s_pipelines.agents.catalog import AgentSpec
 from codexk8s_pipelines.agents.k8s_runtime import (
     CORRELATION_TAG,
     INVOCATION_LABEL,
+    SPEC_ENV_VAR,
     KubernetesAgentRuntime,
     PodSpecError,
     build_pod_meta,
@@ -294,7 +296,9 @@ def test_run_creates_the_built_pod_and_returns_the_runners_pipes_result(
     kube_api: KubeApi, fake_secrets: dict[str, dict[str, str]], prompt_file: Path, tmp_path: Path
 ) -> None:
     runtime = _runtime(kube_api)
-    spec = _spec(prompt_file)
+    mcp_token = "mcp-run-token-" + "7" * 24  # as stage_jobs hands the run's MCP access to its agent
+    mcp = {settings.MCP_TOKEN_VAR: mcp_token, settings.MCP_URL_VAR: "http://codexk8s-mcp.codexk8s.svc:8765/mcp"}
+    spec = _spec(prompt_file).model_copy(update={"env": mcp, "pass_env": [settings.MCP_TOKEN_VAR]})
     kube_api.kubelet.behaviour = "succeed"
 
     result = _run_in_op(runtime, spec, tmp_path / "run")
@@ -347,7 +351,18 @@ def test_run_creates_the_built_pod_and_returns_the_runners_pipes_result(
     text = json.dumps(created)
     assert token not in text and openai not in text
     assert ("DELETE", f"/api/v1/namespaces/agents-test/pods/{name}", {}) in kube_api.requests()
-    assert json.loads((tmp_path / "run" / "pod-spec.json").read_text()) == expected
+    # The run's MCP token: in the agent container's spec only, and not in the copy of the pod kept with the run.
+    specs = {c["name"]: RunnerSpec.model_validate_json(_env(c)[SPEC_ENV_VAR]["value"]) for c in built_all}
+    assert specs["agent"].env[settings.MCP_TOKEN_VAR] == mcp_token
+    assert (
+        settings.MCP_TOKEN_VAR not in specs["checkout"].env and settings.MCP_TOKEN_VAR not in specs["agent-runner"].env
+    )
+    assert specs["agent-runner"].env[settings.MCP_URL_VAR] == mcp[settings.MCP_URL_VAR]
+    kept = (tmp_path / "run" / "pod-spec.json").read_text()
+    assert mcp_token not in kept and token not in kept and openai not in kept
+    checkout_spec = expected["initContainers"][0]["env"][0]["value"]
+    expected["initContainers"][1]["env"][0]["value"] = checkout_spec  # the agent's own, less the token
+    assert json.loads(kept) == expected
 
 
 @pytest.mark.timeout(90)
