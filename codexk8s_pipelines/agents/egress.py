@@ -22,6 +22,7 @@ catalog `endpoint.base_url`, else its program's default provider), the platform'
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
 import shutil
@@ -44,6 +45,7 @@ from .egress_forwarder_server import read_line, splice
 if TYPE_CHECKING:
     from .agent_setup import AgentSettings
 
+log = logging.getLogger(__name__)
 INSIDE_DIR = "/run/codexk8s-egress"  # where the relay's directory appears inside the sandbox
 SOCKET_NAME = "egress.sock"
 FORWARDER_NAME = "forwarder.py"
@@ -52,7 +54,10 @@ CONNECT_TIMEOUT_SECONDS = 10.0
 REQUEST_TIMEOUT_SECONDS = 10.0
 MAX_REQUEST_BYTES = 1024
 MAX_CONNECTIONS = 256  # at once: an agent opening sockets in a loop must not spawn unbounded relay threads
-MAX_REFUSALS_KEPT = 1000
+ACCEPT_RETRY_SECONDS = 0.05
+# Refused destinations kept by name with their count; beyond, refusals are only counted. An agent could otherwise bury
+# the one attempt that matters under a flood of refusals of one junk destination (the first 1,000 refusals were kept).
+MAX_REFUSED_DESTINATIONS = 1000
 # The programs' own providers, when the catalog sets no endpoint of its own.
 DEFAULT_PROVIDERS: dict[str, tuple[str, ...]] = {
     "codex": ("api.openai.com:443",),
@@ -116,12 +121,28 @@ class Endpoint:
 
 
 def is_loopback(host: str) -> bool:
-    if host == "localhost":
+    """Whether connecting to `host` reaches this machine: loopback, the unspecified address (connecting to 0.0.0.0 or
+    :: reaches the local host) and their IPv4-mapped IPv6 forms, which `is_loopback` does not see on Python 3.11."""
+    if host.rstrip(".").lower() == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host.split("%", 1)[0])
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback or address.is_unspecified
+
+
+def is_link_local(host: str) -> bool:
+    """169.254.0.0/16 and fe80::/10 (also IPv4-mapped): where clouds serve instance metadata and credentials."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_link_local
 
 
 @dataclass(frozen=True)
@@ -221,7 +242,8 @@ def forwarder_python() -> str:
 
 
 class _LoopbackRefused(OSError):
-    """A remote name that resolves to the runner's own loopback: the way to the Dagster UI by DNS."""
+    """A remote name that resolves to the runner's own loopback (the way to the Dagster UI by DNS) or to a link-local
+    address (a cloud's metadata service)."""
 
 
 class EgressRelay:
@@ -237,7 +259,8 @@ class EgressRelay:
         connect_timeout: float = CONNECT_TIMEOUT_SECONDS,
     ) -> None:
         self.allowed = allowed
-        self.refusals: list[Refusal] = []  # the first MAX_REFUSALS_KEPT
+        self.refused: dict[str, int] = {}  # destination → refusals, for the first MAX_REFUSED_DESTINATIONS
+        self.refusals_total = 0  # every refusal, also of destinations beyond that
         self.connected: set[str] = set()  # destinations reached (each once)
         self._on_refusal = on_refusal
         self._connect_timeout = connect_timeout
@@ -251,6 +274,7 @@ class EgressRelay:
             shutil.copyfile(source, self._dir / name)
         self._lock = threading.Lock()
         self._open: set[socket.socket] = set()
+        self._slots = 0  # sockets the open connections hold or may hold (two each)
         self._threads: list[threading.Thread] = []
         self._closed = False
         self._acceptor = threading.Thread(target=self._accept, name="codexk8s-egress-accept", daemon=True)
@@ -270,27 +294,44 @@ class EgressRelay:
         while True:
             try:
                 client, _ = self._listener.accept()
-            except OSError:
-                return  # closed
+            except OSError as exc:
+                with self._lock:
+                    if self._closed:
+                        return
+                # Out of descriptors (EMFILE, ENFILE) or memory: the relay must outlast it, not stop for the rest of
+                # the run. Connections end within their timeouts and give their descriptors back.
+                log.warning("egress relay: accept failed (%s); retrying", exc.strerror or exc)
+                time.sleep(ACCEPT_RETRY_SECONDS)
+                continue
             with self._lock:
                 if self._closed:
                     client.close()
                     return
-                if len(self._open) >= 2 * MAX_CONNECTIONS:  # each connection holds two sockets
+                # Each connection holds two sockets, the second from its connect on: both are counted from its
+                # accept, so connections still connecting cannot take the runner past twice the cap.
+                if self._slots >= 2 * MAX_CONNECTIONS:
                     with suppress(OSError):
                         client.sendall(b"FAILED too many connections through the egress relay at once\n")
                     client.close()
                     continue
+                self._slots += 2
                 self._open.add(client)
                 worker = threading.Thread(target=self._serve, args=(client,), name="codexk8s-egress-conn", daemon=True)
                 self._threads = [t for t in self._threads if t.is_alive()] + [worker]
-            worker.start()
+            try:
+                worker.start()
+            except RuntimeError:  # no thread to be had: this connection is turned away, the relay goes on
+                with self._lock:
+                    self._slots -= 2
+                    self._open.discard(client)
+                client.close()
 
     def _refuse(self, client: socket.socket, destination: str, reason: str) -> None:
         refusal = Refusal(destination, reason, time.time())
         with self._lock:
-            if len(self.refusals) < MAX_REFUSALS_KEPT:
-                self.refusals.append(refusal)
+            self.refusals_total += 1
+            if destination in self.refused or len(self.refused) < MAX_REFUSED_DESTINATIONS:
+                self.refused[destination] = self.refused.get(destination, 0) + 1
         if self._on_refusal is not None:
             with suppress(Exception):
                 self._on_refusal(refusal)
@@ -334,6 +375,7 @@ class EgressRelay:
             return
         finally:
             with self._lock:
+                self._slots -= 2
                 for sock in (client, upstream):
                     if sock is not None:
                         self._open.discard(sock)
@@ -347,6 +389,8 @@ class EgressRelay:
         for family, kind, proto, _, address in socket.getaddrinfo(wanted.host, wanted.port, type=socket.SOCK_STREAM):
             if not wanted.loopback and is_loopback(str(address[0])):
                 raise _LoopbackRefused(f"{wanted} resolves to this machine's loopback ({address[0]}): refused")
+            if is_link_local(str(address[0])) and not is_link_local(wanted.host):
+                raise _LoopbackRefused(f"{wanted} resolves to a link-local address ({address[0]}): refused")
             sock = socket.socket(family, kind, proto)
             sock.settimeout(self._connect_timeout)
             try:

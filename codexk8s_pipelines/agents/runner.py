@@ -50,7 +50,7 @@ OUTPUT_TAIL_LINES = 40
 RESULT_FILE_MAX_BYTES = 1_000_000
 PHASES = ("all", "prepare", "agent", "finish")
 PR_SET_PDEATHSIG = 1  # prctl(2)
-EGRESS_REFUSALS_REPORTED = 20  # status lines; the result lists every refused destination
+EGRESS_REFUSALS_REPORTED = 20  # destinations with a status line; the result lists every refused one
 
 
 def exit_code_for(status: RunnerStatus | str) -> int:
@@ -539,18 +539,29 @@ class AgentRun:
         allowed = egress.allow_list(self.spec.agent, agent_env, self.spec.egress_allow)
         shown = [str(e) for e in allowed.entries]
         self.reporter.status("egress", f"the agent may reach: {allowed.describe()}", allowed=shown)
-        reported: list[str] = []
+        reported: set[str] = set()
 
         def refused(refusal: egress.Refusal) -> None:
-            if len(reported) < EGRESS_REFUSALS_REPORTED:
-                reported.append(refusal.destination)
-                self.reporter.status("egress_refused", refusal.reason, destination=refusal.destination)
+            # A status line for each new destination, not for each refusal: a flood of one junk destination must not
+            # use up the lines before the attempt that matters.
+            if refusal.destination in reported or len(reported) > EGRESS_REFUSALS_REPORTED:
+                return
+            reported.add(refusal.destination)
+            if len(reported) > EGRESS_REFUSALS_REPORTED:
+                message = f"more than {EGRESS_REFUSALS_REPORTED} destinations refused; the result lists them"
+                self.reporter.status("egress_refused", message, destination="...")
+                return
+            self.reporter.status("egress_refused", refusal.reason, destination=refusal.destination)
 
         with egress.open_relay(allowed, refused) as relay:
             try:
                 yield relay.mount()
             finally:
-                self.fields["egress_refusals"] = sorted({r.destination for r in relay.refusals})
+                destinations = sorted(relay.refused)
+                unnamed = relay.refusals_total - sum(relay.refused.values())
+                if unnamed:
+                    destinations.append(f"... and {unnamed} refusal(s) of further destinations, not named")
+                self.fields["egress_refusals"] = destinations
 
     def _launch(self, checkout: Path, bwrap: str | None) -> AgentOutcome | None:
         """The agent's turn: in the sandbox (bwrap) or, with None, bare (its own container, or the opt-out)."""

@@ -9,6 +9,7 @@ refused by the relay before it resolves or connects anything, which the in-proce
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import socket
@@ -28,7 +29,7 @@ from codexk8s_pipelines.agents.agent_env import build_agent_env
 from codexk8s_pipelines.agents.agent_setup import AgentSettings, ModelEndpoint, NetworkPolicy
 from codexk8s_pipelines.agents.runner import AgentLaunch, launch_agent
 from tests.agents_runner.test_git_workspace import make_remote
-from tests.agents_runner.test_runner import agent_processes, make_agent, make_spec, run_runner
+from tests.agents_runner.test_runner import REPO_ROOT, agent_processes, make_agent, make_spec, run_runner
 
 BOUND_SECONDS = 5.0  # every refused attempt ends well within this: an error, never a hang
 
@@ -314,3 +315,150 @@ result(summary=json.dumps(outcome))
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+# ------------------------------------------------------------------------------------------------ the relay, attacked
+
+
+@pytest.mark.parametrize(
+    ("host", "here", "link_local"),
+    [
+        ("127.0.0.9", True, False),
+        ("LOCALHOST.", True, False),
+        ("0.0.0.0", True, False),
+        ("::", True, False),
+        ("::ffff:127.0.0.1", True, False),
+        ("::ffff:7f00:1", True, False),
+        ("169.254.169.254", False, True),
+        ("::ffff:169.254.169.254", False, True),
+        ("fe80::1", False, True),
+        ("10.0.0.7", False, False),
+        ("api.openai.com", False, False),
+    ],
+)
+def test_addresses_that_reach_this_machine_or_the_metadata_service(host: str, here: bool, link_local: bool) -> None:
+    assert (egress.is_loopback(host), egress.is_link_local(host)) == (here, link_local)
+
+
+def _relay_request(relay: egress.EgressRelay, line: bytes) -> bytes:
+    """What the agent's side of the relay socket reads after one request line (and an HTTP request behind it)."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(BOUND_SECONDS)
+        sock.connect(str(relay.socket_path))
+        sock.sendall(line + b"GET /graphql HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        data = b""
+        with contextlib.suppress(OSError):
+            while chunk := sock.recv(65536):
+                data += chunk
+        return data
+
+
+@pytest.mark.parametrize("answer", ["0.0.0.0", "::ffff:127.0.0.1", "::ffff:7f00:1", "169.254.169.254"])
+def test_an_allowed_name_whose_dns_answer_is_this_machine_or_the_metadata_service_is_refused(
+    servers: dict[str, Any], monkeypatch: pytest.MonkeyPatch, answer: str
+) -> None:
+    """An allowed remote name whose (attacker-influenced) DNS answer leads back to the runner's own loopback, where
+    the Dagster UI listens, or to a cloud's metadata service, is refused and recorded, and nothing is connected."""
+    ui_port = port(servers["dagster_ui"])
+    real_getaddrinfo = socket.getaddrinfo
+    connected: list[Any] = []
+
+    def dns(host: Any, service: Any, *args: Any, **kwargs: Any) -> Any:
+        if host != "gateway.example":
+            return real_getaddrinfo(host, service, *args, **kwargs)
+        if ":" in answer:
+            return [(socket.AF_INET6, socket.SOCK_STREAM, 6, "", (answer, service, 0, 0))]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (answer, service))]
+
+    real_connect = socket.socket.connect
+
+    def spy(sock: socket.socket, address: Any) -> None:
+        if sock.family != socket.AF_UNIX:
+            connected.append(address)
+        real_connect(sock, address)
+
+    monkeypatch.setattr(socket, "getaddrinfo", dns)
+    monkeypatch.setattr(socket.socket, "connect", spy)
+    refused: list[egress.Refusal] = []
+    relay = egress.EgressRelay(egress.allow_list(None, {}, [f"gateway.example:{ui_port}"]), refused.append)
+    try:
+        reply = _relay_request(relay, f"CONNECT gateway.example {ui_port}\n".encode())
+    finally:
+        relay.close()
+    assert reply.startswith(b"REFUSED gateway.example:"), reply[:200]
+    assert connected == [] and servers["dagster_ui"].seen == []
+    assert [r.destination for r in refused] == [f"gateway.example:{ui_port}"]
+    assert relay.refused == {f"gateway.example:{ui_port}": 1}
+
+
+def test_a_flood_of_one_refused_destination_cannot_hide_the_attempt_that_matters(
+    tmp_path: Path, servers: dict[str, Any]
+) -> None:
+    """Only the first 1,000 refusals were kept and the first 20 reported: 1,000 refusals of a junk destination first,
+    and the agent's attempt at the Dagster UI was in neither the status lines nor the result."""
+    ui_port = port(servers["dagster_ui"])
+    body = f"""\
+import socket
+def relay(line):
+    s = socket.socket(socket.AF_UNIX)
+    s.connect("/run/codexk8s-egress/egress.sock")
+    s.sendall(line)
+    answer = s.recv(200)
+    s.close()
+    return answer
+for _ in range(1000):
+    relay(b"CONNECT noise.invalid 1\\n")
+answer = relay(b"CONNECT 127.0.0.1 {ui_port}\\n")
+result(summary=answer.decode().strip())
+"""
+    command = make_agent(tmp_path, body, name="flood-agent.py")
+    proc, result = run_runner(make_spec(tmp_path, make_remote(tmp_path), command), tmp_path)
+    assert result["summary"].startswith("REFUSED"), result
+    assert result["egress_refusals"] == [f"127.0.0.1:{ui_port}", "noise.invalid:1"]
+    lines = [line for line in proc.stdout.splitlines() if "egress_refused" in line]
+    assert len(lines) == 2 and any(f"127.0.0.1:{ui_port} is not on the agent's egress allow-list" in x for x in lines)
+    assert servers["dagster_ui"].seen == []
+
+
+RELAY_UNDER_A_LOW_FD_LIMIT = """\
+import resource, sys, time
+from codexk8s_pipelines.agents import egress
+resource.setrlimit(resource.RLIMIT_NOFILE, (48, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+relay = egress.EgressRelay(egress.allow_list(None, {}, []))
+print(relay.socket_path, flush=True)
+sys.stdin.readline()
+relay.close()
+"""
+
+
+def test_the_relay_outlasts_running_out_of_descriptors(tmp_path: Path) -> None:
+    """An agent opening connections until the runner has no descriptor left made `accept` fail once, and the relay
+    took that for its close: it accepted nothing more for the rest of the run."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", RELAY_UNDER_A_LOW_FD_LIMIT],
+        cwd=REPO_ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        path = child.stdout.readline().strip()
+        held = []
+        for _ in range(80):  # more than the relay's process has descriptors for
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(path)
+            held.append(sock)
+        time.sleep(0.5)
+        for sock in held:
+            sock.close()
+        with socket.socket(socket.AF_UNIX) as sock:
+            sock.settimeout(BOUND_SECONDS)
+            sock.connect(path)
+            sock.sendall(b"CONNECT blocked.invalid 443\n")
+            assert sock.recv(200).startswith(b"REFUSED blocked.invalid:443 is not on the agent's egress allow-list")
+        child.stdin.write("\n")
+        child.stdin.flush()
+        assert child.wait(timeout=30) == 0
+    finally:
+        child.kill()
