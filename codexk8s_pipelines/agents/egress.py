@@ -120,29 +120,30 @@ class Endpoint:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
+def _address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """`host` as an address (an IPv4-mapped IPv6 one as its IPv4 address, a zone left out), or None for a name."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
 def is_loopback(host: str) -> bool:
     """Whether connecting to `host` reaches this machine: loopback, the unspecified address (connecting to 0.0.0.0 or
     :: reaches the local host) and their IPv4-mapped IPv6 forms, which `is_loopback` does not see on Python 3.11."""
     if host.rstrip(".").lower() == "localhost":
         return True
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_loopback or address.is_unspecified
+    address = _address(host)
+    return address is not None and (address.is_loopback or address.is_unspecified)
 
 
 def is_link_local(host: str) -> bool:
     """169.254.0.0/16 and fe80::/10 (also IPv4-mapped): where clouds serve instance metadata and credentials."""
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return False
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return address.is_link_local
+    address = _address(host)
+    return address is not None and address.is_link_local
 
 
 @dataclass(frozen=True)

@@ -33,8 +33,9 @@ import kmock
 import kubernetes
 import pytest
 
+from codexk8s_pipelines.agents.k8s_runtime import KubernetesAgentRuntime
 from codexk8s_pipelines.agents.sandbox import host_root_args
-from tests.helpers import kmock_kubeconfig
+from tests.helpers import REPO_ROOT, kmock_kubeconfig
 
 # The agent runner's stand-in: checks what the pod gave it, reports through the runner's own Reporter.
 FAKE_RUNNER = r"""
@@ -310,6 +311,24 @@ class KubeApi:
     kubelet: FakeKubelet
     kubeconfig: Path
     loop: asyncio.AbstractEventLoop
+
+    def runtime(self) -> KubernetesAgentRuntime:
+        """The agent runtime a test's op runs with: this emulator's API server, in the test namespace, polled fast."""
+        return KubernetesAgentRuntime(
+            namespace="agents-test",
+            load_incluster_config=False,
+            kubeconfig_file=str(self.kubeconfig),
+            poll_interval_seconds=0.05,
+        )
+
+    def run_pods_for_real(self, writable: list[Path], path: str) -> None:
+        """From now on the kubelet runs each container's own command (behaviour "real"), with `writable` host paths
+        (a test's git remote and scripts) and the checkout read-only (its venv and agent CLIs, also from a clone under
+        /tmp), on the image's PATH `path`."""
+        self.kubelet.behaviour = "real"
+        self.kubelet.real_binds = writable
+        self.kubelet.real_read_only = [REPO_ROOT]
+        self.kubelet.real_path = path
 
     def call(self, fn: Callable[[], Any]) -> Any:
         """Run `fn` on the emulator's loop (its state is only touched there) and return its result."""

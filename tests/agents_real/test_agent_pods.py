@@ -153,14 +153,8 @@ def test_codex_in_its_pod_edits_and_the_runner_pushes_through_the_emulated_clust
         )
         agent = load_catalog(catalog).for_role("dev")
         spec = _spec(agent, prompt_file).model_copy(update={"remote_url": str(remote)})
-        runtime = KubernetesAgentRuntime(
-            namespace="agents-test", load_incluster_config=False, kubeconfig_file=str(kube_api.kubeconfig),
-            poll_interval_seconds=0.05,
-        )  # fmt: skip
-        kube_api.kubelet.behaviour = "real"
-        kube_api.kubelet.real_binds = [tmp_path]
-        kube_api.kubelet.real_read_only = [REPO_ROOT]  # the venv and the agent CLIs, also from a clone under /tmp
-        kube_api.kubelet.real_path = f"{REPO_ROOT / '.venv' / 'bin'}:{agent_path()}"
+        runtime = kube_api.runtime()
+        kube_api.run_pods_for_real([tmp_path], f"{REPO_ROOT / '.venv' / 'bin'}:{agent_path()}")
         seen: dict[str, Any] = {}
 
         @dg.op

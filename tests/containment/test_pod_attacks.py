@@ -12,7 +12,8 @@ import pytest
 from codexk8s_pipelines.agents.k8s_runtime import CORRELATION_TAG, KubernetesAgentRuntime, default_agent
 from codexk8s_pipelines.agents.runner_spec import RunnerSpec
 from codexk8s_pipelines.domain.stages import WriteScope
-from tests.agents_k8s.conftest import KubeApi, fake_secrets, kube_api  # noqa: F401 - fixtures
+from tests.agents_k8s.conftest import KubeApi, fake_secrets, kube_api  # noqa: F401 - fixtures kube_api needs
+from tests.agents_runner.test_git_workspace import make_remote
 from tests.helpers import REPO_ROOT, git
 
 # The agent leaves Python modules in the shared workspace, which is the image's working directory: the finish
@@ -36,17 +37,10 @@ with open(".codexk8s/result.json", "w") as handle:
 
 @pytest.mark.timeout(120)
 def test_modules_the_agent_leaves_in_the_workspace_never_run_in_the_token_holding_containers(
-    kube_api: KubeApi,  # noqa: F811
-    fake_secrets: dict[str, dict[str, str]],  # noqa: F811
+    kube_api: KubeApi,  # noqa: F811 - its GitHub token Secret is fake_secrets'
     tmp_path: Path,
 ) -> None:
-    remote, seed = tmp_path / "remote.git", tmp_path / "seed"
-    git("init", "-q", "--bare", "-b", "main", str(remote))
-    git("init", "-q", "-b", "main", str(seed))
-    (seed / "README.md").write_text("# shop\n")
-    git("add", ".", cwd=seed)
-    git("-c", "user.name=seed", "-c", "user.email=seed@example.com", "commit", "-qm", "seed", cwd=seed)
-    git("push", "-q", str(remote), "main", cwd=seed)
+    remote = make_remote(tmp_path)
     marker = tmp_path / "hijacked"
     script = tmp_path / "agent.py"
     script.write_text(HIJACK.format(marker=str(marker)))
@@ -62,14 +56,8 @@ def test_modules_the_agent_leaves_in_the_workspace_never_run_in_the_token_holdin
         author_name="codex-k8s agent",
         author_email="codexk8s-agent@users.noreply.github.com",
     )
-    runtime = KubernetesAgentRuntime(
-        namespace="agents-test", load_incluster_config=False, kubeconfig_file=str(kube_api.kubeconfig),
-        poll_interval_seconds=0.05,
-    )  # fmt: skip
-    kube_api.kubelet.behaviour = "real"
-    kube_api.kubelet.real_binds = [tmp_path]
-    kube_api.kubelet.real_read_only = [REPO_ROOT]
-    kube_api.kubelet.real_path = f"{REPO_ROOT / '.venv' / 'bin'}:/usr/bin:/bin"
+    runtime = kube_api.runtime()
+    kube_api.run_pods_for_real([tmp_path], f"{REPO_ROOT / '.venv' / 'bin'}:/usr/bin:/bin")
     seen: dict[str, Any] = {}
 
     @dg.op
