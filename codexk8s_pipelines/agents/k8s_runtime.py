@@ -438,7 +438,8 @@ class KubernetesAgentRuntime(AgentRuntime):
     def _a_quantity(cls, value: str | None, info: ValidationInfo) -> str | None:
         """A quantity the API server takes ('10Gi'): a typo in a chart value fails here, naming the setting, not
         as every agent pod's creation error."""
-        if value is not None and (quantity(value) is None or quantity(value) <= 0):
+        amount = None if value is None else quantity(value)
+        if value is not None and (amount is None or amount <= 0):
             raise ValueError(f"{info.field_name}: {value!r} is not a positive Kubernetes quantity such as '10Gi'")
         return value
 

@@ -66,14 +66,16 @@ Token = Annotated[str, Field(description="The run-scoped token the platform gave
 TopK = Annotated[int, Field(ge=1, le=MAX_K, description=f"How many results, 1..{MAX_K}.")]
 
 
-def _number(description: str) -> Any:
-    """An optional issue/PR number argument, bounded in the schema as the platform's tables store it."""
-    return Annotated[int | None, Field(ge=1, le=MAX_NUMBER, description=description)]
-
-
-IssueArg = _number("An issue of this repository (default: this run's).")
-PrArg = _number("A pull request of this repository, instead of an issue.")
-NumberArg = _number("This run's issue or PR (default: the issue).")
+# Optional issue/PR number arguments, bounded in the schema as the platform's tables store them.
+IssueArg = Annotated[
+    int | None, Field(ge=1, le=MAX_NUMBER, description="An issue of this repository (default: this run's).")
+]
+PrArg = Annotated[
+    int | None, Field(ge=1, le=MAX_NUMBER, description="A pull request of this repository, instead of an issue.")
+]
+NumberArg = Annotated[
+    int | None, Field(ge=1, le=MAX_NUMBER, description="This run's issue or PR (default: the issue).")
+]
 
 
 def _error(tool: str, message: str) -> CallToolResult:
