@@ -313,6 +313,7 @@ class PullContext:
     issue_number: int | None
     issue_labels: tuple[str, ...]
     history: tuple[str, ...]
+    head_elsewhere: bool = False  # a fork's PR (or one whose head repository is gone)
 
 
 def pull_context(api: RepoApi, ctx: TickContext, number: int) -> PullContext:
@@ -330,14 +331,16 @@ def pull_context(api: RepoApi, ctx: TickContext, number: int) -> PullContext:
     history = tuple(ctx.history.recent_stages(repository, None, number))
     if issue_number is not None:
         history += tuple(ctx.history.recent_stages(repository, issue_number, None))
-    return PullContext(pr.labels, issue_number, issue_labels, history)
+    return PullContext(pr.labels, issue_number, issue_labels, history, not pr.head_is_in(api.full_name))
 
 
 def review_decision(
     api: RepoApi, ctx: TickContext, number: int, review: Review, pull: PullContext
 ) -> tuple[str, Decision, Actor]:
     actor = actor_of(api, ctx, review.user)
-    event = PullRequestReviewEvent(review.state, actor, pull.pr_labels, pull.issue_labels, pull.history)
+    event = PullRequestReviewEvent(
+        review.state, actor, pull.pr_labels, pull.issue_labels, pull.history, head_elsewhere=pull.head_elsewhere
+    )
     decision = decide_review(event, ctx.rules)
     label = decision.trigger_label or "review:changes_requested"
     return correlation_key(api.full_name, number, label, review.event_id), decision, actor

@@ -150,6 +150,9 @@ class PullInfo:
     head_sha: str
     draft: bool = False
     merged_at: datetime | None = None
+    # The fork the head branch lives in ("mallory/shop"), "" for a branch of the repository itself, None for a fork
+    # that was deleted (GitHub then sends `head.repo: null`).
+    head_fork: str | None = ""
 
 
 @dataclass
@@ -448,13 +451,16 @@ class GitHubState:
         user: str = "alice",
         linked_issue: int | None = None,
         draft: bool = False,
+        head_fork: str | None = "",
     ) -> int:
-        """Open a PR; `linked_issue` appends "Closes #N" to the body, the way GitHub links PRs to issues."""
+        """Open a PR; `linked_issue` appends "Closes #N" to the body, the way GitHub links PRs to issues; `head_fork`
+        puts its head branch in a fork ("mallory/shop"; None: a fork since deleted)."""
         if linked_issue is not None:
             body = f"{body}\n\nCloses #{linked_issue}".strip()
         with self.lock:
             sha = hashlib.sha1(f"{repo}:{head}:{self._next_id}".encode()).hexdigest()
-            return self._create(repo, title, body, labels, user, PullInfo(self._new_id(), head, base, sha, draft))
+            info = PullInfo(self._new_id(), head, base, sha, draft, head_fork=head_fork)
+            return self._create(repo, title, body, labels, user, info)
 
     def _create(self, repo: str, title: str, body: str, labels: Iterable[str], user: str, pull: PullInfo | None) -> int:
         record = self.repo(repo)
@@ -885,7 +891,7 @@ class Renderer:
             "merged": pull.merged_at is not None,
             "mergeable": True,
             "draft": pull.draft,
-            "head": self.branch(repo, owner, pull.head, pull.head_sha),
+            "head": self.head(repo, owner, pull),
             "base": self.branch(repo, owner, pull.base, base_sha),
             "comments": len(issue.comments),
             "review_comments": 0,
@@ -895,6 +901,18 @@ class Renderer:
             "changed_files": 0,
             "author_association": "NONE",
         }
+
+    def head(self, repo: Repo, owner: str, pull: PullInfo) -> dict[str, Any]:
+        """A PR's `head`: a branch of the repository, or of a fork (its own repository object), or of a deleted fork."""
+        data = self.branch(repo, owner, pull.head, pull.head_sha)
+        if pull.head_fork is None:
+            return {**data, "repo": None}
+        if pull.head_fork:
+            fork_owner, fork_name = pull.head_fork.split("/", 1)
+            fork = {**self.repo(repo), "name": fork_name, "full_name": pull.head_fork, "fork": True}
+            fork.update(owner=self.user(fork_owner), html_url=f"https://github.com/{pull.head_fork}")
+            return {**data, "label": f"{fork_owner}:{pull.head}", "user": self.user(fork_owner), "repo": fork}
+        return data
 
     def branch(self, repo: Repo, owner: str, ref: str, sha: str) -> dict[str, Any]:
         return {"label": f"{owner}:{ref}", "ref": ref, "sha": sha, "user": self.user(owner), "repo": self.repo(repo)}

@@ -12,7 +12,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from .. import settings
 from ..domain.spend import Budgets, Limit, Price, PriceTable
@@ -112,6 +112,13 @@ class RunnerSpec(BaseModel):
         if not _BRANCH_RE.match(value) or value.endswith(".lock"):
             raise ValueError(f"not a safe git branch name: {value!r}")
         return value
+
+    @model_validator(mode="after")
+    def _never_the_base_branch(self) -> RunnerSpec:
+        """An agent's commit is pushed to its work branch and reaches the base branch only through a reviewed PR."""
+        if self.branch == self.base_branch:
+            raise ValueError(f"branch {self.branch!r} is the base branch: an agent's work is never pushed to it")
+        return self
 
     @field_validator("result_file")
     @classmethod

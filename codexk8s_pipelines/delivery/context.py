@@ -80,7 +80,9 @@ def gather(
     branch = work_branch(issue_number, pr_number)
     raw_pr = api.pull(pr_number) if pr_number is not None else api.open_pull_for_branch(branch)
     pr = PullRequest.parse(raw_pr) if raw_pr is not None else None
-    if pr is not None:
+    if pr is not None and pr.head_is_in(api.full_name):
+        # Only a branch of this repository: a fork's head_ref names a branch of the fork (`main`, say), and pushing
+        # to that name here would push to this repository's own branch of that name.
         branch = pr.head_ref or branch
     mode = "comment_only" if stage is None else ("revise" if revise else "work")
     threads: tuple[tuple[str, str, int | None, str], ...] = ()

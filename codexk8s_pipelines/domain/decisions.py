@@ -42,6 +42,7 @@ class Reason(StrEnum):
     DEV_RUN_MISSING = "dev_run_missing"
     APPROVER_NOT_PERMITTED = "approver_not_permitted"
     APPROVAL_EXPIRED = "approval_expired"
+    PULL_REQUEST_FROM_FORK = "pull_request_from_fork"
     # conflict
     MULTIPLE_TRIGGER_LABELS = "multiple_trigger_labels"
     MULTIPLE_MODEL_LABELS = "multiple_model_labels"
@@ -124,6 +125,8 @@ class PullRequestReviewEvent:
     pr_labels: tuple[str, ...] = ()
     issue_labels: tuple[str, ...] = ()
     history_stages: tuple[str, ...] = ()
+    # The PR's head branch is in another repository (a fork) or in none any more: its name means nothing here.
+    head_elsewhere: bool = False
 
 
 @dataclass(frozen=True)
@@ -326,6 +329,14 @@ def decide_review(event: PullRequestReviewEvent, rules: Rules) -> Decision:
     refusal = rules.policy.refusal(event.actor)
     if refusal is not None:
         return _ignored(Reason.ACTOR_NOT_PERMITTED, refusal)
+    if event.head_elsewhere:
+        # A revise pushes to the PR's head branch. A fork's branch is not this repository's: a fork branch named
+        # `main` would make the revise push to this repository's main. Its body's `Fixes #N` is an outsider's too.
+        return _ignored(
+            Reason.PULL_REQUEST_FROM_FORK,
+            "the pull request's branch is in another repository (a fork): a revise pushes only to branches of this "
+            "repository; ask for the changes in the review, or open the work on an issue here",
+        )
 
     need_input = (scheme.need_input,)
     stage_name: str | None = None

@@ -171,6 +171,9 @@ class PullRequest:
     labels: tuple[str, ...]
     html_url: str | None = None
     head_sha: str = ""
+    # The repository the head branch lives in (`head.repo.full_name`): another one for a fork's PR, None when that
+    # repository is gone. `head_ref` names a branch there, not here.
+    head_repo: str | None = None
 
     @classmethod
     def parse(cls, data: object, where: str = "pull request") -> PullRequest:
@@ -185,7 +188,12 @@ class PullRequest:
             labels=_labels(obj, f"{where} #{number}"),
             html_url=_str(obj, "html_url") or None,
             head_sha=_str(head, "sha"),
+            head_repo=_str(_opt_obj(head, "repo", f"{where} #{number}.head"), "full_name") or None,
         )
+
+    def head_is_in(self, repository: str) -> bool:
+        """Whether the head branch is a branch of `repository` (owner/name), so that `head_ref` may be pushed to."""
+        return self.head_repo is not None and self.head_repo.lower() == repository.lower()
 
     @property
     def linked_issue(self) -> int | None:

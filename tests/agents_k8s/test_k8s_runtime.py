@@ -449,3 +449,9 @@ def test_an_interrupted_run_deletes_the_pod_and_reraises(
     assert agent_job.execute_in_process(resources={"agent_runtime": runtime}).success
     assert seen == {"alive_when_interrupted": True, "reraised": True}
     assert _only_pod(kube_api)[1]["deleted"]
+
+
+def test_a_runner_spec_never_pushes_to_its_base_branch() -> None:
+    """An agent's work reaches the base branch only through a reviewed PR, whatever a PR's head names."""
+    with pytest.raises(ValidationError, match="branch 'main' is the base branch"):
+        RunnerSpec.model_validate({**_spec("/p").model_dump(), "branch": "main", "base_branch": "main"})

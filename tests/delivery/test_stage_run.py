@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
+
+import dagster as dg
 
 from codexk8s_pipelines.agents.catalog import load_catalog
 from codexk8s_pipelines.mcp.tokens import verify_token
@@ -128,3 +131,24 @@ def test_revise_without_a_branch_fails_as_a_precondition(stage: Stage) -> None:
     assert not stage.execute(request).success
     assert "branch_not_found" in _service_comment(stage, number)
     assert stage.branches() == ["main"]
+
+
+def test_a_revise_of_a_forks_pull_request_never_pushes_to_this_repositorys_branch_of_that_name(stage: Stage) -> None:
+    """A fork's PR whose head branch is named `main`: its `head.ref` names the fork's branch. A revise started for it
+    (from the launchpad: the sensor refuses fork PRs) works on the issue's own branch, and this main stays as it was."""
+    number = _issue(stage)
+    stage.state.label(REPO, number, "run:dev", actor="alice")
+    (first,) = stage.trigger()
+    assert stage.execute(first).success
+    main_before = stage.log("main")
+    fork_pr = stage.state.add_pull(
+        REPO, "typo", body=f"Fixes #{number}", head="main", user="mallory", head_fork="mallory/shop"
+    )
+    stage.state.label(REPO, number, "run:dev:revise", actor="alice")
+    (revise,) = stage.trigger()
+    config = copy.deepcopy(revise.run_config)
+    config["ops"]["prepare_context"]["config"]["pr_number"] = fork_pr
+    result = stage.execute(dg.RunRequest(run_key=revise.run_key, job_name=revise.job_name, run_config=config,
+                                         tags=revise.tags))  # fmt: skip
+    assert stage.log("main") == main_before
+    assert result.success and len(stage.log(f"codex/issue-{number}")) == len(main_before) + 2

@@ -77,8 +77,9 @@ def review(
     state: str = "changes_requested",
     actor: Actor = HUMAN,
     rules: Rules = DEFAULT_RULES,
+    head_elsewhere: bool = False,
 ) -> Decision:
-    return decide_review(PullRequestReviewEvent(state, actor, pr, issue, history), rules)
+    return decide_review(PullRequestReviewEvent(state, actor, pr, issue, history, head_elsewhere), rules)
 
 
 def rules_with_approval(stage: str, rule: ApprovalRule) -> Rules:
@@ -743,6 +744,7 @@ REASON_CASES: dict[Reason, Callable[[], Decision]] = {
     Reason.UNKNOWN_MODEL_LABEL: lambda: on_issue("run:dev", "[ai-model-nope]"),
     Reason.UNKNOWN_REASONING_LABEL: lambda: on_issue("run:dev", "[ai-reasoning-nope]"),
     Reason.APPROVAL_REQUIRED: lambda: on_issue("run:release", dev=True, rules=RELEASE_RULES),
+    Reason.PULL_REQUEST_FROM_FORK: lambda: review(pr=("run:dev",), head_elsewhere=True),
 }
 EXPECTED_KIND = {
     Reason.TRIGGER_LABEL: DecisionKind.RUN,
@@ -768,7 +770,7 @@ def test_reason_is_produced(reason: Reason) -> None:
 
 def test_every_reason_code_is_covered() -> None:
     assert set(REASON_CASES) == set(Reason)
-    assert len(Reason) == 20
+    assert len(Reason) == 21
 
 
 def test_a_budget_override_starts_the_held_run_only_for_an_approver_of_its_stage() -> None:
@@ -781,3 +783,13 @@ def test_a_budget_override_starts_the_held_run_only_for_an_approver_of_its_stage
     assert (refused.stage, refused.trigger_label) == ("release", "run:release")
     bot = Actor("boss[bot]", "Bot", Permission.ADMIN)
     assert decide_budget_override(held, bot, RELEASE_RULES).reason is Reason.APPROVER_NOT_PERMITTED
+
+
+def test_a_review_on_a_forks_pull_request_is_refused_after_the_reviewers_permission() -> None:
+    """A revise pushes to the PR's head branch by name; a fork's branch is not this repository's."""
+    refused = review(pr=("run:dev",), head_elsewhere=True)
+    assert (refused.kind, refused.reason, refused.stage) == (DecisionKind.IGNORED, Reason.PULL_REQUEST_FROM_FORK, None)
+    assert "another repository (a fork)" in refused.message
+    outsider = Actor("mallory", "User", None)
+    assert review(pr=("run:dev",), head_elsewhere=True, actor=outsider).reason is Reason.ACTOR_NOT_PERMITTED
+    assert review(pr=("run:dev",)).reason is Reason.REVIEW_CHANGES_REQUESTED

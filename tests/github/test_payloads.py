@@ -8,6 +8,7 @@ from codexk8s_pipelines.domain.stages import Permission
 from codexk8s_pipelines.github.payloads import (
     IssueEvent,
     PayloadError,
+    PullRequest,
     RepositoryPermission,
     WebhookEvent,
     label_names,
@@ -78,3 +79,13 @@ def test_webhook_events() -> None:
     with pytest.raises(PayloadError, match=r"issues delivery: field 'label' is missing"):
         WebhookEvent.parse("issues", {"action": "labeled", "issue": {"number": 4}, "repository": repo})
     assert label_names({"labels": [{"name": "a"}, "junk", {"name": ""}, {"name": "b"}]}) == ("a", "b")
+
+
+def test_a_pull_requests_head_repository_says_whether_its_branch_is_ours() -> None:
+    def pull(head_repo: object) -> PullRequest:
+        head = {"ref": "main", "sha": "a" * 40, "repo": head_repo}
+        return PullRequest.parse({"number": 7, "title": "t", "body": "", "head": head, "labels": []})
+
+    assert pull({"full_name": "Acme/Shop"}).head_is_in("acme/shop")
+    assert not pull({"full_name": "mallory/shop"}).head_is_in("acme/shop")  # a fork's `main` is not ours
+    assert not pull(None).head_is_in("acme/shop")  # the fork was deleted: its branch is nobody's here

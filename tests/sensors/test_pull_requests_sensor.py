@@ -140,3 +140,27 @@ def test_a_permanent_error_on_one_pr_is_audited_and_skipped(intake: Intake, monk
     assert row["correlation_key"].startswith(f"{REPO}#{broken}:intake:")
     assert row["payload"]["error"] == f"PayloadError: review on {REPO}#{broken}: field 'id' is missing"
     assert intake.tick(pr_sensor).run_requests == []
+
+
+def test_a_review_on_a_forks_pull_request_revises_nothing(intake: Intake) -> None:
+    """An outsider's PR from a fork branch named `main`, its body linking an issue that carries `run:dev`: a
+    maintainer's "request changes" would revise `dev` and push to the PR's head branch by name, which here is this
+    repository's main. A fork's branch is not this repository's: the review is explained, and nothing runs."""
+    victim = intake.state.add_issue(REPO, "Payments refactor", labels=("run:dev",))
+    for fork in ("mallory/shop", None):  # a fork, and a fork deleted since
+        pr = intake.state.add_pull(
+            REPO, "typo fix", body=f"small typo. Fixes #{victim}", head="main", user="mallory", head_fork=fork
+        )
+        assert intake.tick(pr_sensor).run_requests == []  # the sensor's first look
+        review_id = intake.state.review(REPO, pr, "CHANGES_REQUESTED", user="bob")
+        assert intake.tick(pr_sensor).run_requests == []
+        key = f"{REPO}#{pr}:review:changes_requested:review-{review_id}"
+        (event,) = intake.store.events(key)
+        assert event["payload"]["reason"] == "pull_request_from_fork", event
+        assert "branch is in another repository (a fork)" in event["payload"]["message"]
+    # The same PR from a branch of this repository still revises.
+    ours = intake.state.add_pull(REPO, "cart", body=f"Fixes #{victim}", head=f"codex/issue-{victim}", user="alice")
+    assert intake.tick(pr_sensor).run_requests == []
+    intake.state.review(REPO, ours, "CHANGES_REQUESTED", user="bob")
+    (request,) = intake.tick(pr_sensor).run_requests
+    assert request.job_name == "stage_dev" and _config(request)["pr_number"] == ours
