@@ -34,7 +34,7 @@ from typing import IO, Any
 
 from .. import settings
 from ..domain.stages import WriteScope
-from ..domain.write_scope import MODE_SYMLINK, tree_violations
+from ..domain.write_scope import tree_violations
 from ..security.safe_files import no_symlink_on_the_way, read_regular_file
 from . import egress
 from . import sandbox as sb
@@ -663,13 +663,15 @@ class AgentRun:
                 exclude=[_result_dir(spec.result_file)],
             )  # fmt: skip
             changes = self.repo.tree_changes(start_commit, commit, spec.max_text_bytes)
-            links = None
-            if scope is WriteScope.ANY_FILE and any(c.mode == MODE_SYMLINK for c in changes):
+            links = before = None
+            if scope is WriteScope.ANY_FILE and changes:
+                # Every link of both trees: a change that is not a link (a link made a folder) redirects links too.
                 links = self.repo.tree_symlinks(commit, spec.max_text_bytes)
+                before = self.repo.tree_symlinks(start_commit, spec.max_text_bytes) if links else {}
         except GitError as exc:
             return self._finish("failed", "commit_failed", str(exc))
         changed = sorted({c.path for c in changes})
-        violations = tree_violations(scope, changes, spec.allow_globs, spec.max_text_bytes, links)
+        violations = tree_violations(scope, changes, spec.allow_globs, spec.max_text_bytes, links, before)
         self.fields.update(
             changed_files=changed,
             violations=sorted({v.path for v in violations}),

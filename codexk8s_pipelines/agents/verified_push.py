@@ -225,12 +225,12 @@ class RunnerRepository:
             if status.startswith("D"):
                 changes.append(TreeChange(path, deleted=True))
                 continue
-            changes.append(TreeChange(path, mode=new_mode, sha=new_sha))
+            changes.append(TreeChange(path, mode=new_mode, sha=new_sha, added=status.startswith("A")))
         blobs = [c.sha for c in changes if c.sha and c.mode in ("100644", "100755", "120000")]
         sizes, contents = self._read_blobs(blobs, read_limit + _READ_LIMIT_SLACK)
         return [
             TreeChange(c.path, deleted=c.deleted, mode=c.mode, sha=c.sha, size=sizes.get(c.sha or ""),
-                       content=contents.get(c.sha or ""))
+                       content=contents.get(c.sha or ""), added=c.added)
             for c in changes
         ]  # fmt: skip
 

@@ -6,9 +6,9 @@ nothing: `docs/passwd.md` can be a symlink to `/etc/passwd`, `docs/evil.md` a su
 50 MB of binary. Under `markdown-only` a change must be a regular, non-executable file (mode 100644) with a Markdown
 or reST extension, valid UTF-8 text without NUL bytes, within a size cap, under a name without stray whitespace.
 Under `any-file`, gitlinks and symlinks pointing out of the repository are still refused; a symlink is followed as a
-file system would, through the tree's other symlinks (`escaping_symlinks`). Under every scope a new name must be
-valid UTF-8 without control, invisible formatting (bidi overrides, zero-width) or line separator characters: such a
-name shows in a review as another one (`invoice\u202egpj.md` reads `invoicedm.jpg`).
+file system would, through the tree's other symlinks (`escaping_symlinks`). Under every scope a name a change adds
+must be valid UTF-8 without control, invisible formatting (bidi overrides, zero-width) or line separator
+characters: such a name shows in a review as another one (`invoice\u202egpj.md` reads `invoicedm.jpg`).
 Every violation names the path and the rule.
 """
 
@@ -66,6 +66,7 @@ class TreeChange:
     sha: str | None = None
     size: int | None = None
     content: bytes | None = None
+    added: bool = False  # a path the start tree did not have: a name this change brings
 
 
 @dataclass(frozen=True)
@@ -77,11 +78,17 @@ class Violation:
         return f"{self.path!r}: {self.rule}"
 
 
-# Unicode categories refused in a name: controls (C0, DEL, C1), invisible formatting (bidi overrides, zero-width),
-# surrogates (a byte that is not UTF-8, as git's path decodes with `surrogateescape`), line and paragraph separators.
-_HIDDEN_CATEGORIES = {"Cc": "a control", "Cf": "an invisible formatting", "Zl": "a line separator",
-                      "Zp": "a paragraph separator"}  # fmt: skip
-# How many symlinks one path may pass through, as Linux allows (ELOOP): beyond, it is a loop.
+# Characters refused in a new name: controls (Cc: C0, DEL, C1), surrogates (Cs: a byte that is not UTF-8, as git's
+# path decodes with `surrogateescape`), line and paragraph separators (Zl, Zp), and the invisible formatting
+# characters that make a name read as another: bidi controls (`invoice\u202egpj.md` reads `invoicedm.jpg`), zero-width
+# space, word joiner, invisible operators, BOM, soft hyphen, Mongolian vowel separator and tag characters. Not all of
+# Cf: ZWNJ and ZWJ (U+200C, U+200D) belong to Persian and Indic words and to emoji sequences.
+_HIDDEN_CATEGORIES = {"Cc": "a control", "Zl": "a line separator", "Zp": "a paragraph separator"}
+_INVISIBLE = frozenset(
+    [0x00AD, 0x061C, 0x180E, 0x200B, 0x200E, 0x200F, 0xFEFF, *range(0x202A, 0x202F), *range(0x2060, 0x2065),
+     *range(0x2066, 0x206A), *range(0xE0000, 0xE0080)]
+)  # fmt: skip
+# How many symlinks one path may pass through, as Linux allows (ELOOP): beyond, it is a loop (`a -> a` too).
 MAX_SYMLINK_HOPS = 40
 
 
@@ -93,11 +100,16 @@ def _character_problem(path: str) -> str | None:
             return "the name is not valid UTF-8"
         if category in _HIDDEN_CATEGORIES:
             return f"the name holds {_HIDDEN_CATEGORIES[category]} character (U+{ord(ch):04X})"
+        if ord(ch) in _INVISIBLE:
+            return f"the name holds an invisible formatting character (U+{ord(ch):04X})"
     return None
 
 
-def _name_problem(path: str) -> str | None:
-    character = _character_problem(path)
+def _name_problem(change: TreeChange) -> str | None:
+    """A new name's characters (`_character_problem`: an existing file keeps its name, whatever it is), and any
+    name's stray whitespace or trailing dot."""
+    path = change.path
+    character = _character_problem(path) if change.added else None
     if character is not None:
         return character
     if any(part != part.strip() or part.endswith(".") for part in path.split("/")):
@@ -133,18 +145,17 @@ def _target(content: bytes | None) -> str | None:
     return None if content is None else content.decode("utf-8", "surrogateescape")
 
 
-def _resolve(path: str, links: Mapping[str, bytes | None]) -> tuple[str | None, set[str]]:
+def _resolve(path: str, links: Mapping[str, bytes | None]) -> str | None:
     """Follow the symlink `path` as a file system would, through the tree's other symlinks `links`: why it leaves
-    the repository's root (or None), and the symlinks it passed through. A step above the root counts even if a later
-    one comes back: that is a path out of the checkout and into whatever sits beside it."""
-    passed = {path}
+    the repository's root, or None. A step above the root counts even if a later one comes back: that is a path out
+    of the checkout and into whatever sits beside it."""
     here = [part for part in posixpath.dirname(path).split("/") if part]
     target = _target(links.get(path))
     if target is None:
-        return "a symlink whose target could not be read", passed
+        return "a symlink whose target could not be read"
     pending = deque(target.split("/"))
     if target.startswith("/"):
-        return "a symlink pointing outside the repository", passed
+        return "a symlink pointing outside the repository"
     hops = 0
     while pending:
         part = pending.popleft()
@@ -152,7 +163,7 @@ def _resolve(path: str, links: Mapping[str, bytes | None]) -> tuple[str | None, 
             continue
         if part == "..":
             if not here:
-                return "a symlink pointing outside the repository", passed
+                return "a symlink pointing outside the repository"
             here.pop()
             continue
         here.append(part)
@@ -160,27 +171,31 @@ def _resolve(path: str, links: Mapping[str, bytes | None]) -> tuple[str | None, 
         if name not in links:
             continue
         hops += 1
-        passed.add(name)
         inner = _target(links[name])
         if hops > MAX_SYMLINK_HOPS:
-            return "a symlink loop", passed
+            return "a symlink loop"
         if inner is None or inner.startswith("/"):
-            return "a symlink pointing outside the repository", passed
+            return "a symlink pointing outside the repository"
         here.pop()
         pending.extendleft(reversed(inner.split("/")))
-    return None, passed
+    return None
 
 
-def escaping_symlinks(links: Mapping[str, bytes | None], changed: Iterable[str]) -> dict[str, str]:
-    """{path: rule} of the symlinks that leave the repository, among `links` (every symlink of the new tree, path →
-    target): each changed one, and each unchanged one that now leaves it through a changed one. A link that only
-    resolves through unchanged links was there before, and is not this commit's doing."""
-    changed = set(changed)
+def escaping_symlinks(
+    links: Mapping[str, bytes | None], before: Mapping[str, bytes | None] | None = None
+) -> dict[str, str]:
+    """{path: rule} of the symlinks of `links` (path → target) that leave the repository, followed through each
+    other, and did not already in `before` (the start tree's symlinks): a link that left the same way before this
+    change is not its doing. Comparing whole trees, not only the changed links: a change that turns a link into a real
+    folder sends every link through it elsewhere (`x -> L/../..` with `L -> a/b`, then `L/` a folder)."""
+    earlier = before or {}
     found: dict[str, str] = {}
     for path in sorted(links):
-        rule, passed = _resolve(path, links)
-        if rule is not None and passed & changed:
-            found[path] = rule if path in changed else f"{rule} (through {', '.join(sorted(passed & changed))})"
+        rule = _resolve(path, links)
+        unchanged = path in earlier and earlier[path] == links[path]
+        if rule is None or (unchanged and _resolve(path, earlier) is not None):
+            continue
+        found[path] = f"{rule} (not before this change)" if unchanged else rule
     return found
 
 
@@ -190,17 +205,20 @@ def tree_violations(
     allow: Sequence[str] = DEFAULT_SELF_IMPROVE_ALLOW,
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
     tree_symlinks: Mapping[str, bytes | None] | None = None,
+    start_symlinks: Mapping[str, bytes | None] | None = None,
 ) -> list[Violation]:
     """Every change the scope forbids, by path; empty means the commit may be pushed.
 
-    `tree_symlinks`: every symlink of the new tree (path → target), for `any-file` when a symlink changed, so that a
-    link is followed through the others; without it, through the changed ones only."""
+    `tree_symlinks`, `start_symlinks`: every symlink of the new and of the start tree (path → target), for `any-file`:
+    each link of the new tree is followed through the others and refused if it leaves the repository where it did
+    not before (`escaping_symlinks`). Without them, the changed links are followed through each other only."""
     changes = sorted(changes, key=lambda c: c.path)
     escapes: dict[str, str] = {}
     if scope is WriteScope.ANY_FILE:
         new_links = {c.path: c.content for c in changes if c.mode == MODE_SYMLINK and not c.deleted}
-        if new_links:
-            escapes = escaping_symlinks({**(tree_symlinks or {}), **new_links}, new_links)
+        links = {**tree_symlinks, **new_links} if tree_symlinks is not None else new_links
+        if links:
+            escapes = escaping_symlinks(links, start_symlinks)
     found: list[Violation] = []
     for change in changes:
         rule = _change_problem(scope, change, allow, max_text_bytes) or escapes.pop(change.path, None)
@@ -219,8 +237,8 @@ def _change_problem(scope: WriteScope, change: TreeChange, allow: Sequence[str],
             return None
         if change.mode == MODE_GITLINK:
             return "a gitlink (submodule pointer) is never pushed"
-        return _character_problem(path)  # symlinks: see escaping_symlinks
-    name = _name_problem(path)
+        return _character_problem(path) if change.added else None  # symlinks: see escaping_symlinks
+    name = _name_problem(change)
     if name is not None:
         return name
     allowed_name = _is_markdown(path) or (

@@ -358,6 +358,34 @@ def test_any_file_follows_a_symlink_through_the_others_before_it_lets_it_through
     assert remote_head(remote, BRANCH) is None
 
 
+LINKS_FIRST = """\
+(ROOT / "a" / "b").mkdir(parents=True)
+(ROOT / "a" / "b" / "keep").write_text("k\\n")
+os.symlink("a/b", ROOT / "L")
+os.symlink("L/../..", ROOT / "x")
+result(summary="links")
+"""
+LINK_MADE_A_FOLDER = """\
+os.unlink(ROOT / "L")
+(ROOT / "L").mkdir()
+(ROOT / "L" / "f").write_text("f\\n")
+result(summary="a folder")
+"""
+
+
+def test_a_link_made_a_folder_in_a_later_run_cannot_send_an_older_link_out(
+    attack: dict[str, Any], remote: Path
+) -> None:
+    """Two runs on one branch: the first pushes `L -> a/b` and `x -> L/../..`, inside (`a/b/../..` is the root); the
+    second changes no link, only makes `L` a folder, and `x` becomes `L/../..`: the checkout's parent."""
+    _proc, first = attack["run"](LINKS_FIRST)
+    assert first["reason"] == "pushed", first
+    _proc, second = attack["run"](LINK_MADE_A_FOLDER)
+    assert second["reason"] == "write_scope_violation", second
+    assert second["violation_rules"] == ["'x': a symlink pointing outside the repository (not before this change)"]
+    assert remote_head(remote, BRANCH) == first["commit"]
+
+
 BAD_NAMES = """\
 (ROOT / "docs").mkdir(exist_ok=True)
 open(os.fsencode(str(ROOT / "docs")) + b"/notes-\\xff.md", "w").write("# notes\\n")

@@ -120,6 +120,10 @@ def _file(path: str, content: bytes = b"# ok\n", mode: str = MODE_FILE) -> TreeC
     return TreeChange(path, mode=mode, size=len(content), content=content)
 
 
+def _new(path: str) -> TreeChange:
+    return TreeChange(path, mode=MODE_FILE, size=5, content=b"# ok\n", added=True)
+
+
 def _rules(scope: WriteScope, *changes: TreeChange, **kwargs: int) -> dict[str, str]:
     return {v.path: v.rule for v in tree_violations(scope, changes, **kwargs)}  # type: ignore[arg-type]
 
@@ -138,8 +142,9 @@ def test_markdown_only_allows_regular_utf8_markdown_and_rest_files_and_their_del
         pytest.param(_file("docs/b.md", b"a\0b"), "binary content (NUL bytes)", id="binary"),
         pytest.param(_file("docs/l.md", b"caf\xe9"), "not valid UTF-8 text", id="latin1"),
         pytest.param(TreeChange("docs/big.md", mode=MODE_FILE, size=2_000_000), "2000000 bytes, over", id="big"),
-        pytest.param(_file("docs/a\nb.md"), "control character", id="newline"),
-        pytest.param(_file("docs/a\x1b[31m.md"), "control character", id="escape"),
+        # A name the change adds (an existing file keeps its name: see the names tests below).
+        pytest.param(_new("docs/a\nb.md"), "control character", id="newline"),
+        pytest.param(_new("docs/a\x1b[31m.md"), "control character", id="escape"),
         pytest.param(_file("docs/x.md "), "starts or ends with whitespace", id="trailing-space"),
         pytest.param(_file(" docs/x.md"), "starts or ends with whitespace", id="leading-space"),
         pytest.param(_file("docs/x.py"), "not a Markdown or reST file name (markdown-only)", id="code"),
@@ -207,34 +212,59 @@ def test_any_file_follows_a_symlink_through_the_trees_other_symlinks() -> None:
 
 
 def test_an_unchanged_symlink_that_now_leaves_through_a_changed_one_is_named() -> None:
-    tree = {"up": b"docs/loop/..", "docs/loop": b"..", "etc-config": b"/etc/app.conf"}
-    violations = tree_violations(WriteScope.ANY_FILE, [_link("docs/loop", "..")], tree_symlinks=tree)
-    assert [str(v) for v in violations] == ["'up': a symlink pointing outside the repository (through docs/loop)"]
+    before = {"up": b"docs/loop/..", "docs/loop": b"docs"}
+    after = {"up": b"docs/loop/..", "docs/loop": b".."}
+    violations = tree_violations(WriteScope.ANY_FILE, [_link("docs/loop", "..")], tree_symlinks=after,
+                                 start_symlinks=before)  # fmt: skip
+    assert [str(v) for v in violations] == ["'up': a symlink pointing outside the repository (not before this change)"]
 
 
-def test_a_symlink_the_commit_does_not_touch_is_not_its_doing() -> None:
+def test_a_link_made_a_folder_redirects_the_links_through_it() -> None:
+    """Two runs: the first pushes `L -> a/b` and `x -> L/../..` (inside: `a/b/../..` is the root); the second makes
+    `L` a real folder, changing no link, and `x` is now `L/../..`, the checkout's parent."""
+    before = {"L": b"a/b", "x": b"L/../.."}
+    after = {"x": b"L/../.."}
+    violations = tree_violations(WriteScope.ANY_FILE, [_file("L/readme.md"), TreeChange("L", deleted=True)],
+                                 tree_symlinks=after, start_symlinks=before)  # fmt: skip
+    assert [str(v) for v in violations] == ["'x': a symlink pointing outside the repository (not before this change)"]
+
+
+def test_a_symlink_that_left_the_same_way_before_is_not_this_changes_doing() -> None:
     """A repository may hold an absolute link already; a commit that adds an unrelated link is not refused for it."""
-    tree = {"etc-config": b"/etc/app.conf", "docs/guide": b"../README.md"}
-    assert tree_violations(WriteScope.ANY_FILE, [_link("docs/guide", "../README.md")], tree_symlinks=tree) == []
+    before = {"etc-config": b"/etc/app.conf"}
+    after = {"etc-config": b"/etc/app.conf", "docs/guide": b"../README.md"}
+    assert tree_violations(WriteScope.ANY_FILE, [_link("docs/guide", "../README.md")], tree_symlinks=after,
+                           start_symlinks=before) == []  # fmt: skip
+    # Retargeted, the same link is this change's: it is judged again.
+    after["etc-config"] = b"/etc/shadow"
+    violations = tree_violations(WriteScope.ANY_FILE, [_link("etc-config", "/etc/shadow")], tree_symlinks=after,
+                                 start_symlinks=before)  # fmt: skip
+    assert [str(v) for v in violations] == ["'etc-config': a symlink pointing outside the repository"]
 
 
 def test_a_new_symlink_through_an_old_one_that_leaves_is_refused() -> None:
-    tree = {"config": b"/etc", "app.conf": b"config/app.conf"}
+    before = {"config": b"/etc"}
+    after = {"config": b"/etc", "app.conf": b"config/app.conf"}
     assert _rules(WriteScope.ANY_FILE, _link("app.conf", "config/app.conf")) == {}  # the changed links alone
-    violations = tree_violations(WriteScope.ANY_FILE, [_link("app.conf", "config/app.conf")], tree_symlinks=tree)
+    violations = tree_violations(WriteScope.ANY_FILE, [_link("app.conf", "config/app.conf")], tree_symlinks=after,
+                                 start_symlinks=before)  # fmt: skip
     assert [str(v) for v in violations] == ["'app.conf': a symlink pointing outside the repository"]
 
 
 def test_a_symlink_loop_and_an_unreadable_target_are_refused() -> None:
-    loop = [_link("a", "b"), _link("b", "a/x")]
-    assert _rules(WriteScope.ANY_FILE, *loop) == {"a": "a symlink loop", "b": "a symlink loop"}
+    loop = [_link("a", "b"), _link("b", "a/x"), _link("self", "self")]
+    assert _rules(WriteScope.ANY_FILE, *loop) == {
+        "a": "a symlink loop",
+        "b": "a symlink loop",
+        "self": "a symlink loop",
+    }
     huge = TreeChange("big-link", mode=MODE_SYMLINK, size=5_000_000)
     assert _rules(WriteScope.ANY_FILE, huge) == {"big-link": "a symlink whose target could not be read"}
 
 
 def test_escaping_symlinks_counts_a_step_above_the_root_even_if_it_comes_back() -> None:
     links = {"x": b"../repo/README.md", "y": b"a/../b", "z": b"./docs//./a.md"}
-    assert escaping_symlinks(links, links) == {"x": "a symlink pointing outside the repository"}
+    assert escaping_symlinks(links) == {"x": "a symlink pointing outside the repository"}
 
 
 # ------------------------------------------------------------------------------------------------ names, every scope
@@ -246,17 +276,24 @@ def test_escaping_symlinks_counts_a_step_above_the_root_even_if_it_comes_back() 
     [
         ("docs/invoice\u202egpj.md", "an invisible formatting character (U+202E)"),
         ("docs/\u200bREADME.md", "an invisible formatting character (U+200B)"),
+        ("docs/ma\u00adin.md", "an invisible formatting character (U+00AD)"),
         ("docs/a\x85b.md", "a control character (U+0085)"),
         ("docs/a\u2028b.md", "a line separator character (U+2028)"),
         ("docs/notes-\udcff.md", "the name is not valid UTF-8"),
     ],
 )
-def test_names_that_hide_or_are_not_utf8_are_refused_in_every_scope(scope: WriteScope, name: str, rule: str) -> None:
-    (violation,) = tree_violations(scope, [_file(name)])
+def test_new_names_that_hide_or_are_not_utf8_are_refused_in_every_scope(
+    scope: WriteScope, name: str, rule: str
+) -> None:
+    (violation,) = tree_violations(scope, [_new(name)])
     assert violation.path == name and rule in violation.rule
 
 
-def test_any_file_may_delete_a_file_whatever_its_name_and_keeps_ordinary_unicode() -> None:
-    changes = [TreeChange("old\u202e.txt", deleted=True), _file("docs/café ü 文档.md"), _file("src/naïve.py")]
-    assert tree_violations(WriteScope.ANY_FILE, changes) == []
-    assert tree_violations(WriteScope.MARKDOWN_ONLY, changes[1:2]) == []
+def test_names_of_real_languages_and_existing_files_are_kept() -> None:
+    """ZWNJ and ZWJ are part of Persian and Indic words and of emoji; an existing file keeps whatever name it has."""
+    names = ["docs/می\u200cخواهم.md", "docs/क्\u200dष.md", "docs/👩\u200d💻.md", "docs/café ü 文档.md"]
+    for scope in (WriteScope.ANY_FILE, WriteScope.MARKDOWN_ONLY):
+        assert tree_violations(scope, [_new(n) for n in names]) == []
+    existing = [_file("docs/legacy-\udce9.md"), TreeChange("old\u202e.txt", deleted=True), _file("src/naïve.py")]
+    assert tree_violations(WriteScope.ANY_FILE, existing) == []
+    assert tree_violations(WriteScope.MARKDOWN_ONLY, existing[:1]) == []
