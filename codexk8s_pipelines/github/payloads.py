@@ -58,6 +58,18 @@ def _int(data: Mapping[str, Any], key: str, where: str) -> int:
         raise PayloadError(f"{where}: field {key!r} is not a number: {value!r}") from None
 
 
+ITEM_NUMBER_MAX = 2**31 - 1  # the platform stores issue and PR numbers as INTEGER
+
+
+def _item_number(data: Mapping[str, Any], key: str, where: str) -> int:
+    """An issue or PR number: positive and within the database's INTEGER, else a PayloadError (a signed webhook
+    body with a number past 2**31 would otherwise fail at the INSERT and look like a database outage)."""
+    value = _int(data, key, where)
+    if not 1 <= value <= ITEM_NUMBER_MAX:
+        raise PayloadError(f"{where}: field {key!r} is not an issue or pull request number: {value}")
+    return value
+
+
 def _str(data: Mapping[str, Any], key: str) -> str:
     value = data.get(key)
     return "" if value is None else str(value)
@@ -329,10 +341,10 @@ class WebhookEvent:
         if repository is None:
             raise PayloadError(f"{where}: field 'repository.full_name' is missing")
         if event == "issues":
-            number = _int(_obj(_req(obj, "issue", where), f"{where}.issue"), "number", f"{where}.issue")
+            number = _item_number(_obj(_req(obj, "issue", where), f"{where}.issue"), "number", f"{where}.issue")
         else:
             pull = _obj(_req(obj, "pull_request", where), f"{where}.pull_request")
-            number = _int(pull, "number", f"{where}.pull_request")
+            number = _item_number(pull, "number", f"{where}.pull_request")
         if event == "pull_request" or (event == "issues" and action != "opened"):
             _req(_obj(_req(obj, "label", where), f"{where}.label"), "name", f"{where}.label")
         if event == "pull_request_review":

@@ -8,10 +8,17 @@ compared in constant time), stores the delivery in the platform database under G
 with the same decision path as polling, so a label seen both ways runs once.
 
 Answers: 202 stored; 200 a redelivery or a ping; 202 an action the intake does not take (kept as `ignored`);
-401 an unsigned or wrongly signed body; 400 bad JSON, an event not taken or no delivery id; 422 missing
-fields; 413 an oversized body; 503 when the database is unreachable (GitHub shows the delivery as failed and
-it can be redelivered). Every refusal is one `webhook.rejected` row in `flow_events`; a signed body that is
-refused is also kept in `webhook_deliveries` as `rejected`, so nothing GitHub sent is lost.
+401 an unsigned or wrongly signed body; 400 bad JSON (nested too deeply included), an event not taken or no
+delivery id; 422 missing fields or an item number out of range; 413 an oversized body; 503 when the database is
+unreachable (GitHub shows the delivery as failed and it can be redelivered).
+
+Which refusals are audited, and why: a refusal of a *signed* body (400/422) can only come from the secret
+holder, so it is one `webhook.rejected` row in `flow_events` and the body is kept in `webhook_deliveries` as
+`rejected`: an operator can see what GitHub sent and why it was refused. A refusal *without* a valid signature
+(401, and 413, which comes before the signature can be checked) can come from anyone on the internet;
+`flow_events` is append-only, so a row per such request would let anyone fill the disk for good. Those are
+counted in memory instead and logged as one summary line per remote address at most once a minute
+(`RefusalTally`). Every header value that is logged or stored is clipped to `HEADER_SHOWN` characters.
 """
 
 from __future__ import annotations
@@ -20,6 +27,9 @@ import hashlib
 import hmac
 import json
 import logging
+import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,6 +51,10 @@ MAX_BODY_VAR = settings.WEBHOOK_MAX_BYTES_VAR
 DEFAULT_MAX_BODY = 2 * 1024 * 1024  # issue and PR payloads are tens of kilobytes; GitHub caps any at 25 MB
 KEPT_REJECTED_BYTES = 64 * 1024
 ACTOR = "webhook-receiver"
+HEADER_SHOWN = 100  # GitHub's delivery ids are 36-character UUIDs and its event names are short
+REFUSAL_LOG_SECONDS = 60.0
+MAX_TALLIED_REMOTES = 1024  # beyond this many addresses in one minute, the rest share one count
+OTHER_REMOTES = "other addresses"
 
 
 class WebhookConfigError(RuntimeError):
@@ -78,6 +92,51 @@ def signature_ok(secret: str, body: bytes, header: str | None) -> bool:
     return hmac.compare_digest(expected.encode(), header.strip().encode())
 
 
+def clip(value: str, limit: int = HEADER_SHOWN) -> str:
+    """A header value as it may be logged or stored: at most `limit` characters (a request line's headers can be
+    tens of kilobytes, and whoever sends them chooses them)."""
+    return value if len(value) <= limit else value[:limit] + "…"
+
+
+class RefusalTally:
+    """Refusals without a valid signature, counted per remote address and logged at most once per `interval`.
+
+    Why in memory and not audited: anyone can send such a request, and each audit row would be permanent. The
+    first refusal from an address is logged at once (so a misconfigured secret shows up immediately); later ones
+    within the interval are only counted, and the next refusal after it logs the count since the last line. The
+    number of addresses held is bounded: past `max_remotes` the rest are counted together."""
+
+    def __init__(
+        self,
+        clock: Callable[[], float] = time.monotonic,
+        interval: float = REFUSAL_LOG_SECONDS,
+        max_remotes: int = MAX_TALLIED_REMOTES,
+    ) -> None:
+        self._clock = clock
+        self._interval = interval
+        self._max_remotes = max_remotes
+        self._lock = threading.Lock()
+        self._remotes: dict[str, tuple[float, int]] = {}  # remote -> (when its last line was logged, count since)
+
+    def count(self, remote: str) -> tuple[str, int] | None:
+        """Count one refusal from `remote`: (the address as tallied, the count to log now), or None while its
+        last line is less than `interval` old."""
+        with self._lock:
+            now = self._clock()
+            if remote not in self._remotes and len(self._remotes) >= self._max_remotes:
+                stale = [r for r, (at, n) in self._remotes.items() if n == 0 and now - at >= self._interval]
+                for r in stale:
+                    del self._remotes[r]
+                if len(self._remotes) >= self._max_remotes:
+                    remote = OTHER_REMOTES
+            known = self._remotes.get(remote)
+            if known is None or now - known[0] >= self._interval:
+                self._remotes[remote] = (now, 0)
+                return remote, (known[1] if known else 0) + 1
+            self._remotes[remote] = (known[0], known[1] + 1)
+            return None
+
+
 class _TooLarge(Exception):
     pass
 
@@ -96,15 +155,37 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def create_app(store: PlatformStore, config: ReceiverSettings) -> Starlette:
+def create_app(
+    store: PlatformStore, config: ReceiverSettings, *, clock: Callable[[], float] = time.monotonic
+) -> Starlette:
+    """The receiver's app; `clock` (monotonic seconds) paces the summary lines of unsigned refusals."""
+    tally = RefusalTally(clock)
+
     def audit(delivery: str, status: int, reason: str, event: str, remote: str | None) -> None:
         payload = {"status": status, "reason": reason, "event": event, "delivery": delivery, "remote": remote}
         store.append_event(f"webhook:{delivery or 'none'}", "webhook.rejected", "system", ACTOR, payload)
 
+    def headers_of(request: Request) -> tuple[str, str, str]:
+        delivery = clip(request.headers.get("x-github-delivery", "").strip())
+        event = clip(request.headers.get("x-github-event", "").strip())
+        return delivery, event, request.client.host if request.client else "unknown"
+
+    def refuse_unsigned(request: Request, status: int, reason: str) -> JSONResponse:
+        """A refusal anyone could have caused: counted and summarised in the log, never written to the database."""
+        delivery, event, remote = headers_of(request)
+        counted = tally.count(remote)
+        if counted is not None:
+            where, count = counted
+            log.warning(
+                "webhook: %d request(s) from %s refused without a valid signature since the last such line (at most"
+                " one every %g s); latest %s: %s (delivery %s, event %s)", count, where, REFUSAL_LOG_SECONDS, status,
+                reason, delivery or "-", event or "-",
+            )  # fmt: skip
+        return JSONResponse({"error": reason}, status_code=status)
+
     async def refuse(request: Request, status: int, reason: str, *, keep: DeliveryRecord | None = None) -> JSONResponse:
-        delivery = request.headers.get("x-github-delivery", "")
-        event = request.headers.get("x-github-event", "")
-        remote = request.client.host if request.client else None
+        """A refusal of a signed body (only the secret holder can send one): audited, and kept when `keep`."""
+        delivery, event, remote = headers_of(request)
         log.warning("webhook delivery %s (%s) refused with %s: %s", delivery or "-", event or "-", status, reason)
         try:
             if keep is not None:
@@ -118,12 +199,12 @@ def create_app(store: PlatformStore, config: ReceiverSettings) -> Starlette:
         try:
             body = await _read_body(request, config.max_body)
         except _TooLarge:
-            return await refuse(request, 413, f"body larger than {config.max_body} bytes")
+            return refuse_unsigned(request, 413, f"body larger than {config.max_body} bytes")
         if not signature_ok(config.secret, body, request.headers.get("x-hub-signature-256")):
             missing = "x-hub-signature-256" not in request.headers
-            return await refuse(request, 401, "no X-Hub-Signature-256" if missing else "signature does not match")
+            return refuse_unsigned(request, 401, "no X-Hub-Signature-256" if missing else "signature does not match")
         delivery = request.headers.get("x-github-delivery", "").strip()
-        event = request.headers.get("x-github-event", "").strip()
+        event = clip(request.headers.get("x-github-event", "").strip())  # a clipped name is no event taken either
         if not delivery or len(delivery) > 200:
             return await refuse(request, 400, "no usable X-GitHub-Delivery header")
 
@@ -135,6 +216,9 @@ def create_app(store: PlatformStore, config: ReceiverSettings) -> Starlette:
             data: Any = json.loads(body)
         except ValueError as exc:
             reason = f"body is not JSON: {exc}"
+            return await refuse(request, 400, reason, keep=rejected(reason))
+        except RecursionError:  # json's parser recurses per nesting level; no GitHub payload is nested this deep
+            reason = "body is not JSON the receiver can read: nested too deeply"
             return await refuse(request, 400, reason, keep=rejected(reason))
         try:
             parsed = WebhookEvent.parse(event, data)

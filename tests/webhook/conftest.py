@@ -20,12 +20,14 @@ SECRET = "whsec-test-0123456789"
 
 
 class Receiver:
-    def __init__(self, store: PlatformStore, max_body: int = 64 * 1024) -> None:
+    def __init__(
+        self, store: PlatformStore, max_body: int = 64 * 1024, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/webhook"
-        config = uvicorn.Config(create_app(store, ReceiverSettings(SECRET, max_body)), log_level="warning")
+        config = uvicorn.Config(create_app(store, ReceiverSettings(SECRET, max_body), clock=clock), log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True)
 

@@ -77,8 +77,9 @@ def test_signatures_good_bad_and_none(intake: Intake, receiver: Receiver) -> Non
     assert (unsigned.status_code, unsigned.json()["error"]) == (401, "no X-Hub-Signature-256")
     assert delivery_status(intake.store, "d-good")["status"] == "pending"  # type: ignore[index]
     assert delivery_status(intake.store, "d-wrong") is None and delivery_status(intake.store, "d-none") is None
-    assert [(r["status"], r["delivery"]) for r in _rejections(intake)] == [(401, "d-wrong"), (401, "d-none")]
-    assert all(SECRET not in json.dumps(r) for r in _rejections(intake))
+    # Refusals without a valid signature are counted in memory, not audited (anyone can send them; see
+    # test_refusals.py). This asserted one `webhook.rejected` row each before: the review's F1.
+    assert _rejections(intake) == []
 
 
 def test_a_redelivery_is_a_noop_that_still_answers_2xx(
@@ -134,7 +135,7 @@ def test_oversized_bodies_and_missing_delivery_ids_are_refused(intake: Intake, r
         headers={"X-GitHub-Event": "issues", "X-Hub-Signature-256": sign(SECRET, body)},
     )  # fmt: skip
     assert nameless.status_code == 400 and "X-GitHub-Delivery" in nameless.json()["error"]
-    assert [r["status"] for r in _rejections(intake)] == [413, 400]
+    assert [r["status"] for r in _rejections(intake)] == [400]  # the 413 came before any signature: not audited
 
 
 def test_an_action_not_taken_is_kept_as_ignored_and_a_ping_answers(intake: Intake, receiver: Receiver) -> None:

@@ -1,0 +1,142 @@
+"""Refusals under attack (review 26a, F1 and F5): a request without a valid signature writes nothing to the
+append-only audit, only a rate-limited log line with clipped headers; a signed body the receiver cannot take
+(nested too deeply, an item number out of range) is a clear 4xx, audited and kept."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+import requests
+
+from codexk8s_pipelines.store.intake import delivery_status
+from codexk8s_pipelines.webhook.app import HEADER_SHOWN, REFUSAL_LOG_SECONDS, RefusalTally
+from tests.github_server import sign
+from tests.sensors.conftest import REPO, Intake
+
+from .conftest import SECRET, Receiver
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _flow_events(intake: Intake) -> int:
+    with intake.store.connect() as conn:
+        return int(conn.execute("SELECT count(*) AS n FROM flow_events").fetchone()["n"])  # type: ignore[index]
+
+
+def _refusal_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "codexk8s_pipelines.webhook.app"]
+
+
+def test_unsigned_and_oversized_requests_write_nothing_and_log_one_line_a_minute(
+    intake: Intake, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="codexk8s_pipelines.webhook.app")
+    clock = Clock()
+    before = _flow_events(intake)
+    big = "x" * 20_000
+    headers = {"X-GitHub-Delivery": "D" * 20_000, "X-GitHub-Event": big}
+    with Receiver(intake.store, clock=clock) as receiver, requests.Session() as s:
+        for _ in range(40):
+            unsigned = s.post(receiver.url, data=b"{}", headers=headers, timeout=10)
+            assert unsigned.status_code == 401
+            wrong = s.post(
+                receiver.url, data=b"{}", timeout=10, headers={**headers, "X-Hub-Signature-256": sign("guess", b"{}")}
+            )
+            assert wrong.status_code == 401
+        oversized = s.post(receiver.url, data=b"{" + b" " * (128 * 1024) + b"}", headers=headers, timeout=10)
+        assert oversized.status_code == 413
+        assert _flow_events(intake) == before  # not one row, whatever the headers said
+        lines = _refusal_lines(caplog)
+        assert len(lines) == 1 and "1 request(s) from 127.0.0.1" in lines[0]  # the first one, at once
+        clock.now += REFUSAL_LOG_SECONDS
+        assert s.post(receiver.url, data=b"{}", headers=headers, timeout=10).status_code == 401
+        lines = _refusal_lines(caplog)
+        # a minute later: one more line, with the count since the last one (79 x 401, 1 x 413, this one)
+        assert len(lines) == 2 and "81 request(s) from 127.0.0.1" in lines[1], lines
+    assert _flow_events(intake) == before
+    assert all(len(line) < 2 * HEADER_SHOWN + 300 for line in lines), [len(x) for x in lines]
+    assert all(SECRET not in line for line in lines)
+
+
+def test_the_tally_is_bounded_and_paced_per_address() -> None:
+    clock = Clock()
+    tally = RefusalTally(clock, interval=60, max_remotes=2)
+    assert tally.count("a") == ("a", 1)
+    assert tally.count("a") is None and tally.count("b") == ("b", 1)
+    assert tally.count("c") == ("other addresses", 1)  # full: the rest share one count
+    assert tally.count("d") is None
+    clock.now += 60
+    assert tally.count("a") == ("a", 2)
+    assert tally.count("d") == ("other addresses", 2)
+
+
+def test_a_signed_refusal_is_still_audited_with_its_headers_clipped(intake: Intake, receiver: Receiver) -> None:
+    body = b'{"ref": "refs/heads/main"}'
+    event = "push" + "e" * 5000
+    answer = requests.post(
+        receiver.url, data=body, timeout=10,
+        headers={"X-GitHub-Event": event, "X-GitHub-Delivery": "d-signed", "X-Hub-Signature-256": sign(SECRET, body)},
+    )  # fmt: skip
+    assert answer.status_code == 400 and "is not taken" in answer.json()["error"]
+    with intake.store.connect() as conn:
+        rows = conn.execute("SELECT payload FROM flow_events WHERE event_type = 'webhook.rejected'").fetchall()
+    (audit,) = [r["payload"] for r in rows]
+    assert audit["delivery"] == "d-signed" and audit["status"] == 400
+    assert audit["event"].startswith("pushee") and len(audit["event"]) <= HEADER_SHOWN + 1
+    assert len(audit["reason"]) < 4 * HEADER_SHOWN + 200
+    kept = delivery_status(intake.store, "d-signed")
+    assert kept is not None and kept["status"] == "rejected" and len(kept["event"]) <= HEADER_SHOWN + 1
+
+
+def _signed(receiver: Receiver, body: bytes, delivery: str) -> requests.Response:
+    headers = {"X-GitHub-Event": "issues", "X-GitHub-Delivery": delivery, "X-Hub-Signature-256": sign(SECRET, body)}
+    return requests.post(receiver.url, data=body, headers=headers, timeout=10)
+
+
+def _audit(intake: Intake, delivery: str) -> list[dict]:
+    with intake.store.connect() as conn:
+        rows = conn.execute(
+            "SELECT payload FROM flow_events WHERE event_type = 'webhook.rejected' AND correlation_key = %s",
+            (f"webhook:{delivery}",),
+        )
+        return [r["payload"] for r in rows.fetchall()]
+
+
+def test_a_signed_body_nested_too_deeply_is_a_400_audited_and_kept(intake: Intake, receiver: Receiver) -> None:
+    body = b"[" * 30_000 + b"]" * 30_000
+    answer = _signed(receiver, body, "d-deep")
+    assert answer.status_code == 400 and "nested too deeply" in answer.json()["error"]
+    (audit,) = _audit(intake, "d-deep")
+    assert audit["status"] == 400 and "nested too deeply" in audit["reason"]
+    kept = delivery_status(intake.store, "d-deep")
+    assert kept is not None and kept["status"] == "rejected"
+
+
+@pytest.mark.parametrize("number", [2**40, 2**31, 0, -3])
+def test_a_signed_item_number_out_of_range_is_a_422_not_a_database_outage(
+    intake: Intake, receiver: Receiver, number: int
+) -> None:
+    payload = {"action": "labeled", "issue": {"number": number}, "label": {"name": "run:dev"},
+               "repository": {"full_name": REPO}}  # fmt: skip
+    answer = _signed(receiver, json.dumps(payload).encode(), "d-number")
+    assert answer.status_code == 422 and "is not an issue or pull request number" in answer.json()["error"]
+    (audit,) = _audit(intake, "d-number")
+    assert audit["status"] == 422
+    kept = delivery_status(intake.store, "d-number")
+    assert kept is not None and kept["status"] == "rejected" and kept["item_number"] is None
+
+
+def test_the_largest_item_number_is_still_taken(intake: Intake, receiver: Receiver) -> None:
+    payload = {"action": "labeled", "issue": {"number": 2**31 - 1}, "label": {"name": "run:dev"},
+               "repository": {"full_name": REPO}}  # fmt: skip
+    answer = _signed(receiver, json.dumps(payload).encode(), "d-max")
+    assert answer.status_code == 202
+    assert delivery_status(intake.store, "d-max")["item_number"] == 2**31 - 1  # type: ignore[index]
