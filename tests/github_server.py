@@ -981,7 +981,7 @@ class Renderer:
             "created_at": iso(comment.created_at),
             "updated_at": iso(comment.updated_at),
             "author_association": "NONE",
-            "performed_via_github_app": None,
+            "performed_via_github_app": self.app_of(comment.user),
         }
 
     def review(self, repo: Repo, issue: Issue, review: Review) -> dict[str, Any]:
@@ -1058,6 +1058,8 @@ class Api:
         pull = repo + r"/pulls/(?P<number>\d+)"
         table: list[tuple[str, str, Handler]] = [
             ("GET", r"/rate_limit", self.get_rate_limit),
+            ("GET", r"/user", self.get_user),
+            ("GET", r"/app", self.get_app),
             ("POST", r"/app/installations/(?P<installation>\d+)/access_tokens", self.create_installation_token),
             ("GET", repo, self.get_repo),
             ("GET", repo + r"/installation", self.get_installation),
@@ -1146,6 +1148,27 @@ class Api:
         other = {"limit": 30, "remaining": 30, "reset": state.rate_limit_reset, "used": 0}
         resources = {"core": core, "search": {**other, "resource": "search"}, "graphql": {**other, "limit": 5000}}
         return Response(200, {"resources": resources, "rate": core}, free=True)
+
+    def get_user(self, request: Request) -> Response:
+        """The token's own account; an App's installation token is refused, as on GitHub ("Resource not
+        accessible by integration"), and so is an App JWT."""
+        identity = request.identity
+        if identity.app_id is not None:
+            raise ApiError(401, "'Authorization' header is malformed or the JWT could not be decoded")
+        if self.render.app_of(identity.login) is not None:
+            raise ApiError(403, "Resource not accessible by integration")
+        return Response(200, self.render.user(identity.login))
+
+    def get_app(self, request: Request) -> Response:
+        """The authenticated App (JWT only): its `slug` names its bot account, `<slug>[bot]`."""
+        if request.identity.app_id is None:
+            raise ApiError(401, "A JSON web token could not be decoded")
+        app = self.state._apps[request.identity.app_id]
+        info = self.render.app_of(app.bot_login)
+        assert info is not None
+        return Response(
+            200, {**info, "external_url": "https://example.com", "html_url": f"https://github.com/apps/{info['slug']}"}
+        )
 
     def get_repo(self, request: Request) -> Response:
         repo = self.repo_for(request)

@@ -8,6 +8,7 @@ retries and error-to-exception mapping.
 from __future__ import annotations
 
 import json
+import logging
 import re
 from dataclasses import dataclass
 from datetime import UTC
@@ -16,10 +17,13 @@ from typing import Any, cast
 from urllib.parse import quote
 
 import github
+from github.GithubException import GithubException
 from github.Requester import Requester
 
 from .payloads import PullRequest, RepositoryPermission
 from .rate_limit import header
+
+log = logging.getLogger(__name__)
 
 _NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 
@@ -51,6 +55,30 @@ class RepoApi:
         self.gh = gh
         self.full_name = full_name
         self.base = f"/repos/{full_name}"
+        self._own_login: str | None = None
+
+    def own_login(self) -> str | None:
+        """The login the platform writes to GitHub as, or None when GitHub would not say (asked again next time).
+
+        A token (PAT or a machine user's) reads its account from `GET /user`. A GitHub App's installation token
+        cannot (`/user` answers 403 "Resource not accessible by integration"), so for an App this asks
+        `GET /app` with the App's own JWT: the App's `slug` names its bot account, `<slug>[bot]`, the author of
+        everything the installation writes. Both are exact identities; `user.type == "Bot"` or
+        `performed_via_github_app` alone would also match any other App installed on the repository."""
+        if self._own_login is not None:
+            return self._own_login
+        auth = self._requester.auth
+        try:
+            if isinstance(auth, github.Auth.AppInstallationAuth):
+                app = auth.requester.requestJsonAndCheck("GET", "/app")[1]  # this requester signs with the App JWT
+                login = f"{app['slug']}[bot]" if app.get("slug") else None
+            else:
+                login = self._requester.requestJsonAndCheck("GET", "/user")[1].get("login") or None
+        except GithubException as exc:
+            log.warning("cannot tell which account the platform writes to %s as: %s", self.full_name, exc)
+            return None
+        self._own_login = str(login) if login else None
+        return self._own_login
 
     @property
     def _requester(self) -> Requester:

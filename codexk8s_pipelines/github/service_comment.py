@@ -2,8 +2,11 @@
 
 Humans read the phase, the Dagster run link, the result, the changed files and what they can do next; the
 platform finds its own comment again by its recorded id, else by the marker that starts it, whatever else was said
-in the thread since. Text an agent wrote (its status, summary, diagnosis, file names) can hold no HTML comment
-(`inert`), so it can never carry another run's marker into a comment and have that run's updates land there.
+in the thread since. A marker counts only in a comment the platform itself wrote (`RepoApi.own_login`): a run's
+key is predictable, and anyone who may comment could otherwise post the marker first and have the platform edit
+and record *their* comment as the run's. Text an agent wrote (its status, summary, diagnosis, file names) can hold
+no HTML comment (`inert`), so it can never carry another run's marker into a comment and have that run's updates
+land there.
 """
 
 from __future__ import annotations
@@ -173,17 +176,30 @@ def render(view: RunView) -> str:
     return redact_text("\n".join([lines[0], *(inert(line) for line in lines[1:])]))
 
 
+def _author(comment: dict[str, Any]) -> str:
+    user = comment.get("user")
+    return str(user.get("login") or "").lower() if isinstance(user, dict) else ""
+
+
 def find_comment(api: RepoApi, number: int, correlation_key: str, recorded: int | None = None) -> dict[str, Any] | None:
     """The run's comment: the `recorded` one (the run's audit trail says which) when it is still there, else the
-    first comment that *starts* with the run's marker, as the platform writes it. A marker elsewhere in a comment
-    (quoted, or pasted by someone else) does not count."""
+    first comment that *starts* with the run's marker and was written by the platform's own account.
+
+    The marker search only recovers a comment the platform posted but did not get to record (a crash in between),
+    so only the platform's own comments can be it: a marker elsewhere in a comment (quoted), or at the start of a
+    comment someone else wrote (posted first to squat the run's comment), does not count. When the platform cannot
+    tell its own login, no marker counts: the worst case is a second comment, never an outsider's."""
     comments = api.comments(number)
     if recorded is not None:
         found = next((c for c in comments if c.get("id") == recorded), None)
         if found is not None:
             return found
     marker = MARKER.format(key=correlation_key)
-    return next((c for c in comments if str(c.get("body") or "").startswith(marker)), None)
+    candidates = [c for c in comments if str(c.get("body") or "").startswith(marker)]
+    if not candidates:
+        return None
+    own = (api.own_login() or "").lower()
+    return next((c for c in candidates if own and _author(c) == own), None)
 
 
 def upsert(api: RepoApi, number: int, view: RunView, comment_id: int | None = None) -> int:
