@@ -49,6 +49,7 @@ K8S_IMAGE_PULL_POLICY_VAR = "CODEXK8S_K8S_IMAGE_PULL_POLICY"
 K8S_RUNNER_IMAGE_VAR = "CODEXK8S_K8S_RUNNER_IMAGE"  # the token's containers' image (default: the agent's)
 K8S_WORKSPACE_SIZE_VAR = "CODEXK8S_K8S_WORKSPACE_SIZE"  # sizeLimit of the pod's shared /workspace
 K8S_AGENT_STORAGE_VAR = "CODEXK8S_K8S_AGENT_EPHEMERAL_STORAGE"  # the agent container's own disk (home, caches)
+K8S_RUNNER_STORAGE_VAR = "CODEXK8S_K8S_RUNNER_EPHEMERAL_STORAGE"  # each runner container's own disk
 KUBECONFIG_VAR = "KUBECONFIG"  # the cluster the ops drift check reads (in-cluster config when unset)
 HELM_VAR = "CODEXK8S_HELM"  # the helm binary that renders a repository's chart for the drift check
 

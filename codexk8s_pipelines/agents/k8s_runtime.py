@@ -184,6 +184,20 @@ def _redacted_pod_spec(pod_spec: dict[str, Any]) -> dict[str, Any]:
     return copy
 
 
+def _disk(own: str, volume: str | None) -> dict[str, str]:
+    """A container's `ephemeral-storage` limit: its own layer plus the pod's two volumes (`volume` each), or none when
+    the volumes are unbounded. The kubelet evicts a pod whose whole use (every container's layer and the emptyDirs)
+    passes the larger of its app containers' limits added up and its biggest init container's: a limit of the
+    container's own layer alone would evict every pod whose checkout is larger than that."""
+    if volume is None:
+        return {}
+    total = (quantity(own) or 0) + 2 * (quantity(volume) or 0)
+    for unit, size in (("Gi", 2**30), ("Mi", 2**20)):
+        if total % size == 0:
+            return {"ephemeral-storage": f"{int(total // size)}{unit}"}
+    return {"ephemeral-storage": str(int(total))}
+
+
 def _check_env_size(name: str, value: str, reason: str) -> None:
     size = len(name) + 1 + len(value.encode("utf-8"))
     if size > MAX_ENV_VALUE_BYTES:
@@ -219,12 +233,10 @@ def build_pod_spec(
 
     workspace_mount = {"name": WORKSPACE_VOLUME, "mountPath": str(WORKSPACE_DIR)}
     runner_mount = {"name": RUNNER_VOLUME, "mountPath": str(RUNNER_DIR)}
-    runner_resources = {
-        "cpu": runtime.runner_cpu,
-        "memory": runtime.runner_memory,
-        "ephemeral-storage": runtime.runner_ephemeral_storage,
-    }
-    agent_resources = {"cpu": agent.cpu, "memory": agent.memory, "ephemeral-storage": runtime.agent_ephemeral_storage}
+    runner_resources = {"cpu": runtime.runner_cpu, "memory": runtime.runner_memory}
+    agent_resources = {"cpu": agent.cpu, "memory": agent.memory}
+    runner_disk = _disk(runtime.runner_ephemeral_storage, runtime.workspace_size_limit)
+    agent_disk = _disk(runtime.agent_ephemeral_storage, runtime.workspace_size_limit)
     image = runtime.runner_image or agent.image
 
     def runner_container(name: str, phase: str) -> dict[str, Any]:
@@ -235,7 +247,10 @@ def build_pod_spec(
             "command": _runner_command(phase),
             "workingDir": str(RUNNER_DIR),  # not the image's: the workspace is the agent's to write
             "env": [runner_spec_env, unbuffered, token],
-            "resources": {"requests": dict(runner_resources), "limits": dict(runner_resources)},
+            "resources": {
+                "requests": {**runner_resources, "ephemeral-storage": runtime.runner_ephemeral_storage},
+                "limits": {**runner_resources, **runner_disk},
+            },
             "securityContext": _security_context(runtime.run_as_user),
             "volumeMounts": [workspace_mount, runner_mount],
         }
@@ -246,7 +261,10 @@ def build_pod_spec(
         "imagePullPolicy": runtime.image_pull_policy,
         "command": _runner_command("agent", with_prompt=prompt is not None),
         "env": agent_env,  # no GitHub token: the push is the runner's
-        "resources": {"requests": dict(agent_resources), "limits": dict(agent_resources)},
+        "resources": {
+            "requests": {**agent_resources, "ephemeral-storage": runtime.agent_ephemeral_storage},
+            "limits": {**agent_resources, **agent_disk},
+        },
         "securityContext": _security_context(runtime.agent_run_as_user),
         # The runner's git directory read-only: the agent's own .git borrows its objects, and cannot touch it.
         "volumeMounts": [workspace_mount, {**runner_mount, "readOnly": True}],
@@ -270,7 +288,7 @@ def build_pod_spec(
         },
         "volumes": [
             {"name": WORKSPACE_VOLUME, "emptyDir": workspace},
-            {"name": RUNNER_VOLUME, "emptyDir": {}},
+            {"name": RUNNER_VOLUME, "emptyDir": dict(workspace)},  # the runner's clone: as large as the checkout
         ],
     }
 
@@ -427,7 +445,7 @@ class KubernetesAgentRuntime(AgentRuntime):
     # Disk: without bounds an agent fills its node's disk (the shared /workspace, or its own writable layer), the
     # node comes under disk pressure and evicts other pods. With them, the kubelet evicts this pod alone.
     workspace_size_limit: str | None = Field(
-        default="10Gi", description="sizeLimit of the /workspace emptyDir (None: unbounded)"
+        default="10Gi", description="sizeLimit of each of the pod's volumes, /workspace and /runner (None: unbounded)"
     )
     agent_ephemeral_storage: str = Field(default="4Gi", description="the agent container's own disk: home, caches")
     runner_ephemeral_storage: str = Field(default="1Gi", description="each runner container's own disk")
@@ -612,6 +630,7 @@ def runtime_from_environment(environ: Mapping[str, str]) -> KubernetesAgentRunti
         "runner_image": settings.K8S_RUNNER_IMAGE_VAR,
         "workspace_size_limit": settings.K8S_WORKSPACE_SIZE_VAR,
         "agent_ephemeral_storage": settings.K8S_AGENT_STORAGE_VAR,
+        "runner_ephemeral_storage": settings.K8S_RUNNER_STORAGE_VAR,
     }
     values: dict[str, Any] = {field: environ[var] for field, var in fields.items() if environ.get(var)}
     return KubernetesAgentRuntime(**values)

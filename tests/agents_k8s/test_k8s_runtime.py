@@ -31,6 +31,7 @@ from codexk8s_pipelines.agents.k8s_runtime import (
 from codexk8s_pipelines.agents.runner_spec import TOKEN_ENV_VAR, RunnerResult, RunnerSpec
 from codexk8s_pipelines.agents.runtime import with_agent_limits
 from codexk8s_pipelines.domain.stages import Role, WriteScope
+from codexk8s_pipelines.kube import quantity
 
 from .conftest import KubeApi
 
@@ -120,9 +121,9 @@ def test_pod_spec_is_a_valid_restricted_pod_without_secret_values(monkeypatch: p
     # The agent's limits are the catalog entry's; the runner's own steps are small.
     assert agent["resources"] == {
         "requests": {"cpu": "1500m", "memory": "3Gi", "ephemeral-storage": "4Gi"},
-        "limits": {"cpu": "1500m", "memory": "3Gi", "ephemeral-storage": "4Gi"},
+        "limits": {"cpu": "1500m", "memory": "3Gi", "ephemeral-storage": "24Gi"},  # its 4Gi and both 10Gi volumes
     }
-    assert runner["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "1Gi"}
+    assert runner["resources"]["limits"] == {"cpu": "500m", "memory": "512Mi", "ephemeral-storage": "21Gi"}
     assert pod_spec["activeDeadlineSeconds"] == 1800 + 300
     assert pod_spec["restartPolicy"] == "Never"
     assert pod_spec["shareProcessNamespace"] is False
@@ -144,8 +145,16 @@ def test_pod_spec_is_a_valid_restricted_pod_without_secret_values(monkeypatch: p
     # Bounded disk: over it the kubelet evicts this pod alone, not every pod of a node whose disk filled up.
     assert pod_spec["volumes"] == [
         {"name": "workspace", "emptyDir": {"sizeLimit": "10Gi"}},
-        {"name": "runner", "emptyDir": {}},
+        {"name": "runner", "emptyDir": {"sizeLimit": "10Gi"}},
     ]
+    # The kubelet evicts a pod whose whole use (layers and emptyDirs) passes max(its app containers' limits added up,
+    # its biggest init container's limit): that must hold both full volumes and the largest container's own layer,
+    # or a pod with a checkout of 4Gi is evicted though every bound it was given holds.
+    limits = {c["name"]: quantity(c["resources"]["limits"]["ephemeral-storage"]) for c in (checkout, agent, runner)}
+    pod_limit = max(limits["agent-runner"], limits["checkout"], limits["agent"])  # one app container, two init ones
+    volumes = sum(quantity(v["emptyDir"]["sizeLimit"]) for v in pod_spec["volumes"])
+    own = max(quantity(c["resources"]["requests"]["ephemeral-storage"]) for c in (checkout, agent, runner))
+    assert pod_limit >= volumes + own
     for container, phase in ((checkout, "prepare"), (agent, "agent"), (runner, "finish")):
         assert container["command"][:2] == ["sh", "-c"]
         assert (
@@ -237,7 +246,10 @@ def test_settings_come_from_the_environment_and_the_default_agent_builds_a_valid
     checkout, agent = pod_spec["initContainers"]
     assert checkout["image"] == pod_spec["containers"][0]["image"] == pinned != agent["image"]
     assert pod_spec["volumes"][0] == {"name": "workspace", "emptyDir": {"sizeLimit": "20Gi"}}
-    assert agent["resources"]["limits"]["ephemeral-storage"] == "8Gi"
+    assert (agent["resources"]["requests"]["ephemeral-storage"], agent["resources"]["limits"]["ephemeral-storage"]) == (
+        "8Gi",
+        "48Gi",
+    )
 
 
 @pytest.mark.parametrize("value", ["10 GB", "-1Gi", "0", "lots", "inf"])

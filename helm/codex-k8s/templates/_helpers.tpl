@@ -124,6 +124,8 @@ a settings.*_VAR of codexk8s_pipelines; secrets are secretKeyRefs only.
   value: {{ .Values.agents.workspaceSizeLimit | quote }}
 - name: CODEXK8S_K8S_AGENT_EPHEMERAL_STORAGE
   value: {{ .Values.agents.agentEphemeralStorage | quote }}
+- name: CODEXK8S_K8S_RUNNER_EPHEMERAL_STORAGE
+  value: {{ .Values.agents.runnerEphemeralStorage | quote }}
 {{- with .Values.agents.runnerImage }}
 - name: CODEXK8S_K8S_RUNNER_IMAGE
   value: {{ . | quote }}
