@@ -416,6 +416,16 @@ def test_default_network_policy_allows_only_dns_and_https(rendered: dict[str, st
     }  # fmt: skip
 
 
+def test_a_narrowed_egress_cidr_renders_no_except_outside_it(helm: Helm) -> None:
+    """Kubernetes refuses an `except` range that is not inside `cidr`: an operator who narrowed the agents' HTTPS to
+    GitHub's range must get a NetworkPolicy the API server takes, not a failed upgrade."""
+    narrowed = {"agents": {"networkPolicy": {"egressCidr": "140.82.112.0/20"}}}
+    objects = _objects(helm.template(narrowed, name="narrow-egress"))
+    policy = _one(objects, "NetworkPolicy", f"{RELEASE}-agents")["spec"]
+    (https_rule,) = [r for r in policy["egress"] if any(p["port"] == 443 for p in r.get("ports", []))]
+    assert https_rule["to"] == [{"ipBlock": {"cidr": "140.82.112.0/20"}}]
+
+
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_every_pod_is_non_root_with_resource_limits(rendered: dict[str, str], variant: str) -> None:
     pods = list(_pod_specs(_objects(rendered[variant])))
