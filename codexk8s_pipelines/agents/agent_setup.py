@@ -36,7 +36,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import settings
-from ..security.safe_files import copy_regular_file, no_symlink_on_the_way
+from ..security.safe_files import UnsafeFile, copy_regular_file, no_symlink_on_the_way
 from .agent_env import refuse_platform_secrets
 from .transcript import AgentKind
 
@@ -199,7 +199,9 @@ def archive_session(
     Both the id (from the agent's own output) and the files (under the agent's HOME) are the agent's: an id must be
     a plain name (a `*` would glob other files), and a file is copied only if it is a regular file reached through
     no symlink (`security.safe_files`). A session file linked to `/proc/self/environ` would otherwise put the runner's
-    own environment, its GitHub token among it, into the next agent's HOME."""
+    own environment, its GitHub token among it, into the next agent's HOME. One such file and the session is not
+    kept at all (a symlink among a session's files is the agent's doing, not the program's), and the one kept
+    before stays whole."""
     if not session_dir or not session_id:
         return None
     if not _SESSION_ID.fullmatch(session_id):
@@ -209,7 +211,7 @@ def archive_session(
         return f"session {session_id} not kept: {kind} sessions cannot be resumed by the platform"
     linked = [d for pattern in globs if (d := _symlinked_prefix(home, pattern))]
     if linked:  # globbing under it would walk wherever it points, with the runner's rights
-        return f"session {session_id} not kept: {linked[0]} is a symlink"
+        return f"session {session_id} not kept: {linked[0]}"
     matches = {p.relative_to(home).as_posix() for pattern in globs for p in home.glob(pattern.format(id=session_id))}
     if not matches:
         return f"session {session_id} not kept: its file was not found under the agent's home"
@@ -235,14 +237,19 @@ def archive_session(
 
 
 def _symlinked_prefix(home: Path, pattern: str) -> str | None:
-    """The first folder of `pattern`'s literal part (before any wildcard) that is a symlink under `home`, or None."""
-    path = home
+    """Why `pattern`'s literal part (its folders before any wildcard) cannot be searched under `home` (a symlink on
+    the way), or None."""
+    literal: list[str] = []
     for part in Path(pattern).parts[:-1]:
         if any(ch in part for ch in "*?["):
             break
-        path = path / part
-        if path.is_symlink():
-            return path.relative_to(home).as_posix()
+        literal.append(part)
+    if not literal:
+        return None
+    try:
+        no_symlink_on_the_way(home, "/".join(literal))
+    except UnsafeFile as exc:
+        return str(exc)
     return None
 
 

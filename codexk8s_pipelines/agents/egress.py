@@ -292,6 +292,7 @@ class EgressRelay:
         return EgressMount(self._dir, forwarder_python(), proxy_port, forwards)
 
     def _accept(self) -> None:
+        starved = False
         while True:
             try:
                 client, _ = self._listener.accept()
@@ -300,10 +301,16 @@ class EgressRelay:
                     if self._closed:
                         return
                 # Out of descriptors (EMFILE, ENFILE) or memory: the relay must outlast it, not stop for the rest of
-                # the run. Connections end within their timeouts and give their descriptors back.
-                log.warning("egress relay: accept failed (%s); retrying", exc.strerror or exc)
+                # the run. Connections end within their timeouts and give their descriptors back. Said once per
+                # episode: the agent decides how long it lasts, and must not fill the run's log with it.
+                if not starved:
+                    log.warning("egress relay: accept failed (%s); retrying until it works again", exc.strerror or exc)
+                    starved = True
                 time.sleep(ACCEPT_RETRY_SECONDS)
                 continue
+            if starved:
+                log.warning("egress relay: accepting again")
+                starved = False
             with self._lock:
                 if self._closed:
                     client.close()
@@ -419,6 +426,14 @@ class EgressRelay:
         for thread in list(self._threads):
             thread.join(timeout=5)
         shutil.rmtree(self._dir, ignore_errors=True)
+
+    def refusals_listed(self) -> list[str]:
+        """The refused destinations, sorted, and a last line for refusals of destinations beyond those kept; read
+        under the relay's lock, as connections may still be refused while it is read."""
+        with self._lock:
+            listed = sorted(self.refused)
+            unnamed = self.refusals_total - sum(self.refused.values())
+        return [*listed, f"... and {unnamed} refusal(s) of further destinations, not named"] if unnamed else listed
 
     def threads_alive(self) -> list[threading.Thread]:
         return [t for t in [self._acceptor, *self._threads] if t.is_alive()]

@@ -557,11 +557,7 @@ class AgentRun:
             try:
                 yield relay.mount()
             finally:
-                destinations = sorted(relay.refused)
-                unnamed = relay.refusals_total - sum(relay.refused.values())
-                if unnamed:
-                    destinations.append(f"... and {unnamed} refusal(s) of further destinations, not named")
-                self.fields["egress_refusals"] = destinations
+                self.fields["egress_refusals"] = relay.refusals_listed()
 
     def _launch(self, checkout: Path, bwrap: str | None) -> AgentOutcome | None:
         """The agent's turn: in the sandbox (bwrap) or, with None, bare (its own container, or the opt-out)."""

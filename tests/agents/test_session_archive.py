@@ -72,7 +72,9 @@ def test_a_linked_sessions_folder_is_not_even_searched(home: Path, tmp_path: Pat
     os.symlink(secret_file.parent, sessions_dir)
     (secret_file.parent / "rollout-PWN.jsonl").write_text(secret_file.read_text())
     sessions = tmp_path / "sessions"
-    assert archive_session("codex", home, sessions, "PWN", None) == "session PWN not kept: .codex/sessions is a symlink"
+    assert archive_session("codex", home, sessions, "PWN", None) == (
+        "session PWN not kept: .codex/sessions is a symlink: not followed"
+    )
     assert SECRET.encode() not in kept_bytes(sessions)
 
 
