@@ -58,6 +58,14 @@ class RepoCursor:
             return False
         return at >= parse_time(self.since) - GRACE
 
+    def horizon(self) -> datetime | None:
+        """The oldest time an event or review can have and still be new (`is_new`): what an item's lists are read
+        back to, from their newest end."""
+        if self.since is None:
+            return None
+        oldest = parse_time(self.since) - GRACE
+        return max(oldest, parse_time(self.floor)) if self.floor is not None else oldest
+
     def mark(self, item_id: str | int, created_at: str) -> None:
         self.decided[str(item_id)] = created_at
 

@@ -130,13 +130,31 @@ def parse_events(raw: Sequence[object], where: str = "issue event") -> list[Issu
     return [IssueEvent.parse(e, where) for e in raw]
 
 
-def replay(events: Sequence[IssueEvent]) -> list[Moment]:
+def _label_changes(events: Sequence[IssueEvent]) -> list[IssueEvent]:
+    return sorted((e for e in events if e.is_label_change), key=lambda e: (e.created_at, int(e.id)))
+
+
+def labels_before(events: Sequence[IssueEvent], now: Sequence[str]) -> tuple[str, ...]:
+    """The labels an item had before the first of `events`: its labels `now` with every label change undone,
+    newest first. For a window of an item's newest events (`RepoApi.issue_events_since`), when the events before
+    it were not read. `now` must be read before the events: a change made in between is then among the events,
+    and undoing it leaves its label as it was before."""
+    state = {normalize(name): name for name in now}
+    for event in reversed(_label_changes(events)):
+        if event.event == "labeled":
+            state.pop(normalize(event.label), None)
+        else:
+            state[normalize(event.label)] = event.label
+    return tuple(state.values())
+
+
+def replay(events: Sequence[IssueEvent], before: Sequence[str] = ()) -> list[Moment]:
     """Label changes grouped by moment (consecutive events of one second and one actor), each with the labels
-    the issue had right after its moment."""
-    current: dict[str, str] = {}
+    the issue had right after its moment; `before`: the labels it had before the first of `events`."""
+    current: dict[str, str] = {normalize(name): name for name in before}
     moments: list[Moment] = []
     group: list[IssueEvent] = []
-    for event in sorted((e for e in events if e.is_label_change), key=lambda e: (e.created_at, int(e.id))):
+    for event in _label_changes(events):
         if group and group[-1].moment != event.moment:
             moments.append(Moment(tuple(group), tuple(current.values())))
             group = []

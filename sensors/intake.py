@@ -24,7 +24,7 @@ from github.GithubException import GithubException
 
 from codexk8s_pipelines.domain.decisions import Decision, DecisionKind, Reason
 from codexk8s_pipelines.github.api import RepoApi
-from codexk8s_pipelines.github.payloads import IntakeKind, IssueItem, PayloadError, PullRequest, Review
+from codexk8s_pipelines.github.payloads import IntakeKind, IssueEvent, IssueItem, PayloadError, PullRequest, Review
 from codexk8s_pipelines.github.rate_limit import rate_limit_of
 from codexk8s_pipelines.store.database import RunRecord, StoreError
 from codexk8s_pipelines.store.insight import record_merge
@@ -38,6 +38,7 @@ from .decide import (
     PullContext,
     TickContext,
     decide_issue_moment,
+    labels_before,
     parse_events,
     pull_context,
     pull_label_decision,
@@ -222,9 +223,34 @@ def apply(api: RepoApi, ctx: TickContext, d: Decided) -> RunIntent | None:
 
 
 # -- per item -----------------------------------------------------------------------------------------------
+def _since(cursor: RepoCursor) -> datetime:
+    horizon = cursor.horizon()
+    if horizon is None:  # poll_repository decides items only once the cursor has started
+        raise RuntimeError("an item is decided before its repository's cursor started")
+    return horizon
+
+
+def _events(api: RepoApi, cursor: RepoCursor, number: int) -> tuple[list[IssueEvent], tuple[str, ...]]:
+    """The item's events back to the cursor's horizon (read from the newest end, so a long history cannot hide a
+    new trigger), and the labels the item had before the first of them.
+
+    When older events were skipped, those labels are the item's current labels with the events undone
+    (`labels_before`): the labels are read first and the events again after them, so every change made since the
+    labels were read is among the events."""
+    where = f"event of {api.full_name}#{number}"
+    window = api.issue_events_since(number, _since(cursor))
+    if window.complete:
+        return parse_events(window.items, where), ()
+    labels = IssueItem.parse(api.issue(number), f"{api.full_name}#{number}").labels
+    window = api.issue_events_since(number, _since(cursor))
+    events = parse_events(window.items, where)
+    return events, () if window.complete else labels_before(events, labels)
+
+
 def _decide_issue(api: RepoApi, ctx: TickContext, cursor: RepoCursor, number: int, intents: list[RunIntent]) -> None:
     """Decide the new label events of one issue, moment by moment, acting on each moment before the next."""
-    for moment in replay(parse_events(api.issue_events(number), f"event of {api.full_name}#{number}")):
+    events, before = _events(api, cursor, number)
+    for moment in replay(events, before):
         new = [e for e in moment.events if cursor.is_new(e.id, e.created_at)]
         if not new:
             continue
@@ -239,13 +265,13 @@ def _decide_issue(api: RepoApi, ctx: TickContext, cursor: RepoCursor, number: in
 def _decide_pull(api: RepoApi, ctx: TickContext, cursor: RepoCursor, number: int, intents: list[RunIntent]) -> None:
     """Decide a PR's new label moments (need:reviewer) and new reviews (changes requested → revise); record its
     merge (the end of its issue's lead time)."""
-    events = parse_events(api.issue_events(number), f"event of {api.full_name}#{number}")
+    events, before = _events(api, cursor, number)
     for merge in (e for e in events if e.event == "merged" and cursor.is_new(e.id, e.created_at)):
         merged = PullRequest.parse(api.pull(number))
         at = parse_time(merge.created_at)
         record_merge(ctx.platform, api.full_name, merged.linked_issue, number, merge.actor.login, at, merged.head_sha)
         cursor.mark(merge.id, merge.created_at)
-    for moment in replay(events):
+    for moment in replay(events, before):
         new = [e for e in moment.events if cursor.is_new(e.id, e.created_at)]
         if not new:
             continue
@@ -259,7 +285,8 @@ def _decide_pull(api: RepoApi, ctx: TickContext, cursor: RepoCursor, number: int
         for event in new:
             cursor.mark(event.id, event.created_at)
 
-    reviews = [Review.parse(r, f"review on {api.full_name}#{number}") for r in api.pull_reviews(number)]
+    window = api.pull_reviews_since(number, _since(cursor))
+    reviews = [Review.parse(r, f"review on {api.full_name}#{number}") for r in window.items]
     new_reviews = [r for r in reviews if r.submitted_at and cursor.is_new(r.event_id, r.submitted_at)]
     pull: PullContext | None = None
     for review in sorted(new_reviews, key=lambda r: (r.submitted_at or "", r.id)):

@@ -11,10 +11,10 @@ import json
 import logging
 import re
 from dataclasses import dataclass
-from datetime import UTC
+from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, cast
-from urllib.parse import quote
+from urllib.parse import parse_qs, quote, urlsplit
 
 import github
 from github.GithubException import GithubException
@@ -26,6 +26,42 @@ from .rate_limit import header
 log = logging.getLogger(__name__)
 
 _NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
+_LINK = re.compile(r'<([^>]+)>;\s*rel="(\w+)"')
+PER_PAGE = 100
+MAX_PAGES = 20  # of one item's events or reviews per read: 2000 entries, a few seconds of a tick at most
+
+
+class ListTooLong(RuntimeError):
+    """More entries are new than one read takes. Raised, never cut short silently: the intake audits the item as
+    `intake.item_failed` (the newest entries, the ones that matter, would otherwise be the ones dropped)."""
+
+
+@dataclass(frozen=True)
+class Window:
+    """The newest entries of a list, oldest first. `complete`: the whole list; otherwise only the pages back to
+    (and including) the first entry older than the `since` the caller asked for, with older pages skipped."""
+
+    items: list[dict[str, Any]]
+    complete: bool
+
+
+def _links(value: str | None) -> dict[str, str]:
+    return {rel: url for url, rel in _LINK.findall(value or "")}
+
+
+def _page_number(url: str) -> int | None:
+    pages = parse_qs(urlsplit(url).query).get("page")
+    return int(pages[0]) if pages and pages[0].isdigit() else None
+
+
+def _older_than(entry: Any, field: str, since: datetime) -> bool:
+    raw = cast(dict[str, Any], entry).get(field) if isinstance(entry, dict) else None
+    if not isinstance(raw, str) or not raw:
+        return False  # a pending review has no submitted_at: it never ends the walk
+    try:
+        return datetime.fromisoformat(raw.replace("Z", "+00:00")) < since
+    except ValueError:
+        return False
 
 
 def _http_date(value: str | None) -> str | None:
@@ -115,6 +151,64 @@ class RepoApi:
             pages += 1
         return status, resp_headers, items
 
+    def _page(self, url: str, params: dict[str, Any] | None = None) -> tuple[list[Any], dict[str, str]]:
+        status, headers, body = self._requester.requestJson("GET", url, parameters=params)
+        if status >= 400:
+            self._raise_for(status, headers, body)
+        items: list[Any] = json.loads(body) if body else []
+        return items, _links(header(headers, "link"))
+
+    def _newest(self, path: str, time_field: str, since: datetime | None) -> Window:
+        """A list GitHub serves oldest first (an item's events, its reviews), read from its newest end.
+
+        Why: read from the front, a cap on pages drops the newest entries, the ones a tick is looking for, and
+        anyone who can add entries (a review on a public PR, a label toggled by a triage user) can push a real
+        trigger past the cap. So: page 1 (for the `last` link), then the last page and back along `prev` until a
+        page holds an entry older than `since` (the oldest that can still be new), or page 2 is reached. Reading
+        since a time raises `ListTooLong` rather than stop early; without `since` the newest `max_pages` are
+        read. When GitHub gives no numbered `last` link the list is read from the front, with the same rule."""
+        cap = MAX_PAGES
+        first, links = self._page(path, {"per_page": PER_PAGE})
+        if "next" not in links:
+            return Window(first, True)
+
+        def too_long() -> ListTooLong:
+            newer = f" newer than {since:%Y-%m-%dT%H:%M:%SZ}" if since is not None else ""
+            return ListTooLong(
+                f"{self.full_name}: {path} has more than {cap} pages ({cap * PER_PAGE} entries){newer}; "
+                "not read, so not decided"
+            )
+
+        last = links.get("last")
+        last_number = _page_number(last) if last else None
+        if last is None or last_number is None:
+            items, url, pages = first, links.get("next"), 1
+            while url:
+                if pages >= cap:
+                    if since is None:
+                        return Window(items, False)
+                    raise too_long()
+                page, links = self._page(url)
+                items.extend(page)
+                url, pages = links.get("next"), pages + 1
+            return Window(items, True)
+        newest: list[list[Any]] = []
+        url, number = last, last_number
+        while True:
+            page, links = self._page(url)
+            newest.insert(0, page)
+            if number <= 2:
+                return Window([*first, *(e for p in newest for e in p)], True)
+            if since is not None and any(_older_than(e, time_field, since) for e in page):
+                return Window([e for p in newest for e in p], False)
+            if len(newest) >= cap:
+                if since is None:
+                    return Window([e for p in newest for e in p], False)
+                raise too_long()
+            url, number = links.get("prev") or "", number - 1
+            if not url:
+                raise too_long() if since is not None else ListTooLong(f"{path}: page {number + 1} has no prev link")
+
     # -- polling ---------------------------------------------------------------------------------------------
     def updated_since(self, since: str, etag: str | None) -> Listing:
         params = {"state": "all", "sort": "updated", "direction": "asc", "since": since, "per_page": 100}
@@ -137,10 +231,21 @@ class RepoApi:
         return _http_date(header(headers, "date"))  # an empty repository: start at GitHub's own clock
 
     def issue_events(self, number: int) -> list[dict[str, Any]]:
-        return self._get_pages(f"{self.base}/issues/{number}/events", {"per_page": 100})[2]
+        """The item's newest events (up to MAX_PAGES pages), oldest first: what explain and a run's context read."""
+        return self._newest(f"{self.base}/issues/{number}/events", "created_at", None).items
 
     def pull_reviews(self, number: int) -> list[dict[str, Any]]:
-        return self._get_pages(f"{self.base}/pulls/{number}/reviews", {"per_page": 100})[2]
+        """The PR's newest reviews (up to MAX_PAGES pages), oldest first."""
+        return self._newest(f"{self.base}/pulls/{number}/reviews", "submitted_at", None).items
+
+    def issue_events_since(self, number: int, since: datetime) -> Window:
+        """Every event of the item created at or after `since` (and, unless complete, not much more), oldest
+        first; `ListTooLong` when more than MAX_PAGES pages of them are that new."""
+        return self._newest(f"{self.base}/issues/{number}/events", "created_at", since)
+
+    def pull_reviews_since(self, number: int, since: datetime) -> Window:
+        """Every review of the PR submitted at or after `since` (see `issue_events_since`)."""
+        return self._newest(f"{self.base}/pulls/{number}/reviews", "submitted_at", since)
 
     def issue(self, number: int) -> dict[str, Any]:
         return self._requester.requestJsonAndCheck("GET", f"{self.base}/issues/{number}")[1]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from codexk8s_pipelines.github.api import RepoApi
+from datetime import datetime
+
+from codexk8s_pipelines.github.api import RepoApi, Window
 from codexk8s_pipelines.store.database import RunRecord
 from sensors.github import github_issue_labels_sensor as issue_sensor
 from sensors.github import github_pull_requests_sensor as pr_sensor
@@ -125,14 +127,15 @@ def test_a_permanent_error_on_one_pr_is_audited_and_skipped(intake: Intake, monk
     healthy = intake.state.add_pull(REPO, "Other", labels=("run:plan",))
     intake.state.review(REPO, broken, "CHANGES_REQUESTED", user="bob")
     intake.state.review(REPO, healthy, "CHANGES_REQUESTED", user="bob")
-    real = RepoApi.pull_reviews
+    real = RepoApi.pull_reviews_since
 
-    def reviews(self: RepoApi, number: int) -> list:
+    def reviews(self: RepoApi, number: int, since: datetime) -> Window:
         if number == broken:  # a payload GitHub should never send: a review without an id
-            return [{"state": "CHANGES_REQUESTED", "submitted_at": "2026-01-01T00:01:00Z", "user": {"login": "bob"}}]
-        return real(self, number)
+            bad = {"state": "CHANGES_REQUESTED", "submitted_at": "2026-01-01T00:01:00Z", "user": {"login": "bob"}}
+            return Window([bad], True)
+        return real(self, number, since)
 
-    monkeypatch.setattr(RepoApi, "pull_reviews", reviews)
+    monkeypatch.setattr(RepoApi, "pull_reviews_since", reviews)
     assert [r.job_name for r in intake.tick(pr_sensor).run_requests] == ["stage_plan"]
     with intake.store.connect() as conn:
         rows = conn.execute("SELECT correlation_key, payload FROM flow_events WHERE event_type = 'intake.item_failed'")
