@@ -23,7 +23,7 @@ import requests
 from github.GithubException import GithubException
 
 from codexk8s_pipelines.domain.decisions import Decision, DecisionKind, Reason
-from codexk8s_pipelines.github.api import RepoApi
+from codexk8s_pipelines.github.api import ListTooLong, RepoApi
 from codexk8s_pipelines.github.payloads import IntakeKind, IssueEvent, IssueItem, PayloadError, PullRequest, Review
 from codexk8s_pipelines.github.rate_limit import rate_limit_of
 from codexk8s_pipelines.store.database import RunRecord, StoreError
@@ -230,7 +230,7 @@ def _since(cursor: RepoCursor) -> datetime:
     return horizon
 
 
-def _events(api: RepoApi, cursor: RepoCursor, number: int) -> tuple[list[IssueEvent], tuple[str, ...]]:
+def _events(api: RepoApi, cursor: RepoCursor, number: int) -> tuple[list[IssueEvent], tuple[str, ...], str | None]:
     """The item's events back to the cursor's horizon (read from the newest end, so a long history cannot hide a
     new trigger), and the labels the item had before the first of them.
 
@@ -240,16 +240,16 @@ def _events(api: RepoApi, cursor: RepoCursor, number: int) -> tuple[list[IssueEv
     where = f"event of {api.full_name}#{number}"
     window = api.issue_events_since(number, _since(cursor))
     if window.complete:
-        return parse_events(window.items, where), ()
+        return parse_events(window.items, where), (), None
     labels = IssueItem.parse(api.issue(number), f"{api.full_name}#{number}").labels
     window = api.issue_events_since(number, _since(cursor))
     events = parse_events(window.items, where)
-    return events, () if window.complete else labels_before(events, labels)
+    return events, () if window.complete else labels_before(events, labels), window.skipped
 
 
 def _decide_issue(api: RepoApi, ctx: TickContext, cursor: RepoCursor, number: int, intents: list[RunIntent]) -> None:
     """Decide the new label events of one issue, moment by moment, acting on each moment before the next."""
-    events, before = _events(api, cursor, number)
+    events, before, skipped = _events(api, cursor, number)
     for moment in replay(events, before):
         new = [e for e in moment.events if cursor.is_new(e.id, e.created_at)]
         if not new:
@@ -260,12 +260,14 @@ def _decide_issue(api: RepoApi, ctx: TickContext, cursor: RepoCursor, number: in
                 intents.append(intent)
         for event in new:
             cursor.mark(event.id, event.created_at)
+    if skipped:
+        raise ListTooLong(skipped)  # after the newest were decided: the unread ones are audited, not lost silently
 
 
 def _decide_pull(api: RepoApi, ctx: TickContext, cursor: RepoCursor, number: int, intents: list[RunIntent]) -> None:
     """Decide a PR's new label moments (need:reviewer) and new reviews (changes requested → revise); record its
     merge (the end of its issue's lead time)."""
-    events, before = _events(api, cursor, number)
+    events, before, skipped = _events(api, cursor, number)
     for merge in (e for e in events if e.event == "merged" and cursor.is_new(e.id, e.created_at)):
         merged = PullRequest.parse(api.pull(number))
         at = parse_time(merge.created_at)
@@ -299,6 +301,8 @@ def _decide_pull(api: RepoApi, ctx: TickContext, cursor: RepoCursor, number: int
             if intent:
                 intents.append(intent)
         cursor.mark(review.event_id, review.submitted_at or "")
+    if skipped or window.skipped:
+        raise ListTooLong("; ".join(s for s in (skipped, window.skipped) if s))  # after the newest were decided
 
 
 def is_transient(exc: BaseException) -> bool:

@@ -43,6 +43,9 @@ class Window:
 
     items: list[dict[str, Any]]
     complete: bool
+    # Set when more pages were new than one read takes: the newest MAX_PAGES are the items, and this says what was
+    # left unread (the intake decides the items, then audits the item as failed with this).
+    skipped: str | None = None
 
 
 def _links(value: str | None) -> dict[str, str]:
@@ -159,14 +162,17 @@ class RepoApi:
         return items, _links(header(headers, "link"))
 
     def _newest(self, path: str, time_field: str, since: datetime | None) -> Window:
-        """A list GitHub serves oldest first (an item's events, its reviews), read from its newest end.
+        """A list GitHub serves oldest first (an item's events, its reviews), whole while it has at most MAX_PAGES
+        pages, else from its newest end.
 
-        Why: read from the front, a cap on pages drops the newest entries, the ones a tick is looking for, and
-        anyone who can add entries (a review on a public PR, a label toggled by a triage user) can push a real
-        trigger past the cap. So: page 1 (for the `last` link), then the last page and back along `prev` until a
-        page holds an entry older than `since` (the oldest that can still be new), or page 2 is reached. Reading
-        since a time raises `ListTooLong` rather than stop early; without `since` the newest `max_pages` are
-        read. When GitHub gives no numbered `last` link the list is read from the front, with the same rule."""
+        Whole first: GitHub orders reviews by when they were started, not submitted, so a review kept pending for a
+        while sits among older ones; only the whole list is sure to hold it. Beyond MAX_PAGES, a read from the
+        front would drop the newest entries, the ones a tick is looking for, and anyone who can add entries (a
+        review on a public PR, a label toggled by a triage user) could push a real trigger past the cap. So then:
+        the last page and back along `prev` until a page holds an entry older than `since` (the oldest that can
+        still be new). Reading since a time, MAX_PAGES pages all that new end the read with `skipped` saying so;
+        without `since` the newest MAX_PAGES are read. When GitHub gives no numbered `last` link the list is read
+        from the front, and a cap reached there raises `ListTooLong`."""
         cap = MAX_PAGES
         first, links = self._page(path, {"per_page": PER_PAGE})
         if "next" not in links:
@@ -181,7 +187,7 @@ class RepoApi:
 
         last = links.get("last")
         last_number = _page_number(last) if last else None
-        if last is None or last_number is None:
+        if last is None or last_number is None or last_number <= cap:
             items, url, pages = first, links.get("next"), 1
             while url:
                 if pages >= cap:
@@ -202,9 +208,8 @@ class RepoApi:
             if since is not None and any(_older_than(e, time_field, since) for e in page):
                 return Window([e for p in newest for e in p], False)
             if len(newest) >= cap:
-                if since is None:
-                    return Window([e for p in newest for e in p], False)
-                raise too_long()
+                skipped = None if since is None else f"{too_long()}: the newest {cap} pages were decided"
+                return Window([e for p in newest for e in p], False, skipped)
             url, number = links.get("prev") or "", number - 1
             if not url:
                 raise too_long() if since is not None else ListTooLong(f"{path}: page {number + 1} has no prev link")

@@ -73,13 +73,44 @@ def test_labels_from_before_the_skipped_pages_still_count(intake: Intake) -> Non
     assert long == short
 
 
-def test_more_new_reviews_than_one_read_takes_is_audited_not_skipped(intake: Intake) -> None:
+def test_more_new_reviews_than_one_read_takes_decides_the_newest_and_is_audited(intake: Intake) -> None:
+    """22 pages of new reviews, a maintainer's changes request the newest: the newest 20 pages are decided (the
+    revise runs), and the unread older ones are audited, not passed over in silence."""
     pr = intake.state.add_pull(REPO, "Fix", labels=("run:dev",), head="codex/issue-9")
     assert intake.tick(pr_sensor).run_requests == []
     for _ in range(2150):  # 22 pages, all newer than the cursor: no tick ran while they came in
         intake.state.review(REPO, pr, "COMMENTED", user="mallory")
-    assert intake.tick(pr_sensor).run_requests == []
+    review = intake.state.review(REPO, pr, "CHANGES_REQUESTED", user="bob")
+    (request,) = intake.tick(pr_sensor).run_requests
+    assert request.run_key == f"{REPO}#{pr}:run:dev:revise:review-{review}"
+    assert intake.tick(pr_sensor).run_requests == []  # decided once
     (failure,) = _item_failures(intake)
     assert failure["correlation_key"].startswith(f"{REPO}#{pr}:intake:")
     error = failure["payload"]["error"]
     assert error.startswith("ListTooLong:") and f"/pulls/{pr}/reviews" in error and "more than 20 pages" in error
+
+
+def test_a_review_kept_pending_while_others_came_is_still_read(intake: Intake) -> None:
+    """GitHub lists reviews by when they were started: a review kept pending for half an hour while 250 others came
+    sits on an earlier page than they do, with a newer submission time. While the list fits one read it is read
+    whole, so that review is found; a walk from the newest end stopped before its page."""
+    state = intake.state
+    pr = state.add_pull(REPO, "Fix", labels=("run:dev",), head="codex/issue-9")
+    assert intake.tick(pr_sensor).run_requests == []
+    review = state.review(REPO, pr, "CHANGES_REQUESTED", user="bob")  # bob starts his review
+    item = state.issue(REPO, pr)
+    with state.lock:
+        pending = item.reviews.pop()  # pending: not listed until submitted
+    for _ in range(250):
+        state.review(REPO, pr, "COMMENTED", user="mallory")
+    intake.tick(pr_sensor)
+    state.advance(30 * 60)  # bob writes for half an hour
+    state.review(REPO, pr, "COMMENTED", user="mallory")
+    intake.tick(pr_sensor)
+    with state.lock:  # bob submits: listed where his review was started, submitted now
+        stamp = state.tick()
+        pending.submitted_at = stamp
+        item.reviews.insert(0, pending)
+        item.updated_at = stamp
+    (request,) = intake.tick(pr_sensor).run_requests
+    assert request.run_key == f"{REPO}#{pr}:run:dev:revise:review-{review}"
