@@ -220,6 +220,7 @@ def _cmd_mcp_token(args: argparse.Namespace) -> int:
     The token carries the role's MCP tools from the agent catalog, which the server enforces; without a role it
     may only read."""
     from .agents.catalog import UnknownAgentError, current_catalog
+    from .config import ConfigError
     from .mcp.tokens import TokenError, issue_token
 
     repository, issue, pr, role = args.repository, args.issue, args.pr, args.role
@@ -237,6 +238,9 @@ def _cmd_mcp_token(args: argparse.Namespace) -> int:
         tools = list(current_catalog().for_role(role).mcp_tools) if role else None
     except UnknownAgentError as exc:
         print(f"codexk8s mcp token: no agent for role {role!r}: {exc}", file=sys.stderr)
+        return 2
+    except (ConfigError, OSError) as exc:  # the agent catalog does not load: say which file and why
+        print(f"codexk8s mcp token: the agent catalog: {exc}", file=sys.stderr)
         return 2
     if not repository or (issue is None and pr is None):
         print(f"codexk8s mcp token: run {args.run!r} is unknown: give --repository and --issue or --pr",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+from pathlib import Path
 
 import pytest
 
@@ -107,6 +108,20 @@ def test_cli_token_reads_the_run_scope_from_the_database(
     assert "unknown" in capsys.readouterr().err
     assert cli.main(["mcp", "token", "--run", "acme/shop#5:run:qa:1", "--repository", "acme/shop", "--issue", "5"]) == 0
     assert verify_token(capsys.readouterr().out.strip()).tools is None  # no role known: the server lets it read only
+
+
+def test_cli_token_with_a_broken_agent_catalog_says_which_file_and_exits_2(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    broken = tmp_path / "agents.yaml"
+    broken.write_text("agents: [not, a, mapping\n")
+    monkeypatch.setenv("CODEXK8S_AGENT_CATALOG", str(broken))
+    monkeypatch.setenv(MCP_SECRET_VAR, SECRET)
+    monkeypatch.delenv("CODEXK8S_DATABASE_URL", raising=False)
+    args = ["mcp", "token", "--run", KEY, "--repository", "acme/shop", "--issue", "12", "--role", "dev"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("codexk8s mcp token: the agent catalog: ") and str(broken) in err and "Traceback" not in err
 
 
 def test_cli_serve_without_settings_exits_2(
