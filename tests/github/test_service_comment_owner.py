@@ -7,6 +7,7 @@ the slug, and the bot is `<slug>[bot]`)."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -47,17 +48,25 @@ def _view() -> RunView:
     return RunView(correlation_key=KEY, phase="created", stage="dev", revise=False, role="dev")
 
 
-@pytest.mark.parametrize(("way", "make_api", "login"), WAYS, ids=[w[0] for w in WAYS])
+def _issue(server: GitHubServer, make_api: Callable[[GitHubServer], RepoApi]) -> tuple[Any, int, RepoApi]:
+    """The fake GitHub's state, a new issue of REPO, and the API the platform reads it with (a token or an App)."""
+    state = server.state
+    state.add_repo(REPO)
+    return state, state.add_issue(REPO, "Checkout fails"), make_api(server)
+
+
+@pytest.fixture(params=WAYS, ids=[w[0] for w in WAYS])
+def way(request: pytest.FixtureRequest) -> tuple[Callable[[GitHubServer], RepoApi], str]:
+    """How the platform reaches GitHub (a token, an App) and the login it then writes as."""
+    return request.param[1], request.param[2]
+
+
 def test_an_outsiders_marker_comment_is_not_taken_as_the_runs(
     github_server: GitHubServer,  # noqa: F811
-    way: str,
-    make_api: Callable[[GitHubServer], RepoApi],
-    login: str,
+    way: tuple[Callable[[GitHubServer], RepoApi], str],
 ) -> None:
-    state = github_server.state
-    state.add_repo(REPO)
-    number = state.add_issue(REPO, "Checkout fails")
-    api = make_api(github_server)
+    make_api, login = way
+    state, number, api = _issue(github_server, make_api)
     assert api.own_login() == login
     squat_body = MARKER.format(key=KEY) + "\n✅ Run finished (not really)"
     squat = state.add_comment(REPO, number, squat_body, user="mallory")
@@ -69,17 +78,11 @@ def test_an_outsiders_marker_comment_is_not_taken_as_the_runs(
     assert by_id[squat]["body"] == squat_body  # the outsider's comment was not edited
 
 
-@pytest.mark.parametrize(("way", "make_api", "login"), WAYS, ids=[w[0] for w in WAYS])
 def test_the_platforms_own_unrecorded_comment_is_found_again(
     github_server: GitHubServer,  # noqa: F811
-    way: str,
-    make_api: Callable[[GitHubServer], RepoApi],
-    login: str,
+    way: tuple[Callable[[GitHubServer], RepoApi], str],
 ) -> None:
-    state = github_server.state
-    state.add_repo(REPO)
-    number = state.add_issue(REPO, "Checkout fails")
-    api = make_api(github_server)
+    state, number, api = _issue(github_server, way[0])
     state.add_comment(REPO, number, MARKER.format(key=KEY) + "\nsquatted", user="mallory")
     own = api.create_comment(number, render(_view()))["id"]  # posted, then the run died before recording it
     assert upsert(api, number, _view(), None) == own
@@ -87,10 +90,7 @@ def test_the_platforms_own_unrecorded_comment_is_found_again(
 
 
 def test_without_its_own_login_the_platform_takes_no_marker_comment(github_server: GitHubServer) -> None:  # noqa: F811
-    state = github_server.state
-    state.add_repo(REPO)
-    number = state.add_issue(REPO, "Checkout fails")
-    api = _token_api(github_server)
+    state, number, api = _issue(github_server, _token_api)
     api.create_comment(number, render(_view()))
     state.inject("500", path_regex=r"^/user$", times=None)  # GitHub will not say who the token is
     assert api.own_login() is None
