@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import copy
 import itertools
+import os
 import re
 import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from ..security.safe_files import UnsafeFile, resolve_inside
 from .model import CLUSTER_SCOPED_KINDS, DriftError, ObjectKey, Problem, api_group
 
 HELM_TIMEOUT_SECONDS = 120
@@ -157,14 +160,48 @@ def load_manifests(path: Path, *, namespace: str = "default", release: str | Non
         files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES)
     else:
         raise DriftError(f"no manifests at {path}: not a file or directory")
+    root = (path if path.is_dir() else path.parent).resolve()
     for file in files:
         try:
+            resolve_inside(file, root)  # a link to a host file would put that file's content in the report
             text = file.read_text(encoding="utf-8")
+        except UnsafeFile as exc:
+            state.problems.append(Problem(str(file), str(exc)))
+            continue
         except (OSError, UnicodeDecodeError) as exc:
             state.problems.append(Problem(str(file), f"cannot be read: {exc}"))
             continue
         state.add_text(text, str(file))
     return state
+
+
+def _links_out_of(folder: Path, root: Path) -> list[str]:
+    """The symlinks under `folder` that lead out of `root` (or nowhere): helm follows a chart's symlinks, so a chart
+    file linked to `/proc/self/environ` or a service-account token would be rendered into the desired state, and a
+    changed value is shown in the drift report."""
+    found: list[str] = []
+    for here, dirs, files in os.walk(folder):  # does not descend into linked folders; they are checked as names
+        for name in [*dirs, *files]:
+            entry = Path(here) / name
+            if entry.is_symlink():
+                try:
+                    resolve_inside(entry, root)
+                except UnsafeFile as exc:
+                    found.append(f"{entry.relative_to(folder)} ({exc})")
+    return found
+
+
+def helm_env(home: Path) -> dict[str, str]:
+    """What `helm template` runs with: a PATH and its own empty home, none of the platform's variables. A chart is
+    the repository's, and its templates must not get near the platform's credentials."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "HOME": str(home),
+        "HELM_CACHE_HOME": str(home / "cache"),
+        "HELM_CONFIG_HOME": str(home / "config"),
+        "HELM_DATA_HOME": str(home / "data"),
+        "LANG": "C.UTF-8",
+    }
 
 
 def render_helm(
@@ -177,26 +214,39 @@ def render_helm(
     timeout: float = HELM_TIMEOUT_SECONDS,
     include_crds: bool = False,
     env: Mapping[str, str] | None = None,
+    root: Path | None = None,
 ) -> DesiredState:
     """Render `chart` with `helm template` as `release` in `namespace` and load what it prints.
 
     Nothing is sent to a cluster: `helm template` renders offline. A helm failure raises `DriftError`
-    carrying helm's own stderr, which is where the template or values error is explained.
+    carrying helm's own stderr, which is where the template or values error is explained. A chart or values file
+    with a symlink out of `root` (the repository's checkout; by default the chart) is refused before helm runs, and
+    helm runs with `env`, by default `helm_env` (none of the platform's variables).
     """
+    inside = (root or chart).resolve()
+    escapes = _links_out_of(chart, inside) if chart.is_dir() else []
+    for values in (Path(v) for v in values_files if Path(v).is_symlink()):
+        try:
+            resolve_inside(values, inside)
+        except UnsafeFile as exc:
+            escapes.append(f"{values.name} ({exc})")
+    if escapes:
+        raise DriftError(f"helm template {chart} not run: symlinks lead out of {inside}: {'; '.join(escapes[:5])}")
     command = [helm_bin, "template", release, str(chart), "--namespace", namespace]
     for values in values_files:
         command += ["--values", str(values)]
     if include_crds:
         command.append("--include-crds")
     try:
-        done = subprocess.run(
-            command,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env=dict(env) if env is not None else None,
-        )
+        with tempfile.TemporaryDirectory(prefix="codexk8s-helm-") as home:
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+                env=dict(env) if env is not None else helm_env(Path(home)),
+            )
     except FileNotFoundError as exc:
         raise DriftError(f"helm binary not found: {helm_bin}") from exc
     except subprocess.TimeoutExpired as exc:

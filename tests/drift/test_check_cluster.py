@@ -456,3 +456,41 @@ def test_kmock_request_log_is_what_the_assertion_reads(cluster: Cluster) -> None
     cluster.create(config_map("probe"), namespace=NS)
     methods = [m for m, path, _ in cluster.requests() if path.endswith("/configmaps")]
     assert methods == ["POST"]
+
+
+def test_a_chart_linked_to_host_files_is_not_rendered_and_helm_never_sees_the_platforms_secrets(
+    tmp_path: Path, helm_bin: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """helm follows a chart's symlinks: a chart file linked to /proc/self/environ (or a service-account token) was
+    rendered into the desired state, and a changed value is shown in the drift report on GitHub. Such a chart is
+    refused before helm runs, and helm never gets the platform's variables to begin with."""
+    token = "ghs_" + "driftLeak" * 4
+    monkeypatch.setenv("CODEXK8S_GITHUB_TOKEN", token)
+    template = (
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: env}\ndata: {env: {{ .Files.Get "files/env" | quote }}}\n'
+    )
+    chart = write_chart(tmp_path, template)
+    (chart / "files").mkdir()
+    (chart / "files" / "env").symlink_to("/proc/self/environ")
+    with pytest.raises(DriftError, match=r"not run: symlinks lead out of .*files/env"):
+        render_helm(chart, release=RELEASE, namespace=NS, helm_bin=helm_bin)
+    values = tmp_path / "prod.yaml"
+    values.symlink_to("/etc/hostname")
+    (chart / "files" / "env").unlink()
+    with pytest.raises(DriftError, match=r"prod.yaml"):
+        render_helm(chart, release=RELEASE, namespace=NS, values_files=[values], helm_bin=helm_bin, root=tmp_path)
+
+    # A link inside the checkout is fine.
+    (chart / "files" / "real").write_text("settings\n")
+    (chart / "files" / "env").symlink_to("real")
+    desired = render_helm(chart, release=RELEASE, namespace=NS, helm_bin=helm_bin, root=tmp_path)
+    (rendered,) = [o for o in desired.objects.values() if o.key.name == "env"]
+    assert rendered.manifest["data"]["env"] == "settings\n"
+    # What helm itself is given: a stand-in binary that writes out its environment.
+    seen = tmp_path / "helm-environ"
+    spy = tmp_path / "helm-spy"
+    spy.write_text(f'#!/bin/sh\nenv > {seen}\nexec {helm_bin} "$@"\n')
+    spy.chmod(0o755)
+    render_helm(chart, release=RELEASE, namespace=NS, helm_bin=str(spy), root=tmp_path)
+    names = {line.split("=", 1)[0] for line in seen.read_text().splitlines() if "=" in line}
+    assert token not in seen.read_text() and not any(n.startswith("CODEXK8S_") for n in names), names

@@ -142,3 +142,19 @@ def test_undecodable_files_are_problems(tmp_path: Path) -> None:
     state = load_manifests(tmp_path)
     assert len(state.objects) == 1
     assert [p.source for p in state.problems] == [str(tmp_path / "latin1.yaml")]
+
+
+def test_a_manifest_linked_out_of_the_folder_is_a_problem_and_never_read(tmp_path: Path) -> None:
+    """A `.yaml` linked to a host file would put that file into the desired state, and so into the drift report."""
+    host = tmp_path / "host"
+    host.mkdir()
+    (host / "secret.yaml").write_text("apiVersion: v1\nkind: Secret\nmetadata: {name: host-only}\n")
+    manifests = tmp_path / "deploy"
+    manifests.mkdir()
+    (manifests / "app.yaml").write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: app}\n")
+    (manifests / "leak.yaml").symlink_to(host / "secret.yaml")
+    (manifests / "alias.yaml").symlink_to("app.yaml")  # inside: fine
+    state = load_manifests(manifests)
+    assert sorted(key.name for key in state.objects) == ["app"]  # alias.yaml declares the same object again
+    (problem,) = [p for p in state.problems if "leak.yaml" in p.source]
+    assert "symlink to outside the scanned tree" in problem.message

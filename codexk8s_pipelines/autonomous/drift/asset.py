@@ -8,6 +8,7 @@ says what to add, rather than turning green for work it did not do.
 """
 
 import os
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
@@ -56,7 +57,7 @@ def desired_state(repo: RepositoryConfig, root: Any) -> Any:
     release = cfg.release or (repo.github or repo.key).rsplit("/", 1)[-1]
     return render_helm(
         root / str(cfg.helm_chart), release=release, namespace=cfg.namespace,
-        values_files=[root / v for v in cfg.helm_values], helm_bin=helm,
+        values_files=[root / v for v in cfg.helm_values], helm_bin=helm, root=Path(root),
     )  # fmt: skip
 
 
