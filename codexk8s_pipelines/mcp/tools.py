@@ -28,6 +28,7 @@ from ..domain.redaction import redact_text
 from ..domain.spend import Amount, Scope, TokenCounts
 from ..github.client import GitHubConnector, GitHubCredentials
 from ..github.payloads import label_names
+from ..github.service_comment import inert
 from ..store import PlatformStore
 from ..store.database import FINISHED
 from ..store.usage import spent, usage_figures, usage_for_runs
@@ -463,8 +464,6 @@ class PlatformTools:
         """One line, in inline code: no mention pings, no markdown or HTML from the agent reaches the thread, and
         no HTML comment (`inert`): another run's marker in it would make the platform take this comment for that
         run's."""
-        from ..github.service_comment import inert
-
         when = datetime.fromtimestamp(at, UTC).strftime("%Y-%m-%d %H:%M UTC")
         return f"{STATUS_MARKER} **{title}** ({when}): `{inert(text.replace('`', chr(39)))}`"
 
