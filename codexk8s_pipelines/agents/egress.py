@@ -55,6 +55,7 @@ REQUEST_TIMEOUT_SECONDS = 10.0
 MAX_REQUEST_BYTES = 1024
 MAX_CONNECTIONS = 256  # at once: an agent opening sockets in a loop must not spawn unbounded relay threads
 ACCEPT_RETRY_SECONDS = 0.05
+OVER_CAP = "(too many connections at once)"  # the destination a connection over MAX_CONNECTIONS is recorded as
 # Refused destinations kept by name with their count; beyond, refusals are only counted. An agent could otherwise bury
 # the one attempt that matters under a flood of refusals of one junk destination (the first 1,000 refusals were kept).
 MAX_REFUSED_DESTINATIONS = 1000
@@ -317,11 +318,17 @@ class EgressRelay:
                     return
                 # Each connection holds two sockets, the second from its connect on: both are counted from its
                 # accept, so connections still connecting cannot take the runner past twice the cap.
-                if self._slots >= 2 * MAX_CONNECTIONS:
-                    with suppress(OSError):
-                        client.sendall(b"FAILED too many connections through the egress relay at once\n")
+                over = self._slots >= 2 * MAX_CONNECTIONS
+            if over:  # recorded like a refusal: a flood of connections is the agent's doing, and shows in the result
+                self._record(OVER_CAP, f"more than {MAX_CONNECTIONS} connections through the egress relay at once")
+                with suppress(OSError):
+                    client.sendall(b"FAILED too many connections through the egress relay at once\n")
+                client.close()
+                continue
+            with self._lock:
+                if self._closed:  # closed while the refusal above was recorded
                     client.close()
-                    continue
+                    return
                 self._slots += 2
                 self._open.add(client)
                 worker = threading.Thread(target=self._serve, args=(client,), name="codexk8s-egress-conn", daemon=True)
@@ -334,7 +341,8 @@ class EgressRelay:
                     self._open.discard(client)
                 client.close()
 
-    def _refuse(self, client: socket.socket, destination: str, reason: str) -> None:
+    def _record(self, destination: str, reason: str) -> None:
+        """Count one refusal of `destination` and report it (`on_refusal`)."""
         refusal = Refusal(destination, reason, time.time())
         with self._lock:
             self.refusals_total += 1
@@ -343,6 +351,9 @@ class EgressRelay:
         if self._on_refusal is not None:
             with suppress(Exception):
                 self._on_refusal(refusal)
+
+    def _refuse(self, client: socket.socket, destination: str, reason: str) -> None:
+        self._record(destination, reason)
         with suppress(OSError):
             client.sendall(f"REFUSED {reason}\n".encode())
 
@@ -352,6 +363,8 @@ class EgressRelay:
             client.settimeout(REQUEST_TIMEOUT_SECONDS)
             line = read_line(client, MAX_REQUEST_BYTES).decode("ascii", "replace").strip()
             words = line.split()
+            if not words:  # closed (or timed out) before asking for anything: no attempt to record
+                return
             if len(words) != 3 or words[0] != "CONNECT":
                 self._refuse(client, line[:80], "malformed request to the egress relay")
                 return

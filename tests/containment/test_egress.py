@@ -462,3 +462,28 @@ def test_the_relay_outlasts_running_out_of_descriptors(tmp_path: Path) -> None:
         assert child.wait(timeout=30) == 0
     finally:
         child.kill()
+
+
+def test_connections_over_the_cap_are_turned_away_and_recorded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Connections past MAX_CONNECTIONS at once were turned away without a trace: a flood is the agent's doing."""
+    monkeypatch.setattr(egress, "MAX_CONNECTIONS", 2)
+    refused: list[egress.Refusal] = []
+    relay = egress.EgressRelay(egress.allow_list(None, {}, []), refused.append)
+    held = []
+    try:
+        for _ in range(2):  # the cap: two connections that send nothing yet
+            sock = socket.socket(socket.AF_UNIX)
+            sock.connect(str(relay.socket_path))
+            held.append(sock)
+        time.sleep(0.2)
+        with socket.socket(socket.AF_UNIX) as third:
+            third.settimeout(BOUND_SECONDS)
+            third.connect(str(relay.socket_path))
+            assert third.recv(200).startswith(b"FAILED too many connections")
+    finally:
+        for sock in held:
+            sock.close()
+        relay.close()
+    assert relay.refused == {egress.OVER_CAP: 1}
+    assert [r.destination for r in refused] == [egress.OVER_CAP] and "more than 2 connections" in refused[0].reason
+    assert relay.refusals_listed() == [egress.OVER_CAP]
