@@ -4,11 +4,12 @@ headings. Pure functions, no database and no model (except the one check against
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 
 import pytest
 
-from codexk8s_pipelines.knowledge.chunking import MAX_TOKENS, Chunk, chunk_document, estimate_tokens
+from codexk8s_pipelines.knowledge.chunking import MAX_TOKENS, Chunk, chunk_document, document_title, estimate_tokens
 
 from .docs_tree import DOCS
 
@@ -228,3 +229,30 @@ def test_every_chunk_fits_the_models_window_by_the_real_tokenizer() -> None:
         for c in chunk_document(text, path):
             longest = max(longest, len(tokenizer.tokenize(c.embedding_text)) + 2)  # [CLS] and [SEP]
     assert 0 < longest <= 256
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("# a" + " " * 200_000 + "x\nbody\n", id="heading-with-a-long-run-of-spaces"),
+        pytest.param("---\ntitle: a" + " " * 200_000 + "x\n---\n# T\nbody\n", id="front-matter-title"),
+        pytest.param("\n" * 200_000 + "text\n", id="blank-lines"),
+        pytest.param("# a " + "#" * 200_000 + "x\nbody\n", id="heading-with-a-long-run-of-hashes"),
+    ],
+)
+def test_a_hostile_document_is_chunked_in_linear_time(text: str) -> None:
+    """Anyone may write a repository's docs, and the nightly index reads them all: a heading line of 100 kB spaces
+    took over 30 s (the heading regex backtracked), 100,000 blank lines 20 s (a window sliced one line at a time)."""
+    started = time.perf_counter()
+    chunks = chunk_document(text, "hostile.md")
+    document_title(text, "hostile.md")
+    assert time.perf_counter() - started < 2.0
+    assert chunks and chunks[-1].text.strip()
+
+
+def test_atx_headings_follow_commonmark_closing_sequences() -> None:
+    assert [c.heading_path for c in chunk_document("# Title ##\nbody\n", "a.md")] == [("Title",)]
+    assert [c.heading_path for c in chunk_document("# C# rocks\nbody\n", "a.md")] == [("C# rocks",)]
+    assert [c.heading_path for c in chunk_document("## a #b\nbody\n", "a.md")] == [("a #b",)]
+    assert [c.heading_path for c in chunk_document("### ###\nbody\n", "a.md")] == [()]  # an empty heading
+    assert document_title("---\ntitle: 'Quoted'\n---\nbody\n", "a.md") == "Quoted"
