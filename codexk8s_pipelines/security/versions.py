@@ -103,12 +103,19 @@ def _check(ecosystem: str) -> None:
         raise UnsupportedEcosystem(ecosystem)
 
 
+# A version from a repository's lockfile is anyone's to write. Real ones are short; a long one is refused before any
+# ordering reads it: 5,000 digits passed Python's int limit and raised ValueError out of the whole scan, a Packagist
+# version of 3,000 tokens recursed past the stack, and PyPI's legacy pattern backtracked on 20,000 characters.
+MAX_VERSION_CHARS = 256
+_LONG_NUMBER = re.compile(r"\d{40}")
+
+
 @lru_cache(maxsize=65536)
 def _parse(ecosystem: str, version: str) -> tuple[tuple[Any, ...], bool, tuple[int, int, int]]:
     """(sort key, is prerelease, release triple), parsed once per distinct string: advisory matching compares
     the same few thousand versions over and over."""
     text = version.strip()
-    if not text:
+    if not text or len(text) > MAX_VERSION_CHARS or _LONG_NUMBER.search(text):
         raise InvalidVersion(ecosystem, version)
     if ecosystem == PYPI:
         try:

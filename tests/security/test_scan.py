@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -324,3 +325,18 @@ def test_findings_sort_by_severity_then_package(tmp_path: Path) -> None:
         ("beta", "MEDIUM"),
         ("alpha", "UNKNOWN"),
     ]
+
+
+def test_hostile_versions_are_matching_errors_of_their_own_dependency_not_the_scans_end(tmp_path: Path) -> None:
+    """A lockfile is anyone's to write. A version of 5,000 digits raised ValueError (Python's int limit) out of the
+    whole scan; a Packagist version of 3,000 tokens recursed past the stack; PyPI's legacy pattern took seconds on
+    40,000 characters. Each is now an invalid version of its own dependency, and the others are still matched."""
+    db = _small_db(tmp_path, [_record("GHSA-0003", [{"introduced": "1.0.0"}, {"fixed": "1.5.0"}])])
+    hostile = ["1." + "9" * 5000, "1.0.0-" + "1" * 5000, "1.2.0" + ".#" * 3000, "1." + "a" * 40000 + "$"]
+    deps = [Dependency("npm", "demo", v, "package-lock.json", n) for n, v in enumerate(hostile, start=1)]
+    deps.append(Dependency("npm", "demo", "1.2.0", "package-lock.json", 99))
+    started = time.perf_counter()
+    result = scan_dependencies(deps, db)
+    assert time.perf_counter() - started < 2.0
+    assert [(f.advisory_id, f.line) for f in result.findings] == [("GHSA-0003", 99)]
+    assert len(result.matching_errors) == len(hostile)
