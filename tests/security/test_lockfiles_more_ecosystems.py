@@ -4,6 +4,7 @@ format's documentation, then scanned end to end against one advisory per ecosyst
 from __future__ import annotations
 
 import json
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -271,6 +272,18 @@ def test_pom_with_entities_is_refused_not_expanded(tmp_path: Path) -> None:
     dependencies, errors = parse_file(write(tmp_path, "pom.xml", bomb), "pom.xml")
     assert dependencies == []
     assert [e.message for e in errors] == ["refused XML: DTDForbidden (DTDs and entities are not read)"]
+
+
+def test_a_pom_version_of_many_commas_is_read_in_linear_time(tmp_path: Path) -> None:
+    """The range check was a backtracking regex: `[` and 20,000 commas took 2 s, a 1 MB pom.xml hours."""
+    pom = (
+        "<project><dependencies><dependency><groupId>g</groupId><artifactId>a</artifactId>"
+        f"<version>[{',' * 200_000}</version></dependency></dependencies></project>\n"
+    )
+    started = time.perf_counter()
+    dependencies, errors = parse_file(write(tmp_path, "pom.xml", pom), "pom.xml")
+    assert time.perf_counter() - started < 2.0
+    assert [(d.name, d.version) for d in dependencies] == [("g:a", "[" + "," * 200_000)] and errors == []
 
 
 def test_gradle_lockfiles(tmp_path: Path) -> None:
