@@ -172,6 +172,40 @@ def test_package_lock_v1_tree(tmp_path: Path) -> None:
     assert messages(errors) == ["package-lock.json:26: dependencies entry 'broken' without a version"]
 
 
+def nested_v1_lock(levels: int) -> str:
+    """A v1 lock whose tree nests `levels` packages inside each other, one per line, `p1` the outermost."""
+    opening = "".join(f'"p{n}": {{"version": "1.0.{n}", "dependencies": {{\n' for n in range(1, levels + 1))
+    return '{"lockfileVersion": 1,\n"dependencies": {\n' + opening + "}}" * levels + "}}\n"
+
+
+def test_package_lock_v1_tree_nested_to_the_json_limit(tmp_path: Path) -> None:
+    """31 packages inside each other is 64 JSON levels, the most a lockfile may nest: every one is found at its
+    line, with the error of a level that is not an object spelt out by its path."""
+    path = write(tmp_path, "package-lock.json", nested_v1_lock(31))
+    dependencies, errors = parse_file(path, "package-lock.json")
+    assert rows(dependencies) == [(f"p{n}", f"1.0.{n}", n + 2, None) for n in range(1, 32)]
+    assert errors == []
+    odd = nested_v1_lock(3).replace(
+        '"p3": {"version": "1.0.3", "dependencies": {', '"p3": {"version": "1.0.3", "dependencies": ['
+    )
+    odd = odd.replace("}}}}}}}}", "]}}}}}}}")
+    dependencies, errors = parse_file(write(tmp_path, "b/package-lock.json", odd), "b/package-lock.json")
+    assert [d.name for d in dependencies] == ["p1", "p2", "p3"]
+    assert messages(errors) == [
+        "b/package-lock.json:5: dependencies.p1.dependencies.p2.dependencies.p3.dependencies is not an object"
+    ]
+
+
+def test_package_lock_nested_past_the_json_limit_is_refused_at_its_line(tmp_path: Path) -> None:
+    """One more package is 66 levels. Nesting is refused past 64, as for YAML: key lines cost memory per level
+    (before, a 3 MB lock nested 900 deep took 2.2 GB)."""
+    path = write(tmp_path, "package-lock.json", nested_v1_lock(32))
+    assert parse_file(path, "package-lock.json") == (
+        [],
+        [ExtractionError("package-lock.json", 34, "invalid JSON: nested deeper than 64 levels")],  # p32 opens level 65
+    )
+
+
 def test_package_lock_errors(tmp_path: Path) -> None:
     shape = write(tmp_path, "a/package-lock.json", '{\n  "lockfileVersion": 3,\n  "packages": []\n}\n')
     assert parse_file(shape, "a/package-lock.json") == (

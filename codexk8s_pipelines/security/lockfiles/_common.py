@@ -144,31 +144,82 @@ def array_tables(data: dict[str, Any], text: str, key: str, sink: Sink) -> list[
 
 _JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],:]')
 
+# Nesting deeper than this is no lockfile (a package-lock v1 tree this deep would be 31 node_modules inside each
+# other): it is there to make the key lines cost depth × keys, or to exhaust the recursion of a reader.
+MAX_JSON_DEPTH = 64
+
 
 def load_json(text: str, sink: Sink) -> Any:
-    """The parsed document, or None (with the error recorded) if it is not JSON."""
+    """The parsed document, or None (with the error recorded) if it is not JSON or nests deeper than
+    MAX_JSON_DEPTH."""
     try:
-        return json.loads(text)
+        data = json.loads(text)
     except json.JSONDecodeError as exc:
         sink.error(exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno})")
+        return None
     except RecursionError:
         sink.error(None, "invalid JSON: nested too deeply")
+        return None
+    if _deeper_than(data, MAX_JSON_DEPTH):
+        sink.error(_line_past_depth(text, MAX_JSON_DEPTH), f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
+        return None
+    return data
+
+
+def _deeper_than(data: Any, limit: int) -> bool:
+    """Whether containers nest more than `limit` deep (the top-level container is level 1); containers only are
+    walked, without recursion."""
+    stack: list[tuple[Any, int]] = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _line_past_depth(text: str, limit: int) -> int | None:
+    """The 1-based line of the first bracket that opens level `limit` + 1 (read only when the document is too deep)."""
+    depth = 0
+    for match in _JSON_TOKEN.finditer(text):
+        token = match.group()
+        if token in "{[":
+            depth += 1
+            if depth > limit:
+                return text.count("\n", 0, match.start()) + 1
+        elif token in "}]":
+            depth -= 1
     return None
 
 
-def json_key_lines(text: str, data: Any = None, max_depth: int | None = None) -> dict[tuple[str, ...], int]:
-    """The 1-based line of each object key whose value is an object or array, by its key path from the top.
+class KeyLines:
+    """The 1-based line of each object key whose value is an object or an array, looked up by that value (the
+    container `json.loads` returned), so a key at any depth costs one entry, not its whole key path."""
 
-    Only container-valued keys are kept (entries are objects in every lock format read here), which keeps the
-    map a fraction of the size of a large package-lock; `max_depth` bounds it further. `text` must be JSON that
-    `json.loads` accepted; given what it returned as `data`, a fast path pairs a regex over the text with the
-    parsed keys, falling back to a full token scan if they do not line up one to one.
+    def __init__(self, data: Any, lines: dict[int, int]) -> None:
+        self._data = data  # keeps every container alive, so an id() cannot be reused while the lines are
+        self._lines = lines
+
+    def of(self, value: Any) -> int | None:
+        """The line of the key whose value is `value`; None for a scalar, an array's element, or the top level."""
+        return self._lines.get(id(value)) if isinstance(value, dict | list) else None
+
+
+def json_key_lines(text: str, data: Any, max_depth: int | None = None) -> KeyLines:
+    """The line of each object key whose value is an object or array (`KeyLines`), in `data`, which `json.loads`
+    returned for `text`.
+
+    Only container-valued keys are kept (entries are objects in every lock format read here), and only those at
+    most `max_depth` keys deep when given, which keeps the map a fraction of the size of a large package-lock. A
+    fast path pairs a regex over the text with the parsed keys, falling back to a full token scan if they do not
+    line up one to one (a look-alike inside a string value, duplicate keys). Either way the memory is one entry a
+    kept key, whatever its depth: key paths cost depth × keys (a 3 MB package-lock nested 900 deep took 2.2 GB).
     """
-    if data is not None:
-        fast = _key_lines_by_pairing(text, data, max_depth)
-        if fast is not None:
-            return fast
-    return _key_lines_by_scanning(text, max_depth)
+    fast = _key_lines_by_pairing(text, data, max_depth)
+    return KeyLines(data, fast if fast is not None else _key_lines_by_scanning(text, data, max_depth))
 
 
 _CONTAINER_KEY_END = re.compile(r'":\s*[\[{]')  # the closing quote of a key whose value is a container
@@ -182,30 +233,31 @@ def _escaped(text: str, index: int) -> bool:
     return run % 2 == 1
 
 
-def _container_key_paths(data: Any) -> list[tuple[str, ...]]:
-    """Paths of the container-valued keys in document order (json.loads keeps key order)."""
-    paths: list[tuple[str, ...]] = []
-    stack: list[tuple[tuple[str, ...], Any, bool]] = [((), data, False)]
+def _container_keys(data: Any) -> list[tuple[str, Any, int]]:
+    """(key, value, depth) of each container-valued key, in document order (json.loads keeps key order); the depth
+    counts the containers around the key, arrays included."""
+    keys: list[tuple[str, Any, int]] = []
+    stack: list[tuple[str | None, Any, int]] = [(None, data, 0)]
     while stack:
-        path, value, is_key = stack.pop()
-        if is_key:
-            paths.append(path)
+        key, value, depth = stack.pop()
+        if key is not None:
+            keys.append((key, value, depth))
         if isinstance(value, dict):
-            children = [((*path, key), child, True) for key, child in value.items() if isinstance(child, dict | list)]
+            children = [(name, child, depth + 1) for name, child in value.items() if isinstance(child, dict | list)]
         elif isinstance(value, list):
-            children = [((*path, ""), child, False) for child in value if isinstance(child, dict | list)]
+            children = [(None, child, depth + 1) for child in value if isinstance(child, dict | list)]
         else:
             continue
         stack.extend(reversed(children))
-    return paths
+    return keys
 
 
-def _key_lines_by_pairing(text: str, data: Any, max_depth: int | None) -> dict[tuple[str, ...], int] | None:
+def _key_lines_by_pairing(text: str, data: Any, max_depth: int | None) -> dict[int, int] | None:
     """The keys found in the text (`"key": {` / `"key": [`, the key read back to its opening quote), zipped
-    with the parsed paths; None when the two disagree (a look-alike inside a string value, duplicate keys),
-    which leaves it to the exact scan. Several times faster than tokenising every string."""
-    paths = _container_key_paths(data)
-    result: dict[tuple[str, ...], int] = {}
+    with the parsed keys; None when the two disagree, which leaves it to the exact scan. Several times faster than
+    tokenising every string."""
+    keys = _container_keys(data)
+    result: dict[int, int] = {}
     line, position, count = 1, 0, 0
     for match in _CONTAINER_KEY_END.finditer(text):
         end = match.start()
@@ -214,28 +266,32 @@ def _key_lines_by_pairing(text: str, data: Any, max_depth: int | None) -> dict[t
         opening = text.rfind('"', 0, end)
         while opening > 0 and _escaped(text, opening):
             opening = text.rfind('"', 0, opening)
-        if opening < 0 or count >= len(paths):
+        if opening < 0 or count >= len(keys):
             return None
-        path = paths[count]
+        name, value, depth = keys[count]
         count += 1
         raw = text[opening + 1 : end]
         try:
             key = json.loads(f'"{raw}"') if "\\" in raw else raw
         except json.JSONDecodeError:
             return None
-        if key != path[-1]:
+        if key != name:
             return None
         line += text.count("\n", position, opening)
         position = opening
-        if max_depth is None or len(path) <= max_depth:
-            result[path] = line
-    return result if count == len(paths) else None
+        if max_depth is None or depth <= max_depth:
+            result[id(value)] = line
+    return result if count == len(keys) else None
 
 
-def _key_lines_by_scanning(text: str, max_depth: int | None) -> dict[tuple[str, ...], int]:
-    result: dict[tuple[str, ...], int] = {}
-    path: list[str] = []  # keys of the enclosing objects ("" stands for an array level)
+def _key_lines_by_scanning(text: str, data: Any, max_depth: int | None) -> dict[int, int]:
+    """Every token of the text, with the parsed container each open bracket stands for (None inside a duplicate
+    key's earlier value, which `json.loads` dropped): a key's line is kept for its parsed value. A duplicate key's
+    value is the last one in both."""
+    result: dict[int, int] = {}
+    opened: list[Any] = []  # per open container: the parsed value it stands for, or None
     kinds: list[str] = []  # "{" or "[" per open container
+    items: list[int] = []  # per open container: the index of its current element (arrays)
     pending: tuple[str, int] | None = None  # last key read in the innermost object, with its line
     expect_key = False
     line, position = 1, 0
@@ -250,23 +306,30 @@ def _key_lines_by_scanning(text: str, max_depth: int | None) -> dict[tuple[str, 
                 expect_key = False
             continue
         if token in "{[":
-            if kinds and kinds[-1] == "{" and pending is not None:
-                key, key_line = pending
-                path.append(key)
-                if max_depth is None or len(path) <= max_depth:
-                    result[tuple(path)] = key_line
-            elif kinds:
-                path.append("")
+            if not kinds:
+                value: Any = data
+            elif kinds[-1] == "{" and pending is not None:
+                parent = opened[-1]
+                value = parent.get(pending[0]) if isinstance(parent, dict) else None
+                if isinstance(value, dict | list) and (max_depth is None or len(kinds) <= max_depth):
+                    result[id(value)] = pending[1]
+            else:
+                parent = opened[-1]
+                value = parent[items[-1]] if isinstance(parent, list) and items[-1] < len(parent) else None
+            opened.append(value if isinstance(value, dict | list) else None)
             kinds.append(token)
+            items.append(0)
             expect_key = token == "{"
             pending = None
         elif token in "}]":
             if kinds:
                 kinds.pop()
-            if kinds and path:
-                path.pop()
+                opened.pop()
+                items.pop()
             expect_key = False
         elif token == ",":
+            if kinds:
+                items[-1] += 1
             expect_key = bool(kinds) and kinds[-1] == "{"
     return result
 

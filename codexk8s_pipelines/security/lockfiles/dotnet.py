@@ -23,10 +23,10 @@ def parse_packages_lock(text: str, sink: Sink) -> None:
     lines = json_key_lines(text, data, max_depth=3)
     for framework, packages in data["dependencies"].items():
         if not isinstance(packages, dict):
-            sink.error(lines.get(("dependencies", framework)), f"`dependencies.{framework}` is not an object")
+            sink.error(lines.of(packages), f"`dependencies.{framework}` is not an object")
             continue
         for name, entry in packages.items():
-            line = lines.get(("dependencies", framework, name))
+            line = lines.of(entry)
             if not isinstance(entry, dict):
                 sink.error(line, f"{name}: entry is not an object")
                 continue

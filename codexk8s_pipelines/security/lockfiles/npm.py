@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from codexk8s_pipelines.security.dependencies import NPM, url_reason
-from codexk8s_pipelines.security.lockfiles._common import Sink, is_semver_like, json_key_lines, load_json
+from codexk8s_pipelines.security.lockfiles._common import KeyLines, Sink, is_semver_like, json_key_lines, load_json
 
 _NOT_REGISTRY = ("git+", "git:", "git@", "github:", "gitlab:", "bitbucket:", "file:", "link:")
 _DECLARED = ("dependencies", "devDependencies", "optionalDependencies", "peerDependencies")
@@ -31,14 +31,14 @@ def parse_package_lock(text: str, sink: Sink) -> None:
         packages = data["packages"]
         lines = json_key_lines(text, data, max_depth=2)
         if not isinstance(packages, dict):
-            sink.error(lines.get(("packages",)), "`packages` is not an object")
+            sink.error(lines.of(packages), "`packages` is not an object")
             return
         _packages(packages, lines, sink)
     elif "dependencies" in data:
         _tree(data["dependencies"], json_key_lines(text, data), sink)
 
 
-def _packages(packages: dict[str, Any], lines: dict[tuple[str, ...], int], sink: Sink) -> None:
+def _packages(packages: dict[str, Any], lines: KeyLines, sink: Sink) -> None:
     declared: dict[str, set[str]] = {}  # root ("") and workspace folders -> names they depend on
     for key, entry in packages.items():
         if _MODULES not in key and isinstance(entry, dict):
@@ -55,7 +55,7 @@ def _packages(packages: dict[str, Any], lines: dict[tuple[str, ...], int], sink:
     for key, entry in packages.items():
         if _MODULES not in key and (key == "" or isinstance(entry, dict)):
             continue
-        line = lines.get(("packages", key))
+        line = lines.of(entry)
         if not isinstance(entry, dict):
             sink.error(line, f"packages[{key!r}] is not an object")
             continue
@@ -90,16 +90,20 @@ def _packages(packages: dict[str, Any], lines: dict[tuple[str, ...], int], sink:
         sink.add(NPM, name, version, line, direct=direct)
 
 
-def _tree(dependencies: Any, lines: dict[tuple[str, ...], int], sink: Sink) -> None:
-    pending: list[tuple[tuple[str, ...], Any]] = [(("dependencies",), dependencies)]
+_Place = tuple[Any, str]  # (the parent's place or None, this key)
+
+
+def _tree(dependencies: Any, lines: KeyLines, sink: Sink) -> None:
+    """A v1 lock's nested `dependencies` tree, walked without recursion. Each level keeps its place as a link to
+    its parent's, spelt out only for an error: a tuple per level would cost depth × entries."""
+    pending: list[tuple[_Place, Any]] = [((None, "dependencies"), dependencies)]
     while pending:
-        path, level = pending.pop()
+        place, level = pending.pop()
         if not isinstance(level, dict):
-            sink.error(lines.get(path), f"{'.'.join(path)} is not an object")
+            sink.error(lines.of(level), f"{_spelt(place)} is not an object")
             continue
         for name, entry in level.items():
-            key = (*path, name)
-            line = lines.get(key)
+            line = lines.of(entry)
             if not isinstance(entry, dict):
                 sink.error(line, f"dependencies entry {name!r} is not an object")
                 continue
@@ -113,4 +117,13 @@ def _tree(dependencies: Any, lines: dict[tuple[str, ...], int], sink: Sink) -> N
             if is_semver_like(version) and real_name:
                 sink.add(NPM, real_name, version, line)
             if "dependencies" in entry:
-                pending.append(((*key, "dependencies"), entry["dependencies"]))
+                pending.append((((place, name), "dependencies"), entry["dependencies"]))
+
+
+def _spelt(place: _Place | None) -> str:
+    """`dependencies.a.dependencies.b` for a place of `_tree`."""
+    keys: list[str] = []
+    while place is not None:
+        place, key = place
+        keys.append(key)
+    return ".".join(reversed(keys))

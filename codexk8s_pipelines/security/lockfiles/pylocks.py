@@ -119,10 +119,10 @@ def parse_pipfile_lock(text: str, sink: Sink) -> None:
     for section in ("default", "develop"):
         entries = data.get(section, {})
         if not isinstance(entries, dict):
-            sink.error(lines.get((section,)), f"`{section}` is not an object")
+            sink.error(lines.of(entries), f"`{section}` is not an object")
             continue
         for name, entry in entries.items():
-            line = lines.get((section, name))
+            line = lines.of(entry)
             if not isinstance(entry, dict):
                 sink.error(line, f"{section}.{name} is not an object")
                 continue

@@ -19,7 +19,7 @@ def parse_renv_lock(text: str, sink: Sink) -> None:
         return
     lines = json_key_lines(text, data, max_depth=2)
     for key, entry in data["Packages"].items():
-        line = lines.get(("Packages", key))
+        line = lines.of(entry)
         if not isinstance(entry, dict):
             sink.error(line, f"{key}: entry is not an object")
             continue
