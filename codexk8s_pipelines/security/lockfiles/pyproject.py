@@ -8,7 +8,9 @@ build tools run at packaging time, not in the product.
 
 from __future__ import annotations
 
+import bisect
 import re
+import tomllib
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,48 +23,111 @@ from codexk8s_pipelines.security.lockfiles.requirements import pinned_version
 
 _HEADER = re.compile(r"^[ \t]*\[\[?(?P<name>[^\[\]]+)\]\]?[ \t]*(?:#.*)?$")
 _NOT_REGISTRY = ("git", "path", "url", "file")  # Poetry dependency tables that point elsewhere than an index
+# The string tokens of TOML (and comments, so that a quote inside one is no string): each alternative starts with
+# its own character and its repetitions exclude each other, so matching is linear.
+_TOKEN = re.compile(
+    r'#[^\n]*|"""(?:[^"\\]|\\[\s\S]|"(?!""))*"{0,2}"""|\'\'\'(?:[^\']|\'(?!\'\'))*\'{0,2}\'\'\''
+    r'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\''
+)
+_LINE_KEY = re.compile(  # a key that starts a line: quoted, or bare (a dotted key is a table's, not an entry)
+    r"""[ \t]*(?:"(?P<basic>(?:[^"\\\n]|\\.)*)"|'(?P<literal>[^'\n]*)'|(?P<bare>[A-Za-z0-9_-]+))[ \t]*="""
+)
+_LEADING_NAME = re.compile(r"\s*([A-Za-z0-9._-]+)")
 
 
 class TomlLocator:
-    """Lines of tables and entries in the TOML text, for the values `tomllib` returns without positions."""
+    """Lines of tables and entries in the TOML text, for the values `tomllib` returns without positions.
+
+    The text is indexed once: every table header, every string by its value (escapes decoded, as `tomllib` reads
+    them) and by the name it starts with, and every key that starts a line. A lookup is then a dict read and a
+    bisection; searching the lines for each entry was O(entries × lines) (8,000 dependencies written with an escape,
+    which no line matched, took 89 s). A line is handed out once per kind of lookup and value, so a repeated entry
+    gets the next occurrence while other entries may share the line."""
 
     def __init__(self, text: str) -> None:
-        self.lines = text.splitlines()
-        self.headers: list[tuple[int, str]] = []
-        for index, line in enumerate(self.lines):
-            match = _HEADER.match(line)
-            if match:
-                self.headers.append((index, re.sub(r"[\s\"']", "", match.group("name"))))
-        self.used: set[tuple[int, str]] = set()  # (line index, pattern) pairs already handed out
+        lines = text.splitlines()
+        self.line_count = len(lines)
+        self.header_starts: list[int] = []  # 0-based line of each table header, in order
+        self.first_header: dict[str, int] = {}  # table name -> position in header_starts of its first header
+        self._free: dict[tuple[str, str], list[int]] = {}  # (kind, value) -> 0-based lines not yet handed out
+        for index, line in enumerate(lines):
+            header = _HEADER.match(line)
+            if header:
+                self.first_header.setdefault(re.sub(r"[\s\"']", "", header.group("name")), len(self.header_starts))
+                self.header_starts.append(index)
+            key = _LINE_KEY.match(line)
+            if key:
+                value = key.group("bare") or key.group("literal")
+                if value is None:
+                    value = _string_value(f'"{key.group("basic")}"')
+                if value is not None:
+                    self._add("key", value, index)
+        line, position = 0, 0
+        for match in _TOKEN.finditer(text):
+            token = match.group()
+            if token[0] == "#":
+                continue
+            line += text.count("\n", position, match.start())
+            position = match.start()
+            value = _string_value(token)
+            if value is None:
+                continue
+            self._add("string", value, line)
+            name = _LEADING_NAME.match(value)
+            if name:
+                self._add("name", name.group(1), line)
+
+    def _add(self, kind: str, value: str, index: int) -> None:
+        free = self._free.setdefault((kind, value), [])
+        if not free or free[-1] != index:
+            free.append(index)
 
     def header_line(self, table: str) -> int | None:
-        for index, name in self.headers:
-            if name == table:
-                return index + 1
-        return None
+        position = self.first_header.get(table)
+        return None if position is None else self.header_starts[position] + 1
 
     def _span(self, table: str | None) -> range | None:
         if table is None:
-            return range(len(self.lines))
-        for position, (index, name) in enumerate(self.headers):
-            if name == table:
-                end = self.headers[position + 1][0] if position + 1 < len(self.headers) else len(self.lines)
-                return range(index, end)
-        return None
+            return range(self.line_count)
+        position = self.first_header.get(table)
+        if position is None:
+            return None
+        following = position + 1
+        end = self.header_starts[following] if following < len(self.header_starts) else self.line_count
+        return range(self.header_starts[position], end)
 
-    def find(self, patterns: Sequence[re.Pattern[str]], tables: Sequence[str | None]) -> int | None:
-        """The first line matching a pattern, trying the tables in order. A line is used up for the pattern that
-        found it, so a repeated entry gets the next occurrence while other entries may share the line."""
-        for pattern in patterns:
+    def find(self, lookups: Sequence[tuple[str, str]], tables: Sequence[str | None]) -> int | None:
+        """The 1-based line of the first lookup found, trying the tables in order (None: the whole text). A lookup
+        is ("string", a string's whole value), ("name", the requirement name a string starts with) or ("key", a
+        key at the start of a line)."""
+        for lookup in lookups:
+            free = self._free.get(lookup)
+            if not free:
+                continue
             for table in tables:
                 span = self._span(table)
                 if span is None:
                     continue
-                for index in span:
-                    if (index, pattern.pattern) not in self.used and pattern.search(self.lines[index]):
-                        self.used.add((index, pattern.pattern))
-                        return index + 1
+                at = bisect.bisect_left(free, span.start)
+                if at < len(free) and free[at] < span.stop:
+                    return free.pop(at) + 1
         return None
+
+
+def _string_value(token: str) -> str | None:
+    """The value of a TOML string token as `tomllib` reads it; None if it is none (a look-alike that a whole
+    parse would not take)."""
+    if token.startswith("'''"):
+        return token[3:-3].removeprefix("\n")
+    if token[0] == "'":
+        return token[1:-1]
+    if "\\" not in token and not token.startswith('"""'):
+        return token[1:-1]
+    try:
+        value = tomllib.loads(f"v = {token}")["v"]
+    except tomllib.TOMLDecodeError:
+        return None
+    return value if isinstance(value, str) else None
 
 
 def parse(text: str, sink: Sink) -> None:
@@ -106,15 +171,13 @@ def _pep508_list(items: Any, where: str, tables: Sequence[str], locator: TomlLoc
         if not isinstance(item, str):
             sink.error(locator.header_line(tables[0]), f"{where} has a non-string entry {item!r}")
             continue
-        exact = re.compile(rf"[\"']{re.escape(item)}[\"']")
         try:
             requirement = Requirement(item)
         except InvalidRequirement as exc:
-            line = locator.find([exact], [*tables, None])
+            line = locator.find([("string", item)], [*tables, None])
             sink.error(line, f"{where}: cannot parse requirement {item!r}: {exc}")
             continue
-        by_name = re.compile(rf"[\"']\s*{re.escape(requirement.name)}(?![A-Za-z0-9._-])")
-        line = locator.find([exact, by_name], [*tables, None])
+        line = locator.find([("string", item), ("name", requirement.name)], [*tables, None])
         if requirement.url:  # `name @ https://...` / VCS: kept, unpinned, with the reason
             sink.add(
                 PYPI, requirement.name, None, line, spec=item, direct=True, unpinned_reason=url_reason(requirement.url)
@@ -140,8 +203,7 @@ def _poetry(poetry: dict[str, Any], locator: TomlLocator, sink: Sink) -> None:
         for name, constraint in entries.items():
             if name.lower() == "python":
                 continue
-            key = re.compile(rf"^\s*(?:\"{re.escape(name)}\"|'{re.escape(name)}'|{re.escape(name)})\s*=")
-            line = locator.find([key], [table]) or locator.header_line(f"{table}.{name}")
+            line = locator.find([("key", name)], [table]) or locator.header_line(f"{table}.{name}")
             for item in constraint if isinstance(constraint, list) else [constraint]:
                 _poetry_entry(name, item, line, table, sink)
 
