@@ -94,6 +94,7 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         issue_labels=_split(args.issue_labels),
         history=_split(args.history),
         dev_run_exists=args.dev_run,
+        fork=args.fork,
     )
     try:
         decision = explain(request, _config(args.config).rules())
@@ -276,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--issue-labels", default="", help="with --review: labels of the PR's linked issue")
     ex.add_argument("--history", default="", help="with --review: stages of earlier runs, newest first")
     ex.add_argument("--dev-run", action="store_true", help="the issue already had a run:dev run")
+    ex.add_argument("--fork", action="store_true", help="with --review: the PR's branch is in another repository")
     ex.add_argument("--config", help="configuration file (default: $CODEXK8S_CONFIG or ./codexk8s.yaml)")
     ex.add_argument("--json", action="store_true", help="print one JSON object")
     ex.set_defaults(func=_cmd_explain)

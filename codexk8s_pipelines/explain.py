@@ -32,6 +32,7 @@ class ExplainRequest:
     issue_labels: tuple[str, ...] = ()
     history: tuple[str, ...] = ()
     dev_run_exists: bool = False
+    fork: bool = False  # the PR's branch is in another repository
 
 
 class ExplainInputError(ValueError):
@@ -40,11 +41,15 @@ class ExplainInputError(ValueError):
 
 def explain(request: ExplainRequest, rules: Rules) -> Decision:
     actor = Actor(request.actor, request.actor_type, request.permission)
+    if request.fork and request.review is None:
+        raise ExplainInputError("--fork describes the branch of a reviewed pull request: add --pr --review STATE")
     if request.review is not None:
         if not request.pull_request:
             raise ExplainInputError("--review describes a pull request review: add --pr")
         return decide_review(
-            PullRequestReviewEvent(request.review, actor, request.labels, request.issue_labels, request.history),
+            PullRequestReviewEvent(
+                request.review, actor, request.labels, request.issue_labels, request.history, request.fork
+            ),
             rules,
         )
     if request.added is None:

@@ -96,6 +96,14 @@ def test_decisions_and_reasons(args: list[str], kind: str, reason: str) -> None:
     assert (data["kind"], data["reason"]) == (kind, reason)
 
 
+def test_explain_a_forks_pull_request() -> None:
+    review = ["--pr", "--review", "changes_requested", "--labels", "run:dev", "--actor", "bob", "--permission", "write"]
+    assert explain_json(*review)["kind"] == "run"
+    assert explain_json(*review, "--fork")["reason"] == "pull_request_from_fork"
+    wrong = codexk8s("triggers", "explain", "--pr", "--added", "need:reviewer", "--actor", "alice", "--fork")
+    assert wrong.returncode == 2 and "--fork describes the branch of a reviewed pull request" in wrong.stderr
+
+
 def test_review_revises_the_stage_of_the_issue_then_of_the_history() -> None:
     by_issue = explain_json(
         "--pr",

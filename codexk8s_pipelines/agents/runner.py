@@ -372,7 +372,7 @@ class AgentRun:
     def _prepare(self) -> Checkout | RunnerResult:
         spec = self.spec
         try:
-            checkout = self.repo.prepare(spec.branch, spec.base_branch, spec.mode)
+            checkout = self.repo.prepare(spec.branch, spec.base_branch, spec.mode, spec.pull_ref)
         except BranchNotFound as exc:
             return self._finish("failed_precondition", exc.reason, str(exc))
         except GitError as exc:

@@ -71,6 +71,11 @@ class RunnerSpec(BaseModel):
     base_branch: str = "main"
     branch: str = Field(description="the work branch, e.g. codex/issue-12")
     mode: RunnerMode = "work"
+    pull_ref: str | None = Field(
+        default=None,
+        pattern=r"^refs/pull/[1-9][0-9]{0,9}/head$",
+        description="a comment-only run of a fork's PR: its head as this repository keeps it (refs/pull/N/head)",
+    )
     workdir: str = Field(min_length=1, description="where the checkout is cloned or reused")
     command: list[str] = Field(min_length=1, description="the rendered agent command")
     prompt_file: str
@@ -118,6 +123,13 @@ class RunnerSpec(BaseModel):
         """An agent's commit is pushed to its work branch and reaches the base branch only through a reviewed PR."""
         if self.branch == self.base_branch:
             raise ValueError(f"branch {self.branch!r} is the base branch: an agent's work is never pushed to it")
+        return self
+
+    @model_validator(mode="after")
+    def _pull_ref_only_read(self) -> RunnerSpec:
+        """A fork's PR head is read, never written: only a comment-only run (which changes nothing) starts there."""
+        if self.pull_ref is not None and self.mode != "comment_only":
+            raise ValueError(f"pull_ref {self.pull_ref!r}: only a comment-only run reads a pull request's head")
         return self
 
     @field_validator("result_file")

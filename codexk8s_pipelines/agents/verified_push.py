@@ -27,6 +27,7 @@ from pathlib import Path
 from ..domain.write_scope import TreeChange
 from .git_workspace import (
     SAFE_CONFIG,
+    BranchNotFound,
     Checkout,
     Mode,
     auth_config_env,
@@ -123,14 +124,27 @@ class RunnerRepository:
 
     # ---------------------------------------------------------------- before the agent
 
-    def prepare(self, branch: str, base_branch: str, mode: Mode) -> Checkout:
+    def prepare(self, branch: str, base_branch: str, mode: Mode, pull_ref: str | None = None) -> Checkout:
         """A fresh worktree of the branch the mode asks for; nothing a previous run (or agent) left is reused.
 
         The worktree and the index go first, before any git command: a workdir is reused run after run on a branch
         (delivery.stage_jobs), and what the last agent left there (a nested repository with its own config, the
-        gitlinks its commit staged) must never be read by a git command that holds the token."""
+        gitlinks its commit staged) must never be read by a git command that holds the token.
+
+        `pull_ref` (`refs/pull/N/head`, comment-only runs): a fork's PR, read from the head GitHub keeps for it in
+        this repository. Its branch is the fork's and its name means nothing here; the run pushes nothing."""
         self._wipe_worktree()
         self._ensure_git_dir()
+        if pull_ref is not None:
+            listed = self.out("ls-remote", "origin", pull_ref, network=True)
+            if pull_ref not in {line.split("\t", 1)[-1] for line in listed.splitlines()}:
+                raise BranchNotFound(f"the pull request's head {pull_ref!r} is not on the remote")
+            tracking = pull_ref.removeprefix("refs/")
+            self.git(
+                "fetch", "--quiet", "--no-tags", "--no-recurse-submodules", "origin",
+                f"+{pull_ref}:refs/remotes/origin/{tracking}", network=True,
+            )  # fmt: skip
+            return self._check_out(branch, tracking, on_remote=False)
         on_remote = self.remote_heads([branch, base_branch])
         source = source_branch(branch, base_branch, mode, on_remote)
         self.git(
@@ -138,12 +152,16 @@ class RunnerRepository:
             f"+refs/heads/{source}:refs/remotes/origin/{source}", network=True,
         )  # fmt: skip
         local = branch if mode != "comment_only" or branch in on_remote else base_branch
+        return self._check_out(local, source, on_remote=branch in on_remote)
+
+    def _check_out(self, local: str, source: str, *, on_remote: bool) -> Checkout:
+        """The worktree at the fetched `origin/<source>`, on the local branch `local`."""
         self.git("symbolic-ref", "HEAD", f"refs/heads/{local}")
         self.git("update-ref", f"refs/heads/{local}", f"refs/remotes/origin/{source}")
         self.git("read-tree", "--reset", "-u", "HEAD")
         start = self.out("rev-parse", "--verify", "HEAD").strip()
         self._agent_git(local, start)
-        return Checkout(self.worktree, local, f"origin/{source}", branch in on_remote, start)
+        return Checkout(self.worktree, local, f"origin/{source}", on_remote, start)
 
     def _ensure_git_dir(self) -> None:
         if not (self.git_dir / "HEAD").is_file():

@@ -40,6 +40,9 @@ class StageContext:
     reasoning: str
     actor: str
     comment_number: int  # where the service comment lives: the issue, or the PR for PR-triggered runs
+    # A comment-only run of a fork's PR reads its head as GitHub keeps it here (refs/pull/N/head): the fork's
+    # branch is not this repository's.
+    pull_ref: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -85,6 +88,9 @@ def gather(
         # to that name here would push to this repository's own branch of that name.
         branch = pr.head_ref or branch
     mode = "comment_only" if stage is None else ("revise" if revise else "work")
+    pull_ref = None
+    if pr is not None and mode == "comment_only" and not pr.head_is_in(api.full_name):
+        pull_ref = f"refs/pull/{pr.number}/head"
     threads: tuple[tuple[str, str, int | None, str], ...] = ()
     if pr is not None and (revise or stage is None):
         reviews = [Review.parse(r) for r in api.pull_reviews(pr.number)]
@@ -113,4 +119,5 @@ def gather(
         actor=actor,
         # The comment lives where the trigger happened: the issue for a label, the PR for a review or need:reviewer.
         comment_number=comment_number(correlation_key, issue_number, pr_number),
+        pull_ref=pull_ref,
     )

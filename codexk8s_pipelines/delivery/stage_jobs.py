@@ -269,6 +269,7 @@ def run_agent(
         base_branch=ctx.base_branch,
         branch=ctx.branch,
         mode=ctx.mode,  # type: ignore[arg-type]
+        pull_ref=ctx.pull_ref,
         workdir=prepared["workdir"],
         command=prepared["command"],
         prompt_file=prepared["prompt_file"],

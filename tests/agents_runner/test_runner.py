@@ -4,6 +4,7 @@ import base64
 import http.server
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,11 +18,12 @@ from typing import Any
 import psutil
 import pytest
 from dagster import DagsterInstance, OpExecutionContext, PipesSubprocessClient, job, op
+from pydantic import ValidationError
 
 from codexk8s_pipelines.agents.runner import exit_code_for
-from codexk8s_pipelines.agents.runner_spec import SpecError, load_spec
+from codexk8s_pipelines.agents.runner_spec import RunnerSpec, SpecError, load_spec
 
-from .test_git_workspace import make_remote, push_branch, remote_file, remote_head, remote_log
+from .test_git_workspace import git, make_remote, push_branch, remote_file, remote_head, remote_log
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BRANCH = "codex/issue-12"
@@ -264,6 +266,60 @@ def test_comment_only_with_a_change_is_a_violation(remote: Path, tmp_path: Path)
     assert proc.returncode == 2
     assert result["reason"] == "write_scope_violation" and result["violations"] == ["README.md"]
     assert remote_head(remote, BRANCH) is None and remote_log(remote, "main") == remote_log(remote, "main")[:1]
+
+
+def push_pull_head(bare: Path, tmp_path: Path, number: int, path: str, text: str) -> str:
+    """A fork's PR as GitHub keeps it in the base repository: a commit at `refs/pull/N/head`, on no branch."""
+    clone = tmp_path / f"fork-{number}"
+    git("clone", "--quiet", str(bare), str(clone))
+    (clone / path).write_text(text)
+    git("add", "-A", cwd=clone)
+    git("commit", "--quiet", "-m", "from the fork", cwd=clone)
+    git("push", "--quiet", "origin", f"HEAD:refs/pull/{number}/head", cwd=clone)
+    return git("rev-parse", "HEAD", cwd=clone).strip()
+
+
+def test_comment_only_of_a_forks_pull_request_reads_its_head_and_writes_nothing(remote: Path, tmp_path: Path) -> None:
+    """A fork's PR has no branch here; its head is read from refs/pull/N/head, and nothing is written back: a change
+    is a violation, and no branch or ref of the remote moves."""
+    head = push_pull_head(remote, tmp_path, 7, "src/app.py", "print('from the fork')\n")
+    refs_before = git(f"--git-dir={remote}", "for-each-ref")
+    reader = make_agent(tmp_path, 'result(summary=(ROOT / "src/app.py").read_text().strip())\n', name="reader.py")
+    spec = make_spec(tmp_path, remote, reader, mode="comment_only", branch="codex/pr-7", pull_ref="refs/pull/7/head")
+    proc, result = run_runner(spec, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert (result["status"], result["summary"], result["pushed"]) == ("succeeded", "print('from the fork')", False)
+    assert f"codex/pr-7 at {head[:12]} from origin/pull/7/head" in proc.stdout
+
+    writer = make_agent(tmp_path, 'write("src/app.py", "changed\\n")\nresult(summary="fixed it")\n', name="w.py")
+    spec = make_spec(tmp_path, remote, writer, mode="comment_only", branch="codex/pr-7", pull_ref="refs/pull/7/head")
+    proc, result = run_runner(spec, tmp_path)
+    assert (proc.returncode, result["reason"], result["violations"]) == (2, "write_scope_violation", ["src/app.py"])
+    assert git(f"--git-dir={remote}", "for-each-ref") == refs_before
+
+    spec = make_spec(tmp_path, remote, reader, mode="comment_only", branch="codex/pr-8", pull_ref="refs/pull/8/head")
+    proc, result = run_runner(spec, tmp_path)
+    assert (result["status"], result["reason"]) == ("failed_precondition", "branch_not_found")
+    assert "the pull request's head 'refs/pull/8/head' is not on the remote" in result["message"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        ({"mode": "work", "pull_ref": "refs/pull/7/head"}, "only a comment-only run reads a pull request's head"),
+        ({"mode": "revise", "pull_ref": "refs/pull/7/head"}, "only a comment-only run reads a pull request's head"),
+        ({"mode": "comment_only", "pull_ref": "refs/heads/main"}, "pull_ref"),
+        ({"mode": "comment_only", "pull_ref": "refs/pull/7/head:refs/heads/main"}, "pull_ref"),
+        ({"mode": "comment_only", "pull_ref": "refs/pull/0/head"}, "pull_ref"),
+    ],
+)
+def test_a_pull_ref_is_only_read_and_only_a_pull_requests_head(overrides: dict[str, str], error: str) -> None:
+    base = {
+        "remote_url": "/x.git", "branch": "codex/pr-7", "workdir": "/w", "command": ["a"], "prompt_file": "/p",
+        "write_scope": "none", "commit_message": "m", "author_name": "a", "author_email": "a@b",
+    }  # fmt: skip
+    with pytest.raises(ValidationError, match=re.escape(error)):
+        RunnerSpec.model_validate({**base, **overrides})
 
 
 # ------------------------------------------------------------------------------------------------ failures

@@ -49,9 +49,10 @@ AGENTS = {
         sys.stdin.read()
         root = pathlib.Path(sys.argv[1])
         (root / ".codexk8s").mkdir(exist_ok=True)
+        first_line = (root / "src" / "app.py").read_text().splitlines()[0]
         (root / ".codexk8s" / "result.json").write_text(json.dumps({
-            "summary": "Looks right; one nit in src/app.py.", "status": "done", "diagnosis": None,
-            "next_step_hint": None}))
+            "summary": f"Looks right; one nit in src/app.py, which starts `{first_line}`.", "status": "done",
+            "diagnosis": None, "next_step_hint": None}))
     """,
 }
 

@@ -10,6 +10,7 @@ import dagster as dg
 
 from codexk8s_pipelines.agents.catalog import load_catalog
 from codexk8s_pipelines.mcp.tokens import verify_token
+from tests.helpers import git
 
 from .conftest import REPO, Stage, github_pull_requests_sensor
 
@@ -152,3 +153,25 @@ def test_a_revise_of_a_forks_pull_request_never_pushes_to_this_repositorys_branc
                                          tags=revise.tags))  # fmt: skip
     assert stage.log("main") == main_before
     assert result.success and len(stage.log(f"codex/issue-{number}")) == len(main_before) + 2
+
+
+def test_a_reviewer_of_a_forks_pull_request_reads_the_pr_not_the_base(stage: Stage) -> None:
+    """A fork's PR has no branch here (its head branch, `main`, is the fork's). The reviewer reads its head as GitHub
+    keeps it in this repository, refs/pull/N/head; before, it read this repository's base branch and reviewed code
+    that was not the PR's. Nothing is written: no branch appears, main does not move."""
+    main_before = stage.log("main")
+    fork_pr = stage.state.add_pull(REPO, "typo", head="main", user="mallory", head_fork="mallory/shop")
+    fork = stage.remote.parent / "fork"
+    git("clone", "--quiet", str(stage.remote), str(fork))
+    (fork / "src" / "app.py").write_text("def checkout(cart):  # from the fork\n    return sum(cart or [])\n")
+    git("-c", "user.name=m", "-c", "user.email=m@example.com", "commit", "-qam", "fork change", cwd=fork)
+    git("push", "--quiet", "origin", f"HEAD:refs/pull/{fork_pr}/head", cwd=fork)
+
+    stage.intake.tick(github_pull_requests_sensor)
+    stage.state.label(REPO, fork_pr, "need:reviewer", actor="alice")
+    (review,) = stage.intake.tick(github_pull_requests_sensor).run_requests
+    result = stage.execute(review)
+    assert result.success
+    comment = _service_comment(stage, fork_pr)
+    assert "which starts `def checkout(cart):  # from the fork`" in comment, comment
+    assert stage.branches() == ["main"] and stage.log("main") == main_before
