@@ -292,7 +292,21 @@ class RepoApi:
         return self._requester.requestJsonAndCheck("PATCH", f"{self.base}/issues/{number}", input=payload)[1]
 
     def comments(self, number: int) -> list[dict[str, Any]]:
-        return self._get_pages(f"{self.base}/issues/{number}/comments", {"per_page": 100})[2]
+        """The item's newest comments (up to MAX_PAGES pages), oldest first: a run's context is the latest
+        discussion, and a run's own comment is among the newest. Read from the front, an issue with more than
+        2,000 comments gave its oldest ones, and a run's comment past them was never found again (a new one each
+        time)."""
+        return self._newest(f"{self.base}/issues/{number}/comments", "created_at", None).items
+
+    def comment(self, comment_id: int) -> dict[str, Any] | None:
+        """One issue comment by its id, or None when it is gone."""
+        status, headers, body = self._requester.requestJson("GET", f"{self.base}/issues/comments/{comment_id}")
+        if status == 404:
+            return None
+        if status >= 400:
+            self._raise_for(status, headers, body)
+        found = json.loads(body) if body else None
+        return found if isinstance(found, dict) else None
 
     def create_comment(self, number: int, body: str) -> dict[str, Any]:
         return self._requester.requestJsonAndCheck(

@@ -189,13 +189,13 @@ def find_comment(api: RepoApi, number: int, correlation_key: str, recorded: int 
     so only the platform's own comments can be it: a marker elsewhere in a comment (quoted), or at the start of a
     comment someone else wrote (posted first to squat the run's comment), does not count. When the platform cannot
     tell its own login, no marker counts: the worst case is a second comment, never an outsider's."""
-    comments = api.comments(number)
     if recorded is not None:
-        found = next((c for c in comments if c.get("id") == recorded), None)
-        if found is not None:
+        found = api.comment(recorded)  # one request, however long the discussion
+        where = f"/repos/{api.full_name}/issues/{number}".lower()
+        if found is not None and str(found.get("issue_url") or "").lower().endswith(where):
             return found
     marker = MARKER.format(key=correlation_key)
-    candidates = [c for c in comments if str(c.get("body") or "").startswith(marker)]
+    candidates = [c for c in api.comments(number) if str(c.get("body") or "").startswith(marker)]
     if not candidates:
         return None
     own = (api.own_login() or "").lower()

@@ -95,3 +95,30 @@ def test_without_its_own_login_the_platform_takes_no_marker_comment(github_serve
     state.inject("500", path_regex=r"^/user$", times=None)  # GitHub will not say who the token is
     assert api.own_login() is None
     assert find_comment(api, number, KEY) is None  # at worst a second comment, never someone else's
+
+
+def test_a_runs_comment_is_found_past_two_thousand_comments(github_server: GitHubServer) -> None:  # noqa: F811
+    """A long discussion (2,150 comments, 22 pages): the run's comment, posted late and not recorded, is found
+    again, and the comments a run reads are the newest. Read from the front, the first 2,000 were all there was: the
+    platform posted a new comment at each update, and the agent's context was the oldest discussion."""
+    state, number, api = _issue(github_server, _token_api)
+    for n in range(2050):
+        state.add_comment(REPO, number, f"comment {n}", user="carol")
+    own = api.create_comment(number, render(_view()))["id"]
+    for n in range(2050, 2150):
+        state.add_comment(REPO, number, f"comment {n}", user="carol")
+    assert upsert(api, number, _view(), None) == own
+    assert len(state.comments(REPO, number)) == 2151  # edited, no second comment
+    newest = [c["body"] for c in api.comments(number)]
+    assert newest[-1] == "comment 2149" and newest[0] == "comment 200" and len(newest) == 1951  # pages 3-22
+    recorded = find_comment(api, number, KEY, recorded=own)
+    assert recorded is not None and recorded["id"] == own
+
+
+def test_a_recorded_comment_of_another_issue_is_not_taken(github_server: GitHubServer) -> None:  # noqa: F811
+    state, number, api = _issue(github_server, _token_api)
+    other = state.add_issue(REPO, "Another")
+    elsewhere = api.create_comment(other, render(_view()))["id"]
+    assert find_comment(api, number, KEY, recorded=elsewhere) is None
+    assert find_comment(api, other, KEY, recorded=elsewhere)["id"] == elsewhere  # type: ignore[index]
+    assert find_comment(api, number, KEY, recorded=999_999) is None  # deleted since
