@@ -305,8 +305,8 @@ class RepoApi:
             return None
         if status >= 400:
             self._raise_for(status, headers, body)
-        found = json.loads(body) if body else None
-        return found if isinstance(found, dict) else None
+        found: object = json.loads(body) if body else None
+        return cast(dict[str, Any], found) if isinstance(found, dict) else None
 
     def create_comment(self, number: int, body: str) -> dict[str, Any]:
         return self._requester.requestJsonAndCheck(
