@@ -72,6 +72,7 @@ MAX_ENV_VALUE_BYTES = 120_000
 CORRELATION_TAG = "codexk8s/correlation_key"
 LABEL_PREFIX = "codexk8s.io"
 INVOCATION_LABEL = f"{LABEL_PREFIX}/invocation"
+MCP_TOKEN_SECRET_KEY = "token"
 
 _LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9._-]+")
 _LABEL_VALUE_MAX = 63
@@ -167,6 +168,25 @@ def _security_context(uid: int) -> dict[str, Any]:
     }
 
 
+def mcp_token_secret_name(invocation_id: str) -> str:
+    """The per-run Secret holding the run's MCP token (`KubernetesAgentRuntime.run` creates and deletes it)."""
+    return f"codexk8s-mcp-{invocation_id}"
+
+
+def mcp_token_secret(name: str, token: str, pod_meta: Mapping[str, Any]) -> dict[str, Any]:
+    """The Secret body: the token under MCP_TOKEN_SECRET_KEY, labelled as the pod is (its invocation, run and
+    correlation key), immutable."""
+    labels = {**pod_meta.get("labels", {}), "app.kubernetes.io/component": "mcp-token"}
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": name, "labels": labels},
+        "type": "Opaque",
+        "immutable": True,
+        "stringData": {MCP_TOKEN_SECRET_KEY: token},
+    }
+
+
 def without_mcp_token(spec: RunnerSpec) -> str:
     """The spec as JSON without the run's MCP token: for the containers that do not run the agent, and for the copy
     of the pod spec kept with the run (`pod-spec.json`)."""
@@ -210,21 +230,32 @@ def build_pod_spec(
     runtime: KubernetesAgentRuntime,
     *,
     prompt: str | None = None,
+    mcp_secret: str | None = None,
 ) -> dict[str, Any]:
     """The pod `spec` (camelCase, as the API takes it) that `KubernetesAgentRuntime.run` hands to PipesK8sClient.
 
     `prompt` is the prompt text, written to `/workspace/prompt.md` in the pod (the op's prompt file is on another
     machine); without it the spec's `prompt_file` is kept as is and must exist in the image. Raises
     `PodSpecError` when the spec or the prompt is too large to travel as an environment variable.
+
+    `mcp_secret`: the Secret with the run's MCP token (`mcp_token_secret`). The agent container then takes the
+    token from it, and no container's spec carries it: a pod's spec is readable by everyone who may list pods in
+    the namespace, a Secret only by those who may read secrets. Without it the token travels in the agent
+    container's copy of the spec, as the spec has it.
     """
     pod_spec_json = pod_runner_spec(spec, relocate_prompt=prompt is not None).model_dump_json()
     _check_env_size(SPEC_ENV_VAR, pod_spec_json, "spec_too_large")
-    spec_env = {"name": SPEC_ENV_VAR, "value": pod_spec_json}
     # The runner's own containers never pass the run's MCP token on: their copy of the spec has none.
     runner_spec_env = {"name": SPEC_ENV_VAR, "value": without_mcp_token(RunnerSpec.model_validate_json(pod_spec_json))}
     unbuffered = {"name": "PYTHONUNBUFFERED", "value": "1"}  # Pipes messages reach the log as they are written
     token = _secret_env(TOKEN_ENV_VAR, f"{runtime.token_secret_name}/{runtime.token_secret_key}")
-    agent_env: list[dict[str, Any]] = [spec_env]
+    if mcp_secret is not None:  # the runner passes it from its environment (the spec's pass_env names it)
+        agent_env: list[dict[str, Any]] = [
+            runner_spec_env,
+            _secret_env(settings.MCP_TOKEN_VAR, f"{mcp_secret}/{MCP_TOKEN_SECRET_KEY}"),
+        ]
+    else:
+        agent_env = [{"name": SPEC_ENV_VAR, "value": pod_spec_json}]
     if prompt is not None:
         _check_env_size(PROMPT_ENV_VAR, prompt, "prompt_too_large")
         agent_env.append({"name": PROMPT_ENV_VAR, "value": prompt})
@@ -390,6 +421,7 @@ class _AgentPipesK8sClient(PipesK8sClient):
         super().__init__(**kwargs)
         self.pod: tuple[str, str] | None = None  # (namespace, name)
         self.k8s: DagsterKubernetesClient | None = None
+        self.owned_secret: str | None = None  # the run's MCP token Secret, to be owned by the pod
 
     @contextmanager
     def consume_pod_logs(
@@ -404,6 +436,8 @@ class _AgentPipesK8sClient(PipesK8sClient):
         # Called right after the pod is created: the one place where its generated name is handed out.
         self.pod = (namespace, pod_name)
         self.k8s = client
+        if self.owned_secret is not None:
+            self._owned_by_pod(context, client, namespace, pod_name, self.owned_secret)
         with super().consume_pod_logs(
             context=context,
             client=client,
@@ -413,6 +447,25 @@ class _AgentPipesK8sClient(PipesK8sClient):
             ignore_containers=ignore_containers,
         ):
             yield
+
+    @staticmethod
+    def _owned_by_pod(
+        context: dg.OpExecutionContext | dg.AssetExecutionContext,
+        client: DagsterKubernetesClient,
+        namespace: str,
+        pod_name: str,
+        secret: str,
+    ) -> None:
+        """Make the pod the owner of the run's MCP token Secret, so that the Secret is deleted with the pod when the
+        op cannot delete it (killed): by whoever deletes the pod, or the clean-up CronJob. Best effort."""
+        try:
+            pod: Any = client.core_api.read_namespaced_pod(pod_name, namespace)
+            owner = {"apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": pod.metadata.uid}
+            client.core_api.patch_namespaced_secret(secret, namespace, {"metadata": {"ownerReferences": [owner]}})
+        except (kubernetes.client.ApiException, HTTPError) as exc:
+            context.log.warning(
+                f"could not make pod {pod_name} the owner of Secret {secret}: {_shorten(str(exc), 300)}"
+            )
 
 
 class KubernetesAgentRuntime(AgentRuntime):
@@ -489,11 +542,13 @@ class KubernetesAgentRuntime(AgentRuntime):
             return RunnerResult(
                 status="failed_precondition", reason="prompt_not_found", message=message, branch=spec.branch
             )
+        invocation_id = uuid.uuid4().hex
+        mcp_token = spec.env.get(settings.MCP_TOKEN_VAR) if settings.MCP_TOKEN_VAR in spec.pass_env else None
+        mcp_secret = mcp_token_secret_name(invocation_id) if mcp_token else None
         try:
-            pod_spec = build_pod_spec(spec, agent, self, prompt=prompt)
+            pod_spec = build_pod_spec(spec, agent, self, prompt=prompt, mcp_secret=mcp_secret)
         except PodSpecError as exc:
             return RunnerResult(status="failed_precondition", reason=exc.reason, message=str(exc), branch=spec.branch)
-        invocation_id = uuid.uuid4().hex
         pod_meta = build_pod_meta(
             spec,
             agent,
@@ -513,7 +568,12 @@ class KubernetesAgentRuntime(AgentRuntime):
             kube_context=None if self.load_incluster_config else self.kube_context,
             poll_interval=self.poll_interval_seconds,
         )
+        client.owned_secret = mcp_secret
         wait_timeout = pod_spec["activeDeadlineSeconds"] + self.pending_timeout_seconds
+        if mcp_secret is not None and mcp_token is not None:
+            refused = self._create_secret(mcp_token_secret(mcp_secret, mcp_token, pod_meta), spec)
+            if refused is not None:
+                return refused
         try:
             try:
                 invocation = client.run(
@@ -537,6 +597,8 @@ class KubernetesAgentRuntime(AgentRuntime):
             # Success, failure, or DagsterExecutionInterruptedError (run cancelled): the pod goes either way,
             # and so does the prompt (issue text) on this side.
             self._delete_pod(context, client, invocation_id)
+            if mcp_secret is not None:
+                self._delete_secret(context, mcp_secret)
             if Path(spec.prompt_file).parent == run_dir:
                 remove_run_files([Path(spec.prompt_file)])
         (run_dir / "result.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
@@ -589,6 +651,39 @@ class KubernetesAgentRuntime(AgentRuntime):
             message=_shorten(f"the agent pod failed without reporting a result. {detail}"),
             branch=spec.branch,
         )
+
+    def _core_api(self) -> kubernetes.client.CoreV1Api:
+        """A CoreV1Api on the cluster PipesK8sClient launches in (it loads the same configuration itself)."""
+        if self.load_incluster_config:
+            kubernetes.config.load_incluster_config()
+        else:
+            kubernetes.config.load_kube_config(config_file=self.kubeconfig_file, context=self.kube_context)
+        return kubernetes.client.CoreV1Api()
+
+    def _create_secret(self, body: dict[str, Any], spec: RunnerSpec) -> RunnerResult | None:
+        """Create the run's MCP token Secret; a refusal (no RBAC for secrets, the API down) is the run's result."""
+        try:
+            self._core_api().create_namespaced_secret(self.namespace, body)
+        except (kubernetes.client.ApiException, HTTPError, kubernetes.config.ConfigException) as exc:
+            status = getattr(exc, "status", None)
+            detail = f"{status} {getattr(exc, 'reason', '')}".strip() if status else _shorten(str(exc), 300)
+            message = (
+                f"could not create the Secret with the run's MCP token in namespace {self.namespace!r}: {detail}"
+                " (the launcher's Role needs secrets create, patch and delete there)"
+            )
+            return RunnerResult(status="failed", reason="pod_failed", message=message, branch=spec.branch)
+        return None
+
+    def _delete_secret(self, context: dg.OpExecutionContext, name: str) -> None:
+        """Delete the run's MCP token Secret; a missing one is fine. Left behind (the op killed), it goes with its
+        pod: `consume_pod_logs` makes the pod its owner."""
+        try:
+            self._core_api().delete_namespaced_secret(name, self.namespace)
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 404:
+                context.log.warning(f"could not delete the MCP token Secret {name}: {exc.status} {exc.reason}")
+        except (HTTPError, kubernetes.config.ConfigException) as exc:
+            context.log.warning(f"could not delete the MCP token Secret {name}: {_shorten(str(exc), 300)}")
 
     def _delete_pod(self, context: dg.OpExecutionContext, client: _AgentPipesK8sClient, invocation_id: str) -> None:
         """Delete the launched pod (found by name, else by its invocation label); a missing pod is fine."""

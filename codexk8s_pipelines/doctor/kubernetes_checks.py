@@ -15,13 +15,17 @@ from .agent_checks import check_mcp, check_model_keys
 from .base import Check, Context, cause, fail, ok, one_line, skip, warn
 
 K8S_TIMEOUT_SECONDS = 5
-# What a run pod needs in the agent namespace (dagster-k8s PipesK8sClient: create, follow, read the log, delete).
+# What a run pod needs in the agent namespace (dagster-k8s PipesK8sClient: create, follow, read the log, delete;
+# and the Secret that takes each run's MCP token to its agent container: create, own by the pod, delete).
 POD_VERBS: tuple[tuple[str, str, str], ...] = (
     ("create", "pods", ""),
     ("get", "pods", ""),
     ("list", "pods", ""),
     ("delete", "pods", ""),
     ("get", "pods", "log"),
+    ("create", "secrets", ""),
+    ("patch", "secrets", ""),
+    ("delete", "secrets", ""),
 )
 
 

@@ -16,6 +16,7 @@ dagster-k8s, Dagster itself) is synchronous and runs in the test's main thread, 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import copy
 import datetime
@@ -52,7 +53,8 @@ pod_dir = os.environ["FAKE_POD_DIR"]
 if container != "agent-runner":  # an init container: record what it was given, in order
     seen = {"env": sorted(k for k in os.environ if k != "FAKE_POD_DIR"), "token_sha256": digest(token),
             "openai_sha256": digest(os.environ.get("OPENAI_API_KEY")), "prompt": os.environ.get("CODEXK8S_PROMPT"),
-            "after": sorted(os.listdir(pod_dir))}
+            "mcp_sha256": digest(os.environ.get("CODEXK8S_MCP_TOKEN")),
+            "spec_mcp_sha256": digest(spec.env.get("CODEXK8S_MCP_TOKEN")), "after": sorted(os.listdir(pod_dir))}
     with open(os.path.join(pod_dir, container + ".json"), "w") as handle:
         json.dump(seen, handle)
     print(container + " done", flush=True)
@@ -196,8 +198,18 @@ class FakeKubelet:
                 env[entry["name"]] = entry["value"]
             else:
                 ref = entry["valueFrom"]["secretKeyRef"]
-                env[entry["name"]] = self.secrets[ref["name"]][ref["key"]]
+                env[entry["name"]] = self._secret(ref["name"], ref["key"])
         return env
+
+    def _secret(self, name: str, key: str) -> str:
+        """A secret's value: one created through the API (alive, in any namespace), else one the test declared."""
+        for (resource, _namespace, found), obj in self.emulator.objects.items():
+            if resource.plural == "secrets" and found == name and not obj.deleted:
+                raw = obj.raw
+                if key in (raw.get("stringData") or {}):
+                    return str(raw["stringData"][key])
+                return base64.b64decode(raw["data"][key]).decode()
+        return self.secrets[name][key]
 
     def _status(self, pod: FakePod, status: dict[str, Any]) -> None:
         if pod.init_statuses and "initContainerStatuses" not in status:  # ended init containers stay listed
@@ -340,15 +352,21 @@ class KubeApi:
 
     def pods(self) -> dict[str, dict[str, Any]]:
         """Every pod the API server ever stored, by name: the manifest as created, and whether it is deleted."""
+        return self.objects("pods")
+
+    def objects(self, plural: str) -> dict[str, dict[str, Any]]:
+        """Every object of a kind the API server ever stored, by name: the manifest as created, as last stored
+        (after patches), and whether it is deleted."""
 
         def snapshot() -> dict[str, dict[str, Any]]:
             result = {}
             for key, obj in self.emulator.objects.items():
-                if key[0].plural == "pods":
-                    created = next(v for v in obj.history if v is not None)
+                if key[0].plural == plural:
+                    stored = [v for v in obj.history if v is not None]
                     result[key[2]] = {
                         "namespace": key[1],
-                        "created": copy.deepcopy(created.raw),
+                        "created": copy.deepcopy(stored[0].raw),
+                        "last": copy.deepcopy(stored[-1].raw),
                         "deleted": obj.deleted,
                     }
             return result
@@ -381,6 +399,7 @@ def kube_api(tmp_path: Path, fake_secrets: dict[str, dict[str, str]]) -> Iterato
         emulator = await stack.enter_async_context(kmock.KubernetesEmulator())
         await stack.enter_async_context(kmock.Server(emulator))
         emulator.resources["v1/pods"] = {}
+        emulator.resources["v1/secrets"] = {}
         kubelet = FakeKubelet(emulator, fake_secrets)
 
         def api_server_defaults(request: kmock.Request) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import kmock
 import kubernetes_validate
 import pytest
 from dagster._core.errors import DagsterExecutionInterruptedError
@@ -332,6 +333,10 @@ def test_run_creates_the_built_pod_and_returns_the_runners_pipes_result(
     assert agent["token_sha256"] is None and "CODEXK8S_GITHUB_TOKEN" not in agent["env"]
     assert agent["openai_sha256"] == hashlib.sha256(openai.encode()).hexdigest()
     assert agent["prompt"] == PROMPT
+    # The run's MCP token reached the agent container from its Secret, and no container's spec carries it.
+    mcp_sha = hashlib.sha256(mcp_token.encode()).hexdigest()
+    assert (agent["mcp_sha256"], agent["spec_mcp_sha256"]) == (mcp_sha, None)
+    assert (checkout["mcp_sha256"], checkout["spec_mcp_sha256"]) == (None, None)
 
     name, pod = _only_pod(kube_api)
     assert pod["namespace"] == "agents-test"
@@ -342,7 +347,9 @@ def test_run_creates_the_built_pod_and_returns_the_runners_pipes_result(
     # are passed to the agent (they were dropped in the pod before), its memory is the agent's cap.
     limited = with_agent_limits(spec, _agent())
     assert "OPENAI_API_KEY" in limited.pass_env
-    expected = build_pod_spec(limited, _agent(), runtime, prompt=PROMPT)
+    (secret_name, secret), *others = kube_api.objects("secrets").items()
+    assert others == [] and secret_name.startswith("codexk8s-mcp-")
+    expected = build_pod_spec(limited, _agent(), runtime, prompt=PROMPT, mcp_secret=secret_name)
     sent_all = [*created["spec"]["initContainers"], *created["spec"]["containers"]]
     built_all = [*expected["initContainers"], *expected["containers"]]
     assert [c["name"] for c in sent_all] == [c["name"] for c in built_all] == ["checkout", "agent", "agent-runner"]
@@ -361,20 +368,49 @@ def test_run_creates_the_built_pod_and_returns_the_runners_pipes_result(
     # The recorded manifest is a valid Pod (PipesK8sClient's body carries no apiVersion/kind; the URL says it).
     kubernetes_validate.validate({"apiVersion": "v1", "kind": "Pod", **created}, SCHEMA_VERSION, strict=True)
     text = json.dumps(created)
-    assert token not in text and openai not in text
+    assert token not in text and openai not in text and mcp_token not in text  # readable by pod listers
     assert ("DELETE", f"/api/v1/namespaces/agents-test/pods/{name}", {}) in kube_api.requests()
-    # The run's MCP token: in the agent container's spec only, and not in the copy of the pod kept with the run.
+    # The run's MCP token: in a Secret of the run, referenced by the agent container only, owned by the pod (so it
+    # goes with the pod if the op cannot delete it), and deleted with the run.
     specs = {c["name"]: RunnerSpec.model_validate_json(_env(c)[SPEC_ENV_VAR]["value"]) for c in built_all}
-    assert specs["agent"].env[settings.MCP_TOKEN_VAR] == mcp_token
-    assert (
-        settings.MCP_TOKEN_VAR not in specs["checkout"].env and settings.MCP_TOKEN_VAR not in specs["agent-runner"].env
-    )
+    assert all(settings.MCP_TOKEN_VAR not in s.env for s in specs.values())
+    assert specs["agent"].pass_env == limited.pass_env and settings.MCP_TOKEN_VAR in specs["agent"].pass_env
     assert specs["agent-runner"].env[settings.MCP_URL_VAR] == mcp[settings.MCP_URL_VAR]
+    ref = {"secretKeyRef": {"name": secret_name, "key": "token"}}
+    assert _env(sent_all[1])[settings.MCP_TOKEN_VAR] == {"name": settings.MCP_TOKEN_VAR, "valueFrom": ref}
+    assert all(settings.MCP_TOKEN_VAR not in _env(c) for c in (sent_all[0], sent_all[2]))
+    assert secret["namespace"] == "agents-test" and secret["deleted"]
+    assert secret["created"]["stringData"] == {"token": mcp_token} and secret["created"]["immutable"] is True
+    assert secret["created"]["metadata"]["labels"][INVOCATION_LABEL] == labels[INVOCATION_LABEL]
+    (owner,) = secret["last"]["metadata"]["ownerReferences"]
+    assert (owner["kind"], owner["name"], owner["uid"]) == ("Pod", name, pod["last"]["metadata"]["uid"])
+    kubernetes_validate.validate(secret["created"], SCHEMA_VERSION, strict=True)
+    assert ("DELETE", f"/api/v1/namespaces/agents-test/secrets/{secret_name}", {}) in kube_api.requests()
     kept = (tmp_path / "run" / "pod-spec.json").read_text()
     assert mcp_token not in kept and token not in kept and openai not in kept
-    checkout_spec = expected["initContainers"][0]["env"][0]["value"]
-    expected["initContainers"][1]["env"][0]["value"] = checkout_spec  # the agent's own, less the token
     assert json.loads(kept) == expected
+
+
+@pytest.mark.timeout(90)
+def test_a_refused_mcp_token_secret_fails_the_run_before_any_pod(
+    kube_api: KubeApi, prompt_file: Path, tmp_path: Path
+) -> None:
+    """Without RBAC for secrets in the agent namespace the run fails at once, saying what the Role lacks; no pod
+    is created, and the token is in no other object."""
+    runtime = _runtime(kube_api)
+    mcp = {settings.MCP_TOKEN_VAR: "mcp-run-token-" + "8" * 24, settings.MCP_URL_VAR: "http://mcp:8765/mcp"}
+    spec = _spec(prompt_file).model_copy(update={"env": mcp, "pass_env": [settings.MCP_TOKEN_VAR]})
+    error = kmock.KubernetesError(status=403, reason="Forbidden", message="secrets is forbidden")
+
+    def forbid() -> None:
+        kube_api.emulator[kmock.action.CREATE, kmock.resource("v1/secrets")] << error
+
+    kube_api.call(forbid)
+    result = _run_in_op(runtime, spec, tmp_path / "run")
+    assert (result.status, result.reason) == ("failed", "pod_failed")
+    assert "could not create the Secret with the run's MCP token in namespace 'agents-test': 403" in result.message
+    assert "needs secrets create, patch and delete" in (result.message or "")
+    assert kube_api.pods() == {}
 
 
 @pytest.mark.timeout(90)

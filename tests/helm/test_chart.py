@@ -329,15 +329,26 @@ def test_every_object_carries_the_standard_labels(rendered: dict[str, str], vari
 
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_no_role_grants_anything_on_secrets(rendered: dict[str, str], variant: str) -> None:
+def test_no_role_may_read_a_secret(rendered: dict[str, str], variant: str) -> None:
+    """No get, list or watch on secrets anywhere. The one grant on them is the agent launcher's, in the agent
+    namespaces: create, patch and delete, for the Secret that takes each run's MCP token to its agent container."""
     roles = [o for o in _objects(rendered[variant]) if o["kind"] in {"Role", "ClusterRole"}]
     assert roles
     for role in roles:
+        name = role["metadata"]["name"]
         for rule in role["rules"]:
             resources = set(rule.get("resources", []))
-            assert "secrets" not in resources and "*" not in resources, role["metadata"]["name"]
-            assert "*" not in rule["verbs"], role["metadata"]["name"]
+            assert "*" not in resources and "*" not in rule["verbs"], name
+            if "secrets" in resources:
+                assert name == f"{RELEASE}-agent-launcher" and resources == {"secrets"}, name
+                assert set(rule["verbs"]) == {"create", "patch", "delete"}, name
+                assert role["metadata"]["namespace"] in _agent_namespaces(variant), name
     assert not [o for o in _objects(rendered[variant]) if o["kind"] in {"ClusterRole", "ClusterRoleBinding"}]
+
+
+def _agent_namespaces(variant: str) -> set[str]:
+    values = VARIANTS[variant] or {}
+    return set(values.get("agents", {}).get("namespaces", ["codexk8s-agents"]))
 
 
 def _grants(role: dict[str, Any]) -> dict[str, set[str]]:
@@ -374,7 +385,11 @@ def test_agent_namespaces_get_rbac_quota_limits_and_network_policy(rendered: dic
         assert agent_sa["automountServiceAccountToken"] is False
 
         launcher = _one(in_ns, "Role", f"{RELEASE}-agent-launcher")
-        assert _grants(launcher) == {"pods": {"create", "get", "list", "watch", "delete"}, "pods/log": {"get"}}
+        assert _grants(launcher) == {
+            "pods": {"create", "get", "list", "watch", "delete"},
+            "pods/log": {"get"},
+            "secrets": {"create", "patch", "delete"},  # the run's MCP token Secret, never read back
+        }
         binding = _one(in_ns, "RoleBinding", f"{RELEASE}-agent-launcher")
         assert binding["roleRef"]["name"] == launcher["metadata"]["name"]
         subjects = {(s["kind"], s["name"], s.get("namespace")) for s in binding["subjects"]}
