@@ -14,6 +14,10 @@
    against naive, findings compared.
 4. A 100,000-entry lockfile (package-lock.json, and a Gemfile.lock): `extract_dependencies` wall time and
    peak Python memory (tracemalloc, on a second run), beside the file's own size.
+5. Crafted manifests, as a hostile repository would write them (review 27): a pyproject.toml of N dependencies
+   written with a TOML escape, at N and 16 N (time per entry side by side: linear reads ~1.0, the former line search
+   per entry read ~16), and the key lines of a JSON lock with the same keys 2 and 60 levels deep (peak memory side
+   by side: ~1.0 when a key costs the same at any depth; key paths made it grow with the depth).
 
 Run: .venv/bin/python bench/security.py [--osv-root ../shared/data/osv] [--deps 5000]
 """
@@ -309,13 +313,55 @@ def bench_large_lockfile(entries: int) -> None:
             )
 
 
+def bench_crafted(entries: int) -> None:
+    import json
+
+    from codexk8s_pipelines.security.lockfiles._common import Sink, json_key_lines
+    from codexk8s_pipelines.security.lockfiles.pyproject import parse
+
+    per_entry: list[float] = []
+    for n in (entries, 16 * entries):
+        text = (
+            "[project]\nname = 'x'\ndependencies = [\n"
+            + "".join(f'  "p\\u0061ck{i}==1.0",\n' for i in range(n))
+            + "]\n"
+        )
+        sink = Sink(Path("pyproject.toml"), "pyproject.toml", Path("."))
+        t = time.perf_counter()
+        parse(text, sink)
+        seconds = time.perf_counter() - t
+        assert len(sink.dependencies) == n and sink.dependencies[-1].line == n + 3, "lines"
+        per_entry.append(seconds / n)
+        print(f"pyproject.toml, {n} escaped dependencies ({len(text) / 1e3:.0f} kB): {seconds:6.2f} s")
+    print(f"  time per entry at {16 * entries} / at {entries}: {per_entry[1] / per_entry[0]:.2f} (linear: ~1)")
+    peaks: list[int] = []
+    keys = 10 * entries
+    for depth in (2, 60):
+        text = '{"a":' * depth + "{" + ",".join(f'"{i:x}":[]' for i in range(keys)) + "}" + "}" * depth
+        data = json.loads(text)
+        tracemalloc.start()
+        lines = json_key_lines(text, data)
+        peaks.append(tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+        del lines
+        print(
+            f"JSON key lines, {keys} keys {depth} levels deep ({len(text) / 1e6:.1f} MB): peak {peaks[-1] / 1e6:.1f} MB"
+        )
+    print(f"  peak memory at 60 levels / at 2: {peaks[1] / peaks[0]:.2f} (independent of depth: ~1)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--osv-root", type=Path, default=REPO.parent / "shared/data/osv")
     parser.add_argument("--deps", type=int, default=5000)
     parser.add_argument("--naive-budget", type=float, default=60.0, help="seconds the naive run may take")
     parser.add_argument("--lockfile-entries", type=int, default=100_000)
+    parser.add_argument("--crafted-entries", type=int, default=2000)
+    parser.add_argument("--crafted-only", action="store_true", help="only section 5, the crafted manifests")
     args = parser.parse_args()
+    if args.crafted_only:
+        bench_crafted(args.crafted_entries)
+        return
     bench_load(args.osv_root)
     t = time.perf_counter()
     both = OsvDatabase.load(args.osv_root)
@@ -323,6 +369,7 @@ def main() -> None:
     bench_scan(both, args.deps, args.naive_budget)
     bench_all_ecosystems(args.osv_root, args.deps, args.naive_budget)
     bench_large_lockfile(args.lockfile_entries)
+    bench_crafted(args.crafted_entries)
 
 
 if __name__ == "__main__":
