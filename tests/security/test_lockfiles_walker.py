@@ -22,7 +22,12 @@ from codexk8s_pipelines.security.lockfiles import (
     known_file,
     parse_file,
 )
-from codexk8s_pipelines.security.lockfiles._common import _key_lines_by_pairing, _key_lines_by_scanning, json_key_lines
+from codexk8s_pipelines.security.lockfiles._common import (
+    _deeper_than,
+    _key_lines_by_pairing,
+    _key_lines_by_scanning,
+    json_key_lines,
+)
 from tests.security.test_lockfiles_go_cargo import CARGO_LOCK, GO_MOD, GO_SUM
 from tests.security.test_lockfiles_npm import PACKAGE_LOCK_V3, PNPM_V9, YARN_BERRY, YARN_CLASSIC
 from tests.security.test_lockfiles_python import PEP621, PIP_COMPILE, PIPFILE_LOCK, POETRY_LOCK, UV_LOCK
@@ -242,6 +247,10 @@ def test_json_key_lines_tracks_nesting_arrays_and_escapes() -> None:
         ),
         ('{"k": ": {",\n "m": {}}', {("m",): 2}),  # a value that looks like a key ending
         ('{"dup": {"y": {}},\n "dup": {"x": {}}}', {("dup",): 2, ("dup", "x"): 2}),  # json.loads keeps the last
+        (  # a duplicate whose kept (last) value has blanks before its colon: its own line, not the first one's
+            '{"p": {"dup": {"v": 1},\n "o": {"v": 2},\n "dup" : {"v": 3}}}',
+            {("p",): 1, ("p", "dup"): 3, ("p", "o"): 2},
+        ),
         ('{"k":{"k":{}},"k2":[{"z":[]}]}', {("k",): 1, ("k", "k"): 1, ("k2",): 1, ("k2", "", "z"): 1}),  # compact
         (  # array elements found by their index, scalars counted
             '{"a": [1, "x", {"b": {}}, [], {"c": []}],\n "d": {"e": [{},\n {"f": {}}]}}',
@@ -272,3 +281,19 @@ def test_json_key_lines_memory_does_not_grow_with_depth() -> None:
 
     shallow, deep = peak(1), peak(60)
     assert deep < 1.3 * shallow, (shallow, deep)
+
+
+def test_the_depth_check_holds_one_iterator_a_level_however_wide() -> None:
+    """A wide document of 500,000 empty arrays: the depth check holds one iterator per open level, not one entry per
+    pending container (that doubled the peak memory of a wide lock next to json.loads)."""
+    data = json.loads("[" + ",".join(["[]"] * 500_000) + "]")
+    tracemalloc.start()
+    try:
+        assert _deeper_than(data, 64) is False
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100_000, peak
+    nested = json.loads("[" * 64 + "]" * 64)
+    assert (_deeper_than(nested, 64), _deeper_than(nested, 63)) == (False, True)
+    assert (_deeper_than([[], {"a": 1}], 2), _deeper_than([[], {"a": {}}], 2)) == (False, True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -167,17 +167,21 @@ def load_json(text: str, sink: Sink) -> Any:
 
 
 def _deeper_than(data: Any, limit: int) -> bool:
-    """Whether containers nest more than `limit` deep (the top-level container is level 1); containers only are
-    walked, without recursion."""
-    stack: list[tuple[Any, int]] = [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
-        if children is None:
-            continue
-        if depth > limit:
-            return True
-        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    """Whether containers nest more than `limit` deep (the top-level container is level 1). Walked without recursion
+    and with one iterator per open level, so it holds at most `limit` of them, however wide the document: a stack of
+    every pending child doubled the peak memory of a wide lock."""
+    if not isinstance(data, dict | list):
+        return False
+    levels: list[Iterator[Any]] = [iter(data.values() if isinstance(data, dict) else data)]
+    while levels:
+        for child in levels[-1]:
+            if isinstance(child, dict | list):
+                if len(levels) >= limit:
+                    return True
+                levels.append(iter(child.values() if isinstance(child, dict) else child))
+                break
+        else:
+            levels.pop()
     return False
 
 
@@ -222,7 +226,9 @@ def json_key_lines(text: str, data: Any, max_depth: int | None = None) -> KeyLin
     return KeyLines(data, fast if fast is not None else _key_lines_by_scanning(text, data, max_depth))
 
 
-_CONTAINER_KEY_END = re.compile(r'":\s*[\[{]')  # the closing quote of a key whose value is a container
+# The closing quote of a key whose value is a container. JSON allows blanks before the colon too: missing `"k" : {`
+# let a duplicate key written that way pair up with the other's line instead of falling back to the exact scan.
+_CONTAINER_KEY_END = re.compile(r'"[ \t\r\n]*:[ \t\r\n]*[\[{]')
 
 
 def _escaped(text: str, index: int) -> bool:
