@@ -421,7 +421,8 @@ class _AgentPipesK8sClient(PipesK8sClient):
         super().__init__(**kwargs)
         self.pod: tuple[str, str] | None = None  # (namespace, name)
         self.k8s: DagsterKubernetesClient | None = None
-        self.owned_secret: str | None = None  # the run's MCP token Secret, to be owned by the pod
+        self.pod_secret: dict[str, Any] | None = None  # the run's MCP token Secret, created once the pod is
+        self.secret_refused: str | None = None  # why it could not be created
 
     @contextmanager
     def consume_pod_logs(
@@ -436,8 +437,8 @@ class _AgentPipesK8sClient(PipesK8sClient):
         # Called right after the pod is created: the one place where its generated name is handed out.
         self.pod = (namespace, pod_name)
         self.k8s = client
-        if self.owned_secret is not None:
-            self._owned_by_pod(context, client, namespace, pod_name, self.owned_secret)
+        if self.pod_secret is not None:
+            self._create_pod_secret(client, namespace, pod_name, self.pod_secret)
         with super().consume_pod_logs(
             context=context,
             client=client,
@@ -448,24 +449,29 @@ class _AgentPipesK8sClient(PipesK8sClient):
         ):
             yield
 
-    @staticmethod
-    def _owned_by_pod(
-        context: dg.OpExecutionContext | dg.AssetExecutionContext,
-        client: DagsterKubernetesClient,
-        namespace: str,
-        pod_name: str,
-        secret: str,
+    def _create_pod_secret(
+        self, client: DagsterKubernetesClient, namespace: str, pod_name: str, body: dict[str, Any]
     ) -> None:
-        """Make the pod the owner of the run's MCP token Secret, so that the Secret is deleted with the pod when the
-        op cannot delete it (killed): by whoever deletes the pod, or the clean-up CronJob. Best effort."""
+        """Create the run's MCP token Secret with the pod as its owner, so that it goes when the pod goes (deleted
+        by the run, by hand, or by the clean-up CronJob), and the launcher needs no right on secrets but create: no
+        patch, delete, get or list, which would reach the namespace's other secrets (the push token).
+
+        The pod exists by now and its first container is the checkout: the agent container, the only one that reads
+        the Secret, starts after it (and a kubelet retries a container whose Secret is not there yet). A refusal
+        (no RBAC, the API down) ends the run with the reason, and the pod is deleted."""
         try:
             pod: Any = client.core_api.read_namespaced_pod(pod_name, namespace)
             owner = {"apiVersion": "v1", "kind": "Pod", "name": pod_name, "uid": pod.metadata.uid}
-            client.core_api.patch_namespaced_secret(secret, namespace, {"metadata": {"ownerReferences": [owner]}})
+            owned = {**body, "metadata": {**body["metadata"], "ownerReferences": [owner]}}
+            client.core_api.create_namespaced_secret(namespace, owned)
         except (kubernetes.client.ApiException, HTTPError) as exc:
-            context.log.warning(
-                f"could not make pod {pod_name} the owner of Secret {secret}: {_shorten(str(exc), 300)}"
+            status = getattr(exc, "status", None)
+            detail = f"{status} {getattr(exc, 'reason', '')}".strip() if status else _shorten(str(exc), 300)
+            self.secret_refused = (
+                f"could not create the Secret with the run's MCP token in namespace {namespace!r}: {detail}"
+                " (the launcher's Role needs secrets create there)"
             )
+            raise DagsterK8sError(self.secret_refused) from exc
 
 
 class KubernetesAgentRuntime(AgentRuntime):
@@ -548,6 +554,8 @@ class KubernetesAgentRuntime(AgentRuntime):
         try:
             pod_spec = build_pod_spec(spec, agent, self, prompt=prompt, mcp_secret=mcp_secret)
         except PodSpecError as exc:
+            if Path(spec.prompt_file).parent == run_dir:
+                remove_run_files([Path(spec.prompt_file)])  # the issue text does not outlive the step
             return RunnerResult(status="failed_precondition", reason=exc.reason, message=str(exc), branch=spec.branch)
         pod_meta = build_pod_meta(
             spec,
@@ -568,12 +576,9 @@ class KubernetesAgentRuntime(AgentRuntime):
             kube_context=None if self.load_incluster_config else self.kube_context,
             poll_interval=self.poll_interval_seconds,
         )
-        client.owned_secret = mcp_secret
-        wait_timeout = pod_spec["activeDeadlineSeconds"] + self.pending_timeout_seconds
         if mcp_secret is not None and mcp_token is not None:
-            refused = self._create_secret(mcp_token_secret(mcp_secret, mcp_token, pod_meta), spec)
-            if refused is not None:
-                return refused
+            client.pod_secret = mcp_token_secret(mcp_secret, mcp_token, pod_meta)
+        wait_timeout = pod_spec["activeDeadlineSeconds"] + self.pending_timeout_seconds
         try:
             try:
                 invocation = client.run(
@@ -585,7 +590,12 @@ class KubernetesAgentRuntime(AgentRuntime):
                     delete_pod_on_completion=False,  # ours to delete, after reading a failed pod back
                 )
             except (DagsterK8sError, DagsterPipesExecutionError, kubernetes.client.ApiException, HTTPError) as exc:
-                result = self._recover(context, client, reader, spec, exc)
+                if client.secret_refused is not None:
+                    result = RunnerResult(
+                        status="failed", reason="pod_failed", message=client.secret_refused, branch=spec.branch
+                    )
+                else:
+                    result = self._recover(context, client, reader, spec, exc)
             else:
                 result = _result_from_payloads(invocation.get_custom_messages(), spec) or RunnerResult(
                     status="failed",
@@ -594,11 +604,9 @@ class KubernetesAgentRuntime(AgentRuntime):
                     branch=spec.branch,
                 )
         finally:
-            # Success, failure, or DagsterExecutionInterruptedError (run cancelled): the pod goes either way,
-            # and so does the prompt (issue text) on this side.
+            # Success, failure, or DagsterExecutionInterruptedError (run cancelled): the pod goes either way (and
+            # the run's MCP token Secret with it, its dependent), and so does the prompt (issue text) on this side.
             self._delete_pod(context, client, invocation_id)
-            if mcp_secret is not None:
-                self._delete_secret(context, mcp_secret)
             if Path(spec.prompt_file).parent == run_dir:
                 remove_run_files([Path(spec.prompt_file)])
         (run_dir / "result.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
@@ -651,39 +659,6 @@ class KubernetesAgentRuntime(AgentRuntime):
             message=_shorten(f"the agent pod failed without reporting a result. {detail}"),
             branch=spec.branch,
         )
-
-    def _core_api(self) -> kubernetes.client.CoreV1Api:
-        """A CoreV1Api on the cluster PipesK8sClient launches in (it loads the same configuration itself)."""
-        if self.load_incluster_config:
-            kubernetes.config.load_incluster_config()
-        else:
-            kubernetes.config.load_kube_config(config_file=self.kubeconfig_file, context=self.kube_context)
-        return kubernetes.client.CoreV1Api()
-
-    def _create_secret(self, body: dict[str, Any], spec: RunnerSpec) -> RunnerResult | None:
-        """Create the run's MCP token Secret; a refusal (no RBAC for secrets, the API down) is the run's result."""
-        try:
-            self._core_api().create_namespaced_secret(self.namespace, body)
-        except (kubernetes.client.ApiException, HTTPError, kubernetes.config.ConfigException) as exc:
-            status = getattr(exc, "status", None)
-            detail = f"{status} {getattr(exc, 'reason', '')}".strip() if status else _shorten(str(exc), 300)
-            message = (
-                f"could not create the Secret with the run's MCP token in namespace {self.namespace!r}: {detail}"
-                " (the launcher's Role needs secrets create, patch and delete there)"
-            )
-            return RunnerResult(status="failed", reason="pod_failed", message=message, branch=spec.branch)
-        return None
-
-    def _delete_secret(self, context: dg.OpExecutionContext, name: str) -> None:
-        """Delete the run's MCP token Secret; a missing one is fine. Left behind (the op killed), it goes with its
-        pod: `consume_pod_logs` makes the pod its owner."""
-        try:
-            self._core_api().delete_namespaced_secret(name, self.namespace)
-        except kubernetes.client.ApiException as exc:
-            if exc.status != 404:
-                context.log.warning(f"could not delete the MCP token Secret {name}: {exc.status} {exc.reason}")
-        except (HTTPError, kubernetes.config.ConfigException) as exc:
-            context.log.warning(f"could not delete the MCP token Secret {name}: {_shorten(str(exc), 300)}")
 
     def _delete_pod(self, context: dg.OpExecutionContext, client: _AgentPipesK8sClient, invocation_id: str) -> None:
         """Delete the launched pod (found by name, else by its invocation label); a missing pod is fine."""

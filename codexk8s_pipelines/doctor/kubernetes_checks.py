@@ -16,7 +16,7 @@ from .base import Check, Context, cause, fail, ok, one_line, skip, warn
 
 K8S_TIMEOUT_SECONDS = 5
 # What a run pod needs in the agent namespace (dagster-k8s PipesK8sClient: create, follow, read the log, delete;
-# and the Secret that takes each run's MCP token to its agent container: create, own by the pod, delete).
+# and the Secret that takes each run's MCP token to its agent container, owned by the pod: create only).
 POD_VERBS: tuple[tuple[str, str, str], ...] = (
     ("create", "pods", ""),
     ("get", "pods", ""),
@@ -24,8 +24,6 @@ POD_VERBS: tuple[tuple[str, str, str], ...] = (
     ("delete", "pods", ""),
     ("get", "pods", "log"),
     ("create", "secrets", ""),
-    ("patch", "secrets", ""),
-    ("delete", "secrets", ""),
 )
 
 

@@ -187,7 +187,7 @@ class FakeKubelet:
             return _real_argv(container, Path(pod_dir), self.real_binds, self.real_read_only)
         return [sys.executable, "-c", FAKE_RUNNER, self.behaviour, container["name"]]
 
-    def _env(self, container: dict[str, Any]) -> dict[str, str]:
+    async def _env(self, container: dict[str, Any]) -> dict[str, str]:
         env = {
             "PATH": self.real_path if self.behaviour == "real" else "/usr/bin:/bin",
             "HOME": "/tmp",
@@ -198,18 +198,23 @@ class FakeKubelet:
                 env[entry["name"]] = entry["value"]
             else:
                 ref = entry["valueFrom"]["secretKeyRef"]
-                env[entry["name"]] = self._secret(ref["name"], ref["key"])
+                env[entry["name"]] = await self._secret(ref["name"], ref["key"])
         return env
 
-    def _secret(self, name: str, key: str) -> str:
-        """A secret's value: one created through the API (alive, in any namespace), else one the test declared."""
-        for (resource, _namespace, found), obj in self.emulator.objects.items():
-            if resource.plural == "secrets" and found == name and not obj.deleted:
-                raw = obj.raw
-                if key in (raw.get("stringData") or {}):
-                    return str(raw["stringData"][key])
-                return base64.b64decode(raw["data"][key]).decode()
-        return self.secrets[name][key]
+    async def _secret(self, name: str, key: str) -> str:
+        """A secret's value: one the test declared, else one created through the API (alive), waited for as a
+        kubelet retries a container whose Secret is not there yet (for at most 10 s here)."""
+        if name in self.secrets:
+            return self.secrets[name][key]
+        for _ in range(500):
+            for (resource, _namespace, found), obj in self.emulator.objects.items():
+                if resource.plural == "secrets" and found == name and not obj.deleted:
+                    raw = obj.raw
+                    if key in (raw.get("stringData") or {}):
+                        return str(raw["stringData"][key])
+                    return base64.b64decode(raw["data"][key]).decode()
+            await asyncio.sleep(0.02)
+        raise KeyError(f"secret {name} never appeared")
 
     def _status(self, pod: FakePod, status: dict[str, Any]) -> None:
         if pod.init_statuses and "initContainerStatuses" not in status:  # ended init containers stay listed
@@ -258,7 +263,7 @@ class FakeKubelet:
                 self._status(pod, {"phase": "Pending", "initContainerStatuses": [*done, running_init],
                                    "containerStatuses": [_container_status(name, image, init_waiting)]})  # fmt: skip
                 proc = await asyncio.create_subprocess_exec(
-                    *self._argv(init, pod_dir), env={**self._env(init), "FAKE_POD_DIR": pod_dir},
+                    *self._argv(init, pod_dir), env={**(await self._env(init)), "FAKE_POD_DIR": pod_dir},
                     stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
                 )  # fmt: skip
                 out, _ = await proc.communicate()
@@ -267,7 +272,7 @@ class FakeKubelet:
                 done.append(_container_status(init["name"], init["image"], ended))
             pod.process = await asyncio.create_subprocess_exec(
                 *self._argv(container, pod_dir),
-                env={**self._env(container), "FAKE_POD_DIR": pod_dir},
+                env={**(await self._env(container)), "FAKE_POD_DIR": pod_dir},
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,
             )

@@ -105,8 +105,8 @@ def test_a_healthy_deployment_passes_every_check(deployment: Deployment, capsys:
     assert f"ok   github.repo {REPO}: reachable; the token may push (push, triage, pull)" in lines
     assert f"ok   kubernetes.namespace: {NAMESPACE} exists (Active)" in lines
     assert (
-        "ok   kubernetes.rbac: may create pods, get pods, list pods, delete pods, get pods/log, create secrets, "
-        f"patch secrets, delete secrets in namespace {NAMESPACE}"
+        "ok   kubernetes.rbac: may create pods, get pods, list pods, delete pods, get pods/log, create secrets "
+        f"in namespace {NAMESPACE}"
     ) in lines
     assert f"ok   kubernetes.service_account: codexk8s-agent exists in {NAMESPACE}" in lines
     assert f"ok   kubernetes.secret: {SECRET} exists in {NAMESPACE} (metadata only; its keys are not read)" in lines

@@ -330,8 +330,8 @@ def test_every_object_carries_the_standard_labels(rendered: dict[str, str], vari
 
 @pytest.mark.parametrize("variant", list(VARIANTS))
 def test_no_role_may_read_a_secret(rendered: dict[str, str], variant: str) -> None:
-    """No get, list or watch on secrets anywhere. The one grant on them is the agent launcher's, in the agent
-    namespaces: create, patch and delete, for the Secret that takes each run's MCP token to its agent container."""
+    """No get, list, watch, patch or delete on secrets anywhere. The one grant on them is the agent launcher's, in
+    the agent namespaces: create, for the Secret that takes each run's MCP token to its agent container."""
     roles = [o for o in _objects(rendered[variant]) if o["kind"] in {"Role", "ClusterRole"}]
     assert roles
     for role in roles:
@@ -341,7 +341,7 @@ def test_no_role_may_read_a_secret(rendered: dict[str, str], variant: str) -> No
             assert "*" not in resources and "*" not in rule["verbs"], name
             if "secrets" in resources:
                 assert name == f"{RELEASE}-agent-launcher" and resources == {"secrets"}, name
-                assert set(rule["verbs"]) == {"create", "patch", "delete"}, name
+                assert rule["verbs"] == ["create"], name
                 assert role["metadata"]["namespace"] in _agent_namespaces(variant), name
     assert not [o for o in _objects(rendered[variant]) if o["kind"] in {"ClusterRole", "ClusterRoleBinding"}]
 
@@ -388,7 +388,7 @@ def test_agent_namespaces_get_rbac_quota_limits_and_network_policy(rendered: dic
         assert _grants(launcher) == {
             "pods": {"create", "get", "list", "watch", "delete"},
             "pods/log": {"get"},
-            "secrets": {"create", "patch", "delete"},  # the run's MCP token Secret, never read back
+            "secrets": {"create"},  # the run's MCP token Secret, owned by its pod; nothing else of secrets
         }
         binding = _one(in_ns, "RoleBinding", f"{RELEASE}-agent-launcher")
         assert binding["roleRef"]["name"] == launcher["metadata"]["name"]
