@@ -79,6 +79,8 @@ class PromptInputs:
     docs: tuple[tuple[str, str], ...] = ()
     model: str | None = None
     reasoning: str | None = None
+    # The branch a PR goes into: the runner shows it to the agent as origin/<base> beside a PR's branch or head.
+    base_branch: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,7 @@ def _context(inputs: PromptInputs, max_chars: int, max_comments: int) -> dict[st
         "language": LANGUAGES.get(locale, locale),
         "repository": _one_line(inputs.repository),
         "branch": _one_line(inputs.branch),
+        "base_branch": _one_line(inputs.base_branch) if inputs.base_branch else None,
         "write_scope": inputs.write_scope.value,
         "self_improve_allow": list(DEFAULT_SELF_IMPROVE_ALLOW),
         "runtime_profile": stage.runtime_profile.value if stage else None,

@@ -132,7 +132,12 @@ class RunnerRepository:
         gitlinks its commit staged) must never be read by a git command that holds the token.
 
         `pull_ref` (`refs/pull/N/head`, comment-only runs): a fork's PR, read from the head GitHub keeps for it in
-        this repository. Its branch is the fork's and its name means nothing here; the run pushes nothing."""
+        this repository. Its branch is the fork's and its name means nothing here; the run pushes nothing.
+
+        When the run starts elsewhere than on the base branch (a PR's branch or head), the base branch is fetched
+        with it and shown to the agent as `origin/<base>`: a reviewer asked for a PR's changes, or a revise asked
+        for what its branch changed, reads them as `git diff origin/<base>...HEAD`. Only the branch was there
+        before, so an agent had no way to tell the PR's commits from the base's."""
         self._wipe_worktree()
         self._ensure_git_dir()
         if pull_ref is not None:
@@ -140,27 +145,32 @@ class RunnerRepository:
             if pull_ref not in {line.split("\t", 1)[-1] for line in listed.splitlines()}:
                 raise BranchNotFound(f"the pull request's head {pull_ref!r} is not on the remote")
             tracking = pull_ref.removeprefix("refs/")
-            self.git(
-                "fetch", "--quiet", "--no-tags", "--no-recurse-submodules", "origin",
-                f"+{pull_ref}:refs/remotes/origin/{tracking}", network=True,
-            )  # fmt: skip
-            return self._check_out(branch, tracking, on_remote=False)
+            base = base_branch if base_branch in self.remote_heads([base_branch]) else None
+            self._fetch([f"+{pull_ref}:refs/remotes/origin/{tracking}"], base, prune=False)
+            return self._check_out(branch, tracking, base, on_remote=False)
         on_remote = self.remote_heads([branch, base_branch])
         source = source_branch(branch, base_branch, mode, on_remote)
-        self.git(
-            "fetch", "--quiet", "--prune", "--no-tags", "--no-recurse-submodules", "origin",
-            f"+refs/heads/{source}:refs/remotes/origin/{source}", network=True,
-        )  # fmt: skip
+        base = base_branch if source != base_branch and base_branch in on_remote else None
+        self._fetch([f"+refs/heads/{source}:refs/remotes/origin/{source}"], base, prune=True)
         local = branch if mode != "comment_only" or branch in on_remote else base_branch
-        return self._check_out(local, source, on_remote=branch in on_remote)
+        return self._check_out(local, source, base, on_remote=branch in on_remote)
 
-    def _check_out(self, local: str, source: str, *, on_remote: bool) -> Checkout:
-        """The worktree at the fetched `origin/<source>`, on the local branch `local`."""
+    def _fetch(self, refspecs: list[str], base: str | None, *, prune: bool) -> None:
+        """One fetch of `refspecs`, and of the base branch beside them when `base` names it."""
+        if base is not None:
+            refspecs = [*refspecs, f"+refs/heads/{base}:refs/remotes/origin/{base}"]
+        options = ["--quiet", *(["--prune"] if prune else []), "--no-tags", "--no-recurse-submodules"]
+        self.git("fetch", *options, "origin", *refspecs, network=True)
+
+    def _check_out(self, local: str, source: str, base: str | None, *, on_remote: bool) -> Checkout:
+        """The worktree at the fetched `origin/<source>`, on the local branch `local`; `base`: the base branch,
+        fetched beside it, for the agent's git."""
         self.git("symbolic-ref", "HEAD", f"refs/heads/{local}")
         self.git("update-ref", f"refs/heads/{local}", f"refs/remotes/origin/{source}")
         self.git("read-tree", "--reset", "-u", "HEAD")
         start = self.out("rev-parse", "--verify", "HEAD").strip()
-        self._agent_git(local, start)
+        base_commit = self.out("rev-parse", "--verify", f"refs/remotes/origin/{base}").strip() if base else None
+        self._agent_git(local, start, (base, base_commit) if base and base_commit else None)
         return Checkout(self.worktree, local, f"origin/{source}", on_remote, start)
 
     def _ensure_git_dir(self) -> None:
@@ -185,14 +195,17 @@ class RunnerRepository:
             _remove(entry)
         (self.git_dir / "index").unlink(missing_ok=True)
 
-    def _agent_git(self, local: str, start: str) -> None:
-        """A `.git` for the agent in the worktree, borrowing the runner's objects read-only; never read back."""
+    def _agent_git(self, local: str, start: str, base: tuple[str, str] | None = None) -> None:
+        """A `.git` for the agent in the worktree, borrowing the runner's objects read-only; never read back.
+        `base`: (the base branch, its commit), shown as `origin/<base>`."""
         agent_dir = self.worktree / ".git"
         self.git("init", "--quiet", git_dir=agent_dir)
         alternates = agent_dir / "objects" / "info" / "alternates"
         alternates.write_text(str(self.git_dir / "objects") + "\n", encoding="utf-8")
         self.git("symbolic-ref", "HEAD", f"refs/heads/{local}", git_dir=agent_dir)
         self.git("update-ref", f"refs/heads/{local}", start, git_dir=agent_dir)
+        if base is not None:
+            self.git("update-ref", f"refs/remotes/origin/{base[0]}", base[1], git_dir=agent_dir)
         self.git("reset", "--quiet", git_dir=agent_dir)
 
     def remote_heads(self, names: Sequence[str]) -> set[str]:

@@ -210,6 +210,7 @@ def render_prompt_op(
             review_threads=ctx.review_threads,
             model=ctx.model,
             reasoning=ctx.reasoning,
+            base_branch=ctx.base_branch,
         )
     )
     text = redact_text(rendered.text)

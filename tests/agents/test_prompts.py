@@ -77,6 +77,9 @@ def test_the_reviewer_prompt_renders_without_a_stage(locale: str) -> None:
     assert prompt.locale == locale and prompt.fallbacks == ()
     assert "#7" in prompt.text and "Handle an empty cart here." in prompt.text and "shop/checkout.py" in prompt.text
     assert f"{locale}/kinds/reviewer.j2" in prompt.templates
+    assert "origin/" not in prompt.text  # no base branch given: no diff against it promised
+    with_base = render_prompt(replace(_inputs(None, "reviewer", locale), base_branch="main"))
+    assert "`git diff origin/main...HEAD`" in with_base.text and "`git log origin/main..HEAD`" in with_base.text
 
 
 def test_strict_undefined_fails_on_a_missing_variable(tmp_path: Path) -> None:

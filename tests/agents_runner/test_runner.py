@@ -284,11 +284,18 @@ def test_comment_only_of_a_forks_pull_request_reads_its_head_and_writes_nothing(
     is a violation, and no branch or ref of the remote moves."""
     head = push_pull_head(remote, tmp_path, 7, "src/app.py", "print('from the fork')\n")
     refs_before = git(f"--git-dir={remote}", "for-each-ref")
-    reader = make_agent(tmp_path, 'result(summary=(ROOT / "src/app.py").read_text().strip())\n', name="reader.py")
+    reader = make_agent(  # reads the fork's file, and the PR's changes against the base branch
+        tmp_path,
+        'diff = ["git", "diff", "--name-only", "origin/main...HEAD"]\n'
+        "changed = subprocess.run(diff, capture_output=True, text=True)\n"
+        'result(summary=(ROOT / "src/app.py").read_text().strip() + " | " + changed.stdout.strip() + changed.stderr)\n',
+        name="reader.py",
+    )
     spec = make_spec(tmp_path, remote, reader, mode="comment_only", branch="codex/pr-7", pull_ref="refs/pull/7/head")
     proc, result = run_runner(spec, tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert (result["status"], result["summary"], result["pushed"]) == ("succeeded", "print('from the fork')", False)
+    summary = "print('from the fork') | src/app.py"
+    assert (result["status"], result["summary"], result["pushed"]) == ("succeeded", summary, False)
     assert f"codex/pr-7 at {head[:12]} from origin/pull/7/head" in proc.stdout
 
     writer = make_agent(tmp_path, 'write("src/app.py", "changed\\n")\nresult(summary="fixed it")\n', name="w.py")

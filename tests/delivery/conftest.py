@@ -50,9 +50,13 @@ AGENTS = {
         root = pathlib.Path(sys.argv[1])
         (root / ".codexk8s").mkdir(exist_ok=True)
         first_line = (root / "src" / "app.py").read_text().splitlines()[0]
+        import subprocess
+        diff = subprocess.run(["git", "diff", "--name-only", "origin/main...HEAD"], cwd=root, capture_output=True,
+                              text=True)
+        changed = ", ".join(diff.stdout.split()) or diff.stderr.strip()
         (root / ".codexk8s" / "result.json").write_text(json.dumps({
-            "summary": f"Looks right; one nit in src/app.py, which starts `{first_line}`.", "status": "done",
-            "diagnosis": None, "next_step_hint": None}))
+            "summary": f"Looks right; one nit in src/app.py, which starts `{first_line}`. Changed: {changed}.",
+            "status": "done", "diagnosis": None, "next_step_hint": None}))
     """,
 }
 

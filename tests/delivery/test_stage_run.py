@@ -123,6 +123,7 @@ def test_revise_reuses_the_pr_branch_and_reviewer_runs_change_nothing(stage: Sta
     assert len(stage.log(branch)) == commits + 1  # the reviewer pushed nothing
     comment = _service_comment(stage, pr_number)  # on the PR, where need:reviewer was put
     assert "Looks right; one nit" in comment
+    assert "Changed: src/app.py." in comment  # the PR's changes, against the base branch beside its head
 
 
 def test_revise_without_a_branch_fails_as_a_precondition(stage: Stage) -> None:
@@ -174,4 +175,5 @@ def test_a_reviewer_of_a_forks_pull_request_reads_the_pr_not_the_base(stage: Sta
     assert result.success
     comment = _service_comment(stage, fork_pr)
     assert "which starts `def checkout(cart):  # from the fork`" in comment, comment
+    assert "Changed: src/app.py." in comment
     assert stage.branches() == ["main"] and stage.log("main") == main_before
