@@ -218,6 +218,14 @@ def test_a_prompt_too_large_for_the_pod_fails_the_precondition_before_kubernetes
     runtime = KubernetesAgentRuntime(load_incluster_config=False, kubeconfig_file=str(tmp_path / "missing"))
     result = runtime.run(dg.build_op_context(), spec, tmp_path / "run", _agent())
     assert (result.status, result.reason) == ("failed_precondition", "prompt_too_large")
+    assert prompt_file.exists()  # not the run's own copy: left where the caller keeps it
+    # The run's own prompt (issue text) does not outlive the step on this path either.
+    run_dir = tmp_path / "run2"
+    run_dir.mkdir()
+    own = run_dir / "prompt.md"
+    own.write_text("x" * 200_000, encoding="utf-8")
+    result = runtime.run(dg.build_op_context(), _spec(own), run_dir, _agent())
+    assert (result.reason, own.exists()) == ("prompt_too_large", False)
 
 
 @pytest.mark.timeout(30)
