@@ -17,7 +17,7 @@ from codexk8s_pipelines.agents.runner_spec import RunnerSpec
 from codexk8s_pipelines.domain.stages import WriteScope
 from tests.agents_k8s.conftest import KubeApi, fake_secrets, kube_api  # noqa: F401 - fixtures
 from tests.helpers import REPO_ROOT, git
-from tests.model_server import ModelServer, Say, WriteFile
+from tests.model_server import ModelServer, Say, Shell, WriteFile
 
 from .conftest import KINDS, MODEL_KEY, agent_path, require_agent
 
@@ -126,7 +126,8 @@ def test_codex_in_its_pod_edits_and_the_runner_pushes_through_the_emulated_clust
 ) -> None:
     """The real pod path end to end: dagster-k8s creates the pod, the fake kubelet runs its three containers' own
     commands (the real runner's checkout, the real Codex against the scripted model without the GitHub token,
-    the runner's verify-and-push), and the commit lands on the remote."""
+    the runner's verify-and-push), and the commit lands on the remote. The run's MCP token reaches Codex's own
+    commands from the run's Secret, and no pod object carries it."""
     require_agent("codex")
     remote = tmp_path / "remote.git"
     seed = tmp_path / "seed"
@@ -143,6 +144,7 @@ def test_codex_in_its_pod_edits_and_the_runner_pushes_through_the_emulated_clust
     with ModelServer() as model:
         done = json.dumps({"summary": "Notes written.", "status": "done", "diagnosis": None, "next_step_hint": None})
         model.script(
+            Shell("printenv CODEXK8S_MCP_TOKEN"),
             WriteFile("NOTES.md", "# Notes\nwritten in the pod\n"), WriteFile(".codexk8s/result.json", done),
             Say("Done."), workdir="/workspace/checkout",
         )  # fmt: skip
@@ -152,7 +154,14 @@ def test_codex_in_its_pod_edits_and_the_runner_pushes_through_the_emulated_clust
             "agents:\n  dev: {kind: codex}\n"
         )
         agent = load_catalog(catalog).for_role("dev")
-        spec = _spec(agent, prompt_file).model_copy(update={"remote_url": str(remote)})
+        mcp_token = "mcp-pod-token-" + "5" * 24
+        spec = _spec(agent, prompt_file).model_copy(
+            update={
+                "remote_url": str(remote),
+                "env": {"CODEXK8S_MCP_TOKEN": mcp_token},
+                "pass_env": [agent.endpoint.key_env, "CODEXK8S_MCP_TOKEN"],
+            }
+        )
         runtime = kube_api.runtime()
         kube_api.run_pods_for_real([tmp_path], f"{REPO_ROOT / '.venv' / 'bin'}:{agent_path()}")
         seen: dict[str, Any] = {}
@@ -182,3 +191,9 @@ def test_codex_in_its_pod_edits_and_the_runner_pushes_through_the_emulated_clust
         result.usage is not None and result.usage.get("agent") == "codex" and result.usage.get("input")
     )  # reached the runner
     assert token not in "\n".join(logs)
+    assert mcp_token in turns[1].text  # Codex's `printenv` saw it: from the Secret, through the runner's pass_env
+    pod = next(iter(kube_api.pods().values()))
+    kept = (tmp_path / "run" / "pod-spec.json").read_text()
+    assert mcp_token not in json.dumps(pod["created"]) and mcp_token not in kept
+    (secret,) = kube_api.objects("secrets").values()
+    assert secret["created"]["metadata"]["ownerReferences"][0]["kind"] == "Pod"
