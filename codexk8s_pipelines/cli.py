@@ -221,7 +221,6 @@ def _cmd_mcp_token(args: argparse.Namespace) -> int:
     The token carries the role's MCP tools from the agent catalog, which the server enforces; without a role it
     may only read."""
     from .agents.catalog import UnknownAgentError, current_catalog
-    from .config import ConfigError
     from .mcp.tokens import TokenError, issue_token
 
     repository, issue, pr, role = args.repository, args.issue, args.pr, args.role

@@ -339,6 +339,10 @@ def pull_context(api: RepoApi, ctx: TickContext, number: int) -> PullContext:
 
     pr = PullRequest.parse(api.pull(number))
     issue_number = pr.linked_issue
+    if not pr.head_is_in(api.full_name):
+        # A fork's PR: a review of it revises nothing (decide_review), so its linked issue (an outsider's choice)
+        # and the run history are not read.
+        return PullContext(pr.labels, issue_number, (), (), head_elsewhere=True)
     issue_labels: tuple[str, ...] = ()
     if issue_number is not None:
         try:
@@ -349,7 +353,7 @@ def pull_context(api: RepoApi, ctx: TickContext, number: int) -> PullContext:
     history = tuple(ctx.history.recent_stages(repository, None, number))
     if issue_number is not None:
         history += tuple(ctx.history.recent_stages(repository, issue_number, None))
-    return PullContext(pr.labels, issue_number, issue_labels, history, not pr.head_is_in(api.full_name))
+    return PullContext(pr.labels, issue_number, issue_labels, history)
 
 
 def review_decision(

@@ -209,7 +209,7 @@ def archive_session(
     globs = _SESSION_GLOBS.get(kind)
     if not globs:
         return f"session {session_id} not kept: {kind} sessions cannot be resumed by the platform"
-    linked = [d for pattern in globs if (d := _symlinked_prefix(home, pattern))]
+    linked = [d for pattern in globs if (d := _symlink_on_the_way(home, pattern))]
     if linked:  # globbing under it would walk wherever it points, with the runner's rights
         return f"session {session_id} not kept: {linked[0]}"
     matches = {p.relative_to(home).as_posix() for pattern in globs for p in home.glob(pattern.format(id=session_id))}
@@ -236,7 +236,7 @@ def archive_session(
     return None
 
 
-def _symlinked_prefix(home: Path, pattern: str) -> str | None:
+def _symlink_on_the_way(home: Path, pattern: str) -> str | None:
     """Why `pattern`'s literal part (its folders before any wildcard) cannot be searched under `home` (a symlink on
     the way), or None."""
     literal: list[str] = []

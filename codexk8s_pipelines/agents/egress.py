@@ -57,7 +57,7 @@ MAX_CONNECTIONS = 256  # at once: an agent opening sockets in a loop must not sp
 ACCEPT_RETRY_SECONDS = 0.05
 OVER_CAP = "(too many connections at once)"  # the destination a connection over MAX_CONNECTIONS is recorded as
 # Refused destinations kept by name with their count; beyond, refusals are only counted. An agent could otherwise bury
-# the one attempt that matters under a flood of refusals of one junk destination (the first 1,000 refusals were kept).
+# the one attempt that matters under a flood of refusals of one junk destination.
 MAX_REFUSED_DESTINATIONS = 1000
 # The programs' own providers, when the catalog sets no endpoint of its own.
 DEFAULT_PROVIDERS: dict[str, tuple[str, ...]] = {
@@ -319,20 +319,19 @@ class EgressRelay:
                 # Each connection holds two sockets, the second from its connect on: both are counted from its
                 # accept, so connections still connecting cannot take the runner past twice the cap.
                 over = self._slots >= 2 * MAX_CONNECTIONS
+                if not over:
+                    self._slots += 2
+                    self._open.add(client)
+                    worker = threading.Thread(
+                        target=self._serve, args=(client,), name="codexk8s-egress-conn", daemon=True
+                    )
+                    self._threads = [t for t in self._threads if t.is_alive()] + [worker]
             if over:  # recorded like a refusal: a flood of connections is the agent's doing, and shows in the result
                 self._record(OVER_CAP, f"more than {MAX_CONNECTIONS} connections through the egress relay at once")
                 with suppress(OSError):
                     client.sendall(b"FAILED too many connections through the egress relay at once\n")
                 client.close()
                 continue
-            with self._lock:
-                if self._closed:  # closed while the refusal above was recorded
-                    client.close()
-                    return
-                self._slots += 2
-                self._open.add(client)
-                worker = threading.Thread(target=self._serve, args=(client,), name="codexk8s-egress-conn", daemon=True)
-                self._threads = [t for t in self._threads if t.is_alive()] + [worker]
             try:
                 worker.start()
             except RuntimeError:  # no thread to be had: this connection is turned away, the relay goes on

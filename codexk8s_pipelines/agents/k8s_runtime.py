@@ -11,10 +11,10 @@ The op hands over the same `RunnerSpec` as locally and gets a `RunnerResult` bac
   pushes that commit by SHA. `shareProcessNamespace` is false, so the agent never sees the runner's processes;
 - the spec and the prompt travel as environment variables (no shared volume between the run pod and the agent
   pod); the GitHub token and the agent's own secrets are `secretKeyRef`s that only the kubelet resolves, so they
-  are never part of the pod object, of run config, or of the event log. The one value in the pod object that
-  grants anything is the run's MCP token, in the agent container's spec only (the runner's containers and the
-  `pod-spec.json` kept with the run get the spec without it): it is scoped to the run's issue, expires with the
-  run, and may only read once the run has finished; whoever may read pods in the agent namespace can read it;
+  are never part of the pod object, of run config, or of the event log. So is the run's MCP token: it is put in a
+  Secret of the run, created once the pod exists with the pod as its owner (`_AgentPipesK8sClient`), which only
+  the agent container references; it is scoped to the run's issue, expires with the run, and may only read once
+  the run has finished;
 - `PipesK8sClient` raises on a non-zero exit before handing back the Pipes session, yet the runner reports its
   result as a Pipes message before it exits. A message reader that keeps its handler recovers that message;
   if the pod failed before its logs were followed, the result is read back from the pod's log tail. We delete
@@ -169,7 +169,8 @@ def _security_context(uid: int) -> dict[str, Any]:
 
 
 def mcp_token_secret_name(invocation_id: str) -> str:
-    """The per-run Secret holding the run's MCP token (`KubernetesAgentRuntime.run` creates and deletes it)."""
+    """The per-run Secret holding the run's MCP token (`_AgentPipesK8sClient` creates it once the pod exists, owned by
+    the pod, so it goes with the pod)."""
     return f"codexk8s-mcp-{invocation_id}"
 
 
@@ -188,14 +189,16 @@ def mcp_token_secret(name: str, token: str, pod_meta: Mapping[str, Any]) -> dict
 
 
 def without_mcp_token(spec: RunnerSpec) -> str:
-    """The spec as JSON without the run's MCP token: for the containers that do not run the agent, and for the copy
-    of the pod spec kept with the run (`pod-spec.json`)."""
+    """The spec as JSON without the run's MCP token: for the runner's containers, for the agent container too when
+    the token comes from the run's Secret, and for the copy of the pod spec kept with the run (`pod-spec.json`)."""
     env = {name: value for name, value in spec.env.items() if name != settings.MCP_TOKEN_VAR}
     return spec.model_copy(update={"env": env}).model_dump_json()
 
 
 def _redacted_pod_spec(pod_spec: dict[str, Any]) -> dict[str, Any]:
-    """`pod_spec` with the agent container's MCP token taken out of its runner spec: what `pod-spec.json` keeps."""
+    """`pod_spec` with any MCP token taken out of its runner specs: what `pod-spec.json` keeps. With the token in the
+    run's Secret there is none to take out; without it (a spec that does not pass the token on from the runner's
+    environment) the agent container's spec carries it."""
     copy = json.loads(json.dumps(pod_spec))
     for container in [*copy.get("initContainers", []), *copy.get("containers", [])]:
         for entry in container.get("env") or []:
@@ -243,10 +246,11 @@ def build_pod_spec(
     the namespace, a Secret only by those who may read secrets. Without it the token travels in the agent
     container's copy of the spec, as the spec has it.
     """
-    pod_spec_json = pod_runner_spec(spec, relocate_prompt=prompt is not None).model_dump_json()
+    in_pod = pod_runner_spec(spec, relocate_prompt=prompt is not None)
+    pod_spec_json = in_pod.model_dump_json()
     _check_env_size(SPEC_ENV_VAR, pod_spec_json, "spec_too_large")
     # The runner's own containers never pass the run's MCP token on: their copy of the spec has none.
-    runner_spec_env = {"name": SPEC_ENV_VAR, "value": without_mcp_token(RunnerSpec.model_validate_json(pod_spec_json))}
+    runner_spec_env = {"name": SPEC_ENV_VAR, "value": without_mcp_token(in_pod)}
     unbuffered = {"name": "PYTHONUNBUFFERED", "value": "1"}  # Pipes messages reach the log as they are written
     token = _secret_env(TOKEN_ENV_VAR, f"{runtime.token_secret_name}/{runtime.token_secret_key}")
     if mcp_secret is not None:  # the runner passes it from its environment (the spec's pass_env names it)
@@ -414,15 +418,19 @@ class _RecordingPodLogsReader(PipesK8sPodLogsMessageReader):
         return list(self.handler.get_custom_messages()) if self.handler is not None else []
 
 
+class _McpSecretRefused(DagsterK8sError):
+    """The run's MCP token Secret could not be created; the message says why and what the Role needs."""
+
+
 class _AgentPipesK8sClient(PipesK8sClient):
-    """PipesK8sClient that remembers which pod it launched, so the runtime can read it back and delete it."""
+    """PipesK8sClient that remembers which pod it launched, so the runtime can read it back and delete it, and
+    creates the run's MCP token Secret owned by that pod."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.pod: tuple[str, str] | None = None  # (namespace, name)
         self.k8s: DagsterKubernetesClient | None = None
         self.pod_secret: dict[str, Any] | None = None  # the run's MCP token Secret, created once the pod is
-        self.secret_refused: str | None = None  # why it could not be created
 
     @contextmanager
     def consume_pod_logs(
@@ -467,11 +475,10 @@ class _AgentPipesK8sClient(PipesK8sClient):
         except (kubernetes.client.ApiException, HTTPError) as exc:
             status = getattr(exc, "status", None)
             detail = f"{status} {getattr(exc, 'reason', '')}".strip() if status else _shorten(str(exc), 300)
-            self.secret_refused = (
+            raise _McpSecretRefused(
                 f"could not create the Secret with the run's MCP token in namespace {namespace!r}: {detail}"
                 " (the launcher's Role needs secrets create there)"
-            )
-            raise DagsterK8sError(self.secret_refused) from exc
+            ) from exc
 
 
 class KubernetesAgentRuntime(AgentRuntime):
@@ -548,14 +555,26 @@ class KubernetesAgentRuntime(AgentRuntime):
             return RunnerResult(
                 status="failed_precondition", reason="prompt_not_found", message=message, branch=spec.branch
             )
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            result = self._run_pod(context, spec, run_dir, agent, prompt)
+        finally:  # every way out, the prompt (issue text) on this side does not outlive the step
+            if Path(spec.prompt_file).parent == run_dir:
+                remove_run_files([Path(spec.prompt_file)])
+        (run_dir / "result.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
+        return result
+
+    def _run_pod(
+        self, context: dg.OpExecutionContext, spec: RunnerSpec, run_dir: Path, agent: AgentSpec, prompt: str
+    ) -> RunnerResult:
+        """Build the pod, run it through PipesK8sClient, and read its result back; the pod is deleted on every path
+        out (and the run's MCP token Secret with it, its dependent)."""
         invocation_id = uuid.uuid4().hex
         mcp_token = spec.env.get(settings.MCP_TOKEN_VAR) if settings.MCP_TOKEN_VAR in spec.pass_env else None
         mcp_secret = mcp_token_secret_name(invocation_id) if mcp_token else None
         try:
             pod_spec = build_pod_spec(spec, agent, self, prompt=prompt, mcp_secret=mcp_secret)
         except PodSpecError as exc:
-            if Path(spec.prompt_file).parent == run_dir:
-                remove_run_files([Path(spec.prompt_file)])  # the issue text does not outlive the step
             return RunnerResult(status="failed_precondition", reason=exc.reason, message=str(exc), branch=spec.branch)
         pod_meta = build_pod_meta(
             spec,
@@ -564,8 +583,7 @@ class KubernetesAgentRuntime(AgentRuntime):
             run_id=context.run_id,
             correlation_key=context.run.tags.get(CORRELATION_TAG),
         )
-        run_dir.mkdir(parents=True, exist_ok=True)
-        # As sent, less the run's MCP token: the agent's other secrets are references already.
+        # As sent (secrets are references), less an MCP token a spec carries when it is not in the run's Secret.
         (run_dir / "pod-spec.json").write_text(json.dumps(_redacted_pod_spec(pod_spec), indent=2), encoding="utf-8")
 
         reader = _RecordingPodLogsReader()
@@ -576,7 +594,7 @@ class KubernetesAgentRuntime(AgentRuntime):
             kube_context=None if self.load_incluster_config else self.kube_context,
             poll_interval=self.poll_interval_seconds,
         )
-        if mcp_secret is not None and mcp_token is not None:
+        if mcp_secret and mcp_token:
             client.pod_secret = mcp_token_secret(mcp_secret, mcp_token, pod_meta)
         wait_timeout = pod_spec["activeDeadlineSeconds"] + self.pending_timeout_seconds
         try:
@@ -589,13 +607,10 @@ class KubernetesAgentRuntime(AgentRuntime):
                     pod_wait_timeout=wait_timeout,
                     delete_pod_on_completion=False,  # ours to delete, after reading a failed pod back
                 )
+            except _McpSecretRefused as exc:
+                result = RunnerResult(status="failed", reason="pod_failed", message=str(exc), branch=spec.branch)
             except (DagsterK8sError, DagsterPipesExecutionError, kubernetes.client.ApiException, HTTPError) as exc:
-                if client.secret_refused is not None:
-                    result = RunnerResult(
-                        status="failed", reason="pod_failed", message=client.secret_refused, branch=spec.branch
-                    )
-                else:
-                    result = self._recover(context, client, reader, spec, exc)
+                result = self._recover(context, client, reader, spec, exc)
             else:
                 result = _result_from_payloads(invocation.get_custom_messages(), spec) or RunnerResult(
                     status="failed",
@@ -605,11 +620,8 @@ class KubernetesAgentRuntime(AgentRuntime):
                 )
         finally:
             # Success, failure, or DagsterExecutionInterruptedError (run cancelled): the pod goes either way (and
-            # the run's MCP token Secret with it, its dependent), and so does the prompt (issue text) on this side.
+            # the run's MCP token Secret with it, its dependent).
             self._delete_pod(context, client, invocation_id)
-            if Path(spec.prompt_file).parent == run_dir:
-                remove_run_files([Path(spec.prompt_file)])
-        (run_dir / "result.json").write_text(result.model_dump_json(indent=2), encoding="utf-8")
         return result
 
     def _recover(

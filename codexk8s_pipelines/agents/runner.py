@@ -34,7 +34,7 @@ from typing import IO, Any
 
 from .. import settings
 from ..domain.stages import WriteScope
-from ..domain.write_scope import tree_violations
+from ..domain.write_scope import MODE_SYMLINK, tree_violations
 from ..security.safe_files import no_symlink_on_the_way, read_regular_file
 from . import egress
 from . import sandbox as sb
@@ -534,24 +534,27 @@ class AgentRun:
 
     @contextmanager
     def _egress_relay(self, agent_env: Mapping[str, str]) -> Iterator[egress.EgressMount]:
-        """The run's egress relay for the sandboxed agent, closed with its turn: the allow-list from the settings,
-        each refusal reported (the first few) and all of them kept in the result."""
+        """The run's egress relay for the sandboxed agent, closed with its turn: the allow-list from the settings, a
+        status line for each new refused destination (the first EGRESS_REFUSALS_REPORTED), and the refusals kept in
+        the result by destination (`egress.refusals_listed`)."""
         allowed = egress.allow_list(self.spec.agent, agent_env, self.spec.egress_allow)
         shown = [str(e) for e in allowed.entries]
         self.reporter.status("egress", f"the agent may reach: {allowed.describe()}", allowed=shown)
         reported: set[str] = set()
+        reporting = threading.Lock()  # the relay calls back from each connection's own thread
 
         def refused(refusal: egress.Refusal) -> None:
             # A status line for each new destination, not for each refusal: a flood of one junk destination must not
             # use up the lines before the attempt that matters.
-            if refusal.destination in reported or len(reported) > EGRESS_REFUSALS_REPORTED:
-                return
-            reported.add(refusal.destination)
-            if len(reported) > EGRESS_REFUSALS_REPORTED:
-                message = f"more than {EGRESS_REFUSALS_REPORTED} destinations refused; the result lists them"
-                self.reporter.status("egress_refused", message, destination="...")
-                return
-            self.reporter.status("egress_refused", refusal.reason, destination=refusal.destination)
+            with reporting:
+                if refusal.destination in reported or len(reported) > EGRESS_REFUSALS_REPORTED:
+                    return
+                reported.add(refusal.destination)
+                if len(reported) > EGRESS_REFUSALS_REPORTED:
+                    message = f"more than {EGRESS_REFUSALS_REPORTED} destinations refused; the result lists them"
+                    self.reporter.status("egress_refused", message, destination="...")
+                    return
+                self.reporter.status("egress_refused", refusal.reason, destination=refusal.destination)
 
         with egress.open_relay(allowed, refused) as relay:
             try:
@@ -660,8 +663,10 @@ class AgentRun:
             )  # fmt: skip
             changes = self.repo.tree_changes(start_commit, commit, spec.max_text_bytes)
             links = before = None
-            if scope is WriteScope.ANY_FILE and changes:
-                # Every link of both trees: a change that is not a link (a link made a folder) redirects links too.
+            if scope is WriteScope.ANY_FILE and any(MODE_SYMLINK in (c.mode, c.old_mode) for c in changes):
+                # Every link of both trees, when the change touches a link (added, retargeted, removed, or made a
+                # folder, which redirects the links through it). Otherwise both trees have the same links, and none
+                # can leave where it did not before: the two listings of the whole tree are not needed.
                 links = self.repo.tree_symlinks(commit, spec.max_text_bytes)
                 before = self.repo.tree_symlinks(start_commit, spec.max_text_bytes) if links else {}
         except GitError as exc:

@@ -136,16 +136,16 @@ class RunnerRepository:
 
         When the run starts elsewhere than on the base branch (a PR's branch or head), the base branch is fetched
         with it and shown to the agent as `origin/<base>`: a reviewer asked for a PR's changes, or a revise asked
-        for what its branch changed, reads them as `git diff origin/<base>...HEAD`. Only the branch was there
-        before, so an agent had no way to tell the PR's commits from the base's."""
+        for what its branch changed, reads them as `git diff origin/<base>...HEAD`."""
         self._wipe_worktree()
         self._ensure_git_dir()
         if pull_ref is not None:
-            listed = self.out("ls-remote", "origin", pull_ref, network=True)
-            if pull_ref not in {line.split("\t", 1)[-1] for line in listed.splitlines()}:
+            listed = self.out("ls-remote", "origin", pull_ref, f"refs/heads/{base_branch}", network=True)
+            found = {line.split("\t", 1)[-1] for line in listed.splitlines()}  # one round trip for both refs
+            if pull_ref not in found:
                 raise BranchNotFound(f"the pull request's head {pull_ref!r} is not on the remote")
             tracking = pull_ref.removeprefix("refs/")
-            base = base_branch if base_branch in self.remote_heads([base_branch]) else None
+            base = base_branch if f"refs/heads/{base_branch}" in found else None
             self._fetch([f"+{pull_ref}:refs/remotes/origin/{tracking}"], base, prune=False)
             return self._check_out(branch, tracking, base, on_remote=False)
         on_remote = self.remote_heads([branch, base_branch])
@@ -251,23 +251,24 @@ class RunnerRepository:
         while i + 1 < len(fields) and fields[i].startswith(b":"):
             meta = fields[i][1:].decode("ascii").split()
             path = fields[i + 1].decode("utf-8", "surrogateescape")
-            _, new_mode, _, new_sha, status = meta
+            old_mode, new_mode, _, new_sha, status = meta
             i += 2
             if status.startswith("D"):
-                changes.append(TreeChange(path, deleted=True))
+                changes.append(TreeChange(path, deleted=True, old_mode=old_mode))
                 continue
-            changes.append(TreeChange(path, mode=new_mode, sha=new_sha, added=status.startswith("A")))
+            added = status.startswith("A")
+            changes.append(TreeChange(path, mode=new_mode, sha=new_sha, added=added, old_mode=old_mode))
         blobs = [c.sha for c in changes if c.sha and c.mode in ("100644", "100755", "120000")]
         sizes, contents = self._read_blobs(blobs, read_limit + _READ_LIMIT_SLACK)
         return [
             TreeChange(c.path, deleted=c.deleted, mode=c.mode, sha=c.sha, size=sizes.get(c.sha or ""),
-                       content=contents.get(c.sha or ""), added=c.added)
+                       content=contents.get(c.sha or ""), added=c.added, old_mode=c.old_mode)
             for c in changes
         ]  # fmt: skip
 
     def tree_symlinks(self, commit: str, read_limit: int) -> dict[str, bytes | None]:
-        """Every symlink of the commit's tree, path → target (None when over `read_limit`): a changed link is judged
-        by following it through the others (`domain.write_scope.escaping_symlinks`)."""
+        """Every symlink of the commit's tree, path → target (None when over `read_limit`): each link of the new tree is
+        followed through the others and compared with the start tree (`domain.write_scope.escaping_symlinks`)."""
         raw = self.git("ls-tree", "-r", "-z", "--full-tree", commit).stdout
         links: dict[str, str] = {}
         for entry in raw.split(b"\0"):

@@ -83,13 +83,14 @@ def gather(
     branch = work_branch(issue_number, pr_number)
     raw_pr = api.pull(pr_number) if pr_number is not None else api.open_pull_for_branch(branch)
     pr = PullRequest.parse(raw_pr) if raw_pr is not None else None
-    if pr is not None and pr.head_is_in(api.full_name):
+    own_head = pr is not None and pr.head_is_in(api.full_name)
+    if pr is not None and own_head:
         # Only a branch of this repository: a fork's head_ref names a branch of the fork (`main`, say), and pushing
         # to that name here would push to this repository's own branch of that name.
         branch = pr.head_ref or branch
     mode = "comment_only" if stage is None else ("revise" if revise else "work")
     pull_ref = None
-    if pr is not None and mode == "comment_only" and not pr.head_is_in(api.full_name):
+    if pr is not None and mode == "comment_only" and not own_head:
         pull_ref = f"refs/pull/{pr.number}/head"
     threads: tuple[tuple[str, str, int | None, str], ...] = ()
     if pr is not None and (revise or stage is None):

@@ -332,7 +332,7 @@ def _agent_access(ctx: StageContext, prepared: dict) -> dict[str, Any]:
     with the catalog entry, by the runtime (`with_agent_limits`), locally and in a pod alike."""
     raw = prepared.get("agent_settings")
     agent = AgentSettings.model_validate(raw) if raw else None
-    access = _mcp_access(ctx, prepared["timeout_seconds"], list(agent.mcp_tools) if agent else None)
+    access = _mcp_access(ctx, prepared["timeout_seconds"], agent.mcp_tools if agent else None)
     return {**access, "agent": agent}
 
 

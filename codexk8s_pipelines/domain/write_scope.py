@@ -67,6 +67,7 @@ class TreeChange:
     size: int | None = None
     content: bytes | None = None
     added: bool = False  # a path the start tree did not have: a name this change brings
+    old_mode: str | None = None  # its git mode in the start tree ("000000" when added)
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,8 @@ def tree_violations(
         rule = _change_problem(scope, change, allow, max_text_bytes) or escapes.pop(change.path, None)
         if rule is not None:
             found.append(Violation(change.path, rule))
-    found += [Violation(path, rule) for path, rule in escapes.items()]  # unchanged links, now out through a new one
+    # Links this change did not touch, sent out by one it did touch (added, retargeted, removed or made a folder).
+    found += [Violation(path, rule) for path, rule in escapes.items()]
     return sorted(found, key=lambda v: v.path)
 
 

@@ -25,7 +25,6 @@ from .rate_limit import header
 
 log = logging.getLogger(__name__)
 
-_NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 _LINK = re.compile(r'<([^>]+)>;\s*rel="(\w+)"')
 PER_PAGE = 100
 MAX_PAGES = 20  # of one item's events or reviews per read: 2000 entries, a few seconds of a tick at most
@@ -132,26 +131,21 @@ class RepoApi:
         raise Requester.createException(status, headers, output)
 
     def _get_pages(
-        self, path: str, params: dict[str, Any], headers: dict[str, str] | None = None, max_pages: int = 20
+        self, path: str, params: dict[str, Any], headers: dict[str, str] | None = None, max_pages: int = MAX_PAGES
     ) -> tuple[int, dict[str, Any], list[Any]]:
+        """Up to `max_pages` pages from the front, following `next`; the first response's status and headers (a 304
+        answers a conditional request with no items)."""
         status, resp_headers, body = self._requester.requestJson("GET", path, parameters=params, headers=headers)
         if status == 304:
             return status, resp_headers, []
         if status >= 400:
             self._raise_for(status, resp_headers, body)
         items: list[Any] = json.loads(body) if body else []
-        link = header(resp_headers, "link")
-        pages = 1
-        while link and pages < max_pages:
-            m = _NEXT.search(link)
-            if not m:
-                break
-            s, h, b = self._requester.requestJson("GET", m.group(1))
-            if s >= 400:
-                self._raise_for(s, h, b)
-            items.extend(json.loads(b) if b else [])
-            link = header(h, "link")
-            pages += 1
+        url, pages = _links(header(resp_headers, "link")).get("next"), 1
+        while url and pages < max_pages:
+            page, links = self._page(url)
+            items.extend(page)
+            url, pages = links.get("next"), pages + 1
         return status, resp_headers, items
 
     def _page(self, url: str, params: dict[str, Any] | None = None) -> tuple[list[Any], dict[str, str]]:
@@ -172,17 +166,17 @@ class RepoApi:
         the last page and back along `prev` until a page holds an entry older than `since` (the oldest that can
         still be new). Reading since a time, MAX_PAGES pages all that new end the read with `skipped` saying so;
         without `since` the newest MAX_PAGES are read. When GitHub gives no numbered `last` link the list is read
-        from the front, and a cap reached there raises `ListTooLong`."""
+        from the front: a cap reached there raises `ListTooLong` when reading since a time, and without one the first
+        MAX_PAGES pages are returned, marked incomplete."""
         cap = MAX_PAGES
         first, links = self._page(path, {"per_page": PER_PAGE})
         if "next" not in links:
             return Window(first, True)
 
-        def too_long() -> ListTooLong:
+        def too_long(outcome: str = "not read, so not decided") -> ListTooLong:
             newer = f" newer than {since:%Y-%m-%dT%H:%M:%SZ}" if since is not None else ""
             return ListTooLong(
-                f"{self.full_name}: {path} has more than {cap} pages ({cap * PER_PAGE} entries){newer}; "
-                "not read, so not decided"
+                f"{self.full_name}: {path} has more than {cap} pages ({cap * PER_PAGE} entries){newer}; {outcome}"
             )
 
         last = links.get("last")
@@ -208,7 +202,7 @@ class RepoApi:
             if since is not None and any(_older_than(e, time_field, since) for e in page):
                 return Window([e for p in newest for e in p], False)
             if len(newest) >= cap:
-                skipped = None if since is None else f"{too_long()}: the newest {cap} pages were decided"
+                skipped = None if since is None else str(too_long(f"the newest {cap} were decided, the older skipped"))
                 return Window([e for p in newest for e in p], False, skipped)
             url, number = links.get("prev") or "", number - 1
             if not url:
@@ -236,7 +230,7 @@ class RepoApi:
         return _http_date(header(headers, "date"))  # an empty repository: start at GitHub's own clock
 
     def issue_events(self, number: int) -> list[dict[str, Any]]:
-        """The item's newest events (up to MAX_PAGES pages), oldest first: what explain and a run's context read."""
+        """The item's newest events (up to MAX_PAGES pages), oldest first: what `triggers explain` replays."""
         return self._newest(f"{self.base}/issues/{number}/events", "created_at", None).items
 
     def pull_reviews(self, number: int) -> list[dict[str, Any]]:

@@ -27,7 +27,7 @@ from ..domain.labels import DEFAULT_SCHEME, NEED_VALUES, STATE_VALUES, LabelKind
 from ..domain.redaction import redact_text
 from ..domain.spend import Amount, Scope, TokenCounts
 from ..github.client import GitHubConnector, GitHubCredentials
-from ..github.payloads import label_names
+from ..github.payloads import ITEM_NUMBER_MAX, label_names
 from ..github.service_comment import inert
 from ..store import PlatformStore
 from ..store.database import FINISHED
@@ -45,7 +45,7 @@ MAX_LABELS = 10
 MAX_RUNS = 100
 # Issue and PR numbers are PostgreSQL `integer`s in the platform's tables: a larger one is an argument error, not
 # a database error.
-MAX_NUMBER = 2_147_483_647
+MAX_NUMBER = ITEM_NUMBER_MAX
 EVENTS_PER_RUN = 10
 STATUS_MARKER = "<!-- codexk8s:agent-status -->"
 # The tools that change something besides the audit (GitHub labels, the service comment): refused to a token whose
@@ -486,7 +486,8 @@ class PlatformTools:
         line = self._status_line(status, title, at)
         try:
             api = self.services.repo_api(scope.repository)
-            found = find_comment(api, number, scope.run_key, comment_id(store, scope.run_key))
+            recorded = comment_id(store, scope.run_key)  # one read of the run's audit trail
+            found = find_comment(api, number, scope.run_key, recorded)
             if found is not None:
                 posted = int(found["id"])
                 api.edit_comment(posted, redact_text(self.with_status(str(found.get("body") or ""), line)))
@@ -511,7 +512,7 @@ class PlatformTools:
             raise
         except Exception as exc:  # the status is already audited; the comment is best effort
             return {"updated": False, "reason": str(_github_failure("service comment", exc))}
-        if comment_id(store, scope.run_key) != posted:
+        if recorded != posted:
             store.append_event(scope.run_key, COMMENT_EVENT, "system", ACTOR, {"comment_id": posted, "phase": "status"})
         return {"updated": True, "action": action, "number": number, "comment_id": posted}
 

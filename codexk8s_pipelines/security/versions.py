@@ -105,8 +105,10 @@ def _check(ecosystem: str) -> None:
 
 # A version from a repository's lockfile is anyone's to write. Real ones are short; a long one is refused before any
 # ordering reads it: 5,000 digits passed Python's int limit and raised ValueError out of the whole scan, a Packagist
-# version of 3,000 tokens recursed past the stack, and PyPI's legacy pattern backtracked on 20,000 characters.
+# version of 3,000 tokens recursed past the stack, and PyPI's legacy pattern backtracked on 40,000 characters.
 MAX_VERSION_CHARS = 256
+# A run of 40 digits is no release number (dates and build stamps stay under 20); refused as well, so that no
+# ordering ever turns such a run into an integer.
 _LONG_NUMBER = re.compile(r"\d{40}")
 
 

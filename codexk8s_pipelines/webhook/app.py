@@ -18,7 +18,8 @@ holder, so it is one `webhook.rejected` row in `flow_events` and the body is kep
 (401, and 413, which comes before the signature can be checked) can come from anyone on the internet;
 `flow_events` is append-only, so a row per such request would let anyone fill the disk for good. Those are
 counted in memory instead and logged as one summary line per remote address at most once a minute
-(`RefusalTally`). Every header value that is logged or stored is clipped to `HEADER_SHOWN` characters.
+(`RefusalTally`). Header values are clipped to `HEADER_SHOWN` characters wherever they are logged or audited; a
+delivery id, which keys the stored delivery, is taken whole up to 200 characters and refused beyond.
 """
 
 from __future__ import annotations

@@ -401,7 +401,7 @@ def test_run_creates_the_built_pod_and_returns_the_runners_pipes_result(
 
 
 @pytest.mark.timeout(90)
-def test_a_refused_mcp_token_secret_fails_the_run_before_any_pod(
+def test_a_refused_mcp_token_secret_fails_the_run_and_deletes_its_pod(
     kube_api: KubeApi, prompt_file: Path, tmp_path: Path
 ) -> None:
     """Without RBAC for secrets in the agent namespace the run fails at once, saying what the Role lacks, and its

@@ -145,8 +145,9 @@ def array_tables(data: dict[str, Any], text: str, key: str, sink: Sink) -> list[
 _JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],:]')
 
 # Nesting deeper than this is no lockfile (a package-lock v1 tree this deep would be 31 node_modules inside each
-# other): it is there to make the key lines cost depth × keys, or to exhaust the recursion of a reader.
-MAX_JSON_DEPTH = 64
+# other): it is there to exhaust a reader's recursion or make its work grow with the depth. JSON and YAML alike.
+MAX_NESTING = 64
+MAX_JSON_DEPTH = MAX_NESTING
 
 
 def load_json(text: str, sink: Sink) -> Any:
@@ -291,9 +292,9 @@ def _key_lines_by_pairing(text: str, data: Any, max_depth: int | None) -> dict[i
 
 
 def _key_lines_by_scanning(text: str, data: Any, max_depth: int | None) -> dict[int, int]:
-    """Every token of the text, with the parsed container each open bracket stands for (None inside a duplicate
-    key's earlier value, which `json.loads` dropped): a key's line is kept for its parsed value. A duplicate key's
-    value is the last one in both."""
+    """Every token of the text, with the parsed container each open bracket stands for (None where the parsed
+    document has no container there): a key's line is kept for its parsed value. A duplicate key's brackets stand
+    for the value `json.loads` kept, the last one, and its later occurrence's line overwrites the earlier's."""
     result: dict[int, int] = {}
     opened: list[Any] = []  # per open container: the parsed value it stands for, or None
     kinds: list[str] = []  # "{" or "[" per open container
@@ -379,8 +380,7 @@ def load_yaml(text: str, sink: Sink) -> Any:
     return documents[0] if documents else None
 
 
-# Nesting deeper than this is no lockfile: it is there to exhaust the recursion of the reader.
-MAX_YAML_DEPTH = 64
+MAX_YAML_DEPTH = MAX_NESTING  # see MAX_NESTING
 
 
 def load_yaml_documents(text: str, sink: Sink) -> list[Any]:
