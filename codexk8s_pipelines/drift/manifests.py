@@ -222,14 +222,22 @@ def render_helm(
     carrying helm's own stderr, which is where the template or values error is explained. A chart or values file
     with a symlink out of `root` (the repository's checkout; by default the chart) is refused before helm runs, and
     helm runs with `env`, by default `helm_env` (none of the platform's variables).
+
+    With `root`, the chart and every values file are followed whole (`resolve_inside`, as `load_manifests` reads its
+    files): a chart folder, or a folder on a values file's way, linked out of the checkout is refused too, not only
+    a link at the last step. One that does not exist is left to helm, which says so.
     """
     inside = (root or chart).resolve()
-    escapes = _links_out_of(chart, inside) if chart.is_dir() else []
-    for values in (Path(v) for v in values_files if Path(v).is_symlink()):
-        try:
-            resolve_inside(values, inside)
-        except UnsafeFile as exc:
-            escapes.append(f"{values.name} ({exc})")
+    named = [chart, *map(Path, values_files)] if root is not None else [Path(v) for v in values_files]
+    escapes: list[str] = []
+    for path in named:
+        if (path.exists() or path.is_symlink()) and (root is not None or path.is_symlink()):
+            try:
+                resolve_inside(path, inside)
+            except UnsafeFile as exc:
+                escapes.append(f"{path.name} ({exc})")
+    if chart.is_dir():
+        escapes += _links_out_of(chart, inside)
     if escapes:
         raise DriftError(f"helm template {chart} not run: symlinks lead out of {inside}: {'; '.join(escapes[:5])}")
     command = [helm_bin, "template", release, str(chart), "--namespace", namespace]

@@ -480,6 +480,20 @@ def test_a_chart_linked_to_host_files_is_not_rendered_and_helm_never_sees_the_pl
     with pytest.raises(DriftError, match=r"prod.yaml"):
         render_helm(chart, release=RELEASE, namespace=NS, values_files=[values], helm_bin=helm_bin, root=tmp_path)
 
+    # Linked folders on the way out of the checkout: the chart itself, and a folder a values file is reached through.
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    (outside / "vals").mkdir(parents=True)
+    (outside / "vals" / "prod.yaml").write_text("nope: 1\n")
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    (checkout / "chart").symlink_to(chart)
+    with pytest.raises(DriftError, match=r"chart \(symlink to outside the scanned tree"):
+        render_helm(checkout / "chart", release=RELEASE, namespace=NS, helm_bin=helm_bin, root=checkout)
+    (tmp_path / "vals").symlink_to(outside / "vals")
+    with pytest.raises(DriftError, match=r"prod.yaml \(symlink to outside the scanned tree"):
+        vals = [tmp_path / "vals" / "prod.yaml"]
+        render_helm(chart, release=RELEASE, namespace=NS, values_files=vals, helm_bin=helm_bin, root=tmp_path)
+
     # A link inside the checkout is fine.
     (chart / "files" / "real").write_text("settings\n")
     (chart / "files" / "env").symlink_to("real")

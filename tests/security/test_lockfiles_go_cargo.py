@@ -210,6 +210,10 @@ def test_cargo_lock(tmp_path: Path) -> None:
         (CRATES, "mygit", None, 43, False),  # a git source: kept unpinned, with the reason (asserted below)
     ]
     assert dependencies[-1].unpinned_reason == "direct URL (git): not a registry release"
+    # U+2028 and U+0085 in a comment (TOML allows them) do not move the entries: lines are counted at "\n" alone.
+    shifted = write(tmp_path, "b/Cargo.lock", "# a\u2028b\u0085c\n" + CARGO_LOCK)
+    dependencies, errors = parse_file(shifted, "b/Cargo.lock")
+    assert errors == [] and [d.line for d in dependencies] == [14, 20, 29, 34, 39, 44]
 
 
 def test_cargo_lock_errors(tmp_path: Path) -> None:

@@ -114,12 +114,22 @@ def load_toml(text: str, sink: Sink) -> dict[str, Any] | None:
         return None
 
 
+def text_lines(text: str) -> list[str]:
+    """The text's lines as GitHub numbers them, split at "\\n" alone (a trailing "\\r" dropped): `splitlines` also
+    breaks at U+2028, U+0085 and the like, which TOML allows in comments and strings, and every line after one would
+    be reported one further down."""
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
+    if lines[-1] == "":
+        lines.pop()  # after the final newline: no line
+    return lines
+
+
 def array_table_lines(text: str, key: str, count: int) -> list[int | None]:
     """The 1-based line of each `[[key]]` header, in order. Lock writers (Poetry, uv, Cargo) always write one
     header per entry; if the count disagrees with the parsed array (an inline array, a header inside a
     multi-line string) lines are unknown rather than wrong."""
     header = re.compile(rf"^[ \t]*\[\[[ \t]*{re.escape(key)}[ \t]*\]\][ \t]*(?:#.*)?$")
-    lines = [number for number, line in enumerate(text.splitlines(), 1) if header.match(line)]
+    lines = [number for number, line in enumerate(text_lines(text), 1) if header.match(line)]
     if len(lines) != count:
         return [None] * count
     return list(lines)

@@ -18,7 +18,7 @@ from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
 from codexk8s_pipelines.security.dependencies import PYPI, url_reason
-from codexk8s_pipelines.security.lockfiles._common import Sink, load_toml
+from codexk8s_pipelines.security.lockfiles._common import Sink, load_toml, text_lines
 from codexk8s_pipelines.security.lockfiles.requirements import pinned_version
 
 _HEADER = re.compile(r"^[ \t]*\[\[?(?P<name>[^\[\]]+)\]\]?[ \t]*(?:#.*)?$")
@@ -45,13 +45,12 @@ class TomlLocator:
     gets the next occurrence while other entries may share the line; the lines handed out are skipped in amortised
     constant time (`_Occurrences`), so 100,000 copies of one entry cost no more than 100,000 different ones.
 
-    Lines are counted by "\n" alone, as GitHub numbers them and as the strings are: `splitlines` would also break at
-    U+2028 and the like, which TOML allows in strings and comments, and tables would drift from their entries."""
+    Lines are counted by "\n" alone (`text_lines`), as GitHub numbers them and as the strings are: `splitlines`
+    breaks at U+2028 and the like, which TOML allows in strings and comments, and tables would drift from their
+    entries."""
 
     def __init__(self, text: str) -> None:
-        lines = [line.removesuffix("\r") for line in text.split("\n")]
-        if lines[-1] == "":
-            lines.pop()  # after the final newline: no line
+        lines = text_lines(text)
         self.line_count = len(lines)
         self.header_starts: list[int] = []  # 0-based line of each table header, in order
         self.first_header: dict[str, int] = {}  # table name -> position in header_starts of its first header
