@@ -17,6 +17,7 @@ from codexk8s_pipelines.github.payloads import IssueEvent, IssueItem, Review
 from .decide import (
     TickContext,
     issue_label_decision,
+    labels_before,
     parse_events,
     pull_context,
     pull_label_decision,
@@ -65,8 +66,11 @@ def _shown(e: IssueEvent) -> dict[str, Any]:
 
 
 def explain_live(api: RepoApi, ctx: TickContext, number: int, shown: int = 5) -> LiveExplanation:
-    item = IssueItem.parse(api.issue(number))
-    moments = replay(parse_events(api.issue_events(number)))
+    item = IssueItem.parse(api.issue(number))  # its labels before its events, as the sensor reads them
+    window = api.issue_events(number)
+    events = parse_events(window.items)
+    # A long history is read from its newest end; the labels from before it are rebuilt as the sensor does.
+    moments = replay(events, () if window.complete else labels_before(events, item.labels))
     scheme = ctx.rules.labels
     flat = [e for m in moments for e in m.events]
     result = LiveExplanation(

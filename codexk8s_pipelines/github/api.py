@@ -229,9 +229,10 @@ class RepoApi:
             return str(items[0]["updated_at"])
         return _http_date(header(headers, "date"))  # an empty repository: start at GitHub's own clock
 
-    def issue_events(self, number: int) -> list[dict[str, Any]]:
-        """The item's newest events (up to MAX_PAGES pages), oldest first: what `triggers explain` replays."""
-        return self._newest(f"{self.base}/issues/{number}/events", "created_at", None).items
+    def issue_events(self, number: int) -> Window:
+        """The item's newest events (up to MAX_PAGES pages), oldest first: what `triggers explain` replays. Not
+        `complete` when older ones were left unread (read the item's labels first, then `labels_before`)."""
+        return self._newest(f"{self.base}/issues/{number}/events", "created_at", None)
 
     def pull_reviews(self, number: int) -> list[dict[str, Any]]:
         """The PR's newest reviews (up to MAX_PAGES pages), oldest first."""

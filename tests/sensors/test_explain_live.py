@@ -83,6 +83,20 @@ def test_live_pull_request_review(intake: Intake) -> None:
     assert data["decided_event"].startswith("review ") and "by bob" in data["decided_event"]
 
 
+def test_live_explain_of_a_long_history_decides_as_the_sensor(intake: Intake) -> None:
+    """`run:plan`, then 1,100 toggles of `bug` (23 pages of events), then `run:dev`: explain reads the newest 20
+    pages, as the sensor does, and rebuilds the labels from before them from the item's labels, so it names the same
+    conflict. It replayed the pages as if the issue had started with no labels, and said the run would start."""
+    number = intake.state.add_issue(REPO, "Two stages")
+    intake.state.label(REPO, number, "run:plan", actor="alice")
+    for _ in range(1100):
+        intake.state.label(REPO, number, "bug", actor="alice")
+        intake.state.unlabel(REPO, number, "bug", actor="alice")
+    intake.state.label(REPO, number, "run:dev", actor="alice")
+    data = json.loads(explain(f"{REPO}#{number}", "--json").stdout)
+    assert (data["kind"], data["reason"]) == ("conflict", "multiple_trigger_labels")
+
+
 def test_live_explain_errors_are_plain_sentences(intake: Intake) -> None:
     bad = explain("acme-shop-12")
     assert bad.returncode == 2 and "'acme-shop-12' is not owner/repo#N" in bad.stderr
