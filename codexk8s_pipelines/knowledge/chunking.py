@@ -1,9 +1,10 @@
 """Split Markdown and reStructuredText documents into heading-scoped chunks small enough to embed whole.
 
 Why chunks follow headings: a hit must point a human (or an agent) at a section they can open, so every chunk
-keeps the file, its heading path and its exact 1-based line range. Why the size bound: the embedding model
-reads at most 256 word pieces and silently drops the rest, so a section longer than ~200 estimated tokens is
-cut into pieces that overlap a little, so that a sentence cut at a boundary is still whole in one of them.
+keeps the file, its heading path and its exact 1-based line range, with lines as GitHub numbers them
+(`file_lines`). Why the size bound: the embedding model reads at most 256 word pieces and silently drops the
+rest, so a section longer than ~200 estimated tokens is cut into pieces that overlap a little, so that a sentence
+cut at a boundary is still whole in one of them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
+
+from ..file_lines import text_lines
 
 MAX_TOKENS = 200
 OVERLAP_TOKENS = 40
@@ -219,7 +222,7 @@ _FRONT_TITLE = re.compile(r"^title:(?P<title>.*)$")  # quotes and spaces are tak
 
 def document_title(text: str, path: str) -> str:
     """The title of a document: its front matter's `title:` (Markdown), else its first top-level heading."""
-    lines = text.splitlines()
+    lines = text_lines(text)
     return _title(lines, path, _split(lines, path))
 
 
@@ -244,7 +247,7 @@ def _unquoted(value: str) -> str:
 
 def split_sections(text: str, path: str) -> list[Section]:
     """The document's sections in order; `.rst`/`.rest`/`.txt` use reST titles, anything else Markdown."""
-    return _split(text.splitlines(), path)
+    return _split(text_lines(text), path)
 
 
 def _split(lines: Sequence[str], path: str) -> list[Section]:
@@ -331,7 +334,7 @@ def chunk_document(
             f"max_tokens must be ≥ 20 and overlap_tokens in [0, max_tokens/2), not {max_tokens}, {overlap_tokens}"
         )
     chunks: list[Chunk] = []
-    lines = text.splitlines()
+    lines = text_lines(text)
     sections = _split(lines, path)  # split once: the title comes from the same sections
     title = _title(lines, path, sections)
     for section in sections:

@@ -11,6 +11,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from ..file_lines import text_lines
+
 _GIT_HEADER = re.compile(r'^diff --git (?P<a>"(?:[^"\\]|\\.)*"|\S+) (?P<b>"(?:[^"\\]|\\.)*"|\S+)\s*$')
 _HUNK = re.compile(r"^@@ -\d+(?:,(?P<old>\d+))? \+\d+(?:,(?P<new>\d+))? @@ ?(?P<context>.*)$")
 _BINARY = re.compile(r"^Binary files (?P<a>.+?) and (?P<b>.+?) differ$")
@@ -63,7 +65,7 @@ def parse_unified_diff(diff: str) -> list[FileChange]:
     changes: list[FileChange] = []
     current: FileChange | None = None
     old_left = new_left = 0
-    lines = diff.splitlines()
+    lines = text_lines(diff)  # git ends a line at "\n" alone: a U+2028 in an added line is not a new diff line
     i = 0
     while i < len(lines):
         line = lines[i]

@@ -256,3 +256,16 @@ def test_atx_headings_follow_commonmark_closing_sequences() -> None:
     assert [c.heading_path for c in chunk_document("## a #b\nbody\n", "a.md")] == [("a #b",)]
     assert [c.heading_path for c in chunk_document("### ###\nbody\n", "a.md")] == [()]  # an empty heading
     assert document_title("---\ntitle: 'Quoted'\n---\nbody\n", "a.md") == "Quoted"
+
+
+@pytest.mark.parametrize("brk", ["\u2028", "\u0085", "\x0c"])
+def test_line_ranges_are_githubs_when_a_line_holds_another_break(brk: str) -> None:
+    """GitHub ends a line at "\\n" alone, and so does Markdown (besides "\\r"): a U+2028 pasted into a paragraph, or a
+    form feed in an old text, moved every later line range one down (and could make a heading of what follows it)."""
+    text = f"# Install\n\nRun the installer.{brk}# Not a heading\nThen restart.\n\n## Upgrade\n\nUpgrade it.\n"
+    chunks = chunk_document(text, "docs/setup.md")
+    assert [(c.heading_path, c.start_line, c.end_line) for c in chunks] == [
+        (("Install",), 1, 4),
+        (("Install", "Upgrade"), 6, 8),
+    ]
+    assert brk in chunks[0].text  # the character stays where it was, inside line 3

@@ -102,3 +102,16 @@ def test_mention_strength_respects_path_boundaries_and_relative_links() -> None:
     assert mention_strength("docs/a.md", "see src/app.pyc", "src/app.py") == 0.0
     assert mention_strength("docs/a.md", "see mysrc/app.py", "src/app.py") == 0.0
     assert mention_strength("docs/a.md", "call acme.store.migrations.apply()", "acme/store/migrations.py") == 1.0
+
+
+def test_a_line_break_other_than_newline_inside_an_added_line_is_part_of_it() -> None:
+    """git ends a diff line at "\\n" alone. An added line holding U+2028 was split in two: the rest ended the hunk
+    early (the lines after it were lost) and could pass for a file header (a file the change never touched)."""
+    diff = (
+        "diff --git a/docs/a.md b/docs/a.md\n--- a/docs/a.md\n+++ b/docs/a.md\n@@ -1,1 +1,4 @@\n"
+        " keep\n+first\u2028diff --git a/src/secret.py b/src/secret.py\n+second\n+third\x0cend\n"
+    )
+    changes = parse_unified_diff(diff)
+    assert [(c.path, c.added) for c in changes] == [
+        ("docs/a.md", ["first\u2028diff --git a/src/secret.py b/src/secret.py", "second", "third\x0cend"])
+    ]

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from codexk8s_pipelines.file_lines import text_lines
 from codexk8s_pipelines.security.dependencies import Dependency, ExtractionError, normalise_name
 from codexk8s_pipelines.security.safe_files import UnsafeFile, read_regular_file
 
@@ -112,16 +113,6 @@ def load_toml(text: str, sink: Sink) -> dict[str, Any] | None:
         match = _TOML_ERROR_LINE.search(str(exc))
         sink.error(int(match.group(1)) if match else None, f"invalid TOML: {exc}")
         return None
-
-
-def text_lines(text: str) -> list[str]:
-    """The text's lines as GitHub numbers them, split at "\\n" alone (a trailing "\\r" dropped): `splitlines` also
-    breaks at U+2028, U+0085 and the like, which TOML allows in comments and strings, and every line after one would
-    be reported one further down."""
-    lines = [line.removesuffix("\r") for line in text.split("\n")]
-    if lines[-1] == "":
-        lines.pop()  # after the final newline: no line
-    return lines
 
 
 def array_table_lines(text: str, key: str, count: int) -> list[int | None]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from codexk8s_pipelines.file_lines import numbered_lines
 from codexk8s_pipelines.security.dependencies import HEX
 from codexk8s_pipelines.security.lockfiles._common import Sink
 
@@ -20,7 +21,7 @@ def parse_mix_lock(text: str, sink: Sink) -> None:
     if text.strip() and not text.lstrip().startswith("%{"):
         sink.error(1, "not a mix.lock: it does not start with `%{`")
         return
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in numbered_lines(text):
         match = _ENTRY.match(line)
         if match is None:
             continue

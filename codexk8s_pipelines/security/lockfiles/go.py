@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from codexk8s_pipelines.file_lines import numbered_lines
 from codexk8s_pipelines.security.dependencies import GO
 from codexk8s_pipelines.security.lockfiles._common import Sink
 
@@ -33,7 +34,7 @@ def parse_go_mod(text: str, sink: Sink) -> None:
     replaces: dict[tuple[str, str | None], _Replace] = {}
     block: str | None = None
     block_line = 0
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in numbered_lines(text):
         code, _, comment = raw.partition("//")
         tokens = _tokens(code)
         if not tokens:
@@ -89,7 +90,7 @@ def _replace(
 
 def parse_go_sum(text: str, sink: Sink) -> None:
     """A version on several lines is reported once, at its first: go.sum is a lockfile, so `dedupe` sees to it."""
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in numbered_lines(text):
         fields = raw.split()
         if not fields:
             continue

@@ -19,6 +19,7 @@ from typing import Any
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import DefusedXMLParser
 
+from codexk8s_pipelines.file_lines import numbered_lines
 from codexk8s_pipelines.security.dependencies import MAVEN
 from codexk8s_pipelines.security.lockfiles._common import Sink
 
@@ -146,7 +147,7 @@ def parse_pom(text: str, sink: Sink) -> None:
 
 
 def parse_gradle_lockfile(text: str, sink: Sink) -> None:
-    for number, raw in enumerate(text.splitlines(), 1):
+    for number, raw in numbered_lines(text, "cr"):
         line = raw.strip()
         if not line or line.startswith("#") or line.startswith("empty="):
             continue

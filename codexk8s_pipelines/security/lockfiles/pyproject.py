@@ -17,8 +17,9 @@ from typing import Any
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.version import InvalidVersion, Version
 
+from codexk8s_pipelines.file_lines import text_lines
 from codexk8s_pipelines.security.dependencies import PYPI, url_reason
-from codexk8s_pipelines.security.lockfiles._common import Sink, load_toml, text_lines
+from codexk8s_pipelines.security.lockfiles._common import Sink, load_toml
 from codexk8s_pipelines.security.lockfiles.requirements import pinned_version
 
 _HEADER = re.compile(r"^[ \t]*\[\[?(?P<name>[^\[\]]+)\]\]?[ \t]*(?:#.*)?$")

@@ -16,6 +16,7 @@ from pathlib import Path
 from packaging.requirements import InvalidRequirement, Requirement
 from packaging.specifiers import SpecifierSet
 
+from codexk8s_pipelines.file_lines import numbered_lines
 from codexk8s_pipelines.security.dependencies import PYPI, url_reason
 from codexk8s_pipelines.security.lockfiles._common import Sink
 
@@ -61,7 +62,7 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
     result: list[tuple[int, str]] = []
     parts: list[str] = []
     start = 0
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in numbered_lines(text, "unicode"):
         if not parts:
             start = number
         stripped = line.rstrip()

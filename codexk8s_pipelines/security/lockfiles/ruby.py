@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from codexk8s_pipelines.file_lines import numbered_lines
 from codexk8s_pipelines.security.dependencies import RUBYGEMS
 from codexk8s_pipelines.security.lockfiles._common import Sink
 
@@ -21,7 +22,7 @@ def parse_gemfile_lock(text: str, sink: Sink) -> None:
     section = None
     specs: list[tuple[str, str | None, int, str | None]] = []  # name, version, line, unpinned reason
     direct: set[str] = set()
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in numbered_lines(text):
         if not line.strip():
             continue
         if not line.startswith(" "):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from codexk8s_pipelines.file_lines import numbered_lines
 from codexk8s_pipelines.security.dependencies import NPM, url_reason
 from codexk8s_pipelines.security.lockfiles._common import Sink, YamlMap, load_yaml
 
@@ -52,7 +53,7 @@ class _Entry:
 
 def _classic(text: str, sink: Sink) -> None:
     entry: _Entry | None = None
-    for number, line in enumerate(text.splitlines(), 1):
+    for number, line in numbered_lines(text, "cr"):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
         if not line[0].isspace():
