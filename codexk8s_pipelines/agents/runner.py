@@ -372,7 +372,9 @@ class AgentRun:
     def _prepare(self) -> Checkout | RunnerResult:
         spec = self.spec
         try:
-            checkout = self.repo.prepare(spec.branch, spec.base_branch, spec.mode, spec.pull_ref)
+            checkout = self.repo.prepare(
+                spec.branch, spec.base_branch, spec.mode, spec.pull_ref, pull_ref_fallback=spec.pull_ref_fallback
+            )
         except BranchNotFound as exc:
             return self._finish("failed_precondition", exc.reason, str(exc))
         except GitError as exc:

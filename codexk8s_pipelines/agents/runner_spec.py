@@ -74,7 +74,13 @@ class RunnerSpec(BaseModel):
     pull_ref: str | None = Field(
         default=None,
         pattern=r"^refs/pull/[1-9][0-9]{0,9}/head$",
-        description="a comment-only run of a fork's PR: its head as this repository keeps it (refs/pull/N/head)",
+        description="a comment-only run of a PR: its head as this repository keeps it (refs/pull/N/head), read"
+        " instead of `branch` (a fork's PR), or in its place once it is gone (with pull_ref_fallback)",
+    )
+    pull_ref_fallback: bool = Field(
+        default=False,
+        description="with pull_ref, a PR of this repository: `branch` is its head branch, read while the remote has"
+        " it; pull_ref once it was deleted (a merged PR's, say), where a review would otherwise read the base branch",
     )
     workdir: str = Field(min_length=1, description="where the checkout is cloned or reused")
     command: list[str] = Field(min_length=1, description="the rendered agent command")
@@ -127,9 +133,12 @@ class RunnerSpec(BaseModel):
 
     @model_validator(mode="after")
     def _pull_ref_only_read(self) -> RunnerSpec:
-        """A fork's PR head is read, never written: only a comment-only run (which changes nothing) starts there."""
+        """A PR's head is read, never written: only a comment-only run (which changes nothing) starts there. A
+        fallback needs its pull_ref: without one, a review whose branch was deleted would start on the base branch."""
         if self.pull_ref is not None and self.mode != "comment_only":
             raise ValueError(f"pull_ref {self.pull_ref!r}: only a comment-only run reads a pull request's head")
+        if self.pull_ref_fallback and self.pull_ref is None:
+            raise ValueError("pull_ref_fallback: no pull_ref to fall back to")
         return self
 
     @field_validator("result_file")

@@ -124,15 +124,27 @@ class RunnerRepository:
 
     # ---------------------------------------------------------------- before the agent
 
-    def prepare(self, branch: str, base_branch: str, mode: Mode, pull_ref: str | None = None) -> Checkout:
+    def prepare(
+        self,
+        branch: str,
+        base_branch: str,
+        mode: Mode,
+        pull_ref: str | None = None,
+        *,
+        pull_ref_fallback: bool = False,
+    ) -> Checkout:
         """A fresh worktree of the branch the mode asks for; nothing a previous run (or agent) left is reused.
 
         The worktree and the index go first, before any git command: a workdir is reused run after run on a branch
         (delivery.stage_jobs), and what the last agent left there (a nested repository with its own config, the
         gitlinks its commit staged) must never be read by a git command that holds the token.
 
-        `pull_ref` (`refs/pull/N/head`, comment-only runs): a fork's PR, read from the head GitHub keeps for it in
-        this repository. Its branch is the fork's and its name means nothing here; the run pushes nothing.
+        `pull_ref` (`refs/pull/N/head`, comment-only runs): a PR's head as GitHub keeps it in this repository. A
+        fork's PR is always read from it: its branch is the fork's and its name means nothing here. With
+        `pull_ref_fallback` (a PR of this repository) `branch` is the PR's own branch, read while it exists (the
+        freshest head: GitHub moves `refs/pull/N/head` a moment after a push); once it is deleted, the PR's head is
+        read from `pull_ref`. Without that, a comment-only run whose branch is gone starts on the base branch, and a
+        reviewer would review the base against itself. Either way the run pushes nothing.
 
         When the run starts elsewhere than on the base branch (a PR's branch or head), the base branch is fetched
         with it and shown to the agent as `origin/<base>`: a reviewer asked for a PR's changes, or a revise asked
@@ -140,15 +152,21 @@ class RunnerRepository:
         self._wipe_worktree()
         self._ensure_git_dir()
         if pull_ref is not None:
-            listed = self.out("ls-remote", "origin", pull_ref, f"refs/heads/{base_branch}", network=True)
-            found = {line.split("\t", 1)[-1] for line in listed.splitlines()}  # one round trip for both refs
-            if pull_ref not in found:
-                raise BranchNotFound(f"the pull request's head {pull_ref!r} is not on the remote")
-            tracking = pull_ref.removeprefix("refs/")
-            base = base_branch if f"refs/heads/{base_branch}" in found else None
-            self._fetch([f"+{pull_ref}:refs/remotes/origin/{tracking}"], base, prune=False)
-            return self._check_out(branch, tracking, base, on_remote=False)
-        on_remote = self.remote_heads([branch, base_branch])
+            heads = [base_branch, branch] if pull_ref_fallback else [base_branch]
+            refs = [f"refs/heads/{name}" for name in heads]
+            listed = self.out("ls-remote", "origin", pull_ref, *refs, network=True)
+            found = {line.split("\t", 1)[-1] for line in listed.splitlines()}  # one round trip for every ref
+            on_remote = {name for name in heads if f"refs/heads/{name}" in found}
+            if branch not in on_remote:  # a fork's PR, or one whose branch was deleted: its head, never the base
+                if pull_ref not in found:
+                    gone = f"branch {branch!r} is gone from the remote, and " if pull_ref_fallback else ""
+                    raise BranchNotFound(f"{gone}the pull request's head {pull_ref!r} is not on the remote")
+                tracking = pull_ref.removeprefix("refs/")
+                base = base_branch if base_branch in on_remote else None
+                self._fetch([f"+{pull_ref}:refs/remotes/origin/{tracking}"], base, prune=False)
+                return self._check_out(branch, tracking, base, on_remote=False)
+        else:
+            on_remote = self.remote_heads([branch, base_branch])
         source = source_branch(branch, base_branch, mode, on_remote)
         base = base_branch if source != base_branch and base_branch in on_remote else None
         self._fetch([f"+refs/heads/{source}:refs/remotes/origin/{source}"], base, prune=True)

@@ -40,9 +40,11 @@ class StageContext:
     reasoning: str
     actor: str
     comment_number: int  # where the service comment lives: the issue, or the PR for PR-triggered runs
-    # A comment-only run of a fork's PR reads its head as GitHub keeps it here (refs/pull/N/head): the fork's
-    # branch is not this repository's.
+    # A comment-only run of a PR reads its head as GitHub keeps it here (refs/pull/N/head): always for a fork's PR
+    # (the fork's branch is not this repository's); for a PR of this repository only once its branch is deleted
+    # (`pull_ref_fallback`), where the run would otherwise start on the base branch and review nothing of the PR.
     pull_ref: str | None = None
+    pull_ref_fallback: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,9 +91,7 @@ def gather(
         # to that name here would push to this repository's own branch of that name.
         branch = pr.head_ref or branch
     mode = "comment_only" if stage is None else ("revise" if revise else "work")
-    pull_ref = None
-    if pr is not None and mode == "comment_only" and not own_head:
-        pull_ref = f"refs/pull/{pr.number}/head"
+    pull_ref = f"refs/pull/{pr.number}/head" if pr is not None and mode == "comment_only" else None
     threads: tuple[tuple[str, str, int | None, str], ...] = ()
     if pr is not None and (revise or stage is None):
         reviews = [Review.parse(r) for r in api.pull_reviews(pr.number)]
@@ -104,7 +104,8 @@ def gather(
         role=role,
         mode=mode,
         branch=branch,
-        base_branch=default_branch,
+        # A PR's own base (a PR into `release` is reviewed and revised against it), else the repository's default.
+        base_branch=pr.base_ref if pr is not None and pr.base_ref else default_branch,
         issue_number=issue_number,
         issue_title=issue.title if issue else "",
         issue_body=issue.body if issue else "",
@@ -121,4 +122,5 @@ def gather(
         # The comment lives where the trigger happened: the issue for a label, the PR for a review or need:reviewer.
         comment_number=comment_number(correlation_key, issue_number, pr_number),
         pull_ref=pull_ref,
+        pull_ref_fallback=pull_ref is not None and own_head,
     )

@@ -271,6 +271,7 @@ def run_agent(
         branch=ctx.branch,
         mode=ctx.mode,  # type: ignore[arg-type]
         pull_ref=ctx.pull_ref,
+        pull_ref_fallback=ctx.pull_ref_fallback,
         workdir=prepared["workdir"],
         command=prepared["command"],
         prompt_file=prepared["prompt_file"],

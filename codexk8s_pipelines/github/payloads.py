@@ -186,6 +186,9 @@ class PullRequest:
     # The repository the head branch lives in (`head.repo.full_name`): another one for a fork's PR, None when that
     # repository is gone. `head_ref` names a branch there, not here.
     head_repo: str | None = None
+    # The branch of this repository the PR would merge into (`base.ref`): not always the default branch (a PR into
+    # `release`), and what a review of the PR diffs against.
+    base_ref: str = ""
 
     @classmethod
     def parse(cls, data: object, where: str = "pull request") -> PullRequest:
@@ -201,6 +204,7 @@ class PullRequest:
             html_url=_str(obj, "html_url") or None,
             head_sha=_str(head, "sha"),
             head_repo=_str(_opt_obj(head, "repo", f"{where} #{number}.head"), "full_name") or None,
+            base_ref=_str(_opt_obj(obj, "base", f"{where} #{number}"), "ref"),
         )
 
     def head_is_in(self, repository: str) -> bool:

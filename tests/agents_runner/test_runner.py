@@ -310,6 +310,47 @@ def test_comment_only_of_a_forks_pull_request_reads_its_head_and_writes_nothing(
     assert "the pull request's head 'refs/pull/8/head' is not on the remote" in result["message"]
 
 
+def test_comment_only_of_a_pull_request_whose_branch_was_deleted_reads_its_head(remote: Path, tmp_path: Path) -> None:
+    """A PR of this repository whose branch was deleted (merged and cleaned up, say): with pull_ref_fallback its head
+    is read from refs/pull/N/head, as a fork's is; before, the run started on the base branch, without origin/main
+    beside it, and a reviewer reviewed main for the PR. While the branch exists it is read, not the pull ref (which
+    GitHub moves a moment after a push). Nothing is written either way."""
+    head = push_branch(remote, tmp_path, "feature/cart", "src/app.py", "print('from the branch')\n")
+    main = remote_head(remote, "main")
+    git(f"--git-dir={remote}", "update-ref", "refs/pull/9/head", main or "")  # not yet moved to the branch's push
+    reader = make_agent(  # reads the PR's file, and its changes against the base branch
+        tmp_path,
+        'diff = ["git", "diff", "--name-only", "origin/main...HEAD"]\n'
+        "changed = subprocess.run(diff, capture_output=True, text=True)\n"
+        'result(summary=(ROOT / "src/app.py").read_text().strip() + " | " + changed.stdout.strip() + changed.stderr)\n',
+        name="reader.py",
+    )
+    fallback = {"mode": "comment_only", "branch": "feature/cart", "pull_ref_fallback": True}
+    spec = make_spec(tmp_path, remote, reader, **fallback, pull_ref="refs/pull/9/head")
+    proc, result = run_runner(spec, tmp_path)
+    assert (result["status"], result["summary"]) == ("succeeded", "print('from the branch') | src/app.py"), result
+    assert f"feature/cart at {head[:12]} from origin/feature/cart" in proc.stdout
+
+    git(f"--git-dir={remote}", "update-ref", "refs/pull/9/head", head)
+    git(f"--git-dir={remote}", "update-ref", "-d", "refs/heads/feature/cart")
+    refs_before = git(f"--git-dir={remote}", "for-each-ref")
+    proc, result = run_runner(spec, tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    summary = "print('from the branch') | src/app.py"  # the PR's code and its change, not main against itself
+    assert (result["status"], result["summary"], result["pushed"]) == ("succeeded", summary, False)
+    assert f"feature/cart at {head[:12]} from origin/pull/9/head" in proc.stdout
+
+    writer = make_agent(tmp_path, 'write("src/app.py", "changed\\n")\nresult(summary="fixed it")\n', name="w.py")
+    proc, result = run_runner(make_spec(tmp_path, remote, writer, **fallback, pull_ref="refs/pull/9/head"), tmp_path)
+    assert (proc.returncode, result["reason"], result["violations"]) == (2, "write_scope_violation", ["src/app.py"])
+    assert git(f"--git-dir={remote}", "for-each-ref") == refs_before
+
+    proc, result = run_runner(make_spec(tmp_path, remote, reader, **fallback, pull_ref="refs/pull/10/head"), tmp_path)
+    assert (result["status"], result["reason"]) == ("failed_precondition", "branch_not_found")  # never main instead
+    gone = "branch 'feature/cart' is gone from the remote, and the pull request's head 'refs/pull/10/head' is not"
+    assert gone in result["message"]
+
+
 @pytest.mark.parametrize(
     ("overrides", "error"),
     [
@@ -318,9 +359,10 @@ def test_comment_only_of_a_forks_pull_request_reads_its_head_and_writes_nothing(
         ({"mode": "comment_only", "pull_ref": "refs/heads/main"}, "pull_ref"),
         ({"mode": "comment_only", "pull_ref": "refs/pull/7/head:refs/heads/main"}, "pull_ref"),
         ({"mode": "comment_only", "pull_ref": "refs/pull/0/head"}, "pull_ref"),
+        ({"mode": "comment_only", "pull_ref_fallback": True}, "pull_ref_fallback: no pull_ref to fall back to"),
     ],
 )
-def test_a_pull_ref_is_only_read_and_only_a_pull_requests_head(overrides: dict[str, str], error: str) -> None:
+def test_a_pull_ref_is_only_read_and_only_a_pull_requests_head(overrides: dict[str, object], error: str) -> None:
     base = {
         "remote_url": "/x.git", "branch": "codex/pr-7", "workdir": "/w", "command": ["a"], "prompt_file": "/p",
         "write_scope": "none", "commit_message": "m", "author_name": "a", "author_email": "a@b",

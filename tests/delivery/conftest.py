@@ -45,13 +45,15 @@ AGENTS = {
         (root / "docs" / "plan.md").write_text("# Plan\\n")
     """,
     "reviewer_agent.py": """
-        import json, pathlib, sys
-        sys.stdin.read()
+        import json, pathlib, re, sys
+        prompt = sys.stdin.read()
         root = pathlib.Path(sys.argv[1])
         (root / ".codexk8s").mkdir(exist_ok=True)
         first_line = (root / "src" / "app.py").read_text().splitlines()[0]
         import subprocess
-        diff = subprocess.run(["git", "diff", "--name-only", "origin/main...HEAD"], cwd=root, capture_output=True,
+        named = re.search(r"git diff (origin/[^`\\s]+?)[.][.][.]HEAD", prompt)  # the diff the prompt asks for
+        base = named.group(1) if named else "NO-DIFF-IN-PROMPT"
+        diff = subprocess.run(["git", "diff", "--name-only", base + "...HEAD"], cwd=root, capture_output=True,
                               text=True)
         changed = ", ".join(diff.stdout.split()) or diff.stderr.strip()
         (root / ".codexk8s" / "result.json").write_text(json.dumps({

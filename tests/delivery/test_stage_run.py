@@ -177,3 +177,57 @@ def test_a_reviewer_of_a_forks_pull_request_reads_the_pr_not_the_base(stage: Sta
     assert "which starts `def checkout(cart):  # from the fork`" in comment, comment
     assert "Changed: src/app.py." in comment
     assert stage.branches() == ["main"] and stage.log("main") == main_before
+
+
+def test_a_reviewer_of_a_pull_request_whose_branch_was_deleted_reads_the_pr_not_the_base(stage: Stage) -> None:
+    """A PR of this repository whose branch is gone (merged and deleted, say): the reviewer reads its head as GitHub
+    keeps it, refs/pull/N/head, as for a fork's PR. Before, the run started on main, with no origin/main beside it:
+    the prompt's `git diff origin/main...HEAD` named nothing, and the reviewer reviewed main for the PR."""
+    number = _issue(stage)
+    stage.state.label(REPO, number, "run:dev", actor="alice")
+    (first,) = stage.trigger()
+    assert stage.execute(first).success
+    branch = f"codex/issue-{number}"
+    created = [e for e in stage.store.events(first.run_key or "") if e["event_type"] == "run.pr.created"]
+    pr_number = created[0]["payload"]["number"]
+    head = git("--git-dir", str(stage.remote), "rev-parse", branch).strip()
+    git("--git-dir", str(stage.remote), "update-ref", f"refs/pull/{pr_number}/head", head)  # as GitHub keeps it
+    git("--git-dir", str(stage.remote), "update-ref", "-d", f"refs/heads/{branch}")
+    refs_before = git("--git-dir", str(stage.remote), "for-each-ref")
+
+    stage.intake.tick(github_pull_requests_sensor)
+    stage.state.label(REPO, pr_number, "need:reviewer", actor="alice")
+    (review,) = stage.intake.tick(github_pull_requests_sensor).run_requests
+    result = stage.execute(review)
+    assert result.success
+    comment = _service_comment(stage, pr_number)
+    assert "Changed: src/app.py." in comment, comment  # the PR's change against main, not main against itself
+    (output,) = [e for e in result.events_for_node("render_prompt_op") if e.event_type_value == "STEP_OUTPUT"]
+    assert "`git diff origin/main...HEAD`" in str(output.step_output_data.metadata["prompt"].value)  # now true
+    assert git("--git-dir", str(stage.remote), "for-each-ref") == refs_before  # a reviewer writes nothing
+
+
+def test_a_reviewer_diffs_a_pull_request_against_its_own_base_not_the_default_branch(stage: Stage) -> None:
+    """A PR into `release` is reviewed against `release`: the prompt named `origin/main`, whatever the PR's base,
+    and only the default branch was fetched beside the PR's head."""
+    number = _issue(stage)
+    stage.state.label(REPO, number, "run:dev", actor="alice")
+    (first,) = stage.trigger()
+    assert stage.execute(first).success
+    created = [e for e in stage.store.events(first.run_key or "") if e["event_type"] == "run.pr.created"]
+    pr_number = created[0]["payload"]["number"]
+    main = git("--git-dir", str(stage.remote), "rev-parse", "main").strip()
+    git("--git-dir", str(stage.remote), "update-ref", "refs/heads/release", main)
+    pull = stage.state.issue(REPO, pr_number).pull
+    assert pull is not None
+    pull.base = "release"  # retargeted on GitHub
+
+    stage.intake.tick(github_pull_requests_sensor)
+    stage.state.label(REPO, pr_number, "need:reviewer", actor="alice")
+    (review,) = stage.intake.tick(github_pull_requests_sensor).run_requests
+    result = stage.execute(review)
+    assert result.success
+    (output,) = [e for e in result.events_for_node("render_prompt_op") if e.event_type_value == "STEP_OUTPUT"]
+    prompt = str(output.step_output_data.metadata["prompt"].value)
+    assert "`git diff origin/release...HEAD`" in prompt and "origin/main" not in prompt
+    assert "Changed: src/app.py." in _service_comment(stage, pr_number)  # the agent's diff against origin/release
