@@ -664,17 +664,23 @@ class AgentRun:
                 exclude=[_result_dir(spec.result_file)],
             )  # fmt: skip
             changes = self.repo.tree_changes(start_commit, commit, spec.max_text_bytes)
-            links = before = None
-            if scope is WriteScope.ANY_FILE and any(MODE_SYMLINK in (c.mode, c.old_mode) for c in changes):
-                # Every link of both trees, when the change touches a link (added, retargeted, removed, or made a
-                # folder, which redirects the links through it). Otherwise both trees have the same links, and none
-                # can leave where it did not before: the two listings of the whole tree are not needed.
-                links = self.repo.tree_symlinks(commit, spec.max_text_bytes)
-                before = self.repo.tree_symlinks(start_commit, spec.max_text_bytes) if links else {}
+            links = before = paths = None
+            before_paths: list[str] = []
+            if scope is not WriteScope.NONE and any(MODE_SYMLINK in (c.mode, c.old_mode) for c in changes):
+                # Every entry of both trees, when the change touches a link (added, retargeted, removed, or made a
+                # folder, which redirects the links through it: markdown-only may delete or replace a link with a
+                # Markdown name). Otherwise both trees have the same links, and a folder that files make appear or
+                # vanish sends none out that was let through before (only one refused already, by a `..` out of a
+                # part the start tree did not have): the two listings of the whole tree are not needed.
+                links, paths = self.repo.tree_entries(commit, spec.max_text_bytes)
+                if links:
+                    before, before_paths = self.repo.tree_entries(start_commit, spec.max_text_bytes)
         except GitError as exc:
             return self._finish("failed", "commit_failed", str(exc))
         changed = sorted({c.path for c in changes})
-        violations = tree_violations(scope, changes, spec.allow_globs, spec.max_text_bytes, links, before)
+        violations = tree_violations(
+            scope, changes, spec.allow_globs, spec.max_text_bytes, links, before, paths, before_paths
+        )
         self.fields.update(
             changed_files=changed,
             violations=sorted({v.path for v in violations}),

@@ -284,18 +284,25 @@ class RunnerRepository:
             for c in changes
         ]  # fmt: skip
 
-    def tree_symlinks(self, commit: str, read_limit: int) -> dict[str, bytes | None]:
-        """Every symlink of the commit's tree, path → target (None when over `read_limit`): each link of the new tree is
-        followed through the others and compared with the start tree (`domain.write_scope.escaping_symlinks`)."""
+    def tree_entries(self, commit: str, read_limit: int) -> tuple[dict[str, bytes | None], list[str]]:
+        """Every symlink of the commit's tree, path → target (None when over `read_limit`), and the paths of its other
+        entries (files, gitlinks): each link of the new tree is followed through the others, and through the folders
+        the tree has, and compared with the start tree (`domain.write_scope.escaping_symlinks`)."""
         raw = self.git("ls-tree", "-r", "-z", "--full-tree", commit).stdout
         links: dict[str, str] = {}
+        others: list[str] = []
         for entry in raw.split(b"\0"):
-            meta, _, path = entry.partition(b"\t")
+            meta, _, name = entry.partition(b"\t")
             fields = meta.split()
-            if len(fields) == 3 and fields[0] == b"120000":
-                links[path.decode("utf-8", "surrogateescape")] = fields[2].decode("ascii")
+            if len(fields) != 3:
+                continue
+            path = name.decode("utf-8", "surrogateescape")
+            if fields[0] == b"120000":
+                links[path] = fields[2].decode("ascii")
+            else:
+                others.append(path)
         _sizes, contents = self._read_blobs(list(links.values()), read_limit)
-        return {path: contents.get(sha) for path, sha in links.items()}
+        return {path: contents.get(sha) for path, sha in links.items()}, others
 
     def _read_blobs(self, shas: Sequence[str], limit: int) -> tuple[dict[str, int], dict[str, bytes]]:
         """Sizes of all blobs (one `cat-file --batch-check`), then the content of those within `limit`."""

@@ -6,9 +6,10 @@ nothing: `docs/passwd.md` can be a symlink to `/etc/passwd`, `docs/evil.md` a su
 50 MB of binary. Under `markdown-only` a change must be a regular, non-executable file (mode 100644) with a Markdown
 or reST extension, valid UTF-8 text without NUL bytes, within a size cap, under a name without stray whitespace.
 Under `any-file`, gitlinks and symlinks pointing out of the repository are still refused; a symlink is followed as a
-file system would, through the tree's other symlinks (`escaping_symlinks`). Under every scope a name a change adds
-must be valid UTF-8 without control, invisible formatting (bidi overrides, zero-width) or line separator
-characters: such a name shows in a review as another one (`invoice\u202egpj.md` reads `invoicedm.jpg`).
+file system would, through the tree's other symlinks (`escaping_symlinks`), and under every scope a change that
+touches a link (one `markdown-only` may delete, or make a folder) must not send another link out. Under every scope a
+name a change adds must be valid UTF-8 without control, invisible formatting (bidi overrides, zero-width) or line
+separator characters: such a name shows in a review as another one (`invoice\u202egpj.md` reads `invoicedm.jpg`).
 Every violation names the path and the rule.
 """
 
@@ -146,56 +147,139 @@ def _target(content: bytes | None) -> str | None:
     return None if content is None else content.decode("utf-8", "surrogateescape")
 
 
-def _resolve(path: str, links: Mapping[str, bytes | None]) -> str | None:
-    """Follow the symlink `path` as a file system would, through the tree's other symlinks `links`: why it leaves
-    the repository's root, or None. A step above the root counts even if a later one comes back: that is a path out
-    of the checkout and into whatever sits beside it."""
-    here = [part for part in posixpath.dirname(path).split("/") if part]
-    target = _target(links.get(path))
+OUTSIDE = "a symlink pointing outside the repository"
+_FOLDER, _LINK, _OTHER = "folder", "symlink", "other"
+
+
+def _fold(name: str) -> str:
+    """`name` as a case-insensitive file system compares it (macOS and Windows, by default): case folded, in one
+    Unicode form (`é` composed or not). Python's full folding also equates `ß` and `ss`: more than some file systems
+    do, which only makes a check through it stricter."""
+    if name.isascii():
+        return name.lower()
+    return unicodedata.normalize("NFD", unicodedata.normalize("NFD", name).casefold())
+
+
+def _is_git_dir(name: str) -> bool:
+    """Git's own folder of a checkout, as a file system may spell it (`.GIT`; on Windows `.git.` and `GIT~1` too)."""
+    return _fold(name).rstrip(". ") in (".git", "git~1")
+
+
+class _Tree:
+    """A tree's entries as a checkout has them: by the folded path (`_fold` of each part), each exact path that a
+    case-insensitive file system takes for it, and its kind: a folder, a symlink, or anything else (a file, a
+    gitlink). `paths`: the tree's entries besides the links (folders are the parents of entries)."""
+
+    def __init__(self, links: Mapping[str, bytes | None], paths: Iterable[str]) -> None:
+        self.links = links
+        kinds = dict.fromkeys(paths, _OTHER)
+        kinds.update(dict.fromkeys(links, _LINK))
+        folders: set[str] = set()
+        for path in kinds:
+            parent = path.rpartition("/")[0]
+            while parent and parent not in folders:
+                folders.add(parent)
+                parent = parent.rpartition("/")[0]
+        for folder in folders:
+            if kinds.get(folder) != _LINK:  # a path that is a link and a folder at once: taken as the link
+                kinds[folder] = _FOLDER
+        self.entries: dict[str, dict[str, str]] = {}
+        for path, kind in kinds.items():  # `/` folds to itself: the folded path is the path of the folded parts
+            self.entries.setdefault(_fold(path), {})[path] = kind
+
+
+def _resolve(path: str, tree: _Tree) -> str | None:
+    """Follow the symlink `path` as a file system would, through the tree's other symlinks: why it leaves the
+    repository's root or cannot be shown to stay inside, or None. A step above the root counts even if a later one
+    comes back: that is a path out of the checkout and into whatever sits beside it.
+
+    Each part of the way is looked up in the tree, not taken on trust. A part the tree does not hold as a folder
+    (missing, a file, a submodule) resolves nowhere, and `..` after it is refused: a file system does not take it
+    back (`missing/..` fails), and on a checkout that part is whatever is there (a build's own symlink, a
+    submodule's content), and `..` from it climbs from where that leads. A part is looked up as a case-insensitive
+    file system would too: on a Mac `L` is the symlink `l`. Git's folder `.git`, in every checkout and in no tree,
+    is refused."""
+    target = _target(tree.links.get(path))
     if target is None:
         return "a symlink whose target could not be read"
-    pending = deque(target.split("/"))
     if target.startswith("/"):
-        return "a symlink pointing outside the repository"
+        return OUTSIDE
+    here = [(_fold(part), part, True) for part in posixpath.dirname(path).split("/") if part]  # (fold, name, folder)
+    pending = deque(target.split("/"))
     hops = 0
+    via = ""  # how a case-insensitive file system took a name for a link the tree spells otherwise
     while pending:
         part = pending.popleft()
         if part in ("", "."):
             continue
+        name = "/".join([*(shown for _, shown, _ in here), part])
         if part == "..":
             if not here:
-                return "a symlink pointing outside the repository"
-            here.pop()
+                return OUTSIDE + via
+            _, left, folder = here.pop()
+            if not folder:
+                left = "/".join([*(shown for _, shown, _ in here), left])
+                return (
+                    f"a symlink through {left + '/..'!r}, where {left!r} is not a folder of the repository (missing, "
+                    f"a file or a submodule): where it leads depends on what a checkout has there{via}"
+                )
             continue
-        here.append(part)
-        name = "/".join(here)
-        if name not in links:
+        if _is_git_dir(part):
+            return f"a symlink into {name!r}, git's own folder in a checkout, not a file of the repository{via}"
+        fold = _fold(part)
+        entries = tree.entries.get("/".join([*(f for f, _, _ in here), fold]), {})
+        links = [entry for entry, kind in entries.items() if kind == _LINK]
+        if links and len(entries) > 1:
+            return (
+                f"a symlink through {name!r}, which a case-insensitive file system takes for any of "
+                f"{', '.join(map(repr, sorted(entries)))}: which one a checkout holds depends on the order git "
+                f"writes them{via}"
+            )
+        if not links:
+            here.append((fold, part, _FOLDER in entries.values()))
             continue
+        link = links[0]
+        if link != name and not via:
+            via = f" (on a case-insensitive file system, where {name!r} is the symlink {link!r})"
         hops += 1
-        inner = _target(links[name])
         if hops > MAX_SYMLINK_HOPS:
-            return "a symlink loop"
-        if inner is None or inner.startswith("/"):
-            return "a symlink pointing outside the repository"
-        here.pop()
+            return "a symlink loop" + via
+        inner = _target(tree.links[link])
+        if inner is None:
+            return f"a symlink through {link!r}, a symlink whose target could not be read{via}"
+        if inner.startswith("/"):
+            return OUTSIDE + via
         pending.extendleft(reversed(inner.split("/")))
     return None
 
 
 def escaping_symlinks(
-    links: Mapping[str, bytes | None], before: Mapping[str, bytes | None] | None = None
+    links: Mapping[str, bytes | None],
+    before: Mapping[str, bytes | None] | None = None,
+    *,
+    paths: Iterable[str] = (),
+    before_paths: Iterable[str] = (),
 ) -> dict[str, str]:
     """{path: rule} of the symlinks of `links` (path → target) that leave the repository, followed through each
-    other, and did not already in `before` (the start tree's symlinks): a link that left the same way before this
+    other, and did not the same way in `before` (the start tree's symlinks): a link that left as it does before this
     change is not its doing. Comparing whole trees, not only the changed links: a change that turns a link into a real
-    folder sends every link through it elsewhere (`x -> L/../..` with `L -> a/b`, then `L/` a folder)."""
+    folder sends every link through it elsewhere (`x -> L/../..` with `L -> a/b`, then `L/` a folder).
+
+    `paths`, `before_paths`: the other entries of each tree (files, gitlinks), so that a link is followed only through
+    folders the tree has (`_resolve`); a part of the way neither lists nor is the parent of is taken as missing."""
     earlier = before or {}
+    tree = _Tree(links, paths)
+    start: _Tree | None = None
     found: dict[str, str] = {}
     for path in sorted(links):
-        rule = _resolve(path, links)
-        unchanged = path in earlier and earlier[path] == links[path]
-        if rule is None or (unchanged and _resolve(path, earlier) is not None):
+        rule = _resolve(path, tree)
+        if rule is None:
             continue
+        unchanged = path in earlier and earlier[path] == links[path]
+        if unchanged:
+            start = start or _Tree(earlier, before_paths)
+            if _resolve(path, start) == rule:
+                continue
         found[path] = f"{rule} (not before this change)" if unchanged else rule
     return found
 
@@ -207,22 +291,28 @@ def tree_violations(
     max_text_bytes: int = DEFAULT_MAX_TEXT_BYTES,
     tree_symlinks: Mapping[str, bytes | None] | None = None,
     start_symlinks: Mapping[str, bytes | None] | None = None,
+    tree_paths: Iterable[str] | None = None,
+    start_paths: Iterable[str] = (),
 ) -> list[Violation]:
     """Every change the scope forbids, by path; empty means the commit may be pushed.
 
-    `tree_symlinks`, `start_symlinks`: every symlink of the new and of the start tree (path → target), for `any-file`:
-    each link of the new tree is followed through the others and refused if it leaves the repository where it did
-    not before (`escaping_symlinks`). Without them, the changed links are followed through each other only."""
+    `tree_symlinks`, `start_symlinks`: every symlink of the new and of the start tree (path → target); `tree_paths`,
+    `start_paths`: every other entry of each (files, gitlinks). Each link of the new tree is followed through the
+    others and refused if it leaves the repository where it did not before (`escaping_symlinks`): under every scope
+    but `none` (which refuses every change anyway), as `markdown-only` may delete a link with a Markdown name or make
+    it a folder. Without them, the changed links are followed through each other, and through the changed paths."""
     changes = sorted(changes, key=lambda c: c.path)
     escapes: dict[str, str] = {}
-    if scope is WriteScope.ANY_FILE:
+    if scope is not WriteScope.NONE:
         new_links = {c.path: c.content for c in changes if c.mode == MODE_SYMLINK and not c.deleted}
         links = {**tree_symlinks, **new_links} if tree_symlinks is not None else new_links
+        paths = tree_paths if tree_paths is not None else [c.path for c in changes if not c.deleted]
         if links:
-            escapes = escaping_symlinks(links, start_symlinks)
+            escapes = escaping_symlinks(links, start_symlinks, paths=paths, before_paths=start_paths)
     found: list[Violation] = []
     for change in changes:
-        rule = _change_problem(scope, change, allow, max_text_bytes) or escapes.pop(change.path, None)
+        escape = escapes.pop(change.path, None)  # once per path: the change's own rule, if any, says it first
+        rule = _change_problem(scope, change, allow, max_text_bytes) or escape
         if rule is not None:
             found.append(Violation(change.path, rule))
     # Links this change did not touch, sent out by one it did touch (added, retargeted, removed or made a folder).

@@ -386,6 +386,66 @@ def test_a_link_made_a_folder_in_a_later_run_cannot_send_an_older_link_out(
     assert remote_head(remote, BRANCH) == first["commit"]
 
 
+MD_LINK_FIRST = """\
+(ROOT / "a" / "b" / "c").mkdir(parents=True)
+(ROOT / "a" / "b" / "c" / "keep").write_text("k\\n")
+os.symlink("a/b/c", ROOT / "L.md")
+os.symlink("L.md/../..", ROOT / "x")
+result(summary="links")
+"""
+MD_LINK_MADE_A_FOLDER = """\
+os.unlink(ROOT / "L.md")
+write("L.md/notes.md", "# notes\\n")
+result(summary="notes")
+"""
+
+
+def test_a_markdown_only_run_cannot_make_a_link_with_a_markdown_name_a_folder_that_sends_an_older_link_out(
+    attack: dict[str, Any], remote: Path
+) -> None:
+    """Markdown-only may delete `L.md` and write `L.md/notes.md`: names it allows, no link added. The links were
+    followed under any-file only, and `x -> L.md/../..` (inside through `L.md -> a/b/c`) was pushed as the
+    checkout's parent folder."""
+    _proc, first = attack["run"](MD_LINK_FIRST)
+    assert first["reason"] == "pushed", first
+    _proc, second = attack["run"](MD_LINK_MADE_A_FOLDER, write_scope="markdown-only")
+    assert second["reason"] == "write_scope_violation", second
+    assert second["violation_rules"] == ["'x': a symlink pointing outside the repository (not before this change)"]
+    assert remote_head(remote, BRANCH) == first["commit"]
+
+
+LINKS_THROUGH_WHAT_THE_TREE_LACKS = """\
+(ROOT / "docs" / "sub").mkdir(parents=True)
+(ROOT / "docs" / "sub" / "notes.md").write_text("# notes\\n")
+os.symlink("missing/../../etc/passwd", ROOT / "docs" / "x")   # read as text: the repository's etc/passwd
+os.symlink("sub/../../README.md", ROOT / "docs" / "readme")    # through a folder the tree has: fine
+os.symlink("../build/html/index.html", ROOT / "docs" / "api")  # a build's output, dangling: fine
+(ROOT / "a" / "b").mkdir(parents=True)
+os.symlink("../..", ROOT / "a" / "b" / "l")
+os.symlink("L/../../.ssh/id_rsa", ROOT / "a" / "b" / "x")     # on a Mac `L` is `l`: the checkout's ../.ssh/id_rsa
+os.symlink(".git/config", ROOT / "git-config")
+result(summary="links")
+"""
+
+
+def test_any_file_follows_links_through_the_tree_as_checked_out_not_through_their_text(
+    attack: dict[str, Any], remote: Path
+) -> None:
+    """A part of a link's way that the tree does not hold as a folder is not climbed out of with `..` (a file system
+    does not resolve `missing/..`; a checkout's own `missing` decides where it leads), a name is looked up as a
+    case-insensitive file system would too, and the checkout's `.git` is no file of the repository."""
+    _proc, result = attack["run"](LINKS_THROUGH_WHAT_THE_TREE_LACKS)
+    assert result["reason"] == "write_scope_violation", result
+    assert result["violation_rules"] == [
+        "'a/b/x': a symlink pointing outside the repository (on a case-insensitive file system, where 'a/b/L' is"
+        " the symlink 'a/b/l')",
+        "'docs/x': a symlink through 'docs/missing/..', where 'docs/missing' is not a folder of the repository"
+        " (missing, a file or a submodule): where it leads depends on what a checkout has there",
+        "'git-config': a symlink into '.git', git's own folder in a checkout, not a file of the repository",
+    ]
+    assert {"docs/readme", "docs/api", "a/b/l"} <= set(result["changed_files"]) and remote_head(remote, BRANCH) is None
+
+
 BAD_NAMES = """\
 (ROOT / "docs").mkdir(exist_ok=True)
 open(os.fsencode(str(ROOT / "docs")) + b"/notes-\\xff.md", "w").write("# notes\\n")

@@ -264,7 +264,151 @@ def test_a_symlink_loop_and_an_unreadable_target_are_refused() -> None:
 
 def test_escaping_symlinks_counts_a_step_above_the_root_even_if_it_comes_back() -> None:
     links = {"x": b"../repo/README.md", "y": b"a/../b", "z": b"./docs//./a.md"}
-    assert escaping_symlinks(links) == {"x": "a symlink pointing outside the repository"}
+    assert escaping_symlinks(links, paths=["a/notes.md"]) == {"x": "a symlink pointing outside the repository"}
+
+
+# ------------------------------------------------------------------------------------------------ symlinks, on the tree
+
+NOT_A_FOLDER = "is not a folder of the repository (missing, a file or a submodule)"
+
+
+@pytest.mark.parametrize(
+    ("links", "paths", "through"),
+    [
+        # `missing/..` fails on a file system; read as text it is `docs`, and `x` as the repository's `etc/passwd`.
+        pytest.param({"docs/x": b"missing/../../etc/passwd"}, ["docs/readme.md"], "docs/missing/..", id="missing"),
+        pytest.param({"a": b"nonexistent/.."}, [], "nonexistent/..", id="missing-at-root"),
+        pytest.param({"x": b"README.md/../docs"}, ["README.md", "docs/a.md"], "README.md/..", id="a-file"),
+        pytest.param({"x": b"vendor/lib/../README.md"}, ["vendor/lib", "README.md"], "vendor/lib/..", id="gitlink"),
+        pytest.param({"x": b"gen/out/../../README.md"}, ["README.md"], "gen/out/..", id="missing-twice"),
+        # Through a dangling link: `d` leads to `gone`, which the tree does not have.
+        pytest.param({"d": b"gone", "x": b"d/../README.md"}, ["README.md"], "gone/..", id="dangling-link"),
+    ],
+)
+def test_a_link_does_not_go_up_out_of_a_part_the_tree_does_not_hold_as_a_folder(
+    links: dict[str, bytes], paths: list[str], through: str
+) -> None:
+    """A file system does not resolve `missing/..`; on a checkout, `missing` is whatever is there (a build's own
+    symlink, a submodule's content), and `..` climbs from where that leads, not back to where the text says."""
+    (path,) = [p for p in links if b"/.." in links[p]]
+    assert escaping_symlinks(links, paths=paths) == {
+        path: f"a symlink through {through!r}, where {through[:-3]!r} {NOT_A_FOLDER}: where it leads depends on what"
+        " a checkout has there"
+    }
+
+
+def test_links_through_folders_the_tree_has_and_dangling_links_into_missing_ones_are_let_through() -> None:
+    links = {
+        "docs/x": b"sub/../../README.md",  # docs/sub is a folder: `..` takes it back
+        "docs/api": b"../build/html/index.html",  # a build's output, not in the tree: dangling, and stays inside
+        "docs/README": b"../readme.MD",  # a name in another case: dangling here, the file itself on a Mac
+        "up": b"docs/x",
+    }
+    assert escaping_symlinks(links, paths=["README.md", "readme.md", "docs/sub/notes.md"]) == {}
+
+
+def test_a_link_through_a_name_that_a_case_insensitive_file_system_takes_for_a_link_is_followed_through_it() -> None:
+    """On a Mac (git sets core.ignorecase) `a/b/L` is the link `a/b/l`: `a/b/x` reads ../.. of the checkout, the
+    owner's home for a checkout in ~/src/repo. Read as case-sensitive, `L` is missing and `x` stays inside."""
+    links = {"a/b/l": b"../..", "a/b/x": b"L/../../.ssh/id_rsa"}
+    assert escaping_symlinks(links) == {
+        "a/b/x": "a symlink pointing outside the repository (on a case-insensitive file system, where 'a/b/L' is the"
+        " symlink 'a/b/l')"
+    }
+
+
+@pytest.mark.parametrize(
+    ("old", "name"),
+    [("config", "CONFIG"), ("config", "Config"), ("caf\u00e9", "cafe\u0301"), ("caf\u00e9", "CAF\u00c9")],
+)
+def test_a_new_link_through_an_old_one_that_leaves_is_refused_in_any_case_or_unicode_form(old: str, name: str) -> None:
+    """`config -> /etc` was there before; `app.conf -> CONFIG/passwd` is /etc/passwd on a Mac (`é` composed or not
+    is one name there too)."""
+    before = {old: b"/etc"}
+    after = {old: b"/etc", "app.conf": f"{name}/passwd".encode()}
+    violations = tree_violations(WriteScope.ANY_FILE, [_link("app.conf", f"{name}/passwd")], tree_symlinks=after,
+                                 start_symlinks=before)  # fmt: skip
+    assert [str(v) for v in violations] == [
+        f"'app.conf': a symlink pointing outside the repository (on a case-insensitive file system, where {name!r} is"
+        f" the symlink {old!r})"
+    ]
+
+
+def test_a_link_through_names_that_only_case_tells_apart_is_refused() -> None:
+    """`l` a link and `L/` a folder: a case-insensitive checkout holds one of them, whichever git writes last."""
+    links = {"l": b"..", "x": b"L/f.md"}
+    assert escaping_symlinks(links, paths=["L/f.md"]) == {
+        "l": "a symlink pointing outside the repository",
+        "x": "a symlink through 'L', which a case-insensitive file system takes for any of 'L', 'l': which one a"
+        " checkout holds depends on the order git writes them",
+    }
+
+
+@pytest.mark.parametrize("target", [".git/config", ".GIT/hooks/pre-commit", "docs/../.git", "git~1/config", ".git."])
+def test_a_link_into_the_checkouts_git_folder_is_refused(target: str) -> None:
+    """No tree holds `.git`, every checkout does: its config (a remote's credentials), its hooks (run by git)."""
+    (rule,) = escaping_symlinks({"x": target.encode()}, paths=["docs/a.md"]).values()
+    assert rule.startswith("a symlink into ") and "git's own folder in a checkout" in rule
+
+
+def test_a_link_through_a_link_whose_target_could_not_be_read_names_that_link() -> None:
+    links = {"big": None, "x": b"big/file"}
+    assert escaping_symlinks(links) == {
+        "big": "a symlink whose target could not be read",
+        "x": "a symlink through 'big', a symlink whose target could not be read",
+    }
+
+
+def test_a_link_refused_for_another_reason_before_is_judged_again() -> None:
+    """`x` went round a loop before; `b -> .` breaks it, and `x` now leaves: not the way it was refused before."""
+    before = {"a": b"b", "b": b"a", "x": b"a/../.."}
+    after = {**before, "b": b"."}
+    violations = tree_violations(WriteScope.ANY_FILE, [_link("b", ".")], tree_symlinks=after, start_symlinks=before)
+    assert [str(v) for v in violations] == ["'x': a symlink pointing outside the repository (not before this change)"]
+
+
+def test_an_old_link_refused_the_same_way_before_does_not_hold_up_an_unrelated_change() -> None:
+    before = {"old": b"gen/../README.md"}
+    files = ["README.md"]
+    after = {**before, "docs/guide": b"../README.md"}
+    assert tree_violations(WriteScope.ANY_FILE, [_link("docs/guide", "../README.md")], tree_symlinks=after,
+                           start_symlinks=before, tree_paths=files, start_paths=files) == []  # fmt: skip
+    # A link `gen -> .` makes `old` the checkout's parent's README.md.
+    after = {**before, "gen": b"."}
+    violations = tree_violations(WriteScope.ANY_FILE, [_link("gen", ".")], tree_symlinks=after,
+                                 start_symlinks=before, tree_paths=files, start_paths=files)  # fmt: skip
+    assert [str(v) for v in violations] == ["'old': a symlink pointing outside the repository (not before this change)"]
+
+
+@pytest.mark.parametrize(
+    ("scope", "link", "new_file"),
+    [(WriteScope.MARKDOWN_ONLY, "L.md", "L.md/f.md"), (WriteScope.PROMPTS_AND_DOCS, "prompts/L", "prompts/L/f.txt")],
+)
+def test_a_link_with_an_allowed_name_made_a_folder_cannot_send_an_older_link_out(
+    scope: WriteScope, link: str, new_file: str
+) -> None:
+    """A first run (any-file) pushes `L.md -> a/b/c` and `x -> L.md/../..` (inside: `a`); a markdown-only run may
+    delete `L.md` and write `L.md/f.md`, names it allows, and `x` becomes `L.md/../..`: the checkout's parent."""
+    up = "../.." + ("/.." if "/" in link else "")
+    before = {link: b"../a/b/c" if "/" in link else b"a/b/c", "x": f"{link}/{up}".encode()}
+    after = {"x": before["x"]}
+    changes = [TreeChange(link, deleted=True, old_mode=MODE_SYMLINK), _new(new_file)]
+    violations = tree_violations(scope, changes, tree_symlinks=after, start_symlinks=before,
+                                 tree_paths=[new_file, "a/b/c/keep"], start_paths=["a/b/c/keep"])  # fmt: skip
+    assert [str(v) for v in violations] == ["'x': a symlink pointing outside the repository (not before this change)"]
+    # Deleted only, `L.md` leaves `x` dangling, going up out of a part the tree does not have: a later run that writes
+    # `L.md/f.md`, files only, would send it out unseen (no link is listed for a change that touches none).
+    violations = tree_violations(scope, changes[:1], tree_symlinks=after, start_symlinks=before,
+                                 tree_paths=["a/b/c/keep"], start_paths=["a/b/c/keep"])  # fmt: skip
+    assert [(v.path, v.rule.endswith("(not before this change)"), f"{link!r} {NOT_A_FOLDER}" in v.rule)
+            for v in violations] == [("x", True, True)]  # fmt: skip
+
+
+def test_a_change_refused_for_its_own_rule_and_for_where_it_leads_is_named_once() -> None:
+    link = TreeChange("evil\u202e.lnk", mode=MODE_SYMLINK, size=11, content=b"/etc/passwd", added=True)
+    assert [str(v) for v in tree_violations(WriteScope.ANY_FILE, [link])] == [
+        f"{link.path!r}: the name holds an invisible formatting character (U+202E)"
+    ]
 
 
 # ------------------------------------------------------------------------------------------------ names, every scope
