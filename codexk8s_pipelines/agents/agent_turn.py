@@ -128,9 +128,12 @@ class AgentTurn:
         if self.prepared is not None and self.prepared.analytics_log is not None:
             analytics = self.host_home / self.prepared.analytics_log.name
         reported = parse_usage(self.kind, self.transcript, analytics)
-        if not reported.known and self.meter is not None and self.meter.usage.known:
-            # Ended before its final report (the cap or a loop stopped it): what it reported on the way counts.
-            reported = replace(self.meter.usage, source=f"{self.meter.usage.agent} reports before it was stopped")
+        if self.meter is not None and self.meter.usage.known:
+            if not reported.known:
+                # Ended before its final report (the cap or a loop stopped it): what it reported on the way counts.
+                reported = replace(self.meter.usage, source=f"{self.meter.usage.agent} reports before it was stopped")
+            else:  # a final report that says less than the way there (forged, or cut) does not lower the record
+                reported = reported.higher(self.meter.usage)
         previous = Usage.from_dict(self.prepared.previous_usage) if self.prepared else None
         resumed = bool(self.prepared and self.prepared.resumed_session)
         self.usage = reported.since(previous) if resumed else reported

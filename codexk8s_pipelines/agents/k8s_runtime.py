@@ -371,7 +371,7 @@ def _pipes_payloads(lines: Sequence[str]) -> list[Any]:
             continue
         try:
             message = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # a line nested too deep to decode is not a Pipes message either
             continue
         if (
             isinstance(message, dict)

@@ -296,7 +296,7 @@ def read_agent_report(root: Path, relative: str) -> AgentReport:
         data = json.loads(read_untrusted_file(root, relative, RESULT_FILE_MAX_BYTES).decode("utf-8"))
     except FileNotFoundError:
         return AgentReport(problem=f"the agent wrote no result file ({PurePosixPath(relative).name} missing)")
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # nested too deep to decode: the agent wrote it
         return AgentReport(problem=f"the agent's result file is not valid JSON: {exc}")
     if not isinstance(data, dict):
         return AgentReport(problem="the agent's result file does not hold a JSON object")
@@ -485,7 +485,7 @@ class AgentRun:
                 None if record["exit_code"] is None else int(record["exit_code"]), bool(record["timed_out"]),
                 [str(line) for line in record["tail"]][-OUTPUT_TAIL_LINES:],
             )  # fmt: skip
-        except (OSError, ValueError, KeyError, TypeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:  # the agent's container wrote it
             return self._finish("failed", "agent_no_outcome", f"the agent's container left no outcome: {exc}")
         if isinstance(record, dict) and self.spec.agent is not None:  # transcript and usage from its output
             self.turn = AgentTurn(self.spec.agent, self._bare_home())

@@ -61,13 +61,21 @@ class Transcript:
         return bool(self.tools) and all(not t.ok for t in self.tools)
 
 
-def _json(line: str) -> dict[str, Any] | None:
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def json_object(line: str) -> dict[str, Any] | None:
+    """The line as one JSON object, or None. Strict, because the agent can write these lines (a tool command may
+    write to the agent program's own output): `NaN`/`Infinity` are refused (no agent prints them; a count read as
+    NaN broke the usage meter), and so is nesting too deep to decode (a RecursionError ended the runner's
+    reading of the agent's output)."""
     line = line.strip()
     if not line.startswith("{"):
         return None
     try:
-        value = json.loads(line)
-    except json.JSONDecodeError:
+        value = json.loads(line, parse_constant=_no_constant)
+    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
         return None
     return value if isinstance(value, dict) else None
 
@@ -76,7 +84,7 @@ def read_transcript(kind: str, lines: Iterable[str]) -> Transcript:
     """The transcript of one run from the agent's output lines (stdout and stderr, in order)."""
     transcript = Transcript(kind=kind)
     for line in lines:
-        event = _json(line)
+        event = json_object(line)
         if event is None:
             transcript.text_lines.append(line)
             if _UNREACHABLE.search(line):
@@ -230,7 +238,7 @@ def describe_line(kind: str, line: str, one: Transcript | None = None) -> str | 
     happened instead: commands with their exit code, edits, tool calls, messages and errors. `one`: the line
     already read as a transcript (`read_transcript(kind, [line])`), when the caller has it.
     """
-    parsed = one.events if one is not None else [_json(line)]
+    parsed = one.events if one is not None else [json_object(line)]
     event = parsed[0] if parsed else None
     if event is None:
         return line

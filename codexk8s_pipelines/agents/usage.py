@@ -9,18 +9,20 @@ report is `None` ("unknown"), never 0: a budget built on a made-up zero would be
 A resumed session may report totals for the whole session (Codex's token counts, Claude Code's cost); `since`
 takes the previous run's figures off so that each run counts its own.
 
-Pure: no I/O but reading the optional aider log file handed in.
+Pure: no I/O but reading the optional aider log file handed in (as an untrusted file: the agent writes it).
 """
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from .transcript import Transcript
+from ..security.safe_files import UnsafeFile, read_regular_file
+from .agent_setup import SESSION_FILE_MAX_BYTES
+from .transcript import Transcript, json_object
 
 UNKNOWN = "unknown"
 # What a resumed session reports as a session total rather than for the turn (measured with the pinned versions).
@@ -71,6 +73,24 @@ class Usage:
             model_requests=_add(self.model_requests, other.model_requests),
         )
 
+    def higher(self, other: Usage) -> Usage:
+        """Each figure at the higher of the two reports (a figure one of them lacks: the other's). Why: what the
+        agent reported on the way is a floor. A later report that says less (a forged `result` line, a message
+        shown again with smaller counts) must not lower what the budget and the spend records count."""
+
+        def top(a: Any, b: Any) -> Any:
+            return b if a is None else a if b is None else max(a, b)
+
+        return replace(
+            self,
+            input=top(self.input, other.input),
+            cached_input=top(self.cached_input, other.cached_input),
+            output=top(self.output, other.output),
+            reasoning=top(self.reasoning, other.reasoning),
+            cost_usd=top(self.cost_usd, other.cost_usd),
+            model_requests=top(self.model_requests, other.model_requests),
+        )
+
     def since(self, previous: Usage | None) -> Usage:
         """This run's own share when the agent reported session totals after a resume."""
         cumulative = CUMULATIVE_ON_RESUME.get(self.agent, ())
@@ -98,11 +118,19 @@ class Usage:
 
 
 def _int(value: Any) -> int | None:
-    if isinstance(value, bool) or value is None:
+    """A count as reported, or None when it is not a finite number ≥ 0. The agent can write the lines these come
+    from (a tool command may write to the agent program's own output): a negative count lowered the running sum
+    the budget is checked against, and `1e400` (infinity) broke the meter."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         return None
-    if isinstance(value, int | float):
-        return int(value)
-    return None
+    return int(value)
+
+
+def _cost(value: Any) -> float | None:
+    """A cost in USD as reported, or None when it is not a finite number ≥ 0 (see `_int`)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+        return None
+    return float(value)
 
 
 def _add(a: int | None, b: int | None) -> int | None:
@@ -154,7 +182,7 @@ def claude_usage(transcript: Transcript) -> Usage:
         cached_input=read,
         output=_int(u.get("output_tokens")),
         reasoning=_int(details.get("thinking_tokens")) or None,
-        cost_usd=float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+        cost_usd=_cost(cost),
         model_requests=requests,
         source="claude result",
     )
@@ -179,7 +207,7 @@ def opencode_usage(transcript: Transcript) -> Usage:
                 cached_input=_int(cache.get("read")),
                 output=_int(tokens.get("output")),
                 reasoning=_int(tokens.get("reasoning")),
-                cost_usd=float(cost) if isinstance(cost, int | float) else None,
+                cost_usd=_cost(cost),
             )
         )
     if not steps:
@@ -194,19 +222,17 @@ def aider_usage(analytics_lines: Iterable[str]) -> Usage:
     messages = 0
     total_cost: float | None = None
     for line in analytics_lines:
-        try:
-            event = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if not isinstance(event, dict) or event.get("event") != "message_send":
+        event = json_object(line)
+        if event is None or event.get("event") != "message_send":
             continue
         props = event.get("properties") or {}
         messages += 1
         usage = usage.plus(
             Usage("aider", input=_int(props.get("prompt_tokens")), output=_int(props.get("completion_tokens")))
         )
-        if isinstance(props.get("total_cost"), int | float):
-            total_cost = float(props["total_cost"])
+        reported = _cost(props.get("total_cost"))  # aider's running total: the highest one stands
+        if reported is not None:
+            total_cost = max(total_cost or 0.0, reported)
     if not messages:
         return Usage("aider", source="aider reported no message")
     return replace(usage, cost_usd=total_cost if total_cost else None, model_requests=messages)
@@ -221,9 +247,15 @@ def parse_usage(kind: str, transcript: Transcript, aider_log: Path | None = None
     if kind == "opencode":
         return opencode_usage(transcript)
     if kind == "aider":
+        if aider_log is None:
+            return aider_usage([])
         try:
-            lines = aider_log.read_text(encoding="utf-8").splitlines() if aider_log else []
-        except OSError:
-            lines = []
-        return aider_usage(lines)
+            # The log is in the agent's HOME, which the agent can write: a link to a FIFO hung the runner, bytes
+            # that are not UTF-8 crashed it. Read as a session file is copied: regular, no link, capped.
+            text = read_regular_file(aider_log, max_bytes=SESSION_FILE_MAX_BYTES).decode("utf-8", "replace")
+        except UnsafeFile as exc:
+            if not aider_log.exists() and not aider_log.is_symlink():
+                return aider_usage([])  # aider sent nothing: it wrote no log
+            return Usage("aider", source=f"aider analytics log not read: {exc}")
+        return aider_usage(text.split("\n"))
     return Usage(kind or "custom", source="a custom agent reports no usage")

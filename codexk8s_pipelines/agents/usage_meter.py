@@ -103,10 +103,12 @@ class UsageMeter:
     loop_turns: int = 0
     usage: Usage = field(init=False)
     _claude_messages: dict[str, Usage] = field(default_factory=dict, init=False)
+    _claude_total: Usage = field(init=False)  # the highest `result` the agent reported (its own session total)
     _loops: LoopDetector = field(init=False)
 
     def __post_init__(self) -> None:
         self.usage = Usage(self.kind, source="running")
+        self._claude_total = Usage(self.kind, source="running")
         self._loops = LoopDetector(self.loop_turns if self.kind in ("codex", "claude-code", "opencode") else 0)
 
     @property
@@ -141,22 +143,26 @@ class UsageMeter:
 
     def _count(self, event: dict[str, Any], transcript: Transcript) -> bool:
         if self.kind == "claude-code":
+            # The running usage only grows (`Usage.higher`): a line that says less, forged by the agent's own
+            # process or not, never lowers what the cap is checked against.
             if event.get("type") == "result":
                 final = parse_usage("claude-code", transcript)
                 if final.known:
-                    self.usage = replace(final, source="running")
+                    self._claude_total = replace(final, source="running").higher(self._claude_total)
+                    self.usage = self.usage.higher(self._claude_total)
                     return True
                 return False
             seen = _claude_message_usage(event)
             if seen is None:
                 return False
             # One API call may show as several events (a content block each), its output count growing: the
-            # message's latest figure counts, once.
-            self._claude_messages[seen[0]] = seen[1]
+            # message counts once, at its highest figure.
+            kept = self._claude_messages.get(seen[0])
+            self._claude_messages[seen[0]] = seen[1] if kept is None else kept.higher(seen[1])
             total = Usage(self.kind, source="running")
             for usage in self._claude_messages.values():
                 total = total.plus(usage)
-            self.usage = total
+            self.usage = total.higher(self._claude_total)
             return True
         if self.kind in ("codex", "opencode") and event.get("type") in ("turn.completed", "step_finish"):
             delta = parse_usage(self.kind, transcript)

@@ -3,8 +3,12 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+from pathlib import Path
+
+import pytest
 
 from codexk8s_pipelines.agents.agent_watch import UnreachableWatch, probe_endpoint
 from codexk8s_pipelines.agents.outcome import Evidence, judge
@@ -106,6 +110,33 @@ def test_aider_usage_comes_from_its_local_analytics_log() -> None:
     usage = aider_usage(lines)
     assert (usage.input, usage.output, usage.cost_usd, usage.model_requests) == (2344, 20, 0.004382, 1)
     assert not aider_usage([]).known and "unknown" in aider_usage([]).summary()
+
+
+@pytest.mark.timeout(20)
+def test_aiders_analytics_log_is_read_as_a_file_the_agent_wrote(tmp_path: Path) -> None:
+    """The log is in the agent's HOME: a FIFO (or a link to one) there hung the runner, bytes that are not UTF-8 or a
+    line nested past the decoder's depth crashed it, and a link would have been followed to a file of the host."""
+    send = '{"event": "message_send", "properties": {"prompt_tokens": 100, "completion_tokens": 5, "total_cost": 0.5}}'
+    empty = read_transcript("aider", [])
+    fifo = tmp_path / "fifo.jsonl"
+    os.mkfifo(fifo)
+    usage = parse_usage("aider", empty, fifo)
+    assert not usage.known and "not a regular file" in usage.source
+    host = tmp_path / "host-file.jsonl"
+    host.write_text(send + "\n")
+    link = tmp_path / "link.jsonl"
+    link.symlink_to(host)
+    usage = parse_usage("aider", empty, link)
+    assert not usage.known and "symlink" in usage.source
+    log = tmp_path / "aider-analytics.jsonl"
+    log.write_bytes(b"\xff\xfe not utf-8\n" + b'{"a":' + b"[" * 100_000 + b"]" * 100_000 + b"}\n" + send.encode())
+    usage = parse_usage("aider", empty, log)
+    assert (usage.input, usage.output, usage.cost_usd) == (100, 5, 0.5)
+    lower = '{"event": "message_send", "properties": {"prompt_tokens": -100, "completion_tokens": 1, "total_cost": -9}}'
+    log.write_text(send + "\n" + lower + "\n")
+    usage = parse_usage("aider", empty, log)
+    assert (usage.input, usage.output, usage.cost_usd) == (100, 6, 0.5)  # a negative count or cost is no count
+    assert not parse_usage("aider", empty, tmp_path / "absent.jsonl").known  # aider sent nothing: no log
 
 
 def test_the_log_shows_events_in_short_form_and_never_the_raw_prompt_echo() -> None:

@@ -20,7 +20,8 @@ import pytest
 from dagster import DagsterInstance, OpExecutionContext, PipesSubprocessClient, job, op
 from pydantic import ValidationError
 
-from codexk8s_pipelines.agents.runner import exit_code_for
+from codexk8s_pipelines.agents.k8s_runtime import _pipes_payloads
+from codexk8s_pipelines.agents.runner import exit_code_for, read_agent_report
 from codexk8s_pipelines.agents.runner_spec import RunnerSpec, SpecError, load_spec
 
 from .test_git_workspace import git, make_remote, push_branch, remote_file, remote_head, remote_log
@@ -618,3 +619,28 @@ def test_a_failed_checkout_step_is_reported_by_the_finish_step(remote: Path, tmp
     assert _phase(spec, tmp_path, "agent", {})[1]["reason"] == "branch_not_found"
     code, finished = _phase(spec, tmp_path, "finish", {})
     assert (code, finished["status"], finished["reason"]) == (2, "failed_precondition", "branch_not_found")
+
+
+def test_an_outcome_file_the_agents_container_nested_too_deep_is_no_outcome(remote: Path, tmp_path: Path) -> None:
+    """The agent's container writes the outcome file, so the agent can write it: nesting too deep to decode raised
+    out of the finish step (a RecursionError is not a ValueError), and the run ended as a crashed runner."""
+    spec = make_spec(tmp_path, remote, make_agent(tmp_path, EDIT_CODE), git_dir=str(tmp_path / "runner-volume" / "g"))
+    assert _phase(spec, tmp_path, "prepare", {})[0] == 0
+    assert _phase(spec, tmp_path, "agent", {})[1]["reason"] == "agent_ran"
+    outcome = tmp_path / "agent-outcome.json"
+    assert outcome.is_file()
+    outcome.write_text('{"outcome": ' + "[" * 100_000 + "]" * 100_000 + "}", encoding="utf-8")
+    code, finished = _phase(spec, tmp_path, "finish", {})
+    assert (finished["status"], finished["reason"]) == ("failed", "agent_no_outcome") and code != 0
+    assert "recursion" in finished["message"] and remote_head(remote, BRANCH) is None
+
+
+def test_json_the_agent_nested_too_deep_is_a_bad_report_not_a_crash(tmp_path: Path) -> None:
+    """The agent writes its result file, and its container's log lines: a RecursionError is not a ValueError."""
+    deep = "[" * 100_000 + "]" * 100_000
+    (tmp_path / ".codexk8s").mkdir()
+    (tmp_path / ".codexk8s" / "result.json").write_text('{"summary": ' + deep + "}", encoding="utf-8")
+    report = read_agent_report(tmp_path, ".codexk8s/result.json")
+    assert report.problem is not None and "not valid JSON" in report.problem and "recursion" in report.problem
+    message = {"__dagster_pipes_version": "0.1", "method": "report_custom_message", "params": {"payload": 1}}
+    assert _pipes_payloads(['{"x": ' + deep + "}", json.dumps(message)]) == [1]  # the payload of the good line

@@ -95,3 +95,48 @@ def test_varied_work_is_not_a_loop_and_aider_is_never_judged() -> None:
     aider = UsageMeter("aider", None, PRICES, Budgets(), loop_turns=1)
     assert all(aider.feed(line) is None for line in ["Applied edit to a.py"] * 5)
     assert aider.usage.known is False
+
+
+def test_lines_written_into_the_agents_output_neither_lower_the_sum_nor_break_the_meter() -> None:
+    """A tool command runs as the same user as the agent program and can write into its output (/proc/<pid>/fd/1).
+    Counts that are negative, NaN or infinite are not counts, a line nested past the decoder's depth is not an
+    event, and none of them may lower the running sum or raise out of the meter (that ended the runner's reading
+    of the agent's output: nothing metered it afterwards)."""
+    meter = UsageMeter("codex", "gpt-5.5", PRICES, Budgets(per_run=Limit(tokens=25_000)))
+    assert meter.feed(_codex_turn(10_000, 0, 1_000)) is None
+    forged = [
+        _codex_turn(-1_000_000, 0, -1_000_000),
+        '{"type":"turn.completed","usage":{"input_tokens":NaN,"output_tokens":Infinity}}',
+        '{"type":"turn.completed","usage":{"input_tokens":1e400,"output_tokens":-1e400}}',
+        '{"type":"turn.completed","usage":' + "[" * 100_000 + "]" * 100_000 + "}",
+        '{"type":"turn.completed","usage":{"input_tokens":true,"output_tokens":"9"}}',
+    ]
+    for line in forged:
+        assert meter.feed(line) is None
+    assert (meter.usage.input, meter.usage.output) == (10_000, 1_000)
+    stop = meter.feed(_codex_turn(14_000, 0, 1_000))
+    assert stop is not None and stop.reason == "budget_exceeded"
+
+
+def test_a_claude_report_that_says_less_does_not_lower_the_running_usage() -> None:
+    meter = UsageMeter("claude-code", "claude-x", PRICES, Budgets(per_run=Limit(tokens=10_000)))
+
+    def message(mid: str, inp: int, out: int) -> str:
+        msg = {"id": mid, "model": "claude-x", "usage": {"input_tokens": inp, "output_tokens": out}, "content": []}
+        return json.dumps({"type": "assistant", "message": msg})
+
+    def result(inp: int, out: int, cost: float) -> str:
+        return json.dumps(
+            {"type": "result", "total_cost_usd": cost, "usage": {"input_tokens": inp, "output_tokens": out}}
+        )
+
+    assert meter.feed(message("m1", 6_000, 500)) is None
+    assert meter.feed(message("m1", 1, 1)) is None  # the same message shown again, smaller: it keeps its highest
+    assert meter.feed(result(1, 1, 0.0)) is None  # a session total below what was reported on the way
+    assert (meter.usage.input, meter.usage.output) == (6_000, 500)
+    assert meter.feed(result(7_000, 600, 0.4)) is None  # a higher total counts
+    assert (meter.usage.input, meter.usage.output, meter.usage.cost_usd) == (7_000, 600, 0.4)
+    assert meter.feed(result(1, 1, 0.0)) is None  # and a lower one after it does not undo it
+    assert (meter.usage.input, meter.usage.output, meter.usage.cost_usd) == (7_000, 600, 0.4)
+    stop = meter.feed(message("m2", 4_000, 100))  # 6,500 + 4,100 of the two messages
+    assert stop is not None and stop.reason == "budget_exceeded"
