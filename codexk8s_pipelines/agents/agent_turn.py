@@ -134,6 +134,11 @@ class AgentTurn:
                 reported = replace(self.meter.usage, source=f"{self.meter.usage.agent} reports before it was stopped")
             else:  # a final report that says less than the way there (forged, or cut) does not lower the record
                 reported = reported.higher(self.meter.usage)
+        if self.meter is not None and self.meter.unreadable:
+            self.notes.append(
+                f"{self.meter.unreadable} usage report(s) in the agent's output could not be read (written over or"
+                " cut): the usage recorded for this run may be low"
+            )
         previous = Usage.from_dict(self.prepared.previous_usage) if self.prepared else None
         resumed = bool(self.prepared and self.prepared.resumed_session)
         self.usage = reported.since(previous) if resumed else reported

@@ -15,6 +15,7 @@ after turn do count. An agent without turn events (aider, a custom one) is never
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -30,9 +31,20 @@ _READ_ONLY = frozenset(
 _EDITS = frozenset({"edit", "write", "multiedit", "notebookedit", "patch", "apply_patch"})
 
 
+# The usage events of each agent as they appear in a line, quotes unescaped: only at the top of an event object
+# (inside a JSON string they are escaped), so an unreadable line that holds one held a usage report. A tool command
+# can write into the agent program's output; a few bytes without a newline written just before a report make that
+# report's line unreadable, and the report would be lost without a trace.
+_USAGE_REPORT = {
+    "codex": re.compile(r'"type"\s*:\s*"turn\.completed"'),
+    "claude-code": re.compile(r'"type"\s*:\s*"(?:assistant|result)"'),
+    "opencode": re.compile(r'"type"\s*:\s*"step_finish"'),
+}
+
+
 @dataclass(frozen=True)
 class Stop:
-    """Why the runner ends the agent now: `budget_exceeded` or `agent_loop`, with the figures."""
+    """Why the runner ends the agent now: `budget_exceeded`, `agent_loop` or `usage_unreadable`, with the figures."""
 
     reason: str
     detail: str
@@ -102,6 +114,7 @@ class UsageMeter:
     budgets: Budgets
     loop_turns: int = 0
     usage: Usage = field(init=False)
+    unreadable: int = field(default=0, init=False)  # lines that held a usage report and could not be read
     _claude_messages: dict[str, Usage] = field(default_factory=dict, init=False)
     _claude_total: Usage = field(init=False)  # the highest `result` the agent reported (its own session total)
     _loops: LoopDetector = field(init=False)
@@ -120,11 +133,9 @@ class UsageMeter:
 
     def feed(self, line: str, one: Transcript | None = None) -> Stop | None:
         """`one`: the line already read as a transcript (`read_transcript(kind, [line])`), when the caller has it."""
-        if not line.startswith("{"):
-            return None
         transcript = one if one is not None else read_transcript(self.kind, [line])
         if not transcript.events:
-            return None
+            return self._unreadable(line)
         event = transcript.events[0]
         counted = self._count(event, transcript)
         turn = _turn(self.kind, event)
@@ -137,6 +148,21 @@ class UsageMeter:
             if breach is not None:
                 return Stop("budget_exceeded", breach.text(self.prices.currency))
         return None
+
+    def _unreadable(self, line: str) -> Stop | None:
+        """A line that is no event but holds a usage report: counted, and with a run cap the run ends, because the
+        cap can no longer be kept (what the report said is unknown)."""
+        report = _USAGE_REPORT.get(self.kind)
+        if report is None or report.search(line) is None:
+            return None
+        self.unreadable += 1
+        if self.budgets.per_run.empty:
+            return None
+        return Stop(
+            "usage_unreadable",
+            "a usage report in the agent's output could not be read (its line was written over or cut), so the run's"
+            " cap cannot be kept",
+        )
 
     def cap_breach(self) -> Breach | None:
         return run_cap_reached(self.budgets, self.tokens.total, self.cost())

@@ -106,9 +106,7 @@ def test_lines_written_into_the_agents_output_neither_lower_the_sum_nor_break_th
     assert meter.feed(_codex_turn(10_000, 0, 1_000)) is None
     forged = [
         _codex_turn(-1_000_000, 0, -1_000_000),
-        '{"type":"turn.completed","usage":{"input_tokens":NaN,"output_tokens":Infinity}}',
         '{"type":"turn.completed","usage":{"input_tokens":1e400,"output_tokens":-1e400}}',
-        '{"type":"turn.completed","usage":' + "[" * 100_000 + "]" * 100_000 + "}",
         '{"type":"turn.completed","usage":{"input_tokens":true,"output_tokens":"9"}}',
     ]
     for line in forged:
@@ -116,6 +114,14 @@ def test_lines_written_into_the_agents_output_neither_lower_the_sum_nor_break_th
     assert (meter.usage.input, meter.usage.output) == (10_000, 1_000)
     stop = meter.feed(_codex_turn(14_000, 0, 1_000))
     assert stop is not None and stop.reason == "budget_exceeded"
+    # Not JSON at all (no agent prints NaN; the nesting is past the decoder's depth): a report that cannot be read
+    for line in [
+        '{"type":"turn.completed","usage":{"input_tokens":NaN,"output_tokens":Infinity}}',
+        '{"type":"turn.completed","usage":' + "[" * 100_000 + "]" * 100_000 + "}",
+    ]:
+        capped = UsageMeter("codex", "gpt-5.5", PRICES, Budgets(per_run=Limit(tokens=25_000)))
+        stop = capped.feed(line)
+        assert stop is not None and stop.reason == "usage_unreadable" and capped.usage.input is None
 
 
 def test_a_claude_report_that_says_less_does_not_lower_the_running_usage() -> None:
@@ -140,3 +146,20 @@ def test_a_claude_report_that_says_less_does_not_lower_the_running_usage() -> No
     assert (meter.usage.input, meter.usage.output, meter.usage.cost_usd) == (7_000, 600, 0.4)
     stop = meter.feed(message("m2", 4_000, 100))  # 6,500 + 4,100 of the two messages
     assert stop is not None and stop.reason == "budget_exceeded"
+
+
+def test_a_usage_report_made_unreadable_ends_a_capped_run_and_is_noted_otherwise() -> None:
+    """A few bytes without a newline, written into the agent program's output just before a usage report, glue onto
+    the report's line: it no longer reads as JSON, and the report was dropped as if it had never been made."""
+    glued = '{"x":"' + _codex_turn(90_000, 0, 1_000)
+    capped = UsageMeter("codex", "gpt-5.5", PRICES, Budgets(per_run=Limit(tokens=25_000)))
+    assert capped.feed('{"x":"' + _codex_command("ls")) is None  # no usage report in it: nothing lost
+    assert capped.feed("warning: a plain text line") is None
+    stop = capped.feed(glued)
+    assert stop is not None and stop.reason == "usage_unreadable" and "cap cannot be kept" in stop.detail
+    uncapped = UsageMeter("codex", "gpt-5.5", PRICES, Budgets())
+    assert uncapped.feed(glued) is None and uncapped.unreadable == 1  # noted in the run's result (agent_notes)
+    claude = UsageMeter("claude-code", "claude-x", PRICES, Budgets(per_run=Limit(tokens=25_000)))
+    line = json.dumps({"type": "assistant", "message": {"id": "m", "model": "x", "usage": {"input_tokens": 5}}})
+    stop = claude.feed("garbage" + line)
+    assert stop is not None and stop.reason == "usage_unreadable"
