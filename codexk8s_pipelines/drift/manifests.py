@@ -4,6 +4,14 @@ Documents are parsed one at a time (the text is split on `---` lines first), so 
 only itself: its problem names the file and the document's position, and every other object still loads.
 Helm hooks (`helm.sh/hook`) are left out: they are jobs and tests Helm runs and often deletes, not state the
 release keeps in the cluster.
+
+The text is a repository's, read with the platform's rights, so what it may cost is bounded before anything walks it.
+YAML aliases are the trap: PyYAML shares an aliased node rather than copying it, so loading a "billion laughs" (ten
+aliases to ten aliases, ten levels deep: 600 bytes) is instant, but every later step walks the document as a tree:
+the diff, the report, the JSON of the findings took minutes and gigabytes at six levels. A document is refused
+(a problem naming it) when it nests deeper than `MAX_NESTING`, when its aliases expand it more than
+`MAX_ALIAS_EXPANSION`-fold or past `MAX_DOCUMENT_NODES` nodes, or when an alias sits inside the node it names (a
+cycle, which the diff would follow forever).
 """
 
 from __future__ import annotations
@@ -21,12 +29,27 @@ from typing import Any
 
 import yaml
 
-from ..security.safe_files import UnsafeFile, resolve_inside
+from ..security.lockfiles import MAX_DEPTH
+from ..security.lockfiles._common import MAX_NESTING
+from ..security.safe_files import UnsafeFile, read_regular_file, resolve_inside
 from .model import CLUSTER_SCOPED_KINDS, DriftError, ObjectKey, Problem, api_group
 
 HELM_TIMEOUT_SECONDS = 120
 HOOK_ANNOTATION = "helm.sh/hook"
 MANIFEST_SUFFIXES = (".yaml", ".yml")
+
+# Bundles are committed as one file: prometheus-operator's bundle.yaml is 4.6 MB, Argo Workflows' full CRDs 2.9 MB
+# each. PyYAML's pure-Python loader (kept: libyaml's composer recurses in C and crashes the process on deep nesting)
+# parses real manifests at ~1 MB/s and ~30 bytes of memory a byte; MAX_DOCUMENT_NODES bounds the dense worst case.
+MANIFEST_MAX_BYTES = 8 * 1024 * 1024
+# Nodes of one document with its aliases expanded: what the diff and the report walk. Argo's largest CRD has 67k; a
+# dense document costs ~650 bytes a node to parse, so this bounds one document's parse to about 330 MB.
+MAX_DOCUMENT_NODES = 500_000
+# How many times its aliases may multiply a document. Anchors for shared labels or a repeated container stay far
+# below; without this bound, thousands of small documents could each expand to MAX_DOCUMENT_NODES.
+MAX_ALIAS_EXPANSION = 10
+# MAX_NESTING (64), the platform's one nesting limit for JSON and YAML: Argo's full CRDs, among the deepest
+# manifests there are, nest 37 levels; far deeper crashes the loader and the diff (both recurse) with RecursionError.
 
 # A document starts at a `---` line (optionally followed by content); `helm template` also names each
 # document's template in a `# Source:` comment right after it.
@@ -100,7 +123,9 @@ class DesiredState:
         """Add every object of a multi-document YAML text; `List` objects contribute their items."""
         for number, label, doc in _documents(text, source):
             where = label or f"{source}, document {number}"
-            if isinstance(doc, Exception):
+            if isinstance(doc, _Refused):
+                self.problems.append(Problem(where, str(doc)))
+            elif isinstance(doc, Exception):
                 self.problems.append(Problem(where, f"invalid YAML: {_yaml_message(doc)}"))
             elif doc is not None:
                 self._add_document(doc, where)
@@ -124,6 +149,81 @@ def _yaml_message(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
+class _Refused(Exception):
+    """A document that may be valid YAML but is not loaded; the message says why, in the words of the problem."""
+
+
+class _ManifestLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, measuring the document as it composes it and refusing it (`_Refused`) as soon as it
+    nests too deep or grows too big, counting every alias as the nodes it stands for.
+
+    Composing never copies an aliased node, so the counts are cheap and nothing has been expanded when a document
+    is refused; the alias ratio is checked once the whole document is known (`check_aliases`)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.written = 0  # nodes in the text
+        self.expanded = 0  # nodes with every alias replaced by what it names: what the diff and the report walk
+        self._aliased = False
+        self._depth = 0
+        self._sizes: dict[int, int] = {}  # id(anchored node) -> its expanded size, once the node is complete
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            node = super().compose_node(parent, index)
+            size = self._sizes.get(id(node))
+            if size is None:  # its anchor is still open: the alias is inside the node it names
+                raise _Refused("a YAML alias inside the node it names (a cycle): not loaded")
+            self._aliased = True
+            self._grow(size)
+            return node
+        collection = isinstance(event, yaml.CollectionStartEvent)
+        if collection:
+            self._depth += 1
+            if self._depth > MAX_NESTING:
+                raise _Refused(f"nested deeper than {MAX_NESTING} levels: not loaded")
+        self.written += 1
+        start = self.expanded
+        self._grow(1)
+        node = super().compose_node(parent, index)
+        if event.anchor is not None:  # only an anchored node can be aliased; it stays alive, so its id is not reused
+            self._sizes[id(node)] = self.expanded - start
+        if collection:
+            self._depth -= 1
+        return node
+
+    def _grow(self, nodes: int) -> None:
+        self.expanded += nodes
+        if self.expanded > MAX_DOCUMENT_NODES:
+            how = " with its YAML aliases expanded" if self._aliased else ""
+            raise _Refused(f"over {MAX_DOCUMENT_NODES:,} nodes{how}: not loaded")
+
+    def check_aliases(self) -> None:
+        """Refuse a document its aliases multiply more than MAX_ALIAS_EXPANSION-fold."""
+        if self.expanded > MAX_ALIAS_EXPANSION * self.written:
+            raise _Refused(
+                f"YAML aliases expand its {self.written:,} nodes to {self.expanded:,}, over the "
+                f"{MAX_ALIAS_EXPANSION}-fold limit: not loaded"
+            )
+
+
+def _load_document(text: str) -> Any:
+    """One document, as `yaml.safe_load` builds it, once `_ManifestLoader` has measured it. Raises `_Refused` or
+    `yaml.YAMLError`."""
+    loader = _ManifestLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        loader.check_aliases()
+        return loader.construct_document(node)
+    except RecursionError:  # the depth is checked as the document is composed; this is the net under it
+        raise _Refused(f"nested deeper than {MAX_NESTING} levels: not loaded") from None
+    finally:
+        loader.dispose()
+
+
 def _documents(text: str, source: str) -> Iterator[tuple[int, str | None, Any]]:
     """(1-based document number, helm template name or None, the parsed document or its parse error).
 
@@ -139,8 +239,8 @@ def _documents(text: str, source: str) -> Iterator[tuple[int, str | None, Any]]:
         named = _HELM_SOURCE.search(chunk)
         label = f"{named.group(1).strip()} (document {number})" if named else None
         try:
-            yield number, label, yaml.safe_load(chunk)
-        except yaml.YAMLError as exc:
+            yield number, label, _load_document(chunk)
+        except (yaml.YAMLError, _Refused) as exc:
             yield number, label, exc
 
 
@@ -148,23 +248,41 @@ def _only_comments(text: str) -> bool:
     return all(not line.strip() or line.lstrip().startswith("#") for line in text.splitlines())
 
 
-def load_manifests(path: Path, *, namespace: str = "default", release: str | None = None) -> DesiredState:
+def load_manifests(
+    path: Path,
+    *,
+    namespace: str = "default",
+    release: str | None = None,
+    root: Path | None = None,
+) -> DesiredState:
     """Load `*.yaml`/`*.yml` under `path` (recursively, in sorted order), or the single file `path`.
 
     A path that does not exist raises; unreadable files and bad documents become problems of the state.
+
+    `root` is the repository's checkout, as for `render_helm`: `path` must lead to somewhere inside it (else
+    `DriftError`), and a manifest may be a symlink to any file of the checkout, also outside the manifests folder:
+    that file is the repository's content as much as the folder is, and helm renders a chart's links within the
+    checkout the same way. A link out of the checkout (to `/etc/passwd`, `/proc/self/environ`, a service-account
+    token), a broken link or a loop is a problem of the state and never read: its content would be shown in the drift
+    report. Without `root`, the boundary is the manifests folder (the file's folder for a single file).
+
+    Each file is read whole only when it is a regular file of at most MANIFEST_MAX_BYTES: a bigger one, a FIFO (a
+    plain read blocks forever waiting for a writer), a device or a socket named `*.yaml` is a problem naming it.
     """
     state = DesiredState(namespace=namespace, release=release)
-    if path.is_file():
-        files = [path]
-    elif path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in MANIFEST_SUFFIXES)
-    else:
+    if not path.exists():
         raise DriftError(f"no manifests at {path}: not a file or directory")
-    root = (path if path.is_dir() else path.parent).resolve()
+    inside = (root if root is not None else path if path.is_dir() else path.parent).resolve()
+    if root is not None:
+        try:
+            resolve_inside(path, inside)
+        except UnsafeFile as exc:
+            raise DriftError(f"manifests at {path} not read: they lead out of {inside} ({exc})") from None
+    files = _manifest_files(path, state) if path.is_dir() else [path]
     for file in files:
         try:
-            resolve_inside(file, root)  # a link to a host file would put that file's content in the report
-            text = file.read_text(encoding="utf-8")
+            target = resolve_inside(file, inside)  # a link to a host file would put that file in the report
+            text = read_regular_file(target, max_bytes=MANIFEST_MAX_BYTES).decode("utf-8")
         except UnsafeFile as exc:
             state.problems.append(Problem(str(file), str(exc)))
             continue
@@ -173,6 +291,29 @@ def load_manifests(path: Path, *, namespace: str = "default", release: str | Non
             continue
         state.add_text(text, str(file))
     return state
+
+
+def _manifest_files(folder: Path, state: DesiredState) -> list[Path]:
+    """Every `*.yaml`/`*.yml` under `folder` that is not a folder, sorted; folders deeper than MAX_DEPTH (the platform's
+    bound on a repository walk) or that cannot be listed are problems of `state`.
+
+    Not only regular files are listed: a FIFO or a device named `*.yaml` is reported by the read, not passed over in
+    silence. Linked folders are not entered (os.walk's default), as `Path.rglob` did not; unlike `rglob`, whose
+    recursion a tree 1,200 folders deep turned into a RecursionError out of the whole check, the walk stops at
+    MAX_DEPTH."""
+    found: list[Path] = []
+
+    def unlistable(exc: OSError) -> None:
+        state.problems.append(Problem(str(exc.filename), f"cannot be read: {exc.strerror or exc}"))
+
+    for here, dirs, names in os.walk(folder, onerror=unlistable):
+        if dirs and len(Path(here).relative_to(folder).parts) >= MAX_DEPTH:
+            for name in sorted(dirs):
+                message = f"directory nested deeper than {MAX_DEPTH} levels: not entered"
+                state.problems.append(Problem(str(Path(here, name)), message))
+            dirs[:] = []
+        found += [Path(here, name) for name in names if Path(name).suffix.lower() in MANIFEST_SUFFIXES]
+    return sorted(found)
 
 
 def _links_out_of(folder: Path, root: Path) -> list[str]:

@@ -50,7 +50,7 @@ def desired_state(repo: RepositoryConfig, root: Any) -> Any:
     cfg = repo.drift
     assert cfg is not None
     if cfg.manifests is not None:
-        return load_manifests(root / cfg.manifests, namespace=cfg.namespace, release=cfg.release)
+        return load_manifests(root / cfg.manifests, namespace=cfg.namespace, release=cfg.release, root=Path(root))
     helm = settings.helm_binary()
     if helm is None:
         cannot(f"{repo.key}: drift needs a helm binary: set {settings.HELM_VAR} or put helm on PATH")
