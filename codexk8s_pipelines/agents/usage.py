@@ -15,7 +15,7 @@ Pure: no I/O but reading the optional aider log file handed in (as an untrusted 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,9 @@ CUMULATIVE_ON_RESUME: dict[str, tuple[str, ...]] = {
     "codex": ("input", "cached_input", "output", "reasoning"),
     "claude-code": ("cost_usd",),
 }
+
+
+_FIGURES = ("input", "cached_input", "output", "reasoning", "cost_usd", "model_requests")
 
 
 @dataclass(frozen=True)
@@ -62,34 +65,21 @@ class Usage:
 
     def plus(self, other: Usage) -> Usage:
         """Both reports together (a running sum of turns); a figure neither gave stays unknown."""
-        cost = self.cost_usd if other.cost_usd is None else (self.cost_usd or 0.0) + other.cost_usd
-        return replace(
-            self,
-            input=_add(self.input, other.input),
-            cached_input=_add(self.cached_input, other.cached_input),
-            output=_add(self.output, other.output),
-            reasoning=_add(self.reasoning, other.reasoning),
-            cost_usd=cost,
-            model_requests=_add(self.model_requests, other.model_requests),
-        )
+        return self._each(other, lambda a, b: a + b)
 
     def higher(self, other: Usage) -> Usage:
         """Each figure at the higher of the two reports (a figure one of them lacks: the other's). Why: what the
         agent reported on the way is a floor. A later report that says less (a forged `result` line, a message
         shown again with smaller counts) must not lower what the budget and the spend records count."""
+        return self._each(other, max)
 
-        def top(a: Any, b: Any) -> Any:
-            return b if a is None else a if b is None else max(a, b)
+    def _each(self, other: Usage, combine: Callable[[Any, Any], Any]) -> Usage:
+        """Each figure of both reports combined; a figure only one of them gave is that one's, neither's unknown."""
 
-        return replace(
-            self,
-            input=top(self.input, other.input),
-            cached_input=top(self.cached_input, other.cached_input),
-            output=top(self.output, other.output),
-            reasoning=top(self.reasoning, other.reasoning),
-            cost_usd=top(self.cost_usd, other.cost_usd),
-            model_requests=top(self.model_requests, other.model_requests),
-        )
+        def one(a: Any, b: Any) -> Any:
+            return b if a is None else a if b is None else combine(a, b)
+
+        return replace(self, **{name: one(getattr(self, name), getattr(other, name)) for name in _FIGURES})
 
     def since(self, previous: Usage | None) -> Usage:
         """This run's own share when the agent reported session totals after a resume."""
@@ -131,12 +121,6 @@ def _cost(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
         return None
     return float(value)
-
-
-def _add(a: int | None, b: int | None) -> int | None:
-    if b is None:
-        return a
-    return b if a is None else a + b
 
 
 def input_total(fresh: int | None, cache_read: int | None, cache_write: int | None) -> int | None:
