@@ -22,7 +22,7 @@ import re
 import shutil
 import signal
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -110,17 +110,38 @@ def normalize_remote(remote_url: str) -> str:
     return str(Path(remote_url).expanduser().resolve())
 
 
-def token_scrubber(token: str | None) -> Callable[[str], str]:
-    """A redactor that knows the literal token and its header form (shapes `redact_text` may not recognise), and
-    redacts anything else that looks like a secret."""
-    secrets = [token, basic_auth_header(token).rsplit(" ", 1)[1]] if token else []
+class Scrubber:
+    """A redactor that knows the literal secrets of the run (shapes `redact_text` may not recognise) and redacts
+    anything else that looks like a secret.
 
-    def scrub(text: str) -> str:
-        for secret in secrets:
+    It starts with the GitHub token (and its header form) and learns the agent's own secrets (`keep_out`: its model
+    key) once the runner knows them: the agent holds its key, and whatever it writes (its output, its summary, the
+    files it commits) could carry it to a public comment or branch. `secrets` also tells the push which values no
+    pushed file may hold."""
+
+    MIN_SECRET_CHARS = 12  # shorter values are not credentials, and replacing them would garble ordinary text
+
+    def __init__(self, token: str | None = None) -> None:
+        self._secrets: list[str] = [token, basic_auth_header(token).rsplit(" ", 1)[1]] if token else []
+
+    def keep_out(self, values: Iterable[str]) -> None:
+        """Redact these values from now on (longest first: one that contains another is replaced whole)."""
+        added = {v for v in values if len(v) >= self.MIN_SECRET_CHARS and v not in self._secrets}
+        self._secrets = sorted({*self._secrets, *added}, key=len, reverse=True)
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        return tuple(self._secrets)
+
+    def __call__(self, text: str) -> str:
+        for secret in self._secrets:
             text = text.replace(secret, REDACTED)
         return redact_text(text)
 
-    return scrub
+
+def token_scrubber(token: str | None) -> Scrubber:
+    """The run's redactor, knowing the GitHub token (`Scrubber`)."""
+    return Scrubber(token)
 
 
 def local_git_env(base: Mapping[str, str]) -> dict[str, str]:

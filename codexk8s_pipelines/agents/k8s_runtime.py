@@ -48,7 +48,7 @@ from ..domain.redaction import redact_text
 from ..domain.stages import Role
 from ..kube import quantity
 from .catalog import AgentSpec
-from .runner_spec import TOKEN_ENV_VAR, RunnerResult, RunnerSpec
+from .runner_spec import AGENT_SECRET_PREFIX, TOKEN_ENV_VAR, RunnerResult, RunnerSpec
 from .runtime import AgentRuntime, remove_run_files, with_agent_limits
 
 RUNNER_MODULE = "codexk8s_pipelines.agents.runner"
@@ -274,6 +274,11 @@ def build_pod_spec(
     agent_disk = _disk(runtime.agent_ephemeral_storage, runtime.workspace_size_limit)
     image = runtime.runner_image or agent.image
 
+    # The finish step reads what the agent wrote (its result, its commit): it gets the agent's secrets again, under
+    # names no agent reads, to redact them and to refuse a push that holds one (`AGENT_SECRET_PREFIX`).
+    refs = [ref for _, ref in sorted(agent.env_from_secrets.items())]
+    kept_out = [_secret_env(f"{AGENT_SECRET_PREFIX}{n}", ref) for n, ref in enumerate(refs)]
+
     def runner_container(name: str, phase: str) -> dict[str, Any]:
         return {
             "name": name,
@@ -281,7 +286,7 @@ def build_pod_spec(
             "imagePullPolicy": runtime.image_pull_policy,
             "command": _runner_command(phase),
             "workingDir": str(RUNNER_DIR),  # not the image's: the workspace is the agent's to write
-            "env": [runner_spec_env, unbuffered, token],
+            "env": [runner_spec_env, unbuffered, token, *(kept_out if phase == "finish" else [])],
             "resources": {
                 "requests": {**runner_resources, "ephemeral-storage": runtime.runner_ephemeral_storage},
                 "limits": {**runner_resources, **runner_disk},

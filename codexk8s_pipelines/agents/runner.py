@@ -25,7 +25,7 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -34,14 +34,22 @@ from typing import IO, Any
 
 from .. import settings
 from ..domain.stages import WriteScope
-from ..domain.write_scope import MODE_SYMLINK, tree_violations
+from ..domain.write_scope import MODE_SYMLINK, SECRET_IN_FILE, Violation, tree_violations
 from ..security.safe_files import no_symlink_on_the_way, read_regular_file
 from . import egress
 from . import sandbox as sb
 from .agent_env import build_agent_env
 from .agent_turn import AgentTurn
-from .git_workspace import BranchNotFound, Checkout, GitError, token_scrubber
-from .runner_spec import TOKEN_ENV_VAR, RunnerResult, RunnerSpec, RunnerStatus, SpecError, load_spec
+from .git_workspace import BranchNotFound, Checkout, GitError, Scrubber, token_scrubber
+from .runner_spec import (
+    AGENT_SECRET_PREFIX,
+    TOKEN_ENV_VAR,
+    RunnerResult,
+    RunnerSpec,
+    RunnerStatus,
+    SpecError,
+    load_spec,
+)
 from .verified_push import RunnerRepository
 
 EXIT_CODES: dict[str, int] = {"succeeded": 0, "failed_precondition": 2}
@@ -67,13 +75,18 @@ class Cancelled(BaseException):
 class Reporter:
     """Status lines and the final result, through Dagster Pipes when it launched us, else plain stdout."""
 
-    def __init__(self, pipes: Any | None, scrub: Callable[[str], str]) -> None:
+    def __init__(self, pipes: Any | None, scrub: Scrubber) -> None:
         self._pipes = pipes
         self._scrub = scrub
         self._lock = threading.Lock()
 
+    @property
+    def scrub(self) -> Scrubber:
+        """The redactor of every line, status and result: it learns the agent's secrets (`Scrubber.keep_out`)."""
+        return self._scrub
+
     @classmethod
-    def open(cls, scrub: Callable[[str], str]) -> Reporter:
+    def open(cls, scrub: Scrubber) -> Reporter:
         """Only open Pipes when launched by it: outside Pipes `open_dagster_pipes` warns and returns a mock."""
         from dagster_pipes import PipesEnvVarParamsLoader, open_dagster_pipes
 
@@ -337,6 +350,15 @@ class AgentRun:
             token=token,
             timeout_seconds=spec.git_timeout_seconds,
         )
+        # A pod's runner containers get the agent's secrets under AGENT_SECRET_PREFIX names (never passed on to an
+        # agent): the finish step redacts them and refuses a push that holds one, as the local runner does.
+        self._keep_out(v for k, v in self.environ.items() if k.startswith(AGENT_SECRET_PREFIX))
+
+    def _keep_out(self, values: Iterable[str]) -> None:
+        """Secrets of the agent (its model key): redacted from everything reported, and never pushed."""
+        kept = list(values)
+        self.reporter.scrub.keep_out(kept)
+        self.repo.scrub.keep_out(kept)
 
     def run(self, phase: str = "all") -> RunnerResult:
         """The whole run ("all"), or one of the three steps of a Kubernetes pod: "prepare" (the checkout container,
@@ -580,6 +602,7 @@ class AgentRun:
             extra={**spec.env, **agent_vars, **self._agent_context(checkout)},
             aliases=turn.key_aliases,
         )
+        self._keep_out(env[name] for name in turn.declared if env.get(name))  # the model key the agent holds
         for note in turn.notes:
             self.reporter.status("agent_setup", note)
         if turn.probe() is not None:  # a dead model endpoint: fail in seconds instead of a hang to the timeout
@@ -681,6 +704,11 @@ class AgentRun:
         violations = tree_violations(
             scope, changes, spec.allow_globs, spec.max_text_bytes, links, before, paths, before_paths
         )
+        try:  # under every scope: the agent holds its model key, and a pushed file is public on a public repository
+            holding = self.repo.paths_holding(commit, changes, self.reporter.scrub.secrets)
+        except GitError as exc:
+            return self._finish("failed", "commit_failed", str(exc))
+        violations += [Violation(path, SECRET_IN_FILE) for path in holding]
         self.fields.update(
             changed_files=changed,
             violations=sorted({v.path for v in violations}),

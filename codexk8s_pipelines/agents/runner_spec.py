@@ -23,6 +23,9 @@ from .agent_setup import AgentSettings
 from .egress import Endpoint
 
 TOKEN_ENV_VAR = settings.GITHUB_TOKEN_VAR
+# The agent's secrets, given again to a pod's runner containers under these names (`<prefix>0`, `<prefix>1`, ...) so
+# that the finish step can redact them and refuse a push that holds one; never passed on to an agent.
+AGENT_SECRET_PREFIX = "CODEXK8S_AGENT_SECRET_"
 DEFAULT_RESULT_FILE = ".codexk8s/result.json"
 
 RunnerMode = Literal["work", "revise", "comment_only"]

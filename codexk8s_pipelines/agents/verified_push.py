@@ -29,6 +29,7 @@ from .git_workspace import (
     SAFE_CONFIG,
     BranchNotFound,
     Checkout,
+    GitError,
     Mode,
     auth_config_env,
     git_env,
@@ -325,6 +326,34 @@ class RunnerRepository:
                 contents[sha] = raw[header_end + 1 : header_end + 1 + size]
                 pos = header_end + 1 + size + 1
         return sizes, contents
+
+    def paths_holding(self, commit: str, changes: Sequence[TreeChange], secrets: Sequence[str]) -> list[str]:
+        """The changed files of `commit` whose content holds one of `secrets`, sorted. Content already read (within
+        the text limit) is searched here; bigger files by one `git grep` of the commit, patterns on stdin (not the
+        command line, where any process may read them), paths literal (a name may hold `*`)."""
+        needles = [secret.encode("utf-8") for secret in secrets if secret]
+        files = [c for c in changes if not c.deleted and c.sha and c.mode in ("100644", "100755", "120000")]
+        if not needles or not files:
+            return []
+        found = {c.path for c in files if c.content is not None and any(n in c.content for n in needles)}
+        unread = [c.path for c in files if c.content is None]
+        patterns = b"\n".join(needles) + b"\n"
+        for start in range(0, len(unread), 500):
+            specs = [f":(literal){path}" for path in unread[start : start + 500]]
+            grep = self.git(
+                "grep", "-F", "-l", "-z", "-a", "--no-color", "-f", "-", commit, "--", *specs,
+                input_bytes=patterns, check=False,
+            )  # fmt: skip
+            if grep.returncode > 1:  # 1: nothing found; more: git could not search, and nothing may pass unsearched
+                detail = self.scrub(grep.stderr.decode("utf-8", "replace"))[-300:]
+                raise GitError(f"git grep failed (exit {grep.returncode}): {detail}")
+            prefix = f"{commit}:".encode()
+            found.update(
+                entry.removeprefix(prefix).decode("utf-8", "surrogateescape")
+                for entry in grep.stdout.split(b"\0")
+                if entry
+            )
+        return sorted(found)
 
     def push(self, commit: str, branch: str) -> None:
         """Exactly `commit`, by SHA; fast-forward only, so a branch that moved meanwhile fails rather than loses."""

@@ -20,6 +20,14 @@ _SECRET_VALUE = re.compile(
     r"|github_pat_[A-Za-z0-9_]{20,}"
     r"|(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"  # user:password@ in URLs
     rf"|{RUN_TOKEN_PREFIX}\.[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]{{16,}}"
+    # Model providers' keys, which an agent holds (the runner also redacts the literal value it hands over; these
+    # shapes cover a key the platform never saw, and a pod's runner without it): OpenAI, Anthropic, OpenRouter and
+    # most OpenAI-compatible services (`sk-`, then a digit within the first 40), Google (`AIza`), AWS access key ids,
+    # Slack. Each needs a run of key characters, and `sk-` must start a word (not `task-…`).
+    r"|(?<![A-Za-z0-9_-])sk-(?=[A-Za-z0-9_-]{0,40}[0-9])[A-Za-z0-9_-]{20,}"
+    r"|\bAIza[0-9A-Za-z_-]{35}"
+    r"|\b(?:AKIA|ASIA)[0-9A-Z]{16}\b"
+    r"|\bxox[abprs]-[0-9A-Za-z-]{10,}"
 )
 # Bounded key-type words ("RSA", "OPENSSH", "ENCRYPTED"): a fixed amount of work per BEGIN, whatever follows.
 _PEM_BEGIN = re.compile(r"-----BEGIN [A-Z ]{0,40}PRIVATE KEY-----")

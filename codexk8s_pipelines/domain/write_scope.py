@@ -148,6 +148,9 @@ def _target(content: bytes | None) -> str | None:
 
 
 OUTSIDE = "a symlink pointing outside the repository"
+# Under every scope, for a file whose content holds a secret of the run (the runner knows the values: the agent's
+# model key, the platform's token): the agent holds its key, and a pushed file is public on a public repository.
+SECRET_IN_FILE = "holds a secret of the run (the agent's model key or the platform's token): never pushed"
 _FOLDER, _LINK, _OTHER = "folder", "symlink", "other"
 
 

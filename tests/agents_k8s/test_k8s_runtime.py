@@ -167,6 +167,10 @@ def test_pod_spec_is_a_valid_restricted_pod_without_secret_values(monkeypatch: p
     assert _env(checkout)[TOKEN_ENV_VAR] == _env(runner)[TOKEN_ENV_VAR] == token_ref
     assert TOKEN_ENV_VAR not in _env(agent)  # the agent's container never holds the GitHub token
     assert "OPENAI_API_KEY" not in _env(checkout) and "OPENAI_API_KEY" not in _env(runner)
+    # The finish step gets the agent's key again under a name no agent reads, to redact it and refuse a push of it.
+    kept_out = {"name": "CODEXK8S_AGENT_SECRET_0", "valueFrom": {"secretKeyRef": {"name": "openai", "key": "api-key"}}}
+    assert _env(runner)["CODEXK8S_AGENT_SECRET_0"] == kept_out
+    assert not [n for c in (checkout, agent) for n in _env(c) if n.startswith("CODEXK8S_AGENT_SECRET_")]
     env = _env(agent)
     assert env["OPENAI_API_KEY"] == {
         "name": "OPENAI_API_KEY",

@@ -16,6 +16,7 @@ from tests.delivery.conftest import REPO, Stage, stage  # noqa: F401  (fixture)
 from tests.github_server import github_server  # noqa: F401  (fixture)
 from tests.model_server import USAGE, ModelServer, Say, Shell, WriteFile
 
+from .conftest import MODEL_KEY
 from .test_stage_real import CART, DONE, _comment, _issue_run, _use_agent, model  # noqa: F401  (fixture)
 
 
@@ -176,3 +177,42 @@ def test_a_negative_usage_report_written_into_codexs_output_does_not_lift_the_ca
     calls = len(model.turns())
     row = run_usage(stage.store, request.run_key or "")  # what Codex reported, the forged line left out
     assert row is not None and (row["input_tokens"], row["output_tokens"]) == (1_200 * calls, 80 * calls)
+
+
+@pytest.mark.timeout(300)
+def test_an_agent_cannot_publish_its_model_key_in_a_file_or_its_summary(
+    stage: Stage,  # noqa: F811
+    model: ModelServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """The agent holds its model key by design. Told to (by issue text, say), it writes the key into a file it commits
+    and into its summary: the push is refused on that file, and the service comment and the logs show no key."""
+    _use_agent(stage, model, monkeypatch, tmp_path, "claude-code")
+    # Its commands run as the same user as the agent program, whose environment holds the key (Codex makes itself
+    # unreadable; Claude Code does not).
+    read_key = (
+        "import glob; key = next(v.split(b'=', 1)[1].decode() for f in glob.glob('/proc/[0-9]*/environ')"
+        " for v in open(f, 'rb').read().split(bytes(1)) if b'=scripted-model' in v)"
+    )
+    model.script(
+        Shell(
+            "mkdir -p docs .codexk8s;"
+            " cat /proc/[0-9]*/environ 2>/dev/null | tr '\\0' '\\n' | grep -F scripted-model > docs/leak.md"
+        ),
+        WriteFile("src/cart_guard.py", CART),
+        Shell(
+            f'python3 -c "{read_key}; import json; print(key);'
+            " open('.codexk8s/result.json', 'w').write(json.dumps({'summary': 'my key is ' + key, 'status': 'done'}))\""
+        ),
+        Say("Done."),
+    )
+    number, request = _issue_run(stage)
+    result = stage.execute(request)
+    assert not result.success
+    comment = _comment(stage, number)
+    assert "docs/leak.md" in comment and "holds a secret of the run" in comment and "nothing pushed" in comment
+    assert "my key is [redacted]" in comment
+    assert stage.branches() == ["main"]
+    assert MODEL_KEY not in comment
+    assert not [e for e in result.all_events if MODEL_KEY in str(e)]  # nor any Dagster event (logs, metadata)

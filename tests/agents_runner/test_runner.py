@@ -644,3 +644,25 @@ def test_json_the_agent_nested_too_deep_is_a_bad_report_not_a_crash(tmp_path: Pa
     assert report.problem is not None and "not valid JSON" in report.problem and "recursion" in report.problem
     message = {"__dagster_pipes_version": "0.1", "method": "report_custom_message", "params": {"payload": 1}}
     assert _pipes_payloads(['{"x": ' + deep + "}", json.dumps(message)]) == [1]  # the payload of the good line
+
+
+def test_the_finish_step_refuses_to_push_a_secret_of_the_agent_and_redacts_it(remote: Path, tmp_path: Path) -> None:
+    """In a pod the finish step gets the agent's secrets as CODEXK8S_AGENT_SECRET_<n> (its model key): a file the
+    agent commits holding one is never pushed, in a file big enough to be searched by git grep too, and the summary
+    that holds one is shown redacted."""
+    key = "sk-proj-" + "k3y" * 12
+    body = f"""\
+write("src/app.py", "print('goodbye')\\n")
+write("docs/small.md", "key: {key}\\n")
+write("docs/big.txt", "x" * 2_000_000 + "{key}")
+result(summary="my key is {key}", status="done", diagnosis=None, next_step_hint=None)
+"""
+    spec = make_spec(tmp_path, remote, make_agent(tmp_path, body), git_dir=str(tmp_path / "runner-volume" / "g"))
+    assert _phase(spec, tmp_path, "prepare", {})[0] == 0
+    assert _phase(spec, tmp_path, "agent", {})[1]["reason"] == "agent_ran"
+    code, finished = _phase(spec, tmp_path, "finish", {"CODEXK8S_AGENT_SECRET_0": key})
+    assert (code, finished["status"], finished["reason"]) == (2, "failed_precondition", "write_scope_violation")
+    assert finished["violations"] == ["docs/big.txt", "docs/small.md"]
+    assert all("holds a secret of the run" in rule for rule in finished["violation_rules"])
+    assert finished["summary"] == "my key is [redacted]" and key not in json.dumps(finished)
+    assert remote_head(remote, BRANCH) is None

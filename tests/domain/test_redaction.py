@@ -177,3 +177,40 @@ def test_masked_keys_that_collide_keep_every_value() -> None:
     out = redact({GHP: 1, GHS: 2})
     assert sorted(out.values()) == [1, 2]
     assert GHP not in repr(out) and GHS not in repr(out)
+
+
+@pytest.mark.parametrize(
+    "key",
+    [
+        "sk-proj-" + "Ab3dE" * 9,  # OpenAI project key
+        "sk-" + "T3BlbkFJ" * 6,  # OpenAI legacy key
+        "sk-ant-api03-" + "Qx7_" * 20 + "AA",  # Anthropic
+        "sk-or-v1-" + "0f" * 32,  # OpenRouter
+        "AIza" + "SyD-9tSrke72PouQMnMX-a7eZSW0jkFMBWY"[:35],  # Google
+        "AKIAIOSFODNN7EXAMPLE",  # AWS access key id
+        "xoxb-" + "1234567890-" * 3 + "abcdef",  # Slack
+    ],
+)
+def test_model_provider_keys_in_text(key: str) -> None:
+    """An agent holds its model key: one it prints (a summary, a log line, an MCP argument) is masked by its shape."""
+    assert redact_text(f"my key is {key}, use it") == f"my key is {REDACTED}, use it"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "task-1234567890abcdefghijklmnop",  # `sk-` inside a word
+        "pip install sk-learn-compatible-estimators",  # no digit: a name, not a key
+        "see sk-12 for details",  # too short
+        "AKIA is a prefix; AKIAshort",
+    ],
+)
+def test_key_lookalikes_are_left_alone(text: str) -> None:
+    assert redact_text(text) == text
+
+
+def test_provider_key_shapes_are_linear_on_adversarial_input() -> None:
+    for text in ["sk-" * 300_000, "sk-" + "a" * 1_000_000, ("sk-" + "a" * 39 + "-") * 30_000, "AIza" * 250_000]:
+        started = time.perf_counter()
+        redact_text(text)
+        assert time.perf_counter() - started < 0.5
