@@ -18,6 +18,10 @@
    written with a TOML escape, at N and 16 N (time per entry side by side: linear reads ~1.0, the former line search
    per entry read ~16), and the key lines of a JSON lock with the same keys 2 and 60 levels deep (peak memory side
    by side: ~1.0 when a key costs the same at any depth; key paths made it grow with the depth).
+6. What an agent or a repository can make the platform walk (stop 35): the write scope's link check, which follows
+   every link of a tree through its folders, on trees of N and 10 N files (time per file side by side: linear ~1),
+   and a drift manifest of YAML aliases ten levels deep (a "billion laughs" of 600 bytes) beside a plain manifest of
+   60 objects (time side by side: the refusal costs no more than reading a small plain file; it took minutes).
 
 Run: .venv/bin/python bench/security.py [--osv-root ../shared/data/osv] [--deps 5000]
 """
@@ -350,6 +354,40 @@ def bench_crafted(entries: int) -> None:
     print(f"  peak memory at 60 levels / at 2: {peaks[1] / peaks[0]:.2f} (independent of depth: ~1)")
 
 
+def bench_walks(files: int) -> None:
+    from codexk8s_pipelines.domain.write_scope import escaping_symlinks
+    from codexk8s_pipelines.drift.manifests import DesiredState
+
+    per_file: list[float] = []
+    for n in (files, 10 * files):
+        paths = [f"pkg{i % 97}/mod{i % 1009}/file{i}.py" for i in range(n)]
+        links = {f"pkg{i}/link{i}": f"../pkg{(i + 1) % 97}/mod{i}/../mod{i + 1}".encode() for i in range(97)}
+        t = time.perf_counter()
+        found = escaping_symlinks(links, links, paths=paths, before_paths=paths)
+        seconds = time.perf_counter() - t
+        assert found == {}, found
+        per_file.append(seconds / n)
+        print(f"write scope link check, {n} files and {len(links)} links: {seconds:6.2f} s")
+    print(f"  time per file at {10 * files} / at {files}: {per_file[1] / per_file[0]:.2f} (linear: ~1)")
+    laughs = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
+    laughs += "".join(f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 10))
+    value = "x" * 400
+    plain = "".join(
+        f"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: c{i}}}\ndata: {{k: '{value}'}}\n" for i in range(60)
+    )
+    timings: list[float] = []
+    for text, name in ((laughs, "lol.yaml"), (plain, "plain.yaml")):
+        state = DesiredState(namespace="default")
+        t = time.perf_counter()
+        state.add_text(text, name)
+        timings.append(time.perf_counter() - t)
+        print(
+            f"drift manifest {name} ({len(text) / 1e3:.1f} kB): {timings[-1] * 1e3:7.1f} ms, "
+            f"{len(state.objects)} objects, problems: {[p.message for p in state.problems] or 'none'}"
+        )
+    print(f"  aliases ten levels deep / plain manifest: {timings[0] / timings[1]:.2f} (refused at load: <= ~1)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--osv-root", type=Path, default=REPO.parent / "shared/data/osv")
@@ -357,10 +395,12 @@ def main() -> None:
     parser.add_argument("--naive-budget", type=float, default=60.0, help="seconds the naive run may take")
     parser.add_argument("--lockfile-entries", type=int, default=100_000)
     parser.add_argument("--crafted-entries", type=int, default=2000)
-    parser.add_argument("--crafted-only", action="store_true", help="only section 5, the crafted manifests")
+    parser.add_argument("--crafted-only", action="store_true", help="only sections 5 and 6, the crafted inputs")
+    parser.add_argument("--walk-files", type=int, default=30_000, help="files of the smaller tree of section 6")
     args = parser.parse_args()
     if args.crafted_only:
         bench_crafted(args.crafted_entries)
+        bench_walks(args.walk_files)
         return
     bench_load(args.osv_root)
     t = time.perf_counter()
@@ -370,6 +410,7 @@ def main() -> None:
     bench_all_ecosystems(args.osv_root, args.deps, args.naive_budget)
     bench_large_lockfile(args.lockfile_entries)
     bench_crafted(args.crafted_entries)
+    bench_walks(args.walk_files)
 
 
 if __name__ == "__main__":
