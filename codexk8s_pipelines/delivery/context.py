@@ -92,6 +92,10 @@ def gather(
         branch = pr.head_ref or branch
     mode = "comment_only" if stage is None else ("revise" if revise else "work")
     pull_ref = f"refs/pull/{pr.number}/head" if pr is not None and mode == "comment_only" else None
+    # A review diffs a PR against its own base (a PR into `release` against `release`). A run that pushes keeps the
+    # default branch as its base: the runner never pushes to its base, and that is what keeps a revise of a PR from
+    # `main` (into `release`, say) from pushing the agent's commit to `main` unreviewed.
+    base_branch = pr.base_ref if pr is not None and pr.base_ref and mode == "comment_only" else default_branch
     threads: tuple[tuple[str, str, int | None, str], ...] = ()
     if pr is not None and (revise or stage is None):
         reviews = [Review.parse(r) for r in api.pull_reviews(pr.number)]
@@ -104,8 +108,7 @@ def gather(
         role=role,
         mode=mode,
         branch=branch,
-        # A PR's own base (a PR into `release` is reviewed and revised against it), else the repository's default.
-        base_branch=pr.base_ref if pr is not None and pr.base_ref else default_branch,
+        base_branch=base_branch,
         issue_number=issue_number,
         issue_title=issue.title if issue else "",
         issue_body=issue.body if issue else "",

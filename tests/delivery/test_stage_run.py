@@ -231,3 +231,24 @@ def test_a_reviewer_diffs_a_pull_request_against_its_own_base_not_the_default_br
     prompt = str(output.step_output_data.metadata["prompt"].value)
     assert "`git diff origin/release...HEAD`" in prompt and "origin/main" not in prompt
     assert "Changed: src/app.py." in _service_comment(stage, pr_number)  # the agent's diff against origin/release
+
+
+def test_a_revise_of_a_pull_request_from_main_into_release_never_pushes_to_main(stage: Stage) -> None:
+    """A PR of this repository from `main` into `release`: its head branch is `main`. A revise works on the PR's head
+    branch, and the runner never pushes to the run's base; were that base the PR's (`release`), the agent's commit
+    would land on `main` unreviewed. Only a review diffs against the PR's own base."""
+    number = _issue(stage)
+    stage.state.label(REPO, number, "run:dev", actor="alice")
+    (first,) = stage.trigger()
+    assert stage.execute(first).success
+    main_before = stage.log("main")
+    git("--git-dir", str(stage.remote), "branch", "release", "main")
+    pr = stage.state.add_pull(REPO, "release", body=f"Fixes #{number}", head="main", user="alice", base="release")
+    stage.state.label(REPO, number, "run:dev:revise", actor="alice")
+    (revise,) = stage.trigger()
+    config = copy.deepcopy(revise.run_config)
+    config["ops"]["prepare_context"]["config"]["pr_number"] = pr
+    result = stage.execute(dg.RunRequest(run_key=revise.run_key, job_name=revise.job_name, run_config=config,
+                                         tags=revise.tags))  # fmt: skip
+    assert not result.success
+    assert stage.log("main") == main_before
