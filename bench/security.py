@@ -369,6 +369,11 @@ def bench_walks(files: int) -> None:
         per_file.append(seconds / n)
         print(f"write scope link check, {n} files and {len(links)} links: {seconds:6.2f} s")
     print(f"  time per file at {10 * files} / at {files}: {per_file[1] / per_file[0]:.2f} (linear: ~1)")
+    tracemalloc.start()  # a traced run, the trees of both commits: what the runner's container (512 MiB) must hold
+    escaping_symlinks(links, links, paths=paths, before_paths=paths)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    print(f"  peak memory of the check at {10 * files} files: {peak / 2**20:.0f} MiB, {peak / 2**29:.2f} of 512 MiB")
     laughs = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
     laughs += "".join(f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 10))
     value = "x" * 400

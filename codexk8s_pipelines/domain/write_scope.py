@@ -15,6 +15,7 @@ Every violation names the path and the rule.
 
 from __future__ import annotations
 
+import itertools
 import posixpath
 import unicodedata
 from collections import deque
@@ -169,26 +170,44 @@ def _is_git_dir(name: str) -> bool:
 
 
 class _Tree:
-    """A tree's entries as a checkout has them: by the folded path (`_fold` of each part), each exact path that a
+    """A tree's entries as a checkout has them, looked up by folded path (`_fold` of each part): each exact path a
     case-insensitive file system takes for it, and its kind: a folder, a symlink, or anything else (a file, a
-    gitlink). `paths`: the tree's entries besides the links (folders are the parents of entries)."""
+    gitlink). `paths`: the tree's entries besides the links (folders are the parents of entries).
+
+    Only what a link's way can meet is kept: the links, the folders, and the files whose folded path is a link's
+    (the two collide on a case-insensitive checkout). Files are many (300,000 in a large repository) and are passed
+    through once, not stored: the runner's container has 512 MiB, and an entry per file took 770 MB."""
 
     def __init__(self, links: Mapping[str, bytes | None], paths: Iterable[str]) -> None:
         self.links = links
-        kinds = dict.fromkeys(paths, _OTHER)
-        kinds.update(dict.fromkeys(links, _LINK))
+        self._links: dict[str, list[str]] = {}
+        for link in links:
+            self._links.setdefault(_fold(link), []).append(link)
         folders: set[str] = set()
-        for path in kinds:
+        self._others: dict[str, set[str]] = {}  # a link's folded path -> the files and gitlinks spelled like it
+        for path in itertools.chain(paths, links):
+            if path not in links and self._links and (fold := _fold(path)) in self._links:
+                self._others.setdefault(fold, set()).add(path)
             parent = path.rpartition("/")[0]
             while parent and parent not in folders:
                 folders.add(parent)
                 parent = parent.rpartition("/")[0]
+        self._folders: dict[str, str] = {}  # folded path -> the folder's spelling
+        self._twins: dict[str, list[str]] = {}  # folded path -> its other spellings (rare: `Docs/` and `docs/`)
         for folder in folders:
-            if kinds.get(folder) != _LINK:  # a path that is a link and a folder at once: taken as the link
-                kinds[folder] = _FOLDER
-        self.entries: dict[str, dict[str, str]] = {}
-        for path, kind in kinds.items():  # `/` folds to itself: the folded path is the path of the folded parts
-            self.entries.setdefault(_fold(path), {})[path] = kind
+            if folder in links:  # a path that is a link and a folder at once: taken as the link
+                continue
+            if self._folders.setdefault(fold := _fold(folder), folder) != folder:
+                self._twins.setdefault(fold, []).append(folder)
+
+    def at(self, fold: str) -> dict[str, str]:
+        """{exact path: kind} of every entry whose folded path is `fold` (`/` folds to itself: the folded path is
+        the path of the folded parts)."""
+        found = dict.fromkeys(self._others.get(fold, ()), _OTHER)
+        if fold in self._folders:
+            found.update(dict.fromkeys([self._folders[fold], *self._twins.get(fold, ())], _FOLDER))
+        found.update(dict.fromkeys(self._links.get(fold, ()), _LINK))
+        return found
 
 
 def _resolve(path: str, tree: _Tree) -> str | None:
@@ -230,7 +249,7 @@ def _resolve(path: str, tree: _Tree) -> str | None:
         if _is_git_dir(part):
             return f"a symlink into {name!r}, git's own folder in a checkout, not a file of the repository{via}"
         fold = _fold(part)
-        entries = tree.entries.get("/".join([*(f for f, _, _ in here), fold]), {})
+        entries = tree.at("/".join([*(f for f, _, _ in here), fold]))
         links = [entry for entry, kind in entries.items() if kind == _LINK]
         if links and len(entries) > 1:
             return (
