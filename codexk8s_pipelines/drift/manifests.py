@@ -165,33 +165,42 @@ class _ManifestLoader(yaml.SafeLoader):
         self.written = 0  # nodes in the text
         self.expanded = 0  # nodes with every alias replaced by what it names: what the diff and the report walk
         self._aliased = False
-        self._depth = 0
-        self._sizes: dict[int, int] = {}  # id(anchored node) -> its expanded size, once the node is complete
+        self._depth = 0  # collections around the node being composed
+        self._reached = 0  # the deepest level reached inside it, aliases expanded
+        # id(anchored node) -> (its size, its levels of collections), aliases expanded, once the node is complete
+        self._sizes: dict[int, tuple[int, int]] = {}
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             node = super().compose_node(parent, index)
-            size = self._sizes.get(id(node))
-            if size is None:  # its anchor is still open: the alias is inside the node it names
+            known = self._sizes.get(id(node))
+            if known is None:  # its anchor is still open: the alias is inside the node it names
                 raise _Refused("a YAML alias inside the node it names (a cycle): not loaded")
+            size, levels = known
             self._aliased = True
+            self._nest(self._depth + levels)  # aliases wrapping aliases nest deeper than the text does
             self._grow(size)
             return node
         collection = isinstance(event, yaml.CollectionStartEvent)
         if collection:
             self._depth += 1
-            if self._depth > MAX_NESTING:
-                raise _Refused(f"nested deeper than {MAX_NESTING} levels: not loaded")
+            self._nest(self._depth)
         self.written += 1
-        start = self.expanded
+        start, outer, self._reached = self.expanded, self._reached, self._depth
         self._grow(1)
         node = super().compose_node(parent, index)
         if event.anchor is not None:  # only an anchored node can be aliased; it stays alive, so its id is not reused
-            self._sizes[id(node)] = self.expanded - start
+            self._sizes[id(node)] = (self.expanded - start, self._reached - self._depth + collection)
         if collection:
             self._depth -= 1
+        self._reached = max(outer, self._reached)
         return node
+
+    def _nest(self, depth: int) -> None:
+        self._reached = max(self._reached, depth)
+        if depth > MAX_NESTING:
+            raise _Refused(f"nested deeper than {MAX_NESTING} levels: not loaded")
 
     def _grow(self, nodes: int) -> None:
         self.expanded += nodes

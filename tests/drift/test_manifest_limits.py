@@ -269,6 +269,29 @@ def test_deep_nesting_is_a_problem_of_its_document_not_a_crash(tmp_path: Path) -
     ]
 
 
+def test_aliases_wrapping_aliases_count_the_levels_they_expand_to(tmp_path: Path) -> None:
+    """Anchors each nested around an alias of the one before pass every limit as written (a review's 17 kB built
+    an object 1,770 levels deep, whose diff raised RecursionError out of the nightly check): levels count expanded."""
+    limit = manifests_module.MAX_NESTING
+
+    def chained(name: str, anchors: int) -> str:
+        lines, inner = [], "1"
+        for i in range(anchors):
+            lines.append(f"  k{i}: &n{i} " + "{a: " * 10 + inner + "}" * 10)
+            inner = f"*n{i}"
+        return config_map(name, "data:\n" + "\n".join(lines) + "\n")
+
+    fits = (limit - 2) // 10  # the object's mapping and `data` are two levels; each anchor adds ten
+    path = write(tmp_path / "chain.yaml", "\n---\n".join([chained("fits", fits), chained("over", fits + 1)]))
+
+    state = load_manifests(tmp_path)
+
+    assert sorted(key.name for key in state.objects) == ["fits"]
+    assert [(p.source, p.message) for p in state.problems] == [
+        (f"{path}, document 2", f"nested deeper than {limit} levels: not loaded")
+    ]
+
+
 def test_a_document_over_the_node_limit_is_refused_before_it_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
     """A dense document costs ~650 bytes of memory a node to parse (a 4 MB flow list took 1.4 GB): the count stops
     it as it is composed. Helm's output goes through the same loader."""
