@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..domain.redaction import REDACTED, redact_text
+from ..domain.redaction import redact_known
 
 Mode = Literal["work", "revise", "comment_only"]
 
@@ -125,18 +125,16 @@ class Scrubber:
         self._secrets: list[str] = [token, basic_auth_header(token).rsplit(" ", 1)[1]] if token else []
 
     def keep_out(self, values: Iterable[str]) -> None:
-        """Redact these values from now on (longest first: one that contains another is replaced whole)."""
-        added = {v for v in values if len(v) >= self.MIN_SECRET_CHARS and v not in self._secrets}
-        self._secrets = sorted({*self._secrets, *added}, key=len, reverse=True)
+        """Redact these values from now on."""
+        stripped = (v.strip() for v in values)  # a Secret made from a file ends in a newline the agent need not copy
+        self._secrets = [*self._secrets, *{v for v in stripped if len(v) >= self.MIN_SECRET_CHARS} - {*self._secrets}]
 
     @property
     def secrets(self) -> tuple[str, ...]:
         return tuple(self._secrets)
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, REDACTED)
-        return redact_text(text)
+        return redact_known(text, self._secrets)
 
 
 def token_scrubber(token: str | None) -> Scrubber:

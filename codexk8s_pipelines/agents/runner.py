@@ -20,6 +20,7 @@ import ctypes
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -33,6 +34,7 @@ from types import FrameType
 from typing import IO, Any
 
 from .. import settings
+from ..domain.redaction import SECRET_NAME
 from ..domain.stages import WriteScope
 from ..domain.write_scope import MODE_SYMLINK, SECRET_IN_FILE, Violation, tree_violations
 from ..security.safe_files import no_symlink_on_the_way, read_regular_file
@@ -105,6 +107,7 @@ class Reporter:
 
     def status(self, phase: str, message: str, **details: Any) -> None:
         message = self._scrub(message)
+        details = {key: _scrubbed(value, self._scrub) for key, value in details.items()}  # file names, hosts
         payload = {"type": "status", "phase": phase, "message": message, **details}
         if self._pipes is None:
             self.line(f"[runner] {phase}: {message}")
@@ -126,6 +129,19 @@ class Reporter:
     def close(self) -> None:
         if self._pipes is not None:
             self._pipes.close()
+
+
+def _scrubbed(value: Any, scrub: Callable[[str], str]) -> Any:
+    """`value` with every string in it (in lists and mappings too) through `scrub`: it leaves the process in logs,
+    files and Dagster. A lone surrogate (a path that is not UTF-8, a `\udcff` escape in the agent's JSON) cannot be
+    written as UTF-8, and the result file or the Pipes message would fail after a push: it is kept visible, escaped."""
+    if isinstance(value, str):
+        return scrub(value.encode("utf-8", "backslashreplace").decode("utf-8"))
+    if isinstance(value, list | tuple):
+        return [_scrubbed(v, scrub) for v in value]
+    if isinstance(value, dict):
+        return {k: _scrubbed(v, scrub) for k, v in value.items()}
+    return value
 
 
 # ------------------------------------------------------------------------------------------------ signals
@@ -200,7 +216,10 @@ def _pump(stream: IO[bytes], label: str, reporter: Reporter, tail: deque[str], t
     for raw in iter(stream.readline, b""):
         text = raw.decode("utf-8", errors="replace").rstrip("\r\n")
         tail.append(text)
-        shown = turn.line(text) if turn is not None else text  # JSON events in short form, the prompt not echoed
+        try:
+            shown = turn.line(text) if turn is not None else text  # JSON events in short form, the prompt not echoed
+        except Exception as exc:  # a line no reader foresaw must not end the reading: the pipe would fill, unmetered
+            shown = f"(a line of {len(text)} characters could not be read: {type(exc).__name__})"
         if shown is not None:
             reporter.line(f"[agent{label}] {shown}")
     stream.close()
@@ -215,9 +234,23 @@ class AgentLaunch:
     cap: sb.ProcessCap | None = None
 
 
+@dataclass
+class AgentProcess:
+    """The agent's process and the runner's ends of its output: `stdout`, `stderr` are sockets, not pipes.
+
+    Why sockets: the agent program's tool commands run as its user, and `/proc/<pid>/fd/1` of a pipe opens as that
+    very pipe, for writing (a forged usage report) or for reading (a genuine report taken out before the runner
+    reads it, and the run's cap with it). A socket cannot be opened through /proc (ENXIO): only a process that
+    inherited the descriptor writes to it, and only the runner reads it."""
+
+    proc: subprocess.Popen[bytes]
+    stdout: IO[bytes]
+    stderr: IO[bytes]
+
+
 def launch_agent(
     command: Sequence[str], cwd: Path, env: Mapping[str, str], stdin: IO[bytes] | int, launch: AgentLaunch
-) -> subprocess.Popen[bytes]:
+) -> AgentProcess:
     """THE one place an agent command is started: in the sandbox (or bare, when opted out), in its own session.
 
     Every agent (scripted in tests, codex, claude, opencode, aider) goes through here, so the boundary is the same.
@@ -229,26 +262,45 @@ def launch_agent(
     if launch.bwrap is not None and launch.plan is not None:
         path_env = env.get("PATH", "")
         argv = sb.sandboxed_argv(launch.bwrap, launch.plan, command, path_env)  # with the egress forwarder
-    return subprocess.Popen(
-        argv,
-        cwd=cwd,
-        env=dict(env),
-        stdin=stdin,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-        preexec_fn=launch.cap.preexec() if launch.cap is not None else None,
-    )
+    out_ours, out_theirs = socket.socketpair()
+    err_ours, err_theirs = socket.socketpair()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=dict(env),
+            stdin=stdin,
+            stdout=out_theirs.fileno(),
+            stderr=err_theirs.fileno(),
+            start_new_session=True,
+            preexec_fn=launch.cap.preexec() if launch.cap is not None else None,
+        )
+    except BaseException:
+        for end in (out_ours, err_ours):
+            end.close()
+        raise
+    finally:
+        for end in (out_theirs, err_theirs):  # the agent holds them now: end of output is when its side closes
+            end.close()
+    for ours in (out_ours, err_ours):
+        ours.shutdown(socket.SHUT_WR)  # the runner only reads
+    return AgentProcess(proc, _reader(out_ours), _reader(err_ours))
+
+
+def _reader(end: socket.socket) -> IO[bytes]:
+    """A buffered reader of the socket that owns it: closing the reader closes the socket."""
+    return os.fdopen(end.detach(), "rb")
 
 
 @contextmanager
 def _agent_process(
     command: Sequence[str], cwd: Path, env: Mapping[str, str], stdin: IO[bytes] | int, launch: AgentLaunch
-) -> Iterator[subprocess.Popen[bytes]]:
+) -> Iterator[AgentProcess]:
     """The agent, killed with its whole session (and so its sandbox) whatever way we leave."""
-    proc = launch_agent(command, cwd, env, stdin, launch)
+    agent = launch_agent(command, cwd, env, stdin, launch)
+    proc = agent.proc
     try:
-        yield proc
+        yield agent
     finally:
         kill_process_group(proc.pid, proc if proc.poll() is None else None)
 
@@ -265,12 +317,13 @@ def run_agent(
 
     `turn` (agent_turn.py) sees every line, and may stop an agent stuck on an unreachable model endpoint."""
     tail: deque[str] = deque(maxlen=OUTPUT_TAIL_LINES)
-    with _stdin_for(spec) as stdin, _agent_process(spec.command, cwd, env, stdin, launch) as proc:
+    with _stdin_for(spec) as stdin, _agent_process(spec.command, cwd, env, stdin, launch) as agent:
+        proc = agent.proc
         if turn is not None:
             turn.started(lambda: kill_process_group(proc.pid))
         pumps = [
-            threading.Thread(target=_pump, args=(proc.stdout, "", reporter, tail, turn), daemon=True),
-            threading.Thread(target=_pump, args=(proc.stderr, ":stderr", reporter, tail, turn), daemon=True),
+            threading.Thread(target=_pump, args=(agent.stdout, "", reporter, tail, turn), daemon=True),
+            threading.Thread(target=_pump, args=(agent.stderr, ":stderr", reporter, tail, turn), daemon=True),
         ]
         for pump in pumps:
             pump.start()
@@ -507,7 +560,7 @@ class AgentRun:
                 None if record["exit_code"] is None else int(record["exit_code"]), bool(record["timed_out"]),
                 [str(line) for line in record["tail"]][-OUTPUT_TAIL_LINES:],
             )  # fmt: skip
-        except (OSError, ValueError, KeyError, TypeError, RecursionError) as exc:  # the agent's container wrote it
+        except (OSError, ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:  # the agent wrote it
             return self._finish("failed", "agent_no_outcome", f"the agent's container left no outcome: {exc}")
         if isinstance(record, dict) and self.spec.agent is not None:  # transcript and usage from its output
             self.turn = AgentTurn(self.spec.agent, self._bare_home())
@@ -602,7 +655,9 @@ class AgentRun:
             extra={**spec.env, **agent_vars, **self._agent_context(checkout)},
             aliases=turn.key_aliases,
         )
-        self._keep_out(env[name] for name in turn.declared if env.get(name))  # the model key the agent holds
+        # The model key the agent holds, and any other secret passed on to it by a name that says so (a custom agent's)
+        held = [*turn.declared, *(name for name in spec.pass_env if SECRET_NAME.search(name))]
+        self._keep_out(env[name] for name in held if env.get(name))
         for note in turn.notes:
             self.reporter.status("agent_setup", note)
         if turn.probe() is not None:  # a dead model endpoint: fail in seconds instead of a hang to the timeout
@@ -761,18 +816,8 @@ def _result_dir(result_file: str) -> str:
 
 
 def scrub_result(result: RunnerResult, scrub: Callable[[str], str]) -> RunnerResult:
-    """Every string of the result through the redactor: it leaves the process in logs, files and Dagster."""
-
-    def clean(value: Any) -> Any:
-        if isinstance(value, str):
-            # A lone surrogate (a path that is not UTF-8, a `\udcff` escape in the agent's JSON) cannot be written as
-            # UTF-8: the result file and the Pipes message would fail after a push. It is kept visible, escaped.
-            return scrub(value.encode("utf-8", "backslashreplace").decode("utf-8"))
-        if isinstance(value, list):
-            return [clean(v) for v in value]
-        return value
-
-    return RunnerResult.model_validate({k: clean(v) for k, v in result.model_dump().items()})
+    """Every string of the result through the redactor (`_scrubbed`)."""
+    return RunnerResult.model_validate(_scrubbed(result.model_dump(), scrub))
 
 
 def write_result(path: Path, result: RunnerResult) -> None:

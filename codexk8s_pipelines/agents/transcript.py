@@ -90,10 +90,14 @@ def read_transcript(kind: str, lines: Iterable[str]) -> Transcript:
             if _UNREACHABLE.search(line):
                 transcript.unreachable = True
             continue
-        transcript.events.append(event)
         reader = _READERS.get(kind)
         if reader is not None:
-            reader(transcript, event)
+            try:
+                reader(transcript, event)
+            except (AttributeError, TypeError, ValueError, KeyError):  # `"item": "x"` where an object belongs
+                transcript.text_lines.append(line)  # not an event of the agent's: the agent's process wrote it
+                continue
+        transcript.events.append(event)
     if kind == "aider":
         _read_aider_text(transcript)
     if transcript.model_answered:

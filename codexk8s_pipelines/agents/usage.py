@@ -107,20 +107,36 @@ class Usage:
         return f"{tokens_in} · {tokens_out} tokens · {cost}"
 
 
-def _int(value: Any) -> int | None:
-    """A count as reported, or None when it is not a finite number ≥ 0. The agent can write the lines these come
-    from (a tool command may write to the agent program's own output): a negative count lowered the running sum
-    the budget is checked against, and `1e400` (infinity) broke the meter."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
-        return None
-    return int(value)
+# Counts and costs past these are not reports but damage: no run spends a trillion tokens or ten million dollars,
+# and a count past the database's BIGINT would lose the run's whole record.
+MAX_COUNT = 10**12
+MAX_COST_USD = 10_000_000.0
 
 
-def _cost(value: Any) -> float | None:
-    """A cost in USD as reported, or None when it is not a finite number ≥ 0 (see `_int`)."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value) or value < 0:
+def as_count(value: Any) -> int | None:
+    """A count as reported, or None when it is not a number from 0 to MAX_COUNT. The agent can write the lines these
+    come from (a tool command may write into the agent program's output): a negative count lowered the running sum
+    the budget is checked against, `1e400` (infinity) and a 400-digit integer broke the meter."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return int(value) if 0 <= value <= MAX_COUNT else None
+
+
+def as_cost(value: Any) -> float | None:
+    """A cost in USD as reported, or None when it is not a number from 0 to MAX_COST_USD (see `as_count`)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return float(value) if 0 <= value <= MAX_COST_USD else None
+
+
+def as_object(value: Any) -> dict[str, Any]:
+    """`value` when it is an object, else an empty one: a report whose `usage` (or `part`, `message`) is a string or
+    a list is read as saying nothing, not as a crash."""
+    return value if isinstance(value, dict) else {}
 
 
 def input_total(fresh: int | None, cache_read: int | None, cache_write: int | None) -> int | None:
@@ -135,15 +151,15 @@ def codex_usage(transcript: Transcript) -> Usage:
     for event in transcript.events:
         if event.get("type") != "turn.completed":
             continue
-        u = event.get("usage") or {}
+        u = as_object(event.get("usage"))
         turns += 1
         usage = usage.plus(
             Usage(
                 "codex",
-                input=_int(u.get("input_tokens")),
-                cached_input=_int(u.get("cached_input_tokens")),
-                output=_int(u.get("output_tokens")),
-                reasoning=_int(u.get("reasoning_output_tokens")),
+                input=as_count(u.get("input_tokens")),
+                cached_input=as_count(u.get("cached_input_tokens")),
+                output=as_count(u.get("output_tokens")),
+                reasoning=as_count(u.get("reasoning_output_tokens")),
             )
         )
     return usage if turns else Usage("codex", source="codex reported no usage")
@@ -154,19 +170,19 @@ def claude_usage(transcript: Transcript) -> Usage:
     result = next((e for e in reversed(transcript.events) if e.get("type") == "result"), None)
     if result is None:
         return Usage("claude-code", source="claude reported no result")
-    u = result.get("usage") or {}
-    read = _int(u.get("cache_read_input_tokens"))
-    total_in = input_total(_int(u.get("input_tokens")), read, _int(u.get("cache_creation_input_tokens")))
-    details = u.get("output_tokens_details") or {}
+    u = as_object(result.get("usage"))
+    read = as_count(u.get("cache_read_input_tokens"))
+    total_in = input_total(as_count(u.get("input_tokens")), read, as_count(u.get("cache_creation_input_tokens")))
+    details = as_object(u.get("output_tokens_details"))
     cost = result.get("total_cost_usd")
-    requests = sum(1 for e in transcript.events if e.get("type") == "assistant") or _int(result.get("num_turns"))
+    requests = sum(1 for e in transcript.events if e.get("type") == "assistant") or as_count(result.get("num_turns"))
     return Usage(
         "claude-code",
         input=total_in,
         cached_input=read,
-        output=_int(u.get("output_tokens")),
-        reasoning=_int(details.get("thinking_tokens")) or None,
-        cost_usd=_cost(cost),
+        output=as_count(u.get("output_tokens")),
+        reasoning=as_count(details.get("thinking_tokens")) or None,
+        cost_usd=as_cost(cost),
         model_requests=requests,
         source="claude result",
     )
@@ -179,19 +195,20 @@ def opencode_usage(transcript: Transcript) -> Usage:
     for event in transcript.events:
         if event.get("type") != "step_finish":
             continue
-        part = event.get("part") or {}
-        tokens = part.get("tokens") or {}
-        cache = tokens.get("cache") or {}
+        part = as_object(event.get("part"))
+        tokens = as_object(part.get("tokens"))
+        cache = as_object(tokens.get("cache"))
         steps += 1
         cost = part.get("cost")
+        read = as_count(cache.get("read"))
         usage = usage.plus(
             Usage(
                 "opencode",
-                input=input_total(_int(tokens.get("input")), _int(cache.get("read")), _int(cache.get("write"))),
-                cached_input=_int(cache.get("read")),
-                output=_int(tokens.get("output")),
-                reasoning=_int(tokens.get("reasoning")),
-                cost_usd=_cost(cost),
+                input=input_total(as_count(tokens.get("input")), read, as_count(cache.get("write"))),
+                cached_input=read,
+                output=as_count(tokens.get("output")),
+                reasoning=as_count(tokens.get("reasoning")),
+                cost_usd=as_cost(cost),
             )
         )
     if not steps:
@@ -209,12 +226,12 @@ def aider_usage(analytics_lines: Iterable[str]) -> Usage:
         event = json_object(line)
         if event is None or event.get("event") != "message_send":
             continue
-        props = event.get("properties") or {}
+        props = as_object(event.get("properties"))
         messages += 1
         usage = usage.plus(
-            Usage("aider", input=_int(props.get("prompt_tokens")), output=_int(props.get("completion_tokens")))
+            Usage("aider", input=as_count(props.get("prompt_tokens")), output=as_count(props.get("completion_tokens")))
         )
-        reported = _cost(props.get("total_cost"))  # aider's running total: the highest one stands
+        reported = as_cost(props.get("total_cost"))  # aider's running total: the highest one stands
         if reported is not None:
             total_cost = max(total_cost or 0.0, reported)
     if not messages:

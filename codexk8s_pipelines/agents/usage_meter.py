@@ -4,8 +4,11 @@ loops — not after the money is spent.
 `transcript.py` reads a finished run; this reads the same machine-readable lines as they come. Usage increments
 are what each agent reports while it works: Codex `turn.completed`, OpenCode `step_finish`, Claude Code's
 per-message `usage` on `assistant` events (one API call may appear as several events, one per content block: a
-message id counts once, with its latest figure) and its final `result`, which replaces the running sum with the
-agent's own total. aider reports only into its analytics log: its cap is checked when it exits.
+message id counts once, at its highest figure) and its final `result`, the agent's own total. The running usage
+only ever grows (`Usage.higher`): the agent's tool commands run as its user, so a report may be forged, and one that
+says less, or a count that is negative or absurd, never lowers what the cap is checked against. A line that holds a
+usage report but cannot be read ends a capped run (`usage_unreadable`). aider reports only into its analytics log:
+its cap is checked when it exits.
 
 A loop turn is one model answer that called tools: its call signatures (tool + arguments) and whether it edited a
 file. A turn of only shell commands may have changed files, so it never counts as idle; the same signatures turn
@@ -22,7 +25,7 @@ from typing import Any
 
 from ..domain.spend import Breach, Budgets, LoopDetector, PriceTable, TokenCounts, Turn, run_cap_reached
 from .transcript import Transcript, read_transcript
-from .usage import Usage, input_total, parse_usage
+from .usage import Usage, as_count, as_object, input_total, parse_usage
 
 # Tools that only look: a turn of these changed nothing.
 _READ_ONLY = frozenset(
@@ -51,14 +54,13 @@ class Stop:
 
 
 def _claude_message_usage(event: dict[str, Any]) -> tuple[str, Usage] | None:
-    message = event.get("message") or {}
+    message = as_object(event.get("message"))
     u = message.get("usage")
     if event.get("type") != "assistant" or not isinstance(u, dict) or message.get("model") == "<synthetic>":
         return None
 
     def n(key: str) -> int:
-        v = u.get(key)
-        return v if isinstance(v, int) and not isinstance(v, bool) else 0
+        return as_count(u.get(key)) or 0  # a count as `usage.py` reads one: never negative, never past MAX_COUNT
 
     read = n("cache_read_input_tokens")
     total_in = input_total(n("input_tokens"), read, n("cache_creation_input_tokens"))
@@ -137,8 +139,11 @@ class UsageMeter:
         if not transcript.events:
             return self._unreadable(line)
         event = transcript.events[0]
-        counted = self._count(event, transcript)
-        turn = _turn(self.kind, event)
+        try:
+            counted = self._count(event, transcript)
+            turn = _turn(self.kind, event)
+        except (AttributeError, TypeError, ValueError, KeyError):  # a field of the wrong type: not the agent's own line
+            return self._unreadable(line)
         if turn is not None:
             looping = self._loops.feed(turn)
             if looping:
@@ -153,7 +158,8 @@ class UsageMeter:
         """A line that is no event but holds a usage report: counted, and with a run cap the run ends, because the
         cap can no longer be kept (what the report said is unknown)."""
         report = _USAGE_REPORT.get(self.kind)
-        if report is None or report.search(line) is None:
+        found = report.search(line) if report is not None else None
+        if found is None or "{" not in line[: found.start()]:  # a pretty-printed `"type": "result",` on stderr is none
             return None
         self.unreadable += 1
         if self.budgets.per_run.empty:
@@ -188,7 +194,7 @@ class UsageMeter:
             total = Usage(self.kind, source="running")
             for usage in self._claude_messages.values():
                 total = total.plus(usage)
-            self.usage = total.higher(self._claude_total)
+            self.usage = self.usage.higher(total.higher(self._claude_total))
             return True
         if self.kind in ("codex", "opencode") and event.get("type") in ("turn.completed", "step_finish"):
             delta = parse_usage(self.kind, transcript)

@@ -328,14 +328,15 @@ class RunnerRepository:
         return sizes, contents
 
     def paths_holding(self, commit: str, changes: Sequence[TreeChange], secrets: Sequence[str]) -> list[str]:
-        """The changed files of `commit` whose content holds one of `secrets`, sorted. Content already read (within
-        the text limit) is searched here; bigger files by one `git grep` of the commit, patterns on stdin (not the
-        command line, where any process may read them), paths literal (a name may hold `*`)."""
+        """The changed paths of `commit` whose name or content holds one of `secrets`, sorted. Content already read
+        (within the text limit) is searched here; bigger files by one `git grep` of the commit, patterns on stdin (not
+        the command line, where any process may read them), paths literal (a name may hold `*`)."""
         needles = [secret.encode("utf-8") for secret in secrets if secret]
         files = [c for c in changes if not c.deleted and c.sha and c.mode in ("100644", "100755", "120000")]
         if not needles or not files:
             return []
-        found = {c.path for c in files if c.content is not None and any(n in c.content for n in needles)}
+        found = {c.path for c in changes if any(secret in c.path for secret in secrets if secret)}  # in a name, too
+        found |= {c.path for c in files if c.content is not None and any(n in c.content for n in needles)}
         unread = [c.path for c in files if c.content is None]
         patterns = b"\n".join(needles) + b"\n"
         for start in range(0, len(unread), 500):

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from .. import settings
-from ..domain.redaction import REDACTED, redact_text
+from ..domain.redaction import redact_known
 
 Status = Literal["ok", "fail", "skip", "warn"]
 # Secrets shorter than this are left to `redact_text` (replacing a two-letter password everywhere would garble).
@@ -116,10 +116,7 @@ class Context:
         return [r.github for r in self.config().repositories if r.github]
 
     def scrub(self, text: str) -> str:
-        for secret in sorted(self.secrets, key=len, reverse=True):
-            if len(secret) >= MIN_SCRUBBED:
-                text = text.replace(secret, REDACTED)
-        return redact_text(text)
+        return redact_known(text, (secret for secret in self.secrets if len(secret) >= MIN_SCRUBBED))
 
 
 def config_error_checks(name: str, exc: BaseException, what: str) -> list[Check]:

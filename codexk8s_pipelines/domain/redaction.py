@@ -9,12 +9,14 @@ END line; a key without an END line is masked to the end of the text (fail close
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from typing import Any
 
 REDACTED = "[redacted]"
 # The platform's own run-scoped MCP tokens (mcp/tokens.py: `ck8s1.<payload>.<signature>`) are credentials too.
 RUN_TOKEN_PREFIX = "ck8s1"
-_SECRET_KEY = re.compile(r"(token|password|passwd|secret|private[_-]?key|authorization|api[_-]?key)", re.I)
+# A name (a mapping key, an environment variable) that says its value is a secret.
+SECRET_NAME = re.compile(r"(token|password|passwd|secret|private[_-]?key|authorization|api[_-]?key)", re.I)
 _SECRET_VALUE = re.compile(
     r"gh[pousr]_[A-Za-z0-9]{20,}"
     r"|github_pat_[A-Za-z0-9_]{20,}"
@@ -55,6 +57,15 @@ def redact_text(text: str) -> str:
     return _SECRET_VALUE.sub(REDACTED, _mask_private_keys(text))
 
 
+def redact_known(text: str, secrets: Iterable[str]) -> str:
+    """`redact_text`, after replacing the literal `secrets` the caller knows (a token, a model key: shapes
+    `redact_text` may not recognise), longest first, so that one holding another is replaced whole."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret:
+            text = text.replace(secret, REDACTED)
+    return redact_text(text)
+
+
 def _key(key: Any, taken: dict[Any, Any]) -> Any:
     """A dict key with any secret in it masked (an agent can send a token as an argument *name*); a masked key
     that collides with one already kept gets a number, so no value is lost."""
@@ -74,7 +85,7 @@ def redact(value: Any) -> Any:
     if isinstance(value, dict):
         out: dict[Any, Any] = {}
         for k, v in value.items():
-            out[_key(k, out)] = REDACTED if _SECRET_KEY.search(str(k)) else redact(v)
+            out[_key(k, out)] = REDACTED if SECRET_NAME.search(str(k)) else redact(v)
         return out
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]

@@ -655,14 +655,16 @@ def test_the_finish_step_refuses_to_push_a_secret_of_the_agent_and_redacts_it(re
 write("src/app.py", "print('goodbye')\\n")
 write("docs/small.md", "key: {key}\\n")
 write("docs/big.txt", "x" * 2_000_000 + "{key}")
+write("docs/{key}.md", "# named after the key\\n")
 result(summary="my key is {key}", status="done", diagnosis=None, next_step_hint=None)
 """
     spec = make_spec(tmp_path, remote, make_agent(tmp_path, body), git_dir=str(tmp_path / "runner-volume" / "g"))
     assert _phase(spec, tmp_path, "prepare", {})[0] == 0
     assert _phase(spec, tmp_path, "agent", {})[1]["reason"] == "agent_ran"
-    code, finished = _phase(spec, tmp_path, "finish", {"CODEXK8S_AGENT_SECRET_0": key})
+    # A Secret made from a file ends in a newline: the key is kept out without it.
+    code, finished = _phase(spec, tmp_path, "finish", {"CODEXK8S_AGENT_SECRET_0": key + "\n"})
     assert (code, finished["status"], finished["reason"]) == (2, "failed_precondition", "write_scope_violation")
-    assert finished["violations"] == ["docs/big.txt", "docs/small.md"]
+    assert finished["violations"] == ["docs/big.txt", "docs/[redacted].md", "docs/small.md"]
     assert all("holds a secret of the run" in rule for rule in finished["violation_rules"])
     assert finished["summary"] == "my key is [redacted]" and key not in json.dumps(finished)
     assert remote_head(remote, BRANCH) is None

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -235,8 +236,12 @@ def test_refused_destinations_are_never_resolved_nor_connected_and_the_relay_end
         with sb.process_cap(64, 2 * 1024**3) as cap:
             plan = sb.SandboxPlan(workspace=workspace, egress=relay.mount())
             command = [egress.forwarder_python(), str(script)]
-            proc = launch_agent(command, workspace, env, subprocess.DEVNULL, AgentLaunch(bwrap, plan, cap))
-            stdout, stderr = proc.communicate(timeout=60)
+            agent = launch_agent(command, workspace, env, subprocess.DEVNULL, AgentLaunch(bwrap, plan, cap))
+            with ThreadPoolExecutor(2) as pool:  # both sockets read at once, as the runner's pumps do
+                outputs = [pool.submit(stream.read) for stream in (agent.stdout, agent.stderr)]
+                proc = agent.proc
+                proc.wait(timeout=60)
+                stdout, stderr = (output.result(timeout=60) for output in outputs)
             # The forwarder's server lived in the sandbox: it is gone with the agent (the kernel ends the namespace).
             deadline = time.monotonic() + 5
             while cap.remaining() and time.monotonic() < deadline:

@@ -641,3 +641,49 @@ write(".codexk8s/started", "yes")
 write("docs/never.md", "never pushed\\n")
 time.sleep(300)
 """
+
+
+# ------------------------------------------------------------------------------------------------ the output channel
+
+
+TAP = """\
+# A tool command of the agent (a child, same user) goes for the agent program's stdout through /proc: to write a
+# forged line into it, and to read lines out of it before the runner does.
+probe = r'''
+import os, sys
+agent = os.getppid()
+found = {}
+for mode, name in ((os.O_WRONLY, "write"), (os.O_RDONLY | os.O_NONBLOCK, "read")):
+    try:
+        fd = os.open(f"/proc/{agent}/fd/1", mode)
+    except OSError as exc:
+        found[name] = exc.strerror
+        continue
+    if name == "write":
+        os.write(fd, b'{"type":"forged"}\\n')
+        found[name] = "opened"
+    else:
+        try:
+            found[name] = "stole " + repr(os.read(fd, 4096))
+        except BlockingIOError:
+            found[name] = "opened"
+    os.close(fd)
+print(repr(found), file=sys.stderr)
+'''
+tapped = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+print("a line of the agent's own")
+sys.stdout.flush()
+write("docs/plan.md", "# Plan\\n")
+result(summary="tap: " + tapped.stderr.strip(), status="done", diagnosis=None, next_step_hint=None)
+"""
+
+
+def test_a_tool_command_can_neither_write_into_nor_read_out_of_the_agents_output(
+    attack: dict[str, Any], remote: Path
+) -> None:
+    """The runner reads the agent program's output (its usage reports and the cap with them) from a socket: through
+    /proc a pipe opens for anyone of the agent's user, a socket does not (ENXIO)."""
+    proc, result = attack["run"](TAP, write_scope="markdown-only")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert result["summary"] == "tap: {'write': 'No such device or address', 'read': 'No such device or address'}"
+    assert "[agent] a line of the agent's own" in proc.stdout and '"forged"' not in proc.stdout

@@ -18,11 +18,11 @@ import dagster as dg
 import pytest
 
 from codexk8s_pipelines.delivery.stage_jobs import StageRunConfig, stage_run_config, stage_run_tags
+from codexk8s_pipelines.domain.write_scope import SECRET_IN_FILE
 from codexk8s_pipelines.store.database import RunRecord
 from tests.agents_runner.test_runner import GIT_PRELUDE, agent_processes
 from tests.delivery.conftest import REPO, Stage, stage  # noqa: F401
 from tests.github_server import github_server  # noqa: F401
-from tests.helpers import git
 
 ATTACKER = """
     import json, os, pathlib, subprocess, sys, time
@@ -70,11 +70,14 @@ def _plan_request(stage: Stage, number: int) -> dg.RunRequest:  # noqa: F811
     )
 
 
-def test_a_markdown_only_stage_run_pushes_only_the_verified_plan(
+def test_a_markdown_only_stage_run_publishes_nothing_of_what_the_attacker_gathered(
     stage: Stage,  # noqa: F811
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    """The attacker dumps what it can see (its environment, every /proc/*/environ) into the plan, and leaves a daemon
+    to edit code after it exits. None of the platform's secrets is in its reach; its own run-scoped MCP token is, and a
+    plan holding it is not pushed (before the runner knew the agent's secrets, that plan was published)."""
     script = tmp_path / "attacker.py"
     script.write_text(GIT_PRELUDE + textwrap.dedent(ATTACKER))
     catalog = tmp_path / "attack-agents.yaml"
@@ -89,25 +92,26 @@ def test_a_markdown_only_stage_run_pushes_only_the_verified_plan(
     requests = stage.trigger()
     (request,) = requests or [_plan_request(stage, number)]
     result = stage.execute(request)
-    assert result.success
+    assert not result.success
     time.sleep(2.5)  # past the moment the daemon would have struck
 
     assert agent_processes(str(script)) == []
-    branch = f"codex/issue-{number}"
-    tree = git("--git-dir", str(stage.remote), "ls-tree", "-r", "--name-only", branch).split()
-    assert tree == ["README.md", "docs/plan.md", "src/app.py"]
-    app = git("--git-dir", str(stage.remote), "show", f"{branch}:src/app.py")
-    assert "pwned" not in app
-    plan = git("--git-dir", str(stage.remote), "show", f"{branch}:docs/plan.md")
+    assert stage.branches() == ["main"]  # nothing pushed: not the plan, not the daemon's code
+    agent = result.output_for_node("run_agent")
+    assert agent["reason"] == "write_scope_violation" and agent["sandboxed"] is True
+    assert agent["changed_files"] == ["docs/plan.md"] and agent["violations"] == ["docs/plan.md"]
+    assert agent["violation_rules"] == [f"'docs/plan.md': {SECRET_IN_FILE}"]
+    workdir = Path(result.output_for_node("render_prompt_op")["workdir"])
+    plan = (workdir / "docs" / "plan.md").read_text()  # what the attacker gathered, left where it ran
     for name, secret in secrets.items():
         assert secret not in plan, f"{name} reached the agent"
     loot = json.loads(plan.split("\n", 2)[2])
     assert not {k for k in loot["env"] if k.startswith(("CODEXK8S_GITHUB", "CODEXK8S_DATABASE", "CODEXK8S_MCP_S"))}
+    assert loot["env"]["CODEXK8S_MCP_TOKEN"] not in json.dumps(agent)  # and its own token is not in the record
 
     bodies = [c["body"] for c in stage.state.comments(REPO, number) if "<!-- codexk8s:run " in c["body"]]
     assert len(bodies) == 1 and "`docs/plan.md`" in bodies[0] and "src/app.py" not in bodies[0]
-    agent = result.output_for_node("run_agent")
-    assert agent["changed_files"] == ["docs/plan.md"] and agent["sandboxed"] is True
+    assert loot["env"]["CODEXK8S_MCP_TOKEN"] not in bodies[0]
 
     # Run-scoped files: the spec (with the MCP token) and the prompt (issue text) are gone; the run dir is private.
     prompt = Path(result.output_for_node("render_prompt_op")["prompt_file"])

@@ -163,3 +163,38 @@ def test_a_usage_report_made_unreadable_ends_a_capped_run_and_is_noted_otherwise
     line = json.dumps({"type": "assistant", "message": {"id": "m", "model": "x", "usage": {"input_tokens": 5}}})
     stop = claude.feed("garbage" + line)
     assert stop is not None and stop.reason == "usage_unreadable"
+
+
+def test_odd_fields_and_huge_or_negative_claude_counts_neither_lower_the_usage_nor_raise() -> None:
+    """A forged Claude message under a new id with negative counts took the running sum to 0; a 400-digit integer
+    raised OverflowError, and a `usage` (or `message`, `item`, `part`) that is not an object raised AttributeError:
+    out of the runner's reading thread, which then left the agent unmetered."""
+    meter = UsageMeter("claude-code", "claude-x", PRICES, Budgets(per_run=Limit(tokens=10_000)))
+
+    def message(mid: str, inp: object, out: object) -> str:
+        msg = {"id": mid, "model": "claude-x", "usage": {"input_tokens": inp, "output_tokens": out}, "content": []}
+        return json.dumps({"type": "assistant", "message": msg})
+
+    assert meter.feed(message("a", 9_000, 500)) is None
+    assert meter.feed(message("forged", -9_000, -500)) is None
+    assert (meter.usage.input, meter.usage.output) == (9_000, 500)
+    huge = message("huge", 1, 1).replace('"input_tokens": 1', '"input_tokens": 1' + "0" * 400)
+    assert meter.feed(huge) is None and (meter.usage.input, meter.usage.output) == (9_000, 501)  # past MAX_COUNT: none
+    for line in [
+        '{"type":"assistant","message":"x"}',
+        '{"type":"assistant","message":{"usage":[1],"content":"y"}}',
+        '{"type":"result","usage":"z"}',
+    ]:
+        meter.feed(line)
+    stop = meter.feed(message("b", 1_000, 0))
+    assert stop is not None and stop.reason == "budget_exceeded"
+    codex = UsageMeter("codex", "gpt-5.5", PRICES, Budgets(per_run=Limit(tokens=10_000)))
+    for line in [
+        '{"type":"turn.completed","usage":{"input_tokens":1' + "0" * 400 + "}}",
+        '{"type":"turn.completed","usage":[1]}',
+        '{"type":"item.completed","item":"x"}',
+    ]:
+        assert codex.feed(line) is None
+    opencode = UsageMeter("opencode", "m", PRICES, Budgets(per_run=Limit(tokens=10_000)))
+    for line in ['{"type":"step_finish","part":5}', '{"type":"step_finish","part":{"tokens":{"cache":"c"}}}']:
+        assert opencode.feed(line) is None
