@@ -38,17 +38,17 @@ def _once(command: list[str], workspace: Path, bwrap: str | None, relay: bool = 
     env = build_agent_env({"PATH": "/usr/local/bin:/usr/bin:/bin"}, home=sb.AGENT_HOME if bwrap else str(workspace))
     started = time.perf_counter()
     if bwrap is None:
-        proc = launch_agent(command, workspace, env, subprocess.DEVNULL, AgentLaunch(None, None))
-        proc.communicate()
+        agent = launch_agent(command, workspace, env, subprocess.DEVNULL, AgentLaunch(None, None))
+        agent.communicate()
     else:
         allowed = egress.allow_list(None, {}, ["127.0.0.1:4000", "127.0.0.1:8765"])  # a model and an MCP port
         with sb.process_cap(512, 2 * 1024**3) as cap, egress.open_relay(allowed) as door:
             plan = sb.SandboxPlan(workspace=workspace, memory_bytes=2 * 1024**3, egress=door.mount() if relay else None)
-            proc = launch_agent(command, workspace, env, subprocess.DEVNULL, AgentLaunch(bwrap, plan, cap))
-            proc.communicate()
+            agent = launch_agent(command, workspace, env, subprocess.DEVNULL, AgentLaunch(bwrap, plan, cap))
+            agent.communicate()
     elapsed = time.perf_counter() - started
-    if proc.returncode != 0:
-        raise SystemExit(f"{command} exited {proc.returncode} ({'sandboxed' if bwrap else 'bare'})")
+    if agent.proc.returncode != 0:
+        raise SystemExit(f"{command} exited {agent.proc.returncode} ({'sandboxed' if bwrap else 'bare'})")
     return elapsed
 
 

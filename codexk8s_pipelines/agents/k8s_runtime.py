@@ -276,6 +276,7 @@ def build_pod_spec(
 
     # The finish step reads what the agent wrote (its result, its commit): it gets the agent's secrets again, under
     # names no agent reads, to redact them and to refuse a push that holds one (`AGENT_SECRET_PREFIX`).
+    # Not the run's MCP token: its Secret reaches the agent's container alone (it expires with the run).
     refs = [ref for _, ref in sorted(agent.env_from_secrets.items())]
     kept_out = [_secret_env(f"{AGENT_SECRET_PREFIX}{n}", ref) for n, ref in enumerate(refs)]
 

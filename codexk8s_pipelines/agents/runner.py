@@ -27,6 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
@@ -34,7 +35,6 @@ from types import FrameType
 from typing import IO, Any
 
 from .. import settings
-from ..domain.redaction import SECRET_NAME
 from ..domain.stages import WriteScope
 from ..domain.write_scope import MODE_SYMLINK, SECRET_IN_FILE, Violation, tree_violations
 from ..security.safe_files import no_symlink_on_the_way, read_regular_file
@@ -236,16 +236,30 @@ class AgentLaunch:
 
 @dataclass
 class AgentProcess:
-    """The agent's process and the runner's ends of its output: `stdout`, `stderr` are sockets, not pipes.
+    """The agent's process and the runner's ends of its output: `stdout` is a socket, not a pipe.
 
-    Why sockets: the agent program's tool commands run as its user, and `/proc/<pid>/fd/1` of a pipe opens as that
+    Why a socket: the agent program's tool commands run as its user, and `/proc/<pid>/fd/1` of a pipe opens as that
     very pipe, for writing (a forged usage report) or for reading (a genuine report taken out before the runner
     reads it, and the run's cap with it). A socket cannot be opened through /proc (ENXIO): only a process that
-    inherited the descriptor writes to it, and only the runner reads it."""
+    inherited the descriptor writes to it, and only the runner reads it. The agents report usage on stdout alone;
+    stderr stays a pipe, so that a script's `echo ... > /dev/stderr` still works (`> /dev/stdout` by path does not:
+    write to the descriptor, `>&1`). What a forger writes into stderr can only raise the count or end a capped run
+    (`usage_meter`)."""
 
     proc: subprocess.Popen[bytes]
     stdout: IO[bytes]
     stderr: IO[bytes]
+
+    def communicate(self, timeout: float | None = None) -> tuple[bytes, bytes]:
+        """All of both outputs, once the agent has exited (as `Popen.communicate`), for a caller that does not
+        stream them; both are read at once, so neither can fill while the other is waited for."""
+        with ThreadPoolExecutor(2) as pool:
+            outputs = [pool.submit(stream.read) for stream in (self.stdout, self.stderr)]
+            self.proc.wait(timeout=timeout)
+            out, err = (output.result(timeout=timeout) for output in outputs)
+        for stream in (self.stdout, self.stderr):
+            stream.close()
+        return out, err
 
 
 def launch_agent(
@@ -262,34 +276,28 @@ def launch_agent(
     if launch.bwrap is not None and launch.plan is not None:
         path_env = env.get("PATH", "")
         argv = sb.sandboxed_argv(launch.bwrap, launch.plan, command, path_env)  # with the egress forwarder
-    out_ours, out_theirs = socket.socketpair()
-    err_ours, err_theirs = socket.socketpair()
+    ours, theirs = socket.socketpair()
+    for end in (ours, theirs):
+        end.setblocking(True)  # whatever a default timeout says: the agent inherits its end as its stdout
     try:
         proc = subprocess.Popen(
             argv,
             cwd=cwd,
             env=dict(env),
             stdin=stdin,
-            stdout=out_theirs.fileno(),
-            stderr=err_theirs.fileno(),
+            stdout=theirs.fileno(),
+            stderr=subprocess.PIPE,
             start_new_session=True,
             preexec_fn=launch.cap.preexec() if launch.cap is not None else None,
         )
     except BaseException:
-        for end in (out_ours, err_ours):
-            end.close()
+        ours.close()
         raise
     finally:
-        for end in (out_theirs, err_theirs):  # the agent holds them now: end of output is when its side closes
-            end.close()
-    for ours in (out_ours, err_ours):
-        ours.shutdown(socket.SHUT_WR)  # the runner only reads
-    return AgentProcess(proc, _reader(out_ours), _reader(err_ours))
-
-
-def _reader(end: socket.socket) -> IO[bytes]:
-    """A buffered reader of the socket that owns it: closing the reader closes the socket."""
-    return os.fdopen(end.detach(), "rb")
+        theirs.close()  # the agent holds it now: the end of its output is when its side closes
+    ours.shutdown(socket.SHUT_WR)  # the runner only reads
+    assert proc.stderr is not None
+    return AgentProcess(proc, os.fdopen(ours.detach(), "rb"), proc.stderr)
 
 
 @contextmanager
@@ -655,9 +663,8 @@ class AgentRun:
             extra={**spec.env, **agent_vars, **self._agent_context(checkout)},
             aliases=turn.key_aliases,
         )
-        # The model key the agent holds, and any other secret passed on to it by a name that says so (a custom agent's)
-        held = [*turn.declared, *(name for name in spec.pass_env if SECRET_NAME.search(name))]
-        self._keep_out(env[name] for name in held if env.get(name))
+        # What the agent holds: its model key and what the spec passes on (its catalog secrets, the run's MCP token)
+        self._keep_out(env[name] for name in [*turn.declared, *spec.pass_env] if env.get(name))
         for note in turn.notes:
             self.reporter.status("agent_setup", note)
         if turn.probe() is not None:  # a dead model endpoint: fail in seconds instead of a hang to the timeout

@@ -72,6 +72,7 @@ class RunnerSpec(BaseModel):
 
     remote_url: str = Field(min_length=1, description="git URL, or local path of a bare repository")
     base_branch: str = "main"
+    default_branch: str | None = None  # the repository's default branch, never pushed to (a PR's base may be another)
     branch: str = Field(description="the work branch, e.g. codex/issue-12")
     mode: RunnerMode = "work"
     pull_ref: str | None = Field(
@@ -129,9 +130,15 @@ class RunnerSpec(BaseModel):
 
     @model_validator(mode="after")
     def _never_the_base_branch(self) -> RunnerSpec:
-        """An agent's commit is pushed to its work branch and reaches the base branch only through a reviewed PR."""
+        """An agent's commit is pushed to its work branch and reaches the base branch only through a reviewed PR. Nor
+        the repository's default branch, when it is not the base: a PR from `main` into `release` has `main` as its
+        head branch, and a revise of it would push the agent's commit to `main` unreviewed."""
         if self.branch == self.base_branch:
             raise ValueError(f"branch {self.branch!r} is the base branch: an agent's work is never pushed to it")
+        if self.mode != "comment_only" and self.branch == self.default_branch:
+            raise ValueError(
+                f"branch {self.branch!r} is the repository's default branch: an agent's work is never pushed to it"
+            )
         return self
 
     @model_validator(mode="after")

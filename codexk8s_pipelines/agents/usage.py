@@ -65,7 +65,7 @@ class Usage:
 
     def plus(self, other: Usage) -> Usage:
         """Both reports together (a running sum of turns); a figure neither gave stays unknown."""
-        return self._each(other, lambda a, b: a + b)
+        return self._each(other, _bounded_sum)
 
     def higher(self, other: Usage) -> Usage:
         """Each figure at the higher of the two reports (a figure one of them lacks: the other's). Why: what the
@@ -111,6 +111,12 @@ class Usage:
 # and a count past the database's BIGINT would lose the run's whole record.
 MAX_COUNT = 10**12
 MAX_COST_USD = 10_000_000.0
+
+
+def _bounded_sum(a: Any, b: Any) -> Any:
+    """a + b, no further than MAX_COUNT (a count) or MAX_COST_USD (a cost): millions of forged reports of the
+    largest count would add up past the database's BIGINT and lose the run's whole record."""
+    return min(a + b, MAX_COST_USD if isinstance(a + b, float) else MAX_COUNT)
 
 
 def as_count(value: Any) -> int | None:

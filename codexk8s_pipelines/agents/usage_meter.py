@@ -158,8 +158,9 @@ class UsageMeter:
         """A line that is no event but holds a usage report: counted, and with a run cap the run ends, because the
         cap can no longer be kept (what the report said is unknown)."""
         report = _USAGE_REPORT.get(self.kind)
-        found = report.search(line) if report is not None else None
-        if found is None or "{" not in line[: found.start()]:  # a pretty-printed `"type": "result",` on stderr is none
+        # Inside an object: a pretty-printed `"type": "result",` line on stderr is none (every match is tried, so a
+        # forged prefix holding the words without a `{` hides nothing)
+        if report is None or not any("{" in line[: m.start()] for m in report.finditer(line)):
             return None
         self.unreadable += 1
         if self.budgets.per_run.empty:

@@ -335,7 +335,7 @@ class RunnerRepository:
         files = [c for c in changes if not c.deleted and c.sha and c.mode in ("100644", "100755", "120000")]
         if not needles or not files:
             return []
-        found = {c.path for c in changes if any(secret in c.path for secret in secrets if secret)}  # in a name, too
+        found = {c.path for c in files if any(secret in c.path for secret in secrets if secret)}  # in a name, too
         found |= {c.path for c in files if c.content is not None and any(n in c.content for n in needles)}
         unread = [c.path for c in files if c.content is None]
         patterns = b"\n".join(needles) + b"\n"

@@ -45,6 +45,7 @@ class StageContext:
     # (`pull_ref_fallback`), where the run would otherwise start on the base branch and review nothing of the PR.
     pull_ref: str | None = None
     pull_ref_fallback: bool = False
+    default_branch: str = ""  # the repository's: never pushed to, whatever the PR's base (empty in older contexts)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,10 +93,9 @@ def gather(
         branch = pr.head_ref or branch
     mode = "comment_only" if stage is None else ("revise" if revise else "work")
     pull_ref = f"refs/pull/{pr.number}/head" if pr is not None and mode == "comment_only" else None
-    # A review diffs a PR against its own base (a PR into `release` against `release`). A run that pushes keeps the
-    # default branch as its base: the runner never pushes to its base, and that is what keeps a revise of a PR from
-    # `main` (into `release`, say) from pushing the agent's commit to `main` unreviewed.
-    base_branch = pr.base_ref if pr is not None and pr.base_ref and mode == "comment_only" else default_branch
+    # A PR is reviewed and revised against its own base (a PR into `release` against `release`); the default branch
+    # stays protected by name (`default_branch`: a revise of a PR from `main` into `release` never pushes to `main`).
+    base_branch = pr.base_ref if pr is not None and pr.base_ref else default_branch
     threads: tuple[tuple[str, str, int | None, str], ...] = ()
     if pr is not None and (revise or stage is None):
         reviews = [Review.parse(r) for r in api.pull_reviews(pr.number)]
@@ -109,6 +109,7 @@ def gather(
         mode=mode,
         branch=branch,
         base_branch=base_branch,
+        default_branch=default_branch,
         issue_number=issue_number,
         issue_title=issue.title if issue else "",
         issue_body=issue.body if issue else "",

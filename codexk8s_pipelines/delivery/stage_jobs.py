@@ -272,6 +272,7 @@ def run_agent(
         mode=ctx.mode,  # type: ignore[arg-type]
         pull_ref=ctx.pull_ref,
         pull_ref_fallback=ctx.pull_ref_fallback,
+        default_branch=ctx.default_branch or None,
         workdir=prepared["workdir"],
         command=prepared["command"],
         prompt_file=prepared["prompt_file"],

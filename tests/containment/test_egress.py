@@ -18,7 +18,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -237,11 +236,8 @@ def test_refused_destinations_are_never_resolved_nor_connected_and_the_relay_end
             plan = sb.SandboxPlan(workspace=workspace, egress=relay.mount())
             command = [egress.forwarder_python(), str(script)]
             agent = launch_agent(command, workspace, env, subprocess.DEVNULL, AgentLaunch(bwrap, plan, cap))
-            with ThreadPoolExecutor(2) as pool:  # both sockets read at once, as the runner's pumps do
-                outputs = [pool.submit(stream.read) for stream in (agent.stdout, agent.stderr)]
-                proc = agent.proc
-                proc.wait(timeout=60)
-                stdout, stderr = (output.result(timeout=60) for output in outputs)
+            stdout, stderr = agent.communicate(timeout=60)
+            proc = agent.proc
             # The forwarder's server lived in the sandbox: it is gone with the agent (the kernel ends the namespace).
             deadline = time.monotonic() + 5
             while cap.remaining() and time.monotonic() < deadline:

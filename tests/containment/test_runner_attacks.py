@@ -673,8 +673,9 @@ print(repr(found), file=sys.stderr)
 tapped = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
 print("a line of the agent's own")
 sys.stdout.flush()
+by_path = subprocess.run(["sh", "-c", "echo by-path > /dev/stderr"], stderr=None).returncode  # stderr is a pipe
 write("docs/plan.md", "# Plan\\n")
-result(summary="tap: " + tapped.stderr.strip(), status="done", diagnosis=None, next_step_hint=None)
+result(summary=f"tap: {tapped.stderr.strip()} by path: {by_path}", status="done", diagnosis=None, next_step_hint=None)
 """
 
 
@@ -685,5 +686,7 @@ def test_a_tool_command_can_neither_write_into_nor_read_out_of_the_agents_output
     /proc a pipe opens for anyone of the agent's user, a socket does not (ENXIO)."""
     proc, result = attack["run"](TAP, write_scope="markdown-only")
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert result["summary"] == "tap: {'write': 'No such device or address', 'read': 'No such device or address'}"
+    tap = "{'write': 'No such device or address', 'read': 'No such device or address'}"
+    assert result["summary"] == f"tap: {tap} by path: 0"  # a script's `> /dev/stderr` still works
+    assert "[agent:stderr] by-path" in proc.stdout
     assert "[agent] a line of the agent's own" in proc.stdout and '"forged"' not in proc.stdout

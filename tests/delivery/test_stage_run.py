@@ -235,8 +235,8 @@ def test_a_reviewer_diffs_a_pull_request_against_its_own_base_not_the_default_br
 
 def test_a_revise_of_a_pull_request_from_main_into_release_never_pushes_to_main(stage: Stage) -> None:
     """A PR of this repository from `main` into `release`: its head branch is `main`. A revise works on the PR's head
-    branch, and the runner never pushes to the run's base; were that base the PR's (`release`), the agent's commit
-    would land on `main` unreviewed. Only a review diffs against the PR's own base."""
+    branch against the PR's base (`release`), so `main` is not the run's base: it is refused by name, as the
+    repository's default branch (otherwise the agent's commit would land on `main` unreviewed)."""
     number = _issue(stage)
     stage.state.label(REPO, number, "run:dev", actor="alice")
     (first,) = stage.trigger()
@@ -252,3 +252,6 @@ def test_a_revise_of_a_pull_request_from_main_into_release_never_pushes_to_main(
                                          tags=revise.tags))  # fmt: skip
     assert not result.success
     assert stage.log("main") == main_before
+    failure = result.failure_data_for_node("run_agent")
+    assert failure is not None and failure.error is not None
+    assert "'main' is the repository's default branch: an agent's work is never pushed to it" in str(failure.error)

@@ -198,3 +198,16 @@ def test_odd_fields_and_huge_or_negative_claude_counts_neither_lower_the_usage_n
     opencode = UsageMeter("opencode", "m", PRICES, Budgets(per_run=Limit(tokens=10_000)))
     for line in ['{"type":"step_finish","part":5}', '{"type":"step_finish","part":{"tokens":{"cache":"c"}}}']:
         assert opencode.feed(line) is None
+
+
+def test_a_forged_prefix_holding_the_event_words_does_not_hide_a_report_and_sums_stay_bounded() -> None:
+    from codexk8s_pipelines.agents.usage import MAX_COUNT, Usage
+
+    claude = UsageMeter("claude-code", "claude-x", PRICES, Budgets(per_run=Limit(tokens=10_000)))
+    msg = {"id": "m", "model": "claude-x", "usage": {"input_tokens": 50_000, "output_tokens": 1}, "content": []}
+    stop = claude.feed('"type":"assistant"' + json.dumps({"type": "assistant", "message": msg}))
+    assert stop is not None and stop.reason == "usage_unreadable"
+    assert claude.feed('  "type": "result",') is None  # a pretty-printed line on stderr holds no report
+    biggest = Usage("codex", input=MAX_COUNT, output=MAX_COUNT, cost_usd=9e6)
+    total = biggest.plus(biggest)  # millions of forged maximal reports stay within the database's columns
+    assert (total.input, total.output, total.cost_usd) == (MAX_COUNT, MAX_COUNT, 1e7)
