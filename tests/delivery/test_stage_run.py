@@ -135,6 +135,17 @@ def test_revise_without_a_branch_fails_as_a_precondition(stage: Stage) -> None:
     assert stage.branches() == ["main"]
 
 
+def _revise_of(stage: Stage, number: int, pr_number: int) -> dg.ExecuteInProcessResult:
+    """A `run:dev:revise` of issue `number` started for PR `pr_number` (as from the launchpad), executed."""
+    stage.state.label(REPO, number, "run:dev:revise", actor="alice")
+    (revise,) = stage.trigger()
+    config = copy.deepcopy(revise.run_config)
+    config["ops"]["prepare_context"]["config"]["pr_number"] = pr_number
+    return stage.execute(
+        dg.RunRequest(run_key=revise.run_key, job_name=revise.job_name, run_config=config, tags=revise.tags)
+    )
+
+
 def test_a_revise_of_a_forks_pull_request_never_pushes_to_this_repositorys_branch_of_that_name(stage: Stage) -> None:
     """A fork's PR whose head branch is named `main`: its `head.ref` names the fork's branch. A revise started for it
     (from the launchpad: the sensor refuses fork PRs) works on the issue's own branch, and this main stays as it was."""
@@ -146,14 +157,27 @@ def test_a_revise_of_a_forks_pull_request_never_pushes_to_this_repositorys_branc
     fork_pr = stage.state.add_pull(
         REPO, "typo", body=f"Fixes #{number}", head="main", user="mallory", head_fork="mallory/shop"
     )
-    stage.state.label(REPO, number, "run:dev:revise", actor="alice")
-    (revise,) = stage.trigger()
-    config = copy.deepcopy(revise.run_config)
-    config["ops"]["prepare_context"]["config"]["pr_number"] = fork_pr
-    result = stage.execute(dg.RunRequest(run_key=revise.run_key, job_name=revise.job_name, run_config=config,
-                                         tags=revise.tags))  # fmt: skip
+    result = _revise_of(stage, number, fork_pr)
     assert stage.log("main") == main_before
     assert result.success and len(stage.log(f"codex/issue-{number}")) == len(main_before) + 2
+
+
+def _dev_run_with_pull(stage: Stage) -> tuple[int, int, str]:
+    """An issue, a `run:dev` run on it: (issue number, the PR the run opened, its branch)."""
+    number = _issue(stage)
+    stage.state.label(REPO, number, "run:dev", actor="alice")
+    (first,) = stage.trigger()
+    assert stage.execute(first).success
+    created = [e for e in stage.store.events(first.run_key or "") if e["event_type"] == "run.pr.created"]
+    return number, created[0]["payload"]["number"], f"codex/issue-{number}"
+
+
+def _review(stage: Stage, pr_number: int) -> dg.ExecuteInProcessResult:
+    """`need:reviewer` put on the PR, the run the PR sensor requests for it, executed."""
+    stage.intake.tick(github_pull_requests_sensor)
+    stage.state.label(REPO, pr_number, "need:reviewer", actor="alice")
+    (review,) = stage.intake.tick(github_pull_requests_sensor).run_requests
+    return stage.execute(review)
 
 
 def test_a_reviewer_of_a_forks_pull_request_reads_the_pr_not_the_base(stage: Stage) -> None:
@@ -168,10 +192,7 @@ def test_a_reviewer_of_a_forks_pull_request_reads_the_pr_not_the_base(stage: Sta
     git("-c", "user.name=m", "-c", "user.email=m@example.com", "commit", "-qam", "fork change", cwd=fork)
     git("push", "--quiet", "origin", f"HEAD:refs/pull/{fork_pr}/head", cwd=fork)
 
-    stage.intake.tick(github_pull_requests_sensor)
-    stage.state.label(REPO, fork_pr, "need:reviewer", actor="alice")
-    (review,) = stage.intake.tick(github_pull_requests_sensor).run_requests
-    result = stage.execute(review)
+    result = _review(stage, fork_pr)
     assert result.success
     comment = _service_comment(stage, fork_pr)
     assert "which starts `def checkout(cart):  # from the fork`" in comment, comment
@@ -183,22 +204,13 @@ def test_a_reviewer_of_a_pull_request_whose_branch_was_deleted_reads_the_pr_not_
     """A PR of this repository whose branch is gone (merged and deleted, say): the reviewer reads its head as GitHub
     keeps it, refs/pull/N/head, as for a fork's PR. Before, the run started on main, with no origin/main beside it:
     the prompt's `git diff origin/main...HEAD` named nothing, and the reviewer reviewed main for the PR."""
-    number = _issue(stage)
-    stage.state.label(REPO, number, "run:dev", actor="alice")
-    (first,) = stage.trigger()
-    assert stage.execute(first).success
-    branch = f"codex/issue-{number}"
-    created = [e for e in stage.store.events(first.run_key or "") if e["event_type"] == "run.pr.created"]
-    pr_number = created[0]["payload"]["number"]
+    _number, pr_number, branch = _dev_run_with_pull(stage)
     head = git("--git-dir", str(stage.remote), "rev-parse", branch).strip()
     git("--git-dir", str(stage.remote), "update-ref", f"refs/pull/{pr_number}/head", head)  # as GitHub keeps it
     git("--git-dir", str(stage.remote), "update-ref", "-d", f"refs/heads/{branch}")
     refs_before = git("--git-dir", str(stage.remote), "for-each-ref")
 
-    stage.intake.tick(github_pull_requests_sensor)
-    stage.state.label(REPO, pr_number, "need:reviewer", actor="alice")
-    (review,) = stage.intake.tick(github_pull_requests_sensor).run_requests
-    result = stage.execute(review)
+    result = _review(stage, pr_number)
     assert result.success
     comment = _service_comment(stage, pr_number)
     assert "Changed: src/app.py." in comment, comment  # the PR's change against main, not main against itself
@@ -210,22 +222,14 @@ def test_a_reviewer_of_a_pull_request_whose_branch_was_deleted_reads_the_pr_not_
 def test_a_reviewer_diffs_a_pull_request_against_its_own_base_not_the_default_branch(stage: Stage) -> None:
     """A PR into `release` is reviewed against `release`: the prompt named `origin/main`, whatever the PR's base,
     and only the default branch was fetched beside the PR's head."""
-    number = _issue(stage)
-    stage.state.label(REPO, number, "run:dev", actor="alice")
-    (first,) = stage.trigger()
-    assert stage.execute(first).success
-    created = [e for e in stage.store.events(first.run_key or "") if e["event_type"] == "run.pr.created"]
-    pr_number = created[0]["payload"]["number"]
+    _number, pr_number, _branch = _dev_run_with_pull(stage)
     main = git("--git-dir", str(stage.remote), "rev-parse", "main").strip()
     git("--git-dir", str(stage.remote), "update-ref", "refs/heads/release", main)
     pull = stage.state.issue(REPO, pr_number).pull
     assert pull is not None
     pull.base = "release"  # retargeted on GitHub
 
-    stage.intake.tick(github_pull_requests_sensor)
-    stage.state.label(REPO, pr_number, "need:reviewer", actor="alice")
-    (review,) = stage.intake.tick(github_pull_requests_sensor).run_requests
-    result = stage.execute(review)
+    result = _review(stage, pr_number)
     assert result.success
     (output,) = [e for e in result.events_for_node("render_prompt_op") if e.event_type_value == "STEP_OUTPUT"]
     prompt = str(output.step_output_data.metadata["prompt"].value)
@@ -244,12 +248,7 @@ def test_a_revise_of_a_pull_request_from_main_into_release_never_pushes_to_main(
     main_before = stage.log("main")
     git("--git-dir", str(stage.remote), "branch", "release", "main")
     pr = stage.state.add_pull(REPO, "release", body=f"Fixes #{number}", head="main", user="alice", base="release")
-    stage.state.label(REPO, number, "run:dev:revise", actor="alice")
-    (revise,) = stage.trigger()
-    config = copy.deepcopy(revise.run_config)
-    config["ops"]["prepare_context"]["config"]["pr_number"] = pr
-    result = stage.execute(dg.RunRequest(run_key=revise.run_key, job_name=revise.job_name, run_config=config,
-                                         tags=revise.tags))  # fmt: skip
+    result = _revise_of(stage, number, pr)
     assert not result.success
     assert stage.log("main") == main_before
     failure = result.failure_data_for_node("run_agent")
