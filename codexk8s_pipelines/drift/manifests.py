@@ -29,9 +29,7 @@ from typing import Any
 
 import yaml
 
-from ..security.lockfiles import MAX_DEPTH
-from ..security.lockfiles._common import MAX_NESTING
-from ..security.safe_files import UnsafeFile, read_regular_file, resolve_inside
+from ..security.safe_files import MAX_DEPTH, MAX_NESTING, UnsafeFile, read_regular_file, resolve_inside, walk_tree
 from .model import CLUSTER_SCOPED_KINDS, DriftError, ObjectKey, Problem, api_group
 
 HELM_TIMEOUT_SECONDS = 120
@@ -303,26 +301,22 @@ def load_manifests(
 
 
 def _manifest_files(folder: Path, state: DesiredState) -> list[Path]:
-    """Every `*.yaml`/`*.yml` under `folder` that is not a folder, sorted; folders deeper than MAX_DEPTH (the platform's
-    bound on a repository walk) or that cannot be listed are problems of `state`.
+    """Every `*.yaml`/`*.yml` under `folder` that is not a folder, sorted (`walk_tree`: bounded depth, linked folders
+    not entered); a folder too deep or that cannot be listed is a problem of `state`.
 
     Not only regular files are listed: a FIFO or a device named `*.yaml` is reported by the read, not passed over in
-    silence. Linked folders are not entered (os.walk's default), as `Path.rglob` did not; unlike `rglob`, whose
-    recursion a tree 1,200 folders deep turned into a RecursionError out of the whole check, the walk stops at
-    MAX_DEPTH."""
-    found: list[Path] = []
+    silence."""
 
     def unlistable(exc: OSError) -> None:
         state.problems.append(Problem(str(exc.filename), f"cannot be read: {exc.strerror or exc}"))
 
-    for here, dirs, names in os.walk(folder, onerror=unlistable):
-        if dirs and len(Path(here).relative_to(folder).parts) >= MAX_DEPTH:
-            for name in sorted(dirs):
-                message = f"directory nested deeper than {MAX_DEPTH} levels: not entered"
-                state.problems.append(Problem(str(Path(here, name)), message))
-            dirs[:] = []
-        found += [Path(here, name) for name in names if Path(name).suffix.lower() in MANIFEST_SUFFIXES]
-    return sorted(found)
+    def too_deep(path: Path) -> None:
+        state.problems.append(Problem(str(path), f"directory nested deeper than {MAX_DEPTH} levels: not entered"))
+
+    walked = walk_tree(folder, too_deep=too_deep, unlistable=unlistable)
+    return sorted(
+        Path(here, name) for here, names in walked for name in names if Path(name).suffix.lower() in MANIFEST_SUFFIXES
+    )
 
 
 def _links_out_of(folder: Path, root: Path) -> list[str]:

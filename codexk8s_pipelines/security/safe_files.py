@@ -13,10 +13,13 @@ import errno
 import os
 import stat
 import zipfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
 __all__ = [
+    "MAX_DEPTH",
+    "MAX_NESTING",
     "UnsafeFile",
     "copy_regular_file",
     "no_symlink_on_the_way",
@@ -24,9 +27,38 @@ __all__ = [
     "read_member",
     "read_regular_file",
     "resolve_inside",
+    "walk_tree",
 ]
 
 _CHUNK = 1 << 20
+
+# Real projects nest their files a dozen levels deep at most; a deeper tree is generated, or built to make a walk
+# (and every report path) explode. Every walk of a repository's tree stops here (`walk_tree`).
+MAX_DEPTH = 32
+# Nesting of one document (JSON, YAML) deeper than this is no lockfile or manifest (a package-lock v1 tree this deep
+# would be 31 node_modules inside each other; Argo's full CRDs, among the deepest manifests, nest 37): it is there to
+# exhaust a reader's recursion or make its work grow with the depth.
+MAX_NESTING = 64
+
+
+def walk_tree(
+    root: Path,
+    *,
+    too_deep: Callable[[Path], None],
+    unlistable: Callable[[OSError], None],
+    exclude: frozenset[str] = frozenset(),
+) -> Iterator[tuple[Path, list[str]]]:
+    """(folder, the names of its files and links, sorted) for every folder under `root`, top-down in sorted order.
+    Linked folders are not entered (os.walk's default: each is listed as a name); folders named in `exclude` are
+    skipped; a folder past MAX_DEPTH is reported to `too_deep` and not entered (Path.rglob's recursion raised
+    RecursionError out of a tree 1,200 folders deep); a folder that cannot be listed goes to `unlistable`."""
+    for directory, dirnames, filenames in os.walk(root, onerror=unlistable):
+        dirnames[:] = sorted(name for name in dirnames if name not in exclude)
+        if dirnames and len(Path(directory).relative_to(root).parts) >= MAX_DEPTH:
+            for name in dirnames:
+                too_deep(Path(directory, name))
+            dirnames[:] = []
+        yield Path(directory), sorted(filenames)
 
 
 class UnsafeFile(ValueError):

@@ -12,7 +12,6 @@ direct; `go.sum` adds only the modules that the build also downloads).
 
 from __future__ import annotations
 
-import os
 import posixpath
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -52,7 +51,7 @@ from codexk8s_pipelines.security.lockfiles import (
     yarn,
 )
 from codexk8s_pipelines.security.lockfiles._common import MAX_FILE_BYTES, Parser, Sink, dedupe
-from codexk8s_pipelines.security.safe_files import UnsafeFile, resolve_inside
+from codexk8s_pipelines.security.safe_files import MAX_DEPTH, UnsafeFile, resolve_inside, walk_tree
 
 __all__ = [
     "DEFAULT_EXCLUDES",
@@ -65,9 +64,6 @@ __all__ = [
     "parse_file",
 ]
 
-# Real projects nest manifests a dozen levels deep at most; a deeper tree is generated, or built to make the walk
-# (and every report path) explode.
-MAX_DEPTH = 32
 
 DEFAULT_EXCLUDES: frozenset[str] = frozenset(
     {
@@ -189,16 +185,12 @@ def extract_dependencies(root: Path, *, exclude_dirs: frozenset[str] = DEFAULT_E
         where = _relative(Path(exc.filename), base) if exc.filename else "."
         errors.add(ExtractionError(where, None, f"cannot list directory: {exc.strerror or exc}"))
 
-    for directory, dirnames, filenames in os.walk(base, onerror=unlistable):
-        dirnames[:] = sorted(name for name in dirnames if name not in exclude_dirs)
-        if dirnames and len(Path(directory).relative_to(base).parts) >= MAX_DEPTH:
-            for name in dirnames:
-                where = _relative(Path(directory, name), base)
-                errors.add(
-                    ExtractionError(where, None, f"directory nested deeper than {MAX_DEPTH} levels: not entered")
-                )
-            dirnames[:] = []
-        for filename in sorted(filenames):
+    def too_deep(folder: Path) -> None:
+        message = f"directory nested deeper than {MAX_DEPTH} levels: not entered"
+        errors.add(ExtractionError(_relative(folder, base), None, message))
+
+    for directory, filenames in walk_tree(base, too_deep=too_deep, unlistable=unlistable, exclude=exclude_dirs):
+        for filename in filenames:
             path = Path(directory, filename)
             relative = _relative(path, base)
             known = known_file(relative)

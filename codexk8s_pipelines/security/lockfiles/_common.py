@@ -19,7 +19,7 @@ import yaml
 
 from codexk8s_pipelines.file_lines import text_lines
 from codexk8s_pipelines.security.dependencies import Dependency, ExtractionError, normalise_name
-from codexk8s_pipelines.security.safe_files import UnsafeFile, read_regular_file
+from codexk8s_pipelines.security.safe_files import MAX_NESTING, UnsafeFile, read_regular_file
 
 # A 100,000-entry package-lock.json is 26 MB (monorepos reach that); parsing costs ~4.5x the file's size in
 # memory (bench/security.py), so the cap bounds one file's parse to about 300 MB.
@@ -145,10 +145,7 @@ def array_tables(data: dict[str, Any], text: str, key: str, sink: Sink) -> list[
 
 _JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],:]')
 
-# Nesting deeper than this is no lockfile (a package-lock v1 tree this deep would be 31 node_modules inside each
-# other): it is there to exhaust a reader's recursion or make its work grow with the depth. JSON and YAML alike.
-MAX_NESTING = 64
-MAX_JSON_DEPTH = MAX_NESTING
+MAX_JSON_DEPTH = MAX_NESTING  # safe_files: the platform's one nesting limit, JSON and YAML alike
 
 
 def load_json(text: str, sink: Sink) -> Any:
