@@ -50,6 +50,7 @@ from ..kube import quantity
 from .catalog import AgentSpec
 from .runner_spec import AGENT_SECRET_PREFIX, TOKEN_ENV_VAR, RunnerResult, RunnerSpec
 from .runtime import AgentRuntime, remove_run_files, with_agent_limits
+from .transcript import json_object
 
 RUNNER_MODULE = "codexk8s_pipelines.agents.runner"
 CONTAINER_NAME = "agent-runner"  # the main container: verify and push (the one Pipes follows)
@@ -372,18 +373,8 @@ def _pipes_payloads(lines: Sequence[str]) -> list[Any]:
     """The `report_custom_message` payloads among raw log lines (Pipes writes one JSON message per line)."""
     payloads = []
     for line in lines:
-        text = line.strip()
-        if not text.startswith("{"):
-            continue
-        try:
-            message = json.loads(text)
-        except (ValueError, RecursionError):  # a line nested too deep to decode is not a Pipes message either
-            continue
-        if (
-            isinstance(message, dict)
-            and "__dagster_pipes_version" in message
-            and message.get("method") == "report_custom_message"
-        ):
+        message = json_object(line)  # strict: a line nested too deep to decode is not a Pipes message either
+        if message and "__dagster_pipes_version" in message and message.get("method") == "report_custom_message":
             payloads.append((message.get("params") or {}).get("payload"))
     return payloads
 

@@ -6,7 +6,9 @@ Order of business: prepare the checkout (the runner's git directory outside the 
 sandbox (`sandbox.py`: own namespaces, an allow-listed environment, nothing outlives it), read the result file it
 wrote, and once every agent process is gone build the commit itself, check the write scope on that commit's tree
 diff against the start by content (`domain.write_scope.tree_violations`), and push exactly that commit by SHA
-(`verified_push.py`). Nothing is pushed unless the agent exited 0 within its timeout and every change is in scope.
+(`verified_push.py`). Nothing is pushed unless the agent exited 0 within its timeout, every change is in scope, and
+no changed file's name or content holds a secret of the run (`SECRET_IN_FILE`: the agent's model key, the token).
+The agent's secrets are redacted from everything reported (one `Scrubber` for the run).
 
 Reporting goes through Dagster Pipes when Pipes launched us (status custom messages per phase and one final
 `result` message), and to plain stdout otherwise; `--result` additionally writes the result JSON to a file.
@@ -410,6 +412,7 @@ class AgentRun:
             git_dir=spec.git_dir,
             token=token,
             timeout_seconds=spec.git_timeout_seconds,
+            scrub=reporter.scrub,  # one redactor for the run: what it learns, the push's secret check knows too
         )
         # A pod's runner containers get the agent's secrets under AGENT_SECRET_PREFIX names (never passed on to an
         # agent): the finish step redacts them and refuses a push that holds one, as the local runner does.
@@ -417,9 +420,7 @@ class AgentRun:
 
     def _keep_out(self, values: Iterable[str]) -> None:
         """Secrets of the agent (its model key): redacted from everything reported, and never pushed."""
-        kept = list(values)
-        self.reporter.scrub.keep_out(kept)
-        self.repo.scrub.keep_out(kept)
+        self.reporter.scrub.keep_out(values)
 
     def run(self, phase: str = "all") -> RunnerResult:
         """The whole run ("all"), or one of the three steps of a Kubernetes pod: "prepare" (the checkout container,
@@ -656,15 +657,17 @@ class AgentRun:
         turn.metered(spec.spend)
         command, agent_vars = turn.prepare(spec.command, spec.env)
         spec = spec.model_copy(update={"command": command})
+        # What the agent holds from the runner: what the spec passes on (its catalog secrets, the run's MCP token)
+        # and its model key. Kept out of everything reported and pushed.
+        held = [*spec.pass_env, *turn.declared]
         env = build_agent_env(
             self.environ,
             home=sb.AGENT_HOME if bwrap else str(self._bare_home()),
-            declared=[*spec.pass_env, *turn.declared],
+            declared=held,
             extra={**spec.env, **agent_vars, **self._agent_context(checkout)},
             aliases=turn.key_aliases,
         )
-        # What the agent holds: its model key and what the spec passes on (its catalog secrets, the run's MCP token)
-        self._keep_out(env[name] for name in [*turn.declared, *spec.pass_env] if env.get(name))
+        self._keep_out(env[name] for name in held if env.get(name))
         for note in turn.notes:
             self.reporter.status("agent_setup", note)
         if turn.probe() is not None:  # a dead model endpoint: fail in seconds instead of a hang to the timeout
@@ -767,7 +770,7 @@ class AgentRun:
             scope, changes, spec.allow_globs, spec.max_text_bytes, links, before, paths, before_paths
         )
         try:  # under every scope: the agent holds its model key, and a pushed file is public on a public repository
-            holding = self.repo.paths_holding(commit, changes, self.reporter.scrub.secrets)
+            holding = self.repo.paths_holding(commit, changes)
         except GitError as exc:
             return self._finish("failed", "commit_failed", str(exc))
         violations += [Violation(path, SECRET_IN_FILE) for path in holding]

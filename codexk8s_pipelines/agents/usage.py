@@ -116,27 +116,31 @@ MAX_COST_USD = 10_000_000.0
 def _bounded_sum(a: Any, b: Any) -> Any:
     """a + b, no further than MAX_COUNT (a count) or MAX_COST_USD (a cost): millions of forged reports of the
     largest count would add up past the database's BIGINT and lose the run's whole record."""
-    return min(a + b, MAX_COST_USD if isinstance(a + b, float) else MAX_COUNT)
+    total = a + b
+    return min(total, MAX_COST_USD if isinstance(total, float) else MAX_COUNT)
+
+
+def _figure(value: Any, high: float) -> int | float | None:
+    """A reported number from 0 to `high`, or None (a bool, a string, NaN, infinity, a negative or absurd one)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value if 0 <= value <= high else None
 
 
 def as_count(value: Any) -> int | None:
     """A count as reported, or None when it is not a number from 0 to MAX_COUNT. The agent can write the lines these
     come from (a tool command may write into the agent program's output): a negative count lowered the running sum
     the budget is checked against, `1e400` (infinity) and a 400-digit integer broke the meter."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return int(value) if 0 <= value <= MAX_COUNT else None
+    figure = _figure(value, MAX_COUNT)
+    return None if figure is None else int(figure)
 
 
 def as_cost(value: Any) -> float | None:
     """A cost in USD as reported, or None when it is not a number from 0 to MAX_COST_USD (see `as_count`)."""
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return float(value) if 0 <= value <= MAX_COST_USD else None
+    figure = _figure(value, MAX_COST_USD)
+    return None if figure is None else float(figure)
 
 
 def as_object(value: Any) -> dict[str, Any]:

@@ -24,13 +24,14 @@ import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from ..domain.write_scope import TreeChange
+from ..domain.write_scope import MODE_SYMLINK, TreeChange
 from .git_workspace import (
     SAFE_CONFIG,
     BranchNotFound,
     Checkout,
     GitError,
     Mode,
+    Scrubber,
     auth_config_env,
     git_env,
     normalize_remote,
@@ -39,6 +40,8 @@ from .git_workspace import (
     source_branch,
     token_scrubber,
 )
+
+_BLOB_MODES = ("100644", "100755", MODE_SYMLINK)  # what a tree diff reads as content: files and link targets
 
 # Beats any config file: git_workspace's safe settings (no hooks, fsmonitor, pager, signing, nor recursion into
 # nested repositories), and no attribute or exclude file, no ext:: transport.
@@ -77,13 +80,16 @@ class RunnerRepository:
         token: str | None = None,
         timeout_seconds: float = 300,
         base_env: Mapping[str, str] | None = None,
+        scrub: Scrubber | None = None,
     ) -> None:
+        """`scrub`: the run's redactor, shared with its reporter (it learns the agent's secrets); else one that knows
+        the token."""
         self.worktree = Path(workdir).expanduser().resolve()
         self.git_dir = Path(git_dir).expanduser().resolve() if git_dir else runner_git_dir(self.worktree)
         self.home = self.git_dir / "runner-home"
         self.remote_url = normalize_remote(remote_url)
         self.timeout_seconds = timeout_seconds
-        self.scrub = token_scrubber(token)
+        self.scrub = scrub if scrub is not None else token_scrubber(token)
         self._auth_env = auth_config_env(self.remote_url, token)
         self._env = git_env(os.environ if base_env is None else base_env)
         self._env.update(
@@ -277,7 +283,7 @@ class RunnerRepository:
                 continue
             added = status.startswith("A")
             changes.append(TreeChange(path, mode=new_mode, sha=new_sha, added=added, old_mode=old_mode))
-        blobs = [c.sha for c in changes if c.sha and c.mode in ("100644", "100755", "120000")]
+        blobs = [c.sha for c in changes if c.sha and c.mode in _BLOB_MODES]
         sizes, contents = self._read_blobs(blobs, read_limit + _READ_LIMIT_SLACK)
         return [
             TreeChange(c.path, deleted=c.deleted, mode=c.mode, sha=c.sha, size=sizes.get(c.sha or ""),
@@ -327,12 +333,13 @@ class RunnerRepository:
                 pos = header_end + 1 + size + 1
         return sizes, contents
 
-    def paths_holding(self, commit: str, changes: Sequence[TreeChange], secrets: Sequence[str]) -> list[str]:
-        """The changed paths of `commit` whose name or content holds one of `secrets`, sorted. Content already read
-        (within the text limit) is searched here; bigger files by one `git grep` of the commit, patterns on stdin (not
-        the command line, where any process may read them), paths literal (a name may hold `*`)."""
+    def paths_holding(self, commit: str, changes: Sequence[TreeChange]) -> list[str]:
+        """The changed paths of `commit` whose name or content holds a secret the redactor knows, sorted. Content
+        already read (within the text limit) is searched here; bigger files by one `git grep` of the commit, patterns
+        on stdin (not the command line, where any process may read them), paths literal (a name may hold `*`)."""
+        secrets = self.scrub.secrets
         needles = [secret.encode("utf-8") for secret in secrets if secret]
-        files = [c for c in changes if not c.deleted and c.sha and c.mode in ("100644", "100755", "120000")]
+        files = [c for c in changes if not c.deleted and c.sha and c.mode in _BLOB_MODES]
         if not needles or not files:
             return []
         found = {c.path for c in files if any(secret in c.path for secret in secrets if secret)}  # in a name, too

@@ -15,8 +15,8 @@ from typing import Any
 REDACTED = "[redacted]"
 # The platform's own run-scoped MCP tokens (mcp/tokens.py: `ck8s1.<payload>.<signature>`) are credentials too.
 RUN_TOKEN_PREFIX = "ck8s1"
-# A name (a mapping key, an environment variable) that says its value is a secret.
-SECRET_NAME = re.compile(r"(token|password|passwd|secret|private[_-]?key|authorization|api[_-]?key)", re.I)
+# A mapping key that says its value is a secret.
+_SECRET_KEY = re.compile(r"(token|password|passwd|secret|private[_-]?key|authorization|api[_-]?key)", re.I)
 _SECRET_VALUE = re.compile(
     r"gh[pousr]_[A-Za-z0-9]{20,}"
     r"|github_pat_[A-Za-z0-9_]{20,}"
@@ -85,7 +85,7 @@ def redact(value: Any) -> Any:
     if isinstance(value, dict):
         out: dict[Any, Any] = {}
         for k, v in value.items():
-            out[_key(k, out)] = REDACTED if SECRET_NAME.search(str(k)) else redact(v)
+            out[_key(k, out)] = REDACTED if _SECRET_KEY.search(str(k)) else redact(v)
         return out
     if isinstance(value, list | tuple):
         return [redact(v) for v in value]

@@ -47,7 +47,7 @@ def _is_markdown(path: str) -> bool:
 def scope_violations(
     scope: WriteScope, changed_paths: Iterable[str], allow: Sequence[str] = DEFAULT_SELF_IMPROVE_ALLOW
 ) -> list[str]:
-    """The changed paths the scope does not allow, sorted; empty means the diff may be pushed."""
+    """The changed paths the scope does not allow, sorted; empty means the scope allows the diff."""
     paths = sorted({p.strip().removeprefix("./") for p in changed_paths if p.strip()})
     if scope is WriteScope.ANY_FILE:
         return []
@@ -316,7 +316,8 @@ def tree_violations(
     tree_paths: Iterable[str] | None = None,
     start_paths: Iterable[str] = (),
 ) -> list[Violation]:
-    """Every change the scope forbids, by path; empty means the commit may be pushed.
+    """Every change the scope forbids, by path; empty means the scope allows the commit (the runner also refuses a
+    path holding a secret of the run: `SECRET_IN_FILE`).
 
     `tree_symlinks`, `start_symlinks`: every symlink of the new and of the start tree (path → target); `tree_paths`,
     `start_paths`: every other entry of each (files, gitlinks). Each link of the new tree is followed through the

@@ -29,7 +29,14 @@ from typing import Any
 
 import yaml
 
-from ..security.safe_files import MAX_DEPTH, MAX_NESTING, UnsafeFile, read_regular_file, resolve_inside, walk_tree
+from ..security.safe_files import (
+    MAX_NESTING,
+    TOO_DEEP,
+    UnsafeFile,
+    read_regular_file,
+    resolve_inside,
+    walk_tree,
+)
 from .model import CLUSTER_SCOPED_KINDS, DriftError, ObjectKey, Problem, api_group
 
 HELM_TIMEOUT_SECONDS = 120
@@ -46,7 +53,7 @@ MAX_DOCUMENT_NODES = 500_000
 # How many times its aliases may multiply a document. Anchors for shared labels or a repeated container stay far
 # below; without this bound, thousands of small documents could each expand to MAX_DOCUMENT_NODES.
 MAX_ALIAS_EXPANSION = 10
-# MAX_NESTING (64), the platform's one nesting limit for JSON and YAML: Argo's full CRDs, among the deepest
+# MAX_NESTING, the platform's one nesting limit for JSON and YAML: Argo's full CRDs, among the deepest
 # manifests there are, nest 37 levels; far deeper crashes the loader and the diff (both recurse) with RecursionError.
 
 # A document starts at a `---` line (optionally followed by content); `helm template` also names each
@@ -301,8 +308,8 @@ def load_manifests(
 
 
 def _manifest_files(folder: Path, state: DesiredState) -> list[Path]:
-    """Every `*.yaml`/`*.yml` under `folder` that is not a folder, sorted (`walk_tree`: bounded depth, linked folders
-    not entered); a folder too deep or that cannot be listed is a problem of `state`.
+    """Every `*.yaml`/`*.yml` under `folder` that is not a folder, sorted (`walk_tree`: bounded depth, links to
+    folders neither entered nor listed); a folder too deep or that cannot be listed is a problem of `state`.
 
     Not only regular files are listed: a FIFO or a device named `*.yaml` is reported by the read, not passed over in
     silence."""
@@ -311,7 +318,7 @@ def _manifest_files(folder: Path, state: DesiredState) -> list[Path]:
         state.problems.append(Problem(str(exc.filename), f"cannot be read: {exc.strerror or exc}"))
 
     def too_deep(path: Path) -> None:
-        state.problems.append(Problem(str(path), f"directory nested deeper than {MAX_DEPTH} levels: not entered"))
+        state.problems.append(Problem(str(path), TOO_DEEP))
 
     walked = walk_tree(folder, too_deep=too_deep, unlistable=unlistable)
     return sorted(

@@ -28,6 +28,7 @@ import yaml
 from codexk8s_pipelines.security.dependencies import normalise_name
 from codexk8s_pipelines.security.lockfiles._common import YAML_LOADER as _YamlLoader
 from codexk8s_pipelines.security.safe_files import (
+    MAX_NESTING,
     UnsafeFile,
     open_regular_file,
     read_member,
@@ -350,7 +351,7 @@ def _build(raw: Any, source: str) -> _Parsed:
 
 # Real records nest a handful of levels. libyaml's composer recurses in C, and a record nested 100,000 deep
 # kills the whole process with a segmentation fault (no exception to catch), so depth is measured first.
-MAX_RECORD_DEPTH = 64
+MAX_RECORD_DEPTH = MAX_NESTING  # safe_files: the platform's one nesting limit
 _MAYBE_DEEP = re.compile(rb"[\[{]{32}|\n {128}")
 
 

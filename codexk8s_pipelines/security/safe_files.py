@@ -20,6 +20,7 @@ from typing import BinaryIO
 __all__ = [
     "MAX_DEPTH",
     "MAX_NESTING",
+    "TOO_DEEP",
     "UnsafeFile",
     "copy_regular_file",
     "no_symlink_on_the_way",
@@ -39,6 +40,7 @@ MAX_DEPTH = 32
 # would be 31 node_modules inside each other; Argo's full CRDs, among the deepest manifests, nest 37): it is there to
 # exhaust a reader's recursion or make its work grow with the depth.
 MAX_NESTING = 64
+TOO_DEEP = f"directory nested deeper than {MAX_DEPTH} levels: not entered"  # what a walk says of a folder it skips
 
 
 def walk_tree(
@@ -48,8 +50,8 @@ def walk_tree(
     unlistable: Callable[[OSError], None],
     exclude: frozenset[str] = frozenset(),
 ) -> Iterator[tuple[Path, list[str]]]:
-    """(folder, the names of its files and links, sorted) for every folder under `root`, top-down in sorted order.
-    Linked folders are not entered (os.walk's default: each is listed as a name); folders named in `exclude` are
+    """(folder, the names of its files and of its links to files, sorted) for every folder under `root`, top-down in
+    sorted order. Links to folders are neither entered nor listed (os.walk's default); folders named in `exclude` are
     skipped; a folder past MAX_DEPTH is reported to `too_deep` and not entered (Path.rglob's recursion raised
     RecursionError out of a tree 1,200 folders deep); a folder that cannot be listed goes to `unlistable`."""
     for directory, dirnames, filenames in os.walk(root, onerror=unlistable):

@@ -7,6 +7,7 @@ import os
 import re
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -34,6 +35,29 @@ pricing:
 """
 
 
+def _capped_run(
+    stage: Stage,  # noqa: F811
+    model: ModelServer,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    kind: str,
+    first: Shell,
+) -> tuple[int, Any]:
+    """A `run:dev` of agent `kind` under a per-run cap of 2,000 tokens, scripted `first`, then a file, a command, the
+    result and a last word. Each scripted model call costs 1,200 input + 80 output tokens: the second passes the cap.
+    (issue number, run request)"""
+    _use_agent(stage, model, monkeypatch, tmp_path, kind)
+    _configure("budgets:\n  per_run: {tokens: 2000}\n")
+    model.script(
+        first,
+        WriteFile("src/cart_guard.py", CART),
+        Shell("echo three > /dev/null"),
+        WriteFile(".codexk8s/result.json", DONE),
+        Say("Done."),
+    )
+    return _issue_run(stage)
+
+
 @pytest.mark.timeout(300)
 def test_a_claude_run_that_passes_its_cap_is_ended_at_that_report_and_pushes_nothing(
     stage: Stage,  # noqa: F811
@@ -41,17 +65,8 @@ def test_a_claude_run_that_passes_its_cap_is_ended_at_that_report_and_pushes_not
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    _use_agent(stage, model, monkeypatch, tmp_path, "claude-code")
-    # Each scripted turn reports 1,200 input + 80 output tokens: the second report passes 2,000.
-    _configure("budgets:\n  per_run: {tokens: 2000}\n")
-    model.script(
-        Shell("echo one > /dev/null"),
-        WriteFile("src/cart_guard.py", CART),
-        Shell("echo three > /dev/null"),
-        WriteFile(".codexk8s/result.json", DONE),
-        Say("Done."),
-    )
-    number, request = _issue_run(stage)
+    # Claude Code reports each call: the second report passes the cap.
+    number, request = _capped_run(stage, model, monkeypatch, tmp_path, "claude-code", Shell("echo one > /dev/null"))
     result = stage.execute(request)
     assert not result.success
     comment = _comment(stage, number)
@@ -159,17 +174,8 @@ def test_a_negative_usage_report_written_into_codexs_output_does_not_lift_the_ca
     monkeypatch: pytest.MonkeyPatch,
     tmp_path: Path,
 ) -> None:
-    _use_agent(stage, model, monkeypatch, tmp_path, "codex")
-    # Each scripted model call costs 1,200 input + 80 output tokens; Codex reports the sum when its turn ends.
-    _configure("budgets:\n  per_run: {tokens: 2000}\n")
-    model.script(
-        Shell(FORGE),
-        WriteFile("src/cart_guard.py", CART),
-        Shell("echo three > /dev/null"),
-        WriteFile(".codexk8s/result.json", DONE),
-        Say("Done."),
-    )
-    number, request = _issue_run(stage)
+    # Codex reports the sum of its calls when its turn ends.
+    number, request = _capped_run(stage, model, monkeypatch, tmp_path, "codex", Shell(FORGE))
     assert not stage.execute(request).success
     comment = _comment(stage, number)
     assert "budget_exceeded" in comment and "nothing was pushed" in comment

@@ -100,9 +100,9 @@ def test_gemfile_lock_lines(tmp_path: Path, brk: str) -> None:
         "    rack (2.2.3)\n\n"
         "PLATFORMS\n  ruby\n\nDEPENDENCIES\n  nokogiri\n  rack\n"
     )
-    lines = {name: line for _, name, _, line in found(tmp_path, "Gemfile.lock", text)}
-    assert lines == {"nokogiri": 4, "racc": 6, "rack": 7}
-    assert {e for e, *_ in found(tmp_path, "Gemfile.lock", text)} == {RUBYGEMS}
+    entries = found(tmp_path, "Gemfile.lock", text)
+    assert {name: line for _, name, _, line in entries} == {"nokogiri": 4, "racc": 6, "rack": 7}
+    assert {e for e, *_ in entries} == {RUBYGEMS}
 
 
 @pytest.mark.parametrize("brk", BREAKS)

@@ -44,20 +44,20 @@ def finding_input(item: Any) -> FindingInput:
     )
 
 
-def desired_state(repo: RepositoryConfig, root: Any) -> Any:
+def desired_state(repo: RepositoryConfig, root: Path) -> Any:
     from ...drift import load_manifests, render_helm
 
     cfg = repo.drift
     assert cfg is not None
     if cfg.manifests is not None:
-        return load_manifests(root / cfg.manifests, namespace=cfg.namespace, release=cfg.release, root=Path(root))
+        return load_manifests(root / cfg.manifests, namespace=cfg.namespace, release=cfg.release, root=root)
     helm = settings.helm_binary()
     if helm is None:
         cannot(f"{repo.key}: drift needs a helm binary: set {settings.HELM_VAR} or put helm on PATH")
     release = cfg.release or (repo.github or repo.key).rsplit("/", 1)[-1]
     return render_helm(
         root / str(cfg.helm_chart), release=release, namespace=cfg.namespace,
-        values_files=[root / v for v in cfg.helm_values], helm_bin=helm, root=Path(root),
+        values_files=[root / v for v in cfg.helm_values], helm_bin=helm, root=root,
     )  # fmt: skip
 
 

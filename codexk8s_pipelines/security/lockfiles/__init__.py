@@ -51,7 +51,7 @@ from codexk8s_pipelines.security.lockfiles import (
     yarn,
 )
 from codexk8s_pipelines.security.lockfiles._common import MAX_FILE_BYTES, Parser, Sink, dedupe
-from codexk8s_pipelines.security.safe_files import MAX_DEPTH, UnsafeFile, resolve_inside, walk_tree
+from codexk8s_pipelines.security.safe_files import MAX_DEPTH, TOO_DEEP, UnsafeFile, resolve_inside, walk_tree
 
 __all__ = [
     "DEFAULT_EXCLUDES",
@@ -186,8 +186,7 @@ def extract_dependencies(root: Path, *, exclude_dirs: frozenset[str] = DEFAULT_E
         errors.add(ExtractionError(where, None, f"cannot list directory: {exc.strerror or exc}"))
 
     def too_deep(folder: Path) -> None:
-        message = f"directory nested deeper than {MAX_DEPTH} levels: not entered"
-        errors.add(ExtractionError(_relative(folder, base), None, message))
+        errors.add(ExtractionError(_relative(folder, base), None, TOO_DEEP))
 
     for directory, filenames in walk_tree(base, too_deep=too_deep, unlistable=unlistable, exclude=exclude_dirs):
         for filename in filenames:

@@ -145,12 +145,10 @@ def array_tables(data: dict[str, Any], text: str, key: str, sink: Sink) -> list[
 
 _JSON_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[{}\[\],:]')
 
-MAX_JSON_DEPTH = MAX_NESTING  # safe_files: the platform's one nesting limit, JSON and YAML alike
-
 
 def load_json(text: str, sink: Sink) -> Any:
     """The parsed document, or None (with the error recorded) if it is not JSON or nests deeper than
-    MAX_JSON_DEPTH."""
+    MAX_NESTING."""
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -159,8 +157,8 @@ def load_json(text: str, sink: Sink) -> Any:
     except RecursionError:
         sink.error(None, "invalid JSON: nested too deeply")
         return None
-    if _deeper_than(data, MAX_JSON_DEPTH):
-        sink.error(_line_past_depth(text, MAX_JSON_DEPTH), f"invalid JSON: nested deeper than {MAX_JSON_DEPTH} levels")
+    if _deeper_than(data, MAX_NESTING):
+        sink.error(_line_past_depth(text, MAX_NESTING), f"invalid JSON: nested deeper than {MAX_NESTING} levels")
         return None
     return data
 
@@ -378,9 +376,6 @@ def load_yaml(text: str, sink: Sink) -> Any:
     return documents[0] if documents else None
 
 
-MAX_YAML_DEPTH = MAX_NESTING  # see MAX_NESTING
-
-
 def load_yaml_documents(text: str, sink: Sink) -> list[Any]:
     """Every document of the stream, each as `load_yaml` returns one; the documents read before an error are
     kept, the error is recorded with its line."""
@@ -397,7 +392,7 @@ def load_yaml_documents(text: str, sink: Sink) -> list[Any]:
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         sink.error(mark.line + 1 if mark is not None else None, f"invalid YAML: {problem}")
     except _TooDeep as exc:
-        sink.error(exc.line, f"invalid YAML: nested deeper than {MAX_YAML_DEPTH} levels")
+        sink.error(exc.line, f"invalid YAML: nested deeper than {MAX_NESTING} levels")
     finally:
         loader.dispose()
     return documents
@@ -411,7 +406,7 @@ class _TooDeep(Exception):
 def _yaml_value(loader: Any, depth: int) -> Any:
     event = loader.get_event()
     line = event.start_mark.line + 1
-    if depth > MAX_YAML_DEPTH:
+    if depth > MAX_NESTING:
         raise _TooDeep(line)
     if isinstance(event, yaml.ScalarEvent):
         plain = event.implicit[0] and not event.style  # CParser writes "" for plain style, the Python parser None
