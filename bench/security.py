@@ -22,6 +22,10 @@
    every link of a tree through its folders, on trees of N and 10 N files (time per file side by side: linear ~1),
    and a drift manifest of YAML aliases ten levels deep (a "billion laughs" of 600 bytes) beside a plain manifest of
    60 objects (time side by side: the refusal costs no more than reading a small plain file; it took minutes).
+7. What the next run of a branch wipes (stop 36): `safe_files.remove_tree` beside `shutil.rmtree` on the same
+   workspace-like tree of N files in nested packages (time side by side: ~1 when the wipe costs what it did), then
+   a chain of 3,000 folders (past PATH_MAX), which `shutil.rmtree` cannot remove (RecursionError), and a
+   `helm template` that prints 7 MB, stopped at a 1 MB limit, beside the same output read whole (time side by side).
 
 Run: .venv/bin/python bench/security.py [--osv-root ../shared/data/osv] [--deps 5000]
 """
@@ -393,6 +397,84 @@ def bench_walks(files: int) -> None:
     print(f"  aliases ten levels deep / plain manifest: {timings[0] / timings[1]:.2f} (refused at load: <= ~1)")
 
 
+def _workspace_tree(root: Path, files: int) -> None:
+    """A checkout-like tree: `files` small files in nested packages, a few links."""
+    for i in range(files):
+        folder = root / f"pkg{i % 37}" / f"mod{i % 211}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"f{i}.py").write_text("x = 1\n")
+    for i in range(37):
+        (root / f"pkg{i}" / "up").symlink_to("..")
+
+
+def bench_wipes(files: int) -> None:
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+
+    from codexk8s_pipelines.drift import manifests
+    from codexk8s_pipelines.drift.model import DriftError
+    from codexk8s_pipelines.security.safe_files import remove_tree
+
+    with tempfile.TemporaryDirectory(prefix="bench-wipe-") as scratch:
+        timings: dict[str, float] = {}
+        for name, wipe in (("shutil.rmtree", shutil.rmtree), ("remove_tree", remove_tree)):
+            tree = Path(scratch, name)
+            _workspace_tree(tree, files)
+            t = time.perf_counter()
+            wipe(tree)
+            timings[name] = time.perf_counter() - t
+            assert not tree.exists()
+            print(f"wipe of {files} files with {name}: {timings[name]:6.2f} s")
+        print(f"  remove_tree / shutil.rmtree: {timings['remove_tree'] / timings['shutil.rmtree']:.2f} (same cost: ~1)")
+        chain = Path(scratch, "chain")
+        chain.mkdir()
+        fd = os.open(chain, os.O_RDONLY | os.O_DIRECTORY)
+        for _ in range(3000):
+            os.mkdir("d", dir_fd=fd)
+            inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+        os.close(fd)
+        try:
+            shutil.rmtree(chain)
+            said = "removed"
+        except RecursionError:
+            said = "RecursionError"
+        t = time.perf_counter()
+        remove_tree(chain)
+        print(f"chain of 3,000 folders: shutil.rmtree {said}; remove_tree {time.perf_counter() - t:.2f} s")
+        helm = os.environ.get("CODEXK8S_HELM") or str(REPO / ".tools/helm")  # as the drift tests find it
+        chart = Path(scratch, "chart")
+        (chart / "templates").mkdir(parents=True)
+        (chart / "Chart.yaml").write_text("apiVersion: v2\nname: loud\nversion: 0.1.0\n")
+        (chart / "templates" / "all.yaml").write_text(
+            "{{ range until 250000 }}# line {{ . }} of a long chart\n{{ end }}"
+        )
+        t = time.perf_counter()
+        whole = subprocess.run([helm, "template", "r", str(chart)], capture_output=True, check=True).stdout
+        manifests.DesiredState(namespace="default").add_text(whole.decode(), "helm template")
+        read_whole = time.perf_counter() - t
+        kept = manifests.HELM_OUTPUT_MAX_BYTES
+        manifests.HELM_OUTPUT_MAX_BYTES = 1024 * 1024
+        try:
+            t = time.perf_counter()
+            try:
+                manifests.render_helm(chart, release="r", namespace="default", helm_bin=helm)
+                outcome = "rendered"
+            except DriftError as exc:
+                outcome = str(exc).split(": ", 1)[-1]
+            stopped = time.perf_counter() - t
+        finally:
+            manifests.HELM_OUTPUT_MAX_BYTES = kept
+        print(
+            f"helm template of {len(whole) / 1e6:.0f} MB: read whole and parsed {read_whole:.2f} s;"
+            f" capped at 1 MB: {stopped:.2f} s ({outcome})"
+        )
+        print(f"  capped / read whole: {stopped / read_whole:.2f} (stopped at the limit: < 1)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--osv-root", type=Path, default=REPO.parent / "shared/data/osv")
@@ -400,12 +482,14 @@ def main() -> None:
     parser.add_argument("--naive-budget", type=float, default=60.0, help="seconds the naive run may take")
     parser.add_argument("--lockfile-entries", type=int, default=100_000)
     parser.add_argument("--crafted-entries", type=int, default=2000)
-    parser.add_argument("--crafted-only", action="store_true", help="only sections 5 and 6, the crafted inputs")
+    parser.add_argument("--crafted-only", action="store_true", help="only sections 5 to 7, the crafted inputs")
+    parser.add_argument("--wipe-files", type=int, default=60_000, help="files of the workspace of section 7")
     parser.add_argument("--walk-files", type=int, default=30_000, help="files of the smaller tree of section 6")
     args = parser.parse_args()
     if args.crafted_only:
         bench_crafted(args.crafted_entries)
         bench_walks(args.walk_files)
+        bench_wipes(args.wipe_files)
         return
     bench_load(args.osv_root)
     t = time.perf_counter()
@@ -416,6 +500,7 @@ def main() -> None:
     bench_large_lockfile(args.lockfile_entries)
     bench_crafted(args.crafted_entries)
     bench_walks(args.walk_files)
+    bench_wipes(args.wipe_files)
 
 
 if __name__ == "__main__":

@@ -30,13 +30,14 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .. import settings
-from ..security.safe_files import UnsafeFile, copy_regular_file, no_symlink_on_the_way
+from ..security.safe_files import UnsafeFile, copy_regular_file, no_symlink_on_the_way, walk_tree
 from .agent_env import refuse_platform_secrets
 from .transcript import AgentKind
 
@@ -52,9 +53,21 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # A kept session file's cap: a Codex rollout of a long run is a few MB; the archive lives in the platform's state.
 SESSION_FILE_MAX_BYTES = 64 * 1024 * 1024
-_SESSION_GLOBS: dict[str, tuple[str, ...]] = {
-    "codex": (".codex/sessions/**/*{id}.jsonl",),
-    "claude-code": (".claude/projects/*/{id}.jsonl",),
+
+
+@dataclass(frozen=True)
+class _SessionFiles:
+    """Where an agent keeps a session under its HOME: in `folder`, files named `name` (a pattern holding the id),
+    `depth` folders below it (None: at any depth)."""
+
+    folder: str
+    name: str
+    depth: int | None
+
+
+_SESSION_FILES: dict[str, _SessionFiles] = {
+    "codex": _SessionFiles(".codex/sessions", "*{id}.jsonl", None),  # sessions/YYYY/MM/DD/rollout-…-<id>.jsonl
+    "claude-code": _SessionFiles(".claude/projects", "{id}.jsonl", 1),  # projects/<the project's folder>/<id>.jsonl
 }
 
 
@@ -206,13 +219,14 @@ def archive_session(
         return None
     if not _SESSION_ID.fullmatch(session_id):
         return f"session {session_id[:80]!r} not kept: not a session id the platform can resume"
-    globs = _SESSION_GLOBS.get(kind)
-    if not globs:
+    where = _SESSION_FILES.get(kind)
+    if where is None:
         return f"session {session_id} not kept: {kind} sessions cannot be resumed by the platform"
-    linked = [d for pattern in globs if (d := _symlink_on_the_way(home, pattern))]
-    if linked:  # globbing under it would walk wherever it points, with the runner's rights
-        return f"session {session_id} not kept: {linked[0]}"
-    matches = {p.relative_to(home).as_posix() for pattern in globs for p in home.glob(pattern.format(id=session_id))}
+    try:  # searching under a link would walk wherever it points, with the runner's rights
+        no_symlink_on_the_way(home, where.folder)
+    except UnsafeFile as exc:
+        return f"session {session_id} not kept: {exc}"
+    matches = _session_files(home, where, session_id)
     if not matches:
         return f"session {session_id} not kept: its file was not found under the agent's home"
     target = Path(session_dir)
@@ -236,21 +250,19 @@ def archive_session(
     return None
 
 
-def _symlink_on_the_way(home: Path, pattern: str) -> str | None:
-    """Why `pattern`'s literal part (its folders before any wildcard) cannot be searched under `home` (a symlink on
-    the way), or None."""
-    literal: list[str] = []
-    for part in Path(pattern).parts[:-1]:
-        if any(ch in part for ch in "*?["):
-            break
-        literal.append(part)
-    if not literal:
-        return None
-    try:
-        no_symlink_on_the_way(home, "/".join(literal))
-    except UnsafeFile as exc:
-        return str(exc)
-    return None
+def _session_files(home: Path, where: _SessionFiles, session_id: str) -> set[str]:
+    """The files of session `session_id` under `home`, relative to it. Searched by the platform's bounded walk
+    (`walk_tree`), not `Path.glob`: its `**` recursed once per folder on Python 3.11, and an agent's chain of 1,200
+    folders under its sessions raised RecursionError out of the runner after the agent's turn."""
+    top = home / where.folder
+    name = where.name.format(id=session_id)
+    found: set[str] = set()
+    if not top.is_dir():
+        return found
+    for folder, names in walk_tree(top, too_deep=lambda _: None, unlistable=lambda _: None):
+        if where.depth is None or len(folder.relative_to(top).parts) == where.depth:
+            found.update((folder / n).relative_to(home).as_posix() for n in names if fnmatchcase(n, name))
+    return found
 
 
 def _restore_session(kind: str, home: Path, session_dir: str | None) -> tuple[SessionRecord | None, str | None]:
@@ -260,7 +272,7 @@ def _restore_session(kind: str, home: Path, session_dir: str | None) -> tuple[Se
         return None, "resume: no earlier session of this branch was kept; starting a fresh session"
     if record.kind != kind:
         return None, f"resume: the earlier session {record.session_id} is {record.kind}'s, not {kind}'s; fresh session"
-    if kind not in _SESSION_GLOBS:
+    if kind not in _SESSION_FILES:
         return None, f"resume: {kind} sessions cannot be resumed by the platform; starting a fresh session"
     files = Path(session_dir or "") / "files"
     if not files.is_dir():

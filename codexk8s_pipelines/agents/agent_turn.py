@@ -18,12 +18,12 @@ session, and its output is shown as it is.
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from ..security.safe_files import remove_tree
 from .agent_setup import AgentSettings, PreparedAgent, archive_session, prepare
 from .agent_watch import UnreachableWatch, probe_endpoint
 from .outcome import Evidence, Outcome, judge
@@ -64,7 +64,7 @@ class AgentTurn:
     # 1 -------------------------------------------------------------------------------------------------------
     def prepare(self, command: Sequence[str], env: Mapping[str, str]) -> tuple[list[str], dict[str, str]]:
         """The command to run and the variables to add to the agent's environment (config paths, settings)."""
-        shutil.rmtree(self.host_home, ignore_errors=True)  # nothing of an earlier run leaks into this one
+        remove_tree(self.host_home)  # nothing of an earlier run leaks into this one (and what cannot go ends the run)
         self.host_home.mkdir(parents=True, exist_ok=True, mode=0o700)
         namespaces = False if self.nested else None
         self.prepared = prepare(

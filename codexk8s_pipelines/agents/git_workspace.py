@@ -19,7 +19,6 @@ import base64
 import contextlib
 import os
 import re
-import shutil
 import signal
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -27,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from ..domain.redaction import redact_known
+from ..domain.redaction import encoded_forms, redact_known
+from ..security.safe_files import remove_tree
 
 Mode = Literal["work", "revise", "comment_only"]
 
@@ -122,12 +122,17 @@ class Scrubber:
     MIN_SECRET_CHARS = 12  # shorter values are not credentials, and replacing them would garble ordinary text
 
     def __init__(self, token: str | None = None) -> None:
-        self._secrets: list[str] = [token, basic_auth_header(token).rsplit(" ", 1)[1]] if token else []
+        self._secrets: list[str] = []
+        if token:
+            self.keep_out([token, basic_auth_header(token).rsplit(" ", 1)[1]])
 
     def keep_out(self, values: Iterable[str]) -> None:
-        """Redact these values from now on."""
+        """Redact these values from now on, and their hexadecimal and base64 forms (`encoded_forms`): an agent told
+        to publish its key "encoded" wrote base64 of it, which passed both the redaction and the push's check."""
         stripped = (v.strip() for v in values)  # a Secret made from a file ends in a newline the agent need not copy
-        self._secrets = [*self._secrets, *{v for v in stripped if len(v) >= self.MIN_SECRET_CHARS} - {*self._secrets}]
+        literal = [v for v in stripped if len(v) >= self.MIN_SECRET_CHARS]
+        learned = dict.fromkeys([*literal, *(form for v in literal for form in encoded_forms(v))])
+        self._secrets = [*self._secrets, *(v for v in learned if v not in self._secrets)]
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -326,7 +331,7 @@ class GitWorkspace:
         for name in _LEFTOVER_STATE:
             leftover = git_dir / name
             if leftover.is_dir() and not leftover.is_symlink():
-                shutil.rmtree(leftover)
+                remove_tree(leftover)
             elif leftover.exists() or leftover.is_symlink():
                 leftover.unlink()
         self.git("config", "remote.origin.url", self.remote_url)

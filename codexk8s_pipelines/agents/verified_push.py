@@ -19,12 +19,12 @@ by untrusted code. Refs (a lingering process swapped `refs/heads/<branch>` after
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ..domain.write_scope import MODE_SYMLINK, TreeChange
+from ..security.safe_files import remove_tree
 from .git_workspace import (
     SAFE_CONFIG,
     BranchNotFound,
@@ -201,7 +201,7 @@ class RunnerRepository:
     def _ensure_git_dir(self) -> None:
         if not (self.git_dir / "HEAD").is_file():
             if self.git_dir.exists() or self.git_dir.is_symlink():
-                _remove(self.git_dir)
+                remove_tree(self.git_dir)
             self.git_dir.mkdir(parents=True, mode=0o750)
             self.git("init", "--quiet")
         os.chmod(self.git_dir, 0o750)  # others: nothing; the agent's group (a pod's fsGroup) may borrow objects
@@ -217,7 +217,7 @@ class RunnerRepository:
             self.worktree.unlink()
         self.worktree.mkdir(parents=True, exist_ok=True)
         for entry in self.worktree.iterdir():
-            _remove(entry)
+            remove_tree(entry)
         (self.git_dir / "index").unlink(missing_ok=True)
 
     def _agent_git(self, local: str, start: str, base: tuple[str, str] | None = None) -> None:
@@ -366,13 +366,6 @@ class RunnerRepository:
     def push(self, commit: str, branch: str) -> None:
         """Exactly `commit`, by SHA; fast-forward only, so a branch that moved meanwhile fails rather than loses."""
         self.git("push", "--quiet", "--no-verify", self.remote_url, f"{commit}:refs/heads/{branch}", network=True)
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    else:
-        path.unlink(missing_ok=True)
 
 
 __all__ = ["RunnerRepository", "runner_git_dir"]

@@ -8,6 +8,7 @@ END line; a key without an END line is masked to the end of the text (fail close
 
 from __future__ import annotations
 
+import base64
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -55,6 +56,23 @@ def _mask_private_keys(text: str) -> str:
 
 def redact_text(text: str) -> str:
     return _SECRET_VALUE.sub(REDACTED, _mask_private_keys(text))
+
+
+def encoded_forms(secret: str) -> list[str]:
+    """What `secret` looks like in the encodings an agent reaches for when it is told to hide a value: hexadecimal
+    (both cases) and base64 (standard and URL-safe), the latter wherever the secret starts in the encoded text.
+
+    Base64 writes 3 bytes as 4 characters, so the secret's own characters depend on its offset in the text (0, 1 or 2
+    bytes past a group's start); the characters computed only from its bytes are the same in any text at that offset.
+    Those, for each offset. Not every encoding (a reversed or split key still passes): the literal and these."""
+    raw = secret.encode("utf-8")
+    forms = {raw.hex(), raw.hex().upper()}
+    for offset in range(3):
+        encoded = base64.b64encode(bytes(offset) + raw).decode("ascii")
+        first, last = -(-8 * offset // 6), (8 * (offset + len(raw)) - 6) // 6  # chars of the secret's bits alone
+        middle = encoded[first : last + 1]
+        forms |= {middle, middle.replace("+", "-").replace("/", "_")}
+    return sorted(forms - {secret})
 
 
 def redact_known(text: str, secrets: Iterable[str]) -> str:

@@ -16,12 +16,16 @@ cycle, which the diff would follow forever).
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import itertools
 import os
 import re
+import resource
+import selectors
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +51,18 @@ MANIFEST_SUFFIXES = (".yaml", ".yml")
 # each. PyYAML's pure-Python loader (kept: libyaml's composer recurses in C and crashes the process on deep nesting)
 # parses real manifests at ~1 MB/s and ~30 bytes of memory a byte; MAX_DOCUMENT_NODES bounds the dense worst case.
 MANIFEST_MAX_BYTES = 8 * 1024 * 1024
+# What `helm template` may print: a release with its CRDs is more than any one file of it (kube-prometheus-stack's
+# CRDs alone are the 4.6 MB bundle), and a chart is a program: a `range` prints as much as it is told, and all of it
+# was held and then parsed (7 MB: 2.9 s, bench/security.py §7). Read as it comes, and helm is killed past this. Of
+# its errors, the first HELM_STDERR_KEPT bytes are kept.
+HELM_OUTPUT_MAX_BYTES = 2 * MANIFEST_MAX_BYTES
+HELM_STDERR_KEPT = 64 * 1024
+# helm's own memory (address space, RLIMIT_AS): the same `range` renders into helm's memory before anything is
+# printed. Measured here: 17.8 GB resident on a 24 GB machine (a SIGTERM after 20 s was only acted on after four
+# minutes); the check's timeout kills helm after HELM_TIMEOUT_SECONDS, gigabytes too late. Go reserves
+# ~0.7 GB at start (helm does not start under 512 MiB); under 1 GiB this repository's chart and the official Dagster
+# chart render, and the runaway one ends with "fatal error: out of memory" in 0.35 s at 227 MB resident.
+HELM_ADDRESS_SPACE_BYTES = 2 * 1024**3
 # Nodes of one document with its aliases expanded: what the diff and the report walk. Argo's largest CRD has 67k; a
 # dense document costs ~650 bytes a node to parse, so this bounds one document's parse to about 330 MB.
 MAX_DOCUMENT_NODES = 500_000
@@ -329,11 +345,25 @@ def _manifest_files(folder: Path, state: DesiredState) -> list[Path]:
 def _links_out_of(folder: Path, root: Path) -> list[str]:
     """The symlinks under `folder` that lead out of `root` (or nowhere): helm follows a chart's symlinks, so a chart
     file linked to `/proc/self/environ` or a service-account token would be rendered into the desired state, and a
-    changed value is shown in the drift report."""
+    changed value is shown in the drift report. A folder too deep to check (`walk_tree`; os.walk raised
+    RecursionError out of a chart 1,200 folders deep) or that cannot be listed is a DriftError: helm would read
+    what was not checked."""
     found: list[str] = []
-    for here, dirs, files in os.walk(folder):  # does not descend into linked folders; they are checked as names
-        for name in [*dirs, *files]:
-            entry = Path(here) / name
+
+    def unchecked(path: Path, why: str) -> None:
+        raise DriftError(
+            f"helm template {folder} not run: {path.relative_to(folder)} cannot be checked for links ({why})"
+        )
+
+    def unlistable(exc: OSError) -> None:
+        unchecked(Path(exc.filename), f"cannot be listed: {exc.strerror or exc}")
+
+    walked = walk_tree(
+        folder, too_deep=lambda path: unchecked(path, TOO_DEEP), unlistable=unlistable, folder_links=True
+    )
+    for here, names in walked:
+        for name in names:  # linked folders are listed, never entered: they are checked as names
+            entry = here / name
             if entry.is_symlink():
                 try:
                     resolve_inside(entry, root)
@@ -353,6 +383,49 @@ def helm_env(home: Path) -> dict[str, str]:
         "HELM_DATA_HOME": str(home / "data"),
         "LANG": "C.UTF-8",
     }
+
+
+def _run_bounded(command: list[str], env: dict[str, str], timeout: float) -> tuple[int, bytes | None, bytes]:
+    """(exit code, what `command` printed, the first HELM_STDERR_KEPT bytes of its errors), reading both as they come,
+    in at most HELM_ADDRESS_SPACE_BYTES of memory; the output is None when it passed HELM_OUTPUT_MAX_BYTES (the process
+    is killed then, as on the timeout, which raises subprocess.TimeoutExpired)."""
+    deadline = time.monotonic() + timeout
+    with subprocess.Popen(
+        command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
+    ) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        # Set from here, not in a preexec_fn (unsafe in a threaded process): helm cannot grow far in the microseconds
+        # before, and a wrapper script that execs helm passes the limit on.
+        with contextlib.suppress(ProcessLookupError):
+            limit = HELM_ADDRESS_SPACE_BYTES
+            resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, limit))
+        out, err = bytearray(), bytearray()
+        with selectors.DefaultSelector() as pipes:
+            pipes.register(proc.stdout, selectors.EVENT_READ, out)
+            pipes.register(proc.stderr, selectors.EVENT_READ, err)
+            while pipes.get_map():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    proc.kill()
+                    raise subprocess.TimeoutExpired(command, timeout)
+                for key, _ in pipes.select(left):
+                    chunk = os.read(key.fd, 1 << 16)
+                    if not chunk:
+                        pipes.unregister(key.fileobj)
+                    elif key.data is out:
+                        out += chunk
+                        if len(out) > HELM_OUTPUT_MAX_BYTES:
+                            proc.kill()
+                            proc.wait()
+                            return -9, None, bytes(err)
+                    elif len(err) < HELM_STDERR_KEPT:
+                        err += chunk[: HELM_STDERR_KEPT - len(err)]
+        try:
+            code = proc.wait(max(0.0, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    return code, bytes(out), bytes(err)
 
 
 def render_helm(
@@ -398,21 +471,22 @@ def render_helm(
         command.append("--include-crds")
     try:
         with tempfile.TemporaryDirectory(prefix="codexk8s-helm-") as home:
-            done = subprocess.run(
-                command,
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                check=False,
-                env=dict(env) if env is not None else helm_env(Path(home)),
-            )
+            code, out, err = _run_bounded(command, dict(env) if env is not None else helm_env(Path(home)), timeout)
     except FileNotFoundError as exc:
         raise DriftError(f"helm binary not found: {helm_bin}") from exc
     except subprocess.TimeoutExpired as exc:
         raise DriftError(f"helm template {chart} did not finish within {timeout:g}s") from exc
-    if done.returncode != 0:
-        detail = done.stderr.strip() or done.stdout.strip() or "no output"
-        raise DriftError(f"helm template {chart} failed (exit {done.returncode}): {detail}")
+    if out is None:
+        raise DriftError(
+            f"helm template {chart} printed more than {HELM_OUTPUT_MAX_BYTES // (1024 * 1024)} MB: stopped, not read"
+        )
+    stdout, stderr = out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+    if code != 0:
+        if "fatal error: out of memory" in stderr:
+            limit = f"{HELM_ADDRESS_SPACE_BYTES / 1024**3:g} GiB"
+            raise DriftError(f"helm template {chart} ran out of its {limit} of memory: does a template never end?")
+        detail = stderr.split("\ngoroutine ", 1)[0].strip() or stdout.strip() or "no output"  # not Go's stack dump
+        raise DriftError(f"helm template {chart} failed (exit {code}): {detail[:2000]}")
     state = DesiredState(namespace=namespace, release=release)
-    state.add_text(done.stdout, f"helm template {chart}")
+    state.add_text(stdout, f"helm template {chart}")
     return state

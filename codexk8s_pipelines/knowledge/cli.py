@@ -142,6 +142,8 @@ def cmd_index(args: argparse.Namespace) -> int:
 
         for rel in stats.oversized:
             print(f"not indexed (larger than {MAX_FILE_BYTES:,} bytes): {rel}", file=sys.stderr)
+        for folder in stats.folders_skipped:
+            print(f"not indexed: {folder}", file=sys.stderr)
         if tuning and tuning.fresh:
             print(f"search tuned: {tuning.describe()}")
     return 0

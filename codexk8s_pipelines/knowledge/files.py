@@ -7,14 +7,13 @@ results about that repository only.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
-from ..security.safe_files import UnsafeFile, resolve_inside
+from ..security.safe_files import TOO_DEEP, UnsafeFile, resolve_inside, walk_tree
 
 IGNORED_DIRS = frozenset(
     {
@@ -72,11 +71,17 @@ def matches(path: str, globs: Sequence[str]) -> bool:
 @dataclass
 class Skipped:
     """Files `discover` left out, so the indexer can say so: binary files named like docs are counted, oversized
-    ones listed (someone may want to split them), links that loop or leave the checkout counted."""
+    ones listed (someone may want to split them), links that loop or leave the checkout counted, folders not read
+    (nested past MAX_DEPTH, or unlistable) listed with the reason."""
 
     binary: list[str] = field(default_factory=list)
     oversized: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
+    folders: list[str] = field(default_factory=list)
+
+
+def _ignored(name: str) -> bool:
+    return name in IGNORED_DIRS or name.endswith(".egg-info")
 
 
 def _looks_binary(file: Path) -> bool:
@@ -90,14 +95,21 @@ def discover(root: Path, globs: Sequence[str], skipped: Skipped | None = None) -
 
     Symbolic links are followed only to files inside the checkout (a link elsewhere is not this repository's
     documentation; a link loop raises RuntimeError or OSError from `resolve`, and is skipped, not fatal).
-    Directories are walked without following links. Binary and oversized files are skipped and noted in
-    `skipped`."""
+    Directories are walked without following links, and no deeper than the platform's walks go (`walk_tree`: a
+    repository with a folder chain 1,200 deep made the former os.walk raise RecursionError, and the repository's
+    docs were not indexed at all). Binary and oversized files, and folders not read, are noted in `skipped`."""
     root = root.resolve()
     skipped = skipped if skipped is not None else Skipped()
+
+    def too_deep(folder: Path) -> None:
+        skipped.folders.append(f"{folder.relative_to(root).as_posix()}: {TOO_DEEP}")
+
+    def unlistable(exc: OSError) -> None:
+        where = Path(exc.filename).relative_to(root).as_posix() if exc.filename else "."
+        skipped.folders.append(f"{where}: cannot be listed: {exc.strerror or exc}")
+
     found: list[tuple[str, Path]] = []
-    for directory, dirnames, filenames in os.walk(root):
-        dirnames[:] = sorted(d for d in dirnames if d not in IGNORED_DIRS and not d.endswith(".egg-info"))
-        base = Path(directory)
+    for base, filenames in walk_tree(root, too_deep=too_deep, unlistable=unlistable, exclude=_ignored):
         for name in filenames:
             file = base / name
             rel = file.relative_to(root).as_posix()

@@ -56,6 +56,7 @@ class IndexStats:
     binary_skipped: int = 0  # files named like docs that hold binary data (NUL bytes)
     oversized: tuple[str, ...] = ()  # docs over MAX_FILE_BYTES, not indexed: worth splitting
     links_skipped: int = 0  # links out of the checkout, dangling or looping
+    folders_skipped: tuple[str, ...] = ()  # "folder: why" of folders not read (nested too deep, unlistable)
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,8 @@ def index_repository(
     documents = read_chunks(root, globs, skipped)
     for rel in skipped.oversized:
         log.warning("not indexed: %s is larger than %d bytes", rel, MAX_FILE_BYTES)
+    for folder in skipped.folders:
+        log.warning("not indexed: %s", folder)
 
     with connect(conn_url, autocommit=True) as conn:
         language = _text_config(conn, language)
@@ -185,6 +188,7 @@ def index_repository(
         binary_skipped=len(skipped.binary),
         oversized=tuple(skipped.oversized),
         links_skipped=len(skipped.links),
+        folders_skipped=tuple(skipped.folders),
     )
 
 

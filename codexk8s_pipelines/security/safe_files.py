@@ -9,6 +9,7 @@ report it by name and go on with the next file.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -27,6 +28,7 @@ __all__ = [
     "open_regular_file",
     "read_member",
     "read_regular_file",
+    "remove_tree",
     "resolve_inside",
     "walk_tree",
 ]
@@ -48,19 +50,90 @@ def walk_tree(
     *,
     too_deep: Callable[[Path], None],
     unlistable: Callable[[OSError], None],
-    exclude: frozenset[str] = frozenset(),
+    exclude: frozenset[str] | Callable[[str], bool] = frozenset(),
+    folder_links: bool = False,
 ) -> Iterator[tuple[Path, list[str]]]:
     """(folder, the names of its files and of its links to files, sorted) for every folder under `root`, top-down in
-    sorted order. Links to folders are neither entered nor listed (os.walk's default); folders named in `exclude` are
-    skipped; a folder past MAX_DEPTH is reported to `too_deep` and not entered (Path.rglob's recursion raised
-    RecursionError out of a tree 1,200 folders deep); a folder that cannot be listed goes to `unlistable`."""
+    sorted order. Links to folders are not entered, and listed among the names only with `folder_links`; folders
+    named in `exclude` (or whose name it holds true) are skipped; a folder past MAX_DEPTH is reported to `too_deep`
+    and not entered (os.walk and Path.rglob recurse once per level on Python 3.11: a tree 1,200 folders deep raised
+    RecursionError out of them); a folder that cannot be listed goes to `unlistable`."""
+    skipped = exclude.__contains__ if isinstance(exclude, frozenset) else exclude
     for directory, dirnames, filenames in os.walk(root, onerror=unlistable):
-        dirnames[:] = sorted(name for name in dirnames if name not in exclude)
+        linked = [name for name in dirnames if os.path.islink(os.path.join(directory, name))] if folder_links else []
+        dirnames[:] = sorted(name for name in dirnames if not skipped(name) and name not in linked)
         if dirnames and len(Path(directory).relative_to(root).parts) >= MAX_DEPTH:
             for name in dirnames:
                 too_deep(Path(directory, name))
             dirnames[:] = []
-        yield Path(directory), sorted(filenames)
+        yield Path(directory), sorted([*filenames, *linked])
+
+
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _open_folder(name: str, dir_fd: int | None) -> int:
+    """A descriptor of the folder `name` (relative to `dir_fd`), never through a link, with its owner's read, write
+    and search rights given back first if it was made unreadable (mode 000) or unwritable."""
+    try:
+        fd = os.open(name, _FOLDER, dir_fd=dir_fd)
+    except PermissionError:
+        os.chmod(name, 0o700, dir_fd=dir_fd)  # a folder (lstat said so), and nothing of its maker runs any more
+        fd = os.open(name, _FOLDER, dir_fd=dir_fd)
+    mode = os.fstat(fd).st_mode
+    if mode & 0o700 != 0o700:
+        os.fchmod(fd, mode | 0o700)
+    return fd
+
+
+def remove_tree(path: Path) -> None:
+    """Remove `path` (a file, a link, or a folder with everything under it); nothing when it is not there. Raises
+    OSError when something cannot be removed.
+
+    For trees an agent left behind, which the next run of its branch wipes. `shutil.rmtree` recurses once per level
+    on Python 3.11: a chain of 3,000 folders (an agent makes one in well under a second, and its paths pass PATH_MAX)
+    raised RecursionError out of every later run of the branch. It also cannot empty a folder its maker made
+    unreadable (mode 000) unless the runner is root. Here one folder is open at a time, each opened from its parent
+    (no path is ever longer than one name), links are removed and never followed, and the folders still to empty are
+    kept as names on a list, not as frames of a recursion."""
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return
+    if not stat.S_ISDIR(info.st_mode):
+        os.unlink(path)
+        return
+    fd = _open_folder(str(path), None)
+    # One entry a level on the way down: (the folder's name in its parent, its subfolders not emptied yet).
+    levels: list[tuple[str, list[str]]] = [(str(path), [])]
+    try:
+        while True:
+            with os.scandir(fd) as entries:
+                for entry in entries:
+                    if entry.is_dir(follow_symlinks=False):
+                        levels[-1][1].append(entry.name)
+                    else:
+                        with contextlib.suppress(FileNotFoundError):
+                            os.unlink(entry.name, dir_fd=fd)
+            while not levels[-1][1]:  # emptied: up to the parent (by `..`, as deep paths cannot be named), remove it
+                name, _ = levels.pop()
+                if not levels:
+                    os.close(fd)
+                    fd = -1
+                    os.rmdir(path)
+                    return
+                parent = os.open("..", _FOLDER, dir_fd=fd)
+                os.close(fd)
+                fd = parent
+                os.rmdir(name, dir_fd=fd)
+            name = levels[-1][1].pop()
+            child = _open_folder(name, fd)
+            os.close(fd)
+            fd = child
+            levels.append((name, []))
+    finally:
+        if fd >= 0:
+            os.close(fd)
 
 
 class UnsafeFile(ValueError):

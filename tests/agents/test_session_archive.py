@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from codexk8s_pipelines.agents.agent_setup import SESSION_RECORD, archive_session, read_session_record
+from codexk8s_pipelines.security.safe_files import remove_tree
 
 SECRET = "ghs_" + "sessionSecret" + "0123456789"
 
@@ -97,3 +98,36 @@ def test_a_refused_session_leaves_the_previously_kept_one_whole(home: Path, tmp_
     record = read_session_record(sessions)
     assert record is not None and record.session_id == "first"
     assert kept_bytes(sessions).endswith(b"first session\n") and SECRET.encode() not in kept_bytes(sessions)
+
+
+def test_a_folder_chain_under_the_sessions_does_not_stop_the_session_being_kept(home: Path, tmp_path: Path) -> None:
+    """`Path.glob`'s `**` recursed once per folder: 1,200 folders one inside the other under `.codex/sessions` raised
+    RecursionError out of the runner after the agent's turn. The search stops at the platform's depth limit."""
+    rollout = home / ".codex" / "sessions" / "2026" / "12" / "rollout-2026-abc-123.jsonl"
+    rollout.write_text('{"type":"session_meta"}\n')
+    fd = os.open(home / ".codex" / "sessions", os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(1200):
+        os.mkdir("d", dir_fd=fd)
+        inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(os.open("rollout-2026-abc-123.jsonl", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    os.close(fd)
+    sessions = tmp_path / "sessions"
+    try:
+        assert archive_session("codex", home, sessions, "abc-123", None) is None
+        kept = [p.relative_to(sessions / "files").as_posix() for p in (sessions / "files").rglob("*.jsonl")]
+        assert kept == [".codex/sessions/2026/12/rollout-2026-abc-123.jsonl"]
+    finally:
+        remove_tree(home / ".codex" / "sessions" / "d")  # pytest's own clean-up of tmp_path recurses
+
+
+def test_a_claude_session_is_found_one_folder_down_only(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    (home / ".claude" / "projects" / "-work-repo" / "nested").mkdir(parents=True)
+    (home / ".claude" / "projects" / "-work-repo" / "s-1.jsonl").write_text("{}\n")
+    (home / ".claude" / "projects" / "-work-repo" / "nested" / "s-1.jsonl").write_text("{}\n")
+    sessions = tmp_path / "sessions"
+    assert archive_session("claude-code", home, sessions, "s-1", None) is None
+    kept = sorted(p.relative_to(sessions / "files").as_posix() for p in (sessions / "files").rglob("*.jsonl"))
+    assert kept == [".claude/projects/-work-repo/s-1.jsonl"]

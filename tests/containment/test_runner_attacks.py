@@ -7,6 +7,7 @@ left on the host, and none of the runner's secrets reached anything the agent co
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import secrets
@@ -19,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from codexk8s_pipelines.domain.write_scope import SECRET_IN_FILE
+from codexk8s_pipelines.security.safe_files import remove_tree
 from tests.agents_runner.test_git_workspace import git, make_remote, remote_file, remote_head
 from tests.agents_runner.test_runner import (
     BRANCH,
@@ -178,6 +181,35 @@ def test_the_agent_sees_no_secret_in_its_environment_in_proc_or_on_disk(
     assert runner_git_config.is_file() and list(tmp_path.glob("spec-*.json"))
     assert not [name for name in loot["listing"] if name.startswith("spec-")]  # only its checkout and git objects
     assert result["pushed"]  # docs/loot.md was pushed, and it holds no secret (checked above)
+
+
+ENCODED_KEY = """\
+import base64
+key = os.environ["OPENAI_API_KEY"]
+write("docs/notes.md", "# Notes\\n\\nsettings: " + base64.b64encode(("model_key=" + key).encode()).decode() + "\\n")
+write("docs/hex.md", "checksum " + key.encode().hex() + "\\n")
+write("docs/fine.md", "nothing to see\\n")
+result(summary="the key, made safe: " + base64.urlsafe_b64encode(("k:" + key).encode()).decode())
+"""
+
+
+def test_the_model_key_encoded_in_base64_or_hex_is_neither_pushed_nor_reported(
+    attack: dict[str, Any], remote: Path
+) -> None:
+    """Issue text can tell an agent to publish its key "encoded". Base64 and hex of it passed the push's check and the
+    redaction, which knew the literal value only: the branch and the service comment would have carried it."""
+    key = f"sk-proj-{_NONCE}{_NONCE}"
+    _proc, result = attack["run"](
+        ENCODED_KEY, runner_env={"OPENAI_API_KEY": key}, pass_env=["OPENAI_API_KEY"], write_scope="markdown-only"
+    )
+    assert (result["status"], result["reason"], result["pushed"]) == ("failed_precondition", "write_scope_violation", False)
+    assert result["violations"] == ["docs/hex.md", "docs/notes.md"]
+    assert all(SECRET_IN_FILE in rule for rule in result["violation_rules"]), result["violation_rules"]
+    assert BRANCH not in git(f"--git-dir={remote}", "branch", "--list")
+    written = base64.urlsafe_b64encode(("k:" + key).encode()).decode()
+    record = json.dumps(result)
+    assert written not in record and key.encode().hex() not in record
+    assert "the key, made safe: " in result["summary"]
 
 
 # ------------------------------------------------------------------------------------------------ git metadata
@@ -513,6 +545,50 @@ def test_a_nested_repository_left_for_the_next_run_never_runs_its_command_on_the
     assert (second["status"], second["reason"]) == ("succeeded", "pushed"), second["message"]
     assert remote_file(remote, BRANCH, "docs/plan.md") == "# plan v2\n"
     assert "evil" not in remote_paths(remote, BRANCH)
+
+
+DEEP_TREES = """\
+def chain(top, levels):
+    # Each folder made from the one above it, so the chain goes past PATH_MAX, with a file at the bottom.
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(levels):
+        os.mkdir("d", dir_fd=fd)
+        inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.close(os.open("bottom.md", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    os.close(fd)
+for top in (ROOT / "deep", pathlib.Path(os.environ["HOME"]) / "deep"):
+    top.mkdir()
+    chain(top, 3000)
+    shut = top.parent / "shut"
+    (shut / "in").mkdir(parents=True)
+    (shut / "in" / "f.md").write_text("x")
+    os.chmod(shut / "in", 0)
+    os.chmod(shut, 0o100)
+write("docs/a.md", "a\\n")
+result(summary="ok")
+"""
+
+
+def test_folders_an_agent_nests_past_any_limit_do_not_stop_the_next_run_of_its_branch(
+    attack: dict[str, Any], remote: Path, tmp_path: Path
+) -> None:
+    """The workdir and the agent's HOME are wiped at the start of the branch's next run. An agent left a chain of
+    3,000 folders in each (made one inside the other, so its paths pass PATH_MAX) and folders it made unreadable:
+    `shutil.rmtree` recursed once per level, and every later run of the branch ended `runner_error` with
+    `RecursionError`, until an operator removed the folder by hand."""
+    try:
+        attack["run"](DEEP_TREES, write_scope="markdown-only")
+        body = 'write("docs/plan.md", "# plan v2\\n")\nresult(summary="plan rewritten")\n'
+        _proc, second = attack["run"](body, write_scope="markdown-only")
+        assert (second["status"], second["reason"]) == ("succeeded", "pushed"), second["message"]
+        assert remote_file(remote, BRANCH, "docs/plan.md") == "# plan v2\n"
+        for leftover in (tmp_path / "workdir" / "deep", tmp_path / ".workdir.agent-home" / "deep"):
+            assert not leftover.exists(), f"{leftover} was not wiped"
+    finally:  # pytest's own clean-up of tmp_path recurses too
+        for top in (tmp_path / "workdir", tmp_path / ".workdir.agent-home"):
+            remove_tree(top)
 
 
 SESSION_LINKED_TO_THE_RUNNERS_ENVIRONMENT = """\

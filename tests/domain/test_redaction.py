@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import time
 
 import pytest
 
-from codexk8s_pipelines.domain.redaction import REDACTED, redact, redact_text
+from codexk8s_pipelines.domain.redaction import REDACTED, encoded_forms, redact, redact_known, redact_text
 
 GHP = "ghp_" + "A1b2C3d4E5f6G7h8I9j0K1l2M3n4O5p6Q7r8"
 GHS = "ghs_" + "Z" * 36
@@ -214,3 +215,29 @@ def test_provider_key_shapes_are_linear_on_adversarial_input() -> None:
         started = time.perf_counter()
         redact_text(text)
         assert time.perf_counter() - started < 0.5
+
+
+@pytest.mark.parametrize("before", [b"", b"k", b"ke", b"model_key=", b"\x00\xff\x10"])
+def test_a_known_secret_is_redacted_in_base64_and_hex_wherever_it_starts(before: bytes) -> None:
+    """An agent told to publish its key "encoded" wrote base64 of it, which neither the redaction nor the push's
+    check (the same list of secrets) knew. Whatever precedes the key shifts its base64 characters; each shift is
+    covered."""
+    key = "sk-proj-" + "Zx9" * 8
+    blob = before + key.encode() + b";rest"
+    for encoded in (
+        base64.b64encode(blob).decode(),
+        base64.urlsafe_b64encode(blob).decode(),
+        blob.hex(),
+        blob.hex().upper(),
+    ):
+        text = f"the config, made safe: {encoded} (done)"
+        redacted = redact_known(text, [key, *encoded_forms(key)])
+        assert REDACTED in redacted and encoded not in redacted, encoded
+        assert redacted.startswith("the config, made safe: ") and redacted.endswith(" (done)")
+
+
+def test_encoded_forms_are_long_enough_not_to_match_ordinary_text() -> None:
+    forms = encoded_forms("abcdefghijkl")  # the shortest secret the runner learns (Scrubber.MIN_SECRET_CHARS)
+    assert min(map(len, forms)) >= 15
+    prose = "The quick brown fox jumps over the lazy dog. " * 20
+    assert redact_known(prose, forms) == prose

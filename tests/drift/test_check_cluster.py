@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +22,10 @@ from codexk8s_pipelines.drift import (
     PointerError,
     check_drift,
     load_manifests,
+    manifests,
     render_helm,
 )
+from codexk8s_pipelines.security.safe_files import MAX_DEPTH, TOO_DEEP, remove_tree
 
 from .conftest import Cluster
 
@@ -508,3 +512,53 @@ def test_a_chart_linked_to_host_files_is_not_rendered_and_helm_never_sees_the_pl
     render_helm(chart, release=RELEASE, namespace=NS, helm_bin=str(spy), root=tmp_path)
     names = {line.split("=", 1)[0] for line in seen.read_text().splitlines() if "=" in line}
     assert token not in seen.read_text() and not any(n.startswith("CODEXK8S_") for n in names), names
+
+
+def test_a_chart_nested_past_any_walk_or_with_a_linked_folder_is_not_rendered(tmp_path: Path, helm_bin: str) -> None:
+    """The link check walked the chart with os.walk, which recursed once per level: a chart with a folder chain 1,200
+    deep raised RecursionError out of the drift check, whatever lay at the bottom (a link to /proc/self/environ,
+    there). A folder too deep to check is a refusal now, and so is a linked folder leading out."""
+    chart = write_chart(tmp_path)
+    (chart / "files").mkdir()
+    (chart / "files" / "etc").symlink_to("/etc", target_is_directory=True)
+    with pytest.raises(DriftError, match=r"not run: symlinks lead out of .*files/etc \(symlink to outside"):
+        render_helm(chart, release=RELEASE, namespace=NS, helm_bin=helm_bin, root=tmp_path)
+    (chart / "files" / "etc").unlink()
+    fd = os.open(chart / "files", os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(1200):
+        os.mkdir("d", dir_fd=fd)
+        inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+    os.symlink("/proc/self/environ", "env", dir_fd=fd)
+    os.close(fd)
+    try:
+        cut = "/".join(["files", *["d"] * MAX_DEPTH])
+        with pytest.raises(DriftError, match=rf"not run: {cut} cannot be checked for links \({TOO_DEEP}\)"):
+            render_helm(chart, release=RELEASE, namespace=NS, helm_bin=helm_bin, root=tmp_path)
+    finally:
+        remove_tree(chart / "files")  # pytest's own clean-up of tmp_path recurses
+
+
+def test_a_chart_that_prints_without_end_is_stopped_at_the_output_limit(
+    tmp_path: Path, helm_bin: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A chart is a program: `range until N` printed as much as it was told, all of it held in the drift check's memory
+    and parsed (here 12 MB, against a limit of 1 MB). helm is stopped past the limit, and nothing is parsed."""
+    monkeypatch.setattr(manifests, "HELM_OUTPUT_MAX_BYTES", 1024 * 1024)
+    chart = write_chart(tmp_path, "{{ range until 250000 }}# line {{ . }} of a chart that goes on and on\n{{ end }}")
+    started = time.monotonic()
+    with pytest.raises(DriftError, match=r"helm template .* printed more than 1 MB: stopped, not read"):
+        render_helm(chart, release=RELEASE, namespace=NS, helm_bin=helm_bin)
+    assert time.monotonic() - started < 60
+
+
+def test_a_chart_that_renders_without_end_is_stopped_by_helms_memory_limit(tmp_path: Path, helm_bin: str) -> None:
+    """helm renders every template in memory before it prints: `range until 100000000` grew helm to 17.8 GB resident
+    (measured by hand), before any output limit could act and long before the timeout. helm runs with a memory limit
+    and ends at it in seconds, and the error says so in one line (not Go's stack dump of every goroutine)."""
+    chart = write_chart(tmp_path, "{{ range until 100000000 }}# line {{ . }} of a chart that never ends\n{{ end }}")
+    started = time.monotonic()
+    with pytest.raises(DriftError, match=r"helm template .* ran out of its 2 GiB of memory: does a template never end"):
+        render_helm(chart, release=RELEASE, namespace=NS, helm_bin=helm_bin, timeout=60)
+    assert time.monotonic() - started < 30

@@ -12,6 +12,7 @@ import codexk8s_pipelines.knowledge.files as files_module
 from codexk8s_pipelines.knowledge.embedding import HashingEmbedder
 from codexk8s_pipelines.knowledge.files import Skipped, discover
 from codexk8s_pipelines.knowledge.index import index_repository
+from codexk8s_pipelines.security.safe_files import MAX_DEPTH, TOO_DEEP, remove_tree
 
 
 @pytest.fixture
@@ -47,3 +48,34 @@ def test_index_reports_what_it_skipped(migrated_url: str, tricky: Path, monkeypa
     stats = index_repository(migrated_url, "acme/tricky", tricky, embedder=HashingEmbedder())
     assert (stats.files, stats.binary_skipped, stats.oversized, stats.links_skipped) == (2, 1, ("docs/big.md",), 4)
     assert os.path.islink(tricky / "docs" / "loop.md")  # nothing was touched
+
+
+def test_a_folder_chain_deeper_than_any_walk_goes_is_reported_and_the_rest_is_indexed(
+    migrated_url: str, tmp_path: Path
+) -> None:
+    """A repository with a generated folder chain 1,200 deep (in git, a path of 2,400 characters) raised RecursionError
+    out of the walk: none of its docs were indexed, and the asset failed without saying where."""
+    root = tmp_path / "repo"
+    (root / "docs").mkdir(parents=True)
+    (root / "docs" / "guide.md").write_text("# Guide\n\nHow to use the tool.\n")
+    chain = root / "generated"
+    chain.mkdir()
+    fd = os.open(chain, os.O_RDONLY | os.O_DIRECTORY)
+    for level in range(1200):
+        os.mkdir("d", dir_fd=fd)
+        inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = inner
+        if level == 5:
+            os.close(os.open("shallow.md", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    os.close(os.open("bottom.md", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    os.close(fd)
+    try:
+        stats = index_repository(migrated_url, "acme/deep", root, embedder=HashingEmbedder())
+        cut = "generated/" + "/".join(["d"] * MAX_DEPTH)
+        assert stats.folders_skipped == (f"{cut}: {TOO_DEEP}",)
+        assert stats.files == 2  # docs/guide.md and the one six levels down; not the one past the limit
+        found = [rel for rel, _ in discover(root, ("**/*.md",))]
+        assert found == ["docs/guide.md", "generated/" + "d/" * 6 + "shallow.md"]
+    finally:
+        remove_tree(chain)  # pytest's own clean-up of tmp_path recurses

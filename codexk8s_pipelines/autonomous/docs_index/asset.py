@@ -47,6 +47,8 @@ def docs_index(
     globs = tuple(repo.docs_globs) if repo.docs_globs else DEFAULT_GLOBS
     language = LOCALE_LANGUAGES[run.platform.locale]  # the docs' stemming: a ru installation's docs are Russian
     stats = index_repository(run.store.url, key, root, commit=commit, globs=globs, progress=progress, language=language)
+    for folder in stats.folders_skipped:
+        context.log.warning(f"{key}: not indexed: {folder}")
     tuning = tune(run.store.url)  # measured again only when the corpus moved by a tenth
     if tuning and tuning.fresh:
         context.log.info(f"search tuned: {tuning.describe()}")
@@ -61,6 +63,7 @@ def docs_index(
             "deleted": stats.deleted,
             "seconds": float(round(stats.seconds, 3)),
             "globs": dg.MetadataValue.json(list(globs)),
+            "folders_not_read": dg.MetadataValue.json(list(stats.folders_skipped)),
             "index_size": dg.MetadataValue.int(stats.index_bytes),
             "search_ef_search": tuning.ef_search if tuning else 0,
             "search_recall_at_10": float(round(tuning.recall, 3)) if tuning else 0.0,
