@@ -416,6 +416,7 @@ def bench_wipes(files: int) -> None:
     from codexk8s_pipelines.drift import manifests
     from codexk8s_pipelines.drift.model import DriftError
     from codexk8s_pipelines.security.safe_files import remove_tree
+    from tests.helpers import folder_chain
 
     with tempfile.TemporaryDirectory(prefix="bench-wipe-") as scratch:
         timings: dict[str, float] = {}
@@ -430,13 +431,7 @@ def bench_wipes(files: int) -> None:
         print(f"  remove_tree / shutil.rmtree: {timings['remove_tree'] / timings['shutil.rmtree']:.2f} (same cost: ~1)")
         chain = Path(scratch, "chain")
         chain.mkdir()
-        fd = os.open(chain, os.O_RDONLY | os.O_DIRECTORY)
-        for _ in range(3000):
-            os.mkdir("d", dir_fd=fd)
-            inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = inner
-        os.close(fd)
+        folder_chain(chain, 3000)
         try:
             shutil.rmtree(chain)
             said = "removed"

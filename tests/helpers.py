@@ -88,3 +88,22 @@ def shared_data_dir() -> Path:
     if origin and "://" not in origin and ":" not in origin.split("/", 1)[0] and Path(origin).is_dir():
         candidates.append(Path(origin).resolve().parent / "shared" / "data")
     return next((c for c in candidates if c.is_dir()), candidates[0])
+
+
+def folder_chain(top: Path, levels: int, *, bottom: str | None = None, at: dict[int, str] | None = None) -> None:
+    """`levels` folders named `d`, one inside the other, under the folder `top`: what an agent or a repository makes
+    to exhaust a walk that recurses per level. Each is made from the one above it (openat), so the chain may pass
+    PATH_MAX. `bottom`: an empty file made in the last; `at`: {level: name} of empty files made on the way."""
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for level in range(levels):
+            os.mkdir("d", dir_fd=fd)
+            inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = inner
+            if at and level in at:
+                os.close(os.open(at[level], os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+        if bottom:
+            os.close(os.open(bottom, os.O_WRONLY | os.O_CREAT, dir_fd=fd))
+    finally:
+        os.close(fd)

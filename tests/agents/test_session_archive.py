@@ -10,6 +10,7 @@ import pytest
 
 from codexk8s_pipelines.agents.agent_setup import SESSION_RECORD, archive_session, read_session_record
 from codexk8s_pipelines.security.safe_files import remove_tree
+from tests.helpers import folder_chain
 
 SECRET = "ghs_" + "sessionSecret" + "0123456789"
 
@@ -105,14 +106,7 @@ def test_a_folder_chain_under_the_sessions_does_not_stop_the_session_being_kept(
     RecursionError out of the runner after the agent's turn. The search stops at the platform's depth limit."""
     rollout = home / ".codex" / "sessions" / "2026" / "12" / "rollout-2026-abc-123.jsonl"
     rollout.write_text('{"type":"session_meta"}\n')
-    fd = os.open(home / ".codex" / "sessions", os.O_RDONLY | os.O_DIRECTORY)
-    for _ in range(1200):
-        os.mkdir("d", dir_fd=fd)
-        inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-        os.close(fd)
-        fd = inner
-    os.close(os.open("rollout-2026-abc-123.jsonl", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
-    os.close(fd)
+    folder_chain(home / ".codex" / "sessions", 1200, bottom="rollout-2026-abc-123.jsonl")
     sessions = tmp_path / "sessions"
     try:
         assert archive_session("codex", home, sessions, "abc-123", None) is None

@@ -202,7 +202,8 @@ def test_the_model_key_encoded_in_base64_or_hex_is_neither_pushed_nor_reported(
     _proc, result = attack["run"](
         ENCODED_KEY, runner_env={"OPENAI_API_KEY": key}, pass_env=["OPENAI_API_KEY"], write_scope="markdown-only"
     )
-    assert (result["status"], result["reason"], result["pushed"]) == ("failed_precondition", "write_scope_violation", False)
+    outcome = (result["status"], result["reason"], result["pushed"])
+    assert outcome == ("failed_precondition", "write_scope_violation", False)
     assert result["violations"] == ["docs/hex.md", "docs/notes.md"]
     assert all(SECRET_IN_FILE in rule for rule in result["violation_rules"]), result["violation_rules"]
     assert BRANCH not in git(f"--git-dir={remote}", "branch", "--list")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import os
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from codexk8s_pipelines.drift import (
     render_helm,
 )
 from codexk8s_pipelines.security.safe_files import MAX_DEPTH, TOO_DEEP, remove_tree
+from tests.helpers import folder_chain
 
 from .conftest import Cluster
 
@@ -524,14 +524,8 @@ def test_a_chart_nested_past_any_walk_or_with_a_linked_folder_is_not_rendered(tm
     with pytest.raises(DriftError, match=r"not run: symlinks lead out of .*files/etc \(symlink to outside"):
         render_helm(chart, release=RELEASE, namespace=NS, helm_bin=helm_bin, root=tmp_path)
     (chart / "files" / "etc").unlink()
-    fd = os.open(chart / "files", os.O_RDONLY | os.O_DIRECTORY)
-    for _ in range(1200):
-        os.mkdir("d", dir_fd=fd)
-        inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-        os.close(fd)
-        fd = inner
-    os.symlink("/proc/self/environ", "env", dir_fd=fd)
-    os.close(fd)
+    folder_chain(chart / "files", 1200)
+    (chart / "files" / Path(*["d"] * 1200) / "env").symlink_to("/proc/self/environ")  # 2,400 characters: no PATH_MAX
     try:
         cut = "/".join(["files", *["d"] * MAX_DEPTH])
         with pytest.raises(DriftError, match=rf"not run: {cut} cannot be checked for links \({TOO_DEEP}\)"):

@@ -13,6 +13,7 @@ from codexk8s_pipelines.knowledge.embedding import HashingEmbedder
 from codexk8s_pipelines.knowledge.files import Skipped, discover
 from codexk8s_pipelines.knowledge.index import index_repository
 from codexk8s_pipelines.security.safe_files import MAX_DEPTH, TOO_DEEP, remove_tree
+from tests.helpers import folder_chain
 
 
 @pytest.fixture
@@ -60,16 +61,7 @@ def test_a_folder_chain_deeper_than_any_walk_goes_is_reported_and_the_rest_is_in
     (root / "docs" / "guide.md").write_text("# Guide\n\nHow to use the tool.\n")
     chain = root / "generated"
     chain.mkdir()
-    fd = os.open(chain, os.O_RDONLY | os.O_DIRECTORY)
-    for level in range(1200):
-        os.mkdir("d", dir_fd=fd)
-        inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-        os.close(fd)
-        fd = inner
-        if level == 5:
-            os.close(os.open("shallow.md", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
-    os.close(os.open("bottom.md", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
-    os.close(fd)
+    folder_chain(chain, 1200, bottom="bottom.md", at={5: "shallow.md"})
     try:
         stats = index_repository(migrated_url, "acme/deep", root, embedder=HashingEmbedder())
         cut = "generated/" + "/".join(["d"] * MAX_DEPTH)

@@ -13,31 +13,17 @@ from pathlib import Path
 import pytest
 
 from codexk8s_pipelines.security.safe_files import remove_tree
+from tests.helpers import folder_chain
 
 NOBODY = 65534
-
-
-def chain(top: Path, levels: int) -> None:
-    """`levels` folders one inside the other under `top`, each made from the one above (no path names the bottom),
-    with a file and a link to `/etc` at every 500th."""
-    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        for level in range(levels):
-            os.mkdir("d", dir_fd=fd)
-            inner = os.open("d", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
-            os.close(fd)
-            fd = inner
-            if level % 500 == 0:
-                os.close(os.open("f.md", os.O_WRONLY | os.O_CREAT, dir_fd=fd))
-                os.symlink("/etc", "etc", dir_fd=fd)
-    finally:
-        os.close(fd)
 
 
 def test_a_chain_deeper_than_recursion_and_path_max_is_removed_and_no_link_is_followed(tmp_path: Path) -> None:
     top = tmp_path / "workdir"
     top.mkdir()
-    chain(top, 3000)  # 6,000 characters of path: past PATH_MAX (4,096)
+    folder_chain(top, 3000, at={n: "f.md" for n in range(0, 3000, 500)})  # 6,000 characters of path: past PATH_MAX
+    for depth in (1, 1000):  # paths short enough to name
+        (top / Path(*["d"] * depth) / "etc").symlink_to("/etc")
     for n in range(2000):
         (top / "wide" / f"p{n}").mkdir(parents=True)
     outside = tmp_path / "outside"
