@@ -122,9 +122,9 @@ class Scrubber:
     MIN_SECRET_CHARS = 12  # shorter values are not credentials, and replacing them would garble ordinary text
 
     def __init__(self, token: str | None = None) -> None:
-        self._secrets: list[str] = []
-        if token:
-            self.keep_out([token, basic_auth_header(token).rsplit(" ", 1)[1]])
+        # The token whatever its length (keep_out's minimum is for values of unknown kind), with its header form.
+        known = [token, basic_auth_header(token).rsplit(" ", 1)[1]] if token else []
+        self._secrets: list[str] = list(dict.fromkeys([*known, *(form for v in known for form in encoded_forms(v))]))
 
     def keep_out(self, values: Iterable[str]) -> None:
         """Redact these values from now on, and their hexadecimal and base64 forms (`encoded_forms`): an agent told

@@ -335,15 +335,17 @@ class RunnerRepository:
 
     def paths_holding(self, commit: str, changes: Sequence[TreeChange]) -> list[str]:
         """The changed paths of `commit` whose name or content holds a secret the redactor knows, sorted. Content
-        already read (within the text limit) is searched here; bigger files by one `git grep` of the commit, patterns
-        on stdin (not the command line, where any process may read them), paths literal (a name may hold `*`)."""
+        already read (within the text limit) is searched here, also with its white space taken out (a secret's
+        base64 wrapped at 76 characters, as `base64` prints it); bigger files by one `git grep` of the commit, as
+        they are: patterns on stdin (not the command line, where any process may read them), paths literal (a name
+        may hold `*`)."""
         secrets = self.scrub.secrets
         needles = [secret.encode("utf-8") for secret in secrets if secret]
         files = [c for c in changes if not c.deleted and c.sha and c.mode in _BLOB_MODES]
         if not needles or not files:
             return []
         found = {c.path for c in files if any(secret in c.path for secret in secrets if secret)}  # in a name, too
-        found |= {c.path for c in files if c.content is not None and any(n in c.content for n in needles)}
+        found |= {c.path for c in files if c.content is not None and _holds(c.content, needles)}
         unread = [c.path for c in files if c.content is None]
         patterns = b"\n".join(needles) + b"\n"
         for start in range(0, len(unread), 500):
@@ -366,6 +368,17 @@ class RunnerRepository:
     def push(self, commit: str, branch: str) -> None:
         """Exactly `commit`, by SHA; fast-forward only, so a branch that moved meanwhile fails rather than loses."""
         self.git("push", "--quiet", "--no-verify", self.remote_url, f"{commit}:refs/heads/{branch}", network=True)
+
+
+_WHITE_SPACE = b" \t\r\n\f\v"
+
+
+def _holds(content: bytes, needles: Sequence[bytes]) -> bool:
+    """Whether `content` holds one of `needles`, as it is or with its white space taken out."""
+    if any(n in content for n in needles):
+        return True
+    packed = content.translate(None, _WHITE_SPACE)
+    return len(packed) < len(content) and any(n in packed for n in needles)
 
 
 __all__ = ["RunnerRepository", "runner_git_dir"]

@@ -9,6 +9,7 @@ END line; a key without an END line is masked to the end of the text (fail close
 from __future__ import annotations
 
 import base64
+import functools
 import re
 from collections.abc import Iterable
 from typing import Any
@@ -77,11 +78,22 @@ def encoded_forms(secret: str) -> list[str]:
 
 def redact_known(text: str, secrets: Iterable[str]) -> str:
     """`redact_text`, after replacing the literal `secrets` the caller knows (a token, a model key: shapes
-    `redact_text` may not recognise), longest first, so that one holding another is replaced whole."""
-    for secret in sorted(secrets, key=len, reverse=True):
-        if secret:
-            text = text.replace(secret, REDACTED)
+    `redact_text` may not recognise), longest first, so that one holding another is replaced whole. In text of several
+    lines a secret is also found broken over lines: `base64` and `openssl base64` wrap their output at 76 and 64
+    characters, which no whole line of it holds (review of stop 36)."""
+    known = tuple(sorted({s for s in secrets if s}, key=len, reverse=True))
+    for secret in known:
+        text = text.replace(secret, REDACTED)
+    if "\n" in text and known:
+        text = _broken_over_lines(known).sub(REDACTED, text)
     return redact_text(text)
+
+
+@functools.lru_cache(maxsize=32)
+def _broken_over_lines(secrets: tuple[str, ...]) -> re.Pattern[str]:
+    """The secrets, each with a line break (and the indentation after it) allowed between any two characters. One
+    optional break a gap, each followed by a fixed character: linear in the text."""
+    return re.compile("|".join("(?:\r?\n[ \t]*)?".join(map(re.escape, secret)) for secret in secrets))
 
 
 def _key(key: Any, taken: dict[Any, Any]) -> Any:

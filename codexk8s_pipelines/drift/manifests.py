@@ -16,7 +16,6 @@ cycle, which the diff would follow forever).
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import itertools
 import os
@@ -345,31 +344,43 @@ def _manifest_files(folder: Path, state: DesiredState) -> list[Path]:
 def _links_out_of(folder: Path, root: Path) -> list[str]:
     """The symlinks under `folder` that lead out of `root` (or nowhere): helm follows a chart's symlinks, so a chart
     file linked to `/proc/self/environ` or a service-account token would be rendered into the desired state, and a
-    changed value is shown in the drift report. A folder too deep to check (`walk_tree`; os.walk raised
-    RecursionError out of a chart 1,200 folders deep) or that cannot be listed is a DriftError: helm would read
-    what was not checked."""
+    changed value is shown in the drift report. helm also reads through a linked folder, so one that stays inside
+    `root` is checked the same way, where it leads (review: `files -> ../other` with `other/leak -> /etc/...` was
+    rendered); each real folder once. A folder too deep to check (`walk_tree`; os.walk raised RecursionError out of a
+    chart 1,200 folders deep) or that cannot be listed is a DriftError: helm would read what was not checked."""
     found: list[str] = []
+    todo, seen = [folder], {folder.resolve()}
 
     def unchecked(path: Path, why: str) -> None:
-        raise DriftError(
-            f"helm template {folder} not run: {path.relative_to(folder)} cannot be checked for links ({why})"
-        )
+        raise DriftError(f"helm template {folder} not run: {_shown(path, folder)} cannot be checked for links ({why})")
+
+    def too_deep(path: Path) -> None:
+        unchecked(path, TOO_DEEP)
 
     def unlistable(exc: OSError) -> None:
         unchecked(Path(exc.filename), f"cannot be listed: {exc.strerror or exc}")
 
-    walked = walk_tree(
-        folder, too_deep=lambda path: unchecked(path, TOO_DEEP), unlistable=unlistable, folder_links=True
-    )
-    for here, names in walked:
-        for name in names:  # linked folders are listed, never entered: they are checked as names
-            entry = here / name
-            if entry.is_symlink():
+    while todo:
+        top = todo.pop()
+        for here, names in walk_tree(top, too_deep=too_deep, unlistable=unlistable, folder_links=True):
+            for name in names:  # linked folders are listed, never entered: they are followed below, once
+                entry = here / name
+                if not entry.is_symlink():
+                    continue
                 try:
-                    resolve_inside(entry, root)
+                    target = resolve_inside(entry, root)
                 except UnsafeFile as exc:
-                    found.append(f"{entry.relative_to(folder)} ({exc})")
+                    found.append(f"{_shown(entry, folder)} ({exc})")
+                    continue
+                if target.is_dir() and target not in seen:
+                    seen.add(target)
+                    todo.append(target)
     return found
+
+
+def _shown(path: Path, folder: Path) -> str:
+    """`path` as the report names it: relative to the chart when it is in it, else in full (a linked folder's)."""
+    return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
 
 
 def helm_env(home: Path) -> dict[str, str]:
@@ -387,43 +398,48 @@ def helm_env(home: Path) -> dict[str, str]:
 
 def _run_bounded(command: list[str], env: dict[str, str], timeout: float) -> tuple[int, bytes | None, bytes]:
     """(exit code, what `command` printed, the first HELM_STDERR_KEPT bytes of its errors), reading both as they come,
-    in at most HELM_ADDRESS_SPACE_BYTES of memory; the output is None when it passed HELM_OUTPUT_MAX_BYTES (the process
-    is killed then, as on the timeout, which raises subprocess.TimeoutExpired)."""
+    in at most HELM_ADDRESS_SPACE_BYTES of memory; the output is None when it passed HELM_OUTPUT_MAX_BYTES. The process
+    is killed then, on the timeout (subprocess.TimeoutExpired) and on any exception that ends this."""
     deadline = time.monotonic() + timeout
     with subprocess.Popen(
         command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env
     ) as proc:
         assert proc.stdout is not None and proc.stderr is not None
-        # Set from here, not in a preexec_fn (unsafe in a threaded process): helm cannot grow far in the microseconds
-        # before, and a wrapper script that execs helm passes the limit on.
-        with contextlib.suppress(ProcessLookupError):
-            limit = HELM_ADDRESS_SPACE_BYTES
-            resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, limit))
-        out, err = bytearray(), bytearray()
-        with selectors.DefaultSelector() as pipes:
-            pipes.register(proc.stdout, selectors.EVENT_READ, out)
-            pipes.register(proc.stderr, selectors.EVENT_READ, err)
-            while pipes.get_map():
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    proc.kill()
-                    raise subprocess.TimeoutExpired(command, timeout)
-                for key, _ in pipes.select(left):
-                    chunk = os.read(key.fd, 1 << 16)
-                    if not chunk:
-                        pipes.unregister(key.fileobj)
-                    elif key.data is out:
-                        out += chunk
-                        if len(out) > HELM_OUTPUT_MAX_BYTES:
-                            proc.kill()
-                            proc.wait()
-                            return -9, None, bytes(err)
-                    elif len(err) < HELM_STDERR_KEPT:
-                        err += chunk[: HELM_STDERR_KEPT - len(err)]
         try:
+            # Set from here, not in a preexec_fn (unsafe in a threaded process): helm cannot grow far in the
+            # moments before, and a wrapper script that execs helm passes the limit on. A helm that cannot be
+            # limited is not run at all.
+            try:
+                limit = HELM_ADDRESS_SPACE_BYTES
+                resource.prlimit(proc.pid, resource.RLIMIT_AS, (limit, limit))
+            except ProcessLookupError:
+                pass  # already ended
+            except OSError as exc:
+                raise DriftError(f"helm's memory cannot be limited ({exc.strerror or exc}): not run") from exc
+            out, err = bytearray(), bytearray()
+            with selectors.DefaultSelector() as pipes:
+                pipes.register(proc.stdout, selectors.EVENT_READ, out)
+                pipes.register(proc.stderr, selectors.EVENT_READ, err)
+                while pipes.get_map():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        raise subprocess.TimeoutExpired(command, timeout)
+                    for key, _ in pipes.select(left):
+                        chunk = os.read(key.fd, 1 << 16)
+                        if not chunk:
+                            pipes.unregister(key.fileobj)
+                        elif key.data is out:
+                            out += chunk
+                            if len(out) > HELM_OUTPUT_MAX_BYTES:
+                                proc.kill()
+                                proc.wait()
+                                return -9, None, bytes(err)
+                        elif len(err) < HELM_STDERR_KEPT:
+                            err += chunk[: HELM_STDERR_KEPT - len(err)]
             code = proc.wait(max(0.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
+        except BaseException:  # the timeout, an interrupt (a run terminated), anything: helm does not outlive it
             proc.kill()
+            proc.wait()
             raise
     return code, bytes(out), bytes(err)
 

@@ -39,6 +39,7 @@ IGNORED_DIRS = frozenset(
     }
 )
 MAX_FILE_BYTES = 2_000_000  # a bigger "doc" is generated output, not something to read in search results
+MAX_FOLDERS_NOTED = 100  # folders not read that an indexing pass lists; a generated tree can have thousands
 
 
 @lru_cache(maxsize=64)
@@ -78,6 +79,18 @@ class Skipped:
     oversized: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)
+    folders_more: int = 0  # past MAX_FOLDERS_NOTED: counted, not listed (each is a warning in the run's log)
+
+    def folder(self, line: str) -> None:
+        if len(self.folders) < MAX_FOLDERS_NOTED:
+            self.folders.append(line)
+        else:
+            self.folders_more += 1
+
+    def folders_noted(self) -> tuple[str, ...]:
+        """The folders not read, as reported: the first MAX_FOLDERS_NOTED, then how many more."""
+        more = (f"… and {self.folders_more} more folders not read",) if self.folders_more else ()
+        return (*self.folders, *more)
 
 
 def _ignored(name: str) -> bool:
@@ -102,11 +115,11 @@ def discover(root: Path, globs: Sequence[str], skipped: Skipped | None = None) -
     skipped = skipped if skipped is not None else Skipped()
 
     def too_deep(folder: Path) -> None:
-        skipped.folders.append(f"{folder.relative_to(root).as_posix()}: {TOO_DEEP}")
+        skipped.folder(f"{folder.relative_to(root).as_posix()}: {TOO_DEEP}")
 
     def unlistable(exc: OSError) -> None:
         where = Path(exc.filename).relative_to(root).as_posix() if exc.filename else "."
-        skipped.folders.append(f"{where}: cannot be listed: {exc.strerror or exc}")
+        skipped.folder(f"{where}: cannot be listed: {exc.strerror or exc}")
 
     found: list[tuple[str, Path]] = []
     for base, filenames in walk_tree(root, too_deep=too_deep, unlistable=unlistable, exclude=_ignored):

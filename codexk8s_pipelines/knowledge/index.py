@@ -154,7 +154,7 @@ def index_repository(
     documents = read_chunks(root, globs, skipped)
     for rel in skipped.oversized:
         log.warning("not indexed: %s is larger than %d bytes", rel, MAX_FILE_BYTES)
-    for folder in skipped.folders:
+    for folder in skipped.folders_noted():
         log.warning("not indexed: %s", folder)
 
     with connect(conn_url, autocommit=True) as conn:
@@ -188,7 +188,7 @@ def index_repository(
         binary_skipped=len(skipped.binary),
         oversized=tuple(skipped.oversized),
         links_skipped=len(skipped.links),
-        folders_skipped=tuple(skipped.folders),
+        folders_skipped=skipped.folders_noted(),
     )
 
 

@@ -14,7 +14,7 @@ import errno
 import os
 import stat
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import BinaryIO
 
@@ -50,7 +50,7 @@ def walk_tree(
     *,
     too_deep: Callable[[Path], None],
     unlistable: Callable[[OSError], None],
-    exclude: frozenset[str] | Callable[[str], bool] = frozenset(),
+    exclude: Collection[str] | Callable[[str], bool] = frozenset(),
     folder_links: bool = False,
 ) -> Iterator[tuple[Path, list[str]]]:
     """(folder, the names of its files and of its links to files, sorted) for every folder under `root`, top-down in
@@ -58,15 +58,15 @@ def walk_tree(
     named in `exclude` (or whose name it holds true) are skipped; a folder past MAX_DEPTH is reported to `too_deep`
     and not entered (os.walk and Path.rglob recurse once per level on Python 3.11: a tree 1,200 folders deep raised
     RecursionError out of them); a folder that cannot be listed goes to `unlistable`."""
-    skipped = exclude.__contains__ if isinstance(exclude, frozenset) else exclude
+    skipped = exclude if callable(exclude) else exclude.__contains__
     for directory, dirnames, filenames in os.walk(root, onerror=unlistable):
-        linked = [name for name in dirnames if os.path.islink(os.path.join(directory, name))] if folder_links else []
+        linked = {name for name in dirnames if os.path.islink(os.path.join(directory, name))}
         dirnames[:] = sorted(name for name in dirnames if not skipped(name) and name not in linked)
         if dirnames and len(Path(directory).relative_to(root).parts) >= MAX_DEPTH:
             for name in dirnames:
                 too_deep(Path(directory, name))
             dirnames[:] = []
-        yield Path(directory), sorted([*filenames, *linked])
+        yield Path(directory), sorted([*filenames, *(linked if folder_links else ())])
 
 
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -78,12 +78,27 @@ def _open_folder(name: str, dir_fd: int | None) -> int:
     try:
         fd = os.open(name, _FOLDER, dir_fd=dir_fd)
     except PermissionError:
-        os.chmod(name, 0o700, dir_fd=dir_fd)  # a folder (lstat said so), and nothing of its maker runs any more
-        fd = os.open(name, _FOLDER, dir_fd=dir_fd)
-    mode = os.fstat(fd).st_mode
-    if mode & 0o700 != 0o700:
-        os.fchmod(fd, mode | 0o700)
+        # Given back through a descriptor of the folder itself (O_PATH needs no right on it), not by name: a name can
+        # be swapped for a link between two calls, a descriptor cannot.
+        bare = os.open(name, os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+        try:
+            os.chmod(f"/proc/self/fd/{bare}", 0o700)
+            fd = os.open(".", _FOLDER, dir_fd=bare)
+        finally:
+            os.close(bare)
+    try:
+        mode = os.fstat(fd).st_mode
+        if mode & 0o700 != 0o700:
+            os.fchmod(fd, mode | 0o700)
+    except BaseException:
+        os.close(fd)
+        raise
     return fd
+
+
+def _identity(fd: int) -> tuple[int, int]:
+    info = os.fstat(fd)
+    return info.st_dev, info.st_ino
 
 
 def remove_tree(path: Path) -> None:
@@ -95,7 +110,9 @@ def remove_tree(path: Path) -> None:
     raised RecursionError out of every later run of the branch. It also cannot empty a folder its maker made
     unreadable (mode 000) unless the runner is root. Here one folder is open at a time, each opened from its parent
     (no path is ever longer than one name), links are removed and never followed, and the folders still to empty are
-    kept as names on a list, not as frames of a recursion."""
+    kept as names on a list, not as frames of a recursion. Nothing of the agent runs by then; even so, a folder
+    moved meanwhile is noticed (the way back up by `..` must lead to the folder the way down came from, as in GNU
+    fts) and ends the removal with an error rather than emptying wherever it went."""
     try:
         info = os.lstat(path)
     except FileNotFoundError:
@@ -104,19 +121,21 @@ def remove_tree(path: Path) -> None:
         os.unlink(path)
         return
     fd = _open_folder(str(path), None)
-    # One entry a level on the way down: (the folder's name in its parent, its subfolders not emptied yet).
-    levels: list[tuple[str, list[str]]] = [(str(path), [])]
+    # One entry a level on the way down: (the folder's name in its parent, the parent's identity, its subfolders not
+    # emptied yet).
+    levels: list[tuple[str, tuple[int, int] | None, list[str]]] = [(str(path), None, [])]
     try:
         while True:
-            with os.scandir(fd) as entries:
-                for entry in entries:
-                    if entry.is_dir(follow_symlinks=False):
-                        levels[-1][1].append(entry.name)
-                    else:
-                        with contextlib.suppress(FileNotFoundError):
-                            os.unlink(entry.name, dir_fd=fd)
-            while not levels[-1][1]:  # emptied: up to the parent (by `..`, as deep paths cannot be named), remove it
-                name, _ = levels.pop()
+            with os.scandir(fd) as listing:
+                entries = list(listing)  # read whole before anything is removed, as shutil does
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    levels[-1][2].append(entry.name)
+                else:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(entry.name, dir_fd=fd)
+            while not levels[-1][2]:  # emptied: up to the parent (by `..`, as deep paths cannot be named), remove it
+                name, parent_identity, _ = levels.pop()
                 if not levels:
                     os.close(fd)
                     fd = -1
@@ -125,12 +144,15 @@ def remove_tree(path: Path) -> None:
                 parent = os.open("..", _FOLDER, dir_fd=fd)
                 os.close(fd)
                 fd = parent
+                if _identity(fd) != parent_identity:
+                    raise OSError(errno.ESTALE, f"{path}: a folder was moved while it was removed; stopped")
                 os.rmdir(name, dir_fd=fd)
-            name = levels[-1][1].pop()
+            name = levels[-1][2].pop()
+            here = _identity(fd)
             child = _open_folder(name, fd)
             os.close(fd)
             fd = child
-            levels.append((name, []))
+            levels.append((name, here, []))
     finally:
         if fd >= 0:
             os.close(fd)

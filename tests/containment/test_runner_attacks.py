@@ -189,7 +189,9 @@ key = os.environ["OPENAI_API_KEY"]
 write("docs/notes.md", "# Notes\\n\\nsettings: " + base64.b64encode(("model_key=" + key).encode()).decode() + "\\n")
 write("docs/hex.md", "checksum " + key.encode().hex() + "\\n")
 write("docs/fine.md", "nothing to see\\n")
-result(summary="the key, made safe: " + base64.urlsafe_b64encode(("k:" + key).encode()).decode())
+wrapped = subprocess.run(["base64"], input=("key: " + key).encode(), capture_output=True, check=True).stdout.decode()
+write("docs/wrapped.md", "```\\n" + wrapped + "```\\n")  # as `base64` prints it: lines of 76 characters
+result(summary="the key, made safe: " + base64.urlsafe_b64encode(("k:" + key).encode()).decode() + "\\n" + wrapped)
 """
 
 
@@ -197,20 +199,23 @@ def test_the_model_key_encoded_in_base64_or_hex_is_neither_pushed_nor_reported(
     attack: dict[str, Any], remote: Path
 ) -> None:
     """Issue text can tell an agent to publish its key "encoded". Base64 and hex of it passed the push's check and the
-    redaction, which knew the literal value only: the branch and the service comment would have carried it."""
-    key = f"sk-proj-{_NONCE}{_NONCE}"
+    redaction, which knew the literal value only: the branch and the service comment would have carried it. So did
+    base64 as the `base64` command prints it, wrapped at 76 characters (review of stop 36)."""
+    key = f"sk-proj-{_NONCE * 8}"  # as long as real keys: its base64 takes more than one line of 76
     _proc, result = attack["run"](
         ENCODED_KEY, runner_env={"OPENAI_API_KEY": key}, pass_env=["OPENAI_API_KEY"], write_scope="markdown-only"
     )
     outcome = (result["status"], result["reason"], result["pushed"])
     assert outcome == ("failed_precondition", "write_scope_violation", False)
-    assert result["violations"] == ["docs/hex.md", "docs/notes.md"]
+    assert result["violations"] == ["docs/hex.md", "docs/notes.md", "docs/wrapped.md"]
     assert all(SECRET_IN_FILE in rule for rule in result["violation_rules"]), result["violation_rules"]
     assert BRANCH not in git(f"--git-dir={remote}", "branch", "--list")
     written = base64.urlsafe_b64encode(("k:" + key).encode()).decode()
     record = json.dumps(result)
     assert written not in record and key.encode().hex() not in record
-    assert "the key, made safe: " in result["summary"]
+    wrapped_lines = base64.encodebytes(("key: " + key).encode()).decode().splitlines()
+    assert len(wrapped_lines) > 1 and not any(line in result["summary"] for line in wrapped_lines[1:-1])
+    assert result["summary"].startswith("the key, made safe: ")
 
 
 # ------------------------------------------------------------------------------------------------ git metadata

@@ -241,3 +241,17 @@ def test_encoded_forms_are_long_enough_not_to_match_ordinary_text() -> None:
     assert min(map(len, forms)) >= 15
     prose = "The quick brown fox jumps over the lazy dog. " * 20
     assert redact_known(prose, forms) == prose
+
+
+def test_a_known_secret_broken_over_lines_is_redacted_in_text_of_several_lines() -> None:
+    """`base64` wraps at 76 characters and `openssl base64` at 64: no whole line holds the secret's base64."""
+    key = "sk-ant-api03-" + "Qw9_xZ-" * 22
+    for width in (76, 64):
+        encoded = base64.b64encode(b"key: " + key.encode()).decode()
+        wrapped = "\n".join(encoded[i : i + width] for i in range(0, len(encoded), width))
+        redacted = redact_known(f"the blob:\n{wrapped}\nend", [key, *encoded_forms(key)])
+        lines = wrapped.splitlines()
+        assert len(lines) > 2 and not any(line in redacted for line in lines[1:-1]), redacted
+        assert redacted.startswith("the blob:\n") and redacted.endswith("\nend")
+    split = f"key = {key[:50]}\n    {key[50:]}"  # the literal, broken and indented
+    assert key[:50] not in redact_known(split, [key])

@@ -534,6 +534,57 @@ def test_a_chart_nested_past_any_walk_or_with_a_linked_folder_is_not_rendered(tm
         remove_tree(chart / "files")  # pytest's own clean-up of tmp_path recurses
 
 
+def test_a_linked_folder_that_stays_in_the_checkout_is_checked_where_it_leads(tmp_path: Path, helm_bin: str) -> None:
+    """helm reads through a chart's linked folder. The check judged such a link by where it points only: `files ->
+    ../shared` (inside the checkout) passed, and `shared/leak -> /any/file` was rendered into the desired state
+    (review of stop 36: a committed chart could read the runner's service-account token). A folder linked to itself
+    or to an ancestor is checked once (the check ends; helm would then fail on the loop by itself)."""
+    outside = tmp_path / "outside-secret"
+    outside.write_text("SECRET-OUTSIDE")
+    checkout = tmp_path / "checkout"
+    template = (
+        'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: s}\ndata: {s: {{ .Files.Get "files/leak" | quote }}}\n'
+    )
+    chart = write_chart(checkout, template)
+    (checkout / "shared").mkdir()
+    (checkout / "shared" / "leak").symlink_to(outside)
+    (checkout / "shared" / "again").symlink_to("../shared", target_is_directory=True)  # a loop, followed once
+    (chart / "files").symlink_to("../shared", target_is_directory=True)
+    with pytest.raises(DriftError, match=r"not run: symlinks lead out of .*shared/leak \(symlink to outside"):
+        render_helm(chart, release=RELEASE, namespace=NS, helm_bin=helm_bin, root=checkout)
+    (checkout / "shared" / "again").unlink()  # helm itself follows the loop until it fails
+    (checkout / "shared" / "leak").unlink()
+    (checkout / "shared" / "leak").write_text("shared settings")
+    desired = render_helm(chart, release=RELEASE, namespace=NS, helm_bin=helm_bin, root=checkout)
+    (rendered,) = [o for o in desired.objects.values() if o.key.name == "s"]
+    assert rendered.manifest["data"]["s"] == "shared settings"
+
+
+def test_helm_does_not_outlive_an_interrupted_check(
+    tmp_path: Path, helm_bin: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run terminated while helm renders (Dagster interrupts the step): the check ends, and helm with it, instead of
+    rendering on until its own end."""
+    marker = tmp_path / "helm-pid"
+    slow = tmp_path / "slow-helm"
+    slow.write_text(f"#!/bin/sh\necho $$ > {marker}\nexec sleep 30\n")
+    slow.chmod(0o755)
+    chart = write_chart(tmp_path)
+
+    def interrupted(self: object, timeout: float | None = None) -> list[object]:
+        while not marker.exists() or not marker.read_text().strip():
+            time.sleep(0.01)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(manifests.selectors.DefaultSelector, "select", interrupted)
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        render_helm(chart, release=RELEASE, namespace=NS, helm_bin=str(slow))
+    assert time.monotonic() - started < 10
+    pid = int(marker.read_text())
+    assert not Path(f"/proc/{pid}").exists() or "zombie" in Path(f"/proc/{pid}/status").read_text().lower()
+
+
 def test_a_chart_that_prints_without_end_is_stopped_at_the_output_limit(
     tmp_path: Path, helm_bin: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 import codexk8s_pipelines.knowledge.files as files_module
 from codexk8s_pipelines.knowledge.embedding import HashingEmbedder
-from codexk8s_pipelines.knowledge.files import Skipped, discover
+from codexk8s_pipelines.knowledge.files import MAX_FOLDERS_NOTED, Skipped, discover
 from codexk8s_pipelines.knowledge.index import index_repository
 from codexk8s_pipelines.security.safe_files import MAX_DEPTH, TOO_DEEP, remove_tree
 from tests.helpers import folder_chain
@@ -71,3 +71,18 @@ def test_a_folder_chain_deeper_than_any_walk_goes_is_reported_and_the_rest_is_in
         assert found == ["docs/guide.md", "generated/" + "d/" * 6 + "shallow.md"]
     finally:
         remove_tree(chain)  # pytest's own clean-up of tmp_path recurses
+
+
+def test_folders_not_read_are_listed_up_to_a_limit_then_counted(tmp_path: Path) -> None:
+    """Each folder not read is a warning in the run's log and a line of the asset's metadata: a generated tree with
+    thousands of them would flood both (review of stop 36)."""
+    root = tmp_path / "repo"
+    floor = root / Path(*["d"] * MAX_DEPTH)
+    for n in range(MAX_FOLDERS_NOTED + 50):
+        (floor / f"x{n:03}").mkdir(parents=True)
+    skipped = Skipped()
+    assert list(discover(root, ("**/*.md",), skipped)) == []
+    noted = skipped.folders_noted()
+    assert len(noted) == MAX_FOLDERS_NOTED + 1
+    assert noted[0] == f"{'/'.join(['d'] * MAX_DEPTH)}/x000: {TOO_DEEP}"
+    assert noted[-1] == "… and 50 more folders not read"

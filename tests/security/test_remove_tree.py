@@ -9,6 +9,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,3 +105,36 @@ def test_as_an_ordinary_user_folders_the_agent_shut_are_opened_and_removed(tmp_p
         assert (folder / "roots" / "kept").is_dir()
     finally:
         remove_tree(folder)
+
+
+def test_a_folder_moved_away_while_it_is_emptied_stops_the_removal_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing of the agent runs when its tree is wiped; were something to move a folder out while it is emptied, the
+    way back up (by `..`) would lead into the folder it was moved to, and its neighbours there would go next (review
+    of stop 36). The way up must lead where the way down came from, or the removal stops."""
+    tree, elsewhere = tmp_path / "tree", tmp_path / "elsewhere"
+    (tree / "a" / "b").mkdir(parents=True)
+    (tree / "a" / "c").mkdir()
+    for name in ("b", "c"):
+        (elsewhere / name).mkdir(parents=True)
+        (elsewhere / name / "precious").write_text("keep me")
+    listing = os.scandir
+    moved: list[str] = []
+
+    def racing(fd: int) -> Any:
+        here = os.readlink(f"/proc/self/fd/{fd}")
+        if not moved and here.startswith(f"{tree / 'a'}/"):
+            name = os.path.basename(here)
+            os.rename(elsewhere / name, elsewhere / f"{name}.aside")
+            os.rename(here, elsewhere / name)  # the folder being emptied, moved out of the tree
+            moved.append(name)
+        return listing(fd)
+
+    monkeypatch.setattr(os, "scandir", racing)
+    with pytest.raises(OSError, match="a folder was moved while it was removed"):
+        remove_tree(tree)
+    monkeypatch.undo()
+    assert moved
+    left = {name: sorted(os.listdir(elsewhere / name)) for name in sorted(os.listdir(elsewhere))}
+    assert all(files == ["precious"] for name, files in left.items() if name != moved[0]), left
