@@ -235,6 +235,8 @@ def test_a_tuning_in_progress_elsewhere_is_not_repeated(hard_url: str) -> None:
     with psycopg.connect(hard_url, autocommit=True) as other:
         other.execute("SELECT pg_advisory_lock(hashtextextended('doc_search_tuning', 0))")
         assert tune(hard_url) is None  # nothing stored yet, and the other measurement is not waited for
+        # Freed here, not by closing: a closed session's locks go when its server process exits, a moment later.
+        other.execute("SELECT pg_advisory_unlock(hashtextextended('doc_search_tuning', 0))")
     assert (tune(hard_url) or pytest.fail("not measured once the lock was free")).fresh
 
 
