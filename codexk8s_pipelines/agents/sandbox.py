@@ -11,7 +11,7 @@ checkout after the runner verified it, and fork or allocate until the machine fa
   the platform state directory with the run files and the embedded database, the runner's git directory, the run
   directory): those are empty tmpfs mounts. A private `/tmp` and `HOME`; the workspace is the one writable host
   path. Absolute paths on the agent's command line (its script, a prompt file) and its interpreter's installation
-  are bound read-only so that it can start;
+  are bound read-only so that it can start. Every tmpfs has a size (they live in the host's memory);
 - a process cap (a pids cgroup, else RLIMIT_NPROC when the runner is not root; as root, where RLIMIT_NPROC does not
   apply, no cgroup means no sandbox) and a per-process data cap (RLIMIT_DATA);
 - its own network namespace: only its own loopback. With `SandboxPlan.egress` (egress.py) the runner's relay socket
@@ -49,6 +49,12 @@ AGENT_UID = 1000
 AGENT_GID = 1000
 AGENT_HOME = "/home/agent"
 DEFAULT_MAX_PROCESSES = 512
+# Every tmpfs of the sandbox is the agent's (uid 1000 owns it) and lives in the host's memory, outside the agent's
+# per-process data cap. Unsized, each may take half the machine's memory: an agent filled `/tmp` with 12 GB here,
+# and two such mounts are the whole 24 GB. Its scratch space (`/tmp`, an unbound HOME) holds at most half its memory
+# cap each (SCRATCH_BYTES without one); the mounts that only hide something, MASK_BYTES.
+SCRATCH_BYTES = 1024**3
+MASK_BYTES = 64 * 1024
 # Host top-level directories never shown to the agent (kernel views, other users' homes, runtime sockets).
 _NEVER_BOUND = frozenset({"proc", "dev", "sys", "tmp", "run", "home", "root", "mnt", "media", "lost+found", "var"})
 _TRUE = {"1", "true", "yes", "on"}
@@ -164,14 +170,16 @@ def bwrap_args(plan: SandboxPlan, command: Sequence[str], path_env: str) -> list
         for name, value in plan.egress.proxy_env().items():
             args += ["--setenv", name, value]
     args += host_root_args(_NEVER_BOUND)
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
-    args += ["--bind", str(plan.home), AGENT_HOME] if plan.home is not None else ["--tmpfs", AGENT_HOME]
+    scratch = ["--size", str(plan.memory_bytes // 2 if plan.memory_bytes else SCRATCH_BYTES), "--tmpfs"]
+    mask = ["--size", str(MASK_BYTES), "--tmpfs"]
+    args += ["--proc", "/proc", "--dev", "/dev", *scratch, "/tmp"]
+    args += ["--bind", str(plan.home), AGENT_HOME] if plan.home is not None else [*scratch, AGENT_HOME]
     for private in _private_system_paths():
-        args += ["--tmpfs", private] if os.path.isdir(private) else ["--ro-bind", "/dev/null", private]
+        args += [*mask, private] if os.path.isdir(private) else ["--ro-bind", "/dev/null", private]
     workspace = plan.workspace.resolve()
     hidden = [h for h in plan.hide if h.exists() and not _inside(h, workspace)]
     for path in hidden:
-        args += ["--tmpfs", str(path)]
+        args += [*mask, str(path)]
     bound: set[str] = set()
     wanted = [*plan.read_only, *command_paths(command, path_env), *extra_paths]
     for path in sorted(wanted, key=lambda p: len(p.parts)):  # a directory before what lies in it

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from codexk8s_pipelines.agents import sandbox as sandbox_module
 from codexk8s_pipelines.domain.write_scope import SECRET_IN_FILE
 from codexk8s_pipelines.security.safe_files import remove_tree
 from tests.agents_runner.test_git_workspace import git, make_remote, remote_file, remote_head
@@ -669,6 +670,41 @@ def test_a_memory_hog_is_contained_and_the_run_fails(attack: dict[str, Any], rem
     assert (result["status"], result["reason"]) == ("failed", "agent_exit_code"), result
     assert "MemoryError" in result["message"]
     assert remote_head(remote, BRANCH) is None
+
+
+MEMORY_IN_FILES = """\
+def fill(folder, most):
+    written, block = 0, b"x" * (1 << 20)
+    try:
+        with open(os.path.join(folder, "fill"), "wb") as out:
+            while written < most:
+                out.write(block)
+                out.flush()
+                written += len(block)
+    except OSError:
+        pass
+    return written
+tmp = fill("/tmp", 1536 << 20)
+masks = {m: fill(m, 64 << 20) for m in MASKS}
+write("docs/fill.md", json.dumps({"tmp": tmp, "masks": masks}))
+result(summary="filled")
+"""
+
+
+def test_an_agent_cannot_fill_the_hosts_memory_through_its_tmpfs_mounts(
+    attack: dict[str, Any], tmp_path: Path, remote: Path
+) -> None:
+    """The sandbox's `/tmp` (and the mounts that hide the host's private folders) are tmpfs, in the host's memory and
+    outside the agent's per-process data cap, and the agent owns them. Unsized, each took up to half the machine's
+    memory: with a 512 MiB cap, the agent wrote 1.5 GiB to `/tmp` (12 GB would have fit, and two such mounts are the
+    whole machine). Now `/tmp` holds half the cap, and a mask next to nothing."""
+    masks = [p for p in sandbox_module._private_system_paths() if os.path.isdir(p)]
+    body = f"MASKS = {masks!r}\n" + MEMORY_IN_FILES
+    _proc, result = attack["run"](body, memory_bytes=512 * 1024 * 1024)
+    assert result["pushed"], result["message"]
+    filled = json.loads(remote_file(remote, BRANCH, "docs/fill.md"))
+    assert 0 < filled["tmp"] <= 256 << 20, filled
+    assert all(written <= sandbox_module.MASK_BYTES for written in filled["masks"].values()), filled
 
 
 # ------------------------------------------------------------------------------------------------ no sandbox, no run
