@@ -52,8 +52,11 @@ DEFAULT_MAX_PROCESSES = 512
 # Every tmpfs of the sandbox is the agent's (uid 1000 owns it) and lives in the host's memory, outside the agent's
 # per-process data cap. Unsized, each may take half the machine's memory: an agent filled `/tmp` with 12 GB here,
 # and two such mounts are the whole 24 GB. Its scratch space (`/tmp`, an unbound HOME) holds at most half its memory
-# cap each (SCRATCH_BYTES without one); the mounts that only hide something, MASK_BYTES.
+# cap each (SCRATCH_BYTES without one); `/dev/shm` (POSIX shared memory, browsers' renderers) at most SHM_BYTES of
+# that; the mounts that only hide something, MASK_BYTES. bwrap's `/dev` cannot be sized: it is made read-only once
+# its devices are in (writing to a device is not writing to the mount).
 SCRATCH_BYTES = 1024**3
+SHM_BYTES = 256 * 1024**2
 MASK_BYTES = 64 * 1024
 # Host top-level directories never shown to the agent (kernel views, other users' homes, runtime sockets).
 _NEVER_BOUND = frozenset({"proc", "dev", "sys", "tmp", "run", "home", "root", "mnt", "media", "lost+found", "var"})
@@ -170,9 +173,11 @@ def bwrap_args(plan: SandboxPlan, command: Sequence[str], path_env: str) -> list
         for name, value in plan.egress.proxy_env().items():
             args += ["--setenv", name, value]
     args += host_root_args(_NEVER_BOUND)
-    scratch = ["--size", str(plan.memory_bytes // 2 if plan.memory_bytes else SCRATCH_BYTES), "--tmpfs"]
+    scratch_bytes = plan.memory_bytes // 2 if plan.memory_bytes else SCRATCH_BYTES
+    scratch = ["--size", str(scratch_bytes), "--tmpfs"]
     mask = ["--size", str(MASK_BYTES), "--tmpfs"]
-    args += ["--proc", "/proc", "--dev", "/dev", *scratch, "/tmp"]
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(min(SHM_BYTES, scratch_bytes)), "--tmpfs", "/dev/shm"]
+    args += ["--remount-ro", "/dev", *scratch, "/tmp"]
     args += ["--bind", str(plan.home), AGENT_HOME] if plan.home is not None else [*scratch, AGENT_HOME]
     for private in _private_system_paths():
         args += [*mask, private] if os.path.isdir(private) else ["--ro-bind", "/dev/null", private]

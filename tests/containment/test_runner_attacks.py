@@ -685,8 +685,10 @@ def fill(folder, most):
         pass
     return written
 tmp = fill("/tmp", 1536 << 20)
+shm = fill("/dev/shm", 1536 << 20)
+dev = fill("/dev", 64 << 20)
 masks = {m: fill(m, 64 << 20) for m in MASKS}
-write("docs/fill.md", json.dumps({"tmp": tmp, "masks": masks}))
+write("docs/fill.md", json.dumps({"tmp": tmp, "shm": shm, "dev": dev, "masks": masks}))
 result(summary="filled")
 """
 
@@ -694,16 +696,18 @@ result(summary="filled")
 def test_an_agent_cannot_fill_the_hosts_memory_through_its_tmpfs_mounts(
     attack: dict[str, Any], tmp_path: Path, remote: Path
 ) -> None:
-    """The sandbox's `/tmp` (and the mounts that hide the host's private folders) are tmpfs, in the host's memory and
-    outside the agent's per-process data cap, and the agent owns them. Unsized, each took up to half the machine's
-    memory: with a 512 MiB cap, the agent wrote 1.5 GiB to `/tmp` (12 GB would have fit, and two such mounts are the
-    whole machine). Now `/tmp` holds half the cap, and a mask next to nothing."""
+    """The sandbox's `/tmp`, `/dev`, `/dev/shm` and the mounts that hide the host's private folders are tmpfs, in the
+    host's memory and outside the agent's per-process data cap, and the agent owns them. Unsized, each took up to half
+    the machine's memory: with a 512 MiB cap, the agent wrote 1.5 GiB to `/tmp` and to `/dev/shm` (12 GB would have
+    fit, and two such mounts are the whole machine). Now `/tmp` and `/dev/shm` hold half the cap, `/dev` nothing, and
+    a mask next to nothing."""
     masks = [p for p in sandbox_module._private_system_paths() if os.path.isdir(p)]
     body = f"MASKS = {masks!r}\n" + MEMORY_IN_FILES
     _proc, result = attack["run"](body, memory_bytes=512 * 1024 * 1024)
     assert result["pushed"], result["message"]
     filled = json.loads(remote_file(remote, BRANCH, "docs/fill.md"))
     assert 0 < filled["tmp"] <= 256 << 20, filled
+    assert 0 < filled["shm"] <= 256 << 20 and filled["dev"] == 0, filled
     assert all(written <= sandbox_module.MASK_BYTES for written in filled["masks"].values()), filled
 
 
