@@ -122,17 +122,19 @@ class Scrubber:
     MIN_SECRET_CHARS = 12  # shorter values are not credentials, and replacing them would garble ordinary text
 
     def __init__(self, token: str | None = None) -> None:
-        # The token whatever its length (keep_out's minimum is for values of unknown kind), with its header form.
-        known = [token, basic_auth_header(token).rsplit(" ", 1)[1]] if token else []
-        self._secrets: list[str] = list(dict.fromkeys([*known, *(form for v in known for form in encoded_forms(v))]))
+        self._secrets: list[str] = []
+        if token:  # whatever its length (keep_out's minimum is for values of unknown kind), with its header form
+            self._learn([token, basic_auth_header(token).rsplit(" ", 1)[1]])
 
     def keep_out(self, values: Iterable[str]) -> None:
         """Redact these values from now on, and their hexadecimal and base64 forms (`encoded_forms`): an agent told
         to publish its key "encoded" wrote base64 of it, which passed both the redaction and the push's check."""
         stripped = (v.strip() for v in values)  # a Secret made from a file ends in a newline the agent need not copy
-        literal = [v for v in stripped if len(v) >= self.MIN_SECRET_CHARS]
+        self._learn([v for v in stripped if len(v) >= self.MIN_SECRET_CHARS])
+
+    def _learn(self, literal: list[str]) -> None:
         learned = dict.fromkeys([*literal, *(form for v in literal for form in encoded_forms(v))])
-        self._secrets = [*self._secrets, *(v for v in learned if v not in self._secrets)]
+        self._secrets += [v for v in learned if v not in self._secrets]
 
     @property
     def secrets(self) -> tuple[str, ...]:
