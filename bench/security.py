@@ -20,6 +20,8 @@
    by side: ~1.0 when a key costs the same at any depth; key paths made it grow with the depth).
 6. What an agent or a repository can make the platform walk (stop 35): the write scope's link check, which follows
    every link of a tree through its folders, on trees of N and 10 N files (time per file side by side: linear ~1),
+   and on links whose targets are 200 and 2,000 steps long (time per step side by side: linear ~1; joining the way
+   so far at each step made it ~10),
    and a drift manifest of YAML aliases ten levels deep (a "billion laughs" of 600 bytes) beside a plain manifest of
    60 objects (time side by side: the refusal costs no more than reading a small plain file; it took minutes).
 7. What the next run of a branch wipes (stop 36): `safe_files.remove_tree` beside `shutil.rmtree` on the same
@@ -378,6 +380,18 @@ def bench_walks(files: int) -> None:
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     print(f"  peak memory of the check at {10 * files} files: {peak / 2**20:.0f} MiB, {peak / 2**29:.2f} of 512 MiB")
+    per_step: list[float] = []
+    for steps in (200, 2000):  # a link's target of `x/` repeated: a 4 kB one is within PATH_MAX
+        long_links = {f"l{i}": ("x/" * steps + "y").encode() for i in range(20)}
+        t = time.perf_counter()
+        escaping_symlinks(long_links, {}, paths=["a.md"])
+        seconds = time.perf_counter() - t
+        per_step.append(seconds / (20 * steps))
+        print(
+            f"write scope link check, 20 links of {2 * steps + 1}-character targets:"
+            f" {seconds * 1000 / 20:7.2f} ms a link"
+        )
+    print(f"  time per step of a target at 2000 / at 200 steps: {per_step[1] / per_step[0]:.2f} (linear: ~1)")
     laughs = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n  a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n"
     laughs += "".join(f"  a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 10)}]\n" for i in range(1, 10))
     value = "x" * 400

@@ -39,8 +39,8 @@ def numbered_lines(text: str, breaks: Breaks = "lf") -> list[tuple[int, str]]:
     numbered: list[tuple[int, str]] = []
     number = 1
     if breaks == "unicode":
-        for piece in text.splitlines(keepends=True):
-            numbered.append((number, (piece.splitlines() or [""])[0]))
+        for line, piece in zip(text.splitlines(), text.splitlines(keepends=True), strict=True):
+            numbered.append((number, line))
             number += piece.endswith("\n")
     else:
         for piece in _CR_LINE.findall(text):

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -118,12 +118,10 @@ class UsageMeter:
     usage: Usage = field(init=False)
     unreadable: int = field(default=0, init=False)  # lines that held a usage report and could not be read
     _claude_messages: dict[str, Usage] = field(default_factory=dict, init=False)
-    _claude_total: Usage = field(init=False)  # the highest `result` the agent reported (its own session total)
     _loops: LoopDetector = field(init=False)
 
     def __post_init__(self) -> None:
         self.usage = Usage(self.kind, source="running")
-        self._claude_total = Usage(self.kind, source="running")
         self._loops = LoopDetector(self.loop_turns if self.kind in ("codex", "claude-code", "opencode") else 0)
 
     @property
@@ -158,9 +156,13 @@ class UsageMeter:
         """A line that is no event but holds a usage report: counted, and with a run cap the run ends, because the
         cap can no longer be kept (what the report said is unknown)."""
         report = _USAGE_REPORT.get(self.kind)
-        # Inside an object: a pretty-printed `"type": "result",` line on stderr is none (every match is tried, so a
-        # forged prefix holding the words without a `{` hides nothing)
-        if report is None or not any("{" in line[: m.start()] for m in report.finditer(line)):
+        # Inside an object: a pretty-printed `"type": "result",` line on stderr is none. A report after the line's
+        # first `{` (the pattern holds none), so a forged prefix holding the words without a `{` hides nothing; one
+        # search, not a slice of the line for every match (quadratic in a long line of them; review of stop 36).
+        if report is None:
+            return None
+        brace = line.find("{")
+        if brace < 0 or report.search(line, brace + 1) is None:
             return None
         self.unreadable += 1
         if self.budgets.per_run.empty:
@@ -181,8 +183,7 @@ class UsageMeter:
             if event.get("type") == "result":
                 final = parse_usage("claude-code", transcript)
                 if final.known:
-                    self._claude_total = replace(final, source="running").higher(self._claude_total)
-                    self.usage = self.usage.higher(self._claude_total)
+                    self.usage = self.usage.higher(final)  # the highest `result` too: the agent's own session total
                     return True
                 return False
             seen = _claude_message_usage(event)
@@ -195,7 +196,7 @@ class UsageMeter:
             total = Usage(self.kind, source="running")
             for usage in self._claude_messages.values():
                 total = total.plus(usage)
-            self.usage = self.usage.higher(total.higher(self._claude_total))
+            self.usage = self.usage.higher(total)
             return True
         if self.kind in ("codex", "opencode") and event.get("type") in ("turn.completed", "step_finish"):
             delta = parse_usage(self.kind, transcript)

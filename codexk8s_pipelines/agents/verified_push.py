@@ -340,11 +340,11 @@ class RunnerRepository:
         they are: patterns on stdin (not the command line, where any process may read them), paths literal (a name
         may hold `*`)."""
         secrets = self.scrub.secrets
-        needles = [secret.encode("utf-8") for secret in secrets if secret]
+        needles = [secret.encode("utf-8") for secret in secrets]  # the Scrubber keeps no empty one
         files = [c for c in changes if not c.deleted and c.sha and c.mode in _BLOB_MODES]
         if not needles or not files:
             return []
-        found = {c.path for c in files if any(secret in c.path for secret in secrets if secret)}  # in a name, too
+        found = {c.path for c in files if any(secret in c.path for secret in secrets)}  # in a name, too
         found |= {c.path for c in files if c.content is not None and _holds(c.content, needles)}
         unread = [c.path for c in files if c.content is None]
         patterns = b"\n".join(needles) + b"\n"
