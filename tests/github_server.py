@@ -58,6 +58,10 @@ MAX_PER_PAGE = 100
 DOCS_URL = "https://docs.github.com/rest"
 
 FAULTS = ("500", "502", "503", "timeout", "rate_limit_primary", "rate_limit_secondary", "rate_limit_429")
+# Answers nested 200,000 levels deep (`[` * 200,000), with their status: what a broken or hostile server at GitHub's
+# URL could send, and what json's decoder cannot follow. Injected by name only, never drawn by `fail_rate`.
+DEEP_JSON_LEVELS = 200_000
+BODY_FAULTS = {"deep_json": 200, "deep_json_502": 502}
 PERMISSION_LEVELS = ("none", "read", "triage", "write", "maintain", "admin")
 # GitHub's `permission` field only knows the legacy levels; `role_name` carries the exact one.
 LEGACY_PERMISSION = {
@@ -229,8 +233,8 @@ class RandomFaults:
 
 
 def _check_fault(kind: str) -> str:
-    if kind not in FAULTS:
-        raise ValueError(f"unknown fault {kind!r}; expected one of {FAULTS}")
+    if kind not in FAULTS and kind not in BODY_FAULTS:
+        raise ValueError(f"unknown fault {kind!r}; expected one of {(*FAULTS, *BODY_FAULTS)}")
     return kind
 
 
@@ -1584,6 +1588,8 @@ class Dispatcher:
         return not_modified_since(headers.get("If-Modified-Since"), last_modified)
 
     def fault_reply(self, fault: str) -> Reply:
+        if fault in BODY_FAULTS:
+            return self.finish(BODY_FAULTS[fault], b"[" * DEEP_JSON_LEVELS, {}, spend=True)
         if fault in SERVER_ERRORS:
             return self.finish(int(fault), error_body(int(fault), SERVER_ERRORS[fault]), {}, spend=True)
         if fault == "rate_limit_primary":

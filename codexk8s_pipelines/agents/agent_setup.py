@@ -52,6 +52,8 @@ _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 # A session id as the agents make them (UUIDs, thread ids): nothing a glob or a path would read differently.
 _SESSION_ID = re.compile(r"[A-Za-z0-9_-]{1,128}")
 # A kept session file's cap: a Codex rollout of a long run is a few MB; the archive lives in the platform's state.
+# Also the cap of the other file an agent program keeps in its HOME for the runner: aider's analytics log
+# (`_prepare_aider`, read by `usage.parse_usage`), a file of the same origin read the same way.
 SESSION_FILE_MAX_BYTES = 64 * 1024 * 1024
 
 

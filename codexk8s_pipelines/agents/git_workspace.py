@@ -4,8 +4,9 @@ the agent runner's repository.
 `GitWorkspace` is the platform's own mirror of a repository (the periodic scans read it: `autonomous.checkouts`);
 no agent runs in it. The agent runner keeps its git directory out of the agent's reach and pushes a commit it built
 itself (`verified_push.RunnerRepository`, issue 12); both drive git through this module's helpers: the auth header
-(`auth_config_env`), the scrubbed environment (`git_env`), the redactor (`token_scrubber`), the error wrapping
-(`run_git`), which branch a mode starts from (`source_branch`) and which branches the remote has (`remote_heads`).
+(`auth_config_env`), the scrubbed environment (`git_env`), the redactor (`Scrubber`), the error wrapping
+(`run_git`), which branch a mode starts from (`source_branch`), which branches the remote has (`remote_heads`) and
+what `git ls-remote` answered (`ls_remote_refs`).
 
 Plain `git` subprocesses, because the same code runs in a slim pod image and locally, and because git's own
 behaviour (auth headers through GIT_CONFIG_*, hooks, pathspecs) is what has to be controlled precisely. The token
@@ -119,7 +120,11 @@ class Scrubber:
     files it commits) could carry it to a public comment or branch. `secrets` also tells the push which values no
     pushed file may hold."""
 
-    MIN_SECRET_CHARS = 12  # shorter values are not credentials, and replacing them would garble ordinary text
+    # Shorter values are not credentials, and replacing them would garble ordinary text. Higher than the doctor's
+    # MIN_SCRUBBED (6, for passwords of a known kind in its own lines): a kept-out value is of unknown kind, is also
+    # searched in its hex and base64 forms, and refuses every push whose files hold one of them (`secrets`), so a
+    # short one would refuse ordinary code.
+    MIN_SECRET_CHARS = 12
 
     def __init__(self, token: str | None = None) -> None:
         self._secrets: list[str] = []
@@ -142,11 +147,6 @@ class Scrubber:
 
     def __call__(self, text: str) -> str:
         return redact_known(text, self._secrets)
-
-
-def token_scrubber(token: str | None) -> Scrubber:
-    """The run's redactor, knowing the GitHub token (`Scrubber`)."""
-    return Scrubber(token)
 
 
 def local_git_env(base: Mapping[str, str]) -> dict[str, str]:
@@ -238,12 +238,23 @@ def run_git(
     return proc
 
 
+def ls_remote_refs(out: str) -> dict[str, str]:
+    """What `git ls-remote` printed (`<commit>\t<ref>` a line), as {ref: commit}; the one reading of its output.
+
+    Look a ref up by its full name, never take the first line: git matches the patterns it is given by their tail,
+    so asking for `refs/heads/main` also lists a branch named `a/refs/heads/main`, and lists it first."""
+    refs: dict[str, str] = {}
+    for line in out.splitlines():
+        commit, tab, ref = line.partition("\t")
+        if tab:
+            refs[ref] = commit
+    return refs
+
+
 def remote_heads(names: Sequence[str], ls_remote: Callable[[Sequence[str]], str]) -> set[str]:
     """Which of these branch names exist on the remote, asked directly (`ls_remote(refs)` runs `git ls-remote
     --heads origin <refs>`) rather than trusting stale refs."""
-    refs = [f"refs/heads/{n}" for n in dict.fromkeys(names)]
-    out = ls_remote(refs)
-    found = {line.split("\t", 1)[1] for line in out.splitlines() if "\t" in line}
+    found = ls_remote_refs(ls_remote([f"refs/heads/{n}" for n in dict.fromkeys(names)]))
     return {n for n in names if f"refs/heads/{n}" in found}
 
 
@@ -275,7 +286,7 @@ class GitWorkspace:
         self.remote_url = normalize_remote(remote_url)
         self.timeout_seconds = timeout_seconds
         # Redacts the raw token and its base64 header form: either could surface in a verbose git or curl message.
-        self.scrub = token_scrubber(token)
+        self.scrub = Scrubber(token)
         self._auth_env = auth_config_env(self.remote_url, token)
         self._env = git_env(os.environ if base_env is None else base_env)
 

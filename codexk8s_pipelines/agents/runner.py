@@ -38,13 +38,14 @@ from typing import IO, Any
 
 from .. import settings
 from ..domain.stages import WriteScope
+from ..domain.untrusted_data import UntrustedDataError, loads_json
 from ..domain.write_scope import MODE_SYMLINK, SECRET_IN_FILE, Violation, tree_violations
-from ..security.safe_files import no_symlink_on_the_way, read_regular_file
+from ..security.safe_files import read_untrusted_file
 from . import egress
 from . import sandbox as sb
 from .agent_env import build_agent_env
 from .agent_turn import AgentTurn
-from .git_workspace import BranchNotFound, Checkout, GitError, Scrubber, token_scrubber
+from .git_workspace import BranchNotFound, Checkout, GitError, Scrubber
 from .runner_spec import (
     AGENT_SECRET_PREFIX,
     TOKEN_ENV_VAR,
@@ -357,23 +358,18 @@ def _stdin_for(spec: RunnerSpec) -> Iterator[IO[bytes] | int]:
         yield handle
 
 
-def read_untrusted_file(root: Path, relative: str, max_bytes: int) -> bytes:
-    """A regular file the agent wrote under `root`, following no symlink on the way (a result file linked to
-    `/etc/shadow` would otherwise be read with the runner's rights and end up in the service comment)."""
-    path = no_symlink_on_the_way(root, relative)
-    if not os.path.lexists(path):
-        raise FileNotFoundError(relative)  # not written at all: callers say so, not "cannot read"
-    return read_regular_file(path, max_bytes=max_bytes)
-
-
 def read_agent_report(root: Path, relative: str) -> AgentReport:
     """The agent's result file, tolerating its absence or garbage: a bad report is a diagnosis, not a crash."""
     try:
-        data = json.loads(read_untrusted_file(root, relative, RESULT_FILE_MAX_BYTES).decode("utf-8"))
+        raw = read_untrusted_file(root, relative, max_bytes=RESULT_FILE_MAX_BYTES)
     except FileNotFoundError:
         return AgentReport(problem=f"the agent wrote no result file ({PurePosixPath(relative).name} missing)")
-    except (OSError, ValueError, RecursionError) as exc:  # nested too deep to decode: the agent wrote it
-        return AgentReport(problem=f"the agent's result file is not valid JSON: {exc}")
+    except OSError as exc:  # a link, a FIFO, too large (UnsafeFile)
+        return AgentReport(problem=f"the agent's result file cannot be read: {exc}")
+    try:
+        data = loads_json(raw, "the agent's result file")
+    except UntrustedDataError as exc:  # the agent wrote it: not JSON, not UTF-8, nested too deeply
+        return AgentReport(problem=f"the agent's result file is not valid JSON: {exc.detail}")
     if not isinstance(data, dict):
         return AgentReport(problem="the agent's result file does not hold a JSON object")
 
@@ -563,13 +559,22 @@ class AgentRun:
             return checkout
         self.fields["sandboxed"] = True  # its own container, uid and process namespace
         try:
-            raw = json.loads(read_untrusted_file(self._outcome_file.parent, self._outcome_file.name, 1_000_000))
+            handover = self._outcome_file
+            raw = loads_json(
+                read_untrusted_file(handover.parent, handover.name, max_bytes=1_000_000), "the agent's outcome file"
+            )
             record = raw["outcome"]
             outcome = None if record is None else AgentOutcome(
                 None if record["exit_code"] is None else int(record["exit_code"]), bool(record["timed_out"]),
                 [str(line) for line in record["tail"]][-OUTPUT_TAIL_LINES:],
             )  # fmt: skip
-        except (OSError, ValueError, KeyError, TypeError, RecursionError, OverflowError) as exc:  # the agent wrote it
+        except (
+            OSError,
+            ValueError,
+            KeyError,
+            TypeError,
+            OverflowError,
+        ) as exc:  # the agent wrote it (UntrustedDataError)
             return self._finish("failed", "agent_no_outcome", f"the agent's container left no outcome: {exc}")
         if isinstance(record, dict) and self.spec.agent is not None:  # transcript and usage from its output
             self.turn = AgentTurn(self.spec.agent, self._bare_home())
@@ -879,7 +884,7 @@ def _term_when_parent_dies() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     token = os.environ.get(TOKEN_ENV_VAR) or None
-    scrub = token_scrubber(token)
+    scrub = Scrubber(token)
     guard = CancelGuard().install()
     reporter = Reporter.open(scrub)
     try:

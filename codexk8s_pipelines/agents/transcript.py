@@ -20,6 +20,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from ..domain.untrusted_data import UntrustedDataError, loads_json
+
 AgentKind = Literal["codex", "claude-code", "opencode", "aider", "custom"]
 
 # What the agents print while their model endpoint cannot be reached (Codex retries forever; aider for 80 s).
@@ -74,8 +76,8 @@ def json_object(line: str) -> dict[str, Any] | None:
     if not line.startswith("{"):
         return None
     try:
-        value = json.loads(line, parse_constant=_no_constant)
-    except (ValueError, RecursionError):  # JSONDecodeError is a ValueError
+        value = loads_json(line, "a line of the agent's output", parse_constant=_no_constant)
+    except UntrustedDataError:
         return None
     return value if isinstance(value, dict) else None
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ..security.safe_files import UnsafeFile, read_regular_file
+from ..security.safe_files import UnsafeFile, read_untrusted_file
 from .agent_setup import SESSION_FILE_MAX_BYTES
 from .transcript import Transcript, json_object
 
@@ -263,10 +263,11 @@ def parse_usage(kind: str, transcript: Transcript, aider_log: Path | None = None
         try:
             # The log is in the agent's HOME, which the agent can write: a link to a FIFO hung the runner, bytes
             # that are not UTF-8 crashed it. Read as a session file is copied: regular, no link, capped.
-            text = read_regular_file(aider_log, max_bytes=SESSION_FILE_MAX_BYTES).decode("utf-8", "replace")
+            raw = read_untrusted_file(aider_log.parent, aider_log.name, max_bytes=SESSION_FILE_MAX_BYTES)
+        except FileNotFoundError:
+            return aider_usage([])  # aider sent nothing: it wrote no log
         except UnsafeFile as exc:
-            if not aider_log.exists() and not aider_log.is_symlink():
-                return aider_usage([])  # aider sent nothing: it wrote no log
             return Usage("aider", source=f"aider analytics log not read: {exc}")
+        text = raw.decode("utf-8", "replace")
         return aider_usage(text.split("\n"))
     return Usage(kind or "custom", source="a custom agent reports no usage")

@@ -34,11 +34,11 @@ from .git_workspace import (
     Scrubber,
     auth_config_env,
     git_env,
+    ls_remote_refs,
     normalize_remote,
     remote_heads,
     run_git,
     source_branch,
-    token_scrubber,
 )
 
 _BLOB_MODES = ("100644", "100755", MODE_SYMLINK)  # what a tree diff reads as content: files and link targets
@@ -89,7 +89,7 @@ class RunnerRepository:
         self.home = self.git_dir / "runner-home"
         self.remote_url = normalize_remote(remote_url)
         self.timeout_seconds = timeout_seconds
-        self.scrub = scrub if scrub is not None else token_scrubber(token)
+        self.scrub = scrub if scrub is not None else Scrubber(token)
         self._auth_env = auth_config_env(self.remote_url, token)
         self._env = git_env(os.environ if base_env is None else base_env)
         self._env.update(
@@ -162,7 +162,7 @@ class RunnerRepository:
             heads = [base_branch, branch] if pull_ref_fallback else [base_branch]
             refs = [f"refs/heads/{name}" for name in heads]
             listed = self.out("ls-remote", "origin", pull_ref, *refs, network=True)
-            found = {line.split("\t", 1)[-1] for line in listed.splitlines()}  # one round trip for every ref
+            found = ls_remote_refs(listed)  # one round trip for every ref
             on_remote = {name for name in heads if f"refs/heads/{name}" in found}
             if branch not in on_remote:  # a fork's PR, or one whose branch was deleted: its head, never the base
                 if pull_ref not in found:

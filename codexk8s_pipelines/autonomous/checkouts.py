@@ -15,12 +15,13 @@ from .. import settings
 from ..agents.git_workspace import (
     GitError,
     GitWorkspace,
+    Scrubber,
     auth_config_env,
     git_env,
     local_git_env,
+    ls_remote_refs,
     normalize_remote,
     run_git,
-    token_scrubber,
 )
 from ..config.models import RepositoryConfig
 from ..github.client import GitHubCredentials
@@ -50,16 +51,18 @@ def remote_head(repo: RepositoryConfig, credentials: GitHubCredentials, timeout:
     # `insteadOf` there would answer with another repository's head) and no tokens beyond the auth header; errors
     # redacted with the token's header form too.
     env = {**git_env(os.environ), **auth_config_env(url, credentials.token)}
+    ref = f"refs/heads/{repo.default_branch}"
     try:
         done = run_git(
-            ["git", "ls-remote", url, f"refs/heads/{repo.default_branch}"], "ls-remote",
-            scrub=token_scrubber(credentials.token), timeout=timeout, env=env, text=True,
+            ["git", "ls-remote", url, ref], "ls-remote",
+            scrub=Scrubber(credentials.token), timeout=timeout, env=env, text=True,
         )  # fmt: skip
     except GitError as exc:
         raise LookupError(f"{repo.key}: {exc}") from None
-    if not done.stdout.strip():
+    head = ls_remote_refs(done.stdout).get(ref)
+    if head is None:
         raise LookupError(f"{repo.key}: branch {repo.default_branch!r} not found on the remote")
-    return done.stdout.split()[0]
+    return head
 
 
 def _mirror_dir(repo: RepositoryConfig) -> Path:

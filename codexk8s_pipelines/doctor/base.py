@@ -15,6 +15,9 @@ from ..domain.redaction import redact_known
 
 Status = Literal["ok", "fail", "skip", "warn"]
 # Secrets shorter than this are left to `redact_text` (replacing a two-letter password everywhere would garble).
+# Not the runner's `Scrubber.MIN_SECRET_CHARS` (12): these are secrets of a known kind (the database password, the
+# GitHub credentials), replaced literally in the doctor's own lines and nowhere else, and a password of 6 to 11
+# characters is common; the Scrubber's values are of unknown kind and also refuse every push that holds them.
 MIN_SCRUBBED = 6
 _LABELS: dict[str, str] = {"ok": "ok", "fail": "FAIL", "skip": "skip", "warn": "warn"}
 

@@ -4,11 +4,11 @@ limit. The doctor's own client: a short timeout, no retry, no throttling.
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from .. import settings
+from ..domain.untrusted_data import UntrustedDataError, loads_json
 from .base import Check, Context, cause, fail, ok, one_line, skip, warn
 
 GITHUB_TIMEOUT_SECONDS = 5
@@ -16,8 +16,8 @@ GITHUB_TIMEOUT_SECONDS = 5
 
 def _gh_message(body: str) -> str:
     try:
-        data = json.loads(body) if body else {}
-    except ValueError:
+        data = loads_json(body, "GitHub's error answer") if body else {}
+    except UntrustedDataError:
         return one_line(body, 120)
     return one_line(data.get("message", "") if isinstance(data, dict) else "", 120)
 
@@ -31,7 +31,7 @@ def _rate_limit_check(status: int, headers: dict[str, Any], body: str) -> Check:
     reset = header(headers, "x-ratelimit-reset")
     if status == 200:
         try:
-            core = json.loads(body)["resources"]["core"]
+            core = loads_json(body, "GitHub's answer to GET /rate_limit")["resources"]["core"]
             remaining, limit, reset = str(core["remaining"]), str(core["limit"]), str(core["reset"])
         except (ValueError, KeyError, TypeError):
             pass
@@ -169,9 +169,13 @@ def _check_repo_with_token(requester: Any, repo: str) -> Check:
     if status >= 400:
         return fail(name, f"GitHub answered {status} ({_gh_message(body)}) for {repo}", "retry later")
     try:
-        data = json.loads(body)
-    except ValueError:
-        data = {}
+        data = loads_json(body, f"GitHub's answer to GET /repos/{repo}")
+    except UntrustedDataError as exc:  # nested too deeply raised RecursionError, and the whole group was lost
+        return warn(
+            name,
+            f"reachable, but {exc} (write access not verified)",
+            f"retry later; if it persists, check that {settings.GITHUB_API_URL_VAR} points at GitHub's API",
+        )
     permissions = data.get("permissions") if isinstance(data, dict) else None
     if not isinstance(permissions, dict):
         return ok(name, "reachable; GitHub reported no permissions object (write access not verified)")

@@ -5,11 +5,11 @@ the token Secret (metadata only) and the agent images.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 from typing import Any, cast
 
 from .. import settings
+from ..domain.untrusted_data import loads_json
 from ..kube import KubeClient, load_kube
 from .agent_checks import check_mcp, check_model_keys
 from .base import Check, Context, cause, fail, ok, one_line, skip, warn
@@ -32,8 +32,8 @@ def _api_error(exc: BaseException) -> tuple[int | None, str]:
 
     if isinstance(exc, kubernetes.client.ApiException):
         message = ""
-        with contextlib.suppress(ValueError, AttributeError):
-            message = json.loads(exc.body or "{}").get("message", "")
+        with contextlib.suppress(ValueError, AttributeError):  # UntrustedDataError is a ValueError
+            message = loads_json(exc.body or "{}", "the Kubernetes API's error answer").get("message", "")
         return exc.status, one_line(message or exc.reason or "", 200)
     return None, cause(exc)
 
@@ -204,7 +204,8 @@ def secret_metadata(kube: KubeClient, ns: str, name: str) -> dict[str, Any]:
         _request_timeout=K8S_TIMEOUT_SECONDS,
     )
     raw = response[0] if isinstance(response, tuple) else response
-    return json.loads(raw.data or b"{}").get("metadata") or {}  # nothing but the metadata is kept
+    answer = loads_json(raw.data or b"{}", f"the Kubernetes API's answer to GET secret {ns}/{name}")
+    return answer.get("metadata") or {}  # nothing but the metadata is kept
 
 
 def _check_secret(kube: KubeClient, ns: str, name: str, key: str) -> Check:

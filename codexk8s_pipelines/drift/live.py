@@ -20,7 +20,6 @@ Errors are reported, never raised: 404 on a fetch means missing; 403 and every o
 
 from __future__ import annotations
 
-import json
 import re
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -28,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+from ..domain.untrusted_data import UntrustedDataError, loads_json
 from .manifests import DesiredState
 from .model import DriftError, ObjectKey, Problem
 
@@ -167,13 +167,13 @@ def _get(api_client: Any, path: str, timeout: float, query: Mapping[str, str] | 
             _request_timeout=timeout,
         )
         try:
-            data = json.loads(response.data or b"{}")
+            data = loads_json(response.data or b"{}", f"the answer to GET {path}")
         finally:
             response.release_conn()
     except kubernetes.client.ApiException as exc:
         raise _RequestFailed(exc.status, _api_message(exc)) from exc
-    except ValueError as exc:
-        raise _RequestFailed(None, f"the answer to GET {path} is not JSON: {exc}") from exc
+    except UntrustedDataError as exc:
+        raise _RequestFailed(None, str(exc)) from exc
     except Exception as exc:  # connection refused, TLS, timeouts: a problem to report, never a crash
         raise _RequestFailed(None, f"GET {path} failed: {type(exc).__name__}: {exc}") from exc
     if not isinstance(data, dict):
@@ -184,8 +184,8 @@ def _get(api_client: Any, path: str, timeout: float, query: Mapping[str, str] | 
 def _api_message(exc: Any) -> str:
     message = ""
     try:
-        message = json.loads(exc.body or "{}").get("message", "")
-    except (ValueError, AttributeError):
+        message = loads_json(exc.body or "{}", "the API's error answer").get("message", "")
+    except (ValueError, AttributeError):  # UntrustedDataError is a ValueError
         message = ""
     reason = exc.reason or ""
     text = f"{exc.status} {reason}".strip()

@@ -35,7 +35,6 @@ second ends at the deadline, at most one per-request timeout late, instead of ha
 from __future__ import annotations
 
 import http.client
-import json
 import re
 import time
 from collections.abc import Collection, Iterable, Mapping
@@ -47,6 +46,7 @@ from urllib.error import HTTPError, URLError
 from urllib.parse import quote
 from urllib.request import Request, urlopen
 
+from ..domain.untrusted_data import UntrustedDataError, loads_json
 from ..security.dependencies import CRATES, GO, HEX, MAVEN, NPM, NUGET, PACKAGIST, PUB, PYPI, RUBYGEMS
 from ..security.versions import InvalidVersion, UnsupportedEcosystem, compare, is_prerelease, sort_key
 
@@ -277,11 +277,10 @@ class _Http:
     def get_json(self, url: str) -> Any:
         body = self.get(url)
         try:
-            return json.loads(body)
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise RegistryError(self.registry, f"invalid JSON from {self.registry}") from None
-        except RecursionError:
-            raise RegistryError(self.registry, f"invalid JSON from {self.registry}: nested too deeply") from None
+            return loads_json(body, f"the answer from {self.registry}")
+        except UntrustedDataError as exc:
+            why = f": {exc.reason}" if exc.too_deep else ""
+            raise RegistryError(self.registry, f"invalid JSON from {self.registry}{why}") from None
 
     def _timed_out(self, timeout: float) -> str:
         if timeout < self.timeout:  # cut short by the total deadline

@@ -7,7 +7,6 @@ retries and error-to-exception mapping.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import github
 from github.GithubException import GithubException
 from github.Requester import Requester
 
+from ..domain.untrusted_data import UntrustedDataError, loads_json
 from .payloads import PullRequest, RepositoryPermission
 from .rate_limit import header
 
@@ -76,6 +76,32 @@ def _http_date(value: str | None) -> str | None:
         return None
 
 
+def _answer(verb: str, url: str, body: str) -> Any:
+    """GitHub's answer to `verb url` as JSON, None when it is empty. GitHub (or whatever answers at its URL) writes
+    it: an answer nested too deeply for json's decoder is `UntrustedDataError` naming the request, where
+    `json.loads` let RecursionError out of the sensor's tick or the stage's op."""
+    return loads_json(body, f"GitHub's answer to {verb} {url}") if body else None
+
+
+def _raise_for(status: int, headers: dict[str, Any], body: str) -> None:
+    """PyGithub's exception for an error answer, with GitHub's message when the body is JSON."""
+    try:
+        data: Any = loads_json(body, "GitHub's error answer") if body else {}
+    except UntrustedDataError:
+        data = {"message": body[:200]}
+    output: dict[str, Any] = cast(dict[str, Any], data) if isinstance(data, dict) else {"data": data}
+    raise Requester.createException(status, headers, output)
+
+
+def _checked(requester: Requester, verb: str, url: str, payload: Any = None) -> Any:
+    """`requester.requestJsonAndCheck(verb, url, input=payload)[1]` (`url` a path of the API), with the answer read
+    by `_answer`: PyGithub's own `json.loads` raised RecursionError on an answer nested too deeply."""
+    status, headers, body = requester.requestJson(verb, url, input=payload)
+    if status >= 400:
+        _raise_for(status, headers, body)
+    return _answer(verb, url, body)
+
+
 @dataclass(frozen=True)
 class Listing:
     """Issues and PRs updated since a time; `not_modified` when GitHub answered 304 to the ETag. `served_at` is
@@ -108,11 +134,11 @@ class RepoApi:
         auth = self._requester.auth
         try:
             if isinstance(auth, github.Auth.AppInstallationAuth):
-                app = auth.requester.requestJsonAndCheck("GET", "/app")[1]  # this requester signs with the App JWT
+                app = _checked(auth.requester, "GET", "/app")  # this requester signs with the App JWT
                 login = f"{app['slug']}[bot]" if app.get("slug") else None
             else:
-                login = self._requester.requestJsonAndCheck("GET", "/user")[1].get("login") or None
-        except GithubException as exc:
+                login = _checked(self._requester, "GET", "/user").get("login") or None
+        except (GithubException, UntrustedDataError) as exc:
             log.warning("cannot tell which account the platform writes to %s as: %s", self.full_name, exc)
             return None
         self._own_login = str(login) if login else None
@@ -121,14 +147,6 @@ class RepoApi:
     @property
     def _requester(self) -> Requester:
         return self.gh.requester
-
-    def _raise_for(self, status: int, headers: dict[str, Any], body: str) -> None:
-        try:
-            data: Any = json.loads(body) if body else {}
-        except ValueError:
-            data = {"message": body[:200]}
-        output: dict[str, Any] = cast(dict[str, Any], data) if isinstance(data, dict) else {"data": data}
-        raise Requester.createException(status, headers, output)
 
     def _get_pages(
         self, path: str, params: dict[str, Any], headers: dict[str, str] | None = None, max_pages: int = MAX_PAGES
@@ -139,8 +157,8 @@ class RepoApi:
         if status == 304:
             return status, resp_headers, []
         if status >= 400:
-            self._raise_for(status, resp_headers, body)
-        items: list[Any] = json.loads(body) if body else []
+            _raise_for(status, resp_headers, body)
+        items: list[Any] = _answer("GET", path, body) or []
         url, pages = _links(header(resp_headers, "link")).get("next"), 1
         while url and pages < max_pages:
             page, links = self._page(url)
@@ -151,8 +169,8 @@ class RepoApi:
     def _page(self, url: str, params: dict[str, Any] | None = None) -> tuple[list[Any], dict[str, str]]:
         status, headers, body = self._requester.requestJson("GET", url, parameters=params)
         if status >= 400:
-            self._raise_for(status, headers, body)
-        items: list[Any] = json.loads(body) if body else []
+            _raise_for(status, headers, body)
+        items: list[Any] = _answer("GET", url, body) or []
         return items, _links(header(headers, "link"))
 
     def _newest(self, path: str, time_field: str, since: datetime | None) -> Window:
@@ -223,8 +241,8 @@ class RepoApi:
         params = {"state": "all", "sort": "updated", "direction": "desc", "per_page": 1}
         status, headers, body = self._requester.requestJson("GET", f"{self.base}/issues", parameters=params)
         if status >= 400:
-            self._raise_for(status, headers, body)
-        items: list[Any] = json.loads(body) if body else []
+            _raise_for(status, headers, body)
+        items: list[Any] = _answer("GET", f"{self.base}/issues", body) or []
         if items:
             return str(items[0]["updated_at"])
         return _http_date(header(headers, "date"))  # an empty repository: start at GitHub's own clock
@@ -248,21 +266,19 @@ class RepoApi:
         return self._newest(f"{self.base}/pulls/{number}/reviews", "submitted_at", since)
 
     def issue(self, number: int) -> dict[str, Any]:
-        return self._requester.requestJsonAndCheck("GET", f"{self.base}/issues/{number}")[1]
+        return _checked(self._requester, "GET", f"{self.base}/issues/{number}")
 
     def pull(self, number: int) -> dict[str, Any]:
-        return self._requester.requestJsonAndCheck("GET", f"{self.base}/pulls/{number}")[1]
+        return _checked(self._requester, "GET", f"{self.base}/pulls/{number}")
 
     def permission(self, login: str) -> RepositoryPermission:
         """The login's permission on the repository (a custom role resolves to the base role it is built on)."""
-        data = self._requester.requestJsonAndCheck(
-            "GET", f"{self.base}/collaborators/{quote(login, safe='')}/permission"
-        )[1]
+        data = _checked(self._requester, "GET", f"{self.base}/collaborators/{quote(login, safe='')}/permission")
         return RepositoryPermission.parse(data, f"permission of {login} on {self.full_name}")
 
     # -- writes ----------------------------------------------------------------------------------------------
     def add_labels(self, number: int, labels: list[str]) -> None:
-        self._requester.requestJsonAndCheck("POST", f"{self.base}/issues/{number}/labels", input={"labels": labels})
+        _checked(self._requester, "POST", f"{self.base}/issues/{number}/labels", {"labels": labels})
 
     def remove_label(self, number: int, label: str) -> bool:
         status, headers, body = self._requester.requestJson(
@@ -271,20 +287,20 @@ class RepoApi:
         if status == 404:
             return False
         if status >= 400:
-            self._raise_for(status, headers, body)
+            _raise_for(status, headers, body)
         return True
 
     def create_issue(self, title: str, body: str, labels: list[str] | None = None) -> dict[str, Any]:
         payload: dict[str, Any] = {"title": title, "body": body}
         if labels:
             payload["labels"] = labels
-        return self._requester.requestJsonAndCheck("POST", f"{self.base}/issues", input=payload)[1]
+        return _checked(self._requester, "POST", f"{self.base}/issues", payload)
 
     def edit_issue(
         self, number: int, *, title: str | None = None, body: str | None = None, state: str | None = None
     ) -> dict[str, Any]:
         payload = {k: v for k, v in (("title", title), ("body", body), ("state", state)) if v is not None}
-        return self._requester.requestJsonAndCheck("PATCH", f"{self.base}/issues/{number}", input=payload)[1]
+        return _checked(self._requester, "PATCH", f"{self.base}/issues/{number}", payload)
 
     def comments(self, number: int) -> list[dict[str, Any]]:
         """The item's newest comments (up to MAX_PAGES pages), oldest first: a run's context is the latest
@@ -299,19 +315,15 @@ class RepoApi:
         if status == 404:
             return None
         if status >= 400:
-            self._raise_for(status, headers, body)
-        found: object = json.loads(body) if body else None
+            _raise_for(status, headers, body)
+        found: object = _answer("GET", f"{self.base}/issues/comments/{comment_id}", body)
         return cast(dict[str, Any], found) if isinstance(found, dict) else None
 
     def create_comment(self, number: int, body: str) -> dict[str, Any]:
-        return self._requester.requestJsonAndCheck(
-            "POST", f"{self.base}/issues/{number}/comments", input={"body": body}
-        )[1]
+        return _checked(self._requester, "POST", f"{self.base}/issues/{number}/comments", {"body": body})
 
     def edit_comment(self, comment_id: int, body: str) -> dict[str, Any]:
-        return self._requester.requestJsonAndCheck(
-            "PATCH", f"{self.base}/issues/comments/{comment_id}", input={"body": body}
-        )[1]
+        return _checked(self._requester, "PATCH", f"{self.base}/issues/comments/{comment_id}", {"body": body})
 
     # -- pull requests ---------------------------------------------------------------------------------------
     def open_pull_for_branch(self, branch: str) -> dict[str, Any] | None:
@@ -322,9 +334,8 @@ class RepoApi:
         return next((p for p in pulls if PullRequest.parse(p).head_ref == branch), None)
 
     def create_pull(self, title: str, head: str, base: str, body: str) -> dict[str, Any]:
-        return self._requester.requestJsonAndCheck(
-            "POST", f"{self.base}/pulls", input={"title": title, "head": head, "base": base, "body": body}
-        )[1]
+        payload = {"title": title, "head": head, "base": base, "body": body}
+        return _checked(self._requester, "POST", f"{self.base}/pulls", payload)
 
     def update_pull(self, number: int, body: str) -> dict[str, Any]:
-        return self._requester.requestJsonAndCheck("PATCH", f"{self.base}/pulls/{number}", input={"body": body})[1]
+        return _checked(self._requester, "PATCH", f"{self.base}/pulls/{number}", {"body": body})

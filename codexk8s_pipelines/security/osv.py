@@ -12,6 +12,7 @@ and ranges are compiled into parsed versions only when a dependency first looks 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -25,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from codexk8s_pipelines.domain.untrusted_data import NESTED_TOO_DEEPLY, UntrustedDataError, loads_json
 from codexk8s_pipelines.security.dependencies import normalise_name
 from codexk8s_pipelines.security.lockfiles._common import YAML_LOADER as _YamlLoader
 from codexk8s_pipelines.security.safe_files import (
@@ -352,14 +354,42 @@ def _build(raw: Any, source: str) -> _Parsed:
 # Real records nest a handful of levels. libyaml's composer recurses in C, and a record nested 100,000 deep
 # kills the whole process with a segmentation fault (no exception to catch), so depth is measured first.
 MAX_RECORD_DEPTH = MAX_NESTING  # safe_files: the platform's one nesting limit
-_MAYBE_DEEP = re.compile(rb"[\[{]{32}|\n {128}")
+# One unit of the run a line opens with: a blank or a block indicator (`-`, `?`, `:`). A line starts after CR, LF,
+# or the last byte of NEL, LS or PS (libyaml's line breaks); a byte that only looks like one, or an indicator that
+# is no indicator, makes the gate fire more often, never less.
+_LINE_RUN_UNIT = rb"[ \t?:-]"
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+
+
+@functools.lru_cache(maxsize=4)
+def _line_runs(length: int) -> tuple[re.Pattern[bytes], re.Pattern[bytes]]:
+    """A line's opening run of `length` units: after a line break, and at the document's start."""
+    run = _LINE_RUN_UNIT + b"{%d}" % length
+    return re.compile(rb"[\r\n\x85\xa8\xa9]" + run), re.compile(run)
+
+
+def _could_nest_deeper(data: bytes, limit: int) -> bool:
+    """Whether the YAML could nest deeper than `limit`, told cheaply from its bytes (walking every record's events
+    costs about 40% more than loading it). A flow collection opens with `[` or `{`, so flow nesting is at most
+    their count. A block collection starts right of the one that holds it, or after a `- `, `? ` or `: ` that
+    opens its line, so block nesting is at most twice the longest run of blanks and indicators a line opens with,
+    plus two. When both bounds add up to at most `limit` the record cannot be too deep. The former gate, 32
+    brackets in a row or 128 blanks after a newline, let `"[ " * 100_000` and `"- " * 100_000` through to the
+    composer, and the process died."""
+    if data.startswith(_UTF16_BOMS):  # libyaml reads UTF-16 too; its blanks are not the bytes counted here
+        return True
+    flow_safe = limit // 2 - 1
+    flow = data.count(b"[") + data.count(b"{")
+    if flow > flow_safe:
+        return True
+    after_break, at_start = _line_runs((limit - flow_safe - 2) // 2 + 1)
+    return after_break.search(data) is not None or at_start.match(data) is not None
 
 
 def _yaml_depth_exceeds(data: bytes, limit: int) -> bool:
     """Whether the YAML nests deeper than `limit`, told from the parser's events (libyaml's parser, unlike its
-    composer, is iterative). Only documents that could be deep are walked: the cheap gate is a run of opening
-    brackets or a deeply indented line."""
-    if _MAYBE_DEEP.search(data) is None:
+    composer, is iterative). Only documents that could be deep (`_could_nest_deeper`) are walked."""
+    if not _could_nest_deeper(data, limit):
         return False
     depth = 0
     for event in yaml.parse(data, Loader=_YamlLoader):
@@ -373,10 +403,13 @@ def _yaml_depth_exceeds(data: bytes, limit: int) -> bool:
 
 
 def _parse_bytes(data: bytes, name: str) -> Any:
+    """The record's document; `UntrustedDataError` when it is not JSON or nests deeper than the readers can
+    follow (json's decoder recurses per level; libyaml's composer would crash the process)."""
     if name.endswith(".json"):
-        return json.loads(data)
+        # Decoded as json.loads decodes bytes, so that bytes which are no text stay "not UTF-8 text".
+        return loads_json(data.decode(json.detect_encoding(data), "surrogatepass"), name)
     if _yaml_depth_exceeds(data, MAX_RECORD_DEPTH):
-        raise RecursionError("nested too deeply")
+        raise UntrustedDataError(name, "YAML", NESTED_TOO_DEEPLY)
     return yaml.load(data, Loader=_YamlLoader)  # a safe loader: no arbitrary objects
 
 
@@ -537,7 +570,7 @@ class OsvDatabase:
             return
         try:
             yield _build(_parse_bytes(data, file.name), str(file)), str(file)
-        except (_Malformed, ValueError, yaml.YAMLError, OSError, RecursionError) as exc:
+        except (_Malformed, ValueError, yaml.YAMLError, OSError) as exc:
             self.errors.append(RecordError(str(file), _describe(exc)))
 
     def _read_zip(self, file: Path) -> Iterator[tuple[_Parsed, str]]:
@@ -573,7 +606,7 @@ class OsvDatabase:
                 except UnsafeFile as exc:
                     inflated += info.file_size
                     self.errors.append(RecordError(source, str(exc)))
-                except (_Malformed, ValueError, yaml.YAMLError, OSError, RecursionError, zipfile.BadZipFile) as exc:
+                except (_Malformed, ValueError, yaml.YAMLError, OSError, zipfile.BadZipFile) as exc:
                     self.errors.append(RecordError(source, _describe(exc)))
 
     def _add(self, advisory: Advisory) -> None:
@@ -698,14 +731,12 @@ def format_days(delta: timedelta) -> str:
 def _describe(exc: BaseException) -> str:
     if isinstance(exc, _Malformed):
         return str(exc)
-    if isinstance(exc, json.JSONDecodeError):
-        return f"invalid JSON: {exc}"
+    if isinstance(exc, UntrustedDataError):
+        return "nested too deeply to be an OSV record" if exc.too_deep else f"invalid {exc.form}: {exc.detail}"
     if isinstance(exc, yaml.YAMLError):
         return "invalid YAML: " + " ".join(str(exc).split())
     if isinstance(exc, UnicodeDecodeError):
         return f"not UTF-8 text: {exc}"
     if isinstance(exc, OSError):
         return f"cannot read: {exc.strerror or exc}"
-    if isinstance(exc, RecursionError):
-        return "nested too deeply to be an OSV record"
     return str(exc)

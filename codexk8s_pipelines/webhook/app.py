@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
 import threading
 import time
@@ -41,6 +40,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .. import settings
+from ..domain.untrusted_data import UntrustedDataError, loads_json
 from ..github.payloads import EVENTS, PayloadError, WebhookEvent
 from ..store import PlatformStore
 from ..store.intake import DeliveryRecord, store_delivery
@@ -214,12 +214,12 @@ def create_app(
             return DeliveryRecord(delivery, event or "?", None, None, None, None, "rejected", reason, kept)
 
         try:
-            data: Any = json.loads(body)
-        except ValueError as exc:
-            reason = f"body is not JSON: {exc}"
-            return await refuse(request, 400, reason, keep=rejected(reason))
-        except RecursionError:  # json's parser recurses per nesting level; no GitHub payload is nested this deep
-            reason = "body is not JSON the receiver can read: nested too deeply"
+            data: Any = loads_json(body, "body")
+        except UntrustedDataError as exc:  # no GitHub payload is nested too deeply for json's parser
+            if exc.too_deep:
+                reason = f"body is not JSON the receiver can read: {exc.reason}"
+            else:
+                reason = f"body is not JSON: {exc.detail}"
             return await refuse(request, 400, reason, keep=rejected(reason))
         try:
             parsed = WebhookEvent.parse(event, data)

@@ -41,7 +41,7 @@ from tests.helpers import REPO_ROOT, kmock_kubeconfig
 # The agent runner's stand-in: checks what the pod gave it, reports through the runner's own Reporter.
 FAKE_RUNNER = r"""
 import hashlib, json, os, sys
-from codexk8s_pipelines.agents.git_workspace import token_scrubber
+from codexk8s_pipelines.agents.git_workspace import Scrubber
 from codexk8s_pipelines.agents.runner import Reporter
 from codexk8s_pipelines.agents.runner_spec import RunnerResult, RunnerSpec
 
@@ -62,7 +62,7 @@ if container != "agent-runner":  # an init container: record what it was given, 
 if behaviour == "crash":
     print("Traceback (most recent call last): git push refused for " + str(token), flush=True)
     sys.exit(3)
-reporter = Reporter.open(token_scrubber(token))
+reporter = Reporter.open(Scrubber(token))
 try:
     reporter.status("checkout", "cloning " + spec.remote_url + " into " + spec.workdir)
     facts = {

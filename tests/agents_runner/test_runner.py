@@ -641,7 +641,7 @@ def test_json_the_agent_nested_too_deep_is_a_bad_report_not_a_crash(tmp_path: Pa
     (tmp_path / ".codexk8s").mkdir()
     (tmp_path / ".codexk8s" / "result.json").write_text('{"summary": ' + deep + "}", encoding="utf-8")
     report = read_agent_report(tmp_path, ".codexk8s/result.json")
-    assert report.problem is not None and "not valid JSON" in report.problem and "recursion" in report.problem
+    assert report.problem is not None and "not valid JSON" in report.problem and "nested too deeply" in report.problem
     message = {"__dagster_pipes_version": "0.1", "method": "report_custom_message", "params": {"payload": 1}}
     assert _pipes_payloads(['{"x": ' + deep + "}", json.dumps(message)]) == [1]  # the payload of the good line
 

@@ -83,6 +83,21 @@ def test_a_local_checkout_keeps_the_git_settings_the_operator_passed_in_the_envi
         remote_head(RepositoryConfig(path=str(local)), GitHubCredentials())
 
 
+def test_the_default_branchs_head_is_read_by_its_full_name_not_from_the_first_line(tmp_path: Path) -> None:
+    """git matches `ls-remote` patterns by their tail: asking for `refs/heads/main` also lists a branch named
+    `a/refs/heads/main`, sorted first. The answer is the default branch's own commit, never that one's."""
+    bare, head = _repository(tmp_path, "# the watched docs\n")
+    work = tmp_path / "work"
+    git("-c", "user.name=t", "-c", "user.email=t@example.com", "commit", "-q", "--allow-empty", "-m", "x", cwd=work)
+    git("push", "-q", str(bare), "HEAD:refs/heads/a/refs/heads/main", cwd=work)
+    listed = git("ls-remote", str(bare), "refs/heads/main")
+    assert listed.splitlines()[0].endswith("\trefs/heads/a/refs/heads/main"), listed  # the trap is there
+    assert remote_head(RepositoryConfig(github="acme/docs", git_url=str(bare)), GitHubCredentials()) == head
+    git("--git-dir", str(bare), "update-ref", "-d", "refs/heads/main")  # only `a/refs/heads/main` is listed now
+    with pytest.raises(LookupError, match=r"^acme/docs: branch 'main' not found on the remote$"):
+        remote_head(RepositoryConfig(github="acme/docs", git_url=str(bare)), GitHubCredentials())
+
+
 def test_an_unreachable_remote_is_a_lookup_error_naming_the_repository_without_the_token() -> None:
     token = "ghs_" + "x" * 36
     repo = RepositoryConfig(github="acme/docs", git_url=f"http://127.0.0.1:{free_port()}/acme/docs.git")

@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import kmock
 import psycopg
 import pytest
 import yaml
@@ -305,6 +306,23 @@ def test_github_rate_limit_exhausted(deployment: Deployment, capsys: pytest.Capt
     assert len(fails) == 2
 
 
+def test_a_github_answer_nested_too_deeply_is_one_warning(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """GitHub's answer about the repository is `[` 200,000 times: json's decoder raised RecursionError, and the whole
+    github group became one "the check itself failed" line, its other checks lost."""
+    deployment.github.state.inject("deep_json", path_regex=rf"^/repos/{REPO}$")
+    code, lines = doctor(capsys)
+
+    assert code == 0, "\n".join(lines)
+    assert names(lines) == NAMES
+    assert with_status(lines, "warn") == [
+        f"warn github.repo {REPO}: reachable, but GitHub's answer to GET /repos/{REPO} is not JSON the platform can "
+        "read: nested too deeply (write access not verified) — fix: retry later; if it persists, check that "
+        "CODEXK8S_GITHUB_API_URL points at GitHub's API"
+    ]
+
+
 def test_github_credentials_missing(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
     deployment.set("CODEXK8S_GITHUB_TOKEN", None)
     code, lines = doctor(capsys)
@@ -420,6 +438,22 @@ def test_secrets_not_readable_is_not_a_failure(deployment: Deployment, capsys: p
     code, lines = doctor(capsys)
 
     assert code == 0, "\n".join(lines)
+    assert (
+        f"skip kubernetes.secret: could not be checked: the platform may not read secrets in {NAMESPACE} (403), "
+        f"which it does not need; check by hand: kubectl -n {NAMESPACE} get secret {SECRET}"
+    ) in lines
+
+
+def test_a_kubernetes_error_nested_too_deeply_is_still_its_status(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The API refuses the Secrets with a body of `[` 200,000 times: reading its message raised RecursionError, and
+    the whole kubernetes group became one "the check itself failed" line. The 403 is what counts."""
+    deployment.cluster.run(lambda em: em[kmock.action.FETCH, SECRETS] << 403 << b"[" * 200_000)
+    code, lines = doctor(capsys)
+
+    assert code == 0, "\n".join(lines)
+    assert names(lines) == NAMES
     assert (
         f"skip kubernetes.secret: could not be checked: the platform may not read secrets in {NAMESPACE} (403), "
         f"which it does not need; check by hand: kubectl -n {NAMESPACE} get secret {SECRET}"

@@ -281,6 +281,34 @@ def test_an_unreadable_api_description_leaves_its_objects_unchecked(cluster: Clu
     assert "etcd is sad" in error.message
 
 
+@pytest.mark.parametrize(
+    ("status", "message"),
+    [
+        (None, "the answer to GET /apis/apps/v1 is not JSON the platform can read: nested too deeply"),
+        (503, "503 Service Unavailable"),
+    ],
+    ids=["200", "503"],
+)
+def test_an_api_answer_nested_too_deeply_leaves_its_objects_unchecked(
+    cluster: Cluster, tmp_path: Path, status: int | None, message: str
+) -> None:
+    """The API describes apps/v1 with `[` 200,000 times, as a 200 or in a 503's body: json's decoder raised
+    RecursionError, which the 200 reported as "failed: RecursionError: maximum recursion depth exceeded" and the 503
+    let out of the whole drift check (raised while its message was read)."""
+    desired = desired_state(tmp_path, deployment(), config_map())
+    cluster.create(as_stored(config_map()), namespace=NS)
+    cluster.call(lambda: cluster.emulator["get /apis/apps/v1"] << (status or 200) << b"[" * 200_000)
+
+    report = check_drift(desired, cluster.api_client)
+
+    assert report.items == []
+    assert report.unchecked == [WEB]
+    assert report.counts["checked"] == 1 and report.counts["unchecked"] == 1
+    [error] = report.errors
+    assert (error.key, error.status, error.source) == (WEB, status, "discovery apps/v1")
+    assert error.message == f"not checked, the API's description cannot be read: {message}"
+
+
 def test_a_custom_cluster_scoped_kind_is_not_its_own_extra(cluster: Cluster, tmp_path: Path) -> None:
     cluster.declare("example.com/v1/gizmos", "Gizmo", namespaced=False)
     gizmo = {

@@ -298,6 +298,23 @@ TREE_CASES = [
         _files(**{"poetry.lock": "[[package]]\nname = \n"}),
         [("poetry.lock", 2, "invalid TOML: Invalid value (at line 2, column 8)")],
     ),
+    # tomllib recurses per inline array or table: 200,000 of them raised RecursionError out of the parser, reported
+    # as "could not be parsed (RecursionError: maximum recursion depth exceeded)"
+    TreeCase(
+        "cargo-lock-arrays-nested-200000",
+        _files(**{"Cargo.lock": 'version = 3\n\n[[package]]\nname = "x"\nversion = ' + "[" * 200_000 + "\n"}),
+        [("Cargo.lock", None, "invalid TOML: nested too deeply")],
+    ),
+    TreeCase(
+        "poetry-lock-inline-tables-nested-200000",
+        _files(**{"poetry.lock": "[[package]]\nname = " + "{a = " * 200_000 + "\n"}),
+        [("poetry.lock", None, "invalid TOML: nested too deeply")],
+    ),
+    TreeCase(
+        "pyproject-dependencies-nested-200000",
+        _files(**{"pyproject.toml": '[project]\nname = "x"\ndependencies = ' + "[" * 200_000 + "]" * 200_000 + "\n"}),
+        [("pyproject.toml", None, "invalid TOML: nested too deeply")],
+    ),
     TreeCase(
         "pyproject-bad-requirement",
         _files(**{"pyproject.toml": '[project]\nname = "x"\ndependencies = ["requests >>> 2"]\n'}),
@@ -548,6 +565,20 @@ RECORD_CASES = [
         "nested-block-yaml",
         _record_file("BAD-3b.yaml", "".join(" " * n + f"k{n}:\n" for n in range(0, 400, 2)) + " " * 400 + "x: 1\n"),
         [("BAD-3b.yaml", "nested too deeply to be an OSV record")],
+        loaded=0,
+    ),
+    # The gate in front of libyaml's composer (which recurses in C: the process died of a segmentation fault) looked
+    # for 32 brackets in a row or 128 blanks: brackets spaced apart, or compact `- - -`, went through it.
+    RecordCase(
+        "nested-spaced-brackets-yaml",
+        _record_file("BAD-3c.yaml", "a: " + "[ " * 100_000 + "]" * 100_000 + "\n"),
+        [("BAD-3c.yaml", "nested too deeply to be an OSV record")],
+        loaded=0,
+    ),
+    RecordCase(
+        "nested-compact-sequences-yaml",
+        _record_file("BAD-3d.yaml", "affected:\n" + "- " * 100_000 + "x\n"),
+        [("BAD-3d.yaml", "nested too deeply to be an OSV record")],
         loaded=0,
     ),
     RecordCase(

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+
+import pytest
 
 from sensors.github import github_issue_labels_sensor as issue_sensor
 
@@ -251,6 +254,60 @@ def test_a_server_error_mid_tick_is_retried_next_tick_without_duplicates(intake:
     data = intake.tick(issue_sensor)
     assert [r.job_name for r in data.run_requests] == ["stage_plan"]
     assert intake.tick(issue_sensor).run_requests == []
+
+
+def _item_failures(intake: Intake) -> list[tuple[str, str]]:
+    with intake.store.connect() as conn:
+        rows = conn.execute(
+            "SELECT correlation_key, payload FROM flow_events WHERE event_type = 'intake.item_failed' ORDER BY id"
+        ).fetchall()
+    return [(row["correlation_key"], row["payload"]["error"]) for row in rows]
+
+
+@pytest.mark.parametrize("answer", ["issues/{number}/events", "collaborators/erin/permission"])
+def test_an_answer_nested_too_deeply_is_audited_by_name_and_the_tick_goes_on(intake: Intake, answer: str) -> None:
+    """GitHub's answer for one issue's events (read by the platform) or its labeller's permission (read by PyGithub)
+    is `[` 200,000 times: json's decoder raised RecursionError, audited as "maximum recursion depth exceeded" with
+    nothing to say what was being read. Now the audit row names the request and why, and the other issue's run
+    starts in the same tick."""
+    first = _baseline(intake)
+    second = intake.state.add_issue(REPO, "Second")
+    intake.state.label(REPO, first, "run:dev")
+    intake.state.label(REPO, second, "run:plan", actor="erin")
+    path = f"/repos/{REPO}/" + answer.format(number=second)
+    intake.state.inject("deep_json", path_regex=re.escape(path) + "$")
+    data = intake.tick(issue_sensor)
+    assert [r.job_name for r in data.run_requests] == ["stage_dev"]
+    [(key, error)] = _item_failures(intake)
+    assert key.startswith(f"{REPO}#{second}:intake:")
+    why = "is not JSON the platform can read: nested too deeply"
+    assert error == f"UntrustedDataError: GitHub's answer to GET {path} {why}"
+
+
+def test_an_error_answer_nested_too_deeply_is_still_a_server_error_retried_next_tick(intake: Intake) -> None:
+    """A 502 whose body is `[` 200,000 times: reading GitHub's message out of it raised RecursionError instead of
+    the 502, so the tick took a passing server error for a permanent one and the issue's trigger was lost."""
+    first = _baseline(intake)
+    intake.state.label(REPO, first, "run:dev")
+    intake.state.inject("deep_json_502", path_regex=rf".*/issues/{first}/events$", times=3)  # retries included
+    data = intake.tick(issue_sensor)
+    assert data.run_requests == []
+    assert f"{REPO}#{first}: GithubException; retried next tick" in (data.skip_message or "")
+    assert [r.job_name for r in intake.tick(issue_sensor).run_requests] == ["stage_dev"]
+    assert _item_failures(intake) == []
+
+
+def test_a_listing_nested_too_deeply_is_named_in_the_tick_and_read_again(intake: Intake) -> None:
+    number = _baseline(intake)
+    intake.state.label(REPO, number, "run:dev")
+    intake.state.inject("deep_json", path_regex=r".*/issues$")
+    data = intake.tick(issue_sensor)
+    assert data.run_requests == []
+    assert (
+        f"{REPO}: UntrustedDataError: GitHub's answer to GET /repos/{REPO}/issues is not JSON the platform can read: "
+        "nested too deeply; retried next tick"
+    ) in (data.skip_message or "")
+    assert [r.job_name for r in intake.tick(issue_sensor).run_requests] == ["stage_dev"]
 
 
 def test_a_corrupt_cursor_restarts_from_now_instead_of_failing(intake: Intake) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -17,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from codexk8s_pipelines.domain.untrusted_data import UntrustedDataError, loads_json, loads_toml
 from codexk8s_pipelines.file_lines import text_lines
 from codexk8s_pipelines.security.dependencies import Dependency, ExtractionError, normalise_name
 from codexk8s_pipelines.security.safe_files import MAX_NESTING, UnsafeFile, read_regular_file
@@ -103,15 +103,14 @@ def dedupe(dependencies: list[Dependency]) -> list[Dependency]:
 
 # --- TOML ---------------------------------------------------------------------------------------------------------
 
-_TOML_ERROR_LINE = re.compile(r"at line (\d+)")
-
 
 def load_toml(text: str, sink: Sink) -> dict[str, Any] | None:
+    """The parsed document, or None with the error recorded: not TOML, or nested too deeply to parse (tomllib
+    recurses per inline array or table, and a file of 200,000 `[` raised RecursionError out of the parser)."""
     try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        match = _TOML_ERROR_LINE.search(str(exc))
-        sink.error(int(match.group(1)) if match else None, f"invalid TOML: {exc}")
+        return loads_toml(text, sink.relative)
+    except UntrustedDataError as exc:
+        sink.error(exc.line, f"invalid TOML: {exc.detail}")
         return None
 
 
@@ -150,12 +149,10 @@ def load_json(text: str, sink: Sink) -> Any:
     """The parsed document, or None (with the error recorded) if it is not JSON or nests deeper than
     MAX_NESTING."""
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        sink.error(exc.lineno, f"invalid JSON: {exc.msg} (column {exc.colno})")
-        return None
-    except RecursionError:
-        sink.error(None, "invalid JSON: nested too deeply")
+        data = loads_json(text, sink.relative)
+    except UntrustedDataError as exc:
+        where = "" if exc.column is None else f" (column {exc.column})"
+        sink.error(exc.line, f"invalid JSON: {exc.reason}{where}")
         return None
     if _deeper_than(data, MAX_NESTING):
         sink.error(_line_past_depth(text, MAX_NESTING), f"invalid JSON: nested deeper than {MAX_NESTING} levels")
