@@ -27,11 +27,13 @@ from codexk8s_pipelines.domain.decisions import (
     PullRequestLabelEvent,
     PullRequestReviewEvent,
     Reason,
+    RunEffect,
     decide_approval,
     decide_budget_override,
     decide_issue_label,
     decide_pull_request_label,
     decide_review,
+    run_effect,
 )
 from codexk8s_pipelines.domain.labels import LabelKind, normalize
 from codexk8s_pipelines.domain.rules import Actor, Rules
@@ -175,6 +177,25 @@ def actor_of(api: RepoApi, ctx: TickContext, user: GitHubUser) -> Actor:
     return actor
 
 
+def label_actor(api: RepoApi, ctx: TickContext, user: GitHubUser) -> Actor:
+    """The actor of a label event that may start or approve a run, marked when it is the platform's own bot account.
+
+    The platform's agents change labels through that account (the MCP label tool, which refuses every label that
+    starts or approves a run: `domain.agent_labels`). A bot starts nothing anyway; marked, its refusal is explained
+    by one comment per item, not one per event, so an agent toggling a label cannot flood the thread. A person's
+    token as the credential (the local set-up, DESIGN.md) is not marked: GitHub cannot tell that person's own labels
+    from the platform's, and refusing them would stop the person from using the platform at all; the label tool is
+    the one gate there. When GitHub will not say who the platform is (`own_login` None, asked again next time) the
+    mark is left off."""
+    actor = actor_of(api, ctx, user)
+    if actor.is_human or not actor.login:
+        return actor
+    own = api.own_login()
+    if own and own.strip().lower() == actor.login.strip().lower():
+        return replace(actor, platform_account=True)
+    return actor
+
+
 def _platform_prepared(ctx: TickContext, repository: str, number: int, label: str, actor: Actor) -> Actor:
     """A bot's label counts only on an issue the platform opened for exactly that label, as that same login."""
     if actor.is_human or not actor.login:
@@ -186,14 +207,19 @@ def _platform_prepared(ctx: TickContext, repository: str, number: int, label: st
     return actor
 
 
+def _effect(ctx: TickContext, event: IssueEvent) -> RunEffect | None:
+    """What the label of `event` can start or approve: the domain's one list, which the agents' label tool refuses."""
+    return run_effect(event.label, ctx.rules.labels, ctx.budgets.override_label)
+
+
 # -- issues ---------------------------------------------------------------------------------------------------
 def issue_label_decision(
     api: RepoApi, ctx: TickContext, number: int, event: IssueEvent, labels: tuple[str, ...]
 ) -> tuple[str, Decision, Actor]:
     """The decision for one label event on an issue, given the labels after its moment."""
     parsed = ctx.rules.labels.parse(event.label)
-    actor = actor_of(api, ctx, event.actor)
-    if parsed.kind is LabelKind.RUN:  # the database is asked only for a bot's trigger label, not its state labels
+    actor = label_actor(api, ctx, event.actor)
+    if parsed.kind is LabelKind.RUN:  # the database is asked only for a trigger label of a bot or the platform
         actor = _platform_prepared(ctx, api.full_name, number, event.label, actor)
     dev_run = (
         parsed.stage is not None
@@ -238,7 +264,7 @@ def approval_decision(api: RepoApi, ctx: TickContext, number: int, event: IssueE
             if not any(str(e["payload"].get("event_id")) == event.id for e in approved):
                 return None
             pending = _pending(row, ctx.history)
-            actor = actor_of(api, ctx, event.actor)
+            actor = label_actor(api, ctx, event.actor)
             decision = decide_approval(pending, actor, pending.requested_at, ctx.rules)  # decided then: a lost tick
             return Decided(original, decision, actor, number, number, None, event.id, pending.trigger_label,
                            ApprovalStep(original, "reapplied"))  # fmt: skip
@@ -247,7 +273,7 @@ def approval_decision(api: RepoApi, ctx: TickContext, number: int, event: IssueE
         late = True
     original = str(row["correlation_key"])
     pending = _pending(row, ctx.history)
-    actor = actor_of(api, ctx, event.actor)
+    actor = label_actor(api, ctx, event.actor)
     decision = decide_approval(pending, actor, ctx.now, ctx.rules)
     event_key = correlation_key(api.full_name, number, event.label, event.id)
     if late:
@@ -272,7 +298,7 @@ def budget_override_decision(api: RepoApi, ctx: TickContext, number: int, event:
         return None
     hold = holds[0]
     held = Decision.from_dict(hold.decision)
-    actor = actor_of(api, ctx, event.actor)
+    actor = label_actor(api, ctx, event.actor)
     decision = decide_budget_override(held, actor, ctx.rules)
     if decision is held:
         return Decided(hold.correlation_key, held, actor, number, hold.issue_number, hold.pr_number, event.id,
@@ -285,20 +311,17 @@ def decide_issue_moment(
     api: RepoApi, ctx: TickContext, number: int, moment: Moment, new: Sequence[IssueEvent]
 ) -> list[Decided]:
     """The decisions of one moment's new events: approvals, then its trigger labels decided once together."""
-    scheme = ctx.rules.labels
-    added = [e for e in new if e.event == "labeled"]
+    added = [(e, _effect(ctx, e)) for e in new if e.event == "labeled"]
     out: list[Decided] = []
-    for event in added:
-        parsed = scheme.parse(event.label)
-        if parsed.kind is LabelKind.STATE and parsed.value == "approved":
+    for event, effect in added:
+        decided = None
+        if effect is RunEffect.APPROVAL:
             decided = approval_decision(api, ctx, number, event)
-            if decided is not None:
-                out.append(decided)
-        elif normalize(event.label) == normalize(ctx.budgets.override_label):
+        elif effect is RunEffect.BUDGET_OVERRIDE:
             decided = budget_override_decision(api, ctx, number, event)
-            if decided is not None:
-                out.append(decided)
-    runs = [e for e in added if scheme.parse(e.label).kind is LabelKind.RUN]
+        if decided is not None:
+            out.append(decided)
+    runs = [e for e, effect in added if effect is RunEffect.TRIGGER]
     if runs:
         key, decision, actor = issue_label_decision(api, ctx, number, runs[0], moment.labels)
         out.append(Decided(key, decision, actor, number, number, None, runs[0].id, runs[0].label))
@@ -308,17 +331,16 @@ def decide_issue_moment(
 # -- pull requests --------------------------------------------------------------------------------------------
 def pull_trigger(ctx: TickContext, events: Sequence[IssueEvent]) -> IssueEvent | None:
     """The one label of a PR moment worth deciding: `need:reviewer` if added, else a trigger label (refused)."""
-    scheme = ctx.rules.labels
-    added = [e for e in events if e.event == "labeled"]
-    reviewer = [e for e in added if normalize(e.label) == normalize(scheme.need_reviewer)]
-    runs = [e for e in added if scheme.parse(e.label).kind is LabelKind.RUN]
+    added = [(e, _effect(ctx, e)) for e in events if e.event == "labeled"]
+    reviewer = [e for e, effect in added if effect is RunEffect.REVIEWER]
+    runs = [e for e, effect in added if effect is RunEffect.TRIGGER]
     return (reviewer or runs or [None])[0]
 
 
 def pull_label_decision(
     api: RepoApi, ctx: TickContext, number: int, event: IssueEvent, labels: tuple[str, ...]
 ) -> tuple[str, Decision, Actor]:
-    actor = actor_of(api, ctx, event.actor)
+    actor = label_actor(api, ctx, event.actor)
     decision = decide_pull_request_label(PullRequestLabelEvent(labels, event.label, actor), ctx.rules)
     return correlation_key(api.full_name, number, event.label, event.id), decision, actor
 

@@ -152,10 +152,20 @@ def _record(api: RepoApi, ctx: TickContext, d: Decided) -> RunIntent | None:
             key, repository, d.issue_number, decision.stage, decision.revise, decision.trigger_label or d.label,
             actor.login, timedelta(hours=ttl), ctx.now,
         )  # fmt: skip
-    if d.comment and _needs_comment(decision):
+    if d.comment and decision.reason is Reason.PLATFORM_ACCOUNT:
+        item = platform_account_key(repository, d.number)
+        post_once(api, store, item, "comment.posted", d.number, (), _comment_text(decision, item, d.label))
+    elif d.comment and _needs_comment(decision):
         body = _comment_text(decision, key, d.label)
         post_once(api, store, key, "comment.posted", d.number, decision.add_labels, body)
     return None
+
+
+def platform_account_key(repository: str, number: int) -> str:
+    """The audit key of the one comment an item gets when the platform's own account puts labels that would start
+    or approve runs. Once per item, not per event as other refusals: an agent can toggle a label as fast as it
+    likes, and each toggle is a new event; the refusal of each is still audited under the event's own key."""
+    return f"{repository.lower()}#{number}:platform-account"
 
 
 def _register_run(

@@ -8,12 +8,12 @@ message is the sentence a human reads.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from .labels import LabelKind, ParsedLabel, normalize
+from .labels import LabelKind, LabelScheme, ParsedLabel, normalize
 from .rules import Actor, Rules
 from .stages import REVIEWER_JOB_NAME, ApprovalRule, Role, RuntimeProfile, WriteScope
 
@@ -43,6 +43,7 @@ class Reason(StrEnum):
     APPROVER_NOT_PERMITTED = "approver_not_permitted"
     APPROVAL_EXPIRED = "approval_expired"
     PULL_REQUEST_FROM_FORK = "pull_request_from_fork"
+    PLATFORM_ACCOUNT = "platform_account"
     # conflict
     MULTIPLE_TRIGGER_LABELS = "multiple_trigger_labels"
     MULTIPLE_MODEL_LABELS = "multiple_model_labels"
@@ -98,6 +99,42 @@ class Decision:
         return cls(**values)
 
 
+# -- labels that start runs ---------------------------------------------------------------------------------
+class RunEffect(StrEnum):
+    """What adding a label can do to runs: the labels the decisions below answer with a run, or an approval of one."""
+
+    TRIGGER = "trigger"  # run:* on an issue (`decide_issue_label`); on a PR refused, with a comment
+    REVIEWER = "reviewer"  # need:reviewer on a PR (`decide_pull_request_label`)
+    APPROVAL = "approval"  # state:approved while a run waits for it (`decide_approval`)
+    BUDGET_OVERRIDE = "budget_override"  # the budgets' override label while a run is held (`decide_budget_override`)
+
+
+def is_reviewer_request(label: str, scheme: LabelScheme) -> bool:
+    return normalize(label) == normalize(scheme.need_reviewer)
+
+
+def is_approval(label: str, scheme: LabelScheme) -> bool:
+    return normalize(label) == normalize(scheme.approved)
+
+
+def run_effect(label: str, scheme: LabelScheme, override_label: str | None = None) -> RunEffect | None:
+    """What adding `label` can start or approve, or None when it can do neither wherever it is put.
+
+    The one list of such labels: the intake picks the events it decides by it (sensors/decide.py), and the agents'
+    label tool refuses every label it names, to add or to remove (an agent must not start runs, nor undo a human's
+    request for one). A label that starts runs tomorrow is added here, and agents cannot touch it from that day.
+    `override_label` is the budgets' override label (configurable, so not part of the label scheme)."""
+    if scheme.parse(label).kind is LabelKind.RUN:
+        return RunEffect.TRIGGER
+    if is_reviewer_request(label, scheme):
+        return RunEffect.REVIEWER
+    if is_approval(label, scheme):
+        return RunEffect.APPROVAL
+    if override_label and normalize(label) == normalize(override_label):
+        return RunEffect.BUDGET_OVERRIDE
+    return None
+
+
 # -- events -------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class IssueLabelEvent:
@@ -146,6 +183,21 @@ def _ignored(reason: Reason, message: str, **kw: Any) -> Decision:
 
 def _conflict(reason: Reason, message: str, labels: Iterable[str]) -> Decision:
     return Decision(DecisionKind.CONFLICT, reason, message, labels=tuple(sorted(labels, key=normalize)))
+
+
+def _platform_account_refusal(actor: Actor, trigger_label: str | None) -> Decision | None:
+    """The platform's own account put a label that starts or approves runs: nothing starts (but for the label on an
+    issue the platform opened for it). Its agents label through that account, so the label is not a person's word;
+    checked before anything that comments per event, since such labels can come as fast as an agent toggles them."""
+    if not actor.platform_account or actor.platform_prepared:
+        return None
+    return _ignored(
+        Reason.PLATFORM_ACCOUNT,
+        f"{actor.login} is the account the platform itself writes to GitHub as, and its agents change labels through "
+        "it: a label it puts starts and approves no run (but on an issue the platform opened for that label); add it "
+        "from a person's own account, and give the platform a machine user or a GitHub App, not a person's token",
+        trigger_label=trigger_label,
+    )
 
 
 def _with_added(labels: Sequence[str], added: str) -> list[str]:
@@ -226,6 +278,9 @@ def decide_issue_label(event: IssueLabelEvent, rules: Rules) -> Decision:
     added = scheme.parse(event.added)
     if added.kind is not LabelKind.RUN:
         return _ignored(Reason.NOT_A_TRIGGER_LABEL, f"{added.name!r} is not a trigger label", labels=(added.name,))
+    own = _platform_account_refusal(event.actor, added.name)
+    if own is not None:
+        return own
     if added.stage is None:
         known = sorted(scheme.run_label(s, r) for s, r in scheme.trigger_labels().values())
         return _ignored(
@@ -280,6 +335,10 @@ def decide_pull_request_label(event: PullRequestLabelEvent, rules: Rules) -> Dec
     """A PR was labelled: only `need:reviewer` starts something there, a comment-only reviewer run."""
     scheme = rules.labels
     added = scheme.parse(event.added)
+    if added.kind is LabelKind.RUN or is_reviewer_request(added.name, scheme):
+        own = _platform_account_refusal(event.actor, added.name)
+        if own is not None:
+            return own
     if added.kind is LabelKind.RUN:
         return _ignored(
             Reason.RUN_LABEL_ON_PULL_REQUEST,
@@ -287,7 +346,7 @@ def decide_pull_request_label(event: PullRequestLabelEvent, rules: Rules) -> Dec
             f"{scheme.need_reviewer} does",
             labels=(added.name,),
         )
-    if normalize(added.name) != normalize(scheme.need_reviewer):
+    if not is_reviewer_request(added.name, scheme):
         return _ignored(Reason.NOT_A_TRIGGER_LABEL, f"{added.name!r} is not a trigger label", labels=(added.name,))
     refusal = rules.policy.refusal(event.actor)
     if refusal is not None:
@@ -398,6 +457,9 @@ def approval_expired(requested_at: datetime, now: datetime, ttl_hours: float) ->
 
 def decide_approval(pending: PendingApproval, approver: Actor, now: datetime, rules: Rules) -> Decision:
     """`state:approved` was added while a run waits for approval: run it, or say why the approval does not count."""
+    own = _platform_account_refusal(approver, pending.trigger_label)
+    if own is not None:
+        return replace(own, stage=pending.stage, revise=pending.revise)
     stage = rules.stage(pending.stage)
     rule = stage.approval
     if approval_expired(pending.requested_at, now, rule.ttl_hours):
@@ -443,6 +505,9 @@ def budget_override_rule(held: Decision, rules: Rules) -> ApprovalRule:
 def decide_budget_override(held: Decision, actor: Actor, rules: Rules) -> Decision:
     """The budget override label on an issue whose run the budgets hold: an approver of the held run's stage
     starts it (the held decision stands); anyone else is told who may, as for an approval."""
+    own = _platform_account_refusal(actor, held.trigger_label)
+    if own is not None:
+        return replace(own, stage=held.stage, revise=held.revise)
     rule = budget_override_rule(held, rules)
     if actor.is_human and rule.may_approve(actor.login, actor.permission):
         return held

@@ -31,6 +31,11 @@ class Actor:
     # fix issue of a critical finding): the one case a bot starts a run. Agents cannot forge it: the sensor sets
     # it only when the login and the label match what the platform recorded when it opened the issue.
     platform_prepared: bool = False
+    # The account the platform itself writes to GitHub as (`RepoApi.own_login`). Its agents change labels through
+    # it (the MCP label tool), so a label it puts is not a person's decision, even when that account is a person's
+    # (a personal token as the platform's credential): the decisions refuse it to start or approve a run, but for a
+    # `platform_prepared` label. Set by the sensor, which knows the login; False where nobody could tell.
+    platform_account: bool = False
 
     @property
     def is_human(self) -> bool:

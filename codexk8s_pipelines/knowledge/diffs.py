@@ -18,6 +18,10 @@ _HUNK = re.compile(r"^@@ -\d+(?:,(?P<old>\d+))? \+\d+(?:,(?P<new>\d+))? @@ ?(?P<
 _BINARY = re.compile(r"^Binary files (?P<a>.+?) and (?P<b>.+?) differ$")
 DEV_NULL = "/dev/null"
 
+# The most changed files one change may name to `impact.change_impact` (as a diff or as paths), and the MCP tool's
+# `files` limit: a larger change concerns the whole documentation, and each file costs a lookup of its names.
+MAX_CHANGED_FILES = 500
+
 
 @dataclass
 class FileChange:

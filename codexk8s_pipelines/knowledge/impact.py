@@ -12,15 +12,17 @@ from __future__ import annotations
 
 import posixpath
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import psycopg
+from psycopg import sql
 
 from .chunking import estimate_tokens
 from .db import check_dimension, connect, missing_index, vector_version
-from .diffs import FileChange, parse_unified_diff
+from .diffs import MAX_CHANGED_FILES, FileChange, parse_unified_diff
 from .embedding import Embedder, query_embedder
 from .search import (
     MAX_K,
@@ -36,6 +38,17 @@ MIN_SIMILARITY = 0.25  # below this, MiniLM "similarity" between code and prose 
 MAX_SIMILARITY_CHANGES = 50  # the most-changed files are embedded; mentions are looked up for every file
 QUERY_TOKENS = 200
 MAX_REASONS = 6
+# What one call may ask, so that one agent's call (the MCP tool `docs_change_impact`) cannot take the server down.
+# A path of 2,000 folders made 2,000 `/`-suffixes of 4 M characters in all, each sent as a LIKE pattern: 100 such
+# paths (0.4 MB of arguments) ran 101 s and grew the MCP server from 129 MB to 1.7 GB (its pod's limit is 1 GiB).
+# A doc names a file by its full path or by a short tail of it (`store/migrations.py`), never by a 9-folder tail
+# without the head, so longer tails are not looked for, nor is a name longer than MAX_TERM_CHARS. A change of more
+# than MAX_CHANGED_FILES files (also from a diff) is refused: which docs it concerns is the whole documentation.
+# The lookup of mentions must end within MENTION_SECONDS, in PostgreSQL and in Python, or the call fails saying so
+# (the MCP server ends any of its statements after as long: mcp/limits.STATEMENT_TIMEOUT_MS).
+MAX_TAIL_PARTS = 8
+MAX_TERM_CHARS = 512
+MENTION_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -82,23 +95,43 @@ def _module_names(path: str) -> list[tuple[str, float]]:
         parts = parts[1:]
     if not parts:
         return []
-    names = [(".".join(parts[i:]), 1.0 if i == 0 else 0.75) for i in range(len(parts) - 1)]
+    names = [
+        (".".join(parts[i:]), 1.0 if i == 0 else 0.75) for i in range(len(parts) - 1) if _looked_for(i, len(parts))
+    ]
     last = parts[-1]
     if "_" in last.strip("_") and len(last) >= 6:
         names.append((last, 1.0 if len(parts) == 1 else 0.6))
     return names
 
 
+def _looked_for(start: int, parts: int) -> bool:
+    """Whether the name made of parts `start:` of a path of `parts` parts is looked for: the whole, or a tail of at
+    most MAX_TAIL_PARTS parts (see MAX_TAIL_PARTS)."""
+    return start == 0 or parts - start <= MAX_TAIL_PARTS
+
+
 def mention_terms(path: str) -> list[tuple[str, float]]:
     """(text, strength) a doc may use to name `path`: its `/`-suffixes (the full path 1.0, the basename 0.5,
-    proportionally between) and its module names. Longest first, so the strongest match is usually first."""
+    proportionally between) and its module names, each at most MAX_TERM_CHARS long, tails of at most
+    MAX_TAIL_PARTS parts. Longest first, so the strongest match is usually first."""
     parts = [p for p in path.split("/") if p]
     terms: dict[str, float] = {}
     for i in range(len(parts)):
-        terms["/".join(parts[i:])] = 1.0 if i == 0 else 0.5 + 0.5 * (len(parts) - i - 1) / max(len(parts) - 1, 1)
+        if _looked_for(i, len(parts)):
+            terms["/".join(parts[i:])] = 1.0 if i == 0 else 0.5 + 0.5 * (len(parts) - i - 1) / max(len(parts) - 1, 1)
     for name, strength in _module_names(path):
         terms[name] = max(terms.get(name, 0.0), strength)
-    return sorted(terms.items(), key=lambda x: (-len(x[0]), x[0]))
+    return sorted(((t, v) for t, v in terms.items() if len(t) <= MAX_TERM_CHARS), key=lambda x: (-len(x[0]), x[0]))
+
+
+def anchors(terms: Sequence[str]) -> set[str]:
+    """The terms (of one path) that hold no shorter one: a text that holds any of them holds one of these, so they
+    alone decide which chunks can mention the file (mostly its basename: one short pattern, not one a suffix)."""
+    kept: list[str] = []
+    for term in sorted(set(terms), key=len):
+        if not any(shorter in term for shorter in kept):
+            kept.append(term)
+    return set(kept)
 
 
 _RELATIVE_PREFIX = re.compile(r"(?:\.\.?/)*\Z")
@@ -109,12 +142,15 @@ def _term_regex(term: str) -> re.Pattern[str]:
     return re.compile(r"(?:(?<=\./)|(?<![\w./-]))" + re.escape(term) + r"(?![\w/-])")
 
 
-def mention_strength(doc_path: str, content: str, changed: str) -> float:
+def mention_strength(
+    doc_path: str, content: str, changed: str, terms: Sequence[tuple[str, float]] | None = None
+) -> float:
     """How surely `content` (of the doc at `doc_path`) names the changed file: 0 when it does not, 1 for its
-    full path, its full module name, or a path relative to the doc's directory that resolves to it."""
+    full path, its full module name, or a path relative to the doc's directory that resolves to it. `terms`: the
+    file's `mention_terms`, when the caller has them already."""
     doc_dir = posixpath.dirname(doc_path)
     best = 0.0
-    for term, strength in mention_terms(changed):
+    for term, strength in mention_terms(changed) if terms is None else terms:
         if term not in content:
             continue
         for m in _term_regex(term).finditer(content):
@@ -138,6 +174,11 @@ def _changes(diff: str | None, files: Sequence[str] | None) -> list[FileChange]:
         changes = parse_unified_diff(diff)
         if not changes:
             raise ValueError("diff: no changed file found; expected a unified diff such as `git diff` prints")
+        if len(changes) > MAX_CHANGED_FILES:
+            raise ValueError(
+                f"diff: changes {len(changes):,} files, at most {MAX_CHANGED_FILES} can be ranked; pass the changed"
+                " files that matter as files="
+            )
         return changes
     if isinstance(files, str | bytes):
         raise ValueError("files: expected a sequence of paths, not one string (split it on commas first)")
@@ -145,6 +186,8 @@ def _changes(diff: str | None, files: Sequence[str] | None) -> list[FileChange]:
     paths = [p for p in dict.fromkeys(paths) if p]
     if not paths:
         raise ValueError("files: no path given; expected the changed files' paths relative to the repository")
+    if len(paths) > MAX_CHANGED_FILES:
+        raise ValueError(f"files: {len(paths):,} paths, at most {MAX_CHANGED_FILES}")
     return [FileChange(path=p) for p in paths]
 
 
@@ -199,6 +242,8 @@ def change_impact(
         vectors = np.asarray(embedder.encode([_query_text(c) for c in embedded]), dtype=np.float32)
         try:
             with conn.transaction():
+                timeout = sql.Literal(max(1, int(MENTION_SECONDS * 1000)))  # 0 would be no timeout
+                conn.execute(sql.SQL("SET LOCAL statement_timeout = {}").format(timeout))
                 _collect_mentions(conn, repository, changes, changed_paths, evidence)
                 pool = candidate_pool(k)
                 prepare_vector_scan(conn, pool, version)
@@ -229,22 +274,44 @@ def change_impact(
     ]
 
 
+class MentionsTookTooLong(TimeoutError):
+    """Looking for the changed files' names in the docs passed MENTION_SECONDS."""
+
+    def __init__(self, files: int) -> None:
+        super().__init__(
+            f"looking for mentions of {files} changed files took longer than {MENTION_SECONDS:g} s; pass fewer files"
+        )
+
+
 def _collect_mentions(
     conn: object, repository: str, changes: list[FileChange], changed_paths: set[str], evidence: dict[int, _Evidence]
 ) -> None:
-    """One pass over the repository's chunks that contain any term at all; exact matching in Python."""
-    terms = sorted({term for c in changes for term, _ in mention_terms(c.path)})
-    if not terms:
+    """One pass over the repository's chunks that hold an anchor of a changed file's names (`anchors`); exact
+    matching in Python, for the files whose anchor the chunk holds. Both within MENTION_SECONDS (the statement's
+    timeout is set by the caller's transaction)."""
+    deadline = time.monotonic() + MENTION_SECONDS
+    terms = {c.path: mention_terms(c.path) for c in changes}
+    by_anchor: dict[str, list[FileChange]] = {}
+    for change in changes:
+        for anchor in anchors([t for t, _ in terms[change.path]]):
+            by_anchor.setdefault(anchor, []).append(change)
+    if not by_anchor:
         return
-    patterns = ["%" + t.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for t in terms]
-    rows = conn.execute(  # type: ignore[attr-defined]
-        "SELECT id, path, content FROM doc_chunks WHERE repository = %s AND content LIKE ANY(%s)",
-        (repository, patterns),
-    ).fetchall()
+    patterns = ["%" + t.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%" for t in by_anchor]
+    try:
+        rows = conn.execute(  # type: ignore[attr-defined]
+            "SELECT id, path, content FROM doc_chunks WHERE repository = %s AND content LIKE ANY(%s)",
+            (repository, patterns),
+        ).fetchall()
+    except psycopg.errors.QueryCanceled:
+        raise MentionsTookTooLong(len(changes)) from None
     for chunk_id, doc_path, content in rows:
+        if time.monotonic() > deadline:
+            raise MentionsTookTooLong(len(changes))
         if doc_path in changed_paths:
             continue
-        for change in changes:
-            strength = mention_strength(doc_path, content, change.path)
+        named = {c.path: c for anchor, held in by_anchor.items() if anchor in content for c in held}
+        for change in named.values():
+            strength = mention_strength(doc_path, content, change.path, terms[change.path])
             if strength > 0:
                 evidence.setdefault(int(chunk_id), _Evidence()).mentions[change.path] = strength

@@ -10,10 +10,19 @@ under `mcp:unverified` (an expired token, whose signature was good, under its ow
 
 Failures are tool results with `isError: true` and a message naming the argument or the check, the MCP way
 for errors the model should read and correct; protocol errors are left to the SDK.
+
+The guard also bounds what one caller may use (`limits.py` has the numbers and why): a token bucket per token and
+one per peer address for calls whose token does not verify ("rate limited: ... retry after N s"), at most a few
+calls of one token and a few more of the whole server at once (`throttle.py`), a statement timeout on every
+connection to the platform database, and an audit of refused calls that counts each one but writes at most a few
+rows per peer and minute (`refusals.py`). The service comment's edits are paced per run (`status_pacing.py`),
+and over HTTP the server keeps no sessions (`http.py`).
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import importlib.metadata
 import inspect
 import json
@@ -22,13 +31,21 @@ from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
 import anyio.to_thread
+import psycopg
 from mcp.server.context import CallNext, HandlerResult, ServerRequestContext
 from mcp.server.mcpserver import Extension, MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.mcpserver.tools import Tool
 from mcp_types import CallToolRequestParams, CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field, ValidationError
 
 from ..domain.redaction import redact, redact_text
+from .housekeeping import Housekeeping
+from .http import serve_http
+from .limits import McpLimits, with_statement_timeout
+from .refusals import RefusalLog
+from .status_pacing import StatusPacer
+from .throttle import Busy, Throttle
 from .tokens import RunScope, TokenError
 from .tools import ACTOR, MAX_K, MAX_NUMBER, MAX_RUNS, ArgumentError, McpServices, PlatformTools
 
@@ -36,6 +53,7 @@ logger = logging.getLogger(__name__)
 
 SERVER_NAME = "codexk8s"
 UNVERIFIED_KEY = "mcp:unverified"
+LOCAL_PEER = "local"  # the peer of a call with no network address (stdio, an in-process client)
 DEFAULT_HTTP_PATH = "/mcp"
 # Bounds on what one call can make the server keep or echo, applied before any redaction pattern runs: the
 # arguments come from anyone who can reach the server, before their token is checked (attack review 26a).
@@ -211,6 +229,14 @@ def _summary(result: CallToolResult) -> dict[str, Any]:
     return {f"{key}_count": len(value) for key, value in data.items() if isinstance(value, list)}
 
 
+def _peer(ctx: ServerRequestContext[Any, Any]) -> str:
+    """The caller's network address (the HTTP request's client), or `LOCAL_PEER` on stdio and in-process. It is the
+    connection's: `http.py` tells uvicorn not to believe forwarded headers, which a caller writes itself."""
+    client = getattr(ctx.request, "client", None)
+    host = getattr(client, "host", None)
+    return _shown(str(host), 64) if host else LOCAL_PEER
+
+
 def _validation_problems(exc: ValidationError) -> str:
     """Each failed argument by name, with pydantic's reason but never the rejected value (it may be long)."""
     problems = []
@@ -230,9 +256,12 @@ class RunScopeGuard(Extension):
 
     identifier = "dev.codexk8s/run-scope"
 
-    def __init__(self, platform: PlatformTools, tools: Mapping[str, Tool]) -> None:
+    def __init__(self, platform: PlatformTools, tools: Mapping[str, Tool], limits: McpLimits | None = None) -> None:
         self.platform = platform
         self._by_name = dict(tools)
+        self.limits = limits or McpLimits()
+        self.throttle = Throttle(self.limits)
+        self.refusals = RefusalLog(self.limits.refusal_window_seconds, self.limits.clock, UNVERIFIED_KEY)
 
     def settings(self) -> dict[str, Any]:
         return {"token": "every tool takes the run-scoped `token` argument"}
@@ -241,13 +270,19 @@ class RunScopeGuard(Extension):
         store = self.platform.services.store
         await anyio.to_thread.run_sync(lambda: store.append_event(key, event, "agent", ACTOR, payload))
 
-    async def _refuse(self, key: str, tool: str, called: dict[str, Any], reason: str) -> CallToolResult:
-        """A call refused before the tool ran: still two audit rows, so the trail has every attempt."""
-        try:
-            await self._audit(key, "mcp.tool.called", called)
-            await self._audit(key, "mcp.tool.failed", {"tool": tool, "reason": reason})
-        except Exception as exc:
-            logger.warning("could not audit a refused MCP call of %s: %s", tool, type(exc).__name__)
+    async def _refuse(
+        self, key: str, peer: str, tool: str, arguments: Mapping[str, Any], kind: str, reason: str
+    ) -> CallToolResult:
+        """A call refused before the tool ran (its token, or its rate). The first of a window per key and peer is
+        audited whole — two rows, as any call — and the rest counted into one row when the window closes
+        (`refusals.py`): a flood cannot grow the audit, and the trail still has every attempt, at least as a count."""
+        if self.refusals.record(key, peer, tool, kind):
+            logger.warning("MCP call of %s refused for %s from %s: %s", tool, key, peer, reason)
+            try:
+                await self._audit(key, "mcp.tool.called", _called_payload(tool, arguments))
+                await self._audit(key, "mcp.tool.failed", {"tool": tool, "reason": reason, "peer": peer})
+            except Exception as exc:
+                logger.warning("could not audit a refused MCP call of %s: %s", tool, type(exc).__name__)
         return _error(tool, reason)
 
     def _scope_problem(self, tool: Tool, arguments: Mapping[str, Any], scope: RunScope) -> str | None:
@@ -278,13 +313,41 @@ class RunScopeGuard(Extension):
         # `name` is the caller's text: audited and echoed only as `_shown` (bounded, NUL visible, secrets masked).
         name = _shown(params.name)
         arguments = dict(params.arguments or {})
-        called = _called_payload(name, arguments)
+        peer = _peer(ctx)
         try:
             scope = self.platform.verify(arguments.get("token"))
         except (TokenError, ArgumentError) as exc:
             expired = exc.scope if isinstance(exc, TokenError) else None
             key = expired.run_key if expired else UNVERIFIED_KEY
-            return await self._refuse(key, name, called, redact_text(str(exc)))
+            wait = self.throttle.unverified_wait(peer)
+            if wait:
+                return await self._refuse(
+                    key, peer, name, arguments, "rate limited", self.throttle.unverified_limited(wait)
+                )
+            kind = f"token {exc.reason.replace('_', ' ')}" if isinstance(exc, TokenError) else "token missing"
+            return await self._refuse(key, peer, name, arguments, kind, redact_text(str(exc)))
+        wait = self.throttle.call_wait(scope.run_key)
+        if wait:
+            return await self._refuse(
+                scope.run_key, peer, name, arguments, "rate limited", self.throttle.call_limited(wait)
+            )
+        try:
+            async with self.throttle.slot(scope.run_key):
+                return await self._guarded(scope, params, name, arguments, ctx, call_next)
+        except Busy as busy:
+            return await self._refuse(scope.run_key, peer, name, arguments, "busy", str(busy))
+
+    async def _guarded(
+        self,
+        scope: RunScope,
+        params: CallToolRequestParams,
+        name: str,
+        arguments: dict[str, Any],
+        ctx: ServerRequestContext[Any, Any],
+        call_next: CallNext,
+    ) -> HandlerResult:
+        """A verified call within its limits: audited, checked, run, and its outcome audited."""
+        called = _called_payload(name, arguments)
         try:
             await self._audit(scope.run_key, "mcp.tool.called", called)
         except Exception as exc:
@@ -383,6 +446,23 @@ def _tool(fn: Any, *, annotations: ToolAnnotations) -> Tool:
     return tool
 
 
+def _database_bounded(fn: Any, timeout_ms: int) -> Any:
+    """`fn` (a tool body), with a statement the server's timeout ended (`limits.STATEMENT_TIMEOUT_MS`) reported as
+    what it is, instead of the SDK's bare "Error executing tool"; the signature stays `fn`'s (the input schema)."""
+
+    @functools.wraps(fn)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except psycopg.errors.QueryCanceled:
+            raise ToolError(
+                f"the platform database did not answer within {timeout_ms / 1000:g} s (the server's statement"
+                " timeout); try again later"
+            ) from None
+
+    return bounded
+
+
 def _version() -> str:
     """The installed package's version: clients (the MCP Inspector) show it, and an empty one looks broken."""
     try:
@@ -391,8 +471,11 @@ def _version() -> str:
         return "0+unknown"
 
 
-def _tools(platform: PlatformTools) -> list[Tool]:
+def _tools(platform: PlatformTools, limits: McpLimits) -> list[Tool]:
     """The tool functions: their signatures are the input schemas agents see, their docstrings the descriptions."""
+
+    def _bounded_tool(fn: Any, *, annotations: ToolAnnotations) -> Tool:
+        return _tool(_database_bounded(fn, limits.statement_timeout_ms), annotations=annotations)
 
     def docs_search(
         token: Token,
@@ -452,7 +535,8 @@ def _tools(platform: PlatformTools) -> list[Tool]:
         token: Token,
         status_line: Annotated[str, Field(min_length=1, description="One line: what you are doing now.")],
     ) -> dict[str, Any]:
-        """Report progress: audited for this run and shown as the latest agent status in its service comment."""
+        """Report progress: audited for this run at once and shown as the latest agent status in its service
+        comment, which is edited at most once a minute (a newer status replaces one still waiting)."""
         return _safe(platform.run_status_report(token, status_line))
 
     def github_labels_list(token: Token) -> dict[str, Any]:
@@ -465,45 +549,64 @@ def _tools(platform: PlatformTools) -> list[Tool]:
         remove: Annotated[list[str] | None, Field(description="state:* / need:* labels to remove.")] = None,
         number: NumberArg = None,
     ) -> dict[str, Any]:
-        """Add or remove platform state:/need: labels on this run's own issue or PR. run:* labels (which start
-        runs), state:approved (a human's approval) and labels outside those groups are refused."""
+        """Add or remove platform state:/need: labels on this run's own issue or PR. Labels that start or approve
+        runs (run:*, need:reviewer, state:approved, the budget override label) and labels outside those groups are
+        refused, both ways; you may remove only need:<your role> and labels this run added."""
         return _safe(platform.github_labels_transition(token, add, remove, number))
 
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
     writes = ToolAnnotations(read_only_hint=False, destructive_hint=False, open_world_hint=True)
     return [
-        _tool(docs_search, annotations=read_only),
-        _tool(docs_change_impact, annotations=read_only),
-        _tool(runs_list, annotations=read_only),
-        _tool(run_lookup, annotations=read_only),
-        _tool(issue_trace, annotations=read_only),
-        _tool(budget_status, annotations=read_only),
-        _tool(run_status_report, annotations=writes),
-        _tool(github_labels_list, annotations=ToolAnnotations(read_only_hint=True)),
-        _tool(github_labels_transition, annotations=writes),
+        _bounded_tool(docs_search, annotations=read_only),
+        _bounded_tool(docs_change_impact, annotations=read_only),
+        _bounded_tool(runs_list, annotations=read_only),
+        _bounded_tool(run_lookup, annotations=read_only),
+        _bounded_tool(issue_trace, annotations=read_only),
+        _bounded_tool(budget_status, annotations=read_only),
+        _bounded_tool(run_status_report, annotations=writes),
+        _bounded_tool(github_labels_list, annotations=ToolAnnotations(read_only_hint=True)),
+        _bounded_tool(github_labels_transition, annotations=writes),
     ]
 
 
 def build_server(
-    services: McpServices, *, log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING"
+    services: McpServices,
+    *,
+    limits: McpLimits | None = None,
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING",
 ) -> MCPServer[Any]:
-    """One server for one set of services; `mcp.Client(server)` talks to it in-process (tests)."""
-    platform = PlatformTools(services)
-    tools = _tools(platform)
+    """One server for one set of services, within `limits` (default: `McpLimits()`); `mcp.Client(server)` talks to
+    it in-process (tests).
+
+    Its connections to the platform database (store, docs search, audit) carry the statement timeout: the server
+    works on a copy of `services` whose URL says so."""
+    limits = limits or McpLimits()
+    bounded = with_statement_timeout(services.database_url, limits.statement_timeout_ms)
+    platform = PlatformTools(dataclasses.replace(services, database_url=bounded))
+    platform.status_pacer = StatusPacer(
+        platform.publish_status, interval=limits.status_edit_interval_seconds, clock=limits.clock
+    )
+    tools = _tools(platform, limits)
+    guard = RunScopeGuard(platform, {t.name: t for t in tools}, limits)
+    housekeeping = Housekeeping(
+        lambda: platform.services.store, guard.refusals, platform.status_pacer, limits.housekeeping_seconds
+    )
     return MCPServer(
         SERVER_NAME,
         instructions=INSTRUCTIONS,
         version=_version(),
         tools=tools,
-        extensions=[RunScopeGuard(platform, {t.name: t for t in tools})],
+        extensions=[guard],
         log_level=log_level,
+        lifespan=housekeeping.lifespan(),
     )
 
 
 def serve(transport: Literal["stdio", "http"] = "stdio", host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Run until stopped: stdio for an agent that starts the server itself, streamable HTTP at `/mcp` otherwise."""
+    """Run until stopped: stdio for an agent that starts the server itself, streamable HTTP at `/mcp` otherwise
+    (stateless: no sessions, see `http.py`)."""
     server = build_server(McpServices.from_environment(), log_level="INFO")
     if transport == "stdio":
         server.run("stdio")
     else:
-        server.run("streamable-http", host=host, port=port, streamable_http_path=DEFAULT_HTTP_PATH)
+        serve_http(server, host, port, DEFAULT_HTTP_PATH)

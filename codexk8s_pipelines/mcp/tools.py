@@ -22,16 +22,20 @@ from mcp.server.mcpserver.exceptions import ToolError
 from .. import settings
 from ..agents.catalog import agent_name_for_role, current_catalog
 from ..config import load_config_from_environment
+from ..domain.agent_labels import LabelRefused, agent_label, labels_put_by_run, removal_refusal
 from ..domain.correlation import comment_number
-from ..domain.labels import DEFAULT_SCHEME, NEED_VALUES, STATE_VALUES, LabelKind, LabelScheme
+from ..domain.labels import DEFAULT_SCHEME, LabelScheme, normalize
 from ..domain.redaction import redact_text
-from ..domain.spend import Amount, Scope, TokenCounts
+from ..domain.spend import Amount, Budgets, Scope, TokenCounts
 from ..github.client import GitHubConnector, GitHubCredentials
 from ..github.payloads import ITEM_NUMBER_MAX, label_names
 from ..github.service_comment import inert
+from ..knowledge.diffs import MAX_CHANGED_FILES
 from ..store import PlatformStore
 from ..store.database import FINISHED
 from ..store.usage import spent, usage_figures, usage_for_runs
+from .limits import STATUS_EDIT_INTERVAL_SECONDS
+from .status_pacing import StatusPacer
 from .tokens import RunScope, TokenError, load_secret, verify_token
 
 ACTOR = "mcp"
@@ -40,7 +44,6 @@ MAX_STATUS_CHARS = 500
 # What a status line may be before its whitespace is collapsed: room for indentation and line breaks, no more.
 MAX_STATUS_RAW_CHARS = 4 * MAX_STATUS_CHARS
 MAX_DIFF_CHARS = 2_000_000
-MAX_FILES = 500
 MAX_LABELS = 10
 MAX_RUNS = 100
 # Issue and PR numbers are PostgreSQL `integer`s in the platform's tables: a larger one is an argument error, not
@@ -51,10 +54,10 @@ STATUS_MARKER = "<!-- codexk8s:agent-status -->"
 # The tools that change something besides the audit (GitHub labels, the service comment): refused to a token whose
 # run's role is unknown, and once the run has finished. server.py annotates the same ones as not read-only.
 WRITE_TOOLS = frozenset({"run_status_report", "github_labels_transition"})
-# Labels an agent may never set or remove even inside the state:/need: groups: approval is a human decision.
-HUMAN_ONLY_STATES = ("approved",)
 _STATUS_TITLE = {"en": "Latest agent status", "ru": "Последний статус агента"}
 _WS = re.compile(r"\s+")
+# What `run_status_report` hands the pacer to show later: the run's scope, its record, the status, when it was said.
+StatusUpdate = tuple[RunScope, dict[str, Any] | None, str, float]
 
 
 class McpConfigError(RuntimeError):
@@ -100,6 +103,8 @@ class McpServices:
     secret: bytes
     credentials: GitHubCredentials = field(default_factory=GitHubCredentials)
     labels: LabelScheme = DEFAULT_SCHEME
+    # The budgets' override label starts a held run: configurable, so the label tool must know it to refuse it.
+    budget_override_label: str = Budgets().override_label
     locale: str = "en"
     clock: Callable[[], float] = time.time
     # Overrides of the knowledge core's functions (tests, or another index); None imports the real ones lazily.
@@ -124,6 +129,7 @@ class McpServices:
             secret=secret,
             credentials=GitHubCredentials.from_environment(),
             labels=config.label_scheme(),
+            budget_override_label=config.budgets.budgets().override_label,
             locale=config.locale,
         )
 
@@ -313,8 +319,8 @@ class PlatformTools:
             paths = [f.strip() for f in files if isinstance(f, str) and f.strip()]
             if not paths:
                 raise ArgumentError("files", "must list at least one changed path")
-            if len(paths) > MAX_FILES:
-                raise ArgumentError("files", f"lists more than {MAX_FILES} paths")
+            if len(paths) > MAX_CHANGED_FILES:
+                raise ArgumentError("files", f"lists more than {MAX_CHANGED_FILES} paths")
         fn = self._knowledge("change_impact")
         hits = self._call_index(
             "change impact",
@@ -516,6 +522,16 @@ class PlatformTools:
             store.append_event(scope.run_key, COMMENT_EVENT, "system", ACTOR, {"comment_id": posted, "phase": "status"})
         return {"updated": True, "action": action, "number": number, "comment_id": posted}
 
+    @cached_property
+    def status_pacer(self) -> StatusPacer[StatusUpdate]:
+        """Paces the comment edits of `run_status_report` (status_pacing.py): one run's one at a time, at most one
+        an interval, the newest status last. The server sets its own, built from its limits."""
+        return StatusPacer(self.publish_status, interval=STATUS_EDIT_INTERVAL_SECONDS)
+
+    def publish_status(self, update: StatusUpdate) -> dict[str, Any]:
+        """Show one reported status on its run's service comment (called by the pacer)."""
+        return self._update_comment(*update)
+
     def run_status_report(self, token: str, status_line: str) -> dict[str, Any]:
         scope = self.scope(token)
         self._may(scope, "run_status_report")
@@ -533,7 +549,10 @@ class PlatformTools:
             scope.run_key, "run.agent.status_reported", "agent", ACTOR, {"status": text, "via": "mcp"}
         )
         run = store.get_run(scope.run_key)
-        comment = self._update_comment(scope, run, text, at)
+        update = (scope, run, text, at)
+        # Without GitHub there is no comment to pace: say so at once rather than promise an edit later.
+        paced = self.services.github_missing_reason() is None
+        comment = self.status_pacer.report(scope.run_key, event_id, update) if paced else self.publish_status(update)
         return {"run": scope.run_key, "status": text, "event_id": event_id, "comment": comment}
 
     # -- labels ----------------------------------------------------------------------------------------------
@@ -571,21 +590,37 @@ class PlatformTools:
     def _allowed(self, argument: str, label: str) -> str:
         """The canonical name of a label an agent may set or remove, or an `ArgumentError` saying why not.
 
-        Only `state:*` and `need:*` labels the platform defines: `run:*` starts runs (an agent must not trigger
-        runs — that is a human's decision, checked by permission at intake), model/reasoning labels choose what a
-        run costs, `mode:*` and foreign labels belong to the humans, and `state:approved` is an approval."""
-        scheme = self.services.labels
-        parsed = scheme.parse(label)
-        if parsed.kind is LabelKind.RUN:
-            raise ArgumentError(argument, f"'{label}' is a run:* trigger label; agents cannot start or stop runs")
-        if parsed.kind is LabelKind.STATE and parsed.value in STATE_VALUES:
-            if parsed.value in HUMAN_ONLY_STATES:
-                raise ArgumentError(argument, f"'{label}' is an approval; only a human can give or take it back")
-            return scheme.state_label(parsed.value)
-        if parsed.kind is LabelKind.NEED and parsed.value in NEED_VALUES:
-            return scheme.need_label(parsed.value)
-        groups = f"{scheme.state_prefix}{{{','.join(STATE_VALUES)}}}, {scheme.need_prefix}{{{','.join(NEED_VALUES)}}}"
-        raise ArgumentError(argument, f"'{label}' is outside the platform's label groups an agent may use: {groups}")
+        The rule is the domain's (`domain.agent_labels`): only the platform's `state:*`/`need:*` labels, and none
+        that starts or approves runs (`run:*`, `need:reviewer`, `state:approved`, the budgets' override label),
+        which an agent — writing with the platform's own credential — could otherwise start runs with."""
+        try:
+            return agent_label(label, self.services.labels, self.services.budget_override_label)
+        except LabelRefused as exc:
+            raise ArgumentError(argument, str(exc)) from None
+
+    def _run_role(self, scope: RunScope) -> str | None:
+        """The run's role: the token's signed claim, else the role the platform recorded for the run."""
+        if scope.role:
+            return scope.role
+        run = self.services.store.get_run(scope.run_key)
+        return str(run["role"]) if run and run.get("role") else None
+
+    def _check_removals(self, scope: RunScope, target: int, names: Sequence[str]) -> None:
+        """Refuse, before anything changes, to take off a label that is not the agent's own (`removal_refusal`):
+        `need:<its role>`, or a label its own run put on `target`, as its `run.labels.changed` rows tell."""
+        if not names:
+            return
+        changes = [
+            e["payload"] or {}
+            for e in self.services.store.events(scope.run_key)
+            if e["event_type"] == "run.labels.changed" and e["actor_type"] == "agent"
+        ]
+        own = labels_put_by_run(changes, target)
+        role = self._run_role(scope)
+        for name in names:
+            problem = removal_refusal(name, self.services.labels, role, own)
+            if problem is not None:
+                raise ArgumentError("remove", problem)
 
     def _label_list(self, argument: str, values: list[str] | None) -> list[str]:
         if values is None:
@@ -616,11 +651,15 @@ class PlatformTools:
         both = sorted({a.lower() for a in to_add} & {r.lower() for r in to_remove})
         if both:
             raise ArgumentError("remove", f"{', '.join(both)} is both added and removed")
+        self._check_removals(scope, target, to_remove)
         api = self._api(scope)
         removed: list[str] = []
         absent: list[str] = []
+        put: list[str] = []
         try:
             if to_add:
+                before = {normalize(n) for n in self._names(api.issue(target))}
+                put = [n for n in to_add if normalize(n) not in before]  # the run's own, which it may take off again
                 api.add_labels(target, to_add)
             for name in to_remove:
                 (removed if api.remove_label(target, name) else absent).append(name)
@@ -632,7 +671,7 @@ class PlatformTools:
             "run.labels.changed",
             "agent",
             ACTOR,
-            {"number": target, "added": {str(target): to_add}, "removed": removed, "via": "mcp"},
+            {"number": target, "added": {str(target): to_add}, "put": put, "removed": removed, "via": "mcp"},
         )
         return {
             "repository": scope.repository,

@@ -1,6 +1,6 @@
-"""The real Codex CLI and Claude Code reach the platform's MCP server (a real `codexk8s mcp serve --transport
-http`) through the configuration the platform writes for them: the model asks for `run_status_report` with the run
-token the agent read from its environment, and the status lands in the audit."""
+"""The real Codex CLI, Claude Code and OpenCode reach the platform's MCP server (a real `codexk8s mcp serve
+--transport http`, stateless) through the configuration the platform writes for them: the model asks for
+`run_status_report` with the run token the agent read from its environment, and the status lands in the audit."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from .conftest import MODEL_KEY, run_direct
 
 
 @pytest.mark.timeout(180)
-@pytest.mark.parametrize("kind", ["codex", "claude-code"])
+@pytest.mark.parametrize("kind", ["codex", "claude-code", "opencode"])
 def test_the_agent_calls_the_platforms_mcp_tool_with_its_run_token(
     kind: str,
     model: ModelServer,

@@ -745,6 +745,9 @@ REASON_CASES: dict[Reason, Callable[[], Decision]] = {
     Reason.UNKNOWN_REASONING_LABEL: lambda: on_issue("run:dev", "[ai-reasoning-nope]"),
     Reason.APPROVAL_REQUIRED: lambda: on_issue("run:release", dev=True, rules=RELEASE_RULES),
     Reason.PULL_REQUEST_FROM_FORK: lambda: review(pr=("run:dev",), head_elsewhere=True),
+    Reason.PLATFORM_ACCOUNT: lambda: on_pr(
+        "need:reviewer", actor=Actor("maint", "User", Permission.ADMIN, platform_account=True)
+    ),
 }
 EXPECTED_KIND = {
     Reason.TRIGGER_LABEL: DecisionKind.RUN,
@@ -770,7 +773,7 @@ def test_reason_is_produced(reason: Reason) -> None:
 
 def test_every_reason_code_is_covered() -> None:
     assert set(REASON_CASES) == set(Reason)
-    assert len(Reason) == 21
+    assert len(Reason) == 22
 
 
 def test_a_budget_override_starts_the_held_run_only_for_an_approver_of_its_stage() -> None:

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from codexk8s_pipelines.knowledge.diffs import parse_unified_diff
-from codexk8s_pipelines.knowledge.impact import mention_strength, mention_terms
+from codexk8s_pipelines.knowledge.impact import (
+    MAX_TAIL_PARTS,
+    MAX_TERM_CHARS,
+    anchors,
+    mention_strength,
+    mention_terms,
+)
 
 GIT_DIFF = """\
 diff --git a/src/app.py b/src/app.py
@@ -91,6 +97,28 @@ def test_mention_terms_are_path_suffixes_and_module_names() -> None:
     assert "migrations" not in terms  # a bare English word is no evidence
     assert dict(mention_terms("src/app.py")) == {"src/app.py": 1.0, "app.py": 0.5}
     assert dict(mention_terms("pkg/local_stack.py"))["local_stack"] == 0.6
+
+
+def test_a_deep_path_gives_a_bounded_set_of_names_yet_its_usual_names_are_kept() -> None:
+    """An agent's call named paths of 2,000 folders: every `/`-suffix was a name to look for (4 M characters a
+    path), and 100 such paths grew the MCP server by 1.6 GB. A doc names a file by its full path or a short tail."""
+    deep = "docs/" + "a/" * 2000 + "x.py"
+    terms = dict(mention_terms(deep))
+    assert len(terms) <= 2 * (MAX_TAIL_PARTS + 1)
+    assert all(len(t) <= MAX_TERM_CHARS for t in terms)
+    assert terms["a/a/x.py"] < terms["a/a/a/a/a/a/a/x.py"] < 1.0 and terms["x.py"] == 0.5
+    # a path of 12 parts: the full path and its tails of up to MAX_TAIL_PARTS parts, as before
+    path = "/".join(f"p{i}" for i in range(11)) + "/mod.py"
+    terms = dict(mention_terms(path))
+    assert terms[path] == 1.0 and terms[path.removesuffix(".py").replace("/", ".")] == 1.0
+    assert "p4/p5/p6/p7/p8/p9/p10/mod.py" in terms and "p3/p4/p5/p6/p7/p8/p9/p10/mod.py" not in terms
+    assert mention_strength("docs/a.md", f"see {path}", path) == 1.0
+    assert mention_strength("docs/a.md", "see p9/p10/mod.py", path) == terms["p9/p10/mod.py"]
+    # what decides which chunks can name the file: names holding no shorter one
+    assert anchors([t for t, _ in mention_terms("codexk8s_pipelines/store/migrations.py")]) == {
+        "migrations.py",
+        "store.migrations",
+    }
 
 
 def test_mention_strength_respects_path_boundaries_and_relative_links() -> None:

@@ -3,10 +3,14 @@ with "mentions …", docs that describe the changed behaviour follow with "simil
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
+from codexk8s_pipelines.knowledge import impact
+from codexk8s_pipelines.knowledge.diffs import MAX_CHANGED_FILES
 from codexk8s_pipelines.knowledge.embedding import Embedder, HashingEmbedder
-from codexk8s_pipelines.knowledge.impact import ImpactHit, change_impact
+from codexk8s_pipelines.knowledge.impact import ImpactHit, MentionsTookTooLong, change_impact
 
 REFUNDS_DIFF = """\
 diff --git a/src/payments/refunds.py b/src/payments/refunds.py
@@ -90,3 +94,27 @@ def test_bad_arguments_are_clear_errors(indexed_url: str) -> None:
         change_impact(indexed_url, "", files=["a.py"], embedder=hashing)
     with pytest.raises(ValueError, match=r"^k:"):
         change_impact(indexed_url, "acme/shop", files=["a.py"], k=-1, embedder=hashing)
+
+
+def test_a_change_of_deep_paths_is_answered_quickly(indexed_url: str) -> None:
+    """An agent may send 500 paths (the MCP tool's limit) of any depth. 100 paths of 2,000 folders each (0.4 MB)
+    took 101 s and 1.6 GB before the names looked for were bounded: the server's pod would have been killed."""
+    files = ["docs/" + "a/" * 2000 + f"x{i}.py" for i in range(100)] + ["src/payments/refunds.py"]
+    started = time.monotonic()
+    hits = change_impact(indexed_url, "acme/shop", files=files, k=5, embedder=HashingEmbedder())
+    assert time.monotonic() - started < impact.MENTION_SECONDS
+    assert hits[0].path == "docs/payments.md" and hits[0].reasons[0] == "mentions src/payments/refunds.py"
+
+
+def test_a_change_of_too_many_files_or_too_slow_a_lookup_is_a_clear_error(
+    indexed_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hashing = HashingEmbedder()
+    many = "".join(f"--- a/f{i}.py\n+++ b/f{i}.py\n@@ -1 +1 @@\n-a\n+b\n" for i in range(MAX_CHANGED_FILES + 1))
+    with pytest.raises(ValueError, match=rf"^diff: changes {MAX_CHANGED_FILES + 1} files, at most {MAX_CHANGED_FILES}"):
+        change_impact(indexed_url, "acme/shop", diff=many, embedder=hashing)
+    with pytest.raises(ValueError, match=rf"^files: {MAX_CHANGED_FILES + 1} paths, at most {MAX_CHANGED_FILES}"):
+        change_impact(indexed_url, "acme/shop", files=[f"f{i}.py" for i in range(501)], embedder=hashing)
+    monkeypatch.setattr(impact, "MENTION_SECONDS", 1e-9)
+    with pytest.raises(MentionsTookTooLong, match=r"mentions of 1 changed files took longer than 1e-09 s"):
+        change_impact(indexed_url, "acme/shop", files=["src/payments/refunds.py"], embedder=hashing)

@@ -19,6 +19,7 @@ from codexk8s_pipelines.agents.catalog import load_catalog
 from codexk8s_pipelines.domain.correlation import correlation_key
 from codexk8s_pipelines.knowledge.impact import ImpactHit
 from codexk8s_pipelines.knowledge.search import SearchHit
+from codexk8s_pipelines.mcp.limits import McpLimits
 from codexk8s_pipelines.mcp.server import build_server
 from codexk8s_pipelines.mcp.tokens import issue_token
 from codexk8s_pipelines.mcp.tools import McpServices
@@ -35,6 +36,10 @@ CONFIG = """
 repositories:
   - github: acme/shop
 """
+# The tool tests make many calls through one client faster than any agent could: the harness lifts the burst of calls
+# a token may make; everything else is the server's default. The limits are tested with their own numbers
+# (test_limits.py).
+HARNESS_LIMITS = McpLimits(call_burst=1_000)
 
 
 @dataclass
@@ -70,6 +75,7 @@ class Platform:
     services: McpServices
     results: list[CallToolResult] = field(default_factory=list)
     role: str = "dev"
+    limits: McpLimits = HARNESS_LIMITS
 
     def with_run(self, trigger: str, role: str, stage: str, event: int) -> Platform:
         """The same world seen from another run of the same issue (registered with its role), with its own token."""
@@ -80,7 +86,7 @@ class Platform:
         return other
 
     def client(self) -> Client:
-        return Client(build_server(self.services), read_timeout_seconds=30)
+        return Client(build_server(self.services, limits=self.limits), read_timeout_seconds=30)
 
     def run(self, body: Callable[[Client], Awaitable[Any]]) -> Any:
         """Run `body` against a connected in-process client, bounded so a hang fails instead of blocking."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -9,14 +10,20 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import anyio
 import pytest
 from mcp import Client
+from mcp_types import CallToolResult, TextContent
 
 from codexk8s_pipelines.domain.correlation import correlation_key
+from codexk8s_pipelines.mcp.server import UNVERIFIED_KEY
 from codexk8s_pipelines.mcp.tokens import issue_token
 from codexk8s_pipelines.store import PlatformStore
 from codexk8s_pipelines.store.database import RunRecord
@@ -117,7 +124,67 @@ def test_github_labels_list_over_stdio(store: PlatformStore, tmp_path: Path) -> 
             async with Client(params, read_timeout_seconds=20) as client:
                 result = await client.call_tool("github_labels_list", {"token": token})
                 assert result.is_error
-                return " ".join(c.text for c in result.content if hasattr(c, "text"))
+                return " ".join(c.text for c in result.content if isinstance(c, TextContent))
 
     assert "GitHub is not configured" in anyio.run(main)
     assert [e["event_type"] for e in store.events(key)] == ["mcp.tool.called", "mcp.tool.failed"]
+
+
+# -- what one caller cannot exhaust (review 38, M2) -------------------------------------------------------------------
+INITIALIZE = {
+    "jsonrpc": "2.0",
+    "id": 1,
+    "method": "initialize",
+    "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "flood", "version": "1"}},
+}
+JSON_OR_STREAM = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+
+
+def _http(url: str, method: str, body: dict[str, Any] | None = None) -> tuple[int, dict[str, str]]:
+    """One raw request, as a client that needs no SDK (and no token) could send it: its status and headers."""
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers=JSON_OR_STREAM, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            response.read()
+            return response.status, {k.lower(): v for k, v in response.headers.items()}
+    except urllib.error.HTTPError as exc:
+        return exc.code, {k.lower(): v for k, v in exc.headers.items()}
+
+
+def _runs_list(url: str, token: str, times: int = 1) -> list[CallToolResult]:
+    async def main() -> list[CallToolResult]:
+        with anyio.fail_after(60):
+            async with Client(url, read_timeout_seconds=20) as client:
+                return [await client.call_tool("runs_list", {"token": token}) for _ in range(times)]
+
+    return anyio.run(main)
+
+
+def test_initialize_opens_no_session_so_none_can_be_exhausted(http_server: str, store: PlatformStore) -> None:
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(lambda _: _http(http_server, "POST", INITIALIZE), range(300)))
+    assert {status for status, _ in answers} == {200}
+    assert not [h for _, h in answers if "mcp-session-id" in h]  # the SDK's default kept each for 30 idle minutes
+    status, headers = _http(http_server, "GET")
+    assert status == 405 and headers.get("allow") == "POST"  # no standing stream per caller either
+
+    key = correlation_key("acme/shop", 12, "run:dev", 903)
+    store.register_run(RunRecord(key, "acme/shop", role="dev", stage="dev", issue_number=12))
+    (result,) = _runs_list(http_server, issue_token(key, "acme/shop", issue_number=12, secret=SECRET))
+    assert [r["run"] for r in data_of(result)["runs"]] == [key]  # an agent's client, after the flood
+
+
+def test_calls_without_a_valid_token_are_limited_per_address(http_server: str, store: PlatformStore) -> None:
+    texts = [
+        " ".join(c.text for c in r.content if isinstance(c, TextContent)) for r in _runs_list(http_server, "junk", 12)
+    ]
+    assert all("token malformed" in t for t in texts[:5]), texts[:5]  # UNVERIFIED_BURST: told why
+    assert all("rate limited" in t and "retry after" in t for t in texts[-5:]), texts[-5:]
+    called, failed = store.events(UNVERIFIED_KEY)  # the first refusal whole; the rest are counted (refusals.py)
+    assert called["event_type"] == "mcp.tool.called" and failed["payload"]["peer"] == "127.0.0.1"
+
+    key = correlation_key("acme/shop", 12, "run:dev", 904)
+    store.register_run(RunRecord(key, "acme/shop", role="dev", stage="dev", issue_number=12))
+    (result,) = _runs_list(http_server, issue_token(key, "acme/shop", issue_number=12, secret=SECRET))
+    data_of(result)  # a valid token from the same address is not held by the others' refusals

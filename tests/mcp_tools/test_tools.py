@@ -9,6 +9,7 @@ from mcp import Client
 
 from codexk8s_pipelines.domain.correlation import correlation_key
 from codexk8s_pipelines.github.service_comment import MARKER, RunView, render
+from codexk8s_pipelines.mcp.limits import STATEMENT_TIMEOUT_MS, with_statement_timeout
 from codexk8s_pipelines.mcp.tools import STATUS_MARKER
 from codexk8s_pipelines.store.database import RunRecord
 
@@ -68,7 +69,9 @@ def test_docs_search_searches_the_token_repository(platform: Platform) -> None:
         }
     ]
     name, (url, query), kw = platform.index.calls[-1]
-    assert (name, url, query) == ("search", platform.store.url, "empty cart")
+    # The platform database, on connections whose statements the server's timeout bounds (limits.py).
+    bounded = with_statement_timeout(platform.store.url, STATEMENT_TIMEOUT_MS)
+    assert (name, url, query) == ("search", bounded, "empty cart")
     assert kw["repository"] == REPO and kw["k"] == 1 and kw["path_prefix"] is None
 
 
@@ -199,15 +202,15 @@ def test_labels_list_shows_the_run_issue_labels_with_their_kinds(em_platform: Pl
 
 def test_labels_transition_adds_and_removes_platform_labels(em_platform: Platform) -> None:
     platform = em_platform  # the role whose tools include the label tools (a dev run's are refused: test_roles.py)
-    platform.state.label(REPO, platform.issue, "state:in-review")
+    platform.state.label(REPO, platform.issue, "need:em")  # a person asks the em: the em answers by taking it off
     data = data_of(
         platform.call(
             "github_labels_transition",
-            {"token": platform.token, "add": ["need:qa", "State:Blocked"], "remove": ["state:in-review", "need:pm"]},
+            {"token": platform.token, "add": ["need:qa", "State:Blocked"], "remove": ["need:em"]},
         )
     )
     assert data["added"] == ["need:qa", "state:blocked"]
-    assert (data["removed"], data["not_present"]) == (["state:in-review"], ["need:pm"])
+    assert (data["removed"], data["not_present"]) == (["need:em"], [])
     labels = platform.state.labels(REPO, platform.issue)
     assert set(labels) == {"run:dev", "bug", "need:qa", "state:blocked"}
     assert {lb["name"] for lb in data["labels"]} == set(labels)
@@ -216,19 +219,24 @@ def test_labels_transition_adds_and_removes_platform_labels(em_platform: Platfor
     assert changed[-1]["payload"] == {
         "number": platform.issue,
         "added": {str(platform.issue): ["need:qa", "state:blocked"]},
-        "removed": ["state:in-review"],
+        "put": ["need:qa", "state:blocked"],
+        "removed": ["need:em"],
         "via": "mcp",
     }
+    # Its own label, which a person has taken off meanwhile: the agent may remove it, and it is not there.
+    platform.state.unlabel(REPO, platform.issue, "need:qa")
+    data = data_of(platform.call("github_labels_transition", {"token": platform.token, "remove": ["need:qa"]}))
+    assert (data["removed"], data["not_present"]) == ([], ["need:qa"])
 
 
 def test_labels_transition_on_the_run_pull_request(em_platform: Platform) -> None:
     platform = em_platform  # the role whose tools include the label tools
     pr = platform.state.add_pull(REPO, "Fix checkout", head=f"codex/issue-{platform.issue}")
     token = platform.token_for(pr_number=pr)
-    data = data_of(platform.call("github_labels_transition", {"token": token, "add": ["need:reviewer"], "number": pr}))
+    data = data_of(platform.call("github_labels_transition", {"token": token, "add": ["need:input"], "number": pr}))
     assert data["number"] == pr
-    assert platform.state.labels(REPO, pr) == ["need:reviewer"]
+    assert platform.state.labels(REPO, pr) == ["need:input"]
     listed = data_of(platform.call("github_labels_list", {"token": token}))
     assert [(i["number"], i["pull_request"]) for i in listed["items"]] == [(platform.issue, False), (pr, True)]
-    assert "need:reviewer" not in platform.state.labels(REPO, platform.issue)
+    assert "need:input" not in platform.state.labels(REPO, platform.issue)
     assert text_of(platform.results[-1])

@@ -44,9 +44,11 @@ def test_other_bot_labels_stay_refused(intake: Intake) -> None:
     ci = intake.state.label(REPO, number, "run:self-improve", actor="ci[bot]", actor_type="Bot")
     data = intake.tick(issue_sensor)
     assert data.run_requests == []
-    for num, event_id, label in ((number, dev, "run:dev"), (other, forged, "run:self-improve"),
-                                 (number, ci, "run:self-improve")):  # fmt: skip
+    # The platform's own account is refused as such (its agents label through it); another bot as a bot.
+    for num, event_id, label, reason in ((number, dev, "run:dev", "platform_account"),
+                                         (other, forged, "run:self-improve", "platform_account"),
+                                         (number, ci, "run:self-improve", "actor_not_permitted")):  # fmt: skip
         events = intake.store.events(f"{REPO}#{num}:{label}:{event_id}")
         assert events[0]["event_type"] == "trigger.ignored"
-        assert events[0]["payload"]["reason"] == "actor_not_permitted"
+        assert events[0]["payload"]["reason"] == reason
         assert "run.requested" not in [e["event_type"] for e in events]
