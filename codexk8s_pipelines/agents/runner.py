@@ -40,7 +40,7 @@ from .. import settings
 from ..domain.stages import WriteScope
 from ..domain.untrusted_data import UntrustedDataError, loads_json
 from ..domain.write_scope import MODE_SYMLINK, SECRET_IN_FILE, Violation, tree_violations
-from ..security.safe_files import read_untrusted_file
+from ..security.safe_files import UnsafeFile, read_untrusted_file
 from . import egress
 from . import sandbox as sb
 from .agent_env import build_agent_env
@@ -364,7 +364,7 @@ def read_agent_report(root: Path, relative: str) -> AgentReport:
         raw = read_untrusted_file(root, relative, max_bytes=RESULT_FILE_MAX_BYTES)
     except FileNotFoundError:
         return AgentReport(problem=f"the agent wrote no result file ({PurePosixPath(relative).name} missing)")
-    except OSError as exc:  # a link, a FIFO, too large (UnsafeFile)
+    except (OSError, UnsafeFile) as exc:  # a link, a FIFO, a folder, too large: the agent made it so
         return AgentReport(problem=f"the agent's result file cannot be read: {exc}")
     try:
         data = loads_json(raw, "the agent's result file")

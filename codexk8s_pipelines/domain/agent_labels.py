@@ -63,18 +63,32 @@ def agent_label(label: str, scheme: LabelScheme, override_label: str | None = No
     raise LabelRefused(f"'{label}' is outside the platform's label groups an agent may use: {usable}")
 
 
-def removal_refusal(name: str, scheme: LabelScheme, role: str | None, own: Collection[str]) -> str | None:
+def removal_refusal(
+    name: str, scheme: LabelScheme, role: str | None, own: Collection[str], last_put_by_platform: bool = True
+) -> str | None:
     """Why an agent of `role` may not take `name` (canonical, from `agent_label`) off its item, or None when it may.
-    `own`: the labels its run put on that item and still owns (`labels_put_by_run`), normalised."""
+    `own`: the labels its run put on that item and still owns (`labels_put_by_run`), normalised;
+    `last_put_by_platform`: whether the item's newest `labeled` event of `name` is the platform's own account's
+    (`last_labeller`). A label the run put, that a person then took off and put back, is the person's again."""
     if role and normalize(name) == normalize(scheme.need_label(role)):
         return None
-    if normalize(name) in own:
+    if normalize(name) in own and last_put_by_platform:
         return None
     mine = f"{scheme.need_label(role)} or " if role else ""
     return (
         f"'{name}' was not put here by this run: an agent removes only {mine}labels its own run added; "
         "a label a person set records their decision, ask a human in your result to take it off"
     )
+
+
+def last_labeller(events: Iterable[tuple[str, str, str]], name: str) -> str | None:
+    """The login of whoever put `name` on the item last, from its events oldest first as (event, label, actor login):
+    the actor of the newest `labeled` one; None when no event says."""
+    login = None
+    for event, label, actor in events:
+        if event == "labeled" and normalize(label) == normalize(name):
+            login = actor or None
+    return login
 
 
 def labels_put_by_run(changes: Iterable[Mapping[str, Any]], number: int) -> set[str]:

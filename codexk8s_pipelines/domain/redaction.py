@@ -23,6 +23,7 @@ _SECRET_VALUE = re.compile(
     r"gh[pousr]_[A-Za-z0-9]{20,}"
     r"|github_pat_[A-Za-z0-9_]{20,}"
     r"|(?<=://)[^/\s:@]+:[^/\s@]+(?=@)"  # user:password@ in URLs
+    r"|(?<=\bpassword=)(?:'(?:[^'\\]|\\.)*'|[^\s']+)"  # libpq's keyword form: host=… password=… (a conninfo)
     rf"|{RUN_TOKEN_PREFIX}\.[A-Za-z0-9_-]{{8,}}\.[A-Za-z0-9_-]{{16,}}"
     # Model providers' keys, which an agent holds (the runner also redacts the literal value it hands over; these
     # shapes cover a key the platform never saw, and a pod's runner without it): OpenAI, Anthropic, OpenRouter and

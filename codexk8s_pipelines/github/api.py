@@ -99,6 +99,8 @@ def _checked(requester: Requester, verb: str, url: str, payload: Any = None) -> 
     status, headers, body = requester.requestJson(verb, url, input=payload)
     if status >= 400:
         _raise_for(status, headers, body)
+    if body and not body.lstrip().startswith(("{", "[")):
+        return {"data": body}  # as PyGithub answers a success that is not JSON (a proxy's page): not an error here
     return _answer(verb, url, body)
 
 

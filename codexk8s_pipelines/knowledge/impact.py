@@ -41,12 +41,13 @@ MAX_REASONS = 6
 # What one call may ask, so that one agent's call (the MCP tool `docs_change_impact`) cannot take the server down.
 # A path of 2,000 folders made 2,000 `/`-suffixes of 4 M characters in all, each sent as a LIKE pattern: 100 such
 # paths (0.4 MB of arguments) ran 101 s and grew the MCP server from 129 MB to 1.7 GB (its pod's limit is 1 GiB).
-# A doc names a file by its full path or by a short tail of it (`store/migrations.py`), never by a 9-folder tail
-# without the head, so longer tails are not looked for, nor is a name longer than MAX_TERM_CHARS. A change of more
-# than MAX_CHANGED_FILES files (also from a diff) is refused: which docs it concerns is the whole documentation.
+# A doc names a file by its full path or by a tail of it: a short one (`store/migrations.py`), or a long one in a
+# relative link from a README higher up a deep tree (a Java layout: 9 parts, review 39); tails of more than
+# MAX_TAIL_PARTS parts (what safe_files walks at most) are not looked for, nor is a name longer than MAX_TERM_CHARS.
+# A change of more than MAX_CHANGED_FILES files (also from a diff) is refused: it concerns the whole documentation.
 # The lookup of mentions must end within MENTION_SECONDS, in PostgreSQL and in Python, or the call fails saying so
 # (the MCP server ends any of its statements after as long: mcp/limits.STATEMENT_TIMEOUT_MS).
-MAX_TAIL_PARTS = 8
+MAX_TAIL_PARTS = 32
 MAX_TERM_CHARS = 512
 MENTION_SECONDS = 10.0
 

@@ -9,9 +9,11 @@ stream for server-initiated messages, which stateless mode would keep open per r
 is answered 405, as the protocol allows a server that offers no such stream; the agents' clients (Codex, Claude
 Code, OpenCode) then simply do without it. DELETE has no session to end (405 from the SDK).
 
-Uvicorn bounds what is left: `MAX_CONNECTIONS` connections and requests at once (503 beyond), idle keep-alive
-connections closed after a few seconds; it takes the peer address from the connection, never from a forwarded
-header.
+Uvicorn closes idle keep-alive connections after a few seconds and takes the peer address from the connection,
+never from a forwarded header. It caps no connections: its cap (`limit_concurrency`) counts open connections, and one
+that never sends a request is never closed, so 256 idle sockets, which one sandboxed agent's egress relay allows,
+turned every other agent away with 503 (review 39). What a call may use is bounded per token and per peer instead
+(`throttle.py`).
 """
 
 from __future__ import annotations
@@ -22,9 +24,6 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-MAX_CONNECTIONS = 256
-"""Connections (and requests) uvicorn serves at once; beyond that it answers 503. Far above the agents of the runs a
-platform runs at once (each keeps one or two); it only stops a flood of connections from growing the process."""
 KEEP_ALIVE_SECONDS = 5
 NO_STREAM_BODY = json.dumps(
     {
@@ -71,7 +70,6 @@ def serve_http(server: Any, host: str, port: int, path: str, log_level: str = "i
         host=host,
         port=port,
         log_level=log_level,
-        limit_concurrency=MAX_CONNECTIONS,
         timeout_keep_alive=KEEP_ALIVE_SECONDS,
         # Agents connect directly (a ClusterIP Service, or loopback locally): an X-Forwarded-For header is the
         # caller's own text, and believing it would give each made-up address its own limits (throttle.py).

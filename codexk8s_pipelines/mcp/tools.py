@@ -22,13 +22,13 @@ from mcp.server.mcpserver.exceptions import ToolError
 from .. import settings
 from ..agents.catalog import agent_name_for_role, current_catalog
 from ..config import load_config_from_environment
-from ..domain.agent_labels import LabelRefused, agent_label, labels_put_by_run, removal_refusal
+from ..domain.agent_labels import LabelRefused, agent_label, labels_put_by_run, last_labeller, removal_refusal
 from ..domain.correlation import comment_number
 from ..domain.labels import DEFAULT_SCHEME, LabelScheme, normalize
 from ..domain.redaction import redact_text
 from ..domain.spend import Amount, Budgets, Scope, TokenCounts
 from ..github.client import GitHubConnector, GitHubCredentials
-from ..github.payloads import ITEM_NUMBER_MAX, label_names
+from ..github.payloads import ITEM_NUMBER_MAX, IssueEvent, label_names
 from ..github.service_comment import inert
 from ..knowledge.diffs import MAX_CHANGED_FILES
 from ..store import PlatformStore
@@ -529,8 +529,16 @@ class PlatformTools:
         return StatusPacer(self.publish_status, interval=STATUS_EDIT_INTERVAL_SECONDS)
 
     def publish_status(self, update: StatusUpdate) -> dict[str, Any]:
-        """Show one reported status on its run's service comment (called by the pacer)."""
-        return self._update_comment(*update)
+        """Show one reported status on its run's service comment (called by the pacer, maybe an interval later).
+
+        The run is read again first: a status held back while the run finished is not shown, as the platform's own
+        finishing edit of the comment says what became of the run, and an edit from a read made before it would
+        write the "started" comment back over it (review 39)."""
+        scope, _, status, at = update
+        run = self.services.store.get_run(scope.run_key)
+        if run is not None and run.get("status") in FINISHED:
+            return {"updated": False, "reason": f"the run has {run['status']}; its comment shows the outcome"}
+        return self._update_comment(scope, run, status, at)
 
     def run_status_report(self, token: str, status_line: str) -> dict[str, Any]:
         scope = self.scope(token)
@@ -605,9 +613,10 @@ class PlatformTools:
         run = self.services.store.get_run(scope.run_key)
         return str(run["role"]) if run and run.get("role") else None
 
-    def _check_removals(self, scope: RunScope, target: int, names: Sequence[str]) -> None:
+    def _check_removals(self, api: Any, scope: RunScope, target: int, names: Sequence[str]) -> None:
         """Refuse, before anything changes, to take off a label that is not the agent's own (`removal_refusal`):
-        `need:<its role>`, or a label its own run put on `target`, as its `run.labels.changed` rows tell."""
+        `need:<its role>`, or a label its own run put on `target`, as its `run.labels.changed` rows tell, and that
+        no one else put back since (the item's events: the newest `labeled` one is the platform account's)."""
         if not names:
             return
         changes = [
@@ -617,8 +626,19 @@ class PlatformTools:
         ]
         own = labels_put_by_run(changes, target)
         role = self._run_role(scope)
+        owned = [n for n in names if normalize(n) in own]
+        platform_put: set[str] = set()
+        if owned:
+            try:
+                events = [IssueEvent.parse(e) for e in api.issue_events(target).items]
+                login = api.own_login()
+            except Exception as exc:
+                raise _github_failure(f"reading the labels' history of #{target}", exc) from None
+            history = [(e.event, e.label, e.actor.login) for e in events]
+            who = {n: last_labeller(history, n) for n in owned}
+            platform_put = {n for n, by in who.items() if login and by and by.lower() == login.lower()}
         for name in names:
-            problem = removal_refusal(name, self.services.labels, role, own)
+            problem = removal_refusal(name, self.services.labels, role, own, name in platform_put)
             if problem is not None:
                 raise ArgumentError("remove", problem)
 
@@ -651,8 +671,8 @@ class PlatformTools:
         both = sorted({a.lower() for a in to_add} & {r.lower() for r in to_remove})
         if both:
             raise ArgumentError("remove", f"{', '.join(both)} is both added and removed")
-        self._check_removals(scope, target, to_remove)
         api = self._api(scope)
+        self._check_removals(api, scope, target, to_remove)
         removed: list[str] = []
         absent: list[str] = []
         put: list[str] = []

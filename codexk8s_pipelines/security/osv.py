@@ -359,6 +359,7 @@ MAX_RECORD_DEPTH = MAX_NESTING  # safe_files: the platform's one nesting limit
 # is no indicator, makes the gate fire more often, never less.
 _LINE_RUN_UNIT = rb"[ \t?:-]"
 _UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
+_UTF8_BOM = b"\xef\xbb\xbf"  # libyaml skips it at the start of any line, not only of the document
 
 
 @functools.lru_cache(maxsize=4)
@@ -377,6 +378,8 @@ def _could_nest_deeper(data: bytes, limit: int) -> bool:
     brackets in a row or 128 blanks after a newline, let `"[ " * 100_000` and `"- " * 100_000` through to the
     composer, and the process died."""
     if data.startswith(_UTF16_BOMS):  # libyaml reads UTF-16 too; its blanks are not the bytes counted here
+        return True
+    if _UTF8_BOM in data:  # a line's run may start after one, which the patterns below do not skip: walk the events
         return True
     flow_safe = limit // 2 - 1
     flow = data.count(b"[") + data.count(b"{")
@@ -570,7 +573,7 @@ class OsvDatabase:
             return
         try:
             yield _build(_parse_bytes(data, file.name), str(file)), str(file)
-        except (_Malformed, ValueError, yaml.YAMLError, OSError) as exc:
+        except (_Malformed, ValueError, yaml.YAMLError, OSError, RecursionError) as exc:  # pure-Python loader
             self.errors.append(RecordError(str(file), _describe(exc)))
 
     def _read_zip(self, file: Path) -> Iterator[tuple[_Parsed, str]]:
@@ -606,7 +609,7 @@ class OsvDatabase:
                 except UnsafeFile as exc:
                     inflated += info.file_size
                     self.errors.append(RecordError(source, str(exc)))
-                except (_Malformed, ValueError, yaml.YAMLError, OSError, zipfile.BadZipFile) as exc:
+                except (_Malformed, ValueError, yaml.YAMLError, OSError, RecursionError, zipfile.BadZipFile) as exc:
                     self.errors.append(RecordError(source, _describe(exc)))
 
     def _add(self, advisory: Advisory) -> None:
@@ -739,4 +742,6 @@ def _describe(exc: BaseException) -> str:
         return f"not UTF-8 text: {exc}"
     if isinstance(exc, OSError):
         return f"cannot read: {exc.strerror or exc}"
+    if isinstance(exc, RecursionError):
+        return "nested too deeply to be an OSV record"
     return str(exc)

@@ -21,7 +21,7 @@ from dagster import DagsterInstance, OpExecutionContext, PipesSubprocessClient, 
 from pydantic import ValidationError
 
 from codexk8s_pipelines.agents.k8s_runtime import _pipes_payloads
-from codexk8s_pipelines.agents.runner import exit_code_for, read_agent_report
+from codexk8s_pipelines.agents.runner import RESULT_FILE_MAX_BYTES, exit_code_for, read_agent_report
 from codexk8s_pipelines.agents.runner_spec import RunnerSpec, SpecError, load_spec
 
 from .test_git_workspace import git, make_remote, push_branch, remote_file, remote_head, remote_log
@@ -632,7 +632,7 @@ def test_an_outcome_file_the_agents_container_nested_too_deep_is_no_outcome(remo
     outcome.write_text('{"outcome": ' + "[" * 100_000 + "]" * 100_000 + "}", encoding="utf-8")
     code, finished = _phase(spec, tmp_path, "finish", {})
     assert (finished["status"], finished["reason"]) == ("failed", "agent_no_outcome") and code != 0
-    assert "recursion" in finished["message"] and remote_head(remote, BRANCH) is None
+    assert "nested too deeply" in finished["message"] and remote_head(remote, BRANCH) is None
 
 
 def test_json_the_agent_nested_too_deep_is_a_bad_report_not_a_crash(tmp_path: Path) -> None:
@@ -668,3 +668,24 @@ result(summary="my key is {key}", status="done", diagnosis=None, next_step_hint=
     assert all("holds a secret of the run" in rule for rule in finished["violation_rules"])
     assert finished["summary"] == "my key is [redacted]" and key not in json.dumps(finished)
     assert remote_head(remote, BRANCH) is None
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo", "folder", "too large"])
+def test_a_result_file_the_runner_must_not_read_is_a_bad_report_not_a_crash(tmp_path: Path, kind: str) -> None:
+    """The agent makes its result file a link (to a file of the runner's), a FIFO (the read would hang), a folder
+    or a huge file: the report says why it was not read, as for a file that is not JSON. A refusal escaping from
+    here ended the whole run as `runner_error`, with no partial push and the agent's fault put on the platform."""
+    result = tmp_path / ".codexk8s" / "result.json"
+    result.parent.mkdir()
+    if kind == "link":
+        (tmp_path / "secret").write_text('{"summary": "the runner\'s file"}', encoding="utf-8")
+        result.symlink_to(tmp_path / "secret")
+    elif kind == "fifo":
+        os.mkfifo(result)
+    elif kind == "folder":
+        result.mkdir()
+    else:
+        result.write_text('{"summary": "' + "x" * RESULT_FILE_MAX_BYTES + '"}', encoding="utf-8")
+    report = read_agent_report(tmp_path, ".codexk8s/result.json")
+    assert report.summary is None
+    assert report.problem is not None and report.problem.startswith("the agent's result file cannot be read: ")

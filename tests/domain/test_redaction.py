@@ -77,6 +77,12 @@ def test_two_pem_keys_are_redacted_separately() -> None:
         ("https://user:s3cr3t@github.com/o/r.git", f"https://{REDACTED}@github.com/o/r.git"),
         ("postgresql://app:pa55w0rd@db:5432/platform", f"postgresql://{REDACTED}@db:5432/platform"),
         ("https://x-access-token:abc123@github.com", f"https://{REDACTED}@github.com"),
+        # libpq's keyword form, which the MCP server's URL takes once its statement timeout is added (review 39)
+        (
+            "host=db user=app password=pa55w0rd dbname=platform options='-c statement_timeout=10000'",
+            f"host=db user=app password={REDACTED} dbname=platform options='-c statement_timeout=10000'",
+        ),
+        ("host=db password='pa 55\\'w0rd' dbname=platform", f"host=db password={REDACTED} dbname=platform"),
     ],
 )
 def test_url_passwords(url: str, expected: str) -> None:

@@ -107,13 +107,19 @@ def test_a_deep_path_gives_a_bounded_set_of_names_yet_its_usual_names_are_kept()
     assert len(terms) <= 2 * (MAX_TAIL_PARTS + 1)
     assert all(len(t) <= MAX_TERM_CHARS for t in terms)
     assert terms["a/a/x.py"] < terms["a/a/a/a/a/a/a/x.py"] < 1.0 and terms["x.py"] == 0.5
-    # a path of 12 parts: the full path and its tails of up to MAX_TAIL_PARTS parts, as before
-    path = "/".join(f"p{i}" for i in range(11)) + "/mod.py"
+    # a path of 40 parts: the full path and its tails of up to MAX_TAIL_PARTS parts
+    path = "/".join(f"p{i}" for i in range(39)) + "/mod.py"
     terms = dict(mention_terms(path))
     assert terms[path] == 1.0 and terms[path.removesuffix(".py").replace("/", ".")] == 1.0
-    assert "p4/p5/p6/p7/p8/p9/p10/mod.py" in terms and "p3/p4/p5/p6/p7/p8/p9/p10/mod.py" not in terms
+    longest = "/".join(path.split("/")[-MAX_TAIL_PARTS:])
+    assert longest in terms and "p6/" + longest not in terms
     assert mention_strength("docs/a.md", f"see {path}", path) == 1.0
-    assert mention_strength("docs/a.md", "see p9/p10/mod.py", path) == terms["p9/p10/mod.py"]
+    assert mention_strength("docs/a.md", "see p37/p38/mod.py", path) == terms["p37/p38/mod.py"]
+    # a deep tree's README links a file by a long tail, relative to itself (review 39: 9 parts were not looked for)
+    java = "services/api/src/main/java/com/acme/billing/invoice/Invoice.java"
+    link = "[Invoice](api/src/main/java/com/acme/billing/invoice/Invoice.java)"
+    assert mention_strength("services/README.md", link, java) == 1.0
+    assert 0.9 < mention_strength("docs/x.md", link, java) < 1.0
     # what decides which chunks can name the file: names holding no shorter one
     assert anchors([t for t, _ in mention_terms("codexk8s_pipelines/store/migrations.py")]) == {
         "migrations.py",

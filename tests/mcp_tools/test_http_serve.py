@@ -188,3 +188,20 @@ def test_calls_without_a_valid_token_are_limited_per_address(http_server: str, s
     store.register_run(RunRecord(key, "acme/shop", role="dev", stage="dev", issue_number=12))
     (result,) = _runs_list(http_server, issue_token(key, "acme/shop", issue_number=12, secret=SECRET))
     data_of(result)  # a valid token from the same address is not held by the others' refusals
+
+
+def test_idle_connections_do_not_turn_other_agents_away(http_server: str, store: PlatformStore) -> None:
+    """One sandboxed agent's egress relay lets it hold 256 connections: opened and never used, they filled a cap on
+    open connections (uvicorn's `limit_concurrency`, which never closes a connection that sends no request) and
+    every other agent's call got 503 (review 39)."""
+    port = int(http_server.rsplit(":", 1)[1].split("/")[0])
+    idle = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(300)]
+    try:
+        time.sleep(1)
+        key = correlation_key("acme/shop", 12, "run:dev", 905)
+        store.register_run(RunRecord(key, "acme/shop", role="dev", stage="dev", issue_number=12))
+        (result,) = _runs_list(http_server, issue_token(key, "acme/shop", issue_number=12, secret=SECRET))
+        assert [r["run"] for r in data_of(result)["runs"]] == [key]
+    finally:
+        for connection in idle:
+            connection.close()

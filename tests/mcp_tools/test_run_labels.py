@@ -93,3 +93,10 @@ def test_an_agent_takes_off_only_its_roles_need_and_its_own_labels(em_platform: 
     data_of(_transition(platform, add=["need:km"]))
     result = _transition(other, remove=["need:km"])
     assert result.is_error and "'need:km' was not put here by this run" in text_of(result)
+    # A label the run put, that a person then took off and put back, is the person's again (review 39).
+    data_of(_transition(platform, add=["need:sa"]))
+    platform.state.unlabel(REPO, platform.issue, "need:sa", actor="alice")
+    platform.state.label(REPO, platform.issue, "need:sa", actor="alice")
+    result = _transition(platform, remove=["need:sa"])
+    assert result.is_error and "'need:sa' was not put here by this run" in text_of(result)
+    assert "need:sa" in platform.state.labels(REPO, platform.issue)

@@ -93,3 +93,19 @@ def test_a_status_held_back_reaches_github_when_the_server_stops(platform: Platf
     body_now = _comment(platform)
     assert "`writing the fix`" in body_now and "reading the code" not in body_now
     assert [m for m, _, _ in _writes(platform)] == ["POST", "PATCH"]
+
+
+def test_a_status_held_back_while_the_run_finished_leaves_the_finished_comment_alone(platform: Platform) -> None:
+    """The platform's finishing edit says what became of the run; a held-back status published after it (up to an
+    interval later) wrote the comment of a started run back over it (review 39)."""
+    platform.limits = McpLimits(call_burst=1_000)  # the real interval: the second status is held back
+
+    async def body(client: Client) -> None:
+        for line in ("reading the code", "writing the fix"):
+            await client.call_tool("run_status_report", {"token": platform.token, "status_line": line})
+        platform.store.set_run_status(platform.key, "succeeded")
+
+    platform.run(body)  # the server stops: what is still held back would be published now
+    assert "`reading the code`" in _comment(platform) and "writing the fix" not in _comment(platform)
+    assert [m for m, _, _ in _writes(platform)] == ["POST"]
+    assert _newest_status(platform) == "writing the fix"  # audited all the same

@@ -581,6 +581,19 @@ RECORD_CASES = [
         [("BAD-3d.yaml", "nested too deeply to be an OSV record")],
         loaded=0,
     ),
+    # libyaml skips a byte order mark at the start of any line: a line's run of indicators may start after one.
+    RecordCase(
+        "nested-after-a-bom-yaml",
+        _record_file("BAD-3e.yaml", b"\xef\xbb\xbf" + b"- " * 100_000 + b"x\n"),
+        [("BAD-3e.yaml", "nested too deeply to be an OSV record")],
+        loaded=0,
+    ),
+    RecordCase(
+        "nested-after-a-bom-on-a-later-line-yaml",
+        _record_file("BAD-3f.yaml", b"id: X\nv:\n\xef\xbb\xbf" + b"- " * 100_000 + b"x\n"),
+        [("BAD-3f.yaml", "nested too deeply to be an OSV record")],
+        loaded=0,
+    ),
     RecordCase(
         "not-a-mapping",
         _record_file("BAD-4.json", "[1, 2, 3]"),
