@@ -28,6 +28,10 @@
    workspace-like tree of N files in nested packages (time side by side: ~1 when the wipe costs what it did), then
    a chain of 3,000 folders (past PATH_MAX), which `shutil.rmtree` cannot remove (RecursionError), and a
    `helm template` that prints 7 MB, stopped at a 1 MB limit, beside the same output read whole (time side by side).
+8. What one MCP call may ask (stop 37): `docs_change_impact` with 100 paths of 2,000 folders (0.4 MB of arguments,
+   which took 101 s and 1.6 GB in the MCP server): the names the former way looked for (every `/`-suffix, each a
+   LIKE pattern) beside what it looks for now (`mention_terms`, bounded) and sends to PostgreSQL (`anchors`):
+   patterns, characters and peak memory of making them, side by side.
 
 Run: .venv/bin/python bench/security.py [--osv-root ../shared/data/osv] [--deps 5000]
 """
@@ -484,6 +488,36 @@ def bench_wipes(files: int) -> None:
         print(f"  capped / read whole: {stopped / read_whole:.2f} (stopped at the limit: < 1)")
 
 
+def bench_impact_names(paths: int = 100, depth: int = 2000) -> None:
+    import tracemalloc
+
+    from codexk8s_pipelines.knowledge.impact import anchors, mention_terms
+
+    files = ["docs/" + "a/" * depth + f"x{i}.py" for i in range(paths)]
+
+    def former(path: str) -> list[str]:  # the names looked for before stop 37: every `/`-suffix
+        parts = [p for p in path.split("/") if p]
+        return ["/".join(parts[i:]) for i in range(len(parts))]
+
+    def now(path: str) -> list[str]:
+        return sorted(anchors([t for t, _ in mention_terms(path)]))
+
+    figures: dict[str, tuple[int, int, int]] = {}
+    for name, names_of in (("former", former), ("now", now)):
+        tracemalloc.start()
+        patterns = [name for path in files for name in names_of(path)]
+        peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        figures[name] = (len(patterns), sum(map(len, patterns)), peak)
+        print(
+            f"impact names of {paths} paths of {depth} folders, {name:6}: {len(patterns):7,} patterns,"
+            f" {figures[name][1]:12,} characters, peak {peak / 2**20:7.1f} MiB"
+        )
+    (_, chars_then, peak_then), (_, chars_now, peak_now) = figures["former"], figures["now"]
+    print(f"  characters now / former: {chars_now / chars_then:.6f} (bounded: << 1)")
+    print(f"  peak memory now / former: {peak_now / peak_then:.4f} (bounded: << 1)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--osv-root", type=Path, default=REPO.parent / "shared/data/osv")
@@ -491,7 +525,7 @@ def main() -> None:
     parser.add_argument("--naive-budget", type=float, default=60.0, help="seconds the naive run may take")
     parser.add_argument("--lockfile-entries", type=int, default=100_000)
     parser.add_argument("--crafted-entries", type=int, default=2000)
-    parser.add_argument("--crafted-only", action="store_true", help="only sections 5 to 7, the crafted inputs")
+    parser.add_argument("--crafted-only", action="store_true", help="only sections 5 to 8, the crafted inputs")
     parser.add_argument("--wipe-files", type=int, default=60_000, help="files of the workspace of section 7")
     parser.add_argument("--walk-files", type=int, default=30_000, help="files of the smaller tree of section 6")
     args = parser.parse_args()
@@ -499,6 +533,7 @@ def main() -> None:
         bench_crafted(args.crafted_entries)
         bench_walks(args.walk_files)
         bench_wipes(args.wipe_files)
+        bench_impact_names()
         return
     bench_load(args.osv_root)
     t = time.perf_counter()
@@ -510,6 +545,7 @@ def main() -> None:
     bench_crafted(args.crafted_entries)
     bench_walks(args.walk_files)
     bench_wipes(args.wipe_files)
+    bench_impact_names()
 
 
 if __name__ == "__main__":
