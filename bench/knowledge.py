@@ -74,6 +74,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psycopg
@@ -82,8 +83,8 @@ from psycopg.conninfo import make_conninfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from codexk8s_pipelines.knowledge.db import as_array, connect
-from codexk8s_pipelines.knowledge.embedding import resolve_model
+from codexk8s_pipelines.knowledge.db import HNSW_ORDER, as_array, connect
+from codexk8s_pipelines.knowledge.embedding import Embedder, resolve_model
 from codexk8s_pipelines.knowledge.index import DEFAULT_GLOBS, index_repository, read_chunks, refresh_term_stats
 from codexk8s_pipelines.knowledge.search import EXACT_SCAN_ROWS, Searcher, filter_gate, filters, use_exact_scan
 from codexk8s_pipelines.knowledge.tuning import current_tuning, question_text, tune
@@ -698,11 +699,15 @@ def bench_end_to_end(url: str, name: str, n: int) -> None:
 
     embedder = query_embedder()
     texts = [text for text, _ in _queries(url)]
+    floors: list[float] = []
     for label, repo, prefix in SCENARIOS:
         goal = 15 if prefix else 12
-        with Searcher(url) as searcher:
+        with Searcher(url) as searcher, connect(url, autocommit=True) as bare:
+            bare.execute(sql.SQL("SET hnsw.ef_search = {}").format(sql.Literal(FLOOR_EF_SEARCH)))
             for text in texts:
                 searcher.search(text, repository=repo, path_prefix=prefix, k=10)
+                if repo is None and prefix is None:
+                    floor_once(bare, embedder, text)
             timings = []
             by_question: dict[int, list[float]] = {}
             for i in range(E2E_ROUNDS * len(texts)):
@@ -710,6 +715,8 @@ def bench_end_to_end(url: str, name: str, n: int) -> None:
                 searcher.search(texts[i % len(texts)], repository=repo, path_prefix=prefix, k=10)
                 timings.append((time.perf_counter() - t) * 1000)
                 by_question.setdefault(i % len(texts), []).append(timings[-1])
+                if repo is None and prefix is None:  # the floor of the same question, right after it
+                    floors.append(floor_once(bare, embedder, texts[i % len(texts)]))
         p50, p95 = percentiles(timings)
         _, floor95 = percentiles([min(runs) for runs in by_question.values()])
         print(
@@ -717,6 +724,14 @@ def bench_end_to_end(url: str, name: str, n: int) -> None:
             f" {p95 / goal:4.2f} × the goal ({goal} ms); each question at its fastest of {E2E_ROUNDS}:"
             f" p95 {floor95:5.1f} ms, {floor95 / goal:4.2f} × the goal"
         )
+        if floors and repo is None and prefix is None:
+            f50, f95 = percentiles(floors)
+            print(
+                f"[{name}] the floor at {n:,} chunks (issue 19: one query embedding, then the bare HNSW walk of"
+                f" ef_search {FLOOR_EF_SEARCH} for 10 ids, no words, no fusion; each right after the search of the"
+                f" same question): p50 {f50:5.1f} ms  p95 {f95:5.1f} ms, {f95 / goal:4.2f} × the goal;"
+                f" end to end / floor: p50 {p50 / f50:4.2f}, p95 {p95 / f95:4.2f}"
+            )
     # Each embedder alone, one after the other: alternating them query by query, the threads one leaves spinning
     # slow the other down.
     library = default_embedder()
@@ -738,6 +753,21 @@ def bench_end_to_end(url: str, name: str, n: int) -> None:
     token_count = getattr(embedder, "token_count", None)
     if token_count is not None:
         print_embedding_by_length(name, texts, times["ONNX"], token_count)
+
+
+# Issue 19's floor: "raw pgvector on the same real MiniLM vectors at 100,000 rows answers in p95 3.5 ms with recall
+# 0.98 (ef_search 100), and one query embedding takes about 6.5 ms here" (10 ms, the 12 ms goal's base). Measured in
+# the same run as the search, it tells what the search adds from what the host costs.
+FLOOR_EF_SEARCH = 100
+FLOOR_WALK = sql.SQL("SELECT id FROM doc_chunks ORDER BY " + HNSW_ORDER + " LIMIT 10")
+
+
+def floor_once(conn: psycopg.Connection[Any], embedder: Embedder, text: str) -> float:
+    """Milliseconds for the floor of one question: its ONNX embedding, then the bare walk of the index for 10 ids."""
+    t = time.perf_counter()
+    vector = np.asarray(embedder.encode([text]), dtype=np.float32)[0]
+    conn.execute(FLOOR_WALK, [vector], prepare=True).fetchall()
+    return (time.perf_counter() - t) * 1000
 
 
 # Query lengths (tokens the model reads) for the embedding's time by length: the model's work grows with them, so

@@ -10,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .. import settings
+from ..security.measured_yaml import YamlRefused, load_measured
 from .models import PlatformConfig
 
 _SECRET_HINTS = ("token", "password", "secret", "private_key", "privatekey", "api_key")
@@ -95,14 +96,20 @@ def format_validation_error(
 
 
 def yaml_mapping(text: str, source: Path | str, expected: str = "a mapping of settings") -> dict[str, Any]:
-    """The YAML text as a mapping; a syntax error names the line and column, an empty file is an empty mapping."""
+    """The YAML text as a mapping; a syntax error names the line and column, an empty file is an empty mapping.
+
+    Loaded measured (`load_measured`): a file nested a few hundred levels deep raised RecursionError out of
+    `yaml.safe_load`, which named neither the file nor the place, and a "billion laughs" of aliases would be walked
+    whole by validation."""
     try:
-        raw = yaml.safe_load(text)
+        raw = load_measured(text, alias_ratio=False)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(exc, "problem", None) or str(exc)
         raise ConfigError(source, [f"{where}not valid YAML: {problem}"]) from None
+    except YamlRefused as exc:
+        raise ConfigError(source, [f"{exc.where}{exc}"]) from None
     if raw is None:
         return {}
     if not isinstance(raw, dict):

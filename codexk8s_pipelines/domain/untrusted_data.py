@@ -8,9 +8,10 @@ past the `except ValueError` around each parse and ended a sensor tick, an op or
 `UntrustedDataError`, a ValueError whose message names what was read and why it could not be, and whose parts
 (`reason`, `line`, `column`) let each caller keep its own wording.
 
-YAML has no twin on purpose: libyaml's composer recurses in C, and a deep document kills the process, which no
-except clause can catch. Every untrusted YAML reader (lockfiles, OSV records, drift manifests) therefore measures
-the nesting on the parser's events, which are iterative, before anything is built.
+YAML has no twin here on purpose: libyaml's composer recurses in C, and a deep document kills the process, which no
+except clause can catch. Lockfiles and OSV records therefore measure the nesting on libyaml's parser events, which
+are iterative, before anything is built; whole documents (drift manifests, the operator's settings) are composed by
+the pure-Python loader of `security.measured_yaml`, which measures them as it goes.
 
 Pure: no I/O, no Dagster, no network.
 """

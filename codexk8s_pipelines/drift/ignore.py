@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from ..security.measured_yaml import YamlRefused, load_measured
 from .model import DriftError, ObjectKey
 
 WILDCARD = "*"
@@ -148,9 +149,11 @@ def parse_ignore_rules(data: Iterable[Mapping[str, Any] | str | IgnoreRule]) -> 
 def load_ignore_rules(path: Path) -> list[IgnoreRule]:
     """Rules from a YAML file holding a list of rules, or a mapping with the list under `ignore`."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_measured(path.read_text(encoding="utf-8"), alias_ratio=False)
     except (OSError, yaml.YAMLError) as exc:
         raise DriftError(f"ignore rules {path}: {exc}") from exc
+    except YamlRefused as exc:  # RecursionError escaped yaml.safe_load here, naming neither the file nor the place
+        raise DriftError(f"ignore rules {path}: {exc.where}{exc}") from None
     if isinstance(data, Mapping):
         data = data.get("ignore")
     if data is None:

@@ -5,13 +5,9 @@ only itself: its problem names the file and the document's position, and every o
 Helm hooks (`helm.sh/hook`) are left out: they are jobs and tests Helm runs and often deletes, not state the
 release keeps in the cluster.
 
-The text is a repository's, read with the platform's rights, so what it may cost is bounded before anything walks it.
-YAML aliases are the trap: PyYAML shares an aliased node rather than copying it, so loading a "billion laughs" (ten
-aliases to ten aliases, ten levels deep: 600 bytes) is instant, but every later step walks the document as a tree:
-the diff, the report, the JSON of the findings took minutes and gigabytes at six levels. A document is refused
-(a problem naming it) when it nests deeper than `MAX_NESTING`, when its aliases expand it more than
-`MAX_ALIAS_EXPANSION`-fold or past `MAX_DOCUMENT_NODES` nodes, or when an alias sits inside the node it names (a
-cycle, which the diff would follow forever).
+The text is a repository's, read with the platform's rights, so what it may cost is bounded before anything walks it:
+each document is loaded by `security.measured_yaml.load_measured`, and one it refuses (too deep, too big, a "billion
+laughs" of aliases, an alias cycle) is a problem naming it.
 """
 
 from __future__ import annotations
@@ -32,8 +28,8 @@ from typing import Any
 
 import yaml
 
+from ..security.measured_yaml import YamlRefused, load_measured
 from ..security.safe_files import (
-    MAX_NESTING,
     TOO_DEEP,
     UnsafeFile,
     read_regular_file,
@@ -48,7 +44,8 @@ MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 # Bundles are committed as one file: prometheus-operator's bundle.yaml is 4.6 MB, Argo Workflows' full CRDs 2.9 MB
 # each. PyYAML's pure-Python loader (kept: libyaml's composer recurses in C and crashes the process on deep nesting)
-# parses real manifests at ~1 MB/s and ~30 bytes of memory a byte; MAX_DOCUMENT_NODES bounds the dense worst case.
+# parses real manifests at ~1 MB/s and ~30 bytes of memory a byte; measured_yaml.MAX_DOCUMENT_NODES bounds the dense
+# worst case.
 MANIFEST_MAX_BYTES = 8 * 1024 * 1024
 # What `helm template` may print: a release with its CRDs is more than any one file of it (kube-prometheus-stack's
 # CRDs alone are the 4.6 MB bundle), and a chart is a program: a `range` prints as much as it is told, and all of it
@@ -62,14 +59,7 @@ HELM_STDERR_KEPT = 64 * 1024
 # ~0.7 GB at start (helm does not start under 512 MiB); under 1 GiB this repository's chart and the official Dagster
 # chart render, and the runaway one ends with "fatal error: out of memory" in 0.35 s at 227 MB resident.
 HELM_ADDRESS_SPACE_BYTES = 2 * 1024**3
-# Nodes of one document with its aliases expanded: what the diff and the report walk. Argo's largest CRD has 67k; a
-# dense document costs ~650 bytes a node to parse, so this bounds one document's parse to about 330 MB.
-MAX_DOCUMENT_NODES = 500_000
-# How many times its aliases may multiply a document. Anchors for shared labels or a repeated container stay far
-# below; without this bound, thousands of small documents could each expand to MAX_DOCUMENT_NODES.
-MAX_ALIAS_EXPANSION = 10
-# MAX_NESTING, the platform's one nesting limit for JSON and YAML: Argo's full CRDs, among the deepest
-# manifests there are, nest 37 levels; far deeper crashes the loader and the diff (both recurse) with RecursionError.
+
 
 # A document starts at a `---` line (optionally followed by content); `helm template` also names each
 # document's template in a `# Source:` comment right after it.
@@ -143,7 +133,7 @@ class DesiredState:
         """Add every object of a multi-document YAML text; `List` objects contribute their items."""
         for number, label, doc in _documents(text, source):
             where = label or f"{source}, document {number}"
-            if isinstance(doc, _Refused):
+            if isinstance(doc, YamlRefused):
                 self.problems.append(Problem(where, str(doc)))
             elif isinstance(doc, Exception):
                 self.problems.append(Problem(where, f"invalid YAML: {_yaml_message(doc)}"))
@@ -169,90 +159,6 @@ def _yaml_message(exc: Exception) -> str:
     return " ".join(str(exc).split())
 
 
-class _Refused(Exception):
-    """A document that may be valid YAML but is not loaded; the message says why, in the words of the problem."""
-
-
-class _ManifestLoader(yaml.SafeLoader):
-    """PyYAML's safe loader, measuring the document as it composes it and refusing it (`_Refused`) as soon as it
-    nests too deep or grows too big, counting every alias as the nodes it stands for.
-
-    Composing never copies an aliased node, so the counts are cheap and nothing has been expanded when a document
-    is refused; the alias ratio is checked once the whole document is known (`check_aliases`)."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.written = 0  # nodes in the text
-        self.expanded = 0  # nodes with every alias replaced by what it names: what the diff and the report walk
-        self._aliased = False
-        self._depth = 0  # collections around the node being composed
-        self._reached = 0  # the deepest level reached inside it, aliases expanded
-        # id(anchored node) -> (its size, its levels of collections), aliases expanded, once the node is complete
-        self._sizes: dict[int, tuple[int, int]] = {}
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent):
-            node = super().compose_node(parent, index)
-            known = self._sizes.get(id(node))
-            if known is None:  # its anchor is still open: the alias is inside the node it names
-                raise _Refused("a YAML alias inside the node it names (a cycle): not loaded")
-            size, levels = known
-            self._aliased = True
-            self._nest(self._depth + levels)  # aliases wrapping aliases nest deeper than the text does
-            self._grow(size)
-            return node
-        collection = isinstance(event, yaml.CollectionStartEvent)
-        if collection:
-            self._depth += 1
-            self._nest(self._depth)
-        self.written += 1
-        start, outer, self._reached = self.expanded, self._reached, self._depth
-        self._grow(1)
-        node = super().compose_node(parent, index)
-        if event.anchor is not None:  # only an anchored node can be aliased; it stays alive, so its id is not reused
-            self._sizes[id(node)] = (self.expanded - start, self._reached - self._depth + collection)
-        if collection:
-            self._depth -= 1
-        self._reached = max(outer, self._reached)
-        return node
-
-    def _nest(self, depth: int) -> None:
-        self._reached = max(self._reached, depth)
-        if depth > MAX_NESTING:
-            raise _Refused(f"nested deeper than {MAX_NESTING} levels: not loaded")
-
-    def _grow(self, nodes: int) -> None:
-        self.expanded += nodes
-        if self.expanded > MAX_DOCUMENT_NODES:
-            how = " with its YAML aliases expanded" if self._aliased else ""
-            raise _Refused(f"over {MAX_DOCUMENT_NODES:,} nodes{how}: not loaded")
-
-    def check_aliases(self) -> None:
-        """Refuse a document its aliases multiply more than MAX_ALIAS_EXPANSION-fold."""
-        if self.expanded > MAX_ALIAS_EXPANSION * self.written:
-            raise _Refused(
-                f"YAML aliases expand its {self.written:,} nodes to {self.expanded:,}, over the "
-                f"{MAX_ALIAS_EXPANSION}-fold limit: not loaded"
-            )
-
-
-def _load_document(text: str) -> Any:
-    """One document, as `yaml.safe_load` builds it, once `_ManifestLoader` has measured it. Raises `_Refused` or
-    `yaml.YAMLError`."""
-    loader = _ManifestLoader(text)
-    try:
-        node = loader.get_single_node()
-        if node is None:
-            return None
-        loader.check_aliases()
-        return loader.construct_document(node)
-    except RecursionError:  # the depth is checked as the document is composed; this is the net under it
-        raise _Refused(f"nested deeper than {MAX_NESTING} levels: not loaded") from None
-    finally:
-        loader.dispose()
-
-
 def _documents(text: str, source: str) -> Iterator[tuple[int, str | None, Any]]:
     """(1-based document number, helm template name or None, the parsed document or its parse error).
 
@@ -268,8 +174,8 @@ def _documents(text: str, source: str) -> Iterator[tuple[int, str | None, Any]]:
         named = _HELM_SOURCE.search(chunk)
         label = f"{named.group(1).strip()} (document {number})" if named else None
         try:
-            yield number, label, _load_document(chunk)
-        except (yaml.YAMLError, _Refused) as exc:
+            yield number, label, load_measured(chunk)
+        except (yaml.YAMLError, YamlRefused) as exc:
             yield number, label, exc
 
 

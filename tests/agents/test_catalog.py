@@ -168,6 +168,8 @@ def test_a_prompt_file_agent_gets_the_path_and_literal_braces_survive() -> None:
         ("agents: [dev]\n", "agents: Input should be a valid dictionary"),
         ("- dev\n", "(top level): expected a mapping with 'agents', got list"),
         ("agents: {dev: [\n", "line 2, column 1: not valid YAML"),
+        # yaml.safe_load raised RecursionError here ("maximum recursion depth exceeded", no file, no place).
+        ("agents: {dev: {env: " + "[" * 1000 + "]" * 1000 + "}}\n", "line 1, column 82: nested deeper than 64 levels"),
     ],
 )
 def test_every_mistake_names_the_file_and_the_key_path(tmp_path: Path, text: str, expected: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pytest
@@ -122,6 +123,36 @@ def test_every_problem_is_reported_at_once() -> None:
 )
 def test_yaml_that_is_not_a_mapping(text: str, expected: str) -> None:
     assert _errors(text)[0].startswith(expected)
+
+
+def test_a_file_nested_too_deeply_is_a_problem_at_its_place_not_a_crash() -> None:
+    """yaml.safe_load raised RecursionError from 500 levels on: "maximum recursion depth exceeded", naming neither
+    the file nor the place, out of `make run` and every op that reads the settings."""
+    for depth in (500, 100_000):
+        text = "locale: en\nstages:\n  dev: {timeout_minutes: " + "[" * depth + "]" * depth + "}\n"
+        assert _errors(text) == ["line 3, column 87: nested deeper than 64 levels: not loaded"]
+    assert _errors("stages:\n  dev: {timeout_minutes: " + "[" * 61 + "]" * 61 + "}\n") == [
+        "stages.dev.timeout_minutes: Input should be a valid integer"
+    ]
+
+
+def test_a_billion_laughs_is_refused_at_once_while_an_anchor_shared_by_many_entries_loads() -> None:
+    """Ten aliases to ten aliases, nine levels deep (a few hundred bytes), stand for 10⁹ values that validation and
+    every later walk of the settings would visit; refused by count as the file is read. An anchor that many
+    repositories share is what anchors are for: it is not refused for how often it is used."""
+    lines = ["repositories:", "  - path: a", "    docs_globs: &g0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"  - {{path: a{i}, docs_globs: &g{i} [{', '.join([f'*g{i - 1}'] * 10)}]}}" for i in range(1, 9)]
+    started = time.monotonic()
+    assert _errors("\n".join(lines) + "\n") == [
+        "line 8, column 48: over 500,000 nodes with its YAML aliases expanded: not loaded"
+    ]
+    assert time.monotonic() - started < 5
+
+    globs = ", ".join(f"docs/part{i}/**/*.md" for i in range(100))
+    shared = ["repositories:", f"  - {{path: r0, docs_globs: &globs [{globs}]}}"]
+    shared += [f"  - {{path: r{i}, docs_globs: *globs}}" for i in range(1, 30)]
+    config = parse_config("\n".join(shared) + "\n", "x.yaml")  # the aliases make it 13 times its written size
+    assert [len(r.docs_globs or []) for r in config.repositories] == [100] * 30
 
 
 def test_environment_selects_the_file_and_an_explicit_missing_file_is_an_error(

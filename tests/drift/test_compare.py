@@ -183,6 +183,10 @@ def test_rule_data_is_validated_and_loads_from_yaml(tmp_path: Path) -> None:
     path.write_text("- pointer: nope\n", encoding="utf-8")
     with pytest.raises(PointerError):
         load_ignore_rules(path)
+    # yaml.safe_load raised RecursionError here, naming neither the file nor the place.
+    path.write_text("ignore:\n  - " + "[" * 1000 + "]" * 1000 + "\n", encoding="utf-8")
+    with pytest.raises(DriftError, match=r"ignore rules .*ignore\.yaml: line 2, column 67: nested deeper than 64"):
+        load_ignore_rules(path)
 
 
 def test_fingerprints_are_stable_and_ignore_the_values() -> None:

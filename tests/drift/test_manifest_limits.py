@@ -26,6 +26,7 @@ from codexk8s_pipelines.drift import (
     report_to_dict,
 )
 from codexk8s_pipelines.drift import manifests as manifests_module
+from codexk8s_pipelines.security import measured_yaml
 
 CONFIG_MAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: {name}}}\n"
 OUTSIDE = "symlink to outside the scanned tree"
@@ -253,7 +254,7 @@ def test_an_alias_inside_the_node_it_names_is_refused(tmp_path: Path) -> None:
 def test_deep_nesting_is_a_problem_of_its_document_not_a_crash(tmp_path: Path) -> None:
     """5,000 nested brackets raised RecursionError out of load_manifests: every other manifest was lost with it."""
     deep = config_map("deep", "data: " + "[" * 5000 + "]" * 5000 + "\n")
-    limit = manifests_module.MAX_NESTING if hasattr(manifests_module, "MAX_NESTING") else 64
+    limit = measured_yaml.MAX_NESTING
     # The object's own mapping is level 1.
     at_limit = config_map("at-limit", "data: " + "[" * (limit - 1) + "]" * (limit - 1) + "\n")
     over = config_map("over", "data: " + "[" * limit + "]" * limit + "\n")
@@ -272,7 +273,7 @@ def test_deep_nesting_is_a_problem_of_its_document_not_a_crash(tmp_path: Path) -
 def test_aliases_wrapping_aliases_count_the_levels_they_expand_to(tmp_path: Path) -> None:
     """Anchors each nested around an alias of the one before pass every limit as written (a review's 17 kB built
     an object 1,770 levels deep, whose diff raised RecursionError out of the nightly check): levels count expanded."""
-    limit = manifests_module.MAX_NESTING
+    limit = measured_yaml.MAX_NESTING
 
     def chained(name: str, anchors: int) -> str:
         lines, inner = [], "1"
@@ -295,7 +296,7 @@ def test_aliases_wrapping_aliases_count_the_levels_they_expand_to(tmp_path: Path
 def test_a_document_over_the_node_limit_is_refused_before_it_is_built(monkeypatch: pytest.MonkeyPatch) -> None:
     """A dense document costs ~650 bytes of memory a node to parse (a 4 MB flow list took 1.4 GB): the count stops
     it as it is composed. Helm's output goes through the same loader."""
-    monkeypatch.setattr(manifests_module, "MAX_DOCUMENT_NODES", 1000, raising=False)
+    monkeypatch.setattr(measured_yaml, "MAX_DOCUMENT_NODES", 1000)
     state = DesiredState()
     state.add_text(config_map("dense", "data: {x: [" + ",".join(["a"] * 1000) + "]}\n"), "helm template chart")
     state.add_text(config_map("small"), "helm template chart")
