@@ -100,7 +100,8 @@ class FreshnessConfig(_Strict):
     maven_url: str = "https://search.maven.org"
     rubygems_url: str = "https://rubygems.org"
     packagist_url: str = "https://repo.packagist.org"
-    nuget_url: str = "https://api.nuget.org/v3/registration5-semver1"
+    # RegistrationsBaseUrl/3.6.0: the semver1 hive leaves out SemVer 2.0.0 versions (9.0.0-preview.1.24080.9)
+    nuget_url: str = "https://api.nuget.org/v3/registration5-gz-semver2"
     pub_url: str = "https://pub.dev"
     hex_url: str = "https://hex.pm"
     workers: int = Field(default=8, gt=0, le=64)

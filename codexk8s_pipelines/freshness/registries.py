@@ -22,14 +22,22 @@ Choosing "latest" is the same everywhere: the highest version by the ecosystem's
 - RubyGems: `/api/v1/versions/<gem>.json`; yanked versions are not listed; one entry per platform, the earliest
   date kept.
 - Packagist: `/p2/<vendor>/<name>.json` (Composer v2 metadata); branches (`dev-*`) are not releases.
-- NuGet: the registration index (`<id>/index.json`); pages that are not inlined are fetched; unlisted versions
-  (`listed: false`, or the sentinel 1900-01-01 publish date) count as yanked.
+- NuGet: the registration index (`<id>/index.json`) of the `registration5-gz-semver2` hive, the only one that
+  lists SemVer 2.0.0 versions (dotted prereleases such as `9.0.0-preview.1.24080.9`, `+metadata`): the older
+  `registration5-semver1` hive leaves them out, so a project on one would read as using an unpublished version.
+  Pages that are not inlined are fetched; unlisted versions (`listed: false`, or the sentinel 1900-01-01
+  publish date) count as yanked.
 - pub.dev: `/api/packages/<name>`; `retracted` versions count as yanked.
 - hex.pm: `/api/packages/<name>`; retired releases count as yanked.
 
 Every answer is read against a size cap (`max_bytes`: a registry that sends hundreds of MB is refused, not
 buffered) and every call against the check's total deadline (`Deadline`): a registry that trickles one byte a
 second ends at the deadline, at most one per-request timeout late, instead of hanging the check.
+
+Answers may be gzip-compressed (`Content-Encoding: gzip`; NuGet's semver2 hive always is, and we ask every
+registry for it, since the large npm and PyPI documents shrink several times). They are inflated as they
+arrive, and the cap holds for the inflated size too: a few hundred KB of gzip can inflate to gigabytes, and
+checking only what crossed the wire would let such a bomb exhaust memory.
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ from __future__ import annotations
 import http.client
 import re
 import time
+import zlib
 from collections.abc import Collection, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -88,7 +97,7 @@ class RegistryUrls:
     maven: str = "https://search.maven.org"
     rubygems: str = "https://rubygems.org"
     packagist: str = "https://repo.packagist.org"
-    nuget: str = "https://api.nuget.org/v3/registration5-semver1"
+    nuget: str = "https://api.nuget.org/v3/registration5-gz-semver2"  # the hive that lists SemVer 2.0.0 versions
     pub: str = "https://pub.dev"
     hex: str = "https://hex.pm"
 
@@ -216,6 +225,44 @@ class Deadline:
 _NO_DEADLINE = Deadline(None)
 
 
+_GZIP = frozenset({"gzip", "x-gzip"})
+
+
+class _Inflated(Exception):
+    """The inflated answer went past the cap."""
+
+
+class _Gunzip:
+    """Inflates a gzip body chunk by chunk, never holding more than `limit` inflated bytes (plus one, to know the
+    limit was passed): `zlib`'s `max_length` stops each step at the room left, so a bomb is refused after
+    `limit` bytes of output instead of after all of them. Several gzip members in a row are one body (RFC 1952)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.size = 0
+        self.started = False
+        self._inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+
+    def feed(self, data: bytes) -> bytes:
+        """The bytes `data` inflates to; `zlib.error` on a corrupt stream, `_Inflated` past the limit."""
+        out: list[bytes] = []
+        while data:
+            self.started = True
+            if self._inflater.eof:  # the previous member ended: what follows is the next one
+                self._inflater = zlib.decompressobj(wbits=zlib.MAX_WBITS | 16)
+            piece = self._inflater.decompress(data, self.limit - self.size + 1)
+            self.size += len(piece)
+            if self.size > self.limit:
+                raise _Inflated
+            out.append(piece)
+            data = self._inflater.unused_data if self._inflater.eof else self._inflater.unconsumed_tail
+        return b"".join(out)
+
+    def complete(self) -> bool:
+        """Whether the body ended where a gzip member ends (an empty body is an empty answer, not a cut one)."""
+        return not self.started or self._inflater.eof
+
+
 class _Http:
     """GET with our User-Agent and timeout, read against the size cap and the total deadline; every failure
     mode becomes a `RegistryError` in plain words."""
@@ -228,15 +275,30 @@ class _Http:
         self.deadline = deadline
         self.max_bytes = max_bytes
 
-    def _too_big(self) -> RegistryError:
+    def _too_big(self, inflated: bool = False) -> RegistryError:
+        what = "inflates to more than" if inflated else "is over"
         return RegistryError(
-            self.registry, f"answer from {self.registry} is over the {self.max_bytes / 1024 / 1024:g} MB cap: not read"
+            self.registry, f"answer from {self.registry} {what} the {self.max_bytes / 1024 / 1024:g} MB cap: not read"
+        )
+
+    def _gunzip(self, response: Any) -> _Gunzip | None:
+        """The decoder the answer's `Content-Encoding` calls for, None for none; an encoding we did not ask for
+        is refused by name rather than parsed as garbled JSON."""
+        codings = [c.strip().lower() for c in (response.headers.get("Content-Encoding") or "").split(",")]
+        codings = [c for c in codings if c and c != "identity"]
+        if not codings:
+            return None
+        if len(codings) == 1 and codings[0] in _GZIP:
+            return _Gunzip(self.max_bytes)
+        raise RegistryError(
+            self.registry, f"answer from {self.registry} is encoded as {', '.join(codings)!r}, which is not read"
         )
 
     def _read(self, response: Any) -> bytes:
         length = response.headers.get("Content-Length")
         if length and length.isdigit() and int(length) > self.max_bytes:
             raise self._too_big()
+        gunzip = self._gunzip(response)
         chunks: list[bytes] = []
         total = 0
         while True:
@@ -244,10 +306,19 @@ class _Http:
                 raise RegistryError(self.registry, self.deadline.message(self.registry))
             chunk = response.read1(_CHUNK)
             if not chunk:
+                if gunzip is not None and not gunzip.complete():
+                    raise RegistryError(self.registry, f"gzip answer from {self.registry} is cut short")
                 return b"".join(chunks)
             total += len(chunk)
             if total > self.max_bytes:
                 raise self._too_big()
+            if gunzip is not None:
+                try:
+                    chunk = gunzip.feed(chunk)
+                except _Inflated:
+                    raise self._too_big(inflated=True) from None
+                except zlib.error as exc:
+                    raise RegistryError(self.registry, f"corrupt gzip answer from {self.registry}: {exc}") from None
             chunks.append(chunk)
 
     def get(self, url: str, accept: str = "application/json") -> bytes:
@@ -255,7 +326,7 @@ class _Http:
             raise RegistryError(self.registry, self.deadline.message(self.registry))
         remaining = self.deadline.remaining()
         timeout = self.timeout if remaining is None else max(0.05, min(self.timeout, remaining))
-        request = Request(url, headers={"User-Agent": USER_AGENT, "Accept": accept})
+        request = Request(url, headers={"User-Agent": USER_AGENT, "Accept": accept, "Accept-Encoding": "gzip"})
         try:
             with urlopen(request, timeout=timeout) as response:
                 return self._read(response)

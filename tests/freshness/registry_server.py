@@ -36,6 +36,7 @@ class Route:
     content_type: str = "application/json"
     delay: float = 0.0
     trickle: float = 0.0  # seconds between single bytes of the body: a registry that never quite stops
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers (`Content-Encoding: gzip`)
 
 
 @dataclass(frozen=True)
@@ -126,7 +127,7 @@ def npm_document(
         "_rev": "42-0123456789abcdef0123456789abcdef",
         "name": name,
         "description": "a package",
-        "dist-tags": {"latest": latest_tag or next(reversed(versions)), "next": "99.0.0-rc.1"},
+        "dist-tags": {"latest": latest_tag or next(reversed(list(versions))), "next": "99.0.0-rc.1"},
         "versions": {
             v: {
                 "name": name,
@@ -258,6 +259,8 @@ class FakeRegistry:
                     self.send_response(route.status)
                     self.send_header("Content-Type", route.content_type)
                     self.send_header("Content-Length", str(len(route.body)))
+                    for name, value in route.headers.items():
+                        self.send_header(name, value)
                     self.end_headers()
                     if route.trickle:
                         for index in range(len(route.body)):
@@ -298,12 +301,21 @@ class FakeRegistry:
         )
 
     # raw routes
-    def serve(self, path: str, body: Any, *, status: int = 200, content_type: str = "application/json") -> None:
+    def serve(
+        self,
+        path: str,
+        body: Any,
+        *,
+        status: int = 200,
+        content_type: str = "application/json",
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        """`body` as given when bytes (already gzipped, say: then pass `Content-Encoding` in `headers`)."""
         data = (
             body if isinstance(body, bytes) else body.encode() if isinstance(body, str) else json.dumps(body).encode()
         )
         with self._lock:
-            self.routes[path] = Route(status, data, content_type)
+            self.routes[path] = Route(status, data, content_type, headers=dict(headers or {}))
 
     def fail(self, path: str, status: int = 500) -> None:
         self.serve(

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from codexk8s_pipelines.security.dependencies import CRATES, GO, Dependency, ExtractionError
 from codexk8s_pipelines.security.lockfiles import extract_dependencies, parse_file
+from codexk8s_pipelines.security.lockfiles.go import go_mod_settles
 
 Row = tuple[str, str, str | None, int | None, bool | None]
 
@@ -125,6 +128,109 @@ def test_go_sum_beside_go_mod_adds_only_what_go_mod_does_not_report(tmp_path: Pa
         ("svc/go.sum", "github.com/spf13/pflag", "v1.0.5", 5),
     ]
     assert len([d for d in extraction.dependencies if d.file == "svc/go.mod"]) == 7
+
+
+STALE_GO_MOD = """\
+module example.com/svc
+
+go 1.22.0
+
+require (
+\tgithub.com/gorilla/websocket v1.5.3
+\tgolang.org/x/net v0.33.0
+\tgithub.com/old/lib v1.4.0
+\tgithub.com/local/mod v0.2.0
+)
+
+require golang.org/x/text v0.21.0 // indirect
+
+replace github.com/old/lib => github.com/fork/lib v1.4.1
+
+replace github.com/local/mod => ../mod
+"""
+
+# What `go mod tidy` leaves behind after upgrades: old checksums of modules go.mod now pins elsewhere.
+STALE_GO_SUM = """\
+github.com/fork/lib v1.3.0 h1:Q0a8lY5cS1Z3lZ3x1ZkOe8O6l9oUQ3eU9m8R3fXvB9w=
+github.com/fork/lib v1.3.0/go.mod h1:0A1GkAmp2t8C3zpxQw9p9C7k1q3Vxq6aH0XWm1S1aYQ=
+github.com/fork/lib v1.4.1 h1:7d2m4pXo8S8hC0C7y1qU1c2uJ3fY6Kp2n1cVqD7XyZk=
+github.com/fork/lib v1.4.1/go.mod h1:0A1GkAmp2t8C3zpxQw9p9C7k1q3Vxq6aH0XWm1S1aYQ=
+github.com/gorilla/websocket v1.4.0 h1:WDFjx/TMzVgy9VdMMQi2K2Emtwi2QcUQsztZ/zLaH/Q=
+github.com/gorilla/websocket v1.4.0/go.mod h1:E7qHFY5m1UJ88s3WnNqhKjPHQ0heANvMoAMk2YaljkQ=
+github.com/gorilla/websocket v1.5.3 h1:saDtZ6Pbx/0u+bgYQ3q96pZgCzfhKXGPqt7kZ72aNNg=
+github.com/gorilla/websocket v1.5.3/go.mod h1:YR8l580nyteQvAITg2hZ9XVh4b55+EU/adAjf1fMHhE=
+github.com/local/mod v0.1.0 h1:Xn3eQ0lY5r8W1xVvJmBf0Y9cN6e1tQv3Rk0r5bJ2pGc=
+github.com/old/lib v1.2.0 h1:b7o7h1uE8T2j1l3zN0u1o7y9H6lM3nQ2wX4r5t6y7u8=
+github.com/pkg/errors v0.8.1 h1:iURUrRGxPUNPdy5/HRSm+Yj6okJ6UtLINN0Q9M4+h3I=
+github.com/pkg/errors v0.8.1/go.mod h1:bwawxfHBFNV+L2hUp1rHADufV3IMtnDRdf1r5NINEl0=
+golang.org/x/net v0.0.0-20190620200207-3b0461eec859 h1:R/3boaszxrf1GEUWTVDzSKVwLmSJpwZ1yqXm8j0v2QI=
+golang.org/x/net v0.0.0-20190620200207-3b0461eec859/go.mod h1:z5CRVTTTmAJ677TzLLGU+0bjPO0LkuOLi4/5GtJWs/s=
+golang.org/x/net v0.33.0 h1:74SYHlV8BIgHIFC/LrYkOGIwL19eTYXQ5wc6TBuO36I=
+golang.org/x/net v0.33.0/go.mod h1:HXLR5J+9DxmrqMwG9qjGCxZ+zKXxBru04zlTvWlWuN4=
+golang.org/x/text v0.3.0 h1:g61tztE5qeGQ89tm6NTjjM9VPIm088od1l6aSorWRWg=
+golang.org/x/text v0.3.0/go.mod h1:NqM8EUOU14njkJ3fqMW+pc6Ldnwhi/IjpwHt7yyuwOQ=
+golang.org/x/text v0.21.0 h1:zyQAAkrwaneQ066sspRyJaG9VNi/YJ1NfzcGB3hZ/qo=
+golang.org/x/text v0.21.0/go.mod h1:4IBbMaMmOPCJ8SecivzSH54+73PCFmPWxNTLm+vZkEQ=
+"""
+
+
+def test_go_sum_versions_of_a_module_go_mod_requires_are_not_reported(tmp_path: Path) -> None:
+    """go.sum keeps a checksum of every version the module ever needed: only go.mod's version is built. Before,
+    the leftover x/net pseudo-version of 2019 became findings telling the user to upgrade to v0.33.0, the version
+    go.mod already requires. Modules go.mod does not name stay (a go.mod before Go 1.17 omits indirect ones)."""
+    write(tmp_path, "svc/go.mod", STALE_GO_MOD)
+    write(tmp_path, "svc/go.sum", STALE_GO_SUM)
+    extraction = extract_dependencies(tmp_path)
+    assert extraction.errors == []
+    assert [(d.file, d.name, d.version, d.line, d.direct) for d in extraction.dependencies] == [
+        ("svc/go.mod", "github.com/gorilla/websocket", "v1.5.3", 6, True),
+        ("svc/go.mod", "golang.org/x/net", "v0.33.0", 7, True),
+        ("svc/go.mod", "github.com/fork/lib", "v1.4.1", 8, True),  # the replacement is what is built
+        ("svc/go.mod", "github.com/local/mod", None, 9, True),  # a local folder: no registry version
+        ("svc/go.mod", "golang.org/x/text", "v0.21.0", 12, False),  # `// indirect` settles it too
+        # neither the stale fork/lib v1.3.0 nor the replaced old/lib v1.2.0, nor the local module's v0.1.0
+        ("svc/go.sum", "github.com/pkg/errors", "v0.8.1", 11, None),  # go.mod does not name it: kept
+    ]
+
+
+def test_go_sum_keeps_every_version_of_modules_an_old_go_mod_does_not_name(tmp_path: Path) -> None:
+    """A go 1.16 go.mod lists direct requirements only; the modules it does not name are judged by go.sum as
+    before, every downloaded version of them."""
+    write(tmp_path, "go.mod", "module example.com/old\n\ngo 1.16\n\nrequire golang.org/x/net v0.33.0\n")
+    write(
+        tmp_path,
+        "go.sum",
+        "golang.org/x/net v0.0.0-20190620200207-3b0461eec859 h1:R/3boaszxrf1GEUWTVDzSKVwLmSJpwZ1yqXm8j0v2QI=\n"
+        "golang.org/x/net v0.33.0 h1:74SYHlV8BIgHIFC/LrYkOGIwL19eTYXQ5wc6TBuO36I=\n"
+        "golang.org/x/text v0.3.0 h1:g61tztE5qeGQ89tm6NTjjM9VPIm088od1l6aSorWRWg=\n"
+        "golang.org/x/text v0.21.0 h1:zyQAAkrwaneQ066sspRyJaG9VNi/YJ1NfzcGB3hZ/qo=\n",
+    )
+    write(  # a go.sum in another directory is not settled by this go.mod
+        tmp_path,
+        "tools/go.sum",
+        "golang.org/x/net v0.0.0-20190620200207-3b0461eec859 h1:R/3boaszxrf1GEUWTVDzSKVwLmSJpwZ1yqXm8j0v2QI=\n",
+    )
+    extraction = extract_dependencies(tmp_path)
+    assert [(d.file, d.name, d.version) for d in extraction.dependencies] == [
+        ("go.mod", "golang.org/x/net", "v0.33.0"),
+        ("go.sum", "golang.org/x/text", "v0.3.0"),
+        ("go.sum", "golang.org/x/text", "v0.21.0"),
+        ("tools/go.sum", "golang.org/x/net", "v0.0.0-20190620200207-3b0461eec859"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("spec", "settles"),
+    [
+        (None, ("golang.org/x/net",)),
+        ("github.com/old/lib v1.4.0 => github.com/fork/lib v1.4.1", ("github.com/fork/lib", "github.com/old/lib")),
+        ("github.com/a/b v1.1.0 => github.com/a/b v1.1.1", ("github.com/a/b",)),
+        ("github.com/local/mod v0.2.0 => ../mod", ("github.com/local/mod",)),
+    ],
+)
+def test_go_mod_settles(spec: str | None, settles: tuple[str, ...]) -> None:
+    name = settles[0]
+    assert go_mod_settles(Dependency(GO, name, None, "go.mod", 1, spec=spec)) == settles
 
 
 def test_go_errors(tmp_path: Path) -> None:

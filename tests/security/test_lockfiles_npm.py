@@ -172,6 +172,85 @@ def test_package_lock_v1_tree(tmp_path: Path) -> None:
     assert messages(errors) == ["package-lock.json:26: dependencies entry 'broken' without a version"]
 
 
+PACKAGE_LOCK_V1_GIT = """\
+{
+  "name": "app",
+  "version": "1.0.0",
+  "lockfileVersion": 1,
+  "requires": true,
+  "dependencies": {
+    "lodash": {
+      "version": "4.17.15",
+      "resolved": "https://registry.npmjs.org/lodash/-/lodash-4.17.15.tgz",
+      "integrity": "sha512-8xOcRHvCjnocdS5cpwXQXVzmmh5e5+saE2QGoeQmbKmRS6J3VQppPOIt0MnmE+4xlZoumy0GPG0D0MVIQbNA1A=="
+    },
+    "my-fork": {
+      "version": "github:me/lodash#0123456789abcdef0123456789abcdef01234567",
+      "from": "github:me/lodash"
+    },
+    "via-https": {
+      "version": "git+https://github.com/org/via-https.git#89abcdef0123456789abcdef0123456789abcdef",
+      "from": "git+https://github.com/org/via-https.git#v2",
+      "requires": {
+        "ms": "^2.1.1"
+      },
+      "dependencies": {
+        "ms": {
+          "version": "2.1.3",
+          "resolved": "https://registry.npmjs.org/ms/-/ms-2.1.3.tgz"
+        }
+      }
+    },
+    "via-ssh": {
+      "version": "git+ssh://git@github.com/org/via-ssh.git#fedcba9876543210fedcba9876543210fedcba98",
+      "from": "git+ssh://git@github.com/org/via-ssh.git"
+    },
+    "tarball": {
+      "version": "https://example.com/tarball-1.0.0.tgz",
+      "integrity": "sha512-AAAA"
+    },
+    "local": {
+      "version": "file:../local"
+    },
+    "odd": {
+      "version": "latest"
+    }
+  }
+}
+"""
+
+
+def test_package_lock_v1_keeps_git_dependencies_unpinned_like_v2(tmp_path: Path) -> None:
+    """npm 6 writes a git install's reference into `version`; v1 used to drop it silently (no SemVer), where a
+    v2/v3 lock of the same install keeps it, unpinned, with the reason. A tarball URL is kept the same way, a
+    local folder is the project's own, and a version that is none of these is an error rather than nothing."""
+    path = write(tmp_path, "package-lock.json", PACKAGE_LOCK_V1_GIT)
+    dependencies, errors = parse_file(path, "package-lock.json")
+    assert [(d.name, d.version, d.line, d.direct, d.unpinned_reason) for d in dependencies] == [
+        ("lodash", "4.17.15", 7, None, None),
+        ("my-fork", None, 12, None, "direct URL (git): not a registry release"),
+        ("via-https", None, 16, None, "direct URL (git): not a registry release"),
+        ("ms", "2.1.3", 23, None, None),  # what a git install depends on is still walked
+        ("via-ssh", None, 29, None, "direct URL (git): not a registry release"),
+        ("tarball", None, 33, None, "direct URL: not a registry release"),
+    ]
+    assert messages(errors) == [
+        "package-lock.json:40: dependencies entry 'odd' has version 'latest', not a registry version"
+    ]
+    v3 = write(
+        tmp_path,
+        "v3/package-lock.json",
+        '{\n  "lockfileVersion": 3,\n  "packages": {\n    "": {"dependencies": {"my-fork": "github:me/lodash"}},\n'
+        '    "node_modules/my-fork": {\n      "version": "4.17.21",\n'
+        '      "resolved": "git+ssh://git@github.com/me/lodash.git#0123456789abcdef0123456789abcdef01234567"\n'
+        "    }\n  }\n}\n",
+    )
+    same, _ = parse_file(v3, "v3/package-lock.json")
+    assert [(d.name, d.version, d.unpinned_reason) for d in same] == [
+        ("my-fork", None, "direct URL (git): not a registry release")
+    ]
+
+
 def nested_v1_lock(levels: int) -> str:
     """A v1 lock whose tree nests `levels` packages inside each other, one per line, `p1` the outermost."""
     opening = "".join(f'"p{n}": {{"version": "1.0.{n}", "dependencies": {{\n' for n in range(1, levels + 1))

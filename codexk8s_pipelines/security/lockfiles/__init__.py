@@ -5,9 +5,10 @@ collects what the parsers find. Nothing raises out of `extract_dependencies`: an
 malformed file, or one bad entry in it, becomes an `ExtractionError` and the scan goes on.
 
 Within one lockfile, a package version listed several times (nested `node_modules`, pnpm peer variants) is
-reported once, at its first line. Across files nothing is merged except Go: a module version that a
-directory's `go.mod` reports is not reported again from the `go.sum` beside it (`go.mod` says whether it is
-direct; `go.sum` adds only the modules that the build also downloads).
+reported once, at its first line. Across files nothing is merged except Go: a module that a directory's
+`go.mod` requires is reported only from `go.mod`, at the version `go.mod` names, never from the `go.sum` beside
+it, whatever versions that lists (`go.sum` keeps stale checksums; `go.mod` says what is built and whether it is
+direct). `go.sum` adds only the modules `go.mod` does not name (before Go 1.17, `go.mod` may omit indirect ones).
 """
 
 from __future__ import annotations
@@ -231,10 +232,14 @@ def _parse(path: Path, relative: str, root: Path, known: KnownFile | None = None
 
 
 def _drop_go_sum_duplicates(dependencies: set[Dependency]) -> list[Dependency]:
-    in_go_mod = {
-        (posixpath.dirname(dep.file), dep.name, dep.version)
+    """Drop every `go.sum` entry of a module that the `go.mod` in the same directory settles (`go_mod_settles`),
+    at any version: the same version is a duplicate, another one is a stale checksum the build does not use
+    (reported, it would be findings for code that is not built, fixed by the version already in use)."""
+    settled: set[tuple[str, str]] = {
+        (posixpath.dirname(dep.file), module)
         for dep in dependencies
         if dep.ecosystem == GO and posixpath.basename(dep.file) == "go.mod"
+        for module in go.go_mod_settles(dep)
     }
     return [
         dep
@@ -242,7 +247,7 @@ def _drop_go_sum_duplicates(dependencies: set[Dependency]) -> list[Dependency]:
         if not (
             dep.ecosystem == GO
             and posixpath.basename(dep.file) == "go.sum"
-            and (posixpath.dirname(dep.file), dep.name, dep.version) in in_go_mod
+            and (posixpath.dirname(dep.file), dep.name) in settled
         )
     ]
 

@@ -8,6 +8,10 @@ omit the `v`, which the matcher strips.
 local-path replacement (`a => ../a`) is not a registry version, so the entry keeps its name and loses its
 version. A `go.sum` module line without the `/go.mod` suffix means the module's source was downloaded;
 versions only present as `/go.mod` lines were consulted for the module graph and are not built.
+
+`go.sum` is not a list of what is built, though: it keeps a checksum for every version the module ever needed
+and `go mod tidy` leaves old ones behind. Where a `go.mod` sits beside it, `go.mod` settles each module it
+requires (`go_mod_settles`), and the walker drops `go.sum`'s other versions of those modules.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from codexk8s_pipelines.file_lines import numbered_lines
-from codexk8s_pipelines.security.dependencies import GO
+from codexk8s_pipelines.security.dependencies import GO, Dependency
 from codexk8s_pipelines.security.lockfiles._common import Sink
 
 
@@ -74,6 +78,21 @@ def parse_go_mod(text: str, sink: Sink) -> None:
             sink.add(GO, module, None, number, spec=spec, direct=not indirect)
 
 
+def go_mod_settles(dependency: Dependency) -> tuple[str, ...]:
+    """The module paths whose built version a `go.mod` entry decides: the module it reports, and, when a
+    `replace` reports another module (or a local folder) in its place, the module it requires (the path that
+    opens its spec, `a v1.0.0 => b v1.2.0`).
+
+    The build uses exactly one version of each of these, the one `go.mod` names (a tidy `go.mod` records the
+    version minimal version selection picks; since Go 1.17 it lists indirect modules too), so any other version
+    of them in `go.sum` is a leftover checksum, not code that is built: reported, it would be a finding telling
+    the user to upgrade to the version they already use."""
+    if dependency.spec and " => " in dependency.spec:
+        required = dependency.spec.split(" ", 1)[0]
+        return (dependency.name,) if required == dependency.name else (dependency.name, required)
+    return (dependency.name,)
+
+
 def _replace(
     arguments: list[str], number: int, code: str, replaces: dict[tuple[str, str | None], _Replace], sink: Sink
 ) -> None:
@@ -89,7 +108,8 @@ def _replace(
 
 
 def parse_go_sum(text: str, sink: Sink) -> None:
-    """A version on several lines is reported once, at its first: go.sum is a lockfile, so `dedupe` sees to it."""
+    """A version on several lines is reported once, at its first: go.sum is a lockfile, so `dedupe` sees to it.
+    Versions a `go.mod` beside this file settles otherwise are dropped later, by the walker, which sees both."""
     for number, raw in numbered_lines(text):
         fields = raw.split()
         if not fields:

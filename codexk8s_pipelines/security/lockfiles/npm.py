@@ -5,6 +5,11 @@ the package is the last `node_modules/` segment, or the entry's own `name` for a
 {"name": "string-width"}`). Keys outside `node_modules` are the root project (`""`) and workspace folders; their
 declared dependencies tell which top-level installs are direct. v1 locks (npm 5/6) only have the nested
 `dependencies` tree, which is walked instead; it does not say what is direct.
+
+Both report a package installed from git (`git+ssh://…`, `github:me/repo#sha`) the same way: kept, without a
+version, with the reason, since it is code the project runs that no advisory range can match. v2/v3 say so in
+`resolved`; v1 puts the git reference in `version` itself. Local folders (`file:`, `link:`) are the project's
+own code and are not reported.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ _NOT_REGISTRY = ("git+", "git:", "git@", "github:", "gitlab:", "bitbucket:", "fi
 _DECLARED = ("dependencies", "devDependencies", "optionalDependencies", "peerDependencies")
 _MODULES = "node_modules/"
 _REMOTE = ("git+", "git:", "git@", "github:", "gitlab:", "bitbucket:")
+_TARBALL = ("https://", "http://")
 
 
 def parse_package_lock(text: str, sink: Sink) -> None:
@@ -68,14 +74,7 @@ def _packages(packages: dict[str, Any], lines: KeyLines, sink: Sink) -> None:
             continue
         resolved = entry.get("resolved")
         if isinstance(resolved, str) and resolved.startswith(_NOT_REGISTRY):
-            if resolved.startswith(_REMOTE):  # kept, unpinned, with the reason; local folders are the project's
-                sink.add(
-                    NPM,
-                    name,
-                    None,
-                    line,
-                    unpinned_reason=url_reason(resolved.replace("github:", "git+https://github.com/")),
-                )
+            _not_registry(name, resolved, line, sink)
             continue
         version = entry.get("version")
         if not isinstance(version, str) or not version.strip():
@@ -88,6 +87,15 @@ def _packages(packages: dict[str, Any], lines: KeyLines, sink: Sink) -> None:
                 installed_as in declared[parent] or (parent == "" and hoisted(installed_as))
             )
         sink.add(NPM, name, version, line, direct=direct)
+
+
+def _not_registry(name: str, reference: str, line: int | None, sink: Sink) -> None:
+    """An install that is not a registry release: one from git is kept, unpinned, with the reason (`github:`
+    shorthand named as the git URL it stands for); a local folder is the project's own and is left out."""
+    if reference.startswith(_REMOTE):
+        sink.add(
+            NPM, name, None, line, unpinned_reason=url_reason(reference.replace("github:", "git+https://github.com/"))
+        )
 
 
 _Place = tuple[Any, str]  # (the parent's place or None, this key)
@@ -114,8 +122,16 @@ def _tree(dependencies: Any, lines: KeyLines, sink: Sink) -> None:
             real_name = name
             if version.startswith("npm:"):  # alias: "npm:string-width@4.2.3"
                 real_name, _, version = version[4:].rpartition("@")
-            if is_semver_like(version) and real_name:
+            # v1 spells a git install in `version` (`github:me/repo#sha`, `git+https://…#sha`), maybe also in `resolved`
+            reference = version if version.startswith(_NOT_REGISTRY) else entry.get("resolved")
+            if isinstance(reference, str) and reference.startswith(_NOT_REGISTRY):
+                _not_registry(name, reference, line, sink)
+            elif version.startswith(_TARBALL):  # a tarball URL: code that is run, but not a registry release
+                sink.add(NPM, name, None, line, unpinned_reason=url_reason(version))
+            elif is_semver_like(version) and real_name:
                 sink.add(NPM, real_name, version, line)
+            else:
+                sink.error(line, f"dependencies entry {name!r} has version {version!r}, not a registry version")
             if "dependencies" in entry:
                 pending.append((((place, name), "dependencies"), entry["dependencies"]))
 
