@@ -547,7 +547,8 @@ class AgentRun:
         record = None if outcome is None else {"exit_code": outcome.exit_code, "timed_out": outcome.timed_out,
                                                "tail": outcome.tail}  # fmt: skip
         if record is not None and self.turn is not None:  # the finish step reads the agent's own report
-            record["lines"] = self.turn.handover_lines()
+            record["lines"] = self.turn.handover_lines()  # the newest lines: the transcript and the diagnosis
+            record["meter"] = self.turn.account().to_dict()  # the usage and stop of every line, not only those
         self._outcome_file.write_text(json.dumps({"outcome": record}), encoding="utf-8")
         return self._finish("succeeded", "agent_ran", "the agent's turn is over")
 
@@ -579,10 +580,10 @@ class AgentRun:
         if isinstance(record, dict) and self.spec.agent is not None:  # transcript and usage from its output
             self.turn = AgentTurn(self.spec.agent, self._bare_home())
             self.turn.lines = [str(line) for line in record.get("lines") or []]
-            self.turn.metered(self.spec.spend)  # the agent container's meter, replayed: the same stop, if any
-            meter = self.turn.meter
-            if meter is not None:
-                self.turn.stop = next(filter(None, map(meter.feed, self.turn.lines)), None)
+            self.turn.metered(self.spec.spend)
+            # The agent container's meter saw every line; the lines handed over are only the newest. Its account
+            # (usage, stop) is taken, above a replay of the lines, which stays the fallback (agent_turn.take_over).
+            self.turn.take_over(record.get("meter"))
             self.turn.finish()
             self.fields.update(self.turn.result_fields())
         return self._judge(checkout, outcome)

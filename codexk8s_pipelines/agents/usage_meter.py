@@ -10,6 +10,16 @@ says less, or a count that is negative or absurd, never lowers what the cap is c
 usage report but cannot be read ends a capped run (`usage_unreadable`). aider reports only into its analytics log:
 its cap is checked when it exits.
 
+A resumed session (a revise continuing the branch's agent session) reports some figures as session totals
+(`usage.CUMULATIVE_ON_RESUME`: Codex's token counts, Claude Code's cost). The cap is a cap per run, so it is checked
+against the run's own share, `Usage.since(baseline)`: the same subtraction the recorded usage gets, so that a run
+is never stopped for figures that are not recorded as its own. `usage` stays the figures as reported (the floor
+that only grows); `own` is what the cap sees.
+
+In a Kubernetes pod the meter runs in the agent's container; the finish container reads its `MeterAccount` (usage,
+stop, lines) from the handover file, which the agent can rewrite: the account is read as untrusted input, and it can
+only raise what the finish container's own replay of the handed-over lines finds, never lower it.
+
 A loop turn is one model answer that called tools: its call signatures (tool + arguments) and whether it edited a
 file. A turn of only shell commands may have changed files, so it never counts as idle; the same signatures turn
 after turn do count. An agent without turn events (aider, a custom one) is never judged a loop.
@@ -25,7 +35,7 @@ from typing import Any
 
 from ..domain.spend import Breach, Budgets, LoopDetector, PriceTable, TokenCounts, Turn, run_cap_reached
 from .transcript import Transcript, read_transcript
-from .usage import Usage, as_count, as_object, input_total, parse_usage
+from .usage import Usage, as_cost, as_count, as_object, input_total, parse_usage
 
 # Tools that only look: a turn of these changed nothing.
 _READ_ONLY = frozenset(
@@ -51,6 +61,63 @@ class Stop:
 
     reason: str
     detail: str
+
+
+STOP_REASONS = frozenset({"budget_exceeded", "agent_loop", "usage_unreadable"})
+# A stop's detail read back from the handover file: the agent can write that file, so its text is bounded and kept
+# to one line before it reaches the run's message and the service comment.
+STOP_DETAIL_MAX_CHARS = 500
+_COUNTS = ("input", "cached_input", "output", "reasoning", "model_requests")
+
+
+@dataclass(frozen=True)
+class MeterAccount:
+    """What the agent's container counted, handed to a pod's finish container beside the output lines.
+
+    Why: the finish container gets only the newest lines (the handover file is bounded), so a replay of them
+    under-counts a long run and misses the report that stopped it. `usage` is the container's figures as the agent
+    reported them (session totals after a resume: the finish container takes nothing off), `stop` what ended the
+    agent, `lines` how many output lines it saw (and metered, up to a stop), `unreadable` the usage reports it could
+    not read."""
+
+    usage: Usage
+    stop: Stop | None
+    lines: int
+    unreadable: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        stop = None if self.stop is None else {"reason": self.stop.reason, "detail": self.stop.detail}
+        return {"usage": self.usage.to_dict(), "stop": stop, "lines": self.lines, "unreadable": self.unreadable}
+
+    @classmethod
+    def read(cls, kind: str, data: Any) -> MeterAccount | None:
+        """The account in `data` as the agent's container wrote it, or None when it is missing or malformed in any
+        part (then the finish container replays the lines, as before there was an account). The agent can rewrite
+        the file: a figure must be a count (or cost) as `usage.py` reads one, a stop one of the meter's reasons."""
+        if not isinstance(data, dict):
+            return None
+        usage, stop = data.get("usage"), data.get("stop")
+        lines, unreadable = as_count(data.get("lines")), as_count(data.get("unreadable", 0))
+        if not isinstance(usage, dict) or usage.get("agent") != kind or lines is None or unreadable is None:
+            return None
+        counts: dict[str, int | None] = {}
+        for name in _COUNTS:
+            counts[name] = as_count(usage.get(name))
+            if usage.get(name) is not None and counts[name] is None:
+                return None
+        cost = as_cost(usage.get("cost_usd"))
+        if usage.get("cost_usd") is not None and cost is None:
+            return None
+        handed_stop = None
+        if stop is not None:
+            if not isinstance(stop, dict) or stop.get("reason") not in STOP_REASONS:
+                return None
+            detail = stop.get("detail")
+            if not isinstance(detail, str):
+                return None
+            handed_stop = Stop(str(stop["reason"]), " ".join(detail.split())[:STOP_DETAIL_MAX_CHARS])
+        source = "the agent container's meter (handed over)"
+        return cls(Usage(kind, **counts, cost_usd=cost, source=source), handed_stop, lines, unreadable)
 
 
 def _claude_message_usage(event: dict[str, Any]) -> tuple[str, Usage] | None:
@@ -115,6 +182,8 @@ class UsageMeter:
     prices: PriceTable
     budgets: Budgets
     loop_turns: int = 0
+    baseline: Usage | None = None
+    """The resumed session's figures before this run (None: a fresh session): taken off before the cap check."""
     usage: Usage = field(init=False)
     unreadable: int = field(default=0, init=False)  # lines that held a usage report and could not be read
     _claude_messages: dict[str, Usage] = field(default_factory=dict, init=False)
@@ -125,11 +194,20 @@ class UsageMeter:
         self._loops = LoopDetector(self.loop_turns if self.kind in ("codex", "claude-code", "opencode") else 0)
 
     @property
+    def own(self) -> Usage:
+        """This run's own usage: the running figures less the resumed session's earlier ones (`Usage.since`, as the
+        recorded usage is taken), so the per-run cap never counts what earlier runs of the session used."""
+        return self.usage.since(self.baseline)
+
+    @property
     def tokens(self) -> TokenCounts:
-        return TokenCounts(self.usage.input, self.usage.cached_input, self.usage.output)
+        """The run's own token counts (`own`): what the cap is checked against."""
+        own = self.own
+        return TokenCounts(own.input, own.cached_input, own.output)
 
     def cost(self) -> Decimal | None:
-        return self.prices.cost(self.model, self.tokens, self.usage.cost_usd).amount
+        """The run's own cost (`own`), from the price table or the agent's own figure."""
+        return self.prices.cost(self.model, self.tokens, self.own.cost_usd).amount
 
     def feed(self, line: str, one: Transcript | None = None) -> Stop | None:
         """`one`: the line already read as a transcript (`read_transcript(kind, [line])`), when the caller has it."""
