@@ -66,6 +66,7 @@ def run_request(intent: RunIntent) -> dg.RunRequest:
         model=d.model or "",
         reasoning=d.reasoning or "",
         actor=intent.actor,
+        discussion=d.discussion,
     )
     return dg.RunRequest(
         run_key=intent.correlation_key,

@@ -27,6 +27,9 @@ def report_outside_failure(
     if not key:
         return "not a stage run started by the platform"
     store = platform_db.store()
+    # The run has ended: a hold still kept has no usage report coming (one that came released it). First, so that
+    # a run its own ops reported still gives its hold back.
+    release_reservation(store, key)
     run = store.get_run(key)
     if run is None or run["status"] in FINISHED:
         return f"{key}: already reported"
@@ -34,7 +37,6 @@ def report_outside_failure(
     store.set_run_status(key, status, dagster_run_id=dagster_run.run_id)
     event = "run.canceled" if status == "canceled" else "run.failed.outside_ops"
     store.append_event(key, event, "system", "dagster", {"dagster_run_id": dagster_run.run_id, "message": message})
-    release_reservation(store, key)  # no usage will be reported: its budget hold goes back
     credentials = github.credentials()
     if not credentials.configured:
         return f"{key}: recorded; no GitHub credentials to update the comment"

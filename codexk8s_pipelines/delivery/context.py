@@ -46,6 +46,8 @@ class StageContext:
     pull_ref: str | None = None
     pull_ref_fallback: bool = False
     default_branch: str = ""  # the repository's: never pushed to, whatever the PR's base (empty in older contexts)
+    discussion: bool = False  # `mode:discussion`: the stage's agent only comments (mode comment_only)
+    issue_labels: tuple[str, ...] = ()  # the issue's labels when the run started: which state label to take off
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -55,6 +57,7 @@ class StageContext:
         data = dict(data)
         data["comments"] = tuple(tuple(c) for c in data["comments"])
         data["review_threads"] = tuple(tuple(t) for t in data["review_threads"])
+        data["issue_labels"] = tuple(data.get("issue_labels") or ())
         return cls(**data)
 
 
@@ -81,6 +84,7 @@ def gather(
     model: str,
     reasoning: str,
     actor: str,
+    discussion: bool = False,
 ) -> StageContext:
     issue = IssueItem.parse(api.issue(issue_number)) if issue_number is not None else None
     branch = work_branch(issue_number, pr_number)
@@ -91,7 +95,8 @@ def gather(
         # Only a branch of this repository: a fork's head_ref names a branch of the fork (`main`, say), and pushing
         # to that name here would push to this repository's own branch of that name.
         branch = pr.head_ref or branch
-    mode = "comment_only" if stage is None else ("revise" if revise else "work")
+    # A reviewer run and a discussion (`mode:discussion`) comment only: the checkout is read, nothing is pushed.
+    mode = "comment_only" if stage is None or discussion else ("revise" if revise else "work")
     pull_ref = f"refs/pull/{pr.number}/head" if pr is not None and mode == "comment_only" else None
     # A PR is reviewed and revised against its own base (a PR into `release` against `release`); the default branch
     # stays protected by name (`default_branch`: a revise of a PR from `main` into `release` never pushes to `main`).
@@ -127,4 +132,6 @@ def gather(
         comment_number=comment_number(correlation_key, issue_number, pr_number),
         pull_ref=pull_ref,
         pull_ref_fallback=pull_ref is not None and own_head,
+        discussion=discussion,
+        issue_labels=issue.labels if issue else (),
     )

@@ -9,7 +9,8 @@ from typing import Any
 from ..domain.next_steps import next_steps
 from ..domain.rules import Rules
 from ..github.api import RepoApi
-from ..github.service_comment import COMMENT_EVENT, RunView, comment_id, run_url, upsert
+from ..github.payloads import PR_MARKER
+from ..github.service_comment import COMMENT_EVENT, RunView, comment_id, inert, run_url, upsert
 from ..store import PlatformStore
 from .context import StageContext
 
@@ -64,7 +65,9 @@ def view_of(ctx: StageContext, phase: str, dagster_run_id: str, locale: str, **k
 def open_or_update_pull(api: RepoApi, store: PlatformStore, ctx: StageContext, summary: str | None) -> dict[str, Any]:
     """The PR of the work branch, opened when missing, its body kept linked to the issue with `Closes #N`."""
     closes = f"Closes #{ctx.issue_number}" if ctx.issue_number is not None else ""
-    body = "\n\n".join(x for x in (summary or "", closes, f"<!-- codexk8s:pr {ctx.correlation_key} -->") if x)
+    # The agent's words hold no HTML comment (`inert`): no marker of another run can come in with them.
+    marker = PR_MARKER.format(key=ctx.correlation_key)
+    body = "\n\n".join(x for x in (inert(summary or ""), closes, marker) if x)
     existing = api.open_pull_for_branch(ctx.branch)
     if existing is None:
         title = ctx.issue_title or f"{ctx.stage}: {ctx.branch}"
@@ -80,12 +83,22 @@ def open_or_update_pull(api: RepoApi, store: PlatformStore, ctx: StageContext, s
     return pr
 
 
+def _on_issue(ctx: StageContext, label: str) -> list[str]:
+    """`label` as the issue carried it when the run started (GitHub compares label names case-insensitively)."""
+    return [name for name in ctx.issue_labels if name.lower() == label.lower()][:1]
+
+
 def relabel_after_success(api: RepoApi, store: PlatformStore, ctx: StageContext, rules: Rules, pr: dict | None) -> None:
-    """The trigger label comes off; `state:in-review` goes on the issue and on the PR."""
-    removed = False
-    if ctx.issue_number is not None and ctx.comment_number == ctx.issue_number:
-        removed = api.remove_label(ctx.issue_number, ctx.trigger_label)
-    targets = [n for n in (ctx.issue_number, (pr or {}).get("number")) if n is not None]
+    """The trigger label comes off; `state:in-review` goes on the issue and on the PR, except after a discussion
+    (`mode:discussion`), which wrote nothing to review. A `state:blocked` the issue had comes off: the stage went
+    through (the issue showed both states before, and nothing took `blocked` off)."""
+    removed: list[str] = []
+    if ctx.issue_number is not None:
+        own = ctx.comment_number == ctx.issue_number  # the trigger label is the issue's (not a PR review's)
+        taken_off = [ctx.trigger_label] if own else []
+        taken_off += [] if ctx.discussion else _on_issue(ctx, rules.labels.state_label("blocked"))
+        removed = [label for label in taken_off if api.remove_label(ctx.issue_number, label)]
+    targets = [] if ctx.discussion else [n for n in (ctx.issue_number, (pr or {}).get("number")) if n is not None]
     for number in targets:
         api.add_labels(int(number), [rules.labels.in_review])
     store.append_event(
@@ -94,7 +107,7 @@ def relabel_after_success(api: RepoApi, store: PlatformStore, ctx: StageContext,
         "system",
         ACTOR,
         {
-            "removed": [ctx.trigger_label] if removed else [],
+            "removed": removed,
             "added": {str(n): [rules.labels.in_review] for n in targets},
         },
     )
@@ -107,16 +120,18 @@ def session_line(notes: list[str]) -> str | None:
 
 
 def mark_blocked(api: RepoApi, store: PlatformStore, ctx: StageContext, rules: Rules) -> None:
-    """A blocked run: `state:blocked` on the issue (the trigger label stays, so a human sees what was asked)."""
+    """A blocked run: `state:blocked` on the issue (the trigger label stays, so a human sees what was asked), in
+    place of a `state:in-review` an earlier stage left: the issue now waits for an answer, not for a review."""
     if ctx.issue_number is None:
         return
     label = rules.labels.state_label("blocked")
     api.add_labels(ctx.issue_number, [label])
-    payload = {"removed": [], "added": {str(ctx.issue_number): [label]}}
+    removed = [name for name in _on_issue(ctx, rules.labels.in_review) if api.remove_label(ctx.issue_number, name)]
+    payload = {"removed": removed, "added": {str(ctx.issue_number): [label]}}
     store.append_event(ctx.correlation_key, "run.labels.changed", "system", ACTOR, payload)
 
 
 def next_steps_for(ctx: StageContext, rules: Rules, pr_exists: bool) -> tuple:
-    if ctx.stage is None:
+    if ctx.stage is None or ctx.discussion:  # a discussion moved nothing forward: the next stage is not due
         return ()
     return tuple(next_steps(ctx.stage, rules, pr_exists=pr_exists))

@@ -27,6 +27,7 @@ from ..github.api import RepoApi
 from ..github.resource import GitHubResource
 from ..resources import PlatformConfigResource, PlatformDatabase
 from ..store.database import RunRecord
+from ..store.usage import release_reservation
 from . import publish
 from .context import StageContext, gather
 from .spend import comment_line, record_run, spend_guard
@@ -49,6 +50,8 @@ class StageRunConfig(dg.Config):
     model: str
     reasoning: str
     actor: str = ""
+    # `mode:discussion` on the issue: the stage's agent only comments (comment-only checkout, nothing pushed, no PR).
+    discussion: bool = False
 
 
 def stage_run_config(config: StageRunConfig) -> dict[str, Any]:
@@ -100,6 +103,8 @@ def stage_run_tags(config: StageRunConfig) -> dict[str, str]:
     }
     if config.stage:
         tags[f"{TAG_PREFIX}/stage"] = config.stage + (":revise" if config.revise else "")
+    if config.discussion:
+        tags[f"{TAG_PREFIX}/mode"] = "discussion"
     if config.issue_number is not None:
         tags[f"{TAG_PREFIX}/issue"] = f"{config.repository}#{config.issue_number}"
     if config.pr_number is not None:
@@ -172,6 +177,7 @@ def prepare_context(
         model=model,
         reasoning=config.reasoning,
         actor=config.actor,
+        discussion=config.discussion,
     )
     publish.show(api, store, ctx, publish.view_of(ctx, "started", context.run_id, platform.locale))
     context.add_output_metadata({"branch": ctx.branch, "mode": ctx.mode, "comment_on": ctx.comment_number})
@@ -190,7 +196,7 @@ def render_prompt_op(
     agent = load_catalog().for_role(Role(ctx.role))
     # The stage as this installation configured it (codexk8s.yaml `stages:` may lengthen its timeout).
     stage = platform.rules().stages[ctx.stage] if ctx.stage else None
-    scope = stage.write_scope if stage else WriteScope.NONE
+    scope = stage.write_scope if stage and not ctx.discussion else WriteScope.NONE
     rendered = render_prompt(
         PromptInputs(
             stage=ctx.stage,
@@ -369,6 +375,9 @@ def _cancelled(
     store = platform_db.store()
     store.set_run_status(ctx.correlation_key, "canceled")
     store.append_event(ctx.correlation_key, "run.canceled", "system", ACTOR, {"dagster_run_id": context.run_id})
+    # No usage will be reported: the budget hold goes back here. The canceled-run sensor sees the run already
+    # reported, and a hold kept was counted against the issue for good (its later runs were refused).
+    release_reservation(store, ctx.correlation_key)
     view = publish.view_of(
         ctx, "cancelled", context.run_id, platform_config.get().locale, reason="cancelled",
         message="the run was cancelled in Dagster; the agent process was stopped and nothing was pushed",

@@ -273,16 +273,22 @@ def used_share(limit: Limit, spent: Amount) -> float | None:
     return max(shares) if shares else None
 
 
+def money_text(total: Amount, currency: str) -> str:
+    """What `total`'s runs cost, said so that no run without a money figure reads as free: `$1.84`, `$1.84 + 2
+    run(s) without a price`, or `cost unknown` when no run has one. Runs with usage unknown are left to the caller,
+    which says them once."""
+    if total.runs and total.unpriced >= total.runs:
+        return "cost unknown"
+    money = format_money(total.cost, currency)
+    unpriced = total.unpriced - total.unknown_runs
+    return money if not unpriced else f"{money} + {unpriced} run(s) without a price"
+
+
 def issue_total_line(runs: Sequence[Amount], currency: str) -> str:
     """`3 runs · 412k tokens · $1.84` for the service comment; unknown runs are said, never counted as zero."""
     total = sum(runs, Amount())
     parts = [f"{total.runs} run{'s' if total.runs != 1 else ''}", format_tokens(total.tokens)]
-    if total.unpriced >= total.runs:
-        parts.append("cost unknown")
-    else:
-        money = format_money(total.cost, currency)
-        unpriced = total.unpriced - total.unknown_runs  # a run with usage unknown is said below, once
-        parts.append(money if not unpriced else f"{money} + {unpriced} run(s) without a price")
+    parts.append(money_text(total, currency))
     if total.unknown_runs:
         parts.append(f"{total.unknown_runs} with usage unknown")
     return " · ".join(parts)

@@ -20,6 +20,9 @@ from ..domain.stages import Permission
 
 _LINKED_ISSUE = re.compile(r"\b(?:close[sd]?|fix(?:e[sd])?|resolve[sd]?)\s+#(\d+)\b", re.IGNORECASE)
 _BRANCH_ISSUE = re.compile(r"^codex/issue-(\d+)\b")
+# The platform's own PR ends its body with this marker, naming the run that opened it (delivery/publish.py).
+PR_MARKER = "<!-- codexk8s:pr {key} -->"
+_PR_MARKER = re.compile(r"<!-- codexk8s:pr \S+?#(\d+):\S* -->")
 _BASE_ROLES = {p.value for p in Permission}
 _LEGACY = {"pull": "read", "push": "write"}
 
@@ -213,11 +216,18 @@ class PullRequest:
 
     @property
     def linked_issue(self) -> int | None:
-        """The issue a PR works on: `Closes #N` in its body, else a `codex/issue-N` branch."""
-        m = _LINKED_ISSUE.search(self.body)
+        """The issue a PR works on: for the platform's own PR, the issue of the run that opened it (its marker, the
+        body's last, else its `codex/issue-N` branch); for another PR, the first `Closes #N` of its body.
+
+        The platform's first: its body starts with the agent's summary, and a summary saying "this also fixes #1"
+        made a review of the PR for #2 revise #1 (or be refused, #1 having no stage)."""
+        markers = _PR_MARKER.findall(self.body)
+        if markers:
+            return int(markers[-1])
+        m = _BRANCH_ISSUE.match(self.head_ref)
         if m:
             return int(m.group(1))
-        m = _BRANCH_ISSUE.match(self.head_ref)
+        m = _LINKED_ISSUE.search(self.body)
         return int(m.group(1)) if m else None
 
 

@@ -64,12 +64,12 @@ def spend(
     plot = save_plot("spend-30-days.png", png)
     columns = [
         ("repository", "string"), ("agent", "string"), ("model", "string"), ("runs", "int"),
-        ("runs_usage_unknown", "int"), ("input_tokens", "int"), ("cached_input_tokens", "int"),
-        ("output_tokens", "int"), ("cost", "float"),
+        ("runs_usage_unknown", "int"), ("runs_without_price", "int"), ("input_tokens", "int"),
+        ("cached_input_tokens", "int"), ("output_tokens", "int"), ("cost", "float"),
     ]  # fmt: skip
     rows = [
-        (r.repository, r.agent, r.model, r.runs, r.unknown_runs, r.input_tokens, r.cached_input_tokens,
-         r.output_tokens, float(r.cost))
+        (r.repository, r.agent, r.model, r.runs, r.unknown_runs, r.without_price, r.input_tokens,
+         r.cached_input_tokens, r.output_tokens, float(r.cost))
         for r in report.rows
     ]  # fmt: skip
     over = report.over()
@@ -80,10 +80,14 @@ def spend(
         summary = "; ".join(b.text(report.currency) for b in over)
     else:
         summary = f"every repository under {WARN_SHARE:.0%} of its monthly budget (highest {worst:.0%})"
+    unpriced = sum(b.spent.unpriced - b.spent.unknown_runs for b in report.budgets)
+    if unpriced and not month_limit.empty:  # their cost is not in the shares: a budget may be more used than it says
+        summary += f"; {unpriced} run(s) this month have no price (pricing:) and are not in these figures"
     return dg.MaterializeResult(
         metadata={
             "runs": report.runs,
             "runs_usage_unknown": report.unknown_runs,
+            "runs_without_price": sum(r.without_price for r in report.rows),
             "tokens": report.total_tokens,
             "cost": round(float(report.total_cost), 4),
             "currency": report.currency,

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from ..domain.spend import Amount, Limit, format_money, used_share
+from ..domain.spend import Amount, Limit, format_money, money_text, used_share
 from ..store.database import PlatformStore
 from ..store.usage import SpendRow, monthly_spend, spend_by
 
@@ -30,7 +30,8 @@ class BudgetUse:
         share = self.share
         parts = []
         if self.limit.cost is not None:
-            parts.append(f"{format_money(self.spent.cost, currency)} of {format_money(self.limit.cost, currency)}")
+            # A run without a price is said, not taken for free: the share below counts the priced ones only.
+            parts.append(f"{money_text(self.spent, currency)} of {format_money(self.limit.cost, currency)}")
         if self.limit.tokens is not None:
             parts.append(f"{self.spent.tokens:,} of {self.limit.tokens:,} tokens")
         used = "" if share is None else f" ({share:.0%})"
@@ -61,6 +62,10 @@ class SpendReport:
     def unknown_runs(self) -> int:
         return sum(r.unknown_runs for r in self.rows)
 
+    @property
+    def total(self) -> Amount:
+        return sum((r.amount for r in self.rows), Amount())
+
     def over(self, share: float = WARN_SHARE) -> list[BudgetUse]:
         return [b for b in self.budgets if b.share is not None and b.share >= share]
 
@@ -71,6 +76,7 @@ class SpendReport:
             "currency": self.currency,
             "runs": self.runs,
             "runs_with_unknown_usage": self.unknown_runs,
+            "runs_without_price": sum(r.without_price for r in self.rows),
             "tokens": self.total_tokens,
             "cost": str(self.total_cost),
             "rows": [
@@ -80,6 +86,7 @@ class SpendReport:
                     "model": r.model,
                     "runs": r.runs,
                     "runs_with_unknown_usage": r.unknown_runs,
+                    "runs_without_price": r.without_price,
                     "input_tokens": r.input_tokens,
                     "cached_input_tokens": r.cached_input_tokens,
                     "output_tokens": r.output_tokens,
@@ -112,7 +119,7 @@ class SpendReport:
                 f"{r.input_tokens:,}",
                 f"{r.cached_input_tokens:,}",
                 f"{r.output_tokens:,}",
-                format_money(r.cost, r.currency) if r.runs > r.unknown_runs else "unknown",
+                money_text(r.amount, r.currency),
             )
             for r in self.rows
         ]
@@ -122,7 +129,7 @@ class SpendReport:
         for row in (header, *lines):
             out.append("  ".join(str(v).ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
         out.append(
-            f"total: {self.runs} runs · {self.total_tokens:,} tokens · {format_money(self.total_cost, self.currency)}"
+            f"total: {self.runs} runs · {self.total_tokens:,} tokens · {money_text(self.total, self.currency)}"
             + (f" · {self.unknown_runs} runs with usage unknown" if self.unknown_runs else "")
         )
         for b in self.budgets:

@@ -63,6 +63,20 @@ class SpendRow:
     output_tokens: int
     cost: Decimal
     currency: str
+    # Runs with no money figure (no price for their model, no cost of the agent's own, or usage unknown, as
+    # `Amount.unpriced` counts them); `cost` leaves them out.
+    unpriced_runs: int = 0
+
+    @property
+    def without_price(self) -> int:
+        """Runs whose usage is known but has no price: what the report says beside the cost."""
+        return self.unpriced_runs - self.unknown_runs
+
+    @property
+    def amount(self) -> Amount:
+        """The row as an `Amount`, to be said by `money_text` like every other total."""
+        tokens = self.input_tokens + self.output_tokens
+        return Amount(tokens, self.cost, self.runs, self.unknown_runs, self.unpriced_runs)
 
 
 def day_start(now: datetime) -> datetime:
@@ -255,6 +269,7 @@ def spend_by(store: PlatformStore, start: datetime, end: datetime, repository: s
         rows = conn.execute(
             "SELECT repository, agent, coalesce(model, '(unknown)') AS model, currency, count(*) AS runs,"
             " count(*) FILTER (WHERE input_tokens IS NULL AND output_tokens IS NULL AND cost IS NULL) AS unknown_runs,"
+            " count(*) FILTER (WHERE cost IS NULL) AS unpriced_runs,"
             " coalesce(sum(input_tokens), 0) AS input_tokens,"
             " coalesce(sum(cached_input_tokens), 0) AS cached_input_tokens,"
             " coalesce(sum(output_tokens), 0) AS output_tokens, coalesce(sum(cost), 0) AS cost"
@@ -276,6 +291,7 @@ def spend_by(store: PlatformStore, start: datetime, end: datetime, repository: s
             int(r["output_tokens"]),
             Decimal(r["cost"]),
             r["currency"],
+            int(r["unpriced_runs"]),
         )
         for r in rows
     ]
@@ -291,12 +307,15 @@ def monthly_spend(store: PlatformStore, now: datetime, repositories: Sequence[st
             row = conn.execute(
                 "SELECT count(*) AS runs, coalesce(sum(coalesce(input_tokens, 0) + coalesce(output_tokens, 0)), 0)"
                 " AS tokens, coalesce(sum(cost), 0) AS cost,"
-                " count(*) FILTER (WHERE input_tokens IS NULL AND output_tokens IS NULL AND cost IS NULL) AS unknown"
+                " count(*) FILTER (WHERE input_tokens IS NULL AND output_tokens IS NULL AND cost IS NULL) AS unknown,"
+                " count(*) FILTER (WHERE cost IS NULL) AS unpriced"
                 " FROM run_usage WHERE repository = %s AND recorded_at >= %s AND recorded_at <= %s",
                 (repo.lower(), start, now),
             ).fetchone()
             assert row is not None
-            out[repo.lower()] = Amount(int(row["tokens"]), Decimal(row["cost"]), int(row["runs"]), int(row["unknown"]))
+            out[repo.lower()] = Amount(
+                int(row["tokens"]), Decimal(row["cost"]), int(row["runs"]), int(row["unknown"]), int(row["unpriced"])
+            )
     return out
 
 

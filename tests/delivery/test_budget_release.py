@@ -42,3 +42,28 @@ def test_a_run_that_dies_before_reporting_releases_its_hold(stage: Stage) -> Non
     stage.state.label(REPO, number, "run:dev", actor="alice")
     (again,) = stage.trigger()
     assert again.run_key != request.run_key
+
+
+def test_a_run_its_own_ops_reported_as_cancelled_still_gives_its_hold_back(stage: Stage) -> None:
+    """The op that sees the cancellation marks the run cancelled; the cancelled-run sensor then found it "already
+    reported" and left its hold, which counted against the issue for good (its later runs were refused)."""
+    from codexk8s_pipelines.github.resource import GitHubResource
+    from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
+    from sensors.run_status import report_outside_failure
+
+    path = Path(os.environ["CODEXK8S_CONFIG"])
+    path.write_text(path.read_text() + "budgets:\n  per_run: {cost: 2}\n  per_issue: {cost: 3}\n")
+    load_config_from_environment.cache_clear()
+    number = stage.state.add_issue(REPO, "Cancelled by hand")
+    stage.trigger()
+    stage.state.label(REPO, number, "run:dev", actor="alice")
+    (request,) = stage.trigger()
+    assert _held(stage) == 1
+    key = request.run_key or ""
+    stage.store.set_run_status(key, "canceled")  # what the agent step's own cancellation handling records
+    run = dg.DagsterRun(job_name="stage_dev", run_id="c0ffee00-0000", tags=request.tags)
+    done = report_outside_failure(
+        run, "cancelled", "cancelled", GitHubResource(), PlatformDatabase(url=stage.store.url), PlatformConfigResource()
+    )
+    assert done.endswith("already reported")
+    assert _held(stage) == 0

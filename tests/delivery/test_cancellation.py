@@ -14,7 +14,10 @@ from pathlib import Path
 import psutil
 import pytest
 
+from codexk8s_pipelines.config import load_config_from_environment
+
 from .conftest import REPO, Stage
+from .test_budget_release import _held
 
 # The agent runs sandboxed (issue 12): it can write only its checkout, and its PIDs are its namespace's, so it
 # signals that it started in the checkout and the test finds its processes from outside by their command line.
@@ -55,10 +58,14 @@ def test_an_interrupted_run_stops_the_agent_and_says_so(stage: Stage, tmp_path: 
     monkeypatch.setenv("CODEXK8S_AGENT_CATALOG", str(catalog))
     started = tmp_path / "home" / "workspaces"
 
+    config = Path(os.environ["CODEXK8S_CONFIG"])
+    config.write_text(config.read_text() + "budgets:\n  per_run: {cost: 2}\n  per_issue: {cost: 3}\n")
+    load_config_from_environment.cache_clear()
     number = stage.state.add_issue(REPO, "Long task")
     stage.trigger()
     stage.state.label(REPO, number, "run:dev", actor="alice")
     (request,) = stage.trigger()
+    assert _held(stage) == 1  # the launch reserved its per-run cap
     payload = json.dumps({"job": request.job_name, "run_config": request.run_config, "tags": request.tags})
     worker = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(RUN_JOB), payload],
@@ -86,4 +93,5 @@ def test_an_interrupted_run_stops_the_agent_and_says_so(stage: Stage, tmp_path: 
     assert len(bodies) == 1 and "Run cancelled" in bodies[0], bodies
     assert stage.store.get_run(request.run_key or "")["status"] == "canceled"  # type: ignore[index]
     assert "run.canceled" in [e["event_type"] for e in stage.store.events(request.run_key or "")]
+    assert _held(stage) == 0  # no usage will be reported: the cancelled run gave its budget hold back
     assert stage.branches() == ["main"]

@@ -124,3 +124,32 @@ def test_hourly_schedule_asks_for_todays_partition() -> None:
     )
     request = spend_hourly_schedule.evaluate_tick(ctx).run_requests[0]
     assert request.partition_key == "2026-12-05"
+
+
+def test_a_run_without_a_price_is_said_not_shown_as_free(
+    configured, store: PlatformStore, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A model the price table lacks (Codex reports no cost of its own) summed as $0.0000: the spend table, the
+    CLI and the monthly budget (0% used) all read as if the run had been free."""
+    unpriced = UsageRecord(
+        correlation_key="e", repository="acme/shop", agent="codex", model="gpt-5.6-sol",
+        tokens=TokenCounts(3_000_000, 1_000_000, 200_000), cost=Cost(None, "USD", CostSource.UNKNOWN), issue_number=1,
+    )  # fmt: skip
+    record_usage(store, unpriced, at=datetime(2026, 12, 3, 12, tzinfo=UTC))
+    configured(1000)
+    result = _materialize(store)
+    meta = result.asset_materializations_for_node("spend")[0].metadata
+    assert meta["runs_without_price"].value == 1
+    rows = {r.data["model"]: r.data for r in meta["spend"].value.records}
+    assert rows["gpt-5.6-sol"]["runs_without_price"] == 1
+    (check,) = result.get_asset_check_evaluations()
+    assert "1 run(s) this month have no price" in check.metadata["summary"].value
+
+    monkeypatch.setattr(spend_cli, "_now", lambda: datetime(2026, 12, 6, 15, tzinfo=UTC))
+    assert cli.main(["spend", "--since", "2026-12-03"]) == 0
+    out = capsys.readouterr().out
+    (line,) = [x for x in out.splitlines() if "gpt-5.6-sol" in x]
+    assert line.endswith("cost unknown") and "$0" not in line
+    # b, c, d (110,000 input and output tokens each) and e (3,200,000), Dec 3 to 6; the month so far adds a.
+    assert "total: 4 runs · 3,530,000 tokens · $57.00 + 1 run(s) without a price" in out
+    assert "acme/shop: $87.00 + 1 run(s) without a price of $1000.00 this month (9%)" in out
