@@ -44,16 +44,22 @@ def publish_findings(
     findings: Iterable[FindingInput],
     notes: Sequence[str] = (),
     preserve: Callable[[Mapping[str, Any]], bool] | None = None,
+    attention: bool = False,
 ) -> tuple[dict[str, Any], Any, list[dict[str, Any]]]:
     """Sync, audit and publish; returns the metadata to attach to the materialisation, the sync result and the
-    open findings (the asset checks judge those: a finding kept open because its file broke still counts)."""
+    open findings (the asset checks judge those: a finding kept open because its file broke still counts).
+
+    `attention`: the notes ask a human to look although nothing is open (an advisory that could not be evaluated
+    may well apply), so the dashboard issue is opened, or kept open, for them."""
     now = now_utc()
     repository = repo.key.lower()
     synced = sync_findings(store, repository, kind, findings, now, preserve=preserve)
     counts = synced.counts()
     keep = timedelta(days=platform.periodic.keep_resolved_days)
     open_rows, resolved_rows = dashboard_findings(store, repository, kind, now, keep)
-    outcome = _publish_dashboard(context, store, github, repo, kind, open_rows, resolved_rows, notes, keep.days)
+    outcome = _publish_dashboard(
+        context, store, github, repo, kind, open_rows, resolved_rows, notes, keep.days, attention
+    )
     store.append_event(
         periodic_key(repository, kind),
         "findings.synced",
@@ -90,6 +96,7 @@ def _publish_dashboard(
     resolved_rows: list[dict[str, Any]],
     notes: Sequence[str],
     keep_days: int,
+    attention: bool = False,
 ) -> DashboardOutcome:
     """The dashboard lives on GitHub: a local (`path:`) repository or missing credentials keep findings in the
     database and the asset's metadata only, said once in the log."""
@@ -100,6 +107,7 @@ def _publish_dashboard(
         context.log.warning(f"{repo.key}: no dashboard issue: {credentials.missing_reason()}")
         return DashboardOutcome("skipped")
     body = render_dashboard(kind, repo.github, open_rows, resolved_rows, notes, keep_days)
-    outcome = sync_dashboard(github.repo_api(repo.github), store, repo.key.lower(), kind, body, bool(open_rows))
+    wanted = bool(open_rows) or attention
+    outcome = sync_dashboard(github.repo_api(repo.github), store, repo.key.lower(), kind, body, wanted)
     context.log.info(f"{repo.key}: {kind} dashboard issue {outcome.action} (#{outcome.issue_number})")
     return outcome

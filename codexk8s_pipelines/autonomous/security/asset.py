@@ -7,6 +7,7 @@ gets its own issue labelled for the dev stage, so an agent proposes the fix.
 Its checks: no open finding at or above `periodic.security.fail_on`, and a database younger than `max_age_days`.
 """
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -77,6 +78,29 @@ def stale_note(db: Any) -> str | None:
     )
 
 
+MAX_MATCHING_NOTES = 10  # the rest are counted; the asset's `unevaluated` table lists every one
+
+
+def matching_notes(errors: Sequence[Any]) -> list[str]:
+    """Advisories the scan could not evaluate, as dashboard notes.
+
+    Such an advisory may well apply (PYSEC-2021-371, an RCE in binderhub, has a bound that is not PEP 440), so
+    without a note a repository it concerns would look clean. The errors come sorted from the scan, so the same
+    ones give the same notes every night; a handful is shown, and the count of the others.
+    """
+    notes = [
+        f"**warning**: advisory `{e.advisory_id}` could not be evaluated for {e.ecosystem} `{e.package}` "
+        f"{e.version or '(no version)'}: {e.message}; check it by hand"
+        for e in errors[:MAX_MATCHING_NOTES]
+    ]
+    if len(errors) > MAX_MATCHING_NOTES:
+        notes.append(
+            f"… and {len(errors) - MAX_MATCHING_NOTES} more advisories could not be evaluated: see the "
+            "`unevaluated` table in the asset's metadata in Dagster"
+        )
+    return notes
+
+
 def load_osv(platform: PlatformConfig) -> Any:
     from ...security.osv import OsvDatabase, osv_database_present
 
@@ -124,11 +148,13 @@ def security_findings(
     notes = [n for n in [stale_note(db)] if n]
     notes += coverage_notes(result)  # per ecosystem: dependencies checked against how many advisories
     notes += [f"`{e}`: not scanned" for e in result.extraction_errors]
+    notes += matching_notes(result.matching_errors)
     store = run.store
     metadata, synced, open_rows = publish_findings(
         context, store=store, github=github, platform=platform, repo=repo, kind="security",
         findings=[finding_input(f) for f in result.findings], notes=notes,
         preserve=lambda details: details.get("file") in broken_files,
+        attention=bool(result.matching_errors),  # an advisory that may apply, unevaluated: a human must look
     )  # fmt: skip
     fixes = _open_fix_issues(context, store, github, platform, repo, synced.new + synced.reopened)
     metadata.update(
@@ -142,10 +168,13 @@ def security_findings(
             "osv_records": len(db),
             "osv_stale": db.stale,
             "fix_issues_opened": fixes,
+            "matching_errors": len(result.matching_errors),
         }
     )
     if result.findings:
         metadata["table"] = findings_table(result.findings)
+    if result.matching_errors:
+        metadata["unevaluated"] = unevaluated_table(result.matching_errors)
     checks = [severe_check(platform, open_rows), fresh_check(platform, result.database)]
     return dg.MaterializeResult(metadata=metadata, check_results=checks)
 
@@ -169,6 +198,24 @@ def findings_table(findings: list[Any]) -> dg.TableMetadataValue:
     ]
     schema = dg.TableSchema(columns=[dg.TableColumn(c, types.get(c, "string")) for c in columns])
     return dg.MetadataValue.table(records=records, schema=schema)
+
+
+def unevaluated_table(errors: Sequence[Any]) -> dg.TableMetadataValue:
+    """Every advisory that could not be evaluated, with why: the dashboard shows only the first few."""
+    columns = ("advisory", "ecosystem", "package", "version", "reason")
+    records = [
+        dg.TableRecord(
+            {
+                "advisory": e.advisory_id,
+                "ecosystem": e.ecosystem,
+                "package": e.package,
+                "version": e.version or "",
+                "reason": e.message,
+            }
+        )
+        for e in errors
+    ]
+    return dg.MetadataValue.table(records=records, schema=dg.TableSchema(columns=[dg.TableColumn(c) for c in columns]))
 
 
 def severe_check(platform: PlatformConfig, open_rows: list[dict[str, Any]]) -> dg.AssetCheckResult:
