@@ -47,6 +47,9 @@ from codexk8s_pipelines.store.usage import BudgetHold
 from .history import DecisionHistory, NoHistory, StoreHistory
 
 SYSTEM_ACTOR = "github-sensor"  # the audit's actor for what the intake does on its own
+# The dev runs that count as "an earlier dev run" for a stage that needs one (qa, release): only one that finished
+# well left work to check or release; a failed or canceled one left none, and one still running has not yet.
+DEV_RUN_DONE = ("succeeded",)
 
 
 @dataclass
@@ -97,7 +100,8 @@ class TickContext:
 @dataclass(frozen=True)
 class ApprovalStep:
     """What a `state:approved` does to the waiting run `original`: approved (run it), expired or denied (say so),
-    late (the request had already expired: say so, once), reapplied (a lost tick: the run is asked for again)."""
+    withdrawn (its trigger label was taken off: close the request and say so), late (the request had already
+    expired: say so, once), reapplied (a lost tick: the run is asked for again)."""
 
     original: str
     outcome: str
@@ -224,7 +228,7 @@ def issue_label_decision(
     dev_run = (
         parsed.stage is not None
         and ctx.rules.stage(parsed.stage).requires_dev_run
-        and ctx.history.has_stage_run(api.full_name.lower(), number, "dev")
+        and ctx.history.has_stage_run(api.full_name.lower(), number, "dev", statuses=DEV_RUN_DONE)
     )
     decision = decide_issue_label(IssueLabelEvent(labels, event.label, actor, bool(dev_run)), ctx.rules)
     return correlation_key(api.full_name, number, decision.trigger_label or event.label, event.id), decision, actor
@@ -246,8 +250,21 @@ def _pending(row: dict[str, object], history: DecisionHistory) -> PendingApprova
     )
 
 
-def approval_decision(api: RepoApi, ctx: TickContext, number: int, event: IssueEvent) -> Decided | None:
-    """`state:approved` on an issue: the waiting run starts under its own key, or the approver hears why not.
+def _row_number(row: Mapping[str, object], column: str) -> int | None:
+    value = row.get(column)
+    return int(value) if isinstance(value, int) else None
+
+
+def approval_decision(
+    api: RepoApi, ctx: TickContext, number: int, event: IssueEvent, labels: Sequence[str]
+) -> Decided | None:
+    """`state:approved` on an issue or PR: the waiting run starts under its own key, or the approver hears why not.
+
+    The waiting run is the newest asked for on this item or for it: one a trigger label asked for on an issue, or
+    one a review asked for on a PR, approvable there and on the PR's linked issue. The run starts with the request's
+    issue and PR (a review's revise works on the PR's branch wherever it was approved). `labels`: the item's labels
+    after the approval's moment; a label's request whose label is no longer among them was withdrawn, and the
+    approval closes it instead.
 
     An approval that arrives after the request expired (the expiry sweep may have marked it first) is answered
     too, once per request: the approver learns that it expired and which label starts it again."""
@@ -258,35 +275,38 @@ def approval_decision(api: RepoApi, ctx: TickContext, number: int, event: IssueE
         row = ctx.history.latest_approval(repository, number)
         if row is None:
             return None
-        original = str(row["correlation_key"])
-        if row["status"] in ("approved", "applied"):
-            approved = [e for e in ctx.history.events(original) if e["event_type"] == "approval.approved"]
-            if not any(str(e["payload"].get("event_id")) == event.id for e in approved):
-                return None
-            pending = _pending(row, ctx.history)
-            actor = label_actor(api, ctx, event.actor)
-            decision = decide_approval(pending, actor, pending.requested_at, ctx.rules)  # decided then: a lost tick
-            return Decided(original, decision, actor, number, number, None, event.id, pending.trigger_label,
-                           ApprovalStep(original, "reapplied"))  # fmt: skip
-        if row["status"] != "expired":
+        if row["status"] not in ("approved", "applied", "expired"):
             return None
-        late = True
+        late = row["status"] == "expired"
     original = str(row["correlation_key"])
+    if row["status"] in ("approved", "applied"):
+        approved = [e for e in ctx.history.events(original) if e["event_type"] == "approval.approved"]
+        if not any(str(e["payload"].get("event_id")) == event.id for e in approved):
+            return None
+    issue_number, pr_number = _row_number(row, "issue_number"), _row_number(row, "pr_number")
+    # The trigger a label asked for must still be there; a review's request (it has a PR) has no label to take off.
+    trigger_labels = tuple(labels) if pr_number is None else None
     pending = _pending(row, ctx.history)
     actor = label_actor(api, ctx, event.actor)
-    decision = decide_approval(pending, actor, ctx.now, ctx.rules)
+    if row["status"] in ("approved", "applied"):
+        # decided then: a lost tick, whose moment had the same labels
+        decision = decide_approval(pending, actor, pending.requested_at, ctx.rules, trigger_labels)
+        return Decided(original, decision, actor, number, issue_number, pr_number, event.id, pending.trigger_label,
+                       ApprovalStep(original, "reapplied"))  # fmt: skip
+    decision = decide_approval(pending, actor, ctx.now, ctx.rules, None if late else trigger_labels)
     event_key = correlation_key(api.full_name, number, event.label, event.id)
     if late:
         if decision.kind is DecisionKind.RUN:  # the TTL was raised after the sweep expired it: it stays expired
             return None
         told = ctx.history.has_event(original, "approval.late")
-        return Decided(event_key, decision, actor, number, number, None, event.id, event.label,
+        return Decided(event_key, decision, actor, number, issue_number, pr_number, event.id, event.label,
                        ApprovalStep(original, "late"), comment=not told)  # fmt: skip
     if decision.kind is DecisionKind.RUN:
-        return Decided(original, decision, actor, number, number, None, event.id, pending.trigger_label,
+        return Decided(original, decision, actor, number, issue_number, pr_number, event.id, pending.trigger_label,
                        ApprovalStep(original, "approved"))  # fmt: skip
-    outcome = "expired" if decision.reason is Reason.APPROVAL_EXPIRED else "denied"
-    return Decided(event_key, decision, actor, number, number, None, event.id, event.label,
+    outcomes = {Reason.APPROVAL_EXPIRED: "expired", Reason.APPROVAL_WITHDRAWN: "withdrawn"}
+    outcome = outcomes.get(decision.reason, "denied")
+    return Decided(event_key, decision, actor, number, issue_number, pr_number, event.id, event.label,
                    ApprovalStep(original, outcome))  # fmt: skip
 
 
@@ -316,7 +336,7 @@ def decide_issue_moment(
     for event, effect in added:
         decided = None
         if effect is RunEffect.APPROVAL:
-            decided = approval_decision(api, ctx, number, event)
+            decided = approval_decision(api, ctx, number, event, moment.labels)
         elif effect is RunEffect.BUDGET_OVERRIDE:
             decided = budget_override_decision(api, ctx, number, event)
         if decided is not None:
@@ -343,6 +363,24 @@ def pull_label_decision(
     actor = label_actor(api, ctx, event.actor)
     decision = decide_pull_request_label(PullRequestLabelEvent(labels, event.label, actor), ctx.rules)
     return correlation_key(api.full_name, number, event.label, event.id), decision, actor
+
+
+def decide_pull_moment(
+    api: RepoApi, ctx: TickContext, number: int, moment: Moment, new: Sequence[IssueEvent]
+) -> list[Decided]:
+    """The decisions of one PR moment's new events: approvals (of a revise a review asked for here), then its one
+    label worth deciding (`pull_trigger`)."""
+    out: list[Decided] = []
+    for event in new:
+        if event.event == "labeled" and _effect(ctx, event) is RunEffect.APPROVAL:
+            decided = approval_decision(api, ctx, number, event, moment.labels)
+            if decided is not None:
+                out.append(decided)
+    trigger = pull_trigger(ctx, new)
+    if trigger is not None:
+        key, decision, actor = pull_label_decision(api, ctx, number, trigger, moment.labels)
+        out.append(Decided(key, decision, actor, number, None, number, trigger.id, trigger.label))
+    return out
 
 
 @dataclass(frozen=True)

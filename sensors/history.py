@@ -17,7 +17,9 @@ from codexk8s_pipelines.store.usage import BudgetHold, open_holds
 
 
 class DecisionHistory(Protocol):
-    def has_stage_run(self, repository: str, issue_number: int, stage: str) -> bool: ...
+    def has_stage_run(self, repository: str, issue_number: int, stage: str, statuses: tuple[str, ...] = ()) -> bool:
+        """Whether the issue had a run of `stage` in one of `statuses` (any status when empty)."""
+        ...
 
     def recent_stages(self, repository: str, issue_number: int | None, pr_number: int | None) -> list[str]: ...
 
@@ -42,8 +44,8 @@ class StoreHistory:
     def __init__(self, store: PlatformStore) -> None:
         self.store = store
 
-    def has_stage_run(self, repository: str, issue_number: int, stage: str) -> bool:
-        return self.store.has_stage_run(repository, issue_number, stage)
+    def has_stage_run(self, repository: str, issue_number: int, stage: str, statuses: tuple[str, ...] = ()) -> bool:
+        return self.store.has_stage_run(repository, issue_number, stage, statuses=statuses)
 
     def recent_stages(self, repository: str, issue_number: int | None, pr_number: int | None) -> list[str]:
         return self.store.recent_stages(repository, issue_number=issue_number, pr_number=pr_number)
@@ -74,7 +76,7 @@ class NoHistory:
     """Stands in for the platform database when none is reachable: no earlier runs, no approvals, no issues the
     platform opened (so a bot's label is refused, as the sensor would refuse it without that record)."""
 
-    def has_stage_run(self, repository: str, issue_number: int, stage: str) -> bool:
+    def has_stage_run(self, repository: str, issue_number: int, stage: str, statuses: tuple[str, ...] = ()) -> bool:
         return False
 
     def recent_stages(self, repository: str, issue_number: int | None, pr_number: int | None) -> list[str]:

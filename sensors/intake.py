@@ -38,11 +38,10 @@ from .decide import (
     PullContext,
     TickContext,
     decide_issue_moment,
+    decide_pull_moment,
     labels_before,
     parse_events,
     pull_context,
-    pull_label_decision,
-    pull_trigger,
     replay,
     review_decision,
 )
@@ -125,6 +124,7 @@ def _needs_comment(decision: Decision) -> bool:
             Reason.UNKNOWN_TRIGGER_LABEL,
             Reason.APPROVER_NOT_PERMITTED,
             Reason.APPROVAL_EXPIRED,
+            Reason.APPROVAL_WITHDRAWN,
         )
     )
 
@@ -150,7 +150,7 @@ def _record(api: RepoApi, ctx: TickContext, d: Decided) -> RunIntent | None:
         ttl = ctx.rules.stage(decision.stage).approval.ttl_hours
         store.request_approval(
             key, repository, d.issue_number, decision.stage, decision.revise, decision.trigger_label or d.label,
-            actor.login, timedelta(hours=ttl), ctx.now,
+            actor.login, timedelta(hours=ttl), ctx.now, pr_number=d.pr_number,
         )  # fmt: skip
     if d.comment and decision.reason is Reason.PLATFORM_ACCOUNT:
         item = platform_account_key(repository, d.number)
@@ -192,12 +192,14 @@ def _register_run(
     return RunIntent(key, decision, repository, issue_number, pr_number, actor)
 
 
-def _transition(ctx: TickContext, original: str, status: str, approver: str | None = None) -> None:
-    """Move an approval on; one that already moved (a tick redone after a crash) is left as it is."""
+def _transition(ctx: TickContext, original: str, status: str, approver: str | None = None) -> bool:
+    """Move an approval on; one that already moved (a tick redone after a crash) is left as it is (False)."""
     try:
         ctx.platform.transition_approval(original, status, ctx.now, approver=approver)
     except StoreError as exc:
         log.info("approval %s: %s", original, exc)
+        return False
+    return True
 
 
 def apply(api: RepoApi, ctx: TickContext, d: Decided) -> RunIntent | None:
@@ -211,7 +213,10 @@ def apply(api: RepoApi, ctx: TickContext, d: Decided) -> RunIntent | None:
     human = "human" if d.actor.is_human else "system"
     login = d.actor.login or SYSTEM_ACTOR
     if step.outcome == "approved":
-        _transition(ctx, step.original, "approved", d.actor.login)
+        if not _transition(ctx, step.original, "approved", d.actor.login):
+            # Decided while it waited, moved on since: approved on the PR and on its issue at once (the two sensors
+            # tick apart), or expired. The one that moved it starts the run: one run per approval.
+            return None
         store.append_event(step.original, "approval.approved", "human", d.actor.login, {"event_id": d.event_id})
         intent = _record(api, ctx, d)
         _transition(ctx, step.original, "applied")
@@ -225,6 +230,10 @@ def apply(api: RepoApi, ctx: TickContext, d: Decided) -> RunIntent | None:
     elif step.outcome == "late":
         if d.comment:
             store.append_event(step.original, "approval.late", human, login, {"event_id": d.event_id})
+    elif step.outcome == "withdrawn":  # its trigger label was taken off: the request is closed, nothing runs
+        if _transition(ctx, step.original, "withdrawn"):
+            payload = {"reason": d.decision.reason.value, "message": d.decision.message, "event_id": d.event_id}
+            store.append_event(step.original, "approval.withdrawn", human, login, payload)
     else:
         payload = {"reason": d.decision.reason.value, "message": d.decision.message, "event_id": d.event_id}
         store.append_event(step.original, "approval.denied", human, login, payload)
@@ -275,8 +284,8 @@ def _decide_issue(api: RepoApi, ctx: TickContext, cursor: RepoCursor, number: in
 
 
 def _decide_pull(api: RepoApi, ctx: TickContext, cursor: RepoCursor, number: int, intents: list[RunIntent]) -> None:
-    """Decide a PR's new label moments (need:reviewer) and new reviews (changes requested → revise); record its
-    merge (the end of its issue's lead time)."""
+    """Decide a PR's new label moments (need:reviewer, state:approved) and new reviews (changes requested →
+    revise); record its merge (the end of its issue's lead time)."""
     events, before, skipped = _events(api, cursor, number)
     for merge in (e for e in events if e.event == "merged" and cursor.is_new(e.id, e.created_at)):
         merged = PullRequest.parse(api.pull(number))
@@ -287,10 +296,7 @@ def _decide_pull(api: RepoApi, ctx: TickContext, cursor: RepoCursor, number: int
         new = [e for e in moment.events if cursor.is_new(e.id, e.created_at)]
         if not new:
             continue
-        trigger = pull_trigger(ctx, new)
-        if trigger is not None:
-            key, decision, actor = pull_label_decision(api, ctx, number, trigger, moment.labels)
-            decided = Decided(key, decision, actor, number, None, number, trigger.id, trigger.label)
+        for decided in decide_pull_moment(api, ctx, number, moment, new):
             intent = apply(api, ctx, decided)
             if intent:
                 intents.append(intent)

@@ -42,6 +42,7 @@ class Reason(StrEnum):
     DEV_RUN_MISSING = "dev_run_missing"
     APPROVER_NOT_PERMITTED = "approver_not_permitted"
     APPROVAL_EXPIRED = "approval_expired"
+    APPROVAL_WITHDRAWN = "approval_withdrawn"
     PULL_REQUEST_FROM_FORK = "pull_request_from_fork"
     PLATFORM_ACCOUNT = "platform_account"
     # conflict
@@ -455,8 +456,14 @@ def approval_expired(requested_at: datetime, now: datetime, ttl_hours: float) ->
     return now - requested_at > timedelta(hours=ttl_hours)
 
 
-def decide_approval(pending: PendingApproval, approver: Actor, now: datetime, rules: Rules) -> Decision:
-    """`state:approved` was added while a run waits for approval: run it, or say why the approval does not count."""
+def decide_approval(
+    pending: PendingApproval, approver: Actor, now: datetime, rules: Rules, labels: Sequence[str] | None = None
+) -> Decision:
+    """`state:approved` was added while a run waits for approval: run it, or say why the approval does not count.
+
+    `labels`: the item's labels when the approval was added, for a run asked for by a trigger label; a request
+    whose label was taken off since was withdrawn and starts nothing. None when the request was not a label (a
+    review's revise: the review stays given)."""
     own = _platform_account_refusal(approver, pending.trigger_label)
     if own is not None:
         return replace(own, stage=pending.stage, revise=pending.revise)
@@ -467,6 +474,15 @@ def decide_approval(pending: PendingApproval, approver: Actor, now: datetime, ru
             Reason.APPROVAL_EXPIRED,
             f"the approval request for {pending.trigger_label} is older than {rule.ttl_hours:g} h; "
             f"add {pending.trigger_label} again",
+            stage=pending.stage,
+            revise=pending.revise,
+            trigger_label=pending.trigger_label,
+        )
+    if labels is not None and normalize(pending.trigger_label) not in {normalize(x) for x in labels}:
+        return _ignored(
+            Reason.APPROVAL_WITHDRAWN,
+            f"{pending.trigger_label} was taken off before it was approved: the request is withdrawn and nothing "
+            f"runs; add {pending.trigger_label} again to ask anew",
             stage=pending.stage,
             revise=pending.revise,
             trigger_label=pending.trigger_label,
@@ -482,6 +498,9 @@ def decide_approval(pending: PendingApproval, approver: Actor, now: datetime, ru
         f"{pending.trigger_label} approved by {approver.login}",
         pending.model,
         pending.reasoning,
+        # The issue still asks for a discussion (`mode:discussion`): the approved run only comments, as it would
+        # have without the approval.
+        discussion=labels is not None and any(rules.labels.parse(x).kind is LabelKind.MODE for x in labels),
     )
 
 

@@ -25,6 +25,7 @@ APPROVAL_TRANSITIONS: dict[str, tuple[str, ...]] = {
     "denied": ("requested",),
     "expired": ("requested",),
     "applied": ("approved",),
+    "withdrawn": ("requested",),  # its trigger label was taken off before the approval came
 }
 
 
@@ -229,14 +230,22 @@ class PlatformStore:
         requested_by: str,
         ttl: timedelta,
         now: datetime,
+        *,
+        pr_number: int | None = None,
     ) -> bool:
+        """Record a run waiting for its approver; `pr_number`: the PR it was asked for on (a review's revise), whose
+        `state:approved` approves it too and whose branch the approved run revises. False when already recorded."""
         with self.connect() as conn:
             row = conn.execute(
-                "INSERT INTO approvals (correlation_key, repository, issue_number, stage, revise, trigger_label,"
-                " requested_by, requested_at, expires_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                "INSERT INTO approvals (correlation_key, repository, issue_number, pr_number, stage, revise,"
+                " trigger_label, requested_by, requested_at, expires_at)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (correlation_key) DO NOTHING RETURNING id",
-                (correlation_key, repository, issue_number, stage, revise, trigger_label, requested_by, now, now + ttl),
-            ).fetchone()
+                (
+                    correlation_key, repository, issue_number, pr_number, stage, revise, trigger_label, requested_by,
+                    now, now + ttl,
+                ),
+            ).fetchone()  # fmt: skip
             return row is not None
 
     def get_approval(self, correlation_key: str) -> dict[str, Any] | None:
@@ -246,13 +255,15 @@ class PlatformStore:
     def approval_for_issue(
         self, repository: str, issue_number: int, status: str | None = None
     ) -> dict[str, Any] | None:
-        """The issue's newest approval request in `status`, or whatever its state (a late `state:approved` looks
-        at an expired one)."""
+        """The newest approval request in `status`, or whatever its state (a late `state:approved` looks at an expired
+        one), of the issue or PR `issue_number`: asked for on it, or for it (a review's revise waits for approval
+        both on its PR and on the PR's linked issue). GitHub numbers issues and PRs in one sequence, so a number
+        names one item."""
         with self.connect() as conn:
             return conn.execute(
-                "SELECT * FROM approvals WHERE repository = %s AND issue_number = %s"
+                "SELECT * FROM approvals WHERE repository = %s AND (issue_number = %s OR pr_number = %s)"
                 " AND (%s::text IS NULL OR status = %s) ORDER BY requested_at DESC, id DESC LIMIT 1",
-                (repository, issue_number, status, status),
+                (repository, issue_number, issue_number, status, status),
             ).fetchone()
 
     def open_approval_for_issue(self, repository: str, issue_number: int) -> dict[str, Any] | None:

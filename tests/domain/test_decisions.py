@@ -738,6 +738,9 @@ REASON_CASES: dict[Reason, Callable[[], Decision]] = {
     Reason.APPROVAL_EXPIRED: lambda: decide_approval(
         pending(), Actor("boss", "User", None), T0 + timedelta(days=2), RELEASE_RULES
     ),
+    Reason.APPROVAL_WITHDRAWN: lambda: decide_approval(
+        pending(), Actor("boss", "User", Permission.ADMIN), T0, RELEASE_RULES, labels=("bug",)
+    ),
     Reason.MULTIPLE_TRIGGER_LABELS: lambda: on_issue("run:dev", "run:qa"),
     Reason.MULTIPLE_MODEL_LABELS: lambda: on_issue("run:dev", "[ai-model-gpt-5.4]", "[ai-model-gpt-5.2]"),
     Reason.MULTIPLE_REASONING_LABELS: lambda: on_issue("run:dev", "[ai-reasoning-low]", "[ai-reasoning-high]"),
@@ -773,7 +776,7 @@ def test_reason_is_produced(reason: Reason) -> None:
 
 def test_every_reason_code_is_covered() -> None:
     assert set(REASON_CASES) == set(Reason)
-    assert len(Reason) == 22
+    assert len(Reason) == 23
 
 
 def test_a_budget_override_starts_the_held_run_only_for_an_approver_of_its_stage() -> None:

@@ -99,6 +99,7 @@ def test_raising_the_budget_starts_the_held_run(intake: Intake) -> None:
     assert intake.events(key)[-2:] == ["budget.released", "run.requested"]
     assert intake.tick(issue_sensor).run_requests == []
     # The released run holds its reservation: a second run of the issue no longer fits (3.50 + 2 + 2 > 6).
+    intake.store.set_run_status(key, "succeeded")  # the dev run qa needs before it
     intake.state.unlabel(REPO, number, "run:dev")
     second = intake.state.label(REPO, number, "run:qa", actor="alice")
     assert intake.tick(issue_sensor).run_requests == []

@@ -28,6 +28,14 @@ def test_without_credentials_the_sensor_skips_and_says_why(intake: Intake, monke
     assert intake.state.requests == []
 
 
+def _dev_run_succeeded(intake: Intake, number: int) -> None:
+    """A run:dev run of the issue that succeeded: what qa and release need before them."""
+    intake.state.label(REPO, number, "run:dev")
+    (dev,) = intake.tick(issue_sensor).run_requests
+    intake.store.set_run_status(dev.run_key, "succeeded")
+    intake.state.unlabel(REPO, number, "run:dev")
+
+
 def test_a_trigger_label_starts_exactly_one_run(intake: Intake) -> None:
     number = _baseline(intake)
     event_id = intake.state.label(REPO, number, "run:dev", actor="alice")
@@ -141,8 +149,13 @@ def test_qa_without_dev_asks_for_input_and_runs_after_dev(intake: Intake) -> Non
     assert "dev_run_missing" in intake.state.comments(REPO, number)[0]["body"]
     intake.state.unlabel(REPO, number, "run:qa")
     intake.state.label(REPO, number, "run:dev")
-    assert [r.job_name for r in intake.tick(issue_sensor).run_requests] == ["stage_dev"]
+    (dev,) = intake.tick(issue_sensor).run_requests
+    assert dev.job_name == "stage_dev"
     intake.state.unlabel(REPO, number, "run:dev")
+    intake.state.label(REPO, number, "run:qa")
+    assert intake.tick(issue_sensor).run_requests == []  # the dev run has not succeeded (yet)
+    intake.state.unlabel(REPO, number, "run:qa")
+    intake.store.set_run_status(dev.run_key, "succeeded")
     intake.state.label(REPO, number, "run:qa")
     assert [r.job_name for r in intake.tick(issue_sensor).run_requests] == ["stage_qa"]
 
@@ -159,9 +172,7 @@ def test_revise_by_label(intake: Intake) -> None:
 
 def test_approval_granted_by_an_approver_completes_the_same_key(intake: Intake) -> None:
     number = _baseline(intake)
-    intake.state.label(REPO, number, "run:dev")
-    intake.tick(issue_sensor)
-    intake.state.unlabel(REPO, number, "run:dev")
+    _dev_run_succeeded(intake, number)
     release = intake.state.label(REPO, number, "run:release", actor="alice")
     assert intake.tick(issue_sensor).run_requests == []
     key = f"{REPO}#{number}:run:release:{release}"
@@ -189,9 +200,7 @@ def test_approval_granted_by_an_approver_completes_the_same_key(intake: Intake) 
 
 def test_an_approver_labelling_runs_directly(intake: Intake) -> None:
     number = _baseline(intake)
-    intake.state.label(REPO, number, "run:dev")
-    intake.tick(issue_sensor)
-    intake.state.unlabel(REPO, number, "run:dev")
+    _dev_run_succeeded(intake, number)
     intake.state.label(REPO, number, "run:release", actor="bob")
     assert [r.job_name for r in intake.tick(issue_sensor).run_requests] == ["stage_release"]
 
@@ -200,9 +209,7 @@ def test_an_expired_approval_does_not_run(intake: Intake) -> None:
     from datetime import timedelta
 
     number = _baseline(intake)
-    intake.state.label(REPO, number, "run:dev")
-    intake.tick(issue_sensor)
-    intake.state.unlabel(REPO, number, "run:dev")
+    _dev_run_succeeded(intake, number)
     release = intake.state.label(REPO, number, "run:release", actor="alice")
     intake.tick(issue_sensor)
     key = f"{REPO}#{number}:run:release:{release}"
