@@ -58,6 +58,7 @@ def view_of(ctx: StageContext, phase: str, dagster_run_id: str, locale: str, **k
         model=ctx.model,
         reasoning=ctx.reasoning,
         pr_url=kw.pop("pr_url", ctx.pr_url),
+        discussion=ctx.discussion,
         **kw,
     )
 

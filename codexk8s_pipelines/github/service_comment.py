@@ -57,6 +57,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "usage": "Usage",
         "session": "Agent session",
         "stage": "Stage",
+        "discussion": "discussion: comments only, nothing is written",
         "run": "Dagster run",
         "model": "Model",
         "pr": "Pull request",
@@ -88,6 +89,7 @@ _TEXT: dict[str, dict[str, str]] = {
         "usage": "Расход",
         "session": "Сессия агента",
         "stage": "Этап",
+        "discussion": "обсуждение: только комментарий, ничего не записывается",
         "run": "Запуск Dagster",
         "model": "Модель",
         "pr": "Pull request",
@@ -133,6 +135,7 @@ class RunView:
     diagnosis: str | None = None  # why the agent failed or is blocked: its own words, else the runner's cause
     usage: str | None = None  # the agent's own usage report (agents.usage.Usage.summary)
     session: str | None = None  # a revise: the agent session it continued, or why it started fresh
+    discussion: bool = False  # `mode:discussion`: the stage's agent only comments
 
 
 def _step_line(step: NextStep, t: dict[str, str]) -> str:
@@ -147,7 +150,8 @@ def render(view: RunView) -> str:
     t = _TEXT.get(view.locale, _TEXT["en"])
     stage = (view.stage or "reviewer") + (":revise" if view.revise else "")
     lines = [MARKER.format(key=view.correlation_key), f"### 🤖 {t['title']}: {t[view.phase]}", ""]
-    lines.append(f"- {t['stage']}: `{stage}` ({view.role})")
+    mode = f" — {t['discussion']}" if view.discussion else ""
+    lines.append(f"- {t['stage']}: `{stage}` ({view.role}){mode}")
     if view.run_url:
         lines.append(f"- {t['run']}: [{view.run_url.rsplit('/', 1)[-1][:8]}]({view.run_url})")
     if view.model:

@@ -65,6 +65,7 @@ def test_a_discussion_comments_and_writes_nothing(stage: Stage, tmp_path: Path) 
     assert stage.state.labels(REPO, number) == ["mode:discussion"]  # the trigger came off; no state:in-review
     (comment,) = [c["body"] for c in stage.state.comments(REPO, number) if "codexk8s:run" in c["body"]]
     assert "Dropping 3.10 is safe" in comment
+    assert "- Stage: `dev` (dev) — discussion: comments only, nothing is written" in comment
     assert "run:qa" not in comment  # a discussion moves no stage forward: no next stage is suggested
 
 
