@@ -19,7 +19,11 @@ The op hands over the same `RunnerSpec` as locally and gets a `RunnerResult` bac
   result as a Pipes message before it exits. A message reader that keeps its handler recovers that message;
   if the pod failed before its logs were followed, the result is read back from the pod's log tail. We delete
   the pod ourselves (`delete_pod_on_completion=False`) so that it still exists while we read it, and on every
-  path out, including `DagsterExecutionInterruptedError` (re-raised).
+  path out, including `DagsterExecutionInterruptedError` (re-raised);
+- until the main container starts, the runtime waits itself (`_AgentPipesK8sClient._await_start`), reading the pod
+  phase and status that dagster-k8s's wait ignores: a pod Failed by its deadline before the main container started
+  is timed out at once, a pod that cannot be scheduled or started fails after `pending_timeout_seconds` naming why,
+  and a pod that ended without a result is read back to say how (its deadline, an OOM kill, an eviction).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 import dagster as dg
 import kubernetes
@@ -48,7 +52,7 @@ from ..domain.redaction import redact_text
 from ..domain.stages import Role
 from ..kube import quantity
 from .catalog import AgentSpec
-from .runner_spec import AGENT_SECRET_PREFIX, TOKEN_ENV_VAR, RunnerResult, RunnerSpec
+from .runner_spec import AGENT_SECRET_PREFIX, TOKEN_ENV_VAR, RunnerResult, RunnerSpec, RunnerStatus
 from .runtime import AgentRuntime, remove_run_files, with_agent_limits
 from .transcript import json_object
 
@@ -74,6 +78,10 @@ CORRELATION_TAG = "codexk8s/correlation_key"
 LABEL_PREFIX = "codexk8s.io"
 INVOCATION_LABEL = f"{LABEL_PREFIX}/invocation"
 MCP_TOKEN_SECRET_KEY = "token"
+
+# Waiting reasons the kubelet never gets over by retrying: the pod cannot start, so there is nothing to wait for.
+_NEVER_STARTS = frozenset({"InvalidImageName", "ErrImageNeverPull", "RunContainerError", "CrashLoopBackOff"})
+_PULLING = frozenset({"ErrImagePull", "ImagePullBackOff"})
 
 _LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9._-]+")
 _LABEL_VALUE_MAX = 63
@@ -419,6 +427,166 @@ class _McpSecretRefused(DagsterK8sError):
     """The run's MCP token Secret could not be created; the message says why and what the Role needs."""
 
 
+class _Verdict(NamedTuple):
+    """How a run without the runner's result ended: the status, the reason code (docs/runbook.md has a section for
+    each) and the first sentence of the message ("" when the error's own text says it all)."""
+
+    status: RunnerStatus
+    reason: str
+    head: str = ""
+
+
+class _PodNotStarted(DagsterK8sError):
+    """The runtime's own wait ended before the main container started, so dagster-k8s never followed its log.
+
+    Either the pod ended (its deadline, a killed init container, an eviction: the pod read back says which), or
+    the wait knows the verdict itself (`verdict`: the pod could not start within `pending_timeout_seconds`, or can
+    never start, or outlived every bound without Kubernetes ending it)."""
+
+    def __init__(self, message: str, verdict: _Verdict | None = None) -> None:
+        super().__init__(message)
+        self.verdict = verdict
+
+
+def _container_statuses(pod: Any) -> list[Any]:
+    """The pod's init containers' statuses, then its containers', in the order the kubelet runs them."""
+    status = pod.status
+    if status is None:
+        return []
+    return [*(status.init_container_statuses or []), *(status.container_statuses or [])]
+
+
+def _spec_containers(pod: Any) -> dict[str, Any]:
+    spec = pod.spec
+    if spec is None:
+        return {}
+    return {c.name: c for c in [*(spec.init_containers or []), *(spec.containers or [])]}
+
+
+def _memory_limit(pod: Any, container: str) -> str | None:
+    found = _spec_containers(pod).get(container)
+    limits = found.resources.limits if found is not None and found.resources is not None else None
+    return (limits or {}).get("memory")
+
+
+def _image(pod: Any, status: Any) -> str:
+    """The image as the pod spec names it (the status may carry the resolved one, or none yet)."""
+    found = _spec_containers(pod).get(status.name)
+    return (found.image if found is not None else None) or status.image or "?"
+
+
+def _unscheduled(pod: Any) -> str | None:
+    """The scheduler's own words when it cannot place the pod (condition PodScheduled=False), else None."""
+    for condition in (pod.status.conditions if pod.status is not None else None) or []:
+        if condition.type == "PodScheduled" and condition.status == "False":
+            return f"the pod cannot be scheduled ({condition.reason or 'Unschedulable'}): {condition.message or ''}"
+    return None
+
+
+def _waiting_text(pod: Any, status: Any) -> str:
+    """Why a container is not running, as its status says (the Role reads pods, not events)."""
+    waiting = status.state.waiting
+    reason, message = waiting.reason or "Waiting", (waiting.message or "").strip()
+    if reason in _PULLING or reason in ("InvalidImageName", "ErrImageNeverPull"):
+        text = f'container "{status.name}" cannot pull its image {_image(pod, status)} ({reason})'
+    elif reason == "CreateContainerConfigError":  # e.g. 'secret "codexk8s-model-keys" not found'
+        text = f'container "{status.name}" cannot be created ({reason})'
+    elif reason == "ContainerCreating":
+        text = f'container "{status.name}" is being created (image {_image(pod, status)})'
+    else:
+        text = f'container "{status.name}" is waiting ({reason})'
+    return f"{text}: {message}" if message else text
+
+
+def _start_state(pod: Any) -> tuple[str, str | None, str]:
+    """Where the pod is on its way to its main container: (kind, container, description).
+
+    kind: "started" (the main container runs or ran: dagster-k8s follows it from here), "ended" (the pod failed, or
+    an init container failed and will not be retried, before the main container started), "refused" (a start
+    error the kubelet never gets over), "running" (an init container runs: progress), "blocked" (nothing runs: not
+    scheduled, pulling, a missing Secret...). The pod phase comes first: a pod Failed by its deadline keeps its main
+    container "Waiting: PodInitializing" for good, which is all dagster-k8s looks at."""
+    status: Any = pod.status
+    if status is None:
+        return "blocked", None, "the pod has no status yet"
+    main = next((s for s in (status.container_statuses or []) if s.name == CONTAINER_NAME), None)
+    main_started = main is not None and main.state is not None and (main.state.running or main.state.terminated)
+    if main_started or status.phase == "Succeeded":
+        return "started", CONTAINER_NAME, "the main container started"
+    if status.phase == "Failed":
+        why = f" ({status.reason})" if status.reason else ""
+        return "ended", None, f"the pod failed{why}" + (f": {status.message.strip()}" if status.message else "")
+    init_names = {c.name for c in ((pod.spec.init_containers or []) if pod.spec is not None else [])}
+    init_statuses = status.init_container_statuses or []
+    if not init_statuses and not status.container_statuses:
+        return "blocked", None, _unscheduled(pod) or "the pod is not scheduled or has no container status yet"
+    if init_names and not init_statuses:
+        return "blocked", None, "the pod's init containers have no status yet"
+    for each in [*init_statuses, *([main] if main is not None else [])]:
+        state = each.state
+        if state is None:
+            return "blocked", each.name, f'container "{each.name}" has no state yet'
+        if state.terminated is not None:
+            if each.name in init_names and state.terminated.exit_code != 0:
+                code, why = state.terminated.exit_code, state.terminated.reason
+                return "ended", each.name, f'container "{each.name}" exited {code} ({why})'
+            continue
+        if state.running is not None:
+            return "running", each.name, f'container "{each.name}" is running'
+        if state.waiting is not None and state.waiting.reason in _NEVER_STARTS:
+            return "refused", each.name, _waiting_text(pod, each)
+        if state.waiting is not None:
+            return "blocked", each.name, _waiting_text(pod, each)
+    return "blocked", CONTAINER_NAME, f'container "{CONTAINER_NAME}" has no status yet'
+
+
+def _last_started(pod: Any) -> str | None:
+    """The last container that ran (or runs): whose log tells what happened when the main one never started."""
+    started = [
+        s.name for s in _container_statuses(pod) if s.state is not None and (s.state.running or s.state.terminated)
+    ]
+    return started[-1] if started else None
+
+
+def _pod_verdict(pod: Any) -> _Verdict:
+    """(status, reason, first sentence) for a pod that ended without a result, from the pod as read back.
+
+    The deadline first (whatever its containers show: the main one may never have started); then an OOM kill of
+    any container, init containers included, which dagster-k8s's error text leaves out (it lists the main
+    container's status only); then the pod's own reason (an eviction says why) and every container that failed."""
+    if pod is None or pod.status is None:
+        return _Verdict(status="failed", reason="pod_failed", head="the agent pod failed without reporting a result")
+    status: Any = pod.status
+    if status.reason == "DeadlineExceeded":
+        deadline = pod.spec.active_deadline_seconds if pod.spec is not None else None
+        during = _last_started(pod)
+        head = f"the agent pod ran past its activeDeadlineSeconds ({deadline}s)"
+        head += f' during container "{during}"' if during else ""
+        return _Verdict(status="timed_out", reason="pod_deadline_exceeded", head=head)
+    failed: list[str] = []
+    for each in _container_statuses(pod):
+        ended = each.state.terminated if each.state is not None else None
+        if ended is None:
+            continue
+        limit = _memory_limit(pod, each.name) or "unknown"
+        if ended.reason == "OOMKilled":
+            killed = f'container "{each.name}" was OOMKilled (exit {ended.exit_code}) at its memory limit of {limit}'
+            if each.name == AGENT_CONTAINER:
+                head = f"the agent ran out of memory: {killed}; raise the catalog agent's memory"
+                return _Verdict(status="failed", reason="agent_oom_killed", head=head)
+            head = f"the runner ran out of memory: {killed}; raise runner_memory"
+            return _Verdict(status="failed", reason="runner_crashed", head=head)
+        if ended.exit_code != 0:
+            detail = f": {ended.message.strip()}" if ended.message else ""
+            failed.append(f'container "{each.name}" exited {ended.exit_code} ({ended.reason}){detail}')
+    head = "the agent pod failed without reporting a result"
+    if status.reason or status.message:
+        head += f"; pod {status.phase} ({status.reason or 'no reason'}): {(status.message or '').strip()}"
+    if failed:
+        head += "; " + "; ".join(failed)
+    return _Verdict(status="failed", reason="pod_failed", head=head)
+
+
 class _AgentPipesK8sClient(PipesK8sClient):
     """PipesK8sClient that remembers which pod it launched, so the runtime can read it back and delete it, and
     creates the run's MCP token Secret owned by that pod."""
@@ -428,6 +596,9 @@ class _AgentPipesK8sClient(PipesK8sClient):
         self.pod: tuple[str, str] | None = None  # (namespace, name)
         self.k8s: DagsterKubernetesClient | None = None
         self.pod_secret: dict[str, Any] | None = None  # the run's MCP token Secret, created once the pod is
+        # Bounds of the runtime's own wait for the main container (`_await_start`); 0 is none.
+        self.pending_timeout: float = 0
+        self.start_timeout: float = 0
 
     @contextmanager
     def consume_pod_logs(
@@ -444,6 +615,7 @@ class _AgentPipesK8sClient(PipesK8sClient):
         self.k8s = client
         if self.pod_secret is not None:
             self._create_pod_secret(client, namespace, pod_name, self.pod_secret)
+        self._await_start(context, client, namespace, pod_name)
         with super().consume_pod_logs(
             context=context,
             client=client,
@@ -453,6 +625,66 @@ class _AgentPipesK8sClient(PipesK8sClient):
             ignore_containers=ignore_containers,
         ):
             yield
+
+    def _await_start(
+        self,
+        context: dg.OpExecutionContext | dg.AssetExecutionContext,
+        client: DagsterKubernetesClient,
+        namespace: str,
+        pod_name: str,
+    ) -> None:
+        """Wait for the main container to start before dagster-k8s takes over, raising `_PodNotStarted` if it never
+        will.
+
+        dagster-k8s's own wait looks at container states only and with bounds of its own (a day for a pod without
+        container statuses, e.g. unschedulable; five hours for a CreateContainerConfigError or a pod Failed by its
+        deadline whose main container stays "Waiting: PodInitializing"). This one reads the pod phase too, ends a
+        stall (not scheduled, an image not pulled, a missing Secret) after `pending_timeout` seconds naming its
+        cause as the pod status gives it, and the whole wait after `start_timeout`. It uses the client's timer and
+        sleeper, as dagster-k8s's wait does."""
+        start = client.timer()
+        stalled_since: float | None = start
+        current: str | None = None
+        said = ""
+        while True:
+            try:
+                pod: Any = client.core_api.read_namespaced_pod(pod_name, namespace)
+            except kubernetes.client.ApiException as exc:
+                if exc.status == 404:
+                    raise _PodNotStarted(f"agent pod {pod_name} was deleted before it started") from exc
+                raise
+            now = client.timer()
+            kind, container, text = _start_state(pod)
+            if kind == "started":
+                return
+            if kind == "ended":
+                raise _PodNotStarted(f"agent pod {pod_name} ended before its main container started: {text}")
+            if kind == "refused":
+                raise _PodNotStarted(
+                    f"the agent pod cannot start: {text}", _Verdict(status="failed", reason="pod_failed")
+                )
+            # Progress (a container runs, or one ran to its end since the last poll) starts a stall over; being
+            # scheduled does not: scheduling and pulling the first image are one wait.
+            if kind == "running":
+                stalled_since = None
+            elif stalled_since is None or (current is not None and container != current):
+                stalled_since = now
+            current = container
+            if text != said:
+                context.log.info(f"agent pod {pod_name}: {text}")
+                said = text
+            if self.pending_timeout and stalled_since is not None and now - stalled_since >= self.pending_timeout:
+                raise _PodNotStarted(
+                    f"the agent pod did not start within pending_timeout_seconds ({self.pending_timeout:.0f}s): {text}",
+                    _Verdict(status="failed", reason="pod_failed"),
+                )
+            if self.start_timeout and now - start >= self.start_timeout:
+                raise _PodNotStarted(
+                    f"the agent pod was not done within its activeDeadlineSeconds plus pending_timeout_seconds"
+                    f" ({self.start_timeout:.0f}s) and Kubernetes had not ended it: {text}",
+                    _Verdict(status="timed_out", reason="pod_deadline_exceeded"),
+                )
+            client.sleeper(self.poll_interval)
 
     def _create_pod_secret(
         self, client: DagsterKubernetesClient, namespace: str, pod_name: str, body: dict[str, Any]
@@ -502,7 +734,10 @@ class KubernetesAgentRuntime(AgentRuntime):
     poll_interval_seconds: float = Field(default=5.0, gt=0, description="pod status polling interval")
     deadline_margin_seconds: int = Field(default=300, ge=0, description="added to the spec timeout for clone/push")
     pending_timeout_seconds: int = Field(
-        default=1800, ge=0, description="how long the pod may take to be scheduled and pull its image"
+        default=1800,
+        ge=0,
+        description="how long the pod may stall before a container runs (scheduling, image pull, a missing Secret),"
+        " each time; 0: no bound",
     )
     termination_grace_period_seconds: int = Field(default=30, ge=0)
     # Disk: without bounds an agent fills its node's disk (the shared /workspace, or its own writable layer), the
@@ -594,6 +829,8 @@ class KubernetesAgentRuntime(AgentRuntime):
         if mcp_secret and mcp_token:
             client.pod_secret = mcp_token_secret(mcp_secret, mcp_token, pod_meta)
         wait_timeout = pod_spec["activeDeadlineSeconds"] + self.pending_timeout_seconds
+        client.pending_timeout = self.pending_timeout_seconds
+        client.start_timeout = wait_timeout
         try:
             try:
                 invocation = client.run(
@@ -629,45 +866,59 @@ class KubernetesAgentRuntime(AgentRuntime):
         spec: RunnerSpec,
         exc: BaseException,
     ) -> RunnerResult:
-        """The runner's result after PipesK8sClient raised: from the followed messages, else the pod's log tail."""
+        """The runner's result after PipesK8sClient raised: from the followed messages, else the main container's log
+        tail; without one, a verdict from the pod read back (its deadline, an OOM kill, an eviction) or from the
+        runtime's own wait. The pod is read even when its log cannot be: a main container that never started has
+        none (400 "is waiting to start"), and the pod is what says the deadline passed."""
         result = _result_from_payloads(reader.custom_messages(), spec)
         if result is not None:
             return result
         lines: list[str] = []
-        pod_reason = None
+        pod: Any = None
         if client.pod is not None and client.k8s is not None:
             namespace, name = client.pod
             try:
-                # Not core_api.read_namespaced_pod_log: with its content preloaded it mangles the text
-                # (kubernetes-client/python#811); dagster-k8s's helper reads it raw.
-                logs = client.k8s.retrieve_pod_logs(
-                    name, namespace, container_name=CONTAINER_NAME, tail_lines=self.log_tail_lines
-                )
-                lines = logs.splitlines()
                 pod = client.k8s.core_api.read_namespaced_pod(name, namespace)
-                pod_reason = pod.status.reason if pod.status else None
             except (kubernetes.client.ApiException, HTTPError, ValueError) as read_exc:
                 context.log.warning(f"could not read back agent pod {name}: {_shorten(str(read_exc), 500)}")
+            if pod is None or _start_state(pod)[0] == "started":  # else it has no log to give (400)
+                lines = self._log_tail(context, client.k8s, name, namespace, CONTAINER_NAME)
         result = _result_from_payloads(_pipes_payloads(lines), spec)
         if result is not None:
             return result
         human_lines = [line for line in lines if '"__dagster_pipes_version"' not in line][-20:]
-        detail = f"{type(exc).__name__}: {exc}"
+        source = CONTAINER_NAME
+        last = _last_started(pod) if pod is not None else None
+        if not human_lines and last not in (None, CONTAINER_NAME) and client.pod is not None and client.k8s is not None:
+            source = str(last)  # the main container never ran: the init container that did tells what happened
+            tail = self._log_tail(context, client.k8s, client.pod[1], client.pod[0], source)
+            human_lines = [line for line in tail if '"__dagster_pipes_version"' not in line][-20:]
+        detail = str(exc) if isinstance(exc, _PodNotStarted) else f"{type(exc).__name__}: {exc}"
         if human_lines:
-            detail += "\nlast log lines:\n" + "\n".join(human_lines)
-        if pod_reason == "DeadlineExceeded":
-            return RunnerResult(
-                status="timed_out",
-                reason="pod_deadline_exceeded",
-                message=_shorten(f"the agent pod ran past its activeDeadlineSeconds. {detail}"),
-                branch=spec.branch,
-            )
+            detail += f"\nlast log lines of {source}:\n" + "\n".join(human_lines)
+        verdict = _pod_verdict(pod)
+        if isinstance(exc, _PodNotStarted) and exc.verdict is not None and verdict.reason == "pod_failed":
+            verdict = exc.verdict  # the wait's own verdict: the pod says nothing more precise
+        status, reason, head = verdict
         return RunnerResult(
-            status="failed",
-            reason="pod_failed",
-            message=_shorten(f"the agent pod failed without reporting a result. {detail}"),
+            status=status,
+            reason=reason,
+            message=_shorten(f"{head}. {detail}" if head else detail),
             branch=spec.branch,
         )
+
+    def _log_tail(
+        self, context: dg.OpExecutionContext, k8s: DagsterKubernetesClient, name: str, namespace: str, container: str
+    ) -> list[str]:
+        """The last `log_tail_lines` lines of one container's log, or none (with a warning) when it has none to give."""
+        try:
+            # Not core_api.read_namespaced_pod_log: with its content preloaded it mangles the text
+            # (kubernetes-client/python#811); dagster-k8s's helper reads it raw.
+            logs = k8s.retrieve_pod_logs(name, namespace, container_name=container, tail_lines=self.log_tail_lines)
+        except (kubernetes.client.ApiException, HTTPError, ValueError) as exc:
+            context.log.warning(f"could not read the log of {container} in agent pod {name}: {_shorten(str(exc), 500)}")
+            return []
+        return logs.splitlines()
 
     def _delete_pod(self, context: dg.OpExecutionContext, client: _AgentPipesK8sClient, invocation_id: str) -> None:
         """Delete the launched pod (found by name, else by its invocation label); a missing pod is fine."""
