@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -28,6 +29,25 @@ _PIECE = re.compile(r"[A-Za-z]+|\d+|[^\sA-Za-z\d]")
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?=[ \t]|$)")
 _CLOSING_HASHES = re.compile(r"(?:^|[ \t])#+$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+# HTML blocks whose end is a marker (CommonMark kinds 1-5): raw HTML, never headings, until the line holding it.
+_HTML_ENDS: tuple[tuple[re.Pattern[str], re.Pattern[str]], ...] = (
+    (
+        re.compile(r"^ {0,3}<(?:pre|script|style|textarea)(?:[ \t>]|$)", re.I),
+        re.compile(r"</(?:pre|script|style|textarea)>", re.I),
+    ),
+    (re.compile(r"^ {0,3}<!--"), re.compile(r"-->")),
+    (re.compile(r"^ {0,3}<\?"), re.compile(r"\?>")),
+    (re.compile(r"^ {0,3}<![A-Za-z]"), re.compile(r">")),
+    (re.compile(r"^ {0,3}<!\[CDATA\["), re.compile(r"\]\]>")),
+)
+# CommonMark kind 6: a block-level tag opens raw HTML that lasts until a blank line.
+_HTML_BLOCK_TAG = re.compile(
+    r"^ {0,3}</?(?:address|article|aside|base|basefont|blockquote|body|caption|center|col|colgroup|dd|details|"
+    r"dialog|dir|div|dl|dt|fieldset|figcaption|figure|footer|form|frame|frameset|h[1-6]|head|header|hr|html|"
+    r"iframe|legend|li|link|main|menu|menuitem|nav|noframes|ol|optgroup|option|p|param|search|section|summary|"
+    r"table|tbody|td|tfoot|th|thead|title|tr|track|ul)(?:[ \t]|/?>|$)",
+    re.I,
+)
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _RST_ADORNMENT = re.compile(r"^([!-/:-@\[-`{-~])\1{2,}[ \t]*$")
 _LIST_OR_BLOCK = re.compile(r"^ {0,3}([-+*>]|\d+[.)])(\s|$)")
@@ -127,30 +147,89 @@ class Section:
 
 # -- section detection ----------------------------------------------------------------------------------------
 def _markdown_sections(lines: Sequence[str]) -> list[Section]:
-    """Markdown: ATX (`# Title`) and Setext (`Title` over `===`/`---`) headings; fenced code is never a heading."""
+    """Markdown: ATX (`# Title`) and Setext (`Title` over `===`/`---`) headings, as CommonMark (and so GitHub) reads
+    them: fenced code and raw HTML blocks (a multi-line `<!-- ... -->` comment, `<details>` up to a blank line) are
+    never headings, so a heading commented out of a README does not become a section of the index."""
     starts: list[_Start] = []
     fence: str | None = None
+    html_end: re.Pattern[str] | None = None  # the marker ending the current raw HTML block (kinds 1-5)
+    html_until_blank = False  # in a raw HTML block of kind 6, which a blank line ends
+    opaque = -1  # the last line that was code or raw HTML: never the text of a Setext heading
     front_matter_end = _front_matter_end(lines)
     for i, line in enumerate(lines):
         if i <= front_matter_end:
             continue
-        m = _FENCE.match(line)
         if fence is not None:
-            if m and m.group(1)[0] == fence[0] and len(m.group(1)) >= len(fence) and not line.strip(" `~"):
+            opaque = i
+            if _closes_fence(line, fence):
                 fence = None
             continue
-        if m:
-            fence = m.group(1)
+        if html_end is not None:
+            opaque = i
+            if html_end.search(line):
+                html_end = None
+            continue
+        if html_until_blank:
+            if line.strip():
+                opaque = i
+                continue
+            html_until_blank = False
+        opening = _fence_opening(line)
+        if opening is not None:
+            fence, opaque = opening, i
+            continue
+        html = _html_opening(line)
+        if html is not None:
+            opaque = i
+            if html is _BLANK_ENDS:
+                html_until_blank = True
+            elif not html.search(line):  # a one-line comment or tag ends where it starts
+                html_end = html
             continue
         atx = _atx(line)
         if atx:
             starts.append(_Start(i, atx[0], atx[1], 1))
             continue
         setext = _SETEXT.match(line)
-        if setext and i > 0 and _is_setext_title(lines, i - 1, starts):
+        if setext and i > 0 and opaque != i - 1 and _is_setext_title(lines, i - 1, starts):
             level = 1 if setext.group(1)[0] == "=" else 2
             starts.append(_Start(i - 1, level, lines[i - 1].strip(), 2))
     return _sections_from_starts(lines, starts, body=front_matter_end + 1)
+
+
+def _fence_opening(line: str) -> str | None:
+    """The run of backticks or tildes opening a fenced code block, or None. CommonMark: the info string after a
+    backtick fence cannot hold a backtick, so "```make run``` starts it" is inline code in a paragraph, not a
+    fence that would hide every heading below it."""
+    m = _FENCE.match(line)
+    if m is None or (m.group(1)[0] == "`" and "`" in line[m.end() :]):
+        return None
+    return m.group(1)
+
+
+def _closes_fence(line: str, fence: str) -> bool:
+    """A closing fence: the same character, at least as many, indented at most 3 spaces, then only spaces or tabs."""
+    m = _FENCE.match(line)
+    return (
+        m is not None
+        and m.group(1)[0] == fence[0]
+        and len(m.group(1)) >= len(fence)
+        and not line[m.end() :].strip(" \t")
+    )
+
+
+_BLANK_ENDS = re.compile(r"^[ \t]*$")  # the "end" of a raw HTML block of kind 6: a blank line
+
+
+def _html_opening(line: str) -> re.Pattern[str] | None:
+    """The end condition of the raw HTML block this line opens (CommonMark kinds 1-6), or None. Kind 7 (any
+    other lone tag) is left out: it cannot interrupt a paragraph and needs a full tag grammar to tell."""
+    if "<" not in line[:4]:
+        return None
+    for opening, end in _HTML_ENDS:
+        if opening.match(line):
+            return end
+    return _BLANK_ENDS if _HTML_BLOCK_TAG.match(line) else None
 
 
 def _front_matter_end(lines: Sequence[str]) -> int:
@@ -166,7 +245,7 @@ def _is_setext_title(lines: Sequence[str], i: int, starts: list[_Start]) -> bool
     title = lines[i]
     if not title.strip() or title.startswith(("    ", "\t")) or _LIST_OR_BLOCK.match(title):
         return False
-    if _ATX.match(title) or _FENCE.match(title) or (starts and starts[-1].line == i):
+    if _ATX.match(title) or _fence_opening(title) or _html_opening(title) or (starts and starts[-1].line == i):
         return False
     return i == 0 or not lines[i - 1].strip()
 
@@ -174,7 +253,8 @@ def _is_setext_title(lines: Sequence[str], i: int, starts: list[_Start]) -> bool
 def _rst_sections(lines: Sequence[str]) -> list[Section]:
     """reST: a title underlined (optionally also overlined) by one punctuation character at least as long as
     the title; levels follow the order in which adornment styles first appear, as docutils assigns them.
-    Indented lines (literal blocks, directive bodies) are never titles."""
+    Indented lines (literal blocks, directive bodies) are never titles, except the text between an overline and
+    its matching underline, which docutils lets be inset ("=====\\n  Guide\\n=====")."""
     styles: list[tuple[str, bool]] = []
     starts: list[_Start] = []
     skip_until = -1
@@ -183,11 +263,13 @@ def _rst_sections(lines: Sequence[str]) -> list[Section]:
             continue
         under = _RST_ADORNMENT.match(line)
         title = lines[i - 1]
-        if not under or not title.strip() or title[0].isspace() or _RST_ADORNMENT.match(title):
-            continue
-        if len(line.rstrip()) < len(title.rstrip()):
+        if not under or not title.strip() or _RST_ADORNMENT.match(title):
             continue
         over = i >= 2 and lines[i - 2].rstrip() == line.rstrip()
+        if title[0].isspace() and not over:
+            continue
+        if len(line.rstrip()) < len(title.rstrip()):  # an inset title's indent counts, as docutils measures it
+            continue
         style = (under.group(1), over)
         if style not in styles:
             styles.append(style)
@@ -222,7 +304,7 @@ _FRONT_TITLE = re.compile(r"^title:(?P<title>.*)$")  # quotes and spaces are tak
 
 def document_title(text: str, path: str) -> str:
     """The title of a document: its front matter's `title:` (Markdown), else its first top-level heading."""
-    lines = text_lines(text)
+    lines = _lines(text)
     return _title(lines, path, _split(lines, path))
 
 
@@ -245,9 +327,24 @@ def _unquoted(value: str) -> str:
     return value
 
 
+# The payload of an inline `data:` URI (an image pasted into a README): base64, no words. Cut into pieces that fit
+# the model, a 40 kB image made ~236 chunks of noise for search to return (and 1.9 MB ~11,000 to embed); its media
+# type stays, its payload becomes "…". Bounded repetitions only: linear on any input.
+_DATA_URI_PAYLOAD = re.compile(
+    r"(data:[^\s,;()\"'<>]{1,100}(?:;[^\s,;()\"'<>]{1,100}){0,5};base64,)[A-Za-z0-9+/]{64,}={0,2}"
+)
+
+
+def _lines(text: str) -> list[str]:
+    """The document's lines, a leading byte-order mark dropped: "\\ufeff# Guide" is no heading and "\\ufeff---" opens
+    no front matter, so a file saved "with BOM" lost its title and indexed its metadata as text. The mark takes no
+    line, so every line keeps its number. Inline data URIs keep their media type, not their payload."""
+    return text_lines(_DATA_URI_PAYLOAD.sub(r"\1…", text.removeprefix("\ufeff")))
+
+
 def split_sections(text: str, path: str) -> list[Section]:
     """The document's sections in order; `.rst`/`.rest`/`.txt` use reST titles, anything else Markdown."""
-    return _split(text_lines(text), path)
+    return _split(_lines(text), path)
 
 
 def _split(lines: Sequence[str], path: str) -> list[Section]:
@@ -263,23 +360,34 @@ class _Unit:
     text: str
     tokens: int
     blank: bool
+    glued: bool = False  # the rest of a word cut in two: rejoins the unit before it without a space
 
 
 def _units(section: Section, budget: int) -> list[_Unit]:
-    """Lines of a section; a single line longer than the budget (a soft-wrapped paragraph) becomes several."""
+    """Lines of a section; a single line longer than the budget (a soft-wrapped paragraph) becomes several, cut
+    between words, and a word longer than half the budget (a CJK paragraph, a base64 data URI, URLs joined by
+    commas: no whitespace at all) is cut within, so that no unit, and so no chunk, outgrows the model's window."""
     units: list[_Unit] = []
+    half = budget // 2
     for offset, line in enumerate(section.lines):
         number = section.start_line + offset
         tokens = estimate_tokens(line)
         if tokens <= budget:
             units.append(_Unit(number, line, tokens, not line.strip()))
             continue
-        words, piece, piece_tokens = line.split(), [], 0
-        for word in words:
+        piece: list[str] = []
+        piece_tokens = 0
+        for word in line.split():
             t = estimate_tokens(word)
-            if piece and piece_tokens + t > budget // 2:
+            if piece and piece_tokens + t > half:
                 units.append(_Unit(number, " ".join(piece), piece_tokens, False))
                 piece, piece_tokens = [], 0
+            if t > half:
+                units.extend(
+                    _Unit(number, text, cost, False, glued=k > 0)
+                    for k, (text, cost) in enumerate(_cut_word(word, half))
+                )
+                continue
             piece.append(word)
             piece_tokens += t
         if piece:
@@ -287,12 +395,43 @@ def _units(section: Section, budget: int) -> list[_Unit]:
     return units
 
 
+_SEPARATORS = frozenset(",;|&。，、；！？")  # where a long word is best cut: between list items, clauses, sentences
+
+
+def _cut_word(word: str, limit: int) -> list[tuple[str, int]]:
+    """Consecutive pieces of `word` and their cost, each costing at most `limit`: cut after the last separator in
+    the second half of a piece (between the URLs of a comma-joined list, after a CJK full stop), else right at the
+    limit. One pass: linear in the word's length.
+
+    The cost of a character is not the estimate but a bound on the word pieces it can become: a word piece covers
+    at least one character of the text the tokenizer reads, which is the text decomposed (NFD: a Hangul syllable
+    is two or three characters). The estimate fits prose; it undercounts random text such as base64 by half."""
+    out: list[tuple[str, int]] = []
+    start = used = 0
+    brk, brk_used = -1, 0  # just after the last separator in the current piece, and the cost up to there
+    for k, ch in enumerate(word):
+        cost = 1 if ch.isascii() else len(unicodedata.normalize("NFD", ch))
+        if used + cost > limit and k > start and brk > start and brk_used >= limit // 2:
+            out.append((word[start:brk], brk_used))
+            start, used, brk = brk, used - brk_used, -1
+        if used + cost > limit and k > start:
+            out.append((word[start:k], used))
+            start, used, brk = k, 0, -1
+        used += cost
+        if ch in _SEPARATORS:
+            brk, brk_used = k + 1, used
+    if start < len(word):
+        out.append((word[start:], used))
+    return out
+
+
 def _join(units: Sequence[_Unit]) -> str:
-    """Units back to text: pieces of one long line rejoin with spaces, distinct lines with newlines."""
+    """Units back to text: pieces of one long line rejoin with spaces (a word cut within: with nothing), distinct
+    lines with newlines."""
     out: list[str] = []
     for prev, unit in zip([None, *units], units, strict=False):
         if prev is not None:
-            out.append(" " if prev.line == unit.line else "\n" * (unit.line - prev.line))
+            out.append(("" if unit.glued else " ") if prev.line == unit.line else "\n" * (unit.line - prev.line))
         out.append(unit.text)
     return "".join(out).strip("\n")
 
@@ -334,7 +473,7 @@ def chunk_document(
             f"max_tokens must be ≥ 20 and overlap_tokens in [0, max_tokens/2), not {max_tokens}, {overlap_tokens}"
         )
     chunks: list[Chunk] = []
-    lines = text_lines(text)
+    lines = _lines(text)
     sections = _split(lines, path)  # split once: the title comes from the same sections
     title = _title(lines, path, sections)
     for section in sections:

@@ -72,14 +72,18 @@ def matches(path: str, globs: Sequence[str]) -> bool:
 @dataclass
 class Skipped:
     """Files `discover` left out, so the indexer can say so: binary files named like docs are counted, oversized
-    ones listed (someone may want to split them), links that loop or leave the checkout counted, folders not read
-    (nested past MAX_DEPTH, or unlistable) listed with the reason."""
+    ones listed (someone may want to split them), links that loop or leave the checkout counted, files whose name
+    is not UTF-8 listed (escaped: `printable`), folders not read (nested past MAX_DEPTH, or unlistable) listed with
+    the reason. The indexer adds the files it could not read, and those it read that are not UTF-8."""
 
     binary: list[str] = field(default_factory=list)
     oversized: list[str] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     folders: list[str] = field(default_factory=list)
     folders_more: int = 0  # past MAX_FOLDERS_NOTED: counted, not listed (each is a warning in the run's log)
+    bad_names: list[str] = field(default_factory=list)  # names not UTF-8, as `printable` writes them: not indexed
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, why): found, then not readable
+    not_utf8: list[tuple[str, int]] = field(default_factory=list)  # (path, line of the first bad byte): indexed
 
     def folder(self, line: str) -> None:
         if len(self.folders) < MAX_FOLDERS_NOTED:
@@ -91,6 +95,39 @@ class Skipped:
         """The folders not read, as reported: the first MAX_FOLDERS_NOTED, then how many more."""
         more = (f"… and {self.folders_more} more folders not read",) if self.folders_more else ()
         return (*self.folders, *more)
+
+    def files_noted(self) -> tuple[tuple[str, str], ...]:
+        """(path, why) of every file left out or read garbled, by path: what a run reports to the repository's owner,
+        who can fix each (split a big file, re-encode one, rename one)."""
+        noted = [
+            *((rel, f"too large (over {MAX_FILE_BYTES:,} bytes): not indexed") for rel in self.oversized),
+            *((rel, "binary (NUL bytes): not indexed") for rel in self.binary),
+            *((rel, "a link out of the checkout, dangling or looping: not indexed") for rel in self.links),
+            *((rel, "name is not UTF-8: not indexed") for rel in self.bad_names),
+            *((rel, f"unreadable ({why}): not indexed") for rel, why in self.unreadable),
+            *(
+                (rel, f"not UTF-8 (first at line {line}): indexed with U+FFFD for the bad bytes")
+                for rel, line in self.not_utf8
+            ),
+        ]
+        return tuple(sorted(noted))
+
+
+def printable(name: str) -> str:
+    """A file name as it can be stored, logged and shown: bytes that are not UTF-8 (a Latin-1 "r\\xe9sum\\xe9.md",
+    which git allows; Python holds them as lone surrogates, which no UTF-8 text can) written as `\\xe9`."""
+    try:
+        return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate no file system decoding makes: escaped as itself
+        return name.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def _is_utf8(name: str) -> bool:
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _ignored(name: str) -> bool:
@@ -110,16 +147,17 @@ def discover(root: Path, globs: Sequence[str], skipped: Skipped | None = None) -
     documentation; a link loop raises RuntimeError or OSError from `resolve`, and is skipped, not fatal).
     Directories are walked without following links, and no deeper than the platform's walks go (`walk_tree`: a
     repository with a folder chain 1,200 deep made the former os.walk raise RecursionError, and the repository's
-    docs were not indexed at all). Binary and oversized files, and folders not read, are noted in `skipped`."""
+    docs were not indexed at all). Binary and oversized files, names that are not UTF-8, and folders not read, are
+    noted in `skipped`."""
     root = root.resolve()
     skipped = skipped if skipped is not None else Skipped()
 
     def too_deep(folder: Path) -> None:
-        skipped.folder(f"{folder.relative_to(root).as_posix()}: {TOO_DEEP}")
+        skipped.folder(f"{printable(folder.relative_to(root).as_posix())}: {TOO_DEEP}")
 
     def unlistable(exc: OSError) -> None:
         where = Path(exc.filename).relative_to(root).as_posix() if exc.filename else "."
-        skipped.folder(f"{where}: cannot be listed: {exc.strerror or exc}")
+        skipped.folder(printable(f"{where}: cannot be listed: {exc.strerror or exc}"))
 
     found: list[tuple[str, Path]] = []
     for base, filenames in walk_tree(root, too_deep=too_deep, unlistable=unlistable, exclude=_ignored):
@@ -127,6 +165,9 @@ def discover(root: Path, globs: Sequence[str], skipped: Skipped | None = None) -
             file = base / name
             rel = file.relative_to(root).as_posix()
             if not matches(rel, globs):
+                continue
+            if not _is_utf8(rel):  # no text column takes it: one such name failed the whole repository's write
+                skipped.bad_names.append(printable(rel))
                 continue
             try:
                 if file.is_symlink():

@@ -9,6 +9,7 @@ is one transaction, so readers never see a half-indexed repository and the model
 
 from __future__ import annotations
 
+import codecs
 import logging
 import os
 import subprocess
@@ -57,6 +58,10 @@ class IndexStats:
     oversized: tuple[str, ...] = ()  # docs over MAX_FILE_BYTES, not indexed: worth splitting
     links_skipped: int = 0  # links out of the checkout, dangling or looping
     folders_skipped: tuple[str, ...] = ()  # "folder: why" of folders not read (nested too deep, unlistable)
+    names_skipped: tuple[str, ...] = ()  # files whose name is not UTF-8 (bytes escaped), not indexed
+    unreadable: tuple[str, ...] = ()  # files found, then not readable
+    not_utf8: tuple[str, ...] = ()  # files not valid UTF-8, indexed with U+FFFD for the bad bytes
+    files_noted: tuple[tuple[str, str], ...] = ()  # (path, why) of each of the files above, by path
 
 
 @dataclass(frozen=True)
@@ -87,15 +92,33 @@ def _git_head(root: Path) -> str | None:
 
 def read_chunks(root: Path, globs: Sequence[str], skipped: Skipped | None = None) -> dict[str, list[Chunk]]:
     """Every matching document of the checkout, chunked, by relative path (what was left out, in `skipped`)."""
+    skipped = skipped if skipped is not None else Skipped()
     documents: dict[str, list[Chunk]] = {}
     for rel, file in discover(root, globs, skipped):
         try:
-            text = file.read_text(encoding="utf-8", errors="replace")
+            data = file.read_bytes()
         except OSError as exc:
             log.warning("skipping %s: %s", rel, exc)
+            skipped.unreadable.append((rel, exc.strerror or type(exc).__name__))
             continue
-        documents[rel] = chunk_document(text.replace("\x00", ""), rel)  # PostgreSQL text cannot hold NUL
+        documents[rel] = chunk_document(_decode(rel, data, skipped).replace("\x00", ""), rel)  # no NUL in PG text
     return documents
+
+
+def _decode(rel: str, data: bytes, skipped: Skipped) -> str:
+    """The document's text, without a leading byte-order mark (it hid the first heading and the front matter).
+
+    A file that is not UTF-8 is indexed with U+FFFD for its bad bytes, and noted: one stray Latin-1 byte in a
+    UTF-8 file (the usual case) must not take the whole document out of search, nor delete its indexed chunks;
+    a file in another encoding (cp1251) comes out mostly U+FFFD, which the note asks its owner to re-encode."""
+    body = data.removeprefix(codecs.BOM_UTF8)
+    try:
+        return body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = body.count(b"\n", 0, exc.start) + 1
+        log.warning("%s is not UTF-8 (first at line %d): indexed with replacement characters", rel, line)
+        skipped.not_utf8.append((rel, line))
+        return body.decode("utf-8", errors="replace")
 
 
 def _same(stored: _Stored | None, chunk: Chunk, model: str) -> bool:
@@ -154,6 +177,8 @@ def index_repository(
     documents = read_chunks(root, globs, skipped)
     for rel in skipped.oversized:
         log.warning("not indexed: %s is larger than %d bytes", rel, MAX_FILE_BYTES)
+    for rel in skipped.bad_names:
+        log.warning("not indexed: the name of %s is not UTF-8", rel)
     for folder in skipped.folders_noted():
         log.warning("not indexed: %s", folder)
 
@@ -189,6 +214,10 @@ def index_repository(
         oversized=tuple(skipped.oversized),
         links_skipped=len(skipped.links),
         folders_skipped=skipped.folders_noted(),
+        names_skipped=tuple(sorted(skipped.bad_names)),
+        unreadable=tuple(rel for rel, _ in skipped.unreadable),
+        not_utf8=tuple(rel for rel, _ in skipped.not_utf8),
+        files_noted=skipped.files_noted(),
     )
 
 

@@ -5,6 +5,7 @@ package does the work, this asset only finds the checkout and reports what was d
 commit the index holds with the head of the default branch, asked of the remote after the run.
 """
 
+from collections.abc import Sequence
 from typing import Any
 
 import dagster as dg
@@ -18,6 +19,8 @@ from ...store import PlatformStore
 from ...store.doc_index import indexed_commits
 from ..checkouts import remote_head
 from ..factory import check_result, open_partition, periodic_asset
+
+MAX_FILES_NOTED = 50  # files skipped or garbled that a run lists, each a warning; the rest are counted
 
 
 @periodic_asset(
@@ -49,6 +52,9 @@ def docs_index(
     stats = index_repository(run.store.url, key, root, commit=commit, globs=globs, progress=progress, language=language)
     for folder in stats.folders_skipped:
         context.log.warning(f"{key}: not indexed: {folder}")
+    files_noted = noted_files(stats.files_noted)
+    for line in files_noted:
+        context.log.warning(f"{key}: {line}")
     tuning = tune(run.store.url)  # measured again only when the corpus moved by a tenth
     if tuning and tuning.fresh:
         context.log.info(f"search tuned: {tuning.describe()}")
@@ -64,6 +70,15 @@ def docs_index(
             "seconds": float(round(stats.seconds, 3)),
             "globs": dg.MetadataValue.json(list(globs)),
             "folders_not_read": dg.MetadataValue.json(list(stats.folders_skipped)),
+            # Docs left out or read garbled, which the CLI reports and a run said nowhere: counted, then listed
+            # with the reason (up to MAX_FILES_NOTED), so the owner of the repository can fix each.
+            "skipped_too_large": len(stats.oversized),
+            "skipped_binary": stats.binary_skipped,
+            "skipped_links": stats.links_skipped,
+            "skipped_name_not_utf8": len(stats.names_skipped),
+            "skipped_unreadable": len(stats.unreadable),
+            "not_utf8_indexed": len(stats.not_utf8),
+            "files_noted": dg.MetadataValue.json(files_noted),
             "index_size": dg.MetadataValue.int(stats.index_bytes),
             "search_ef_search": tuning.ef_search if tuning else 0,
             "search_recall_at_10": float(round(tuning.recall, 3)) if tuning else 0.0,
@@ -72,6 +87,15 @@ def docs_index(
         },
         check_results=[check],
     )
+
+
+def noted_files(noted: Sequence[tuple[str, str]]) -> list[str]:
+    """The "path: why" of the first MAX_FILES_NOTED files left out or garbled, then how many more: a generated tree of
+    thousands of binary "docs" must not flood the run's log or the asset's metadata."""
+    lines = [f"{path}: {why}" for path, why in noted[:MAX_FILES_NOTED]]
+    if len(noted) > MAX_FILES_NOTED:
+        lines.append(f"… and {len(noted) - MAX_FILES_NOTED} more files skipped or garbled")
+    return lines
 
 
 def head_check(
