@@ -437,3 +437,15 @@ def kube_api(tmp_path: Path, fake_secrets: dict[str, dict[str, str]]) -> Iterato
         thread.join(timeout=10)
         loop.close()
         kubernetes.client.Configuration.set_default(saved_config)
+
+
+# The prompt every runtime test hands its agent.
+PROMPT = "Implement issue #42: add a health endpoint.\n"
+
+
+@pytest.fixture
+def prompt_file(tmp_path: Path) -> Path:
+    path = tmp_path / "run" / "prompt.md"
+    path.parent.mkdir(parents=True)
+    path.write_text(PROMPT, encoding="utf-8")
+    return path

@@ -34,13 +34,12 @@ from codexk8s_pipelines.agents.runtime import with_agent_limits
 from codexk8s_pipelines.domain.stages import Role, WriteScope
 from codexk8s_pipelines.kube import quantity
 
-from .conftest import KubeApi
+from .conftest import PROMPT, KubeApi
 
 SCHEMA_VERSION = kubernetes_validate.latest_version()
 LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
 CORRELATION_KEY = "octo-org/octo-repo#42:run:dev:delivery-0123456789abcdef"
 LOCAL_WORKDIR = "/home/dagster/.codexk8s/work/octo-org-octo-repo"
-PROMPT = "Implement issue #42: add a health endpoint.\n"
 
 
 def _agent() -> AgentSpec:
@@ -306,14 +305,6 @@ def _only_pod(kube_api: KubeApi) -> tuple[str, dict[str, Any]]:
     pods = kube_api.pods()
     assert len(pods) == 1, pods
     return next(iter(pods.items()))
-
-
-@pytest.fixture
-def prompt_file(tmp_path: Path) -> Path:
-    path = tmp_path / "run" / "prompt.md"
-    path.parent.mkdir(parents=True)
-    path.write_text(PROMPT, encoding="utf-8")
-    return path
 
 
 @pytest.mark.timeout(90)

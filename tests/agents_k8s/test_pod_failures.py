@@ -23,7 +23,7 @@ from codexk8s_pipelines.agents.k8s_runtime import KubernetesAgentRuntime
 from codexk8s_pipelines.agents.runner_spec import RunnerResult
 
 from .conftest import FakePod, KubeApi, _container_status
-from .test_k8s_runtime import PROMPT, _run_in_op, _spec
+from .test_k8s_runtime import _run_in_op, _spec
 
 IMAGE = "ghcr.io/codex-k8s/agent-runner:1.2.3"  # the test catalog agent's (and so every container's) image
 AGENT_LOG = ["[agent] editing src/app.py", "[agent] running npm test"]
@@ -66,14 +66,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Callable[[float], VirtualClock]:
         return virtual
 
     return install
-
-
-@pytest.fixture
-def prompt_file(tmp_path: Path) -> Path:
-    path = tmp_path / "run" / "prompt.md"
-    path.parent.mkdir(parents=True)
-    path.write_text(PROMPT, encoding="utf-8")
-    return path
 
 
 def _fixed_pod(kube_api: KubeApi, status: dict[str, Any], logs: dict[str, list[str]] | None = None) -> None:

@@ -16,8 +16,8 @@ from codexk8s_pipelines.autonomous.security import security_findings
 from codexk8s_pipelines.autonomous.security.asset import MAX_MATCHING_NOTES, matching_notes
 from codexk8s_pipelines.security.matching import MatchError
 
-from .conftest import REPO, Watched
-from .test_security_findings import ADVISORIES, SHARED_PYPI
+from .conftest import Watched
+from .test_security_findings import ADVISORIES, SHARED_PYPI, _dashboard
 
 BINDERHUB = "binderhub/PYSEC-2021-371.yaml"
 
@@ -32,11 +32,6 @@ def osv_dir(tmp_path: Path) -> Path:
         (target / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(SHARED_PYPI / name, target / name)
     return target
-
-
-def _dashboard(env: Watched) -> str:
-    (number,) = [n for n, i in env.state.repo(REPO).issues.items() if i.title == "codex-k8s: security findings"]
-    return env.state.issue(REPO, number).body
 
 
 def test_an_advisory_that_cannot_be_evaluated_is_a_dashboard_note_and_in_the_metadata(
