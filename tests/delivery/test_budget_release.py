@@ -13,6 +13,13 @@ from .conftest import REPO, Stage
 from .test_run_status_sensors import run_failure_sensor_on
 
 
+def with_budgets() -> None:
+    """A run cap of $2 and an issue cap of $3 in the stage's settings: a launch then holds $2 until it reports."""
+    path = Path(os.environ["CODEXK8S_CONFIG"])
+    path.write_text(path.read_text() + "budgets:\n  per_run: {cost: 2}\n  per_issue: {cost: 3}\n")
+    load_config_from_environment.cache_clear()
+
+
 def _held(stage: Stage) -> int:
     with stage.store.connect() as conn:
         row = conn.execute("SELECT count(*) AS n FROM budget_reservations WHERE released_at IS NULL").fetchone()
@@ -21,9 +28,7 @@ def _held(stage: Stage) -> int:
 
 
 def test_a_run_that_dies_before_reporting_releases_its_hold(stage: Stage) -> None:
-    path = Path(os.environ["CODEXK8S_CONFIG"])
-    path.write_text(path.read_text() + "budgets:\n  per_run: {cost: 2}\n  per_issue: {cost: 3}\n")
-    load_config_from_environment.cache_clear()
+    with_budgets()
     number = stage.state.add_issue(REPO, "Broken while GitHub is down")
     stage.trigger()
     stage.state.label(REPO, number, "run:dev", actor="alice")
@@ -51,9 +56,7 @@ def test_a_run_its_own_ops_reported_as_cancelled_still_gives_its_hold_back(stage
     from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
     from sensors.run_status import report_outside_failure
 
-    path = Path(os.environ["CODEXK8S_CONFIG"])
-    path.write_text(path.read_text() + "budgets:\n  per_run: {cost: 2}\n  per_issue: {cost: 3}\n")
-    load_config_from_environment.cache_clear()
+    with_budgets()
     number = stage.state.add_issue(REPO, "Cancelled by hand")
     stage.trigger()
     stage.state.label(REPO, number, "run:dev", actor="alice")

@@ -14,10 +14,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from codexk8s_pipelines.config import load_config_from_environment
-
 from .conftest import REPO, Stage
-from .test_budget_release import _held
+from .test_budget_release import _held, with_budgets
 
 # The agent runs sandboxed (issue 12): it can write only its checkout, and its PIDs are its namespace's, so it
 # signals that it started in the checkout and the test finds its processes from outside by their command line.
@@ -58,9 +56,7 @@ def test_an_interrupted_run_stops_the_agent_and_says_so(stage: Stage, tmp_path: 
     monkeypatch.setenv("CODEXK8S_AGENT_CATALOG", str(catalog))
     started = tmp_path / "home" / "workspaces"
 
-    config = Path(os.environ["CODEXK8S_CONFIG"])
-    config.write_text(config.read_text() + "budgets:\n  per_run: {cost: 2}\n  per_issue: {cost: 3}\n")
-    load_config_from_environment.cache_clear()
+    with_budgets()
     number = stage.state.add_issue(REPO, "Long task")
     stage.trigger()
     stage.state.label(REPO, number, "run:dev", actor="alice")
