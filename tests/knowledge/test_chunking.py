@@ -242,11 +242,19 @@ def test_every_chunk_fits_the_models_window_by_the_real_tokenizer() -> None:
 )
 def test_a_hostile_document_is_chunked_in_linear_time(text: str) -> None:
     """Anyone may write a repository's docs, and the nightly index reads them all: a heading line of 100 kB spaces
-    took over 30 s (the heading regex backtracked), 100,000 blank lines 20 s (a window sliced one line at a time)."""
+    took over 30 s (the heading regex backtracked), 100,000 blank lines 20 s (a window sliced one line at a time).
+
+    Measured beside an ordinary document of as many characters (lines of words), in the same moment: a loaded
+    machine slows both alike (200,000 blank lines took 0.9 s quiet and 2.2 s in a busy run, against a 2 s bound)."""
+    plain = "word\n" * (len(text) // 5)
+    started = time.perf_counter()
+    chunk_document(plain, "plain.md")
+    document_title(plain, "plain.md")
+    ordinary = time.perf_counter() - started
     started = time.perf_counter()
     chunks = chunk_document(text, "hostile.md")
     document_title(text, "hostile.md")
-    assert time.perf_counter() - started < 2.0
+    assert time.perf_counter() - started < max(2.0, 3 * ordinary)
     assert chunks and chunks[-1].text.strip()
 
 
