@@ -6,6 +6,7 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from ..domain.labels import normalize
 from ..domain.next_steps import next_steps
 from ..domain.rules import Rules
 from ..github.api import RepoApi
@@ -86,7 +87,7 @@ def open_or_update_pull(api: RepoApi, store: PlatformStore, ctx: StageContext, s
 
 def _on_issue(ctx: StageContext, label: str) -> list[str]:
     """`label` as the issue carried it when the run started (GitHub compares label names case-insensitively)."""
-    return [name for name in ctx.issue_labels if name.lower() == label.lower()][:1]
+    return [name for name in ctx.issue_labels if normalize(name) == normalize(label)][:1]
 
 
 def relabel_after_success(api: RepoApi, store: PlatformStore, ctx: StageContext, rules: Rules, pr: dict | None) -> None:
