@@ -48,7 +48,8 @@ from .history import DecisionHistory, NoHistory, StoreHistory
 
 SYSTEM_ACTOR = "github-sensor"  # the audit's actor for what the intake does on its own
 # The dev runs that count as "an earlier dev run" for a stage that needs one (qa, release): only one that finished
-# well left work to check or release; a failed or canceled one left none, and one still running has not yet.
+# well left work to check or release; a failed or canceled one left none, and one still running has not yet. A
+# discussion's dev run (`mode:discussion`) that succeeded only commented, so it is not counted either.
 DEV_RUN_DONE = ("succeeded",)
 
 
@@ -228,7 +229,7 @@ def issue_label_decision(
     dev_run = (
         parsed.stage is not None
         and ctx.rules.stage(parsed.stage).requires_dev_run
-        and ctx.history.has_stage_run(api.full_name.lower(), number, "dev", statuses=DEV_RUN_DONE)
+        and ctx.history.has_stage_run(api.full_name.lower(), number, "dev", DEV_RUN_DONE, writing_only=True)
     )
     decision = decide_issue_label(IssueLabelEvent(labels, event.label, actor, bool(dev_run)), ctx.rules)
     return correlation_key(api.full_name, number, decision.trigger_label or event.label, event.id), decision, actor

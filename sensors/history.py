@@ -17,8 +17,17 @@ from codexk8s_pipelines.store.usage import BudgetHold, open_holds
 
 
 class DecisionHistory(Protocol):
-    def has_stage_run(self, repository: str, issue_number: int, stage: str, statuses: tuple[str, ...] = ()) -> bool:
-        """Whether the issue had a run of `stage` in one of `statuses` (any status when empty)."""
+    def has_stage_run(
+        self,
+        repository: str,
+        issue_number: int,
+        stage: str,
+        statuses: tuple[str, ...] = (),
+        *,
+        writing_only: bool = False,
+    ) -> bool:
+        """Whether the issue had a run of `stage` in one of `statuses` (any status when empty); with `writing_only`,
+        a discussion's run (it only commented) does not count."""
         ...
 
     def recent_stages(self, repository: str, issue_number: int | None, pr_number: int | None) -> list[str]: ...
@@ -44,8 +53,16 @@ class StoreHistory:
     def __init__(self, store: PlatformStore) -> None:
         self.store = store
 
-    def has_stage_run(self, repository: str, issue_number: int, stage: str, statuses: tuple[str, ...] = ()) -> bool:
-        return self.store.has_stage_run(repository, issue_number, stage, statuses=statuses)
+    def has_stage_run(
+        self,
+        repository: str,
+        issue_number: int,
+        stage: str,
+        statuses: tuple[str, ...] = (),
+        *,
+        writing_only: bool = False,
+    ) -> bool:
+        return self.store.has_stage_run(repository, issue_number, stage, statuses=statuses, writing_only=writing_only)
 
     def recent_stages(self, repository: str, issue_number: int | None, pr_number: int | None) -> list[str]:
         return self.store.recent_stages(repository, issue_number=issue_number, pr_number=pr_number)
@@ -76,7 +93,15 @@ class NoHistory:
     """Stands in for the platform database when none is reachable: no earlier runs, no approvals, no issues the
     platform opened (so a bot's label is refused, as the sensor would refuse it without that record)."""
 
-    def has_stage_run(self, repository: str, issue_number: int, stage: str, statuses: tuple[str, ...] = ()) -> bool:
+    def has_stage_run(
+        self,
+        repository: str,
+        issue_number: int,
+        stage: str,
+        statuses: tuple[str, ...] = (),
+        *,
+        writing_only: bool = False,
+    ) -> bool:
         return False
 
     def recent_stages(self, repository: str, issue_number: int | None, pr_number: int | None) -> list[str]:

@@ -187,6 +187,7 @@ def _register_run(
             revise=decision.revise,
             issue_number=issue_number,
             pr_number=pr_number,
+            discussion=decision.discussion,
         )
     )
     return RunIntent(key, decision, repository, issue_number, pr_number, actor)

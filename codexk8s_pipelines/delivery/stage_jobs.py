@@ -156,6 +156,7 @@ def prepare_context(
         revise=config.revise,
         issue_number=config.issue_number,
         pr_number=config.pr_number,
+        discussion=config.discussion,
     )
     store.register_run(record)  # a run launched by hand from the UI is registered here
     store.set_run_status(config.correlation_key, "running", dagster_run_id=context.run_id)

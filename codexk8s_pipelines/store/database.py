@@ -42,6 +42,8 @@ class RunRecord:
     revise: bool = False
     issue_number: int | None = None
     pr_number: int | None = None
+    # `mode:discussion`: the run only comments, so it never counts as the stage's work having been done.
+    discussion: bool = False
 
 
 @dataclass(frozen=True)
@@ -101,8 +103,9 @@ class PlatformStore:
         """Record a requested run; False when the correlation key is already known (one event, one run)."""
         with self.connect() as conn:
             row = conn.execute(
-                "INSERT INTO runs (correlation_key, repository, issue_number, pr_number, stage, revise, role)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (correlation_key) DO NOTHING RETURNING id",
+                "INSERT INTO runs (correlation_key, repository, issue_number, pr_number, stage, revise, role,"
+                " discussion) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (correlation_key) DO NOTHING RETURNING id",
                 (
                     run.correlation_key,
                     run.repository,
@@ -111,6 +114,7 @@ class PlatformStore:
                     run.stage,
                     run.revise,
                     run.role,
+                    run.discussion,
                 ),
             ).fetchone()
             return row is not None
@@ -134,13 +138,22 @@ class PlatformStore:
             if cur.rowcount == 0:
                 raise StoreError(f"no run with correlation key {correlation_key!r}")
 
-    def has_stage_run(self, repository: str, issue_number: int, stage: str, statuses: tuple[str, ...] = ()) -> bool:
-        """Whether the issue had a run of `stage` (in one of `statuses`, when given)."""
+    def has_stage_run(
+        self,
+        repository: str,
+        issue_number: int,
+        stage: str,
+        statuses: tuple[str, ...] = (),
+        *,
+        writing_only: bool = False,
+    ) -> bool:
+        """Whether the issue had a run of `stage` (in one of `statuses`, when given; not a discussion, which writes
+        nothing, when `writing_only`)."""
         with self.connect() as conn:
             row = conn.execute(
                 "SELECT 1 FROM runs WHERE repository = %s AND issue_number = %s AND stage = %s"
-                " AND (cardinality(%s::text[]) = 0 OR status = ANY(%s)) LIMIT 1",
-                (repository, issue_number, stage, list(statuses), list(statuses)),
+                " AND (cardinality(%s::text[]) = 0 OR status = ANY(%s)) AND NOT (%s AND discussion) LIMIT 1",
+                (repository, issue_number, stage, list(statuses), list(statuses), writing_only),
             ).fetchone()
             return row is not None
 

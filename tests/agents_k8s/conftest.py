@@ -21,6 +21,7 @@ import contextlib
 import copy
 import datetime
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -229,6 +230,7 @@ class FakeKubelet:
         name, image = container["name"], container["image"]
         waiting = {"waiting": {"reason": "ContainerCreating"}}
         behaviour = self.behaviour
+        pod_dir: str | None = None
         try:
             if behaviour == "deadline":
                 pod.log("still working...")
@@ -294,6 +296,8 @@ class FakeKubelet:
                 },
             )
         finally:
+            if pod_dir is not None:  # the pod's volumes go with it, as an emptyDir does
+                shutil.rmtree(pod_dir, ignore_errors=True)
             pod.done.set()
 
     async def serve_log(self, request: kmock.Request) -> bytes:

@@ -160,6 +160,26 @@ def test_qa_without_dev_asks_for_input_and_runs_after_dev(intake: Intake) -> Non
     assert [r.job_name for r in intake.tick(issue_sensor).run_requests] == ["stage_qa"]
 
 
+def test_a_discussions_dev_run_is_not_the_dev_run_qa_needs(intake: Intake) -> None:
+    """A dev run under `mode:discussion` only commented: it succeeds, yet it left nothing for qa to check. Once
+    the discussion is over, a dev run that writes makes qa possible."""
+    number = _baseline(intake)
+    intake.state.label(REPO, number, "mode:discussion", actor="alice")
+    intake.state.label(REPO, number, "run:dev")
+    (talk,) = intake.tick(issue_sensor).run_requests
+    assert talk.tags["codexk8s/mode"] == "discussion"
+    intake.store.set_run_status(talk.run_key, "succeeded")
+    intake.state.unlabel(REPO, number, "run:dev")
+    intake.state.unlabel(REPO, number, "mode:discussion")
+    intake.state.label(REPO, number, "run:qa")
+    assert intake.tick(issue_sensor).run_requests == []
+    assert "dev_run_missing" in intake.state.comments(REPO, number)[-1]["body"]
+    intake.state.unlabel(REPO, number, "run:qa")
+    _dev_run_succeeded(intake, number)
+    intake.state.label(REPO, number, "run:qa")
+    assert [r.job_name for r in intake.tick(issue_sensor).run_requests] == ["stage_qa"]
+
+
 def test_revise_by_label(intake: Intake) -> None:
     number = _baseline(intake)
     intake.state.label(REPO, number, "run:design:revise")

@@ -95,6 +95,41 @@ def test_run_history_for_revise_and_dev_precondition(store: PlatformStore) -> No
     assert store.recent_stages("other/repo", issue_number=7) == []
 
 
+def test_a_discussions_run_does_not_count_as_work_done(store: PlatformStore) -> None:
+    store.register_run(_run("acme/shop#7:run:dev:1", discussion=True))
+    store.set_run_status("acme/shop#7:run:dev:1", "succeeded")
+    assert store.has_stage_run("acme/shop", 7, "dev", ("succeeded",)) is True
+    assert store.has_stage_run("acme/shop", 7, "dev", ("succeeded",), writing_only=True) is False
+    store.register_run(_run("acme/shop#7:run:dev:2"))
+    store.set_run_status("acme/shop#7:run:dev:2", "succeeded")
+    assert store.has_stage_run("acme/shop", 7, "dev", ("succeeded",), writing_only=True) is True
+
+
+def test_runs_recorded_before_the_mode_column_take_it_from_their_decision(bare_database: DatabaseUrls) -> None:
+    """An upgrade: runs registered by a version without `runs.discussion` get it from their `run.requested`."""
+    store = PlatformStore(bare_database.migrator)
+    store.migrate()
+    with psycopg.connect(bare_database.migrator) as conn:
+        conn.execute("ALTER TABLE runs DROP COLUMN discussion")
+        conn.execute("DELETE FROM schema_migrations WHERE version = 19")
+        for key in ("acme/shop#7:run:dev:1", "acme/shop#7:run:dev:2"):
+            conn.execute(
+                "INSERT INTO runs (correlation_key, repository, issue_number, stage, role, status)"
+                " VALUES (%s, 'acme/shop', 7, 'dev', 'dev', 'succeeded')",
+                (key,),
+            )
+        conn.execute(
+            "INSERT INTO runs (correlation_key, repository, issue_number, stage, role, status)"
+            " VALUES ('acme/shop#7:manual', 'acme/shop', 7, 'dev', 'dev', 'succeeded')"
+        )
+    store.append_event("acme/shop#7:run:dev:1", "run.requested", "system", "sensor", {"discussion": True})
+    store.append_event("acme/shop#7:run:dev:2", "run.requested", "system", "sensor", {"discussion": False})
+    assert store.migrate() == [19]
+    modes = {key: store.get_run(key)["discussion"] for key in  # type: ignore[index]
+             ("acme/shop#7:run:dev:1", "acme/shop#7:run:dev:2", "acme/shop#7:manual")}  # fmt: skip
+    assert modes == {"acme/shop#7:run:dev:1": True, "acme/shop#7:run:dev:2": False, "acme/shop#7:manual": False}
+
+
 def test_flow_events_are_append_only_in_the_database(store: PlatformStore, migrator_database_url: str) -> None:
     """The triggers refuse even the table's owner (the application role is refused earlier: test_roles.py)."""
     first = store.append_event(KEY, "run.requested", "system", "sensor", {"stage": "dev"})
