@@ -173,11 +173,11 @@ def test_evidence_waits_while_the_issue_run_is_in_flight_then_opens_a_new_issue(
 def test_place_reads_labels_states_and_runs(store: PlatformStore) -> None:
     scheme = PlatformConfig().label_scheme()
 
-    def verdict(labels: list[object], issue_state: str = "open", number: int = 7) -> str:
-        issue = {"number": number, "state": issue_state, "labels": labels}
+    def verdict(labels: list[str], issue_state: str = "open", number: int = 7) -> str:
+        issue = {"number": number, "state": issue_state, "labels": [{"name": name} for name in labels]}
         return place(issue, LABEL, scheme, store, REPO).verdict
 
-    assert verdict([{"name": "Run:Self-Improve"}]) == "refresh"  # GitHub label names are case-insensitive
+    assert verdict(["Run:Self-Improve"]) == "refresh"  # GitHub label names are case-insensitive
     assert verdict([LABEL, "state:approved"]) == "refresh"  # an approval comes before the run it approves
     assert verdict([LABEL, "state:abandoned"]) == "replace"
     assert verdict([]) == "replace"

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ...domain.labels import LabelKind, LabelScheme, normalize
+from ...github.payloads import label_names
 from ...store import PlatformStore
 
 STAGE = "self-improve"
@@ -35,16 +36,6 @@ class Placement:
     reason: str
 
 
-def label_names(issue: Mapping[str, Any]) -> list[str]:
-    """The issue's label names, as GitHub returns them (objects with a `name`) or as plain strings."""
-    names: list[str] = []
-    for label in issue.get("labels") or ():
-        name = label.get("name") if isinstance(label, Mapping) else label
-        if isinstance(name, str) and name.strip():
-            names.append(name)
-    return names
-
-
 def place(
     issue: Mapping[str, Any], trigger_label: str, scheme: LabelScheme, store: PlatformStore, repository: str
 ) -> Placement:
@@ -61,7 +52,7 @@ def place(
         return Placement("wait", f"the self-improve run of #{number} is in flight")
     if issue.get("state") != "open":
         return Placement("replace", f"#{number} is {issue.get('state')}")
-    names = label_names(issue)
+    names = label_names(issue, f"evidence issue #{number}")
     if normalize(trigger_label) not in {normalize(n) for n in names}:
         return Placement("replace", f"#{number} no longer carries `{trigger_label}`")
     states = [n for n in names if (p := scheme.parse(n)).kind is LabelKind.STATE and p.value in WORKED_ON_STATES]
