@@ -2,11 +2,17 @@
 
 It reads what the sensor reads (labels, label events with their actors, reviews) and decides the latest
 trigger-relevant event with the same functions, without any side effect: no comment, no label, no audit row.
+
+Deciding again answers "what would happen now", which is not always what happened: the run history has moved on
+(a dev run that succeeded after the sensor refused `run:qa`), or the budgets held a run that deciding alone calls
+a run. So when the sensor already decided the event, what it recorded comes first, and the decision made now is
+shown as such.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from codexk8s_pipelines.domain.decisions import Decision
@@ -28,6 +34,23 @@ from .decide import (
 
 __all__ = ["LiveExplanation", "explain_live", "render_live_text"]
 
+# What the intake records under an event's key when it decides it, and what may follow: the approval's course and
+# the budgets' hold. Read back in this order of the audit.
+RECORDED_EVENTS = (
+    "run.requested",
+    "trigger.ignored",
+    "trigger.conflict",
+    "approval.requested",
+    "approval.approved",
+    "approval.denied",
+    "approval.expired",
+    "approval.withdrawn",
+    "approval.late",
+    "budget.exceeded",
+    "budget.overridden",
+    "budget.released",
+)
+
 
 @dataclass
 class LiveExplanation:
@@ -40,6 +63,8 @@ class LiveExplanation:
     correlation_key: str | None = None
     decision: Decision | None = None
     run_status: str | None = None
+    # What the sensor recorded for this key (its audit, oldest first): event type, time and reason or detail.
+    recorded: list[dict[str, Any]] = field(default_factory=list[dict[str, Any]])
     notes: list[str] = field(default_factory=list[str])
 
     def to_dict(self) -> dict[str, Any]:
@@ -54,6 +79,7 @@ class LiveExplanation:
             decided_event=self.decided_event,
             correlation_key=self.correlation_key,
             run_status=self.run_status,
+            recorded=self.recorded,
             notes=self.notes,
         )
         return base
@@ -110,9 +136,37 @@ def explain_live(api: RepoApi, ctx: TickContext, number: int, shown: int = 5) ->
     result.correlation_key, result.decision = key, decision
     run = ctx.history.get_run(key)
     result.run_status = run["status"] if run else None
+    result.recorded = [_recorded(e) for e in ctx.history.events(key) if e["event_type"] in RECORDED_EVENTS]
+    held = [h for h in ctx.history.open_holds(api.full_name.lower(), number) if h.correlation_key == key]
+    if held:
+        result.notes.append(
+            f"the budgets hold this run since {_at(held[0].held_at)}: it starts when a budget has room, or when an"
+            " approver adds the budget override label"
+        )
     if ctx.store is None:
         result.notes.append("platform database not reachable (CODEXK8S_DATABASE_URL): run history assumed empty")
     return result
+
+
+def _at(value: Any) -> str:
+    """An audit time as UTC, whatever the database session's zone."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(value, datetime) else str(value)
+
+
+def _recorded(event: dict[str, Any]) -> dict[str, Any]:
+    payload: dict[str, Any] = event.get("payload") or {}
+    detail = payload.get("reason") or "; ".join(str(b) for b in payload.get("breaches") or ()) or None
+    return {"event_type": event["event_type"], "at": _at(event["created_at"]), "detail": detail}
+
+
+def _differs(result: LiveExplanation) -> bool:
+    """Whether deciding now gives another answer than the sensor's own decision of the event."""
+    decision = result.decision
+    if decision is None or not result.recorded:
+        return False
+    decided = next((r for r in result.recorded if r["event_type"] in RECORDED_EVENTS[:4]), None)
+    # A run the budgets held has no decision recorded until it is released (then `run.requested` follows).
+    return decided is None or decided["detail"] != decision.reason.value
 
 
 def render_live_text(result: LiveExplanation) -> str:
@@ -127,7 +181,13 @@ def render_live_text(result: LiveExplanation) -> str:
             lines.append(f"  {e['at']}  {sign} {e['label']}  by {e['actor']} ({e['actor_type']})")
     if result.decided_event:
         lines.append(f"decided:  {result.decided_event}")
+    if result.recorded:
+        lines.append("the sensor recorded:")
+        for r in result.recorded:
+            lines.append(f"  {r['at']}  {r['event_type']}" + (f"  ({r['detail']})" if r["detail"] else ""))
     if result.decision is not None:
+        if _differs(result):
+            lines.append("if decided now (the run history or the budgets changed since the sensor decided):")
         lines.append(render_text(result.decision))
         lines.append(f"run key:  {result.correlation_key}  → {result.run_status or 'no run recorded'}")
     lines.extend(f"note:     {n}" for n in result.notes)

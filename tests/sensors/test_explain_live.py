@@ -9,9 +9,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from codexk8s_pipelines.store.database import RunRecord
 from sensors.github import github_issue_labels_sensor as issue_sensor
 
 from .conftest import REPO, Intake
+from .test_budget_gate import _held
 
 CODEXK8S = Path(sys.executable).with_name("codexk8s")
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +58,36 @@ def test_live_issue_shows_labels_events_decision_and_run(intake: Intake) -> None
         "requested",
     )
     assert [e["label"] for e in data["label_events"]] == ["bug", "run:dev"]
+    assert [(r["event_type"], r["detail"]) for r in data["recorded"]] == [("run.requested", "trigger_label")]
+    out = explain(f"{REPO}#{number}").stdout
+    assert "run.requested  (trigger_label)" in out and "if decided now" not in out  # the same answer, said once
+
+
+def test_live_explain_shows_what_the_sensor_decided_when_history_moved_on(intake: Intake) -> None:
+    """`run:qa` was refused (no dev run had succeeded); the dev run launched by hand succeeded afterwards. Deciding
+    again says "run", but nothing ran: explain shows the sensor's recorded refusal first."""
+    number = intake.state.add_issue(REPO, "QA it")
+    intake.tick(issue_sensor)
+    dev = f"{REPO}#{number}:manual-dev"
+    intake.store.register_run(RunRecord(dev, REPO, "dev", "dev", False, number))
+    intake.store.set_run_status(dev, "running")
+    intake.state.label(REPO, number, "run:qa", actor="alice")
+    assert intake.tick(issue_sensor).run_requests == []
+    intake.store.set_run_status(dev, "succeeded")
+
+    out = explain(f"{REPO}#{number}").stdout
+    recorded, now = out.split("if decided now")
+    assert "the sensor recorded:" in recorded and "trigger.ignored  (dev_run_missing)" in recorded
+    assert "decision: run" in now and "no run recorded" in now
+
+
+def test_live_explain_of_a_run_the_budgets_hold(intake: Intake) -> None:
+    """Deciding alone calls a held run a run; explain says the budgets hold it and since when."""
+    number, key = _held(intake)
+    out = explain(f"{REPO}#{number}").stdout
+    assert "budget.exceeded  (issue budget: $3.50 spent + $2.00 for this run > $5.00)" in out
+    assert "if decided now" in out and f"run key:  {key}  → no run recorded" in out
+    assert "note:     the budgets hold this run since " in out
 
 
 def test_live_explain_says_why_not(intake: Intake) -> None:
