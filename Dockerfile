@@ -39,17 +39,21 @@ RUN apt-get update \
  && apt-get install -y --no-install-recommends tini git ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 1000 --user-group --create-home --shell /usr/sbin/nologin codexk8s \
- && mkdir -p /opt/dagster/home /workspace \
- && chown -R 1000:1000 /opt/dagster /workspace
+ && mkdir -p /opt/dagster/home /opt/dagster/app /var/lib/codexk8s /workspace \
+ && chown -R 1000:1000 /opt/dagster /var/lib/codexk8s /workspace
 COPY --from=build /opt/venv /opt/venv
 COPY --from=helm /tmp/helm/helm/helm /usr/local/bin/helm
-COPY workspace.yaml /opt/dagster/app/workspace.yaml
+# --chown: COPY creates what it writes, and missing directories, as root; uid 1000 owns its working directory.
+COPY --chown=1000:1000 workspace.yaml /opt/dagster/app/workspace.yaml
+# CODEXK8S_HOME: the platform's state (each run's prompt and workspace, checkouts, plots), in a directory uid 1000
+# owns. Unset, it is ./.codexk8s under the working directory. The chart mounts an emptyDir here in every pod.
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1 \
     DAGSTER_HOME=/opt/dagster/home \
     CODEXK8S_ENV=kubernetes \
+    CODEXK8S_HOME=/var/lib/codexk8s \
     CODEXK8S_ONNX_CACHE=/opt/codexk8s/onnx
 # The ONNX export of the model (and its optimised graph) that embeds questions (`codexk8s docs search`, the MCP
 # docs tools, ops), made once here into a directory the image owns: the package's default cache is under the

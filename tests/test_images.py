@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
 import tomllib
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import dockerfile
 import pytest
 
+from codexk8s_pipelines import settings
 from tests.helpers import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +57,89 @@ def test_platform_image_is_multi_stage_non_root_with_tini_and_the_code_server() 
     assert "3030" in cmd and "3030" in _last(final, "EXPOSE").value
     env = " ".join(" ".join(c.value) for c in final if c.cmd == "ENV")
     assert "HF_HUB_OFFLINE 1" in env and "CODEXK8S_ENV kubernetes" in env
+
+
+class _ImageFiles:
+    """Who owns the directories a stage makes, as Docker builds them: RUN's `mkdir -p` and `chown [-R]` act as the
+    current USER (root before one); COPY creates its destination and every missing directory above it as root, or
+    as its --chown owner; WORKDIR creates a missing directory as root. Directories of the base image are root's."""
+
+    WORLD_WRITABLE = frozenset({PurePosixPath("/tmp")})
+
+    def __init__(self, stage: list[dockerfile.Command]) -> None:
+        self.owners: dict[PurePosixPath, int] = {}
+        self.env: dict[str, str] = {}
+        self.workdir = PurePosixPath("/")
+        uid = 0
+        for command in stage:
+            if command.cmd == "USER":
+                uid = int(command.value[0].split(":")[0])
+            elif command.cmd == "ENV":
+                self.env.update(zip(command.value[::2], command.value[1::2], strict=True))
+            elif command.cmd == "WORKDIR":
+                self.workdir = self.workdir / command.value[0]
+                self._make(self.workdir, 0)
+            elif command.cmd == "COPY":
+                chown = [f.split("=", 1)[1] for f in command.flags if f.startswith("--chown=")]
+                owner = int(chown[0].split(":")[0]) if chown else 0
+                dest = self.workdir / command.value[-1]
+                is_dir = command.value[-1].endswith("/") or len(command.value) > 2
+                self._make(dest if is_dir else dest.parent, owner)
+                self.owners[dest] = owner
+            elif command.cmd == "RUN":
+                lexer = shlex.shlex(command.value[0], posix=True, punctuation_chars=True)
+                lexer.whitespace_split = True
+                tokens = list(lexer)
+                starts = [0] + [n + 1 for n, w in enumerate(tokens) if w in ("&&", ";", "||")]
+                for start, end in zip(starts, [*starts[1:], len(tokens) + 1], strict=True):
+                    words = tokens[start : end - 1]
+                    if words[:1] == ["mkdir"]:
+                        for path in (w for w in words[1:] if not w.startswith("-")):
+                            self._make(self.workdir / path, uid)
+                    elif words[:1] == ["chown"]:
+                        recursive = "-R" in words
+                        spec, *paths = [w for w in words[1:] if not w.startswith("-")]
+                        new_owner = int(spec.split(":")[0])
+                        for path in map(PurePosixPath, paths):
+                            for known in list(self.owners):
+                                if known == path or (recursive and path in known.parents):
+                                    self.owners[known] = new_owner
+
+    def _make(self, path: PurePosixPath, owner: int) -> None:
+        for directory in [*reversed(path.parents), path]:
+            self.owners.setdefault(directory, 0 if directory == PurePosixPath("/") else owner)
+
+    def can_create(self, path: PurePosixPath, uid: int) -> tuple[bool, PurePosixPath]:
+        """Whether `mkdir -p path` succeeds as uid, and the existing directory that decides it."""
+        for directory in [path, *path.parents]:
+            if directory in self.WORLD_WRITABLE:
+                return True, directory
+            if directory in self.owners:
+                return self.owners[directory] == uid, directory
+        return False, PurePosixPath("/")
+
+
+def test_the_platform_image_user_can_write_its_state_directory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A run pod starts in the image's WORKDIR as the image's USER and writes each run's prompt under
+    settings.state_dir(): `mkdir -p <state>/runs/<run id>` must succeed there, and CODEXK8S_HOME must say where
+    (unset, the state is ./.codexk8s under whatever directory the pod starts in)."""
+    final = _stages(ROOT / "Dockerfile")[-1]
+    uid = int(_last(final, "USER").value[0].split(":")[0])
+    image = _ImageFiles(final)
+    # The state directory as the platform resolves it in a container started in WORKDIR with the image's env.
+    monkeypatch.delenv(settings.HOME_VAR, raising=False)
+    if settings.HOME_VAR in image.env:
+        monkeypatch.setenv(settings.HOME_VAR, image.env[settings.HOME_VAR])
+    cwd = tmp_path.resolve()
+    monkeypatch.chdir(cwd)
+    resolved = settings.state_dir()
+    state = PurePosixPath(image.workdir / resolved.relative_to(cwd) if resolved.is_relative_to(cwd) else resolved)
+    ok, decided_by = image.can_create(state / "runs" / "0f3c-run", uid)
+    assert ok, f"uid {uid} cannot create {state}/runs/…: {decided_by} is owned by uid {image.owners.get(decided_by, 0)}"
+    assert PurePosixPath(image.env.get(settings.HOME_VAR, "")).is_absolute(), f"{settings.HOME_VAR} is not set"
+    assert image.owners.get(state) == uid, f"{state} is not owned by uid {uid}"
+    ok, decided_by = image.can_create(image.workdir / "scratch", uid)
+    assert ok, f"the working directory {image.workdir} is owned by uid {image.owners.get(decided_by, 0)}"
 
 
 def test_platform_image_installs_what_pyproject_pins_and_ships_every_package() -> None:

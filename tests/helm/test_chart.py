@@ -14,17 +14,20 @@ import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+import kubernetes
 import kubernetes_validate
 import pytest
 import yaml
 from dagster_k8s.container_context import K8sContainerContext
+from dagster_k8s.job import DagsterK8sJobConfig, construct_dagster_k8s_job
 
 from codexk8s_pipelines import settings
 from codexk8s_pipelines.agents.catalog import AgentSpec, load_catalog, parse_catalog
 from codexk8s_pipelines.agents.k8s_runtime import build_pod_meta, build_pod_spec, runtime_from_environment
 from codexk8s_pipelines.agents.runner_spec import RunnerSpec
+from codexk8s_pipelines.agents.transcript import AgentKind
 from codexk8s_pipelines.config import PlatformConfig
 from codexk8s_pipelines.config import models as config_models
 from codexk8s_pipelines.config import periodic as periodic_models
@@ -273,6 +276,9 @@ def test_lint_strict_passes_with_full_values(helm: Helm, variant: str) -> None:
         ("secrets:\n  github:\n    existingSecrett: gh\n", "existingSecrett"),
         ("platformConfig:\n  triggers:\n    min_permision: admin\n", "min_permision"),
         ("agentCatalog:\n  agents:\n    dev:\n      memmory: 8Gi\n", "memmory"),
+        # An agent kind the packaged catalog does not have: its endpoint alone would fail the catalog at run time.
+        ("modelCredentials:\n  claude_code: {existingSecret: keys, key: ANTHROPIC_API_KEY}\n", "claude_code"),
+        ("modelCredentials:\n  custom: {existingSecret: keys, key: OPENAI_API_KEY}\n", "custom"),
     ],
 )
 def test_a_values_typo_fails_lint_and_names_the_key(helm: Helm, values: str, key: str) -> None:
@@ -478,6 +484,65 @@ def test_run_pods_get_config_identity_non_root_and_limits_through_the_container_
         assert deployment_env[entry["name"]] == entry
 
 
+def _run_pod(objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """The pod spec of a run's Job as dagster-k8s's K8sRunLauncher builds it from the code location's container
+    context (what test_emulated_install.py sends to an API server)."""
+    env = _deployment_env(objects)
+    context = K8sContainerContext.create_from_config(_container_context(objects))
+    job = construct_dagster_k8s_job(
+        job_config=DagsterK8sJobConfig(job_image=env["DAGSTER_CURRENT_IMAGE"]["value"], dagster_home="/opt/dagster"),
+        args=["dagster", "api", "execute_run", "{}"],
+        job_name="dagster-run-42",
+        user_defined_k8s_config=context.run_k8s_config,
+    )
+    return kubernetes.client.ApiClient().sanitize_for_serialization(job)["spec"]["template"]["spec"]
+
+
+def _state_dir_is_a_writable_volume(name: str, pod: dict[str, Any]) -> None:
+    """Every container of the platform image is told where its state goes (CODEXK8S_HOME; unset, it would be
+    ./.codexk8s under the image's working directory) and that directory is an emptyDir of the pod, writable
+    whatever the pod's uid and with a read-only root filesystem."""
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    for container in pod["containers"]:
+        env = {e["name"]: e.get("value") for e in container.get("env", [])}
+        home = env.get(settings.HOME_VAR)
+        assert home and home.startswith("/"), f"{name}: {container['name']} has no absolute {settings.HOME_VAR}"
+        mounts = {m["mountPath"]: m for m in container.get("volumeMounts", [])}
+        assert home in mounts, f"{name}: nothing is mounted at {home}"
+        assert not mounts[home].get("readOnly"), name
+        assert "emptyDir" in volumes[mounts[home]["name"]], f"{name}: {home} is not an emptyDir"
+
+
+STATE_VALUES: dict[str, Any] = {
+    **FULL_VALUES,
+    "webhook": {"enabled": True},
+    "codeLocation": {**FULL_VALUES["codeLocation"], "securityContext": {"readOnlyRootFilesystem": True}},
+    "runPods": {"containerContext": {"enabled": True}, "securityContext": {"readOnlyRootFilesystem": True}},
+}
+
+
+@pytest.mark.parametrize("variant", ["default", "state"])
+def test_every_platform_pod_and_run_pod_keeps_its_state_in_a_writable_volume(
+    rendered: dict[str, str], helm: Helm, variant: str
+) -> None:
+    text = rendered["default"] if variant == "default" else helm.template(STATE_VALUES, name="state")
+    objects = _objects(text)
+    image = _one(objects, "Deployment", RELEASE)["spec"]["template"]["spec"]["containers"][0]["image"]
+    platform = {
+        name: spec for name, spec in _pod_specs(objects) if any(c["image"] == image for c in spec["containers"])
+    }
+    expected = {f"Deployment/{RELEASE}", f"Deployment/{RELEASE}-mcp", f"Job/{RELEASE}-migrate"}
+    if variant == "state":
+        expected.add(f"Deployment/{RELEASE}-webhook")
+    assert set(platform) == expected
+    for name, spec in platform.items():
+        _state_dir_is_a_writable_volume(name, spec)
+    run_pod = _run_pod(objects)
+    _state_dir_is_a_writable_volume("run pod", run_pod)
+    if variant == "state":
+        assert run_pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
+
+
 def test_code_location_deployment_and_service(rendered: dict[str, str]) -> None:
     objects = _objects(rendered["default"])
     deployment = _one(objects, "Deployment", RELEASE)
@@ -604,6 +669,14 @@ def test_secret_values_become_chart_secrets_referenced_by_key(rendered: dict[str
     assert env["CODEXK8S_K8S_TOKEN_SECRET_KEY"]["value"] == "token"
 
 
+def test_a_github_app_id_given_as_a_number_reaches_the_secret_as_written(helm: Helm) -> None:
+    """GitHub App ids pass a million; a number in a values file is a float64 to helm, which writes 1.234567e+06."""
+    values = {"secrets": {"github": {"appId": 1234567, "appPrivateKey": SENTINELS["app_key"]}}}
+    objects = _objects(helm.template(values, name="app-id-number"))
+    secret = _one(objects, "Secret", "codexk8s-github")
+    assert base64.b64decode(secret["data"]["CODEXK8S_GITHUB_APP_ID"]).decode() == "1234567"
+
+
 # --- what the chart ships, checked by the platform's own code ---------------------------------------------------
 
 
@@ -702,6 +775,20 @@ def test_values_schema_follows_the_platform_models() -> None:
     assert schema["additionalProperties"] is False
 
 
+def test_model_credentials_take_exactly_the_kinds_of_the_packaged_catalog() -> None:
+    """modelCredentials.<kind> becomes the catalog's `kinds.<kind>.endpoint`, merged over the packaged presets: a kind
+    without a preset (a typo, or `custom`, a user's own command) fails the catalog loader at run time, so the schema
+    takes the preset kinds and nothing else."""
+    schema = json.loads((CHART / "values.schema.json").read_text(encoding="utf-8"))
+    credentials = schema["properties"]["modelCredentials"]
+    assert credentials["additionalProperties"] is False
+    kinds = set(credentials["properties"])
+    assert kinds == set(load_catalog().kinds)
+    assert kinds == set(get_args(AgentKind)) - {"custom"}
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text(encoding="utf-8"))["modelCredentials"]
+    assert set(defaults) <= kinds
+
+
 def _agent_spec() -> RunnerSpec:
     return RunnerSpec(
         remote_url="https://github.com/acme/shop.git",
@@ -766,6 +853,50 @@ def test_agent_pods_built_from_the_chart_env_fit_the_agent_namespace(
     command = _one(objects, "CronJob")["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["command"]
     key, _, value = command[4].partition("=")
     assert meta["labels"][key] == value
+
+
+PRIVATE_REGISTRY: dict[str, Any] = {
+    "imagePullSecrets": [{"name": "corp-registry"}],
+    "image": {"repository": "registry.corp.example/platform/codexk8s-pipelines", "tag": "1.2.3"},
+    "agentImage": {"repository": "registry.corp.example/platform/agent-runner", "tag": "1.2.3"},
+    "agents": {"namespaces": ["ai-agents", "ai-agents-b"]},
+}
+
+
+@pytest.mark.parametrize(
+    ("agent_pull_secrets", "expected"),
+    [
+        (None, [{"name": "corp-registry"}]),  # unset: the platform's, as the two images share a registry
+        ([{"name": "agent-registry"}], [{"name": "agent-registry"}]),
+        ([], None),
+    ],
+)
+def test_agent_pods_from_a_private_registry_get_the_pull_secrets(
+    helm: Helm, agent_pull_secrets: list[dict[str, str]] | None, expected: list[dict[str, str]] | None, tmp_path: Path
+) -> None:
+    """The agent pod the run pod builds names no pull secret itself: the API server gives it its ServiceAccount's
+    (the ServiceAccount admission plugin), in each agent namespace it may be launched into."""
+    values = json.loads(json.dumps(PRIVATE_REGISTRY))
+    if agent_pull_secrets is not None:
+        values["agents"]["imagePullSecrets"] = agent_pull_secrets
+    objects = _objects(helm.template(values, name="private-registry"))
+    env = {name: e["value"] for name, e in _deployment_env(objects).items() if "value" in e}
+    runtime = runtime_from_environment(env)
+    (tmp_path / "agents.yaml").write_text(_config_data(objects)["agents.yaml"], encoding="utf-8")
+    agent = load_catalog(tmp_path / "agents.yaml").for_role(Role.DEV)
+    assert agent.image == "registry.corp.example/platform/agent-runner:1.2.3"
+    pod_spec = build_pod_spec(_agent_spec(), agent, runtime, prompt="do it")
+    assert "imagePullSecrets" not in pod_spec  # else the ServiceAccount's are not added
+    for namespace in values["agents"]["namespaces"]:
+        account = next(
+            o
+            for o in objects
+            if o["kind"] == "ServiceAccount"
+            and o["metadata"]["namespace"] == namespace
+            and o["metadata"]["name"] == pod_spec["serviceAccountName"]
+        )
+        kubernetes_validate.validate(account, K8S_VERSIONS[-1], strict=True)
+        assert account.get("imagePullSecrets") == expected, namespace
 
 
 @pytest.mark.parametrize(("variant", "ttl_seconds"), [("default", 86400), ("full", 36 * 3600)])

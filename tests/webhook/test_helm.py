@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from codexk8s_pipelines import settings
+from codexk8s_pipelines.webhook.app import ReceiverSettings
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "helm" / "codex-k8s"
@@ -26,10 +27,12 @@ ON = [
 ]
 
 
-def _render(*sets: str) -> subprocess.CompletedProcess[str]:
+def _render(*sets: str, values: Path | None = None) -> subprocess.CompletedProcess[str]:
     if not os.access(HELM, os.X_OK):
         pytest.fail(f"helm binary not found at {HELM}: run `make .tools/helm` or set CODEXK8S_HELM")
     args = [str(HELM), "template", "rel", str(CHART), "--namespace", "codexk8s"]
+    if values is not None:
+        args += ["-f", str(values)]
     for s in sets:
         args += ["--set", s]
     return subprocess.run(args, capture_output=True, text=True, timeout=60)
@@ -58,7 +61,8 @@ def test_enabled_receiver_renders_valid_objects_with_secrets_by_reference() -> N
     }  # fmt: skip
     assert env[settings.DATABASE_URL_VAR]["valueFrom"]["secretKeyRef"]["name"] == "platform-db"
     assert not any("GITHUB" in name for name in env)  # the receiver never talks to GitHub
-    assert all("value" not in e for n, e in env.items() if n != settings.WEBHOOK_MAX_BYTES_VAR)
+    plain = {settings.WEBHOOK_MAX_BYTES_VAR, settings.HOME_VAR}  # the two settings that are no secret
+    assert all("value" not in e for n, e in env.items() if n not in plain)
     rule = objects["Ingress"]["spec"]["rules"][0]
     assert rule["host"] == "hooks.example.com" and rule["http"]["paths"][0]["path"] == "/webhook"
     assert objects["Service"]["spec"]["ports"][0]["port"] == 8090
@@ -70,3 +74,16 @@ def test_receiver_is_off_by_default_and_an_ingress_needs_a_host() -> None:
     assert _webhook(_objects(default.stdout)) == {}
     no_host = _render("webhook.enabled=true", "webhook.ingress.enabled=true")
     assert no_host.returncode != 0 and "webhook.ingress.host is required" in no_host.stderr
+
+
+@pytest.mark.parametrize(("values", "max_body"), [("", 2097152), ("webhook:\n  maxBodyBytes: 26214400\n", 26214400)])
+def test_the_receiver_accepts_the_environment_the_chart_gives_it(tmp_path: Path, values: str, max_body: int) -> None:
+    """What `codexk8s webhook serve` reads at start, from the rendered pod: a number of a values file (the chart's
+    own default included) is a float64 to helm, and 2097152 must not reach the receiver as 2.097152e+06."""
+    (tmp_path / "values.yaml").write_text(values, encoding="utf-8")
+    result = _render(*ON, values=tmp_path / "values.yaml")
+    assert result.returncode == 0, result.stderr
+    container = _webhook(_objects(result.stdout))["Deployment"]["spec"]["template"]["spec"]["containers"][0]
+    environ = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    environ[settings.WEBHOOK_SECRET_VAR] = "s" * 40  # the secretKeyRef's value
+    assert ReceiverSettings.from_environment(environ).max_body == max_body

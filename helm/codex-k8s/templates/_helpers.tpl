@@ -106,6 +106,7 @@ a settings.*_VAR of codexk8s_pipelines; secrets are secretKeyRefs only.
 {{- $gh := .Values.secrets.github -}}
 - name: CODEXK8S_ENV
   value: kubernetes
+{{ include "codexk8s.stateEnv" . }}
 - name: CODEXK8S_CONFIG
   value: /etc/codexk8s/codexk8s.yaml
 - name: CODEXK8S_AGENT_CATALOG
@@ -163,6 +164,30 @@ a settings.*_VAR of codexk8s_pipelines; secrets are secretKeyRefs only.
 {{- end }}
 {{- end -}}
 
+{{/*
+CODEXK8S_HOME, the platform's state (each run's prompt and workspace, checkouts, plots): an emptyDir in every pod of
+the platform image (code location, run pods, MCP server, webhook receiver, migration Job), writable whatever the
+pod's uid and with a read-only root filesystem. The image's own CODEXK8S_HOME names the same directory.
+*/}}
+{{- define "codexk8s.stateDir" -}}
+/var/lib/codexk8s
+{{- end -}}
+
+{{- define "codexk8s.stateEnv" -}}
+- name: CODEXK8S_HOME
+  value: {{ include "codexk8s.stateDir" . | quote }}
+{{- end -}}
+
+{{- define "codexk8s.stateVolume" -}}
+name: codexk8s-state
+emptyDir: {}
+{{- end -}}
+
+{{- define "codexk8s.stateVolumeMount" -}}
+name: codexk8s-state
+mountPath: {{ include "codexk8s.stateDir" . }}
+{{- end -}}
+
 {{/* The configuration volume and its mount, shared by the code location and the run pods. */}}
 {{- define "codexk8s.configVolume" -}}
 name: codexk8s-config
@@ -184,8 +209,8 @@ location (the dagster chart's user-deployments subchart does the same for its ow
 {{- $run := .Values.runPods -}}
 {{- $k8s := dict
   "env" (include "codexk8s.platformEnv" . | fromYamlArray)
-  "volumes" (list (include "codexk8s.configVolume" . | fromYaml))
-  "volume_mounts" (list (include "codexk8s.configVolumeMount" . | fromYaml))
+  "volumes" (list (include "codexk8s.configVolume" . | fromYaml) (include "codexk8s.stateVolume" . | fromYaml))
+  "volume_mounts" (list (include "codexk8s.configVolumeMount" . | fromYaml) (include "codexk8s.stateVolumeMount" . | fromYaml))
   "service_account_name" (include "codexk8s.serviceAccountName" .)
   "image_pull_policy" .Values.image.pullPolicy
   "resources" $run.resources
