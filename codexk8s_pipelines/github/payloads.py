@@ -325,7 +325,10 @@ TAKEN: dict[tuple[str, str], IntakeKind] = {
     ("pull_request", "labeled"): IntakeKind.PULL_REQUESTS,
     ("pull_request_review", "submitted"): IntakeKind.PULL_REQUESTS,
 }
-EVENTS = frozenset({"ping", *(event for event, _ in TAKEN)})
+# What GitHub sends a GitHub App about itself whatever it subscribes to (its installation, the repositories it was
+# given, an account renamed, a user's authorization revoked): nothing for the intake, answered as `ignored`.
+APP_EVENTS = frozenset({"installation", "installation_repositories", "installation_target", "github_app_authorization"})
+EVENTS = frozenset({"ping", *(event for event, _ in TAKEN), *APP_EVENTS})
 
 
 @dataclass(frozen=True)
@@ -341,6 +344,12 @@ class WebhookEvent:
     number: int | None
     intake: IntakeKind | None  # None: an event or action the intake does not take
 
+    @property
+    def about_the_app(self) -> bool:
+        """A GitHub App's own event (`APP_EVENTS`): kept as `ignored` without its body (an `installation` event
+        lists every repository the App was given, and nothing reads it)."""
+        return self.event in APP_EVENTS
+
     @classmethod
     def parse(cls, event: str, body: object) -> WebhookEvent:
         where = f"{event or 'unnamed'} delivery"
@@ -348,6 +357,8 @@ class WebhookEvent:
             raise PayloadError(f"{where}: event {event!r} is not taken; expected one of {', '.join(sorted(EVENTS))}")
         obj = _obj(body, where)
         action = _str(obj, "action") or None
+        if event in APP_EVENTS:  # about the App, not about a repository's item
+            return cls(event, action, None, None, None)
         repository = _str(_opt_obj(obj, "repository", where), "full_name").lower() or None
         intake = TAKEN.get((event, action or ""))
         if event == "ping" or intake is None:
@@ -359,7 +370,9 @@ class WebhookEvent:
         else:
             pull = _obj(_req(obj, "pull_request", where), f"{where}.pull_request")
             number = _item_number(pull, "number", f"{where}.pull_request")
-        if event == "pull_request" or (event == "issues" and action != "opened"):
+        # GitHub's schema makes `label` optional on `issues` unlabeled: the delivery is only a hint (the sensor reads
+        # the item's events), so there it is checked only when sent.
+        if event == "pull_request" or (event == "issues" and (action == "labeled" or obj.get("label") is not None)):
             _req(_obj(_req(obj, "label", where), f"{where}.label"), "name", f"{where}.label")
         if event == "pull_request_review":
             _int(_obj(_req(obj, "review", where), f"{where}.review"), "id", f"{where}.review")

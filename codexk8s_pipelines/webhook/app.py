@@ -7,15 +7,17 @@ compared in constant time), stores the delivery in the platform database under G
 (UNIQUE: a redelivery is a no-op that still answers 2xx) and answers. The intake sensors drain what it stored
 with the same decision path as polling, so a label seen both ways runs once.
 
-Answers: 202 stored; 200 a redelivery or a ping; 202 an action the intake does not take (kept as `ignored`);
-401 an unsigned or wrongly signed body; 400 bad JSON (nested too deeply included), an event not taken or no
-delivery id; 422 missing fields or an item number out of range; 413 an oversized body; 503 when the database is
-unreachable (GitHub shows the delivery as failed and it can be redelivered).
+Answers: 202 stored; 200 a redelivery or a ping; 202 an action the intake does not take, or a GitHub App's own
+event (`installation`…), kept as `ignored`; 401 an unsigned or wrongly signed body; 400 bad JSON (nested too
+deeply included; a form-encoded body is told to set the webhook's content type to application/json), an event not
+taken or no delivery id; 422 missing fields or an item number out of range; 413 an oversized body; 408 a body not
+received within `BODY_SECONDS` (GitHub itself gives up after 10 s); 503 when the database is unreachable (GitHub
+shows the delivery as failed and it can be redelivered), or from uvicorn past `MAX_CONNECTIONS` open connections.
 
 Which refusals are audited, and why: a refusal of a *signed* body (400/422) can only come from the secret
 holder, so it is one `webhook.rejected` row in `flow_events` and the body is kept in `webhook_deliveries` as
 `rejected`: an operator can see what GitHub sent and why it was refused. A refusal *without* a valid signature
-(401, and 413, which comes before the signature can be checked) can come from anyone on the internet;
+(401, and 413 and 408, which come before the signature can be checked) can come from anyone on the internet;
 `flow_events` is append-only, so a row per such request would let anyone fill the disk for good. Those are
 counted in memory instead and logged as one summary line per remote address at most once a minute
 (`RefusalTally`). Header values are clipped to `HEADER_SHOWN` characters wherever they are logged or audited; a
@@ -24,6 +26,7 @@ delivery id, which keys the stored delivery, is taken whole up to 200 characters
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -56,6 +59,12 @@ HEADER_SHOWN = 100  # GitHub's delivery ids are 36-character UUIDs and its event
 REFUSAL_LOG_SECONDS = 60.0
 MAX_TALLIED_REMOTES = 1024  # beyond this many addresses in one minute, the rest share one count
 OTHER_REMOTES = "other addresses"
+# A body not received within this many seconds is answered 408 and its connection closed (GitHub gives up after
+# 10 s): a caller that sends headers and then a trickle, or nothing, holds no connection for longer.
+BODY_SECONDS = 10.0
+MAX_CONNECTIONS = 100  # uvicorn's limit_concurrency: past it, new requests are answered 503 at once
+KEEP_ALIVE_SECONDS = 5  # an idle keep-alive connection is closed after this long
+FORM_ENCODED = "application/x-www-form-urlencoded"
 
 
 class WebhookConfigError(RuntimeError):
@@ -142,25 +151,46 @@ class _TooLarge(Exception):
     pass
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+class _TooSlow(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int, seconds: float) -> bytes:
+    """The whole body, at most `limit` bytes (`_TooLarge`) and within `seconds` (`_TooSlow`)."""
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise _TooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise _TooLarge
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(seconds):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise _TooLarge
+                chunks.append(chunk)
+    except TimeoutError:
+        raise _TooSlow from None
     return b"".join(chunks)
 
 
+def _form_encoded(request: Request, body: bytes) -> bool:
+    """A repository webhook left on GitHub's default content type sends `payload=<url-encoded JSON>`."""
+    media = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    return media == FORM_ENCODED or body.startswith(b"payload=")
+
+
 def create_app(
-    store: PlatformStore, config: ReceiverSettings, *, clock: Callable[[], float] = time.monotonic
+    store: PlatformStore,
+    config: ReceiverSettings,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    body_seconds: float | None = None,
 ) -> Starlette:
-    """The receiver's app; `clock` (monotonic seconds) paces the summary lines of unsigned refusals."""
+    """The receiver's app; `clock` (monotonic seconds) paces the summary lines of unsigned refusals, and a body
+    must arrive within `body_seconds` (`BODY_SECONDS` when None)."""
     tally = RefusalTally(clock)
+    deadline = BODY_SECONDS if body_seconds is None else body_seconds
 
     def audit(delivery: str, status: int, reason: str, event: str, remote: str | None) -> None:
         payload = {"status": status, "reason": reason, "event": event, "delivery": delivery, "remote": remote}
@@ -171,8 +201,9 @@ def create_app(
         event = clip(request.headers.get("x-github-event", "").strip())
         return delivery, event, request.client.host if request.client else "unknown"
 
-    def refuse_unsigned(request: Request, status: int, reason: str) -> JSONResponse:
-        """A refusal anyone could have caused: counted and summarised in the log, never written to the database."""
+    def refuse_unsigned(request: Request, status: int, reason: str, *, close: bool = False) -> JSONResponse:
+        """A refusal anyone could have caused: counted and summarised in the log, never written to the database.
+        `close`: the connection is closed after the answer (a body that did not arrive in time is not waited for)."""
         delivery, event, remote = headers_of(request)
         counted = tally.count(remote)
         if counted is not None:
@@ -182,7 +213,8 @@ def create_app(
                 " one every %g s); latest %s: %s (delivery %s, event %s)", count, where, REFUSAL_LOG_SECONDS, status,
                 reason, delivery or "-", event or "-",
             )  # fmt: skip
-        return JSONResponse({"error": reason}, status_code=status)
+        headers = {"Connection": "close"} if close else None
+        return JSONResponse({"error": reason}, status_code=status, headers=headers)
 
     async def refuse(request: Request, status: int, reason: str, *, keep: DeliveryRecord | None = None) -> JSONResponse:
         """A refusal of a signed body (only the secret holder can send one): audited, and kept when `keep`."""
@@ -198,9 +230,11 @@ def create_app(
 
     async def receive(request: Request) -> JSONResponse:
         try:
-            body = await _read_body(request, config.max_body)
+            body = await _read_body(request, config.max_body, deadline)
         except _TooLarge:
             return refuse_unsigned(request, 413, f"body larger than {config.max_body} bytes")
+        except _TooSlow:
+            return refuse_unsigned(request, 408, f"body not received within {deadline:g} s", close=True)
         if not signature_ok(config.secret, body, request.headers.get("x-hub-signature-256")):
             missing = "x-hub-signature-256" not in request.headers
             return refuse_unsigned(request, 401, "no X-Hub-Signature-256" if missing else "signature does not match")
@@ -218,6 +252,8 @@ def create_app(
         except UntrustedDataError as exc:  # no GitHub payload is nested too deeply for json's parser
             if exc.too_deep:
                 reason = f"body is not JSON the receiver can read: {exc.reason}"
+            elif _form_encoded(request, body):
+                reason = f"body is form-encoded ({FORM_ENCODED}): set the webhook's content type to application/json"
             else:
                 reason = f"body is not JSON: {exc.detail}"
             return await refuse(request, 400, reason, keep=rejected(reason))
@@ -227,9 +263,11 @@ def create_app(
             status = 400 if event not in EVENTS else 422
             return await refuse(request, status, str(exc), keep=rejected(str(exc)))
         status_word = "pending" if parsed.intake else "ignored"
+        reason = None if parsed.intake else f"{event}.{parsed.action or '-'} is not taken"
+        if parsed.about_the_app:
+            reason, data = f"{reason} (a GitHub App's own event)", {}
         record = DeliveryRecord(
-            delivery, event, parsed.action, parsed.repository, parsed.number, parsed.intake, status_word,
-            None if parsed.intake else f"{event}.{parsed.action or '-'} is not taken", data,
+            delivery, event, parsed.action, parsed.repository, parsed.number, parsed.intake, status_word, reason, data,
         )  # fmt: skip
         try:
             new = await run_in_threadpool(store_delivery, store, record)
@@ -263,4 +301,7 @@ def serve(host: str, port: int, environ: dict[str, str]) -> None:
     if not url:
         raise WebhookConfigError(f"{settings.DATABASE_URL_VAR} is not set: deliveries need the database")
     store = PlatformStore(url)  # the schema is migrated by the code location (or `codexk8s db migrate`)
-    uvicorn.run(create_app(store, receiver), host=host, port=port, log_level="info", access_log=False)
+    uvicorn.run(
+        create_app(store, receiver), host=host, port=port, log_level="info", access_log=False,
+        limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+    )  # fmt: skip

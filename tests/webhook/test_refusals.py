@@ -6,11 +6,15 @@ from __future__ import annotations
 
 import json
 import logging
+import socket
+import time
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from codexk8s_pipelines.store.intake import delivery_status
+from codexk8s_pipelines.webhook import app as webhook_app
 from codexk8s_pipelines.webhook.app import HEADER_SHOWN, REFUSAL_LOG_SECONDS, RefusalTally
 from tests.github_server import sign
 from tests.sensors.conftest import REPO, Intake
@@ -140,3 +144,73 @@ def test_the_largest_item_number_is_still_taken(intake: Intake, receiver: Receiv
     answer = _signed(receiver, json.dumps(payload).encode(), "d-max")
     assert answer.status_code == 202
     assert delivery_status(intake.store, "d-max")["item_number"] == 2**31 - 1  # type: ignore[index]
+
+
+HALF_SENT = b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 1000\r\nX-GitHub-Event: issues\r\n\r\nab"
+PATIENCE = 30.0  # how long the test waits for an answer the receiver gives after BODY_SECONDS (0.5 s here)
+
+
+def _until_closed(sock: socket.socket, trickle: bool = False) -> bytes:
+    """Everything the receiver sends until it closes the connection; `trickle`: meanwhile one more byte of the body
+    every 0.1 s. Fails after PATIENCE seconds with the connection still open."""
+    received = b""
+    deadline = time.monotonic() + PATIENCE
+    while time.monotonic() < deadline:
+        if trickle:
+            try:
+                sock.sendall(b"x")
+            except OSError:  # the receiver closed it: what it answered is still there to read
+                trickle = False
+        try:
+            sock.settimeout(0.1 if trickle else max(0.01, deadline - time.monotonic()))
+            chunk = sock.recv(4096)
+        except TimeoutError:
+            continue
+        except ConnectionResetError:  # closed with the trickle's last bytes unread, after its answer
+            return received
+        if not chunk:
+            return received
+        received += chunk
+    raise AssertionError(f"the connection is still open after {PATIENCE:g} s; received {received[:200]!r}")
+
+
+def test_a_body_that_never_ends_is_answered_408_and_its_connection_closed(
+    intake: Intake, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review 41, finding 6: a half-sent body held its connection for good (50 of 50 still open after 20 s)."""
+    caplog.set_level(logging.WARNING, logger="codexk8s_pipelines.webhook.app")
+    monkeypatch.setattr(webhook_app, "BODY_SECONDS", 0.5)
+    before = _flow_events(intake)
+    with Receiver(intake.store) as receiver:
+        where = urlsplit(receiver.url)
+        address = (str(where.hostname), int(where.port or 80))
+        silent = [socket.create_connection(address, timeout=10) for _ in range(5)]
+        trickling = socket.create_connection(address, timeout=10)
+        try:
+            for sock in [*silent, trickling]:
+                sock.sendall(HALF_SENT)
+            answers = [_until_closed(sock) for sock in silent] + [_until_closed(trickling, trickle=True)]
+        finally:
+            for sock in [*silent, trickling]:
+                sock.close()
+        for answer in answers:
+            assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
+            assert b"body not received within 0.5 s" in answer
+        payload = {"action": "labeled", "issue": {"number": 7}, "label": {"name": "run:dev"},
+                   "repository": {"full_name": REPO}}  # fmt: skip
+        after = _signed(receiver, json.dumps(payload).encode(), "d-after-slow")
+        assert after.status_code == 202 and after.json()["stored"] == "pending"
+    assert _flow_events(intake) == before  # counted, not audited: anyone can send half a body
+    lines = _refusal_lines(caplog)
+    assert len(lines) == 1 and "1 request(s) from 127.0.0.1" in lines[0] and "latest 408" in lines[0], lines
+
+
+def test_serve_bounds_connections_and_idle_keep_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    seen: dict[str, object] = {}
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
+    monkeypatch.setenv("CODEXK8S_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    webhook_app.serve("127.0.0.1", 8090, {"CODEXK8S_WEBHOOK_SECRET": SECRET})
+    assert seen["limit_concurrency"] == webhook_app.MAX_CONNECTIONS > 0
+    assert seen["timeout_keep_alive"] == webhook_app.KEEP_ALIVE_SECONDS > 0
