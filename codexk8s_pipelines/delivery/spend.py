@@ -45,10 +45,18 @@ def _priced(
 
 
 def record_run(
-    store: PlatformStore, platform: PlatformConfig, ctx: StageContext, agent: str, result: RunnerResult
+    store: PlatformStore,
+    platform: PlatformConfig,
+    ctx: StageContext,
+    agent: str,
+    result: RunnerResult,
+    dagster_run_id: str,
 ) -> dict[str, Any]:
     """Write the run's usage (unknown stays unknown) with its cost from the price table, release its budget hold,
-    and return what the audit and the run metadata show."""
+    and return what the audit and the run metadata show.
+
+    `dagster_run_id`: this attempt. A run re-executed from the Dagster UI (a new Dagster run of the same key) adds
+    its usage to the earlier attempts' instead of replacing it (store/usage.py `record_usage`)."""
     usage, tokens, cost = _priced(platform, ctx, result)
     record_usage(
         store,
@@ -62,13 +70,16 @@ def record_run(
             stage=ctx.stage,
             model=ctx.model,
             reasoning_tokens=usage.reasoning if usage else None,
+            dagster_run_id=dagster_run_id,
         ),
     )
     figures = {
         **usage_figures(agent, ctx.model, tokens, cost.amount, cost.currency),
         "cost_source": cost.source.value,
     }
-    store.append_event(ctx.correlation_key, "run.usage.recorded", "system", ACTOR, figures)
+    store.append_event(
+        ctx.correlation_key, "run.usage.recorded", "system", ACTOR, {**figures, "dagster_run_id": dagster_run_id}
+    )
     return figures
 
 

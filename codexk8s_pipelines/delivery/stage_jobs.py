@@ -305,7 +305,7 @@ def run_agent(
         raise
     payload = result.model_dump(exclude={"diagnosis"})
     store.append_event(ctx.correlation_key, "run.agent.finished", "system", ACTOR, payload)
-    spent = record_run(store, platform, ctx, prepared["agent"], result)
+    spent = record_run(store, platform, ctx, prepared["agent"], result, context.run_id)
     context.add_output_metadata(
         {
             "status": result.status,

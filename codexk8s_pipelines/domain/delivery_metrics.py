@@ -5,12 +5,18 @@ the self-improve evidence, `codexk8s trace` and the MCP tool `issue_trace` all r
 so a dashboard and an evidence issue can never disagree on what a number means.
 
 Definitions (the runbook and the asset descriptions repeat them):
-- a run is identified by its correlation key; it *finished* at its first finish event (succeeded, failed,
-  failed.precondition, failed.outside_ops, canceled); its duration is first finish − first `run.started`;
+- a run is identified by its correlation key. Each `run.started` opens an *attempt*, closed by the first finish
+  event after it (succeeded, failed, failed.precondition, failed.outside_ops, blocked, canceled; `run.blocked`, the
+  agent's own "I cannot", is a failure); a run re-executed from the Dagster UI has several. The run's outcome,
+  reason, duration (start → finish) and Dagster run are its last attempt's, and it *finished* when that attempt
+  did (started again and not finished yet, it is running);
 - a *revise* run is one of a `:revise` label; the revise rate of a stage is revise runs per first run;
 - approval latency is `approval.approved` − `approval.requested` on the same key, counted on the day it was granted;
-- lead time runs from the first trigger-label decision on an issue to the merge of its PR (`pr.merged`); waiting
-  is approval (requested → decided) plus queue (requested → started); working is started → finished;
+- lead time runs from the first trigger-label decision on an issue to the merge of its PR (`pr.merged`): one per
+  merge, a later one (a reopened issue) from the first decision after the previous merge. Each moment of it counts
+  once, on the issue's timeline: *working* while any attempt of a run is under way (started → finished), else
+  *waiting* for an approval (requested → approved, expired, denied or withdrawn), else waiting in the queue
+  (requested → first start), else *other* (humans reviewing, the issue idle): lead = working + waiting + other;
 - a first `run:dev` / `run:self-improve` run *needed a manual intervention* when, since the previous attempt of
   the same stage on the issue, `need:input` was set on it (by its agent, or by a decision on its trigger label),
   the run was launched or re-executed by hand (no label decision, or a second start: an override), it reruns
@@ -24,7 +30,7 @@ import math
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .correlation import parse_correlation_key
@@ -38,9 +44,13 @@ FINISH_EVENTS: Mapping[str, str] = {
     "run.failed.precondition": "failed",
     "run.failed.outside_ops": "failed",
     "run.canceled": "canceled",
+    "run.blocked": "failed",  # the agent reported it cannot go on without a human (runs.status failed)
 }
+# The failure reason of a finish event whose payload names none.
+_DEFAULT_REASONS: Mapping[str, str] = {"run.failed.outside_ops": "outside_ops", "run.blocked": "agent_blocked"}
 DECISION_EVENTS = ("run.requested", "approval.requested", "trigger.ignored", "trigger.conflict")
-APPROVAL_DECIDED = ("approval.approved", "approval.expired", "approval.denied")
+# What ends an approval request: granted, expired, refused, or withdrawn (its trigger label taken off).
+APPROVAL_DECIDED = ("approval.approved", "approval.expired", "approval.denied", "approval.withdrawn")
 MERGED_EVENT = "pr.merged"
 HAND_EDITED_EVENT = "pr.hand_edited"
 BYPASS_STAGES = ("dev", "self-improve")
@@ -91,17 +101,23 @@ class RunFact:
     precondition_failed: bool
     manual_launch: bool
     relaunched: bool  # started again after its first start: re-executed by hand from the Dagster UI
-    dagster_run_id: str | None
+    dagster_run_id: str | None  # the last attempt's
     actor: str | None
     tokens: int | None = None
     cost: float | None = None
     currency: str | None = None
+    # (start, finish) of every attempt, oldest first; started_at/finished_at are the last one's.
+    attempts: tuple[tuple[datetime | None, datetime | None], ...] = ()
 
     @property
     def duration_seconds(self) -> float | None:
         if self.started_at is None or self.finished_at is None:
             return None
         return (self.finished_at - self.started_at).total_seconds()
+
+    @property
+    def first_started_at(self) -> datetime | None:
+        return next((start for start, _ in self.attempts if start is not None), None)
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -148,17 +164,50 @@ def _usage(payload: Mapping[str, Any]) -> tuple[int | None, float | None]:
     return tokens, _number(usage.get("cost_usd"))
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """One execution of a run: a `run.started` and the first finish event after it, before the next start (a run
+    re-executed from the Dagster UI starts again). A finish with no start before it is an attempt of its own,
+    untimed; a second finish of the same attempt is ignored."""
+
+    started: AuditEvent | None
+    finish: AuditEvent | None
+
+    @property
+    def duration_seconds(self) -> float | None:
+        if self.started is None or self.finish is None:
+            return None
+        return (self.finish.at - self.started.at).total_seconds()
+
+
+def attempts(events: Sequence[AuditEvent]) -> list[Attempt]:
+    """The attempts of one run from its own audit rows (in id order), oldest first."""
+    found: list[Attempt] = []
+    for event in events:
+        if event.event_type == "run.started":
+            found.append(Attempt(event, None))
+        elif event.event_type in FINISH_EVENTS:
+            if not found:
+                found.append(Attempt(None, event))
+            elif found[-1].finish is None:
+                found[-1] = Attempt(found[-1].started, event)
+    return found
+
+
 def run_fact(key: str, events: Sequence[AuditEvent], info: RunInfo | None = None) -> RunFact | None:
-    """The facts of one run from its own audit rows; None when the key is not a run's (no start, no decision)."""
+    """The facts of one run from its own audit rows; None when the key is not a run's (no start, no decision).
+    Outcome, duration and Dagster run are the last attempt's (see the module's definitions)."""
     try:
         parsed = parse_correlation_key(key)
     except ValueError:
         return None
     requested = [e for e in events if e.event_type == "run.requested"]
-    started = _first(events, "run.started")
-    finish = _first(events, *FINISH_EVENTS)
-    if not requested and started is None and finish is None:
+    tries = attempts(events)
+    if not requested and not tries:
         return None
+    last = tries[-1] if tries else Attempt(None, None)
+    started, finish = last.started, last.finish
+    first_start = next((a.started for a in tries if a.started is not None), None)
     decision = requested[0].payload if requested else {}
     stage = (info.stage if info else None) or decision.get("stage") or REVIEWER
     revise = info.revise if info is not None and info.revise is not None else bool(decision.get("revise"))
@@ -171,14 +220,15 @@ def run_fact(key: str, events: Sequence[AuditEvent], info: RunInfo | None = None
         cost, currency = info.cost, info.currency
     reason: str | None = None
     if finish is not None and FINISH_EVENTS[finish.event_type] == "failed":
-        reason = str(finish.payload.get("reason") or "") or (
-            "outside_ops" if finish.event_type == "run.failed.outside_ops" else "unknown"
-        )
+        reason = str(finish.payload.get("reason") or "") or _DEFAULT_REASONS.get(finish.event_type, "unknown")
     elif finish is not None and finish.event_type == "run.canceled":
         reason = "cancelled"
-    # The latest request before the start: after an approval the run is requested again when it is granted.
-    before_start = [e for e in requested if started is None or e.id < started.id]
+    # The latest request before the first start: after an approval the run is requested again when it is granted.
+    before_start = [e for e in requested if first_start is None or e.id < first_start.id]
     approvals = any(e.event_type.startswith("approval.") for e in events)
+    # The last attempt's Dagster run: its start names it, else its finish (a run cancelled before it started).
+    named_by = started or finish
+    run_id = named_by.payload.get("dagster_run_id") if named_by is not None else None
     return RunFact(
         correlation_key=key,
         repository=parsed.repository,
@@ -194,11 +244,12 @@ def run_fact(key: str, events: Sequence[AuditEvent], info: RunInfo | None = None
         precondition_failed=finish is not None and finish.event_type == "run.failed.precondition",
         manual_launch=not requested and not approvals,
         relaunched=sum(1 for e in events if e.event_type == "run.started") > 1,
-        dagster_run_id=str(started.payload.get("dagster_run_id")) if started else None,
+        dagster_run_id=str(run_id) if run_id is not None else None,
         actor=str(requested[0].actor_id) if requested else None,
         tokens=tokens,
         cost=cost,
         currency=currency,
+        attempts=tuple((a.started.at if a.started else None, a.finish.at if a.finish else None) for a in tries),
     )
 
 
@@ -375,8 +426,45 @@ def approval_slo(summary: ApprovalSummary, slo_hours: float) -> SloVerdict:
 
 
 # -- lead_time ----------------------------------------------------------------------------------------------
+Interval = tuple[datetime, datetime]
+
+
+def _union(intervals: Iterable[Interval]) -> list[Interval]:
+    """The intervals merged: sorted, disjoint, none empty."""
+    merged: list[Interval] = []
+    for low, high in sorted(i for i in intervals if i[0] < i[1]):
+        if merged and low <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], high))
+        else:
+            merged.append((low, high))
+    return merged
+
+
+def _minus(intervals: Sequence[Interval], taken: Sequence[Interval]) -> list[Interval]:
+    """The parts of a union of intervals outside another union."""
+    left: list[Interval] = []
+    for low, high in intervals:
+        cursor = low
+        for taken_low, taken_high in taken:
+            if taken_high <= cursor or taken_low >= high:
+                continue
+            if taken_low > cursor:
+                left.append((cursor, taken_low))
+            cursor = max(cursor, taken_high)
+        if cursor < high:
+            left.append((cursor, high))
+    return left
+
+
+def _seconds(intervals: Iterable[Interval]) -> float:
+    return sum((high - low for low, high in intervals), timedelta()).total_seconds()
+
+
 @dataclass(frozen=True)
 class IssueFlow:
+    """The lead time of one merge: each moment between the first trigger and the merge counted once (working,
+    else approval wait, else queue wait, else other), so the four parts add up to the lead time."""
+
     repository: str
     issue_number: int
     pr_number: int | None
@@ -386,6 +474,7 @@ class IssueFlow:
     approval_wait_seconds: float
     queue_wait_seconds: float
     working_seconds: float
+    other_seconds: float  # neither an agent at work nor a wait: humans reviewing, the issue idle
 
     @property
     def lead_seconds(self) -> float:
@@ -396,28 +485,63 @@ class IssueFlow:
         return self.approval_wait_seconds + self.queue_wait_seconds
 
 
+@dataclass(frozen=True)
+class Merge:
+    """A PR merged for an issue, and its lead time; `flow` None when no trigger-label decision was recorded since
+    the issue's previous merge (work merged outside the platform)."""
+
+    repository: str
+    issue_number: int
+    pr_number: int | None
+    merged_at: datetime
+    flow: IssueFlow | None
+
+
 def infer_profile(stages: Iterable[str], launch_profiles: Mapping[str, Sequence[str]]) -> str:
-    """The shortest launch profile whose path holds every main-path stage the issue ran; `unknown` when none
-    does (an issue records no profile of its own: its stages say which path it took)."""
-    on_path = set(stages) & set(MAIN_PATH)
+    """The shortest launch profile whose path holds every main-path stage the issue ran (an issue records no
+    profile of its own: its stages say which path it took). An issue that ran no main-path stage is filed under
+    the off-path stage it ran (`self-improve`, `doc-audit`, …); `unknown` when it ran none or several of them, or
+    when no profile holds its stages."""
+    ran = set(stages) - {REVIEWER}
+    on_path = ran & set(MAIN_PATH)
+    if not on_path:
+        off_path = ran - set(MAIN_PATH)
+        return next(iter(off_path)) if len(off_path) == 1 else "unknown"
     fitting = [(len(path), name) for name, path in launch_profiles.items() if on_path <= set(path)]
     return min(fitting)[1] if fitting else "unknown"
 
 
-def issue_flow(
+def issue_flows(
     repository: str,
     issue_number: int,
     events: Sequence[AuditEvent],
     launch_profiles: Mapping[str, Sequence[str]],
     run_prefix: str = "run:",
-) -> IssueFlow | None:
-    """Lead time of an issue whose PR merged: None when it has no merge or no trigger-label decision before it."""
+) -> list[Merge]:
+    """Every merge of a PR of the issue (`pr.merged`), oldest first, each with its lead time: from the first
+    trigger-label decision after the previous merge (the first merge: the first decision ever) to the merge."""
     ordered = sorted(events, key=lambda e: (e.at, e.id))
-    merge = _first(ordered, MERGED_EVENT)
-    if merge is None:
-        return None
-    merged_at = merge.at
-    before = [e for e in ordered if e.at <= merged_at]
+    merges = []
+    since: datetime | None = None
+    for merge in (e for e in ordered if e.event_type == MERGED_EVENT):
+        number = int(merge.payload["number"]) if merge.payload.get("number") is not None else None
+        flow = _flow(repository, issue_number, number, ordered, merge.at, since, launch_profiles, run_prefix)
+        merges.append(Merge(repository, issue_number, number, merge.at, flow))
+        since = merge.at
+    return merges
+
+
+def _flow(
+    repository: str,
+    issue_number: int,
+    pr_number: int | None,
+    ordered: Sequence[AuditEvent],
+    merged_at: datetime,
+    since: datetime | None,
+    launch_profiles: Mapping[str, Sequence[str]],
+    run_prefix: str,
+) -> IssueFlow | None:
+    """The lead time of the merge at `merged_at`, the previous one at `since`; None without a trigger between."""
 
     def is_trigger(e: AuditEvent) -> bool:
         if e.event_type not in DECISION_EVENTS:
@@ -427,49 +551,64 @@ def issue_flow(
         except ValueError:
             return False
 
-    first = next((e for e in before if is_trigger(e)), None)
+    before = [e for e in ordered if e.at <= merged_at]
+    window = [e for e in before if since is None or e.at > since]
+    first = next((e for e in window if is_trigger(e)), None)
     if first is None:
         return None
-    approval_wait = queue_wait = working = 0.0
+    lead = (first.at, merged_at)
+
+    def clip(low: datetime, high: datetime) -> Interval:
+        return max(low, lead[0]), min(high, lead[1])
+
+    working: list[Interval] = []
+    approval: list[Interval] = []
+    queue: list[Interval] = []
     stages: set[str] = set()
+    in_window = {e.correlation_key for e in window}
     for key, rows in group_by_key(before).items():
         asked = _first(rows, "approval.requested")
         if asked is not None:
-            decided = _first(rows, *APPROVAL_DECIDED)
-            approval_wait += ((decided.at if decided else merged_at) - asked.at).total_seconds()
+            decided = next((e for e in rows if e.event_type in APPROVAL_DECIDED and e.id > asked.id), None)
+            approval.append(clip(asked.at, decided.at if decided else merged_at))
         fact = run_fact(key, rows)
         if fact is None:
             continue
-        if fact.stage != REVIEWER:
+        if fact.stage != REVIEWER and key in in_window:
             stages.add(fact.stage)
-        if fact.started_at is not None:
-            if fact.requested_at is not None:
-                queue_wait += (fact.started_at - fact.requested_at).total_seconds()
-            working += ((fact.finished_at or merged_at) - fact.started_at).total_seconds()
+        if fact.requested_at is not None and fact.first_started_at is not None:
+            queue.append(clip(fact.requested_at, fact.first_started_at))
+        working += [clip(start, finish or merged_at) for start, finish in fact.attempts if start is not None]
+    # Each moment once: an agent at work, else an approval awaited, else a run queued, else other.
+    worked = _union(working)
+    awaited = _minus(_union(approval), worked)
+    queued = _minus(_union(queue), _union([*worked, *awaited]))
+    other = _minus([lead], _union([*worked, *awaited, *queued]))
     return IssueFlow(
         repository,
         issue_number,
-        int(merge.payload["number"]) if merge.payload.get("number") is not None else None,
+        pr_number,
         first.at,
         merged_at,
         infer_profile(stages, launch_profiles),
-        approval_wait,
-        queue_wait,
-        working,
+        _seconds(awaited),
+        _seconds(queued),
+        _seconds(worked),
+        _seconds(other),
     )
 
 
 @dataclass(frozen=True)
 class LeadTime:
     profile: str
-    issues: int
+    issues: int  # merges: an issue that merged twice in the window counts twice
     p50_hours: float | None
     p95_hours: float | None
-    waiting_hours: float
-    working_hours: float
+    waiting_hours: float  # approval + queue, where no agent was at work
+    working_hours: float  # while any run of the issue was under way (overlapping runs counted once)
     other_hours: float  # neither waiting nor an agent at work: humans reviewing, the issue idle
     approval_hours: float = 0.0  # the approval part of waiting
-    queue_hours: float = 0.0  # the queue part of waiting (requested → started)
+    queue_hours: float = 0.0  # the queue part of waiting (requested → started, no approval awaited meanwhile)
 
     @property
     def waiting_share(self) -> float | None:
@@ -478,23 +617,22 @@ class LeadTime:
 
 
 def lead_time(flows: Iterable[IssueFlow]) -> list[LeadTime]:
+    """Per launch profile: p50/p95 lead time and its parts summed over the flows (they add up to the lead)."""
     groups: dict[str, list[IssueFlow]] = defaultdict(list)
     for flow in flows:
         groups[flow.profile].append(flow)
     rows = []
     for profile, items in sorted(groups.items()):
         lead = [f.lead_seconds / 3600.0 for f in items]
-        waiting = sum(f.waiting_seconds for f in items) / 3600.0
-        working = sum(f.working_seconds for f in items) / 3600.0
         rows.append(
             LeadTime(
                 profile,
                 len(items),
                 percentile(lead, 50),
                 percentile(lead, 95),
-                waiting,
-                working,
-                sum(lead) - waiting - working,
+                sum(f.waiting_seconds for f in items) / 3600.0,
+                sum(f.working_seconds for f in items) / 3600.0,
+                sum(f.other_seconds for f in items) / 3600.0,
                 sum(f.approval_wait_seconds for f in items) / 3600.0,
                 sum(f.queue_wait_seconds for f in items) / 3600.0,
             )

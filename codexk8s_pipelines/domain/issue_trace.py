@@ -1,18 +1,19 @@
 """The story of one issue, in order: every label decision, approval, run, PR and review the platform recorded.
 
 Pure: built from `AuditEvent`s (`store/insight.issue_story_events`) and rendered as text for `codexk8s trace`, as
-JSON for the MCP tool `issue_trace`, and as the collapsed "History" of the service comment.
+JSON for the MCP tool `issue_trace`, and as the collapsed "History" of the service comment. Times are shown in
+UTC, whatever time zone the database session had.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from .correlation import parse_correlation_key
-from .delivery_metrics import AuditEvent, RunFact, RunInfo, group_by_key, run_fact
+from .delivery_metrics import FINISH_EVENTS, AuditEvent, RunFact, RunInfo, attempts, group_by_key, run_fact
 
 # Bookkeeping rows that say nothing a human follows the story by (they stay in the audit trail).
 QUIET_EVENTS = frozenset(
@@ -32,7 +33,7 @@ class TraceStep:
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
-        data["at"] = self.at.isoformat()
+        data["at"] = self.at.astimezone(UTC).isoformat()
         return data
 
 
@@ -88,7 +89,8 @@ def _label_of(key: str) -> str:
         return key
 
 
-def _describe(event: AuditEvent, run_url: Callable[[str], str], facts: Mapping[str, RunFact]) -> str:
+def _describe(event: AuditEvent, run_url: Callable[[str], str], took_seconds: Mapping[int, float]) -> str:
+    """One step in words; `took_seconds`: each finish event's attempt duration (its own start → it), by audit id."""
     p = event.payload
     kind = event.event_type
     label = _label_of(event.correlation_key)
@@ -112,6 +114,8 @@ def _describe(event: AuditEvent, run_url: Callable[[str], str], facts: Mapping[s
         return "approval expired"
     if kind == "approval.denied":
         return f"approval refused ({reason}) {message}".rstrip()
+    if kind == "approval.withdrawn":
+        return f"approval request withdrawn: {message}" if message else "approval request withdrawn"
     if kind == "run.started":
         run_id = str(p.get("dagster_run_id") or "")
         return f"run started: {run_url(run_id)}" if run_id else "run started"
@@ -121,13 +125,15 @@ def _describe(event: AuditEvent, run_url: Callable[[str], str], facts: Mapping[s
         return f"agent {p.get('status')} ({p.get('reason')}) in {duration_text(p.get('duration_seconds'))}"
     if kind == "run.agent.status_reported":
         return "agent status: " + " ".join(str(p.get("status") or "").split())[:200]
-    if kind in ("run.succeeded", "run.failed", "run.failed.precondition", "run.failed.outside_ops", "run.canceled"):
-        fact = facts.get(event.correlation_key)
-        took = f" after {duration_text(fact.duration_seconds)}" if fact and fact.duration_seconds is not None else ""
+    if kind in FINISH_EVENTS:
+        seconds = took_seconds.get(event.id)
+        took = f" after {duration_text(seconds)}" if seconds is not None else ""
         if kind == "run.succeeded":
             return f"run succeeded{took}" + (f": {p.get('pr')}" if p.get("pr") else "")
         if kind == "run.canceled":
             return f"run cancelled{took}" + (f": {message}" if message else "")
+        if kind == "run.blocked":  # the agent cannot go on without an answer: a failure of the run
+            return f"run blocked{took} ({reason or 'agent_blocked'})" + (f": {message}" if message else "")
         why = reason or ("failed_precondition" if kind == "run.failed.precondition" else "outside_ops")
         return f"run failed{took} ({why})" + (f": {message}" if message else "")
     if kind in ("run.pr.created", "run.pr.updated"):
@@ -171,10 +177,14 @@ def build_trace(
 ) -> IssueTrace:
     """The issue's steps in the order they happened (time, then audit id) and one line per run."""
     facts: dict[str, RunFact] = {}
+    took_seconds: dict[int, float] = {}
     for key, rows in group_by_key(events).items():
         fact = run_fact(key, rows, (infos or {}).get(key))
         if fact is not None and (fact.started_at is not None or fact.requested_at is not None):
             facts[key] = fact
+            for attempt in attempts(rows):
+                if attempt.finish is not None and (seconds := attempt.duration_seconds) is not None:
+                    took_seconds[attempt.finish.id] = seconds
     steps = [
         TraceStep(
             e.at,
@@ -182,7 +192,7 @@ def build_trace(
             e.actor_type,
             _label_of(e.correlation_key),
             e.event_type,
-            _describe(e, run_url, facts),
+            _describe(e, run_url, took_seconds),
             e.correlation_key,
         )
         for e in sorted(events, key=lambda e: (e.at, e.id))
@@ -204,7 +214,7 @@ def build_trace(
             f.actor,
         )
         for f in sorted(
-            facts.values(), key=lambda f: (f.started_at or f.requested_at or f.finished_at, f.correlation_key)
+            facts.values(), key=lambda f: (f.first_started_at or f.requested_at or f.finished_at, f.correlation_key)
         )
     ]
     return IssueTrace(repository, number, steps, runs, sum(1 for r in runs if r.revise))
@@ -220,7 +230,7 @@ def render_trace(trace: IssueTrace) -> str:
         return "\n".join(lines)
     width = max(len(s.actor) for s in trace.steps)
     for step in trace.steps:
-        when = step.at.strftime("%Y-%m-%dT%H:%M:%SZ")
+        when = step.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         lines.append(f"  {when}  {step.actor:<{width}}  {step.text}")
     if trace.runs:
         lines += ["", "runs:"]
@@ -260,6 +270,6 @@ def render_history_markdown(trace: IssueTrace, limit: int = 40) -> str:
         )
         lines.append("")
     for step in shown:
-        lines.append(f"- `{step.at:%Y-%m-%d %H:%M}` {step.actor}: {step.text}")
+        lines.append(f"- `{step.at.astimezone(UTC):%Y-%m-%d %H:%M}` {step.actor}: {step.text}")
     lines += ["", "</details>"]
     return "\n".join(lines)

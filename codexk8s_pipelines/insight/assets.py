@@ -52,7 +52,8 @@ CHECKS = {
     ),
     "merges_traced": check_spec(
         "merges_traced", "lead_time",
-        "Every PR merged this day traces back to a trigger label on its issue.", "check-merges_traced",
+        "Every PR merged this day traces back to a trigger label on its issue (since the issue's previous merge).",
+        "check-merges_traced",
     ),
     "dev_without_bypass": check_spec(
         "dev_without_bypass", "policy_bypass_rate",
@@ -96,8 +97,9 @@ def table(columns: Sequence[tuple[str, str]], rows: Sequence[Sequence[Any]]) -> 
     group_name=GROUP,
     check_specs=_specs("stage_metrics"),
     kinds={"postgres"},
-    description="Per stage and repository, the runs that finished this UTC day: success rate, failure reasons, "
-    "p50/p95 duration (run started → finished) and the revise rate (revise runs per first run).",
+    description="Per stage and repository, the runs that finished this UTC day (a run re-executed from the Dagster "
+    "UI: its last attempt): success rate, failure reasons, p50/p95 duration (run started → finished) and the "
+    "revise rate (revise runs per first run).",
 )
 def stage_metrics(context: dg.AssetExecutionContext, platform_db: PlatformDatabase) -> dg.MaterializeResult:
     start, end = metrics.day_window(context.partition_key)
@@ -217,8 +219,9 @@ def approval_latency(
     group_name=GROUP,
     check_specs=_specs("lead_time"),
     kinds={"postgres"},
-    description="Issues whose PR merged this UTC day: lead time from the first trigger label to the merge, and the "
-    "time spent waiting (approval, queue) versus working (agent runs), per launch profile.",
+    description="PRs merged this UTC day: lead time from the issue's first trigger label (since its previous "
+    "merge) to the merge, and how it was spent, each moment counted once: working (any agent run under way), else "
+    "waiting (approval, then queue), else other; per launch profile.",
 )
 def lead_time(
     context: dg.AssetExecutionContext, platform_db: PlatformDatabase, platform_config: PlatformConfigResource

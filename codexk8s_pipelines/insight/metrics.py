@@ -60,7 +60,8 @@ def approval_latency(
 class LeadTimeResult:
     rows: list[dm.LeadTime]
     flows: list[dm.IssueFlow]
-    untraced: list[tuple[str, int]]  # merged, but no trigger-label decision recorded before the merge
+    # merged, but no trigger-label decision recorded before the merge (since the issue's previous merge)
+    untraced: list[tuple[str, int]]
 
 
 def lead_time(
@@ -70,14 +71,19 @@ def lead_time(
     launch_profiles: Mapping[str, Sequence[str]],
     run_prefix: str = "run:",
 ) -> LeadTimeResult:
-    flows, untraced = [], []
+    """The lead time of every PR merged in [start, end): one flow per merge (an issue reopened and merged again
+    has one per merge), or the issue among the untraced when nothing the platform decided led to that merge."""
+    flows: list[dm.IssueFlow] = []
+    untraced: list[tuple[str, int]] = []
     stories = q.stories_events(store, q.merged_issues(store, start, end))
     for (repository, number), events in sorted(stories.items()):
-        flow = dm.issue_flow(repository, number, events, launch_profiles, run_prefix)
-        if flow is not None and start <= flow.merged_at < end:
-            flows.append(flow)
-        elif flow is None:
-            untraced.append((repository, number))
+        for merge in dm.issue_flows(repository, number, events, launch_profiles, run_prefix):
+            if not start <= merge.merged_at < end:
+                continue
+            if merge.flow is None:
+                untraced.append((repository, number))
+            else:
+                flows.append(merge.flow)
     return LeadTimeResult(dm.lead_time(flows), flows, untraced)
 
 
@@ -95,7 +101,7 @@ def policy_bypass(
     issues = q.issues_finished_on_day(store, start, end, repository)
     if repository is not None:
         issues = [i for i in issues if i[0] == repository.strip().lower()]
-    events = q.issues_events(store, issues, without_prefix="mcp.")
+    events = q.issues_events(store, issues, without_prefix=q.MCP_PREFIX)
     infos = q.run_infos(store, {e.correlation_key for e in events})
     facts = dm.bypass_facts(events, start, end, need_input_label, infos=infos)
     return BypassResult(dm.bypass_rates(facts), facts)

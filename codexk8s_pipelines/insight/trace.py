@@ -10,8 +10,9 @@ from ..store import insight as q
 
 
 def issue_trace(store: PlatformStore, repository: str, number: int, verbose: bool = False) -> IssueTrace:
-    """Every step of the issue and its PRs, oldest first, with one line per run (Dagster link, outcome, cost)."""
+    """Every step of the issue and its PRs, oldest first, with one line per run (Dagster link, outcome, cost); an
+    agent's MCP calls are read only when `verbose` shows them."""
     repository = repository.strip().lower()
-    events = q.issue_story_events(store, repository, number)
+    events = q.issue_story_events(store, repository, number, verbose=verbose)
     infos = q.run_infos(store, {e.correlation_key for e in events})
     return build_trace(repository, number, events, run_url, infos, verbose=verbose)

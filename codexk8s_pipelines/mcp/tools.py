@@ -73,11 +73,20 @@ class ArgumentError(ToolError):
 
 
 def _usage(row: dict[str, Any] | None) -> dict[str, Any] | None:
-    """A run's recorded usage without the word the audit redacts: `input`/`output` counts, cost as text."""
+    """A run's recorded usage without the word the audit redacts: `input`/`output` counts, cost as text. A run
+    re-executed from the Dagster UI shows its attempts summed, how many there were, and how many of them reported
+    no usage or have no price (the cost leaves those out, as the spend report's does)."""
     if row is None:
         return None
     tokens = TokenCounts(row["input_tokens"], row["cached_input_tokens"], row["output_tokens"])
-    return usage_figures(row["agent"], row["model"], tokens, row["cost"], row["currency"])
+    figures = usage_figures(row["agent"], row["model"], tokens, row["cost"], row["currency"])
+    attempts = int(row.get("attempts") or 1)
+    if attempts > 1:
+        unknown = int(row.get("unknown_attempts") or 0)
+        figures["attempts"] = attempts
+        figures["attempts_usage_unknown"] = unknown
+        figures["attempts_without_price"] = int(row.get("unpriced_attempts") or 0) - unknown
+    return figures
 
 
 def _left(scope: Scope, unit: str, cap: Any, used: Any) -> dict[str, Any]:

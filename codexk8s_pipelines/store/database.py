@@ -71,6 +71,14 @@ class PlatformStore:
     def connect(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         # `psycopg.connect` is `Connection.connect` bound to the default row type (tuples): name the dict rows.
         with psycopg.Connection[dict[str, Any]].connect(self.url, row_factory=dict_row, connect_timeout=10) as conn:
+            # Every time read back is UTC, whatever zone the server took at initdb (the embedded one takes the
+            # machine's). The server reports its zone when the connection opens, so a UTC server costs nothing; a
+            # SET, not a startup option, which PgBouncer refuses (it keeps the TimeZone a client SETs). Autocommit
+            # for that one statement: the caller's transaction starts after it, as without it.
+            if conn.info.parameter_status("TimeZone") not in ("UTC", "Etc/UTC"):
+                conn.autocommit = True
+                conn.execute("SET TIME ZONE 'UTC'")
+                conn.autocommit = False
             yield conn
 
     # -- schema ----------------------------------------------------------------------------------------------

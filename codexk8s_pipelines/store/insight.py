@@ -24,6 +24,9 @@ from .database import PlatformStore
 
 _COLUMNS = "e.id, e.correlation_key, e.event_type, e.actor_type, e.actor_id, e.payload, e.created_at"
 APPROVAL_DAY_EVENTS = ("approval.approved", "approval.expired")
+# An agent's MCP tool calls: most of an issue's rows, and no metric, trace step or History line is made of them
+# (only `codexk8s trace --verbose` shows them).
+MCP_PREFIX = "mcp."
 # Every statement below walks from a few keys (or issue prefixes) into flow_events through an index, one lookup
 # each. `OFFSET 0` keeps each lookup a separate subquery: flattened into a join, the planner may prefer one walk
 # over the whole table in id order (measured: 4 s instead of 20 ms at 1,000,000 rows).
@@ -34,12 +37,13 @@ _DAY_KEYS_SQL = (
 # One repository's keys: the range of keys starting with `<repo>#` (`repository_prefix`, `upper_bound`).
 _IN_KEY_RANGE_SQL = " AND correlation_key ~>=~ %s AND correlation_key ~<~ %s"
 _KEYS_EVENTS_SQL = (
-    " JOIN LATERAL (SELECT * FROM flow_events f WHERE f.correlation_key = day.correlation_key OFFSET 0) e ON TRUE"
+    " JOIN LATERAL (SELECT * FROM flow_events f WHERE f.correlation_key = day.correlation_key"
+    " AND f.event_type NOT LIKE 'mcp.%%' OFFSET 0) e ON TRUE"
 )
 
 
 def _events_of(keys_sql: LiteralString) -> LiteralString:
-    """Every event of the keys `keys_sql` selects."""
+    """Every event of the keys `keys_sql` selects but an agent's MCP calls (`MCP_PREFIX`)."""
     return f"SELECT {_COLUMNS} FROM ({keys_sql}) day{_KEYS_EVENTS_SQL}"
 
 
@@ -98,8 +102,8 @@ def _day_keys(
 def events_of_keys_on_day(
     store: PlatformStore, event_types: Sequence[str], start: datetime, end: datetime, repository: str | None = None
 ) -> list[AuditEvent]:
-    """Every event of the keys that have an event of `event_types` in [start, end) (of one repository's keys,
-    when given)."""
+    """Every event (but MCP calls) of the keys that have an event of `event_types` in [start, end) (of one
+    repository's keys, when given)."""
     keys, params = _day_keys(event_types, start, end, repository)
     with store.connect() as conn:
         rows = conn.execute(f"{_events_of(keys)} ORDER BY e.id", params).fetchall()
@@ -122,23 +126,28 @@ def approval_events(
 
 def run_infos(store: PlatformStore, keys: Iterable[str]) -> dict[str, RunInfo]:
     """The run table's stage and numbers of these keys (authoritative for runs launched by hand), and their usage
-    where it was recorded (`run_usage`: tokens as the agent reported them, the cost as priced)."""
+    where it was recorded (`run_usage`: tokens as the agent reported them, the cost as priced), the attempts of a
+    run re-executed from the Dagster UI summed (a figure no attempt reported stays unknown; the cost is that of
+    the attempts with a price, as the spend report's)."""
     wanted = sorted(set(keys))
     if not wanted:
         return {}
     with store.connect() as conn:
         usage = conn.execute("SELECT to_regclass('run_usage') IS NOT NULL AS ok").fetchone()
         joined = (
-            " LEFT JOIN run_usage u ON u.correlation_key = k.key"
+            " LEFT JOIN (SELECT correlation_key, sum(input_tokens)::bigint AS input_tokens,"
+            " sum(output_tokens)::bigint AS output_tokens, sum(cost) AS cost,"
+            " (array_agg(currency ORDER BY recorded_at DESC, id DESC))[1] AS currency FROM run_usage"
+            " WHERE correlation_key = ANY(%(keys)s) GROUP BY correlation_key) u ON u.correlation_key = k.key"
             if usage and usage["ok"]
             else " LEFT JOIN (SELECT NULL::text AS correlation_key, NULL::bigint AS input_tokens,"
             " NULL::bigint AS output_tokens, NULL::numeric AS cost, NULL::text AS currency) u ON FALSE"
         )
         rows = conn.execute(
             "SELECT k.key, r.stage, r.revise, r.issue_number, r.pr_number, u.input_tokens, u.output_tokens, u.cost,"
-            " u.currency FROM unnest(%s::text[]) AS k(key) LEFT JOIN runs r ON r.correlation_key = k.key"
+            " u.currency FROM unnest(%(keys)s::text[]) AS k(key) LEFT JOIN runs r ON r.correlation_key = k.key"
             f"{joined} WHERE r.correlation_key IS NOT NULL OR u.correlation_key IS NOT NULL",
-            (wanted,),
+            {"keys": wanted},
         ).fetchall()
     infos = {}
     for r in rows:
@@ -202,21 +211,28 @@ def _head(event: AuditEvent) -> tuple[str, int] | None:
     return _key_head(event.correlation_key)
 
 
-def issue_story_events(store: PlatformStore, repository: str, issue_number: int) -> list[AuditEvent]:
-    """Everything the platform recorded about an issue and its PRs, in the order it was recorded."""
-    return stories_events(store, [(repository, issue_number)])[(repository.strip().lower(), issue_number)]
+def issue_story_events(
+    store: PlatformStore, repository: str, issue_number: int, verbose: bool = False
+) -> list[AuditEvent]:
+    """Everything the platform recorded about an issue and its PRs, in the order it was recorded; an agent's MCP
+    calls only when `verbose` (an issue may hold 100,000 of them: read for nothing, they cost seconds)."""
+    without = None if verbose else MCP_PREFIX
+    return stories_events(store, [(repository, issue_number)], without)[(repository.strip().lower(), issue_number)]
 
 
-def stories_events(store: PlatformStore, issues: Iterable[tuple[str, int]]) -> dict[tuple[str, int], list[AuditEvent]]:
+def stories_events(
+    store: PlatformStore, issues: Iterable[tuple[str, int]], without_prefix: str | None = MCP_PREFIX
+) -> dict[tuple[str, int], list[AuditEvent]]:
     """`issue_story_events` of many issues at once: the issues' own rows, then the rows of the PRs those rows (and
-    the run table) name. Each read is one index range per issue or PR (no scan by event type: at 1,000,000 rows
-    one such scan per issue cost a second)."""
+    the run table) name; event types starting with `without_prefix` left out (the MCP calls, unless None). Each
+    read is one index range per issue or PR (no scan by event type: at 1,000,000 rows one such scan per issue cost
+    a second)."""
     wanted = sorted({(repo.strip().lower(), int(n)) for repo, n in issues})
     stories: dict[tuple[str, int], list[AuditEvent]] = {issue: [] for issue in wanted}
     if not wanted:
         return stories
     owner: dict[tuple[str, int], tuple[str, int]] = {}
-    for event in issues_events(store, wanted):
+    for event in issues_events(store, wanted, without_prefix):
         head = _head(event)
         if head in stories:
             stories[head].append(event)
@@ -228,7 +244,7 @@ def stories_events(store: PlatformStore, issues: Iterable[tuple[str, int]]) -> d
             owner.setdefault((repo, pr), (repo, issue))
     for pr in wanted:
         owner.pop(pr, None)  # an issue number is never read twice
-    for event in issues_events(store, owner):
+    for event in issues_events(store, owner, without_prefix):
         issue = owner.get(_head(event) or ("", -1))
         if issue is not None:
             stories[issue].append(event)
@@ -252,7 +268,7 @@ def last_pushed_commit(store: PlatformStore, repository: str, numbers: Iterable[
     """The last commit a run of the platform pushed for these issues/PRs (`run.agent.finished`), if any."""
     pushed = [
         e
-        for e in issues_events(store, [(repository, n) for n in numbers], without_prefix="mcp.")
+        for e in issues_events(store, [(repository, n) for n in numbers], without_prefix=MCP_PREFIX)
         if e.event_type == "run.agent.finished" and e.payload.get("pushed") and e.payload.get("commit")
     ]
     return str(pushed[-1].payload["commit"]) if pushed else None

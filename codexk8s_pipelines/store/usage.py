@@ -3,6 +3,11 @@
 A launch reserves its hold under one advisory lock, after summing what its scopes already spent and hold, in the
 same transaction: two sensors deciding at the same moment are serialised there, so a budget with room for one run
 starts one. The hold is released when the run's usage is recorded, or when the run ends without a report.
+
+A row of `run_usage` is one attempt of a run: one Dagster run of its correlation key. A run re-executed from the
+Dagster UI (a new Dagster run, the same key) adds its attempt's usage to the first's instead of replacing it, so
+every sum over time ranges (the budgets, the spend report) and the issue's running total count each attempt, and
+their run counts are counts of attempts. `run_usage` and `usage_for_runs` give a run's attempts summed.
 """
 
 from __future__ import annotations
@@ -21,7 +26,10 @@ _BUDGET_LOCK = 0x62756467  # "budg": one lock for every budget decision (they ar
 
 @dataclass(frozen=True)
 class UsageRecord:
-    """One run's usage as the runner parsed it, with its cost already computed from the price table."""
+    """One run's usage as the runner parsed it, with its cost already computed from the price table.
+
+    `dagster_run_id`: the attempt (the Dagster run) that used it; '' for usage recorded before attempts were kept
+    apart, and for callers outside a Dagster run."""
 
     correlation_key: str
     repository: str
@@ -32,6 +40,7 @@ class UsageRecord:
     stage: str | None = None
     model: str | None = None
     reasoning_tokens: int | None = None
+    dagster_run_id: str = ""
 
 
 def usage_figures(
@@ -51,7 +60,8 @@ def usage_figures(
 
 @dataclass(frozen=True)
 class SpendRow:
-    """Spend of one repository, agent and model over a period."""
+    """Spend of one repository, agent and model over a period. `runs` counts attempts: a run re-executed from the
+    Dagster UI spent twice and counts twice (so do `unknown_runs` and `unpriced_runs`)."""
 
     repository: str
     agent: str
@@ -89,19 +99,24 @@ def month_start(now: datetime) -> datetime:
 
 
 def record_usage(store: PlatformStore, usage: UsageRecord, at: datetime | None = None) -> None:
-    """Write a run's usage (once per run: a second report replaces the first) and release its hold."""
+    """Write an attempt's usage and release its run's hold (if it still has one).
+
+    One row per Dagster run of the key: the same attempt reporting again replaces its own row, another attempt (a
+    re-execution from the Dagster UI, which reserved nothing) adds its own. Its hold was released by the first
+    attempt's report (or by the run's end without one), so there is nothing left to release."""
     t = usage.tokens
     with store.connect() as conn, conn.transaction():
         conn.execute(
-            "INSERT INTO run_usage (correlation_key, repository, issue_number, stage, agent, model, input_tokens,"
-            " cached_input_tokens, output_tokens, reasoning_tokens, cost, currency, cost_source, recorded_at)"
-            " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()))"
-            " ON CONFLICT (correlation_key) DO UPDATE SET input_tokens = EXCLUDED.input_tokens,"
+            "INSERT INTO run_usage (correlation_key, dagster_run_id, repository, issue_number, stage, agent, model,"
+            " input_tokens, cached_input_tokens, output_tokens, reasoning_tokens, cost, currency, cost_source,"
+            " recorded_at) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, coalesce(%s, now()))"
+            " ON CONFLICT (correlation_key, dagster_run_id) DO UPDATE SET input_tokens = EXCLUDED.input_tokens,"
             " cached_input_tokens = EXCLUDED.cached_input_tokens, output_tokens = EXCLUDED.output_tokens,"
             " reasoning_tokens = EXCLUDED.reasoning_tokens, cost = EXCLUDED.cost, currency = EXCLUDED.currency,"
             " cost_source = EXCLUDED.cost_source, model = EXCLUDED.model",
             (
                 usage.correlation_key,
+                usage.dagster_run_id,
                 usage.repository.lower(),
                 usage.issue_number,
                 usage.stage,
@@ -240,7 +255,8 @@ def reserve(
 
 
 def issue_runs(store: PlatformStore, repository: str, issue_number: int) -> list[Amount]:
-    """Every recorded run of one issue, oldest first: the service comment's running total."""
+    """Every recorded attempt of the issue's runs, oldest first: the service comment's running total (a run
+    re-executed from the Dagster UI is two attempts, each counted with what it spent)."""
     with store.connect() as conn:
         rows = conn.execute(
             "SELECT input_tokens, output_tokens, cost FROM run_usage WHERE repository = %s AND issue_number = %s"
@@ -258,9 +274,39 @@ def issue_runs(store: PlatformStore, repository: str, issue_number: int) -> list
     ]
 
 
+# A run's attempts summed: token counts and cost over the attempts that reported them (NULL, "unknown", when none
+# did; never 0), how many attempts there were, reported nothing (`unknown_attempts`) or have no money figure
+# (`unpriced_attempts`, as `Amount.unpriced` counts them: `cost` leaves them out), and the rest as the latest
+# attempt recorded it.
+_RUN_ATTEMPTS = """
+SELECT correlation_key,
+       (array_agg(repository ORDER BY recorded_at DESC, id DESC))[1] AS repository,
+       (array_agg(issue_number ORDER BY recorded_at DESC, id DESC))[1] AS issue_number,
+       (array_agg(stage ORDER BY recorded_at DESC, id DESC))[1] AS stage,
+       (array_agg(agent ORDER BY recorded_at DESC, id DESC))[1] AS agent,
+       (array_agg(model ORDER BY recorded_at DESC, id DESC))[1] AS model,
+       (array_agg(currency ORDER BY recorded_at DESC, id DESC))[1] AS currency,
+       (array_agg(cost_source ORDER BY recorded_at DESC, id DESC))[1] AS cost_source,
+       sum(input_tokens)::bigint AS input_tokens,
+       sum(cached_input_tokens)::bigint AS cached_input_tokens,
+       sum(output_tokens)::bigint AS output_tokens,
+       sum(reasoning_tokens)::bigint AS reasoning_tokens,
+       sum(cost) AS cost,
+       count(*) AS attempts,
+       count(*) FILTER (WHERE input_tokens IS NULL AND output_tokens IS NULL AND cost IS NULL) AS unknown_attempts,
+       count(*) FILTER (WHERE cost IS NULL) AS unpriced_attempts,
+       array_agg(dagster_run_id ORDER BY recorded_at, id) AS dagster_run_ids,
+       min(recorded_at) AS first_recorded_at,
+       max(recorded_at) AS recorded_at
+  FROM run_usage
+ WHERE correlation_key = ANY(%s)
+ GROUP BY correlation_key
+"""
+
+
 def run_usage(store: PlatformStore, correlation_key: str) -> dict[str, Any] | None:
-    with store.connect() as conn:
-        return conn.execute("SELECT * FROM run_usage WHERE correlation_key = %s", (correlation_key,)).fetchone()
+    """The recorded usage of one run, its attempts summed (`_RUN_ATTEMPTS`); None when nothing is recorded."""
+    return usage_for_runs(store, [correlation_key]).get(correlation_key)
 
 
 def spend_by(store: PlatformStore, start: datetime, end: datetime, repository: str | None = None) -> list[SpendRow]:
@@ -439,9 +485,10 @@ def release_hold(
 
 
 def usage_for_runs(store: PlatformStore, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The recorded usage of each of these runs (absent: not recorded yet, or the run is still going)."""
+    """The recorded usage of each of these runs, their attempts summed (`_RUN_ATTEMPTS`; absent: not recorded yet,
+    or the run is still going)."""
     if not keys:
         return {}
     with store.connect() as conn:
-        rows = conn.execute("SELECT * FROM run_usage WHERE correlation_key = ANY(%s)", (list(keys),)).fetchall()
+        rows = conn.execute(_RUN_ATTEMPTS, (list(keys),)).fetchall()
     return {r["correlation_key"]: r for r in rows}

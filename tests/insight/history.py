@@ -148,8 +148,12 @@ class _Writer:
             if self.rng.random() < 0.25:  # someone re-executes the failed Dagster run from the UI: an override
                 again = finished + self.seconds(60, 600)
                 self.add(key, "run.started", again, dagster_run_id=f"run-{self.event_id():08d}")
-                self.add(key, "run.failed.outside_ops", again + self.seconds(5, 60), message="crashed again")
+                done = again + self.seconds(5, 60)
+                self.add(key, "run.failed.outside_ops", done, message="crashed again")
                 truth.interventions.add("override")
+                # The run is its last attempt (outcome, reason, duration, day); both attempts are work.
+                truth.started, truth.finished, truth.reason = again, done, "outside_ops"
+                issue.working += (done - again).total_seconds()
         elif outcome == "precondition":
             truth.outcome, truth.reason, truth.precondition = "failed", "no_branch", True
             self.add(key, "run.failed.precondition", finished, reason="no_branch", message="branch missing")

@@ -25,7 +25,12 @@ def test_launch_profile_is_the_shortest_path_holding_every_stage() -> None:
     assert dm.infer_profile(["plan", "dev", "qa"], profiles) == "quick-fix"
     assert dm.infer_profile(["prd", "dev"], profiles) == "feature"
     assert dm.infer_profile(["vision", "dev", "doc-audit"], profiles) == "new-service"  # off-path stages ignored
-    assert dm.infer_profile([], profiles) == "quick-fix"
+    # No main-path stage: the off-path stage it ran names it (an empty set of main-path stages fits every profile).
+    assert dm.infer_profile(["self-improve"], profiles) == "self-improve"
+    assert dm.infer_profile(["doc-audit", dm.REVIEWER], profiles) == "doc-audit"
+    assert dm.infer_profile([], profiles) == "unknown"
+    assert dm.infer_profile([dm.REVIEWER], profiles) == "unknown"
+    assert dm.infer_profile(["doc-audit", "self-improve"], profiles) == "unknown"
     assert dm.infer_profile(["dev"], {"only-plan": ("plan",)}) == "unknown"
 
 

@@ -112,6 +112,11 @@ def test_runs_recorded_before_the_mode_column_take_it_from_their_decision(bare_d
     with psycopg.connect(bare_database.migrator) as conn:
         conn.execute("ALTER TABLE runs DROP COLUMN discussion")
         conn.execute("DELETE FROM schema_migrations WHERE version = 19")
+        # and 0020 (which follows): the latest version applied is what `migrate` starts from
+        conn.execute("ALTER TABLE run_usage DROP CONSTRAINT run_usage_correlation_key_attempt_key")
+        conn.execute("ALTER TABLE run_usage DROP COLUMN dagster_run_id")
+        conn.execute("ALTER TABLE run_usage ADD CONSTRAINT run_usage_correlation_key_key UNIQUE (correlation_key)")
+        conn.execute("DELETE FROM schema_migrations WHERE version = 20")
         for key in ("acme/shop#7:run:dev:1", "acme/shop#7:run:dev:2"):
             conn.execute(
                 "INSERT INTO runs (correlation_key, repository, issue_number, stage, role, status)"
@@ -124,7 +129,7 @@ def test_runs_recorded_before_the_mode_column_take_it_from_their_decision(bare_d
         )
     store.append_event("acme/shop#7:run:dev:1", "run.requested", "system", "sensor", {"discussion": True})
     store.append_event("acme/shop#7:run:dev:2", "run.requested", "system", "sensor", {"discussion": False})
-    assert store.migrate() == [19]
+    assert store.migrate() == [19, 20]
     modes = {key: store.get_run(key)["discussion"] for key in  # type: ignore[index]
              ("acme/shop#7:run:dev:1", "acme/shop#7:run:dev:2", "acme/shop#7:manual")}  # fmt: skip
     assert modes == {"acme/shop#7:run:dev:1": True, "acme/shop#7:run:dev:2": False, "acme/shop#7:manual": False}
