@@ -114,6 +114,8 @@ def _describe(event: AuditEvent, run_url: Callable[[str], str], took_seconds: Ma
         return "approval expired"
     if kind == "approval.denied":
         return f"approval refused ({reason}) {message}".rstrip()
+    if kind == "approval.late":
+        return "approval came after the request had expired: nothing started"
     if kind == "approval.withdrawn":
         return f"approval request withdrawn: {message}" if message else "approval request withdrawn"
     if kind == "run.started":

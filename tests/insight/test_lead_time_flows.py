@@ -112,3 +112,12 @@ def test_a_merged_pr_of_an_off_path_stage_is_filed_under_that_stage(store: Platf
 
     result = metrics.lead_time(store, *metrics.day_window("2026-03-02"), PlatformConfig().launch_profiles)
     assert [(r.profile, r.issues) for r in result.rows] == [("self-improve", 1)]
+
+
+def test_an_approval_after_the_request_expired_reads_as_such(store: PlatformStore) -> None:
+    dev = correlation_key(REPO, 12, "run:dev", 1)
+    ev(store, dev, "approval.requested", 0, "alice", **{**DEV, "kind": "approval_required"})
+    ev(store, dev, "approval.expired", 60)
+    ev(store, dev, "approval.late", 90, "bob", event_id=5)
+    lines = render_trace(issue_trace(store, REPO, 12)).splitlines()
+    assert "  2026-03-02T10:30:00Z  bob      approval came after the request had expired: nothing started" in lines
