@@ -4,6 +4,14 @@ Why each part:
 - `since` and `etag` are one pair: the ETag is only good for the query that produced it, so `since` stays put
   while the ETag holds, and an idle repository costs a free 304 from the first idle tick on. `since` moves
   forward (dropping the ETag, so one listing is counted) only when the listing has grown past `ADVANCE`.
+  An ETag is kept only for a listing of one page: it covers page 1 alone, and a later change lands past page 1
+  (the listing is sorted by update time), so it would be answered 304 for good. A listing of several pages,
+  fully read and decided, moves `since` to its newest change at once: its ETag is worthless, so nothing is
+  gained by leaving `since` behind, and the next listing is one page again.
+- `since` is also the events' horizon (`horizon`): an item's events are read back to `since - GRACE`. So it
+  moves only once every item listed since it was decided. `resume` is where the next listing starts when a
+  listing was too long to read (or decide) in one tick: every item updated before it was decided, so the
+  listing goes on from there while `since`, and the horizon, stay until the whole listing was decided.
 - `items`: per issue or PR, the `updated_at` at which it was fully decided. A listing skips what it already
   decided, so a fault costs a retry of one item, never of the whole second (a bulk edit of 100 issues), and
   a new `since` re-reads no events.
@@ -12,6 +20,10 @@ Why each part:
 - `decided`: event and review ids already decided, kept for a grace window: re-reading is free of duplicates.
 - `polled_at`: when the listing was last asked; with healthy webhooks polling is only reconciliation and runs
   at a longer interval.
+- `failures`: how many ticks in a row the repository could not be read at all (its listing, its first look, a
+  connection to it). The first is asked again next tick (a blip); from the second on it waits `backoff_until`,
+  growing from `FAILURE_BACKOFF` to `FAILURE_BACKOFF_CAP`, so a repository the platform lost access to, or one in
+  a long outage, is not asked every 3 s by both sensors.
 """
 
 from __future__ import annotations
@@ -26,6 +38,8 @@ log = logging.getLogger(__name__)
 
 GRACE = timedelta(minutes=10)
 ADVANCE = timedelta(minutes=5)  # how far the newest change may run ahead of `since` before `since` follows
+FAILURE_BACKOFF = timedelta(seconds=30)  # after the second failure in a row; doubled with each further one
+FAILURE_BACKOFF_CAP = timedelta(minutes=30)
 
 
 def parse_time(value: str) -> datetime:
@@ -47,6 +61,8 @@ class RepoCursor:
     backoff_until: str | None = None
     backoff_reason: str | None = None
     polled_at: str | None = None
+    resume: str | None = None  # where the next listing starts: every item updated before it was decided
+    failures: int = 0  # ticks in a row the repository could not be read
 
     def is_new(self, item_id: str | int, created_at: str) -> bool:
         if str(item_id) in self.decided:
@@ -87,6 +103,45 @@ class RepoCursor:
         if self.since is not None and parse_time(watermark) - parse_time(self.since) >= ADVANCE:
             self.since = watermark
             self.etag = None
+
+    def listing_start(self) -> str | None:
+        """The `since` the next listing asks: where a listing too long for one tick stopped, else `since`."""
+        return self.resume or self.since
+
+    def listing_decided(self, watermark: str | None) -> None:
+        """A listing of several pages (or the end of one read over several ticks) was read to its end and every item
+        in it decided: `since` moves to its newest change, with no ETag (the next listing gets one)."""
+        newest = watermark or self.resume
+        if self.since is not None and newest is not None and parse_time(newest) > parse_time(self.since):
+            self.since = newest
+        self.etag = self.resume = None
+
+    def decided_before(self, at: str) -> None:
+        """Every listed item updated before `at` was decided: the next listing starts there (`since` stays)."""
+        start = self.listing_start()
+        if start is None or parse_time(at) > parse_time(start):
+            self.resume = at
+        self.etag = None
+
+    def repository_failed(self, now: datetime, reason: str) -> timedelta | None:
+        """Count a tick in which the repository could not be read; from the second in a row on, back off (growing,
+        capped). Returns the wait, None when it is asked again next tick."""
+        self.failures += 1
+        self.etag = None
+        if self.failures < 2:
+            return None
+        wait = min(FAILURE_BACKOFF * 2 ** min(self.failures - 2, 16), FAILURE_BACKOFF_CAP)
+        until = now + wait
+        self.backoff_until = format_time(until)
+        self.backoff_reason = (
+            f"{reason}; failed {self.failures} ticks in a row, backing off for {int(wait.total_seconds())} s,"
+            f" until {until.astimezone(UTC):%H:%M:%S} UTC"
+        )
+        return wait
+
+    def repository_read(self) -> None:
+        self.failures = 0
+        self.backoff_until = self.backoff_reason = None
 
     def prune(self) -> None:
         if self.since is None:

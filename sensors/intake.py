@@ -19,6 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
+import psycopg
 import requests
 from github.GithubException import GithubException
 
@@ -26,8 +27,9 @@ from codexk8s_pipelines.domain.decisions import Decision, DecisionKind, Reason
 from codexk8s_pipelines.github.api import ListTooLong, RepoApi
 from codexk8s_pipelines.github.payloads import IntakeKind, IssueEvent, IssueItem, PayloadError, PullRequest, Review
 from codexk8s_pipelines.github.rate_limit import rate_limit_of
-from codexk8s_pipelines.store.database import RunRecord, StoreError
+from codexk8s_pipelines.store.database import EventRecord, RunRecord, StoreError
 from codexk8s_pipelines.store.insight import record_merge
+from codexk8s_pipelines.store.intake import ignore_pending
 
 from . import budget_gate
 from .comment_once import post_once
@@ -136,16 +138,16 @@ def _record(api: RepoApi, ctx: TickContext, d: Decided) -> RunIntent | None:
     if decision.kind is DecisionKind.RUN and not budget_gate.admit(api, ctx, d):
         return None  # held until the budget allows it or an approver overrides (audited and told there)
     event_type = _audit_type(decision)
-    if not store.has_event(key, event_type):
-        payload = {**decision.to_dict(), "actor": actor.login, "actor_type": actor.type, "event_id": d.event_id}
-        if d.budget_override is not None:
-            payload["budget_override_by"] = actor.login
-        payload["permission"] = actor.permission.value if actor.permission else None
-        actor_type = "human" if actor.is_human else "system"
-        store.append_event(key, event_type, actor_type, actor.login or SYSTEM_ACTOR, payload)
+    payload = {**decision.to_dict(), "actor": actor.login, "actor_type": actor.type, "event_id": d.event_id}
+    if d.budget_override is not None:
+        payload["budget_override_by"] = actor.login
+    payload["permission"] = actor.permission.value if actor.permission else None
+    audit = EventRecord(key, event_type, "human" if actor.is_human else "system", actor.login or SYSTEM_ACTOR, payload)
     repository = api.full_name.lower()
-    if decision.kind is DecisionKind.RUN:
-        return _register_run(ctx, key, decision, repository, d.issue_number, d.pr_number, actor.login)
+    if decision.kind is DecisionKind.RUN:  # the run and its `run.requested` in one transaction
+        return _register_run(ctx, key, decision, repository, d.issue_number, d.pr_number, actor.login, audit)
+    if not store.has_event(key, event_type):
+        store.append_event(audit.correlation_key, event_type, audit.actor_type, audit.actor_id, payload)
     if decision.kind is DecisionKind.APPROVAL_REQUIRED and decision.stage:
         ttl = ctx.rules.stage(decision.stage).approval.ttl_hours
         store.request_approval(
@@ -176,20 +178,22 @@ def _register_run(
     issue_number: int | None,
     pr_number: int | None,
     actor: str,
+    audit: EventRecord,
 ) -> RunIntent:
-    """Register a decided run (idempotent: a tick redone registers it once) and hand back its intent."""
-    ctx.platform.register_run(
-        RunRecord(
-            correlation_key=key,
-            repository=repository,
-            role=decision.role or "",
-            stage=decision.stage,
-            revise=decision.revise,
-            issue_number=issue_number,
-            pr_number=pr_number,
-            discussion=decision.discussion,
-        )
+    """Register a decided run with its `run.requested` audit row, both in one transaction (idempotent: a tick redone
+    registers and audits it once), and hand back its intent. A database that fails here leaves neither, and the
+    item is decided again next tick (`is_transient`)."""
+    run = RunRecord(
+        correlation_key=key,
+        repository=repository,
+        role=decision.role or "",
+        stage=decision.stage,
+        revise=decision.revise,
+        issue_number=issue_number,
+        pr_number=pr_number,
+        discussion=decision.discussion,
     )
+    ctx.platform.request_run(run, audit)
     return RunIntent(key, decision, repository, issue_number, pr_number, actor)
 
 
@@ -322,9 +326,16 @@ def _decide_pull(api: RepoApi, ctx: TickContext, cursor: RepoCursor, number: int
         raise ListTooLong("; ".join(s for s in (skipped, window.skipped) if s))  # after the newest were decided
 
 
+def is_database_blip(exc: BaseException) -> bool:
+    """The platform database could not answer for a moment: a connection refused ("too many clients"), one lost in
+    a failover or a restart, a statement cancelled, a deadlock. Nothing about the item."""
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+
+
 def is_transient(exc: BaseException) -> bool:
-    """Errors worth asking again next tick: rate limits, GitHub's 5xx, timeouts, lost connections."""
-    if rate_limit_of(exc) is not None:
+    """Errors worth asking again next tick: rate limits, GitHub's 5xx, timeouts, lost connections, the platform
+    database failing for a moment. Anything else is a permanent fault of the item (audited, then passed)."""
+    if rate_limit_of(exc) is not None or is_database_blip(exc):
         return True
     if isinstance(exc, GithubException):
         return exc.status >= 500 or exc.status in (408, 409)
@@ -356,8 +367,14 @@ def poll_repository(
     No item is started after `deadline` (time.monotonic()): a bulk edit of a few hundred issues takes a request or
     two each, and at GitHub's usual 0.2-0.5 s a request that alone outlasts a tick. A tick that overruns is
     discarded with its cursor, so the next one would repeat the same work and never get through. The items left
-    are decided next tick: the listing is asked again without its ETag and `since` stays, and webhook deliveries of
-    undecided items stay pending."""
+    are decided next tick: the listing is asked again without its ETag from the oldest item left (`since` stays),
+    and webhook deliveries of undecided items stay pending. A listing longer than one read takes is read on from
+    where it stopped next tick, and said so in the tick's notes.
+
+    A repository that cannot be read at all (its first look, its listing) is asked again next tick once, then
+    backed off, growing (`RepoCursor.repository_failed`); one that answers 404 or 403 (gone, or the platform lost
+    access) has its pending webhook deliveries set aside as ignored, audited: polling reads its changes once it
+    is readable again."""
     result = RepoResult()
     if cursor.backing_off(ctx.now):
         result.note = f"{api.full_name}: {cursor.backoff_reason or 'backing off'}"
@@ -367,6 +384,7 @@ def poll_repository(
         if cursor.since is None:
             cursor.since = cursor.floor = api.latest_update() or format_time(ctx.now)
             cursor.polled_at = format_time(ctx.now)
+            cursor.repository_read()
             result.decided.update(hinted)  # before the first look everything is history
             return result  # a new cursor starts from now: labels added before the sensor ran are history
         work: dict[int, str | None] = {}  # number -> the updated_at the listing showed (None: not listed)
@@ -374,7 +392,7 @@ def poll_repository(
         watermark: str | None = None
         listing = None
         if listing_due:
-            listing = api.updated_since(cursor.since, cursor.etag)
+            listing = api.updated_since(cursor.listing_start() or cursor.since, cursor.etag)
             result.polled = True
             cursor.polled_at = format_time(ctx.now)
             served_at = listing.served_at
@@ -392,12 +410,13 @@ def poll_repository(
         for number in [*(cursor.unsettled if listing_due else ()), *hinted]:
             work.setdefault(number, None)
         decide = _decide_issue if kind is IntakeKind.ISSUE_LABELS else _decide_pull
-        failures = left = 0
+        failures = github_failures = left = 0
         ordered = sorted(work.items(), key=lambda kv: (kv[1] or "~", kv[0]))  # oldest change first
+        notes: list[str] = []
         for done, (number, updated_at) in enumerate(ordered):
             if deadline is not None and time.monotonic() > deadline:
                 left = len(ordered) - done
-                result.note = f"{api.full_name}: {left} of {len(ordered)} changed items left for the next tick"
+                notes.append(f"{api.full_name}: {left} of {len(ordered)} changed items left for the next tick")
                 break
             try:
                 decide(api, ctx, cursor, number, result.intents)
@@ -406,7 +425,8 @@ def poll_repository(
                     raise
                 if is_transient(exc):
                     failures += 1
-                    result.note = f"{api.full_name}#{number}: {type(exc).__name__}; retried next tick"
+                    github_failures += 0 if is_database_blip(exc) else 1
+                    notes.append(f"{api.full_name}#{number}: {type(exc).__name__}; retried next tick")
                     if failures >= MAX_TRANSIENT_PER_TICK:
                         break
                     continue
@@ -416,28 +436,78 @@ def poll_repository(
             if known is not None and (updated_at is not None or served_at is not None):
                 cursor.finish_item(number, known, served_at)
         if listing is not None and failures == 0 and left == 0:
-            if not listing.not_modified:
-                cursor.etag = listing.etag  # paired with `since`, which has not moved
-            if watermark is not None:
-                cursor.maybe_advance(watermark)
+            if listing.rest_from is not None:  # more than one read takes: the next tick reads on from there
+                cursor.decided_before(listing.rest_from)
+                cursor.polled_at = None
+                notes.append(
+                    f"{api.full_name}: the listing of changes was cut after {listing.pages} pages; read and decided"
+                    f" up to {listing.rest_from}, the rest next tick"
+                )
+            elif listing.pages == 1 and cursor.resume is None:
+                if not listing.not_modified:
+                    cursor.etag = listing.etag  # paired with `since`, which has not moved
+                if watermark is not None:
+                    cursor.maybe_advance(watermark)
+            else:  # several pages, or the end of a listing read over several ticks: all of it decided
+                cursor.listing_decided(watermark)
         elif failures or left:
             cursor.etag = None  # the listing was not fully decided: ask again without the ETag
-            if left and listing is not None:
-                cursor.polled_at = None  # and next tick, not a reconciliation interval later
-        cursor.backoff_until = cursor.backoff_reason = None
+            if listing is not None:
+                if listing.pages > 1 or cursor.resume is not None:  # a long listing: on from the oldest item left
+                    oldest_left = [at for number, at in ordered if at is not None and number not in result.decided]
+                    if listing.rest_from is not None:
+                        oldest_left.append(listing.rest_from)
+                    if oldest_left:  # (those before it were decided)
+                        cursor.decided_before(min(oldest_left, key=parse_time))
+                if left:
+                    cursor.polled_at = None  # and next tick, not a reconciliation interval later
+        if listing is None and github_failures and not result.decided:  # GitHub failed every item it was asked
+            if cursor.repository_failed(ctx.now, f"{github_failures} items failed on GitHub") is not None:
+                notes.append(f"{api.full_name}: {cursor.backoff_reason}")
+        elif listing is not None or result.decided:
+            cursor.repository_read()
+        result.note = "; ".join(notes) or None
         cursor.prune()
         return result
     except Exception as exc:  # one repository's failure must not fail the tick for the others
-        cursor.etag = None
-        limit = rate_limit_of(exc, ctx.now)
-        if limit is not None:
-            cursor.backoff_until = format_time(limit.resume_at)
-            cursor.backoff_reason = limit.describe(ctx.now)
-            result.note = f"{api.full_name}: {cursor.backoff_reason}"
-            return result
-        log.warning("polling %s failed: %s", api.full_name, exc)
-        result.note = f"{api.full_name}: {type(exc).__name__}: {str(exc)[:200]}; retried next tick"
+        result.note = _repository_failed(kind, api.full_name, cursor, ctx, exc)
         return result
+
+
+def _unreadable(exc: BaseException) -> bool:
+    """GitHub says the repository is not there for the platform: gone, or access lost (not a rate limit)."""
+    return isinstance(exc, GithubException) and exc.status in (403, 404) and rate_limit_of(exc) is None
+
+
+def _repository_failed(
+    kind: IntakeKind, name: str, cursor: RepoCursor, ctx: TickContext, exc: BaseException, doing: str = ""
+) -> str:
+    """A repository that could not be read this tick: a rate limit waits for its reset; the platform database
+    failing is asked again next tick; anything else counts towards the repository's backoff, and a 404 or 403
+    sets its pending webhook deliveries aside (audited): they would wait for it for good, and polling reads what
+    they named once the repository is readable again. Returns the tick's note."""
+    cursor.etag = None
+    limit = rate_limit_of(exc, ctx.now)
+    if limit is not None:
+        cursor.backoff_until = format_time(limit.resume_at)
+        cursor.backoff_reason = limit.describe(ctx.now)
+        return f"{name}: {cursor.backoff_reason}"
+    what = f"{doing}{type(exc).__name__}: {str(exc)[:200]}"
+    log.warning("reading %s failed: %s", name, what)
+    if is_database_blip(exc):
+        return f"{name}: {what}; retried next tick"
+    wait = cursor.repository_failed(ctx.now, what)
+    note = f"{name}: {cursor.backoff_reason if wait is not None else what + '; retried next tick'}"
+    if _unreadable(exc) and ctx.store is not None:
+        reason = f"{name} cannot be read ({what}); polling reads its changes once it can"
+        try:
+            ignored = ignore_pending(ctx.store, kind.value, name, reason, ctx.now, SYSTEM_ACTOR)
+        except Exception as store_exc:  # set aside next time; the tick goes on
+            log.warning("setting aside the deliveries of %s failed: %s", name, store_exc)
+            ignored = 0
+        if ignored:
+            note += f"; {ignored} of its webhook deliveries set aside as ignored"
+    return note
 
 
 def run_tick(
@@ -453,7 +523,8 @@ def run_tick(
     poll_interval: Callable[[str], timedelta] | None = None,
 ) -> TickOutcome:
     """Decide every repository with webhook hints or a listing due (in parallel, round robin from where the last
-    tick stopped) within the budget. Without `poll_interval` every repository is polled every tick."""
+    tick stopped) within the budget. Without `poll_interval` every repository is polled every tick. A repository
+    backing off is not asked at all, not even connected to."""
     outcome = TickOutcome(cursor=cursor)
     if kind is IntakeKind.ISSUE_LABELS:
         for key in ctx.platform.expire_approvals(ctx.now):
@@ -470,6 +541,7 @@ def run_tick(
         return poll_interval is None or cursor.repo(name).poll_due(ctx.now, poll_interval(name))
 
     todo = {name: due(name) for name in order}
+    repo_cursors = {name: cursor.repo(name) for name in order}  # made here: the workers only read the dict
     deadline = time.monotonic() + budget_seconds
     results: dict[str, RepoResult] = {}
 
@@ -480,13 +552,17 @@ def run_tick(
             return
         if time.monotonic() > deadline:
             return
+        repo_cursor = repo_cursors[name]
+        if repo_cursor.backing_off(ctx.now):
+            results[name] = RepoResult(note=f"{name}: {repo_cursor.backoff_reason or 'backing off'}")
+            return
         try:
             api = api_for(name)
         except Exception as exc:
-            results[name] = RepoResult(note=f"{name}: cannot connect: {exc}")
+            results[name] = RepoResult(note=_repository_failed(kind, name, repo_cursor, ctx, exc, "cannot connect: "))
             return
         results[name] = poll_repository(
-            kind, api, cursor.repo(name), ctx, listing_due=listing_due, hinted=hinted, deadline=deadline
+            kind, api, repo_cursor, ctx, listing_due=listing_due, hinted=hinted, deadline=deadline
         )
 
     with ThreadPoolExecutor(max_workers=max_workers) as pool:
@@ -510,13 +586,18 @@ def _released_runs(ctx: TickContext) -> list[RunIntent]:
     """Runs the budgets held that now have room: requested under their own key, as if decided now."""
     intents: list[RunIntent] = []
     for hold, decision in budget_gate.released_by_budget(ctx):
-        store = ctx.platform
-        if not store.has_event(hold.correlation_key, "run.requested"):
-            payload = {**decision.to_dict(), "actor": hold.actor, "released_from_budget_hold": True}
-            store.append_event(hold.correlation_key, "run.requested", "system", SYSTEM_ACTOR, payload)
+        payload = {**decision.to_dict(), "actor": hold.actor, "released_from_budget_hold": True}
+        audit = EventRecord(hold.correlation_key, "run.requested", "system", SYSTEM_ACTOR, payload)
         intents.append(
             _register_run(
-                ctx, hold.correlation_key, decision, hold.repository, hold.issue_number, hold.pr_number, hold.actor
+                ctx,
+                hold.correlation_key,
+                decision,
+                hold.repository,
+                hold.issue_number,
+                hold.pr_number,
+                hold.actor,
+                audit,
             )
         )
     return intents

@@ -7,6 +7,7 @@ retries and error-to-exception mapping.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import re
 from dataclasses import dataclass
@@ -66,6 +67,26 @@ def _older_than(entry: Any, field: str, since: datetime) -> bool:
         return False
 
 
+def _updated_at(entry: Any) -> str | None:
+    """A listed item's `updated_at`, None when it has none GitHub's format can be read from."""
+    raw = cast(dict[str, Any], entry).get("updated_at") if isinstance(entry, dict) else None
+    if not isinstance(raw, str):
+        return None
+    try:
+        datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return raw
+
+
+def _later(a: str, b: str) -> bool:
+    """Whether GitHub timestamp `a` is after `b` (`b` may be unreadable: then nothing is after it)."""
+    try:
+        return datetime.fromisoformat(a.replace("Z", "+00:00")) > datetime.fromisoformat(b.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+
+
 def _http_date(value: str | None) -> str | None:
     """An HTTP `Date` header as GitHub's timestamp format, or None when absent or unreadable."""
     if not value:
@@ -107,13 +128,20 @@ def _checked(requester: Requester, verb: str, url: str, payload: Any = None) -> 
 @dataclass(frozen=True)
 class Listing:
     """Issues and PRs updated since a time; `not_modified` when GitHub answered 304 to the ETag. `served_at` is
-    GitHub's own clock (the `Date` header, to the second): an item changed in that very second may still change
-    within it without its `updated_at` moving."""
+    GitHub's own clock (the `Date` header of the first answer, to the second): an item changed in that very second
+    may still change within it without its `updated_at` moving.
+
+    `etag` is set only for a listing of one page: GitHub's ETag covers the page it came with, and a later change
+    lands at the end of a listing sorted by update time, past page 1, so an ETag of page 1 would answer 304 to it.
+    `rest_from` is None when the listing was read to its end; else every item updated before it was read, and the
+    rest (updated at or after it) is left for the next read, which asks `since=rest_from`."""
 
     not_modified: bool
     etag: str | None
     items: list[dict[str, Any]]
     served_at: str | None = None
+    pages: int = 1
+    rest_from: str | None = None
 
 
 class RepoApi:
@@ -166,6 +194,8 @@ class RepoApi:
             page, links = self._page(url)
             items.extend(page)
             url, pages = links.get("next"), pages + 1
+        if url:
+            log.warning("%s: more than %d pages; only the first %d were read", path, max_pages, max_pages)
         return status, resp_headers, items
 
     def _page(self, url: str, params: dict[str, Any] | None = None) -> tuple[list[Any], dict[str, str]]:
@@ -229,14 +259,69 @@ class RepoApi:
                 raise too_long() if since is not None else ListTooLong(f"{path}: page {number + 1} has no prev link")
 
     # -- polling ---------------------------------------------------------------------------------------------
-    def updated_since(self, since: str, etag: str | None) -> Listing:
-        params = {"state": "all", "sort": "updated", "direction": "asc", "since": since, "per_page": 100}
+    def updated_since(self, since: str, etag: str | None, max_pages: int | None = None) -> Listing:
+        """The issues and PRs updated at or after `since`, oldest change first: one conditional request (`etag`)
+        and, when the answer has more pages, up to `max_pages` requests in all.
+
+        Further pages are asked by time, not by offset: the next request is `since=` the last item's `updated_at`
+        (GitHub's `since` is inclusive; items read twice are kept once, as last read). GitHub's `page=2` counts
+        from the front of a listing that moves while it is read: an item of page 1 changed in between goes to the
+        end, the first item of page 2 slides onto page 1, and page 2 no longer holds it. Asked by time, an item
+        changed in between is only listed again, further on. Only a full page of one second (100 items changed in
+        the same second) cannot be passed by time: it is paged by offset, and unless the read then ends with no
+        item seen moving (listed again with another `updated_at`), `rest_from` is that second, so the next read
+        lists it again (unless the read was cut and started in that very second: it would never get further).
+
+        More than `max_pages` (MAX_PAGES) pages: the read stops there, `rest_from` saying where the next one starts."""
+        cap = max_pages or MAX_PAGES
+        path = f"{self.base}/issues"
+        params: dict[str, Any] = {"state": "all", "sort": "updated", "direction": "asc", "since": since}
+        params["per_page"] = PER_PAGE
         headers = {"If-None-Match": etag} if etag else None
-        status, resp_headers, items = self._get_pages(f"{self.base}/issues", params, headers)
+        status, resp_headers, body = self._requester.requestJson("GET", path, parameters=params, headers=headers)
         served_at = _http_date(header(resp_headers, "date"))
         if status == 304:
             return Listing(True, etag, [], served_at)
-        return Listing(False, header(resp_headers, "etag"), items, served_at)
+        if status >= 400:
+            _raise_for(status, resp_headers, body)
+        page: list[Any] = _answer("GET", path, body) or []
+        links = _links(header(resp_headers, "link"))
+        if "next" not in links:
+            return Listing(False, header(resp_headers, "etag"), page, served_at)
+        read: dict[Any, Any] = {}  # an item's number (else its position) -> the item as last read
+        unnumbered = itertools.count()
+        moved = False
+        boundary, offset_from, pages = since, None, 1
+        while True:
+            for entry in page:
+                number = cast(dict[str, Any], entry).get("number") if isinstance(entry, dict) else None
+                key = number if isinstance(number, int) else ("unnumbered", next(unnumbered))
+                earlier = read.pop(key, None)
+                if earlier is not None and _updated_at(earlier) != _updated_at(entry):
+                    moved = True
+                read[key] = entry
+            last = _updated_at(page[-1]) if page else None
+            if "next" not in links:
+                rest_from = None
+                break
+            if pages >= cap:
+                rest_from = last if last is not None and _later(last, boundary) else boundary
+                log.warning("%s: the listing since %s has more than %d pages; read up to %s", path, since, pages,
+                            rest_from)  # fmt: skip
+                break
+            if last is not None and _later(last, boundary):
+                boundary = last
+                page, links = self._page(path, {**params, "since": boundary})
+            else:  # a full page of one second: on by offset within it
+                offset_from = offset_from or boundary
+                page, links = self._page(links["next"])
+            pages += 1
+        # A second paged by offset is read again unless the read ended with nothing seen moving; but not when the
+        # read was cut and that second is where it started: it would read the same pages again on every tick.
+        unverified = offset_from is not None and (moved or rest_from is not None)
+        if unverified and (rest_from is None or _later(offset_from or since, since)):
+            rest_from = offset_from
+        return Listing(False, None, list(read.values()), served_at, pages, rest_from)
 
     def latest_update(self) -> str | None:
         """The newest `updated_at` of the repository's issues and PRs: where a new cursor starts."""

@@ -127,6 +127,46 @@ class PlatformStore:
             ).fetchone()
             return row is not None
 
+    def request_run(self, run: RunRecord, audit: EventRecord) -> bool:
+        """Record a requested run and its audit row (`run.requested`) in one transaction: both or neither, so a
+        database that fails in between never leaves an audit that names a run the runs table does not have. The
+        audit row is written only when the key has no event of its type yet (a tick redone writes it once); False
+        when the run was already recorded."""
+        if audit.actor_type not in ACTOR_TYPES:
+            raise StoreError(f"unknown actor type {audit.actor_type!r}; expected one of {', '.join(ACTOR_TYPES)}")
+        with self.connect() as conn, conn.transaction():
+            row = conn.execute(
+                "INSERT INTO runs (correlation_key, repository, issue_number, pr_number, stage, revise, role,"
+                " discussion) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (correlation_key) DO NOTHING RETURNING id",
+                (
+                    run.correlation_key,
+                    run.repository,
+                    run.issue_number,
+                    run.pr_number,
+                    run.stage,
+                    run.revise,
+                    run.role,
+                    run.discussion,
+                ),
+            ).fetchone()
+            conn.execute(
+                "INSERT INTO flow_events (correlation_key, actor_type, actor_id, event_type, payload, created_at)"
+                " SELECT %s, %s, %s, %s, %s, coalesce(%s, clock_timestamp()) WHERE NOT EXISTS"
+                " (SELECT 1 FROM flow_events WHERE correlation_key = %s AND event_type = %s)",
+                (
+                    audit.correlation_key,
+                    audit.actor_type,
+                    audit.actor_id,
+                    audit.event_type,
+                    Jsonb(redact(dict(audit.payload or {}))),
+                    audit.at,
+                    audit.correlation_key,
+                    audit.event_type,
+                ),
+            )
+            return row is not None
+
     def get_run(self, correlation_key: str) -> dict[str, Any] | None:
         with self.connect() as conn:
             return conn.execute("SELECT * FROM runs WHERE correlation_key = %s", (correlation_key,)).fetchone()

@@ -14,6 +14,7 @@ from typing import Any
 
 from psycopg.types.json import Jsonb
 
+from ..domain.redaction import redact
 from .database import PlatformStore
 
 DELIVERY_STATUSES = ("pending", "drained", "ignored", "rejected")
@@ -79,8 +80,13 @@ class Inbox:
     healthy: set[str]
 
 
-def read_inbox(store: PlatformStore, intake: str, healthy_since: datetime, limit: int = 500) -> Inbox:
-    """The tick's deliveries on one connection (two cheap indexed queries when none are waiting)."""
+def read_inbox(
+    store: PlatformStore, intake: str, healthy_since: datetime, limit: int = 500, per_repository: int = 100
+) -> Inbox:
+    """The tick's deliveries on one connection (two cheap indexed queries when none are waiting): the oldest
+    pending ones, at most `per_repository` of each repository. A repository whose deliveries cannot be decided (in
+    an outage, backing off) keeps them pending; read oldest first without that bound, `limit` of them would be all
+    a tick ever read, and no other repository's delivery would be read again."""
     with store.connect() as conn:
         healthy = conn.execute(
             "SELECT DISTINCT repository FROM webhook_deliveries"
@@ -88,11 +94,36 @@ def read_inbox(store: PlatformStore, intake: str, healthy_since: datetime, limit
             (healthy_since,),
         ).fetchall()
         pending = conn.execute(
-            "SELECT id, delivery_id, event, action, repository, item_number, received_at FROM webhook_deliveries"
-            " WHERE status = 'pending' AND intake = %s ORDER BY id LIMIT %s",
-            (intake, limit),
+            "SELECT id, delivery_id, event, action, repository, item_number, received_at FROM ("
+            "  SELECT id, delivery_id, event, action, repository, item_number, received_at,"
+            "   row_number() OVER (PARTITION BY repository ORDER BY id) AS nth"
+            "  FROM webhook_deliveries WHERE status = 'pending' AND intake = %s"
+            ") waiting WHERE nth <= %s ORDER BY id LIMIT %s",
+            (intake, per_repository, limit),
         ).fetchall()
     return Inbox([PendingDelivery(**r) for r in pending], {str(r["repository"]) for r in healthy})
+
+
+def ignore_pending(store: PlatformStore, intake: str, repository: str, reason: str, now: datetime, actor: str) -> int:
+    """Set a repository's pending deliveries of one intake aside as `ignored` with `reason` (the repository cannot
+    be read: they would stay pending for good), with one `webhook.deliveries_ignored` audit row naming them, both
+    in one transaction. Each delivery is set aside once; returns how many were."""
+    repository = repository.lower()
+    with store.connect() as conn, conn.transaction():
+        rows = conn.execute(
+            "UPDATE webhook_deliveries SET status = 'ignored', reason = %s, drained_at = %s"
+            " WHERE status = 'pending' AND intake = %s AND repository = %s RETURNING delivery_id",
+            (reason, now, intake, repository),
+        ).fetchall()
+        if rows:
+            ids = sorted(str(r["delivery_id"]) for r in rows)
+            payload = {"intake": intake, "reason": reason, "count": len(ids), "delivery_ids": ids[:1000]}
+            conn.execute(
+                "INSERT INTO flow_events (correlation_key, actor_type, actor_id, event_type, payload)"
+                " VALUES (%s, 'system', %s, 'webhook.deliveries_ignored', %s)",
+                (f"{repository}:intake:{intake}", actor, Jsonb(redact(payload))),
+            )
+        return len(rows)
 
 
 def mark_drained(store: PlatformStore, ids: Iterable[int], now: datetime) -> int:
