@@ -58,6 +58,25 @@ class EventRecord:
     at: datetime | None = None
 
 
+def _insert_run(conn: psycopg.Connection[dict[str, Any]], run: RunRecord) -> bool:
+    """The one INSERT of a run (`register_run`, `request_run`); False when its correlation key is already known."""
+    row = conn.execute(
+        "INSERT INTO runs (correlation_key, repository, issue_number, pr_number, stage, revise, role, discussion)"
+        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (correlation_key) DO NOTHING RETURNING id",
+        (
+            run.correlation_key,
+            run.repository,
+            run.issue_number,
+            run.pr_number,
+            run.stage,
+            run.revise,
+            run.role,
+            run.discussion,
+        ),
+    ).fetchone()
+    return row is not None
+
+
 class PlatformStore:
     def __init__(self, url: str) -> None:
         if not url:
@@ -110,22 +129,7 @@ class PlatformStore:
     def register_run(self, run: RunRecord) -> bool:
         """Record a requested run; False when the correlation key is already known (one event, one run)."""
         with self.connect() as conn:
-            row = conn.execute(
-                "INSERT INTO runs (correlation_key, repository, issue_number, pr_number, stage, revise, role,"
-                " discussion) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (correlation_key) DO NOTHING RETURNING id",
-                (
-                    run.correlation_key,
-                    run.repository,
-                    run.issue_number,
-                    run.pr_number,
-                    run.stage,
-                    run.revise,
-                    run.role,
-                    run.discussion,
-                ),
-            ).fetchone()
-            return row is not None
+            return _insert_run(conn, run)
 
     def request_run(self, run: RunRecord, audit: EventRecord) -> bool:
         """Record a requested run and its audit row (`run.requested`) in one transaction: both or neither, so a
@@ -135,21 +139,7 @@ class PlatformStore:
         if audit.actor_type not in ACTOR_TYPES:
             raise StoreError(f"unknown actor type {audit.actor_type!r}; expected one of {', '.join(ACTOR_TYPES)}")
         with self.connect() as conn, conn.transaction():
-            row = conn.execute(
-                "INSERT INTO runs (correlation_key, repository, issue_number, pr_number, stage, revise, role,"
-                " discussion) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)"
-                " ON CONFLICT (correlation_key) DO NOTHING RETURNING id",
-                (
-                    run.correlation_key,
-                    run.repository,
-                    run.issue_number,
-                    run.pr_number,
-                    run.stage,
-                    run.revise,
-                    run.role,
-                    run.discussion,
-                ),
-            ).fetchone()
+            recorded = _insert_run(conn, run)
             conn.execute(
                 "INSERT INTO flow_events (correlation_key, actor_type, actor_id, event_type, payload, created_at)"
                 " SELECT %s, %s, %s, %s, %s, coalesce(%s, clock_timestamp()) WHERE NOT EXISTS"
@@ -165,7 +155,7 @@ class PlatformStore:
                     audit.event_type,
                 ),
             )
-            return row is not None
+            return recorded
 
     def get_run(self, correlation_key: str) -> dict[str, Any] | None:
         with self.connect() as conn:
