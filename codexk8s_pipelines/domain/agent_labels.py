@@ -21,6 +21,9 @@ from typing import Any
 from .decisions import RunEffect, run_effect
 from .labels import NEED_VALUES, STATE_VALUES, LabelKind, LabelScheme, normalize
 
+MAX_LABEL_CHARS = 50
+"""GitHub's longest label name. A longer one is no label at all: it is refused before anything else reads it, and so
+no message here ever holds more of a label than this (one of 3.9 MB was echoed, and audited, whole: review 41)."""
 # Why an agent may not touch a label of each effect; `{label}` is the label as the agent wrote it.
 _REFUSALS: dict[RunEffect, str] = {
     RunEffect.TRIGGER: "'{label}' is a run:* trigger label; agents cannot start or stop runs",
@@ -51,6 +54,8 @@ def agent_label(label: str, scheme: LabelScheme, override_label: str | None = No
 
     Only the platform's own `state:*` and `need:*` labels: model/reasoning labels choose what a run costs, `mode:*`
     and foreign labels belong to the humans, and a label with a run effect is never an agent's (module docstring)."""
+    if len(label) > MAX_LABEL_CHARS:
+        raise LabelRefused(f"a label name has at most {MAX_LABEL_CHARS} characters")
     effect = run_effect(label, scheme, override_label)
     if effect is not None:
         raise LabelRefused(_REFUSALS[effect].format(label=label))

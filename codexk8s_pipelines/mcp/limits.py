@@ -43,6 +43,38 @@ UNVERIFIED_PER_MINUTE = 10.0
 a wrong token learns why at once; it needs no more than a few tries to stop."""
 UNVERIFIED_BURST = 5
 
+# -- HTTP requests, before the SDK reads them (`http.py`) ------------------------------------------------------------
+IN_FLIGHT_PER_PEER = 8
+"""HTTP requests of one peer address the server takes at once, counted before a byte of their body is read; more wait
+for a slot (WAITING_PER_PEER), then are answered 429. One agent runs at most IN_FLIGHT_PER_TOKEN calls and has a few
+more waiting for a slot; a peer is one agent pod in Kubernetes, but every local run's agent on one machine
+(`http.py`), so twice that. 60 connections of one peer sending 3.8 MB bodies made another agent's call wait 35 s and
+the server grow past its 1 GiB limit (review 41)."""
+WAITING_PER_PEER = 64
+"""Requests of one peer that wait (IN_FLIGHT_WAIT_SECONDS at most, their body unread) for one of its slots; more are
+answered 429 at once. A waiting request costs a parked task and the little its connection buffered (uvicorn stops
+reading it); refused at once, a flood would only send the next one, and the server would read and refuse it again."""
+WAITING_AT_ONCE = 512
+"""Requests waiting for a slot on the whole server (of any peers): beyond, they are answered 429 at once."""
+MAX_DIFF_CHARS = 2_000_000
+"""The longest `diff` docs_change_impact takes, the largest argument of any tool (a longer one: pass `files`)."""
+MAX_BODY_BYTES = 2 * MAX_DIFF_CHARS + 65_536
+"""The largest HTTP request body, counted as it streams in (not only by its Content-Length); a larger one is answered
+413. Room for the longest diff at two bytes a character (Cyrillic in UTF-8, or code with JSON's escapes) and 64 KiB
+for the rest of the call; about the MCP SDK's own default (4 MiB), which applied before."""
+LARGE_BODY_BYTES = 16_384
+"""A body larger than this is read only as its peer's one large body at a time and on one of LARGE_BODIES_AT_ONCE
+slots of the server, and passed on only when it carries a token this platform signed. Every call but
+docs_change_impact's `diff` or `files` fits in it (the longest query or status line is 2,000 characters), and parsing
+JSON holds the server's one event loop (0.2 s for 3.8 MB of numbers), which a caller without a token must not make it
+do again and again: a flood of 60 KB bodies still made another agent's call 12 times slower."""
+LARGE_BODIES_AT_ONCE = 4
+"""Large bodies being read and parsed at once on the whole server (of different peers); more wait
+(IN_FLIGHT_WAIT_SECONDS) for a slot, then get 503. Their memory, raw and parsed, stays well under the server's limit."""
+BODY_READ_SECONDS = 30.0
+"""How long a body may take to arrive once its headers have: a diff on the cluster network takes milliseconds; one
+sent a byte at a time would hold its peer's slots, and a large-body slot, for as long as it likes (408)."""
+
 # -- the audit of refused calls ------------------------------------------------------------------------------------
 REFUSAL_WINDOW_SECONDS = 60.0
 """A refusal that opens a window is audited whole (`mcp.tool.called` and `mcp.tool.failed`, as any call); the ones
@@ -81,12 +113,21 @@ class McpLimits:
     status_edit_interval_seconds: float = STATUS_EDIT_INTERVAL_SECONDS
     statement_timeout_ms: int = STATEMENT_TIMEOUT_MS
     housekeeping_seconds: float = HOUSEKEEPING_SECONDS
+    in_flight_per_peer: int = IN_FLIGHT_PER_PEER
+    waiting_per_peer: int = WAITING_PER_PEER
+    waiting_at_once: int = WAITING_AT_ONCE
+    max_body_bytes: int = MAX_BODY_BYTES
+    large_body_bytes: int = LARGE_BODY_BYTES
+    large_bodies_at_once: int = LARGE_BODIES_AT_ONCE
+    body_read_seconds: float = BODY_READ_SECONDS
     clock: Callable[[], float] = time.monotonic
 
     def __post_init__(self) -> None:
         for name in ("calls_per_minute", "call_burst", "in_flight_per_token", "in_flight_wait_seconds",
                      "server_in_flight", "unverified_per_minute", "unverified_burst", "refusal_window_seconds",
-                     "housekeeping_seconds", "statement_timeout_ms"):  # fmt: skip
+                     "housekeeping_seconds", "statement_timeout_ms", "in_flight_per_peer", "waiting_per_peer",
+                     "waiting_at_once", "max_body_bytes",
+                     "large_body_bytes", "large_bodies_at_once", "body_read_seconds"):  # fmt: skip
             if not getattr(self, name) > 0:
                 raise ValueError(f"McpLimits.{name} must be positive, not {getattr(self, name)!r}")
         if self.status_edit_interval_seconds < 0:

@@ -16,7 +16,8 @@ one per peer address for calls whose token does not verify ("rate limited: ... r
 calls of one token and a few more of the whole server at once (`throttle.py`), a statement timeout on every
 connection to the platform database, and an audit of refused calls that counts each one but writes at most a few
 rows per peer and minute (`refusals.py`). The service comment's edits are paced per run (`status_pacing.py`),
-and over HTTP the server keeps no sessions (`http.py`).
+and over HTTP the server keeps no sessions and bounds what a request may cost before its token is read: requests in
+flight per peer, body size, large bodies read at once and only with a token the platform signed (`http.py`).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from .refusals import RefusalLog
 from .status_pacing import StatusPacer
 from .throttle import Busy, Throttle
 from .tokens import RunScope, TokenError
-from .tools import ACTOR, MAX_K, MAX_NUMBER, MAX_RUNS, ArgumentError, McpServices, PlatformTools
+from .tools import ACTOR, MAX_K, MAX_NUMBER, MAX_RUNS, ArgumentError, McpServices, PlatformTools, shown, storable
 
 logger = logging.getLogger(__name__)
 
@@ -58,9 +59,12 @@ DEFAULT_HTTP_PATH = "/mcp"
 # Bounds on what one call can make the server keep or echo, applied before any redaction pattern runs: the
 # arguments come from anyone who can reach the server, before their token is checked (attack review 26a).
 MAX_AUDITED_CHARS = 1000  # a string argument (or list item) kept whole up to this; longer ones by length only
-MAX_NAME_CHARS = 100  # a tool or argument name as audited and echoed
 MAX_LIST_ITEMS = 50
 MAX_AUDIT_CHARS = 8000  # all the arguments of one `mcp.tool.called` row, as JSON
+# The `reason` of an `mcp.tool.failed` row: a message of ours is far shorter; one that echoes a caller's text at length
+# (a 3.9 MB label name did, review 41) is cut here, however it came about.
+MAX_REASON_CHARS = 1000
+NOT_READ = "(not read)"  # the tool of a request the HTTP gate refused before reading it (`http.py`)
 # Arguments no tool declares but an agent may well send: tolerated when they repeat the token's scope, refused
 # (naming the argument) when they point anywhere else.
 SCOPE_ARGUMENTS = {
@@ -112,31 +116,23 @@ def _result_text(result: CallToolResult) -> str:
     return text.split(": ", 1)[1] if text.startswith("Error executing tool ") and ": " in text else text
 
 
-def _storable(value: Any) -> Any:
-    """A value PostgreSQL's jsonb can hold: it refuses the NUL character, so an argument carrying one would make
-    the audit fail and the call look like a database outage. NUL is written as the visible "\\u0000"."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\\u0000")
-    if isinstance(value, list):
-        return [_storable(v) for v in value]
-    if isinstance(value, dict):
-        return {_storable(str(k)): _storable(v) for k, v in value.items()}
-    return value
+def _bounded_reason(reason: str) -> str:
+    """A failure's reason as the audit keeps it: at most MAX_REASON_CHARS, saying how much was cut."""
+    if len(reason) <= MAX_REASON_CHARS:
+        return reason
+    return f"{reason[:MAX_REASON_CHARS]}... <cut: {len(reason) - MAX_REASON_CHARS} of {len(reason)} characters>"
 
 
-def _shown(name: str, limit: int = MAX_NAME_CHARS) -> str:
-    """A caller's name (of a tool or an argument) as the audit and our messages show it: NUL made visible, secrets
-    masked, at most `limit` characters and then its length. Only a bounded prefix is ever redacted (a secret
-    starting inside the kept part is whole in it, or masked to its end)."""
-    head = redact_text(_storable(name[: limit + 300]))
-    return head if len(name) <= limit and len(head) <= limit else f"{head[:limit]}... <{len(name)} characters>"
+def _argument_size(arguments: Mapping[str, Any]) -> int:
+    """Roughly how much there is to check: the characters of the text arguments and the items of the lists."""
+    return sum(len(v) if isinstance(v, str | list) else 1 for v in arguments.values())
 
 
 def _audited_value(value: Any, top: bool = True) -> Any:
     """One argument as the audit keeps it: long text (a diff) as its length, a list as its first items, anything
     nested (no tool takes it) as its size only."""
     if isinstance(value, str):
-        return f"<{len(value)} characters>" if len(value) > MAX_AUDITED_CHARS else _storable(value)
+        return f"<{len(value)} characters>" if len(value) > MAX_AUDITED_CHARS else storable(value)
     if isinstance(value, list):
         if not top:
             return f"<list of {len(value)} items>"
@@ -154,7 +150,7 @@ def _called_payload(tool: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
     size = 0
     names = [n for n in arguments if n != "token"]
     for i, name in enumerate(names):
-        entry = redact({_shown(str(name)): _audited_value(arguments[name])})
+        entry = redact({shown(str(name)): _audited_value(arguments[name])})
         key, value = next(iter(entry.items()))
         cost = len(json.dumps(entry, ensure_ascii=False, default=str))
         if size + cost > MAX_AUDIT_CHARS:
@@ -210,14 +206,14 @@ def _type_problem(tool: Tool, arguments: Mapping[str, Any]) -> str | None:
     properties = tool.parameters.get("properties", {})
     for name, value in arguments.items():
         if _has_nul(value) or "\x00" in name:
-            return f"argument '{_shown(name)}': must not contain NUL characters (\\u0000)"
+            return f"argument '{shown(name)}': must not contain NUL characters (\\u0000)"
         types = _schema_types(properties.get(name) or {}) - {"null"}
         kind = _json_type(value)
         if not types or kind is None or kind in types or (kind == "number" and "integer" in types):
             continue
         wanted = " or ".join(_TYPE_NAMES.get(t, t) for t in sorted(types))
-        shown = json.dumps(value[:40] if isinstance(value, str) else value)
-        return f"argument '{_shown(name)}': must be {wanted}, not {_TYPE_NAMES[kind]} ({shown})"
+        given = json.dumps(value[:40] if isinstance(value, str) else value)
+        return f"argument '{shown(name)}': must be {wanted}, not {_TYPE_NAMES[kind]} ({given})"
     return None
 
 
@@ -234,7 +230,7 @@ def _peer(ctx: ServerRequestContext[Any, Any]) -> str:
     connection's: `http.py` tells uvicorn not to believe forwarded headers, which a caller writes itself."""
     client = getattr(ctx.request, "client", None)
     host = getattr(client, "host", None)
-    return _shown(str(host), 64) if host else LOCAL_PEER
+    return shown(str(host), 64) if host else LOCAL_PEER
 
 
 def _validation_problems(exc: ValidationError) -> str:
@@ -268,6 +264,8 @@ class RunScopeGuard(Extension):
 
     async def _audit(self, key: str, event: str, payload: dict[str, Any]) -> None:
         store = self.platform.services.store
+        if isinstance(payload.get("reason"), str):
+            payload = {**payload, "reason": _bounded_reason(payload["reason"])}
         await anyio.to_thread.run_sync(lambda: store.append_event(key, event, "agent", ACTOR, payload))
 
     async def _refuse(
@@ -285,6 +283,28 @@ class RunScopeGuard(Extension):
                 logger.warning("could not audit a refused MCP call of %s: %s", tool, type(exc).__name__)
         return _error(tool, reason)
 
+    # -- the HTTP gate's questions (`http.Gatekeeper`) ----------------------------------------------------------------
+    def token_signed(self, token: str) -> bool:
+        """Whether `token` is one this platform signed (expired or not: the guard then says it expired)."""
+        try:
+            self.platform.verify(token)
+        except TokenError as exc:
+            return exc.reason == "expired"
+        except ArgumentError:
+            return False
+        return True
+
+    async def request_refused(self, peer: str, kind: str, reason: str) -> None:
+        """A request the HTTP gate refused before it was read: counted as a refused call of `peer` with no token
+        checked, the first of a window audited (`mcp.tool.failed`, the tool `(not read)`), as `_refuse` does."""
+        peer = shown(peer, 64)
+        if self.refusals.record(UNVERIFIED_KEY, peer, NOT_READ, kind):
+            logger.warning("MCP request from %s refused before it was read: %s", peer, reason)
+            try:
+                await self._audit(UNVERIFIED_KEY, "mcp.tool.failed", {"tool": NOT_READ, "reason": reason, "peer": peer})
+            except Exception as exc:
+                logger.warning("could not audit a refused MCP request: %s", type(exc).__name__)
+
     def _scope_problem(self, tool: Tool, arguments: Mapping[str, Any], scope: RunScope) -> str | None:
         declared = set(tool.parameters.get("properties", {}))
         for name, value in arguments.items():
@@ -292,7 +312,7 @@ class RunScopeGuard(Extension):
                 continue
             kind = SCOPE_ARGUMENTS.get(name)
             if kind is None:
-                return f"unknown argument '{_shown(name)}'; {tool.name} takes: {', '.join(sorted(declared))}"
+                return f"unknown argument '{shown(name)}'; {tool.name} takes: {', '.join(sorted(declared))}"
             if kind == "repository":
                 ok = isinstance(value, str) and scope.owns_repository(value)
                 own = scope.repository
@@ -303,15 +323,15 @@ class RunScopeGuard(Extension):
                 ok = mine is not None and not isinstance(value, bool) and value == mine
                 own = f"#{mine}" if mine is not None else "none"
             if not ok:
-                shown = repr(value) if len(repr(value)) <= 100 else f"{repr(value)[:100]}..."
-                return f"argument '{name}': {shown} is outside this token's scope ({kind} {own})"
+                given = repr(value) if len(repr(value)) <= 100 else f"{repr(value)[:100]}..."
+                return f"argument '{name}': {given} is outside this token's scope ({kind} {own})"
         return None
 
     async def intercept_tool_call(
         self, params: CallToolRequestParams, ctx: ServerRequestContext[Any, Any], call_next: CallNext
     ) -> HandlerResult:
-        # `name` is the caller's text: audited and echoed only as `_shown` (bounded, NUL visible, secrets masked).
-        name = _shown(params.name)
+        # `name` is the caller's text: audited and echoed only as `shown` (bounded, NUL visible, secrets masked).
+        name = shown(params.name)
         arguments = dict(params.arguments or {})
         peer = _peer(ctx)
         try:
@@ -363,7 +383,11 @@ class RunScopeGuard(Extension):
             problem = problem or _type_problem(tool, arguments) or self._scope_problem(tool, arguments, scope)
             if problem is None:
                 try:
-                    tool.fn_metadata.validate_arguments(arguments)
+                    # Large arguments (a diff) are checked in a worker thread, not on the loop every caller shares.
+                    if _argument_size(arguments) > self.limits.large_body_bytes:
+                        await anyio.to_thread.run_sync(lambda: tool.fn_metadata.validate_arguments(arguments))
+                    else:
+                        tool.fn_metadata.validate_arguments(arguments)
                 except ValidationError as exc:
                     problem = _validation_problems(exc)
                 except Exception as exc:  # a value pydantic could not even look at
@@ -569,12 +593,19 @@ def _tools(platform: PlatformTools, limits: McpLimits) -> list[Tool]:
     ]
 
 
+class PlatformServer(MCPServer[Any]):
+    """The SDK's server, with the guard of its calls as the keeper of its HTTP front (`http.py`): the gate asks it
+    for the limits, whether a large request's token is the platform's, and to audit the requests it refuses."""
+
+    gatekeeper: RunScopeGuard
+
+
 def build_server(
     services: McpServices,
     *,
     limits: McpLimits | None = None,
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "WARNING",
-) -> MCPServer[Any]:
+) -> PlatformServer:
     """One server for one set of services, within `limits` (default: `McpLimits()`); `mcp.Client(server)` talks to
     it in-process (tests).
 
@@ -591,7 +622,7 @@ def build_server(
     housekeeping = Housekeeping(
         lambda: platform.services.store, guard.refusals, platform.status_pacer, limits.housekeeping_seconds
     )
-    return MCPServer(
+    server = PlatformServer(
         SERVER_NAME,
         instructions=INSTRUCTIONS,
         version=_version(),
@@ -600,6 +631,8 @@ def build_server(
         log_level=log_level,
         lifespan=housekeeping.lifespan(),
     )
+    server.gatekeeper = guard
+    return server
 
 
 def serve(transport: Literal["stdio", "http"] = "stdio", host: str = "127.0.0.1", port: int = 8765) -> None:

@@ -4,8 +4,9 @@ Format (compact, URL-safe, one line): ``ck8s1.<payload>.<signature>`` where ``pa
 (unpadded) of a compact JSON object ``{"v": 1, "run": <correlation key>, "repo": "owner/name", "issue": N|null,
 "pr": N|null, "exp": <epoch seconds>, "role": "<agent role>", "tools": ["<tool>", ...]}`` and ``signature`` is
 the base64url HMAC-SHA256, keyed with the secret from ``$CODEXK8S_MCP_SECRET``, of the ASCII text
-``ck8s1.<payload>``. ``role`` and ``tools`` (the MCP tools the run's agent was given, from the agent catalog) are
-left out of a token minted without them; the server then decides by the run's recorded role (`mcp/tools.py`).
+``ck8s1.<payload>``; ``repo`` is lower-case (and read as such from a token minted before). ``role`` and ``tools``
+(the MCP tools the run's agent was given, from the agent catalog) are left out of a token minted without them; the
+server then decides by the run's recorded role (`mcp/tools.py`).
 
 Why HMAC and not a JWT library: one issuer and one verifier share a secret inside one platform, the claims are
 fixed, and a 60-line format with no algorithm negotiation has no ``alg: none`` class of mistakes. Why the
@@ -59,7 +60,9 @@ class TokenError(ValueError):
 @dataclass(frozen=True)
 class RunScope:
     """What a verified token allows: one run, one repository, its issue and/or PR, until `expires_at`; `tools` are
-    the MCP tools of the run's `role` (None: the token does not say, an older one or one minted by hand)."""
+    the MCP tools of the run's `role` (None: the token does not say, an older one or one minted by hand).
+    `repository` is lower-case, as the platform keys repositories (the docs index, correlation keys): a token minted
+    for `Acme/Shop` searched the docs of nothing (review 41)."""
 
     run_key: str
     repository: str
@@ -164,7 +167,7 @@ def issue_token(
     disagree would make the audit trail (keyed by run) and the scope checks (by repository) tell two stories.
     """
     key = (run_key or "").strip()
-    repo = (repository or "").strip()
+    repo = (repository or "").strip().lower()  # GitHub names are case-insensitive; the platform keys them lower-case
     if not key:
         raise ValueError("run_key is required")
     if not repo:
@@ -238,7 +241,7 @@ def verify_token(
     except ValueError as exc:
         raise _malformed(str(exc)) from None
     scope = RunScope(
-        run_key=run, repository=repo, issue_number=issue, pr_number=pr, expires_at=exp, role=role, tools=tools
+        run_key=run, repository=repo.lower(), issue_number=issue, pr_number=pr, expires_at=exp, role=role, tools=tools
     )
     if _epoch(now) >= exp:
         when = datetime.fromtimestamp(exp, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

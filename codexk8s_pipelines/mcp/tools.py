@@ -22,7 +22,14 @@ from mcp.server.mcpserver.exceptions import ToolError
 from .. import settings
 from ..agents.catalog import agent_name_for_role, current_catalog
 from ..config import load_config_from_environment
-from ..domain.agent_labels import LabelRefused, agent_label, labels_put_by_run, last_labeller, removal_refusal
+from ..domain.agent_labels import (
+    MAX_LABEL_CHARS,
+    LabelRefused,
+    agent_label,
+    labels_put_by_run,
+    last_labeller,
+    removal_refusal,
+)
 from ..domain.correlation import comment_number
 from ..domain.labels import DEFAULT_SCHEME, LabelScheme, normalize
 from ..domain.redaction import redact_text
@@ -34,7 +41,7 @@ from ..knowledge.diffs import MAX_CHANGED_FILES
 from ..store import PlatformStore
 from ..store.database import FINISHED
 from ..store.usage import spent, usage_figures, usage_for_runs
-from .limits import STATUS_EDIT_INTERVAL_SECONDS
+from .limits import MAX_DIFF_CHARS, STATUS_EDIT_INTERVAL_SECONDS
 from .status_pacing import StatusPacer
 from .tokens import RunScope, TokenError, load_secret, verify_token
 
@@ -43,13 +50,13 @@ MAX_K = 50
 MAX_STATUS_CHARS = 500
 # What a status line may be before its whitespace is collapsed: room for indentation and line breaks, no more.
 MAX_STATUS_RAW_CHARS = 4 * MAX_STATUS_CHARS
-MAX_DIFF_CHARS = 2_000_000
 MAX_LABELS = 10
 MAX_RUNS = 100
 # Issue and PR numbers are PostgreSQL `integer`s in the platform's tables: a larger one is an argument error, not
 # a database error.
 MAX_NUMBER = ITEM_NUMBER_MAX
 EVENTS_PER_RUN = 10
+MAX_NAME_CHARS = 100  # a caller's name (tool, argument, label) as audited and echoed
 STATUS_MARKER = "<!-- codexk8s:agent-status -->"
 # The tools that change something besides the audit (GitHub labels, the service comment): refused to a token whose
 # run's role is unknown, and once the run has finished. server.py annotates the same ones as not read-only.
@@ -58,6 +65,26 @@ _STATUS_TITLE = {"en": "Latest agent status", "ru": "Последний стат
 _WS = re.compile(r"\s+")
 # What `run_status_report` hands the pacer to show later: the run's scope, its record, the status, when it was said.
 StatusUpdate = tuple[RunScope, dict[str, Any] | None, str, float]
+
+
+def storable(value: Any) -> Any:
+    """A value PostgreSQL's jsonb can hold: it refuses the NUL character, so an argument carrying one would make
+    the audit fail and the call look like a database outage. NUL is written as the visible "\\u0000"."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\\u0000")
+    if isinstance(value, list):
+        return [storable(v) for v in value]
+    if isinstance(value, dict):
+        return {storable(str(k)): storable(v) for k, v in value.items()}
+    return value
+
+
+def shown(name: str, limit: int = MAX_NAME_CHARS) -> str:
+    """A caller's text (a tool, argument or label name) as the audit and our messages show it: NUL made visible, secrets
+    masked, at most `limit` characters and then its length. Only a bounded prefix is ever redacted (a secret
+    starting inside the kept part is whole in it, or masked to its end)."""
+    head = redact_text(storable(name[: limit + 300]))
+    return head if len(name) <= limit and len(head) <= limit else f"{head[:limit]}... <{len(name)} characters>"
 
 
 class McpConfigError(RuntimeError):
@@ -292,7 +319,12 @@ class PlatformTools:
             raise ArgumentError("query", "must not be empty: say what you are looking for")
         if "\x00" in query:
             raise ArgumentError("query", "must not contain NUL characters (\\u0000)")
-        from ..knowledge.search import MAX_PER_FILE  # numpy and the SQL load only for a docs search
+        from ..knowledge.search import MAX_PER_FILE, MAX_QUERY_CHARS  # numpy and the SQL load only for a docs search
+
+        if len(query.strip()) > MAX_QUERY_CHARS:
+            raise ArgumentError(
+                "query", f"is longer than {MAX_QUERY_CHARS} characters ({len(query.strip())}); ask in fewer words"
+            )
 
         prefix = path_prefix.strip().lstrip("/") if isinstance(path_prefix, str) and path_prefix.strip() else None
         if prefix is not None and ".." in prefix.split("/"):
@@ -613,7 +645,9 @@ class PlatformTools:
         try:
             return agent_label(label, self.services.labels, self.services.budget_override_label)
         except LabelRefused as exc:
-            raise ArgumentError(argument, str(exc)) from None
+            # The domain's messages hold a label only up to GitHub's length; a longer one is shown as its start.
+            shown_label = f": {shown(label, MAX_LABEL_CHARS)}" if len(label) > MAX_LABEL_CHARS else ""
+            raise ArgumentError(argument, f"{exc}{shown_label}") from None
 
     def _run_role(self, scope: RunScope) -> str | None:
         """The run's role: the token's signed claim, else the role the platform recorded for the run."""
@@ -682,26 +716,40 @@ class PlatformTools:
             raise ArgumentError("remove", f"{', '.join(both)} is both added and removed")
         api = self._api(scope)
         self._check_removals(api, scope, target, to_remove)
+        added: list[str] = []
         removed: list[str] = []
         absent: list[str] = []
         put: list[str] = []
+        failure: ToolError | None = None
         try:
             if to_add:
                 before = {normalize(n) for n in self._names(api.issue(target))}
-                put = [n for n in to_add if normalize(n) not in before]  # the run's own, which it may take off again
+                new = [n for n in to_add if normalize(n) not in before]  # the run's own, which it may take off again
                 api.add_labels(target, to_add)
+                added, put = to_add, new
             for name in to_remove:
                 (removed if api.remove_label(target, name) else absent).append(name)
             after = self._names(api.issue(target))
         except Exception as exc:
-            raise _github_failure(f"changing labels on #{target}", exc) from None
-        self.services.store.append_event(
-            scope.run_key,
-            "run.labels.changed",
-            "agent",
-            ACTOR,
-            {"number": target, "added": {str(target): to_add}, "put": put, "removed": removed, "via": "mcp"},
-        )
+            failure = _github_failure(f"changing labels on #{target}", exc)
+        finally:
+            # What happened, also when GitHub failed half-way: a label added before the failure is the run's own,
+            # which it may take off again (`labels_put_by_run`), and the audit has every change made.
+            changed: dict[str, Any] = {
+                "number": target, "added": {str(target): added}, "put": put, "removed": removed, "via": "mcp"
+            }  # fmt: skip
+            if failure is not None:
+                changed["error"] = str(failure)
+            if added or removed or failure is None:
+                self.services.store.append_event(scope.run_key, "run.labels.changed", "agent", ACTOR, changed)
+        if failure is not None:
+            made = [f"added {', '.join(added)}"] if added else []
+            made += [f"removed {', '.join(removed)}"] if removed else []
+            raise ToolError(
+                f"{failure}; before that, {' and '.join(made)} (see github_labels_list)"
+                if made
+                else f"{failure}; no label was changed"
+            )
         return {
             "repository": scope.repository,
             "number": target,

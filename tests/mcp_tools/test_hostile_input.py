@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 import pytest
 from mcp import Client
+from mcp.server.mcpserver.exceptions import ToolError
 
 from codexk8s_pipelines.mcp.server import UNVERIFIED_KEY
 
@@ -197,3 +198,33 @@ def test_whole_numbers_and_booleans_as_json_has_them_are_accepted(platform: Plat
     data_of(platform.call("docs_search", {"token": platform.token, "query": "x", "k": 2, "all_chunks": True}))
     data_of(platform.call("docs_search", {"token": platform.token, "query": "x", "k": 2.0}))  # JSON: an integer
     assert [c[2]["k"] for c in platform.index.calls] == [2, 2]
+
+
+# -- review 41: a label name is echoed and audited bounded ------------------------------------------------------------
+def test_a_huge_label_name_is_refused_by_its_length_and_never_echoed_whole(em_platform: Platform) -> None:
+    """A 3.9 MB label name came back in the reply and went into the append-only audit whole, as the reason of the
+    refusal, once per call (review 41). GitHub's label names have at most 50 characters: refused first, shown as
+    its start."""
+    platform = em_platform
+    for argument, label in [("add", "x" * 1_000_000), ("remove", "run:" + "x" * 1_000_000)]:
+        result = platform.call("github_labels_transition", {"token": platform.token, argument: [label]})
+        message = text_of(result)
+        assert result.is_error and len(message) < 500, len(message)
+        assert f"argument '{argument}': a label name has at most 50 characters: {label[:50]}..." in message, message
+        assert "<1000000 characters>" in message or "<1000004 characters>" in message
+    sizes = _payload_sizes(platform, platform.key)
+    assert len(sizes) == 4 and max(sizes) < 2_000, sizes
+
+
+def test_a_long_failure_reason_is_audited_cut_saying_how_much(platform: Platform) -> None:
+    """Whatever a tool's message echoes, the `mcp.tool.failed` row keeps at most 1,000 characters of it."""
+
+    def failing(*_args: Any, **_kw: Any) -> Any:
+        raise ToolError("the index says: " + "y" * 200_000)
+
+    platform.services.search = failing
+    result = platform.call("docs_search", {"token": platform.token, "query": "cart"})
+    assert result.is_error
+    reason = platform.events()[-1]["payload"]["reason"]
+    assert reason.startswith("the index says: yyy") and len(reason) < 1_100, len(reason)
+    assert reason.endswith("<cut: 199016 of 200016 characters>"), reason[-80:]

@@ -52,3 +52,13 @@ def test_docs_change_impact_with_the_real_index(indexed: Platform) -> None:
     assert data["hits"][0]["path"] == "docs/checkout.md"
     assert data["hits"][0]["reasons"] and all(isinstance(r, str) for r in data["hits"][0]["reasons"])
     assert {h["repository"] for h in data["hits"]} == {REPO}
+
+
+def test_a_token_minted_with_the_repository_in_another_case_finds_its_docs(indexed: Platform) -> None:
+    """GitHub names are case-insensitive and the index keys them lower-case: a token for `Acme/Shop` (a repository
+    configured or reported so) found no docs and no impact at all (review 41)."""
+    token = indexed.token_for(repository="Acme/Shop")
+    data = data_of(indexed.call("docs_search", {"token": token, "query": "empty cart hint", "k": 5}))
+    assert data["repository"] == REPO and data["hits"][0]["path"] == "docs/checkout.md"
+    impact = data_of(indexed.call("docs_change_impact", {"token": token, "files": ["shop/cart.py"], "k": 3}))
+    assert impact["hits"] and {h["repository"] for h in impact["hits"]} == {REPO}

@@ -100,3 +100,33 @@ def test_an_agent_takes_off_only_its_roles_need_and_its_own_labels(em_platform: 
     result = _transition(platform, remove=["need:sa"])
     assert result.is_error and "'need:sa' was not put here by this run" in text_of(result)
     assert "need:sa" in platform.state.labels(REPO, platform.issue)
+
+
+def test_a_change_github_fails_half_way_is_audited_as_made_and_the_agent_can_undo_it(em_platform: Platform) -> None:
+    """The label was added, then removing another failed (a 502): the call raised before its `run.labels.changed`
+    row, so the audit had no change and the run did not own the label it put — the agent could not take it off
+    again (review 41). Now the row says what was made and what failed, and so does the reply."""
+    platform = em_platform
+    platform.state.label(REPO, platform.issue, "need:em", actor="alice")
+    platform.state.inject("502", method="DELETE", path_regex="/labels/", times=None)
+    result = _transition(platform, add=["state:blocked"], remove=["need:em"])
+    message = text_of(result)
+    assert result.is_error and "GitHub answered 502" in message, message
+    assert "before that, added state:blocked" in message, message
+    assert "state:blocked" in platform.state.labels(REPO, platform.issue)
+    (changed,) = [e["payload"] for e in platform.events() if e["event_type"] == "run.labels.changed"]
+    assert changed["added"] == {str(platform.issue): ["state:blocked"]} and changed["put"] == ["state:blocked"]
+    assert changed["removed"] == [] and "502" in changed["error"]
+
+    platform.state.clear_faults()
+    data = data_of(_transition(platform, remove=["state:blocked", "need:em"]))  # its own label, and its role's need
+    assert data["removed"] == ["state:blocked", "need:em"]
+    assert "state:blocked" not in platform.state.labels(REPO, platform.issue)
+
+
+def test_a_change_github_refuses_at_once_is_audited_as_nothing_made(em_platform: Platform) -> None:
+    platform = em_platform
+    platform.state.inject("502", method="POST", path_regex="/labels", times=None)
+    result = _transition(platform, add=["state:blocked"])
+    assert result.is_error and "no label was changed" in text_of(result), text_of(result)
+    assert "run.labels.changed" not in platform.event_types()

@@ -4,6 +4,8 @@ and the `codexk8s mcp token` command that mints one."""
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 from pathlib import Path
 
@@ -157,3 +159,17 @@ def test_role_and_tools_are_signed_claims() -> None:
         verify_token(f"{head}.{forged}.{signature}", 1_000, secret=SECRET)
     with pytest.raises(ValueError, match="tools"):
         _token(role="em", tools="runs_list")
+
+
+def test_the_repository_of_a_token_is_lower_case_as_the_platform_keys_it() -> None:
+    """The docs index and correlation keys hold repositories lower-case; a scope of `Acme/Shop` matched none of them
+    (review 41). A token minted so, now or before, is scoped to `acme/shop`."""
+    claims = json.loads(base64.urlsafe_b64decode(_token().split(".")[1] + "=="))
+    minted = issue_token(KEY, "Acme/Shop", issue_number=12, expires_at=2_000, secret=SECRET)
+    assert json.loads(base64.urlsafe_b64decode(minted.split(".")[1] + "=="))["repo"] == "acme/shop"
+    assert verify_token(minted, 1_000, secret=SECRET).repository == "acme/shop"
+    # One minted before, its claim in the case it was given: signed as such, read lower-case.
+    payload = base64.urlsafe_b64encode(json.dumps({**claims, "repo": "Acme/Shop"}).encode()).rstrip(b"=").decode()
+    signature = hmac.new(SECRET.encode(), f"ck8s1.{payload}".encode(), hashlib.sha256).digest()
+    before = f"ck8s1.{payload}.{base64.urlsafe_b64encode(signature).rstrip(b'=').decode()}"
+    assert verify_token(before, 1_000, secret=SECRET).repository == "acme/shop"

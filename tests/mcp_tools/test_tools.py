@@ -240,3 +240,19 @@ def test_labels_transition_on_the_run_pull_request(em_platform: Platform) -> Non
     assert [(i["number"], i["pull_request"]) for i in listed["items"]] == [(platform.issue, False), (pr, True)]
     assert "need:input" not in platform.state.labels(REPO, platform.issue)
     assert text_of(platform.results[-1])
+
+
+def test_a_query_too_long_is_an_argument_error_not_a_failed_search(platform: Platform) -> None:
+    """It read "docs search failed: query: at most 2000 characters", as if the platform had failed (review 41)."""
+    result = platform.call("docs_search", {"token": platform.token, "query": "q" * 2_500})
+    message = text_of(result)
+    assert result.is_error and "argument 'query': is longer than 2000 characters (2500)" in message, message
+    assert "failed" not in message and not platform.index.calls
+
+
+def test_a_large_diff_is_checked_off_the_event_loop_and_passed_whole(platform: Platform) -> None:
+    diff = "--- a/shop/cart.py\n+++ b/shop/cart.py\n" + "+x = 1\n" * 20_000
+    data_of(platform.call("docs_change_impact", {"token": platform.token, "diff": diff}))
+    assert platform.index.calls[-1][2]["diff"] == diff
+    result = platform.call("docs_change_impact", {"token": platform.token, "diff": diff, "k": 0})
+    assert result.is_error and "argument 'k': Input should be greater than or equal to 1" in text_of(result)
