@@ -122,16 +122,7 @@ def _partition(store: PlatformStore, day: int) -> dict[str, float]:
         "lead_time": lambda: metrics.lead_time(store, start, end, PROFILES),
         "policy_bypass_rate": lambda: metrics.policy_bypass(store, start, end, "need:input"),
     }
-    out = {}
-    for name, job in jobs.items():
-        job()
-        times = []
-        for _ in range(3):
-            t = time.perf_counter()
-            job()
-            times.append(time.perf_counter() - t)
-        out[name] = statistics.median(times)
-    return out
+    return {name: _median_seconds(job) for name, job in jobs.items()}
 
 
 def _show(label: str, timings: dict[str, float], rows: int) -> None:
