@@ -25,6 +25,7 @@ import ipaddress
 import logging
 import os
 import re
+import secrets
 import shutil
 import socket
 import sys
@@ -56,6 +57,10 @@ MAX_REQUEST_BYTES = 1024
 MAX_CONNECTIONS = 256  # at once: an agent opening sockets in a loop must not spawn unbounded relay threads
 ACCEPT_RETRY_SECONDS = 0.05
 OVER_CAP = "(too many connections at once)"  # the destination a connection over MAX_CONNECTIONS is recorded as
+# The loopback addresses a run's relay connects from to this machine's services (127.0.0.0/8 is all loopback on
+# Linux): one per run, so the MCP server tells local runs apart by address, as it tells agent pods apart in Kubernetes
+# (its per-address bounds, mcp/http.py). 127.0.0.1 stays the address of everything else.
+LOOPBACK_SOURCES = ipaddress.ip_network("127.128.0.0/9")
 # Refused destinations kept by name with their count; beyond, refusals are only counted. An agent could otherwise bury
 # the one attempt that matters under a flood of refusals of one junk destination.
 MAX_REFUSED_DESTINATIONS = 1000
@@ -266,6 +271,7 @@ class EgressRelay:
         self.connected: set[str] = set()  # destinations reached (each once)
         self._on_refusal = on_refusal
         self._connect_timeout = connect_timeout
+        self.loopback_source = loopback_source()
         self._dir = Path(tempfile.mkdtemp(prefix="codexk8s-egress-"))
         os.chmod(self._dir, 0o700)
         self.socket_path = self._dir / SOCKET_NAME
@@ -413,6 +419,9 @@ class EgressRelay:
                 raise _LoopbackRefused(f"{wanted} resolves to a link-local address ({address[0]}): refused")
             sock = socket.socket(family, kind, proto)
             sock.settimeout(self._connect_timeout)
+            if family == socket.AF_INET and is_loopback(str(address[0])):
+                with suppress(OSError):  # a system with 127.0.0.1 alone (macOS): the connection comes from it
+                    sock.bind((self.loopback_source, 0))
             try:
                 sock.connect(address)
             except OSError as exc:
@@ -449,6 +458,12 @@ class EgressRelay:
 
     def threads_alive(self) -> list[threading.Thread]:
         return [t for t in [self._acceptor, *self._threads] if t.is_alive()]
+
+
+def loopback_source() -> str:
+    """A loopback address of its own for one run's connections to this machine (`LOOPBACK_SOURCES`)."""
+    hosts = LOOPBACK_SOURCES.num_addresses - 2
+    return str(LOOPBACK_SOURCES.network_address + 1 + secrets.randbelow(hosts))
 
 
 @contextmanager

@@ -31,8 +31,9 @@ audited the way refused calls are (`refusals.py`: the first of a window per peer
 
 A peer is the client address of the TCP connection. In Kubernetes each agent pod has its own address, so a peer is
 one agent. Locally an agent reaches the server through its run's egress relay (`agents/egress.py`), a thread of the
-runner that connects from the machine's loopback, so every local run's agent is the one peer 127.0.0.1 and they share
-its bounds (hence twice an agent's own need, `limits.IN_FLIGHT_PER_PEER`).
+runner that connects from a loopback address of the run's own (`egress.LOOPBACK_SOURCES`), so a peer is one run
+there too: from 127.0.0.1 alike, eight header-only connections of one run made every other local run's agent wait
+10 s and get 429. A system with 127.0.0.1 alone (macOS) has every local run as that one peer.
 """
 
 from __future__ import annotations

@@ -47,9 +47,10 @@ UNVERIFIED_BURST = 5
 IN_FLIGHT_PER_PEER = 8
 """HTTP requests of one peer address the server takes at once, counted before a byte of their body is read; more wait
 for a slot (WAITING_PER_PEER), then are answered 429. One agent runs at most IN_FLIGHT_PER_TOKEN calls and has a few
-more waiting for a slot; a peer is one agent pod in Kubernetes, but every local run's agent on one machine
-(`http.py`), so twice that. 60 connections of one peer sending 3.8 MB bodies made another agent's call wait 35 s and
-the server grow past its 1 GiB limit (review 41)."""
+more waiting for a slot; a peer is one agent pod in Kubernetes, one run's relay locally (`http.py`), and twice
+that leaves room for a machine where every local run is one peer (127.0.0.1 alone, macOS). 60 connections of one
+peer sending 3.8 MB bodies made another agent's call wait 35 s and the server grow past its 1 GiB limit (review
+41)."""
 WAITING_PER_PEER = 64
 """Requests of one peer that wait (IN_FLIGHT_WAIT_SECONDS at most, their body unread) for one of its slots; more are
 answered 429 at once. A waiting request costs a parked task and the little its connection buffered (uvicorn stops

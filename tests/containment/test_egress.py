@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import ipaddress
 import json
 import socket
 import subprocess
@@ -488,3 +489,30 @@ def test_connections_over_the_cap_are_turned_away_and_recorded(monkeypatch: pyte
     assert relay.refused == {egress.OVER_CAP: 1}
     assert [r.destination for r in refused] == [egress.OVER_CAP] and "more than 2 connections" in refused[0].reason
     assert relay.refusals_listed() == [egress.OVER_CAP]
+
+
+def test_each_runs_relay_reaches_this_machine_from_an_address_of_its_own() -> None:
+    """Local runs reach the MCP server through their relays; from 127.0.0.1 all alike, one run holding the server's
+    per-address slots (mcp/http.py) starved every other local run's agent. Each relay has its own loopback source."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(4)
+        listener.settimeout(BOUND_SECONDS)
+        target = listener.getsockname()[1]
+        peers: list[str] = []
+        relays = [egress.EgressRelay(egress.allow_list(None, {}, [f"127.0.0.1:{target}"])) for _ in range(2)]
+        try:
+            for relay in relays:
+                with socket.socket(socket.AF_UNIX) as agent:
+                    agent.settimeout(BOUND_SECONDS)
+                    agent.connect(str(relay.socket_path))
+                    agent.sendall(f"CONNECT 127.0.0.1 {target}\n".encode())
+                    assert agent.recv(64).startswith(b"OK")
+                    conn, (host, _) = listener.accept()
+                    conn.close()
+                    peers.append(host)
+        finally:
+            for relay in relays:
+                relay.close()
+    assert peers == [relay.loopback_source for relay in relays] and peers[0] != peers[1]
+    assert all(ipaddress.ip_address(p) in egress.LOOPBACK_SOURCES for p in peers)
