@@ -14,7 +14,15 @@ from collections.abc import Sequence
 from codexk8s_pipelines.domain.decisions import Decision, budget_override_rule
 from codexk8s_pipelines.domain.spend import Breach
 from codexk8s_pipelines.github.api import RepoApi
-from codexk8s_pipelines.store.usage import BudgetHold, hold_run, open_holds, release_hold, reserve
+from codexk8s_pipelines.store.usage import (
+    RESCUE_WINDOW,
+    BudgetHold,
+    hold_run,
+    open_holds,
+    release_hold,
+    released_not_started,
+    reserve,
+)
 
 from .comment_once import post_once
 from .decide import SYSTEM_ACTOR, Decided, TickContext
@@ -72,9 +80,12 @@ def record_override(ctx: TickContext, d: Decided) -> bool:
     """An approver's override: the hold is released (with a reservation, so later launches count it); False
     when it was already released (a tick redone after a crash), so nothing starts twice."""
     assert d.budget_override is not None
-    released = release_hold(ctx.platform, ctx.budgets, d.budget_override, "override", d.actor.login, ctx.now)
+    hold = d.budget_override
+    released = release_hold(ctx.platform, ctx.budgets, hold, "override", d.actor.login, ctx.now)
     if released is None:
-        return False
+        # Released before: by this override in a tick whose run record then failed (the item is decided again),
+        # the run is still to be requested; otherwise it was started, and starts nothing twice.
+        return bool(released_not_started(ctx.platform, ctx.now - RESCUE_WINDOW, correlation_key=hold.correlation_key))
     ctx.platform.append_event(
         d.key,
         "budget.overridden",
@@ -90,7 +101,12 @@ def released_by_budget(ctx: TickContext) -> list[tuple[BudgetHold, Decision]]:
     so a run released here counts against the next one)."""
     if ctx.store is None:
         return []
-    released: list[tuple[BudgetHold, Decision]] = []
+    # Released by the budgets in a tick whose run record then failed: requested now (the same key, so once). Read
+    # before this tick releases any, which are requested by this tick.
+    released = [
+        (hold, Decision.from_dict(hold.decision))
+        for hold in released_not_started(ctx.store, ctx.now - RESCUE_WINDOW, how="budget")
+    ]
     for hold in open_holds(ctx.store):
         try:
             breaches = release_hold(ctx.store, ctx.budgets, hold, "budget", SYSTEM_ACTOR, ctx.now)

@@ -157,6 +157,9 @@ class RepoCursor:
         return self.polled_at is None or now - parse_time(self.polled_at) >= interval
 
 
+CURSOR_VERSION = 3  # 3: an ETag only of a listing of one page that was not full
+
+
 @dataclass
 class IntakeCursor:
     repos: dict[str, RepoCursor] = field(default_factory=dict[str, RepoCursor])
@@ -168,7 +171,7 @@ class IntakeCursor:
     def to_json(self) -> str:
         return json.dumps(
             {
-                "v": 2,
+                "v": CURSOR_VERSION,
                 "next_index": self.next_index,
                 "repos": {k: asdict(v) for k, v in self.repos.items()},
             }
@@ -176,13 +179,17 @@ class IntakeCursor:
 
     @classmethod
     def from_json(cls, raw: str | None) -> IntakeCursor:
-        """A cursor from its JSON (version 1 cursors included); an unreadable cursor starts fresh (logged) rather
-        than failing every tick."""
+        """A cursor from its JSON (versions 1 and 2 included); an unreadable cursor starts fresh (logged) rather
+        than failing every tick. Before version 3 an ETag could be page 1's of a listing of several pages, which
+        GitHub answers 304 as long as page 1 stays as it was, however much changed after it: it is dropped."""
         if not raw:
             return cls()
         try:
             data: dict[str, Any] = json.loads(raw)
             repos = {k: RepoCursor(**v) for k, v in data.get("repos", {}).items()}
+            if int(data.get("v", 1)) < CURSOR_VERSION:
+                for repo in repos.values():
+                    repo.etag = None
             return cls(repos=repos, next_index=int(data.get("next_index", 0)))
         except (ValueError, TypeError, AttributeError) as exc:
             log.warning("sensor cursor unreadable (%s); starting from the current state of GitHub", exc)

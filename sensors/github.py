@@ -129,7 +129,8 @@ def evaluate(
     for note in notes + outcome.notes:
         if log:
             log(note)
-    requests = [run_request(i) for i in outcome.intents]
+    # One request per run key: a held run may be started by the budgets and by an override in one tick.
+    requests = [run_request(i) for i in {i.correlation_key: i for i in outcome.intents}.values()]
     if requests:
         return dg.SensorResult(run_requests=requests, cursor=outcome.cursor.to_json())
     reason = "; ".join(notes + outcome.notes) or (

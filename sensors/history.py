@@ -9,11 +9,12 @@ is not part of deciding: the sensor acts on its decisions with the `PlatformStor
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from codexk8s_pipelines.store import PlatformStore
 from codexk8s_pipelines.store.findings import platform_issue_by_number
-from codexk8s_pipelines.store.usage import BudgetHold, open_holds
+from codexk8s_pipelines.store.usage import RESCUE_WINDOW, BudgetHold, open_holds, released_not_started
 
 
 class DecisionHistory(Protocol):
@@ -86,7 +87,10 @@ class StoreHistory:
         return self.store.approval_for_issue(repository, number)
 
     def open_holds(self, repository: str, number: int) -> list[BudgetHold]:
-        return open_holds(self.store, repository, number)
+        # A hold released in a tick whose run record then failed still holds its run: an override starts it.
+        since = datetime.now(UTC) - RESCUE_WINDOW
+        rescued = [h for h in released_not_started(self.store, since) if _of(h, repository, number)]
+        return open_holds(self.store, repository, number) + rescued
 
 
 class NoHistory:
@@ -127,3 +131,7 @@ class NoHistory:
 
     def open_holds(self, repository: str, number: int) -> list[BudgetHold]:
         return []
+
+
+def _of(hold: BudgetHold, repository: str, number: int) -> bool:
+    return hold.repository == repository.lower() and hold.issue_number == number  # as `open_holds` filters

@@ -287,7 +287,9 @@ class RepoApi:
         page: list[Any] = _answer("GET", path, body) or []
         links = _links(header(resp_headers, "link"))
         if "next" not in links:
-            return Listing(False, header(resp_headers, "etag"), page, served_at)
+            # A full page without a next one (exactly 100 changed) keeps no ETag either: the next change lands on page
+            # 2, page 1 stays as it was, and GitHub would answer 304 to every later poll.
+            return Listing(False, header(resp_headers, "etag") if len(page) < PER_PAGE else None, page, served_at)
         read: dict[Any, Any] = {}  # an item's number (else its position) -> the item as last read
         unnumbered = itertools.count()
         moved = False

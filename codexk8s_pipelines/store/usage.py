@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -435,6 +435,27 @@ def open_holds(
             "SELECT * FROM budget_holds WHERE released_at IS NULL AND (%s::text IS NULL OR repository = %s)"
             " AND (%s::int IS NULL OR issue_number = %s) ORDER BY held_at, correlation_key",
             (repository and repository.lower(), repository and repository.lower(), issue_number, issue_number),
+        ).fetchall()
+    return [_hold(r) for r in rows]
+
+
+# How far back a released hold whose run was never recorded (the database failed in between) is still started: the
+# next ticks, not a release of long ago that a later change of mind may have made moot.
+RESCUE_WINDOW = timedelta(hours=1)
+
+
+def released_not_started(
+    store: PlatformStore, since: datetime, how: str | None = None, correlation_key: str | None = None
+) -> list[BudgetHold]:
+    """Holds released since `since` (by `how`, or one key's) whose run was never recorded: the database failed
+    between the release and the run's record (they are two transactions), so the run is still to be requested."""
+    with store.connect() as conn:
+        rows = conn.execute(
+            "SELECT * FROM budget_holds h WHERE released_at >= %s AND (%s::text IS NULL OR released_how = %s)"
+            " AND (%s::text IS NULL OR correlation_key = %s)"
+            " AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.correlation_key = h.correlation_key)"
+            " ORDER BY released_at, correlation_key",
+            (since, how, how, correlation_key, correlation_key),
         ).fetchall()
     return [_hold(r) for r in rows]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import traceback
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from typing import Any
 
 import psycopg
@@ -105,3 +105,27 @@ def test_a_run_and_its_audit_row_are_written_together(intake: Intake) -> None:
     assert intake.store.request_run(run, audit) is True
     assert intake.store.request_run(run, audit) is False  # a tick redone: the same run, audited once
     assert intake.events(run.correlation_key) == ["run.requested"]
+
+
+@pytest.mark.parametrize("how", ["budget", "override"])
+def test_a_held_run_released_during_a_database_blip_still_starts_once(
+    intake: Intake, monkeypatch: pytest.MonkeyPatch, how: str
+) -> None:
+    """The hold is released in one transaction and the run recorded in the next: the database failing in between
+    left a released hold and no run, which no later tick requested (the hold was no longer open, the override
+    "already released")."""
+    from tests.sensors.test_budget_gate import _configure, _held
+
+    number, key = _held(intake)
+    if how == "budget":
+        _configure(issue_cost=6)  # room now
+    else:
+        intake.state.label(REPO, number, "budget:override", actor="bob")  # bob maintains: an approver
+    failed = _fail_once(monkeypatch, "insert")
+    started: list[str] = []
+    for _ in range(3):
+        with suppress(psycopg.OperationalError):  # the budgets' release path fails the tick: the next one goes on
+            started += [r.run_key for r in intake.tick(issue_sensor).run_requests]
+    assert failed and started == [key]
+    assert intake.events(key).count("run.requested") == 1
+    assert intake.store.get_run(key) is not None

@@ -100,3 +100,49 @@ def test_a_listing_longer_than_one_read_is_read_on_next_tick_and_said_so(
     state.clear_requests()
     assert _run_keys(intake, 2) == []
     assert [status for _, _, status in state.requests][-1] == 304
+
+
+def test_a_label_after_a_bulk_edit_of_exactly_100_issues_starts_its_run(intake: Intake) -> None:
+    """Exactly 100 changed: one full page and no next one. Its ETag was kept, the next change landed on page 2,
+    and every later poll was answered 304."""
+    state = intake.state
+    target = state.add_issue(REPO, "Checkout fails")
+    numbers = [state.add_issue(REPO, f"issue {i}") for i in range(100)]
+    intake.tick(issue_sensor)  # the first look
+    state.advance(10)
+    for n in numbers:
+        state.label(REPO, n, "triage")
+    assert _run_keys(intake, 2) == []
+    state.advance(30)
+    event = state.label(REPO, target, "run:dev", actor="alice")
+    assert _run_keys(intake, 5) == [f"{REPO}#{target}:run:dev:{event}"]
+
+
+def test_a_cursor_saved_stuck_by_the_previous_release_is_freed_by_the_upgrade(intake: Intake) -> None:
+    """A version 2 cursor could hold page 1's ETag of a listing of several pages (the 304 freeze): it is dropped."""
+    import json
+
+    import requests
+
+    state = intake.state
+    target = state.add_issue(REPO, "Checkout fails")
+    numbers = [state.add_issue(REPO, f"issue {i}") for i in range(120)]
+    intake.tick(issue_sensor)  # the first look
+    state.advance(10)
+    for n in numbers:
+        state.label(REPO, n, "triage")
+    state.advance(60)
+    event = state.label(REPO, target, "run:dev", actor="alice")
+    saved = json.loads(intake.cursors[issue_sensor.name])
+    repo = saved["repos"][REPO]
+    for field in ("resume", "failures"):  # fields the previous release did not have
+        repo.pop(field, None)
+    page_one = requests.get(
+        f"{intake.server.url}/repos/{REPO}/issues",
+        params={"state": "all", "sort": "updated", "direction": "asc", "since": repo["since"], "per_page": 100},
+        headers={"Authorization": f"token {intake.server.token}"},
+        timeout=10,
+    )
+    repo["etag"] = page_one.headers["ETag"]
+    intake.cursors[issue_sensor.name] = json.dumps({**saved, "v": 2})
+    assert _run_keys(intake, 5) == [f"{REPO}#{target}:run:dev:{event}"]
