@@ -12,7 +12,7 @@ event (`installation`…), kept as `ignored`; 401 an unsigned or wrongly signed 
 deeply included; a form-encoded body is told to set the webhook's content type to application/json), an event not
 taken or no delivery id; 422 missing fields or an item number out of range; 413 an oversized body; 408 a body not
 received within `BODY_SECONDS` (GitHub itself gives up after 10 s); 503 when the database is unreachable (GitHub
-shows the delivery as failed and it can be redelivered), or from uvicorn past `MAX_CONNECTIONS` open connections.
+shows the delivery as failed and it can be redelivered).
 
 Which refusals are audited, and why: a refusal of a *signed* body (400/422) can only come from the secret
 holder, so it is one `webhook.rejected` row in `flow_events` and the body is kept in `webhook_deliveries` as
@@ -62,8 +62,11 @@ OTHER_REMOTES = "other addresses"
 # A body not received within this many seconds is answered 408 and its connection closed (GitHub gives up after
 # 10 s): a caller that sends headers and then a trickle, or nothing, holds no connection for longer.
 BODY_SECONDS = 10.0
-MAX_CONNECTIONS = 100  # uvicorn's limit_concurrency: past it, new requests are answered 503 at once
 KEEP_ALIVE_SECONDS = 5  # an idle keep-alive connection is closed after this long
+# How uvicorn serves the receiver. No `limit_concurrency`: uvicorn starts no timer on a connection until its first
+# request, so 100 sockets that never send one held a limit of 100 for good and GitHub (and the probes, /healthz) got
+# 503 (review 43). Idle and slow clients are bounded by the Ingress in front (README) and the body deadline here.
+SERVER_OPTIONS: dict[str, object] = {"timeout_keep_alive": KEEP_ALIVE_SECONDS}
 FORM_ENCODED = "application/x-www-form-urlencoded"
 
 
@@ -302,6 +305,5 @@ def serve(host: str, port: int, environ: dict[str, str]) -> None:
         raise WebhookConfigError(f"{settings.DATABASE_URL_VAR} is not set: deliveries need the database")
     store = PlatformStore(url)  # the schema is migrated by the code location (or `codexk8s db migrate`)
     uvicorn.run(
-        create_app(store, receiver), host=host, port=port, log_level="info", access_log=False,
-        limit_concurrency=MAX_CONNECTIONS, timeout_keep_alive=KEEP_ALIVE_SECONDS,
+        create_app(store, receiver), host=host, port=port, log_level="info", access_log=False, **SERVER_OPTIONS
     )  # fmt: skip

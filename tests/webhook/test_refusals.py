@@ -19,7 +19,7 @@ from codexk8s_pipelines.webhook.app import HEADER_SHOWN, REFUSAL_LOG_SECONDS, Re
 from tests.github_server import sign
 from tests.sensors.conftest import REPO, Intake
 
-from .conftest import SECRET, Receiver
+from .conftest import SECRET, Receiver, wait_for
 
 
 class Clock:
@@ -205,12 +205,45 @@ def test_a_body_that_never_ends_is_answered_408_and_its_connection_closed(
     assert len(lines) == 1 and "1 request(s) from 127.0.0.1" in lines[0] and "latest 408" in lines[0], lines
 
 
-def test_serve_bounds_connections_and_idle_keep_alive(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sockets_that_never_send_a_request_do_not_lock_github_out(intake: Intake) -> None:
+    """Served as `serve()` serves it: 120 connections that never send a request (each held a place of uvicorn's
+    `limit_concurrency` of 100 for good) and GitHub's delivery and the probes' /healthz are still answered."""
+    import threading
+
+    import uvicorn
+
+    from codexk8s_pipelines.webhook import ReceiverSettings, create_app
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    app = create_app(intake.store, ReceiverSettings(SECRET, 65536))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **webhook_app.SERVER_OPTIONS))  # type: ignore[arg-type]
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, "the receiver to start")
+    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(120)]
+    try:
+        body = json.dumps({"action": "labeled", "issue": {"number": 7}, "label": {"name": "run:dev"},
+                           "repository": {"full_name": REPO}}).encode()  # fmt: skip
+        headers = {"X-GitHub-Event": "issues", "X-GitHub-Delivery": "d-idle", "Content-Type": "application/json",
+                   "X-Hub-Signature-256": sign(SECRET, body)}  # fmt: skip
+        delivered = requests.post(f"http://127.0.0.1:{port}/webhook", data=body, headers=headers, timeout=10)
+        health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+        assert (delivered.status_code, health.status_code) == (202, 200), delivered.text
+    finally:
+        for sock in idle:
+            sock.close()
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
+
+
+def test_serve_closes_idle_keep_alive(monkeypatch: pytest.MonkeyPatch) -> None:
     import uvicorn
 
     seen: dict[str, object] = {}
     monkeypatch.setattr(uvicorn, "run", lambda app, **kwargs: seen.update(kwargs))
     monkeypatch.setenv("CODEXK8S_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
     webhook_app.serve("127.0.0.1", 8090, {"CODEXK8S_WEBHOOK_SECRET": SECRET})
-    assert seen["limit_concurrency"] == webhook_app.MAX_CONNECTIONS > 0
     assert seen["timeout_keep_alive"] == webhook_app.KEEP_ALIVE_SECONDS > 0
