@@ -47,8 +47,11 @@ sandbox:
 		&& apt-get install -y -qq bubblewrap tini; } \
 		|| echo "codexk8s: bubblewrap (bwrap) is missing: install the Debian package 'bubblewrap' to run agents"
 
+# The UI's port: `make run PORT=3001` when 3000 is taken. The agent programs of `make agents` (.tools/bin) come first
+# on the PATH the platform's runs use, when they are installed.
+PORT ?= 3000
 run: venv sandbox
-	$(BIN)/codexk8s dev --host 127.0.0.1 --port 3000
+	PATH="$(if $(wildcard .tools/bin),$(abspath .tools/bin):)$$PATH" $(BIN)/codexk8s dev --host 127.0.0.1 --port $(PORT)
 
 $(HELM):
 	@rm -rf .tools/npm && mkdir -p .tools/npm

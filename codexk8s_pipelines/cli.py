@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import settings
+from .cli_args import port_number, positive_int
 from .config import ConfigError, PlatformConfig, load_config, load_config_from_environment
 from .domain.stages import Permission
 
@@ -116,18 +117,41 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
+def local_migrator_url(url: str | None) -> str | None:
+    """The migrator role's URL of the running `make run`'s embedded database, when `url` is the application role's URL
+    it recorded (`dev.json`, what `codexk8s env` exports and the CLI adopts); None for any other database.
+
+    The embedded server trusts its own unix socket, so the two URLs differ only in their user (`store/embedded.py`,
+    `prepare_database`): nothing is stored for it, and `codexk8s env` still hands out the application role only."""
+    if not url:
+        return None
+    from .platform_record import running_platform
+
+    platform = running_platform()
+    if platform is None or platform.database_url != url:
+        return None
+    from .store.embedded import url_for
+    from .store.roles import MIGRATOR_ROLE
+
+    return url_for(url, user=MIGRATOR_ROLE)
+
+
 def _cmd_db_migrate(args: argparse.Namespace) -> int:
     from .store import PlatformStore
+    from .store.roles import APP_ROLE
 
     url = settings.database_url()
     if not url:
         print(f"codexk8s db migrate: {settings.NO_DATABASE}", file=sys.stderr)
         return 2
-    store = PlatformStore(url)
+    # Locally the platform connects as the application role, which may not change the schema: migrate the running
+    # `make run`'s database as its migrator, and grant the application role its rights as `make run` does at start.
+    migrator = local_migrator_url(url)
+    store = PlatformStore(migrator or url)
     if not store.wait_until_reachable(args.wait):
         print(f"codexk8s db migrate: the database did not accept connections within {args.wait:g} s", file=sys.stderr)
         return 1
-    grant_to = args.grant_to or settings.database_app_role()
+    grant_to = args.grant_to or settings.database_app_role() or (APP_ROLE if migrator else None)
     applied = store.migrate(grant_to=grant_to)
     granted = f"; rights of role {grant_to} granted" if grant_to else ""
     print(f"schema version {store.schema_version()}; applied now: {applied or 'nothing'}{granted}")
@@ -216,6 +240,21 @@ def _cmd_mcp_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _known_repository(name: str) -> bool:
+    """`owner/name` (GitHub, by the configuration's own rule), or the key of a local checkout the configuration
+    watches (`main`)."""
+    from pydantic import ValidationError
+
+    from .config.models import RepositoryConfig
+
+    try:
+        RepositoryConfig.model_validate({"github": name})
+        return True
+    except ValidationError:
+        pass
+    return name.strip().lower() in {r.key for r in load_config_from_environment().repositories if r.path}
+
+
 def _cmd_mcp_token(args: argparse.Namespace) -> int:
     """Mint a run-scoped token; the run's repository, issue, PR and role come from the platform database if known.
     The token carries the role's MCP tools from the agent catalog, which the server enforces; without a role it
@@ -234,6 +273,13 @@ def _cmd_mcp_token(args: argparse.Namespace) -> int:
             role = role or run["role"] or None
             if issue is None and pr is None:
                 issue, pr = run["issue_number"], run["pr_number"]
+    if args.repository is not None and not _known_repository(args.repository):
+        print(
+            f"codexk8s mcp token: --repository {args.repository!r} is not a repository: give owner/name, or the name "
+            "of a local checkout codexk8s.yaml watches",
+            file=sys.stderr,
+        )
+        return 2
     try:
         tools = list(current_catalog().for_role(role).mcp_tools) if role else None
     except UnknownAgentError as exc:
@@ -339,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     dev = sub.add_parser("dev", help="run the local platform: embedded database and the Dagster UI")
     dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=3000)
+    dev.add_argument("--port", type=port_number, default=3000, help="the UI's port (make run PORT=...)")
     dev.add_argument("--workspace", default="workspace.yaml")
     dev.set_defaults(func=_cmd_dev)
     env = sub.add_parser(
@@ -357,7 +403,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--transport", choices=("stdio", "http"), default="stdio", help="stdio or streamable HTTP")
     serve.add_argument("--host", default="127.0.0.1", help="with --transport http")
-    serve.add_argument("--port", type=int, default=8765, help="with --transport http; the endpoint is /mcp")
+    serve.add_argument("--port", type=port_number, default=8765, help="with --transport http; the endpoint is /mcp")
     serve.set_defaults(func=_cmd_mcp_serve)
     webhook = sub.add_parser("webhook", help="the GitHub webhook receiver").add_subparsers(dest="action", required=True)
     hook = webhook.add_parser(
@@ -366,7 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
         "$CODEXK8S_DATABASE_URL); the intake sensors decide them",
     )
     hook.add_argument("--host", default="127.0.0.1")
-    hook.add_argument("--port", type=int, default=8090)
+    hook.add_argument("--port", type=port_number, default=8090)
     hook.set_defaults(func=_cmd_webhook_serve)
     token = mcp.add_parser("token", help="print a run-scoped token for an agent (signed with $CODEXK8S_MCP_SECRET)")
     token.add_argument("--run", required=True, help="the run's correlation key")
@@ -374,7 +420,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--issue", type=int, help="the run's issue number (default: the run's)")
     token.add_argument("--pr", type=int, help="the run's pull request number (default: the run's)")
     token.add_argument("--role", help="the run's agent role, whose MCP tools the token allows (default: the run's)")
-    token.add_argument("--ttl", type=int, default=6 * 3600, help="seconds until the token expires")
+    token.add_argument("--ttl", type=positive_int, default=6 * 3600, help="seconds until the token expires")
     token.set_defaults(func=_cmd_mcp_token)
     return parser
 
@@ -387,6 +433,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, settings.SettingsError) as exc:
         print(str(exc), file=sys.stderr)
         return 2
+    except RuntimeError as exc:
+        # The database's own refusals, one line each, not a traceback: a role that may not migrate, an embedded
+        # PostgreSQL that did not start. Imported here: the store's modules load psycopg, most commands need neither.
+        from .store.embedded import EmbeddedPostgresError
+        from .store.migrations import MigrationPermissionError
+
+        if not isinstance(exc, MigrationPermissionError | EmbeddedPostgresError):
+            raise
+        command = " ".join(str(c) for c in (args.command, getattr(args, "action", None)) if c)
+        print(f"codexk8s {command}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

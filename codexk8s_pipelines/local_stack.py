@@ -9,16 +9,27 @@ A `kill -9` of this process leaves no chance to stop anything, so each start rec
 reads it: a Dagster group whose owner has died is stopped (as a stale database is), a live owner means the
 platform already runs and a second one is refused. `codexk8s env` and the CLI commands that need the database
 read the same record (platform_record.py, which imports no Dagster) to find the running platform of this checkout.
+
+Two starts within a second both found no record (it is written once the database is up): each `codexk8s dev` holds
+an exclusive lock on `<state dir>/dev.lock` for its whole life, and a second start is refused at once. The UI's port
+is checked before anything starts (`dagster dev` whose webserver cannot bind keeps running headless, and the URL it
+printed led to someone else's service), and a webserver that does not answer `/server_info` within
+UI_START_SECONDS is a failed start: everything started is stopped.
 """
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -35,6 +46,59 @@ from .store.roles import APP_ROLE
 log = logging.getLogger("codexk8s.dev")
 # The platform's database on the embedded server (owned by the migrator role; `postgres` stays the admin's).
 LOCAL_DATABASE = "codexk8s"
+LOCK_FILE = "dev.lock"
+# How long the Dagster webserver may take to answer /server_info (a first start on a busy laptop takes a minute).
+UI_START_SECONDS = 300.0
+
+
+def lock_state_dir(home: Path) -> int | None:
+    """An exclusive lock on `<home>/dev.lock`, held while the returned descriptor is open (the life of `codexk8s dev`;
+    the kernel drops it when the process ends, even by kill -9). None: another process holds it. The descriptor is
+    not inherited, so neither Dagster nor PostgreSQL keeps the lock after their `codexk8s dev` is gone."""
+    fd = os.open(home / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """Why the webserver could not listen on `host:port` now (None: it can), tried as uvicorn binds: SO_REUSEADDR,
+    so the closing connections of a stopped UI do not count, and a listening socket, on any address, does."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+    except socket.gaierror as exc:
+        return f"host {host!r} does not resolve: {exc.strerror}"
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return f"port {port} is in use"
+            return f"cannot listen on {host}:{port}: {exc.strerror}"
+    return None
+
+
+def _free_port_after(host: str, port: int) -> int:
+    """The first port above `port` free on `host` (to suggest; nothing holds it), else port + 1."""
+    return next((p for p in range(port + 1, min(port + 100, 65536)) if port_problem(host, p) is None), port + 1)
+
+
+def ui_answers(ui_url: str, timeout: float = 2.0) -> bool:
+    """The Dagster webserver answers at `ui_url`: /server_info names its version."""
+    try:
+        with urllib.request.urlopen(f"{ui_url}/server_info", timeout=timeout) as response:
+            return "dagster_webserver_version" in json.loads(response.read(65536) or b"{}")
+    except (OSError, ValueError):
+        return False
 
 
 def _group_members(pgid: int) -> list[psutil.Process]:
@@ -137,25 +201,53 @@ def _group_alive(pgid: int) -> bool:
     return True
 
 
-def run_local_stack(host: str, port: int, workspace: Path) -> int:
+def _already_runs(home: Path) -> int:
+    record = running_platform(home)  # None while the other one starts (its record comes once its database is up)
+    which = f"pid {record.owner_pid}, UI {record.ui_url}" if record is not None else "starting"
+    print(
+        f"codexk8s dev: the platform of this checkout already runs ({which}); use it, or stop it with Ctrl-C in its "
+        "terminal first",
+        file=sys.stderr,
+    )
+    return 2
+
+
+def _dagster_command(workspace: Path, host: str, port: int) -> list[str]:
+    dagster = Path(sys.executable).with_name("dagster")
+    return [str(dagster), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
+
+
+def run_local_stack(host: str, port: int, workspace: Path, *, ui_start_seconds: float = UI_START_SECONDS) -> int:
     logging.basicConfig(level=logging.INFO, format="codexk8s: %(message)s")
     if not workspace.exists():
         print(f"codexk8s dev: {workspace} not found (run from the project directory)", file=sys.stderr)
         return 2
     home = settings.state_dir()
     home.mkdir(parents=True, exist_ok=True)
+    lock = lock_state_dir(home)
+    if lock is None:
+        return _already_runs(home)
+    try:
+        return _run_locked(home, host, port, workspace, ui_start_seconds)
+    finally:
+        os.close(lock)
+
+
+def _run_locked(home: Path, host: str, port: int, workspace: Path, ui_start_seconds: float) -> int:
     if not os.environ.get("XDG_RUNTIME_DIR"):  # else platformdirs warns at every start, here and in Dagster
         (home / "run").mkdir(mode=0o700, exist_ok=True)
         os.environ["XDG_RUNTIME_DIR"] = str(home / "run")
-    already = running_platform(home)
-    if already is not None:
+    if running_platform(home) is not None:
+        return _already_runs(home)
+    stop_orphaned_dagster(home)  # it may hold the port
+    taken = port_problem(host, port)
+    if taken is not None:
         print(
-            f"codexk8s dev: the platform of this checkout already runs (pid {already.owner_pid}, UI {already.ui_url});"
-            " use it, or stop it with Ctrl-C in its terminal first",
+            f"codexk8s dev: {taken} on {host}; run `make run PORT={_free_port_after(host, port)}` (or stop what "
+            "listens there)",
             file=sys.stderr,
         )
         return 2
-    stop_orphaned_dagster(home)
     database = EmbeddedPostgres(home / "pgdata")
     stop_requested = False
 
@@ -188,20 +280,33 @@ def run_local_stack(host: str, port: int, workspace: Path) -> int:
                 "DAGSTER_HOME": str(prepare_dagster_home(home)),
                 settings.DATABASE_URL_VAR: url,
                 settings.ENV_VAR: settings.Environment.LOCAL.value,
+                # Every process of the platform (code server, runs, runners) keeps its state here, whatever its cwd.
+                settings.HOME_VAR: str(home),
             }
         )
-        dagster = Path(sys.executable).with_name("dagster")
-        cmd = [str(dagster), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
         ui_url = f"http://{host}:{port}"
         log.info("starting the Dagster UI on %s (the first start takes a minute)", ui_url)
-        proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+        proc = subprocess.Popen(_dagster_command(workspace, host, port), env=env, start_new_session=True)
         write_record(
             home,
             RunningPlatform(os.getpid(), proc.pid, ui_url, url, env["DAGSTER_HOME"], str(home)),
         )
-        log.info("the UI: %s", ui_url)
-        log.info('from another terminal, to use this platform: eval "$(.venv/bin/codexk8s env)"')
+        deadline, answered, asked = time.monotonic() + ui_start_seconds, False, 0.0
         while not stop_requested and proc.poll() is None:
+            if not answered and time.monotonic() - asked >= 1.0:
+                asked = time.monotonic()
+                answered = ui_answers(ui_url)
+                if answered:
+                    log.info("the UI: %s", ui_url)
+                    log.info('from another terminal, to use this platform: eval "$(.venv/bin/codexk8s env)"')
+                elif asked > deadline:
+                    log.error(
+                        "the Dagster UI did not answer at %s within %g s (its webserver did not start; see its "
+                        "lines above): stopping",
+                        ui_url,
+                        ui_start_seconds,
+                    )
+                    return 1
             time.sleep(0.2)
         if proc.poll() is not None and not stop_requested:
             log.error("dagster dev exited with %s", proc.returncode)

@@ -69,9 +69,39 @@ def environment() -> Environment:
         raise SettingsError(f"{ENV_VAR}={raw!r} is not an environment; expected one of: {allowed}") from None
 
 
+STATE_DIR_NAME = ".codexk8s"
+PROJECT_NAME = "codexk8s-pipelines"  # pyproject.toml's, to know this project's checkout from another
+
+
 def state_dir() -> Path:
-    """Where the local environment keeps its embedded database and DAGSTER_HOME (git-ignored)."""
-    return Path(os.environ.get(HOME_VAR, ".codexk8s")).resolve()
+    """Where the local environment keeps its embedded database and DAGSTER_HOME (git-ignored): `$CODEXK8S_HOME` when
+    set (the Kubernetes pods set it), else `.codexk8s` of the checkout the working directory is in (`checkout_root`),
+    so that the CLI run from a subdirectory finds the running `make run`; else `./.codexk8s`."""
+    if HOME_VAR in os.environ:
+        return Path(os.environ[HOME_VAR]).resolve()
+    here = Path.cwd()
+    return ((checkout_root(here) or here) / STATE_DIR_NAME).resolve()
+
+
+def checkout_root(start: Path) -> Path | None:
+    """The nearest directory at or above `start` that is this project's checkout: it holds workspace.yaml, and
+    `.codexk8s` (a `make run` ran there) or this project's pyproject.toml. None outside one."""
+    for folder in (start, *start.parents):
+        if not (folder / "workspace.yaml").is_file():
+            continue
+        if (folder / STATE_DIR_NAME).is_dir() or _is_this_project(folder / "pyproject.toml"):
+            return folder
+    return None
+
+
+def _is_this_project(pyproject: Path) -> bool:
+    import tomllib
+
+    try:
+        with pyproject.open("rb") as f:
+            return tomllib.load(f).get("project", {}).get("name") == PROJECT_NAME
+    except (OSError, tomllib.TOMLDecodeError, AttributeError):
+        return False
 
 
 @dataclass(frozen=True)

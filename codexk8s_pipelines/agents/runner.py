@@ -471,7 +471,14 @@ class AgentRun:
     def _judge(self, checkout: Checkout, outcome: AgentOutcome | None) -> RunnerResult:
         spec = self.spec
         if outcome is None:
-            return self._finish("failed", "agent_not_found", f"cannot start the agent command {spec.command[0]!r}")
+            return self._finish(
+                "failed",
+                "agent_not_found",
+                f"cannot start the agent command {spec.command[0]!r}: not on the runner's PATH, or not executable; "
+                "locally `make agents` installs codex, claude, opencode and aider into .tools/bin, which `make run` "
+                "puts first on its PATH (restart it); or set the agent's command in the catalog "
+                f"(${settings.AGENT_CATALOG_VAR})",
+            )
         self._take_report(checkout.path, outcome)
         stopped = self._stopped_by_meter(checkout)
         if stopped is not None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -10,9 +11,12 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .. import settings
-from ..security.measured_yaml import YamlRefused, load_measured
+from ..security.measured_yaml import MeasuredLoader, YamlRefused, load_measured
 from .models import PlatformConfig
 
+# The places `key_lines` records at most (a file that fails validation is read again for them; MAX_DOCUMENT_NODES
+# bounds the text, this the map).
+MAX_KEY_LINES = 100_000
 _SECRET_HINTS = ("token", "password", "secret", "private_key", "privatekey", "api_key")
 
 
@@ -56,6 +60,7 @@ def _describe(
     error: Any,
     root_model: type[BaseModel] = PlatformConfig,
     unknown_key_hint: str = "see the sample codexk8s.yaml",
+    key_lines: Mapping[tuple[Any, ...], int] | None = None,
 ) -> str:
     loc = tuple(p for p in error["loc"] if p != "[key]")
     path = ".".join(str(p) for p in loc) or "(top level)"
@@ -67,7 +72,9 @@ def _describe(
         hint = ""
         if any(h in key.lower() for h in _SECRET_HINTS):
             hint = "; secrets are read from the environment only (see README), never from this file"
-        return f"{path}: unknown key {key!r}; expected one of: {allowed}{hint}"
+        line = (key_lines or {}).get(loc)
+        where = "" if line is None else f"line {line}: "
+        return f"{where}{path}: unknown key {key!r}; expected one of: {allowed}{hint}"
     msg = error["msg"].removeprefix("Value error, ")
     if kind in {"missing"}:
         return f"{path}: required key is missing"
@@ -83,16 +90,45 @@ def format_validation_error(
     root_model: type[BaseModel],
     *,
     unknown_key_hint: str | None = None,
+    key_lines: Mapping[tuple[Any, ...], int] | None = None,
 ) -> list[str]:
     """One line per problem, `<key.path>: <what was expected>`, for any strict model read from a YAML file.
 
     Shared by every file the platform validates (this config, the agent catalog) so that all of them report
     mistakes the same way. `source` is the file the data came from: an unknown key under a mapping whose
     model cannot be resolved points the reader at it unless `unknown_key_hint` says better. An error of type
-    `SECRET_INPUT_ERROR` never echoes its input, so a refused token does not end up in a log.
+    `SECRET_INPUT_ERROR` never echoes its input, so a refused token does not end up in a log. `key_lines`
+    (key path -> line, from `key_lines()`) puts `line N: ` in front of an unknown key, where the file has it.
     """
     hint = unknown_key_hint or f"see the documented keys of {Path(str(source)).name}"
-    return [_describe(e, root_model, hint) for e in exc.errors()]
+    return [_describe(e, root_model, hint, key_lines) for e in exc.errors()]
+
+
+def key_lines(text: str) -> dict[tuple[Any, ...], int]:
+    """The 1-based line of every mapping key and list item of a YAML text that `yaml_mapping` accepted, by its path
+    as pydantic reports it (`("stages", "dev", "who")`, `("repositories", 0)`); what cannot be placed is left out.
+    Composed again with the measured loader, on the error path only."""
+    loader = MeasuredLoader(text)
+    lines: dict[tuple[Any, ...], int] = {}
+    try:
+        root = loader.get_single_node()
+    except (yaml.YAMLError, YamlRefused, RecursionError):
+        return lines
+    finally:
+        loader.dispose()
+    pending: list[tuple[tuple[Any, ...], Any]] = [((), root)]
+    while pending and len(lines) < MAX_KEY_LINES:
+        path, node = pending.pop()
+        if isinstance(node, yaml.MappingNode):
+            children = [(k.value, k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode)]
+        elif isinstance(node, yaml.SequenceNode):
+            children = [(i, v, v) for i, v in enumerate(node.value)]
+        else:
+            continue
+        for part, where, value in children:
+            lines.setdefault((*path, part), where.start_mark.line + 1)
+            pending.append(((*path, part), value))
+    return lines
 
 
 def yaml_mapping(text: str, source: Path | str, expected: str = "a mapping of settings") -> dict[str, Any]:
@@ -118,6 +154,7 @@ def yaml_mapping(text: str, source: Path | str, expected: str = "a mapping of se
 
 
 def read_text(path: Path | str) -> str:
+    """The file's text; not UTF-8 is a problem at its line ("line 9: not UTF-8 (byte 0xe9)"), as a missing file is."""
     p = Path(path)
     try:
         return p.read_text(encoding="utf-8")
@@ -125,6 +162,12 @@ def read_text(path: Path | str) -> str:
         raise ConfigError(p, ["file not found"]) from None
     except OSError as exc:
         raise ConfigError(p, [f"cannot read: {exc.strerror}"]) from None
+    except UnicodeDecodeError as exc:  # a ValueError, not an OSError: it was a traceback everywhere
+        data = bytes(exc.object)
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise ConfigError(
+            p, [f"line {line}: not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8"]
+        ) from None
 
 
 def parse_config(text: str, source: Path | str) -> PlatformConfig:
@@ -132,7 +175,9 @@ def parse_config(text: str, source: Path | str) -> PlatformConfig:
     try:
         return PlatformConfig.model_validate(raw)
     except ValidationError as exc:
-        problems = format_validation_error(exc, source, PlatformConfig, unknown_key_hint="see the sample codexk8s.yaml")
+        problems = format_validation_error(
+            exc, source, PlatformConfig, unknown_key_hint="see the sample codexk8s.yaml", key_lines=key_lines(text)
+        )
         raise ConfigError(source, problems) from None
 
 

@@ -7,7 +7,9 @@
 
 Groups (each can be left out with `--skip`): `config` (the environment switch, the platform configuration and
 the agent catalog), `database` (URL, connection, migrations, pgvector), `github` (credentials, their validity,
-each watched `github:` repository and the permissions on it, the rate limit) and `kubernetes` (only when
+each watched `github:` repository and the permissions on it, the rate limit), `agents` (only with
+`CODEXK8S_ENV=local`: each role's agent program on the PATH the runs use, bubblewrap, the model key variables; on
+Kubernetes the agents run in pods, checked under `kubernetes`) and `kubernetes` (only when
 `CODEXK8S_ENV=kubernetes` or `--kubernetes`: the API, the agent namespace, the RBAC the run pods need there, the
 agent service account, the token Secret, the model key Secrets, the agent images, the MCP server). The database
 group also warns when the platform's role could rewrite the audit trail (a superuser, or the owner of flow_events).
@@ -17,8 +19,8 @@ raises. No secret is ever printed: every line goes through `redact_text`, and th
 token and the App key are scrubbed from the output literally as well. The Secret is read as metadata only.
 Every network call has a short timeout, so a doctor run against a dead host ends in seconds.
 
-One module per group (`config_checks`, `database_checks`, `github_checks`, `kubernetes_checks` with
-`agent_checks`), sharing
+One module per group (`config_checks`, `database_checks`, `github_checks`, `agent_checks` (local),
+`kubernetes_checks` with the pods' part of `agent_checks`), sharing
 `base` (the `Check` line and the `Context` loaded once per run). A new group is a new module: name it in
 `GROUPS` and call it from `run_checks`.
 """
@@ -30,6 +32,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, replace
 
 from .. import settings
+from .agent_checks import check_local_agents
 from .base import Check, Context, Status, cause, fail, ok, skip, warn
 from .config_checks import check_catalog, check_config, check_environment
 from .database_checks import check_database
@@ -37,7 +40,7 @@ from .github_checks import check_github
 from .kubernetes_checks import POD_VERBS, check_images, check_kubernetes
 from .osv_checks import check_osv
 
-GROUPS: tuple[str, ...] = ("config", "database", "github", "kubernetes")
+GROUPS: tuple[str, ...] = ("config", "database", "github", "agents", "kubernetes")
 __all__ = [
     "GROUPS",
     "POD_VERBS",
@@ -50,6 +53,7 @@ __all__ = [
     "check_github",
     "check_images",
     "check_kubernetes",
+    "check_local_agents",
     "fail",
     "ok",
     "parse_skip",
@@ -95,6 +99,13 @@ def _kubernetes_wanted(force: bool) -> tuple[bool, str]:
     return False, f"{settings.ENV_VAR}={env.value}; pass --kubernetes to check a cluster anyway"
 
 
+def _local() -> bool:
+    try:
+        return settings.environment() is settings.Environment.LOCAL
+    except settings.SettingsError:
+        return False  # the environment check says so
+
+
 def run_checks(
     skip_groups: Sequence[str] = (),
     *,
@@ -122,6 +133,8 @@ def run_checks(
     group("config", config_group)
     group("database", lambda: check_database(ctx))
     group("github", lambda: check_github(ctx))
+    if "agents" in skip_groups or _local():  # on Kubernetes the agents run in pods: kubernetes.model_keys, .images
+        group("agents", lambda: check_local_agents(ctx))
     wanted, why = _kubernetes_wanted(kubernetes)
     if "kubernetes" in skip_groups or wanted:
         group("kubernetes", lambda: check_kubernetes(ctx, kubeconfig))

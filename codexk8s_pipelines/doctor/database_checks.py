@@ -58,13 +58,26 @@ def check_database(ctx: Context) -> list[Check]:
     with conn:
         version = conn.info.server_version
         checks.append(ok("database.connect", f"connected to {shown} (PostgreSQL {version // 10000}.{version % 10000})"))
-        checks.append(_check_migrations(conn))
+        checks.append(_check_migrations(conn, _migrate_fix(raw)))
         checks.append(_check_pgvector(conn))
         checks.append(_check_role(conn))
     return checks
 
 
-def _check_migrations(conn: Any) -> Check:
+def _migrate_fix(url: str) -> str:
+    """How to apply pending migrations to the database at `url`: `codexk8s db migrate` does it for the running
+    `make run` (as its migrator); elsewhere the platform's URL is the application role's, which may not migrate."""
+    from ..cli import local_migrator_url
+
+    if local_migrator_url(url) is not None:
+        return "codexk8s db migrate (it migrates the running `make run`'s database), or restart `make run`"
+    return (
+        f"codexk8s db migrate as the schema's owner: the migrator role's URL in {settings.DATABASE_URL_VAR}, not the "
+        "application role's (on Kubernetes the chart's migration Job runs it at each helm upgrade)"
+    )
+
+
+def _check_migrations(conn: Any, fix: str) -> Check:
     from ..store.migrations import available_migrations, current_version
 
     name = "database.migrations"
@@ -78,7 +91,7 @@ def _check_migrations(conn: Any) -> Check:
         return ok(name, f"schema version {current} (latest)")
     if current < latest:
         pending = ", ".join(str(m.version) for m in migrations if m.version > current)
-        return fail(name, f"schema version {current}, latest is {latest} (pending: {pending})", "codexk8s db migrate")
+        return fail(name, f"schema version {current}, latest is {latest} (pending: {pending})", fix)
     return fail(
         name,
         f"schema version {current} is newer than this platform's latest migration {latest}",

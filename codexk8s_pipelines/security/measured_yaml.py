@@ -7,7 +7,9 @@ place), and a "billion laughs" (ten aliases to ten aliases, ten levels deep: 600
 later walk of it (a diff, a report, the JSON of findings) take minutes and gigabytes. `load_measured` refuses
 (`YamlRefused`) a document that nests deeper than MAX_NESTING, whose aliases expand it more than
 MAX_ALIAS_EXPANSION-fold or past MAX_DOCUMENT_NODES nodes, or where an alias sits inside the node it names (a cycle,
-which a walk would follow forever), before it is constructed.
+which a walk would follow forever), before it is constructed. A mapping that repeats a key is refused too (PyYAML
+keeps the last value without a word: a `stages:` block appended at the end of `codexk8s.yaml` silently replaced the
+one above it, release approval included), naming the line of each.
 
 PyYAML's pure-Python loader is kept on purpose: libyaml's composer recurses in C, and a deep document kills the
 process, which no except clause can catch. It parses real manifests at ~1 MB/s and ~30 bytes of memory a byte.
@@ -35,6 +37,9 @@ MAX_ALIAS_EXPANSION = 10
 # manifests there are, nest 37 levels; far deeper crashes the loader and the diff (both recurse) with RecursionError.
 
 
+MERGE_TAG = "tag:yaml.org,2002:merge"
+
+
 class YamlRefused(Exception):
     """A document that may be valid YAML but is not loaded; the message says why, in the words of the problem.
     `line` and `column` (1-based) are where the measure was passed, when the loader knew it."""
@@ -46,8 +51,11 @@ class YamlRefused(Exception):
 
     @property
     def where(self) -> str:
-        """The place as config errors begin with it ("line L, column C: "), or nothing when it is unknown."""
-        return "" if self.line is None else f"line {self.line}, column {self.column}: "
+        """The place as config errors begin with it ("line L, column C: ", "line L: " without a column), or nothing
+        when it is unknown."""
+        if self.line is None:
+            return ""
+        return f"line {self.line}: " if self.column is None else f"line {self.line}, column {self.column}: "
 
 
 class MeasuredLoader(yaml.SafeLoader):
@@ -66,6 +74,29 @@ class MeasuredLoader(yaml.SafeLoader):
         self._reached = 0  # the deepest level reached inside it, aliases expanded
         # id(anchored node) -> (its size, its levels of collections), aliases expanded, once the node is complete
         self._sizes: dict[int, tuple[int, int]] = {}
+
+    def compose_mapping_node(self, anchor: Any) -> Any:
+        node = super().compose_mapping_node(anchor)
+        self._refuse_repeated_keys(node)
+        return node
+
+    def _refuse_repeated_keys(self, node: yaml.MappingNode) -> None:
+        """A key written twice in one mapping (`YamlRefused` at the second). Keys compare as the loader constructs
+        them (`1` and `0x1` are one key); merge keys (`<<`) and keys that are collections are left to the loader."""
+        first: dict[Any, Any] = {}
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == MERGE_TAG:
+                continue
+            key = self.construct_object(key_node)
+            try:
+                earlier = first.setdefault(key, key_node)
+            except TypeError:  # not hashable: the constructor says so later
+                continue
+            if earlier is not key_node:
+                line = key_node.start_mark.line + 1
+                before = earlier.start_mark.line + 1
+                at = "on the same line" if before == line else f"at line {before}"
+                raise YamlRefused(f"key {key!r} repeated (first {at})", line)
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()

@@ -66,7 +66,10 @@ def test_overrides_reach_the_domain_rules() -> None:
     ("text", "expected"),
     [
         ("stages:\n  deploy: {timeout_minutes: 3}\n", "stages.deploy: unknown stage 'deploy'; expected one of: intake"),
-        ("stagse: {}\n", "stagse: unknown key 'stagse'; expected one of: locale, repositories, triggers, stages"),
+        (
+            "stagse: {}\n",
+            "line 1: stagse: unknown key 'stagse'; expected one of: locale, repositories, triggers, stages",
+        ),
         ("triggers:\n  min_permission: god\n", "triggers.min_permission: Input should be 'none', 'read'"),
         ("triggers:\n  allow_logins: alice\n", "triggers.allow_logins: Input should be a valid list"),
         ("stages:\n  dev: {timeout_minutes: -5}\n", "stages.dev.timeout_minutes: Input should be greater than 0"),
@@ -76,7 +79,7 @@ def test_overrides_reach_the_domain_rules() -> None:
         ),
         (
             "stages:\n  dev: {approval: {who: me}}\n",
-            "stages.dev.approval.who: unknown key 'who'; expected one of: required",
+            "line 2: stages.dev.approval.who: unknown key 'who'; expected one of: required",
         ),
         ("stages:\n  dev: {runtime_profile: gpu}\n", "stages.dev.runtime_profile: Input should be 'code-only'"),
         (
@@ -85,6 +88,10 @@ def test_overrides_reach_the_domain_rules() -> None:
         ),
         ("repositories:\n  - {github: a/b, path: .}\n", "repositories.0: give exactly one of 'github'"),
         ("repositories:\n  - {}\n", "repositories.0: give exactly one of 'github'"),
+        (
+            "repositories:\n  - path: .\n  - path: x\n    bogus: 1\n",
+            "line 4: repositories.1.bogus: unknown key 'bogus'; expected one of: github, path",
+        ),
         ("launch_profiles:\n  quick: [dev, plan]\n", "launch_profiles.quick: stages must follow the main path order"),
         ("launch_profiles:\n  quick: [rethink]\n", "launch_profiles.quick.0: 'rethink' is not on the main path"),
         ("launch_profiles:\n  quick: []\n", "launch_profiles.quick: a launch profile needs at least one stage"),
@@ -104,7 +111,7 @@ def test_mistakes_name_the_key_path_and_what_was_expected(text: str, expected: s
 def test_a_secret_in_the_file_is_refused_with_a_pointer_to_the_environment() -> None:
     problems = _errors("triggers:\n  github_token: abc\n")
     assert problems == [
-        "triggers.github_token: unknown key 'github_token'; expected one of: min_permission, allow_logins; "
+        "line 2: triggers.github_token: unknown key 'github_token'; expected one of: min_permission, allow_logins; "
         "secrets are read from the environment only (see README), never from this file"
     ]
 
@@ -153,6 +160,56 @@ def test_a_billion_laughs_is_refused_at_once_while_an_anchor_shared_by_many_entr
     shared += [f"  - {{path: r{i}, docs_globs: *globs}}" for i in range(1, 30)]
     config = parse_config("\n".join(shared) + "\n", "x.yaml")  # the aliases make it 13 times its written size
     assert [len(r.docs_globs or []) for r in config.repositories] == [100] * 30
+
+
+def test_a_key_written_twice_is_refused_naming_both_lines(tmp_path: Path) -> None:
+    """PyYAML keeps the last of two equal keys without a word: a `stages:` block appended at the bottom of the
+    sample silently replaced the one above it, and release lost its approval gate while `config check` said valid."""
+    sample = (REPO_ROOT / "codexk8s.yaml").read_text(encoding="utf-8")
+    first = sample.splitlines().index("stages:") + 1
+    appended = tmp_path / "codexk8s.yaml"
+    appended.write_text(sample + "\nstages:\n  qa:\n    timeout_minutes: 30\n", encoding="utf-8")
+    second = len(sample.splitlines()) + 2
+    with pytest.raises(ConfigError) as info:
+        load_config(appended)
+    assert info.value.problems == [f"line {second}: key 'stages' repeated (first at line {first})"]
+    assert str(info.value) == f"{appended}: line {second}: key 'stages' repeated (first at line {first})"
+
+    # At any depth, in flow style too; merge keys (`<<`) are not repeated keys.
+    assert _errors("stages:\n  dev:\n    timeout_minutes: 5\n    label: x\n    timeout_minutes: 9\n") == [
+        "line 5: key 'timeout_minutes' repeated (first at line 3)"
+    ]
+    assert _errors("triggers: {min_permission: read, min_permission: admin}\n") == [
+        "line 1: key 'min_permission' repeated (first on the same line)"
+    ]
+    merged = parse_config("stages:\n  qa: &b {timeout_minutes: 5}\n  dev:\n    <<: *b\n    timeout_minutes: 9\n", "c")
+    assert (merged.stages["qa"].timeout_minutes, merged.stages["dev"].timeout_minutes) == (5, 9)
+
+
+def test_the_agent_catalog_and_drift_ignore_rules_refuse_a_repeated_key_too(tmp_path: Path) -> None:
+    from codexk8s_pipelines.agents.catalog import load_catalog
+    from codexk8s_pipelines.drift.ignore import load_ignore_rules
+    from codexk8s_pipelines.drift.model import DriftError
+
+    catalog = tmp_path / "agents.yaml"
+    catalog.write_text("agents:\n  dev:\n    cpu: '2'\n  dev:\n    cpu: '4'\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_catalog(catalog)
+    assert str(info.value) == f"{catalog}: line 4: key 'dev' repeated (first at line 2)"
+
+    rules = tmp_path / "ignore.yaml"
+    rules.write_text("ignore:\n  - {kind: Deployment, pointer: /spec/replicas}\nignore: []\n", encoding="utf-8")
+    with pytest.raises(DriftError, match=r"line 3: key 'ignore' repeated \(first at line 1\)"):
+        load_ignore_rules(rules)
+
+
+def test_a_file_that_is_not_utf8_is_one_problem_at_its_line(tmp_path: Path) -> None:
+    """UnicodeDecodeError is no OSError: it ended `config check`, `make run` and every op in a traceback."""
+    path = tmp_path / "codexk8s.yaml"
+    path.write_bytes("locale: en\n# owner: José\n".encode("latin-1"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(info.value) == f"{path}: line 2: not UTF-8 (byte 0xe9); save the file as UTF-8"
 
 
 def test_environment_selects_the_file_and_an_explicit_missing_file_is_an_error(

@@ -161,6 +161,22 @@ class Deployment:
     def catalog(self, images: dict[str, str] | None = None) -> None:
         self.set("CODEXK8S_AGENT_CATALOG", str(write_catalog(self.tmp_path / "agents.yaml", images)))
 
+    def local_agents(self, *, commands: tuple[str, ...] = ("codex",), key: str | None = "sk-doctor-test") -> Path:
+        """A local machine whose runs could start their agents: the `commands` on PATH (scripts that do nothing), a
+        bubblewrap that works (a stand-in: the probe only asks it to run `true`), the codex model key. The working
+        directory has no .tools/bin (the checkout's would be found first). Returns the bin directory."""
+        bin_dir = self.tmp_path / "agent-bin"
+        bin_dir.mkdir(exist_ok=True)
+        for name in (*commands, "bwrap"):
+            (bin_dir / name).write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
+            (bin_dir / name).chmod(0o755)
+        self.set("PATH", f"{bin_dir}{os.pathsep}/usr/bin{os.pathsep}/bin")
+        self.set("CODEXK8S_BWRAP", None)
+        self.set("CODEXK8S_UNSAFE_NO_AGENT_SANDBOX", None)
+        self.set("OPENAI_API_KEY", key)
+        self.monkeypatch.chdir(self.tmp_path)
+        return bin_dir
+
     def osv_database(self) -> None:
         """A fresh one-record OSV database where the platform looks by default (`<CODEXK8S_HOME>/osv`)."""
         import json

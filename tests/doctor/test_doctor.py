@@ -53,6 +53,7 @@ NAMES = [
     "kubernetes.images",
     "kubernetes.mcp",
 ]
+LOCAL_AGENT_NAMES = ["agents.commands", "agents.sandbox", "agents.model_keys"]
 LATEST = max(m.version for m in available_migrations())
 LINE = re.compile(r"^(ok  |FAIL|skip|warn) (?P<name>[^:]+): ")
 
@@ -199,7 +200,8 @@ def test_database_not_migrated(
     assert code == 1
     assert only_fail(lines) == (
         f"FAIL database.migrations: schema version 0, latest is {LATEST} (pending: {pending}) "
-        "— fix: codexk8s db migrate"
+        "— fix: codexk8s db migrate as the schema's owner: the migrator role's URL in CODEXK8S_DATABASE_URL, not the "
+        "application role's (on Kubernetes the chart's migration Job runs it at each helm upgrade)"
     )
     assert any(
         re.fullmatch(r"ok   database\.pgvector: available \(\S+\), not installed in this database yet", x)
@@ -495,15 +497,18 @@ def test_kubernetes_api_unreachable(deployment: Deployment, capsys: pytest.Captu
 
 def test_local_environment_skips_kubernetes(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
     deployment.set("CODEXK8S_ENV", None)
+    deployment.local_agents()
     code, lines = doctor(capsys)
 
-    assert code == 0
+    assert code == 0, "\n".join(lines)
     assert lines[-1] == "skip kubernetes: CODEXK8S_ENV=local; pass --kubernetes to check a cluster anyway"
     assert not [n for n in names(lines) if n.startswith("kubernetes.")]
+    assert names(lines)[-4:-1] == LOCAL_AGENT_NAMES
 
     code, lines = doctor(capsys, "--kubernetes")
     assert code == 0
-    assert names(lines) == NAMES
+    at = NAMES.index("kubernetes.api")
+    assert names(lines) == [*NAMES[:at], *LOCAL_AGENT_NAMES, *NAMES[at:]]
 
 
 def test_skip_groups(deployment: Deployment, capsys: pytest.CaptureFixture[str]) -> None:
@@ -534,8 +539,8 @@ def test_config_errors_name_the_file_and_key(deployment: Deployment, capsys: pyt
 
     assert code == 1
     assert only_fail(lines) == (
-        f"FAIL config: {config}: triggers.github_token: unknown key 'github_token'; expected one of: min_permission, "
-        "allow_logins; secrets are read from the environment only (see README), never from this file "
+        f"FAIL config: {config}: line 4: triggers.github_token: unknown key 'github_token'; expected one of: "
+        "min_permission, allow_logins; secrets are read from the environment only (see README), never from this file "
         f"— fix: correct the configuration in {config} (the line names the key path)"
     )
     assert "skip github.repos: the configuration did not load (see config)" in lines
@@ -614,3 +619,117 @@ def test_a_healthy_mcp_server_and_model_keys_are_ok(deployment: Deployment, caps
     assert f"ok   kubernetes.model_keys: model key Secrets exist in {NAMESPACE}: {MODEL_SECRET}/OPENAI_API_KEY" in (
         "\n".join(lines)
     )
+
+
+# -- agents, locally ---------------------------------------------------------------------------------------------
+def _fake_make_run(home: Path, database_url: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """A live process that looks like `codexk8s dev` (its command line) with the environment `env`, and its record."""
+    from codexk8s_pipelines.platform_record import RunningPlatform, write_record
+
+    home.mkdir(parents=True, exist_ok=True)
+    owner = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", "codexk8s", "dev"], env=env)
+    write_record(home, RunningPlatform(owner.pid, owner.pid, "http://127.0.0.1:1", database_url, str(home), str(home)))
+    return owner
+
+
+def test_locally_doctor_says_what_keeps_agents_from_starting(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A fresh `make run` could not start an agent (`agent_not_found: cannot start the agent command 'codex'`), and
+    doctor, locally, checked nothing about agents: neither the program, nor bubblewrap, nor the model key."""
+    deployment.set("CODEXK8S_ENV", None)
+    bin_dir = deployment.local_agents(key=None)
+    for name in ("codex", "bwrap"):
+        (bin_dir / name).unlink()
+    deployment.set("PATH", str(bin_dir))  # not even the system's bwrap
+    code, lines = doctor(capsys, "--skip", "github")
+
+    assert code == 1
+    where = "not on the PATH runs use (this shell's as make run passes it on)"
+    assert with_status(lines, "FAIL") == [
+        f"FAIL agents.commands: the agent command 'codex' of pm, sa, em, dev, reviewer, qa, sre, km is {where}: "
+        "their runs fail (agent_not_found) — fix: `make agents` (codex, claude, opencode and aider into .tools/bin, "
+        "which `make run` puts first on the PATH of its runs; restart `make run` after it); or give these roles "
+        "another agent command in $CODEXK8S_AGENT_CATALOG",
+        "FAIL agents.sandbox: bubblewrap (bwrap) is not on the PATH runs use (this shell's as make run passes it on): "
+        "every agent run fails — fix: install the Debian package 'bubblewrap' (`make run` does when run as root), or "
+        "set CODEXK8S_BWRAP to its path",
+        "FAIL agents.model_keys: OPENAI_API_KEY is not set (codex: pm, sa, em, dev, reviewer, qa, sre, km): their "
+        "runs cannot reach the model — fix: export OPENAI_API_KEY=<the API key> in the shell that starts `make run`, "
+        "then restart it",
+    ]
+
+
+def test_locally_the_checkouts_tools_bin_counts_as_make_run_puts_it_on_path(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make agents` installs into .tools/bin, and `make run` puts it first on PATH: doctor looks there too, from any
+    directory of the checkout."""
+    deployment.set("CODEXK8S_ENV", None)
+    deployment.local_agents(commands=())
+    checkout = deployment.tmp_path / "checkout"
+    (checkout / "docs").mkdir(parents=True)
+    (checkout / "workspace.yaml").write_text("load_from: []\n", encoding="utf-8")
+    (checkout / "pyproject.toml").write_text('[project]\nname = "codexk8s-pipelines"\n', encoding="utf-8")
+    tools = checkout / ".tools" / "bin"
+    tools.mkdir(parents=True)
+    (tools / "codex").write_text("#!/bin/sh\nexit 0\n", encoding="utf-8")
+    (tools / "codex").chmod(0o755)
+    deployment.monkeypatch.chdir(checkout / "docs")
+    code, lines = doctor(capsys, "--skip", "github")
+
+    assert code == 0, "\n".join(lines)
+    assert f"ok   agents.commands: codex ({tools}/codex) for pm, sa, em, dev, reviewer, qa, sre, km" in lines
+    assert "ok   agents.model_keys: set (values not read): OPENAI_API_KEY (codex: pm, sa, em, dev, reviewer, qa, " \
+        "sre, km)" in lines  # fmt: skip
+    assert "sk-doctor-test" not in "\n".join(lines)
+
+
+def test_locally_the_running_make_runs_own_environment_is_checked(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """What the runs get is the running `make run`'s environment, not this shell's: a `make run` started before
+    `make agents` (or without the key exported) still lacks them."""
+    deployment.set("CODEXK8S_ENV", None)
+    bin_dir = deployment.local_agents()
+    home = Path(os.environ["CODEXK8S_HOME"])
+    without = {"PATH": f"/usr/bin{os.pathsep}/bin"}  # neither codex nor the key; bwrap from /usr/bin if installed
+    owner = _fake_make_run(home, deployment.database_url, env=without)
+    try:
+        code, lines = doctor(capsys, "--skip", "github")
+    finally:
+        owner.kill()
+        owner.wait()
+    assert code == 1
+    fails = with_status(lines, "FAIL")
+    assert fails[0].startswith(
+        f"FAIL agents.commands: the agent command 'codex' of pm, sa, em, dev, reviewer, qa, sre, km is not on the "
+        f"PATH runs use (the running make run's, pid {owner.pid}): "
+    )
+    assert fails[-1].startswith("FAIL agents.model_keys: OPENAI_API_KEY is not set (codex: ")
+    assert str(bin_dir) not in "\n".join(lines)  # this shell's PATH was not the one checked
+
+
+def test_locally_the_migrate_fix_is_the_command_that_migrates_the_running_make_run(
+    deployment: Deployment, bare_database: DatabaseUrls, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Doctor said `codexk8s db migrate`, which with the URL `make run` hands out (the application role's) ended in
+    a MigrationPermissionError traceback."""
+    deployment.set("CODEXK8S_ENV", None)
+    deployment.set("CODEXK8S_DATABASE_URL", bare_database.app)  # as `eval "$(codexk8s env)"` exports it
+    owner = _fake_make_run(Path(os.environ["CODEXK8S_HOME"]), bare_database.app)
+    try:
+        code, lines = doctor(capsys, "--skip", "github,agents")
+        assert code == 1
+        assert only_fail(lines).endswith(
+            "— fix: codexk8s db migrate (it migrates the running `make run`'s database), or restart `make run`"
+        )
+        assert main(["db", "migrate"]) == 0
+        assert capsys.readouterr().out.startswith(f"schema version {LATEST}; applied now: [1, ")
+        code, lines = doctor(capsys, "--skip", "github,agents")
+    finally:
+        owner.kill()
+        owner.wait()
+    assert code == 0, "\n".join(lines)
+    assert f"ok   database.migrations: schema version {LATEST} (latest)" in lines
+    assert "database.role: codexk8s_app: no superuser, owns nothing" in "\n".join(lines)
