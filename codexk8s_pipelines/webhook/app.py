@@ -62,11 +62,11 @@ OTHER_REMOTES = "other addresses"
 # A body not received within this many seconds is answered 408 and its connection closed (GitHub gives up after
 # 10 s): a caller that sends headers and then a trickle, or nothing, holds no connection for longer.
 BODY_SECONDS = 10.0
-KEEP_ALIVE_SECONDS = 5  # an idle keep-alive connection is closed after this long
-# How uvicorn serves the receiver. No `limit_concurrency`: uvicorn starts no timer on a connection until its first
-# request, so 100 sockets that never send one held a limit of 100 for good and GitHub (and the probes, /healthz) got
-# 503 (review 43). Idle and slow clients are bounded by the Ingress in front (README) and the body deadline here.
-SERVER_OPTIONS: dict[str, object] = {"timeout_keep_alive": KEEP_ALIVE_SECONDS}
+# An idle keep-alive connection is closed after this long. uvicorn gets no `limit_concurrency`: it starts no timer on
+# a connection until its first request, so 100 sockets that never send one held a limit of 100 for good and GitHub
+# (and the probes, /healthz) got 503 (review 43). Idle and slow clients are bounded by the Ingress in front (README)
+# and the body deadline here.
+KEEP_ALIVE_SECONDS = 5
 FORM_ENCODED = "application/x-www-form-urlencoded"
 
 
@@ -305,5 +305,6 @@ def serve(host: str, port: int, environ: dict[str, str]) -> None:
         raise WebhookConfigError(f"{settings.DATABASE_URL_VAR} is not set: deliveries need the database")
     store = PlatformStore(url)  # the schema is migrated by the code location (or `codexk8s db migrate`)
     uvicorn.run(
-        create_app(store, receiver), host=host, port=port, log_level="info", access_log=False, **SERVER_OPTIONS
+        create_app(store, receiver), host=host, port=port, log_level="info", access_log=False,
+        timeout_keep_alive=KEEP_ALIVE_SECONDS,
     )  # fmt: skip

@@ -218,7 +218,8 @@ def test_sockets_that_never_send_a_request_do_not_lock_github_out(intake: Intake
     listener.bind(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     app = create_app(intake.store, ReceiverSettings(SECRET, 65536))
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", **webhook_app.SERVER_OPTIONS))  # type: ignore[arg-type]
+    config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=webhook_app.KEEP_ALIVE_SECONDS)
+    server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
     wait_for(lambda: server.started, "the receiver to start")
