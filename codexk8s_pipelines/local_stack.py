@@ -47,8 +47,10 @@ log = logging.getLogger("codexk8s.dev")
 # The platform's database on the embedded server (owned by the migrator role; `postgres` stays the admin's).
 LOCAL_DATABASE = "codexk8s"
 LOCK_FILE = "dev.lock"
-# How long the Dagster webserver may take to answer /server_info (a first start on a busy laptop takes a minute).
-UI_START_SECONDS = 300.0
+# How long the Dagster webserver may take to answer /server_info: a first start on a busy laptop takes a minute, and
+# Dagster itself gives its code server 180 s; `CODEXK8S_UI_START_SECONDS` sets another.
+UI_START_SECONDS = 600.0
+UI_START_VAR = "CODEXK8S_UI_START_SECONDS"
 
 
 def lock_state_dir(home: Path) -> int | None:
@@ -92,10 +94,21 @@ def _free_port_after(host: str, port: int) -> int:
     return next((p for p in range(port + 1, min(port + 100, 65536)) if port_problem(host, p) is None), port + 1)
 
 
+def ui_url_of(host: str, port: int) -> str:
+    """The UI's address for a browser and for the probe: a wildcard host is asked on loopback, IPv6 in brackets."""
+    shown = {"": "127.0.0.1", "0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    return f"http://[{shown}]:{port}" if ":" in shown else f"http://{shown}:{port}"
+
+
+# Straight to the webserver: an `http_proxy` of the user's shell would send the probe to the proxy, and the UI on this
+# machine would never answer it.
+_DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+
+
 def ui_answers(ui_url: str, timeout: float = 2.0) -> bool:
     """The Dagster webserver answers at `ui_url`: /server_info names its version."""
     try:
-        with urllib.request.urlopen(f"{ui_url}/server_info", timeout=timeout) as response:
+        with _DIRECT.open(f"{ui_url}/server_info", timeout=timeout) as response:
             return "dagster_webserver_version" in json.loads(response.read(65536) or b"{}")
     except (OSError, ValueError):
         return False
@@ -217,7 +230,7 @@ def _dagster_command(workspace: Path, host: str, port: int) -> list[str]:
     return [str(dagster), "dev", "-w", str(workspace), "-h", host, "-p", str(port)]
 
 
-def run_local_stack(host: str, port: int, workspace: Path, *, ui_start_seconds: float = UI_START_SECONDS) -> int:
+def run_local_stack(host: str, port: int, workspace: Path, *, ui_start_seconds: float | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="codexk8s: %(message)s")
     if not workspace.exists():
         print(f"codexk8s dev: {workspace} not found (run from the project directory)", file=sys.stderr)
@@ -228,9 +241,18 @@ def run_local_stack(host: str, port: int, workspace: Path, *, ui_start_seconds: 
     if lock is None:
         return _already_runs(home)
     try:
-        return _run_locked(home, host, port, workspace, ui_start_seconds)
+        return _run_locked(home, host, port, workspace, ui_start_seconds or _ui_start_seconds())
     finally:
         os.close(lock)
+
+
+def _ui_start_seconds() -> float:
+    raw = os.environ.get(UI_START_VAR, "")
+    try:
+        return float(raw) if raw.strip() and float(raw) > 0 else UI_START_SECONDS
+    except ValueError:
+        log.warning("%s=%r is not a number of seconds: using %g", UI_START_VAR, raw, UI_START_SECONDS)
+        return UI_START_SECONDS
 
 
 def _run_locked(home: Path, host: str, port: int, workspace: Path, ui_start_seconds: float) -> int:
@@ -284,7 +306,7 @@ def _run_locked(home: Path, host: str, port: int, workspace: Path, ui_start_seco
                 settings.HOME_VAR: str(home),
             }
         )
-        ui_url = f"http://{host}:{port}"
+        ui_url = ui_url_of(host, port)
         log.info("starting the Dagster UI on %s (the first start takes a minute)", ui_url)
         proc = subprocess.Popen(_dagster_command(workspace, host, port), env=env, start_new_session=True)
         write_record(
@@ -302,7 +324,7 @@ def _run_locked(home: Path, host: str, port: int, workspace: Path, ui_start_seco
                 elif asked > deadline:
                     log.error(
                         "the Dagster UI did not answer at %s within %g s (its webserver did not start; see its "
-                        "lines above): stopping",
+                        f"lines above; {UI_START_VAR} gives a slow machine longer): stopping",
                         ui_url,
                         ui_start_seconds,
                     )

@@ -103,10 +103,12 @@ def released_by_budget(ctx: TickContext) -> list[tuple[BudgetHold, Decision]]:
         return []
     # Released by the budgets in a tick whose run record then failed: requested now (the same key, so once). Read
     # before this tick releases any, which are requested by this tick.
-    released = [
-        (hold, Decision.from_dict(hold.decision))
-        for hold in released_not_started(ctx.store, ctx.now - RESCUE_WINDOW, how="budget")
-    ]
+    released: list[tuple[BudgetHold, Decision]] = []
+    for hold in released_not_started(ctx.store, ctx.now - RESCUE_WINDOW, how="budget"):
+        try:
+            released.append((hold, Decision.from_dict(hold.decision)))
+        except Exception as exc:  # one bad row must not stop the tick
+            log.warning("budget hold %s: %s", hold.correlation_key, exc)
     for hold in open_holds(ctx.store):
         try:
             breaches = release_hold(ctx.store, ctx.budgets, hold, "budget", SYSTEM_ACTOR, ctx.now)

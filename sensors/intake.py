@@ -588,18 +588,13 @@ def _released_runs(ctx: TickContext) -> list[RunIntent]:
     for hold, decision in budget_gate.released_by_budget(ctx):
         payload = {**decision.to_dict(), "actor": hold.actor, "released_from_budget_hold": True}
         audit = EventRecord(hold.correlation_key, "run.requested", "system", SYSTEM_ACTOR, payload)
-        intents.append(
-            _register_run(
-                ctx,
-                hold.correlation_key,
-                decision,
-                hold.repository,
-                hold.issue_number,
-                hold.pr_number,
-                hold.actor,
-                audit,
+        key, repository = hold.correlation_key, hold.repository
+        try:
+            intents.append(
+                _register_run(ctx, key, decision, repository, hold.issue_number, hold.pr_number, hold.actor, audit)
             )
-        )
+        except Exception as exc:  # released, not recorded: requested again next tick (`released_not_started`)
+            log.warning("budget hold %s released, its run not recorded yet: %s", key, exc)
     return intents
 
 

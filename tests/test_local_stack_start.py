@@ -124,7 +124,7 @@ def test_a_webserver_that_never_answers_is_a_failed_start_that_stops_everything(
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert errors == [
         f"the Dagster UI did not answer at http://127.0.0.1:{port} within 3 s (its webserver did not start; see its "
-        "lines above): stopping"
+        "lines above; CODEXK8S_UI_START_SECONDS gives a slow machine longer): stopping"
     ]
     assert not any(r.getMessage().startswith("the UI: ") for r in caplog.records)  # never announced
     fake_dagster = int(pid_file.read_text())
@@ -174,3 +174,35 @@ def test_two_starts_at_once_one_holds_the_lock_the_other_is_refused(tmp_path: Pa
     after = local_stack.lock_state_dir(state)
     assert after is not None
     os.close(after)
+
+
+def test_the_ui_probe_goes_straight_to_the_webserver_whatever_the_shells_proxy(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With `http_proxy` set (a corporate shell) the probe went to the proxy, never saw the UI, and the start was
+    stopped at its deadline; a wildcard or IPv6 host made an address nothing answers at."""
+    import http.server
+    import threading
+
+    class Dagster(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b'{"dagster_webserver_version": "1.13.27"}'
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Dagster)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("http_proxy", "http://127.0.0.1:9")  # the discard port: nothing answers there
+        monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+        port = server.server_address[1]
+        assert local_stack.ui_answers(local_stack.ui_url_of("0.0.0.0", port))
+        assert local_stack.ui_url_of("::1", port) == f"http://[::1]:{port}"
+    finally:
+        server.shutdown()
+        server.server_close()

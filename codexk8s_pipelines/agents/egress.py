@@ -57,10 +57,12 @@ MAX_REQUEST_BYTES = 1024
 MAX_CONNECTIONS = 256  # at once: an agent opening sockets in a loop must not spawn unbounded relay threads
 ACCEPT_RETRY_SECONDS = 0.05
 OVER_CAP = "(too many connections at once)"  # the destination a connection over MAX_CONNECTIONS is recorded as
-# The loopback addresses a run's relay connects from to this machine's services (127.0.0.0/8 is all loopback on
-# Linux): one per run, so the MCP server tells local runs apart by address, as it tells agent pods apart in Kubernetes
-# (its per-address bounds, mcp/http.py). 127.0.0.1 stays the address of everything else.
+# The loopback addresses a run's relay connects to the platform's MCP server from (127.0.0.0/8 is all loopback on
+# Linux): one per run, so the server tells local runs apart by address, as it tells agent pods apart in Kubernetes
+# (its per-address bounds, mcp/http.py). Only the MCP server: another local service an `egress_allow` names may admit
+# 127.0.0.1 alone (pg_hba's `127.0.0.1/32`), so the rest is reached from 127.0.0.1 as before.
 LOOPBACK_SOURCES = ipaddress.ip_network("127.128.0.0/9")
+MCP_SERVER = "MCP server"  # the allow-list's reason for the platform's MCP server
 # Refused destinations kept by name with their count; beyond, refusals are only counted. An agent could otherwise bury
 # the one attempt that matters under a flood of refusals of one junk destination.
 MAX_REFUSED_DESTINATIONS = 1000
@@ -197,7 +199,7 @@ def allow_list(agent: AgentSettings | None, env: Mapping[str, str], extra: Itera
     if mcp_url and (agent is None or agent.network.mcp):
         found = Endpoint.from_url(mcp_url)
         if found is not None:
-            entries.setdefault(found, "MCP server")
+            entries.setdefault(found, MCP_SERVER)
     for text in extra:
         entries.setdefault(Endpoint.parse(text), "egress_allow setting")
     return AllowList(entries)
@@ -419,7 +421,7 @@ class EgressRelay:
                 raise _LoopbackRefused(f"{wanted} resolves to a link-local address ({address[0]}): refused")
             sock = socket.socket(family, kind, proto)
             sock.settimeout(self._connect_timeout)
-            if family == socket.AF_INET and is_loopback(str(address[0])):
+            if self._own_source(wanted, family, str(address[0])):
                 with suppress(OSError):  # a system with 127.0.0.1 alone (macOS): the connection comes from it
                     sock.bind((self.loopback_source, 0))
             try:
@@ -431,6 +433,13 @@ class EgressRelay:
             sock.settimeout(None)
             return sock
         raise last
+
+    def _own_source(self, wanted: Endpoint, family: int, address: str) -> bool:
+        """Whether this connection leaves from the run's own loopback address: to the MCP server, on 127.0.0.0/8 (a
+        wildcard destination, 0.0.0.0, is reached from the source address itself, which nothing listens on)."""
+        if family != socket.AF_INET or self.allowed.entries.get(wanted) != MCP_SERVER:
+            return False
+        return ipaddress.ip_address(address).is_loopback
 
     def close(self) -> None:
         """Stop accepting, cut every open connection, wait for the threads, remove the directory."""

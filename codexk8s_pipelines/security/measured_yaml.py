@@ -81,22 +81,28 @@ class MeasuredLoader(yaml.SafeLoader):
         return node
 
     def _refuse_repeated_keys(self, node: yaml.MappingNode) -> None:
-        """A key written twice in one mapping (`YamlRefused` at the second). Keys compare as the loader constructs
-        them (`1` and `0x1` are one key); merge keys (`<<`) and keys that are collections are left to the loader."""
+        """A key written twice in one mapping (`YamlRefused` at the second). Keys compare as the loaded mapping
+        would hold them (`1` and `0x1` are one key, and so are `1`, `1.0` and `true`: the second would silently
+        replace the first), an alias of a key as the key it names; merge keys (`<<`) and keys that are collections
+        are left to the loader. The message shows the key as written."""
         first: dict[Any, Any] = {}
         for key_node, _ in node.value:
             if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == MERGE_TAG:
                 continue
             key = self.construct_object(key_node)
             try:
-                earlier = first.setdefault(key, key_node)
+                earlier = first.get(key)
+                if earlier is None:
+                    first[key] = key_node
+                    continue
             except TypeError:  # not hashable: the constructor says so later
                 continue
-            if earlier is not key_node:
-                line = key_node.start_mark.line + 1
-                before = earlier.start_mark.line + 1
-                at = "on the same line" if before == line else f"at line {before}"
-                raise YamlRefused(f"key {key!r} repeated (first {at})", line)
+            line = key_node.start_mark.line + 1
+            before = earlier.start_mark.line + 1
+            if earlier is key_node:  # an alias of the key: the node, and its place, are the anchored one's
+                raise YamlRefused(f"key {key_node.value[:100]!r} repeated through an alias (*)", line)
+            at = "on the same line" if before == line else f"at line {before}"
+            raise YamlRefused(f"key {key_node.value[:100]!r} repeated (first {at})", line)
 
     def compose_node(self, parent: Any, index: Any) -> Any:
         event = self.peek_event()

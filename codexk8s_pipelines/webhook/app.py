@@ -62,6 +62,10 @@ OTHER_REMOTES = "other addresses"
 # A body not received within this many seconds is answered 408 and its connection closed (GitHub gives up after
 # 10 s): a caller that sends headers and then a trickle, or nothing, holds no connection for longer.
 BODY_SECONDS = 10.0
+# What the bodies being read and handled at once may hold, counted at the receiver's largest body each: without a
+# cap on connections (see KEEP_ALIVE_SECONDS), 250 unsigned 2 MiB bodies at once would pass the pod's 512 MiB. Past
+# it a request is answered 503 before its body is read (GitHub redelivers; /healthz is not counted).
+BODY_BUDGET_BYTES = 64 * 1024 * 1024
 # An idle keep-alive connection is closed after this long. uvicorn gets no `limit_concurrency`: it starts no timer on
 # a connection until its first request, so 100 sockets that never send one held a limit of 100 for good and GitHub
 # (and the probes, /healthz) got 503 (review 43). Idle and slow clients are bounded by the Ingress in front (README)
@@ -194,6 +198,8 @@ def create_app(
     must arrive within `body_seconds` (`BODY_SECONDS` when None)."""
     tally = RefusalTally(clock)
     deadline = BODY_SECONDS if body_seconds is None else body_seconds
+    bodies_at_once = max(1, BODY_BUDGET_BYTES // config.max_body)
+    reading = 0  # requests whose body is being read or handled (on the event loop: no lock)
 
     def audit(delivery: str, status: int, reason: str, event: str, remote: str | None) -> None:
         payload = {"status": status, "reason": reason, "event": event, "delivery": delivery, "remote": remote}
@@ -232,6 +238,17 @@ def create_app(
         return JSONResponse({"error": reason}, status_code=status)
 
     async def receive(request: Request) -> JSONResponse:
+        nonlocal reading
+        if reading >= bodies_at_once:
+            busy = f"busy: {bodies_at_once} deliveries are being read; retry (GitHub redelivers)"
+            return refuse_unsigned(request, 503, busy, close=True)
+        reading += 1
+        try:
+            return await _receive(request)
+        finally:
+            reading -= 1
+
+    async def _receive(request: Request) -> JSONResponse:
         try:
             body = await _read_body(request, config.max_body, deadline)
         except _TooLarge:

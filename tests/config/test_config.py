@@ -182,6 +182,12 @@ def test_a_key_written_twice_is_refused_naming_both_lines(tmp_path: Path) -> Non
     assert _errors("triggers: {min_permission: read, min_permission: admin}\n") == [
         "line 1: key 'min_permission' repeated (first on the same line)"
     ]
+    # A key written through an alias of the same key, and keys the loaded mapping would hold as one (`1`, `true`),
+    # are repeated too; the message shows the key as written.
+    assert _errors("stages:\n  &k dev: {timeout_minutes: 5}\n  *k : {timeout_minutes: 9}\n") == [
+        "line 2: key 'dev' repeated through an alias (*)"
+    ]
+    assert _errors("labels:\n  1: a\n  true: b\n") == ["line 3: key 'true' repeated (first at line 2)"]
     merged = parse_config("stages:\n  qa: &b {timeout_minutes: 5}\n  dev:\n    <<: *b\n    timeout_minutes: 9\n", "c")
     assert (merged.stages["qa"].timeout_minutes, merged.stages["dev"].timeout_minutes) == (5, 9)
 

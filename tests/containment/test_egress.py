@@ -24,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from codexk8s_pipelines import settings
 from codexk8s_pipelines.agents import egress
 from codexk8s_pipelines.agents import sandbox as sb
 from codexk8s_pipelines.agents.agent_env import build_agent_env
@@ -491,28 +492,35 @@ def test_connections_over_the_cap_are_turned_away_and_recorded(monkeypatch: pyte
     assert relay.refusals_listed() == [egress.OVER_CAP]
 
 
-def test_each_runs_relay_reaches_this_machine_from_an_address_of_its_own() -> None:
+def test_each_runs_relay_reaches_the_mcp_server_from_an_address_of_its_own() -> None:
     """Local runs reach the MCP server through their relays; from 127.0.0.1 all alike, one run holding the server's
-    per-address slots (mcp/http.py) starved every other local run's agent. Each relay has its own loopback source."""
+    per-address slots (mcp/http.py) starved every other local run's agent. Each relay has its own loopback source
+    for the MCP server, and only for it: another local service (an `egress_allow` entry) may admit 127.0.0.1 alone."""
     with socket.socket() as listener:
         listener.bind(("127.0.0.1", 0))
-        listener.listen(4)
+        listener.listen(8)
         listener.settimeout(BOUND_SECONDS)
         target = listener.getsockname()[1]
-        peers: list[str] = []
-        relays = [egress.EgressRelay(egress.allow_list(None, {}, [f"127.0.0.1:{target}"])) for _ in range(2)]
+        mcp_env = {settings.MCP_URL_VAR: f"http://127.0.0.1:{target}/mcp"}
+
+        def peer(relay: egress.EgressRelay, line: str) -> str:
+            with socket.socket(socket.AF_UNIX) as agent:
+                agent.settimeout(BOUND_SECONDS)
+                agent.connect(str(relay.socket_path))
+                agent.sendall(line.encode())
+                assert agent.recv(64).startswith(b"OK")
+                conn, (host, _) = listener.accept()
+                conn.close()
+                return host
+
+        relays = [egress.EgressRelay(egress.allow_list(None, mcp_env)) for _ in range(2)]
+        plain = egress.EgressRelay(egress.allow_list(None, {}, [f"127.0.0.1:{target}"]))
         try:
-            for relay in relays:
-                with socket.socket(socket.AF_UNIX) as agent:
-                    agent.settimeout(BOUND_SECONDS)
-                    agent.connect(str(relay.socket_path))
-                    agent.sendall(f"CONNECT 127.0.0.1 {target}\n".encode())
-                    assert agent.recv(64).startswith(b"OK")
-                    conn, (host, _) = listener.accept()
-                    conn.close()
-                    peers.append(host)
+            peers = [peer(relay, f"CONNECT 127.0.0.1 {target}\n") for relay in relays]
+            elsewhere = peer(plain, f"CONNECT 127.0.0.1 {target}\n")
         finally:
-            for relay in relays:
+            for relay in [*relays, plain]:
                 relay.close()
     assert peers == [relay.loopback_source for relay in relays] and peers[0] != peers[1]
     assert all(ipaddress.ip_address(p) in egress.LOOPBACK_SOURCES for p in peers)
+    assert elsewhere == "127.0.0.1"

@@ -248,3 +248,50 @@ def test_serve_closes_idle_keep_alive(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CODEXK8S_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
     webhook_app.serve("127.0.0.1", 8090, {"CODEXK8S_WEBHOOK_SECRET": SECRET})
     assert seen["timeout_keep_alive"] == webhook_app.KEEP_ALIVE_SECONDS > 0
+
+
+def test_bodies_read_at_once_are_bounded_and_the_rest_answered_503(
+    intake: Intake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a cap on connections, 250 unsigned 2 MiB bodies at once would pass the pod's memory: the bodies read
+    at once are bounded (two here), a request beyond is answered 503 before its body is read, /healthz stays up,
+    and deliveries are taken again once those bodies are done with."""
+    import threading
+
+    import uvicorn
+
+    from codexk8s_pipelines.webhook import ReceiverSettings, create_app
+
+    monkeypatch.setattr(webhook_app, "BODY_BUDGET_BYTES", 2 * 65536)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    app = create_app(intake.store, ReceiverSettings(SECRET, 65536), body_seconds=2)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
+    thread.start()
+    wait_for(lambda: server.started, "the receiver to start")
+    body = json.dumps({"action": "labeled", "issue": {"number": 7}, "label": {"name": "run:dev"},
+                       "repository": {"full_name": REPO}}).encode()  # fmt: skip
+
+    def deliver(delivery: str) -> requests.Response:
+        headers = {"X-GitHub-Event": "issues", "X-GitHub-Delivery": delivery, "Content-Type": "application/json",
+                   "X-Hub-Signature-256": sign(SECRET, body)}  # fmt: skip
+        return requests.post(f"http://127.0.0.1:{port}/webhook", data=body, headers=headers, timeout=10)
+
+    slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+    try:
+        for sock in slow:  # half a body each: being read
+            sock.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n" + b"x" * 100)
+        time.sleep(0.5)
+        busy = deliver("d-busy")
+        assert busy.status_code == 503 and "busy" in busy.json()["error"]
+        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+        time.sleep(2.5)  # the half bodies time out (408)
+        assert deliver("d-later").status_code == 202
+    finally:
+        for sock in slow:
+            sock.close()
+        server.should_exit = True
+        thread.join(10)
+        listener.close()
