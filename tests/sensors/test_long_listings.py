@@ -102,19 +102,26 @@ def test_a_listing_longer_than_one_read_is_read_on_next_tick_and_said_so(
     assert [status for _, _, status in state.requests][-1] == 304
 
 
-def test_a_label_after_a_bulk_edit_of_exactly_100_issues_starts_its_run(intake: Intake) -> None:
-    """Exactly 100 changed: one full page and no next one. Its ETag was kept, the next change landed on page 2,
-    and every later poll was answered 304."""
+def _bulk_edit(intake: Intake, issues: int) -> int:
+    """An issue left alone, then `issues` others labelled `triage` within two minutes after the first look; the
+    number of the one left alone."""
     state = intake.state
     target = state.add_issue(REPO, "Checkout fails")
-    numbers = [state.add_issue(REPO, f"issue {i}") for i in range(100)]
+    numbers = [state.add_issue(REPO, f"issue {i}") for i in range(issues)]
     intake.tick(issue_sensor)  # the first look
     state.advance(10)
     for n in numbers:
         state.label(REPO, n, "triage")
+    return target
+
+
+def test_a_label_after_a_bulk_edit_of_exactly_100_issues_starts_its_run(intake: Intake) -> None:
+    """Exactly 100 changed: one full page and no next one. Its ETag was kept, the next change landed on page 2,
+    and every later poll was answered 304."""
+    target = _bulk_edit(intake, 100)
     assert _run_keys(intake, 2) == []
-    state.advance(30)
-    event = state.label(REPO, target, "run:dev", actor="alice")
+    intake.state.advance(30)
+    event = intake.state.label(REPO, target, "run:dev", actor="alice")
     assert _run_keys(intake, 5) == [f"{REPO}#{target}:run:dev:{event}"]
 
 
@@ -124,16 +131,10 @@ def test_a_cursor_saved_stuck_by_the_previous_release_is_freed_by_the_upgrade(in
 
     import requests
 
-    state = intake.state
-    target = state.add_issue(REPO, "Checkout fails")
-    numbers = [state.add_issue(REPO, f"issue {i}") for i in range(120)]
-    intake.tick(issue_sensor)  # the first look
-    state.advance(10)
-    for n in numbers:
-        state.label(REPO, n, "triage")
-    state.advance(60)
-    event = state.label(REPO, target, "run:dev", actor="alice")
-    saved = json.loads(intake.cursors[issue_sensor.name])
+    target = _bulk_edit(intake, 120)
+    intake.state.advance(60)
+    event = intake.state.label(REPO, target, "run:dev", actor="alice")
+    saved = json.loads(intake.cursors[issue_sensor.name] or "{}")
     repo = saved["repos"][REPO]
     for field in ("resume", "failures"):  # fields the previous release did not have
         repo.pop(field, None)

@@ -4,10 +4,12 @@ append-only audit, only a rate-limited log line with clipped headers; a signed b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
 import time
+from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
@@ -205,9 +207,9 @@ def test_a_body_that_never_ends_is_answered_408_and_its_connection_closed(
     assert len(lines) == 1 and "1 request(s) from 127.0.0.1" in lines[0] and "latest 408" in lines[0], lines
 
 
-def test_sockets_that_never_send_a_request_do_not_lock_github_out(intake: Intake) -> None:
-    """Served as `serve()` serves it: 120 connections that never send a request (each held a place of uvicorn's
-    `limit_concurrency` of 100 for good) and GitHub's delivery and the probes' /healthz are still answered."""
+@contextlib.contextmanager
+def _served(intake: Intake, body_seconds: float | None = None) -> Iterator[int]:
+    """The receiver served by uvicorn as `serve()` serves it, on a free port (yielded) until the block ends."""
     import threading
 
     import uvicorn
@@ -216,28 +218,40 @@ def test_sockets_that_never_send_a_request_do_not_lock_github_out(intake: Intake
 
     listener = socket.socket()
     listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    app = create_app(intake.store, ReceiverSettings(SECRET, 65536))
+    app = create_app(intake.store, ReceiverSettings(SECRET, 65536), body_seconds=body_seconds)
     config = uvicorn.Config(app, log_level="warning", timeout_keep_alive=webhook_app.KEEP_ALIVE_SECONDS)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
     thread.start()
-    wait_for(lambda: server.started, "the receiver to start")
-    idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(120)]
     try:
-        body = json.dumps({"action": "labeled", "issue": {"number": 7}, "label": {"name": "run:dev"},
-                           "repository": {"full_name": REPO}}).encode()  # fmt: skip
-        headers = {"X-GitHub-Event": "issues", "X-GitHub-Delivery": "d-idle", "Content-Type": "application/json",
-                   "X-Hub-Signature-256": sign(SECRET, body)}  # fmt: skip
-        delivered = requests.post(f"http://127.0.0.1:{port}/webhook", data=body, headers=headers, timeout=10)
-        health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
-        assert (delivered.status_code, health.status_code) == (202, 200), delivered.text
+        wait_for(lambda: server.started, "the receiver to start")
+        yield listener.getsockname()[1]
     finally:
-        for sock in idle:
-            sock.close()
         server.should_exit = True
         thread.join(10)
         listener.close()
+
+
+def _deliver(port: int, delivery: str) -> requests.Response:
+    body = json.dumps({"action": "labeled", "issue": {"number": 7}, "label": {"name": "run:dev"},
+                       "repository": {"full_name": REPO}}).encode()  # fmt: skip
+    headers = {"X-GitHub-Event": "issues", "X-GitHub-Delivery": delivery, "Content-Type": "application/json",
+               "X-Hub-Signature-256": sign(SECRET, body)}  # fmt: skip
+    return requests.post(f"http://127.0.0.1:{port}/webhook", data=body, headers=headers, timeout=10)
+
+
+def test_sockets_that_never_send_a_request_do_not_lock_github_out(intake: Intake) -> None:
+    """Served as `serve()` serves it: 120 connections that never send a request (each held a place of uvicorn's
+    `limit_concurrency` of 100 for good) and GitHub's delivery and the probes' /healthz are still answered."""
+    with _served(intake) as port:
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(120)]
+        try:
+            delivered = _deliver(port, "d-idle")
+            health = requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10)
+            assert (delivered.status_code, health.status_code) == (202, 200), delivered.text
+        finally:
+            for sock in idle:
+                sock.close()
 
 
 def test_serve_closes_idle_keep_alive(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -256,42 +270,18 @@ def test_bodies_read_at_once_are_bounded_and_the_rest_answered_503(
     """Without a cap on connections, 250 unsigned 2 MiB bodies at once would pass the pod's memory: the bodies read
     at once are bounded (two here), a request beyond is answered 503 before its body is read, /healthz stays up,
     and deliveries are taken again once those bodies are done with."""
-    import threading
-
-    import uvicorn
-
-    from codexk8s_pipelines.webhook import ReceiverSettings, create_app
-
     monkeypatch.setattr(webhook_app, "BODY_BUDGET_BYTES", 2 * 65536)
-    listener = socket.socket()
-    listener.bind(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    app = create_app(intake.store, ReceiverSettings(SECRET, 65536), body_seconds=2)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [listener]}, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, "the receiver to start")
-    body = json.dumps({"action": "labeled", "issue": {"number": 7}, "label": {"name": "run:dev"},
-                       "repository": {"full_name": REPO}}).encode()  # fmt: skip
-
-    def deliver(delivery: str) -> requests.Response:
-        headers = {"X-GitHub-Event": "issues", "X-GitHub-Delivery": delivery, "Content-Type": "application/json",
-                   "X-Hub-Signature-256": sign(SECRET, body)}  # fmt: skip
-        return requests.post(f"http://127.0.0.1:{port}/webhook", data=body, headers=headers, timeout=10)
-
-    slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
-    try:
-        for sock in slow:  # half a body each: being read
-            sock.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n" + b"x" * 100)
-        time.sleep(0.5)
-        busy = deliver("d-busy")
-        assert busy.status_code == 503 and "busy" in busy.json()["error"]
-        assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
-        time.sleep(2.5)  # the half bodies time out (408)
-        assert deliver("d-later").status_code == 202
-    finally:
-        for sock in slow:
-            sock.close()
-        server.should_exit = True
-        thread.join(10)
-        listener.close()
+    with _served(intake, body_seconds=2) as port:
+        slow = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        try:
+            for sock in slow:  # half a body each: being read
+                sock.sendall(b"POST /webhook HTTP/1.1\r\nHost: x\r\nContent-Length: 60000\r\n\r\n" + b"x" * 100)
+            time.sleep(0.5)
+            busy = _deliver(port, "d-busy")
+            assert busy.status_code == 503 and "busy" in busy.json()["error"]
+            assert requests.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+            time.sleep(2.5)  # the half bodies time out (408)
+            assert _deliver(port, "d-later").status_code == 202
+        finally:
+            for sock in slow:
+                sock.close()
