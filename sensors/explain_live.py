@@ -12,7 +12,7 @@ shown as such.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from codexk8s_pipelines.domain.decisions import Decision
@@ -20,6 +20,7 @@ from codexk8s_pipelines.domain.labels import LabelKind
 from codexk8s_pipelines.github.api import RepoApi
 from codexk8s_pipelines.github.payloads import IssueEvent, IssueItem, Review
 
+from .cursor import format_time
 from .decide import (
     TickContext,
     issue_label_decision,
@@ -36,11 +37,9 @@ __all__ = ["LiveExplanation", "explain_live", "render_live_text"]
 
 # What the intake records under an event's key when it decides it, and what may follow: the approval's course and
 # the budgets' hold. Read back in this order of the audit.
+DECIDED_EVENTS = ("run.requested", "trigger.ignored", "trigger.conflict", "approval.requested")  # the decision
 RECORDED_EVENTS = (
-    "run.requested",
-    "trigger.ignored",
-    "trigger.conflict",
-    "approval.requested",
+    *DECIDED_EVENTS,
     "approval.approved",
     "approval.denied",
     "approval.expired",
@@ -150,7 +149,7 @@ def explain_live(api: RepoApi, ctx: TickContext, number: int, shown: int = 5) ->
 
 def _at(value: Any) -> str:
     """An audit time as UTC, whatever the database session's zone."""
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ") if isinstance(value, datetime) else str(value)
+    return format_time(value) if isinstance(value, datetime) else str(value)
 
 
 def _recorded(event: dict[str, Any]) -> dict[str, Any]:
@@ -164,7 +163,7 @@ def _differs(result: LiveExplanation) -> bool:
     decision = result.decision
     if decision is None or not result.recorded:
         return False
-    decided = next((r for r in result.recorded if r["event_type"] in RECORDED_EVENTS[:4]), None)
+    decided = next((r for r in result.recorded if r["event_type"] in DECIDED_EVENTS), None)
     # A run the budgets held has no decision recorded until it is released (then `run.requested` follows).
     return decided is None or decided["detail"] != decision.reason.value
 

@@ -89,7 +89,7 @@ class StoreHistory:
     def open_holds(self, repository: str, number: int) -> list[BudgetHold]:
         # A hold released in a tick whose run record then failed still holds its run: an override starts it.
         since = datetime.now(UTC) - RESCUE_WINDOW
-        rescued = [h for h in released_not_started(self.store, since) if _of(h, repository, number)]
+        rescued = released_not_started(self.store, since, repository=repository, issue_number=number)
         return open_holds(self.store, repository, number) + rescued
 
 
@@ -131,7 +131,3 @@ class NoHistory:
 
     def open_holds(self, repository: str, number: int) -> list[BudgetHold]:
         return []
-
-
-def _of(hold: BudgetHold, repository: str, number: int) -> bool:
-    return hold.repository == repository.lower() and hold.issue_number == number  # as `open_holds` filters

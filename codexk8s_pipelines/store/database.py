@@ -58,6 +58,24 @@ class EventRecord:
     at: datetime | None = None
 
 
+def _check_actor_type(actor_type: str) -> None:
+    if actor_type not in ACTOR_TYPES:
+        raise StoreError(f"unknown actor type {actor_type!r}; expected one of {', '.join(ACTOR_TYPES)}")
+
+
+def _insert_event(conn: psycopg.Connection[dict[str, Any]], e: EventRecord, *, once: bool = False) -> int | None:
+    """The one INSERT of an audit row, redacted (`append_event`, `request_run`); its id. `once`: only when the key
+    has no event of its type yet (None when it had one)."""
+    values = (e.correlation_key, e.actor_type, e.actor_id, e.event_type, Jsonb(redact(dict(e.payload or {}))), e.at)
+    unless = " WHERE NOT EXISTS (SELECT 1 FROM flow_events WHERE correlation_key = %s AND event_type = %s)"
+    row = conn.execute(
+        "INSERT INTO flow_events (correlation_key, actor_type, actor_id, event_type, payload, created_at)"
+        f" SELECT %s, %s, %s, %s, %s, coalesce(%s, clock_timestamp()){unless if once else ''} RETURNING id",
+        (*values, e.correlation_key, e.event_type) if once else values,
+    ).fetchone()
+    return int(row["id"]) if row is not None else None
+
+
 def _insert_run(conn: psycopg.Connection[dict[str, Any]], run: RunRecord) -> bool:
     """The one INSERT of a run (`register_run`, `request_run`); False when its correlation key is already known."""
     row = conn.execute(
@@ -136,25 +154,10 @@ class PlatformStore:
         database that fails in between never leaves an audit that names a run the runs table does not have. The
         audit row is written only when the key has no event of its type yet (a tick redone writes it once); False
         when the run was already recorded."""
-        if audit.actor_type not in ACTOR_TYPES:
-            raise StoreError(f"unknown actor type {audit.actor_type!r}; expected one of {', '.join(ACTOR_TYPES)}")
+        _check_actor_type(audit.actor_type)
         with self.connect() as conn, conn.transaction():
             recorded = _insert_run(conn, run)
-            conn.execute(
-                "INSERT INTO flow_events (correlation_key, actor_type, actor_id, event_type, payload, created_at)"
-                " SELECT %s, %s, %s, %s, %s, coalesce(%s, clock_timestamp()) WHERE NOT EXISTS"
-                " (SELECT 1 FROM flow_events WHERE correlation_key = %s AND event_type = %s)",
-                (
-                    audit.correlation_key,
-                    audit.actor_type,
-                    audit.actor_id,
-                    audit.event_type,
-                    Jsonb(redact(dict(audit.payload or {}))),
-                    audit.at,
-                    audit.correlation_key,
-                    audit.event_type,
-                ),
-            )
+            _insert_event(conn, audit, once=True)
             return recorded
 
     def get_run(self, correlation_key: str) -> dict[str, Any] | None:
@@ -220,16 +223,11 @@ class PlatformStore:
     ) -> int:
         """One audit row; `at` is when it happened when the caller knows better than the clock (an imported
         history, a GitHub event's own time), else the database's clock."""
-        if actor_type not in ACTOR_TYPES:
-            raise StoreError(f"unknown actor type {actor_type!r}; expected one of {', '.join(ACTOR_TYPES)}")
+        _check_actor_type(actor_type)
         with self.connect() as conn:
-            row = conn.execute(
-                "INSERT INTO flow_events (correlation_key, actor_type, actor_id, event_type, payload, created_at)"
-                " VALUES (%s, %s, %s, %s, %s, coalesce(%s, clock_timestamp())) RETURNING id",
-                (correlation_key, actor_type, actor_id, event_type, Jsonb(redact(dict(payload or {}))), at),
-            ).fetchone()
-            assert row is not None
-            return int(row["id"])
+            written = _insert_event(conn, EventRecord(correlation_key, event_type, actor_type, actor_id, payload, at))
+            assert written is not None
+            return written
 
     def append_events(self, events: Iterable[EventRecord]) -> int:
         """Many audit rows in one COPY (an imported history, a bench): the same checks and redaction as

@@ -21,6 +21,7 @@ from ..domain.delivery_metrics import (
     RunInfo,
 )
 from .database import PlatformStore
+from .usage import RUN_ATTEMPTS_SQL
 
 _COLUMNS = "e.id, e.correlation_key, e.event_type, e.actor_type, e.actor_id, e.payload, e.created_at"
 APPROVAL_DAY_EVENTS = ("approval.approved", "approval.expired")
@@ -135,10 +136,7 @@ def run_infos(store: PlatformStore, keys: Iterable[str]) -> dict[str, RunInfo]:
     with store.connect() as conn:
         usage = conn.execute("SELECT to_regclass('run_usage') IS NOT NULL AS ok").fetchone()
         joined = (
-            " LEFT JOIN (SELECT correlation_key, sum(input_tokens)::bigint AS input_tokens,"
-            " sum(output_tokens)::bigint AS output_tokens, sum(cost) AS cost,"
-            " (array_agg(currency ORDER BY recorded_at DESC, id DESC))[1] AS currency FROM run_usage"
-            " WHERE correlation_key = ANY(%(keys)s) GROUP BY correlation_key) u ON u.correlation_key = k.key"
+            f" LEFT JOIN ({RUN_ATTEMPTS_SQL}) u ON u.correlation_key = k.key"
             if usage and usage["ok"]
             else " LEFT JOIN (SELECT NULL::text AS correlation_key, NULL::bigint AS input_tokens,"
             " NULL::bigint AS output_tokens, NULL::numeric AS cost, NULL::text AS currency) u ON FALSE"

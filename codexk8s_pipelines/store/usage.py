@@ -278,7 +278,7 @@ def issue_runs(store: PlatformStore, repository: str, issue_number: int) -> list
 # did; never 0), how many attempts there were, reported nothing (`unknown_attempts`) or have no money figure
 # (`unpriced_attempts`, as `Amount.unpriced` counts them: `cost` leaves them out), and the rest as the latest
 # attempt recorded it.
-_RUN_ATTEMPTS = """
+RUN_ATTEMPTS_SQL = """
 SELECT correlation_key,
        (array_agg(repository ORDER BY recorded_at DESC, id DESC))[1] AS repository,
        (array_agg(issue_number ORDER BY recorded_at DESC, id DESC))[1] AS issue_number,
@@ -299,13 +299,13 @@ SELECT correlation_key,
        min(recorded_at) AS first_recorded_at,
        max(recorded_at) AS recorded_at
   FROM run_usage
- WHERE correlation_key = ANY(%s)
+ WHERE correlation_key = ANY(%(keys)s)
  GROUP BY correlation_key
 """
 
 
 def run_usage(store: PlatformStore, correlation_key: str) -> dict[str, Any] | None:
-    """The recorded usage of one run, its attempts summed (`_RUN_ATTEMPTS`); None when nothing is recorded."""
+    """The recorded usage of one run, its attempts summed (`RUN_ATTEMPTS_SQL`); None when nothing is recorded."""
     return usage_for_runs(store, [correlation_key]).get(correlation_key)
 
 
@@ -445,17 +445,25 @@ RESCUE_WINDOW = timedelta(hours=1)
 
 
 def released_not_started(
-    store: PlatformStore, since: datetime, how: str | None = None, correlation_key: str | None = None
+    store: PlatformStore,
+    since: datetime,
+    how: str | None = None,
+    correlation_key: str | None = None,
+    repository: str | None = None,
+    issue_number: int | None = None,
 ) -> list[BudgetHold]:
-    """Holds released since `since` (by `how`, or one key's) whose run was never recorded: the database failed
-    between the release and the run's record (they are two transactions), so the run is still to be requested."""
+    """Holds released since `since` (by `how`, one key's, or one repository's or issue's, as `open_holds` filters)
+    whose run was never recorded: the database failed between the release and the run's record (they are two
+    transactions), so the run is still to be requested."""
+    repo = repository and repository.lower()
     with store.connect() as conn:
         rows = conn.execute(
             "SELECT * FROM budget_holds h WHERE released_at >= %s AND (%s::text IS NULL OR released_how = %s)"
-            " AND (%s::text IS NULL OR correlation_key = %s)"
+            " AND (%s::text IS NULL OR correlation_key = %s) AND (%s::text IS NULL OR repository = %s)"
+            " AND (%s::int IS NULL OR issue_number = %s)"
             " AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.correlation_key = h.correlation_key)"
             " ORDER BY released_at, correlation_key",
-            (since, how, how, correlation_key, correlation_key),
+            (since, how, how, correlation_key, correlation_key, repo, repo, issue_number, issue_number),
         ).fetchall()
     return [_hold(r) for r in rows]
 
@@ -506,10 +514,10 @@ def release_hold(
 
 
 def usage_for_runs(store: PlatformStore, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The recorded usage of each of these runs, their attempts summed (`_RUN_ATTEMPTS`; absent: not recorded yet,
+    """The recorded usage of each of these runs, their attempts summed (`RUN_ATTEMPTS_SQL`; absent: not recorded yet,
     or the run is still going)."""
     if not keys:
         return {}
     with store.connect() as conn:
-        rows = conn.execute(_RUN_ATTEMPTS, (list(keys),)).fetchall()
+        rows = conn.execute(RUN_ATTEMPTS_SQL, {"keys": list(keys)}).fetchall()
     return {r["correlation_key"]: r for r in rows}
