@@ -245,7 +245,9 @@ def test_a_hostile_document_is_chunked_in_linear_time(text: str) -> None:
     took over 30 s (the heading regex backtracked), 100,000 blank lines 20 s (a window sliced one line at a time).
 
     Measured beside an ordinary document of as many characters (lines of words), in the same moment: a loaded
-    machine slows both alike (200,000 blank lines took 0.9 s quiet and 2.2 s in a busy run, against a 2 s bound)."""
+    machine slows both alike (200,000 blank lines took 0.9 s quiet and 2.2 s in a busy run, against a 2 s bound).
+    Blank lines cost about 4 times as much as lines of words (0.97 s against 0.23 s, quiet), so the bound is 8 times
+    the ordinary document: a quadratic walk (80 s, over 300 times) still fails it by far."""
     plain = "word\n" * (len(text) // 5)
     started = time.perf_counter()
     chunk_document(plain, "plain.md")
@@ -254,7 +256,7 @@ def test_a_hostile_document_is_chunked_in_linear_time(text: str) -> None:
     started = time.perf_counter()
     chunks = chunk_document(text, "hostile.md")
     document_title(text, "hostile.md")
-    assert time.perf_counter() - started < max(2.0, 3 * ordinary)
+    assert time.perf_counter() - started < max(2.0, 8 * ordinary)
     assert chunks and chunks[-1].text.strip()
 
 
