@@ -50,3 +50,17 @@ def numbered_lines(text: str, breaks: Breaks = "lf") -> list[tuple[int, str]]:
 
 
 _CR_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+\Z")  # a line with its end, or the last one without
+
+
+def undecodable(exc: UnicodeDecodeError) -> tuple[int, str]:
+    """(GitHub line number, `not UTF-8 (byte 0xe9)`) of the first byte UTF-8 could not decode: where a user opens
+    the file to fix it. Every reader of a user's file words an undecodable one alike, at its line: a bare
+    `'utf-8' codec can't decode byte 0xe9 in position 8123` names no place a user can find."""
+    data = bytes(exc.object)  # after a byte-order mark `utf-8-sig` took off: `start` counts from there too
+    return data.count(b"\n", 0, exc.start) + 1, f"not UTF-8 (byte 0x{data[exc.start]:02x})"
+
+
+def not_utf8(exc: UnicodeDecodeError) -> str:
+    """`line 9: not UTF-8 (byte 0xe9)` (`undecodable`)."""
+    line, problem = undecodable(exc)
+    return f"line {line}: {problem}"

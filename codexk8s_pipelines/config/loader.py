@@ -11,6 +11,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .. import settings
+from ..file_lines import not_utf8
 from ..security.measured_yaml import MeasuredLoader, YamlRefused, load_measured
 from .models import PlatformConfig
 
@@ -163,11 +164,7 @@ def read_text(path: Path | str) -> str:
     except OSError as exc:
         raise ConfigError(p, [f"cannot read: {exc.strerror}"]) from None
     except UnicodeDecodeError as exc:  # a ValueError, not an OSError: it was a traceback everywhere
-        data = bytes(exc.object)
-        line = data.count(b"\n", 0, exc.start) + 1
-        raise ConfigError(
-            p, [f"line {line}: not UTF-8 (byte 0x{data[exc.start]:02x}); save the file as UTF-8"]
-        ) from None
+        raise ConfigError(p, [f"{not_utf8(exc)}; save the file as UTF-8"]) from None
 
 
 def parse_config(text: str, source: Path | str) -> PlatformConfig:

@@ -27,6 +27,7 @@ from typing import Any
 
 import yaml
 
+from ..file_lines import not_utf8
 from ..security.measured_yaml import YamlRefused, load_measured
 from .model import DriftError, ObjectKey
 
@@ -152,6 +153,8 @@ def load_ignore_rules(path: Path) -> list[IgnoreRule]:
         data = load_measured(path.read_text(encoding="utf-8"), alias_ratio=False)
     except (OSError, yaml.YAMLError) as exc:
         raise DriftError(f"ignore rules {path}: {exc}") from exc
+    except UnicodeDecodeError as exc:  # a ValueError: it escaped the check as a traceback naming no file
+        raise DriftError(f"ignore rules {path}: {not_utf8(exc)}; save the file as UTF-8") from None
     except YamlRefused as exc:  # RecursionError escaped yaml.safe_load here, naming neither the file nor the place
         raise DriftError(f"ignore rules {path}: {exc.where}{exc}") from None
     if isinstance(data, Mapping):

@@ -28,6 +28,7 @@ from typing import Any
 
 import yaml
 
+from ..file_lines import not_utf8
 from ..security.measured_yaml import YamlRefused, load_measured
 from ..security.safe_files import (
     TOO_DEEP,
@@ -221,7 +222,10 @@ def load_manifests(
         except UnsafeFile as exc:
             state.problems.append(Problem(str(file), str(exc)))
             continue
-        except (OSError, UnicodeDecodeError) as exc:
+        except UnicodeDecodeError as exc:
+            state.problems.append(Problem(str(file), f"cannot be read: {not_utf8(exc)}"))
+            continue
+        except OSError as exc:
             state.problems.append(Problem(str(file), f"cannot be read: {exc}"))
             continue
         state.add_text(text, str(file))

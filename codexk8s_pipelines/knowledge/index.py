@@ -23,6 +23,7 @@ import numpy as np
 from psycopg import sql
 
 from ..agents.git_workspace import local_git_env
+from ..file_lines import undecodable
 from ..store import PlatformStore
 from .chunking import Chunk, chunk_document
 from .db import EMBEDDING_DIM, WORD_WEIGHTS, as_array, check_dimension, connect
@@ -115,7 +116,7 @@ def _decode(rel: str, data: bytes, skipped: Skipped) -> str:
     try:
         return body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = body.count(b"\n", 0, exc.start) + 1
+        line, _ = undecodable(exc)
         log.warning("%s is not UTF-8 (first at line %d): indexed with replacement characters", rel, line)
         skipped.not_utf8.append((rel, line))
         return body.decode("utf-8", errors="replace")

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from codexk8s_pipelines.domain.untrusted_data import NESTED_TOO_DEEPLY, UntrustedDataError, loads_json
+from codexk8s_pipelines.file_lines import not_utf8
 from codexk8s_pipelines.security.dependencies import normalise_name
 from codexk8s_pipelines.security.lockfiles._common import YAML_LOADER as _YamlLoader
 from codexk8s_pipelines.security.safe_files import (
@@ -739,7 +740,7 @@ def _describe(exc: BaseException) -> str:
     if isinstance(exc, yaml.YAMLError):
         return "invalid YAML: " + " ".join(str(exc).split())
     if isinstance(exc, UnicodeDecodeError):
-        return f"not UTF-8 text: {exc}"
+        return not_utf8(exc)
     if isinstance(exc, OSError):
         return f"cannot read: {exc.strerror or exc}"
     if isinstance(exc, RecursionError):

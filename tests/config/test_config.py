@@ -218,6 +218,28 @@ def test_a_file_that_is_not_utf8_is_one_problem_at_its_line(tmp_path: Path) -> N
     assert str(info.value) == f"{path}: line 2: not UTF-8 (byte 0xe9); save the file as UTF-8"
 
 
+def test_drift_files_that_are_not_utf8_name_their_line(tmp_path: Path) -> None:
+    """A Latin-1 byte in the drift ignore rules escaped the check as a bare UnicodeDecodeError naming no file, and in
+    a manifest it was "'utf-8' codec can't decode byte 0xe9 in position 27": no line a user can open."""
+    from codexk8s_pipelines.drift.ignore import load_ignore_rules
+    from codexk8s_pipelines.drift.manifests import load_manifests
+    from codexk8s_pipelines.drift.model import DriftError
+
+    rules = tmp_path / "ignore.yaml"
+    rules.write_bytes("ignore:\n  - pointer: /spec/replicas\n    reason: réplicas\n".encode("latin-1"))
+    with pytest.raises(DriftError) as info:
+        load_ignore_rules(rules)
+    assert str(info.value) == f"ignore rules {rules}: line 3: not UTF-8 (byte 0xe9); save the file as UTF-8"
+
+    manifests = tmp_path / "deploy"
+    manifests.mkdir()
+    (manifests / "web.yaml").write_bytes("kind: ConfigMap\n# owner: José\n".encode("latin-1"))
+    state = load_manifests(manifests, namespace="shop")
+    assert [(p.source, p.message) for p in state.problems] == [
+        (str(manifests / "web.yaml"), "cannot be read: line 2: not UTF-8 (byte 0xe9)")
+    ]
+
+
 def test_environment_selects_the_file_and_an_explicit_missing_file_is_an_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -193,7 +193,7 @@ TREE_CASES = [
     TreeCase(
         "not-utf8",
         _files(**{"poetry.lock": b"\xff\xfe[[package]]\n"}),
-        [("poetry.lock", None, "not UTF-8 text (invalid start byte at byte 0)")],
+        [("poetry.lock", 1, "not UTF-8 (byte 0xff)")],
     ),
     TreeCase(
         "binary-garbage-cargo",
@@ -609,7 +609,7 @@ RECORD_CASES = [
     RecordCase(
         "binary-record",
         _record_file("BAD-6.json", b"\x89PNG\r\n\x1a\n\x00\x00"),
-        [("BAD-6.json", "not UTF-8 text: 'utf-8' codec can't decode byte 0x89 in position 0: invalid start byte")],
+        [("BAD-6.json", "line 1: not UTF-8 (byte 0x89)")],
         loaded=0,
     ),
     RecordCase(

@@ -167,15 +167,15 @@ def test_symlinks_out_of_the_tree_are_not_followed(tmp_path: Path) -> None:
 def test_oversized_and_undecodable_files_are_reported_not_read(tmp_path: Path) -> None:
     with (tmp_path / "package-lock.json").open("wb") as handle:
         handle.truncate(MAX_FILE_BYTES + 1024 * 1024)  # sparse: the size is what is checked, nothing is written
-    (tmp_path / "requirements.txt").write_bytes(b"caf\xe9==1.0\n")
+    (tmp_path / "requirements.txt").write_bytes(b"a==1.0\nb==1.0\ncaf\xe9==1.0\n")
     write(tmp_path, "go.mod", "module m\n\nrequire github.com/a/b v1.0.0\n")
 
     extraction = extract_dependencies(tmp_path)
     assert extraction.files == ["go.mod"]
     assert len(extraction.dependencies) == 1
-    assert [(e.file, e.message) for e in extraction.errors] == [
-        ("package-lock.json", "file is 65.0 MB, over the 64 MB limit: not read"),
-        ("requirements.txt", "not UTF-8 text (invalid continuation byte at byte 3)"),
+    assert [(e.file, e.line, e.message) for e in extraction.errors] == [
+        ("package-lock.json", None, "file is 65.0 MB, over the 64 MB limit: not read"),
+        ("requirements.txt", 3, "not UTF-8 (byte 0xe9)"),  # the line a user opens, not a byte offset
     ]
 
 

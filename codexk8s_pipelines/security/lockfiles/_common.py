@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 
 from codexk8s_pipelines.domain.untrusted_data import UntrustedDataError, loads_json, loads_toml
-from codexk8s_pipelines.file_lines import text_lines
+from codexk8s_pipelines.file_lines import text_lines, undecodable
 from codexk8s_pipelines.security.dependencies import Dependency, ExtractionError, normalise_name
 from codexk8s_pipelines.security.safe_files import MAX_NESTING, UnsafeFile, read_regular_file
 
@@ -77,7 +77,7 @@ class Sink:
         try:
             text = data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            self.error(None, f"not UTF-8 text ({exc.reason} at byte {exc.start})", file=relative)
+            self.error(*undecodable(exc), file=relative)
             return None
         self.files.append(relative)
         return text
