@@ -29,7 +29,14 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from .. import settings
-from ..config.loader import SECRET_INPUT_ERROR, ConfigError, format_validation_error, read_text, yaml_mapping
+from ..config.loader import (
+    SECRET_INPUT_ERROR,
+    ConfigError,
+    format_validation_error,
+    key_lines,
+    read_text,
+    yaml_mapping,
+)
 from ..domain.redaction import redact_text
 from ..domain.stages import Role
 from .agent_env import refuse_platform_secrets
@@ -268,8 +275,10 @@ class AgentCatalog(BaseModel):
         return spec.render_command(model, reasoning, workdir, prompt_file)
 
 
-def _read_mapping(path: Path) -> dict[str, Any]:
-    return yaml_mapping(read_text(path), path, expected="a mapping with 'agents'")
+def _read_mapping(path: Path) -> tuple[dict[str, Any], str]:
+    """The file's mapping, and its text (for the lines of its keys, `parse_catalog`)."""
+    text = read_text(path)
+    return yaml_mapping(text, path, expected="a mapping with 'agents'"), text
 
 
 def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
@@ -311,8 +320,10 @@ def _consistency_problems(raw: dict[str, Any]) -> list[str]:
     return problems
 
 
-def parse_catalog(raw: dict[str, Any], source: Path | str) -> AgentCatalog:
-    """Validate an already-merged catalog mapping, naming `source` in every problem."""
+def parse_catalog(raw: dict[str, Any], source: Path | str, text: str | None = None) -> AgentCatalog:
+    """Validate an already-merged catalog mapping, naming `source` in every problem, and with `text` (the file's
+    YAML) the line of an unknown key, as the platform's configuration does: a typo in an agent deep in a long
+    catalog was named by its key path alone."""
     problems = _consistency_problems(raw)
     if problems:
         raise ConfigError(source, problems)
@@ -320,20 +331,23 @@ def parse_catalog(raw: dict[str, Any], source: Path | str) -> AgentCatalog:
         return AgentCatalog.model_validate(raw)
     except ValidationError as exc:
         hint = "agent names are free; see codexk8s_pipelines/agents/catalog.yaml for the keys of an agent"
-        raise ConfigError(source, format_validation_error(exc, source, AgentCatalog, unknown_key_hint=hint)) from None
+        lines = None if text is None else key_lines(text)
+        problems = format_validation_error(exc, source, AgentCatalog, unknown_key_hint=hint, key_lines=lines)
+        raise ConfigError(source, problems) from None
 
 
 def load_catalog(path: Path | str | None = None) -> AgentCatalog:
     """The packaged catalog with the user's file (`path`, else `$CODEXK8S_AGENT_CATALOG`) merged over it."""
-    default_raw = _read_mapping(DEFAULT_CATALOG_PATH)
-    default = parse_catalog(default_raw, DEFAULT_CATALOG_PATH)
+    default_raw, default_text = _read_mapping(DEFAULT_CATALOG_PATH)
+    default = parse_catalog(default_raw, DEFAULT_CATALOG_PATH, default_text)
     if path is None:
         env = os.environ.get(CATALOG_ENV_VAR, "").strip()
         path = env or None
     if path is None:
         return default
     user_path = Path(path)
-    return parse_catalog(_merge(default_raw, _read_mapping(user_path)), user_path)
+    user_raw, user_text = _read_mapping(user_path)
+    return parse_catalog(_merge(default_raw, user_raw), user_path, user_text)
 
 
 @functools.lru_cache(maxsize=8)

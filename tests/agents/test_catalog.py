@@ -155,7 +155,10 @@ def test_a_prompt_file_agent_gets_the_path_and_literal_braces_survive() -> None:
         ("agents:\n  dev: {memory: lots}\n", "agents.dev.memory: expected a positive Kubernetes quantity"),
         ("agents:\n  dev: {cpu: 0}\n", "agents.dev.cpu: expected a positive Kubernetes quantity"),
         ("agents:\n  dev: {mcp_tools: [shell]}\n", "agents.dev.mcp_tools.0: Input should be 'docs_search'"),
-        ("agents:\n  dev: {imgae: x}\n", "agents.dev.imgae: unknown key 'imgae'; expected one of: name, role, image"),
+        (  # the line too: a typo deep in a long catalog was named by its key path alone
+            "agents:\n  dev: {imgae: x}\n",
+            "line 2: agents.dev.imgae: unknown key 'imgae'; expected one of: name, role, image",
+        ),
         ("agents:\n  dev: {name: developer}\n", "agents.dev.name: must equal its key 'dev'"),
         ("agents:\n  dev: {role: qa}\n", "agents.dev.role: an agent named after role 'dev' must have that role"),
         ("agents:\n  helper: {image: x}\n", "agents.helper.role: required key is missing"),
@@ -164,7 +167,7 @@ def test_a_prompt_file_agent_gets_the_path_and_literal_braces_survive() -> None:
             "agents:\n  dev: {env_from_secrets: {'1BAD': s/k}}\n",
             "agents.dev.env_from_secrets.1BAD: '1BAD' is not an environment variable name",
         ),
-        ("agentz: {}\n", "agentz: unknown key 'agentz'; expected one of: agents"),
+        ("agentz: {}\n", "line 1: agentz: unknown key 'agentz'; expected one of: agents"),
         ("agents: [dev]\n", "agents: Input should be a valid dictionary"),
         ("- dev\n", "(top level): expected a mapping with 'agents', got list"),
         ("agents: {dev: [\n", "line 2, column 1: not valid YAML"),
@@ -198,7 +201,7 @@ def test_a_literal_secret_value_is_refused_and_never_echoed(tmp_path: Path, valu
 
 def test_a_secret_looking_key_points_to_the_environment(tmp_path: Path) -> None:
     problems = _problems(tmp_path, "agents:\n  dev: {api_key: abc}\n")
-    assert problems[0].startswith("agents.dev.api_key: unknown key 'api_key'")
+    assert problems[0].startswith("line 2: agents.dev.api_key: unknown key 'api_key'")
     assert problems[0].endswith("secrets are read from the environment only (see README), never from this file")
 
 
