@@ -138,6 +138,7 @@ def local_migrator_url(url: str | None) -> str | None:
 
 def _cmd_db_migrate(args: argparse.Namespace) -> int:
     from .store import PlatformStore
+    from .store.migrations import schema_ahead
     from .store.roles import APP_ROLE
 
     url = settings.database_url()
@@ -154,7 +155,11 @@ def _cmd_db_migrate(args: argparse.Namespace) -> int:
     grant_to = args.grant_to or settings.database_app_role() or (APP_ROLE if migrator else None)
     applied = store.migrate(grant_to=grant_to)
     granted = f"; rights of role {grant_to} granted" if grant_to else ""
-    print(f"schema version {store.schema_version()}; applied now: {applied or 'nothing'}{granted}")
+    version = store.schema_version()
+    print(f"schema version {version}; applied now: {applied or 'nothing'}{granted}")
+    ahead = schema_ahead(version)
+    if ahead:
+        print(f"codexk8s db migrate: warning: {ahead}", file=sys.stderr)
     _rekey_repositories(store)
     return 0
 

@@ -4,6 +4,7 @@
 import dagster as dg
 
 from .resources import PlatformConfigResource, PlatformDatabase
+from .store.migrations import schema_ahead
 
 
 @dg.op(description="Apply the platform database migrations that are missing and report the schema version.")
@@ -22,6 +23,9 @@ def apply_platform_migrations(
         }
     )
     context.log.info(f"schema version {version}; applied now: {applied or 'nothing'}")
+    ahead = schema_ahead(version)
+    if ahead:
+        context.log.warning(ahead)
     return version
 
 

@@ -78,7 +78,7 @@ def _migrate_fix(url: str) -> str:
 
 
 def _check_migrations(conn: Any, fix: str) -> Check:
-    from ..store.migrations import available_migrations, current_version
+    from ..store.migrations import available_migrations, current_version, schema_ahead
 
     name = "database.migrations"
     try:
@@ -93,9 +93,7 @@ def _check_migrations(conn: Any, fix: str) -> Check:
         pending = ", ".join(str(m.version) for m in migrations if m.version > current)
         return fail(name, f"schema version {current}, latest is {latest} (pending: {pending})", fix)
     return fail(
-        name,
-        f"schema version {current} is newer than this platform's latest migration {latest}",
-        "run the codexk8s_pipelines release that migrated this database",
+        name, schema_ahead(current, latest) or "", "run the codexk8s_pipelines release that migrated this database"
     )
 
 

@@ -6,6 +6,7 @@ migrations at start), so two processes never apply the same version twice.
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from importlib import resources
@@ -15,6 +16,7 @@ import psycopg
 
 _NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 _LOCK_ID = 0x636F6465  # "code": any constant shared by every starter
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,27 @@ def available_migrations() -> list[Migration]:
     return found
 
 
+def latest_version() -> int:
+    return max(m.version for m in available_migrations())
+
+
+def schema_ahead(current: int, latest: int | None = None) -> str | None:
+    """What to tell an operator whose database a newer release migrated, or None when it is not ahead.
+
+    Why: migrations are not undone. After `helm rollback`, or while a stage run started by the former image still
+    runs through an upgrade, code older than the schema runs against it and may fail where the schema changed
+    (0020 ended the one usage row per correlation key that releases before it write). Applying nothing said
+    nothing: the first sign was a run failing after its agent had pushed."""
+    latest = latest_version() if latest is None else latest
+    if current <= latest:
+        return None
+    return (
+        f"the database schema is at version {current}, newer than this release's latest migration {latest}: a newer "
+        "release migrated it (after a rollback, or in a run of the former image during an upgrade), and this "
+        'release\'s writes may fail where the schema changed; see docs/runbook.md, "Upgrades and rollbacks"'
+    )
+
+
 class MigrationPermissionError(RuntimeError):
     """The connected role may not change the schema (the application role): migrations need the migrator."""
 
@@ -51,7 +74,11 @@ def apply_migrations(conn: psycopg.Connection, grant_to: str | None = None) -> l
     available = available_migrations()
     current = current_version(conn)
     conn.commit()
-    if grant_to is None and current >= max(m.version for m in available):
+    latest = max(m.version for m in available)
+    ahead = schema_ahead(current, latest)
+    if ahead:
+        log.warning(ahead)
+    if grant_to is None and current >= latest:
         return []
     try:
         return _apply(conn, available, grant_to)

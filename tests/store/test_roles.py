@@ -125,6 +125,38 @@ def test_db_migrate_as_the_migrator_grants_the_app_role(
     PlatformStore(bare_database.app).append_event(KEY, "run.requested", "system", "sensor", {})
 
 
+def test_a_schema_newer_than_the_release_is_said_not_passed_over(
+    bare_database: DatabaseUrls, capsys: pytest.CaptureFixture[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """After `helm rollback` (migrations are not undone) the former release applied nothing and said nothing; its
+    first sign was a run failing at its usage record after the agent had pushed. Every starter and `db migrate` now
+    name both versions and the runbook's section."""
+    import logging
+
+    import psycopg
+
+    from codexk8s_pipelines.cli import main
+    from codexk8s_pipelines.doctor.database_checks import _check_migrations
+
+    latest = max(m.version for m in available_migrations())
+    PlatformStore(bare_database.migrator).migrate(grant_to=APP_ROLE)
+    with psycopg.connect(bare_database.migrator) as conn:  # what a newer release's migration leaves
+        conn.execute("INSERT INTO schema_migrations (version, name) VALUES (%s, 'from_a_newer_release')", (latest + 1,))
+    expected = f"the database schema is at version {latest + 1}, newer than this release's latest migration {latest}"
+    with caplog.at_level(logging.WARNING, logger="codexk8s_pipelines.store.migrations"):
+        assert PlatformStore(bare_database.app).migrate() == []
+    assert any(expected in r.getMessage() and "Upgrades and rollbacks" in r.getMessage() for r in caplog.records)
+
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("CODEXK8S_DATABASE_URL", bare_database.migrator)
+        assert main(["db", "migrate"]) == 0  # a warning: a downgrade the operator chose is not refused
+    assert f"codexk8s db migrate: warning: {expected}" in capsys.readouterr().err
+
+    with psycopg.connect(bare_database.app) as conn:
+        check = _check_migrations(conn, "fix")
+    assert check.message.startswith(expected)
+
+
 def test_db_migrate_waits_for_the_database_then_says_it_did_not_come(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
