@@ -1127,3 +1127,38 @@ def test_platform_namespace_admits_the_code_server_and_mcp_clients_only(rendered
         {"key": "kubernetes.io/metadata.name", "operator": "In", "values": agent_namespaces}
     ]
     assert peer["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "codexk8s-agent"}}
+
+
+def test_replicated_deployments_spread_over_nodes_and_are_evicted_one_at_a_time(helm: Helm) -> None:
+    """Two replicas of a Deployment could land on one node, and a drain or a cluster upgrade took both at once: no
+    PodDisruptionBudget was rendered, and the MCP server and the webhook receiver took no placement values at all."""
+    values = {
+        **FULL_VALUES,
+        "codeLocation": {**FULL_VALUES["codeLocation"], "replicaCount": 1},
+        "mcp": {"replicaCount": 2, "nodeSelector": {"pool": "platform"}},
+        "webhook": {"enabled": True, "replicaCount": 3, "tolerations": [{"key": "edge", "operator": "Exists"}]},
+    }
+    objects = _objects(helm.template(values, name="replicated"))
+    budgets = {o["metadata"]["name"]: o for o in objects if o["kind"] == "PodDisruptionBudget"}
+    assert set(budgets) == {f"{RELEASE}-mcp", f"{RELEASE}-webhook"}  # one replica: nothing to keep serving
+    for name, budget in budgets.items():
+        pod = _one(objects, "Deployment", name)["spec"]["template"]
+        assert budget["spec"]["maxUnavailable"] == 1
+        selector = budget["spec"]["selector"]["matchLabels"]
+        assert selector.items() <= pod["metadata"]["labels"].items(), name
+        spread = pod["spec"]["affinity"]["podAntiAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"]
+        assert [
+            (t["podAffinityTerm"]["topologyKey"], t["podAffinityTerm"]["labelSelector"]["matchLabels"]) for t in spread
+        ] == [("kubernetes.io/hostname", selector)]
+        for version in K8S_VERSIONS:
+            kubernetes_validate.validate(budget, version, strict=True)
+    mcp = _one(objects, "Deployment", f"{RELEASE}-mcp")["spec"]["template"]["spec"]
+    webhook = _one(objects, "Deployment", f"{RELEASE}-webhook")["spec"]["template"]["spec"]
+    assert mcp["nodeSelector"] == {"pool": "platform"}
+    assert webhook["tolerations"] == [{"key": "edge", "operator": "Exists"}]
+    single = _one(objects, "Deployment", RELEASE)["spec"]["template"]["spec"]
+    assert single["affinity"] == FULL_VALUES["codeLocation"]["affinity"]  # given: kept as given, nothing added
+
+    two = {**FULL_VALUES, "codeLocation": {**FULL_VALUES["codeLocation"], "replicaCount": 2, "affinity": {}}}
+    spread = _one(_objects(helm.template(two, name="replicated-2")), "Deployment", RELEASE)["spec"]["template"]["spec"]
+    assert "podAntiAffinity" in spread["affinity"]

@@ -258,3 +258,52 @@ location (the dagster chart's user-deployments subchart does the same for its ow
 {{- end -}}
 {{- toYaml $kinds -}}
 {{- end -}}
+
+{{/* Where a Deployment's pods go: its nodeSelector, tolerations and affinity as given; with more than one replica and
+no affinity given, a preferred spread over nodes, so one node drained or lost does not take every replica at once.
+Call with (dict "ctx" $ "component" "<component>" "values" <the component's values>). */}}
+{{- define "codexk8s.placement" -}}
+{{- $v := .values }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- if $v.affinity }}
+affinity:
+  {{- toYaml $v.affinity | nindent 2 }}
+{{- else if gt (int $v.replicaCount) 1 }}
+affinity:
+  podAntiAffinity:
+    preferredDuringSchedulingIgnoredDuringExecution:
+      - weight: 100
+        podAffinityTerm:
+          topologyKey: kubernetes.io/hostname
+          labelSelector:
+            matchLabels:
+              {{- include "codexk8s.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 14 }}
+{{- end }}
+{{- end -}}
+
+{{/* With more than one replica, a PodDisruptionBudget: a node drain or a cluster upgrade evicts one replica at a
+time, so the others keep serving. Call as codexk8s.placement. */}}
+{{- define "codexk8s.disruptionBudget" -}}
+{{- if gt (int .values.replicaCount) 1 }}
+---
+apiVersion: policy/v1
+kind: PodDisruptionBudget
+metadata:
+  name: {{ .name }}
+  namespace: {{ .ctx.Release.Namespace }}
+  labels:
+    {{- include "codexk8s.labels" (dict "ctx" .ctx "component" .component) | nindent 4 }}
+spec:
+  maxUnavailable: 1
+  selector:
+    matchLabels:
+      {{- include "codexk8s.selectorLabels" (dict "ctx" .ctx "component" .component) | nindent 6 }}
+{{- end }}
+{{- end -}}
