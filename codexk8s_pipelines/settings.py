@@ -42,6 +42,9 @@ MCP_URL_VAR = "CODEXK8S_MCP_URL"
 DAGSTER_URL_VAR = "CODEXK8S_DAGSTER_URL"
 # Kubernetes agent runtime (non-secret; the token comes from a Kubernetes Secret, never from here).
 K8S_NAMESPACE_VAR = "CODEXK8S_K8S_NAMESPACE"
+# Every agent namespace, comma-separated (the chart's agents.namespaces): where a run's agent pods are looked for and
+# deleted when the run ends outside its ops. The launch namespace (K8S_NAMESPACE_VAR) is always one of them.
+K8S_AGENT_NAMESPACES_VAR = "CODEXK8S_K8S_AGENT_NAMESPACES"
 K8S_SERVICE_ACCOUNT_VAR = "CODEXK8S_K8S_SERVICE_ACCOUNT"
 K8S_TOKEN_SECRET_VAR = "CODEXK8S_K8S_TOKEN_SECRET"
 K8S_TOKEN_SECRET_KEY_VAR = "CODEXK8S_K8S_TOKEN_SECRET_KEY"

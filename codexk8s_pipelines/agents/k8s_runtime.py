@@ -23,7 +23,11 @@ The op hands over the same `RunnerSpec` as locally and gets a `RunnerResult` bac
 - until the main container starts, the runtime waits itself (`_AgentPipesK8sClient._await_start`), reading the pod
   phase and status that dagster-k8s's wait ignores: a pod Failed by its deadline before the main container started
   is timed out at once, a pod that cannot be scheduled or started fails after `pending_timeout_seconds` naming why,
-  and a pod that ended without a result is read back to say how (its deadline, an OOM kill, an eviction).
+  and a pod that ended without a result is read back to say how (its deadline, an OOM kill, an eviction);
+- nothing owns an agent pod (it lives in another namespace than the run pod), so a run pod that dies without running
+  its `finally` (an OOM kill, a lost node, SIGKILL) leaves it working. The run status sensors then call
+  `end_run_agents`: the pods labelled with that run's id, in every agent namespace of the platform's settings (never a
+  namespace a run's tags name), are deleted, and the run's MCP token Secret with each, its dependent.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ import json
 import re
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
@@ -50,10 +54,10 @@ from urllib3.exceptions import HTTPError
 from .. import settings
 from ..domain.redaction import redact_text
 from ..domain.stages import Role
-from ..kube import quantity
+from ..kube import load_kube, quantity
 from .catalog import AgentSpec
 from .runner_spec import AGENT_SECRET_PREFIX, TOKEN_ENV_VAR, RunnerResult, RunnerSpec, RunnerStatus
-from .runtime import AgentRuntime, remove_run_files, with_agent_limits
+from .runtime import AgentCleanup, AgentRuntime, remove_run_files, with_agent_limits
 from .transcript import json_object
 
 RUNNER_MODULE = "codexk8s_pipelines.agents.runner"
@@ -77,6 +81,9 @@ MAX_ENV_VALUE_BYTES = 120_000
 CORRELATION_TAG = "codexk8s/correlation_key"
 LABEL_PREFIX = "codexk8s.io"
 INVOCATION_LABEL = f"{LABEL_PREFIX}/invocation"
+APP_NAME_LABEL = "app.kubernetes.io/name"
+AGENT_APP_NAME = "codexk8s-agent"  # every agent pod's APP_NAME_LABEL (the chart's network policy selects on it too)
+RUN_ID_LABEL = "dagster/run-id"  # the Dagster run that launched the pod: what `end_run_agents` selects on
 MCP_TOKEN_SECRET_KEY = "token"
 
 # Waiting reasons the kubelet never gets over by retrying: the pod cannot start, so there is nothing to wait for.
@@ -86,6 +93,8 @@ _PULLING = frozenset({"ErrImagePull", "ImagePullBackOff"})
 _LABEL_VALUE_BAD = re.compile(r"[^A-Za-z0-9._-]+")
 _LABEL_VALUE_MAX = 63
 _MESSAGE_MAX_CHARS = 4000
+_NAMESPACE_NAME = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # a DNS-1123 label
+_CLEANUP_TIMEOUT_SECONDS = 10  # each list or delete of `end_run_agents`: a sensor tick must not hang on the API
 
 
 class PodSpecError(ValueError):
@@ -357,7 +366,7 @@ def build_pod_meta(
     PipesK8sClient's to choose.
     """
     labels = {
-        "app.kubernetes.io/name": "codexk8s-agent",
+        APP_NAME_LABEL: AGENT_APP_NAME,
         "app.kubernetes.io/component": CONTAINER_NAME,
         f"{LABEL_PREFIX}/agent": label_value(agent.name),
         f"{LABEL_PREFIX}/role": label_value(agent.role.value),
@@ -365,7 +374,7 @@ def build_pod_meta(
     }
     annotations = {f"{LABEL_PREFIX}/branch": spec.branch, f"{LABEL_PREFIX}/mode": spec.mode}
     if run_id:
-        labels["dagster/run-id"] = label_value(run_id)
+        labels[RUN_ID_LABEL] = label_value(run_id)
     if correlation_key:
         labels[f"{LABEL_PREFIX}/correlation-key"] = label_value(correlation_key)
         annotations[f"{LABEL_PREFIX}/correlation-key"] = correlation_key
@@ -718,6 +727,11 @@ class KubernetesAgentRuntime(AgentRuntime):
     """
 
     namespace: str = Field(default="codexk8s-agents", description="where agent pods run")
+    agent_namespaces: list[str] = Field(
+        default_factory=list,
+        description="every agent namespace (the chart's agents.namespaces), where a run's pods are deleted when it"
+        " ends outside its ops; `namespace` is always one of them",
+    )
     service_account: str = Field(default="codexk8s-agent", description="the agent pods' service account")
     token_secret_name: str = Field(default="codexk8s-github", description="secret holding the GitHub push token")
     token_secret_key: str = Field(default="token", description="key of the token in that secret")
@@ -757,6 +771,14 @@ class KubernetesAgentRuntime(AgentRuntime):
         amount = None if value is None else quantity(value)
         if value is not None and (amount is None or amount <= 0):
             raise ValueError(f"{info.field_name}: {value!r} is not a positive Kubernetes quantity such as '10Gi'")
+        return value
+
+    @field_validator("agent_namespaces")
+    @classmethod
+    def _namespace_names(cls, value: list[str]) -> list[str]:
+        for name in value:
+            if not _NAMESPACE_NAME.fullmatch(name):
+                raise ValueError(f"agent_namespaces: {name!r} is not a namespace name (a DNS-1123 label)")
         return value
 
     @model_validator(mode="after")
@@ -944,6 +966,95 @@ class KubernetesAgentRuntime(AgentRuntime):
         except (kubernetes.client.ApiException, HTTPError, kubernetes.config.ConfigException) as exc:
             context.log.warning(f"could not look up or delete the agent pod: {_shorten(str(exc), 500)}")
 
+    def end_run_agents(self, run_id: str) -> AgentCleanup:
+        """Delete the agent pods of the Dagster run `run_id`, which has ended without its op deleting them.
+
+        Decided first, then done: the pods labelled `dagster/run-id=<run_id>` (and `app.kubernetes.io/name=
+        codexk8s-agent`) are listed in every namespace of `cleanup_namespaces` (settings, never the run's tags),
+        each checked again here for the exact run id and its namespace; then each is deleted (its grace period lets
+        the runner stop the agent and push nothing). The client is the platform's (`kube.load_kube`), from the same
+        source as the runtime's own (`load_incluster_config`, else `kubeconfig_file`). Missing credentials, a refusal
+        or an unreachable API server end up in the result's errors, never raised."""
+        namespaces = self.cleanup_namespaces()
+        if not run_id or label_value(run_id) != run_id:  # the label would not be this id: no exact selector
+            return AgentCleanup(run_id, namespaces, errors=(f"run id {run_id!r} is not a label value: not looked up",))
+        try:
+            kube = load_kube(self.kubeconfig_file, context=self.kube_context, in_cluster=self.load_incluster_config)
+        except (kubernetes.config.ConfigException, OSError, ValueError) as exc:
+            source = "the in-cluster service account" if self.load_incluster_config else "the kubeconfig"
+            error = f"no Kubernetes credentials from {source}: {_shorten(str(exc), 300)}"
+            return AgentCleanup(run_id, namespaces, errors=(error,))
+        try:
+            core = kubernetes.client.CoreV1Api(kube.api)
+            found, errors = _run_agent_pods(core, run_id, namespaces)
+            deleted: list[str] = []
+            gone: list[str] = []
+            left: list[str] = []
+            for namespace, name in found:
+                try:
+                    core.delete_namespaced_pod(name, namespace, _request_timeout=_CLEANUP_TIMEOUT_SECONDS)
+                except kubernetes.client.ApiException as exc:
+                    if exc.status == 404:
+                        gone.append(f"{namespace}/{name}")
+                        continue
+                    left.append(f"{namespace}/{name}")
+                    errors.append(f"delete {namespace}/{name}: {_api_error(exc)}")
+                except (HTTPError, OSError, ValueError) as exc:
+                    left.append(f"{namespace}/{name}")
+                    errors.append(f"delete {namespace}/{name}: {_api_error(exc)}")
+                else:
+                    deleted.append(f"{namespace}/{name}")
+        finally:
+            kube.api.close()
+        return AgentCleanup(run_id, namespaces, tuple(deleted), tuple(gone), tuple(left), tuple(errors))
+
+    def cleanup_namespaces(self) -> tuple[str, ...]:
+        """Where a run's agent pods may be: the launch namespace, then the other agent namespaces (a pod launched
+        before the launch namespace changed is in one of them)."""
+        return tuple(dict.fromkeys([self.namespace, *self.agent_namespaces]))
+
+
+def _run_agent_pods(core: Any, run_id: str, namespaces: Sequence[str]) -> tuple[list[tuple[str, str]], list[str]]:
+    """(namespace, name) of each agent pod of `run_id` in `namespaces`, and what could not be listed."""
+    selector = f"{APP_NAME_LABEL}={AGENT_APP_NAME},{RUN_ID_LABEL}={run_id}"
+    found: list[tuple[str, str]] = []
+    errors: list[str] = []
+    for namespace in namespaces:
+        try:
+            listed: Any = core.list_namespaced_pod(
+                namespace, label_selector=selector, _request_timeout=_CLEANUP_TIMEOUT_SECONDS
+            )
+        except kubernetes.client.ApiException as exc:
+            if exc.status != 404:  # 404: no such namespace, so no pod in it
+                errors.append(f"list pods in {namespace}: {_api_error(exc)}")
+            continue
+        except (HTTPError, OSError, ValueError) as exc:
+            errors.append(f"list pods in {namespace}: {_api_error(exc)}")
+            continue
+        for pod in listed.items:
+            meta = pod.metadata
+            labels = meta.labels or {}
+            # The API server applied the selector; checked again, so that nothing but this run's agent pods in this
+            # namespace is ever deleted, whatever answered.
+            if (
+                labels.get(RUN_ID_LABEL) == run_id
+                and labels.get(APP_NAME_LABEL) == AGENT_APP_NAME
+                and meta.namespace in (None, namespace)
+                and meta.name
+            ):
+                found.append((namespace, meta.name))
+    return found, errors
+
+
+def _api_error(exc: BaseException) -> str:
+    """An API error in a few words: the status and the API server's own message (e.g. which verb RBAC refused)."""
+    if isinstance(exc, kubernetes.client.ApiException):
+        detail = ""
+        with suppress(ValueError, AttributeError):  # a body that is not the API server's Status: the code alone
+            detail = str(json.loads(exc.body or "").get("message") or "")
+        return _shorten(f"{exc.status} {exc.reason}" + (f": {detail}" if detail else ""), 300)
+    return _shorten(f"{type(exc).__name__}: {exc}", 300)
+
 
 def runtime_from_environment(environ: Mapping[str, str]) -> KubernetesAgentRuntime:
     """The runtime with any `CODEXK8S_K8S_*` overrides present in `environ` (non-secret settings only).
@@ -963,6 +1074,9 @@ def runtime_from_environment(environ: Mapping[str, str]) -> KubernetesAgentRunti
         "runner_ephemeral_storage": settings.K8S_RUNNER_STORAGE_VAR,
     }
     values: dict[str, Any] = {field: environ[var] for field, var in fields.items() if environ.get(var)}
+    namespaces = [name.strip() for name in environ.get(settings.K8S_AGENT_NAMESPACES_VAR, "").split(",")]
+    if any(namespaces):
+        values["agent_namespaces"] = [name for name in namespaces if name]
     return KubernetesAgentRuntime(**values)
 
 

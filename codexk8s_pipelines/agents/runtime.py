@@ -11,6 +11,7 @@ mode 600 in a mode-700 run directory and removed when the run ends, whatever way
 import os
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +75,38 @@ def with_agent_limits(spec: RunnerSpec, agent: AgentSpec | None) -> RunnerSpec:
     return spec.model_copy(update={"pass_env": declared, "memory_bytes": memory})
 
 
+@dataclass(frozen=True)
+class AgentCleanup:
+    """What `AgentRuntime.end_run_agents` did for one ended run: pods as "namespace/name", errors in a few words
+    (never a secret), `skipped` when the runtime has no agent of its own to end."""
+
+    run_id: str
+    namespaces: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()  # the pods of the run that were deleted now
+    gone: tuple[str, ...] = ()  # found, then gone before their deletion (deleted by the run itself, or by hand)
+    left: tuple[str, ...] = ()  # found, not deleted: see errors
+    errors: tuple[str, ...] = ()
+    skipped: str = ""
+
+    def text(self) -> str:
+        """One line for the sensor's log."""
+        if self.skipped:
+            return f"agents of run {self.run_id}: nothing deleted, {self.skipped}"
+        where = ", ".join(self.namespaces) or "no namespace"
+        parts = []
+        if self.deleted:
+            parts.append("deleted agent pod(s) " + ", ".join(self.deleted))
+        if self.gone:
+            parts.append("already gone " + ", ".join(self.gone))
+        if self.left:
+            parts.append("NOT deleted " + ", ".join(self.left))
+        if self.errors:
+            parts.append("errors: " + "; ".join(self.errors))
+        if not parts:
+            parts.append("no agent pod left")
+        return f"agents of run {self.run_id} (in {where}): " + "; ".join(parts)
+
+
 class AgentRuntime(dg.ConfigurableResource):
     """Where agents run; the environment switch picks the subclass (`definitions.py`)."""
 
@@ -82,9 +115,20 @@ class AgentRuntime(dg.ConfigurableResource):
     ) -> RunnerResult:
         raise NotImplementedError
 
+    def end_run_agents(self, run_id: str) -> AgentCleanup:
+        """End whatever agent the Dagster run `run_id` started and left behind, once that run has ended outside its
+        ops (its worker killed, its run cancelled): the run status sensors call it. Never raises for an unreachable
+        or refusing backend: the result says what happened."""
+        return AgentCleanup(run_id, skipped="this runtime starts no agent outside the run's own process")
+
 
 class SubprocessAgentRuntime(AgentRuntime):
     """The local runtime: `python -m codexk8s_pipelines.agents.runner` under `PipesSubprocessClient`."""
+
+    def end_run_agents(self, run_id: str) -> AgentCleanup:
+        return AgentCleanup(
+            run_id, skipped="agents run as local processes here, not Kubernetes pods: there is no pod to delete"
+        )
 
     def run(
         self, context: dg.OpExecutionContext, spec: RunnerSpec, run_dir: Path, agent: AgentSpec | None = None

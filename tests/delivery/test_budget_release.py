@@ -52,6 +52,7 @@ def test_a_run_that_dies_before_reporting_releases_its_hold(stage: Stage) -> Non
 def test_a_run_its_own_ops_reported_as_cancelled_still_gives_its_hold_back(stage: Stage) -> None:
     """The op that sees the cancellation marks the run cancelled; the cancelled-run sensor then found it "already
     reported" and left its hold, which counted against the issue for good (its later runs were refused)."""
+    from codexk8s_pipelines.agents.runtime import SubprocessAgentRuntime
     from codexk8s_pipelines.github.resource import GitHubResource
     from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
     from sensors.run_status import report_outside_failure
@@ -66,7 +67,8 @@ def test_a_run_its_own_ops_reported_as_cancelled_still_gives_its_hold_back(stage
     stage.store.set_run_status(key, "canceled")  # what the agent step's own cancellation handling records
     run = dg.DagsterRun(job_name="stage_dev", run_id="c0ffee00-0000", tags=request.tags)
     done = report_outside_failure(
-        run, "cancelled", "cancelled", GitHubResource(), PlatformDatabase(url=stage.store.url), PlatformConfigResource()
-    )
+        run, "cancelled", "cancelled", GitHubResource(), PlatformDatabase(url=stage.store.url),
+        PlatformConfigResource(), SubprocessAgentRuntime(),
+    )  # fmt: skip
     assert done.endswith("already reported")
     assert _held(stage) == 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
+from codexk8s_pipelines.agents.runtime import SubprocessAgentRuntime
 from codexk8s_pipelines.github.resource import GitHubResource
 from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
 from sensors.run_status import report_outside_failure, stage_run_failure_sensor
@@ -16,6 +17,7 @@ def _resources(stage: Stage) -> dict:
         "github": GitHubResource(),
         "platform_db": PlatformDatabase(url=stage.store.url),
         "platform_config": PlatformConfigResource(),
+        "agent_runtime": SubprocessAgentRuntime(),
     }
 
 
@@ -68,7 +70,7 @@ def test_a_cancellation_before_the_agent_is_reported(stage: Stage) -> None:
     run = dg.DagsterRun(job_name="stage_dev", run_id="a1b2c3d4-0000", tags=request.tags)
     done = report_outside_failure(
         run, "cancelled", "cancelled from the UI", GitHubResource(), PlatformDatabase(url=stage.store.url),
-        PlatformConfigResource(),
+        PlatformConfigResource(), SubprocessAgentRuntime(),
     )  # fmt: skip
     assert done.endswith("comment " + str(stage.state.comments(REPO, number)[0]["id"]) + " updated")
     assert stage.store.get_run(request.run_key or "")["status"] == "canceled"  # type: ignore[index]

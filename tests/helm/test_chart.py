@@ -564,6 +564,10 @@ def test_code_location_deployment_and_service(rendered: dict[str, str]) -> None:
         assert container[probe]["exec"]["command"] == ["dagster", "api", "grpc-health-check", "-p", "3030"]
     env = _deployment_env(objects)
     assert env["CODEXK8S_ENV"]["value"] == "kubernetes"
+    # The token is mounted: the run status sensors delete the agent pods of a run whose run pod died (their only
+    # use of it; tests/agents_k8s/test_orphan_agent_pods.py checks that the code server has no other).
+    assert deployment["spec"]["template"]["spec"]["automountServiceAccountToken"] is True
+    assert env["CODEXK8S_K8S_AGENT_NAMESPACES"]["value"] == "codexk8s-agents"
     assert env["CODEXK8S_CONFIG"]["value"] == "/etc/codexk8s/codexk8s.yaml"
     assert env["CODEXK8S_AGENT_CATALOG"]["value"] == "/etc/codexk8s/agents.yaml"
     assert env["DAGSTER_CURRENT_IMAGE"]["value"] == container["image"]
@@ -812,6 +816,12 @@ def test_agent_pods_built_from_the_chart_env_fit_the_agent_namespace(
     runtime = runtime_from_environment(env)
     agent_namespaces = [o["metadata"]["name"] for o in objects if o["kind"] == "Namespace"]
     assert runtime.namespace == agent_namespaces[0]
+    # A run that ended outside its ops has its agent pods deleted in every agent namespace, each with the
+    # agent-launcher Role that allows it, and in no other.
+    assert runtime.cleanup_namespaces() == tuple(agent_namespaces)
+    for ns in agent_namespaces:
+        in_ns = [o for o in objects if o["metadata"].get("namespace") == ns]
+        assert "delete" in _grants(_one(in_ns, "Role", f"{RELEASE}-agent-launcher"))["pods"]
     agent_sa = [o for o in objects if o["kind"] == "ServiceAccount" and o["metadata"]["namespace"] == runtime.namespace]
     assert runtime.service_account in {sa["metadata"]["name"] for sa in agent_sa}
 

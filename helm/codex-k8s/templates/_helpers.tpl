@@ -113,6 +113,8 @@ a settings.*_VAR of codexk8s_pipelines; secrets are secretKeyRefs only.
   value: /etc/codexk8s/agents.yaml
 - name: CODEXK8S_K8S_NAMESPACE
   value: {{ include "codexk8s.agentNamespace" . | quote }}
+- name: CODEXK8S_K8S_AGENT_NAMESPACES
+  value: {{ join "," .Values.agents.namespaces | quote }}
 - name: CODEXK8S_K8S_SERVICE_ACCOUNT
   value: {{ .Values.agents.serviceAccountName | quote }}
 - name: CODEXK8S_K8S_TOKEN_SECRET
