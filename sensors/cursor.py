@@ -20,6 +20,9 @@ Why each part:
 - `decided`: event and review ids already decided, kept for a grace window: re-reading is free of duplicates.
 - `polled_at`: when the listing was last asked; with healthy webhooks polling is only reconciliation and runs
   at a longer interval.
+- `IntakeCursor.rate_limits`: per credential (the token, or an App's installation on an owner), until when GitHub
+  refused it. GitHub counts its limits per credential, not per repository: a refusal holds every repository read
+  with it, and no request is made with it until the time GitHub gave, in this tick or a later one.
 - `failures`: how many ticks in a row the repository could not be read at all (its listing, its first look, a
   connection to it). The first is asked again next tick (a blip); from the second on it waits `backoff_until`,
   growing from `FAILURE_BACKOFF` to `FAILURE_BACKOFF_CAP`, so a repository the platform lost access to, or one in
@@ -30,9 +33,11 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
+
+from codexk8s_pipelines.github.rate_limit import RateLimit
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +55,12 @@ def format_time(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _second_after(value: datetime) -> str:
+    """`value` to the second, rounded up: a limit kept to the second must not end before GitHub's."""
+    whole = value.replace(microsecond=0)
+    return format_time(whole + timedelta(seconds=1) if whole < value else whole)
+
+
 @dataclass
 class RepoCursor:
     since: str | None = None
@@ -63,6 +74,11 @@ class RepoCursor:
     polled_at: str | None = None
     resume: str | None = None  # where the next listing starts: every item updated before it was decided
     failures: int = 0  # ticks in a row the repository could not be read
+
+    def copy(self) -> RepoCursor:
+        """A copy a tick's worker may change while the cursor it came from stays as it was: a repository the tick
+        stopped waiting for leaves its cursor untouched, whatever its worker still does."""
+        return replace(self, decided=dict(self.decided), items=dict(self.items), unsettled=list(self.unsettled))
 
     def is_new(self, item_id: str | int, created_at: str) -> bool:
         if str(item_id) in self.decided:
@@ -164,18 +180,40 @@ CURSOR_VERSION = 3  # 3: an ETag only of a listing of one page that was not full
 class IntakeCursor:
     repos: dict[str, RepoCursor] = field(default_factory=dict[str, RepoCursor])
     next_index: int = 0
+    # credential -> {"kind", "until", "message"}: GitHub's rate limit on it, kept across ticks (see the module)
+    rate_limits: dict[str, dict[str, str]] = field(default_factory=dict[str, dict[str, str]])
 
     def repo(self, name: str) -> RepoCursor:
         return self.repos.setdefault(name.lower(), RepoCursor())
 
+    def limits_at(self, now: datetime) -> dict[str, RateLimit]:
+        """The credentials' rate limits still in force at `now`; an unreadable entry is dropped (logged)."""
+        limits: dict[str, RateLimit] = {}
+        for credential, raw in self.rate_limits.items():
+            try:
+                limit = RateLimit(str(raw["kind"]), parse_time(str(raw["until"])), str(raw.get("message", "")))
+            except (KeyError, TypeError, ValueError) as exc:
+                log.warning("sensor cursor: rate limit of %s unreadable (%s); dropped", credential, exc)
+                continue
+            if limit.resume_at > now:
+                limits[credential] = limit
+        return limits
+
+    def keep_limits(self, limits: dict[str, RateLimit]) -> None:
+        self.rate_limits = {
+            credential: {"kind": limit.kind, "until": _second_after(limit.resume_at), "message": limit.message[:200]}
+            for credential, limit in limits.items()
+        }
+
     def to_json(self) -> str:
-        return json.dumps(
-            {
-                "v": CURSOR_VERSION,
-                "next_index": self.next_index,
-                "repos": {k: asdict(v) for k, v in self.repos.items()},
-            }
-        )
+        data: dict[str, Any] = {
+            "v": CURSOR_VERSION,
+            "next_index": self.next_index,
+            "repos": {k: asdict(v) for k, v in self.repos.items()},
+        }
+        if self.rate_limits:
+            data["rate_limits"] = self.rate_limits
+        return json.dumps(data)
 
     @classmethod
     def from_json(cls, raw: str | None) -> IntakeCursor:
@@ -190,7 +228,11 @@ class IntakeCursor:
             if int(data.get("v", 1)) < CURSOR_VERSION:
                 for repo in repos.values():
                     repo.etag = None
-            return cls(repos=repos, next_index=int(data.get("next_index", 0)))
+            limits: Any = data.get("rate_limits") or {}
+            if not isinstance(limits, dict):
+                raise TypeError(f"rate_limits is {type(limits).__name__}, not an object")
+            kept = cast(dict[str, dict[str, str]], limits)
+            return cls(repos=repos, next_index=int(data.get("next_index", 0)), rate_limits=dict(kept))
         except (ValueError, TypeError, AttributeError) as exc:
             log.warning("sensor cursor unreadable (%s); starting from the current state of GitHub", exc)
             return cls()

@@ -21,7 +21,7 @@ from codexk8s_pipelines.store.intake import mark_drained, read_inbox
 from .cursor import IntakeCursor
 from .intake import IntakeKind, RunIntent, TickContext, now_utc, run_tick
 from .status import skip_reason, with_status
-from .tick import TICK_BUDGET_SECONDS
+from .tick import TICK_BUDGET_SECONDS, TICK_GRACE_SECONDS
 
 MINIMUM_INTERVAL_SECONDS = 3  # how often webhook deliveries are drained (p95 label → run request under 5 s)
 POLL_SECONDS_VAR = "CODEXK8S_INTAKE_POLL_SECONDS"
@@ -118,6 +118,8 @@ def evaluate(
         budget_seconds=TICK_BUDGET_SECONDS,
         hints=hints,
         poll_interval=lambda name: reconcile if name.lower() in healthy else poll,
+        credential_of=connector.credential_of,
+        grace_seconds=TICK_GRACE_SECONDS,
     )
     watched = {r.lower() for r in repositories}
     drained = [

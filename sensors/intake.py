@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -25,8 +26,9 @@ from github.GithubException import GithubException
 
 from codexk8s_pipelines.domain.decisions import Decision, DecisionKind, Reason
 from codexk8s_pipelines.github.api import ListTooLong, RepoApi
+from codexk8s_pipelines.github.client import TOKEN_CREDENTIAL
 from codexk8s_pipelines.github.payloads import IntakeKind, IssueEvent, IssueItem, PayloadError, PullRequest, Review
-from codexk8s_pipelines.github.rate_limit import rate_limit_of
+from codexk8s_pipelines.github.rate_limit import RateLimit, rate_limit_of
 from codexk8s_pipelines.store.database import EventRecord, RunRecord, StoreError
 from codexk8s_pipelines.store.insight import record_merge
 from codexk8s_pipelines.store.intake import ignore_pending
@@ -47,7 +49,8 @@ from .decide import (
     replay,
     review_decision,
 )
-from .tick import TICK_BUDGET_SECONDS, rotated
+from .tick import TICK_BUDGET_SECONDS, TICK_GRACE_SECONDS, rotated
+from .tick_gate import TickGate, TickOver
 
 __all__ = ["IntakeKind", "RunIntent", "TickContext", "TickOutcome", "now_utc", "poll_repository", "run_tick"]
 
@@ -55,6 +58,9 @@ log = logging.getLogger(__name__)
 
 MARKER = "<!-- codexk8s:decision {key} -->"
 MAX_TRANSIENT_PER_TICK = 3  # item faults one repository may absorb in a tick before it stops for the next
+LISTING_SHARE = 0.5  # of the time left, what a listing may take: the rest is for deciding the items it read
+NAMED_REPOSITORIES = 3  # a note many repositories share names this many of them, and counts the others
+MAX_NOTES = 12  # notes a tick gives (its skip reason); the others are counted
 
 
 @dataclass(frozen=True)
@@ -82,9 +88,11 @@ class TickOutcome:
 @dataclass
 class RepoResult:
     intents: list[RunIntent] = field(default_factory=list[RunIntent])
-    note: str | None = None
+    notes: list[str] = field(default_factory=list[str])
     decided: set[int] = field(default_factory=set[int])
     polled: bool = False
+    rate_limit: RateLimit | None = None  # GitHub refused the repository's credential: the tick's, not the repository's
+    waiting_for: str | None = None  # the rate-limited credential the repository waits for
 
 
 # -- acting -------------------------------------------------------------------------------------------------
@@ -371,13 +379,18 @@ def poll_repository(
     and webhook deliveries of undecided items stay pending. A listing longer than one read takes is read on from
     where it stopped next tick, and said so in the tick's notes.
 
-    A repository that cannot be read at all (its first look, its listing) is asked again next tick once, then
+    The listing itself stops asking further pages once `LISTING_SHARE` of the time left is spent, and what it read
+    is decided, oldest change first, so the cursor moves on even when GitHub takes seconds a request: read whole,
+    a long listing on a slow GitHub took the whole tick, every tick, and nothing in it was ever decided.
+
+    A rate limit stops the repository where it is (`RepoResult.rate_limit`: the caller holds the credential). A
+    repository that cannot be read at all (its first look, its listing) is asked again next tick once, then
     backed off, growing (`RepoCursor.repository_failed`); one that answers 404 or 403 (gone, or the platform lost
     access) has its pending webhook deliveries set aside as ignored, audited: polling reads its changes once it
     is readable again."""
     result = RepoResult()
     if cursor.backing_off(ctx.now):
-        result.note = f"{api.full_name}: {cursor.backoff_reason or 'backing off'}"
+        result.notes.append(f"{api.full_name}: {cursor.backoff_reason or 'backing off'}")
         return result
     hinted = list(hinted)
     try:
@@ -392,7 +405,8 @@ def poll_repository(
         watermark: str | None = None
         listing = None
         if listing_due:
-            listing = api.updated_since(cursor.listing_start() or cursor.since, cursor.etag)
+            start = cursor.listing_start() or cursor.since
+            listing = api.updated_since(start, cursor.etag, deadline=_listing_deadline(deadline))
             result.polled = True
             cursor.polled_at = format_time(ctx.now)
             served_at = listing.served_at
@@ -412,7 +426,7 @@ def poll_repository(
         decide = _decide_issue if kind is IntakeKind.ISSUE_LABELS else _decide_pull
         failures = github_failures = left = 0
         ordered = sorted(work.items(), key=lambda kv: (kv[1] or "~", kv[0]))  # oldest change first
-        notes: list[str] = []
+        notes = result.notes
         for done, (number, updated_at) in enumerate(ordered):
             if deadline is not None and time.monotonic() > deadline:
                 left = len(ordered) - done
@@ -420,9 +434,13 @@ def poll_repository(
                 break
             try:
                 decide(api, ctx, cursor, number, result.intents)
+            except TickOver:
+                raise
             except Exception as exc:
-                if rate_limit_of(exc) is not None:
-                    raise
+                result.rate_limit = rate_limit_of(exc, ctx.now)
+                if result.rate_limit is not None:  # this item and the rest wait for the credential's limit
+                    left = len(ordered) - done
+                    break
                 if is_transient(exc):
                     failures += 1
                     github_failures += 0 if is_database_blip(exc) else 1
@@ -453,7 +471,8 @@ def poll_repository(
         elif failures or left:
             cursor.etag = None  # the listing was not fully decided: ask again without the ETag
             if listing is not None:
-                if listing.pages > 1 or cursor.resume is not None:  # a long listing: on from the oldest item left
+                if listing.pages > 1 or listing.rest_from is not None or cursor.resume is not None:
+                    # a long listing: on from the oldest item left
                     oldest_left = [at for number, at in ordered if at is not None and number not in result.decided]
                     if listing.rest_from is not None:
                         oldest_left.append(listing.rest_from)
@@ -466,12 +485,25 @@ def poll_repository(
                 notes.append(f"{api.full_name}: {cursor.backoff_reason}")
         elif listing is not None or result.decided:
             cursor.repository_read()
-        result.note = "; ".join(notes) or None
         cursor.prune()
         return result
+    except TickOver:
+        raise
     except Exception as exc:  # one repository's failure must not fail the tick for the others
-        result.note = _repository_failed(kind, api.full_name, cursor, ctx, exc)
+        result.rate_limit = rate_limit_of(exc, ctx.now)
+        if result.rate_limit is not None:
+            cursor.etag = None
+        else:
+            result.notes.append(_repository_failed(kind, api.full_name, cursor, ctx, exc))
         return result
+
+
+def _listing_deadline(deadline: float | None) -> float | None:
+    """When a listing stops asking for further pages: `LISTING_SHARE` of the time left, the rest for deciding."""
+    if deadline is None:
+        return None
+    now = time.monotonic()
+    return now + max(0.0, deadline - now) * LISTING_SHARE
 
 
 def _unreadable(exc: BaseException) -> bool:
@@ -482,16 +514,12 @@ def _unreadable(exc: BaseException) -> bool:
 def _repository_failed(
     kind: IntakeKind, name: str, cursor: RepoCursor, ctx: TickContext, exc: BaseException, doing: str = ""
 ) -> str:
-    """A repository that could not be read this tick: a rate limit waits for its reset; the platform database
-    failing is asked again next tick; anything else counts towards the repository's backoff, and a 404 or 403
-    sets its pending webhook deliveries aside (audited): they would wait for it for good, and polling reads what
-    they named once the repository is readable again. Returns the tick's note."""
+    """A repository that could not be read this tick, not for a rate limit (the caller holds the credential for
+    that: `TickGate`): the platform database failing is asked again next tick; anything else counts towards the
+    repository's backoff, and a 404 or 403 sets its pending webhook deliveries aside (audited): they would wait
+    for it for good, and polling reads what they named once the repository is readable again. Returns the tick's
+    note."""
     cursor.etag = None
-    limit = rate_limit_of(exc, ctx.now)
-    if limit is not None:
-        cursor.backoff_until = format_time(limit.resume_at)
-        cursor.backoff_reason = limit.describe(ctx.now)
-        return f"{name}: {cursor.backoff_reason}"
     what = f"{doing}{type(exc).__name__}: {str(exc)[:200]}"
     log.warning("reading %s failed: %s", name, what)
     if is_database_blip(exc):
@@ -521,10 +549,22 @@ def run_tick(
     *,
     hints: Mapping[str, Sequence[int]] | None = None,
     poll_interval: Callable[[str], timedelta] | None = None,
+    credential_of: Callable[[str], str] | None = None,
+    grace_seconds: float = TICK_GRACE_SECONDS,
 ) -> TickOutcome:
     """Decide every repository with webhook hints or a listing due (in parallel, round robin from where the last
     tick stopped) within the budget. Without `poll_interval` every repository is polled every tick. A repository
-    backing off is not asked at all, not even connected to."""
+    backing off is not asked at all, not even connected to.
+
+    The tick waits for the repositories it started until `grace_seconds` past the budget, no longer: one slow
+    repository held every other repository's run requests past Dagster's 60 s, and the daemon threw the tick away
+    with them. A repository still being read then is left as it was for the next tick (its worker works on a copy
+    of its cursor and is refused its next request); what it already recorded in the database is recorded under
+    run keys and event keys, so deciding it again next tick starts and says nothing twice.
+
+    `credential_of` names the credential a repository is read with (one token for all of them by default): a rate
+    limit GitHub gives holds that credential, every repository read with it waiting until the time GitHub gave,
+    in this tick and the next ones (`IntakeCursor.rate_limits`)."""
     outcome = TickOutcome(cursor=cursor)
     if kind is IntakeKind.ISSUE_LABELS:
         for key in ctx.platform.expire_approvals(ctx.now):
@@ -536,50 +576,116 @@ def run_tick(
         return outcome
     hints = {k.lower(): v for k, v in (hints or {}).items()}
     order = rotated(repositories, cursor.next_index)
+    credential: Callable[[str], str] = credential_of or (lambda _name: TOKEN_CREDENTIAL)
 
     def due(name: str) -> bool:
         return poll_interval is None or cursor.repo(name).poll_due(ctx.now, poll_interval(name))
 
     todo = {name: due(name) for name in order}
-    repo_cursors = {name: cursor.repo(name) for name in order}  # made here: the workers only read the dict
+    # Each worker changes a copy: the cursor itself takes only the copies of repositories the tick waited for.
+    repo_cursors = {name: cursor.repo(name).copy() for name in order}
+    gate = TickGate(ctx.now, cursor.limits_at(ctx.now))
     deadline = time.monotonic() + budget_seconds
-    results: dict[str, RepoResult] = {}
 
-    def work(name: str) -> None:
+    def work(name: str) -> RepoResult | None:
         listing_due, hinted = todo[name], hints.get(name.lower(), ())
         if not listing_due and not hinted:
-            results[name] = RepoResult()
-            return
+            return RepoResult()
         if time.monotonic() > deadline:
-            return
+            return None
         repo_cursor = repo_cursors[name]
         if repo_cursor.backing_off(ctx.now):
-            results[name] = RepoResult(note=f"{name}: {repo_cursor.backoff_reason or 'backing off'}")
-            return
+            return RepoResult(notes=[f"{name}: {repo_cursor.backoff_reason or 'backing off'}"])
+        held_by = credential(name)
+        if gate.limit(held_by) is not None:
+            return RepoResult(waiting_for=held_by)
         try:
             api = api_for(name)
         except Exception as exc:
-            results[name] = RepoResult(note=_repository_failed(kind, name, repo_cursor, ctx, exc, "cannot connect: "))
-            return
-        results[name] = poll_repository(
-            kind, api, repo_cursor, ctx, listing_due=listing_due, hinted=hinted, deadline=deadline
-        )
+            limit = rate_limit_of(exc, ctx.now)
+            if limit is None:
+                return RepoResult(notes=[_repository_failed(kind, name, repo_cursor, ctx, exc, "cannot connect: ")])
+            result = RepoResult(rate_limit=limit)
+        else:
+            api.before_request = lambda: gate.check(held_by)
+            result = poll_repository(
+                kind, api, repo_cursor, ctx, listing_due=listing_due, hinted=hinted, deadline=deadline
+            )
+        if result.rate_limit is not None:
+            gate.limited(held_by, result.rate_limit)
+            result.waiting_for = held_by
+        return result
 
-    with ThreadPoolExecutor(max_workers=max_workers) as pool:
-        list(pool.map(work, order))
+    pool = ThreadPoolExecutor(max_workers=max_workers)
+    futures: dict[str, Future[RepoResult | None]] = {name: pool.submit(work, name) for name in order}
+    done, _ = wait(futures.values(), timeout=max(0.0, deadline + grace_seconds - time.monotonic()))
+    gate.stop()  # the workers still reading are refused their next request
+    pool.shutdown(wait=False, cancel_futures=True)
+    results: dict[str, RepoResult] = {}
+    for name, future in futures.items():
+        result = future.result() if future in done else None
+        if result is not None:
+            results[name] = result
+            cursor.repos[name.lower()] = repo_cursors[name]
+    _collect(outcome, order, results)
+    waiting = {name: r.waiting_for for name, r in results.items() if r.waiting_for is not None}
+    outcome.notes.extend(_rate_limit_notes(gate.limits(), waiting, ctx))
+    cursor.keep_limits(gate.limits())
+    unfinished = [n for n in order if n not in results and futures[n] not in done and futures[n].running()]
+    outcome.notes.extend(f"{name}: still being read when the tick ended; decided next tick" for name in unfinished)
+    skipped = [n for n in order if n not in results]
+    if skipped:
+        outcome.notes.append(f"{len(skipped)} repositories left for the next tick (tick budget {budget_seconds:g} s)")
+        cursor.next_index = list(repositories).index(skipped[0])
+    outcome.notes = collapsed(outcome.notes)
+    return outcome
+
+
+def _collect(outcome: TickOutcome, order: Sequence[str], results: Mapping[str, RepoResult]) -> None:
+    """The finished repositories' intents, decided items and notes into the tick's outcome, in the tick's order."""
     outcome.repositories_polled = sum(1 for r in results.values() if r.polled)
     for name in order:
         if name in results:
             result = results[name]
             outcome.intents.extend(result.intents)
             outcome.decided[name.lower()] = result.decided
-            if result.note:
-                outcome.notes.append(result.note)
-    skipped = [n for n in order if n not in results]
-    if skipped:
-        outcome.notes.append(f"{len(skipped)} repositories left for the next tick (tick budget {budget_seconds:g} s)")
-        cursor.next_index = list(repositories).index(skipped[0])
-    return outcome
+            outcome.notes.extend(result.notes)
+
+
+def _rate_limit_notes(limits: Mapping[str, RateLimit], waiting: Mapping[str, str], ctx: TickContext) -> list[str]:
+    """One line per rate-limited credential with repositories waiting for it (not one per repository)."""
+    counts: dict[str, int] = defaultdict(int)
+    for held_by in waiting.values():
+        counts[held_by] += 1
+    notes: list[str] = []
+    for held_by, limit in limits.items():
+        if counts[held_by]:
+            whose = "" if held_by == TOKEN_CREDENTIAL else f" ({held_by})"
+            n = counts[held_by]
+            notes.append(f"{limit.describe(ctx.now)}{whose}; {n} {'repository' if n == 1 else 'repositories'} waiting")
+    return notes
+
+
+def collapsed(notes: Sequence[str]) -> list[str]:
+    """A tick's notes, each said once: a note many repositories share ("owner/name: <the same words>") names
+    `NAMED_REPOSITORIES` of them and counts the rest, and beyond `MAX_NOTES` notes the others are counted. Dagster
+    keeps a tick's skip reason whole: one sentence per repository made tens of kilobytes on every tick."""
+    groups: dict[str, list[str]] = {}
+    for note in notes:
+        name, sep, rest = note.partition(": ")
+        repo_note = sep and "/" in name and " " not in name and "#" not in name
+        groups.setdefault(rest if repo_note else note, []).append(name if repo_note else "")
+    said: list[str] = []
+    for words, names in groups.items():
+        named = [n for n in names if n]
+        if len(named) <= NAMED_REPOSITORIES:
+            said.extend(f"{n}: {words}" if n else words for n in dict.fromkeys(names))
+        else:
+            first = ", ".join(named[:NAMED_REPOSITORIES])
+            said.append(f"{len(named)} repositories ({first} and {len(named) - NAMED_REPOSITORIES} more): {words}")
+    if len(said) > MAX_NOTES:
+        said = [*said[:MAX_NOTES], f"and {len(said) - MAX_NOTES} more notes"]
+    return said
 
 
 def _released_runs(ctx: TickContext) -> list[RunIntent]:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 import logging
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -150,6 +152,9 @@ class RepoApi:
         self.full_name = full_name
         self.base = f"/repos/{full_name}"
         self._own_login: str | None = None
+        # Asked before every request; raises to refuse it. The intake's tick sets it: its credential's rate limit
+        # and the end of the tick's wait hold every request of every repository read with the same credential.
+        self.before_request: Callable[[], None] | None = None
 
     def own_login(self) -> str | None:
         """The login the platform writes to GitHub as, or None when GitHub would not say (asked again next time).
@@ -176,6 +181,9 @@ class RepoApi:
 
     @property
     def _requester(self) -> Requester:
+        """The requester every request of this class is made with, `before_request` asked first."""
+        if self.before_request is not None:
+            self.before_request()
         return self.gh.requester
 
     def _get_pages(
@@ -259,7 +267,9 @@ class RepoApi:
                 raise too_long() if since is not None else ListTooLong(f"{path}: page {number + 1} has no prev link")
 
     # -- polling ---------------------------------------------------------------------------------------------
-    def updated_since(self, since: str, etag: str | None, max_pages: int | None = None) -> Listing:
+    def updated_since(
+        self, since: str, etag: str | None, max_pages: int | None = None, deadline: float | None = None
+    ) -> Listing:
         """The issues and PRs updated at or after `since`, oldest change first: one conditional request (`etag`)
         and, when the answer has more pages, up to `max_pages` requests in all.
 
@@ -272,7 +282,10 @@ class RepoApi:
         item seen moving (listed again with another `updated_at`), `rest_from` is that second, so the next read
         lists it again (unless the read was cut and started in that very second: it would never get further).
 
-        More than `max_pages` (MAX_PAGES) pages: the read stops there, `rest_from` saying where the next one starts."""
+        More than `max_pages` (MAX_PAGES) pages, or a further page wanted after `deadline` (time.monotonic()): the read
+        stops there, `rest_from` saying where the next one starts. A slow GitHub (seconds a request) read 20 pages
+        whatever the time, and a tick that had read them had no time left to decide any: every tick read the same
+        pages again and nothing was ever decided."""
         cap = max_pages or MAX_PAGES
         path = f"{self.base}/issues"
         params: dict[str, Any] = {"state": "all", "sort": "updated", "direction": "asc", "since": since}
@@ -306,10 +319,12 @@ class RepoApi:
             if "next" not in links:
                 rest_from = None
                 break
-            if pages >= cap:
+            out_of_time = deadline is not None and time.monotonic() >= deadline
+            if pages >= cap or out_of_time:
                 rest_from = last if last is not None and _later(last, boundary) else boundary
-                log.warning("%s: the listing since %s has more than %d pages; read up to %s", path, since, pages,
-                            rest_from)  # fmt: skip
+                why = "time is up" if out_of_time and pages < cap else f"it has more than {pages} pages"
+                log.warning("%s: the listing since %s stopped after %d pages (%s); read up to %s", path, since,
+                            pages, why, rest_from)  # fmt: skip
                 break
             if last is not None and _later(last, boundary):
                 boundary = last

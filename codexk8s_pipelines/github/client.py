@@ -82,6 +82,9 @@ def _retry(total: int) -> Retry:
     )
 
 
+TOKEN_CREDENTIAL = "token"  # what `credential_of` names the one token every repository is read with
+
+
 class GitHubConnector:
     """Hands out PyGithub clients: one for a token, one per App installation (cached, thread-safe)."""
 
@@ -104,6 +107,13 @@ class GitHubConnector:
 
     def _github(self, auth: github.Auth.Auth) -> github.Github:
         return github.Github(auth=auth, **self._options())
+
+    def credential_of(self, full_name: str) -> str:
+        """What GitHub counts the rate limit of `full_name`'s requests against: the one token, or the App's
+        installation on the repository's owner (an App is installed per account)."""
+        if not self.credentials.uses_app:
+            return TOKEN_CREDENTIAL
+        return f"App installation on {full_name.split('/', 1)[0].lower()}"
 
     def for_repository(self, full_name: str) -> github.Github:
         c = self.credentials

@@ -23,6 +23,15 @@ class RateLimit:
         return f"GitHub {self.kind} rate limit: backing off for {wait} s, until {self.resume_at:%H:%M:%S} UTC"
 
 
+class RateLimitWait(RuntimeError):
+    """A request not made: the credential it would be made with is still rate limited (`limit`). GitHub counts its
+    limits per token or App installation, not per repository, so one refusal holds every repository read with it."""
+
+    def __init__(self, limit: RateLimit) -> None:
+        super().__init__(limit.message or f"GitHub {limit.kind} rate limit")
+        self.limit = limit
+
+
 def header(headers: Mapping[str, Any] | None, name: str) -> str | None:
     """The value of the header `name` (any case) in a response's headers, None when absent."""
     for key, value in (headers or {}).items():
@@ -33,6 +42,8 @@ def header(headers: Mapping[str, Any] | None, name: str) -> str | None:
 
 def rate_limit_of(exc: BaseException, now: datetime | None = None) -> RateLimit | None:
     """The rate limit an exception reports, or None when it is not a rate limit."""
+    if isinstance(exc, RateLimitWait):
+        return exc.limit
     if not isinstance(exc, GithubException) or exc.status not in (403, 429):
         return None
     now = now or datetime.now(UTC)
