@@ -205,6 +205,11 @@ class IntakeCursor:
             for credential, limit in limits.items()
         }
 
+    def backing_off(self, now: datetime) -> set[str]:
+        """The repositories a tick at `now` asks nothing (`RepoCursor.backing_off`): the inbox leaves their
+        webhook deliveries unread, so they take no other repository's share."""
+        return {name for name, repo in self.repos.items() if repo.backing_off(now)}
+
     def to_json(self) -> str:
         data: dict[str, Any] = {
             "v": CURSOR_VERSION,

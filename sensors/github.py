@@ -104,8 +104,12 @@ def evaluate(
     notes: list[str] = []
     poll = _seconds(POLL_SECONDS_VAR, 30, notes)
     reconcile = _seconds(RECONCILE_SECONDS_VAR, 300, notes)
-    inbox = read_inbox(store, kind.value, ctx.now - WEBHOOK_HEALTHY)
+    watched = {r.lower() for r in repositories}
+    intake_cursor = IntakeCursor.from_json(cursor)
+    backing_off = intake_cursor.backing_off(ctx.now) & watched  # (an unwatched one's deliveries are drained)
+    inbox = read_inbox(store, kind.value, ctx.now - WEBHOOK_HEALTHY, backing_off=backing_off)
     healthy, pending = inbox.healthy, inbox.pending
+    notes += [f"{name}: {intake_cursor.repo(name).backoff_reason or 'backing off'}" for name in sorted(inbox.waiting)]
     hints: dict[str, list[int]] = {}
     for delivery in pending:
         hints.setdefault(delivery.repository, []).append(delivery.item_number)
@@ -113,7 +117,7 @@ def evaluate(
         kind,
         repositories,
         lambda name: RepoApi(connector.for_repository(name), name),
-        IntakeCursor.from_json(cursor),
+        intake_cursor,
         ctx,
         budget_seconds=TICK_BUDGET_SECONDS,
         hints=hints,
@@ -121,21 +125,21 @@ def evaluate(
         credential_of=connector.credential_of,
         grace_seconds=TICK_GRACE_SECONDS,
     )
-    watched = {r.lower() for r in repositories}
     drained = [
         d.id
         for d in pending
         if d.repository not in watched or d.item_number in outcome.decided.get(d.repository, set())
     ]
     mark_drained(store, drained, ctx.now)
-    for note in notes + outcome.notes:
+    notes = list(dict.fromkeys(notes + outcome.notes))  # a repository backing off is named once
+    for note in notes:
         if log:
             log(note)
     # One request per run key: a held run may be started by the budgets and by an override in one tick.
     requests = [run_request(i) for i in {i.correlation_key: i for i in outcome.intents}.values()]
     if requests:
         return dg.SensorResult(run_requests=requests, cursor=outcome.cursor.to_json())
-    reason = "; ".join(notes + outcome.notes) or (
+    reason = "; ".join(notes) or (
         f"nothing new in {outcome.repositories_polled} repositories polled and {len(pending)} webhook deliveries"
     )
     return dg.SensorResult(skip_reason=reason, cursor=outcome.cursor.to_json())

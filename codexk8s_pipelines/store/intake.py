@@ -7,8 +7,8 @@ only once the item they name was fully decided, so a receiver or a sensor that d
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -78,15 +78,28 @@ class Inbox:
 
     pending: list[PendingDelivery]
     healthy: set[str]
+    # of the repositories backing off, those whose deliveries wait unread (the tick says why they wait)
+    waiting: set[str] = field(default_factory=set[str])
 
 
 def read_inbox(
-    store: PlatformStore, intake: str, healthy_since: datetime, limit: int = 500, per_repository: int = 100
+    store: PlatformStore,
+    intake: str,
+    healthy_since: datetime,
+    limit: int = 500,
+    per_repository: int = 100,
+    *,
+    backing_off: Collection[str] = (),
 ) -> Inbox:
     """The tick's deliveries on one connection (two cheap indexed queries when none are waiting): the oldest
-    pending ones, at most `per_repository` of each repository. A repository whose deliveries cannot be decided (in
-    an outage, backing off) keeps them pending; read oldest first without that bound, `limit` of them would be all
-    a tick ever read, and no other repository's delivery would be read again."""
+    pending ones, at most `per_repository` of each repository, every repository's oldest before any repository's
+    second (a repository's backlog never holds up another's), none of the repositories `backing_off` (the tick
+    asks them nothing: their deliveries wait, unread, for the backoff to end).
+
+    A repository whose deliveries cannot be decided (in an outage, backing off) keeps them pending; read oldest
+    first, `limit` of them would be all a tick ever read, and no other repository's delivery would be read again:
+    `per_repository` alone is not enough, five such repositories with 100 each fill 500."""
+    skipped = sorted(r.lower() for r in backing_off)
     with store.connect() as conn:
         healthy = conn.execute(
             "SELECT DISTINCT repository FROM webhook_deliveries"
@@ -97,11 +110,24 @@ def read_inbox(
             "SELECT id, delivery_id, event, action, repository, item_number, received_at FROM ("
             "  SELECT id, delivery_id, event, action, repository, item_number, received_at,"
             "   row_number() OVER (PARTITION BY repository ORDER BY id) AS nth"
-            "  FROM webhook_deliveries WHERE status = 'pending' AND intake = %s"
-            ") waiting WHERE nth <= %s ORDER BY id LIMIT %s",
-            (intake, per_repository, limit),
+            "  FROM webhook_deliveries WHERE status = 'pending' AND intake = %s AND NOT (repository = ANY(%s))"
+            ") waiting WHERE nth <= %s ORDER BY nth, id LIMIT %s",
+            (intake, skipped, per_repository, limit),
         ).fetchall()
-    return Inbox([PendingDelivery(**r) for r in pending], {str(r["repository"]) for r in healthy})
+        waiting = (
+            conn.execute(
+                "SELECT DISTINCT repository FROM webhook_deliveries"
+                " WHERE status = 'pending' AND intake = %s AND repository = ANY(%s)",
+                (intake, skipped),
+            ).fetchall()
+            if skipped
+            else []
+        )
+    return Inbox(
+        [PendingDelivery(**r) for r in pending],
+        {str(r["repository"]) for r in healthy},
+        {str(r["repository"]) for r in waiting},
+    )
 
 
 def ignore_pending(store: PlatformStore, intake: str, repository: str, reason: str, now: datetime, actor: str) -> int:

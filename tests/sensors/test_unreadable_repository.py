@@ -116,3 +116,63 @@ def test_the_inbox_reads_every_repositorys_deliveries(intake: Intake) -> None:
     assert [d.delivery_id for d in inbox.pending if d.repository == REPO] == ["shop-1"]
     lost = [d.delivery_id for d in inbox.pending if d.repository == LOST]
     assert 0 < len(lost) <= 100 and lost[0] == "lost-0"  # oldest first, a bounded share
+
+
+DOWN = [f"acme/down{i}" for i in range(5)]
+
+
+@pytest.fixture
+def six(intake: Intake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Intake:
+    """acme/shop and five more watched; polling far away, so what starts comes by webhook."""
+    path = tmp_path / "six.yaml"
+    path.write_text("repositories:\n" + "".join(f"  - github: {r}\n" for r in [REPO, *DOWN]))
+    monkeypatch.setenv("CODEXK8S_CONFIG", str(path))
+    monkeypatch.setenv(POLL_SECONDS_VAR, "3600")
+    monkeypatch.setenv(RECONCILE_SECONDS_VAR, "3600")
+    loader.load_config_from_environment.cache_clear()
+    for name in DOWN:
+        intake.state.add_repo(name, collaborators={"alice": "write"})
+    return intake
+
+
+def _backlog(intake: Intake, repository: str, count: int) -> None:
+    """`count` pending deliveries of `repository` over its issues 1-5, as the receiver stores them."""
+    with intake.store.connect() as conn:
+        conn.execute(
+            "INSERT INTO webhook_deliveries (delivery_id, event, action, repository, item_number, intake)"
+            " SELECT %s || '-' || i, 'issues', 'labeled', %s, 1 + i %% 5, 'issue_labels' FROM generate_series(0, %s) i",
+            (repository, repository, count - 1),
+        )
+
+
+def test_five_repositories_in_an_outage_with_a_backlog_each_do_not_hold_up_a_sixths_label(six: Intake) -> None:
+    """Five repositories down (5xx) with 150 pending deliveries each filled the inbox's 500 every tick: alice's
+    run:dev on acme/shop waited for polling (300 s with healthy webhooks) instead of the next tick (3 s)."""
+    state = six.state
+    number, other = state.add_issue(REPO, "Checkout fails"), state.add_issue(REPO, "Search is slow")
+    six.tick(issue_sensor)  # every repository takes its first look
+    state.inject("502", method=None, path_regex=r"^/repos/acme/down\d/", times=None)
+    for name in DOWN:
+        _backlog(six, name, 150)
+    key = _shop_label(six, number, "shop-1")
+    assert [r.run_key for r in six.tick(issue_sensor).run_requests] == [key]  # the very next tick
+    assert delivery_status(six.store, "shop-1")["status"] == "drained"  # type: ignore[index]
+    six.tick(issue_sensor)  # the five failed twice in a row: backing off
+    state.clear_requests()
+    key = _shop_label(six, other, "shop-2")
+    assert [r.run_key for r in six.tick(issue_sensor).run_requests] == [key]
+    assert [p for _, p, _ in state.requests if "/repos/acme/down" in p] == []  # backing off: not asked
+    assert delivery_status(six.store, "acme/down4-149")["status"] == "pending"  # type: ignore[index]  # kept
+
+
+def test_the_inbox_reads_every_repositorys_oldest_delivery_first_and_none_of_a_repository_backing_off(
+    intake: Intake,
+) -> None:
+    for name in DOWN:
+        _backlog(intake, name, 150)
+    store_delivery(intake.store, DeliveryRecord("shop-1", "issues", "labeled", REPO, 1, "issue_labels"))
+    inbox = read_inbox(intake.store, "issue_labels", now_utc())
+    assert len(inbox.pending) == 500 and "shop-1" in [d.delivery_id for d in inbox.pending]
+    assert [d.delivery_id for d in inbox.pending[:6]] == [f"{r}-0" for r in DOWN] + ["shop-1"]  # each one's oldest
+    inbox = read_inbox(intake.store, "issue_labels", now_utc(), backing_off={"ACME/down0", "acme/down1"})
+    assert {d.repository for d in inbox.pending} == {REPO, "acme/down2", "acme/down3", "acme/down4"}
