@@ -16,7 +16,7 @@ from codexk8s_pipelines.delivery.stage_jobs import STAGE_JOBS, StageRunConfig, s
 from codexk8s_pipelines.github.api import RepoApi
 from codexk8s_pipelines.github.resource import GitHubResource
 from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
-from codexk8s_pipelines.store.intake import mark_drained, read_inbox
+from codexk8s_pipelines.store.intake import covered_deliveries, mark_drained, read_inbox
 
 from .cursor import IntakeCursor
 from .intake import IntakeKind, RunIntent, TickContext, now_utc, run_tick
@@ -130,7 +130,9 @@ def evaluate(
         for d in pending
         if d.repository not in watched or d.item_number in outcome.decided.get(d.repository, set())
     ]
-    mark_drained(store, drained, ctx.now)
+    if inbox.read_at is not None:  # and every other delivery the decided items cover
+        drained += covered_deliveries(store, kind.value, outcome.decided, inbox.read_at)
+    mark_drained(store, sorted(set(drained)), ctx.now)
     notes = list(dict.fromkeys(notes + outcome.notes))  # a repository backing off is named once
     for note in notes:
         if log:

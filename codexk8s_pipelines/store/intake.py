@@ -80,6 +80,9 @@ class Inbox:
     healthy: set[str]
     # of the repositories backing off, those whose deliveries wait unread (the tick says why they wait)
     waiting: set[str] = field(default_factory=set[str])
+    # the database's clock when the inbox was read: every delivery received by then is older than any GitHub read
+    # the tick makes after (`covered_deliveries`)
+    read_at: datetime | None = None
 
 
 def read_inbox(
@@ -123,11 +126,34 @@ def read_inbox(
             if skipped
             else []
         )
+        read_at = conn.execute("SELECT clock_timestamp() AS at").fetchone()
     return Inbox(
         [PendingDelivery(**r) for r in pending],
         {str(r["repository"]) for r in healthy},
         {str(r["repository"]) for r in waiting},
+        read_at["at"] if read_at else None,
     )
+
+
+def covered_deliveries(
+    store: PlatformStore, intake: str, decided: Mapping[str, Collection[int]], read_at: datetime
+) -> list[int]:
+    """The pending deliveries of one intake that the items `decided` (repository -> numbers) cover: those received
+    by `read_at`, when the inbox was read, before the tick read any item. GitHub sends a webhook after the change it
+    names, so the item, read later, shows that change: each is decided, read or not (a backlog of 50,000 deliveries
+    over 6,000 items costs about 6,000 item reads, not one per delivery). One received after `read_at` may name a
+    change made after the item was read: it stays pending for the next tick."""
+    pairs = [(repository.lower(), number) for repository, numbers in decided.items() for number in numbers]
+    if not pairs:
+        return []
+    with store.connect() as conn:
+        rows = conn.execute(
+            "SELECT d.id FROM webhook_deliveries d"
+            " JOIN unnest(%s::text[], %s::int[]) AS item (repository, item_number) USING (repository, item_number)"
+            " WHERE d.status = 'pending' AND d.intake = %s AND d.received_at <= %s",
+            ([r for r, _ in pairs], [n for _, n in pairs], intake, read_at),
+        ).fetchall()
+    return [int(r["id"]) for r in rows]
 
 
 def ignore_pending(store: PlatformStore, intake: str, repository: str, reason: str, now: datetime, actor: str) -> int:
