@@ -5,14 +5,22 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import kubernetes
 import pytest
+from dagster._core.definitions.run_request import InstigatorType
+from dagster._core.instance.config import (
+    dagster_instance_config,
+    get_default_tick_retention_settings,
+    get_tick_retention_settings,
+)
+from dagster._core.scheduler.instigation import TickStatus
 from dagster_k8s import K8sRunLauncher
 
 from codexk8s_pipelines.config import load_config
-from codexk8s_pipelines.instance import instance_yaml, kubernetes_instance, local_instance
+from codexk8s_pipelines.instance import TICK_RETENTION_DAYS, instance_yaml, kubernetes_instance, local_instance
 from codexk8s_pipelines.store import DatabaseUrls
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -61,3 +69,24 @@ def test_kubernetes_instance_loads_against_postgres_with_the_k8s_launcher(
     limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits  # type: ignore[union-attr]
     assert {x["key"]: x["limit"] for x in limits}["codexk8s/issue"] == 1
     assert instance.run_monitoring_enabled
+
+
+def tick_days(instance_config: dict[str, Any], kind: InstigatorType) -> dict[str, int]:
+    """Days Dagster keeps the ticks of `kind`, per tick status, as the daemon reads an instance's `retention`."""
+    section = instance_config.get("retention", {}).get(kind.value.lower())
+    settings = get_tick_retention_settings(section, get_default_tick_retention_settings(kind))
+    return {status.value.lower(): days for status, days in settings.items()}
+
+
+@pytest.mark.parametrize("env", ["local", "kubernetes"])
+def test_both_instances_purge_old_sensor_and_schedule_ticks(env: str, tmp_path: Path) -> None:
+    """Each sensor tick row holds the cursor (77-171 KB at 300 repositories) and two sensors tick every 3 s: with
+    Dagster's defaults skipped ticks were kept 7 days and the others forever (over 1 GB a day)."""
+    shutil.copy(ROOT / "instance" / env / "dagster.yaml", tmp_path / "dagster.yaml")
+    config, _ = dagster_instance_config(str(tmp_path))  # through Dagster's own schema
+    for kind in (InstigatorType.SENSOR, InstigatorType.SCHEDULE):
+        assert tick_days(dict(config), kind) == TICK_RETENTION_DAYS
+        assert TICK_RETENTION_DAYS == {"skipped": 1, "failure": 7, "success": 7, "started": -1}
+    if env == "local":
+        instance = dg.DagsterInstance.from_config(str(tmp_path))
+        assert instance.get_tick_retention_settings(InstigatorType.SENSOR)[TickStatus.SKIPPED] == 1

@@ -22,10 +22,13 @@ from typing import Any
 import kubernetes_validate
 import pytest
 import yaml
+from dagster._core.definitions.run_request import InstigatorType
+from dagster._core.instance.config import dagster_instance_config
 
 from codexk8s_pipelines.config.loader import parse_config
-from codexk8s_pipelines.instance import run_queue
+from codexk8s_pipelines.instance import TICK_RETENTION_DAYS, run_queue
 from tests.helpers import shared_data_dir
+from tests.test_instance_files import tick_days
 
 from .pod_security import pod_specs, restricted_violations
 
@@ -171,3 +174,14 @@ def test_run_limits_rendered_by_the_official_chart_equal_the_platform_charts(
     assert rendered["max_concurrent_runs"] == expected["max_concurrent_runs"]
     as_set = lambda limits: {json.dumps(x, sort_keys=True) for x in limits}  # noqa: E731
     assert as_set(rendered["tag_concurrency_limits"]) == as_set(expected["tag_concurrency_limits"])
+
+
+def test_the_instance_purges_old_sensor_and_schedule_ticks_as_the_generated_one_does(
+    dagster_objects: list[dict[str, Any]], tmp_path: Path
+) -> None:
+    """Two sensors tick every 3 s, each tick row with the sensor's cursor: the chart's default kept skipped sensor
+    ticks 7 days and every other tick forever. The rendered instance passes Dagster's own schema."""
+    (tmp_path / "dagster.yaml").write_text(yaml.safe_dump(_instance(dagster_objects)))
+    config, _ = dagster_instance_config(str(tmp_path))
+    for kind in (InstigatorType.SENSOR, InstigatorType.SCHEDULE):
+        assert tick_days(dict(config), kind) == TICK_RETENTION_DAYS
