@@ -173,6 +173,12 @@ class RepoCursor:
         return self.polled_at is None or now - parse_time(self.polled_at) >= interval
 
 
+def _changed_fields(repo: RepoCursor) -> dict[str, Any]:
+    """A repository's cursor without the fields that hold a new cursor's values (read back as those defaults)."""
+    default = asdict(RepoCursor())
+    return {k: v for k, v in asdict(repo).items() if v != default[k]}
+
+
 CURSOR_VERSION = 3  # 3: an ETag only of a listing of one page that was not full
 
 
@@ -211,14 +217,17 @@ class IntakeCursor:
         return {name for name, repo in self.repos.items() if repo.backing_off(now)}
 
     def to_json(self) -> str:
+        """Compact, each repository's fields only where they differ from a new `RepoCursor`'s (`from_json` fills
+        the rest in): Dagster stores the cursor in every tick row, two sensors tick every 3 s, and an idle
+        repository's entry is 40% defaults (300 repositories: 101 KB -> 61 KB a tick)."""
         data: dict[str, Any] = {
             "v": CURSOR_VERSION,
             "next_index": self.next_index,
-            "repos": {k: asdict(v) for k, v in self.repos.items()},
+            "repos": {k: _changed_fields(v) for k, v in self.repos.items()},
         }
         if self.rate_limits:
             data["rate_limits"] = self.rate_limits
-        return json.dumps(data)
+        return json.dumps(data, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, raw: str | None) -> IntakeCursor:
