@@ -16,6 +16,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 
 from ..store import PlatformStore
+from ..store.database import connect_when_admitted
 
 EMBEDDING_DIM = 384  # doc_chunks.embedding is vector(384): the dimension of all-MiniLM-L6-v2
 # The expression the HNSW index is built on (migration 0004): the graph holds half-precision vectors. Search and
@@ -71,10 +72,12 @@ _vector_versions: dict[str, tuple[int, int]] = {}
 
 
 def connect(conn_url: str, *, autocommit: bool = False) -> psycopg.Connection[Any]:
-    """A connection with the `vector` type adapted to numpy; fails clearly when the index was never created.
+    """A connection with the `vector` type adapted to numpy; fails clearly when the index was never created. Waited
+    for while the server has no free slot, as every store connection is (`connect_when_admitted`).
 
     pgvector's type lookup is one round trip per connection: kept connections (search) pay it once."""
-    conn = psycopg.connect(normalise_url(conn_url), autocommit=autocommit, connect_timeout=10)
+    url = normalise_url(conn_url)
+    conn = connect_when_admitted(lambda: psycopg.connect(url, autocommit=autocommit, connect_timeout=10))
     try:
         register_vector(conn)
         if not autocommit:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import random
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import psycopg
 from psycopg.rows import dict_row
@@ -29,8 +31,76 @@ APPROVAL_TRANSITIONS: dict[str, tuple[str, ...]] = {
 }
 
 
+log = logging.getLogger(__name__)
+_Connection = TypeVar("_Connection")
+
+
 class StoreError(RuntimeError):
     pass
+
+
+# How long a connection the server turned away for want of a free slot is tried again (`connect_when_admitted`): the
+# end of a run whose agent already worked, pushed and spent needs two or three short connections, and a server at
+# max_connections frees slots within seconds as other short connections end. Waits double from the first to the
+# longest, each shortened at random by up to half, so processes refused together do not come back together.
+ADMISSION_SECONDS = 30.0
+FIRST_WAIT_SECONDS = 0.25
+LONGEST_WAIT_SECONDS = 4.0
+# What the server says when it turns a connection away for now. libpq gives the client a refused connection's
+# message but not its SQLSTATE (psycopg's `sqlstate` is None for it), so its English words tell; a server set to
+# another `lc_messages` says them in its language, which is not recognised here: such a refusal fails at once, as
+# any other failure to connect does.
+REFUSED_FOR_NOW = (
+    "sorry, too many clients already",  # 53300 too_many_connections: max_connections reached
+    "remaining connection slots are reserved",  # 53300: only the superuser's reserved slots are left
+    "too many connections for role",  # 53300: the role's CONNECTION LIMIT
+    "too many connections for database",  # 53300: the database's CONNECTION LIMIT
+    "the database system is starting up",  # 57P03 cannot_connect_now
+    "the database system is not yet accepting connections",  # 57P03: recovery not consistent yet
+    "the database system is in recovery mode",  # 57P03: restarting after a backend crashed
+)
+REFUSED_STATES = ("53300", "57P03")
+
+
+def refused_for_now(exc: psycopg.OperationalError) -> str | None:
+    """Why the server refused this connection for now (its words), or None for any other failure: a wrong password,
+    an unknown role or database, a server that is not there."""
+    if exc.sqlstate in REFUSED_STATES:  # should a psycopg some day report it for a connection
+        return exc.sqlstate
+    text = str(exc)
+    return next((words for words in REFUSED_FOR_NOW if words in text), None)
+
+
+def connect_when_admitted(
+    open_connection: Callable[[], _Connection], seconds: float = ADMISSION_SECONDS
+) -> _Connection:
+    """`open_connection()`, tried again while the server turns it away for want of a free slot, or while it starts
+    (`refused_for_now`), for up to `seconds`; each wait is logged. Every other failure is raised at once: a wrong
+    password, an unknown role or database and a malformed URL do not mend by waiting.
+
+    Why: every store call opens its own short connection. At max_connections one refusal failed the call, and the
+    end of a stage run failed after its agent had pushed and spent: its usage was never recorded and the run's
+    failure gave its budget hold back, so the money left the budgets. Only opening is tried again, never a
+    statement: the caller runs its statements once it has the connection, so nothing is ever done twice."""
+    deadline = time.monotonic() + seconds
+    wait = FIRST_WAIT_SECONDS
+    while True:
+        try:
+            return open_connection()
+        except psycopg.OperationalError as exc:
+            reason = refused_for_now(exc)
+            left = deadline - time.monotonic()
+            if reason is None or left <= 0:
+                raise
+            pause = min(random.uniform(wait / 2, wait), left)
+            log.warning(
+                "the platform database turned the connection away (%s): trying again in %.2f s (%.1f s left to try)",
+                reason,
+                pause,
+                left,
+            )
+            time.sleep(pause)
+            wait = min(wait * 2, LONGEST_WAIT_SECONDS)
 
 
 @dataclass(frozen=True)
@@ -106,8 +176,11 @@ class PlatformStore:
 
     @contextmanager
     def connect(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """A connection of dict rows in UTC, waited for while the server has no free slot (`connect_when_admitted`)."""
         # `psycopg.connect` is `Connection.connect` bound to the default row type (tuples): name the dict rows.
-        with psycopg.Connection[dict[str, Any]].connect(self.url, row_factory=dict_row, connect_timeout=10) as conn:
+        with connect_when_admitted(
+            lambda: psycopg.Connection[dict[str, Any]].connect(self.url, row_factory=dict_row, connect_timeout=10)
+        ) as conn:
             # Every time read back is UTC, whatever zone the server took at initdb (the embedded one takes the
             # machine's). The server reports its zone when the connection opens, so a UTC server costs nothing; a
             # SET, not a startup option, which PgBouncer refuses (it keeps the TimeZone a client SETs). Autocommit
@@ -123,7 +196,7 @@ class PlatformStore:
         """Apply missing migrations (the migrator's URL); `grant_to` re-grants the application role its rights.
 
         With the application role's URL this only checks that the schema is current (it may create nothing)."""
-        with psycopg.connect(self.url, connect_timeout=10) as conn:
+        with connect_when_admitted(lambda: psycopg.connect(self.url, connect_timeout=10)) as conn:
             return apply_migrations(conn, grant_to)
 
     def wait_until_reachable(self, seconds: float, interval: float = 2.0) -> bool:
@@ -140,7 +213,7 @@ class PlatformStore:
                 time.sleep(interval)
 
     def schema_version(self) -> int:
-        with psycopg.connect(self.url) as conn:
+        with connect_when_admitted(lambda: psycopg.connect(self.url, connect_timeout=10)) as conn:
             return current_version(conn)
 
     # -- runs ------------------------------------------------------------------------------------------------
