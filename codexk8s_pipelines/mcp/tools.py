@@ -378,13 +378,7 @@ class PlatformTools:
 
     # -- runs ------------------------------------------------------------------------------------------------
     def _runs(self, repository: str, issue: int | None, pr: int | None, limit: int) -> list[dict[str, Any]]:
-        with self.services.store.connect() as conn:
-            return conn.execute(
-                "SELECT * FROM runs WHERE lower(repository) = lower(%s)"
-                " AND ((%s::int IS NOT NULL AND issue_number = %s) OR (%s::int IS NOT NULL AND pr_number = %s))"
-                " ORDER BY created_at DESC, id DESC LIMIT %s",
-                (repository, issue, issue, pr, pr, limit),
-            ).fetchall()
+        return self.services.store.runs_of_item(repository, issue, pr, limit)
 
     def _last_events(self, keys: Sequence[str], per_run: int) -> dict[str, list[dict[str, Any]]]:
         """The newest events of each run, oldest first, leaving out the MCP call log itself (`mcp.*`): an

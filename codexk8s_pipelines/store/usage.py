@@ -444,6 +444,19 @@ def open_holds(
 RESCUE_WINDOW = timedelta(hours=1)
 
 
+# Holds released since a moment whose run was never recorded (since, how ×2, correlation key ×2, repository ×2, issue
+# ×2): read by the budgets' release in every intake tick and for each decided item's holds. Indexed on released_at
+# (0021): the table's only other index of it is the partial one of open holds (released_at IS NULL), so every read
+# went through every hold ever held.
+RELEASED_NOT_STARTED_SQL = (
+    "SELECT * FROM budget_holds h WHERE released_at >= %s AND (%s::text IS NULL OR released_how = %s)"
+    " AND (%s::text IS NULL OR correlation_key = %s) AND (%s::text IS NULL OR repository = %s)"
+    " AND (%s::int IS NULL OR issue_number = %s)"
+    " AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.correlation_key = h.correlation_key)"
+    " ORDER BY released_at, correlation_key"
+)
+
+
 def released_not_started(
     store: PlatformStore,
     since: datetime,
@@ -458,11 +471,7 @@ def released_not_started(
     repo = repository and repository.lower()
     with store.connect() as conn:
         rows = conn.execute(
-            "SELECT * FROM budget_holds h WHERE released_at >= %s AND (%s::text IS NULL OR released_how = %s)"
-            " AND (%s::text IS NULL OR correlation_key = %s) AND (%s::text IS NULL OR repository = %s)"
-            " AND (%s::int IS NULL OR issue_number = %s)"
-            " AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.correlation_key = h.correlation_key)"
-            " ORDER BY released_at, correlation_key",
+            RELEASED_NOT_STARTED_SQL,
             (since, how, how, correlation_key, correlation_key, repo, repo, issue_number, issue_number),
         ).fetchall()
     return [_hold(r) for r in rows]

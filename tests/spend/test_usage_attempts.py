@@ -36,6 +36,7 @@ from codexk8s_pipelines.store.usage import (
     spent,
     usage_for_runs,
 )
+from tests.helpers import undo_migration_21
 
 NOW = datetime(2026, 12, 5, 12, 0, tzinfo=UTC)
 REPO = "acme/shop"
@@ -162,13 +163,14 @@ def test_usage_recorded_before_the_upgrade_is_kept_as_its_runs_one_attempt(bare_
         conn.execute("ALTER TABLE run_usage DROP COLUMN dagster_run_id")
         conn.execute("ALTER TABLE run_usage ADD CONSTRAINT run_usage_correlation_key_key UNIQUE (correlation_key)")
         conn.execute("DELETE FROM schema_migrations WHERE version = 20")
+        undo_migration_21(conn)  # which follows: the latest version applied is what `migrate` starts from
         conn.execute(
             "INSERT INTO run_usage (correlation_key, repository, issue_number, stage, agent, model, input_tokens,"
             " cached_input_tokens, output_tokens, cost, currency, cost_source, recorded_at)"
             " VALUES (%s, 'acme/shop', 7, 'dev', 'codex', 'gpt-5.5', 1000, 0, 100, 1.25, 'USD', 'price table', %s)",
             (KEY, NOW),
         )
-    assert store.migrate() == [20]
+    assert store.migrate() == [20, 21]
     with psycopg.connect(bare_database.migrator) as conn:
         rows = conn.execute("SELECT correlation_key, dagster_run_id, cost FROM run_usage").fetchall()
     assert rows == [(KEY, "", Decimal("1.250000"))]

@@ -11,6 +11,7 @@ import pytest
 from codexk8s_pipelines.store import DatabaseUrls, PlatformStore
 from codexk8s_pipelines.store.database import RunRecord, StoreError
 from codexk8s_pipelines.store.migrations import available_migrations
+from tests.helpers import undo_migration_21
 
 KEY = "acme/shop#7:run:dev:9001"
 
@@ -117,6 +118,7 @@ def test_runs_recorded_before_the_mode_column_take_it_from_their_decision(bare_d
         conn.execute("ALTER TABLE run_usage DROP COLUMN dagster_run_id")
         conn.execute("ALTER TABLE run_usage ADD CONSTRAINT run_usage_correlation_key_key UNIQUE (correlation_key)")
         conn.execute("DELETE FROM schema_migrations WHERE version = 20")
+        undo_migration_21(conn)  # and 0021, for the same reason
         for key in ("acme/shop#7:run:dev:1", "acme/shop#7:run:dev:2"):
             conn.execute(
                 "INSERT INTO runs (correlation_key, repository, issue_number, stage, role, status)"
@@ -129,7 +131,7 @@ def test_runs_recorded_before_the_mode_column_take_it_from_their_decision(bare_d
         )
     store.append_event("acme/shop#7:run:dev:1", "run.requested", "system", "sensor", {"discussion": True})
     store.append_event("acme/shop#7:run:dev:2", "run.requested", "system", "sensor", {"discussion": False})
-    assert store.migrate() == [19, 20]
+    assert store.migrate() == [19, 20, 21]
     modes = {key: store.get_run(key)["discussion"] for key in  # type: ignore[index]
              ("acme/shop#7:run:dev:1", "acme/shop#7:run:dev:2", "acme/shop#7:manual")}  # fmt: skip
     assert modes == {"acme/shop#7:run:dev:1": True, "acme/shop#7:run:dev:2": False, "acme/shop#7:manual": False}
