@@ -111,12 +111,13 @@ def folder_chain(top: Path, levels: int, *, bottom: str | None = None, at: dict[
 
 
 def undo_migration_21(conn: Any) -> None:
-    """The schema as migration 0020 left it (a psycopg connection of the schema's owner): 0021's indexes
-    (store/migrations/0021_hot_read_indexes.sql) undone and the version forgotten, for an upgrade test that starts
-    from an older release. `migrate` starts from the latest version applied: an older one undone alone is never
-    applied again."""
+    """The schema as migration 0020 left it (a psycopg connection of the schema's owner): 0021
+    (store/migrations/0021_hot_reads_and_drained_bodies.sql) undone and the version forgotten, for an upgrade test
+    that starts from an older release. `migrate` starts from the latest version applied: an older one undone alone
+    is never applied again."""
     conn.execute(
         "DROP INDEX webhook_deliveries_received_idx, runs_lower_issue_idx, runs_lower_pr_idx, budget_holds_released_idx"
     )
     conn.execute("CREATE INDEX webhook_deliveries_repo_idx ON webhook_deliveries (repository, received_at)")
+    conn.execute("ALTER TABLE webhook_deliveries ALTER COLUMN payload SET NOT NULL")
     conn.execute("DELETE FROM schema_migrations WHERE version = 21")

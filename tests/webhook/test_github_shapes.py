@@ -49,7 +49,9 @@ def test_an_issue_unlabeled_without_its_label_is_a_hint_all_the_same(
     assert _rejections(intake) == []
     (request,) = intake.tick(issue_sensor).run_requests  # the item was looked at: its events read from GitHub
     assert request.run_key == f"{REPO}#{number}:run:dev:{event}"
-    assert delivery_status(intake.store, "d-unlabeled")["status"] == "drained"  # type: ignore[index]
+    drained = delivery_status(intake.store, "d-unlabeled")
+    assert drained is not None and drained["status"] == "drained"
+    assert drained["payload"] is None  # decided: GitHub's body is not kept (store/intake.py mark_drained)
 
 
 def test_a_label_sent_in_the_wrong_shape_is_still_refused(intake: Intake, receiver: Receiver) -> None:
