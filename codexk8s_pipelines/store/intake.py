@@ -65,7 +65,7 @@ def store_delivery(store: PlatformStore, record: DeliveryRecord) -> bool:
                 record.intake,
                 record.status,
                 record.reason,
-                Jsonb(dict(record.payload or {})),
+                None if record.payload is None else Jsonb(dict(record.payload)),
             ),
         ).fetchone()
         return row is not None
@@ -172,7 +172,7 @@ def ignore_pending(store: PlatformStore, intake: str, repository: str, reason: s
     repository = repository.lower()
     with store.connect() as conn, conn.transaction():
         rows = conn.execute(
-            "UPDATE webhook_deliveries SET status = 'ignored', reason = %s, drained_at = %s"
+            "UPDATE webhook_deliveries SET status = 'ignored', reason = %s, drained_at = %s, payload = NULL"
             " WHERE status = 'pending' AND intake = %s AND repository = %s RETURNING delivery_id",
             (reason, now, intake, repository),
         ).fetchall()

@@ -284,8 +284,10 @@ def create_app(
             return await refuse(request, status, str(exc), keep=rejected(str(exc)))
         status_word = "pending" if parsed.intake else "ignored"
         reason = None if parsed.intake else f"{event}.{parsed.action or '-'} is not taken"
+        if not parsed.intake:  # nothing reads an ignored delivery's body again: kept, a year of them was gigabytes
+            data = None
         if parsed.about_the_app:
-            reason, data = f"{reason} (a GitHub App's own event)", {}
+            reason = f"{reason} (a GitHub App's own event)"
         record = DeliveryRecord(
             delivery, event, parsed.action, parsed.repository, parsed.number, parsed.intake, status_word, reason, data,
         )  # fmt: skip

@@ -97,6 +97,7 @@ def test_a_repository_the_platform_cannot_read_has_its_deliveries_set_aside_once
     assert [r.run_key for r in two.tick(issue_sensor).run_requests] == [key]
     ignored = delivery_status(two.store, "lost-0")
     assert ignored is not None and ignored["status"] == "ignored" and "404" in ignored["reason"]
+    assert ignored["payload"] is None  # set aside for good: GitHub's body is not kept
     two.state.clear_requests()
     for _ in range(10):
         two.tick(issue_sensor)

@@ -142,6 +142,8 @@ def test_an_action_not_taken_is_kept_as_ignored_and_a_ping_answers(intake: Intak
     closed = json.dumps({"action": "closed", "issue": {"number": 1}, "repository": {"full_name": REPO}}).encode()
     answer = _post(receiver.url, "issues", closed, delivery="d-closed")
     assert answer.status_code == 202 and answer.json()["stored"] == "ignored"
+    kept = delivery_status(intake.store, "d-closed")  # nothing reads it again: GitHub's body is not kept
+    assert kept is not None and kept["status"] == "ignored" and kept["payload"] is None
     ping = _post(receiver.url, "ping", json.dumps({"zen": "Keep it simple.", "hook_id": 1}).encode())
     assert ping.status_code == 200 and ping.json()["pong"] is True
     assert _rejections(intake) == []
