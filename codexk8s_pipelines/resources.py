@@ -22,7 +22,7 @@ class PlatformDatabase(dg.ConfigurableResource):
 
 
 class PlatformConfigResource(dg.ConfigurableResource):
-    """`codexk8s.yaml`, from `$CODEXK8S_CONFIG` (or `./codexk8s.yaml`), validated once per process."""
+    """`codexk8s.yaml`, from `$CODEXK8S_CONFIG` (or `./codexk8s.yaml`), read again when the file changes."""
 
     def get(self) -> PlatformConfig:
         return load_config_from_environment()

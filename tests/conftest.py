@@ -87,7 +87,8 @@ def store(database_url: str) -> PlatformStore:
 
 @pytest.fixture(autouse=True)
 def _fresh_config_cache() -> Iterator[None]:
-    """The configuration is loaded once per process; each test starts from its own environment."""
+    """The configuration is kept while its file is unchanged; each test starts from its own environment (another
+    test's file at the same temporary path is not taken for this one's)."""
     loader.load_config_from_environment.cache_clear()
     yield
     loader.load_config_from_environment.cache_clear()

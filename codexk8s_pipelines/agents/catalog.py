@@ -8,7 +8,6 @@ start-up with `<file>: <key.path>: <what was expected>`, not in the middle of a 
 
 from __future__ import annotations
 
-import functools
 import os
 import re
 import string
@@ -39,6 +38,7 @@ from ..config.loader import (
 )
 from ..domain.redaction import redact_text
 from ..domain.stages import Role
+from ..file_cache import ReadWhenChanged
 from .agent_env import refuse_platform_secrets
 from .agent_kinds import AgentKindSpec, apply_kind, merge_kinds
 from .agent_setup import ModelEndpoint, NetworkPolicy, SandboxChoice
@@ -350,20 +350,14 @@ def load_catalog(path: Path | str | None = None) -> AgentCatalog:
     return parse_catalog(_merge(default_raw, user_raw), user_path, user_text)
 
 
-@functools.lru_cache(maxsize=8)
-def _catalog_at(path: str, mtime_ns: int) -> AgentCatalog:
-    return load_catalog(path or None)
-
-
-def current_catalog() -> AgentCatalog:
-    """This process's catalog, read again only when `$CODEXK8S_AGENT_CATALOG` names another file or the file
-    changes: the sensors ask on every tick, and parsing it each time is work for nothing."""
+def _catalog_file() -> Path | None:
     path = os.environ.get(CATALOG_ENV_VAR, "").strip()
-    try:
-        mtime_ns = Path(path).stat().st_mtime_ns if path else 0
-    except OSError:
-        mtime_ns = -1  # missing: load_catalog says so (a failure is not cached)
-    return _catalog_at(path, mtime_ns)
+    return Path(path) if path else None
+
+
+current_catalog = ReadWhenChanged(_catalog_file, load_catalog)
+"""This process's catalog, read again only when `$CODEXK8S_AGENT_CATALOG` names another file or the file
+changes (`file_cache`): the sensors ask on every tick, and parsing it each time is work for nothing."""
 
 
 def agent_name_for_role(role: Role | str) -> str:

@@ -1,8 +1,7 @@
-"""Read and validate `codexk8s.yaml` once; every error names the file, the key path and what was expected."""
+"""Read and validate `codexk8s.yaml`; every error names the file, the key path and what was expected."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -11,6 +10,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .. import settings
+from ..file_cache import ReadWhenChanged
 from ..file_lines import not_utf8
 from ..security.measured_yaml import MeasuredLoader, YamlRefused, load_measured
 from .models import PlatformConfig
@@ -182,10 +182,16 @@ def load_config(path: Path | str) -> PlatformConfig:
     return parse_config(read_text(path), Path(path))
 
 
-@functools.cache
-def load_config_from_environment() -> PlatformConfig:
-    """The configuration of this process: `$CODEXK8S_CONFIG`, else `./codexk8s.yaml`, else the defaults."""
+def _environment_config_file() -> Path | None:
+    """`$CODEXK8S_CONFIG`, else `./codexk8s.yaml` when there is one; None: the built-in defaults."""
     where = settings.config_location()
-    if not where.explicit and not where.path.exists():
-        return PlatformConfig()
-    return load_config(where.path)
+    return where.path if where.explicit or where.path.exists() else None
+
+
+def _read_environment_config(path: Path | None) -> PlatformConfig:
+    return PlatformConfig() if path is None else load_config(path)
+
+
+load_config_from_environment = ReadWhenChanged(_environment_config_file, _read_environment_config)
+"""The configuration of this process: `$CODEXK8S_CONFIG`, else `./codexk8s.yaml`, else the defaults; read again
+when the file changes (`file_cache`), so the sensors' next tick sees an edit, as the next run does."""

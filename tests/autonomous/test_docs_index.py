@@ -108,6 +108,24 @@ def _sensor_story(instance: dg.DagsterInstance, docs_env: dict) -> None:
     assert instance.get_dynamic_partitions("repositories") == [docs_env["local_key"]]
 
 
+def test_a_repository_added_to_the_file_gets_its_partition_at_the_next_tick_without_a_reload(docs_env: dict) -> None:
+    """The sensor runs in the long-lived code server: an edited codexk8s.yaml is read at its next tick, as a run
+    process reads it, so the repository added is indexed without reloading the code location."""
+    with dg.instance_for_test() as instance:
+        added = _tick(instance, None, docs_env["resources"])
+        assert sorted(instance.get_dynamic_partitions("repositories")) == sorted(["acme/docs", docs_env["local_key"]])
+        other = docs_env["local"].parent / "wiki"
+        other.mkdir()
+        git("init", "-q", "-b", "main", str(other))
+        _commit(other, {"index.md": "# Wiki\n\nOn-call rota.\n"}, "wiki")
+        with docs_env["config"].open("a") as config:  # the operator's edit; nothing clears a cache
+            config.write(f"  - path: {other}\n")
+        after = _tick(instance, added.cursor, docs_env["resources"])
+        assert "wiki" in instance.get_dynamic_partitions("repositories")
+        indexed = _tick(instance, after.cursor, docs_env["resources"])
+        assert "wiki" in [r.partition_key for r in indexed.run_requests]
+
+
 def test_a_hanging_git_host_costs_ticks_not_a_failed_one_and_every_repository_gets_its_turn(
     docs_env: dict, monkeypatch: pytest.MonkeyPatch
 ) -> None:

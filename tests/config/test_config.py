@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -259,13 +260,65 @@ def test_environment_selects_the_file_and_an_explicit_missing_file_is_an_error(
     assert load_config_from_environment().repositories == []
 
 
-def test_the_configuration_is_loaded_once_per_process(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_configuration_is_parsed_once_and_read_again_when_the_file_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The code server lives for days: an edit of codexk8s.yaml reaches its sensors at their next tick (as it
+    reaches every new run), without a reload; an unchanged file is not parsed again."""
     path = tmp_path / "c.yaml"
     path.write_text("locale: ru\n")
     monkeypatch.setenv("CODEXK8S_CONFIG", str(path))
     first = load_config_from_environment()
-    path.write_text("locale: en\n")
-    assert load_config_from_environment() is first
+    assert load_config_from_environment() is first  # the same file: not parsed again
+
+    path.write_text("locale: en\nrepositories:\n  - github: acme/shop\n")  # no cache_clear: the operator's edit
+    edited = load_config_from_environment()
+    assert edited.locale == "en" and [r.github for r in edited.repositories] == ["acme/shop"]
+
+    path.write_text("locale: de\n")  # a mistake is said at every call, never kept ...
+    for _ in range(2):
+        with pytest.raises(ConfigError, match=r"c\.yaml: locale"):
+            load_config_from_environment()
+    path.write_text("locale: ru\n")  # ... and its fix is used at once
+    assert load_config_from_environment().locale == "ru"
+
+    other = tmp_path / "other.yaml"
+    other.write_text("locale: en\n")
+    monkeypatch.setenv("CODEXK8S_CONFIG", str(other))  # another file named: that file
+    assert load_config_from_environment().locale == "en"
+
+
+def test_an_edit_that_keeps_the_size_and_lands_within_the_clock_tick_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file replaced through a new one (an editor's save, a Kubernetes ConfigMap update) of the same size and
+    modification time is still another file."""
+    path = tmp_path / "c.yaml"
+    path.write_text("locale: ru\n")
+    monkeypatch.setenv("CODEXK8S_CONFIG", str(path))
+    assert load_config_from_environment().locale == "ru"
+    stat = path.stat()
+    replacement = tmp_path / "c.yaml.new"
+    replacement.write_text("locale: en\n")
+    os.utime(replacement, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(replacement, path)
+    assert load_config_from_environment().locale == "en"
+
+
+def test_the_agent_catalog_is_read_again_when_its_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same reader as codexk8s.yaml (file_cache): an edited catalog reaches the next tick, a broken one is
+    said at every call."""
+    from codexk8s_pipelines.agents.catalog import current_catalog
+
+    catalog = tmp_path / "agents.yaml"
+    catalog.write_text("agents:\n  dev:\n    timeout_minutes: 30\n")
+    monkeypatch.setenv("CODEXK8S_AGENT_CATALOG", str(catalog))
+    assert current_catalog().for_role("dev").timeout_minutes == 30
+    catalog.write_text("agents:\n  dev:\n    timeout_minutes: 45\n")
+    assert current_catalog().for_role("dev").timeout_minutes == 45
+    catalog.write_text("agents:\n  dev:\n    timeout_minutes: soon\n")
+    with pytest.raises(ConfigError, match="timeout_minutes"):
+        current_catalog()
 
 
 def test_label_names_are_configurable() -> None:

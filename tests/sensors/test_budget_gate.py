@@ -106,6 +106,19 @@ def test_raising_the_budget_starts_the_held_run(intake: Intake) -> None:
     assert intake.events(f"{REPO}#{number}:run:qa:{second}")[0] == "budget.exceeded"
 
 
+def test_a_budget_raised_in_the_file_starts_the_held_run_at_a_later_tick_without_a_reload(intake: Intake) -> None:
+    """What the comment tells a maintainer: edit codexk8s.yaml and the next sensor tick starts it. The sensors run
+    in the long-lived code server: nothing there clears a cache, the file's change is enough."""
+    number, key = _held(intake)
+    (comment,) = intake.state.comments(REPO, number)
+    assert "raise the budget under `budgets:` in codexk8s.yaml (the next sensor tick starts it)" in comment["body"]
+    base = CONFIG.split("stages:")[0]
+    Path(os.environ["CODEXK8S_CONFIG"]).write_text(base + BUDGET.format(issue=60))  # the operator's edit, no reload
+    (request,) = intake.tick(issue_sensor).run_requests
+    assert request.run_key == key
+    assert intake.events(key)[-2:] == ["budget.released", "run.requested"]
+
+
 def test_without_budgets_nothing_is_reserved_or_held(intake: Intake) -> None:
     number = intake.state.add_issue(REPO, "x")
     intake.tick(issue_sensor)
