@@ -1,7 +1,8 @@
 """The Dagster instance settings the platform needs, generated from `codexk8s.yaml` for each environment.
 
-Why generated: the run queue's tag limits (one active run per issue or PR, N per repository) must match the tags
-the sensors put on runs; keeping both in code means a renamed tag cannot silently disable a limit.
+Why generated: the run queue's tag limits (one active run per issue or PR, N per repository, half the slots for
+periodic runs) must match the tags the sensors and schedules put on runs; keeping both in code means a renamed tag
+cannot silently disable a limit.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import yaml
 
 from .config import PlatformConfig
 from .delivery.stage_jobs import TAG_PREFIX
+from .queue_tags import KIND_TAG, PERIODIC_KIND, periodic_run_limit
 
 
 def run_queue(config: PlatformConfig) -> dict[str, Any]:
@@ -25,6 +27,12 @@ def run_queue(config: PlatformConfig) -> dict[str, Any]:
                 {"key": f"{TAG_PREFIX}/issue", "value": per_unique, "limit": 1},
                 {"key": f"{TAG_PREFIX}/pr", "value": per_unique, "limit": 1},
                 {"key": f"{TAG_PREFIX}/repository", "value": per_unique, "limit": config.concurrency.per_repository},
+                # Periodic runs (queued one per repository at a schedule's tick) hold at most half of the slots.
+                {
+                    "key": KIND_TAG,
+                    "value": PERIODIC_KIND,
+                    "limit": periodic_run_limit(config.concurrency.max_concurrent_runs),
+                },
             ],
         },
     }

@@ -16,9 +16,7 @@ from typing import Any
 from dagster import DagsterRun
 from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
 
-from .delivery.stage_jobs import TAG_PREFIX
-
-KIND_TAG = f"{TAG_PREFIX}/kind"
+from .queue_tags import KIND_TAG
 
 
 def _stage_config(run_config: Mapping[str, Any]) -> Any:

@@ -3,7 +3,8 @@ repository and check (or one run, for the unpartitioned OSV database).
 
 Crons come from `periodic:` in codexk8s.yaml, read when the code location loads. Every schedule starts RUNNING:
 a team that installs the platform gets its nightly checks without a click. A check with a `due` rule (drift:
-repositories with a drift section; self-improve: enough finished runs) says in its skip reason why it waits.
+repositories with a drift section; self-improve: enough finished runs; the hourly docs index: repositories whose
+index is not of their head now) says in its skip reason why it waits.
 """
 
 from datetime import datetime
@@ -11,8 +12,9 @@ from typing import Any
 
 import dagster as dg
 
-from codexk8s_pipelines.autonomous.partitions import repository_keys
+from codexk8s_pipelines.autonomous.partitions import first_reasons, repository_keys
 from codexk8s_pipelines.config.models import PlatformConfig
+from codexk8s_pipelines.github.resource import GitHubResource
 from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
 
 NO_PARTITION = "no repository partition yet: docs_index_sensor adds them from codexk8s.yaml"
@@ -44,28 +46,32 @@ def fan_out(
 
 
 def _gated(check: Any, cron: str, job: Any) -> dg.ScheduleDefinition:
-    """Fan out over the partitions the check's `due` rule accepts; the others are named in the skip reason."""
+    """Fan out over the partitions the check's `due` rule accepts; when none is, the skip reason gives the count of
+    the others and the first few reasons."""
 
     @dg.schedule(
         name=check.schedule, cron_schedule=cron, job=job, default_status=dg.DefaultScheduleStatus.RUNNING,
         description=check.description,
     )  # fmt: skip
     def _schedule(
-        context: dg.ScheduleEvaluationContext, platform_config: PlatformConfigResource, platform_db: PlatformDatabase
+        context: dg.ScheduleEvaluationContext,
+        platform_config: PlatformConfigResource,
+        platform_db: PlatformDatabase,
+        github: GitHubResource,
     ) -> list[dg.RunRequest] | dg.SkipReason:
-        platform, store = platform_config.get(), platform_db.store()
-        requests, waiting = [], []
-        for key in repository_keys(context.instance):
-            reason = check.due(platform, store, key)
-            if reason is None:
-                requests.append(
-                    dg.RunRequest(run_key=f"{check.run_key_prefix}:{key}:{_stamp(context)}", partition_key=key)
-                )
-            else:
-                waiting.append(reason)
+        from codexk8s_pipelines.autonomous.registry import DueContext
+
+        keys = repository_keys(context.instance)
+        ctx = DueContext(platform_config.get(), platform_db.store(), context.instance, github.credentials())
+        decided = check.due(ctx, keys)
+        requests = [
+            dg.RunRequest(run_key=f"{check.run_key_prefix}:{key}:{_stamp(context)}", partition_key=key)
+            for key in keys
+            if decided.get(key) is None
+        ]
         if requests:
             return requests
-        return dg.SkipReason("; ".join(waiting) or NO_PARTITION)
+        return dg.SkipReason(first_reasons([reason for key in keys if (reason := decided.get(key))]) or NO_PARTITION)
 
     return _schedule
 

@@ -4,15 +4,13 @@ branch moves, so agents read docs of the code they change, not of last night's."
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import dagster as dg
 
-from codexk8s_pipelines.autonomous.checkouts import remote_head
-from codexk8s_pipelines.autonomous.partitions import PARTITIONS_NAME, REPOSITORY_PARTITIONS
+from codexk8s_pipelines.autonomous.checkouts import remote_heads
+from codexk8s_pipelines.autonomous.partitions import PARTITIONS_NAME, REPOSITORY_PARTITIONS, first_reasons
 from codexk8s_pipelines.autonomous.registry import JOBS
-from codexk8s_pipelines.config.models import RepositoryConfig
 from codexk8s_pipelines.github.resource import GitHubResource
 from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
 from codexk8s_pipelines.store.rekey import rekey_repositories
@@ -89,25 +87,16 @@ def docs_index_sensor(
         context.log.info(f"renamed repository partitions {stale}; rows moved: {moved or 'none'}")
     cursor = DocsCursor.from_json(context.cursor)
     heads = cursor.heads
-    credentials = github.credentials()
     deadline = time.monotonic() + TICK_BUDGET_SECONDS
-
-    def lookup(repo: RepositoryConfig) -> str | Exception | None:
-        """The head, the reason it is unknown, or None when the tick's budget ran out before the lookup began."""
-        left = deadline - time.monotonic()
-        if left < MIN_LOOKUP_SECONDS:
-            return None
-        try:
-            return remote_head(repo, credentials, timeout=min(LS_REMOTE_TIMEOUT_SECONDS, left))
-        except Exception as exc:  # one unreachable repository must not stop the others
-            return exc
-
-    # One `git ls-remote` per repository: network round trips, so several at once to stay inside the tick, in
-    # order from where the last tick ran out of time.
+    # One `git ls-remote` per repository, several at once to stay inside the tick, in order from where the last
+    # tick ran out of time.
     keys = list(repositories)
     order = tick.rotated(keys, keys.index(cursor.next_key) if cursor.next_key in repositories else 0)
-    with ThreadPoolExecutor(max_workers=MAX_WORKERS) as pool:
-        found = dict(zip(order, pool.map(lookup, [repositories[k] for k in order]), strict=True))
+    heads_found = remote_heads(
+        [repositories[k] for k in order], github.credentials(), deadline,
+        workers=MAX_WORKERS, timeout=LS_REMOTE_TIMEOUT_SECONDS, min_seconds=MIN_LOOKUP_SECONDS,
+    )  # fmt: skip
+    found = dict(zip(order, heads_found, strict=True))
     left_over = [key for key in order if found[key] is None]
     requests, notes = [], []
     for key, head in found.items():
@@ -128,19 +117,23 @@ def docs_index_sensor(
         partition_requests.append(REPOSITORY_PARTITIONS.build_add_request(added))
     if removed := sorted(existing - set(repositories)):
         partition_requests.append(REPOSITORY_PARTITIONS.build_delete_request(removed))
-    if left_over:
-        notes.append(
-            f"{len(left_over)} of {len(order)} repositories left for the next tick (tick budget"
-            f" {TICK_BUDGET_SECONDS:g} s): {', '.join(left_over[:5])}{' …' if len(left_over) > 5 else ''}"
-        )
-    for note in notes:
-        context.log.warning(note)
+    later = (
+        f"{len(left_over)} of {len(order)} repositories left for the next tick (tick budget"
+        f" {TICK_BUDGET_SECONDS:g} s): {', '.join(left_over[:5])}{' …' if len(left_over) > 5 else ''}"
+        if left_over
+        else ""
+    )
+    for note in [*notes, later]:
+        if note:
+            context.log.warning(note)
+    # The count first; of the one note per unreadable repository, the first few (the log has each).
+    said = "; ".join(part for part in (later, first_reasons(notes)) if part)
     next_cursor = DocsCursor(heads, left_over[0] if left_over else None)
     return dg.SensorResult(
         run_requests=requests,
         dynamic_partitions_requests=partition_requests,
         cursor=next_cursor.to_json(),
-        skip_reason=None if requests else ("; ".join(notes) or _idle_reason(partition_requests)),
+        skip_reason=None if requests else (said or _idle_reason(partition_requests)),
     )
 
 

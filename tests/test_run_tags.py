@@ -68,6 +68,7 @@ def test_a_ui_materialization_of_a_periodic_asset_is_tagged(tmp_path: Path) -> N
         assert "codexk8s/kind" not in run.tags
         tagged = _queued(instance, workspace, run)
         assert tagged.tags["codexk8s/kind"] == "periodic" and tagged.tags["dagster/partition"] == "acme/shop"
+        assert tagged.tags["dagster/priority"] == "-10"  # after stage runs in the queue
 
 
 def test_a_launchpad_stage_run_gets_the_issue_and_repository_tags_the_limits_use(tmp_path: Path) -> None:
@@ -85,6 +86,7 @@ def test_a_launchpad_stage_run_gets_the_issue_and_repository_tags_the_limits_use
         )
         tagged = _queued(instance, workspace, run)
         assert tagged.tags["codexk8s/issue"] == "acme/shop#7" and tagged.tags["codexk8s/repository"] == "acme/shop"
+        assert tagged.tags["dagster/priority"] == "10"  # before periodic runs in the queue
         queue = instance.run_coordinator.get_run_queue_config()  # type: ignore[union-attr]
         from dagster._utils.tags import TagConcurrencyLimitsCounter
 

@@ -9,6 +9,9 @@ from __future__ import annotations
 import os
 import re
 import subprocess
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from .. import settings
@@ -63,6 +66,37 @@ def remote_head(repo: RepositoryConfig, credentials: GitHubCredentials, timeout:
     if head is None:
         raise LookupError(f"{repo.key}: branch {repo.default_branch!r} not found on the remote")
     return head
+
+
+# What a lookup of `remote_heads` found: the commit, why it is unknown, or None when the budget ran out before it began.
+Head = str | Exception | None
+
+
+def remote_heads(
+    repos: Sequence[RepositoryConfig],
+    credentials: GitHubCredentials,
+    deadline: float,
+    *,
+    workers: int = 8,
+    timeout: float = 20,
+    min_seconds: float = 1.0,
+) -> list[Head]:
+    """`remote_head` of each repository, in their order, `workers` at a time (network round trips: one after the
+    other, a few hundred repositories overran a tick). A lookup never runs past `deadline` (`time.monotonic()`), nor
+    past `timeout`, and none starts with less than `min_seconds` left: a blackholed Git host costs its worker
+    `timeout`, never the tick. One unreachable repository is an Exception in its place, not a failure of the rest."""
+
+    def lookup(repo: RepositoryConfig) -> Head:
+        left = deadline - time.monotonic()
+        if left < min_seconds:
+            return None
+        try:
+            return remote_head(repo, credentials, timeout=min(timeout, left))
+        except Exception as exc:  # one unreachable repository must not stop the others
+            return exc
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(lookup, repos))
 
 
 def _mirror_dir(repo: RepositoryConfig) -> Path:

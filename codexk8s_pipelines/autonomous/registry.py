@@ -6,14 +6,17 @@ checks) and one entry below; nothing else lists checks by name.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
 
 from ..config.models import PlatformConfig
+from ..github.client import GitHubCredentials
+from ..queue_tags import KIND_TAG, PERIODIC_KIND, PERIODIC_PRIORITY, PRIORITY_TAG
 from ..store import PlatformStore
 from .docs_index.asset import docs_index
+from .docs_index.due import docs_index_due
 from .drift.asset import ops_drift
 from .factory import repository_checkout
 from .freshness.asset import dependency_freshness
@@ -21,11 +24,34 @@ from .security.asset import security_findings
 from .security.osv_database import osv_database
 from .self_improve.asset import self_improve_evidence
 
-PERIODIC_TAGS = {"codexk8s/kind": "periodic"}
+# The run queue limits periodic runs to half its slots and starts them after stage runs (queue_tags).
+PERIODIC_TAGS = {KIND_TAG: PERIODIC_KIND, PRIORITY_TAG: str(PERIODIC_PRIORITY)}
 DOCS_INDEX_CRON = "17 * * * *"
 
-# Which partitions a schedule tick runs: None for "run it", else the reason it waits (shown as the skip reason).
-Due = Callable[[PlatformConfig, PlatformStore, str], str | None]
+
+@dataclass(frozen=True)
+class DueContext:
+    """What a schedule tick's `due` rule may read: the configuration, the platform database, the Dagster instance
+    (a partition's last materialization) and the GitHub credentials (a remote's head)."""
+
+    platform: PlatformConfig
+    store: PlatformStore
+    instance: dg.DagsterInstance
+    credentials: GitHubCredentials
+
+
+# Which partitions a schedule tick runs, decided for all at once (a rule may ask each remote, several at a time):
+# per partition key, None for "run it", else the reason it waits (the skip reason counts them, shows a few).
+Due = Callable[[DueContext, Sequence[str]], Mapping[str, str | None]]
+
+
+def one_by_one(rule: Callable[[PlatformConfig, PlatformStore, str], str | None]) -> Due:
+    """A rule that decides each partition alone, from the configuration and the platform database."""
+
+    def due(ctx: DueContext, keys: Sequence[str]) -> dict[str, str | None]:
+        return {key: rule(ctx.platform, ctx.store, key) for key in keys}
+
+    return due
 
 
 @dataclass(frozen=True)
@@ -75,17 +101,19 @@ PERIODIC_CHECKS: tuple[PeriodicCheck, ...] = (
     PeriodicCheck(
         ops_drift, "ops_drift_job", "ops_drift_schedule", lambda c: c.periodic.drift.cron,
         "Compare the live cluster with each repository's manifests (repositories with a drift section).",
-        "ops_drift", due=_drift_due,
+        "ops_drift", due=one_by_one(_drift_due),
     ),
     PeriodicCheck(
         self_improve_evidence, "self_improve_job", "self_improve_cadence", lambda c: c.periodic.self_improve.cron,
         "Open (or refresh) the self-improve evidence issue of a repository once enough runs finished since the "
         "last one.",
-        "self_improve", due=_self_improve_due,
+        "self_improve", due=one_by_one(_self_improve_due),
     ),
     PeriodicCheck(
         docs_index, "docs_index_job", "docs_index_hourly", lambda _c: DOCS_INDEX_CRON,
-        "Re-index every watched repository's docs (incremental: unchanged chunks are not re-embedded).", "docs",
+        "Re-index the docs of every watched repository whose index is not of its default branch's head now (a "
+        "failed run, a plain directory, new globs, locale or model); docs_index_sensor indexes a head that moved.",
+        "docs", due=docs_index_due,
     ),
 )  # fmt: skip
 

@@ -25,6 +25,7 @@ from ..domain.redaction import redact_text
 from ..domain.stages import REVIEWER_JOB_NAME, STAGES, Role, WriteScope
 from ..github.api import RepoApi
 from ..github.resource import GitHubResource
+from ..queue_tags import PRIORITY_TAG, STAGE_PRIORITY, TAG_PREFIX
 from ..resources import PlatformConfigResource, PlatformDatabase
 from ..store.database import RunRecord
 from ..store.usage import release_reservation
@@ -32,7 +33,6 @@ from . import publish
 from .context import StageContext, gather
 from .spend import comment_line, record_run, spend_guard
 
-TAG_PREFIX = "codexk8s"
 ACTOR = "dagster"
 
 
@@ -88,12 +88,14 @@ def stage_timeout_seconds(config: StageRunConfig) -> int:
 
 
 def stage_run_tags(config: StageRunConfig) -> dict[str, str]:
-    """Tags shown in the UI and used by the run queue's concurrency limits (per issue, per repository), and the
-    run's deadline (`dagster/max_runtime`)."""
+    """Tags shown in the UI and used by the run queue's concurrency limits (per issue, per repository) and order (a
+    stage run before the periodic runs queued by the hundred: `queue_tags`), and the run's deadline
+    (`dagster/max_runtime`)."""
     deadline = stage_timeout_seconds(config) + RUN_DEADLINE_MARGIN_SECONDS
     job_deadline = {"job_spec_config": {"active_deadline_seconds": deadline + JOB_DEADLINE_GRACE_SECONDS}}
     tags = {
         MAX_RUNTIME_TAG: str(deadline),
+        PRIORITY_TAG: str(STAGE_PRIORITY),
         K8S_CONFIG_TAG: json.dumps(job_deadline, separators=(",", ":")),
         f"{TAG_PREFIX}/repository": config.repository,
         f"{TAG_PREFIX}/role": config.role,

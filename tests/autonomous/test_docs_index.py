@@ -1,5 +1,6 @@
-"""docs_index: one partition per watched repository, re-indexed when the default branch moves, hourly for all,
-incremental (an unchanged chunk is never embedded twice) — with the real model on the embedded PostgreSQL."""
+"""docs_index: one partition per watched repository, re-indexed when the default branch moves, hourly for those
+not at their head, incremental (an unchanged chunk is never embedded twice) — with the real model on the embedded
+PostgreSQL."""
 
 from __future__ import annotations
 
@@ -217,27 +218,85 @@ def test_materialising_is_incremental_and_reports_what_it_did(docs_env: dict, st
     assert hit.path == "guide.md"
 
 
-def test_hourly_schedule_requests_every_repository(docs_env: dict) -> None:
+@pytest.mark.timeout(300)
+def test_hourly_schedule_indexes_only_what_is_not_at_its_head(docs_env: dict) -> None:
+    """The hourly run of every repository queued hundreds of runs an hour on a large installation, each re-reading
+    an unchanged repository. It now runs a repository whose index is not of its default branch now: never indexed,
+    the head moved (a run the sensor asked for failed), other globs; the others wait with the reason."""
     with dg.instance_for_test() as instance:
         _schedule_story(instance, docs_env)
 
 
 def _schedule_story(instance: dg.DagsterInstance, docs_env: dict) -> None:
+    resources = docs_env["resources"]
     defs = dg.Definitions(
-        assets=[docs_index], jobs=[docs_index_job], schedules=[docs_index_hourly], resources=docs_env["resources"]
+        assets=[docs_index], jobs=[docs_index_job], schedules=[docs_index_hourly], resources=resources
     )
     repository = defs.get_repository_def()
-    empty = docs_index_hourly.evaluate_tick(dg.build_schedule_context(instance=instance, repository_def=repository))
-    assert "no repository partition yet" in (empty.skip_message or "")
-    instance.add_dynamic_partitions("repositories", ["acme/docs", docs_env["local_key"]])
-    when = datetime(2026, 11, 23, 10, 17, tzinfo=UTC)
-    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=when, repository_def=repository)
-    data = docs_index_hourly.evaluate_tick(context)
-    assert sorted(r.partition_key for r in data.run_requests or []) == sorted(["acme/docs", docs_env["local_key"]])
+    local = docs_env["local_key"]
+
+    def tick(minute: int) -> dg.ScheduleExecutionData:
+        when = datetime(2026, 11, 23, 10, minute, tzinfo=UTC)
+        with dg.build_schedule_context(
+            instance=instance, resources=resources, scheduled_execution_time=when, repository_def=repository
+        ) as context:
+            return docs_index_hourly.evaluate_tick(context)
+
+    def materialize(key: str) -> None:
+        assert dg.materialize([docs_index], partition_key=key, instance=instance, resources=resources).success
+
+    assert "no repository partition yet" in (tick(17).skip_message or "")
+    instance.add_dynamic_partitions("repositories", ["acme/docs", local])
+    data = tick(17)  # nothing indexed yet: both
+    assert sorted(r.partition_key for r in data.run_requests or []) == sorted(["acme/docs", local])
     assert {r.run_key for r in data.run_requests or []} == {
         "docs:acme/docs:20261123T1017",
-        f"docs:{docs_env['local_key']}:20261123T1017",
+        f"docs:{local}:20261123T1017",
     }
+
+    materialize("acme/docs")
+    materialize(local)
+    idle = tick(18)  # both at their head: no run, and why
+    assert idle.run_requests is None or idle.run_requests == []
+    assert f"{local}: indexed at " in (idle.skip_message or "") and "acme/docs: indexed at " in (
+        idle.skip_message or ""
+    )
+
+    _commit(docs_env["seed"], {"guide.md": "# Guide\n\nRollbacks need two approvals.\n"}, "edit")
+    git("push", "-q", "origin", "main", cwd=docs_env["seed"])  # a new head the sensor's run did not index
+    assert [r.partition_key for r in tick(19).run_requests or []] == ["acme/docs"]
+    materialize("acme/docs")
+
+    docs_env["config"].write_text(  # other globs for the local checkout: its index no longer matches the file
+        docs_env["config"]
+        .read_text()
+        .replace(f"path: {docs_env['local']}\n", f"path: {docs_env['local']}\n    docs_globs: ['docs/**/*.md']\n")
+    )
+    assert [r.partition_key for r in tick(20).run_requests or []] == [local]
+
+
+def test_a_plain_directory_is_indexed_every_hour(docs_env: dict, tmp_path: Path) -> None:
+    """No commit to compare a plain directory's index with: the hourly schedule indexes it as before."""
+    plain = tmp_path / "handbook"
+    plain.mkdir()
+    (plain / "README.md").write_text("# Handbook\n")
+    docs_env["config"].write_text(f"repositories:\n  - path: {plain}\n")
+    resources = docs_env["resources"]
+    defs = dg.Definitions(
+        assets=[docs_index], jobs=[docs_index_job], schedules=[docs_index_hourly], resources=resources
+    )
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions("repositories", ["handbook"])
+        assert dg.materialize([docs_index], partition_key="handbook", instance=instance, resources=resources).success
+        when = datetime(2026, 11, 23, 11, 17, tzinfo=UTC)
+        with dg.build_schedule_context(
+            instance=instance,
+            resources=resources,
+            scheduled_execution_time=when,
+            repository_def=defs.get_repository_def(),
+        ) as context:
+            data = docs_index_hourly.evaluate_tick(context)
+    assert [r.partition_key for r in data.run_requests or []] == ["handbook"]
 
 
 def test_an_old_local_partition_is_replaced_by_the_readable_name_and_its_rows_follow(

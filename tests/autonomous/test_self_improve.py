@@ -151,6 +151,17 @@ def test_cadence_waits_for_enough_runs_then_opens_one_labelled_issue(cadence: di
     assert third["action"] == "opened" and third["issue"] != first["issue"]  # the closed one is not reused
 
 
+def test_with_300_repositories_the_skip_reason_counts_them_and_shows_the_first_few(cadence: dict) -> None:
+    """One clause per repository made the tick history's line 300 clauses long."""
+    cadence["instance"].add_dynamic_partitions("repositories", [f"org/r{i:03}" for i in range(299)])
+    reason = _cadence_tick(cadence).skip_message or ""
+    assert reason == (
+        "acme/shop: 0 of 5 runs finished since the last evidence issue; "
+        "org/r000: 0 of 5 runs finished since the last evidence issue; "
+        "org/r001: 0 of 5 runs finished since the last evidence issue; … and 297 more of 300"
+    )
+
+
 def test_fan_out_schedules_use_the_configured_cron_and_one_run_per_repository(cadence: dict, tmp_path: Path) -> None:
     from codexk8s_pipelines.config import load_config_from_environment
 

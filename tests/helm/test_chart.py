@@ -1001,6 +1001,14 @@ def test_dagster_values_tag_limits_equal_the_platform_run_queue(dagster_values: 
         assert (image["repository"], image["tag"]) == (platform_image["repository"], platform_image["tag"]), component
 
 
+def test_dagster_values_keep_half_the_run_slots_from_periodic_runs(dagster_values: dict[str, Any]) -> None:
+    """A schedule tick queues one periodic run per repository (300 on a large installation): they may hold half of
+    the slots at most, so that a label's stage run (first in the queue by its priority) finds one free."""
+    queued = dagster_values["dagsterDaemon"]["runCoordinator"]["config"]["customRunCoordinator"]["config"]
+    (periodic,) = [x for x in queued["tag_concurrency_limits"] if x["key"] == "codexk8s/kind"]
+    assert periodic == {"key": "codexk8s/kind", "value": "periodic", "limit": queued["max_concurrent_runs"] // 2}
+
+
 def test_dagster_values_run_queue_equals_the_charts_platform_config(
     dagster_values: dict[str, Any], rendered: dict[str, str]
 ) -> None:
