@@ -30,7 +30,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import psutil
@@ -171,6 +171,27 @@ def _dagster_env(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
+def platform_env(base: Mapping[str, str], home: Path, database_url: str, ui_url: str) -> dict[str, str]:
+    """The environment of `dagster dev` and of every process it starts (code server, runs, runners).
+
+    The UI's address goes with it (`$CODEXK8S_DAGSTER_URL`, unless the operator set one: a UI behind a proxy),
+    since the service comment's "Dagster run" links are made from it in the run processes: without it they pointed
+    at port 3000 whatever port the UI listened on (`make run PORT=3001`: every link dead)."""
+    env = _dagster_env(dict(base))
+    env.update(
+        {
+            "DAGSTER_HOME": str(prepare_dagster_home(home)),
+            settings.DATABASE_URL_VAR: database_url,
+            settings.ENV_VAR: settings.Environment.LOCAL.value,
+            # Every process of the platform (code server, runs, runners) keeps its state here, whatever its cwd.
+            settings.HOME_VAR: str(home),
+        }
+    )
+    if not env.get(settings.DAGSTER_URL_VAR, "").strip():
+        env[settings.DAGSTER_URL_VAR] = ui_url
+    return env
+
+
 def prepare_dagster_home(home: Path) -> Path:
     dagster_home = home / "dagster"
     dagster_home.mkdir(parents=True, exist_ok=True)
@@ -296,17 +317,8 @@ def _run_locked(home: Path, host: str, port: int, workspace: Path, ui_start_seco
             applied or "none",
             APP_ROLE,
         )
-        env = _dagster_env(dict(os.environ))
-        env.update(
-            {
-                "DAGSTER_HOME": str(prepare_dagster_home(home)),
-                settings.DATABASE_URL_VAR: url,
-                settings.ENV_VAR: settings.Environment.LOCAL.value,
-                # Every process of the platform (code server, runs, runners) keeps its state here, whatever its cwd.
-                settings.HOME_VAR: str(home),
-            }
-        )
         ui_url = ui_url_of(host, port)
+        env = platform_env(os.environ, home, url, ui_url)
         log.info("starting the Dagster UI on %s (the first start takes a minute)", ui_url)
         proc = subprocess.Popen(_dagster_command(workspace, host, port), env=env, start_new_session=True)
         write_record(

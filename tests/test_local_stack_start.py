@@ -132,6 +132,40 @@ def test_a_webserver_that_never_answers_is_a_failed_start_that_stops_everything(
     assert _started_anything(state) == []
 
 
+def test_the_run_links_of_the_service_comment_point_at_the_port_the_ui_listens_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`make run PORT=3001`: a run process made its "Dagster run" links with port 3000, so every one was dead. The
+    stand-in for `dagster dev` makes a link as a run process does, with the environment `codexk8s dev` hands it."""
+    state = tmp_path / "state"
+    link = tmp_path / "link.txt"
+    port = free_port()
+    run_process = (
+        "from codexk8s_pipelines.github.service_comment import run_url; "
+        f"open({str(link)!r}, 'w').write(run_url('0b5e1d2c'))"
+    )
+    monkeypatch.setattr(local_stack, "_dagster_command", lambda *_: [sys.executable, "-c", run_process])
+    for name in [k for k in os.environ if k.startswith(("CODEXK8S_", "DAGSTER_"))]:
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("CODEXK8S_HOME", str(state))
+    monkeypatch.chdir(REPO_ROOT)
+
+    local_stack.run_local_stack("127.0.0.1", port, Path("workspace.yaml"), ui_start_seconds=120)
+
+    assert link.read_text() == f"http://127.0.0.1:{port}/runs/0b5e1d2c"
+    assert _started_anything(state) == []
+
+
+def test_an_operators_own_dagster_url_is_kept(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A UI behind a proxy: the address the operator gave is the one the links use."""
+    monkeypatch.chdir(tmp_path)  # no codexk8s.yaml: the defaults
+    given = {"CODEXK8S_DAGSTER_URL": "https://dagster.example.com"}
+    env = local_stack.platform_env(given, tmp_path / "state", "postgresql://x@127.0.0.1/db", "http://127.0.0.1:3001")
+    assert env["CODEXK8S_DAGSTER_URL"] == "https://dagster.example.com"
+    unset = local_stack.platform_env({}, tmp_path / "state", "postgresql://x@127.0.0.1/db", "http://127.0.0.1:3001")
+    assert unset["CODEXK8S_DAGSTER_URL"] == "http://127.0.0.1:3001"
+
+
 def test_two_starts_at_once_one_holds_the_lock_the_other_is_refused(tmp_path: Path) -> None:
     """Both starts found no record (it is written once the database is up) and broke each other's database."""
     state = tmp_path / "state"
