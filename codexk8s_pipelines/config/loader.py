@@ -13,7 +13,8 @@ from .. import settings
 from ..file_cache import ReadWhenChanged
 from ..file_lines import not_utf8
 from ..security.measured_yaml import MeasuredLoader, YamlRefused, load_measured
-from .models import PlatformConfig
+from .models import LISTED_TWICE_ERROR, PlatformConfig
+from .repository_keys import listed_twice_text
 
 # The places `key_lines` records at most (a file that fails validation is read again for them; MAX_DOCUMENT_NODES
 # bounds the text, this the map).
@@ -77,6 +78,8 @@ def _describe(
         where = "" if line is None else f"line {line}: "
         return f"{where}{path}: unknown key {key!r}; expected one of: {allowed}{hint}"
     msg = error["msg"].removeprefix("Value error, ")
+    if kind == LISTED_TWICE_ERROR:  # both items, each at its line
+        return f"{path}: {listed_twice_text(error['ctx']['listed_twice'], key_lines)}"
     if kind in {"missing"}:
         return f"{path}: required key is missing"
     got = error.get("input")

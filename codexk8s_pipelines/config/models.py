@@ -6,16 +6,19 @@ import re
 from dataclasses import replace
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 from ..domain.labels import DEFAULT_MODELS, DEFAULT_REASONING, LabelScheme
 from ..domain.rules import DEFAULT_LAUNCH_PROFILES, Rules, TriggerPolicy
 from ..domain.stages import MAIN_PATH, STAGE_NAMES, STAGES, ApprovalRule, Permission, RuntimeProfile
 from .periodic import PeriodicConfig, RepositoryDriftConfig, RepositoryPolicyConfig
-from .repository_keys import LEGACY_LOCAL_PREFIX, local_keys
+from .repository_keys import LEGACY_LOCAL_PREFIX, identity, listed_twice, listed_twice_text, local_keys
 from .spend import BudgetsConfig, PricingConfig
 
 _GITHUB_NAME = re.compile(r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+# The error type of one repository listed twice: its context holds the pairs, for the loader to name their lines.
+LISTED_TWICE_ERROR = "repository_listed_twice"
 
 
 def _known_stage(name: str) -> str:
@@ -213,6 +216,15 @@ class PlatformConfig(_Strict):
                 f"each trigger label must start one stage; used twice: {'; '.join(clashes)} — see stages.<stage>.label"
             )
         return self
+
+    @field_validator("repositories")
+    @classmethod
+    def _each_repository_once(cls, repositories: list[RepositoryConfig]) -> list[RepositoryConfig]:
+        found = listed_twice([identity(r.github, r.path) for r in repositories])
+        if found:
+            context = {"text": listed_twice_text(found), "listed_twice": found}
+            raise PydanticCustomError(LISTED_TWICE_ERROR, "{text}", context)
+        return repositories
 
     @model_validator(mode="after")
     def _name_local_checkouts(self) -> PlatformConfig:

@@ -10,6 +10,7 @@ import pytest
 
 from codexk8s_pipelines.config import ConfigError, load_config, load_config_from_environment
 from codexk8s_pipelines.config.loader import parse_config
+from codexk8s_pipelines.config.models import PlatformConfig, RepositoryConfig
 from codexk8s_pipelines.domain.stages import Permission, RuntimeProfile
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -356,6 +357,41 @@ def test_a_repository_is_found_by_its_lower_cased_key_as_partitions_and_records_
     assert config.repository("local:../docs/site") is config.repositories[1]
     assert config.repository(" LOCAL:../Docs/Site ") is config.repositories[1]
     assert config.repository("local:../other") is None
+
+
+def test_a_repository_listed_twice_is_refused_naming_both_items_and_their_lines(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One checkout listed twice (or with a trailing slash, or relative and absolute) became two repositories,
+    `main` and `work-main`, each scanned, indexed and dashboarded: `config check` said "valid — 2 repositories".
+    The same for a GitHub repository in two spellings (GitHub ignores the case)."""
+    checkout = tmp_path / "main"
+    checkout.mkdir()
+    monkeypatch.chdir(tmp_path)
+    for second in (str(checkout), f"{checkout}/", "./main", "main/../main"):
+        path = tmp_path / "codexk8s.yaml"
+        path.write_text(f"locale: en\nrepositories:\n  - path: {checkout}\n  - github: acme/web\n  - path: {second}\n")
+        with pytest.raises(ConfigError) as info:
+            load_config(path)
+        assert info.value.problems == [
+            f"repositories: items 0 (line 3) and 2 (line 5) are both the checkout {checkout}: list each repository once"
+        ], second
+    for second in ("acme/shop", "Acme/Shop", "ACME/SHOP"):
+        assert _errors(f"repositories:\n  - github: acme/shop\n  - github: {second}\n") == [
+            "repositories: items 0 (line 2) and 1 (line 3) are both the GitHub repository acme/shop: "
+            "list each repository once"
+        ]
+    # Every pair is named, in the file's order; without the file's text (a model built in code) the indexes alone.
+    text = "repositories:\n  - github: a/b\n  - github: c/d\n  - github: A/B\n  - github: C/D\n"
+    assert _errors(text) == [
+        "repositories: items 0 (line 2) and 2 (line 4) are both the GitHub repository a/b; items 1 (line 3) and 3 "
+        "(line 5) are both the GitHub repository c/d: list each repository once"
+    ]
+    with pytest.raises(ValueError, match=r"items 0 and 1 are both the GitHub repository a/b"):
+        PlatformConfig(repositories=[RepositoryConfig(github="a/b"), RepositoryConfig(github="a/B")])
+    # Two different checkouts are two repositories, as before.
+    (tmp_path / "other").mkdir()
+    assert len(parse_config(f"repositories:\n  - path: {checkout}\n  - path: other/\n", "x.yaml").repositories) == 2
 
 
 def test_a_drift_ignore_pointer_the_drift_check_would_refuse_is_a_configuration_error() -> None:
