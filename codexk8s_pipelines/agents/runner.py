@@ -55,7 +55,7 @@ from .runner_spec import (
     SpecError,
     load_spec,
 )
-from .verified_push import RunnerRepository
+from .verified_push import BranchMoved, RunnerRepository
 
 EXIT_CODES: dict[str, int] = {"succeeded": 0, "failed_precondition": 2}
 KILL_GRACE_SECONDS = 5.0
@@ -812,6 +812,8 @@ class AgentRun:
             return self._finish("succeeded", "committed", f"committed {commit[:12]}; push disabled")
         try:
             self.repo.push(commit, spec.branch)
+        except BranchMoved as exc:  # a human's push meanwhile: kept, and named; the run is to be started again
+            return self._finish("failed", "branch_moved", str(exc))
         except GitError as exc:
             return self._finish("failed", "push_failed", str(exc))
         self.fields["pushed"] = True

@@ -19,6 +19,7 @@ by untrusted code. Refs (a lingering process swapped `refs/heads/<branch>` after
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -60,6 +61,18 @@ _HARDENED_CONFIG = (
 )
 # How much of a changed blob is read to judge it (size cap + 1: a bigger one is a violation anyway).
 _READ_LIMIT_SLACK = 1
+# git push's words for a ref the remote holds at another commit than the push may replace: not a descendant of it
+# (`non-fast-forward`, `fetch first`: a commit we never fetched), or not the commit a lease named (`stale info`).
+# `[remote rejected]` (branch protection, a push rule) is another matter and stays a failed push.
+_MOVED_REJECTION = re.compile(r"! \[rejected\] .*\((?:non-fast-forward|fetch first|stale info)\)")
+
+
+class BranchMoved(GitError):
+    """The work branch is not where the run found it: someone pushed to it meanwhile. Nothing was overwritten; the
+    message names the branch's new head and what to do. Not git's own words: they name the runner's commit, which
+    exists only in its private git directory, and advise a `git pull` nobody can run there."""
+
+    reason = "branch_moved"
 
 
 def runner_git_dir(workdir: str | Path) -> Path:
@@ -366,8 +379,30 @@ class RunnerRepository:
         return sorted(found)
 
     def push(self, commit: str, branch: str) -> None:
-        """Exactly `commit`, by SHA; fast-forward only, so a branch that moved meanwhile fails rather than loses."""
-        self.git("push", "--quiet", "--no-verify", self.remote_url, f"{commit}:refs/heads/{branch}", network=True)
+        """Exactly `commit`, by SHA; fast-forward only, so a branch that moved meanwhile fails (`BranchMoved`) rather
+        than loses a commit."""
+        ref = f"refs/heads/{branch}"
+        try:
+            self.git("push", "--quiet", "--no-verify", self.remote_url, f"{commit}:{ref}", network=True)
+        except GitError as exc:
+            if not _MOVED_REJECTION.search(str(exc)):
+                raise
+            raise BranchMoved(self._moved_message(branch)) from None
+
+    def _moved_message(self, branch: str) -> str:
+        """What a push refused over a moved branch tells people: where the branch is now, that nothing was lost on
+        the remote, and what to do."""
+        try:
+            heads = ls_remote_refs(self.out("ls-remote", "origin", f"refs/heads/{branch}", network=True))
+        except GitError:
+            heads = {}
+        now = heads.get(f"refs/heads/{branch}")
+        where = f"it is now at {now[:12]}" if now else "its new head could not be read"
+        return (
+            f"branch {branch!r} moved on the remote while the agent worked ({where}: someone else pushed to it); "
+            "nothing on the remote was overwritten, and this run's work was not pushed. Put the stage's run label "
+            "back to start again on top of that commit"
+        )
 
 
 _WHITE_SPACE = b" \t\r\n\f\v"
@@ -381,4 +416,4 @@ def _holds(content: bytes, needles: Sequence[bytes]) -> bool:
     return len(packed) < len(content) and any(n in packed for n in needles)
 
 
-__all__ = ["RunnerRepository", "runner_git_dir"]
+__all__ = ["BranchMoved", "RunnerRepository", "runner_git_dir"]

@@ -211,6 +211,58 @@ def test_revise_adds_a_commit_on_top_of_the_branch(remote: Path, tmp_path: Path)
     assert remote_file(remote, BRANCH, "docs/a.md") == "a, revised\n"
 
 
+# The agent edits once the test says so: meanwhile a human pushes to the branch (`.codexk8s` is never committed).
+EDIT_WHEN_TOLD = """\
+write(".codexk8s/started", "yes")
+deadline = time.monotonic() + 60
+while not (ROOT / ".codexk8s" / "go").exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
+write("src/app.py", "print('agent')\\n")
+result(summary="agent edit", status="done")
+"""
+
+
+def human_push(bare: Path, tmp_path: Path, branch: str, path: str, text: str) -> str:
+    """A person's commit on `branch` (made from main when the remote has no such branch), pushed; its SHA."""
+    clone = tmp_path / f"human-{time.monotonic_ns()}"
+    git("clone", "--quiet", str(bare), str(clone))
+    exists = remote_head(bare, branch) is not None
+    git("checkout", "--quiet", *([branch] if exists else ["-b", branch]), cwd=clone)
+    (clone / path).write_text(text)
+    git("add", "-A", cwd=clone)
+    git("commit", "--quiet", "-m", "a human's commit", cwd=clone)
+    git("push", "--quiet", "origin", branch, cwd=clone)
+    return git("rev-parse", "HEAD", cwd=clone).strip()
+
+
+@pytest.mark.parametrize("existing", [True, False], ids=["existing-branch", "new-branch"])
+def test_a_branch_a_human_pushed_to_while_the_agent_worked_is_kept_and_named(
+    remote: Path, tmp_path: Path, existing: bool
+) -> None:
+    """Someone pushes to codex/issue-12 while the agent works. Before, the run failed as `push_failed` with git's
+    hint ("Updates were rejected ... 'git pull ...'") naming a commit that exists only in the runner's private git
+    directory, and the runbook said to check the App's permissions; now it is `branch_moved`, naming the branch's
+    new head (the human's commit, kept) and saying to put the label back."""
+    if existing:
+        push_branch(remote, tmp_path, BRANCH, "docs/a.md", "a\n")
+    result_path = tmp_path / "result.json"
+    spec = make_spec(tmp_path, remote, make_agent(tmp_path, EDIT_WHEN_TOLD))
+    runner = subprocess.Popen(
+        runner_cmd(spec, result_path), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    wait_for(tmp_path / "workdir" / ".codexk8s" / "started")
+    human = human_push(remote, tmp_path, BRANCH, "human.txt", "mine\n")
+    (tmp_path / "workdir" / ".codexk8s" / "go").write_text("go")
+    out, err = runner.communicate(timeout=90)
+    result = json.loads(result_path.read_text())
+    assert (runner.returncode, result["status"], result["reason"]) == (1, "failed", "branch_moved"), out + err
+    assert remote_head(remote, BRANCH) == human and not result["pushed"]
+    message = result["message"]
+    assert f"now at {human[:12]}" in message and "nothing on the remote was overwritten" in message
+    assert "run label" in message
+    assert "git pull" not in message and result["commit"][:12] not in message
+
+
 def test_no_changes_succeeds_without_pushing(remote: Path, tmp_path: Path) -> None:
     proc, result = run_runner(
         make_spec(tmp_path, remote, make_agent(tmp_path, 'result(summary="nothing")\n')), tmp_path
