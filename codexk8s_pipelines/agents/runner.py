@@ -7,7 +7,8 @@ sandbox (`sandbox.py`: own namespaces, an allow-listed environment, nothing outl
 wrote, and once every agent process is gone build the commit itself, check the write scope on that commit's tree
 diff against the start by content (`domain.write_scope.tree_violations`), and push exactly that commit by SHA
 (`verified_push.py`). Nothing is pushed unless the agent exited 0 within its timeout, every change is in scope, and
-no changed file's name or content holds a secret of the run (`SECRET_IN_FILE`: the agent's model key, the token).
+no changed file's name or content holds a secret of the run (`SECRET_IN_FILE`: the agent's model key, the token), and
+a file the repository stores through Git LFS stays an LFS pointer (`LFS_NOT_POINTER`).
 The agent's secrets are redacted from everything reported (one `Scrubber` for the run).
 
 Reporting goes through Dagster Pipes when Pipes launched us (status custom messages per phase and one final
@@ -39,7 +40,15 @@ from typing import IO, Any
 from .. import settings
 from ..domain.stages import WriteScope
 from ..domain.untrusted_data import UntrustedDataError, loads_json
-from ..domain.write_scope import MODE_SYMLINK, SECRET_IN_FILE, Violation, tree_violations
+from ..domain.write_scope import (
+    MODE_EXECUTABLE,
+    MODE_FILE,
+    MODE_SYMLINK,
+    SECRET_IN_FILE,
+    Violation,
+    lfs_violations,
+    tree_violations,
+)
 from ..security.safe_files import UnsafeFile, read_untrusted_file
 from . import egress
 from . import sandbox as sb
@@ -776,12 +785,15 @@ class AgentRun:
                 links, paths = self.repo.tree_entries(commit, spec.max_text_bytes)
                 if links:
                     before, before_paths = self.repo.tree_entries(start_commit, spec.max_text_bytes)
+            files = [c.path for c in changes if not c.deleted and c.mode in (MODE_FILE, MODE_EXECUTABLE)]
+            lfs = self.repo.lfs_paths([start_commit, commit], files) if scope is not WriteScope.NONE else set()
         except GitError as exc:
             return self._finish("failed", "commit_failed", str(exc))
         changed = sorted({c.path for c in changes})
         violations = tree_violations(
             scope, changes, spec.allow_globs, spec.max_text_bytes, links, before, paths, before_paths
         )
+        violations += lfs_violations(changes, lfs)  # a Git LFS file rewritten whole: no plain blob in its place
         try:  # under every scope: the agent holds its model key, and a pushed file is public on a public repository
             holding = self.repo.paths_holding(commit, changes)
         except GitError as exc:

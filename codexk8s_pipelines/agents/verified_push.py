@@ -346,6 +346,31 @@ class RunnerRepository:
                 pos = header_end + 1 + size + 1
         return sizes, contents
 
+    def lfs_paths(self, commits: Sequence[str], paths: Sequence[str]) -> set[str]:
+        """The `paths` that git stores through Git LFS (`filter=lfs`) as the `.gitattributes` of any of `commits`
+        say, read the way git reads them (nested files, macros, negations): `check-attr --cached` over an index of
+        each commit's tree, never the worktree's files. Both the start and the new tree are asked: the agent's commit
+        may take the rule out, or bring one in."""
+        found: set[str] = set()
+        if not paths:
+            return found
+        names = b"".join(path.encode("utf-8", "surrogateescape") + b"\0" for path in paths)
+        index = self.git_dir / "attributes-index"
+        env = {"GIT_INDEX_FILE": str(index)}
+        try:
+            for commit in commits:
+                self.git("read-tree", commit, env=env)
+                out = self.git("check-attr", "--cached", "-z", "--stdin", "filter", env=env, input_bytes=names).stdout
+                fields = out.split(b"\0")  # path, attribute, value: one triple a path
+                found |= {
+                    fields[i].decode("utf-8", "surrogateescape")
+                    for i in range(0, len(fields) - 2, 3)
+                    if fields[i + 2] == b"lfs"
+                }
+        finally:
+            index.unlink(missing_ok=True)
+        return found
+
     def paths_holding(self, commit: str, changes: Sequence[TreeChange]) -> list[str]:
         """The changed paths of `commit` whose name or content holds a secret the redactor knows, sorted. Content
         already read (within the text limit) is searched here, also with its white space taken out (a secret's

@@ -10,6 +10,8 @@ file system would, through the tree's other symlinks (`escaping_symlinks`), and 
 touches a link (one `markdown-only` may delete, or make a folder) must not send another link out. Under every scope a
 name a change adds must be valid UTF-8 without control, invisible formatting (bidi overrides, zero-width) or line
 separator characters: such a name shows in a review as another one (`invoice\u202egpj.md` reads `invoicedm.jpg`).
+A file git stores through Git LFS (`filter=lfs`) must stay an LFS pointer (`lfs_violations`): the runner has no LFS,
+and the agent's new content would otherwise be pushed as a plain git blob where the repository keeps pointers.
 Every violation names the path and the rule.
 """
 
@@ -153,6 +155,15 @@ OUTSIDE = "a symlink pointing outside the repository"
 # model key, the platform's token): the agent holds its key, and a pushed file is public on a public repository.
 SECRET_IN_FILE = "holds a secret of the run (the agent's model key or the platform's token): never pushed"
 _FOLDER, _LINK, _OTHER = "folder", "symlink", "other"
+# Under every scope that may change files, for a file the repository's `.gitattributes` (of the start tree or of the
+# new one) store through Git LFS whose new content is not an LFS pointer.
+LFS_NOT_POINTER = (
+    "tracked with Git LFS (filter=lfs in .gitattributes) but not an LFS pointer: the runner has no LFS, and the file"
+    " would be pushed as a plain git blob; change it with git-lfs by hand, or leave it as it is"
+)
+# A pointer file (git-lfs's spec/v1): small, `key value` lines, its version first, a sha256 oid and a size among them.
+LFS_POINTER_MAX_BYTES = 1024
+_LFS_VERSIONS = ("https://git-lfs.github.com/spec/v1", "https://hawser.github.com/spec/v1")
 
 
 def _fold(name: str) -> str:
@@ -351,6 +362,43 @@ def tree_violations(
     # Links this change did not touch, sent out by one it did touch (added, retargeted, removed or made a folder).
     found += [Violation(path, rule) for path, rule in escapes.items()]
     return sorted(found, key=lambda v: v.path)
+
+
+def is_lfs_pointer(change: TreeChange) -> bool:
+    """Whether the change's new content is a Git LFS pointer (or empty: LFS leaves an empty file as it is)."""
+    if change.size == 0 or change.content == b"":
+        return True
+    content = change.content
+    if content is None or len(content) > LFS_POINTER_MAX_BYTES or not content.endswith(b"\n"):
+        return False
+    try:
+        lines = content.decode("ascii").splitlines()
+    except UnicodeDecodeError:
+        return False
+    pairs = [line.split(" ", 1) for line in lines]
+    if any(len(pair) != 2 for pair in pairs) or pairs[0][0] != "version" or pairs[0][1] not in _LFS_VERSIONS:
+        return False
+    fields = {key: value for key, value in pairs}
+    oid, size = fields.get("oid", ""), fields.get("size", "")
+    return (
+        len(fields) == len(lines)
+        and oid.startswith("sha256:")
+        and len(oid) == 71
+        and all(c in "0123456789abcdef" for c in oid[7:])
+        and size.isdigit()
+    )
+
+
+def lfs_violations(changes: Iterable[TreeChange], lfs_paths: Iterable[str]) -> list[Violation]:
+    """The files of `lfs_paths` (which git stores through Git LFS: `filter=lfs`, as the runner read the attributes of
+    the start tree and of the new one) that a change leaves as something else than an LFS pointer, by path. A deleted
+    file is no problem."""
+    tracked = set(lfs_paths)
+    return [
+        Violation(c.path, LFS_NOT_POINTER)
+        for c in sorted(changes, key=lambda c: c.path)
+        if c.path in tracked and not c.deleted and not is_lfs_pointer(c)
+    ]
 
 
 def _change_problem(scope: WriteScope, change: TreeChange, allow: Sequence[str], max_bytes: int) -> str | None:

@@ -302,6 +302,68 @@ def test_missing_or_invalid_result_file_is_a_diagnosis_not_a_crash(remote: Path,
     assert result["summary"] is None and "not valid JSON" in result["diagnosis"]
 
 
+# ------------------------------------------------------------------------------------------------ Git LFS
+
+LFS_POINTER = "version https://git-lfs.github.com/spec/v1\noid sha256:" + "a" * 64 + "\nsize 2048\n"
+
+
+def lfs_remote(tmp_path: Path) -> Path:
+    """A repository that keeps its images in Git LFS (`*.png`, and `*.bin` under assets/ by a nested file): in git,
+    only pointers."""
+    bare = make_remote(tmp_path)
+    clone = tmp_path / "lfs-seed"
+    git("clone", "--quiet", str(bare), str(clone))
+    (clone / ".gitattributes").write_text("*.png filter=lfs diff=lfs merge=lfs -text\n")
+    (clone / "assets").mkdir()
+    (clone / "assets" / ".gitattributes").write_text("*.bin filter=lfs diff=lfs merge=lfs -text\n")
+    (clone / "logo.png").write_text(LFS_POINTER)
+    (clone / "assets" / "model.bin").write_text(LFS_POINTER)
+    git("add", "-A", cwd=clone)
+    git("commit", "--quiet", "-m", "images in LFS", cwd=clone)
+    git("push", "--quiet", "origin", "main", cwd=clone)
+    return bare
+
+
+@pytest.mark.parametrize(
+    ("body", "refused"),
+    [
+        # The agent regenerates the logo: before, 200,008 bytes went to GitHub as a plain blob at a filter=lfs path.
+        ('open("logo.png", "wb").write(b"\\x89PNG\\r\\n\\x1a\\n" + os.urandom(200000))\n', ["logo.png"]),
+        # ... and takes the LFS rule out in the same commit: the start tree's attributes still hold.
+        ('open("logo.png", "wb").write(os.urandom(5000))\nwrite(".gitattributes", "")\n', ["logo.png"]),
+        # A new file under the nested rule, and one under a rule the agent brings in itself.
+        (
+            'open("assets/new.bin", "wb").write(os.urandom(64))\n'
+            'write(".gitattributes", "*.png filter=lfs\\n*.dat filter=lfs\\n")\n'
+            'open("data.dat", "wb").write(os.urandom(64))\n',
+            ["assets/new.bin", "data.dat"],
+        ),
+    ],
+    ids=["rewritten", "rule-taken-out", "new-files"],
+)
+def test_a_file_git_stores_in_lfs_is_never_pushed_as_a_plain_blob(
+    tmp_path: Path, body: str, refused: list[str]
+) -> None:
+    bare = lfs_remote(tmp_path)
+    agent = make_agent(tmp_path, body + 'write("src/app.py", "print(1)\\n")\nresult(summary="new logo")\n')
+    proc, result = run_runner(make_spec(tmp_path, bare, agent), tmp_path)
+    assert (proc.returncode, result["reason"]) == (2, "write_scope_violation"), result["message"]
+    assert result["violations"] == refused and not result["pushed"]
+    assert all("tracked with Git LFS (filter=lfs" in rule for rule in result["violation_rules"])
+    assert refused[0] in result["message"] and "not an LFS pointer" in result["message"]
+    assert remote_head(bare, BRANCH) is None
+
+
+def test_an_lfs_pointer_the_agent_updates_and_other_files_are_pushed(tmp_path: Path) -> None:
+    bare = lfs_remote(tmp_path)
+    pointer = LFS_POINTER.replace("a" * 64, "b" * 64)
+    body = f"write('logo.png', {pointer!r})\nopen('photo.jpg', 'wb').write(os.urandom(64))\nresult(summary='ok')\n"
+    proc, result = run_runner(make_spec(tmp_path, bare, make_agent(tmp_path, body)), tmp_path)
+    assert (proc.returncode, result["reason"]) == (0, "pushed"), result["message"]
+    assert result["changed_files"] == ["logo.png", "photo.jpg"]
+    assert remote_file(bare, BRANCH, "logo.png") == pointer
+
+
 # ------------------------------------------------------------------------------------------------ comment_only
 
 

@@ -12,7 +12,10 @@ from codexk8s_pipelines.domain.write_scope import (
     MODE_GITLINK,
     MODE_SYMLINK,
     TreeChange,
+    Violation,
     escaping_symlinks,
+    is_lfs_pointer,
+    lfs_violations,
     scope_violations,
     tree_violations,
 )
@@ -441,3 +444,40 @@ def test_names_of_real_languages_and_existing_files_are_kept() -> None:
     existing = [_file("docs/legacy-\udce9.md"), TreeChange("old\u202e.txt", deleted=True), _file("src/naïve.py")]
     assert tree_violations(WriteScope.ANY_FILE, existing) == []
     assert tree_violations(WriteScope.MARKDOWN_ONLY, existing[:1]) == []
+
+
+POINTER = b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"a" * 64 + b"\nsize 2048\n"
+
+
+@pytest.mark.parametrize(
+    ("content", "pointer"),
+    [
+        (POINTER, True),
+        (b"", True),  # git-lfs leaves an empty file as it is
+        (POINTER.replace(b"size 2048", b"size 2048\next-0-foo sha256:" + b"b" * 64), True),
+        (b"\x89PNG\r\n\x1a\n" + b"\0" * 300, False),
+        (POINTER.replace(b"sha256:", b"sha1:"), False),
+        (POINTER.replace(b"size 2048\n", b""), False),
+        (POINTER[:-1], False),  # no final newline
+        (POINTER + b"x" * 1024, False),  # over the pointer's size
+        (b"oid sha256:" + b"a" * 64 + b"\nversion https://git-lfs.github.com/spec/v1\nsize 1\n", False),
+    ],
+)
+def test_an_lfs_pointer_is_told_from_other_content(content: bytes, pointer: bool) -> None:
+    change = TreeChange("logo.png", mode=MODE_FILE, size=len(content), content=content)
+    assert is_lfs_pointer(change) is pointer
+
+
+def test_a_git_lfs_file_must_stay_a_pointer_and_may_be_deleted() -> None:
+    """A file the attributes store through LFS: a new pointer passes, raw content does not; other files are free."""
+    binary = b"\x89PNG" + b"\0" * 100
+    changes = [
+        TreeChange("logo.png", mode=MODE_FILE, size=len(binary), content=binary),
+        TreeChange("icon.png", mode=MODE_FILE, size=len(POINTER), content=POINTER),
+        TreeChange("old.png", deleted=True),
+        TreeChange("huge.png", mode=MODE_FILE, size=50_000_000, content=None),
+        TreeChange("src/app.py", mode=MODE_FILE, size=len(binary), content=binary),
+    ]
+    found = lfs_violations(changes, ["logo.png", "icon.png", "old.png", "huge.png"])
+    assert [v.path for v in found] == ["huge.png", "logo.png"]
+    assert all(isinstance(v, Violation) and "not an LFS pointer" in v.rule for v in found)
