@@ -68,12 +68,20 @@ class GitError(RuntimeError):
     reason = "git_error"
 
 
-class BranchNotFound(GitError):
-    """A branch the mode requires is not on the remote: a precondition, not a crash."""
+class BranchPrecondition(GitError):
+    """The remote's branches are not as the run needs them: a precondition (the message says what to do), not a
+    crash."""
 
-    def __init__(self, message: str, reason: str = "branch_not_found") -> None:
+    def __init__(self, message: str, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class BranchNotFound(BranchPrecondition):
+    """A branch the mode requires is not on the remote."""
+
+    def __init__(self, message: str, reason: str = "branch_not_found") -> None:
+        super().__init__(message, reason)
 
 
 @dataclass(frozen=True)
@@ -85,6 +93,9 @@ class Checkout:
     source_ref: str
     branch_on_remote: bool
     start_commit: str
+    # The branch's old head the push may replace (a branch started again from the base after its PR was merged or
+    # closed), and only that exact commit; None: the push only fast-forwards.
+    lease: str | None = None
 
 
 def basic_auth_header(token: str) -> str:
@@ -266,8 +277,13 @@ def source_branch(branch: str, base_branch: str, mode: Mode, on_remote: set[str]
     if mode == "revise":
         raise BranchNotFound(f"branch {branch!r} does not exist on the remote; a revise needs its pull request")
     if base_branch not in on_remote:
-        raise BranchNotFound(f"base branch {base_branch!r} does not exist on the remote", "base_branch_not_found")
+        raise base_branch_missing(base_branch)
     return base_branch
+
+
+def base_branch_missing(base_branch: str) -> BranchNotFound:
+    """The precondition of a run whose base branch the remote does not have."""
+    return BranchNotFound(f"base branch {base_branch!r} does not exist on the remote", reason="base_branch_not_found")
 
 
 class GitWorkspace:

@@ -54,7 +54,7 @@ from . import egress
 from . import sandbox as sb
 from .agent_env import build_agent_env
 from .agent_turn import AgentTurn
-from .git_workspace import BranchNotFound, Checkout, GitError, Scrubber
+from .git_workspace import BranchPrecondition, Checkout, GitError, Scrubber
 from .runner_spec import (
     AGENT_SECRET_PREFIX,
     TOKEN_ENV_VAR,
@@ -460,11 +460,13 @@ class AgentRun:
 
     def _prepare(self) -> Checkout | RunnerResult:
         spec = self.spec
+        closed = spec.closed_pull
         try:
             checkout = self.repo.prepare(
-                spec.branch, spec.base_branch, spec.mode, spec.pull_ref, pull_ref_fallback=spec.pull_ref_fallback
-            )
-        except BranchNotFound as exc:
+                spec.branch, spec.base_branch, spec.mode, spec.pull_ref, pull_ref_fallback=spec.pull_ref_fallback,
+                closed_pull=closed.number if closed is not None else None,
+            )  # fmt: skip
+        except BranchPrecondition as exc:
             return self._finish("failed_precondition", exc.reason, str(exc))
         except GitError as exc:
             return self._finish("failed", "workspace_error", str(exc))
@@ -475,6 +477,14 @@ class AgentRun:
             source_ref=checkout.source_ref,
             start_commit=checkout.start_commit,
         )
+        if closed is not None and checkout.lease is not None:
+            self.reporter.status(
+                "branch_restarted",
+                f"{closed.describe()}: {spec.branch} starts again from {checkout.source_ref}; its former head "
+                f"{checkout.lease[:12]} stays at {closed.kept_at}",
+                replaces=checkout.lease,
+                kept_at=closed.kept_at,
+            )
         return checkout
 
     def _judge(self, checkout: Checkout, outcome: AgentOutcome | None) -> RunnerResult:
@@ -500,7 +510,7 @@ class AgentRun:
         if outcome.exit_code != 0:
             last = " | ".join(outcome.tail[-5:])
             return self._finish("failed", "agent_exit_code", f"the agent exited {outcome.exit_code}; last: {last}")
-        return self._verify_and_push(checkout.start_commit)
+        return self._verify_and_push(checkout)
 
     def _stopped_by_meter(self, checkout: Checkout) -> RunnerResult | None:
         """The run's cap passed (`budget_exceeded`) or a loop (`agent_loop`): the agent was ended, and nothing is
@@ -511,7 +521,7 @@ class AgentRun:
         self.reporter.status("agent_stopped", f"{stop.reason}: {stop.detail}", reason=stop.reason)
         guard = self.spec.spend
         if stop.reason == "budget_exceeded" and guard is not None and guard.push_partial_work:
-            partial = self._verify_and_push(checkout.start_commit)
+            partial = self._verify_and_push(checkout)
             what = f"partial work pushed ({(partial.commit or '')[:12]})" if partial.pushed else partial.message
             return self._finish("failed", stop.reason, f"{stop.detail}; the agent was stopped; {what}")
         return self._finish("failed", stop.reason, f"{stop.detail}; the agent was stopped and nothing was pushed")
@@ -538,6 +548,7 @@ class AgentRun:
                 "source_ref": checkout.source_ref,
                 "branch_on_remote": checkout.branch_on_remote,
                 "start_commit": checkout.start_commit,
+                "lease": checkout.lease,
             }
             result = self._finish("succeeded", "prepared", f"checkout at {checkout.start_commit[:12]}")
         self._state_file.parent.mkdir(parents=True, exist_ok=True)
@@ -764,9 +775,11 @@ class AgentRun:
 
     # ---------------------------------------------------------------- the runner's turn: verify, then push
 
-    def _verify_and_push(self, start_commit: str) -> RunnerResult:
-        """Commit what is in the worktree now (no agent process is left), judge that commit, push exactly it."""
+    def _verify_and_push(self, checkout: Checkout) -> RunnerResult:
+        """Commit what is in the worktree now (no agent process is left), judge that commit, push exactly it (over
+        the branch's old head only when the checkout leases it: a branch started again from the base)."""
         spec = self.spec
+        start_commit = checkout.start_commit
         scope = spec.effective_scope
         try:
             _tree, commit = self.repo.build_commit(
@@ -823,14 +836,18 @@ class AgentRun:
         if not spec.push:
             return self._finish("succeeded", "committed", f"committed {commit[:12]}; push disabled")
         try:
-            self.repo.push(commit, spec.branch)
+            self.repo.push(commit, spec.branch, checkout.lease)
         except BranchMoved as exc:  # a human's push meanwhile: kept, and named; the run is to be started again
             return self._finish("failed", "branch_moved", str(exc))
         except GitError as exc:
             return self._finish("failed", "push_failed", str(exc))
-        self.fields["pushed"] = True
+        self.fields.update(pushed=True, replaced_head=checkout.lease)
         self.reporter.status("pushed", f"{commit[:12]} to {spec.branch}", commit=commit, branch=spec.branch)
-        return self._finish("succeeded", "pushed", f"pushed {commit[:12]} to {spec.branch}")
+        replaced = ""
+        if checkout.lease is not None and spec.closed_pull is not None:
+            kept = spec.closed_pull.kept_at
+            replaced = f", in place of its former head {checkout.lease[:12]} (kept at {kept})"
+        return self._finish("succeeded", "pushed", f"pushed {commit[:12]} to {spec.branch}{replaced}")
 
     def _finish(self, status: RunnerStatus, reason: str, message: str) -> RunnerResult:
         return RunnerResult(

@@ -65,6 +65,23 @@ class SpendGuard(BaseModel):
         return Budgets(per_run=Limit(self.max_tokens, self.max_cost), push_partial_work=self.push_partial_work)
 
 
+class ClosedPull(BaseModel):
+    """The work branch's merged or closed PR (it has no open one): the run starts again from the base branch."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    number: int = Field(gt=0)
+    merged: bool = False
+
+    @property
+    def kept_at(self) -> str:
+        """Where GitHub keeps the PR's head, whatever becomes of its branch."""
+        return f"refs/pull/{self.number}/head"
+
+    def describe(self) -> str:
+        return f"pull request #{self.number} was {'merged' if self.merged else 'closed without merging'}"
+
+
 class RunnerSpec(BaseModel):
     """One agent run: where the code is, which branch, what to run, and what it may change."""
 
@@ -85,6 +102,11 @@ class RunnerSpec(BaseModel):
         default=False,
         description="with pull_ref, a PR of this repository: `branch` is its head branch, read while the remote has"
         " it; pull_ref once it was deleted (a merged PR's, say), where a review would otherwise read the base branch",
+    )
+    closed_pull: ClosedPull | None = Field(
+        default=None,
+        description="the branch's PR was merged or closed: start again from the base branch; the push replaces the"
+        " branch's old head only if it is that PR's (kept at refs/pull/N/head), under a lease on it",
     )
     workdir: str = Field(min_length=1, description="where the checkout is cloned or reused")
     command: list[str] = Field(min_length=1, description="the rendered agent command")
@@ -149,6 +171,8 @@ class RunnerSpec(BaseModel):
             raise ValueError(f"pull_ref {self.pull_ref!r}: only a comment-only run reads a pull request's head")
         if self.pull_ref_fallback and self.pull_ref is None:
             raise ValueError("pull_ref_fallback: no pull_ref to fall back to")
+        if self.pull_ref is not None and self.closed_pull is not None:
+            raise ValueError("closed_pull: a run reads a pull request's head (pull_ref) or starts anew, not both")
         return self
 
     @field_validator("result_file")
@@ -202,6 +226,10 @@ class RunnerResult(BaseModel):
     violations: list[str] = Field(default_factory=list, description="paths outside the write scope")
     violation_rules: list[str] = Field(default_factory=list, description="each violation with the rule it broke")
     pushed: bool = False
+    replaced_head: str | None = Field(
+        default=None,
+        description="the branch's former head the push replaced (kept at its closed PR's refs/pull/N/head)",
+    )
     agent_exit_code: int | None = None
     agent_kind: str | None = None
     usage: dict[str, Any] | None = Field(default=None, description="the agent's own report (agents.usage.Usage)")

@@ -29,11 +29,13 @@ from ..security.safe_files import remove_tree
 from .git_workspace import (
     SAFE_CONFIG,
     BranchNotFound,
+    BranchPrecondition,
     Checkout,
     GitError,
     Mode,
     Scrubber,
     auth_config_env,
+    base_branch_missing,
     git_env,
     ls_remote_refs,
     normalize_remote,
@@ -152,6 +154,7 @@ class RunnerRepository:
         pull_ref: str | None = None,
         *,
         pull_ref_fallback: bool = False,
+        closed_pull: int | None = None,
     ) -> Checkout:
         """A fresh worktree of the branch the mode asks for; nothing a previous run (or agent) left is reused.
 
@@ -168,9 +171,14 @@ class RunnerRepository:
 
         When the run starts elsewhere than on the base branch (a PR's branch or head), the base branch is fetched
         with it and shown to the agent as `origin/<base>`: a reviewer asked for a PR's changes, or a revise asked
-        for what its branch changed, reads them as `git diff origin/<base>...HEAD`."""
+        for what its branch changed, reads them as `git diff origin/<base>...HEAD`.
+
+        `closed_pull`: the number of the branch's merged or closed PR (it has no open one): the run starts again from
+        the base branch (`_start_again`)."""
         self._wipe_worktree()
         self._ensure_git_dir()
+        if closed_pull is not None:
+            return self._start_again(branch, base_branch, mode, closed_pull)
         if pull_ref is not None:
             heads = [base_branch, branch] if pull_ref_fallback else [base_branch]
             refs = [f"refs/heads/{name}" for name in heads]
@@ -193,6 +201,39 @@ class RunnerRepository:
         local = branch if mode != "comment_only" or branch in on_remote else base_branch
         return self._check_out(local, source, base, on_remote=branch in on_remote)
 
+    def _start_again(self, branch: str, base_branch: str, mode: Mode, number: int) -> Checkout:
+        """A run on a branch whose PR #`number` was merged or closed: from the base branch, never on the branch's old
+        commits (a merged PR's are in the base already, squashed or not; a closed PR's were turned down). The push
+        replaces the branch's old head under a lease on it (`Checkout.lease`), and only when that head is the PR's,
+        which GitHub keeps at refs/pull/N/head whatever becomes of the branch: nothing is lost. A branch someone
+        pushed to after the PR was closed holds commits of no PR: a precondition, never overwritten. A revise has
+        nothing open to revise. A comment-only run reads the base branch and pushes nothing."""
+        kept, head, base = f"refs/pull/{number}/head", f"refs/heads/{branch}", f"refs/heads/{base_branch}"
+        if mode == "revise":
+            raise BranchPrecondition(
+                f"pull request #{number} of branch {branch!r} is merged or closed: there is nothing open to revise; "
+                f"start the stage again without `:revise` to begin anew from {base_branch!r}",
+                reason="pull_request_closed",
+            )
+        found = ls_remote_refs(self.out("ls-remote", "origin", kept, head, base, network=True))
+        if base not in found:
+            raise base_branch_missing(base_branch)
+        old = found.get(head)
+        if old is not None and mode != "comment_only" and old != found.get(kept):
+            pr_head = found[kept][:12] if kept in found else "not on the remote"
+            raise BranchPrecondition(
+                f"branch {branch!r} is at {old[:12]}, not at the head of its closed pull request #{number} "
+                f"({kept}: {pr_head}): someone pushed to it after the pull request was closed, and those commits are "
+                f"in no pull request. A run would start again from {base_branch!r} and replace them, so none did: "
+                f"open a pull request from {branch!r} to go on with them (then put the label back), or delete the "
+                f"branch to start again from {base_branch!r}",
+                reason="branch_moved_after_pr_closed",
+            )
+        self._fetch([f"+{base}:refs/remotes/origin/{base_branch}"], None, prune=True)
+        local = base_branch if mode == "comment_only" else branch
+        lease = old if mode != "comment_only" else None
+        return self._check_out(local, base_branch, None, on_remote=old is not None, lease=lease)
+
     def _fetch(self, refspecs: list[str], base: str | None, *, prune: bool) -> None:
         """One fetch of `refspecs`, and of the base branch beside them when `base` names it."""
         if base is not None:
@@ -200,16 +241,18 @@ class RunnerRepository:
         options = ["--quiet", *(["--prune"] if prune else []), "--no-tags", "--no-recurse-submodules"]
         self.git("fetch", *options, "origin", *refspecs, network=True)
 
-    def _check_out(self, local: str, source: str, base: str | None, *, on_remote: bool) -> Checkout:
+    def _check_out(
+        self, local: str, source: str, base: str | None, *, on_remote: bool, lease: str | None = None
+    ) -> Checkout:
         """The worktree at the fetched `origin/<source>`, on the local branch `local`; `base`: the base branch,
-        fetched beside it, for the agent's git."""
+        fetched beside it, for the agent's git; `lease`: the remote branch's head the push may replace."""
         self.git("symbolic-ref", "HEAD", f"refs/heads/{local}")
         self.git("update-ref", f"refs/heads/{local}", f"refs/remotes/origin/{source}")
         self.git("read-tree", "--reset", "-u", "HEAD")
         start = self.out("rev-parse", "--verify", "HEAD").strip()
         base_commit = self.out("rev-parse", "--verify", f"refs/remotes/origin/{base}").strip() if base else None
         self._agent_git(local, start, (base, base_commit) if base and base_commit else None)
-        return Checkout(self.worktree, local, f"origin/{source}", on_remote, start)
+        return Checkout(self.worktree, local, f"origin/{source}", on_remote, start, lease)
 
     def _ensure_git_dir(self) -> None:
         if not (self.git_dir / "HEAD").is_file():
@@ -403,30 +446,38 @@ class RunnerRepository:
             )
         return sorted(found)
 
-    def push(self, commit: str, branch: str) -> None:
+    def push(self, commit: str, branch: str, lease: str | None = None) -> None:
         """Exactly `commit`, by SHA; fast-forward only, so a branch that moved meanwhile fails (`BranchMoved`) rather
-        than loses a commit."""
+        than loses a commit. `lease`: the branch's old head this commit replaces (a branch started again from the
+        base), by an explicit lease on that exact commit: a branch at any other fails the same way."""
         ref = f"refs/heads/{branch}"
+        leased = [f"--force-with-lease={ref}:{lease}"] if lease else []
         try:
-            self.git("push", "--quiet", "--no-verify", self.remote_url, f"{commit}:{ref}", network=True)
+            self.git("push", "--quiet", "--no-verify", *leased, self.remote_url, f"{commit}:{ref}", network=True)
         except GitError as exc:
             if not _MOVED_REJECTION.search(str(exc)):
                 raise
-            raise BranchMoved(self._moved_message(branch)) from None
+            raise BranchMoved(self._moved_message(branch, leased=bool(lease))) from None
 
-    def _moved_message(self, branch: str) -> str:
+    def _moved_message(self, branch: str, *, leased: bool) -> str:
         """What a push refused over a moved branch tells people: where the branch is now, that nothing was lost on
-        the remote, and what to do."""
+        the remote, and what to do (`leased`: the run was to start the branch again after its PR was closed, and a
+        next run would not build on someone's new commit either: it goes into a PR of its own, or away)."""
         try:
-            heads = ls_remote_refs(self.out("ls-remote", "origin", f"refs/heads/{branch}", network=True))
+            listed = self.out("ls-remote", "origin", f"refs/heads/{branch}", network=True)
+            now = ls_remote_refs(listed).get(f"refs/heads/{branch}")
+            what = f"it is now at {now[:12]}: someone else pushed to it" if now else "someone deleted it"
         except GitError:
-            heads = {}
-        now = heads.get(f"refs/heads/{branch}")
-        where = f"it is now at {now[:12]}" if now else "its new head could not be read"
+            what = "someone else pushed to it; its new head could not be read"
+        then = (
+            f"open a pull request from {branch!r} to go on with it, or delete the branch, then put the stage's run "
+            "label back"
+            if leased
+            else "Put the stage's run label back to start again from the branch as it is now"
+        )
         return (
-            f"branch {branch!r} moved on the remote while the agent worked ({where}: someone else pushed to it); "
-            "nothing on the remote was overwritten, and this run's work was not pushed. Put the stage's run label "
-            "back to start again on top of that commit"
+            f"branch {branch!r} moved on the remote while the agent worked ({what}); nothing on the remote was "
+            f"overwritten, and this run's work was not pushed. {then[0].upper()}{then[1:]}"
         )
 
 

@@ -1,7 +1,10 @@
 """What a stage run works on, read from GitHub once at the start: texts, comments, branch, PR, review threads.
 
 The branch rule is the reference system's: a stage works on `codex/issue-<N>`; a revise must find the branch of
-its PR (there is nothing to revise otherwise); a reviewer run reads the PR's branch and changes nothing.
+its PR (there is nothing to revise otherwise); a reviewer run reads the PR's branch and changes nothing. A branch
+whose PR was merged or closed (GitHub keeps the branch) holds finished or rejected work: a run on the issue starts
+from the base branch again (`closed_pr_number`; the runner replaces the branch's old head, kept by GitHub at
+refs/pull/N/head, only under a lease on it).
 """
 
 from __future__ import annotations
@@ -9,6 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from ..agents.runner_spec import ClosedPull
 from ..domain.correlation import comment_number
 from ..github.api import RepoApi
 from ..github.payloads import Comment, IssueItem, PullRequest, Review
@@ -48,6 +52,9 @@ class StageContext:
     default_branch: str = ""  # the repository's: never pushed to, whatever the PR's base (empty in older contexts)
     discussion: bool = False  # `mode:discussion`: the stage's agent only comments (mode comment_only)
     issue_labels: tuple[str, ...] = ()  # the issue's labels when the run started: which state label to take off
+    # The issue's branch has no open PR but a merged or closed one: the run starts again from the base branch.
+    closed_pr_number: int | None = None
+    closed_pr_merged: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -90,6 +97,7 @@ def gather(
     branch = work_branch(issue_number, pr_number)
     raw_pr = api.pull(pr_number) if pr_number is not None else api.open_pull_for_branch(branch)
     pr = PullRequest.parse(raw_pr) if raw_pr is not None else None
+    closed = _closed_pull(api, branch) if pr is None and pr_number is None else None
     own_head = pr is not None and pr.head_is_in(api.full_name)
     if pr is not None and own_head:
         # Only a branch of this repository: a fork's head_ref names a branch of the fork (`main`, say), and pushing
@@ -134,4 +142,20 @@ def gather(
         pull_ref_fallback=pull_ref is not None and own_head,
         discussion=discussion,
         issue_labels=issue.labels if issue else (),
+        closed_pr_number=closed.number if closed is not None else None,
+        closed_pr_merged=closed is not None and closed.merged,
     )
+
+
+def closed_pull(ctx: StageContext) -> ClosedPull | None:
+    """The runner's part of a branch whose PR was merged or closed: it starts again from the base branch."""
+    if ctx.closed_pr_number is None:
+        return None
+    return ClosedPull(number=ctx.closed_pr_number, merged=ctx.closed_pr_merged)
+
+
+def _closed_pull(api: RepoApi, branch: str) -> PullRequest | None:
+    """The branch's newest merged or closed PR, when it has no open one: its work went into the base, or was turned
+    down, and the next run must not build on it again."""
+    raw = api.closed_pull_for_branch(branch)
+    return PullRequest.parse(raw) if raw is not None else None

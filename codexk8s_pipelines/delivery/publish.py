@@ -6,12 +6,13 @@ import logging
 from dataclasses import replace
 from typing import Any
 
+from ..agents.runner_spec import RunnerResult
 from ..domain.labels import normalize
 from ..domain.next_steps import next_steps
 from ..domain.rules import Rules
 from ..github.api import RepoApi
 from ..github.payloads import PR_MARKER
-from ..github.service_comment import COMMENT_EVENT, RunView, comment_id, inert, run_url, upsert
+from ..github.service_comment import COMMENT_EVENT, BranchRestart, RunView, comment_id, inert, run_url, upsert
 from ..store import PlatformStore
 from .context import StageContext
 
@@ -83,6 +84,21 @@ def open_or_update_pull(api: RepoApi, store: PlatformStore, ctx: StageContext, s
         ctx.correlation_key, event, "system", ACTOR, {"number": pr.get("number"), "url": pr.get("html_url")}
     )
     return pr
+
+
+def record_restart(store: PlatformStore, ctx: StageContext, outcome: RunnerResult) -> BranchRestart | None:
+    """A work branch the run started again from its base, its PR having been merged or closed (`run.branch.restarted`):
+    which PR, and the head the push replaced, which GitHub keeps at the PR's refs/pull/N/head. None: no such run."""
+    if ctx.closed_pr_number is None or not outcome.pushed or not outcome.replaced_head:
+        return None
+    pr, merged = ctx.closed_pr_number, ctx.closed_pr_merged
+    restart = BranchRestart(ctx.branch, ctx.base_branch, pr, merged, outcome.replaced_head)
+    payload = {
+        "branch": restart.branch, "base": restart.base, "pr": restart.pr, "merged": restart.merged,
+        "replaced_head": restart.old_head, "kept_at": f"refs/pull/{restart.pr}/head",
+    }  # fmt: skip
+    store.append_event(ctx.correlation_key, "run.branch.restarted", "system", ACTOR, payload)
+    return restart
 
 
 def _on_issue(ctx: StageContext, label: str) -> list[str]:

@@ -30,7 +30,7 @@ from ..resources import PlatformConfigResource, PlatformDatabase
 from ..store.database import RunRecord
 from ..store.usage import release_reservation
 from . import publish
-from .context import StageContext, gather
+from .context import StageContext, closed_pull, gather
 from .spend import comment_line, record_run, spend_guard
 
 ACTOR = "dagster"
@@ -281,6 +281,7 @@ def run_agent(
         mode=ctx.mode,  # type: ignore[arg-type]
         pull_ref=ctx.pull_ref,
         pull_ref_fallback=ctx.pull_ref_fallback,
+        closed_pull=closed_pull(ctx),
         default_branch=ctx.default_branch or None,
         workdir=prepared["workdir"],
         command=prepared["command"],
@@ -426,6 +427,7 @@ def publish_result(
             metadata={"reason": outcome.reason, "violations": dg.MetadataValue.json(outcome.violations)},
         )
     pr: dict | None = None
+    restart = publish.record_restart(store, ctx, outcome)
     if outcome.pushed and ctx.mode != "comment_only":
         pr = publish.open_or_update_pull(api, store, ctx, outcome.summary)
     elif ctx.pr_number is not None:
@@ -436,7 +438,7 @@ def publish_result(
     view = publish.view_of(
         ctx, "finished", context.run_id, platform.locale, summary=outcome.summary or outcome.message,
         changed_files=tuple(outcome.changed_files), pr_url=(pr or {}).get("html_url"), usage=usage,
-        session=publish.session_line(outcome.agent_notes),
+        session=publish.session_line(outcome.agent_notes), restart=restart,
         next_steps=publish.next_steps_for(ctx, rules, pr_exists=pr is not None),
     )  # fmt: skip
     publish.show(api, store, ctx, view)

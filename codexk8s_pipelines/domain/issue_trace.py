@@ -141,6 +141,12 @@ def _describe(event: AuditEvent, run_url: Callable[[str], str], took_seconds: Ma
     if kind in ("run.pr.created", "run.pr.updated"):
         verb = "opened" if kind == "run.pr.created" else "updated"
         return f"PR #{p.get('number')} {verb}: {p.get('url')}"
+    if kind == "run.branch.restarted":
+        how = "merged" if p.get("merged") else "closed"
+        return (
+            f"`{p.get('branch')}` started again from `{p.get('base')}`: PR #{p.get('pr')} was {how}; its former "
+            f"head {str(p.get('replaced_head') or '')[:12]} stays at {p.get('kept_at')}"
+        )
     if kind == "pr.merged":
         return f"PR #{p.get('number')} merged" + (f" by {p.get('merged_by')}" if p.get("merged_by") else "")
     if kind == "pr.hand_edited":

@@ -431,11 +431,20 @@ class RepoApi:
 
     # -- pull requests ---------------------------------------------------------------------------------------
     def open_pull_for_branch(self, branch: str) -> dict[str, Any] | None:
+        return next(iter(self._pulls_of_branch(branch, "open")), None)
+
+    def closed_pull_for_branch(self, branch: str) -> dict[str, Any] | None:
+        """The newest closed PR (merged, or closed without merging) whose head is `branch` of this repository: GitHub
+        keeps a PR's branch after its merge unless told otherwise, and the branch then holds finished work."""
+        pulls = self._pulls_of_branch(branch, "closed", {"sort": "created", "direction": "desc"})
+        return next((p for p in pulls if PullRequest.parse(p).head_is_in(self.full_name)), None)
+
+    def _pulls_of_branch(self, branch: str, state: str, order: dict[str, str] | None = None) -> list[dict[str, Any]]:
+        """The PRs in `state` whose head branch is named `branch` (GitHub's `head` filter, checked again here)."""
         owner = self.full_name.split("/", 1)[0]
-        pulls = self._get_pages(f"{self.base}/pulls", {"state": "open", "head": f"{owner}:{branch}", "per_page": 100})[
-            2
-        ]
-        return next((p for p in pulls if PullRequest.parse(p).head_ref == branch), None)
+        params = {"state": state, "head": f"{owner}:{branch}", "per_page": 100, **(order or {})}
+        pulls: list[dict[str, Any]] = self._get_pages(f"{self.base}/pulls", params)[2]
+        return [p for p in pulls if PullRequest.parse(p).head_ref == branch]
 
     def create_pull(self, title: str, head: str, base: str, body: str) -> dict[str, Any]:
         payload = {"title": title, "head": head, "base": base, "body": body}

@@ -192,6 +192,7 @@ class PullRequest:
     # The branch of this repository the PR would merge into (`base.ref`): not always the default branch (a PR into
     # `release`), and what a review of the PR diffs against.
     base_ref: str = ""
+    merged: bool = False  # `merged_at` set: a closed PR whose commits went into its base (squashed or not)
 
     @classmethod
     def parse(cls, data: object, where: str = "pull request") -> PullRequest:
@@ -208,6 +209,7 @@ class PullRequest:
             head_sha=_str(head, "sha"),
             head_repo=_str(_opt_obj(head, "repo", f"{where} #{number}.head"), "full_name") or None,
             base_ref=_str(_opt_obj(obj, "base", f"{where} #{number}"), "ref"),
+            merged=bool(_str(obj, "merged_at")),
         )
 
     def head_is_in(self, repository: str) -> bool:

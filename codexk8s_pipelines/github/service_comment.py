@@ -56,6 +56,11 @@ _TEXT: dict[str, dict[str, str]] = {
         "diagnosis": "Diagnosis",
         "usage": "Usage",
         "session": "Agent session",
+        "branch": "Branch",
+        "restarted": "`{branch}` started again from `{base}`: #{pr} was {how}; its former head `{old}` stays at "
+        "`refs/pull/{pr}/head`",
+        "merged": "merged",
+        "closed": "closed without merging",
         "stage": "Stage",
         "discussion": "discussion: comments only, nothing is written",
         "run": "Dagster run",
@@ -88,6 +93,11 @@ _TEXT: dict[str, dict[str, str]] = {
         "diagnosis": "Диагноз",
         "usage": "Расход",
         "session": "Сессия агента",
+        "branch": "Ветка",
+        "restarted": "`{branch}` начата заново от `{base}`: #{pr} {how}; её прежняя вершина `{old}` сохранена в "
+        "`refs/pull/{pr}/head`",
+        "merged": "слит",
+        "closed": "закрыт без слияния",
         "stage": "Этап",
         "discussion": "обсуждение: только комментарий, ничего не записывается",
         "run": "Запуск Dagster",
@@ -110,6 +120,18 @@ _TEXT: dict[str, dict[str, str]] = {
         "add": "поставьте",
     },
 }
+
+
+@dataclass(frozen=True)
+class BranchRestart:
+    """A work branch started again from its base after its PR was merged or closed: the push replaced `old_head`,
+    which GitHub keeps at the PR's refs/pull/N/head."""
+
+    branch: str
+    base: str
+    pr: int
+    merged: bool
+    old_head: str
 
 
 @dataclass(frozen=True)
@@ -136,6 +158,7 @@ class RunView:
     usage: str | None = None  # the agent's own usage report (agents.usage.Usage.summary)
     session: str | None = None  # a revise: the agent session it continued, or why it started fresh
     discussion: bool = False  # `mode:discussion`: the stage's agent only comments
+    restart: BranchRestart | None = None  # the work branch was started again from its base
 
 
 def _step_line(step: NextStep, t: dict[str, str]) -> str:
@@ -168,6 +191,11 @@ def render(view: RunView) -> str:
         lines += ["", f"- {t['usage']}: {view.usage}"]
     if view.session:
         lines.append(f"- {t['session']}: {view.session}")
+    if view.restart is not None:
+        r = view.restart
+        how = t["merged"] if r.merged else t["closed"]
+        note = t["restarted"].format(branch=r.branch, base=r.base, pr=r.pr, how=how, old=r.old_head[:12])
+        lines.append(f"- {t['branch']}: {note}")
     if view.changed_files:
         shown = ", ".join(f"`{f}`" for f in view.changed_files[:30])
         more = f" (+{len(view.changed_files) - 30})" if len(view.changed_files) > 30 else ""

@@ -263,6 +263,108 @@ def test_a_branch_a_human_pushed_to_while_the_agent_worked_is_kept_and_named(
     assert "git pull" not in message and result["commit"][:12] not in message
 
 
+# ------------------------------------------------------------------------------------------------ after a merged PR
+
+
+def merged_branch(bare: Path, tmp_path: Path, number: int = 7, merged: bool = True) -> str:
+    """codex/issue-12 with an earlier run's commit, whose PR #`number` was squash-merged into main (or closed without
+    merging): GitHub keeps the PR's head at refs/pull/N/head and (by default) the branch; main moves on. Returns the
+    branch's head."""
+    head = push_branch(bare, tmp_path, BRANCH, "docs/a.md", "a\n")
+    git(f"--git-dir={bare}", "update-ref", f"refs/pull/{number}/head", head)
+    if not merged:
+        return head
+    tree = git(f"--git-dir={bare}", "rev-parse", f"{head}^{{tree}}").strip()
+    squash = git(f"--git-dir={bare}", "commit-tree", tree, "-p", "main", "-m", f"squash (#{number})").strip()
+    git(f"--git-dir={bare}", "update-ref", "refs/heads/main", squash)
+    return head
+
+
+def test_a_branch_whose_pull_request_was_merged_starts_again_from_main(remote: Path, tmp_path: Path) -> None:
+    """The push replaces the branch's old head, kept at refs/pull/7/head, under a lease on exactly that commit."""
+    old = merged_branch(remote, tmp_path)
+    main = remote_head(remote, "main")
+    closed = {"number": 7, "merged": True}
+    proc, result = run_runner(
+        make_spec(tmp_path, remote, make_agent(tmp_path, EDIT_CODE), closed_pull=closed), tmp_path
+    )
+    assert (proc.returncode, result["reason"]) == (0, "pushed"), result["message"]
+    assert remote_log(remote, BRANCH, "%H %P")[0] == f"{result['commit']} {main}"  # on main, not on the old commits
+    assert result["changed_files"] == ["docs/prompt-seen.md", "src/app.py"]  # judged against main
+    assert result["replaced_head"] == old and f"in place of its former head {old[:12]}" in result["message"]
+    assert "pull request #7 was merged: codex/issue-12 starts again from origin/main" in proc.stdout
+    assert git(f"--git-dir={remote}", "rev-parse", "refs/pull/7/head").strip() == old
+
+
+def test_a_branch_whose_pull_request_was_merged_and_deleted_starts_from_main(remote: Path, tmp_path: Path) -> None:
+    merged_branch(remote, tmp_path)
+    git(f"--git-dir={remote}", "update-ref", "-d", f"refs/heads/{BRANCH}")  # "delete head branches" is on
+    closed = {"number": 7, "merged": True}
+    proc, result = run_runner(
+        make_spec(tmp_path, remote, make_agent(tmp_path, EDIT_CODE), closed_pull=closed), tmp_path
+    )
+    assert (proc.returncode, result["reason"], result["replaced_head"]) == (0, "pushed", None)
+    assert remote_log(remote, BRANCH, "%P")[0] == remote_head(remote, "main")
+
+
+def test_a_branch_pushed_to_during_a_run_after_the_merge_is_never_overwritten(remote: Path, tmp_path: Path) -> None:
+    """The lease is on the head the run saw: a human's push while the agent works fails the push, never is lost."""
+    merged_branch(remote, tmp_path)
+    result_path = tmp_path / "result.json"
+    spec = make_spec(tmp_path, remote, make_agent(tmp_path, EDIT_WHEN_TOLD), closed_pull={"number": 7})
+    runner = subprocess.Popen(
+        runner_cmd(spec, result_path), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    wait_for(tmp_path / "workdir" / ".codexk8s" / "started")
+    human = human_push(remote, tmp_path, BRANCH, "human.txt", "mine\n")
+    (tmp_path / "workdir" / ".codexk8s" / "go").write_text("go")
+    out, err = runner.communicate(timeout=90)
+    result = json.loads(result_path.read_text())
+    assert (result["status"], result["reason"]) == ("failed", "branch_moved"), out + err
+    assert remote_head(remote, BRANCH) == human and f"now at {human[:12]}" in result["message"]
+    assert "Open a pull request from 'codex/issue-12' to go on with it, or delete the branch" in result["message"]
+
+
+def test_a_branch_pushed_to_after_the_merge_is_a_precondition(remote: Path, tmp_path: Path) -> None:
+    merged_branch(remote, tmp_path)
+    human = human_push(remote, tmp_path, BRANCH, "human.txt", "mine\n")
+    spec = make_spec(tmp_path, remote, make_agent(tmp_path, EDIT_CODE), closed_pull={"number": 7, "merged": True})
+    proc, result = run_runner(spec, tmp_path)
+    assert (proc.returncode, result["reason"]) == (2, "branch_moved_after_pr_closed")
+    assert f"is at {human[:12]}, not at the head of its closed pull request #7" in result["message"]
+    assert remote_head(remote, BRANCH) == human
+
+
+def test_a_revise_of_a_merged_pull_request_is_a_precondition(remote: Path, tmp_path: Path) -> None:
+    old = merged_branch(remote, tmp_path)
+    spec = make_spec(tmp_path, remote, make_agent(tmp_path, EDIT_CODE), mode="revise", closed_pull={"number": 7})
+    proc, result = run_runner(spec, tmp_path)
+    assert (proc.returncode, result["reason"]) == (2, "pull_request_closed")
+    assert "pull request #7 of branch 'codex/issue-12' is merged or closed" in result["message"]
+    assert remote_head(remote, BRANCH) == old
+
+
+def test_a_discussion_after_the_pull_request_was_closed_reads_main(remote: Path, tmp_path: Path) -> None:
+    old = merged_branch(remote, tmp_path, merged=False)
+    body = 'result(summary="sees " + ("the old branch" if (ROOT / "docs/a.md").exists() else "main"))\n'
+    spec = make_spec(tmp_path, remote, make_agent(tmp_path, body), mode="comment_only", closed_pull={"number": 7})
+    proc, result = run_runner(spec, tmp_path)
+    assert (proc.returncode, result["summary"], result["pushed"]) == (0, "sees main", False), result["message"]
+    assert remote_head(remote, BRANCH) == old
+
+
+def test_the_pod_steps_carry_the_lease_from_the_checkout_to_the_push(remote: Path, tmp_path: Path) -> None:
+    old = merged_branch(remote, tmp_path)
+    spec = make_spec(
+        tmp_path, remote, make_agent(tmp_path, EDIT_CODE), closed_pull={"number": 7}, git_dir=str(tmp_path / "g")
+    )
+    for phase in ("prepare", "agent"):
+        assert _phase(spec, tmp_path, phase, {})[0] == 0
+    code, finished = _phase(spec, tmp_path, "finish", {})
+    assert (code, finished["reason"], finished["replaced_head"]) == (0, "pushed", old)
+    assert remote_log(remote, BRANCH, "%P")[0] == remote_head(remote, "main")
+
+
 def test_no_changes_succeeds_without_pushing(remote: Path, tmp_path: Path) -> None:
     proc, result = run_runner(
         make_spec(tmp_path, remote, make_agent(tmp_path, 'result(summary="nothing")\n')), tmp_path
@@ -475,6 +577,8 @@ def test_comment_only_of_a_pull_request_whose_branch_was_deleted_reads_its_head(
         ({"mode": "comment_only", "pull_ref": "refs/pull/7/head:refs/heads/main"}, "pull_ref"),
         ({"mode": "comment_only", "pull_ref": "refs/pull/0/head"}, "pull_ref"),
         ({"mode": "comment_only", "pull_ref_fallback": True}, "pull_ref_fallback: no pull_ref to fall back to"),
+        ({"mode": "comment_only", "pull_ref": "refs/pull/7/head", "closed_pull": {"number": 7}}, "not both"),
+        ({"mode": "work", "closed_pull": {"number": 0}}, "closed_pull.number"),
     ],
 )
 def test_a_pull_ref_is_only_read_and_only_a_pull_requests_head(overrides: dict[str, object], error: str) -> None:

@@ -12,6 +12,7 @@ SOURCES = {
     "codexk8s_pipelines/agents/k8s_runtime.py": r'reason="([a-z_]+)"',
     "codexk8s_pipelines/agents/runtime.py": r'reason="([a-z_]+)"',
     "codexk8s_pipelines/agents/git_workspace.py": r'reason(?::\s*str)?\s*=\s*"([a-z_]+)"',
+    "codexk8s_pipelines/agents/verified_push.py": r'reason(?::\s*str)?\s*=\s*"([a-z_]+)"',
 }
 
 
