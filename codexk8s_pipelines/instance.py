@@ -1,8 +1,8 @@
 """The Dagster instance settings the platform needs, generated from `codexk8s.yaml` for each environment.
 
-Why generated: the run queue's tag limits (one active run per issue or PR, N per repository, half the slots for
-periodic runs) must match the tags the sensors and schedules put on runs; keeping both in code means a renamed tag
-cannot silently disable a limit.
+Why generated: the run queue's tag limits (one active run per issue, PR or branch, N per repository, half the slots
+for periodic runs) must match the tags the sensors and schedules put on runs; keeping both in code means a renamed
+tag cannot silently disable a limit.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import yaml
 
 from .config import PlatformConfig
 from .delivery.stage_jobs import TAG_PREFIX
-from .queue_tags import KIND_TAG, PERIODIC_KIND, periodic_run_limit
+from .queue_tags import BRANCH_TAG, KIND_TAG, PERIODIC_KIND, periodic_run_limit
 
 
 def run_queue(config: PlatformConfig) -> dict[str, Any]:
@@ -26,6 +26,9 @@ def run_queue(config: PlatformConfig) -> dict[str, Any]:
             "tag_concurrency_limits": [
                 {"key": f"{TAG_PREFIX}/issue", "value": per_unique, "limit": 1},
                 {"key": f"{TAG_PREFIX}/pr", "value": per_unique, "limit": 1},
+                # Runs of one branch share its working folder and push to it: an issue's revise and a review of its
+                # PR are under different issue/PR tags, never under two branch tags.
+                {"key": BRANCH_TAG, "value": per_unique, "limit": 1},
                 {"key": f"{TAG_PREFIX}/repository", "value": per_unique, "limit": config.concurrency.per_repository},
                 # Periodic runs (queued one per repository at a schedule's tick) hold at most half of the slots.
                 {

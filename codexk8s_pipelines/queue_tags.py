@@ -12,6 +12,9 @@ from __future__ import annotations
 
 TAG_PREFIX = "codexk8s"
 KIND_TAG = f"{TAG_PREFIX}/kind"
+# One active run per branch: its runs share the branch's working folder and push to it (an issue's revise and a
+# review of the PR its dev run opened are under different issue and PR tags, never under two branch tags).
+BRANCH_TAG = f"{TAG_PREFIX}/branch"
 PERIODIC_KIND = "periodic"
 
 PRIORITY_TAG = "dagster/priority"  # Dagster's: read by its queue, shown in the UI

@@ -12,8 +12,10 @@ from datetime import timedelta
 
 import dagster as dg
 
+from codexk8s_pipelines.delivery.context import run_branch, work_branch
 from codexk8s_pipelines.delivery.stage_jobs import STAGE_JOBS, StageRunConfig, stage_run_config, stage_run_tags
 from codexk8s_pipelines.github.api import RepoApi
+from codexk8s_pipelines.github.payloads import PullRequest
 from codexk8s_pipelines.github.resource import GitHubResource
 from codexk8s_pipelines.resources import PlatformConfigResource, PlatformDatabase
 from codexk8s_pipelines.store.intake import covered_deliveries, mark_drained, read_inbox
@@ -52,7 +54,8 @@ def agents_by_role() -> dict[str, str]:
     return {role.value: agent_name_for_role(role) for role in Role}
 
 
-def run_request(intent: RunIntent) -> dg.RunRequest:
+def run_request(intent: RunIntent, branch: str | None = None) -> dg.RunRequest:
+    """The run of a decided intent; `branch` (`pull_branches`) names its branch in the queue's `codexk8s/branch`."""
     d = intent.decision
     config = StageRunConfig(
         repository=intent.repository,
@@ -72,8 +75,29 @@ def run_request(intent: RunIntent) -> dg.RunRequest:
         run_key=intent.correlation_key,
         job_name=d.job_name,
         run_config=stage_run_config(config),
-        tags=stage_run_tags(config),
+        tags=stage_run_tags(config, branch),
     )
+
+
+def pull_branches(intents: Sequence[RunIntent], api_for: Callable[[str], RepoApi], notes: list[str]) -> dict[str, str]:
+    """The branch of each PR's run, by correlation key: the PR's head branch when it is this repository's (a review
+    of the PR a dev run opened works on that run's `codex/issue-N`). An issue's run needs no request: its branch is
+    its number's. Read here, after every decision, for the run queue's one-run-per-branch limit. A PR that cannot
+    be read is named in the tick's notes and its run is queued under its number's branch: the run itself then
+    meets any other run of its branch at its working folder's lock (`agents.workdir_lock`), and stops there."""
+    branches: dict[str, str] = {}
+    for intent in intents:
+        if intent.pr_number is None:
+            continue
+        try:
+            pull = PullRequest.parse(api_for(intent.repository).pull(intent.pr_number))
+        except Exception as exc:
+            fallback = work_branch(intent.issue_number, intent.pr_number)
+            why = f"{type(exc).__name__}: {str(exc)[:200]}"
+            notes.append(f"{intent.correlation_key}: its PR's branch is unknown ({why}); queued as {fallback}")
+            continue
+        branches[intent.correlation_key] = run_branch(pull, intent.repository, intent.issue_number, intent.pr_number)
+    return branches
 
 
 def evaluate(
@@ -113,10 +137,14 @@ def evaluate(
     hints: dict[str, list[int]] = {}
     for delivery in pending:
         hints.setdefault(delivery.repository, []).append(delivery.item_number)
+
+    def api_for(name: str) -> RepoApi:
+        return RepoApi(connector.for_repository(name), name)
+
     outcome = run_tick(
         kind,
         repositories,
-        lambda name: RepoApi(connector.for_repository(name), name),
+        api_for,
         intake_cursor,
         ctx,
         budget_seconds=TICK_BUDGET_SECONDS,
@@ -133,12 +161,14 @@ def evaluate(
     if inbox.read_at is not None:  # and every other delivery the decided items cover
         drained += covered_deliveries(store, kind.value, outcome.decided, inbox.read_at)
     mark_drained(store, sorted(set(drained)), ctx.now)
+    # One request per run key: a held run may be started by the budgets and by an override in one tick.
+    intents = list({i.correlation_key: i for i in outcome.intents}.values())
+    branches = pull_branches(intents, api_for, notes)
+    requests = [run_request(i, branches.get(i.correlation_key)) for i in intents]
     notes = list(dict.fromkeys(notes + outcome.notes))  # a repository backing off is named once
     for note in notes:
         if log:
             log(note)
-    # One request per run key: a held run may be started by the budgets and by an override in one tick.
-    requests = [run_request(i) for i in {i.correlation_key: i for i in outcome.intents}.values()]
     if requests:
         return dg.SensorResult(run_requests=requests, cursor=outcome.cursor.to_json())
     reason = "; ".join(notes) or (

@@ -1,5 +1,5 @@
-"""The run queue keeps one active run per issue or PR and a per-repository limit, with the tags the sensors set;
-a stage run goes before the periodic runs, which hold at most half of the slots."""
+"""The run queue keeps one active run per issue, PR or branch and a per-repository limit, with the tags the sensors
+set; a stage run goes before the periodic runs, which hold at most half of the slots."""
 
 from __future__ import annotations
 
@@ -20,12 +20,15 @@ from codexk8s_pipelines.instance import local_instance_yaml, run_queue
 from codexk8s_pipelines.local_stack import prepare_dagster_home
 
 
-def _run(issue: int | None, repo: str = "acme/shop", pr: int | None = None) -> dg.DagsterRun:
-    config = StageRunConfig(
+def _config(issue: int | None, repo: str = "acme/shop", pr: int | None = None) -> StageRunConfig:
+    return StageRunConfig(
         repository=repo, correlation_key=f"{repo}#{issue or pr}:run:dev:1", issue_number=issue, pr_number=pr,
         stage="dev", role="dev", trigger_label="run:dev", model="m", reasoning="r",
     )  # fmt: skip
-    return dg.DagsterRun(job_name="stage_dev", tags=stage_run_tags(config))
+
+
+def _run(issue: int | None, repo: str = "acme/shop", pr: int | None = None) -> dg.DagsterRun:
+    return dg.DagsterRun(job_name="stage_dev", tags=stage_run_tags(_config(issue, repo, pr)))
 
 
 def test_the_generated_instance_loads_and_limits_runs_like_the_queue_daemon(tmp_path: Path) -> None:
@@ -49,6 +52,23 @@ def test_the_generated_instance_loads_and_limits_runs_like_the_queue_daemon(tmp_
     assert pr.is_blocked(_run(None, pr=9)) and not pr.is_blocked(_run(None, pr=10))
 
 
+def test_runs_of_one_branch_wait_for_each_other_whatever_issue_or_pr_they_name(tmp_path: Path) -> None:
+    """An issue's revise and a review of the PR its dev run opened work in one folder on one branch: under their
+    issue and PR tags alone both ran at once, and the review's checkout emptied the folder under the revise."""
+    (tmp_path / "dagster.yaml").write_text(local_instance_yaml(parse_config("{}\n", "c.yaml")))
+    queue = dg.DagsterInstance.from_config(str(tmp_path)).run_coordinator.get_run_queue_config()  # type: ignore[union-attr]
+    revise = _run(1)
+    review = dg.DagsterRun(job_name="stage_reviewer", tags=stage_run_tags(_config(None, pr=2), "codex/issue-1"))
+    assert revise.tags["codexk8s/branch"] == review.tags["codexk8s/branch"] == "acme/shop:codex/issue-1"
+    assert TagConcurrencyLimitsCounter(queue.tag_concurrency_limits, [revise]).is_blocked(review)
+    other = dg.DagsterRun(job_name="stage_reviewer", tags=stage_run_tags(_config(None, pr=3), "codex/issue-3"))
+    assert not TagConcurrencyLimitsCounter(queue.tag_concurrency_limits, [revise]).is_blocked(other)
+    spelled = dg.DagsterRun(
+        job_name="stage_dev", tags=stage_run_tags(_config(None, repo="Acme/Shop", pr=4), "Codex/Issue-1")
+    )
+    assert TagConcurrencyLimitsCounter(queue.tag_concurrency_limits, [revise]).is_blocked(spelled)
+
+
 def test_make_run_writes_the_instance_from_the_configuration(tmp_path: Path, monkeypatch) -> None:
     cfg = tmp_path / "codexk8s.yaml"
     cfg.write_text("concurrency: {per_repository: 4}\n")
@@ -56,7 +76,9 @@ def test_make_run_writes_the_instance_from_the_configuration(tmp_path: Path, mon
     home = prepare_dagster_home(tmp_path / "state")
     written = yaml.safe_load((home / "dagster.yaml").read_text())
     limits = {x["key"]: x["limit"] for x in written["run_coordinator"]["config"]["tag_concurrency_limits"]}
-    assert limits == {"codexk8s/issue": 1, "codexk8s/pr": 1, "codexk8s/repository": 4, "codexk8s/kind": 5}
+    assert limits == {
+        "codexk8s/issue": 1, "codexk8s/pr": 1, "codexk8s/branch": 1, "codexk8s/repository": 4, "codexk8s/kind": 5,
+    }  # fmt: skip
     assert written["telemetry"] == {"enabled": False}
 
 

@@ -38,7 +38,8 @@ def test_local_instance_loads_with_sqlite_the_default_launcher_and_the_queue(tmp
     assert type(instance.run_storage).__name__ == "SqliteRunStorage"
     assert type(instance.run_launcher).__name__ == "DefaultRunLauncher"
     limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits  # type: ignore[union-attr]
-    assert {x["key"] for x in limits} == {"codexk8s/issue", "codexk8s/pr", "codexk8s/repository", "codexk8s/kind"}
+    keys = {x["key"] for x in limits}
+    assert keys == {"codexk8s/issue", "codexk8s/pr", "codexk8s/branch", "codexk8s/repository", "codexk8s/kind"}
 
 
 def test_kubernetes_instance_loads_against_postgres_with_the_k8s_launcher(
@@ -68,6 +69,7 @@ def test_kubernetes_instance_loads_against_postgres_with_the_k8s_launcher(
     assert stored.run_id == run.run_id
     limits = instance.run_coordinator.get_run_queue_config().tag_concurrency_limits  # type: ignore[union-attr]
     assert {x["key"]: x["limit"] for x in limits}["codexk8s/issue"] == 1
+    assert {x["key"]: x["limit"] for x in limits}["codexk8s/branch"] == 1  # two pods never push one branch at once
     assert instance.run_monitoring_enabled
 
 

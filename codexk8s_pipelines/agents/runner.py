@@ -2,13 +2,14 @@
 
     python -m codexk8s_pipelines.agents.runner --spec spec.json [--result result.json]
 
-Order of business: prepare the checkout (the runner's git directory outside the worktree), run the agent inside the
-sandbox (`sandbox.py`: own namespaces, an allow-listed environment, nothing outlives it), read the result file it
-wrote, and once every agent process is gone build the commit itself, check the write scope on that commit's tree
-diff against the start by content (`domain.write_scope.tree_violations`), and push exactly that commit by SHA
-(`verified_push.py`). Nothing is pushed unless the agent exited 0 within its timeout, every change is in scope, and
-no changed file's name or content holds a secret of the run (`SECRET_IN_FILE`: the agent's model key, the token), and
-a file the repository stores through Git LFS stays an LFS pointer (`LFS_NOT_POINTER`).
+Order of business: hold the working folder (`workdir_lock.py`: a second run of the branch stops with
+`workdir_busy` instead of emptying it), prepare the checkout (the runner's git directory outside the worktree), run
+the agent inside the sandbox (`sandbox.py`: own namespaces, an allow-listed environment, nothing outlives it), read
+the result file it wrote, and once every agent process is gone build the commit itself, check the write scope on
+that commit's tree diff against the start by content (`domain.write_scope.tree_violations`), and push exactly that
+commit by SHA (`verified_push.py`). Nothing is pushed unless the agent exited 0 within its timeout, every change is
+in scope, and no changed file's name or content holds a secret of the run (`SECRET_IN_FILE`: the agent's model key,
+the token), and a file the repository stores through Git LFS stays an LFS pointer (`LFS_NOT_POINTER`).
 The agent's secrets are redacted from everything reported (one `Scrubber` for the run).
 
 Reporting goes through Dagster Pipes when Pipes launched us (status custom messages per phase and one final
@@ -65,6 +66,7 @@ from .runner_spec import (
     load_spec,
 )
 from .verified_push import BranchMoved, RunnerRepository
+from .workdir_lock import WorkdirBusy, workdir_lock
 
 EXIT_CODES: dict[str, int] = {"succeeded": 0, "failed_precondition": 2}
 KILL_GRACE_SECONDS = 5.0
@@ -110,6 +112,11 @@ class Reporter:
     @property
     def via_pipes(self) -> bool:
         return self._pipes is not None
+
+    @property
+    def run_id(self) -> str | None:
+        """The Dagster run this runner works for, when Pipes launched it: named to a run that finds its folder held."""
+        return str(self._pipes.run_id) if self._pipes is not None else None
 
     def line(self, text: str) -> None:
         """One line of output for people (agent output, runner notes); stdout in both modes."""
@@ -442,6 +449,8 @@ class AgentRun:
             return self._finish("cancelled", "cancelled", f"the runner received {exc}; the agent was stopped")
         except sb.SandboxUnavailable as exc:
             return self._finish("failed_precondition", "sandbox_unavailable", str(exc))
+        except WorkdirBusy as exc:
+            return self._finish("failed_precondition", "workdir_busy", str(exc))
         except GitError as exc:
             return self._finish("failed", exc.reason, str(exc))
         except Exception as exc:  # the verdict must still be reported, whatever broke
@@ -452,11 +461,14 @@ class AgentRun:
         if not Path(spec.prompt_file).is_file():
             return self._finish("failed_precondition", "prompt_not_found", f"prompt file {spec.prompt_file} missing")
         bwrap = self._sandbox_binary()
-        checkout = self._prepare()
-        if isinstance(checkout, RunnerResult):
-            return checkout
-        outcome = self._launch(checkout.path, bwrap)
-        return self._judge(checkout, outcome)
+        # The working folder is this run's from before its checkout empties it until the verdict (workdir_lock.py).
+        # Not in a pod's steps: there the folder is the pod's own volume, which no other run reaches.
+        with workdir_lock(self.repo.worktree, spec.branch, spec.mode, self.reporter.run_id):
+            checkout = self._prepare()
+            if isinstance(checkout, RunnerResult):
+                return checkout
+            outcome = self._launch(checkout.path, bwrap)
+            return self._judge(checkout, outcome)
 
     def _prepare(self) -> Checkout | RunnerResult:
         spec = self.spec

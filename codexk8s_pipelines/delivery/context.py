@@ -72,6 +72,17 @@ def work_branch(issue_number: int | None, pr_number: int | None) -> str:
     return f"codex/issue-{issue_number}" if issue_number is not None else f"codex/pr-{pr_number}"
 
 
+def run_branch(pr: PullRequest | None, repository: str, issue_number: int | None, pr_number: int | None) -> str:
+    """The branch a run works on (and whose working folder it uses): its PR's head branch when that branch is one
+    of `repository`'s, else `codex/issue-<N>` (`codex/pr-<N>` without an issue). The one rule of the run itself
+    (`gather`) and of the sensor that names the branch in the run's queue tag (`codexk8s/branch`)."""
+    # Only a branch of this repository: a fork's head_ref names a branch of the fork (`main`, say), and pushing to
+    # that name here would push to this repository's own branch of that name.
+    if pr is not None and pr.head_is_in(repository) and pr.head_ref:
+        return pr.head_ref
+    return work_branch(issue_number, pr_number)
+
+
 def _comments(api: RepoApi, number: int) -> tuple[tuple[str, str], ...]:
     rows = [Comment.parse(c) for c in api.comments(number)[-MAX_COMMENTS:]]
     return tuple((c.author, c.body) for c in rows if "<!-- codexk8s:" not in c.body)  # the platform's are not input
@@ -99,10 +110,7 @@ def gather(
     pr = PullRequest.parse(raw_pr) if raw_pr is not None else None
     closed = _closed_pull(api, branch) if pr is None and pr_number is None else None
     own_head = pr is not None and pr.head_is_in(api.full_name)
-    if pr is not None and own_head:
-        # Only a branch of this repository: a fork's head_ref names a branch of the fork (`main`, say), and pushing
-        # to that name here would push to this repository's own branch of that name.
-        branch = pr.head_ref or branch
+    branch = run_branch(pr, api.full_name, issue_number, pr_number)
     # A reviewer run and a discussion (`mode:discussion`) comment only: the checkout is read, nothing is pushed.
     mode = "comment_only" if stage is None or discussion else ("revise" if revise else "work")
     pull_ref = f"refs/pull/{pr.number}/head" if pr is not None and mode == "comment_only" else None

@@ -25,12 +25,12 @@ from ..domain.redaction import redact_text
 from ..domain.stages import REVIEWER_JOB_NAME, STAGES, Role, WriteScope
 from ..github.api import RepoApi
 from ..github.resource import GitHubResource
-from ..queue_tags import PRIORITY_TAG, STAGE_PRIORITY, TAG_PREFIX
+from ..queue_tags import BRANCH_TAG, PRIORITY_TAG, STAGE_PRIORITY, TAG_PREFIX
 from ..resources import PlatformConfigResource, PlatformDatabase
 from ..store.database import RunRecord
 from ..store.usage import release_reservation
 from . import publish
-from .context import StageContext, closed_pull, gather
+from .context import StageContext, closed_pull, gather, work_branch
 from .spend import comment_line, record_run, spend_guard
 
 ACTOR = "dagster"
@@ -87,10 +87,22 @@ def stage_timeout_seconds(config: StageRunConfig) -> int:
     return max(candidates or [60]) * 60
 
 
-def stage_run_tags(config: StageRunConfig) -> dict[str, str]:
-    """Tags shown in the UI and used by the run queue's concurrency limits (per issue, per repository) and order (a
-    stage run before the periodic runs queued by the hundred: `queue_tags`), and the run's deadline
-    (`dagster/max_runtime`)."""
+def branch_tag(repository: str, branch: str) -> str:
+    """The `codexk8s/branch` tag's value, `owner/name:branch`, lower-cased: the same for every run of the branch
+    however its repository or branch was spelled (`Acme/Shop`), so that the run queue counts them together."""
+    return f"{repository}:{branch}".lower()
+
+
+def stage_run_tags(config: StageRunConfig, branch: str | None = None) -> dict[str, str]:
+    """Tags shown in the UI and used by the run queue's concurrency limits (per issue, per PR, per branch, per
+    repository) and order (a stage run before the periodic runs queued by the hundred: `queue_tags`), and the run's
+    deadline (`dagster/max_runtime`).
+
+    `branch`: the branch the run will work on, when the caller read it (a PR's head branch, `codex/issue-1` for the
+    PR its dev run opened); else the branch its issue or PR number names (`context.work_branch`). Runs of one branch
+    share its working folder and push to it: a `run:dev:revise` of issue 1 (tag `codexk8s/issue`) and a
+    `need:reviewer` of its PR 2 (tag `codexk8s/pr`) were each alone under their own limit, ran at once, and the
+    reviewer's checkout emptied the folder under the dev agent."""
     deadline = stage_timeout_seconds(config) + RUN_DEADLINE_MARGIN_SECONDS
     job_deadline = {"job_spec_config": {"active_deadline_seconds": deadline + JOB_DEADLINE_GRACE_SECONDS}}
     tags = {
@@ -102,6 +114,7 @@ def stage_run_tags(config: StageRunConfig) -> dict[str, str]:
         f"{TAG_PREFIX}/trigger": config.trigger_label,
         f"{TAG_PREFIX}/actor": config.actor or "unknown",
         f"{TAG_PREFIX}/correlation_key": config.correlation_key,
+        BRANCH_TAG: branch_tag(config.repository, branch or work_branch(config.issue_number, config.pr_number)),
     }
     if config.stage:
         tags[f"{TAG_PREFIX}/stage"] = config.stage + (":revise" if config.revise else "")

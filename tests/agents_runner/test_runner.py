@@ -698,6 +698,55 @@ def test_reuse_of_a_dirty_workdir(remote: Path, tmp_path: Path) -> None:
     assert remote_file(remote, BRANCH, "README.md") == "# demo\n"
 
 
+SLOW_REVISE = """\
+write("src/feature.py", "def feature():\\n    return 42\\n")  # the agent's main work, early in its turn
+write(".codexk8s/started", "yes")
+deadline = time.monotonic() + 60
+while not (ROOT / ".codexk8s" / "go").exists() and time.monotonic() < deadline:
+    time.sleep(0.05)
+write("src/app.py", "print('goodbye')\\n")
+result(summary="feature and goodbye", status="done")
+"""
+
+
+def test_a_second_run_in_a_busy_workdir_stops_at_once_and_the_first_pushes_all_its_work(
+    remote: Path, tmp_path: Path
+) -> None:
+    """Two runs of one branch in one folder (a revise of issue 12, a review of its PR): the reviewer's checkout
+    emptied the folder in the middle of the revise's turn, and the revise pushed what was left (src/app.py only)
+    as "succeeded". Now the second run stops before its checkout, naming the folder and the run that holds it."""
+    push_branch(remote, tmp_path, BRANCH, "docs/plan.md", "plan\n")
+    workdir = tmp_path / "shared-workdir"
+    (tmp_path / "revise").mkdir()
+    (tmp_path / "review").mkdir()
+    dev = make_spec(tmp_path / "revise", remote, make_agent(tmp_path / "revise", SLOW_REVISE), mode="revise",
+                    workdir=str(workdir))  # fmt: skip
+    reviewer = make_agent(tmp_path / "review", 'result(summary="LGTM", status="done")\n')
+    review = make_spec(tmp_path / "review", remote, reviewer, mode="comment_only", workdir=str(workdir))
+    first = subprocess.Popen(
+        runner_cmd(dev, tmp_path / "revise.json"), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    try:
+        wait_for(workdir / ".codexk8s" / "started")
+        proc, second = run_runner(review, tmp_path)
+        assert proc.returncode == 2, proc.stdout + proc.stderr
+        assert (second["status"], second["reason"]) == ("failed_precondition", "workdir_busy")
+        assert str(workdir) in second["message"] and "revise of branch 'codex/issue-12'" in second["message"]
+        assert f"runner pid {first.pid}" in second["message"]
+        assert (workdir / "src" / "feature.py").is_file()  # left alone
+    finally:
+        (workdir / ".codexk8s").mkdir(parents=True, exist_ok=True)  # (gone with the folder, before)
+        (workdir / ".codexk8s" / "go").write_text("go")
+        first.communicate(timeout=120)
+    result = json.loads((tmp_path / "revise.json").read_text())
+    assert (result["status"], result["reason"]) == ("succeeded", "pushed")
+    assert result["changed_files"] == ["src/app.py", "src/feature.py"]
+    assert remote_file(remote, BRANCH, "src/feature.py") == "def feature():\n    return 42\n"
+
+    proc, after = run_runner(review, tmp_path)  # the folder is free again once its run has ended
+    assert proc.returncode == 0 and after["status"] == "succeeded", proc.stdout + proc.stderr
+
+
 # ------------------------------------------------------------------------------------------------ secrets
 
 
