@@ -90,6 +90,11 @@ class RunnerSpec(BaseModel):
     remote_url: str = Field(min_length=1, description="git URL, or local path of a bare repository")
     base_branch: str = "main"
     default_branch: str | None = None  # the repository's default branch, never pushed to (a PR's base may be another)
+    protected_branches: list[str] = Field(
+        default_factory=list,
+        description="more names of the default branch, never pushed to either: GitHub's and the configured one, which"
+        " differ once the branch was renamed on GitHub and codexk8s.yaml was not changed",
+    )
     branch: str = Field(description="the work branch, e.g. codex/issue-12")
     mode: RunnerMode = "work"
     pull_ref: str | None = Field(
@@ -154,10 +159,11 @@ class RunnerSpec(BaseModel):
     def _never_the_base_branch(self) -> RunnerSpec:
         """An agent's commit is pushed to its work branch and reaches the base branch only through a reviewed PR. Nor
         the repository's default branch, when it is not the base: a PR from `main` into `release` has `main` as its
-        head branch, and a revise of it would push the agent's commit to `main` unreviewed."""
+        head branch, and a revise of it would push the agent's commit to `main` unreviewed. By any of its names
+        (`protected_branches`): renamed on GitHub, the configuration's old name protected nothing."""
         if self.branch == self.base_branch:
             raise ValueError(f"branch {self.branch!r} is the base branch: an agent's work is never pushed to it")
-        if self.mode != "comment_only" and self.branch == self.default_branch:
+        if self.mode != "comment_only" and self.branch in {self.default_branch, *self.protected_branches}:
             raise ValueError(
                 f"branch {self.branch!r} is the repository's default branch: an agent's work is never pushed to it"
             )

@@ -54,7 +54,7 @@ def remote_head(repo: RepositoryConfig, credentials: GitHubCredentials, timeout:
     # `insteadOf` there would answer with another repository's head) and no tokens beyond the auth header; errors
     # redacted with the token's header form too.
     env = {**git_env(os.environ), **auth_config_env(url, credentials.token)}
-    ref = f"refs/heads/{repo.default_branch}"
+    ref = f"refs/heads/{repo.default_branch_or_main}"
     try:
         done = run_git(
             ["git", "ls-remote", url, ref], "ls-remote",
@@ -64,7 +64,7 @@ def remote_head(repo: RepositoryConfig, credentials: GitHubCredentials, timeout:
         raise LookupError(f"{repo.key}: {exc}") from None
     head = ls_remote_refs(done.stdout).get(ref)
     if head is None:
-        raise LookupError(f"{repo.key}: branch {repo.default_branch!r} not found on the remote")
+        raise LookupError(f"{repo.key}: branch {repo.default_branch_or_main!r} not found on the remote")
     return head
 
 
@@ -112,5 +112,5 @@ def checkout(repo: RepositoryConfig, credentials: GitHubCredentials) -> tuple[Pa
         except (subprocess.CalledProcessError, FileNotFoundError):
             return root, None  # a plain directory: indexed as it is
     workspace = GitWorkspace(_mirror_dir(repo), repo.clone_url(credentials.api_url), token=credentials.token)
-    prepared = workspace.prepare(repo.default_branch, repo.default_branch, "comment_only")
+    prepared = workspace.prepare(repo.default_branch_or_main, repo.default_branch_or_main, "comment_only")
     return prepared.path, prepared.start_commit

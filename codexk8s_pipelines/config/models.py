@@ -49,7 +49,11 @@ class RepositoryConfig(_Strict):
 
     github: str | None = Field(default=None, description="owner/name on GitHub")
     path: str | None = Field(default=None, description="a local git checkout, relative to the working directory")
-    default_branch: str = "main"
+    default_branch: str | None = Field(
+        default=None,
+        description="the branch stage runs start from and open pull requests into; default: the repository's default "
+        "branch as GitHub names it at each run (a local checkout, and the periodic runs: main)",
+    )
     git_url: str | None = Field(
         default=None, description="where agents clone and push; default: the GitHub host's https URL of `github`"
     )
@@ -83,6 +87,12 @@ class RepositoryConfig(_Strict):
         """What a local checkout was called before it had a readable name (`local:<path>`): old partitions, runs
         and links still name it so, and the re-keying step moves stored rows from it."""
         return None if self.path is None else f"{LEGACY_LOCAL_PREFIX}{self.path}"
+
+    @property
+    def default_branch_or_main(self) -> str:
+        """The branch read where GitHub is not asked (the periodic runs' checkouts): `default_branch` as configured,
+        else `main`. A stage run asks GitHub for its repository's default branch (`delivery.context.gather`)."""
+        return self.default_branch or "main"
 
     def clone_url(self, api_url: str) -> str:
         """The git remote of the repository: `git_url`, the local checkout, or the GitHub host's https URL."""

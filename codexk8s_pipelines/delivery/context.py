@@ -49,12 +49,24 @@ class StageContext:
     # (`pull_ref_fallback`), where the run would otherwise start on the base branch and review nothing of the PR.
     pull_ref: str | None = None
     pull_ref_fallback: bool = False
-    default_branch: str = ""  # the repository's: never pushed to, whatever the PR's base (empty in older contexts)
+    # The repository's default branch, never pushed to whatever the PR's base (empty in older contexts): the configured
+    # one when codexk8s.yaml sets `default_branch` (an override), else GitHub's.
+    default_branch: str = ""
+    github_default_branch: str = ""  # as GitHub names it at the start of the run
+    configured_default_branch: str = ""  # `repositories[].default_branch` of codexk8s.yaml; empty: not set
     discussion: bool = False  # `mode:discussion`: the stage's agent only comments (mode comment_only)
     issue_labels: tuple[str, ...] = ()  # the issue's labels when the run started: which state label to take off
     # The issue's branch has no open PR but a merged or closed one: the run starts again from the base branch.
     closed_pr_number: int | None = None
     closed_pr_merged: bool = False
+
+    @property
+    def protected_branches(self) -> tuple[str, ...]:
+        """Every name the repository's default branch goes by here: the run's, GitHub's and the configured one. A
+        configuration left as it was after the branch was renamed on GitHub (main -> trunk) names the old one; a PR
+        from `trunk` is then revised against a base that is neither, and only these names keep it off `trunk`."""
+        names = (self.default_branch, self.github_default_branch, self.configured_default_branch)
+        return tuple(dict.fromkeys(n for n in names if n))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +95,24 @@ def run_branch(pr: PullRequest | None, repository: str, issue_number: int | None
     return work_branch(issue_number, pr_number)
 
 
+class DefaultBranchUnknown(RuntimeError):
+    """GitHub did not say which branch is the repository's default: the run cannot know what it must never push to."""
+
+
+def github_default_branch(api: RepoApi) -> str:
+    """The repository's default branch as GitHub names it now. No fallback to the configured name when GitHub does not
+    answer: that name may be the stale one (the branch renamed on GitHub since), and a guess would let a revise push
+    to the real default branch; a run that stops here has changed nothing, and its label put back runs it again."""
+    try:
+        return api.repository().default_branch
+    except Exception as exc:  # GitHub's error, a network failure, an answer without the field: all said as they are
+        raise DefaultBranchUnknown(
+            f"cannot read the default branch of {api.full_name} from GitHub (GET /repos/{api.full_name}: "
+            f"{type(exc).__name__}: {str(exc)[:300]}); the run needs it to know which branch it must never push to, "
+            "so it stopped before its checkout and changed nothing: put the label back once GitHub answers"
+        ) from exc
+
+
 def _comments(api: RepoApi, number: int) -> tuple[tuple[str, str], ...]:
     rows = [Comment.parse(c) for c in api.comments(number)[-MAX_COMMENTS:]]
     return tuple((c.author, c.body) for c in rows if "<!-- codexk8s:" not in c.body)  # the platform's are not input
@@ -97,13 +127,17 @@ def gather(
     role: str,
     issue_number: int | None,
     pr_number: int | None,
-    default_branch: str,
+    configured_default_branch: str | None,
     trigger_label: str,
     model: str,
     reasoning: str,
     actor: str,
     discussion: bool = False,
 ) -> StageContext:
+    github_default = github_default_branch(api)
+    # An explicitly configured default branch stays an override (a team that opens its PRs into `develop`); GitHub's
+    # is protected beside it all the same (`StageContext.protected_branches`).
+    default_branch = configured_default_branch or github_default
     issue = IssueItem.parse(api.issue(issue_number)) if issue_number is not None else None
     branch = work_branch(issue_number, pr_number)
     raw_pr = api.pull(pr_number) if pr_number is not None else api.open_pull_for_branch(branch)
@@ -131,6 +165,8 @@ def gather(
         branch=branch,
         base_branch=base_branch,
         default_branch=default_branch,
+        github_default_branch=github_default,
+        configured_default_branch=configured_default_branch or "",
         issue_number=issue_number,
         issue_title=issue.title if issue else "",
         issue_body=issue.body if issue else "",

@@ -30,7 +30,7 @@ from ..resources import PlatformConfigResource, PlatformDatabase
 from ..store.database import RunRecord
 from ..store.usage import release_reservation
 from . import publish
-from .context import StageContext, closed_pull, gather, work_branch
+from .context import DefaultBranchUnknown, StageContext, closed_pull, gather, work_branch
 from .spend import comment_line, record_run, spend_guard
 
 ACTOR = "dagster"
@@ -180,7 +180,18 @@ def prepare_context(
     repo_config = platform.repository(config.repository)
     api = _api(github, config.repository)
     model = _model_for_agent(store, config)
-    ctx = gather(
+    try:
+        ctx = _gather(api, config, repo_config.default_branch if repo_config else None, model)
+    except DefaultBranchUnknown as exc:
+        raise dg.Failure(description=str(exc)) from exc
+    publish.show(api, store, ctx, publish.view_of(ctx, "started", context.run_id, platform.locale))
+    context.add_output_metadata({"branch": ctx.branch, "mode": ctx.mode, "comment_on": ctx.comment_number})
+    return ctx.to_dict()
+
+
+def _gather(api: RepoApi, config: StageRunConfig, configured_default_branch: str | None, model: str) -> StageContext:
+    """What the run works on, read from GitHub (`context.gather`)."""
+    return gather(
         api,
         correlation_key=config.correlation_key,
         stage=config.stage,
@@ -188,16 +199,13 @@ def prepare_context(
         role=config.role,
         issue_number=config.issue_number,
         pr_number=config.pr_number,
-        default_branch=repo_config.default_branch if repo_config else "main",
+        configured_default_branch=configured_default_branch,
         trigger_label=config.trigger_label,
         model=model,
         reasoning=config.reasoning,
         actor=config.actor,
         discussion=config.discussion,
     )
-    publish.show(api, store, ctx, publish.view_of(ctx, "started", context.run_id, platform.locale))
-    context.add_output_metadata({"branch": ctx.branch, "mode": ctx.mode, "comment_on": ctx.comment_number})
-    return ctx.to_dict()
 
 
 @dg.op(description="Render the stage's prompt (saved as run metadata) and the agent's command line.")
@@ -296,6 +304,7 @@ def run_agent(
         pull_ref_fallback=ctx.pull_ref_fallback,
         closed_pull=closed_pull(ctx),
         default_branch=ctx.default_branch or None,
+        protected_branches=list(ctx.protected_branches),
         workdir=prepared["workdir"],
         command=prepared["command"],
         prompt_file=prepared["prompt_file"],
@@ -319,6 +328,7 @@ def run_agent(
     except DagsterExecutionInterruptedError:
         _cancelled(context, ctx, platform_db, platform_config, github)
         raise
+    result = _with_base_branch_hint(result, ctx)
     payload = result.model_dump(exclude={"diagnosis"})
     store.append_event(ctx.correlation_key, "run.agent.finished", "system", ACTOR, payload)
     spent = record_run(store, platform, ctx, prepared["agent"], result, context.run_id)
@@ -334,6 +344,26 @@ def run_agent(
         }
     )
     return result.model_dump()
+
+
+def _with_base_branch_hint(result: RunnerResult, ctx: StageContext) -> RunnerResult:
+    """A `base_branch_not_found` says what exists and where the missing name came from: the runner knows the remote's
+    branches, not that the name was `default_branch` of codexk8s.yaml while GitHub's default branch is another."""
+    if result.reason != "base_branch_not_found":
+        return result
+    github = ctx.github_default_branch
+    if ctx.configured_default_branch and ctx.base_branch == ctx.configured_default_branch:
+        where = f"'{ctx.base_branch}' is repositories[].default_branch of {ctx.repository} in codexk8s.yaml"
+        fix = "remove that setting to follow GitHub's default branch, or name a branch that exists"
+        hint = f"{where}; GitHub's default branch is '{github}': {fix}" if github else f"{where}: {fix}"
+    elif ctx.pr_number is not None and ctx.base_branch != ctx.default_branch:
+        hint = f"'{ctx.base_branch}' is the base branch of pull request #{ctx.pr_number}: retarget the PR on GitHub"
+    else:
+        hint = (
+            f"'{ctx.base_branch}' is {ctx.repository}'s default branch on GitHub, and the remote has no such branch "
+            "(an empty repository, or a remote that is not this repository's: repositories[].git_url)"
+        )
+    return result.model_copy(update={"message": f"{result.message} — {hint}"})
 
 
 def _mcp_access(ctx: StageContext, timeout_seconds: int, tools: list[str] | None) -> dict[str, Any]:

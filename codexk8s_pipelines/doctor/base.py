@@ -118,6 +118,13 @@ class Context:
     def github_repositories(self) -> list[str]:
         return [r.github for r in self.config().repositories if r.github]
 
+    def configured_default_branch(self, repository: str) -> str | None:
+        """`default_branch` of a watched `github:` repository as codexk8s.yaml sets it; None: not set (GitHub's)."""
+        for repo in self.config().repositories:
+            if repo.github and repo.github.lower() == repository.lower():
+                return repo.default_branch
+        return None
+
     def scrub(self, text: str) -> str:
         return redact_known(text, (secret for secret in self.secrets if len(secret) >= MIN_SCRUBBED))
 

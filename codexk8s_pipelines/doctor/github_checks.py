@@ -88,12 +88,12 @@ def check_github(ctx: Context) -> list[Check]:
     if credentials.uses_app:
         found = f"GitHub App {credentials.app_id} ({settings.GITHUB_APP_ID_VAR}) at {credentials.api_url}"
         checks = [ok("github.credentials", found)]
-        return checks + _check_github_app(credentials, repos, repos_error)
+        return checks + _check_github_app(ctx, credentials, repos, repos_error)
     checks = [ok("github.credentials", f"token ({settings.GITHUB_TOKEN_VAR}) for {credentials.api_url}")]
-    return checks + _check_github_token(credentials, repos, repos_error)
+    return checks + _check_github_token(ctx, credentials, repos, repos_error)
 
 
-def _check_github_token(credentials: Any, repos: list[str], repos_error: str | None) -> list[Check]:
+def _check_github_token(ctx: Context, credentials: Any, repos: list[str], repos_error: str | None) -> list[Check]:
     import github
 
     from ..github.rate_limit import header
@@ -140,7 +140,10 @@ def _check_github_token(credentials: Any, repos: list[str], repos_error: str | N
     elif not repos:
         checks.append(skip("github.repos", "no `github:` repository is watched"))
     for repo in repos:
-        checks.append(_check_repo_with_token(requester, repo))
+        check, answer = _check_repo_with_token(requester, repo)
+        checks.append(check)
+        if answer is not None:
+            checks += _default_branch_check(repo, answer, ctx.configured_default_branch(repo))
     try:
         checks.append(_rate_limit_check(*requester.requestJson("GET", "/rate_limit")))
     except Exception as exc:
@@ -152,22 +155,23 @@ def _grant_fix(repo: str) -> str:
     return f"grant the token/App access to {repo}"
 
 
-def _check_repo_with_token(requester: Any, repo: str) -> Check:
+def _check_repo_with_token(requester: Any, repo: str) -> tuple[Check, Any]:
+    """The repository's check, and GitHub's answer when it gave one (None: not reachable or not JSON)."""
     from ..github.rate_limit import header
 
     name = f"github.repo {repo}"
     try:
         status, headers, body = requester.requestJson("GET", f"/repos/{repo}")
     except Exception as exc:
-        return fail(name, f"cannot reach GitHub: {cause(exc)}", "retry later; check the network")
+        return fail(name, f"cannot reach GitHub: {cause(exc)}", "retry later; check the network"), None
     if status in (403, 429) and (header(headers, "x-ratelimit-remaining") == "0" or header(headers, "retry-after")):
-        return fail(name, f"rate limited by GitHub ({status}: {_gh_message(body)})", "retry after the reset")
+        return fail(name, f"rate limited by GitHub ({status}: {_gh_message(body)})", "retry after the reset"), None
     if status == 404:
-        return fail(name, f"{repo} is not found or not visible to the token (404)", _grant_fix(repo))
+        return fail(name, f"{repo} is not found or not visible to the token (404)", _grant_fix(repo)), None
     if status in (401, 403):
-        return fail(name, f"GitHub answered {status} ({_gh_message(body)}) for {repo}", _grant_fix(repo))
+        return fail(name, f"GitHub answered {status} ({_gh_message(body)}) for {repo}", _grant_fix(repo)), None
     if status >= 400:
-        return fail(name, f"GitHub answered {status} ({_gh_message(body)}) for {repo}", "retry later")
+        return fail(name, f"GitHub answered {status} ({_gh_message(body)}) for {repo}", "retry later"), None
     try:
         data = loads_json(body, f"GitHub's answer to GET /repos/{repo}")
     except UntrustedDataError as exc:  # nested too deeply raised RecursionError, and the whole group was lost
@@ -175,7 +179,11 @@ def _check_repo_with_token(requester: Any, repo: str) -> Check:
             name,
             f"reachable, but {exc} (write access not verified)",
             f"retry later; if it persists, check that {settings.GITHUB_API_URL_VAR} points at GitHub's API",
-        )
+        ), None
+    return _permission_check(name, repo, data), data
+
+
+def _permission_check(name: str, repo: str, data: Any) -> Check:
     permissions = data.get("permissions") if isinstance(data, dict) else None
     if not isinstance(permissions, dict):
         return ok(name, "reachable; GitHub reported no permissions object (write access not verified)")
@@ -190,7 +198,32 @@ def _check_repo_with_token(requester: Any, repo: str) -> Check:
     )
 
 
-def _check_github_app(credentials: Any, repos: list[str], repos_error: str | None) -> list[Check]:
+def _default_branch_check(repo: str, data: Any, configured: str | None) -> list[Check]:
+    """GitHub's default branch against codexk8s.yaml's `default_branch`: a stage run starts from the configured one
+    (an override) and never pushes to either; one that differs is mostly a configuration left behind by a rename
+    on GitHub (main -> trunk), or a repository whose default branch never was `main`. A line only when they differ
+    (or GitHub names none): with none configured, or the same, the runs follow GitHub and there is nothing to say."""
+    from ..github.payloads import PayloadError, Repository
+
+    name = f"github.default_branch {repo}"
+    try:
+        github = Repository.parse(data, f"GitHub's answer to GET /repos/{repo}").default_branch
+    except PayloadError as exc:
+        return [warn(name, f"GitHub named no default branch ({exc}); stage runs of {repo} cannot start")]
+    if configured is None or configured == github:
+        return []
+    return [
+        warn(
+            name,
+            f"codexk8s.yaml sets default_branch '{configured}' for {repo}, but GitHub's default branch is '{github}': "
+            f"stage runs start from '{configured}' and open their pull requests into it",
+            f"remove default_branch of {repo} from codexk8s.yaml to follow GitHub (or set it to '{github}'); keep "
+            "it only to open pull requests into another branch on purpose",
+        )
+    ]
+
+
+def _check_github_app(ctx: Context, credentials: Any, repos: list[str], repos_error: str | None) -> list[Check]:
     import github
 
     if repos_error:
@@ -255,6 +288,11 @@ def _check_github_app(credentials: Any, repos: list[str], repos_error: str | Non
             checks.append(fail(name, f"cannot use installation {installation.id}: {cause(exc)}", _grant_fix(repo)))
             continue
         checks.append(ok(name, f"reachable; installation {installation.id} may write issues and pull requests"))
+        try:
+            answer = loads_json(body, f"GitHub's answer to GET /repos/{repo}")
+        except UntrustedDataError:
+            continue  # the repository's own check passed; its default branch is not said
+        checks += _default_branch_check(repo, answer, ctx.configured_default_branch(repo))
     if any(c.status == "ok" for c in checks):
         checks.insert(0, ok("github.auth", "the App's JWT and installation tokens are accepted"))
     if rate is not None:

@@ -23,7 +23,7 @@ from github.GithubException import GithubException
 from github.Requester import Requester
 
 from ..domain.untrusted_data import UntrustedDataError, loads_json
-from .payloads import PullRequest, RepositoryPermission
+from .payloads import PullRequest, Repository, RepositoryPermission
 from .rate_limit import header
 
 log = logging.getLogger(__name__)
@@ -368,6 +368,10 @@ class RepoApi:
     def pull_reviews_since(self, number: int, since: datetime) -> Window:
         """Every review of the PR submitted at or after `since` (see `issue_events_since`)."""
         return self._newest(f"{self.base}/pulls/{number}/reviews", "submitted_at", since)
+
+    def repository(self) -> Repository:
+        """The repository as GitHub describes it now: its default branch is GitHub's, whatever a configuration says."""
+        return Repository.parse(_checked(self._requester, "GET", self.base), f"repository {self.full_name}")
 
     def issue(self, number: int) -> dict[str, Any]:
         return _checked(self._requester, "GET", f"{self.base}/issues/{number}")

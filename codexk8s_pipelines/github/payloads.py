@@ -1,5 +1,5 @@
 """GitHub's JSON, parsed once at the edge into frozen dataclasses: users, label events, issues, pull requests,
-reviews, permissions and webhook deliveries.
+reviews, repositories, permissions and webhook deliveries.
 
 Why: the REST answers and the webhook payloads are untrusted, loosely shaped JSON (`actor` may be null for a
 deleted user, `label` is absent on non-label events, `role_name` may name a custom role). Parsing them in one
@@ -273,6 +273,20 @@ class Comment:
     def parse(cls, data: object, where: str = "comment") -> Comment:
         obj = _obj(data, where)
         return cls(_int(obj, "id", where), GitHubUser.parse(obj.get("user"), f"{where}.user").login, _str(obj, "body"))
+
+
+@dataclass(frozen=True)
+class Repository:
+    """`GET /repos/{o}/{r}`: what the platform reads of a repository itself."""
+
+    full_name: str
+    # The branch GitHub names the default now: renamed on GitHub (main -> trunk), this is the new name at once.
+    default_branch: str
+
+    @classmethod
+    def parse(cls, data: object, where: str = "repository") -> Repository:
+        obj = _obj(data, where)
+        return cls(full_name=_str(obj, "full_name"), default_branch=str(_req(obj, "default_branch", where)))
 
 
 @dataclass(frozen=True)

@@ -590,6 +590,21 @@ def test_a_pull_ref_is_only_read_and_only_a_pull_requests_head(overrides: dict[s
         RunnerSpec.model_validate({**base, **overrides})
 
 
+def test_the_default_branch_is_never_pushed_to_by_any_of_its_names() -> None:
+    """Renamed on GitHub (main -> trunk) with codexk8s.yaml unchanged: the run's default branch is the configured
+    `main`, GitHub's `trunk` comes as a protected name, and a revise of a PR whose head is `trunk` is refused."""
+    base = {
+        "remote_url": "/x.git", "workdir": "/w", "command": ["a"], "prompt_file": "/p", "write_scope": "any-file",
+        "commit_message": "m", "author_name": "a", "author_email": "a@b", "base_branch": "release",
+        "default_branch": "main", "protected_branches": ["main", "trunk"],
+    }  # fmt: skip
+    for branch in ("main", "trunk"):
+        with pytest.raises(ValidationError, match=re.escape(f"branch {branch!r} is the repository's default branch")):
+            RunnerSpec.model_validate({**base, "branch": branch, "mode": "revise"})
+    assert RunnerSpec.model_validate({**base, "branch": "trunk", "mode": "comment_only"}).branch == "trunk"  # read only
+    assert RunnerSpec.model_validate({**base, "branch": "codex/issue-1", "mode": "revise"}).branch == "codex/issue-1"
+
+
 # ------------------------------------------------------------------------------------------------ failures
 
 

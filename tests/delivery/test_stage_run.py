@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
 from codexk8s_pipelines.agents.catalog import load_catalog
 from codexk8s_pipelines.mcp.tokens import verify_token
@@ -254,3 +255,91 @@ def test_a_revise_of_a_pull_request_from_main_into_release_never_pushes_to_main(
     failure = result.failure_data_for_node("run_agent")
     assert failure is not None and failure.error is not None
     assert "'main' is the repository's default branch: an agent's work is never pushed to it" in str(failure.error)
+
+
+def _default_branch_renamed(stage: Stage, new: str) -> None:
+    """The repository's default branch renamed on GitHub (main -> `new`): the old name is gone from the remote too."""
+    git("--git-dir", str(stage.remote), "branch", "-m", "main", new)
+    git("--git-dir", str(stage.remote), "symbolic-ref", "HEAD", f"refs/heads/{new}")
+    stage.state.repo(REPO).default_branch = new
+
+
+def _configure_default_branch(stage: Stage, branch: str) -> None:
+    """`default_branch: <branch>` set for the repository in codexk8s.yaml (the stage fixture's file)."""
+    from codexk8s_pipelines.config import loader
+
+    config = Path(os.environ["CODEXK8S_CONFIG"])
+    config.write_text(config.read_text() + f"    default_branch: {branch}\n")
+    loader.load_config_from_environment.cache_clear()
+
+
+def test_a_repository_whose_default_branch_is_master_runs_without_configuring_it(stage: Stage) -> None:
+    """No `default_branch` in codexk8s.yaml, GitHub's is `master`: every run failed with `base_branch_not_found —
+    base branch 'main' does not exist on the remote`. The run follows GitHub's default branch."""
+    _default_branch_renamed(stage, "master")
+    number = _issue(stage)
+    stage.state.label(REPO, number, "run:dev", actor="alice")
+    (request,) = stage.trigger()
+    assert stage.execute(request).success, _service_comment(stage, number)
+    assert stage.branches() == sorted([f"codex/issue-{number}", "master"])
+    created = [e for e in stage.store.events(request.run_key or "") if e["event_type"] == "run.pr.created"]
+    pull = stage.state.issue(REPO, created[0]["payload"]["number"]).pull
+    assert pull is not None and pull.base == "master"
+
+
+def test_a_configured_default_branch_missing_from_the_remote_names_githubs_and_the_setting(stage: Stage) -> None:
+    """`default_branch: main` set explicitly (an override), GitHub's is `master`: the run fails as before, but says
+    which branch exists and which setting named the missing one."""
+    _default_branch_renamed(stage, "master")
+    _configure_default_branch(stage, "main")
+    number = _issue(stage)
+    stage.state.label(REPO, number, "run:dev", actor="alice")
+    (request,) = stage.trigger()
+    assert not stage.execute(request).success
+    comment = _service_comment(stage, number)
+    assert "base_branch_not_found" in comment
+    assert "GitHub's default branch is 'master'" in comment, comment
+    assert f"'main' is repositories[].default_branch of {REPO} in codexk8s.yaml" in comment
+    assert stage.branches() == ["master"]
+
+
+@pytest.mark.parametrize("configured", [None, "main"], ids=["not-configured", "configured-before-the-rename"])
+def test_a_revise_of_a_pull_request_from_the_renamed_default_branch_never_pushes_to_it(
+    stage: Stage, configured: str | None
+) -> None:
+    """The default branch renamed on GitHub (main -> trunk), codexk8s.yaml left as it was: a PR of this repository
+    from `trunk` into `release`. The guard compared the head branch with the configured name (`main`), and the revise
+    pushed the agent's commit straight to `trunk`. It is refused by GitHub's name as by the configured one."""
+    number = _issue(stage)
+    stage.state.label(REPO, number, "run:dev", actor="alice")
+    (first,) = stage.trigger()
+    assert stage.execute(first).success
+    _default_branch_renamed(stage, "trunk")
+    if configured:
+        _configure_default_branch(stage, configured)
+    trunk_before = stage.log("trunk")
+    git("--git-dir", str(stage.remote), "branch", "release", "trunk")
+    pr = stage.state.add_pull(REPO, "release", body=f"Fixes #{number}", head="trunk", user="alice", base="release")
+    result = _revise_of(stage, number, pr)
+    assert not result.success
+    assert stage.log("trunk") == trunk_before
+    failure = result.failure_data_for_node("run_agent")
+    assert failure is not None and failure.error is not None
+    assert "'trunk' is the repository's default branch: an agent's work is never pushed to it" in str(failure.error)
+
+
+def test_a_run_that_cannot_read_the_default_branch_from_github_stops_before_its_checkout(stage: Stage) -> None:
+    """Without GitHub's answer the run cannot know which branch it must never push to; no guess from the
+    configuration (its name may be the stale one): it stops, says why, and nothing is pushed."""
+    number = _issue(stage)
+    stage.state.label(REPO, number, "run:dev", actor="alice")
+    (request,) = stage.trigger()
+    stage.state.inject("502", "GET", rf"^/repos/{REPO}$", times=None)
+    result = stage.execute(request)
+    stage.state.clear_faults()
+    assert not result.success
+    failure = result.failure_data_for_node("prepare_context")
+    assert failure is not None and failure.error is not None
+    text = str(failure.error)
+    assert f"cannot read the default branch of {REPO} from GitHub" in text and "changed nothing" in text, text
+    assert stage.branches() == ["main"]

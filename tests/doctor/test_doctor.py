@@ -280,6 +280,50 @@ def test_github_repository_not_accessible(deployment: Deployment, capsys: pytest
     assert f"ok   github.repo {REPO}: reachable; the token may push (push, triage, pull)" in lines
 
 
+def _configure_default_branch(deployment: Deployment, branch: str) -> None:
+    config = deployment.tmp_path / "codexk8s.yaml"
+    config.write_text(yaml.safe_dump({"repositories": [{"github": REPO, "default_branch": branch}]}), encoding="utf-8")
+
+
+def _use_the_app(deployment: Deployment) -> None:
+    private_pem, public_pem = app_key_pair()
+    deployment.github.state.add_app(4242, public_pem, repos=[REPO])
+    deployment.set("CODEXK8S_GITHUB_TOKEN", None)
+    deployment.set("CODEXK8S_GITHUB_APP_ID", "4242")
+    deployment.set("CODEXK8S_GITHUB_APP_PRIVATE_KEY", private_pem)
+
+
+@pytest.mark.parametrize("credentials", ["token", "app"])
+def test_a_configured_default_branch_that_is_not_githubs_is_a_warning(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str], credentials: str
+) -> None:
+    """codexk8s.yaml still says `main` after the branch was renamed on GitHub (main -> trunk): stage runs start from
+    `main`, which is gone, until someone notices. The doctor says so, naming both and the setting."""
+    deployment.github.state.repo(REPO).default_branch = "trunk"
+    _configure_default_branch(deployment, "main")
+    if credentials == "app":
+        _use_the_app(deployment)
+    code, lines = doctor(capsys)
+
+    assert code == 0, "\n".join(lines)
+    assert with_status(lines, "warn") == [
+        f"warn github.default_branch {REPO}: codexk8s.yaml sets default_branch 'main' for {REPO}, but GitHub's "
+        "default branch is 'trunk': stage runs start from 'main' and open their pull requests into it — fix: remove "
+        f"default_branch of {REPO} from codexk8s.yaml to follow GitHub (or set it to 'trunk'); keep it only to open "
+        "pull requests into another branch on purpose"
+    ]
+
+
+def test_a_configured_default_branch_that_is_githubs_says_nothing_more(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment.github.state.repo(REPO).default_branch = "trunk"
+    _configure_default_branch(deployment, "trunk")
+    code, lines = doctor(capsys)
+
+    assert code == 0 and names(lines) == NAMES, "\n".join(lines)
+
+
 @pytest.mark.parametrize("level", ["read", "triage"])
 def test_github_read_only_permission(deployment: Deployment, capsys: pytest.CaptureFixture[str], level: str) -> None:
     deployment.github.state.set_permission(REPO, DEFAULT_TOKEN_LOGIN, level)

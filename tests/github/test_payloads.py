@@ -9,6 +9,7 @@ from codexk8s_pipelines.github.payloads import (
     IssueEvent,
     PayloadError,
     PullRequest,
+    Repository,
     RepositoryPermission,
     WebhookEvent,
     label_names,
@@ -89,3 +90,10 @@ def test_a_pull_requests_head_repository_says_whether_its_branch_is_ours() -> No
     assert pull({"full_name": "Acme/Shop"}).head_is_in("acme/shop")
     assert not pull({"full_name": "mallory/shop"}).head_is_in("acme/shop")  # a fork's `main` is not ours
     assert not pull(None).head_is_in("acme/shop")  # the fork was deleted: its branch is nobody's here
+
+
+def test_a_repositorys_default_branch_is_githubs_and_its_absence_is_named() -> None:
+    """GitHub's published example of GET /repos/{owner}/{repo} carries `default_branch`: the stage runs' base."""
+    assert Repository.parse({"full_name": "acme/shop", "default_branch": "master"}).default_branch == "master"
+    with pytest.raises(PayloadError, match=r"repository acme/shop: field 'default_branch' is missing"):
+        Repository.parse({"full_name": "acme/shop", "default_branch": ""}, "repository acme/shop")

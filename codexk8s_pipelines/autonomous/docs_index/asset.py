@@ -115,12 +115,16 @@ def head_check(
         if repo.path is not None and set(commits) == {None}:
             return check_result(platform, INDEX_AT_HEAD, True, "a plain directory (no git): indexed as it is", **meta)
         return check_result(
-            platform, INDEX_AT_HEAD, False, f"the head of {repo.default_branch!r} is unknown: {why}", **meta
+            platform, INDEX_AT_HEAD, False, f"the head of {repo.default_branch_or_main!r} is unknown: {why}", **meta
         )
     stale = {c: n for c, n in commits.items() if c != head}
     if not stale:
         return check_result(platform, INDEX_AT_HEAD, True, f"all {sum(commits.values())} chunks at {head[:12]}", **meta)
     older = ", ".join(f"{n} chunk(s) at {(c or 'no commit')[:12]}" for c, n in stale.items())
     return check_result(
-        platform, INDEX_AT_HEAD, False, f"{repo.default_branch} is at {head[:12]} but the index has {older}", **meta
+        platform,
+        INDEX_AT_HEAD,
+        False,
+        f"{repo.default_branch_or_main} is at {head[:12]} but the index has {older}",
+        **meta,
     )
