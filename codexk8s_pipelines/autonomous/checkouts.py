@@ -45,27 +45,60 @@ def _git(*args: str, cwd: Path | None = None, timeout: float = 60) -> str:
     return done.stdout.strip()
 
 
-def remote_head(repo: RepositoryConfig, credentials: GitHubCredentials, timeout: float = 60) -> str:
-    """The commit the default branch points at now, asked of the remote (cheap: no clone)."""
-    if repo.path is not None:
-        return _git("rev-parse", "--verify", "HEAD", cwd=Path(repo.path), timeout=timeout)
+def _ls_remote(
+    repo: RepositoryConfig, credentials: GitHubCredentials, timeout: float, pattern: str, *options: str
+) -> str:
+    """`git ls-remote <options> <remote> <pattern>` of the repository, as the agent runner's git runs it (`git_env`):
+    no inherited GIT_CONFIG_*/GIT_DIR redirection (an `insteadOf` there would answer with another repository's refs)
+    and no tokens beyond the auth header; errors redacted with the token's header form too."""
     url = normalize_remote(repo.clone_url(credentials.api_url))
-    # The agent runner's git environment (`git_env`): no inherited GIT_CONFIG_*/GIT_DIR redirection (an
-    # `insteadOf` there would answer with another repository's head) and no tokens beyond the auth header; errors
-    # redacted with the token's header form too.
     env = {**git_env(os.environ), **auth_config_env(url, credentials.token)}
-    ref = f"refs/heads/{repo.default_branch_or_main}"
     try:
         done = run_git(
-            ["git", "ls-remote", url, ref], "ls-remote",
+            ["git", "ls-remote", *options, url, pattern], "ls-remote",
             scrub=Scrubber(credentials.token), timeout=timeout, env=env, text=True,
         )  # fmt: skip
     except GitError as exc:
         raise LookupError(f"{repo.key}: {exc}") from None
-    head = ls_remote_refs(done.stdout).get(ref)
-    if head is None:
-        raise LookupError(f"{repo.key}: branch {repo.default_branch_or_main!r} not found on the remote")
-    return head
+    return done.stdout
+
+
+def _symbolic_head(out: str) -> tuple[str | None, str | None]:
+    """(branch, commit) of the remote's HEAD from `git ls-remote --symref <url> HEAD`: `ref: refs/heads/<b>\tHEAD`
+    then `<commit>\tHEAD`."""
+    branch = commit = None
+    for line in out.splitlines():
+        what, tab, ref = line.partition("\t")
+        if not tab or ref != "HEAD":
+            continue
+        if what.startswith("ref: refs/heads/"):
+            branch = what.removeprefix("ref: refs/heads/")
+        elif not what.startswith("ref:"):
+            commit = what
+    return branch, commit
+
+
+def _default_head(repo: RepositoryConfig, credentials: GitHubCredentials, timeout: float) -> tuple[str, str]:
+    """(branch, commit) of the repository's default branch on its remote: `default_branch` when configured, else
+    the branch the remote's HEAD names, as a stage run follows GitHub's (`delivery.context`). Read as `main` when
+    not configured, a repository on `master` failed every periodic run while its stage runs worked."""
+    if repo.default_branch:
+        ref = f"refs/heads/{repo.default_branch}"
+        head = ls_remote_refs(_ls_remote(repo, credentials, timeout, ref)).get(ref)
+        if head is None:
+            raise LookupError(f"{repo.key}: branch {repo.default_branch!r} not found on the remote")
+        return repo.default_branch, head
+    branch, head = _symbolic_head(_ls_remote(repo, credentials, timeout, "HEAD", "--symref"))
+    if branch is None or head is None:
+        raise LookupError(f"{repo.key}: the remote names no default branch (an empty repository?)")
+    return branch, head
+
+
+def remote_head(repo: RepositoryConfig, credentials: GitHubCredentials, timeout: float = 60) -> str:
+    """The commit the default branch points at now, asked of the remote (cheap: no clone)."""
+    if repo.path is not None:
+        return _git("rev-parse", "--verify", "HEAD", cwd=Path(repo.path), timeout=timeout)
+    return _default_head(repo, credentials, timeout)[1]
 
 
 # What a lookup of `remote_heads` found: the commit, why it is unknown, or None when the budget ran out before it began.
@@ -112,5 +145,6 @@ def checkout(repo: RepositoryConfig, credentials: GitHubCredentials) -> tuple[Pa
         except (subprocess.CalledProcessError, FileNotFoundError):
             return root, None  # a plain directory: indexed as it is
     workspace = GitWorkspace(_mirror_dir(repo), repo.clone_url(credentials.api_url), token=credentials.token)
-    prepared = workspace.prepare(repo.default_branch_or_main, repo.default_branch_or_main, "comment_only")
+    branch, _ = _default_head(repo, credentials, timeout=60)
+    prepared = workspace.prepare(branch, branch, "comment_only")
     return prepared.path, prepared.start_commit

@@ -41,7 +41,7 @@ class PeriodicRun:
         try:
             root, commit = checkout(self.repo, github.credentials())
         except Exception as exc:  # git's own message says why (auth, network, branch); no traceback is more useful
-            cannot(f"{self.repo.key}: cannot check out {self.repo.default_branch_or_main!r}: {exc}")
+            cannot(f"{self.repo.key}: cannot check out {self.repo.default_branch_shown}: {exc}")
         return CheckedOutRun(self.platform, self.repo, self.store, root, commit)
 
 

@@ -89,10 +89,11 @@ class RepositoryConfig(_Strict):
         return None if self.path is None else f"{LEGACY_LOCAL_PREFIX}{self.path}"
 
     @property
-    def default_branch_or_main(self) -> str:
-        """The branch read where GitHub is not asked (the periodic runs' checkouts): `default_branch` as configured,
-        else `main`. A stage run asks GitHub for its repository's default branch (`delivery.context.gather`)."""
-        return self.default_branch or "main"
+    def default_branch_shown(self) -> str:
+        """The default branch as a message names it: `'develop'` when configured, else as the remote names it (a
+        stage run asks GitHub, `delivery.context.gather`; a periodic checkout the remote's HEAD,
+        `autonomous.checkouts`)."""
+        return repr(self.default_branch) if self.default_branch else "the default branch"
 
     def clone_url(self, api_url: str) -> str:
         """The git remote of the repository: `git_url`, the local checkout, or the GitHub host's https URL."""

@@ -11,7 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from codexk8s_pipelines.autonomous.checkouts import remote_head
+from codexk8s_pipelines.autonomous.checkouts import checkout, remote_head
 from codexk8s_pipelines.config.models import RepositoryConfig
 from codexk8s_pipelines.github.client import GitHubCredentials
 from tests.helpers import free_port, git, silent_http_server
@@ -92,10 +92,32 @@ def test_the_default_branchs_head_is_read_by_its_full_name_not_from_the_first_li
     git("push", "-q", str(bare), "HEAD:refs/heads/a/refs/heads/main", cwd=work)
     listed = git("ls-remote", str(bare), "refs/heads/main")
     assert listed.splitlines()[0].endswith("\trefs/heads/a/refs/heads/main"), listed  # the trap is there
-    assert remote_head(RepositoryConfig(github="acme/docs", git_url=str(bare)), GitHubCredentials()) == head
+    configured = RepositoryConfig(github="acme/docs", git_url=str(bare), default_branch="main")
+    assert remote_head(configured, GitHubCredentials()) == head
     git("--git-dir", str(bare), "update-ref", "-d", "refs/heads/main")  # only `a/refs/heads/main` is listed now
     with pytest.raises(LookupError, match=r"^acme/docs: branch 'main' not found on the remote$"):
-        remote_head(RepositoryConfig(github="acme/docs", git_url=str(bare)), GitHubCredentials())
+        remote_head(configured, GitHubCredentials())
+
+
+def test_without_a_configured_branch_the_remotes_default_branch_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A repository on `master`, no `default_branch:` in codexk8s.yaml: its stage runs follow GitHub's default
+    branch, but every periodic run read `main` and failed ("branch 'main' not found"). They read the branch the
+    remote's HEAD names now, and an empty repository says it has none."""
+    monkeypatch.setenv("CODEXK8S_HOME", str(tmp_path / "home"))
+    bare, head = _repository(tmp_path, "# on master\n")
+    git("--git-dir", str(bare), "branch", "-m", "main", "master")
+    git("--git-dir", str(bare), "symbolic-ref", "HEAD", "refs/heads/master")
+    repo = RepositoryConfig(github="acme/docs", git_url=str(bare))
+    assert remote_head(repo, GitHubCredentials()) == head
+    root, commit = checkout(repo, GitHubCredentials())
+    assert commit == head and (root / "README.md").read_text() == "# on master\n"
+
+    empty = tmp_path / "empty.git"
+    git("init", "-q", "--bare", str(empty))
+    with pytest.raises(LookupError, match=r"^acme/empty: the remote names no default branch"):
+        remote_head(RepositoryConfig(github="acme/empty", git_url=str(empty)), GitHubCredentials())
 
 
 def test_an_unreachable_remote_is_a_lookup_error_naming_the_repository_without_the_token() -> None:

@@ -66,7 +66,7 @@ def test_an_unreachable_checkout_fails_with_one_message_and_no_retry(
     load_config_from_environment.cache_clear()
 
     description = _one_clear_message(_fail_with_retries(env, dependency_freshness))
-    assert description.startswith(f"{REPO}: cannot check out 'main': ") and "git" in description
+    assert description.startswith(f"{REPO}: cannot check out the default branch: ") and "git" in description
     _checks_say(env, dependency_freshness, description)
 
 

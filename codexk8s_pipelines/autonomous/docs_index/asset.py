@@ -115,7 +115,7 @@ def head_check(
         if repo.path is not None and set(commits) == {None}:
             return check_result(platform, INDEX_AT_HEAD, True, "a plain directory (no git): indexed as it is", **meta)
         return check_result(
-            platform, INDEX_AT_HEAD, False, f"the head of {repo.default_branch_or_main!r} is unknown: {why}", **meta
+            platform, INDEX_AT_HEAD, False, f"the head of {repo.default_branch_shown} is unknown: {why}", **meta
         )
     stale = {c: n for c, n in commits.items() if c != head}
     if not stale:
@@ -125,6 +125,6 @@ def head_check(
         platform,
         INDEX_AT_HEAD,
         False,
-        f"{repo.default_branch_or_main} is at {head[:12]} but the index has {older}",
+        f"{repo.default_branch_shown} is at {head[:12]} but the index has {older}",
         **meta,
     )
