@@ -235,6 +235,22 @@ def human_push(bare: Path, tmp_path: Path, branch: str, path: str, text: str) ->
     return git("rev-parse", "HEAD", cwd=clone).strip()
 
 
+def _run_while_a_human_pushes(tmp_path: Path, remote: Path, **spec_fields: Any) -> tuple[int, dict[str, Any], str]:
+    """Run the runner with an agent that edits once told, push a human's commit to the branch while the agent works,
+    then tell it: (the runner's exit code, its result, the human's commit)."""
+    result_path = tmp_path / "result.json"
+    spec = make_spec(tmp_path, remote, make_agent(tmp_path, EDIT_WHEN_TOLD), **spec_fields)
+    runner = subprocess.Popen(
+        runner_cmd(spec, result_path), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    wait_for(tmp_path / "workdir" / ".codexk8s" / "started")
+    human = human_push(remote, tmp_path, BRANCH, "human.txt", "mine\n")
+    (tmp_path / "workdir" / ".codexk8s" / "go").write_text("go")
+    out, err = runner.communicate(timeout=90)
+    assert result_path.is_file(), out + err
+    return runner.returncode, json.loads(result_path.read_text()), human
+
+
 @pytest.mark.parametrize("existing", [True, False], ids=["existing-branch", "new-branch"])
 def test_a_branch_a_human_pushed_to_while_the_agent_worked_is_kept_and_named(
     remote: Path, tmp_path: Path, existing: bool
@@ -245,17 +261,8 @@ def test_a_branch_a_human_pushed_to_while_the_agent_worked_is_kept_and_named(
     new head (the human's commit, kept) and saying to put the label back."""
     if existing:
         push_branch(remote, tmp_path, BRANCH, "docs/a.md", "a\n")
-    result_path = tmp_path / "result.json"
-    spec = make_spec(tmp_path, remote, make_agent(tmp_path, EDIT_WHEN_TOLD))
-    runner = subprocess.Popen(
-        runner_cmd(spec, result_path), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    wait_for(tmp_path / "workdir" / ".codexk8s" / "started")
-    human = human_push(remote, tmp_path, BRANCH, "human.txt", "mine\n")
-    (tmp_path / "workdir" / ".codexk8s" / "go").write_text("go")
-    out, err = runner.communicate(timeout=90)
-    result = json.loads(result_path.read_text())
-    assert (runner.returncode, result["status"], result["reason"]) == (1, "failed", "branch_moved"), out + err
+    returncode, result, human = _run_while_a_human_pushes(tmp_path, remote)
+    assert (returncode, result["status"], result["reason"]) == (1, "failed", "branch_moved"), result
     assert remote_head(remote, BRANCH) == human and not result["pushed"]
     message = result["message"]
     assert f"now at {human[:12]}" in message and "nothing on the remote was overwritten" in message
@@ -310,17 +317,8 @@ def test_a_branch_whose_pull_request_was_merged_and_deleted_starts_from_main(rem
 def test_a_branch_pushed_to_during_a_run_after_the_merge_is_never_overwritten(remote: Path, tmp_path: Path) -> None:
     """The lease is on the head the run saw: a human's push while the agent works fails the push, never is lost."""
     merged_branch(remote, tmp_path)
-    result_path = tmp_path / "result.json"
-    spec = make_spec(tmp_path, remote, make_agent(tmp_path, EDIT_WHEN_TOLD), closed_pull={"number": 7})
-    runner = subprocess.Popen(
-        runner_cmd(spec, result_path), cwd=REPO_ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    wait_for(tmp_path / "workdir" / ".codexk8s" / "started")
-    human = human_push(remote, tmp_path, BRANCH, "human.txt", "mine\n")
-    (tmp_path / "workdir" / ".codexk8s" / "go").write_text("go")
-    out, err = runner.communicate(timeout=90)
-    result = json.loads(result_path.read_text())
-    assert (result["status"], result["reason"]) == ("failed", "branch_moved"), out + err
+    _, result, human = _run_while_a_human_pushes(tmp_path, remote, closed_pull={"number": 7})
+    assert (result["status"], result["reason"]) == ("failed", "branch_moved"), result
     assert remote_head(remote, BRANCH) == human and f"now at {human[:12]}" in result["message"]
     assert "Open a pull request from 'codex/issue-12' to go on with it, or delete the branch" in result["message"]
 

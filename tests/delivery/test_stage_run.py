@@ -238,6 +238,21 @@ def test_a_reviewer_diffs_a_pull_request_against_its_own_base_not_the_default_br
     assert "Changed: src/app.py." in _service_comment(stage, pr_number)  # the agent's diff against origin/release
 
 
+def _a_revise_from_the_default_branch_is_refused(stage: Stage, number: int, default: str) -> None:
+    """A PR of this repository from its default branch `default` into `release`, revised: the run fails, names the
+    branch, and `default` is where it was."""
+    before = stage.log(default)
+    git("--git-dir", str(stage.remote), "branch", "release", default)
+    pr = stage.state.add_pull(REPO, "release", body=f"Fixes #{number}", head=default, user="alice", base="release")
+    result = _revise_of(stage, number, pr)
+    assert not result.success
+    assert stage.log(default) == before
+    failure = result.failure_data_for_node("run_agent")
+    assert failure is not None and failure.error is not None
+    refused = f"'{default}' is the repository's default branch: an agent's work is never pushed to it"
+    assert refused in str(failure.error)
+
+
 def test_a_revise_of_a_pull_request_from_main_into_release_never_pushes_to_main(stage: Stage) -> None:
     """A PR of this repository from `main` into `release`: its head branch is `main`. A revise works on the PR's head
     branch against the PR's base (`release`), so `main` is not the run's base: it is refused by name, as the
@@ -246,15 +261,7 @@ def test_a_revise_of_a_pull_request_from_main_into_release_never_pushes_to_main(
     stage.state.label(REPO, number, "run:dev", actor="alice")
     (first,) = stage.trigger()
     assert stage.execute(first).success
-    main_before = stage.log("main")
-    git("--git-dir", str(stage.remote), "branch", "release", "main")
-    pr = stage.state.add_pull(REPO, "release", body=f"Fixes #{number}", head="main", user="alice", base="release")
-    result = _revise_of(stage, number, pr)
-    assert not result.success
-    assert stage.log("main") == main_before
-    failure = result.failure_data_for_node("run_agent")
-    assert failure is not None and failure.error is not None
-    assert "'main' is the repository's default branch: an agent's work is never pushed to it" in str(failure.error)
+    _a_revise_from_the_default_branch_is_refused(stage, number, "main")
 
 
 def _default_branch_renamed(stage: Stage, new: str) -> None:
@@ -317,15 +324,7 @@ def test_a_revise_of_a_pull_request_from_the_renamed_default_branch_never_pushes
     _default_branch_renamed(stage, "trunk")
     if configured:
         _configure_default_branch(stage, configured)
-    trunk_before = stage.log("trunk")
-    git("--git-dir", str(stage.remote), "branch", "release", "trunk")
-    pr = stage.state.add_pull(REPO, "release", body=f"Fixes #{number}", head="trunk", user="alice", base="release")
-    result = _revise_of(stage, number, pr)
-    assert not result.success
-    assert stage.log("trunk") == trunk_before
-    failure = result.failure_data_for_node("run_agent")
-    assert failure is not None and failure.error is not None
-    assert "'trunk' is the repository's default branch: an agent's work is never pushed to it" in str(failure.error)
+    _a_revise_from_the_default_branch_is_refused(stage, number, "trunk")
 
 
 def test_a_run_that_cannot_read_the_default_branch_from_github_stops_before_its_checkout(stage: Stage) -> None:
